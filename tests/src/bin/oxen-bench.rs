@@ -1,0 +1,217 @@
+//! `oxen-bench`: the logic behind `scripts/bench`.
+//!
+//! Boots Oxen (PVH, `-smp 2`, TCG) a few times and reports, beside the
+//! reference figure from DESIGN.md:
+//! * the time to Dom0's first console line, as xen-core measures it with the
+//!   TSC and prints in its boot log
+//!   (`Dom0 first console line after N.NNN ms (TSC)`), and
+//! * the host wall-clock time from starting QEMU to Dom0's `VERDICT:` line
+//!   (after typing `poweroff` at the first prompt).
+//!
+//! Benchmarks are not tests: this measures and reports; it fails only if a
+//! boot does not get as far as a verdict.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use oxen_tests::batch::{POWEROFF, PROMPT};
+use oxen_tests::boot::OxenBoot;
+use oxen_tests::images;
+use oxen_tests::qemu::Echo;
+
+/// The boot-log line xen-core prints, up to the number.
+const FIRST_LINE_MARKER: &str = "Dom0 first console line after ";
+/// Xen 4.17 + Linux Dom0 under this machine's QEMU TCG (DESIGN.md).
+const REFERENCE_FIRST_LINE_MS: f64 = 4000.0;
+const REFERENCE_NOTE: &str =
+    "Xen 4.17 + Linux Dom0 under the same TCG (DESIGN.md; not re-measured here: needs issue 8)";
+const SMP: u32 = 2;
+const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Parses `Dom0 first console line after N.NNN ms (TSC)` out of a boot log.
+fn first_line_ms(log: &str) -> Option<f64> {
+    log.lines().find_map(|l| {
+        let rest = &l[l.find(FIRST_LINE_MARKER)? + FIRST_LINE_MARKER.len()..];
+        let num = rest.split_whitespace().next()?;
+        if !rest[num.len()..].trim_start().starts_with("ms") {
+            return None;
+        }
+        num.parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite() && *v >= 0.0)
+    })
+}
+
+fn median(v: &[f64]) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let n = s.len();
+    Some(if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    })
+}
+
+struct Sample {
+    first_line_ms: Option<f64>,
+    to_verdict: Option<Duration>,
+    ended: String,
+}
+
+fn one_run(boot: &OxenBoot, i: usize) -> Result<Sample, String> {
+    let name = format!("bench-{i}");
+    let work = images::work_dir(&name).map_err(|e| e.to_string())?;
+    let mut m = boot
+        .qemu(&name, &work)?
+        .smp(SMP)
+        .echo(Echo::Quiet)
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let mut to_verdict = None;
+    // Dom0 either shows its prompt (then `poweroff` makes it print its
+    // verdict) or prints its verdict by itself.
+    if let Ok(f) = m.wait_for_any(&[PROMPT, "VERDICT:"], BOOT_TIMEOUT) {
+        if f.index == 0 {
+            let _ = m.send_line(POWEROFF);
+            if let Ok(v) = m.wait_for("VERDICT:", BOOT_TIMEOUT) {
+                to_verdict = Some(v.at);
+            }
+        } else {
+            to_verdict = Some(f.at);
+        }
+    }
+    let r = m.wait_exit(Duration::from_secs(30));
+    let _ = std::fs::remove_dir_all(&work);
+    if to_verdict.is_none() {
+        eprintln!(
+            "{}",
+            r.report("no VERDICT line: this boot gives no wall-clock figure")
+        );
+    }
+    Ok(Sample {
+        first_line_ms: first_line_ms(&r.log),
+        to_verdict,
+        ended: r.exit_summary(),
+    })
+}
+
+fn main() -> ExitCode {
+    let mut runs = 3usize;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--runs" => match args.next().and_then(|v| v.parse().ok()).filter(|&n| n > 0) {
+                Some(n) => runs = n,
+                None => {
+                    eprintln!("oxen-bench: error: --runs needs a positive number");
+                    return ExitCode::from(2);
+                }
+            },
+            "-h" | "--help" => {
+                println!("Usage: scripts/bench [--runs N]   (default 3 boots)");
+                return ExitCode::SUCCESS;
+            }
+            other => {
+                eprintln!("oxen-bench: error: unknown option {other:?}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    match bench(runs) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("oxen-bench: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn bench(runs: usize) -> Result<bool, String> {
+    let images = images::build_images()?;
+    let boot = OxenBoot::new(images.hypervisor()?, images.dom0()?)?;
+    println!(
+        "Oxen boot benchmark: {runs} boot(s), PVH (qemu -kernel), -smp {SMP}, -m {}, -cpu {}, TCG",
+        oxen_tests::qemu::DEFAULT_MEM,
+        oxen_tests::qemu::DEFAULT_CPU
+    );
+    println!();
+    println!(
+        "{:<5} {:>32} {:>24}  ended",
+        "boot", "Dom0 first line (xen-core TSC)", "wall clock to VERDICT"
+    );
+    let mut firsts = Vec::new();
+    let mut walls = Vec::new();
+    for i in 1..=runs {
+        let s = one_run(&boot, i)?;
+        let f = s
+            .first_line_ms
+            .map_or("not printed".to_string(), |v| format!("{v:.3} ms"));
+        let w = s.to_verdict.map_or("no verdict".to_string(), |d| {
+            format!("{:.3} s", d.as_secs_f64())
+        });
+        println!("{i:<5} {f:>32} {w:>24}  {}", s.ended);
+        firsts.extend(s.first_line_ms);
+        walls.extend(s.to_verdict.map(|d| d.as_secs_f64()));
+    }
+    println!();
+    println!(
+        "{:<34} {:>14}  {:<14} ratio (Oxen/reference)",
+        "figure (median)", "Oxen", "reference"
+    );
+    match median(&firsts) {
+        Some(ms) => println!(
+            "{:<34} {:>11.3} ms  {:<14} {:.4}\n{:>51}{REFERENCE_NOTE}",
+            "time to Dom0's first console line",
+            ms,
+            format!("~{:.0} ms", REFERENCE_FIRST_LINE_MS),
+            ms / REFERENCE_FIRST_LINE_MS,
+            ""
+        ),
+        None => println!(
+            "{:<34} {:>14}  ~{:.0} ms: xen-core printed no `{FIRST_LINE_MARKER}N.NNN ms (TSC)` line, so there is no figure",
+            "time to Dom0's first console line", "not printed", REFERENCE_FIRST_LINE_MS
+        ),
+    }
+    match median(&walls) {
+        Some(s) => println!(
+            "{:<34} {:>12.3} s  {:<14} -",
+            "wall clock from QEMU start to VERDICT", s, "(none)"
+        ),
+        None => println!(
+            "{:<34} {:>14}",
+            "wall clock from QEMU start to VERDICT", "no verdict"
+        ),
+    }
+    Ok(walls.len() == runs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_tsc_line() {
+        let log =
+            "Oxen 0.1.0 (Xen 4.17 ABI)\n(XEN) Dom0 first console line after 123.456 ms (TSC)\n";
+        assert_eq!(first_line_ms(log), Some(123.456));
+        assert_eq!(
+            first_line_ms("Dom0 first console line after 7 ms (TSC)"),
+            Some(7.0)
+        );
+        assert_eq!(first_line_ms("Dom0 first console line after soon"), None);
+        assert_eq!(first_line_ms("Dom0 first console line after 5 s"), None);
+        assert_eq!(first_line_ms(""), None);
+    }
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(&[]), None);
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0]), Some(2.5));
+    }
+}

@@ -1,0 +1,316 @@
+//! Putting an Oxen boot together: the hypervisor, its command line, Dom0's
+//! kernel and command line, and Dom0's ramdisk, delivered either through
+//! QEMU's PVH loader (one `-initrd` holding an Oxen module bundle) or through
+//! a GRUB ISO (Multiboot2 `module2` lines).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::bundle::{self, Module};
+use crate::cpio::CpioWriter;
+use crate::qemu::{Media, Qemu, DEFAULT_APPEND};
+
+/// The contents of `/etc/oxen-release` in Dom0's ramdisk.
+pub fn release_line() -> String {
+    format!("Oxen {}", env!("CARGO_PKG_VERSION"))
+}
+
+/// Path of the release file inside the ramdisk.
+pub const RELEASE_FILE: &str = "/etc/oxen-release";
+
+/// Builds Dom0's ramdisk: `/etc/oxen-release` plus each of `adds` as
+/// `/<basename>` (mode 0755 if executable on the host, else 0644).
+pub fn dom0_ramdisk(adds: &[PathBuf]) -> Result<Vec<u8>, String> {
+    let mut w = CpioWriter::new();
+    w.add_file(
+        RELEASE_FILE,
+        0o644,
+        format!("{}\n", release_line()).as_bytes(),
+    )
+    .map_err(|e| e.to_string())?;
+    for p in adds {
+        let data = std::fs::read(p).map_err(|e| format!("--add {}: {e}", p.display()))?;
+        let base = p
+            .file_name()
+            .and_then(|b| b.to_str())
+            .ok_or_else(|| format!("--add {}: no usable file name", p.display()))?;
+        let perm = executable_perm(p);
+        w.add_file(&format!("/{base}"), perm, &data)
+            .map_err(|e| format!("--add {}: {e}", p.display()))?;
+    }
+    Ok(w.finish())
+}
+
+#[cfg(unix)]
+fn executable_perm(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::metadata(p) {
+        Ok(m) if m.permissions().mode() & 0o111 != 0 => 0o755,
+        _ => 0o644,
+    }
+}
+
+#[cfg(not(unix))]
+fn executable_perm(_: &Path) -> u32 {
+    0o644
+}
+
+/// Which firmware path boots the hypervisor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BootPath {
+    /// QEMU `-kernel` (PVH entry note).
+    Pvh,
+    /// GRUB ISO (Multiboot2 header).
+    Grub,
+}
+
+impl fmt::Display for BootPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BootPath::Pvh => "PVH (qemu -kernel)",
+            BootPath::Grub => "Multiboot2 (GRUB ISO)",
+        })
+    }
+}
+
+/// A boot module's contents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payload {
+    File(PathBuf),
+    Bytes(Vec<u8>),
+}
+
+impl Payload {
+    fn read(&self) -> Result<Vec<u8>, String> {
+        match self {
+            Payload::File(p) => std::fs::read(p).map_err(|e| format!("{}: {e}", p.display())),
+            Payload::Bytes(b) => Ok(b.clone()),
+        }
+    }
+}
+
+/// Everything that makes up one Oxen boot.
+#[derive(Debug, Clone)]
+pub struct OxenBoot {
+    pub path: BootPath,
+    pub hypervisor: PathBuf,
+    /// The hypervisor's command line.
+    pub append: String,
+    /// Module 1; `None` boots with no modules at all.
+    pub dom0: Option<Payload>,
+    /// Module 1's command line: Dom0's command line.
+    pub dom0_cmdline: String,
+    /// Module 2; `None` leaves it out.
+    pub ramdisk: Option<Payload>,
+}
+
+impl OxenBoot {
+    /// PVH, default command line, the given Dom0 and the default ramdisk.
+    pub fn new(hypervisor: impl Into<PathBuf>, dom0: impl Into<PathBuf>) -> Result<Self, String> {
+        Ok(Self {
+            path: BootPath::Pvh,
+            hypervisor: hypervisor.into(),
+            append: DEFAULT_APPEND.into(),
+            dom0: Some(Payload::File(dom0.into())),
+            dom0_cmdline: String::new(),
+            ramdisk: Some(Payload::Bytes(dom0_ramdisk(&[])?)),
+        })
+    }
+
+    /// The boot modules, in order, with their command lines.
+    pub fn modules(&self) -> Result<Vec<Module>, String> {
+        let mut m = Vec::new();
+        if let Some(d) = &self.dom0 {
+            m.push(Module::new(d.read()?, self.dom0_cmdline.clone()));
+            if let Some(r) = &self.ramdisk {
+                m.push(Module::new(r.read()?, ""));
+            }
+        }
+        Ok(m)
+    }
+
+    /// Writes what QEMU needs into `work` (a bundle or an ISO) and returns
+    /// a [`Qemu`] (contract defaults) that boots it.
+    pub fn qemu(&self, name: &str, work: &Path) -> Result<Qemu, String> {
+        if !self.hypervisor.is_file() {
+            return Err(format!(
+                "hypervisor image {} does not exist",
+                self.hypervisor.display()
+            ));
+        }
+        let q = Qemu::new(name);
+        match self.path {
+            BootPath::Pvh => {
+                let mods = self.modules()?;
+                let mut q = q.kernel(&self.hypervisor).append(self.append.clone());
+                if !mods.is_empty() {
+                    let b = bundle::write(&mods).map_err(|e| e.to_string())?;
+                    let p = work.join("modules.oxenmods");
+                    std::fs::write(&p, b).map_err(|e| format!("{}: {e}", p.display()))?;
+                    q = q.initrd(p);
+                }
+                Ok(q)
+            }
+            BootPath::Grub => {
+                let iso = make_iso(work, self)?;
+                Ok(q.media(Media::Cdrom(iso)))
+            }
+        }
+    }
+}
+
+/// The grub.cfg for a boot.
+pub fn grub_cfg(boot: &OxenBoot) -> String {
+    let mut s = String::from(
+        "set timeout=0\n\
+         set default=0\n\
+         serial --unit=0 --speed=115200\n\
+         terminal_input serial\n\
+         terminal_output serial\n\
+         menuentry \"Oxen\" {\n",
+    );
+    s.push_str(&format!("    multiboot2 /boot/xen-core {}\n", boot.append).replace(" \n", "\n"));
+    if boot.dom0.is_some() {
+        s.push_str(&format!("    module2 /boot/dom0 {}\n", boot.dom0_cmdline).replace(" \n", "\n"));
+        if boot.ramdisk.is_some() {
+            s.push_str("    module2 /boot/dom0-ramdisk.cpio\n");
+        }
+    }
+    s.push_str("    boot\n}\n");
+    s
+}
+
+fn check_grub_word(what: &str, s: &str) -> Result<(), String> {
+    if s.chars().any(|c| {
+        matches!(
+            c,
+            '\n' | '\r' | '"' | '\'' | '\\' | '$' | ';' | '{' | '}' | '#'
+        )
+    }) {
+        return Err(format!(
+            "{what} {s:?} has characters grub.cfg would interpret"
+        ));
+    }
+    Ok(())
+}
+
+/// Builds a GRUB ISO for `boot` in `work` with `grub-mkrescue` and returns its path.
+pub fn make_iso(work: &Path, boot: &OxenBoot) -> Result<PathBuf, String> {
+    check_grub_word("hypervisor command line", &boot.append)?;
+    check_grub_word("Dom0 command line", &boot.dom0_cmdline)?;
+    let root = work.join("iso-root");
+    let bootdir = root.join("boot");
+    let grubdir = bootdir.join("grub");
+    std::fs::create_dir_all(&grubdir).map_err(|e| format!("{}: {e}", grubdir.display()))?;
+    let write = |name: &str, data: &[u8]| {
+        let p = bootdir.join(name);
+        std::fs::write(&p, data).map_err(|e| format!("{}: {e}", p.display()))
+    };
+    write("xen-core", &Payload::File(boot.hypervisor.clone()).read()?)?;
+    if let Some(d) = &boot.dom0 {
+        write("dom0", &d.read()?)?;
+    }
+    if let Some(r) = &boot.ramdisk {
+        write("dom0-ramdisk.cpio", &r.read()?)?;
+    }
+    std::fs::write(grubdir.join("grub.cfg"), grub_cfg(boot)).map_err(|e| e.to_string())?;
+    let iso = work.join("oxen.iso");
+    let out = Command::new("grub-mkrescue")
+        .arg("-o")
+        .arg(&iso)
+        .arg(&root)
+        .output()
+        .map_err(|e| {
+            format!("cannot run grub-mkrescue ({e}): install grub-common, grub-pc-bin, xorriso and mtools")
+        })?;
+    if !out.status.success() || !iso.is_file() {
+        return Err(format!(
+            "grub-mkrescue failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(iso)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpio;
+
+    #[test]
+    fn ramdisk_holds_release_and_adds() {
+        let dir = std::env::temp_dir().join(format!("oxen-ramdisk-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("guest.cfg");
+        std::fs::write(&f, "name = \"g\"\n").unwrap();
+        let a = dom0_ramdisk(std::slice::from_ref(&f)).unwrap();
+        let e = cpio::parse(&a).unwrap();
+        let names: Vec<&str> = e.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["etc", "etc/oxen-release", "guest.cfg"]);
+        assert_eq!(
+            e[1].data,
+            format!("Oxen {}\n", env!("CARGO_PKG_VERSION")).as_bytes()
+        );
+        assert_eq!(e[2].data, b"name = \"g\"\n");
+        assert!(dom0_ramdisk(&[dir.join("missing")])
+            .unwrap_err()
+            .contains("missing"));
+        // Two adds with one basename collide.
+        let g = dir.join("sub");
+        std::fs::create_dir_all(&g).unwrap();
+        std::fs::write(g.join("guest.cfg"), "x").unwrap();
+        assert!(dom0_ramdisk(&[f.clone(), g.join("guest.cfg")]).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn grub_cfg_follows_the_contract() {
+        let b = OxenBoot {
+            path: BootPath::Grub,
+            hypervisor: "x".into(),
+            append: "loglvl=info".into(),
+            dom0: Some(Payload::Bytes(vec![])),
+            dom0_cmdline: "".into(),
+            ramdisk: Some(Payload::Bytes(vec![])),
+        };
+        let c = grub_cfg(&b);
+        assert!(c.starts_with("set timeout=0\n"));
+        assert!(c.contains(
+            "serial --unit=0 --speed=115200\nterminal_input serial\nterminal_output serial\n"
+        ));
+        assert!(c.contains("    multiboot2 /boot/xen-core loglvl=info\n"));
+        assert!(c.contains("    module2 /boot/dom0\n"));
+        assert!(c.contains("    module2 /boot/dom0-ramdisk.cpio\n"));
+        let b2 = OxenBoot {
+            dom0: None,
+            ..b.clone()
+        };
+        assert!(!grub_cfg(&b2).contains("module2"));
+        assert!(check_grub_word("x", "loglvl=all console=com1").is_ok());
+        assert!(check_grub_word("x", "a; reboot").is_err());
+    }
+
+    #[test]
+    fn modules_are_dom0_then_ramdisk() {
+        let b = OxenBoot {
+            path: BootPath::Pvh,
+            hypervisor: "x".into(),
+            append: String::new(),
+            dom0: Some(Payload::Bytes(b"kernel".to_vec())),
+            dom0_cmdline: "debug".into(),
+            ramdisk: Some(Payload::Bytes(b"rd".to_vec())),
+        };
+        let m = b.modules().unwrap();
+        assert_eq!(
+            m,
+            vec![
+                Module::new(b"kernel".to_vec(), "debug"),
+                Module::new(b"rd".to_vec(), "")
+            ]
+        );
+        assert!(OxenBoot { dom0: None, ..b }.modules().unwrap().is_empty());
+    }
+}

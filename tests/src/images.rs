@@ -1,0 +1,279 @@
+//! Building and locating the bootable images.
+//!
+//! One command builds everything:
+//!
+//! ```text
+//! cargo build --release --target x86_64-unknown-none -p xen-core -p dom0-tools \
+//!     --target-dir <root>/target/images
+//! ```
+//!
+//! (its own target dir, so it never waits on the host `cargo test` build lock)
+//! and leaves in `target/images/x86_64-unknown-none/release/`: `xen-core`,
+//! `dom0`, and the test Dom0 kernels listed in [`TEST_KERNELS`] — the one
+//! place that list lives.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use crate::exit::Exit;
+
+/// The bare-metal target.
+pub const TARGET: &str = "x86_64-unknown-none";
+/// The packages that produce images.
+pub const IMAGE_PACKAGES: &[&str] = &["xen-core", "dom0-tools"];
+/// The hypervisor ELF (PVH note + Multiboot2 header).
+pub const HYPERVISOR: &str = "xen-core";
+/// The default Dom0 kernel.
+pub const DOM0: &str = "dom0";
+
+/// A test Dom0 kernel and what a boot of it must show.
+#[derive(Debug, Clone, Copy)]
+pub struct TestKernel {
+    /// Binary name in `dom0-tools` (and file name in the image dir).
+    pub name: &'static str,
+    /// What it does.
+    pub purpose: &'static str,
+    /// How the machine must stop.
+    pub exit: Exit,
+    /// Console lines (substrings) that must appear, in this order.
+    pub lines: &'static [&'static str],
+    /// Whether its last `VERDICT:` line must be SUCCESS.
+    pub verdict_success: bool,
+}
+
+/// Every test Dom0 kernel: add one here and the boot tests pick it up.
+pub const TEST_KERNELS: &[TestKernel] = &[
+    TestKernel {
+        name: "dom0-crash",
+        purpose: "page-faults with no handler: xen-core must crash the domain, not hang or panic",
+        exit: Exit::CRASH,
+        lines: &["domain crash: d0v0"],
+        verdict_success: false,
+    },
+    TestKernel {
+        name: "dom0-hostile",
+        purpose: "throws bad hypercalls at xen-core and checks Xen's error codes",
+        exit: Exit::POWEROFF,
+        lines: &[],
+        verdict_success: true,
+    },
+];
+
+/// Looks a test kernel up by name.
+pub fn test_kernel(name: &str) -> Option<&'static TestKernel> {
+    TEST_KERNELS.iter().find(|k| k.name == name)
+}
+
+/// The workspace root: `$OXEN_ROOT`, else the parent of this crate's
+/// manifest dir (recorded at compile time), else the nearest ancestor of the
+/// current directory that holds `xen-core/` and `Cargo.toml`.
+pub fn workspace_root() -> PathBuf {
+    if let Ok(r) = std::env::var("OXEN_ROOT") {
+        return PathBuf::from(r);
+    }
+    let compiled = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf);
+    if let Some(c) = compiled.filter(|c| is_root(c)) {
+        return c;
+    }
+    if let Ok(cwd) = std::env::current_dir() {
+        if let Some(r) = cwd.ancestors().find(|a| is_root(a)) {
+            return r.to_path_buf();
+        }
+    }
+    PathBuf::from(".")
+}
+
+fn is_root(p: &Path) -> bool {
+    p.join("Cargo.toml").is_file() && p.join("xen-core").is_dir()
+}
+
+/// `<root>/target/images`: the image build's target dir and the harness's scratch space.
+pub fn images_target_dir() -> PathBuf {
+    workspace_root().join("target").join("images")
+}
+
+/// A scratch directory for one run (emptied first).
+pub fn work_dir(name: &str) -> std::io::Result<PathBuf> {
+    let d = images_target_dir().join("work").join(name);
+    if d.exists() {
+        std::fs::remove_dir_all(&d)?;
+    }
+    std::fs::create_dir_all(&d)?;
+    Ok(d)
+}
+
+/// Where the built images are.
+#[derive(Debug, Clone)]
+pub struct Images {
+    pub dir: PathBuf,
+}
+
+impl Images {
+    /// The image dir without building: `$OXEN_IMAGES` or the default.
+    pub fn locate() -> Images {
+        match std::env::var("OXEN_IMAGES") {
+            Ok(d) => Images {
+                dir: PathBuf::from(d),
+            },
+            Err(_) => Images {
+                dir: images_target_dir().join(TARGET).join("release"),
+            },
+        }
+    }
+
+    /// Path of the image `name`, or an error that says how it should have been made.
+    pub fn get(&self, name: &str) -> Result<PathBuf, String> {
+        let p = self.dir.join(name);
+        if p.is_file() {
+            Ok(p)
+        } else {
+            Err(format!(
+                "image {name:?} is missing: {} does not exist (the image build should produce it: {})",
+                p.display(),
+                build_command_line()
+            ))
+        }
+    }
+
+    pub fn hypervisor(&self) -> Result<PathBuf, String> {
+        self.get(HYPERVISOR)
+    }
+
+    pub fn dom0(&self) -> Result<PathBuf, String> {
+        self.get(DOM0)
+    }
+
+    /// Every image the build must produce.
+    pub fn expected_names() -> Vec<&'static str> {
+        let mut v = vec![HYPERVISOR, DOM0];
+        v.extend(TEST_KERNELS.iter().map(|k| k.name));
+        v
+    }
+
+    /// The expected images that are missing.
+    pub fn missing(&self) -> Vec<&'static str> {
+        Self::expected_names()
+            .into_iter()
+            .filter(|n| !self.dir.join(n).is_file())
+            .collect()
+    }
+}
+
+fn build_args() -> Vec<String> {
+    let mut a: Vec<String> = vec![
+        "build".into(),
+        "--release".into(),
+        "--target".into(),
+        TARGET.into(),
+    ];
+    for p in IMAGE_PACKAGES {
+        a.push("-p".into());
+        a.push(p.to_string());
+    }
+    a.push("--target-dir".into());
+    a.push(images_target_dir().display().to_string());
+    a
+}
+
+/// The image build command, for messages.
+pub fn build_command_line() -> String {
+    format!("cargo {}", build_args().join(" "))
+}
+
+/// Builds the images, once per process, and returns where they are.
+///
+/// `OXEN_SKIP_BUILD=1` (or `OXEN_IMAGES=<dir>`) uses what is there instead.
+/// Progress goes to stderr.
+pub fn build_images() -> Result<&'static Images, String> {
+    static BUILT: OnceLock<Result<Images, String>> = OnceLock::new();
+    BUILT
+        .get_or_init(build_images_now)
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+fn build_images_now() -> Result<Images, String> {
+    let images = Images::locate();
+    let skip = std::env::var("OXEN_SKIP_BUILD").is_ok_and(|v| !v.is_empty() && v != "0");
+    if skip || std::env::var_os("OXEN_IMAGES").is_some() {
+        eprintln!(
+            "oxen-tests: using the images in {} (not rebuilding)",
+            images.dir.display()
+        );
+        return Ok(images);
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let root = workspace_root();
+    eprintln!("oxen-tests: building the images: {}", build_command_line());
+    let t = Instant::now();
+    let status = Command::new(&cargo)
+        .args(build_args())
+        .current_dir(&root)
+        // Settings cargo gives a test or build script must not leak into the
+        // nested build.
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("CARGO_BUILD_TARGET")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .status()
+        .map_err(|e| format!("cannot run {cargo}: {e}"))?;
+    if !status.success() {
+        return Err(format!(
+            "the image build failed ({status}): {} (run from {}); its errors are above",
+            build_command_line(),
+            root.display()
+        ));
+    }
+    eprintln!(
+        "oxen-tests: images built in {:.1?} into {}",
+        t.elapsed(),
+        images.dir.display()
+    );
+    let missing = images.missing();
+    if !missing.is_empty() {
+        eprintln!(
+            "oxen-tests: warning: the build did not produce {} (expected in {})",
+            missing.join(", "),
+            images.dir.display()
+        );
+    }
+    Ok(images)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_is_the_workspace() {
+        let r = workspace_root();
+        assert!(r.join("Cargo.toml").is_file(), "{}", r.display());
+        assert!(r.join("tests").join("Cargo.toml").is_file());
+    }
+
+    #[test]
+    fn build_command_is_the_contract() {
+        let c = build_command_line();
+        assert!(
+            c.starts_with("cargo build --release --target x86_64-unknown-none -p xen-core -p dom0-tools --target-dir "),
+            "{c}"
+        );
+        assert!(c.ends_with("target/images"), "{c}");
+    }
+
+    #[test]
+    fn test_kernel_table_is_sane() {
+        let names = Images::expected_names();
+        assert_eq!(&names[..2], &["xen-core", "dom0"]);
+        for k in TEST_KERNELS {
+            assert!(k.name.starts_with("dom0-"), "{}", k.name);
+            assert_eq!(names.iter().filter(|n| **n == k.name).count(), 1);
+        }
+        assert_eq!(test_kernel("dom0-crash").unwrap().exit, Exit::CRASH);
+        assert!(test_kernel("nope").is_none());
+    }
+}

@@ -1,0 +1,32 @@
+//! Oxen's host-side test harness.
+//!
+//! It builds the bootable images ([`images::build_images`]), packs Dom0's
+//! boot modules ([`cpio`] ramdisk, [`bundle`] for QEMU's PVH path, a GRUB ISO
+//! for the Multiboot2 path: [`boot`]), boots them under QEMU ([`qemu`]),
+//! reads the serial console, and judges the run by its console lines, its
+//! `VERDICT:` line and its `isa-debug-exit` code ([`check`], [`exit`]).
+//! `scripts/run --batch` is [`batch`]; `oxen-run` and `oxen-bench` (in
+//! `src/bin`) are thin front ends.
+//!
+//! Environment knobs:
+//! * `OXEN_QEMU` — QEMU binary (default `qemu-system-x86_64`).
+//! * `OXEN_ECHO=1` — copy every console to stderr live (`stdout` for stdout).
+//! * `OXEN_MAX_QEMUS` — QEMUs running at once per process (default 2).
+//! * `OXEN_SKIP_BUILD=1` / `OXEN_IMAGES=DIR` — use existing images.
+//! * `OXEN_ROOT` — the workspace root, if not where this crate was built.
+
+pub mod batch;
+pub mod boot;
+pub mod bundle;
+pub mod check;
+pub mod cpio;
+pub mod elf;
+pub mod exit;
+pub mod images;
+pub mod qemu;
+
+pub use boot::{dom0_ramdisk, make_iso, BootPath, OxenBoot, Payload};
+pub use check::Verdict;
+pub use exit::{Exit, ShutdownReason};
+pub use images::{build_images, workspace_root, Images, TestKernel, TEST_KERNELS};
+pub use qemu::{Echo, Machine, Qemu, RunResult};

@@ -1,0 +1,2 @@
+//! Architecture glue. Only x86_64.
+pub mod x86_64;

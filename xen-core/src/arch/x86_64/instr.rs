@@ -1,0 +1,237 @@
+//! Every privileged instruction xen-core uses, wrapped once.
+//!
+//! Each wrapper states what it touches; callers stay in safe Rust where the
+//! instruction cannot break memory safety (port I/O to devices we own, reading
+//! MSRs and control registers) and `unsafe` where it can (writes to CR3, MSRs,
+//! descriptor tables).
+
+use core::arch::asm;
+
+/// Reads a byte from an I/O port.
+pub fn inb(port: u16) -> u8 {
+    let v: u8;
+    // SAFETY: port reads have no memory effects visible to Rust; xen-core only
+    // reads ports of devices it owns (UART, PIT, CMOS).
+    unsafe { asm!("in al, dx", out("al") v, in("dx") port, options(nomem, nostack, preserves_flags)) };
+    v
+}
+
+/// Writes a byte to an I/O port.
+pub fn outb(port: u16, v: u8) {
+    // SAFETY: port writes go to devices xen-core owns (UART, PIT, PIC, debug
+    // exit); none of them can DMA into memory Rust relies on.
+    unsafe { asm!("out dx, al", in("dx") port, in("al") v, options(nomem, nostack, preserves_flags)) };
+}
+
+/// Writes a 16-bit value to an I/O port.
+pub fn outw(port: u16, v: u16) {
+    // SAFETY: as for `outb` (used for the ACPI PM1a control register).
+    unsafe { asm!("out dx, ax", in("dx") port, in("ax") v, options(nomem, nostack, preserves_flags)) };
+}
+
+/// Writes a 32-bit value to an I/O port.
+pub fn outl(port: u16, v: u32) {
+    // SAFETY: as for `outb`.
+    unsafe { asm!("out dx, eax", in("dx") port, in("eax") v, options(nomem, nostack, preserves_flags)) };
+}
+
+/// Reads a model-specific register.
+pub fn rdmsr(msr: u32) -> u64 {
+    let (lo, hi): (u32, u32);
+    // SAFETY: reading an MSR has no memory effects; callers only name MSRs
+    // that exist on every x86_64 CPU or that they checked with CPUID.
+    unsafe { asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags)) };
+    (u64::from(hi) << 32) | u64::from(lo)
+}
+
+/// Writes a model-specific register.
+///
+/// # Safety
+/// The MSR must exist and the value must not break invariants xen-core relies
+/// on (e.g. EFER.LME, the syscall entry points, the GS bases).
+pub unsafe fn wrmsr(msr: u32, v: u64) {
+    // SAFETY: the caller upholds the function's contract.
+    unsafe {
+        asm!("wrmsr", in("ecx") msr, in("eax") v as u32, in("edx") (v >> 32) as u32,
+             options(nostack, preserves_flags))
+    };
+}
+
+/// Result of one CPUID leaf.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CpuidResult {
+    /// EAX output.
+    pub eax: u32,
+    /// EBX output.
+    pub ebx: u32,
+    /// ECX output.
+    pub ecx: u32,
+    /// EDX output.
+    pub edx: u32,
+}
+
+/// Executes CPUID for `leaf`/`subleaf`.
+pub fn cpuid(leaf: u32, subleaf: u32) -> CpuidResult {
+    // SAFETY: CPUID is available on every x86_64 CPU and only writes registers.
+    let r = unsafe { core::arch::x86_64::__cpuid_count(leaf, subleaf) };
+    CpuidResult { eax: r.eax, ebx: r.ebx, ecx: r.ecx, edx: r.edx }
+}
+
+/// Reads the time-stamp counter.
+pub fn rdtsc() -> u64 {
+    // SAFETY: RDTSC only reads a counter.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+/// Reads CR0.
+pub fn read_cr0() -> u64 {
+    let v;
+    // SAFETY: reading a control register has no side effects.
+    unsafe { asm!("mov {}, cr0", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v
+}
+
+/// Reads CR2 (the faulting address of the last page fault).
+pub fn read_cr2() -> u64 {
+    let v;
+    // SAFETY: reading a control register has no side effects.
+    unsafe { asm!("mov {}, cr2", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v
+}
+
+/// Reads CR3.
+pub fn read_cr3() -> u64 {
+    let v;
+    // SAFETY: reading a control register has no side effects.
+    unsafe { asm!("mov {}, cr3", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v
+}
+
+/// Reads CR4.
+pub fn read_cr4() -> u64 {
+    let v;
+    // SAFETY: reading a control register has no side effects.
+    unsafe { asm!("mov {}, cr4", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v
+}
+
+/// Loads CR3.
+///
+/// # Safety
+/// `v` must name a valid L4 table that maps xen-core (text, stacks, data) at
+/// the addresses it runs at.
+pub unsafe fn write_cr3(v: u64) {
+    // SAFETY: the caller upholds the function's contract.
+    unsafe { asm!("mov cr3, {}", in(reg) v, options(nostack, preserves_flags)) };
+}
+
+/// Loads CR4.
+///
+/// # Safety
+/// The new value must keep PAE on and only enable features the CPU has.
+pub unsafe fn write_cr4(v: u64) {
+    // SAFETY: the caller upholds the function's contract.
+    unsafe { asm!("mov cr4, {}", in(reg) v, options(nostack, preserves_flags)) };
+}
+
+/// Loads CR0.
+///
+/// # Safety
+/// The new value must keep PG/PE on.
+pub unsafe fn write_cr0(v: u64) {
+    // SAFETY: the caller upholds the function's contract.
+    unsafe { asm!("mov cr0, {}", in(reg) v, options(nostack, preserves_flags)) };
+}
+
+/// Invalidates the TLB entry for one linear address.
+pub fn invlpg(va: u64) {
+    // SAFETY: dropping a TLB entry never breaks memory safety.
+    unsafe { asm!("invlpg [{}]", in(reg) va, options(nostack, preserves_flags)) };
+}
+
+/// Flushes the whole TLB (non-global entries) by reloading CR3.
+pub fn flush_tlb_local() {
+    // SAFETY: reloading the current CR3 value keeps the same mappings.
+    unsafe { write_cr3(read_cr3()) };
+}
+
+/// Halts until the next interrupt.
+pub fn hlt() {
+    // SAFETY: HLT only waits for an interrupt.
+    unsafe { asm!("hlt", options(nomem, nostack, preserves_flags)) };
+}
+
+/// Enables interrupts and halts atomically (the `sti; hlt` shadow).
+pub fn sti_hlt() {
+    // SAFETY: enabling interrupts is safe once the IDT is loaded (callers do
+    // this only after `traps::init`).
+    unsafe { asm!("sti; hlt", options(nomem, nostack)) };
+}
+
+/// Disables interrupts.
+pub fn cli() {
+    // SAFETY: masking interrupts cannot break memory safety.
+    unsafe { asm!("cli", options(nomem, nostack)) };
+}
+
+/// Enables interrupts.
+pub fn sti() {
+    // SAFETY: called only once the IDT and the interrupt stacks are set up.
+    unsafe { asm!("sti", options(nomem, nostack)) };
+}
+
+/// Whether interrupts are enabled (RFLAGS.IF).
+pub fn interrupts_enabled() -> bool {
+    let f: u64;
+    // SAFETY: pushf/pop reads RFLAGS through the stack, which is ours.
+    unsafe { asm!("pushfq; pop {}", out(reg) f, options(nomem, preserves_flags)) };
+    f & (1 << 9) != 0
+}
+
+/// Spin-loop hint.
+pub fn pause() {
+    core::hint::spin_loop();
+}
+
+/// Current stack pointer.
+pub fn read_rsp() -> u64 {
+    let v;
+    // SAFETY: reads a register.
+    unsafe { asm!("mov {}, rsp", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v
+}
+
+/// Current frame pointer.
+pub fn read_rbp() -> u64 {
+    let v;
+    // SAFETY: reads a register.
+    unsafe { asm!("mov {}, rbp", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v
+}
+
+/// Model-specific register numbers xen-core uses (Intel SDM vol 4).
+pub mod msr {
+    /// Extended feature enable register.
+    pub const EFER: u32 = 0xc000_0080;
+    /// SYSCALL selectors.
+    pub const STAR: u32 = 0xc000_0081;
+    /// SYSCALL 64-bit entry point.
+    pub const LSTAR: u32 = 0xc000_0082;
+    /// SYSCALL compatibility-mode entry point.
+    pub const CSTAR: u32 = 0xc000_0083;
+    /// RFLAGS bits cleared on SYSCALL.
+    pub const FMASK: u32 = 0xc000_0084;
+    /// FS base.
+    pub const FS_BASE: u32 = 0xc000_0100;
+    /// GS base.
+    pub const GS_BASE: u32 = 0xc000_0101;
+    /// The base SWAPGS exchanges with GS base; xen-core keeps its per-CPU
+    /// pointer here while a PV guest runs.
+    pub const KERNEL_GS_BASE: u32 = 0xc000_0102;
+    /// Local APIC base.
+    pub const APIC_BASE: u32 = 0x1b;
+    /// EFER.SCE: SYSCALL enable.
+    pub const EFER_SCE: u64 = 1 << 0;
+    /// EFER.NXE: no-execute enable.
+    pub const EFER_NXE: u64 = 1 << 11;
+}

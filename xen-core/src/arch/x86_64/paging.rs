@@ -1,0 +1,225 @@
+//! xen-core's own page tables (Xen's `idle_pg_table`).
+//!
+//! The hypervisor lives in the L4 slots Xen reserves in every x86_64 guest
+//! (256..=271): the image at XEN_VIRT_START (4 KiB pages, W^X: text RX,
+//! read-only data R+NX, data RW+NX, stack guard pages unmapped), and a direct
+//! map of all RAM at DIRECTMAP_VIRT_START (RW+NX). A PV guest's L4 copies those
+//! slots, so every table below them is shared with all guests.
+
+use super::instr::{invlpg, write_cr3};
+use super::pool;
+use spin::Mutex;
+use xen_core::mm::pte;
+
+/// Where the image is linked (Xen 4.17's XEN_VIRT_START).
+pub const XEN_VIRT_START: u64 = 0xFFFF_82D0_4000_0000;
+/// Start of the direct map of machine memory (Xen's DIRECTMAP_VIRT_START).
+pub const DIRECTMAP_VIRT_START: u64 = 0xFFFF_8300_0000_0000;
+/// Start of the hypervisor's uncached I/O mappings (inside the direct map's
+/// L4 range, above any RAM we could have).
+pub const IOREMAP_VIRT_START: u64 = 0xFFFF_82C0_0000_0000;
+/// First and last L4 slot owned by the hypervisor in every address space.
+pub const HYPERVISOR_L4_SLOTS: core::ops::RangeInclusive<usize> = 256..=271;
+
+const PAGE: u64 = 4096;
+const LARGE: u64 = 2 << 20;
+const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
+
+extern "C" {
+    static __text_start: u8;
+    static __text_end: u8;
+    static __rodata_start: u8;
+    static __rodata_end: u8;
+    static __data_start: u8;
+    static __data_end: u8;
+    static bsp_stack: u8;
+}
+
+struct Tables {
+    l4_phys: u64,
+    next_ioremap: u64,
+}
+
+static TABLES: Mutex<Tables> = Mutex::new(Tables { l4_phys: 0, next_ioremap: IOREMAP_VIRT_START });
+
+/// Virtual to physical for addresses in the image (and the boot pool).
+pub fn image_virt_to_phys(va: u64) -> u64 {
+    va - XEN_VIRT_START
+}
+
+/// Physical to virtual through the direct map.
+pub fn phys_to_virt(pa: u64) -> u64 {
+    DIRECTMAP_VIRT_START + pa
+}
+
+/// Direct-map virtual address to physical.
+pub fn virt_to_phys(va: u64) -> u64 {
+    if va >= XEN_VIRT_START {
+        image_virt_to_phys(va)
+    } else {
+        va - DIRECTMAP_VIRT_START
+    }
+}
+
+/// Accesses a page-table page by its physical address. Before the switch the
+/// tables come from the boot pool (inside the image), afterwards too: the
+/// pool is in the image, so both views work through `XEN_VIRT_START`.
+fn table(pa: u64) -> *mut u64 {
+    (pa + XEN_VIRT_START) as *mut u64
+}
+
+fn new_table() -> u64 {
+    let va = pool::alloc_page().expect("boot pool exhausted while building page tables");
+    image_virt_to_phys(va)
+}
+
+fn index(va: u64, level: u32) -> usize {
+    ((va >> (12 + 9 * (level - 1))) & 0x1ff) as usize
+}
+
+/// Returns the table at `level - 1` under entry `idx` of `t`, creating it.
+fn next_level(t: u64, idx: usize) -> u64 {
+    // SAFETY: `t` is a page-table page from the boot pool, mapped in the image.
+    let e = unsafe { table(t).add(idx).read() };
+    if e & pte::PRESENT != 0 {
+        assert!(e & pte::PSE == 0, "mapping over a large page");
+        return e & ADDR_MASK;
+    }
+    let n = new_table();
+    // Intermediate entries grant everything; leaves restrict.
+    // SAFETY: as above; idx < 512.
+    unsafe { table(t).add(idx).write(n | pte::PRESENT | pte::RW) };
+    n
+}
+
+/// Maps `[va, va+len)` to `[pa, pa+len)` with `flags`, using 2 MiB pages
+/// where both addresses are aligned.
+fn map_range(l4: u64, mut va: u64, mut pa: u64, len: u64, flags: u64) {
+    let end = va + len;
+    while va < end {
+        let l3 = next_level(l4, index(va, 4));
+        let l2 = next_level(l3, index(va, 3));
+        if va % LARGE == 0 && pa % LARGE == 0 && end - va >= LARGE {
+            // SAFETY: l2 is a pool page table; the index is < 512.
+            unsafe { table(l2).add(index(va, 2)).write(pa | flags | pte::PSE) };
+            va += LARGE;
+            pa += LARGE;
+            continue;
+        }
+        let l1 = next_level(l2, index(va, 2));
+        // SAFETY: l1 is a pool page table; the index is < 512.
+        unsafe { table(l1).add(index(va, 1)).write(pa | flags) };
+        va += PAGE;
+        pa += PAGE;
+    }
+}
+
+/// Removes the 4 KiB mapping of `va` (used for stack guard pages).
+pub fn unmap_page(va: u64) {
+    let t = TABLES.lock();
+    let mut tbl = t.l4_phys;
+    for level in (2..=4).rev() {
+        // SAFETY: walking our own tables, all in the boot pool.
+        let e = unsafe { table(tbl).add(index(va, level)).read() };
+        if e & pte::PRESENT == 0 || e & pte::PSE != 0 {
+            return;
+        }
+        tbl = e & ADDR_MASK;
+    }
+    // SAFETY: tbl is an L1 page-table page of ours.
+    unsafe { table(tbl).add(index(va, 1)).write(0) };
+    invlpg(va);
+}
+
+fn sym(s: &u8) -> u64 {
+    s as *const u8 as u64
+}
+
+/// Builds the idle page tables and switches this CPU to them. `ram` lists
+/// the machine's RAM ranges (start, end) for the direct map.
+pub fn init(ram: &[(u64, u64)], nx: bool) {
+    let nx = if nx { pte::NX } else { 0 };
+    let l4 = new_table();
+    // Touch every hypervisor L4 slot so guests that copy them share the
+    // tables below (later additions then show up everywhere).
+    for slot in HYPERVISOR_L4_SLOTS {
+        next_level(l4, slot);
+    }
+    // SAFETY: the linker-script symbols mark page-aligned section bounds.
+    let (ts, te, rs, re, ds, de) = unsafe {
+        (
+            sym(&__text_start),
+            sym(&__text_end),
+            sym(&__rodata_start),
+            sym(&__rodata_end),
+            sym(&__data_start),
+            sym(&__data_end),
+        )
+    };
+    let p = pte::PRESENT | pte::GLOBAL;
+    map_range(l4, ts, image_virt_to_phys(ts), te - ts, p);
+    map_range(l4, rs, image_virt_to_phys(rs), re - rs, p | nx);
+    // Data and .bss with 4 KiB pages only, so guard pages can be punched.
+    let mut va = ds;
+    while va < de {
+        map_range(l4, va, image_virt_to_phys(va), PAGE, p | pte::RW | nx);
+        va += PAGE;
+    }
+    for &(start, end) in ram {
+        map_range(l4, phys_to_virt(start), start, end - start, p | pte::RW | nx);
+    }
+    {
+        let mut t = TABLES.lock();
+        t.l4_phys = l4;
+    }
+    // SAFETY: the new tables map the image (text, rodata, data, .bss with the
+    // current stack and the pool) at the same virtual addresses as the boot
+    // tables, so execution continues seamlessly.
+    unsafe { write_cr3(l4) };
+    // The BSP's guard page.
+    // SAFETY: bsp_stack is the linker symbol of the BSP stack block.
+    unpunch_guard(sym(unsafe { &bsp_stack }));
+}
+
+fn unpunch_guard(block: u64) {
+    unmap_page(block);
+}
+
+/// Unmaps the guard page at the bottom of a stack block.
+pub fn punch_guard(block: u64) {
+    unpunch_guard(block);
+}
+
+/// Physical address of the idle L4 (what APs and idle CPUs load into CR3).
+pub fn idle_l4() -> u64 {
+    TABLES.lock().l4_phys
+}
+
+/// The 16 hypervisor L4 entries every PV guest's L4 must carry.
+pub fn hypervisor_l4_entries() -> [u64; 16] {
+    let l4 = idle_l4();
+    let mut out = [0u64; 16];
+    for (i, slot) in HYPERVISOR_L4_SLOTS.enumerate() {
+        // SAFETY: the idle L4 is a pool page table.
+        out[i] = unsafe { table(l4).add(slot).read() };
+    }
+    out
+}
+
+/// Maps `len` bytes of device memory at `pa` uncached; returns the VA.
+pub fn ioremap(pa: u64, len: u64) -> u64 {
+    let mut t = TABLES.lock();
+    let off = pa % PAGE;
+    let base = pa - off;
+    let size = (len + off).next_multiple_of(PAGE);
+    let va = t.next_ioremap;
+    t.next_ioremap += size + PAGE;
+    let l4 = t.l4_phys;
+    drop(t);
+    let mut i = 0;
+    while i < size {
+        map_range(l4, va + i, base + i, PAGE, pte::PRESENT | pte::RW | pte::PCD | pte::PWT | pte::NX);
+        i += PAGE;
+    }
+    va + off
+}

@@ -1,0 +1,182 @@
+//! The hypervisor console: COM1 output, the `log` backend, the console
+//! history ring (for `xl dmesg` later) and buffered serial input for Dom0.
+//!
+//! Owns the UART. Trusts nothing it prints: guest bytes are filtered to
+//! printable ASCII before they reach the terminal.
+
+use crate::arch::x86_64::serial::{Uart, COM1};
+use core::fmt::{self, Write};
+use spin::Mutex;
+
+/// Bytes kept of console history.
+const HISTORY_BYTES: usize = 16 * 1024;
+/// Bytes of serial input buffered for Dom0's `console_io` read.
+const INPUT_BYTES: usize = 1024;
+
+struct Console {
+    uart: Uart,
+    history: [u8; HISTORY_BYTES],
+    history_len: usize,
+    input: [u8; INPUT_BYTES],
+    input_head: usize,
+    input_len: usize,
+    at_line_start: bool,
+}
+
+static CONSOLE: Mutex<Console> = Mutex::new(Console {
+    uart: Uart::new(COM1),
+    history: [0; HISTORY_BYTES],
+    history_len: 0,
+    input: [0; INPUT_BYTES],
+    input_head: 0,
+    input_len: 0,
+    at_line_start: true,
+});
+
+impl Console {
+    fn raw_byte(&mut self, b: u8) {
+        if b == b'\n' {
+            self.uart.put(b'\r');
+        }
+        self.uart.put(b);
+        if self.history_len < HISTORY_BYTES {
+            self.history[self.history_len] = b;
+            self.history_len += 1;
+        }
+        self.at_line_start = b == b'\n';
+    }
+
+    fn poll_input(&mut self) {
+        while let Some(b) = self.uart.try_get() {
+            if self.input_len < INPUT_BYTES {
+                let tail = (self.input_head + self.input_len) % INPUT_BYTES;
+                self.input[tail] = b;
+                self.input_len += 1;
+            }
+        }
+    }
+}
+
+impl Write for Console {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for b in s.bytes() {
+            self.raw_byte(b);
+        }
+        Ok(())
+    }
+}
+
+/// Sets up COM1.
+pub fn init() {
+    CONSOLE.lock().uart.init();
+}
+
+/// Runs `f` with the console locked. If another CPU died holding the lock
+/// (we are printing a crash dump), take it anyway after a while: a garbled
+/// line beats a silent hang.
+fn with_console<R>(f: impl FnOnce(&mut Console) -> R) -> R {
+    for _ in 0..10_000_000u32 {
+        if let Some(mut c) = CONSOLE.try_lock() {
+            return f(&mut c);
+        }
+        core::hint::spin_loop();
+    }
+    // SAFETY: only reached when the lock holder is presumed dead (a fatal
+    // path on another CPU); forcing the lock risks interleaved output, not
+    // memory unsafety of the console state, whose indexes stay in bounds.
+    unsafe { CONSOLE.force_unlock() };
+    f(&mut CONSOLE.lock())
+}
+
+/// Prints hypervisor text as is.
+pub fn print_fmt(args: fmt::Arguments) {
+    with_console(|c| {
+        let _ = c.write_fmt(args);
+    });
+}
+
+/// Prints bytes a guest wrote, each line prefixed with `(d<domid>) `, as Xen
+/// does for guest console output. Non-printable bytes become '?'.
+pub fn guest_write(domid: u16, bytes: &[u8], at_line_start: &mut bool) {
+    with_console(|c| {
+        for &b in bytes {
+            if *at_line_start && b != b'\n' {
+                let _ = write!(c, "(d{domid}) ");
+                *at_line_start = false;
+            }
+            match b {
+                b'\n' => {
+                    c.raw_byte(b'\n');
+                    *at_line_start = true;
+                }
+                b'\r' => {}
+                b'\t' | 0x20..=0x7e => c.raw_byte(b),
+                _ => c.raw_byte(b'?'),
+            }
+        }
+    });
+}
+
+/// Takes up to `buf.len()` bytes of buffered serial input.
+pub fn read_input(buf: &mut [u8]) -> usize {
+    with_console(|c| {
+        c.poll_input();
+        let n = buf.len().min(c.input_len);
+        for slot in buf.iter_mut().take(n) {
+            *slot = c.input[c.input_head];
+            c.input_head = (c.input_head + 1) % INPUT_BYTES;
+        }
+        c.input_len -= n;
+        n
+    })
+}
+
+/// `print!` for the hypervisor console.
+#[macro_export]
+macro_rules! print {
+    ($($arg:tt)*) => { $crate::console::print_fmt(format_args!($($arg)*)) };
+}
+
+/// `println!` for the hypervisor console.
+#[macro_export]
+macro_rules! println {
+    () => { $crate::print!("\n") };
+    ($($arg:tt)*) => { $crate::console::print_fmt(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+struct XenLogger;
+
+static LOGGER: XenLogger = XenLogger;
+
+impl log::Log for XenLogger {
+    fn enabled(&self, m: &log::Metadata) -> bool {
+        m.level() <= log::max_level()
+    }
+
+    fn log(&self, r: &log::Record) {
+        if !self.enabled(r.metadata()) {
+            return;
+        }
+        let us = crate::time::now_us();
+        let tag = match r.level() {
+            log::Level::Error => "*** ",
+            log::Level::Warn => "WARNING: ",
+            _ => "",
+        };
+        print_fmt(format_args!(
+            "(XEN) [{:4}.{:06}] {}{}\n",
+            us / 1_000_000,
+            us % 1_000_000,
+            tag,
+            r.args()
+        ));
+    }
+
+    fn flush(&self) {}
+}
+
+/// Installs the `log` backend at `level`.
+pub fn init_log(level: log::LevelFilter) {
+    let _ = log::set_logger(&LOGGER);
+    log::set_max_level(level);
+}

@@ -1,0 +1,136 @@
+//! Translating a PV guest's virtual address through its own page tables, in
+//! software, so hypercall arguments are copied without ever letting the CPU
+//! touch a guest pointer. Trusts nothing: every level must be present and
+//! user-accessible (and writable for writes), the address must be canonical
+//! and outside the range Xen reserves for itself.
+
+use crate::mm::pte;
+
+/// First virtual address of the hypervisor's reserved range.
+pub const HYPERVISOR_VIRT_START: u64 = hypercall_abi::arch_x86::HYPERVISOR_VIRT_START;
+/// End of the hypervisor's reserved range.
+pub const HYPERVISOR_VIRT_END: u64 = hypercall_abi::arch_x86::HYPERVISOR_VIRT_END;
+
+/// Why a guest address could not be used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WalkError {
+    /// Not a canonical x86-64 address, or inside the hypervisor's range.
+    BadAddress,
+    /// A level of the walk is not present.
+    NotPresent,
+    /// The mapping exists but forbids what was asked (user or write access).
+    Protection,
+    /// A table or frame lies outside the machine memory we may touch.
+    BadFrame,
+}
+
+/// Reads entry `index` of the page-table page at machine address `table`;
+/// `None` when that frame may not be read.
+pub trait PteReader {
+    /// The raw entry.
+    fn read_pte(&self, table: u64, index: usize) -> Option<u64>;
+}
+
+/// Whether `va` is canonical (bits 63..47 all equal).
+pub fn is_canonical(va: u64) -> bool {
+    let top = (va as i64) >> 47;
+    top == 0 || top == -1
+}
+
+/// Translates `va` for a guest access, returning the machine address.
+pub fn translate(
+    mem: &impl PteReader,
+    l4_maddr: u64,
+    va: u64,
+    write: bool,
+) -> Result<u64, WalkError> {
+    if !is_canonical(va) || (HYPERVISOR_VIRT_START..HYPERVISOR_VIRT_END).contains(&va) {
+        return Err(WalkError::BadAddress);
+    }
+    let mut table = l4_maddr;
+    for level in (1..=4u32).rev() {
+        let idx = ((va >> (12 + 9 * (level - 1))) & 0x1ff) as usize;
+        let e = mem.read_pte(table, idx).ok_or(WalkError::BadFrame)?;
+        if e & pte::PRESENT == 0 {
+            return Err(WalkError::NotPresent);
+        }
+        if e & pte::USER == 0 || (write && e & pte::RW == 0) {
+            return Err(WalkError::Protection);
+        }
+        let addr = e & pte::ADDR_MASK;
+        let large = e & pte::PSE != 0 && (level == 2 || level == 3);
+        if large {
+            let size = 1u64 << (12 + 9 * (level - 1));
+            return Ok((addr & !(size - 1)) + (va & (size - 1)));
+        }
+        if level == 1 {
+            return Ok(addr + (va & 0xfff));
+        }
+        table = addr;
+    }
+    Err(WalkError::NotPresent)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    struct Fake(HashMap<(u64, usize), u64>);
+
+    impl PteReader for Fake {
+        fn read_pte(&self, table: u64, index: usize) -> Option<u64> {
+            if table >= 0x1000_0000 {
+                return None;
+            }
+            Some(*self.0.get(&(table, index)).unwrap_or(&0))
+        }
+    }
+
+    const U: u64 = pte::PRESENT | pte::USER;
+
+    fn tables(leaf_flags: u64) -> Fake {
+        let mut m = HashMap::new();
+        // va 0x40_0000_1234 -> L4[0] L3[1] L2[0] L1[0]
+        m.insert((0x1000, 0), 0x2000 | U | pte::RW);
+        m.insert((0x2000, 1), 0x3000 | U | pte::RW);
+        m.insert((0x3000, 0), 0x4000 | U | pte::RW);
+        m.insert((0x4000, 0), 0x9000 | leaf_flags);
+        Fake(m)
+    }
+
+    #[test]
+    fn walks_to_the_frame() {
+        let t = tables(U | pte::RW);
+        assert_eq!(translate(&t, 0x1000, 0x40_0000_0123, true), Ok(0x9123));
+    }
+
+    #[test]
+    fn read_only_leaf_refuses_writes() {
+        let t = tables(U);
+        assert_eq!(translate(&t, 0x1000, 0x40_0000_0123, false), Ok(0x9123));
+        assert_eq!(translate(&t, 0x1000, 0x40_0000_0123, true), Err(WalkError::Protection));
+    }
+
+    #[test]
+    fn supervisor_leaf_is_refused() {
+        let t = tables(pte::PRESENT | pte::RW);
+        assert_eq!(translate(&t, 0x1000, 0x40_0000_0000, false), Err(WalkError::Protection));
+    }
+
+    #[test]
+    fn absent_and_bad_addresses() {
+        let t = tables(U);
+        assert_eq!(translate(&t, 0x1000, 0x80_0000_0000, false), Err(WalkError::NotPresent));
+        assert_eq!(translate(&t, 0x1000, 0x0000_8000_0000_0000, false), Err(WalkError::BadAddress));
+        assert_eq!(translate(&t, 0x1000, HYPERVISOR_VIRT_START + 8, false), Err(WalkError::BadAddress));
+        assert_eq!(translate(&t, 0x2000_0000, 0x1000, false), Err(WalkError::BadFrame));
+    }
+
+    #[test]
+    fn large_pages() {
+        let mut t = tables(U);
+        t.0.insert((0x3000, 1), 0x20_0000 | U | pte::PSE);
+        assert_eq!(translate(&t, 0x1000, 0x40_0020_1234, false), Ok(0x20_1234));
+    }
+}

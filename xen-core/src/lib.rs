@@ -1,0 +1,19 @@
+//! Oxen's hypervisor core, `xen-core`.
+//!
+//! Everything that is plain logic (memory-map parsing, the frame allocator and
+//! frame table, the Dom0 builder's ELF/layout/page-table planning, the command
+//! line) lives in modules that build for the host too, so `cargo test` covers
+//! them. The hardware glue (`arch`, the boot path, hypercall entry) only builds
+//! for `x86_64-unknown-none` and is covered by boot tests.
+#![no_std]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+#[cfg(test)]
+extern crate std;
+
+pub mod acpi_s5;
+pub mod boot_info;
+pub mod cmdline;
+pub mod domain_build;
+pub mod guest_walk;
+pub mod mm;
