@@ -860,3 +860,650 @@ fn cstr_len<R: PhysRead + ?Sized>(r: &R, paddr: u64, max: u64) -> Result<u64, Bo
     }
     Err(BootInfoError::UnterminatedString { paddr })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+    use std::format;
+    use std::vec;
+    use std::vec::Vec;
+
+    /// Fake physical memory: `bytes` at physical address `base`; reads
+    /// outside fail. Counts reads to prove loops terminate early.
+    struct Mem {
+        base: u64,
+        bytes: Vec<u8>,
+        reads: Cell<usize>,
+    }
+
+    impl Mem {
+        fn new(base: u64, size: usize) -> Self {
+            Mem { base, bytes: vec![0; size], reads: Cell::new(0) }
+        }
+
+        fn put(&mut self, paddr: u64, data: &[u8]) {
+            let at = (paddr - self.base) as usize;
+            self.bytes[at..at + data.len()].copy_from_slice(data);
+        }
+
+        fn put_u32(&mut self, paddr: u64, v: u32) {
+            self.put(paddr, &v.to_le_bytes());
+        }
+
+        fn put_u64(&mut self, paddr: u64, v: u64) {
+            self.put(paddr, &v.to_le_bytes());
+        }
+
+        fn string(&self, s: PhysSlice) -> Vec<u8> {
+            let mut buf = [0u8; 256];
+            s.read_into(self, &mut buf).unwrap().to_vec()
+        }
+    }
+
+    impl PhysRead for Mem {
+        fn read(&self, paddr: u64, buf: &mut [u8]) -> Result<(), PhysReadError> {
+            self.reads.set(self.reads.get() + 1);
+            let err = PhysReadError { paddr, len: buf.len() };
+            let off = paddr.checked_sub(self.base).ok_or(err)? as usize;
+            let end = off.checked_add(buf.len()).ok_or(err)?;
+            buf.copy_from_slice(self.bytes.get(off..end).ok_or(err)?);
+            Ok(())
+        }
+    }
+
+    // ---------------------------------------------------------------- PVH
+
+    const SI: u64 = 0x1000;
+    const MODLIST: u64 = 0x2000;
+    const MEMMAP: u64 = 0x3000;
+    const CMDLINE: u64 = 0x4000;
+
+    fn pvh_mem(version: u32) -> Mem {
+        let mut m = Mem::new(0, 0x10000);
+        m.put_u32(SI, XEN_HVM_START_MAGIC_VALUE);
+        m.put_u32(SI + 4, version);
+        m.put_u32(SI + 12, 2); // nr_modules
+        m.put_u64(SI + 16, MODLIST);
+        m.put_u64(SI + 24, CMDLINE);
+        m.put_u64(SI + 32, 0xf_5a40); // rsdp
+        m.put(CMDLINE, b"loglvl=all console=com1\0");
+        // Module 0 with a command line, module 1 without.
+        m.put_u64(MODLIST, 0x10_0000);
+        m.put_u64(MODLIST + 8, 0x1234);
+        m.put_u64(MODLIST + 16, CMDLINE + 0x100);
+        m.put(CMDLINE + 0x100, b"dom0 root=/dev/ram\0");
+        m.put_u64(MODLIST + 32, 0x20_0000);
+        m.put_u64(MODLIST + 40, 0x5000);
+        if version >= 1 {
+            m.put_u64(SI + 40, MEMMAP);
+            m.put_u32(SI + 48, 3);
+            for (i, (addr, size, ty)) in
+                [(0u64, 0x9fc00u64, 1u32), (0xf0000, 0x10000, 2), (0x10_0000, 0x7ee_0000, 1)]
+                    .into_iter()
+                    .enumerate()
+            {
+                let e = MEMMAP + 24 * i as u64;
+                m.put_u64(e, addr);
+                m.put_u64(e + 8, size);
+                m.put_u32(e + 16, ty);
+            }
+        }
+        m
+    }
+
+    #[test]
+    fn pvh_version_1() {
+        let m = pvh_mem(1);
+        let bi = BootInfo::from_pvh(&m, SI).unwrap();
+        assert_eq!(bi.protocol, BootProtocol::Pvh { version: 1 });
+        assert_eq!(m.string(bi.cmdline.unwrap()), b"loglvl=all console=com1");
+        assert_eq!(bi.rsdp, Some(0xf_5a40));
+        assert_eq!(bi.loader_name, None);
+        let mods = bi.modules();
+        assert_eq!(mods.len(), 2);
+        assert_eq!((mods[0].start, mods[0].len), (0x10_0000, 0x1234));
+        assert_eq!(m.string(mods[0].cmdline.unwrap()), b"dom0 root=/dev/ram");
+        assert_eq!((mods[1].start, mods[1].len, mods[1].cmdline), (0x20_0000, 0x5000, None));
+        let map = bi.memory_map().unwrap();
+        assert_eq!(map.len(), 3);
+        assert_eq!(map[2], RawEntry { addr: 0x10_0000, size: 0x7ee_0000, kind: 1 });
+        assert_eq!(bi.memmap_dropped(), 0);
+        let ranges: Vec<MemRange> = bi.info_ranges().collect();
+        assert!(ranges.contains(&MemRange::new(SI, SI + 56)));
+        assert!(ranges.contains(&MemRange::new(MODLIST, MODLIST + 64)));
+        assert!(ranges.contains(&MemRange::new(MEMMAP, MEMMAP + 72)));
+        assert!(ranges.contains(&MemRange::new(CMDLINE, CMDLINE + 23)));
+        assert!(ranges.contains(&MemRange::new(CMDLINE + 0x100, CMDLINE + 0x100 + 18)));
+    }
+
+    #[test]
+    fn pvh_version_0_has_no_memory_map_and_reads_only_v0_fields() {
+        let mut m = pvh_mem(0);
+        // Fields beyond version 0 hold garbage that must be ignored.
+        m.put_u64(SI + 40, 0xdead_beef);
+        m.put_u32(SI + 48, 77);
+        let bi = BootInfo::from_pvh(&m, SI).unwrap();
+        assert_eq!(bi.protocol, BootProtocol::Pvh { version: 0 });
+        assert_eq!(bi.memory_map(), None);
+        assert_eq!(bi.modules().len(), 2);
+        // A v0 structure right at the end of readable memory is fine.
+        let mut m = Mem::new(0, 40);
+        m.put_u32(0, XEN_HVM_START_MAGIC_VALUE);
+        let bi = BootInfo::from_pvh(&m, 0).unwrap();
+        assert_eq!(bi.modules().len(), 0);
+        assert_eq!(bi.cmdline, None);
+        assert_eq!(bi.rsdp, None);
+    }
+
+    #[test]
+    fn pvh_version_1_without_memmap_address() {
+        let mut m = pvh_mem(1);
+        m.put_u64(SI + 40, 0);
+        let bi = BootInfo::from_pvh(&m, SI).unwrap();
+        assert_eq!(bi.memory_map(), None);
+    }
+
+    #[test]
+    fn pvh_errors() {
+        let mut m = pvh_mem(1);
+        m.put_u32(SI, 0x1234_5678);
+        assert_eq!(
+            BootInfo::from_pvh(&m, SI).unwrap_err(),
+            BootInfoError::BadPvhMagic(0x1234_5678)
+        );
+        let m = pvh_mem(1);
+        assert!(matches!(
+            BootInfo::from_pvh(&m, 0x20_0000),
+            Err(BootInfoError::Read(_))
+        ));
+        assert_eq!(
+            BootInfo::from_pvh(&m, u64::MAX - 8).unwrap_err(),
+            BootInfoError::AddressOverflow { paddr: u64::MAX - 8 }
+        );
+        let mut m = pvh_mem(1);
+        m.put_u64(SI + 16, 0);
+        assert_eq!(BootInfo::from_pvh(&m, SI).unwrap_err(), BootInfoError::MissingModlist);
+        let mut m = pvh_mem(1);
+        m.put_u64(SI + 16, 0xfff0); // list runs off the end of memory
+        assert!(matches!(BootInfo::from_pvh(&m, SI), Err(BootInfoError::Read(_))));
+        let mut m = pvh_mem(1);
+        m.put_u64(MODLIST + 8, u64::MAX); // module wraps
+        assert_eq!(
+            BootInfo::from_pvh(&m, SI).unwrap_err(),
+            BootInfoError::AddressOverflow { paddr: 0x10_0000 }
+        );
+        let mut m = pvh_mem(1);
+        m.put_u64(SI + 40, u64::MAX - 10); // memmap wraps
+        assert!(matches!(
+            BootInfo::from_pvh(&m, SI),
+            Err(BootInfoError::AddressOverflow { .. })
+        ));
+    }
+
+    #[test]
+    fn pvh_unterminated_command_line() {
+        let mut m = pvh_mem(1);
+        let long = vec![b'x'; 0x2000];
+        m.put(CMDLINE, &long);
+        assert_eq!(
+            BootInfo::from_pvh(&m, SI).unwrap_err(),
+            BootInfoError::UnterminatedString { paddr: CMDLINE }
+        );
+        // Exactly MAX_STRING_LEN characters is accepted.
+        m.put(CMDLINE + MAX_STRING_LEN, &[0]);
+        let bi = BootInfo::from_pvh(&m, SI).unwrap();
+        assert_eq!(bi.cmdline.unwrap().len, MAX_STRING_LEN);
+        // A string running into unreadable memory is a read error.
+        let mut m = Mem::new(0, 0x100);
+        m.put_u32(0, XEN_HVM_START_MAGIC_VALUE);
+        m.put_u64(24, 0xf0);
+        m.put(0xf0, &[b'a'; 16]);
+        assert!(matches!(BootInfo::from_pvh(&m, 0), Err(BootInfoError::Read(_))));
+    }
+
+    #[test]
+    fn pvh_string_read_stops_at_the_nul() {
+        // The command line ends 2 bytes before unreadable memory.
+        let mut m = Mem::new(0, 0x1000);
+        m.put_u32(0, XEN_HVM_START_MAGIC_VALUE);
+        m.put_u64(24, 0xffd);
+        m.put(0xffd, b"ab\0");
+        let bi = BootInfo::from_pvh(&m, 0).unwrap();
+        assert_eq!(bi.cmdline, Some(PhysSlice { paddr: 0xffd, len: 2 }));
+        // Empty string means no command line.
+        m.put(0xffd, b"\0");
+        assert_eq!(BootInfo::from_pvh(&m, 0).unwrap().cmdline, None);
+    }
+
+    #[test]
+    fn pvh_hostile_counts_are_bounded() {
+        let mut m = pvh_mem(1);
+        m.put_u32(SI + 12, u32::MAX);
+        m.put_u32(SI + 48, u32::MAX);
+        // Only the first MAX_* entries are ever read.
+        let bi = BootInfo::from_pvh(&m, SI).unwrap();
+        assert_eq!(bi.modules().len(), MAX_MODULES);
+        assert!(m.reads.get() < 10_000);
+        // Tables running off readable memory fail.
+        m.put_u64(SI + 16, 0xff00);
+        assert!(matches!(BootInfo::from_pvh(&m, SI), Err(BootInfoError::Read(_))));
+        // With enough readable memory, the lists are capped.
+        let mut m = Mem::new(0, 0x20000);
+        m.put_u32(0, XEN_HVM_START_MAGIC_VALUE);
+        m.put_u32(4, 1);
+        m.put_u32(12, u32::MAX);
+        m.put_u64(16, 0x1000);
+        m.put_u64(40, 0x8000);
+        m.put_u32(48, u32::MAX);
+        let bi = BootInfo::from_pvh(&m, 0).unwrap();
+        assert_eq!(bi.modules().len(), MAX_MODULES);
+        assert_eq!(bi.modules_dropped(), u64::from(u32::MAX) - MAX_MODULES as u64);
+        assert_eq!(bi.memory_map().unwrap().len(), MAX_MEMMAP_ENTRIES);
+        assert_eq!(bi.memmap_dropped(), u64::from(u32::MAX) - MAX_MEMMAP_ENTRIES as u64);
+    }
+
+    // ---------------------------------------------------------- Multiboot2
+
+    const MBI: u64 = 0x9000;
+
+    /// Builds a Multiboot2 information structure tag by tag.
+    struct Mb2Builder {
+        bytes: Vec<u8>,
+    }
+
+    impl Mb2Builder {
+        fn new() -> Self {
+            Mb2Builder { bytes: vec![0; 8] }
+        }
+
+        fn tag(mut self, ty: u32, body: &[u8]) -> Self {
+            self.bytes.extend_from_slice(&ty.to_le_bytes());
+            self.bytes.extend_from_slice(&(8 + body.len() as u32).to_le_bytes());
+            self.bytes.extend_from_slice(body);
+            while self.bytes.len() % 8 != 0 {
+                self.bytes.push(0);
+            }
+            self
+        }
+
+        fn end(self) -> Vec<u8> {
+            let mut b = self.tag(0, &[]).bytes;
+            let total = b.len() as u32;
+            b[0..4].copy_from_slice(&total.to_le_bytes());
+            b
+        }
+    }
+
+    fn module_body(start: u32, end: u32, cmdline: &[u8]) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend_from_slice(&start.to_le_bytes());
+        b.extend_from_slice(&end.to_le_bytes());
+        b.extend_from_slice(cmdline);
+        b
+    }
+
+    fn mmap_body(entry_size: u32, entries: &[(u64, u64, u32)]) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend_from_slice(&entry_size.to_le_bytes());
+        b.extend_from_slice(&0u32.to_le_bytes());
+        for &(addr, len, ty) in entries {
+            let start = b.len();
+            b.extend_from_slice(&addr.to_le_bytes());
+            b.extend_from_slice(&len.to_le_bytes());
+            b.extend_from_slice(&ty.to_le_bytes());
+            b.resize(start + entry_size as usize, 0);
+        }
+        b
+    }
+
+    fn mb2_mem(info: &[u8]) -> Mem {
+        let mut m = Mem::new(0, 0x20000);
+        m.put(MBI, info);
+        m
+    }
+
+    fn parse(info: &[u8]) -> Result<BootInfo, BootInfoError> {
+        BootInfo::from_multiboot2(&mb2_mem(info), MULTIBOOT2_BOOTLOADER_MAGIC, MBI)
+    }
+
+    fn grub_info() -> Vec<u8> {
+        Mb2Builder::new()
+            .tag(1, b"loglvl=all dom0_mem=512M\0")
+            .tag(2, b"GRUB 2.06\0")
+            .tag(21, &[1, 2, 3, 4]) // load base address: skipped
+            .tag(3, &module_body(0x20_0000, 0x28_0000, b"dom0 console=hvc0\0"))
+            .tag(3, &module_body(0x30_0000, 0x30_0100, b"\0"))
+            .tag(4, &[0x7f, 2, 0, 0, 0, 0xfc, 1, 0])
+            .tag(6, &mmap_body(24, &[(0, 0x9fc00, 1), (0x10_0000, 0x1ff0_0000, 1), (0xfffc_0000, 0x4_0000, 2)]))
+            .tag(14, &[b'R'; 20])
+            .end()
+    }
+
+    #[test]
+    fn multiboot2_from_grub() {
+        let info = grub_info();
+        let m = mb2_mem(&info);
+        let bi = BootInfo::from_multiboot2(&m, MULTIBOOT2_BOOTLOADER_MAGIC, MBI).unwrap();
+        assert_eq!(bi.protocol, BootProtocol::Multiboot2);
+        assert_eq!(m.string(bi.cmdline.unwrap()), b"loglvl=all dom0_mem=512M");
+        assert_eq!(m.string(bi.loader_name.unwrap()), b"GRUB 2.06");
+        let mods = bi.modules();
+        assert_eq!(mods.len(), 2);
+        assert_eq!((mods[0].start, mods[0].len), (0x20_0000, 0x8_0000));
+        assert_eq!(m.string(mods[0].cmdline.unwrap()), b"dom0 console=hvc0");
+        assert_eq!((mods[1].start, mods[1].len, mods[1].cmdline), (0x30_0000, 0x100, None));
+        assert_eq!(bi.basic_meminfo, Some(BasicMemInfo { lower_kib: 0x27f, upper_kib: 0x1fc00 }));
+        let map = bi.memory_map().unwrap();
+        assert_eq!(map.len(), 3);
+        assert_eq!(map[1], RawEntry { addr: 0x10_0000, size: 0x1ff0_0000, kind: 1 });
+        // The old RSDP copy lives in the tag body.
+        let rsdp = bi.rsdp.unwrap();
+        let mut sig = [0u8; 1];
+        m.read(rsdp, &mut sig).unwrap();
+        assert_eq!(sig, [b'R']);
+        let ranges: Vec<MemRange> = bi.info_ranges().collect();
+        assert_eq!(ranges[0], MemRange::new(MBI, MBI + info.len() as u64));
+    }
+
+    #[test]
+    fn multiboot2_prefers_the_new_rsdp_in_either_order() {
+        for new_first in [false, true] {
+            let mut b = Mb2Builder::new();
+            let tags: [(u32, Vec<u8>); 2] = [(14, vec![b'O'; 20]), (15, vec![b'N'; 36])];
+            let order: Vec<usize> = if new_first { vec![1, 0] } else { vec![0, 1] };
+            for i in order {
+                b = b.tag(tags[i].0, &tags[i].1);
+            }
+            let info = b.end();
+            let m = mb2_mem(&info);
+            let bi = BootInfo::from_multiboot2(&m, MULTIBOOT2_BOOTLOADER_MAGIC, MBI).unwrap();
+            let mut sig = [0u8; 1];
+            m.read(bi.rsdp.unwrap(), &mut sig).unwrap();
+            assert_eq!(sig, [b'N'], "new_first={new_first}");
+        }
+    }
+
+    #[test]
+    fn multiboot2_minimal_and_mmap_with_larger_entries() {
+        let bi = parse(&Mb2Builder::new().end()).unwrap();
+        assert_eq!(bi.memory_map(), None);
+        assert_eq!(bi.modules().len(), 0);
+        assert_eq!(bi.cmdline, None);
+        let info = Mb2Builder::new().tag(6, &mmap_body(32, &[(0x1000, 0x2000, 1), (0x5000, 1, 3)])).end();
+        let bi = parse(&info).unwrap();
+        assert_eq!(
+            bi.memory_map().unwrap(),
+            [RawEntry { addr: 0x1000, size: 0x2000, kind: 1 }, RawEntry { addr: 0x5000, size: 1, kind: 3 }]
+        );
+        // A trailing partial entry is ignored.
+        let mut body = mmap_body(24, &[(0x1000, 0x2000, 1)]);
+        body.extend_from_slice(&[0xff; 12]);
+        let bi = parse(&Mb2Builder::new().tag(6, &body).end()).unwrap();
+        assert_eq!(bi.memory_map().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn multiboot2_header_errors() {
+        let info = grub_info();
+        let m = mb2_mem(&info);
+        assert_eq!(
+            BootInfo::from_multiboot2(&m, 0x2bad_b002, MBI).unwrap_err(),
+            BootInfoError::BadMultiboot2Magic(0x2bad_b002)
+        );
+        assert_eq!(
+            BootInfo::from_multiboot2(&m, MULTIBOOT2_BOOTLOADER_MAGIC, MBI + 4).unwrap_err(),
+            BootInfoError::MisalignedInfo(MBI + 4)
+        );
+        assert!(matches!(
+            BootInfo::from_multiboot2(&m, MULTIBOOT2_BOOTLOADER_MAGIC, 0x10_0000),
+            Err(BootInfoError::Read(_))
+        ));
+        for total in [0u32, 8, 15, MAX_MB2_INFO_SIZE + 1, u32::MAX] {
+            let mut info = info.clone();
+            info[0..4].copy_from_slice(&total.to_le_bytes());
+            assert_eq!(parse(&info).unwrap_err(), BootInfoError::BadTotalSize(total));
+        }
+    }
+
+    #[test]
+    fn multiboot2_tag_errors() {
+        // Tag size below 8 (would loop forever if trusted).
+        let mut info = Mb2Builder::new().tag(1, b"x\0").end();
+        info[12..16].copy_from_slice(&0u32.to_le_bytes());
+        assert_eq!(parse(&info).unwrap_err(), BootInfoError::BadTag { offset: 8, tag: 1, size: 0 });
+        // Tag running past total_size.
+        let mut info = Mb2Builder::new().tag(1, b"x\0").end();
+        info[12..16].copy_from_slice(&0x1000u32.to_le_bytes());
+        assert!(matches!(parse(&info), Err(BootInfoError::BadTag { size: 0x1000, .. })));
+        // total_size cutting the end tag off.
+        let mut info = Mb2Builder::new().tag(1, b"x\0").end();
+        let cut = (info.len() - 8) as u32;
+        info[0..4].copy_from_slice(&cut.to_le_bytes());
+        assert_eq!(parse(&info).unwrap_err(), BootInfoError::MissingEndTag);
+        // End tag with a wrong size.
+        let mut info = Mb2Builder::new().end();
+        info[12..16].copy_from_slice(&16u32.to_le_bytes());
+        info.extend_from_slice(&[0; 8]);
+        let total = info.len() as u32;
+        info[0..4].copy_from_slice(&total.to_le_bytes());
+        assert!(matches!(parse(&info), Err(BootInfoError::BadTag { tag: 0, size: 16, .. })));
+        // Unterminated strings.
+        let info = Mb2Builder::new().tag(1, b"abcdefgh").end();
+        assert!(matches!(parse(&info), Err(BootInfoError::UnterminatedString { .. })));
+        let info = Mb2Builder::new().tag(1, b"").end();
+        assert!(matches!(parse(&info), Err(BootInfoError::BadTag { tag: 1, size: 8, .. })));
+        let info = Mb2Builder::new().tag(3, &module_body(0, 0x1000, b"noterm")).end();
+        assert!(matches!(parse(&info), Err(BootInfoError::UnterminatedString { .. })));
+        // Short fixed-size tags.
+        for (ty, len) in [(3u32, 8usize), (4, 7), (6, 7), (14, 19), (15, 35)] {
+            let info = Mb2Builder::new().tag(ty, &vec![0; len]).end();
+            assert!(
+                matches!(parse(&info), Err(BootInfoError::BadTag { tag, .. }) if tag == ty),
+                "tag {ty}"
+            );
+        }
+        // Inverted module and bad mmap entry sizes.
+        let info = Mb2Builder::new().tag(3, &module_body(0x2000, 0x1000, b"\0")).end();
+        assert_eq!(
+            parse(&info).unwrap_err(),
+            BootInfoError::BadModuleRange { start: 0x2000, end: 0x1000 }
+        );
+        for es in [0u32, 8, 20, 28] {
+            let info = Mb2Builder::new().tag(6, &mmap_body(24, &[(0, 0x1000, 1)])).end();
+            let mut info = info;
+            info[16..20].copy_from_slice(&es.to_le_bytes());
+            assert_eq!(parse(&info).unwrap_err(), BootInfoError::BadMmapEntrySize(es));
+        }
+    }
+
+    #[test]
+    fn multiboot2_many_modules_are_capped() {
+        let mut b = Mb2Builder::new();
+        for i in 0..20u32 {
+            b = b.tag(3, &module_body(i * 0x1000, i * 0x1000 + 0x10, b"\0"));
+        }
+        let bi = parse(&b.end()).unwrap();
+        assert_eq!(bi.modules().len(), MAX_MODULES);
+        assert_eq!(bi.modules_dropped(), 4);
+    }
+
+    #[test]
+    fn multiboot2_garbage_never_panics_or_hangs() {
+        let base = grub_info();
+        let mut x: u32 = 0x9e37_79b9;
+        for round in 0..2000 {
+            let mut info = base.clone();
+            for _ in 0..1 + round % 4 {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                let at = (x as usize) % info.len();
+                info[at] = (x >> 24) as u8;
+            }
+            let m = mb2_mem(&info);
+            m.reads.set(0);
+            let _ = BootInfo::from_multiboot2(&m, MULTIBOOT2_BOOTLOADER_MAGIC, MBI);
+            assert!(m.reads.get() < 100_000);
+        }
+    }
+
+    // -------------------------------------------------------------- bundle
+
+    const BUNDLE: u64 = 0x10_0000;
+
+    fn bundle_bytes(entries: &[(u64, u64, &[u8])], size: usize) -> Vec<u8> {
+        let mut b = vec![0u8; size];
+        b[0..8].copy_from_slice(BUNDLE_MAGIC);
+        b[8..12].copy_from_slice(&(entries.len() as u32).to_le_bytes());
+        for (i, &(off, len, name)) in entries.iter().enumerate() {
+            let e = 16 + 64 * i;
+            b[e..e + 8].copy_from_slice(&off.to_le_bytes());
+            b[e + 8..e + 16].copy_from_slice(&len.to_le_bytes());
+            b[e + 16..e + 16 + name.len()].copy_from_slice(name);
+        }
+        b
+    }
+
+    fn bundle_mem(bytes: &[u8]) -> (Mem, BootModule) {
+        let mut m = Mem::new(BUNDLE, 0x10_0000);
+        m.put(BUNDLE, bytes);
+        let module = BootModule { start: BUNDLE, len: bytes.len() as u64, cmdline: None };
+        (m, module)
+    }
+
+    fn split(bytes: &[u8]) -> Result<Option<Bundle>, BundleError> {
+        let (m, module) = bundle_mem(bytes);
+        split_bundle(&m, &module, MAX_MODULES)
+    }
+
+    #[test]
+    fn bundle_splits_into_modules() {
+        let bytes = bundle_bytes(
+            &[(0x1000, 0x1800, b"dom0 loglvl=all"), (0x3000, 0x10, &[b'r'; 48]), (0x4000, 0, b"")],
+            0x5000,
+        );
+        let (m, module) = bundle_mem(&bytes);
+        let b = split_bundle(&m, &module, MAX_MODULES).unwrap().unwrap();
+        let mods = b.modules();
+        assert_eq!(mods.len(), 3);
+        assert_eq!((mods[0].start, mods[0].len), (BUNDLE + 0x1000, 0x1800));
+        assert_eq!(m.string(mods[0].cmdline.unwrap()), b"dom0 loglvl=all");
+        assert_eq!(mods[0].cmdline.unwrap().paddr, BUNDLE + 16 + 16);
+        assert_eq!(m.string(mods[1].cmdline.unwrap()), [b'r'; 48]);
+        assert_eq!((mods[2].start, mods[2].len, mods[2].cmdline), (BUNDLE + 0x4000, 0, None));
+        assert_eq!(b.header(), MemRange::new(BUNDLE, BUNDLE + 16 + 3 * 64));
+    }
+
+    #[test]
+    fn not_a_bundle() {
+        assert!(split(b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0").unwrap().is_none());
+        assert!(split(b"OXENMOD").unwrap().is_none()); // shorter than the magic
+        assert!(split(b"").unwrap().is_none());
+    }
+
+    #[test]
+    fn bundle_errors() {
+        let ok = |entries: &[(u64, u64, &[u8])]| bundle_bytes(entries, 0x4000);
+        assert_eq!(split(&ok(&[])).unwrap_err(), BundleError::Empty);
+        let mut b = ok(&[(0x1000, 1, b"")]);
+        b[12] = 1;
+        assert_eq!(split(&b).unwrap_err(), BundleError::BadReserved(1));
+        let mut b = ok(&[(0x1000, 1, b"")]);
+        b[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(split(&b).unwrap_err(), BundleError::TooManyModules(u32::MAX));
+        let mut b = ok(&[(0x1000, 1, b"")]);
+        b[8..12].copy_from_slice(&16u32.to_le_bytes());
+        assert!(split(&b[..0x200]).is_err()); // table larger than the bundle
+        assert_eq!(split(&b[..0x400]).unwrap_err(), BundleError::Truncated);
+        assert_eq!(split(&b[..12]).unwrap_err(), BundleError::Truncated);
+        assert_eq!(
+            split(&ok(&[(0x1001, 1, b"")])).unwrap_err(),
+            BundleError::BadOffset { index: 0, offset: 0x1001 }
+        );
+        assert_eq!(
+            split(&ok(&[(0, 1, b"")])).unwrap_err(),
+            BundleError::BadOffset { index: 0, offset: 0 }
+        );
+        assert_eq!(
+            split(&ok(&[(0x1000, 0x3001, b"")])).unwrap_err(),
+            BundleError::OutsideBundle { index: 0 }
+        );
+        assert_eq!(
+            split(&ok(&[(0x1000, 1, b""), (0x3000, u64::MAX, b"")])).unwrap_err(),
+            BundleError::OutsideBundle { index: 1 }
+        );
+        assert_eq!(
+            split(&ok(&[(0x1000, 0x1001, b""), (0x2000, 0x10, b"")])).unwrap_err(),
+            BundleError::Overlap { first: 0, second: 1 }
+        );
+        assert_eq!(
+            split(&ok(&[(0x1000, 0x10, b""), (0x3000, 0x10, b""), (0x1000, 0x10, b"")])).unwrap_err(),
+            BundleError::Overlap { first: 0, second: 2 }
+        );
+        // The table itself is unreadable.
+        let b = ok(&[(0x1000, 1, b"")]);
+        let mut m = Mem::new(BUNDLE, 20);
+        m.put(BUNDLE, &b[..20]);
+        let module = BootModule { start: BUNDLE, len: 0x4000, cmdline: None };
+        assert!(matches!(split_bundle(&m, &module, MAX_MODULES), Err(BundleError::Read(_))));
+        // Room for fewer modules than the bundle holds.
+        let b = ok(&[(0x1000, 1, b""), (0x2000, 1, b"")]);
+        let (m, module) = bundle_mem(&b);
+        assert_eq!(split_bundle(&m, &module, 1).unwrap_err(), BundleError::TooManyModules(2));
+    }
+
+    #[test]
+    fn expand_bundle_replaces_the_first_module() {
+        let bytes = bundle_bytes(&[(0x1000, 0x100, b"kernel"), (0x2000, 0x200, b"ramdisk")], 0x3000);
+        let mut m = pvh_mem(1);
+        m.put_u64(MODLIST, BUNDLE);
+        m.put_u64(MODLIST + 8, bytes.len() as u64);
+        let mut big = Mem::new(0, 0x20_0000);
+        big.bytes[..m.bytes.len()].copy_from_slice(&m.bytes);
+        big.put(BUNDLE, &bytes);
+        let mut bi = BootInfo::from_pvh(&big, SI).unwrap();
+        assert_eq!(bi.modules().len(), 2);
+        assert!(bi.expand_bundle(&big).unwrap());
+        let mods = bi.modules();
+        assert_eq!(mods.len(), 3);
+        assert_eq!((mods[0].start, mods[0].len), (BUNDLE + 0x1000, 0x100));
+        assert_eq!(big.string(mods[0].cmdline.unwrap()), b"kernel");
+        assert_eq!(big.string(mods[1].cmdline.unwrap()), b"ramdisk");
+        assert_eq!((mods[2].start, mods[2].len), (0x20_0000, 0x5000));
+        assert!(bi.info_ranges().any(|r| r == MemRange::new(BUNDLE, BUNDLE + 16 + 128)));
+        // A second expansion finds no bundle.
+        assert!(!bi.expand_bundle(&big).unwrap());
+    }
+
+    #[test]
+    fn expand_bundle_without_modules_or_with_errors() {
+        let mut m = Mem::new(0, 64);
+        m.put_u32(0, XEN_HVM_START_MAGIC_VALUE);
+        let mut bi = BootInfo::from_pvh(&m, 0).unwrap();
+        assert!(!bi.expand_bundle(&m).unwrap());
+        // A broken bundle leaves the module list alone.
+        let bytes = bundle_bytes(&[(0x1000, 0x10_0000, b"")], 0x2000);
+        let (bm, module) = bundle_mem(&bytes);
+        let mut bi = BootInfo::empty(BootProtocol::Multiboot2);
+        bi.modules.push(module);
+        assert_eq!(bi.expand_bundle(&bm).unwrap_err(), BundleError::OutsideBundle { index: 0 });
+        assert_eq!(bi.modules(), [module]);
+    }
+
+    #[test]
+    fn displays() {
+        assert_eq!(
+            format!("{}", BootInfoError::BadTag { offset: 8, tag: 6, size: 4 }),
+            "bad Multiboot2 tag 6 at offset 0x8 size 0x4"
+        );
+        assert_eq!(
+            format!("{}", BootInfoError::Read(PhysReadError { paddr: 0x10, len: 4 })),
+            "cannot read 4 bytes at 0x10"
+        );
+        assert_eq!(
+            format!("{}", BundleError::Overlap { first: 0, second: 2 }),
+            "bundle modules 0 and 2 overlap"
+        );
+    }
+}

@@ -15,11 +15,15 @@ mod arch;
 #[cfg(target_os = "none")]
 mod console;
 #[cfg(target_os = "none")]
+mod dom0;
+#[cfg(target_os = "none")]
 mod domain;
 #[cfg(target_os = "none")]
 mod heap;
 #[cfg(target_os = "none")]
 mod hypercall;
+#[cfg(target_os = "none")]
+mod memory;
 #[cfg(target_os = "none")]
 mod sched;
 #[cfg(target_os = "none")]

@@ -40,6 +40,13 @@ struct Tables {
     next_ioremap: u64,
 }
 
+static NX: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// The no-execute bit if the CPU has it (EFER.NXE is set at boot), else 0.
+pub fn nx() -> u64 {
+    NX.load(core::sync::atomic::Ordering::Relaxed)
+}
+
 static TABLES: Mutex<Tables> = Mutex::new(Tables { l4_phys: 0, next_ioremap: IOREMAP_VIRT_START });
 
 /// Virtual to physical for addresses in the image (and the boot pool).
@@ -139,6 +146,7 @@ fn sym(s: &u8) -> u64 {
 /// the machine's RAM ranges (start, end) for the direct map.
 pub fn init(ram: &[(u64, u64)], nx: bool) {
     let nx = if nx { pte::NX } else { 0 };
+    NX.store(nx, core::sync::atomic::Ordering::Relaxed);
     let l4 = new_table();
     // Touch every hypervisor L4 slot so guests that copy them share the
     // tables below (later additions then show up everywhere).
@@ -206,6 +214,32 @@ pub fn hypervisor_l4_entries() -> [u64; 16] {
     out
 }
 
+/// Read-only machine-to-phys table every PV guest sees (Xen's
+/// RO_MPT_VIRT_START = MACH2PHYS_VIRT_START).
+pub const RO_MPT_VIRT_START: u64 = 0xFFFF_8000_0000_0000;
+
+/// Maps the M2P table (`len` bytes at machine address `pa`) read-only and
+/// user-accessible at RO_MPT_VIRT_START, so PV guests can read it.
+pub fn map_m2p(pa: u64, len: u64) {
+    let l4 = TABLES.lock().l4_phys;
+    // The path down to the M2P must allow user access at every level.
+    let mut va = RO_MPT_VIRT_START;
+    while va < RO_MPT_VIRT_START + len {
+        let l3 = next_level(l4, index(va, 4));
+        let l2 = next_level(l3, index(va, 3));
+        for (t, i) in [(l4, index(va, 4)), (l3, index(va, 3))] {
+            // SAFETY: our own pool page tables; i < 512.
+            unsafe { *table(t).add(i) |= pte::USER };
+        }
+        let l1 = next_level(l2, index(va, 2));
+        // SAFETY: as above.
+        unsafe { *table(l2).add(index(va, 2)) |= pte::USER };
+        // SAFETY: as above.
+        unsafe { table(l1).add(index(va, 1)).write((pa + va - RO_MPT_VIRT_START) | pte::PRESENT | pte::USER | nx()) };
+        va += PAGE;
+    }
+}
+
 /// Maps `len` bytes of device memory at `pa` uncached; returns the VA.
 pub fn ioremap(pa: u64, len: u64) -> u64 {
     let mut t = TABLES.lock();
@@ -218,7 +252,7 @@ pub fn ioremap(pa: u64, len: u64) -> u64 {
     drop(t);
     let mut i = 0;
     while i < size {
-        map_range(l4, va + i, base + i, PAGE, pte::PRESENT | pte::RW | pte::PCD | pte::PWT | pte::NX);
+        map_range(l4, va + i, base + i, PAGE, pte::PRESENT | pte::RW | pte::PCD | pte::PWT | nx());
         i += PAGE;
     }
     va + off

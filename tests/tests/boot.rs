@@ -1,0 +1,276 @@
+//! Boot tests: build the real images, boot them under QEMU (TCG), and assert
+//! on the serial console and on the exit code.
+//!
+//! Every test has a timeout and fails on it; none passes on silence.  At most
+//! two QEMUs run at once (`oxen_tests::qemu::max_qemus`).  `OXEN_ECHO=1`
+//! copies every console to stderr live.
+//!
+//! The console lines asserted on are the constants right below: adapt them
+//! here when xen-core's or Dom0's wording changes.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use oxen_tests::batch::{self, BatchOutcome};
+use oxen_tests::boot::{BootPath, OxenBoot, Payload};
+use oxen_tests::elf::elf_without_xen_notes;
+use oxen_tests::images::{build_images, work_dir, Images, TestKernel, TEST_KERNELS};
+use oxen_tests::qemu::{qemu_slot, Qemu};
+use oxen_tests::{Exit, RunResult};
+
+// ---- What the console must show (xen-core's and Dom0's wording) ----------
+
+/// xen-core's banner starts with this ...
+const BANNER_START: &str = "Oxen ";
+/// ... and carries this.
+const BANNER_ABI: &str = "(Xen 4.17 ABI)";
+/// One line per CPU brought up: `CPU0 online`, `CPU1 online`, ...
+fn cpu_online(n: u32) -> String {
+    format!("CPU{n} online")
+}
+/// xen-core's lines about building and starting Dom0.
+const DOM0_LINE: &str = "Dom0:";
+/// Dom0 mentions its ramdisk ...
+const RAMDISK_LINE: &str = "ramdisk";
+/// ... and the release file the harness puts in it.
+const RELEASE_FILE_LINE: &str = "/etc/oxen-release";
+/// xen-core names the problem with a bad or missing Dom0 module.
+const BAD_DOM0_LINE: &str = "Dom0 kernel";
+
+// ---- Limits ---------------------------------------------------------------
+
+/// Any single boot, start to stop.
+const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
+
+// ---- Helpers ----------------------------------------------------------------
+
+fn images() -> &'static Images {
+    match build_images() {
+        Ok(i) => i,
+        Err(e) => panic!("cannot run boot tests: {e}"),
+    }
+}
+
+fn image(name: &str) -> std::path::PathBuf {
+    images().get(name).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A default boot: PVH, default command line, the default Dom0 and ramdisk.
+fn default_boot() -> OxenBoot {
+    OxenBoot::new(image("xen-core"), image("dom0")).unwrap()
+}
+
+fn qemu_for(name: &str, boot: &OxenBoot) -> Qemu {
+    let work = work_dir(name).unwrap();
+    boot.qemu(name, &work)
+        .unwrap_or_else(|e| panic!("{name}: cannot prepare the boot: {e}"))
+}
+
+/// Boots, waits for Dom0's prompt, types `poweroff` and judges the run as
+/// `scripts/run --batch` does; fails the test with the full log unless Dom0
+/// powered off with `VERDICT: SUCCESS`.
+fn boot_to_poweroff(name: &str, boot: &OxenBoot, smp: u32) -> RunResult {
+    let m = qemu_for(name, boot)
+        .smp(smp)
+        .spawn()
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let out: BatchOutcome = batch::run(m, &[], BOOT_TIMEOUT);
+    if !out.ok {
+        out.result.fail(&out.why);
+    }
+    if !out.saw_prompt {
+        out.result
+            .fail(&format!("Dom0 never showed its {:?} prompt", batch::PROMPT));
+    }
+    out.result
+}
+
+fn assert_banner(r: &RunResult) {
+    let l = r.assert_line(BANNER_ABI);
+    if !l.contains(BANNER_START) {
+        r.fail(&format!(
+            "the banner line {l:?} should start with {BANNER_START:?}"
+        ));
+    }
+}
+
+/// Boots a Dom0 module xen-core must refuse, and checks it says so and halts.
+fn assert_refused(name: &str, dom0: Option<Payload>) {
+    let boot = OxenBoot {
+        dom0,
+        ..default_boot()
+    };
+    let r = qemu_for(name, &boot)
+        .spawn()
+        .unwrap()
+        .wait_exit(BOOT_TIMEOUT);
+    assert_banner(&r);
+    r.assert_line(BAD_DOM0_LINE);
+    r.assert_exit(Exit::HypervisorFatal);
+    r.assert_no_line(batch::PROMPT);
+}
+
+// ---- Boot paths and CPUs ----------------------------------------------------
+
+#[test]
+fn pvh_boot_smp1() {
+    let r = boot_to_poweroff("pvh-smp1", &default_boot(), 1);
+    assert_banner(&r);
+    r.assert_line(&cpu_online(0));
+    r.assert_no_line(&cpu_online(1));
+    r.assert_lines_in_order(&[BANNER_ABI, DOM0_LINE]);
+}
+
+#[test]
+fn pvh_boot_smp4() {
+    let r = boot_to_poweroff("pvh-smp4", &default_boot(), 4);
+    assert_banner(&r);
+    for n in 0..4 {
+        r.assert_line(&cpu_online(n));
+    }
+    r.assert_no_line(&cpu_online(4));
+    r.assert_line(DOM0_LINE);
+}
+
+#[test]
+fn multiboot2_boot_via_grub_iso() {
+    let boot = OxenBoot {
+        path: BootPath::Grub,
+        ..default_boot()
+    };
+    let r = boot_to_poweroff("grub-mb2", &boot, 2);
+    assert_banner(&r);
+    r.assert_line(&cpu_online(1));
+    r.assert_line(DOM0_LINE);
+}
+
+#[test]
+fn dom0_sees_its_ramdisk() {
+    let r = boot_to_poweroff("dom0-ramdisk", &default_boot(), 2);
+    r.assert_line(RAMDISK_LINE);
+    r.assert_line(RELEASE_FILE_LINE);
+}
+
+// ---- Test Dom0 kernels (the table in oxen_tests::images) -----------------
+
+fn check_test_kernel(k: &TestKernel) {
+    let boot = OxenBoot {
+        dom0: Some(Payload::File(image(k.name))),
+        ..default_boot()
+    };
+    let r = qemu_for(k.name, &boot)
+        .spawn()
+        .unwrap()
+        .wait_exit(BOOT_TIMEOUT);
+    let purpose = format!("{} ({})", k.name, k.purpose);
+    if r.timed_out {
+        r.fail(&format!(
+            "{purpose}: hung until the {BOOT_TIMEOUT:?} timeout"
+        ));
+    }
+    r.assert_lines_in_order(k.lines);
+    if k.verdict_success {
+        r.assert_verdict_success();
+    }
+    r.assert_exit(k.exit);
+}
+
+#[test]
+fn test_kernels() {
+    let _ = images(); // build once, before the threads
+    let handles: Vec<_> = TEST_KERNELS
+        .iter()
+        .map(|k| (k.name, std::thread::spawn(move || check_test_kernel(k))))
+        .collect();
+    let failed: Vec<&str> = handles
+        .into_iter()
+        .filter_map(|(n, h)| h.join().is_err().then_some(n))
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "test kernels that failed (reports above): {}",
+        failed.join(", ")
+    );
+}
+
+// ---- Bad Dom0 modules -----------------------------------------------------
+
+#[test]
+fn dom0_module_that_is_not_elf_is_refused() {
+    assert_refused(
+        "bad-dom0-text",
+        Some(Payload::Bytes(
+            b"this is a text file, not a kernel\n".to_vec(),
+        )),
+    );
+}
+
+#[test]
+fn dom0_elf_without_xen_notes_is_refused() {
+    assert_refused(
+        "bad-dom0-no-notes",
+        Some(Payload::Bytes(elf_without_xen_notes())),
+    );
+}
+
+#[test]
+fn missing_dom0_module_is_refused() {
+    assert_refused("bad-dom0-missing", None);
+}
+
+// ---- scripts/run --batch ------------------------------------------------------
+
+fn oxen_run_batch(stdin: &str) -> (Option<i32>, String) {
+    let _ = images();
+    let _slot = qemu_slot();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_oxen-run"))
+        .args([
+            "--batch",
+            "--no-build",
+            "--timeout",
+            &BOOT_TIMEOUT.as_secs().to_string(),
+        ])
+        .env("OXEN_IMAGES", &images().dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run oxen-run");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "---- oxen-run stdout (console) ----\n{}\n---- oxen-run stderr ----\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}
+
+#[test]
+fn batch_help_succeeds() {
+    let (code, text) = oxen_run_batch("help\n");
+    assert_eq!(
+        code,
+        Some(0),
+        "`oxen-run --batch` with \"help\" should exit 0:\n{text}"
+    );
+}
+
+#[test]
+fn batch_false_fails() {
+    let (code, text) = oxen_run_batch("false\n");
+    assert!(
+        code.is_some_and(|c| c != 0),
+        "`oxen-run --batch` with \"false\" should exit non-zero:\n{text}"
+    );
+    assert!(
+        text.contains("oxen-run: FAILED:"),
+        "oxen-run should say why it failed:\n{text}"
+    );
+}
