@@ -83,3 +83,25 @@ pub const XEN_PAGE_SHIFT: u32 = 12;
 
 /// Size of a Xen page in bytes (`XEN_PAGE_SIZE`): 4 KiB on x86.
 pub const XEN_PAGE_SIZE: usize = 1 << XEN_PAGE_SHIFT;
+
+/// Reads a `T` from the start of a union's raw storage (the remaining bytes
+/// are ignored). Returns an all-zero `T` if the storage is too small, which
+/// cannot happen for the unions in this crate (their storage is the largest
+/// member).
+pub fn union_read<T: zerocopy::FromBytes>(storage: &[u8]) -> T {
+    match T::read_from_prefix(storage) {
+        Ok((v, _)) => v,
+        Err(_) => T::new_zeroed(),
+    }
+}
+
+/// Writes `v` at the start of a union's raw storage, zeroing the rest (so no
+/// stale bytes of another member leak). Does nothing if `v` does not fit.
+pub fn union_write<T: zerocopy::IntoBytes + zerocopy::Immutable>(storage: &mut [u8], v: &T) {
+    let src = v.as_bytes();
+    if src.len() <= storage.len() {
+        let (head, tail) = storage.split_at_mut(src.len());
+        head.copy_from_slice(src);
+        tail.fill(0);
+    }
+}

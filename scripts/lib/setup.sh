@@ -12,7 +12,8 @@ OXEN_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 export OXEN_ROOT
 OXEN_SCRIPT="${OXEN_SCRIPT:-$(basename "$0")}"
 
-# The Debian packages everything needs.
+# The Debian packages everything needs (used by .ci/run).
+# shellcheck disable=SC2034
 OXEN_DEBIAN_PACKAGES=(qemu-system-x86 grub-pc-bin grub-common xorriso mtools)
 OXEN_BARE_TARGET=x86_64-unknown-none
 
@@ -47,9 +48,9 @@ oxen_install_packages() {
     install them with:  sudo apt-get update && sudo apt-get install -y --no-install-recommends $missing"
     fi
     oxen_say "installing missing Debian packages: $missing"
+    DEBIAN_FRONTEND=noninteractive apt-get update -q || oxen_die "apt-get update failed"
     # shellcheck disable=SC2086 # word splitting of the package list is intended
-    DEBIAN_FRONTEND=noninteractive apt-get update -q \
-        && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing \
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing \
         || oxen_die "apt-get could not install: $missing"
     missing="$(oxen_missing_packages)"
     [ -z "$missing" ] || oxen_die "still missing after apt-get install: $missing"
@@ -99,7 +100,7 @@ oxen_setup() {
     oxen_say "checking the Debian packages and the Rust toolchain"
     oxen_install_packages
     oxen_install_rust
-    cd "$OXEN_ROOT"
+    cd "$OXEN_ROOT" || oxen_die "cannot cd to $OXEN_ROOT"
 }
 
 # Builds one of the harness binaries (tests/src/bin) in release mode and

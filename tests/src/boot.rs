@@ -7,7 +7,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::bundle::{self, Module};
+use crate::bundle::Module;
 use crate::cpio::CpioWriter;
 use crate::qemu::{Media, Qemu, DEFAULT_APPEND};
 
@@ -145,10 +145,7 @@ impl OxenBoot {
                 let mods = self.modules()?;
                 let mut q = q.kernel(&self.hypervisor).append(self.append.clone());
                 if !mods.is_empty() {
-                    let b = bundle::write(&mods).map_err(|e| e.to_string())?;
-                    let p = work.join("modules.oxenmods");
-                    std::fs::write(&p, b).map_err(|e| format!("{}: {e}", p.display()))?;
-                    q = q.initrd(p);
+                    q = q.modules(&mods, work.join("modules.oxenmods"))?;
                 }
                 Ok(q)
             }

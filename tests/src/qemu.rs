@@ -20,6 +20,7 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use crate::bundle::Module;
 use crate::exit::Exit;
 
 /// What a user's Enter key sends on a serial terminal; the batch driver sends
@@ -178,6 +179,15 @@ impl Qemu {
             panic!("Qemu::initrd needs Qemu::kernel first");
         }
         self
+    }
+
+    /// Packs `modules` into an Oxen module bundle written to `bundle` and
+    /// passes that as `-initrd` (PVH only; call after [`Qemu::kernel`]).
+    pub fn modules(self, modules: &[Module], bundle: impl Into<PathBuf>) -> Result<Self, String> {
+        let path = bundle.into();
+        let bytes = crate::bundle::write(modules).map_err(|e| e.to_string())?;
+        std::fs::write(&path, bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(self.initrd(path))
     }
 
     pub fn iso(mut self, iso: impl Into<PathBuf>) -> Self {

@@ -116,7 +116,9 @@ impl PhysSlice {
         r: &R,
         buf: &'b mut [u8],
     ) -> Result<&'b [u8], PhysReadError> {
-        let n = usize::try_from(self.len).unwrap_or(usize::MAX).min(buf.len());
+        let n = usize::try_from(self.len)
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
         let out = &mut buf[..n];
         r.read(self.paddr, out)?;
         Ok(out)
@@ -230,11 +232,17 @@ impl fmt::Display for BootInfoError {
             Self::MisalignedInfo(p) => write!(f, "Multiboot2 info at {p:#x} not 8-byte aligned"),
             Self::BadTotalSize(s) => write!(f, "bad Multiboot2 total_size {s:#x}"),
             Self::BadTag { offset, tag, size } => {
-                write!(f, "bad Multiboot2 tag {tag} at offset {offset:#x} size {size:#x}")
+                write!(
+                    f,
+                    "bad Multiboot2 tag {tag} at offset {offset:#x} size {size:#x}"
+                )
             }
             Self::MissingEndTag => write!(f, "Multiboot2 info has no end tag"),
             Self::BadModuleRange { start, end } => {
-                write!(f, "Multiboot2 module ends ({end:#x}) before it starts ({start:#x})")
+                write!(
+                    f,
+                    "Multiboot2 module ends ({end:#x}) before it starts ({start:#x})"
+                )
             }
             Self::BadMmapEntrySize(s) => write!(f, "bad Multiboot2 mmap entry size {s}"),
             Self::MissingModlist => write!(f, "PVH modules announced without a module list"),
@@ -409,13 +417,16 @@ impl BootInfo {
         start_info_paddr: u64,
     ) -> Result<Self, BootInfoError> {
         let si = read_hvm_start_info(r, start_info_paddr)?;
-        let mut bi = BootInfo::empty(BootProtocol::Pvh { version: si.version });
+        let mut bi = BootInfo::empty(BootProtocol::Pvh {
+            version: si.version,
+        });
         let si_size = if si.version >= 1 {
             size_of::<HvmStartInfo>()
         } else {
             HVM_START_INFO_V0_SIZE
         };
-        bi.info_ranges.push(checked_range(start_info_paddr, si_size as u64)?);
+        bi.info_ranges
+            .push(checked_range(start_info_paddr, si_size as u64)?);
         bi.cmdline = read_cstr(r, si.cmdline_paddr)?;
         bi.rsdp = (si.rsdp_paddr != 0).then_some(si.rsdp_paddr);
         bi.read_pvh_modules(r, &si)?;
@@ -486,7 +497,7 @@ impl BootInfo {
         if magic != MULTIBOOT2_BOOTLOADER_MAGIC {
             return Err(BootInfoError::BadMultiboot2Magic(magic));
         }
-        if info_paddr % 8 != 0 {
+        if !info_paddr.is_multiple_of(8) {
             return Err(BootInfoError::MisalignedInfo(info_paddr));
         }
         let total_size = read_u32(r, info_paddr)?;
@@ -494,7 +505,8 @@ impl BootInfo {
             return Err(BootInfoError::BadTotalSize(total_size));
         }
         let mut bi = BootInfo::empty(BootProtocol::Multiboot2);
-        bi.info_ranges.push(checked_range(info_paddr, u64::from(total_size))?);
+        bi.info_ranges
+            .push(checked_range(info_paddr, u64::from(total_size))?);
         let mut rsdp_v1 = None;
         let mut offset = 8u32;
         while offset <= total_size - 8 {
@@ -555,7 +567,7 @@ impl BootInfo {
     ) -> Result<(), BootInfoError> {
         tag.need(8)?;
         let entry_size = read_u32(r, tag.body())?;
-        if entry_size < MB2_MMAP_ENTRY_MIN || entry_size % 8 != 0 {
+        if entry_size < MB2_MMAP_ENTRY_MIN || !entry_size.is_multiple_of(8) {
             return Err(BootInfoError::BadMmapEntrySize(entry_size));
         }
         let n = (tag.size - 16) / entry_size;
@@ -675,14 +687,17 @@ fn read_bundle_entry<R: PhysRead + ?Sized>(
     r.read(at, &mut raw)?;
     let offset = le_u64(&raw[0..8]);
     let len = le_u64(&raw[8..16]);
-    if offset % 4096 != 0 || offset < table_end {
+    if !offset.is_multiple_of(4096) || offset < table_end {
         return Err(BundleError::BadOffset { index, offset });
     }
     if offset.checked_add(len).is_none_or(|end| end > bundle.len) {
         return Err(BundleError::OutsideBundle { index });
     }
     let name = &raw[16..];
-    let name_len = name.iter().position(|&b| b == 0).unwrap_or(BUNDLE_CMDLINE_SIZE) as u64;
+    let name_len = name
+        .iter()
+        .position(|&b| b == 0)
+        .unwrap_or(BUNDLE_CMDLINE_SIZE) as u64;
     let cmdline = (name_len > 0).then_some(PhysSlice {
         paddr: at + 16,
         len: name_len,
@@ -695,7 +710,10 @@ fn read_bundle_entry<R: PhysRead + ?Sized>(
 }
 
 fn check_no_overlap(seen: &[BootModule], m: &BootModule, index: usize) -> Result<(), BundleError> {
-    match seen.iter().position(|other| other.range().overlaps(&m.range())) {
+    match seen
+        .iter()
+        .position(|other| other.range().overlaps(&m.range()))
+    {
         Some(first) => Err(BundleError::Overlap {
             first,
             second: index,
@@ -722,7 +740,12 @@ impl Mb2Tag {
         let paddr = info + u64::from(offset);
         let ty = read_u32(r, paddr)?;
         let size = read_u32(r, paddr + 4)?;
-        let tag = Mb2Tag { paddr, offset, ty, size };
+        let tag = Mb2Tag {
+            paddr,
+            offset,
+            ty,
+            size,
+        };
         let fits = size >= 8 && size <= total_size - offset;
         let end_ok = ty != MB2_TAG_END || size == 8;
         if !fits || !end_ok {
@@ -879,7 +902,11 @@ mod tests {
 
     impl Mem {
         fn new(base: u64, size: usize) -> Self {
-            Mem { base, bytes: vec![0; size], reads: Cell::new(0) }
+            Mem {
+                base,
+                bytes: vec![0; size],
+                reads: Cell::new(0),
+            }
         }
 
         fn put(&mut self, paddr: u64, data: &[u8]) {
@@ -904,7 +931,10 @@ mod tests {
     impl PhysRead for Mem {
         fn read(&self, paddr: u64, buf: &mut [u8]) -> Result<(), PhysReadError> {
             self.reads.set(self.reads.get() + 1);
-            let err = PhysReadError { paddr, len: buf.len() };
+            let err = PhysReadError {
+                paddr,
+                len: buf.len(),
+            };
             let off = paddr.checked_sub(self.base).ok_or(err)? as usize;
             let end = off.checked_add(buf.len()).ok_or(err)?;
             buf.copy_from_slice(self.bytes.get(off..end).ok_or(err)?);
@@ -938,10 +968,13 @@ mod tests {
         if version >= 1 {
             m.put_u64(SI + 40, MEMMAP);
             m.put_u32(SI + 48, 3);
-            for (i, (addr, size, ty)) in
-                [(0u64, 0x9fc00u64, 1u32), (0xf0000, 0x10000, 2), (0x10_0000, 0x7ee_0000, 1)]
-                    .into_iter()
-                    .enumerate()
+            for (i, (addr, size, ty)) in [
+                (0u64, 0x9fc00u64, 1u32),
+                (0xf0000, 0x10000, 2),
+                (0x10_0000, 0x7ee_0000, 1),
+            ]
+            .into_iter()
+            .enumerate()
             {
                 let e = MEMMAP + 24 * i as u64;
                 m.put_u64(e, addr);
@@ -964,10 +997,20 @@ mod tests {
         assert_eq!(mods.len(), 2);
         assert_eq!((mods[0].start, mods[0].len), (0x10_0000, 0x1234));
         assert_eq!(m.string(mods[0].cmdline.unwrap()), b"dom0 root=/dev/ram");
-        assert_eq!((mods[1].start, mods[1].len, mods[1].cmdline), (0x20_0000, 0x5000, None));
+        assert_eq!(
+            (mods[1].start, mods[1].len, mods[1].cmdline),
+            (0x20_0000, 0x5000, None)
+        );
         let map = bi.memory_map().unwrap();
         assert_eq!(map.len(), 3);
-        assert_eq!(map[2], RawEntry { addr: 0x10_0000, size: 0x7ee_0000, kind: 1 });
+        assert_eq!(
+            map[2],
+            RawEntry {
+                addr: 0x10_0000,
+                size: 0x7ee_0000,
+                kind: 1
+            }
+        );
         assert_eq!(bi.memmap_dropped(), 0);
         let ranges: Vec<MemRange> = bi.info_ranges().collect();
         assert!(ranges.contains(&MemRange::new(SI, SI + 56)));
@@ -1019,14 +1062,22 @@ mod tests {
         ));
         assert_eq!(
             BootInfo::from_pvh(&m, u64::MAX - 8).unwrap_err(),
-            BootInfoError::AddressOverflow { paddr: u64::MAX - 8 }
+            BootInfoError::AddressOverflow {
+                paddr: u64::MAX - 8
+            }
         );
         let mut m = pvh_mem(1);
         m.put_u64(SI + 16, 0);
-        assert_eq!(BootInfo::from_pvh(&m, SI).unwrap_err(), BootInfoError::MissingModlist);
+        assert_eq!(
+            BootInfo::from_pvh(&m, SI).unwrap_err(),
+            BootInfoError::MissingModlist
+        );
         let mut m = pvh_mem(1);
         m.put_u64(SI + 16, 0xfff0); // list runs off the end of memory
-        assert!(matches!(BootInfo::from_pvh(&m, SI), Err(BootInfoError::Read(_))));
+        assert!(matches!(
+            BootInfo::from_pvh(&m, SI),
+            Err(BootInfoError::Read(_))
+        ));
         let mut m = pvh_mem(1);
         m.put_u64(MODLIST + 8, u64::MAX); // module wraps
         assert_eq!(
@@ -1059,7 +1110,10 @@ mod tests {
         m.put_u32(0, XEN_HVM_START_MAGIC_VALUE);
         m.put_u64(24, 0xf0);
         m.put(0xf0, &[b'a'; 16]);
-        assert!(matches!(BootInfo::from_pvh(&m, 0), Err(BootInfoError::Read(_))));
+        assert!(matches!(
+            BootInfo::from_pvh(&m, 0),
+            Err(BootInfoError::Read(_))
+        ));
     }
 
     #[test]
@@ -1070,7 +1124,13 @@ mod tests {
         m.put_u64(24, 0xffd);
         m.put(0xffd, b"ab\0");
         let bi = BootInfo::from_pvh(&m, 0).unwrap();
-        assert_eq!(bi.cmdline, Some(PhysSlice { paddr: 0xffd, len: 2 }));
+        assert_eq!(
+            bi.cmdline,
+            Some(PhysSlice {
+                paddr: 0xffd,
+                len: 2
+            })
+        );
         // Empty string means no command line.
         m.put(0xffd, b"\0");
         assert_eq!(BootInfo::from_pvh(&m, 0).unwrap().cmdline, None);
@@ -1087,7 +1147,10 @@ mod tests {
         assert!(m.reads.get() < 10_000);
         // Tables running off readable memory fail.
         m.put_u64(SI + 16, 0xff00);
-        assert!(matches!(BootInfo::from_pvh(&m, SI), Err(BootInfoError::Read(_))));
+        assert!(matches!(
+            BootInfo::from_pvh(&m, SI),
+            Err(BootInfoError::Read(_))
+        ));
         // With enough readable memory, the lists are capped.
         let mut m = Mem::new(0, 0x20000);
         m.put_u32(0, XEN_HVM_START_MAGIC_VALUE);
@@ -1098,9 +1161,15 @@ mod tests {
         m.put_u32(48, u32::MAX);
         let bi = BootInfo::from_pvh(&m, 0).unwrap();
         assert_eq!(bi.modules().len(), MAX_MODULES);
-        assert_eq!(bi.modules_dropped(), u64::from(u32::MAX) - MAX_MODULES as u64);
+        assert_eq!(
+            bi.modules_dropped(),
+            u64::from(u32::MAX) - MAX_MODULES as u64
+        );
         assert_eq!(bi.memory_map().unwrap().len(), MAX_MEMMAP_ENTRIES);
-        assert_eq!(bi.memmap_dropped(), u64::from(u32::MAX) - MAX_MEMMAP_ENTRIES as u64);
+        assert_eq!(
+            bi.memmap_dropped(),
+            u64::from(u32::MAX) - MAX_MEMMAP_ENTRIES as u64
+        );
     }
 
     // ---------------------------------------------------------- Multiboot2
@@ -1119,9 +1188,10 @@ mod tests {
 
         fn tag(mut self, ty: u32, body: &[u8]) -> Self {
             self.bytes.extend_from_slice(&ty.to_le_bytes());
-            self.bytes.extend_from_slice(&(8 + body.len() as u32).to_le_bytes());
+            self.bytes
+                .extend_from_slice(&(8 + body.len() as u32).to_le_bytes());
             self.bytes.extend_from_slice(body);
-            while self.bytes.len() % 8 != 0 {
+            while !self.bytes.len().is_multiple_of(8) {
                 self.bytes.push(0);
             }
             self
@@ -1172,10 +1242,23 @@ mod tests {
             .tag(1, b"loglvl=all dom0_mem=512M\0")
             .tag(2, b"GRUB 2.06\0")
             .tag(21, &[1, 2, 3, 4]) // load base address: skipped
-            .tag(3, &module_body(0x20_0000, 0x28_0000, b"dom0 console=hvc0\0"))
+            .tag(
+                3,
+                &module_body(0x20_0000, 0x28_0000, b"dom0 console=hvc0\0"),
+            )
             .tag(3, &module_body(0x30_0000, 0x30_0100, b"\0"))
             .tag(4, &[0x7f, 2, 0, 0, 0, 0xfc, 1, 0])
-            .tag(6, &mmap_body(24, &[(0, 0x9fc00, 1), (0x10_0000, 0x1ff0_0000, 1), (0xfffc_0000, 0x4_0000, 2)]))
+            .tag(
+                6,
+                &mmap_body(
+                    24,
+                    &[
+                        (0, 0x9fc00, 1),
+                        (0x10_0000, 0x1ff0_0000, 1),
+                        (0xfffc_0000, 0x4_0000, 2),
+                    ],
+                ),
+            )
             .tag(14, &[b'R'; 20])
             .end()
     }
@@ -1192,11 +1275,27 @@ mod tests {
         assert_eq!(mods.len(), 2);
         assert_eq!((mods[0].start, mods[0].len), (0x20_0000, 0x8_0000));
         assert_eq!(m.string(mods[0].cmdline.unwrap()), b"dom0 console=hvc0");
-        assert_eq!((mods[1].start, mods[1].len, mods[1].cmdline), (0x30_0000, 0x100, None));
-        assert_eq!(bi.basic_meminfo, Some(BasicMemInfo { lower_kib: 0x27f, upper_kib: 0x1fc00 }));
+        assert_eq!(
+            (mods[1].start, mods[1].len, mods[1].cmdline),
+            (0x30_0000, 0x100, None)
+        );
+        assert_eq!(
+            bi.basic_meminfo,
+            Some(BasicMemInfo {
+                lower_kib: 0x27f,
+                upper_kib: 0x1fc00
+            })
+        );
         let map = bi.memory_map().unwrap();
         assert_eq!(map.len(), 3);
-        assert_eq!(map[1], RawEntry { addr: 0x10_0000, size: 0x1ff0_0000, kind: 1 });
+        assert_eq!(
+            map[1],
+            RawEntry {
+                addr: 0x10_0000,
+                size: 0x1ff0_0000,
+                kind: 1
+            }
+        );
         // The old RSDP copy lives in the tag body.
         let rsdp = bi.rsdp.unwrap();
         let mut sig = [0u8; 1];
@@ -1230,11 +1329,24 @@ mod tests {
         assert_eq!(bi.memory_map(), None);
         assert_eq!(bi.modules().len(), 0);
         assert_eq!(bi.cmdline, None);
-        let info = Mb2Builder::new().tag(6, &mmap_body(32, &[(0x1000, 0x2000, 1), (0x5000, 1, 3)])).end();
+        let info = Mb2Builder::new()
+            .tag(6, &mmap_body(32, &[(0x1000, 0x2000, 1), (0x5000, 1, 3)]))
+            .end();
         let bi = parse(&info).unwrap();
         assert_eq!(
             bi.memory_map().unwrap(),
-            [RawEntry { addr: 0x1000, size: 0x2000, kind: 1 }, RawEntry { addr: 0x5000, size: 1, kind: 3 }]
+            [
+                RawEntry {
+                    addr: 0x1000,
+                    size: 0x2000,
+                    kind: 1
+                },
+                RawEntry {
+                    addr: 0x5000,
+                    size: 1,
+                    kind: 3
+                }
+            ]
         );
         // A trailing partial entry is ignored.
         let mut body = mmap_body(24, &[(0x1000, 0x2000, 1)]);
@@ -1262,7 +1374,10 @@ mod tests {
         for total in [0u32, 8, 15, MAX_MB2_INFO_SIZE + 1, u32::MAX] {
             let mut info = info.clone();
             info[0..4].copy_from_slice(&total.to_le_bytes());
-            assert_eq!(parse(&info).unwrap_err(), BootInfoError::BadTotalSize(total));
+            assert_eq!(
+                parse(&info).unwrap_err(),
+                BootInfoError::BadTotalSize(total)
+            );
         }
     }
 
@@ -1271,11 +1386,21 @@ mod tests {
         // Tag size below 8 (would loop forever if trusted).
         let mut info = Mb2Builder::new().tag(1, b"x\0").end();
         info[12..16].copy_from_slice(&0u32.to_le_bytes());
-        assert_eq!(parse(&info).unwrap_err(), BootInfoError::BadTag { offset: 8, tag: 1, size: 0 });
+        assert_eq!(
+            parse(&info).unwrap_err(),
+            BootInfoError::BadTag {
+                offset: 8,
+                tag: 1,
+                size: 0
+            }
+        );
         // Tag running past total_size.
         let mut info = Mb2Builder::new().tag(1, b"x\0").end();
         info[12..16].copy_from_slice(&0x1000u32.to_le_bytes());
-        assert!(matches!(parse(&info), Err(BootInfoError::BadTag { size: 0x1000, .. })));
+        assert!(matches!(
+            parse(&info),
+            Err(BootInfoError::BadTag { size: 0x1000, .. })
+        ));
         // total_size cutting the end tag off.
         let mut info = Mb2Builder::new().tag(1, b"x\0").end();
         let cut = (info.len() - 8) as u32;
@@ -1287,14 +1412,36 @@ mod tests {
         info.extend_from_slice(&[0; 8]);
         let total = info.len() as u32;
         info[0..4].copy_from_slice(&total.to_le_bytes());
-        assert!(matches!(parse(&info), Err(BootInfoError::BadTag { tag: 0, size: 16, .. })));
+        assert!(matches!(
+            parse(&info),
+            Err(BootInfoError::BadTag {
+                tag: 0,
+                size: 16,
+                ..
+            })
+        ));
         // Unterminated strings.
         let info = Mb2Builder::new().tag(1, b"abcdefgh").end();
-        assert!(matches!(parse(&info), Err(BootInfoError::UnterminatedString { .. })));
+        assert!(matches!(
+            parse(&info),
+            Err(BootInfoError::UnterminatedString { .. })
+        ));
         let info = Mb2Builder::new().tag(1, b"").end();
-        assert!(matches!(parse(&info), Err(BootInfoError::BadTag { tag: 1, size: 8, .. })));
-        let info = Mb2Builder::new().tag(3, &module_body(0, 0x1000, b"noterm")).end();
-        assert!(matches!(parse(&info), Err(BootInfoError::UnterminatedString { .. })));
+        assert!(matches!(
+            parse(&info),
+            Err(BootInfoError::BadTag {
+                tag: 1,
+                size: 8,
+                ..
+            })
+        ));
+        let info = Mb2Builder::new()
+            .tag(3, &module_body(0, 0x1000, b"noterm"))
+            .end();
+        assert!(matches!(
+            parse(&info),
+            Err(BootInfoError::UnterminatedString { .. })
+        ));
         // Short fixed-size tags.
         for (ty, len) in [(3u32, 8usize), (4, 7), (6, 7), (14, 19), (15, 35)] {
             let info = Mb2Builder::new().tag(ty, &vec![0; len]).end();
@@ -1304,16 +1451,26 @@ mod tests {
             );
         }
         // Inverted module and bad mmap entry sizes.
-        let info = Mb2Builder::new().tag(3, &module_body(0x2000, 0x1000, b"\0")).end();
+        let info = Mb2Builder::new()
+            .tag(3, &module_body(0x2000, 0x1000, b"\0"))
+            .end();
         assert_eq!(
             parse(&info).unwrap_err(),
-            BootInfoError::BadModuleRange { start: 0x2000, end: 0x1000 }
+            BootInfoError::BadModuleRange {
+                start: 0x2000,
+                end: 0x1000
+            }
         );
         for es in [0u32, 8, 20, 28] {
-            let info = Mb2Builder::new().tag(6, &mmap_body(24, &[(0, 0x1000, 1)])).end();
+            let info = Mb2Builder::new()
+                .tag(6, &mmap_body(24, &[(0, 0x1000, 1)]))
+                .end();
             let mut info = info;
             info[16..20].copy_from_slice(&es.to_le_bytes());
-            assert_eq!(parse(&info).unwrap_err(), BootInfoError::BadMmapEntrySize(es));
+            assert_eq!(
+                parse(&info).unwrap_err(),
+                BootInfoError::BadMmapEntrySize(es)
+            );
         }
     }
 
@@ -1368,7 +1525,11 @@ mod tests {
     fn bundle_mem(bytes: &[u8]) -> (Mem, BootModule) {
         let mut m = Mem::new(BUNDLE, 0x10_0000);
         m.put(BUNDLE, bytes);
-        let module = BootModule { start: BUNDLE, len: bytes.len() as u64, cmdline: None };
+        let module = BootModule {
+            start: BUNDLE,
+            len: bytes.len() as u64,
+            cmdline: None,
+        };
         (m, module)
     }
 
@@ -1380,7 +1541,11 @@ mod tests {
     #[test]
     fn bundle_splits_into_modules() {
         let bytes = bundle_bytes(
-            &[(0x1000, 0x1800, b"dom0 loglvl=all"), (0x3000, 0x10, &[b'r'; 48]), (0x4000, 0, b"")],
+            &[
+                (0x1000, 0x1800, b"dom0 loglvl=all"),
+                (0x3000, 0x10, &[b'r'; 48]),
+                (0x4000, 0, b""),
+            ],
             0x5000,
         );
         let (m, module) = bundle_mem(&bytes);
@@ -1391,13 +1556,18 @@ mod tests {
         assert_eq!(m.string(mods[0].cmdline.unwrap()), b"dom0 loglvl=all");
         assert_eq!(mods[0].cmdline.unwrap().paddr, BUNDLE + 16 + 16);
         assert_eq!(m.string(mods[1].cmdline.unwrap()), [b'r'; 48]);
-        assert_eq!((mods[2].start, mods[2].len, mods[2].cmdline), (BUNDLE + 0x4000, 0, None));
+        assert_eq!(
+            (mods[2].start, mods[2].len, mods[2].cmdline),
+            (BUNDLE + 0x4000, 0, None)
+        );
         assert_eq!(b.header(), MemRange::new(BUNDLE, BUNDLE + 16 + 3 * 64));
     }
 
     #[test]
     fn not_a_bundle() {
-        assert!(split(b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0").unwrap().is_none());
+        assert!(split(b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0")
+            .unwrap()
+            .is_none());
         assert!(split(b"OXENMOD").unwrap().is_none()); // shorter than the magic
         assert!(split(b"").unwrap().is_none());
     }
@@ -1411,7 +1581,10 @@ mod tests {
         assert_eq!(split(&b).unwrap_err(), BundleError::BadReserved(1));
         let mut b = ok(&[(0x1000, 1, b"")]);
         b[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert_eq!(split(&b).unwrap_err(), BundleError::TooManyModules(u32::MAX));
+        assert_eq!(
+            split(&b).unwrap_err(),
+            BundleError::TooManyModules(u32::MAX)
+        );
         let mut b = ok(&[(0x1000, 1, b"")]);
         b[8..12].copy_from_slice(&16u32.to_le_bytes());
         assert!(split(&b[..0x200]).is_err()); // table larger than the bundle
@@ -1419,11 +1592,17 @@ mod tests {
         assert_eq!(split(&b[..12]).unwrap_err(), BundleError::Truncated);
         assert_eq!(
             split(&ok(&[(0x1001, 1, b"")])).unwrap_err(),
-            BundleError::BadOffset { index: 0, offset: 0x1001 }
+            BundleError::BadOffset {
+                index: 0,
+                offset: 0x1001
+            }
         );
         assert_eq!(
             split(&ok(&[(0, 1, b"")])).unwrap_err(),
-            BundleError::BadOffset { index: 0, offset: 0 }
+            BundleError::BadOffset {
+                index: 0,
+                offset: 0
+            }
         );
         assert_eq!(
             split(&ok(&[(0x1000, 0x3001, b"")])).unwrap_err(),
@@ -1435,27 +1614,51 @@ mod tests {
         );
         assert_eq!(
             split(&ok(&[(0x1000, 0x1001, b""), (0x2000, 0x10, b"")])).unwrap_err(),
-            BundleError::Overlap { first: 0, second: 1 }
+            BundleError::Overlap {
+                first: 0,
+                second: 1
+            }
         );
         assert_eq!(
-            split(&ok(&[(0x1000, 0x10, b""), (0x3000, 0x10, b""), (0x1000, 0x10, b"")])).unwrap_err(),
-            BundleError::Overlap { first: 0, second: 2 }
+            split(&ok(&[
+                (0x1000, 0x10, b""),
+                (0x3000, 0x10, b""),
+                (0x1000, 0x10, b"")
+            ]))
+            .unwrap_err(),
+            BundleError::Overlap {
+                first: 0,
+                second: 2
+            }
         );
         // The table itself is unreadable.
         let b = ok(&[(0x1000, 1, b"")]);
         let mut m = Mem::new(BUNDLE, 20);
         m.put(BUNDLE, &b[..20]);
-        let module = BootModule { start: BUNDLE, len: 0x4000, cmdline: None };
-        assert!(matches!(split_bundle(&m, &module, MAX_MODULES), Err(BundleError::Read(_))));
+        let module = BootModule {
+            start: BUNDLE,
+            len: 0x4000,
+            cmdline: None,
+        };
+        assert!(matches!(
+            split_bundle(&m, &module, MAX_MODULES),
+            Err(BundleError::Read(_))
+        ));
         // Room for fewer modules than the bundle holds.
         let b = ok(&[(0x1000, 1, b""), (0x2000, 1, b"")]);
         let (m, module) = bundle_mem(&b);
-        assert_eq!(split_bundle(&m, &module, 1).unwrap_err(), BundleError::TooManyModules(2));
+        assert_eq!(
+            split_bundle(&m, &module, 1).unwrap_err(),
+            BundleError::TooManyModules(2)
+        );
     }
 
     #[test]
     fn expand_bundle_replaces_the_first_module() {
-        let bytes = bundle_bytes(&[(0x1000, 0x100, b"kernel"), (0x2000, 0x200, b"ramdisk")], 0x3000);
+        let bytes = bundle_bytes(
+            &[(0x1000, 0x100, b"kernel"), (0x2000, 0x200, b"ramdisk")],
+            0x3000,
+        );
         let mut m = pvh_mem(1);
         m.put_u64(MODLIST, BUNDLE);
         m.put_u64(MODLIST + 8, bytes.len() as u64);
@@ -1471,7 +1674,9 @@ mod tests {
         assert_eq!(big.string(mods[0].cmdline.unwrap()), b"kernel");
         assert_eq!(big.string(mods[1].cmdline.unwrap()), b"ramdisk");
         assert_eq!((mods[2].start, mods[2].len), (0x20_0000, 0x5000));
-        assert!(bi.info_ranges().any(|r| r == MemRange::new(BUNDLE, BUNDLE + 16 + 128)));
+        assert!(bi
+            .info_ranges()
+            .any(|r| r == MemRange::new(BUNDLE, BUNDLE + 16 + 128)));
         // A second expansion finds no bundle.
         assert!(!bi.expand_bundle(&big).unwrap());
     }
@@ -1487,22 +1692,44 @@ mod tests {
         let (bm, module) = bundle_mem(&bytes);
         let mut bi = BootInfo::empty(BootProtocol::Multiboot2);
         bi.modules.push(module);
-        assert_eq!(bi.expand_bundle(&bm).unwrap_err(), BundleError::OutsideBundle { index: 0 });
+        assert_eq!(
+            bi.expand_bundle(&bm).unwrap_err(),
+            BundleError::OutsideBundle { index: 0 }
+        );
         assert_eq!(bi.modules(), [module]);
     }
 
     #[test]
     fn displays() {
         assert_eq!(
-            format!("{}", BootInfoError::BadTag { offset: 8, tag: 6, size: 4 }),
+            format!(
+                "{}",
+                BootInfoError::BadTag {
+                    offset: 8,
+                    tag: 6,
+                    size: 4
+                }
+            ),
             "bad Multiboot2 tag 6 at offset 0x8 size 0x4"
         );
         assert_eq!(
-            format!("{}", BootInfoError::Read(PhysReadError { paddr: 0x10, len: 4 })),
+            format!(
+                "{}",
+                BootInfoError::Read(PhysReadError {
+                    paddr: 0x10,
+                    len: 4
+                })
+            ),
             "cannot read 4 bytes at 0x10"
         );
         assert_eq!(
-            format!("{}", BundleError::Overlap { first: 0, second: 2 }),
+            format!(
+                "{}",
+                BundleError::Overlap {
+                    first: 0,
+                    second: 2
+                }
+            ),
             "bundle modules 0 and 2 overlap"
         );
     }

@@ -126,7 +126,11 @@ pub struct OptionError<'a> {
 
 impl fmt::Display for OptionError<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "bad value '{}' for '{}': {}", self.value, self.key, self.kind)
+        write!(
+            f,
+            "bad value '{}' for '{}': {}",
+            self.value, self.key, self.kind
+        )
     }
 }
 
@@ -236,7 +240,9 @@ impl<'a> CmdLine<'a> {
             None => (token, None),
         };
         let outcome = match key {
-            "loglvl" => need(value).and_then(parse_loglvl).map(|v| self.loglvl = Some(v)),
+            "loglvl" => need(value)
+                .and_then(parse_loglvl)
+                .map(|v| self.loglvl = Some(v)),
             "dom0_mem" => need(value)
                 .and_then(parse_dom0_mem)
                 .map(|v| self.dom0_mem = Some(v)),
@@ -370,7 +376,10 @@ fn parse_u32(s: &str) -> Result<u32, OptionErrorKind> {
 fn parse_max_vcpus(value: &str) -> Result<Dom0MaxVcpus, OptionErrorKind> {
     let Some((min, max)) = value.split_once('-') else {
         let n = parse_u32(value)?;
-        return Ok(Dom0MaxVcpus { min: n, max: Some(n) });
+        return Ok(Dom0MaxVcpus {
+            min: n,
+            max: Some(n),
+        });
     };
     let min = parse_u32(min)?;
     let max = if max.is_empty() {
@@ -442,10 +451,20 @@ mod tests {
         );
         assert_eq!(cl.loglvl, Some(LogLevel::All));
         assert_eq!(cl.dom0_mem.unwrap().amount, Some(512 * M));
-        assert_eq!(cl.dom0_max_vcpus, Some(Dom0MaxVcpus { min: 2, max: Some(2) }));
+        assert_eq!(
+            cl.dom0_max_vcpus,
+            Some(Dom0MaxVcpus {
+                min: 2,
+                max: Some(2)
+            })
+        );
         assert_eq!(
             cl.console,
-            Some(Consoles { com1: true, com2: false, vga: true })
+            Some(Consoles {
+                com1: true,
+                com2: false,
+                vga: true
+            })
         );
         assert!(cl.noreboot);
         assert_eq!(cl.errors().count(), 0);
@@ -467,7 +486,13 @@ mod tests {
             let line = format!("loglvl={v}");
             assert_eq!(CmdLine::parse(&line).loglvl, Some(want), "{v}");
         }
-        for bad in ["loglvl=", "loglvl", "loglvl=verbose", "loglvl=/all", "loglvl=ALL"] {
+        for bad in [
+            "loglvl=",
+            "loglvl",
+            "loglvl=verbose",
+            "loglvl=/all",
+            "loglvl=ALL",
+        ] {
             let cl = CmdLine::parse(bad);
             assert_eq!(cl.loglvl, None, "{bad}");
             assert_eq!(cl.errors().count(), 1, "{bad}");
@@ -489,7 +514,18 @@ mod tests {
         assert_eq!(parse_size("1024"), Some(1024 * K)); // Xen: no unit = KiB
         assert_eq!(parse_size("0x10M"), Some(16 * M));
         assert_eq!(parse_size("0"), Some(0));
-        for bad in ["", "M", "0xM", "12X", "1.5G", "-1M", "+1M", "0x+1", "99999999999T", "1 M"] {
+        for bad in [
+            "",
+            "M",
+            "0xM",
+            "12X",
+            "1.5G",
+            "-1M",
+            "+1M",
+            "0x+1",
+            "99999999999T",
+            "1 M",
+        ] {
             assert_eq!(parse_size(bad), None, "{bad}");
         }
         assert_eq!(parse_size("18446744073709551615B"), Some(u64::MAX));
@@ -498,14 +534,27 @@ mod tests {
 
     #[test]
     fn dom0_mem_forms() {
-        let m = CmdLine::parse("dom0_mem=min:128M,max:1G,512M").dom0_mem.unwrap();
+        let m = CmdLine::parse("dom0_mem=min:128M,max:1G,512M")
+            .dom0_mem
+            .unwrap();
         assert_eq!(
             m,
-            Dom0Mem { amount: Some(512 * M), min: Some(128 * M), max: Some(G) }
+            Dom0Mem {
+                amount: Some(512 * M),
+                min: Some(128 * M),
+                max: Some(G)
+            }
         );
         assert_eq!(m.target(), Some(512 * M));
         let m = CmdLine::parse("dom0_mem=max:1G").dom0_mem.unwrap();
-        assert_eq!(m, Dom0Mem { amount: None, min: None, max: Some(G) });
+        assert_eq!(
+            m,
+            Dom0Mem {
+                amount: None,
+                min: None,
+                max: Some(G)
+            }
+        );
         assert_eq!(m.target(), Some(G));
         let m = CmdLine::parse("dom0_mem=2G,max:1G").dom0_mem.unwrap();
         assert_eq!(m.target(), Some(G));
@@ -538,10 +587,31 @@ mod tests {
     #[test]
     fn dom0_max_vcpus_forms() {
         let v = |s: &str| CmdLine::parse(s).dom0_max_vcpus;
-        assert_eq!(v("dom0_max_vcpus=4"), Some(Dom0MaxVcpus { min: 4, max: Some(4) }));
-        assert_eq!(v("dom0_max_vcpus=1-8"), Some(Dom0MaxVcpus { min: 1, max: Some(8) }));
-        assert_eq!(v("dom0_max_vcpus=2-"), Some(Dom0MaxVcpus { min: 2, max: None }));
-        assert_eq!(v("dom0_max_vcpus=0x2"), Some(Dom0MaxVcpus { min: 2, max: Some(2) }));
+        assert_eq!(
+            v("dom0_max_vcpus=4"),
+            Some(Dom0MaxVcpus {
+                min: 4,
+                max: Some(4)
+            })
+        );
+        assert_eq!(
+            v("dom0_max_vcpus=1-8"),
+            Some(Dom0MaxVcpus {
+                min: 1,
+                max: Some(8)
+            })
+        );
+        assert_eq!(
+            v("dom0_max_vcpus=2-"),
+            Some(Dom0MaxVcpus { min: 2, max: None })
+        );
+        assert_eq!(
+            v("dom0_max_vcpus=0x2"),
+            Some(Dom0MaxVcpus {
+                min: 2,
+                max: Some(2)
+            })
+        );
         for (line, kind) in [
             ("dom0_max_vcpus=", OptionErrorKind::MissingValue),
             ("dom0_max_vcpus=many", OptionErrorKind::BadNumber),
@@ -559,8 +629,20 @@ mod tests {
     #[test]
     fn consoles() {
         let c = |s: &str| CmdLine::parse(s).console;
-        assert_eq!(c("console=vga"), Some(Consoles { vga: true, ..Default::default() }));
-        assert_eq!(c("console=com2"), Some(Consoles { com2: true, ..Default::default() }));
+        assert_eq!(
+            c("console=vga"),
+            Some(Consoles {
+                vga: true,
+                ..Default::default()
+            })
+        );
+        assert_eq!(
+            c("console=com2"),
+            Some(Consoles {
+                com2: true,
+                ..Default::default()
+            })
+        );
         assert_eq!(c("console=none"), Some(Consoles::default()));
         let cl = CmdLine::parse("console=com1,lpt1");
         assert_eq!(cl.console, None);
@@ -585,7 +667,10 @@ mod tests {
         let cl = CmdLine::parse("noreboot=maybe");
         assert!(!cl.noreboot);
         assert_eq!(errors(&cl), [("noreboot", OptionErrorKind::BadBool)]);
-        assert_eq!(errors(&CmdLine::parse("noreboot=")), [("noreboot", OptionErrorKind::BadBool)]);
+        assert_eq!(
+            errors(&CmdLine::parse("noreboot=")),
+            [("noreboot", OptionErrorKind::BadBool)]
+        );
     }
 
     #[test]
@@ -641,16 +726,33 @@ mod tests {
     #[test]
     fn hostile_strings_do_not_panic() {
         for line in [
-            "=", "==", "=value", "\"", "\"\"", "a=\"", "\u{1F600}=\u{1F600}",
-            "loglvl=\u{e9}", "dom0_mem=\u{1F600}M", "dom0_mem=,,,", "console=,",
-            "dom0_max_vcpus=-", "dom0_mem=0x", "loglvl==all",
+            "=",
+            "==",
+            "=value",
+            "\"",
+            "\"\"",
+            "a=\"",
+            "\u{1F600}=\u{1F600}",
+            "loglvl=\u{e9}",
+            "dom0_mem=\u{1F600}M",
+            "dom0_mem=,,,",
+            "console=,",
+            "dom0_max_vcpus=-",
+            "dom0_mem=0x",
+            "loglvl==all",
         ] {
             let cl = CmdLine::parse(line);
             let _ = cl.errors().count() + cl.unknown().count();
         }
         assert_eq!(CmdLine::parse("=x").unknown().collect::<Vec<_>>(), ["=x"]);
-        assert_eq!(errors(&CmdLine::parse("console=,")), [("console", OptionErrorKind::BadConsole)]);
-        assert_eq!(errors(&CmdLine::parse("loglvl==all")), [("loglvl", OptionErrorKind::BadLogLevel)]);
+        assert_eq!(
+            errors(&CmdLine::parse("console=,")),
+            [("console", OptionErrorKind::BadConsole)]
+        );
+        assert_eq!(
+            errors(&CmdLine::parse("loglvl==all")),
+            [("loglvl", OptionErrorKind::BadLogLevel)]
+        );
     }
 
     #[test]

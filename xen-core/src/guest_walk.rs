@@ -4,7 +4,7 @@
 //! user-accessible (and writable for writes), the address must be canonical
 //! and outside the range Xen reserves for itself.
 
-use crate::mm::pte;
+use crate::mm::pte::{self, PteFlags};
 
 /// First virtual address of the hypervisor's reserved range.
 pub const HYPERVISOR_VIRT_START: u64 = hypercall_abi::arch_x86::HYPERVISOR_VIRT_START;
@@ -51,14 +51,14 @@ pub fn translate(
     for level in (1..=4u32).rev() {
         let idx = ((va >> (12 + 9 * (level - 1))) & 0x1ff) as usize;
         let e = mem.read_pte(table, idx).ok_or(WalkError::BadFrame)?;
-        if e & pte::PRESENT == 0 {
+        if e & PteFlags::PRESENT.bits() == 0 {
             return Err(WalkError::NotPresent);
         }
-        if e & pte::USER == 0 || (write && e & pte::RW == 0) {
+        if e & PteFlags::USER.bits() == 0 || (write && e & PteFlags::RW.bits() == 0) {
             return Err(WalkError::Protection);
         }
         let addr = e & pte::ADDR_MASK;
-        let large = e & pte::PSE != 0 && (level == 2 || level == 3);
+        let large = e & PteFlags::PSE.bits() != 0 && (level == 2 || level == 3);
         if large {
             let size = 1u64 << (12 + 9 * (level - 1));
             return Ok((addr & !(size - 1)) + (va & (size - 1)));
@@ -87,21 +87,21 @@ mod tests {
         }
     }
 
-    const U: u64 = pte::PRESENT | pte::USER;
+    const U: u64 = PteFlags::PRESENT.bits() | PteFlags::USER.bits();
 
     fn tables(leaf_flags: u64) -> Fake {
         let mut m = HashMap::new();
         // va 0x40_0000_1234 -> L4[0] L3[1] L2[0] L1[0]
-        m.insert((0x1000, 0), 0x2000 | U | pte::RW);
-        m.insert((0x2000, 1), 0x3000 | U | pte::RW);
-        m.insert((0x3000, 0), 0x4000 | U | pte::RW);
+        m.insert((0x1000, 0), 0x2000 | U | PteFlags::RW.bits());
+        m.insert((0x2000, 1), 0x3000 | U | PteFlags::RW.bits());
+        m.insert((0x3000, 0), 0x4000 | U | PteFlags::RW.bits());
         m.insert((0x4000, 0), 0x9000 | leaf_flags);
         Fake(m)
     }
 
     #[test]
     fn walks_to_the_frame() {
-        let t = tables(U | pte::RW);
+        let t = tables(U | PteFlags::RW.bits());
         assert_eq!(translate(&t, 0x1000, 0x40_0000_0123, true), Ok(0x9123));
     }
 
@@ -114,7 +114,7 @@ mod tests {
 
     #[test]
     fn supervisor_leaf_is_refused() {
-        let t = tables(pte::PRESENT | pte::RW);
+        let t = tables(PteFlags::PRESENT.bits() | PteFlags::RW.bits());
         assert_eq!(translate(&t, 0x1000, 0x40_0000_0000, false), Err(WalkError::Protection));
     }
 
@@ -130,7 +130,7 @@ mod tests {
     #[test]
     fn large_pages() {
         let mut t = tables(U);
-        t.0.insert((0x3000, 1), 0x20_0000 | U | pte::PSE);
+        t.0.insert((0x3000, 1), 0x20_0000 | U | PteFlags::PSE.bits());
         assert_eq!(translate(&t, 0x1000, 0x40_0020_1234, false), Ok(0x20_1234));
     }
 }

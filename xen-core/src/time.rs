@@ -73,3 +73,32 @@ pub fn udelay(us: u64) {
         core::hint::spin_loop();
     }
 }
+
+/// Xen's TSC-to-nanoseconds scale: `ns = ((tsc << shift) * mul) >> 32`
+/// (a negative shift shifts right), as in Xen's `set_time_scale`.
+pub fn time_scale(hz: u64) -> (u32, i8) {
+    let mut tps = hz.max(1);
+    let mut shift = 0i8;
+    while tps > 2_000_000_000 {
+        tps >>= 1;
+        shift -= 1;
+    }
+    while tps <= 1_000_000_000 {
+        tps <<= 1;
+        shift += 1;
+    }
+    (((1_000_000_000u64 << 32) / tps) as u32, shift)
+}
+
+/// Fills a vCPU's time record (`vcpu_time_info`) from the TSC now.
+pub fn fill_vcpu_time(t: &mut hypercall_abi::xen::VcpuTimeInfo) {
+    let (mul, shift) = time_scale(tsc_hz());
+    let tsc = rdtsc();
+    t.version = t.version.wrapping_add(1) | 1;
+    t.tsc_timestamp = tsc;
+    t.system_time = tsc_to_ns(tsc);
+    t.tsc_to_system_mul = mul;
+    t.tsc_shift = shift;
+    t.flags = hypercall_abi::xen::XEN_PVCLOCK_TSC_STABLE_BIT;
+    t.version = t.version.wrapping_add(1);
+}

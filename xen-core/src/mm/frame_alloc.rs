@@ -255,9 +255,9 @@ impl<'a> FrameAllocator<'a> {
         }
         match start.0.checked_add(count) {
             Some(end) if end <= self.nr_frames => Ok(()),
-            _ => Err(FrameAllocError::OutOfRange(Mfn(
-                start.0.max(self.nr_frames),
-            ))),
+            _ => Err(FrameAllocError::OutOfRange(Mfn(start
+                .0
+                .max(self.nr_frames)))),
         }
     }
 
@@ -355,8 +355,16 @@ mod tests {
     #[test]
     fn from_memmap_manages_exactly_the_ram() {
         let mut map: MemMap = MemMap::from_raw(&[
-            RawEntry { addr: 0, size: 0x9f000, kind: 1 },
-            RawEntry { addr: MIB, size: 7 * MIB, kind: 1 },
+            RawEntry {
+                addr: 0,
+                size: 0x9f000,
+                kind: 1,
+            },
+            RawEntry {
+                addr: MIB,
+                size: 7 * MIB,
+                kind: 1,
+            },
         ])
         .unwrap();
         map.reserve(0, MIB / 2).unwrap();
@@ -425,7 +433,10 @@ mod tests {
             assert_eq!(fa.free_frames(), 199 - 64 - 50 - 21 - 3);
             // Free now: 1..=59, 63, 128; giving back 64..128 joins 63..=128.
             fa.free_contig(Mfn(64), 64).unwrap();
-            assert_eq!(fa.alloc_contig(67, 1), Err(FrameAllocError::OutOfMemory { count: 67 }));
+            assert_eq!(
+                fa.alloc_contig(67, 1),
+                Err(FrameAllocError::OutOfMemory { count: 67 })
+            );
             assert_eq!(fa.alloc_contig(66, 1), Ok(Mfn(63)));
             assert_eq!(fa.alloc_contig(59, 1), Ok(Mfn(1)));
             assert_eq!(fa.free_frames(), 0);
@@ -439,7 +450,10 @@ mod tests {
             assert_eq!(fa.alloc_contig(499, 1), Ok(Mfn(501)));
             assert_eq!(fa.alloc_contig(200, 128), Ok(Mfn(256)));
             // Free now: 0..256 and 456..500.
-            assert_eq!(fa.alloc_contig(257, 1), Err(FrameAllocError::OutOfMemory { count: 257 }));
+            assert_eq!(
+                fa.alloc_contig(257, 1),
+                Err(FrameAllocError::OutOfMemory { count: 257 })
+            );
             assert_eq!(fa.alloc_contig(44, 4), Ok(Mfn(456)));
             assert_eq!(fa.alloc_contig(256, 256), Ok(Mfn(0)));
             assert_eq!(fa.free_frames(), 0);
@@ -469,7 +483,10 @@ mod tests {
             assert_eq!(fa.free(m), Err(FrameAllocError::DoubleFree(m)));
             assert_eq!(fa.free(Mfn(3)), Err(FrameAllocError::NotManaged(Mfn(3))));
             assert_eq!(fa.free(Mfn(64)), Err(FrameAllocError::OutOfRange(Mfn(64))));
-            assert_eq!(fa.free(Mfn(u64::MAX)), Err(FrameAllocError::OutOfRange(Mfn(u64::MAX))));
+            assert_eq!(
+                fa.free(Mfn(u64::MAX)),
+                Err(FrameAllocError::OutOfRange(Mfn(u64::MAX)))
+            );
             assert_eq!(
                 fa.free_contig(Mfn(60), u64::MAX),
                 Err(FrameAllocError::OutOfRange(Mfn(64)))
@@ -494,7 +511,10 @@ mod tests {
     #[test]
     fn claim_and_add_range_rules() {
         with_ram(&[(8, 8)], 32, |fa| {
-            assert_eq!(fa.claim(Mfn(4), 2), Err(FrameAllocError::NotManaged(Mfn(4))));
+            assert_eq!(
+                fa.claim(Mfn(4), 2),
+                Err(FrameAllocError::NotManaged(Mfn(4)))
+            );
             fa.claim(Mfn(8), 2).unwrap();
             assert_eq!(fa.claim(Mfn(9), 2), Err(FrameAllocError::NotFree(Mfn(9))));
             assert_eq!(fa.free_frames(), 6);
@@ -503,8 +523,14 @@ mod tests {
                 Err(FrameAllocError::AlreadyManaged(Mfn(8)))
             );
             assert!(!fa.is_managed(Mfn(0)));
-            assert_eq!(fa.add_free_range(Mfn(30), 3), Err(FrameAllocError::OutOfRange(Mfn(32))));
-            assert_eq!(fa.add_free_range(Mfn(0), 0), Err(FrameAllocError::ZeroCount));
+            assert_eq!(
+                fa.add_free_range(Mfn(30), 3),
+                Err(FrameAllocError::OutOfRange(Mfn(32)))
+            );
+            assert_eq!(
+                fa.add_free_range(Mfn(0), 0),
+                Err(FrameAllocError::ZeroCount)
+            );
             fa.add_free_range(Mfn(0), 8).unwrap();
             assert_eq!(fa.total_frames(), 16);
             assert_eq!(fa.free_frames(), 14);
@@ -526,7 +552,10 @@ mod tests {
                 fa.free(*m).unwrap();
             }
             assert_eq!(fa.free_frames(), 150);
-            assert_eq!(fa.alloc_contig(2, 1), Err(FrameAllocError::OutOfMemory { count: 2 }));
+            assert_eq!(
+                fa.alloc_contig(2, 1),
+                Err(FrameAllocError::OutOfMemory { count: 2 })
+            );
         });
     }
 

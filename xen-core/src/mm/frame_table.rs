@@ -102,7 +102,10 @@ pub enum PageType {
 impl PageType {
     /// True for L1..L4.
     pub const fn is_page_table(self) -> bool {
-        matches!(self, PageType::L1 | PageType::L2 | PageType::L3 | PageType::L4)
+        matches!(
+            self,
+            PageType::L1 | PageType::L2 | PageType::L3 | PageType::L4
+        )
     }
 
     /// True for the types whose contents must be validated before use.
@@ -637,8 +640,14 @@ mod tests {
             assert_eq!(info.page_type(), PageType::None);
             assert_eq!(kind(ft.assign(M, D1)), K::NotFree);
             assert_eq!(kind(ft.assign(Mfn(1), Owner::Free)), K::BadOwner);
-            assert_eq!(kind(ft.assign(Mfn(1), Owner::Domain(DomId::SELF))), K::BadOwner);
-            assert_eq!(kind(ft.assign(Mfn(1), Owner::Domain(DomId::XEN))), K::BadOwner);
+            assert_eq!(
+                kind(ft.assign(Mfn(1), Owner::Domain(DomId::SELF))),
+                K::BadOwner
+            );
+            assert_eq!(
+                kind(ft.assign(Mfn(1), Owner::Domain(DomId::XEN))),
+                K::BadOwner
+            );
             assert_eq!(kind(ft.assign(Mfn(9), D0)), K::OutOfRange);
             ft.assign(Mfn(1), Owner::Xen).unwrap();
             ft.assign(Mfn(2), Owner::Io).unwrap();
@@ -654,7 +663,10 @@ mod tests {
             assert_eq!(kind(ft.get_page(M, D0)), K::NotInUse);
             ft.assign(M, D0).unwrap();
             assert_eq!(kind(ft.get_page(M, D1)), K::WrongOwner { owner: D0 });
-            assert_eq!(kind(ft.get_page(M, Owner::Xen)), K::WrongOwner { owner: D0 });
+            assert_eq!(
+                kind(ft.get_page(M, Owner::Xen)),
+                K::WrongOwner { owner: D0 }
+            );
             ft.get_page(M, D0).unwrap();
             ft.get_page(M, D0).unwrap();
             assert_eq!(ft.info(M).unwrap().count(), 3);
@@ -698,12 +710,20 @@ mod tests {
     fn writable_type_needs_no_validation() {
         table(8, |ft| {
             ft.assign(M, D0).unwrap();
-            assert_eq!(ft.get_page_type(M, PageType::Writable), Ok(TypeGet::Validated));
-            assert_eq!(ft.get_page_type(M, PageType::Writable), Ok(TypeGet::Validated));
+            assert_eq!(
+                ft.get_page_type(M, PageType::Writable),
+                Ok(TypeGet::Validated)
+            );
+            assert_eq!(
+                ft.get_page_type(M, PageType::Writable),
+                Ok(TypeGet::Validated)
+            );
             assert_eq!(ft.info(M).unwrap().type_count(), 2);
             assert_eq!(
                 kind(ft.get_page_type(M, PageType::L1)),
-                K::TypeConflict { current: PageType::Writable }
+                K::TypeConflict {
+                    current: PageType::Writable
+                }
             );
             assert_eq!(ft.put_page_type(M), Ok(TypePut::Done));
             assert_eq!(ft.put_page_type(M), Ok(TypePut::Done));
@@ -719,18 +739,31 @@ mod tests {
         table(8, |ft| {
             ft.assign(M, D0).unwrap();
             ft.get_page_type(M, PageType::Writable).unwrap();
-            for ty in [PageType::L1, PageType::L2, PageType::L3, PageType::L4, PageType::SegDesc] {
+            for ty in [
+                PageType::L1,
+                PageType::L2,
+                PageType::L3,
+                PageType::L4,
+                PageType::SegDesc,
+            ] {
                 assert_eq!(
                     kind(ft.get_page_type(M, ty)),
-                    K::TypeConflict { current: PageType::Writable }
+                    K::TypeConflict {
+                        current: PageType::Writable
+                    }
                 );
             }
             ft.put_page_type(M).unwrap();
-            assert_eq!(ft.get_page_type(M, PageType::L1), Ok(TypeGet::NeedsValidation));
+            assert_eq!(
+                ft.get_page_type(M, PageType::L1),
+                Ok(TypeGet::NeedsValidation)
+            );
             assert_eq!(ft.is_validated(M), Ok(false));
             assert_eq!(
                 kind(ft.get_page_type(M, PageType::Writable)),
-                K::TypeConflict { current: PageType::L1 }
+                K::TypeConflict {
+                    current: PageType::L1
+                }
             );
         });
     }
@@ -739,7 +772,10 @@ mod tests {
     fn page_table_validation_cycle() {
         table(8, |ft| {
             ft.assign(M, D0).unwrap();
-            assert_eq!(ft.get_page_type(M, PageType::L2), Ok(TypeGet::NeedsValidation));
+            assert_eq!(
+                ft.get_page_type(M, PageType::L2),
+                Ok(TypeGet::NeedsValidation)
+            );
             // A second user while validation is pending is refused.
             assert_eq!(kind(ft.get_page_type(M, PageType::L2)), K::NotValidated);
             ft.mark_validated(M).unwrap();
@@ -750,7 +786,10 @@ mod tests {
             assert_eq!(ft.is_validated(M), Ok(false));
             assert_eq!(ft.page_type(M), Ok(PageType::L2));
             // Same type again needs validation again.
-            assert_eq!(ft.get_page_type(M, PageType::L2), Ok(TypeGet::NeedsValidation));
+            assert_eq!(
+                ft.get_page_type(M, PageType::L2),
+                Ok(TypeGet::NeedsValidation)
+            );
             // Failed validation: drop the ref, nothing to devalidate.
             assert_eq!(ft.put_page_type(M), Ok(TypePut::Done));
             assert_eq!(ft.info(M).unwrap().type_count(), 0);
@@ -761,7 +800,10 @@ mod tests {
     fn segdesc_needs_validation_too() {
         table(8, |ft| {
             ft.assign(M, D0).unwrap();
-            assert_eq!(ft.get_page_type(M, PageType::SegDesc), Ok(TypeGet::NeedsValidation));
+            assert_eq!(
+                ft.get_page_type(M, PageType::SegDesc),
+                Ok(TypeGet::NeedsValidation)
+            );
             ft.mark_validated(M).unwrap();
             assert_eq!(ft.put_page_type(M), Ok(TypePut::Devalidate));
         });
@@ -789,7 +831,10 @@ mod tests {
             ft.assign(M, D0).unwrap();
             ft.get_page_type(M, PageType::Writable).unwrap();
             ft.pages[3].type_count = MAX_TYPE_COUNT;
-            assert_eq!(kind(ft.get_page_type(M, PageType::Writable)), K::TypeCountOverflow);
+            assert_eq!(
+                kind(ft.get_page_type(M, PageType::Writable)),
+                K::TypeCountOverflow
+            );
         });
     }
 
@@ -807,11 +852,19 @@ mod tests {
             // Failure of the type part undoes the general ref.
             assert_eq!(
                 kind(ft.get_page_and_type(M, D0, PageType::L1)),
-                K::TypeConflict { current: PageType::L4 }
+                K::TypeConflict {
+                    current: PageType::L4
+                }
             );
             assert_eq!(ft.info(M).unwrap().count(), 2);
-            assert_eq!(kind(ft.get_page_and_type(M, D1, PageType::L4)), K::WrongOwner { owner: D0 });
-            assert_eq!(ft.put_page_and_type(M), Ok((TypePut::Devalidate, PagePut::InUse)));
+            assert_eq!(
+                kind(ft.get_page_and_type(M, D1, PageType::L4)),
+                K::WrongOwner { owner: D0 }
+            );
+            assert_eq!(
+                ft.put_page_and_type(M),
+                Ok((TypePut::Devalidate, PagePut::InUse))
+            );
             assert_eq!(ft.release(M), Ok(PagePut::Freed));
         });
     }
@@ -837,7 +890,10 @@ mod tests {
             assert_eq!(ft.is_validated(M), Ok(true));
             assert_eq!(
                 ft.unpin(M),
-                Ok(Unpinned { type_put: TypePut::Devalidate, page_put: PagePut::InUse })
+                Ok(Unpinned {
+                    type_put: TypePut::Devalidate,
+                    page_put: PagePut::InUse
+                })
             );
             assert_eq!(kind(ft.unpin(M)), K::NotPinned);
             assert_eq!(ft.release(M), Ok(PagePut::Freed));
@@ -866,7 +922,10 @@ mod tests {
             assert_eq!(ft.release(M), Ok(PagePut::InUse));
             assert_eq!(
                 ft.unpin(M),
-                Ok(Unpinned { type_put: TypePut::Devalidate, page_put: PagePut::Freed })
+                Ok(Unpinned {
+                    type_put: TypePut::Devalidate,
+                    page_put: PagePut::Freed
+                })
             );
             assert_eq!(ft.info(M).unwrap(), PageInfo::FREE);
         });
@@ -883,7 +942,12 @@ mod tests {
         assert!(DomId(5).is_ordinary());
         assert!(!DomId::IDLE.is_ordinary());
         assert_eq!(format!("{}", DomId(3)), "d3");
-        let e = FrameTableError { mfn: Mfn(0x10), kind: K::TypeConflict { current: PageType::L1 } };
+        let e = FrameTableError {
+            mfn: Mfn(0x10),
+            kind: K::TypeConflict {
+                current: PageType::L1,
+            },
+        };
         assert_eq!(format!("{e}"), "mfn 0x10: has type L1 in use");
     }
 

@@ -107,9 +107,9 @@ impl MemRange {
         self.end <= self.start
     }
 
-    /// True if the two ranges share at least one byte.
+    /// True if the two ranges share at least one byte (an empty range shares none).
     pub const fn overlaps(&self, other: &MemRange) -> bool {
-        self.start < other.end && other.start < self.end
+        !self.is_empty() && !other.is_empty() && self.start < other.end && other.start < self.end
     }
 }
 
@@ -220,7 +220,11 @@ impl<const N: usize> MemMap<N> {
 
     /// True if every byte of `[start, end)` is RAM in this map.
     pub fn is_ram(&self, start: u64, end: u64) -> bool {
-        start >= end || self.ranges().iter().any(|r| r.start <= start && end <= r.end)
+        start >= end
+            || self
+                .ranges()
+                .iter()
+                .any(|r| r.start <= start && end <= r.end)
     }
 
     /// Add RAM (e.g. a boot module given back after use); shrunk to whole pages.
@@ -331,7 +335,11 @@ mod tests {
     const MIB: u64 = 1 << 20;
 
     fn ram(addr: u64, size: u64) -> RawEntry {
-        RawEntry { addr, size, kind: 1 }
+        RawEntry {
+            addr,
+            size,
+            kind: 1,
+        }
     }
 
     fn res(addr: u64, size: u64, kind: u32) -> RawEntry {
@@ -367,10 +375,7 @@ mod tests {
         ])
         .unwrap();
         check_invariants(&m);
-        assert_eq!(
-            pairs(&m),
-            [(0, 0x9f000), (MIB, 512 * MIB - 0x20000)]
-        );
+        assert_eq!(pairs(&m), [(0, 0x9f000), (MIB, 512 * MIB - 0x20000)]);
         assert_eq!(m.total_ram(), 0x9f000 + 511 * MIB - 0x20000);
         assert_eq!(m.ram_end(), 512 * MIB - 0x20000);
     }
@@ -455,11 +460,7 @@ mod tests {
         check_invariants(&m);
         assert_eq!(
             pairs(&m),
-            [
-                (MIB, 2 * MIB),
-                (3 * MIB, 10 * MIB),
-                (12 * MIB, 64 * MIB)
-            ]
+            [(MIB, 2 * MIB), (3 * MIB, 10 * MIB), (12 * MIB, 64 * MIB)]
         );
         assert!(m.is_ram(4 * MIB, 5 * MIB));
         assert!(!m.is_ram(MIB, 3 * MIB));
@@ -525,7 +526,7 @@ mod tests {
             x ^= x << 17;
             let addr = (x >> 20) % (256 * MIB);
             let size = (x >> 8) % (16 * MIB);
-            let kind = if x % 3 == 0 { 2 } else { 1 };
+            let kind = if x.is_multiple_of(3) { 2 } else { 1 };
             entries.push(RawEntry { addr, size, kind });
         }
         let m: MemMap = MemMap::from_raw(&entries).unwrap();

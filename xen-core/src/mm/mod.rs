@@ -5,7 +5,78 @@
 pub mod frame_alloc;
 pub mod frame_table;
 pub mod memmap;
-pub mod pte;
+
+/// x86-64 4-level paging entry bits (Intel SDM vol 3 §4.5, tables 4-15 to
+/// 4-20; the same bit positions at every level). The one place PTE bits are
+/// named.
+pub mod pte {
+    use bitflags::bitflags;
+
+    bitflags! {
+        /// Flag bits of a page-table entry.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub struct PteFlags: u64 {
+            /// P: the entry is valid.
+            const PRESENT = 1 << 0;
+            /// R/W: writes allowed.
+            const RW = 1 << 1;
+            /// U/S: user-mode (ring 3) access allowed.
+            const USER = 1 << 2;
+            /// PWT: page-level write-through.
+            const PWT = 1 << 3;
+            /// PCD: page-level cache disable.
+            const PCD = 1 << 4;
+            /// A: accessed.
+            const ACCESSED = 1 << 5;
+            /// D: dirty (leaf entries).
+            const DIRTY = 1 << 6;
+            /// PS: maps a large page (L2/L3) / PAT (L1).
+            const PSE = 1 << 7;
+            /// G: global translation (leaf entries).
+            const GLOBAL = 1 << 8;
+            /// XD: execute disable.
+            const NX = 1 << 63;
+        }
+    }
+
+    /// Bits 12..=51: the physical address of the frame or next table.
+    pub const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
+    /// Entries per table.
+    pub const ENTRIES: usize = 512;
+
+    /// Xen's `BASE_PROT` for x86_64 PV: guest kernel and user both run in
+    /// ring 3, so everything is user-accessible.
+    pub const BASE_PROT: PteFlags = PteFlags::PRESENT
+        .union(PteFlags::RW)
+        .union(PteFlags::USER)
+        .union(PteFlags::ACCESSED);
+    /// Xen's `L1_PROT` for the bootstrap mapping.
+    pub const L1_PROT: PteFlags = BASE_PROT;
+    /// Xen's `L2_PROT`/`L3_PROT`/`L4_PROT`: `BASE_PROT` | dirty.
+    pub const UPPER_PROT: PteFlags = BASE_PROT.union(PteFlags::DIRTY);
+    /// Xen's `__PAGE_HYPERVISOR_RW`: present, writable, accessed, dirty, NX.
+    pub const HYPERVISOR_RW: PteFlags = PteFlags::PRESENT
+        .union(PteFlags::RW)
+        .union(PteFlags::ACCESSED)
+        .union(PteFlags::DIRTY)
+        .union(PteFlags::NX);
+
+    /// An entry pointing at machine address `maddr` (must be page aligned
+    /// and below 2^52; other bits are masked off).
+    pub const fn entry(maddr: u64, flags: PteFlags) -> u64 {
+        (maddr & ADDR_MASK) | flags.bits()
+    }
+
+    /// The machine address an entry points at.
+    pub const fn entry_addr(entry: u64) -> u64 {
+        entry & ADDR_MASK
+    }
+
+    /// The flags of an entry.
+    pub const fn entry_flags(entry: u64) -> PteFlags {
+        PteFlags::from_bits_truncate(entry)
+    }
+}
 
 use core::fmt;
 
@@ -100,6 +171,19 @@ mod tests {
         assert_eq!(Pfn(3).paddr(), 0x3000);
         assert_eq!(format!("{:?}", Mfn(0x10)), "mfn 0x10");
         assert_eq!(format!("{}", Pfn(0x10)), "0x10");
+    }
+
+    #[test]
+    fn pte_helpers() {
+        use pte::*;
+        let e = entry(0x1234_5000, L1_PROT);
+        assert_eq!(e, 0x1234_5027);
+        assert_eq!(entry_addr(e), 0x1234_5000);
+        assert_eq!(entry_flags(e), L1_PROT);
+        assert_eq!(UPPER_PROT.bits(), 0x67);
+        assert_eq!(entry(u64::MAX, PteFlags::empty()), ADDR_MASK);
+        assert_eq!(entry_flags(entry(0, HYPERVISOR_RW)), HYPERVISOR_RW);
+        assert_eq!(HYPERVISOR_RW.bits(), 0x8000_0000_0000_0063);
     }
 
     #[test]

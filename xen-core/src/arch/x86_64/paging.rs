@@ -9,7 +9,7 @@
 use super::instr::{invlpg, write_cr3};
 use super::pool;
 use spin::Mutex;
-use xen_core::mm::pte;
+use xen_core::mm::pte::PteFlags;
 
 /// Where the image is linked (Xen 4.17's XEN_VIRT_START).
 pub const XEN_VIRT_START: u64 = 0xFFFF_82D0_4000_0000;
@@ -88,14 +88,14 @@ fn index(va: u64, level: u32) -> usize {
 fn next_level(t: u64, idx: usize) -> u64 {
     // SAFETY: `t` is a page-table page from the boot pool, mapped in the image.
     let e = unsafe { table(t).add(idx).read() };
-    if e & pte::PRESENT != 0 {
-        assert!(e & pte::PSE == 0, "mapping over a large page");
+    if e & PteFlags::PRESENT.bits() != 0 {
+        assert!(e & PteFlags::PSE.bits() == 0, "mapping over a large page");
         return e & ADDR_MASK;
     }
     let n = new_table();
     // Intermediate entries grant everything; leaves restrict.
     // SAFETY: as above; idx < 512.
-    unsafe { table(t).add(idx).write(n | pte::PRESENT | pte::RW) };
+    unsafe { table(t).add(idx).write(n | PteFlags::PRESENT.bits() | PteFlags::RW.bits()) };
     n
 }
 
@@ -108,7 +108,7 @@ fn map_range(l4: u64, mut va: u64, mut pa: u64, len: u64, flags: u64) {
         let l2 = next_level(l3, index(va, 3));
         if va % LARGE == 0 && pa % LARGE == 0 && end - va >= LARGE {
             // SAFETY: l2 is a pool page table; the index is < 512.
-            unsafe { table(l2).add(index(va, 2)).write(pa | flags | pte::PSE) };
+            unsafe { table(l2).add(index(va, 2)).write(pa | flags | PteFlags::PSE.bits()) };
             va += LARGE;
             pa += LARGE;
             continue;
@@ -128,7 +128,7 @@ pub fn unmap_page(va: u64) {
     for level in (2..=4).rev() {
         // SAFETY: walking our own tables, all in the boot pool.
         let e = unsafe { table(tbl).add(index(va, level)).read() };
-        if e & pte::PRESENT == 0 || e & pte::PSE != 0 {
+        if e & PteFlags::PRESENT.bits() == 0 || e & PteFlags::PSE.bits() != 0 {
             return;
         }
         tbl = e & ADDR_MASK;
@@ -145,7 +145,7 @@ fn sym(s: &u8) -> u64 {
 /// Builds the idle page tables and switches this CPU to them. `ram` lists
 /// the machine's RAM ranges (start, end) for the direct map.
 pub fn init(ram: &[(u64, u64)], nx: bool) {
-    let nx = if nx { pte::NX } else { 0 };
+    let nx = if nx { PteFlags::NX.bits() } else { 0 };
     NX.store(nx, core::sync::atomic::Ordering::Relaxed);
     let l4 = new_table();
     // Touch every hypervisor L4 slot so guests that copy them share the
@@ -164,17 +164,17 @@ pub fn init(ram: &[(u64, u64)], nx: bool) {
             sym(&__data_end),
         )
     };
-    let p = pte::PRESENT | pte::GLOBAL;
+    let p = PteFlags::PRESENT.bits() | PteFlags::GLOBAL.bits();
     map_range(l4, ts, image_virt_to_phys(ts), te - ts, p);
     map_range(l4, rs, image_virt_to_phys(rs), re - rs, p | nx);
     // Data and .bss with 4 KiB pages only, so guard pages can be punched.
     let mut va = ds;
     while va < de {
-        map_range(l4, va, image_virt_to_phys(va), PAGE, p | pte::RW | nx);
+        map_range(l4, va, image_virt_to_phys(va), PAGE, p | PteFlags::RW.bits() | nx);
         va += PAGE;
     }
     for &(start, end) in ram {
-        map_range(l4, phys_to_virt(start), start, end - start, p | pte::RW | nx);
+        map_range(l4, phys_to_virt(start), start, end - start, p | PteFlags::RW.bits() | nx);
     }
     {
         let mut t = TABLES.lock();
@@ -229,13 +229,13 @@ pub fn map_m2p(pa: u64, len: u64) {
         let l2 = next_level(l3, index(va, 3));
         for (t, i) in [(l4, index(va, 4)), (l3, index(va, 3))] {
             // SAFETY: our own pool page tables; i < 512.
-            unsafe { *table(t).add(i) |= pte::USER };
+            unsafe { *table(t).add(i) |= PteFlags::USER.bits() };
         }
         let l1 = next_level(l2, index(va, 2));
         // SAFETY: as above.
-        unsafe { *table(l2).add(index(va, 2)) |= pte::USER };
+        unsafe { *table(l2).add(index(va, 2)) |= PteFlags::USER.bits() };
         // SAFETY: as above.
-        unsafe { table(l1).add(index(va, 1)).write((pa + va - RO_MPT_VIRT_START) | pte::PRESENT | pte::USER | nx()) };
+        unsafe { table(l1).add(index(va, 1)).write((pa + va - RO_MPT_VIRT_START) | PteFlags::PRESENT.bits() | PteFlags::USER.bits() | nx()) };
         va += PAGE;
     }
 }
@@ -252,7 +252,7 @@ pub fn ioremap(pa: u64, len: u64) -> u64 {
     drop(t);
     let mut i = 0;
     while i < size {
-        map_range(l4, va + i, base + i, PAGE, pte::PRESENT | pte::RW | pte::PCD | pte::PWT | nx());
+        map_range(l4, va + i, base + i, PAGE, PteFlags::PRESENT.bits() | PteFlags::RW.bits() | PteFlags::PCD.bits() | PteFlags::PWT.bits() | nx());
         i += PAGE;
     }
     va + off
