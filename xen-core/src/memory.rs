@@ -98,3 +98,39 @@ pub fn clear_frame(mfn: Mfn) {
     // SAFETY: callers pass frames they just allocated.
     unsafe { frame_bytes(mfn) }.fill(0);
 }
+
+/// Zeroes `len` bytes at `va` (64-byte aligned, a multiple of 64) with
+/// 16-byte SSE stores, which emulators run several times faster than
+/// `rep stosq`. xmm0 is saved and restored around the loop, so a guest's
+/// vector state is never disturbed.
+///
+/// # Safety
+/// `[va, va + len)` must be mapped, writable memory owned by the caller.
+pub unsafe fn zero_bytes(va: u64, len: u64) {
+    let mut save = [0u8; 16];
+    // SAFETY: per the contract the range is ours; CR4.OSFXSR is set on every
+    // CPU (smp::cpu_init) so SSE instructions are enabled; xmm0 is saved to
+    // `save` first and restored last.
+    unsafe {
+        core::arch::asm!(
+            "movdqu [{save}], xmm0",
+            "pxor xmm0, xmm0",
+            "2:",
+            "test {n}, {n}",
+            "jz 3f",
+            "movdqa [{p}], xmm0",
+            "movdqa [{p} + 16], xmm0",
+            "movdqa [{p} + 32], xmm0",
+            "movdqa [{p} + 48], xmm0",
+            "add {p}, 64",
+            "dec {n}",
+            "jmp 2b",
+            "3:",
+            "movdqu xmm0, [{save}]",
+            save = in(reg) save.as_mut_ptr(),
+            p = inout(reg) va => _,
+            n = inout(reg) len / 64 => _,
+            options(nostack)
+        )
+    };
+}

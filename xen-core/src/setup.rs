@@ -181,6 +181,10 @@ pub fn start(protocol: u32, info_paddr: u32) -> ! {
     let _ = direct.push((0, LOW_MEMORY_END));
     paging::init(&direct, instr::cpuid(0x8000_0001, 0).edx & (1 << 20) != 0);
     crate::domain::set_max_maddr(map.ram_end());
+    match paging::audit_wx() {
+        (n, 0) => log::info!("W^X: {n} hypervisor mappings checked, none both writable and executable"),
+        (n, bad) => log::error!("W^X: {bad} of {n} hypervisor mappings are writable and executable"),
+    }
 
     // The modules: split a bundle, then keep them out of the allocator.
     let phys = PhysAccess { base: phys_to_virt(0), limit: map.ram_end().max(IDENTITY_LIMIT) };

@@ -257,3 +257,37 @@ pub fn ioremap(pa: u64, len: u64) -> u64 {
     }
     va + off
 }
+
+/// Walks the hypervisor's half of the idle tables and counts leaf mappings
+/// that are both writable and executable (there must be none), returning
+/// (leaves checked, W+X leaves).
+pub fn audit_wx() -> (u64, u64) {
+    fn walk(t: u64, level: u32, checked: &mut u64, bad: &mut u64) {
+        for i in 0..512usize {
+            // SAFETY: walking our own pool page tables.
+            let e = unsafe { table(t).add(i).read() };
+            if e & PteFlags::PRESENT.bits() == 0 {
+                continue;
+            }
+            let leaf = level == 1 || e & PteFlags::PSE.bits() != 0;
+            if leaf {
+                *checked += 1;
+                if e & PteFlags::RW.bits() != 0 && e & PteFlags::NX.bits() == 0 {
+                    *bad += 1;
+                }
+            } else {
+                walk(e & ADDR_MASK, level - 1, checked, bad);
+            }
+        }
+    }
+    let l4 = idle_l4();
+    let (mut checked, mut bad) = (0, 0);
+    for slot in HYPERVISOR_L4_SLOTS {
+        // SAFETY: the idle L4 is a pool page table.
+        let e = unsafe { table(l4).add(slot).read() };
+        if e & PteFlags::PRESENT.bits() != 0 {
+            walk(e & ADDR_MASK, 3, &mut checked, &mut bad);
+        }
+    }
+    (checked, bad)
+}
