@@ -149,7 +149,7 @@ pub fn build_and_start(bi: &BootInfo, phys: &impl PhysRead, cl: &CmdLine) -> ! {
     let mem = unsafe { core::slice::from_raw_parts_mut(region, (nr_pages * PAGE_SIZE) as usize) };
     let t0 = crate::time::now_us();
     // SAFETY: `mem` is exactly the Dom0 allocation, ours until Dom0 runs.
-    unsafe { memory::zero_bytes(region as u64, nr_pages * PAGE_SIZE) };
+    unsafe { crate::scrub::zero_all_cpus(region as u64, nr_pages * PAGE_SIZE) };
     log::debug!("scrubbed {} MiB for Dom0 in {} ms", nr_pages >> 8, (crate::time::now_us() - t0) / 1000);
     {
         let mut ft = FRAME_TABLE.lock();

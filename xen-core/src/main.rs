@@ -27,6 +27,8 @@ mod memory;
 #[cfg(target_os = "none")]
 mod sched;
 #[cfg(target_os = "none")]
+mod scrub;
+#[cfg(target_os = "none")]
 mod setup;
 #[cfg(target_os = "none")]
 mod time;

@@ -7,6 +7,8 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 /// Vector of the APIC timer (Xen's LOCAL_TIMER_VECTOR lives up here too).
 pub const TIMER_VECTOR: u8 = 0xf0;
+/// Vector of the "run the published job" IPI (Xen's CALL_FUNCTION_VECTOR).
+pub const CALL_FUNCTION_VECTOR: u8 = 0xf1;
 /// Vector of the spurious interrupt.
 pub const SPURIOUS_VECTOR: u8 = 0xff;
 /// Timer frequency per CPU.
@@ -142,12 +144,24 @@ pub fn send_ipi(apic_id: u32, icr: u32) {
     }
 }
 
+/// ICR destination shorthand "all excluding self" (SDM vol 3 §11.6.1).
+const ICR_ALL_BUT_SELF: u32 = 0b11 << 18;
+
+/// Sends `vector` to every other CPU.
+pub fn ipi_all_but_self(vector: u8) {
+    send_ipi(0, ICR_ALL_BUT_SELF | u32::from(vector));
+}
+
 /// Interrupts at vectors >= 32 land here.
 pub fn handle_interrupt(vector: u8) {
     match vector {
         TIMER_VECTOR => {
             super::percpu::this_cpu().timer_ticks.fetch_add(1, Ordering::Relaxed);
             eoi();
+        }
+        CALL_FUNCTION_VECTOR => {
+            eoi();
+            crate::scrub::on_ipi();
         }
         SPURIOUS_VECTOR => {}
         _ => {
