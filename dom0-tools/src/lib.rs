@@ -1,1 +1,24 @@
+//! # dom0-tools — Oxen's Domain 0
+//!
+//! The Dom0 PV kernel (`src/bin/dom0.rs`) and test kernels (`dom0-crash`,
+//! `dom0-hostile`), all built on `pv-guest-lib` for `x86_64-unknown-none`:
+//!
+//! ```text
+//! cargo build --release --target x86_64-unknown-none -p dom0-tools
+//! ```
+//!
+//! This library holds their pure logic, which builds and is tested on the
+//! host too (`cargo test -p dom0-tools`): the ramdisk's cpio parser
+//! ([`ramdisk`]) and the shell's command parsing and verdict ([`shell`]).
+
 #![no_std]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+
+#[cfg(test)]
+extern crate std;
+
+#[cfg(target_os = "none")]
+pub mod fault;
+pub mod ramdisk;
+pub mod shell;

@@ -12,7 +12,7 @@ abi_enum! {
 }
 
 abi_enum! {
-    /// Callback types (`CALLBACKTYPE_*`), in [`CallbackRegister::r#type`].
+    /// Callback types (`CALLBACKTYPE_*`), in `CallbackRegister::type`.
     pub enum CallbackType: u16, raw u64 {
         /// Event-channel upcall entry.
         Event = 0 => "CALLBACKTYPE_event",

@@ -242,15 +242,21 @@ impl GrantEntryV2 {
     }
     /// Builds an entry from its `full_page` form.
     pub fn from_full_page(v: GrantEntryV2FullPage) -> Self {
-        Self { raw: zerocopy::transmute!(v) }
+        Self {
+            raw: zerocopy::transmute!(v),
+        }
     }
     /// Builds an entry from its `sub_page` form.
     pub fn from_sub_page(v: GrantEntryV2SubPage) -> Self {
-        Self { raw: zerocopy::transmute!(v) }
+        Self {
+            raw: zerocopy::transmute!(v),
+        }
     }
     /// Builds an entry from its `transitive` form.
     pub fn from_transitive(v: GrantEntryV2Transitive) -> Self {
-        Self { raw: zerocopy::transmute!(v) }
+        Self {
+            raw: zerocopy::transmute!(v),
+        }
     }
 }
 

@@ -373,7 +373,11 @@ impl Ioreq {
     }
     /// `dir` bitfield ([`IOREQ_READ`] or [`IOREQ_WRITE`]).
     pub const fn dir(&self) -> u8 {
-        if self.bits & IOREQ_BITS_DIR != 0 { IOREQ_READ } else { IOREQ_WRITE }
+        if self.bits & IOREQ_BITS_DIR != 0 {
+            IOREQ_READ
+        } else {
+            IOREQ_WRITE
+        }
     }
     /// `df` bitfield (direction flag for rep operations).
     pub const fn df(&self) -> bool {

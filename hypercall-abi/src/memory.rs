@@ -75,7 +75,10 @@ pub const MEMOP_CMD_MASK: u64 = (1 << MEMOP_EXTENT_SHIFT) - 1;
 
 /// Splits a raw `memory_op` command into the command and the start extent.
 pub const fn memop_cmd(raw: u64) -> (Option<MemoryOp>, u64) {
-    (MemoryOp::from_raw(raw & MEMOP_CMD_MASK), raw >> MEMOP_EXTENT_SHIFT)
+    (
+        MemoryOp::from_raw(raw & MEMOP_CMD_MASK),
+        raw >> MEMOP_EXTENT_SHIFT,
+    )
 }
 
 // mem_flags -----------------------------------------------------------------

@@ -103,4 +103,10 @@ abi_struct! {
     }
 }
 
-zeroed_default!(SchedShutdown, SchedPoll, SchedRemoteShutdown, SchedWatchdog, SchedPinOverride);
+zeroed_default!(
+    SchedShutdown,
+    SchedPoll,
+    SchedRemoteShutdown,
+    SchedWatchdog,
+    SchedPinOverride
+);

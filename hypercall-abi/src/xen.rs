@@ -115,7 +115,10 @@ impl Virq {
 
     /// True for VIRQs bound per vCPU (`virq_is_global()` is false).
     pub const fn is_per_vcpu(self) -> bool {
-        matches!(self, Virq::Timer | Virq::Debug | Virq::Xenoprof | Virq::Xenpmu)
+        matches!(
+            self,
+            Virq::Timer | Virq::Debug | Virq::Xenoprof | Virq::Xenpmu
+        )
     }
 }
 
@@ -131,7 +134,7 @@ abi_enum! {
     pub enum MmuUpdateCmd: u32, raw u64 {
         /// `ptr` is the machine address of a PTE; write `val` to it (checked).
         NormalPtUpdate = 0 => "MMU_NORMAL_PT_UPDATE",
-        /// `ptr` is an MFN << 12; set M2P[mfn] = `val` (a PFN).
+        /// `ptr` is an MFN << 12; set `M2P[mfn] = val` (a PFN).
         MachphysUpdate = 1 => "MMU_MACHPHYS_UPDATE",
         /// As `NormalPtUpdate` but keep the hardware Accessed/Dirty bits.
         PtUpdatePreserveAd = 2 => "MMU_PT_UPDATE_PRESERVE_AD",
@@ -558,7 +561,11 @@ impl StartInfo {
     }
     /// The command line up to its first NUL.
     pub fn cmd_line_bytes(&self) -> &[u8] {
-        let n = self.cmd_line.iter().position(|&b| b == 0).unwrap_or(MAX_GUEST_CMDLINE);
+        let n = self
+            .cmd_line
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(MAX_GUEST_CMDLINE);
         &self.cmd_line[..n]
     }
 }

@@ -72,7 +72,10 @@ fn every_table_struct_is_covered_or_excused() {
             missing.push(s);
         }
     }
-    assert!(missing.is_empty(), "table structs without a layout test: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "table structs without a layout test: {missing:?}"
+    );
 }
 
 #[test]
@@ -1134,15 +1137,28 @@ fn ring_sizes() {
 #[test]
 fn union_views_round_trip() {
     use zerocopy::IntoBytes;
-    let c = StartInfoConsole::from_dom_u(StartInfoConsoleDomU { mfn: 0x1234, evtchn: 7, _pad12: 0 });
+    let c = StartInfoConsole::from_dom_u(StartInfoConsoleDomU {
+        mfn: 0x1234,
+        evtchn: 7,
+        _pad12: 0,
+    });
     assert_eq!(c.dom_u().mfn, 0x1234);
     assert_eq!(c.dom_u().evtchn, 7);
-    let d = StartInfoConsole::from_dom0(StartInfoConsoleDom0 { info_off: 0x100, info_size: 0x20 });
+    let d = StartInfoConsole::from_dom0(StartInfoConsoleDom0 {
+        info_off: 0x100,
+        info_size: 0x20,
+    });
     assert_eq!(d.dom0().info_off, 0x100);
     assert_eq!(d.dom0().info_size, 0x20);
 
     let mut e = BlkifSringEntry::default();
-    e.set_rsp(&BlkifResponse { id: 9, operation: 1, _pad9: 0, status: -1, _pad12: 0 });
+    e.set_rsp(&BlkifResponse {
+        id: 9,
+        operation: 1,
+        _pad9: 0,
+        status: -1,
+        _pad12: 0,
+    });
     assert_eq!(e.rsp().id, 9);
     assert_eq!(e.rsp().status, -1);
 
@@ -1158,6 +1174,8 @@ fn union_views_round_trip() {
     assert_eq!(d.interface_version, XEN_DOMCTL_INTERFACE_VERSION);
 
     let mut x = NetifExtraInfo::default();
-    x.set_mcast(NetifExtraInfoMcast { addr: [1, 2, 3, 4, 5, 6] });
+    x.set_mcast(NetifExtraInfoMcast {
+        addr: [1, 2, 3, 4, 5, 6],
+    });
     assert_eq!(x.as_bytes()[2..8], [1, 2, 3, 4, 5, 6]);
 }

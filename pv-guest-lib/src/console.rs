@@ -190,9 +190,7 @@ mod tests {
         let out = Rc::new(RefCell::new(Vec::new()));
         let o = out.clone();
         let _g = mock::install(move |_, a| {
-            // SAFETY: the wrapper passes a live buffer of a[1] bytes.
-            let b = unsafe { std::slice::from_raw_parts(a[2] as *const u8, a[1] as usize) };
-            o.borrow_mut().extend_from_slice(b);
+            o.borrow_mut().extend_from_slice(&mock::read(a[2], a[1]));
             0
         });
         crate::println!("x = {}", 42);
@@ -216,9 +214,7 @@ mod tests {
                 return 0;
             }
             if a[0] == ConsoleIoOp::Write as u64 {
-                // SAFETY: the wrapper passes a live buffer of a[1] bytes.
-                let b = unsafe { std::slice::from_raw_parts(a[2] as *const u8, a[1] as usize) };
-                e.borrow_mut().extend_from_slice(b);
+                e.borrow_mut().extend_from_slice(&mock::read(a[2], a[1]));
                 return 0;
             }
             let mut q = i.borrow_mut();
@@ -230,8 +226,7 @@ mod tests {
             let take = (a[1] as usize).min(cur.len());
             let chunk = &cur[..take];
             q[0] = &cur[take..];
-            // SAFETY: the wrapper passes a writable buffer of a[1] bytes.
-            unsafe { std::ptr::copy_nonoverlapping(chunk.as_ptr(), a[2] as *mut u8, chunk.len()) };
+            mock::write(a[2], chunk);
             chunk.len() as i64
         });
         let mut ed = LineEditor::<32>::new();

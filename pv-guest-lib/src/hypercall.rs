@@ -301,6 +301,19 @@ pub(crate) mod mock {
     pub fn call(nr: u64, a: [u64; 5]) -> Option<i64> {
         HANDLER.with(|h| h.borrow_mut().as_mut().map(|f| f(nr, a)))
     }
+
+    /// Copies `len` bytes the code under test passed at `addr`.
+    pub fn read(addr: u64, len: u64) -> std::vec::Vec<u8> {
+        // SAFETY: in host tests, hypercall buffers are live Rust buffers of
+        // the length passed with them.
+        unsafe { std::slice::from_raw_parts(addr as *const u8, len as usize) }.to_vec()
+    }
+
+    /// Writes `bytes` into the buffer the code under test passed at `addr`.
+    pub fn write(addr: u64, bytes: &[u8]) {
+        // SAFETY: as in `read`; the caller passes no more than the buffer's length.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), addr as *mut u8, bytes.len()) }
+    }
 }
 
 #[cfg(test)]

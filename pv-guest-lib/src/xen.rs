@@ -21,7 +21,7 @@ use crate::abi::version::{
 use crate::abi::xen::ConsoleIoOp;
 use crate::error::{check, Errno};
 use crate::hypercall::{hypercall1, hypercall2, hypercall3};
-use zerocopy::{FromBytes, FromZeros, IntoBytes};
+use zerocopy::{FromBytes, IntoBytes};
 
 /// Largest count one console_io call takes: Xen's count is an `unsigned
 /// int` and reads refuse counts that look negative as an `int`.
@@ -328,6 +328,7 @@ mod tests {
     use std::cell::RefCell;
     use std::rc::Rc;
     use std::vec::Vec;
+    use zerocopy::FromZeros;
 
     const CONSOLE_IO: u64 = Hypercall::ConsoleIo as u64;
     const XEN_VERSION: u64 = Hypercall::XenVersion as u64;
@@ -339,9 +340,7 @@ mod tests {
         let _g = mock::install(move |nr, a| {
             assert_eq!(nr, CONSOLE_IO);
             assert_eq!(a[0], ConsoleIoOp::Write as u64);
-            // SAFETY: the test passes a live host buffer of a[1] bytes.
-            let bytes = unsafe { std::slice::from_raw_parts(a[2] as *const u8, a[1] as usize) };
-            s.borrow_mut().extend_from_slice(bytes);
+            s.borrow_mut().extend_from_slice(&mock::read(a[2], a[1]));
             0
         });
         assert_eq!(console_write(b"hello"), Ok(0));
@@ -375,8 +374,7 @@ mod tests {
             match XenVersionOp::from_raw(a[0]).unwrap() {
                 XenVersionOp::Version => 0x4_0011,
                 XenVersionOp::Extraversion => {
-                    // SAFETY: the wrapper passes a 16-byte buffer.
-                    unsafe { std::ptr::copy_nonoverlapping(b".0-oxen\0".as_ptr(), a[1] as *mut u8, 8) };
+                    mock::write(a[1], b".0-oxen\0");
                     0
                 }
                 XenVersionOp::GetFeatures => {

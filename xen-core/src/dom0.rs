@@ -16,13 +16,13 @@ use crate::domain::{Domain, DOMAINS};
 use crate::memory::{self, FRAMES, FRAME_TABLE};
 use alloc::boxed::Box;
 use alloc::vec::Vec;
-use hypercall_abi::xen::{SharedInfo, StartInfo, SIF_INITDOMAIN, SIF_PRIVILEGED, START_INFO_MAGIC_PREFIX, XEN_LEGACY_MAX_VCPUS};
+use hypercall_abi::xen::{SharedInfo, StartInfo, SIF_INITDOMAIN, SIF_MOD_START_PFN, SIF_PRIVILEGED, START_INFO_MAGIC_PREFIX, XEN_LEGACY_MAX_VCPUS};
 use xen_core::boot_info::{BootInfo, BootModule, PhysRead};
 use xen_core::cmdline::CmdLine;
 use xen_core::domain_build::elf::{ElfPolicy, PvKernel};
 use xen_core::domain_build::layout::{BootLayout, DomainKind, LayoutError, LayoutParams};
 use xen_core::domain_build::pagetable::{self, FrameSink, HypervisorSlots, PtFrame, PtLevel};
-use xen_core::mm::frame_table::{DomId as FtDomId, Owner};
+use xen_core::mm::frame_table::{DomId as FtDomId, Owner, PageType};
 use xen_core::mm::{Mfn, Pfn, PAGE_SIZE};
 use zerocopy::{FromZeros, IntoBytes};
 
@@ -168,6 +168,11 @@ pub fn build_and_start(bi: &BootInfo, phys: &impl PhysRead, cl: &CmdLine) -> ! {
         .unwrap_or_else(|e| fatal(format_args!("loading the Dom0 kernel: {e}")));
     if let Some(r) = layout.ramdisk {
         va_slice(mem, v_start, r.start, ramdisk.len() as u64).copy_from_slice(ramdisk);
+    } else if let (true, Some(pfn)) = (layout.ramdisk_unmapped(), layout.ramdisk_pfn) {
+        // The kernel takes its ramdisk by PFN (MOD_START_PFN): after the
+        // bootstrap region, not mapped.
+        let off = (pfn.0 * PAGE_SIZE) as usize;
+        mem[off..off + ramdisk.len()].copy_from_slice(ramdisk);
     }
     let p2m: Vec<u64> = (0..nr_pages).map(|pfn| mfn_of(Pfn(pfn)).0).collect();
     va_slice(mem, v_start, layout.p2m.start, nr_pages * 8).copy_from_slice(p2m.as_bytes());
@@ -214,19 +219,35 @@ pub fn build_and_start(bi: &BootInfo, phys: &impl PhysRead, cl: &CmdLine) -> ! {
     {
         let mut ft = FRAME_TABLE.lock();
         let ft = ft.as_mut().expect("frame table");
+        let owner = Owner::Domain(FtDomId(DOM0));
         for t in tables {
-            let _ = ft.get_page_type(t.mfn, t.level.page_type());
+            let _ = ft.get_page_and_type(t.mfn, owner, t.level.page_type());
             let _ = ft.mark_validated(t.mfn);
+        }
+        // Every other bootstrap page is mapped writable: one reference and
+        // one writable type reference each, as Xen's builder takes.
+        for pfn in 0..layout.nr_bootstrap_pages() {
+            let mfn = mfn_of(Pfn(pfn));
+            if !tables.iter().any(|t| t.mfn == mfn) {
+                let _ = ft.get_page_and_type(mfn, owner, PageType::Writable);
+            }
         }
         let _ = ft.pin(l4, Owner::Domain(FtDomId(DOM0)));
     }
 
     // start_info.
     let mut si = StartInfo::new_zeroed();
+    // Xen 4.17 writes "xen-3.0-x86_64", plus "p" when PAE_MODE says yes.
     si.magic[..START_INFO_MAGIC_PREFIX.len()].copy_from_slice(START_INFO_MAGIC_PREFIX);
+    if kernel.pae() {
+        si.magic[START_INFO_MAGIC_PREFIX.len()] = b'p';
+    }
     si.nr_pages = nr_pages;
     si.shared_info = shinfo.maddr();
     si.flags = SIF_PRIVILEGED | SIF_INITDOMAIN;
+    if layout.ramdisk_unmapped() {
+        si.flags |= SIF_MOD_START_PFN;
+    }
     si.pt_base = layout.pt_base();
     si.nr_pt_frames = layout.nr_pt_frames();
     si.mfn_list = layout.p2m.start;

@@ -91,9 +91,9 @@ mod tests {
 
     fn tables(leaf_flags: u64) -> Fake {
         let mut m = HashMap::new();
-        // va 0x40_0000_1234 -> L4[0] L3[1] L2[0] L1[0]
+        // va 0x40_0000_1234 -> L4[0] L3[256] L2[0] L1[0]
         m.insert((0x1000, 0), 0x2000 | U | PteFlags::RW.bits());
-        m.insert((0x2000, 1), 0x3000 | U | PteFlags::RW.bits());
+        m.insert((0x2000, 256), 0x3000 | U | PteFlags::RW.bits());
         m.insert((0x3000, 0), 0x4000 | U | PteFlags::RW.bits());
         m.insert((0x4000, 0), 0x9000 | leaf_flags);
         Fake(m)

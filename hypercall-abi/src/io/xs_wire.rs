@@ -5,7 +5,7 @@
 use super::ring::RingIdx;
 
 abi_enum! {
-    /// Xenstore message types (`enum xsd_sockmsg_type`), in [`XsdSockmsg::r#type`].
+    /// Xenstore message types (`enum xsd_sockmsg_type`), in `XsdSockmsg::type`.
     pub enum XsdSockmsgType: u32, raw u64 {
         /// Control / debug command (`XS_DEBUG` is an alias).
         Control = 0 => "XS_CONTROL",
@@ -71,8 +71,22 @@ pub const XS_WATCH_TOKEN: usize = 1;
 
 /// Error names carried by `XS_ERROR` replies (`xsd_errors[]`), in Xen's order.
 pub const XSD_ERRORS: &[&str] = &[
-    "EINVAL", "EACCES", "EEXIST", "EISDIR", "ENOENT", "ENOMEM", "ENOSPC", "EIO", "ENOTEMPTY",
-    "ENOSYS", "EROFS", "EBUSY", "EAGAIN", "EISCONN", "E2BIG", "EPERM",
+    "EINVAL",
+    "EACCES",
+    "EEXIST",
+    "EISDIR",
+    "ENOENT",
+    "ENOMEM",
+    "ENOSPC",
+    "EIO",
+    "ENOTEMPTY",
+    "ENOSYS",
+    "EROFS",
+    "EBUSY",
+    "EAGAIN",
+    "EISCONN",
+    "E2BIG",
+    "EPERM",
 ];
 
 abi_struct! {

@@ -31,7 +31,11 @@ pub fn layout_rows() -> Vec<LayoutRow> {
             LayoutRow {
                 strukt: cols[0].to_string(),
                 field: cols[1].to_string(),
-                offset: if cols[2] == "-" { None } else { Some(cols[2].parse().unwrap()) },
+                offset: if cols[2] == "-" {
+                    None
+                } else {
+                    Some(cols[2].parse().unwrap())
+                },
                 size: cols[3].parse().unwrap(),
             }
         })
@@ -48,7 +52,10 @@ pub fn constants() -> Vec<(String, i128)> {
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
         .map(|l| {
             let (n, v) = l.split_once('\t').expect("bad constant row");
-            (n.to_string(), v.trim().parse::<i128>().expect("bad constant value"))
+            (
+                n.to_string(),
+                v.trim().parse::<i128>().expect("bad constant value"),
+            )
         })
         .collect()
 }
@@ -72,14 +79,20 @@ pub fn fsize<T, F>(_: impl for<'a> Fn(&'a T) -> &'a F) -> usize {
 /// check with equal offset (and size where checked), and every check naming a
 /// real TSV field.
 pub fn check_struct(c_name: &str, rust_name: &str, c_size: usize, checks: &[Check]) {
-    let rows: Vec<LayoutRow> = layout_rows().into_iter().filter(|r| r.strukt == c_name).collect();
+    let rows: Vec<LayoutRow> = layout_rows()
+        .into_iter()
+        .filter(|r| r.strukt == c_name)
+        .collect();
     assert!(!rows.is_empty(), "{c_name}: not in the layout table");
     let mut errors = Vec::new();
     for r in &rows {
         match r.offset {
             None => {
                 if r.size != c_size {
-                    errors.push(format!("(size): table {} vs {rust_name} {}", r.size, c_size));
+                    errors.push(format!(
+                        "(size): table {} vs {rust_name} {}",
+                        r.size, c_size
+                    ));
                 }
             }
             Some(off) => {
@@ -96,14 +109,19 @@ pub fn check_struct(c_name: &str, rust_name: &str, c_size: usize, checks: &[Chec
                         "field {:?}: table offset {off} size {}, ours {:?}",
                         r.field,
                         r.size,
-                        same_path.iter().map(|c| (c.offset, c.size)).collect::<Vec<_>>()
+                        same_path
+                            .iter()
+                            .map(|c| (c.offset, c.size))
+                            .collect::<Vec<_>>()
                     ));
                 }
             }
         }
     }
     for c in checks {
-        let hit = rows.iter().any(|r| r.field == c.path && r.offset == Some(c.offset));
+        let hit = rows
+            .iter()
+            .any(|r| r.field == c.path && r.offset == Some(c.offset));
         if !hit {
             errors.push(format!(
                 "registered {:?} at offset {} matches no table row",
@@ -111,7 +129,11 @@ pub fn check_struct(c_name: &str, rust_name: &str, c_size: usize, checks: &[Chec
             ));
         }
     }
-    assert!(errors.is_empty(), "{c_name} / {rust_name}:\n  {}", errors.join("\n  "));
+    assert!(
+        errors.is_empty(),
+        "{c_name} / {rust_name}:\n  {}",
+        errors.join("\n  ")
+    );
 }
 
 /// Builds one [`Check`] for type `$t`:

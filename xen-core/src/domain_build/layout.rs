@@ -330,6 +330,13 @@ impl BootLayout {
         self.stack.end
     }
 
+    /// True if there is a ram disk outside the bootstrap mapping: copy it to
+    /// the frames of PFNs `ramdisk_pfn..` and set `SIF_MOD_START_PFN` in
+    /// `start_info.flags` (Xen: `!vinitrd_start && initrd_len`).
+    pub fn ramdisk_unmapped(&self) -> bool {
+        self.ramdisk.is_none() && self.ramdisk_len > 0
+    }
+
     /// `start_info.mod_start`: the ram disk's address, or its PFN if
     /// unmapped (then set `SIF_MOD_START_PFN`); 0 without a ram disk.
     pub fn mod_start(&self) -> u64 {
@@ -479,6 +486,7 @@ mod tests {
         assert_eq!(l.nr_bootstrap_pages(), 56 * 256);
         assert_eq!(l.ramdisk_pfn, Some(Pfn(0x2a00)));
         assert_eq!(l.mod_start(), 0xffff_ffff_82a0_0000);
+        assert!(!l.ramdisk_unmapped());
         assert_eq!(l.pt_pfn(), Pfn(0x3501));
         assert_eq!(l.start_info_pfn(), Pfn(0x3500));
     }
@@ -541,12 +549,14 @@ mod tests {
         );
         let l = BootLayout::compute(&p).unwrap();
         assert_eq!((l.ramdisk, l.ramdisk_pfn, l.mod_start()), (None, None, 0));
+        assert!(!l.ramdisk_unmapped());
         assert_eq!(l.p2m.start, LINUX_BASE + 20 * MIB);
         p.ramdisk_len = 5 * MIB + 1;
         p.unmapped_initrd = true;
         let l = BootLayout::compute(&p).unwrap();
         check_invariants(&l);
         assert_eq!(l.ramdisk, None);
+        assert!(l.ramdisk_unmapped());
         assert_eq!(l.p2m.start, LINUX_BASE + 20 * MIB);
         assert_eq!(l.ramdisk_pfn, Some(Pfn(l.nr_bootstrap_pages())));
         assert_eq!(l.mod_start(), l.nr_bootstrap_pages());

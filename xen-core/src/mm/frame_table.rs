@@ -931,6 +931,61 @@ mod tests {
         });
     }
 
+    const ALL_TYPES: [PageType; 6] = [
+        PageType::Writable,
+        PageType::L1,
+        PageType::L2,
+        PageType::L3,
+        PageType::L4,
+        PageType::SegDesc,
+    ];
+
+    /// Every (current type, referenced or not, validated or not) x (wanted
+    /// type) combination against Xen's rules.
+    #[test]
+    fn type_transition_matrix() {
+        for from in ALL_TYPES {
+            for to in ALL_TYPES {
+                for referenced in [false, true] {
+                    table(8, |ft| {
+                        ft.assign(M, D0).unwrap();
+                        ft.get_page_type(M, from).unwrap();
+                        ft.mark_validated(M).unwrap();
+                        if !referenced {
+                            ft.put_page_type(M).unwrap();
+                        }
+                        let got = ft.get_page_type(M, to);
+                        let info = ft.info(M).unwrap();
+                        match (referenced, from == to) {
+                            (true, false) => {
+                                assert_eq!(
+                                    got.unwrap_err().kind,
+                                    K::TypeConflict { current: from },
+                                    "{from:?}->{to:?}"
+                                );
+                                assert_eq!((info.page_type(), info.type_count()), (from, 1));
+                            }
+                            (true, true) => {
+                                assert_eq!(got, Ok(TypeGet::Validated));
+                                assert_eq!(info.type_count(), 2);
+                            }
+                            (false, _) => {
+                                // Free to retype; checked types (re)validate.
+                                let want = if to.needs_validation() {
+                                    TypeGet::NeedsValidation
+                                } else {
+                                    TypeGet::Validated
+                                };
+                                assert_eq!(got, Ok(want), "{from:?}->{to:?}");
+                                assert_eq!((info.page_type(), info.type_count()), (to, 1));
+                            }
+                        }
+                    });
+                }
+            }
+        }
+    }
+
     #[test]
     fn helpers_and_display() {
         assert_eq!(PageType::page_table(3), Some(PageType::L3));

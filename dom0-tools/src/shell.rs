@@ -1,0 +1,211 @@
+//! Dom0's shell, the parts that are not I/O: which command a line is, the
+//! help text, and the verdict `poweroff` prints.
+
+#![forbid(unsafe_code)]
+
+use core::fmt;
+
+use pv_guest_lib::Verdict;
+
+/// The prompt (no newline follows it).
+pub const PROMPT: &str = "dom0# ";
+
+/// One parsed command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Command<'a> {
+    /// A blank line: nothing to do.
+    Empty,
+    /// `help`: list the commands.
+    Help,
+    /// `info`: the start_info summary.
+    Info,
+    /// `ls`: the ramdisk's files.
+    Ls,
+    /// `cat FILE...` (the arguments, unsplit; empty = usage error).
+    Cat(&'a str),
+    /// `echo ...` (the arguments, unsplit).
+    Echo(&'a str),
+    /// `version`: everything `xen_version` says.
+    Version,
+    /// `true`: succeeds.
+    True,
+    /// `false`: fails.
+    False,
+    /// `crash`: deliberately page-faults.
+    Crash,
+    /// `poweroff`: prints the verdict and powers off.
+    Poweroff,
+    /// Anything else: the command word.
+    Unknown(&'a str),
+}
+
+/// Every command with a one-line description, for `help`.
+pub const HELP: &[(&str, &str)] = &[
+    ("help", "list these commands"),
+    ("info", "what Dom0 was handed at boot (start_info)"),
+    ("ls", "list the ramdisk's files"),
+    ("cat FILE...", "print ramdisk files"),
+    ("echo [TEXT...]", "print TEXT"),
+    ("version", "ask the hypervisor who it is (xen_version)"),
+    ("true", "do nothing, successfully"),
+    ("false", "do nothing, unsuccessfully"),
+    ("crash", "page-fault on purpose (the hypervisor must crash Dom0)"),
+    ("poweroff", "print the verdict and power the machine off"),
+];
+
+impl<'a> Command<'a> {
+    /// Parses a command line: the first word picks the command, the rest
+    /// (trimmed) are its arguments.
+    pub fn parse(line: &'a str) -> Command<'a> {
+        let line = line.trim();
+        let (word, rest) = match line.find(char::is_whitespace) {
+            Some(i) => (&line[..i], line[i..].trim_start()),
+            None => (line, ""),
+        };
+        match word {
+            "" => Command::Empty,
+            "help" | "?" => Command::Help,
+            "info" => Command::Info,
+            "ls" => Command::Ls,
+            "cat" => Command::Cat(rest),
+            "echo" => Command::Echo(rest),
+            "version" => Command::Version,
+            "true" => Command::True,
+            "false" => Command::False,
+            "crash" => Command::Crash,
+            "poweroff" | "halt" | "shutdown" => Command::Poweroff,
+            other => Command::Unknown(other),
+        }
+    }
+}
+
+/// `echo`'s output: the words of `args` separated by single spaces.
+pub struct EchoWords<'a>(pub &'a str);
+
+impl fmt::Display for EchoWords<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, w) in self.0.split_whitespace().enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            f.write_str(w)?;
+        }
+        Ok(())
+    }
+}
+
+/// The verdict Dom0 prints at `poweroff`: success only if every startup
+/// check passed and no command failed.
+pub fn dom0_verdict(failed_checks: u32, first_failed_check: Option<&str>, failed_commands: u32) -> Verdict {
+    let mut v = Verdict::new();
+    let plural = |n: u32| if n == 1 { "" } else { "s" };
+    match (failed_checks, failed_commands) {
+        (0, 0) => {}
+        (0, c) => v.fail(format_args!("{c} command{} failed", plural(c))),
+        (k, 0) => v.fail(format_args!(
+            "{k} startup check{} failed (first: {})",
+            plural(k),
+            first_failed_check.unwrap_or("?")
+        )),
+        (k, c) => v.fail(format_args!(
+            "{k} startup check{} failed (first: {}), {c} command{} failed",
+            plural(k),
+            first_failed_check.unwrap_or("?"),
+            plural(c)
+        )),
+    }
+    v
+}
+
+/// A byte count for people: `512 MiB`, `640 KiB`, `12345 bytes`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Size(pub u64);
+
+impl fmt::Display for Size {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const KIB: u64 = 1 << 10;
+        const MIB: u64 = 1 << 20;
+        const GIB: u64 = 1 << 30;
+        let b = self.0;
+        if b != 0 && b % GIB == 0 {
+            write!(f, "{} GiB", b / GIB)
+        } else if b != 0 && b % MIB == 0 {
+            write!(f, "{} MiB", b / MIB)
+        } else if b != 0 && b % KIB == 0 {
+            write!(f, "{} KiB", b / KIB)
+        } else {
+            write!(f, "{b} bytes")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::string::ToString;
+
+    #[test]
+    fn parses_commands_and_arguments() {
+        assert_eq!(Command::parse(""), Command::Empty);
+        assert_eq!(Command::parse("   \t "), Command::Empty);
+        assert_eq!(Command::parse("help"), Command::Help);
+        assert_eq!(Command::parse("  ls  "), Command::Ls);
+        assert_eq!(Command::parse("cat /etc/oxen-release"), Command::Cat("/etc/oxen-release"));
+        assert_eq!(Command::parse("cat"), Command::Cat(""));
+        assert_eq!(Command::parse("echo  hello   world "), Command::Echo("hello   world"));
+        assert_eq!(Command::parse("echo"), Command::Echo(""));
+        assert_eq!(Command::parse("version"), Command::Version);
+        assert_eq!(Command::parse("true"), Command::True);
+        assert_eq!(Command::parse("false"), Command::False);
+        assert_eq!(Command::parse("crash"), Command::Crash);
+        assert_eq!(Command::parse("poweroff"), Command::Poweroff);
+        assert_eq!(Command::parse("xl list"), Command::Unknown("xl"));
+        assert_eq!(Command::parse("LS"), Command::Unknown("LS"));
+        assert_eq!(Command::parse("\u{e9}t\u{e9}"), Command::Unknown("\u{e9}t\u{e9}"));
+    }
+
+    #[test]
+    fn echo_joins_words_with_single_spaces() {
+        assert_eq!(EchoWords("hello   world").to_string(), "hello world");
+        assert_eq!(EchoWords("").to_string(), "");
+        assert_eq!(EchoWords(" a\tb ").to_string(), "a b");
+    }
+
+    #[test]
+    fn help_covers_every_command() {
+        for (usage, _) in HELP {
+            let word = usage.split(' ').next().unwrap();
+            assert!(!matches!(Command::parse(word), Command::Unknown(_)), "{word}");
+        }
+    }
+
+    #[test]
+    fn verdicts() {
+        assert_eq!(dom0_verdict(0, None, 0).line().to_string(), "VERDICT: SUCCESS");
+        assert_eq!(
+            dom0_verdict(0, None, 1).line().to_string(),
+            "VERDICT: FAILURE: 1 command failed"
+        );
+        assert_eq!(
+            dom0_verdict(0, None, 3).line().to_string(),
+            "VERDICT: FAILURE: 3 commands failed"
+        );
+        assert_eq!(
+            dom0_verdict(2, Some("ramdisk"), 0).line().to_string(),
+            "VERDICT: FAILURE: 2 startup checks failed (first: ramdisk)"
+        );
+        assert_eq!(
+            dom0_verdict(1, Some("magic"), 1).line().to_string(),
+            "VERDICT: FAILURE: 1 startup check failed (first: magic), 1 command failed"
+        );
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(Size(512 << 20).to_string(), "512 MiB");
+        assert_eq!(Size(2 << 30).to_string(), "2 GiB");
+        assert_eq!(Size(640 << 10).to_string(), "640 KiB");
+        assert_eq!(Size(12345).to_string(), "12345 bytes");
+        assert_eq!(Size(0).to_string(), "0 bytes");
+    }
+}
