@@ -14,8 +14,8 @@ pub fn find_s5_sleep_type(dsdt: &[u8]) -> Option<u16> {
     let pos = dsdt.windows(4).position(|w| w == b"_S5_")?;
     // Expect `NameOp [\] _S5_ PackageOp PkgLength NumElements elem0`.
     let before = dsdt.get(pos.checked_sub(1)?)?;
-    let named = *before == NAME_OP
-        || (*before == b'\\' && pos >= 2 && dsdt.get(pos - 2) == Some(&NAME_OP));
+    let named =
+        *before == NAME_OP || (*before == b'\\' && pos >= 2 && dsdt.get(pos - 2) == Some(&NAME_OP));
     if !named {
         return None;
     }
@@ -43,21 +43,31 @@ mod tests {
 
     #[test]
     fn finds_byte_prefixed_s5() {
-        let aml = [0x10, 0x08, b'_', b'S', b'5', b'_', 0x12, 0x06, 0x04, 0x0a, 0x05, 0x0a, 0x05, 0, 0];
+        let aml = [
+            0x10, 0x08, b'_', b'S', b'5', b'_', 0x12, 0x06, 0x04, 0x0a, 0x05, 0x0a, 0x05, 0, 0,
+        ];
         assert_eq!(find_s5_sleep_type(&aml), Some(5));
     }
 
     #[test]
     fn finds_zero_op_s5_with_root_prefix() {
-        let aml = [0x08, b'\\', b'_', b'S', b'5', b'_', 0x12, 0x06, 0x04, 0x00, 0x00, 0, 0];
+        let aml = [
+            0x08, b'\\', b'_', b'S', b'5', b'_', 0x12, 0x06, 0x04, 0x00, 0x00, 0, 0,
+        ];
         assert_eq!(find_s5_sleep_type(&aml), Some(0));
     }
 
     #[test]
     fn rejects_truncated_and_unnamed() {
         assert_eq!(find_s5_sleep_type(b"_S5_"), None);
-        assert_eq!(find_s5_sleep_type(&[0x08, b'_', b'S', b'5', b'_', 0x12]), None);
-        assert_eq!(find_s5_sleep_type(&[0x14, b'_', b'S', b'5', b'_', 0x12, 1, 1, 0]), None);
+        assert_eq!(
+            find_s5_sleep_type(&[0x08, b'_', b'S', b'5', b'_', 0x12]),
+            None
+        );
+        assert_eq!(
+            find_s5_sleep_type(&[0x14, b'_', b'S', b'5', b'_', 0x12, 1, 1, 0]),
+            None
+        );
         assert_eq!(find_s5_sleep_type(&[]), None);
     }
 }

@@ -6,7 +6,7 @@
 //! `level/guest-level`: the first part is taken), `dom0_mem=` (`512M`,
 //! `min:128M,max:1G,512M`), `dom0_max_vcpus=` (`N`, `min-max`, `min-`),
 //! `console=` (comma list of com1, com2, vga, none), `noreboot` (also
-//! `noreboot=<bool>`). Sizes take Xen's suffixes (B, K, M, G, T; none means
+//! `noreboot=<bool>`), and Oxen's `selftest=fault`. Sizes take Xen's suffixes (B, K, M, G, T; none means
 //! KiB as in Xen's `parse_size_and_unit`) and decimal or 0x-hex numbers.
 //! Values may be double-quoted. A later occurrence overrides an earlier one.
 //! Everything after a lone `--` is not for the hypervisor ([`CmdLine::rest`]).
@@ -63,6 +63,14 @@ pub struct Dom0MaxVcpus {
     pub max: Option<u32>,
 }
 
+/// Deliberate failures for testing xen-core's own error paths (Oxen-only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SelfTest {
+    /// `selftest=fault`: touch an unmapped address in xen-core after the
+    /// CPUs are up, to show the crash dump.
+    Fault,
+}
+
 /// Consoles named by `console=`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Consoles {
@@ -95,6 +103,8 @@ pub enum OptionErrorKind {
     BadConsole,
     /// Not a boolean (0/1, no/yes, false/true, off/on, disable/enable).
     BadBool,
+    /// Not a known self-test name.
+    BadSelfTest,
 }
 
 impl fmt::Display for OptionErrorKind {
@@ -107,6 +117,7 @@ impl fmt::Display for OptionErrorKind {
             Self::UnsupportedDom0Mem => "negative and % amounts are not supported",
             Self::BadNumber => "expected a number",
             Self::InvertedRange => "min is above max",
+            Self::BadSelfTest => "expected fault",
             Self::BadConsole => "expected com1, com2, vga or none",
             Self::BadBool => "expected a boolean",
         })
@@ -178,6 +189,8 @@ pub struct CmdLine<'a> {
     pub console: Option<Consoles>,
     /// `noreboot`: stay halted instead of rebooting on a crash.
     pub noreboot: bool,
+    /// `selftest=`: a deliberate failure to exercise a hypervisor error path.
+    pub selftest: Option<SelfTest>,
     rest: Option<&'a str>,
     unknown: Reports<&'a str, MAX_REPORTS>,
     errors: Reports<OptionError<'a>, MAX_REPORTS>,
@@ -194,6 +207,7 @@ impl<'a> CmdLine<'a> {
             dom0_max_vcpus: None,
             console: None,
             noreboot: false,
+            selftest: None,
             rest: None,
             unknown: Reports::new(),
             errors: Reports::new(),
@@ -255,6 +269,12 @@ impl<'a> CmdLine<'a> {
             "noreboot" => value
                 .map_or(Ok(true), parse_bool)
                 .map(|v| self.noreboot = v),
+            "selftest" => need(value)
+                .and_then(|v| match v {
+                    "fault" => Ok(SelfTest::Fault),
+                    _ => Err(OptionErrorKind::BadSelfTest),
+                })
+                .map(|v| self.selftest = Some(v)),
             _ => {
                 self.unknown.push(token);
                 return;
@@ -671,6 +691,17 @@ mod tests {
             errors(&CmdLine::parse("noreboot=")),
             [("noreboot", OptionErrorKind::BadBool)]
         );
+    }
+
+    #[test]
+    fn selftest_option() {
+        assert_eq!(
+            CmdLine::parse("selftest=fault").selftest,
+            Some(SelfTest::Fault)
+        );
+        let cl = CmdLine::parse("selftest=boom");
+        assert_eq!(cl.selftest, None);
+        assert_eq!(errors(&cl), [("selftest", OptionErrorKind::BadSelfTest)]);
     }
 
     #[test]

@@ -16,7 +16,10 @@ use crate::domain::{Domain, DOMAINS};
 use crate::memory::{self, FRAMES, FRAME_TABLE};
 use alloc::boxed::Box;
 use alloc::vec::Vec;
-use hypercall_abi::xen::{SharedInfo, StartInfo, SIF_INITDOMAIN, SIF_MOD_START_PFN, SIF_PRIVILEGED, START_INFO_MAGIC_PREFIX, XEN_LEGACY_MAX_VCPUS};
+use hypercall_abi::xen::{
+    SharedInfo, StartInfo, SIF_INITDOMAIN, SIF_MOD_START_PFN, SIF_PRIVILEGED,
+    START_INFO_MAGIC_PREFIX, XEN_LEGACY_MAX_VCPUS,
+};
 use xen_core::boot_info::{BootInfo, BootModule, PhysRead};
 use xen_core::cmdline::CmdLine;
 use xen_core::domain_build::elf::{ElfPolicy, PvKernel};
@@ -55,10 +58,15 @@ fn module_bytes(m: &BootModule) -> &'static [u8] {
 /// boot loaders write it (Xen's `cmdline_cook`).
 fn dom0_cmdline(m: &BootModule, phys: &impl PhysRead, buf: &mut [u8; 1024]) -> usize {
     let Some(c) = m.cmdline else { return 0 };
-    let Ok(bytes) = c.read_into(phys, &mut buf[..1023]) else { return 0 };
+    let Ok(bytes) = c.read_into(phys, &mut buf[..1023]) else {
+        return 0;
+    };
     let s = bytes.split(|&b| b == 0).next().unwrap_or(&[]);
     let s = match s.first() {
-        Some(b'/') => s.iter().position(|&b| b == b' ').map_or(&[][..], |i| &s[i + 1..]),
+        Some(b'/') => s
+            .iter()
+            .position(|&b| b == b' ')
+            .map_or(&[][..], |i| &s[i + 1..]),
         _ => s,
     };
     let n = s.len();
@@ -82,11 +90,17 @@ pub fn build_and_start(bi: &BootInfo, phys: &impl PhysRead, cl: &CmdLine) -> ! {
     crate::println!("(XEN) *** Building a PV Dom0 ***");
     let mods = bi.modules();
     let Some(kmod) = mods.first() else {
-        fatal(format_args!("no Dom0 kernel: the boot loader passed no modules"));
+        fatal(format_args!(
+            "no Dom0 kernel: the boot loader passed no modules"
+        ));
     };
     let image = module_bytes(kmod);
-    let kernel = PvKernel::parse(image, &ElfPolicy::default())
-        .unwrap_or_else(|e| fatal(format_args!("Dom0 kernel (module 1, {} bytes): {e}", kmod.len)));
+    let kernel = PvKernel::parse(image, &ElfPolicy::default()).unwrap_or_else(|e| {
+        fatal(format_args!(
+            "Dom0 kernel (module 1, {} bytes): {e}",
+            kmod.len
+        ))
+    });
     let ramdisk = mods.get(1).map(module_bytes).unwrap_or(&[]);
     log::info!(
         "Dom0 kernel: 64-bit, lsb, paddr {:#x} -> {:#x}, {} Xen notes",
@@ -98,7 +112,14 @@ pub fn build_and_start(bi: &BootInfo, phys: &impl PhysRead, cl: &CmdLine) -> ! {
     // Memory: what dom0_mem asks for (or Xen's default), grown to what the
     // bootstrap region needs if that is more.
     let free_pages = memory::free_frames();
-    let plan = |nr_pages| BootLayout::compute(&LayoutParams::for_kernel(&kernel, ramdisk.len() as u64, nr_pages, DomainKind::Dom0));
+    let plan = |nr_pages| {
+        BootLayout::compute(&LayoutParams::for_kernel(
+            &kernel,
+            ramdisk.len() as u64,
+            nr_pages,
+            DomainKind::Dom0,
+        ))
+    };
     let mut nr_pages = dom0_pages(cl, free_pages, 0);
     let layout = match plan(nr_pages) {
         Ok(l) => l,
@@ -114,12 +135,17 @@ pub fn build_and_start(bi: &BootInfo, phys: &impl PhysRead, cl: &CmdLine) -> ! {
         .as_mut()
         .and_then(|fa| fa.alloc_contig(nr_pages, 1).ok())
         .unwrap_or_else(|| {
-            fatal(format_args!("cannot allocate {} MiB for Dom0 (dom0_mem too large?)", nr_pages >> 8))
+            fatal(format_args!(
+                "cannot allocate {} MiB for Dom0 (dom0_mem too large?)",
+                nr_pages >> 8
+            ))
         });
     let mfn_of = |pfn: Pfn| Mfn(base.0 + pfn.0);
     let nr_vcpus = cl
         .dom0_max_vcpus
-        .map_or(smp::cpus_online(), |v| v.max.unwrap_or(smp::cpus_online()).max(v.min))
+        .map_or(smp::cpus_online(), |v| {
+            v.max.unwrap_or(smp::cpus_online()).max(v.min)
+        })
         .clamp(1, XEN_LEGACY_MAX_VCPUS as u32);
 
     crate::println!("(XEN) PHYSICAL MEMORY ARRANGEMENT:");
@@ -130,15 +156,39 @@ pub fn build_and_start(bi: &BootInfo, phys: &impl PhysRead, cl: &CmdLine) -> ! {
         nr_pages
     );
     crate::println!("(XEN) VIRTUAL MEMORY ARRANGEMENT:");
-    crate::println!("(XEN)  Loaded kernel: {:016x}->{:016x}", layout.kernel.start, layout.kernel.end);
+    crate::println!(
+        "(XEN)  Loaded kernel: {:016x}->{:016x}",
+        layout.kernel.start,
+        layout.kernel.end
+    );
     if let Some(r) = layout.ramdisk {
         crate::println!("(XEN)  Init. ramdisk: {:016x}->{:016x}", r.start, r.end);
     }
-    crate::println!("(XEN)  Phys-Mach map: {:016x}->{:016x}", layout.p2m.start, layout.p2m.end);
-    crate::println!("(XEN)  Start info:    {:016x}->{:016x}", layout.start_info, layout.start_info + PAGE_SIZE);
-    crate::println!("(XEN)  Page tables:   {:016x}->{:016x}", layout.page_tables.start, layout.page_tables.end);
-    crate::println!("(XEN)  Boot stack:    {:016x}->{:016x}", layout.stack.start, layout.stack.end);
-    crate::println!("(XEN)  TOTAL:         {:016x}->{:016x}", layout.v_start, layout.v_end);
+    crate::println!(
+        "(XEN)  Phys-Mach map: {:016x}->{:016x}",
+        layout.p2m.start,
+        layout.p2m.end
+    );
+    crate::println!(
+        "(XEN)  Start info:    {:016x}->{:016x}",
+        layout.start_info,
+        layout.start_info + PAGE_SIZE
+    );
+    crate::println!(
+        "(XEN)  Page tables:   {:016x}->{:016x}",
+        layout.page_tables.start,
+        layout.page_tables.end
+    );
+    crate::println!(
+        "(XEN)  Boot stack:    {:016x}->{:016x}",
+        layout.stack.start,
+        layout.stack.end
+    );
+    crate::println!(
+        "(XEN)  TOTAL:         {:016x}->{:016x}",
+        layout.v_start,
+        layout.v_end
+    );
     crate::println!("(XEN)  ENTRY ADDRESS: {:016x}", kernel.entry());
     crate::println!("(XEN) Dom0 has maximum {} VCPUs", nr_vcpus);
 
@@ -150,7 +200,11 @@ pub fn build_and_start(bi: &BootInfo, phys: &impl PhysRead, cl: &CmdLine) -> ! {
     let t0 = crate::time::now_us();
     // SAFETY: `mem` is exactly the Dom0 allocation, ours until Dom0 runs.
     unsafe { crate::scrub::zero_all_cpus(region as u64, nr_pages * PAGE_SIZE) };
-    log::debug!("scrubbed {} MiB for Dom0 in {} ms", nr_pages >> 8, (crate::time::now_us() - t0) / 1000);
+    log::debug!(
+        "scrubbed {} MiB for Dom0 in {} ms",
+        nr_pages >> 8,
+        (crate::time::now_us() - t0) / 1000
+    );
     {
         let mut ft = FRAME_TABLE.lock();
         let ft = ft.as_mut().expect("frame table");
@@ -164,7 +218,12 @@ pub fn build_and_start(bi: &BootInfo, phys: &impl PhysRead, cl: &CmdLine) -> ! {
 
     // Kernel, ramdisk, p2m list.
     kernel
-        .load_into(va_slice(mem, v_start, layout.kernel.start, layout.kernel.len()))
+        .load_into(va_slice(
+            mem,
+            v_start,
+            layout.kernel.start,
+            layout.kernel.len(),
+        ))
         .unwrap_or_else(|e| fatal(format_args!("loading the Dom0 kernel: {e}")));
     if let Some(r) = layout.ramdisk {
         va_slice(mem, v_start, r.start, ramdisk.len() as u64).copy_from_slice(ramdisk);
@@ -179,7 +238,9 @@ pub fn build_and_start(bi: &BootInfo, phys: &impl PhysRead, cl: &CmdLine) -> ! {
 
     // Hypercall page.
     if let Some(hp) = kernel.hypercall_page() {
-        let page: &mut [u8; 4096] = va_slice(mem, v_start, hp & !0xfff, PAGE_SIZE).try_into().expect("one page");
+        let page: &mut [u8; 4096] = va_slice(mem, v_start, hp & !0xfff, PAGE_SIZE)
+            .try_into()
+            .expect("one page");
         hypercall_abi::hypercall::fill_hypercall_page(page);
     }
 
@@ -206,10 +267,16 @@ pub fn build_and_start(bi: &BootInfo, phys: &impl PhysRead, cl: &CmdLine) -> ! {
     }
 
     // Page tables.
-    let xen_slots = HypervisorSlots { template: paging::hypervisor_l4_entries(), self_map_slot: None };
+    let xen_slots = HypervisorSlots {
+        template: paging::hypervisor_l4_entries(),
+        self_map_slot: None,
+    };
     let mut frames: Vec<PtFrame> = alloc::vec![PtFrame::default(); layout.nr_pt_frames() as usize];
     let summary = {
-        let mut sink = RegionSink { mem: &mut *mem, base };
+        let mut sink = RegionSink {
+            mem: &mut *mem,
+            base,
+        };
         let p2m_fn = |pfn: Pfn| (pfn.0 < nr_pages).then(|| mfn_of(pfn));
         pagetable::build_bootstrap_tables(&layout, &p2m_fn, &xen_slots, &mut sink, &mut frames)
             .unwrap_or_else(|e| fatal(format_args!("building Dom0's page tables: {e}")))
@@ -256,7 +323,13 @@ pub fn build_and_start(bi: &BootInfo, phys: &impl PhysRead, cl: &CmdLine) -> ! {
     let mut cmd = [0u8; 1024];
     dom0_cmdline(kmod, phys, &mut cmd);
     si.cmd_line.copy_from_slice(&cmd);
-    va_slice(mem, v_start, layout.start_info, core::mem::size_of::<StartInfo>() as u64).copy_from_slice(si.as_bytes());
+    va_slice(
+        mem,
+        v_start,
+        layout.start_info,
+        core::mem::size_of::<StartInfo>() as u64,
+    )
+    .copy_from_slice(si.as_bytes());
 
     // The domain and its first vCPU.
     let mut d = Domain::new(DOM0, true, nr_vcpus);
@@ -319,7 +392,8 @@ impl FrameSink for RegionSink<'_> {
     }
 
     fn write_entry(&mut self, table: Mfn, index: usize, entry: u64) {
-        self.entry(table, index).copy_from_slice(&entry.to_le_bytes());
+        self.entry(table, index)
+            .copy_from_slice(&entry.to_le_bytes());
     }
 }
 

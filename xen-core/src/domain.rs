@@ -135,7 +135,11 @@ impl PteReader for DirectMapReader {
         }
         // SAFETY: `table` is a page inside RAM covered by the direct map
         // (checked above); reading a u64 there cannot fault.
-        Some(unsafe { (phys_to_virt(table) as *const u64).add(index).read_volatile() })
+        Some(unsafe {
+            (phys_to_virt(table) as *const u64)
+                .add(index)
+                .read_volatile()
+        })
     }
 }
 
@@ -145,7 +149,8 @@ pub fn copy_from_guest(cr3: u64, va: u64, buf: &mut [u8]) -> Result<(), Errno> {
     let mut done = 0usize;
     while done < buf.len() {
         let cur = va.checked_add(done as u64).ok_or(Errno::EFAULT)?;
-        let ma = guest_walk::translate(&DirectMapReader, cr3, cur, false).map_err(|_| Errno::EFAULT)?;
+        let ma =
+            guest_walk::translate(&DirectMapReader, cr3, cur, false).map_err(|_| Errno::EFAULT)?;
         let chunk = (4096 - (cur & 0xfff) as usize).min(buf.len() - done);
         if ma + chunk as u64 > *MAX_MADDR.get().ok_or(Errno::EFAULT)? {
             return Err(Errno::EFAULT);
@@ -153,7 +158,11 @@ pub fn copy_from_guest(cr3: u64, va: u64, buf: &mut [u8]) -> Result<(), Errno> {
         // SAFETY: [ma, ma+chunk) lies in one guest-readable page inside the
         // direct map; the destination is our own buffer.
         unsafe {
-            core::ptr::copy_nonoverlapping(phys_to_virt(ma) as *const u8, buf[done..].as_mut_ptr(), chunk)
+            core::ptr::copy_nonoverlapping(
+                phys_to_virt(ma) as *const u8,
+                buf[done..].as_mut_ptr(),
+                chunk,
+            )
         };
         done += chunk;
     }
@@ -166,7 +175,8 @@ pub fn copy_to_guest(cr3: u64, va: u64, buf: &[u8]) -> Result<(), Errno> {
     let mut done = 0usize;
     while done < buf.len() {
         let cur = va.checked_add(done as u64).ok_or(Errno::EFAULT)?;
-        let ma = guest_walk::translate(&DirectMapReader, cr3, cur, true).map_err(|_| Errno::EFAULT)?;
+        let ma =
+            guest_walk::translate(&DirectMapReader, cr3, cur, true).map_err(|_| Errno::EFAULT)?;
         let chunk = (4096 - (cur & 0xfff) as usize).min(buf.len() - done);
         if ma + chunk as u64 > *MAX_MADDR.get().ok_or(Errno::EFAULT)? {
             return Err(Errno::EFAULT);
@@ -182,14 +192,21 @@ pub fn copy_to_guest(cr3: u64, va: u64, buf: &[u8]) -> Result<(), Errno> {
 }
 
 /// Reads a plain-old-data value from guest memory.
-pub fn read_guest<T: zerocopy::FromBytes + zerocopy::IntoBytes>(cr3: u64, va: u64) -> Result<T, Errno> {
+pub fn read_guest<T: zerocopy::FromBytes + zerocopy::IntoBytes>(
+    cr3: u64,
+    va: u64,
+) -> Result<T, Errno> {
     let mut v = T::new_zeroed();
     copy_from_guest(cr3, va, v.as_mut_bytes())?;
     Ok(v)
 }
 
 /// Writes a plain-old-data value to guest memory.
-pub fn write_guest<T: zerocopy::IntoBytes + zerocopy::Immutable>(cr3: u64, va: u64, v: &T) -> Result<(), Errno> {
+pub fn write_guest<T: zerocopy::IntoBytes + zerocopy::Immutable>(
+    cr3: u64,
+    va: u64,
+    v: &T,
+) -> Result<(), Errno> {
     copy_to_guest(cr3, va, v.as_bytes())
 }
 
@@ -204,7 +221,12 @@ pub fn domain_shutdown(d: &mut Domain, reason: ShutdownReason) -> ! {
             ShutdownReason::Crash => "crashed",
             _ => "shut down",
         };
-        log::info!("Hardware Dom0 {}: {} ({})", what, "powering off machine", reason.name());
+        log::info!(
+            "Hardware Dom0 {}: {} ({})",
+            what,
+            "powering off machine",
+            reason.name()
+        );
         power::power_off(u32::from(reason.raw()));
     }
     // Only Dom0 exists so far; other domains arrive with the toolstack.
@@ -221,10 +243,22 @@ pub fn crash_current(frame: &TrapFrame, why: core::fmt::Arguments) -> ! {
         power::halt_fatal();
     };
     crate::println!("(XEN) domain crash: d{}v0: {}", d.domid, why);
-    crate::println!("(XEN) ----[ Domain {} (vcpu#0) crashed on cpu#{} ]----",
-        d.domid, crate::arch::x86_64::percpu::this_cpu().cpu);
-    crate::println!("(XEN) RIP:    {:04x}:{:016x}   RFLAGS: {:016x}", frame.cs, frame.rip, frame.rflags);
-    crate::println!("(XEN) CR2: {:016x}   CR3: {:016x}", instr::read_cr2(), instr::read_cr3());
+    crate::println!(
+        "(XEN) ----[ Domain {} (vcpu#0) crashed on cpu#{} ]----",
+        d.domid,
+        crate::arch::x86_64::percpu::this_cpu().cpu
+    );
+    crate::println!(
+        "(XEN) RIP:    {:04x}:{:016x}   RFLAGS: {:016x}",
+        frame.cs,
+        frame.rip,
+        frame.rflags
+    );
+    crate::println!(
+        "(XEN) CR2: {:016x}   CR3: {:016x}",
+        instr::read_cr2(),
+        instr::read_cr3()
+    );
     dump_registers(frame);
     domain_shutdown(d, ShutdownReason::Crash);
 }
@@ -242,7 +276,12 @@ pub fn guest_exception(frame: &mut TrapFrame) {
     if handler == 0 {
         crash_current(
             frame,
-            format_args!("{} (vector {}, error {:#x}) with no guest handler", vector_name(v), v, frame.error_code),
+            format_args!(
+                "{} (vector {}, error {:#x}) with no guest handler",
+                vector_name(v),
+                v,
+                frame.error_code
+            ),
         );
     }
     crash_current(

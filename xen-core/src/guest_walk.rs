@@ -109,22 +109,40 @@ mod tests {
     fn read_only_leaf_refuses_writes() {
         let t = tables(U);
         assert_eq!(translate(&t, 0x1000, 0x40_0000_0123, false), Ok(0x9123));
-        assert_eq!(translate(&t, 0x1000, 0x40_0000_0123, true), Err(WalkError::Protection));
+        assert_eq!(
+            translate(&t, 0x1000, 0x40_0000_0123, true),
+            Err(WalkError::Protection)
+        );
     }
 
     #[test]
     fn supervisor_leaf_is_refused() {
         let t = tables(PteFlags::PRESENT.bits() | PteFlags::RW.bits());
-        assert_eq!(translate(&t, 0x1000, 0x40_0000_0000, false), Err(WalkError::Protection));
+        assert_eq!(
+            translate(&t, 0x1000, 0x40_0000_0000, false),
+            Err(WalkError::Protection)
+        );
     }
 
     #[test]
     fn absent_and_bad_addresses() {
         let t = tables(U);
-        assert_eq!(translate(&t, 0x1000, 0x80_0000_0000, false), Err(WalkError::NotPresent));
-        assert_eq!(translate(&t, 0x1000, 0x0000_8000_0000_0000, false), Err(WalkError::BadAddress));
-        assert_eq!(translate(&t, 0x1000, HYPERVISOR_VIRT_START + 8, false), Err(WalkError::BadAddress));
-        assert_eq!(translate(&t, 0x2000_0000, 0x1000, false), Err(WalkError::BadFrame));
+        assert_eq!(
+            translate(&t, 0x1000, 0x80_0000_0000, false),
+            Err(WalkError::NotPresent)
+        );
+        assert_eq!(
+            translate(&t, 0x1000, 0x0000_8000_0000_0000, false),
+            Err(WalkError::BadAddress)
+        );
+        assert_eq!(
+            translate(&t, 0x1000, HYPERVISOR_VIRT_START + 8, false),
+            Err(WalkError::BadAddress)
+        );
+        assert_eq!(
+            translate(&t, 0x2000_0000, 0x1000, false),
+            Err(WalkError::BadFrame)
+        );
     }
 
     #[test]

@@ -47,7 +47,10 @@ extern "C" fn xen_core_start(protocol: u32, info_paddr: u32) -> ! {
 fn panic(info: &core::panic::PanicInfo) -> ! {
     arch::x86_64::instr::cli();
     println!("(XEN) ****************************************");
-    println!("(XEN) Panic on CPU {}:", arch::x86_64::percpu::this_cpu().cpu);
+    println!(
+        "(XEN) Panic on CPU {}:",
+        arch::x86_64::percpu::this_cpu().cpu
+    );
     println!("(XEN) {info}");
     println!("(XEN) ****************************************");
     arch::x86_64::power::halt_fatal();

@@ -30,13 +30,16 @@ pub fn init(map: &MemMap) -> (u64, u64) {
     let va = pool::alloc(words * 8, 4096).expect("boot pool too small for the frame bitmaps");
     // SAFETY: fresh pool memory of `words` u64s, ours forever.
     let storage = unsafe { core::slice::from_raw_parts_mut(va as *mut u64, words) };
-    let mut fa = FrameAllocator::from_memmap(storage, map).expect("frame allocator over the RAM map");
+    let mut fa =
+        FrameAllocator::from_memmap(storage, map).expect("frame allocator over the RAM map");
     let total = fa.total_frames();
 
     // The frame table: one PageInfo per frame up to the end of RAM.
     let ft_bytes = nr_frames * core::mem::size_of::<PageInfo>() as u64;
     let ft_frames = ft_bytes.div_ceil(PAGE_SIZE);
-    let ft = fa.alloc_contig(ft_frames, 1).expect("memory for the frame table");
+    let ft = fa
+        .alloc_contig(ft_frames, 1)
+        .expect("memory for the frame table");
     let ft_ptr = phys_to_virt(ft.maddr()) as *mut PageInfo;
     for i in 0..nr_frames as usize {
         // SAFETY: the frame table frames were just allocated for us and are
@@ -47,13 +50,17 @@ pub fn init(map: &MemMap) -> (u64, u64) {
     let pages = unsafe { core::slice::from_raw_parts_mut(ft_ptr, nr_frames as usize) };
     let table = FrameTable::new(pages);
 
-    let heap = fa.alloc_contig(HEAP_BYTES / PAGE_SIZE, 1).expect("memory for the heap");
+    let heap = fa
+        .alloc_contig(HEAP_BYTES / PAGE_SIZE, 1)
+        .expect("memory for the heap");
     // SAFETY: freshly allocated frames, direct-mapped, used by nothing else.
     unsafe { crate::heap::init(phys_to_virt(heap.maddr()), HEAP_BYTES as usize) };
 
     // The M2P: 8 bytes per machine frame, all invalid to start with.
     let m2p_frames = (nr_frames * 8).div_ceil(PAGE_SIZE);
-    let m2p = fa.alloc_contig(m2p_frames, 1).expect("memory for the M2P table");
+    let m2p = fa
+        .alloc_contig(m2p_frames, 1)
+        .expect("memory for the M2P table");
     let m2p_va = phys_to_virt(m2p.maddr()) as *mut u64;
     for i in 0..(m2p_frames * PAGE_SIZE / 8) as usize {
         // SAFETY: the M2P frames were just allocated and are direct-mapped.
@@ -90,7 +97,9 @@ pub fn free_frames() -> u64 {
 /// guest in a way that races) for the lifetime of the slice.
 pub unsafe fn frame_bytes(mfn: Mfn) -> &'static mut [u8] {
     // SAFETY: per the contract; the direct map covers all RAM.
-    unsafe { core::slice::from_raw_parts_mut(phys_to_virt(mfn.maddr()) as *mut u8, PAGE_SIZE as usize) }
+    unsafe {
+        core::slice::from_raw_parts_mut(phys_to_virt(mfn.maddr()) as *mut u8, PAGE_SIZE as usize)
+    }
 }
 
 /// Zeroes a frame.

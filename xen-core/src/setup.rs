@@ -40,7 +40,10 @@ pub struct PhysAccess {
 
 impl PhysRead for PhysAccess {
     fn read(&self, paddr: u64, buf: &mut [u8]) -> Result<(), PhysReadError> {
-        let err = PhysReadError { paddr, len: buf.len() };
+        let err = PhysReadError {
+            paddr,
+            len: buf.len(),
+        };
         let end = paddr.checked_add(buf.len() as u64).ok_or(err)?;
         if end > self.limit {
             return Err(err);
@@ -48,7 +51,11 @@ impl PhysRead for PhysAccess {
         // SAFETY: [paddr, end) lies below `limit`, which the current page
         // tables map at `base + paddr` (boot identity map or direct map).
         unsafe {
-            core::ptr::copy_nonoverlapping((self.base + paddr) as *const u8, buf.as_mut_ptr(), buf.len())
+            core::ptr::copy_nonoverlapping(
+                (self.base + paddr) as *const u8,
+                buf.as_mut_ptr(),
+                buf.len(),
+            )
         };
         Ok(())
     }
@@ -67,7 +74,10 @@ fn cpu_brand() -> heapless::String<48> {
     if instr::cpuid(0x8000_0000, 0).eax >= 0x8000_0004 {
         for leaf in 0x8000_0002..=0x8000_0004u32 {
             let r = instr::cpuid(leaf, 0);
-            for b in [r.eax, r.ebx, r.ecx, r.edx].iter().flat_map(|w| w.to_le_bytes()) {
+            for b in [r.eax, r.ebx, r.ecx, r.edx]
+                .iter()
+                .flat_map(|w| w.to_le_bytes())
+            {
                 if b != 0 {
                     let _ = s.push(b as char);
                 }
@@ -99,7 +109,12 @@ fn log_filter(l: LogLevel) -> log::LevelFilter {
 
 fn image_range() -> (u64, u64) {
     // SAFETY: linker-script symbols (physical addresses of the image).
-    unsafe { (&__image_phys_start as *const u8 as u64, &__image_phys_end as *const u8 as u64) }
+    unsafe {
+        (
+            &__image_phys_start as *const u8 as u64,
+            &__image_phys_end as *const u8 as u64,
+        )
+    }
 }
 
 /// Runs the boot sequence on the BSP.
@@ -112,10 +127,15 @@ pub fn start(protocol: u32, info_paddr: u32) -> ! {
     smp::init_bsp(0);
 
     // Boot information, read through the identity map.
-    let low = PhysAccess { base: 0, limit: IDENTITY_LIMIT };
+    let low = PhysAccess {
+        base: 0,
+        limit: IDENTITY_LIMIT,
+    };
     let parsed = match protocol {
         BOOT_PROTOCOL_PVH => BootInfo::from_pvh(&low, u64::from(info_paddr)),
-        BOOT_PROTOCOL_MULTIBOOT2 => BootInfo::from_multiboot2(&low, MULTIBOOT2_BOOTLOADER_MAGIC, u64::from(info_paddr)),
+        BOOT_PROTOCOL_MULTIBOOT2 => {
+            BootInfo::from_multiboot2(&low, MULTIBOOT2_BOOTLOADER_MAGIC, u64::from(info_paddr))
+        }
         _ => BootInfo::from_multiboot2(&low, 0, u64::from(info_paddr)),
     };
     let mut bi = match parsed {
@@ -127,7 +147,11 @@ pub fn start(protocol: u32, info_paddr: u32) -> ! {
         let mut buf = [0u8; CMDLINE_MAX];
         if let Ok(bytes) = c.read_into(&low, &mut buf) {
             for &b in bytes {
-                let _ = line.push(if b.is_ascii_graphic() || b == b' ' { b as char } else { '?' });
+                let _ = line.push(if b.is_ascii_graphic() || b == b' ' {
+                    b as char
+                } else {
+                    '?'
+                });
             }
         }
     }
@@ -147,7 +171,11 @@ pub fn start(protocol: u32, info_paddr: u32) -> ! {
     }
     log::info!("Boot protocol: {:?}", bi.protocol);
     log::info!("CPU: {} {}", cpu_vendor(), cpu_brand().trim());
-    log::info!("TSC: {}.{:03} MHz (calibrated against the PIT)", tsc_hz / 1_000_000, (tsc_hz / 1000) % 1000);
+    log::info!(
+        "TSC: {}.{:03} MHz (calibrated against the PIT)",
+        tsc_hz / 1_000_000,
+        (tsc_hz / 1000) % 1000
+    );
 
     // Memory map.
     let Some(raw) = bi.memory_map() else {
@@ -159,7 +187,12 @@ pub fn start(protocol: u32, info_paddr: u32) -> ! {
     };
     log::info!("Physical RAM map:");
     for e in raw {
-        log::info!(" {:016x} - {:016x} ({:?})", e.addr, e.addr.saturating_add(e.size), e.e820_type());
+        log::info!(
+            " {:016x} - {:016x} ({:?})",
+            e.addr,
+            e.addr.saturating_add(e.size),
+            e.e820_type()
+        );
     }
     // Everything the direct map covers: RAM, ACPI memory, small firmware
     // ranges below 4 GiB (where ACPI tables may sit).
@@ -182,12 +215,19 @@ pub fn start(protocol: u32, info_paddr: u32) -> ! {
     paging::init(&direct, instr::cpuid(0x8000_0001, 0).edx & (1 << 20) != 0);
     crate::domain::set_max_maddr(map.ram_end());
     match paging::audit_wx() {
-        (n, 0) => log::info!("W^X: {n} hypervisor mappings checked, none both writable and executable"),
-        (n, bad) => log::error!("W^X: {bad} of {n} hypervisor mappings are writable and executable"),
+        (n, 0) => {
+            log::info!("W^X: {n} hypervisor mappings checked, none both writable and executable")
+        }
+        (n, bad) => {
+            log::error!("W^X: {bad} of {n} hypervisor mappings are writable and executable")
+        }
     }
 
     // The modules: split a bundle, then keep them out of the allocator.
-    let phys = PhysAccess { base: phys_to_virt(0), limit: map.ram_end().max(IDENTITY_LIMIT) };
+    let phys = PhysAccess {
+        base: phys_to_virt(0),
+        limit: map.ram_end().max(IDENTITY_LIMIT),
+    };
     match bi.expand_bundle(&phys) {
         Ok(true) => log::info!("Boot modules came in an Oxen module bundle"),
         Ok(false) => {}
@@ -224,9 +264,16 @@ pub fn start(protocol: u32, info_paddr: u32) -> ! {
             if let Some((port, typ)) = info.s5 {
                 power::set_acpi_s5(port, typ);
             }
-            log::info!("ACPI: {} CPU(s) in the MADT", info.apic_ids.len() + info.cpus_skipped);
+            log::info!(
+                "ACPI: {} CPU(s) in the MADT",
+                info.apic_ids.len() + info.cpus_skipped
+            );
             if info.cpus_skipped > 0 {
-                log::warn!("only {} CPUs supported; {} not started", info.apic_ids.len(), info.cpus_skipped);
+                log::warn!(
+                    "only {} CPUs supported; {} not started",
+                    info.apic_ids.len(),
+                    info.cpus_skipped
+                );
             }
             log::info!("CPU0 online (APIC ID {bsp})");
             smp::start_aps(&info.apic_ids, bsp);
@@ -238,6 +285,12 @@ pub fn start(protocol: u32, info_paddr: u32) -> ! {
     }
     apic::start_timer();
     log::info!("Brought up {} CPUs", smp::cpus_online());
+    if cmdline.selftest == Some(xen_core::cmdline::SelfTest::Fault) {
+        log::warn!("selftest=fault: touching an unmapped address on purpose");
+        // SAFETY: deliberately unsound: the read faults (page 0 is never
+        // mapped in xen-core's tables) and the fault handler stops the machine.
+        unsafe { core::ptr::read_volatile(core::ptr::null::<u64>().wrapping_add(0x10)) };
+    }
 
     crate::dom0::build_and_start(&bi, &phys, &cmdline)
 }

@@ -87,82 +87,57 @@ mod kernel {
             }
         }
 
-        fn check(&mut self, name: &'static str, result: Result<(), core::fmt::Arguments<'_>>) {
-            match result {
-                Ok(()) => println!("Dom0: check {name}: ok"),
-                Err(why) => {
-                    println!("Dom0: check {name}: FAILED ({why})");
-                    self.failed_checks += 1;
-                    self.first_failed_check.get_or_insert(name);
-                }
-            }
+        fn pass(&mut self, name: &'static str) {
+            println!("Dom0: check {name}: ok");
+        }
+
+        fn fail(&mut self, name: &'static str, why: core::fmt::Arguments<'_>) {
+            println!("Dom0: check {name}: FAILED ({why})");
+            self.failed_checks += 1;
+            self.first_failed_check.get_or_insert(name);
         }
 
         fn startup_checks(&mut self) {
             let si = self.si;
-            let magic = si.magic();
-            self.check(
-                "magic",
-                if si.magic_ok() { Ok(()) } else { Err(format_args!("magic \"{magic}\"")) },
-            );
-            let flags = si.flags;
-            self.check(
-                "flags",
-                if si.is_dom0() {
-                    Ok(())
-                } else {
-                    Err(format_args!("flags {flags}, want privileged|initdomain"))
-                },
-            );
-            self.check(
-                "nr_pages",
-                if si.nr_pages > 0 { Ok(()) } else { Err(format_args!("nr_pages is 0")) },
-            );
-            let page = pv_guest_lib::hypercall::verify_hypercall_page();
-            self.check(
-                "hypercall_page",
-                match page {
-                    Ok(()) => Ok(()),
-                    Err(slot) => Err(format_args!("slot {slot} is not Xen's stub")),
-                },
-            );
-            self.check_ramdisk();
-            let version = xen::version();
-            self.check(
-                "xen_version",
-                match version {
-                    Ok(v) if v.0 == XEN_VERSION => Ok(()),
-                    Ok(v) => Err(format_args!("hypervisor reports {v}, want 4.17")),
-                    Err(e) => Err(format_args!("xen_version failed: {e}")),
-                },
-            );
-            let up0 = xen::vcpu_is_up(0);
-            self.check(
-                "vcpu0_up",
-                match up0 {
-                    Ok(true) => Ok(()),
-                    Ok(false) => Err(format_args!("is_up(0) says vCPU 0 is down")),
-                    Err(e) => Err(format_args!("is_up(0) failed: {e}")),
-                },
-            );
+            if si.magic_ok() {
+                self.pass("magic");
+            } else {
+                self.fail("magic", format_args!("magic \"{}\"", si.magic()));
+            }
+            if si.is_dom0() {
+                self.pass("flags");
+            } else {
+                self.fail("flags", format_args!("flags {}, want privileged|initdomain", si.flags));
+            }
+            if si.nr_pages > 0 {
+                self.pass("nr_pages");
+            } else {
+                self.fail("nr_pages", format_args!("nr_pages is 0"));
+            }
+            match pv_guest_lib::hypercall::verify_hypercall_page() {
+                Ok(()) => self.pass("hypercall_page"),
+                Err(slot) => self.fail("hypercall_page", format_args!("slot {slot} is not Xen's stub")),
+            }
+            match (si.ramdisk(), self.ramdisk.map(|a| a.validate())) {
+                (None, _) => self.fail("ramdisk", format_args!("start_info names no ramdisk")),
+                (Some(_), None) => {
+                    self.fail("ramdisk", format_args!("the ramdisk is not inside the bootstrap region"))
+                }
+                (Some(_), Some(Ok(_))) => self.pass("ramdisk"),
+                (Some(_), Some(Err(e))) => self.fail("ramdisk", format_args!("not a cpio newc archive: {e}")),
+            }
+            match xen::version() {
+                Ok(v) if v.0 == XEN_VERSION => self.pass("xen_version"),
+                Ok(v) => self.fail("xen_version", format_args!("hypervisor reports {v}, want 4.17")),
+                Err(e) => self.fail("xen_version", format_args!("xen_version failed: {e}")),
+            }
+            match xen::vcpu_is_up(0) {
+                Ok(true) => self.pass("vcpu0_up"),
+                Ok(false) => self.fail("vcpu0_up", format_args!("is_up(0) says vCPU 0 is down")),
+                Err(e) => self.fail("vcpu0_up", format_args!("is_up(0) failed: {e}")),
+            }
             self.check_secondary_vcpus();
             self.check_memory();
-        }
-
-        fn check_ramdisk(&mut self) {
-            let si = self.si;
-            let r = match (si.ramdisk(), self.ramdisk) {
-                (None, _) => Err(format_args!("start_info names no ramdisk")),
-                (Some(_), None) => Err(format_args!("the ramdisk is not inside the bootstrap region")),
-                (Some(_), Some(a)) => match a.validate() {
-                    Ok(_) => Ok(()),
-                    Err(e) => {
-                        self.check("ramdisk", Err(format_args!("not a cpio newc archive: {e}")));
-                        return;
-                    }
-                },
-            };
-            self.check("ramdisk", r);
         }
 
         /// vCPUs other than 0 exist down (until Dom0 brings them up) or
@@ -174,36 +149,34 @@ mod kernel {
                     Ok(false) => down += 1,
                     Err(e) if e == AbiErrno::ENOENT => break,
                     Ok(true) => {
-                        self.check("vcpus", Err(format_args!("vCPU {id} is up before Dom0 started it")));
+                        self.fail("vcpus", format_args!("vCPU {id} is up before Dom0 started it"));
                         return;
                     }
                     Err(e) => {
-                        self.check("vcpus", Err(format_args!("is_up({id}) failed: {e}")));
+                        self.fail("vcpus", format_args!("is_up({id}) failed: {e}"));
                         return;
                     }
                 }
             }
             println!("Dom0: {} vCPU(s): 1 up, {down} down", down + 1);
-            self.check("vcpus", Ok(()));
+            self.pass("vcpus");
         }
 
         /// The bootstrap padding must be mapped and writable: take a page
         /// from the allocator, write and read it back.
         fn check_memory(&mut self) {
-            let r = match pv_guest_lib::page_alloc::alloc_page() {
-                None => Err(format_args!("no free page in the bootstrap padding")),
-                Some(p) => {
-                    for (i, b) in p.iter_mut().enumerate() {
-                        *b = i as u8;
-                    }
-                    if p.iter().enumerate().all(|(i, &b)| b == i as u8) {
-                        Ok(())
-                    } else {
-                        Err(format_args!("a free page does not hold what was written"))
-                    }
-                }
+            let Some(p) = pv_guest_lib::page_alloc::alloc_page() else {
+                self.fail("memory", format_args!("no free page in the bootstrap padding"));
+                return;
             };
-            self.check("memory", r);
+            for (i, b) in p.iter_mut().enumerate() {
+                *b = i as u8;
+            }
+            if p.iter().enumerate().all(|(i, &b)| b == i as u8) {
+                self.pass("memory");
+            } else {
+                self.fail("memory", format_args!("a free page does not hold what was written"));
+            }
         }
 
         fn list_ramdisk_files(&self) {
@@ -371,26 +344,40 @@ mod kernel {
     /// always answers fails.
     fn version() -> bool {
         let mut ok = true;
-        let mut fail = |what: &str, e: pv_guest_lib::Errno| {
+        let fail = |what: &str, e: pv_guest_lib::Errno| {
             println!("version: {what}: {e}");
-            ok = false;
         };
         match (xen::version(), xen::extraversion()) {
             (Ok(v), Ok(x)) => println!("Xen version {v}{} (XENVER_version {:#x})", c_str(&x.bytes), v.0),
-            (Err(e), _) => fail("XENVER_version", e),
-            (_, Err(e)) => fail("XENVER_extraversion", e),
+            (Err(e), _) => {
+                fail("XENVER_version", e);
+                ok = false;
+            }
+            (_, Err(e)) => {
+                fail("XENVER_extraversion", e);
+                ok = false;
+            }
         }
         match xen::capabilities() {
             Ok(c) => println!("capabilities: {}", c_str(&c.bytes)),
-            Err(e) => fail("XENVER_capabilities", e),
+            Err(e) => {
+                fail("XENVER_capabilities", e);
+                ok = false;
+            }
         }
         match xen::changeset() {
             Ok(c) => println!("changeset: {}", c_str(&c.bytes)),
-            Err(e) => fail("XENVER_changeset", e),
+            Err(e) => {
+                fail("XENVER_changeset", e);
+                ok = false;
+            }
         }
         match xen::platform_parameters() {
             Ok(p) => println!("platform parameters: virt_start {:#x}", p.virt_start),
-            Err(e) => fail("XENVER_platform_parameters", e),
+            Err(e) => {
+                fail("XENVER_platform_parameters", e);
+                ok = false;
+            }
         }
         match xen::pagesize() {
             Ok(p) if p == PAGE_SIZE => println!("pagesize: {p}"),
@@ -398,7 +385,10 @@ mod kernel {
                 println!("pagesize: {p} (expected {PAGE_SIZE})");
                 ok = false;
             }
-            Err(e) => fail("XENVER_pagesize", e),
+            Err(e) => {
+                fail("XENVER_pagesize", e);
+                ok = false;
+            }
         }
         match xen::get_features(0) {
             Ok(bits) => {
@@ -410,7 +400,10 @@ mod kernel {
                 }
                 println!();
             }
-            Err(e) => fail("XENVER_get_features", e),
+            Err(e) => {
+                fail("XENVER_get_features", e);
+                ok = false;
+            }
         }
         // Informational: not every hypervisor answers these.
         if let Ok(ci) = xen::compile_info() {

@@ -31,7 +31,11 @@ pub fn console_io(c: &mut Call) -> Result<i64, Errno> {
                         crate::time::now_us() % 1000
                     );
                 }
-                crate::console::guest_write(c.dom.domid, &kbuf[..n], &mut c.dom.console_at_line_start);
+                crate::console::guest_write(
+                    c.dom.domid,
+                    &kbuf[..n],
+                    &mut c.dom.console_at_line_start,
+                );
                 off += n as u64;
             }
             Ok(0)

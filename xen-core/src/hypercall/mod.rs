@@ -34,7 +34,10 @@ pub enum Then {
 
 impl Outcome {
     fn ret(v: i64) -> Self {
-        Outcome { ret: v, then: Then::Return }
+        Outcome {
+            ret: v,
+            then: Then::Return,
+        }
     }
 }
 

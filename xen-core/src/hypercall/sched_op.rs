@@ -14,7 +14,10 @@ pub fn sched_op(c: &mut Call, _frame: &mut TrapFrame) -> Outcome {
     };
     match op {
         SchedOp::Yield => Outcome::from(Ok(0)),
-        SchedOp::Block => Outcome { ret: 0, then: Then::Block },
+        SchedOp::Block => Outcome {
+            ret: 0,
+            then: Then::Block,
+        },
         SchedOp::Shutdown => {
             let r = read_guest::<SchedShutdown>(c.cr3, arg)
                 .and_then(|s| ShutdownReason::from_raw(u64::from(s.reason)).ok_or(Errno::EINVAL));
@@ -47,6 +50,8 @@ pub fn sched_op(c: &mut Call, _frame: &mut TrapFrame) -> Outcome {
         }
         // Polling needs event channels; the watchdog and pin override are
         // not provided yet.
-        SchedOp::Poll | SchedOp::Watchdog | SchedOp::PinOverride => Outcome::from(Err(Errno::ENOSYS)),
+        SchedOp::Poll | SchedOp::Watchdog | SchedOp::PinOverride => {
+            Outcome::from(Err(Errno::ENOSYS))
+        }
     }
 }

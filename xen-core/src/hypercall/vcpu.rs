@@ -86,7 +86,11 @@ pub fn set_trap_table(c: &mut Call) -> Result<i64, Errno> {
     let size = core::mem::size_of::<TrapInfo>() as u64;
     for i in 0..MAX_TRAPS as u64 {
         let mut t = TrapInfo::new_zeroed();
-        copy_from_guest(c.cr3, traps.wrapping_add(i * size), zerocopy::IntoBytes::as_mut_bytes(&mut t))?;
+        copy_from_guest(
+            c.cr3,
+            traps.wrapping_add(i * size),
+            zerocopy::IntoBytes::as_mut_bytes(&mut t),
+        )?;
         if t.address == 0 {
             break;
         }

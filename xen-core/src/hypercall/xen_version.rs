@@ -43,7 +43,11 @@ pub fn xen_version(c: &mut Call) -> Result<i64, Errno> {
             Ok(0)
         }
         XenVersionOp::Capabilities => {
-            copy_to_guest(c.cr3, arg, &fill::<XEN_CAPABILITIES_INFO_LEN>(XEN_CAPABILITIES))?;
+            copy_to_guest(
+                c.cr3,
+                arg,
+                &fill::<XEN_CAPABILITIES_INFO_LEN>(XEN_CAPABILITIES),
+            )?;
             Ok(0)
         }
         XenVersionOp::Changeset => {
@@ -51,7 +55,13 @@ pub fn xen_version(c: &mut Call) -> Result<i64, Errno> {
             Ok(0)
         }
         XenVersionOp::PlatformParameters => {
-            write_guest(c.cr3, arg, &XenPlatformParameters { virt_start: HYPERVISOR_VIRT_START })?;
+            write_guest(
+                c.cr3,
+                arg,
+                &XenPlatformParameters {
+                    virt_start: HYPERVISOR_VIRT_START,
+                },
+            )?;
             Ok(0)
         }
         XenVersionOp::GetFeatures => {
@@ -74,7 +84,11 @@ pub fn xen_version(c: &mut Call) -> Result<i64, Errno> {
             if !c.dom.is_privileged {
                 return Err(Errno::EPERM);
             }
-            copy_to_guest(c.cr3, arg, &fill::<XEN_COMMANDLINE_LEN>(crate::boot_cmdline()))?;
+            copy_to_guest(
+                c.cr3,
+                arg,
+                &fill::<XEN_COMMANDLINE_LEN>(crate::boot_cmdline()),
+            )?;
             Ok(0)
         }
         // Oxen images carry no GNU build id yet.

@@ -21,7 +21,13 @@ impl AcpiHandler for DirectMapHandler {
         // live in RAM ranges the direct map maps); the crate's contract
         // guarantees `pa` points at a `T`.
         unsafe {
-            PhysicalMapping::new(pa, NonNull::new(va).expect("direct map is never null"), size, size, *self)
+            PhysicalMapping::new(
+                pa,
+                NonNull::new(va).expect("direct map is never null"),
+                size,
+                size,
+                *self,
+            )
         }
     }
 
@@ -50,7 +56,11 @@ pub fn probe(rsdp: Option<u64>, bsp_apic_id: u32) -> Result<AcpiInfo, acpi::Acpi
             None => AcpiTables::search_for_rsdp_bios(DirectMapHandler)?,
         }
     };
-    let mut info = AcpiInfo { apic_ids: heapless::Vec::new(), cpus_skipped: 0, s5: None };
+    let mut info = AcpiInfo {
+        apic_ids: heapless::Vec::new(),
+        cpus_skipped: 0,
+        s5: None,
+    };
     let _ = info.apic_ids.push(bsp_apic_id);
     let madt = tables.find_table::<Madt>()?;
     for e in madt.get().entries() {
@@ -75,9 +85,10 @@ pub fn probe(rsdp: Option<u64>, bsp_apic_id: u32) -> Result<AcpiInfo, acpi::Acpi
                 // from its body lie in firmware RAM covered by the direct map.
                 unsafe { core::slice::from_raw_parts(va, dsdt.length as usize) }
             };
-            if let (Some(typ), Ok(port)) =
-                (xen_core::acpi_s5::find_s5_sleep_type(bytes), u16::try_from(pm1a.address))
-            {
+            if let (Some(typ), Ok(port)) = (
+                xen_core::acpi_s5::find_s5_sleep_type(bytes),
+                u16::try_from(pm1a.address),
+            ) {
                 info.s5 = Some((port, typ));
             }
         }

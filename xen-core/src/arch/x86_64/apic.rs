@@ -2,7 +2,7 @@
 //! uncached MMIO mapping otherwise. Owns the APIC timer, EOIs and IPIs.
 //! (Intel SDM vol 3 chapter 11.)
 
-use super::instr::{cpuid, rdmsr, wrmsr, msr};
+use super::instr::{cpuid, msr, rdmsr, wrmsr};
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 /// Vector of the APIC timer (Xen's LOCAL_TIMER_VECTOR lives up here too).
@@ -156,7 +156,9 @@ pub fn ipi_all_but_self(vector: u8) {
 pub fn handle_interrupt(vector: u8) {
     match vector {
         TIMER_VECTOR => {
-            super::percpu::this_cpu().timer_ticks.fetch_add(1, Ordering::Relaxed);
+            super::percpu::this_cpu()
+                .timer_ticks
+                .fetch_add(1, Ordering::Relaxed);
             eoi();
         }
         CALL_FUNCTION_VECTOR => {

@@ -104,7 +104,10 @@ pub unsafe fn load(gdt: *mut u64, tss: *const Tss) {
         gdt.add(tss_idx + 1).write(tss_base >> 32);
     }
     let limit = (TSS_SELECTOR as usize + 16 - 1) as u16;
-    let gdtr = DescriptorPointer { limit, base: gdt as u64 };
+    let gdtr = DescriptorPointer {
+        limit,
+        base: gdt as u64,
+    };
     // SAFETY: the GDT just written holds valid code/data/TSS descriptors at
     // the selectors loaded here; the far return reloads CS with 0xe008.
     unsafe {

@@ -12,7 +12,9 @@ pub fn inb(port: u16) -> u8 {
     let v: u8;
     // SAFETY: port reads have no memory effects visible to Rust; xen-core only
     // reads ports of devices it owns (UART, PIT, CMOS).
-    unsafe { asm!("in al, dx", out("al") v, in("dx") port, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!("in al, dx", out("al") v, in("dx") port, options(nomem, nostack, preserves_flags))
+    };
     v
 }
 
@@ -20,19 +22,25 @@ pub fn inb(port: u16) -> u8 {
 pub fn outb(port: u16, v: u8) {
     // SAFETY: port writes go to devices xen-core owns (UART, PIT, PIC, debug
     // exit); none of them can DMA into memory Rust relies on.
-    unsafe { asm!("out dx, al", in("dx") port, in("al") v, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!("out dx, al", in("dx") port, in("al") v, options(nomem, nostack, preserves_flags))
+    };
 }
 
 /// Writes a 16-bit value to an I/O port.
 pub fn outw(port: u16, v: u16) {
     // SAFETY: as for `outb` (used for the ACPI PM1a control register).
-    unsafe { asm!("out dx, ax", in("dx") port, in("ax") v, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!("out dx, ax", in("dx") port, in("ax") v, options(nomem, nostack, preserves_flags))
+    };
 }
 
 /// Writes a 32-bit value to an I/O port.
 pub fn outl(port: u16, v: u32) {
     // SAFETY: as for `outb`.
-    unsafe { asm!("out dx, eax", in("dx") port, in("eax") v, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!("out dx, eax", in("dx") port, in("eax") v, options(nomem, nostack, preserves_flags))
+    };
 }
 
 /// Reads a model-specific register.
@@ -40,7 +48,9 @@ pub fn rdmsr(msr: u32) -> u64 {
     let (lo, hi): (u32, u32);
     // SAFETY: reading an MSR has no memory effects; callers only name MSRs
     // that exist on every x86_64 CPU or that they checked with CPUID.
-    unsafe { asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags))
+    };
     (u64::from(hi) << 32) | u64::from(lo)
 }
 
@@ -74,7 +84,12 @@ pub struct CpuidResult {
 pub fn cpuid(leaf: u32, subleaf: u32) -> CpuidResult {
     // SAFETY: CPUID is available on every x86_64 CPU and only writes registers.
     let r = unsafe { core::arch::x86_64::__cpuid_count(leaf, subleaf) };
-    CpuidResult { eax: r.eax, ebx: r.ebx, ecx: r.ecx, edx: r.edx }
+    CpuidResult {
+        eax: r.eax,
+        ebx: r.ebx,
+        ecx: r.ecx,
+        edx: r.edx,
+    }
 }
 
 /// Reads the time-stamp counter.

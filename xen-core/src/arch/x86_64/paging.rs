@@ -47,7 +47,10 @@ pub fn nx() -> u64 {
     NX.load(core::sync::atomic::Ordering::Relaxed)
 }
 
-static TABLES: Mutex<Tables> = Mutex::new(Tables { l4_phys: 0, next_ioremap: IOREMAP_VIRT_START });
+static TABLES: Mutex<Tables> = Mutex::new(Tables {
+    l4_phys: 0,
+    next_ioremap: IOREMAP_VIRT_START,
+});
 
 /// Virtual to physical for addresses in the image (and the boot pool).
 pub fn image_virt_to_phys(va: u64) -> u64 {
@@ -95,7 +98,11 @@ fn next_level(t: u64, idx: usize) -> u64 {
     let n = new_table();
     // Intermediate entries grant everything; leaves restrict.
     // SAFETY: as above; idx < 512.
-    unsafe { table(t).add(idx).write(n | PteFlags::PRESENT.bits() | PteFlags::RW.bits()) };
+    unsafe {
+        table(t)
+            .add(idx)
+            .write(n | PteFlags::PRESENT.bits() | PteFlags::RW.bits())
+    };
     n
 }
 
@@ -108,7 +115,11 @@ fn map_range(l4: u64, mut va: u64, mut pa: u64, len: u64, flags: u64) {
         let l2 = next_level(l3, index(va, 3));
         if va % LARGE == 0 && pa % LARGE == 0 && end - va >= LARGE {
             // SAFETY: l2 is a pool page table; the index is < 512.
-            unsafe { table(l2).add(index(va, 2)).write(pa | flags | PteFlags::PSE.bits()) };
+            unsafe {
+                table(l2)
+                    .add(index(va, 2))
+                    .write(pa | flags | PteFlags::PSE.bits())
+            };
             va += LARGE;
             pa += LARGE;
             continue;
@@ -170,11 +181,23 @@ pub fn init(ram: &[(u64, u64)], nx: bool) {
     // Data and .bss with 4 KiB pages only, so guard pages can be punched.
     let mut va = ds;
     while va < de {
-        map_range(l4, va, image_virt_to_phys(va), PAGE, p | PteFlags::RW.bits() | nx);
+        map_range(
+            l4,
+            va,
+            image_virt_to_phys(va),
+            PAGE,
+            p | PteFlags::RW.bits() | nx,
+        );
         va += PAGE;
     }
     for &(start, end) in ram {
-        map_range(l4, phys_to_virt(start), start, end - start, p | PteFlags::RW.bits() | nx);
+        map_range(
+            l4,
+            phys_to_virt(start),
+            start,
+            end - start,
+            p | PteFlags::RW.bits() | nx,
+        );
     }
     {
         let mut t = TABLES.lock();
@@ -235,7 +258,14 @@ pub fn map_m2p(pa: u64, len: u64) {
         // SAFETY: as above.
         unsafe { *table(l2).add(index(va, 2)) |= PteFlags::USER.bits() };
         // SAFETY: as above.
-        unsafe { table(l1).add(index(va, 1)).write((pa + va - RO_MPT_VIRT_START) | PteFlags::PRESENT.bits() | PteFlags::USER.bits() | nx()) };
+        unsafe {
+            table(l1).add(index(va, 1)).write(
+                (pa + va - RO_MPT_VIRT_START)
+                    | PteFlags::PRESENT.bits()
+                    | PteFlags::USER.bits()
+                    | nx(),
+            )
+        };
         va += PAGE;
     }
 }
@@ -252,7 +282,17 @@ pub fn ioremap(pa: u64, len: u64) -> u64 {
     drop(t);
     let mut i = 0;
     while i < size {
-        map_range(l4, va + i, base + i, PAGE, PteFlags::PRESENT.bits() | PteFlags::RW.bits() | PteFlags::PCD.bits() | PteFlags::PWT.bits() | nx());
+        map_range(
+            l4,
+            va + i,
+            base + i,
+            PAGE,
+            PteFlags::PRESENT.bits()
+                | PteFlags::RW.bits()
+                | PteFlags::PCD.bits()
+                | PteFlags::PWT.bits()
+                | nx(),
+        );
         i += PAGE;
     }
     va + off

@@ -135,7 +135,10 @@ fn cpu_init(info: &'static mut CpuInfo) {
     // this CPU's CpuInfo (guests cannot reach it: they run in ring 3).
     unsafe {
         wrmsr(msr::EFER, rdmsr(msr::EFER) | msr::EFER_SCE);
-        wrmsr(msr::STAR, (u64::from(RING3_CS32) << 48) | (u64::from(HYPERVISOR_CS) << 32));
+        wrmsr(
+            msr::STAR,
+            (u64::from(RING3_CS32) << 48) | (u64::from(HYPERVISOR_CS) << 32),
+        );
         wrmsr(msr::LSTAR, syscall_entry as usize as u64);
         wrmsr(msr::CSTAR, syscall_entry as usize as u64);
         wrmsr(msr::FMASK, SYSCALL_FMASK);
@@ -165,7 +168,12 @@ pub fn init_bsp(apic_id: u32) {
 /// Starts every AP in `apic_ids` (the BSP's own ID is skipped).
 pub fn start_aps(apic_ids: &[u32], bsp_apic_id: u32) {
     // SAFETY: linker symbols of the trampoline's bounds and parameters.
-    let (start, end) = unsafe { (&ap_trampoline_start as *const u8, &ap_trampoline_end as *const u8) };
+    let (start, end) = unsafe {
+        (
+            &ap_trampoline_start as *const u8,
+            &ap_trampoline_end as *const u8,
+        )
+    };
     let len = end as usize - start as usize;
     let dst = phys_to_virt(TRAMPOLINE_PHYS) as *mut u8;
     // SAFETY: TRAMPOLINE_PHYS is a free RAM page below 1 MiB (the boot
@@ -175,7 +183,13 @@ pub fn start_aps(apic_ids: &[u32], bsp_apic_id: u32) {
     let param = |s: &u8| (s as *const u8 as u64 - start as u64 + TRAMPOLINE_PHYS);
     // SAFETY: the parameter symbols lie inside the trampoline just copied.
     let (p_stack, p_entry, p_cr3, p_efer, p_cpu) = unsafe {
-        (param(&tramp_stack), param(&tramp_entry), param(&tramp_cr3), param(&tramp_efer), param(&tramp_cpu))
+        (
+            param(&tramp_stack),
+            param(&tramp_entry),
+            param(&tramp_cr3),
+            param(&tramp_efer),
+            param(&tramp_cpu),
+        )
     };
     let wr64 = |pa: u64, v: u64| {
         // SAFETY: `pa` is a parameter slot in the trampoline page (direct map).

@@ -38,12 +38,38 @@ pub mod vector {
 
 /// Names of the exceptions, for crash dumps.
 const EXCEPTION_NAMES: [&str; 32] = [
-    "divide error", "debug", "NMI", "breakpoint", "overflow", "bound range", "invalid opcode",
-    "device not available", "double fault", "coprocessor overrun", "invalid TSS",
-    "segment not present", "stack fault", "general protection", "page fault", "reserved",
-    "x87 FP error", "alignment check", "machine check", "SIMD FP error", "virtualization",
-    "control protection", "reserved", "reserved", "reserved", "reserved", "reserved",
-    "reserved", "hypervisor injection", "VMM communication", "security", "reserved",
+    "divide error",
+    "debug",
+    "NMI",
+    "breakpoint",
+    "overflow",
+    "bound range",
+    "invalid opcode",
+    "device not available",
+    "double fault",
+    "coprocessor overrun",
+    "invalid TSS",
+    "segment not present",
+    "stack fault",
+    "general protection",
+    "page fault",
+    "reserved",
+    "x87 FP error",
+    "alignment check",
+    "machine check",
+    "SIMD FP error",
+    "virtualization",
+    "control protection",
+    "reserved",
+    "reserved",
+    "reserved",
+    "reserved",
+    "reserved",
+    "reserved",
+    "hypervisor injection",
+    "VMM communication",
+    "security",
+    "reserved",
 ];
 
 /// Human name of a vector.
@@ -147,7 +173,11 @@ fn fatal_trap(frame: &TrapFrame) -> ! {
         frame.error_code
     );
     crate::println!("(XEN) RIP:    {:04x}:{:016x}", frame.cs, frame.rip);
-    crate::println!("(XEN) RFLAGS: {:016x}   CR2: {:016x}", frame.rflags, read_cr2());
+    crate::println!(
+        "(XEN) RFLAGS: {:016x}   CR2: {:016x}",
+        frame.rflags,
+        read_cr2()
+    );
     dump_registers(frame);
     crate::println!(
         "(XEN) cr0: {:016x}   cr3: {:016x}   cr4: {:016x}",
@@ -159,26 +189,60 @@ fn fatal_trap(frame: &TrapFrame) -> ! {
     crate::println!("(XEN)    [<{:016x}>] (fault RIP)", frame.rip);
     backtrace(frame.rbp);
     crate::println!("(XEN) ****************************************");
-    crate::println!("(XEN) Panic on CPU {}: fatal trap {}", cpu, vector_name(frame.vector));
+    crate::println!(
+        "(XEN) Panic on CPU {}: fatal trap {}",
+        cpu,
+        vector_name(frame.vector)
+    );
     crate::println!("(XEN) ****************************************");
     super::power::halt_fatal();
 }
 
 /// Prints the general-purpose registers of `frame`, Xen style.
 pub fn dump_registers(f: &TrapFrame) {
-    crate::println!("(XEN) rax: {:016x}   rbx: {:016x}   rcx: {:016x}", f.rax, f.rbx, f.rcx);
-    crate::println!("(XEN) rdx: {:016x}   rsi: {:016x}   rdi: {:016x}", f.rdx, f.rsi, f.rdi);
-    crate::println!("(XEN) rbp: {:016x}   rsp: {:016x}   r8:  {:016x}", f.rbp, f.rsp, f.r8);
-    crate::println!("(XEN) r9:  {:016x}   r10: {:016x}   r11: {:016x}", f.r9, f.r10, f.r11);
-    crate::println!("(XEN) r12: {:016x}   r13: {:016x}   r14: {:016x}", f.r12, f.r13, f.r14);
-    crate::println!("(XEN) r15: {:016x}   cs:  {:04x}   ss: {:04x}", f.r15, f.cs, f.ss);
+    crate::println!(
+        "(XEN) rax: {:016x}   rbx: {:016x}   rcx: {:016x}",
+        f.rax,
+        f.rbx,
+        f.rcx
+    );
+    crate::println!(
+        "(XEN) rdx: {:016x}   rsi: {:016x}   rdi: {:016x}",
+        f.rdx,
+        f.rsi,
+        f.rdi
+    );
+    crate::println!(
+        "(XEN) rbp: {:016x}   rsp: {:016x}   r8:  {:016x}",
+        f.rbp,
+        f.rsp,
+        f.r8
+    );
+    crate::println!(
+        "(XEN) r9:  {:016x}   r10: {:016x}   r11: {:016x}",
+        f.r9,
+        f.r10,
+        f.r11
+    );
+    crate::println!(
+        "(XEN) r12: {:016x}   r13: {:016x}   r14: {:016x}",
+        f.r12,
+        f.r13,
+        f.r14
+    );
+    crate::println!(
+        "(XEN) r15: {:016x}   cs:  {:04x}   ss: {:04x}",
+        f.r15,
+        f.cs,
+        f.ss
+    );
 }
 
 /// Walks the frame-pointer chain starting at `rbp`, staying inside the
 /// current stack block so a corrupt chain cannot fault.
 fn backtrace(mut rbp: u64) {
-    let block_lo = super::percpu::cpu_info_addr(super::instr::read_rsp())
-        - super::percpu::STACK_TOP_OFFSET;
+    let block_lo =
+        super::percpu::cpu_info_addr(super::instr::read_rsp()) - super::percpu::STACK_TOP_OFFSET;
     let block_hi = block_lo + super::percpu::STACK_TOP_OFFSET;
     for _ in 0..32 {
         if rbp < block_lo || rbp + 16 > block_hi || rbp % 8 != 0 {
