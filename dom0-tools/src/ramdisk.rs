@@ -503,9 +503,12 @@ pub(crate) mod tests {
     #[test]
     fn every_truncation_and_every_byte_flip_is_handled() {
         let data = sample();
+        // The trailer's own padding may be missing; anything shorter is broken.
+        let trailer_at = data.len() - pad4(HEADER_LEN + TRAILER.len() + 1).unwrap();
+        let min_len = trailer_at + HEADER_LEN + TRAILER.len() + 1;
         for n in 0..data.len() {
             let a = Archive::new(&data[..n]);
-            assert!(a.validate().is_err(), "prefix of {n} bytes must not validate");
+            assert_eq!(a.validate().is_ok(), n >= min_len, "prefix of {n} bytes");
             let _ = a.files().count();
             let _ = a.find("etc/oxen-release");
         }

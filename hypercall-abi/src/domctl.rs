@@ -901,8 +901,8 @@ impl XenDomctlBindPtIrq {
         self.u.gvec
     }
     /// `u.spi.spi` (first 2 bytes).
-    pub const fn spi(&self) -> u16 {
-        self.u.gvec as u16 | ((self.u._pad1[0] as u16) << 8)
+    pub fn spi(&self) -> u16 {
+        union_read(self.u.as_bytes())
     }
 }
 

@@ -2,7 +2,8 @@
 //! binding, closing and signalling event channels, their argument structs,
 //! status codes, and the FIFO event-channel ABI constants.
 
-use crate::{DomId, EvtchnPort, XenPfn};
+use crate::{union_read, union_write, DomId, EvtchnPort, XenPfn};
+use zerocopy::IntoBytes;
 
 abi_enum! {
     /// `__HYPERVISOR_event_channel_op` commands (`EVTCHNOP_*`); call is
@@ -179,18 +180,16 @@ impl EvtchnStatus {
         self.u.dom
     }
     /// `u.pirq` (first 4 bytes of the union).
-    pub const fn pirq(&self) -> u32 {
-        self.u.dom as u32 | ((self.u._pad2 as u32) << 16)
+    pub fn pirq(&self) -> u32 {
+        union_read(self.u.as_bytes())
     }
     /// `u.virq` (first 4 bytes of the union).
-    pub const fn virq(&self) -> u32 {
+    pub fn virq(&self) -> u32 {
         self.pirq()
     }
-    /// Sets the first 4 bytes of the union (`u.pirq` / `u.virq`).
+    /// Sets the first 4 bytes of the union (`u.pirq` / `u.virq`), zeroing the rest.
     pub fn set_irq(&mut self, v: u32) {
-        self.u.dom = v as u16;
-        self.u._pad2 = (v >> 16) as u16;
-        self.u.port = 0;
+        union_write(self.u.as_mut_bytes(), &v)
     }
 }
 

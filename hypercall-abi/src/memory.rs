@@ -83,6 +83,8 @@ pub const fn memop_cmd(raw: u64) -> (Option<MemoryOp>, u64) {
 
 // mem_flags -----------------------------------------------------------------
 
+/// Mask of the NUMA node field after shifting.
+pub const XENMEMF_NODE_MASK: u32 = 0xff;
 /// Mask of `XENMEMF_address_bits(x)`: restrict allocation below 2^x (0 = no limit).
 pub const XENMEMF_ADDRESS_BITS_MASK: u32 = 0xff;
 /// Bit position of the NUMA node field (`XENMEMF_node(n)` = (n + 1) << 8).
@@ -96,12 +98,12 @@ pub const XENMEMF_VNODE: u32 = 1 << 18;
 
 /// `XENMEMF_node(n)`.
 pub const fn xenmemf_node(n: u32) -> u32 {
-    ((n + 1) & 0xff) << XENMEMF_NODE_SHIFT
+    ((n + 1) & XENMEMF_NODE_MASK) << XENMEMF_NODE_SHIFT
 }
 
 /// `XENMEMF_get_node(flags)`: `None` if no node was requested.
 pub const fn xenmemf_get_node(flags: u32) -> Option<u32> {
-    let n = (flags >> XENMEMF_NODE_SHIFT) & 0xff;
+    let n = (flags >> XENMEMF_NODE_SHIFT) & XENMEMF_NODE_MASK;
     if n == 0 {
         None
     } else {

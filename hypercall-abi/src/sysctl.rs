@@ -154,6 +154,9 @@ pub const XEN_SYSCTL_PHYSCAP_GNTTAB_V2: u32 = 1 << 9;
 /// Highest defined capability bit.
 pub const XEN_SYSCTL_PHYSCAP_MAX: u32 = XEN_SYSCTL_PHYSCAP_GNTTAB_V2;
 
+/// Number of hardware capability words in `physinfo.hw_cap`.
+pub const XEN_SYSCTL_PHYSINFO_HW_CAP_WORDS: usize = 8;
+
 abi_struct! {
     /// `XEN_SYSCTL_physinfo`, written by Xen.
     pub struct XenSysctlPhysinfo {
@@ -188,7 +191,7 @@ abi_struct! {
         /// Highest MFN.
         pub max_mfn: u64,
         /// Hardware capability words.
-        pub hw_cap: [u32; 8],
+        pub hw_cap: [u32; XEN_SYSCTL_PHYSINFO_HW_CAP_WORDS],
     }
 }
 
@@ -205,11 +208,14 @@ pub const XEN_SYSCTL_PERFCOP_RESET: u32 = 1;
 /// `perfc_op.cmd`: query counters.
 pub const XEN_SYSCTL_PERFCOP_QUERY: u32 = 2;
 
+/// Length of `xen_sysctl_perfc_desc.name`.
+pub const XEN_SYSCTL_PERFC_NAME_LEN: usize = 80;
+
 abi_struct! {
     /// A perf counter descriptor (`struct xen_sysctl_perfc_desc`).
     pub struct XenSysctlPerfcDesc {
         /// Name.
-        pub name: [u8; 80],
+        pub name: [u8; XEN_SYSCTL_PERFC_NAME_LEN],
         /// Number of values.
         pub nr_vals: u32,
     }
@@ -552,11 +558,14 @@ pub const XEN_SYSCTL_LOCKPROF_RESET: u32 = 1;
 /// `lockprof_op.cmd`: query.
 pub const XEN_SYSCTL_LOCKPROF_QUERY: u32 = 2;
 
+/// Length of `xen_sysctl_lockprof_data.name`.
+pub const XEN_SYSCTL_LOCKPROF_NAME_LEN: usize = 40;
+
 abi_struct! {
     /// Lock profile entry (`struct xen_sysctl_lockprof_data`).
     pub struct XenSysctlLockprofData {
         /// Lock name.
-        pub name: [u8; 40],
+        pub name: [u8; XEN_SYSCTL_LOCKPROF_NAME_LEN],
         /// Lock type.
         pub r#type: u32,
         /// Index.

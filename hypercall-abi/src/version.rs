@@ -122,17 +122,26 @@ abi_struct! {
     }
 }
 
+/// Length of `xen_compile_info.compiler`.
+pub const XEN_COMPILER_LEN: usize = 64;
+/// Length of `xen_compile_info.compile_by`.
+pub const XEN_COMPILE_BY_LEN: usize = 16;
+/// Length of `xen_compile_info.compile_domain`.
+pub const XEN_COMPILE_DOMAIN_LEN: usize = 32;
+/// Length of `xen_compile_info.compile_date`.
+pub const XEN_COMPILE_DATE_LEN: usize = 32;
+
 abi_struct! {
     /// `struct xen_compile_info`, written by Xen.
     pub struct XenCompileInfo {
         /// Compiler identification.
-        pub compiler: [u8; 64],
+        pub compiler: [u8; XEN_COMPILER_LEN],
         /// User who built Xen.
-        pub compile_by: [u8; 16],
+        pub compile_by: [u8; XEN_COMPILE_BY_LEN],
         /// Build host domain.
-        pub compile_domain: [u8; 32],
+        pub compile_domain: [u8; XEN_COMPILE_DOMAIN_LEN],
         /// Build date.
-        pub compile_date: [u8; 32],
+        pub compile_date: [u8; XEN_COMPILE_DATE_LEN],
     }
 }
 

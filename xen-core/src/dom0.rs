@@ -14,7 +14,6 @@ use crate::arch::x86_64::paging::{self, phys_to_virt};
 use crate::arch::x86_64::{instr, percpu, power, smp};
 use crate::domain::{Domain, DOMAINS};
 use crate::memory::{self, FRAMES, FRAME_TABLE};
-use alloc::boxed::Box;
 use alloc::vec::Vec;
 use hypercall_abi::xen::{
     SharedInfo, StartInfo, SIF_INITDOMAIN, SIF_MOD_START_PFN, SIF_PRIVILEGED,
@@ -339,7 +338,7 @@ pub fn build_and_start(bi: &BootInfo, phys: &impl PhysRead, cl: &CmdLine) -> ! {
     d.p2m = p2m;
     d.vcpus[0].is_up = true;
     d.vcpus[0].cr3 = l4.maddr();
-    DOMAINS.lock().push(Box::new(d));
+    DOMAINS.lock().push(d);
 
     crate::println!("(XEN) Std. Loglevel: {:?}", log::max_level());
     crate::println!("(XEN) *** Serial input to DOM0 ***");

@@ -51,8 +51,6 @@ pub struct Vcpu {
     pub trap_table: Box<[TrapInfo; 256]>,
     /// Registered callbacks.
     pub callbacks: Callbacks,
-    /// Registers while not running.
-    pub regs: TrapFrame,
 }
 
 /// A domain.
@@ -95,7 +93,6 @@ impl Domain {
                 kernel_sp: 0,
                 trap_table: Box::new([TrapInfo::default(); 256]),
                 callbacks: Callbacks::default(),
-                regs: TrapFrame::default(),
             })
             .collect();
         Domain {
@@ -116,7 +113,7 @@ impl Domain {
 }
 
 /// The domain table.
-pub static DOMAINS: Mutex<Vec<Box<Domain>>> = Mutex::new(Vec::new());
+pub static DOMAINS: Mutex<Vec<Domain>> = Mutex::new(Vec::new());
 
 /// Highest machine address the direct map covers (set at boot).
 static MAX_MADDR: spin::Once<u64> = spin::Once::new();
@@ -227,7 +224,7 @@ pub fn domain_shutdown(d: &mut Domain, reason: ShutdownReason) -> ! {
             "powering off machine",
             reason.name()
         );
-        power::power_off(u32::from(reason.raw()));
+        power::power_off(reason.raw());
     }
     // Only Dom0 exists so far; other domains arrive with the toolstack.
     log::info!("d{} shut down: {}", d.domid, reason.name());
@@ -242,10 +239,12 @@ pub fn crash_current(frame: &TrapFrame, why: core::fmt::Arguments) -> ! {
         log::error!("guest fault with no current domain");
         power::halt_fatal();
     };
-    crate::println!("(XEN) domain crash: d{}v0: {}", d.domid, why);
+    let vcpu = d.vcpus.first().map_or(0, |v| v.id);
+    crate::println!("(XEN) domain crash: d{}v{}: {}", d.domid, vcpu, why);
     crate::println!(
-        "(XEN) ----[ Domain {} (vcpu#0) crashed on cpu#{} ]----",
+        "(XEN) ----[ Domain {} (vcpu#{}) crashed on cpu#{} ]----",
         d.domid,
+        vcpu,
         crate::arch::x86_64::percpu::this_cpu().cpu
     );
     crate::println!(

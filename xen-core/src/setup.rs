@@ -136,6 +136,7 @@ pub fn start(protocol: u32, info_paddr: u32) -> ! {
         BOOT_PROTOCOL_MULTIBOOT2 => {
             BootInfo::from_multiboot2(&low, MULTIBOOT2_BOOTLOADER_MAGIC, u64::from(info_paddr))
         }
+        // BOOT_PROTOCOL_UNKNOWN: entered through Multiboot2 without its magic.
         _ => BootInfo::from_multiboot2(&low, 0, u64::from(info_paddr)),
     };
     let mut bi = match parsed {

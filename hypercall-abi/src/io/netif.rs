@@ -4,6 +4,7 @@
 
 use super::ring::{page_ring_size, SringHeader};
 use crate::GrantRef;
+use zerocopy::IntoBytes;
 
 // Flags -----------------------------------------------------------------------
 
@@ -170,11 +171,16 @@ abi_struct! {
     }
 }
 
+/// Length of a MAC address.
+pub const ETH_ALEN: usize = 6;
+/// Length of the hash value in `netif_extra_info.u.hash`.
+pub const XEN_NETIF_HASH_VALUE_LEN: usize = 4;
+
 abi_struct! {
     /// `netif_extra_info.u.mcast` view.
     pub struct NetifExtraInfoMcast {
         /// MAC address.
-        pub addr: [u8; 6],
+        pub addr: [u8; ETH_ALEN],
     }
 }
 
@@ -186,7 +192,7 @@ abi_struct! {
         /// Hash algorithm.
         pub algorithm: u8,
         /// Hash value (little-endian).
-        pub value: [u8; 4],
+        pub value: [u8; XEN_NETIF_HASH_VALUE_LEN],
     }
 }
 
@@ -270,14 +276,14 @@ abi_struct! {
 impl NetifTxSringEntry {
     /// Reads the slot as a response.
     pub fn rsp(&self) -> NetifTxResponse {
-        let words: [u32; 3] = zerocopy::transmute!(self.req);
-        zerocopy::transmute!(words[0])
+        crate::union_read(self.req.as_bytes())
     }
     /// Writes a response into the slot.
     pub fn set_rsp(&mut self, rsp: NetifTxResponse) {
-        let mut words: [u32; 3] = zerocopy::transmute!(self.req);
-        words[0] = zerocopy::transmute!(rsp);
-        self.req = zerocopy::transmute!(words);
+        // The response overlays the first bytes; the rest of the slot keeps
+        // the request bytes, as in C.
+        let n = core::mem::size_of::<NetifTxResponse>();
+        self.req.as_mut_bytes()[..n].copy_from_slice(rsp.as_bytes());
     }
 }
 

@@ -10,9 +10,8 @@ use core::arch::global_asm;
 /// How the boot loader reached us; passed to `xen_core_start` in `edi`.
 pub const BOOT_PROTOCOL_PVH: u32 = 1;
 /// Multiboot2 (GRUB); `esi` holds the physical address of the info structure.
+/// (3 means a Multiboot2 entry whose `eax` did not hold the magic.)
 pub const BOOT_PROTOCOL_MULTIBOOT2: u32 = 2;
-/// A Multiboot2 entry whose `eax` did not hold the Multiboot2 magic.
-pub const BOOT_PROTOCOL_UNKNOWN: u32 = 3;
 
 global_asm!(
     r#"

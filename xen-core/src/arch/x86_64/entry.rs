@@ -46,7 +46,7 @@ pub const VECTOR_SYSCALL: u64 = 0x100;
 
 impl TrapFrame {
     /// Whether the frame was taken from ring 3 (a PV guest).
-    pub fn from_guest(&self) -> bool {
+    pub fn is_from_guest(&self) -> bool {
         self.cs & 3 == 3
     }
 }
@@ -142,7 +142,7 @@ syscall_entry:
     push $0xe033
     push %rcx
     push $0
-    push $0x100
+    push ${vector_syscall}
     PUSH_GPRS
     cld
     mov %rsp, %rdi
@@ -160,6 +160,7 @@ isr_stub_table:
     .endr
     .noaltmacro
     "#,
+    vector_syscall = const VECTOR_SYSCALL,
     options(att_syntax)
 );
 

@@ -24,8 +24,6 @@ pub const RING3_CS32: u16 = 0xe023;
 pub const RING3_DS: u16 = 0xe02b;
 /// Ring-3 64-bit code for PV guests (`FLAT_RING3_CS64`).
 pub const RING3_CS64: u16 = 0xe033;
-/// Ring-0 compatibility-mode code (`__HYPERVISOR_CS32`).
-pub const HYPERVISOR_CS32: u16 = 0xe038;
 /// The TSS descriptor (two entries).
 pub const TSS_SELECTOR: u16 = 0xe040;
 

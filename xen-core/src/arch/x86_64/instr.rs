@@ -82,8 +82,7 @@ pub struct CpuidResult {
 
 /// Executes CPUID for `leaf`/`subleaf`.
 pub fn cpuid(leaf: u32, subleaf: u32) -> CpuidResult {
-    // SAFETY: CPUID is available on every x86_64 CPU and only writes registers.
-    let r = unsafe { core::arch::x86_64::__cpuid_count(leaf, subleaf) };
+    let r = core::arch::x86_64::__cpuid_count(leaf, subleaf);
     CpuidResult {
         eax: r.eax,
         ebx: r.ebx,
@@ -149,25 +148,10 @@ pub unsafe fn write_cr4(v: u64) {
     unsafe { asm!("mov cr4, {}", in(reg) v, options(nostack, preserves_flags)) };
 }
 
-/// Loads CR0.
-///
-/// # Safety
-/// The new value must keep PG/PE on.
-pub unsafe fn write_cr0(v: u64) {
-    // SAFETY: the caller upholds the function's contract.
-    unsafe { asm!("mov cr0, {}", in(reg) v, options(nostack, preserves_flags)) };
-}
-
 /// Invalidates the TLB entry for one linear address.
 pub fn invlpg(va: u64) {
     // SAFETY: dropping a TLB entry never breaks memory safety.
     unsafe { asm!("invlpg [{}]", in(reg) va, options(nostack, preserves_flags)) };
-}
-
-/// Flushes the whole TLB (non-global entries) by reloading CR3.
-pub fn flush_tlb_local() {
-    // SAFETY: reloading the current CR3 value keeps the same mappings.
-    unsafe { write_cr3(read_cr3()) };
 }
 
 /// Halts until the next interrupt.
@@ -189,25 +173,6 @@ pub fn cli() {
     unsafe { asm!("cli", options(nomem, nostack)) };
 }
 
-/// Enables interrupts.
-pub fn sti() {
-    // SAFETY: called only once the IDT and the interrupt stacks are set up.
-    unsafe { asm!("sti", options(nomem, nostack)) };
-}
-
-/// Whether interrupts are enabled (RFLAGS.IF).
-pub fn interrupts_enabled() -> bool {
-    let f: u64;
-    // SAFETY: pushf/pop reads RFLAGS through the stack, which is ours.
-    unsafe { asm!("pushfq; pop {}", out(reg) f, options(nomem, preserves_flags)) };
-    f & (1 << 9) != 0
-}
-
-/// Spin-loop hint.
-pub fn pause() {
-    core::hint::spin_loop();
-}
-
 /// Current stack pointer.
 pub fn read_rsp() -> u64 {
     let v;
@@ -216,15 +181,8 @@ pub fn read_rsp() -> u64 {
     v
 }
 
-/// Current frame pointer.
-pub fn read_rbp() -> u64 {
-    let v;
-    // SAFETY: reads a register.
-    unsafe { asm!("mov {}, rbp", out(reg) v, options(nomem, nostack, preserves_flags)) };
-    v
-}
-
 /// Model-specific register numbers xen-core uses (Intel SDM vol 4).
+#[allow(dead_code)] // a table of the architecture's names, not all used yet
 pub mod msr {
     /// Extended feature enable register.
     pub const EFER: u32 = 0xc000_0080;

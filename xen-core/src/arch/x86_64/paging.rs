@@ -62,15 +62,6 @@ pub fn phys_to_virt(pa: u64) -> u64 {
     DIRECTMAP_VIRT_START + pa
 }
 
-/// Direct-map virtual address to physical.
-pub fn virt_to_phys(va: u64) -> u64 {
-    if va >= XEN_VIRT_START {
-        image_virt_to_phys(va)
-    } else {
-        va - DIRECTMAP_VIRT_START
-    }
-}
-
 /// Accesses a page-table page by its physical address. Before the switch the
 /// tables come from the boot pool (inside the image), afterwards too: the
 /// pool is in the image, so both views work through `XEN_VIRT_START`.
@@ -113,7 +104,7 @@ fn map_range(l4: u64, mut va: u64, mut pa: u64, len: u64, flags: u64) {
     while va < end {
         let l3 = next_level(l4, index(va, 4));
         let l2 = next_level(l3, index(va, 3));
-        if va % LARGE == 0 && pa % LARGE == 0 && end - va >= LARGE {
+        if va.is_multiple_of(LARGE) && pa.is_multiple_of(LARGE) && end - va >= LARGE {
             // SAFETY: l2 is a pool page table; the index is < 512.
             unsafe {
                 table(l2)

@@ -7,10 +7,10 @@ use super::entry::syscall_entry;
 use super::gdt::{self, GDT_PAGES, HYPERVISOR_CS, RING3_CS32};
 use super::instr::{self, msr, rdmsr, wrmsr};
 use super::paging::{self, phys_to_virt};
-use super::percpu::{self, CpuInfo, IST_TOP_OFFSETS, MAX_CPUS, STACK_BLOCK_SIZE};
+use super::percpu::{self, CpuInfo, IST_TOP_OFFSETS, STACK_BLOCK_SIZE};
 use super::pool;
 use core::arch::global_asm;
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, Ordering};
 
 /// Physical page the trampoline runs from (below 1 MiB, 4 KiB aligned).
 pub const TRAMPOLINE_PHYS: u64 = 0x8000;
@@ -25,7 +25,6 @@ const CR4_OSXMMEXCPT: u64 = 1 << 10;
 const CR4_SMEP: u64 = 1 << 20;
 
 static CPUS_ONLINE: AtomicU32 = AtomicU32::new(0);
-static CPU_INFOS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 
 global_asm!(
     r#"
@@ -107,14 +106,6 @@ pub fn cpus_online() -> u32 {
     CPUS_ONLINE.load(Ordering::SeqCst)
 }
 
-/// The `CpuInfo` of logical CPU `cpu`, once it is online.
-pub fn cpu_info(cpu: usize) -> Option<&'static CpuInfo> {
-    let p = CPU_INFOS.get(cpu)?.load(Ordering::Acquire);
-    // SAFETY: non-zero entries are set by `cpu_init` to a CpuInfo that lives
-    // forever in its CPU's stack block.
-    (p != 0).then(|| unsafe { &*(p as *const CpuInfo) })
-}
-
 /// Per-CPU setup; `block` is the CPU's stack block (already holding its
 /// `CpuInfo`, initialised by the caller).
 fn cpu_init(info: &'static mut CpuInfo) {
@@ -128,7 +119,6 @@ fn cpu_init(info: &'static mut CpuInfo) {
     // this CPU forever; the TSS lives in this CPU's CpuInfo forever.
     unsafe { gdt::load(gdt as *mut u64, &info.tss) };
     super::traps::load_idt();
-    let cpu = info.cpu as usize;
     // SAFETY: xen-core's syscall entry expects exactly this setup: kernel
     // CS/SS from STAR[47:32], the guest's flat ring-3 selectors from
     // STAR[63:48], interrupts masked on entry, and KERNEL_GS_BASE pointing at
@@ -139,8 +129,8 @@ fn cpu_init(info: &'static mut CpuInfo) {
             msr::STAR,
             (u64::from(RING3_CS32) << 48) | (u64::from(HYPERVISOR_CS) << 32),
         );
-        wrmsr(msr::LSTAR, syscall_entry as usize as u64);
-        wrmsr(msr::CSTAR, syscall_entry as usize as u64);
+        wrmsr(msr::LSTAR, syscall_entry as *const () as u64);
+        wrmsr(msr::CSTAR, syscall_entry as *const () as u64);
         wrmsr(msr::FMASK, SYSCALL_FMASK);
         wrmsr(msr::KERNEL_GS_BASE, info as *const CpuInfo as u64);
         wrmsr(msr::GS_BASE, 0);
@@ -152,7 +142,6 @@ fn cpu_init(info: &'static mut CpuInfo) {
     // SAFETY: PGE, OSFXSR/OSXMMEXCPT and SMEP (when present) only add
     // protection or enable state the CPU has; PAE stays on.
     unsafe { instr::write_cr4(cr4) };
-    CPU_INFOS[cpu].store(info as *const CpuInfo as u64, Ordering::Release);
 }
 
 /// Sets up the boot CPU on the stack block it booted on.
@@ -180,7 +169,7 @@ pub fn start_aps(apic_ids: &[u32], bsp_apic_id: u32) {
     // information that lived there was copied out before), mapped by the
     // direct map; the source is the trampoline's bytes in .rodata.
     unsafe { core::ptr::copy_nonoverlapping(start, dst, len) };
-    let param = |s: &u8| (s as *const u8 as u64 - start as u64 + TRAMPOLINE_PHYS);
+    let param = |s: &u8| s as *const u8 as u64 - start as u64 + TRAMPOLINE_PHYS;
     // SAFETY: the parameter symbols lie inside the trampoline just copied.
     let (p_stack, p_entry, p_cr3, p_efer, p_cpu) = unsafe {
         (
@@ -204,7 +193,7 @@ pub fn start_aps(apic_ids: &[u32], bsp_apic_id: u32) {
     // the image at XEN_VIRT_START.
     wr32(p_cr3, unsafe { &boot_pml4 as *const u8 as u64 } as u32);
     wr32(p_efer, (rdmsr(msr::EFER) & 0xffff_ffff) as u32);
-    wr64(p_entry, ap_entry as usize as u64);
+    wr64(p_entry, ap_entry as *const () as u64);
     let mut next_cpu = 1u32;
     for &apic_id in apic_ids.iter().filter(|&&id| id != bsp_apic_id) {
         let Some(block) = pool::alloc(STACK_BLOCK_SIZE as usize, STACK_BLOCK_SIZE as usize) else {

@@ -11,6 +11,7 @@ use core::arch::asm;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 /// Exception vectors (Intel SDM vol 3 §6.3.1).
+#[allow(dead_code)] // a table of the architecture's names, not all used yet
 pub mod vector {
     pub const DIVIDE_ERROR: u8 = 0;
     pub const DEBUG: u8 = 1;
@@ -104,9 +105,9 @@ pub fn init_idt() {
     // SAFETY: called once on the BSP before any other CPU runs or any
     // interrupt is enabled, so nothing else reads or writes IDT meanwhile.
     let idt = unsafe { &mut *core::ptr::addr_of_mut!(IDT) };
-    for v in 0..256usize {
-        // SAFETY: isr_stub_table is an immutable table emitted by entry.rs.
-        let handler = unsafe { isr_stub_table[v] };
+    // SAFETY: isr_stub_table is an immutable table emitted by entry.rs.
+    let stubs = unsafe { &isr_stub_table };
+    for (v, &handler) in stubs.iter().enumerate() {
         let ist = match v as u8 {
             vector::DOUBLE_FAULT => 1,
             vector::NMI => 2,
@@ -145,7 +146,7 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
         super::apic::handle_interrupt(v as u8);
         return;
     }
-    if frame.from_guest() {
+    if frame.is_from_guest() {
         crate::domain::guest_exception(frame);
         return;
     }
@@ -245,7 +246,7 @@ fn backtrace(mut rbp: u64) {
         super::percpu::cpu_info_addr(super::instr::read_rsp()) - super::percpu::STACK_TOP_OFFSET;
     let block_hi = block_lo + super::percpu::STACK_TOP_OFFSET;
     for _ in 0..32 {
-        if rbp < block_lo || rbp + 16 > block_hi || rbp % 8 != 0 {
+        if rbp < block_lo || rbp + 16 > block_hi || !rbp.is_multiple_of(8) {
             break;
         }
         // SAFETY: rbp was checked to lie inside this CPU's mapped stack block.
