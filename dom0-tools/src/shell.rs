@@ -49,7 +49,10 @@ pub const HELP: &[(&str, &str)] = &[
     ("version", "ask the hypervisor who it is (xen_version)"),
     ("true", "do nothing, successfully"),
     ("false", "do nothing, unsuccessfully"),
-    ("crash", "page-fault on purpose (the hypervisor must crash Dom0)"),
+    (
+        "crash",
+        "page-fault on purpose (the hypervisor must crash Dom0)",
+    ),
     ("poweroff", "print the verdict and power the machine off"),
 ];
 
@@ -96,7 +99,11 @@ impl fmt::Display for EchoWords<'_> {
 
 /// The verdict Dom0 prints at `poweroff`: success only if every startup
 /// check passed and no command failed.
-pub fn dom0_verdict(failed_checks: u32, first_failed_check: Option<&str>, failed_commands: u32) -> Verdict {
+pub fn dom0_verdict(
+    failed_checks: u32,
+    first_failed_check: Option<&str>,
+    failed_commands: u32,
+) -> Verdict {
     let mut v = Verdict::new();
     let plural = |n: u32| if n == 1 { "" } else { "s" };
     match (failed_checks, failed_commands) {
@@ -127,11 +134,11 @@ impl fmt::Display for Size {
         const MIB: u64 = 1 << 20;
         const GIB: u64 = 1 << 30;
         let b = self.0;
-        if b != 0 && b % GIB == 0 {
+        if b != 0 && b.is_multiple_of(GIB) {
             write!(f, "{} GiB", b / GIB)
-        } else if b != 0 && b % MIB == 0 {
+        } else if b != 0 && b.is_multiple_of(MIB) {
             write!(f, "{} MiB", b / MIB)
-        } else if b != 0 && b % KIB == 0 {
+        } else if b != 0 && b.is_multiple_of(KIB) {
             write!(f, "{} KiB", b / KIB)
         } else {
             write!(f, "{b} bytes")
@@ -150,9 +157,15 @@ mod tests {
         assert_eq!(Command::parse("   \t "), Command::Empty);
         assert_eq!(Command::parse("help"), Command::Help);
         assert_eq!(Command::parse("  ls  "), Command::Ls);
-        assert_eq!(Command::parse("cat /etc/oxen-release"), Command::Cat("/etc/oxen-release"));
+        assert_eq!(
+            Command::parse("cat /etc/oxen-release"),
+            Command::Cat("/etc/oxen-release")
+        );
         assert_eq!(Command::parse("cat"), Command::Cat(""));
-        assert_eq!(Command::parse("echo  hello   world "), Command::Echo("hello   world"));
+        assert_eq!(
+            Command::parse("echo  hello   world "),
+            Command::Echo("hello   world")
+        );
         assert_eq!(Command::parse("echo"), Command::Echo(""));
         assert_eq!(Command::parse("version"), Command::Version);
         assert_eq!(Command::parse("true"), Command::True);
@@ -161,7 +174,10 @@ mod tests {
         assert_eq!(Command::parse("poweroff"), Command::Poweroff);
         assert_eq!(Command::parse("xl list"), Command::Unknown("xl"));
         assert_eq!(Command::parse("LS"), Command::Unknown("LS"));
-        assert_eq!(Command::parse("\u{e9}t\u{e9}"), Command::Unknown("\u{e9}t\u{e9}"));
+        assert_eq!(
+            Command::parse("\u{e9}t\u{e9}"),
+            Command::Unknown("\u{e9}t\u{e9}")
+        );
     }
 
     #[test]
@@ -175,13 +191,19 @@ mod tests {
     fn help_covers_every_command() {
         for (usage, _) in HELP {
             let word = usage.split(' ').next().unwrap();
-            assert!(!matches!(Command::parse(word), Command::Unknown(_)), "{word}");
+            assert!(
+                !matches!(Command::parse(word), Command::Unknown(_)),
+                "{word}"
+            );
         }
     }
 
     #[test]
     fn verdicts() {
-        assert_eq!(dom0_verdict(0, None, 0).line().to_string(), "VERDICT: SUCCESS");
+        assert_eq!(
+            dom0_verdict(0, None, 0).line().to_string(),
+            "VERDICT: SUCCESS"
+        );
         assert_eq!(
             dom0_verdict(0, None, 1).line().to_string(),
             "VERDICT: FAILURE: 1 command failed"

@@ -46,7 +46,8 @@ pub const PAE_MODE: &str = "yes";
 /// Value of the `XEN_ELFNOTE_FEATURES` note.
 pub const FEATURES: &str = "!writable_page_tables|pae_pgdir_above_4gb";
 /// Value of the `XEN_ELFNOTE_SUPPORTED_FEATURES` note.
-pub const SUPPORTED_FEATURES: u32 = crate::abi::version::XenFeature::WritablePageTables.submap_bit()
+pub const SUPPORTED_FEATURES: u32 = crate::abi::version::XenFeature::WritablePageTables
+    .submap_bit()
     | crate::abi::version::XenFeature::Dom0.submap_bit();
 /// Value of the `XEN_ELFNOTE_SUSPEND_CANCEL` note.
 pub const SUSPEND_CANCEL: u64 = 1;
@@ -180,7 +181,10 @@ mod metal {
     xen_note_str!(ElfNote::XenVersion, "xen-3.0");
     xen_note_str!(ElfNote::Loader, "generic");
     xen_note_str!(ElfNote::PaeMode, "yes");
-    xen_note_str!(ElfNote::Features, "!writable_page_tables|pae_pgdir_above_4gb");
+    xen_note_str!(
+        ElfNote::Features,
+        "!writable_page_tables|pae_pgdir_above_4gb"
+    );
     xen_note_quad!(ElfNote::Entry, "_start");
     xen_note_quad!(ElfNote::HypercallPage, "hypercall_page");
 
@@ -304,7 +308,10 @@ mod tests {
     fn notes_match_constants() {
         // The string notes in `metal` spell these values out (concat! needs
         // literals); keep both in sync.
-        let src = include_str!("boot.rs");
+        let src: std::string::String = include_str!("boot.rs")
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect();
         for (ty, value) in [
             ("GuestOs", GUEST_OS),
             ("XenVersion", XEN_VERSION_NOTE),
@@ -312,7 +319,7 @@ mod tests {
             ("PaeMode", PAE_MODE),
             ("Features", FEATURES),
         ] {
-            let line = std::format!("xen_note_str!(ElfNote::{ty}, \"{value}\");");
+            let line = std::format!("xen_note_str!(ElfNote::{ty},\"{value}\");");
             assert!(src.contains(&line), "boot.rs lacks {line}");
         }
         assert_eq!(SUPPORTED_FEATURES, (1 << 0) | (1 << 11));

@@ -33,7 +33,9 @@ pub struct Console;
 
 impl Write for Console {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        xen::console_write(s.as_bytes()).map(|_| ()).map_err(|_| fmt::Error)
+        xen::console_write(s.as_bytes())
+            .map(|_| ())
+            .map_err(|_| fmt::Error)
     }
 }
 
@@ -48,7 +50,11 @@ pub struct BufWriter<const N: usize, F: FnMut(&[u8])> {
 impl<const N: usize, F: FnMut(&[u8])> BufWriter<N, F> {
     /// An empty buffer in front of `sink`.
     pub fn new(sink: F) -> Self {
-        BufWriter { buf: [0; N], len: 0, sink }
+        BufWriter {
+            buf: [0; N],
+            len: 0,
+            sink,
+        }
     }
 
     /// Hands whatever is buffered to the sink.
@@ -113,7 +119,12 @@ impl log::Log for ConsoleLogger {
 
     fn log(&self, record: &log::Record<'_>) {
         if self.enabled(record.metadata()) {
-            _print(format_args!("[{:<5} {}] {}\n", record.level(), record.target(), record.args()));
+            _print(format_args!(
+                "[{:<5} {}] {}\n",
+                record.level(),
+                record.target(),
+                record.args()
+            ));
         }
     }
 
@@ -175,7 +186,8 @@ mod tests {
         let mut calls: Vec<Vec<u8>> = Vec::new();
         {
             let mut w = BufWriter::<4, _>::new(|b: &[u8]| calls.push(b.to_vec()));
-            write!(w, "ab{}", "cdefghij").unwrap();
+            let tail = "cdefghij";
+            write!(w, "ab{tail}").unwrap();
             w.flush();
             w.flush();
         }
@@ -205,8 +217,12 @@ mod tests {
         use crate::hypercall::mock;
         use std::cell::RefCell;
         use std::rc::Rc;
-        let input: Rc<RefCell<Vec<&'static [u8]>>> =
-            Rc::new(RefCell::new(std::vec![b"", b"ecx\x7fho", b"", b" hi\r\nnext"]));
+        let input: Rc<RefCell<Vec<&'static [u8]>>> = Rc::new(RefCell::new(std::vec![
+            b"",
+            b"ecx\x7fho",
+            b"",
+            b" hi\r\nnext"
+        ]));
         let echoed = Rc::new(RefCell::new(Vec::new()));
         let (i, e) = (input.clone(), echoed.clone());
         let _g = mock::install(move |nr, a| {

@@ -136,12 +136,18 @@ pub fn verify_hypercall_page() -> Result<(), usize> {
 }
 
 /// Compares a copy of the page against Xen's encoding.
-pub fn verify_page_bytes(page: &[u8; HYPERCALL_PAGE_SLOTS * HYPERCALL_SLOT_SIZE]) -> Result<(), usize> {
+pub fn verify_page_bytes(
+    page: &[u8; HYPERCALL_PAGE_SLOTS * HYPERCALL_SLOT_SIZE],
+) -> Result<(), usize> {
     for (nr, slot) in page.chunks_exact(HYPERCALL_SLOT_SIZE).enumerate() {
         // nr < 128: the cast is lossless.
         let want = crate::abi::hypercall::hypercall_slot(nr as u32);
         // Only the code bytes matter; the padding may be anything.
-        let code = if nr == Hypercall::Iret as usize { 11 } else { 14 };
+        let code = if nr == Hypercall::Iret as usize {
+            11
+        } else {
+            14
+        };
         if slot[..code] != want[..code] {
             return Err(nr);
         }
@@ -326,7 +332,8 @@ mod tests {
         let r = unsafe { hypercall_raw(1000, [0; 5]) };
         assert_eq!(r, AbiErrno::ENOSYS.to_ret());
         // SAFETY: nothing runs on the host.
-        assert_eq!(unsafe { hypercall0(Hypercall::ConsoleIo) }, AbiErrno::ENOSYS.to_ret());
+        let r = unsafe { hypercall0(Hypercall::ConsoleIo) };
+        assert_eq!(r, AbiErrno::ENOSYS.to_ret());
     }
 
     #[test]
@@ -336,7 +343,8 @@ mod tests {
         let r = unsafe { hypercall5(Hypercall::XenVersion, 1, 2, 3, 4, 5) };
         assert_eq!(r, 17_015);
         // SAFETY: nothing runs on the host.
-        assert_eq!(unsafe { syscall_raw(u64::MAX, [0; 5]) }, (u64::MAX as i64) * 1000);
+        let r = unsafe { syscall_raw(u64::MAX, [0; 5]) };
+        assert_eq!(r, (u64::MAX as i64) * 1000);
     }
 
     #[test]

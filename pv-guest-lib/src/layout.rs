@@ -103,8 +103,11 @@ impl BootstrapLayout {
             note(entry_sp, entry_sp);
         }
         let elements_end = last.min(align_down_page(domain_end));
-        let mapped_end = align_up(elements_end.saturating_add(BOOTSTRAP_MIN_PADDING), BOOTSTRAP_ALIGN)
-            .min(align_down_page(domain_end));
+        let mapped_end = align_up(
+            elements_end.saturating_add(BOOTSTRAP_MIN_PADDING),
+            BOOTSTRAP_ALIGN,
+        )
+        .min(align_down_page(domain_end));
         let free_start = elements_end;
         let free_end = mapped_end.max(free_start);
         BootstrapLayout {
@@ -234,7 +237,10 @@ mod tests {
     #[test]
     fn linker_script_agrees_with_virt_base() {
         let ld = include_str!("../pv-kernel.ld");
-        assert!(ld.contains("VIRT_BASE = 0xFFFFFFFF80000000;"), "pv-kernel.ld must link at VIRT_BASE");
+        assert!(
+            ld.contains("VIRT_BASE = 0xFFFFFFFF80000000;"),
+            "pv-kernel.ld must link at VIRT_BASE"
+        );
         assert_eq!(VIRT_BASE, 0xFFFF_FFFF_8000_0000);
     }
 }

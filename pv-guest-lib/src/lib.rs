@@ -5,7 +5,7 @@
 //!
 //! - [`boot`]: the Xen ELF notes, `_start`, the hypercall page, a 64 KiB boot
 //!   stack; [`entry!`] registers your `fn main(&StartInfo) -> !`;
-//! - [`StartInfo`]: the `start_info` page, parsed; [`layout`]: what is mapped
+//! - [`StartInfo`]: the `start_info` page, parsed; [`mod@layout`]: what is mapped
 //!   where at boot; [`page_alloc`]: the free pages of the bootstrap region;
 //! - [`hypercall`]: raw hypercalls (`hypercall0`..`hypercall5`, and an escape
 //!   hatch for any number); [`xen`]: typed, checked wrappers returning

@@ -24,12 +24,20 @@ impl BumpRegion {
         let start = crate::util::align_up(start, PAGE_SIZE);
         let end = crate::util::align_down(end, PAGE_SIZE);
         let end = if end < start { start } else { end };
-        BumpRegion { next: start, end, start }
+        BumpRegion {
+            next: start,
+            end,
+            start,
+        }
     }
 
     /// An allocator with nothing to give.
     pub const fn empty() -> BumpRegion {
-        BumpRegion { next: 0, end: 0, start: 0 }
+        BumpRegion {
+            next: 0,
+            end: 0,
+            start: 0,
+        }
     }
 
     /// Takes `n` contiguous pages; their first address.

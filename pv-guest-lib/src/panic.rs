@@ -21,8 +21,15 @@ fn panic(info: &PanicInfo<'_>) -> ! {
     if !PANICKING.swap(true, Ordering::SeqCst) {
         let mut c = Console;
         let _ = match info.location() {
-            Some(l) => write!(c, "\nPANIC at {}:{}:{}: {}\n", l.file(), l.line(), l.column(), info.message()),
-            None => write!(c, "\nPANIC: {}\n", info.message()),
+            Some(l) => writeln!(
+                c,
+                "PANIC at {}:{}:{}: {}",
+                l.file(),
+                l.line(),
+                l.column(),
+                info.message()
+            ),
+            None => writeln!(c, "PANIC: {}", info.message()),
         };
     }
     crate::xen::crash()

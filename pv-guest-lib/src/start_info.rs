@@ -5,7 +5,7 @@
 //! code copies it once into a [`StartInfo`]: plain values, the command line as
 //! `&str`, flags with names. Nothing here trusts the page: every field is
 //! taken as it is and checked by whoever uses it ([`StartInfo::magic_ok`],
-//! [`StartInfo::ramdisk`], [`crate::layout`]).
+//! [`StartInfo::ramdisk`], [`mod@crate::layout`]).
 
 #![forbid(unsafe_code)]
 
@@ -214,7 +214,11 @@ impl StartInfo {
 
     /// The raw command line bytes up to the first NUL.
     pub fn cmd_line_bytes(&self) -> &[u8] {
-        let n = self.cmd_line.iter().position(|&b| b == 0).unwrap_or(self.cmd_line.len());
+        let n = self
+            .cmd_line
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(self.cmd_line.len());
         &self.cmd_line[..n]
     }
 
@@ -230,12 +234,14 @@ impl StartInfo {
 
     /// One past the last bootstrap page-table frame (virtual; saturating).
     pub fn pt_end(&self) -> u64 {
-        self.pt_base.saturating_add(self.nr_pt_frames.saturating_mul(PAGE_SIZE))
+        self.pt_base
+            .saturating_add(self.nr_pt_frames.saturating_mul(PAGE_SIZE))
     }
 
     /// One past the p2m list's last entry (virtual; saturating).
     pub fn mfn_list_end(&self) -> u64 {
-        self.mfn_list.saturating_add(self.nr_pages.saturating_mul(8))
+        self.mfn_list
+            .saturating_add(self.nr_pages.saturating_mul(8))
     }
 
     /// The ramdisk as `(virtual address, length)`, if there is one and
@@ -371,7 +377,13 @@ pub(crate) mod tests {
         r.flags = 0;
         r.console.raw = [0x55, 7];
         let si = StartInfo::from_raw(&r, 0);
-        assert_eq!(si.console, ConsoleInfo::DomU { mfn: 0x55, evtchn: 7 });
+        assert_eq!(
+            si.console,
+            ConsoleInfo::DomU {
+                mfn: 0x55,
+                evtchn: 7
+            }
+        );
         assert_eq!(format!("{}", si.flags), "none");
     }
 }

@@ -13,10 +13,7 @@ pub fn c_str(buf: &[u8]) -> &str {
 pub fn utf8_prefix(bytes: &[u8]) -> &str {
     match core::str::from_utf8(bytes) {
         Ok(s) => s,
-        Err(e) => match core::str::from_utf8(&bytes[..e.valid_up_to()]) {
-            Ok(s) => s,
-            Err(_) => "",
-        },
+        Err(e) => core::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or_default(),
     }
 }
 
@@ -26,7 +23,7 @@ pub const fn align_up(x: u64, align: u64) -> u64 {
     let mask = align - 1;
     match x.checked_add(mask) {
         Some(v) => v & !mask,
-        None => u64::MAX & !mask,
+        None => !mask,
     }
 }
 
@@ -53,7 +50,7 @@ mod tests {
         assert_eq!(align_up(0, 4096), 0);
         assert_eq!(align_up(1, 4096), 4096);
         assert_eq!(align_up(4096, 4096), 4096);
-        assert_eq!(align_up(u64::MAX, 4096), u64::MAX & !4095);
+        assert_eq!(align_up(u64::MAX, 4096), !4095);
         assert_eq!(align_down(4097, 4096), 4096);
     }
 }

@@ -106,7 +106,10 @@ impl Verdict {
         if outcome > self.outcome {
             self.outcome = outcome;
             self.reason.clear();
-            let mut w = Truncating { s: &mut self.reason, cut: false };
+            let mut w = Truncating {
+                s: &mut self.reason,
+                cut: false,
+            };
             let _ = w.write_fmt(reason);
             if w.cut {
                 w.finish_cut();
@@ -141,7 +144,11 @@ impl fmt::Display for VerdictLine<'_> {
             Outcome::Error => "error: ",
             Outcome::Failure => "",
         };
-        let reason = if v.reason.is_empty() { "(no reason given)" } else { &v.reason };
+        let reason = if v.reason.is_empty() {
+            "(no reason given)"
+        } else {
+            &v.reason
+        };
         write!(f, "VERDICT: FAILURE: {prefix}{reason}")?;
         if v.more > 0 {
             write!(f, " (and {} more)", v.more)?;
@@ -185,7 +192,6 @@ impl Write for Truncating<'_> {
 mod tests {
     extern crate std;
     use super::*;
-    use std::format;
     use std::string::ToString;
 
     #[test]
@@ -204,7 +210,10 @@ mod tests {
         v.error(format_args!("ignored, failure is worse"));
         v.skip(format_args!("ignored too"));
         assert_eq!(v.outcome(), Outcome::Failure);
-        assert_eq!(v.line().to_string(), "VERDICT: FAILURE: hypercall 3 returned 0");
+        assert_eq!(
+            v.line().to_string(),
+            "VERDICT: FAILURE: hypercall 3 returned 0"
+        );
         v.fail(format_args!("second"));
         v.fail(format_args!("third"));
         assert_eq!(
@@ -234,7 +243,7 @@ mod tests {
         assert!(line.starts_with("VERDICT: FAILURE: a b xxx"));
         assert!(line.ends_with("..."));
         assert_eq!(v.reason().len(), REASON_MAX);
-        let multi = format!("{}", "\u{e9}".repeat(200));
+        let multi = "\u{e9}".repeat(200);
         let mut v = Verdict::new();
         v.fail(format_args!("{multi}"));
         assert!(v.reason().len() <= REASON_MAX);

@@ -45,7 +45,12 @@ pub fn console_write(buf: &[u8]) -> Result<u64, Errno> {
     for chunk in buf.chunks(CONSOLE_IO_MAX) {
         // SAFETY: Xen only reads `chunk.len()` bytes from `chunk`, which is valid.
         check(unsafe {
-            hypercall3(Hypercall::ConsoleIo, ConsoleIoOp::Write as u64, chunk.len() as u64, ptr(chunk))
+            hypercall3(
+                Hypercall::ConsoleIo,
+                ConsoleIoOp::Write as u64,
+                chunk.len() as u64,
+                ptr(chunk),
+            )
         })?;
     }
     Ok(0)
@@ -57,7 +62,12 @@ pub fn console_read(buf: &mut [u8]) -> Result<usize, Errno> {
     let len = buf.len().min(CONSOLE_IO_MAX);
     // SAFETY: Xen writes at most `len` bytes into `buf`, which is valid for them.
     let n = check(unsafe {
-        hypercall3(Hypercall::ConsoleIo, ConsoleIoOp::Read as u64, len as u64, ptr_mut(buf))
+        hypercall3(
+            Hypercall::ConsoleIo,
+            ConsoleIoOp::Read as u64,
+            len as u64,
+            ptr_mut(buf),
+        )
     })?;
     // Never trust the count beyond what we asked for.
     Ok((n as usize).min(len))
@@ -92,7 +102,13 @@ fn xen_version_into<T: IntoBytes + FromBytes>(op: XenVersionOp) -> Result<T, Err
     let mut out = T::new_zeroed();
     // SAFETY: Xen writes at most `size_of::<T>()` bytes (the ABI size of
     // this sub-op's buffer) into `out`; every byte pattern is a valid `T`.
-    check(unsafe { hypercall2(Hypercall::XenVersion, op as u64, ptr_mut(out.as_mut_bytes())) })?;
+    check(unsafe {
+        hypercall2(
+            Hypercall::XenVersion,
+            op as u64,
+            ptr_mut(out.as_mut_bytes()),
+        )
+    })?;
     Ok(out)
 }
 
@@ -137,7 +153,11 @@ pub fn get_features(submap_idx: u32) -> Result<u32, Errno> {
     };
     // SAFETY: Xen reads and writes the 8-byte `xen_feature_info` in `fi`.
     check(unsafe {
-        hypercall2(Hypercall::XenVersion, XenVersionOp::GetFeatures as u64, ptr_mut(&mut fi))
+        hypercall2(
+            Hypercall::XenVersion,
+            XenVersionOp::GetFeatures as u64,
+            ptr_mut(&mut fi),
+        )
     })?;
     Ok(fi.submap)
 }
@@ -169,7 +189,13 @@ pub fn build_id(buf: &mut [u8]) -> Result<&[u8], Errno> {
     buf[..HEADER].copy_from_slice(&room.to_ne_bytes());
     // SAFETY: Xen reads the header and writes at most `room` bytes after it,
     // all inside `buf`.
-    let n = check(unsafe { hypercall2(Hypercall::XenVersion, XenVersionOp::BuildId as u64, ptr_mut(buf)) })?;
+    let n = check(unsafe {
+        hypercall2(
+            Hypercall::XenVersion,
+            XenVersionOp::BuildId as u64,
+            ptr_mut(buf),
+        )
+    })?;
     let n = (n as usize).min(room as usize);
     Ok(&buf[HEADER..HEADER + n])
 }
@@ -193,14 +219,18 @@ pub fn sched_block() -> Result<u64, Errno> {
 /// `SCHEDOP_shutdown`: shuts the domain down. Returns only on failure (or,
 /// for `Suspend`, after resuming).
 pub fn sched_shutdown(reason: ShutdownReason) -> Result<u64, Errno> {
-    let arg = SchedShutdown { reason: reason as u32 };
+    let arg = SchedShutdown {
+        reason: reason as u32,
+    };
     // SAFETY: Xen reads the 4-byte `sched_shutdown` in `arg`.
     check(unsafe { hypercall2(Hypercall::SchedOp, SchedOp::Shutdown as u64, ptr(&arg)) })
 }
 
 /// `SCHEDOP_shutdown_code`: records the reason a later shutdown will report.
 pub fn sched_shutdown_code(reason: ShutdownReason) -> Result<u64, Errno> {
-    let arg = SchedShutdown { reason: reason as u32 };
+    let arg = SchedShutdown {
+        reason: reason as u32,
+    };
     // SAFETY: Xen reads the 4-byte `sched_shutdown` in `arg`.
     check(unsafe { hypercall2(Hypercall::SchedOp, SchedOp::ShutdownCode as u64, ptr(&arg)) })
 }
@@ -232,7 +262,8 @@ pub fn crash() -> ! {
 /// `VCPUOP_is_up`: whether vCPU `vcpu` is running.
 pub fn vcpu_is_up(vcpu: u32) -> Result<bool, Errno> {
     // SAFETY: VCPUOP_is_up ignores its buffer argument.
-    check(unsafe { hypercall3(Hypercall::VcpuOp, VcpuOp::IsUp as u64, u64::from(vcpu), 0) }).map(|v| v != 0)
+    check(unsafe { hypercall3(Hypercall::VcpuOp, VcpuOp::IsUp as u64, u64::from(vcpu), 0) })
+        .map(|v| v != 0)
 }
 
 // ---------------------------------------------------------------------------
@@ -284,7 +315,13 @@ pub fn callback_unregister(ty: CallbackType) -> Result<u64, Errno> {
     };
     // SAFETY: Xen reads the 4-byte `callback_unregister`; removing a
     // handler cannot make anything jump to a bad address.
-    check(unsafe { hypercall2(Hypercall::CallbackOp, CallbackOp::Unregister as u64, ptr(&arg)) })
+    check(unsafe {
+        hypercall2(
+            Hypercall::CallbackOp,
+            CallbackOp::Unregister as u64,
+            ptr(&arg),
+        )
+    })
 }
 
 /// `set_trap_table`: installs virtual IDT entries. `table` must end with an
@@ -393,7 +430,10 @@ mod tests {
         let v = version().unwrap();
         assert_eq!((v.major(), v.minor()), (4, 17));
         assert_eq!(std::format!("{v}"), "4.17");
-        assert_eq!(crate::util::c_str(&extraversion().unwrap().bytes), ".0-oxen");
+        assert_eq!(
+            crate::util::c_str(&extraversion().unwrap().bytes),
+            ".0-oxen"
+        );
         assert_eq!(get_features(0), Ok(1 << 11));
         assert_eq!(pagesize(), Ok(4096));
         assert_eq!(changeset().unwrap_err(), AbiErrno::ENOSYS);
@@ -408,8 +448,9 @@ mod tests {
         assert_eq!(unsafe { set_trap_table(&[t]) }, Err(Errno::EINVAL));
         // SAFETY: as above.
         assert_eq!(unsafe { set_trap_table(&[]) }, Err(Errno::EINVAL));
+        let terminated = [t, TrapInfo::new_zeroed()];
         // SAFETY: as above.
-        assert_eq!(unsafe { set_trap_table(&[t, TrapInfo::new_zeroed()]) }, Ok(0));
+        assert_eq!(unsafe { set_trap_table(&terminated) }, Ok(0));
     }
 
     #[test]
@@ -428,7 +469,13 @@ mod tests {
 
     #[test]
     fn vcpu_is_up_decodes() {
-        let _g = mock::install(|_, a| if a[1] == 0 { 1 } else { AbiErrno::ENOENT.to_ret() });
+        let _g = mock::install(|_, a| {
+            if a[1] == 0 {
+                1
+            } else {
+                AbiErrno::ENOENT.to_ret()
+            }
+        });
         assert_eq!(vcpu_is_up(0), Ok(true));
         assert_eq!(vcpu_is_up(5), Err(Errno::ENOENT));
     }

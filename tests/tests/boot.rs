@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use oxen_tests::batch::{self, BatchOutcome};
-use oxen_tests::boot::{BootPath, OxenBoot, Payload};
+use oxen_tests::boot::{dom0_ramdisk, BootPath, OxenBoot, Payload};
 use oxen_tests::elf::elf_without_xen_notes;
 use oxen_tests::images::{build_images, work_dir, Images, TestKernel, TEST_KERNELS};
 use oxen_tests::qemu::{qemu_slot, Qemu};
@@ -33,10 +33,17 @@ fn cpu_online(n: u32) -> String {
 const DOM0_LINE: &str = "Dom0:";
 /// Dom0 mentions its ramdisk ...
 const RAMDISK_LINE: &str = "ramdisk";
-/// ... and the release file the harness puts in it.
+/// ... and the release file the harness puts in it ...
 const RELEASE_FILE_LINE: &str = "/etc/oxen-release";
-/// xen-core names the problem with a bad or missing Dom0 module.
+/// ... and a file given with `--add` (it lands in `/`).
+const ADDED_FILE: &str = "oxen-tests-added.cfg";
+/// xen-core names the problem with a bad or missing Dom0 module: every
+/// message has this ...
 const BAD_DOM0_LINE: &str = "Dom0 kernel";
+/// ... and then says which problem it is.
+const NOT_ELF_LINE: &str = "not an ELF";
+const NO_XEN_NOTES_LINE: &str = "no Xen ELF notes";
+const NO_MODULE_LINE: &str = "no Dom0 kernel";
 
 // ---- Limits ---------------------------------------------------------------
 
@@ -95,8 +102,8 @@ fn assert_banner(r: &RunResult) {
     }
 }
 
-/// Boots a Dom0 module xen-core must refuse, and checks it says so and halts.
-fn assert_refused(name: &str, dom0: Option<Payload>) {
+/// Boots a Dom0 module xen-core must refuse, and checks it says why and halts.
+fn assert_refused(name: &str, dom0: Option<Payload>, problem: &str) {
     let boot = OxenBoot {
         dom0,
         ..default_boot()
@@ -106,7 +113,15 @@ fn assert_refused(name: &str, dom0: Option<Payload>) {
         .unwrap()
         .wait_exit(BOOT_TIMEOUT);
     assert_banner(&r);
-    r.assert_line(BAD_DOM0_LINE);
+    let l = r.assert_line(BAD_DOM0_LINE);
+    if !r
+        .lines()
+        .any(|l| l.contains(BAD_DOM0_LINE) && l.contains(problem))
+    {
+        r.fail(&format!(
+            "expected xen-core to say {problem:?} about the Dom0 kernel, it said {l:?}"
+        ));
+    }
     r.assert_exit(Exit::HypervisorFatal);
     r.assert_no_line(batch::PROMPT);
 }
@@ -147,9 +162,17 @@ fn multiboot2_boot_via_grub_iso() {
 
 #[test]
 fn dom0_sees_its_ramdisk() {
-    let r = boot_to_poweroff("dom0-ramdisk", &default_boot(), 2);
+    let dir = work_dir("dom0-ramdisk-add").unwrap();
+    let added = dir.join(ADDED_FILE);
+    std::fs::write(&added, "name = \"added\"\n").unwrap();
+    let boot = OxenBoot {
+        ramdisk: Some(Payload::Bytes(dom0_ramdisk(&[added]).unwrap())),
+        ..default_boot()
+    };
+    let r = boot_to_poweroff("dom0-ramdisk", &boot, 2);
     r.assert_line(RAMDISK_LINE);
     r.assert_line(RELEASE_FILE_LINE);
+    r.assert_line(&format!("/{ADDED_FILE}"));
 }
 
 // ---- Test Dom0 kernels (the table in oxen_tests::images) -----------------
@@ -176,6 +199,8 @@ fn check_test_kernel(k: &TestKernel) {
     r.assert_exit(k.exit);
 }
 
+/// Boots every kernel in `TEST_KERNELS` (two at a time) and checks each
+/// against its entry; the failure message lists which failed and passed.
 #[test]
 fn test_kernels() {
     let _ = images(); // build once, before the threads
@@ -183,14 +208,23 @@ fn test_kernels() {
         .iter()
         .map(|k| (k.name, std::thread::spawn(move || check_test_kernel(k))))
         .collect();
-    let failed: Vec<&str> = handles
-        .into_iter()
-        .filter_map(|(n, h)| h.join().is_err().then_some(n))
-        .collect();
+    let (mut passed, mut failed) = (Vec::new(), Vec::new());
+    for (name, h) in handles {
+        if h.join().is_ok() {
+            passed.push(name);
+        } else {
+            failed.push(name);
+        }
+    }
     assert!(
         failed.is_empty(),
-        "test kernels that failed (reports above): {}",
-        failed.join(", ")
+        "test kernels that failed (reports above): {}; passed: {}",
+        failed.join(", "),
+        if passed.is_empty() {
+            "none".to_string()
+        } else {
+            passed.join(", ")
+        }
     );
 }
 
@@ -203,6 +237,7 @@ fn dom0_module_that_is_not_elf_is_refused() {
         Some(Payload::Bytes(
             b"this is a text file, not a kernel\n".to_vec(),
         )),
+        NOT_ELF_LINE,
     );
 }
 
@@ -211,12 +246,13 @@ fn dom0_elf_without_xen_notes_is_refused() {
     assert_refused(
         "bad-dom0-no-notes",
         Some(Payload::Bytes(elf_without_xen_notes())),
+        NO_XEN_NOTES_LINE,
     );
 }
 
 #[test]
 fn missing_dom0_module_is_refused() {
-    assert_refused("bad-dom0-missing", None);
+    assert_refused("bad-dom0-missing", None, NO_MODULE_LINE);
 }
 
 // ---- scripts/run --batch ------------------------------------------------------

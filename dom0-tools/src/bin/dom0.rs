@@ -20,7 +20,7 @@ mod kernel {
     use hypercall_abi::version::{XenFeature, XEN_VERSION};
     use pv_guest_lib::layout::PAGE_SIZE;
     use pv_guest_lib::util::c_str;
-    use pv_guest_lib::{console, println, print, xen, LineEditor, StartInfo};
+    use pv_guest_lib::{console, print, println, xen, LineEditor, StartInfo};
 
     pv_guest_lib::entry!(dom0_main);
 
@@ -40,7 +40,13 @@ mod kernel {
     }
 
     fn dom0_main(si: &'static StartInfo) -> ! {
-        println!("Dom0: Oxen Dom0 {} (pv-guest-lib)", env!("CARGO_PKG_VERSION"));
+        println!(
+            "Dom0: Oxen Dom0 {} (pv-guest-lib)",
+            env!("CARGO_PKG_VERSION")
+        );
+        if console::init_logger(log::LevelFilter::Info).is_err() {
+            println!("Dom0: a logger was already installed");
+        }
         let mut d = Dom0 {
             si,
             ramdisk: pv_guest_lib::ramdisk().map(Archive::new),
@@ -58,7 +64,11 @@ mod kernel {
     impl Dom0 {
         fn summary(&self) {
             let si = self.si;
-            let domid = if si.flags.initdomain() { "0" } else { "unknown (not the initial domain)" };
+            let domid = if si.flags.initdomain() {
+                "0"
+            } else {
+                "unknown (not the initial domain)"
+            };
             println!(
                 "Dom0: domid {domid}, nr_pages {} ({}), flags {}",
                 si.nr_pages,
@@ -69,10 +79,17 @@ mod kernel {
                 "Dom0: start_info at {:#x}, shared_info at maddr {:#x}, page tables at {:#x} ({} frames)",
                 si.va, si.shared_info, si.pt_base, si.nr_pt_frames
             );
-            println!("Dom0: start_info magic \"{}\", p2m list at {:#x}", si.magic(), si.mfn_list);
+            println!(
+                "Dom0: start_info magic \"{}\", p2m list at {:#x}",
+                si.magic(),
+                si.mfn_list
+            );
             match si.ramdisk() {
                 Some((va, len)) => println!("Dom0: ramdisk at VA {va:#x}, {len} bytes"),
-                None => println!("Dom0: no ramdisk (mod_start {:#x}, mod_len {})", si.mod_start, si.mod_len),
+                None => println!(
+                    "Dom0: no ramdisk (mod_start {:#x}, mod_len {})",
+                    si.mod_start, si.mod_len
+                ),
             }
             println!("Dom0: command line \"{}\"", si.cmd_line());
             if let Some(l) = pv_guest_lib::layout() {
@@ -107,7 +124,10 @@ mod kernel {
             if si.is_dom0() {
                 self.pass("flags");
             } else {
-                self.fail("flags", format_args!("flags {}, want privileged|initdomain", si.flags));
+                self.fail(
+                    "flags",
+                    format_args!("flags {}, want privileged|initdomain", si.flags),
+                );
             }
             if si.nr_pages > 0 {
                 self.pass("nr_pages");
@@ -116,19 +136,28 @@ mod kernel {
             }
             match pv_guest_lib::hypercall::verify_hypercall_page() {
                 Ok(()) => self.pass("hypercall_page"),
-                Err(slot) => self.fail("hypercall_page", format_args!("slot {slot} is not Xen's stub")),
+                Err(slot) => self.fail(
+                    "hypercall_page",
+                    format_args!("slot {slot} is not Xen's stub"),
+                ),
             }
             match (si.ramdisk(), self.ramdisk.map(|a| a.validate())) {
                 (None, _) => self.fail("ramdisk", format_args!("start_info names no ramdisk")),
-                (Some(_), None) => {
-                    self.fail("ramdisk", format_args!("the ramdisk is not inside the bootstrap region"))
-                }
+                (Some(_), None) => self.fail(
+                    "ramdisk",
+                    format_args!("the ramdisk is not inside the bootstrap region"),
+                ),
                 (Some(_), Some(Ok(_))) => self.pass("ramdisk"),
-                (Some(_), Some(Err(e))) => self.fail("ramdisk", format_args!("not a cpio newc archive: {e}")),
+                (Some(_), Some(Err(e))) => {
+                    self.fail("ramdisk", format_args!("not a cpio newc archive: {e}"))
+                }
             }
             match xen::version() {
                 Ok(v) if v.0 == XEN_VERSION => self.pass("xen_version"),
-                Ok(v) => self.fail("xen_version", format_args!("hypervisor reports {v}, want 4.17")),
+                Ok(v) => self.fail(
+                    "xen_version",
+                    format_args!("hypervisor reports {v}, want 4.17"),
+                ),
                 Err(e) => self.fail("xen_version", format_args!("xen_version failed: {e}")),
             }
             match xen::vcpu_is_up(0) {
@@ -149,7 +178,10 @@ mod kernel {
                     Ok(false) => down += 1,
                     Err(e) if e == AbiErrno::ENOENT => break,
                     Ok(true) => {
-                        self.fail("vcpus", format_args!("vCPU {id} is up before Dom0 started it"));
+                        self.fail(
+                            "vcpus",
+                            format_args!("vCPU {id} is up before Dom0 started it"),
+                        );
                         return;
                     }
                     Err(e) => {
@@ -166,7 +198,10 @@ mod kernel {
         /// from the allocator, write and read it back.
         fn check_memory(&mut self) {
             let Some(p) = pv_guest_lib::page_alloc::alloc_page() else {
-                self.fail("memory", format_args!("no free page in the bootstrap padding"));
+                self.fail(
+                    "memory",
+                    format_args!("no free page in the bootstrap padding"),
+                );
                 return;
             };
             for (i, b) in p.iter_mut().enumerate() {
@@ -175,7 +210,10 @@ mod kernel {
             if p.iter().enumerate().all(|(i, &b)| b == i as u8) {
                 self.pass("memory");
             } else {
-                self.fail("memory", format_args!("a free page does not hold what was written"));
+                self.fail(
+                    "memory",
+                    format_args!("a free page does not hold what was written"),
+                );
             }
         }
 
@@ -309,7 +347,11 @@ mod kernel {
         }
 
         fn poweroff(&self) -> ! {
-            let v = dom0_verdict(self.failed_checks, self.first_failed_check, self.failed_commands);
+            let v = dom0_verdict(
+                self.failed_checks,
+                self.first_failed_check,
+                self.failed_commands,
+            );
             v.finish()
         }
     }
@@ -348,7 +390,11 @@ mod kernel {
             println!("version: {what}: {e}");
         };
         match (xen::version(), xen::extraversion()) {
-            (Ok(v), Ok(x)) => println!("Xen version {v}{} (XENVER_version {:#x})", c_str(&x.bytes), v.0),
+            (Ok(v), Ok(x)) => println!(
+                "Xen version {v}{} (XENVER_version {:#x})",
+                c_str(&x.bytes),
+                v.0
+            ),
             (Err(e), _) => {
                 fail("XENVER_version", e);
                 ok = false;

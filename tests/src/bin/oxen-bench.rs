@@ -23,8 +23,8 @@ use oxen_tests::qemu::Echo;
 const FIRST_LINE_MARKER: &str = "Dom0 first console line after ";
 /// Xen 4.17 + Linux Dom0 under this machine's QEMU TCG (DESIGN.md).
 const REFERENCE_FIRST_LINE_MS: f64 = 4000.0;
-const REFERENCE_NOTE: &str =
-    "Xen 4.17 + Linux Dom0 under the same TCG (DESIGN.md; not re-measured here: needs issue 8)";
+const REFERENCE_NOTE: &str = "Xen 4.17 + Linux Dom0 under the same TCG: ~4 s to Dom0's first line \
+     (DESIGN.md; not re-measured here: needs issue 8)";
 const SMP: u32 = 2;
 const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -159,33 +159,35 @@ fn bench(runs: usize) -> Result<bool, String> {
         walls.extend(s.to_verdict.map(|d| d.as_secs_f64()));
     }
     println!();
-    println!(
-        "{:<34} {:>14}  {:<14} ratio (Oxen/reference)",
-        "figure (median)", "Oxen", "reference"
+    let row = |a: &str, b: &str, c: &str, d: &str| println!("{a:<38} {b:>12}  {c:>10}  {d}");
+    row(
+        &format!("figure (median of {runs})"),
+        "Oxen",
+        "reference",
+        "ratio Oxen/reference",
     );
+    let first = "time to Dom0's first console line";
+    let reference = format!("~{REFERENCE_FIRST_LINE_MS:.0} ms");
     match median(&firsts) {
-        Some(ms) => println!(
-            "{:<34} {:>11.3} ms  {:<14} {:.4}\n{:>51}{REFERENCE_NOTE}",
-            "time to Dom0's first console line",
-            ms,
-            format!("~{:.0} ms", REFERENCE_FIRST_LINE_MS),
-            ms / REFERENCE_FIRST_LINE_MS,
-            ""
+        Some(ms) => row(
+            first,
+            &format!("{ms:.3} ms"),
+            &reference,
+            &format!("{:.3}", ms / REFERENCE_FIRST_LINE_MS),
         ),
-        None => println!(
-            "{:<34} {:>14}  ~{:.0} ms: xen-core printed no `{FIRST_LINE_MARKER}N.NNN ms (TSC)` line, so there is no figure",
-            "time to Dom0's first console line", "not printed", REFERENCE_FIRST_LINE_MS
-        ),
+        None => row(first, "not printed", &reference, "-"),
     }
+    let wall = "wall clock, QEMU start to VERDICT";
     match median(&walls) {
-        Some(s) => println!(
-            "{:<34} {:>12.3} s  {:<14} -",
-            "wall clock from QEMU start to VERDICT", s, "(none)"
-        ),
-        None => println!(
-            "{:<34} {:>14}",
-            "wall clock from QEMU start to VERDICT", "no verdict"
-        ),
+        Some(s) => row(wall, &format!("{s:.3} s"), "-", "-"),
+        None => row(wall, "no verdict", "-", "-"),
+    }
+    println!();
+    println!("reference: {REFERENCE_NOTE}");
+    if firsts.is_empty() {
+        println!(
+            "note: xen-core printed no `{FIRST_LINE_MARKER}N.NNN ms (TSC)` line: no Oxen figure"
+        );
     }
     Ok(walls.len() == runs)
 }

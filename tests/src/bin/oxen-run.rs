@@ -257,10 +257,7 @@ fn run(o: &Options) -> Result<ExitCode, String> {
 
 fn interactive(q: qemu::Qemu, what: &str) -> Result<ExitCode, String> {
     let mut cmd = q.interactive_command().map_err(|e| e.to_string())?;
-    eprintln!("oxen-run: booting Oxen: {what}");
-    eprintln!(
-        "oxen-run: Dom0's prompt is `dom0# `; quit QEMU with Ctrl-A X (Ctrl-A C: QEMU monitor)"
-    );
+    eprintln!("oxen-run: booting Oxen: {what}; quit with Ctrl-A X (Ctrl-A C: QEMU monitor)");
     let status = cmd.status().map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             qemu::QemuError::NotInstalled(q.binary.clone()).to_string()
