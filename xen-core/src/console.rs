@@ -95,11 +95,16 @@ pub fn print_fmt(args: fmt::Arguments) {
     });
 }
 
-/// Prints bytes a guest wrote, each line prefixed with `(d<domid>) `, as Xen
-/// does for guest console output. Non-printable bytes become '?'.
-pub fn guest_write(domid: u16, bytes: &[u8], at_line_start: &mut bool) {
+/// Prints bytes a guest wrote. The hardware domain's bytes go out as they
+/// are (Xen does the same: Dom0 owns the console); any other domain's lines
+/// are prefixed with `(d<domid>) ` and non-printable bytes become '?'.
+pub fn guest_write(domid: u16, hardware_domain: bool, bytes: &[u8], at_line_start: &mut bool) {
     with_console(|c| {
         for &b in bytes {
+            if hardware_domain {
+                c.raw_byte(b);
+                continue;
+            }
             if *at_line_start && b != b'\n' {
                 let _ = write!(c, "(d{domid}) ");
                 *at_line_start = false;

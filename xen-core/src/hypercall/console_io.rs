@@ -16,7 +16,8 @@ pub fn console_io(c: &mut Call) -> Result<i64, Errno> {
     let [cmd, count, buffer, ..] = c.args;
     // Xen takes the count as an `unsigned int`.
     let count = count as u32;
-    match ConsoleIoOp::from_raw(cmd).ok_or(Errno::ENOSYS)? {
+    // Xen's `cmd` is an `int`.
+    match ConsoleIoOp::from_raw(u64::from(cmd as u32)).ok_or(Errno::ENOSYS)? {
         ConsoleIoOp::Write => {
             let mut kbuf = [0u8; CHUNK];
             let mut off = 0u64;
@@ -25,14 +26,16 @@ pub fn console_io(c: &mut Call) -> Result<i64, Errno> {
                 copy_from_guest(c.cr3, buffer.wrapping_add(off), &mut kbuf[..n])?;
                 if !c.dom.console_written {
                     c.dom.console_written = true;
+                    let us = crate::time::now_us();
                     log::info!(
                         "Dom0 first console line after {}.{:03} ms (TSC)",
-                        crate::time::now_us() / 1000,
-                        crate::time::now_us() % 1000
+                        us / 1000,
+                        us % 1000
                     );
                 }
                 crate::console::guest_write(
                     c.dom.domid,
+                    c.dom.is_privileged,
                     &kbuf[..n],
                     &mut c.dom.console_at_line_start,
                 );

@@ -9,7 +9,8 @@ use hypercall_abi::sched::{SchedOp, SchedRemoteShutdown, SchedShutdown, Shutdown
 
 pub fn sched_op(c: &mut Call, _frame: &mut TrapFrame) -> Outcome {
     let [cmd, arg, ..] = c.args;
-    let Some(op) = SchedOp::from_raw(cmd) else {
+    // Xen's `cmd` is an `int`.
+    let Some(op) = SchedOp::from_raw(u64::from(cmd as u32)) else {
         return Outcome::from(Err(Errno::ENOSYS));
     };
     match op {

@@ -7,6 +7,7 @@ use hypercall_abi::arch_x86::TrapInfo;
 use hypercall_abi::callback::{CallbackOp, CallbackRegister, CallbackType, CallbackUnregister};
 use hypercall_abi::errno::Errno;
 use hypercall_abi::vcpu::VcpuOp;
+use xen_core::guest_walk::is_canonical;
 use zerocopy::FromZeros;
 
 /// Most trap_info entries one set_trap_table call reads (a full IDT).
@@ -16,12 +17,13 @@ const GUEST_RPL: u64 = 3;
 
 pub fn vcpu_op(c: &mut Call) -> Result<i64, Errno> {
     let [cmd, vcpuid, ..] = c.args;
-    // Xen checks the vCPU before the command.
-    let v = u32::try_from(vcpuid)
-        .ok()
-        .and_then(|id| c.dom.vcpus.get(id as usize))
+    // Xen takes `int cmd, unsigned int vcpuid` and checks the vCPU first.
+    let v = c
+        .dom
+        .vcpus
+        .get(vcpuid as u32 as usize)
         .ok_or(Errno::ENOENT)?;
-    match VcpuOp::from_raw(cmd).ok_or(Errno::ENOSYS)? {
+    match VcpuOp::from_raw(u64::from(cmd as u32)).ok_or(Errno::ENOSYS)? {
         VcpuOp::IsUp => Ok(i64::from(v.is_up)),
         // Bringing secondary vCPUs up, timers and runstate areas arrive
         // with SMP guests.
@@ -31,6 +33,11 @@ pub fn vcpu_op(c: &mut Call) -> Result<i64, Errno> {
 
 pub fn set_callbacks(c: &mut Call) -> Result<i64, Errno> {
     let [event, failsafe, syscall, ..] = c.args;
+    // A non-canonical entry point would fault in xen-core's return to the
+    // guest (the CVE-2012-0217 class): refuse it, as Xen does.
+    if ![event, failsafe, syscall].iter().all(|&a| is_canonical(a)) {
+        return Err(Errno::EINVAL);
+    }
     let cb = &mut c.dom.vcpus[c.vcpu].callbacks;
     cb.event = event;
     cb.failsafe = failsafe;
@@ -40,15 +47,18 @@ pub fn set_callbacks(c: &mut Call) -> Result<i64, Errno> {
 
 pub fn callback_op(c: &mut Call) -> Result<i64, Errno> {
     let [cmd, arg, ..] = c.args;
-    match CallbackOp::from_raw(cmd).ok_or(Errno::ENOSYS)? {
+    match CallbackOp::from_raw(u64::from(cmd as u32)).ok_or(Errno::ENOSYS)? {
         CallbackOp::Register => {
             let r: CallbackRegister = read_guest(c.cr3, arg)?;
-            let ty = CallbackType::from_raw(u64::from(r.r#type)).ok_or(Errno::EINVAL)?;
+            let ty = CallbackType::from_raw(u64::from(r.r#type)).ok_or(Errno::ENOSYS)?;
+            if !is_canonical(r.address) {
+                return Err(Errno::EINVAL);
+            }
             set_callback(c, ty, r.address, r.flags)
         }
         CallbackOp::Unregister => {
             let r: CallbackUnregister = read_guest(c.cr3, arg)?;
-            let ty = CallbackType::from_raw(u64::from(r.r#type)).ok_or(Errno::EINVAL)?;
+            let ty = CallbackType::from_raw(u64::from(r.r#type)).ok_or(Errno::ENOSYS)?;
             // Xen refuses to unregister the event and failsafe callbacks.
             match ty {
                 CallbackType::Event | CallbackType::Failsafe => Err(Errno::EINVAL),
@@ -94,6 +104,9 @@ pub fn set_trap_table(c: &mut Call) -> Result<i64, Errno> {
         if t.address == 0 {
             break;
         }
+        if !is_canonical(t.address) {
+            return Err(Errno::EINVAL);
+        }
         table[usize::from(t.vector)] = t;
     }
     Ok(0)
@@ -101,11 +114,10 @@ pub fn set_trap_table(c: &mut Call) -> Result<i64, Errno> {
 
 pub fn stack_switch(c: &mut Call) -> Result<i64, Errno> {
     let [ss, sp, ..] = c.args;
-    if ss & 3 != GUEST_RPL {
-        return Err(Errno::EPERM);
-    }
+    // Xen's fixup_guest_stack_selector: the guest kernel runs in ring 3, so
+    // its stack selector gets RPL 3 whatever it asked for.
     let v = &mut c.dom.vcpus[c.vcpu];
-    v.kernel_ss = ss;
+    v.kernel_ss = (ss & 0xffff) | GUEST_RPL;
     v.kernel_sp = sp;
     Ok(0)
 }

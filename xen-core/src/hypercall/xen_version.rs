@@ -26,7 +26,8 @@ fn features(privileged: bool) -> u32 {
 
 pub fn xen_version(c: &mut Call) -> Result<i64, Errno> {
     let [cmd, arg, ..] = c.args;
-    let op = XenVersionOp::from_raw(cmd).ok_or(Errno::ENOSYS)?;
+    // Xen's `cmd` is an `int`.
+    let op = XenVersionOp::from_raw(u64::from(cmd as u32)).ok_or(Errno::ENOSYS)?;
     match op {
         XenVersionOp::Version => Ok(i64::from(XEN_VERSION)),
         XenVersionOp::Extraversion => {
