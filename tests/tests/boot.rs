@@ -45,6 +45,25 @@ const NOT_ELF_LINE: &str = "not an ELF";
 const NO_XEN_NOTES_LINE: &str = "no Xen ELF notes";
 const NO_MODULE_LINE: &str = "no Dom0 kernel";
 
+/// xen-core audits its own mappings for W^X at boot and says so.
+const WX_AUDIT_LINE: &str = "none both writable and executable";
+/// xen-core's crash dump of a fault in itself (`selftest=fault`).
+const HV_FAULT_LINES: &[&str] = &[
+    "Oxen hypervisor fault: CPU0",
+    "page fault (vector 14)",
+    "RIP:    e008:",
+    "Xen call trace",
+    "Panic on CPU 0: fatal trap page fault",
+];
+/// xen-core warns about options it does not know.
+const UNKNOWN_OPTION_LINE: &str = "unknown command-line option 'oxen_no_such_option=1' ignored";
+/// Dom0's start_info summary line, given `dom0_mem=64M`.
+const DOM0_64M_LINE: &str = "nr_pages 16384";
+/// xen-core's Dom0 vCPU count, given `dom0_max_vcpus=1`.
+const DOM0_ONE_VCPU_LINE: &str = "Dom0 has maximum 1 VCPUs";
+/// xen-core reports when Dom0 first printed (the boot-time figure).
+const FIRST_LINE_FIGURE: &str = "Dom0 first console line after";
+
 // ---- Limits ---------------------------------------------------------------
 
 /// Any single boot, start to stop.
@@ -134,7 +153,36 @@ fn pvh_boot_smp1() {
     assert_banner(&r);
     r.assert_line(&cpu_online(0));
     r.assert_no_line(&cpu_online(1));
-    r.assert_lines_in_order(&[BANNER_ABI, DOM0_LINE]);
+    r.assert_lines_in_order(&[BANNER_ABI, WX_AUDIT_LINE, DOM0_LINE]);
+    r.assert_line(FIRST_LINE_FIGURE);
+}
+
+#[test]
+fn command_line_options_reach_the_hypervisor_and_dom0() {
+    let boot = OxenBoot {
+        append: "loglvl=info dom0_mem=64M dom0_max_vcpus=1 oxen_no_such_option=1".into(),
+        ..default_boot()
+    };
+    let r = boot_to_poweroff("cmdline", &boot, 2);
+    r.assert_line(UNKNOWN_OPTION_LINE);
+    r.assert_line(DOM0_ONE_VCPU_LINE);
+    r.assert_line(DOM0_64M_LINE);
+}
+
+#[test]
+fn hypervisor_fault_prints_a_crash_dump_and_halts() {
+    let boot = OxenBoot {
+        append: "loglvl=info selftest=fault".into(),
+        ..default_boot()
+    };
+    let r = qemu_for("hv-fault", &boot)
+        .spawn()
+        .unwrap()
+        .wait_exit(BOOT_TIMEOUT);
+    assert_banner(&r);
+    r.assert_lines_in_order(HV_FAULT_LINES);
+    r.assert_exit(Exit::HypervisorFatal);
+    r.assert_no_line(batch::PROMPT);
 }
 
 #[test]
