@@ -128,6 +128,34 @@ pub fn elf_without_xen_notes() -> Vec<u8> {
     build(0x40_0000, &[], &[], &[], |_, _| vec![0xf4, 0xeb, 0xfd])
 }
 
+/// A PV kernel with valid Xen notes whose one segment is linked inside the
+/// range Xen reserves for itself in every guest (0xFFFF800000000000..
+/// 0xFFFF880000000000): the Dom0 builder must refuse it.
+pub fn pv_kernel_in_hypervisor_range() -> Vec<u8> {
+    const HYPERVISOR_VIRT_START: u64 = 0xFFFF_8000_0000_0000;
+    const LOAD: u64 = HYPERVISOR_VIRT_START + 0x10_0000;
+    let num = |kind, v: u64| Note {
+        name: "Xen",
+        kind,
+        desc: v.to_le_bytes().to_vec(),
+    };
+    let text = |kind, v: &str| Note {
+        name: "Xen",
+        kind,
+        desc: format!("{v}\0").into_bytes(),
+    };
+    // VIRT_BASE 3, PADDR_OFFSET 4, XEN_VERSION 5, GUEST_OS 6, LOADER 8; the
+    // entry is the ELF header's.
+    let notes = [
+        num(3, HYPERVISOR_VIRT_START),
+        num(4, HYPERVISOR_VIRT_START),
+        text(5, "xen-3.0"),
+        text(6, "oxen-test"),
+        text(8, "generic"),
+    ];
+    build(LOAD, &notes, &[], &[], |_, _| vec![0xf4, 0xeb, 0xfd])
+}
+
 /// How the PVH probe stops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProbeExit {

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use oxen_tests::batch::{self, BatchOutcome};
 use oxen_tests::boot::{dom0_ramdisk, BootPath, OxenBoot, Payload};
-use oxen_tests::elf::elf_without_xen_notes;
+use oxen_tests::elf::{elf_without_xen_notes, pv_kernel_in_hypervisor_range};
 use oxen_tests::images::{build_images, work_dir, Images, TestKernel, TEST_KERNELS};
 use oxen_tests::qemu::{qemu_slot, Qemu};
 use oxen_tests::{Exit, RunResult};
@@ -44,6 +44,7 @@ const BAD_DOM0_LINE: &str = "Dom0 kernel";
 const NOT_ELF_LINE: &str = "not an ELF";
 const NO_XEN_NOTES_LINE: &str = "no Xen ELF notes";
 const NO_MODULE_LINE: &str = "no Dom0 kernel";
+const OVERLAPS_HYPERVISOR_LINE: &str = "overlaps the reserved range";
 
 /// xen-core audits its own mappings for W^X at boot and says so.
 const WX_AUDIT_LINE: &str = "none both writable and executable";
@@ -295,6 +296,15 @@ fn dom0_elf_without_xen_notes_is_refused() {
         "bad-dom0-no-notes",
         Some(Payload::Bytes(elf_without_xen_notes())),
         NO_XEN_NOTES_LINE,
+    );
+}
+
+#[test]
+fn dom0_overlapping_the_hypervisor_is_refused() {
+    assert_refused(
+        "dom0-overlaps-xen",
+        Some(Payload::Bytes(pv_kernel_in_hypervisor_range())),
+        OVERLAPS_HYPERVISOR_LINE,
     );
 }
 
