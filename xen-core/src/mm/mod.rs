@@ -5,6 +5,7 @@
 pub mod frame_alloc;
 pub mod frame_table;
 pub mod memmap;
+pub mod ptval;
 
 /// x86-64 4-level paging entry bits (Intel SDM vol 3 §4.5, tables 4-15 to
 /// 4-20; the same bit positions at every level). The one place PTE bits are
