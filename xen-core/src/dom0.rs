@@ -8,10 +8,10 @@
 //! moves the bytes. The kernel image is not trusted: every refusal is printed
 //! with its reason and stops the machine cleanly.
 
-use crate::arch::x86_64::entry::{enter_frame, TrapFrame, TRAP_FRAME_SIZE};
+use crate::arch::x86_64::entry::TrapFrame;
 use crate::arch::x86_64::gdt::{RING3_CS64, RING3_DS};
 use crate::arch::x86_64::paging::{self, phys_to_virt};
-use crate::arch::x86_64::{instr, percpu, power, smp};
+use crate::arch::x86_64::{power, smp};
 use crate::domain::{Domain, DOMAINS};
 use crate::memory::{self, FRAMES, FRAME_TABLE};
 use alloc::vec::Vec;
@@ -331,13 +331,22 @@ pub fn build_and_start(bi: &BootInfo, phys: &impl PhysRead, cl: &CmdLine) -> ! {
     .copy_from_slice(si.as_bytes());
 
     // The domain and its first vCPU.
-    let mut d = Domain::new(DOM0, true, nr_vcpus);
+    let mut d = Domain::new(DOM0, true, nr_vcpus, shinfo.maddr());
     d.tot_pages = nr_pages;
     d.max_pages = nr_pages;
-    d.shared_info_maddr = shinfo.maddr();
     d.p2m = p2m;
-    d.vcpus[0].is_up = true;
-    d.vcpus[0].cr3 = l4.maddr();
+    let v0 = &mut d.vcpus[0];
+    v0.guest_table = l4.maddr();
+    v0.regs = TrapFrame {
+        rip: kernel.entry(),
+        cs: u64::from(RING3_CS64),
+        rflags: GUEST_RFLAGS,
+        rsp: layout.stack_top(),
+        ss: u64::from(RING3_DS),
+        rsi: layout.start_info,
+        ..TrapFrame::default()
+    };
+    crate::sched::vcpu_up(&mut d, 0);
     DOMAINS.lock().push(d);
 
     crate::println!("(XEN) Std. Loglevel: {:?}", log::max_level());
@@ -347,28 +356,7 @@ pub fn build_and_start(bi: &BootInfo, phys: &impl PhysRead, cl: &CmdLine) -> ! {
         crate::time::now_us() / 1000,
         memory::free_frames() >> 8
     );
-
-    let frame = TrapFrame {
-        rip: kernel.entry(),
-        cs: u64::from(RING3_CS64),
-        rflags: GUEST_RFLAGS,
-        rsp: layout.stack_top(),
-        ss: u64::from(RING3_DS),
-        rsi: layout.start_info,
-        ..TrapFrame::default()
-    };
-    let top = percpu::this_cpu().stack_top;
-    let dst = (top - TRAP_FRAME_SIZE) as *mut TrapFrame;
-    // SAFETY: the Dom0 L4 carries the hypervisor's slots, so xen-core stays
-    // mapped. The frame goes to the top of this CPU's stack, far above the
-    // current stack pointer, and nothing below it is used again: we leave
-    // for the guest and come back only through the entry paths, which start
-    // from the top of the stack.
-    unsafe {
-        instr::write_cr3(l4.maddr());
-        dst.write(frame);
-        enter_frame(dst)
-    }
+    crate::sched::schedule_away()
 }
 
 /// Writes page-table entries into Dom0's (contiguous) memory region.

@@ -7,7 +7,7 @@
 
 use crate::arch::x86_64::entry::TrapFrame;
 use crate::arch::x86_64::paging::phys_to_virt;
-use crate::arch::x86_64::traps::{dump_registers, vector_name};
+use crate::arch::x86_64::traps::dump_registers;
 use crate::arch::x86_64::{instr, power};
 use alloc::boxed::Box;
 use alloc::vec::Vec;
@@ -35,22 +35,87 @@ pub struct Callbacks {
     pub flags: [u16; 8],
 }
 
+/// Where a vCPU is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunState {
+    /// Not brought up (VCPUOP_up not done, or VCPUOP_down).
+    Down,
+    /// Waiting for a CPU.
+    Runnable,
+    /// On this physical CPU now.
+    Running(u32),
+    /// Blocked (SCHEDOP_block/poll) until an event or its timer.
+    Blocked,
+}
+
+/// The FXSAVE image of a vCPU's x87/SSE state.
+#[repr(C, align(16))]
+pub struct FpuArea(pub [u8; 512]);
+
 /// One virtual CPU.
 pub struct Vcpu {
     /// Its number in the domain.
     pub id: u32,
-    /// Whether it is up (VCPUOP_is_up).
-    pub is_up: bool,
-    /// Machine address of its L4 page table (guest kernel CR3).
-    pub cr3: u64,
-    /// Guest kernel stack for bounces (stack_switch).
+    /// Its run state.
+    pub state: RunState,
+    /// Registers while it is not on a CPU (the live copy is on the CPU's
+    /// stack while it runs).
+    pub regs: TrapFrame,
+    /// Guest kernel mode (true) or guest user mode: both run in ring 3.
+    pub kernel_mode: bool,
+    /// Machine address of the guest kernel's L4 (guest_table).
+    pub guest_table: u64,
+    /// Machine address of the guest user L4 (guest_table_user), 0 if none.
+    pub guest_table_user: u64,
+    /// Guest kernel stack for bounces from user mode (stack_switch).
     pub kernel_ss: u64,
-    /// Guest kernel stack pointer for bounces.
+    /// Guest kernel stack pointer for bounces from user mode.
     pub kernel_sp: u64,
+    /// FS base.
+    pub fs_base: u64,
+    /// GS base while in guest kernel mode.
+    pub gs_base_kernel: u64,
+    /// GS base while in guest user mode.
+    pub gs_base_user: u64,
     /// The virtual IDT (set_trap_table), indexed by vector; address 0 = none.
     pub trap_table: Box<[TrapInfo; 256]>,
     /// Registered callbacks.
     pub callbacks: Callbacks,
+    /// `VGCF_*` flags that change delivery (syscall/failsafe disable events).
+    pub vgc_flags: u64,
+    /// Machine address of its vcpu_info (shared_info's slot, or registered).
+    pub vcpu_info_maddr: u64,
+    /// One-shot timer deadline, system time in ns.
+    pub singleshot: Option<u64>,
+    /// Periodic timer: (period, next deadline) in ns.
+    pub periodic: Option<(u64, u64)>,
+    /// Event-channel ports a SCHEDOP_poll waits on (empty: not polling).
+    pub poll_ports: heapless::Vec<u32, 8>,
+    /// When a SCHEDOP_poll gives up, system time in ns.
+    pub poll_deadline: Option<u64>,
+    /// x87/SSE state.
+    pub fpu: Box<FpuArea>,
+    /// Whether `fpu` holds state (else the vCPU starts from FNINIT).
+    pub fpu_valid: bool,
+    /// Virtual CR0.TS (fpu_taskswitch).
+    pub fpu_ts: bool,
+    /// Debug registers DR0..DR7 (4 and 5 unused).
+    pub debugreg: [u64; 8],
+    /// Nanoseconds spent running, and when it last started running.
+    pub run_ns: u64,
+    /// System time it last entered its current run state.
+    pub state_entry_ns: u64,
+}
+
+impl Vcpu {
+    /// The page table the vCPU runs on in its current mode.
+    pub fn current_table(&self) -> u64 {
+        if self.kernel_mode || self.guest_table_user == 0 {
+            self.guest_table
+        } else {
+            self.guest_table_user
+        }
+    }
 }
 
 /// A domain.
@@ -77,22 +142,50 @@ pub struct Domain {
     pub console_at_line_start: bool,
     /// Whether it has written to the console yet.
     pub console_written: bool,
-    /// Its command line, handed over in start_info.
+    /// Its handle (xen_domain_handle_t).
     pub handle: [u8; 16],
 }
 
+/// Byte offset of `vcpu_info[i]` in shared_info.
+pub fn vcpu_info_offset(i: u32) -> u64 {
+    u64::from(i) * core::mem::size_of::<hypercall_abi::xen::VcpuInfo>() as u64
+}
+
+/// Default periodic timer of a new vCPU, as Xen gives PV vCPUs (10 ms).
+pub const DEFAULT_PERIODIC_NS: u64 = 10_000_000;
+
 impl Domain {
     /// A fresh domain with `nr_vcpus` vCPUs, all down.
-    pub fn new(domid: DomId, is_privileged: bool, nr_vcpus: u32) -> Self {
+    pub fn new(domid: DomId, is_privileged: bool, nr_vcpus: u32, shared_info_maddr: u64) -> Self {
         let vcpus = (0..nr_vcpus)
             .map(|id| Vcpu {
                 id,
-                is_up: false,
-                cr3: 0,
+                state: RunState::Down,
+                regs: TrapFrame::default(),
+                kernel_mode: true,
+                guest_table: 0,
+                guest_table_user: 0,
                 kernel_ss: 0,
                 kernel_sp: 0,
+                fs_base: 0,
+                gs_base_kernel: 0,
+                gs_base_user: 0,
                 trap_table: Box::new([TrapInfo::default(); 256]),
                 callbacks: Callbacks::default(),
+                vgc_flags: 0,
+                vcpu_info_maddr: shared_info_maddr + vcpu_info_offset(id),
+                singleshot: None,
+                // Xen gives every PV vCPU a 10 ms periodic VIRQ_TIMER until
+                // it stops it.
+                periodic: Some((DEFAULT_PERIODIC_NS, DEFAULT_PERIODIC_NS)),
+                poll_ports: heapless::Vec::new(),
+                poll_deadline: None,
+                fpu: Box::new(FpuArea([0; 512])),
+                fpu_valid: false,
+                fpu_ts: false,
+                debugreg: [0; 8],
+                run_ns: 0,
+                state_entry_ns: 0,
             })
             .collect();
         Domain {
@@ -101,7 +194,7 @@ impl Domain {
             vcpus,
             tot_pages: 0,
             max_pages: 0,
-            shared_info_maddr: 0,
+            shared_info_maddr,
             p2m: Vec::new(),
             shutdown: None,
             shutdown_code: None,
@@ -112,8 +205,14 @@ impl Domain {
     }
 }
 
+/// Finds a domain in the table.
+pub fn find(doms: &mut [Domain], domid: DomId) -> Option<&mut Domain> {
+    doms.iter_mut().find(|d| d.domid == domid)
+}
+
 /// The domain table.
 pub static DOMAINS: Mutex<Vec<Domain>> = Mutex::new(Vec::new());
+
 
 /// Highest machine address the direct map covers (set at boot).
 static MAX_MADDR: spin::Once<u64> = spin::Once::new();
@@ -208,8 +307,9 @@ pub fn write_guest<T: zerocopy::IntoBytes + zerocopy::Immutable>(
 }
 
 /// Shuts `d` down for `reason`. Dom0 going away stops the machine, with an
-/// exit code that names the reason.
-pub fn domain_shutdown(d: &mut Domain, reason: ShutdownReason) -> ! {
+/// exit code that names the reason; any other domain's vCPUs go down (the
+/// caller reschedules).
+pub fn domain_shutdown(d: &mut Domain, reason: ShutdownReason) {
     d.shutdown = Some(reason);
     if d.is_privileged {
         let what = match reason {
@@ -218,79 +318,41 @@ pub fn domain_shutdown(d: &mut Domain, reason: ShutdownReason) -> ! {
             ShutdownReason::Crash => "crashed",
             _ => "shut down",
         };
-        log::info!(
-            "Hardware Dom0 {}: {} ({})",
-            what,
-            "powering off machine",
-            reason.name()
-        );
+        log::info!("Hardware Dom0 {what}: powering off machine ({})", reason.name());
         power::power_off(reason.raw());
     }
-    // Only Dom0 exists so far; other domains arrive with the toolstack.
     log::info!("d{} shut down: {}", d.domid, reason.name());
-    crate::sched::idle_loop();
-}
-
-/// Crashes the current domain, with a register dump, as Xen's
-/// `domain_crash()` does.
-pub fn crash_current(frame: &TrapFrame, why: core::fmt::Arguments) -> ! {
-    let mut doms = DOMAINS.lock();
-    let Some(d) = doms.first_mut() else {
-        log::error!("guest fault with no current domain");
-        power::halt_fatal();
-    };
-    let vcpu = d.vcpus.first().map_or(0, |v| v.id);
-    crate::println!("(XEN) domain crash: d{}v{}: {}", d.domid, vcpu, why);
-    crate::println!(
-        "(XEN) ----[ Domain {} (vcpu#{}) crashed on cpu#{} ]----",
-        d.domid,
-        vcpu,
-        crate::arch::x86_64::percpu::this_cpu().cpu
-    );
-    crate::println!(
-        "(XEN) RIP:    {:04x}:{:016x}   RFLAGS: {:016x}",
-        frame.cs,
-        frame.rip,
-        frame.rflags
-    );
-    crate::println!(
-        "(XEN) CR2: {:016x}   CR3: {:016x}",
-        instr::read_cr2(),
-        instr::read_cr3()
-    );
-    dump_registers(frame);
-    domain_shutdown(d, ShutdownReason::Crash);
-}
-
-/// A fault or trap raised while a PV guest was running.
-pub fn guest_exception(frame: &mut TrapFrame) {
-    let v = frame.vector;
-    let handler = {
-        let doms = DOMAINS.lock();
-        doms.first()
-            .and_then(|d| d.vcpus.first())
-            .map(|vc| vc.trap_table[(v & 0xff) as usize].address)
-            .unwrap_or(0)
-    };
-    if handler == 0 {
-        crash_current(
-            frame,
-            format_args!(
-                "{} (vector {}, error {:#x}) with no guest handler",
-                vector_name(v),
-                v,
-                frame.error_code
-            ),
-        );
+    for v in d.vcpus.iter_mut() {
+        v.state = RunState::Down;
     }
-    crash_current(
-        frame,
-        format_args!(
-            "{} (vector {}, error {:#x}): bouncing to the guest handler at {:#x} arrives with PV trap bouncing",
-            vector_name(v),
-            v,
-            frame.error_code,
-            handler
-        ),
-    );
+}
+
+/// Crashes the vCPU's domain that is running on this CPU, with a register
+/// dump, as Xen's `domain_crash()` does, and schedules something else.
+pub fn crash_current(frame: &TrapFrame, why: core::fmt::Arguments) -> ! {
+    {
+        let mut doms = DOMAINS.lock();
+        let Some((domid, vcpu)) = crate::sched::current() else {
+            drop(doms);
+            log::error!("guest fault with no current vCPU: {why}");
+            power::halt_fatal();
+        };
+        let Some(d) = find(&mut doms, domid) else {
+            drop(doms);
+            log::error!("guest fault from a vanished domain d{domid}: {why}");
+            power::halt_fatal();
+        };
+        crate::println!("(XEN) domain crash: d{domid}v{vcpu}: {why}");
+        crate::println!(
+            "(XEN) ----[ Domain {} (vcpu#{}) crashed on cpu#{} ]----",
+            domid,
+            vcpu,
+            crate::arch::x86_64::percpu::this_cpu().cpu
+        );
+        crate::println!("(XEN) RIP:    {:04x}:{:016x}   RFLAGS: {:016x}", frame.cs, frame.rip, frame.rflags);
+        crate::println!("(XEN) CR2: {:016x}   CR3: {:016x}", instr::read_cr2(), instr::read_cr3());
+        dump_registers(frame);
+        domain_shutdown(d, ShutdownReason::Crash);
+    }
+    crate::sched::schedule_away()
 }

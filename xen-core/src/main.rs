@@ -19,11 +19,15 @@ mod dom0;
 #[cfg(target_os = "none")]
 mod domain;
 #[cfg(target_os = "none")]
+mod event;
+#[cfg(target_os = "none")]
 mod heap;
 #[cfg(target_os = "none")]
 mod hypercall;
 #[cfg(target_os = "none")]
 mod memory;
+#[cfg(target_os = "none")]
+mod pv;
 #[cfg(target_os = "none")]
 mod sched;
 #[cfg(target_os = "none")]
@@ -32,6 +36,8 @@ mod scrub;
 mod setup;
 #[cfg(target_os = "none")]
 mod time;
+#[cfg(target_os = "none")]
+mod vtimer;
 
 #[cfg(target_os = "none")]
 pub use setup::boot_cmdline;

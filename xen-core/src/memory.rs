@@ -116,6 +116,9 @@ pub fn clear_frame(mfn: Mfn) {
 /// # Safety
 /// `[va, va + len)` must be mapped, writable memory owned by the caller.
 pub unsafe fn zero_bytes(va: u64, len: u64) {
+    use crate::arch::x86_64::instr;
+    let ts = instr::read_cr0() & instr::CR0_TS != 0;
+    instr::clts();
     let mut save = [0u8; 16];
     // SAFETY: per the contract the range is ours; CR4.OSFXSR is set on every
     // CPU (smp::cpu_init) so SSE instructions are enabled; xmm0 is saved to
@@ -142,4 +145,24 @@ pub unsafe fn zero_bytes(va: u64, len: u64) {
             options(nostack)
         )
     };
+    if ts {
+        instr::stts();
+    }
+}
+
+/// Checks that `maddr` is an L4 page table of domain `domid` that xen-core
+/// has validated (so it may become a vCPU's CR3).
+pub fn check_guest_l4(domid: u16, maddr: u64) -> Result<(), ()> {
+    use xen_core::mm::frame_table::{DomId, Owner, PageType};
+    let ft = FRAME_TABLE.lock();
+    let ft = ft.as_ref().ok_or(())?;
+    let info = ft.info(Mfn(maddr >> 12)).map_err(|_| ())?;
+    let ok = info.owner() == Owner::Domain(DomId(domid))
+        && info.page_type() == PageType::L4
+        && info.type_count() > 0;
+    if ok {
+        Ok(())
+    } else {
+        Err(())
+    }
 }

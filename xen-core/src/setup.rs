@@ -260,6 +260,7 @@ pub fn start(protocol: u32, info_paddr: u32) -> ! {
     // CPUs.
     apic::init_bsp();
     let bsp = apic::id();
+    smp::set_bsp_apic_id(bsp);
     match acpi::probe(bi.rsdp, bsp) {
         Ok(info) => {
             if let Some((port, typ)) = info.s5 {

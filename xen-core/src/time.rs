@@ -90,15 +90,14 @@ pub fn time_scale(hz: u64) -> (u32, i8) {
     (((1_000_000_000u64 << 32) / tps) as u32, shift)
 }
 
-/// Fills a vCPU's time record (`vcpu_time_info`) from the TSC now.
+/// Fills a vCPU's time record (`vcpu_time_info`) from the TSC now (the
+/// caller runs the version protocol around it).
 pub fn fill_vcpu_time(t: &mut hypercall_abi::xen::VcpuTimeInfo) {
     let (mul, shift) = time_scale(tsc_hz());
     let tsc = rdtsc();
-    t.version = t.version.wrapping_add(1) | 1;
     t.tsc_timestamp = tsc;
     t.system_time = tsc_to_ns(tsc);
     t.tsc_to_system_mul = mul;
     t.tsc_shift = shift;
     t.flags = hypercall_abi::xen::XEN_PVCLOCK_TSC_STABLE_BIT;
-    t.version = t.version.wrapping_add(1);
 }

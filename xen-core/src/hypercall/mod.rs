@@ -6,6 +6,7 @@
 //! guest virtual addresses copied through `domain::copy_{from,to}_guest`.
 
 mod console_io;
+mod cpu;
 mod sched_op;
 mod vcpu;
 mod xen_version;
@@ -15,35 +16,20 @@ use crate::domain::{Domain, DOMAINS};
 use hypercall_abi::errno::Errno;
 use hypercall_abi::hypercall::Hypercall;
 
-/// The result of a handler: a value for rax and anything to do after the
-/// domain table is unlocked.
-pub struct Outcome {
-    /// Value returned to the guest (negative: -errno).
-    pub ret: i64,
-    /// Follow-up action.
-    pub then: Then,
-}
-
-/// What to do after returning the value.
-pub enum Then {
-    /// Nothing: return to the guest.
-    Return,
-    /// Block the vCPU until something happens (SCHEDOP_block).
-    Block,
-}
-
-impl Outcome {
-    fn ret(v: i64) -> Self {
-        Outcome {
-            ret: v,
-            then: Then::Return,
-        }
-    }
+/// The result of a handler: a value for rax, or an instruction to crash the
+/// caller's domain.
+pub enum Outcome {
+    /// Return this value (negative: -errno) in rax.
+    Ret(i64),
+    /// The handler already set the registers (iret): return as they are.
+    NoRet,
+    /// Crash the calling domain (e.g. a broken iret frame), saying why.
+    Crash(&'static str),
 }
 
 impl From<Result<i64, Errno>> for Outcome {
     fn from(r: Result<i64, Errno>) -> Self {
-        Outcome::ret(r.unwrap_or_else(Errno::to_ret))
+        Outcome::Ret(r.unwrap_or_else(Errno::to_ret))
     }
 }
 
@@ -53,55 +39,85 @@ pub struct Call<'a> {
     pub dom: &'a mut Domain,
     /// The calling vCPU's number.
     pub vcpu: usize,
-    /// The guest kernel's CR3 (machine address), for argument copies.
+    /// The guest kernel's page table (machine address), for argument copies.
     pub cr3: u64,
     /// The five arguments.
     pub args: [u64; 5],
+    /// The caller's registers.
+    pub frame: &'a mut TrapFrame,
 }
 
-/// Entered from `syscall_entry` with the guest's registers.
-#[no_mangle]
-extern "C" fn pv_syscall_dispatch(frame: &mut TrapFrame) {
-    let out = {
-        let mut doms = DOMAINS.lock();
-        let Some(dom) = doms.first_mut() else {
-            frame.rax = Errno::ENOSYS.to_ret() as u64;
-            return;
-        };
-        let vcpu = 0;
-        let cr3 = dom.vcpus[vcpu].cr3;
-        let mut call = Call {
-            dom,
-            vcpu,
-            cr3,
-            args: [frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8],
-        };
-        dispatch(frame.rax, &mut call, frame)
-    };
-    frame.rax = out.ret as u64;
-    match out.then {
-        Then::Return => {}
-        Then::Block => crate::sched::block_current(),
+impl Call<'_> {
+    /// The calling vCPU.
+    pub fn vcpu(&mut self) -> &mut crate::domain::Vcpu {
+        &mut self.dom.vcpus[self.vcpu]
     }
 }
 
-fn dispatch(nr: u64, c: &mut Call, frame: &mut TrapFrame) -> Outcome {
+/// Entered from `syscall_entry` with the guest's registers: a hypercall
+/// from guest kernel mode, or a system call from guest user mode.
+#[no_mangle]
+extern "C" fn pv_syscall_dispatch(frame: &mut TrapFrame) {
+    let Some((domid, vcpu)) = crate::sched::current() else {
+        crate::domain::crash_current(frame, format_args!("syscall with no current vCPU"));
+    };
+    let out = {
+        let mut doms = DOMAINS.lock();
+        let Some(dom) = crate::domain::find(&mut doms, domid) else {
+            drop(doms);
+            crate::domain::crash_current(frame, format_args!("syscall from a vanished domain"));
+        };
+        let v = &mut dom.vcpus[vcpu as usize];
+        if !v.kernel_mode {
+            match crate::pv::syscall_from_user(frame, v) {
+                Ok(()) => Outcome::NoRet,
+                Err(why) => Outcome::Crash(why),
+            }
+        } else {
+            let cr3 = v.guest_table;
+            let nr = frame.rax;
+            let args = [frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8];
+            let mut call = Call { dom, vcpu: vcpu as usize, cr3, args, frame };
+            dispatch(nr, &mut call)
+        }
+    };
+    match out {
+        Outcome::Ret(v) => frame.rax = v as u64,
+        Outcome::NoRet => {}
+        Outcome::Crash(why) => crate::domain::crash_current(frame, format_args!("{why}")),
+    }
+    crate::sched::exit_to_guest(frame);
+}
+
+fn dispatch(nr: u64, c: &mut Call) -> Outcome {
     let Some(hc) = Hypercall::from_raw(nr) else {
         log::debug!("d{}: unknown hypercall {nr}", c.dom.domid);
-        return Outcome::ret(Errno::ENOSYS.to_ret());
+        return Outcome::Ret(Errno::ENOSYS.to_ret());
     };
     match hc {
         Hypercall::ConsoleIo => console_io::console_io(c).into(),
         Hypercall::XenVersion => xen_version::xen_version(c).into(),
-        Hypercall::SchedOp => sched_op::sched_op(c, frame),
+        Hypercall::SchedOp => sched_op::sched_op(c),
+        Hypercall::SetTimerOp => sched_op::set_timer_op(c).into(),
         Hypercall::VcpuOp => vcpu::vcpu_op(c).into(),
         Hypercall::SetCallbacks => vcpu::set_callbacks(c).into(),
         Hypercall::CallbackOp => vcpu::callback_op(c).into(),
         Hypercall::SetTrapTable => vcpu::set_trap_table(c).into(),
         Hypercall::StackSwitch => vcpu::stack_switch(c).into(),
+        Hypercall::SetSegmentBase => cpu::set_segment_base(c).into(),
+        Hypercall::FpuTaskswitch => cpu::fpu_taskswitch(c).into(),
+        Hypercall::SetDebugreg => cpu::set_debugreg(c).into(),
+        Hypercall::GetDebugreg => cpu::get_debugreg(c).into(),
+        Hypercall::Iret => {
+            let (frame, v) = (&mut *c.frame, &mut c.dom.vcpus[c.vcpu]);
+            match crate::pv::do_iret(frame, v) {
+                Ok(()) => Outcome::NoRet,
+                Err(why) => Outcome::Crash(why),
+            }
+        }
         _ => {
             log::debug!("d{}: hypercall {} not implemented", c.dom.domid, hc.name());
-            Outcome::ret(Errno::ENOSYS.to_ret())
+            Outcome::Ret(Errno::ENOSYS.to_ret())
         }
     }
 }

@@ -1,29 +1,46 @@
-//! `sched_op`: yield, block, shutdown (with reason), shutdown_code, poll and
-//! remote shutdown.
+//! `sched_op` (yield, block, poll, shutdown with reason, shutdown_code,
+//! remote_shutdown) and `set_timer_op`.
 
-use super::{Call, Outcome, Then};
-use crate::arch::x86_64::entry::TrapFrame;
-use crate::domain::{domain_shutdown, read_guest};
+use super::{Call, Outcome};
+use crate::domain::{copy_from_guest, domain_shutdown, read_guest};
 use hypercall_abi::errno::Errno;
-use hypercall_abi::sched::{SchedOp, SchedRemoteShutdown, SchedShutdown, ShutdownReason};
+use hypercall_abi::sched::{SchedOp, SchedPoll, SchedRemoteShutdown, SchedShutdown, ShutdownReason};
 
-pub fn sched_op(c: &mut Call, _frame: &mut TrapFrame) -> Outcome {
+/// Most ports one SCHEDOP_poll may wait on (Xen allows up to 128 but polls
+/// one in practice; a bigger count is -EINVAL here and there).
+const MAX_POLL_PORTS: u32 = 8;
+
+pub fn sched_op(c: &mut Call) -> Outcome {
     let [cmd, arg, ..] = c.args;
     // Xen's `cmd` is an `int`.
     let Some(op) = SchedOp::from_raw(u64::from(cmd as u32)) else {
         return Outcome::from(Err(Errno::ENOSYS));
     };
     match op {
-        SchedOp::Yield => Outcome::from(Ok(0)),
-        SchedOp::Block => Outcome {
-            ret: 0,
-            then: Then::Block,
-        },
+        SchedOp::Yield => {
+            crate::sched::yield_current();
+            Outcome::Ret(0)
+        }
+        SchedOp::Block => {
+            // Xen's vcpu_block_enable_events: unmask, then block unless an
+            // event is already waiting.
+            let v = c.vcpu();
+            crate::pv::enable_events(v);
+            if !crate::pv::events_pending(v) {
+                crate::sched::block_current(v);
+            }
+            Outcome::Ret(0)
+        }
+        SchedOp::Poll => Outcome::from(poll(c, arg)),
         SchedOp::Shutdown => {
             let r = read_guest::<SchedShutdown>(c.cr3, arg)
                 .and_then(|s| ShutdownReason::from_raw(u64::from(s.reason)).ok_or(Errno::EINVAL));
             match r {
-                Ok(reason) => domain_shutdown(c.dom, reason),
+                Ok(reason) => {
+                    domain_shutdown(c.dom, reason);
+                    crate::sched::yield_current();
+                    Outcome::Ret(0)
+                }
                 Err(e) => Outcome::from(Err(e)),
             }
         }
@@ -41,18 +58,54 @@ pub fn sched_op(c: &mut Call, _frame: &mut TrapFrame) -> Outcome {
                     return Err(Errno::EPERM);
                 }
                 ShutdownReason::from_raw(u64::from(s.reason)).ok_or(Errno::EINVAL)?;
-                // Only Dom0 exists until the toolstack creates domains.
                 if s.domain_id == c.dom.domid {
                     return Err(Errno::EINVAL);
                 }
+                // Other domains arrive with the toolstack.
                 Err(Errno::ESRCH)
             });
             Outcome::from(r)
         }
-        // Polling needs event channels; the watchdog and pin override are
-        // not provided yet.
-        SchedOp::Poll | SchedOp::Watchdog | SchedOp::PinOverride => {
-            Outcome::from(Err(Errno::ENOSYS))
-        }
+        // The watchdog and pin override are not provided yet.
+        SchedOp::Watchdog | SchedOp::PinOverride => Outcome::from(Err(Errno::ENOSYS)),
     }
+}
+
+/// SCHEDOP_poll: block until one of the ports is pending or the timeout.
+fn poll(c: &mut Call, arg: u64) -> Result<i64, Errno> {
+    let p: SchedPoll = read_guest(c.cr3, arg)?;
+    if p.nr_ports > MAX_POLL_PORTS {
+        return Err(Errno::EINVAL);
+    }
+    let mut ports = heapless::Vec::<u32, 8>::new();
+    let mut raw = [0u8; 4 * MAX_POLL_PORTS as usize];
+    let n = p.nr_ports as usize;
+    copy_from_guest(c.cr3, p.ports, &mut raw[..n * 4])?;
+    for chunk in raw[..n * 4].chunks_exact(4) {
+        let port = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+        if !crate::event::port_valid(c.dom, port) {
+            return Err(Errno::EINVAL);
+        }
+        let _ = ports.push(port);
+    }
+    if ports.iter().any(|&port| crate::event::port_pending(c.dom, port)) {
+        return Ok(0);
+    }
+    let now = crate::time::now_ns();
+    let v = c.vcpu();
+    if p.timeout != 0 && p.timeout <= now {
+        return Ok(0);
+    }
+    v.poll_ports = ports;
+    v.poll_deadline = (p.timeout != 0).then_some(p.timeout);
+    crate::sched::block_current(v);
+    Ok(0)
+}
+
+/// `set_timer_op(timeout)`: arm (absolute system time, ns) or cancel (0)
+/// the vCPU's one-shot timer.
+pub fn set_timer_op(c: &mut Call) -> Result<i64, Errno> {
+    let [timeout, ..] = c.args;
+    c.vcpu().singleshot = (timeout != 0).then_some(timeout);
+    Ok(0)
 }

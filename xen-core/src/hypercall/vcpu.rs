@@ -2,7 +2,10 @@
 //! `callback_op`, `set_trap_table` and `stack_switch`.
 
 use super::Call;
-use crate::domain::{copy_from_guest, read_guest};
+use crate::arch::x86_64::entry::TrapFrame;
+use crate::domain::{copy_from_guest, read_guest, write_guest, RunState};
+use hypercall_abi::arch_x86::{VcpuGuestContext, VGCF_I387_VALID};
+use hypercall_abi::vcpu::{VcpuRegisterVcpuInfo, VcpuRunstateInfo, VcpuSetPeriodicTimer, VcpuSetSingleshotTimer, VCPU_SSHOTTMR_FUTURE};
 use hypercall_abi::arch_x86::TrapInfo;
 use hypercall_abi::callback::{CallbackOp, CallbackRegister, CallbackType, CallbackUnregister};
 use hypercall_abi::errno::Errno;
@@ -16,19 +19,184 @@ const MAX_TRAPS: usize = 256;
 const GUEST_RPL: u64 = 3;
 
 pub fn vcpu_op(c: &mut Call) -> Result<i64, Errno> {
-    let [cmd, vcpuid, ..] = c.args;
+    let [cmd, vcpuid, arg, ..] = c.args;
     // Xen takes `int cmd, unsigned int vcpuid` and checks the vCPU first.
-    let v = c
-        .dom
-        .vcpus
-        .get(vcpuid as u32 as usize)
-        .ok_or(Errno::ENOENT)?;
-    match VcpuOp::from_raw(u64::from(cmd as u32)).ok_or(Errno::ENOSYS)? {
-        VcpuOp::IsUp => Ok(i64::from(v.is_up)),
-        // Bringing secondary vCPUs up, timers and runstate areas arrive
-        // with SMP guests.
+    let id = vcpuid as u32;
+    if id as usize >= c.dom.vcpus.len() {
+        return Err(Errno::ENOENT);
+    }
+    let op = VcpuOp::from_raw(u64::from(cmd as u32)).ok_or(Errno::ENOSYS)?;
+    let cr3 = c.cr3;
+    let domid = c.dom.domid;
+    let self_call = id as usize == c.vcpu;
+    let v = &mut c.dom.vcpus[id as usize];
+    match op {
+        VcpuOp::IsUp => Ok(i64::from(v.state != RunState::Down)),
+        VcpuOp::Initialise => {
+            let ctx: VcpuGuestContext = read_guest(cr3, arg)?;
+            if v.guest_table != 0 {
+                return Err(Errno::EEXIST);
+            }
+            initialise(domid, v, &ctx)?;
+            Ok(0)
+        }
+        VcpuOp::Up => {
+            if v.guest_table == 0 {
+                return Err(Errno::EINVAL);
+            }
+            crate::sched::vcpu_up(c.dom, id);
+            Ok(0)
+        }
+        VcpuOp::Down => {
+            // Xen refuses to take down the last running vCPU.
+            if v.state != RunState::Down {
+                v.state = RunState::Down;
+                if self_call {
+                    crate::sched::yield_current();
+                }
+            }
+            Ok(0)
+        }
+        VcpuOp::SetPeriodicTimer => {
+            let t: VcpuSetPeriodicTimer = read_guest(cr3, arg)?;
+            // Xen's minimum period: 1 ms.
+            if t.period_ns < MIN_PERIOD_NS {
+                return Err(Errno::EINVAL);
+            }
+            v.periodic = Some((t.period_ns, crate::time::now_ns() + t.period_ns));
+            Ok(0)
+        }
+        VcpuOp::StopPeriodicTimer => {
+            v.periodic = None;
+            Ok(0)
+        }
+        VcpuOp::SetSingleshotTimer => {
+            // Only a vCPU's own one-shot timer, as in Xen.
+            if !self_call {
+                return Err(Errno::EINVAL);
+            }
+            let t: VcpuSetSingleshotTimer = read_guest(cr3, arg)?;
+            if t.flags & VCPU_SSHOTTMR_FUTURE != 0 && t.timeout_abs_ns < crate::time::now_ns() {
+                return Err(Errno::ETIME);
+            }
+            v.singleshot = Some(t.timeout_abs_ns);
+            Ok(0)
+        }
+        VcpuOp::StopSingleshotTimer => {
+            v.singleshot = None;
+            Ok(0)
+        }
+        VcpuOp::GetRunstateInfo => {
+            let mut info = VcpuRunstateInfo::new_zeroed();
+            let now = crate::time::now_ns();
+            info.state = match v.state {
+                RunState::Running(_) => RUNSTATE_RUNNING,
+                RunState::Runnable => RUNSTATE_RUNNABLE,
+                RunState::Blocked => RUNSTATE_BLOCKED,
+                RunState::Down => RUNSTATE_OFFLINE,
+            };
+            info.state_entry_time = v.state_entry_ns;
+            let running = v.run_ns + if matches!(v.state, RunState::Running(_)) { now - v.state_entry_ns } else { 0 };
+            info.time[RUNSTATE_RUNNING as usize] = running;
+            info.time[RUNSTATE_BLOCKED as usize] = now.saturating_sub(running);
+            write_guest(cr3, arg, &info)?;
+            Ok(0)
+        }
+        VcpuOp::RegisterVcpuInfo => {
+            let r: VcpuRegisterVcpuInfo = read_guest(cr3, arg)?;
+            register_vcpu_info(c.dom, id, &r)?;
+            Ok(0)
+        }
+        // Runstate areas, NMIs and physical ids are not provided yet.
         _ => Err(Errno::ENOSYS),
     }
+}
+
+/// Smallest periodic timer period a guest may ask for.
+const MIN_PERIOD_NS: u64 = 1_000_000;
+/// Runstate numbers (public/vcpu.h).
+const RUNSTATE_RUNNING: u32 = 0;
+const RUNSTATE_RUNNABLE: u32 = 1;
+const RUNSTATE_BLOCKED: u32 = 2;
+const RUNSTATE_OFFLINE: u32 = 3;
+
+/// VCPUOP_initialise for a 64-bit PV vCPU (Xen's arch_set_info_guest).
+fn initialise(domid: u16, v: &mut crate::domain::Vcpu, ctx: &VcpuGuestContext) -> Result<(), Errno> {
+    let r = &ctx.user_regs;
+    for a in [r.rip, ctx.event_callback_eip, ctx.failsafe_callback_eip, ctx.syscall_callback_eip, ctx.fs_base, ctx.gs_base_kernel, ctx.gs_base_user, ctx.kernel_sp] {
+        if !is_canonical(a) {
+            return Err(Errno::EINVAL);
+        }
+    }
+    for t in ctx.trap_ctxt.iter() {
+        if !is_canonical(t.address) {
+            return Err(Errno::EINVAL);
+        }
+    }
+    // xen_cr3_to_pfn: on x86_64 the frame number is cr3 >> 12.
+    let l4 = ctx.ctrlreg[3] & !0xfff;
+    crate::memory::check_guest_l4(domid, l4).map_err(|_| Errno::EINVAL)?;
+    v.regs = TrapFrame {
+        r15: r.r15, r14: r.r14, r13: r.r13, r12: r.r12, rbp: r.rbp, rbx: r.rbx,
+        r11: r.r11, r10: r.r10, r9: r.r9, r8: r.r8, rax: r.rax, rcx: r.rcx,
+        rdx: r.rdx, rsi: r.rsi, rdi: r.rdi,
+        vector: 0,
+        error_code: 0,
+        rip: r.rip,
+        cs: u64::from(crate::arch::x86_64::gdt::RING3_CS64),
+        rflags: (r.rflags & !(0x3 << 12)) | (1 << 9) | (1 << 1),
+        rsp: r.rsp,
+        ss: u64::from(crate::arch::x86_64::gdt::RING3_DS),
+    };
+    v.kernel_mode = true;
+    v.guest_table = l4;
+    v.guest_table_user = 0;
+    v.kernel_ss = ctx.kernel_ss | GUEST_RPL;
+    v.kernel_sp = ctx.kernel_sp;
+    v.callbacks.event = ctx.event_callback_eip;
+    v.callbacks.failsafe = ctx.failsafe_callback_eip;
+    v.callbacks.syscall = ctx.syscall_callback_eip;
+    v.fs_base = ctx.fs_base;
+    v.gs_base_kernel = ctx.gs_base_kernel;
+    v.gs_base_user = ctx.gs_base_user;
+    v.vgc_flags = ctx.flags;
+    for t in ctx.trap_ctxt.iter().filter(|t| t.address != 0) {
+        v.trap_table[usize::from(t.vector)] = *t;
+    }
+    if ctx.flags & VGCF_I387_VALID != 0 {
+        v.fpu.0.copy_from_slice(&ctx.fpu_ctxt);
+        v.fpu_valid = true;
+    }
+    Ok(())
+}
+
+/// VCPUOP_register_vcpu_info: move the vCPU's vcpu_info into a page of the
+/// guest's own (at `offset`, not straddling the page).
+fn register_vcpu_info(d: &mut crate::domain::Domain, id: u32, r: &VcpuRegisterVcpuInfo) -> Result<(), Errno> {
+    let size = core::mem::size_of::<hypercall_abi::xen::VcpuInfo>() as u64;
+    if u64::from(r.offset) + size > 4096 {
+        return Err(Errno::EINVAL);
+    }
+    if !d.p2m.contains(&r.mfn) {
+        return Err(Errno::EINVAL);
+    }
+    let v = &mut d.vcpus[id as usize];
+    if v.vcpu_info_maddr != d.shared_info_maddr + crate::domain::vcpu_info_offset(id) {
+        return Err(Errno::EINVAL);
+    }
+    let new = (r.mfn << 12) + u64::from(r.offset);
+    // Carry the current contents over, as Xen does.
+    // SAFETY: both addresses are in RAM the domain owns or shares with us,
+    // covered by the direct map; `size` bytes each; they do not overlap.
+    unsafe {
+        core::ptr::copy_nonoverlapping(
+            crate::arch::x86_64::paging::phys_to_virt(v.vcpu_info_maddr) as *const u8,
+            crate::arch::x86_64::paging::phys_to_virt(new) as *mut u8,
+            size as usize,
+        )
+    };
+    v.vcpu_info_maddr = new;
+    Ok(())
 }
 
 pub fn set_callbacks(c: &mut Call) -> Result<i64, Errno> {
@@ -38,7 +206,7 @@ pub fn set_callbacks(c: &mut Call) -> Result<i64, Errno> {
     if ![event, failsafe, syscall].iter().all(|&a| is_canonical(a)) {
         return Err(Errno::EINVAL);
     }
-    let cb = &mut c.dom.vcpus[c.vcpu].callbacks;
+    let cb = &mut c.vcpu().callbacks;
     cb.event = event;
     cb.failsafe = failsafe;
     cb.syscall = syscall;
@@ -69,7 +237,7 @@ pub fn callback_op(c: &mut Call) -> Result<i64, Errno> {
 }
 
 fn set_callback(c: &mut Call, ty: CallbackType, address: u64, flags: u16) -> Result<i64, Errno> {
-    let cb = &mut c.dom.vcpus[c.vcpu].callbacks;
+    let cb = &mut c.vcpu().callbacks;
     match ty {
         CallbackType::Event => cb.event = address,
         CallbackType::Failsafe => cb.failsafe = address,
@@ -88,6 +256,7 @@ fn set_callback(c: &mut Call, ty: CallbackType, address: u64, flags: u16) -> Res
 
 pub fn set_trap_table(c: &mut Call) -> Result<i64, Errno> {
     let [traps, ..] = c.args;
+    let cr3 = c.cr3;
     let table = &mut c.dom.vcpus[c.vcpu].trap_table;
     if traps == 0 {
         table.iter_mut().for_each(|t| *t = TrapInfo::new_zeroed());
@@ -97,7 +266,7 @@ pub fn set_trap_table(c: &mut Call) -> Result<i64, Errno> {
     for i in 0..MAX_TRAPS as u64 {
         let mut t = TrapInfo::new_zeroed();
         copy_from_guest(
-            c.cr3,
+            cr3,
             traps.wrapping_add(i * size),
             zerocopy::IntoBytes::as_mut_bytes(&mut t),
         )?;
@@ -116,7 +285,7 @@ pub fn stack_switch(c: &mut Call) -> Result<i64, Errno> {
     let [ss, sp, ..] = c.args;
     // Xen's fixup_guest_stack_selector: the guest kernel runs in ring 3, so
     // its stack selector gets RPL 3 whatever it asked for.
-    let v = &mut c.dom.vcpus[c.vcpu];
+    let v = c.vcpu();
     v.kernel_ss = (ss & 0xffff) | GUEST_RPL;
     v.kernel_sp = sp;
     Ok(0)

@@ -12,7 +12,7 @@ pub const CALL_FUNCTION_VECTOR: u8 = 0xf1;
 /// Vector of the spurious interrupt.
 pub const SPURIOUS_VECTOR: u8 = 0xff;
 /// Timer frequency per CPU.
-pub const TIMER_HZ: u64 = 100;
+pub const TIMER_HZ: u64 = 1000;
 
 // Register offsets (xAPIC MMIO; x2APIC MSR = 0x800 + offset / 16).
 const REG_ID: u32 = 0x20;
@@ -160,7 +160,9 @@ pub fn handle_interrupt(vector: u8) {
                 .timer_ticks
                 .fetch_add(1, Ordering::Relaxed);
             eoi();
+            crate::sched::tick();
         }
+        crate::sched::EVENT_CHECK_VECTOR => eoi(),
         CALL_FUNCTION_VECTOR => {
             eoi();
             crate::scrub::on_ipi();

@@ -171,7 +171,7 @@ start64_high:
     xor %eax, %eax
     rep stosb
     mov %r8d, %edi
-    lea (bsp_stack_top - 512)(%rip), %rsp
+    lea (bsp_stack_top - 512 - 176)(%rip), %rsp    /* below CpuInfo and the guest frame */
     xor %ebp, %ebp
     mov %esi, %esi
     call xen_core_start

@@ -148,6 +148,82 @@ pub unsafe fn write_cr4(v: u64) {
     unsafe { asm!("mov cr4, {}", in(reg) v, options(nostack, preserves_flags)) };
 }
 
+/// CR0.TS: the next x87/SSE instruction raises #NM.
+pub const CR0_TS: u64 = 1 << 3;
+
+/// Clears CR0.TS.
+pub fn clts() {
+    // SAFETY: clearing TS only re-enables x87/SSE instructions.
+    unsafe { asm!("clts", options(nomem, nostack, preserves_flags)) };
+}
+
+/// Sets CR0.TS.
+pub fn stts() {
+    let v = read_cr0() | CR0_TS;
+    // SAFETY: setting TS only makes x87/SSE instructions trap (#NM); xen-core
+    // itself uses SSE only with TS clear (it clears TS first).
+    unsafe { asm!("mov cr0, {}", in(reg) v, options(nostack, preserves_flags)) };
+}
+
+/// Saves the x87/SSE state to `area` (512 bytes, 16-byte aligned).
+pub fn fxsave(area: &mut [u8; 512]) {
+    clts();
+    // SAFETY: `area` is a writable 512-byte buffer; callers use 16-byte
+    // aligned storage (FpuArea).
+    unsafe { asm!("fxsave64 [{}]", in(reg) area.as_mut_ptr(), options(nostack, preserves_flags)) };
+}
+
+/// Loads the x87/SSE state from `area`.
+pub fn fxrstor(area: &[u8; 512]) {
+    clts();
+    let mut a = *area;
+    // Reserved MXCSR bits would #GP in xen-core: keep only the defined ones.
+    let mxcsr = u32::from_le_bytes([a[24], a[25], a[26], a[27]]) & 0xffff;
+    a[24..28].copy_from_slice(&mxcsr.to_le_bytes());
+    #[repr(C, align(16))]
+    struct Aligned([u8; 512]);
+    let al = Aligned(a);
+    // SAFETY: `al` is a 16-byte aligned FXSAVE image with a valid MXCSR.
+    unsafe { asm!("fxrstor64 [{}]", in(reg) al.0.as_ptr(), options(nostack, preserves_flags)) };
+}
+
+/// Resets the x87/SSE state (FNINIT and a default MXCSR).
+pub fn fpu_init() {
+    clts();
+    let mxcsr: u32 = 0x1f80;
+    // SAFETY: FNINIT and LDMXCSR with the architectural default value.
+    unsafe {
+        asm!("fninit", "ldmxcsr [{}]", in(reg) &mxcsr, options(nostack, preserves_flags))
+    };
+}
+
+/// Writes debug register `n` (0..=3, 6 or 7).
+///
+/// # Safety
+/// DR7 must not enable breakpoints on xen-core's own addresses.
+pub unsafe fn write_dr(n: usize, v: u64) {
+    // SAFETY: per the contract.
+    unsafe {
+        match n {
+            0 => asm!("mov dr0, {}", in(reg) v, options(nostack, preserves_flags)),
+            1 => asm!("mov dr1, {}", in(reg) v, options(nostack, preserves_flags)),
+            2 => asm!("mov dr2, {}", in(reg) v, options(nostack, preserves_flags)),
+            3 => asm!("mov dr3, {}", in(reg) v, options(nostack, preserves_flags)),
+            6 => asm!("mov dr6, {}", in(reg) v, options(nostack, preserves_flags)),
+            7 => asm!("mov dr7, {}", in(reg) v, options(nostack, preserves_flags)),
+            _ => {}
+        }
+    }
+}
+
+/// Reads DR6 (debug status).
+pub fn read_dr6() -> u64 {
+    let v;
+    // SAFETY: reads a register.
+    unsafe { asm!("mov {}, dr6", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v
+}
+
 /// Invalidates the TLB entry for one linear address.
 pub fn invlpg(va: u64) {
     // SAFETY: dropping a TLB entry never breaks memory safety.

@@ -7,7 +7,7 @@ use super::entry::syscall_entry;
 use super::gdt::{self, GDT_PAGES, HYPERVISOR_CS, RING3_CS32};
 use super::instr::{self, msr, rdmsr, wrmsr};
 use super::paging::{self, phys_to_virt};
-use super::percpu::{self, CpuInfo, IST_TOP_OFFSETS, STACK_BLOCK_SIZE};
+use super::percpu::{self, CpuInfo, IST_TOP_OFFSETS, MAX_CPUS, STACK_BLOCK_SIZE};
 use super::pool;
 use core::arch::global_asm;
 use core::sync::atomic::{AtomicU32, Ordering};
@@ -25,6 +25,13 @@ const CR4_OSXMMEXCPT: u64 = 1 << 10;
 const CR4_SMEP: u64 = 1 << 20;
 
 static CPUS_ONLINE: AtomicU32 = AtomicU32::new(0);
+static APIC_IDS: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(u32::MAX) }; MAX_CPUS];
+
+/// The APIC ID of logical CPU `cpu`, once it is up.
+pub fn apic_id_of(cpu: usize) -> Option<u32> {
+    let id = APIC_IDS.get(cpu)?.load(Ordering::Acquire);
+    (id != u32::MAX).then_some(id)
+}
 
 global_asm!(
     r#"
@@ -59,6 +66,7 @@ tramp32:
     or (TRAMP + tramp_efer - ap_trampoline_start), %eax
     wrmsr
     mov %cr0, %eax
+    and $0x9fffffff, %eax
     or $0x80010001, %eax
     mov %eax, %cr0
     ljmp $0x18, $(TRAMP + tramp64 - ap_trampoline_start)
@@ -99,6 +107,11 @@ extern "C" {
     static tramp_efer: u8;
     static tramp_cpu: u8;
     static boot_pml4: u8;
+}
+
+/// Records the boot CPU's APIC ID (CPU 0).
+pub fn set_bsp_apic_id(id: u32) {
+    APIC_IDS[0].store(id, Ordering::Release);
 }
 
 /// Number of CPUs that reported in.
@@ -203,7 +216,8 @@ pub fn start_aps(apic_ids: &[u32], bsp_apic_id: u32) {
         paging::punch_guard(block);
         // SAFETY: a fresh, mapped, 64 KiB-aligned pool block for this AP.
         let info = unsafe { percpu::init_block(block, next_cpu, apic_id) };
-        wr64(p_stack, info.stack_top);
+        // Start below the guest frame area at the top of the stack.
+        wr64(p_stack, info.stack_top - super::entry::TRAP_FRAME_SIZE);
         wr32(p_cpu, next_cpu);
         let before = cpus_online();
         apic::send_ipi(apic_id, ICR_INIT);
@@ -240,6 +254,7 @@ extern "C" fn ap_entry(cpu: u32) -> ! {
     cpu_init(info);
     apic::init_ap();
     apic::start_timer();
+    APIC_IDS[cpu as usize].store(apic::id(), Ordering::Release);
     log::info!("CPU{} online (APIC ID {})", cpu, apic::id());
     CPUS_ONLINE.fetch_add(1, Ordering::SeqCst);
     crate::sched::idle_loop();

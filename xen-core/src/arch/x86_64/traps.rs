@@ -142,19 +142,26 @@ static CRASHING: AtomicBool = AtomicBool::new(false);
 #[no_mangle]
 extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
     let v = frame.vector;
-    if v >= u64::from(vector::FIRST_EXTERNAL) {
-        super::apic::handle_interrupt(v as u8);
-        return;
-    }
-    if frame.is_from_guest() {
-        crate::domain::guest_exception(frame);
-        return;
-    }
+    // NMI and #MC run on IST stacks: handle them in place and return to
+    // whatever they interrupted, without the guest exit path (which works
+    // on the frame at the top of the main stack).
     if v == u64::from(vector::NMI) {
         log::warn!("NMI received on CPU{}", super::percpu::this_cpu().cpu);
         return;
     }
-    fatal_trap(frame);
+    if v == u64::from(vector::MACHINE_CHECK) {
+        fatal_trap(frame);
+    }
+    if v >= u64::from(vector::FIRST_EXTERNAL) {
+        super::apic::handle_interrupt(v as u8);
+    } else if frame.is_from_guest() {
+        crate::pv::guest_exception(frame);
+    } else {
+        fatal_trap(frame);
+    }
+    if frame.is_from_guest() {
+        crate::sched::exit_to_guest(frame);
+    }
 }
 
 /// Prints a crash dump of a fault in xen-core and stops the machine.

@@ -1,0 +1,298 @@
+//! The PV guest's view of the CPU, as Xen's x86_64 PV model defines it:
+//! bounce frames (exceptions, events, syscalls delivered to the guest
+//! kernel), the `iret` hypercall, guest kernel/user mode switching, event
+//! upcalls, and the guest's time record.
+//!
+//! Trusts nothing the guest wrote: every address it gave is checked before
+//! xen-core returns to it (a non-canonical RIP or a foreign selector would
+//! fault inside xen-core), and frames are written through
+//! `domain::copy_to_guest`, which refuses anything but the guest's own
+//! writable memory. A frame that cannot be written crashes the domain.
+
+use crate::arch::x86_64::entry::{TrapFrame, VECTOR_SYSCALL};
+use crate::arch::x86_64::gdt::{RING3_CS32, RING3_CS64, RING3_DS};
+use crate::arch::x86_64::instr::{self, msr};
+use crate::arch::x86_64::paging::phys_to_virt;
+use crate::arch::x86_64::traps::{vector, vector_name};
+use crate::domain::{self, crash_current, find, Vcpu, DOMAINS};
+use hypercall_abi::arch_x86::{IretContext, TI_IF_FLAG, VGCF_IN_SYSCALL, VGCF_SYSCALL_DISABLES_EVENTS};
+use hypercall_abi::callback::{CallbackType, CALLBACKF_MASK_EVENTS};
+use hypercall_abi::xen::VcpuInfo;
+use xen_core::guest_walk::{is_canonical, HYPERVISOR_VIRT_END, HYPERVISOR_VIRT_START};
+use zerocopy::IntoBytes;
+
+/// RFLAGS bits (Intel SDM vol 1 §3.4.3).
+mod rflags {
+    pub const IF: u64 = 1 << 9;
+    pub const TF: u64 = 1 << 8;
+    pub const DF: u64 = 1 << 10;
+    pub const IOPL: u64 = 3 << 12;
+    pub const NT: u64 = 1 << 14;
+    pub const RF: u64 = 1 << 16;
+    pub const VM: u64 = 1 << 17;
+    pub const AC: u64 = 1 << 18;
+}
+
+/// DR7 bits that enable a breakpoint (L0..L3, G0..G3).
+pub const DR7_ENABLE_MASK: u64 = 0xff;
+
+/// What to deliver to the guest kernel (Xen's `struct trap_bounce`).
+#[derive(Clone, Copy, Debug)]
+pub struct Bounce {
+    /// Guest handler address.
+    pub eip: u64,
+    /// Error code to push, if the exception has one.
+    pub error_code: Option<u64>,
+    /// Mask events (TBF_INTERRUPT): set the guest's virtual IF off.
+    pub mask_events: bool,
+    /// Push the failsafe frame (data segment selectors) too.
+    pub failsafe: bool,
+}
+
+fn vcpu_info_ptr(v: &Vcpu) -> *mut VcpuInfo {
+    phys_to_virt(v.vcpu_info_maddr) as *mut VcpuInfo
+}
+
+/// The guest's event mask byte (its virtual IF, inverted).
+fn upcall_mask(v: &Vcpu) -> &'static core::sync::atomic::AtomicU8 {
+    // SAFETY: vcpu_info_maddr points into a page the hypervisor keeps
+    // allocated for the domain's lifetime (shared_info or a registered,
+    // referenced guest page); AtomicU8 has the layout of u8 and tolerates
+    // the guest changing it concurrently.
+    unsafe { &*(core::ptr::addr_of_mut!((*vcpu_info_ptr(v)).evtchn_upcall_mask) as *const core::sync::atomic::AtomicU8) }
+}
+
+fn upcall_pending(v: &Vcpu) -> &'static core::sync::atomic::AtomicU8 {
+    // SAFETY: as for `upcall_mask`.
+    unsafe { &*(core::ptr::addr_of_mut!((*vcpu_info_ptr(v)).evtchn_upcall_pending) as *const core::sync::atomic::AtomicU8) }
+}
+
+/// Switches between guest kernel and guest user mode (Xen's
+/// `toggle_guest_mode`): page tables and the active GS base.
+pub fn toggle_guest_mode(v: &mut Vcpu) {
+    let active = instr::rdmsr(msr::GS_BASE);
+    if v.kernel_mode {
+        v.gs_base_kernel = active;
+    } else {
+        v.gs_base_user = active;
+    }
+    v.kernel_mode = !v.kernel_mode;
+    // SAFETY: the GS base is the guest's; both L4s carry xen-core's slots.
+    unsafe {
+        instr::wrmsr(msr::GS_BASE, if v.kernel_mode { v.gs_base_kernel } else { v.gs_base_user });
+        instr::write_cr3(v.current_table());
+    }
+}
+
+/// Builds Xen's bounce frame on the guest kernel stack and redirects
+/// `frame` to the handler (Xen's `create_bounce_frame`). Err: the frame
+/// could not be written (the caller crashes the domain).
+pub fn create_bounce_frame(frame: &mut TrapFrame, v: &mut Vcpu, b: Bounce) -> Result<(), &'static str> {
+    if b.eip == 0 || !is_canonical(b.eip) {
+        return Err("no (or a non-canonical) guest handler");
+    }
+    let mut cs = frame.cs;
+    let mut sp = if v.kernel_mode {
+        // Tell the guest kernel it interrupted itself: RPL 0.
+        cs &= !3;
+        frame.rsp
+    } else {
+        toggle_guest_mode(v);
+        v.kernel_sp
+    };
+    sp &= !0xf;
+    if (HYPERVISOR_VIRT_START..HYPERVISOR_VIRT_END + 60).contains(&sp) {
+        return Err("guest kernel stack in the hypervisor's range");
+    }
+    let saved_mask = upcall_mask(v).load(core::sync::atomic::Ordering::Acquire);
+    if b.mask_events {
+        upcall_mask(v).store(1, core::sync::atomic::Ordering::Release);
+    }
+    let guest_rflags = (frame.rflags & !rflags::IF) | if saved_mask == 0 { rflags::IF } else { 0 };
+    // Lowest address first: rcx, r11, [ds, es, fs, gs], [error], rip,
+    // cs | mask << 32, rflags, rsp, ss.
+    let mut words: heapless::Vec<u64, 11> = heapless::Vec::new();
+    let _ = words.push(frame.rcx);
+    let _ = words.push(frame.r11);
+    if b.failsafe {
+        for _ in 0..4 {
+            let _ = words.push(0);
+        }
+    }
+    if let Some(e) = b.error_code {
+        let _ = words.push(e);
+    }
+    for w in [frame.rip, cs | (u64::from(saved_mask) << 32), guest_rflags, frame.rsp, frame.ss] {
+        let _ = words.push(w);
+    }
+    let new_sp = sp - (words.len() as u64) * 8;
+    domain::copy_to_guest(v.guest_table, new_sp, words.as_slice().as_bytes())
+        .map_err(|_| "cannot write the bounce frame on the guest kernel stack")?;
+    frame.vector = VECTOR_SYSCALL;
+    frame.rflags &= !(rflags::AC | rflags::VM | rflags::RF | rflags::NT | rflags::TF);
+    frame.ss = u64::from(RING3_DS);
+    frame.rsp = new_sp;
+    frame.cs = u64::from(RING3_CS64);
+    frame.rip = b.eip;
+    Ok(())
+}
+
+/// Delivers a pending event upcall to the running vCPU, if its events are
+/// unmasked (Xen's `test_guest_events`). Interrupts are off.
+pub fn deliver_events(frame: &mut TrapFrame) {
+    let Some((domid, id)) = crate::sched::current() else { return };
+    let mut doms = DOMAINS.lock();
+    let Some(v) = find(&mut doms, domid).and_then(|d| d.vcpus.get_mut(id as usize)) else { return };
+    let pending = upcall_pending(v).load(core::sync::atomic::Ordering::Acquire);
+    let mask = upcall_mask(v).load(core::sync::atomic::Ordering::Acquire);
+    if pending == 0 || mask != 0 || v.callbacks.event == 0 {
+        return;
+    }
+    let b = Bounce { eip: v.callbacks.event, error_code: None, mask_events: true, failsafe: false };
+    if let Err(why) = create_bounce_frame(frame, v, b) {
+        drop(doms);
+        crash_current(frame, format_args!("event upcall: {why}"));
+    }
+}
+
+/// Whether exception `vec` pushes an error code.
+fn has_error_code(vec: u64) -> bool {
+    matches!(vec, 8 | 10..=14 | 17 | 21 | 29 | 30)
+}
+
+/// A fault or trap raised while a PV guest ran: bounce it to the guest's
+/// handler (from its trap table), or crash the domain if it has none.
+pub fn guest_exception(frame: &mut TrapFrame) {
+    let vec = frame.vector;
+    let Some((domid, id)) = crate::sched::current() else {
+        crash_current(frame, format_args!("{} with no current vCPU", vector_name(vec)))
+    };
+    let mut doms = DOMAINS.lock();
+    let Some(v) = find(&mut doms, domid).and_then(|d| d.vcpus.get_mut(id as usize)) else { return };
+    if vec == u64::from(vector::PAGE_FAULT) {
+        // Xen hands the faulting address over in vcpu_info.arch.cr2.
+        // SAFETY: see `upcall_mask`; a plain u64 store the guest reads later.
+        unsafe { core::ptr::addr_of_mut!((*vcpu_info_ptr(v)).arch.cr2).write_volatile(instr::read_cr2()) };
+    }
+    if vec == u64::from(vector::DEVICE_NOT_AVAILABLE) {
+        // Lazy FPU (Xen's do_device_not_available): the state is loaded;
+        // clear TS, and bounce #NM only if the guest asked for TS.
+        instr::clts();
+        if !v.fpu_ts {
+            return;
+        }
+        v.fpu_ts = false;
+    }
+    let t = v.trap_table[(vec & 0xff) as usize];
+    let b = Bounce {
+        eip: t.address,
+        error_code: has_error_code(vec).then_some(frame.error_code),
+        mask_events: t.flags & TI_IF_FLAG != 0,
+        failsafe: false,
+    };
+    if t.address == 0 {
+        drop(doms);
+        crash_current(
+            frame,
+            format_args!("{} (vector {}, error {:#x}) with no guest handler", vector_name(vec), vec, frame.error_code),
+        );
+    }
+    if let Err(why) = create_bounce_frame(frame, v, b) {
+        drop(doms);
+        crash_current(frame, format_args!("{} (vector {vec}): {why}", vector_name(vec)));
+    }
+}
+
+/// A `syscall` from guest user mode: bounce to the guest kernel's syscall
+/// callback (Xen's `switch_to_kernel`), or #UD if it registered none.
+pub fn syscall_from_user(frame: &mut TrapFrame, v: &mut Vcpu) -> Result<(), &'static str> {
+    let cb = v.callbacks.syscall;
+    if cb == 0 {
+        let t = v.trap_table[usize::from(vector::INVALID_OPCODE)];
+        frame.rip = frame.rcx;
+        frame.rflags = frame.r11;
+        return create_bounce_frame(
+            frame,
+            v,
+            Bounce { eip: t.address, error_code: None, mask_events: t.flags & TI_IF_FLAG != 0, failsafe: false },
+        );
+    }
+    let mask = v.vgc_flags & VGCF_SYSCALL_DISABLES_EVENTS != 0
+        || v.callbacks.flags[CallbackType::Syscall.raw() as usize] & CALLBACKF_MASK_EVENTS != 0;
+    // The syscall left the return address in rcx and the flags in r11.
+    frame.rip = frame.rcx;
+    frame.rflags = frame.r11;
+    create_bounce_frame(frame, v, Bounce { eip: cb, error_code: None, mask_events: mask, failsafe: false })?;
+    frame.rflags &= !rflags::DF;
+    Ok(())
+}
+
+/// The `iret` hypercall (Xen's `do_iret`): return from a bounce, possibly
+/// to guest user mode. Err: crash the domain.
+pub fn do_iret(frame: &mut TrapFrame, v: &mut Vcpu) -> Result<(), &'static str> {
+    let ctx: IretContext =
+        domain::read_guest(v.guest_table, frame.rsp).map_err(|_| "fault while reading the IRET context from the guest stack")?;
+    let cs = ctx.cs | 3;
+    let ss = ctx.ss | 3;
+    if cs != u64::from(RING3_CS64) && cs != u64::from(RING3_CS32) {
+        return Err("iret to a code selector that is not the guest's");
+    }
+    if ss != u64::from(RING3_DS) {
+        return Err("iret to a stack selector that is not the guest's");
+    }
+    if !is_canonical(ctx.rip) {
+        return Err("iret to a non-canonical address");
+    }
+    if ctx.cs & 3 == 3 {
+        if v.guest_table_user == 0 {
+            return Err("guest switching to user mode with no user page tables");
+        }
+        if v.kernel_mode {
+            toggle_guest_mode(v);
+        }
+    }
+    frame.rip = ctx.rip;
+    frame.cs = cs;
+    frame.rflags = (ctx.rflags & !(rflags::IOPL | rflags::VM | rflags::NT)) | rflags::IF;
+    frame.rsp = ctx.rsp;
+    frame.ss = ss;
+    if ctx.flags & VGCF_IN_SYSCALL == 0 {
+        frame.r11 = ctx.r11;
+        frame.rcx = ctx.rcx;
+    } else {
+        frame.rcx = ctx.rip;
+        frame.r11 = frame.rflags;
+    }
+    upcall_mask(v).store(u8::from(ctx.rflags & rflags::IF == 0), core::sync::atomic::Ordering::Release);
+    frame.rax = ctx.rax;
+    Ok(())
+}
+
+/// Refreshes the vCPU's `vcpu_time_info` (Xen's update_vcpu_system_time).
+pub fn update_vcpu_time(v: &Vcpu) {
+    let p = vcpu_info_ptr(v);
+    // SAFETY: see `upcall_mask`; the version protocol (odd while writing)
+    // tells the guest to retry if it reads mid-update.
+    unsafe {
+        let t = core::ptr::addr_of_mut!((*p).time);
+        let mut rec = t.read_volatile();
+        let odd = rec.version | 1;
+        rec.version = odd;
+        t.write_volatile(rec);
+        core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
+        crate::time::fill_vcpu_time(&mut rec);
+        rec.version = odd.wrapping_add(1);
+        core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
+        t.write_volatile(rec);
+    }
+}
+
+/// Unmasks the vCPU's events (its virtual IF on).
+pub fn enable_events(v: &Vcpu) {
+    upcall_mask(v).store(0, core::sync::atomic::Ordering::Release);
+}
+
+/// Whether an event upcall is pending for the vCPU.
+pub fn events_pending(v: &Vcpu) -> bool {
+    upcall_pending(v).load(core::sync::atomic::Ordering::Acquire) != 0
+}
