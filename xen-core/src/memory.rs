@@ -21,6 +21,18 @@ pub const INVALID_M2P_ENTRY: u64 = !0;
 const HEAP_BYTES: u64 = 8 << 20;
 
 static M2P: spin::Once<(u64, u64)> = spin::Once::new();
+static M2P_BASE: spin::Once<(Mfn, u64)> = spin::Once::new();
+static MAX_MFN: spin::Once<u64> = spin::Once::new();
+
+/// The highest machine frame number (XENMEM_maximum_ram_page).
+pub fn max_mfn() -> u64 {
+    MAX_MFN.get().copied().unwrap_or(0)
+}
+
+/// The M2P table's first frame and its length in frames.
+pub fn m2p_frames() -> (Mfn, u64) {
+    M2P_BASE.get().copied().unwrap_or((Mfn(0), 0))
+}
 
 /// Builds the allocator, frame table, heap and M2P over `map` (RAM still
 /// free). Returns (total RAM frames, free frames) for the boot report.
@@ -68,6 +80,8 @@ pub fn init(map: &MemMap) -> (u64, u64) {
     }
     paging::map_m2p(m2p.maddr(), m2p_frames * PAGE_SIZE);
     M2P.call_once(|| (m2p_va as u64, nr_frames));
+    M2P_BASE.call_once(|| (m2p, m2p_frames));
+    MAX_MFN.call_once(|| nr_frames.saturating_sub(1));
 
     let free = fa.free_frames();
     *FRAME_TABLE.lock() = Some(table);

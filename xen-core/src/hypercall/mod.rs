@@ -7,6 +7,7 @@
 
 mod console_io;
 mod cpu;
+mod memory;
 mod sched_op;
 mod vcpu;
 mod xen_version;
@@ -104,6 +105,7 @@ fn dispatch(nr: u64, c: &mut Call) -> Outcome {
         Hypercall::CallbackOp => vcpu::callback_op(c).into(),
         Hypercall::SetTrapTable => vcpu::set_trap_table(c).into(),
         Hypercall::StackSwitch => vcpu::stack_switch(c).into(),
+        Hypercall::MemoryOp => memory::memory_op(c).into(),
         Hypercall::SetSegmentBase => cpu::set_segment_base(c).into(),
         Hypercall::FpuTaskswitch => cpu::fpu_taskswitch(c).into(),
         Hypercall::SetDebugreg => cpu::set_debugreg(c).into(),
