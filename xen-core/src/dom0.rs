@@ -257,6 +257,7 @@ pub fn build_and_start(bi: &BootInfo, phys: &impl PhysRead, cl: &CmdLine) -> ! {
         }
         si.arch.max_pfn = nr_pages;
         crate::time::fill_vcpu_time(&mut si.vcpu_info[0].time);
+        crate::time::fill_wallclock(&mut si);
         // SAFETY: the shared_info frame was just allocated and cleared.
         let page = unsafe { memory::frame_bytes(shinfo) };
         page[..core::mem::size_of::<SharedInfo>()].copy_from_slice(si.as_bytes());

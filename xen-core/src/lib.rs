@@ -20,4 +20,5 @@ pub mod domain_build;
 pub mod evtchn;
 pub mod guest_walk;
 pub mod mm;
+pub mod wallclock;
 pub mod x86_emul;

@@ -177,6 +177,10 @@ pub fn start(protocol: u32, info_paddr: u32) -> ! {
         tsc_hz / 1_000_000,
         (tsc_hz / 1000) % 1000
     );
+    match time::init_wallclock() {
+        Some(secs) => log::info!("Wallclock: {secs} s since the epoch (CMOS RTC)"),
+        None => log::warn!("CMOS RTC unreadable: wallclock starts at the epoch"),
+    }
 
     // Memory map.
     let Some(raw) = bi.memory_map() else {

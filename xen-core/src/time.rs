@@ -101,3 +101,59 @@ pub fn fill_vcpu_time(t: &mut hypercall_abi::xen::VcpuTimeInfo) {
     t.tsc_shift = shift;
     t.flags = hypercall_abi::xen::XEN_PVCLOCK_TSC_STABLE_BIT;
 }
+
+const CMOS_INDEX: u16 = 0x70;
+const CMOS_DATA: u16 = 0x71;
+/// CMOS register numbers (MC146818).
+const RTC_SEC: u8 = 0x00;
+const RTC_MIN: u8 = 0x02;
+const RTC_HOUR: u8 = 0x04;
+const RTC_DAY: u8 = 0x07;
+const RTC_MONTH: u8 = 0x08;
+const RTC_YEAR: u8 = 0x09;
+const RTC_STATUS_A: u8 = 0x0a;
+const RTC_STATUS_B: u8 = 0x0b;
+const RTC_CENTURY: u8 = 0x32;
+const RTC_UPDATE_IN_PROGRESS: u8 = 0x80;
+
+/// Wall-clock nanoseconds since the epoch at system time 0.
+static WALLCLOCK_BASE_NS: AtomicU64 = AtomicU64::new(0);
+
+fn cmos(reg: u8) -> u8 {
+    crate::arch::x86_64::instr::outb(CMOS_INDEX, reg);
+    inb(CMOS_DATA)
+}
+
+/// Reads the RTC once (waiting out an update in progress) and remembers the
+/// wall-clock time of system time 0. Returns the seconds since the epoch.
+pub fn init_wallclock() -> Option<u64> {
+    for _ in 0..1_000_000 {
+        if cmos(RTC_STATUS_A) & RTC_UPDATE_IN_PROGRESS == 0 {
+            break;
+        }
+    }
+    let f = xen_core::wallclock::RtcFields {
+        sec: cmos(RTC_SEC),
+        min: cmos(RTC_MIN),
+        hour: cmos(RTC_HOUR),
+        day: cmos(RTC_DAY),
+        month: cmos(RTC_MONTH),
+        year: cmos(RTC_YEAR),
+        century: cmos(RTC_CENTURY),
+        status_b: cmos(RTC_STATUS_B),
+    };
+    let secs = xen_core::wallclock::to_unix(f)?;
+    let base = (secs * 1_000_000_000).saturating_sub(now_ns());
+    WALLCLOCK_BASE_NS.store(base, Ordering::Relaxed);
+    Some(secs)
+}
+
+/// Fills shared_info's wallclock fields (the time at system time 0).
+pub fn fill_wallclock(si: &mut hypercall_abi::xen::SharedInfo) {
+    let base = WALLCLOCK_BASE_NS.load(Ordering::Relaxed);
+    let secs = base / 1_000_000_000;
+    si.wc_version = si.wc_version.wrapping_add(2) & !1;
+    si.wc_sec = secs as u32;
+    si.wc_sec_hi = (secs >> 32) as u32;
+    si.wc_nsec = (base % 1_000_000_000) as u32;
+}
