@@ -213,7 +213,6 @@ pub fn find(doms: &mut [Domain], domid: DomId) -> Option<&mut Domain> {
 /// The domain table.
 pub static DOMAINS: Mutex<Vec<Domain>> = Mutex::new(Vec::new());
 
-
 /// Highest machine address the direct map covers (set at boot).
 static MAX_MADDR: spin::Once<u64> = spin::Once::new();
 
@@ -318,7 +317,10 @@ pub fn domain_shutdown(d: &mut Domain, reason: ShutdownReason) {
             ShutdownReason::Crash => "crashed",
             _ => "shut down",
         };
-        log::info!("Hardware Dom0 {what}: powering off machine ({})", reason.name());
+        log::info!(
+            "Hardware Dom0 {what}: powering off machine ({})",
+            reason.name()
+        );
         power::power_off(reason.raw());
     }
     log::info!("d{} shut down: {}", d.domid, reason.name());
@@ -349,8 +351,17 @@ pub fn crash_current(frame: &TrapFrame, why: core::fmt::Arguments) -> ! {
             vcpu,
             crate::arch::x86_64::percpu::this_cpu().cpu
         );
-        crate::println!("(XEN) RIP:    {:04x}:{:016x}   RFLAGS: {:016x}", frame.cs, frame.rip, frame.rflags);
-        crate::println!("(XEN) CR2: {:016x}   CR3: {:016x}", instr::read_cr2(), instr::read_cr3());
+        crate::println!(
+            "(XEN) RIP:    {:04x}:{:016x}   RFLAGS: {:016x}",
+            frame.cs,
+            frame.rip,
+            frame.rflags
+        );
+        crate::println!(
+            "(XEN) CR2: {:016x}   CR3: {:016x}",
+            instr::read_cr2(),
+            instr::read_cr3()
+        );
         dump_registers(frame);
         domain_shutdown(d, ShutdownReason::Crash);
     }

@@ -15,7 +15,9 @@ use crate::arch::x86_64::instr::{self, msr};
 use crate::arch::x86_64::paging::phys_to_virt;
 use crate::arch::x86_64::traps::{vector, vector_name};
 use crate::domain::{self, crash_current, find, Vcpu, DOMAINS};
-use hypercall_abi::arch_x86::{IretContext, TI_IF_FLAG, VGCF_IN_SYSCALL, VGCF_SYSCALL_DISABLES_EVENTS};
+use hypercall_abi::arch_x86::{
+    IretContext, TI_IF_FLAG, VGCF_IN_SYSCALL, VGCF_SYSCALL_DISABLES_EVENTS,
+};
 use hypercall_abi::callback::{CallbackType, CALLBACKF_MASK_EVENTS};
 use hypercall_abi::xen::VcpuInfo;
 use xen_core::guest_walk::{is_canonical, HYPERVISOR_VIRT_END, HYPERVISOR_VIRT_START};
@@ -59,12 +61,18 @@ fn upcall_mask(v: &Vcpu) -> &'static core::sync::atomic::AtomicU8 {
     // allocated for the domain's lifetime (shared_info or a registered,
     // referenced guest page); AtomicU8 has the layout of u8 and tolerates
     // the guest changing it concurrently.
-    unsafe { &*(core::ptr::addr_of_mut!((*vcpu_info_ptr(v)).evtchn_upcall_mask) as *const core::sync::atomic::AtomicU8) }
+    unsafe {
+        &*(core::ptr::addr_of_mut!((*vcpu_info_ptr(v)).evtchn_upcall_mask)
+            as *const core::sync::atomic::AtomicU8)
+    }
 }
 
 fn upcall_pending(v: &Vcpu) -> &'static core::sync::atomic::AtomicU8 {
     // SAFETY: as for `upcall_mask`.
-    unsafe { &*(core::ptr::addr_of_mut!((*vcpu_info_ptr(v)).evtchn_upcall_pending) as *const core::sync::atomic::AtomicU8) }
+    unsafe {
+        &*(core::ptr::addr_of_mut!((*vcpu_info_ptr(v)).evtchn_upcall_pending)
+            as *const core::sync::atomic::AtomicU8)
+    }
 }
 
 /// Switches between guest kernel and guest user mode (Xen's
@@ -79,7 +87,14 @@ pub fn toggle_guest_mode(v: &mut Vcpu) {
     v.kernel_mode = !v.kernel_mode;
     // SAFETY: the GS base is the guest's; both L4s carry xen-core's slots.
     unsafe {
-        instr::wrmsr(msr::GS_BASE, if v.kernel_mode { v.gs_base_kernel } else { v.gs_base_user });
+        instr::wrmsr(
+            msr::GS_BASE,
+            if v.kernel_mode {
+                v.gs_base_kernel
+            } else {
+                v.gs_base_user
+            },
+        );
         instr::write_cr3(v.current_table());
     }
 }
@@ -87,7 +102,11 @@ pub fn toggle_guest_mode(v: &mut Vcpu) {
 /// Builds Xen's bounce frame on the guest kernel stack and redirects
 /// `frame` to the handler (Xen's `create_bounce_frame`). Err: the frame
 /// could not be written (the caller crashes the domain).
-pub fn create_bounce_frame(frame: &mut TrapFrame, v: &mut Vcpu, b: Bounce) -> Result<(), &'static str> {
+pub fn create_bounce_frame(
+    frame: &mut TrapFrame,
+    v: &mut Vcpu,
+    b: Bounce,
+) -> Result<(), &'static str> {
     if b.eip == 0 || !is_canonical(b.eip) {
         return Err("no (or a non-canonical) guest handler");
     }
@@ -122,7 +141,13 @@ pub fn create_bounce_frame(frame: &mut TrapFrame, v: &mut Vcpu, b: Bounce) -> Re
     if let Some(e) = b.error_code {
         let _ = words.push(e);
     }
-    for w in [frame.rip, cs | (u64::from(saved_mask) << 32), guest_rflags, frame.rsp, frame.ss] {
+    for w in [
+        frame.rip,
+        cs | (u64::from(saved_mask) << 32),
+        guest_rflags,
+        frame.rsp,
+        frame.ss,
+    ] {
         let _ = words.push(w);
     }
     let new_sp = sp - (words.len() as u64) * 8;
@@ -140,15 +165,24 @@ pub fn create_bounce_frame(frame: &mut TrapFrame, v: &mut Vcpu, b: Bounce) -> Re
 /// Delivers a pending event upcall to the running vCPU, if its events are
 /// unmasked (Xen's `test_guest_events`). Interrupts are off.
 pub fn deliver_events(frame: &mut TrapFrame) {
-    let Some((domid, id)) = crate::sched::current() else { return };
+    let Some((domid, id)) = crate::sched::current() else {
+        return;
+    };
     let mut doms = DOMAINS.lock();
-    let Some(v) = find(&mut doms, domid).and_then(|d| d.vcpus.get_mut(id as usize)) else { return };
+    let Some(v) = find(&mut doms, domid).and_then(|d| d.vcpus.get_mut(id as usize)) else {
+        return;
+    };
     let pending = upcall_pending(v).load(core::sync::atomic::Ordering::Acquire);
     let mask = upcall_mask(v).load(core::sync::atomic::Ordering::Acquire);
     if pending == 0 || mask != 0 || v.callbacks.event == 0 {
         return;
     }
-    let b = Bounce { eip: v.callbacks.event, error_code: None, mask_events: true, failsafe: false };
+    let b = Bounce {
+        eip: v.callbacks.event,
+        error_code: None,
+        mask_events: true,
+        failsafe: false,
+    };
     if let Err(why) = create_bounce_frame(frame, v, b) {
         drop(doms);
         crash_current(frame, format_args!("event upcall: {why}"));
@@ -165,14 +199,21 @@ fn has_error_code(vec: u64) -> bool {
 pub fn guest_exception(frame: &mut TrapFrame) {
     let vec = frame.vector;
     let Some((domid, id)) = crate::sched::current() else {
-        crash_current(frame, format_args!("{} with no current vCPU", vector_name(vec)))
+        crash_current(
+            frame,
+            format_args!("{} with no current vCPU", vector_name(vec)),
+        )
     };
     let mut doms = DOMAINS.lock();
-    let Some(v) = find(&mut doms, domid).and_then(|d| d.vcpus.get_mut(id as usize)) else { return };
+    let Some(v) = find(&mut doms, domid).and_then(|d| d.vcpus.get_mut(id as usize)) else {
+        return;
+    };
     if vec == u64::from(vector::PAGE_FAULT) {
         // Xen hands the faulting address over in vcpu_info.arch.cr2.
         // SAFETY: see `upcall_mask`; a plain u64 store the guest reads later.
-        unsafe { core::ptr::addr_of_mut!((*vcpu_info_ptr(v)).arch.cr2).write_volatile(instr::read_cr2()) };
+        unsafe {
+            core::ptr::addr_of_mut!((*vcpu_info_ptr(v)).arch.cr2).write_volatile(instr::read_cr2())
+        };
     }
     if vec == u64::from(vector::DEVICE_NOT_AVAILABLE) {
         // Lazy FPU (Xen's do_device_not_available): the state is loaded;
@@ -194,12 +235,20 @@ pub fn guest_exception(frame: &mut TrapFrame) {
         drop(doms);
         crash_current(
             frame,
-            format_args!("{} (vector {}, error {:#x}) with no guest handler", vector_name(vec), vec, frame.error_code),
+            format_args!(
+                "{} (vector {}, error {:#x}) with no guest handler",
+                vector_name(vec),
+                vec,
+                frame.error_code
+            ),
         );
     }
     if let Err(why) = create_bounce_frame(frame, v, b) {
         drop(doms);
-        crash_current(frame, format_args!("{} (vector {vec}): {why}", vector_name(vec)));
+        crash_current(
+            frame,
+            format_args!("{} (vector {vec}): {why}", vector_name(vec)),
+        );
     }
 }
 
@@ -214,7 +263,12 @@ pub fn syscall_from_user(frame: &mut TrapFrame, v: &mut Vcpu) -> Result<(), &'st
         return create_bounce_frame(
             frame,
             v,
-            Bounce { eip: t.address, error_code: None, mask_events: t.flags & TI_IF_FLAG != 0, failsafe: false },
+            Bounce {
+                eip: t.address,
+                error_code: None,
+                mask_events: t.flags & TI_IF_FLAG != 0,
+                failsafe: false,
+            },
         );
     }
     let mask = v.vgc_flags & VGCF_SYSCALL_DISABLES_EVENTS != 0
@@ -222,7 +276,16 @@ pub fn syscall_from_user(frame: &mut TrapFrame, v: &mut Vcpu) -> Result<(), &'st
     // The syscall left the return address in rcx and the flags in r11.
     frame.rip = frame.rcx;
     frame.rflags = frame.r11;
-    create_bounce_frame(frame, v, Bounce { eip: cb, error_code: None, mask_events: mask, failsafe: false })?;
+    create_bounce_frame(
+        frame,
+        v,
+        Bounce {
+            eip: cb,
+            error_code: None,
+            mask_events: mask,
+            failsafe: false,
+        },
+    )?;
     frame.rflags &= !rflags::DF;
     Ok(())
 }
@@ -230,8 +293,8 @@ pub fn syscall_from_user(frame: &mut TrapFrame, v: &mut Vcpu) -> Result<(), &'st
 /// The `iret` hypercall (Xen's `do_iret`): return from a bounce, possibly
 /// to guest user mode. Err: crash the domain.
 pub fn do_iret(frame: &mut TrapFrame, v: &mut Vcpu) -> Result<(), &'static str> {
-    let ctx: IretContext =
-        domain::read_guest(v.guest_table, frame.rsp).map_err(|_| "fault while reading the IRET context from the guest stack")?;
+    let ctx: IretContext = domain::read_guest(v.guest_table, frame.rsp)
+        .map_err(|_| "fault while reading the IRET context from the guest stack")?;
     let cs = ctx.cs | 3;
     let ss = ctx.ss | 3;
     if cs != u64::from(RING3_CS64) && cs != u64::from(RING3_CS32) {
@@ -263,7 +326,10 @@ pub fn do_iret(frame: &mut TrapFrame, v: &mut Vcpu) -> Result<(), &'static str> 
         frame.rcx = ctx.rip;
         frame.r11 = frame.rflags;
     }
-    upcall_mask(v).store(u8::from(ctx.rflags & rflags::IF == 0), core::sync::atomic::Ordering::Release);
+    upcall_mask(v).store(
+        u8::from(ctx.rflags & rflags::IF == 0),
+        core::sync::atomic::Ordering::Release,
+    );
     frame.rax = ctx.rax;
     Ok(())
 }

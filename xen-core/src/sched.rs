@@ -22,7 +22,8 @@ const SLICE_TICKS: u64 = apic::TIMER_HZ * 30 / 1000;
 /// `current_vcpu` value of an idle CPU.
 const IDLE: u32 = u32::MAX;
 
-static RUNQ: Mutex<[VecDeque<(DomId, u32)>; MAX_CPUS]> = Mutex::new([const { VecDeque::new() }; MAX_CPUS]);
+static RUNQ: Mutex<[VecDeque<(DomId, u32)>; MAX_CPUS]> =
+    Mutex::new([const { VecDeque::new() }; MAX_CPUS]);
 static NEED_RESCHED: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
 static TICKS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 
@@ -64,7 +65,10 @@ pub fn home_cpu(v: &Vcpu) -> usize {
 
 /// Makes a blocked vCPU runnable. The caller holds DOMAINS.
 pub fn wake(d: &mut Domain, vcpu: u32) {
-    if d.vcpus.get(vcpu as usize).is_some_and(|v| v.state == RunState::Blocked) {
+    if d.vcpus
+        .get(vcpu as usize)
+        .is_some_and(|v| v.state == RunState::Blocked)
+    {
         make_runnable(d, vcpu);
     }
 }
@@ -72,14 +76,20 @@ pub fn wake(d: &mut Domain, vcpu: u32) {
 /// Brings a down vCPU up (VCPUOP_up, or Dom0's first vCPU at boot). The
 /// caller checked that it has a context.
 pub fn vcpu_up(d: &mut Domain, vcpu: u32) {
-    if d.shutdown.is_none() && d.vcpus.get(vcpu as usize).is_some_and(|v| v.state == RunState::Down) {
+    if d.shutdown.is_none()
+        && d.vcpus
+            .get(vcpu as usize)
+            .is_some_and(|v| v.state == RunState::Down)
+    {
         make_runnable(d, vcpu);
     }
 }
 
 fn make_runnable(d: &mut Domain, vcpu: u32) {
     let domid = d.domid;
-    let Some(v) = d.vcpus.get_mut(vcpu as usize) else { return };
+    let Some(v) = d.vcpus.get_mut(vcpu as usize) else {
+        return;
+    };
     v.state = RunState::Runnable;
     v.poll_ports.clear();
     let target = home_cpu(v);
@@ -106,7 +116,7 @@ pub fn tick() {
     if c == 0 {
         crate::vtimer::run_expired();
     }
-    if t % SLICE_TICKS == 0 && !RUNQ.lock()[c].is_empty() {
+    if t.is_multiple_of(SLICE_TICKS) && !RUNQ.lock()[c].is_empty() {
         NEED_RESCHED[c].store(true, Ordering::Release);
     }
 }
@@ -139,7 +149,14 @@ fn load(v: &mut Vcpu, frame: &mut TrapFrame) {
     unsafe {
         instr::write_cr3(v.current_table());
         instr::wrmsr(msr::FS_BASE, v.fs_base);
-        instr::wrmsr(msr::GS_BASE, if v.kernel_mode { v.gs_base_kernel } else { v.gs_base_user });
+        instr::wrmsr(
+            msr::GS_BASE,
+            if v.kernel_mode {
+                v.gs_base_kernel
+            } else {
+                v.gs_base_user
+            },
+        );
     }
     if v.fpu_valid {
         instr::fxrstor(&v.fpu.0);
@@ -183,7 +200,9 @@ fn schedule(frame: &mut TrapFrame) {
         {
             let mut doms = DOMAINS.lock();
             loop {
-                let Some((domid, id)) = RUNQ.lock()[c].pop_front() else { break };
+                let Some((domid, id)) = RUNQ.lock()[c].pop_front() else {
+                    break;
+                };
                 if let Some(v) = find(&mut doms, domid).and_then(|d| d.vcpus.get_mut(id as usize)) {
                     if v.state == RunState::Runnable {
                         load(v, frame);

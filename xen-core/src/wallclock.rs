@@ -57,7 +57,11 @@ pub fn to_unix(f: RtcFields) -> Option<u64> {
         }
     }
     let (sec, min, day, month) = (conv(f.sec), conv(f.min), conv(f.day), conv(f.month));
-    let century = if f.century != 0 { u32::from(conv(f.century)) } else { 20 };
+    let century = if f.century != 0 {
+        u32::from(conv(f.century))
+    } else {
+        20
+    };
     let year = century * 100 + u32::from(conv(f.year));
     if sec > 59 || min > 59 || hour > 23 || !(1..=31).contains(&day) || !(1..=12).contains(&month) {
         return None;
@@ -75,23 +79,59 @@ mod tests {
     fn epoch_and_known_dates() {
         assert_eq!(days_from_civil(1970, 1, 1), 0);
         assert_eq!(days_from_civil(2000, 3, 1), 11_017);
-        let f = RtcFields { sec: 0x30, min: 0x45, hour: 0x12, day: 0x22, month: 0x11, year: 0x26, century: 0x20, status_b: STATUS_B_24H };
+        let f = RtcFields {
+            sec: 0x30,
+            min: 0x45,
+            hour: 0x12,
+            day: 0x22,
+            month: 0x11,
+            year: 0x26,
+            century: 0x20,
+            status_b: STATUS_B_24H,
+        };
         // 2026-11-22 12:45:30 UTC
         assert_eq!(to_unix(f), Some(1_795_351_530));
     }
 
     #[test]
     fn binary_and_12_hour_modes() {
-        let f = RtcFields { sec: 0, min: 0, hour: 0x80 | 1, day: 1, month: 1, year: 0, century: 0, status_b: STATUS_B_BINARY };
+        let f = RtcFields {
+            sec: 0,
+            min: 0,
+            hour: 0x80 | 1,
+            day: 1,
+            month: 1,
+            year: 0,
+            century: 0,
+            status_b: STATUS_B_BINARY,
+        };
         // 2000-01-01 13:00:00
         assert_eq!(to_unix(f), Some(946_731_600));
     }
 
     #[test]
     fn garbage_is_refused() {
-        let f = RtcFields { sec: 0x99, min: 0, hour: 0, day: 1, month: 1, year: 0, century: 0, status_b: STATUS_B_24H };
+        let f = RtcFields {
+            sec: 0x99,
+            min: 0,
+            hour: 0,
+            day: 1,
+            month: 1,
+            year: 0,
+            century: 0,
+            status_b: STATUS_B_24H,
+        };
         assert_eq!(to_unix(f), None);
-        let f = RtcFields { sec: 0, min: 0, hour: 0, day: 0, month: 13, year: 0, century: 0, status_b: STATUS_B_24H | STATUS_B_BINARY };
+        let f = RtcFields {
+            sec: 0,
+            min: 0,
+            hour: 0,
+            day: 0,
+            month: 13,
+            year: 0,
+            century: 0,
+            status_b: STATUS_B_24H | STATUS_B_BINARY,
+        };
         assert_eq!(to_unix(f), None);
     }
 }

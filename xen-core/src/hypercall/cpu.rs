@@ -82,7 +82,10 @@ fn check_debugreg(reg: u64, value: u64) -> Result<u64, Errno> {
     match reg {
         0..=3 => {
             // Breakpoints may only watch guest addresses.
-            if !is_canonical(value) || (HYPERVISOR_VIRT_START..hypercall_abi::arch_x86::HYPERVISOR_VIRT_END).contains(&value) {
+            if !is_canonical(value)
+                || (HYPERVISOR_VIRT_START..hypercall_abi::arch_x86::HYPERVISOR_VIRT_END)
+                    .contains(&value)
+            {
                 return Err(Errno::EPERM);
             }
             Ok(value)

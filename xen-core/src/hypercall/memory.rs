@@ -9,7 +9,9 @@ use super::Call;
 use crate::domain::{copy_from_guest, copy_to_guest, read_guest, write_guest};
 use crate::memory::{self, FRAMES, FRAME_TABLE, INVALID_M2P_ENTRY};
 use hypercall_abi::errno::Errno;
-use hypercall_abi::memory::{memop_cmd, MemoryOp, XenMachphysMfnList, XenMemoryMap, XenMemoryReservation};
+use hypercall_abi::memory::{
+    memop_cmd, MemoryOp, XenMachphysMfnList, XenMemoryMap, XenMemoryReservation,
+};
 use hypercall_abi::xen::DOMID_SELF;
 use xen_core::mm::frame_table::{DomId as FtDomId, Owner};
 use xen_core::mm::Mfn;
@@ -35,7 +37,11 @@ pub fn memory_op(c: &mut Call) -> Result<i64, Errno> {
                 // Other domains arrive with the toolstack.
                 return Err(Errno::ESRCH);
             }
-            Ok(if op == Some(MemoryOp::CurrentReservation) { c.dom.tot_pages } else { c.dom.max_pages } as i64)
+            Ok(if op == Some(MemoryOp::CurrentReservation) {
+                c.dom.tot_pages
+            } else {
+                c.dom.max_pages
+            } as i64)
         }
         MemoryOp::DecreaseReservation => {
             let r: XenMemoryReservation = read_guest(c.cr3, arg)?;
@@ -56,10 +62,16 @@ pub fn memory_op(c: &mut Call) -> Result<i64, Errno> {
             check_reservation(c, &r)?;
             let mut done = start_extent;
             while done < r.nr_extents && c.dom.tot_pages < c.dom.max_pages {
-                let Some(mfn) = FRAMES.lock().as_mut().and_then(|fa| fa.alloc().ok()) else { break };
+                let Some(mfn) = FRAMES.lock().as_mut().and_then(|fa| fa.alloc().ok()) else {
+                    break;
+                };
                 memory::clear_frame(mfn);
                 if r.extent_start != 0 {
-                    if let Err(e) = copy_to_guest(c.cr3, r.extent_start.wrapping_add(done * 8), &mfn.0.to_le_bytes()) {
+                    if let Err(e) = copy_to_guest(
+                        c.cr3,
+                        r.extent_start.wrapping_add(done * 8),
+                        &mfn.0.to_le_bytes(),
+                    ) {
                         let _ = FRAMES.lock().as_mut().map(|fa| fa.free(mfn));
                         return if done == 0 { Err(e) } else { Ok(done as i64) };
                     }
@@ -93,7 +105,11 @@ pub fn memory_op(c: &mut Call) -> Result<i64, Errno> {
             let n = extents.min(u64::from(l.max_extents));
             for i in 0..n {
                 let mfn = base.0 + i * M2P_EXTENT_FRAMES;
-                copy_to_guest(c.cr3, l.extent_start.wrapping_add(i * 8), &mfn.to_le_bytes())?;
+                copy_to_guest(
+                    c.cr3,
+                    l.extent_start.wrapping_add(i * 8),
+                    &mfn.to_le_bytes(),
+                )?;
             }
             l.nr_extents = n as u32;
             write_guest(c.cr3, arg, &l)?;
@@ -120,7 +136,10 @@ fn release_frame(c: &mut Call, mfn: Mfn) -> bool {
     let mut ft = FRAME_TABLE.lock();
     let Some(ft) = ft.as_mut() else { return false };
     let Ok(info) = ft.info(mfn) else { return false };
-    if info.owner() != Owner::Domain(FtDomId(c.dom.domid)) || info.count() != 1 || info.type_count() != 0 {
+    if info.owner() != Owner::Domain(FtDomId(c.dom.domid))
+        || info.count() != 1
+        || info.type_count() != 0
+    {
         return false;
     }
     if ft.release(mfn).is_err() {

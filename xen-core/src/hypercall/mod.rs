@@ -78,7 +78,13 @@ extern "C" fn pv_syscall_dispatch(frame: &mut TrapFrame) {
             let cr3 = v.guest_table;
             let nr = frame.rax;
             let args = [frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8];
-            let mut call = Call { dom, vcpu: vcpu as usize, cr3, args, frame };
+            let mut call = Call {
+                dom,
+                vcpu: vcpu as usize,
+                cr3,
+                args,
+                frame,
+            };
             dispatch(nr, &mut call)
         }
     };

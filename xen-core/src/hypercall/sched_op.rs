@@ -4,7 +4,9 @@
 use super::{Call, Outcome};
 use crate::domain::{copy_from_guest, domain_shutdown, read_guest};
 use hypercall_abi::errno::Errno;
-use hypercall_abi::sched::{SchedOp, SchedPoll, SchedRemoteShutdown, SchedShutdown, ShutdownReason};
+use hypercall_abi::sched::{
+    SchedOp, SchedPoll, SchedRemoteShutdown, SchedShutdown, ShutdownReason,
+};
 
 /// Most ports one SCHEDOP_poll may wait on (Xen allows up to 128 but polls
 /// one in practice; a bigger count is -EINVAL here and there).
@@ -88,7 +90,10 @@ fn poll(c: &mut Call, arg: u64) -> Result<i64, Errno> {
         }
         let _ = ports.push(port);
     }
-    if ports.iter().any(|&port| crate::event::port_pending(c.dom, port)) {
+    if ports
+        .iter()
+        .any(|&port| crate::event::port_pending(c.dom, port))
+    {
         return Ok(0);
     }
     let now = crate::time::now_ns();

@@ -4,12 +4,15 @@
 use super::Call;
 use crate::arch::x86_64::entry::TrapFrame;
 use crate::domain::{copy_from_guest, read_guest, write_guest, RunState};
-use hypercall_abi::arch_x86::{VcpuGuestContext, VGCF_I387_VALID};
-use hypercall_abi::vcpu::{VcpuRegisterVcpuInfo, VcpuRunstateInfo, VcpuSetPeriodicTimer, VcpuSetSingleshotTimer, VCPU_SSHOTTMR_FUTURE};
 use hypercall_abi::arch_x86::TrapInfo;
+use hypercall_abi::arch_x86::{VcpuGuestContext, VGCF_I387_VALID};
 use hypercall_abi::callback::{CallbackOp, CallbackRegister, CallbackType, CallbackUnregister};
 use hypercall_abi::errno::Errno;
 use hypercall_abi::vcpu::VcpuOp;
+use hypercall_abi::vcpu::{
+    VcpuRegisterVcpuInfo, VcpuRunstateInfo, VcpuSetPeriodicTimer, VcpuSetSingleshotTimer,
+    VCPU_SSHOTTMR_FUTURE,
+};
 use xen_core::guest_walk::is_canonical;
 use zerocopy::FromZeros;
 
@@ -96,7 +99,12 @@ pub fn vcpu_op(c: &mut Call) -> Result<i64, Errno> {
                 RunState::Down => RUNSTATE_OFFLINE,
             };
             info.state_entry_time = v.state_entry_ns;
-            let running = v.run_ns + if matches!(v.state, RunState::Running(_)) { now - v.state_entry_ns } else { 0 };
+            let running = v.run_ns
+                + if matches!(v.state, RunState::Running(_)) {
+                    now - v.state_entry_ns
+                } else {
+                    0
+                };
             info.time[RUNSTATE_RUNNING as usize] = running;
             info.time[RUNSTATE_BLOCKED as usize] = now.saturating_sub(running);
             write_guest(cr3, arg, &info)?;
@@ -121,9 +129,22 @@ const RUNSTATE_BLOCKED: u32 = 2;
 const RUNSTATE_OFFLINE: u32 = 3;
 
 /// VCPUOP_initialise for a 64-bit PV vCPU (Xen's arch_set_info_guest).
-fn initialise(domid: u16, v: &mut crate::domain::Vcpu, ctx: &VcpuGuestContext) -> Result<(), Errno> {
+fn initialise(
+    domid: u16,
+    v: &mut crate::domain::Vcpu,
+    ctx: &VcpuGuestContext,
+) -> Result<(), Errno> {
     let r = &ctx.user_regs;
-    for a in [r.rip, ctx.event_callback_eip, ctx.failsafe_callback_eip, ctx.syscall_callback_eip, ctx.fs_base, ctx.gs_base_kernel, ctx.gs_base_user, ctx.kernel_sp] {
+    for a in [
+        r.rip,
+        ctx.event_callback_eip,
+        ctx.failsafe_callback_eip,
+        ctx.syscall_callback_eip,
+        ctx.fs_base,
+        ctx.gs_base_kernel,
+        ctx.gs_base_user,
+        ctx.kernel_sp,
+    ] {
         if !is_canonical(a) {
             return Err(Errno::EINVAL);
         }
@@ -137,9 +158,21 @@ fn initialise(domid: u16, v: &mut crate::domain::Vcpu, ctx: &VcpuGuestContext) -
     let l4 = ctx.ctrlreg[3] & !0xfff;
     crate::memory::check_guest_l4(domid, l4).map_err(|_| Errno::EINVAL)?;
     v.regs = TrapFrame {
-        r15: r.r15, r14: r.r14, r13: r.r13, r12: r.r12, rbp: r.rbp, rbx: r.rbx,
-        r11: r.r11, r10: r.r10, r9: r.r9, r8: r.r8, rax: r.rax, rcx: r.rcx,
-        rdx: r.rdx, rsi: r.rsi, rdi: r.rdi,
+        r15: r.r15,
+        r14: r.r14,
+        r13: r.r13,
+        r12: r.r12,
+        rbp: r.rbp,
+        rbx: r.rbx,
+        r11: r.r11,
+        r10: r.r10,
+        r9: r.r9,
+        r8: r.r8,
+        rax: r.rax,
+        rcx: r.rcx,
+        rdx: r.rdx,
+        rsi: r.rsi,
+        rdi: r.rdi,
         vector: 0,
         error_code: 0,
         rip: r.rip,
@@ -172,7 +205,11 @@ fn initialise(domid: u16, v: &mut crate::domain::Vcpu, ctx: &VcpuGuestContext) -
 
 /// VCPUOP_register_vcpu_info: move the vCPU's vcpu_info into a page of the
 /// guest's own (at `offset`, not straddling the page).
-fn register_vcpu_info(d: &mut crate::domain::Domain, id: u32, r: &VcpuRegisterVcpuInfo) -> Result<(), Errno> {
+fn register_vcpu_info(
+    d: &mut crate::domain::Domain,
+    id: u32,
+    r: &VcpuRegisterVcpuInfo,
+) -> Result<(), Errno> {
     let size = core::mem::size_of::<hypercall_abi::xen::VcpuInfo>() as u64;
     if u64::from(r.offset) + size > 4096 {
         return Err(Errno::EINVAL);

@@ -192,9 +192,7 @@ pub fn fpu_init() {
     clts();
     let mxcsr: u32 = 0x1f80;
     // SAFETY: FNINIT and LDMXCSR with the architectural default value.
-    unsafe {
-        asm!("fninit", "ldmxcsr [{}]", in(reg) &mxcsr, options(nostack, preserves_flags))
-    };
+    unsafe { asm!("fninit", "ldmxcsr [{}]", in(reg) &mxcsr, options(nostack, preserves_flags)) };
 }
 
 /// Writes debug register `n` (0..=3, 6 or 7).
