@@ -99,6 +99,10 @@ pub struct Vcpu {
     pub fpu_valid: bool,
     /// Virtual CR0.TS (fpu_taskswitch).
     pub fpu_ts: bool,
+    /// Machine frames of its GDT (set_gdt), each typed as a descriptor page.
+    pub gdt_frames: heapless::Vec<u64, 14>,
+    /// Number of GDT entries it declared.
+    pub gdt_ents: u64,
     /// Debug registers DR0..DR7 (4 and 5 unused).
     pub debugreg: [u64; 8],
     /// Nanoseconds spent running, and when it last started running.
@@ -183,6 +187,8 @@ impl Domain {
                 fpu: Box::new(FpuArea([0; 512])),
                 fpu_valid: false,
                 fpu_ts: false,
+                gdt_frames: heapless::Vec::new(),
+                gdt_ents: 0,
                 debugreg: [0; 8],
                 run_ns: 0,
                 state_entry_ns: 0,

@@ -16,6 +16,7 @@ pub mod boot_info;
 pub mod cmdline;
 pub mod cpuid_policy;
 pub mod credit;
+pub mod desc;
 pub mod domain_build;
 pub mod evtchn;
 pub mod guest_walk;

@@ -362,3 +362,27 @@ pub fn enable_events(v: &Vcpu) {
 pub fn events_pending(v: &Vcpu) -> bool {
     upcall_pending(v).load(core::sync::atomic::Ordering::Acquire) != 0
 }
+
+/// Shows the vCPU's GDT frames in pages 0..13 of this CPU's GDT.
+pub fn map_gdt(v: &Vcpu) {
+    let gdt = crate::arch::x86_64::percpu::this_cpu()
+        .gdt_va
+        .load(core::sync::atomic::Ordering::Acquire);
+    for (i, &mfn) in v.gdt_frames.iter().enumerate() {
+        crate::arch::x86_64::paging::remap_page(gdt + (i as u64) * 4096, mfn << 12);
+    }
+}
+
+/// Puts this CPU's own (empty) pages back under the vCPU's GDT frames.
+pub fn unmap_gdt(v: &Vcpu) {
+    let gdt = crate::arch::x86_64::percpu::this_cpu()
+        .gdt_va
+        .load(core::sync::atomic::Ordering::Acquire);
+    for i in 0..v.gdt_frames.len() as u64 {
+        let va = gdt + i * 4096;
+        crate::arch::x86_64::paging::remap_page(
+            va,
+            crate::arch::x86_64::paging::image_virt_to_phys(va),
+        );
+    }
+}

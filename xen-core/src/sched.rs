@@ -136,6 +136,7 @@ fn save(v: &mut Vcpu, frame: &TrapFrame) {
         // SAFETY: disabling all breakpoints is always safe.
         unsafe { instr::write_dr(7, 0) };
     }
+    crate::pv::unmap_gdt(v);
     let now = crate::time::now_ns();
     v.run_ns += now.saturating_sub(v.state_entry_ns);
     v.state_entry_ns = now;
@@ -173,6 +174,7 @@ fn load(v: &mut Vcpu, frame: &mut TrapFrame) {
             unsafe { instr::write_dr(n, v.debugreg[n]) };
         }
     }
+    crate::pv::map_gdt(v);
     crate::pv::update_vcpu_time(v);
     v.state = RunState::Running(this_cpu().cpu);
     v.state_entry_ns = crate::time::now_ns();

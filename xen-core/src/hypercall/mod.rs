@@ -7,6 +7,7 @@
 
 mod console_io;
 mod cpu;
+mod desc;
 mod memory;
 mod sched_op;
 mod vcpu;
@@ -111,6 +112,8 @@ fn dispatch(nr: u64, c: &mut Call) -> Outcome {
         Hypercall::CallbackOp => vcpu::callback_op(c).into(),
         Hypercall::SetTrapTable => vcpu::set_trap_table(c).into(),
         Hypercall::StackSwitch => vcpu::stack_switch(c).into(),
+        Hypercall::SetGdt => desc::set_gdt(c).into(),
+        Hypercall::UpdateDescriptor => desc::update_descriptor(c).into(),
         Hypercall::MemoryOp => memory::memory_op(c).into(),
         Hypercall::SetSegmentBase => cpu::set_segment_base(c).into(),
         Hypercall::FpuTaskswitch => cpu::fpu_taskswitch(c).into(),

@@ -322,3 +322,23 @@ pub fn audit_wx() -> (u64, u64) {
     }
     (checked, bad)
 }
+
+/// Points the 4 KiB mapping of `va` (in the image or boot pool) at machine
+/// address `pa`, read-write for xen-core only, and flushes it locally.
+pub fn remap_page(va: u64, pa: u64) {
+    let t = TABLES.lock();
+    let mut tbl = t.l4_phys;
+    for level in (2..=4).rev() {
+        // SAFETY: walking our own tables, all in the boot pool.
+        let e = unsafe { table(tbl).add(index(va, level)).read() };
+        if e & PteFlags::PRESENT.bits() == 0 || e & PteFlags::PSE.bits() != 0 {
+            return;
+        }
+        tbl = e & ADDR_MASK;
+    }
+    let flags = PteFlags::PRESENT.bits() | PteFlags::RW.bits() | nx();
+    // SAFETY: tbl is an L1 page-table page of ours; callers only remap
+    // pages of their own per-CPU GDT.
+    unsafe { table(tbl).add(index(va, 1)).write((pa & ADDR_MASK) | flags) };
+    super::instr::invlpg(va);
+}
