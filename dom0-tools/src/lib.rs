@@ -20,5 +20,6 @@ extern crate std;
 
 #[cfg(target_os = "none")]
 pub mod fault;
+pub mod pvtest;
 pub mod ramdisk;
 pub mod shell;

@@ -30,8 +30,9 @@
 use crate::layout::BootstrapLayout;
 use crate::start_info::StartInfo;
 
-/// Size of the stack `_start` switches to (in `.bss`).
-pub const BOOT_STACK_SIZE: usize = 64 * 1024;
+/// Size of the stack `_start` switches to (in `.bss`, aligned to its size:
+/// it is vCPU 0's [`crate::percpu`] stack).
+pub const BOOT_STACK_SIZE: usize = crate::percpu::STACK_SIZE as usize;
 
 /// Value of the `XEN_ELFNOTE_GUEST_OS` note.
 pub const GUEST_OS: &str = "Oxen-PV";
@@ -233,7 +234,7 @@ mod metal {
         ".popsection",
 
         ".pushsection .bss.pv_boot_stack, \"aw\", @nobits",
-        ".balign {page}",
+        ".balign {stack_size}",
         "__pv_boot_stack_bottom:",
         ".skip {stack_size}",
         "__pv_boot_stack_top:",
@@ -293,6 +294,10 @@ mod metal {
         // after its last element: mapped writable and unused (public/xen.h's
         // start_info rules; see crate::layout).
         unsafe { crate::page_alloc::init(layout.free_start, layout.free_end) };
+        // SAFETY: the boot stack is a BOOT_STACK_SIZE-aligned .bss region
+        // (see the assembly above) of exactly percpu::STACK_SIZE bytes, and
+        // we run on it well above its lowest 16 bytes.
+        unsafe { crate::percpu::init_stack(crate::percpu::stack_base(crate::arch::rsp()), 0) };
         // SAFETY: `entry!` defines this symbol with exactly this signature;
         // without it the kernel does not link.
         unsafe { __pv_guest_main(si) }

@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 use core::fmt::{self, Write};
+use core::sync::atomic::{AtomicU32, Ordering};
 
 use crate::line::{Feed, LineEditor};
 use crate::xen;
@@ -18,6 +19,9 @@ pub const PRINT_BUFFER: usize = 256;
 
 /// Serialises console output.
 static LOCK: spin::Mutex<()> = spin::Mutex::new(());
+/// The vCPU holding [`LOCK`] ([`NO_OWNER`] if none).
+static OWNER: AtomicU32 = AtomicU32::new(NO_OWNER);
+const NO_OWNER: u32 = u32::MAX;
 
 /// Writes bytes straight to the console, unbuffered and unlocked (errors
 /// are dropped: there is nowhere else to report them).
@@ -85,10 +89,24 @@ impl<const N: usize, F: FnMut(&[u8])> Write for BufWriter<N, F> {
 /// Backend of [`print!`](crate::print) and [`println!`](crate::println).
 #[doc(hidden)]
 pub fn _print(args: fmt::Arguments<'_>) {
-    let _guard = LOCK.lock();
+    // Events are masked while the lock is held, so an event handler on
+    // this vCPU cannot spin on it; a trap taken while printing (the lock's
+    // owner is this vCPU) prints without it rather than deadlock.
+    let _irq = crate::events::IrqGuard::new();
+    let me = crate::percpu::current_vcpu();
+    let guard = if OWNER.load(Ordering::Acquire) == me {
+        None
+    } else {
+        let g = LOCK.lock();
+        OWNER.store(me, Ordering::Release);
+        Some(g)
+    };
     let mut w = BufWriter::<PRINT_BUFFER, _>::new(write_bytes);
     let _ = w.write_fmt(args);
     w.flush();
+    if guard.is_some() {
+        OWNER.store(NO_OWNER, Ordering::Release);
+    }
 }
 
 /// Prints to the hypervisor console.

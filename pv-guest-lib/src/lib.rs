@@ -15,13 +15,37 @@
 //! - a panic handler (feature `panic-handler`) that reports and crashes the
 //!   domain.
 //!
+//! And what a small OS kernel needs on top (issue 3):
+//!
+//! - [`trap`]: entry stubs for every exception vector taking Xen's PV bounce
+//!   frame, the event, failsafe and syscall callbacks, `iret` via the
+//!   hypercall page; handlers get a [`trap::TrapFrame`] they can fix up;
+//! - [`events`]: every `EVTCHNOP`, per-port handlers, the 2-level upcall
+//!   dispatcher, the virtual interrupt flag ([`events::IrqGuard`]);
+//! - [`time`]: the PV clock ([`time::now_ns`]), wallclock, timers,
+//!   `VIRQ_TIMER`, blocking with a deadline;
+//! - [`mm`] (pure page-table logic), [`mmu`] (`mmu_update`,
+//!   `update_va_mapping`, `mmuext_op`), [`memory`] (`memory_op`),
+//!   [`frame`] (P2M/M2P, a direct map, the frame allocator, address
+//!   spaces), [`heap`] (feature `alloc`);
+//! - [`smp`]: bringing up vCPUs; [`percpu`]: which vCPU am I;
+//! - [`executor`]: `block_on`/`spawn`, futures for timers and events;
+//! - [`user`]: ring-3 programs with their own page tables, system calls;
+//! - [`shared`]: the shared info page through atomics; [`arch`]: the
+//!   instructions a PV kernel issues itself;
+//! - [`runtime::init`]: all of it in one call.
+//!
 //! Kernels link with `pv-kernel.ld` (shipped beside this crate's
 //! `Cargo.toml`); see the crate's README for a complete example.
 //!
-//! Unsafe code lives only in [`boot`] (entry assembly, reading what the
-//! builder left), [`hypercall`] (inline assembly), [`xen`] (passing buffers
-//! to the hypervisor) and [`page_alloc`] (handing out raw pages); the other
-//! modules forbid it and are tested on the host (`cargo test -p pv-guest-lib`,
+//! Unsafe code lives in [`boot`] (entry assembly, reading what the builder
+//! left), [`hypercall`] (inline assembly), the hypercall wrappers that pass
+//! buffers ([`xen`], [`mmu`], [`memory`], [`events`], [`time`], [`smp`]),
+//! [`trap`] (entry stubs, iret, user-mode entry), [`arch`] (instructions),
+//! [`percpu`], [`shared`], [`frame`] and [`page_alloc`] (raw memory),
+//! [`heap`] and [`user`]; every block carries a `// SAFETY:` comment. The
+//! pure logic ([`mm`], [`layout`], [`start_info`], the event scan, the clock
+//! arithmetic, ...) is tested on the host (`cargo test -p pv-guest-lib`,
 //! where hypercalls go to a mock).
 
 #![no_std]
@@ -33,14 +57,33 @@ extern crate std;
 
 pub use hypercall_abi as abi;
 
+#[cfg(feature = "alloc")]
+extern crate alloc;
+
+pub mod arch;
 pub mod boot;
 pub mod console;
 pub mod error;
+pub mod events;
+pub mod executor;
+pub mod frame;
+#[cfg(feature = "alloc")]
+pub mod heap;
 pub mod hypercall;
 pub mod layout;
 pub mod line;
+pub mod memory;
+pub mod mm;
+pub mod mmu;
 pub mod page_alloc;
+pub mod percpu;
+pub mod runtime;
+pub mod shared;
+pub mod smp;
 pub mod start_info;
+pub mod time;
+pub mod trap;
+pub mod user;
 pub mod util;
 pub mod verdict;
 pub mod xen;

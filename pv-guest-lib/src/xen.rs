@@ -356,6 +356,20 @@ pub unsafe fn stack_switch(ss: u16, sp: u64) -> Result<u64, Errno> {
     check(unsafe { hypercall2(Hypercall::StackSwitch, u64::from(ss), sp) })
 }
 
+/// `set_segment_base(which, base)`: sets the FS base, the user or kernel
+/// GS base, or loads the user GS selector.
+///
+/// # Safety
+/// Code that addresses memory through the changed segment (thread-local
+/// storage) must expect the new base.
+pub unsafe fn set_segment_base(
+    which: crate::abi::arch_x86::SegBase,
+    base: u64,
+) -> Result<u64, Errno> {
+    // SAFETY: no memory is passed; the caller vouches for the segment use.
+    check(unsafe { hypercall2(Hypercall::SetSegmentBase, which as u64, base) })
+}
+
 #[cfg(test)]
 mod tests {
     extern crate std;

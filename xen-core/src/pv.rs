@@ -295,8 +295,10 @@ pub fn syscall_from_user(frame: &mut TrapFrame, v: &mut Vcpu) -> Result<(), &'st
 pub fn do_iret(frame: &mut TrapFrame, v: &mut Vcpu) -> Result<(), &'static str> {
     let ctx: IretContext = domain::read_guest(v.guest_table, frame.rsp)
         .map_err(|_| "fault while reading the IRET context from the guest stack")?;
-    let cs = ctx.cs | 3;
-    let ss = ctx.ss | 3;
+    // Xen keeps only the 16-bit selectors (the frame's cs word also
+    // carries the saved upcall mask above bit 32).
+    let cs = (ctx.cs & 0xffff) | 3;
+    let ss = (ctx.ss & 0xffff) | 3;
     if cs != u64::from(RING3_CS64) && cs != u64::from(RING3_CS32) {
         return Err("iret to a code selector that is not the guest's");
     }

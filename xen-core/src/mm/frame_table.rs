@@ -539,6 +539,40 @@ impl<'a> FrameTable<'a> {
         Ok(())
     }
 
+    /// Make a reference the caller already holds on a validated page table
+    /// (one general and one type reference, e.g. from
+    /// [`FrameTable::get_page_and_type`]) the pin: Xen's
+    /// `test_and_set_bit(_PGT_pinned)` in `MMUEXT_PIN_Lx_TABLE`. Unlike
+    /// [`FrameTable::pin`] it takes no new reference. On error nothing changes
+    /// and the caller still owns its reference.
+    pub fn set_pinned(&mut self, mfn: Mfn) -> Result<(), FrameTableError> {
+        let page = self.page_mut(mfn)?;
+        if page.flags.contains(PageFlags::PINNED) {
+            return Err(err(mfn, FrameTableErrorKind::AlreadyPinned));
+        }
+        let validated_pt = page.type_count > 0
+            && page.ty.is_page_table()
+            && page.flags.contains(PageFlags::VALIDATED);
+        if !validated_pt {
+            return Err(err(mfn, FrameTableErrorKind::NotPageTable));
+        }
+        page.flags.insert(PageFlags::PINNED);
+        Ok(())
+    }
+
+    /// Clear the pin and hand its general and type reference to the caller,
+    /// which must drop them: [`FrameTable::put_page_type`] (devalidating the
+    /// contents on [`TypePut::Devalidate`]) and then [`FrameTable::put_page`],
+    /// Xen's `MMUEXT_UNPIN_TABLE` order.
+    pub fn clear_pinned(&mut self, mfn: Mfn) -> Result<(), FrameTableError> {
+        let page = self.page_mut(mfn)?;
+        if !page.flags.contains(PageFlags::PINNED) {
+            return Err(err(mfn, FrameTableErrorKind::NotPinned));
+        }
+        page.flags.remove(PageFlags::PINNED);
+        Ok(())
+    }
+
     /// Drop a pin and the references it held.
     pub fn unpin(&mut self, mfn: Mfn) -> Result<Unpinned, FrameTableError> {
         let page = self.page_mut(mfn)?;
@@ -897,6 +931,32 @@ mod tests {
             );
             assert_eq!(kind(ft.unpin(M)), K::NotPinned);
             assert_eq!(ft.release(M), Ok(PagePut::Freed));
+        });
+    }
+
+    #[test]
+    fn set_and_clear_pinned_transfer_references() {
+        table(8, |ft| {
+            ft.assign(M, D0).unwrap();
+            assert_eq!(kind(ft.set_pinned(M)), K::NotPageTable);
+            ft.get_page_and_type(M, D0, PageType::L2).unwrap();
+            // Validation pending: not pinnable yet.
+            assert_eq!(kind(ft.set_pinned(M)), K::NotPageTable);
+            ft.mark_validated(M).unwrap();
+            ft.set_pinned(M).unwrap();
+            // No new reference: the caller's became the pin's.
+            let info = ft.info(M).unwrap();
+            assert_eq!((info.count(), info.type_count()), (2, 1));
+            assert!(info.flags().contains(PageFlags::PINNED));
+            assert_eq!(kind(ft.set_pinned(M)), K::AlreadyPinned);
+            assert_eq!(kind(ft.put_page_type(M)), K::PinnedRef);
+            ft.clear_pinned(M).unwrap();
+            assert_eq!(kind(ft.clear_pinned(M)), K::NotPinned);
+            assert_eq!(ft.put_page_type(M), Ok(TypePut::Devalidate));
+            assert_eq!(ft.put_page(M), Ok(PagePut::InUse));
+            assert_eq!(ft.release(M), Ok(PagePut::Freed));
+            assert_eq!(kind(ft.set_pinned(Mfn(99))), K::OutOfRange);
+            assert_eq!(kind(ft.clear_pinned(Mfn(99))), K::OutOfRange);
         });
     }
 

@@ -1,0 +1,667 @@
+//! A domain's event channel table (Xen's `struct evtchn` array plus the
+//! per-domain / per-vCPU event state of `struct domain` and `struct vcpu`)
+//! and the `EVTCHNOP_*` state machine over it (Xen's
+//! `common/event_channel.c`).
+
+use super::two_level::{self, EventWords, Notify};
+use hypercall_abi::errno::Errno;
+use hypercall_abi::event_channel::{EvtchnStat, EvtchnStatus, EVTCHN_2L_NR_CHANNELS};
+use hypercall_abi::xen::{Virq, DOMID_SELF, NR_VIRQS, XEN_LEGACY_MAX_VCPUS};
+use hypercall_abi::DomId;
+
+/// Default port capacity of a table: the 2-level ABI's 4096 ports.
+pub const DEFAULT_PORTS: usize = EVTCHN_2L_NR_CHANNELS as usize;
+
+/// Default vCPU capacity of a table: the vCPUs whose `vcpu_info` lives in
+/// shared_info (`XEN_LEGACY_MAX_VCPUS`).
+pub const DEFAULT_VCPUS: usize = XEN_LEGACY_MAX_VCPUS;
+
+const NR_VIRQS_USIZE: usize = NR_VIRQS as usize;
+
+/// Xen's `virq_is_global`: VIRQs bound once per domain (on vCPU 0, then
+/// movable with `EVTCHNOP_bind_vcpu`) as opposed to once per vCPU.
+///
+/// Per-vCPU: `VIRQ_TIMER`, `VIRQ_DEBUG`, `VIRQ_XENOPROF`, `VIRQ_XENPMU`.
+/// Everything else below `NR_VIRQS` is global, including the unnamed
+/// numbers (5, 14, 15) and, on x86, all of `VIRQ_ARCH_0..7`.
+pub const fn virq_is_global(virq: u32) -> bool {
+    !(virq == Virq::Timer.raw()
+        || virq == Virq::Debug.raw()
+        || virq == Virq::Xenoprof.raw()
+        || virq == Virq::Xenpmu.raw())
+}
+
+/// The state of one port (Xen's `ECS_*` plus the `u` union of `struct
+/// evtchn`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PortState {
+    /// Not in use (`ECS_FREE`).
+    Free,
+    /// Never allocatable: port 0 (`ECS_RESERVED`).
+    Reserved,
+    /// Allocated by `EVTCHNOP_alloc_unbound`, waiting for `remote_dom` to
+    /// bind it (`ECS_UNBOUND`).
+    Unbound {
+        /// The domain allowed to bind it.
+        remote_dom: DomId,
+    },
+    /// Connected to `remote_port` of `remote_dom` (`ECS_INTERDOMAIN`);
+    /// `remote_dom` may be this domain (loopback).
+    Interdomain {
+        /// The other end's domain.
+        remote_dom: DomId,
+        /// The other end's port.
+        remote_port: u32,
+    },
+    /// Bound to a physical IRQ (`ECS_PIRQ`). Reserved: no port reaches this
+    /// state until PIRQ passthrough exists (`bind_pirq` refuses).
+    Pirq {
+        /// The PIRQ.
+        pirq: u32,
+    },
+    /// Bound to VIRQ `virq` (`ECS_VIRQ`) in the `virq_to_evtchn` slot of
+    /// vCPU `vcpu` (0 for global VIRQs, whose notified vCPU can move).
+    Virq {
+        /// The VIRQ number (below `NR_VIRQS`).
+        virq: u32,
+        /// The vCPU whose binding this is.
+        vcpu: u32,
+    },
+    /// An IPI port (`ECS_IPI`), delivered to its notify vCPU.
+    Ipi,
+}
+
+impl PortState {
+    /// Xen's `evtchn_usable` for guest-bound channels: events can be raised
+    /// and unmasked only on ports past `ECS_RESERVED`.
+    const fn usable(self) -> bool {
+        !matches!(self, PortState::Free | PortState::Reserved)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Channel {
+    state: PortState,
+    notify_vcpu: u32,
+}
+
+impl Channel {
+    const FREE: Channel = Channel {
+        state: PortState::Free,
+        notify_vcpu: 0,
+    };
+}
+
+/// An event to raise: set `port` pending in domain `dom` (through that
+/// domain's table, [`EvtchnTable::raise`], which knows the notify vCPU).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// Domain owning the port.
+    pub dom: DomId,
+    /// The port.
+    pub port: u32,
+}
+
+/// One domain's event channel table: up to `N` ports (at most the 2-level
+/// ABI's 4096 are used) and VIRQ bindings for up to `V` vCPUs.
+///
+/// All storage is inline (`N` × 16 bytes plus `V` × 96 bytes): no
+/// allocation, and `new` is `const`.
+#[derive(Clone, Debug)]
+pub struct EvtchnTable<const N: usize = DEFAULT_PORTS, const V: usize = DEFAULT_VCPUS> {
+    domid: DomId,
+    nr_vcpus: u32,
+    max_evtchn_port: u32,
+    dying: bool,
+    chans: [Channel; N],
+    virq_to_evtchn: [[u32; NR_VIRQS_USIZE]; V],
+}
+
+impl<const N: usize, const V: usize> EvtchnTable<N, V> {
+    /// Ports addressable in this table: `min(N, EVTCHN_2L_NR_CHANNELS)`.
+    /// Ports at or above this are invalid (`-EINVAL`), as ports beyond
+    /// Xen's valid buckets are.
+    pub const CAPACITY: u32 = if N < DEFAULT_PORTS {
+        N as u32
+    } else {
+        EVTCHN_2L_NR_CHANNELS
+    };
+
+    /// A table for domain `domid` with `nr_vcpus` vCPUs (clamped to `V`):
+    /// every port free except the reserved port 0, no VIRQ bound, and the
+    /// port limit at the table's capacity (`max_evtchn_port = CAPACITY - 1`).
+    pub const fn new(domid: DomId, nr_vcpus: u32) -> Self {
+        let mut chans = [Channel::FREE; N];
+        if N > 0 {
+            chans[0].state = PortState::Reserved;
+        }
+        EvtchnTable {
+            domid,
+            nr_vcpus: clamp_vcpus::<V>(nr_vcpus),
+            max_evtchn_port: Self::CAPACITY.saturating_sub(1),
+            dying: false,
+            chans,
+            virq_to_evtchn: [[0; NR_VIRQS_USIZE]; V],
+        }
+    }
+
+    /// The domain this table belongs to.
+    pub const fn domid(&self) -> DomId {
+        self.domid
+    }
+
+    /// The domain's vCPU count (vCPU ids `0..nr_vcpus` exist).
+    pub const fn nr_vcpus(&self) -> u32 {
+        self.nr_vcpus
+    }
+
+    /// Sets the domain's vCPU count (clamped to `V`). Lowering it does not
+    /// unbind anything already bound to the vCPUs that go away.
+    pub fn set_nr_vcpus(&mut self, nr_vcpus: u32) {
+        self.nr_vcpus = clamp_vcpus::<V>(nr_vcpus);
+    }
+
+    /// Xen's `d->max_evtchn_port`: the highest port number that may be
+    /// allocated.
+    pub const fn max_evtchn_port(&self) -> u32 {
+        self.max_evtchn_port
+    }
+
+    /// Sets the highest allocatable port (`XEN_DOMCTL_set_max_evtchn`, the
+    /// toolstack's `event_channels`). As in Xen, ports already bound above
+    /// the new limit stay bound; only new allocations are limited. Values
+    /// at or beyond the capacity simply mean "no limit but the capacity".
+    pub fn set_max_evtchn_port(&mut self, max_port: u32) {
+        self.max_evtchn_port = max_port;
+    }
+
+    /// Marks the domain dying (Xen's `d->is_dying`): every later allocation
+    /// fails with `-EINVAL`. Tear-down then closes everything with
+    /// [`EvtchnTable::reset`].
+    pub fn set_dying(&mut self) {
+        self.dying = true;
+    }
+
+    /// Xen's `port_is_valid`: whether `port` is inside the table (bound or
+    /// not; port 0 is valid but reserved).
+    pub const fn port_is_valid(&self, port: u32) -> bool {
+        port < Self::CAPACITY
+    }
+
+    /// `port`'s state, or `None` if the port is invalid.
+    pub fn state(&self, port: u32) -> Option<PortState> {
+        self.chan(port).map(|c| c.state)
+    }
+
+    /// The vCPU `port` notifies, or `None` if the port is invalid.
+    pub fn notify_vcpu(&self, port: u32) -> Option<u32> {
+        self.chan(port).map(|c| c.notify_vcpu)
+    }
+
+    /// Number of ports in use (neither free nor reserved).
+    pub fn active_ports(&self) -> usize {
+        self.chans.iter().filter(|c| c.state.usable()).count()
+    }
+
+    /// The other domain whose table [`EvtchnTable::close`] needs for
+    /// `port`: `Some(dom)` if `port` is interdomain-bound to a *different*
+    /// domain, `None` otherwise (including loopback channels).
+    pub fn peer_domain(&self, port: u32) -> Option<DomId> {
+        match self.state(port)? {
+            PortState::Interdomain { remote_dom, .. } if remote_dom != self.domid => {
+                Some(remote_dom)
+            }
+            _ => None,
+        }
+    }
+
+    /// The port VIRQ `virq` is bound to for `vcpu` (Xen's
+    /// `v->virq_to_evtchn[virq]`; global VIRQs live in vCPU 0's slot), if
+    /// any.
+    pub fn virq_port(&self, vcpu: u32, virq: u32) -> Option<u32> {
+        let slot = self
+            .virq_to_evtchn
+            .get(usize_of(vcpu))?
+            .get(usize_of(virq))?;
+        (*slot != 0).then_some(*slot)
+    }
+
+    // --- operations ---------------------------------------------------
+
+    /// `EVTCHNOP_alloc_unbound` in this (the target `dom`'s) table: a fresh
+    /// port that `remote_dom` may bind. `remote_dom == DOMID_SELF` means the
+    /// *calling* domain `caller` (as in Xen, not necessarily this table's
+    /// domain). The glue resolves `dom`, refuses a missing domain with
+    /// `-ESRCH` and an unprivileged caller naming another domain with
+    /// `-EPERM` before calling.
+    ///
+    /// Errors: `-EINVAL` if the domain is dying, `-ENOSPC` if no port is
+    /// free up to `max_evtchn_port`.
+    pub fn alloc_unbound(&mut self, caller: DomId, remote_dom: DomId) -> Result<u32, Errno> {
+        let port = self.get_free_port()?;
+        let remote_dom = if remote_dom == DOMID_SELF {
+            caller
+        } else {
+            remote_dom
+        };
+        self.set_state(port, PortState::Unbound { remote_dom });
+        Ok(port)
+    }
+
+    /// `EVTCHNOP_bind_interdomain`: connects a fresh port of `local` (the
+    /// caller's table) to `remote_port`, an unbound port of the remote
+    /// domain that names `local`'s domain as its `remote_dom`.
+    ///
+    /// `remote` is the remote domain's table, or `None` when the remote
+    /// domain is the caller itself (loopback: both ends in `local`). The
+    /// glue resolves `DOMID_SELF`, fails a missing domain with `-ESRCH`,
+    /// and holds both tables' locks.
+    ///
+    /// As Xen does, the new local port is conservatively raised at once
+    /// (notifications sent to the unbound remote port were dropped), through
+    /// `local_words`; the returned [`Notify`] says whether to kick the
+    /// local domain's vCPU 0.
+    ///
+    /// Errors, in Xen's order: `-EINVAL` (local domain dying) or `-ENOSPC`
+    /// (no free local port); then `-EINVAL` if `remote_port` is outside the
+    /// remote table, not unbound, or unbound for another domain.
+    pub fn bind_interdomain<W: EventWords + ?Sized>(
+        local: &mut Self,
+        remote: Option<&mut Self>,
+        remote_port: u32,
+        local_words: &W,
+    ) -> Result<(u32, Notify), Errno> {
+        let lport = local.get_free_port()?;
+        let ldom = local.domid;
+        let accepts = |t: &Self| {
+            matches!(t.state(remote_port),
+                Some(PortState::Unbound { remote_dom }) if remote_dom == ldom)
+        };
+        match remote {
+            None => {
+                if !accepts(local) {
+                    return Err(Errno::EINVAL);
+                }
+                local.set_state(
+                    remote_port,
+                    PortState::Interdomain {
+                        remote_dom: ldom,
+                        remote_port: lport,
+                    },
+                );
+                local.set_state(
+                    lport,
+                    PortState::Interdomain {
+                        remote_dom: ldom,
+                        remote_port,
+                    },
+                );
+            }
+            Some(r) => {
+                if !accepts(r) {
+                    return Err(Errno::EINVAL);
+                }
+                r.set_state(
+                    remote_port,
+                    PortState::Interdomain {
+                        remote_dom: ldom,
+                        remote_port: lport,
+                    },
+                );
+                local.set_state(
+                    lport,
+                    PortState::Interdomain {
+                        remote_dom: r.domid,
+                        remote_port,
+                    },
+                );
+            }
+        }
+        let notify = local.raise(local_words, lport);
+        Ok((lport, notify))
+    }
+
+    /// `EVTCHNOP_bind_virq`: binds VIRQ `virq` on `vcpu` to a fresh port
+    /// notifying `vcpu`.
+    ///
+    /// Errors, in Xen's order: `-EINVAL` if `virq >= NR_VIRQS`; `-EINVAL`
+    /// for a global VIRQ on a vCPU other than 0; `-ENOENT` if `vcpu` does
+    /// not exist; `-EEXIST` if that VIRQ is already bound on that vCPU (for
+    /// a global VIRQ: at all); then the allocation errors (`-EINVAL` dying,
+    /// `-ENOSPC`).
+    pub fn bind_virq(&mut self, virq: u32, vcpu: u32) -> Result<u32, Errno> {
+        if virq >= NR_VIRQS {
+            return Err(Errno::EINVAL);
+        }
+        if virq_is_global(virq) && vcpu != 0 {
+            return Err(Errno::EINVAL);
+        }
+        self.check_vcpu(vcpu)?;
+        if self.virq_port(vcpu, virq).is_some() {
+            return Err(Errno::EEXIST);
+        }
+        let port = self.get_free_port()?;
+        self.set_state(port, PortState::Virq { virq, vcpu });
+        self.set_notify(port, vcpu);
+        self.set_virq_slot(vcpu, virq, port);
+        Ok(port)
+    }
+
+    /// `EVTCHNOP_bind_ipi`: a fresh IPI port notifying `vcpu`.
+    ///
+    /// Errors: `-ENOENT` if `vcpu` does not exist, then the allocation
+    /// errors (`-EINVAL` dying, `-ENOSPC`).
+    pub fn bind_ipi(&mut self, vcpu: u32) -> Result<u32, Errno> {
+        self.check_vcpu(vcpu)?;
+        let port = self.get_free_port()?;
+        self.set_state(port, PortState::Ipi);
+        self.set_notify(port, vcpu);
+        Ok(port)
+    }
+
+    /// `EVTCHNOP_bind_pirq`: not supported yet. No domain has access to any
+    /// physical IRQ, so this is Xen's answer for a PV domain without
+    /// permission on the PIRQ: `-EPERM`.
+    pub fn bind_pirq(&mut self, _pirq: u32, _flags: u32) -> Result<u32, Errno> {
+        Err(Errno::EPERM)
+    }
+
+    /// `EVTCHNOP_bind_vcpu`: makes `port` notify `vcpu` from now on.
+    ///
+    /// Allowed for unbound, interdomain, PIRQ and *global* VIRQ ports.
+    /// Errors, in Xen's order: `-ENOENT` if `vcpu` does not exist; `-EINVAL`
+    /// if `port` is invalid; `-EINVAL` for free, reserved, IPI and per-vCPU
+    /// VIRQ ports.
+    pub fn bind_vcpu(&mut self, port: u32, vcpu: u32) -> Result<(), Errno> {
+        self.check_vcpu(vcpu)?;
+        let state = self.state(port).ok_or(Errno::EINVAL)?;
+        match state {
+            PortState::Virq { virq, .. } if !virq_is_global(virq) => Err(Errno::EINVAL),
+            PortState::Virq { .. }
+            | PortState::Unbound { .. }
+            | PortState::Interdomain { .. }
+            | PortState::Pirq { .. } => {
+                self.set_notify(port, vcpu);
+                Ok(())
+            }
+            PortState::Free | PortState::Reserved | PortState::Ipi => Err(Errno::EINVAL),
+        }
+    }
+
+    /// `EVTCHNOP_close` of `port` in `local` (Xen's `evtchn_close`).
+    ///
+    /// The port is freed: its pending bit is cleared through `words`
+    /// (`local`'s event words), its notify vCPU reset to 0, a VIRQ binding
+    /// dropped. Closing one end of an interdomain channel turns the other
+    /// end back into an unbound port for `local`'s domain, as Xen does; for
+    /// that the caller passes the other domain's table as `remote` (see
+    /// [`EvtchnTable::peer_domain`]), or `None` for every other port,
+    /// including loopback channels whose two ends are both in `local`.
+    ///
+    /// Errors: `-EINVAL` if `port` is invalid, free or reserved; `-EINVAL`
+    /// (nothing changed) if `port` is interdomain and `remote` is not the
+    /// table of its peer domain — Xen's answer when the peer changed under
+    /// it.
+    pub fn close<W: EventWords + ?Sized>(
+        local: &mut Self,
+        remote: Option<&mut Self>,
+        port: u32,
+        words: &W,
+    ) -> Result<(), Errno> {
+        let state = local.state(port).ok_or(Errno::EINVAL)?;
+        match state {
+            PortState::Free | PortState::Reserved => return Err(Errno::EINVAL),
+            PortState::Unbound { .. } | PortState::Ipi | PortState::Pirq { .. } => {}
+            PortState::Virq { virq, vcpu } => {
+                if local.virq_port(vcpu, virq) == Some(port) {
+                    local.set_virq_slot(vcpu, virq, 0);
+                }
+            }
+            PortState::Interdomain {
+                remote_dom,
+                remote_port,
+            } => {
+                let ldom = local.domid;
+                if remote_dom == ldom {
+                    if remote.is_some() {
+                        return Err(Errno::EINVAL);
+                    }
+                    local.peer_closed(remote_port, ldom, port);
+                } else {
+                    match remote {
+                        Some(r) if r.domid == remote_dom => r.peer_closed(remote_port, ldom, port),
+                        _ => return Err(Errno::EINVAL),
+                    }
+                }
+            }
+        }
+        local.free(port, words);
+        Ok(())
+    }
+
+    /// `EVTCHNOP_reset` / domain tear-down: closes every port (from port 1
+    /// up, as Xen's `evtchn_reset`).
+    ///
+    /// Ports whose other end is in another domain need that domain's table:
+    /// the first such port stops the walk and is returned with its peer
+    /// domain; the caller closes it with [`EvtchnTable::close`] passing the
+    /// peer's table and calls `reset` again. `None` means every port is
+    /// closed. (Like Xen's continuation, the walk simply resumes; closed
+    /// ports stay closed.) The glue checks Xen's preconditions (the caller
+    /// resets itself, or a privileged caller resets a paused domain:
+    /// otherwise `-EINVAL`/`-EPERM`).
+    pub fn reset<W: EventWords + ?Sized>(&mut self, words: &W) -> Option<(u32, DomId)> {
+        for port in 1..Self::CAPACITY {
+            match self.state(port) {
+                None | Some(PortState::Free | PortState::Reserved) => {}
+                Some(PortState::Interdomain { remote_dom, .. }) if remote_dom != self.domid => {
+                    return Some((port, remote_dom));
+                }
+                Some(_) => {
+                    // Cannot fail: the port is bound and needs no other table.
+                    let _ = Self::close(self, None, port, words);
+                }
+            }
+        }
+        None
+    }
+
+    /// `EVTCHNOP_status`: fills `status` (`status.port` names the port;
+    /// `status.dom` was resolved by the glue, which also does the privilege
+    /// check and `-ESRCH`) with the port's `EVTCHNSTAT_*`, notify vCPU and
+    /// union. Union bytes a state does not define are left as the caller
+    /// passed them, except that a VIRQ/PIRQ number zeroes the rest of the
+    /// union.
+    ///
+    /// Errors: `-EINVAL` if the port is invalid.
+    pub fn status(&self, status: &mut EvtchnStatus) -> Result<(), Errno> {
+        let chan = *self.chan(status.port).ok_or(Errno::EINVAL)?;
+        let stat = match chan.state {
+            PortState::Free | PortState::Reserved => EvtchnStat::Closed,
+            PortState::Unbound { remote_dom } => {
+                status.u.dom = remote_dom;
+                EvtchnStat::Unbound
+            }
+            PortState::Interdomain {
+                remote_dom,
+                remote_port,
+            } => {
+                status.u.dom = remote_dom;
+                status.u.port = remote_port;
+                EvtchnStat::Interdomain
+            }
+            PortState::Pirq { pirq } => {
+                status.set_irq(pirq);
+                EvtchnStat::Pirq
+            }
+            PortState::Virq { virq, .. } => {
+                status.set_irq(virq);
+                EvtchnStat::Virq
+            }
+            PortState::Ipi => EvtchnStat::Ipi,
+        };
+        status.status = stat.raw();
+        status.vcpu = chan.notify_vcpu;
+        Ok(())
+    }
+
+    /// `EVTCHNOP_unmask` (Xen's `evtchn_unmask` → `evtchn_2l_unmask`):
+    /// clears `port`'s mask bit and re-raises it on its notify vCPU if it
+    /// is pending. A free or reserved port is left alone (Xen only unmasks
+    /// usable channels). Returns whether that vCPU must be kicked.
+    ///
+    /// Errors: `-EINVAL` if the port is invalid.
+    pub fn unmask<W: EventWords + ?Sized>(&self, words: &W, port: u32) -> Result<Notify, Errno> {
+        let chan = self.chan(port).ok_or(Errno::EINVAL)?;
+        if !chan.state.usable() {
+            return Ok(Notify::Nothing);
+        }
+        Ok(two_level::unmask(words, port, chan.notify_vcpu))
+    }
+
+    /// `EVTCHNOP_send` on `port` (Xen's `evtchn_send`): which port to raise.
+    ///
+    /// Interdomain: the remote end (possibly in this domain, for loopback);
+    /// IPI: the port itself; unbound: nothing (`Ok(None)`: Xen silently
+    /// drops it). Raise the result with [`EvtchnTable::raise`] on the
+    /// table of [`Event::dom`].
+    ///
+    /// Errors: `-EINVAL` if the port is invalid, free, reserved, VIRQ or
+    /// PIRQ.
+    pub fn send(&self, port: u32) -> Result<Option<Event>, Errno> {
+        match self.state(port).ok_or(Errno::EINVAL)? {
+            PortState::Interdomain {
+                remote_dom,
+                remote_port,
+            } => Ok(Some(Event {
+                dom: remote_dom,
+                port: remote_port,
+            })),
+            PortState::Ipi => Ok(Some(Event {
+                dom: self.domid,
+                port,
+            })),
+            PortState::Unbound { .. } => Ok(None),
+            PortState::Free
+            | PortState::Reserved
+            | PortState::Virq { .. }
+            | PortState::Pirq { .. } => Err(Errno::EINVAL),
+        }
+    }
+
+    /// The port to raise for VIRQ `virq` on `vcpu` (Xen's
+    /// `send_guest_vcpu_virq` / `send_guest_global_virq`), or `None` if the
+    /// domain has not bound it. For a global VIRQ `vcpu` is ignored: the
+    /// binding is the domain's (vCPU 0's slot) and the event goes to the
+    /// port's notify vCPU. Raise the result with [`EvtchnTable::raise`].
+    pub fn send_virq(&self, vcpu: u32, virq: Virq) -> Option<Event> {
+        let virq = virq.raw();
+        let slot_vcpu = if virq_is_global(virq) { 0 } else { vcpu };
+        let port = self.virq_port(slot_vcpu, virq)?;
+        Some(Event {
+            dom: self.domid,
+            port,
+        })
+    }
+
+    /// Xen's `evtchn_port_set_pending(d, chn->notify_vcpu_id, chn)`: marks
+    /// this domain's `port` pending for its notify vCPU through `words`
+    /// (this domain's event words). Does nothing for an invalid, free or
+    /// reserved port (so a stale [`Event`] is harmless).
+    pub fn raise<W: EventWords + ?Sized>(&self, words: &W, port: u32) -> Notify {
+        match self.chan(port) {
+            Some(c) if c.state.usable() => two_level::set_pending(words, port, c.notify_vcpu),
+            _ => Notify::Nothing,
+        }
+    }
+
+    // --- internals ----------------------------------------------------
+
+    fn chan(&self, port: u32) -> Option<&Channel> {
+        if !self.port_is_valid(port) {
+            return None;
+        }
+        self.chans.get(usize_of(port))
+    }
+
+    fn set_state(&mut self, port: u32, state: PortState) {
+        if let Some(c) = self.chans.get_mut(usize_of(port)) {
+            c.state = state;
+        }
+    }
+
+    fn set_notify(&mut self, port: u32, vcpu: u32) {
+        if let Some(c) = self.chans.get_mut(usize_of(port)) {
+            c.notify_vcpu = vcpu;
+        }
+    }
+
+    fn set_virq_slot(&mut self, vcpu: u32, virq: u32, port: u32) {
+        if let Some(slot) = self
+            .virq_to_evtchn
+            .get_mut(usize_of(vcpu))
+            .and_then(|v| v.get_mut(usize_of(virq)))
+        {
+            *slot = port;
+        }
+    }
+
+    /// Xen's `get_free_port`: the lowest free port up to `max_evtchn_port`.
+    fn get_free_port(&self) -> Result<u32, Errno> {
+        if self.dying {
+            return Err(Errno::EINVAL);
+        }
+        let limit = Self::CAPACITY.min(self.max_evtchn_port.saturating_add(1));
+        (0..limit)
+            .find(|&p| matches!(self.state(p), Some(PortState::Free)))
+            .ok_or(Errno::ENOSPC)
+    }
+
+    fn check_vcpu(&self, vcpu: u32) -> Result<(), Errno> {
+        if vcpu < self.nr_vcpus {
+            Ok(())
+        } else {
+            Err(Errno::ENOENT)
+        }
+    }
+
+    /// Xen's `evtchn_free`: clear pending, back to free on vCPU 0.
+    fn free<W: EventWords + ?Sized>(&mut self, port: u32, words: &W) {
+        two_level::clear_pending(words, port);
+        if let Some(c) = self.chans.get_mut(usize_of(port)) {
+            *c = Channel::FREE;
+        }
+    }
+
+    /// The other end of `port` (in `peer_dom`, port `peer_port`) was
+    /// closed: `port` goes back to unbound for `peer_dom`. Only if it really
+    /// is that channel's other end; anything else is left untouched.
+    fn peer_closed(&mut self, port: u32, peer_dom: DomId, peer_port: u32) {
+        let expected = PortState::Interdomain {
+            remote_dom: peer_dom,
+            remote_port: peer_port,
+        };
+        if self.state(port) == Some(expected) {
+            self.set_state(
+                port,
+                PortState::Unbound {
+                    remote_dom: peer_dom,
+                },
+            );
+        }
+    }
+}
+
+const fn clamp_vcpus<const V: usize>(nr_vcpus: u32) -> u32 {
+    if (nr_vcpus as usize) < V {
+        nr_vcpus
+    } else {
+        V as u32
+    }
+}
+
+/// `u32` → `usize` index; saturates (to an index that is out of range) on
+/// targets where it would not fit, which x86_64 is not.
+fn usize_of(v: u32) -> usize {
+    usize::try_from(v).unwrap_or(usize::MAX)
+}
