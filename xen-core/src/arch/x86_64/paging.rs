@@ -200,16 +200,12 @@ pub fn init(ram: &[(u64, u64)], nx: bool) {
     unsafe { write_cr3(l4) };
     // The BSP's guard page.
     // SAFETY: bsp_stack is the linker symbol of the BSP stack block.
-    unpunch_guard(sym(unsafe { &bsp_stack }));
-}
-
-fn unpunch_guard(block: u64) {
-    unmap_page(block);
+    punch_guard(sym(unsafe { &bsp_stack }));
 }
 
 /// Unmaps the guard page at the bottom of a stack block.
 pub fn punch_guard(block: u64) {
-    unpunch_guard(block);
+    unmap_page(block);
 }
 
 /// Physical address of the idle L4 (what APs and idle CPUs load into CR3).
