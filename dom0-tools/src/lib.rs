@@ -18,6 +18,7 @@
 #[cfg(test)]
 extern crate std;
 
+pub mod bench;
 #[cfg(target_os = "none")]
 pub mod fault;
 pub mod pvtest;

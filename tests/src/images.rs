@@ -9,8 +9,8 @@
 //!
 //! (its own target dir, so it never waits on the host `cargo test` build lock)
 //! and leaves in `target/images/x86_64-unknown-none/release/`: `xen-core`,
-//! `dom0`, and the test Dom0 kernels listed in [`TEST_KERNELS`] — the one
-//! place that list lives.
+//! `dom0`, the test Dom0 kernels listed in [`TEST_KERNELS`] — the one
+//! place that list lives — and the benchmark kernel (`crate::bench::KERNEL`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -233,6 +233,7 @@ impl Images {
     pub fn expected_names() -> Vec<&'static str> {
         let mut v = vec![HYPERVISOR, DOM0];
         v.extend(TEST_KERNELS.iter().map(|k| k.name));
+        v.push(crate::bench::KERNEL);
         v
     }
 
