@@ -78,10 +78,10 @@ pub const TEST_KERNELS: &[TestKernel] = &[
         lines: &[
             "pv-mm: mmu_update: map a page (creating L3/L2/L1 tables): ok",
             "pv-mm: L2 entry with PSE (a superpage): ok (-EINVAL)",
-            "pv-mm: update_va_mapping of a hypervisor frame, read-only: ok (-EBUSY)",
-            "pv-mm: a writable mapping of the unpinned but loaded L4: ok (-EBUSY)",
             "pv-mm: the LDT descriptor is visible (present data, DPL 3): ok",
             "pv-mm: the LDT page cannot be made writable while loaded: ok (-EBUSY)",
+            "pv-mm: update_va_mapping of a hypervisor frame, read-only: ok (-EBUSY)",
+            "pv-mm: a writable mapping of the unpinned but loaded L4: ok (-EBUSY)",
             "pv-mm: pin it twice: ok (-EINVAL)",
             "pv-mm: update_va_mapping: writable mapping of the pinned L1: ok (-EBUSY)",
             "pv-mm: unpin a table that is not pinned: ok (-EINVAL)",
