@@ -286,6 +286,10 @@ pub fn translate_guest(cr3: u64, va: u64) -> Result<u64, Errno> {
 /// Copies `buf.len()` bytes from guest virtual address `va` of the address
 /// space rooted at `cr3`. -EFAULT if any byte is not readable by the guest.
 pub fn copy_from_guest(cr3: u64, va: u64, buf: &mut [u8]) -> Result<(), Errno> {
+    // The frame table's lock keeps the translation valid until the copy is
+    // done: mappings change only under it, so the frame cannot be unmapped,
+    // freed and given to another domain in between.
+    let _mappings = crate::memory::FRAME_TABLE.lock();
     let mut done = 0usize;
     while done < buf.len() {
         let cur = va.checked_add(done as u64).ok_or(Errno::EFAULT)?;
@@ -312,6 +316,10 @@ pub fn copy_from_guest(cr3: u64, va: u64, buf: &mut [u8]) -> Result<(), Errno> {
 /// Copies `buf` to guest virtual address `va`; -EFAULT unless every byte is
 /// guest-writable.
 pub fn copy_to_guest(cr3: u64, va: u64, buf: &[u8]) -> Result<(), Errno> {
+    // As in copy_from_guest; and the writable mapping found holds a writable
+    // type reference, so under the lock the frame cannot become a page table
+    // or descriptor page while we write it.
+    let _mappings = crate::memory::FRAME_TABLE.lock();
     let mut done = 0usize;
     while done < buf.len() {
         let cur = va.checked_add(done as u64).ok_or(Errno::EFAULT)?;
