@@ -213,7 +213,7 @@ pub fn update_va_mapping(c: &mut Call) -> Result<i64, Errno> {
     match (flags & UVMF_FLUSHTYPE_MASK, target) {
         (UVMF_TLB_FLUSH, 0) => flush::local(),
         (UVMF_INVLPG, 0) => flush::local_one(va),
-        (UVMF_TLB_FLUSH | UVMF_INVLPG, _) => flush::all(),
+        (UVMF_TLB_FLUSH | UVMF_INVLPG, _) => flush::domain(domid),
         _ => {}
     }
     Ok(0)
@@ -318,11 +318,11 @@ fn one_ext(c: &mut Call, op: &MmuextOp) -> Result<(), Errno> {
         MmuextCmd::TlbFlushMulti | MmuextCmd::InvlpgMulti => {
             let mut mask = [0u8; 8];
             copy_from_guest(c.cr3, op.vcpumask(), &mut mask)?;
-            flush::all();
+            flush::domain(domid);
             Ok(())
         }
         MmuextCmd::TlbFlushAll | MmuextCmd::InvlpgAll => {
-            flush::all();
+            flush::domain(domid);
             Ok(())
         }
         MmuextCmd::FlushCache | MmuextCmd::FlushCacheGlobal => {
