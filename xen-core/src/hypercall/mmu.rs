@@ -290,8 +290,10 @@ fn one_ext(c: &mut Call, op: &MmuextOp) -> Result<(), Errno> {
             .map_err(|e| pt_err(c, "new_baseptr", e))?;
             let v = &mut c.dom.vcpus[c.vcpu];
             v.guest_table = mfn.maddr();
-            // Hypercalls come from guest kernel mode: load it now.
+            // Hypercalls come from guest kernel mode: load it now, and read
+            // the rest of the batch through it, as the CPU would.
             pv_mm::load_cr3(v.guest_table);
+            c.cr3 = mfn.maddr();
             Ok(())
         }
         MmuextCmd::NewUserBaseptr => {
