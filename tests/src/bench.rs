@@ -272,4 +272,49 @@ mod tests {
         );
         assert!(matches!(&f[3], Figure::Garbled { name, .. } if name == "broken"));
     }
+
+    fn run_with(log: &str, exit: Exit) -> RunResult {
+        RunResult {
+            name: "pv-bench".into(),
+            command: String::new(),
+            log: log.into(),
+            stderr: String::new(),
+            exit,
+            timed_out: false,
+            elapsed: Duration::from_secs(1),
+            timeout: TIMEOUT,
+        }
+    }
+
+    #[test]
+    fn judges_a_run_by_presence_never_by_size() {
+        let mut log =
+            String::from("(XEN) bench: syscall/sysret floor 177 cycles (min 143; 33 x 64 pairs)\n");
+        for (id, _) in FIGURES {
+            if *id == "evtchn_upcall" {
+                log.push_str("BENCH name=evtchn_upcall n/a (event channels: -ENOSYS)\n");
+            } else {
+                log.push_str(&format!("BENCH name={id} cycles=99999999 min=1 iters=3\n"));
+            }
+        }
+        log.push_str("VERDICT: SUCCESS\n");
+        assert_eq!(
+            problems(&run_with(&log, Exit::POWEROFF)),
+            Vec::<String>::new()
+        );
+
+        let zero = log.replace("name=pf_bounce cycles=99999999", "name=pf_bounce cycles=0");
+        assert_eq!(problems(&run_with(&zero, Exit::POWEROFF)).len(), 1);
+        let na = log.replace(
+            "name=null_hypercall cycles=99999999 min=1 iters=3",
+            "name=null_hypercall n/a (why)",
+        );
+        assert_eq!(problems(&run_with(&na, Exit::POWEROFF)).len(), 1);
+        let missing = log.replace("BENCH name=mmu_update_512", "nothing");
+        assert_eq!(problems(&run_with(&missing, Exit::POWEROFF)).len(), 1);
+        let no_floor = log.replace("floor 177", "floor");
+        assert_eq!(problems(&run_with(&no_floor, Exit::POWEROFF)).len(), 1);
+        assert!(!problems(&run_with(&log, Exit::CRASH)).is_empty());
+        assert!(!problems(&run_with("", Exit::POWEROFF)).is_empty());
+    }
 }
