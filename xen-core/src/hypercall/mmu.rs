@@ -25,6 +25,7 @@ use xen_core::guest_walk::is_canonical;
 use xen_core::mm::frame_table::{FrameTable, PageType};
 use xen_core::mm::ptval::{self, PtContext, PtError};
 use xen_core::mm::Mfn;
+use zerocopy::IntoBytes;
 
 /// Xen's internal `MMU_UPDATE_PREEMPTED`: set in the count of a continued
 /// `mmu_update` / `mmuext_op`, whose `pdone` then holds the work done so far.
@@ -81,6 +82,54 @@ fn continuation(c: &mut Call, nr: Hypercall, args: [u64; 4]) -> Outcome {
     Outcome::NoRet
 }
 
+/// Requests copied in per chunk.
+const CHUNK: usize = 32;
+
+/// A guest array of requests, copied in `CHUNK` elements at a time (one
+/// page walk per chunk rather than per request). A chunk that cannot be
+/// copied whole falls back to single elements, so a bad element fails
+/// exactly where Xen's one-by-one copy would.
+struct GuestArray<T> {
+    base: u64,
+    start: u64,
+    len: u64,
+    buf: [T; CHUNK],
+}
+
+impl<T: zerocopy::FromBytes + zerocopy::IntoBytes + Copy> GuestArray<T> {
+    fn new(base: u64) -> Self {
+        GuestArray {
+            base,
+            start: 0,
+            len: 0,
+            buf: [T::new_zeroed(); CHUNK],
+        }
+    }
+
+    /// Forgets the copied chunk.
+    fn invalidate(&mut self) {
+        self.len = 0;
+    }
+
+    /// Element `i` of `count`.
+    fn get(&mut self, cr3: u64, i: u64, count: u64) -> Result<T, Errno> {
+        let size = core::mem::size_of::<T>() as u64;
+        if i < self.start || i >= self.start + self.len {
+            let n = (count - i).min(CHUNK as u64);
+            let bytes = self.buf[..n as usize].as_mut_bytes();
+            self.start = i;
+            self.len = match copy_from_guest(cr3, self.base.wrapping_add(i * size), bytes) {
+                Ok(()) => n,
+                Err(_) => 0,
+            };
+            if self.len == 0 {
+                return read_guest(cr3, self.base.wrapping_add(i * size));
+            }
+        }
+        Ok(self.buf[(i - self.start) as usize])
+    }
+}
+
 /// `HYPERVISOR_mmu_update(reqs, count, pdone, foreigndom)`.
 pub fn mmu_update(c: &mut Call) -> Outcome {
     let [reqs, count, pdone, foreigndom, _] = c.args;
@@ -99,6 +148,7 @@ pub fn mmu_update(c: &mut Call) -> Outcome {
         return Outcome::Ret(e.to_ret());
     }
     let domid = c.dom.domid;
+    let mut reqs_in = GuestArray::<MmuUpdate>::new(reqs);
     let mut i = 0u64;
     let mut rc: Result<(), Errno> = Ok(());
     while i < count {
@@ -112,7 +162,7 @@ pub fn mmu_update(c: &mut Call) -> Outcome {
             write_done(c, pdone, done + i as u32);
             return continuation(c, Hypercall::MmuUpdate, next);
         }
-        let req: MmuUpdate = match read_guest(c.cr3, reqs.wrapping_add(i * MMU_UPDATE_SIZE)) {
+        let req: MmuUpdate = match reqs_in.get(c.cr3, i, count) {
             Ok(r) => r,
             Err(e) => {
                 rc = Err(e);
@@ -236,6 +286,7 @@ pub fn mmuext_op(c: &mut Call) -> Outcome {
     if let Err(e) = check_foreigndom(c, foreigndom) {
         return Outcome::Ret(e.to_ret());
     }
+    let mut ops_in = GuestArray::<MmuextOp>::new(ops);
     let mut i = 0u64;
     let mut rc: Result<(), Errno> = Ok(());
     while i < count {
@@ -249,16 +300,21 @@ pub fn mmuext_op(c: &mut Call) -> Outcome {
             write_done(c, pdone, done + i as u32);
             return continuation(c, Hypercall::MmuextOp, next);
         }
-        let op: MmuextOp = match read_guest(c.cr3, ops.wrapping_add(i * MMUEXT_OP_SIZE)) {
+        let op: MmuextOp = match ops_in.get(c.cr3, i, count) {
             Ok(o) => o,
             Err(e) => {
                 rc = Err(e);
                 break;
             }
         };
+        let cr3 = c.cr3;
         if let Err(e) = one_ext(c, &op) {
             rc = Err(e);
             break;
+        }
+        if c.cr3 != cr3 {
+            // A new base pointer: read the rest through it.
+            ops_in.invalidate();
         }
         i += 1;
     }
