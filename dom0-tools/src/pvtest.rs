@@ -37,8 +37,8 @@ pub mod want {
     /// Pinning a frame that has a writable mapping: the page-table type
     /// cannot be taken (`_get_page_type` "Bad type") → -EINVAL.
     pub const PIN_WRITABLE_FRAME: Errno = Errno::EINVAL;
-    /// An L1 entry with reserved bits (bit 52): "Bad L1 flags" → -EINVAL.
-    pub const L1_RESERVED_BITS: Errno = Errno::EINVAL;
+    /// An L2 entry with PSE: "Bad L2 flags" → -EINVAL.
+    pub const L2_RESERVED_BITS: Errno = Errno::EINVAL;
 
     /// EVTCHNOP_send / close / status on a port that is not valid or not
     /// allocated (common/event_channel.c: `port_is_valid` / ECS_FREE,

@@ -219,6 +219,26 @@ pub fn find(doms: &mut [Domain], domid: DomId) -> Option<&mut Domain> {
     doms.iter_mut().find(|d| d.domid == domid)
 }
 
+/// One bit per ordinary domain id: set while a domain with that id exists.
+/// Readable without DOMAINS (hypercalls hold it while they look up ids).
+static LIVE_DOMIDS: [core::sync::atomic::AtomicU64; 0x7ff0 / 64] =
+    [const { core::sync::atomic::AtomicU64::new(0) }; 0x7ff0 / 64];
+
+/// Adds `d` to the domain table (the caller holds DOMAINS).
+pub fn insert(doms: &mut Vec<Domain>, d: Domain) {
+    if let Some(w) = LIVE_DOMIDS.get(usize::from(d.domid) / 64) {
+        w.fetch_or(1 << (d.domid % 64), core::sync::atomic::Ordering::AcqRel);
+    }
+    doms.push(d);
+}
+
+/// Whether a domain with id `domid` exists (reserved ids never do).
+pub fn exists_other(domid: DomId) -> bool {
+    LIVE_DOMIDS
+        .get(usize::from(domid) / 64)
+        .is_some_and(|w| w.load(core::sync::atomic::Ordering::Acquire) & (1 << (domid % 64)) != 0)
+}
+
 /// The domain table.
 pub static DOMAINS: Mutex<Vec<Domain>> = Mutex::new(Vec::new());
 

@@ -214,6 +214,14 @@ pub fn guest_exception(frame: &mut TrapFrame) {
         unsafe {
             core::ptr::addr_of_mut!((*vcpu_info_ptr(v)).arch.cr2).write_volatile(instr::read_cr2())
         };
+        // The guest kernel runs in ring 3, so the CPU reports every fault
+        // as a user access: Xen's pv_inject_event sets the U bit from the
+        // guest's own mode instead.
+        const PFEC_USER: u64 = 1 << 2;
+        frame.error_code &= !PFEC_USER;
+        if !v.kernel_mode {
+            frame.error_code |= PFEC_USER;
+        }
     }
     if vec == u64::from(vector::DEVICE_NOT_AVAILABLE) {
         // Lazy FPU (Xen's do_device_not_available): the state is loaded;
@@ -387,4 +395,19 @@ pub fn unmap_gdt(v: &Vcpu) {
             crate::arch::x86_64::paging::image_virt_to_phys(va),
         );
     }
+}
+
+/// `MMUEXT_SET_LDT` for vCPU `vcpu` of `d`: `base`/`ents` are checked by
+/// the caller (page-aligned, at most 8192 entries, guest addresses).
+pub fn set_ldt(
+    d: &mut crate::domain::Domain,
+    vcpu: usize,
+    base: u64,
+    ents: u64,
+) -> Result<(), hypercall_abi::errno::Errno> {
+    let _ = (d, vcpu, base);
+    if ents == 0 {
+        return Ok(());
+    }
+    Err(hypercall_abi::errno::Errno::EOPNOTSUPP)
 }

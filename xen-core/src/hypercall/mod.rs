@@ -10,6 +10,7 @@ mod cpu;
 mod desc;
 mod evtchn;
 mod memory;
+mod mmu;
 mod sched_op;
 mod vcpu;
 mod xen_version;
@@ -116,6 +117,9 @@ fn dispatch(nr: u64, c: &mut Call) -> Outcome {
         Hypercall::SetGdt => desc::set_gdt(c).into(),
         Hypercall::UpdateDescriptor => desc::update_descriptor(c).into(),
         Hypercall::MemoryOp => memory::memory_op(c).into(),
+        Hypercall::MmuUpdate => mmu::mmu_update(c),
+        Hypercall::UpdateVaMapping => mmu::update_va_mapping(c).into(),
+        Hypercall::MmuextOp => mmu::mmuext_op(c),
         Hypercall::SetSegmentBase => cpu::set_segment_base(c).into(),
         Hypercall::FpuTaskswitch => cpu::fpu_taskswitch(c).into(),
         Hypercall::SetDebugreg => cpu::set_debugreg(c).into(),
