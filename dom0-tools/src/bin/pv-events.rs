@@ -196,7 +196,13 @@ mod kernel {
                     format_args!("status {} vcpu {}", s.status, s.vcpu),
                 );
             }
-            c.ok("EVTCHNOP_bind_vcpu (to vCPU 0)", events::bind_vcpu(i, 0));
+            // Xen's evtchn_bind_vcpu moves unbound, interdomain, PIRQ and
+            // global-VIRQ ports only: an IPI port stays on its vCPU.
+            c.err(
+                "EVTCHNOP_bind_vcpu of an IPI port",
+                events::bind_vcpu(i, 0),
+                want::EVTCHN_BIND_VCPU_FIXED,
+            );
             c.err(
                 "bind_vcpu to a vCPU that does not exist",
                 events::bind_vcpu(i, 1000),
@@ -207,6 +213,24 @@ mod kernel {
                 events::bind_interdomain(DOMID_SELF, i),
                 want::EVTCHN_BIND_NOT_UNBOUND,
             );
+        }
+
+        // bind_vcpu moves an unbound port's notifications.
+        if let Some(u) = c.ok(
+            "alloc_unbound for bind_vcpu",
+            events::alloc_unbound(DOMID_SELF, DOMID_SELF),
+        ) {
+            let last = pv_guest_lib::smp::count().saturating_sub(1);
+            c.ok(
+                "EVTCHNOP_bind_vcpu of an unbound port (to the last vCPU)",
+                events::bind_vcpu(u, last),
+            );
+            c.check(
+                "status names the new vCPU",
+                events::status(u).is_ok_and(|s| s.vcpu == last),
+                format_args!("{:?}", events::status(u).map(|s| s.vcpu)),
+            );
+            let _ = events::close(u);
         }
 
         // Negative cases.
