@@ -242,6 +242,17 @@ pub fn send_global_virq(d: &mut Domain, virq: Virq) {
     send_virq(d, 0, virq);
 }
 
+/// From CPU 0's tick (DOMAINS held): serial input for the hardware domain
+/// raises its `VIRQ_CONSOLE` (Xen's `serial_rx` → `send_global_virq`; the
+/// serial line has no interrupt here, so it is polled once a tick).
+pub fn console_input_tick(doms: &mut [Domain]) {
+    if crate::console::poll_input() {
+        if let Some(d) = doms.iter_mut().find(|d| d.is_privileged) {
+            send_global_virq(d, Virq::Console);
+        }
+    }
+}
+
 /// Whether `port` names a valid event channel of `d` (bound or not:
 /// inside an allocated bucket, Xen's `port_is_valid`).
 pub fn port_valid(d: &Domain, port: u32) -> bool {

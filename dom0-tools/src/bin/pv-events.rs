@@ -261,6 +261,22 @@ mod kernel {
             want::EVTCHN_BAD_VCPU,
         );
         c.err(
+            "bind_virq VIRQ_CONSOLE (global) on vCPU 1",
+            events::bind_virq(Virq::Console, 1),
+            want::EVTCHN_BAD_VIRQ,
+        );
+        if let Some(p) = c.ok(
+            "bind_virq VIRQ_CONSOLE on vCPU 0",
+            events::bind_virq(Virq::Console, 0),
+        ) {
+            c.err(
+                "bind VIRQ_CONSOLE twice",
+                events::bind_virq(Virq::Console, 0),
+                want::EVTCHN_VIRQ_TWICE,
+            );
+            c.ok("close the VIRQ_CONSOLE port", events::close(p));
+        }
+        c.err(
             "bind_ipi to vCPU 1000",
             events::bind_ipi(1000),
             want::EVTCHN_BAD_VCPU,
