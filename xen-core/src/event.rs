@@ -253,6 +253,13 @@ pub fn console_input_tick(doms: &mut [Domain]) {
     }
 }
 
+/// Xen's `local_events_need_delivery` for vCPU `vcpu` of `d`: an upcall is
+/// pending and the vCPU has events unmasked.
+pub fn local_events_need_delivery(d: &Domain, vcpu: u32) -> bool {
+    let w = Words::new(d.shared_info_maddr, &d.vcpus);
+    w.upcall_pending(vcpu).is_some_and(test) && !w.upcall_masked(vcpu)
+}
+
 /// Whether `port` names a valid event channel of `d` (bound or not:
 /// inside an allocated bucket, Xen's `port_is_valid`).
 pub fn port_valid(d: &Domain, port: u32) -> bool {

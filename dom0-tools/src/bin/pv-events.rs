@@ -371,6 +371,72 @@ mod kernel {
             );
         }
 
+        // SCHEDOP_poll (Xen's do_poll): a masked port wakes its poller
+        // without an upcall.
+        if let Some(q) = c.ok("bind_ipi for SCHEDOP_poll", events::bind_ipi(0)) {
+            events::mask(q);
+            let t = time::now_ns();
+            c.ok(
+                "SCHEDOP_poll of a quiet port, 20 ms timeout",
+                xen::sched_poll(&[q], t + 20 * NS_PER_MS),
+            );
+            let took = time::now_ns() - t;
+            c.check(
+                "it slept until the timeout",
+                took + EARLY_NS >= 20 * NS_PER_MS && took <= 20 * NS_PER_MS + LATE_NS,
+                format_args!("{} µs", took / 1000),
+            );
+            c.ok("send to the masked port", events::send(q));
+            let t = time::now_ns();
+            c.ok(
+                "SCHEDOP_poll of a pending port",
+                xen::sched_poll(&[q], t + WAIT_NS),
+            );
+            let took = time::now_ns() - t;
+            c.check(
+                "it returned at once",
+                took < LATE_NS,
+                format_args!("{} µs", took / 1000),
+            );
+            events::clear_pending(q);
+            c.err(
+                "SCHEDOP_poll of port 4000",
+                xen::sched_poll(&[4000], 0),
+                want::EVTCHN_BAD_PORT,
+            );
+            if let Some(tport) = time::timer_port(0) {
+                let before = time::ticks(0);
+                events::mask(tport);
+                let t = time::now_ns();
+                let _ = time::set_timer_op(t + 10 * NS_PER_MS);
+                c.ok(
+                    "SCHEDOP_poll of the masked VIRQ_TIMER port",
+                    xen::sched_poll(&[tport], t + WAIT_NS),
+                );
+                let took = time::now_ns() - t;
+                c.check(
+                    "the timer woke the poller, no upcall",
+                    took + EARLY_NS >= 10 * NS_PER_MS
+                        && took <= 10 * NS_PER_MS + LATE_NS
+                        && events::is_pending(tport)
+                        && time::ticks(0) == before,
+                    format_args!(
+                        "{} µs, pending {}, ticks +{}",
+                        took / 1000,
+                        events::is_pending(tport),
+                        time::ticks(0) - before
+                    ),
+                );
+                c.ok("unmask the timer port", events::unmask(tport));
+                c.check(
+                    "and the tick is delivered",
+                    wait(|| time::ticks(0) > before),
+                    format_args!("ticks +{}", time::ticks(0) - before),
+                );
+            }
+            let _ = events::close(q);
+        }
+
         let (upcalls, unhandled) = events::stats();
         c.note(format_args!(
             "{upcalls} upcalls, {unhandled} events without a handler"
