@@ -18,6 +18,8 @@ use xen_core::mm::Mfn;
 
 /// Page tables of one domain, reached through the direct map.
 pub struct DirectMapPt {
+    /// The domain whose tables these are.
+    domid: u16,
     /// Frames whose last reference went during this operation.
     freed: Vec<Mfn>,
 }
@@ -46,7 +48,7 @@ impl PtMemory for DirectMapPt {
     }
 
     fn flush_before_type_change(&mut self, _mfn: Mfn) {
-        flush::all();
+        flush::domain(self.domid);
     }
 
     fn frame_freed(&mut self, mfn: Mfn) {
@@ -71,23 +73,26 @@ pub fn with_pt<R>(
     f: impl FnOnce(&PtContext, &mut FrameTable<'static>, &mut DirectMapPt) -> R,
 ) -> R {
     let ctx = context(domid);
-    let mut mem = DirectMapPt { freed: Vec::new() };
+    let mut mem = DirectMapPt {
+        domid,
+        freed: Vec::new(),
+    };
     let r = {
         let mut ft = FRAME_TABLE.lock();
         let ft = ft.as_mut().expect("frame table is set up at boot");
         f(&ctx, ft, &mut mem)
     };
-    give_back(&mem.freed);
+    give_back(domid, &mem.freed);
     r
 }
 
 /// Returns frames whose last reference went to the allocator, after every
 /// CPU has dropped its translations of them.
-pub fn give_back(freed: &[Mfn]) {
+pub fn give_back(domid: u16, freed: &[Mfn]) {
     if freed.is_empty() {
         return;
     }
-    flush::all();
+    flush::domain(domid);
     let mut fa = FRAMES.lock();
     for &mfn in freed {
         memory::set_m2p(mfn, INVALID_M2P_ENTRY);

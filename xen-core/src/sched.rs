@@ -36,6 +36,7 @@ pub fn current() -> Option<(DomId, u32)> {
 fn set_current(v: Option<(DomId, u32)>) {
     let val = v.map_or(IDLE, |(d, i)| (u32::from(d) << 16) | i);
     this_cpu().current_vcpu.store(val, Ordering::Release);
+    crate::arch::x86_64::flush::set_running(v.map(|(d, _)| d));
 }
 
 fn cpu() -> usize {

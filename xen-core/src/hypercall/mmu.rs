@@ -213,7 +213,7 @@ pub fn update_va_mapping(c: &mut Call) -> Result<i64, Errno> {
     match (flags & UVMF_FLUSHTYPE_MASK, target) {
         (UVMF_TLB_FLUSH, 0) => flush::local(),
         (UVMF_INVLPG, 0) => flush::local_one(va),
-        (UVMF_TLB_FLUSH | UVMF_INVLPG, _) => flush::all(),
+        (UVMF_TLB_FLUSH | UVMF_INVLPG, _) => flush::domain(domid),
         _ => {}
     }
     Ok(0)
@@ -290,8 +290,10 @@ fn one_ext(c: &mut Call, op: &MmuextOp) -> Result<(), Errno> {
             .map_err(|e| pt_err(c, "new_baseptr", e))?;
             let v = &mut c.dom.vcpus[c.vcpu];
             v.guest_table = mfn.maddr();
-            // Hypercalls come from guest kernel mode: load it now.
+            // Hypercalls come from guest kernel mode: load it now, and read
+            // the rest of the batch through it, as the CPU would.
             pv_mm::load_cr3(v.guest_table);
+            c.cr3 = mfn.maddr();
             Ok(())
         }
         MmuextCmd::NewUserBaseptr => {
@@ -318,11 +320,11 @@ fn one_ext(c: &mut Call, op: &MmuextOp) -> Result<(), Errno> {
         MmuextCmd::TlbFlushMulti | MmuextCmd::InvlpgMulti => {
             let mut mask = [0u8; 8];
             copy_from_guest(c.cr3, op.vcpumask(), &mut mask)?;
-            flush::all();
+            flush::domain(domid);
             Ok(())
         }
         MmuextCmd::TlbFlushAll | MmuextCmd::InvlpgAll => {
-            flush::all();
+            flush::domain(domid);
             Ok(())
         }
         MmuextCmd::FlushCache | MmuextCmd::FlushCacheGlobal => {

@@ -15,6 +15,8 @@ mod sched_op;
 mod vcpu;
 mod xen_version;
 
+pub use desc::{get_desc_page, put_desc_page};
+
 use crate::arch::x86_64::entry::TrapFrame;
 use crate::domain::{Domain, DOMAINS};
 use hypercall_abi::errno::Errno;
