@@ -65,6 +65,9 @@ pub mod want {
     pub const EVTCHN_NO_DOMAIN: Errno = Errno::ESRCH;
     /// EVTCHNOP_bind_interdomain to a port that is not unbound → -EINVAL.
     pub const EVTCHN_BIND_NOT_UNBOUND: Errno = Errno::EINVAL;
+    /// EVTCHNOP_bind_vcpu of an IPI (or per-vCPU VIRQ) port, which stays
+    /// on its vCPU → -EINVAL.
+    pub const EVTCHN_BIND_VCPU_FIXED: Errno = Errno::EINVAL;
     /// VCPUOP_set_singleshot_timer with VCPU_SSHOTTMR_future and a deadline
     /// in the past → -ETIME.
     pub const SINGLESHOT_IN_PAST: Errno = Errno::ETIME;

@@ -11,7 +11,7 @@
 use crate::abi::arch_x86::TrapInfo;
 use crate::abi::callback::{CallbackOp, CallbackRegister, CallbackType, CallbackUnregister};
 use crate::abi::hypercall::Hypercall;
-use crate::abi::sched::{SchedOp, SchedShutdown, ShutdownReason};
+use crate::abi::sched::{SchedOp, SchedPoll, SchedShutdown, ShutdownReason};
 use crate::abi::vcpu::VcpuOp;
 use crate::abi::version::{
     XenCapabilitiesInfo, XenChangesetInfo, XenCommandline, XenCompileInfo, XenDomainHandleBuf,
@@ -214,6 +214,21 @@ pub fn sched_yield() -> Result<u64, Errno> {
 pub fn sched_block() -> Result<u64, Errno> {
     // SAFETY: SCHEDOP_block ignores its argument.
     check(unsafe { hypercall2(Hypercall::SchedOp, SchedOp::Block as u64, 0) })
+}
+
+/// `SCHEDOP_poll`: sleeps until one of `ports` is pending, an upcall is
+/// pending with events unmasked, or system time reaches `timeout` (ns; 0:
+/// no timeout). Returns at once if one of them already holds.
+pub fn sched_poll(ports: &[u32], timeout: u64) -> Result<u64, Errno> {
+    let arg = SchedPoll {
+        ports: ports.as_ptr() as u64,
+        nr_ports: u32::try_from(ports.len()).unwrap_or(u32::MAX),
+        _pad12: 0,
+        timeout,
+    };
+    // SAFETY: Xen reads `arg` and `nr_ports` ports from `ports`, both live
+    // for the call.
+    check(unsafe { hypercall2(Hypercall::SchedOp, SchedOp::Poll as u64, ptr(&arg)) })
 }
 
 /// `SCHEDOP_shutdown`: shuts the domain down. Returns only on failure (or,

@@ -122,6 +122,19 @@ pub fn guest_write(domid: u16, hardware_domain: bool, bytes: &[u8], at_line_star
     });
 }
 
+/// Moves serial input that arrived into the buffer, from CPU 0's tick;
+/// true if new bytes were buffered (the caller raises Dom0's
+/// `VIRQ_CONSOLE`, as Xen's `serial_rx` does). Skips the poll if another
+/// CPU is printing: the next tick picks the bytes up.
+pub fn poll_input() -> bool {
+    let Some(mut c) = CONSOLE.try_lock() else {
+        return false;
+    };
+    let before = c.input_len;
+    c.poll_input();
+    c.input_len != before
+}
+
 /// Takes up to `buf.len()` bytes of buffered serial input.
 pub fn read_input(buf: &mut [u8]) -> usize {
     with_console(|c| {

@@ -154,6 +154,8 @@ pub struct Domain {
     pub console_written: bool,
     /// Its handle (xen_domain_handle_t).
     pub handle: [u8; 16],
+    /// Its event channels (2-level ABI), sized for its vCPUs.
+    pub evtchn: Box<xen_core::evtchn::EvtchnTable>,
 }
 
 /// Byte offset of `vcpu_info[i]` in shared_info.
@@ -216,6 +218,7 @@ impl Domain {
             console_at_line_start: true,
             console_written: false,
             handle: [0; 16],
+            evtchn: crate::event::new_table(domid, nr_vcpus),
         }
     }
 }

@@ -41,4 +41,5 @@ pub fn run_expired() {
             }
         }
     }
+    crate::event::console_input_tick(&mut doms);
 }

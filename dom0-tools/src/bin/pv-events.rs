@@ -196,7 +196,13 @@ mod kernel {
                     format_args!("status {} vcpu {}", s.status, s.vcpu),
                 );
             }
-            c.ok("EVTCHNOP_bind_vcpu (to vCPU 0)", events::bind_vcpu(i, 0));
+            // Xen's evtchn_bind_vcpu moves unbound, interdomain, PIRQ and
+            // global-VIRQ ports only: an IPI port stays on its vCPU.
+            c.err(
+                "EVTCHNOP_bind_vcpu of an IPI port",
+                events::bind_vcpu(i, 0),
+                want::EVTCHN_BIND_VCPU_FIXED,
+            );
             c.err(
                 "bind_vcpu to a vCPU that does not exist",
                 events::bind_vcpu(i, 1000),
@@ -207,6 +213,24 @@ mod kernel {
                 events::bind_interdomain(DOMID_SELF, i),
                 want::EVTCHN_BIND_NOT_UNBOUND,
             );
+        }
+
+        // bind_vcpu moves an unbound port's notifications.
+        if let Some(u) = c.ok(
+            "alloc_unbound for bind_vcpu",
+            events::alloc_unbound(DOMID_SELF, DOMID_SELF),
+        ) {
+            let last = pv_guest_lib::smp::count().saturating_sub(1);
+            c.ok(
+                "EVTCHNOP_bind_vcpu of an unbound port (to the last vCPU)",
+                events::bind_vcpu(u, last),
+            );
+            c.check(
+                "status names the new vCPU",
+                events::status(u).is_ok_and(|s| s.vcpu == last),
+                format_args!("{:?}", events::status(u).map(|s| s.vcpu)),
+            );
+            let _ = events::close(u);
         }
 
         // Negative cases.
@@ -236,6 +260,22 @@ mod kernel {
             events::bind_virq(Virq::Timer, 1000),
             want::EVTCHN_BAD_VCPU,
         );
+        c.err(
+            "bind_virq VIRQ_CONSOLE (global) on vCPU 1",
+            events::bind_virq(Virq::Console, 1),
+            want::EVTCHN_BAD_VIRQ,
+        );
+        if let Some(p) = c.ok(
+            "bind_virq VIRQ_CONSOLE on vCPU 0",
+            events::bind_virq(Virq::Console, 0),
+        ) {
+            c.err(
+                "bind VIRQ_CONSOLE twice",
+                events::bind_virq(Virq::Console, 0),
+                want::EVTCHN_VIRQ_TWICE,
+            );
+            c.ok("close the VIRQ_CONSOLE port", events::close(p));
+        }
         c.err(
             "bind_ipi to vCPU 1000",
             events::bind_ipi(1000),
@@ -329,6 +369,72 @@ mod kernel {
                 time::set_periodic_timer(0, 1000),
                 hypercall_abi::errno::Errno::EINVAL,
             );
+        }
+
+        // SCHEDOP_poll (Xen's do_poll): a masked port wakes its poller
+        // without an upcall.
+        if let Some(q) = c.ok("bind_ipi for SCHEDOP_poll", events::bind_ipi(0)) {
+            events::mask(q);
+            let t = time::now_ns();
+            c.ok(
+                "SCHEDOP_poll of a quiet port, 20 ms timeout",
+                xen::sched_poll(&[q], t + 20 * NS_PER_MS),
+            );
+            let took = time::now_ns() - t;
+            c.check(
+                "it slept until the timeout",
+                took + EARLY_NS >= 20 * NS_PER_MS && took <= 20 * NS_PER_MS + LATE_NS,
+                format_args!("{} µs", took / 1000),
+            );
+            c.ok("send to the masked port", events::send(q));
+            let t = time::now_ns();
+            c.ok(
+                "SCHEDOP_poll of a pending port",
+                xen::sched_poll(&[q], t + WAIT_NS),
+            );
+            let took = time::now_ns() - t;
+            c.check(
+                "it returned at once",
+                took < LATE_NS,
+                format_args!("{} µs", took / 1000),
+            );
+            events::clear_pending(q);
+            c.err(
+                "SCHEDOP_poll of port 4000",
+                xen::sched_poll(&[4000], 0),
+                want::EVTCHN_BAD_PORT,
+            );
+            if let Some(tport) = time::timer_port(0) {
+                let before = time::ticks(0);
+                events::mask(tport);
+                let t = time::now_ns();
+                let _ = time::set_timer_op(t + 10 * NS_PER_MS);
+                c.ok(
+                    "SCHEDOP_poll of the masked VIRQ_TIMER port",
+                    xen::sched_poll(&[tport], t + WAIT_NS),
+                );
+                let took = time::now_ns() - t;
+                c.check(
+                    "the timer woke the poller, no upcall",
+                    took + EARLY_NS >= 10 * NS_PER_MS
+                        && took <= 10 * NS_PER_MS + LATE_NS
+                        && events::is_pending(tport)
+                        && time::ticks(0) == before,
+                    format_args!(
+                        "{} µs, pending {}, ticks +{}",
+                        took / 1000,
+                        events::is_pending(tport),
+                        time::ticks(0) - before
+                    ),
+                );
+                c.ok("unmask the timer port", events::unmask(tport));
+                c.check(
+                    "and the tick is delivered",
+                    wait(|| time::ticks(0) > before),
+                    format_args!("ticks +{}", time::ticks(0) - before),
+                );
+            }
+            let _ = events::close(q);
         }
 
         let (upcalls, unhandled) = events::stats();

@@ -29,11 +29,13 @@
 //! selector bits at any time, so they are only ever touched through
 //! [`EventWords`]' single atomic operations and never cached.
 //!
+//! Port validity is Xen's: a port is valid once its 64-port bucket has been
+//! allocated (the first bucket at creation, then one more each time every
+//! valid port is in use), so `status`/`close`/`send`/`unmask` of a port
+//! beyond the allocated buckets get `-EINVAL`, while a never-used port
+//! inside one is simply closed.
+//!
 //! Deliberate differences from Xen 4.17:
-//! * Port validity is "below the table's capacity" (`min(N, 4096)`), not
-//!   "inside an allocated 64-port bucket": `status`/`close`/`send`/`unmask`
-//!   of a never-used port below the capacity see a closed port rather than
-//!   `-EINVAL`.
 //! * No Xen-consumer channels (`alloc_unbound_xen_event_channel`), no FIFO
 //!   ABI, and `bind_pirq` always fails with `-EPERM`.
 //!
@@ -47,5 +49,7 @@ pub mod two_level;
 #[cfg(test)]
 mod tests;
 
-pub use table::{virq_is_global, Event, EvtchnTable, PortState, DEFAULT_PORTS, DEFAULT_VCPUS};
+pub use table::{
+    virq_is_global, Event, EvtchnTable, PortState, DEFAULT_PORTS, DEFAULT_VCPUS, EVTCHNS_PER_BUCKET,
+};
 pub use two_level::{clear_pending, set_pending, unmask, EventWords, Notify};

@@ -16,6 +16,12 @@ pub const DEFAULT_PORTS: usize = EVTCHN_2L_NR_CHANNELS as usize;
 /// shared_info (`XEN_LEGACY_MAX_VCPUS`).
 pub const DEFAULT_VCPUS: usize = XEN_LEGACY_MAX_VCPUS;
 
+/// Ports per bucket of Xen's channel storage (`EVTCHNS_PER_BUCKET`: a page
+/// of 64-byte `struct evtchn`s). A port is valid once its bucket has been
+/// allocated: a fresh domain has the first bucket, and `get_free_port`
+/// adds one whenever every valid port is in use.
+pub const EVTCHNS_PER_BUCKET: u32 = 64;
+
 const NR_VIRQS_USIZE: usize = NR_VIRQS as usize;
 
 /// Xen's `virq_is_global`: VIRQs bound once per domain (on vCPU 0, then
@@ -33,10 +39,14 @@ pub const fn virq_is_global(virq: u32) -> bool {
 
 /// The state of one port (Xen's `ECS_*` plus the `u` union of `struct
 /// evtchn`).
+///
+/// `repr(u8)` with `Free` as tag 0 makes an all-zero `PortState` a valid
+/// `Free` (see [`EvtchnTable::init`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
 pub enum PortState {
     /// Not in use (`ECS_FREE`).
-    Free,
+    Free = 0,
     /// Never allocatable: port 0 (`ECS_RESERVED`).
     Reserved,
     /// Allocated by `EVTCHNOP_alloc_unbound`, waiting for `remote_dom` to
@@ -106,30 +116,45 @@ pub struct Event {
 /// ABI's 4096 are used) and VIRQ bindings for up to `V` vCPUs.
 ///
 /// All storage is inline (`N` × 16 bytes plus `V` × 96 bytes): no
-/// allocation, and `new` is `const`.
+/// allocation, and `new` is `const`. A table too big for the stack (the
+/// default one is about 67 KiB) can be built in place: every field is valid
+/// when all its bytes are zero (integers, `bool`, and [`PortState`], whose
+/// tag 0 is `Free`), so zeroed heap memory is a valid, empty table that
+/// [`EvtchnTable::init`] then turns into `new(domid, nr_vcpus)`.
 #[derive(Clone, Debug)]
 pub struct EvtchnTable<const N: usize = DEFAULT_PORTS, const V: usize = DEFAULT_VCPUS> {
     domid: DomId,
     nr_vcpus: u32,
     max_evtchn_port: u32,
     dying: bool,
+    /// Xen's `d->valid_evtchns`: ports below this are valid (allocated
+    /// buckets); a multiple of [`EVTCHNS_PER_BUCKET`] capped at `CAPACITY`.
+    valid: u32,
     chans: [Channel; N],
     virq_to_evtchn: [[u32; NR_VIRQS_USIZE]; V],
 }
 
 impl<const N: usize, const V: usize> EvtchnTable<N, V> {
     /// Ports addressable in this table: `min(N, EVTCHN_2L_NR_CHANNELS)`.
-    /// Ports at or above this are invalid (`-EINVAL`), as ports beyond
-    /// Xen's valid buckets are.
+    /// Ports at or above this are never valid (`-EINVAL`); below it, a port
+    /// is valid once its 64-port bucket is in use, as in Xen.
     pub const CAPACITY: u32 = if N < DEFAULT_PORTS {
         N as u32
     } else {
         EVTCHN_2L_NR_CHANNELS
     };
 
+    /// Valid ports of a fresh table: the first bucket (Xen's `evtchn_init`).
+    const FIRST_BUCKET: u32 = if Self::CAPACITY < EVTCHNS_PER_BUCKET {
+        Self::CAPACITY
+    } else {
+        EVTCHNS_PER_BUCKET
+    };
+
     /// A table for domain `domid` with `nr_vcpus` vCPUs (clamped to `V`):
-    /// every port free except the reserved port 0, no VIRQ bound, and the
-    /// port limit at the table's capacity (`max_evtchn_port = CAPACITY - 1`).
+    /// every port free except the reserved port 0, no VIRQ bound, the first
+    /// bucket of 64 ports valid, and the port limit at the table's capacity
+    /// (`max_evtchn_port = CAPACITY - 1`).
     pub const fn new(domid: DomId, nr_vcpus: u32) -> Self {
         let mut chans = [Channel::FREE; N];
         if N > 0 {
@@ -140,8 +165,27 @@ impl<const N: usize, const V: usize> EvtchnTable<N, V> {
             nr_vcpus: clamp_vcpus::<V>(nr_vcpus),
             max_evtchn_port: Self::CAPACITY.saturating_sub(1),
             dying: false,
+            valid: Self::FIRST_BUCKET,
             chans,
             virq_to_evtchn: [[0; NR_VIRQS_USIZE]; V],
+        }
+    }
+
+    /// Makes this table exactly what [`EvtchnTable::new`]`(domid, nr_vcpus)`
+    /// returns, in place (for tables built in zeroed heap memory rather
+    /// than on the stack; see the type's documentation).
+    pub fn init(&mut self, domid: DomId, nr_vcpus: u32) {
+        self.domid = domid;
+        self.nr_vcpus = clamp_vcpus::<V>(nr_vcpus);
+        self.max_evtchn_port = Self::CAPACITY.saturating_sub(1);
+        self.dying = false;
+        self.valid = Self::FIRST_BUCKET;
+        self.chans.fill(Channel::FREE);
+        if let Some(c) = self.chans.first_mut() {
+            c.state = PortState::Reserved;
+        }
+        for v in self.virq_to_evtchn.iter_mut() {
+            v.fill(0);
         }
     }
 
@@ -182,10 +226,17 @@ impl<const N: usize, const V: usize> EvtchnTable<N, V> {
         self.dying = true;
     }
 
-    /// Xen's `port_is_valid`: whether `port` is inside the table (bound or
-    /// not; port 0 is valid but reserved).
+    /// Xen's `port_is_valid`: whether `port` is inside an allocated bucket
+    /// (bound or not; port 0 is valid but reserved). Ports become valid 64
+    /// at a time as allocation needs them and stay valid.
     pub const fn port_is_valid(&self, port: u32) -> bool {
-        port < Self::CAPACITY
+        port < self.valid && port < Self::CAPACITY
+    }
+
+    /// Xen's `d->valid_evtchns`: the number of valid ports (ports
+    /// `0..valid_ports()` are valid).
+    pub const fn valid_ports(&self) -> u32 {
+        self.valid
     }
 
     /// `port`'s state, or `None` if the port is invalid.
@@ -451,7 +502,7 @@ impl<const N: usize, const V: usize> EvtchnTable<N, V> {
     /// resets itself, or a privileged caller resets a paused domain:
     /// otherwise `-EINVAL`/`-EPERM`).
     pub fn reset<W: EventWords + ?Sized>(&mut self, words: &W) -> Option<(u32, DomId)> {
-        for port in 1..Self::CAPACITY {
+        for port in 1..self.valid {
             match self.state(port) {
                 None | Some(PortState::Free | PortState::Reserved) => {}
                 Some(PortState::Interdomain { remote_dom, .. }) if remote_dom != self.domid => {
@@ -606,15 +657,26 @@ impl<const N: usize, const V: usize> EvtchnTable<N, V> {
         }
     }
 
-    /// Xen's `get_free_port`: the lowest free port up to `max_evtchn_port`.
-    fn get_free_port(&self) -> Result<u32, Errno> {
+    /// Xen's `get_free_port`: the lowest free port up to `max_evtchn_port`;
+    /// when every valid port is taken, the first port of a new bucket
+    /// (which makes the bucket's ports valid, as Xen's
+    /// `evtchn_allocate_port` does, even if the caller then fails).
+    fn get_free_port(&mut self) -> Result<u32, Errno> {
         if self.dying {
             return Err(Errno::EINVAL);
         }
         let limit = Self::CAPACITY.min(self.max_evtchn_port.saturating_add(1));
-        (0..limit)
-            .find(|&p| matches!(self.state(p), Some(PortState::Free)))
-            .ok_or(Errno::ENOSPC)
+        if let Some(p) =
+            (0..limit.min(self.valid)).find(|&p| matches!(self.state(p), Some(PortState::Free)))
+        {
+            return Ok(p);
+        }
+        if self.valid < limit {
+            let port = self.valid;
+            self.valid = Self::CAPACITY.min(self.valid.saturating_add(EVTCHNS_PER_BUCKET));
+            return Ok(port);
+        }
+        Err(Errno::ENOSPC)
     }
 
     fn check_vcpu(&self, vcpu: u32) -> Result<(), Errno> {

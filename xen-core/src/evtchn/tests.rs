@@ -117,7 +117,12 @@ fn status_of<const N: usize, const V: usize>(t: &EvtchnTable<N, V>, port: u32) -
 /// VIRQ ports agree.
 fn check_invariants<const N: usize, const V: usize>(tables: &[&EvtchnTable<N, V>]) {
     for t in tables {
-        for port in 0..EvtchnTable::<N, V>::CAPACITY {
+        for port in
+            EvtchnTable::<N, V>::CAPACITY.min(t.valid_ports())..EvtchnTable::<N, V>::CAPACITY
+        {
+            assert_eq!(t.state(port), None, "port {port} beyond the valid buckets");
+        }
+        for port in 0..EvtchnTable::<N, V>::CAPACITY.min(t.valid_ports()) {
             match t.state(port).unwrap() {
                 PortState::Reserved => assert_eq!(port, 0),
                 PortState::Interdomain {
@@ -268,7 +273,106 @@ fn evtchn_ports_beyond_table_are_einval() {
         assert_eq!(big.send(port), Err(Errno::EINVAL));
         assert_eq!(big.unmask(&w, port), Err(Errno::EINVAL));
     }
-    assert!(big.port_is_valid(4095));
+    // Only the first bucket is valid in a fresh table.
+    assert!(big.port_is_valid(63));
+    assert!(!big.port_is_valid(64));
+    assert!(!big.port_is_valid(4095));
+    assert!(w.untouched());
+}
+
+#[test]
+fn evtchn_ports_become_valid_a_bucket_at_a_time() {
+    let w = Shared::new();
+    let mut t = Big::new(D1, 1);
+    assert_eq!(t.valid_ports(), EVTCHNS_PER_BUCKET);
+    // Xen: a port in a bucket never allocated is -EINVAL for every op.
+    let mut st = EvtchnStatus {
+        port: 4000,
+        ..Default::default()
+    };
+    assert_eq!(t.status(&mut st), Err(Errno::EINVAL));
+    assert_eq!(t.send(4000), Err(Errno::EINVAL));
+    assert_eq!(t.unmask(&w, 4000), Err(Errno::EINVAL));
+    assert_eq!(Big::close(&mut t, None, 4000, &w), Err(Errno::EINVAL));
+    assert_eq!(t.bind_vcpu(64, 0), Err(Errno::EINVAL));
+    for expect in 1..64 {
+        assert_eq!(t.bind_ipi(0), Ok(expect));
+    }
+    assert_eq!(t.valid_ports(), 64);
+    // The 64th allocation opens the second bucket.
+    assert_eq!(t.bind_ipi(0), Ok(64));
+    assert_eq!(t.valid_ports(), 128);
+    assert_eq!(t.state(127), Some(PortState::Free));
+    assert_eq!(status_of(&t, 127).status, EvtchnStat::Closed.raw());
+    assert_eq!(t.state(128), None);
+    // Freed ports are reused before another bucket is opened; buckets
+    // never go away (not even on reset).
+    assert_eq!(Big::close(&mut t, None, 5, &w), Ok(()));
+    assert_eq!(t.alloc_unbound(D1, D0), Ok(5));
+    assert_eq!(t.reset(&w), None);
+    assert_eq!(t.valid_ports(), 128);
+    assert_eq!(t.active_ports(), 0);
+    check_invariants(&[&t]);
+}
+
+#[test]
+fn evtchn_bucket_stays_valid_when_the_bind_fails() {
+    // Xen's get_free_port allocates the bucket before bind_interdomain
+    // looks at the remote port.
+    let w = Shared::new();
+    let mut t = Big::new(D1, 1);
+    for _ in 1..64 {
+        t.bind_ipi(0).unwrap();
+    }
+    assert_eq!(
+        Big::bind_interdomain(&mut t, None, 1, &w),
+        Err(Errno::EINVAL)
+    );
+    assert_eq!(t.valid_ports(), 128);
+    assert_eq!(t.state(64), Some(PortState::Free));
+}
+
+#[test]
+fn evtchn_bucket_growth_respects_max_evtchn_port() {
+    let mut t = Big::new(D1, 1);
+    t.set_max_evtchn_port(70);
+    for expect in 1..=70 {
+        assert_eq!(t.alloc_unbound(D1, D0), Ok(expect));
+    }
+    assert_eq!(t.alloc_unbound(D1, D0), Err(Errno::ENOSPC));
+    assert_eq!(t.valid_ports(), 128);
+    // A small table's only bucket is the whole table.
+    let s = EvtchnTable::<16, 1>::new(D1, 1);
+    assert_eq!(s.valid_ports(), 16);
+    assert!(s.port_is_valid(15));
+    assert!(!s.port_is_valid(16));
+}
+
+#[test]
+fn evtchn_init_in_zeroed_memory_equals_new() {
+    // SAFETY: the table documents that all-zero bytes are a valid table
+    // (PortState is repr(u8) with Free = 0; every other field is an
+    // integer, a bool or an array of them).
+    let mut z: std::boxed::Box<Big> = unsafe { std::boxed::Box::new_zeroed().assume_init() };
+    assert_eq!(z.state(1), None);
+    z.init(D2, 3);
+    let n = Big::new(D2, 3);
+    assert_eq!(z.domid(), D2);
+    assert_eq!(z.nr_vcpus(), 3);
+    assert_eq!(z.max_evtchn_port(), n.max_evtchn_port());
+    assert_eq!(z.valid_ports(), n.valid_ports());
+    for port in 0..Big::CAPACITY {
+        assert_eq!(z.state(port), n.state(port));
+        assert_eq!(z.notify_vcpu(port), n.notify_vcpu(port));
+    }
+    // init also wipes a used table.
+    let w = Shared::new();
+    let p = z.bind_virq(Virq::Timer.raw(), 1).unwrap();
+    z.set_dying();
+    z.init(D2, 3);
+    assert_eq!(z.state(p), Some(PortState::Free));
+    assert_eq!(z.virq_port(1, Virq::Timer.raw()), None);
+    assert_eq!(z.bind_ipi(0), Ok(1));
     assert!(w.untouched());
 }
 

@@ -8,6 +8,7 @@
 mod console_io;
 mod cpu;
 mod desc;
+mod evtchn;
 mod memory;
 mod mmu;
 mod sched_op;
@@ -125,6 +126,8 @@ fn dispatch(nr: u64, c: &mut Call) -> Outcome {
         Hypercall::FpuTaskswitch => cpu::fpu_taskswitch(c).into(),
         Hypercall::SetDebugreg => cpu::set_debugreg(c).into(),
         Hypercall::GetDebugreg => cpu::get_debugreg(c).into(),
+        Hypercall::EventChannelOp => evtchn::event_channel_op(c).into(),
+        Hypercall::EventChannelOpCompat => evtchn::event_channel_op_compat(c).into(),
         Hypercall::Iret => {
             let (frame, v) = (&mut *c.frame, &mut c.dom.vcpus[c.vcpu]);
             match crate::pv::do_iret(frame, v) {

@@ -83,18 +83,20 @@ fn poll(c: &mut Call, arg: u64) -> Result<i64, Errno> {
     let mut raw = [0u8; 4 * MAX_POLL_PORTS as usize];
     let n = p.nr_ports as usize;
     copy_from_guest(c.cr3, p.ports, &mut raw[..n * 4])?;
+    // As Xen's do_poll: an upcall the vCPU can take now ends the poll at
+    // once; then each port in turn: invalid → -EINVAL, pending → done.
+    if crate::event::local_events_need_delivery(c.dom, c.vcpu as u32) {
+        return Ok(0);
+    }
     for chunk in raw[..n * 4].chunks_exact(4) {
         let port = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
         if !crate::event::port_valid(c.dom, port) {
             return Err(Errno::EINVAL);
         }
+        if crate::event::port_pending(c.dom, port) {
+            return Ok(0);
+        }
         let _ = ports.push(port);
-    }
-    if ports
-        .iter()
-        .any(|&port| crate::event::port_pending(c.dom, port))
-    {
-        return Ok(0);
     }
     let now = crate::time::now_ns();
     let v = c.vcpu();
