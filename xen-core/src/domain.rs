@@ -105,10 +105,11 @@ pub struct Vcpu {
     pub gdt_ents: u64,
     /// Debug registers DR0..DR7 (4 and 5 unused).
     pub debugreg: [u64; 8],
-    /// Nanoseconds spent running, and when it last started running.
-    pub run_ns: u64,
-    /// System time it last entered its current run state.
-    pub state_entry_ns: u64,
+    /// Runstate accounting (VCPUOP_get_runstate_info), kept by `sched`.
+    pub runstate: xen_core::runstate::Runstate,
+    /// Guest virtual address of its registered runstate area (0: none),
+    /// refreshed at every context switch.
+    pub runstate_guest: u64,
 }
 
 impl Vcpu {
@@ -148,6 +149,9 @@ pub struct Domain {
     pub console_written: bool,
     /// Its handle (xen_domain_handle_t).
     pub handle: [u8; 16],
+    /// Credit scheduler weight and cap (XEN_DOMCTL_SCHEDOP_putinfo);
+    /// change them with `sched::set_params`.
+    pub sched_params: xen_core::credit::CreditParams,
 }
 
 /// Byte offset of `vcpu_info[i]` in shared_info.
@@ -161,6 +165,7 @@ pub const DEFAULT_PERIODIC_NS: u64 = 10_000_000;
 impl Domain {
     /// A fresh domain with `nr_vcpus` vCPUs, all down.
     pub fn new(domid: DomId, is_privileged: bool, nr_vcpus: u32, shared_info_maddr: u64) -> Self {
+        let created = crate::time::now_ns();
         let vcpus = (0..nr_vcpus)
             .map(|id| Vcpu {
                 id,
@@ -190,8 +195,8 @@ impl Domain {
                 gdt_frames: heapless::Vec::new(),
                 gdt_ents: 0,
                 debugreg: [0; 8],
-                run_ns: 0,
-                state_entry_ns: 0,
+                runstate: xen_core::runstate::Runstate::new(created),
+                runstate_guest: 0,
             })
             .collect();
         Domain {
@@ -207,6 +212,10 @@ impl Domain {
             console_at_line_start: true,
             console_written: false,
             handle: [0; 16],
+            sched_params: xen_core::credit::CreditParams {
+                weight: xen_core::credit::DEFAULT_WEIGHT,
+                cap: 0,
+            },
         }
     }
 }
@@ -316,6 +325,7 @@ pub fn write_guest<T: zerocopy::IntoBytes + zerocopy::Immutable>(
 /// caller reschedules).
 pub fn domain_shutdown(d: &mut Domain, reason: ShutdownReason) {
     d.shutdown = Some(reason);
+    crate::sched::log_stats(d);
     if d.is_privileged {
         let what = match reason {
             ShutdownReason::Poweroff => "halted",
@@ -330,9 +340,7 @@ pub fn domain_shutdown(d: &mut Domain, reason: ShutdownReason) {
         power::power_off(reason.raw());
     }
     log::info!("d{} shut down: {}", d.domid, reason.name());
-    for v in d.vcpus.iter_mut() {
-        v.state = RunState::Down;
-    }
+    crate::sched::domain_shutdown(d);
 }
 
 /// Crashes the vCPU's domain that is running on this CPU, with a register

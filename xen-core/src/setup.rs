@@ -261,6 +261,8 @@ pub fn start(protocol: u32, info_paddr: u32) -> ! {
         crate::heap::free_bytes() / 1024
     );
 
+    crate::sched::configure(&cmdline.sched);
+
     // CPUs.
     apic::init_bsp();
     let bsp = apic::id();
