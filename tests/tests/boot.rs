@@ -227,9 +227,13 @@ fn dom0_sees_its_ramdisk() {
 // ---- Test Dom0 kernels (the table in oxen_tests::images) -----------------
 
 fn check_test_kernel(k: &TestKernel) {
+    let d = default_boot();
     let boot = OxenBoot {
         dom0: Some(Payload::File(image(k.name))),
-        ..default_boot()
+        append: format!("{} {}", d.append, k.hypervisor_options())
+            .trim()
+            .to_string(),
+        ..d
     };
     let r = qemu_for(k.name, &boot)
         .spawn()

@@ -514,10 +514,12 @@ fn update_runstate_area(v: &Vcpu) {
 }
 
 /// Registers (or, with 0, forgets) the vCPU's runstate area
-/// (VCPUOP_register_runstate_memory_area) and fills it at once.
-pub fn register_runstate_area(v: &mut Vcpu, va: u64, is_current: bool) {
+/// (VCPUOP_register_runstate_memory_area) and fills it at once, through the
+/// caller's page tables `cr3` as Xen does (later updates, at the vCPU's
+/// context switches, go through its own kernel page tables).
+pub fn register_runstate_area(v: &mut Vcpu, va: u64, is_current: bool, cr3: u64) {
     v.runstate_guest = va;
-    if va == 0 || v.guest_table == 0 {
+    if va == 0 {
         return;
     }
     let info = if is_current {
@@ -525,7 +527,7 @@ pub fn register_runstate_area(v: &mut Vcpu, va: u64, is_current: bool) {
     } else {
         v.runstate.info(crate::time::now_ns())
     };
-    let _ = crate::domain::write_guest(v.guest_table, va, &info);
+    let _ = crate::domain::write_guest(cr3, va, &info);
 }
 
 /// Picks what runs next on this CPU and loads it into `frame` (the frame at

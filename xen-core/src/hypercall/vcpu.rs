@@ -99,7 +99,7 @@ pub fn vcpu_op(c: &mut Call) -> Result<i64, Errno> {
             if !guest_address_ok(area.addr) {
                 return Err(Errno::EFAULT);
             }
-            crate::sched::register_runstate_area(v, area.addr, self_call);
+            crate::sched::register_runstate_area(v, area.addr, self_call, cr3);
             Ok(0)
         }
         VcpuOp::RegisterVcpuInfo => {
