@@ -4,13 +4,14 @@
 //!
 //! ```text
 //! cargo build --release --target x86_64-unknown-none -p xen-core -p dom0-tools \
+//!     -p pv-guest-lib --bins --examples \
 //!     --target-dir <root>/target/images
 //! ```
 //!
 //! (its own target dir, so it never waits on the host `cargo test` build lock)
 //! and leaves in `target/images/x86_64-unknown-none/release/`: `xen-core`,
-//! `dom0`, and the test Dom0 kernels listed in [`TEST_KERNELS`] — the one
-//! place that list lives.
+//! `dom0`, the test Dom0 kernels listed in [`TEST_KERNELS`] (the one
+//! place that list lives) and pv-guest-lib's example kernels in `examples/`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -23,6 +24,9 @@ use crate::exit::Exit;
 pub const TARGET: &str = "x86_64-unknown-none";
 /// The packages that produce images.
 pub const IMAGE_PACKAGES: &[&str] = &["xen-core", "dom0-tools"];
+/// Packages whose examples are bootable PV kernels (built with the images,
+/// into `examples/`).
+pub const EXAMPLE_PACKAGES: &[&str] = &["pv-guest-lib"];
 /// The hypervisor ELF (PVH note + Multiboot2 header).
 pub const HYPERVISOR: &str = "xen-core";
 /// The default Dom0 kernel.
@@ -74,6 +78,45 @@ pub const TEST_KERNELS: &[TestKernel] = &[
         lines: &[],
         verdict_success: true,
     },
+    TestKernel {
+        name: "examples/hello",
+        purpose: "pv-guest-lib's hello example: the smallest PV kernel, as a newcomer copies it",
+        exit: Exit::POWEROFF,
+        lines: &["hello from a PV kernel: ", "running on Xen 4.17"],
+        verdict_success: true,
+    },
+    TestKernel {
+        name: "pv-traps",
+        purpose: "trap table, int3/#PF/#GP/#UD bounced with Xen's frame, a page fault fixed by mapping, iret back",
+        exit: Exit::POWEROFF,
+        lines: &[
+            "pv-traps: int3 bounced once: ok",
+            "pv-traps: the access was retried after the handler mapped a page: ok",
+            "pv-traps: #GP from a non-canonical load bounced: ok",
+            "pv-traps: #UD from ud2 bounced, rip at the instruction: ok",
+        ],
+        verdict_success: true,
+    },
+    TestKernel {
+        name: "pv-mm",
+        purpose: "mmu_update/update_va_mapping/mmuext_op/memory_op, positives and Xen's errors for the negatives",
+        exit: Exit::POWEROFF,
+        lines: &[
+            "pv-mm: mmu_update: map a page (creating L3/L2/L1 tables): ok",
+            "pv-mm: L2 entry with PSE (a superpage): ok (-EINVAL)",
+            "pv-mm: the LDT descriptor is visible (present data, DPL 3): ok",
+            "pv-mm: the LDT page cannot be made writable while loaded: ok (-EBUSY)",
+            "pv-mm: update_va_mapping of a hypervisor frame, read-only: ok (-EBUSY)",
+            "pv-mm: a writable mapping of the unpinned but loaded L4: ok (-EBUSY)",
+            "pv-mm: pin it twice: ok (-EINVAL)",
+            "pv-mm: update_va_mapping: writable mapping of the pinned L1: ok (-EBUSY)",
+            "pv-mm: unpin a table that is not pinned: ok (-EINVAL)",
+            "pv-mm: L4 entry in hypervisor slot 256: ok (-EINVAL)",
+            "pv-mm: update_va_mapping of a frame the domain gave back: ok (-EBUSY)",
+            "pv-mm: and use it: ok",
+        ],
+        verdict_success: true,
+    },
 ];
 
 /// Extra hypervisor command-line options a test kernel boots with (after
@@ -100,30 +143,24 @@ impl TestKernel {
 /// still being wired in. Move an entry to `TEST_KERNELS` once it passes.
 pub const PENDING_KERNELS: &[TestKernel] = &[
     TestKernel {
-        name: "pv-traps",
-        purpose: "trap table, int3/#PF/#GP/#UD bounced with Xen's frame, a page fault fixed by mapping, iret back",
+        name: "examples/timers",
+        purpose: "pv-guest-lib's timers example: sleeping tasks on the executor",
         exit: Exit::POWEROFF,
-        lines: &[
-            "pv-traps: int3 bounced once: ok",
-            "pv-traps: the access was retried after the handler mapped a page: ok",
-            "pv-traps: #GP from a non-canonical load bounced: ok",
-            "pv-traps: #UD from ud2 bounced, rip at the instruction: ok",
-        ],
+        lines: &["timers: slept "],
         verdict_success: true,
     },
     TestKernel {
-        name: "pv-mm",
-        purpose: "mmu_update/update_va_mapping/mmuext_op/memory_op, positives and Xen's errors for the negatives",
+        name: "examples/smp",
+        purpose: "pv-guest-lib's SMP example: every vCPU up and reporting",
         exit: Exit::POWEROFF,
-        lines: &[
-            "pv-mm: mmu_update: map a page (creating L3/L2/L1 tables): ok",
-            "pv-mm: pin it twice: ok (-EINVAL)",
-            "pv-mm: update_va_mapping: writable mapping of the pinned L1: ok (-EBUSY)",
-            "pv-mm: unpin a table that is not pinned: ok (-EINVAL)",
-            "pv-mm: L4 entry in hypervisor slot 256: ok (-EINVAL)",
-            "pv-mm: update_va_mapping of a frame the domain gave back: ok (-EBUSY)",
-            "pv-mm: and use it: ok",
-        ],
+        lines: &["smp: "],
+        verdict_success: true,
+    },
+    TestKernel {
+        name: "examples/user",
+        purpose: "pv-guest-lib's user example: a ring-3 program run to its end",
+        exit: Exit::POWEROFF,
+        lines: &["user: the program ended: "],
         verdict_success: true,
     },
     TestKernel {
@@ -284,10 +321,13 @@ fn build_args() -> Vec<String> {
         "--target".into(),
         TARGET.into(),
     ];
-    for p in IMAGE_PACKAGES {
+    for p in IMAGE_PACKAGES.iter().chain(EXAMPLE_PACKAGES) {
         a.push("-p".into());
         a.push(p.to_string());
     }
+    // Every bin of the image packages and the guest library's examples.
+    a.push("--bins".into());
+    a.push("--examples".into());
     a.push("--target-dir".into());
     a.push(images_target_dir().display().to_string());
     a
@@ -373,7 +413,7 @@ mod tests {
     fn build_command_is_the_contract() {
         let c = build_command_line();
         assert!(
-            c.starts_with("cargo build --release --target x86_64-unknown-none -p xen-core -p dom0-tools --target-dir "),
+            c.starts_with("cargo build --release --target x86_64-unknown-none -p xen-core -p dom0-tools -p pv-guest-lib --bins --examples --target-dir "),
             "{c}"
         );
         assert!(c.ends_with("target/images"), "{c}");
@@ -385,7 +425,9 @@ mod tests {
         assert_eq!(&names[..2], &["xen-core", "dom0"]);
         for k in TEST_KERNELS {
             assert!(
-                k.name.starts_with("dom0-") || k.name.starts_with("pv-"),
+                ["dom0-", "pv-", "examples/"]
+                    .iter()
+                    .any(|p| k.name.starts_with(p)),
                 "{}",
                 k.name
             );

@@ -78,6 +78,7 @@ pub fn current() -> Option<(DomId, u32)> {
 fn set_current(v: Option<(DomId, u32)>) {
     let val = v.map_or(IDLE, |(d, i)| (u32::from(d) << 16) | (i & 0xffff));
     this_cpu().current_vcpu.store(val, Ordering::Release);
+    crate::arch::x86_64::flush::set_running(v.map(|(d, _)| d));
 }
 
 fn cpu() -> usize {
@@ -470,10 +471,11 @@ fn save(v: &mut Vcpu, frame: &TrapFrame) {
 /// Loads `v` onto this CPU, into `frame`.
 fn load(v: &mut Vcpu, frame: &mut TrapFrame) {
     *frame = v.regs;
-    // SAFETY: every guest L4 carries xen-core's slots (validated tables
-    // built or pinned by xen-core), so xen-core stays mapped.
+    // Another vCPU's address space: drop every translation, global ones
+    // included (guest user mappings are global).
+    crate::pv_mm::load_cr3(v.current_table());
+    // SAFETY: the FS/GS bases are the guest's own, checked canonical.
     unsafe {
-        instr::write_cr3(v.current_table());
         instr::wrmsr(msr::FS_BASE, v.fs_base);
         instr::wrmsr(
             msr::GS_BASE,
@@ -538,25 +540,46 @@ fn schedule(frame: &mut TrapFrame) {
     loop {
         {
             let mut doms = DOMAINS.lock();
-            let mut s = lock();
-            NEED_RESCHED[c].store(false, Ordering::Release);
-            let now = crate::time::now_ns();
-            let d = s.credit.do_schedule(c, now);
-            tickle(d.tickle);
-            SLICE_END[c].store(
-                d.timeslice_ns.map_or(NEVER, |t| now.saturating_add(t)),
-                Ordering::Release,
-            );
-            let cur = current();
-            let next = d.next.and_then(|u| s.units.owner(u));
-            if next.is_some() && next == cur {
-                // Carry on with the current vCPU (its slice was renewed,
-                // or it woke up again before it was switched away).
-                if let Some(v) = cur.and_then(|(dom, id)| vcpu_mut(&mut doms, dom, id)) {
-                    v.state = RunState::Running(c as u32);
+            // The decision, under the scheduler lock. The switch itself
+            // happens after it is dropped (guest copies take the frame
+            // table's lock): DOMAINS, still held, keeps every other CPU from
+            // loading the vCPU switched away from before it is saved here.
+            let (now, cur, next) = {
+                let mut s = lock();
+                NEED_RESCHED[c].store(false, Ordering::Release);
+                let now = crate::time::now_ns();
+                let d = s.credit.do_schedule(c, now);
+                tickle(d.tickle);
+                SLICE_END[c].store(
+                    d.timeslice_ns.map_or(NEVER, |t| now.saturating_add(t)),
+                    Ordering::Release,
+                );
+                let cur = current();
+                let next = d.next.and_then(|u| s.units.owner(u));
+                if next.is_some() && next == cur {
+                    // Carry on with the current vCPU (its slice was renewed,
+                    // or it woke up again before it was switched away).
+                    drop(s);
+                    if let Some(v) = cur.and_then(|(dom, id)| vcpu_mut(&mut doms, dom, id)) {
+                        v.state = RunState::Running(c as u32);
+                    }
+                    return;
                 }
-                return;
-            }
+                if let Some(p) = d.prev {
+                    let m = s.credit.context_saved(p);
+                    tickle(m);
+                }
+                if let Some(u) = d.next {
+                    if next.is_none_or(|(dom, id)| vcpu_mut(&mut doms, dom, id).is_none()) {
+                        // A unit whose vCPU is gone: never pick it again.
+                        log::error!("scheduler picked unit {} with no vCPU", u.0);
+                        let m = s.credit.offline(u).unwrap_or(CpuMask::EMPTY);
+                        tickle(m);
+                        NEED_RESCHED[c].store(true, Ordering::Release);
+                    }
+                }
+                (now, cur, next)
+            };
             // Put the current vCPU away.
             if let Some((dom, id)) = cur {
                 if let Some(v) = vcpu_mut(&mut doms, dom, id) {
@@ -574,31 +597,17 @@ fn schedule(frame: &mut TrapFrame) {
                 }
                 set_current(None);
             }
-            if let Some(p) = d.prev {
-                let m = s.credit.context_saved(p);
-                tickle(m);
-            }
-            if let Some(u) = d.next {
-                let found =
-                    next.and_then(|(dom, id)| Some((dom, id, vcpu_mut(&mut doms, dom, id)?)));
-                match found {
-                    Some((dom, id, v)) => {
-                        load(v, frame);
-                        v.state = RunState::Running(c as u32);
-                        v.runstate.change(RunstateState::Running, now);
-                        update_runstate_area(v);
-                        set_current(Some((dom, id)));
-                        return;
-                    }
-                    None => {
-                        // A unit whose vCPU is gone: never pick it again.
-                        log::error!("scheduler picked unit {} with no vCPU", u.0);
-                        let m = s.credit.offline(u).unwrap_or(CpuMask::EMPTY);
-                        tickle(m);
-                        NEED_RESCHED[c].store(true, Ordering::Release);
-                        continue;
-                    }
+            if let Some((dom, id)) = next {
+                if let Some(v) = vcpu_mut(&mut doms, dom, id) {
+                    load(v, frame);
+                    v.state = RunState::Running(c as u32);
+                    v.runstate.change(RunstateState::Running, now);
+                    update_runstate_area(v);
+                    set_current(Some((dom, id)));
+                    return;
                 }
+                // Stale unit, taken offline above: decide again.
+                continue;
             }
         }
         // Nothing to run: halt until an interrupt (a timer, an IPI) asks
