@@ -184,6 +184,9 @@ fn ensure_domain(s: &mut Sched, d: &Domain) -> Result<(), Errno> {
 }
 
 fn unit_of(s: &mut Sched, d: &Domain, vcpu: u32) -> Option<UnitId> {
+    if let Some(u) = s.units.find(d.domid, vcpu) {
+        return Some(u);
+    }
     if let Err(e) = ensure_domain(s, d) {
         log::error!("d{}: no scheduling unit for its vCPUs ({e:?})", d.domid);
     }
