@@ -118,7 +118,7 @@ const MIN_PERIOD_NS: u64 = 1_000_000;
 /// Xen's `__addr_ok` for a 64-bit PV guest: an address in the lower half,
 /// or above the hypervisor's reserved range.
 fn guest_address_ok(va: u64) -> bool {
-    va < 1 << 47 || va >= xen_core::guest_walk::HYPERVISOR_VIRT_END
+    !(1 << 47..xen_core::guest_walk::HYPERVISOR_VIRT_END).contains(&va)
 }
 
 /// VCPUOP_initialise for a 64-bit PV vCPU (Xen's arch_set_info_guest).
