@@ -9,7 +9,9 @@
 //!
 //! This library holds their pure logic, which builds and is tested on the
 //! host too (`cargo test -p dom0-tools`): the ramdisk's cpio parser
-//! ([`ramdisk`]) and the shell's command parsing and verdict ([`shell`]).
+//! ([`ramdisk`]), the shell's command parsing and verdict ([`shell`]), the
+//! PV test kernels' checks ([`pvtest`]) and the `pv-bench` kernel's
+//! statistics and `BENCH` lines ([`bench`]).
 
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -18,6 +20,7 @@
 #[cfg(test)]
 extern crate std;
 
+pub mod bench;
 #[cfg(target_os = "none")]
 pub mod fault;
 pub mod pvtest;

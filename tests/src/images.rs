@@ -11,7 +11,8 @@
 //! (its own target dir, so it never waits on the host `cargo test` build lock)
 //! and leaves in `target/images/x86_64-unknown-none/release/`: `xen-core`,
 //! `dom0`, the test Dom0 kernels listed in [`TEST_KERNELS`] (the one
-//! place that list lives) and pv-guest-lib's example kernels in `examples/`.
+//! place that list lives), the benchmark kernel (`crate::bench::KERNEL`) and
+//! pv-guest-lib's example kernels in `examples/`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -302,6 +303,7 @@ impl Images {
     pub fn expected_names() -> Vec<&'static str> {
         let mut v = vec![HYPERVISOR, DOM0];
         v.extend(TEST_KERNELS.iter().map(|k| k.name));
+        v.push(crate::bench::KERNEL);
         v
     }
 

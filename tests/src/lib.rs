@@ -6,7 +6,8 @@
 //! reads the serial console, and judges the run by its console lines, its
 //! `VERDICT:` line and its `isa-debug-exit` code ([`check`], [`exit`]).
 //! `scripts/run --batch` is [`batch`]; `oxen-run` and `oxen-bench` (in
-//! `src/bin`) are thin front ends.
+//! `src/bin`) are thin front ends; [`bench`] reads the PV microbenchmarks'
+//! output.
 //!
 //! Environment knobs:
 //! * `OXEN_QEMU` — QEMU binary (default `qemu-system-x86_64`).
@@ -16,6 +17,7 @@
 //! * `OXEN_ROOT` — the workspace root, if not where this crate was built.
 
 pub mod batch;
+pub mod bench;
 pub mod boot;
 pub mod bundle;
 pub mod check;

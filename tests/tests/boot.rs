@@ -288,6 +288,21 @@ fn test_kernels() {
     );
 }
 
+// ---- The PV microbenchmark kernel (scripts/bench) ---------------------------
+
+/// pv-bench runs to completion and prints every figure, each a positive
+/// number (or `n/a` for what xen-core does not implement yet), and
+/// xen-core prints its syscall/sysret floor. How big the figures are is
+/// never checked: benchmarks are not timed tests.
+#[test]
+fn pv_bench_reports_every_figure() {
+    let r = oxen_tests::bench::run(images(), None).unwrap_or_else(|e| panic!("pv-bench: {e}"));
+    let problems = oxen_tests::bench::problems(&r);
+    if !problems.is_empty() {
+        r.fail(&format!("pv-bench: {}", problems.join("; ")));
+    }
+}
+
 // ---- Bad Dom0 modules -----------------------------------------------------
 
 #[test]

@@ -8,15 +8,25 @@
 //! * the host wall-clock time from starting QEMU to Dom0's `VERDICT:` line
 //!   (after typing `poweroff` at the first prompt).
 //!
+//! Then it boots the `pv-bench` kernel as Dom0 once (`-smp 1`) and prints
+//! issue 3's PV microbenchmarks in TSC cycles (median and minimum of many
+//! iterations: null hypercall, `mmu_update` of 512 PTEs, #PF bounce, guest
+//! syscall bounce, event channel send to self until upcall), each beside
+//! the floor measured in the same boot: a bare `syscall`/`sysret` pair,
+//! which xen-core times on itself at boot (a PV guest cannot `sysret`; see
+//! `xen-core/src/arch/x86_64/syscall_floor.rs`). There is no Xen on this
+//! machine, so no Xen figure is printed: the ratio is to the floor only.
+//!
 //! Benchmarks are not tests: this measures and reports; it fails only if a
-//! boot does not get as far as a verdict.
+//! boot does not get as far as a verdict (or pv-bench does not finish).
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use oxen_tests::batch::{POWEROFF, PROMPT};
+use oxen_tests::bench;
 use oxen_tests::boot::OxenBoot;
-use oxen_tests::images;
+use oxen_tests::images::{self, Images};
 use oxen_tests::qemu::Echo;
 
 /// The boot-log line xen-core prints, up to the number.
@@ -101,9 +111,18 @@ fn one_run(boot: &OxenBoot, i: usize) -> Result<Sample, String> {
 
 fn main() -> ExitCode {
     let mut runs = 3usize;
+    let mut only = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
+            "--only" => match args.next().as_deref() {
+                Some("boot") => only = Some(Part::Boot),
+                Some("micro") => only = Some(Part::Micro),
+                _ => {
+                    eprintln!("oxen-bench: error: --only takes boot or micro");
+                    return ExitCode::from(2);
+                }
+            },
             "--runs" => match args.next().and_then(|v| v.parse().ok()).filter(|&n| n > 0) {
                 Some(n) => runs = n,
                 None => {
@@ -112,7 +131,11 @@ fn main() -> ExitCode {
                 }
             },
             "-h" | "--help" => {
-                println!("Usage: scripts/bench [--runs N]   (default 3 boots)");
+                println!(
+                    "Usage: scripts/bench [--runs N] [--only boot|micro]\n  \
+                     --runs N     boots for the boot-time figure (default 3)\n  \
+                     --only ...   just the boot-time figure, or just the PV microbenchmarks"
+                );
                 return ExitCode::SUCCESS;
             }
             other => {
@@ -121,18 +144,150 @@ fn main() -> ExitCode {
             }
         }
     }
-    match bench(runs) {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
-        Err(e) => {
-            eprintln!("oxen-bench: error: {e}");
-            ExitCode::FAILURE
+    let parts = match only {
+        Some(p) => vec![p],
+        None => vec![Part::Boot, Part::Micro],
+    };
+    let mut ok = true;
+    for (i, part) in parts.into_iter().enumerate() {
+        if i > 0 {
+            println!();
         }
+        let r = images::build_images().and_then(|images| match part {
+            Part::Boot => bench(images, runs),
+            Part::Micro => micro(images),
+        });
+        match r {
+            Ok(true) => {}
+            Ok(false) => ok = false,
+            Err(e) => {
+                eprintln!("oxen-bench: error: {e}");
+                ok = false;
+            }
+        }
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 
-fn bench(runs: usize) -> Result<bool, String> {
-    let images = images::build_images()?;
+#[derive(Clone, Copy)]
+enum Part {
+    Boot,
+    Micro,
+}
+
+/// Boots pv-bench once and prints the microbenchmark table.
+fn micro(images: &Images) -> Result<bool, String> {
+    println!(
+        "PV microbenchmarks: {} as Dom0, one boot, PVH, -smp {}, -m {}, -cpu {}, TCG",
+        bench::KERNEL,
+        bench::SMP,
+        oxen_tests::qemu::DEFAULT_MEM,
+        oxen_tests::qemu::DEFAULT_CPU
+    );
+    println!("TSC cycles, median and minimum of the iterations, timing overhead subtracted");
+    println!();
+    let r = bench::run(images, Some(Echo::Quiet))?;
+    let floor = bench::floor(&r.log);
+    let row = |a: &str, b: &str, c: &str, d: &str, e: &str| {
+        println!("{a:<60} {b:>9} {c:>9} {d:>6}  {e:>8}")
+    };
+    row("figure", "median", "min", "iters", "x floor");
+    let ratio = |v: u64| floor.map_or("-".to_string(), |f| fmt_ratio(v, f.median));
+    match floor {
+        Some(f) => row(
+            "bare syscall/sysret pair (floor, xen-core)",
+            &f.median.to_string(),
+            &f.min.to_string(),
+            &f.shape.map_or("-".into(), |(n, k)| format!("{n}x{k}")),
+            &fmt_ratio(f.median, f.median),
+        ),
+        None => row(
+            "bare syscall/sysret pair (floor, xen-core)",
+            "missing",
+            "-",
+            "-",
+            "-",
+        ),
+    }
+    let figures = bench::figures(&r.log);
+    for (id, what) in bench::FIGURES {
+        let label = format!("{what} [{id}]");
+        match figures.iter().find(|f| f.name() == *id) {
+            Some(bench::Figure::Measured {
+                median,
+                min,
+                iters,
+                batch,
+                ..
+            }) => {
+                row(
+                    &label,
+                    &median.to_string(),
+                    &min.to_string(),
+                    &iters.to_string(),
+                    &ratio(*median),
+                );
+                if let Some((n, unit)) = batch {
+                    row(
+                        &format!("  per {unit} (batch / {n})"),
+                        &(median / n).to_string(),
+                        &(min / n).to_string(),
+                        "-",
+                        &ratio(median / n),
+                    );
+                }
+            }
+            Some(bench::Figure::NotAvailable { why, .. }) => {
+                println!("{label:<60} n/a ({why})")
+            }
+            Some(bench::Figure::Garbled { line, .. }) => {
+                println!("{label:<60} unreadable: {line:?}")
+            }
+            None => println!("{label:<60} not printed"),
+        }
+    }
+    println!();
+    println!(
+        "floor: a bare syscall/sysret pair, ring 3 -> ring 0 -> ring 3, timed by xen-core on \
+         itself at boot in the same run (a PV guest cannot sysret)."
+    );
+    println!(
+        "reference: no Xen runs on this machine (issue 8), so there is no Xen figure here; \
+         the ratio is to the floor only."
+    );
+    let problems = bench::problems(&r);
+    if problems.is_empty() {
+        return Ok(true);
+    }
+    eprintln!(
+        "{}",
+        r.report(&format!(
+            "{} did not report every figure: {}",
+            bench::KERNEL,
+            problems.join("; ")
+        ))
+    );
+    Ok(false)
+}
+
+/// `v / floor` with a sensible number of digits.
+fn fmt_ratio(v: u64, floor: u64) -> String {
+    if floor == 0 {
+        return "-".into();
+    }
+    let r = v as f64 / floor as f64;
+    if r >= 100.0 {
+        format!("{r:.0}")
+    } else {
+        format!("{r:.2}")
+    }
+}
+
+fn bench(images: &Images, runs: usize) -> Result<bool, String> {
     let boot = OxenBoot::new(images.hypervisor()?, images.dom0()?)?;
     println!(
         "Oxen boot benchmark: {runs} boot(s), PVH (qemu -kernel), -smp {SMP}, -m {}, -cpu {}, TCG",
@@ -208,6 +363,13 @@ mod tests {
         assert_eq!(first_line_ms("Dom0 first console line after soon"), None);
         assert_eq!(first_line_ms("Dom0 first console line after 5 s"), None);
         assert_eq!(first_line_ms(""), None);
+    }
+
+    #[test]
+    fn ratios() {
+        assert_eq!(fmt_ratio(354, 177), "2.00");
+        assert_eq!(fmt_ratio(45940, 177), "260");
+        assert_eq!(fmt_ratio(5, 0), "-");
     }
 
     #[test]

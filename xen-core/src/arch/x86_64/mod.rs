@@ -14,4 +14,5 @@ pub mod pool;
 pub mod power;
 pub mod serial;
 pub mod smp;
+pub mod syscall_floor;
 pub mod traps;

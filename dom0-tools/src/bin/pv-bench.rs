@@ -1,0 +1,589 @@
+//! Test Dom0: the PV microbenchmarks behind `scripts/bench` (issue 3).
+//!
+//! Times, in TSC cycles, each as the median and minimum of many
+//! iterations (after a few warm-up ones), with the cost of an empty timing
+//! pair (`lfence; rdtsc; lfence` twice) subtracted:
+//!
+//! - `hypercall_enosys`: a hypercall number Xen does not have (63), answered
+//!   `-ENOSYS` at dispatch: entry, dispatch, exit and nothing else;
+//! - `null_hypercall`: `xen_version(XENVER_version)`, what Xen people call
+//!   the null hypercall, through the hypercall page;
+//! - `mmu_update_512`: one `mmu_update` rewriting all 512 entries of an L1
+//!   (each to a different frame than before, so every entry drops one
+//!   reference and takes another), per batch and per PTE;
+//! - `pf_bounce`: a read of an unmapped kernel address, the #PF bounced to
+//!   the guest's handler, which skips the load and `iret`s back;
+//! - `syscall_bounce`: a guest user-mode `syscall` bounced to the guest
+//!   kernel's syscall callback, which returns at once with the `iret`
+//!   hypercall and `VGCF_in_syscall` (the PV `sysret`), timed in user mode;
+//! - `evtchn_upcall`: `EVTCHNOP_send` on an IPI port bound to this vCPU
+//!   (`EVTCHNOP_bind_ipi`), timed from before the hypercall to the first
+//!   instruction of the event callback. Until xen-core has event channels
+//!   this prints `n/a (event channels: -ENOSYS)`.
+//!
+//! The guest-side handlers timed here are a few instructions of assembly
+//! each (not pv-guest-lib's general entry path, which saves every register
+//! and dispatches in Rust), so the figures are the hypervisor's paths plus
+//! the least a guest must do; they are installed for the measurement only
+//! and pv-guest-lib's handlers put back afterwards.
+//!
+//! The floor these are compared with — a bare `syscall`/`sysret` pair — is
+//! not measurable from a PV guest (its kernel runs in ring 3 and cannot
+//! `sysret`); xen-core measures it on itself at boot and logs it
+//! (`bench: syscall/sysret floor N cycles`, see
+//! `xen-core/src/arch/x86_64/syscall_floor.rs`).
+//!
+//! One `BENCH name=...` line per figure (`dom0_tools::bench`), then the
+//! verdict: SUCCESS if every benchmark ran (or, for event channels, was
+//! refused with `-ENOSYS`); the timings themselves are never judged.
+
+#![cfg_attr(target_os = "none", no_std, no_main)]
+
+#[cfg(not(target_os = "none"))]
+fn main() {}
+
+#[cfg(target_os = "none")]
+mod kernel {
+    use core::arch::{asm, global_asm};
+    use core::sync::atomic::{AtomicU64, Ordering};
+
+    use dom0_tools::bench::{Line, Stats};
+    use dom0_tools::pvtest::Checks;
+    use hypercall_abi::arch_x86::TrapInfo;
+    use hypercall_abi::callback::{CallbackType, CALLBACKF_MASK_EVENTS};
+    use hypercall_abi::hypercall::Hypercall;
+    use hypercall_abi::xen::MmuUpdate;
+    use pv_guest_lib::error::Errno;
+    use pv_guest_lib::frame::{self, AddressSpace};
+    use pv_guest_lib::hypercall::{hypercall2, hypercall_raw};
+    use pv_guest_lib::mm::{self, Pte, PteFlags};
+    use pv_guest_lib::mmu;
+    use pv_guest_lib::trap::{self, TrapFrame};
+    use pv_guest_lib::user::{self, Syscall, UserExit};
+    use pv_guest_lib::{events, println, shared, xen, StartInfo};
+
+    pv_guest_lib::entry!(main);
+
+    /// Timed iterations per figure (odd: the median is a sample).
+    const ITERS: usize = 1001;
+    /// Untimed iterations first.
+    const WARMUP: usize = 16;
+    /// Timed `mmu_update` batches.
+    const MMU_BATCHES: usize = 65;
+    /// Entries per `mmu_update` batch: a whole L1.
+    const MMU_BATCH: usize = 512;
+    /// A hypercall number Xen 4.17 does not define.
+    const UNKNOWN_HYPERCALL: u64 = 63;
+    /// The 2 MiB region whose L1 the `mmu_update` benchmark rewrites (L4
+    /// slot 384, away from the hypervisor and from anything the builder
+    /// maps).
+    const MMU_VA: u64 = 0xffff_c000_0000_0000;
+    /// Never mapped: the page-fault benchmark reads it.
+    const FAULT_VA: u64 = 0xffff_c000_4000_0000;
+    /// The user program's code, its sample buffer and its stack.
+    const CODE_VA: u64 = 0x40_0000;
+    const DATA_VA: u64 = 0x80_0000;
+    const DATA_PAGES: u64 = 2;
+    const STACK_VA: u64 = 0x7fff_0000;
+    /// User syscall numbers: 0 exits, anything else returns at once.
+    const SYS_EXIT: u64 = 0;
+
+    // ---- Timing --------------------------------------------------------
+
+    /// `lfence; rdtsc; lfence`: earlier instructions have finished, later
+    /// ones have not started.
+    #[inline(always)]
+    fn tsc() -> u64 {
+        let lo: u32;
+        let hi: u32;
+        // SAFETY: lfence and rdtsc only order execution and read the TSC.
+        unsafe {
+            asm!("lfence", "rdtsc", "lfence", out("eax") lo, out("edx") hi, options(nostack))
+        };
+        (u64::from(hi) << 32) | u64::from(lo)
+    }
+
+    /// Times `f` `WARMUP + samples.len()` times, keeping the last ones.
+    fn time(samples: &mut [u64], mut f: impl FnMut()) {
+        for _ in 0..WARMUP {
+            f();
+        }
+        for s in samples.iter_mut() {
+            let t0 = tsc();
+            f();
+            *s = tsc().wrapping_sub(t0);
+        }
+    }
+
+    /// The cost of an empty timing pair.
+    fn overhead() -> u64 {
+        let mut s = [0u64; ITERS];
+        time(&mut s, || {});
+        Stats::of(&mut s).map_or(0, |s| s.median)
+    }
+
+    fn report(name: &str, samples: &mut [u64], overhead: u64, per: Option<(&str, u64)>) -> bool {
+        match Stats::of(samples) {
+            Some(stats) => {
+                let stats = stats.minus(overhead);
+                println!("{}", Line::Figure { name, stats, per });
+                true
+            }
+            None => false,
+        }
+    }
+
+    // ---- The guest-side handlers (assembly) ------------------------------
+
+    /// TSC at the first instruction of the event callback (0: not yet).
+    static EVENT_TSC: AtomicU64 = AtomicU64::new(0);
+    /// pv-guest-lib's event and syscall entries, where the bench stubs go
+    /// on for anything they do not handle themselves.
+    static LIB_EVENT_ENTRY: AtomicU64 = AtomicU64::new(0);
+    static LIB_SYSCALL_ENTRY: AtomicU64 = AtomicU64::new(0);
+
+    global_asm!(
+        ".pushsection .text.pv_bench, \"ax\", @progbits",
+        // #PF from the benchmark's 3-byte load `mov rax, [rsi]`: Xen's frame
+        // is rcx, r11, error code, rip, cs, rflags, rsp, ss. Take rcx and
+        // r11 back, turn the error code slot into iret's flags (0), skip the
+        // load, and iret (the hypercall page's stub pushes rcx, r11, rax).
+        ".balign 16",
+        ".globl pv_bench_pf_entry",
+        "pv_bench_pf_entry:",
+        "    pop rcx",
+        "    pop r11",
+        "    mov qword ptr [rsp], 0",
+        "    add qword ptr [rsp + 8], 3",
+        "    jmp hypercall_page + {iret}",
+        // syscall from user mode: rcx, r11, rip, cs, rflags, rsp, ss. A
+        // non-zero rax returns at once with VGCF_in_syscall (rcx/r11 are
+        // the caller's to lose, as with sysret): drop the rcx slot, make
+        // the r11 slot the flags, iret. rax = 0 (exit) goes to the library.
+        ".balign 16",
+        ".globl pv_bench_syscall_entry",
+        "pv_bench_syscall_entry:",
+        "    test rax, rax",
+        "    jz 2f",
+        "    add rsp, 8",
+        "    mov qword ptr [rsp], {in_syscall}",
+        "    jmp hypercall_page + {iret}",
+        "2:  jmp qword ptr [rip + {lib_syscall}]",
+        // Event upcall: note the TSC, then the library's entry does the
+        // rest (scan, clear, handlers, iret). Clobbers nothing.
+        ".balign 16",
+        ".globl pv_bench_event_entry",
+        "pv_bench_event_entry:",
+        "    push rax",
+        "    push rdx",
+        "    lfence",
+        "    rdtsc",
+        "    shl rdx, 32",
+        "    or rax, rdx",
+        "    mov qword ptr [rip + {event_tsc}], rax",
+        "    pop rdx",
+        "    pop rax",
+        "    jmp qword ptr [rip + {lib_event}]",
+        ".popsection",
+        // The user program (position independent, copied to CODE_VA): times
+        // ITERS + WARMUP `syscall`s into DATA_VA + 8.., the count at
+        // DATA_VA, then exits.
+        ".pushsection .rodata.pv_bench_user, \"a\", @progbits",
+        ".globl pv_bench_user_start",
+        "pv_bench_user_start:",
+        "    movabs rbx, {data}",
+        "    mov r12, [rbx]",
+        "    lea r14, [rbx + 8]",
+        "3:  lfence",
+        "    rdtsc",
+        "    lfence",
+        "    shl rdx, 32",
+        "    or rax, rdx",
+        "    mov r13, rax",
+        "    mov eax, 1",
+        "    syscall",
+        "    lfence",
+        "    rdtsc",
+        "    lfence",
+        "    shl rdx, 32",
+        "    or rax, rdx",
+        "    sub rax, r13",
+        "    mov [r14], rax",
+        "    add r14, 8",
+        "    dec r12",
+        "    jnz 3b",
+        "    xor eax, eax",
+        "    xor edi, edi",
+        "    syscall",
+        "    ud2",
+        ".globl pv_bench_user_end",
+        "pv_bench_user_end:",
+        ".popsection",
+        iret = const Hypercall::Iret as usize * hypercall_abi::hypercall::HYPERCALL_SLOT_SIZE,
+        in_syscall = const hypercall_abi::arch_x86::VGCF_IN_SYSCALL,
+        lib_syscall = sym LIB_SYSCALL_ENTRY,
+        lib_event = sym LIB_EVENT_ENTRY,
+        event_tsc = sym EVENT_TSC,
+        data = const DATA_VA,
+    );
+
+    extern "C" {
+        fn pv_bench_pf_entry();
+        fn pv_bench_syscall_entry();
+        fn pv_bench_event_entry();
+        static pv_bench_user_start: u8;
+        static pv_bench_user_end: u8;
+    }
+
+    fn addr(f: unsafe extern "C" fn()) -> u64 {
+        f as *const () as usize as u64
+    }
+
+    // ---- The benchmarks ----------------------------------------------------
+
+    fn bench_hypercalls(c: &mut Checks, ovh: u64) {
+        let mut s = [0u64; ITERS];
+        // SAFETY: an unknown hypercall number with no arguments: Xen
+        // answers -ENOSYS and touches nothing.
+        let r = unsafe { hypercall_raw(UNKNOWN_HYPERCALL, [0; 5]) };
+        c.check(
+            "hypercall 63 is unknown",
+            r == -38,
+            format_args!("returned {r}"),
+        );
+        time(&mut s, || {
+            // SAFETY: as above.
+            unsafe { hypercall_raw(UNKNOWN_HYPERCALL, [0; 5]) };
+        });
+        report("hypercall_enosys", &mut s, ovh, None);
+
+        let v = xen::version();
+        c.ok("xen_version(XENVER_version)", v);
+        time(&mut s, || {
+            // SAFETY: XENVER_version takes no buffer (the second argument
+            // is ignored) and only returns the version in rax.
+            unsafe { hypercall2(Hypercall::XenVersion, 0, 0) };
+        });
+        report("null_hypercall", &mut s, ovh, None);
+    }
+
+    fn bench_mmu_update(c: &mut Checks, ovh: u64) {
+        let (Some(a), Some(b)) = (
+            c.ok("a frame to map", frame::alloc_frame()),
+            c.ok("another frame to map", frame::alloc_frame()),
+        ) else {
+            return;
+        };
+        if c.ok(
+            "map the benchmark region (creating its L1)",
+            frame::map_kernel(MMU_VA, a.mfn, PteFlags::KERNEL_RW),
+        )
+        .is_none()
+        {
+            return;
+        }
+        let l1 = frame::with_pt(|pt| mm::find_l1(pt, frame::kernel_l4(), MMU_VA));
+        let Some(Some(l1)) = c.ok("find its L1", l1) else {
+            return;
+        };
+        let mut reqs = [MmuUpdate::default(); MMU_BATCH];
+        let fill = |reqs: &mut [MmuUpdate; MMU_BATCH], mfn: Option<u64>| {
+            for (i, r) in reqs.iter_mut().enumerate() {
+                let pte = mfn.map_or(Pte(0), |m| Pte::new(m, PteFlags::KERNEL_RW));
+                *r = mmu::pt_update(l1, i, pte);
+            }
+        };
+        // Every entry present, mapping `a`; then alternate b, a, b, ...
+        fill(&mut reqs, Some(a.mfn));
+        if c.ok("mmu_update of 512 entries", mmu::mmu_update(&reqs))
+            .is_none()
+        {
+            return;
+        }
+        let mut s = [0u64; MMU_BATCHES];
+        let mut failed = None;
+        for (i, slot) in (0..WARMUP + MMU_BATCHES).map(|i| (i, i.checked_sub(WARMUP))) {
+            fill(&mut reqs, Some(if i % 2 == 0 { b.mfn } else { a.mfn }));
+            let t0 = tsc();
+            let r = mmu::mmu_update(&reqs);
+            let dt = tsc().wrapping_sub(t0);
+            match r {
+                Ok(n) if n as usize == MMU_BATCH => {}
+                r => {
+                    failed = Some(r);
+                    break;
+                }
+            }
+            if let Some(k) = slot {
+                s[k] = dt;
+            }
+        }
+        fill(&mut reqs, None);
+        c.ok("unmap the region", mmu::mmu_update(&reqs));
+        c.ok("flush", mmu::tlb_flush_local());
+        if let Some(r) = failed {
+            c.check(
+                "every batch did all 512 updates",
+                false,
+                format_args!("{r:?}"),
+            );
+            return;
+        }
+        report(
+            "mmu_update_512",
+            &mut s,
+            ovh,
+            Some(("pte", MMU_BATCH as u64)),
+        );
+    }
+
+    /// pv-guest-lib's trap table with vector `v` going to `entry`.
+    fn trap_table_with(v: u8, entry: u64) -> [TrapInfo; 33] {
+        let all = trap::trap_ctxt();
+        let mut t = [TrapInfo::default(); 33];
+        let mut n = 0;
+        for (vec, ti) in all.iter().enumerate().take(32) {
+            if ti.address == 0 {
+                continue;
+            }
+            t[n] = *ti;
+            if vec == usize::from(v) {
+                t[n].address = entry;
+            }
+            n += 1;
+        }
+        t
+    }
+
+    fn bench_page_fault(c: &mut Checks, ovh: u64) {
+        let table = trap_table_with(trap::PAGE_FAULT, addr(pv_bench_pf_entry));
+        // SAFETY: every entry is pv-guest-lib's stub for its vector except
+        // #PF, which goes to pv_bench_pf_entry, written for Xen's #PF frame;
+        // the table ends with a zero entry. Only the loop below faults.
+        if c.ok("set_trap_table with the bench #PF entry", unsafe {
+            xen::set_trap_table(&table)
+        })
+        .is_none()
+        {
+            return;
+        }
+        let mut s = [0u64; ITERS];
+        time(&mut s, || {
+            // SAFETY: FAULT_VA is never mapped: the load (encoded as the 3
+            // bytes pv_bench_pf_entry skips) faults, the handler resumes
+            // after it with every register as it was.
+            unsafe {
+                asm!(
+                    ".byte 0x48, 0x8b, 0x06", // mov rax, [rsi]
+                    in("rsi") FAULT_VA,
+                    out("rax") _,
+                    out("rcx") _,
+                    out("r11") _,
+                )
+            }
+        });
+        c.ok("restore the trap table", trap::install_trap_table());
+        let cr2 = shared::get()
+            .and_then(|s| s.vcpu(0))
+            .map_or(0, |v| v.cr2.load(Ordering::Acquire));
+        c.check(
+            "the faults were page faults at the unmapped address",
+            cr2 == FAULT_VA,
+            format_args!("cr2 {cr2:#x}"),
+        );
+        report("pf_bounce", &mut s, ovh, None);
+    }
+
+    fn on_syscall(f: &mut TrapFrame, _space: &AddressSpace) -> Syscall {
+        if f.rax == SYS_EXIT {
+            Syscall::Exit(f.rdi)
+        } else {
+            Syscall::Return(0)
+        }
+    }
+
+    fn on_user_fault(_f: &mut TrapFrame, _space: &AddressSpace) -> bool {
+        false
+    }
+
+    fn bench_syscall(c: &mut Checks, ovh: u64) {
+        let Some(space) = c.ok("a user address space", AddressSpace::new()) else {
+            return;
+        };
+        // SAFETY: both symbols delimit one read-only blob in .rodata.
+        let prog = unsafe {
+            let start = &raw const pv_bench_user_start;
+            let end = &raw const pv_bench_user_end;
+            core::slice::from_raw_parts(start, end as usize - start as usize)
+        };
+        if c.ok("load the user program", user::load(&space, CODE_VA, prog))
+            .is_none()
+        {
+            return;
+        }
+        let mut data = [None; DATA_PAGES as usize];
+        for (i, d) in data.iter_mut().enumerate() {
+            let Some(f) = c.ok("a sample page", frame::alloc_frame()) else {
+                return;
+            };
+            let va = DATA_VA + i as u64 * 4096;
+            if c.ok(
+                "map it for the program",
+                space.map(va, f.mfn, PteFlags::USER_RW),
+            )
+            .is_none()
+            {
+                return;
+            }
+            *d = Some(f);
+        }
+        let Some(top) = c.ok("its stack", user::map_zeroed(&space, STACK_VA, 1)) else {
+            return;
+        };
+        let [Some(d0), Some(d1)] = data else {
+            return;
+        };
+        // The two frames are contiguous in the program's view only; the
+        // kernel reads them through the direct map one by one.
+        let total = WARMUP + ITERS;
+        let per_page = 4096 / 8;
+        if total + 1 > per_page * DATA_PAGES as usize {
+            c.error(format_args!("sample buffer too small"));
+            return;
+        }
+        let word = |i: usize| -> u64 {
+            let (f, k) = if i < per_page {
+                (&d0, i)
+            } else {
+                (&d1, i - per_page)
+            };
+            // SAFETY: a frame of ours, direct-mapped; k < 512.
+            unsafe { core::ptr::read_volatile((f.va as *const u64).add(k)) }
+        };
+        // SAFETY: the first word of d0 (DATA_VA in the program), ours.
+        unsafe { core::ptr::write_volatile(d0.va as *mut u64, total as u64) };
+
+        let lib = trap::callback_entries().2;
+        LIB_SYSCALL_ENTRY.store(lib, Ordering::SeqCst);
+        // SAFETY: pv_bench_syscall_entry is written for Xen's syscall
+        // frame: it returns with the iret hypercall or continues in the
+        // library's entry (whose address it reads from LIB_SYSCALL_ENTRY).
+        let r = unsafe {
+            xen::callback_register(
+                CallbackType::Syscall,
+                addr(pv_bench_syscall_entry),
+                CALLBACKF_MASK_EVENTS,
+            )
+        };
+        if c.ok("register the bench syscall entry", r).is_none() {
+            return;
+        }
+        let exit = user::run(&space, CODE_VA, top, on_syscall, on_user_fault);
+        c.ok("restore the callbacks", trap::install_callbacks());
+        if !c.check(
+            "the program ran its loop and exited",
+            exit == UserExit::Exit(0),
+            format_args!("{exit:?}"),
+        ) {
+            return;
+        }
+        let mut s = [0u64; ITERS];
+        for (k, v) in s.iter_mut().enumerate() {
+            *v = word(1 + WARMUP + k);
+        }
+        report("syscall_bounce", &mut s, ovh, None);
+    }
+
+    static UPCALLS: AtomicU64 = AtomicU64::new(0);
+
+    fn on_event(_port: events::Port, _data: usize) {
+        UPCALLS.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn bench_evtchn(c: &mut Checks, ovh: u64) {
+        let port = match events::bind_ipi(0) {
+            Ok(p) => p,
+            Err(e) if e == Errno::ENOSYS => {
+                println!(
+                    "{}",
+                    Line::NotAvailable {
+                        name: "evtchn_upcall",
+                        why: format_args!("event channels: {e}"),
+                    }
+                );
+                return;
+            }
+            Err(e) => {
+                c.check("EVTCHNOP_bind_ipi", false, format_args!("{e}"));
+                return;
+            }
+        };
+        let _ = events::set_handler(port, on_event, 0);
+        LIB_EVENT_ENTRY.store(trap::callback_entries().0, Ordering::SeqCst);
+        // SAFETY: pv_bench_event_entry notes the TSC and continues in the
+        // library's event entry, which it reads from LIB_EVENT_ENTRY.
+        let r =
+            unsafe { xen::callback_register(CallbackType::Event, addr(pv_bench_event_entry), 0) };
+        if c.ok("register the bench event entry", r).is_none() {
+            return;
+        }
+        events::irq_enable();
+        let mut s = [0u64; ITERS];
+        let mut missed = 0u32;
+        for i in 0..WARMUP + ITERS {
+            EVENT_TSC.store(0, Ordering::SeqCst);
+            let t0 = tsc();
+            let r = events::send(port);
+            let mut t1 = EVENT_TSC.load(Ordering::SeqCst);
+            if r.is_err() {
+                c.ok("EVTCHNOP_send", r);
+                break;
+            }
+            if t1 == 0 {
+                // Not delivered on the way back from the send: wait a bit.
+                missed += 1;
+                for _ in 0..1000 {
+                    let _ = xen::sched_yield();
+                    t1 = EVENT_TSC.load(Ordering::SeqCst);
+                    if t1 != 0 {
+                        break;
+                    }
+                }
+            }
+            if let Some(k) = i.checked_sub(WARMUP) {
+                s[k] = t1.wrapping_sub(t0);
+            }
+        }
+        c.ok("restore the callbacks", trap::install_callbacks());
+        let _ = events::close(port);
+        let n = UPCALLS.load(Ordering::SeqCst);
+        if !c.check(
+            "every send reached the port's handler",
+            n == (WARMUP + ITERS) as u64,
+            format_args!("{n} upcalls, {missed} not on the send's return"),
+        ) {
+            return;
+        }
+        report("evtchn_upcall", &mut s, ovh, None);
+    }
+
+    fn main(si: &'static StartInfo) -> ! {
+        println!("pv-bench: Oxen PV microbenchmarks (TSC cycles; median, min)");
+        let mut c = Checks::new("pv-bench");
+        c.ok("map shared_info", shared::map(si.shared_info).map(|_| ()));
+        c.ok("install traps and callbacks", trap::install());
+        c.ok("frame allocator", frame::init());
+        events::irq_enable();
+
+        let ovh = overhead();
+        c.note(format_args!(
+            "timing overhead {ovh} cycles (subtracted from every figure)"
+        ));
+        bench_hypercalls(&mut c, ovh);
+        bench_mmu_update(&mut c, ovh);
+        bench_page_fault(&mut c, ovh);
+        bench_syscall(&mut c, ovh);
+        bench_evtchn(&mut c, ovh);
+        c.finish()
+    }
+}

@@ -1,0 +1,320 @@
+//! The PV microbenchmarks' console output, parsed: the floor xen-core
+//! measures on itself at boot and the `BENCH` lines of the `pv-bench`
+//! kernel (`dom0-tools/src/bin/pv-bench.rs`, format in
+//! `dom0-tools/src/bench.rs`). Used by `oxen-bench` (the table) and by the
+//! boot test that keeps the benchmark kernel from rotting (which checks
+//! that every figure is there and positive, never how big it is).
+
+use std::time::Duration;
+
+use crate::boot::OxenBoot;
+use crate::exit::Exit;
+use crate::images::{self, Images};
+use crate::qemu::{Echo, RunResult};
+
+/// The benchmark kernel (a `dom0-tools` binary).
+pub const KERNEL: &str = "pv-bench";
+/// vCPUs for its boot: one, so nothing else is scheduled (CPU 1 would only
+/// idle, but on a shared 2-core host one QEMU thread is steadier).
+pub const SMP: u32 = 1;
+/// Its boot, start to power-off.
+pub const TIMEOUT: Duration = Duration::from_secs(120);
+
+/// xen-core's boot-log line, up to the number
+/// (`bench: syscall/sysret floor N cycles (min M; ...)`).
+pub const FLOOR_MARKER: &str = "bench: syscall/sysret floor ";
+/// The kernel's line prefix (`BENCH name=<id> ...`).
+pub const LINE_PREFIX: &str = "BENCH name=";
+
+/// Every figure `pv-bench` prints, in order: id and what it measures.
+pub const FIGURES: &[(&str, &str)] = &[
+    (
+        "hypercall_enosys",
+        "unknown hypercall (-ENOSYS at dispatch)",
+    ),
+    ("null_hypercall", "null hypercall (xen_version)"),
+    ("mmu_update_512", "mmu_update, batch of 512 PTEs"),
+    ("pf_bounce", "#PF bounced to the guest, iret back"),
+    ("syscall_bounce", "guest user syscall bounce"),
+    ("evtchn_upcall", "evtchn send to self until upcall"),
+];
+
+/// Figures that may be `n/a` without the run failing: what xen-core does
+/// not implement yet (pv-bench prints `n/a` only for `-ENOSYS`).
+pub const MAY_BE_UNAVAILABLE: &[&str] = &["evtchn_upcall"];
+
+/// The floor: median and minimum cycles of a bare `syscall`/`sysret` pair.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Floor {
+    pub median: u64,
+    pub min: u64,
+    /// How it was measured: (samples, pairs per sample), if said.
+    pub shape: Option<(u64, u64)>,
+}
+
+/// One `BENCH` line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Figure {
+    /// `cycles=<median> min=<min> iters=<n>`, and for a batch `batch=<items>
+    /// per_<unit>=<median / items>`.
+    Measured {
+        name: String,
+        median: u64,
+        min: u64,
+        iters: u64,
+        /// Items per batch and what they are (`unit`).
+        batch: Option<(u64, String)>,
+    },
+    /// `n/a (<why>)`.
+    NotAvailable { name: String, why: String },
+    /// A line that does not parse (kept, so a test can show it).
+    Garbled { name: String, line: String },
+}
+
+impl Figure {
+    /// The figure's id.
+    pub fn name(&self) -> &str {
+        match self {
+            Figure::Measured { name, .. }
+            | Figure::NotAvailable { name, .. }
+            | Figure::Garbled { name, .. } => name,
+        }
+    }
+}
+
+/// Parses xen-core's floor line out of a boot log.
+pub fn floor(log: &str) -> Option<Floor> {
+    log.lines().find_map(|l| {
+        let rest = &l[l.find(FLOOR_MARKER)? + FLOOR_MARKER.len()..];
+        let mut w = rest.split_whitespace();
+        let median = w.next()?.parse().ok()?;
+        if w.next()? != "cycles" || w.next()? != "(min" {
+            return None;
+        }
+        let min = w.next()?.trim_end_matches([';', ')']).parse().ok()?;
+        let shape = match (w.next(), w.next(), w.next()) {
+            (Some(n), Some("x"), Some(k)) => n.parse().ok().zip(k.parse().ok()),
+            _ => None,
+        };
+        Some(Floor { median, min, shape })
+    })
+}
+
+/// Every `BENCH` line of a log, in order.
+pub fn figures(log: &str) -> Vec<Figure> {
+    log.lines()
+        .filter_map(|l| l.find(LINE_PREFIX).map(|i| &l[i + LINE_PREFIX.len()..]))
+        .map(parse_line)
+        .collect()
+}
+
+fn parse_line(rest: &str) -> Figure {
+    let rest = rest.trim_end();
+    let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+    let name = name.to_string();
+    let garbled = || Figure::Garbled {
+        name: name.clone(),
+        line: format!("{LINE_PREFIX}{rest}"),
+    };
+    if let Some(why) = tail.strip_prefix("n/a") {
+        let why = why.trim();
+        let why = why
+            .strip_prefix('(')
+            .and_then(|w| w.strip_suffix(')'))
+            .unwrap_or(why);
+        return Figure::NotAvailable {
+            name,
+            why: why.to_string(),
+        };
+    }
+    let (mut median, mut min, mut iters, mut batch, mut unit) = (None, None, None, None, None);
+    for kv in tail.split_whitespace() {
+        let Some((k, v)) = kv.split_once('=') else {
+            return garbled();
+        };
+        let Ok(v) = v.parse::<u64>() else {
+            return garbled();
+        };
+        match k {
+            "cycles" => median = Some(v),
+            "min" => min = Some(v),
+            "iters" => iters = Some(v),
+            "batch" => batch = Some(v),
+            _ => match k.strip_prefix("per_") {
+                Some(u) => unit = Some(u.to_string()),
+                None => return garbled(),
+            },
+        }
+    }
+    match (median, min, iters) {
+        (Some(median), Some(min), Some(iters)) => Figure::Measured {
+            name,
+            median,
+            min,
+            iters,
+            batch: batch
+                .filter(|&b| b > 0)
+                .map(|b| (b, unit.unwrap_or_else(|| "item".into()))),
+        },
+        _ => garbled(),
+    }
+}
+
+/// Boots `pv-bench` as Dom0 (PVH, [`SMP`] vCPU, TCG) and returns the run.
+/// `echo`: where the console goes live (None: as `OXEN_ECHO` says).
+pub fn run(images: &Images, echo: Option<Echo>) -> Result<RunResult, String> {
+    let boot = OxenBoot::new(images.hypervisor()?, images.get(KERNEL)?)?;
+    let work = images::work_dir(KERNEL).map_err(|e| e.to_string())?;
+    let mut q = boot.qemu(KERNEL, &work)?.smp(SMP);
+    if let Some(e) = echo {
+        q = q.echo(e);
+    }
+    let m = q.spawn().map_err(|e| e.to_string())?;
+    let r = m.wait_exit(TIMEOUT);
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(r)
+}
+
+/// What is wrong with a `pv-bench` run, if anything: it must power off
+/// with `VERDICT: SUCCESS`, xen-core must have printed a positive floor,
+/// and every figure of [`FIGURES`] must be there, in order, with positive
+/// numbers (or `n/a`, for [`MAY_BE_UNAVAILABLE`] ones). Timings are never
+/// judged.
+pub fn problems(r: &RunResult) -> Vec<String> {
+    let mut p = Vec::new();
+    if r.timed_out {
+        p.push(format!("timed out after {:?}", r.timeout));
+    }
+    if r.exit != Exit::POWEROFF {
+        p.push(format!("ended with {}, not a power-off", r.exit_summary()));
+    }
+    match r.verdict() {
+        Some(crate::check::Verdict::Success) => {}
+        Some(v) => p.push(format!("{v}")),
+        None => p.push("no VERDICT line".into()),
+    }
+    match floor(&r.log) {
+        Some(f) if f.median > 0 && f.min > 0 => {}
+        Some(f) => p.push(format!("xen-core's floor is not positive: {f:?}")),
+        None => p.push(format!("xen-core printed no `{FLOOR_MARKER}N cycles` line")),
+    }
+    let got = figures(&r.log);
+    let names: Vec<&str> = got.iter().map(Figure::name).collect();
+    let want: Vec<&str> = FIGURES.iter().map(|(n, _)| *n).collect();
+    if names != want {
+        p.push(format!("BENCH lines for {names:?}, want {want:?}"));
+    }
+    for f in &got {
+        match f {
+            Figure::Measured {
+                name, median, min, ..
+            } if *median == 0 || *min == 0 => p.push(format!(
+                "{name}: not a positive figure ({median}, min {min})"
+            )),
+            Figure::Measured { .. } => {}
+            Figure::NotAvailable { name, .. } if MAY_BE_UNAVAILABLE.contains(&name.as_str()) => {}
+            Figure::NotAvailable { name, why } => p.push(format!("{name}: n/a ({why})")),
+            Figure::Garbled { line, .. } => p.push(format!("unparsable line {line:?}")),
+        }
+    }
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_floor() {
+        let log = "(XEN) [   0.144431] bench: syscall/sysret floor 177 cycles (min 143; 33 x 64 pairs, ring 3 -> ring 0 -> ring 3)\n";
+        assert_eq!(
+            floor(log),
+            Some(Floor {
+                median: 177,
+                min: 143,
+                shape: Some((33, 64))
+            })
+        );
+        assert_eq!(
+            floor("bench: syscall/sysret floor 9 cycles (min 8)").map(|f| f.shape),
+            Some(None)
+        );
+        assert_eq!(floor("bench: syscall/sysret floor soon"), None);
+        assert_eq!(floor(""), None);
+    }
+
+    #[test]
+    fn parses_bench_lines() {
+        let log = "pv-bench: note\n\
+                   BENCH name=null_hypercall cycles=1446 min=868 iters=1001\n\
+                   BENCH name=mmu_update_512 cycles=1346462 min=1068674 iters=65 batch=512 per_pte=2629\n\
+                   BENCH name=evtchn_upcall n/a (event channels: -ENOSYS)\n\
+                   BENCH name=broken cycles=abc\n";
+        let f = figures(log);
+        assert_eq!(f.len(), 4);
+        assert_eq!(
+            f[0],
+            Figure::Measured {
+                name: "null_hypercall".into(),
+                median: 1446,
+                min: 868,
+                iters: 1001,
+                batch: None
+            }
+        );
+        assert!(matches!(&f[1], Figure::Measured { batch: Some((512, u)), .. } if u == "pte"));
+        assert_eq!(
+            f[2],
+            Figure::NotAvailable {
+                name: "evtchn_upcall".into(),
+                why: "event channels: -ENOSYS".into()
+            }
+        );
+        assert!(matches!(&f[3], Figure::Garbled { name, .. } if name == "broken"));
+    }
+
+    fn run_with(log: &str, exit: Exit) -> RunResult {
+        RunResult {
+            name: "pv-bench".into(),
+            command: String::new(),
+            log: log.into(),
+            stderr: String::new(),
+            exit,
+            timed_out: false,
+            elapsed: Duration::from_secs(1),
+            timeout: TIMEOUT,
+        }
+    }
+
+    #[test]
+    fn judges_a_run_by_presence_never_by_size() {
+        let mut log =
+            String::from("(XEN) bench: syscall/sysret floor 177 cycles (min 143; 33 x 64 pairs)\n");
+        for (id, _) in FIGURES {
+            if *id == "evtchn_upcall" {
+                log.push_str("BENCH name=evtchn_upcall n/a (event channels: -ENOSYS)\n");
+            } else {
+                log.push_str(&format!("BENCH name={id} cycles=99999999 min=1 iters=3\n"));
+            }
+        }
+        log.push_str("VERDICT: SUCCESS\n");
+        assert_eq!(
+            problems(&run_with(&log, Exit::POWEROFF)),
+            Vec::<String>::new()
+        );
+
+        let zero = log.replace("name=pf_bounce cycles=99999999", "name=pf_bounce cycles=0");
+        assert_eq!(problems(&run_with(&zero, Exit::POWEROFF)).len(), 1);
+        let na = log.replace(
+            "name=null_hypercall cycles=99999999 min=1 iters=3",
+            "name=null_hypercall n/a (why)",
+        );
+        assert_eq!(problems(&run_with(&na, Exit::POWEROFF)).len(), 1);
+        let missing = log.replace("BENCH name=mmu_update_512", "nothing");
+        assert_eq!(problems(&run_with(&missing, Exit::POWEROFF)).len(), 1);
+        let no_floor = log.replace("floor 177", "floor");
+        assert_eq!(problems(&run_with(&no_floor, Exit::POWEROFF)).len(), 1);
+        assert!(!problems(&run_with(&log, Exit::CRASH)).is_empty());
+        assert!(!problems(&run_with("", Exit::POWEROFF)).is_empty());
+    }
+}
