@@ -515,13 +515,15 @@ mod kernel {
             format_args!("{ratio:.2}, want >= {MIN_FAIR_RATIO}"),
         );
         // Runstate accounting: every vCPU was busy (running or waiting for a
-        // CPU) the whole time, and its four times add up to the time passed.
-        let slack = elapsed / 20 + 20 * MS;
+        // CPU) the whole time, and its four times add up to the time passed
+        // (the snapshots are a few hypercalls, and maybe a wait for a CPU,
+        // away from the clock readings: a generous slack).
+        let slack = elapsed / 10 + 150 * MS;
         let mut ok = true;
         for k in 0..n {
             let sum: u64 = (0..4).map(|s| d(k, s)).sum();
-            let busy = d(k, 0) + d(k, 1);
-            if sum.abs_diff(elapsed) > slack || busy + slack < elapsed {
+            let idle = d(k, 2) + d(k, 3);
+            if sum.abs_diff(elapsed) > slack || idle > sum / 20 + 20 * MS {
                 ok = false;
                 c.note(format_args!(
                     "vCPU {k}: runstate deltas {:?} ms over {} ms",
