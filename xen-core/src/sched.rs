@@ -19,7 +19,8 @@
 //! Locking: `DOMAINS` before `SCHED`, never the other way round; both are
 //! only taken with interrupts off (hypercalls, exceptions and interrupts
 //! run with IF clear; the idle loop enables interrupts only in `sti; hlt`,
-//! holding no lock).
+//! holding no lock). Guest copies (runstate areas), which take the frame
+//! table's lock, are made holding `DOMAINS` only, never inside `SCHED`.
 //!
 //! Timing: the APIC ticks at `apic::TIMER_HZ` (1 kHz) on every CPU. Each
 //! tick checks the CPU's slice deadline (so rate-limited slices are honoured
