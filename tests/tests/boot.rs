@@ -62,6 +62,10 @@ const UNKNOWN_OPTION_LINE: &str = "unknown command-line option 'oxen_no_such_opt
 const DOM0_64M_LINE: &str = "nr_pages 16384";
 /// xen-core's Dom0 vCPU count, given `dom0_max_vcpus=1`.
 const DOM0_ONE_VCPU_LINE: &str = "Dom0 has maximum 1 VCPUs";
+/// xen-core's scheduler line, given `sched_credit_tslice_ms=10
+/// sched_ratelimit_us=0`.
+const SCHED_OPTIONS_LINE: &str =
+    "Using scheduler: SMP Credit Scheduler (credit): tslice 10 ms, ratelimit 0 us";
 /// xen-core reports when Dom0 first printed (the boot-time figure).
 const FIRST_LINE_FIGURE: &str = "Dom0 first console line after";
 
@@ -161,13 +165,16 @@ fn pvh_boot_smp1() {
 #[test]
 fn command_line_options_reach_the_hypervisor_and_dom0() {
     let boot = OxenBoot {
-        append: "loglvl=info dom0_mem=64M dom0_max_vcpus=1 oxen_no_such_option=1".into(),
+        append: "loglvl=info dom0_mem=64M dom0_max_vcpus=1 oxen_no_such_option=1 \
+                 sched=credit sched_credit_tslice_ms=10 sched_ratelimit_us=0"
+            .into(),
         ..default_boot()
     };
     let r = boot_to_poweroff("cmdline", &boot, 2);
     r.assert_line(UNKNOWN_OPTION_LINE);
     r.assert_line(DOM0_ONE_VCPU_LINE);
     r.assert_line(DOM0_64M_LINE);
+    r.assert_line(SCHED_OPTIONS_LINE);
 }
 
 #[test]
@@ -227,9 +234,13 @@ fn dom0_sees_its_ramdisk() {
 // ---- Test Dom0 kernels (the table in oxen_tests::images) -----------------
 
 fn check_test_kernel(k: &TestKernel) {
+    let d = default_boot();
     let boot = OxenBoot {
         dom0: Some(Payload::File(image(k.name))),
-        ..default_boot()
+        append: format!("{} {}", d.append, k.hypervisor_options())
+            .trim()
+            .to_string(),
+        ..d
     };
     let r = qemu_for(k.name, &boot)
         .spawn()

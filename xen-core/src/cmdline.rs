@@ -6,7 +6,9 @@
 //! `level/guest-level`: the first part is taken), `dom0_mem=` (`512M`,
 //! `min:128M,max:1G,512M`), `dom0_max_vcpus=` (`N`, `min-max`, `min-`),
 //! `console=` (comma list of com1, com2, vga, none), `noreboot` (also
-//! `noreboot=<bool>`), and Oxen's `selftest=fault`. Sizes take Xen's suffixes (B, K, M, G, T; none means
+//! `noreboot=<bool>`), the scheduler's `sched=`, `sched_credit_tslice_ms=`,
+//! `sched_ratelimit_us=` and `vcpu_migration_delay=` ([`SchedOptions`]),
+//! and Oxen's `selftest=fault`. Sizes take Xen's suffixes (B, K, M, G, T; none means
 //! KiB as in Xen's `parse_size_and_unit`) and decimal or 0x-hex numbers.
 //! Values may be double-quoted. A later occurrence overrides an earlier one.
 //! Everything after a lone `--` is not for the hypervisor ([`CmdLine::rest`]).
@@ -69,6 +71,21 @@ pub enum SelfTest {
     /// `selftest=fault`: touch an unmapped address in xen-core after the
     /// CPUs are up, to show the crash dump.
     Fault,
+}
+
+/// The scheduler's options, as Xen spells them. The values are taken as
+/// written; the scheduler checks their ranges (and, like Xen, warns and
+/// falls back to its default for one out of range).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct SchedOptions<'a> {
+    /// `sched=`: the scheduler's name (Oxen has only `credit`).
+    pub sched: Option<&'a str>,
+    /// `sched_credit_tslice_ms=`: credit's time slice, ms.
+    pub credit_tslice_ms: Option<u32>,
+    /// `sched_ratelimit_us=`: the context-switch rate limit, µs (0 = off).
+    pub ratelimit_us: Option<u32>,
+    /// `vcpu_migration_delay=`: credit's migration delay, µs.
+    pub migration_delay_us: Option<u32>,
 }
 
 /// Consoles named by `console=`.
@@ -191,6 +208,8 @@ pub struct CmdLine<'a> {
     pub noreboot: bool,
     /// `selftest=`: a deliberate failure to exercise a hypervisor error path.
     pub selftest: Option<SelfTest>,
+    /// The scheduler's options.
+    pub sched: SchedOptions<'a>,
     rest: Option<&'a str>,
     unknown: Reports<&'a str, MAX_REPORTS>,
     errors: Reports<OptionError<'a>, MAX_REPORTS>,
@@ -208,6 +227,7 @@ impl<'a> CmdLine<'a> {
             console: None,
             noreboot: false,
             selftest: None,
+            sched: SchedOptions::default(),
             rest: None,
             unknown: Reports::new(),
             errors: Reports::new(),
@@ -275,6 +295,16 @@ impl<'a> CmdLine<'a> {
                     _ => Err(OptionErrorKind::BadSelfTest),
                 })
                 .map(|v| self.selftest = Some(v)),
+            "sched" => need(value).map(|v| self.sched.sched = Some(v)),
+            "sched_credit_tslice_ms" => need(value)
+                .and_then(parse_u32)
+                .map(|v| self.sched.credit_tslice_ms = Some(v)),
+            "sched_ratelimit_us" => need(value)
+                .and_then(parse_u32)
+                .map(|v| self.sched.ratelimit_us = Some(v)),
+            "vcpu_migration_delay" => need(value)
+                .and_then(parse_u32)
+                .map(|v| self.sched.migration_delay_us = Some(v)),
             _ => {
                 self.unknown.push(token);
                 return;
@@ -605,6 +635,40 @@ mod tests {
     }
 
     #[test]
+    fn scheduler_options() {
+        let cl = CmdLine::parse(
+            "sched=credit sched_credit_tslice_ms=5 sched_ratelimit_us=0 vcpu_migration_delay=0x64",
+        );
+        assert_eq!(
+            cl.sched,
+            SchedOptions {
+                sched: Some("credit"),
+                credit_tslice_ms: Some(5),
+                ratelimit_us: Some(0),
+                migration_delay_us: Some(100),
+            }
+        );
+        assert_eq!(CmdLine::parse("").sched, SchedOptions::default());
+        // Out-of-range values are the scheduler's business; bad numbers are
+        // refused here and leave the default.
+        let cl = CmdLine::parse(
+            "sched_credit_tslice_ms=100000 sched_ratelimit_us=x vcpu_migration_delay=-1 sched=",
+        );
+        assert_eq!(cl.sched.credit_tslice_ms, Some(100_000));
+        assert_eq!(cl.sched.ratelimit_us, None);
+        assert_eq!(cl.sched.migration_delay_us, None);
+        assert_eq!(cl.sched.sched, None);
+        assert_eq!(
+            errors(&cl),
+            [
+                ("sched_ratelimit_us", OptionErrorKind::BadNumber),
+                ("vcpu_migration_delay", OptionErrorKind::BadNumber),
+                ("sched", OptionErrorKind::MissingValue),
+            ]
+        );
+    }
+
+    #[test]
     fn dom0_max_vcpus_forms() {
         let v = |s: &str| CmdLine::parse(s).dom0_max_vcpus;
         assert_eq!(
@@ -706,9 +770,9 @@ mod tests {
 
     #[test]
     fn unknown_options_are_kept() {
-        let cl = CmdLine::parse("sched=credit2 loglvl=info iommu=off  dom0_mem=1G x=");
+        let cl = CmdLine::parse("cpufreq=none loglvl=info iommu=off  dom0_mem=1G x=");
         let unknown: Vec<&str> = cl.unknown().collect();
-        assert_eq!(unknown, ["sched=credit2", "iommu=off", "x="]);
+        assert_eq!(unknown, ["cpufreq=none", "iommu=off", "x="]);
         assert_eq!(cl.loglvl, Some(LogLevel::Info));
         assert_eq!(cl.dom0_mem.unwrap().amount, Some(G));
         assert_eq!(cl.unknown_dropped(), 0);

@@ -328,6 +328,11 @@ pub fn build_and_start(bi: &BootInfo, phys: &impl PhysRead, cl: &CmdLine) -> ! {
 
     // The domain and its first vCPU.
     let mut d = Domain::new(DOM0, true, nr_vcpus, shinfo.maddr());
+    if let Err(e) = crate::sched::domain_init(&d) {
+        fatal(format_args!(
+            "cannot give Dom0's vCPUs to the scheduler ({e:?})"
+        ));
+    }
     d.tot_pages = nr_pages;
     d.max_pages = nr_pages;
     d.p2m = p2m;

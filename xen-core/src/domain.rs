@@ -111,10 +111,11 @@ pub struct Vcpu {
     pub ldt_base: u64,
     /// Debug registers DR0..DR7 (4 and 5 unused).
     pub debugreg: [u64; 8],
-    /// Nanoseconds spent running, and when it last started running.
-    pub run_ns: u64,
-    /// System time it last entered its current run state.
-    pub state_entry_ns: u64,
+    /// Runstate accounting (VCPUOP_get_runstate_info), kept by `sched`.
+    pub runstate: xen_core::runstate::Runstate,
+    /// Guest virtual address of its registered runstate area (0: none),
+    /// refreshed at every context switch.
+    pub runstate_guest: u64,
 }
 
 impl Vcpu {
@@ -156,6 +157,9 @@ pub struct Domain {
     pub handle: [u8; 16],
     /// Its event channels (2-level ABI), sized for its vCPUs.
     pub evtchn: Box<xen_core::evtchn::EvtchnTable>,
+    /// Credit scheduler weight and cap (XEN_DOMCTL_SCHEDOP_putinfo);
+    /// change them with `sched::set_params`.
+    pub sched_params: xen_core::credit::CreditParams,
 }
 
 /// Byte offset of `vcpu_info[i]` in shared_info.
@@ -169,6 +173,7 @@ pub const DEFAULT_PERIODIC_NS: u64 = 10_000_000;
 impl Domain {
     /// A fresh domain with `nr_vcpus` vCPUs, all down.
     pub fn new(domid: DomId, is_privileged: bool, nr_vcpus: u32, shared_info_maddr: u64) -> Self {
+        let created = crate::time::now_ns();
         let vcpus = (0..nr_vcpus)
             .map(|id| Vcpu {
                 id,
@@ -201,8 +206,8 @@ impl Domain {
                 ldt_ents: 0,
                 ldt_base: 0,
                 debugreg: [0; 8],
-                run_ns: 0,
-                state_entry_ns: 0,
+                runstate: xen_core::runstate::Runstate::new(created),
+                runstate_guest: 0,
             })
             .collect();
         Domain {
@@ -219,6 +224,10 @@ impl Domain {
             console_written: false,
             handle: [0; 16],
             evtchn: crate::event::new_table(domid, nr_vcpus),
+            sched_params: xen_core::credit::CreditParams {
+                weight: xen_core::credit::DEFAULT_WEIGHT,
+                cap: 0,
+            },
         }
     }
 }
@@ -366,6 +375,7 @@ pub fn write_guest<T: zerocopy::IntoBytes + zerocopy::Immutable>(
 /// caller reschedules).
 pub fn domain_shutdown(d: &mut Domain, reason: ShutdownReason) {
     d.shutdown = Some(reason);
+    crate::sched::log_stats(d);
     if d.is_privileged {
         let what = match reason {
             ShutdownReason::Poweroff => "halted",
@@ -380,9 +390,7 @@ pub fn domain_shutdown(d: &mut Domain, reason: ShutdownReason) {
         power::power_off(reason.raw());
     }
     log::info!("d{} shut down: {}", d.domid, reason.name());
-    for v in d.vcpus.iter_mut() {
-        v.state = RunState::Down;
-    }
+    crate::sched::domain_shutdown(d);
 }
 
 /// Crashes the vCPU's domain that is running on this CPU, with a register

@@ -21,5 +21,6 @@ pub mod domain_build;
 pub mod evtchn;
 pub mod guest_walk;
 pub mod mm;
+pub mod runstate;
 pub mod wallclock;
 pub mod x86_emul;

@@ -3,29 +3,72 @@
 //! (reschedule if asked, then deliver pending events), as Xen's
 //! `test_all_events` does.
 //!
-//! Owns the run queues and each CPU's "current vCPU". The choice of the next
-//! vCPU is a simple per-CPU round robin with a 30 ms slice for now.
+//! The choice is made by Xen's credit scheduler ([`xen_core::credit`]): one
+//! instance for the machine, behind one lock ([`SCHED`]), with a run queue
+//! per CPU inside it. Each vCPU is one scheduling unit ([`UnitMap`] maps
+//! unit ids to (domain, vCPU)). This module turns events into scheduler
+//! calls (vCPU up/down, block, wake, yield, the tick, shutdown), performs
+//! the switches the scheduler decides on, and keeps each vCPU's
+//! `RunState` and Xen runstate accounting (`vcpu_runstate_info`) in step.
+//!
+//! Owns: the scheduler, each CPU's "current vCPU" and "need resched" flag,
+//! and the vCPUs' `state`/`runstate` fields. Trusts: its callers to hold
+//! `DOMAINS` when they hand in a `Domain` or `Vcpu`; nothing from guests
+//! reaches it unchecked (vCPU numbers are looked up, never indexed).
+//!
+//! Locking: `DOMAINS` before `SCHED`, never the other way round; both are
+//! only taken with interrupts off (hypercalls, exceptions and interrupts
+//! run with IF clear; the idle loop enables interrupts only in `sti; hlt`,
+//! holding no lock). Guest copies (runstate areas), which take the frame
+//! table's lock, are made holding `DOMAINS` only, never inside `SCHED`.
+//!
+//! Timing: the APIC ticks at `apic::TIMER_HZ` (1 kHz) on every CPU. Each
+//! tick checks the CPU's slice deadline (so rate-limited slices are honoured
+//! to the millisecond); every `tick_period_ns` (10 ms) it also runs credit's
+//! own tick (burning credit, ending BOOST, and every 30 ms the accounting).
 
 use crate::arch::x86_64::entry::{enter_frame, TrapFrame, TRAP_FRAME_SIZE};
 use crate::arch::x86_64::instr::{self, msr};
 use crate::arch::x86_64::percpu::{this_cpu, MAX_CPUS};
 use crate::arch::x86_64::{apic, smp};
 use crate::domain::{find, DomId, Domain, RunState, Vcpu, DOMAINS};
-use alloc::collections::VecDeque;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use hypercall_abi::errno::Errno;
+use hypercall_abi::vcpu::RunstateState;
 use spin::Mutex;
+use xen_core::credit::unitmap::UnitMap;
+use xen_core::credit::{self, CpuMask, Credit, CreditParams, UnitId, UnitState};
 
 /// Vector of the "look at your run queue / pending events" IPI.
 pub const EVENT_CHECK_VECTOR: u8 = 0xf2;
-/// Scheduler ticks per time slice (ticks are `apic::TIMER_HZ`).
-const SLICE_TICKS: u64 = apic::TIMER_HZ * 30 / 1000;
 /// `current_vcpu` value of an idle CPU.
 const IDLE: u32 = u32::MAX;
+/// "No deadline" in `SLICE_END`.
+const NEVER: u64 = u64::MAX;
 
-static RUNQ: Mutex<[VecDeque<(DomId, u32)>; MAX_CPUS]> =
-    Mutex::new([const { VecDeque::new() }; MAX_CPUS]);
+/// The scheduler and the unit ↔ vCPU map, under one lock.
+struct Sched {
+    credit: Credit,
+    units: UnitMap<{ credit::MAX_UNITS }>,
+}
+
+static SCHED: Mutex<Sched> = Mutex::new(Sched {
+    credit: Credit::new(),
+    units: UnitMap::new(),
+});
+
+/// Set when the CPU must call `schedule` at its next exit to a guest (or
+/// leave its idle loop). A mirror of credit's per-CPU flag that can be read
+/// without the lock.
 static NEED_RESCHED: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
-static TICKS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+/// When the slice of the CPU's current decision ends (system time, ns).
+static SLICE_END: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(NEVER) }; MAX_CPUS];
+/// When the CPU next runs credit's tick (system time, ns).
+static NEXT_TICK: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+/// Whether the CPU has been added to the scheduler.
+static REGISTERED: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+
+const _: () = assert!(MAX_CPUS <= credit::MAX_CPUS);
 
 /// The vCPU running on this CPU, as (domain, vCPU number).
 pub fn current() -> Option<(DomId, u32)> {
@@ -34,7 +77,7 @@ pub fn current() -> Option<(DomId, u32)> {
 }
 
 fn set_current(v: Option<(DomId, u32)>) {
-    let val = v.map_or(IDLE, |(d, i)| (u32::from(d) << 16) | i);
+    let val = v.map_or(IDLE, |(d, i)| (u32::from(d) << 16) | (i & 0xffff));
     this_cpu().current_vcpu.store(val, Ordering::Release);
     crate::arch::x86_64::flush::set_running(v.map(|(d, _)| d));
 }
@@ -43,11 +86,41 @@ fn cpu() -> usize {
     this_cpu().cpu as usize
 }
 
+/// Takes the scheduler lock, first adding this CPU to the scheduler if it
+/// is not in yet (the boot CPU before Dom0 is built, each AP as it reaches
+/// its idle loop).
+fn lock() -> spin::MutexGuard<'static, Sched> {
+    let c = cpu();
+    let mut s = SCHED.lock();
+    if let Some(reg) = REGISTERED.get(c) {
+        if !reg.load(Ordering::Relaxed)
+            && matches!(s.credit.add_cpu(c), Ok(()) | Err(Errno::EEXIST))
+        {
+            reg.store(true, Ordering::Relaxed);
+        }
+    }
+    s
+}
+
+/// Raises "need resched" on every CPU in `mask` and kicks the others.
+fn tickle(mask: CpuMask) {
+    let me = cpu();
+    for c in mask.iter().filter(|&c| c < MAX_CPUS) {
+        NEED_RESCHED[c].store(true, Ordering::Release);
+        if c != me {
+            kick(c);
+        }
+    }
+}
+
 /// Asks `cpu` to reschedule at its next exit to a guest (and kicks it if it
 /// is another CPU).
+#[allow(dead_code)] // kept for callers outside the scheduler (event and emulation glue)
 pub fn raise_resched(target: usize) {
-    NEED_RESCHED[target].store(true, Ordering::Release);
-    kick(target);
+    if let Some(f) = NEED_RESCHED.get(target) {
+        f.store(true, Ordering::Release);
+        kick(target);
+    }
 }
 
 /// Makes `target` look at its run queue and pending events soon.
@@ -59,67 +132,326 @@ pub fn kick(target: usize) {
     }
 }
 
-/// The CPU a vCPU is placed on (static placement: vCPU n on CPU n mod N).
+/// The CPU a vCPU runs on, or (not running) the one it would first be
+/// placed on: vCPU n on CPU n mod N.
+#[allow(dead_code)] // kept for callers outside the scheduler (event and emulation glue)
 pub fn home_cpu(v: &Vcpu) -> usize {
-    (v.id as usize) % (smp::cpus_online() as usize).max(1)
+    match v.state {
+        RunState::Running(c) => c as usize,
+        _ => (v.id as usize) % (smp::cpus_online() as usize).max(1),
+    }
 }
 
-/// Makes a blocked vCPU runnable. The caller holds DOMAINS.
+/// The CPU a new unit for vCPU `id` starts on: the (id mod N)th CPU in
+/// the scheduler, else this one.
+fn placement(id: u32) -> usize {
+    let regs: heapless::Vec<usize, MAX_CPUS> = (0..MAX_CPUS)
+        .filter(|&c| REGISTERED[c].load(Ordering::Relaxed))
+        .collect();
+    if regs.is_empty() {
+        cpu()
+    } else {
+        regs[id as usize % regs.len()]
+    }
+}
+
+/// Gives every vCPU of `d` a unit (offline until it comes up) and applies
+/// the domain's weight and cap. Idempotent.
+fn ensure_domain(s: &mut Sched, d: &Domain) -> Result<(), Errno> {
+    let mut added = false;
+    for v in &d.vcpus {
+        if s.units.find(d.domid, v.id).is_some() {
+            continue;
+        }
+        let u = s.units.alloc(d.domid, v.id)?;
+        if let Err(e) = s.credit.insert_unit(u, d.domid, placement(v.id)) {
+            s.units.free(u);
+            return Err(e);
+        }
+        added = true;
+    }
+    if added {
+        let p = d.sched_params;
+        if let Err(e) = s.credit.set_params(d.domid, p.weight, p.cap) {
+            log::warn!(
+                "d{}: weight {} cap {} refused ({e:?}), using the defaults",
+                d.domid,
+                p.weight,
+                p.cap
+            );
+        }
+    }
+    Ok(())
+}
+
+fn unit_of(s: &mut Sched, d: &Domain, vcpu: u32) -> Option<UnitId> {
+    if let Some(u) = s.units.find(d.domid, vcpu) {
+        return Some(u);
+    }
+    if let Err(e) = ensure_domain(s, d) {
+        log::error!("d{}: no scheduling unit for its vCPUs ({e:?})", d.domid);
+    }
+    s.units.find(d.domid, vcpu)
+}
+
+/// The CPU the unit is current on, if it is.
+fn running_on(s: &Sched, u: UnitId) -> Option<usize> {
+    match s.credit.unit_info(u, 0)?.state {
+        UnitState::Running { cpu } => Some(cpu),
+        _ => None,
+    }
+}
+
+/// Gives a new domain's vCPUs their scheduling units (all offline), with
+/// the domain's weight and cap. `ENOSPC` when the scheduler is full.
+pub fn domain_init(d: &Domain) -> Result<(), Errno> {
+    ensure_domain(&mut lock(), d)
+}
+
+/// Removes a domain's units from the scheduler (domain destruction). Its
+/// vCPUs must be down and switched away from (`EBUSY` otherwise; retry).
+#[allow(dead_code)] // for domain destruction (the toolstack's domctls)
+pub fn domain_destroy(domid: DomId) -> Result<(), Errno> {
+    let mut s = lock();
+    let units: heapless::Vec<UnitId, { credit::MAX_UNITS }> =
+        s.units.units_of(domid).map(|(u, _)| u).collect();
+    if units.iter().any(|&u| running_on(&s, u).is_some()) {
+        return Err(Errno::EBUSY);
+    }
+    for u in units {
+        let _ = s.credit.remove_unit(u);
+        s.units.free(u);
+    }
+    Ok(())
+}
+
+/// Sets a domain's credit weight and cap (`XEN_DOMCTL_SCHEDOP_putinfo`):
+/// weight 0 and cap 0xffff leave that value as it is.
+#[allow(dead_code)] // for XEN_DOMCTL_scheduler_op (the toolstack's domctls)
+pub fn set_params(d: &mut Domain, weight: u16, cap: u16) -> Result<(), Errno> {
+    let mut s = lock();
+    ensure_domain(&mut s, d)?;
+    s.credit.set_params(d.domid, weight, cap)?;
+    d.sched_params = s.credit.get_params(d.domid)?;
+    Ok(())
+}
+
+/// A domain's credit weight and cap (`XEN_DOMCTL_SCHEDOP_getinfo`).
+#[allow(dead_code)] // for XEN_DOMCTL_scheduler_op (the toolstack's domctls)
+pub fn get_params(d: &Domain) -> CreditParams {
+    d.sched_params
+}
+
+/// Applies the scheduler's boot options (before the first domain).
+pub fn configure(o: &xen_core::cmdline::SchedOptions) {
+    if let Some(name) = o.sched.filter(|&n| n != "credit") {
+        log::warn!("Could not find scheduler: {name}");
+    }
+    let (g, c) =
+        credit::boot::boot_params(o.credit_tslice_ms, o.ratelimit_us, o.migration_delay_us);
+    if c.tslice_reset {
+        log::warn!(
+            "sched_credit_tslice_ms outside of valid range [1,1000]: resetting to default 30"
+        );
+    }
+    if c.ratelimit_reset {
+        log::warn!(
+            "sched_ratelimit_us outside of valid range [100,500000]: resetting to default 1000"
+        );
+    }
+    if c.ratelimit_clamped {
+        log::warn!(
+            "sched_ratelimit_us > sched_credit_tslice_ms is undefined: setting ratelimit to tslice"
+        );
+    }
+    if c.migration_delay_reset {
+        log::warn!(
+            "vcpu_migration_delay outside of valid range [0,100000]us: resetting to default 0"
+        );
+    }
+    if let Err(e) = lock().credit.set_global(g) {
+        log::error!("scheduler parameters refused ({e:?})");
+    }
+    log::info!(
+        "Using scheduler: SMP Credit Scheduler (credit): tslice {} ms, ratelimit {} us",
+        g.tslice_ms,
+        g.ratelimit_us
+    );
+}
+
+/// Makes a blocked vCPU runnable (an event or its timer arrived; Xen's
+/// `vcpu_unblock`): credit wakes it with BOOST priority. The caller holds
+/// DOMAINS.
 pub fn wake(d: &mut Domain, vcpu: u32) {
     if d.vcpus
         .get(vcpu as usize)
-        .is_some_and(|v| v.state == RunState::Blocked)
+        .is_none_or(|v| v.state != RunState::Blocked)
     {
-        make_runnable(d, vcpu);
+        return;
+    }
+    let now = crate::time::now_ns();
+    let mut s = lock();
+    let Some(u) = unit_of(&mut s, d, vcpu) else {
+        return;
+    };
+    let mask = s.credit.wake(u, now).unwrap_or(CpuMask::EMPTY);
+    let on = running_on(&s, u);
+    let Some(v) = d.vcpus.get_mut(vcpu as usize) else {
+        return;
+    };
+    v.poll_ports.clear();
+    v.poll_deadline = None;
+    make_ready(v, on, now);
+    tickle(mask);
+}
+
+/// The vCPU may run again: still current somewhere (it blocked or went
+/// down and is back before its CPU switched away), or now waiting.
+fn make_ready(v: &mut Vcpu, running_on: Option<usize>, now: u64) {
+    match running_on {
+        Some(c) => v.state = RunState::Running(c as u32),
+        None => {
+            v.state = RunState::Runnable;
+            if v.runstate.state() != RunstateState::Runnable {
+                v.runstate.change(RunstateState::Runnable, now);
+            }
+        }
     }
 }
 
 /// Brings a down vCPU up (VCPUOP_up, or Dom0's first vCPU at boot). The
 /// caller checked that it has a context.
 pub fn vcpu_up(d: &mut Domain, vcpu: u32) {
-    if d.shutdown.is_none()
-        && d.vcpus
+    if d.shutdown.is_some()
+        || d.vcpus
             .get(vcpu as usize)
-            .is_some_and(|v| v.state == RunState::Down)
+            .is_none_or(|v| v.state != RunState::Down)
     {
-        make_runnable(d, vcpu);
+        return;
     }
-}
-
-fn make_runnable(d: &mut Domain, vcpu: u32) {
-    let domid = d.domid;
+    let now = crate::time::now_ns();
+    let mut s = lock();
+    let Some(u) = unit_of(&mut s, d, vcpu) else {
+        return;
+    };
+    let mask = s.credit.online(u, now).unwrap_or(CpuMask::EMPTY);
+    let on = running_on(&s, u);
     let Some(v) = d.vcpus.get_mut(vcpu as usize) else {
         return;
     };
-    v.state = RunState::Runnable;
     v.poll_ports.clear();
-    let target = home_cpu(v);
-    RUNQ.lock()[target].push_back((domid, vcpu));
-    raise_resched(target);
+    make_ready(v, on, now);
+    tickle(mask);
+}
+
+/// Takes a vCPU down (VCPUOP_down). As Xen, taking the last vCPU that is up
+/// down shuts the domain down (poweroff) instead. A running vCPU stops at
+/// its CPU's next exit to the guest.
+pub fn vcpu_down(d: &mut Domain, vcpu: u32) {
+    let others_up = d
+        .vcpus
+        .iter()
+        .any(|v| v.id != vcpu && v.state != RunState::Down);
+    if !others_up {
+        crate::domain::domain_shutdown(d, hypercall_abi::sched::ShutdownReason::Poweroff);
+        return;
+    }
+    let now = crate::time::now_ns();
+    let mut s = lock();
+    take_down(&mut s, d, vcpu, now);
+}
+
+/// Marks a vCPU down and takes its unit offline.
+fn take_down(s: &mut Sched, d: &mut Domain, vcpu: u32, now: u64) {
+    let Some(u) = unit_of(s, d, vcpu) else {
+        if let Some(v) = d.vcpus.get_mut(vcpu as usize) {
+            v.state = RunState::Down;
+        }
+        return;
+    };
+    let Some(v) = d.vcpus.get_mut(vcpu as usize) else {
+        return;
+    };
+    if v.state == RunState::Down {
+        return;
+    }
+    let mut mask = s.credit.offline(u).unwrap_or(CpuMask::EMPTY);
+    // A blocked vCPU that goes down is no longer waiting for an event:
+    // when it comes back up it runs (SCHEDOP_block returns).
+    mask |= s.credit.wake(u, now).unwrap_or(CpuMask::EMPTY);
+    if running_on(s, u).is_none() && v.runstate.state() == RunstateState::Runnable {
+        // Xen's vcpu_sleep_nosync: a waiting vCPU goes offline (a blocked
+        // one stays blocked); a running one changes at its switch-out.
+        v.runstate.change(RunstateState::Offline, now);
+    }
+    v.state = RunState::Down;
+    v.poll_ports.clear();
+    v.poll_deadline = None;
+    tickle(mask);
+}
+
+/// Takes every vCPU of a domain that is shutting down off the CPUs (they
+/// stop at their CPUs' next exits to the guest).
+pub fn domain_shutdown(d: &mut Domain) {
+    let now = crate::time::now_ns();
+    let mut s = lock();
+    for id in 0..d.vcpus.len() as u32 {
+        take_down(&mut s, d, id, now);
+    }
 }
 
 /// Blocks the current vCPU (SCHEDOP_block / poll); the exit path switches.
 pub fn block_current(v: &mut Vcpu) {
     v.state = RunState::Blocked;
-    v.state_entry_ns = crate::time::now_ns();
     NEED_RESCHED[cpu()].store(true, Ordering::Release);
+    let Some((domid, id)) = current() else {
+        return;
+    };
+    let mut s = lock();
+    if let Some(u) = s.units.find(domid, id) {
+        let mask = s.credit.sleep(u).unwrap_or(CpuMask::EMPTY);
+        tickle(mask);
+    }
 }
 
-/// Gives up the CPU (SCHEDOP_yield).
+/// Gives up the CPU (SCHEDOP_yield): the current vCPU queues behind one
+/// lower-priority vCPU, if there is one, and this CPU reschedules.
 pub fn yield_current() {
     NEED_RESCHED[cpu()].store(true, Ordering::Release);
+    let Some((domid, id)) = current() else {
+        return;
+    };
+    let mut s = lock();
+    if let Some(u) = s.units.find(domid, id) {
+        let mask = s.credit.yield_unit(u).unwrap_or(CpuMask::EMPTY);
+        tickle(mask);
+    }
 }
 
-/// The scheduler tick, from the APIC timer on every CPU.
+/// The timer tick, from the APIC timer on every CPU (interrupts off).
 pub fn tick() {
     let c = cpu();
-    let t = TICKS[c].fetch_add(1, Ordering::Relaxed) + 1;
     if c == 0 {
         crate::vtimer::run_expired();
     }
-    if t.is_multiple_of(SLICE_TICKS) && !RUNQ.lock()[c].is_empty() {
+    if c >= MAX_CPUS {
+        return;
+    }
+    let now = crate::time::now_ns();
+    if now >= SLICE_END[c].load(Ordering::Acquire) {
         NEED_RESCHED[c].store(true, Ordering::Release);
     }
+    if now < NEXT_TICK[c].load(Ordering::Relaxed) {
+        return;
+    }
+    let mut s = lock();
+    let period = s.credit.tick_period_ns().max(1_000_000);
+    NEXT_TICK[c].store(now + period, Ordering::Relaxed);
+    let mask = s.credit.tick(c, now);
+    if s.credit.need_resched(c) {
+        NEED_RESCHED[c].store(true, Ordering::Release);
+    }
+    tickle(mask);
 }
 
 /// Saves the running vCPU's state from `frame` and the CPU.
@@ -138,9 +470,6 @@ fn save(v: &mut Vcpu, frame: &TrapFrame) {
         unsafe { instr::write_dr(7, 0) };
     }
     crate::pv::unmap_gdt(v);
-    let now = crate::time::now_ns();
-    v.run_ns += now.saturating_sub(v.state_entry_ns);
-    v.state_entry_ns = now;
 }
 
 /// Loads `v` onto this CPU, into `frame`.
@@ -177,9 +506,34 @@ fn load(v: &mut Vcpu, frame: &mut TrapFrame) {
         }
     }
     crate::pv::map_gdt(v);
+    // The vCPU may have moved to another CPU: its time record is refreshed
+    // from this CPU's clock on every switch in.
     crate::pv::update_vcpu_time(v);
-    v.state = RunState::Running(this_cpu().cpu);
-    v.state_entry_ns = crate::time::now_ns();
+}
+
+/// Copies the vCPU's runstate to its registered area, if any (Xen's
+/// `update_runstate_area`; a guest address that does not work is ignored).
+fn update_runstate_area(v: &Vcpu) {
+    if v.runstate_guest != 0 && v.guest_table != 0 {
+        let _ = crate::domain::write_guest(v.guest_table, v.runstate_guest, &v.runstate.raw());
+    }
+}
+
+/// Registers (or, with 0, forgets) the vCPU's runstate area
+/// (VCPUOP_register_runstate_memory_area) and fills it at once, through the
+/// caller's page tables `cr3` as Xen does (later updates, at the vCPU's
+/// context switches, go through its own kernel page tables).
+pub fn register_runstate_area(v: &mut Vcpu, va: u64, is_current: bool, cr3: u64) {
+    v.runstate_guest = va;
+    if va == 0 {
+        return;
+    }
+    let info = if is_current {
+        v.runstate.raw()
+    } else {
+        v.runstate.info(crate::time::now_ns())
+    };
+    let _ = crate::domain::write_guest(cr3, va, &info);
 }
 
 /// Picks what runs next on this CPU and loads it into `frame` (the frame at
@@ -187,40 +541,90 @@ fn load(v: &mut Vcpu, frame: &mut TrapFrame) {
 /// something to run. Called with interrupts off.
 fn schedule(frame: &mut TrapFrame) {
     let c = cpu();
-    NEED_RESCHED[c].store(false, Ordering::Release);
-    // Put the current vCPU away.
-    if let Some((domid, id)) = current() {
-        let mut doms = DOMAINS.lock();
-        if let Some(v) = find(&mut doms, domid).and_then(|d| d.vcpus.get_mut(id as usize)) {
-            save(v, frame);
-            if matches!(v.state, RunState::Running(_)) {
-                v.state = RunState::Runnable;
-                RUNQ.lock()[c].push_back((domid, id));
-            }
-        }
-        set_current(None);
-    }
     loop {
         {
             let mut doms = DOMAINS.lock();
-            loop {
-                let Some((domid, id)) = RUNQ.lock()[c].pop_front() else {
-                    break;
-                };
-                if let Some(v) = find(&mut doms, domid).and_then(|d| d.vcpus.get_mut(id as usize)) {
-                    if v.state == RunState::Runnable {
-                        load(v, frame);
-                        set_current(Some((domid, id)));
-                        return;
+            // The decision, under the scheduler lock. The switch itself
+            // happens after it is dropped (guest copies take the frame
+            // table's lock): DOMAINS, still held, keeps every other CPU from
+            // loading the vCPU switched away from before it is saved here.
+            let (now, cur, next) = {
+                let mut s = lock();
+                NEED_RESCHED[c].store(false, Ordering::Release);
+                let now = crate::time::now_ns();
+                let d = s.credit.do_schedule(c, now);
+                tickle(d.tickle);
+                SLICE_END[c].store(
+                    d.timeslice_ns.map_or(NEVER, |t| now.saturating_add(t)),
+                    Ordering::Release,
+                );
+                let cur = current();
+                let next = d.next.and_then(|u| s.units.owner(u));
+                if next.is_some() && next == cur {
+                    // Carry on with the current vCPU (its slice was renewed,
+                    // or it woke up again before it was switched away).
+                    drop(s);
+                    if let Some(v) = cur.and_then(|(dom, id)| vcpu_mut(&mut doms, dom, id)) {
+                        v.state = RunState::Running(c as u32);
+                    }
+                    return;
+                }
+                if let Some(p) = d.prev {
+                    let m = s.credit.context_saved(p);
+                    tickle(m);
+                }
+                if let Some(u) = d.next {
+                    if next.is_none_or(|(dom, id)| vcpu_mut(&mut doms, dom, id).is_none()) {
+                        // A unit whose vCPU is gone: never pick it again.
+                        log::error!("scheduler picked unit {} with no vCPU", u.0);
+                        let m = s.credit.offline(u).unwrap_or(CpuMask::EMPTY);
+                        tickle(m);
+                        NEED_RESCHED[c].store(true, Ordering::Release);
                     }
                 }
+                (now, cur, next)
+            };
+            // Put the current vCPU away.
+            if let Some((dom, id)) = cur {
+                if let Some(v) = vcpu_mut(&mut doms, dom, id) {
+                    save(v, frame);
+                    let st = match v.state {
+                        RunState::Blocked => RunstateState::Blocked,
+                        RunState::Down => RunstateState::Offline,
+                        RunState::Running(_) | RunState::Runnable => {
+                            v.state = RunState::Runnable;
+                            RunstateState::Runnable
+                        }
+                    };
+                    v.runstate.change(st, now);
+                    update_runstate_area(v);
+                }
+                set_current(None);
+            }
+            if let Some((dom, id)) = next {
+                if let Some(v) = vcpu_mut(&mut doms, dom, id) {
+                    load(v, frame);
+                    v.state = RunState::Running(c as u32);
+                    v.runstate.change(RunstateState::Running, now);
+                    update_runstate_area(v);
+                    set_current(Some((dom, id)));
+                    return;
+                }
+                // Stale unit, taken offline above: decide again.
+                continue;
             }
         }
-        // Nothing to run: halt until an interrupt (a timer, an IPI) may
-        // have made something runnable.
-        instr::sti_hlt();
-        instr::cli();
+        // Nothing to run: halt until an interrupt (a timer, an IPI) asks
+        // this CPU to look again.
+        while !NEED_RESCHED[c].load(Ordering::Acquire) {
+            instr::sti_hlt();
+            instr::cli();
+        }
     }
+}
+
+fn vcpu_mut(doms: &mut [Domain], domid: DomId, id: u32) -> Option<&mut Vcpu> {
+    find(doms, domid).and_then(|d| d.vcpus.get_mut(id as usize))
 }
 
 /// The frame at the top of this CPU's stack: the running guest's registers.
@@ -230,17 +634,21 @@ fn top_frame() -> *mut TrapFrame {
 
 /// The exit path of every entry from a PV guest (interrupts off).
 pub fn exit_to_guest(frame: &mut TrapFrame) {
-    if NEED_RESCHED[cpu()].load(Ordering::Acquire) || current().is_none() {
+    let c = cpu();
+    if NEED_RESCHED
+        .get(c)
+        .is_none_or(|f| f.load(Ordering::Acquire))
+        || current().is_none()
+    {
         schedule(frame);
     }
     crate::pv::deliver_events(frame);
 }
 
-/// Leaves whatever this CPU was doing (boot, a crashed vCPU) for the next
-/// runnable vCPU. Never returns.
+/// Leaves whatever this CPU was doing (boot, a crashed vCPU whose domain
+/// was shut down) for the next runnable vCPU. Never returns.
 pub fn schedule_away() -> ! {
     instr::cli();
-    set_current(None);
     let top = top_frame();
     // SAFETY: the top frame area of this CPU's stack is only ever used for
     // the running guest's registers; nothing else lives there.
@@ -254,5 +662,46 @@ pub fn schedule_away() -> ! {
 
 /// What an AP (or any CPU with nothing else to do) runs.
 pub fn idle_loop() -> ! {
+    drop(lock());
     schedule_away()
+}
+
+/// Logs each of `d`'s vCPUs' scheduling figures (debug level): run state
+/// times, credit, migrations.
+pub fn log_stats(d: &Domain) {
+    if !log::log_enabled!(log::Level::Debug) {
+        return;
+    }
+    let now = crate::time::now_ns();
+    let s = lock();
+    let ms = |ns: u64| ns / 1_000_000;
+    for v in &d.vcpus {
+        let info = v.runstate.info(now);
+        let unit = s
+            .units
+            .find(d.domid, v.id)
+            .and_then(|u| s.credit.unit_info(u, now));
+        log::debug!(
+            "d{}v{}: running {} ms, runnable {} ms, blocked {} ms, offline {} ms; {}",
+            d.domid,
+            v.id,
+            ms(info.time[0]),
+            ms(info.time[1]),
+            ms(info.time[2]),
+            ms(info.time[3]),
+            match unit {
+                Some(u) => alloc::format!(
+                    "credit {}, {:?}, {} migrations",
+                    u.credit,
+                    u.priority,
+                    u.migrations
+                ),
+                None => alloc::string::String::from("no unit"),
+            }
+        );
+    }
+    log::debug!(
+        "credit: {} accounting periods",
+        s.credit.accounting_periods()
+    );
 }

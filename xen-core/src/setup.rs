@@ -265,6 +265,8 @@ pub fn start(protocol: u32, info_paddr: u32) -> ! {
     // the other CPUs, the timer and any guest exist).
     crate::arch::x86_64::syscall_floor::measure_and_log();
 
+    crate::sched::configure(&cmdline.sched);
+
     // CPUs.
     apic::init_bsp();
     let bsp = apic::id();

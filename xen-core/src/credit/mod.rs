@@ -104,8 +104,10 @@
 //! under a spinlock with interrupts off, without an allocator: hence written
 //! here, with fixed capacities from const generics.
 
+pub mod boot;
 #[cfg(test)]
 mod tests;
+pub mod unitmap;
 
 use hypercall_abi::errno::Errno;
 use hypercall_abi::sysctl::{

@@ -1055,6 +1055,114 @@ fn woken_unit_preempts_over_hog_directly() {
     check(&s);
 }
 
+// ----- the hypervisor's glue cadence (xen-core's sched.rs) ---------------------
+//
+// sched.rs looks at the clock on every 1 kHz APIC interrupt: slice ends are
+// seen to the millisecond, credit's tick runs on the first interrupt at or
+// after each 10 ms period. These sims use that 1 ms step.
+
+fn glue_sim<const C: usize, const U: usize>(ncpus: usize) -> Sim<C, U> {
+    let mut sim = Sim::new(ncpus);
+    sim.step = MS;
+    sim.next_tick = [0; C];
+    sim
+}
+
+#[test]
+fn glue_dom0_four_vcpus_on_two_cpus_share_fairly() {
+    let mut sim: Sim<2, 8> = glue_sim(2);
+    for i in 0..4 {
+        sim.add(i, 0, usize::from(i) % 2, Work::Hog);
+    }
+    sim.run(10_000 * MS);
+    let shares: Vec<f64> = sim.ran[..4]
+        .iter()
+        .map(|&r| r as f64 / sim.now as f64)
+        .collect();
+    let migrations: Vec<u64> = (0..4)
+        .map(|i| sim.s.unit_info(u(i), sim.now).unwrap().migrations)
+        .collect();
+    println!(
+        "dom0 with 4 vCPUs on 2 CPUs, 1 ms glue steps, 10 s: shares {shares:.3?}, idle {:?}, migrations {migrations:?}",
+        sim.idle
+    );
+    assert!(sim.idle.iter().all(|&i| i <= 20 * MS));
+    for s in &shares {
+        assert!((s - 0.5).abs() < 0.05, "{shares:?}");
+    }
+    for i in 0..4 {
+        sim.cross_check(i);
+    }
+}
+
+#[test]
+fn glue_weights_256_vs_512_on_two_cpus() {
+    // Two domains of two hogs each on two CPUs: the 512 domain gets about
+    // twice the CPU time of the 256 one.
+    let mut sim: Sim<2, 8> = glue_sim(2);
+    for i in 0..4 {
+        sim.add(i, DomId::from(i / 2 + 1), usize::from(i) % 2, Work::Hog);
+    }
+    sim.s.set_params(2, 512, CAP_UNCHANGED).unwrap();
+    assert_eq!(
+        sim.s.get_params(2).unwrap(),
+        CreditParams {
+            weight: 512,
+            cap: 0
+        }
+    );
+    sim.run(20_000 * MS);
+    let a = sim.s.domain_runtime_ns(1, sim.now).unwrap();
+    let b = sim.s.domain_runtime_ns(2, sim.now).unwrap();
+    let ratio = b as f64 / a as f64;
+    println!(
+        "weights 256:512, 2 vCPUs each on 2 CPUs, 1 ms glue steps, 20 s: {} ms vs {} ms, ratio 1:{ratio:.3}; per vCPU {:?} ms",
+        a / MS,
+        b / MS,
+        sim.ran[..4].iter().map(|r| r / MS).collect::<Vec<_>>()
+    );
+    assert!((ratio - 2.0).abs() <= 0.3, "ratio {ratio}");
+    assert!(sim.idle.iter().all(|&i| i <= 20 * MS));
+}
+
+#[test]
+fn glue_sleepers_wake_promptly_next_to_hogs() {
+    // Four hogs of Dom0 and two I/O vCPUs (1 ms of work, 10 ms asleep) on
+    // two CPUs: woken vCPUs with credit get BOOST and a CPU within the
+    // 1 ms rate limit plus one glue step.
+    let mut sim: Sim<2, 8> = glue_sim(2);
+    for i in 0..4 {
+        sim.add(i, 0, usize::from(i) % 2, Work::Hog);
+    }
+    for i in 4..6 {
+        sim.add(
+            i,
+            1,
+            usize::from(i) % 2,
+            Work::Io {
+                run: MS,
+                sleep: 10 * MS,
+            },
+        );
+    }
+    sim.run(5_000 * MS);
+    let boosted: Vec<u64> = sim
+        .latencies
+        .iter()
+        .filter(|l| l.2 != u64::MAX && l.4 == Priority::Boost)
+        .map(|l| l.2 - l.1)
+        .collect();
+    let worst = boosted.iter().copied().max().unwrap_or(0);
+    println!(
+        "2 sleepers next to 4 hogs on 2 CPUs: {} wakes, {} boosted, worst boosted wake-to-run {} us",
+        sim.latencies.len(),
+        boosted.len(),
+        worst / 1000
+    );
+    assert!(boosted.len() * 10 >= sim.latencies.len() * 9);
+    assert!(worst <= 2 * MS, "worst {worst}");
+}
+
 // ----- randomized property test ----------------------------------------------
 
 struct XorShift(u64);

@@ -10,8 +10,8 @@ use hypercall_abi::callback::{CallbackOp, CallbackRegister, CallbackType, Callba
 use hypercall_abi::errno::Errno;
 use hypercall_abi::vcpu::VcpuOp;
 use hypercall_abi::vcpu::{
-    VcpuRegisterVcpuInfo, VcpuRunstateInfo, VcpuSetPeriodicTimer, VcpuSetSingleshotTimer,
-    VCPU_SSHOTTMR_FUTURE,
+    VcpuRegisterRunstateMemoryArea, VcpuRegisterVcpuInfo, VcpuSetPeriodicTimer,
+    VcpuSetSingleshotTimer, VCPU_SSHOTTMR_FUTURE,
 };
 use xen_core::guest_walk::is_canonical;
 use zerocopy::FromZeros;
@@ -51,13 +51,9 @@ pub fn vcpu_op(c: &mut Call) -> Result<i64, Errno> {
             Ok(0)
         }
         VcpuOp::Down => {
-            // Xen refuses to take down the last running vCPU.
-            if v.state != RunState::Down {
-                v.state = RunState::Down;
-                if self_call {
-                    crate::sched::yield_current();
-                }
-            }
+            // Xen's VCPUOP_down: the last vCPU that is up going down shuts
+            // the domain down (poweroff) instead.
+            crate::sched::vcpu_down(c.dom, id);
             Ok(0)
         }
         VcpuOp::SetPeriodicTimer => {
@@ -90,24 +86,20 @@ pub fn vcpu_op(c: &mut Call) -> Result<i64, Errno> {
             Ok(0)
         }
         VcpuOp::GetRunstateInfo => {
-            let mut info = VcpuRunstateInfo::new_zeroed();
-            let now = crate::time::now_ns();
-            info.state = match v.state {
-                RunState::Running(_) => RUNSTATE_RUNNING,
-                RunState::Runnable => RUNSTATE_RUNNABLE,
-                RunState::Blocked => RUNSTATE_BLOCKED,
-                RunState::Down => RUNSTATE_OFFLINE,
-            };
-            info.state_entry_time = v.state_entry_ns;
-            let running = v.run_ns
-                + if matches!(v.state, RunState::Running(_)) {
-                    now - v.state_entry_ns
-                } else {
-                    0
-                };
-            info.time[RUNSTATE_RUNNING as usize] = running;
-            info.time[RUNSTATE_BLOCKED as usize] = now.saturating_sub(running);
+            // Xen's vcpu_runstate_get: the current state counted up to now.
+            let info = v.runstate.info(crate::time::now_ns());
             write_guest(cr3, arg, &info)?;
+            Ok(0)
+        }
+        VcpuOp::RegisterRunstateMemoryArea => {
+            let area: VcpuRegisterRunstateMemoryArea = read_guest(cr3, arg)?;
+            // Xen's guest_handle_okay: the address must be a guest one
+            // (below the non-canonical hole, or above the hypervisor's
+            // range); whether it is mapped is only seen on each update.
+            if !guest_address_ok(area.addr) {
+                return Err(Errno::EFAULT);
+            }
+            crate::sched::register_runstate_area(v, area.addr, self_call, cr3);
             Ok(0)
         }
         VcpuOp::RegisterVcpuInfo => {
@@ -115,18 +107,19 @@ pub fn vcpu_op(c: &mut Call) -> Result<i64, Errno> {
             register_vcpu_info(c.dom, id, &r)?;
             Ok(0)
         }
-        // Runstate areas, NMIs and physical ids are not provided yet.
+        // NMIs, physical ids and time areas are not provided yet.
         _ => Err(Errno::ENOSYS),
     }
 }
 
 /// Smallest periodic timer period a guest may ask for.
 const MIN_PERIOD_NS: u64 = 1_000_000;
-/// Runstate numbers (public/vcpu.h).
-const RUNSTATE_RUNNING: u32 = 0;
-const RUNSTATE_RUNNABLE: u32 = 1;
-const RUNSTATE_BLOCKED: u32 = 2;
-const RUNSTATE_OFFLINE: u32 = 3;
+
+/// Xen's `__addr_ok` for a 64-bit PV guest: an address in the lower half,
+/// or above the hypervisor's reserved range.
+fn guest_address_ok(va: u64) -> bool {
+    !(1 << 47..xen_core::guest_walk::HYPERVISOR_VIRT_END).contains(&va)
+}
 
 /// VCPUOP_initialise for a 64-bit PV vCPU (Xen's arch_set_info_guest).
 /// Takes the base-pointer references of a vCPU being initialised: the
