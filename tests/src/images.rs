@@ -156,6 +156,25 @@ pub const TEST_KERNELS: &[TestKernel] = &[
         lines: &["smp: "],
         verdict_success: true,
     },
+    TestKernel {
+        name: "examples/user",
+        purpose: "pv-guest-lib's user example: a ring-3 program run to its end",
+        exit: Exit::POWEROFF,
+        lines: &["user: the program ended: "],
+        verdict_success: true,
+    },
+    TestKernel {
+        name: "pv-user",
+        purpose: "a ring-3 program with its own page tables: syscalls, a page fault the kernel handles, exit",
+        exit: Exit::POWEROFF,
+        lines: &[
+            "pv-user: the program says: hello from ring 3",
+            "pv-user: the program exited with its code: ok",
+            "pv-user: the page fault reached the kernel once: ok",
+            "pv-user: reading the kernel faults and ends the program: ok",
+        ],
+        verdict_success: true,
+    },
 ];
 
 /// Extra hypervisor command-line options a test kernel boots with (after
@@ -181,25 +200,6 @@ impl TestKernel {
 /// xen-core's event channels, page-table hypercalls and priv-op emulation are
 /// still being wired in. Move an entry to `TEST_KERNELS` once it passes.
 pub const PENDING_KERNELS: &[TestKernel] = &[
-    TestKernel {
-        name: "examples/user",
-        purpose: "pv-guest-lib's user example: a ring-3 program run to its end",
-        exit: Exit::POWEROFF,
-        lines: &["user: the program ended: "],
-        verdict_success: true,
-    },
-    TestKernel {
-        name: "pv-user",
-        purpose: "a ring-3 program with its own page tables: syscalls, a page fault the kernel handles, exit",
-        exit: Exit::POWEROFF,
-        lines: &[
-            "pv-user: the program says: hello from ring 3",
-            "pv-user: the program exited with its code: ok",
-            "pv-user: the page fault reached the kernel once: ok",
-            "pv-user: reading the kernel faults and ends the program: ok",
-        ],
-        verdict_success: true,
-    },
     TestKernel {
         name: "pv-privop",
         purpose: "forced-emulation cpuid (Xen leaves), rdmsr, CR reads, denied port I/O bounced as #GP",
