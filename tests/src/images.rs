@@ -183,6 +183,8 @@ pub const TEST_KERNELS: &[TestKernel] = &[
 pub const KERNEL_OPTIONS: &[(&str, &str)] = &[
     // Four vCPUs on the harness's two CPUs: the scheduler overcommitted.
     ("pv-sched", "dom0_max_vcpus=4"),
+    // Four vCPUs exchanging IPIs through event channels (issue 3).
+    ("pv-smp", "dom0_max_vcpus=4"),
 ];
 
 impl TestKernel {
