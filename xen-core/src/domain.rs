@@ -109,6 +109,8 @@ pub struct Vcpu {
     pub run_ns: u64,
     /// System time it last entered its current run state.
     pub state_entry_ns: u64,
+    /// Privileged-instruction emulation state (virtual CR2/CR4, IOPL, ...).
+    pub emul: crate::pv_emul::VcpuEmul,
 }
 
 impl Vcpu {
@@ -148,6 +150,8 @@ pub struct Domain {
     pub console_written: bool,
     /// Its handle (xen_domain_handle_t).
     pub handle: [u8; 16],
+    /// Privileged-instruction emulation state (CPUID policy, I/O ports).
+    pub emul: crate::pv_emul::DomainEmul,
 }
 
 /// Byte offset of `vcpu_info[i]` in shared_info.
@@ -192,6 +196,7 @@ impl Domain {
                 debugreg: [0; 8],
                 run_ns: 0,
                 state_entry_ns: 0,
+                emul: crate::pv_emul::VcpuEmul::new(),
             })
             .collect();
         Domain {
@@ -207,6 +212,7 @@ impl Domain {
             console_at_line_start: true,
             console_written: false,
             handle: [0; 16],
+            emul: crate::pv_emul::DomainEmul::new(is_privileged),
         }
     }
 }

@@ -20,6 +20,7 @@ pub mod desc;
 pub mod domain_build;
 pub mod evtchn;
 pub mod guest_walk;
+pub mod ioports;
 pub mod mm;
 pub mod wallclock;
 pub mod x86_emul;

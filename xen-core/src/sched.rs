@@ -175,6 +175,7 @@ fn load(v: &mut Vcpu, frame: &mut TrapFrame) {
         }
     }
     crate::pv::map_gdt(v);
+    crate::pv_emul::load_vcpu(v);
     crate::pv::update_vcpu_time(v);
     v.state = RunState::Running(this_cpu().cpu);
     v.state_entry_ns = crate::time::now_ns();

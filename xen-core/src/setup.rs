@@ -270,6 +270,9 @@ pub fn start(protocol: u32, info_paddr: u32) -> ! {
             if let Some((port, typ)) = info.s5 {
                 power::set_acpi_s5(port, typ);
             }
+            if let Some(port) = info.pm_timer_port {
+                crate::pv_emul::set_pm_timer_port(port);
+            }
             log::info!(
                 "ACPI: {} CPU(s) in the MADT",
                 info.apic_ids.len() + info.cpus_skipped

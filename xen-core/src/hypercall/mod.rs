@@ -6,9 +6,10 @@
 //! guest virtual addresses copied through `domain::copy_{from,to}_guest`.
 
 mod console_io;
-mod cpu;
+pub(crate) mod cpu;
 mod desc;
 mod memory;
+mod physdev;
 mod sched_op;
 mod vcpu;
 mod xen_version;
@@ -119,6 +120,7 @@ fn dispatch(nr: u64, c: &mut Call) -> Outcome {
         Hypercall::FpuTaskswitch => cpu::fpu_taskswitch(c).into(),
         Hypercall::SetDebugreg => cpu::set_debugreg(c).into(),
         Hypercall::GetDebugreg => cpu::get_debugreg(c).into(),
+        Hypercall::PhysdevOp => physdev::physdev_op(c).into(),
         Hypercall::Iret => {
             let (frame, v) = (&mut *c.frame, &mut c.dom.vcpus[c.vcpu]);
             match crate::pv::do_iret(frame, v) {
