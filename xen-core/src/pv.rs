@@ -197,6 +197,9 @@ fn has_error_code(vec: u64) -> bool {
     matches!(vec, 8 | 10..=14 | 17 | 21 | 29 | 30)
 }
 
+/// Page-fault error code bit: the access came from user mode.
+const PFEC_USER_MODE: u64 = 1 << 2;
+
 /// Why an exception could not be delivered (the domain is crashed).
 struct Undeliverable {
     vector: u8,
@@ -315,6 +318,18 @@ fn inject(
     if let Some(addr) = cr2 {
         v.emul.cr2 = addr;
         set_vcpu_info_cr2(v, addr);
+    }
+    let mut error_code = error_code;
+    if vec == vector::PAGE_FAULT {
+        // The guest kernel runs in ring 3, so the CPU always sets the
+        // user bit: report it as the guest's mode says (as Xen does).
+        error_code = error_code.map(|e| {
+            if v.kernel_mode {
+                e & !PFEC_USER_MODE
+            } else {
+                e | PFEC_USER_MODE
+            }
+        });
     }
     let t = v.trap_table[usize::from(vec)];
     let fail = |why| Undeliverable {

@@ -53,5 +53,5 @@ pub fn physdev_op(c: &mut Call) -> Result<i64, Errno> {
 /// bytes are read later through the guest's page tables, and unreadable
 /// bytes deny access).
 fn guest_range_okay(addr: u64, _len: u64) -> bool {
-    addr < (1 << 47) || addr >= HYPERVISOR_VIRT_END
+    !((1 << 47)..HYPERVISOR_VIRT_END).contains(&addr)
 }
