@@ -37,8 +37,18 @@ pub mod want {
     /// Pinning a frame that has a writable mapping: the page-table type
     /// cannot be taken (`_get_page_type` "Bad type") → -EINVAL.
     pub const PIN_WRITABLE_FRAME: Errno = Errno::EINVAL;
-    /// An L1 entry with reserved bits (bit 52): "Bad L1 flags" → -EINVAL.
-    pub const L1_RESERVED_BITS: Errno = Errno::EINVAL;
+    /// MMUEXT_SET_LDT over a page the guest can still write. Xen loads
+    /// LDT pages lazily and would fault the guest on first use instead;
+    /// Oxen checks them at once (docs/abi-deviations.md): -EINVAL.
+    pub const LDT_WRITABLE: Errno = Errno::EINVAL;
+    /// MMUEXT_SET_LDT with a bad base or size: -EINVAL.
+    pub const LDT_BAD: Errno = Errno::EINVAL;
+    /// An L1 entry mapping a frame the domain does not own: -EBUSY.
+    pub const MAP_NOT_OWNED: Errno = Errno::EBUSY;
+    /// A page-table reference to a frame the domain does not own: -EINVAL.
+    pub const TABLE_NOT_OWNED: Errno = Errno::EINVAL;
+    /// An L2 entry with PSE: "Bad L2 flags" → -EINVAL.
+    pub const L2_RESERVED_BITS: Errno = Errno::EINVAL;
 
     /// EVTCHNOP_send / close / status on a port that is not valid or not
     /// allocated (common/event_channel.c: `port_is_valid` / ECS_FREE,

@@ -227,6 +227,13 @@ pub fn flush_multi(mask: &[u64], va: Option<u64>) -> Result<(), Errno> {
     one(cmd, a1, mask.as_ptr() as u64)
 }
 
+/// `MMUEXT_SET_LDT`: the LDT is `ents` descriptors at page-aligned `base`
+/// (each page mapped read-only: it becomes a descriptor page); `ents == 0`
+/// removes it.
+pub fn set_ldt(base: u64, ents: u32) -> Result<(), Errno> {
+    one(MmuextCmd::SetLdt, base, u64::from(ents))
+}
+
 /// `MMUEXT_CLEAR_PAGE`: zeroes frame `mfn`.
 pub fn clear_page(mfn: u64) -> Result<(), Errno> {
     one(MmuextCmd::ClearPage, mfn, 0)

@@ -25,6 +25,7 @@ use xen_core::domain_build::elf::{ElfPolicy, PvKernel};
 use xen_core::domain_build::layout::{BootLayout, DomainKind, LayoutError, LayoutParams};
 use xen_core::domain_build::pagetable::{self, FrameSink, HypervisorSlots, PtFrame, PtLevel};
 use xen_core::mm::frame_table::{DomId as FtDomId, Owner, PageType};
+use xen_core::mm::ptval;
 use xen_core::mm::{Mfn, Pfn, PAGE_SIZE};
 use zerocopy::{FromZeros, IntoBytes};
 
@@ -262,8 +263,13 @@ pub fn build_and_start(bi: &BootInfo, phys: &impl PhysRead, cl: &CmdLine) -> ! {
         let page = unsafe { memory::frame_bytes(shinfo) };
         page[..core::mem::size_of::<SharedInfo>()].copy_from_slice(si.as_bytes());
     }
+    // Xen's share_xen_page_with_guest: the domain owns the page, which is
+    // writable for good (a type reference held by xen-core, so it can never
+    // become a page table), and cannot give it back.
     if let Some(ft) = FRAME_TABLE.lock().as_mut() {
-        let _ = ft.assign(shinfo, Owner::Xen);
+        let owner = Owner::Domain(FtDomId(DOM0));
+        let _ = ft.assign(shinfo, owner);
+        let _ = ft.get_page_and_type(shinfo, owner, PageType::Writable);
     }
 
     // Page tables.
@@ -281,26 +287,15 @@ pub fn build_and_start(bi: &BootInfo, phys: &impl PhysRead, cl: &CmdLine) -> ! {
         pagetable::build_bootstrap_tables(&layout, &p2m_fn, &xen_slots, &mut sink, &mut frames)
             .unwrap_or_else(|e| fatal(format_args!("building Dom0's page tables: {e}")))
     };
-    let tables = &frames[..summary.nr_frames];
     let l4 = summary.l4;
-    {
-        let mut ft = FRAME_TABLE.lock();
-        let ft = ft.as_mut().expect("frame table");
-        let owner = Owner::Domain(FtDomId(DOM0));
-        for t in tables {
-            let _ = ft.get_page_and_type(t.mfn, owner, t.level.page_type());
-            let _ = ft.mark_validated(t.mfn);
-        }
-        // Every other bootstrap page is mapped writable: one reference and
-        // one writable type reference each, as Xen's builder takes.
-        for pfn in 0..layout.nr_bootstrap_pages() {
-            let mfn = mfn_of(Pfn(pfn));
-            if !tables.iter().any(|t| t.mfn == mfn) {
-                let _ = ft.get_page_and_type(mfn, owner, PageType::Writable);
-            }
-        }
-        let _ = ft.pin(l4, Owner::Domain(FtDomId(DOM0)));
-    }
+    // Account for the tables as Xen's builder does, by validating them: pin
+    // the L4 (which validates the whole tree and takes every reference its
+    // entries hold) and take the vCPU's base-pointer reference.
+    crate::pv_mm::with_pt(DOM0, |ctx, ft, mem| {
+        ptval::pin(ctx, ft, mem, l4, 4)?;
+        ptval::new_baseptr(ctx, ft, mem, None, Some(l4))
+    })
+    .unwrap_or_else(|e| fatal(format_args!("Dom0's bootstrap page tables: {e}")));
 
     // start_info.
     let mut si = StartInfo::new_zeroed();
@@ -348,7 +343,7 @@ pub fn build_and_start(bi: &BootInfo, phys: &impl PhysRead, cl: &CmdLine) -> ! {
         ..TrapFrame::default()
     };
     crate::sched::vcpu_up(&mut d, 0);
-    DOMAINS.lock().push(d);
+    crate::domain::insert(&mut DOMAINS.lock(), d);
 
     crate::println!("(XEN) Std. Loglevel: {:?}", log::max_level());
     crate::println!("(XEN) *** Serial input to DOM0 ***");

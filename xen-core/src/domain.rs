@@ -103,6 +103,12 @@ pub struct Vcpu {
     pub gdt_frames: heapless::Vec<u64, 14>,
     /// Number of GDT entries it declared.
     pub gdt_ents: u64,
+    /// Machine frames of its LDT (MMUEXT_SET_LDT), typed as descriptor pages.
+    pub ldt_frames: heapless::Vec<u64, 16>,
+    /// Number of LDT entries (0: no LDT).
+    pub ldt_ents: u64,
+    /// Guest virtual address of the LDT.
+    pub ldt_base: u64,
     /// Debug registers DR0..DR7 (4 and 5 unused).
     pub debugreg: [u64; 8],
     /// Nanoseconds spent running, and when it last started running.
@@ -193,6 +199,9 @@ impl Domain {
                 fpu_ts: false,
                 gdt_frames: heapless::Vec::new(),
                 gdt_ents: 0,
+                ldt_frames: heapless::Vec::new(),
+                ldt_ents: 0,
+                ldt_base: 0,
                 debugreg: [0; 8],
                 run_ns: 0,
                 state_entry_ns: 0,
@@ -220,6 +229,26 @@ impl Domain {
 /// Finds a domain in the table.
 pub fn find(doms: &mut [Domain], domid: DomId) -> Option<&mut Domain> {
     doms.iter_mut().find(|d| d.domid == domid)
+}
+
+/// One bit per ordinary domain id: set while a domain with that id exists.
+/// Readable without DOMAINS (hypercalls hold it while they look up ids).
+static LIVE_DOMIDS: [core::sync::atomic::AtomicU64; 0x7ff0 / 64] =
+    [const { core::sync::atomic::AtomicU64::new(0) }; 0x7ff0 / 64];
+
+/// Adds `d` to the domain table (the caller holds DOMAINS).
+pub fn insert(doms: &mut Vec<Domain>, d: Domain) {
+    if let Some(w) = LIVE_DOMIDS.get(usize::from(d.domid) / 64) {
+        w.fetch_or(1 << (d.domid % 64), core::sync::atomic::Ordering::AcqRel);
+    }
+    doms.push(d);
+}
+
+/// Whether a domain with id `domid` exists (reserved ids never do).
+pub fn exists_other(domid: DomId) -> bool {
+    LIVE_DOMIDS
+        .get(usize::from(domid) / 64)
+        .is_some_and(|w| w.load(core::sync::atomic::Ordering::Acquire) & (1 << (domid % 64)) != 0)
 }
 
 /// The domain table.
@@ -250,9 +279,23 @@ impl PteReader for DirectMapReader {
     }
 }
 
+/// The machine address guest virtual address `va` maps to in the address
+/// space rooted at `cr3` (-EFAULT if not mapped for the guest).
+pub fn translate_guest(cr3: u64, va: u64) -> Result<u64, Errno> {
+    let ma = guest_walk::translate(&DirectMapReader, cr3, va, false).map_err(|_| Errno::EFAULT)?;
+    if ma >= *MAX_MADDR.get().ok_or(Errno::EFAULT)? {
+        return Err(Errno::EFAULT);
+    }
+    Ok(ma)
+}
+
 /// Copies `buf.len()` bytes from guest virtual address `va` of the address
 /// space rooted at `cr3`. -EFAULT if any byte is not readable by the guest.
 pub fn copy_from_guest(cr3: u64, va: u64, buf: &mut [u8]) -> Result<(), Errno> {
+    // The frame table's lock keeps the translation valid until the copy is
+    // done: mappings change only under it, so the frame cannot be unmapped,
+    // freed and given to another domain in between.
+    let _mappings = crate::memory::FRAME_TABLE.lock();
     let mut done = 0usize;
     while done < buf.len() {
         let cur = va.checked_add(done as u64).ok_or(Errno::EFAULT)?;
@@ -279,6 +322,10 @@ pub fn copy_from_guest(cr3: u64, va: u64, buf: &mut [u8]) -> Result<(), Errno> {
 /// Copies `buf` to guest virtual address `va`; -EFAULT unless every byte is
 /// guest-writable.
 pub fn copy_to_guest(cr3: u64, va: u64, buf: &[u8]) -> Result<(), Errno> {
+    // As in copy_from_guest; and the writable mapping found holds a writable
+    // type reference, so under the lock the frame cannot become a page table
+    // or descriptor page while we write it.
+    let _mappings = crate::memory::FRAME_TABLE.lock();
     let mut done = 0usize;
     while done < buf.len() {
         let cur = va.checked_add(done as u64).ok_or(Errno::EFAULT)?;

@@ -31,6 +31,8 @@ mod pv;
 #[cfg(target_os = "none")]
 mod pv_emul;
 #[cfg(target_os = "none")]
+mod pv_mm;
+#[cfg(target_os = "none")]
 mod sched;
 #[cfg(target_os = "none")]
 mod scrub;

@@ -163,20 +163,3 @@ pub unsafe fn zero_bytes(va: u64, len: u64) {
         instr::stts();
     }
 }
-
-/// Checks that `maddr` is an L4 page table of domain `domid` that xen-core
-/// has validated (so it may become a vCPU's CR3).
-pub fn check_guest_l4(domid: u16, maddr: u64) -> Result<(), ()> {
-    use xen_core::mm::frame_table::{DomId, Owner, PageType};
-    let ft = FRAME_TABLE.lock();
-    let ft = ft.as_ref().ok_or(())?;
-    let info = ft.info(Mfn(maddr >> 12)).map_err(|_| ())?;
-    let ok = info.owner() == Owner::Domain(DomId(domid))
-        && info.page_type() == PageType::L4
-        && info.type_count() > 0;
-    if ok {
-        Ok(())
-    } else {
-        Err(())
-    }
-}

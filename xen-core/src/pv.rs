@@ -477,15 +477,98 @@ pub fn map_gdt(v: &Vcpu) {
     for (i, &mfn) in v.gdt_frames.iter().enumerate() {
         crate::arch::x86_64::paging::remap_page(gdt + (i as u64) * 4096, mfn << 12);
     }
+    if v.ldt_ents != 0 {
+        map_ldt(v);
+    }
 }
 
 /// Puts this CPU's own (empty) pages back under the vCPU's GDT frames.
 pub fn unmap_gdt(v: &Vcpu) {
+    if v.ldt_ents != 0 {
+        unmap_ldt(v);
+    }
     let gdt = crate::arch::x86_64::percpu::this_cpu()
         .gdt_va
         .load(core::sync::atomic::Ordering::Acquire);
     for i in 0..v.gdt_frames.len() as u64 {
         let va = gdt + i * 4096;
+        crate::arch::x86_64::paging::remap_page(
+            va,
+            crate::arch::x86_64::paging::image_virt_to_phys(va),
+        );
+    }
+}
+
+/// `MMUEXT_SET_LDT` for vCPU `vcpu` of `d`, the caller (running on this
+/// CPU): `base`/`ents` are checked by the caller (page-aligned, at most 8192
+/// entries, guest addresses). Every page of the new LDT must be mapped in
+/// the guest kernel's address space and become a descriptor page (its
+/// descriptors checked, and mapped writable nowhere); then it is loaded.
+pub fn set_ldt(
+    d: &mut crate::domain::Domain,
+    vcpu: usize,
+    base: u64,
+    ents: u64,
+) -> Result<(), hypercall_abi::errno::Errno> {
+    use xen_core::mm::Mfn;
+    let domid = d.domid;
+    let Some(v) = d.vcpus.get_mut(vcpu) else {
+        return Err(hypercall_abi::errno::Errno::EINVAL);
+    };
+    let mut frames = heapless::Vec::<u64, 16>::new();
+    let pages = (ents * 8).div_ceil(4096);
+    for i in 0..pages {
+        let got = domain::translate_guest(v.guest_table, base + i * 4096)
+            .map_err(|_| hypercall_abi::errno::Errno::EINVAL)
+            .and_then(|ma| {
+                crate::hypercall::get_desc_page(domid, Mfn(ma >> 12)).map(|()| ma >> 12)
+            });
+        match got {
+            Ok(mfn) => {
+                let _ = frames.push(mfn);
+            }
+            Err(e) => {
+                frames
+                    .iter()
+                    .for_each(|&f| crate::hypercall::put_desc_page(Mfn(f)));
+                return Err(e);
+            }
+        }
+    }
+    unmap_ldt(v);
+    for &old in v.ldt_frames.iter() {
+        crate::hypercall::put_desc_page(Mfn(old));
+    }
+    v.ldt_frames = frames;
+    v.ldt_ents = ents;
+    v.ldt_base = base;
+    map_ldt(v);
+    Ok(())
+}
+
+/// Shows the vCPU's LDT frames in this CPU's LDT window and loads LDTR.
+fn map_ldt(v: &Vcpu) {
+    let info = crate::arch::x86_64::percpu::this_cpu();
+    let window = info.ldt_va.load(core::sync::atomic::Ordering::Acquire);
+    for (i, &mfn) in v.ldt_frames.iter().enumerate() {
+        crate::arch::x86_64::paging::remap_page(window + (i as u64) * 4096, mfn << 12);
+    }
+    let gdt = info.gdt_va.load(core::sync::atomic::Ordering::Acquire) as *mut u64;
+    // SAFETY: `gdt` is this CPU's GDT; the window now maps the vCPU's LDT
+    // frames, which hold descriptor-page type references (checked
+    // descriptors, never guest-writable) until unmap_ldt.
+    unsafe { crate::arch::x86_64::gdt::load_ldt(gdt, window, v.ldt_ents) };
+}
+
+/// Unloads LDTR and puts this CPU's own pages back under the LDT window.
+fn unmap_ldt(v: &Vcpu) {
+    let info = crate::arch::x86_64::percpu::this_cpu();
+    let gdt = info.gdt_va.load(core::sync::atomic::Ordering::Acquire) as *mut u64;
+    // SAFETY: loading the null LDT is always safe.
+    unsafe { crate::arch::x86_64::gdt::load_ldt(gdt, 0, 0) };
+    let window = info.ldt_va.load(core::sync::atomic::Ordering::Acquire);
+    for i in 0..v.ldt_frames.len() as u64 {
+        let va = window + i * 4096;
         crate::arch::x86_64::paging::remap_page(
             va,
             crate::arch::x86_64::paging::image_virt_to_phys(va),

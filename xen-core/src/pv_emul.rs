@@ -43,7 +43,7 @@ use xen_core::cpuid_policy::{
 };
 use xen_core::ioports::IoPorts;
 use xen_core::mm::frame_table::{DomId, Owner, PageType, TypeGet};
-use xen_core::mm::Mfn;
+use xen_core::mm::{ptval, Mfn};
 use xen_core::x86_emul::{
     self, gpr, BaseReg, Cr3Result, DrFault, Effect, HypercallPageResult, PrivEnv, RegFile, VirtIo,
     PV_CR4_GUEST_VISIBLE_MASK,
@@ -470,10 +470,29 @@ impl PrivEnv for Env<'_> {
         self.v().guest_table >> 12
     }
 
-    fn new_guest_cr3(&mut self, _pfn: u64) -> Cr3Result {
-        // Switching page tables needs new_baseptr's reference counting,
-        // which this branch does not have yet: refuse (#GP(0)).
-        Cr3Result::Invalid
+    fn new_guest_cr3(&mut self, pfn: u64) -> Cr3Result {
+        // Xen's write_cr(3) → new_guest_cr3: a PV domain is not
+        // translated, so the frame is a machine frame; it must be an L4 of
+        // the domain (validated now if need be). Only the guest kernel
+        // writes CR3 (x86_emul checked), so the kernel table is live: load
+        // it, flushing the TLB even when it is the same table.
+        let old = Mfn(self.v().guest_table >> 12);
+        let new = Mfn(pfn);
+        let r = crate::pv_mm::with_pt(self.d.domid, |ctx, ft, mem| {
+            ptval::new_baseptr(ctx, ft, mem, Some(old), Some(new))
+        });
+        match r {
+            Ok(()) => {
+                let v = self.vm();
+                v.guest_table = new.maddr();
+                crate::pv_mm::load_cr3(v.current_table());
+                Cr3Result::Ok
+            }
+            Err(e) => {
+                log::debug!("d{}: mov to cr3 {new:?}: {e}", self.d.domid);
+                Cr3Result::Invalid
+            }
+        }
     }
 
     fn cr4(&self) -> u64 {

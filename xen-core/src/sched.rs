@@ -36,6 +36,7 @@ pub fn current() -> Option<(DomId, u32)> {
 fn set_current(v: Option<(DomId, u32)>) {
     let val = v.map_or(IDLE, |(d, i)| (u32::from(d) << 16) | i);
     this_cpu().current_vcpu.store(val, Ordering::Release);
+    crate::arch::x86_64::flush::set_running(v.map(|(d, _)| d));
 }
 
 fn cpu() -> usize {
@@ -145,10 +146,11 @@ fn save(v: &mut Vcpu, frame: &TrapFrame) {
 /// Loads `v` onto this CPU, into `frame`.
 fn load(v: &mut Vcpu, frame: &mut TrapFrame) {
     *frame = v.regs;
-    // SAFETY: every guest L4 carries xen-core's slots (validated tables
-    // built or pinned by xen-core), so xen-core stays mapped.
+    // Another vCPU's address space: drop every translation, global ones
+    // included (guest user mappings are global).
+    crate::pv_mm::load_cr3(v.current_table());
+    // SAFETY: the FS/GS bases are the guest's own, checked canonical.
     unsafe {
-        instr::write_cr3(v.current_table());
         instr::wrmsr(msr::FS_BASE, v.fs_base);
         instr::wrmsr(
             msr::GS_BASE,

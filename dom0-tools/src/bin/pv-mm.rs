@@ -45,6 +45,127 @@ mod kernel {
         r.map_err(|e| e.errno)
     }
 
+    /// Frames and tables the domain may not touch; a table in use.
+    fn hostile_checks(c: &mut Checks, kernel_l4: u64) {
+        // xen-core's own text (loaded at 2 MiB + 32 KiB): RAM the domain
+        // does not own. Xen: "real_pg_owner ... not pg_owner" -> -EBUSY.
+        const HYPERVISOR_MFN: u64 = 0x208;
+        c.err(
+            "update_va_mapping of a hypervisor frame, read-only",
+            mmu::update_va_mapping(
+                TEST_VA,
+                Pte::new(HYPERVISOR_MFN, PteFlags::KERNEL_RO).0,
+                Flush::InvlpgLocal,
+            ),
+            want::MAP_NOT_OWNED,
+        );
+        c.err(
+            "MMUEXT_PIN_L1_TABLE of a hypervisor frame",
+            mmu::pin(1, HYPERVISOR_MFN),
+            want::TABLE_NOT_OWNED,
+        );
+        c.err(
+            "MMUEXT_NEW_BASEPTR to a frame that is not an L4",
+            mmu::new_baseptr(HYPERVISOR_MFN),
+            want::TABLE_NOT_OWNED,
+        );
+        c.check(
+            "test page still mapped",
+            read(TEST_VA) == 0xf0f0_0001,
+            format_args!("{:#x}", read(TEST_VA)),
+        );
+        // Unpinning the L4 in use succeeds (the base pointer holds its
+        // own reference): the table stays validated and stays read-only.
+        c.ok("MMUEXT_UNPIN_TABLE of the L4 in use", mmu::unpin(kernel_l4));
+        c.err(
+            "a writable mapping of the unpinned but loaded L4",
+            mmu::update_va_mapping(
+                TEST_VA,
+                Pte::new(kernel_l4, PteFlags::KERNEL_RW).0,
+                Flush::InvlpgLocal,
+            ),
+            want::WRITABLE_MAP_OF_PAGE_TABLE,
+        );
+        c.ok("pin the L4 again", mmu::pin(4, kernel_l4));
+        c.check(
+            "test page still mapped after all that",
+            read(TEST_VA) == 0xf0f0_0001,
+            format_args!("{:#x}", read(TEST_VA)),
+        );
+    }
+
+    /// `lar` of `sel`: the access rights if the descriptor is visible.
+    fn lar(sel: u64) -> Option<u64> {
+        let (rights, ok): (u64, u8);
+        // SAFETY: lar only reads a descriptor; it never faults on a bad one.
+        unsafe {
+            core::arch::asm!("lar {r}, {s}", "setz {ok}", r = out(reg) rights, s = in(reg) sel, ok = out(reg_byte) ok)
+        };
+        (ok != 0).then_some(rights)
+    }
+
+    /// MMUEXT_SET_LDT: a descriptor in a read-only page becomes visible
+    /// through an LDT selector; bad LDTs are refused.
+    fn ldt_checks(c: &mut Checks) {
+        const LDT_SEL: u64 = 0x7; // index 0, TI = LDT, RPL 3
+        c.check(
+            "no LDT at first",
+            lar(LDT_SEL).is_none(),
+            format_args!("{:?}", lar(LDT_SEL)),
+        );
+        let Some(f) = c.ok("a frame for the LDT", frame::alloc_frame()) else {
+            return;
+        };
+        // A flat 32-bit data segment, DPL 3.
+        write(&f, 0x00cf_f200_0000_ffff);
+        c.err(
+            "MMUEXT_SET_LDT on a page mapped writable",
+            mmu::set_ldt(f.va, 1),
+            want::LDT_WRITABLE,
+        );
+        c.ok(
+            "make the LDT page read-only",
+            frame::set_direct_writable(f.pfn, false),
+        );
+        c.err(
+            "MMUEXT_SET_LDT at an unaligned base",
+            mmu::set_ldt(f.va + 8, 1),
+            want::LDT_BAD,
+        );
+        c.err(
+            "MMUEXT_SET_LDT with 8193 entries",
+            mmu::set_ldt(f.va, 8193),
+            want::LDT_BAD,
+        );
+        c.err(
+            "MMUEXT_SET_LDT in the hypervisor's range",
+            mmu::set_ldt(0xffff_8000_0000_0000, 1),
+            want::LDT_BAD,
+        );
+        c.ok("MMUEXT_SET_LDT", mmu::set_ldt(f.va, 1));
+        let rights = lar(LDT_SEL);
+        c.check(
+            "the LDT descriptor is visible (present data, DPL 3)",
+            rights.is_some_and(|r| r & 0xff00 == 0xf200 || r & 0xff00 == 0xf300),
+            format_args!("{rights:x?}"),
+        );
+        c.err(
+            "the LDT page cannot be made writable while loaded",
+            frame::set_direct_writable(f.pfn, true),
+            want::WRITABLE_MAP_OF_PAGE_TABLE,
+        );
+        c.ok("MMUEXT_SET_LDT with no entries", mmu::set_ldt(0, 0));
+        c.check(
+            "no LDT any more",
+            lar(LDT_SEL).is_none(),
+            format_args!("{:?}", lar(LDT_SEL)),
+        );
+        c.ok(
+            "the page is writable again",
+            frame::set_direct_writable(f.pfn, true),
+        );
+    }
+
     fn main(si: &'static StartInfo) -> ! {
         println!("pv-mm: Oxen PV memory test (Xen 4.17 semantics)");
         let mut c = Checks::new("pv-mm");
@@ -189,19 +310,29 @@ mod kernel {
             format_args!("{:#x}", read(TEST_VA)),
         );
 
-        // The L1 that maps TEST_VA, for the reserved-bits check.
+        // The L1 that maps TEST_VA (for the pinned-L1 checks below).
         let l1 = frame::with_pt(|b| mm::find_l1(b, info.kernel_l4, TEST_VA));
         let l1 = c.ok("find the L1 of the test page", l1).flatten();
-        if let Some(l1) = l1 {
-            let bad = Pte(Pte::new(g.mfn, PteFlags::KERNEL_RW).0 | (1 << 52));
+        // Reserved bits: Xen refuses PSE in an L2 entry (no superpages for
+        // PV) from any domain. (In an L1 entry a domain with I/O
+        // capabilities, like Dom0, may set every flag bit Xen 4.17 knows,
+        // bits 52..62 included: those are the guest's own.)
+        let l2 = frame::with_pt(|b| {
+            use mm::PtBackend;
+            let l3 = b.read(info.kernel_l4, mm::index(TEST_VA, 4))?.mfn();
+            let l2 = b.read(l3, mm::index(TEST_VA, 3))?.mfn();
+            Ok::<_, mm::PtError>((l2, b.read(l2, mm::index(TEST_VA, 2))?))
+        });
+        if let Some((l2, l2e)) = c.ok("find the L2 of the test page", l2) {
+            let bad = Pte(l2e.0 | PteFlags::PSE.0);
             c.err(
-                "L1 entry with reserved bit 52",
+                "L2 entry with PSE (a superpage)",
                 single(mmu::mmu_update(&[mmu::pt_update(
-                    l1,
-                    mm::index(TEST_VA, 1),
+                    l2,
+                    mm::index(TEST_VA, 2),
                     bad,
                 )])),
-                want::L1_RESERVED_BITS,
+                want::L2_RESERVED_BITS,
             );
             c.check(
                 "mapping unchanged after the refusal",
@@ -209,6 +340,9 @@ mod kernel {
                 format_args!("{:#x}", read(TEST_VA)),
             );
         }
+
+        ldt_checks(&mut c);
+        hostile_checks(&mut c, info.kernel_l4);
 
         // Pinning an L1.
         if let Some(p) = c.ok("a frame for a page table", frame::alloc_frame()) {

@@ -5,7 +5,8 @@
 //! the hypervisor leaves at 0x40000000 ("XenVMMXenVMM", version 4.17, the
 //! hypercall-page MSR); `rdmsr`/`wrmsr` of MSRs a PV guest may use (FS base,
 //! EFER) and of ones it may not (#GP); CR0 (TS via the emulated `mov`/`clts`),
-//! CR2, CR3, CR4 (TSD); `wbinvd`; port I/O under Xen's rules: with the
+//! CR2, CR3 (read, and reload of the current table; #GP for a frame that
+//! is not the domain's), CR4 (TSD); `wbinvd`; port I/O under Xen's rules: with the
 //! default virtual IOPL 0 and no I/O bitmap every `in` is bounced as #GP;
 //! with `PHYSDEVOP_set_iopl(1)` a port Dom0 may use (0x80) is accessed and
 //! one Xen keeps from Dom0 (the PIT, 0x40) reads all ones (Xen virtualises
@@ -430,6 +431,22 @@ mod kernel {
             "mov %cr3 shows the machine address of one of our frames",
             in_p2m,
             format_args!("{}", Hex(cr3)),
+        );
+        if let Some(v) = cr3 {
+            let same = probe_write_cr(3, v);
+            let after = probe_read_cr(3);
+            c.check(
+                "mov to %cr3 of the current table is emulated (a TLB flush)",
+                same && after == Some(v),
+                format_args!("write ok {same}, read {}", Hex(after)),
+            );
+        }
+        let gp = GP_COUNT.load(Ordering::SeqCst);
+        let bad = probe_write_cr(3, 0);
+        c.check(
+            "mov to %cr3 of a frame that is not ours bounces #GP",
+            !bad && GP_COUNT.load(Ordering::SeqCst) == gp + 1,
+            format_args!("written: {bad}"),
         );
         let cr4 = probe_read_cr(4);
         c.check(

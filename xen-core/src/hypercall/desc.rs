@@ -19,7 +19,7 @@ const PER_PAGE: u64 = 512;
 
 /// Types `mfn` as a descriptor page of `domid`, validating its contents the
 /// first time. Takes a general and a type reference.
-fn get_desc_page(domid: u16, mfn: Mfn) -> Result<(), Errno> {
+pub fn get_desc_page(domid: u16, mfn: Mfn) -> Result<(), Errno> {
     let mut ft = FRAME_TABLE.lock();
     let ft = ft.as_mut().ok_or(Errno::EINVAL)?;
     match ft.get_page_and_type(mfn, Owner::Domain(DomId(domid)), PageType::SegDesc) {
@@ -41,7 +41,8 @@ fn get_desc_page(domid: u16, mfn: Mfn) -> Result<(), Errno> {
     }
 }
 
-fn put_desc_page(mfn: Mfn) {
+/// Drops a reference taken by [`get_desc_page`].
+pub fn put_desc_page(mfn: Mfn) {
     if let Some(ft) = FRAME_TABLE.lock().as_mut() {
         let _ = ft.put_page_and_type(mfn);
     }

@@ -7,13 +7,14 @@
 
 use super::Call;
 use crate::domain::{copy_from_guest, copy_to_guest, read_guest, write_guest};
-use crate::memory::{self, FRAMES, FRAME_TABLE, INVALID_M2P_ENTRY};
+use crate::memory::{self, FRAMES, FRAME_TABLE};
 use hypercall_abi::errno::Errno;
 use hypercall_abi::memory::{
     memop_cmd, MemoryOp, XenMachphysMfnList, XenMemoryMap, XenMemoryReservation,
 };
 use hypercall_abi::xen::DOMID_SELF;
-use xen_core::mm::frame_table::{DomId as FtDomId, Owner};
+use xen_core::mm::frame_table::{DomId as FtDomId, Owner, PageFlags, PagePut};
+use xen_core::mm::ptval::{self, PtMemory};
 use xen_core::mm::Mfn;
 
 /// E820 "usable RAM".
@@ -129,26 +130,33 @@ fn check_reservation(c: &Call, r: &XenMemoryReservation) -> Result<(), Errno> {
     Ok(())
 }
 
-/// Gives one frame back (Xen's guest_remove_page). Only a frame the domain
-/// owns that nothing but its allocation references (not mapped, not a page
-/// table): Xen would defer the free of a mapped page; Oxen refuses it.
+/// Gives one frame back (Xen's guest_remove_page): unpins it if pinned and
+/// drops the domain's allocation reference. The frame goes back to the
+/// allocator when its last reference (a mapping, a page-table entry, a base
+/// pointer) goes. The shared_info page cannot be given back.
 fn release_frame(c: &mut Call, mfn: Mfn) -> bool {
-    let mut ft = FRAME_TABLE.lock();
-    let Some(ft) = ft.as_mut() else { return false };
-    let Ok(info) = ft.info(mfn) else { return false };
-    if info.owner() != Owner::Domain(FtDomId(c.dom.domid))
-        || info.count() != 1
-        || info.type_count() != 0
-    {
+    if mfn.maddr() == c.dom.shared_info_maddr {
         return false;
     }
-    if ft.release(mfn).is_err() {
-        return false;
+    let ok = crate::pv_mm::with_pt(c.dom.domid, |ctx, ft, mem| {
+        let Ok(info) = ft.info(mfn) else { return false };
+        if info.owner() != ctx.owner() || !info.flags().contains(PageFlags::ALLOCATED) {
+            return false;
+        }
+        if info.flags().contains(PageFlags::PINNED) && ptval::unpin(ctx, ft, mem, mfn).is_err() {
+            return false;
+        }
+        match ft.release(mfn) {
+            Ok(PagePut::Freed) => {
+                mem.frame_freed(mfn);
+                true
+            }
+            Ok(PagePut::InUse) => true,
+            Err(_) => false,
+        }
+    });
+    if ok {
+        c.dom.tot_pages -= 1;
     }
-    memory::set_m2p(mfn, INVALID_M2P_ENTRY);
-    if let Some(fa) = FRAMES.lock().as_mut() {
-        let _ = fa.free(mfn);
-    }
-    c.dom.tot_pages -= 1;
-    true
+    ok
 }

@@ -9,10 +9,13 @@ mod console_io;
 pub(crate) mod cpu;
 mod desc;
 mod memory;
+mod mmu;
 mod physdev;
 mod sched_op;
 mod vcpu;
 mod xen_version;
+
+pub use desc::{get_desc_page, put_desc_page};
 
 use crate::arch::x86_64::entry::TrapFrame;
 use crate::domain::{Domain, DOMAINS};
@@ -116,6 +119,9 @@ fn dispatch(nr: u64, c: &mut Call) -> Outcome {
         Hypercall::SetGdt => desc::set_gdt(c).into(),
         Hypercall::UpdateDescriptor => desc::update_descriptor(c).into(),
         Hypercall::MemoryOp => memory::memory_op(c).into(),
+        Hypercall::MmuUpdate => mmu::mmu_update(c),
+        Hypercall::UpdateVaMapping => mmu::update_va_mapping(c).into(),
+        Hypercall::MmuextOp => mmu::mmuext_op(c),
         Hypercall::SetSegmentBase => cpu::set_segment_base(c).into(),
         Hypercall::FpuTaskswitch => cpu::fpu_taskswitch(c).into(),
         Hypercall::SetDebugreg => cpu::set_debugreg(c).into(),

@@ -129,6 +129,26 @@ const RUNSTATE_BLOCKED: u32 = 2;
 const RUNSTATE_OFFLINE: u32 = 3;
 
 /// VCPUOP_initialise for a 64-bit PV vCPU (Xen's arch_set_info_guest).
+/// Takes the base-pointer references of a vCPU being initialised: the
+/// kernel L4 `l4` and, if not 0, the user L4 `user_l4` (machine addresses).
+fn take_base_pointers(domid: u16, l4: u64, user_l4: u64) -> Result<(), Errno> {
+    use xen_core::mm::{ptval, Mfn};
+    crate::pv_mm::with_pt(domid, |ctx, ft, mem| {
+        ptval::new_baseptr(ctx, ft, mem, None, Some(Mfn(l4 >> 12)))?;
+        if user_l4 != 0 {
+            if let Err(e) = ptval::new_baseptr(ctx, ft, mem, None, Some(Mfn(user_l4 >> 12))) {
+                ptval::put_table(ctx, ft, mem, Mfn(l4 >> 12));
+                return Err(e);
+            }
+        }
+        Ok(())
+    })
+    .map_err(|e| {
+        log::debug!("d{domid}: VCPUOP_initialise: {e}");
+        e.errno()
+    })
+}
+
 fn initialise(
     domid: u16,
     v: &mut crate::domain::Vcpu,
@@ -156,7 +176,10 @@ fn initialise(
     }
     // xen_cr3_to_pfn: on x86_64 the frame number is cr3 >> 12.
     let l4 = ctx.ctrlreg[3] & !0xfff;
-    crate::memory::check_guest_l4(domid, l4).map_err(|_| Errno::EINVAL)?;
+    let user_l4 = ctx.ctrlreg[1] & !0xfff;
+    // Xen's arch_set_info_guest: a root-table reference on the kernel L4
+    // (validating it if need be), and on the user L4 if one is given.
+    take_base_pointers(domid, l4, user_l4)?;
     v.regs = TrapFrame {
         r15: r.r15,
         r14: r.r14,
@@ -183,7 +206,7 @@ fn initialise(
     };
     v.kernel_mode = true;
     v.guest_table = l4;
-    v.guest_table_user = 0;
+    v.guest_table_user = user_l4;
     v.kernel_ss = ctx.kernel_ss | GUEST_RPL;
     v.kernel_sp = ctx.kernel_sp;
     v.callbacks.event = ctx.event_callback_eip;

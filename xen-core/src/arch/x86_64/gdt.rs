@@ -26,6 +26,10 @@ pub const RING3_DS: u16 = 0xe02b;
 pub const RING3_CS64: u16 = 0xe033;
 /// The TSS descriptor (two entries).
 pub const TSS_SELECTOR: u16 = 0xe040;
+/// The LDT descriptor of the running vCPU (two entries; Xen's LDT_ENTRY).
+pub const LDT_SELECTOR: u16 = 0xe050;
+/// Pages of a CPU's LDT window: the largest LDT (8192 entries).
+pub const LDT_PAGES: usize = 16;
 
 /// Descriptors of the reserved page, from selector 0xe000 (Intel SDM vol 3
 /// §3.4.5: base/limit/type/S/DPL/P/L/D/G encoded in one quadword).
@@ -101,7 +105,7 @@ pub unsafe fn load(gdt: *mut u64, tss: *const Tss) {
         gdt.add(tss_idx).write(low);
         gdt.add(tss_idx + 1).write(tss_base >> 32);
     }
-    let limit = (TSS_SELECTOR as usize + 16 - 1) as u16;
+    let limit = (LDT_SELECTOR as usize + 16 - 1) as u16;
     let gdtr = DescriptorPointer {
         limit,
         base: gdt as u64,
@@ -121,12 +125,44 @@ pub unsafe fn load(gdt: *mut u64, tss: *const Tss) {
             "mov ds, {tmp:x}",
             "mov es, {tmp:x}",
             "ltr {tss:x}",
+            // No LDT until a vCPU sets one (a clean LDTR: QEMU leaves the
+            // reset-time limit of 0xffff in place until the first lldt).
+            "lldt {tmp:x}",
             gdtr = in(reg) &gdtr,
             cs = in(reg) u64::from(HYPERVISOR_CS),
             ds = in(reg) u64::from(HYPERVISOR_DS),
             tss = in(reg) u64::from(TSS_SELECTOR),
             tmp = out(reg) _,
         );
+    }
+}
+
+/// Points this CPU's LDT descriptor at `ents` entries at `base` (its LDT
+/// window) and loads LDTR; `ents == 0` loads the null LDT.
+///
+/// # Safety
+/// `gdt` must be this CPU's GDT (loaded by [`load`]); `[base, base +
+/// ents * 8)` must stay mapped to checked descriptor pages while loaded.
+pub unsafe fn load_ldt(gdt: *mut u64, base: u64, ents: u64) {
+    if ents == 0 {
+        // SAFETY: the null selector disables the LDT.
+        unsafe { asm!("lldt {0:x}", in(reg) 0u16, options(nostack, preserves_flags)) };
+        return;
+    }
+    let limit = ents * 8 - 1;
+    // LDT (type 2), present, DPL 0.
+    let low = (limit & 0xffff)
+        | ((base & 0xff_ffff) << 16)
+        | (0x82 << 40)
+        | ((limit >> 16) & 0xf) << 48
+        | ((base >> 24) & 0xff) << 56;
+    let idx = LDT_SELECTOR as usize / 8;
+    // SAFETY: the GDT's reserved page holds entries idx and idx + 1 (inside
+    // GDTR's limit); the descriptor describes the caller's checked window.
+    unsafe {
+        gdt.add(idx).write_volatile(low);
+        gdt.add(idx + 1).write_volatile(base >> 32);
+        asm!("lldt {0:x}", in(reg) LDT_SELECTOR, options(nostack, preserves_flags));
     }
 }
 

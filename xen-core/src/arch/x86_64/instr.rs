@@ -343,6 +343,12 @@ pub fn invlpg(va: u64) {
     unsafe { asm!("invlpg [{}]", in(reg) va, options(nostack, preserves_flags)) };
 }
 
+/// Writes back and invalidates the caches.
+pub fn wbinvd() {
+    // SAFETY: flushing caches has no effect on memory contents.
+    unsafe { asm!("wbinvd", options(nostack, preserves_flags)) };
+}
+
 /// Halts until the next interrupt.
 pub fn hlt() {
     // SAFETY: HLT only waits for an interrupt.

@@ -4,6 +4,7 @@ pub mod acpi;
 pub mod apic;
 pub mod boot;
 pub mod entry;
+pub mod flush;
 pub mod gdt;
 pub mod instr;
 pub mod paging;

@@ -61,6 +61,9 @@ pub struct CpuInfo {
     /// Virtual address of this CPU's GDT (pages 0..13 show the running
     /// vCPU's own GDT frames).
     pub gdt_va: AtomicU64,
+    /// Virtual address of this CPU's LDT window (16 pages showing the
+    /// running vCPU's LDT frames).
+    pub ldt_va: AtomicU64,
     /// This CPU's task state segment.
     pub tss: Tss,
 }
@@ -103,6 +106,7 @@ pub unsafe fn init_block(block: u64, cpu: u32, apic_id: u32) -> &'static mut Cpu
             timer_ticks: AtomicU64::new(0),
             current_vcpu: AtomicU32::new(u32::MAX),
             gdt_va: AtomicU64::new(0),
+            ldt_va: AtomicU64::new(0),
             tss: Tss::new(),
         });
         &mut *info

@@ -6,7 +6,7 @@
 
 use spin::Mutex;
 
-const POOL_BYTES: usize = 6 << 20;
+const POOL_BYTES: usize = 8 << 20;
 
 #[repr(C, align(65536))]
 struct PoolMem([u8; POOL_BYTES]);

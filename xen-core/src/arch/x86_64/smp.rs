@@ -129,6 +129,8 @@ fn cpu_init(info: &'static mut CpuInfo) {
     }
     let gdt = pool::alloc(GDT_PAGES * 4096, 4096).expect("boot pool exhausted (GDT)");
     info.gdt_va.store(gdt, Ordering::Release);
+    let ldt = pool::alloc(gdt::LDT_PAGES * 4096, 4096).expect("boot pool exhausted (LDT)");
+    info.ldt_va.store(ldt, Ordering::Release);
     // SAFETY: `gdt` is fresh zeroed pool memory of GDT_PAGES pages, owned by
     // this CPU forever; the TSS lives in this CPU's CpuInfo forever.
     unsafe { gdt::load(gdt as *mut u64, &info.tss) };

@@ -145,8 +145,10 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
     // NMI and #MC run on IST stacks: handle them in place and return to
     // whatever they interrupted, without the guest exit path (which works
     // on the frame at the top of the main stack).
+    // NMIs are xen-core's TLB-flush requests (see `flush`): flushing is
+    // harmless whatever else raised one.
     if v == u64::from(vector::NMI) {
-        log::warn!("NMI received on CPU{}", super::percpu::this_cpu().cpu);
+        super::flush::on_nmi();
         return;
     }
     if v == u64::from(vector::MACHINE_CHECK) {
