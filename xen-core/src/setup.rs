@@ -125,6 +125,11 @@ pub fn start(protocol: u32, info_paddr: u32) -> ! {
     pic::disable();
     traps::init_idt();
     smp::init_bsp(0);
+    // The exception fixups behind rdmsr_safe/wrmsr_safe, which guest MSR
+    // emulation relies on.
+    if !instr::exception_fixup_selftest() {
+        fatal(format_args!("exception fixups do not work"));
+    }
 
     // Boot information, read through the identity map.
     let low = PhysAccess {

@@ -126,6 +126,17 @@ oxen_wrmsr_safe_insn:
 oxen_wrmsr_safe_fixup:
     mov eax, 1
     ret
+    .global oxen_fixup_selftest
+    .global oxen_fixup_selftest_insn
+    .global oxen_fixup_selftest_fixup
+oxen_fixup_selftest:
+    xor eax, eax
+oxen_fixup_selftest_insn:
+    mov rdi, [rdi]
+    ret
+oxen_fixup_selftest_fixup:
+    mov eax, 1
+    ret
     .text
 "#
 );
@@ -139,6 +150,19 @@ extern "C" {
     static oxen_rdmsr_safe_fixup: u8;
     static oxen_wrmsr_safe_insn: u8;
     static oxen_wrmsr_safe_fixup: u8;
+    /// Loads from `addr` at a fixed-up instruction: returns 1 if it faulted.
+    fn oxen_fixup_selftest(addr: u64) -> u32;
+    static oxen_fixup_selftest_insn: u8;
+    static oxen_fixup_selftest_fixup: u8;
+}
+
+/// Checks that the exception fixups work (the `*msr_safe` wrappers rely on
+/// them, and QEMU's TCG never faults on an unknown MSR): a load from a
+/// non-canonical address must come back as a fault, not stop the machine.
+pub fn exception_fixup_selftest() -> bool {
+    // SAFETY: the load's #GP (non-canonical address) resumes at the fixup
+    // with the same stack; nothing is written.
+    unsafe { oxen_fixup_selftest(0x8000_0000_0000_0000) == 1 }
 }
 
 /// Reads an MSR that may not exist: `None` if the CPU refused (#GP).
@@ -173,10 +197,16 @@ pub fn exception_fixup(rip: u64) -> Option<u64> {
         core::ptr::addr_of!(oxen_wrmsr_safe_insn) as u64,
         core::ptr::addr_of!(oxen_wrmsr_safe_fixup) as u64,
     );
+    let (ti, tf) = (
+        core::ptr::addr_of!(oxen_fixup_selftest_insn) as u64,
+        core::ptr::addr_of!(oxen_fixup_selftest_fixup) as u64,
+    );
     if rip == ri {
         Some(rf)
     } else if rip == wi {
         Some(wf)
+    } else if rip == ti {
+        Some(tf)
     } else {
         None
     }
