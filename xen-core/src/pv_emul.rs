@@ -21,9 +21,10 @@
 //! which port). It re-checks the one thing that touches hardware on the
 //! guest's behalf: a real `in`/`out` happens only on ports the domain's
 //! [`IoPorts`] permit (never 0xcf8 as a dword, never CMOS, never ports
-//! xen-core keeps), and a real MSR access only on the MSRs listed in
-//! [`Env::host_rdmsr`] / [`Env::host_wrmsr_cmd`] callers, through
-//! `rdmsr_safe`/`wrmsr_safe` so a missing MSR cannot fault xen-core.
+//! xen-core keeps); real MSR writes go only to the few MSRs named here
+//! (TSC_AUX, SPEC_CTRL, PRED_CMD, FLUSH_CMD, the FS/GS bases), and every
+//! real MSR access on the guest's behalf goes through
+//! `rdmsr_safe`/`wrmsr_safe`, so a missing MSR cannot fault xen-core.
 //!
 //! **Follows** Xen 4.17 `xen/arch/x86/pv/emul-priv-op.c`,
 //! `emul-inv-op.c`, `traps.c` (`do_general_protection`), `msr.c`,
@@ -199,14 +200,22 @@ fn host_cpuid_faulting() -> bool {
     })
 }
 
+/// The host has TSC_AUX (RDTSCP or RDPID), probed once.
 fn host_has_tsc_aux() -> bool {
-    instr::cpuid(0x8000_0001, 0).edx & feat::e1d::RDTSCP != 0
-        || instr::cpuid(7, 0).ecx & feat::l7c::RDPID != 0
+    static HAS: Once<bool> = Once::new();
+    *HAS.call_once(|| {
+        instr::cpuid(0x8000_0001, 0).edx & feat::e1d::RDTSCP != 0
+            || instr::cpuid(7, 0).ecx & feat::l7c::RDPID != 0
+    })
 }
 
+/// The host has SPEC_CTRL (IBRS on Intel or AMD), probed once.
 fn host_has_spec_ctrl() -> bool {
-    instr::cpuid(7, 0).edx & feat::l7d::IBRSB != 0
-        || instr::cpuid(0x8000_0008, 0).ebx & feat::e8b::IBRS != 0
+    static HAS: Once<bool> = Once::new();
+    *HAS.call_once(|| {
+        instr::cpuid(7, 0).edx & feat::l7d::IBRSB != 0
+            || instr::cpuid(0x8000_0008, 0).ebx & feat::e8b::IBRS != 0
+    })
 }
 
 /// Loads the real registers that follow a PV vCPU onto this CPU (from the
@@ -225,11 +234,11 @@ pub fn load_vcpu(v: &Vcpu) {
             )
         };
     }
-    if v.emul.tsc_aux != 0 || host_has_tsc_aux() {
+    if host_has_tsc_aux() {
         // SAFETY: TSC_AUX only feeds RDTSCP/RDPID; xen-core does not use it.
         unsafe { instr::wrmsr_safe(MSR_TSC_AUX, u64::from(v.emul.tsc_aux)) };
     }
-    if v.emul.spec_ctrl != 0 || host_has_spec_ctrl() {
+    if host_has_spec_ctrl() {
         // SAFETY: SPEC_CTRL bits only change speculation behaviour; the
         // value was checked against the policy's valid bits.
         unsafe { instr::wrmsr_safe(MSR_SPEC_CTRL, v.emul.spec_ctrl) };
