@@ -1,6 +1,7 @@
 //! Typed hypercall wrappers: console_io, xen_version, sched_op, vcpu_op,
-//! and the calls that register entry points (set_callbacks, callback_op,
-//! set_trap_table, stack_switch).
+//! the calls that register entry points (set_callbacks, callback_op,
+//! set_trap_table, stack_switch), and the I/O privilege sub-ops of
+//! physdev_op.
 //!
 //! Every wrapper returns `Result<_, Errno>` with Xen's error untouched.
 //! Wrappers that only pass buffers the hypervisor reads or fills are safe
@@ -383,6 +384,50 @@ pub unsafe fn set_segment_base(
 ) -> Result<u64, Errno> {
     // SAFETY: no memory is passed; the caller vouches for the segment use.
     check(unsafe { hypercall2(Hypercall::SetSegmentBase, which as u64, base) })
+}
+
+// ---------------------------------------------------------------------------
+// physdev_op: I/O privilege
+// ---------------------------------------------------------------------------
+
+/// `PHYSDEVOP_set_iopl`: the calling vCPU's virtual I/O privilege level
+/// (0..=3). With IOPL 1 or more the guest kernel may use `in`/`out`
+/// (emulated by Xen on the ports the domain may access) and `cli`/`sti`
+/// (no-ops).
+pub fn physdev_set_iopl(iopl: u32) -> Result<u64, Errno> {
+    let arg = crate::abi::physdev::PhysdevSetIopl { iopl };
+    // SAFETY: Xen reads the argument struct; nothing is installed.
+    check(unsafe {
+        hypercall2(
+            Hypercall::PhysdevOp,
+            u64::from(crate::abi::physdev::PhysdevOp::SetIopl.raw()),
+            ptr(&arg),
+        )
+    })
+}
+
+/// `PHYSDEVOP_set_iobitmap`: the calling vCPU's I/O bitmap (a set bit
+/// denies the port) covering ports `0..nr_ports`, read by Xen at each
+/// emulated `in`/`out` while the IOPL does not allow the access.
+///
+/// # Safety
+/// Xen keeps reading `bitmap` (8 KiB of address space) until the next
+/// call: it must stay valid and mapped that long.
+pub unsafe fn physdev_set_iobitmap(bitmap: *const u8, nr_ports: u32) -> Result<u64, Errno> {
+    let arg = crate::abi::physdev::PhysdevSetIobitmap {
+        bitmap: bitmap as u64,
+        nr_ports,
+        _pad12: 0,
+    };
+    // SAFETY: Xen reads the argument struct; the caller vouches for the
+    // bitmap's lifetime.
+    check(unsafe {
+        hypercall2(
+            Hypercall::PhysdevOp,
+            u64::from(crate::abi::physdev::PhysdevOp::SetIobitmap.raw()),
+            ptr(&arg),
+        )
+    })
 }
 
 #[cfg(test)]

@@ -116,6 +116,8 @@ pub struct Vcpu {
     /// Guest virtual address of its registered runstate area (0: none),
     /// refreshed at every context switch.
     pub runstate_guest: u64,
+    /// Privileged-instruction emulation state (virtual CR2/CR4, IOPL, ...).
+    pub emul: crate::pv_emul::VcpuEmul,
 }
 
 impl Vcpu {
@@ -160,6 +162,8 @@ pub struct Domain {
     /// Credit scheduler weight and cap (XEN_DOMCTL_SCHEDOP_putinfo);
     /// change them with `sched::set_params`.
     pub sched_params: xen_core::credit::CreditParams,
+    /// Privileged-instruction emulation state (CPUID policy, I/O ports).
+    pub emul: crate::pv_emul::DomainEmul,
 }
 
 /// Byte offset of `vcpu_info[i]` in shared_info.
@@ -208,6 +212,7 @@ impl Domain {
                 debugreg: [0; 8],
                 runstate: xen_core::runstate::Runstate::new(created),
                 runstate_guest: 0,
+                emul: crate::pv_emul::VcpuEmul::new(),
             })
             .collect();
         Domain {
@@ -228,6 +233,7 @@ impl Domain {
                 weight: xen_core::credit::DEFAULT_WEIGHT,
                 cap: 0,
             },
+            emul: crate::pv_emul::DomainEmul::new(is_privileged),
         }
     }
 }

@@ -20,6 +20,7 @@ pub mod desc;
 pub mod domain_build;
 pub mod evtchn;
 pub mod guest_walk;
+pub mod ioports;
 pub mod mm;
 pub mod runstate;
 pub mod wallclock;

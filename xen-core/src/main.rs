@@ -29,6 +29,8 @@ mod memory;
 #[cfg(target_os = "none")]
 mod pv;
 #[cfg(target_os = "none")]
+mod pv_emul;
+#[cfg(target_os = "none")]
 mod pv_mm;
 #[cfg(target_os = "none")]
 mod sched;

@@ -127,7 +127,10 @@ pub fn create_bounce_frame(
     if b.mask_events {
         upcall_mask(v).store(1, core::sync::atomic::Ordering::Release);
     }
-    let guest_rflags = (frame.rflags & !rflags::IF) | if saved_mask == 0 { rflags::IF } else { 0 };
+    // The guest sees its virtual IF and its virtual IOPL (set_iopl).
+    let guest_rflags = (frame.rflags & !(rflags::IF | rflags::IOPL))
+        | if saved_mask == 0 { rflags::IF } else { 0 }
+        | (u64::from(v.emul.iopl & 3) << 12);
     // Lowest address first: rcx, r11, [ds, es, fs, gs], [error], rip,
     // cs | mask << 32, rflags, rsp, ss.
     let mut words: heapless::Vec<u64, 11> = heapless::Vec::new();
@@ -194,8 +197,20 @@ fn has_error_code(vec: u64) -> bool {
     matches!(vec, 8 | 10..=14 | 17 | 21 | 29 | 30)
 }
 
-/// A fault or trap raised while a PV guest ran: bounce it to the guest's
-/// handler (from its trap table), or crash the domain if it has none.
+/// Page-fault error code bit: the access came from user mode.
+const PFEC_USER_MODE: u64 = 1 << 2;
+
+/// Why an exception could not be delivered (the domain is crashed).
+struct Undeliverable {
+    vector: u8,
+    error_code: u64,
+    why: Option<&'static str>,
+}
+
+/// A fault or trap raised while a PV guest ran: emulate the privileged
+/// instruction behind a #GP/#UD if Xen would (`pv_emul`), else bounce the
+/// exception to the guest's handler (from its trap table), or crash the
+/// domain if it has none.
 pub fn guest_exception(frame: &mut TrapFrame) {
     let vec = frame.vector;
     let Some((domid, id)) = crate::sched::current() else {
@@ -204,60 +219,141 @@ pub fn guest_exception(frame: &mut TrapFrame) {
             format_args!("{} with no current vCPU", vector_name(vec)),
         )
     };
-    let mut doms = DOMAINS.lock();
-    let Some(v) = find(&mut doms, domid).and_then(|d| d.vcpus.get_mut(id as usize)) else {
-        return;
-    };
-    if vec == u64::from(vector::PAGE_FAULT) {
-        // Xen hands the faulting address over in vcpu_info.arch.cr2.
-        // SAFETY: see `upcall_mask`; a plain u64 store the guest reads later.
-        unsafe {
-            core::ptr::addr_of_mut!((*vcpu_info_ptr(v)).arch.cr2).write_volatile(instr::read_cr2())
+    let result = {
+        let mut doms = DOMAINS.lock();
+        let Some(d) = find(&mut doms, domid) else {
+            return;
         };
-        // The guest kernel runs in ring 3, so the CPU reports every fault
-        // as a user access: Xen's pv_inject_event sets the U bit from the
-        // guest's own mode instead.
-        const PFEC_USER: u64 = 1 << 2;
-        frame.error_code &= !PFEC_USER;
-        if !v.kernel_mode {
-            frame.error_code |= PFEC_USER;
+        guest_exception_locked(frame, d, id as usize)
+    };
+    if let Err(u) = result {
+        let vec = u64::from(u.vector);
+        match u.why {
+            None => crash_current(
+                frame,
+                format_args!(
+                    "{} (vector {}, error {:#x}) with no guest handler",
+                    vector_name(vec),
+                    vec,
+                    u.error_code
+                ),
+            ),
+            Some(why) => crash_current(
+                frame,
+                format_args!("{} (vector {vec}): {why}", vector_name(vec)),
+            ),
         }
     }
+}
+
+fn guest_exception_locked(
+    frame: &mut TrapFrame,
+    d: &mut domain::Domain,
+    id: usize,
+) -> Result<(), Undeliverable> {
+    let vec = frame.vector;
+    if vec == u64::from(vector::GENERAL_PROTECTION) || vec == u64::from(vector::INVALID_OPCODE) {
+        use crate::pv_emul::Action;
+        match crate::pv_emul::handle(frame, d, id) {
+            Some(Action::Resume { dr6 }) => {
+                let Some(v) = d.vcpus.get_mut(id) else {
+                    return Ok(());
+                };
+                if dr6 == 0 {
+                    return Ok(());
+                }
+                // A trap after the emulated instruction (single-step, I/O
+                // breakpoint): the DR6 bits, then #DB.
+                // SAFETY: DR6 is a status register; writing it enables
+                // nothing.
+                unsafe { instr::write_dr(6, instr::read_dr6() | u64::from(dr6)) };
+                return inject(frame, v, vector::DEBUG, None, None);
+            }
+            Some(Action::SoftInt { vector }) => {
+                let Some(v) = d.vcpus.get_mut(id) else {
+                    return Ok(());
+                };
+                return inject(frame, v, vector, None, None);
+            }
+            Some(Action::Fault {
+                vector,
+                error_code,
+                cr2,
+            }) => {
+                let Some(v) = d.vcpus.get_mut(id) else {
+                    return Ok(());
+                };
+                return inject(frame, v, vector, error_code.map(u64::from), cr2);
+            }
+            None => {}
+        }
+    }
+    let Some(v) = d.vcpus.get_mut(id) else {
+        return Ok(());
+    };
+    let cr2 = (vec == u64::from(vector::PAGE_FAULT)).then(instr::read_cr2);
     if vec == u64::from(vector::DEVICE_NOT_AVAILABLE) {
         // Lazy FPU (Xen's do_device_not_available): the state is loaded;
         // clear TS, and bounce #NM only if the guest asked for TS.
         instr::clts();
         if !v.fpu_ts {
-            return;
+            return Ok(());
         }
         v.fpu_ts = false;
     }
-    let t = v.trap_table[(vec & 0xff) as usize];
+    let error_code = has_error_code(vec).then_some(frame.error_code);
+    inject(frame, v, (vec & 0xff) as u8, error_code, cr2)
+}
+
+/// Delivers exception or software interrupt `vec` through the guest's trap
+/// table (Xen's `pv_inject_event`): a #PF's address goes to the virtual
+/// CR2 and `vcpu_info.arch.cr2` first.
+fn inject(
+    frame: &mut TrapFrame,
+    v: &mut Vcpu,
+    vec: u8,
+    error_code: Option<u64>,
+    cr2: Option<u64>,
+) -> Result<(), Undeliverable> {
+    if let Some(addr) = cr2 {
+        v.emul.cr2 = addr;
+        set_vcpu_info_cr2(v, addr);
+    }
+    let mut error_code = error_code;
+    if vec == vector::PAGE_FAULT {
+        // The guest kernel runs in ring 3, so the CPU always sets the
+        // user bit: report it as the guest's mode says (as Xen does).
+        error_code = error_code.map(|e| {
+            if v.kernel_mode {
+                e & !PFEC_USER_MODE
+            } else {
+                e | PFEC_USER_MODE
+            }
+        });
+    }
+    let t = v.trap_table[usize::from(vec)];
+    let fail = |why| Undeliverable {
+        vector: vec,
+        error_code: error_code.unwrap_or(0),
+        why,
+    };
+    if t.address == 0 {
+        return Err(fail(None));
+    }
     let b = Bounce {
         eip: t.address,
-        error_code: has_error_code(vec).then_some(frame.error_code),
+        error_code,
         mask_events: t.flags & TI_IF_FLAG != 0,
         failsafe: false,
     };
-    if t.address == 0 {
-        drop(doms);
-        crash_current(
-            frame,
-            format_args!(
-                "{} (vector {}, error {:#x}) with no guest handler",
-                vector_name(vec),
-                vec,
-                frame.error_code
-            ),
-        );
-    }
-    if let Err(why) = create_bounce_frame(frame, v, b) {
-        drop(doms);
-        crash_current(
-            frame,
-            format_args!("{} (vector {vec}): {why}", vector_name(vec)),
-        );
-    }
+    create_bounce_frame(frame, v, b).map_err(|why| fail(Some(why)))
+}
+
+/// Sets `vcpu_info.arch.cr2`, where Xen hands a PV guest the faulting
+/// address of a page fault (and what `mov %cr2` writes).
+pub fn set_vcpu_info_cr2(v: &Vcpu, val: u64) {
+    // SAFETY: see `upcall_mask`; a plain u64 store the guest reads later.
+    unsafe { core::ptr::addr_of_mut!((*vcpu_info_ptr(v)).arch.cr2).write_volatile(val) };
 }
 
 /// A `syscall` from guest user mode: bounce to the guest kernel's syscall

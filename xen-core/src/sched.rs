@@ -508,6 +508,7 @@ fn load(v: &mut Vcpu, frame: &mut TrapFrame) {
     crate::pv::map_gdt(v);
     // The vCPU may have moved to another CPU: its time record is refreshed
     // from this CPU's clock on every switch in.
+    crate::pv_emul::load_vcpu(v);
     crate::pv::update_vcpu_time(v);
 }
 

@@ -125,6 +125,11 @@ pub fn start(protocol: u32, info_paddr: u32) -> ! {
     pic::disable();
     traps::init_idt();
     smp::init_bsp(0);
+    // The exception fixups behind rdmsr_safe/wrmsr_safe, which guest MSR
+    // emulation relies on.
+    if !instr::exception_fixup_selftest() {
+        fatal(format_args!("exception fixups do not work"));
+    }
 
     // Boot information, read through the identity map.
     let low = PhysAccess {
@@ -275,6 +280,9 @@ pub fn start(protocol: u32, info_paddr: u32) -> ! {
         Ok(info) => {
             if let Some((port, typ)) = info.s5 {
                 power::set_acpi_s5(port, typ);
+            }
+            if let Some(port) = info.pm_timer_port {
+                crate::pv_emul::set_pm_timer_port(port);
             }
             log::info!(
                 "ACPI: {} CPU(s) in the MADT",

@@ -1056,6 +1056,30 @@ fn passthrough(trap: Trap, regs: &RegFile) -> Stop {
     fault(trap.vector(), error_code, regs.rip)
 }
 
+/// Fetches the bytes at `rip` for [`handle_gp`]/[`handle_ud`]: up to
+/// [`MAX_INSN_LEN`], one page at a time. `read(va, buf)` copies `buf.len()`
+/// guest bytes at `va` (never crossing a page) or returns false. Returns
+/// the bytes, how many were read and, if the fetch stopped early, the
+/// first address that could not be read (the decoder then reports
+/// [`DecodeError::Truncated`] only if the instruction needed those bytes).
+pub fn fetch_insn(
+    rip: u64,
+    mut read: impl FnMut(u64, &mut [u8]) -> bool,
+) -> ([u8; MAX_INSN_LEN], usize, Option<u64>) {
+    let mut buf = [0u8; MAX_INSN_LEN];
+    let mut got = 0usize;
+    while got < MAX_INSN_LEN {
+        let va = rip.wrapping_add(got as u64);
+        let in_page = 4096 - (va & 0xfff) as usize;
+        let chunk = in_page.min(MAX_INSN_LEN - got);
+        if !read(va, &mut buf[got..got + chunk]) {
+            return (buf, got, Some(va));
+        }
+        got += chunk;
+    }
+    (buf, got, None)
+}
+
 /// A #GP raised while a PV guest ran (Xen's `do_general_protection`):
 /// `bytes` are those fetched at RIP; `fetch_fault` is the first guest
 /// address that could not be read if the fetch stopped early.
@@ -2219,6 +2243,48 @@ mod tests {
     fn rex(w: bool, r: u8, x: u8, b: u8) -> Option<u8> {
         let v = 0x40 | (u8::from(w) << 3) | ((r >> 3) << 2) | ((x >> 3) << 1) | (b >> 3);
         (v != 0x40).then_some(v)
+    }
+
+    // ----------------------------------------------------------------- fetch
+
+    #[test]
+    fn fetch_insn_stops_at_an_unreadable_page() {
+        let mem = |va: u64, buf: &mut [u8]| {
+            // Readable: the page at 0x1000 only; byte = low address bits.
+            if va & !0xfff != 0x1000 || (va & 0xfff) as usize + buf.len() > 4096 {
+                return false;
+            }
+            for (i, b) in buf.iter_mut().enumerate() {
+                *b = (va as usize + i) as u8;
+            }
+            true
+        };
+        let (b, n, f) = fetch_insn(0x1100, mem);
+        assert_eq!((n, f), (15, None));
+        assert_eq!(b[0], 0x00);
+        assert_eq!(b[14], 0x0e);
+        let (b, n, f) = fetch_insn(0x1ffd, mem);
+        assert_eq!((n, f), (3, Some(0x2000)));
+        assert_eq!(&b[..3], &[0xfd, 0xfe, 0xff]);
+        let (_, n, f) = fetch_insn(0x3000, mem);
+        assert_eq!((n, f), (0, Some(0x3000)));
+        // The top of the address space wraps rather than overflowing.
+        let (_, n, f) = fetch_insn(u64::MAX - 1, |_, _| false);
+        assert_eq!((n, f), (0, Some(u64::MAX - 1)));
+        let mut calls = 0;
+        let (_, n, _) = fetch_insn(u64::MAX - 1, |_, _| {
+            calls += 1;
+            true
+        });
+        assert_eq!((n, calls), (15, 2));
+    }
+
+    #[test]
+    fn a_truncated_fetch_bounces_a_page_fault_only_when_needed() {
+        // `in al, dx` (1 byte) at the last byte of a page decodes from a
+        // 1-byte fetch; `rdmsr` (2 bytes) needs the next page.
+        assert_eq!(decode(&[0xec]).map(|d| d.len), Ok(1));
+        assert_eq!(decode(&[0x0f]), Err(DecodeError::Truncated));
     }
 
     // ---------------------------------------------------------------- decode

@@ -3,6 +3,7 @@
 
 use super::Call;
 use crate::arch::x86_64::instr::{self, msr};
+use crate::domain::Vcpu;
 use crate::pv::DR7_ENABLE_MASK;
 use hypercall_abi::arch_x86::{SegBase, HYPERVISOR_VIRT_START};
 use hypercall_abi::errno::Errno;
@@ -67,14 +68,19 @@ pub fn set_segment_base(c: &mut Call) -> Result<i64, Errno> {
 
 pub fn fpu_taskswitch(c: &mut Call) -> Result<i64, Errno> {
     let [set, ..] = c.args;
-    let ts = set as u32 != 0;
-    c.vcpu().fpu_ts = ts;
+    do_fpu_taskswitch(c.vcpu(), set as u32 != 0);
+    Ok(0)
+}
+
+/// Sets or clears the running vCPU's virtual CR0.TS (Xen's
+/// `do_fpu_taskswitch`; also `clts` and `mov %cr0` emulation).
+pub(crate) fn do_fpu_taskswitch(v: &mut Vcpu, ts: bool) {
+    v.fpu_ts = ts;
     if ts {
         instr::stts();
     } else {
         instr::clts();
     }
-    Ok(0)
 }
 
 /// Validates a debug register value as Xen's set_debugreg does.
@@ -113,8 +119,13 @@ fn check_debugreg(reg: u64, value: u64) -> Result<u64, Errno> {
 
 pub fn set_debugreg(c: &mut Call) -> Result<i64, Errno> {
     let [reg, value, ..] = c.args;
+    do_set_debugreg(c.vcpu(), reg, value)?;
+    Ok(0)
+}
+
+/// Xen's `set_debugreg` on the running vCPU (also `mov %drN` emulation).
+pub(crate) fn do_set_debugreg(dr: &mut Vcpu, reg: u64, value: u64) -> Result<(), Errno> {
     let v = check_debugreg(reg, value)?;
-    let dr = c.vcpu();
     dr.debugreg[reg as usize] = v;
     if reg == 7 || dr.debugreg[7] & DR7_ENABLE_MASK != 0 {
         let n = reg as usize;
@@ -122,14 +133,19 @@ pub fn set_debugreg(c: &mut Call) -> Result<i64, Errno> {
         // GD or I/O breakpoints.
         unsafe { instr::write_dr(n, v) };
     }
-    Ok(0)
+    Ok(())
 }
 
 pub fn get_debugreg(c: &mut Call) -> Result<i64, Errno> {
     let [reg, ..] = c.args;
+    do_get_debugreg(c.vcpu(), reg).map(|v| v as i64)
+}
+
+/// Xen's `get_debugreg` on the running vCPU (also `mov %drN` emulation).
+pub(crate) fn do_get_debugreg(v: &Vcpu, reg: u64) -> Result<u64, Errno> {
     match reg {
-        0..=3 | 7 => Ok(c.vcpu().debugreg[reg as usize] as i64),
-        6 => Ok((instr::read_dr6() | DR6_DEFAULT) as i64),
+        0..=3 | 7 => Ok(v.debugreg[reg as usize]),
+        6 => Ok(instr::read_dr6() | DR6_DEFAULT),
         _ => Err(Errno::EINVAL),
     }
 }

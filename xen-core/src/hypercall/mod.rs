@@ -6,11 +6,12 @@
 //! guest virtual addresses copied through `domain::copy_{from,to}_guest`.
 
 mod console_io;
-mod cpu;
+pub(crate) mod cpu;
 mod desc;
 mod evtchn;
 mod memory;
 mod mmu;
+mod physdev;
 mod sched_op;
 mod vcpu;
 mod xen_version;
@@ -128,6 +129,7 @@ fn dispatch(nr: u64, c: &mut Call) -> Outcome {
         Hypercall::GetDebugreg => cpu::get_debugreg(c).into(),
         Hypercall::EventChannelOp => evtchn::event_channel_op(c).into(),
         Hypercall::EventChannelOpCompat => evtchn::event_channel_op_compat(c).into(),
+        Hypercall::PhysdevOp => physdev::physdev_op(c).into(),
         Hypercall::Iret => {
             let (frame, v) = (&mut *c.frame, &mut c.dom.vcpus[c.vcpu]);
             match crate::pv::do_iret(frame, v) {

@@ -209,6 +209,10 @@ fn initialise(
     v.gs_base_kernel = ctx.gs_base_kernel;
     v.gs_base_user = ctx.gs_base_user;
     v.vgc_flags = ctx.flags;
+    // Xen keeps the IOPL of the context as the vCPU's virtual IOPL, and
+    // only TS of its CR0.
+    v.emul.iopl = ((r.rflags >> 12) & 3) as u8;
+    v.fpu_ts = ctx.ctrlreg[0] & crate::arch::x86_64::instr::CR0_TS != 0;
     for t in ctx.trap_ctxt.iter().filter(|t| t.address != 0) {
         v.trap_table[usize::from(t.vector)] = *t;
     }

@@ -42,6 +42,8 @@ pub struct AcpiInfo {
     pub cpus_skipped: usize,
     /// PM1a control port and the S5 sleep type, for power-off.
     pub s5: Option<(u16, u16)>,
+    /// The ACPI PM timer's I/O port (FADT), if it has one in I/O space.
+    pub pm_timer_port: Option<u16>,
 }
 
 /// Reads the MADT and FADT from the RSDP at `rsdp` (or found by scanning
@@ -60,6 +62,7 @@ pub fn probe(rsdp: Option<u64>, bsp_apic_id: u32) -> Result<AcpiInfo, acpi::Acpi
         apic_ids: heapless::Vec::new(),
         cpus_skipped: 0,
         s5: None,
+        pm_timer_port: None,
     };
     let _ = info.apic_ids.push(bsp_apic_id);
     let madt = tables.find_table::<Madt>()?;
@@ -78,6 +81,11 @@ pub fn probe(rsdp: Option<u64>, bsp_apic_id: u32) -> Result<AcpiInfo, acpi::Acpi
         }
     }
     if let Ok(fadt) = tables.find_table::<acpi::fadt::Fadt>() {
+        if let Ok(Some(t)) = fadt.pm_timer_block() {
+            if t.address_space == acpi::address::AddressSpace::SystemIo {
+                info.pm_timer_port = u16::try_from(t.address).ok();
+            }
+        }
         if let (Ok(pm1a), Ok(dsdt)) = (fadt.pm1a_control_block(), tables.dsdt()) {
             let bytes = {
                 let va = phys_to_virt(dsdt.address as u64) as *const u8;

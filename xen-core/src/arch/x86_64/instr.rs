@@ -18,6 +18,27 @@ pub fn inb(port: u16) -> u8 {
     v
 }
 
+/// Reads a 16-bit value from an I/O port.
+pub fn inw(port: u16) -> u16 {
+    let v: u16;
+    // SAFETY: as for `inb` (also used for ports the PV emulator checked the
+    // domain may access).
+    unsafe {
+        asm!("in ax, dx", out("ax") v, in("dx") port, options(nomem, nostack, preserves_flags))
+    };
+    v
+}
+
+/// Reads a 32-bit value from an I/O port.
+pub fn inl(port: u16) -> u32 {
+    let v: u32;
+    // SAFETY: as for `inw`.
+    unsafe {
+        asm!("in eax, dx", out("eax") v, in("dx") port, options(nomem, nostack, preserves_flags))
+    };
+    v
+}
+
 /// Writes a byte to an I/O port.
 pub fn outb(port: u16, v: u8) {
     // SAFETY: port writes go to devices xen-core owns (UART, PIT, PIC, debug
@@ -65,6 +86,130 @@ pub unsafe fn wrmsr(msr: u32, v: u64) {
         asm!("wrmsr", in("ecx") msr, in("eax") v as u32, in("edx") (v >> 32) as u32,
              options(nostack, preserves_flags))
     };
+}
+
+// `rdmsr`/`wrmsr` that may fault: the #GP handler sees the faulting RIP at
+// `oxen_*msr_safe_insn` and resumes at the matching fixup, which reports
+// the failure (Xen's `rdmsr_safe`/`wrmsr_safe` with an exception-table
+// entry).
+core::arch::global_asm!(
+    r#"
+    .section .text.msr_safe, "ax"
+    .global oxen_rdmsr_safe
+    .global oxen_rdmsr_safe_insn
+    .global oxen_rdmsr_safe_fixup
+    .global oxen_wrmsr_safe
+    .global oxen_wrmsr_safe_insn
+    .global oxen_wrmsr_safe_fixup
+oxen_rdmsr_safe:
+    mov ecx, edi
+oxen_rdmsr_safe_insn:
+    rdmsr
+    shl rdx, 32
+    mov eax, eax
+    or rax, rdx
+    mov [rsi], rax
+    xor eax, eax
+    ret
+oxen_rdmsr_safe_fixup:
+    mov eax, 1
+    ret
+oxen_wrmsr_safe:
+    mov ecx, edi
+    mov eax, esi
+    mov rdx, rsi
+    shr rdx, 32
+oxen_wrmsr_safe_insn:
+    wrmsr
+    xor eax, eax
+    ret
+oxen_wrmsr_safe_fixup:
+    mov eax, 1
+    ret
+    .global oxen_fixup_selftest
+    .global oxen_fixup_selftest_insn
+    .global oxen_fixup_selftest_fixup
+oxen_fixup_selftest:
+    xor eax, eax
+oxen_fixup_selftest_insn:
+    mov rdi, [rdi]
+    ret
+oxen_fixup_selftest_fixup:
+    mov eax, 1
+    ret
+    .text
+"#
+);
+
+extern "C" {
+    /// `rdmsr` of `msr` into `*out`; returns 0, or 1 if it faulted.
+    fn oxen_rdmsr_safe(msr: u32, out: *mut u64) -> u32;
+    /// `wrmsr` of `val` to `msr`; returns 0, or 1 if it faulted.
+    fn oxen_wrmsr_safe(msr: u32, val: u64) -> u32;
+    static oxen_rdmsr_safe_insn: u8;
+    static oxen_rdmsr_safe_fixup: u8;
+    static oxen_wrmsr_safe_insn: u8;
+    static oxen_wrmsr_safe_fixup: u8;
+    /// Loads from `addr` at a fixed-up instruction: returns 1 if it faulted.
+    fn oxen_fixup_selftest(addr: u64) -> u32;
+    static oxen_fixup_selftest_insn: u8;
+    static oxen_fixup_selftest_fixup: u8;
+}
+
+/// Checks that the exception fixups work (the `*msr_safe` wrappers rely on
+/// them, and QEMU's TCG never faults on an unknown MSR): a load from a
+/// non-canonical address must come back as a fault, not stop the machine.
+pub fn exception_fixup_selftest() -> bool {
+    // SAFETY: the load's #GP (non-canonical address) resumes at the fixup
+    // with the same stack; nothing is written.
+    unsafe { oxen_fixup_selftest(0x8000_0000_0000_0000) == 1 }
+}
+
+/// Reads an MSR that may not exist: `None` if the CPU refused (#GP).
+pub fn rdmsr_safe(msr: u32) -> Option<u64> {
+    let mut v = 0u64;
+    // SAFETY: reading an MSR has no memory effects; a #GP on the rdmsr is
+    // turned into a return of 1 by `exception_fixup` (the handler resumes
+    // at the fixup with the same stack); `v` is a valid u64 to write.
+    let failed = unsafe { oxen_rdmsr_safe(msr, &mut v) };
+    (failed == 0).then_some(v)
+}
+
+/// Writes an MSR that may not exist or may refuse the value: false if the
+/// CPU refused (#GP).
+///
+/// # Safety
+/// As [`wrmsr`]: if the write succeeds it must not break xen-core's
+/// invariants.
+pub unsafe fn wrmsr_safe(msr: u32, val: u64) -> bool {
+    // SAFETY: the caller upholds the contract; a #GP is fixed up as for
+    // `rdmsr_safe`.
+    unsafe { oxen_wrmsr_safe(msr, val) == 0 }
+}
+
+/// Where xen-core resumes after a fault at `rip` in its own code, if that
+/// instruction expects to fault (the `*msr_safe` wrappers).
+pub fn exception_fixup(rip: u64) -> Option<u64> {
+    // Only the addresses of the assembly labels are taken, never read.
+    let (ri, rf, wi, wf) = (
+        core::ptr::addr_of!(oxen_rdmsr_safe_insn) as u64,
+        core::ptr::addr_of!(oxen_rdmsr_safe_fixup) as u64,
+        core::ptr::addr_of!(oxen_wrmsr_safe_insn) as u64,
+        core::ptr::addr_of!(oxen_wrmsr_safe_fixup) as u64,
+    );
+    let (ti, tf) = (
+        core::ptr::addr_of!(oxen_fixup_selftest_insn) as u64,
+        core::ptr::addr_of!(oxen_fixup_selftest_fixup) as u64,
+    );
+    if rip == ri {
+        Some(rf)
+    } else if rip == wi {
+        Some(wf)
+    } else if rip == ti {
+        Some(tf)
+    } else {
+        None
+    }
 }
 
 /// Result of one CPUID leaf.

@@ -158,12 +158,23 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
         super::apic::handle_interrupt(v as u8);
     } else if frame.is_from_guest() {
         crate::pv::guest_exception(frame);
+    } else if let Some(fixup) = hypervisor_fixup(frame) {
+        // An instruction that may fault (rdmsr_safe): resume at its fixup.
+        frame.rip = fixup;
     } else {
         fatal_trap(frame);
     }
     if frame.is_from_guest() {
         crate::sched::exit_to_guest(frame);
     }
+}
+
+/// The fixup address for a #GP xen-core expected (Xen's exception table).
+fn hypervisor_fixup(frame: &TrapFrame) -> Option<u64> {
+    if frame.vector != u64::from(vector::GENERAL_PROTECTION) {
+        return None;
+    }
+    super::instr::exception_fixup(frame.rip)
 }
 
 /// Prints a crash dump of a fault in xen-core and stops the machine.
