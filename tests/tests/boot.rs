@@ -394,3 +394,15 @@ fn batch_false_fails() {
         "oxen-run should say why it failed:\n{text}"
     );
 }
+
+#[test]
+fn dom0_shell_has_history_and_line_editing() {
+    // Up-arrow recalls "echo one"; Home, four ^F and ^K leave "echo";
+    // typing " edited" makes "echo edited".
+    let (code, text) = oxen_run_batch("echo one\n\x1b[A\x01\x06\x06\x06\x06\x0b edited\n");
+    assert_eq!(code, Some(0), "the edited line should succeed:\n{text}");
+    assert!(
+        text.lines().any(|l| l.trim_end() == "edited"),
+        "the recalled and edited line should print \"edited\":\n{text}"
+    );
+}
