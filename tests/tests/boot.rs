@@ -406,3 +406,23 @@ fn dom0_shell_has_history_and_line_editing() {
         "the recalled and edited line should print \"edited\":\n{text}"
     );
 }
+
+#[test]
+fn debug_keys_after_switching_serial_input_to_xen() {
+    // CTRL-a three times gives the hypervisor the input ('q' dumps the
+    // domains), three more give it back to Dom0's shell.
+    let (code, text) = oxen_run_batch("\x01\x01\x01q\x01\x01\x01echo back\n");
+    assert_eq!(code, Some(0), "the shell should still work:\n{text}");
+    for want in [
+        "(XEN) *** Serial input to Xen (type 'CTRL-a' three times to switch input)",
+        "(XEN) *** Serial input to DOM0 (type 'CTRL-a' three times to switch input)",
+        "(XEN) 'q' pressed -> dumping domain info",
+        "(XEN) General information for domain 0:",
+    ] {
+        assert!(text.contains(want), "missing {want:?}:\n{text}");
+    }
+    assert!(
+        text.lines().any(|l| l.trim_end() == "back"),
+        "Dom0 should get the input back:\n{text}"
+    );
+}

@@ -7,11 +7,14 @@
 use crate::arch::x86_64::serial::{Uart, COM1};
 use core::fmt::{self, Write};
 use spin::Mutex;
+use xen_core::console_switch::{InputSwitch, Route};
 
 /// Bytes kept of console history.
 const HISTORY_BYTES: usize = 16 * 1024;
 /// Bytes of serial input buffered for Dom0's `console_io` read.
 const INPUT_BYTES: usize = 1024;
+/// Debug keys buffered until CPU 0's tick handles them.
+const KEY_BYTES: usize = 16;
 
 struct Console {
     uart: Uart,
@@ -21,6 +24,11 @@ struct Console {
     input_head: usize,
     input_len: usize,
     at_line_start: bool,
+    /// Who has the serial input (triple CTRL-a switches).
+    switch: InputSwitch,
+    /// Debug keys typed while the hypervisor had the input.
+    keys: [u8; KEY_BYTES],
+    keys_len: usize,
 }
 
 static CONSOLE: Mutex<Console> = Mutex::new(Console {
@@ -31,6 +39,9 @@ static CONSOLE: Mutex<Console> = Mutex::new(Console {
     input_head: 0,
     input_len: 0,
     at_line_start: true,
+    switch: InputSwitch::new(),
+    keys: [0; KEY_BYTES],
+    keys_len: 0,
 });
 
 impl Console {
@@ -48,10 +59,36 @@ impl Console {
 
     fn poll_input(&mut self) {
         while let Some(b) = self.uart.try_get() {
-            if self.input_len < INPUT_BYTES {
-                let tail = (self.input_head + self.input_len) % INPUT_BYTES;
-                self.input[tail] = b;
-                self.input_len += 1;
+            let mut sw = self.switch;
+            sw.feed(b, &mut |r| self.route(r));
+            self.switch = sw;
+        }
+    }
+
+    fn route(&mut self, r: Route) {
+        match r {
+            Route::Guest(b) => {
+                if self.input_len < INPUT_BYTES {
+                    let tail = (self.input_head + self.input_len) % INPUT_BYTES;
+                    self.input[tail] = b;
+                    self.input_len += 1;
+                }
+            }
+            Route::Xen(k) => {
+                if self.keys_len < KEY_BYTES {
+                    self.keys[self.keys_len] = k;
+                    self.keys_len += 1;
+                }
+            }
+            Route::Switched(to_xen) => {
+                let who = if to_xen { "Xen" } else { "DOM0" };
+                if !self.at_line_start {
+                    let _ = self.write_str("\n");
+                }
+                let _ = write!(
+                    self,
+                    "(XEN) *** Serial input to {who} (type 'CTRL-a' three times to switch input)\n"
+                );
             }
         }
     }
@@ -134,6 +171,19 @@ pub fn poll_input() -> bool {
     c.poll_input();
     c.input_len != before
 }
+
+/// Takes the debug keys typed since the last call.
+pub fn take_keys(out: &mut [u8; KEY_BYTES]) -> usize {
+    with_console(|c| {
+        let n = c.keys_len;
+        out[..n].copy_from_slice(&c.keys[..n]);
+        c.keys_len = 0;
+        n
+    })
+}
+
+/// Size of the debug-key buffer [`take_keys`] fills.
+pub const KEYS: usize = KEY_BYTES;
 
 /// Takes up to `buf.len()` bytes of buffered serial input.
 pub fn read_input(buf: &mut [u8]) -> usize {

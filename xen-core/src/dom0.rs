@@ -351,7 +351,7 @@ pub fn build_and_start(bi: &BootInfo, phys: &impl PhysRead, cl: &CmdLine) -> ! {
     crate::domain::insert(&mut DOMAINS.lock(), d);
 
     crate::println!("(XEN) Std. Loglevel: {:?}", log::max_level());
-    crate::println!("(XEN) *** Serial input to DOM0 ***");
+    crate::println!("(XEN) *** Serial input to DOM0 (type 'CTRL-a' three times to switch input)");
     log::info!(
         "Dom0 built in {} ms since power-on; {} MiB free",
         crate::time::now_us() / 1000,

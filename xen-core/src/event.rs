@@ -251,6 +251,11 @@ pub fn console_input_tick(doms: &mut [Domain]) {
             send_global_virq(d, Virq::Console);
         }
     }
+    let mut keys = [0u8; crate::console::KEYS];
+    let n = crate::console::take_keys(&mut keys);
+    for &k in &keys[..n] {
+        crate::keyhandler::handle(k, doms);
+    }
 }
 
 /// Xen's `local_events_need_delivery` for vCPU `vcpu` of `d`: an upcall is

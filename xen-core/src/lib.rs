@@ -14,6 +14,7 @@ extern crate std;
 pub mod acpi_s5;
 pub mod boot_info;
 pub mod cmdline;
+pub mod console_switch;
 pub mod cpuid_policy;
 pub mod credit;
 pub mod desc;

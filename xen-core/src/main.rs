@@ -25,6 +25,8 @@ mod heap;
 #[cfg(target_os = "none")]
 mod hypercall;
 #[cfg(target_os = "none")]
+mod keyhandler;
+#[cfg(target_os = "none")]
 mod memory;
 #[cfg(target_os = "none")]
 mod pv;
