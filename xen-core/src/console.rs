@@ -85,9 +85,9 @@ impl Console {
                 if !self.at_line_start {
                     let _ = self.write_str("\n");
                 }
-                let _ = write!(
+                let _ = writeln!(
                     self,
-                    "(XEN) *** Serial input to {who} (type 'CTRL-a' three times to switch input)\n"
+                    "(XEN) *** Serial input to {who} (type 'CTRL-a' three times to switch input)"
                 );
             }
         }
