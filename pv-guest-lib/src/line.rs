@@ -232,7 +232,7 @@ impl<const N: usize> LineEditor<N> {
                 return Feed::Line;
             }
             ESC => self.esc = Esc::Start,
-            TAB => self.insert(&[b' '], echo),
+            TAB => self.insert(b" ", echo),
             c if c < 0x20 => {}
             c => self.insert(&[c], echo),
         }
