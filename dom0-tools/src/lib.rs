@@ -20,9 +20,14 @@
 #[cfg(test)]
 extern crate std;
 
+extern crate alloc;
+
 pub mod bench;
+pub mod builder;
+pub mod consoled;
 #[cfg(target_os = "none")]
 pub mod fault;
 pub mod pvtest;
 pub mod ramdisk;
 pub mod shell;
+pub mod xc;
