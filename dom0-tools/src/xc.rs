@@ -508,6 +508,7 @@ pub mod foreign {
 
     /// Up to [`WINDOW_PAGES`] foreign frames mapped at consecutive
     /// addresses; unmapped on drop.
+    #[derive(Debug)]
     pub struct ForeignMap {
         slot: usize,
         base: u64,

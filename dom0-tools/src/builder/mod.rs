@@ -128,7 +128,7 @@ mod glue {
         let pc = plan::pieces(l)?;
 
         let fill_pages = pc.pages_to_fill as usize;
-        let mut map = hc("mapping the new domain", ForeignMap::new(domid, &p2m[..fill_pages]))?;
+        let map = hc("mapping the new domain", ForeignMap::new(domid, &p2m[..fill_pages]))?;
         let base = map.base() as *mut u8;
         // SAFETY: the window maps `fill_pages` frames of the new domain,
         // writable, contiguously from `base`; the domain is paused and
