@@ -52,6 +52,50 @@ pub struct Call<'a> {
     pub args: [u64; 5],
     /// The caller's registers.
     pub frame: &'a mut TrapFrame,
+    /// Every other domain, for operations that reach across domains
+    /// (domctl, foreign mappings, inter-domain event channels, grants).
+    #[allow(dead_code, reason = "its first users (domctl, grant tables) land next")]
+    pub others: Others<'a>,
+}
+
+/// The domains other than the caller, while the domain table is locked:
+/// the table split around the caller, so the caller and one other domain
+/// can be borrowed at the same time.
+#[allow(dead_code, reason = "its first users (domctl, grant tables) land next")]
+pub struct Others<'a> {
+    before: &'a mut [Domain],
+    after: &'a mut [Domain],
+}
+
+#[allow(dead_code, reason = "its first users (domctl, grant tables) land next")]
+impl<'a> Others<'a> {
+    /// Splits the table around index `me`; `None` if out of range.
+    pub fn split(doms: &'a mut [Domain], me: usize) -> Option<(&'a mut Domain, Others<'a>)> {
+        if me >= doms.len() {
+            return None;
+        }
+        let (before, rest) = doms.split_at_mut(me);
+        let (dom, after) = rest.split_first_mut()?;
+        Some((dom, Others { before, after }))
+    }
+
+    /// The domain `domid`, if it exists and is not the caller.
+    pub fn get(&mut self, domid: crate::domain::DomId) -> Option<&mut Domain> {
+        self.before
+            .iter_mut()
+            .chain(self.after.iter_mut())
+            .find(|d| d.domid == domid)
+    }
+
+    /// Every other domain.
+    pub fn iter(&self) -> impl Iterator<Item = &Domain> {
+        self.before.iter().chain(self.after.iter())
+    }
+
+    /// Every other domain, mutably.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Domain> {
+        self.before.iter_mut().chain(self.after.iter_mut())
+    }
 }
 
 impl Call<'_> {
@@ -70,7 +114,8 @@ extern "C" fn pv_syscall_dispatch(frame: &mut TrapFrame) {
     };
     let out = {
         let mut doms = DOMAINS.lock();
-        let Some(dom) = crate::domain::find(&mut doms, domid) else {
+        let me = doms.iter().position(|d| d.domid == domid);
+        let Some((dom, others)) = me.and_then(|i| Others::split(&mut doms, i)) else {
             drop(doms);
             crate::domain::crash_current(frame, format_args!("syscall from a vanished domain"));
         };
@@ -90,6 +135,7 @@ extern "C" fn pv_syscall_dispatch(frame: &mut TrapFrame) {
                 cr3,
                 args,
                 frame,
+                others,
             };
             dispatch(nr, &mut call)
         }
