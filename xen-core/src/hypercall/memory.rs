@@ -33,54 +33,75 @@ pub fn memory_op(c: &mut Call) -> Result<i64, Errno> {
         MemoryOp::CurrentReservation | MemoryOp::MaximumReservation => {
             let mut raw = [0u8; 2];
             copy_from_guest(c.cr3, arg, &mut raw)?;
-            let domid = u16::from_le_bytes(raw);
-            if domid != DOMID_SELF && domid != c.dom.domid {
-                // Other domains arrive with the toolstack.
-                return Err(Errno::ESRCH);
-            }
+            let d = target(c, u16::from_le_bytes(raw))?;
             Ok(if op == Some(MemoryOp::CurrentReservation) {
-                c.dom.tot_pages
+                d.tot_pages
             } else {
-                c.dom.max_pages
+                d.max_pages
             } as i64)
         }
         MemoryOp::DecreaseReservation => {
             let r: XenMemoryReservation = read_guest(c.cr3, arg)?;
-            check_reservation(c, &r)?;
+            check_reservation(&r)?;
+            let cr3 = c.cr3;
+            let d = target(c, r.domid)?;
             let mut done = start_extent;
             while done < r.nr_extents {
                 let mut raw = [0u8; 8];
-                copy_from_guest(c.cr3, r.extent_start.wrapping_add(done * 8), &mut raw)?;
-                if !release_frame(c, Mfn(u64::from_le_bytes(raw))) {
+                copy_from_guest(cr3, r.extent_start.wrapping_add(done * 8), &mut raw)?;
+                if !release_frame(d, Mfn(u64::from_le_bytes(raw))) {
                     break;
                 }
                 done += 1;
             }
             Ok(done as i64)
         }
-        MemoryOp::IncreaseReservation => {
+        MemoryOp::IncreaseReservation | MemoryOp::PopulatePhysmap => {
             let r: XenMemoryReservation = read_guest(c.cr3, arg)?;
-            check_reservation(c, &r)?;
+            check_reservation(&r)?;
+            let cr3 = c.cr3;
+            let populate = op == Some(MemoryOp::PopulatePhysmap);
+            let d = target(c, r.domid)?;
             let mut done = start_extent;
-            while done < r.nr_extents && c.dom.tot_pages < c.dom.max_pages {
+            while done < r.nr_extents && d.tot_pages < d.max_pages {
+                let slot = r.extent_start.wrapping_add(done * 8);
+                // populate_physmap: the list names the guest frame each
+                // new frame backs (a PV guest's M2P entry), and gets the
+                // machine frame back in its place.
+                let gpfn = if populate {
+                    let mut raw = [0u8; 8];
+                    if let Err(e) = copy_from_guest(cr3, slot, &mut raw) {
+                        return if done == start_extent {
+                            Err(e)
+                        } else {
+                            Ok(done as i64)
+                        };
+                    }
+                    Some(u64::from_le_bytes(raw))
+                } else {
+                    None
+                };
                 let Some(mfn) = FRAMES.lock().as_mut().and_then(|fa| fa.alloc().ok()) else {
                     break;
                 };
                 memory::clear_frame(mfn);
                 if r.extent_start != 0 {
-                    if let Err(e) = copy_to_guest(
-                        c.cr3,
-                        r.extent_start.wrapping_add(done * 8),
-                        &mfn.0.to_le_bytes(),
-                    ) {
+                    if let Err(e) = copy_to_guest(cr3, slot, &mfn.0.to_le_bytes()) {
                         let _ = FRAMES.lock().as_mut().map(|fa| fa.free(mfn));
-                        return if done == 0 { Err(e) } else { Ok(done as i64) };
+                        return if done == start_extent {
+                            Err(e)
+                        } else {
+                            Ok(done as i64)
+                        };
                     }
                 }
                 if let Some(ft) = FRAME_TABLE.lock().as_mut() {
-                    let _ = ft.assign(mfn, Owner::Domain(FtDomId(c.dom.domid)));
+                    let _ = ft.assign(mfn, Owner::Domain(FtDomId(d.domid)));
                 }
-                c.dom.tot_pages += 1;
+                if let Some(g) = gpfn {
+                    memory::set_m2p(mfn, g);
+                }
+                d.tot_pages += 1;
                 done += 1;
             }
             Ok(done as i64)
@@ -120,10 +141,22 @@ pub fn memory_op(c: &mut Call) -> Result<i64, Errno> {
     }
 }
 
-fn check_reservation(c: &Call, r: &XenMemoryReservation) -> Result<(), Errno> {
-    if r.domid != DOMID_SELF && r.domid != c.dom.domid {
-        return Err(Errno::ESRCH);
+/// The domain a memory op names: the caller (`DOMID_SELF` or its own id),
+/// or, for a privileged caller, another domain (Xen's XSM_TARGET: `-EPERM`
+/// otherwise; `-ESRCH` if there is none).
+fn target<'c>(c: &'c mut Call, domid: u16) -> Result<&'c mut crate::domain::Domain, Errno> {
+    if domid == DOMID_SELF || domid == c.dom.domid {
+        return Ok(c.dom);
     }
+    let privileged = c.dom.is_privileged;
+    let d = c.others.get(domid).ok_or(Errno::ESRCH)?;
+    if !privileged {
+        return Err(Errno::EPERM);
+    }
+    Ok(d)
+}
+
+fn check_reservation(r: &XenMemoryReservation) -> Result<(), Errno> {
     if r.extent_order > MAX_ORDER {
         return Err(Errno::EPERM);
     }
@@ -134,11 +167,11 @@ fn check_reservation(c: &Call, r: &XenMemoryReservation) -> Result<(), Errno> {
 /// drops the domain's allocation reference. The frame goes back to the
 /// allocator when its last reference (a mapping, a page-table entry, a base
 /// pointer) goes. The shared_info page cannot be given back.
-fn release_frame(c: &mut Call, mfn: Mfn) -> bool {
-    if mfn.maddr() == c.dom.shared_info_maddr {
+fn release_frame(d: &mut crate::domain::Domain, mfn: Mfn) -> bool {
+    if mfn.maddr() == d.shared_info_maddr {
         return false;
     }
-    let ok = crate::pv_mm::with_pt(c.dom.domid, |ctx, ft, mem| {
+    let ok = crate::pv_mm::with_pt(d.domid, |ctx, ft, mem| {
         let Ok(info) = ft.info(mfn) else { return false };
         if info.owner() != ctx.owner() || !info.flags().contains(PageFlags::ALLOCATED) {
             return false;
@@ -156,7 +189,7 @@ fn release_frame(c: &mut Call, mfn: Mfn) -> bool {
         }
     });
     if ok {
-        c.dom.tot_pages -= 1;
+        d.tot_pages -= 1;
     }
     ok
 }

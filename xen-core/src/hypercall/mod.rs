@@ -8,11 +8,13 @@
 mod console_io;
 pub(crate) mod cpu;
 mod desc;
-mod evtchn;
+mod domctl;
+pub(crate) mod evtchn;
 mod memory;
 mod mmu;
 mod physdev;
 mod sched_op;
+mod sysctl;
 mod vcpu;
 mod xen_version;
 
@@ -52,6 +54,58 @@ pub struct Call<'a> {
     pub args: [u64; 5],
     /// The caller's registers.
     pub frame: &'a mut TrapFrame,
+    /// Every other domain, for operations that reach across domains
+    /// (domctl, foreign mappings, inter-domain event channels, grants).
+    pub others: Others<'a>,
+    /// A change of the domain table itself, made once the call is over.
+    pub deferred: Option<Deferred>,
+}
+
+/// Changes of the domain table a hypercall asks for (made after it, when
+/// the table is no longer split around the caller).
+pub enum Deferred {
+    /// Add a new domain (XEN_DOMCTL_createdomain).
+    Insert(alloc::boxed::Box<Domain>),
+    /// Remove a destroyed domain.
+    Remove(crate::domain::DomId),
+}
+
+/// The domains other than the caller, while the domain table is locked:
+/// the table split around the caller, so the caller and one other domain
+/// can be borrowed at the same time.
+pub struct Others<'a> {
+    before: &'a mut [Domain],
+    after: &'a mut [Domain],
+}
+
+impl<'a> Others<'a> {
+    /// Splits the table around index `me`; `None` if out of range.
+    pub fn split(doms: &'a mut [Domain], me: usize) -> Option<(&'a mut Domain, Others<'a>)> {
+        if me >= doms.len() {
+            return None;
+        }
+        let (before, rest) = doms.split_at_mut(me);
+        let (dom, after) = rest.split_first_mut()?;
+        Some((dom, Others { before, after }))
+    }
+
+    /// The domain `domid`, if it exists and is not the caller.
+    pub fn get(&mut self, domid: crate::domain::DomId) -> Option<&mut Domain> {
+        self.before
+            .iter_mut()
+            .chain(self.after.iter_mut())
+            .find(|d| d.domid == domid)
+    }
+
+    /// Every other domain.
+    pub fn iter(&self) -> impl Iterator<Item = &Domain> {
+        self.before.iter().chain(self.after.iter())
+    }
+
+    /// Every other domain, mutably.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Domain> {
+        self.before.iter_mut().chain(self.after.iter_mut())
+    }
 }
 
 impl Call<'_> {
@@ -70,7 +124,8 @@ extern "C" fn pv_syscall_dispatch(frame: &mut TrapFrame) {
     };
     let out = {
         let mut doms = DOMAINS.lock();
-        let Some(dom) = crate::domain::find(&mut doms, domid) else {
+        let me = doms.iter().position(|d| d.domid == domid);
+        let Some((dom, others)) = me.and_then(|i| Others::split(&mut doms, i)) else {
             drop(doms);
             crate::domain::crash_current(frame, format_args!("syscall from a vanished domain"));
         };
@@ -90,8 +145,16 @@ extern "C" fn pv_syscall_dispatch(frame: &mut TrapFrame) {
                 cr3,
                 args,
                 frame,
+                others,
+                deferred: None,
             };
-            dispatch(nr, &mut call)
+            let out = dispatch(nr, &mut call);
+            match call.deferred.take() {
+                Some(Deferred::Insert(d)) => crate::domain::insert(&mut doms, *d),
+                Some(Deferred::Remove(id)) => crate::domain::destroy(&mut doms, id),
+                None => {}
+            }
+            out
         }
     };
     match out {
@@ -130,6 +193,8 @@ fn dispatch(nr: u64, c: &mut Call) -> Outcome {
         Hypercall::EventChannelOp => evtchn::event_channel_op(c).into(),
         Hypercall::EventChannelOpCompat => evtchn::event_channel_op_compat(c).into(),
         Hypercall::PhysdevOp => physdev::physdev_op(c).into(),
+        Hypercall::Domctl => domctl::domctl(c).into(),
+        Hypercall::Sysctl => sysctl::sysctl(c).into(),
         Hypercall::Iret => {
             let (frame, v) = (&mut *c.frame, &mut c.dom.vcpus[c.vcpu]);
             match crate::pv::do_iret(frame, v) {
