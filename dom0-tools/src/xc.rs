@@ -456,10 +456,7 @@ pub fn unpin_table(domid: DomId, mfn: u64) -> Result<(), Errno> {
     mmuext_foreign(&[mmu::ext(MmuextCmd::UnpinTable, mfn, 0)], domid).map_err(|e| e.errno)
 }
 
-fn mmuext_foreign(
-    ops: &[hypercall_abi::xen::MmuextOp],
-    domid: DomId,
-) -> Result<(), BatchError> {
+fn mmuext_foreign(ops: &[hypercall_abi::xen::MmuextOp], domid: DomId) -> Result<(), BatchError> {
     let mut done: u32 = 0;
     // SAFETY: Xen reads `ops.len()` 24-byte ops and writes `done`.
     let r = unsafe {
@@ -543,8 +540,7 @@ pub mod foreign {
 
         fn map_all(&mut self, mfns: &[u64]) -> Result<(), Errno> {
             let l4 = frame::kernel_l4();
-            let mut batch: heapless::Vec<hypercall_abi::xen::MmuUpdate, 64> =
-                heapless::Vec::new();
+            let mut batch: heapless::Vec<hypercall_abi::xen::MmuUpdate, 64> = heapless::Vec::new();
             let mut cur_l1 = (u64::MAX, 0u64);
             for (i, &mfn) in mfns.iter().enumerate() {
                 let va = self.base + i as u64 * 4096;
@@ -620,13 +616,15 @@ pub mod foreign {
             // Clear the entries one L1 table at a time, in batches, then
             // flush once: the references Xen took on the frames go.
             let l4 = frame::kernel_l4();
-            let mut batch: heapless::Vec<hypercall_abi::xen::MmuUpdate, 64> =
-                heapless::Vec::new();
+            let mut batch: heapless::Vec<hypercall_abi::xen::MmuUpdate, 64> = heapless::Vec::new();
             let mut cur: (u64, Option<u64>) = (u64::MAX, None);
             for i in 0..self.pages {
                 let va = self.base + i * 4096;
                 if cur.0 != va >> 21 {
-                    cur = (va >> 21, frame::with_pt(|b| mm::find_l1(b, l4, va)).ok().flatten());
+                    cur = (
+                        va >> 21,
+                        frame::with_pt(|b| mm::find_l1(b, l4, va)).ok().flatten(),
+                    );
                 }
                 if let Some(l1) = cur.1 {
                     let _ = batch.push(mmu::pt_update(l1, mm::index(va, 1), Pte::EMPTY));

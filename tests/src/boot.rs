@@ -76,7 +76,11 @@ pub fn dom0_ramdisk_with(adds: &[PathBuf], files: &[RamdiskFile]) -> Result<Vec<
     )
     .map_err(|e| e.to_string())?;
     for (path, data) in files {
-        let perm = if path.starts_with("/boot/") { 0o755 } else { 0o644 };
+        let perm = if path.starts_with("/boot/") {
+            0o755
+        } else {
+            0o644
+        };
         w.add_file(path, perm, data)
             .map_err(|e| format!("{path}: {e}"))?;
     }

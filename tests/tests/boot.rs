@@ -252,10 +252,11 @@ fn check_test_kernel(k: &TestKernel) {
             .to_string(),
         ..d
     };
-    let r = qemu_for(k.name, &boot)
-        .spawn()
-        .unwrap()
-        .wait_exit(BOOT_TIMEOUT);
+    let mut q = qemu_for(k.name, &boot);
+    if let Some(n) = k.smp() {
+        q = q.smp(n);
+    }
+    let r = q.spawn().unwrap().wait_exit(BOOT_TIMEOUT);
     let purpose = format!("{} ({})", k.name, k.purpose);
     if r.timed_out {
         r.fail(&format!(

@@ -27,7 +27,10 @@ mod kernel {
         let mut v = Verdict::new();
         v.check(
             !si.flags.initdomain() && !si.flags.privileged(),
-            format_args!("flags {} (want neither privileged nor initdomain)", si.flags),
+            format_args!(
+                "flags {} (want neither privileged nor initdomain)",
+                si.flags
+            ),
         );
         match si.console {
             ConsoleInfo::DomU { mfn, evtchn } => {

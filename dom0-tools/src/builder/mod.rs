@@ -90,7 +90,12 @@ mod glue {
 
     /// Builds a domain from `cfg`; it stays paused.
     pub fn build(cfg: &GuestConfig) -> Result<Built, BuildError> {
-        let kernel = plan::parse_kernel(cfg.kernel)?;
+        // The ELF parser wants its headers 8-byte aligned; a file in the
+        // ramdisk is only 4-byte aligned (cpio), so parse a copy.
+        let mut words: Vec<u64> = vec![0; cfg.kernel.len().div_ceil(8)];
+        words.as_mut_bytes()[..cfg.kernel.len()].copy_from_slice(cfg.kernel);
+        let image = &words.as_bytes()[..cfg.kernel.len()];
+        let kernel = plan::parse_kernel(image)?;
         let nr_pages = plan::pages_for_mib(cfg.memory_mib);
         let layout = plan::plan(&kernel, cfg.ramdisk.len() as u64, nr_pages)?;
         let domid = hc(
@@ -122,13 +127,22 @@ mod glue {
             "populate_physmap",
             xc::populate_physmap_exact(domid, &mut p2m),
         )?;
-        let console_port = hc("alloc_unbound (console)", xc::evtchn_alloc_unbound(domid, 0))?;
-        let store_port = hc("alloc_unbound (xenstore)", xc::evtchn_alloc_unbound(domid, 0))?;
+        let console_port = hc(
+            "alloc_unbound (console)",
+            xc::evtchn_alloc_unbound(domid, 0),
+        )?;
+        let store_port = hc(
+            "alloc_unbound (xenstore)",
+            xc::evtchn_alloc_unbound(domid, 0),
+        )?;
         let info = hc("getdomaininfo", xc::domain_info(domid))?;
         let pc = plan::pieces(l)?;
 
         let fill_pages = pc.pages_to_fill as usize;
-        let map = hc("mapping the new domain", ForeignMap::new(domid, &p2m[..fill_pages]))?;
+        let map = hc(
+            "mapping the new domain",
+            ForeignMap::new(domid, &p2m[..fill_pages]),
+        )?;
         let base = map.base() as *mut u8;
         // SAFETY: the window maps `fill_pages` frames of the new domain,
         // writable, contiguously from `base`; the domain is paused and
@@ -196,7 +210,9 @@ mod glue {
                 }
             }
         } else {
-            log::warn!("builder: d{domid}: cannot map shared_info; vCPU events left as Xen set them");
+            log::warn!(
+                "builder: d{domid}: cannot map shared_info; vCPU events left as Xen set them"
+            );
         }
 
         hc("pin L4", xc::pin_table(domid, 4, l4.0))?;
@@ -227,7 +243,11 @@ mod glue {
     impl WindowSink<'_> {
         fn table(&mut self, mfn: Mfn) -> Option<&mut [u8]> {
             let end = (self.first + self.n).min(self.p2m.len());
-            let i = self.p2m.get(self.first..end)?.iter().position(|&m| m == mfn.0)?;
+            let i = self
+                .p2m
+                .get(self.first..end)?
+                .iter()
+                .position(|&m| m == mfn.0)?;
             let at = (self.first + i) * PAGE;
             self.region.get_mut(at..at + PAGE)
         }

@@ -131,7 +131,9 @@ pub fn start_info(
     p: &StartParams,
 ) -> Result<RawStartInfo, BuildError> {
     let mfn = |va: Option<u64>| -> Result<u64, BuildError> {
-        let pfn = va.and_then(|va| l.vaddr_to_pfn(va)).ok_or(BuildError::ShortP2m)?;
+        let pfn = va
+            .and_then(|va| l.vaddr_to_pfn(va))
+            .ok_or(BuildError::ShortP2m)?;
         p2m.get(pfn.0 as usize).copied().ok_or(BuildError::ShortP2m)
     };
     let mut si = RawStartInfo::new_zeroed();
@@ -252,9 +254,7 @@ pub fn pieces(l: &BootLayout) -> Result<Pieces, BuildError> {
 /// Byte offset of virtual address `va` in the bootstrap region (the
 /// region is contiguous in PFN space, and so in a window mapping it).
 pub fn region_offset(l: &BootLayout, va: u64) -> Option<usize> {
-    l.region()
-        .contains(va)
-        .then(|| (va - l.v_start) as usize)
+    l.region().contains(va).then(|| (va - l.v_start) as usize)
 }
 
 /// Pages of the domain (memory in MiB, at least what the layout needs).
@@ -279,7 +279,7 @@ mod tests {
         out.extend_from_slice(&ty.to_le_bytes());
         out.extend_from_slice(b"Xen\0");
         out.extend_from_slice(desc);
-        while out.len() % 4 != 0 {
+        while !out.len().is_multiple_of(4) {
             out.push(0);
         }
     }
@@ -323,7 +323,15 @@ mod tests {
             h
         };
         img.extend(ph(1, 7, load_off, KSTART, 0x1000, 0x3000, 0x1000));
-        img.extend(ph(4, 4, notes_off, KSTART, notes.len() as u64, notes.len() as u64, 4));
+        img.extend(ph(
+            4,
+            4,
+            notes_off,
+            KSTART,
+            notes.len() as u64,
+            notes.len() as u64,
+            4,
+        ));
         img.extend_from_slice(&notes);
         img.resize(load_off as usize, 0);
         img.extend((0..0x1000).map(|i| i as u8));
