@@ -231,6 +231,61 @@ impl DomConsole {
     }
 }
 
+/// `xl console`'s detach key, Ctrl-] (as Xen's `xenconsole`).
+pub const DETACH_KEY: u8 = 0x1d;
+
+/// What to do with keyboard input while attached to a guest's console:
+/// the bytes before a Ctrl-] go to the guest; `true` if Ctrl-] was typed
+/// (detach, dropping what follows it in this chunk).
+pub fn scan_input(bytes: &[u8]) -> (&[u8], bool) {
+    match bytes.iter().position(|&b| b == DETACH_KEY) {
+        Some(i) => (&bytes[..i], true),
+        None => (bytes, false),
+    }
+}
+
+/// The consoles of every running guest, by domid (at most `N`).
+pub struct Consoles<const N: usize> {
+    doms: heapless::Vec<DomConsole, N>,
+}
+
+impl<const N: usize> Default for Consoles<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const N: usize> Consoles<N> {
+    /// None yet.
+    pub const fn new() -> Self {
+        Consoles {
+            doms: heapless::Vec::new(),
+        }
+    }
+
+    /// Starts tracking `domid` (again, with an empty backlog, if it was);
+    /// `false` if there is no room.
+    pub fn add(&mut self, domid: u16) -> bool {
+        self.remove(domid);
+        self.doms.push(DomConsole::new(domid)).is_ok()
+    }
+
+    /// Stops tracking `domid` (its backlog goes with it).
+    pub fn remove(&mut self, domid: u16) {
+        self.doms.retain(|d| d.domid != domid);
+    }
+
+    /// The console of `domid`.
+    pub fn get(&mut self, domid: u16) -> Option<&mut DomConsole> {
+        self.doms.iter_mut().find(|d| d.domid == domid)
+    }
+
+    /// The domids tracked.
+    pub fn domids(&self) -> impl Iterator<Item = u16> + '_ {
+        self.doms.iter().map(|d| d.domid)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -339,6 +394,32 @@ mod tests {
         p.set(IN_CONS, 0x8000_0000);
         let mut r = p.ring();
         assert_eq!(r.write_input(b"z"), 0);
+    }
+
+    #[test]
+    fn ctrl_close_bracket_detaches() {
+        assert_eq!(scan_input(b"ls\n"), (&b"ls\n"[..], false));
+        assert_eq!(scan_input(b"ab\x1dcd"), (&b"ab"[..], true));
+        assert_eq!(scan_input(b"\x1d"), (&b""[..], true));
+    }
+
+    #[test]
+    fn consoles_by_domid() {
+        let mut c = Consoles::<2>::new();
+        assert!(c.add(1));
+        assert!(c.add(2));
+        assert!(!c.add(3));
+        c.get(1).unwrap().feed(b"one\n", |_| ());
+        assert_eq!(c.get(1).unwrap().backlog().total(), 4);
+        // Re-adding starts afresh; removing frees room.
+        assert!(c.add(1));
+        assert_eq!(c.get(1).unwrap().backlog().total(), 0);
+        c.remove(2);
+        assert!(c.get(2).is_none());
+        assert!(c.add(3));
+        let mut ids: Vec<u16> = c.domids().collect();
+        ids.sort();
+        assert_eq!(ids, [1, 3]);
     }
 
     #[test]
