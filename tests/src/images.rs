@@ -199,7 +199,7 @@ pub const TEST_KERNELS: &[TestKernel] = &[
     },
     TestKernel {
         name: "pv-domains",
-        purpose: "Dom0 builds PV guests (ELF notes, p2m, start_info, page tables, console ring), prints their console, destroys them with every page given back; credit weights 256:512 give CPU time 1:2 within 10% (issue 3)",
+        purpose: "Dom0 builds PV guests (ELF notes, p2m, start_info, page tables, console ring): domu-hello and the example guest /boot/hello; prints their console, destroys them with every page given back; credit weights 256:512 give CPU time 1:2 within 10% (issue 3)",
         exit: Exit::POWEROFF,
         lines: &[
             "pv-domains: build a PV guest: ok",
@@ -207,6 +207,8 @@ pub const TEST_KERNELS: &[TestKernel] = &[
             "pv-domains: the guest's console line reached Dom0: ok",
             "pv-domains: the guest shut down with SHUTDOWN_poweroff: ok",
             "pv-domains: free memory is back exactly: ok",
+            "[d2] hello from a PV kernel: 4096 pages, cmdline \"hello from xl\"",
+            "pv-domains: the example guest (/boot/hello) said hello on its console ring: ok",
             "pv-domains: weights 256:512 on CPU ",
             "pv-domains: credit weights 256:512 give CPU time 1:2 within 10%: ok",
             "pv-domains: free memory is back exactly after the weights test: ok",
