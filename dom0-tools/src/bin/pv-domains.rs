@@ -139,6 +139,8 @@ mod kernel {
     fn main(_si: &'static StartInfo) -> ! {
         println!("{NAME}: Dom0 builds and runs PV guests (Xen 4.17 toolstack ABI)");
         let mut c = Checks::new(NAME);
+        // The builder's warnings go to the log.
+        let _ = pv_guest_lib::console::init_logger(log::LevelFilter::Info);
         if let Err(e) = runtime::init() {
             c.error(format_args!("runtime init: {e}"));
             c.finish();
