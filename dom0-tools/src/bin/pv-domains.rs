@@ -195,6 +195,7 @@ mod kernel {
     }
 
     fn build(c: &mut Checks, kernel: &[u8], mib: u64, cmdline: &[u8]) -> Option<Built> {
+        let t0 = time::now_ns();
         let b = c.ok(
             "build a PV guest",
             builder::build(&GuestConfig {
@@ -206,8 +207,9 @@ mod kernel {
             }),
         )?;
         c.note(format_args!(
-            "built d{}: {} pages, entry {:#x}, L4 mfn {:#x}, console mfn {:#x} port {}, xenstore mfn {:#x} port {}",
+            "built d{} in {} ms: {} pages, entry {:#x}, L4 mfn {:#x}, console mfn {:#x} port {}, xenstore mfn {:#x} port {}",
             b.domid,
+            (time::now_ns() - t0) / 1_000_000,
             b.nr_pages,
             b.entry,
             b.l4_mfn,
