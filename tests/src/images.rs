@@ -188,6 +188,8 @@ pub const TEST_KERNELS: &[TestKernel] = &[
             "pv-domctl: stops at the limit: ok (256)",
             "pv-domctl: mapping it without foreigndom: ok (-EBUSY)",
             "pv-domctl: Dom0 wrote and read it: ok",
+            "pv-domctl: two new frames, the domain's size and free memory unchanged: ok",
+            "pv-domctl: XENMEM_exchange of a frame Dom0 maps: ok (-EINVAL)",
             "pv-domctl: all but the mapped frame are free again: ok",
             "pv-domctl: the mapped frame still holds what Dom0 wrote: ok",
             "pv-domctl: free memory is exactly as before: ok",

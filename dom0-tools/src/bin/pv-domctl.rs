@@ -22,7 +22,7 @@ mod kernel {
     };
     use hypercall_abi::errno::Errno as AbiErrno;
     use hypercall_abi::hypercall::Hypercall;
-    use hypercall_abi::memory::{MemoryOp, XenMemoryReservation};
+    use hypercall_abi::memory::{MemoryOp, XenMemoryExchange, XenMemoryReservation};
     use hypercall_abi::sysctl::{
         SysctlCmd, XenSysctl, XenSysctlPhysinfo, XenSysctlReadconsole, XenSysctlSchedId,
     };
@@ -100,6 +100,30 @@ mod kernel {
                 Hypercall::MemoryOp,
                 MemoryOp::PopulatePhysmap as u64,
                 &r as *const _ as u64,
+            )
+        })
+    }
+
+    fn exchange(domid: u16, ins: &mut [u64], outs: &mut [u64]) -> Result<i64, Errno> {
+        let res = |l: &mut [u64]| XenMemoryReservation {
+            extent_start: l.as_mut_ptr() as u64,
+            nr_extents: l.len() as u64,
+            extent_order: 0,
+            mem_flags: 0,
+            domid,
+            _pad26: [0; 3],
+        };
+        let x = XenMemoryExchange {
+            r#in: res(ins),
+            out: res(outs),
+            nr_exchanged: 0,
+        };
+        // SAFETY: Xen reads both lists, rewrites `outs` and the struct.
+        ret(unsafe {
+            pv_guest_lib::hypercall::hypercall2(
+                Hypercall::MemoryOp,
+                MemoryOp::Exchange as u64,
+                &x as *const _ as u64,
             )
         })
     }
@@ -281,6 +305,35 @@ mod kernel {
             back == 0x5a5a_1234,
             format_args!("{back:#x}"),
         );
+
+        // XENMEM_exchange: two of its frames for two new ones; the one Dom0
+        // maps cannot be taken.
+        if let Some(f_before) = c.ok("free pages before exchanging", free_pages()) {
+            let mut ins = [list[1], list[2]];
+            let mut outs = [1u64, 2];
+            let r = exchange(d, &mut ins, &mut outs);
+            if c.ok("XENMEM_exchange of two frames", r).is_some() {
+                c.check(
+                    "two new frames, the domain's size and free memory unchanged",
+                    outs[0] > 2
+                        && outs[1] > 2
+                        && outs[0] != outs[1]
+                        && info(d).is_ok_and(|(_, i)| i.tot_pages == PAGES)
+                        && free_pages() == Ok(f_before),
+                    format_args!(
+                        "{:#x} {:#x} -> {:#x} {:#x}",
+                        list[1], list[2], outs[0], outs[1]
+                    ),
+                );
+            }
+            let mut ins = [mfn];
+            let mut outs = [0u64];
+            c.err(
+                "XENMEM_exchange of a frame Dom0 maps",
+                exchange(d, &mut ins, &mut outs),
+                AbiErrno::EINVAL,
+            );
+        }
 
         // Pause / unpause.
         c.ok(
