@@ -978,3 +978,24 @@ fn no_input_panics() {
         }
     }
 }
+
+#[test]
+fn info_numa_prints_topology() {
+    let out = ok("xl info -n");
+    let want = "free_cpus              : 0
+cpu_topology           :
+cpu:    core    socket     node
+  0:       0        0        0
+  1:       1        0        0
+  2:       2        0        0
+  3:       3        0        0
+device topology        :
+device           node
+No device topology data available
+numa_info              :
+node:    memsize    memfree    distances
+   0:      2048       1025      10
+xen_major              : 4
+";
+    assert!(out.contains(want), "{out}");
+}

@@ -264,6 +264,28 @@ pub struct VcpuInfo {
     pub soft: CpuMap,
 }
 
+/// Where one CPU sits (`libxl_cputopology`), for `xl info -n`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CpuTopology {
+    /// Core id.
+    pub core: u32,
+    /// Socket id.
+    pub socket: u32,
+    /// NUMA node.
+    pub node: u32,
+}
+
+/// One NUMA node (`libxl_numainfo`), for `xl info -n`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NumaNode {
+    /// Memory, bytes.
+    pub size: u64,
+    /// Free memory, bytes.
+    pub free: u64,
+    /// Distances to every node.
+    pub dists: Vec<u32>,
+}
+
 /// What `xl create` asks for.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CreateRequest {
@@ -539,6 +561,33 @@ pub trait XlBackend {
         }
         let p = self.physinfo()?;
         Ok(CpuMap::all(p.max_cpu_id as usize + 1))
+    }
+
+    /// Every CPU's core, socket and node (`xl info -n`). Default: derived
+    /// from [`XlBackend::physinfo`]'s counts, all on node 0.
+    fn cpu_topology(&mut self) -> XlResult<Vec<CpuTopology>> {
+        let p = self.physinfo()?;
+        let threads = p.threads_per_core.max(1);
+        let cores = p.cores_per_socket.max(1);
+        Ok((0..p.nr_cpus)
+            .map(|cpu| CpuTopology {
+                core: cpu / threads % cores,
+                socket: cpu / threads / cores,
+                node: 0,
+            })
+            .collect())
+    }
+
+    /// The NUMA nodes (`xl info -n`). Default: one node holding all of
+    /// [`XlBackend::physinfo`]'s memory, distance 10 to itself.
+    fn numa_info(&mut self) -> XlResult<Vec<NumaNode>> {
+        let p = self.physinfo()?;
+        let page = u64::from(self.version_info()?.pagesize.max(1));
+        Ok(alloc::vec![NumaNode {
+            size: p.total_pages.saturating_mul(page),
+            free: p.free_pages.saturating_mul(page),
+            dists: alloc::vec![10],
+        }])
     }
 
     /// The cpupools. Default: `Pool-0` (id 0) running the scheduler

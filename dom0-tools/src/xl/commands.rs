@@ -434,7 +434,23 @@ impl Ctx<'_> {
             Ok(x) => x,
             Err(e) => return Err(self.fail(&e, format_args!("libxl_get_version_info failed."))),
         };
-        let _ = format::info(self.out, &u, &ph, &v, filter);
+        let numa = if p.has('n') {
+            let cpus = match self.be.cpu_topology() {
+                Ok(x) => x,
+                Err(e) => return Err(self.fail(&e, format_args!("libxl_get_cpu_topology failed."))),
+            };
+            let nodes = match self.be.numa_info() {
+                Ok(x) => x,
+                Err(e) => return Err(self.fail(&e, format_args!("libxl_get_numainfo failed."))),
+            };
+            Some((cpus, nodes))
+        } else {
+            None
+        };
+        let numa = numa
+            .as_ref()
+            .map(|(cpus, nodes)| format::Numa { cpus, nodes });
+        let _ = format::info(self.out, &u, &ph, &v, filter, numa.as_ref());
         Ok(())
     }
 

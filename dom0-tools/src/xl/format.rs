@@ -9,8 +9,8 @@ use alloc::vec::Vec;
 use core::fmt::{self, Write};
 
 use super::backend::{
-    shutdown_reason, CreditDomain, CreditPool, DomainConfig, DomainInfo, PhysInfo, TopSample,
-    Uname, VcpuInfo, VersionInfo,
+    shutdown_reason, CpuTopology, CreditDomain, CreditPool, DomainConfig, DomainInfo, NumaNode,
+    PhysInfo, TopSample, Uname, VcpuInfo, VersionInfo,
 };
 
 /// A UUID as libxl prints it (`LIBXL_UUID_FMT`).
@@ -326,14 +326,58 @@ pub fn list_long(out: &mut dyn Write, entries: &[(u32, DomainConfig)]) -> fmt::R
     out.write_str("\n")
 }
 
+/// `xl info -n`'s topology and NUMA sections.
+pub struct Numa<'a> {
+    /// Every CPU.
+    pub cpus: &'a [CpuTopology],
+    /// Every node.
+    pub nodes: &'a [NumaNode],
+}
+
+fn numa_sections(out: &mut dyn Write, n: &Numa<'_>) -> fmt::Result {
+    out.write_str("cpu_topology           :\n")?;
+    out.write_str("cpu:    core    socket     node\n")?;
+    for (i, c) in n.cpus.iter().enumerate() {
+        writeln!(
+            out,
+            "{:>3}:    {:>4}     {:>4}     {:>4}",
+            i, c.core, c.socket, c.node
+        )?;
+    }
+    out.write_str("device topology        :\n")?;
+    out.write_str("device           node\n")?;
+    out.write_str("No device topology data available\n")?;
+    out.write_str("numa_info              :\n")?;
+    out.write_str("node:    memsize    memfree    distances\n")?;
+    for (i, node) in n.nodes.iter().enumerate() {
+        write!(
+            out,
+            "{:>4}:    {:>6}     {:>6}      ",
+            i,
+            node.size >> 20,
+            node.free >> 20
+        )?;
+        for (j, d) in node.dists.iter().enumerate() {
+            if j > 0 {
+                out.write_str(",")?;
+            }
+            write!(out, "{d}")?;
+        }
+        out.write_str("\n")?;
+    }
+    Ok(())
+}
+
 /// `xl info`. With `filter` (`xl info free_memory`), only the values of
-/// the lines whose name starts with it (xl_info.c `maybe_printf`).
+/// the lines whose name starts with it (xl_info.c `maybe_printf`); with
+/// `numa` (`-n`), the topology sections too.
 pub fn info(
     out: &mut dyn Write,
     u: &Uname,
     p: &PhysInfo,
     v: &VersionInfo,
     filter: Option<&str>,
+    numa: Option<&Numa<'_>>,
 ) -> fmt::Result {
     let mut line = |args: fmt::Arguments<'_>| -> fmt::Result {
         let s = alloc::fmt::format(args);
@@ -420,6 +464,11 @@ pub fn info(
         ))?;
     }
     line(format_args!("free_cpus              : {}\n", p.free_cpus))?;
+    if let Some(n) = numa {
+        let mut s = String::new();
+        numa_sections(&mut s, n)?;
+        line(format_args!("{s}"))?;
+    }
     line(format_args!("xen_major              : {}\n", v.major))?;
     line(format_args!("xen_minor              : {}\n", v.minor))?;
     line(format_args!("xen_extra              : {}\n", v.extra))?;

@@ -2,7 +2,8 @@
 //! (xl_parse.c `parse_mem_size_kb`: a number of MiB by default, or with
 //! `b`, `k`, `m`, `g`, `t`), plain decimal numbers, and domain qualifiers
 //! (libxl `libxl_domain_qualifier_to_domid`: all digits is an id,
-//! anything else a name).
+//! anything else a name), and splitting a shell line into words
+//! ([`split_args`]).
 
 /// A domain argument: an id (all digits) or a name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,4 +71,76 @@ pub fn parse_u32(s: &str) -> Option<u32> {
         return None;
     }
     s.parse().ok()
+}
+
+/// Why [`split_args`] could not split a line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SplitError {
+    /// A quote was opened and never closed.
+    UnterminatedQuote,
+}
+
+/// Splits a shell command line into words as `sh` would for plain words:
+/// blanks separate words, `'...'` keeps everything literally, `"..."`
+/// keeps blanks (a backslash in it escapes `"` and `\`), and a backslash
+/// outside quotes escapes the next character. For Dom0's shell, so that
+/// `xl create g.cfg 'name="my guest"'` passes one override.
+pub fn split_args(line: &str) -> Result<alloc::vec::Vec<alloc::string::String>, SplitError> {
+    use alloc::string::String;
+    let mut words = alloc::vec::Vec::new();
+    let mut cur = String::new();
+    let mut in_word = false;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            c if c.is_whitespace() => {
+                if in_word {
+                    words.push(core::mem::take(&mut cur));
+                    in_word = false;
+                }
+            }
+            '\'' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(c) => cur.push(c),
+                        None => return Err(SplitError::UnterminatedQuote),
+                    }
+                }
+            }
+            '"' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some('\\') => match chars.next() {
+                            Some(c @ ('"' | '\\')) => cur.push(c),
+                            Some(c) => {
+                                cur.push('\\');
+                                cur.push(c);
+                            }
+                            None => return Err(SplitError::UnterminatedQuote),
+                        },
+                        Some(c) => cur.push(c),
+                        None => return Err(SplitError::UnterminatedQuote),
+                    }
+                }
+            }
+            '\\' => {
+                in_word = true;
+                if let Some(c) = chars.next() {
+                    cur.push(c);
+                }
+            }
+            c => {
+                in_word = true;
+                cur.push(c);
+            }
+        }
+    }
+    if in_word {
+        words.push(cur);
+    }
+    Ok(words)
 }
