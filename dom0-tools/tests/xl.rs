@@ -999,3 +999,27 @@ xen_major              : 4
 ";
     assert!(out.contains(want), "{out}");
 }
+
+#[test]
+fn run_line_splits_like_a_shell() {
+    let mut f = Fake::new();
+    let mut out = String::new();
+    let rc = dom0_tools::xl::run_line(
+        r#"xl create -q g.cfg 'name="my guest"' "extra=a b""#,
+        &mut f,
+        &mut out,
+    );
+    assert_eq!((rc, out.as_str()), (0, ""));
+    assert!(
+        f.log[0].contains(r#"extra_config: ["name=\"my guest\"", "extra=a b"]"#),
+        "{:?}",
+        f.log
+    );
+    assert_eq!(f.get(4).unwrap().name, "my guest");
+    let mut out = String::new();
+    assert_eq!(
+        dom0_tools::xl::run_line("xl list 'oops", &mut f, &mut out),
+        2
+    );
+    assert_eq!(out, "xl: unterminated quote\n");
+}

@@ -290,3 +290,21 @@ fn top_frame_with_no_domains_and_zero_memory() {
     assert_eq!(s.lines().count(), 4);
     assert!(s.contains("0 domains: 0 running"));
 }
+
+#[test]
+fn huge_maps_and_ranges_are_clamped() {
+    use dom0_tools::xl::cpumap::MAX_CPUS;
+    assert_eq!(CpuMap::all(usize::MAX).size(), MAX_CPUS);
+    let m = parse_cpurange("0-18446744073709551615", u32::MAX as usize + 1, &mut |_| {
+        None
+    })
+    .unwrap();
+    assert_eq!(m.cpus().count(), MAX_CPUS);
+    let mut calls = 0;
+    let r = parse_cpurange("nodes:0-4294967295", 8, &mut |_| {
+        calls += 1;
+        Some(CpuMap::all(8))
+    });
+    assert_eq!(r.unwrap().cpus().count(), 8);
+    assert!(calls <= 65, "{calls}");
+}

@@ -578,7 +578,12 @@ impl Ctx<'_> {
         loop {
             let cur = match self.be.top_sample() {
                 Ok(s) => s,
-                Err(e) => return Err(self.fail(&e, format_args!("xenstat_get_node failed."))),
+                Err(e) => {
+                    return Err(self.fail(
+                        &e,
+                        format_args!("Failed to retrieve statistics from libxenstat"),
+                    ))
+                }
             };
             let _ = format::top_frame(self.out, prev.as_ref(), &cur, &o);
             n = n.saturating_add(1);

@@ -5,6 +5,14 @@
 use alloc::vec::Vec;
 use core::fmt;
 
+/// The most NUMA nodes a cpu list may name in one range.
+const MAX_NODES: u64 = 64;
+
+/// The largest CPU map `xl` builds: Xen supports at most 4096 CPUs (x86
+/// `NR_CPUS`); a back end claiming more is clamped rather than trusted
+/// with an allocation.
+pub const MAX_CPUS: usize = 4096;
+
 /// A set of CPU numbers below a fixed size (`libxl_bitmap`). Setting a bit
 /// at or beyond the size does nothing, as in libxl.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -13,17 +21,17 @@ pub struct CpuMap {
 }
 
 impl CpuMap {
-    /// An empty map for CPUs `0..size`.
+    /// An empty map for CPUs `0..size` (`size` at most [`MAX_CPUS`]).
     pub fn new(size: usize) -> CpuMap {
         CpuMap {
-            bits: alloc::vec![false; size],
+            bits: alloc::vec![false; size.min(MAX_CPUS)],
         }
     }
 
-    /// Every CPU of `0..size`.
+    /// Every CPU of `0..size` (`size` at most [`MAX_CPUS`]).
     pub fn all(size: usize) -> CpuMap {
         CpuMap {
-            bits: alloc::vec![true; size],
+            bits: alloc::vec![true; size.min(MAX_CPUS)],
         }
     }
 
@@ -208,8 +216,9 @@ pub fn parse_cpurange<'a>(
         }
         let (a, b) = parse_range(rest).ok_or(CpuRangeError::Range(item))?;
         if nodes {
-            // NUMA nodes are few; anything beyond u32 is not a node.
-            for node in a..=b.min(u64::from(u32::MAX)) {
+            // NUMA nodes are few (Xen allows at most 64): a longer range
+            // is cut short rather than walked for ever.
+            for node in a..=b.min(a.saturating_add(MAX_NODES)).min(u64::from(u32::MAX)) {
                 let node = node as u32;
                 let cpus = node_cpus(node).ok_or(CpuRangeError::Node(node))?;
                 for c in cpus.cpus() {
@@ -223,7 +232,7 @@ pub fn parse_cpurange<'a>(
         } else {
             // Bits beyond the map are dropped: clamp so that a huge range
             // costs nothing.
-            let last = b.min(size as u64);
+            let last = b.min(map.size() as u64);
             let mut c = a;
             while c <= last {
                 if not {

@@ -5,7 +5,8 @@
 //! machine is reached only through [`XlBackend`], which Dom0 implements on
 //! top of hypercalls and xenstore and the host tests fake in memory.
 //!
-//! [`run`] takes one command line already split into words (`xl` itself may
+//! [`run`] (or [`run_line`], which splits a shell line first) takes one
+//! command line already split into words (`xl` itself may
 //! lead or be left out), writes everything `xl` would print on stdout and
 //! stderr to one [`core::fmt::Write`], and returns `xl`'s exit status: 0 on
 //! success, 1 on failure, 2 for usage errors (bad option, missing
@@ -40,6 +41,22 @@ pub mod parse;
 use core::fmt::Write;
 
 pub use backend::{XlBackend, XlError, XlResult};
+
+/// Runs a command line as Dom0's shell reads it: split into words as `sh`
+/// would ([`parse::split_args`]: quotes group words), then [`run`]. An
+/// unterminated quote is a usage error (status 2).
+pub fn run_line(line: &str, backend: &mut dyn XlBackend, out: &mut dyn Write) -> i32 {
+    match parse::split_args(line) {
+        Ok(words) => {
+            let args: alloc::vec::Vec<&str> = words.iter().map(|w| w.as_str()).collect();
+            run(&args, backend, out)
+        }
+        Err(_) => {
+            let _ = writeln!(out, "xl: unterminated quote");
+            2
+        }
+    }
+}
 
 /// Runs one `xl` command line (`args`: the words, with or without a leading
 /// `xl`), printing to `out`; returns the exit status.
