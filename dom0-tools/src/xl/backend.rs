@@ -114,7 +114,7 @@ pub struct DomainInfo {
     /// Maximum memory, KiB (`u64::MAX` = no limit).
     pub max_memkb: u64,
     /// Number of vCPUs (highest vCPU id + 1).
-    pub vcpu_max_id_plus_one: u32,
+    pub vcpu_count: u32,
     /// Number of vCPUs online.
     pub vcpu_online: u32,
     /// A vCPU is running.
@@ -464,14 +464,6 @@ pub trait XlBackend {
     /// All domains, any order (the front end sorts by id).
     fn list_domains(&mut self) -> XlResult<Vec<DomainInfo>>;
 
-    /// One domain. Default: found in [`XlBackend::list_domains`].
-    fn domain_info(&mut self, domid: u32) -> XlResult<DomainInfo> {
-        self.list_domains()?
-            .into_iter()
-            .find(|d| d.domid == domid)
-            .ok_or(XlError::NoSuchDomain)
-    }
-
     /// A domain's configuration (`xl list -l`); domains without one are
     /// left out of the list.
     fn domain_config(&mut self, _domid: u32) -> XlResult<DomainConfig> {
@@ -487,7 +479,9 @@ pub trait XlBackend {
     /// Dom0's `uname`.
     fn uname(&mut self) -> XlResult<Uname>;
 
-    /// Creates a domain. The back end reads and parses the config file
+    /// Creates a domain. The front end has already printed `Parsing
+    /// config from FILE` (unless `req.quiet`) and attaches the console
+    /// afterwards if `req.console`. The back end reads and parses the config file
     /// (plus `req.extra_config`), builds the domain and unpauses it unless
     /// `req.paused`; it may print parser messages and, for a dry run, the
     /// parsed configuration on `out`. Returns the new domain's id (`None`

@@ -787,7 +787,7 @@ pub fn top_frame(
         writeln!(
             out,
             "{:>5} {:>4} {:>8} {:>8} {:>4} {:>8} {:>8} {:>8} {:>10} {:>10} {:>4}",
-            d.vcpu_max_id_plus_one, 0, 0, 0, 0, 0, 0, 0, 0, 0, d.ssidref
+            d.vcpu_count, 0, 0, 0, 0, 0, 0, 0, 0, 0, d.ssidref
         )?;
     }
     if !o.batch {

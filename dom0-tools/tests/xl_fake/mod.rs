@@ -41,7 +41,7 @@ pub fn dom(domid: u32, name: &str, mem_mb: u64, vcpus: u32, cpu_ns: u64) -> Doma
         current_memkb: mem_mb * 1024,
         outstanding_memkb: 0,
         max_memkb: mem_mb * 1024,
-        vcpu_max_id_plus_one: vcpus,
+        vcpu_count: vcpus,
         vcpu_online: vcpus,
         running: false,
         blocked: true,
