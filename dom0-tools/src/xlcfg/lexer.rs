@@ -26,8 +26,12 @@
 //! a newline that newline is returned as a `NEWLINE` whose line is the
 //! *next* line, as flex's `yylineno` already counts it.
 //!
+//! Once any error has been reported, strings are no longer dequoted (nor
+//! their escapes checked), as in libxlu.
+//!
 //! One deliberate difference: flex silently drops a stray character right
-//! at the end of input (no newline after it); we report it as the lexical
+//! at the end of input (no newline after it), so libxlu accepts
+//! `memory = 512 @` at the very end of a file; we report it as the lexical
 //! error it is.
 
 use alloc::string::String;
@@ -294,6 +298,11 @@ impl<'a> Lexer<'a> {
     /// good octal escape (`\NDD`, read as *decimal*) is dropped from the
     /// result. An error ends the string at the bad escape.
     fn dequote(&mut self, text: &[u8], diag: &mut Diagnostics) -> String {
+        if diag.failed() {
+            // libxlu stops dequoting (and so reporting bad escapes) once
+            // anything has failed.
+            return String::new();
+        }
         diag.set_text(lossy(text));
         let body = &text[1..text.len() - 1];
         let mut out: Vec<u8> = Vec::with_capacity(body.len());

@@ -32,8 +32,15 @@
 //! whole parse.
 //!
 //! One deliberate difference: for an unexpected newline libxlu names the
-//! line *before* the newline (its line bookkeeping subtracts one twice);
-//! we name the newline's own line.
+//! line *before* the newline (its line bookkeeping subtracts one twice, so
+//! `foo` alone on line 1 is reported at line 0); we name the newline's own
+//! line.
+//!
+//! This module and [`super::lexer`] were checked against a C build of
+//! libxlu's scanner and grammar on 8000 generated inputs, valid and broken:
+//! the same settings, and the same messages but for the two documented
+//! differences (and bison 3.8 saying `end of file` where the 3.3.2 that
+//! generated Xen 4.17's parser says `$end`).
 
 use alloc::borrow::ToOwned;
 use alloc::string::String;
@@ -393,10 +400,11 @@ impl Parser<'_> {
         }
         let mut value = value;
         if op == Op::Add {
-            if let Some(prev) = self.config.get(&name) {
-                match (&prev.value, value) {
+            if let Some(prev) = self.config.get_mut(&name) {
+                match (&mut prev.value, value) {
                     (Value::List(a), Value::List(b)) => {
-                        let mut l = a.clone();
+                        // libxlu moves the items, leaving the old list empty.
+                        let mut l = core::mem::take(a);
                         l.extend(b);
                         value = Value::List(l);
                     }
@@ -407,6 +415,7 @@ impl Parser<'_> {
                         return;
                     }
                     (p, b) => {
+                        let p = &*p;
                         let mut s = String::from(p.as_str().unwrap_or(""));
                         s.push_str(b.as_str().unwrap_or(""));
                         value = match (p, b) {

@@ -239,6 +239,11 @@ impl Config {
         self.settings.iter().rev().find(|s| s.name == key)
     }
 
+    /// The setting that counts for `key`, to change it.
+    pub(crate) fn get_mut(&mut self, key: &str) -> Option<&mut Setting> {
+        self.settings.iter_mut().rev().find(|s| s.name == key)
+    }
+
     /// The keys set, each once, in the order they first appear.
     pub fn keys(&self) -> Vec<&str> {
         let mut keys: Vec<&str> = Vec::new();
