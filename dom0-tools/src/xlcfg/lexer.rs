@@ -4,7 +4,7 @@
 //! What it owns: turning bytes into tokens with the text and line flex
 //! would give them (`yytext`, `yylloc.first_line`), string dequoting with
 //! libxlu's escape rules, and lexical errors. Errors are reported through
-//! the [`Diagnostics`] the parser shares with it, so lexical and syntax
+//! the `Diagnostics` the parser shares with it, so lexical and syntax
 //! errors come out interleaved, in input order, as libxlu prints them.
 //!
 //! The rules, in flex's priority order (longest match wins, then the

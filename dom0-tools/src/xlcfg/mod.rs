@@ -6,7 +6,7 @@
 //! overrides from the command line the way `xl create` does, and turning
 //! the result into a typed [`DomainConfig`] with xl's defaults and checks.
 //!
-//! - [`lexer`]: libxlu's flex scanner, quirks included;
+//! - `lexer`: libxlu's flex scanner, quirks included;
 //! - [`parser`]: libxlu's bison grammar as its LALR(1) automaton, the
 //!   settings store and the libxlu-format [`ParseError`]s;
 //! - [`value`]: [`Config`], [`Value`] and the typed getters;
@@ -35,7 +35,7 @@
 
 pub mod cpus;
 pub mod domain;
-pub mod lexer;
+mod lexer;
 pub mod parser;
 pub mod value;
 

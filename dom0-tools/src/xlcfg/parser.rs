@@ -31,18 +31,20 @@
 //! error was already reported is not reported again. Any error fails the
 //! whole parse.
 //!
-//! One deliberate difference: for an unexpected newline libxlu names the
+//! Deliberate differences: lists may nest at most [`MAX_NESTING`] deep
+//! (libxlu: about 5000); and for an unexpected newline libxlu names the
 //! line *before* the newline (its line bookkeeping subtracts one twice, so
 //! `foo` alone on line 1 is reported at line 0); we name the newline's own
 //! line.
 //!
 //! This module and [`super::lexer`] were checked against a C build of
 //! libxlu's scanner and grammar on 8000 generated inputs, valid and broken:
-//! the same settings, and the same messages but for the two documented
+//! the same settings, and the same messages but for the documented
 //! differences (and bison 3.8 saying `end of file` where the 3.3.2 that
 //! generated Xen 4.17's parser says `$end`).
 
 use alloc::borrow::ToOwned;
+use alloc::format;
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
@@ -114,23 +116,23 @@ impl fmt::Display for ParseErrors {
 
 /// The state the scanner and parser share (libxlu's `CfgParseContext`
 /// plus the bits of flex state error messages use).
-pub struct Diagnostics {
+pub(crate) struct Diagnostics {
     file: String,
     /// Errors so far.
-    pub errors: Vec<ParseError>,
+    pub(crate) errors: Vec<ParseError>,
     /// Something Python-like was seen.
-    pub likely_python: bool,
+    pub(crate) likely_python: bool,
     /// Line of the last lexical error (`ctx->lexerrlineno`), -1 if none.
     lexerrlineno: i64,
     /// flex's current `yytext`.
     text: String,
     /// The last token's `yylloc.first_line`.
-    pub last_line: i64,
+    pub(crate) last_line: i64,
 }
 
 impl Diagnostics {
     /// No errors yet, for `file`.
-    pub fn new(file: &str) -> Self {
+    pub(crate) fn new(file: &str) -> Self {
         Diagnostics {
             file: file.to_owned(),
             errors: Vec::new(),
@@ -142,7 +144,7 @@ impl Diagnostics {
     }
 
     /// Sets flex's `yytext`.
-    pub fn set_text(&mut self, text: String) {
+    pub(crate) fn set_text(&mut self, text: String) {
         self.text = text;
     }
 
@@ -181,16 +183,21 @@ impl Diagnostics {
 
     /// `xlu__cfgl_lexicalerror`: an error found by the scanner at its
     /// current line (`yylineno`).
-    pub fn lexical_error(&mut self, lineno: i64, msg: &str) {
+    pub(crate) fn lexical_error(&mut self, lineno: i64, msg: &str) {
         self.yyerror(lineno, msg, false);
         self.lexerrlineno = lineno;
     }
 
     /// Whether anything failed (`ctx->err`).
-    pub fn failed(&self) -> bool {
+    pub(crate) fn failed(&self) -> bool {
         !self.errors.is_empty()
     }
 }
+
+/// How deeply lists may nest. libxlu allows about 5000 levels (bison's
+/// stack limit); real configs use two, and a bound keeps the recursive
+/// drop, clone and comparison of values shallow on Dom0's small stack.
+pub const MAX_NESTING: usize = 64;
 
 /// What a state does with a lookahead.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -514,6 +521,13 @@ impl Parser<'_> {
                 Act::Accept => return,
                 Act::Shift(s) => {
                     let Some(t) = la.take() else { return };
+                    if t.tok == Tok::LBracket
+                        && stack.iter().filter(|e| e.state == 17).count() >= MAX_NESTING
+                    {
+                        let msg = format!("lists nested more than {MAX_NESTING} deep");
+                        self.diag.yyerror(t.line, &msg, false);
+                        return;
+                    }
                     errstatus = errstatus.saturating_sub(1);
                     let sem = match t.tok {
                         Tok::Ident => Sem::Ident(t.value),
@@ -721,6 +735,21 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "t.cfg:1: config parsing error near `MB': lexical error"
+        );
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        let ok_depth = format!(
+            "x = {}{}\n",
+            "[".repeat(MAX_NESTING),
+            "]".repeat(MAX_NESTING)
+        );
+        assert!(parse("t.cfg", &ok_depth).is_ok());
+        let deep = format!("y = 1\nx = {}1{}\n", "[".repeat(10_000), "]".repeat(10_000));
+        assert_eq!(
+            errs(&deep),
+            "t.cfg:2: config parsing error near `[': lists nested more than 64 deep"
         );
     }
 
