@@ -105,6 +105,24 @@ pub fn with_overrides(text: &str, overrides: &[&str]) -> String {
     all
 }
 
+/// Sorts `xl create`'s positional arguments as xl does: one containing
+/// `=` is an override (`memory=512`), the first other one is the config
+/// file, and a second other one is a usage error (returned).
+pub fn split_create_args<'a>(args: &[&'a str]) -> Result<(Option<&'a str>, Vec<&'a str>), &'a str> {
+    let mut file = None;
+    let mut overrides = Vec::new();
+    for &a in args {
+        if a.contains('=') {
+            overrides.push(a);
+        } else if file.is_none() {
+            file = Some(a);
+        } else {
+            return Err(a);
+        }
+    }
+    Ok((file, overrides))
+}
+
 /// Reads a domain config as `xl create FILE KEY=VALUE...` does: parses the
 /// file with the overrides applied after it, then builds the
 /// [`DomainConfig`]. Returns it with the warnings for ignored keys.
@@ -121,6 +139,7 @@ pub fn load(
 mod tests {
     use super::*;
     use alloc::string::ToString;
+    use alloc::vec;
 
     #[test]
     fn overrides_win_and_are_numbered_after_the_file() {
@@ -137,6 +156,20 @@ mod tests {
         // A file without a final newline still ends before the overrides.
         let (d, _) = load("g.cfg", "name = 'g'\nkernel = '/k'", &["name='h'"]).unwrap();
         assert_eq!(d.name, "h");
+    }
+
+    #[test]
+    fn create_args() {
+        assert_eq!(
+            split_create_args(&["g.cfg", "memory=512", "name='x y'"]),
+            Ok((Some("g.cfg"), vec!["memory=512", "name='x y'"]))
+        );
+        assert_eq!(
+            split_create_args(&["vcpus=2", "g.cfg"]),
+            Ok((Some("g.cfg"), vec!["vcpus=2"]))
+        );
+        assert_eq!(split_create_args(&[]), Ok((None, vec![])));
+        assert_eq!(split_create_args(&["a.cfg", "b.cfg"]), Err("b.cfg"));
     }
 
     #[test]

@@ -37,7 +37,7 @@
 //! `foo` alone on line 1 is reported at line 0); we name the newline's own
 //! line.
 //!
-//! This module and [`super::lexer`] were checked against a C build of
+//! This module and the lexer were checked against a C build of
 //! libxlu's scanner and grammar on 8000 generated inputs, valid and broken:
 //! the same settings, and the same messages but for the documented
 //! differences (and bison 3.8 saying `end of file` where the 3.3.2 that
@@ -54,7 +54,10 @@ use super::lexer::{Lexer, Tok, Token};
 use super::value::{Config, Op, Setting, Value};
 
 /// One error as libxlu prints it:
-/// `FILE:LINE: config parsing error near `NEAR'<newline>: MESSAGE`.
+///
+/// ```text
+/// FILE:LINE: config parsing error near `NEAR'<newline>: MESSAGE
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParseError {
     /// The config's file name.
