@@ -29,14 +29,28 @@ static ROVER: core::sync::atomic::AtomicU16 = core::sync::atomic::AtomicU16::new
 /// `HYPERVISOR_domctl(struct xen_domctl *)`.
 pub fn domctl(c: &mut Call) -> Result<i64, Errno> {
     let arg = c.args[0];
-    if !c.dom.is_privileged {
-        return Err(Errno::EPERM);
-    }
+    // Xen's order: the copy (-EFAULT), the interface version (-EACCES),
+    // the target domain (-ESRCH), then the XSM check (-EPERM).
     let mut op: XenDomctl = read_guest(c.cr3, arg)?;
     if op.interface_version != XEN_DOMCTL_INTERFACE_VERSION {
         return Err(Errno::EACCES);
     }
-    let cmd = DomctlCmd::from_raw(u64::from(op.cmd)).ok_or(Errno::ENOSYS)?;
+    let cmd = DomctlCmd::from_raw(u64::from(op.cmd));
+    let needs_target = !matches!(
+        cmd,
+        Some(DomctlCmd::Createdomain | DomctlCmd::Getdomaininfo) | None
+    );
+    if needs_target
+        && op.domain != c.dom.domid
+        && op.domain != hypercall_abi::xen::DOMID_SELF
+        && c.others.get(op.domain).is_none()
+    {
+        return Err(Errno::ESRCH);
+    }
+    if !c.dom.is_privileged {
+        return Err(Errno::EPERM);
+    }
+    let cmd = cmd.ok_or(Errno::ENOSYS)?;
     let copy_back = match cmd {
         DomctlCmd::Createdomain => createdomain(c, &mut op)?,
         DomctlCmd::Getdomaininfo => getdomaininfo(c, &mut op)?,

@@ -10,7 +10,7 @@ use crate::domain::{copy_from_guest, copy_to_guest, read_guest, write_guest};
 use crate::memory::{self, FRAMES, FRAME_TABLE};
 use hypercall_abi::errno::Errno;
 use hypercall_abi::memory::{
-    memop_cmd, MemoryOp, XenMachphysMfnList, XenMemoryMap, XenMemoryReservation,
+    memop_cmd, MemoryOp, XenMachphysMfnList, XenMemoryExchange, XenMemoryMap, XenMemoryReservation,
 };
 use hypercall_abi::xen::DOMID_SELF;
 use xen_core::mm::frame_table::{DomId as FtDomId, Owner, PageFlags, PagePut};
@@ -106,6 +106,7 @@ pub fn memory_op(c: &mut Call) -> Result<i64, Errno> {
             }
             Ok(done as i64)
         }
+        MemoryOp::Exchange => exchange(c, arg),
         MemoryOp::MemoryMap => {
             // The pseudo-physical map of a PV domain: its pages from 0.
             let mut m: XenMemoryMap = read_guest(c.cr3, arg)?;
@@ -192,4 +193,85 @@ fn release_frame(d: &mut crate::domain::Domain, mfn: Mfn) -> bool {
         d.tot_pages -= 1;
     }
     ok
+}
+
+/// XENMEM_exchange (Xen's `memory_exchange`) for single pages: each frame
+/// of `in` (which must be the domain's, with no reference but its
+/// allocation) is given back and replaced by a fresh one, which backs the
+/// guest frame number the `out` list held and whose machine frame number
+/// is written there. `nr_exchanged` says how far it got, also on error.
+fn exchange(c: &mut Call, arg: u64) -> Result<i64, Errno> {
+    let mut x: XenMemoryExchange = read_guest(c.cr3, arg)?;
+    if x.r#in.nr_extents << x.r#in.extent_order != x.out.nr_extents << x.out.extent_order
+        || x.r#in.nr_extents > (1 << 32)
+    {
+        return Err(Errno::EINVAL);
+    }
+    if x.r#in.extent_order > MAX_ORDER || x.out.extent_order > MAX_ORDER {
+        return Err(Errno::EPERM);
+    }
+    if x.nr_exchanged > x.r#in.nr_extents {
+        return Err(Errno::EINVAL);
+    }
+    let cr3 = c.cr3;
+    let d = target(c, x.r#in.domid)?;
+    let owner = Owner::Domain(FtDomId(d.domid));
+    let mut rc = Ok(0);
+    while x.nr_exchanged < x.r#in.nr_extents {
+        let i = x.nr_exchanged;
+        let mut raw = [0u8; 8];
+        if let Err(e) = copy_from_guest(cr3, x.r#in.extent_start.wrapping_add(i * 8), &mut raw) {
+            rc = Err(e);
+            break;
+        }
+        let old = Mfn(u64::from_le_bytes(raw));
+        if let Err(e) = copy_from_guest(cr3, x.out.extent_start.wrapping_add(i * 8), &mut raw) {
+            rc = Err(e);
+            break;
+        }
+        let gpfn = u64::from_le_bytes(raw);
+        // Xen's steal_page: only a frame nothing but its allocation holds.
+        let stolen = old.maddr() != d.shared_info_maddr
+            && crate::pv_mm::with_pt(d.domid, |_, ft, mem| {
+                let ok = ft.info(old).is_ok_and(|p| {
+                    p.owner() == owner
+                        && p.flags().contains(PageFlags::ALLOCATED)
+                        && p.count() == 1
+                        && p.type_count() == 0
+                });
+                if ok {
+                    if let Ok(PagePut::Freed) = ft.release(old) {
+                        mem.frame_freed(old);
+                    }
+                }
+                ok
+            });
+        if !stolen {
+            rc = Err(Errno::EINVAL);
+            break;
+        }
+        let Some(new) = FRAMES.lock().as_mut().and_then(|fa| fa.alloc().ok()) else {
+            // The old frame is gone: the domain is a page short, as in Xen
+            // when the allocation fails after the steal.
+            d.tot_pages -= 1;
+            rc = Err(Errno::ENOMEM);
+            break;
+        };
+        memory::clear_frame(new);
+        if let Some(ft) = FRAME_TABLE.lock().as_mut() {
+            let _ = ft.assign(new, owner);
+        }
+        memory::set_m2p(new, gpfn);
+        x.nr_exchanged += 1;
+        if let Err(e) = copy_to_guest(
+            cr3,
+            x.out.extent_start.wrapping_add(i * 8),
+            &new.0.to_le_bytes(),
+        ) {
+            rc = Err(e);
+            break;
+        }
+    }
+    write_guest(cr3, arg, &x)?;
+    rc
 }

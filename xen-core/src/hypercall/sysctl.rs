@@ -12,12 +12,12 @@ use zerocopy::{FromZeros, IntoBytes};
 /// `HYPERVISOR_sysctl(struct xen_sysctl *)`.
 pub fn sysctl(c: &mut Call) -> Result<i64, Errno> {
     let arg = c.args[0];
-    if !c.dom.is_privileged {
-        return Err(Errno::EPERM);
-    }
     let mut op: XenSysctl = read_guest(c.cr3, arg)?;
     if op.interface_version != XEN_SYSCTL_INTERFACE_VERSION {
         return Err(Errno::EACCES);
+    }
+    if !c.dom.is_privileged {
+        return Err(Errno::EPERM);
     }
     let cmd = SysctlCmd::from_raw(u64::from(op.cmd)).ok_or(Errno::ENOSYS)?;
     match cmd {
