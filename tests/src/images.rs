@@ -230,6 +230,7 @@ pub const TEST_KERNELS: &[TestKernel] = &[
             "pv-domains: free memory is back exactly: ok",
             "[d2] hello from a PV kernel: 4096 pages, cmdline \"hello from xl\"",
             "pv-domains: the example guest (/boot/hello) said hello on its console ring: ok",
+            "pv-domains: domu-eperm: every privileged operation was refused to the guest: ok",
             "pv-domains: weights 256:512 on CPU ",
             "pv-domains: credit weights 256:512 give CPU time 1:2 within 10%: ok",
             "pv-domains: free memory is back exactly after the weights test: ok",
@@ -239,7 +240,7 @@ pub const TEST_KERNELS: &[TestKernel] = &[
 ];
 
 /// Guest kernels (domUs) the image build produces for test Dom0s to build.
-pub const GUEST_IMAGES: &[&str] = &["domu-hello", "domu-spin"];
+pub const GUEST_IMAGES: &[&str] = &["domu-hello", "domu-spin", "domu-eperm"];
 
 /// Files a test kernel's Dom0 ramdisk carries besides the standard ones
 /// (`crate::boot::standard_files`): `(path in the ramdisk, image name)`.
@@ -248,6 +249,7 @@ pub const KERNEL_FILES: &[(&str, &[(&str, &str)])] = &[(
     &[
         ("/boot/domu-hello", "domu-hello"),
         ("/boot/domu-spin", "domu-spin"),
+        ("/boot/domu-eperm", "domu-eperm"),
     ],
 )];
 

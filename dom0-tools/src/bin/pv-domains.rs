@@ -6,6 +6,9 @@
 //!    prefixed `[d<id>] `; waits for it to shut down (`VIRQ_DOM_EXC` and
 //!    `getdomaininfo`), checks the reason (poweroff), destroys it and
 //!    checks that `physinfo`'s free pages are back exactly where they were.
+//!    Then the same with the example guest `/boot/hello` (as
+//!    `/etc/xen/hello.cfg` describes it) and `/boot/domu-eperm` (an
+//!    unprivileged guest every control operation is refused to).
 //! 2. Builds two `/boot/domu-spin` guests, gives them credit weights 256
 //!    and 512, pins both vCPUs to one host CPU, lets them run ~2 s and
 //!    compares their CPU time (`getvcpuinfo`): 1:2 within 10%.
@@ -187,6 +190,20 @@ mod kernel {
                 "no /boot/hello in the ramdisk: example guest skipped"
             )),
         }
+        // An unprivileged guest trying the control domain's operations.
+        match file("/boot/domu-eperm") {
+            Some(k) => run_guest(
+                &mut c,
+                &Run {
+                    kernel: k,
+                    mib: 8,
+                    cmdline: b"",
+                    expect: EPERM_EXPECT,
+                },
+                None,
+            ),
+            None => c.note(format_args!("no /boot/domu-eperm in the ramdisk: skipped")),
+        }
         match file("/boot/domu-spin") {
             Some(k) => weights(&mut c, k),
             None => c.error(format_args!("no /boot/domu-spin in the ramdisk")),
@@ -246,6 +263,11 @@ mod kernel {
         ),
         ("the example guest passed", "VERDICT: SUCCESS"),
     ];
+
+    const EPERM_EXPECT: &[(&str, &str)] = &[(
+        "domu-eperm: every privileged operation was refused to the guest",
+        "VERDICT: SUCCESS",
+    )];
 
     fn hello(c: &mut Checks, kernel: &[u8], dom_exc: Option<Port>) {
         run_guest(
