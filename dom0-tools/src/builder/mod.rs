@@ -21,6 +21,11 @@
 //! 6. `MMUEXT_PIN_L4_TABLE` with `foreigndom`, `XEN_DOMCTL_setvcpucontext`.
 //!
 //! On any failure after creation the domain is destroyed again.
+//!
+//! Needs `pv_guest_lib::runtime::init` (frame allocator, page tables) and
+//! a heap with room for a copy of the kernel file (the ELF parser wants
+//! 8-byte alignment, a cpio member has 4): `pv-domains` grows the heap by
+//! 16 MiB with `pv_guest_lib::heap::init`.
 
 pub mod plan;
 
