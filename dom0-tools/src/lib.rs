@@ -11,12 +11,14 @@
 //! host too (`cargo test -p dom0-tools`): the ramdisk's cpio parser
 //! ([`ramdisk`]), the shell's command parsing and verdict ([`shell`]), the
 //! PV test kernels' checks ([`pvtest`]) and the `pv-bench` kernel's
-//! statistics and `BENCH` lines ([`bench`]).
+//! statistics and `BENCH` lines ([`bench`]), and `xenstored`
+//! ([`xenstore`]): the store, the wire protocol, domains' rings.
 
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
@@ -26,3 +28,4 @@ pub mod fault;
 pub mod pvtest;
 pub mod ramdisk;
 pub mod shell;
+pub mod xenstore;
