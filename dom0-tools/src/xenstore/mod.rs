@@ -606,11 +606,11 @@ impl<H: Host> Xenstored<H> {
     /// `/local/domain/<domid>`), checking its syntax. Returns the path and
     /// whether it was relative.
     fn canonical(&self, domid: DomId, raw: &str, special: bool) -> Result<(String, bool), XsErr> {
-        if raw.starts_with('@') {
-            if !special || raw.len() > XENSTORE_REL_PATH_MAX {
+        if let Some(name) = raw.strip_prefix('@') {
+            if !special || name.is_empty() || raw.len() > XENSTORE_REL_PATH_MAX {
                 return Err(XsErr::EINVAL);
             }
-            valid_path(&join("/", &raw[1..]), self.quotas.max_path_len)?;
+            valid_path(&join("/", name), self.quotas.max_path_len)?;
             return Ok((String::from(raw), false));
         }
         let (abs, rel) = if raw.starts_with('/') {

@@ -904,11 +904,11 @@ fn fuzzed_messages_never_panic_and_keep_the_store_consistent() {
         let mut p = Vec::new();
         for _ in 0..rng.next() % 4 {
             p.extend_from_slice(words[rng.next() as usize % words.len()]);
-            if rng.next() % 8 != 0 {
+            if !rng.next().is_multiple_of(8) {
                 p.push(0);
             }
         }
-        let tx = if rng.next() % 4 == 0 {
+        let tx = if rng.next().is_multiple_of(4) {
             rng.next() % 20
         } else {
             0
@@ -921,7 +921,7 @@ fn fuzzed_messages_never_panic_and_keep_the_store_consistent() {
         };
         let mut m = h.encode().to_vec();
         m.extend_from_slice(&p);
-        if rng.next() % 50 == 0 {
+        if rng.next().is_multiple_of(50) {
             m.truncate(rng.next() as usize % (m.len() + 1));
         }
         t.xs.handle(conn, &m);
@@ -1281,10 +1281,10 @@ fn ring_garbage_fuzz() {
         let off = rng.next() as usize % pg::PAGE_SIZE;
         let v = rng.next();
         g.page().with_bytes(|b| b[off] = v as u8);
-        if rng.next() % 5 == 0 {
+        if rng.next().is_multiple_of(5) {
             g.page().store_u32(pg::REQ_PROD, rng.next() % 2048);
         }
-        if rng.next() % 30 == 0 {
+        if rng.next().is_multiple_of(30) {
             g.page().store_u32(pg::CONNECTION, XENSTORE_RECONNECT);
         }
         t.xs.poll(c);

@@ -176,7 +176,7 @@ impl RawPage {
     }
 
     fn atomic(&self, off: usize) -> Option<&core::sync::atomic::AtomicU32> {
-        if off % 4 != 0 || off + 4 > PAGE_SIZE {
+        if !off.is_multiple_of(4) || off.checked_add(4).is_none_or(|e| e > PAGE_SIZE) {
             return None;
         }
         // SAFETY: `new`'s contract: the page is mapped and aligned, `off` is
