@@ -261,10 +261,13 @@ impl<T: Transport> Xenbus<T> {
         )
     }
 
-    /// `XS_RESET_WATCHES`: drops all watches and transactions.
+    /// `XS_RESET_WATCHES`: drops all watches and transactions, and the
+    /// queued events (everything received before the reply predates the
+    /// reset).
     pub fn reset_watches(&mut self) -> Result<(), XsError> {
+        self.ok(MsgType::ResetWatches, NO_TX, b"\0")?;
         self.events.clear();
-        self.ok(MsgType::ResetWatches, NO_TX, b"\0")
+        Ok(())
     }
 
     /// The next queued watch event, after draining the transport (no
