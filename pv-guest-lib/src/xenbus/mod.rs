@@ -375,3 +375,181 @@ impl<T: Transport> Xenbus<T> {
         self.request(MsgType::Control, NO_TX, &join_strings(&parts))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::page::{MemPage, SharedPage, RSP, RSP_PROD};
+    use super::wire::Header;
+    use super::*;
+    use alloc::boxed::Box;
+    use alloc::vec;
+
+    /// A scripted xenstored: answers each request with what `script` says.
+    struct Mock {
+        inbox: Vec<u8>,
+        out: VecDeque<Message>,
+        script: Box<dyn FnMut(&Message) -> Vec<Message>>,
+        max_send: usize,
+        waits: usize,
+        max_waits: usize,
+    }
+
+    impl Transport for Mock {
+        fn send(&mut self, data: &[u8]) -> Result<usize, XsError> {
+            let n = data.len().min(self.max_send);
+            self.inbox.extend_from_slice(&data[..n]);
+            while let Some(h) = Header::decode(&self.inbox) {
+                let len = wire::HEADER_LEN + h.len as usize;
+                if self.inbox.len() < len {
+                    break;
+                }
+                let m = Message::decode(&self.inbox[..len]).unwrap();
+                self.inbox.drain(..len);
+                let replies = (self.script)(&m);
+                self.out.extend(replies);
+            }
+            Ok(n)
+        }
+        fn recv(&mut self) -> Result<Option<Message>, XsError> {
+            Ok(self.out.pop_front())
+        }
+        fn wait(&mut self) -> bool {
+            self.waits += 1;
+            self.waits < self.max_waits
+        }
+    }
+
+    fn msg(ty: MsgType, req_id: u32, payload: &[u8]) -> Message {
+        Message {
+            header: Header {
+                ty: ty.raw(),
+                req_id,
+                tx_id: 0,
+                len: payload.len() as u32,
+            },
+            payload: payload.to_vec(),
+        }
+    }
+
+    fn client(script: impl FnMut(&Message) -> Vec<Message> + 'static) -> Xenbus<Mock> {
+        Xenbus::new(Mock {
+            inbox: Vec::new(),
+            out: VecDeque::new(),
+            script: Box::new(script),
+            max_send: usize::MAX,
+            waits: 0,
+            max_waits: 5,
+        })
+    }
+
+    #[test]
+    fn replies_matched_by_req_id_events_queued() {
+        let mut xb = client(|m| {
+            let id = m.header.req_id;
+            vec![
+                msg(MsgType::Read, id + 100, b"stray"),
+                msg(MsgType::WatchEvent, 0, b"a/b\0tok\0"),
+                msg(MsgType::Read, id, b"value"),
+            ]
+        });
+        assert_eq!(xb.read(NO_TX, "x").unwrap(), b"value");
+        assert_eq!(
+            xb.next_event().unwrap(),
+            Some(WatchEvent {
+                path: "a/b".into(),
+                token: "tok".into()
+            })
+        );
+        assert_eq!(xb.next_event().unwrap(), None);
+    }
+
+    #[test]
+    fn errors_and_bad_replies() {
+        let mut xb = client(|m| {
+            let id = m.header.req_id;
+            match m.header.msg_type() {
+                Some(MsgType::Read) => vec![msg(MsgType::Error, id, b"EACCES\0")],
+                Some(MsgType::Write) => vec![msg(MsgType::Error, id, b"EWHATEVER\0")],
+                Some(MsgType::Mkdir) => vec![msg(MsgType::Read, id, b"OK\0")],
+                Some(MsgType::Directory) => vec![msg(MsgType::Directory, id, b"a\0b")],
+                Some(MsgType::TransactionStart) => vec![msg(MsgType::TransactionStart, id, b"x\0")],
+                Some(MsgType::Watch) => vec![msg(MsgType::WatchEvent, 0, b"only-path\0")],
+                _ => vec![],
+            }
+        });
+        assert_eq!(xb.read(NO_TX, "x"), Err(XsError::Xs(XsErr::EACCES)));
+        assert_eq!(xb.write(NO_TX, "x", b""), Err(XsError::Xs(XsErr::EINVAL)));
+        assert_eq!(xb.mkdir(NO_TX, "x"), Err(XsError::Protocol));
+        assert_eq!(xb.directory(NO_TX, "x"), Err(XsError::Protocol));
+        assert_eq!(xb.transaction_start(), Err(XsError::Protocol));
+        assert_eq!(xb.watch("p", "t"), Err(XsError::Protocol));
+        assert_eq!(xb.rm(NO_TX, "x"), Err(XsError::NoReply));
+        assert_eq!(xb.write(NO_TX, "x", &[0; 4095]), Err(XsError::TooBig));
+    }
+
+    #[test]
+    fn partial_sends_and_retry_helper() {
+        let mut tries = 0;
+        let mut xb = client(move |m| {
+            let id = m.header.req_id;
+            match m.header.msg_type() {
+                Some(MsgType::TransactionStart) => vec![msg(MsgType::TransactionStart, id, b"7\0")],
+                Some(MsgType::TransactionEnd) => {
+                    tries += 1;
+                    if tries < 3 {
+                        vec![msg(MsgType::Error, id, b"EAGAIN\0")]
+                    } else {
+                        vec![msg(MsgType::TransactionEnd, id, b"OK\0")]
+                    }
+                }
+                Some(t) => vec![msg(t, id, b"OK\0")],
+                None => vec![],
+            }
+        });
+        xb.transport().max_send = 5; // a tiny ring
+        xb.transport().max_waits = 10_000;
+        let mut runs = 0;
+        xb.transaction(|xb, tx| {
+            assert_eq!(tx, 7);
+            runs += 1;
+            xb.write(tx, "k", b"v")
+        })
+        .unwrap();
+        assert_eq!(runs, 3);
+        // Always EAGAIN: gives up.
+        let mut xb = client(|m| {
+            let id = m.header.req_id;
+            match m.header.msg_type() {
+                Some(MsgType::TransactionStart) => vec![msg(MsgType::TransactionStart, id, b"1\0")],
+                _ => vec![msg(MsgType::Error, id, b"EAGAIN\0")],
+            }
+        });
+        assert_eq!(
+            xb.transaction(|_, _| Ok(())),
+            Err(XsError::Xs(XsErr::EAGAIN))
+        );
+    }
+
+    #[test]
+    fn ring_client_rejects_a_hostile_server() {
+        let page = MemPage::new();
+        let mut rc = RingClient::new(page.clone());
+        page.store_u32(RSP_PROD, 5000);
+        assert_eq!(rc.recv().err(), Some(XsError::Protocol));
+        let page = MemPage::new();
+        let mut rc = RingClient::new(page.clone());
+        let h = Header {
+            ty: 2,
+            req_id: 1,
+            tx_id: 0,
+            len: 5000,
+        };
+        page.write(RSP, &h.encode());
+        page.store_u32(RSP_PROD, 16);
+        assert_eq!(rc.recv().err(), Some(XsError::Protocol));
+        let page = MemPage::new();
+        let mut rc = RingClient::new(page.clone());
+        page.store_u32(page::REQ_CONS, 3000);
+        assert_eq!(rc.send(b"x"), Err(XsError::Protocol));
+    }
+}
