@@ -384,11 +384,13 @@ mod tests {
     use alloc::boxed::Box;
     use alloc::vec;
 
+    type Script = Box<dyn FnMut(&Message) -> Vec<Message>>;
+
     /// A scripted xenstored: answers each request with what `script` says.
     struct Mock {
         inbox: Vec<u8>,
         out: VecDeque<Message>,
-        script: Box<dyn FnMut(&Message) -> Vec<Message>>,
+        script: Script,
         max_send: usize,
         waits: usize,
         max_waits: usize,
