@@ -84,6 +84,9 @@ pub struct Quotas {
     /// Bytes queued for a ring connection (replies and events) before it is
     /// cut off as not draining its ring.
     pub max_output_bytes: usize,
+    /// Bytes (paths and values) a connection's open transactions may hold
+    /// (C xenstored bounds this with its per-domain memory quota).
+    pub transaction_memory: usize,
 }
 
 impl Default for Quotas {
@@ -97,7 +100,8 @@ impl Default for Quotas {
             transaction_nodes: 1024,
             max_path_len: XENSTORE_REL_PATH_MAX,
             outstanding_requests: 20,
-            max_output_bytes: 64 * 1024,
+            max_output_bytes: 128 * 1024,
+            transaction_memory: 512 * 1024,
         }
     }
 }
@@ -160,6 +164,18 @@ struct Change {
     perms: Vec<Perm>,
     /// A removal: watches below `path` fire too.
     recursive: bool,
+}
+
+impl Tx {
+    /// Memory held: paths and values of what it wrote, paths it read.
+    fn bytes(&self) -> usize {
+        let written: usize = self
+            .overlay
+            .iter()
+            .map(|(p, n)| p.len() + n.as_ref().map_or(0, |n| n.value.len()))
+            .sum();
+        written + self.accessed.keys().map(String::len).sum::<usize>()
+    }
 }
 
 #[derive(Default, Debug)]
@@ -273,6 +289,9 @@ pub struct Xenstored<H: Host> {
     logging: bool,
     /// Connections whose output grew during the current request.
     touched: Vec<ConnId>,
+    /// Domains whose shutdown already fired `@releaseDomain` (until
+    /// `XS_RESUME`).
+    shutdown_seen: Vec<DomId>,
 }
 
 type Reply = Vec<u8>;
@@ -408,6 +427,7 @@ impl<H: Host> Xenstored<H> {
             log: VecDeque::new(),
             logging: true,
             touched: Vec::new(),
+            shutdown_seen: Vec::new(),
         };
         xs.conns.insert(DOM0_CONN, Conn::new(0, None));
         xs.domains.insert(0, DOM0_CONN);
@@ -500,7 +520,7 @@ impl<H: Host> Xenstored<H> {
             return None; // partly in a ring already
         }
         let o = c.out.pop_front()?;
-        c.out_bytes -= o.bytes.len();
+        c.out_bytes = c.out_bytes.saturating_sub(o.bytes.len());
         Some(o.bytes)
     }
 
@@ -687,7 +707,7 @@ impl<H: Host> Xenstored<H> {
                 let c = self.conns.get_mut(&conn).ok_or(XsErr::EINVAL)?;
                 let tx = c.txs.remove(&h.tx_id).ok_or(XsErr::ENOENT)?;
                 if commit {
-                    self.commit(tx, after)?;
+                    self.commit(caller, tx, after)?;
                 }
                 ok()
             }
@@ -731,6 +751,7 @@ impl<H: Host> Xenstored<H> {
                 if d == 0 || !self.domains.contains_key(&d) {
                     return Err(XsErr::ENOENT);
                 }
+                self.shutdown_seen.retain(|&x| x != d);
                 ok()
             }
             MsgType::SetTarget => {
@@ -915,10 +936,23 @@ impl<H: Host> Xenstored<H> {
         }
     }
 
-    fn commit(&mut self, tx: Tx, after: &mut Vec<(ConnId, Vec<u8>)>) -> Result<(), XsErr> {
+    fn commit(
+        &mut self,
+        caller: Caller,
+        tx: Tx,
+        after: &mut Vec<(ConnId, Vec<u8>)>,
+    ) -> Result<(), XsErr> {
         for (path, gen) in &tx.accessed {
             if self.store.get(path).map(|n| n.gen) != *gen {
                 return Err(XsErr::EAGAIN);
+            }
+        }
+        // Concurrent transactions may each have fitted the entries quota.
+        if !caller.privileged {
+            let d = tx.delta.get(&caller.domid).copied().unwrap_or(0);
+            let total = self.store.entries(caller.domid) as isize + d;
+            if d > 0 && total > self.quotas.entries_per_domain as isize {
+                return Err(XsErr::ENOSPC);
             }
         }
         for (path, node) in tx.overlay {
@@ -962,11 +996,13 @@ impl<H: Host> Xenstored<H> {
         };
         let r = op(&mut view, caller, &quotas, ty, &path, rest);
         let changes = core::mem::take(&mut view.changes);
-        let over = view.touched() > quotas.transaction_nodes;
+        let mut over = view.touched() > quotas.transaction_nodes;
         if let Some(mut t) = tx {
             t.changes.extend(changes);
             if let Some(c) = self.conns.get_mut(&conn) {
                 c.txs.insert(tx_id, t);
+                let bytes: usize = c.txs.values().map(Tx::bytes).sum();
+                over |= bytes > quotas.transaction_memory;
             }
             if over && !caller.privileged {
                 return Err(XsErr::ENOSPC);
@@ -1059,6 +1095,7 @@ impl<H: Host> Xenstored<H> {
             return Err(XsErr::EINVAL);
         }
         let cid = self.domains.remove(&domid).ok_or(XsErr::ENOENT)?;
+        self.shutdown_seen.retain(|&d| d != domid);
         if let Some(c) = self.conns.remove(&cid) {
             if let Some(r) = c.ring {
                 self.host.unbind(r.port);
@@ -1072,6 +1109,23 @@ impl<H: Host> Xenstored<H> {
         }
         self.fire_special(RELEASE_DOMAIN, domid, after);
         Ok(())
+    }
+
+    /// Tells xenstored that `domid` has shut down or crashed (Dom0 sees
+    /// `VIRQ_DOM_EXC`): fires `@releaseDomain` once, as C xenstored does,
+    /// until `XS_RESUME` re-arms it. The connection stays until
+    /// [`Xenstored::release`].
+    pub fn domain_shutdown(&mut self, domid: DomId) {
+        if !self.domains.contains_key(&domid) || self.shutdown_seen.contains(&domid) {
+            return;
+        }
+        self.shutdown_seen.push(domid);
+        let mut after = Vec::new();
+        self.touched.clear();
+        self.fire_special(RELEASE_DOMAIN, domid, &mut after);
+        for (to, bytes) in after {
+            self.queue(to, bytes, false);
+        }
     }
 
     /// Whether `domid` is introduced (Dom0 always is).

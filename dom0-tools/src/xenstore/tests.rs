@@ -1294,3 +1294,63 @@ fn ring_garbage_fuzz() {
     assert_eq!(good.recv_all()[0].payload, b"/local/domain/4\0");
     assert!(t.xs.store().check());
 }
+
+#[test]
+fn concurrent_transactions_cannot_beat_the_entries_quota() {
+    let mut t = T::with(Quotas {
+        entries_per_domain: 10,
+        ..Quotas::default()
+    });
+    let g = t.guest(2);
+    t.mkdir(g, "p").unwrap();
+    t.mkdir(g, "q").unwrap();
+    let a = t.start(g).unwrap();
+    let b = t.start(g).unwrap();
+    for i in 0..5 {
+        t.write_tx(g, a, &format!("p/{i}"), "").unwrap();
+        t.write_tx(g, b, &format!("q/{i}"), "").unwrap();
+    }
+    t.end(g, a, true).unwrap();
+    // No conflict (different parents), but together they do not fit.
+    assert_eq!(t.end(g, b, true), Err(XsErr::ENOSPC));
+    assert_eq!(t.xs.store().entries(2), 8);
+    assert_eq!(t.dir(g, "q").unwrap(), Vec::<String>::new());
+}
+
+#[test]
+fn transaction_memory_is_bounded() {
+    let mut t = T::with(Quotas {
+        transaction_memory: 16 * 1024,
+        ..Quotas::default()
+    });
+    let g = t.guest(2);
+    let tx = t.start(g).unwrap();
+    let v = "v".repeat(2048);
+    let mut hit = false;
+    for i in 0..20 {
+        if t.write_tx(g, tx, &format!("n{i}"), &v) == Err(XsErr::ENOSPC) {
+            hit = true;
+            break;
+        }
+    }
+    assert!(hit);
+    t.end(g, tx, false).unwrap();
+    t.write(g, "after", "ok").unwrap();
+}
+
+#[test]
+fn domain_shutdown_fires_release_once_until_resume() {
+    let mut t = T::new();
+    t.xs.host().add_ring(3, 1, MemPage::new());
+    t.xs.introduce(3, 1, 1).unwrap();
+    t.watch(D0, "@releaseDomain", "r").unwrap();
+    t.events(D0);
+    t.xs.domain_shutdown(3);
+    t.xs.domain_shutdown(3);
+    assert_eq!(t.events(D0), [ev("@releaseDomain", "r")]);
+    t.ok(D0, MsgType::Resume, 0, b"3\0").unwrap();
+    t.xs.domain_shutdown(3);
+    assert_eq!(t.events(D0), [ev("@releaseDomain", "r")]);
+    t.xs.domain_shutdown(9); // unknown: nothing
+    assert!(t.events(D0).is_empty());
+}

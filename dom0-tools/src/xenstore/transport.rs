@@ -244,7 +244,7 @@ impl<H: Host> Xenstored<H> {
             wrote = true;
             c.out_off += n;
             if c.out_off == front.bytes.len() {
-                c.out_bytes -= front.bytes.len();
+                c.out_bytes = c.out_bytes.saturating_sub(front.bytes.len());
                 c.out_off = 0;
                 c.out.pop_front();
             }
