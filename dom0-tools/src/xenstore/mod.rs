@@ -14,8 +14,12 @@
 //! - maps ring pages and binds event channels through a [`Host`] when a
 //!   domain is introduced.
 //!
-//! [`layout`] holds the initial contents and the `/local/domain/<id>`
-//! entries the domain builder writes.
+//! [`layout`] holds the initial contents, the `/local/domain/<id>`
+//! entries the domain builder writes, and Dom0's direct accessors
+//! ([`Xenstored::read`], [`Xenstored::write`], ...); [`local`] lets Dom0
+//! code use pv-guest-lib's `Xenbus` client over an in-process connection.
+//! After changing the store directly, call [`Xenstored::flush_output`] to
+//! push the watch events it caused into the rings.
 //!
 //! Semantics follow C xenstored (4.17): errors by name (`ENOENT`, `EACCES`,
 //! ...), unknown types get `ENOSYS`, quotas (entries per domain, node size,
@@ -38,8 +42,12 @@ use pv_guest_lib::xenbus::wire::{
 };
 
 pub mod layout;
+pub mod local;
 pub mod store;
 pub mod transport;
+
+pub use local::LocalTransport;
+pub use transport::{Notify, PollResult};
 
 use store::{basename, domain_path, is_child, join, parent, rights, valid_path, Rights};
 pub use store::{DomId, Node, Store};

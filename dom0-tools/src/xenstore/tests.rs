@@ -1354,3 +1354,18 @@ fn domain_shutdown_fires_release_once_until_resume() {
     t.xs.domain_shutdown(9); // unknown: nothing
     assert!(t.events(D0).is_empty());
 }
+
+#[test]
+fn flush_output_delivers_events_from_direct_writes() {
+    let mut t = T::new();
+    let (mut g, c) = Guest::new(&mut t, 3, 0x10);
+    g.send(MsgType::Watch, b"x\0t\0");
+    t.xs.poll(c);
+    assert_eq!(g.recv_all().len(), 2); // OK + the initial event
+    t.xs.write("/local/domain/3/x", b"1").unwrap();
+    let r = t.xs.flush_output();
+    assert_eq!(r.notify.len(), 1);
+    let m = g.recv_all();
+    assert_eq!(m[0].payload, b"x\0t\0");
+    assert!(t.xs.flush_output().notify.is_empty());
+}

@@ -101,6 +101,14 @@ impl<H: Host> Xenstored<H> {
         res
     }
 
+    /// Writes pending output (e.g. watch events caused by Dom0's direct
+    /// writes) into every ring with room, without reading requests.
+    pub fn flush_output(&mut self) -> PollResult {
+        let mut res = PollResult::default();
+        self.flush_all(&mut res);
+        res
+    }
+
     fn notify_of(&self, conn: ConnId) -> Option<Notify> {
         let c = self.conns.get(&conn)?;
         Some(Notify {
