@@ -170,6 +170,9 @@ struct Watch {
 struct Change {
     path: String,
     perms: Vec<Perm>,
+    /// The permissions before a `SET_PERMS`: who could read before hears
+    /// about losing access.
+    old_perms: Option<Vec<Perm>>,
     /// A removal: watches below `path` fire too.
     recursive: bool,
 }
@@ -401,6 +404,7 @@ impl View<'_> {
         self.changes.push(Change {
             path: String::from(path),
             perms,
+            old_perms: None,
             recursive,
         });
     }
@@ -901,7 +905,17 @@ impl<H: Host> Xenstored<H> {
             if c.broken.is_some() {
                 continue;
             }
-            let r = rights(&ch.perms, c.domid, c.privileged(), c.target);
+            // As C xenstored: the node (now or before a perms change) or
+            // its parent must be readable.
+            let can = |perms: &[Perm]| rights(perms, c.domid, c.privileged(), c.target).read;
+            let permitted = can(&ch.perms)
+                || ch.old_perms.as_deref().is_some_and(can)
+                || parent(&ch.path)
+                    .and_then(|p| self.store.get(p))
+                    .is_some_and(|p| can(&p.perms));
+            if !permitted {
+                continue;
+            }
             for w in &c.watches {
                 let epath = if is_child(&ch.path, &w.path) {
                     ch.path.as_str()
@@ -910,9 +924,6 @@ impl<H: Host> Xenstored<H> {
                 } else {
                     continue;
                 };
-                if !r.read {
-                    continue;
-                }
                 let shown = if w.relative {
                     let home = domain_path(c.domid);
                     epath
@@ -1256,8 +1267,10 @@ fn op(
             let old = n.perms.clone();
             n.perms = perms.clone();
             v.put(path, n);
-            v.changed(path, old, false);
             v.changed(path, perms, false);
+            if let Some(ch) = v.changes.last_mut() {
+                ch.old_perms = Some(old);
+            }
             ok()
         }
         _ => Err(XsErr::ENOSYS),
