@@ -303,6 +303,8 @@ pub struct Xenstored<H: Host> {
     /// Domains whose shutdown already fired `@releaseDomain` (until
     /// `XS_RESUME`).
     shutdown_seen: Vec<DomId>,
+    /// Permissions of `@introduceDomain` and `@releaseDomain`.
+    special: [Vec<Perm>; 2],
 }
 
 type Reply = Vec<u8>;
@@ -440,6 +442,10 @@ impl<H: Host> Xenstored<H> {
             logging: true,
             touched: Vec::new(),
             shutdown_seen: Vec::new(),
+            special: [
+                vec![Perm::new(0, pv_guest_lib::xenbus::Access::None)],
+                vec![Perm::new(0, pv_guest_lib::xenbus::Access::None)],
+            ],
         };
         xs.conns.insert(DOM0_CONN, Conn::new(0, None));
         xs.domains.insert(0, DOM0_CONN);
@@ -674,7 +680,12 @@ impl<H: Host> Xenstored<H> {
             | MsgType::Directory
             | MsgType::DirectoryPart
             | MsgType::GetPerms
-            | MsgType::SetPerms => self.store_op(conn, caller, ty, h.tx_id, p, after),
+            | MsgType::SetPerms => {
+                if p.first() == Some(&b'@') {
+                    return self.special_perms_op(caller, ty, p);
+                }
+                self.store_op(conn, caller, ty, h.tx_id, p, after)
+            }
             MsgType::Watch => self.watch(conn, caller, p, after),
             MsgType::Unwatch => {
                 let a = args(p, 2)?;
@@ -790,6 +801,55 @@ impl<H: Host> Xenstored<H> {
             }
             MsgType::WatchEvent | MsgType::Error | MsgType::Invalid => Err(XsErr::ENOSYS),
         }
+    }
+
+    fn special_perms(&self, name: &str) -> Option<&[Perm]> {
+        match name {
+            INTRODUCE_DOMAIN => Some(&self.special[0]),
+            RELEASE_DOMAIN => Some(&self.special[1]),
+            _ => None,
+        }
+    }
+
+    /// `GET_PERMS`/`SET_PERMS` on `@introduceDomain`/`@releaseDomain`,
+    /// whose permissions decide who receives those events.
+    fn special_perms_op(&mut self, caller: Caller, ty: MsgType, p: &[u8]) -> Result<Reply, XsErr> {
+        let a = split_strings(p).ok_or(XsErr::EINVAL)?;
+        let name = text(a.first().ok_or(XsErr::EINVAL)?)?;
+        let i = match name {
+            INTRODUCE_DOMAIN => 0,
+            RELEASE_DOMAIN => 1,
+            _ => return Err(XsErr::ENOENT),
+        };
+        let r = rights(
+            &self.special[i],
+            caller.domid,
+            caller.privileged,
+            caller.target,
+        );
+        if ty == MsgType::GetPerms {
+            if a.len() != 1 {
+                return Err(XsErr::EINVAL);
+            }
+            let strs: Vec<String> = self.special[i].iter().map(|p| p.to_wire()).collect();
+            let refs: Vec<&[u8]> = strs.iter().map(|s| s.as_bytes()).collect();
+            return Ok(join_strings(&refs));
+        }
+        if a.len() < 2 {
+            return Err(XsErr::EINVAL);
+        }
+        if !caller.privileged && a.len() - 1 > self.quotas.perms_per_node {
+            return Err(XsErr::ENOSPC);
+        }
+        let perms = a[1..]
+            .iter()
+            .map(|s| Perm::parse(s).ok_or(XsErr::EINVAL))
+            .collect::<Result<Vec<_>, _>>()?;
+        if !(r.owner && r.write) {
+            return Err(XsErr::EACCES);
+        }
+        self.special[i] = perms;
+        ok()
     }
 
     fn alloc_tx(&mut self) -> u32 {
@@ -939,13 +999,12 @@ impl<H: Host> Xenstored<H> {
         }
     }
 
-    fn fire_special(&self, name: &str, domid: DomId, after: &mut Vec<(ConnId, Vec<u8>)>) {
-        // Privileged connections see every domain; a domain sees its own
-        // and its target's (C xenstored checks the special node's perms).
+    fn fire_special(&self, name: &str, _domid: DomId, after: &mut Vec<(ConnId, Vec<u8>)>) {
+        // As C xenstored: privileged connections, and those the special
+        // node's permissions let read.
+        let perms = self.special_perms(name).unwrap_or(&[]);
         for (&id, c) in &self.conns {
-            if c.broken.is_some()
-                || !(c.privileged() || c.domid == domid || c.target == Some(domid))
-            {
+            if c.broken.is_some() || !rights(perms, c.domid, c.privileged(), c.target).read {
                 continue;
             }
             for w in c.watches.iter().filter(|w| w.path == name) {

@@ -483,9 +483,27 @@ fn special_watches() {
     assert_eq!(t.events(D0), [ev("@releaseDomain", "out")]);
     assert!(
         t.events(g).is_empty(),
-        "domain 9 does not learn about domain 3"
+        "domain 9 may not read @releaseDomain"
     );
     assert_eq!(t.watch(D0, "@foo bar", "x"), Err(XsErr::EINVAL));
+    // The special nodes' perms decide who hears (as C xenstored).
+    assert_eq!(t.get_perms(D0, "@releaseDomain").unwrap(), ["n0"]);
+    assert_eq!(
+        t.set_perms(g, "@releaseDomain", &["n0", "r9"]),
+        Err(XsErr::EACCES)
+    );
+    assert_eq!(t.set_perms(D0, "@nonsense", &["n0"]), Err(XsErr::ENOENT));
+    assert_eq!(
+        t.set_perms(D0, "@releaseDomain", &["x"]),
+        Err(XsErr::EINVAL)
+    );
+    t.set_perms(D0, "@releaseDomain", &["n0", "r9"]).unwrap();
+    assert_eq!(t.get_perms(g, "@releaseDomain").unwrap(), ["n0", "r9"]);
+    t.xs.host().add_ring(3, 0x1000, MemPage::new());
+    t.ok(D0, MsgType::Introduce, 0, b"3\x004096\x0017\0")
+        .unwrap();
+    t.ok(D0, MsgType::Release, 0, b"3\0").unwrap();
+    assert_eq!(t.events(g), [ev("@releaseDomain", "gout")]);
 }
 
 #[test]
