@@ -672,6 +672,27 @@ impl<H: Host> Xenstored<H> {
     ) -> Result<Reply, XsErr> {
         let ty = h.msg_type().ok_or(XsErr::ENOSYS)?;
         let caller = self.caller(conn).ok_or(XsErr::EINVAL)?;
+        // As C xenstored: privileged-only types first, then the
+        // transaction id (ignored by WATCH/UNWATCH) must exist.
+        let privileged_only = matches!(
+            ty,
+            MsgType::Control
+                | MsgType::Introduce
+                | MsgType::Release
+                | MsgType::IsDomainIntroduced
+                | MsgType::Resume
+                | MsgType::SetTarget
+        );
+        if privileged_only && !caller.privileged {
+            return Err(XsErr::EACCES);
+        }
+        let known_tx = self
+            .conns
+            .get(&conn)
+            .is_some_and(|c| c.txs.contains_key(&h.tx_id));
+        if h.tx_id != 0 && !matches!(ty, MsgType::Watch | MsgType::Unwatch) && !known_tx {
+            return Err(XsErr::ENOENT);
+        }
         match ty {
             MsgType::Read
             | MsgType::Write

@@ -751,8 +751,16 @@ fn introduce_release_is_introduced() {
     );
     t.ok(D0, MsgType::Introduce, 0, b"3\x0077\x005\0").unwrap();
     assert_eq!(
-        t.req(g, MsgType::IsDomainIntroduced, 0, b"3\0").unwrap(),
+        t.req(D0, MsgType::IsDomainIntroduced, 0, b"3\0").unwrap(),
         b"T\0"
+    );
+    assert_eq!(
+        t.req(g, MsgType::IsDomainIntroduced, 0, b"3\0"),
+        Err(XsErr::EACCES)
+    );
+    assert_eq!(
+        t.req(g, MsgType::Introduce, 0, b"garbage"),
+        Err(XsErr::EACCES)
     );
     let c = t.xs.domain_conn(3).unwrap();
     assert!(t.xs.conn_info(c).unwrap().ring);
@@ -885,7 +893,6 @@ fn hostile_messages_get_error_replies() {
         (MsgType::Watch, b""),
         (MsgType::Unwatch, b"a"),
         (MsgType::GetDomainPath, b""),
-        (MsgType::IsDomainIntroduced, b"1"),
     ] {
         assert_eq!(t.req(g, ty, 0, p), Err(XsErr::EINVAL), "{ty:?} {p:?}");
     }
@@ -1394,4 +1401,26 @@ fn flush_output_delivers_events_from_direct_writes() {
     let m = g.recv_all();
     assert_eq!(m[0].payload, b"x\0t\0");
     assert!(t.xs.flush_output().notify.is_empty());
+}
+
+#[test]
+fn unknown_transaction_ids_are_enoent_except_for_watches() {
+    let mut t = T::new();
+    let g = t.guest(2);
+    assert_eq!(
+        t.req(g, MsgType::GetDomainPath, 77, b"2\0"),
+        Err(XsErr::ENOENT)
+    );
+    assert_eq!(
+        t.req(g, MsgType::ResetWatches, 77, b"\0"),
+        Err(XsErr::ENOENT)
+    );
+    assert_eq!(
+        t.req(g, MsgType::TransactionStart, 77, b"\0"),
+        Err(XsErr::ENOENT)
+    );
+    t.ok(g, MsgType::Watch, 77, b"a\0t\0").unwrap();
+    t.ok(g, MsgType::Unwatch, 77, b"a\0t\0").unwrap();
+    let tx = t.start(g).unwrap();
+    t.req(g, MsgType::GetDomainPath, tx, b"2\0").unwrap();
 }
