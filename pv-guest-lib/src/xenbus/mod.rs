@@ -9,16 +9,30 @@
 //!   permissions, watches with queued events, transactions with a retry
 //!   helper, and the domain-management requests;
 //! - [`shutdown`]: the `control/shutdown` protocol (poweroff, reboot,
-//!   suspend, crash requests from the toolstack).
+//!   suspend, crash requests from the toolstack);
+//! - [`metal`]: the transport a booted domain uses (the `start_info` ring
+//!   page and event channel): `xenbus::metal::connect(si)`.
 //!
-//! Pure logic with no hypercalls: the event channel lives behind the
-//! transport's `notify`/`wait` hooks, so everything here runs on the host.
+//! Everything but [`metal`] is pure logic with no hypercalls: the event
+//! channel lives behind the transport's hooks, so it runs on the host.
+//!
+//! A PV kernel's shutdown handling, end to end:
+//!
+//! ```no_run
+//! # fn f(si: &pv_guest_lib::StartInfo) -> Option<()> {
+//! let mut xs = pv_guest_lib::xenbus::metal::connect(si)?;
+//! xs.watch_shutdown().ok()?;
+//! let req = xs.wait_shutdown().ok()?; // e.g. after `xl reboot`
+//! pv_guest_lib::xen::shutdown(req.reason());
+//! # }
+//! ```
 
 use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
+pub mod metal;
 pub mod page;
 pub mod ring;
 pub mod shutdown;
