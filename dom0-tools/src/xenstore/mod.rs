@@ -222,6 +222,8 @@ pub(crate) struct Conn<P> {
     txs: BTreeMap<u32, Tx>,
     out: VecDeque<Out>,
     out_bytes: usize,
+    /// Replies (not events) in `out`.
+    replies: usize,
     /// Bytes of `out.front()` already in the ring.
     out_off: usize,
     inbuf: Vec<u8>,
@@ -240,6 +242,7 @@ impl<P> Conn<P> {
             txs: BTreeMap::new(),
             out: VecDeque::new(),
             out_bytes: 0,
+            replies: 0,
             out_off: 0,
             inbuf: Vec::new(),
             broken: None,
@@ -252,7 +255,20 @@ impl<P> Conn<P> {
     }
 
     fn pending_replies(&self) -> usize {
-        self.out.iter().filter(|o| o.reply).count()
+        self.replies
+    }
+
+    fn push_out(&mut self, o: Out) {
+        self.out_bytes += o.bytes.len();
+        self.replies += usize::from(o.reply);
+        self.out.push_back(o);
+    }
+
+    fn pop_out(&mut self) -> Option<Out> {
+        let o = self.out.pop_front()?;
+        self.out_bytes = self.out_bytes.saturating_sub(o.bytes.len());
+        self.replies = self.replies.saturating_sub(usize::from(o.reply));
+        Some(o)
     }
 
     /// Drops watches, transactions and buffers (reset, reconnect, cut-off).
@@ -260,6 +276,7 @@ impl<P> Conn<P> {
         self.watches.clear();
         self.txs.clear();
         self.out.clear();
+        self.replies = 0;
         self.out_bytes = 0;
         self.out_off = 0;
         self.inbuf.clear();
@@ -537,8 +554,7 @@ impl<H: Host> Xenstored<H> {
         if c.out_off != 0 {
             return None; // partly in a ring already
         }
-        let o = c.out.pop_front()?;
-        c.out_bytes = c.out_bytes.saturating_sub(o.bytes.len());
+        let o = c.pop_out()?;
         Some(o.bytes)
     }
 
@@ -606,8 +622,7 @@ impl<H: Host> Xenstored<H> {
             }
             return;
         }
-        c.out_bytes += bytes.len();
-        c.out.push_back(Out { bytes, reply });
+        c.push_out(Out { bytes, reply });
         if !self.touched.contains(&conn) {
             self.touched.push(conn);
         }

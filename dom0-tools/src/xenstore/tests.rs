@@ -1424,3 +1424,22 @@ fn unknown_transaction_ids_are_enoent_except_for_watches() {
     let tx = t.start(g).unwrap();
     t.req(g, MsgType::GetDomainPath, tx, b"2\0").unwrap();
 }
+
+#[test]
+fn local_connections_drop_events_instead_of_being_cut_off() {
+    let mut t = T::with(Quotas {
+        max_output_bytes: 1024,
+        ..Quotas::default()
+    });
+    t.watch(D0, "/", "all").unwrap();
+    for i in 0..200 {
+        t.xs.write(&format!("/n{i}"), b"").unwrap();
+    }
+    let info = t.xs.conn_info(D0).unwrap();
+    assert!(info.dropped_events > 0);
+    assert!(info.queued_bytes <= 1024);
+    assert_eq!(info.broken, None);
+    t.events(D0);
+    t.write(D0, "/after", "x").unwrap();
+    assert_eq!(t.events(D0), [ev("/after", "all")]);
+}

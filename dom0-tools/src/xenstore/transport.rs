@@ -252,9 +252,12 @@ impl<H: Host> Xenstored<H> {
             wrote = true;
             c.out_off += n;
             if c.out_off == front.bytes.len() {
-                c.out_bytes = c.out_bytes.saturating_sub(front.bytes.len());
                 c.out_off = 0;
-                c.out.pop_front();
+                // (`Conn::pop_out`, with `c.ring` borrowed.)
+                if let Some(o) = c.out.pop_front() {
+                    c.out_bytes = c.out_bytes.saturating_sub(o.bytes.len());
+                    c.replies = c.replies.saturating_sub(usize::from(o.reply));
+                }
             }
         }
         if wrote {
