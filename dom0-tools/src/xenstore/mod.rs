@@ -531,6 +531,11 @@ impl<H: Host> Xenstored<H> {
         self.domains.get(&domid).copied()
     }
 
+    /// Every connection.
+    pub fn conn_ids(&self) -> impl Iterator<Item = ConnId> + '_ {
+        self.conns.keys().copied()
+    }
+
     /// Statistics of `conn`.
     pub fn conn_info(&self, conn: ConnId) -> Option<ConnInfo> {
         let c = self.conns.get(&conn)?;
@@ -904,7 +909,26 @@ impl<H: Host> Xenstored<H> {
         let a = args(p, 1)?;
         let cmd = text(a[0])?;
         match cmd {
-            "help" => Ok(join_strings(&[b"check\nhelp\nlog\nprint\nquota\n"])),
+            "help" => Ok(join_strings(&[
+                b"check\nhelp\nlog\nmemreport\nprint\nquota\n",
+            ])),
+            "memreport" => {
+                let mut s = alloc::format!("nodes {}\n", self.store.len());
+                for (id, c) in &self.conns {
+                    s.push_str(&alloc::format!(
+                        "conn {} domid {} ring {} watches {} transactions {} queued {}/{}B{}\n",
+                        id.0,
+                        c.domid,
+                        c.ring.is_some(),
+                        c.watches.len(),
+                        c.txs.len(),
+                        c.out.len(),
+                        c.out_bytes,
+                        if c.broken.is_some() { " broken" } else { "" },
+                    ));
+                }
+                Ok(join_strings(&[s.as_bytes()]))
+            }
             "check" => {
                 if self.store.check() {
                     ok()
@@ -1186,6 +1210,9 @@ impl<H: Host> Xenstored<H> {
         self.domains.insert(domid, cid);
         self.reset_ring(cid);
         self.fire_special(INTRODUCE_DOMAIN, domid, after);
+        self.logln(alloc::format!(
+            "introduced domain {domid} (mfn {mfn:#x}, port {port})"
+        ));
         Ok(cid)
     }
 
@@ -1224,6 +1251,7 @@ impl<H: Host> Xenstored<H> {
             }
         }
         self.fire_special(RELEASE_DOMAIN, domid, after);
+        self.logln(alloc::format!("released domain {domid}"));
         Ok(())
     }
 

@@ -822,6 +822,10 @@ fn control() {
     t.ok(D0, MsgType::Control, 0, b"check\0").unwrap();
     t.ok(D0, MsgType::Control, 0, b"log\0off\0").unwrap();
     assert!(s(&t.req(D0, MsgType::Control, 0, b"help\0").unwrap()).contains("print"));
+    let g2 = t.xs.connect_local(9);
+    let report = s(&t.req(D0, MsgType::Control, 0, b"memreport\0").unwrap());
+    assert!(report.contains("domid 9"), "{report}");
+    assert!(t.xs.conn_ids().any(|c| c == g2));
     t.ok(D0, MsgType::Control, 0, b"quota\0watches\x002\0")
         .unwrap();
     assert_eq!(t.xs.quotas().watches_per_domain, 2);
