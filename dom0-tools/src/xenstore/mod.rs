@@ -116,7 +116,7 @@ impl Default for Quotas {
 
 /// What xenstored needs from Dom0's kernel to serve a domain.
 pub trait Host {
-    /// The mapped ring page.
+    /// The mapped ring page; dropping it (on release) unmaps it.
     type Page: SharedPage;
     /// Maps the ring page of `domid` at machine frame `mfn`.
     fn map_ring(&mut self, domid: DomId, mfn: u64) -> Option<Self::Page>;

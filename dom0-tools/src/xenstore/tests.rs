@@ -765,6 +765,8 @@ fn introduce_release_is_introduced() {
     let c = t.xs.domain_conn(3).unwrap();
     assert!(t.xs.conn_info(c).unwrap().ring);
     assert_eq!(t.xs.ring_mfn(c), Some(77));
+    assert_eq!(t.xs.conn_for_port(1005), Some(c));
+    assert_eq!(t.xs.conn_for_port(5), None);
     // Re-introduction rebinds the event channel.
     t.ok(D0, MsgType::Introduce, 0, b"3\x0077\x006\0").unwrap();
     assert_eq!(t.xs.host().unbound, [1005]);

@@ -288,6 +288,15 @@ impl<H: Host> Xenstored<H> {
         r.page.store_u32(CONNECTION, XENSTORE_CONNECTED);
     }
 
+    /// The ring connection whose event channel is local port `port` (what
+    /// the main loop looks up when a port fires).
+    pub fn conn_for_port(&self, port: u32) -> Option<ConnId> {
+        self.conns
+            .iter()
+            .find(|(_, c)| c.ring.as_ref().is_some_and(|r| r.port == port))
+            .map(|(&id, _)| id)
+    }
+
     /// The machine frame of `conn`'s ring page.
     pub fn ring_mfn(&self, conn: ConnId) -> Option<u64> {
         self.conns.get(&conn)?.ring.as_ref().map(|r| r.mfn)
