@@ -1449,3 +1449,31 @@ fn local_connections_drop_events_instead_of_being_cut_off() {
     t.write(D0, "/after", "x").unwrap();
     assert_eq!(t.events(D0), [ev("/after", "all")]);
 }
+
+#[test]
+fn ring_indexes_wrap_around_u32() {
+    let mut t = T::new();
+    let (mut g, c) = Guest::new(&mut t, 3, 0x10);
+    let start = u32::MAX - 700;
+    {
+        let r = t.xs.conns.get_mut(&c).unwrap().ring.as_mut().unwrap();
+        r.req_cons = start;
+        r.rsp_prod = start;
+    }
+    for off in [pg::REQ_CONS, pg::REQ_PROD, pg::RSP_CONS, pg::RSP_PROD] {
+        g.page().store_u32(off, start);
+    }
+    t.xs.write("/local/domain/3/v", &[b'w'; 600]).unwrap();
+    for i in 0..10 {
+        g.send(MsgType::Read, b"v\0");
+        let mut got = Vec::new();
+        for _ in 0..4 {
+            t.xs.poll(c);
+            got.extend(g.recv_all());
+        }
+        assert_eq!(got.len(), 1, "round {i}");
+        assert_eq!(got[0].payload, [b'w'; 600]);
+    }
+    assert!(g.page().load_u32(pg::RSP_PROD) < start, "wrapped");
+    assert_eq!(t.xs.conn_info(c).unwrap().broken, None);
+}
