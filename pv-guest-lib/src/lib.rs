@@ -45,7 +45,8 @@
 //! buffers ([`xen`], [`mmu`], [`memory`], [`events`], [`time`], [`smp`]),
 //! [`trap`] (entry stubs, iret, user-mode entry), [`arch`] (instructions),
 //! [`percpu`], [`shared`], [`frame`] and [`page_alloc`] (raw memory),
-//! [`heap`] and [`user`]; every block carries a `// SAFETY:` comment. The
+//! [`heap`], [`user`] and [`xenbus`] (the shared store page); every block
+//! carries a `// SAFETY:` comment. The
 //! pure logic ([`mm`], [`layout`], [`start_info`], the event scan, the clock
 //! arithmetic, ...) is tested on the host (`cargo test -p pv-guest-lib`,
 //! where hypercalls go to a mock).
