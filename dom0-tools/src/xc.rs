@@ -569,22 +569,56 @@ pub mod foreign {
     use pv_guest_lib::frame;
     use pv_guest_lib::mm::{self, Pte, PteFlags};
 
-    /// Where the windows start: L4 slot 500, far from the kernel's direct
+    /// Where the window starts: L4 slot 500, far from the kernel's direct
     /// map at the top, its heap and its user address spaces.
     pub const WINDOW_BASE: u64 = 0xFFFF_FA00_0000_0000;
-    /// Pages per window (32 MiB).
-    pub const WINDOW_PAGES: u64 = 8192;
-    /// How many windows exist.
-    pub const NR_WINDOWS: u64 = 16;
+    /// Pages in the window (512 MiB of address space).
+    pub const WINDOW_PAGES: u64 = 131_072;
+    /// Most pages one mapping may hold.
+    pub const MAX_MAP_PAGES: u64 = 8192;
 
-    static USED: spin::Mutex<[bool; NR_WINDOWS as usize]> =
-        spin::Mutex::new([false; NR_WINDOWS as usize]);
+    /// Which pages of the window are taken (one bit per page).
+    static USED: spin::Mutex<[u64; (WINDOW_PAGES / 64) as usize]> =
+        spin::Mutex::new([0; (WINDOW_PAGES / 64) as usize]);
 
-    /// Up to [`WINDOW_PAGES`] foreign frames mapped at consecutive
+    fn used(map: &[u64], page: u64) -> bool {
+        map[(page / 64) as usize] & (1 << (page % 64)) != 0
+    }
+
+    fn mark(map: &mut [u64], first: u64, n: u64, on: bool) {
+        for p in first..first + n {
+            if on {
+                map[(p / 64) as usize] |= 1 << (p % 64);
+            } else {
+                map[(p / 64) as usize] &= !(1 << (p % 64));
+            }
+        }
+    }
+
+    /// First fit: the lowest run of `n` free pages in the window.
+    fn take(n: u64) -> Option<u64> {
+        let mut map = USED.lock();
+        let mut start = 0;
+        while start + n <= WINDOW_PAGES {
+            match (start..start + n).find(|&p| used(&*map, p)) {
+                None => {
+                    mark(&mut *map, start, n, true);
+                    return Some(start);
+                }
+                Some(busy) => start = busy + 1,
+            }
+        }
+        None
+    }
+
+    /// Up to [`MAX_MAP_PAGES`] foreign frames mapped at consecutive
     /// addresses; unmapped on drop.
     #[derive(Debug)]
     pub struct ForeignMap {
-        slot: usize,
+        /// First page of the window it holds.
+        first: u64,
+        /// Pages of the window it holds.
+        reserved: u64,
         base: u64,
         pages: u64,
         domid: DomId,
@@ -593,21 +627,15 @@ pub mod foreign {
     impl ForeignMap {
         /// Maps `mfns` (frames of `domid`) writable, in order.
         pub fn new(domid: DomId, mfns: &[u64]) -> Result<ForeignMap, Errno> {
-            if mfns.is_empty() || mfns.len() as u64 > WINDOW_PAGES {
+            let n = mfns.len() as u64;
+            if n == 0 || n > MAX_MAP_PAGES {
                 return Err(Errno::EINVAL);
             }
-            let slot = {
-                let mut u = USED.lock();
-                let s = u
-                    .iter()
-                    .position(|b| !*b)
-                    .ok_or(Errno::from_abi(AbiErrno::ENOMEM))?;
-                u[s] = true;
-                s
-            };
+            let first = take(n).ok_or(Errno::from_abi(AbiErrno::ENOMEM))?;
             let mut m = ForeignMap {
-                slot,
-                base: WINDOW_BASE + slot as u64 * WINDOW_PAGES * 4096,
+                first,
+                reserved: n,
+                base: WINDOW_BASE + first * 4096,
                 pages: 0,
                 domid,
             };
@@ -715,7 +743,7 @@ pub mod foreign {
                 let _ = mmu::mmu_update(&batch);
             }
             let _ = mmu::tlb_flush_all();
-            USED.lock()[self.slot] = false;
+            mark(&mut *USED.lock(), self.first, self.reserved, false);
         }
     }
 }
