@@ -66,6 +66,8 @@ extern crate alloc;
 pub mod arch;
 pub mod boot;
 pub mod console;
+#[cfg(feature = "alloc")]
+pub mod domu;
 pub mod error;
 pub mod events;
 pub mod executor;
