@@ -66,6 +66,7 @@ extern crate alloc;
 pub mod arch;
 pub mod boot;
 pub mod console;
+pub mod console_ring;
 #[cfg(feature = "alloc")]
 pub mod domu;
 pub mod error;
