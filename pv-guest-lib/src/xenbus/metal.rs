@@ -242,7 +242,7 @@ mod imp {
         let mut m = MAPPED.lock();
         match *m {
             Some(done) if done == mfn => return Ok(va),
-            Some(_) => return Err(Errno::EBUSY),
+            Some(_) => return Err(Errno::from_abi(crate::abi::errno::Errno::EBUSY)),
             None => {}
         }
         let pte = Pte::new(mfn, PteFlags::KERNEL_RW);
