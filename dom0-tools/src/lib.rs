@@ -33,6 +33,7 @@ pub mod fault;
 pub mod pvtest;
 pub mod ramdisk;
 pub mod shell;
+pub mod toolstack;
 pub mod xc;
 pub mod xenstore;
 pub mod xl;

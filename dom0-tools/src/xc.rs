@@ -23,7 +23,9 @@ use hypercall_abi::errno::Errno as AbiErrno;
 use hypercall_abi::hypercall::Hypercall;
 use hypercall_abi::memory::{MemoryOp, XenMemoryReservation};
 use hypercall_abi::sysctl::{
-    SysctlCmd, XenSysctl, XenSysctlGetdomaininfolist, XenSysctlPhysinfo, XenSysctlReadconsole,
+    SysctlCmd, XenSysctl, XenSysctlCreditSchedule, XenSysctlGetdomaininfolist, XenSysctlPhysinfo,
+    XenSysctlReadconsole, XenSysctlSchedulerOp, XEN_SYSCTL_SCHEDOP_GETINFO,
+    XEN_SYSCTL_SCHEDOP_PUTINFO,
 };
 use hypercall_abi::xen::{MmuextCmd, DOMID_SELF};
 use hypercall_abi::DomId;
@@ -33,7 +35,7 @@ use pv_guest_lib::mmu::{self, BatchError};
 use zerocopy::{FromZeros, IntoBytes};
 
 /// A domain's state as `getdomaininfo` reports it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DomainInfo {
     /// Its id.
     pub domid: DomId,
@@ -364,6 +366,81 @@ pub fn set_vcpu_affinity(domid: DomId, vcpu: u32, cpumap: &[u8]) -> Result<(), E
     });
     // Xen writes the effective maps back into the buffers (live above).
     domctl(&mut d).map(|_| ())
+}
+
+/// `XEN_DOMCTL_getvcpuaffinity` (hard): the first 64 CPUs `vcpu` may run on.
+pub fn get_vcpu_affinity(domid: DomId, vcpu: u32) -> Result<u64, Errno> {
+    let mut hard = [0u8; 8];
+    let mut d = XenDomctl::new(DomctlCmd::Getvcpuaffinity, domid);
+    d.set_payload(&XenDomctlVcpuaffinity {
+        vcpu,
+        flags: XEN_VCPUAFFINITY_HARD,
+        cpumap_hard: XenctlBitmap {
+            bitmap: hard.as_mut_ptr() as u64,
+            nr_bits: 64,
+            _pad12: 0,
+        },
+        cpumap_soft: XenctlBitmap {
+            bitmap: 0,
+            nr_bits: 0,
+            _pad12: 0,
+        },
+    });
+    // Xen writes the map into `hard` (live above).
+    domctl(&mut d)?;
+    Ok(u64::from_le_bytes(hard))
+}
+
+/// `XEN_SYSCTL_scheduler_op` getinfo for the credit scheduler of pool 0:
+/// (tslice ms, ratelimit µs, migration delay µs).
+pub fn sched_credit_globals_get() -> Result<(u32, u32, u32), Errno> {
+    let mut s = XenSysctl::new(SysctlCmd::SchedulerOp);
+    let mut op = XenSysctlSchedulerOp::new_zeroed();
+    op.sched_id = SchedulerId::Credit as u32;
+    op.cmd = XEN_SYSCTL_SCHEDOP_GETINFO;
+    s.set_payload(&op);
+    sysctl(&mut s)?;
+    let c = s.payload::<XenSysctlSchedulerOp>().sched_credit();
+    Ok((c.tslice_ms, c.ratelimit_us, c.vcpu_migr_delay_us))
+}
+
+/// `XEN_SYSCTL_scheduler_op` putinfo for the credit scheduler of pool 0.
+pub fn sched_credit_globals_set(
+    tslice_ms: u32,
+    ratelimit_us: u32,
+    migr_us: u32,
+) -> Result<(), Errno> {
+    let mut s = XenSysctl::new(SysctlCmd::SchedulerOp);
+    let mut op = XenSysctlSchedulerOp::new_zeroed();
+    op.sched_id = SchedulerId::Credit as u32;
+    op.cmd = XEN_SYSCTL_SCHEDOP_PUTINFO;
+    op.set_sched_credit(&XenSysctlCreditSchedule {
+        tslice_ms,
+        ratelimit_us,
+        vcpu_migr_delay_us: migr_us,
+    });
+    s.set_payload(&op);
+    sysctl(&mut s).map(|_| ())
+}
+
+/// `XEN_SYSCTL_readconsole` of everything kept (from the oldest byte, or
+/// the last clear) into `buf`; `clear` forgets it afterwards (`xl dmesg -c`).
+pub fn read_console_all(clear: bool, buf: &mut [u8]) -> Result<usize, Errno> {
+    let len = u32::try_from(buf.len()).unwrap_or(u32::MAX);
+    let mut s = XenSysctl::new(SysctlCmd::Readconsole);
+    s.set_payload(&XenSysctlReadconsole {
+        clear: u8::from(clear),
+        incremental: 0,
+        pad0: 0,
+        pad1: 0,
+        index: 0,
+        buffer: buf.as_mut_ptr() as u64,
+        count: len,
+        _pad20: 0,
+    });
+    sysctl(&mut s)?;
+    let r: XenSysctlReadconsole = s.payload();
+    Ok((r.count as usize).min(buf.len()))
 }
 
 /// `XEN_DOMCTL_scheduler_op` putinfo for the credit scheduler.
