@@ -52,8 +52,9 @@ mod kernel {
     pv_guest_lib::entry!(kmain);
 
     /// How long to wait for xenstored's first answer before concluding
-    /// that nobody serves our ring.
-    const FIRST_REPLY_NS: u64 = 3_000_000_000;
+    /// that nobody serves our ring, when the ring page says nobody took it
+    /// on (no `server_features`: a bare builder test, or an old daemon).
+    const UNSERVED_REPLY_NS: u64 = 3_000_000_000;
 
     fn kmain(si: &'static StartInfo) -> ! {
         println!(
@@ -86,7 +87,9 @@ mod kernel {
                 v.finish()
             }
         };
-        xs.transport().set_timeout_ns(FIRST_REPLY_NS);
+        if xs.transport().server_features() == 0 {
+            xs.transport().set_timeout_ns(UNSERVED_REPLY_NS);
+        }
         let domid = match xs.read_string(NO_TX, "domid") {
             Err(XsError::NoReply) => {
                 println!("Hello from {hv}! xenstore does not answer: powering off.");

@@ -27,7 +27,7 @@
 //! Builds everywhere; only meaningful in a booted PV kernel after
 //! [`crate::runtime::init`] (on the host the hypercalls go to the mock).
 
-use super::page::{RawPage, SharedPage, REQ_CONS, REQ_PROD, RSP_CONS, RSP_PROD};
+use super::page::{RawPage, SharedPage, REQ_CONS, REQ_PROD, RSP_CONS, RSP_PROD, SERVER_FEATURES};
 use super::ring::RingClient;
 use super::wire::{Message, XENSTORE_RING_SIZE};
 use super::{ShutdownRequest, Transport, Xenbus, XsError};
@@ -160,6 +160,14 @@ impl StoreTransport {
     /// The store event channel.
     pub fn port(&self) -> u32 {
         self.port
+    }
+
+    /// The page's `server_features` (`XENSTORE_SERVER_FEATURE_*`): Xen
+    /// 4.17's xenstored and Oxen's set them when they take the ring on
+    /// (`XS_INTRODUCE`, before the toolstack unpauses the domain), so 0
+    /// hints that nobody serves it (or that the daemon predates them).
+    pub fn server_features(&self) -> u32 {
+        self.ring.page().load_u32(SERVER_FEATURES)
     }
 
     /// True if `wait` has something to wake up for: unread response bytes,
