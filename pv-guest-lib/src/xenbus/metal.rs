@@ -306,6 +306,40 @@ mod tests {
         assert_eq!(locate(0x77, |_| None, &p2m, va(4)), Location::Unmapped);
     }
 
+    #[repr(C, align(4096))]
+    struct Page([u8; 4096]);
+
+    #[test]
+    fn wait_wakes_for_what_is_already_there() {
+        let mut page = std::boxed::Box::new(Page([0; 4096]));
+        let base = page.0.as_mut_ptr();
+        // SAFETY: the box outlives the transport and is only touched
+        // through it and `poke` below (single-threaded).
+        let mut t = unsafe { StoreTransport::new(base, 3) };
+        let poke = |off: usize, v: u32| {
+            // SAFETY: a 4-aligned offset inside the page.
+            unsafe { core::ptr::write_volatile(base.add(off) as *mut u32, v) }
+        };
+        assert!(!t.ready());
+        // A reply (and its event) that came before the wait: not slept
+        // through, however long ago the indexes moved.
+        poke(RSP_PROD, 5);
+        assert!(t.ready());
+        // Its first bytes taken (a partial header): nothing to wake for.
+        assert_eq!(t.recv(), Ok(None));
+        assert!(!t.ready());
+        // A request bigger than the ring: wakes when there is room.
+        assert_eq!(t.send(&[0; 1100]), Ok(XENSTORE_RING_SIZE));
+        assert!(!t.ready());
+        poke(REQ_CONS, 100);
+        assert!(t.ready());
+        assert_eq!(t.send(&[0; 76]), Ok(76));
+        assert!(!t.ready());
+        assert_eq!(t.server_features(), 0);
+        poke(SERVER_FEATURES, 3);
+        assert_eq!(t.server_features(), 3);
+    }
+
     #[test]
     fn no_store_no_transport() {
         let mut raw = crate::start_info::tests::sample_raw();
