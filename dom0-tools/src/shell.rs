@@ -37,6 +37,8 @@ pub enum Command<'a> {
     Poweroff,
     /// `xl ...`: the toolstack (the whole line, `xl` included).
     Xl(&'a str),
+    /// `sleep SECONDS` (the argument, unparsed): wait, serving guests.
+    Sleep(&'a str),
     /// Anything else: the command word.
     Unknown(&'a str),
 }
@@ -59,6 +61,7 @@ pub const HELP: &[(&str, &str)] = &[
         "xl SUBCOMMAND ...",
         "the Xen toolstack (`xl help` lists its commands)",
     ),
+    ("sleep SECONDS", "wait (guests keep being served)"),
     ("poweroff", "print the verdict and power the machine off"),
 ];
 
@@ -84,9 +87,32 @@ impl<'a> Command<'a> {
             "crash" => Command::Crash,
             "poweroff" | "halt" | "shutdown" => Command::Poweroff,
             "xl" => Command::Xl(line),
+            "sleep" => Command::Sleep(rest),
             other => Command::Unknown(other),
         }
     }
+}
+
+/// Parses `sleep`'s argument: seconds, with an optional fraction (`1`,
+/// `0.25`), at most an hour; in nanoseconds.
+pub fn sleep_ns(arg: &str) -> Option<u64> {
+    let (int, frac) = arg.split_once('.').unwrap_or((arg, ""));
+    if (int.is_empty() && frac.is_empty()) || frac.len() > 9 {
+        return None;
+    }
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(int) || !digits(frac) {
+        return None;
+    }
+    let secs: u64 = if int.is_empty() { 0 } else { int.parse().ok()? };
+    if secs > 3600 {
+        return None;
+    }
+    let mut ns = 0u64;
+    for (i, b) in frac.bytes().enumerate() {
+        ns += u64::from(b - b'0') * 10u64.pow(8 - i as u32);
+    }
+    Some(secs * 1_000_000_000 + ns)
 }
 
 /// `echo`'s output: the words of `args` separated by single spaces.
@@ -180,11 +206,23 @@ mod tests {
         assert_eq!(Command::parse("crash"), Command::Crash);
         assert_eq!(Command::parse("poweroff"), Command::Poweroff);
         assert_eq!(Command::parse(" xl list "), Command::Xl("xl list"));
+        assert_eq!(Command::parse("sleep 0.5"), Command::Sleep("0.5"));
         assert_eq!(Command::parse("LS"), Command::Unknown("LS"));
         assert_eq!(
             Command::parse("\u{e9}t\u{e9}"),
             Command::Unknown("\u{e9}t\u{e9}")
         );
+    }
+
+    #[test]
+    fn sleep_takes_seconds_with_a_fraction() {
+        assert_eq!(sleep_ns("1"), Some(1_000_000_000));
+        assert_eq!(sleep_ns("0.25"), Some(250_000_000));
+        assert_eq!(sleep_ns(".5"), Some(500_000_000));
+        assert_eq!(sleep_ns("2."), Some(2_000_000_000));
+        for bad in ["", ".", "-1", "1e3", "x", "3601", "0.1234567891", "1 2"] {
+            assert_eq!(sleep_ns(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -353,6 +353,11 @@ fn missing_dom0_module_is_refused() {
 // ---- scripts/run --batch ------------------------------------------------------
 
 fn oxen_run_batch(stdin: &str) -> (Option<i32>, String) {
+    oxen_run_batch_with(&[], stdin)
+}
+
+/// `oxen-run --batch` with extra options (e.g. `--add FILE`).
+fn oxen_run_batch_with(extra: &[&str], stdin: &str) -> (Option<i32>, String) {
     let _ = images();
     let _slot = qemu_slot();
     let mut child = Command::new(env!("CARGO_BIN_EXE_oxen-run"))
@@ -362,6 +367,7 @@ fn oxen_run_batch(stdin: &str) -> (Option<i32>, String) {
             "--timeout",
             &BOOT_TIMEOUT.as_secs().to_string(),
         ])
+        .args(extra)
         .env("OXEN_IMAGES", &images().dir)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -435,5 +441,111 @@ fn debug_keys_after_switching_serial_input_to_xen() {
     assert!(
         text.lines().any(|l| l.trim_end() == "back"),
         "Dom0 should get the input back:\n{text}"
+    );
+}
+
+/// A file for Dom0's ramdisk (`--add`), written to the test's temp dir.
+fn ramdisk_file(name: &str, text: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("oxen-xl-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// The `xl info` free_memory figures (MiB) in order of appearance.
+fn free_memory(text: &str) -> Vec<u64> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("free_memory"))
+        .filter_map(|l| l.trim_start().strip_prefix(':'))
+        .filter_map(|v| v.trim().parse().ok())
+        .collect()
+}
+
+/// The `xl list` rows naming `name`: (id, mem MiB, vCPUs, state).
+fn list_rows(text: &str, name: &str) -> Vec<(u32, u64, u32, String)> {
+    text.lines()
+        .filter(|l| l.split_whitespace().next() == Some(name))
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            Some((
+                f.get(1)?.parse().ok()?,
+                f.get(2)?.parse().ok()?,
+                f.get(3)?.parse().ok()?,
+                (*f.get(4)?).to_string(),
+            ))
+        })
+        .collect()
+}
+
+#[test]
+fn xl_on_crash_restart_restarts_and_destroy_gives_every_page_back() {
+    let crash = image("domu-crash");
+    let cfg = ramdisk_file(
+        "crashy.cfg",
+        "name = \"crashy\"\nkernel = \"/domu-crash\"\nmemory = 8\non_crash = \"restart\"\n",
+    );
+    let (code, text) = oxen_run_batch_with(
+        &[
+            "--add",
+            crash.to_str().unwrap(),
+            "--add",
+            cfg.to_str().unwrap(),
+        ],
+        "xl info\nxl create /crashy.cfg\nsleep 1.5\nxl list\nxl destroy crashy\nxl list\nxl info\n",
+    );
+    assert_eq!(code, Some(0), "every xl command should succeed:\n{text}");
+    let rows = list_rows(&text, "crashy");
+    assert_eq!(
+        rows.len(),
+        1,
+        "one `xl list` shows crashy, the second does not:\n{text}"
+    );
+    let (id, mem, vcpus, _) = &rows[0];
+    assert!(
+        *id >= 2,
+        "crashy should have been restarted (a new domid):\n{text}"
+    );
+    assert_eq!((*mem, *vcpus), (8, 1), "crashy's memory and vCPUs:\n{text}");
+    let free = free_memory(&text);
+    assert_eq!(free.len(), 2, "two `xl info`s:\n{text}");
+    assert_eq!(
+        free[0], free[1],
+        "free memory should come back exactly:\n{text}"
+    );
+}
+
+#[test]
+fn xl_errors_are_one_line_and_fail() {
+    let broken = ramdisk_file("broken.cfg", "name = \"b\"\nmemory = \n");
+    let cmds = [
+        (
+            "xl destroy nosuch",
+            "Error: Domain 'nosuch' does not exist.",
+        ),
+        ("xl create /nosuch.cfg", "/nosuch.cfg"),
+        (
+            "xl create /broken.cfg",
+            "/broken.cfg:2: config parsing error",
+        ),
+        ("xl frobnicate", "frobnicate"),
+    ];
+    let input: String = cmds.iter().map(|(c, _)| format!("{c}\n")).collect();
+    let (code, text) = oxen_run_batch_with(&["--add", broken.to_str().unwrap()], &input);
+    assert_ne!(
+        code,
+        Some(0),
+        "the failing commands should fail the run:\n{text}"
+    );
+    assert!(
+        text.contains("VERDICT: FAILURE: 4 commands failed"),
+        "all four should fail:\n{text}"
+    );
+    for (cmd, want) in cmds {
+        assert!(text.contains(want), "{cmd:?} should say {want:?}:\n{text}");
+    }
+    assert!(
+        text.contains("oxen-run: FAILED"),
+        "Dom0 and the toolstack should survive them:\n{text}"
     );
 }

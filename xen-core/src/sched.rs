@@ -667,13 +667,17 @@ fn schedule(frame: &mut TrapFrame) {
                 // Stale unit, taken offline above: decide again.
                 continue;
             }
+            // Nothing to run: leave the last guest's page tables now,
+            // while DOMAINS is held. Its domain may be being destroyed:
+            // destroydomain (which holds DOMAINS) frees the tables once no
+            // CPU runs one of its vCPUs, so no CPU may still have them in
+            // CR3 by the time it can take the lock.
+            if instr::read_cr3() & !0xfff != crate::arch::x86_64::paging::idle_l4() {
+                crate::pv_mm::load_cr3(crate::arch::x86_64::paging::idle_l4());
+            }
         }
-        // Nothing to run: leave the last guest's page tables (they may be
-        // freed once its domain is destroyed) for the idle ones, then halt
-        // until an interrupt (a timer, an IPI) asks this CPU to look again.
-        if instr::read_cr3() & !0xfff != crate::arch::x86_64::paging::idle_l4() {
-            crate::pv_mm::load_cr3(crate::arch::x86_64::paging::idle_l4());
-        }
+        // Nothing to run: halt until an interrupt (a timer, an IPI) asks
+        // this CPU to look again.
         while !NEED_RESCHED[c].load(Ordering::Acquire) {
             instr::sti_hlt();
             instr::cli();

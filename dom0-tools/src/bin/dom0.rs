@@ -363,6 +363,28 @@ mod kernel {
                     false
                 }
                 Command::Poweroff => self.poweroff(),
+                Command::Sleep(arg) => match dom0_tools::shell::sleep_ns(arg) {
+                    Some(ns) => {
+                        let end = pv_guest_lib::time::now_ns().saturating_add(ns);
+                        while pv_guest_lib::time::now_ns() < end {
+                            match self.toolstack.as_mut() {
+                                Some(t) => {
+                                    if !t.service() {
+                                        t.idle();
+                                    }
+                                }
+                                None => {
+                                    let _ = xen::sched_yield();
+                                }
+                            }
+                        }
+                        true
+                    }
+                    None => {
+                        println!("sleep: invalid time interval '{arg}'");
+                        false
+                    }
+                },
                 Command::Xl(line) => match self.toolstack.as_mut() {
                     Some(t) => dom0_tools::xl::run_line(line, t, &mut Out) == 0,
                     None => {

@@ -423,7 +423,10 @@ mod tests {
             assert_eq!(got, [250, 128, 127, 65, 64, 3]);
             assert_eq!(fa.alloc(), Err(FrameAllocError::OutOfMemory { count: 1 }));
             fa.free(Mfn(5)).unwrap();
-            assert_eq!(fa.alloc_below(Mfn(5)), Err(FrameAllocError::OutOfMemory { count: 1 }));
+            assert_eq!(
+                fa.alloc_below(Mfn(5)),
+                Err(FrameAllocError::OutOfMemory { count: 1 })
+            );
             assert_eq!(fa.alloc_below(Mfn(6)), Ok(Mfn(5)));
         });
     }

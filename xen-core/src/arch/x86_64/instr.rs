@@ -325,11 +325,16 @@ pub fn fxrstor(area: &[u8; 512]) {
     // Reserved MXCSR bits would #GP in xen-core: keep only the defined ones.
     let mxcsr = u32::from_le_bytes([a[24], a[25], a[26], a[27]]) & 0xffff;
     a[24..28].copy_from_slice(&mxcsr.to_le_bytes());
-    #[repr(C, align(16))]
-    struct Aligned([u8; 512]);
-    let al = Aligned(a);
-    // SAFETY: `al` is a 16-byte aligned FXSAVE image with a valid MXCSR.
-    unsafe { asm!("fxrstor64 [{}]", in(reg) al.0.as_ptr(), options(nostack, preserves_flags)) };
+    // 16-byte alignment by hand: it must not depend on how aligned the
+    // stack happens to be on this path.
+    let mut buf = [0u8; 512 + 16];
+    let off = buf.as_ptr().align_offset(16);
+    buf[off..off + 512].copy_from_slice(&a);
+    // SAFETY: `buf[off..]` is a 16-byte aligned FXSAVE image with a valid
+    // MXCSR, inside `buf`.
+    unsafe {
+        asm!("fxrstor64 [{}]", in(reg) buf[off..].as_ptr(), options(nostack, preserves_flags))
+    };
 }
 
 /// Resets the x87/SSE state (FNINIT and a default MXCSR).

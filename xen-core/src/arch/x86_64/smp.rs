@@ -219,8 +219,11 @@ pub fn start_aps(apic_ids: &[u32], bsp_apic_id: u32) {
         paging::punch_guard(block);
         // SAFETY: a fresh, mapped, 64 KiB-aligned pool block for this AP.
         let info = unsafe { percpu::init_block(block, next_cpu, apic_id) };
-        // Start below the guest frame area at the top of the stack.
-        wr64(p_stack, info.stack_top - super::entry::TRAP_FRAME_SIZE);
+        // Start below the guest frame area at the top of the stack, with
+        // the stack as a `call` leaves it (rsp = 8 mod 16): the trampoline
+        // jumps to ap_entry, and 16-byte aligned locals (the FXRSTOR image)
+        // are only aligned if the function starts as the ABI says.
+        wr64(p_stack, info.stack_top - super::entry::TRAP_FRAME_SIZE - 8);
         wr32(p_cpu, next_cpu);
         let before = cpus_online();
         apic::send_ipi(apic_id, ICR_INIT);
