@@ -83,7 +83,11 @@ pub const TEST_KERNELS: &[TestKernel] = &[
         name: "examples/hello",
         purpose: "pv-guest-lib's hello example: the smallest PV kernel, as a newcomer copies it",
         exit: Exit::POWEROFF,
-        lines: &["hello from a PV kernel: ", "running on Xen 4.17"],
+        lines: &[
+            "hello from a PV kernel: ",
+            "running on Xen 4.17",
+            "Hello from Oxen! I am the initial domain (Dom0).",
+        ],
         verdict_success: true,
     },
     TestKernel {
