@@ -622,3 +622,44 @@ fn xl_fifty_guests_at_once_each_answering_on_its_console() {
     assert_eq!(free.len(), 2, "two `xl info`s:\n{text}");
     assert_eq!(free[0], free[1], "every frame should come back:\n{text}");
 }
+
+#[test]
+fn xl_a_guest_corrupting_its_xenstore_ring_hurts_nobody_else() {
+    let hostile = image("domu-xshostile");
+    let cfg = ramdisk_file(
+        "hostile.cfg",
+        "name = \"hostile\"\nkernel = \"/domu-xshostile\"\nmemory = 8\n",
+    );
+    let (code, text) = oxen_run_batch_with(
+        &[
+            "--add",
+            hostile.to_str().unwrap(),
+            "--add",
+            cfg.to_str().unwrap(),
+        ],
+        "xl create /etc/xen/hello.cfg\nxl create /hostile.cfg\nsleep 1.5\n\
+         xl console hostile\r\x1d\nxl list\nxl shutdown -w hello\nxl destroy hostile\nxl list\n",
+    );
+    assert_eq!(
+        code,
+        Some(0),
+        "Dom0 and every xl command should be fine:\n{text}"
+    );
+    for want in [
+        "domu-xshostile: xenstore answers, I am Some(\"hostile\")",
+        "domu-xshostile: done corrupting my xenstore ring",
+        "Domain 1 has been destroyed",
+    ] {
+        assert!(text.contains(want), "missing {want:?}:\n{text}");
+    }
+    assert_eq!(
+        list_rows(&text, "hello").len(),
+        1,
+        "hello still listed:\n{text}"
+    );
+    assert_eq!(
+        list_rows(&text, "hostile").len(),
+        1,
+        "hostile listed once:\n{text}"
+    );
+}
