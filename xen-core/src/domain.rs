@@ -164,6 +164,9 @@ pub struct Domain {
     pub sched_params: xen_core::credit::CreditParams,
     /// Privileged-instruction emulation state (CPUID policy, I/O ports).
     pub emul: crate::pv_emul::DomainEmul,
+    /// Its grant table (v1): shared frames, active entries, maptrack.
+    /// Teardown: `hypercall::grant_table::{release_mappings, destroy_table}`.
+    pub grants: Box<xen_core::grant_table::GrantTable>,
 }
 
 /// Byte offset of `vcpu_info[i]` in shared_info.
@@ -234,6 +237,7 @@ impl Domain {
                 cap: 0,
             },
             emul: crate::pv_emul::DomainEmul::new(is_privileged),
+            grants: Box::new(xen_core::grant_table::GrantTable::new()),
         }
     }
 }

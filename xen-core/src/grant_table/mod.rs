@@ -1148,11 +1148,11 @@ fn unclaim<E: GrantEnv + ?Sized, S: SharedEntries + ?Sized>(
 
 /// A copy's two granters: the same domain twice is one [`Remote`] used
 /// for both sides.
-pub enum CopyDomains<'r, 'a, S: SharedEntries + ?Sized> {
+pub enum CopyDomains<'r, 'a, 'b, S: SharedEntries + ?Sized> {
     /// Source and destination in one domain.
     Same(&'r mut Remote<'a, S>),
-    /// Different domains.
-    Two(&'r mut Remote<'a, S>, &'r mut Remote<'a, S>),
+    /// Different domains: source, destination.
+    Two(&'r mut Remote<'a, S>, &'r mut Remote<'b, S>),
 }
 
 /// `GNTTABOP_copy` for one request, after the domain lookups (Xen's
@@ -1162,12 +1162,12 @@ pub fn copy_one<E: GrantEnv + ?Sized, S: SharedEntries + ?Sized>(
     env: &mut E,
     ft: &mut FrameTable<'_>,
     ldom: DomId,
-    doms: CopyDomains<'_, '_, S>,
+    doms: CopyDomains<'_, '_, '_, S>,
     src: &CopySide,
     dst: &CopySide,
     len: u16,
 ) -> Result<(), Status> {
-    let (sd, mut dd): (&mut Remote<'_, S>, Option<&mut Remote<'_, S>>) = match doms {
+    let (sd, mut dd) = match doms {
         CopyDomains::Same(r) => (r, None),
         CopyDomains::Two(a, b) => (a, Some(b)),
     };

@@ -9,6 +9,7 @@ mod console_io;
 pub(crate) mod cpu;
 mod desc;
 mod evtchn;
+pub mod grant_table;
 mod memory;
 mod mmu;
 mod physdev;
@@ -137,7 +138,12 @@ extern "C" fn pv_syscall_dispatch(frame: &mut TrapFrame) {
                 frame,
                 others,
             };
-            dispatch(nr, &mut call)
+            let out = dispatch(nr, &mut call);
+            if grant_table::take_implicit_unmap(domid) {
+                Outcome::Crash("attempt to implicitly unmap a granted PTE")
+            } else {
+                out
+            }
         }
     };
     match out {
@@ -176,6 +182,7 @@ fn dispatch(nr: u64, c: &mut Call) -> Outcome {
         Hypercall::EventChannelOp => evtchn::event_channel_op(c).into(),
         Hypercall::EventChannelOpCompat => evtchn::event_channel_op_compat(c).into(),
         Hypercall::PhysdevOp => physdev::physdev_op(c).into(),
+        Hypercall::GrantTableOp => grant_table::grant_table_op(c),
         Hypercall::Iret => {
             let (frame, v) = (&mut *c.frame, &mut c.dom.vcpus[c.vcpu]);
             match crate::pv::do_iret(frame, v) {
