@@ -316,6 +316,7 @@ impl<'a> Entries<'a> {
 
 /// Free grant references (the first [`GNTTAB_NR_RESERVED_ENTRIES`] are the
 /// toolstack's and never handed out).
+#[derive(Debug)]
 pub struct RefAlloc {
     used: [u64; MAX_FRAMES * ENTRIES_PER_FRAME as usize / 64],
     n: u32,
@@ -364,6 +365,7 @@ impl RefAlloc {
 }
 
 /// Our own grant table, set up and mapped.
+#[derive(Debug)]
 pub struct GrantTable {
     va: u64,
     frames: usize,
@@ -434,7 +436,7 @@ impl GrantTable {
 fn map_frame(va: u64, mfn: u64) -> Result<(), GrantError> {
     crate::frame::map_kernel(va, mfn, crate::mm::PteFlags::KERNEL_RW)
         .map(|_| ())
-        .map_err(|_| GrantError::Errno(Errno::ENOMEM))
+        .map_err(|_| GrantError::Errno(Errno::from_abi(crate::abi::errno::Errno::ENOMEM)))
 }
 
 #[cfg(not(target_os = "none"))]
