@@ -280,10 +280,19 @@ impl<'a> Entries<'a> {
 
     /// Grants `domid` access to machine frame `frame` through `gref`:
     /// frame and domain first, then (after a barrier) the flags.
-    pub fn grant(&self, gref: GrantRef, domid: u16, frame: u64, readonly: bool) -> Result<(), GrantError> {
+    pub fn grant(
+        &self,
+        gref: GrantRef,
+        domid: u16,
+        frame: u64,
+        readonly: bool,
+    ) -> Result<(), GrantError> {
         let e = self.e.get(gref as usize).ok_or(GrantError::BadRef)?;
         let frame = u32::try_from(frame).map_err(|_| GrantError::BadRef)?;
-        e.store(u64::from(domid) << 16 | u64::from(frame) << 32, Ordering::Release);
+        e.store(
+            u64::from(domid) << 16 | u64::from(frame) << 32,
+            Ordering::Release,
+        );
         fence(Ordering::SeqCst);
         let flags = GTF_PERMIT_ACCESS | if readonly { GTF_READONLY } else { 0 };
         self.flags_word(gref)
@@ -294,7 +303,8 @@ impl<'a> Entries<'a> {
 
     /// The entry's flags (with the hypervisor's `GTF_reading`/`GTF_writing`).
     pub fn flags(&self, gref: GrantRef) -> u16 {
-        self.flags_word(gref).map_or(0, |f| f.load(Ordering::Acquire))
+        self.flags_word(gref)
+            .map_or(0, |f| f.load(Ordering::Acquire))
     }
 
     /// Takes the grant back, unless it is mapped or being copied
@@ -406,7 +416,12 @@ impl GrantTable {
 
     /// Lets `domid` map or copy our machine frame `frame` (read-only if
     /// `readonly`); returns the reference to hand over.
-    pub fn grant_access(&mut self, domid: u16, frame: u64, readonly: bool) -> Result<GrantRef, GrantError> {
+    pub fn grant_access(
+        &mut self,
+        domid: u16,
+        frame: u64,
+        readonly: bool,
+    ) -> Result<GrantRef, GrantError> {
         let r = self.refs.alloc().ok_or(GrantError::NoFreeRefs)?;
         if let Err(e) = self.entries().grant(r, domid, frame, readonly) {
             self.refs.free(r);
@@ -505,7 +520,10 @@ mod tests {
         );
         assert_eq!(c.flags, GNTCOPY_SOURCE_GREF);
         assert_eq!((c.source.u, c.source.domid, c.source.offset), (9, 4, 8));
-        assert_eq!((c.dest.u, c.dest.domid, c.dest.offset), (0x55, DOMID_SELF, 16));
+        assert_eq!(
+            (c.dest.u, c.dest.domid, c.dest.offset),
+            (0x55, DOMID_SELF, 16)
+        );
         assert_eq!(status(0), Ok(()));
         assert_eq!(status(-3), Err(GrantError::Status(-3)));
         assert_eq!(

@@ -25,8 +25,8 @@ mod kernel {
     use hypercall_abi::grant_table::{
         GntStatus, GnttabGetStatusFrames, GnttabGetVersion, GnttabMapGrantRef, GnttabOp,
         GnttabSetVersion, GnttabSetupTable, GnttabUnmapAndReplace, GnttabUnmapGrantRef,
-        GNTMAP_CONTAINS_PTE, GNTMAP_DEVICE_MAP, GNTMAP_HOST_MAP, GNTMAP_READONLY, GTF_PERMIT_ACCESS,
-        GTF_READING, GTF_READONLY, GTF_WRITING,
+        GNTMAP_CONTAINS_PTE, GNTMAP_DEVICE_MAP, GNTMAP_HOST_MAP, GNTMAP_READONLY,
+        GTF_PERMIT_ACCESS, GTF_READING, GTF_READONLY, GTF_WRITING,
     };
     use hypercall_abi::xen::DOMID_SELF;
     use pv_guest_lib::error::{self, Errno};
@@ -74,12 +74,21 @@ mod kernel {
     }
 
     /// Expects `Err(Status(want))`.
-    fn st<T: core::fmt::Debug>(c: &mut Checks, what: &str, r: Result<T, GrantError>, want: GntStatus) {
+    fn st<T: core::fmt::Debug>(
+        c: &mut Checks,
+        what: &str,
+        r: Result<T, GrantError>,
+        want: GntStatus,
+    ) {
         match r {
             Err(GrantError::Status(s)) if s == want.raw() => {
                 c.check(what, true, format_args!("{}", want.name()))
             }
-            other => c.check(what, false, format_args!("got {other:?}, want {}", want.name())),
+            other => c.check(
+                what,
+                false,
+                format_args!("got {other:?}, want {}", want.name()),
+            ),
         };
     }
 
@@ -92,8 +101,16 @@ mod kernel {
         let mut v = GnttabSetVersion { version: 1 };
         c.ok("set_version(1)", raw(cmd, &mut v, 1));
         let mut v = GnttabSetVersion { version: 2 };
-        c.err("set_version(2) (Oxen offers v1 only)", raw(cmd, &mut v, 1), AbiErrno::ENOSYS);
-        c.check("set_version(2) reports version 1", v.version == 1, format_args!("{}", v.version));
+        c.err(
+            "set_version(2) (Oxen offers v1 only)",
+            raw(cmd, &mut v, 1),
+            AbiErrno::ENOSYS,
+        );
+        c.check(
+            "set_version(2) reports version 1",
+            v.version == 1,
+            format_args!("{}", v.version),
+        );
         let mut v = GnttabSetVersion { version: 3 };
         c.err("set_version(3)", raw(cmd, &mut v, 1), AbiErrno::EINVAL);
         let cmd = u64::from(GnttabOp::GetVersion.raw());
@@ -102,24 +119,42 @@ mod kernel {
             ..Default::default()
         };
         c.ok("get_version(DOMID_SELF)", raw(cmd, &mut g, 1));
-        c.check("it is version 1", g.version == 1, format_args!("{}", g.version));
+        c.check(
+            "it is version 1",
+            g.version == 1,
+            format_args!("{}", g.version),
+        );
         let mut g = GnttabGetVersion {
             dom: NO_DOMAIN,
             ..Default::default()
         };
-        c.err("get_version of no domain", raw(cmd, &mut g, 1), AbiErrno::ESRCH);
+        c.err(
+            "get_version of no domain",
+            raw(cmd, &mut g, 1),
+            AbiErrno::ESRCH,
+        );
         let cmd = u64::from(GnttabOp::GetStatusFrames.raw());
         let mut s = GnttabGetStatusFrames {
             nr_frames: 0,
             dom: DOMID_SELF,
             ..Default::default()
         };
-        c.ok("get_status_frames of 0 frames", raw(cmd, &mut s, 1).and(Ok(s.status)));
+        c.ok(
+            "get_status_frames of 0 frames",
+            raw(cmd, &mut s, 1).and(Ok(s.status)),
+        );
         c.ok("  status okay", status_of(s.status));
         s.nr_frames = 1;
-        c.ok("get_status_frames of 1 frame (v1 has none)", raw(cmd, &mut s, 1));
+        c.ok(
+            "get_status_frames of 1 frame (v1 has none)",
+            raw(cmd, &mut s, 1),
+        );
         st(c, "  status", status_of(s.status), GntStatus::GeneralError);
-        c.err("get_status_frames with count 2", raw(cmd, &mut s, 2), AbiErrno::EINVAL);
+        c.err(
+            "get_status_frames with count 2",
+            raw(cmd, &mut s, 2),
+            AbiErrno::EINVAL,
+        );
     }
 
     fn setup_checks(c: &mut Checks) {
@@ -128,7 +163,12 @@ mod kernel {
             grant::query_size(DOMID_SELF) == Ok((1, 64)),
             format_args!("{:?}", grant::query_size(DOMID_SELF)),
         );
-        st(c, "query_size of no domain", grant::query_size(NO_DOMAIN), GntStatus::BadDomain);
+        st(
+            c,
+            "query_size of no domain",
+            grant::query_size(NO_DOMAIN),
+            GntStatus::BadDomain,
+        );
         let cmd = u64::from(GnttabOp::SetupTable.raw());
         let mut frames = [0u64; 2];
         let mut s = GnttabSetupTable {
@@ -137,14 +177,27 @@ mod kernel {
             frame_list: frames.as_mut_ptr() as u64,
             ..Default::default()
         };
-        c.err("setup_table with count 2", raw(cmd, &mut s, 2), AbiErrno::EINVAL);
+        c.err(
+            "setup_table with count 2",
+            raw(cmd, &mut s, 2),
+            AbiErrno::EINVAL,
+        );
         s.nr_frames = 65;
         s.frame_list = 0;
         c.ok("setup_table of 65 frames", raw(cmd, &mut s, 1));
-        st(c, "  status (limit 64)", status_of(s.status), GntStatus::GeneralError);
+        st(
+            c,
+            "  status (limit 64)",
+            status_of(s.status),
+            GntStatus::GeneralError,
+        );
         s.nr_frames = 1;
         s.frame_list = 0xffff_8000_0000_1000;
-        c.err("setup_table, frame list in the hypervisor's range", raw(cmd, &mut s, 1), AbiErrno::EFAULT);
+        c.err(
+            "setup_table, frame list in the hypervisor's range",
+            raw(cmd, &mut s, 1),
+            AbiErrno::EFAULT,
+        );
         s.frame_list = 0x1000;
         c.ok("setup_table, frame list unmapped", raw(cmd, &mut s, 1));
         st(c, "  status", status_of(s.status), GntStatus::BadVirtAddr);
@@ -152,30 +205,118 @@ mod kernel {
         s.dom = NO_DOMAIN;
         c.ok("setup_table of no domain", raw(cmd, &mut s, 1));
         st(c, "  status", status_of(s.status), GntStatus::BadDomain);
-        c.err("setup_table, request unmapped", raw_ptr(cmd, 0x1000, 1), AbiErrno::EFAULT);
+        c.err(
+            "setup_table, request unmapped",
+            raw_ptr(cmd, 0x1000, 1),
+            AbiErrno::EFAULT,
+        );
     }
 
     fn hostile_checks(c: &mut Checks, gref: u32) {
         let map = u64::from(GnttabOp::MapGrantRef.raw());
-        c.err("grant_table_op with count 0x80000000", raw_ptr(map, GT_VA, 0x8000_0000), AbiErrno::EINVAL);
-        c.err("map with a request array in the hypervisor", raw_ptr(map, 0xffff_8000_0000_0000, 1), AbiErrno::EFAULT);
-        c.err("map with 0x7fffffff requests wrapping the address space", raw_ptr(map, 0xffff_ffff_ffff_f000, 0x7fff_ffff), AbiErrno::EFAULT);
-        c.err("map with an unmapped request", raw_ptr(map, 0x1000, 1), AbiErrno::EFAULT);
-        c.err("an unknown command (99)", raw_ptr(99, GT_VA, 1), AbiErrno::ENOSYS);
-        c.err("continuation bits on map_grant_ref", raw_ptr(map | 0x1000, GT_VA, 0), AbiErrno::EINVAL);
+        c.err(
+            "grant_table_op with count 0x80000000",
+            raw_ptr(map, GT_VA, 0x8000_0000),
+            AbiErrno::EINVAL,
+        );
+        c.err(
+            "map with a request array in the hypervisor",
+            raw_ptr(map, 0xffff_8000_0000_0000, 1),
+            AbiErrno::EFAULT,
+        );
+        c.err(
+            "map with 0x7fffffff requests wrapping the address space",
+            raw_ptr(map, 0xffff_ffff_ffff_f000, 0x7fff_ffff),
+            AbiErrno::EFAULT,
+        );
+        c.err(
+            "map with an unmapped request",
+            raw_ptr(map, 0x1000, 1),
+            AbiErrno::EFAULT,
+        );
+        c.err(
+            "an unknown command (99)",
+            raw_ptr(99, GT_VA, 1),
+            AbiErrno::ENOSYS,
+        );
+        c.err(
+            "continuation bits on map_grant_ref",
+            raw_ptr(map | 0x1000, GT_VA, 0),
+            AbiErrno::EINVAL,
+        );
         c.ok("map_grant_ref with count 0", raw_ptr(map, 0, 0));
-        st(c, "map with neither host nor device flag", grant::map(0, gref, TEST_VA, RO), GntStatus::BadGntref);
-        st(c, "map from DOMID_SELF (Xen wants a real id)", grant::map(DOMID_SELF, gref, TEST_VA, HOST), GntStatus::BadDomain);
-        st(c, "map from no domain", grant::map(NO_DOMAIN, gref, TEST_VA, HOST), GntStatus::BadDomain);
-        st(c, "map of ref 99999", grant::map(0, 99_999, TEST_VA, HOST), GntStatus::BadGntref);
-        st(c, "map of an unused ref (invalid entry)", grant::map(0, 500, TEST_VA, HOST), GntStatus::GeneralError);
-        st(c, "map at a hypervisor address", grant::map(0, gref, 0xffff_8000_0000_0000, HOST), GntStatus::GeneralError);
-        st(c, "map at a non-canonical address", grant::map(0, gref, 0x0000_8000_0000_0000, HOST), GntStatus::GeneralError);
-        st(c, "map where no L1 exists", grant::map(0, gref, 0x0000_4000_0000_0000, HOST), GntStatus::GeneralError);
-        st(c, "map contains_pte at a misaligned PTE address", grant::map(0, gref, 0x1003, HOST | GNTMAP_CONTAINS_PTE), GntStatus::GeneralError);
-        st(c, "map contains_pte in a frame that is no L1", grant::map(0, gref, HYPERVISOR_MFN << 12, HOST | GNTMAP_CONTAINS_PTE), GntStatus::GeneralError);
-        st(c, "unmap of handle 0xffff", grant::unmap(0xffff, TEST_VA, 0), GntStatus::BadHandle);
-        st(c, "unmap of handle 0xffffffff", grant::unmap(u32::MAX, 0, 0), GntStatus::BadHandle);
+        st(
+            c,
+            "map with neither host nor device flag",
+            grant::map(0, gref, TEST_VA, RO),
+            GntStatus::BadGntref,
+        );
+        st(
+            c,
+            "map from DOMID_SELF (Xen wants a real id)",
+            grant::map(DOMID_SELF, gref, TEST_VA, HOST),
+            GntStatus::BadDomain,
+        );
+        st(
+            c,
+            "map from no domain",
+            grant::map(NO_DOMAIN, gref, TEST_VA, HOST),
+            GntStatus::BadDomain,
+        );
+        st(
+            c,
+            "map of ref 99999",
+            grant::map(0, 99_999, TEST_VA, HOST),
+            GntStatus::BadGntref,
+        );
+        st(
+            c,
+            "map of an unused ref (invalid entry)",
+            grant::map(0, 500, TEST_VA, HOST),
+            GntStatus::GeneralError,
+        );
+        st(
+            c,
+            "map at a hypervisor address",
+            grant::map(0, gref, 0xffff_8000_0000_0000, HOST),
+            GntStatus::GeneralError,
+        );
+        st(
+            c,
+            "map at a non-canonical address",
+            grant::map(0, gref, 0x0000_8000_0000_0000, HOST),
+            GntStatus::GeneralError,
+        );
+        st(
+            c,
+            "map where no L1 exists",
+            grant::map(0, gref, 0x0000_4000_0000_0000, HOST),
+            GntStatus::GeneralError,
+        );
+        st(
+            c,
+            "map contains_pte at a misaligned PTE address",
+            grant::map(0, gref, 0x1003, HOST | GNTMAP_CONTAINS_PTE),
+            GntStatus::GeneralError,
+        );
+        st(
+            c,
+            "map contains_pte in a frame that is no L1",
+            grant::map(0, gref, HYPERVISOR_MFN << 12, HOST | GNTMAP_CONTAINS_PTE),
+            GntStatus::GeneralError,
+        );
+        st(
+            c,
+            "unmap of handle 0xffff",
+            grant::unmap(0xffff, TEST_VA, 0),
+            GntStatus::BadHandle,
+        );
+        st(
+            c,
+            "unmap of handle 0xffffffff",
+            grant::unmap(u32::MAX, 0, 0),
+            GntStatus::BadHandle,
+        );
         let rep = u64::from(GnttabOp::UnmapAndReplace.raw());
         let mut u = GnttabUnmapAndReplace {
             host_addr: TEST_VA,
@@ -185,7 +326,11 @@ mod kernel {
         };
         c.ok("unmap_and_replace of a bad handle", raw(rep, &mut u, 1));
         st(c, "  status", status_of(u.status), GntStatus::BadHandle);
-        c.err("transfer (not offered)", raw_ptr(u64::from(GnttabOp::Transfer.raw()), GT_VA, 1), AbiErrno::ENOSYS);
+        c.err(
+            "transfer (not offered)",
+            raw_ptr(u64::from(GnttabOp::Transfer.raw()), GT_VA, 1),
+            AbiErrno::ENOSYS,
+        );
     }
 
     fn main(si: &'static StartInfo) -> ! {
@@ -201,7 +346,8 @@ mod kernel {
 
         version_checks(&mut c);
         setup_checks(&mut c);
-        let Some(mut gt) = c.ok("setup and map a 4-frame table", GrantTable::setup(4, GT_VA)) else {
+        let Some(mut gt) = c.ok("setup and map a 4-frame table", GrantTable::setup(4, GT_VA))
+        else {
             c.finish();
         };
         c.check(
@@ -213,14 +359,23 @@ mod kernel {
         let Some(scratch) = c.ok("a scratch frame", frame::alloc_frame()) else {
             c.finish();
         };
-        c.ok("map TEST_VA", frame::map_kernel(TEST_VA, scratch.mfn, PteFlags::KERNEL_RW));
-        c.ok("unmap it again (its L1 stays)", frame::unmap_kernel(TEST_VA));
+        c.ok(
+            "map TEST_VA",
+            frame::map_kernel(TEST_VA, scratch.mfn, PteFlags::KERNEL_RW),
+        );
+        c.ok(
+            "unmap it again (its L1 stays)",
+            frame::unmap_kernel(TEST_VA),
+        );
 
         // Frames that are ours and mapped nowhere else: give two back (the
         // reservation is full), take two new ones.
         for _ in 0..2 {
             if let Some(f) = c.ok("a frame to give back", frame::alloc_frame()) {
-                c.ok("unmap its direct-map alias", mmu::update_va_mapping(f.va, 0, Flush::InvlpgAll));
+                c.ok(
+                    "unmap its direct-map alias",
+                    mmu::update_va_mapping(f.va, 0, Flush::InvlpgAll),
+                );
                 c.check(
                     "XENMEM_decrease_reservation of it",
                     memory::decrease_reservation(&[f.mfn], 0) == Ok(1),
@@ -241,10 +396,21 @@ mod kernel {
         hostile_checks(&mut c, ga);
 
         // Host mapping, writable.
-        if let Some(m) = c.ok("map grant A writable at TEST_VA", grant::map(me, ga, TEST_VA, HOST)) {
-            c.check("dev_bus_addr is A's machine address", m.dev_bus_addr == a << 12, format_args!("{:#x}", m.dev_bus_addr));
+        if let Some(m) = c.ok(
+            "map grant A writable at TEST_VA",
+            grant::map(me, ga, TEST_VA, HOST),
+        ) {
+            c.check(
+                "dev_bus_addr is A's machine address",
+                m.dev_bus_addr == a << 12,
+                format_args!("{:#x}", m.dev_bus_addr),
+            );
             write(TEST_VA, 0x600d_f00d);
-            c.check("write and read back through the mapping", read(TEST_VA) == 0x600d_f00d, format_args!("{:#x}", read(TEST_VA)));
+            c.check(
+                "write and read back through the mapping",
+                read(TEST_VA) == 0x600d_f00d,
+                format_args!("{:#x}", read(TEST_VA)),
+            );
             let f = gt.flags(ga);
             c.check(
                 "GTF_reading and GTF_writing are set while mapped",
@@ -257,7 +423,11 @@ mod kernel {
                 format_args!("flags {:#x}", gt.flags(ga)),
             );
             let pte = frame::lookup_kernel(TEST_VA).unwrap_or(Pte(0));
-            c.check("the grant PTE is writable and NX", pte.writable() && pte.0 >> 63 == 1, format_args!("{:#x}", pte.0));
+            c.check(
+                "the grant PTE is writable and NX",
+                pte.writable() && pte.0 >> 63 == 1,
+                format_args!("{:#x}", pte.0),
+            );
             let map = u64::from(GnttabOp::MapGrantRef.raw());
             let mut dup = GnttabMapGrantRef {
                 host_addr: 0,
@@ -266,10 +436,23 @@ mod kernel {
                 dom: me,
                 ..Default::default()
             };
-            c.ok("a second (device) mapping of the same grant", raw(map, &mut dup, 1));
+            c.ok(
+                "a second (device) mapping of the same grant",
+                raw(map, &mut dup, 1),
+            );
             c.ok("  status", status_of(dup.status));
-            st(&mut c, "unmap at the wrong address", grant::unmap(m.handle, TEST_VA + 0x1000, 0), GntStatus::GeneralError);
-            st(&mut c, "unmap with the wrong bus address", grant::unmap(dup.handle, 0, 0x1000), GntStatus::GeneralError);
+            st(
+                &mut c,
+                "unmap at the wrong address",
+                grant::unmap(m.handle, TEST_VA + 0x1000, 0),
+                GntStatus::GeneralError,
+            );
+            st(
+                &mut c,
+                "unmap with the wrong bus address",
+                grant::unmap(dup.handle, 0, 0x1000),
+                GntStatus::GeneralError,
+            );
             let cur = memory::current_reservation(DOMID_SELF).unwrap_or(0);
             c.check(
                 "give frame A back while it is mapped (Xen: accepted, freed later)",
@@ -282,16 +465,33 @@ mod kernel {
                 format_args!("{:#x}", read(TEST_VA)),
             );
             c.ok("unmap the host mapping", grant::unmap(m.handle, TEST_VA, 0));
-            st(&mut c, "unmap it twice", grant::unmap(m.handle, TEST_VA, 0), GntStatus::BadHandle);
+            st(
+                &mut c,
+                "unmap it twice",
+                grant::unmap(m.handle, TEST_VA, 0),
+                GntStatus::BadHandle,
+            );
             let f = gt.flags(ga);
             c.check(
                 "GTF_writing is clear, GTF_reading stays for the device mapping",
                 f == GTF_PERMIT_ACCESS | GTF_READING,
                 format_args!("{f:#x}"),
             );
-            c.ok("unmap the device mapping", grant::unmap(dup.handle, 0, a << 12));
-            c.check("no flags left", gt.flags(ga) == GTF_PERMIT_ACCESS, format_args!("{:#x}", gt.flags(ga)));
-            st(&mut c, "map the grant of the given-back frame", grant::map(me, ga, TEST_VA, HOST), GntStatus::BadPage);
+            c.ok(
+                "unmap the device mapping",
+                grant::unmap(dup.handle, 0, a << 12),
+            );
+            c.check(
+                "no flags left",
+                gt.flags(ga) == GTF_PERMIT_ACCESS,
+                format_args!("{:#x}", gt.flags(ga)),
+            );
+            st(
+                &mut c,
+                "map the grant of the given-back frame",
+                grant::map(me, ga, TEST_VA, HOST),
+                GntStatus::BadPage,
+            );
             c.ok("end access now", gt.end_access(ga));
         }
 
@@ -299,11 +499,24 @@ mod kernel {
         let Some(gb) = c.ok("grant frame B read-only", gt.grant_access(me, b, true)) else {
             c.finish();
         };
-        st(&mut c, "a read-only grant mapped writable", grant::map(me, gb, TEST_VA, HOST), GntStatus::GeneralError);
-        c.check("no flags set by the refused map", gt.flags(gb) == GTF_PERMIT_ACCESS | GTF_READONLY, format_args!("{:#x}", gt.flags(gb)));
+        st(
+            &mut c,
+            "a read-only grant mapped writable",
+            grant::map(me, gb, TEST_VA, HOST),
+            GntStatus::GeneralError,
+        );
+        c.check(
+            "no flags set by the refused map",
+            gt.flags(gb) == GTF_PERMIT_ACCESS | GTF_READONLY,
+            format_args!("{:#x}", gt.flags(gb)),
+        );
         if let Some(m) = c.ok("map it read-only", grant::map(me, gb, TEST_VA, HOST | RO)) {
             let pte = frame::lookup_kernel(TEST_VA).unwrap_or(Pte(0));
-            c.check("the PTE is read-only", pte.present() && !pte.writable(), format_args!("{:#x}", pte.0));
+            c.check(
+                "the PTE is read-only",
+                pte.present() && !pte.writable(),
+                format_args!("{:#x}", pte.0),
+            );
             c.check(
                 "only GTF_reading is set",
                 gt.flags(gb) == GTF_PERMIT_ACCESS | GTF_READONLY | GTF_READING,
@@ -313,36 +526,190 @@ mod kernel {
         }
 
         // Copies: B is read-only granted; C is writable granted.
-        let Some(cf) = c.ok("frame C", frame::alloc_frame()) else { c.finish() };
-        let Some(gc) = c.ok("grant frame C writable", gt.grant_access(me, cf.mfn, false)) else { c.finish() };
-        let Some(df) = c.ok("frame D", frame::alloc_frame()) else { c.finish() };
+        let Some(cf) = c.ok("frame C", frame::alloc_frame()) else {
+            c.finish()
+        };
+        let Some(gc) = c.ok("grant frame C writable", gt.grant_access(me, cf.mfn, false)) else {
+            c.finish()
+        };
+        let Some(df) = c.ok("frame D", frame::alloc_frame()) else {
+            c.finish()
+        };
         write(df.va + 8, 0x1122_3344_5566_7788);
         c.ok(
             "copy 8 bytes from our frame D into grant C",
-            grant::copy(CopyPtr::Frame { mfn: df.mfn, offset: 8 }, CopyPtr::Grant { dom: me, gref: gc, offset: 16 }, 8),
+            grant::copy(
+                CopyPtr::Frame {
+                    mfn: df.mfn,
+                    offset: 8,
+                },
+                CopyPtr::Grant {
+                    dom: me,
+                    gref: gc,
+                    offset: 16,
+                },
+                8,
+            ),
         );
-        c.check("the bytes arrived", read(cf.va + 16) == 0x1122_3344_5566_7788, format_args!("{:#x}", read(cf.va + 16)));
+        c.check(
+            "the bytes arrived",
+            read(cf.va + 16) == 0x1122_3344_5566_7788,
+            format_args!("{:#x}", read(cf.va + 16)),
+        );
         c.ok(
             "copy a whole page from grant C into frame D",
-            grant::copy(CopyPtr::Grant { dom: me, gref: gc, offset: 0 }, CopyPtr::Frame { mfn: df.mfn, offset: 0 }, 4096),
+            grant::copy(
+                CopyPtr::Grant {
+                    dom: me,
+                    gref: gc,
+                    offset: 0,
+                },
+                CopyPtr::Frame {
+                    mfn: df.mfn,
+                    offset: 0,
+                },
+                4096,
+            ),
         );
-        c.check("page copied", read(df.va + 16) == 0x1122_3344_5566_7788, format_args!("{:#x}", read(df.va + 16)));
-        c.check("no flags left after the copies", gt.flags(gc) == GTF_PERMIT_ACCESS, format_args!("{:#x}", gt.flags(gc)));
-        st(&mut c, "copy into a read-only grant", grant::copy(CopyPtr::Frame { mfn: df.mfn, offset: 0 }, CopyPtr::Grant { dom: me, gref: gb, offset: 0 }, 8), GntStatus::GeneralError);
-        st(&mut c, "copy crossing the end of the page", grant::copy(CopyPtr::Grant { dom: me, gref: gc, offset: 4090 }, CopyPtr::Frame { mfn: df.mfn, offset: 0 }, 8), GntStatus::BadCopyArg);
-        st(&mut c, "copy of a bad ref", grant::copy(CopyPtr::Grant { dom: me, gref: 99_999, offset: 0 }, CopyPtr::Frame { mfn: df.mfn, offset: 0 }, 8), GntStatus::BadGntref);
-        st(&mut c, "copy from a frame that is not ours", grant::copy(CopyPtr::Frame { mfn: HYPERVISOR_MFN, offset: 0 }, CopyPtr::Frame { mfn: df.mfn, offset: 0 }, 8), GntStatus::BadPage);
-        st(&mut c, "copy from a grant of no domain", grant::copy(CopyPtr::Grant { dom: NO_DOMAIN, gref: gc, offset: 0 }, CopyPtr::Frame { mfn: df.mfn, offset: 0 }, 8), GntStatus::BadDomain);
-        let mut op = grant::copy_op(CopyPtr::Frame { mfn: df.mfn, offset: 0 }, CopyPtr::Frame { mfn: cf.mfn, offset: 0 }, 8);
+        c.check(
+            "page copied",
+            read(df.va + 16) == 0x1122_3344_5566_7788,
+            format_args!("{:#x}", read(df.va + 16)),
+        );
+        c.check(
+            "no flags left after the copies",
+            gt.flags(gc) == GTF_PERMIT_ACCESS,
+            format_args!("{:#x}", gt.flags(gc)),
+        );
+        st(
+            &mut c,
+            "copy into a read-only grant",
+            grant::copy(
+                CopyPtr::Frame {
+                    mfn: df.mfn,
+                    offset: 0,
+                },
+                CopyPtr::Grant {
+                    dom: me,
+                    gref: gb,
+                    offset: 0,
+                },
+                8,
+            ),
+            GntStatus::GeneralError,
+        );
+        st(
+            &mut c,
+            "copy crossing the end of the page",
+            grant::copy(
+                CopyPtr::Grant {
+                    dom: me,
+                    gref: gc,
+                    offset: 4090,
+                },
+                CopyPtr::Frame {
+                    mfn: df.mfn,
+                    offset: 0,
+                },
+                8,
+            ),
+            GntStatus::BadCopyArg,
+        );
+        st(
+            &mut c,
+            "copy of a bad ref",
+            grant::copy(
+                CopyPtr::Grant {
+                    dom: me,
+                    gref: 99_999,
+                    offset: 0,
+                },
+                CopyPtr::Frame {
+                    mfn: df.mfn,
+                    offset: 0,
+                },
+                8,
+            ),
+            GntStatus::BadGntref,
+        );
+        st(
+            &mut c,
+            "copy from a frame that is not ours",
+            grant::copy(
+                CopyPtr::Frame {
+                    mfn: HYPERVISOR_MFN,
+                    offset: 0,
+                },
+                CopyPtr::Frame {
+                    mfn: df.mfn,
+                    offset: 0,
+                },
+                8,
+            ),
+            GntStatus::BadPage,
+        );
+        st(
+            &mut c,
+            "copy from a grant of no domain",
+            grant::copy(
+                CopyPtr::Grant {
+                    dom: NO_DOMAIN,
+                    gref: gc,
+                    offset: 0,
+                },
+                CopyPtr::Frame {
+                    mfn: df.mfn,
+                    offset: 0,
+                },
+                8,
+            ),
+            GntStatus::BadDomain,
+        );
+        let mut op = grant::copy_op(
+            CopyPtr::Frame {
+                mfn: df.mfn,
+                offset: 0,
+            },
+            CopyPtr::Frame {
+                mfn: cf.mfn,
+                offset: 0,
+            },
+            8,
+        );
         op.source.domid = me;
-        let r = grant::copy_batch(core::slice::from_mut(&mut op)).map_err(GrantError::from).and(status_of(op.status));
-        st(&mut c, "copy naming a frame with a real domid (only DOMID_SELF may)", r, GntStatus::PermissionDenied);
+        let r = grant::copy_batch(core::slice::from_mut(&mut op))
+            .map_err(GrantError::from)
+            .and(status_of(op.status));
+        st(
+            &mut c,
+            "copy naming a frame with a real domid (only DOMID_SELF may)",
+            r,
+            GntStatus::PermissionDenied,
+        );
 
         // A batch with a bad request in the middle.
         let mut ops = [
-            GnttabMapGrantRef { host_addr: 0, flags: DEV, r#ref: gc, dom: me, ..Default::default() },
-            GnttabMapGrantRef { host_addr: 0, flags: DEV, r#ref: 99_999, dom: me, ..Default::default() },
-            GnttabMapGrantRef { host_addr: TEST_VA, flags: HOST, r#ref: gc, dom: me, ..Default::default() },
+            GnttabMapGrantRef {
+                host_addr: 0,
+                flags: DEV,
+                r#ref: gc,
+                dom: me,
+                ..Default::default()
+            },
+            GnttabMapGrantRef {
+                host_addr: 0,
+                flags: DEV,
+                r#ref: 99_999,
+                dom: me,
+                ..Default::default()
+            },
+            GnttabMapGrantRef {
+                host_addr: TEST_VA,
+                flags: HOST,
+                r#ref: gc,
+                dom: me,
+                ..Default::default()
+            },
         ];
         c.ok("a batch of 3 maps", grant::map_batch(&mut ops));
         let sts = [ops[0].status, ops[1].status, ops[2].status];
@@ -351,10 +718,24 @@ mod kernel {
             sts == [0, GntStatus::BadGntref.raw(), 0],
             format_args!("{sts:?}"),
         );
-        c.check("the mapping shows frame C", read(TEST_VA + 16) == 0x1122_3344_5566_7788, format_args!("{:#x}", read(TEST_VA + 16)));
+        c.check(
+            "the mapping shows frame C",
+            read(TEST_VA + 16) == 0x1122_3344_5566_7788,
+            format_args!("{:#x}", read(TEST_VA + 16)),
+        );
         let mut un = [
-            GnttabUnmapGrantRef { host_addr: 0, dev_bus_addr: cf.mfn << 12, handle: ops[0].handle, ..Default::default() },
-            GnttabUnmapGrantRef { host_addr: 0, dev_bus_addr: 0, handle: 0x5555, ..Default::default() },
+            GnttabUnmapGrantRef {
+                host_addr: 0,
+                dev_bus_addr: cf.mfn << 12,
+                handle: ops[0].handle,
+                ..Default::default()
+            },
+            GnttabUnmapGrantRef {
+                host_addr: 0,
+                dev_bus_addr: 0,
+                handle: 0x5555,
+                ..Default::default()
+            },
         ];
         c.ok("a batch of 2 unmaps", grant::unmap_batch(&mut un));
         c.check(

@@ -129,6 +129,10 @@ pub struct GrantTable {
     pub maptrack: Maptrack,
 }
 
+/// The table could not grow: beyond its limit, or out of memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GrowError;
+
 /// Limits a domain's table was created with, out of range.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BadLimits;
@@ -218,7 +222,10 @@ impl ActiveTable {
 
     /// Entry `gref` (all zero where not allocated yet).
     pub fn get(&self, gref: u32) -> Active {
-        let (p, i) = ((gref / ACTIVE_PER_PAGE) as usize, (gref % ACTIVE_PER_PAGE) as usize);
+        let (p, i) = (
+            (gref / ACTIVE_PER_PAGE) as usize,
+            (gref % ACTIVE_PER_PAGE) as usize,
+        );
         match self.pages.get(p) {
             Some(Some(page)) => Active {
                 pin: page[2 * i] as u32,
@@ -230,7 +237,10 @@ impl ActiveTable {
     }
 
     fn set(&mut self, gref: u32, a: Active) {
-        let (p, i) = ((gref / ACTIVE_PER_PAGE) as usize, (gref % ACTIVE_PER_PAGE) as usize);
+        let (p, i) = (
+            (gref / ACTIVE_PER_PAGE) as usize,
+            (gref % ACTIVE_PER_PAGE) as usize,
+        );
         if let Some(Some(page)) = self.pages.get_mut(p) {
             page[2 * i] = u64::from(a.pin) | u64::from(a.domid) << 32;
             page[2 * i + 1] = a.mfn.0;
@@ -254,10 +264,10 @@ impl ActiveTable {
         ft: &mut FrameTable<'_>,
         owner: DomId,
         want: u32,
-    ) -> Result<(), ()> {
+    ) -> Result<(), GrowError> {
         let want = want.max(INITIAL_NR_GRANT_FRAMES);
         if want > self.max_frames {
-            return Err(());
+            return Err(GrowError);
         }
         let start = self.nr_frames;
         while self.nr_frames < want {
@@ -265,7 +275,7 @@ impl ActiveTable {
                 while self.nr_frames > start {
                     self.remove_last_frame(env, ft);
                 }
-                return Err(());
+                return Err(GrowError);
             }
         }
         Ok(())
@@ -276,7 +286,7 @@ impl ActiveTable {
         env: &mut E,
         ft: &mut FrameTable<'_>,
         owner: DomId,
-    ) -> Result<(), ()> {
+    ) -> Result<(), GrowError> {
         let n = self.nr_frames as usize;
         let first_page = n * ACTIVE_PAGES_PER_FRAME as usize;
         for k in 0..ACTIVE_PAGES_PER_FRAME as usize {
@@ -285,14 +295,14 @@ impl ActiveTable {
                     Some(p) => self.pages[first_page + k] = Some(p),
                     None => {
                         self.free_active_pages(env, n);
-                        return Err(());
+                        return Err(GrowError);
                     }
                 }
             }
         }
         let Some(mfn) = env.alloc_frame() else {
             self.free_active_pages(env, n);
-            return Err(());
+            return Err(GrowError);
         };
         let o = Owner::Domain(owner);
         // share_xen_page_with_guest: owned, no allocation reference, a
@@ -307,7 +317,7 @@ impl ActiveTable {
                 env.free_frame(mfn);
             }
             self.free_active_pages(env, n);
-            return Err(());
+            return Err(GrowError);
         }
         self.frames[n] = mfn;
         self.nr_frames += 1;
@@ -444,8 +454,7 @@ impl Maptrack {
             (handle % MAPTRACK_PER_PAGE) as usize,
         );
         if let Some(Some(page)) = self.pages.get_mut(p) {
-            page[2 * i] =
-                u64::from(m.gref) | u64::from(m.flags) << 32 | u64::from(m.domid) << 48;
+            page[2 * i] = u64::from(m.gref) | u64::from(m.flags) << 32 | u64::from(m.domid) << 48;
             page[2 * i + 1] = m.pte;
         }
     }
@@ -625,7 +634,8 @@ fn clear_after_unpin(pin: u32, readonly: bool) -> u16 {
 /// which the granter must own.
 fn get_granted_frame(ft: &mut FrameTable<'_>, rd: DomId, gfn: u64) -> Result<Mfn, Status> {
     let mfn = Mfn(gfn);
-    ft.get_page(mfn, owner_of(rd)).map_err(|_| GntStatus::BadPage)?;
+    ft.get_page(mfn, owner_of(rd))
+        .map_err(|_| GntStatus::BadPage)?;
     Ok(mfn)
 }
 
@@ -1125,7 +1135,15 @@ fn claim<E: GrantEnv + ?Sized, S: SharedEntries + ?Sized>(
         writable,
     };
     if writable && !get_writable(env, ft, mfn) {
-        unclaim(env, ft, rd, &Claimed { writable: false, ..c });
+        unclaim(
+            env,
+            ft,
+            rd,
+            &Claimed {
+                writable: false,
+                ..c
+            },
+        );
         return Err(GntStatus::GeneralError);
     }
     Ok(c)

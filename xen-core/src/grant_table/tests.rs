@@ -307,7 +307,9 @@ fn shared_frames_belong_to_the_domain_and_stay_writable_only() {
     assert_eq!(i.owner(), Owner::Domain(D1));
     assert_eq!((i.count(), i.type_count()), (1, 1));
     assert_eq!(i.page_type(), PageType::Writable);
-    assert!(!i.flags().contains(crate::mm::frame_table::PageFlags::ALLOCATED));
+    assert!(!i
+        .flags()
+        .contains(crate::mm::frame_table::PageFlags::ALLOCATED));
     let c = ctx(D1);
     w.with(|ft, mem| {
         // Mappable writable by its domain, never a page table, never given back.
@@ -413,12 +415,17 @@ fn readonly_grants_and_mappings() {
     assert_eq!(sh.flags(3), GTF_PERMIT_ACCESS | GTF_READONLY);
     assert_eq!(w.pte(5), 0);
     let m = w
-        .map(maptrack, D1, active, &mut sh, 3, HOST | RO | GNTMAP_APPLICATION_MAP, VA)
+        .map(
+            maptrack,
+            D1,
+            active,
+            &mut sh,
+            3,
+            HOST | RO | GNTMAP_APPLICATION_MAP,
+            VA,
+        )
         .unwrap();
-    assert_eq!(
-        sh.flags(3),
-        GTF_PERMIT_ACCESS | GTF_READONLY | GTF_READING
-    );
+    assert_eq!(sh.flags(3), GTF_PERMIT_ACCESS | GTF_READONLY | GTF_READING);
     let pte = w.pte(5);
     assert_eq!(pte & 2, 0, "read-only");
     assert_ne!(pte & 4, 0, "user");
@@ -498,14 +505,14 @@ fn host_addresses_that_are_no_place_for_a_mapping() {
     let GrantTable { active, maptrack } = &mut g;
     let cpte = GNTMAP_CONTAINS_PTE;
     for (addr, flags) in [
-        (0x4000_0000, HOST),                // L2 entry not present
-        (0xffff_8000_0000_0000, HOST),      // hypervisor range
-        (0x0000_8000_0000_0000, HOST),      // non-canonical
-        (L1.maddr() + 3, HOST | cpte),      // misaligned PTE address
-        (DATA.maddr() + 8, HOST | cpte),    // not a page table
-        (L2.maddr() + 8, HOST | cpte),      // an L2
-        (DATA2.maddr(), HOST | cpte),       // someone else's frame
-        (1 << 60, HOST | cpte),             // beyond RAM
+        (0x4000_0000, HOST),             // L2 entry not present
+        (0xffff_8000_0000_0000, HOST),   // hypervisor range
+        (0x0000_8000_0000_0000, HOST),   // non-canonical
+        (L1.maddr() + 3, HOST | cpte),   // misaligned PTE address
+        (DATA.maddr() + 8, HOST | cpte), // not a page table
+        (L2.maddr() + 8, HOST | cpte),   // an L2
+        (DATA2.maddr(), HOST | cpte),    // someone else's frame
+        (1 << 60, HOST | cpte),          // beyond RAM
     ] {
         assert_eq!(
             w.map(maptrack, D1, active, &mut sh, 8, flags, addr),
@@ -517,7 +524,15 @@ fn host_addresses_that_are_no_place_for_a_mapping() {
     }
     // GNTMAP_contains_pte at L1 entry 7.
     let m = w
-        .map(maptrack, D1, active, &mut sh, 8, HOST | cpte, L1.maddr() + 56)
+        .map(
+            maptrack,
+            D1,
+            active,
+            &mut sh,
+            8,
+            HOST | cpte,
+            L1.maddr() + 56,
+        )
         .unwrap();
     assert_eq!(w.pte(7), ptval::grant_pte(DATA, HOST | cpte));
     assert_eq!(
@@ -569,13 +584,17 @@ fn revocation_while_mapped_keeps_the_flags_and_the_frame() {
     let mut sh = Shared::new();
     sh.grant(8, GTF_PERMIT_ACCESS, D1, DATA);
     let GrantTable { active, maptrack } = &mut g;
-    let m1 = w.map(maptrack, D1, active, &mut sh, 8, DEV | RO, 0).unwrap();
+    let m1 = w
+        .map(maptrack, D1, active, &mut sh, 8, DEV | RO, 0)
+        .unwrap();
     assert!(!sh.end_access(8));
     // The granter overwrites its entry anyway: the pinned grant stands and
     // the same grantee may map it again (Xen checks the entry only when
     // it is not pinned).
     sh.e[8] = 0;
-    let m2 = w.map(maptrack, D1, active, &mut sh, 8, DEV | RO, 0).unwrap();
+    let m2 = w
+        .map(maptrack, D1, active, &mut sh, 8, DEV | RO, 0)
+        .unwrap();
     w.unmap(maptrack, active, &mut sh, m2.handle, 0, DATA.maddr())
         .unwrap();
     // The granter gives the frame back while it is mapped: it stays
@@ -610,17 +629,22 @@ fn cross_domain_map_and_wrong_grantee() {
     assert_eq!(counts(&w, DATA2), (before.0 + 1, before.1 + 1));
     assert_eq!(g1.maptrack.get(m.handle).domid, D2.0);
     // The granter cannot free its table while a grant is pinned.
-    assert_eq!(
-        w.with(|ft, mem| g2.active.destroy(mem, ft)),
-        Err(1)
-    );
+    assert_eq!(w.with(|ft, mem| g2.active.destroy(mem, ft)), Err(1));
     w.unmap(&mut g1.maptrack, &mut g2.active, &mut sh2, m.handle, VA, 0)
         .unwrap();
     assert_eq!(counts(&w, DATA2), before);
     // D2 granted to D1: a map as someone else (the pin records D1)...
     sh2.grant(9, GTF_PERMIT_ACCESS, D2, DATA2);
     assert_eq!(
-        w.map(&mut g1.maptrack, D2, &mut g2.active, &mut sh2, 9, DEV | RO, 0),
+        w.map(
+            &mut g1.maptrack,
+            D2,
+            &mut g2.active,
+            &mut sh2,
+            9,
+            DEV | RO,
+            0
+        ),
         Err(GntStatus::GeneralError)
     );
     w.with(|ft, mem| g2.active.destroy(mem, ft)).unwrap();
@@ -638,14 +662,16 @@ fn maptrack_exhaustion_and_pin_overflow() {
     let GrantTable { active, maptrack } = &mut g;
     // 128 read-only device pins of one grant; the 129th would overflow.
     for _ in 0..128 {
-        w.map(maptrack, D1, active, &mut sh, 0, DEV | RO, 0).unwrap();
+        w.map(maptrack, D1, active, &mut sh, 0, DEV | RO, 0)
+            .unwrap();
     }
     assert_eq!(
         w.map(maptrack, D1, active, &mut sh, 0, DEV | RO, 0),
         Err(GntStatus::GeneralError)
     );
     for r in 1..=128 {
-        w.map(maptrack, D1, active, &mut sh, r, DEV | RO, 0).unwrap();
+        w.map(maptrack, D1, active, &mut sh, r, DEV | RO, 0)
+            .unwrap();
     }
     assert_eq!(maptrack.in_use(), 256);
     assert_eq!(
@@ -658,17 +684,18 @@ fn maptrack_exhaustion_and_pin_overflow() {
         Err(GntStatus::NoDeviceSpace)
     );
     // Freed handles are reused.
-    w.unmap(maptrack, active, &mut sh, 17, 0, DATA.maddr()).unwrap();
-    let m = w.map(maptrack, D1, active, &mut sh, 200, DEV | RO, 0).unwrap();
+    w.unmap(maptrack, active, &mut sh, 17, 0, DATA.maddr())
+        .unwrap();
+    let m = w
+        .map(maptrack, D1, active, &mut sh, 200, DEV | RO, 0)
+        .unwrap();
     assert_eq!(m.handle, 17);
     // Release everything (teardown): every reference goes.
     let c = ctx(D1);
     let handles: Vec<u32> = maptrack.mappings().map(|(h, _)| h).collect();
     assert_eq!(handles.len(), 256);
     for h in handles {
-        w.with(|ft, mem| {
-            release_mapping(mem, ft, &c, maptrack, h, Some((&mut *active, &mut sh)))
-        });
+        w.with(|ft, mem| release_mapping(mem, ft, &c, maptrack, h, Some((&mut *active, &mut sh))));
     }
     assert_eq!(active.pinned(), 0);
     assert_eq!(counts(&w, DATA), (1, 0));
@@ -708,13 +735,24 @@ fn implicit_unmaps_are_reported_and_keep_the_balance() {
         Err(GntStatus::GeneralError)
     );
     w.with(|ft, mem| {
-        release_mapping(mem, ft, &c, maptrack, m.handle, Some((&mut *active, &mut sh)))
+        release_mapping(
+            mem,
+            ft,
+            &c,
+            maptrack,
+            m.handle,
+            Some((&mut *active, &mut sh)),
+        )
     });
     assert_eq!(counts(&w, DATA), before);
     assert_eq!(sh.flags(8), GTF_PERMIT_ACCESS);
     // A grant mapping over a grant mapping reports the first one.
-    let a = w.map(maptrack, D1, active, &mut sh, 8, HOST | RO, VA).unwrap();
-    let b = w.map(maptrack, D1, active, &mut sh, 8, HOST | RO, VA).unwrap();
+    let a = w
+        .map(maptrack, D1, active, &mut sh, 8, HOST | RO, VA)
+        .unwrap();
+    let b = w
+        .map(maptrack, D1, active, &mut sh, 8, HOST | RO, VA)
+        .unwrap();
     assert_eq!(w.mem.dropped.len(), 2);
     assert_eq!(counts(&w, DATA), (before.0 + 1, before.1));
     // Unmapping a's handle at VA removes b's PTE (the same frame): the
@@ -722,7 +760,14 @@ fn implicit_unmaps_are_reported_and_keep_the_balance() {
     w.unmap(maptrack, active, &mut sh, a.handle, VA, 0).unwrap();
     assert_eq!(counts(&w, DATA), before);
     w.with(|ft, mem| {
-        release_mapping(mem, ft, &c, maptrack, b.handle, Some((&mut *active, &mut sh)))
+        release_mapping(
+            mem,
+            ft,
+            &c,
+            maptrack,
+            b.handle,
+            Some((&mut *active, &mut sh)),
+        )
     });
     assert_eq!(counts(&w, DATA), before);
     assert_eq!(active.pinned(), 0);
@@ -742,10 +787,19 @@ fn teardown_removes_live_grant_ptes() {
     let before = counts(&w, DATA);
     let c = ctx(D1);
     let GrantTable { active, maptrack } = &mut g;
-    let m = w.map(maptrack, D1, active, &mut sh, 8, HOST | DEV, VA).unwrap();
+    let m = w
+        .map(maptrack, D1, active, &mut sh, 8, HOST | DEV, VA)
+        .unwrap();
     let flushes = w.mem.flushes;
     w.with(|ft, mem| {
-        release_mapping(mem, ft, &c, maptrack, m.handle, Some((&mut *active, &mut sh)))
+        release_mapping(
+            mem,
+            ft,
+            &c,
+            maptrack,
+            m.handle,
+            Some((&mut *active, &mut sh)),
+        )
     });
     assert!(w.mem.flushes > flushes);
     assert_eq!(w.pte(5), 0);
@@ -753,7 +807,9 @@ fn teardown_removes_live_grant_ptes() {
     assert_eq!(sh.flags(8), GTF_PERMIT_ACCESS);
     assert!(w.mem.dropped.is_empty());
     // A granter that is gone: the entry is just forgotten.
-    let m = w.map(maptrack, D1, active, &mut sh, 8, DEV | RO, 0).unwrap();
+    let m = w
+        .map(maptrack, D1, active, &mut sh, 8, DEV | RO, 0)
+        .unwrap();
     w.with(|ft, mem| release_mapping::<_, Shared>(mem, ft, &c, maptrack, m.handle, None));
     assert_eq!(maptrack.in_use(), 0);
 }
@@ -766,7 +822,9 @@ fn racing_guests() {
     sh.grant(8, GTF_PERMIT_ACCESS, D1, DATA);
     let GrantTable { active, maptrack } = &mut g;
     sh.race = 4;
-    let m = w.map(maptrack, D1, active, &mut sh, 8, DEV | RO, 0).unwrap();
+    let m = w
+        .map(maptrack, D1, active, &mut sh, 8, DEV | RO, 0)
+        .unwrap();
     w.unmap(maptrack, active, &mut sh, m.handle, 0, DATA.maddr())
         .unwrap();
     sh.race = 5;
@@ -794,14 +852,14 @@ fn copies() {
     let c2 = counts(&w, DATA2);
     let c1 = counts(&w, DATA);
     let copy = |w: &mut World,
-                    g1: &mut GrantTable,
-                    g2: &mut GrantTable,
-                    sh1: &mut Shared,
-                    sh2: &mut Shared,
-                    s: CopySide,
-                    d: CopySide,
-                    len: u16,
-                    two: bool| {
+                g1: &mut GrantTable,
+                g2: &mut GrantTable,
+                sh1: &mut Shared,
+                sh2: &mut Shared,
+                s: CopySide,
+                d: CopySide,
+                len: u16,
+                two: bool| {
         w.with(|ft, mem| {
             let mut r1 = Remote {
                 domid: D1,
@@ -822,53 +880,177 @@ fn copies() {
         })
     };
     // D2's grant 4 (read-only) into D1's own frame.
-    copy(&mut w, &mut g1, &mut g2, &mut sh1, &mut sh2, side(4, true, 8), side(DATA.0, false, 16), 8, true).unwrap();
+    copy(
+        &mut w,
+        &mut g1,
+        &mut g2,
+        &mut sh1,
+        &mut sh2,
+        side(4, true, 8),
+        side(DATA.0, false, 16),
+        8,
+        true,
+    )
+    .unwrap();
     assert_eq!(w.mem.t[DATA.0 as usize][2], 0x1122_3344_5566_7788);
     assert_eq!(counts(&w, DATA2), c2);
     assert_eq!(counts(&w, DATA), c1);
     assert_eq!(sh2.flags(4), GTF_PERMIT_ACCESS | GTF_READONLY);
     // Into a read-only grant: refused.
     assert_eq!(
-        copy(&mut w, &mut g1, &mut g2, &mut sh1, &mut sh2, side(DATA.0, false, 0), side(4, true, 0), 8, false),
+        copy(
+            &mut w,
+            &mut g1,
+            &mut g2,
+            &mut sh1,
+            &mut sh2,
+            side(DATA.0, false, 0),
+            side(4, true, 0),
+            8,
+            false
+        ),
         Err(GntStatus::BadPage)
     );
     assert_eq!(
-        copy(&mut w, &mut g1, &mut g2, &mut sh1, &mut sh2, side(5, true, 0), side(4, true, 0), 8, false),
+        copy(
+            &mut w,
+            &mut g1,
+            &mut g2,
+            &mut sh1,
+            &mut sh2,
+            side(5, true, 0),
+            side(4, true, 0),
+            8,
+            false
+        ),
         Err(GntStatus::GeneralError)
     );
     // Bounds.
     assert_eq!(
-        copy(&mut w, &mut g1, &mut g2, &mut sh1, &mut sh2, side(4, true, 4090), side(DATA.0, false, 0), 8, true),
+        copy(
+            &mut w,
+            &mut g1,
+            &mut g2,
+            &mut sh1,
+            &mut sh2,
+            side(4, true, 4090),
+            side(DATA.0, false, 0),
+            8,
+            true
+        ),
         Err(GntStatus::BadCopyArg)
     );
     assert_eq!(
-        copy(&mut w, &mut g1, &mut g2, &mut sh1, &mut sh2, side(4, true, 0), side(DATA.0, false, 4095), 2, true),
+        copy(
+            &mut w,
+            &mut g1,
+            &mut g2,
+            &mut sh1,
+            &mut sh2,
+            side(4, true, 0),
+            side(DATA.0, false, 4095),
+            2,
+            true
+        ),
         Err(GntStatus::BadCopyArg)
     );
-    copy(&mut w, &mut g1, &mut g2, &mut sh1, &mut sh2, side(4, true, 0), side(DATA.0, false, 0), 4096, true).unwrap();
-    copy(&mut w, &mut g1, &mut g2, &mut sh1, &mut sh2, side(4, true, 0), side(DATA.0, false, 0), 0, true).unwrap();
+    copy(
+        &mut w,
+        &mut g1,
+        &mut g2,
+        &mut sh1,
+        &mut sh2,
+        side(4, true, 0),
+        side(DATA.0, false, 0),
+        4096,
+        true,
+    )
+    .unwrap();
+    copy(
+        &mut w,
+        &mut g1,
+        &mut g2,
+        &mut sh1,
+        &mut sh2,
+        side(4, true, 0),
+        side(DATA.0, false, 0),
+        0,
+        true,
+    )
+    .unwrap();
     // Bad refs, frames the domain does not own.
     assert_eq!(
-        copy(&mut w, &mut g1, &mut g2, &mut sh1, &mut sh2, side(512, true, 0), side(DATA.0, false, 0), 8, true),
+        copy(
+            &mut w,
+            &mut g1,
+            &mut g2,
+            &mut sh1,
+            &mut sh2,
+            side(512, true, 0),
+            side(DATA.0, false, 0),
+            8,
+            true
+        ),
         Err(GntStatus::BadGntref)
     );
     assert_eq!(
-        copy(&mut w, &mut g1, &mut g2, &mut sh1, &mut sh2, side(4, true, 0), side(DATA2.0, false, 0), 8, true),
+        copy(
+            &mut w,
+            &mut g1,
+            &mut g2,
+            &mut sh1,
+            &mut sh2,
+            side(4, true, 0),
+            side(DATA2.0, false, 0),
+            8,
+            true
+        ),
         Err(GntStatus::BadPage)
     );
     assert_eq!(
-        copy(&mut w, &mut g1, &mut g2, &mut sh1, &mut sh2, side(9, true, 0), side(DATA.0, false, 0), 8, true),
+        copy(
+            &mut w,
+            &mut g1,
+            &mut g2,
+            &mut sh1,
+            &mut sh2,
+            side(9, true, 0),
+            side(DATA.0, false, 0),
+            8,
+            true
+        ),
         Err(GntStatus::GeneralError)
     );
     // Writable grant 5 between two of D2's grants.
-    copy(&mut w, &mut g1, &mut g2, &mut sh1, &mut sh2, side(4, true, 8), side(5, true, 0), 8, false).unwrap();
+    copy(
+        &mut w,
+        &mut g1,
+        &mut g2,
+        &mut sh1,
+        &mut sh2,
+        side(4, true, 8),
+        side(5, true, 0),
+        8,
+        false,
+    )
+    .unwrap();
     assert_eq!(w.mem.t[71][0], 0x1122_3344_5566_7788);
     assert_eq!(sh2.flags(5), GTF_PERMIT_ACCESS);
     assert_eq!(counts(&w, DATA2), c2);
     assert_eq!(g2.active.pinned(), 0);
     // The destination cannot be a page table.
     assert_eq!(
-        copy(&mut w, &mut g1, &mut g2, &mut sh1, &mut sh2, side(4, true, 0), side(L1.0, false, 0), 8, true),
+        copy(
+            &mut w,
+            &mut g1,
+            &mut g2,
+            &mut sh1,
+            &mut sh2,
+            side(4, true, 0),
+            side(L1.0, false, 0),
+            8,
+            true
+        ),
         Err(GntStatus::GeneralError)
     );
     assert_eq!(g2.active.pinned(), 0);

@@ -71,7 +71,9 @@ pub fn note_implicit_unmap(domid: u16, entry: u64) {
 pub fn take_implicit_unmap(domid: u16) -> bool {
     IMPLICIT_UNMAP
         .get(usize::from(domid) / 64)
-        .is_some_and(|w| w.fetch_and(!(1 << (domid % 64)), Ordering::AcqRel) & (1 << (domid % 64)) != 0)
+        .is_some_and(|w| {
+            w.fetch_and(!(1 << (domid % 64)), Ordering::AcqRel) & (1 << (domid % 64)) != 0
+        })
 }
 
 // The environment ---------------------------------------------------------
@@ -168,10 +170,7 @@ impl DirectShared {
         let mut frames = [Mfn(0); MAX_GRANT_FRAMES as usize];
         let f = t.allocated_frames();
         frames[..f.len()].copy_from_slice(f);
-        DirectShared {
-            frames,
-            n: f.len(),
-        }
+        DirectShared { frames, n: f.len() }
     }
 
     /// The virtual address of byte `off` of entry `gref`, if allocated.
@@ -232,7 +231,8 @@ fn access_ok(addr: u64, count: u64, size: u64) -> bool {
     if len == 0 {
         return ok(addr);
     }
-    addr.checked_add(len - 1).is_some_and(|end| ok(addr) && ok(end))
+    addr.checked_add(len - 1)
+        .is_some_and(|end| ok(addr) && ok(end))
         && !(addr < HYPERVISOR_VIRT_START && addr + len > HYPERVISOR_VIRT_END)
 }
 
@@ -509,7 +509,10 @@ fn copy_domain(c: &mut Call, dom: u16, is_gref: bool) -> Result<u16, GntStatus> 
     if is_self(c, dom, true) {
         return Ok(c.dom.domid);
     }
-    c.others.get(dom).map(|d| d.domid).ok_or(GntStatus::BadDomain)
+    c.others
+        .get(dom)
+        .map(|d| d.domid)
+        .ok_or(GntStatus::BadDomain)
 }
 
 fn copy_one(c: &mut Call, op: &GnttabCopy) -> Result<(), GntStatus> {
@@ -537,7 +540,15 @@ fn copy_one(c: &mut Call, op: &GnttabCopy) -> Result<(), GntStatus> {
             shared: &mut sa,
         };
         with_env(me, |_, ft, env| match b {
-            None => gt::copy_one(env, ft, FtDomId(me), CopyDomains::Same(&mut ra), &src, &dst, len),
+            None => gt::copy_one(
+                env,
+                ft,
+                FtDomId(me),
+                CopyDomains::Same(&mut ra),
+                &src,
+                &dst,
+                len,
+            ),
             Some((b, bd)) => {
                 let mut sb = DirectShared::of(b);
                 let mut rb = Remote {
@@ -564,7 +575,12 @@ fn copy_one(c: &mut Call, op: &GnttabCopy) -> Result<(), GntStatus> {
     // Two domains: the caller and another, or two others.
     if sd == me || dd == me {
         let other = if sd == me { dd } else { sd };
-        let o = &mut c.others.get(other).ok_or(GntStatus::BadDomain)?.grants.active;
+        let o = &mut c
+            .others
+            .get(other)
+            .ok_or(GntStatus::BadDomain)?
+            .grants
+            .active;
         let mine = &mut c.dom.grants.active;
         return if sd == me {
             run(mine, me, Some((o, other)))
@@ -572,7 +588,10 @@ fn copy_one(c: &mut Call, op: &GnttabCopy) -> Result<(), GntStatus> {
             run(o, other, Some((mine, me)))
         };
     }
-    let mut it = c.others.iter_mut().filter(|d| d.domid == sd || d.domid == dd);
+    let mut it = c
+        .others
+        .iter_mut()
+        .filter(|d| d.domid == sd || d.domid == dd);
     let (Some(x), Some(y)) = (it.next(), it.next()) else {
         return Err(GntStatus::BadDomain);
     };
@@ -610,24 +629,24 @@ fn setup_table(c: &mut Call, uop: u64, count: u32) -> Result<i64, Errno> {
     let st = match table_of(c, op.dom) {
         Err(st) => st,
         Ok((owner, table)) => {
-            if op.nr_frames > table.max_frames() {
-                GntStatus::GeneralError
-            } else if with_env(me, |_, ft, env| {
-                table.grow(env, ft, FtDomId(owner), op.nr_frames)
-            })
-            .is_err()
-            {
-                GntStatus::GeneralError
-            } else {
+            let grown = op.nr_frames <= table.max_frames()
+                && with_env(me, |_, ft, env| {
+                    table.grow(env, ft, FtDomId(owner), op.nr_frames)
+                })
+                .is_ok();
+            if grown {
                 let mut st = GntStatus::Okay;
-                let n = op.nr_frames as usize;
-                for (i, f) in table.allocated_frames()[..n].iter().enumerate() {
+                let frames = table.allocated_frames();
+                let n = (op.nr_frames as usize).min(frames.len());
+                for (i, f) in frames[..n].iter().enumerate() {
                     let va = op.frame_list.wrapping_add(i as u64 * 8);
                     if copy_to_guest(cr3, va, &f.0.to_le_bytes()).is_err() {
                         st = GntStatus::BadVirtAddr;
                     }
                 }
                 st
+            } else {
+                GntStatus::GeneralError
             }
         }
     };
@@ -730,20 +749,38 @@ pub fn add_to_physmap(c: &mut Call) -> Result<i64, Errno> {
 #[allow(dead_code, reason = "domain destruction (next on main) calls it")]
 pub fn release_mappings(d: &mut Domain, others: &mut Others<'_>) {
     let domid = d.domid;
-    let handles: alloc::vec::Vec<(u32, u16)> =
-        d.grants.maptrack.mappings().map(|(h, m)| (h, m.domid)).collect();
+    let handles: alloc::vec::Vec<(u32, u16)> = d
+        .grants
+        .maptrack
+        .mappings()
+        .map(|(h, m)| (h, m.domid))
+        .collect();
     for (h, rd) in handles {
         with_env(domid, |ctx, ft, env| {
             if rd == domid {
                 let g = &mut *d.grants;
                 let mut sh = DirectShared::of(&g.active);
-                gt::release_mapping(env, ft, ctx, &mut g.maptrack, h, Some((&mut g.active, &mut sh)));
+                gt::release_mapping(
+                    env,
+                    ft,
+                    ctx,
+                    &mut g.maptrack,
+                    h,
+                    Some((&mut g.active, &mut sh)),
+                );
             } else if let Some(r) = others.get(rd) {
                 let ra = &mut r.grants.active;
                 let mut sh = DirectShared::of(ra);
                 gt::release_mapping(env, ft, ctx, &mut d.grants.maptrack, h, Some((ra, &mut sh)));
             } else {
-                gt::release_mapping::<_, DirectShared>(env, ft, ctx, &mut d.grants.maptrack, h, None);
+                gt::release_mapping::<_, DirectShared>(
+                    env,
+                    ft,
+                    ctx,
+                    &mut d.grants.maptrack,
+                    h,
+                    None,
+                );
             }
         });
     }

@@ -1149,7 +1149,6 @@ pub fn zap_grant_pte<M: PtMemory + ?Sized>(
     Some(old & RW != 0)
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
