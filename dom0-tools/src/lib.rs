@@ -11,12 +11,16 @@
 //! host too (`cargo test -p dom0-tools`): the ramdisk's cpio parser
 //! ([`ramdisk`]), the shell's command parsing and verdict ([`shell`]), the
 //! PV test kernels' checks ([`pvtest`]) and the `pv-bench` kernel's
-//! statistics and `BENCH` lines ([`bench`]).
+//! statistics and `BENCH` lines ([`bench`]), the `xl` toolstack's
+//! command-line front end and output formats ([`xl`], driven through the
+//! [`xl::XlBackend`] trait), and the xl.cfg parser behind `xl create`
+//! ([`xlcfg`]).
 
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
@@ -26,3 +30,5 @@ pub mod fault;
 pub mod pvtest;
 pub mod ramdisk;
 pub mod shell;
+pub mod xl;
+pub mod xlcfg;

@@ -10,7 +10,7 @@ use spin::Mutex;
 use xen_core::console_switch::{InputSwitch, Route};
 
 /// Bytes kept of console history.
-const HISTORY_BYTES: usize = 16 * 1024;
+const HISTORY_BYTES: usize = 64 * 1024;
 /// Bytes of serial input buffered for Dom0's `console_io` read.
 const INPUT_BYTES: usize = 1024;
 /// Debug keys buffered until CPU 0's tick handles them.
@@ -19,7 +19,11 @@ const KEY_BYTES: usize = 16;
 struct Console {
     uart: Uart,
     history: [u8; HISTORY_BYTES],
+    /// Bytes ever written to `history` (Xen's `conringp`); the ring holds
+    /// the last HISTORY_BYTES of them.
     history_len: usize,
+    /// Where `xl dmesg -c` last cleared (Xen's `conringc`).
+    history_cleared: usize,
     input: [u8; INPUT_BYTES],
     input_head: usize,
     input_len: usize,
@@ -35,6 +39,7 @@ static CONSOLE: Mutex<Console> = Mutex::new(Console {
     uart: Uart::new(COM1),
     history: [0; HISTORY_BYTES],
     history_len: 0,
+    history_cleared: 0,
     input: [0; INPUT_BYTES],
     input_head: 0,
     input_len: 0,
@@ -50,10 +55,8 @@ impl Console {
             self.uart.put(b'\r');
         }
         self.uart.put(b);
-        if self.history_len < HISTORY_BYTES {
-            self.history[self.history_len] = b;
-            self.history_len += 1;
-        }
+        self.history[self.history_len % HISTORY_BYTES] = b;
+        self.history_len = self.history_len.wrapping_add(1);
         self.at_line_start = b == b'\n';
     }
 
@@ -104,6 +107,46 @@ impl Write for Console {
 }
 
 /// Sets up COM1.
+/// XEN_SYSCTL_readconsole: up to `max` bytes of console history, read
+/// from `*index` if `incremental`, else from the last clear; sets `*index`
+/// to where the next incremental read starts. `clear` forgets everything
+/// up to now (`xl dmesg -c`). The bytes are copied out under the console
+/// lock and handed to the guest after it is dropped (a guest copy takes
+/// the frame table's lock, which may be held by a CPU that is logging).
+pub fn read_history(
+    index: &mut u32,
+    incremental: bool,
+    clear: bool,
+    max: usize,
+) -> alloc::vec::Vec<u8> {
+    with_console(|c| {
+        let end = c.history_len;
+        let oldest = end.saturating_sub(HISTORY_BYTES).max(c.history_cleared);
+        let mut start = if incremental {
+            // Indexes are the low 32 bits of the byte count, as Xen's.
+            let base = end & !0xffff_ffff;
+            let want = base | *index as usize;
+            let want = if want > end {
+                want.saturating_sub(1 << 32)
+            } else {
+                want
+            };
+            want.max(oldest)
+        } else {
+            oldest
+        };
+        if end - start > max {
+            start = end - max;
+        }
+        let out: alloc::vec::Vec<u8> = (start..end).map(|i| c.history[i % HISTORY_BYTES]).collect();
+        *index = end as u32;
+        if clear {
+            c.history_cleared = end;
+        }
+        out
+    })
+}
+
 pub fn init() {
     CONSOLE.lock().uart.init();
 }

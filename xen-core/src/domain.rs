@@ -164,6 +164,13 @@ pub struct Domain {
     pub sched_params: xen_core::credit::CreditParams,
     /// Privileged-instruction emulation state (CPUID policy, I/O ports).
     pub emul: crate::pv_emul::DomainEmul,
+    /// Toolstack pauses outstanding (XEN_DOMCTL_pausedomain; a new domain
+    /// starts with one, as Xen's).
+    pub pause_count: u32,
+    /// Set once XEN_DOMCTL_destroydomain started taking it apart.
+    pub dying: bool,
+    /// XEN_DOMCTL_settimeoffset: seconds added to its wallclock.
+    pub time_offset: i64,
     /// Its grant table (v1): shared frames, active entries, maptrack.
     /// Teardown: `hypercall::grant_table::{release_mappings, destroy_table}`.
     pub grants: Box<xen_core::grant_table::GrantTable>,
@@ -237,6 +244,9 @@ impl Domain {
                 cap: 0,
             },
             emul: crate::pv_emul::DomainEmul::new(is_privileged),
+            pause_count: 0,
+            dying: false,
+            time_offset: 0,
             grants: Box::new(xen_core::grant_table::GrantTable::new()),
         }
     }
@@ -247,24 +257,33 @@ pub fn find(doms: &mut [Domain], domid: DomId) -> Option<&mut Domain> {
     doms.iter_mut().find(|d| d.domid == domid)
 }
 
-/// One bit per ordinary domain id: set while a domain with that id exists.
-/// Readable without DOMAINS (hypercalls hold it while they look up ids).
-static LIVE_DOMIDS: [core::sync::atomic::AtomicU64; 0x7ff0 / 64] =
-    [const { core::sync::atomic::AtomicU64::new(0) }; 0x7ff0 / 64];
-
 /// Adds `d` to the domain table (the caller holds DOMAINS).
 pub fn insert(doms: &mut Vec<Domain>, d: Domain) {
-    if let Some(w) = LIVE_DOMIDS.get(usize::from(d.domid) / 64) {
-        w.fetch_or(1 << (d.domid % 64), core::sync::atomic::Ordering::AcqRel);
-    }
     doms.push(d);
 }
 
-/// Whether a domain with id `domid` exists (reserved ids never do).
-pub fn exists_other(domid: DomId) -> bool {
-    LIVE_DOMIDS
-        .get(usize::from(domid) / 64)
-        .is_some_and(|w| w.load(core::sync::atomic::Ordering::Acquire) & (1 << (domid % 64)) != 0)
+/// Takes domain `domid` out of the table (the caller holds DOMAINS and has
+/// torn it down).
+pub fn remove(doms: &mut Vec<Domain>, domid: DomId) {
+    doms.retain(|d| d.domid != domid);
+}
+
+/// The end of XEN_DOMCTL_destroydomain, once the domain table is whole
+/// again: closes the dying domain's event channels (their peers' ends
+/// become unbound), gives back its memory, removes it, and tells Dom0
+/// (VIRQ_DOM_EXC).
+pub fn destroy(doms: &mut Vec<Domain>, domid: DomId) {
+    if let Some(i) = doms.iter().position(|d| d.domid == domid) {
+        if let Some((d, mut others)) = crate::hypercall::Others::split(doms, i) {
+            crate::hypercall::evtchn::teardown(d, &mut others);
+            crate::pv_mm::relinquish(d);
+            if let Some(d0) = others.iter_mut().find(|o| o.is_privileged) {
+                crate::event::send_global_virq(d0, hypercall_abi::xen::Virq::DomExc);
+            }
+        }
+    }
+    remove(doms, domid);
+    log::info!("d{domid}: destroyed");
 }
 
 /// The domain table.
@@ -401,6 +420,7 @@ pub fn domain_shutdown(d: &mut Domain, reason: ShutdownReason) {
     }
     log::info!("d{} shut down: {}", d.domid, reason.name());
     crate::sched::domain_shutdown(d);
+    crate::event::DOM_EXC_PENDING.store(true, core::sync::atomic::Ordering::Release);
 }
 
 /// Crashes the vCPU's domain that is running on this CPU, with a register

@@ -242,10 +242,21 @@ pub fn send_global_virq(d: &mut Domain, virq: Virq) {
     send_virq(d, 0, virq);
 }
 
+/// Set when a domain other than Dom0 shuts down or crashes: the next tick
+/// raises Dom0's `VIRQ_DOM_EXC` (Xen sends it from `domain_shutdown`, where
+/// Oxen may not hold Dom0).
+pub static DOM_EXC_PENDING: core::sync::atomic::AtomicBool =
+    core::sync::atomic::AtomicBool::new(false);
+
 /// From CPU 0's tick (DOMAINS held): serial input for the hardware domain
 /// raises its `VIRQ_CONSOLE` (Xen's `serial_rx` → `send_global_virq`; the
 /// serial line has no interrupt here, so it is polled once a tick).
 pub fn console_input_tick(doms: &mut [Domain]) {
+    if DOM_EXC_PENDING.swap(false, core::sync::atomic::Ordering::AcqRel) {
+        if let Some(d) = doms.iter_mut().find(|d| d.is_privileged) {
+            send_global_virq(d, Virq::DomExc);
+        }
+    }
     if crate::console::poll_input() {
         if let Some(d) = doms.iter_mut().find(|d| d.is_privileged) {
             send_global_virq(d, Virq::Console);

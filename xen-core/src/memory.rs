@@ -99,6 +99,11 @@ pub fn set_m2p(mfn: Mfn, pfn: u64) {
     }
 }
 
+/// Frames of RAM the allocator manages (free or not).
+pub fn total_frames() -> u64 {
+    FRAMES.lock().as_ref().map_or(0, |f| f.total_frames())
+}
+
 /// Frames free right now.
 pub fn free_frames() -> u64 {
     FRAMES.lock().as_ref().map_or(0, |f| f.free_frames())

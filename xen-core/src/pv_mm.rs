@@ -64,9 +64,26 @@ impl PtMemory for DirectMapPt {
 pub fn context(domid: u16) -> PtContext {
     PtContext {
         domid: DomId(domid),
+        pg_owner: DomId(domid),
         xen_l4_slots: paging::hypervisor_l4_entries(),
         max_mfn: memory::max_mfn(),
     }
+}
+
+/// [`with_pt`] for updates of `domid`'s tables whose new L1 entries map
+/// frames of `pg_owner` (a privileged domain's foreign mappings).
+pub fn with_pt_foreign<R>(
+    domid: u16,
+    pg_owner: u16,
+    f: impl FnOnce(&PtContext, &mut FrameTable<'static>, &mut DirectMapPt) -> R,
+) -> R {
+    with_pt(domid, |ctx, ft, mem| {
+        let ctx = PtContext {
+            pg_owner: DomId(pg_owner),
+            ..*ctx
+        };
+        f(&ctx, ft, mem)
+    })
 }
 
 /// Runs `f` on domain `domid`'s page tables with the frame table locked,
@@ -116,4 +133,81 @@ pub fn load_cr3(cr3: u64) {
     // slots) or the idle table, so xen-core stays mapped.
     unsafe { instr::write_cr3(cr3) };
     flush::local();
+}
+
+/// Takes every frame reference a dying domain holds (Xen's
+/// `domain_relinquish_resources` for a PV domain): its vCPUs' base pointers
+/// and descriptor pages, its pins, whatever its page tables still hold
+/// (cycles included), its shared_info, and the allocation reference of
+/// each frame it owns. Frames nothing else refers to go back to the
+/// allocator at once; one still mapped by another domain (a foreign or
+/// grant mapping) goes back when that mapping goes. The domain's vCPUs
+/// must be off every CPU.
+pub fn relinquish(d: &mut crate::domain::Domain) {
+    use xen_core::mm::frame_table::{PageFlags, PagePut};
+    use xen_core::mm::ptval;
+    let domid = d.domid;
+    let shinfo = Mfn(d.shared_info_maddr >> 12);
+    let mut vcpu_refs: Vec<(Option<Mfn>, Option<Mfn>)> = Vec::new();
+    let mut desc: Vec<Mfn> = Vec::new();
+    for v in d.vcpus.iter_mut() {
+        let k = (v.guest_table != 0).then_some(Mfn(v.guest_table >> 12));
+        let u = (v.guest_table_user != 0).then_some(Mfn(v.guest_table_user >> 12));
+        vcpu_refs.push((k, u));
+        desc.extend(
+            v.gdt_frames
+                .iter()
+                .chain(v.ldt_frames.iter())
+                .map(|&f| Mfn(f >> 12)),
+        );
+        v.guest_table = 0;
+        v.guest_table_user = 0;
+        v.gdt_frames.clear();
+        v.ldt_frames.clear();
+    }
+    let freed_before = memory::free_frames();
+    with_pt(domid, |ctx, ft, mem| {
+        for (k, u) in vcpu_refs {
+            for t in [k, u].into_iter().flatten() {
+                let _ = ptval::new_baseptr(ctx, ft, mem, Some(t), None);
+            }
+        }
+        for f in desc {
+            if let Ok((_, PagePut::Freed)) = ft.put_page_and_type(f) {
+                mem.frame_freed(f);
+            }
+        }
+        let owner = ctx.owner();
+        let mine = |ft: &FrameTable<'static>, m: Mfn| ft.owner(m) == Ok(owner);
+        for m in (0..ft.len() as u64).map(Mfn) {
+            if mine(ft, m) && ft.is_pinned(m) == Ok(true) {
+                let _ = ptval::unpin(ctx, ft, mem, m);
+            }
+        }
+        for m in (0..ft.len() as u64).map(Mfn) {
+            if mine(ft, m) {
+                ptval::relinquish_table(ctx, ft, mem, m);
+            }
+        }
+        if mine(ft, shinfo) {
+            if let Ok((_, PagePut::Freed)) = ft.put_page_and_type(shinfo) {
+                mem.frame_freed(shinfo);
+            }
+        }
+        for m in (0..ft.len() as u64).map(Mfn) {
+            let allocated = ft
+                .info(m)
+                .is_ok_and(|i| i.owner() == owner && i.flags().contains(PageFlags::ALLOCATED));
+            if allocated {
+                if let Ok(PagePut::Freed) = ft.release(m) {
+                    mem.frame_freed(m);
+                }
+            }
+        }
+    });
+    log::info!(
+        "d{domid}: relinquished its memory ({} frames back)",
+        memory::free_frames().saturating_sub(freed_before)
+    );
+    d.tot_pages = 0;
 }

@@ -210,7 +210,6 @@ pub fn domain_init(d: &Domain) -> Result<(), Errno> {
 
 /// Removes a domain's units from the scheduler (domain destruction). Its
 /// vCPUs must be down and switched away from (`EBUSY` otherwise; retry).
-#[allow(dead_code)] // for domain destruction (the toolstack's domctls)
 pub fn domain_destroy(domid: DomId) -> Result<(), Errno> {
     let mut s = lock();
     let units: heapless::Vec<UnitId, { credit::MAX_UNITS }> =
@@ -227,7 +226,6 @@ pub fn domain_destroy(domid: DomId) -> Result<(), Errno> {
 
 /// Sets a domain's credit weight and cap (`XEN_DOMCTL_SCHEDOP_putinfo`):
 /// weight 0 and cap 0xffff leave that value as it is.
-#[allow(dead_code)] // for XEN_DOMCTL_scheduler_op (the toolstack's domctls)
 pub fn set_params(d: &mut Domain, weight: u16, cap: u16) -> Result<(), Errno> {
     let mut s = lock();
     ensure_domain(&mut s, d)?;
@@ -237,9 +235,64 @@ pub fn set_params(d: &mut Domain, weight: u16, cap: u16) -> Result<(), Errno> {
 }
 
 /// A domain's credit weight and cap (`XEN_DOMCTL_SCHEDOP_getinfo`).
-#[allow(dead_code)] // for XEN_DOMCTL_scheduler_op (the toolstack's domctls)
 pub fn get_params(d: &Domain) -> CreditParams {
     d.sched_params
+}
+
+/// Pauses every vCPU of `d` once more (Xen's `domain_pause`): none runs
+/// until as many [`domain_unpause`]s. A running one stops at its CPU's next
+/// exit to the guest.
+pub fn domain_pause(d: &Domain) -> Result<(), Errno> {
+    let mut s = lock();
+    ensure_domain(&mut s, d)?;
+    let mut mask = CpuMask::EMPTY;
+    for v in &d.vcpus {
+        if let Some(u) = s.units.find(d.domid, v.id) {
+            mask = CpuMask(mask.0 | s.credit.pause(u)?.0);
+        }
+    }
+    tickle(mask);
+    Ok(())
+}
+
+/// Undoes one [`domain_pause`].
+pub fn domain_unpause(d: &Domain) -> Result<(), Errno> {
+    let now = crate::time::now_ns();
+    let mut s = lock();
+    let mut mask = CpuMask::EMPTY;
+    for v in &d.vcpus {
+        if let Some(u) = s.units.find(d.domid, v.id) {
+            mask = CpuMask(mask.0 | s.credit.unpause(u, now)?.0);
+        }
+    }
+    tickle(mask);
+    Ok(())
+}
+
+/// Sets a vCPU's hard affinity (a mask of physical CPUs).
+pub fn set_affinity(d: &Domain, vcpu: u32, mask: u64) -> Result<(), Errno> {
+    let mut s = lock();
+    let u = unit_of(&mut s, d, vcpu).ok_or(Errno::EINVAL)?;
+    let m = s.credit.set_affinity(u, CpuMask(mask))?;
+    tickle(m);
+    Ok(())
+}
+
+/// A vCPU's hard affinity.
+pub fn affinity(d: &Domain, vcpu: u32) -> Result<u64, Errno> {
+    let mut s = lock();
+    let u = unit_of(&mut s, d, vcpu).ok_or(Errno::EINVAL)?;
+    Ok(s.credit.affinity(u)?.0)
+}
+
+/// The scheduler's global parameters (XEN_SYSCTL_SCHEDOP_getinfo).
+pub fn global_params() -> credit::GlobalParams {
+    lock().credit.global()
+}
+
+/// Sets the scheduler's global parameters (XEN_SYSCTL_SCHEDOP_putinfo).
+pub fn set_global_params(p: credit::GlobalParams) -> Result<(), Errno> {
+    lock().credit.set_global(p)
 }
 
 /// Applies the scheduler's boot options (before the first domain).
@@ -615,8 +668,12 @@ fn schedule(frame: &mut TrapFrame) {
                 continue;
             }
         }
-        // Nothing to run: halt until an interrupt (a timer, an IPI) asks
-        // this CPU to look again.
+        // Nothing to run: leave the last guest's page tables (they may be
+        // freed once its domain is destroyed) for the idle ones, then halt
+        // until an interrupt (a timer, an IPI) asks this CPU to look again.
+        if instr::read_cr3() & !0xfff != crate::arch::x86_64::paging::idle_l4() {
+            crate::pv_mm::load_cr3(crate::arch::x86_64::paging::idle_l4());
+        }
         while !NEED_RESCHED[c].load(Ordering::Acquire) {
             instr::sti_hlt();
             instr::cli();

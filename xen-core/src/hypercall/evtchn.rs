@@ -8,11 +8,11 @@
 //! the operations that answer something, copied back whole after success
 //! (`-EFAULT` if unwritable; the operation stays done, as in Xen).
 //!
-//! Other domains: only the caller's own table is reachable here (DOMAINS
-//! is held for the caller alone), so a domain id other than `DOMID_SELF`
-//! or the caller's own gets `-ESRCH`, which is exact while the caller is
-//! the only domain. Interdomain channels between two domains come with
-//! domain creation.
+//! Other domains are reached through `Call::others`: a missing one is
+//! `-ESRCH`; naming another domain as the owner of a port (alloc_unbound,
+//! status, reset) needs privilege (`-EPERM`, Xen's XSM default); binding
+//! to another domain's unbound port needs only that the port names the
+//! caller.
 //!
 //! The FIFO ABI is not provided: `EVTCHNOP_init_control` fails with
 //! `-ENOSYS` (Linux then stays on the 2-level ABI), and `expand_array` /
@@ -63,14 +63,39 @@ pub fn event_channel_op_compat(c: &mut Call) -> Result<i64, Errno> {
     }
 }
 
-/// Xen's `rcu_lock_domain_by_any_id` for the caller: `DOMID_SELF` and the
-/// caller's own id name the caller; any other domain is not reachable
-/// from a hypercall yet (`-ESRCH`, see the module header).
-fn resolve(c: &Call, dom: DomId) -> Result<(), Errno> {
+/// Xen's `rcu_lock_domain_by_any_id` plus its XSM_TARGET check: `None`
+/// for the caller itself, `Some(id)` for another domain that exists and
+/// that the caller may act on.
+fn resolve(c: &Call, dom: DomId) -> Result<Option<DomId>, Errno> {
     if dom == DOMID_SELF || dom == c.dom.domid {
-        Ok(())
-    } else {
-        Err(Errno::ESRCH)
+        return Ok(None);
+    }
+    if !c.others.iter().any(|d| d.domid == dom) {
+        return Err(Errno::ESRCH);
+    }
+    if !c.dom.is_privileged {
+        return Err(Errno::EPERM);
+    }
+    Ok(Some(dom))
+}
+
+/// Closes every port of `d` (domain destruction): the far ends of its
+/// interdomain channels become unbound ports for it, as in Xen.
+pub fn teardown(d: &mut crate::domain::Domain, others: &mut super::Others) {
+    d.evtchn.set_dying();
+    loop {
+        let (t, words) = event::table_and_words(d);
+        let Some((port, peer)) = t.reset(&words) else {
+            break;
+        };
+        let closed = match others.get(peer) {
+            Some(p) => EvtchnTable::close(t, Some(&mut p.evtchn), port, &words),
+            None => Err(Errno::ESRCH),
+        };
+        if closed.is_err() {
+            log::error!("d{}: cannot close port {port} to d{peer}", d.domid);
+            break;
+        }
     }
 }
 
@@ -82,16 +107,30 @@ fn op(c: &mut Call, cmd: u32, arg: u64) -> Result<i64, Errno> {
     match op {
         EvtchnOp::AllocUnbound => {
             let mut a: EvtchnAllocUnbound = read_guest(cr3, arg)?;
-            resolve(c, a.dom)?;
             let me = c.dom.domid;
-            a.port = c.dom.evtchn.alloc_unbound(me, a.remote_dom)?;
+            a.port = match resolve(c, a.dom)? {
+                None => c.dom.evtchn.alloc_unbound(me, a.remote_dom)?,
+                Some(id) => {
+                    let d = c.others.get(id).ok_or(Errno::ESRCH)?;
+                    d.evtchn.alloc_unbound(me, a.remote_dom)?
+                }
+            };
             write_guest(cr3, arg, &a)?;
         }
         EvtchnOp::BindInterdomain => {
             let mut b: EvtchnBindInterdomain = read_guest(cr3, arg)?;
-            resolve(c, b.remote_dom)?;
+            let remote = if b.remote_dom == DOMID_SELF || b.remote_dom == c.dom.domid {
+                None
+            } else {
+                Some(c.others.get(b.remote_dom).ok_or(Errno::ESRCH)?)
+            };
             let (t, words) = event::table_and_words(c.dom);
-            let (port, n) = EvtchnTable::bind_interdomain(t, None, b.remote_port, &words)?;
+            let (port, n) = EvtchnTable::bind_interdomain(
+                t,
+                remote.map(|r| &mut *r.evtchn),
+                b.remote_port,
+                &words,
+            )?;
             event::notify(c.dom, port, n);
             b.local_port = port;
             write_guest(cr3, arg, &b)?;
@@ -117,26 +156,33 @@ fn op(c: &mut Call, cmd: u32, arg: u64) -> Result<i64, Errno> {
         }
         EvtchnOp::Close => {
             let a: EvtchnClose = read_guest(cr3, arg)?;
-            // A channel to another domain would need that domain's table:
-            // none exists yet, and the table refuses (-EINVAL) without it.
+            let me = c.dom.domid;
+            let peer = c.dom.evtchn.peer_domain(a.port).filter(|&p| p != me);
+            let remote = peer.and_then(|p| c.others.get(p));
             let (t, words) = event::table_and_words(c.dom);
-            EvtchnTable::close(t, None, a.port, &words)?;
+            EvtchnTable::close(t, remote.map(|r| &mut *r.evtchn), a.port, &words)?;
         }
         EvtchnOp::Send => {
             let a: EvtchnSend = read_guest(cr3, arg)?;
             if let Some(ev) = c.dom.evtchn.send(a.port)? {
                 if ev.dom == c.dom.domid {
                     event::raise(c.dom, ev.port);
-                } else {
-                    // Unreachable while the caller is the only domain.
-                    log::debug!("d{}: send to d{}: no such domain", c.dom.domid, ev.dom);
+                } else if let Some(d) = c.others.get(ev.dom) {
+                    event::raise(d, ev.port);
                 }
             }
         }
         EvtchnOp::Status => {
             let mut s: EvtchnStatus = read_guest(cr3, arg)?;
-            resolve(c, s.dom)?;
-            c.dom.evtchn.status(&mut s)?;
+            match resolve(c, s.dom)? {
+                None => c.dom.evtchn.status(&mut s)?,
+                Some(id) => c
+                    .others
+                    .get(id)
+                    .ok_or(Errno::ESRCH)?
+                    .evtchn
+                    .status(&mut s)?,
+            }
             write_guest(cr3, arg, &s)?;
         }
         EvtchnOp::Unmask => {
@@ -147,13 +193,34 @@ fn op(c: &mut Call, cmd: u32, arg: u64) -> Result<i64, Errno> {
         }
         EvtchnOp::Reset => {
             let a: EvtchnReset = read_guest(cr3, arg)?;
-            resolve(c, a.dom)?;
-            let (t, words) = event::table_and_words(c.dom);
-            if let Some((port, peer)) = t.reset(&words) {
-                // A channel to another domain: unreachable while the
-                // caller is the only domain (see the module header).
-                log::debug!("d{}: reset: port {port} is bound to d{peer}", c.dom.domid);
-                return Err(Errno::ESRCH);
+            match resolve(c, a.dom)? {
+                None => loop {
+                    let (t, words) = event::table_and_words(c.dom);
+                    let Some((port, peer)) = t.reset(&words) else {
+                        break;
+                    };
+                    let remote = c.others.get(peer).ok_or(Errno::ESRCH)?;
+                    EvtchnTable::close(t, Some(&mut remote.evtchn), port, &words)?;
+                },
+                Some(id) => {
+                    // Xen resets another domain's channels only while it
+                    // is paused.
+                    let d = c.others.get(id).ok_or(Errno::ESRCH)?;
+                    if d.pause_count == 0 {
+                        return Err(Errno::EINVAL);
+                    }
+                    let me = &mut *c.dom;
+                    loop {
+                        let (t, words) = event::table_and_words(d);
+                        let Some((port, peer)) = t.reset(&words) else {
+                            break;
+                        };
+                        if peer != me.domid {
+                            return Err(Errno::ESRCH);
+                        }
+                        EvtchnTable::close(t, Some(&mut me.evtchn), port, &words)?;
+                    }
+                }
             }
         }
         EvtchnOp::InitControl => {

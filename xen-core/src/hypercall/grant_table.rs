@@ -731,13 +731,26 @@ pub fn add_to_physmap(c: &mut Call) -> Result<i64, Errno> {
 
 // Teardown ------------------------------------------------------------------
 
+/// Everything grant-related of the dying domain `d`, in one call (domain
+/// destruction, with the domain table locked and `others` split around
+/// `d`; before or after `pv_mm::relinquish`, either works):
+/// [`release_mappings`] (its mappings of anyone's grants),
+/// [`revoke_foreign_mappings`] (other domains' mappings of its grants),
+/// then [`destroy_table`] (its shared frames and bookkeeping).
+#[allow(dead_code, reason = "domain::destroy calls it (see the report)")]
+pub fn teardown(d: &mut Domain, others: &mut Others<'_>) {
+    release_mappings(d, others);
+    revoke_foreign_mappings(d, others);
+    if let Err(n) = destroy_table(d) {
+        log::error!("d{}: {n} grants still pinned at teardown", d.domid);
+    }
+}
+
 /// Releases every grant mapping the dying domain `d` holds (Xen's
 /// `gnttab_release_mappings`, and the grant PTEs its page-table teardown
 /// would drop): grant PTEs still in place are cleared with their
 /// references, device mappings' references dropped, the granters' pins and
-/// `GTF_reading`/`GTF_writing` bits cleared. Call it with the domain table
-/// locked (`Others::split` around `d`), before `d`'s page tables go.
-#[allow(dead_code, reason = "domain destruction (next on main) calls it")]
+/// `GTF_reading`/`GTF_writing` bits cleared.
 pub fn release_mappings(d: &mut Domain, others: &mut Others<'_>) {
     let domid = d.domid;
     let handles: alloc::vec::Vec<(u32, u16)> = d
@@ -751,27 +764,16 @@ pub fn release_mappings(d: &mut Domain, others: &mut Others<'_>) {
             if rd == domid {
                 let g = &mut *d.grants;
                 let mut sh = DirectShared::of(&g.active);
-                gt::release_mapping(
-                    env,
-                    ft,
-                    ctx,
-                    &mut g.maptrack,
-                    h,
-                    Some((&mut g.active, &mut sh)),
-                );
+                let remote = Some((&mut g.active, &mut sh));
+                gt::release_mapping(env, ft, ctx, &mut g.maptrack, h, remote);
             } else if let Some(r) = others.get(rd) {
                 let ra = &mut r.grants.active;
                 let mut sh = DirectShared::of(ra);
-                gt::release_mapping(env, ft, ctx, &mut d.grants.maptrack, h, Some((ra, &mut sh)));
+                let mt = &mut d.grants.maptrack;
+                gt::release_mapping(env, ft, ctx, mt, h, Some((ra, &mut sh)));
             } else {
-                gt::release_mapping::<_, DirectShared>(
-                    env,
-                    ft,
-                    ctx,
-                    &mut d.grants.maptrack,
-                    h,
-                    None,
-                );
+                let mt = &mut d.grants.maptrack;
+                gt::release_mapping::<_, DirectShared>(env, ft, ctx, mt, h, None);
             }
         });
     }
@@ -779,12 +781,38 @@ pub fn release_mappings(d: &mut Domain, others: &mut Others<'_>) {
     let _ = take_implicit_unmap(domid);
 }
 
+/// Removes the other domains' mappings of the dying domain `d`'s grants
+/// (their grant PTEs cleared, references dropped, handles freed: a later
+/// unmap of such a handle gets `GNTST_bad_handle`). Xen instead keeps the
+/// dying domain as a zombie until they unmap; see docs/abi-deviations.md.
+pub fn revoke_foreign_mappings(d: &mut Domain, others: &mut Others<'_>) {
+    let rd = d.domid;
+    let ra = &mut d.grants.active;
+    for o in others.iter_mut() {
+        let handles: alloc::vec::Vec<u32> = o
+            .grants
+            .maptrack
+            .mappings()
+            .filter(|(_, m)| m.domid == rd)
+            .map(|(h, _)| h)
+            .collect();
+        if handles.is_empty() {
+            continue;
+        }
+        let mt = &mut o.grants.maptrack;
+        with_env(o.domid, |ctx, ft, env| {
+            for h in handles {
+                let mut sh = DirectShared::of(ra);
+                gt::release_mapping(env, ft, ctx, mt, h, Some((&mut *ra, &mut sh)));
+            }
+        });
+    }
+}
+
 /// Frees the dying domain `d`'s grant table: its shared frames (given back
 /// once nothing maps them), active entries and maptrack pages (Xen's
-/// `grant_table_destroy`). `Err(n)`: `n` of its grants are still mapped by
-/// other domains (the table must stay; call again once they unmapped).
-/// Call after [`release_mappings`].
-#[allow(dead_code, reason = "domain destruction (next on main) calls it")]
+/// `grant_table_destroy`). `Err(n)`: `n` of its grants are still pinned
+/// (call [`revoke_foreign_mappings`] first); nothing is freed then.
 pub fn destroy_table(d: &mut Domain) -> Result<(), u32> {
     let domid = d.domid;
     let g = &mut *d.grants;

@@ -10,7 +10,7 @@ use crate::domain::{copy_from_guest, copy_to_guest, read_guest, write_guest};
 use crate::memory::{self, FRAMES, FRAME_TABLE};
 use hypercall_abi::errno::Errno;
 use hypercall_abi::memory::{
-    memop_cmd, MemoryOp, XenMachphysMfnList, XenMemoryMap, XenMemoryReservation,
+    memop_cmd, MemoryOp, XenMachphysMfnList, XenMemoryExchange, XenMemoryMap, XenMemoryReservation,
 };
 use hypercall_abi::xen::DOMID_SELF;
 use xen_core::mm::frame_table::{DomId as FtDomId, Owner, PageFlags, PagePut};
@@ -33,58 +33,80 @@ pub fn memory_op(c: &mut Call) -> Result<i64, Errno> {
         MemoryOp::CurrentReservation | MemoryOp::MaximumReservation => {
             let mut raw = [0u8; 2];
             copy_from_guest(c.cr3, arg, &mut raw)?;
-            let domid = u16::from_le_bytes(raw);
-            if domid != DOMID_SELF && domid != c.dom.domid {
-                // Other domains arrive with the toolstack.
-                return Err(Errno::ESRCH);
-            }
+            let d = target(c, u16::from_le_bytes(raw))?;
             Ok(if op == Some(MemoryOp::CurrentReservation) {
-                c.dom.tot_pages
+                d.tot_pages
             } else {
-                c.dom.max_pages
+                d.max_pages
             } as i64)
         }
         MemoryOp::DecreaseReservation => {
             let r: XenMemoryReservation = read_guest(c.cr3, arg)?;
-            check_reservation(c, &r)?;
+            check_reservation(&r)?;
+            let cr3 = c.cr3;
+            let d = target(c, r.domid)?;
             let mut done = start_extent;
             while done < r.nr_extents {
                 let mut raw = [0u8; 8];
-                copy_from_guest(c.cr3, r.extent_start.wrapping_add(done * 8), &mut raw)?;
-                if !release_frame(c, Mfn(u64::from_le_bytes(raw))) {
+                copy_from_guest(cr3, r.extent_start.wrapping_add(done * 8), &mut raw)?;
+                if !release_frame(d, Mfn(u64::from_le_bytes(raw))) {
                     break;
                 }
                 done += 1;
             }
             Ok(done as i64)
         }
-        MemoryOp::IncreaseReservation => {
+        MemoryOp::IncreaseReservation | MemoryOp::PopulatePhysmap => {
             let r: XenMemoryReservation = read_guest(c.cr3, arg)?;
-            check_reservation(c, &r)?;
+            check_reservation(&r)?;
+            let cr3 = c.cr3;
+            let populate = op == Some(MemoryOp::PopulatePhysmap);
+            let d = target(c, r.domid)?;
             let mut done = start_extent;
-            while done < r.nr_extents && c.dom.tot_pages < c.dom.max_pages {
+            while done < r.nr_extents && d.tot_pages < d.max_pages {
+                let slot = r.extent_start.wrapping_add(done * 8);
+                // populate_physmap: the list names the guest frame each
+                // new frame backs (a PV guest's M2P entry), and gets the
+                // machine frame back in its place.
+                let gpfn = if populate {
+                    let mut raw = [0u8; 8];
+                    if let Err(e) = copy_from_guest(cr3, slot, &mut raw) {
+                        return if done == start_extent {
+                            Err(e)
+                        } else {
+                            Ok(done as i64)
+                        };
+                    }
+                    Some(u64::from_le_bytes(raw))
+                } else {
+                    None
+                };
                 let Some(mfn) = FRAMES.lock().as_mut().and_then(|fa| fa.alloc().ok()) else {
                     break;
                 };
                 memory::clear_frame(mfn);
                 if r.extent_start != 0 {
-                    if let Err(e) = copy_to_guest(
-                        c.cr3,
-                        r.extent_start.wrapping_add(done * 8),
-                        &mfn.0.to_le_bytes(),
-                    ) {
+                    if let Err(e) = copy_to_guest(cr3, slot, &mfn.0.to_le_bytes()) {
                         let _ = FRAMES.lock().as_mut().map(|fa| fa.free(mfn));
-                        return if done == 0 { Err(e) } else { Ok(done as i64) };
+                        return if done == start_extent {
+                            Err(e)
+                        } else {
+                            Ok(done as i64)
+                        };
                     }
                 }
                 if let Some(ft) = FRAME_TABLE.lock().as_mut() {
-                    let _ = ft.assign(mfn, Owner::Domain(FtDomId(c.dom.domid)));
+                    let _ = ft.assign(mfn, Owner::Domain(FtDomId(d.domid)));
                 }
-                c.dom.tot_pages += 1;
+                if let Some(g) = gpfn {
+                    memory::set_m2p(mfn, g);
+                }
+                d.tot_pages += 1;
                 done += 1;
             }
             Ok(done as i64)
         }
+        MemoryOp::Exchange => exchange(c, arg),
         MemoryOp::MemoryMap => {
             // The pseudo-physical map of a PV domain: its pages from 0.
             let mut m: XenMemoryMap = read_guest(c.cr3, arg)?;
@@ -121,10 +143,22 @@ pub fn memory_op(c: &mut Call) -> Result<i64, Errno> {
     }
 }
 
-fn check_reservation(c: &Call, r: &XenMemoryReservation) -> Result<(), Errno> {
-    if r.domid != DOMID_SELF && r.domid != c.dom.domid {
-        return Err(Errno::ESRCH);
+/// The domain a memory op names: the caller (`DOMID_SELF` or its own id),
+/// or, for a privileged caller, another domain (Xen's XSM_TARGET: `-EPERM`
+/// otherwise; `-ESRCH` if there is none).
+fn target<'c>(c: &'c mut Call, domid: u16) -> Result<&'c mut crate::domain::Domain, Errno> {
+    if domid == DOMID_SELF || domid == c.dom.domid {
+        return Ok(c.dom);
     }
+    let privileged = c.dom.is_privileged;
+    let d = c.others.get(domid).ok_or(Errno::ESRCH)?;
+    if !privileged {
+        return Err(Errno::EPERM);
+    }
+    Ok(d)
+}
+
+fn check_reservation(r: &XenMemoryReservation) -> Result<(), Errno> {
     if r.extent_order > MAX_ORDER {
         return Err(Errno::EPERM);
     }
@@ -135,11 +169,11 @@ fn check_reservation(c: &Call, r: &XenMemoryReservation) -> Result<(), Errno> {
 /// drops the domain's allocation reference. The frame goes back to the
 /// allocator when its last reference (a mapping, a page-table entry, a base
 /// pointer) goes. The shared_info page cannot be given back.
-fn release_frame(c: &mut Call, mfn: Mfn) -> bool {
-    if mfn.maddr() == c.dom.shared_info_maddr {
+fn release_frame(d: &mut crate::domain::Domain, mfn: Mfn) -> bool {
+    if mfn.maddr() == d.shared_info_maddr {
         return false;
     }
-    let ok = crate::pv_mm::with_pt(c.dom.domid, |ctx, ft, mem| {
+    let ok = crate::pv_mm::with_pt(d.domid, |ctx, ft, mem| {
         let Ok(info) = ft.info(mfn) else { return false };
         if info.owner() != ctx.owner() || !info.flags().contains(PageFlags::ALLOCATED) {
             return false;
@@ -157,7 +191,88 @@ fn release_frame(c: &mut Call, mfn: Mfn) -> bool {
         }
     });
     if ok {
-        c.dom.tot_pages -= 1;
+        d.tot_pages -= 1;
     }
     ok
+}
+
+/// XENMEM_exchange (Xen's `memory_exchange`) for single pages: each frame
+/// of `in` (which must be the domain's, with no reference but its
+/// allocation) is given back and replaced by a fresh one, which backs the
+/// guest frame number the `out` list held and whose machine frame number
+/// is written there. `nr_exchanged` says how far it got, also on error.
+fn exchange(c: &mut Call, arg: u64) -> Result<i64, Errno> {
+    let mut x: XenMemoryExchange = read_guest(c.cr3, arg)?;
+    if x.r#in.nr_extents << x.r#in.extent_order != x.out.nr_extents << x.out.extent_order
+        || x.r#in.nr_extents > (1 << 32)
+    {
+        return Err(Errno::EINVAL);
+    }
+    if x.r#in.extent_order > MAX_ORDER || x.out.extent_order > MAX_ORDER {
+        return Err(Errno::EPERM);
+    }
+    if x.nr_exchanged > x.r#in.nr_extents {
+        return Err(Errno::EINVAL);
+    }
+    let cr3 = c.cr3;
+    let d = target(c, x.r#in.domid)?;
+    let owner = Owner::Domain(FtDomId(d.domid));
+    let mut rc = Ok(0);
+    while x.nr_exchanged < x.r#in.nr_extents {
+        let i = x.nr_exchanged;
+        let mut raw = [0u8; 8];
+        if let Err(e) = copy_from_guest(cr3, x.r#in.extent_start.wrapping_add(i * 8), &mut raw) {
+            rc = Err(e);
+            break;
+        }
+        let old = Mfn(u64::from_le_bytes(raw));
+        if let Err(e) = copy_from_guest(cr3, x.out.extent_start.wrapping_add(i * 8), &mut raw) {
+            rc = Err(e);
+            break;
+        }
+        let gpfn = u64::from_le_bytes(raw);
+        // Xen's steal_page: only a frame nothing but its allocation holds.
+        let stolen = old.maddr() != d.shared_info_maddr
+            && crate::pv_mm::with_pt(d.domid, |_, ft, mem| {
+                let ok = ft.info(old).is_ok_and(|p| {
+                    p.owner() == owner
+                        && p.flags().contains(PageFlags::ALLOCATED)
+                        && p.count() == 1
+                        && p.type_count() == 0
+                });
+                if ok {
+                    if let Ok(PagePut::Freed) = ft.release(old) {
+                        mem.frame_freed(old);
+                    }
+                }
+                ok
+            });
+        if !stolen {
+            rc = Err(Errno::EINVAL);
+            break;
+        }
+        let Some(new) = FRAMES.lock().as_mut().and_then(|fa| fa.alloc().ok()) else {
+            // The old frame is gone: the domain is a page short, as in Xen
+            // when the allocation fails after the steal.
+            d.tot_pages -= 1;
+            rc = Err(Errno::ENOMEM);
+            break;
+        };
+        memory::clear_frame(new);
+        if let Some(ft) = FRAME_TABLE.lock().as_mut() {
+            let _ = ft.assign(new, owner);
+        }
+        memory::set_m2p(new, gpfn);
+        x.nr_exchanged += 1;
+        if let Err(e) = copy_to_guest(
+            cr3,
+            x.out.extent_start.wrapping_add(i * 8),
+            &new.0.to_le_bytes(),
+        ) {
+            rc = Err(e);
+            break;
+        }
+    }
+    write_guest(cr3, arg, &x)?;
+    rc
 }

@@ -48,20 +48,24 @@ fn guest_addr_ok(va: u64) -> bool {
     is_canonical(va) && !(HYPERVISOR_VIRT_START..HYPERVISOR_VIRT_END).contains(&va)
 }
 
-/// Xen's `get_pg_owner` for a domain with no foreign-mapping rights yet:
-/// itself by `DOMID_SELF`, and nobody else.
-fn check_foreigndom(c: &Call, foreigndom: u64) -> Result<(), Errno> {
+/// Xen's `get_pg_owner` and its XSM check: `DOMID_SELF` is the caller
+/// itself; the caller's own id is refused ("cannot specify itself as
+/// foreign domain") as is an unknown domain (`-ESRCH`); `DOMID_IO` and
+/// `DOMID_XEN` are not offered (`-ESRCH`, Xen's answer for DOMID_XEN);
+/// another domain needs privilege (`-EPERM`). Returns the domain whose
+/// frames the new L1 entries map.
+fn pg_owner(c: &Call, foreigndom: u64) -> Result<u16, Errno> {
     let dom = foreigndom as u16;
     if dom == DOMID_SELF {
-        return Ok(());
+        return Ok(c.dom.domid);
     }
-    // Xen: "Cannot specify itself as foreign domain" -> NULL -> -ESRCH; an
-    // unknown domain -ESRCH. DOMID_IO/DOMID_XEN and other domains need
-    // privileges Oxen does not grant yet.
-    if dom == c.dom.domid || !crate::domain::exists_other(dom) {
+    if dom == c.dom.domid || !c.others.iter().any(|d| d.domid == dom) {
         return Err(Errno::ESRCH);
     }
-    Err(Errno::EPERM)
+    if !c.dom.is_privileged {
+        return Err(Errno::EPERM);
+    }
+    Ok(dom)
 }
 
 fn pt_err(c: &Call, what: &str, e: PtError) -> Errno {
@@ -144,9 +148,10 @@ pub fn mmu_update(c: &mut Call) -> Outcome {
             }
         }
     }
-    if let Err(e) = check_foreigndom(c, foreigndom) {
-        return Outcome::Ret(e.to_ret());
-    }
+    let pg = match pg_owner(c, foreigndom) {
+        Ok(p) => p,
+        Err(e) => return Outcome::Ret(e.to_ret()),
+    };
     let domid = c.dom.domid;
     let mut reqs_in = GuestArray::<MmuUpdate>::new(reqs);
     let mut i = 0u64;
@@ -169,7 +174,7 @@ pub fn mmu_update(c: &mut Call) -> Outcome {
                 break;
             }
         };
-        if let Err(e) = one_update(c, domid, &req) {
+        if let Err(e) = one_update(c, domid, pg, &req) {
             rc = Err(e);
             break;
         }
@@ -186,7 +191,7 @@ fn write_done(c: &Call, pdone: u64, done: u32) {
     }
 }
 
-fn one_update(c: &Call, domid: u16, req: &MmuUpdate) -> Result<(), Errno> {
+fn one_update(c: &Call, domid: u16, pg: u16, req: &MmuUpdate) -> Result<(), Errno> {
     // Xen takes the command from the low 3 bits (sizeof(l1_pgentry_t) - 1).
     let cmd = req.ptr & 7;
     let mfn = Mfn(req.ptr >> 12);
@@ -198,7 +203,7 @@ fn one_update(c: &Call, domid: u16, req: &MmuUpdate) -> Result<(), Errno> {
             | MmuUpdateCmd::PtUpdateNoTranslate,
         ) => {
             let preserve = cmd == u64::from(MmuUpdateCmd::PtUpdatePreserveAd.raw());
-            with_pt(domid, |ctx, ft, mem| {
+            pv_mm::with_pt_foreign(domid, pg, |ctx, ft, mem| {
                 ptval::mod_entry(ctx, ft, mem, mfn, index, req.val, preserve)
             })
             .map_err(|e| pt_err(c, "mmu_update", e))
@@ -283,9 +288,10 @@ pub fn mmuext_op(c: &mut Call) -> Outcome {
             }
         }
     }
-    if let Err(e) = check_foreigndom(c, foreigndom) {
-        return Outcome::Ret(e.to_ret());
-    }
+    let pg = match pg_owner(c, foreigndom) {
+        Ok(p) => p,
+        Err(e) => return Outcome::Ret(e.to_ret()),
+    };
     let mut ops_in = GuestArray::<MmuextOp>::new(ops);
     let mut i = 0u64;
     let mut rc: Result<(), Errno> = Ok(());
@@ -308,7 +314,7 @@ pub fn mmuext_op(c: &mut Call) -> Outcome {
             }
         };
         let cr3 = c.cr3;
-        if let Err(e) = one_ext(c, &op) {
+        if let Err(e) = one_ext(c, pg, &op) {
             rc = Err(e);
             break;
         }
@@ -322,7 +328,7 @@ pub fn mmuext_op(c: &mut Call) -> Outcome {
     Outcome::Ret(rc.map_or_else(Errno::to_ret, |()| 0))
 }
 
-fn one_ext(c: &mut Call, op: &MmuextOp) -> Result<(), Errno> {
+fn one_ext(c: &mut Call, pg: u16, op: &MmuextOp) -> Result<(), Errno> {
     let domid = c.dom.domid;
     let cmd = MmuextCmd::from_raw(u64::from(op.cmd)).ok_or(Errno::ENOSYS)?;
     let mfn = Mfn(op.arg1);
@@ -331,11 +337,13 @@ fn one_ext(c: &mut Call, op: &MmuextOp) -> Result<(), Errno> {
         | MmuextCmd::PinL2Table
         | MmuextCmd::PinL3Table
         | MmuextCmd::PinL4Table => {
+            // Pins act on pg_owner's tables (the toolstack pins a guest's
+            // L4 while building it).
             let level = (op.cmd + 1) as u8;
-            with_pt(domid, |ctx, ft, mem| ptval::pin(ctx, ft, mem, mfn, level))
+            with_pt(pg, |ctx, ft, mem| ptval::pin(ctx, ft, mem, mfn, level))
                 .map_err(|e| pt_err(c, "pin", e))
         }
-        MmuextCmd::UnpinTable => with_pt(domid, |ctx, ft, mem| ptval::unpin(ctx, ft, mem, mfn))
+        MmuextCmd::UnpinTable => with_pt(pg, |ctx, ft, mem| ptval::unpin(ctx, ft, mem, mfn))
             .map_err(|e| pt_err(c, "unpin", e)),
         MmuextCmd::NewBaseptr => {
             let v = &c.dom.vcpus[c.vcpu];

@@ -8,12 +8,14 @@
 mod console_io;
 pub(crate) mod cpu;
 mod desc;
-mod evtchn;
+mod domctl;
+pub(crate) mod evtchn;
 pub mod grant_table;
 mod memory;
 mod mmu;
 mod physdev;
 mod sched_op;
+mod sysctl;
 mod vcpu;
 mod xen_version;
 
@@ -55,20 +57,28 @@ pub struct Call<'a> {
     pub frame: &'a mut TrapFrame,
     /// Every other domain, for operations that reach across domains
     /// (domctl, foreign mappings, inter-domain event channels, grants).
-    #[allow(dead_code, reason = "its first users (domctl, grant tables) land next")]
     pub others: Others<'a>,
+    /// A change of the domain table itself, made once the call is over.
+    pub deferred: Option<Deferred>,
+}
+
+/// Changes of the domain table a hypercall asks for (made after it, when
+/// the table is no longer split around the caller).
+pub enum Deferred {
+    /// Add a new domain (XEN_DOMCTL_createdomain).
+    Insert(alloc::boxed::Box<Domain>),
+    /// Remove a destroyed domain.
+    Remove(crate::domain::DomId),
 }
 
 /// The domains other than the caller, while the domain table is locked:
 /// the table split around the caller, so the caller and one other domain
 /// can be borrowed at the same time.
-#[allow(dead_code, reason = "its first users (domctl, grant tables) land next")]
 pub struct Others<'a> {
     before: &'a mut [Domain],
     after: &'a mut [Domain],
 }
 
-#[allow(dead_code, reason = "its first users (domctl, grant tables) land next")]
 impl<'a> Others<'a> {
     /// Splits the table around index `me`; `None` if out of range.
     pub fn split(doms: &'a mut [Domain], me: usize) -> Option<(&'a mut Domain, Others<'a>)> {
@@ -137,8 +147,14 @@ extern "C" fn pv_syscall_dispatch(frame: &mut TrapFrame) {
                 args,
                 frame,
                 others,
+                deferred: None,
             };
             let out = dispatch(nr, &mut call);
+            match call.deferred.take() {
+                Some(Deferred::Insert(d)) => crate::domain::insert(&mut doms, *d),
+                Some(Deferred::Remove(id)) => crate::domain::destroy(&mut doms, id),
+                None => {}
+            }
             if grant_table::take_implicit_unmap(domid) {
                 Outcome::Crash("attempt to implicitly unmap a granted PTE")
             } else {
@@ -183,6 +199,8 @@ fn dispatch(nr: u64, c: &mut Call) -> Outcome {
         Hypercall::EventChannelOpCompat => evtchn::event_channel_op_compat(c).into(),
         Hypercall::PhysdevOp => physdev::physdev_op(c).into(),
         Hypercall::GrantTableOp => grant_table::grant_table_op(c),
+        Hypercall::Domctl => domctl::domctl(c).into(),
+        Hypercall::Sysctl => sysctl::sysctl(c).into(),
         Hypercall::Iret => {
             let (frame, v) = (&mut *c.frame, &mut c.dom.vcpus[c.vcpu]);
             match crate::pv::do_iret(frame, v) {

@@ -59,12 +59,15 @@ pub fn sched_op(c: &mut Call) -> Outcome {
                 if !c.dom.is_privileged {
                     return Err(Errno::EPERM);
                 }
-                ShutdownReason::from_raw(u64::from(s.reason)).ok_or(Errno::EINVAL)?;
+                let reason = ShutdownReason::from_raw(u64::from(s.reason)).ok_or(Errno::EINVAL)?;
                 if s.domain_id == c.dom.domid {
                     return Err(Errno::EINVAL);
                 }
-                // Other domains arrive with the toolstack.
-                Err(Errno::ESRCH)
+                let d = c.others.get(s.domain_id).ok_or(Errno::ESRCH)?;
+                if d.shutdown.is_none() && !d.dying {
+                    domain_shutdown(d, reason);
+                }
+                Ok(0)
             });
             Outcome::from(r)
         }

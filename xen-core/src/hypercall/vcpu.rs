@@ -121,6 +121,16 @@ fn guest_address_ok(va: u64) -> bool {
     !(1 << 47..xen_core::guest_walk::HYPERVISOR_VIRT_END).contains(&va)
 }
 
+/// Drops the base-pointer references of a vCPU's previous context.
+pub(crate) fn put_base_pointers(domid: u16, l4: u64, user_l4: u64) {
+    use xen_core::mm::{ptval, Mfn};
+    crate::pv_mm::with_pt(domid, |ctx, ft, mem| {
+        for t in [l4, user_l4].into_iter().filter(|&t| t != 0) {
+            let _ = ptval::new_baseptr(ctx, ft, mem, Some(Mfn(t >> 12)), None);
+        }
+    });
+}
+
 /// VCPUOP_initialise for a 64-bit PV vCPU (Xen's arch_set_info_guest).
 /// Takes the base-pointer references of a vCPU being initialised: the
 /// kernel L4 `l4` and, if not 0, the user L4 `user_l4` (machine addresses).
@@ -142,7 +152,7 @@ fn take_base_pointers(domid: u16, l4: u64, user_l4: u64) -> Result<(), Errno> {
     })
 }
 
-fn initialise(
+pub(crate) fn initialise(
     domid: u16,
     v: &mut crate::domain::Vcpu,
     ctx: &VcpuGuestContext,

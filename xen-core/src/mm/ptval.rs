@@ -177,6 +177,11 @@ pub trait PtMemory {
 pub struct PtContext {
     /// The domain whose tables these are; every referenced frame must be its.
     pub domid: DomId,
+    /// The domain whose frames an L1 entry written by `mod_entry` may map
+    /// (Xen's `pg_owner`): `domid`, except for a privileged domain's
+    /// foreign mappings (`mmu_update` with `foreigndom`). Entries found in a
+    /// table being validated always map `domid`'s frames.
+    pub pg_owner: DomId,
     /// The hypervisor's entries for L4 slots 256..=271, written into every
     /// L4 when it is validated (Xen's `init_xen_l4_slots`).
     pub xen_l4_slots: [u64; XEN_L4_SLOT_COUNT],
@@ -600,6 +605,30 @@ pub fn put_l1_mapping<M: PtMemory + ?Sized>(
     Pt { ctx, ft, mem }.put_l1(l1e);
 }
 
+/// Domain destruction (Xen's `relinquish_memory` for page tables): if the
+/// dying domain's frame `mfn` is still a validated page table (kept alive
+/// by a cycle of tables, or a linear map of itself, once the pins and base
+/// pointers are gone), empties it and drops every reference its entries
+/// held. After this has run on every such frame the domain's tables hold
+/// nothing, and only references from outside the domain remain.
+pub fn relinquish_table<M: PtMemory + ?Sized>(
+    ctx: &PtContext,
+    ft: &mut FrameTable<'_>,
+    mem: &mut M,
+    mfn: Mfn,
+) {
+    let Ok(info) = ft.info(mfn) else { return };
+    if info.owner() != ctx.owner()
+        || info.type_count() == 0
+        || !info.flags().contains(PageFlags::VALIDATED)
+    {
+        return;
+    }
+    if let Some(level) = table_level(info.page_type()) {
+        Pt { ctx, ft, mem }.relinquish(mfn, level);
+    }
+}
+
 fn table_type(level: u8) -> Result<PageType, PtError> {
     PageType::page_table(level).ok_or(PtError::BadLevel(level))
 }
@@ -708,6 +737,11 @@ impl<M: PtMemory + ?Sized> Pt<'_, '_, M> {
     }
 
     fn get_l1(&mut self, e: u64) -> Result<(), PtError> {
+        self.get_l1_as(e, self.ctx.owner())
+    }
+
+    /// [`Self::get_l1`] for a frame that must belong to `owner`.
+    fn get_l1_as(&mut self, e: u64, owner: Owner) -> Result<(), PtError> {
         if e & P == 0 {
             return Ok(());
         }
@@ -726,7 +760,7 @@ impl<M: PtMemory + ?Sized> Pt<'_, '_, M> {
                 PtError::MapIo { mfn }
             });
         }
-        self.ft.get_page(mfn, self.ctx.owner()).map_err(map_err)?;
+        self.ft.get_page(mfn, owner).map_err(map_err)?;
         if e & RW != 0 {
             self.before_type_change(mfn, PageType::Writable);
             if let Err(err) = self.ft.get_page_type(mfn, PageType::Writable) {
@@ -950,10 +984,36 @@ impl<M: PtMemory + ?Sized> Pt<'_, '_, M> {
             self.mem.write_pte(table, index, stored);
             return Ok(());
         }
-        self.get_entry(level, new)?;
+        if level == 1 {
+            // The one place a foreign frame may enter (Xen's mod_l1_entry
+            // with pg_dom).
+            self.get_l1_as(new, Owner::Domain(self.ctx.pg_owner))?;
+        } else {
+            self.get_entry(level, new)?;
+        }
         self.mem.write_pte(table, index, stored);
         self.put_entry(level, old);
         Ok(())
+    }
+
+    /// Empties a table of a dying domain and drops what its entries held.
+    fn relinquish(&mut self, mfn: Mfn, level: u8) {
+        let mut held = [0u64; ENTRIES];
+        for (i, slot) in held.iter_mut().enumerate() {
+            if level == 4 && is_xen_l4_slot(i) {
+                continue;
+            }
+            *slot = self.mem.read_pte(mfn, i);
+            if *slot & P != 0 {
+                self.mem.write_pte(mfn, i, 0);
+            }
+        }
+        // Every entry is empty before the first reference goes, so a cycle
+        // that brings this table's own type count to zero demotes nothing
+        // twice.
+        for e in held {
+            self.put_entry(level, e);
+        }
     }
 
     /// `do_mmu_update` on a frame that is not a live page table: a plain
@@ -1231,6 +1291,7 @@ mod tests {
         };
         let ctx = PtContext {
             domid: DOM,
+            pg_owner: DOM,
             xen_l4_slots: xen_slots(),
             max_mfn: N - 1,
         };
@@ -1410,6 +1471,81 @@ mod tests {
         l1_case(rw(1), conflict(1, PageType::L1), EBUSY);
         l1_case(rw(20), conflict(20, PageType::L2), EBUSY);
         l1_case(rw(21), conflict(21, PageType::SegDesc), EBUSY);
+    }
+
+    #[test]
+    fn foreign_mappings_need_pg_owner_and_only_reach_l1_updates() {
+        world(|ctx, ft, mem| {
+            // An L1 (frame 10) under an L2 (11), pinned.
+            mem.set(11, 0, tb(10));
+            pin(ctx, ft, mem, Mfn(11), 2).unwrap();
+            // Without pg_owner, another domain's frame is refused.
+            assert_eq!(
+                mod_entry(ctx, ft, mem, Mfn(10), 0, rw(40), false),
+                Err(PtError::MapNotOwned {
+                    mfn: Mfn(40),
+                    owner: Owner::Domain(OTHER)
+                })
+            );
+            let foreign = PtContext {
+                pg_owner: OTHER,
+                ..*ctx
+            };
+            mod_entry(&foreign, ft, mem, Mfn(10), 0, rw(40), false).unwrap();
+            assert_eq!(cnt(ft, 40), (2, 1));
+            // ... and then its own frames are not mappable through it.
+            assert!(mod_entry(&foreign, ft, mem, Mfn(10), 1, ro(5), false).is_err());
+            // A table entry (L2) still names the caller's own tables only.
+            assert!(mod_entry(&foreign, ft, mem, Mfn(11), 1, tb(41), false).is_err());
+            // Removing the mapping drops the foreign references.
+            mod_entry(ctx, ft, mem, Mfn(10), 0, 0, false).unwrap();
+            assert_eq!(cnt(ft, 40), (1, 0));
+        });
+    }
+
+    #[test]
+    fn relinquish_breaks_cycles_and_balances_every_count() {
+        world(|ctx, ft, mem| {
+            let before = snap(ft);
+            // L4 20 -> L3 21 -> L2 22 -> L1 23 -> data 24 (rw) and 25 (ro),
+            // plus a foreign frame 40 mapped into the L1 (kept by others'
+            // rules: it must be put back too).
+            mem.set(20, 0, tb(21));
+            mem.set(21, 0, tb(22));
+            mem.set(22, 0, tb(23));
+            mem.set(23, 0, rw(24));
+            mem.set(23, 1, ro(25));
+            pin(ctx, ft, mem, Mfn(20), 4).unwrap();
+            let foreign = PtContext {
+                pg_owner: OTHER,
+                ..*ctx
+            };
+            mod_entry(&foreign, ft, mem, Mfn(23), 2, ro(40), false).unwrap();
+            // A second pinned L2 (26) sharing the L1 23.
+            mem.set(26, 0, tb(23));
+            pin(ctx, ft, mem, Mfn(26), 2).unwrap();
+            // Destruction: pins are not dropped (the guest vanished), so
+            // relinquish every table of the domain, in any order.
+            for m in [23u64, 26, 21, 20, 22] {
+                relinquish_table(ctx, ft, mem, Mfn(m));
+            }
+            // Drop the pins' own references as the destroyer does after.
+            for m in [20u64, 26] {
+                ft.clear_pinned(Mfn(m)).unwrap();
+                let _ = ft.put_page_and_type(Mfn(m));
+            }
+            // Nothing refers to anything any more: every count is as before
+            // (types may have stayed set, counts are what matter).
+            for i in 0..N {
+                let (a, b) = (ft.info(Mfn(i)).unwrap(), before[i as usize]);
+                assert_eq!(
+                    (a.count(), a.type_count()),
+                    (b.count(), b.type_count()),
+                    "mfn {i}"
+                );
+            }
+            assert_eq!(cnt(ft, 40), (1, 0));
+        });
     }
 
     #[test]

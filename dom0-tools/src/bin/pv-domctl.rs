@@ -1,0 +1,397 @@
+//! Test Dom0: domain control (`domctl`/`sysctl`) with Xen 4.17's semantics,
+//! without building a guest: a domain is created paused with no memory,
+//! sized, populated, inspected, mapped by Dom0 (foreign `mmu_update`),
+//! paused and unpaused, and destroyed; free memory returns exactly to its
+//! value before — once Dom0's foreign mapping of one of its frames is gone,
+//! not before (the frame stays allocated while mapped, as in Xen). Bad
+//! arguments get Xen's answers: wrong interface version `-EACCES`, unknown
+//! command `-ENOSYS`, missing domain `-ESRCH`, taken id `-EEXIST`, bad vCPU
+//! counts and flags `-EINVAL`, pausing oneself `-EINVAL`.
+
+#![cfg_attr(target_os = "none", no_std, no_main)]
+
+#[cfg(not(target_os = "none"))]
+fn main() {}
+
+#[cfg(target_os = "none")]
+mod kernel {
+    use dom0_tools::pvtest::Checks;
+    use hypercall_abi::domctl::{
+        DomctlCmd, XenDomctl, XenDomctlCreatedomain, XenDomctlGetdomaininfo, XenDomctlMaxMem,
+        XEN_DOMCTL_CDF_HVM, XEN_DOMCTL_INTERFACE_VERSION, XEN_DOMINF_PAUSED,
+    };
+    use hypercall_abi::errno::Errno as AbiErrno;
+    use hypercall_abi::hypercall::Hypercall;
+    use hypercall_abi::memory::{MemoryOp, XenMemoryExchange, XenMemoryReservation};
+    use hypercall_abi::sysctl::{
+        SysctlCmd, XenSysctl, XenSysctlPhysinfo, XenSysctlReadconsole, XenSysctlSchedId,
+    };
+    use pv_guest_lib::frame;
+    use pv_guest_lib::mm::{self, PteFlags};
+    use pv_guest_lib::{mmu, println, Errno, StartInfo};
+    use zerocopy::FromZeros;
+
+    pv_guest_lib::entry!(main);
+
+    /// A free virtual address in Dom0 for the foreign mapping.
+    const MAP_VA: u64 = 0x0000_7f00_0000_0000;
+    /// Pages given to the test domain.
+    const PAGES: u64 = 256;
+
+    fn ret(r: i64) -> Result<i64, Errno> {
+        pv_guest_lib::error::check(r).map(|v| v as i64)
+    }
+
+    fn domctl(op: &mut XenDomctl) -> Result<i64, Errno> {
+        // SAFETY: Xen reads and writes back the one envelope `op` points to.
+        ret(unsafe {
+            pv_guest_lib::hypercall::hypercall1(Hypercall::Domctl, op as *mut XenDomctl as u64)
+        })
+    }
+
+    fn sysctl(op: &mut XenSysctl) -> Result<i64, Errno> {
+        // SAFETY: as domctl.
+        ret(unsafe {
+            pv_guest_lib::hypercall::hypercall1(Hypercall::Sysctl, op as *mut XenSysctl as u64)
+        })
+    }
+
+    fn free_pages() -> Result<u64, Errno> {
+        let mut op = XenSysctl::new(SysctlCmd::Physinfo);
+        sysctl(&mut op)?;
+        Ok(op.payload::<XenSysctlPhysinfo>().free_pages)
+    }
+
+    fn create(domid: u16, vcpus: u32, flags: u32) -> Result<u16, Errno> {
+        let mut op = XenDomctl::new(DomctlCmd::Createdomain, domid);
+        let mut cd = XenDomctlCreatedomain::new_zeroed();
+        cd.max_vcpus = vcpus;
+        cd.flags = flags;
+        cd.max_grant_frames = -1;
+        cd.max_maptrack_frames = -1;
+        cd.handle = [0x0a; 16];
+        op.set_payload(&cd);
+        domctl(&mut op)?;
+        Ok(op.domain)
+    }
+
+    fn simple(cmd: DomctlCmd, domid: u16) -> Result<i64, Errno> {
+        domctl(&mut XenDomctl::new(cmd, domid))
+    }
+
+    fn info(domid: u16) -> Result<(u16, XenDomctlGetdomaininfo), Errno> {
+        let mut op = XenDomctl::new(DomctlCmd::Getdomaininfo, domid);
+        domctl(&mut op)?;
+        Ok((op.domain, op.payload()))
+    }
+
+    fn populate(domid: u16, list: &mut [u64]) -> Result<i64, Errno> {
+        let r = XenMemoryReservation {
+            extent_start: list.as_mut_ptr() as u64,
+            nr_extents: list.len() as u64,
+            extent_order: 0,
+            mem_flags: 0,
+            domid,
+            _pad26: [0; 3],
+        };
+        // SAFETY: Xen reads the reservation and rewrites `list` in place.
+        ret(unsafe {
+            pv_guest_lib::hypercall::hypercall2(
+                Hypercall::MemoryOp,
+                MemoryOp::PopulatePhysmap as u64,
+                &r as *const _ as u64,
+            )
+        })
+    }
+
+    fn exchange(domid: u16, ins: &mut [u64], outs: &mut [u64]) -> Result<i64, Errno> {
+        let res = |l: &mut [u64]| XenMemoryReservation {
+            extent_start: l.as_mut_ptr() as u64,
+            nr_extents: l.len() as u64,
+            extent_order: 0,
+            mem_flags: 0,
+            domid,
+            _pad26: [0; 3],
+        };
+        let x = XenMemoryExchange {
+            r#in: res(ins),
+            out: res(outs),
+            nr_exchanged: 0,
+        };
+        // SAFETY: Xen reads both lists, rewrites `outs` and the struct.
+        ret(unsafe {
+            pv_guest_lib::hypercall::hypercall2(
+                Hypercall::MemoryOp,
+                MemoryOp::Exchange as u64,
+                &x as *const _ as u64,
+            )
+        })
+    }
+
+    fn main(_si: &'static StartInfo) -> ! {
+        println!("pv-domctl: Oxen domain control test (Xen 4.17 semantics)");
+        let mut c = Checks::new("pv-domctl");
+        let Some(info0) = c.ok("frame allocator and kernel L4", frame::init()) else {
+            c.finish()
+        };
+
+        // The machine.
+        let mut op = XenSysctl::new(SysctlCmd::SchedId);
+        if c.ok("sysctl sched_id", sysctl(&mut op)).is_some() {
+            let id = op.payload::<XenSysctlSchedId>().sched_id;
+            c.check("the scheduler is credit (5)", id == 5, format_args!("{id}"));
+        }
+        let mut op = XenSysctl::new(SysctlCmd::Physinfo);
+        if c.ok("sysctl physinfo", sysctl(&mut op)).is_some() {
+            let p: XenSysctlPhysinfo = op.payload();
+            c.check(
+                "physinfo: 2 CPUs, free <= total",
+                p.nr_cpus == 2 && p.free_pages <= p.total_pages && p.cpu_khz > 0,
+                format_args!(
+                    "{} cpus, {}/{} pages, {} kHz",
+                    p.nr_cpus, p.free_pages, p.total_pages, p.cpu_khz
+                ),
+            );
+        }
+        let mut buf = [0u8; 512];
+        let mut op = XenSysctl::new(SysctlCmd::Readconsole);
+        let mut r = XenSysctlReadconsole::new_zeroed();
+        r.buffer = buf.as_mut_ptr() as u64;
+        r.count = buf.len() as u32;
+        op.set_payload(&r);
+        if c.ok("sysctl readconsole", sysctl(&mut op)).is_some() {
+            let r: XenSysctlReadconsole = op.payload();
+            let text = &buf[..r.count as usize];
+            c.check(
+                "the console history has xen-core's boot lines",
+                text.windows(4).any(|w| w == b"Oxen"),
+                format_args!("{} bytes", r.count),
+            );
+        }
+
+        // Refusals.
+        let mut bad = XenDomctl::new(DomctlCmd::Getdomaininfo, 0);
+        bad.interface_version = XEN_DOMCTL_INTERFACE_VERSION - 1;
+        c.err(
+            "domctl with an old interface version",
+            domctl(&mut bad),
+            AbiErrno::EACCES,
+        );
+        let mut bad = XenDomctl::new(DomctlCmd::Getdomaininfo, 0);
+        bad.cmd = 9999;
+        c.err("unknown domctl", domctl(&mut bad), AbiErrno::ENOSYS);
+        c.err(
+            "createdomain with 0 vCPUs",
+            create(0, 0, 0),
+            AbiErrno::EINVAL,
+        );
+        c.err(
+            "createdomain with 33 vCPUs",
+            create(0, 33, 0),
+            AbiErrno::EINVAL,
+        );
+        c.err(
+            "createdomain HVM (no VT-x/SVM support yet)",
+            create(0, 1, XEN_DOMCTL_CDF_HVM),
+            AbiErrno::EINVAL,
+        );
+        c.err(
+            "pause a domain that does not exist",
+            simple(DomctlCmd::Pausedomain, 77),
+            AbiErrno::ESRCH,
+        );
+        c.err(
+            "pause oneself",
+            simple(DomctlCmd::Pausedomain, 0),
+            AbiErrno::EINVAL,
+        );
+        c.err(
+            "destroy oneself",
+            simple(DomctlCmd::Destroydomain, 0),
+            AbiErrno::EINVAL,
+        );
+        c.err(
+            "getdomaininfo of a reserved id",
+            info(0x7ff0),
+            AbiErrno::EINVAL,
+        );
+
+        // A domain.
+        let Some(free0) = c.ok("free pages before", free_pages()) else {
+            c.finish()
+        };
+        let Some(d) = c.ok("createdomain (any id)", create(0, 2, 0)) else {
+            c.finish()
+        };
+        c.check("the new domain has id 1", d == 1, format_args!("d{d}"));
+        c.err(
+            "createdomain with a taken id",
+            create(d, 1, 0),
+            AbiErrno::EEXIST,
+        );
+        if let Some((id, i)) = c.ok("getdomaininfo", info(d)) {
+            c.check(
+                "paused, no vCPU up, 2 vCPUs, no memory, our handle",
+                id == d
+                    && i.flags & XEN_DOMINF_PAUSED != 0
+                    && i.nr_online_vcpus == 0
+                    && i.max_vcpu_id == 1
+                    && i.tot_pages == 0
+                    && i.handle == [0x0a; 16],
+                format_args!(
+                    "flags {:#x} online {} max id {} pages {}",
+                    i.flags, i.nr_online_vcpus, i.max_vcpu_id, i.tot_pages
+                ),
+            );
+        }
+        if let Some((id, _)) = c.ok("getdomaininfo from id 1 up finds it (Xen 4.17)", info(1)) {
+            c.check("it is the domain found", id == d, format_args!("d{id}"));
+        }
+        let mut mm = XenDomctl::new(DomctlCmd::MaxMem, d);
+        mm.set_payload(&XenDomctlMaxMem {
+            max_memkb: PAGES * 4,
+        });
+        c.ok("max_mem 1 MiB", domctl(&mut mm));
+        let mut list = [0u64; PAGES as usize + 8];
+        for (i, g) in list.iter_mut().enumerate() {
+            *g = i as u64;
+        }
+        if let Some(n) = c.ok(
+            "populate_physmap of the domain, 8 past its limit",
+            populate(d, &mut list),
+        ) {
+            c.check("stops at the limit", n == PAGES as i64, format_args!("{n}"));
+        }
+        let mfn = list[0];
+        if let Some((_, i)) = c.ok("getdomaininfo after populating", info(d)) {
+            c.check(
+                "tot_pages and max_pages",
+                i.tot_pages == PAGES && i.max_pages == PAGES,
+                format_args!("{} / {}", i.tot_pages, i.max_pages),
+            );
+        }
+        if let Some(f) = c.ok("free pages with the domain", free_pages()) {
+            c.check(
+                "its pages (and shared_info) came out of the free pool",
+                f + PAGES < free0,
+                format_args!("{free0} -> {f}"),
+            );
+        }
+
+        // Dom0 maps one of its frames (a foreign mapping) and writes it.
+        let l1 = frame::with_pt(|b| mm::ensure_l1(b, info0.kernel_l4, MAP_VA));
+        let pte = mm::Pte((mfn << 12) | PteFlags::KERNEL_RW.0);
+        let upd = mmu::pt_update(l1.unwrap_or(0), mm::index(MAP_VA, 1), pte);
+        c.err(
+            "mapping it without foreigndom",
+            mmu::mmu_update(&[upd]).map_err(|e| e.errno),
+            AbiErrno::EBUSY,
+        );
+        c.err(
+            "foreigndom naming oneself",
+            mmu::mmu_update_foreign(&[upd], 0).map_err(|e| e.errno),
+            AbiErrno::ESRCH,
+        );
+        c.ok(
+            "mmu_update with foreigndom maps its frame",
+            mmu::mmu_update_foreign(&[upd], d).map_err(|e| e.errno),
+        );
+        // SAFETY: MAP_VA now maps the test domain's frame, writable.
+        unsafe { (MAP_VA as *mut u64).write_volatile(0x5a5a_1234) };
+        // SAFETY: as above.
+        let back = unsafe { (MAP_VA as *const u64).read_volatile() };
+        c.check(
+            "Dom0 wrote and read it",
+            back == 0x5a5a_1234,
+            format_args!("{back:#x}"),
+        );
+
+        // XENMEM_exchange: two of its frames for two new ones; the one Dom0
+        // maps cannot be taken.
+        if let Some(f_before) = c.ok("free pages before exchanging", free_pages()) {
+            let mut ins = [list[1], list[2]];
+            let mut outs = [1u64, 2];
+            let r = exchange(d, &mut ins, &mut outs);
+            if c.ok("XENMEM_exchange of two frames", r).is_some() {
+                c.check(
+                    "two new frames, the domain's size and free memory unchanged",
+                    outs[0] > 2
+                        && outs[1] > 2
+                        && outs[0] != outs[1]
+                        && info(d).is_ok_and(|(_, i)| i.tot_pages == PAGES)
+                        && free_pages() == Ok(f_before),
+                    format_args!(
+                        "{:#x} {:#x} -> {:#x} {:#x}",
+                        list[1], list[2], outs[0], outs[1]
+                    ),
+                );
+            }
+            let mut ins = [mfn];
+            let mut outs = [0u64];
+            c.err(
+                "XENMEM_exchange of a frame Dom0 maps",
+                exchange(d, &mut ins, &mut outs),
+                AbiErrno::EINVAL,
+            );
+        }
+
+        // Pause / unpause.
+        c.ok(
+            "unpause (it was created paused)",
+            simple(DomctlCmd::Unpausedomain, d),
+        );
+        c.err(
+            "unpause again",
+            simple(DomctlCmd::Unpausedomain, d),
+            AbiErrno::EINVAL,
+        );
+        c.ok("pause", simple(DomctlCmd::Pausedomain, d));
+        if let Some((_, i)) = c.ok("getdomaininfo", info(d)) {
+            c.check(
+                "paused",
+                i.flags & XEN_DOMINF_PAUSED != 0,
+                format_args!("{:#x}", i.flags),
+            );
+        }
+
+        // Destroy: everything but the frame Dom0 maps comes back at once.
+        c.ok("destroydomain", simple(DomctlCmd::Destroydomain, d));
+        c.err(
+            "getdomaininfo of the destroyed domain (none at or above its id)",
+            info(d).map(|(id, _)| id),
+            AbiErrno::ESRCH,
+        );
+        if let Some(f) = c.ok("free pages after destroy, mapping kept", free_pages()) {
+            c.check(
+                "all but the mapped frame are free again",
+                f + 1 == free0,
+                format_args!("{free0} -> {f}"),
+            );
+        }
+        // SAFETY: the frame stays allocated while mapped.
+        let still = unsafe { (MAP_VA as *const u64).read_volatile() };
+        c.check(
+            "the mapped frame still holds what Dom0 wrote",
+            still == 0x5a5a_1234,
+            format_args!("{still:#x}"),
+        );
+        c.err(
+            "a new domain cannot get the id whose frame is still mapped",
+            create(d, 1, 0),
+            AbiErrno::EEXIST,
+        );
+        let clear = mmu::pt_update(l1.unwrap_or(0), mm::index(MAP_VA, 1), mm::Pte(0));
+        c.ok("unmap it", mmu::mmu_update(&[clear]).map_err(|e| e.errno));
+        if let Some(f) = c.ok("free pages after the unmap", free_pages()) {
+            c.check(
+                "free memory is exactly as before",
+                f == free0,
+                format_args!("{free0} -> {f}"),
+            );
+        }
+        if let Some(d2) = c.ok("the id is free again", create(d, 1, 0)) {
+            c.ok("destroy it", simple(DomctlCmd::Destroydomain, d2));
+        }
+        c.finish()
+    }
+}

@@ -1,0 +1,574 @@
+//! `__HYPERVISOR_domctl`: the toolstack's control of other domains
+//! (Dom0 only): create, destroy, pause, inspect, size and schedule them,
+//! and set up their vCPUs — Xen 4.17's `do_domctl`, for PV domains.
+//!
+//! Every command checks the caller's privilege first (`-EPERM`) and the
+//! interface version (`-EACCES`), as Xen does; the target is found among
+//! `Call::others` (or is the caller itself where Xen allows that).
+
+use super::{Call, Deferred};
+use crate::domain::{read_guest, write_guest, DomId, Domain, RunState};
+use crate::memory::{self, FRAMES, FRAME_TABLE};
+use alloc::boxed::Box;
+use hypercall_abi::arch_x86::VcpuGuestContext;
+use hypercall_abi::domctl::*;
+use hypercall_abi::errno::Errno;
+use hypercall_abi::xen::SharedInfo;
+use xen_core::mm::frame_table::{DomId as FtDomId, Owner, PageType};
+use xen_core::mm::Mfn;
+use zerocopy::{FromZeros, IntoBytes};
+
+/// `DOMID_FIRST_RESERVED`: ids from here on are special.
+const DOMID_FIRST_RESERVED: DomId = 0x7ff0;
+/// Most vCPUs a PV domain may have: their `vcpu_info`s start in
+/// shared_info (`XEN_LEGACY_MAX_VCPUS`).
+const MAX_VCPUS: u32 = 32;
+/// Where the search for a free domain id goes on from (Xen's `rover`).
+static ROVER: core::sync::atomic::AtomicU16 = core::sync::atomic::AtomicU16::new(0);
+
+/// `HYPERVISOR_domctl(struct xen_domctl *)`.
+pub fn domctl(c: &mut Call) -> Result<i64, Errno> {
+    let arg = c.args[0];
+    // Xen's order: the copy (-EFAULT), the interface version (-EACCES),
+    // the target domain (-ESRCH), then the XSM check (-EPERM).
+    let mut op: XenDomctl = read_guest(c.cr3, arg)?;
+    if op.interface_version != XEN_DOMCTL_INTERFACE_VERSION {
+        return Err(Errno::EACCES);
+    }
+    let cmd = DomctlCmd::from_raw(u64::from(op.cmd));
+    let needs_target = !matches!(
+        cmd,
+        Some(DomctlCmd::Createdomain | DomctlCmd::Getdomaininfo) | None
+    );
+    if needs_target
+        && op.domain != c.dom.domid
+        && op.domain != hypercall_abi::xen::DOMID_SELF
+        && c.others.get(op.domain).is_none()
+    {
+        return Err(Errno::ESRCH);
+    }
+    if !c.dom.is_privileged {
+        return Err(Errno::EPERM);
+    }
+    let cmd = cmd.ok_or(Errno::ENOSYS)?;
+    let copy_back = match cmd {
+        DomctlCmd::Createdomain => createdomain(c, &mut op)?,
+        DomctlCmd::Getdomaininfo => getdomaininfo(c, &mut op)?,
+        DomctlCmd::Destroydomain => destroydomain(c, op.domain)?,
+        _ => {
+            let caller = c.dom.domid;
+            let cr3 = c.cr3;
+            let domid = op.domain;
+            let d = target(c, domid)?;
+            let self_target = d.domid == caller;
+            on_domain(cmd, d, &mut op, cr3, self_target)?
+        }
+    };
+    if copy_back {
+        write_guest(c.cr3, arg, &op)?;
+    }
+    Ok(0)
+}
+
+/// The domain a command is for: another domain, or the caller itself.
+fn target<'c>(c: &'c mut Call, domid: DomId) -> Result<&'c mut Domain, Errno> {
+    if domid == c.dom.domid || domid == hypercall_abi::xen::DOMID_SELF {
+        return Ok(c.dom);
+    }
+    c.others.get(domid).ok_or(Errno::ESRCH)
+}
+
+/// The commands on one existing domain. Returns whether `op` goes back.
+fn on_domain(
+    cmd: DomctlCmd,
+    d: &mut Domain,
+    op: &mut XenDomctl,
+    cr3: u64,
+    self_target: bool,
+) -> Result<bool, Errno> {
+    match cmd {
+        DomctlCmd::Pausedomain => {
+            if self_target {
+                return Err(Errno::EINVAL);
+            }
+            if d.dying {
+                return Err(Errno::EINVAL);
+            }
+            d.pause_count = d.pause_count.checked_add(1).ok_or(Errno::EOVERFLOW)?;
+            crate::sched::domain_pause(d)?;
+            Ok(false)
+        }
+        DomctlCmd::Unpausedomain => {
+            if self_target {
+                return Err(Errno::EINVAL);
+            }
+            if d.pause_count == 0 {
+                return Err(Errno::EINVAL);
+            }
+            d.pause_count -= 1;
+            crate::sched::domain_unpause(d)?;
+            Ok(false)
+        }
+        DomctlCmd::MaxMem => {
+            let m: XenDomctlMaxMem = op.payload();
+            // Xen: new_max = max_memkb >> (PAGE_SHIFT - 10).
+            d.max_pages = m.max_memkb >> 2;
+            Ok(false)
+        }
+        DomctlCmd::MaxVcpus => {
+            // vCPUs come with createdomain since Xen 4.12; the old call only
+            // confirms the count.
+            let m: XenDomctlMaxVcpus = op.payload();
+            if m.max as usize != d.vcpus.len() {
+                return Err(Errno::EINVAL);
+            }
+            Ok(false)
+        }
+        DomctlCmd::Setvcpucontext => {
+            let vc: XenDomctlVcpucontext = op.payload();
+            set_vcpu_context(d, vc, cr3, self_target)?;
+            Ok(false)
+        }
+        DomctlCmd::Getvcpucontext => {
+            let vc: XenDomctlVcpucontext = op.payload();
+            let v = d.vcpus.get(vc.vcpu as usize).ok_or(Errno::EINVAL)?;
+            if vc.ctxt == 0 {
+                return Err(Errno::EFAULT);
+            }
+            write_guest(cr3, vc.ctxt, &vcpu_context(v))?;
+            Ok(false)
+        }
+        DomctlCmd::Getvcpuinfo => {
+            let mut vi: XenDomctlGetvcpuinfo = op.payload();
+            let v = d.vcpus.get(vi.vcpu as usize).ok_or(Errno::EINVAL)?;
+            let now = crate::time::now_ns();
+            vi.online = u8::from(v.state != RunState::Down);
+            vi.blocked = u8::from(v.state == RunState::Blocked);
+            vi.running = u8::from(matches!(v.state, RunState::Running(_)));
+            vi.cpu_time = v
+                .runstate
+                .time_in(hypercall_abi::vcpu::RunstateState::Running, now);
+            vi.cpu = match v.state {
+                RunState::Running(c) => c,
+                _ => crate::sched::home_cpu(v) as u32,
+            };
+            op.set_payload(&vi);
+            Ok(true)
+        }
+        DomctlCmd::Setvcpuaffinity | DomctlCmd::Getvcpuaffinity => {
+            let mut a: XenDomctlVcpuaffinity = op.payload();
+            if a.vcpu as usize >= d.vcpus.len() {
+                return Err(Errno::EINVAL);
+            }
+            if a.flags & !(XEN_VCPUAFFINITY_HARD | XEN_VCPUAFFINITY_SOFT | XEN_VCPUAFFINITY_FORCE)
+                != 0
+                || a.flags & (XEN_VCPUAFFINITY_HARD | XEN_VCPUAFFINITY_SOFT) == 0
+            {
+                return Err(Errno::EINVAL);
+            }
+            // Soft affinity is accepted and has no effect (one node).
+            if cmd == DomctlCmd::Setvcpuaffinity && a.flags & XEN_VCPUAFFINITY_HARD != 0 {
+                let mask = read_bitmap(cr3, &a.cpumap_hard)?;
+                crate::sched::set_affinity(d, a.vcpu, mask)?;
+            }
+            let hard = crate::sched::affinity(d, a.vcpu)?;
+            if a.flags & XEN_VCPUAFFINITY_HARD != 0 {
+                write_bitmap(cr3, &mut a.cpumap_hard, hard)?;
+            }
+            if a.flags & XEN_VCPUAFFINITY_SOFT != 0 {
+                write_bitmap(cr3, &mut a.cpumap_soft, u64::MAX)?;
+            }
+            op.set_payload(&a);
+            Ok(true)
+        }
+        DomctlCmd::SchedulerOp => {
+            let mut s: XenDomctlSchedulerOp = op.payload();
+            if s.sched_id != SchedulerId::Credit as u32 {
+                return Err(Errno::EINVAL);
+            }
+            match s.cmd {
+                0 => {
+                    // XEN_DOMCTL_SCHEDOP_putinfo
+                    let p = s.credit();
+                    crate::sched::set_params(d, p.weight, p.cap)?;
+                    Ok(false)
+                }
+                1 => {
+                    // XEN_DOMCTL_SCHEDOP_getinfo
+                    let p = crate::sched::get_params(d);
+                    s.set_credit(&XenDomctlSchedCredit {
+                        weight: p.weight,
+                        cap: p.cap,
+                    });
+                    op.set_payload(&s);
+                    Ok(true)
+                }
+                _ => Err(Errno::EINVAL),
+            }
+        }
+        DomctlCmd::Setdomainhandle => {
+            let h: XenDomctlSetdomainhandle = op.payload();
+            d.handle = h.handle;
+            Ok(false)
+        }
+        DomctlCmd::Settimeoffset => {
+            let t: XenDomctlSettimeoffset = op.payload();
+            d.time_offset = t.time_offset_seconds;
+            Ok(false)
+        }
+        DomctlCmd::HypercallInit => {
+            let h: XenDomctlHypercallInit = op.payload();
+            hypercall_init(d, Mfn(h.gmfn))?;
+            Ok(false)
+        }
+        DomctlCmd::SetAddressSize => {
+            let a: XenDomctlAddressSize = op.payload();
+            if a.size != 64 {
+                return Err(Errno::EINVAL);
+            }
+            Ok(false)
+        }
+        DomctlCmd::GetAddressSize => {
+            op.set_payload(&XenDomctlAddressSize { size: 64 });
+            Ok(true)
+        }
+        _ => Err(Errno::ENOSYS),
+    }
+}
+
+/// Reads the first 64 CPUs of a `xenctl_bitmap`.
+fn read_bitmap(cr3: u64, b: &XenctlBitmap) -> Result<u64, Errno> {
+    let bytes = (b.nr_bits as usize).div_ceil(8).min(8);
+    let mut raw = [0u8; 8];
+    crate::domain::copy_from_guest(cr3, b.bitmap, &mut raw[..bytes])?;
+    let mut m = u64::from_le_bytes(raw);
+    if b.nr_bits < 64 {
+        m &= (1u64 << b.nr_bits) - 1;
+    }
+    Ok(m)
+}
+
+/// Writes a CPU mask into a `xenctl_bitmap` (as much as it holds; the rest
+/// of its bytes zeroed, as Xen's `cpumask_to_xenctl_bitmap`).
+fn write_bitmap(cr3: u64, b: &mut XenctlBitmap, mask: u64) -> Result<(), Errno> {
+    let bytes = (b.nr_bits as usize).div_ceil(8);
+    let raw = mask.to_le_bytes();
+    let mut off = 0;
+    while off < bytes {
+        let n = (bytes - off).min(8);
+        let chunk: [u8; 8] = if off == 0 { raw } else { [0; 8] };
+        crate::domain::copy_to_guest(cr3, b.bitmap + off as u64, &chunk[..n])?;
+        off += n;
+    }
+    Ok(())
+}
+
+/// XEN_DOMCTL_createdomain: a new PV domain, paused, with its vCPUs down,
+/// its shared_info and no memory (the builder populates it).
+fn createdomain(c: &mut Call, op: &mut XenDomctl) -> Result<bool, Errno> {
+    let cd: XenDomctlCreatedomain = op.payload();
+    if cd.flags & XEN_DOMCTL_CDF_HVM != 0 {
+        // No HVM support yet: as Xen without VT-x/SVM.
+        return Err(Errno::EINVAL);
+    }
+    if cd.flags & !(XEN_DOMCTL_CDF_XS_DOMAIN | XEN_DOMCTL_CDF_IOMMU) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    if cd.max_vcpus == 0 || cd.max_vcpus > MAX_VCPUS {
+        return Err(Errno::EINVAL);
+    }
+    let domid = if op.domain > 0 && op.domain < DOMID_FIRST_RESERVED {
+        if !domid_free(c, op.domain) {
+            return Err(Errno::EEXIST);
+        }
+        op.domain
+    } else {
+        let mut found = None;
+        let start = ROVER.load(core::sync::atomic::Ordering::Relaxed);
+        let mut id = start;
+        for _ in 1..DOMID_FIRST_RESERVED {
+            id = if id + 1 >= DOMID_FIRST_RESERVED {
+                1
+            } else {
+                id + 1
+            };
+            if domid_free(c, id) {
+                found = Some(id);
+                break;
+            }
+        }
+        let id = found.ok_or(Errno::ENOMEM)?;
+        ROVER.store(id, core::sync::atomic::Ordering::Relaxed);
+        id
+    };
+
+    // shared_info: a hypervisor page the domain owns, writable for good.
+    let shinfo = FRAMES
+        .lock()
+        .as_mut()
+        .and_then(|fa| fa.alloc().ok())
+        .ok_or(Errno::ENOMEM)?;
+    memory::clear_frame(shinfo);
+    {
+        let mut si = SharedInfo::new_zeroed();
+        for v in si.vcpu_info.iter_mut() {
+            v.evtchn_upcall_mask = 1;
+        }
+        crate::time::fill_vcpu_time(&mut si.vcpu_info[0].time);
+        crate::time::fill_wallclock(&mut si);
+        // SAFETY: the frame was just allocated and cleared; nothing else
+        // refers to it yet.
+        let page = unsafe { memory::frame_bytes(shinfo) };
+        page[..core::mem::size_of::<SharedInfo>()].copy_from_slice(si.as_bytes());
+    }
+    {
+        let mut ft = FRAME_TABLE.lock();
+        let ft = ft.as_mut().ok_or(Errno::ENOMEM)?;
+        let owner = Owner::Domain(FtDomId(domid));
+        if ft.assign(shinfo, owner).is_err()
+            || ft
+                .get_page_and_type(shinfo, owner, PageType::Writable)
+                .is_err()
+        {
+            if let Some(fa) = FRAMES.lock().as_mut() {
+                let _ = fa.free(shinfo);
+            }
+            return Err(Errno::ENOMEM);
+        }
+    }
+    let mut d = Domain::new(domid, false, cd.max_vcpus, shinfo.maddr());
+    d.handle = cd.handle;
+    d.pause_count = 1;
+    if let Err(e) = crate::sched::domain_init(&d).and_then(|()| crate::sched::domain_pause(&d)) {
+        let _ = crate::sched::domain_destroy(domid);
+        release_shared_info(domid, shinfo);
+        return Err(e);
+    }
+    log::info!("d{domid}: created ({} vCPUs)", cd.max_vcpus);
+    c.deferred = Some(Deferred::Insert(Box::new(d)));
+    op.domain = domid;
+    Ok(true)
+}
+
+/// Whether `id` can be given to a new domain: no domain has it, and no
+/// frame of a destroyed domain with that id is still referenced.
+fn domid_free(c: &Call, id: DomId) -> bool {
+    if id == c.dom.domid || c.others.iter().any(|d| d.domid == id) {
+        return false;
+    }
+    let owner = Owner::Domain(FtDomId(id));
+    let ft = FRAME_TABLE.lock();
+    let Some(ft) = ft.as_ref() else { return false };
+    !(0..ft.len() as u64).any(|m| ft.owner(Mfn(m)) == Ok(owner))
+}
+
+fn release_shared_info(domid: DomId, shinfo: Mfn) {
+    crate::pv_mm::with_pt(domid, |_, ft, mem| {
+        use xen_core::mm::frame_table::PagePut;
+        use xen_core::mm::ptval::PtMemory;
+        let _ = ft.put_page_and_type(shinfo);
+        if let Ok(PagePut::Freed) = ft.release(shinfo) {
+            mem.frame_freed(shinfo);
+        }
+    });
+}
+
+/// XEN_DOMCTL_getdomaininfo, with Xen 4.17's lookup: the first domain whose
+/// id is at least the one asked for.
+fn getdomaininfo(c: &mut Call, op: &mut XenDomctl) -> Result<bool, Errno> {
+    if op.domain >= DOMID_FIRST_RESERVED {
+        return Err(Errno::EINVAL);
+    }
+    let want = op.domain;
+    let mut best: Option<&Domain> = None;
+    for d in core::iter::once(&*c.dom).chain(c.others.iter()) {
+        if d.domid >= want && best.is_none_or(|b| d.domid < b.domid) {
+            best = Some(d);
+        }
+    }
+    let d = best.ok_or(Errno::ESRCH)?;
+    let info = domain_info(d);
+    op.domain = d.domid;
+    op.set_payload(&info);
+    Ok(true)
+}
+
+/// A domain's `xen_domctl_getdomaininfo` (also sysctl getdomaininfolist).
+pub fn domain_info(d: &Domain) -> XenDomctlGetdomaininfo {
+    let now = crate::time::now_ns();
+    let mut i = XenDomctlGetdomaininfo::new_zeroed();
+    i.domain = d.domid;
+    let mut flags = 0;
+    if d.dying {
+        flags |= XEN_DOMINF_DYING;
+    }
+    if let Some(r) = d.shutdown {
+        flags |=
+            XEN_DOMINF_SHUTDOWN | ((r.raw() & XEN_DOMINF_SHUTDOWNMASK) << XEN_DOMINF_SHUTDOWNSHIFT);
+    }
+    if d.pause_count > 0 {
+        flags |= XEN_DOMINF_PAUSED;
+    }
+    let up = d.vcpus.iter().filter(|v| v.state != RunState::Down).count();
+    if d.vcpus
+        .iter()
+        .any(|v| matches!(v.state, RunState::Running(_)))
+    {
+        flags |= XEN_DOMINF_RUNNING;
+    } else if up > 0
+        && d.vcpus
+            .iter()
+            .all(|v| matches!(v.state, RunState::Blocked | RunState::Down))
+    {
+        flags |= XEN_DOMINF_BLOCKED;
+    }
+    i.flags = flags;
+    i.tot_pages = d.tot_pages;
+    i.max_pages = d.max_pages;
+    i.shared_info_frame = d.shared_info_maddr >> 12;
+    i.cpu_time = d
+        .vcpus
+        .iter()
+        .map(|v| {
+            v.runstate
+                .time_in(hypercall_abi::vcpu::RunstateState::Running, now)
+        })
+        .sum();
+    i.nr_online_vcpus = up as u32;
+    i.max_vcpu_id = d.vcpus.len().saturating_sub(1) as u32;
+    i.handle = d.handle;
+    i.gpaddr_bits = 52;
+    i
+}
+
+/// XEN_DOMCTL_destroydomain: takes a domain apart. `-EAGAIN` (the
+/// toolstack retries, as libxc does) while one of its vCPUs is still on a
+/// CPU. Every frame goes back to the allocator once nothing outside the
+/// domain refers to it any more.
+fn destroydomain(c: &mut Call, domid: DomId) -> Result<bool, Errno> {
+    if domid == c.dom.domid || domid == hypercall_abi::xen::DOMID_SELF {
+        return Err(Errno::EINVAL);
+    }
+    let d = c.others.get(domid).ok_or(Errno::ESRCH)?;
+    if d.is_privileged {
+        return Err(Errno::EPERM);
+    }
+    if !d.dying {
+        d.dying = true;
+        log::info!("d{domid}: destroying");
+        crate::sched::domain_shutdown(d);
+    }
+    if let Err(e) = crate::sched::domain_destroy(domid) {
+        // Still current on some CPU: it leaves at that CPU's next exit.
+        crate::arch::x86_64::flush::domain(domid);
+        return Err(if e == Errno::EBUSY { Errno::EAGAIN } else { e });
+    }
+    // Its event channels and memory go once the table is whole again.
+    c.deferred = Some(Deferred::Remove(domid));
+    Ok(false)
+}
+
+/// XEN_DOMCTL_setvcpucontext: the vCPU's initial state (Xen's
+/// `arch_set_info_guest`), for a paused domain.
+fn set_vcpu_context(
+    d: &mut Domain,
+    vc: XenDomctlVcpucontext,
+    cr3: u64,
+    self_target: bool,
+) -> Result<(), Errno> {
+    if self_target || (vc.vcpu as usize) >= d.vcpus.len() {
+        return Err(Errno::EINVAL);
+    }
+    if vc.ctxt == 0 {
+        // Xen resets the vCPU; a vCPU that ran cannot be reset here yet.
+        return Err(Errno::EINVAL);
+    }
+    if d.pause_count == 0 {
+        return Err(Errno::EINVAL);
+    }
+    let ctx: VcpuGuestContext = read_guest(cr3, vc.ctxt)?;
+    let domid = d.domid;
+    let v = &mut d.vcpus[vc.vcpu as usize];
+    let (old, old_user) = (v.guest_table, v.guest_table_user);
+    super::vcpu::initialise(domid, v, &ctx)?;
+    if old != 0 || old_user != 0 {
+        super::vcpu::put_base_pointers(domid, old, old_user);
+    }
+    if ctx.flags & hypercall_abi::arch_x86::VGCF_ONLINE != 0 {
+        crate::sched::vcpu_up(d, vc.vcpu);
+    }
+    Ok(())
+}
+
+/// A vCPU's `vcpu_guest_context` (XEN_DOMCTL_getvcpucontext).
+fn vcpu_context(v: &crate::domain::Vcpu) -> VcpuGuestContext {
+    let mut ctx = VcpuGuestContext::new_zeroed();
+    let r = &v.regs;
+    let u = &mut ctx.user_regs;
+    (u.r15, u.r14, u.r13, u.r12, u.rbp, u.rbx) = (r.r15, r.r14, r.r13, r.r12, r.rbp, r.rbx);
+    (u.r11, u.r10, u.r9, u.r8, u.rax, u.rcx) = (r.r11, r.r10, r.r9, r.r8, r.rax, r.rcx);
+    (u.rdx, u.rsi, u.rdi, u.rip, u.rsp) = (r.rdx, r.rsi, r.rdi, r.rip, r.rsp);
+    u.rflags = r.rflags;
+    u.cs = 0xe033;
+    u.ss = 0xe02b;
+    ctx.flags = v.vgc_flags
+        | if v.state != RunState::Down {
+            hypercall_abi::arch_x86::VGCF_ONLINE
+        } else {
+            0
+        };
+    if v.fpu_valid {
+        ctx.fpu_ctxt.copy_from_slice(&v.fpu.0);
+        ctx.flags |= hypercall_abi::arch_x86::VGCF_I387_VALID;
+    }
+    for (i, t) in v
+        .trap_table
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.address != 0)
+    {
+        if let Some(slot) = ctx.trap_ctxt.get_mut(i) {
+            *slot = *t;
+        }
+    }
+    ctx.ldt_base = v.ldt_base;
+    ctx.ldt_ents = v.ldt_ents;
+    for (i, f) in v.gdt_frames.iter().enumerate() {
+        ctx.gdt_frames[i] = f >> 12;
+    }
+    ctx.gdt_ents = v.gdt_ents;
+    ctx.kernel_ss = v.kernel_ss;
+    ctx.kernel_sp = v.kernel_sp;
+    ctx.ctrlreg[3] = v.guest_table;
+    ctx.ctrlreg[1] = v.guest_table_user;
+    ctx.debugreg = v.debugreg;
+    ctx.event_callback_eip = v.callbacks.event;
+    ctx.failsafe_callback_eip = v.callbacks.failsafe;
+    ctx.syscall_callback_eip = v.callbacks.syscall;
+    ctx.fs_base = v.fs_base;
+    ctx.gs_base_kernel = v.gs_base_kernel;
+    ctx.gs_base_user = v.gs_base_user;
+    ctx
+}
+
+/// XEN_DOMCTL_hypercall_init: writes the hypercall page into the domain's
+/// frame `mfn` (a PV guest's gmfn is its machine frame).
+fn hypercall_init(d: &Domain, mfn: Mfn) -> Result<(), Errno> {
+    let owner = Owner::Domain(FtDomId(d.domid));
+    crate::pv_mm::with_pt(d.domid, |_, ft, _| {
+        let ok = ft
+            .info(mfn)
+            .is_ok_and(|i| i.owner() == owner && i.count() > 0);
+        if !ok || ft.get_page_type(mfn, PageType::Writable).is_err() {
+            return Err(Errno::EINVAL);
+        }
+        // SAFETY: the frame is the domain's, held writable (so no page
+        // table) by the type reference taken above while we write it.
+        let page: &mut [u8; 4096] = unsafe { memory::frame_bytes(mfn) }
+            .try_into()
+            .map_err(|_| Errno::EINVAL)?;
+        hypercall_abi::hypercall::fill_hypercall_page(page);
+        let _ = ft.put_page_type(mfn);
+        Ok(())
+    })
+}
