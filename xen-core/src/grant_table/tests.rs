@@ -166,6 +166,7 @@ struct World {
 fn ctx(d: DomId) -> PtContext {
     PtContext {
         domid: d,
+        pg_owner: d,
         xen_l4_slots: [0; 16],
         max_mfn: N - 1,
     }
