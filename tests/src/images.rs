@@ -120,7 +120,7 @@ pub const TEST_KERNELS: &[TestKernel] = &[
     },
     TestKernel {
         name: "pv-grant",
-        purpose: "grant tables v1 with self-grants: setup, map (host, read-only, device), unmap, copy, revocation while mapped, a granted frame given back while mapped, hostile arguments with Xen's GNTST_/errno answers; last, an implicit unmap of a grant PTE must crash the domain",
+        purpose: "grant tables v1 with self-grants and a grant from a domain Dom0 creates: setup, map (host, read-only, device), unmap, copy, revocation while mapped, a granted frame given back while mapped, hostile arguments with Xen's GNTST_/errno answers; last, an implicit unmap of a grant PTE must crash the domain",
         exit: Exit::CRASH,
         lines: &[
             "pv-grant: setup and map a 4-frame table: ok",
@@ -133,6 +133,10 @@ pub const TEST_KERNELS: &[TestKernel] = &[
             "pv-grant: a read-only grant mapped writable: ok (GNTST_general_error)",
             "pv-grant: copy a whole page from grant C into frame D: ok",
             "pv-grant: statuses: okay, bad_gntref, okay: ok",
+            "pv-grant: setup_table for the other domain (privileged): ok",
+            "pv-grant: map its grant for Dom0: ok",
+            "pv-grant: its entry shows GTF_reading|GTF_writing: ok",
+            "pv-grant: copy from its grant into our frame: ok",
             " checks, 0 failed",
             "domain crash: d0v0: attempt to implicitly unmap a granted PTE",
         ],

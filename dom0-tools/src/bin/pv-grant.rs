@@ -8,7 +8,13 @@
 //! (end of access) while mapped is refused (`GTF_reading`/`GTF_writing`
 //! are set), a granted frame given back while mapped stays alive until the
 //! unmap and is gone after it, bad refs, handles, flags, domains, pointers,
-//! counts and copy bounds each get Xen's `GNTST_*` or errno. Last, the
+//! counts and copy bounds each get Xen's `GNTST_*` or errno. Across
+//! domains (Dom0 arranging it, since no domU kernel runs yet): Dom0 creates
+//! a domain, sets up its grant table (`setup_table` for another domain, as
+//! a privileged domain may), writes a grant for itself into the domain's
+//! table through a foreign mapping, then maps, reads, writes, copies and
+//! unmaps the domain's frame, with the domain's entry showing the pins.
+//! Last, the
 //! domain removes a grant PTE with `update_va_mapping` instead of
 //! `unmap_grant_ref`: the hypervisor must crash it (the harness expects
 //! the crash).
@@ -21,6 +27,7 @@ fn main() {}
 #[cfg(target_os = "none")]
 mod kernel {
     use dom0_tools::pvtest::Checks;
+    use hypercall_abi::domctl::{DomctlCmd, XenDomctl, XenDomctlCreatedomain, XenDomctlMaxMem};
     use hypercall_abi::errno::Errno as AbiErrno;
     use hypercall_abi::grant_table::{
         GntStatus, GnttabGetStatusFrames, GnttabGetVersion, GnttabMapGrantRef, GnttabOp,
@@ -28,14 +35,17 @@ mod kernel {
         GNTMAP_CONTAINS_PTE, GNTMAP_DEVICE_MAP, GNTMAP_HOST_MAP, GNTMAP_READONLY,
         GTF_PERMIT_ACCESS, GTF_READING, GTF_READONLY, GTF_WRITING,
     };
+    use hypercall_abi::hypercall::Hypercall;
+    use hypercall_abi::memory::{MemoryOp, XenMemoryReservation};
     use hypercall_abi::xen::DOMID_SELF;
     use pv_guest_lib::error::{self, Errno};
     use pv_guest_lib::frame;
     use pv_guest_lib::grant::{self, CopyPtr, GrantError, GrantTable};
     use pv_guest_lib::memory;
-    use pv_guest_lib::mm::{Pte, PteFlags};
+    use pv_guest_lib::mm::{self, Pte, PteFlags};
     use pv_guest_lib::mmu::{self, Flush};
     use pv_guest_lib::{events, println, shared, trap, StartInfo};
+    use zerocopy::FromZeros;
 
     pv_guest_lib::entry!(main);
 
@@ -333,15 +343,187 @@ mod kernel {
         );
     }
 
+    fn domctl(op: &mut XenDomctl) -> Result<i64, Errno> {
+        // SAFETY: the hypervisor reads and writes back the one envelope.
+        let r = unsafe {
+            pv_guest_lib::hypercall::hypercall1(Hypercall::Domctl, op as *mut XenDomctl as u64)
+        };
+        error::check(r).map(|v| v as i64)
+    }
+
+    /// Where Dom0 maps the other domain's grant frame and data frame.
+    const FOREIGN_VA: u64 = 0x0000_7f00_0000_0000;
+    /// Where Dom0 maps the other domain's grant.
+    const CROSS_VA: u64 = 0xffff_c000_0030_0000;
+
+    /// A grant from another domain, arranged by Dom0.
+    fn cross_domain(c: &mut Checks, kernel_l4: u64, dest: u64, dest_va: u64) {
+        let mut op = XenDomctl::new(DomctlCmd::Createdomain, 0);
+        let mut cd = XenDomctlCreatedomain::new_zeroed();
+        cd.max_vcpus = 1;
+        cd.max_grant_frames = -1;
+        cd.max_maptrack_frames = -1;
+        op.set_payload(&cd);
+        if c.ok("createdomain", domctl(&mut op)).is_none() {
+            return;
+        }
+        let d = op.domain;
+        let mut mm_op = XenDomctl::new(DomctlCmd::MaxMem, d);
+        mm_op.set_payload(&XenDomctlMaxMem { max_memkb: 64 });
+        c.ok("max_mem 64 KiB", domctl(&mut mm_op));
+        let mut list = [0u64; 16];
+        for (i, g) in list.iter_mut().enumerate() {
+            *g = i as u64;
+        }
+        let r = XenMemoryReservation {
+            extent_start: list.as_mut_ptr() as u64,
+            nr_extents: list.len() as u64,
+            extent_order: 0,
+            mem_flags: 0,
+            domid: d,
+            _pad26: [0; 3],
+        };
+        // SAFETY: the reservation and its list are valid for the call.
+        let n = error::check(unsafe {
+            pv_guest_lib::hypercall::hypercall2(
+                Hypercall::MemoryOp,
+                MemoryOp::PopulatePhysmap as u64,
+                &r as *const _ as u64,
+            )
+        });
+        c.check(
+            "populate_physmap of 16 frames",
+            n == Ok(16),
+            format_args!("{n:?}"),
+        );
+        c.check(
+            "query_size of the new domain: 1 frame of 64",
+            grant::query_size(d) == Ok((1, 64)),
+            format_args!("{:?}", grant::query_size(d)),
+        );
+        let mut gframes = [0u64; 1];
+        if c.ok(
+            "setup_table for the other domain (privileged)",
+            grant::setup_table(d, &mut gframes),
+        )
+        .is_none()
+        {
+            return;
+        }
+        let (g, x) = (gframes[0], list[0]);
+        let Ok(l1) = frame::with_pt(|b| mm::ensure_l1(b, kernel_l4, FOREIGN_VA)) else {
+            c.error(format_args!("no L1 for FOREIGN_VA"));
+            return;
+        };
+        let upd = [
+            mmu::pt_update(
+                l1,
+                mm::index(FOREIGN_VA, 1),
+                Pte::new(g, PteFlags::KERNEL_RW),
+            ),
+            mmu::pt_update(
+                l1,
+                mm::index(FOREIGN_VA + 4096, 1),
+                Pte::new(x, PteFlags::KERNEL_RW),
+            ),
+        ];
+        if c.ok(
+            "map its grant frame and a data frame (foreign mmu_update)",
+            mmu::mmu_update_foreign(&upd, d).map_err(|e| e.errno),
+        )
+        .is_none()
+        {
+            return;
+        }
+        let entry = |r: u32| FOREIGN_VA + u64::from(r) * 8;
+        write(FOREIGN_VA + 4096, 0xd0d0_0001);
+        // Its grants: ref 8 to Dom0 (frame x), ref 9 to domain 5.
+        write(entry(8), (x << 32) | u64::from(GTF_PERMIT_ACCESS));
+        write(
+            entry(9),
+            (x << 32) | (5 << 16) | u64::from(GTF_PERMIT_ACCESS),
+        );
+        st(
+            c,
+            "map its grant for another domain",
+            grant::map(d, 9, CROSS_VA, HOST),
+            GntStatus::GeneralError,
+        );
+        if let Some(m) = c.ok("map its grant for Dom0", grant::map(d, 8, CROSS_VA, HOST)) {
+            c.check(
+                "read its frame through the grant",
+                read(CROSS_VA) == 0xd0d0_0001,
+                format_args!("{:#x}", read(CROSS_VA)),
+            );
+            write(CROSS_VA + 8, 0xd0d0_0002);
+            c.check(
+                "our write reached its frame",
+                read(FOREIGN_VA + 4096 + 8) == 0xd0d0_0002,
+                format_args!("{:#x}", read(FOREIGN_VA + 4096 + 8)),
+            );
+            let f = read(entry(8)) as u16;
+            c.check(
+                "its entry shows GTF_reading|GTF_writing",
+                f == GTF_PERMIT_ACCESS | GTF_READING | GTF_WRITING,
+                format_args!("{f:#x}"),
+            );
+            c.ok(
+                "copy from its grant into our frame",
+                grant::copy(
+                    CopyPtr::Grant {
+                        dom: d,
+                        gref: 8,
+                        offset: 8,
+                    },
+                    CopyPtr::Frame {
+                        mfn: dest,
+                        offset: 0,
+                    },
+                    8,
+                ),
+            );
+            c.check(
+                "copied",
+                read(dest_va) == 0xd0d0_0002,
+                format_args!("{:#x}", read(dest_va)),
+            );
+            st(
+                c,
+                "unmap it through the wrong address",
+                grant::unmap(m.handle, TEST_VA, 0),
+                GntStatus::GeneralError,
+            );
+            c.ok("unmap it", grant::unmap(m.handle, CROSS_VA, 0));
+            let f = read(entry(8)) as u16;
+            c.check(
+                "its entry is clear again",
+                f == GTF_PERMIT_ACCESS,
+                format_args!("{f:#x}"),
+            );
+        }
+        let clear = [
+            mmu::pt_update(l1, mm::index(FOREIGN_VA, 1), Pte(0)),
+            mmu::pt_update(l1, mm::index(FOREIGN_VA + 4096, 1), Pte(0)),
+        ];
+        c.ok(
+            "drop the foreign mappings",
+            mmu::mmu_update(&clear).map_err(|e| e.errno),
+        );
+        c.ok(
+            "destroydomain",
+            domctl(&mut XenDomctl::new(DomctlCmd::Destroydomain, d)),
+        );
+    }
+
     fn main(si: &'static StartInfo) -> ! {
         println!("pv-grant: Oxen grant table test (Xen 4.17 semantics)");
         let mut c = Checks::new("pv-grant");
         c.ok("map shared_info", shared::map(si.shared_info).map(|_| ()));
         c.ok("install traps", trap::install());
         events::irq_enable();
-        if c.ok("frame allocator", frame::init()).is_none() {
+        let Some(info) = c.ok("frame allocator", frame::init()) else {
             c.finish();
-        }
+        };
         let me: u16 = 0;
 
         version_checks(&mut c);
@@ -748,6 +930,8 @@ mod kernel {
             gt.end_access(gc) == Err(GrantError::Busy),
             format_args!("{:#x}", gt.flags(gc)),
         );
+
+        cross_domain(&mut c, info.kernel_l4, df.mfn, df.va);
 
         let (n, failed) = c.counts();
         if failed != 0 {
