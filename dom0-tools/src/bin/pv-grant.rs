@@ -36,7 +36,7 @@ mod kernel {
         GTF_PERMIT_ACCESS, GTF_READING, GTF_READONLY, GTF_WRITING,
     };
     use hypercall_abi::hypercall::Hypercall;
-    use hypercall_abi::memory::{MemoryOp, XenMemoryReservation};
+    use hypercall_abi::memory::{MemoryOp, XenAddToPhysmap, XenMapSpace, XenMemoryReservation};
     use hypercall_abi::xen::DOMID_SELF;
     use pv_guest_lib::error::{self, Errno};
     use pv_guest_lib::frame;
@@ -219,6 +219,52 @@ mod kernel {
             "setup_table, request unmapped",
             raw_ptr(cmd, 0x1000, 1),
             AbiErrno::EFAULT,
+        );
+    }
+
+    fn add_to_physmap(domid: u16, space: XenMapSpace, idx: u64, cmd_extra: u64) -> Result<u64, Errno> {
+        let x = XenAddToPhysmap {
+            domid,
+            size: 0,
+            space: space.raw(),
+            idx,
+            gpfn: 0x1000,
+        };
+        // SAFETY: one valid argument struct, read by the hypervisor.
+        error::check(unsafe {
+            pv_guest_lib::hypercall::hypercall2(
+                Hypercall::MemoryOp,
+                MemoryOp::AddToPhysmap as u64 | cmd_extra,
+                &x as *const _ as u64,
+            )
+        })
+    }
+
+    fn physmap_checks(c: &mut Checks) {
+        c.err(
+            "add_to_physmap of a grant frame (PV: Xen says -EACCES)",
+            add_to_physmap(DOMID_SELF, XenMapSpace::GrantTable, 0, 0),
+            AbiErrno::EACCES,
+        );
+        c.err(
+            "add_to_physmap of shared_info (PV: -EACCES)",
+            add_to_physmap(DOMID_SELF, XenMapSpace::SharedInfo, 0, 0),
+            AbiErrno::EACCES,
+        );
+        c.err(
+            "add_to_physmap of gmfn_foreign (batch only: -ENOSYS)",
+            add_to_physmap(DOMID_SELF, XenMapSpace::GmfnForeign, 0, 0),
+            AbiErrno::ENOSYS,
+        );
+        c.err(
+            "add_to_physmap for no domain",
+            add_to_physmap(NO_DOMAIN, XenMapSpace::GrantTable, 0, 0),
+            AbiErrno::ESRCH,
+        );
+        c.err(
+            "add_to_physmap with a start extent beyond 16 bits",
+            add_to_physmap(DOMID_SELF, XenMapSpace::GrantTable, 0, 0x1_0000 << 6),
+            AbiErrno::EDOM,
         );
     }
 
@@ -528,6 +574,7 @@ mod kernel {
 
         version_checks(&mut c);
         setup_checks(&mut c);
+        physmap_checks(&mut c);
         let Some(mut gt) = c.ok("setup and map a 4-frame table", GrantTable::setup(4, GT_VA))
         else {
             c.finish();
