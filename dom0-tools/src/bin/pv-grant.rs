@@ -31,9 +31,9 @@ mod kernel {
     use hypercall_abi::errno::Errno as AbiErrno;
     use hypercall_abi::grant_table::{
         GntStatus, GnttabGetStatusFrames, GnttabGetVersion, GnttabMapGrantRef, GnttabOp,
-        GnttabSetVersion, GnttabSetupTable, GnttabUnmapAndReplace, GnttabUnmapGrantRef,
-        GNTMAP_CONTAINS_PTE, GNTMAP_DEVICE_MAP, GNTMAP_HOST_MAP, GNTMAP_READONLY,
-        GTF_PERMIT_ACCESS, GTF_READING, GTF_READONLY, GTF_WRITING,
+        GnttabSetVersion, GnttabSetupTable, GnttabSwapGrantRef, GnttabUnmapAndReplace,
+        GnttabUnmapGrantRef, GNTMAP_CONTAINS_PTE, GNTMAP_DEVICE_MAP, GNTMAP_HOST_MAP,
+        GNTMAP_READONLY, GTF_PERMIT_ACCESS, GTF_READING, GTF_READONLY, GTF_WRITING,
     };
     use hypercall_abi::hypercall::Hypercall;
     use hypercall_abi::memory::{MemoryOp, XenAddToPhysmap, XenMapSpace, XenMemoryReservation};
@@ -222,7 +222,12 @@ mod kernel {
         );
     }
 
-    fn add_to_physmap(domid: u16, space: XenMapSpace, idx: u64, cmd_extra: u64) -> Result<u64, Errno> {
+    fn add_to_physmap(
+        domid: u16,
+        space: XenMapSpace,
+        idx: u64,
+        cmd_extra: u64,
+    ) -> Result<u64, Errno> {
         let x = XenAddToPhysmap {
             domid,
             size: 0,
@@ -976,6 +981,43 @@ mod kernel {
             "revocation while mapped is still refused",
             gt.end_access(gc) == Err(GrantError::Busy),
             format_args!("{:#x}", gt.flags(gc)),
+        );
+
+        // swap_grant_ref: C's grant is mapped, so it cannot move.
+        let swap = |a: u32, b: u32| {
+            let mut op = GnttabSwapGrantRef {
+                ref_a: a,
+                ref_b: b,
+                ..Default::default()
+            };
+            raw(u64::from(GnttabOp::SwapGrantRef.raw()), &mut op, 1).map(|_| op.status)
+        };
+        st(
+            &mut c,
+            "swap_grant_ref of a mapped grant",
+            swap(gc, 600).map_err(GrantError::from).and_then(status_of),
+            GntStatus::Eagain,
+        );
+        st(
+            &mut c,
+            "swap_grant_ref of ref 99999",
+            swap(600, 99_999)
+                .map_err(GrantError::from)
+                .and_then(status_of),
+            GntStatus::BadGntref,
+        );
+        c.ok(
+            "swap_grant_ref of B's grant with an unused one",
+            swap(gb, 600).map_err(GrantError::from).and_then(status_of),
+        );
+        c.check(
+            "B's entry moved",
+            gt.flags(600) == GTF_PERMIT_ACCESS | GTF_READONLY && gt.flags(gb) == 0,
+            format_args!("{:#x} {:#x}", gt.flags(600), gt.flags(gb)),
+        );
+        c.ok(
+            "and back",
+            swap(gb, 600).map_err(GrantError::from).and_then(status_of),
         );
 
         cross_domain(&mut c, info.kernel_l4, df.mfn, df.va);

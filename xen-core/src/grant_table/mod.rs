@@ -118,6 +118,10 @@ pub trait SharedEntries {
     fn cmpxchg_header(&mut self, gref: u32, old: u32, new: u32) -> u32;
     /// Atomically clears `mask` in the entry's flags.
     fn clear_flags(&mut self, gref: u32, mask: u16);
+    /// The whole 8-byte entry (for `swap_grant_ref`).
+    fn entry(&self, gref: u32) -> u64;
+    /// Stores the whole 8-byte entry (for `swap_grant_ref`).
+    fn set_entry(&mut self, gref: u32, e: u64);
 }
 
 /// A domain's grant table: the granting side ([`ActiveTable`]) and the
@@ -1216,4 +1220,28 @@ pub fn copy_one<E: GrantEnv + ?Sized, S: SharedEntries + ?Sized>(
     }
     unclaim(env, ft, sd, &s);
     r
+}
+
+/// `GNTTABOP_swap_grant_ref` on the caller's own table (Xen's
+/// `swap_grant_ref`, v1): both references in range, neither pinned
+/// (`GNTST_eagain` otherwise); the same reference twice is a no-op.
+pub fn swap_grant_ref<S: SharedEntries + ?Sized>(
+    active: &ActiveTable,
+    shared: &mut S,
+    a: u32,
+    b: u32,
+) -> Result<(), Status> {
+    if a >= active.nr_entries() || b >= active.nr_entries() {
+        return Err(GntStatus::BadGntref);
+    }
+    if a == b {
+        return Ok(());
+    }
+    if active.get(a).pin != 0 || active.get(b).pin != 0 {
+        return Err(GntStatus::Eagain);
+    }
+    let (ea, eb) = (shared.entry(a), shared.entry(b));
+    shared.set_entry(a, eb);
+    shared.set_entry(b, ea);
+    Ok(())
 }

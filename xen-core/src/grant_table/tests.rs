@@ -156,6 +156,12 @@ impl SharedEntries for Shared {
             *e &= !u64::from(mask);
         }
     }
+    fn entry(&self, gref: u32) -> u64 {
+        self.e[gref as usize]
+    }
+    fn set_entry(&mut self, gref: u32, e: u64) {
+        self.e[gref as usize] = e;
+    }
 }
 
 struct World {
@@ -1056,4 +1062,32 @@ fn copies() {
     );
     assert_eq!(g2.active.pinned(), 0);
     assert_eq!(counts(&w, DATA2), c2);
+}
+
+#[test]
+fn swaps() {
+    let mut w = World::new();
+    let mut g = table(&mut w, D1);
+    let mut sh = Shared::new();
+    sh.grant(8, GTF_PERMIT_ACCESS, D1, DATA);
+    sh.grant(9, GTF_PERMIT_ACCESS | GTF_READONLY, D2, DATA2);
+    let (e8, e9) = (sh.e[8], sh.e[9]);
+    swap_grant_ref(&g.active, &mut sh, 8, 9).unwrap();
+    assert_eq!((sh.e[8], sh.e[9]), (e9, e8));
+    swap_grant_ref(&g.active, &mut sh, 8, 8).unwrap();
+    assert_eq!(
+        swap_grant_ref(&g.active, &mut sh, 8, 512),
+        Err(GntStatus::BadGntref)
+    );
+    let GrantTable { active, maptrack } = &mut g;
+    let m = w
+        .map(maptrack, D1, active, &mut sh, 9, DEV | RO, 0)
+        .unwrap();
+    assert_eq!(
+        swap_grant_ref(active, &mut sh, 8, 9),
+        Err(GntStatus::Eagain)
+    );
+    w.unmap(maptrack, active, &mut sh, m.handle, 0, DATA.maddr())
+        .unwrap();
+    swap_grant_ref(active, &mut sh, 8, 9).unwrap();
 }

@@ -25,7 +25,7 @@ use core::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, Ordering};
 use hypercall_abi::errno::Errno;
 use hypercall_abi::grant_table::{
     GntStatus, GnttabCopy, GnttabGetStatusFrames, GnttabGetVersion, GnttabMapGrantRef, GnttabOp,
-    GnttabQuerySize, GnttabSetVersion, GnttabSetupTable, GnttabUnmapAndReplace,
+    GnttabQuerySize, GnttabSetVersion, GnttabSetupTable, GnttabSwapGrantRef, GnttabUnmapAndReplace,
     GnttabUnmapGrantRef, GNTCOPY_DEST_GREF, GNTCOPY_SOURCE_GREF,
 };
 use hypercall_abi::hypercall::Hypercall;
@@ -208,6 +208,18 @@ impl SharedEntries for DirectShared {
             }
         })
     }
+    fn entry(&self, gref: u32) -> u64 {
+        self.addr(gref, 0).map_or(0, |a| {
+            // SAFETY: as in header.
+            unsafe { &*(a as *const AtomicU64) }.load(Ordering::Acquire)
+        })
+    }
+    fn set_entry(&mut self, gref: u32, e: u64) {
+        if let Some(a) = self.addr(gref, 0) {
+            // SAFETY: as in header.
+            unsafe { &*(a as *const AtomicU64) }.store(e, Ordering::Release);
+        }
+    }
     fn clear_flags(&mut self, gref: u32, mask: u16) {
         if let Some(a) = self.addr(gref, 0) {
             // SAFETY: as in header; a 2-byte locked AND confined to `flags`
@@ -251,6 +263,7 @@ pub fn grant_table_op(c: &mut Call) -> Outcome {
             return batch(c, op, uop, count, size_of::<GnttabUnmapAndReplace>())
         }
         GnttabOp::Copy => return batch(c, op, uop, count, size_of::<GnttabCopy>()),
+        GnttabOp::SwapGrantRef => return batch(c, op, uop, count, size_of::<GnttabSwapGrantRef>()),
         GnttabOp::SetupTable => setup_table(c, uop, count),
         GnttabOp::QuerySize => query_size(c, uop, count),
         GnttabOp::SetVersion => set_version(c, uop),
@@ -283,6 +296,7 @@ fn batch(c: &mut Call, op: GnttabOp, uop: u64, count: u32, size: usize) -> Outco
     let r = match op {
         GnttabOp::MapGrantRef => map_batch(c, uop, n),
         GnttabOp::Copy => copy_batch(c, uop, n),
+        GnttabOp::SwapGrantRef => swap_batch(c, uop, n),
         _ => unmap_batch(c, uop, n, op == GnttabOp::UnmapAndReplace),
     };
     match r {
@@ -475,6 +489,22 @@ fn unmap_one(c: &mut Call, l4: Mfn, req: &UnmapRequest) -> Result<Option<Unmappe
         let mut l = Local { ctx, l4, maptrack };
         gt::unmap_grant_ref(env, ft, &mut l, ractive, req).map(Some)
     })
+}
+
+fn swap_batch(c: &mut Call, uop: u64, n: u32) -> Result<Outcome, Errno> {
+    let size = size_of::<GnttabSwapGrantRef>() as u64;
+    for i in 0..u64::from(n) {
+        let va = uop + i * size;
+        let op: GnttabSwapGrantRef = read_guest(c.cr3, va)?;
+        let active = &c.dom.grants.active;
+        let mut shared = DirectShared::of(active);
+        let st = match gt::swap_grant_ref(active, &mut shared, op.ref_a, op.ref_b) {
+            Ok(()) => GntStatus::Okay,
+            Err(st) => st,
+        };
+        copy_to_guest(c.cr3, va + 8, &st.raw().to_le_bytes())?;
+    }
+    Ok(Outcome::Ret(0))
 }
 
 fn copy_batch(c: &mut Call, uop: u64, n: u32) -> Result<Outcome, Errno> {
