@@ -13,8 +13,9 @@
 //! PV test kernels' checks ([`pvtest`]) and the `pv-bench` kernel's
 //! statistics and `BENCH` lines ([`bench`]), the `xl` toolstack's
 //! command-line front end and output formats ([`xl`], driven through the
-//! [`xl::XlBackend`] trait), and the xl.cfg parser behind `xl create`
-//! ([`xlcfg`]).
+//! [`xl::XlBackend`] trait), the xl.cfg parser behind `xl create`
+//! ([`xlcfg`]), and `xenstored` ([`xenstore`]): the store, the wire
+//! protocol, domains' rings.
 
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -30,5 +31,6 @@ pub mod fault;
 pub mod pvtest;
 pub mod ramdisk;
 pub mod shell;
+pub mod xenstore;
 pub mod xl;
 pub mod xlcfg;

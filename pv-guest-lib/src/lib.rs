@@ -33,7 +33,9 @@
 //! - [`user`]: ring-3 programs with their own page tables, system calls;
 //! - [`shared`]: the shared info page through atomics; [`arch`]: the
 //!   instructions a PV kernel issues itself;
-//! - [`runtime::init`]: all of it in one call.
+//! - [`runtime::init`]: all of it in one call;
+//! - [`xenbus`] (feature `alloc`): the xenstore client — wire format, ring,
+//!   read/write/watch/transactions, the `control/shutdown` protocol.
 //!
 //! Kernels link with `pv-kernel.ld` (shipped beside this crate's
 //! `Cargo.toml`); see the crate's README for a complete example.
@@ -43,7 +45,8 @@
 //! buffers ([`xen`], [`mmu`], [`memory`], [`events`], [`time`], [`smp`]),
 //! [`trap`] (entry stubs, iret, user-mode entry), [`arch`] (instructions),
 //! [`percpu`], [`shared`], [`frame`] and [`page_alloc`] (raw memory),
-//! [`heap`] and [`user`]; every block carries a `// SAFETY:` comment. The
+//! [`heap`], [`user`] and [`xenbus`] (the shared store page); every block
+//! carries a `// SAFETY:` comment. The
 //! pure logic ([`mm`], [`layout`], [`start_info`], the event scan, the clock
 //! arithmetic, ...) is tested on the host (`cargo test -p pv-guest-lib`,
 //! where hypercalls go to a mock).
@@ -88,6 +91,8 @@ pub mod user;
 pub mod util;
 pub mod verdict;
 pub mod xen;
+#[cfg(feature = "alloc")]
+pub mod xenbus;
 
 #[cfg(all(feature = "panic-handler", target_os = "none"))]
 mod panic;

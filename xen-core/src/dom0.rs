@@ -76,11 +76,20 @@ fn dom0_cmdline(m: &BootModule, phys: &impl PhysRead, buf: &mut [u8; 1024]) -> u
     n
 }
 
+/// The least memory Dom0 gets without `dom0_mem=`.
+const DOM0_DEFAULT_MIN: u64 = 128 << 20;
+
 fn dom0_pages(cl: &CmdLine, free_pages: u64, needed: u64) -> u64 {
     let free = free_pages * PAGE_SIZE;
     let want = match cl.dom0_mem.and_then(|m| m.target()) {
         Some(bytes) => bytes,
-        None => free - (free / 16).min(DOM0_RESERVE_MAX),
+        // Xen gives Dom0 everything but a reserve and lets the toolstack
+        // balloon it down for guests; Oxen's Dom0 has no balloon driver
+        // yet, so it gets a quarter (at least 128 MiB) and the rest stays
+        // free for guests (docs/abi-deviations.md).
+        None => (free / 4)
+            .max(DOM0_DEFAULT_MIN)
+            .min(free - (free / 16).min(DOM0_RESERVE_MAX)),
     };
     (want / PAGE_SIZE).clamp(needed, free_pages.saturating_sub(256))
 }
