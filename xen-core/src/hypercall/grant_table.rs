@@ -305,7 +305,7 @@ fn batch(c: &mut Call, op: GnttabOp, uop: u64, count: u32, size: usize) -> Outco
         Ok(_) if n < count => continuation(
             c,
             u64::from(op.raw()),
-            uop + u64::from(n) * size,
+            uop.wrapping_add(u64::from(n) * size),
             u64::from(count - n),
         ),
         Ok(_) => Outcome::Ret(0),
@@ -320,7 +320,7 @@ fn is_self(c: &Call, dom: u16, any_id: bool) -> bool {
 
 fn map_batch(c: &mut Call, uop: u64, n: u32) -> Result<Outcome, Errno> {
     for i in 0..u64::from(n) {
-        let va = uop + i * size_of::<GnttabMapGrantRef>() as u64;
+        let va = uop.wrapping_add(i * size_of::<GnttabMapGrantRef>() as u64);
         let mut op: GnttabMapGrantRef = read_guest(c.cr3, va)?;
         match map_one(c, &op) {
             Ok(m) => {
@@ -403,7 +403,7 @@ fn unmap_batch(c: &mut Call, uop: u64, n: u32, replace: bool) -> Result<Outcome,
         let mut crash = false;
         let end = (i + UNMAP_CHUNK as u64).min(u64::from(n));
         while i < end {
-            let va = uop + i * size;
+            let va = uop.wrapping_add(i * size);
             let req = if replace {
                 match read_guest::<GnttabUnmapAndReplace>(c.cr3, va) {
                     // Moving another mapping into the slot is not offered:
@@ -444,7 +444,7 @@ fn unmap_batch(c: &mut Call, uop: u64, n: u32, replace: bool) -> Result<Outcome,
                 Err(st) => st,
             };
             // The status field sits at offset 20 in both structs.
-            if let Err(e) = copy_to_guest(c.cr3, va + 20, &st.raw().to_le_bytes()) {
+            if let Err(e) = copy_to_guest(c.cr3, va.wrapping_add(20), &st.raw().to_le_bytes()) {
                 fault = Some(e);
                 i += 1;
                 break;
@@ -494,7 +494,7 @@ fn unmap_one(c: &mut Call, l4: Mfn, req: &UnmapRequest) -> Result<Option<Unmappe
 fn swap_batch(c: &mut Call, uop: u64, n: u32) -> Result<Outcome, Errno> {
     let size = size_of::<GnttabSwapGrantRef>() as u64;
     for i in 0..u64::from(n) {
-        let va = uop + i * size;
+        let va = uop.wrapping_add(i * size);
         let op: GnttabSwapGrantRef = read_guest(c.cr3, va)?;
         let active = &c.dom.grants.active;
         let mut shared = DirectShared::of(active);
@@ -502,7 +502,7 @@ fn swap_batch(c: &mut Call, uop: u64, n: u32) -> Result<Outcome, Errno> {
             Ok(()) => GntStatus::Okay,
             Err(st) => st,
         };
-        copy_to_guest(c.cr3, va + 8, &st.raw().to_le_bytes())?;
+        copy_to_guest(c.cr3, va.wrapping_add(8), &st.raw().to_le_bytes())?;
     }
     Ok(Outcome::Ret(0))
 }
@@ -510,13 +510,13 @@ fn swap_batch(c: &mut Call, uop: u64, n: u32) -> Result<Outcome, Errno> {
 fn copy_batch(c: &mut Call, uop: u64, n: u32) -> Result<Outcome, Errno> {
     let size = size_of::<GnttabCopy>() as u64;
     for i in 0..u64::from(n) {
-        let va = uop + i * size;
+        let va = uop.wrapping_add(i * size);
         let op: GnttabCopy = read_guest(c.cr3, va)?;
         let st = match copy_one(c, &op) {
             Ok(()) => GntStatus::Okay,
             Err(st) => st,
         };
-        copy_to_guest(c.cr3, va + 36, &st.raw().to_le_bytes())?;
+        copy_to_guest(c.cr3, va.wrapping_add(36), &st.raw().to_le_bytes())?;
     }
     Ok(Outcome::Ret(0))
 }
@@ -671,7 +671,7 @@ fn setup_table(c: &mut Call, uop: u64, count: u32) -> Result<i64, Errno> {
             }
         }
     };
-    copy_to_guest(cr3, uop + 8, &st.raw().to_le_bytes())?;
+    copy_to_guest(cr3, uop.wrapping_add(8), &st.raw().to_le_bytes())?;
     Ok(0)
 }
 
@@ -732,7 +732,7 @@ fn get_status_frames(c: &mut Call, uop: u64, count: u32) -> Result<i64, Errno> {
         Ok(_) => GntStatus::Okay,
     }
     .raw();
-    copy_to_guest(cr3, uop + 6, &op.status.to_le_bytes())?;
+    copy_to_guest(cr3, uop.wrapping_add(6), &op.status.to_le_bytes())?;
     Ok(0)
 }
 
