@@ -30,10 +30,11 @@ mod kernel {
     use hypercall_abi::domctl::{DomctlCmd, XenDomctl, XenDomctlCreatedomain, XenDomctlMaxMem};
     use hypercall_abi::errno::Errno as AbiErrno;
     use hypercall_abi::grant_table::{
-        GntStatus, GnttabGetStatusFrames, GnttabGetVersion, GnttabMapGrantRef, GnttabOp,
-        GnttabSetVersion, GnttabSetupTable, GnttabSwapGrantRef, GnttabUnmapAndReplace,
+        GntStatus, GnttabCacheFlush, GnttabGetStatusFrames, GnttabGetVersion, GnttabMapGrantRef,
+        GnttabOp, GnttabSetVersion, GnttabSetupTable, GnttabSwapGrantRef, GnttabUnmapAndReplace,
         GnttabUnmapGrantRef, GNTMAP_CONTAINS_PTE, GNTMAP_DEVICE_MAP, GNTMAP_HOST_MAP,
-        GNTMAP_READONLY, GTF_PERMIT_ACCESS, GTF_READING, GTF_READONLY, GTF_WRITING,
+        GNTMAP_READONLY, GNTTAB_CACHE_CLEAN, GNTTAB_CACHE_INVAL, GNTTAB_CACHE_SOURCE_GREF,
+        GTF_PERMIT_ACCESS, GTF_READING, GTF_READONLY, GTF_WRITING,
     };
     use hypercall_abi::hypercall::Hypercall;
     use hypercall_abi::memory::{MemoryOp, XenAddToPhysmap, XenMapSpace, XenMemoryReservation};
@@ -243,6 +244,57 @@ mod kernel {
                 &x as *const _ as u64,
             )
         })
+    }
+
+    fn cache_flush(addr: u64, offset: u16, length: u16, op: u32) -> Result<u64, Errno> {
+        let mut f = GnttabCacheFlush {
+            a: addr,
+            offset,
+            length,
+            op,
+        };
+        raw(u64::from(GnttabOp::CacheFlush.raw()), &mut f, 1)
+    }
+
+    fn cache_flush_checks(c: &mut Checks, own: u64) {
+        let both = GNTTAB_CACHE_CLEAN | GNTTAB_CACHE_INVAL;
+        c.ok(
+            "cache_flush of our own frame",
+            cache_flush(own << 12, 0, 4096, both),
+        );
+        c.ok(
+            "cache_flush clean only",
+            cache_flush(own << 12, 64, 64, GNTTAB_CACHE_CLEAN),
+        );
+        c.err(
+            "cache_flush invalidate only (x86)",
+            cache_flush(own << 12, 0, 64, GNTTAB_CACHE_INVAL),
+            AbiErrno::EOPNOTSUPP,
+        );
+        c.err(
+            "cache_flush by grant reference",
+            cache_flush(8, 0, 64, both | GNTTAB_CACHE_SOURCE_GREF),
+            AbiErrno::EINVAL,
+        );
+        c.err(
+            "cache_flush past the page",
+            cache_flush(own << 12, 4000, 200, both),
+            AbiErrno::EINVAL,
+        );
+        c.err(
+            "cache_flush of a hypervisor frame",
+            cache_flush(HYPERVISOR_MFN << 12, 0, 64, both),
+            AbiErrno::EPERM,
+        );
+        c.err(
+            "cache_flush beyond RAM",
+            cache_flush(1 << 50, 0, 64, both),
+            AbiErrno::EINVAL,
+        );
+        c.ok(
+            "cache_flush of length 0",
+            cache_flush(HYPERVISOR_MFN << 12, 0, 0, both),
+        );
     }
 
     fn physmap_checks(c: &mut Checks) {
@@ -538,6 +590,11 @@ mod kernel {
                 read(dest_va) == 0xd0d0_0002,
                 format_args!("{:#x}", read(dest_va)),
             );
+            let both = GNTTAB_CACHE_CLEAN | GNTTAB_CACHE_INVAL;
+            c.ok(
+                "cache_flush of its frame while we have its grant",
+                cache_flush(x << 12, 0, 4096, both),
+            );
             st(
                 c,
                 "unmap it through the wrong address",
@@ -550,6 +607,11 @@ mod kernel {
                 "its entry is clear again",
                 f == GTF_PERMIT_ACCESS,
                 format_args!("{f:#x}"),
+            );
+            c.err(
+                "cache_flush of its frame without a grant",
+                cache_flush(x << 12, 0, 64, GNTTAB_CACHE_CLEAN),
+                AbiErrno::EINVAL,
             );
         }
         let clear = [
@@ -1020,6 +1082,7 @@ mod kernel {
             swap(gb, 600).map_err(GrantError::from).and_then(status_of),
         );
 
+        cache_flush_checks(&mut c, df.mfn);
         cross_domain(&mut c, info.kernel_l4, df.mfn, df.va);
 
         let (n, failed) = c.counts();

@@ -37,9 +37,11 @@
 //! **Deliberate deviations** are listed in docs/abi-deviations.md ("Grant
 //! tables").
 
+use hypercall_abi::errno::Errno;
 use hypercall_abi::grant_table::{
     GntStatus, GNTMAP_CONTAINS_PTE, GNTMAP_DEVICE_MAP, GNTMAP_HOST_MAP, GNTMAP_READONLY,
-    GTF_PERMIT_ACCESS, GTF_READING, GTF_READONLY, GTF_SUB_PAGE, GTF_TYPE_MASK, GTF_WRITING,
+    GNTTAB_CACHE_CLEAN, GNTTAB_CACHE_INVAL, GTF_PERMIT_ACCESS, GTF_READING, GTF_READONLY,
+    GTF_SUB_PAGE, GTF_TYPE_MASK, GTF_WRITING,
 };
 
 use crate::mm::frame_table::{DomId, FrameTable, Owner, PagePut, PageType};
@@ -1244,4 +1246,43 @@ pub fn swap_grant_ref<S: SharedEntries + ?Sized>(
     shared.set_entry(a, eb);
     shared.set_entry(b, ea);
     Ok(())
+}
+
+/// What a `GNTTABOP_cache_flush` request asks for, once its arguments are
+/// checked (Xen's `cache_flush` on x86).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CacheFlush {
+    /// Nothing (no length or no operation).
+    Nothing,
+    /// Write back (and invalidate) `length` bytes at `offset` of the frame.
+    Clean,
+}
+
+/// The argument checks of `GNTTABOP_cache_flush`: offset and length within
+/// a page, only `GNTTAB_CACHE_CLEAN`/`INVAL` (so a grant reference as the
+/// address, `GNTTAB_CACHE_SOURCE_GREF`, is `-EINVAL` too), and on x86 an
+/// invalidation without clean is `-EOPNOTSUPP`.
+pub fn cache_flush_check(offset: u16, length: u16, op: u32) -> Result<CacheFlush, Errno> {
+    let (o, l) = (u32::from(offset), u32::from(length));
+    if o >= 4096 || l > 4096 || o + l > 4096 || op & !(GNTTAB_CACHE_INVAL | GNTTAB_CACHE_CLEAN) != 0
+    {
+        return Err(Errno::EINVAL);
+    }
+    if length == 0 || op == 0 {
+        return Ok(CacheFlush::Nothing);
+    }
+    if op == GNTTAB_CACHE_INVAL {
+        return Err(Errno::EOPNOTSUPP);
+    }
+    Ok(CacheFlush::Clean)
+}
+
+/// Whether `ldom` has a grant of the owner's frame `mfn` pinned (Xen's
+/// `grant_map_exists`), the condition for flushing a frame of another
+/// domain.
+pub fn grant_map_exists(active: &ActiveTable, ldom: DomId, mfn: Mfn) -> bool {
+    (0..active.nr_entries()).any(|r| {
+        let a = active.get(r);
+        a.pin != 0 && a.domid == ldom.0 && a.mfn == mfn
+    })
 }

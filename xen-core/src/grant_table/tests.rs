@@ -1091,3 +1091,53 @@ fn swaps() {
         .unwrap();
     swap_grant_ref(active, &mut sh, 8, 9).unwrap();
 }
+
+#[test]
+fn cache_flush_arguments() {
+    use hypercall_abi::grant_table::{
+        GNTTAB_CACHE_CLEAN, GNTTAB_CACHE_INVAL, GNTTAB_CACHE_SOURCE_GREF,
+    };
+    let both = GNTTAB_CACHE_CLEAN | GNTTAB_CACHE_INVAL;
+    assert_eq!(cache_flush_check(0, 4096, both), Ok(CacheFlush::Clean));
+    assert_eq!(
+        cache_flush_check(8, 8, GNTTAB_CACHE_CLEAN),
+        Ok(CacheFlush::Clean)
+    );
+    assert_eq!(cache_flush_check(0, 0, both), Ok(CacheFlush::Nothing));
+    assert_eq!(cache_flush_check(0, 8, 0), Ok(CacheFlush::Nothing));
+    assert_eq!(cache_flush_check(4096, 0, both), Err(Errno::EINVAL));
+    assert_eq!(cache_flush_check(0, 4097, both), Err(Errno::EINVAL));
+    assert_eq!(cache_flush_check(4000, 100, both), Err(Errno::EINVAL));
+    assert_eq!(cache_flush_check(0, 8, 4), Err(Errno::EINVAL));
+    assert_eq!(
+        cache_flush_check(0, 8, GNTTAB_CACHE_CLEAN | GNTTAB_CACHE_SOURCE_GREF),
+        Err(Errno::EINVAL)
+    );
+    assert_eq!(
+        cache_flush_check(0, 8, GNTTAB_CACHE_INVAL),
+        Err(Errno::EOPNOTSUPP)
+    );
+    // A pinned grant of the frame for the caller.
+    let mut w = World::new();
+    let mut g = table(&mut w, D2);
+    let mut sh = Shared::new();
+    sh.grant(8, GTF_PERMIT_ACCESS, D1, DATA2);
+    assert!(!grant_map_exists(&g.active, D1, DATA2));
+    let mut lt = GrantTable::new();
+    let m = w
+        .map(&mut lt.maptrack, D2, &mut g.active, &mut sh, 8, DEV | RO, 0)
+        .unwrap();
+    assert!(grant_map_exists(&g.active, D1, DATA2));
+    assert!(!grant_map_exists(&g.active, D2, DATA2));
+    assert!(!grant_map_exists(&g.active, D1, DATA));
+    w.unmap(
+        &mut lt.maptrack,
+        &mut g.active,
+        &mut sh,
+        m.handle,
+        0,
+        DATA2.maddr(),
+    )
+    .unwrap();
+    assert!(!grant_map_exists(&g.active, D1, DATA2));
+}

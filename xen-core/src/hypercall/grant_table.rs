@@ -24,9 +24,10 @@ use crate::pv_mm::{with_pt, DirectMapPt};
 use core::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, Ordering};
 use hypercall_abi::errno::Errno;
 use hypercall_abi::grant_table::{
-    GntStatus, GnttabCopy, GnttabGetStatusFrames, GnttabGetVersion, GnttabMapGrantRef, GnttabOp,
-    GnttabQuerySize, GnttabSetVersion, GnttabSetupTable, GnttabSwapGrantRef, GnttabUnmapAndReplace,
-    GnttabUnmapGrantRef, GNTCOPY_DEST_GREF, GNTCOPY_SOURCE_GREF,
+    GntStatus, GnttabCacheFlush, GnttabCopy, GnttabGetStatusFrames, GnttabGetVersion,
+    GnttabMapGrantRef, GnttabOp, GnttabQuerySize, GnttabSetVersion, GnttabSetupTable,
+    GnttabSwapGrantRef, GnttabUnmapAndReplace, GnttabUnmapGrantRef, GNTCOPY_DEST_GREF,
+    GNTCOPY_SOURCE_GREF,
 };
 use hypercall_abi::hypercall::Hypercall;
 use hypercall_abi::memory::{XenAddToPhysmap, XenMapSpace};
@@ -264,6 +265,7 @@ pub fn grant_table_op(c: &mut Call) -> Outcome {
         }
         GnttabOp::Copy => return batch(c, op, uop, count, size_of::<GnttabCopy>()),
         GnttabOp::SwapGrantRef => return batch(c, op, uop, count, size_of::<GnttabSwapGrantRef>()),
+        GnttabOp::CacheFlush => cache_flush(c, cmd & !CMD_MASK, uop, count),
         GnttabOp::SetupTable => setup_table(c, uop, count),
         GnttabOp::QuerySize => query_size(c, uop, count),
         GnttabOp::SetVersion => set_version(c, uop),
@@ -618,6 +620,57 @@ fn copy_one(c: &mut Call, op: &GnttabCopy) -> Result<(), GntStatus> {
     };
     let (s, d) = if x.domid == sd { (x, y) } else { (y, x) };
     run(&mut s.grants.active, sd, Some((&mut d.grants.active, dd)))
+}
+
+/// `GNTTABOP_cache_flush` (x86): write back and invalidate a range of a
+/// frame the caller owns or has a grant of pinned. Requests carry no
+/// status: the first failing one ends the call with its error. Xen's
+/// continuation argument (a grant-search position in the command's upper
+/// bits) is never produced here (the search runs to the end at once); one
+/// passed in only makes an empty first request `-EILSEQ`, as in Xen.
+fn cache_flush(c: &mut Call, opaque: u32, uop: u64, count: u32) -> Result<i64, Errno> {
+    let size = size_of::<GnttabCacheFlush>() as u64;
+    if !access_ok(uop, u64::from(count), size) {
+        return Err(Errno::EFAULT);
+    }
+    let me = c.dom.domid;
+    for i in 0..u64::from(count) {
+        let op: GnttabCacheFlush = read_guest(c.cr3, uop.wrapping_add(i * size))?;
+        if gt::cache_flush_check(op.offset, op.length, op.op)? == gt::CacheFlush::Nothing {
+            if i == 0 && opaque != 0 {
+                return Err(Errno::EILSEQ);
+            }
+            continue;
+        }
+        let mfn = Mfn(op.a >> 12);
+        let owner = with_env(me, |_, ft, _| ft.info(mfn).map(|i| (i.owner(), i.count())));
+        let Ok((owner, count)) = owner else {
+            return Err(Errno::EINVAL);
+        };
+        let Some(FtDomId(od)) = owner.domid().filter(|_| count > 0) else {
+            return Err(Errno::EPERM);
+        };
+        if od != me {
+            let Some(o) = c.others.get(od) else {
+                return Err(Errno::EPERM);
+            };
+            if !gt::grant_map_exists(&o.grants.active, FtDomId(me), mfn) {
+                return Err(Errno::EINVAL);
+            }
+        }
+        let va = phys_to_virt(mfn.maddr()) + u64::from(op.offset);
+        with_env(me, |_, _, _| {
+            let mut line = va & !63;
+            while line < va + u64::from(op.length) {
+                // SAFETY: a line of a RAM frame in the direct map, held by
+                // its owner (the frame table is locked); clflush only
+                // writes back and invalidates, changing no data.
+                unsafe { core::arch::x86_64::_mm_clflush(line as *const u8) };
+                line += 64;
+            }
+        });
+    }
+    Ok(0)
 }
 
 // The single operations -----------------------------------------------------
