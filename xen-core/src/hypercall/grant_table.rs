@@ -58,8 +58,14 @@ const HYPERVISOR_VIRT_END: u64 = 0xffff_8800_0000_0000;
 /// so the domain is crashed when its hypercall returns.
 static IMPLICIT_UNMAP: [AtomicU64; 0x7ff0 / 64] = [const { AtomicU64::new(0) }; 0x7ff0 / 64];
 
-/// Records an implicit unmap of one of `domid`'s grant PTEs.
+/// Records an implicit unmap of one of `domid`'s grant PTEs. Only a domain
+/// doing it itself, in its own hypercall, is crashed for it; its tables
+/// torn down by someone else (domain destruction) are no offence (Xen:
+/// not while the domain is shutting down or dying).
 pub fn note_implicit_unmap(domid: u16, entry: u64) {
+    if crate::sched::current().map(|(d, _)| d) != Some(domid) {
+        return;
+    }
     log::warn!("d{domid}: attempt to implicitly unmap a granted PTE {entry:#018x}");
     if let Some(w) = IMPLICIT_UNMAP.get(usize::from(domid) / 64) {
         w.fetch_or(1 << (domid % 64), Ordering::AcqRel);
