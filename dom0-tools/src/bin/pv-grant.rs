@@ -821,6 +821,47 @@ mod kernel {
             c.ok("unmap it", grant::unmap(m.handle, TEST_VA, 0));
         }
 
+        // unmap_and_replace: the scratch frame's mapping moves into the slot.
+        write(scratch.va, 0x5c5c_0001);
+        if let Some(m) = c.ok(
+            "map B read-only again",
+            grant::map(me, gb, TEST_VA, HOST | RO),
+        ) {
+            c.ok(
+                "map the scratch frame next to it",
+                frame::map_kernel(TEST_VA + 0x1000, scratch.mfn, PteFlags::KERNEL_RW),
+            );
+            let mut u = GnttabUnmapAndReplace {
+                host_addr: TEST_VA,
+                new_addr: TEST_VA + 0x1000,
+                handle: m.handle,
+                ..Default::default()
+            };
+            c.ok(
+                "unmap_and_replace moving the scratch mapping in",
+                raw(u64::from(GnttabOp::UnmapAndReplace.raw()), &mut u, 1)
+                    .map_err(GrantError::from)
+                    .and_then(|_| status_of(u.status)),
+            );
+            c.check(
+                "TEST_VA now shows the scratch frame",
+                read(TEST_VA) == 0x5c5c_0001,
+                format_args!("{:#x}", read(TEST_VA)),
+            );
+            let next = frame::lookup_kernel(TEST_VA + 0x1000).unwrap_or(Pte(0));
+            c.check(
+                "its old address is empty",
+                !next.present(),
+                format_args!("{:#x}", next.0),
+            );
+            c.check(
+                "B's grant is free again",
+                gt.flags(gb) == GTF_PERMIT_ACCESS | GTF_READONLY,
+                format_args!("{:#x}", gt.flags(gb)),
+            );
+            c.ok("unmap the moved mapping", frame::unmap_kernel(TEST_VA));
+        }
+
         // Copies: B is read-only granted; C is writable granted.
         let Some(cf) = c.ok("frame C", frame::alloc_frame()) else {
             c.finish()

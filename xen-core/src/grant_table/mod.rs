@@ -838,6 +838,9 @@ pub struct UnmapRequest {
     pub dev_bus_addr: u64,
     /// The handle.
     pub handle: u32,
+    /// `GNTTABOP_unmap_and_replace`: the linear address whose mapping moves
+    /// into the grant's slot (0: none, a plain unmap).
+    pub new_addr: u64,
 }
 
 /// What an unmap removed, to complete after the TLB flush.
@@ -896,8 +899,21 @@ pub fn unmap_grant_ref<E: GrantEnv + ?Sized>(
     if req.host_addr != 0 && m.flags & GNTMAP_HOST_MAP as u16 != 0 {
         let at = pte_place(ld.l4, req.host_addr, u32::from(m.flags));
         let writable = ro == 0;
-        let (l1, index) = ptval::remove_grant_pte(ld.ctx, ft, env, at, act.mfn, writable)
-            .ok_or(GntStatus::GeneralError)?;
+        let stolen = if req.new_addr == 0 {
+            0
+        } else {
+            // Replacing works on linear addresses only.
+            if m.flags & GNTMAP_CONTAINS_PTE as u16 != 0 {
+                return Err(GntStatus::GeneralError);
+            }
+            ptval::steal_pte(ld.ctx, ft, env, ld.l4, req.new_addr).ok_or(GntStatus::GeneralError)?
+        };
+        let replaced = ptval::replace_grant_pte(ld.ctx, ft, env, at, act.mfn, writable, stolen);
+        let Some((l1, index)) = replaced else {
+            // Still ours: the stolen mapping goes (Xen's put_page_from_l1e).
+            ptval::put_l1_mapping(ld.ctx, ft, env, stolen);
+            return Err(GntStatus::GeneralError);
+        };
         let cleared = l1.maddr() + index as u64 * 8;
         if cleared != m.pte {
             // The same frame granted twice and mapped at two places: the

@@ -280,6 +280,7 @@ impl World {
                     host_addr,
                     dev_bus_addr,
                     handle,
+                    new_addr: 0,
                 },
             )?;
             mem.flush_tlbs();
@@ -1140,4 +1141,56 @@ fn cache_flush_arguments() {
     )
     .unwrap();
     assert!(!grant_map_exists(&g.active, D1, DATA2));
+}
+
+#[test]
+fn unmap_and_replace_moves_a_mapping_into_the_slot() {
+    let mut w = World::new();
+    let mut g = table(&mut w, D1);
+    let mut sh = Shared::new();
+    sh.grant(8, GTF_PERMIT_ACCESS, D1, DATA);
+    let c = ctx(D1);
+    let before = counts(&w, DATA);
+    let other = Mfn(20);
+    let other_before = counts(&w, other);
+    // An ordinary mapping at L1 index 6 (VA + 0x1000).
+    w.with(|ft, mem| ptval::mod_entry(&c, ft, mem, L1, 6, other.maddr() | 3, false))
+        .unwrap();
+    let GrantTable { active, maptrack } = &mut g;
+    let m = w.map(maptrack, D1, active, &mut sh, 8, HOST, VA).unwrap();
+    let replace = |w: &mut World,
+                   maptrack: &mut Maptrack,
+                   active: &mut ActiveTable,
+                   sh: &mut Shared,
+                   new_addr: u64| {
+        w.with(|ft, mem| {
+            let mut l = Local {
+                ctx: &c,
+                l4: L4,
+                maptrack,
+            };
+            let req = UnmapRequest {
+                host_addr: VA,
+                dev_bus_addr: 0,
+                handle: m.handle,
+                new_addr,
+            };
+            let u = unmap_grant_ref(mem, ft, &mut l, active, &req)?;
+            unmap_complete(mem, ft, active, sh, &u);
+            Ok::<(), Status>(())
+        })
+    };
+    // A new address with nothing mapped: refused, the grant stays.
+    assert_eq!(
+        replace(&mut w, maptrack, active, &mut sh, 0x4000_0000),
+        Err(GntStatus::GeneralError)
+    );
+    assert_eq!(w.pte(5), ptval::grant_pte(DATA, HOST));
+    replace(&mut w, maptrack, active, &mut sh, VA + 0x1000).unwrap();
+    assert_eq!(w.pte(6), 0);
+    assert_eq!((w.pte(5) & 0x000f_ffff_ffff_f000) >> 12, other.0);
+    assert_eq!(counts(&w, DATA), before);
+    assert_eq!(counts(&w, other), (other_before.0 + 1, other_before.1 + 1));
+    assert_eq!(sh.flags(8), GTF_PERMIT_ACCESS);
+    assert!(w.mem.dropped.is_empty());
 }

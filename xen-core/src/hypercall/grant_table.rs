@@ -414,13 +414,11 @@ fn unmap_batch(c: &mut Call, uop: u64, n: u32, replace: bool) -> Result<Outcome,
             let va = uop.wrapping_add(i * size);
             let req = if replace {
                 match read_guest::<GnttabUnmapAndReplace>(c.cr3, va) {
-                    // Moving another mapping into the slot is not offered:
-                    // only a plain unmap (new_addr 0).
-                    Ok(op) if op.new_addr != 0 => Err(GntStatus::GeneralError),
                     Ok(op) => Ok(UnmapRequest {
                         host_addr: op.host_addr,
                         dev_bus_addr: 0,
                         handle: op.handle,
+                        new_addr: op.new_addr,
                     }),
                     Err(e) => {
                         fault = Some(e);
@@ -433,6 +431,7 @@ fn unmap_batch(c: &mut Call, uop: u64, n: u32, replace: bool) -> Result<Outcome,
                         host_addr: op.host_addr,
                         dev_bus_addr: op.dev_bus_addr,
                         handle: op.handle,
+                        new_addr: 0,
                     }),
                     Err(e) => {
                         fault = Some(e);

@@ -1176,14 +1176,47 @@ pub fn remove_grant_pte<M: PtMemory + ?Sized>(
     mfn: Mfn,
     writable: bool,
 ) -> Option<(Mfn, usize)> {
+    replace_grant_pte(ctx, ft, mem, at, mfn, writable, 0)
+}
+
+/// [`remove_grant_pte`], writing `new` (an entry whose references the
+/// caller holds, from [`steal_pte`]) in its place (Xen's
+/// `replace_grant_pv_mapping` for `GNTTABOP_unmap_and_replace`). On `None`
+/// nothing changed and `new`'s references are still the caller's.
+pub fn replace_grant_pte<M: PtMemory + ?Sized>(
+    ctx: &PtContext,
+    ft: &FrameTable<'_>,
+    mem: &mut M,
+    at: GrantPteAt,
+    mfn: Mfn,
+    writable: bool,
+    new: u64,
+) -> Option<(Mfn, usize)> {
     let (l1, index) = grant_l1_slot(ctx, ft, mem, at)?;
     let old = mem.read_pte(l1, index);
     let rw = if writable { RW } else { 0 };
     if old & (P | GNTTAB) != P | GNTTAB || entry_mfn(old) != mfn || old & RW != rw {
         return None;
     }
-    mem.write_pte(l1, index, 0);
+    mem.write_pte(l1, index, new);
     Some((l1, index))
+}
+
+/// Clears the caller's L1 entry mapping the linear address `va` of the
+/// address space rooted at `l4` and hands it over with its references
+/// (Xen's `steal_linear_address`): `None` if no live L1 of the domain maps
+/// it. The caller flushes the address before relying on it.
+pub fn steal_pte<M: PtMemory + ?Sized>(
+    ctx: &PtContext,
+    ft: &FrameTable<'_>,
+    mem: &mut M,
+    l4: Mfn,
+    va: u64,
+) -> Option<u64> {
+    let (l1, index) = grant_l1_slot(ctx, ft, mem, GrantPteAt::Linear { l4, va })?;
+    let old = mem.read_pte(l1, index);
+    mem.write_pte(l1, index, 0);
+    Some(old)
 }
 
 /// For tearing a domain down: if entry `index` of the domain's live L1 `l1`
