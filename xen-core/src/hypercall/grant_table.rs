@@ -9,11 +9,12 @@
 //! pages and shared frames from the frame allocator ([`GntEnv`]).
 //!
 //! Batches are bounded: after [`BATCH`] requests `map_grant_ref`,
-//! `unmap_grant_ref` and `copy` become continuations, as Xen's preemption
-//! checks make them. Unmaps remove up to 32 PTEs, flush the caller's TLBs
+//! `unmap_grant_ref`, `unmap_and_replace`, `copy` and `swap_grant_ref`
+//! become continuations, as Xen's preemption checks make them. Unmaps remove up to 32 PTEs, flush the caller's TLBs
 //! once, then drop the references (Xen's `GNTTAB_UNMAP_BATCH_SIZE`).
 //!
-//! Domain teardown: [`release_mappings`] then [`destroy_table`].
+//! Domain teardown: [`teardown`] (or its parts: [`release_mappings`],
+//! [`revoke_foreign_mappings`], [`destroy_table`]).
 
 use super::{Call, Others, Outcome};
 use crate::arch::x86_64::flush;
