@@ -26,11 +26,15 @@ extern crate alloc;
 extern crate std;
 
 pub mod bench;
+pub mod builder;
+pub mod consoled;
 #[cfg(target_os = "none")]
 pub mod fault;
 pub mod pvtest;
 pub mod ramdisk;
 pub mod shell;
+pub mod toolstack;
+pub mod xc;
 pub mod xenstore;
 pub mod xl;
 pub mod xlcfg;

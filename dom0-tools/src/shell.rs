@@ -35,6 +35,8 @@ pub enum Command<'a> {
     Crash,
     /// `poweroff`: prints the verdict and powers off.
     Poweroff,
+    /// `xl ...`: the toolstack (the whole line, `xl` included).
+    Xl(&'a str),
     /// Anything else: the command word.
     Unknown(&'a str),
 }
@@ -52,6 +54,10 @@ pub const HELP: &[(&str, &str)] = &[
     (
         "crash",
         "page-fault on purpose (the hypervisor must crash Dom0)",
+    ),
+    (
+        "xl SUBCOMMAND ...",
+        "the Xen toolstack (`xl help` lists its commands)",
     ),
     ("poweroff", "print the verdict and power the machine off"),
 ];
@@ -77,6 +83,7 @@ impl<'a> Command<'a> {
             "false" => Command::False,
             "crash" => Command::Crash,
             "poweroff" | "halt" | "shutdown" => Command::Poweroff,
+            "xl" => Command::Xl(line),
             other => Command::Unknown(other),
         }
     }
@@ -172,7 +179,7 @@ mod tests {
         assert_eq!(Command::parse("false"), Command::False);
         assert_eq!(Command::parse("crash"), Command::Crash);
         assert_eq!(Command::parse("poweroff"), Command::Poweroff);
-        assert_eq!(Command::parse("xl list"), Command::Unknown("xl"));
+        assert_eq!(Command::parse(" xl list "), Command::Xl("xl list"));
         assert_eq!(Command::parse("LS"), Command::Unknown("LS"));
         assert_eq!(
             Command::parse("\u{e9}t\u{e9}"),

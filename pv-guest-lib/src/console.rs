@@ -24,9 +24,16 @@ static OWNER: AtomicU32 = AtomicU32::new(NO_OWNER);
 const NO_OWNER: u32 = u32::MAX;
 
 /// Writes bytes straight to the console, unbuffered and unlocked (errors
-/// are dropped: there is nowhere else to report them).
+/// are dropped: there is nowhere else to report them). An ordinary domain
+/// writes to its PV console ring ([`crate::console_ring`]): Xen refuses
+/// `CONSOLEIO_write` from domUs.
 pub fn write_bytes(bytes: &[u8]) {
-    let _ = xen::console_write(bytes);
+    match crate::console_ring::active() {
+        Some(r) => crate::console_ring::write(&r, bytes),
+        None => {
+            let _ = xen::console_write(bytes);
+        }
+    }
 }
 
 /// An unlocked, unbuffered console writer: `core::fmt::Write` over
@@ -37,6 +44,10 @@ pub struct Console;
 
 impl Write for Console {
     fn write_str(&mut self, s: &str) -> fmt::Result {
+        if let Some(r) = crate::console_ring::active() {
+            crate::console_ring::write(&r, s.as_bytes());
+            return Ok(());
+        }
         xen::console_write(s.as_bytes())
             .map(|_| ())
             .map_err(|_| fmt::Error)
@@ -163,7 +174,10 @@ pub fn init_logger(level: log::LevelFilter) -> Result<(), log::SetLoggerError> {
 
 /// Reads whatever input is pending into `buf` without waiting; 0 if none.
 pub fn try_read(buf: &mut [u8]) -> Result<usize, crate::Errno> {
-    xen::console_read(buf)
+    match crate::console_ring::active() {
+        Some(r) => Ok(crate::console_ring::read(&r, buf)),
+        None => xen::console_read(buf),
+    }
 }
 
 /// Waits for input and returns the next byte. Polls `CONSOLEIO_read`,
@@ -172,7 +186,7 @@ pub fn try_read(buf: &mut [u8]) -> Result<usize, crate::Errno> {
 pub fn read_byte() -> Result<u8, crate::Errno> {
     let mut b = [0u8; 1];
     loop {
-        if xen::console_read(&mut b)? == 1 {
+        if try_read(&mut b)? == 1 {
             return Ok(b[0]);
         }
         let _ = xen::sched_yield();

@@ -66,6 +66,7 @@ extern crate alloc;
 pub mod arch;
 pub mod boot;
 pub mod console;
+pub mod console_ring;
 pub mod error;
 pub mod events;
 pub mod executor;

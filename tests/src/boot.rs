@@ -19,9 +19,55 @@ pub fn release_line() -> String {
 /// Path of the release file inside the ramdisk.
 pub const RELEASE_FILE: &str = "/etc/oxen-release";
 
-/// Builds Dom0's ramdisk: `/etc/oxen-release` plus each of `adds` as
-/// `/<basename>` (mode 0755 if executable on the host, else 0644).
+/// Where Dom0's ramdisk carries the example guest's `xl` config ...
+pub const HELLO_CFG_PATH: &str = "/etc/xen/hello.cfg";
+/// ... and the example guest's kernel (pv-guest-lib's `examples/hello`).
+pub const HELLO_KERNEL_PATH: &str = "/boot/hello";
+/// The example guest's config (dom0-tools/etc/xen/hello.cfg).
+pub const HELLO_CFG: &str = include_str!("../../dom0-tools/etc/xen/hello.cfg");
+/// The image shipped at [`HELLO_KERNEL_PATH`].
+pub const HELLO_KERNEL_IMAGE: &str = "examples/hello";
+
+/// A file to put into Dom0's ramdisk: its path there and its bytes.
+pub type RamdiskFile = (String, Vec<u8>);
+
+/// The files every Dom0 ramdisk carries besides the release file: the
+/// example guest's config and, if it has been built, its kernel.
+pub fn standard_files(images: &crate::images::Images) -> Vec<RamdiskFile> {
+    let mut v = vec![(HELLO_CFG_PATH.to_string(), HELLO_CFG.as_bytes().to_vec())];
+    if let Ok(k) = std::fs::read(images.dir.join(HELLO_KERNEL_IMAGE)) {
+        v.push((HELLO_KERNEL_PATH.to_string(), k));
+    }
+    v
+}
+
+/// The files a test kernel's ramdisk carries (see
+/// [`crate::images::KERNEL_FILES`]): `(path, image)` pairs read from
+/// `images`.
+pub fn kernel_files(
+    images: &crate::images::Images,
+    files: &[(&str, &str)],
+) -> Result<Vec<RamdiskFile>, String> {
+    files
+        .iter()
+        .map(|(path, image)| {
+            let p = images.get(image)?;
+            let data = std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+            Ok((path.to_string(), data))
+        })
+        .collect()
+}
+
+/// Builds Dom0's ramdisk: `/etc/oxen-release`, the [`standard_files`],
+/// and each of `adds` as `/<basename>` (mode 0755 if executable on the
+/// host, else 0644).
 pub fn dom0_ramdisk(adds: &[PathBuf]) -> Result<Vec<u8>, String> {
+    dom0_ramdisk_with(adds, &standard_files(&crate::images::Images::locate()))
+}
+
+/// [`dom0_ramdisk`] with `files` (path, bytes) instead of the standard
+/// ones.
+pub fn dom0_ramdisk_with(adds: &[PathBuf], files: &[RamdiskFile]) -> Result<Vec<u8>, String> {
     let mut w = CpioWriter::new();
     w.add_file(
         RELEASE_FILE,
@@ -29,6 +75,15 @@ pub fn dom0_ramdisk(adds: &[PathBuf]) -> Result<Vec<u8>, String> {
         format!("{}\n", release_line()).as_bytes(),
     )
     .map_err(|e| e.to_string())?;
+    for (path, data) in files {
+        let perm = if path.starts_with("/boot/") {
+            0o755
+        } else {
+            0o644
+        };
+        w.add_file(path, perm, data)
+            .map_err(|e| format!("{path}: {e}"))?;
+    }
     for p in adds {
         let data = std::fs::read(p).map_err(|e| format!("--add {}: {e}", p.display()))?;
         let base = p
@@ -243,7 +298,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let f = dir.join("guest.cfg");
         std::fs::write(&f, "name = \"g\"\n").unwrap();
-        let a = dom0_ramdisk(std::slice::from_ref(&f)).unwrap();
+        let a = dom0_ramdisk_with(std::slice::from_ref(&f), &[]).unwrap();
         let e = cpio::parse(&a).unwrap();
         let names: Vec<&str> = e.iter().map(|e| e.name.as_str()).collect();
         assert_eq!(names, ["etc", "etc/oxen-release", "guest.cfg"]);
@@ -261,6 +316,24 @@ mod tests {
         std::fs::write(g.join("guest.cfg"), "x").unwrap();
         assert!(dom0_ramdisk(&[f.clone(), g.join("guest.cfg")]).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn ramdisk_carries_the_example_guest_config() {
+        let a = dom0_ramdisk(&[]).unwrap();
+        let e = cpio::parse(&a).unwrap();
+        let cfg = e
+            .iter()
+            .find(|e| e.name == "etc/xen/hello.cfg")
+            .expect("etc/xen/hello.cfg in the ramdisk");
+        let text = std::str::from_utf8(&cfg.data).unwrap();
+        assert!(text.contains("kernel = \"/boot/hello\""), "{text}");
+        assert!(text.contains("name = \"hello\""), "{text}");
+        // Extra files land where they are asked to, executable under /boot.
+        let a = dom0_ramdisk_with(&[], &[("/boot/g".into(), b"elf".to_vec())]).unwrap();
+        let e = cpio::parse(&a).unwrap();
+        let g = e.iter().find(|e| e.name == "boot/g").unwrap();
+        assert_eq!(g.data, b"elf");
     }
 
     #[test]

@@ -27,7 +27,7 @@ pub mod exit;
 pub mod images;
 pub mod qemu;
 
-pub use boot::{dom0_ramdisk, make_iso, BootPath, OxenBoot, Payload};
+pub use boot::{dom0_ramdisk, dom0_ramdisk_with, make_iso, BootPath, OxenBoot, Payload};
 pub use check::Verdict;
 pub use exit::{Exit, ShutdownReason};
 pub use images::{build_images, workspace_root, Images, TestKernel, TEST_KERNELS};

@@ -234,7 +234,17 @@ fn dom0_sees_its_ramdisk() {
 // ---- Test Dom0 kernels (the table in oxen_tests::images) -----------------
 
 fn check_test_kernel(k: &TestKernel) {
-    let d = default_boot();
+    let mut d = default_boot();
+    if !k.ramdisk_files().is_empty() {
+        let mut files = oxen_tests::boot::standard_files(images());
+        files.extend(
+            oxen_tests::boot::kernel_files(images(), k.ramdisk_files())
+                .unwrap_or_else(|e| panic!("{}: {e}", k.name)),
+        );
+        d.ramdisk = Some(Payload::Bytes(
+            oxen_tests::dom0_ramdisk_with(&[], &files).unwrap(),
+        ));
+    }
     let boot = OxenBoot {
         dom0: Some(Payload::File(image(k.name))),
         append: format!("{} {}", d.append, k.hypervisor_options())
@@ -242,10 +252,11 @@ fn check_test_kernel(k: &TestKernel) {
             .to_string(),
         ..d
     };
-    let r = qemu_for(k.name, &boot)
-        .spawn()
-        .unwrap()
-        .wait_exit(BOOT_TIMEOUT);
+    let mut q = qemu_for(k.name, &boot);
+    if let Some(n) = k.smp() {
+        q = q.smp(n);
+    }
+    let r = q.spawn().unwrap().wait_exit(BOOT_TIMEOUT);
     let purpose = format!("{} ({})", k.name, k.purpose);
     if r.timed_out {
         r.fail(&format!(

@@ -283,7 +283,7 @@ pub fn destroy(doms: &mut Vec<Domain>, domid: DomId) {
         }
     }
     remove(doms, domid);
-    log::info!("d{domid}: destroyed");
+    log::debug!("d{domid}: destroyed");
 }
 
 /// The domain table.
@@ -418,7 +418,7 @@ pub fn domain_shutdown(d: &mut Domain, reason: ShutdownReason) {
         );
         power::power_off(reason.raw());
     }
-    log::info!("d{} shut down: {}", d.domid, reason.name());
+    log::debug!("d{} shut down: {}", d.domid, reason.name());
     crate::sched::domain_shutdown(d);
     crate::event::DOM_EXC_PENDING.store(true, core::sync::atomic::Ordering::Release);
 }

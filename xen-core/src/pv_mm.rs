@@ -205,7 +205,7 @@ pub fn relinquish(d: &mut crate::domain::Domain) {
             }
         }
     });
-    log::info!(
+    log::debug!(
         "d{domid}: relinquished its memory ({} frames back)",
         memory::free_frames().saturating_sub(freed_before)
     );

@@ -16,6 +16,7 @@ fn main() {}
 mod kernel {
     use dom0_tools::ramdisk::{Archive, Entry, Kind};
     use dom0_tools::shell::{dom0_verdict, Command, EchoWords, Size, HELP, PROMPT};
+    use dom0_tools::toolstack::Toolstack;
     use hypercall_abi::errno::Errno as AbiErrno;
     use hypercall_abi::version::{XenFeature, XEN_VERSION};
     use pv_guest_lib::layout::PAGE_SIZE;
@@ -37,6 +38,22 @@ mod kernel {
         failed_checks: u32,
         first_failed_check: Option<&'static str>,
         failed_commands: u32,
+        /// The toolstack (`xl`) and the back ends, once events run.
+        toolstack: Option<Toolstack>,
+    }
+
+    /// Heap pages added for the toolstack (the domain builder parses a
+    /// copy of each guest kernel).
+    const TOOLSTACK_HEAP_PAGES: u64 = 4096;
+
+    /// `fmt::Write` onto the console, for `xl`'s output.
+    struct Out;
+
+    impl core::fmt::Write for Out {
+        fn write_str(&mut self, s: &str) -> core::fmt::Result {
+            print!("{s}");
+            Ok(())
+        }
     }
 
     fn dom0_main(si: &'static StartInfo) -> ! {
@@ -47,17 +64,20 @@ mod kernel {
         if console::init_logger(log::LevelFilter::Info).is_err() {
             println!("Dom0: a logger was already installed");
         }
+        let ramdisk = pv_guest_lib::ramdisk().map(Archive::new);
         let mut d = Dom0 {
             si,
-            ramdisk: pv_guest_lib::ramdisk().map(Archive::new),
+            ramdisk,
             failed_checks: 0,
             first_failed_check: None,
             failed_commands: 0,
+            toolstack: None,
         };
         d.summary();
         d.startup_checks();
         d.list_ramdisk_files();
         d.show_release();
+        d.start_toolstack();
         d.shell()
     }
 
@@ -236,11 +256,57 @@ mod kernel {
             }
         }
 
+        /// Events, the frame allocator and the heap, then the toolstack.
+        fn start_toolstack(&mut self) {
+            match pv_guest_lib::runtime::init() {
+                Ok(_) => {}
+                Err(e) => {
+                    println!("Dom0: no toolstack: runtime init failed ({e})");
+                    return;
+                }
+            }
+            if let Err(e) = pv_guest_lib::heap::init(TOOLSTACK_HEAP_PAGES) {
+                println!("Dom0: no toolstack: heap ({e})");
+                return;
+            }
+            self.toolstack = Some(Toolstack::new(self.ramdisk));
+        }
+
+        /// Reads one line, serving guests (xenstore, consoles, shutdowns)
+        /// while waiting for input.
+        fn read_line<'e>(
+            &mut self,
+            ed: &'e mut LineEditor<LINE_MAX>,
+        ) -> Result<&'e str, pv_guest_lib::Errno> {
+            ed.clear();
+            loop {
+                let mut b = [0u8; 1];
+                if console::try_read(&mut b)? == 1 {
+                    if ed.feed(b[0], &mut |e| console::write_bytes(e))
+                        == pv_guest_lib::line::Feed::Line
+                    {
+                        return Ok(ed.line());
+                    }
+                    continue;
+                }
+                match self.toolstack.as_mut() {
+                    Some(t) => {
+                        if !t.service() {
+                            t.idle();
+                        }
+                    }
+                    None => {
+                        let _ = xen::sched_yield();
+                    }
+                }
+            }
+        }
+
         fn shell(&mut self) -> ! {
             let mut ed = LineEditor::<LINE_MAX>::new();
             loop {
                 print!("{PROMPT}");
-                let line = match console::read_line(&mut ed) {
+                let line = match self.read_line(&mut ed) {
                     Ok(l) => l,
                     Err(e) => {
                         println!();
@@ -270,6 +336,12 @@ mod kernel {
                 }
                 Command::Info => {
                     self.summary();
+                    let (used, free) = pv_guest_lib::heap::stats();
+                    println!(
+                        "Dom0: heap {} used, {} free",
+                        Size(used as u64),
+                        Size(free as u64)
+                    );
                     true
                 }
                 Command::Ls => self.ls(),
@@ -291,6 +363,13 @@ mod kernel {
                     false
                 }
                 Command::Poweroff => self.poweroff(),
+                Command::Xl(line) => match self.toolstack.as_mut() {
+                    Some(t) => dom0_tools::xl::run_line(line, t, &mut Out) == 0,
+                    None => {
+                        println!("xl: the toolstack is not running");
+                        false
+                    }
+                },
                 Command::Unknown(word) => {
                     println!("dom0: unknown command: {word}");
                     false

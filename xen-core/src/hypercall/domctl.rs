@@ -344,7 +344,7 @@ fn createdomain(c: &mut Call, op: &mut XenDomctl) -> Result<bool, Errno> {
         release_shared_info(domid, shinfo);
         return Err(e);
     }
-    log::info!("d{domid}: created ({} vCPUs)", cd.max_vcpus);
+    log::debug!("d{domid}: created ({} vCPUs)", cd.max_vcpus);
     c.deferred = Some(Deferred::Insert(Box::new(d)));
     op.domain = domid;
     Ok(true)
@@ -455,7 +455,7 @@ fn destroydomain(c: &mut Call, domid: DomId) -> Result<bool, Errno> {
     }
     if !d.dying {
         d.dying = true;
-        log::info!("d{domid}: destroying");
+        log::debug!("d{domid}: destroying");
         crate::sched::domain_shutdown(d);
     }
     if let Err(e) = crate::sched::domain_destroy(domid) {

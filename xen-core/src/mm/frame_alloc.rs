@@ -264,6 +264,9 @@ impl<'a> FrameAllocator<'a> {
     /// Highest `start` with `start % align == 0`, `start + count <= limit`
     /// and every frame in the run free.
     fn find_free_run(&self, count: u64, align: u64, limit: u64) -> Option<u64> {
+        if count == 1 && align == 1 {
+            return self.highest_free(limit);
+        }
         let mut end = limit;
         loop {
             let start = end.checked_sub(count)? & !(align - 1);
@@ -272,6 +275,28 @@ impl<'a> FrameAllocator<'a> {
                 // Any run containing `busy` fails: the next must end at or below it.
                 Some(busy) => end = busy,
             }
+        }
+    }
+
+    /// The highest free frame below `limit`, a word (64 frames) at a time:
+    /// single-frame allocations (every guest page) must not walk the busy
+    /// frames above them one by one.
+    fn highest_free(&self, limit: u64) -> Option<u64> {
+        if limit == 0 {
+            return None;
+        }
+        let mut word = (limit - 1) / BITS;
+        let mut mask = bit_mask(0, (limit - word * BITS).min(BITS));
+        loop {
+            let free = self.free[word as usize] & mask;
+            if free != 0 {
+                return Some(word * BITS + u64::from(63 - free.leading_zeros()));
+            }
+            if word == 0 {
+                return None;
+            }
+            word -= 1;
+            mask = !0;
         }
     }
 
@@ -383,6 +408,24 @@ mod tests {
         assert!(fa.is_free(Mfn(2047)));
         assert!(!fa.is_free(Mfn(2048)));
         assert!(!fa.is_managed(Mfn(u64::MAX)));
+    }
+
+    #[test]
+    fn single_allocations_find_the_highest_free_frame_past_busy_words() {
+        with_ram(&[(0, 300)], 300, |fa| {
+            // Everything busy but a few scattered frames.
+            let all: Vec<u64> = (0..300).map(|_| fa.alloc().unwrap().0).collect();
+            assert_eq!(all.len(), 300);
+            for m in [3u64, 64, 65, 127, 128, 250] {
+                fa.free(Mfn(m)).unwrap();
+            }
+            let got: Vec<u64> = (0..6).map(|_| fa.alloc().unwrap().0).collect();
+            assert_eq!(got, [250, 128, 127, 65, 64, 3]);
+            assert_eq!(fa.alloc(), Err(FrameAllocError::OutOfMemory { count: 1 }));
+            fa.free(Mfn(5)).unwrap();
+            assert_eq!(fa.alloc_below(Mfn(5)), Err(FrameAllocError::OutOfMemory { count: 1 }));
+            assert_eq!(fa.alloc_below(Mfn(6)), Ok(Mfn(5)));
+        });
     }
 
     #[test]

@@ -1,0 +1,945 @@
+//! The toolstack on the metal: [`Toolstack`], the `xl` back end, with the
+//! back ends' state (xenstored, the guests' console rings) and the
+//! registry of the guests `xl create` started.
+//!
+//! Guests' ring pages are mapped into Dom0 with foreign `mmu_update`s
+//! ([`ForeignMap`]) for as long as the guest lives; everything read from
+//! them is validated by the pure code (`xenstore`, `consoled`).
+
+use alloc::boxed::Box;
+use alloc::collections::BTreeMap;
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::fmt::{self, Write as _};
+
+use super::lifecycle::{self, Next};
+use crate::builder::{self, Built, GuestConfig};
+use crate::consoled::{scan_input, DomConsole, RawRing};
+use crate::ramdisk::{Archive, Kind};
+use crate::xc::{self, foreign::ForeignMap};
+use crate::xenstore::layout::{ConsoleInfo, DomainInfo as XsDomain};
+use crate::xenstore::{Host, Quotas, Xenstored};
+use crate::xl::backend::{
+    ConsoleType, CreateRequest, CreditDomain, CreditPool, DomainConfig as XlDomainConfig,
+    DomainGone, DomainInfo, PhysInfo, Uname, VcpuInfo, VersionInfo, VirtCaps, XlError, XlResult,
+};
+use crate::xl::cpumap::CpuMap;
+use crate::xlcfg::{self, DomainConfig, DomainType, VcpuAffinity};
+use hypercall_abi::xen::Virq;
+use pv_guest_lib::util::c_str;
+use pv_guest_lib::xenbus::page::{RawPage, SharedPage};
+use pv_guest_lib::{console, events, print, time, xen};
+
+/// Where `xl` looks for a config file named without a directory.
+const XEN_CONFIG_DIR: &str = "/etc/xen";
+/// How long the service loop sleeps when nothing happened (an event
+/// wakes it earlier).
+const IDLE_NS: u64 = 20_000_000;
+
+/// A guest's page mapped into Dom0, for xenstored.
+pub struct MappedPage {
+    _map: ForeignMap,
+    raw: RawPage,
+}
+
+impl SharedPage for MappedPage {
+    fn load_u32(&self, off: usize) -> u32 {
+        self.raw.load_u32(off)
+    }
+    fn store_u32(&self, off: usize, v: u32) {
+        self.raw.store_u32(off, v)
+    }
+    fn read(&self, off: usize, out: &mut [u8]) {
+        self.raw.read(off, out)
+    }
+    fn write(&self, off: usize, data: &[u8]) {
+        self.raw.write(off, data)
+    }
+}
+
+/// What xenstored needs from Dom0's kernel: foreign mappings of ring pages
+/// and interdomain event channels.
+pub struct Dom0Host;
+
+impl Host for Dom0Host {
+    type Page = MappedPage;
+
+    fn map_ring(&mut self, domid: u16, mfn: u64) -> Option<MappedPage> {
+        let map = ForeignMap::new(domid, &[mfn]).ok()?;
+        let base = map.page_ptr(0)?;
+        // SAFETY: `base` is the page-aligned VA of the one page `map`
+        // keeps mapped (writable) until it is dropped, which happens with
+        // the MappedPage that owns both; only RawPage touches it here.
+        let raw = unsafe { RawPage::new(base) };
+        Some(MappedPage { _map: map, raw })
+    }
+
+    fn bind(&mut self, domid: u16, remote_port: u32) -> Option<u32> {
+        events::bind_interdomain(domid, remote_port).ok()
+    }
+
+    fn unbind(&mut self, local_port: u32) {
+        let _ = events::close(local_port);
+    }
+}
+
+/// Where a guest's configuration came from (for restarts).
+struct Source {
+    file: String,
+    text: String,
+    overrides: Vec<String>,
+}
+
+/// A guest `xl create` started.
+struct Guest {
+    name: String,
+    cfg: DomainConfig,
+    source: Source,
+    uuid: [u8; 16],
+    console: DomConsole,
+    console_map: ForeignMap,
+    /// Dom0's end of the console event channel.
+    console_port: u32,
+    started_ns: u64,
+    /// The shutdown was seen and acted on (preserved).
+    settled: bool,
+}
+
+impl Guest {
+    fn ring(&self) -> Option<RawRing> {
+        let p = self.console_map.page_ptr(0)?;
+        // SAFETY: the console page stays mapped as long as the guest
+        // record (console_map) lives; RawRing only does volatile accesses
+        // bounded to the page.
+        Some(unsafe { RawRing::new(p) })
+    }
+}
+
+/// Dom0's toolstack. See the module documentation.
+pub struct Toolstack {
+    ramdisk: Option<Archive<'static>>,
+    xs: Xenstored<Dom0Host>,
+    /// Boxed: a guest record holds its console backlog (16 KiB), too big
+    /// to move around on a 64 KiB stack.
+    guests: BTreeMap<u16, Box<Guest>>,
+    /// The guest `xl console` shows now.
+    attached: Option<u16>,
+    dom_exc: Option<u32>,
+    uuid_seq: u64,
+}
+
+fn fail(what: &str, e: impl fmt::Display) -> XlError {
+    XlError::Message(format!("{what}: {e}"))
+}
+
+fn xen_err(e: pv_guest_lib::Errno) -> XlError {
+    XlError::Xen(e.ret() as i32)
+}
+
+fn uuid_string(u: &[u8; 16]) -> String {
+    let mut s = String::new();
+    for (i, b) in u.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            s.push('-');
+        }
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+impl Toolstack {
+    /// The toolstack over Dom0's ramdisk (config files and kernels).
+    /// Dom0's events must be set up (shared_info, callbacks, timer).
+    pub fn new(ramdisk: Option<Archive<'static>>) -> Toolstack {
+        let mut xs = Xenstored::new(Dom0Host, Quotas::default());
+        let _ = xs.init_dom0("Domain-0");
+        // Serial input and domain exceptions wake the service loop.
+        let _ = events::bind_virq(Virq::Console, 0);
+        let dom_exc = events::bind_virq(Virq::DomExc, 0).ok();
+        Toolstack {
+            ramdisk,
+            xs,
+            guests: BTreeMap::new(),
+            attached: None,
+            dom_exc,
+            uuid_seq: 0,
+        }
+    }
+
+    /// Number of guests it runs.
+    pub fn guests(&self) -> usize {
+        self.guests.len()
+    }
+
+    /// One step of the back ends: xenstore requests, console output,
+    /// shutdowns. True if anything happened.
+    pub fn service(&mut self) -> bool {
+        let mut progress = false;
+        let r = self.xs.poll_all();
+        for n in &r.notify {
+            let _ = events::send(n.port);
+        }
+        progress |= !r.notify.is_empty() || !r.more.is_empty();
+        for (&id, g) in self.guests.iter_mut() {
+            let Some(mut ring) = g.ring() else { continue };
+            let before = g.console.backlog().total();
+            let n = g.console.poll(&mut ring, |_| {});
+            if n > 0 {
+                progress = true;
+                let _ = events::send(g.console_port);
+                if self.attached == Some(id) {
+                    let added = (g.console.backlog().total() - before) as usize;
+                    print_tail(&g.console, added);
+                }
+            }
+        }
+        let exc = self.dom_exc.is_some_and(events::take_fired);
+        if exc || progress {
+            progress |= self.reap();
+        }
+        progress
+    }
+
+    /// Sleeps until an event or a short while, if `idle`.
+    pub fn idle(&self) {
+        let end = time::now_ns().saturating_add(IDLE_NS);
+        let gen = events::generation();
+        time::block_until(end, || events::generation() != gen);
+    }
+
+    /// Acts on guests that shut down; true if one was.
+    fn reap(&mut self) -> bool {
+        let mut acted = false;
+        let ids: Vec<u16> = self.guests.keys().copied().collect();
+        for id in ids {
+            let info = match xc::domain_info(id) {
+                Ok(i) => i,
+                Err(_) => {
+                    // Gone behind our back: forget it.
+                    self.forget(id);
+                    acted = true;
+                    continue;
+                }
+            };
+            let Some(g) = self.guests.get(&id) else {
+                continue;
+            };
+            if !info.is_shutdown() || g.settled {
+                continue;
+            }
+            let reason = info.shutdown_reason();
+            // The last of its console output, before it goes.
+            acted = true;
+            match lifecycle::next(&g.cfg, reason) {
+                Next::Destroy => {
+                    let _ = self.destroy_guest(id);
+                }
+                Next::Restart | Next::RenameRestart => {
+                    let Some(g) = self.guests.get(&id) else {
+                        continue;
+                    };
+                    let source = Source {
+                        file: g.source.file.clone(),
+                        text: g.source.text.clone(),
+                        overrides: g.source.overrides.clone(),
+                    };
+                    let _ = self.destroy_guest(id);
+                    if let Err(e) = self.start_from(source, false) {
+                        log::error!("restarting d{id}: {e}");
+                    }
+                }
+                Next::Preserve => {
+                    if let Some(g) = self.guests.get_mut(&id) {
+                        g.settled = true;
+                    }
+                }
+                Next::Ignore => {
+                    if let Some(g) = self.guests.get_mut(&id) {
+                        g.settled = true;
+                    }
+                }
+            }
+        }
+        acted
+    }
+
+    /// Drops Dom0's side of a guest (mappings, ports, xenstore).
+    fn forget(&mut self, domid: u16) {
+        if let Some(g) = self.guests.remove(&domid) {
+            let _ = self.xs.release(domid);
+            let _ = self.xs.destroy_domain_dirs(domid, &uuid_string(&g.uuid));
+            let _ = events::close(g.console_port);
+            drop(g);
+        }
+        if self.attached == Some(domid) {
+            self.attached = None;
+        }
+    }
+
+    fn destroy_guest(&mut self, domid: u16) -> XlResult<()> {
+        self.forget(domid);
+        xc::destroy(domid).map_err(xen_err)
+    }
+
+    fn file(&self, path: &str) -> Option<&'static [u8]> {
+        let a = self.ramdisk?;
+        let e = a.find(path)?;
+        (e.kind() == Kind::File).then_some(e.data)
+    }
+
+    /// Finds a config file as xl does: as given, else in /etc/xen.
+    fn config(&self, path: &str) -> XlResult<(String, &'static [u8])> {
+        if let Some(d) = self.file(path) {
+            return Ok((path.to_string(), d));
+        }
+        if !path.contains('/') {
+            let p = format!("{XEN_CONFIG_DIR}/{path}");
+            if let Some(d) = self.file(&p) {
+                return Ok((p, d));
+            }
+        }
+        Err(XlError::Message(format!(
+            "Failed to read config file: {path}: No such file or directory"
+        )))
+    }
+
+    fn start_from(&mut self, src: Source, paused: bool) -> XlResult<u32> {
+        let ov: Vec<&str> = src.overrides.iter().map(String::as_str).collect();
+        let (cfg, _) =
+            xlcfg::load(&src.file, &src.text, &ov).map_err(|e| XlError::Message(e.to_string()))?;
+        self.start(cfg, src, paused)
+    }
+
+    fn start(&mut self, cfg: DomainConfig, source: Source, paused: bool) -> XlResult<u32> {
+        if self.guests.values().any(|g| g.name == cfg.name) || cfg.name == "Domain-0" {
+            return Err(XlError::Message(format!(
+                "Domain with name {} already exists.",
+                cfg.name
+            )));
+        }
+        if cfg.domain_type != DomainType::Pv {
+            return Err(XlError::Message(format!(
+                "type=\"{}\" guests are not supported yet (Oxen runs PV guests)",
+                cfg.domain_type.as_str()
+            )));
+        }
+        let kpath = cfg.kernel.clone().unwrap_or_default();
+        let kernel = self.file(&kpath).ok_or_else(|| {
+            XlError::Message(format!(
+                "failed to read kernel {kpath}: No such file or directory"
+            ))
+        })?;
+        let ramdisk: &[u8] = match &cfg.ramdisk {
+            Some(p) => self.file(p).ok_or_else(|| {
+                XlError::Message(format!(
+                    "failed to read ramdisk {p}: No such file or directory"
+                ))
+            })?,
+            None => &[],
+        };
+        let cmdline = cfg.cmdline.clone().unwrap_or_default();
+        let built = builder::build(&GuestConfig {
+            kernel,
+            ramdisk,
+            memory_mib: cfg.memory_mib,
+            cmdline: cmdline.as_bytes(),
+            vcpus: cfg.max_vcpus.max(1),
+        })
+        .map_err(|e| fail(&format!("building domain {}", cfg.name), e))?;
+        let domid = built.domid;
+        match self.finish_start(&cfg, &built, paused) {
+            Ok((uuid, console_map, console_port)) => {
+                let name = cfg.name.clone();
+                self.guests.insert(
+                    domid,
+                    Box::new(Guest {
+                        name,
+                        cfg,
+                        source,
+                        uuid,
+                        console: DomConsole::new(domid),
+                        console_map,
+                        console_port,
+                        started_ns: time::now_ns(),
+                        settled: false,
+                    }),
+                );
+                Ok(u32::from(domid))
+            }
+            Err(e) => {
+                let _ = self.xs.release(domid);
+                let _ = xc::destroy(domid);
+                Err(e)
+            }
+        }
+    }
+
+    /// After the build: limits, scheduling, console, xenstore, unpause.
+    fn finish_start(
+        &mut self,
+        cfg: &DomainConfig,
+        b: &Built,
+        paused: bool,
+    ) -> XlResult<([u8; 16], ForeignMap, u32)> {
+        let domid = b.domid;
+        if cfg.maxmem_mib > cfg.memory_mib {
+            xc::set_max_mem(domid, cfg.maxmem_mib * 1024).map_err(xen_err)?;
+        }
+        if cfg.cpu_weight.is_some() || cfg.cap.is_some() {
+            let w = cfg.cpu_weight.unwrap_or(0).min(65535) as u16;
+            let c = cfg.cap.map_or(0xffff, |c| c.min(65534) as u16);
+            xc::sched_credit_set(domid, w, c).map_err(xen_err)?;
+        }
+        if let Some(aff) = &cfg.cpus {
+            let nr = xc::physinfo().map_or(1, |p| p.nr_cpus);
+            for v in 0..cfg.max_vcpus.max(1) {
+                let set = match aff {
+                    VcpuAffinity::All(s) => Some(s),
+                    VcpuAffinity::PerVcpu(l) => l.get(v as usize),
+                };
+                if let Some(s) = set {
+                    let mut bits = [0u8; 8];
+                    for cpu in (0..nr.min(64)).filter(|&c| s.contains(c)) {
+                        bits[(cpu / 8) as usize] |= 1 << (cpu % 8);
+                    }
+                    xc::set_vcpu_affinity(domid, v, &bits).map_err(xen_err)?;
+                }
+            }
+        }
+        let uuid = cfg.uuid.unwrap_or_else(|| self.new_uuid(domid));
+        let console_map = ForeignMap::new(domid, &[b.console_mfn]).map_err(xen_err)?;
+        let console_port = events::bind_interdomain(domid, b.console_port).map_err(xen_err)?;
+        let uuid_s = uuid_string(&uuid);
+        let xs = self.xs.create_domain(&XsDomain {
+            domid,
+            name: &cfg.name,
+            uuid: &uuid_s,
+            vcpus: cfg.vcpus,
+            max_vcpus: cfg.max_vcpus,
+            target_kb: cfg.memory_mib * 1024,
+            max_kb: cfg.maxmem_mib.max(cfg.memory_mib) * 1024,
+            store_mfn: b.store_mfn,
+            store_port: b.store_port,
+            console: Some(ConsoleInfo {
+                ring_ref: b.console_mfn,
+                port: b.console_port,
+                backend_domid: 0,
+            }),
+        });
+        if let Err(e) = xs {
+            let _ = events::close(console_port);
+            return Err(fail("xenstore", format_args!("{e:?}")));
+        }
+        if !paused {
+            if let Err(e) = xc::unpause(domid) {
+                let _ = events::close(console_port);
+                return Err(xen_err(e));
+            }
+        }
+        Ok((uuid, console_map, console_port))
+    }
+
+    fn new_uuid(&mut self, domid: u16) -> [u8; 16] {
+        self.uuid_seq += 1;
+        let t = time::now_ns();
+        let mut u = [0u8; 16];
+        u[..8].copy_from_slice(&t.to_le_bytes());
+        u[8..10].copy_from_slice(&domid.to_le_bytes());
+        u[10..16].copy_from_slice(&self.uuid_seq.to_le_bytes()[..6]);
+        // RFC 4122 version 4 / variant bits, as libxl_uuid_generate.
+        u[6] = (u[6] & 0x0f) | 0x40;
+        u[8] = (u[8] & 0x3f) | 0x80;
+        u
+    }
+
+    fn exists(&self, domid: u32) -> XlResult<u16> {
+        let id = u16::try_from(domid).map_err(|_| XlError::NoSuchDomain)?;
+        xc::domain_info(id).map_err(|_| XlError::NoSuchDomain)?;
+        Ok(id)
+    }
+
+    fn dom_path(domid: u16, rel: &str) -> String {
+        format!("/local/domain/{domid}/{rel}")
+    }
+
+    fn request_shutdown(&mut self, domid: u32, what: &str) -> XlResult<()> {
+        let id = self.exists(domid)?;
+        if id == 0 {
+            return Err(XlError::Message(
+                "Dom0 is shut down from its own shell (poweroff)".to_string(),
+            ));
+        }
+        self.xs
+            .write(&Self::dom_path(id, "control/shutdown"), what.as_bytes())
+            .map_err(|e| fail("xenstore write", format_args!("{e:?}")))?;
+        let _ = self.xs.flush_output();
+        Ok(())
+    }
+}
+
+/// Prints the last `n` bytes of a console backlog (what just arrived).
+fn print_tail(c: &DomConsole, n: usize) {
+    let (a, b) = c.backlog().as_slices();
+    let total = a.len() + b.len();
+    let skip = total.saturating_sub(n);
+    let (a, b) = if skip >= a.len() {
+        (&[][..], &b[skip - a.len()..])
+    } else {
+        (&a[skip..], b)
+    };
+    console::write_bytes(a);
+    console::write_bytes(b);
+}
+
+impl crate::xl::XlBackend for Toolstack {
+    fn list_domains(&mut self) -> XlResult<Vec<DomainInfo>> {
+        let mut out = Vec::new();
+        let mut first = 0u16;
+        loop {
+            let mut buf = [xc::DomainInfo::default(); 8];
+            let n = xc::domain_list(first, &mut buf).map_err(xen_err)?;
+            for i in &buf[..n] {
+                let name = if i.domid == 0 {
+                    String::from("Domain-0")
+                } else if let Some(g) = self.guests.get(&i.domid) {
+                    g.name.clone()
+                } else {
+                    self.xs
+                        .read(&Self::dom_path(i.domid, "name"))
+                        .ok()
+                        .and_then(|v| String::from_utf8(v).ok())
+                        .unwrap_or_default()
+                };
+                let uuid = self.guests.get(&i.domid).map_or([0; 16], |g| g.uuid);
+                out.push(DomainInfo {
+                    domid: u32::from(i.domid),
+                    name,
+                    uuid,
+                    current_memkb: i.tot_pages * 4,
+                    max_memkb: i.max_pages * 4,
+                    vcpu_count: i.max_vcpu_id + 1,
+                    vcpu_online: i.nr_online_vcpus,
+                    running: i.flags & hypercall_abi::domctl::XEN_DOMINF_RUNNING != 0,
+                    blocked: i.flags & hypercall_abi::domctl::XEN_DOMINF_BLOCKED != 0,
+                    paused: i.is_paused(),
+                    shutdown: i.is_shutdown(),
+                    shutdown_reason: i.shutdown_reason() as u8,
+                    dying: i.is_dying(),
+                    cpu_time_ns: i.cpu_time,
+                    ..DomainInfo::default()
+                });
+            }
+            if n < buf.len() {
+                break;
+            }
+            first = buf[n - 1].domid + 1;
+        }
+        Ok(out)
+    }
+
+    fn domain_config(&mut self, domid: u32) -> XlResult<XlDomainConfig> {
+        let id = self.exists(domid)?;
+        let g = self.guests.get(&id).ok_or(XlError::NotImplemented)?;
+        let c = &g.cfg;
+        Ok(XlDomainConfig {
+            guest_type: String::from(c.domain_type.as_str()),
+            name: c.name.clone(),
+            uuid: g.uuid,
+            max_vcpus: c.max_vcpus,
+            avail_vcpus: (0..c.vcpus).collect(),
+            max_memkb: c.maxmem_mib * 1024,
+            target_memkb: c.memory_mib * 1024,
+            weight: c.cpu_weight,
+            cap: c.cap,
+            kernel: c.kernel.clone(),
+            ramdisk: c.ramdisk.clone(),
+            cmdline: c.cmdline.clone(),
+            disks: Vec::new(),
+            nics: Vec::new(),
+            on_poweroff: String::from(c.on_poweroff.as_str()),
+            on_reboot: String::from(c.on_reboot.as_str()),
+            on_crash: String::from(c.on_crash.as_str()),
+        })
+    }
+
+    fn physinfo(&mut self) -> XlResult<PhysInfo> {
+        let p = xc::physinfo().map_err(xen_err)?;
+        Ok(PhysInfo {
+            nr_cpus: p.nr_cpus,
+            max_cpu_id: p.nr_cpus.saturating_sub(1),
+            nr_nodes: 1,
+            cores_per_socket: p.nr_cpus,
+            threads_per_core: 1,
+            cpu_khz: p.cpu_khz,
+            caps: VirtCaps {
+                pv: true,
+                gnttab_v1: true,
+                ..VirtCaps::default()
+            },
+            total_pages: p.total_pages,
+            free_pages: p.free_pages,
+            ..PhysInfo::default()
+        })
+    }
+
+    fn version_info(&mut self) -> XlResult<VersionInfo> {
+        let v = xen::version().map_err(xen_err)?;
+        let s = |b: &[u8]| String::from(c_str(b));
+        Ok(VersionInfo {
+            major: v.0 >> 16,
+            minor: v.0 & 0xffff,
+            extra: xen::extraversion().map(|x| s(&x.bytes)).unwrap_or_default(),
+            capabilities: xen::capabilities().map(|x| s(&x.bytes)).unwrap_or_default(),
+            scheduler: String::from("credit"),
+            pagesize: 4096,
+            virt_start: xen::platform_parameters().map_or(0, |p| p.virt_start),
+            changeset: xen::changeset().map(|x| s(&x.bytes)).unwrap_or_default(),
+            commandline: xen::commandline().map(|x| s(&x.bytes)).unwrap_or_default(),
+            compiler: xen::compile_info()
+                .map(|c| s(&c.compiler))
+                .unwrap_or_default(),
+            compile_by: xen::compile_info()
+                .map(|c| s(&c.compile_by))
+                .unwrap_or_default(),
+            compile_domain: xen::compile_info()
+                .map(|c| s(&c.compile_domain))
+                .unwrap_or_default(),
+            compile_date: xen::compile_info()
+                .map(|c| s(&c.compile_date))
+                .unwrap_or_default(),
+            build_id: String::new(),
+        })
+    }
+
+    fn uname(&mut self) -> XlResult<Uname> {
+        Ok(Uname {
+            host: String::from("oxen"),
+            release: String::from(env!("CARGO_PKG_VERSION")),
+            version: String::from("Oxen Dom0 (pv-guest-lib)"),
+            machine: String::from("x86_64"),
+        })
+    }
+
+    fn create(&mut self, req: &CreateRequest, out: &mut dyn fmt::Write) -> XlResult<Option<u32>> {
+        let path = req
+            .config_file
+            .as_deref()
+            .ok_or_else(|| XlError::Message(String::from("Config file not specified")))?;
+        let (file, text) = self.config(path)?;
+        let text = String::from(
+            core::str::from_utf8(text)
+                .map_err(|_| XlError::Message(format!("{file}: not a text file")))?,
+        );
+        let ov: Vec<&str> = req.extra_config.iter().map(String::as_str).collect();
+        let (cfg, warnings) =
+            xlcfg::load(&file, &text, &ov).map_err(|e| XlError::Message(e.to_string()))?;
+        if !req.quiet {
+            for w in &warnings {
+                let _ = writeln!(out, "{w}");
+            }
+        }
+        if req.dry_run {
+            let _ = writeln!(
+                out,
+                "{}: name \"{}\", type {}, memory {} MiB (max {}), {} vCPUs (max {}), kernel {}",
+                file,
+                cfg.name,
+                cfg.domain_type.as_str(),
+                cfg.memory_mib,
+                cfg.maxmem_mib,
+                cfg.vcpus,
+                cfg.max_vcpus,
+                cfg.kernel.as_deref().unwrap_or("(none)")
+            );
+            return Ok(None);
+        }
+        let source = Source {
+            file,
+            text,
+            overrides: req.extra_config.clone(),
+        };
+        self.start(cfg, source, req.paused).map(Some)
+    }
+
+    fn destroy(&mut self, domid: u32) -> XlResult<()> {
+        let id = self.exists(domid)?;
+        if id == 0 {
+            return Err(XlError::Message(String::from("Cannot destroy Domain-0")));
+        }
+        self.destroy_guest(id)
+    }
+
+    fn shutdown(&mut self, domid: u32) -> XlResult<()> {
+        self.request_shutdown(domid, "poweroff")
+    }
+
+    fn reboot(&mut self, domid: u32) -> XlResult<()> {
+        self.request_shutdown(domid, "reboot")
+    }
+
+    fn wait_for_domain(&mut self, domid: u32) -> XlResult<DomainGone> {
+        let id = u16::try_from(domid).map_err(|_| XlError::NoSuchDomain)?;
+        loop {
+            let progress = self.service();
+            match xc::domain_info(id) {
+                Err(_) => return Ok(DomainGone::Destroyed),
+                Ok(i) if i.is_shutdown() && self.guests.get(&id).is_none_or(|g| g.settled) => {
+                    return Ok(DomainGone::Shutdown(i.shutdown_reason() as u8))
+                }
+                Ok(_) => {}
+            }
+            if !progress {
+                self.idle();
+            }
+        }
+    }
+
+    fn pause(&mut self, domid: u32) -> XlResult<()> {
+        let id = self.exists(domid)?;
+        xc::pause(id).map_err(xen_err)
+    }
+
+    fn unpause(&mut self, domid: u32) -> XlResult<()> {
+        let id = self.exists(domid)?;
+        xc::unpause(id).map_err(xen_err)
+    }
+
+    fn console(&mut self, domid: u32, kind: ConsoleType, _num: u32) -> XlResult<()> {
+        let id = self.exists(domid)?;
+        if !matches!(kind, ConsoleType::Primary | ConsoleType::Pv) {
+            return Err(XlError::NotImplemented);
+        }
+        let Some(g) = self.guests.get(&id) else {
+            return Err(XlError::Message(format!(
+                "Domain {domid} has no console Oxen serves"
+            )));
+        };
+        // The backlog first, then live output until Ctrl-] or the end.
+        let (a, b) = g.console.backlog().as_slices();
+        console::write_bytes(a);
+        console::write_bytes(b);
+        self.attached = Some(id);
+        loop {
+            let mut buf = [0u8; 64];
+            let n = console::try_read(&mut buf).unwrap_or(0);
+            if n > 0 {
+                let (fwd, detach) = scan_input(&buf[..n]);
+                if let Some(g) = self.guests.get(&id) {
+                    if let Some(mut ring) = g.ring() {
+                        ring.write_input(fwd);
+                        let _ = events::send(g.console_port);
+                    }
+                }
+                if detach {
+                    break;
+                }
+            }
+            let progress = self.service();
+            if !self.guests.contains_key(&id) {
+                break;
+            }
+            if n == 0 && !progress {
+                self.idle();
+            }
+        }
+        self.attached = None;
+        print!("\n");
+        Ok(())
+    }
+
+    fn read_xen_console(&mut self, clear: bool) -> XlResult<String> {
+        let mut all = Vec::new();
+        let mut buf = alloc::vec![0u8; 64 * 1024];
+        let n = xc::read_console_all(clear, &mut buf).map_err(xen_err)?;
+        all.extend_from_slice(&buf[..n]);
+        Ok(String::from_utf8_lossy(&all).into_owned())
+    }
+
+    fn set_memory_target(&mut self, domid: u32, kb: u64) -> XlResult<()> {
+        let id = self.exists(domid)?;
+        let i = xc::domain_info(id).map_err(xen_err)?;
+        if kb > i.max_pages * 4 {
+            return Err(XlError::Message(format!(
+                "memory_dynamic_max must be less than or equal to memory_static_max ({} kB)",
+                i.max_pages * 4
+            )));
+        }
+        self.xs
+            .write(
+                &Self::dom_path(id, "memory/target"),
+                kb.to_string().as_bytes(),
+            )
+            .map_err(|e| fail("xenstore write", format_args!("{e:?}")))?;
+        let _ = self.xs.flush_output();
+        Ok(())
+    }
+
+    fn set_memory_max(&mut self, domid: u32, kb: u64) -> XlResult<()> {
+        let id = self.exists(domid)?;
+        xc::set_max_mem(id, kb).map_err(xen_err)?;
+        if id != 0 {
+            let _ = self.xs.write(
+                &Self::dom_path(id, "memory/static-max"),
+                kb.to_string().as_bytes(),
+            );
+        }
+        Ok(())
+    }
+
+    fn set_vcpus_online(&mut self, domid: u32, count: u32) -> XlResult<()> {
+        let id = self.exists(domid)?;
+        let i = xc::domain_info(id).map_err(xen_err)?;
+        let max = i.max_vcpu_id + 1;
+        if count > max {
+            return Err(XlError::Message(format!(
+                "Requested vcpus:{count} > max_vcpus:{max}"
+            )));
+        }
+        for v in 0..max {
+            let state: &[u8] = if v < count { b"online" } else { b"offline" };
+            let _ = self
+                .xs
+                .write(&Self::dom_path(id, &format!("cpu/{v}/availability")), state);
+        }
+        let _ = self.xs.flush_output();
+        Ok(())
+    }
+
+    fn list_vcpus(&mut self, domid: u32) -> XlResult<Vec<VcpuInfo>> {
+        let id = self.exists(domid)?;
+        let i = xc::domain_info(id).map_err(xen_err)?;
+        let nr = xc::physinfo().map_or(1, |p| p.nr_cpus) as usize;
+        let mut out = Vec::new();
+        for v in 0..=i.max_vcpu_id {
+            let vi = xc::vcpu_info(id, v).map_err(xen_err)?;
+            let hard = xc::get_vcpu_affinity(id, v)
+                .map(|m| {
+                    let cpus: Vec<u32> = (0..nr as u32).filter(|c| m & (1 << c) != 0).collect();
+                    CpuMap::from_cpus(nr, &cpus)
+                })
+                .unwrap_or_else(|_| CpuMap::all(nr));
+            out.push(VcpuInfo {
+                vcpuid: v,
+                cpu: vi.cpu,
+                online: vi.online,
+                blocked: vi.blocked,
+                running: vi.running,
+                vcpu_time_ns: vi.cpu_time,
+                hard,
+                soft: CpuMap::all(nr),
+            });
+        }
+        Ok(out)
+    }
+
+    fn set_vcpu_affinity(
+        &mut self,
+        domid: u32,
+        vcpu: Option<u32>,
+        hard: Option<&CpuMap>,
+        _soft: Option<&CpuMap>,
+        _force: bool,
+    ) -> XlResult<()> {
+        let id = self.exists(domid)?;
+        let i = xc::domain_info(id).map_err(xen_err)?;
+        let Some(hard) = hard else { return Ok(()) };
+        let mut bits = [0u8; 8];
+        for c in hard.cpus().filter(|&c| c < 64) {
+            bits[(c / 8) as usize] |= 1 << (c % 8);
+        }
+        let vcpus: Vec<u32> = match vcpu {
+            Some(v) if v > i.max_vcpu_id => return Err(XlError::Invalid),
+            Some(v) => alloc::vec![v],
+            None => (0..=i.max_vcpu_id).collect(),
+        };
+        for v in vcpus {
+            xc::set_vcpu_affinity(id, v, &bits).map_err(xen_err)?;
+        }
+        Ok(())
+    }
+
+    fn sched_credit_get(&mut self, domid: u32) -> XlResult<CreditDomain> {
+        let id = self.exists(domid)?;
+        let (weight, cap) = xc::sched_credit_get(id).map_err(xen_err)?;
+        Ok(CreditDomain {
+            weight: u32::from(weight),
+            cap: u32::from(cap),
+        })
+    }
+
+    fn sched_credit_set(
+        &mut self,
+        domid: u32,
+        weight: Option<u32>,
+        cap: Option<u32>,
+    ) -> XlResult<()> {
+        let id = self.exists(domid)?;
+        let w = match weight {
+            Some(w) if w == 0 || w > 65535 => return Err(XlError::Invalid),
+            Some(w) => w as u16,
+            None => 0,
+        };
+        let c = match cap {
+            Some(c) if c > 65534 => return Err(XlError::Invalid),
+            Some(c) => c as u16,
+            None => 0xffff,
+        };
+        xc::sched_credit_set(id, w, c).map_err(xen_err)
+    }
+
+    fn sched_credit_pool_get(&mut self, poolid: u32) -> XlResult<CreditPool> {
+        if poolid != 0 {
+            return Err(XlError::Invalid);
+        }
+        let (tslice_ms, ratelimit_us, migration_delay_us) =
+            xc::sched_credit_globals_get().map_err(xen_err)?;
+        Ok(CreditPool {
+            tslice_ms,
+            ratelimit_us,
+            migration_delay_us,
+        })
+    }
+
+    fn sched_credit_pool_set(&mut self, poolid: u32, p: &CreditPool) -> XlResult<()> {
+        if poolid != 0 {
+            return Err(XlError::Invalid);
+        }
+        xc::sched_credit_globals_set(p.tslice_ms, p.ratelimit_us, p.migration_delay_us)
+            .map_err(xen_err)
+    }
+
+    fn uptime_secs(&mut self, domid: u32) -> XlResult<u64> {
+        let id = self.exists(domid)?;
+        let now = time::now_ns();
+        let since = self.guests.get(&id).map_or(0, |g| g.started_ns);
+        Ok(now.saturating_sub(since) / 1_000_000_000)
+    }
+
+    fn wallclock_secs(&mut self) -> XlResult<u64> {
+        let (sec, _) = time::wallclock().ok_or(XlError::Failed)?;
+        Ok(sec + time::now_ns() / 1_000_000_000)
+    }
+
+    fn monotonic_ns(&mut self) -> XlResult<u64> {
+        Ok(time::now_ns())
+    }
+
+    fn top_wait(&mut self, delay_secs: u32) -> XlResult<bool> {
+        let end = time::now_ns().saturating_add(u64::from(delay_secs.max(1)) * 1_000_000_000);
+        while time::now_ns() < end {
+            let mut b = [0u8; 16];
+            let n = console::try_read(&mut b).unwrap_or(0);
+            if b[..n]
+                .iter()
+                .any(|&c| c == b'q' || c == b'Q' || c == 0x1d || c == 3)
+            {
+                return Ok(false);
+            }
+            if !self.service() {
+                self.idle();
+            }
+        }
+        Ok(true)
+    }
+}
