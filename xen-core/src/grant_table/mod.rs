@@ -169,6 +169,20 @@ impl GrantTable {
     }
 }
 
+impl GrantTable {
+    /// The table `XEN_DOMCTL_createdomain` asks for (Xen 4.17's
+    /// `grant_table_init`): a negative limit means the default; `Err` is
+    /// the domctl's `-EINVAL`.
+    pub fn for_createdomain(
+        max_grant_frames: i32,
+        max_maptrack_frames: i32,
+    ) -> Result<Self, BadLimits> {
+        let frames = u32::try_from(max_grant_frames).unwrap_or(MAX_GRANT_FRAMES);
+        let maptrack = u32::try_from(max_maptrack_frames).unwrap_or(MAX_MAPTRACK_FRAMES);
+        Self::with_limits(frames, maptrack)
+    }
+}
+
 impl Default for GrantTable {
     fn default() -> Self {
         Self::new()

@@ -362,6 +362,12 @@ fn limits() {
     assert!(GrantTable::with_limits(64, 1025).is_err());
     let g = GrantTable::with_limits(4, 0).unwrap();
     assert_eq!(g.active.max_frames(), 4);
+    let g = GrantTable::for_createdomain(-1, -1).unwrap();
+    assert_eq!(g.active.max_frames(), 64);
+    assert!(GrantTable::for_createdomain(0, -1).is_err());
+    assert!(GrantTable::for_createdomain(65, -1).is_err());
+    assert!(GrantTable::for_createdomain(32, 1025).is_err());
+    assert!(GrantTable::for_createdomain(32, 0).is_ok());
 }
 
 #[test]
