@@ -553,7 +553,7 @@ fn xl_errors_are_one_line_and_fail() {
 #[test]
 fn xl_create_list_console_reboot_shutdown_the_hello_guest() {
     let (code, text) = oxen_run_batch(
-        "xl info\nxl create /etc/xen/hello.cfg\nsleep 1\nxl list\nxl console hello\r\x1d\n\
+        "xl info\nxl create /etc/xen/hello.cfg\nsleep 3\nxl list\nxl console hello\r\x1d\n\
          xl reboot -w hello\nxl list\nxl shutdown -w hello\nxl list\nxl info\n",
     );
     assert_eq!(code, Some(0), "every xl command should succeed:\n{text}");
@@ -639,7 +639,7 @@ fn xl_a_guest_corrupting_its_xenstore_ring_hurts_nobody_else() {
             "--add",
             cfg.to_str().unwrap(),
         ],
-        "xl create /etc/xen/hello.cfg\nxl create hostile.cfg\nsleep 1.5\n\
+        "xl create /etc/xen/hello.cfg\nxl create hostile.cfg\nsleep 4\n\
          xl console hostile\r\x1d\nxl list\nxl shutdown -w hello\nxl destroy hostile\nxl list\n",
     );
     assert_eq!(
@@ -688,7 +688,7 @@ fn xl_two_guests_share_a_page_through_grants() {
             "--add",
             m.to_str().unwrap(),
         ],
-        "xl info\nxl create granter.cfg\nxl create mapper.cfg\nsleep 2\n\
+        "xl info\nxl create granter.cfg\nxl create mapper.cfg\nsleep 5\n\
          xl console granter\r\x1d\nxl console mapper\r\x1d\n\
          xl destroy granter\nxl destroy mapper\nxl info\n",
     );
