@@ -492,7 +492,7 @@ fn xl_on_crash_restart_restarts_and_destroy_gives_every_page_back() {
             "--add",
             cfg.to_str().unwrap(),
         ],
-        "xl info\nxl create crashy.cfg\nsleep 1.5\nxl list\nxl destroy crashy\nxl list\nxl info\n",
+        "xl info\nxl create crashy.cfg\nsleep 3\nxl list\nxl destroy crashy\nxl list\nxl info\n",
     );
     assert_eq!(code, Some(0), "every xl command should succeed:\n{text}");
     let rows = list_rows(&text, "crashy");
