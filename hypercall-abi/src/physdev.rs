@@ -110,6 +110,20 @@ pub const XEN_PCI_DEV_PXM: u32 = 1 << 2;
 pub const XEN_PCI_MMCFG_RESERVED: u32 = 1 << 0;
 
 abi_struct! {
+    /// `PHYSDEVOP_setup_gsi` (`struct physdev_setup_gsi`).
+    pub struct PhysdevSetupGsi {
+        /// The GSI.
+        pub gsi: i32,
+        /// 0 edge, 1 level.
+        pub triggering: u8,
+        /// 0 active high, 1 active low.
+        pub polarity: u8,
+        /// Implicit C padding.
+        pub _pad6: u16,
+    }
+}
+
+abi_struct! {
     /// `PHYSDEVOP_eoi`.
     pub struct PhysdevEoi {
         /// PIRQ to EOI.
@@ -294,6 +308,7 @@ abi_struct! {
 }
 
 zeroed_default!(
+    PhysdevSetupGsi,
     PhysdevEoi,
     PhysdevIrqStatusQuery,
     PhysdevSetIopl,

@@ -390,7 +390,8 @@ impl Env<'_> {
 }
 
 static CMOS_LOCK: Mutex<()> = Mutex::new(());
-static PCI_LOCK: Mutex<()> = Mutex::new(());
+/// Serialises CONFIG_ADDRESS/CONFIG_DATA pairs (the emulator and `hwirq`).
+pub static PCI_LOCK: Mutex<()> = Mutex::new(());
 
 fn raw_in(port: u16, size: u8) -> u32 {
     match size {

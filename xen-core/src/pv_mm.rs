@@ -67,6 +67,7 @@ pub fn context(domid: u16) -> PtContext {
         pg_owner: DomId(domid),
         xen_l4_slots: paging::hypervisor_l4_entries(),
         max_mfn: memory::max_mfn(),
+        iomem: crate::hwirq::iomem_of(domid),
     }
 }
 

@@ -284,6 +284,7 @@ pub fn start(protocol: u32, info_paddr: u32) -> ! {
             if let Some(port) = info.pm_timer_port {
                 crate::pv_emul::set_pm_timer_port(port);
             }
+            crate::hwirq::init(&info.ioapics, &info.isa_overrides, info.ecam);
             log::info!(
                 "ACPI: {} CPU(s) in the MADT",
                 info.apic_ids.len() + info.cpus_skipped

@@ -4,7 +4,7 @@
 //!
 //! Owns:
 //! * [`EvtchnTable`] — one domain's ports (free, reserved port 0, unbound,
-//!   interdomain, VIRQ, IPI; PIRQ reserved), their notify vCPUs, the
+//!   interdomain, VIRQ, IPI, PIRQ), their notify vCPUs, the
 //!   per-vCPU VIRQ bindings, the domain's port limit (`max_evtchn_port`)
 //!   and dying flag, and every `EVTCHNOP_*` operation on them, including
 //!   the two-table ones (bind_interdomain, close of an interdomain port,
@@ -37,7 +37,8 @@
 //!
 //! Deliberate differences from Xen 4.17:
 //! * No Xen-consumer channels (`alloc_unbound_xen_event_channel`), no FIFO
-//!   ABI, and `bind_pirq` always fails with `-EPERM`.
+//!   ABI. `bind_pirq` only allocates the port: the PIRQ checks and the
+//!   IRQ side live in `crate::irq` and the hypervisor's `hwirq` glue.
 //!
 //! Written by hand (Decision 8): this is Xen's own state machine with Xen's
 //! error codes, over fixed-size inline storage usable under a spinlock in

@@ -63,8 +63,7 @@ pub enum PortState {
         /// The other end's port.
         remote_port: u32,
     },
-    /// Bound to a physical IRQ (`ECS_PIRQ`). Reserved: no port reaches this
-    /// state until PIRQ passthrough exists (`bind_pirq` refuses).
+    /// Bound to a physical IRQ (`ECS_PIRQ`, `EVTCHNOP_bind_pirq`).
     Pirq {
         /// The PIRQ.
         pirq: u32,
@@ -410,11 +409,26 @@ impl<const N: usize, const V: usize> EvtchnTable<N, V> {
         Ok(port)
     }
 
-    /// `EVTCHNOP_bind_pirq`: not supported yet. No domain has access to any
-    /// physical IRQ, so this is Xen's answer for a PV domain without
-    /// permission on the PIRQ: `-EPERM`.
-    pub fn bind_pirq(&mut self, _pirq: u32, _flags: u32) -> Result<u32, Errno> {
-        Err(Errno::EPERM)
+    /// `EVTCHNOP_bind_pirq` (`evtchn_bind_pirq`): a fresh port bound to
+    /// `pirq`, notifying vCPU 0. The caller has already made the PIRQ
+    /// checks, in Xen's order (`-EINVAL` for a PIRQ past the domain's,
+    /// `-EPERM` for one not mapped to it, `-EEXIST` if a port is bound to
+    /// it already); what is left are the allocation errors (`-EINVAL`
+    /// dying, `-ENOSPC`). `flags` (`BIND_PIRQ__WILL_SHARE`) changes
+    /// nothing here: sharing is the IRQ's business.
+    pub fn bind_pirq(&mut self, pirq: u32, _flags: u32) -> Result<u32, Errno> {
+        let port = self.get_free_port()?;
+        self.set_state(port, PortState::Pirq { pirq });
+        self.set_notify(port, 0);
+        Ok(port)
+    }
+
+    /// The PIRQ `port` is bound to, if it is a PIRQ port.
+    pub fn pirq_of(&self, port: u32) -> Option<u32> {
+        match self.state(port)? {
+            PortState::Pirq { pirq } => Some(pirq),
+            _ => None,
+        }
     }
 
     /// `EVTCHNOP_bind_vcpu`: makes `port` notify `vcpu` from now on.

@@ -861,11 +861,16 @@ fn evtchn_bind_ipi() {
 }
 
 #[test]
-fn evtchn_bind_pirq_is_refused() {
+fn evtchn_bind_pirq_binds_a_port() {
     let mut t = Table::new(D0, 1);
-    assert_eq!(t.bind_pirq(1, 0), Err(Errno::EPERM));
-    assert_eq!(t.bind_pirq(u32::MAX, u32::MAX), Err(Errno::EPERM));
-    assert_eq!(t.active_ports(), 0);
+    let p = t.bind_pirq(8, 0).unwrap();
+    assert_eq!(t.pirq_of(p), Some(8));
+    assert_eq!(t.state(p), Some(PortState::Pirq { pirq: 8 }));
+    assert_eq!(t.notify_vcpu(p), Some(0));
+    assert_eq!(t.pirq_of(0), None);
+    assert_eq!(t.active_ports(), 1);
+    // Sends on a PIRQ port are refused, as in Xen.
+    assert_eq!(t.send(p), Err(Errno::EINVAL));
 }
 
 // --- bind_vcpu ---------------------------------------------------------------------

@@ -175,6 +175,7 @@ fn ctx(d: DomId) -> PtContext {
         pg_owner: d,
         xen_l4_slots: [0; 16],
         max_mfn: N - 1,
+        iomem: ptval::IoMem::NONE,
     }
 }
 

@@ -83,6 +83,7 @@ fn resolve(c: &Call, dom: DomId) -> Result<Option<DomId>, Errno> {
 /// interdomain channels become unbound ports for it, as in Xen.
 pub fn teardown(d: &mut crate::domain::Domain, others: &mut super::Others) {
     d.evtchn.set_dying();
+    crate::hwirq::release_domain(d.domid);
     loop {
         let (t, words) = event::table_and_words(d);
         let Some((port, peer)) = t.reset(&words) else {
@@ -142,7 +143,10 @@ fn op(c: &mut Call, cmd: u32, arg: u64) -> Result<i64, Errno> {
         }
         EvtchnOp::BindPirq => {
             let mut b: EvtchnBindPirq = read_guest(cr3, arg)?;
+            let me = c.dom.domid;
+            crate::hwirq::check_bind(me, b.pirq, crate::hwirq::nr_pirqs(c.dom.is_privileged))?;
             b.port = c.dom.evtchn.bind_pirq(b.pirq, b.flags)?;
+            crate::hwirq::bind(me, b.pirq, b.port);
             write_guest(cr3, arg, &b)?;
         }
         EvtchnOp::BindIpi => {
@@ -159,8 +163,12 @@ fn op(c: &mut Call, cmd: u32, arg: u64) -> Result<i64, Errno> {
             let me = c.dom.domid;
             let peer = c.dom.evtchn.peer_domain(a.port).filter(|&p| p != me);
             let remote = peer.and_then(|p| c.others.get(p));
+            let pirq = c.dom.evtchn.pirq_of(a.port);
             let (t, words) = event::table_and_words(c.dom);
             EvtchnTable::close(t, remote.map(|r| &mut *r.evtchn), a.port, &words)?;
+            if let Some(p) = pirq {
+                crate::hwirq::unbind(me, p);
+            }
         }
         EvtchnOp::Send => {
             let a: EvtchnSend = read_guest(cr3, arg)?;

@@ -18,7 +18,7 @@ use crate::pv_mm::{self, with_pt, DirectMapPt};
 use hypercall_abi::errno::Errno;
 use hypercall_abi::hypercall::Hypercall;
 use hypercall_abi::xen::{
-    MmuUpdate, MmuUpdateCmd, MmuextCmd, MmuextOp, DOMID_SELF, UVMF_ALL, UVMF_FLUSHTYPE_MASK,
+    MmuUpdate, MmuUpdateCmd, MmuextCmd, MmuextOp, DOMID_IO, DOMID_SELF, UVMF_ALL, UVMF_FLUSHTYPE_MASK,
     UVMF_INVLPG, UVMF_TLB_FLUSH,
 };
 use xen_core::guest_walk::is_canonical;
@@ -50,14 +50,21 @@ fn guest_addr_ok(va: u64) -> bool {
 
 /// Xen's `get_pg_owner` and its XSM check: `DOMID_SELF` is the caller
 /// itself; the caller's own id is refused ("cannot specify itself as
-/// foreign domain") as is an unknown domain (`-ESRCH`); `DOMID_IO` and
-/// `DOMID_XEN` are not offered (`-ESRCH`, Xen's answer for DOMID_XEN);
+/// foreign domain") as is an unknown domain (`-ESRCH`); `DOMID_IO` is
+/// the owner of I/O memory (`mmu_update` only; `mmuext_op` refuses it);
+/// `DOMID_XEN` is not offered (`-ESRCH`, Xen's answer for DOMID_XEN);
 /// another domain needs privilege (`-EPERM`). Returns the domain whose
 /// frames the new L1 entries map.
 fn pg_owner(c: &Call, foreigndom: u64) -> Result<u16, Errno> {
     let dom = foreigndom as u16;
     if dom == DOMID_SELF {
         return Ok(c.dom.domid);
+    }
+    if dom == DOMID_IO {
+        // Offered to everyone, as Xen's `get_pg_owner`: mapping I/O memory
+        // then needs the caller's own I/O memory permission (ptval's
+        // `IoMem`, the hardware domain's only), RAM is never DOMID_IO's.
+        return Ok(DOMID_IO);
     }
     if dom == c.dom.domid || !c.others.iter().any(|d| d.domid == dom) {
         return Err(Errno::ESRCH);
@@ -289,6 +296,7 @@ pub fn mmuext_op(c: &mut Call) -> Outcome {
         }
     }
     let pg = match pg_owner(c, foreigndom) {
+        Ok(DOMID_IO) => return Outcome::Ret(Errno::ESRCH.to_ret()),
         Ok(p) => p,
         Err(e) => return Outcome::Ret(e.to_ret()),
     };

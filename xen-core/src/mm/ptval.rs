@@ -188,6 +188,57 @@ pub struct PtContext {
     /// Highest machine frame number that is RAM (Xen's `max_page - 1`);
     /// anything above is treated as MMIO.
     pub max_mfn: u64,
+    /// The I/O memory the domain may map (Xen's `iomem_caps`).
+    pub iomem: IoMem,
+}
+
+/// Most ranges [`IoMem`] keeps away from a domain.
+pub const IOMEM_DENY_MAX: usize = 8;
+
+/// The machine frames outside RAM a domain may map (Xen's `iomem_caps`
+/// rangeset, as `dom0_setup_permissions` leaves it for the hardware
+/// domain: every frame but the ones the hypervisor drives itself).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IoMem {
+    /// Whether any I/O frame may be mapped (false: none, Xen's empty set).
+    pub permitted: bool,
+    /// Inclusive frame ranges kept away even then (local APIC, IO-APICs,
+    /// the MSI address window ...).
+    pub deny: [(u64, u64); IOMEM_DENY_MAX],
+}
+
+impl IoMem {
+    /// No I/O memory at all (every domain but the hardware domain).
+    pub const NONE: IoMem = IoMem {
+        permitted: false,
+        deny: [(1, 0); IOMEM_DENY_MAX],
+    };
+
+    /// Every frame but the `deny` ranges (at most [`IOMEM_DENY_MAX`] are
+    /// kept; more is a caller bug and the extra ones deny everything).
+    pub fn all_but(deny: &[(u64, u64)]) -> IoMem {
+        let mut m = IoMem {
+            permitted: true,
+            deny: [(1, 0); IOMEM_DENY_MAX],
+        };
+        if deny.len() > IOMEM_DENY_MAX {
+            m.permitted = false;
+            return m;
+        }
+        m.deny[..deny.len()].copy_from_slice(deny);
+        m
+    }
+
+    /// Whether `mfn` may be mapped (`iomem_access_permitted`).
+    pub fn permits(&self, mfn: Mfn) -> bool {
+        self.permitted && !self.deny.iter().any(|&(a, b)| a <= mfn.0 && mfn.0 <= b)
+    }
+
+    /// Whether the domain has I/O capabilities at all, which lets it choose
+    /// cache attributes (Xen's `l1_disallow_mask`).
+    pub const fn any(&self) -> bool {
+        self.permitted
+    }
 }
 
 impl PtContext {
@@ -380,6 +431,19 @@ pub const fn disallow_mask(level: u8) -> u64 {
         2 => L2_DISALLOW_MASK,
         3 => L3_DISALLOW_MASK,
         _ => L4_DISALLOW_MASK,
+    }
+}
+
+/// Cache-attribute bits of an L1 entry (PWT, PCD, PAT).
+const CACHE_ATTRS: u64 = PteFlags::PWT.bits() | PteFlags::PCD.bits() | (1 << 7);
+
+/// Xen's `l1_disallow_mask(d)`: a domain with I/O capabilities may choose
+/// the cache attributes of its L1 entries.
+pub const fn l1_disallow_mask(iomem: &IoMem) -> u64 {
+    if iomem.any() {
+        L1_DISALLOW_MASK & !CACHE_ATTRS
+    } else {
+        L1_DISALLOW_MASK
     }
 }
 
@@ -745,7 +809,7 @@ impl<M: PtMemory + ?Sized> Pt<'_, '_, M> {
         if e & P == 0 {
             return Ok(());
         }
-        let bad = e & L1_DISALLOW_MASK;
+        let bad = e & l1_disallow_mask(&self.ctx.iomem);
         if bad != 0 {
             return Err(PtError::BadFlags {
                 level: 1,
@@ -754,11 +818,25 @@ impl<M: PtMemory + ?Sized> Pt<'_, '_, M> {
         }
         let mfn = entry_mfn(e);
         if mfn.0 > self.ctx.max_mfn {
-            return Err(if mfn.0 == INVALID_MFN_FIELD {
-                PtError::InvalidMfn
+            if mfn.0 == INVALID_MFN_FIELD {
+                return Err(PtError::InvalidMfn);
+            }
+            // MMIO above RAM (Xen's `!mfn_valid`): no reference, only the
+            // domain's I/O memory permission (DOMID_IO reverts to the
+            // caller, whose permission `ctx.iomem` is).
+            return if self.ctx.iomem.permits(mfn) {
+                Ok(())
             } else {
-                PtError::MapIo { mfn }
-            });
+                Err(PtError::MapIo { mfn })
+            };
+        }
+        if matches!(self.ft.info(mfn), Ok(info) if info.owner() == Owner::Io) {
+            // A hole below the top of RAM, owned by DOMID_IO.
+            return if self.ctx.iomem.permits(mfn) {
+                Ok(())
+            } else {
+                Err(PtError::MapIo { mfn })
+            };
         }
         self.ft.get_page(mfn, owner).map_err(map_err)?;
         if e & RW != 0 {
@@ -876,12 +954,12 @@ impl<M: PtMemory + ?Sized> Pt<'_, '_, M> {
         if e & P == 0 {
             return Ok(());
         }
+        if level == 1 {
+            return self.get_l1(e);
+        }
         let bad = e & disallow_mask(level);
         if bad != 0 {
             return Err(PtError::BadFlags { level, flags: bad });
-        }
-        if level == 1 {
-            return self.get_l1(e);
         }
         let target = entry_mfn(e);
         let own = PageType::page_table(level);
@@ -971,7 +1049,12 @@ impl<M: PtMemory + ?Sized> Pt<'_, '_, M> {
             self.put_entry(level, old);
             return Ok(());
         }
-        let bad = new & disallow_mask(level);
+        let mask = if level == 1 {
+            l1_disallow_mask(&self.ctx.iomem)
+        } else {
+            disallow_mask(level)
+        };
+        let bad = new & mask;
         if bad != 0 {
             return Err(PtError::BadFlags { level, flags: bad });
         }
@@ -1327,6 +1410,7 @@ mod tests {
             pg_owner: DOM,
             xen_l4_slots: xen_slots(),
             max_mfn: N - 1,
+            iomem: IoMem::NONE,
         };
         f(&ctx, &mut ft, &mut mem);
     }
@@ -1586,6 +1670,7 @@ mod tests {
         world(|ctx, ft, mem| {
             let ctx = PtContext {
                 max_mfn: 1000,
+                iomem: IoMem::NONE,
                 ..*ctx
             };
             assert_eq!(
@@ -1597,6 +1682,66 @@ mod tests {
             put_l1_mapping(&ctx, ft, mem, ro(100));
             put_l1_mapping(&ctx, ft, mem, rw(IOPG));
             put_l1_mapping(&ctx, ft, mem, 0);
+            assert_balanced(ft, &before);
+        });
+    }
+
+    #[test]
+    fn io_mappings_need_iomem_permission() {
+        world(|ctx, ft, mem| {
+            let io = PtContext {
+                max_mfn: 1000,
+                iomem: IoMem::all_but(&[(0xfee00, 0xfeeff), (2000, 2000)]),
+                ..*ctx
+            };
+            let before = snap(ft);
+            // Above RAM and in a hole (DOMID_IO's frame), with cache
+            // attributes: fine, and nothing is referenced.
+            let uc = PteFlags::PCD.bits() | PteFlags::PWT.bits();
+            get_l1_mapping(&io, ft, mem, rw(1500) | uc).unwrap();
+            get_l1_mapping(&io, ft, mem, rw(IOPG)).unwrap();
+            put_l1_mapping(&io, ft, mem, rw(1500) | uc);
+            put_l1_mapping(&io, ft, mem, rw(IOPG));
+            assert_balanced(ft, &before);
+            // Denied frames, and any frame without permission: -EPERM.
+            for (c, f) in [(&io, 2000), (&io, 0xfee00), (&io, 0xfeeff)] {
+                assert_eq!(
+                    get_l1_mapping(c, ft, mem, ro(f)),
+                    Err(PtError::MapIo { mfn: Mfn(f) })
+                );
+            }
+            let none = PtContext {
+                max_mfn: 1000,
+                ..*ctx
+            };
+            assert_eq!(
+                get_l1_mapping(&none, ft, mem, ro(1500)),
+                Err(PtError::MapIo { mfn: Mfn(1500) })
+            );
+            assert_eq!(
+                get_l1_mapping(&none, ft, mem, ro(IOPG)),
+                Err(PtError::MapIo { mfn: Mfn(IOPG) })
+            );
+            assert_eq!(PtError::MapIo { mfn: Mfn(1) }.errno(), Errno::EPERM);
+            // Cache attributes only with I/O capabilities.
+            assert!(matches!(
+                get_l1_mapping(&none, ft, mem, ro(10) | uc),
+                Err(PtError::BadFlags { level: 1, .. })
+            ));
+            get_l1_mapping(&io, ft, mem, ro(10) | uc).unwrap();
+            put_l1_mapping(&io, ft, mem, ro(10) | uc);
+            // RAM stays RAM: DOMID_IO as the owner maps none of it.
+            let dio = PtContext {
+                pg_owner: DomId::IO,
+                ..io
+            };
+            assert!(Pt {
+                ctx: &dio,
+                ft: &mut *ft,
+                mem: &mut *mem
+            }
+            .get_l1_as(ro(10), Owner::Domain(DomId::IO))
+            .is_err());
             assert_balanced(ft, &before);
         });
     }

@@ -44,6 +44,12 @@ pub struct AcpiInfo {
     pub s5: Option<(u16, u16)>,
     /// The ACPI PM timer's I/O port (FADT), if it has one in I/O space.
     pub pm_timer_port: Option<u16>,
+    /// The IO-APICs (MADT).
+    pub ioapics: heapless::Vec<super::ioapic::IoApicInfo, 8>,
+    /// ISA interrupt source overrides (MADT).
+    pub isa_overrides: heapless::Vec<super::ioapic::IsaOverride, 16>,
+    /// PCI segment 0's ECAM (MCFG): base address, first and last bus.
+    pub ecam: Option<(u64, u8, u8)>,
 }
 
 /// Reads the MADT and FADT from the RSDP at `rsdp` (or found by scanning
@@ -63,6 +69,9 @@ pub fn probe(rsdp: Option<u64>, bsp_apic_id: u32) -> Result<AcpiInfo, acpi::Acpi
         cpus_skipped: 0,
         s5: None,
         pm_timer_port: None,
+        ioapics: heapless::Vec::new(),
+        isa_overrides: heapless::Vec::new(),
+        ecam: None,
     };
     let _ = info.apic_ids.push(bsp_apic_id);
     let madt = tables.find_table::<Madt>()?;
@@ -70,6 +79,23 @@ pub fn probe(rsdp: Option<u64>, bsp_apic_id: u32) -> Result<AcpiInfo, acpi::Acpi
         let (id, flags) = match e {
             MadtEntry::LocalApic(l) => (u32::from(l.apic_id), l.flags),
             MadtEntry::LocalX2Apic(l) => (l.x2apic_id, l.flags),
+            MadtEntry::IoApic(a) => {
+                let _ = info.ioapics.push(super::ioapic::IoApicInfo {
+                    address: u64::from(a.io_apic_address),
+                    gsi_base: a.global_system_interrupt_base,
+                });
+                continue;
+            }
+            MadtEntry::InterruptSourceOverride(o) => {
+                if o.bus == 0 {
+                    let _ = info.isa_overrides.push(super::ioapic::IsaOverride {
+                        irq: o.irq,
+                        gsi: o.global_system_interrupt,
+                        flags: o.flags,
+                    });
+                }
+                continue;
+            }
             _ => continue,
         };
         // Bit 0: enabled; bit 1: online capable (may be hot-added later).
@@ -79,6 +105,14 @@ pub fn probe(rsdp: Option<u64>, bsp_apic_id: u32) -> Result<AcpiInfo, acpi::Acpi
         if info.apic_ids.push(id).is_err() {
             info.cpus_skipped += 1;
         }
+    }
+    if let Ok(mcfg) = tables.find_table::<acpi::mcfg::Mcfg>() {
+        info.ecam = mcfg
+            .get()
+            .entries()
+            .iter()
+            .find(|e| e.pci_segment_group == 0)
+            .map(|e| (e.base_address, e.bus_number_start, e.bus_number_end));
     }
     if let Ok(fadt) = tables.find_table::<acpi::fadt::Fadt>() {
         if let Ok(Some(t)) = fadt.pm_timer_block() {

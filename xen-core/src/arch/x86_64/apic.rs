@@ -169,7 +169,9 @@ pub fn handle_interrupt(vector: u8) {
         }
         SPURIOUS_VECTOR => {}
         _ => {
-            log::warn!("unexpected interrupt vector {vector:#x}");
+            if !crate::hwirq::handle(vector) {
+                log::warn!("unexpected interrupt vector {vector:#x}");
+            }
             eoi();
         }
     }

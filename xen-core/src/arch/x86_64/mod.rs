@@ -7,6 +7,7 @@ pub mod entry;
 pub mod flush;
 pub mod gdt;
 pub mod instr;
+pub mod ioapic;
 pub mod paging;
 pub mod percpu;
 pub mod pic;
