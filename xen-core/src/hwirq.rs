@@ -402,6 +402,9 @@ pub fn handle(vector: u8) -> bool {
         }
         d
     };
+    if d.target.is_none() {
+        log::debug!("irq {} (vector {vector:#x}) with no event channel: masked", d.irq);
+    }
     if let Some((domid, port)) = d.target {
         let mut doms = DOMAINS.lock();
         if let Some(dom) = find(&mut doms, domid) {
