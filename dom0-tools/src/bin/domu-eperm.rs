@@ -3,8 +3,12 @@
 //! policy) refuses it to a domain that is not the control domain: each
 //! domctl and sysctl the toolstack uses, memory_op on another domain,
 //! foreign `mmu_update` and pins, event channels allocated in another
-//! domain's table or inspected there, SCHEDOP_remote_shutdown, and
-//! reading the hypervisor console. Afterwards the guest still runs (the
+//! domain's table or inspected there, SCHEDOP_remote_shutdown, reading
+//! the hypervisor console, and the hardware domain's device operations
+//! (issue 5): `PHYSDEVOP_map_pirq`/`unmap_pirq`/`setup_gsi`/`apic_read`/
+//! `pci_device_add`, `EVTCHNOP_bind_pirq` of a PIRQ it has no access to,
+//! and mapping device memory (the IO-APIC page, the ECAM) with
+//! `mmu_update` and `DOMID_IO`. Afterwards the guest still runs (the
 //! refusals changed nothing) and reports its verdict.
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
@@ -22,7 +26,13 @@ mod kernel {
     use hypercall_abi::sched::{SchedOp, SchedRemoteShutdown};
     use hypercall_abi::sysctl::{SysctlCmd, XenSysctl};
     use pv_guest_lib::hypercall::{hypercall1, hypercall2};
-    use pv_guest_lib::{events, mmu, println, Errno, StartInfo};
+    use hypercall_abi::event_channel::{EvtchnBindPirq, EvtchnOp};
+    use hypercall_abi::physdev::{
+        MapPirqType, PhysdevApic, PhysdevMapPirq, PhysdevOp, PhysdevPciDeviceAdd,
+        PhysdevSetupGsi, PhysdevUnmapPirq,
+    };
+    use hypercall_abi::xen::{MmuUpdate, DOMID_IO, DOMID_SELF};
+    use pv_guest_lib::{events, frame, mm, mmu, println, Errno, StartInfo};
 
     pv_guest_lib::entry!(main);
 
@@ -179,6 +189,122 @@ mod kernel {
             pv_guest_lib::xen::console_read(&mut buf),
             eperm,
         );
+        hardware(&mut c);
         c.finish()
+    }
+
+    fn physdev<T: zerocopy::IntoBytes + zerocopy::FromBytes>(
+        op: PhysdevOp,
+        arg: &mut T,
+    ) -> Result<u64, Errno> {
+        // SAFETY: Xen reads (and may write back) the command's struct.
+        check(unsafe {
+            hypercall2(
+                Hypercall::PhysdevOp,
+                u64::from(op.raw()),
+                arg as *mut T as u64,
+            )
+        })
+    }
+
+    /// The hardware domain's device operations, each refused.
+    fn hardware(c: &mut Checks) {
+        let eperm = AbiErrno::EPERM;
+        for (what, ty, index) in [
+            ("PHYSDEVOP_map_pirq GSI 8", MapPirqType::Gsi as i32, 8),
+            ("PHYSDEVOP_map_pirq MSI", MapPirqType::Msi as i32, -1),
+        ] {
+            let mut m = PhysdevMapPirq {
+                domid: DOMID_SELF,
+                r#type: ty,
+                index,
+                pirq: -1,
+                ..Default::default()
+            };
+            c.err(what, physdev(PhysdevOp::MapPirq, &mut m), eperm);
+        }
+        c.err(
+            "PHYSDEVOP_unmap_pirq",
+            physdev(
+                PhysdevOp::UnmapPirq,
+                &mut PhysdevUnmapPirq {
+                    domid: DOMID_SELF,
+                    pirq: 8,
+                    ..Default::default()
+                },
+            ),
+            eperm,
+        );
+        c.err(
+            "PHYSDEVOP_setup_gsi",
+            physdev(
+                PhysdevOp::SetupGsi,
+                &mut PhysdevSetupGsi {
+                    gsi: 20,
+                    triggering: 1,
+                    polarity: 1,
+                    ..Default::default()
+                },
+            ),
+            eperm,
+        );
+        c.err(
+            "PHYSDEVOP_apic_read",
+            physdev(
+                PhysdevOp::ApicRead,
+                &mut PhysdevApic {
+                    apic_physbase: 0xfec0_0000,
+                    ..Default::default()
+                },
+            ),
+            eperm,
+        );
+        c.err(
+            "PHYSDEVOP_pci_device_add",
+            physdev(PhysdevOp::PciDeviceAdd, &mut PhysdevPciDeviceAdd::default()),
+            eperm,
+        );
+        let mut b = EvtchnBindPirq {
+            pirq: 8,
+            flags: 0,
+            port: 0,
+        };
+        c.err(
+            "EVTCHNOP_bind_pirq 8",
+            events::op_raw(u64::from(EvtchnOp::BindPirq.raw()), &mut b),
+            eperm,
+        );
+        // Device memory: the L1 entry of a page of our own.
+        let Some(_) = c.ok("frame allocator", frame::init().map(|_| ())) else {
+            return;
+        };
+        let va = 0xffff_c000_0030_0000u64;
+        let Some(l1) = c.ok(
+            "an L1 table of our own",
+            frame::with_pt(|p| mm::ensure_l1(p, frame::kernel_l4(), va)),
+        ) else {
+            return;
+        };
+        let ptr = (l1 << 12) | (((va >> 12) & 511) * 8);
+        for (what, maddr) in [
+            ("mmu_update DOMID_IO of the IO-APIC page", 0xfec0_0000u64),
+            ("mmu_update DOMID_IO of the PCI ECAM", 0xb000_0000),
+            ("mmu_update DOMID_SELF of the PCI ECAM", 0xb000_0000),
+        ] {
+            let dom = if what.contains("DOMID_IO") {
+                DOMID_IO
+            } else {
+                DOMID_SELF
+            };
+            let req = MmuUpdate {
+                ptr,
+                val: maddr | 0x3,
+            };
+            c.err(
+                what,
+                mmu::mmu_update_foreign(&[req], dom).map_err(|e| e.errno),
+                eperm,
+            );
+        }
     }
 }
