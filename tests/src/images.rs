@@ -248,7 +248,7 @@ pub const TEST_KERNELS: &[TestKernel] = &[
     },
     TestKernel {
         name: "pv-hw",
-        purpose: "Dom0 owns the hardware (issue 5): PCI config through 0xcf8/0xcfc and ECAM mapped with mmu_update/DOMID_IO, RAM/IO-APIC/LAPIC refused, the RTC's GSI 8 as a PIRQ bound to an event channel, received and EOI'd, Xen's errors for bad PIRQ operations",
+        purpose: "Dom0 owns the hardware (issue 5): PCI config through 0xcf8/0xcfc and ECAM mapped with mmu_update/DOMID_IO, RAM/IO-APIC/LAPIC refused, the RTC's GSI 8 and an e1000e's MSI-X entry as PIRQs bound to event channels, received and EOI'd, Xen's errors for bad PIRQ operations",
         exit: Exit::POWEROFF,
         lines: &[
             "pv-hw: 00:00.0 through CONFIG_ADDRESS/CONFIG_DATA is the q35 host bridge: ok",
@@ -261,6 +261,11 @@ pub const TEST_KERNELS: &[TestKernel] = &[
             "pv-hw: EVTCHNOP_bind_pirq: ok",
             "pv-hw: the RTC's periodic interrupt arrived on the event channel, EOI'd each time: ok",
             "pv-hw: PHYSDEVOP_unmap_pirq: ok",
+            "pv-hw: map_pirq MSI-X entry 0 of 00:05.0: ok",
+            "pv-hw: Xen wrote the MSI-X entry (address 0xfee....., a vector), masked: ok",
+            "pv-hw: binding unmasks the entry: ok",
+            "pv-hw: the NIC's MSI-X interrupt arrived on the event channel: ok",
+            "pv-hw: closing masks the entry: ok",
         ],
         verdict_success: true,
     },
@@ -321,7 +326,32 @@ pub const KERNEL_SMP: &[(&str, u32)] = &[
     ("pv-domains", 1),
 ];
 
+/// Extra QEMU arguments (devices) a test kernel boots with, by kernel
+/// name.
+pub const KERNEL_QEMU_ARGS: &[(&str, &[&str])] = &[
+    // An e1000e NIC at 00:05.0: a PCI function with MSI-X whose interrupt
+    // the test can raise itself (the ICS register), for issue 5's MSI-X
+    // PIRQ check.
+    (
+        "pv-hw",
+        &[
+            "-netdev",
+            "user,id=hwnet",
+            "-device",
+            "e1000e,netdev=hwnet,addr=05.0",
+        ],
+    ),
+];
+
 impl TestKernel {
+    /// Its extra QEMU arguments (see [`KERNEL_QEMU_ARGS`]).
+    pub fn qemu_args(&self) -> &'static [&'static str] {
+        KERNEL_QEMU_ARGS
+            .iter()
+            .find(|(n, _)| *n == self.name)
+            .map_or(&[], |(_, a)| a)
+    }
+
     /// The QEMU CPU count it boots with, if not the default (see [`KERNEL_SMP`]).
     pub fn smp(&self) -> Option<u32> {
         KERNEL_SMP
@@ -569,6 +599,12 @@ mod tests {
                 k.name
             );
             assert_eq!(names.iter().filter(|n| **n == k.name).count(), 1);
+        }
+        for (name, _) in KERNEL_QEMU_ARGS {
+            assert!(
+                TEST_KERNELS.iter().any(|k| k.name == *name),
+                "QEMU arguments for an unknown kernel {name}"
+            );
         }
         for (name, _) in KERNEL_OPTIONS {
             assert!(

@@ -256,6 +256,9 @@ fn check_test_kernel(k: &TestKernel) {
     if let Some(n) = k.smp() {
         q = q.smp(n);
     }
+    for a in k.qemu_args() {
+        q = q.arg(*a);
+    }
     let r = q.spawn().unwrap().wait_exit(BOOT_TIMEOUT);
     let purpose = format!("{} ({})", k.name, k.purpose);
     if r.timed_out {

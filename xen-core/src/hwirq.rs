@@ -403,7 +403,10 @@ pub fn handle(vector: u8) -> bool {
         d
     };
     if d.target.is_none() {
-        log::debug!("irq {} (vector {vector:#x}) with no event channel: masked", d.irq);
+        log::debug!(
+            "irq {} (vector {vector:#x}) with no event channel: masked",
+            d.irq
+        );
     }
     if let Some((domid, port)) = d.target {
         let mut doms = DOMAINS.lock();

@@ -142,10 +142,10 @@ impl IrqTable {
 
     /// The IRQ `domid`'s `pirq` is mapped to.
     pub fn lookup(&self, domid: u16, pirq: u32) -> Option<(usize, Irq)> {
-        self.irqs
-            .iter()
-            .enumerate()
-            .find_map(|(i, s)| s.filter(|q| q.domid == domid && q.pirq == pirq).map(|q| (i, q)))
+        self.irqs.iter().enumerate().find_map(|(i, s)| {
+            s.filter(|q| q.domid == domid && q.pirq == pirq)
+                .map(|q| (i, q))
+        })
     }
 
     fn pirq_used(&self, domid: u16, pirq: u32) -> bool {
@@ -156,8 +156,8 @@ impl IrqTable {
     /// count, everything else downwards from the top.
     fn free_pirq(&self, domid: u16, gsi: bool, nr_pirqs: u32) -> Result<u32, Errno> {
         if gsi {
-            if let Some(p) =
-                (FIRST_FREE_GSI_PIRQ..self.nr_gsis.min(nr_pirqs)).find(|&p| !self.pirq_used(domid, p))
+            if let Some(p) = (FIRST_FREE_GSI_PIRQ..self.nr_gsis.min(nr_pirqs))
+                .find(|&p| !self.pirq_used(domid, p))
             {
                 return Ok(p);
             }
@@ -422,7 +422,10 @@ mod tests {
         assert_eq!(t.map_gsi(1, 8, 8, N, false, false), Err(Errno::EBUSY));
         // PIRQ 8 taken by GSI 8: GSI 9 cannot have it.
         assert_eq!(t.map_gsi(D0, 9, 8, N, true, true), Err(Errno::EBUSY));
-        assert_eq!(t.map_gsi(D0, 9, N as i32, N, true, true), Err(Errno::EINVAL));
+        assert_eq!(
+            t.map_gsi(D0, 9, N as i32, N, true, true),
+            Err(Errno::EINVAL)
+        );
         // A free PIRQ for a GSI: from 16 up.
         let m = t.map_gsi(D0, 9, -1, N, true, true).unwrap();
         assert_eq!(m.pirq, 16);

@@ -21,17 +21,17 @@ mod kernel {
     use dom0_tools::pvtest::Checks;
     use hypercall_abi::domctl::{DomctlCmd, XenDomctl};
     use hypercall_abi::errno::Errno as AbiErrno;
+    use hypercall_abi::event_channel::{EvtchnBindPirq, EvtchnOp};
     use hypercall_abi::hypercall::Hypercall;
     use hypercall_abi::memory::{MemoryOp, XenMemoryReservation};
+    use hypercall_abi::physdev::{
+        MapPirqType, PhysdevApic, PhysdevMapPirq, PhysdevOp, PhysdevPciDeviceAdd, PhysdevSetupGsi,
+        PhysdevUnmapPirq,
+    };
     use hypercall_abi::sched::{SchedOp, SchedRemoteShutdown};
     use hypercall_abi::sysctl::{SysctlCmd, XenSysctl};
-    use pv_guest_lib::hypercall::{hypercall1, hypercall2};
-    use hypercall_abi::event_channel::{EvtchnBindPirq, EvtchnOp};
-    use hypercall_abi::physdev::{
-        MapPirqType, PhysdevApic, PhysdevMapPirq, PhysdevOp, PhysdevPciDeviceAdd,
-        PhysdevSetupGsi, PhysdevUnmapPirq,
-    };
     use hypercall_abi::xen::{MmuUpdate, DOMID_IO, DOMID_SELF};
+    use pv_guest_lib::hypercall::{hypercall1, hypercall2};
     use pv_guest_lib::{events, frame, mm, mmu, println, Errno, StartInfo};
 
     pv_guest_lib::entry!(main);

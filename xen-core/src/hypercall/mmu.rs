@@ -18,8 +18,8 @@ use crate::pv_mm::{self, with_pt, DirectMapPt};
 use hypercall_abi::errno::Errno;
 use hypercall_abi::hypercall::Hypercall;
 use hypercall_abi::xen::{
-    MmuUpdate, MmuUpdateCmd, MmuextCmd, MmuextOp, DOMID_IO, DOMID_SELF, UVMF_ALL, UVMF_FLUSHTYPE_MASK,
-    UVMF_INVLPG, UVMF_TLB_FLUSH,
+    MmuUpdate, MmuUpdateCmd, MmuextCmd, MmuextOp, DOMID_IO, DOMID_SELF, UVMF_ALL,
+    UVMF_FLUSHTYPE_MASK, UVMF_INVLPG, UVMF_TLB_FLUSH,
 };
 use xen_core::guest_walk::is_canonical;
 use xen_core::mm::frame_table::{FrameTable, PageType};

@@ -16,13 +16,13 @@
 
 use super::Call;
 use crate::domain::read_guest;
-use hypercall_abi::errno::Errno;
 use crate::domain::write_guest;
 use crate::hwirq;
+use hypercall_abi::errno::Errno;
 use hypercall_abi::physdev::{
-    MapPirqType, PhysdevApic, PhysdevEoi, PhysdevIrqStatusQuery, PhysdevManagePci,
-    PhysdevMapPirq, PhysdevOp, PhysdevPciDevice, PhysdevPciDeviceAdd, PhysdevPciMmcfgReserved,
-    PhysdevSetIobitmap, PhysdevSetIopl, PhysdevSetupGsi, PhysdevUnmapPirq, XENIRQSTAT_NEEDS_EOI,
+    MapPirqType, PhysdevApic, PhysdevEoi, PhysdevIrqStatusQuery, PhysdevManagePci, PhysdevMapPirq,
+    PhysdevOp, PhysdevPciDevice, PhysdevPciDeviceAdd, PhysdevPciMmcfgReserved, PhysdevSetIobitmap,
+    PhysdevSetIopl, PhysdevSetupGsi, PhysdevUnmapPirq, XENIRQSTAT_NEEDS_EOI,
 };
 use hypercall_abi::xen::DOMID_SELF;
 use xen_core::guest_walk::HYPERVISOR_VIRT_END;
@@ -75,15 +75,7 @@ pub fn physdev_op(c: &mut Call) -> Result<i64, Errno> {
                     else {
                         return Err(Errno::EINVAL);
                     };
-                    hwirq::map_msi(
-                        me,
-                        m.pirq,
-                        nr,
-                        m.bus as u8,
-                        devfn,
-                        entry,
-                        m.table_base != 0,
-                    )?
+                    hwirq::map_msi(me, m.pirq, nr, m.bus as u8, devfn, entry, m.table_base != 0)?
                 }
                 Some(MapPirqType::MultiMsi) => return Err(Errno::EOPNOTSUPP),
                 _ => return Err(Errno::EINVAL),
@@ -93,7 +85,11 @@ pub fn physdev_op(c: &mut Call) -> Result<i64, Errno> {
                     "d{me}: pirq {} -> irq {} ({})",
                     mapped.pirq,
                     mapped.irq,
-                    if m.r#type == MapPirqType::Gsi as i32 { "GSI" } else { "MSI" }
+                    if m.r#type == MapPirqType::Gsi as i32 {
+                        "GSI"
+                    } else {
+                        "MSI"
+                    }
                 );
             }
             m.pirq = mapped.pirq as i32;

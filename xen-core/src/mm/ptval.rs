@@ -67,11 +67,12 @@
 //!   of its own level is refused with `-EINVAL` ([`PtError::LinearPageTable`]).
 //!   Xen accepts read-only ones when built with `CONFIG_PV_LINEAR_PT` (the
 //!   default); its security history (XSA-240) argues for leaving them out.
-//! - No I/O mappings and no cache attributes: an L1 entry for a frame outside
-//!   RAM or owned by `DOMID_IO` is refused with `-EPERM` (Xen's answer to a
-//!   domain without `iomem` permission), and PWT/PCD/PAT are refused in L1
-//!   entries even for Dom0 (Xen allows them to domains with I/O
-//!   capabilities).
+//! - I/O memory as a plain permission ([`PtContext::iomem`], Xen's
+//!   `iomem_caps` without `mmio_ro_ranges`): an L1 entry for a frame outside
+//!   RAM or owned by `DOMID_IO` takes no reference and is allowed if the
+//!   domain may map that frame, else refused with `-EPERM`; PWT/PCD/PAT are
+//!   allowed in L1 entries of a domain with I/O memory (Xen's
+//!   `l1_disallow_mask`). No read-only MMIO ranges.
 //! - No foreign mappings (`pg_owner != pt_owner`), no `DOMID_XEN` pages: a
 //!   frame owned by anyone but the domain is refused with Xen's `-EBUSY`.
 //! - No preemption: validation and devalidation run to completion (Xen may

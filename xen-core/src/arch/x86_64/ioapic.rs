@@ -101,9 +101,9 @@ pub fn init(chips: &[IoApicInfo], overrides: &[IsaOverride]) {
 
 /// Number of GSIs (one past the highest pin).
 pub fn nr_gsis() -> u32 {
-    CHIPS
-        .get()
-        .map_or(0, |c| c.iter().map(|c| c.gsi_base + c.pins).max().unwrap_or(0))
+    CHIPS.get().map_or(0, |c| {
+        c.iter().map(|c| c.gsi_base + c.pins).max().unwrap_or(0)
+    })
 }
 
 /// The polarity and trigger of `gsi` if an ISA override or the ISA default
@@ -111,7 +111,9 @@ pub fn nr_gsis() -> u32 {
 /// override, `None` for the rest (PCI: level, active low unless
 /// `PHYSDEVOP_setup_gsi` says otherwise).
 pub fn isa_mode(gsi: u32) -> Option<(bool, bool)> {
-    let o = OVERRIDES.get().and_then(|o| o.iter().find(|o| o.gsi == gsi));
+    let o = OVERRIDES
+        .get()
+        .and_then(|o| o.iter().find(|o| o.gsi == gsi));
     match o {
         Some(o) => {
             // MPS INTI: polarity 1 = high, 3 = low; trigger 1 = edge, 3 = level
