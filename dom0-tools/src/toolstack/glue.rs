@@ -172,6 +172,12 @@ impl Toolstack {
         self.guests.len()
     }
 
+    /// What guest `domid` wrote on its console so far, as the console
+    /// back-end holds it (its backlog), while Dom0 runs that guest.
+    pub fn console_backlog(&self, domid: u16) -> Option<&crate::consoled::Backlog> {
+        self.guests.get(&domid).map(|g| g.console.backlog())
+    }
+
     /// One step of the back ends: xenstore requests, console output,
     /// shutdowns. True if anything happened.
     pub fn service(&mut self) -> bool {
