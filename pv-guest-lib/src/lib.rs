@@ -36,6 +36,9 @@
 //! - [`runtime::init`]: all of it in one call;
 //! - [`xenbus`] (feature `alloc`): the xenstore client — wire format, ring,
 //!   read/write/watch/transactions, the `control/shutdown` protocol.
+//! - [`domu`] (feature `alloc`): an ordinary domain towards the toolstack —
+//!   connect to xenstore at boot, say who it is, obey `xl shutdown` and
+//!   `xl reboot`.
 //!
 //! Kernels link with `pv-kernel.ld` (shipped beside this crate's
 //! `Cargo.toml`); see the crate's README for a complete example.
@@ -67,6 +70,8 @@ pub mod arch;
 pub mod boot;
 pub mod console;
 pub mod console_ring;
+#[cfg(feature = "alloc")]
+pub mod domu;
 pub mod error;
 pub mod events;
 pub mod executor;

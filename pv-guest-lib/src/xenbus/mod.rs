@@ -11,7 +11,9 @@
 //! - [`shutdown`]: the `control/shutdown` protocol (poweroff, reboot,
 //!   suspend, crash requests from the toolstack);
 //! - [`metal`]: the transport a booted domain uses (the `start_info` ring
-//!   page and event channel): `xenbus::metal::connect(si)`.
+//!   page and event channel); [`crate::domu::connect`] is how an ordinary
+//!   domain gets a client over it, and [`crate::domu::ShutdownWatcher`]
+//!   the whole shutdown protocol.
 //!
 //! Everything but [`metal`] is pure logic with no hypercalls: the event
 //! channel lives behind the transport's hooks, so it runs on the host.

@@ -2,7 +2,7 @@
 //! into `req[]` and consumes replies and watch events from `rsp[]`, and
 //! [`RingTransport`] pairs it with "notify the other end" and "wait for an
 //! event" hooks (an event channel on the metal, a call into an in-process
-//! `xenstored` on the host) to make a [`Transport`](super::Transport).
+//! `xenstored` on the host) to make a [`Transport`].
 //!
 //! Indexes read from the page are checked: a producer more than a ring ahead
 //! of its consumer, or a reply longer than `XENSTORE_PAYLOAD_MAX`, is a

@@ -1,7 +1,10 @@
 //! The toolstack's shutdown protocol: `xl shutdown/reboot/...` writes the
 //! request to the guest's `control/shutdown` node; the guest watches it,
 //! acknowledges by writing an empty value (in a transaction, so the
-//! toolstack sees the guest took it), then acts. The guest advertises what
+//! toolstack sees the guest took it), then acts. Values it does not handle
+//! are left unacknowledged (the toolstack times out and says so), as
+//! Linux's `drivers/xen/manage.c` does. [`crate::domu::ShutdownWatcher`]
+//! is the whole protocol for an ordinary domain. The guest advertises what
 //! it supports in `control/feature-<name>` (as Linux does).
 
 use super::{Transport, Xenbus, XsErr, XsError, NO_TX};
@@ -47,6 +50,29 @@ impl ShutdownRequest {
     }
 }
 
+/// A value found in `control/shutdown` by [`Xenbus::check_shutdown_with`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Pending {
+    /// A request the guest takes: it has been acknowledged (the node now
+    /// holds ""). `value` is what the toolstack wrote (`"halt"` parses as
+    /// [`ShutdownRequest::Poweroff`]).
+    Taken {
+        /// The request.
+        request: ShutdownRequest,
+        /// The raw value.
+        value: alloc::string::String,
+    },
+    /// A value the guest does not handle (an unknown word, or a request it
+    /// refused): left in place, unacknowledged, so the toolstack times out
+    /// and reports that the guest did not acknowledge it (as Linux does).
+    Refused {
+        /// The request, if the value is one.
+        request: Option<ShutdownRequest>,
+        /// The raw value (lossy UTF-8).
+        value: alloc::string::String,
+    },
+}
+
 impl<T: Transport> Xenbus<T> {
     /// Advertises `control/feature-{poweroff,reboot,suspend}` (best effort)
     /// and watches `control/shutdown`.
@@ -59,10 +85,13 @@ impl<T: Transport> Xenbus<T> {
         self.watch(SHUTDOWN_NODE, SHUTDOWN_TOKEN)
     }
 
-    /// Reads and acknowledges a pending shutdown request: `None` if there is
-    /// none (empty or missing node) or it is not one we know (it is still
-    /// acknowledged, as Linux does).
-    pub fn check_shutdown(&mut self) -> Result<Option<ShutdownRequest>, XsError> {
+    /// Reads `control/shutdown` in a transaction and, if it holds a request
+    /// `accept` takes, acknowledges it by writing "" (so the toolstack sees
+    /// the guest took it). `None` if the node is empty or missing.
+    pub fn check_shutdown_with(
+        &mut self,
+        accept: impl Fn(ShutdownRequest) -> bool,
+    ) -> Result<Option<Pending>, XsError> {
         self.transaction(|xb, tx| {
             let v = match xb.read(tx, SHUTDOWN_NODE) {
                 Ok(v) => v,
@@ -72,8 +101,25 @@ impl<T: Transport> Xenbus<T> {
             if v.is_empty() {
                 return Ok(None);
             }
-            xb.write(tx, SHUTDOWN_NODE, b"")?;
-            Ok(ShutdownRequest::parse(&v))
+            let value = alloc::string::String::from_utf8_lossy(&v).into_owned();
+            let request = ShutdownRequest::parse(&v);
+            match request {
+                Some(request) if accept(request) => {
+                    xb.write(tx, SHUTDOWN_NODE, b"")?;
+                    Ok(Some(Pending::Taken { request, value }))
+                }
+                _ => Ok(Some(Pending::Refused { request, value })),
+            }
+        })
+    }
+
+    /// Reads and acknowledges a pending shutdown request: `None` if there is
+    /// none (empty or missing node) or it is not one we know (that is left
+    /// unacknowledged, as Linux does).
+    pub fn check_shutdown(&mut self) -> Result<Option<ShutdownRequest>, XsError> {
+        Ok(match self.check_shutdown_with(|_| true)? {
+            Some(Pending::Taken { request, .. }) => Some(request),
+            _ => None,
         })
     }
 
