@@ -138,6 +138,20 @@ pub fn has_line(slices: (&[u8], &[u8])) -> bool {
     slices.0.contains(&b'\n') || slices.1.contains(&b'\n')
 }
 
+/// `v` in decimal ASCII, written into `buf`.
+pub fn decimal(v: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    let mut v = v;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            return &buf[i..];
+        }
+    }
+}
+
 /// Longest line [`Relay`] holds back waiting for its end.
 pub const RELAY_LINE_MAX: usize = 256;
 
@@ -272,6 +286,14 @@ mod tests {
             format!("{l}"),
             "BENCH name=xl_create_first_line cycles=1024 min=1000 iters=65 ns=30 ns_min=20"
         );
+    }
+
+    #[test]
+    fn decimals() {
+        let mut b = [0u8; 20];
+        assert_eq!(decimal(0, &mut b), b"0");
+        assert_eq!(decimal(1207, &mut b), b"1207");
+        assert_eq!(decimal(u64::MAX, &mut b), b"18446744073709551615");
     }
 
     #[test]
