@@ -235,6 +235,11 @@ mod metal {
 
         ".pushsection .bss.pv_boot_stack, \"aw\", @nobits",
         ".balign {stack_size}",
+        // A guard page right below the (size-aligned) stack: rust_start
+        // unmaps it, so an overflow faults instead of overwriting .bss.
+        ".skip {stack_size} - {page}",
+        "__pv_boot_stack_guard:",
+        ".skip {page}",
         "__pv_boot_stack_bottom:",
         ".skip {stack_size}",
         "__pv_boot_stack_top:",
@@ -270,6 +275,8 @@ mod metal {
     extern "C" {
         /// End of the kernel image (page aligned), from `pv-kernel.ld`.
         static __pv_image_end: u8;
+        /// The page below the boot stack (see the assembly above).
+        static __pv_boot_stack_guard: u8;
     }
 
     extern "Rust" {
@@ -298,6 +305,11 @@ mod metal {
         // (see the assembly above) of exactly percpu::STACK_SIZE bytes, and
         // we run on it well above its lowest 16 bytes.
         unsafe { crate::percpu::init_stack(crate::percpu::stack_base(crate::arch::rsp()), 0) };
+        // The guard page: nothing lives there; unmapping it turns a stack
+        // overflow into a page fault. (If the hypervisor refuses, the
+        // stack simply has no guard.)
+        let guard = (&raw const __pv_boot_stack_guard) as u64;
+        let _ = crate::mmu::update_va_mapping(guard, 0, crate::mmu::Flush::InvlpgLocal);
         // SAFETY: `entry!` defines this symbol with exactly this signature;
         // without it the kernel does not link.
         unsafe { __pv_guest_main(si) }

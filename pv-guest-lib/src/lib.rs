@@ -76,6 +76,7 @@ pub mod error;
 pub mod events;
 pub mod executor;
 pub mod frame;
+pub mod grant;
 #[cfg(feature = "alloc")]
 pub mod heap;
 pub mod hypercall;

@@ -568,3 +568,117 @@ fn xl_errors_are_one_line_and_fail() {
         "Dom0 and the toolstack should survive them:\n{text}"
     );
 }
+
+#[test]
+fn xl_create_list_console_reboot_shutdown_the_hello_guest() {
+    let (code, text) = oxen_run_batch(
+        "xl info\nxl create /etc/xen/hello.cfg\nsleep 1\nxl list\nxl console hello\r\x1d\n\
+         xl reboot -w hello\nxl list\nxl shutdown -w hello\nxl list\nxl info\n",
+    );
+    assert_eq!(code, Some(0), "every xl command should succeed:\n{text}");
+    let rows = list_rows(&text, "hello");
+    let ids: Vec<u32> = rows.iter().map(|r| r.0).collect();
+    assert_eq!(
+        ids,
+        [1, 2],
+        "xl list shows hello as domain 1, then (rebooted) 2, then not at all:\n{text}"
+    );
+    for (_, mem, vcpus, _) in &rows {
+        assert_eq!(
+            (*mem, *vcpus),
+            (16, 1),
+            "hello.cfg's memory and vcpus:\n{text}"
+        );
+    }
+    for want in [
+        "Hello from Oxen! I am domain 1 (\"hello\").",
+        "hello: waiting for xl shutdown / xl reboot (control/shutdown)",
+        "Rebooting domain 1",
+        "Domain 1 has been destroyed",
+        "Shutting down domain 2",
+        "Domain 2 has been destroyed",
+    ] {
+        assert!(text.contains(want), "missing {want:?}:\n{text}");
+    }
+    let free = free_memory(&text);
+    assert_eq!(free.len(), 2, "two `xl info`s:\n{text}");
+    assert_eq!(
+        free[0], free[1],
+        "free memory should come back exactly:\n{text}"
+    );
+}
+
+#[test]
+fn xl_fifty_guests_at_once_each_answering_on_its_console() {
+    const N: usize = 50;
+    let mut input = String::from("xl info\n");
+    for i in 0..N {
+        input.push_str(&format!(
+            "xl create -q /etc/xen/hello.cfg 'name=\"g{i}\"' memory=16\n"
+        ));
+    }
+    input.push_str("sleep 2\nxl list\n");
+    for i in 0..N {
+        input.push_str(&format!("xl console g{i}\r\x1d\n"));
+    }
+    for i in 0..N {
+        input.push_str(&format!("xl destroy g{i}\n"));
+    }
+    input.push_str("xl list\nxl info\n");
+    let (code, text) = oxen_run_batch_with(&["--mem", "1280M", "--timeout", "600"], &input);
+    assert_eq!(code, Some(0), "every xl command should succeed:\n{text}");
+    for i in 0..N {
+        let rows = list_rows(&text, &format!("g{i}"));
+        assert_eq!(rows.len(), 1, "g{i} is listed once, with 16 MiB:\n{text}");
+        assert_eq!(rows[0].1, 16, "g{i}'s memory:\n{text}");
+        let hello = format!("I am domain {} (\"g{i}\").", rows[0].0);
+        assert!(
+            text.contains(&hello),
+            "g{i} should answer on its console ({hello:?}):\n{text}"
+        );
+    }
+    let free = free_memory(&text);
+    assert_eq!(free.len(), 2, "two `xl info`s:\n{text}");
+    assert_eq!(free[0], free[1], "every frame should come back:\n{text}");
+}
+
+#[test]
+fn xl_a_guest_corrupting_its_xenstore_ring_hurts_nobody_else() {
+    let hostile = image("domu-xshostile");
+    let cfg = ramdisk_file(
+        "hostile.cfg",
+        "name = \"hostile\"\nkernel = \"/domu-xshostile\"\nmemory = 8\n",
+    );
+    let (code, text) = oxen_run_batch_with(
+        &[
+            "--add",
+            hostile.to_str().unwrap(),
+            "--add",
+            cfg.to_str().unwrap(),
+        ],
+        "xl create /etc/xen/hello.cfg\nxl create /hostile.cfg\nsleep 1.5\n\
+         xl console hostile\r\x1d\nxl list\nxl shutdown -w hello\nxl destroy hostile\nxl list\n",
+    );
+    assert_eq!(
+        code,
+        Some(0),
+        "Dom0 and every xl command should be fine:\n{text}"
+    );
+    for want in [
+        "domu-xshostile: xenstore answers, I am Some(\"hostile\")",
+        "domu-xshostile: done corrupting my xenstore ring",
+        "Domain 1 has been destroyed",
+    ] {
+        assert!(text.contains(want), "missing {want:?}:\n{text}");
+    }
+    assert_eq!(
+        list_rows(&text, "hello").len(),
+        1,
+        "hello still listed:\n{text}"
+    );
+    assert_eq!(
+        list_rows(&text, "hostile").len(),
+        1,
+        "hostile listed once:\n{text}"
+    );
+}

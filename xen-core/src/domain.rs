@@ -171,6 +171,9 @@ pub struct Domain {
     pub dying: bool,
     /// XEN_DOMCTL_settimeoffset: seconds added to its wallclock.
     pub time_offset: i64,
+    /// Its grant table (v1): shared frames, active entries, maptrack.
+    /// Teardown: `hypercall::grant_table::{release_mappings, destroy_table}`.
+    pub grants: Box<xen_core::grant_table::GrantTable>,
 }
 
 /// Byte offset of `vcpu_info[i]` in shared_info.
@@ -244,6 +247,7 @@ impl Domain {
             pause_count: 0,
             dying: false,
             time_offset: 0,
+            grants: Box::new(xen_core::grant_table::GrantTable::new()),
         }
     }
 }

@@ -20,6 +20,7 @@ pub mod credit;
 pub mod desc;
 pub mod domain_build;
 pub mod evtchn;
+pub mod grant_table;
 pub mod guest_walk;
 pub mod ioports;
 pub mod mm;

@@ -54,6 +54,10 @@ impl PtMemory for DirectMapPt {
     fn frame_freed(&mut self, mfn: Mfn) {
         self.freed.push(mfn);
     }
+
+    fn grant_pte_dropped(&mut self, entry: u64) {
+        crate::hypercall::grant_table::note_implicit_unmap(self.domid, entry);
+    }
 }
 
 /// The validation context of domain `domid`.

@@ -138,6 +138,7 @@ pub fn memory_op(c: &mut Call) -> Result<i64, Errno> {
             write_guest(c.cr3, arg, &l)?;
             Ok(0)
         }
+        MemoryOp::AddToPhysmap => super::grant_table::add_to_physmap(c),
         _ => Err(Errno::ENOSYS),
     }
 }

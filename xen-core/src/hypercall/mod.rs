@@ -10,6 +10,7 @@ pub(crate) mod cpu;
 mod desc;
 mod domctl;
 pub(crate) mod evtchn;
+pub mod grant_table;
 mod memory;
 mod mmu;
 mod physdev;
@@ -154,7 +155,11 @@ extern "C" fn pv_syscall_dispatch(frame: &mut TrapFrame) {
                 Some(Deferred::Remove(id)) => crate::domain::destroy(&mut doms, id),
                 None => {}
             }
-            out
+            if grant_table::take_implicit_unmap(domid) {
+                Outcome::Crash("attempt to implicitly unmap a granted PTE")
+            } else {
+                out
+            }
         }
     };
     match out {
@@ -193,6 +198,7 @@ fn dispatch(nr: u64, c: &mut Call) -> Outcome {
         Hypercall::EventChannelOp => evtchn::event_channel_op(c).into(),
         Hypercall::EventChannelOpCompat => evtchn::event_channel_op_compat(c).into(),
         Hypercall::PhysdevOp => physdev::physdev_op(c).into(),
+        Hypercall::GrantTableOp => grant_table::grant_table_op(c),
         Hypercall::Domctl => domctl::domctl(c).into(),
         Hypercall::Sysctl => sysctl::sysctl(c).into(),
         Hypercall::Iret => {

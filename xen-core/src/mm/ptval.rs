@@ -123,8 +123,16 @@ pub const GUEST_KERNEL: u64 = 1 << 52;
 /// PAT/PSE and G.
 pub const BASE_DISALLOW_MASK: u64 =
     FLAG_BITS & !(P | RW | USER | ACCESSED | DIRTY | AVAIL | AVAIL_HIGH | NX);
-/// Xen's `L1_DISALLOW_MASK` (release builds, `_PAGE_GNTTAB` = 0): G allowed.
-pub const L1_DISALLOW_MASK: u64 = BASE_DISALLOW_MASK & !GLOBAL;
+/// Xen's `_PAGE_GNTTAB` as its debug builds define it (flag bit 22, i.e.
+/// entry bit 62): set by the grant-table code on the L1 entries of grant
+/// host mappings; guests may not set it ([`L1_DISALLOW_MASK`]), and an L1
+/// entry carrying it that goes any other way than through
+/// `GNTTABOP_unmap_grant_ref` is reported with
+/// [`PtMemory::grant_pte_dropped`] (Xen crashes the domain).
+pub const GNTTAB: u64 = 1 << 62;
+/// Xen's `L1_DISALLOW_MASK` (debug builds, with `_PAGE_GNTTAB`): G allowed,
+/// [`GNTTAB`] refused.
+pub const L1_DISALLOW_MASK: u64 = (BASE_DISALLOW_MASK & !GLOBAL) | GNTTAB;
 /// Xen's `L2_DISALLOW_MASK`: PSE refused, so no 2 MiB pages for PV.
 pub const L2_DISALLOW_MASK: u64 = BASE_DISALLOW_MASK;
 /// Xen's `l3_disallow_mask` for a 64-bit PV domain: no 1 GiB pages either.
@@ -157,6 +165,11 @@ pub trait PtMemory {
     /// The last reference to `mfn` went: the frame table shows it free; give
     /// it back to the frame allocator (Xen's `put_page` → `free_domheap_page`).
     fn frame_freed(&mut self, mfn: Mfn);
+    /// A grant host mapping (an L1 entry with [`GNTTAB`]) was removed other
+    /// than through the grant-table code: by an update of its L1 entry or
+    /// with its L1 table. Its references are dropped as any mapping's; Xen
+    /// crashes the domain unless it is dying (`put_page_from_l1e`).
+    fn grant_pte_dropped(&mut self, _entry: u64) {}
 }
 
 /// Who the tables belong to and what the hypervisor fixes in them.
@@ -762,6 +775,9 @@ impl<M: PtMemory + ?Sized> Pt<'_, '_, M> {
         if e & P == 0 {
             return;
         }
+        if e & GNTTAB != 0 {
+            self.mem.grant_pte_dropped(e);
+        }
         let mfn = entry_mfn(e);
         if mfn.0 > self.ctx.max_mfn {
             return; // MMIO: never referenced (Xen's is_iomem_page).
@@ -960,7 +976,10 @@ impl<M: PtMemory + ?Sized> Pt<'_, '_, M> {
             return Err(PtError::BadFlags { level, flags: bad });
         }
         let stored = adjust_entry(level, new) | ad;
-        if (old ^ new) & FASTPATH_CHECK == 0 {
+        // A grant mapping never takes the fast path: rewriting it is an
+        // implicit unmap.
+        let grant = level == 1 && old & (P | GNTTAB) == P | GNTTAB;
+        if (old ^ new) & FASTPATH_CHECK == 0 && !grant {
             // Same frame, same P/RW/cache bits: the references stand.
             self.mem.write_pte(table, index, stored);
             return Ok(());
@@ -1010,6 +1029,217 @@ impl<M: PtMemory + ?Sized> Pt<'_, '_, M> {
         }
         Ok(())
     }
+}
+
+// Grant host mappings ------------------------------------------------------
+//
+// The L1 side of `GNTTABOP_map_grant_ref` / `unmap_grant_ref` for PV
+// domains (Xen's xen/arch/x86/pv/grant_table.c: `create_grant_pv_mapping`,
+// `replace_grant_pv_mapping`). The grant-table code takes the references a
+// grant PTE holds (a general reference, plus a writable type reference when
+// it is writable: the same as any L1 entry's, so `put_l1` drops them right
+// if the entry goes another way) before installing it, and drops them after
+// removing it.
+
+/// Where a grant host mapping goes: the L1 entry mapping a linear address in
+/// the address space rooted at `l4` (no `GNTMAP_contains_pte`), or the L1
+/// entry at a machine address (`GNTMAP_contains_pte`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GrantPteAt {
+    /// `host_addr` is a linear address of the caller's current page tables.
+    Linear {
+        /// The caller's L4.
+        l4: Mfn,
+        /// The address.
+        va: u64,
+    },
+    /// `host_addr` is the machine address of an L1 entry.
+    Pte {
+        /// Its machine address.
+        maddr: u64,
+    },
+}
+
+/// First address of the hypervisor's range in every PV address space.
+const HYPERVISOR_VIRT_START: u64 = 0xffff_8000_0000_0000;
+/// End of the hypervisor's range.
+const HYPERVISOR_VIRT_END: u64 = 0xffff_8800_0000_0000;
+
+/// The entry Xen writes for a grant host mapping of `mfn` with `GNTMAP_*`
+/// `flags` in a 64-bit PV domain (`grant_to_pte_flags` then
+/// `adjust_guest_l1e`): present, accessed, dirty, NX, [`GNTTAB`]; user
+/// with `GNTMAP_application_map`; writable unless `GNTMAP_readonly`; the
+/// `GNTMAP_guest_avail` bits in bits 9..=11.
+pub const fn grant_pte(mfn: Mfn, flags: u32) -> u64 {
+    const GNTMAP_READONLY: u32 = 1 << 2;
+    const GNTMAP_APPLICATION_MAP: u32 = 1 << 3;
+    let mut e = (mfn.0 << PAGE_SHIFT) & ADDR_MASK;
+    e |= P | ACCESSED | DIRTY | NX | GNTTAB;
+    if flags & GNTMAP_APPLICATION_MAP != 0 {
+        e |= USER;
+    }
+    if flags & GNTMAP_READONLY == 0 {
+        e |= RW;
+    }
+    e |= ((flags >> 16) as u64 & 7) << 9;
+    adjust_entry(1, e)
+}
+
+/// The live L1 table and index a grant mapping at `at` goes to, if the
+/// caller may put one there: a validated, referenced L1 the domain owns
+/// (Xen: `get_page_from_mfn` on the domain, then the `PGT_l1_page_table`
+/// check under `page_lock`); a linear address must be a guest address whose
+/// L4..L2 entries are present, a PTE address 8-byte aligned.
+pub fn grant_l1_slot<M: PtMemory + ?Sized>(
+    ctx: &PtContext,
+    ft: &FrameTable<'_>,
+    mem: &M,
+    at: GrantPteAt,
+) -> Option<(Mfn, usize)> {
+    let (l1, index) = match at {
+        GrantPteAt::Pte { maddr } => {
+            if maddr & 7 != 0 {
+                return None;
+            }
+            (Mfn(maddr >> PAGE_SHIFT), ((maddr & 0xfff) >> 3) as usize)
+        }
+        GrantPteAt::Linear { l4, va } => {
+            let top = (va as i64) >> 47;
+            let canonical = top == 0 || top == -1;
+            if !canonical || (HYPERVISOR_VIRT_START..HYPERVISOR_VIRT_END).contains(&va) {
+                return None;
+            }
+            let mut table = l4;
+            for shift in [39u32, 30, 21] {
+                if table.0 > ctx.max_mfn || !owned_live(ctx, ft, table, None) {
+                    return None;
+                }
+                let e = mem.read_pte(table, ((va >> shift) & 511) as usize);
+                if e & P == 0 || e & PteFlags::PSE.bits() != 0 {
+                    return None;
+                }
+                table = entry_mfn(e);
+            }
+            (table, ((va >> PAGE_SHIFT) & 511) as usize)
+        }
+    };
+    if l1.0 > ctx.max_mfn || !owned_live(ctx, ft, l1, Some(PageType::L1)) {
+        return None;
+    }
+    Some((l1, index))
+}
+
+/// Whether `mfn` is the domain's, in use, and (if `ty` is given) a live,
+/// validated table of that type.
+fn owned_live(ctx: &PtContext, ft: &FrameTable<'_>, mfn: Mfn, ty: Option<PageType>) -> bool {
+    let Ok(info) = ft.info(mfn) else { return false };
+    if info.owner() != ctx.owner() || info.count() == 0 {
+        return false;
+    }
+    ty.is_none_or(|t| {
+        info.page_type() == t
+            && info.type_count() > 0
+            && info.flags().contains(PageFlags::VALIDATED)
+    })
+}
+
+/// Writes the grant entry `pte` (from [`grant_pte`]) at `at` (Xen's
+/// `create_grant_pv_mapping`): the caller already holds the references it
+/// stands for. The entry it replaces is dropped like any other (so
+/// replacing another grant mapping is reported through
+/// [`PtMemory::grant_pte_dropped`]). Returns the L1 and index written, or
+/// `None` (nothing changed) if `at` is not a place for it.
+pub fn install_grant_pte<M: PtMemory + ?Sized>(
+    ctx: &PtContext,
+    ft: &mut FrameTable<'_>,
+    mem: &mut M,
+    at: GrantPteAt,
+    pte: u64,
+) -> Option<(Mfn, usize)> {
+    let (l1, index) = grant_l1_slot(ctx, ft, mem, at)?;
+    let old = mem.read_pte(l1, index);
+    mem.write_pte(l1, index, pte);
+    Pt { ctx, ft, mem }.put_l1(old);
+    Some((l1, index))
+}
+
+/// Clears the grant entry for `mfn` at `at` (Xen's
+/// `replace_grant_pv_mapping` with no new address): it must be present,
+/// map `mfn`, carry [`GNTTAB`], and be writable exactly if `writable`.
+/// The caller then flushes TLBs and drops the references. Returns the L1
+/// and index cleared, or `None` (nothing changed).
+pub fn remove_grant_pte<M: PtMemory + ?Sized>(
+    ctx: &PtContext,
+    ft: &FrameTable<'_>,
+    mem: &mut M,
+    at: GrantPteAt,
+    mfn: Mfn,
+    writable: bool,
+) -> Option<(Mfn, usize)> {
+    replace_grant_pte(ctx, ft, mem, at, mfn, writable, 0)
+}
+
+/// [`remove_grant_pte`], writing `new` (an entry whose references the
+/// caller holds, from [`steal_pte`]) in its place (Xen's
+/// `replace_grant_pv_mapping` for `GNTTABOP_unmap_and_replace`). On `None`
+/// nothing changed and `new`'s references are still the caller's.
+pub fn replace_grant_pte<M: PtMemory + ?Sized>(
+    ctx: &PtContext,
+    ft: &FrameTable<'_>,
+    mem: &mut M,
+    at: GrantPteAt,
+    mfn: Mfn,
+    writable: bool,
+    new: u64,
+) -> Option<(Mfn, usize)> {
+    let (l1, index) = grant_l1_slot(ctx, ft, mem, at)?;
+    let old = mem.read_pte(l1, index);
+    let rw = if writable { RW } else { 0 };
+    if old & (P | GNTTAB) != P | GNTTAB || entry_mfn(old) != mfn || old & RW != rw {
+        return None;
+    }
+    mem.write_pte(l1, index, new);
+    Some((l1, index))
+}
+
+/// Clears the caller's L1 entry mapping the linear address `va` of the
+/// address space rooted at `l4` and hands it over with its references
+/// (Xen's `steal_linear_address`): `None` if no live L1 of the domain maps
+/// it. The caller flushes the address before relying on it.
+pub fn steal_pte<M: PtMemory + ?Sized>(
+    ctx: &PtContext,
+    ft: &FrameTable<'_>,
+    mem: &mut M,
+    l4: Mfn,
+    va: u64,
+) -> Option<u64> {
+    let (l1, index) = grant_l1_slot(ctx, ft, mem, GrantPteAt::Linear { l4, va })?;
+    let old = mem.read_pte(l1, index);
+    mem.write_pte(l1, index, 0);
+    Some(old)
+}
+
+/// For tearing a domain down: if entry `index` of the domain's live L1 `l1`
+/// is still a grant entry for `mfn`, clears it and returns whether it was
+/// writable (its references are the caller's to drop, after a flush);
+/// `None` if it went already (its references went with it).
+pub fn zap_grant_pte<M: PtMemory + ?Sized>(
+    ctx: &PtContext,
+    ft: &FrameTable<'_>,
+    mem: &mut M,
+    l1: Mfn,
+    index: usize,
+    mfn: Mfn,
+) -> Option<bool> {
+    if index >= ENTRIES || l1.0 > ctx.max_mfn || !owned_live(ctx, ft, l1, Some(PageType::L1)) {
+        return None;
+    }
+    let old = mem.read_pte(l1, index);
+    if old & (P | GNTTAB) != P | GNTTAB || entry_mfn(old) != mfn {
+        return None;
+    }
+    mem.write_pte(l1, index, 0);
+    Some(old & RW != 0)
 }
 
 #[cfg(test)]
@@ -1151,12 +1381,13 @@ mod tests {
     fn masks_are_xens() {
         // base_disallow_mask: PWT, PCD, PAT/PSE, G.
         assert_eq!(BASE_DISALLOW_MASK, 0x198);
-        assert_eq!(L1_DISALLOW_MASK, 0x098);
+        assert_eq!(L1_DISALLOW_MASK, 0x098 | GNTTAB);
         assert_eq!(L2_DISALLOW_MASK, 0x198);
         assert_eq!(L3_DISALLOW_MASK, 0x198);
         assert_eq!(L4_DISALLOW_MASK, 0x198);
         for l in 1..=4 {
-            assert_eq!(disallow_mask(l) & (NX | AVAIL | AVAIL_HIGH | USER | RW), 0);
+            let guest_bits = NX | AVAIL | (AVAIL_HIGH & !GNTTAB) | USER | RW;
+            assert_eq!(disallow_mask(l) & guest_bits, 0);
         }
         // Fast path: the address, P, RW, PWT, PCD and PSE must not change.
         assert_eq!(FASTPATH_CHECK, ADDR_MASK | 0x9b);
