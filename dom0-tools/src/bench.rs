@@ -314,7 +314,9 @@ mod tests {
         let mut r = Relay::new();
         let mut got = std::vec::Vec::new();
         let mut push = |r: &mut Relay, total: u64, s: (&[u8], &[u8])| {
-            r.take(total, s, |l| got.push(std::string::String::from_utf8_lossy(l).into_owned()))
+            r.take(total, s, |l| {
+                got.push(std::string::String::from_utf8_lossy(l).into_owned())
+            })
         };
         assert_eq!(push(&mut r, 5, (b"hel", b"lo")), 0);
         assert_eq!(r.pending(), b"hello");

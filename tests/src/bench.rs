@@ -37,11 +37,24 @@ pub const FIGURES: &[(&str, &str)] = &[
     ("pf_bounce", "#PF bounced to the guest, iret back"),
     ("syscall_bounce", "guest user syscall bounce"),
     ("evtchn_upcall", "evtchn send to self until upcall"),
+    ("memcpy_4k", "4 KiB memcpy in the guest"),
+    ("grant_map_unmap", "grant map+unmap (to itself)"),
+    ("grant_copy_4k", "grant copy 4 KiB (to itself)"),
 ];
+
+/// Figures compared with another figure of the same run rather than
+/// xen-core's syscall/sysret floor: (figure, its floor). The floors
+/// themselves are listed in [`LOCAL_FLOORS`].
+pub const OWN_FLOORS: &[(&str, &str)] = &[
+    ("grant_map_unmap", "memcpy_4k"),
+    ("grant_copy_4k", "memcpy_4k"),
+];
+/// Figures that are floors for others ([`OWN_FLOORS`]).
+pub const LOCAL_FLOORS: &[&str] = &["memcpy_4k"];
 
 /// Figures that may be `n/a` without the run failing: what xen-core does
 /// not implement yet (pv-bench prints `n/a` only for `-ENOSYS`).
-pub const MAY_BE_UNAVAILABLE: &[&str] = &["evtchn_upcall"];
+pub const MAY_BE_UNAVAILABLE: &[&str] = &["evtchn_upcall", "grant_map_unmap", "grant_copy_4k"];
 
 /// The floor: median and minimum cycles of a bare `syscall`/`sysret` pair.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -294,7 +307,11 @@ pub mod toolstack {
             "domU: evtchn send to self until handler",
             None,
         ),
-        ("xs_read", "domU: xenstore read round trip", Some("evtchn_self")),
+        (
+            "xs_read",
+            "domU: xenstore read round trip",
+            Some("evtchn_self"),
+        ),
         (
             "xs_write",
             "domU: xenstore write round trip",
@@ -402,7 +419,13 @@ mod tests {
         );
         assert!(matches!(&f[3], Figure::Garbled { name, .. } if name == "broken"));
         let f = figures("[d22] BENCH name=xl_destroy cycles=9 min=8 iters=20 ns=3 ns_min=2\n");
-        assert!(matches!(&f[0], Figure::Measured { ns: Some((3, 2)), .. }));
+        assert!(matches!(
+            &f[0],
+            Figure::Measured {
+                ns: Some((3, 2)),
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -421,8 +444,14 @@ mod tests {
             "name=xs_read n/a (no guest)",
         );
         assert_eq!(toolstack::problems(&run_with(&na, Exit::POWEROFF)).len(), 1);
-        let zero = log.replace("name=xl_destroy cycles=99999999 min=1 iters=3 ns=5", "name=xl_destroy cycles=99999999 min=1 iters=3 ns=0");
-        assert_eq!(toolstack::problems(&run_with(&zero, Exit::POWEROFF)).len(), 1);
+        let zero = log.replace(
+            "name=xl_destroy cycles=99999999 min=1 iters=3 ns=5",
+            "name=xl_destroy cycles=99999999 min=1 iters=3 ns=0",
+        );
+        assert_eq!(
+            toolstack::problems(&run_with(&zero, Exit::POWEROFF)).len(),
+            1
+        );
         for (_, _, floor) in toolstack::FIGURES {
             if let Some(f) = floor {
                 assert!(toolstack::ids().contains(f), "{f}");

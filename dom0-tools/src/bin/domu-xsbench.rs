@@ -96,7 +96,9 @@ mod kernel {
         println!("domu-xsbench: xenstore round trips (TSC cycles; median, min)");
         let mut v = Verdict::new();
         if !domu::is_domu(si) {
-            v.error(format_args!("this is a domU benchmark: start it with xl create"));
+            v.error(format_args!(
+                "this is a domU benchmark: start it with xl create"
+            ));
             v.finish()
         }
         if let Err(e) = runtime::init() {

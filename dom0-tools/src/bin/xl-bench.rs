@@ -163,7 +163,11 @@ mod kernel {
     }
 
     /// Runs the back ends until `done` or the deadline; false on timeout.
-    fn serve_until(ts: &mut Toolstack, ns: u64, mut done: impl FnMut(&mut Toolstack) -> bool) -> bool {
+    fn serve_until(
+        ts: &mut Toolstack,
+        ns: u64,
+        mut done: impl FnMut(&mut Toolstack) -> bool,
+    ) -> bool {
         let end = time::now_ns().saturating_add(ns);
         loop {
             let progress = ts.service();
@@ -205,7 +209,11 @@ mod kernel {
             let b = match b {
                 Ok(b) => b,
                 Err(e) => {
-                    c.check("the builder builds the example guest", false, format_args!("{e}"));
+                    c.check(
+                        "the builder builds the example guest",
+                        false,
+                        format_args!("{e}"),
+                    );
                     return;
                 }
             };
@@ -213,7 +221,11 @@ mod kernel {
             let r = xc::destroy(b.domid);
             let dd = t.stop();
             if let Err(e) = r {
-                c.check("destroydomain of a built domain", false, format_args!("{e}"));
+                c.check(
+                    "destroydomain of a built domain",
+                    false,
+                    format_args!("{e}"),
+                );
                 return;
             }
             if i >= WARMUP {
@@ -254,7 +266,10 @@ mod kernel {
                 c.check(
                     "the guest's first console line reached the back end",
                     false,
-                    format_args!("d{domid}: nothing within {} s", FIRST_LINE_NS / 1_000_000_000),
+                    format_args!(
+                        "d{domid}: nothing within {} s",
+                        FIRST_LINE_NS / 1_000_000_000
+                    ),
                 );
                 let _ = ts.destroy(id);
                 return;
