@@ -324,7 +324,6 @@ mod tests {
         assert_eq!(push(&mut r, 13, (b"hello w", b"orld\r\n")), 0);
         // The backlog wrapped and dropped the start: only the new bytes.
         assert_eq!(push(&mut r, 18, (b"d\r\nab", b"c\nx")), 1);
-        drop(push);
         assert_eq!(got, ["hello world", "abc"]);
         assert_eq!(r.pending(), b"x");
         let mut long = Relay::new();
