@@ -682,3 +682,52 @@ fn xl_a_guest_corrupting_its_xenstore_ring_hurts_nobody_else() {
         "hostile listed once:\n{text}"
     );
 }
+
+#[test]
+fn xl_two_guests_share_a_page_through_grants() {
+    let guest = image("domu-grant");
+    let cfg = |role: &str, peer: u32| {
+        ramdisk_file(
+            &format!("{role}.cfg"),
+            &format!(
+                "name = \"{role}\"\nkernel = \"/domu-grant\"\nmemory = 8\n\
+                 extra = \"{role} peer={peer}\"\non_poweroff = \"preserve\"\n"
+            ),
+        )
+    };
+    let (g, m) = (cfg("granter", 2), cfg("mapper", 1));
+    let (code, text) = oxen_run_batch_with(
+        &[
+            "--add",
+            guest.to_str().unwrap(),
+            "--add",
+            g.to_str().unwrap(),
+            "--add",
+            m.to_str().unwrap(),
+        ],
+        "xl info\nxl create /granter.cfg\nxl create /mapper.cfg\nsleep 2\n\
+         xl console granter\r\x1d\nxl console mapper\r\x1d\n\
+         xl destroy granter\nxl destroy mapper\nxl info\n",
+    );
+    assert_eq!(code, Some(0), "every xl command should succeed:\n{text}");
+    for want in [
+        "mapper: map the peer's grant 8: ok",
+        "mapper: read the granter's greeting through the mapping: ok",
+        "granter: the peer mapped the page and wrote its answer: ok",
+        "granter: ending access while the peer maps it fails (busy): ok",
+        "mapper: unmap it: ok",
+        "mapper: grant copy into the peer's page: ok",
+        "granter: the peer's grant copy arrived: ok",
+        "granter: ending access once unmapped: ok",
+        "granter: 8 checks, 0 failed",
+        "mapper: 7 checks, 0 failed",
+    ] {
+        assert!(text.contains(want), "missing {want:?}:\n{text}");
+    }
+    let free = free_memory(&text);
+    assert_eq!(free.len(), 2, "two `xl info`s:\n{text}");
+    assert_eq!(
+        free[0], free[1],
+        "free memory should come back exactly:\n{text}"
+    );
+}

@@ -276,6 +276,7 @@ pub fn destroy(doms: &mut Vec<Domain>, domid: DomId) {
     if let Some(i) = doms.iter().position(|d| d.domid == domid) {
         if let Some((d, mut others)) = crate::hypercall::Others::split(doms, i) {
             crate::hypercall::evtchn::teardown(d, &mut others);
+            crate::hypercall::grant_table::teardown(d, &mut others);
             crate::pv_mm::relinquish(d);
             if let Some(d0) = others.iter_mut().find(|o| o.is_privileged) {
                 crate::event::send_global_virq(d0, hypercall_abi::xen::Virq::DomExc);

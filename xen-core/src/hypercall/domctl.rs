@@ -277,6 +277,11 @@ fn createdomain(c: &mut Call, op: &mut XenDomctl) -> Result<bool, Errno> {
     if cd.max_vcpus == 0 || cd.max_vcpus > MAX_VCPUS {
         return Err(Errno::EINVAL);
     }
+    let grants = xen_core::grant_table::GrantTable::for_createdomain(
+        cd.max_grant_frames,
+        cd.max_maptrack_frames,
+    )
+    .map_err(|_| Errno::EINVAL)?;
     let domid = if op.domain > 0 && op.domain < DOMID_FIRST_RESERVED {
         if !domid_free(c, op.domain) {
             return Err(Errno::EEXIST);
@@ -338,6 +343,7 @@ fn createdomain(c: &mut Call, op: &mut XenDomctl) -> Result<bool, Errno> {
     }
     let mut d = Domain::new(domid, false, cd.max_vcpus, shinfo.maddr());
     d.handle = cd.handle;
+    d.grants = Box::new(grants);
     d.pause_count = 1;
     if let Err(e) = crate::sched::domain_init(&d).and_then(|()| crate::sched::domain_pause(&d)) {
         let _ = crate::sched::domain_destroy(domid);
