@@ -59,8 +59,9 @@ pub fn kernel_files(
 }
 
 /// Builds Dom0's ramdisk: `/etc/oxen-release`, the [`standard_files`],
-/// and each of `adds` as `/<basename>` (mode 0755 if executable on the
-/// host, else 0644).
+/// and each of `adds`: an xl config (`*.cfg`) as `/etc/xen/<basename>`,
+/// anything else (a guest kernel) as `/boot/<basename>` (mode 0755 if
+/// executable on the host, else 0644).
 pub fn dom0_ramdisk(adds: &[PathBuf]) -> Result<Vec<u8>, String> {
     dom0_ramdisk_with(adds, &standard_files(&crate::images::Images::locate()))
 }
@@ -91,10 +92,20 @@ pub fn dom0_ramdisk_with(adds: &[PathBuf], files: &[RamdiskFile]) -> Result<Vec<
             .and_then(|b| b.to_str())
             .ok_or_else(|| format!("--add {}: no usable file name", p.display()))?;
         let perm = executable_perm(p);
-        w.add_file(&format!("/{base}"), perm, &data)
+        w.add_file(&add_path(base), perm, &data)
             .map_err(|e| format!("--add {}: {e}", p.display()))?;
     }
     Ok(w.finish())
+}
+
+/// Where `--add` puts a file called `base` in Dom0's ramdisk: xl configs
+/// in /etc/xen (where `xl create NAME.cfg` looks), the rest in /boot.
+pub fn add_path(base: &str) -> String {
+    if base.ends_with(".cfg") {
+        format!("/etc/xen/{base}")
+    } else {
+        format!("/boot/{base}")
+    }
 }
 
 #[cfg(unix)]
@@ -301,12 +312,16 @@ mod tests {
         let a = dom0_ramdisk_with(std::slice::from_ref(&f), &[]).unwrap();
         let e = cpio::parse(&a).unwrap();
         let names: Vec<&str> = e.iter().map(|e| e.name.as_str()).collect();
-        assert_eq!(names, ["etc", "etc/oxen-release", "guest.cfg"]);
+        assert_eq!(
+            names,
+            ["etc", "etc/oxen-release", "etc/xen", "etc/xen/guest.cfg"]
+        );
         assert_eq!(
             e[1].data,
             format!("Oxen {}\n", env!("CARGO_PKG_VERSION")).as_bytes()
         );
-        assert_eq!(e[2].data, b"name = \"g\"\n");
+        assert_eq!(e[3].data, b"name = \"g\"\n");
+        assert_eq!(add_path("guest"), "/boot/guest");
         assert!(dom0_ramdisk(&[dir.join("missing")])
             .unwrap_err()
             .contains("missing"));

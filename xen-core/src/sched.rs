@@ -269,6 +269,13 @@ pub fn domain_unpause(d: &Domain) -> Result<(), Errno> {
     Ok(())
 }
 
+/// The CPU a vCPU runs on, is queued on or last ran on (getvcpuinfo).
+pub fn vcpu_cpu(d: &Domain, vcpu: u32) -> Option<usize> {
+    let mut s = lock();
+    let u = unit_of(&mut s, d, vcpu)?;
+    Some(s.credit.unit_info(u, crate::time::now_ns())?.cpu)
+}
+
 /// Sets a vCPU's hard affinity (a mask of physical CPUs).
 pub fn set_affinity(d: &Domain, vcpu: u32, mask: u64) -> Result<(), Errno> {
     let mut s = lock();

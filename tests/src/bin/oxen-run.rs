@@ -29,7 +29,9 @@ Options:
   --dom0 FILE        Boot FILE as Dom0 instead of the built `dom0` (a path, or
                      the name of a built test kernel such as dom0-hostile).
   --dom0-append STR  Dom0's command line (boot module 1's command line).
-  --add FILE         Put FILE into Dom0's ramdisk as /<basename> (repeatable).
+  --add FILE         Put FILE into Dom0's ramdisk (repeatable): an xl config
+                     (*.cfg) as /etc/xen/<name>, anything else (a guest
+                     kernel) as /boot/<name>.
   --append STR       The hypervisor's command line (default \"loglvl=info\").
   --smp N            Number of CPUs (default 2).
   --mem SIZE         Memory, as QEMU's -m takes it (default 512M).

@@ -150,7 +150,7 @@ fn on_domain(
                 .time_in(hypercall_abi::vcpu::RunstateState::Running, now);
             vi.cpu = match v.state {
                 RunState::Running(c) => c,
-                _ => crate::sched::home_cpu(v) as u32,
+                _ => crate::sched::vcpu_cpu(d, vi.vcpu).unwrap_or(0) as u32,
             };
             op.set_payload(&vi);
             Ok(true)
