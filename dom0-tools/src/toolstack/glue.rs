@@ -727,7 +727,9 @@ impl crate::xl::XlBackend for Toolstack {
         console::write_bytes(b);
         self.attached = Some(id);
         loop {
-            let mut buf = [0u8; 64];
+            // Byte by byte: whatever follows Ctrl-] is the shell's (typed
+            // ahead), so nothing past it may be taken from the console.
+            let mut buf = [0u8; 1];
             let n = console::try_read(&mut buf).unwrap_or(0);
             if n > 0 {
                 let (fwd, detach) = scan_input(&buf[..n]);
