@@ -1153,13 +1153,13 @@ fn block_attach_dry_run_prints_the_disk() {
     assert_eq!(
         out,
         "disk: {\n    \"pdev_path\": \"/srv/d.img\",\n    \"vdev\": \"xvdb\",\n    \
-         \"format\": \"raw\",\n    \"readwrite\": 1\n}\n"
+         \"format\": \"raw\",\n    \"readwrite\": 1\n}\n\n"
     );
     let (_, out) = xl_on(&mut f, "xl -N block-attach guest ,,hdc:cdrom,r");
     assert_eq!(
         out,
-        "disk: {\n    \"vdev\": \"hdc\",\n    \"format\": \"empty\",\n    \
-         \"removable\": 1,\n    \"is_cdrom\": 1\n}\n"
+        "disk: {\n    \"pdev_path\": \"\",\n    \"vdev\": \"hdc\",\n    \"format\": \"empty\",\n    \
+         \"removable\": 1,\n    \"is_cdrom\": 1\n}\n\n"
     );
     assert!(f.log.is_empty(), "a dry run attaches nothing: {:?}", f.log);
 }
@@ -1318,7 +1318,7 @@ fn network_attach_dry_run_and_errors() {
     assert_eq!(
         ok("xl -N network-attach guest bridge=xenbr1 mac=00:16:3e:aa:bb:cc type=vif devid=4"),
         "vif: {\n    \"devid\": 4,\n    \"mac\": \"00:16:3e:aa:bb:cc\",\n    \
-         \"bridge\": \"xenbr1\",\n    \"nictype\": \"vif\"\n}\n"
+         \"bridge\": \"xenbr1\",\n    \"nictype\": \"vif\"\n}\n\n"
     );
     err(
         "xl network-attach guest colour=red",
@@ -1332,7 +1332,7 @@ fn network_attach_dry_run_and_errors() {
     );
     err(
         "xl network-attach guest rate=fast",
-        255,
+        1,
         "command line: config parsing error in vif: invalid rate in `fast'\n",
     );
     err("xl network-attach nosuch", 1, NOT_EXIST);
@@ -1379,4 +1379,251 @@ fn network_detach_by_devid_or_mac() {
     f.fail.insert("network_detach", XlError::Failed);
     let (rc, out) = xl_on(&mut f, "xl network-detach guest 0");
     assert_eq!((rc, out.as_str()), (1, "libxl_device_nic_del failed.\n"));
+}
+
+// ---- Xen's own parser checks (tools/xl/check-xl-disk-parse and
+// check-xl-vif-parse): `xl -N block-attach 0 ...` / `network-attach 0 ...`,
+// stdout and status compared. ----
+
+fn disk_json(fields: &[&str]) -> String {
+    format!("disk: {{\n    {}\n}}\n\n", fields.join(",\n    "))
+}
+
+fn vif_json(fields: &[&str]) -> String {
+    format!("vif: {{\n    {}\n}}\n\n", fields.join(",\n    "))
+}
+
+fn dry(cmd: &str, args: &[&str]) -> (i32, String) {
+    let mut all = vec!["xl", "-N", cmd, "0"];
+    all.extend_from_slice(args);
+    xl_args(&mut Fake::new(), &all)
+}
+
+#[test]
+fn xens_check_xl_disk_parse() {
+    let (rc, _) = dry("block-attach", &["foo"]);
+    assert_eq!(rc, 1);
+    let cases: &[(&[&str], &[&str])] = &[
+        (
+            &["/dev/vg/guest-volume,,hda"],
+            &[
+                r#""pdev_path": "/dev/vg/guest-volume""#,
+                r#""vdev": "hda""#,
+                r#""format": "raw""#,
+                r#""readwrite": 1"#,
+            ],
+        ),
+        (&["/dev/vg/guest-volume,raw,hda,rw"], &[]),
+        (
+            &["format=raw, vdev=hda, access=rw, target=/dev/vg/guest-volume"],
+            &[],
+        ),
+        (
+            &[
+                "format=raw",
+                "vdev=hda",
+                "access=rw",
+                "target=/dev/vg/guest-volume",
+            ],
+            &[],
+        ),
+        (&["raw:/dev/vg/guest-volume,hda,w"], &[]),
+        (
+            &["/root/image.iso,,hdc,cdrom"],
+            &[
+                r#""pdev_path": "/root/image.iso""#,
+                r#""vdev": "hdc""#,
+                r#""format": "raw""#,
+                r#""removable": 1"#,
+                r#""is_cdrom": 1"#,
+            ],
+        ),
+        (&["/root/image.iso,,hdc,,cdrom"], &[]),
+        (&["/root/image.iso,raw,hdc,devtype=cdrom"], &[]),
+        (
+            &["format=raw, vdev=hdc, access=ro, devtype=cdrom, target=/root/image.iso"],
+            &[],
+        ),
+        (
+            &[
+                "format=raw",
+                "vdev=hdc",
+                "access=ro",
+                "devtype=cdrom",
+                "target=/root/image.iso",
+            ],
+            &[],
+        ),
+        (&["raw:/root/image.iso,hdc:cdrom,ro"], &[]),
+        (
+            &["backendtype=phy,vdev=xvdb,access=w,target=/dev/vg/guest-volume"],
+            &[
+                r#""pdev_path": "/dev/vg/guest-volume""#,
+                r#""vdev": "xvdb""#,
+                r#""backend": "phy""#,
+                r#""format": "raw""#,
+                r#""readwrite": 1"#,
+            ],
+        ),
+        (
+            &["devtype=cdrom,,,hdc"],
+            &[
+                r#""pdev_path": """#,
+                r#""vdev": "hdc""#,
+                r#""format": "empty""#,
+                r#""removable": 1"#,
+                r#""is_cdrom": 1"#,
+            ],
+        ),
+        (&[",,hdc:cdrom,r"], &[]),
+        (&[",hdc:cdrom,r"], &[]),
+        (&["vdev=hdc,access=r,devtype=cdrom,target="], &[]),
+        (&[",empty,hdc:cdrom,r"], &[]),
+        (
+            &["vdev=hdc,access=r,devtype=cdrom,format=empty"],
+            &[
+                r#""vdev": "hdc""#,
+                r#""format": "empty""#,
+                r#""removable": 1"#,
+                r#""is_cdrom": 1"#,
+            ],
+        ),
+        (&["vdev=hdc,access=r,devtype=cdrom"], &[]),
+        (
+            &["iscsi:iqn.2001-05.com.equallogic:0-8a0906-23fe93404-c82797962054a96d-examplehost,xvda,w"],
+            &[
+                r#""pdev_path": "iqn.2001-05.com.equallogic:0-8a0906-23fe93404-c82797962054a96d-examplehost""#,
+                r#""vdev": "xvda""#,
+                r#""format": "raw""#,
+                r#""script": "block-iscsi""#,
+                r#""readwrite": 1"#,
+            ],
+        ),
+        (
+            &["vdev=xvda,access=w,script=block-iscsi,target=iqn.2001-05.com.equallogic:0-8a0906-23fe93404-c82797962054a96d-examplehost"],
+            &[],
+        ),
+        (
+            &["drbd:app01,hda,w"],
+            &[
+                r#""pdev_path": "app01""#,
+                r#""vdev": "hda""#,
+                r#""format": "raw""#,
+                r#""script": "block-drbd""#,
+                r#""readwrite": 1"#,
+            ],
+        ),
+        (
+            &["discard", "vdev=hda", "target=/some/disk/image.raw"],
+            &[
+                r#""pdev_path": "/some/disk/image.raw""#,
+                r#""vdev": "hda""#,
+                r#""format": "raw""#,
+                r#""readwrite": 1"#,
+                r#""discard_enable": "True""#,
+            ],
+        ),
+        (
+            &["cdrom", "no-discard", "vdev=hda", "target=/some/disk/image.iso"],
+            &[
+                r#""pdev_path": "/some/disk/image.iso""#,
+                r#""vdev": "hda""#,
+                r#""format": "raw""#,
+                r#""removable": 1"#,
+                r#""is_cdrom": 1"#,
+                r#""discard_enable": "False""#,
+            ],
+        ),
+        (
+            &["trusted", "vdev=hda", "target=/some/disk/image.raw"],
+            &[
+                r#""pdev_path": "/some/disk/image.raw""#,
+                r#""vdev": "hda""#,
+                r#""format": "raw""#,
+                r#""readwrite": 1"#,
+                r#""trusted": "True""#,
+            ],
+        ),
+        (
+            &["untrusted", "vdev=hda", "target=/some/disk/image.raw"],
+            &[
+                r#""pdev_path": "/some/disk/image.raw""#,
+                r#""vdev": "hda""#,
+                r#""format": "raw""#,
+                r#""readwrite": 1"#,
+                r#""trusted": "False""#,
+            ],
+        ),
+    ];
+    // An empty field list means "as the case before".
+    let mut want = String::new();
+    for (args, fields) in cases {
+        if !fields.is_empty() {
+            want = disk_json(fields);
+        }
+        assert_eq!(dry("block-attach", args), (0, want.clone()), "{args:?}");
+    }
+}
+
+#[test]
+fn xens_check_xl_vif_parse() {
+    for bad in [
+        "foo",
+        "rate=foo",
+        "rate=10MB",
+        "rate=10MB/m",
+        "rate=10ZB",
+        "rate=10ZB/s",
+        "rate=10ZB/m",
+        "rate=4294967296b/s",
+        "rate=4294967296Kb/s",
+        "rate=4294967296Mb/s",
+        "rate=4294967296Gb/s",
+        "rate=0B/s",
+        "rate=10Mb/s@foo",
+        "rate=10Mb/s@10h",
+        "rate=10MB/s@foo",
+        "rate=10MB/s@10h",
+        "rate=1B/s@4294967296us",
+        "rate=1B/s@4294968ms",
+        "rate=1B/s@4295s",
+        "rate=1B/s@0us",
+        "rate=4294967295GB/s@5us",
+        "rate=4296MB/s@4294s",
+        "rate=@",
+    ] {
+        let (rc, out) = dry("network-attach", &[bad]);
+        assert_eq!(rc, 1, "{bad}: {out}");
+        assert!(!out.starts_with("vif:"), "{bad}: {out}");
+    }
+    let rate = |bytes: u64, usecs: u32| {
+        vif_json(&[
+            &format!(r#""rate_bytes_per_interval": {bytes}"#),
+            &format!(r#""rate_interval_usecs": {usecs}"#),
+        ])
+    };
+    for (args, want) in [
+        (&["rate=16000000b/s"][..], rate(100_000, 50_000)),
+        (&["rate=16000000b/s@50ms"], rate(100_000, 50_000)),
+        (&["rate=2000000B/s"], rate(100_000, 50_000)),
+        (&["rate=2000000B/s@50ms"], rate(100_000, 50_000)),
+        (&["rate=16Kb/s"], rate(100, 50_000)),
+        (&["rate=16Kb/s@50ms"], rate(100, 50_000)),
+        (&["rate=2KB/s"], rate(100, 50_000)),
+        (&["rate=2KB/s@50ms"], rate(100, 50_000)),
+        (&["rate=16Mb/s"], rate(100_000, 50_000)),
+        (&["rate=16Mb/s@50ms"], rate(100_000, 50_000)),
+        (&["rate=2MB/s"], rate(100_000, 50_000)),
+        (&["rate=2MB/s@50ms"], rate(100_000, 50_000)),
+        (&["rate=8Gb/s"], rate(50_000_000, 50_000)),
+        (&["rate=8Gb/s@50ms"], rate(50_000_000, 50_000)),
+        (&["rate=1GB/s"], rate(50_000_000, 50_000)),
+        (&["rate=1GB/s@50ms"], rate(50_000_000, 50_000)),
+        (&["rate=80Mb/s@1s"], rate(10_000_000, 1_000_000)),
+        (&["rate=10MB/s@1s"], rate(10_000_000, 1_000_000)),
+        (&["trusted"], vif_json(&[r#""trusted": "True""#])),
+        (&["untrusted"], vif_json(&[r#""trusted": "False""#])),
+    ] {
+        assert_eq!(dry("network-attach", args), (0, want), "{args:?}");
+    }
 }

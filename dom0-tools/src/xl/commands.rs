@@ -962,7 +962,7 @@ impl Ctx<'_> {
         if self.dryrun {
             let _ = self.out.write_str("disk: ");
             let _ = format::disk_json(&disk).write(self.out, 0);
-            let _ = self.out.write_str("\n");
+            let _ = self.out.write_str("\n\n"); // libxl ends its JSON with a newline; xl adds one
             return Ok(());
         }
         self.be.block_attach(d.domid, &disk).map_err(|e| {
@@ -1027,9 +1027,8 @@ impl Ctx<'_> {
         let nic = match parse_vif_args(&p.args[1..]) {
             Ok(n) => n,
             Err(e) if e.has_source_prefix() => {
-                // xl exits with -1 after a bad rate.
                 self.line(format_args!("command line: {e}"));
-                return Err(255);
+                return Err(EXIT_FAILURE);
             }
             Err(e) => {
                 self.line(format_args!("{e}"));
@@ -1039,7 +1038,7 @@ impl Ctx<'_> {
         if self.dryrun {
             let _ = self.out.write_str("vif: ");
             let _ = format::nic_json(&nic).write(self.out, 0);
-            let _ = self.out.write_str("\n");
+            let _ = self.out.write_str("\n\n");
             return Ok(());
         }
         self.be

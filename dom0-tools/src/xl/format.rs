@@ -885,6 +885,9 @@ pub fn disk_json(d: &DiskSpec) -> Json {
     if let Some(v) = d.discard {
         o.push(("discard_enable", defbool(v)));
     }
+    if let Some(s) = d.specification {
+        o.push(("specification", Json::str(s.as_str())));
+    }
     if let Some(v) = d.colo.enable {
         o.push(("colo_enable", defbool(v)));
     }
@@ -906,9 +909,6 @@ pub fn disk_json(d: &DiskSpec) -> Json {
     if let Some(v) = d.trusted {
         o.push(("trusted", defbool(v)));
     }
-    if let Some(s) = d.specification {
-        o.push(("specification", Json::str(s.as_str())));
-    }
     if let Some(v) = d.grant_usage {
         o.push(("grant_usage", defbool(v)));
     }
@@ -924,6 +924,9 @@ pub fn nic_json(n: &VifSpec) -> Json {
     }
     if let Some(d) = n.devid {
         o.push(("devid", Json::int(u64::from(d))));
+    }
+    if let Some(m) = n.mtu {
+        o.push(("mtu", Json::int(u64::from(m))));
     }
     if let Some(m) = &n.model {
         o.push(("model", Json::str(m)));
@@ -957,6 +960,9 @@ pub fn nic_json(n: &VifSpec) -> Json {
     }
     if let Some(g) = &n.gatewaydev {
         o.push(("gatewaydev", Json::str(g)));
+    }
+    if let Some(v) = n.trusted {
+        o.push(("trusted", defbool(v)));
     }
     Json::Object(o)
 }

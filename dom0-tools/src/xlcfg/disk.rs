@@ -145,7 +145,8 @@ pub struct ColoDisk {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DiskSpec {
     /// The backing file or device (`target=`, or the first positional
-    /// parameter); `None` for a drive without medium.
+    /// parameter), as given: `None` or empty for a drive without medium
+    /// (libxl tells the two apart in its JSON; see [`DiskSpec::medium`]).
     pub target: Option<String>,
     /// The image format; `Empty` when there is no medium.
     pub format: DiskFormat,
@@ -180,6 +181,11 @@ pub struct DiskSpec {
 }
 
 impl DiskSpec {
+    /// The backing file or device, if there is one (a non-empty target).
+    pub fn medium(&self) -> Option<&str> {
+        self.target.as_deref().filter(|t| !t.is_empty())
+    }
+
     /// The frontend's `device-type` in xenstore: `cdrom` or `disk`.
     pub fn device_type(&self) -> &'static str {
         if self.cdrom {
@@ -1008,8 +1014,8 @@ pub fn parse_disk_spec_parts(parts: &[&str]) -> Result<DiskSpec, DiskError> {
         return Err(syntax("no target specified (and device not removable)"));
     }
     let devid = vdev_to_devid(&vdev).ok_or_else(|| DiskError::BadVdev(vdev.clone()))?;
-    let target = disk.pdev_path.filter(|p| !p.is_empty());
-    if target.is_none() {
+    let target = disk.pdev_path;
+    if target.as_deref().is_none_or(str::is_empty) {
         format = DiskFormat::Empty;
     }
     Ok(DiskSpec {
@@ -1147,7 +1153,7 @@ mod tests {
         assert_eq!((d.vdev.as_str(), d.cdrom), ("xvdc", true));
         // An empty CD-ROM drive.
         let d = ok(",,hdc:cdrom,r");
-        assert_eq!(d.target, None);
+        assert_eq!((d.target.as_deref(), d.medium()), (Some(""), None));
         assert_eq!(
             (d.format, d.vdev.as_str(), d.cdrom),
             (DiskFormat::Empty, "hdc", true)
@@ -1181,6 +1187,8 @@ mod tests {
         assert_eq!(d.target.as_deref(), Some("/a,b:c.qcow2"));
         let d = ok("vdev=hdc,devtype=cdrom,access=rw,target=");
         assert!(d.cdrom && !d.readwrite);
+        assert_eq!((d.medium(), d.format), (None, DiskFormat::Empty));
+        let d = ok("vdev=hdc,devtype=cdrom");
         assert_eq!((d.target, d.format), (None, DiskFormat::Empty));
         let d = ok("/d,raw,xvda,backend=driverdom,backendtype=qdisk,script=block-x,discard,direct-io-safe,trusted,grant_usage=0,specification=xen");
         assert_eq!(d.backend.as_deref(), Some("driverdom"));

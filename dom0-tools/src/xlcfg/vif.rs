@@ -7,8 +7,8 @@
 //! A spec is a comma-separated list of `key=value` settings: `mac=`,
 //! `bridge=`, `ip=`, `model=`, `type=vif|ioemu`, `vifname=`, `script=`,
 //! `backend=`, `rate=`, `gatewaydev=` (`netdev=` is its deprecated name),
-//! `devid=`, `accel=` (ignored, as xl does) and COLO's `colo_*=` and
-//! `forwarddev=`. An empty spec (`''`) is a vif with every default.
+//! `devid=`, `mtu=`, `trusted`/`untrusted`, `accel=` (ignored, as xl
+//! does) and COLO's `colo_*=` and `forwarddev=`. An empty spec (`''`) is a vif with every default.
 //!
 //! As in xl, a config entry is split at commas (empty pieces skipped) and
 //! each piece loses its leading spaces but not its trailing ones
@@ -85,6 +85,11 @@ pub struct VifSpec {
     pub rate: Option<VifRate>,
     /// `gatewaydev=` (or the deprecated `netdev=`).
     pub gatewaydev: Option<String>,
+    /// `mtu=`; `None`: the back end's default.
+    pub mtu: Option<u32>,
+    /// `trusted` / `untrusted`: whether the back end may trust the
+    /// frontend (libxl's XSA-403 knob).
+    pub trusted: Option<bool>,
     /// COLO settings (`colo_*=`, `forwarddev=`), in order.
     pub colo: Vec<(String, String)>,
 }
@@ -105,6 +110,17 @@ impl VifSpec {
 
     /// Applies one `key=value` setting (`parse_nic_config`).
     pub fn apply(&mut self, token: &str) -> Result<(), VifError> {
+        match token {
+            "trusted" => {
+                self.trusted = Some(true);
+                return Ok(());
+            }
+            "untrusted" => {
+                self.trusted = Some(false);
+                return Ok(());
+            }
+            _ => {}
+        }
         let Some((key, val)) = token.split_once('=') else {
             return Err(VifError::Unrecognized(token.to_owned()));
         };
@@ -130,6 +146,7 @@ impl VifSpec {
             "rate" => self.rate = Some(parse_rate(val)?),
             "accel" => {}
             "devid" => self.devid = Some(parse_devid(val)?),
+            "mtu" => self.mtu = Some(parse_devid(val)?),
             k if k == "forwarddev" || COLO_KEYS.contains(&k) => {
                 self.colo.retain(|(x, _)| x != k);
                 self.colo.push((k.to_owned(), val.to_owned()));
@@ -534,8 +551,10 @@ mod tests {
         assert_eq!(v.bridge_or_default(), "xenbr0");
         let v = parse_vif_spec(",,bridge=br0,,", 1).unwrap();
         assert_eq!(v.bridge.as_deref(), Some("br0"));
-        let v = parse_vif_spec("devid=7,netdev=eth1,accel=x", 0).unwrap();
+        let v = parse_vif_spec("devid=7,netdev=eth1,accel=x,mtu=9000,untrusted", 0).unwrap();
         assert_eq!((v.devid, v.gatewaydev.as_deref()), (Some(7), Some("eth1")));
+        assert_eq!((v.mtu, v.trusted), (Some(9000), Some(false)));
+        assert_eq!(parse_vif_spec("trusted", 0).unwrap().trusted, Some(true));
         let v = parse_vif_spec("colo_compare_out=c,forwarddev=f,colo_compare_out=d", 0).unwrap();
         assert_eq!(
             v.colo,
