@@ -706,6 +706,50 @@ mod tests {
     }
 
     #[test]
+    fn never_panics() {
+        let alphabet = [
+            "mac=",
+            "rate=",
+            "@",
+            "/s",
+            "b",
+            "B",
+            "M",
+            "G",
+            "0",
+            "9",
+            ":",
+            ",",
+            " ",
+            "devid=",
+            "x",
+            "\u{e9}",
+            "-",
+            "ms",
+            "us",
+            "s",
+            "4294967296",
+            "0x",
+        ];
+        let mut seed = 0x9e37_79b9_u64;
+        for _ in 0..5000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let mut x = seed;
+            let mut s = String::new();
+            for _ in 0..(seed % 8) {
+                s.push_str(alphabet[(x % alphabet.len() as u64) as usize]);
+                x = x / alphabet.len() as u64 + 1;
+            }
+            let _ = parse_vif_spec(&s, 0);
+            let _ = parse_rate(&s);
+            let _ = parse_mac(&s);
+            let _ = parse_mac_lenient(&s);
+        }
+    }
+
+    #[test]
     fn errors() {
         let e = |s: &str| parse_vif_spec(s, 0).unwrap_err().to_string();
         assert_eq!(e("type=e1000"), "Invalid parameter `type'.");
