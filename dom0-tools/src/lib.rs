@@ -30,10 +30,12 @@ pub mod builder;
 pub mod consoled;
 #[cfg(target_os = "none")]
 pub mod fault;
+pub mod pci;
 pub mod pvtest;
 pub mod ramdisk;
 pub mod shell;
 pub mod toolstack;
+pub mod virtio;
 pub mod xc;
 pub mod xenstore;
 pub mod xl;

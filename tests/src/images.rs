@@ -270,6 +270,24 @@ pub const TEST_KERNELS: &[TestKernel] = &[
         verdict_success: true,
     },
     TestKernel {
+        name: "pv-virtio",
+        purpose: "Dom0 drives the machine's virtio-blk and virtio-net (issue 5): PCI enumeration (0xcf8/0xcfc and ECAM), virtio-drivers with a PV HAL (DMA at machine addresses, BARs through DOMID_IO), MSI-X interrupts as event channels; a pattern written to the disk reads back and the marker is in the image file after power-off; an ARP request to the user-net gateway is answered",
+        exit: Exit::POWEROFF,
+        lines: &[
+            "pv-virtio: PCI enumeration finds a virtio-blk and a virtio-net function: ok",
+            "pv-virtio: every function's header reads the same through ECAM and 0xcf8/0xcfc: ok",
+            "pv-virtio: virtio-blk initialises: ok",
+            "pv-virtio: its request queue took MSI-X vector 0: ok",
+            "pv-virtio: a fresh image reads as zeros: ok",
+            "pv-virtio: an earlier pattern is still there after later writes: ok",
+            "pv-virtio: the disk's requests completed by interrupt (none late): ok",
+            "pv-virtio: virtio-net initialises: ok",
+            "pv-virtio: the gateway's ARP reply arrived: ok",
+            "pv-virtio: the reply came by interrupt: ok",
+        ],
+        verdict_success: true,
+    },
+    TestKernel {
         name: "pv-domains",
         purpose: "Dom0 builds PV guests (ELF notes, p2m, start_info, page tables, console ring): domu-hello and the example guest /boot/hello; prints their console, destroys them with every page given back; credit weights 256:512 give CPU time 1:2 within 10% (issue 3)",
         exit: Exit::POWEROFF,
@@ -352,6 +370,17 @@ pub const KERNEL_SMP: &[(&str, u32)] = &[
 /// Extra QEMU arguments (devices) a test kernel boots with, by kernel
 /// name.
 pub const KERNEL_QEMU_ARGS: &[(&str, &[&str])] = &[
+    // Issue 5: the machine's NIC, driven by Dom0's virtio-net driver, on
+    // QEMU user networking (the gateway 10.0.2.2 answers ARP).
+    (
+        "pv-virtio",
+        &[
+            "-netdev",
+            "user,id=n0",
+            "-device",
+            "virtio-net-pci,netdev=n0",
+        ],
+    ),
     // An e1000e NIC at 00:05.0: a PCI function with MSI-X whose interrupt
     // the test can raise itself (the ICS register), for issue 5's MSI-X
     // PIRQ check.
@@ -366,7 +395,85 @@ pub const KERNEL_QEMU_ARGS: &[(&str, &[&str])] = &[
     ),
 ];
 
+/// A disk a test kernel boots with: a raw image of zeros the harness
+/// makes in the boot's work dir, attached as a `virtio-blk-pci` device
+/// on the q35 (`-drive file=IMG,if=none,id=dN,format=raw -device
+/// virtio-blk-pci,drive=dN`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TestDisk {
+    /// Its size in MiB.
+    pub mib: u64,
+    /// Bytes the image must begin with after the machine stopped (what
+    /// the kernel wrote to sector 0), if any.
+    pub marker: Option<&'static [u8]>,
+}
+
+/// Disks test kernels boot with, by kernel name (in order: `d0`, `d1`..).
+pub const KERNEL_DISKS: &[(&str, &[TestDisk])] = &[
+    // Issue 5: Dom0's virtio-blk driver writes and reads it back, and
+    // leaves its marker in sector 0 for the harness to find in the file.
+    (
+        "pv-virtio",
+        &[TestDisk {
+            mib: 8,
+            marker: Some(b"OXEN-VIRTIO-BLK sector 0 written by Dom0"),
+        }],
+    ),
+];
+
+impl TestDisk {
+    /// Creates its image (zeros) at `path`.
+    pub fn create(&self, path: &Path) -> Result<(), String> {
+        let f = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        f.set_len(self.mib << 20)
+            .map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// The QEMU arguments attaching image `path` as drive number `n`.
+    pub fn qemu_args(path: &Path, n: usize) -> Vec<String> {
+        vec![
+            "-drive".into(),
+            format!("file={},if=none,id=d{n},format=raw", path.display()),
+            "-device".into(),
+            format!("virtio-blk-pci,drive=d{n}"),
+        ]
+    }
+
+    /// Checks the image after the run: its size is unchanged and it
+    /// begins with the marker.
+    pub fn check(&self, path: &Path) -> Result<(), String> {
+        let data = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        if data.len() as u64 != self.mib << 20 {
+            return Err(format!(
+                "{}: {} bytes, want {}",
+                path.display(),
+                data.len(),
+                self.mib << 20
+            ));
+        }
+        if let Some(m) = self.marker {
+            if !data.starts_with(m) {
+                return Err(format!(
+                    "{}: does not begin with {:?} (begins {:?})",
+                    path.display(),
+                    String::from_utf8_lossy(m),
+                    String::from_utf8_lossy(&data[..m.len().min(data.len())])
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl TestKernel {
+    /// Its disks (see [`KERNEL_DISKS`]).
+    pub fn disks(&self) -> &'static [TestDisk] {
+        KERNEL_DISKS
+            .iter()
+            .find(|(n, _)| *n == self.name)
+            .map_or(&[], |(_, d)| d)
+    }
+
     /// Its extra QEMU arguments (see [`KERNEL_QEMU_ARGS`]).
     pub fn qemu_args(&self) -> &'static [&'static str] {
         KERNEL_QEMU_ARGS
@@ -625,6 +732,13 @@ mod tests {
                 TEST_KERNELS.iter().any(|k| k.name == *name),
                 "QEMU arguments for an unknown kernel {name}"
             );
+        }
+        for (name, disks) in KERNEL_DISKS {
+            assert!(
+                TEST_KERNELS.iter().any(|k| k.name == *name),
+                "disks for an unknown kernel {name}"
+            );
+            assert!(disks.iter().all(|d| d.mib > 0));
         }
         for (name, _) in KERNEL_OPTIONS {
             assert!(

@@ -268,6 +268,20 @@ fn check_test_kernel(k: &TestKernel) {
     for a in k.qemu_args() {
         q = q.arg(*a);
     }
+    // Its disks: images of zeros in the boot's work dir (qemu_for made it).
+    let work = oxen_tests::images::images_target_dir()
+        .join("work")
+        .join(k.name);
+    let mut disks = Vec::new();
+    for (i, d) in k.disks().iter().enumerate() {
+        let p = work.join(format!("disk{i}.img"));
+        d.create(&p)
+            .unwrap_or_else(|e| panic!("{}: cannot make its disk: {e}", k.name));
+        for a in oxen_tests::images::TestDisk::qemu_args(&p, i) {
+            q = q.arg(a);
+        }
+        disks.push((d, p));
+    }
     let r = q.spawn().unwrap().wait_exit(BOOT_TIMEOUT);
     let purpose = format!("{} ({})", k.name, k.purpose);
     if r.timed_out {
@@ -280,6 +294,11 @@ fn check_test_kernel(k: &TestKernel) {
         r.assert_verdict_success();
     }
     r.assert_exit(k.exit);
+    for (d, p) in disks {
+        if let Err(e) = d.check(&p) {
+            r.fail(&format!("{purpose}: its disk image after power-off: {e}"));
+        }
+    }
 }
 
 /// Boots every kernel in `TEST_KERNELS` (two at a time) and checks each
@@ -287,8 +306,11 @@ fn check_test_kernel(k: &TestKernel) {
 #[test]
 fn test_kernels() {
     let _ = images(); // build once, before the threads
+                      // OXEN_TEST_KERNELS=a,b boots only those (while working on them).
+    let only = std::env::var("OXEN_TEST_KERNELS").unwrap_or_default();
     let handles: Vec<_> = TEST_KERNELS
         .iter()
+        .filter(|k| only.is_empty() || only.split(',').any(|n| n.trim() == k.name))
         .map(|k| (k.name, std::thread::spawn(move || check_test_kernel(k))))
         .collect();
     let (mut passed, mut failed) = (Vec::new(), Vec::new());

@@ -1,0 +1,531 @@
+//! The virtio devices Dom0 drives: finding them, their MSI-X interrupts as
+//! event channels, and the safe [`Disk`] and [`Nic`] wrappers.
+
+use alloc::vec::Vec;
+use core::fmt;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use super::hal::Dom0Hal;
+use crate::pci::{self, Bdf, ConfigSpace, Function, VirtioCam};
+use hypercall_abi::event_channel::{EvtchnBindPirq, EvtchnOp};
+use hypercall_abi::hypercall::Hypercall;
+use hypercall_abi::physdev::{
+    MapPirqType, PhysdevEoi, PhysdevIrqStatusQuery, PhysdevMapPirq, PhysdevOp, XENIRQSTAT_NEEDS_EOI,
+};
+use hypercall_abi::xen::DOMID_SELF;
+use pv_guest_lib::hypercall::hypercall2;
+use pv_guest_lib::{events, time, Errno};
+use virtio_drivers::device::blk::{BlkReq, BlkResp, VirtIOBlk, SECTOR_SIZE};
+use virtio_drivers::device::net::VirtIONet;
+use virtio_drivers::transport::pci::bus::PciRoot;
+use virtio_drivers::transport::pci::{virtio_device_type, PciTransport};
+use virtio_drivers::transport::{DeviceStatus, DeviceType, InterruptStatus, Transport};
+use virtio_drivers::PhysAddr;
+
+/// A virtio function on the bus.
+#[derive(Clone, Copy, Debug)]
+pub struct Found {
+    /// Where and what.
+    pub function: Function,
+    /// Its virtio device type.
+    pub kind: DeviceType,
+}
+
+/// Every virtio function among `functions`.
+pub fn find(functions: &[Function]) -> Vec<Found> {
+    functions
+        .iter()
+        .filter_map(|f| {
+            let info = virtio_drivers::transport::pci::bus::DeviceFunctionInfo {
+                vendor_id: f.vendor,
+                device_id: f.device,
+                revision: f.revision,
+                prog_if: f.prog_if,
+                class: f.class,
+                subclass: f.subclass,
+                header_type: virtio_drivers::transport::pci::bus::HeaderType::Standard,
+            };
+            virtio_device_type(&info).map(|kind| Found { function: *f, kind })
+        })
+        .collect()
+}
+
+// ---- Interrupts ---------------------------------------------------------------
+
+/// Interrupts counted per device slot (the handler's data word).
+static IRQ_COUNTS: [AtomicU64; 8] = [const { AtomicU64::new(0) }; 8];
+static NEXT_SLOT: AtomicU64 = AtomicU64::new(0);
+
+fn count_irq(_port: u32, slot: usize) {
+    if let Some(c) = IRQ_COUNTS.get(slot) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+fn physdev<T: zerocopy::IntoBytes + zerocopy::FromBytes>(
+    op: PhysdevOp,
+    arg: &mut T,
+) -> Result<u64, Errno> {
+    // SAFETY: Xen reads (and may write back) the command's struct, which
+    // lives across the call.
+    pv_guest_lib::error::check(unsafe {
+        hypercall2(
+            Hypercall::PhysdevOp,
+            u64::from(op.raw()),
+            arg as *mut T as u64,
+        )
+    })
+}
+
+/// A device interrupt (MSI-X entry 0) delivered as an event channel.
+#[derive(Debug)]
+pub struct Irq {
+    /// The PIRQ Xen gave it.
+    pub pirq: u32,
+    /// The event channel it is bound to.
+    pub port: u32,
+    needs_eoi: bool,
+    slot: usize,
+}
+
+impl Irq {
+    /// Maps MSI-X entry 0 of `f` to a PIRQ (Xen writes the table entry
+    /// and enables MSI-X) and binds it to an event channel.
+    pub fn msix<C: ConfigSpace>(cs: &C, f: &Function) -> Result<Irq, Errno> {
+        let m = pci::msix(cs, f.bdf).ok_or(Errno::ENOSYS)?;
+        let table_base = pci::bar_address(cs, f.bdf, m.table.0).ok_or(Errno::EINVAL)?;
+        let mut mp = PhysdevMapPirq {
+            domid: DOMID_SELF,
+            r#type: MapPirqType::Msi as i32,
+            index: -1,
+            pirq: -1,
+            bus: i32::from(f.bdf.bus),
+            devfn: i32::from(f.bdf.devfn()),
+            entry_nr: 0,
+            table_base,
+            ..Default::default()
+        };
+        physdev(PhysdevOp::MapPirq, &mut mp)?;
+        let pirq = mp.pirq as u32;
+        let mut q = PhysdevIrqStatusQuery {
+            irq: pirq,
+            flags: 0,
+        };
+        let needs_eoi = physdev(PhysdevOp::IrqStatusQuery, &mut q).is_ok()
+            && q.flags & XENIRQSTAT_NEEDS_EOI != 0;
+        let mut b = EvtchnBindPirq {
+            pirq,
+            flags: 0,
+            port: 0,
+        };
+        events::op_raw(u64::from(EvtchnOp::BindPirq.raw()), &mut b)?;
+        let slot = (NEXT_SLOT.fetch_add(1, Ordering::Relaxed) as usize) % IRQ_COUNTS.len();
+        events::set_handler(b.port, count_irq, slot)?;
+        events::unmask(b.port)?;
+        Ok(Irq {
+            pirq,
+            port: b.port,
+            needs_eoi,
+            slot,
+        })
+    }
+
+    /// Interrupts received so far.
+    pub fn count(&self) -> u64 {
+        IRQ_COUNTS[self.slot].load(Ordering::Relaxed)
+    }
+
+    /// `PHYSDEVOP_eoi` where Xen asks for it.
+    fn eoi(&self) {
+        if self.needs_eoi {
+            let _ = physdev(PhysdevOp::Eoi, &mut PhysdevEoi { irq: self.pirq });
+        }
+    }
+}
+
+/// How long a device may take before the waiter stops sleeping on the
+/// interrupt and polls (a lost interrupt costs time, never a hang).
+const IRQ_PATIENCE_NS: u64 = 2_000_000_000;
+
+/// Waits until `done()`: sleeping on the device's event channel when it
+/// has one, yielding the CPU between polls otherwise. Returns false if
+/// the interrupt did not come in time (then it polled).
+fn wait(irq: Option<&Irq>, mut done: impl FnMut() -> bool) -> bool {
+    let mut in_time = true;
+    if let Some(i) = irq {
+        let deadline = time::now_ns().saturating_add(IRQ_PATIENCE_NS);
+        in_time = time::block_until(deadline, &mut done) == time::Wake::Ready;
+        i.eoi();
+    }
+    while !done() {
+        let _ = pv_guest_lib::xen::sched_yield();
+    }
+    in_time
+}
+
+// ---- The transport ------------------------------------------------------------
+
+/// `virtio-drivers`' PCI transport plus what a Dom0 needs on top: each
+/// virtqueue is given MSI-X vector 0 as it is set up (virtio 1.x
+/// `queue_msix_vector`; the crate leaves it `NO_VECTOR`).
+#[derive(Debug)]
+pub struct Dom0Transport {
+    inner: PciTransport,
+    /// The common configuration structure, mapped.
+    common: Option<u64>,
+    /// MSI-X vector for the queues (`0xffff`: none).
+    vector: u16,
+}
+
+/// `virtio_pci_common_cfg.queue_msix_vector`.
+const COMMON_QUEUE_MSIX_VECTOR: u64 = 0x1a;
+/// `virtio_pci_common_cfg.queue_select`.
+const COMMON_QUEUE_SELECT: u64 = 0x16;
+/// No vector.
+pub const NO_VECTOR: u16 = 0xffff;
+
+impl Transport for Dom0Transport {
+    fn device_type(&self) -> DeviceType {
+        self.inner.device_type()
+    }
+    fn read_device_features(&mut self) -> u64 {
+        self.inner.read_device_features()
+    }
+    fn write_driver_features(&mut self, driver_features: u64) {
+        self.inner.write_driver_features(driver_features)
+    }
+    fn max_queue_size(&mut self, queue: u16) -> u32 {
+        self.inner.max_queue_size(queue)
+    }
+    fn notify(&mut self, queue: u16) {
+        self.inner.notify(queue)
+    }
+    fn get_status(&self) -> DeviceStatus {
+        self.inner.get_status()
+    }
+    fn set_status(&mut self, status: DeviceStatus) {
+        self.inner.set_status(status)
+    }
+    fn set_guest_page_size(&mut self, guest_page_size: u32) {
+        self.inner.set_guest_page_size(guest_page_size)
+    }
+    fn requires_legacy_layout(&self) -> bool {
+        self.inner.requires_legacy_layout()
+    }
+    fn queue_set(
+        &mut self,
+        queue: u16,
+        size: u32,
+        descriptors: PhysAddr,
+        driver_area: PhysAddr,
+        device_area: PhysAddr,
+    ) {
+        if let (Some(c), true) = (self.common, self.vector != NO_VECTOR) {
+            // SAFETY: `c` maps the device's common configuration
+            // structure (uncached); these are its 16-bit registers.
+            unsafe {
+                core::ptr::write_volatile((c + COMMON_QUEUE_SELECT) as *mut u16, queue);
+                core::ptr::write_volatile((c + COMMON_QUEUE_MSIX_VECTOR) as *mut u16, self.vector);
+                if core::ptr::read_volatile((c + COMMON_QUEUE_MSIX_VECTOR) as *const u16)
+                    == self.vector
+                {
+                    VECTORS_SET.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        self.inner
+            .queue_set(queue, size, descriptors, driver_area, device_area)
+    }
+    fn queue_unset(&mut self, queue: u16) {
+        self.inner.queue_unset(queue)
+    }
+    fn queue_used(&mut self, queue: u16) -> bool {
+        self.inner.queue_used(queue)
+    }
+    fn ack_interrupt(&mut self) -> InterruptStatus {
+        self.inner.ack_interrupt()
+    }
+    fn read_config_generation(&self) -> u32 {
+        self.inner.read_config_generation()
+    }
+    fn read_config_space<T: zerocopy::FromBytes + zerocopy::IntoBytes>(
+        &self,
+        offset: usize,
+    ) -> virtio_drivers::Result<T> {
+        self.inner.read_config_space(offset)
+    }
+    fn write_config_space<T: zerocopy::IntoBytes + zerocopy::Immutable>(
+        &mut self,
+        offset: usize,
+        value: T,
+    ) -> virtio_drivers::Result<()> {
+        self.inner.write_config_space(offset, value)
+    }
+}
+
+/// Why a device could not be opened.
+#[derive(Debug)]
+pub enum OpenError {
+    /// The PCI transport refused it.
+    Pci(virtio_drivers::transport::pci::VirtioPciError),
+    /// The driver failed to initialise it.
+    Virtio(virtio_drivers::Error),
+    /// Mapping its registers failed.
+    Map(Errno),
+}
+
+impl fmt::Display for OpenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OpenError::Pci(e) => write!(f, "virtio PCI transport: {e}"),
+            OpenError::Virtio(e) => write!(f, "virtio: {e}"),
+            OpenError::Map(e) => write!(f, "mapping the device's registers: {e}"),
+        }
+    }
+}
+
+/// Opens function `f` as a virtio device: decoding and bus mastering on,
+/// the crate's PCI transport, the common configuration mapped for the
+/// queue vectors, and (with `interrupts`) MSI-X entry 0 as an event
+/// channel (`None` and polling when that fails).
+pub fn open<C: ConfigSpace + Clone>(
+    cs: &mut C,
+    f: &Function,
+    interrupts: bool,
+) -> Result<(Dom0Transport, Option<Irq>, Option<Errno>), OpenError> {
+    pci::enable(cs, f.bdf, true, false, true);
+    let mut root = PciRoot::new(VirtioCam(cs.clone()));
+    let inner = PciTransport::new::<Dom0Hal, _>(&mut root, pci::device_function(f.bdf))
+        .map_err(OpenError::Pci)?;
+    let common = pci::virtio_caps(cs, f.bdf)
+        .into_iter()
+        .find(|c| c.cfg_type == 1)
+        .and_then(|c| Some((pci::bar_address(cs, f.bdf, c.bar)?, c)))
+        .map(|(bar, c)| crate::pci::metal::map_io(bar + u64::from(c.offset), 0x40))
+        .transpose()
+        .map_err(OpenError::Map)?;
+    let (irq, irq_err) = if interrupts {
+        match Irq::msix(cs, f) {
+            Ok(i) => (Some(i), None),
+            Err(e) => (None, Some(e)),
+        }
+    } else {
+        (None, None)
+    };
+    let t = Dom0Transport {
+        inner,
+        common,
+        vector: if irq.is_some() { 0 } else { NO_VECTOR },
+    };
+    Ok((t, irq, irq_err))
+}
+
+// ---- The disk -------------------------------------------------------------------
+
+/// A virtio-blk disk.
+pub struct Disk {
+    blk: VirtIOBlk<Dom0Hal, Dom0Transport>,
+    irq: Option<Irq>,
+    /// Requests whose interrupt did not come in time.
+    pub late: u64,
+    /// Where it is.
+    pub bdf: Bdf,
+}
+
+impl Disk {
+    /// Initialises the device (`open` first).
+    pub fn new(t: Dom0Transport, irq: Option<Irq>, bdf: Bdf) -> Result<Disk, OpenError> {
+        let blk = VirtIOBlk::new(t).map_err(OpenError::Virtio)?;
+        Ok(Disk {
+            blk,
+            irq,
+            late: 0,
+            bdf,
+        })
+    }
+
+    /// Size in 512-byte sectors.
+    pub fn sectors(&self) -> u64 {
+        self.blk.capacity()
+    }
+
+    /// Read-only disk.
+    pub fn readonly(&self) -> bool {
+        self.blk.readonly()
+    }
+
+    /// The interrupt, if it has one.
+    pub fn irq(&self) -> Option<&Irq> {
+        self.irq.as_ref()
+    }
+
+    fn check_len(&self, sector: u64, len: usize) -> Result<(), virtio_drivers::Error> {
+        let n = (len / SECTOR_SIZE) as u64;
+        if len == 0
+            || len % SECTOR_SIZE != 0
+            || sector.checked_add(n).is_none_or(|e| e > self.sectors())
+        {
+            return Err(virtio_drivers::Error::InvalidParam);
+        }
+        Ok(())
+    }
+
+    /// Reads `buf.len() / 512` sectors from `sector` (a whole, non-zero
+    /// number of sectors inside the disk), sleeping until the device
+    /// answers.
+    pub fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), virtio_drivers::Error> {
+        self.check_len(sector, buf.len())?;
+        let mut req = BlkReq::default();
+        let mut resp = BlkResp::default();
+        // SAFETY: `req`, `buf` and `resp` are not touched until the
+        // request completes below (this function waits for it).
+        let token = unsafe {
+            self.blk
+                .read_blocks_nb(sector as usize, &mut req, buf, &mut resp)?
+        };
+        let blk = &mut self.blk;
+        if !wait(self.irq.as_ref(), || blk.peek_used() == Some(token)) {
+            self.late += 1;
+        }
+        // SAFETY: the same buffers as above.
+        unsafe { self.blk.complete_read_blocks(token, &req, buf, &mut resp) }
+    }
+
+    /// Writes `buf` at `sector` (as [`Disk::read`]).
+    pub fn write(&mut self, sector: u64, buf: &[u8]) -> Result<(), virtio_drivers::Error> {
+        self.check_len(sector, buf.len())?;
+        let mut req = BlkReq::default();
+        let mut resp = BlkResp::default();
+        // SAFETY: as in `read`.
+        let token = unsafe {
+            self.blk
+                .write_blocks_nb(sector as usize, &mut req, buf, &mut resp)?
+        };
+        let blk = &mut self.blk;
+        if !wait(self.irq.as_ref(), || blk.peek_used() == Some(token)) {
+            self.late += 1;
+        }
+        // SAFETY: as in `read`.
+        unsafe { self.blk.complete_write_blocks(token, &req, buf, &mut resp) }
+    }
+
+    /// Flushes the device's write cache (waits by polling).
+    pub fn flush(&mut self) -> Result<(), virtio_drivers::Error> {
+        self.blk.flush()
+    }
+}
+
+/// Virtqueues (of every device) whose MSI-X vector the device took.
+static VECTORS_SET: AtomicU64 = AtomicU64::new(0);
+
+/// How many virtqueues so far took their MSI-X vector.
+pub fn vectors_set() -> u64 {
+    VECTORS_SET.load(Ordering::Relaxed)
+}
+
+// ---- The NIC --------------------------------------------------------------------
+
+/// Receive buffers posted (and transmit slots).
+pub const NET_QUEUE: usize = 16;
+/// Size of each receive buffer (a full Ethernet frame and the virtio
+/// header).
+pub const NET_BUF: usize = 2048;
+
+/// A virtio-net NIC.
+pub struct Nic {
+    net: VirtIONet<Dom0Hal, Dom0Transport, NET_QUEUE>,
+    irq: Option<Irq>,
+    /// Where it is.
+    pub bdf: Bdf,
+}
+
+impl Nic {
+    /// Initialises the device and posts its receive buffers.
+    pub fn new(t: Dom0Transport, irq: Option<Irq>, bdf: Bdf) -> Result<Nic, OpenError> {
+        let net = VirtIONet::new(t, NET_BUF).map_err(OpenError::Virtio)?;
+        Ok(Nic { net, irq, bdf })
+    }
+
+    /// Its MAC address.
+    pub fn mac(&self) -> [u8; 6] {
+        self.net.mac_address()
+    }
+
+    /// The interrupt, if it has one.
+    pub fn irq(&self) -> Option<&Irq> {
+        self.irq.as_ref()
+    }
+
+    /// Sends one Ethernet frame (at most [`NET_BUF`] bytes less the
+    /// header).
+    pub fn send(&mut self, frame: &[u8]) -> Result<(), virtio_drivers::Error> {
+        if frame.is_empty() || frame.len() > NET_BUF - 12 {
+            return Err(virtio_drivers::Error::InvalidParam);
+        }
+        let mut tx = self.net.new_tx_buffer(frame.len());
+        tx.packet_mut().copy_from_slice(frame);
+        self.net.send(tx)
+    }
+
+    /// Receives frames until `f` returns `Some` or `deadline` (system
+    /// time, ns) passes, sleeping on the interrupt in between.
+    pub fn recv_until<R>(
+        &mut self,
+        deadline: u64,
+        mut f: impl FnMut(&[u8]) -> Option<R>,
+    ) -> Option<R> {
+        loop {
+            while let Ok(rx) = self.net.receive() {
+                let r = f(rx.packet());
+                let _ = self.net.recycle_rx_buffer(rx);
+                if r.is_some() {
+                    return r;
+                }
+            }
+            let net = &self.net;
+            let w = if self.irq.is_some() {
+                time::block_until(deadline, || net.can_recv())
+            } else {
+                let mut w = time::Wake::TimedOut;
+                while time::now_ns() < deadline {
+                    if net.can_recv() {
+                        w = time::Wake::Ready;
+                        break;
+                    }
+                    let _ = pv_guest_lib::xen::sched_yield();
+                }
+                w
+            };
+            if let Some(i) = &self.irq {
+                i.eoi();
+            }
+            if w == time::Wake::TimedOut && !self.net.can_recv() {
+                return None;
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Disk {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "virtio-blk {} ({} sectors, irq {:?})",
+            self.bdf,
+            self.sectors(),
+            self.irq
+        )
+    }
+}
+
+impl fmt::Debug for Nic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "virtio-net {} ({:02x?}, irq {:?})",
+            self.bdf,
+            self.mac(),
+            self.irq
+        )
+    }
+}
