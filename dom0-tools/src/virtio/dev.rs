@@ -362,7 +362,7 @@ impl Disk {
     fn check_len(&self, sector: u64, len: usize) -> Result<(), virtio_drivers::Error> {
         let n = (len / SECTOR_SIZE) as u64;
         if len == 0
-            || len % SECTOR_SIZE != 0
+            || !len.is_multiple_of(SECTOR_SIZE)
             || sector.checked_add(n).is_none_or(|e| e > self.sectors())
         {
             return Err(virtio_drivers::Error::InvalidParam);
