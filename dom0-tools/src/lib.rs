@@ -26,6 +26,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod bench;
+pub mod blkback;
 pub mod builder;
 pub mod consoled;
 #[cfg(target_os = "none")]
