@@ -351,3 +351,58 @@ fn frontend_vanishing_removes_the_device() {
     assert!(w.borrow().back.get(8, 51712).is_none());
     assert_eq!(fabric.borrow().mapped, 0);
 }
+
+#[test]
+fn toolstack_closing_the_backend_unplugs_like_libxl() {
+    let (w, fabric) = world();
+    let (mut g, _disk) = guest_with_disk(&w, &fabric, 9, 1024, Config::default());
+    // libxl's device removal: online = 0, backend state = Closing.
+    {
+        let mut d = w.borrow_mut();
+        let be = backend_path(9, 51712);
+        XsAccess::write(&mut d.xs, &format!("{be}/online"), "0");
+        XsAccess::write(&mut d.xs, &format!("{be}/state"), "5");
+    }
+    for _ in 0..10 {
+        g.front.xenbus_changed(&mut g.xs, &mut g.host).unwrap();
+        w.borrow_mut().run();
+    }
+    assert_eq!(g.front.state(), XenbusState::Closed);
+    assert_eq!(read_be(&w, 51712, 9, "state").as_deref(), Some("6"));
+    assert!(w.borrow().back.get(9, 51712).is_none());
+    assert_eq!(fabric.borrow().mapped, 0);
+    assert_eq!(fabric.borrow().granted_by(9), 0);
+    assert_eq!(g.host.pages, 0);
+}
+
+#[test]
+fn small_bounce_pools_still_move_big_buffers() {
+    let (w, fabric) = world();
+    for max_pages in [1usize, 4, 15, 20] {
+        let cfg = Config {
+            max_pages,
+            ..Config::default()
+        };
+        let domid = 10 + max_pages as u16;
+        let (mut g, disk) = guest_with_disk(&w, &fabric, domid, 1024, cfg);
+        assert!(g.front.max_request_bytes() <= max_pages * 4096);
+        let p = pattern(max_pages as u64, 100 * 1024);
+        g.front.write(&mut g.host, 16, &p).unwrap();
+        assert_eq!(&disk.borrow().data[16 * 512..16 * 512 + p.len()], &p[..]);
+        let mut r = vec![0u8; p.len()];
+        g.front.read(&mut g.host, 16, &mut r).unwrap();
+        assert!(r == p);
+        assert!(g.front.pool_pages() <= max_pages);
+    }
+    // The low-level API with a too-short buffer: no panic, short copy.
+    let (mut g, disk) = guest_with_disk(&w, &fabric, 40, 1024, Config::default());
+    disk.borrow_mut().data[..4096].fill(3);
+    let id = g.front.submit(&mut g.host, Op::Read, 0, 64, None).unwrap();
+    w.borrow_mut().run();
+    g.front.poll().unwrap();
+    let mut short = [0u8; 100];
+    assert_eq!(g.front.complete(id, Some(&mut short)), Some(Ok(())));
+    assert_eq!(short, [3; 100]);
+    assert_eq!(g.front.complete(id, None), None);
+    assert_eq!(g.front.complete(u64::MAX, None), None);
+}

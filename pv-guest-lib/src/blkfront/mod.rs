@@ -450,7 +450,14 @@ impl<H: FrontHost> Blkfront<H> {
         let max_ind = (be_ind.min(u64::from(self.config.max_indirect_segments)) as usize)
             .min(BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST * BLKIF_SEGS_PER_INDIRECT_FRAME)
             as u32;
-        let max_segments = max_ind.max(BLKIF_MAX_SEGMENTS_PER_REQUEST as u32);
+        // One request must fit in the bounce pool (with its indirect pages).
+        let mut max_segments = max_ind.max(BLKIF_MAX_SEGMENTS_PER_REQUEST as u32);
+        let pool = self.config.max_pages.clamp(1, u32::MAX as usize) as u32;
+        if max_segments > BLKIF_MAX_SEGMENTS_PER_REQUEST as u32 {
+            max_segments =
+                max_segments.min(pool.saturating_sub(BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST as u32));
+        }
+        let max_segments = max_segments.min(pool).max(1);
         self.info = DiskInfo {
             sectors,
             sector_size: ss as u32,
@@ -795,6 +802,9 @@ impl<H: FrontHost> Blkfront<H> {
             if let Some(out) = out {
                 let mut left = (s.sectors as usize * BLKIF_SECTOR_SIZE).min(out.len());
                 for (k, &pi) in s.data.iter().enumerate() {
+                    if left == 0 {
+                        break;
+                    }
                     let n = left.min(PAGE_SIZE);
                     let off = k * PAGE_SIZE;
                     if let Some(pp) = self.pool.get(pi) {
