@@ -47,6 +47,7 @@ use pv_guest_lib::xenbus::page::SharedPage;
 
 use crate::xenstore::{Host, Xenstored};
 
+pub mod diskspec;
 pub mod request;
 pub mod store;
 pub mod toolstack;
