@@ -649,3 +649,26 @@ fn stray_events_are_ignored() {
     }
     g.front.write(&mut g.host, 0, &[1; 512]).unwrap();
 }
+
+#[test]
+fn flush_with_data_is_a_durable_write() {
+    // Linux's blkfront sends FUA writes as BLKIF_OP_FLUSH_DISKCACHE with
+    // segments.
+    let (w, fabric) = world();
+    let d = disk(64);
+    let mut r = raw(&w, &fabric, 3, d.clone());
+    r.data.0.write(0, &[6; 4096]);
+    let g = r.data.1;
+    assert_eq!(
+        r.status(rw(BlkifOp::FlushDiskcache, 1, 8, &[(g, 0, 7)])),
+        OKAY
+    );
+    assert_eq!(&d.borrow().durable[4096..8192], &[6; 4096][..]);
+    assert_eq!(
+        r.status(rw(BlkifOp::FlushDiskcache, 2, 64, &[(g, 0, 7)])),
+        ERROR
+    );
+    let mut e = rw(BlkifOp::FlushDiskcache, 3, 0, &[(g, 0, 7)]);
+    e.req.nr_segments = 12;
+    assert_eq!(r.status(e), ERROR);
+}

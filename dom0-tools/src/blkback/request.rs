@@ -145,7 +145,10 @@ fn dispatch<G: GrantMapper + ?Sized, S: BlockStore + ?Sized>(
                 segs,
             )
         }
-        BlkifOp::WriteBarrier => {
+        // Linux's blkfront sends FUA writes as a flush with data, and old
+        // frontends a barrier with data: flush, write, flush. Empty, they
+        // are plain flushes.
+        BlkifOp::WriteBarrier | BlkifOp::FlushDiskcache => {
             if !lim.flush {
                 return Err(Fail::NotSupported);
             }
@@ -168,12 +171,6 @@ fn dispatch<G: GrantMapper + ?Sized, S: BlockStore + ?Sized>(
                 e.req.sector_number,
                 segs,
             )
-        }
-        BlkifOp::FlushDiskcache => {
-            if !lim.flush {
-                return Err(Fail::NotSupported);
-            }
-            flush(lim, store, stats)
         }
         BlkifOp::Discard => {
             if !lim.discard {
