@@ -39,6 +39,8 @@ use crate::grant::GrantRef;
 use crate::xenbus::page::{SharedPage, PAGE_SIZE};
 use crate::xenbus::{Transport, Xenbus, NO_TX};
 
+#[cfg(target_os = "none")]
+pub mod metal;
 pub mod ring;
 
 use ring::{FrontRing, SharedRing, MAX_RING_PAGE_ORDER};
