@@ -15,7 +15,9 @@
 //!   [`BlockStore`] ([`store`]), moving data with grant copies.
 //! - [`Blkback`] holds every device and routes event-channel ports.
 //! - [`toolstack`] writes the nodes libxl writes for a `disk = [...]` entry
-//!   and parses vdev names (`xvda` → 51712).
+//!   and parses vdev names (`xvda` → 51712); [`diskspec`] parses the
+//!   entries themselves.
+//! - [`copy`] turns a request's segments into `GNTTABOP_copy` batches.
 //!
 //! Dom0's glue supplies the kernel side through [`GrantMapper`] (map and
 //! unmap a frontend's ring pages, grant-copy data — `GNTTABOP_map_grant_ref`
@@ -47,6 +49,7 @@ use pv_guest_lib::xenbus::page::SharedPage;
 
 use crate::xenstore::{Host, Xenstored};
 
+pub mod copy;
 pub mod diskspec;
 pub mod request;
 pub mod store;
@@ -81,8 +84,8 @@ pub struct CopySeg {
 
 /// How blkback touches frontends' memory. Dom0's glue implements it with
 /// `GNTTABOP_map_grant_ref`/`unmap_grant_ref` (ring pages) and
-/// `GNTTABOP_copy` (data, one batch per call); tests with a fake grant
-/// table.
+/// `GNTTABOP_copy` (data, one batch per call: [`copy::copy_ops`] builds it,
+/// split at Dom0's page boundaries); tests with a fake grant table.
 pub trait GrantMapper {
     /// A mapped frontend page.
     type Page: SharedPage;
