@@ -75,8 +75,11 @@ fn handshake_walks_the_states_and_publishes_the_keys() {
     assert!(!w.borrow().back.get(3, devid).unwrap().is_connected());
 
     // And it can come back (the frontend restarts at Initialising).
-    let mut front = Blkfront::new(devid, None, Config::default());
-    XsAccess::write(&mut xs, "device/vbd/51712/state", "1");
+    front.restart(&mut xs, &mut host).unwrap();
+    assert_eq!(
+        XsAccess::read(&mut xs, "device/vbd/51712/state").as_deref(),
+        Some("1")
+    );
     w.borrow_mut().run();
     assert_eq!(read_be(&w, devid, 3, "state").as_deref(), Some("2"));
     front.connect_blocking(&mut xs, &mut host).unwrap();
@@ -405,4 +408,25 @@ fn small_bounce_pools_still_move_big_buffers() {
     assert_eq!(short, [3; 100]);
     assert_eq!(g.front.complete(id, None), None);
     assert_eq!(g.front.complete(u64::MAX, None), None);
+}
+
+#[test]
+fn online_resize() {
+    let (w, fabric) = world();
+    let (mut g, disk) = guest_with_disk(&w, &fabric, 1, 1024, Config::default());
+    assert_eq!(
+        g.front.write(&mut g.host, 1024, &[1; 512]),
+        Err(BlkError::OutOfRange)
+    );
+    disk.borrow_mut().data.resize(2048 * 512, 0);
+    disk.borrow_mut().durable.resize(2048 * 512, 0);
+    {
+        let mut d = w.borrow_mut();
+        let d = &mut *d;
+        d.back.get_mut(1, 51712).unwrap().resized(&mut d.xs);
+    }
+    g.front.xenbus_changed(&mut g.xs, &mut g.host).unwrap();
+    assert_eq!(g.front.info().unwrap().sectors, 2048);
+    g.front.write(&mut g.host, 1024, &[1; 512]).unwrap();
+    assert_eq!(disk.borrow().data[1024 * 512], 1);
 }

@@ -480,6 +480,16 @@ impl<P: SharedPage> Vbd<P> {
         self.switch(xs, XenbusState::Connected);
     }
 
+    /// The store changed size (online resize): publishes the new
+    /// `sectors`; a connected frontend re-reads it.
+    pub fn resized<X: XsAccess + ?Sized>(&mut self, xs: &mut X) {
+        if self.state == XenbusState::Connected {
+            xs.write(&self.key("sectors"), &self.store.sectors().to_string());
+            // Re-writing the state fires the frontend's watch on it.
+            write_state(xs, &self.key("state"), XenbusState::Connected);
+        }
+    }
+
     /// Unmaps the ring and unbinds the port (idempotent).
     pub fn disconnect<H>(&mut self, host: &mut H)
     where

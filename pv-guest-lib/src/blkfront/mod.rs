@@ -502,6 +502,20 @@ impl<H: FrontHost> Blkfront<H> {
         Err(BlkError::Timeout)
     }
 
+    /// After Closed: goes back to Initialising so the backend offers the
+    /// device again (then [`Blkfront::connect_blocking`]).
+    pub fn restart<X: XsAccess + ?Sized>(
+        &mut self,
+        xs: &mut X,
+        host: &mut H,
+    ) -> Result<(), BlkError> {
+        if self.state != XenbusState::Closed {
+            return Err(BlkError::NotConnected);
+        }
+        self.teardown(host);
+        self.switch(xs, XenbusState::Initialising)
+    }
+
     /// Runs the handshake until connected.
     pub fn connect_blocking<X: XsAccess + ?Sized>(
         &mut self,
