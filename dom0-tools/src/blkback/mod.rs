@@ -56,7 +56,7 @@ pub mod store;
 pub mod toolstack;
 
 pub use request::{Limits, Stats};
-pub use store::{BlockStore, IoError, MemDisk};
+pub use store::{BlockStore, IoError, MemDisk, Slice};
 
 /// Where Dom0's vbd back-ends live.
 pub const BACKEND_ROOT: &str = "/local/domain/0/backend/vbd";

@@ -172,3 +172,97 @@ impl<S: BlockStore> BlockStore for alloc::rc::Rc<core::cell::RefCell<S>> {
         self.borrow().can_discard()
     }
 }
+
+/// A window of another store: `len` sectors from sector `start` (a
+/// partition, or a raw image stored contiguously). Requests never leave
+/// the window.
+pub struct Slice<S> {
+    inner: S,
+    start: u64,
+    len: u64,
+}
+
+impl<S: BlockStore> Slice<S> {
+    /// The window, or `None` if it does not fit `inner` or is misaligned
+    /// to its sector size.
+    pub fn new(inner: S, start: u64, len: u64) -> Option<Self> {
+        let align = u64::from(inner.sector_size() / 512).max(1);
+        let end = start.checked_add(len)?;
+        if end > inner.sectors() || !start.is_multiple_of(align) || !len.is_multiple_of(align) {
+            return None;
+        }
+        Some(Slice { inner, start, len })
+    }
+
+    /// The store underneath.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+
+    fn at(&self, sector: u64, bytes: usize) -> Result<u64, IoError> {
+        let n = bytes.div_ceil(BLKIF_SECTOR_SIZE) as u64;
+        match sector.checked_add(n) {
+            Some(end) if end <= self.len => Ok(self.start + sector),
+            _ => Err(IoError::Io),
+        }
+    }
+}
+
+impl<S: BlockStore> BlockStore for Slice<S> {
+    fn sectors(&self) -> u64 {
+        self.len
+    }
+    fn sector_size(&self) -> u32 {
+        self.inner.sector_size()
+    }
+    fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), IoError> {
+        let s = self.at(sector, buf.len())?;
+        self.inner.read(s, buf)
+    }
+    fn write(&mut self, sector: u64, data: &[u8]) -> Result<(), IoError> {
+        let s = self.at(sector, data.len())?;
+        self.inner.write(s, data)
+    }
+    fn flush(&mut self) -> Result<(), IoError> {
+        self.inner.flush()
+    }
+    fn can_flush(&self) -> bool {
+        self.inner.can_flush()
+    }
+    fn discard(&mut self, sector: u64, count: u64) -> Result<(), IoError> {
+        match sector.checked_add(count) {
+            Some(end) if end <= self.len => self.inner.discard(self.start + sector, count),
+            _ => Err(IoError::Io),
+        }
+    }
+    fn can_discard(&self) -> bool {
+        self.inner.can_discard()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slices_stay_inside() {
+        let mut s = Slice::new(MemDisk::new(100), 10, 20).unwrap();
+        assert_eq!(s.sectors(), 20);
+        s.write(0, &[1; 512]).unwrap();
+        s.write(19, &[2; 512]).unwrap();
+        assert_eq!(s.write(20, &[3; 512]), Err(IoError::Io));
+        assert_eq!(s.write(19, &[3; 1024]), Err(IoError::Io));
+        assert_eq!(s.read(u64::MAX, &mut [0; 512]), Err(IoError::Io));
+        assert_eq!(s.discard(10, u64::MAX), Err(IoError::Io));
+        s.discard(19, 1).unwrap();
+        let d = s.into_inner();
+        assert_eq!(d.data[10 * 512], 1);
+        assert_eq!(d.data[29 * 512], 0);
+        assert!(Slice::new(MemDisk::new(100), 90, 11).is_none());
+        assert!(Slice::new(MemDisk::new(100), u64::MAX, 2).is_none());
+        let mut big = MemDisk::new(64);
+        big.sector_size = 4096;
+        assert!(Slice::new(big.clone(), 4, 8).is_none());
+        assert!(Slice::new(big, 8, 16).is_some());
+    }
+}
