@@ -430,3 +430,34 @@ fn online_resize() {
     g.front.write(&mut g.host, 1024, &[1; 512]).unwrap();
     assert_eq!(disk.borrow().data[1024 * 512], 1);
 }
+
+#[test]
+fn a_disk_spec_from_xl_cfg_becomes_a_connected_vbd() {
+    use dom0_tools::blkback::toolstack::{add_vbd, VbdSpec};
+    use dom0_tools::xlcfg::disk::parse_disk_spec;
+    let (w, fabric) = world();
+    let mut xs = guest_xs(&w, 2);
+    let spec = parse_disk_spec("format=raw, vdev=xvdb, access=ro, target=/images/b.img").unwrap();
+    {
+        let mut d = w.borrow_mut();
+        let d = &mut *d;
+        add_vbd(&mut d.xs, &VbdSpec::from_disk(2, &spec)).unwrap();
+        d.back.add(
+            &mut d.xs,
+            &mut d.host,
+            2,
+            spec.devid,
+            Box::new(MemDisk::new(256)),
+        );
+    }
+    assert_eq!(
+        read_be(&w, 51728, 2, "params").as_deref(),
+        Some("/images/b.img")
+    );
+    assert_eq!(read_be(&w, 51728, 2, "mode").as_deref(), Some("r"));
+    let mut host = GuestHost::new(&w, &fabric, 2);
+    let mut front = Blkfront::new(spec.devid, None, Config::default());
+    let info = front.connect_blocking(&mut xs, &mut host).unwrap();
+    assert!(info.readonly());
+    assert_eq!(info.sectors, 256);
+}

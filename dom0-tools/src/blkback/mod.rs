@@ -15,8 +15,7 @@
 //!   [`BlockStore`] ([`store`]), moving data with grant copies.
 //! - [`Blkback`] holds every device and routes event-channel ports.
 //! - [`toolstack`] writes the nodes libxl writes for a `disk = [...]` entry
-//!   and parses vdev names (`xvda` → 51712); [`diskspec`] parses the
-//!   entries themselves.
+//!   (from a [`DiskSpec`](crate::xlcfg::disk::DiskSpec)).
 //! - [`copy`] turns a request's segments into `GNTTABOP_copy` batches.
 //!
 //! Dom0's glue supplies the kernel side through [`GrantMapper`] (map and
@@ -50,7 +49,6 @@ use pv_guest_lib::xenbus::page::SharedPage;
 use crate::xenstore::{Host, Xenstored};
 
 pub mod copy;
-pub mod diskspec;
 pub mod request;
 pub mod store;
 pub mod toolstack;

@@ -289,7 +289,7 @@ pub fn add_disk<S: BlockStore + 'static>(
     writable: bool,
     store: S,
 ) -> u32 {
-    let devid = dom0_tools::blkback::toolstack::parse_vdev(vdev).unwrap();
+    let devid = dom0_tools::xlcfg::disk::vdev_to_devid(vdev).unwrap();
     let mut d = w.borrow_mut();
     let d = &mut *d;
     add_vbd(
@@ -301,6 +301,7 @@ pub fn add_disk<S: BlockStore + 'static>(
             params: "/images/test.img",
             writable,
             cdrom: false,
+            discard: true,
         },
     )
     .unwrap();
