@@ -5,7 +5,7 @@
 mod blkif_world;
 
 use blkif_world::*;
-use dom0_tools::blkback::toolstack::{list_vbds, remove_vbd};
+use dom0_tools::blkback::toolstack::{block_list, list_vbds, remove_vbd};
 use dom0_tools::blkback::{backend_path, MemDisk, MAX_INDIRECT_SEGMENTS};
 use hypercall_abi::io::xenbus::XenbusState;
 use pv_guest_lib::blkfront::{BlkError, Blkfront, Config, Op, XsAccess};
@@ -290,6 +290,11 @@ fn hot_unplug() {
     let d2 = Rc::new(RefCell::new(MemDisk::new(512)));
     let devid = add_disk(&w, 6, "xvdb", true, d2.clone());
     assert_eq!(list_vbds(&mut w.borrow_mut().xs, 6), vec![51712, 51728]);
+    let bl = block_list(&mut w.borrow_mut().xs, 6);
+    assert_eq!((bl[0].devid, bl[0].state, bl[0].frontend_id), (51712, 4, 6));
+    assert!(bl[0].evtch > 0 && bl[0].rref > 0);
+    assert_eq!((bl[1].state, bl[1].evtch, bl[1].rref), (2, -1, -1));
+    assert_eq!(bl[1].backend, "/local/domain/0/backend/vbd/6/51728");
     let mut f2 = Blkfront::new(devid, None, Config::default());
     f2.connect_blocking(&mut g.xs, &mut g.host).unwrap();
     f2.write(&mut g.host, 0, &[3; 4096]).unwrap();

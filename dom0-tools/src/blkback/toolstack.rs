@@ -11,6 +11,7 @@ use pv_guest_lib::xenbus::{Access, Perm, XsErr};
 
 use super::{backend_path, frontend_path};
 use crate::xenstore::{Host, Xenstored};
+use crate::xl::backend::BlockInfo;
 use crate::xlcfg::disk::DiskSpec;
 
 /// A disk as the toolstack describes it.
@@ -126,4 +127,32 @@ pub fn list_vbds<H: Host>(xs: &mut Xenstored<H>, domid: u16) -> alloc::vec::Vec<
         .collect();
     v.sort_unstable();
     v
+}
+
+/// `xl block-list` for `domid`: each vbd's back-end state and the
+/// frontend's event channel and ring reference (-1 where missing), as
+/// libxl's `libxl_device_disk_getinfo` reads them.
+pub fn block_list<H: Host>(xs: &mut Xenstored<H>, domid: u16) -> alloc::vec::Vec<BlockInfo> {
+    let num = |xs: &mut Xenstored<H>, p: &str| -> i32 {
+        xs.read(p)
+            .ok()
+            .and_then(|v| core::str::from_utf8(&v).ok()?.trim().parse().ok())
+            .unwrap_or(-1)
+    };
+    list_vbds(xs, domid)
+        .into_iter()
+        .map(|devid| {
+            let be = backend_path(domid, devid);
+            let fe = frontend_path(domid, devid);
+            BlockInfo {
+                devid,
+                backend_id: 0,
+                frontend_id: u32::from(domid),
+                state: num(xs, &format!("{be}/state")),
+                evtch: num(xs, &format!("{fe}/event-channel")),
+                rref: num(xs, &format!("{fe}/ring-ref")),
+                backend: be,
+            }
+        })
+        .collect()
 }
