@@ -26,14 +26,17 @@ extern crate alloc;
 extern crate std;
 
 pub mod bench;
+pub mod bridge;
 pub mod builder;
 pub mod consoled;
 #[cfg(target_os = "none")]
 pub mod fault;
+pub mod netback;
 pub mod pvtest;
 pub mod ramdisk;
 pub mod shell;
 pub mod toolstack;
+pub mod vif;
 pub mod xc;
 pub mod xenstore;
 pub mod xl;
