@@ -1,10 +1,15 @@
 //! A [`smoltcp`] network device over [`Netfront`] (feature `smoltcp`):
 //! build a `smoltcp::iface::Interface` with `Medium::Ethernet` and the
-//! vif's MAC, and poll it with a [`Netfront`] as the device.
+//! vif's MAC, and poll it with a [`Netfront`] as the device. The stack
+//! answers ICMP echo requests itself (`auto-icmp-echo-reply`), so a guest
+//! with an address is pingable. `smoltcp` is re-exported for the versions
+//! to match.
 //!
 //! Receiving copies the frame out of the granted page into a token
 //! (smoltcp's tokens outlive the borrow netfront could lend); transmitting
 //! builds the frame in a buffer and sends it in one slot.
+
+pub use smoltcp;
 
 use alloc::vec;
 use alloc::vec::Vec;
