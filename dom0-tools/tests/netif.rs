@@ -224,3 +224,44 @@ fn generated_macs_reach_the_frontend() {
         script: "vif-bridge".into(),
     };
 }
+
+#[test]
+fn a_hostile_backend_cannot_crash_netfront() {
+    use pv_guest_lib::netfront::{sring, NetError};
+    use pv_guest_lib::xenbus::page::SharedPage;
+    let mut w = World::new();
+    let mut xa = w.add_guest(1, mac(1));
+    let mut a = w.netfront(&mut xa, 1);
+    let rx_ref: u32 = w
+        .read("/local/domain/1/device/vif/0/rx-ring-ref")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let tx_ref: u32 = w
+        .read("/local/domain/1/device/vif/0/tx-ring-ref")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let rx = w.grants.get(1, rx_ref).unwrap().page;
+    assert!(w.grants.get(1, tx_ref).is_some());
+    // A response for an id never posted... with a length past the page.
+    rx.write(64, &[200, 0, 0, 0, 0, 0, 0xff, 0x7f]);
+    rx.store_u32(sring::RSP_PROD, 1);
+    assert!(matches!(a.recv(|f| f.len()), Err(NetError::Protocol(_))));
+    // Once broken, it stays down instead of trusting the rings.
+    assert_eq!(
+        a.send(&frame(mac(2), mac(1), b"x")),
+        Err(NetError::BackendClosed)
+    );
+
+    let mut xb = w.add_guest(2, mac(2));
+    let mut b = w.netfront(&mut xb, 2);
+    let tx_ref: u32 = w
+        .read("/local/domain/2/device/vif/0/tx-ring-ref")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let tx = w.grants.get(2, tx_ref).unwrap().page;
+    tx.store_u32(sring::RSP_PROD, 5000);
+    assert!(matches!(b.poll_tx(), Err(NetError::Protocol(_))));
+}

@@ -11,7 +11,8 @@ use dom0_tools::netback::{error_path, UPLINK_PORT_BASE};
 use dom0_tools::vif::Mac;
 use hypercall_abi::io::netif::{
     NetifExtraInfo, NetifRxRequest, NetifRxResponse, NetifTxRequest, NetifTxResponse,
-    NETRXF_MORE_DATA, NETTXF_EXTRA_INFO, NETTXF_MORE_DATA, NET_RX_RING_SIZE, NET_TX_RING_SIZE,
+    NETRXF_MORE_DATA, NETTXF_CSUM_BLANK, NETTXF_EXTRA_INFO, NETTXF_MORE_DATA, NET_RX_RING_SIZE,
+    NET_TX_RING_SIZE,
 };
 use netif_common::*;
 use pv_guest_lib::netfront::{sring, Netfront, NetfrontHost, RX_ENTRY, TX_ENTRY};
@@ -492,4 +493,22 @@ fn split_event_channels_and_sg_receive() {
     // Only the RX port was notified for it.
     assert!(s.w.nb.host().notified.contains(&1008));
     s.others_still_talk();
+}
+
+#[test]
+fn blank_checksums_are_completed_on_the_way() {
+    let mut s = scene(&[]);
+    // IPv4/UDP 10.0.0.1 → 10.0.0.2 with a blank (garbage) checksum.
+    let mut ip = vec![0x45, 0, 0, 20 + 8 + 4, 0, 0, 0x40, 0, 64, 17, 0, 0];
+    ip.extend_from_slice(&[10, 0, 0, 1, 10, 0, 0, 2]);
+    ip.extend_from_slice(&[0x30, 0x39, 0, 53, 0, 12, 0xde, 0xad, b'p', b'i', b'n', b'g']);
+    let f = frame(mac(2), mac(1), &ip);
+    let g = s.raw.buffer(0, &f, true);
+    s.raw
+        .push_tx(&[req(g, 0, NETTXF_CSUM_BLANK, 1, f.len() as u16)]);
+    s.w.pump();
+    let mut want = f.clone();
+    assert!(dom0_tools::netback::csum::complete(&mut want));
+    assert_ne!(want, f);
+    assert_eq!(drain(&mut s.b), vec![want]);
 }

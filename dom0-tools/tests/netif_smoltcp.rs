@@ -207,3 +207,53 @@ fn a_guest_fetches_a_page_over_tcp() {
     assert_eq!(w.nb.stats(1, 0).unwrap().tx_errors, 0);
     assert_eq!(w.nb.stats(2, 0).unwrap().tx_errors, 0);
 }
+
+/// netback's checksum completion (for `NETTXF_csum_blank` frames, as
+/// Linux guests send) produces what smoltcp accepts, for UDP and TCP.
+#[test]
+fn netback_completes_blank_checksums_as_smoltcp_checks_them() {
+    use dom0_tools::netback::csum::complete;
+    use smoltcp::wire::{EthernetFrame, IpProtocol, Ipv4Address, Ipv4Packet, TcpPacket, UdpPacket};
+    let (src, dst) = (Ipv4Address::new(10, 0, 0, 1), Ipv4Address::new(10, 0, 0, 2));
+    for (proto, l4len) in [
+        (IpProtocol::Udp, 8 + 33),
+        (IpProtocol::Tcp, 20 + 100),
+        (IpProtocol::Udp, 8),
+    ] {
+        let total = 14 + 20 + l4len;
+        let mut f = vec![0u8; total];
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        {
+            let mut ip = Ipv4Packet::new_unchecked(&mut f[14..]);
+            ip.set_version(4);
+            ip.set_header_len(20);
+            ip.set_total_len((20 + l4len) as u16);
+            ip.set_hop_limit(64);
+            ip.set_next_header(proto);
+            ip.set_src_addr(src);
+            ip.set_dst_addr(dst);
+            ip.fill_checksum();
+        }
+        for (i, b) in f[14 + 20..].iter_mut().enumerate() {
+            *b = (i * 7 + 3) as u8;
+        }
+        if proto == IpProtocol::Udp {
+            f[14 + 20 + 4..14 + 20 + 6].copy_from_slice(&(l4len as u16).to_be_bytes());
+        } else {
+            f[14 + 20 + 12] = 5 << 4; // data offset
+        }
+        assert!(complete(&mut f));
+        let eth = EthernetFrame::new_checked(&f[..]).unwrap();
+        let ip = Ipv4Packet::new_checked(eth.payload()).unwrap();
+        let ok = if proto == IpProtocol::Udp {
+            UdpPacket::new_checked(ip.payload())
+                .unwrap()
+                .verify_checksum(&src.into(), &dst.into())
+        } else {
+            TcpPacket::new_checked(ip.payload())
+                .unwrap()
+                .verify_checksum(&src.into(), &dst.into())
+        };
+        assert!(ok, "{proto}");
+    }
+}

@@ -40,6 +40,7 @@ use crate::bridge::{Bridge, PortId};
 use crate::vif::Mac;
 use crate::xenstore::{DomId, Host, Xenstored};
 
+pub mod csum;
 pub mod ring;
 
 pub use ring::{VifFault, VifRings, VifStats};

@@ -14,6 +14,9 @@
 //!   Ethernet header or longer than [`MAX_FRAME`], fragment sizes that do
 //!   not add up, a GSO request (not offered).
 //!
+//! Frames sent with `NETTXF_csum_blank` get their TCP/UDP checksum
+//! completed ([`super::csum`]) before they reach the bridge.
+//!
 //! RX: a frame is copied into one posted buffer per page of it (several
 //! only with `feature-sg`); a buffer whose grant cannot be written gets an
 //! error status for its slot. Each response goes to the slot of the
@@ -26,8 +29,8 @@ use alloc::vec::Vec;
 
 use hypercall_abi::io::netif::{
     NetifExtraInfo, NetifExtraType, NetifRsp, NetifRxRequest, NetifRxResponse, NetifTxRequest,
-    NetifTxResponse, NETRXF_MORE_DATA, NETTXF_EXTRA_INFO, NETTXF_MORE_DATA, NET_RX_RING_SIZE,
-    NET_TX_RING_SIZE, XEN_NETIF_EXTRA_FLAG_MORE, XEN_NETIF_NR_SLOTS_MIN,
+    NetifTxResponse, NETRXF_MORE_DATA, NETTXF_CSUM_BLANK, NETTXF_EXTRA_INFO, NETTXF_MORE_DATA,
+    NET_RX_RING_SIZE, NET_TX_RING_SIZE, XEN_NETIF_EXTRA_FLAG_MORE, XEN_NETIF_NR_SLOTS_MIN,
 };
 use hypercall_abi::io::ring::{need_notify, RingIdx};
 use pv_guest_lib::netfront::sring;
@@ -356,6 +359,9 @@ impl<P: SharedPage> VifRings<P> {
                 self.stats.tx_errors += 1;
             } else {
                 self.stats.tx_packets += 1;
+                if first.flags & NETTXF_CSUM_BLANK != 0 {
+                    super::csum::complete(&mut frame);
+                }
                 sink(&frame);
             }
             done += 1;
