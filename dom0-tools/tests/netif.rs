@@ -265,3 +265,23 @@ fn a_hostile_backend_cannot_crash_netfront() {
     tx.store_u32(sring::RSP_PROD, 5000);
     assert!(matches!(b.poll_tx(), Err(NetError::Protocol(_))));
 }
+
+#[test]
+fn one_budget_per_vif_per_pass() {
+    let mut w = World::new();
+    let mut xa = w.add_guest(1, mac(1));
+    let mut xb = w.add_guest(2, mac(2));
+    let mut a = w.netfront(&mut xa, 1);
+    let mut b = w.netfront(&mut xb, 2);
+    for i in 0..64u8 {
+        a.send(&frame(mac(2), mac(1), &[i; 46])).unwrap();
+    }
+    b.send(&frame(mac(1), mac(2), b"meanwhile")).unwrap();
+    w.pump();
+    assert!(w.nb.more_work());
+    assert_eq!(w.nb.stats(1, 0).unwrap().tx_packets, 64);
+    assert_eq!(drain(&mut a), vec![frame(mac(1), mac(2), b"meanwhile")]);
+    w.pump();
+    assert!(!w.nb.more_work());
+    assert_eq!(drain(&mut b).len(), 64);
+}

@@ -188,6 +188,7 @@ pub struct Netback<H: NetbackHost> {
     bridges: BTreeMap<String, Bridge>,
     /// Uplink port → bridge name.
     uplinks: BTreeMap<PortId, String>,
+    more: bool,
 }
 
 /// Backend features advertised at probe.
@@ -213,6 +214,7 @@ impl<H: NetbackHost> Netback<H> {
             vifs: BTreeMap::new(),
             bridges: BTreeMap::new(),
             uplinks: BTreeMap::new(),
+            more: false,
         }
     }
 
@@ -482,7 +484,8 @@ impl<H: NetbackHost> Netback<H> {
     /// One pass of the data path at `now_ns`: every connected vif's TX ring
     /// through its bridge (frames for an uplink go to `uplink_out(port,
     /// frame)`), then every RX queue into its guest. Vifs whose frontend
-    /// broke the protocol are disconnected. Returns frames moved.
+    /// broke the protocol are disconnected. Returns frames moved; see
+    /// [`Netback::more_work`].
     pub fn service<X: Host>(
         &mut self,
         xs: &mut Xenstored<X>,
@@ -492,6 +495,7 @@ impl<H: NetbackHost> Netback<H> {
         let keys: Vec<(DomId, u32)> = self.vifs.keys().copied().collect();
         let mut moved = 0;
         let mut faults = Vec::new();
+        self.more = false;
         // TX: gather each vif's frames, then switch them.
         for &(domid, devid) in &keys {
             let mut frames: Vec<Vec<u8>> = Vec::new();
@@ -502,15 +506,12 @@ impl<H: NetbackHost> Netback<H> {
                 continue;
             };
             let bridge = v.bridge.clone();
-            loop {
-                match r.tx_poll(&mut self.host, &mut |f| frames.push(f.to_vec())) {
-                    Ok(n) if n == ring::TX_BUDGET => continue,
-                    Ok(_) => break,
-                    Err(f) => {
-                        faults.push((domid, devid, f));
-                        break;
-                    }
-                }
+            // One budget per vif per pass, so no guest can keep the
+            // back end to itself.
+            match r.tx_poll(&mut self.host, &mut |f| frames.push(f.to_vec())) {
+                Ok(n) if n == ring::TX_BUDGET => self.more = true,
+                Ok(_) => {}
+                Err(f) => faults.push((domid, devid, f)),
             }
             for f in frames {
                 moved += 1;
@@ -538,6 +539,12 @@ impl<H: NetbackHost> Netback<H> {
             self.fatal(xs, domid, devid, f.message());
         }
         moved
+    }
+
+    /// The last [`Netback::service`] stopped at a vif's budget: call it
+    /// again soon (without waiting for an event).
+    pub fn more_work(&self) -> bool {
+        self.more
     }
 
     /// A frame from the physical NIC on uplink `port`.

@@ -21,7 +21,8 @@
 //! only with `feature-sg`); a buffer whose grant cannot be written gets an
 //! error status for its slot. Each response goes to the slot of the
 //! request it answers (netfront relies on that). Frames for a guest that
-//! posts no buffers queue up to [`RX_QUEUE_MAX`] and are then dropped.
+//! posts no buffers queue up to [`RX_QUEUE_MAX`] frames or
+//! [`RX_QUEUE_MAX_BYTES`] bytes and are then dropped.
 
 use alloc::collections::VecDeque;
 use alloc::vec;
@@ -49,6 +50,8 @@ pub const ETH_HLEN: usize = 14;
 pub const MAX_FRAME: usize = 1500 + 14 + 4;
 /// Frames queued for a guest that posts no receive buffers.
 pub const RX_QUEUE_MAX: usize = 256;
+/// Bytes queued for such a guest.
+pub const RX_QUEUE_MAX_BYTES: usize = 512 * 1024;
 /// Packets taken from one TX ring per [`VifRings::tx_poll`] (fairness).
 pub const TX_BUDGET: usize = 64;
 /// Extra-info slots one packet may carry.
@@ -111,6 +114,7 @@ pub struct VifRings<P> {
     rx_req_cons: RingIdx,
     rx_rsp_prod: RingIdx,
     rx_queue: VecDeque<Vec<u8>>,
+    rx_queue_bytes: usize,
     fault: Option<VifFault>,
     stats: VifStats,
 }
@@ -139,6 +143,7 @@ impl<P: SharedPage> VifRings<P> {
             rx_req_cons,
             rx_rsp_prod: rx_req_cons,
             rx_queue: VecDeque::new(),
+            rx_queue_bytes: 0,
             fault: None,
             stats: VifStats::default(),
         }
@@ -167,6 +172,7 @@ impl<P: SharedPage> VifRings<P> {
     fn fail(&mut self, f: VifFault) -> VifFault {
         self.fault = Some(f);
         self.rx_queue.clear();
+        self.rx_queue_bytes = 0;
         f
     }
 
@@ -375,6 +381,7 @@ impl<P: SharedPage> VifRings<P> {
     pub fn rx_enqueue(&mut self, frame: &[u8]) -> bool {
         if self.fault.is_some()
             || self.rx_queue.len() >= RX_QUEUE_MAX
+            || self.rx_queue_bytes + frame.len() > RX_QUEUE_MAX_BYTES
             || frame.len() < ETH_HLEN
             || (!self.sg && frame.len() > PAGE_SIZE)
             || frame.len() > PAGE_SIZE * XEN_NETIF_NR_SLOTS_MIN as usize
@@ -382,6 +389,7 @@ impl<P: SharedPage> VifRings<P> {
             self.stats.rx_dropped += 1;
             return false;
         }
+        self.rx_queue_bytes += frame.len();
         self.rx_queue.push_back(frame.to_vec());
         true
     }
@@ -423,6 +431,7 @@ impl<P: SharedPage> VifRings<P> {
                 continue;
             }
             let frame = self.rx_queue.pop_front().unwrap_or_default();
+            self.rx_queue_bytes -= frame.len();
             let mut ok = true;
             for (i, chunk) in frame.chunks(PAGE_SIZE).enumerate() {
                 let req: NetifRxRequest =
