@@ -19,7 +19,8 @@
 //! writes is validated (indexes, ids, lengths): a misbehaving backend gets
 //! [`NetError::Protocol`], never a panic.
 //!
-//! With the `smoltcp` feature, [`smol`] makes a [`Netfront`] a
+//! On the metal, `metal::MetalHost` is the [`NetfrontHost`] (frames,
+//! the grant table, event channels). With the `smoltcp` feature, [`smol`] makes a [`Netfront`] a
 //! `smoltcp::phy::Device`.
 
 use alloc::format;
@@ -40,6 +41,8 @@ use crate::xenbus::{Transport, Xenbus, XsError, NO_TX};
 
 #[cfg(feature = "smoltcp")]
 pub mod smol;
+#[cfg(target_os = "none")]
+pub mod metal;
 pub mod sring;
 
 /// Bytes of a page.
