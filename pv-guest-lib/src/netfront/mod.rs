@@ -39,10 +39,10 @@ use crate::xenbus::page::SharedPage;
 use crate::xenbus::wire::{parse_u16, parse_u32};
 use crate::xenbus::{Transport, Xenbus, XsError, NO_TX};
 
-#[cfg(feature = "smoltcp")]
-pub mod smol;
 #[cfg(target_os = "none")]
 pub mod metal;
+#[cfg(feature = "smoltcp")]
+pub mod smol;
 pub mod sring;
 
 /// Bytes of a page.
