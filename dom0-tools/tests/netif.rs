@@ -218,11 +218,23 @@ fn generated_macs_reach_the_frontend() {
     let a = w.netfront(&mut xa, 1);
     assert_eq!(a.mac(), m.0);
     assert_eq!(a.mac()[..3], [0x00, 0x16, 0x3e]);
-    let _ = VifParams {
-        mac: m,
-        bridge: "xenbr0".into(),
-        script: "vif-bridge".into(),
-    };
+    let spec = dom0_tools::vif::VifSpec::parse("bridge=xenbr1").unwrap();
+    let p = VifParams::from_spec(&spec, 42);
+    assert_eq!(
+        p,
+        VifParams {
+            mac: m,
+            bridge: "xenbr1".into(),
+            script: "vif-bridge".into(),
+        }
+    );
+    let spec = dom0_tools::vif::VifSpec::parse("mac=00:16:3e:12:34:56,script=vif-nat").unwrap();
+    let p = VifParams::from_spec(&spec, 42);
+    assert_eq!(p.mac.to_string(), "00:16:3e:12:34:56");
+    assert_eq!(
+        (p.bridge.as_str(), p.script.as_str()),
+        ("xenbr0", "vif-nat")
+    );
 }
 
 #[test]
@@ -284,4 +296,68 @@ fn one_budget_per_vif_per_pass() {
     w.pump();
     assert!(!w.nb.more_work());
     assert_eq!(drain(&mut b).len(), 64);
+}
+
+#[test]
+fn network_detach_handshake() {
+    use pv_guest_lib::netfront::NetError;
+    let mut w = World::new();
+    let mut xa = w.add_guest(1, mac(1));
+    let mut xb = w.add_guest(2, mac(2));
+    let mut a = w.netfront(&mut xa, 1);
+    let mut b = w.netfront(&mut xb, 2);
+    {
+        let mut xs = w.d.borrow_mut();
+        w.nb.request_detach(&mut xs, 1, 0);
+    }
+    assert_eq!(w.backend_state(1).as_deref(), Some("5"));
+    assert_eq!(w.mapped.get(), 2);
+    // The guest's driver sees the backend closing and closes too.
+    assert_eq!(a.connect_step(&mut xa), Err(NetError::BackendClosed));
+    assert_eq!(a.close(&mut xa).unwrap(), 0);
+    w.pump();
+    assert_eq!(w.nb.take_removed(), vec![(1, 0)]);
+    assert!(w.read("/local/domain/0/backend/vif/1/0").is_none());
+    assert!(w.read("/local/domain/1/device/vif/0").is_none());
+    assert_eq!(w.grants.count(1), 0);
+    assert_eq!(w.nb.vifs().collect::<Vec<_>>(), vec![(2, 0)]);
+    // B is unaffected.
+    b.send(&frame(Mac::BROADCAST, mac(2), b"hi")).unwrap();
+    w.pump();
+    assert_eq!(w.nb.stats(2, 0).unwrap().tx_packets, 1);
+}
+
+#[test]
+fn domain_destruction_mid_traffic_leaks_nothing() {
+    let mut w = World::new();
+    let mut xa = w.add_guest(1, mac(1));
+    let mut xb = w.add_guest(2, mac(2));
+    let mut a = w.netfront(&mut xa, 1);
+    let mut b = w.netfront(&mut xb, 2);
+    // Heavy traffic both ways, left in flight.
+    for i in 0..60u8 {
+        let _ = a.send(&frame(mac(2), mac(1), &[i; 1000]));
+        let _ = b.send(&frame(mac(1), mac(2), &[i; 1000]));
+    }
+    w.pump();
+    // `xl destroy` of domain 1: the toolstack removes its xenstore
+    // directories and its vifs.
+    {
+        let mut xs = w.d.borrow_mut();
+        xs.destroy_domain_dirs(1, "00000000-0000-0000-0000-000000000001")
+            .unwrap();
+        w.nb.detach_domain(&mut xs, 1);
+    }
+    w.pump();
+    assert_eq!(w.mapped.get(), 2);
+    assert!(!w.nb.host().bound.iter().any(|&p| p / 1000 == 1));
+    assert!(w.read("/local/domain/0/backend/vif/1").is_none());
+    assert_eq!(w.nb.vifs().collect::<Vec<_>>(), vec![(2, 0)]);
+    // B keeps going: its frames to A's MAC now flood to nobody.
+    drain(&mut b);
+    b.poll_tx().unwrap();
+    b.send(&frame(mac(1), mac(2), b"gone?")).unwrap();
+    w.pump();
+    assert_eq!(w.nb.stats(2, 0).unwrap().tx_errors, 0);
+    let _ = a;
 }

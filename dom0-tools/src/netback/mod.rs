@@ -98,6 +98,21 @@ pub struct VifParams {
     pub script: String,
 }
 
+impl VifParams {
+    /// From an xl.cfg `vif = [...]` entry; a MAC is generated from `seed`
+    /// (mix in the domain's uuid and the device number) if it gives none.
+    pub fn from_spec(spec: &crate::vif::VifSpec, seed: u64) -> VifParams {
+        VifParams {
+            mac: spec.mac_or_generate(seed),
+            bridge: spec.bridge().to_string(),
+            script: spec
+                .script
+                .clone()
+                .unwrap_or_else(|| crate::vif::DEFAULT_SCRIPT.to_string()),
+        }
+    }
+}
+
 /// `/local/domain/<domid>/device/vif/<devid>`.
 pub fn frontend_path(domid: DomId, devid: u32) -> String {
     format!("/local/domain/{domid}/device/vif/{devid}")
@@ -189,6 +204,7 @@ pub struct Netback<H: NetbackHost> {
     /// Uplink port → bridge name.
     uplinks: BTreeMap<PortId, String>,
     more: bool,
+    removed: Vec<(DomId, u32)>,
 }
 
 /// Backend features advertised at probe.
@@ -215,6 +231,7 @@ impl<H: NetbackHost> Netback<H> {
             bridges: BTreeMap::new(),
             uplinks: BTreeMap::new(),
             more: false,
+            removed: Vec::new(),
         }
     }
 
@@ -311,6 +328,25 @@ impl<H: NetbackHost> Netback<H> {
         ));
     }
 
+    /// Starts a graceful hot-unplug (`xl network-detach`), as libxl does:
+    /// `online = 0` and `Closing`, so the frontend closes; the device is
+    /// removed once the frontend is `Closed` (or gone) — see
+    /// [`Netback::take_removed`].
+    pub fn request_detach<X: Host>(&mut self, xs: &mut Xenstored<X>, domid: DomId, devid: u32) {
+        if !self.vifs.contains_key(&(domid, devid)) {
+            return;
+        }
+        let _ = xs.write(&format!("{}/online", backend_path(domid, devid)), b"0");
+        self.detach_rings(domid, devid);
+        self.set_state(xs, domid, devid, XenbusState::Closing);
+        self.xenbus_changed(xs);
+    }
+
+    /// Devices removed since the last call (finished hot-unplugs).
+    pub fn take_removed(&mut self) -> Vec<(DomId, u32)> {
+        core::mem::take(&mut self.removed)
+    }
+
     /// Every vif of a domain that is going away.
     pub fn detach_domain<X: Host>(&mut self, xs: &mut Xenstored<X>, domid: DomId) {
         let devs: Vec<u32> = self
@@ -379,6 +415,18 @@ impl<H: NetbackHost> Netback<H> {
             let Some(cur) = self.vifs.get(&(domid, devid)).map(|v| v.state) else {
                 continue;
             };
+            // Hot-unplug (`online = 0`, see `request_detach`): once the
+            // frontend has let go (or is gone), remove the device.
+            if matches!(fstate, XenbusState::Closed | XenbusState::Unknown)
+                && xs
+                    .read(&format!("{}/online", backend_path(domid, devid)))
+                    .as_deref()
+                    == Ok(b"0".as_slice())
+            {
+                self.detach(xs, domid, devid);
+                self.removed.push((domid, devid));
+                continue;
+            }
             match fstate {
                 XenbusState::Initialised | XenbusState::Connected
                     if cur == XenbusState::InitWait =>
