@@ -37,11 +37,24 @@ pub const FIGURES: &[(&str, &str)] = &[
     ("pf_bounce", "#PF bounced to the guest, iret back"),
     ("syscall_bounce", "guest user syscall bounce"),
     ("evtchn_upcall", "evtchn send to self until upcall"),
+    ("memcpy_4k", "4 KiB memcpy in the guest"),
+    ("grant_map_unmap", "grant map+unmap (to itself)"),
+    ("grant_copy_4k", "grant copy 4 KiB (to itself)"),
 ];
+
+/// Figures compared with another figure of the same run rather than
+/// xen-core's syscall/sysret floor: (figure, its floor). The floors
+/// themselves are listed in [`LOCAL_FLOORS`].
+pub const OWN_FLOORS: &[(&str, &str)] = &[
+    ("grant_map_unmap", "memcpy_4k"),
+    ("grant_copy_4k", "memcpy_4k"),
+];
+/// Figures that are floors for others ([`OWN_FLOORS`]).
+pub const LOCAL_FLOORS: &[&str] = &["memcpy_4k"];
 
 /// Figures that may be `n/a` without the run failing: what xen-core does
 /// not implement yet (pv-bench prints `n/a` only for `-ENOSYS`).
-pub const MAY_BE_UNAVAILABLE: &[&str] = &["evtchn_upcall"];
+pub const MAY_BE_UNAVAILABLE: &[&str] = &["evtchn_upcall", "grant_map_unmap", "grant_copy_4k"];
 
 /// The floor: median and minimum cycles of a bare `syscall`/`sysret` pair.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,6 +77,9 @@ pub enum Figure {
         iters: u64,
         /// Items per batch and what they are (`unit`).
         batch: Option<(u64, String)>,
+        /// Median and minimum in nanoseconds (`ns=`, `ns_min=`), for
+        /// figures also timed with the clock.
+        ns: Option<(u64, u64)>,
     },
     /// `n/a (<why>)`.
     NotAvailable { name: String, why: String },
@@ -128,6 +144,7 @@ fn parse_line(rest: &str) -> Figure {
         };
     }
     let (mut median, mut min, mut iters, mut batch, mut unit) = (None, None, None, None, None);
+    let (mut ns, mut ns_min) = (None, None);
     for kv in tail.split_whitespace() {
         let Some((k, v)) = kv.split_once('=') else {
             return garbled();
@@ -140,6 +157,8 @@ fn parse_line(rest: &str) -> Figure {
             "min" => min = Some(v),
             "iters" => iters = Some(v),
             "batch" => batch = Some(v),
+            "ns" => ns = Some(v),
+            "ns_min" => ns_min = Some(v),
             _ => match k.strip_prefix("per_") {
                 Some(u) => unit = Some(u.to_string()),
                 None => return garbled(),
@@ -155,6 +174,7 @@ fn parse_line(rest: &str) -> Figure {
             batch: batch
                 .filter(|&b| b > 0)
                 .map(|b| (b, unit.unwrap_or_else(|| "item".into()))),
+            ns: ns.zip(ns_min),
         },
         _ => garbled(),
     }
@@ -198,9 +218,17 @@ pub fn problems(r: &RunResult) -> Vec<String> {
         Some(f) => p.push(format!("xen-core's floor is not positive: {f:?}")),
         None => p.push(format!("xen-core printed no `{FLOOR_MARKER}N cycles` line")),
     }
-    let got = figures(&r.log);
-    let names: Vec<&str> = got.iter().map(Figure::name).collect();
     let want: Vec<&str> = FIGURES.iter().map(|(n, _)| *n).collect();
+    p.extend(figure_problems(&r.log, &want, MAY_BE_UNAVAILABLE));
+    p
+}
+
+/// What is wrong with the `BENCH` lines of `log`: they must be `want`, in
+/// order, each with positive numbers (or `n/a`, for `may_be_na` ones).
+pub fn figure_problems(log: &str, want: &[&str], may_be_na: &[&str]) -> Vec<String> {
+    let mut p = Vec::new();
+    let got = figures(log);
+    let names: Vec<&str> = got.iter().map(Figure::name).collect();
     if names != want {
         p.push(format!("BENCH lines for {names:?}, want {want:?}"));
     }
@@ -211,13 +239,131 @@ pub fn problems(r: &RunResult) -> Vec<String> {
             } if *median == 0 || *min == 0 => p.push(format!(
                 "{name}: not a positive figure ({median}, min {min})"
             )),
+            Figure::Measured {
+                name,
+                ns: Some((ns, ns_min)),
+                ..
+            } if *ns == 0 || *ns_min == 0 => p.push(format!(
+                "{name}: not a positive time ({ns} ns, min {ns_min})"
+            )),
             Figure::Measured { .. } => {}
-            Figure::NotAvailable { name, .. } if MAY_BE_UNAVAILABLE.contains(&name.as_str()) => {}
+            Figure::NotAvailable { name, .. } if may_be_na.contains(&name.as_str()) => {}
             Figure::NotAvailable { name, why } => p.push(format!("{name}: n/a ({why})")),
             Figure::Garbled { line, .. } => p.push(format!("unparsable line {line:?}")),
         }
     }
     p
+}
+
+/// The toolstack benchmarks (issue 4): `xl-bench` as Dom0
+/// (`dom0-tools/src/bin/xl-bench.rs`) times `xl create` to the guest's
+/// first console line and `xl destroy`, each beside its floor (the domain
+/// builder alone, the destroy domctl alone), and runs `domu-xsbench`,
+/// whose xenstore round trips it relays beside their floor (an event sent
+/// to itself).
+pub mod toolstack {
+    use std::time::Duration;
+
+    use crate::boot::{OxenBoot, Payload};
+    use crate::exit::Exit;
+    use crate::images::{self, Images};
+    use crate::qemu::{Echo, RunResult};
+
+    /// The Dom0 kernel (a `dom0-tools` binary).
+    pub const KERNEL: &str = "xl-bench";
+    /// The xenstore guest it creates (a `dom0-tools` binary, in its
+    /// ramdisk as `/boot/domu-xsbench`).
+    pub const GUEST: &str = "domu-xsbench";
+    /// One vCPU, as for pv-bench: Dom0 and its guest take turns on it.
+    pub const SMP: u32 = 1;
+    /// Its boot, start to power-off.
+    pub const TIMEOUT: Duration = Duration::from_secs(300);
+
+    /// Every figure, in the order printed: id, what it measures, and the
+    /// id of the figure it is compared with (its floor), if any.
+    pub const FIGURES: &[(&str, &str, Option<&str>)] = &[
+        (
+            "builder_alone",
+            "PV domain builder alone (hello, 16 MiB)",
+            None,
+        ),
+        (
+            "domctl_destroy",
+            "destroydomain alone (built, never run)",
+            None,
+        ),
+        (
+            "xl_create_first_line",
+            "xl create -> guest's first console line",
+            Some("builder_alone"),
+        ),
+        (
+            "xl_destroy",
+            "xl destroy (running guest)",
+            Some("domctl_destroy"),
+        ),
+        (
+            "evtchn_self",
+            "domU: evtchn send to self until handler",
+            None,
+        ),
+        (
+            "xs_read",
+            "domU: xenstore read round trip",
+            Some("evtchn_self"),
+        ),
+        (
+            "xs_write",
+            "domU: xenstore write round trip",
+            Some("evtchn_self"),
+        ),
+    ];
+
+    /// The figures ids, in order.
+    pub fn ids() -> Vec<&'static str> {
+        FIGURES.iter().map(|f| f.0).collect()
+    }
+
+    /// Boots `xl-bench` as Dom0 (PVH, [`SMP`] vCPU, TCG) with the example
+    /// guest and [`GUEST`] in its ramdisk, and returns the run.
+    pub fn run(images: &Images, echo: Option<Echo>) -> Result<RunResult, String> {
+        let mut boot = OxenBoot::new(images.hypervisor()?, images.get(KERNEL)?)?;
+        let mut files = crate::boot::standard_files(images);
+        files.extend(crate::boot::kernel_files(
+            images,
+            images::kernel_files_of(KERNEL),
+        )?);
+        boot.ramdisk = Some(Payload::Bytes(crate::boot::dom0_ramdisk_with(&[], &files)?));
+        let work = images::work_dir(KERNEL).map_err(|e| e.to_string())?;
+        let mut q = boot.qemu(KERNEL, &work)?.smp(SMP);
+        if let Some(e) = echo {
+            q = q.echo(e);
+        }
+        let m = q.spawn().map_err(|e| e.to_string())?;
+        let r = m.wait_exit(TIMEOUT);
+        let _ = std::fs::remove_dir_all(&work);
+        Ok(r)
+    }
+
+    /// What is wrong with an `xl-bench` run, if anything: it must power
+    /// off with `VERDICT: SUCCESS` and print every figure of [`FIGURES`],
+    /// in order, positive. Timings are never judged.
+    pub fn problems(r: &RunResult) -> Vec<String> {
+        let mut p = Vec::new();
+        if r.timed_out {
+            p.push(format!("timed out after {:?}", r.timeout));
+        }
+        if r.exit != Exit::POWEROFF {
+            p.push(format!("ended with {}, not a power-off", r.exit_summary()));
+        }
+        match r.verdict() {
+            Some(crate::check::Verdict::Success) => {}
+            Some(v) => p.push(format!("{v}")),
+            None => p.push("no VERDICT line".into()),
+        }
+        p.extend(super::figure_problems(&r.log, &ids(), &[]));
+        p
+    }
 }
 
 #[cfg(test)]
@@ -259,7 +405,8 @@ mod tests {
                 median: 1446,
                 min: 868,
                 iters: 1001,
-                batch: None
+                batch: None,
+                ns: None
             }
         );
         assert!(matches!(&f[1], Figure::Measured { batch: Some((512, u)), .. } if u == "pte"));
@@ -271,6 +418,45 @@ mod tests {
             }
         );
         assert!(matches!(&f[3], Figure::Garbled { name, .. } if name == "broken"));
+        let f = figures("[d22] BENCH name=xl_destroy cycles=9 min=8 iters=20 ns=3 ns_min=2\n");
+        assert!(matches!(
+            &f[0],
+            Figure::Measured {
+                ns: Some((3, 2)),
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn judges_a_toolstack_run_by_presence_never_by_size() {
+        let mut log = String::new();
+        for id in toolstack::ids() {
+            log.push_str(&format!(
+                "[d3] BENCH name={id} cycles=99999999 min=1 iters=3 ns=5 ns_min=4\n"
+            ));
+        }
+        log.push_str("VERDICT: SUCCESS\n");
+        let r = run_with(&log, Exit::POWEROFF);
+        assert_eq!(toolstack::problems(&r), Vec::<String>::new());
+        let na = log.replace(
+            "name=xs_read cycles=99999999 min=1 iters=3 ns=5 ns_min=4",
+            "name=xs_read n/a (no guest)",
+        );
+        assert_eq!(toolstack::problems(&run_with(&na, Exit::POWEROFF)).len(), 1);
+        let zero = log.replace(
+            "name=xl_destroy cycles=99999999 min=1 iters=3 ns=5",
+            "name=xl_destroy cycles=99999999 min=1 iters=3 ns=0",
+        );
+        assert_eq!(
+            toolstack::problems(&run_with(&zero, Exit::POWEROFF)).len(),
+            1
+        );
+        for (_, _, floor) in toolstack::FIGURES {
+            if let Some(f) = floor {
+                assert!(toolstack::ids().contains(f), "{f}");
+            }
+        }
     }
 
     fn run_with(log: &str, exit: Exit) -> RunResult {

@@ -268,18 +268,36 @@ pub const TEST_KERNELS: &[TestKernel] = &[
 ];
 
 /// Guest kernels (domUs) the image build produces for test Dom0s to build.
-pub const GUEST_IMAGES: &[&str] = &["domu-hello", "domu-spin", "domu-eperm"];
+pub const GUEST_IMAGES: &[&str] = &["domu-hello", "domu-spin", "domu-eperm", "domu-xsbench"];
+
+/// Dom0 kernels for `scripts/bench` that are not in [`TEST_KERNELS`] (too
+/// slow for every test run; each has its own boot test): pv-bench
+/// (`crate::bench::KERNEL`) and xl-bench (`crate::bench::toolstack`).
+pub const BENCH_KERNELS: &[&str] = &[crate::bench::KERNEL, crate::bench::toolstack::KERNEL];
 
 /// Files a test kernel's Dom0 ramdisk carries besides the standard ones
 /// (`crate::boot::standard_files`): `(path in the ramdisk, image name)`.
-pub const KERNEL_FILES: &[(&str, &[(&str, &str)])] = &[(
-    "pv-domains",
-    &[
-        ("/boot/domu-hello", "domu-hello"),
-        ("/boot/domu-spin", "domu-spin"),
-        ("/boot/domu-eperm", "domu-eperm"),
-    ],
-)];
+pub const KERNEL_FILES: &[(&str, &[(&str, &str)])] = &[
+    (
+        "pv-domains",
+        &[
+            ("/boot/domu-hello", "domu-hello"),
+            ("/boot/domu-spin", "domu-spin"),
+            ("/boot/domu-eperm", "domu-eperm"),
+        ],
+    ),
+    // The toolstack benchmarks' xenstore guest (the example guest is in
+    // every ramdisk).
+    ("xl-bench", &[("/boot/domu-xsbench", "domu-xsbench")]),
+];
+
+/// The extra files kernel `name`'s ramdisk carries (see [`KERNEL_FILES`]).
+pub fn kernel_files_of(name: &str) -> &'static [(&'static str, &'static str)] {
+    KERNEL_FILES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map_or(&[], |(_, f)| f)
+}
 
 /// Extra hypervisor command-line options a test kernel boots with (after
 /// the harness's defaults), by kernel name. Kept apart from [`TestKernel`]
@@ -314,10 +332,7 @@ impl TestKernel {
 
     /// The extra files its ramdisk carries (see [`KERNEL_FILES`]).
     pub fn ramdisk_files(&self) -> &'static [(&'static str, &'static str)] {
-        KERNEL_FILES
-            .iter()
-            .find(|(n, _)| *n == self.name)
-            .map_or(&[], |(_, f)| f)
+        kernel_files_of(self.name)
     }
 
     /// Its extra hypervisor command-line options (see [`KERNEL_OPTIONS`]).
@@ -420,7 +435,7 @@ impl Images {
         let mut v = vec![HYPERVISOR, DOM0];
         v.extend(TEST_KERNELS.iter().map(|k| k.name));
         v.extend(GUEST_IMAGES);
-        v.push(crate::bench::KERNEL);
+        v.extend(BENCH_KERNELS);
         v
     }
 
@@ -560,7 +575,7 @@ mod tests {
         }
         for (name, files) in KERNEL_FILES {
             assert!(
-                TEST_KERNELS.iter().any(|k| k.name == *name),
+                TEST_KERNELS.iter().any(|k| k.name == *name) || BENCH_KERNELS.contains(name),
                 "ramdisk files for an unknown kernel {name}"
             );
             for (path, image) in *files {

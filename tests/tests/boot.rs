@@ -314,6 +314,25 @@ fn pv_bench_reports_every_figure() {
     }
 }
 
+/// xl-bench (issue 4's toolstack benchmarks) runs to completion: 20 `xl
+/// create`s of the example guest, each to its first console line, and
+/// their `xl destroy`s, beside the builder and the destroy domctl alone,
+/// then domu-xsbench's xenstore round trips beside its event-channel
+/// floor, relayed from the guest's console; every figure printed and
+/// positive, memory back exactly. How big the figures are is never
+/// checked.
+#[test]
+fn xl_bench_reports_every_figure() {
+    let r = oxen_tests::bench::toolstack::run(images(), None)
+        .unwrap_or_else(|e| panic!("xl-bench: {e}"));
+    let problems = oxen_tests::bench::toolstack::problems(&r);
+    if !problems.is_empty() {
+        r.fail(&format!("xl-bench: {}", problems.join("; ")));
+    }
+    r.assert_line("xl-bench: free memory is back exactly: ok");
+    r.assert_line("domu-xsbench's verdict is SUCCESS: ok");
+}
+
 // ---- Bad Dom0 modules -----------------------------------------------------
 
 #[test]

@@ -279,6 +279,12 @@ mod kernel {
             ed: &'e mut LineEditor<LINE_MAX>,
         ) -> Result<&'e str, pv_guest_lib::Errno> {
             ed.clear();
+            // Guests are served between commands even when the next one is
+            // already typed (a script creating fifty guests must not starve
+            // the first ones' xenstore requests).
+            if let Some(t) = self.toolstack.as_mut() {
+                t.service();
+            }
             loop {
                 let mut b = [0u8; 1];
                 if console::try_read(&mut b)? == 1 {

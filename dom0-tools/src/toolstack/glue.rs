@@ -172,6 +172,12 @@ impl Toolstack {
         self.guests.len()
     }
 
+    /// What guest `domid` wrote on its console so far, as the console
+    /// back-end holds it (its backlog), while Dom0 runs that guest.
+    pub fn console_backlog(&self, domid: u16) -> Option<&crate::consoled::Backlog> {
+        self.guests.get(&domid).map(|g| g.console.backlog())
+    }
+
     /// One step of the back ends: xenstore requests, console output,
     /// shutdowns. True if anything happened.
     pub fn service(&mut self) -> bool {
@@ -721,7 +727,9 @@ impl crate::xl::XlBackend for Toolstack {
         console::write_bytes(b);
         self.attached = Some(id);
         loop {
-            let mut buf = [0u8; 64];
+            // Byte by byte: whatever follows Ctrl-] is the shell's (typed
+            // ahead), so nothing past it may be taken from the console.
+            let mut buf = [0u8; 1];
             let n = console::try_read(&mut buf).unwrap_or(0);
             if n > 0 {
                 let (fwd, detach) = scan_input(&buf[..n]);
