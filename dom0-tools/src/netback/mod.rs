@@ -41,6 +41,8 @@ use crate::vif::Mac;
 use crate::xenstore::{DomId, Host, Xenstored};
 
 pub mod csum;
+#[cfg(target_os = "none")]
+pub mod metal;
 pub mod ring;
 
 pub use ring::{VifFault, VifRings, VifStats};
