@@ -15,7 +15,9 @@
 //! command-line front end and output formats ([`xl`], driven through the
 //! [`xl::XlBackend`] trait), the xl.cfg parser behind `xl create`
 //! ([`xlcfg`]), and `xenstored` ([`xenstore`]): the store, the wire
-//! protocol, domains' rings.
+//! protocol, domains' rings; the network back end ([`netback`]: Xen's
+//! netif protocol with rx copy) and the learning [`bridge`] its vifs
+//! ([`vif`]: MACs, xl vif specs) hang off.
 
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]

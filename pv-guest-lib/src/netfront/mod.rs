@@ -20,8 +20,8 @@
 //! [`NetError::Protocol`], never a panic.
 //!
 //! On the metal, `metal::MetalHost` is the [`NetfrontHost`] (frames,
-//! the grant table, event channels). With the `smoltcp` feature, [`smol`] makes a [`Netfront`] a
-//! `smoltcp::phy::Device`.
+//! the grant table, event channels). With the `smoltcp` feature, `smol`
+//! makes a [`Netfront`] a `smoltcp::phy::Device`.
 
 use alloc::format;
 use alloc::string::String;
