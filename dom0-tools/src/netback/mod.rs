@@ -17,7 +17,9 @@
 //!   `Connected`. `Closing`/`Closed` from the frontend tear it down;
 //!   [`Netback::detach`] (`xl network-detach`, domain death) removes it.
 //! - [`Netback::service`] moves frames: every vif's TX ring into its
-//!   bridge, out to other vifs' RX queues or to an uplink (the physical
+//!   bridge (frames whose source is not the vif's MAC are dropped, so a
+//!   guest cannot steal another's traffic by teaching the bridge its
+//!   address; [`Netback::antispoof`] turns that off), out to other vifs' RX queues or to an uplink (the physical
 //!   NIC, through the caller); [`Netback::uplink_input`] brings the NIC's
 //!   frames in.
 //!
@@ -193,6 +195,10 @@ pub const UPLINK_PORT_BASE: PortId = 0xffff_0000;
 
 struct Vif<P> {
     bridge: String,
+    /// The MAC libxl recorded; frames from the guest must carry it.
+    mac: Option<Mac>,
+    /// Frames dropped for a forged source address.
+    spoofed: u64,
     state: XenbusState,
     rings: Option<VifRings<P>>,
 }
@@ -207,6 +213,8 @@ pub struct Netback<H: NetbackHost> {
     uplinks: BTreeMap<PortId, String>,
     more: bool,
     removed: Vec<(DomId, u32)>,
+    /// Drop guest frames whose source is not the vif's MAC (default on).
+    pub antispoof: bool,
 }
 
 /// Backend features advertised at probe.
@@ -234,6 +242,7 @@ impl<H: NetbackHost> Netback<H> {
             uplinks: BTreeMap::new(),
             more: false,
             removed: Vec::new(),
+            antispoof: true,
         }
     }
 
@@ -275,6 +284,12 @@ impl<H: NetbackHost> Netback<H> {
             .map(VifRings::stats)
     }
 
+    /// Frames of a vif dropped because their source address was not the
+    /// vif's MAC (see [`Netback::antispoof`]).
+    pub fn spoofed(&self, domid: DomId, devid: u32) -> Option<u64> {
+        self.vifs.get(&(domid, devid)).map(|v| v.spoofed)
+    }
+
     /// The local event ports of a connected vif (TX, RX).
     pub fn ports(&self, domid: DomId, devid: u32) -> Option<(u32, u32)> {
         let r = self.vifs.get(&(domid, devid))?.rings.as_ref()?;
@@ -298,6 +313,10 @@ impl<H: NetbackHost> Netback<H> {
         devid: u32,
     ) -> Result<(), pv_guest_lib::xenbus::XsErr> {
         let be = backend_path(domid, devid);
+        let mac = xs
+            .read(&format!("{be}/mac"))
+            .ok()
+            .and_then(|v| Mac::parse(core::str::from_utf8(&v).ok()?));
         let bridge = xs
             .read(&format!("{be}/bridge"))
             .map(|v| String::from_utf8_lossy(&v).into_owned())
@@ -311,6 +330,8 @@ impl<H: NetbackHost> Netback<H> {
             (domid, devid),
             Vif {
                 bridge,
+                mac,
+                spoofed: 0,
                 state: XenbusState::InitWait,
                 rings: None,
             },
@@ -556,6 +577,7 @@ impl<H: NetbackHost> Netback<H> {
                 continue;
             };
             let bridge = v.bridge.clone();
+            let own = v.mac.filter(|_| self.antispoof);
             // One budget per vif per pass, so no guest can keep the
             // back end to itself.
             match r.tx_poll(&mut self.host, &mut |f| frames.push(f.to_vec())) {
@@ -564,6 +586,12 @@ impl<H: NetbackHost> Netback<H> {
                 Err(f) => faults.push((domid, devid, f)),
             }
             for f in frames {
+                if own.is_some_and(|m| Mac::src_of(&f) != Some(m)) {
+                    if let Some(v) = self.vifs.get_mut(&(domid, devid)) {
+                        v.spoofed += 1;
+                    }
+                    continue;
+                }
                 moved += 1;
                 self.switch(&bridge, vif_port(domid, devid), &f, now_ns, uplink_out);
             }
