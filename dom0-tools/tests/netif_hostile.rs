@@ -549,7 +549,7 @@ fn garbage_on_the_rings_never_hurts_anyone_else() {
             for _ in 0..n {
                 let r = rng.next();
                 // A third of the seeds are wild; the rest mostly plausible.
-                let wild = seed % 3 == 0;
+                let wild = seed.is_multiple_of(3);
                 let req = NetifTxRequest {
                     gref: match r % 4 {
                         0 | 3 if !wild => good,
@@ -565,7 +565,7 @@ fn garbage_on_the_rings_never_hurts_anyone_else() {
                     flags: if wild {
                         (r >> 32) as u16 & 0xf
                     } else {
-                        (r >> 32) as u16 & 0x3 | if (r >> 36) % 8 == 0 { 4 } else { 0 }
+                        (r >> 32) as u16 & 0x3 | if (r >> 36).is_multiple_of(8) { 4 } else { 0 }
                     },
                     id: (r >> 40) as u16,
                     size: match (r >> 48) % 3 {
@@ -590,20 +590,20 @@ fn garbage_on_the_rings_never_hurts_anyone_else() {
                 s.raw.rx_prod = s.raw.rx_prod.wrapping_add(1);
             }
             // Sometimes the indexes themselves are garbage.
-            let wild = seed % 3 == 0;
-            let tx_prod = if wild && rng.next() % 16 == 0 {
+            let wild = seed.is_multiple_of(3);
+            let tx_prod = if wild && rng.next().is_multiple_of(16) {
                 rng.next() as u32
             } else {
                 s.raw.tx_prod
             };
-            let rx_prod = if wild && rng.next() % 16 == 0 {
+            let rx_prod = if wild && rng.next().is_multiple_of(16) {
                 rng.next() as u32
             } else {
                 s.raw.rx_prod
             };
             s.raw.tx.store_u32(sring::REQ_PROD, tx_prod);
             s.raw.rx.store_u32(sring::REQ_PROD, rx_prod);
-            if rng.next() % 8 == 0 {
+            if rng.next().is_multiple_of(8) {
                 s.raw.tx.store_u32(sring::RSP_EVENT, rng.next() as u32);
             }
             // Traffic towards guest 1 too.
