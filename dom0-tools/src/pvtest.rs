@@ -15,6 +15,10 @@ use hypercall_abi::errno::Errno as AbiErrno;
 use pv_guest_lib::error::Errno;
 use pv_guest_lib::{println, Verdict};
 
+/// Where `domu-spin` counts its loop iterations: the last 8 bytes of its
+/// shared_info page, beyond `struct shared_info` (3136 bytes on x86_64).
+pub const SPIN_COUNTER_OFFSET: u64 = 4096 - 8;
+
 /// Xen 4.17's answers to the negative cases the test kernels try.
 pub mod want {
     use hypercall_abi::errno::Errno;

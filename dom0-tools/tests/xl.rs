@@ -936,6 +936,15 @@ fn no_input_panics() {
         ",",
         "^",
         "0-4294967295",
+        "xvda",
+        "xvd",
+        "00:16:3e:00:00:01",
+        "00:",
+        "/d,raw,xvdb,w",
+        "target=",
+        "mac=zz",
+        "rate=1@",
+        ",,hdc:cdrom",
     ];
     let cmds = [
         "create",
@@ -959,6 +968,12 @@ fn no_input_panics() {
         "dmesg",
         "top",
         "uptime",
+        "block-attach",
+        "block-list",
+        "block-detach",
+        "network-attach",
+        "network-list",
+        "network-detach",
         "help",
         "x",
         "-N",
@@ -1022,4 +1037,593 @@ fn run_line_splits_like_a_shell() {
         2
     );
     assert_eq!(out, "xl: unterminated quote\n");
+}
+
+// ---- block-attach / block-list / block-detach ----
+
+const BLOCK_HEADER: &str =
+    "Vdev  BE  handle state evt-ch ring-ref BE-path                       \n";
+
+const NET_HEADER: &str =
+    "Idx BE Mac Addr.         handle state evt-ch   tx-/rx-ring-ref BE-path                       \n";
+
+#[test]
+fn device_commands_are_in_the_table_with_xls_help() {
+    let out = ok("xl help");
+    for c in [
+        "network-attach",
+        "network-list",
+        "network-detach",
+        "block-attach",
+        "block-list",
+        "block-detach",
+    ] {
+        assert!(out.contains(&format!("\n {c:<19} ")), "{c} missing");
+    }
+    assert!(out.contains(" block-attach        Create a new virtual block device\n"));
+    assert_eq!(
+        ok("xl help block-detach"),
+        "Usage: xl [-vtTf] block-detach [option] <Domain> <DevId>\n\n\
+         Destroy a domain's virtual block device.\n\n\
+         Options:\n\n-f, --force        do not wait for the domain to release the device\n"
+    );
+    assert_eq!(
+        ok("xl help network-attach"),
+        "Usage: xl [-vtTfN] network-attach <Domain> [type=<type>] [mac=<mac>] [bridge=<bridge>] \
+         [ip=<ip>] [script=<script>] [backend=<BackDomain>] [vifname=<name>] [rate=<rate>] \
+         [model=<model>] [accel=<accel>]\n\nCreate a new virtual network device.\n\n"
+    );
+    assert_eq!(
+        ok("xl help block-list"),
+        "Usage: xl [-vtT] block-list <Domain(s)>\n\nList virtual block devices for a domain.\n\n"
+    );
+    assert_eq!(BLOCK_HEADER.len(), 70);
+    // -N only where xl allows it.
+    err(
+        "xl -N block-list guest",
+        1,
+        "command does not implement -N (dryrun) option\n",
+    );
+    let (rc, out) = xl("xl block-attach guest");
+    assert_eq!(rc, 2);
+    assert!(out.starts_with("'xl block-attach' requires at least 2 arguments.\n\n"));
+    let (rc, out) = xl("xl network-detach guest");
+    assert_eq!(rc, 2);
+    assert!(out.starts_with("'xl network-detach' requires at least 2 arguments.\n\n"));
+}
+
+#[test]
+fn block_list_prints_xl_columns() {
+    assert_eq!(
+        ok("xl block-list guest"),
+        format!("{BLOCK_HEADER}51712 0   1      4     10     8        /local/domain/0/backend/vbd/1/51712\n")
+    );
+    // Several domains; one without disks; a bad one is reported and skipped.
+    let (rc, out) = xl("xl block-list web nosuch 1");
+    assert_eq!(rc, 0);
+    assert_eq!(
+        out,
+        format!(
+            "{BLOCK_HEADER}{NOT_EXIST}51712 0   1      4     10     8        /local/domain/0/backend/vbd/1/51712\n"
+        )
+    );
+}
+
+#[test]
+fn block_attach_hotplugs_and_block_list_shows_it() {
+    let mut f = Fake::new();
+    let (rc, out) = xl_on(&mut f, "xl block-attach web /srv/web-data.img,raw,xvdb,w");
+    assert_eq!((rc, out.as_str()), (0, ""));
+    assert_eq!(
+        f.log,
+        ["block-attach 3 xvdb 51728 Some(\"/srv/web-data.img\") raw w"]
+    );
+    // Several spec components, key=value, a CD-ROM, an extended number.
+    let (rc, _) = xl_on(
+        &mut f,
+        "xl block-attach 3 vdev=xvdc devtype=cdrom target=/iso/x.iso",
+    );
+    assert_eq!(rc, 0);
+    let (rc, _) = xl_on(&mut f, "xl block-attach web phy:/dev/vg0/big xvdaa ro");
+    assert_eq!(rc, 0);
+    assert_eq!(
+        f.log[1..],
+        [
+            "block-attach 3 xvdc 51744 Some(\"/iso/x.iso\") raw r",
+            "block-attach 3 xvdaa 268442112 Some(\"/dev/vg0/big\") raw r",
+        ]
+    );
+    let (_, out) = xl_on(&mut f, "xl block-list web");
+    assert_eq!(
+        out,
+        format!(
+            "{BLOCK_HEADER}\
+             51728 0   3      1     -1     -1       /local/domain/0/backend/vbd/3/51728\n\
+             51744 0   3      1     -1     -1       /local/domain/0/backend/vbd/3/51744\n\
+             268442112 0   3      1     -1     -1       /local/domain/0/backend/vbd/3/268442112\n"
+        )
+    );
+}
+
+#[test]
+fn block_attach_dry_run_prints_the_disk() {
+    let mut f = Fake::new();
+    let (rc, out) = xl_on(&mut f, "xl -N block-attach guest /srv/d.img,raw,xvdb,w");
+    assert_eq!(rc, 0);
+    assert_eq!(
+        out,
+        "disk: {\n    \"pdev_path\": \"/srv/d.img\",\n    \"vdev\": \"xvdb\",\n    \
+         \"format\": \"raw\",\n    \"readwrite\": 1\n}\n\n"
+    );
+    let (_, out) = xl_on(&mut f, "xl -N block-attach guest ,,hdc:cdrom,r");
+    assert_eq!(
+        out,
+        "disk: {\n    \"pdev_path\": \"\",\n    \"vdev\": \"hdc\",\n    \"format\": \"empty\",\n    \
+         \"removable\": 1,\n    \"is_cdrom\": 1\n}\n\n"
+    );
+    assert!(f.log.is_empty(), "a dry run attaches nothing: {:?}", f.log);
+}
+
+#[test]
+fn block_attach_errors() {
+    err(
+        "xl block-attach guest /srv/d.img,xvdb,w",
+        1,
+        "command line: config parsing error in disk specification: unknown value for format: \
+         near `xvdb' in `/srv/d.img,xvdb,w'\n",
+    );
+    err(
+        "xl block-attach guest /srv/d.img",
+        1,
+        "command line: config parsing error in disk specification: no vdev specified in `/srv/d.img'\n",
+    );
+    err(
+        "xl block-attach guest /srv/d.img,raw,xvd,w",
+        1,
+        "Invalid or unsupported virtual disk identifier xvd\nlibxl_device_disk_add failed.\n",
+    );
+    err("xl block-attach nosuch /d,raw,xvdb", 1, NOT_EXIST);
+    // xvda is already there.
+    err(
+        "xl block-attach guest /d,raw,xvda",
+        1,
+        "libxl_device_disk_add failed.\n",
+    );
+    let mut f = Fake::new();
+    f.fail.insert("block_attach", XlError::NotImplemented);
+    let (rc, out) = xl_on(&mut f, "xl block-attach guest /d,raw,xvdb");
+    assert_eq!(
+        (rc, out.as_str()),
+        (
+            1,
+            "libxl_device_disk_add failed.: not implemented by Oxen\n"
+        )
+    );
+}
+
+#[test]
+fn block_detach_by_name_or_number() {
+    let mut f = Fake::new();
+    let (rc, out) = xl_on(&mut f, "xl block-detach guest xvda");
+    assert_eq!((rc, out.as_str()), (0, ""));
+    assert_eq!(f.log, ["block-detach 1 51712 force=false"]);
+    assert!(f.disks[&1].is_empty());
+    let mut f = Fake::new();
+    let (rc, _) = xl_on(&mut f, "xl block-detach -f 1 51712");
+    assert_eq!(rc, 0);
+    let (rc, _) = xl_on(&mut f, "xl block-attach 1 /d,raw,d0p1");
+    assert_eq!(rc, 0);
+    let (rc, _) = xl_on(&mut f, "xl block-detach --force guest xvda1");
+    assert_eq!(rc, 0);
+    assert_eq!(
+        f.log,
+        [
+            "block-detach 1 51712 force=true",
+            "block-attach 1 d0p1 51713 Some(\"/d\") raw w",
+            "block-detach 1 51713 force=true",
+        ]
+    );
+}
+
+#[test]
+fn block_detach_errors() {
+    err(
+        "xl block-detach guest xvdb",
+        1,
+        "Error: Device xvdb not connected.\n",
+    );
+    err(
+        "xl block-detach guest floppy",
+        1,
+        "Error: Device floppy not connected.\n",
+    );
+    err("xl block-detach nosuch xvda", 1, NOT_EXIST);
+    let mut f = Fake::new();
+    f.fail.insert("block_detach", XlError::Failed);
+    let (rc, out) = xl_on(&mut f, "xl block-detach guest xvda");
+    assert_eq!(
+        (rc, out.as_str()),
+        (1, "libxl_device_disk_safe_remove failed.\n")
+    );
+    let (rc, out) = xl_on(&mut f, "xl block-detach -f guest xvda");
+    assert_eq!(
+        (rc, out.as_str()),
+        (1, "libxl_device_disk_destroy failed.\n")
+    );
+    // A back end that cannot list disks still gets asked to detach.
+    let mut f = Fake::new();
+    f.fail.insert("block_list", XlError::NotImplemented);
+    f.fail.insert("block_detach", XlError::NotImplemented);
+    let (rc, out) = xl_on(&mut f, "xl block-detach guest xvda");
+    assert_eq!(
+        (rc, out.as_str()),
+        (
+            1,
+            "libxl_device_disk_safe_remove failed.: not implemented by Oxen\n"
+        )
+    );
+    // ... and block-list shows nothing for it, as xl does.
+    let (rc, out) = xl_on(&mut f, "xl block-list guest");
+    assert_eq!((rc, out.as_str()), (0, BLOCK_HEADER));
+}
+
+// ---- network-attach / network-list / network-detach ----
+
+#[test]
+fn network_list_prints_xl_columns() {
+    assert_eq!(
+        ok("xl network-list guest"),
+        format!(
+            "{NET_HEADER}0   0  00:16:3e:01:02:03     0     4     11   768/769         /local/domain/0/backend/vif/1/0\n"
+        )
+    );
+    assert_eq!(ok("xl network-list web"), NET_HEADER);
+    // xl gives up at a bad domain.
+    err(
+        "xl network-list nosuch guest",
+        1,
+        &format!("{NET_HEADER}{NOT_EXIST}"),
+    );
+}
+
+#[test]
+fn network_attach_with_settings_and_generated_mac() {
+    let mut f = Fake::new();
+    let (rc, out) = xl_on(
+        &mut f,
+        "xl network-attach guest bridge=xenbr1 mac=00:16:3e:aa:bb:cc rate=10Mb/s",
+    );
+    assert_eq!((rc, out.as_str()), (0, ""));
+    let (rc, _) = xl_on(&mut f, "xl network-attach web");
+    assert_eq!(rc, 0);
+    assert_eq!(
+        f.log,
+        [
+            "network-attach 1 devid=None mac=Some([0, 22, 62, 170, 187, 204]) bridge=xenbr1",
+            "network-attach 3 devid=None mac=None bridge=xenbr0",
+        ]
+    );
+    let want = dom0_tools::xlcfg::MacGenerator::new(0x0123_4567).next_mac();
+    assert_eq!(want[..3], [0x00, 0x16, 0x3e]);
+    assert_eq!(f.nics[&3][0].mac, want);
+    assert_eq!(f.nics[&1][1].devid, 1, "the next free devid");
+    let (_, out) = xl_on(&mut f, "xl network-list guest");
+    assert!(out.ends_with(
+        "1   0  00:16:3e:aa:bb:cc     1     1     -1    -1/-1          /local/domain/0/backend/vif/1/1\n"
+    ));
+}
+
+#[test]
+fn network_attach_dry_run_and_errors() {
+    assert_eq!(
+        ok("xl -N network-attach guest bridge=xenbr1 mac=00:16:3e:aa:bb:cc type=vif devid=4"),
+        "vif: {\n    \"devid\": 4,\n    \"mac\": \"00:16:3e:aa:bb:cc\",\n    \
+         \"bridge\": \"xenbr1\",\n    \"nictype\": \"vif\"\n}\n\n"
+    );
+    err(
+        "xl network-attach guest colour=red",
+        1,
+        "unrecognized argument `colour=red'\n",
+    );
+    err(
+        "xl network-attach guest mac=00:16",
+        1,
+        "Invalid parameter `mac'.\n",
+    );
+    err(
+        "xl network-attach guest rate=fast",
+        1,
+        "command line: config parsing error in vif: invalid rate in `fast'\n",
+    );
+    err("xl network-attach nosuch", 1, NOT_EXIST);
+    err(
+        "xl network-attach guest devid=0",
+        1,
+        "libxl_device_nic_add failed.\n",
+    );
+}
+
+#[test]
+fn network_detach_by_devid_or_mac() {
+    let mut f = Fake::new();
+    let (rc, out) = xl_on(&mut f, "xl network-detach guest 0");
+    assert_eq!((rc, out.as_str()), (0, ""));
+    let (rc, _) = xl_on(&mut f, "xl network-attach guest mac=00:16:3e:0a:0b:0c");
+    assert_eq!(rc, 0);
+    let (rc, _) = xl_on(&mut f, "xl network-detach 1 00:16:3E:0A:0B:0C");
+    assert_eq!(rc, 0);
+    assert_eq!(
+        f.log,
+        [
+            "network-detach 1 0",
+            "network-attach 1 devid=None mac=Some([0, 22, 62, 10, 11, 12]) bridge=xenbr0",
+            "network-detach 1 0",
+        ]
+    );
+    err("xl network-detach guest 5", 1, "Unknown device 5.\n");
+    err(
+        "xl network-detach guest 00:16:3e:99:99:99",
+        1,
+        "Unknown device 00:16:3e:99:99:99.\n",
+    );
+    err("xl network-detach guest 0:1", 1, "Unknown device 0:1.\n");
+    // As with xl's getopt, `-1` is an option unless after `--`.
+    err(
+        "xl network-detach guest -1",
+        2,
+        "option `1' not supported.\n",
+    );
+    err("xl network-detach guest -- -1", 1, "Unknown device -1.\n");
+    err("xl network-detach nosuch 0", 1, NOT_EXIST);
+    let mut f = Fake::new();
+    f.fail.insert("network_detach", XlError::Failed);
+    let (rc, out) = xl_on(&mut f, "xl network-detach guest 0");
+    assert_eq!((rc, out.as_str()), (1, "libxl_device_nic_del failed.\n"));
+}
+
+// ---- Xen's own parser checks (tools/xl/check-xl-disk-parse and
+// check-xl-vif-parse): `xl -N block-attach 0 ...` / `network-attach 0 ...`,
+// stdout and status compared. ----
+
+fn disk_json(fields: &[&str]) -> String {
+    format!("disk: {{\n    {}\n}}\n\n", fields.join(",\n    "))
+}
+
+fn vif_json(fields: &[&str]) -> String {
+    format!("vif: {{\n    {}\n}}\n\n", fields.join(",\n    "))
+}
+
+fn dry(cmd: &str, args: &[&str]) -> (i32, String) {
+    let mut all = vec!["xl", "-N", cmd, "0"];
+    all.extend_from_slice(args);
+    xl_args(&mut Fake::new(), &all)
+}
+
+#[test]
+fn xens_check_xl_disk_parse() {
+    let (rc, _) = dry("block-attach", &["foo"]);
+    assert_eq!(rc, 1);
+    let cases: &[(&[&str], &[&str])] = &[
+        (
+            &["/dev/vg/guest-volume,,hda"],
+            &[
+                r#""pdev_path": "/dev/vg/guest-volume""#,
+                r#""vdev": "hda""#,
+                r#""format": "raw""#,
+                r#""readwrite": 1"#,
+            ],
+        ),
+        (&["/dev/vg/guest-volume,raw,hda,rw"], &[]),
+        (
+            &["format=raw, vdev=hda, access=rw, target=/dev/vg/guest-volume"],
+            &[],
+        ),
+        (
+            &[
+                "format=raw",
+                "vdev=hda",
+                "access=rw",
+                "target=/dev/vg/guest-volume",
+            ],
+            &[],
+        ),
+        (&["raw:/dev/vg/guest-volume,hda,w"], &[]),
+        (
+            &["/root/image.iso,,hdc,cdrom"],
+            &[
+                r#""pdev_path": "/root/image.iso""#,
+                r#""vdev": "hdc""#,
+                r#""format": "raw""#,
+                r#""removable": 1"#,
+                r#""is_cdrom": 1"#,
+            ],
+        ),
+        (&["/root/image.iso,,hdc,,cdrom"], &[]),
+        (&["/root/image.iso,raw,hdc,devtype=cdrom"], &[]),
+        (
+            &["format=raw, vdev=hdc, access=ro, devtype=cdrom, target=/root/image.iso"],
+            &[],
+        ),
+        (
+            &[
+                "format=raw",
+                "vdev=hdc",
+                "access=ro",
+                "devtype=cdrom",
+                "target=/root/image.iso",
+            ],
+            &[],
+        ),
+        (&["raw:/root/image.iso,hdc:cdrom,ro"], &[]),
+        (
+            &["backendtype=phy,vdev=xvdb,access=w,target=/dev/vg/guest-volume"],
+            &[
+                r#""pdev_path": "/dev/vg/guest-volume""#,
+                r#""vdev": "xvdb""#,
+                r#""backend": "phy""#,
+                r#""format": "raw""#,
+                r#""readwrite": 1"#,
+            ],
+        ),
+        (
+            &["devtype=cdrom,,,hdc"],
+            &[
+                r#""pdev_path": """#,
+                r#""vdev": "hdc""#,
+                r#""format": "empty""#,
+                r#""removable": 1"#,
+                r#""is_cdrom": 1"#,
+            ],
+        ),
+        (&[",,hdc:cdrom,r"], &[]),
+        (&[",hdc:cdrom,r"], &[]),
+        (&["vdev=hdc,access=r,devtype=cdrom,target="], &[]),
+        (&[",empty,hdc:cdrom,r"], &[]),
+        (
+            &["vdev=hdc,access=r,devtype=cdrom,format=empty"],
+            &[
+                r#""vdev": "hdc""#,
+                r#""format": "empty""#,
+                r#""removable": 1"#,
+                r#""is_cdrom": 1"#,
+            ],
+        ),
+        (&["vdev=hdc,access=r,devtype=cdrom"], &[]),
+        (
+            &["iscsi:iqn.2001-05.com.equallogic:0-8a0906-23fe93404-c82797962054a96d-examplehost,xvda,w"],
+            &[
+                r#""pdev_path": "iqn.2001-05.com.equallogic:0-8a0906-23fe93404-c82797962054a96d-examplehost""#,
+                r#""vdev": "xvda""#,
+                r#""format": "raw""#,
+                r#""script": "block-iscsi""#,
+                r#""readwrite": 1"#,
+            ],
+        ),
+        (
+            &["vdev=xvda,access=w,script=block-iscsi,target=iqn.2001-05.com.equallogic:0-8a0906-23fe93404-c82797962054a96d-examplehost"],
+            &[],
+        ),
+        (
+            &["drbd:app01,hda,w"],
+            &[
+                r#""pdev_path": "app01""#,
+                r#""vdev": "hda""#,
+                r#""format": "raw""#,
+                r#""script": "block-drbd""#,
+                r#""readwrite": 1"#,
+            ],
+        ),
+        (
+            &["discard", "vdev=hda", "target=/some/disk/image.raw"],
+            &[
+                r#""pdev_path": "/some/disk/image.raw""#,
+                r#""vdev": "hda""#,
+                r#""format": "raw""#,
+                r#""readwrite": 1"#,
+                r#""discard_enable": "True""#,
+            ],
+        ),
+        (
+            &["cdrom", "no-discard", "vdev=hda", "target=/some/disk/image.iso"],
+            &[
+                r#""pdev_path": "/some/disk/image.iso""#,
+                r#""vdev": "hda""#,
+                r#""format": "raw""#,
+                r#""removable": 1"#,
+                r#""is_cdrom": 1"#,
+                r#""discard_enable": "False""#,
+            ],
+        ),
+        (
+            &["trusted", "vdev=hda", "target=/some/disk/image.raw"],
+            &[
+                r#""pdev_path": "/some/disk/image.raw""#,
+                r#""vdev": "hda""#,
+                r#""format": "raw""#,
+                r#""readwrite": 1"#,
+                r#""trusted": "True""#,
+            ],
+        ),
+        (
+            &["untrusted", "vdev=hda", "target=/some/disk/image.raw"],
+            &[
+                r#""pdev_path": "/some/disk/image.raw""#,
+                r#""vdev": "hda""#,
+                r#""format": "raw""#,
+                r#""readwrite": 1"#,
+                r#""trusted": "False""#,
+            ],
+        ),
+    ];
+    // An empty field list means "as the case before".
+    let mut want = String::new();
+    for (args, fields) in cases {
+        if !fields.is_empty() {
+            want = disk_json(fields);
+        }
+        assert_eq!(dry("block-attach", args), (0, want.clone()), "{args:?}");
+    }
+}
+
+#[test]
+fn xens_check_xl_vif_parse() {
+    for bad in [
+        "foo",
+        "rate=foo",
+        "rate=10MB",
+        "rate=10MB/m",
+        "rate=10ZB",
+        "rate=10ZB/s",
+        "rate=10ZB/m",
+        "rate=4294967296b/s",
+        "rate=4294967296Kb/s",
+        "rate=4294967296Mb/s",
+        "rate=4294967296Gb/s",
+        "rate=0B/s",
+        "rate=10Mb/s@foo",
+        "rate=10Mb/s@10h",
+        "rate=10MB/s@foo",
+        "rate=10MB/s@10h",
+        "rate=1B/s@4294967296us",
+        "rate=1B/s@4294968ms",
+        "rate=1B/s@4295s",
+        "rate=1B/s@0us",
+        "rate=4294967295GB/s@5us",
+        "rate=4296MB/s@4294s",
+        "rate=@",
+    ] {
+        let (rc, out) = dry("network-attach", &[bad]);
+        assert_eq!(rc, 1, "{bad}: {out}");
+        assert!(!out.starts_with("vif:"), "{bad}: {out}");
+    }
+    let rate = |bytes: u64, usecs: u32| {
+        vif_json(&[
+            &format!(r#""rate_bytes_per_interval": {bytes}"#),
+            &format!(r#""rate_interval_usecs": {usecs}"#),
+        ])
+    };
+    for (args, want) in [
+        (&["rate=16000000b/s"][..], rate(100_000, 50_000)),
+        (&["rate=16000000b/s@50ms"], rate(100_000, 50_000)),
+        (&["rate=2000000B/s"], rate(100_000, 50_000)),
+        (&["rate=2000000B/s@50ms"], rate(100_000, 50_000)),
+        (&["rate=16Kb/s"], rate(100, 50_000)),
+        (&["rate=16Kb/s@50ms"], rate(100, 50_000)),
+        (&["rate=2KB/s"], rate(100, 50_000)),
+        (&["rate=2KB/s@50ms"], rate(100, 50_000)),
+        (&["rate=16Mb/s"], rate(100_000, 50_000)),
+        (&["rate=16Mb/s@50ms"], rate(100_000, 50_000)),
+        (&["rate=2MB/s"], rate(100_000, 50_000)),
+        (&["rate=2MB/s@50ms"], rate(100_000, 50_000)),
+        (&["rate=8Gb/s"], rate(50_000_000, 50_000)),
+        (&["rate=8Gb/s@50ms"], rate(50_000_000, 50_000)),
+        (&["rate=1GB/s"], rate(50_000_000, 50_000)),
+        (&["rate=1GB/s@50ms"], rate(50_000_000, 50_000)),
+        (&["rate=80Mb/s@1s"], rate(10_000_000, 1_000_000)),
+        (&["rate=10MB/s@1s"], rate(10_000_000, 1_000_000)),
+        (&["trusted"], vif_json(&[r#""trusted": "True""#])),
+        (&["untrusted"], vif_json(&[r#""trusted": "False""#])),
+    ] {
+        assert_eq!(dry("network-attach", args), (0, want), "{args:?}");
+    }
 }

@@ -7,7 +7,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use dom0_tools::xlcfg::{
-    load, parse_config, Action, CpuSet, DomainConfig, DomainType, Error, VcpuAffinity, Warning,
+    load, parse_config, Action, CpuSet, DiskFormat, DiskSpec, DomainConfig, DomainType, Error,
+    VcpuAffinity, VifSpec, Warning,
 };
 
 fn corpus(sub: &str) -> PathBuf {
@@ -38,8 +39,36 @@ fn only(cpus: &[u32]) -> CpuSet {
     CpuSet::Only(cpus.iter().copied().collect())
 }
 
-fn strings(v: &[&str]) -> Vec<String> {
-    v.iter().map(|s| s.to_string()).collect()
+/// Each disk as `target,format,vdev,access[,cdrom]` and its device number.
+fn disks(d: &[DiskSpec]) -> Vec<(String, u32)> {
+    d.iter()
+        .map(|d| {
+            let mut s = format!(
+                "{},{},{},{}",
+                d.target.as_deref().unwrap_or(""),
+                d.format.as_str(),
+                d.vdev,
+                if d.readwrite { "rw" } else { "ro" }
+            );
+            if d.cdrom {
+                s.push_str(",cdrom");
+            }
+            (s, d.devid)
+        })
+        .collect()
+}
+
+fn disk(spec: &str, devid: u32) -> (String, u32) {
+    (spec.to_string(), devid)
+}
+
+fn vif(devid: u32, mac: Option<[u8; 6]>, bridge: Option<&str>) -> VifSpec {
+    VifSpec {
+        devid: Some(devid),
+        mac,
+        bridge: bridge.map(str::to_string),
+        ..VifSpec::default()
+    }
 }
 
 #[test]
@@ -69,15 +98,23 @@ fn debian_xen_tools() {
     assert_eq!((d.memory_mib, d.maxmem_mib), (1024, 1024));
     assert_eq!((d.vcpus, d.max_vcpus), (2, 2));
     assert_eq!(
-        d.disk,
-        strings(&[
-            "phy:/dev/vg0/web01-disk,xvda2,w",
-            "phy:/dev/vg0/web01-swap,xvda1,w"
-        ])
+        disks(&d.disk),
+        [
+            disk("/dev/vg0/web01-disk,raw,xvda2,rw", 51714),
+            disk("/dev/vg0/web01-swap,raw,xvda1,rw", 51713)
+        ]
     );
+    // xl keeps the space before the comma.
     assert_eq!(
         d.vif,
-        strings(&["ip=192.168.1.10 ,mac=00:16:3E:5A:21:07,bridge=xenbr0"])
+        [VifSpec {
+            ip: Some("192.168.1.10 ".into()),
+            ..vif(
+                0,
+                Some([0x00, 0x16, 0x3e, 0x5a, 0x21, 0x07]),
+                Some("xenbr0")
+            )
+        }]
     );
     assert_eq!(
         (d.on_poweroff, d.on_reboot, d.on_crash),
@@ -94,8 +131,15 @@ fn xl_examples() {
     assert_eq!(d.ramdisk, None);
     assert_eq!(d.uuid, None);
     assert_eq!((d.memory_mib, d.maxmem_mib, d.vcpus), (128, 128, 2));
-    assert_eq!(d.vif, strings(&[""]));
-    assert_eq!(d.disk, strings(&["/dev/vg/guest-volume,raw,xvda,rw"]));
+    assert_eq!(
+        d.vif,
+        [vif(0, None, None)],
+        "an empty vif spec: all defaults"
+    );
+    assert_eq!(
+        disks(&d.disk),
+        [disk("/dev/vg/guest-volume,raw,xvda,rw", 51712)]
+    );
     assert!(w.is_empty());
 
     let (d, w) = good("xlexample-pvhlinux.cfg");
@@ -113,11 +157,15 @@ fn xl_examples() {
     assert_eq!(d.kernel, None);
     assert_eq!((d.memory_mib, d.maxmem_mib), (128, 512));
     assert_eq!(
-        d.disk,
-        strings(&[
-            "/dev/vg/guest-volume,raw,xvda,rw",
-            "/root/install.iso,raw,xvdc,cdrom"
-        ])
+        disks(&d.disk),
+        [
+            disk("/dev/vg/guest-volume,raw,xvda,rw", 51712),
+            disk("/root/install.iso,raw,xvdc,ro,cdrom", 51744)
+        ]
+    );
+    assert_eq!(
+        d.vif[0].nictype,
+        Some(dom0_tools::xlcfg::vif::NicType::VifIoemu)
     );
     assert_eq!(
         w,
@@ -132,7 +180,24 @@ fn legacy_builder() {
     assert_eq!(d.name, "win7");
     assert_eq!((d.memory_mib, d.vcpus), (2048, 2));
     assert_eq!(d.on_crash, Action::Preserve);
-    assert_eq!(d.disk.len(), 2);
+    assert_eq!(
+        disks(&d.disk),
+        [
+            disk("/dev/vg_xen/win7,raw,hda,rw", 768),
+            disk("/srv/iso/win7.iso,raw,hdc,ro,cdrom", 22 << 8)
+        ]
+    );
+    assert_eq!(
+        d.vif,
+        [VifSpec {
+            model: Some("e1000".into()),
+            ..vif(
+                0,
+                Some([0x00, 0x16, 0x3e, 0x11, 0x22, 0x33]),
+                Some("xenbr0")
+            )
+        }]
+    );
     let keys: Vec<&str> = w.iter().map(|s| s.split('"').nth(1).unwrap()).collect();
     assert_eq!(
         keys,
@@ -153,16 +218,87 @@ fn alpine_and_netbsd() {
     );
     assert_eq!((d.vcpus, d.max_vcpus), (1, 2));
     assert_eq!(
-        d.disk,
-        strings(&[
-            "format=raw, vdev=xvda, access=r, target=/srv/xen/alpine/alpine-virt-3.18.4-x86_64.iso"
-        ])
+        disks(&d.disk),
+        [disk(
+            "/srv/xen/alpine/alpine-virt-3.18.4-x86_64.iso,raw,xvda,ro",
+            51712
+        )]
     );
 
     let (d, _) = good("netbsd-pv.cfg");
     assert_eq!(d.cmdline.as_deref(), Some("root=xbd0a"));
     assert_eq!(d.on_reboot, Action::SoftReset);
-    assert_eq!(d.disk, strings(&["file:/srv/xen/netbsd.img,0x1,w"]));
+    // A plain number is taken as the device number.
+    assert_eq!(disks(&d.disk), [disk("/srv/xen/netbsd.img,raw,0x1,rw", 1)]);
+    assert_eq!(
+        d.vif,
+        [vif(
+            0,
+            Some([0x00, 0x16, 0x3e, 0, 0, 0x11]),
+            Some("bridge0")
+        )]
+    );
+}
+
+#[test]
+fn devices_in_every_syntax() {
+    let (d, w) = good("devices.cfg");
+    assert!(w.is_empty(), "{w:?}");
+    assert_eq!(
+        disks(&d.disk),
+        [
+            disk("/srv/images/root,v2.qcow2,qcow2,xvda,rw", 51712),
+            disk("/srv/images/data.img,raw,xvdb,rw", 51728),
+            disk("/srv/iso/install.iso,raw,xvdc,ro,cdrom", 51744),
+            disk(",empty,xvdd,ro,cdrom", 51760),
+            disk("/srv/images/scratch.img,raw,sda3,rw", 8 << 8 | 3),
+            disk("/dev/vg0/big,raw,d20p1,ro", 1 << 28 | 20 << 8 | 1),
+            disk("/dev/vg0/ext,raw,xvdq,rw", 1 << 28 | 16 << 8),
+        ]
+    );
+    assert_eq!(d.disk[3].format, DiskFormat::Empty);
+    assert!(d.disk[3].removable);
+    assert_eq!(d.disk[4].discard, Some(true));
+    assert_eq!(d.disk[5].backend.as_deref(), Some("storage"));
+    assert_eq!(d.disk[5].discard, Some(false));
+    assert_eq!(d.disk[6].script.as_deref(), Some("block-dmmd"));
+    assert_eq!(d.vif.len(), 4);
+    assert_eq!(
+        d.vif[0],
+        vif(0, Some([0x00, 0x16, 0x3e, 1, 2, 3]), Some("xenbr0"))
+    );
+    assert_eq!(d.vif[1].bridge.as_deref(), Some("xenbr1"));
+    assert_eq!(d.vif[1].vifname.as_deref(), Some("devices-1"));
+    let r = d.vif[1].rate.unwrap();
+    assert_eq!((r.bytes_per_interval, r.interval_usecs), (25_000, 20_000));
+    assert_eq!(d.vif[2].devid, Some(5));
+    assert_eq!(d.vif[2].ip.as_deref(), Some("192.0.2.7"));
+    assert_eq!(d.vif[2].gatewaydev.as_deref(), Some("eth0"));
+    assert_eq!(d.vif[3], vif(3, None, None));
+    // Generated MACs: Xen's prefix, repeatable from a seed, distinct.
+    let mut g = dom0_tools::xlcfg::MacGenerator::new(0x5eed);
+    let macs: Vec<[u8; 6]> = d.vif.iter().map(|v| v.mac_or_generate(&mut g)).collect();
+    assert_eq!(macs[0], [0x00, 0x16, 0x3e, 1, 2, 3]);
+    for m in &macs[1..] {
+        assert_eq!(m[..3], [0x00, 0x16, 0x3e]);
+    }
+    assert!(macs[1] != macs[2] && macs[2] != macs[3] && macs[1] != macs[3]);
+}
+
+#[test]
+fn device_errors_from_overrides_and_kinds() {
+    let text = "name = 'g'\nkernel = '/k'\n";
+    let e = load("g.cfg", text, &["disk=['/a,raw,xvda,w','/b,raw,hdz,w']"]).unwrap_err();
+    let Error::Device(d) = &e else {
+        panic!("{e:?}");
+    };
+    assert_eq!((d.key, d.index, d.line), ("disk", 1, 4));
+    assert_eq!(
+        e.to_string(),
+        "g.cfg:4: Invalid or unsupported virtual disk identifier hdz"
+    );
+    let (d, _) = load("g.cfg", text, &["vif=['bridge=br9']"]).unwrap();
+    assert_eq!(d.vif[0].bridge.as_deref(), Some("br9"));
 }
 
 #[test]
@@ -185,15 +321,15 @@ fn plus_equals() {
         Some("console=hvc0 loglevel=7 init=/sbin/init")
     );
     assert_eq!(
-        d.disk,
-        strings(&[
-            "phy:/dev/vg0/layered-root,xvda,w",
-            "phy:/dev/vg0/layered-data,xvdb,w",
-            "file:/srv/iso/tools.iso,xvdc:cdrom,r"
-        ])
+        disks(&d.disk),
+        [
+            disk("/dev/vg0/layered-root,raw,xvda,rw", 51712),
+            disk("/dev/vg0/layered-data,raw,xvdb,rw", 51728),
+            disk("/srv/iso/tools.iso,raw,xvdc,ro,cdrom", 51744)
+        ]
     );
     // += on an unset key just sets it.
-    assert_eq!(d.vif, strings(&["bridge=xenbr0"]));
+    assert_eq!(d.vif, [vif(0, None, Some("xenbr0"))]);
 }
 
 #[test]
@@ -207,10 +343,14 @@ fn quoting() {
     );
     assert_eq!(
         d.vif,
-        strings(&[
-            "mac=00:16:3e:00:00:02,bridge=xenbr0",
-            "script=\"vif-bridge\""
-        ])
+        [
+            vif(0, Some([0x00, 0x16, 0x3e, 0, 0, 2]), Some("xenbr0")),
+            // The quotes are part of the value, as in xl.
+            VifSpec {
+                script: Some("\"vif-bridge\"".into()),
+                ..vif(1, None, None)
+            }
+        ]
     );
 }
 
@@ -220,8 +360,11 @@ fn odd_whitespace() {
     assert_eq!(d.name, "ws");
     assert_eq!((d.memory_mib, d.vcpus, d.max_vcpus), (512, 4, 8));
     assert_eq!(
-        d.disk,
-        strings(&["phy:/dev/vg0/ws-root,xvda,w", "phy:/dev/vg0/ws-swap,xvdb,w"])
+        disks(&d.disk),
+        [
+            disk("/dev/vg0/ws-root,raw,xvda,rw", 51712),
+            disk("/dev/vg0/ws-swap,raw,xvdb,rw", 51728)
+        ]
     );
     assert!(d.vif.is_empty());
     assert!(w.is_empty());

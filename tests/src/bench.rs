@@ -184,8 +184,19 @@ fn parse_line(rest: &str) -> Figure {
 /// `echo`: where the console goes live (None: as `OXEN_ECHO` says).
 pub fn run(images: &Images, echo: Option<Echo>) -> Result<RunResult, String> {
     let boot = OxenBoot::new(images.hypervisor()?, images.get(KERNEL)?)?;
-    let work = images::work_dir(KERNEL).map_err(|e| e.to_string())?;
-    let mut q = boot.qemu(KERNEL, &work)?.smp(SMP);
+    boot_to_exit(&boot, KERNEL, SMP, echo)
+}
+
+/// Boots `kernel` as `boot` says on `smp` CPUs and waits for the machine
+/// to stop (at most [`TIMEOUT`]).
+fn boot_to_exit(
+    boot: &OxenBoot,
+    kernel: &str,
+    smp: u32,
+    echo: Option<Echo>,
+) -> Result<RunResult, String> {
+    let work = images::work_dir(kernel).map_err(|e| e.to_string())?;
+    let mut q = boot.qemu(kernel, &work)?.smp(smp);
     if let Some(e) = echo {
         q = q.echo(e);
     }
@@ -195,12 +206,9 @@ pub fn run(images: &Images, echo: Option<Echo>) -> Result<RunResult, String> {
     Ok(r)
 }
 
-/// What is wrong with a `pv-bench` run, if anything: it must power off
-/// with `VERDICT: SUCCESS`, xen-core must have printed a positive floor,
-/// and every figure of [`FIGURES`] must be there, in order, with positive
-/// numbers (or `n/a`, for [`MAY_BE_UNAVAILABLE`] ones). Timings are never
-/// judged.
-pub fn problems(r: &RunResult) -> Vec<String> {
+/// What is wrong with how a benchmark kernel's run ended: it must power
+/// off with `VERDICT: SUCCESS`.
+fn ending_problems(r: &RunResult) -> Vec<String> {
     let mut p = Vec::new();
     if r.timed_out {
         p.push(format!("timed out after {:?}", r.timeout));
@@ -213,6 +221,16 @@ pub fn problems(r: &RunResult) -> Vec<String> {
         Some(v) => p.push(format!("{v}")),
         None => p.push("no VERDICT line".into()),
     }
+    p
+}
+
+/// What is wrong with a `pv-bench` run, if anything: it must power off
+/// with `VERDICT: SUCCESS`, xen-core must have printed a positive floor,
+/// and every figure of [`FIGURES`] must be there, in order, with positive
+/// numbers (or `n/a`, for [`MAY_BE_UNAVAILABLE`] ones). Timings are never
+/// judged.
+pub fn problems(r: &RunResult) -> Vec<String> {
+    let mut p = ending_problems(r);
     match floor(&r.log) {
         Some(f) if f.median > 0 && f.min > 0 => {}
         Some(f) => p.push(format!("xen-core's floor is not positive: {f:?}")),
@@ -265,7 +283,6 @@ pub mod toolstack {
     use std::time::Duration;
 
     use crate::boot::{OxenBoot, Payload};
-    use crate::exit::Exit;
     use crate::images::{self, Images};
     use crate::qemu::{Echo, RunResult};
 
@@ -334,33 +351,14 @@ pub mod toolstack {
             images::kernel_files_of(KERNEL),
         )?);
         boot.ramdisk = Some(Payload::Bytes(crate::boot::dom0_ramdisk_with(&[], &files)?));
-        let work = images::work_dir(KERNEL).map_err(|e| e.to_string())?;
-        let mut q = boot.qemu(KERNEL, &work)?.smp(SMP);
-        if let Some(e) = echo {
-            q = q.echo(e);
-        }
-        let m = q.spawn().map_err(|e| e.to_string())?;
-        let r = m.wait_exit(TIMEOUT);
-        let _ = std::fs::remove_dir_all(&work);
-        Ok(r)
+        super::boot_to_exit(&boot, KERNEL, SMP, echo)
     }
 
     /// What is wrong with an `xl-bench` run, if anything: it must power
     /// off with `VERDICT: SUCCESS` and print every figure of [`FIGURES`],
     /// in order, positive. Timings are never judged.
     pub fn problems(r: &RunResult) -> Vec<String> {
-        let mut p = Vec::new();
-        if r.timed_out {
-            p.push(format!("timed out after {:?}", r.timeout));
-        }
-        if r.exit != Exit::POWEROFF {
-            p.push(format!("ended with {}, not a power-off", r.exit_summary()));
-        }
-        match r.verdict() {
-            Some(crate::check::Verdict::Success) => {}
-            Some(v) => p.push(format!("{v}")),
-            None => p.push("no VERDICT line".into()),
-        }
+        let mut p = super::ending_problems(r);
         p.extend(super::figure_problems(&r.log, &ids(), &[]));
         p
     }

@@ -311,6 +311,11 @@ pub const KERNEL_OPTIONS: &[(&str, &str)] = &[
     ("pv-domains", "dom0_mem=256M"),
 ];
 
+/// Test kernels that measure how CPU time is shared (the credit weights
+/// test): they boot with no other QEMU of the harness running beside them,
+/// since a host thread descheduled for long makes guest time jump.
+pub const RUN_ALONE: &[&str] = &["pv-domains"];
+
 /// QEMU CPU counts for test kernels that need other than the harness's
 /// default, by kernel name.
 pub const KERNEL_SMP: &[(&str, u32)] = &[

@@ -252,6 +252,15 @@ fn check_test_kernel(k: &TestKernel) {
             .to_string(),
         ..d
     };
+    // Kernels that measure CPU shares run alone: hold every other QEMU
+    // slot (spawning takes the last one).
+    let _alone: Vec<_> = if oxen_tests::images::RUN_ALONE.contains(&k.name) {
+        (1..oxen_tests::qemu::max_qemus())
+            .map(|_| qemu_slot())
+            .collect()
+    } else {
+        Vec::new()
+    };
     let mut q = qemu_for(k.name, &boot);
     if let Some(n) = k.smp() {
         q = q.smp(n);
@@ -463,6 +472,16 @@ fn debug_keys_after_switching_serial_input_to_xen() {
     );
 }
 
+/// `oxen-run --batch` with `files` in Dom0's ramdisk (`--add` each).
+fn oxen_run_batch_adding(files: &[&std::path::Path], stdin: &str) -> (Option<i32>, String) {
+    let args: Vec<String> = files
+        .iter()
+        .flat_map(|f| ["--add".to_string(), f.display().to_string()])
+        .collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    oxen_run_batch_with(&args, stdin)
+}
+
 /// A file for Dom0's ramdisk (`--add`), written to the test's temp dir.
 fn ramdisk_file(name: &str, text: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("oxen-xl-{}", std::process::id()));
@@ -504,13 +523,8 @@ fn xl_on_crash_restart_restarts_and_destroy_gives_every_page_back() {
         "crashy.cfg",
         "name = \"crashy\"\nkernel = \"/boot/domu-crash\"\nmemory = 8\non_crash = \"restart\"\n",
     );
-    let (code, text) = oxen_run_batch_with(
-        &[
-            "--add",
-            crash.to_str().unwrap(),
-            "--add",
-            cfg.to_str().unwrap(),
-        ],
+    let (code, text) = oxen_run_batch_adding(
+        &[&crash, &cfg],
         "xl info\nxl create crashy.cfg\nsleep 3\nxl list\nxl destroy crashy\nxl list\nxl info\n",
     );
     assert_eq!(code, Some(0), "every xl command should succeed:\n{text}");
@@ -550,7 +564,7 @@ fn xl_errors_are_one_line_and_fail() {
         ("xl frobnicate", "frobnicate"),
     ];
     let input: String = cmds.iter().map(|(c, _)| format!("{c}\n")).collect();
-    let (code, text) = oxen_run_batch_with(&["--add", broken.to_str().unwrap()], &input);
+    let (code, text) = oxen_run_batch_adding(&[&broken], &input);
     assert_ne!(
         code,
         Some(0),
@@ -651,13 +665,8 @@ fn xl_a_guest_corrupting_its_xenstore_ring_hurts_nobody_else() {
         "hostile.cfg",
         "name = \"hostile\"\nkernel = \"/boot/domu-xshostile\"\nmemory = 8\n",
     );
-    let (code, text) = oxen_run_batch_with(
-        &[
-            "--add",
-            hostile.to_str().unwrap(),
-            "--add",
-            cfg.to_str().unwrap(),
-        ],
+    let (code, text) = oxen_run_batch_adding(
+        &[&hostile, &cfg],
         "xl create /etc/xen/hello.cfg\nxl create hostile.cfg\nsleep 4\n\
          xl console hostile\r\x1d\nxl list\nxl shutdown -w hello\nxl destroy hostile\nxl list\n",
     );
@@ -698,15 +707,8 @@ fn xl_two_guests_share_a_page_through_grants() {
         )
     };
     let (g, m) = (cfg("granter", 2), cfg("mapper", 1));
-    let (code, text) = oxen_run_batch_with(
-        &[
-            "--add",
-            guest.to_str().unwrap(),
-            "--add",
-            g.to_str().unwrap(),
-            "--add",
-            m.to_str().unwrap(),
-        ],
+    let (code, text) = oxen_run_batch_adding(
+        &[&guest, &g, &m],
         "xl info\nxl create granter.cfg\nxl create mapper.cfg\nsleep 5\n\
          xl console granter\r\x1d\nxl console mapper\r\x1d\n\
          xl destroy granter\nxl destroy mapper\nxl info\n",

@@ -30,7 +30,7 @@ mod kernel {
 
     use dom0_tools::builder::{self, Built, GuestConfig};
     use dom0_tools::consoled::{DomConsole, RawRing};
-    use dom0_tools::pvtest::Checks;
+    use dom0_tools::pvtest::{Checks, SPIN_COUNTER_OFFSET};
     use dom0_tools::ramdisk::Archive;
     use dom0_tools::xc::{self, foreign::ForeignMap};
     use hypercall_abi::errno::Errno as AbiErrno;
@@ -50,7 +50,9 @@ mod kernel {
     const POLL_NS: u64 = 10 * NS_PER_MS;
     /// The weights test: warm-up, then measuring time.
     const WARMUP_NS: u64 = 300 * NS_PER_MS;
-    const MEASURE_NS: u64 = 2_000 * NS_PER_MS;
+    const MEASURE_NS: u64 = 1_500 * NS_PER_MS;
+    /// Measuring windows; the median ratio is judged.
+    const WINDOWS: usize = 3;
     /// Weights and tolerance (percent) of issue 3's test.
     const WEIGHTS: [u16; 2] = [256, 512];
     const TOLERANCE_PCT: u64 = 10;
@@ -403,19 +405,61 @@ mod kernel {
                 guests.iter_mut().for_each(Guest::poll);
                 time::sleep_ns(POLL_NS);
             }
-            let t0: Vec<u64> = guests
-                .iter()
-                .map(|g| xc::vcpu_info(g.built.domid, 0).map_or(0, |v| v.cpu_time))
-                .collect();
-            let start = time::now_ns();
-            time::sleep_ns(MEASURE_NS);
-            let t1: Vec<(u64, u32)> = guests
+            // Each guest's work counter (in its shared_info page).
+            let counters: Vec<Option<xc::foreign::ForeignMap>> = guests
                 .iter()
                 .map(|g| {
-                    xc::vcpu_info(g.built.domid, 0).map_or((0, u32::MAX), |v| (v.cpu_time, v.cpu))
+                    xc::foreign::ForeignMap::new(g.built.domid, &[g.built.shared_info_frame]).ok()
                 })
                 .collect();
-            let wall = time::now_ns() - start;
+            let work = |i: usize| {
+                counters[i]
+                    .as_ref()
+                    .and_then(|m| m.page_ptr(0))
+                    // SAFETY: the page stays mapped while `counters` lives;
+                    // an aligned u64 read of a word the guest writes.
+                    .map_or(0, |p| unsafe {
+                        (p.add(SPIN_COUNTER_OFFSET as usize) as *const u64).read_volatile()
+                    })
+            };
+            // Three windows; the median ratio decides (one window can be
+            // off when the emulator's host thread is descheduled for long).
+            let mut ratios = [0u64; WINDOWS];
+            let mut all_on_cpu = true;
+            let mut shared_fully = true;
+            for (k, slot) in ratios.iter_mut().enumerate() {
+                let w0 = [work(0), work(1)];
+                let t0: Vec<u64> = guests
+                    .iter()
+                    .map(|g| xc::vcpu_info(g.built.domid, 0).map_or(0, |v| v.cpu_time))
+                    .collect();
+                let start = time::now_ns();
+                time::sleep_ns(MEASURE_NS);
+                let w1 = [work(0), work(1)];
+                let t1: Vec<(u64, u32)> = guests
+                    .iter()
+                    .map(|g| {
+                        xc::vcpu_info(g.built.domid, 0)
+                            .map_or((0, u32::MAX), |v| (v.cpu_time, v.cpu))
+                    })
+                    .collect();
+                let wall = time::now_ns() - start;
+                all_on_cpu &= t1.iter().all(|&(_, on)| on == cpu);
+                let da = t1[0].0.saturating_sub(t0[0]);
+                let db = t1[1].0.saturating_sub(t0[1]);
+                shared_fully &= (da + db) * 100 >= wall * 80;
+                let (wa, wb) = (w1[0].saturating_sub(w0[0]), w1[1].saturating_sub(w0[1]));
+                // ratio db/da in thousandths.
+                *slot = (db * 1000).checked_div(da).unwrap_or(0);
+                println!(
+                    "{NAME}: window {k}: {} ms: CPU time {} ms : {} ms, ratio 1:{}.{:03} (work done {wa} : {wb})",
+                    wall / NS_PER_MS,
+                    da / 1_000_000,
+                    db / 1_000_000,
+                    *slot / 1000,
+                    *slot % 1000
+                );
+            }
             guests.iter_mut().for_each(Guest::poll);
             for g in &guests {
                 c.check(
@@ -426,25 +470,17 @@ mod kernel {
             }
             c.check(
                 "both vCPUs ran on the CPU they were pinned to",
-                t1.iter().all(|&(_, on)| on == cpu),
-                format_args!(
-                    "CPU {cpu}: {:?}",
-                    t1.iter().map(|t| t.1).collect::<Vec<_>>()
-                ),
+                all_on_cpu,
+                format_args!("CPU {cpu}"),
             );
-            let da = t1[0].0.saturating_sub(t0[0]);
-            let db = t1[1].0.saturating_sub(t0[1]);
-            // ratio db/da in thousandths; want 2.000 within 10%.
-            let ratio_milli = (db * 1000).checked_div(da).unwrap_or(0);
+            ratios.sort_unstable();
+            let ratio_milli = ratios[WINDOWS / 2];
             let want = 1000 * u64::from(WEIGHTS[1]) / u64::from(WEIGHTS[0]);
             let ok = ratio_milli.abs_diff(want) * 100 <= want * TOLERANCE_PCT;
             println!(
-                "{NAME}: weights {}:{} on CPU {cpu} for {} ms: CPU time {} ms : {} ms, ratio 1:{}.{:03} (want 1:{}.{:03} within {}%): {}",
+                "{NAME}: weights {}:{} on CPU {cpu}: median CPU time ratio of {WINDOWS} windows 1:{}.{:03} (want 1:{}.{:03} within {}%): {}",
                 WEIGHTS[0],
                 WEIGHTS[1],
-                wall / NS_PER_MS,
-                da / 1_000_000,
-                db / 1_000_000,
                 ratio_milli / 1000,
                 ratio_milli % 1000,
                 want / 1000,
@@ -459,8 +495,8 @@ mod kernel {
             );
             c.check(
                 "the two vCPUs shared the CPU fully",
-                (da + db) * 100 >= wall * 80,
-                format_args!("{} ms of {} ms", (da + db) / 1_000_000, wall / NS_PER_MS),
+                shared_fully,
+                format_args!("in every window"),
             );
         }
         for mut g in guests {

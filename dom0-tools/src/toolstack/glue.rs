@@ -561,7 +561,7 @@ impl crate::xl::XlBackend for Toolstack {
             kernel: c.kernel.clone(),
             ramdisk: c.ramdisk.clone(),
             cmdline: c.cmdline.clone(),
-            disks: Vec::new(),
+            disks: c.disk.iter().map(Into::into).collect(),
             nics: Vec::new(),
             on_poweroff: String::from(c.on_poweroff.as_str()),
             on_reboot: String::from(c.on_reboot.as_str()),

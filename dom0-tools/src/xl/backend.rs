@@ -13,6 +13,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use super::cpumap::CpuMap;
+use crate::xlcfg::{DiskSpec, VifSpec};
 
 /// Why a back-end operation failed. [`XlError::rc`] gives the libxl error
 /// code `xl` prints in its `(rc=N)` messages.
@@ -436,6 +437,64 @@ pub struct NicConfig {
     pub bridge: String,
 }
 
+impl From<&DiskSpec> for DiskConfig {
+    /// The `xl list -l` view of a disk (back end in Dom0).
+    fn from(d: &DiskSpec) -> DiskConfig {
+        DiskConfig {
+            backend_domid: 0,
+            pdev_path: d.target.clone().unwrap_or_default(),
+            vdev: d.vdev.clone(),
+            format: String::from(d.format.as_str()),
+            readwrite: d.readwrite,
+        }
+    }
+}
+
+/// One virtual block device of a domain, as `libxl_diskinfo` describes it
+/// (`xl block-list`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BlockInfo {
+    /// The device number (`xl block-list`'s `Vdev` column: `51712` for
+    /// `xvda`).
+    pub devid: u32,
+    /// The back-end domain.
+    pub backend_id: u32,
+    /// The front-end domain (the `handle` column).
+    pub frontend_id: u32,
+    /// The back end's `XenbusState` (1 initialising .. 4 connected .. 6 closed).
+    pub state: i32,
+    /// The front end's event channel (`-1`: none yet).
+    pub evtch: i32,
+    /// The front end's ring grant reference (`-1`: none yet).
+    pub rref: i32,
+    /// The back end's xenstore path.
+    pub backend: String,
+}
+
+/// One virtual network interface of a domain, as `libxl_nicinfo` and
+/// `libxl_device_nic` describe it (`xl network-list`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NicInfo {
+    /// The device id (`Idx` and `handle` columns).
+    pub devid: u32,
+    /// The back-end domain.
+    pub backend_id: u32,
+    /// The front-end domain.
+    pub frontend_id: u32,
+    /// Its MAC.
+    pub mac: [u8; 6],
+    /// The back end's `XenbusState`.
+    pub state: i32,
+    /// The front end's event channel (`-1`: none yet).
+    pub evtch: i32,
+    /// The transmit ring's grant reference (`-1`: none yet).
+    pub rref_tx: i32,
+    /// The receive ring's grant reference (`-1`: none yet).
+    pub rref_rx: i32,
+    /// The back end's xenstore path.
+    pub backend: String,
+}
+
 /// One sample of the whole machine, for `xl top` (what xenstat reads).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TopSample {
@@ -640,6 +699,42 @@ pub trait XlBackend {
             cpu_hz: u64::from(p.cpu_khz) * 1000,
             domains,
         })
+    }
+
+    /// Hot-plugs a disk into a running domain (`xl block-attach`;
+    /// `libxl_device_disk_add`): writes its back-end and front-end
+    /// directories and waits for the back end.
+    fn block_attach(&mut self, _domid: u32, _disk: &DiskSpec) -> XlResult<()> {
+        Err(XlError::NotImplemented)
+    }
+
+    /// A domain's virtual block devices (`xl block-list`).
+    fn block_list(&mut self, _domid: u32) -> XlResult<Vec<BlockInfo>> {
+        Err(XlError::NotImplemented)
+    }
+
+    /// Unplugs the disk with device number `devid` (`xl block-detach`):
+    /// asks the guest to let go and waits for it, or with `force` tears
+    /// the device down at once (`libxl_device_disk_destroy`).
+    fn block_detach(&mut self, _domid: u32, _devid: u32, _force: bool) -> XlResult<()> {
+        Err(XlError::NotImplemented)
+    }
+
+    /// Hot-plugs a network interface (`xl network-attach`;
+    /// `libxl_device_nic_add`). A `None` devid means the next free one; a
+    /// `None` MAC one with Xen's prefix ([`crate::xlcfg::MacGenerator`]).
+    fn network_attach(&mut self, _domid: u32, _nic: &VifSpec) -> XlResult<()> {
+        Err(XlError::NotImplemented)
+    }
+
+    /// A domain's virtual network interfaces (`xl network-list`).
+    fn network_list(&mut self, _domid: u32) -> XlResult<Vec<NicInfo>> {
+        Err(XlError::NotImplemented)
+    }
+
+    /// Unplugs the interface with id `devid` (`xl network-detach`).
+    fn network_detach(&mut self, _domid: u32, _devid: u32) -> XlResult<()> {
+        Err(XlError::NotImplemented)
     }
 
     /// Between two `xl top` frames: waits `delay_secs` (or for a key) and

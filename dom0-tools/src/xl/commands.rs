@@ -1,5 +1,6 @@
 //! The `xl` commands themselves (xl_vmcontrol.c, xl_info.c, xl_vcpu.c,
-//! xl_mem.c, xl_sched.c, xl_console.c, xl_misc.c): each parses its options,
+//! xl_mem.c, xl_sched.c, xl_console.c, xl_misc.c, xl_block.c, xl_nic.c):
+//! each parses its options,
 //! resolves domains, calls the back end and prints through [`super::format`],
 //! returning the exit status.
 
@@ -15,6 +16,8 @@ use super::cpumap::{parse_cpurange, CpuMap};
 use super::format;
 use super::getopt::{getopt, Exit, LongOpt, Parsed};
 use super::parse::{parse_int, parse_mem_size_kb, parse_u32, DomainQualifier};
+use crate::xlcfg::disk::{parse_disk_spec_parts, vdev_to_devid, DiskError};
+use crate::xlcfg::vif::{parse_mac, parse_vif_args};
 
 const EXIT_SUCCESS: i32 = 0;
 const EXIT_FAILURE: i32 = 1;
@@ -54,6 +57,12 @@ impl Ctx<'_> {
             "dmesg" => self.dmesg(argv),
             "top" => self.top(argv),
             "uptime" => self.uptime(argv),
+            "block-attach" => self.block_attach(argv),
+            "block-list" => self.block_list(argv),
+            "block-detach" => self.block_detach(argv),
+            "network-attach" => self.network_attach(argv),
+            "network-list" => self.network_list(argv),
+            "network-detach" => self.network_detach(argv),
             _ => {
                 let _ = writeln!(self.out, "command not implemented");
                 Err(EXIT_FAILURE)
@@ -928,5 +937,185 @@ impl Ctx<'_> {
                 })
             }
         }
+    }
+    // ---- xl_block.c ----
+
+    fn block_attach(&mut self, argv: &[&str]) -> Res<()> {
+        let p = self.opts(argv, "", &[], "block-attach", 2)?;
+        let d = self.find_domain(p.args[0])?;
+        let disk = match parse_disk_spec_parts(&p.args[1..]) {
+            Ok(disk) => disk,
+            Err(DiskError::Syntax(errs)) => {
+                // libxlu reports against the config source "command line".
+                for e in &errs {
+                    self.line(format_args!("command line: {e}"));
+                }
+                return Err(EXIT_FAILURE);
+            }
+            Err(e @ DiskError::BadVdev(_)) => {
+                // libxl refuses the vdev when it adds the disk.
+                self.line(format_args!("{e}"));
+                self.line(format_args!("libxl_device_disk_add failed."));
+                return Err(EXIT_FAILURE);
+            }
+        };
+        if self.dryrun {
+            let _ = self.out.write_str("disk: ");
+            let _ = format::disk_json(&disk).write(self.out, 0);
+            let _ = self.out.write_str("\n\n"); // libxl ends its JSON with a newline; xl adds one
+            return Ok(());
+        }
+        self.be.block_attach(d.domid, &disk).map_err(|e| {
+            self.dom_fail(p.args[0], &e, format_args!("libxl_device_disk_add failed."))
+        })
+    }
+
+    fn block_list(&mut self, argv: &[&str]) -> Res<()> {
+        let p = self.opts(argv, "", &[], "block-list", 1)?;
+        let _ = format::block_list_header(self.out);
+        for a in &p.args {
+            // xl complains about a bad domain and goes on with the next.
+            let Ok(d) = self.find_domain(a) else {
+                continue;
+            };
+            // A domain whose disks cannot be listed is skipped, as in xl.
+            if let Ok(disks) = self.be.block_list(d.domid) {
+                for b in &disks {
+                    let _ = format::block_list_row(self.out, b);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn block_detach(&mut self, argv: &[&str]) -> Res<()> {
+        let p = self.opts(argv, "f", &[("force", false, 'f')], "block-detach", 2)?;
+        let force = p.has('f');
+        let d = self.find_domain(p.args[0])?;
+        let vdev = p.args[1];
+        let not_connected = |c: &mut Self| {
+            c.line(format_args!("Error: Device {vdev} not connected."));
+            EXIT_FAILURE
+        };
+        // libxl_vdev_to_device_disk: the vdev's number, then the device.
+        let Some(devid) = vdev_to_devid(vdev) else {
+            return Err(not_connected(self));
+        };
+        match self.be.block_list(d.domid) {
+            Ok(disks) if !disks.iter().any(|b| b.devid == devid) => {
+                return Err(not_connected(self))
+            }
+            Err(XlError::NoSuchDomain) => return Err(self.not_exist(p.args[0])),
+            // Listed, or the back end cannot list: let the detach decide.
+            _ => {}
+        }
+        let what = if force { "destroy" } else { "safe_remove" };
+        self.be.block_detach(d.domid, devid, force).map_err(|e| {
+            self.dom_fail(
+                p.args[0],
+                &e,
+                format_args!("libxl_device_disk_{what} failed."),
+            )
+        })
+    }
+
+    // ---- xl_nic.c ----
+
+    fn network_attach(&mut self, argv: &[&str]) -> Res<()> {
+        let p = self.opts(argv, "", &[], "network-attach", 1)?;
+        let d = self.find_domain(p.args[0])?;
+        let nic = match parse_vif_args(&p.args[1..]) {
+            Ok(n) => n,
+            Err(e) if e.has_source_prefix() => {
+                self.line(format_args!("command line: {e}"));
+                return Err(EXIT_FAILURE);
+            }
+            Err(e) => {
+                self.line(format_args!("{e}"));
+                return Err(EXIT_FAILURE);
+            }
+        };
+        if self.dryrun {
+            let _ = self.out.write_str("vif: ");
+            let _ = format::nic_json(&nic).write(self.out, 0);
+            let _ = self.out.write_str("\n\n");
+            return Ok(());
+        }
+        self.be
+            .network_attach(d.domid, &nic)
+            .map_err(|e| self.dom_fail(p.args[0], &e, format_args!("libxl_device_nic_add failed.")))
+    }
+
+    fn network_list(&mut self, argv: &[&str]) -> Res<()> {
+        let p = self.opts(argv, "", &[], "network-list", 1)?;
+        let _ = format::network_list_header(self.out);
+        for a in &p.args {
+            // xl's find_domain gives up at a bad domain.
+            let d = self.find_domain(a)?;
+            if let Ok(nics) = self.be.network_list(d.domid) {
+                for n in &nics {
+                    let _ = format::network_list_row(self.out, n);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn network_detach(&mut self, argv: &[&str]) -> Res<()> {
+        let p = self.opts(argv, "", &[], "network-detach", 2)?;
+        let d = self.find_domain(p.args[0])?;
+        let which = p.args[1];
+        let unknown = |c: &mut Self| {
+            c.line(format_args!("Unknown device {which}."));
+            EXIT_FAILURE
+        };
+        let listed = match self.be.network_list(d.domid) {
+            Ok(l) => Some(l),
+            Err(XlError::NoSuchDomain) => return Err(self.not_exist(p.args[0])),
+            Err(_) => None,
+        };
+        let devid = if which.contains(':') {
+            // libxl_mac_to_device_nic: a MAC, looked up among the vifs.
+            let mac = parse_mac(which);
+            match (mac, &listed) {
+                (Some(m), Some(l)) => match l.iter().find(|n| n.mac == m) {
+                    Some(n) => n.devid,
+                    None => return Err(unknown(self)),
+                },
+                _ => return Err(unknown(self)),
+            }
+        } else {
+            // libxl_devid_to_device_nic(atoi(...)).
+            let id = atoi(which);
+            let Ok(id) = u32::try_from(id) else {
+                return Err(unknown(self));
+            };
+            if listed.is_some_and(|l| !l.iter().any(|n| n.devid == id)) {
+                return Err(unknown(self));
+            }
+            id
+        };
+        self.be
+            .network_detach(d.domid, devid)
+            .map_err(|e| self.dom_fail(p.args[0], &e, format_args!("libxl_device_nic_del failed.")))
+    }
+}
+
+/// C's `atoi` (leading white space, a sign, digits; 0 if none).
+fn atoi(s: &str) -> i64 {
+    let t = s.trim_start_matches([' ', '\t', '\n', '\r', '\x0b', '\x0c']);
+    let (neg, t) = match t.as_bytes().first() {
+        Some(b'-') => (true, &t[1..]),
+        Some(b'+') => (false, &t[1..]),
+        _ => (false, t),
+    };
+    let mut v: i64 = 0;
+    for b in t.bytes().take_while(u8::is_ascii_digit) {
+        v = v.saturating_mul(10).saturating_add(i64::from(b - b'0'));
+    }
+    if neg {
+        -v
+    } else {
+        v
     }
 }

@@ -1,7 +1,9 @@
 //! `xl`'s output formats, as pure functions of plain data: `xl list` (and
 //! `-v`, `-Z`, `-c`, `-n`), `xl list -l`'s libxl JSON, `xl info`,
-//! `xl vcpu-list`, `xl sched-credit`, `xl uptime`, and one frame of
-//! `xl top` (xentop's table, computed from two samples). Column widths and
+//! `xl vcpu-list`, `xl sched-credit`, `xl uptime`, `xl block-list`,
+//! `xl network-list`, the disk and vif JSON of `xl -N block-attach` /
+//! `network-attach`, and one frame of `xl top` (xentop's table, computed
+//! from two samples). Column widths and
 //! format strings follow Xen 4.17's tools/xl and tools/xentop.
 
 use alloc::string::String;
@@ -9,9 +11,11 @@ use alloc::vec::Vec;
 use core::fmt::{self, Write};
 
 use super::backend::{
-    shutdown_reason, CpuTopology, CreditDomain, CreditPool, DomainConfig, DomainInfo, NumaNode,
-    PhysInfo, TopSample, Uname, VcpuInfo, VersionInfo,
+    shutdown_reason, BlockInfo, CpuTopology, CreditDomain, CreditPool, DomainConfig, DomainInfo,
+    NicInfo, NumaNode, PhysInfo, TopSample, Uname, VcpuInfo, VersionInfo,
 };
+use crate::xlcfg::vif::{Mac, NicType};
+use crate::xlcfg::{DiskSpec, VifSpec};
 
 /// A UUID as libxl prints it (`LIBXL_UUID_FMT`).
 pub struct Uuid<'a>(pub &'a [u8; 16]);
@@ -794,4 +798,171 @@ pub fn top_frame(
         out.write_str("  Delay  Networks  vBds  VCPUs  Repeat header  Sort order  Quit\n")?;
     }
     Ok(())
+}
+
+// ---- xl_block.c / xl_nic.c ----
+
+/// `xl block-list`'s header (`%-5s %-3s %-6s %-5s %-6s %-8s %-30s`: the
+/// last column padded, trailing spaces and all).
+pub fn block_list_header(out: &mut dyn Write) -> fmt::Result {
+    writeln!(
+        out,
+        "{:<5} {:<3} {:<6} {:<5} {:<6} {:<8} {:<30}",
+        "Vdev", "BE", "handle", "state", "evt-ch", "ring-ref", "BE-path"
+    )
+}
+
+/// One `xl block-list` row: device number, back end, front end
+/// (`handle`), state, event channel, ring reference, back-end path.
+pub fn block_list_row(out: &mut dyn Write, b: &BlockInfo) -> fmt::Result {
+    writeln!(
+        out,
+        "{:<5} {:<3} {:<6} {:<5} {:<6} {:<8} {:<30}",
+        b.devid, b.backend_id, b.frontend_id, b.state, b.evtch, b.rref, b.backend
+    )
+}
+
+/// `xl network-list`'s header (`%-3s %-2s %-17s %-6s %-5s %-6s %5s/%-5s
+/// %-30s`).
+pub fn network_list_header(out: &mut dyn Write) -> fmt::Result {
+    writeln!(
+        out,
+        "{:<3} {:<2} {:<17} {:<6} {:<5} {:<6} {:>5}/{:<5} {:<30}",
+        "Idx", "BE", "Mac Addr.", "handle", "state", "evt-ch", "tx-", "rx-ring-ref", "BE-path"
+    )
+}
+
+/// One `xl network-list` row (`%-3d %-2d `, the MAC, then `%6d %5d %6d
+/// %5d/%-11d %-30s`: the handle column starts right after the MAC).
+pub fn network_list_row(out: &mut dyn Write, n: &NicInfo) -> fmt::Result {
+    writeln!(
+        out,
+        "{:<3} {:<2} {}{:>6} {:>5} {:>6} {:>5}/{:<11} {:<30}",
+        n.devid,
+        n.backend_id,
+        Mac(n.mac),
+        n.devid,
+        n.state,
+        n.evtch,
+        n.rref_tx,
+        n.rref_rx,
+        n.backend
+    )
+}
+
+fn defbool(b: bool) -> Json {
+    Json::str(if b { "True" } else { "False" })
+}
+
+/// A disk as `libxl_device_disk_to_json` prints it (fields left at their
+/// defaults are left out), for `xl -N block-attach`.
+pub fn disk_json(d: &DiskSpec) -> Json {
+    let mut o = alloc::vec![];
+    if let Some(b) = &d.backend {
+        o.push(("backend_domname", Json::str(b)));
+    }
+    if let Some(t) = &d.target {
+        o.push(("pdev_path", Json::str(t)));
+    }
+    o.push(("vdev", Json::str(&d.vdev)));
+    if let Some(b) = d.backend_type {
+        o.push(("backend", Json::str(b.as_str())));
+    }
+    o.push(("format", Json::str(d.format.as_str())));
+    if let Some(s) = &d.script {
+        o.push(("script", Json::str(s)));
+    }
+    for (k, v) in [
+        ("removable", d.removable),
+        ("readwrite", d.readwrite),
+        ("is_cdrom", d.cdrom),
+        ("direct_io_safe", d.direct_io_safe),
+    ] {
+        if v {
+            o.push((k, Json::Int(1)));
+        }
+    }
+    if let Some(v) = d.discard {
+        o.push(("discard_enable", defbool(v)));
+    }
+    if let Some(s) = d.specification {
+        o.push(("specification", Json::str(s.as_str())));
+    }
+    if let Some(v) = d.colo.enable {
+        o.push(("colo_enable", defbool(v)));
+    }
+    if let Some(h) = &d.colo.host {
+        o.push(("colo_host", Json::str(h)));
+    }
+    if let Some(p) = d.colo.port {
+        o.push(("colo_port", Json::Int(i64::from(p))));
+    }
+    if let Some(e) = &d.colo.export {
+        o.push(("colo_export", Json::str(e)));
+    }
+    if let Some(a) = &d.colo.active_disk {
+        o.push(("active_disk", Json::str(a)));
+    }
+    if let Some(h) = &d.colo.hidden_disk {
+        o.push(("hidden_disk", Json::str(h)));
+    }
+    if let Some(v) = d.trusted {
+        o.push(("trusted", defbool(v)));
+    }
+    if let Some(v) = d.grant_usage {
+        o.push(("grant_usage", defbool(v)));
+    }
+    Json::Object(o)
+}
+
+/// A vif as `libxl_device_nic_to_json` prints it (defaults left out), for
+/// `xl -N network-attach`.
+pub fn nic_json(n: &VifSpec) -> Json {
+    let mut o = alloc::vec![];
+    if let Some(b) = &n.backend {
+        o.push(("backend_domname", Json::str(b)));
+    }
+    if let Some(d) = n.devid {
+        o.push(("devid", Json::int(u64::from(d))));
+    }
+    if let Some(m) = n.mtu {
+        o.push(("mtu", Json::int(u64::from(m))));
+    }
+    if let Some(m) = &n.model {
+        o.push(("model", Json::str(m)));
+    }
+    if let Some(m) = n.mac {
+        o.push(("mac", Json::Str(alloc::format!("{}", Mac(m)))));
+    }
+    for (k, v) in [
+        ("ip", &n.ip),
+        ("bridge", &n.bridge),
+        ("ifname", &n.vifname),
+        ("script", &n.script),
+    ] {
+        if let Some(v) = v {
+            o.push((k, Json::str(v)));
+        }
+    }
+    if let Some(t) = n.nictype {
+        let name = match t {
+            NicType::Vif => "vif",
+            NicType::VifIoemu => "vif_ioemu",
+        };
+        o.push(("nictype", Json::str(name)));
+    }
+    if let Some(r) = n.rate {
+        o.push(("rate_bytes_per_interval", Json::int(r.bytes_per_interval)));
+        o.push((
+            "rate_interval_usecs",
+            Json::int(u64::from(r.interval_usecs)),
+        ));
+    }
+    if let Some(g) = &n.gatewaydev {
+        o.push(("gatewaydev", Json::str(g)));
+    }
+    if let Some(v) = n.trusted {
+        o.push(("trusted", defbool(v)));
+    }
+    Json::Object(o)
 }

@@ -17,7 +17,12 @@
 //! `shutdown`/`reboot` (`-a`, `-w`, `-F`), `pause`, `unpause`, `console`,
 //! `mem-max`, `mem-set`, `vcpu-list`, `vcpu-pin`, `vcpu-set`, `info`,
 //! `sched-credit`, `domid`, `domname`, `debug-keys`, `dmesg` (`-c`), `top`,
-//! `uptime` (`-s`) and `help`. A unique prefix of a name works (`xl li`).
+//! `uptime` (`-s`), the device hot-plug commands `block-attach` (disk spec
+//! components as in xl.cfg's `disk`, [`crate::xlcfg::disk`]), `block-list`,
+//! `block-detach` (`-f`; vdev name or number), `network-attach` (vif
+//! settings as in xl.cfg's `vif`, [`crate::xlcfg::vif`]), `network-list`,
+//! `network-detach` (devid or MAC), and `help`. A unique prefix of a name
+//! works (`xl li`).
 //!
 //! A domain argument is an id if it is all digits, else a name; one that
 //! does not exist gets `Error: Domain 'x' does not exist.` (the line

@@ -4,7 +4,8 @@
 //! What it owns: [`DomainConfig`] and its parts ([`DomainType`],
 //! [`Action`], [`VcpuAffinity`]), xl's defaults and checks for those keys,
 //! and the [`Warning`]s for keys Oxen ignores. Device lists (`disk`, `vif`)
-//! are kept as raw strings here; their own syntax is parsed elsewhere.
+//! are parsed by [`super::disk`] and [`super::vif`]; a bad entry is a
+//! [`DeviceError`] naming the file, the setting's line and the entry.
 //!
 //! Defaults and rules, as xl and libxl apply them:
 //!
@@ -32,7 +33,9 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use super::cpus::{parse_cpu_list, CpuSet};
+use super::disk::{parse_disk_spec, DiskError, DiskSpec};
 use super::value::{Config, ValueError};
+use super::vif::{parse_vif_spec, VifError, VifSpec};
 use super::Error;
 
 /// The largest `vcpus`/`maxvcpus` accepted.
@@ -157,10 +160,55 @@ pub struct DomainConfig {
     pub on_crash: Action,
     /// `uuid`; `None` = generate one.
     pub uuid: Option<[u8; 16]>,
-    /// `disk`: the raw disk specifications.
-    pub disk: Vec<String>,
-    /// `vif`: the raw network interface specifications.
-    pub vif: Vec<String>,
+    /// `disk`: the disks, in order.
+    pub disk: Vec<DiskSpec>,
+    /// `vif`: the network interfaces, in order (devid = index unless the
+    /// spec says `devid=`).
+    pub vif: Vec<VifSpec>,
+}
+
+/// What was wrong with one `disk` or `vif` entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeviceErrorKind {
+    /// A disk spec (libxlu's messages).
+    Disk(DiskError),
+    /// A vif spec (xl's messages).
+    Vif(VifError),
+    /// Two entries of the list are the same device.
+    Duplicate(String),
+}
+
+/// A bad `disk` or `vif` entry: names the file, the setting's line and
+/// the entry (0-based) of its list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceError {
+    /// The config's file name.
+    pub file: String,
+    /// The line of the `disk`/`vif` setting.
+    pub line: u32,
+    /// `disk` or `vif`.
+    pub key: &'static str,
+    /// Which entry of the list.
+    pub index: usize,
+    /// What is wrong.
+    pub kind: DeviceErrorKind,
+}
+
+impl fmt::Display for DeviceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = match &self.kind {
+            DeviceErrorKind::Disk(e) => format!("{e}"),
+            DeviceErrorKind::Vif(e) => format!("{e}"),
+            DeviceErrorKind::Duplicate(m) => m.clone(),
+        };
+        for (i, l) in text.split('\n').enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{}:{}: {l}", self.file, self.line)?;
+        }
+        Ok(())
+    }
 }
 
 /// A config problem that is not a syntax error: names the file and, when
@@ -497,6 +545,52 @@ impl Ctx<'_> {
         }
     }
 
+    fn device_err(&self, key: &'static str, index: usize, kind: DeviceErrorKind) -> Error {
+        Error::Device(DeviceError {
+            file: self.cfg.file().to_owned(),
+            line: self.cfg.line_of(key).unwrap_or(0),
+            key,
+            index,
+            kind,
+        })
+    }
+
+    /// `disk`: every entry parsed; two entries for one device refused.
+    fn disks(&self) -> Result<Vec<DiskSpec>, Error> {
+        let items = self.cfg.get_string_list("disk")?.unwrap_or_default();
+        let mut out: Vec<DiskSpec> = Vec::new();
+        for (i, s) in items.into_iter().enumerate() {
+            let d = parse_disk_spec(s)
+                .map_err(|e| self.device_err("disk", i, DeviceErrorKind::Disk(e)))?;
+            if let Some(old) = out.iter().find(|o| o.devid == d.devid) {
+                let m = format!(
+                    "disks `{}' and `{}' are the same virtual device ({})",
+                    old.vdev, d.vdev, d.devid
+                );
+                return Err(self.device_err("disk", i, DeviceErrorKind::Duplicate(m)));
+            }
+            out.push(d);
+        }
+        Ok(out)
+    }
+
+    /// `vif`: every entry parsed (devid = index unless given); two entries
+    /// with one devid refused.
+    fn vifs(&self) -> Result<Vec<VifSpec>, Error> {
+        let items = self.cfg.get_string_list("vif")?.unwrap_or_default();
+        let mut out: Vec<VifSpec> = Vec::new();
+        for (i, s) in items.into_iter().enumerate() {
+            let v = parse_vif_spec(s, i as u32)
+                .map_err(|e| self.device_err("vif", i, DeviceErrorKind::Vif(e)))?;
+            if out.iter().any(|o| o.devid == v.devid) {
+                let m = format!("two vifs with devid {}", v.devid.unwrap_or(0));
+                return Err(self.device_err("vif", i, DeviceErrorKind::Duplicate(m)));
+            }
+            out.push(v);
+        }
+        Ok(out)
+    }
+
     fn warnings(&self, out: &mut Vec<Warning>) {
         for key in self.cfg.keys() {
             if HONOURED_KEYS.contains(&key) {
@@ -598,16 +692,8 @@ impl DomainConfig {
             return Err(c.err(cfg.get("bootloader").map(|_| "bootloader"), message));
         }
 
-        let list = |key: &str| -> Result<Vec<String>, ValueError> {
-            Ok(cfg
-                .get_string_list(key)?
-                .unwrap_or_default()
-                .into_iter()
-                .map(str::to_owned)
-                .collect())
-        };
-        let disk = list("disk")?;
-        let vif = list("vif")?;
+        let disk = c.disks()?;
+        let vif = c.vifs()?;
 
         c.warnings(&mut warnings);
         Ok((
@@ -837,18 +923,47 @@ mod tests {
     }
 
     #[test]
-    fn device_lists_kept_raw() {
+    fn device_lists_are_parsed() {
         let d = dom(&format!(
-            "{PV}disk = ['phy:/dev/vg/g,xvda,w', 'file:/x.iso,xvdc:cdrom,r']\nvif = ['bridge=xenbr0']\n"
+            "{PV}disk = ['phy:/dev/vg/g,xvda,w', 'file:/x.iso,xvdc:cdrom,r']\nvif = ['bridge=xenbr0', 'mac=00:16:3e:00:00:07']\n"
         ));
-        assert_eq!(
-            d.disk,
-            vec!["phy:/dev/vg/g,xvda,w", "file:/x.iso,xvdc:cdrom,r"]
-        );
-        assert_eq!(d.vif, vec!["bridge=xenbr0"]);
+        assert_eq!(d.disk.len(), 2);
+        assert_eq!(d.disk[0].target.as_deref(), Some("/dev/vg/g"));
+        assert_eq!((d.disk[0].devid, d.disk[0].readwrite), (51712, true));
+        assert_eq!((d.disk[1].vdev.as_str(), d.disk[1].cdrom), ("xvdc", true));
+        assert_eq!(d.vif.len(), 2);
+        assert_eq!(d.vif[0].bridge.as_deref(), Some("xenbr0"));
+        assert_eq!((d.vif[0].devid, d.vif[1].devid), (Some(0), Some(1)));
+        assert_eq!(d.vif[1].mac, Some([0, 0x16, 0x3e, 0, 0, 7]));
         assert_eq!(
             build(&format!("{PV}disk = 'phy:/dev/sda,xvda,w'\n")).unwrap_err(),
             "d.cfg:3: parameter `disk' is a single value but should be a list"
+        );
+    }
+
+    #[test]
+    fn bad_device_entries_name_file_line_and_entry() {
+        let text = format!("{PV}disk = ['/a,raw,xvda,w',\n  '/b,raw,xvdb,rx']\n");
+        let cfg = parse_config("d.cfg", &text).unwrap();
+        let Err(Error::Device(e)) = DomainConfig::from_config(&cfg) else {
+            panic!("expected a device error");
+        };
+        assert_eq!((e.key, e.index, e.line), ("disk", 1, 3));
+        assert_eq!(
+            e.to_string(),
+            "d.cfg:3: config parsing error in disk specification: unknown value for access: near `rx' in `/b,raw,xvdb,rx'"
+        );
+        assert_eq!(
+            build(&format!("{PV}disk = ['/a,raw,xvda,w', '/b,raw,d0p0,w']\n")).unwrap_err(),
+            "d.cfg:3: disks `xvda' and `d0p0' are the same virtual device (51712)"
+        );
+        assert_eq!(
+            build(&format!("{PV}vif = ['', 'devid=0']\n")).unwrap_err(),
+            "d.cfg:3: two vifs with devid 0"
+        );
+        assert_eq!(
+            build(&format!("{PV}vif = ['mac=00:16:3e']\n")).unwrap_err(),
+            "d.cfg:3: Invalid parameter `mac'."
         );
     }
 }

@@ -11,6 +11,8 @@
 //!   settings store and the libxlu-format [`ParseError`]s;
 //! - [`value`]: [`Config`], [`Value`] and the typed getters;
 //! - [`cpus`]: CPU lists (`"0-3,^2"`);
+//! - [`disk`]: disk specs (`'phy:/dev/vg/g,xvda,w'`) and vdev numbers;
+//! - [`vif`]: vif specs (`'bridge=xenbr0,mac=...'`) and MAC addresses;
 //! - [`domain`]: [`DomainConfig`] and the [`Warning`]s for ignored keys.
 //!
 //! ```text
@@ -34,21 +36,28 @@
 #![forbid(unsafe_code)]
 
 pub mod cpus;
+pub mod disk;
 pub mod domain;
 mod lexer;
 pub mod parser;
 pub mod value;
+pub mod vif;
 
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
 pub use cpus::{parse_cpu_list, CpuSet};
+pub use disk::{
+    parse_disk_spec, parse_disk_spec_parts, vdev_to_devid, DiskError, DiskFormat, DiskSpec,
+};
 pub use domain::{
-    Action, DomainConfig, DomainError, DomainType, VcpuAffinity, Warning, WarningKind,
+    Action, DeviceError, DeviceErrorKind, DomainConfig, DomainError, DomainType, VcpuAffinity,
+    Warning, WarningKind,
 };
 pub use parser::{ParseError, ParseErrors};
 pub use value::{Config, Op, Setting, Value, ValueError, ValueErrorKind};
+pub use vif::{generate_mac, parse_vif_spec, Mac, MacGenerator, VifError, VifSpec};
 
 /// Why a config was refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -59,6 +68,8 @@ pub enum Error {
     Value(ValueError),
     /// A setting with a bad value, or a missing one.
     Domain(DomainError),
+    /// A bad `disk` or `vif` entry.
+    Device(DeviceError),
 }
 
 impl From<ValueError> for Error {
@@ -79,6 +90,7 @@ impl fmt::Display for Error {
             Error::Parse(e) => e.fmt(f),
             Error::Value(e) => e.fmt(f),
             Error::Domain(e) => e.fmt(f),
+            Error::Device(e) => e.fmt(f),
         }
     }
 }

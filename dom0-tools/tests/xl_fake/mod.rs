@@ -11,6 +11,7 @@ use std::vec::Vec;
 use dom0_tools::xl::backend::*;
 use dom0_tools::xl::cpumap::CpuMap;
 use dom0_tools::xl::{self, XlError, XlResult};
+use dom0_tools::xlcfg::{DiskSpec, MacGenerator, VifSpec};
 
 pub const NR_CPUS: u32 = 4;
 
@@ -31,6 +32,46 @@ pub struct Fake {
     pub no_pv: Vec<u32>,
     pub samples: Vec<TopSample>,
     pub top_frames_left: u32,
+    /// Each domain's virtual block devices.
+    pub disks: BTreeMap<u32, Vec<BlockInfo>>,
+    /// Each domain's virtual network interfaces.
+    pub nics: BTreeMap<u32, Vec<NicInfo>>,
+    /// MACs for vifs attached without one.
+    pub macs: MacGenerator,
+}
+
+pub fn block(domid: u32, devid: u32, state: i32, evtch: i32, rref: i32) -> BlockInfo {
+    BlockInfo {
+        devid,
+        backend_id: 0,
+        frontend_id: domid,
+        state,
+        evtch,
+        rref,
+        backend: format!("/local/domain/0/backend/vbd/{domid}/{devid}"),
+    }
+}
+
+pub fn nic(
+    domid: u32,
+    devid: u32,
+    mac: [u8; 6],
+    state: i32,
+    evtch: i32,
+    tx: i32,
+    rx: i32,
+) -> NicInfo {
+    NicInfo {
+        devid,
+        backend_id: 0,
+        frontend_id: domid,
+        mac,
+        state,
+        evtch,
+        rref_tx: tx,
+        rref_rx: rx,
+        backend: format!("/local/domain/0/backend/vif/{domid}/{devid}"),
+    }
 }
 
 pub fn dom(domid: u32, name: &str, mem_mb: u64, vcpus: u32, cpu_ns: u64) -> DomainInfo {
@@ -163,6 +204,22 @@ impl Fake {
             no_pv: Vec::new(),
             samples: Vec::new(),
             top_frames_left: 0,
+            disks: [(1, vec![block(1, 51712, 4, 10, 8)])].into_iter().collect(),
+            nics: [(
+                1,
+                vec![nic(
+                    1,
+                    0,
+                    [0x00, 0x16, 0x3e, 0x01, 0x02, 0x03],
+                    4,
+                    11,
+                    768,
+                    769,
+                )],
+            )]
+            .into_iter()
+            .collect(),
+            macs: MacGenerator::new(0x0123_4567),
         }
     }
 
@@ -461,6 +518,90 @@ impl XlBackend for Fake {
             return Err(XlError::Failed);
         }
         Ok(self.samples.remove(0))
+    }
+
+    fn block_attach(&mut self, domid: u32, disk: &DiskSpec) -> XlResult<()> {
+        self.op(
+            "block_attach",
+            format!(
+                "block-attach {domid} {} {} {:?} {} {}",
+                disk.vdev,
+                disk.devid,
+                disk.target,
+                disk.format.as_str(),
+                disk.mode()
+            ),
+        )?;
+        self.find(domid)?;
+        let list = self.disks.entry(domid).or_default();
+        if list.iter().any(|b| b.devid == disk.devid) {
+            return Err(XlError::Failed);
+        }
+        list.push(block(domid, disk.devid, 1, -1, -1));
+        Ok(())
+    }
+
+    fn block_list(&mut self, domid: u32) -> XlResult<Vec<BlockInfo>> {
+        self.op("block_list", String::new())?;
+        self.log.pop();
+        self.find(domid)?;
+        Ok(self.disks.get(&domid).cloned().unwrap_or_default())
+    }
+
+    fn block_detach(&mut self, domid: u32, devid: u32, force: bool) -> XlResult<()> {
+        self.op(
+            "block_detach",
+            format!("block-detach {domid} {devid} force={force}"),
+        )?;
+        let list = self.disks.get_mut(&domid).ok_or(XlError::Invalid)?;
+        let n = list.len();
+        list.retain(|b| b.devid != devid);
+        if list.len() == n {
+            return Err(XlError::Invalid);
+        }
+        Ok(())
+    }
+
+    fn network_attach(&mut self, domid: u32, spec: &VifSpec) -> XlResult<()> {
+        self.op(
+            "network_attach",
+            format!(
+                "network-attach {domid} devid={:?} mac={:?} bridge={}",
+                spec.devid,
+                spec.mac,
+                spec.bridge_or_default()
+            ),
+        )?;
+        self.find(domid)?;
+        let mac = spec.mac_or_generate(&mut self.macs);
+        let list = self.nics.entry(domid).or_default();
+        let devid = match spec.devid {
+            Some(d) => d,
+            None => list.iter().map(|n| n.devid + 1).max().unwrap_or(0),
+        };
+        if list.iter().any(|n| n.devid == devid) {
+            return Err(XlError::Failed);
+        }
+        list.push(nic(domid, devid, mac, 1, -1, -1, -1));
+        Ok(())
+    }
+
+    fn network_list(&mut self, domid: u32) -> XlResult<Vec<NicInfo>> {
+        self.op("network_list", String::new())?;
+        self.log.pop();
+        self.find(domid)?;
+        Ok(self.nics.get(&domid).cloned().unwrap_or_default())
+    }
+
+    fn network_detach(&mut self, domid: u32, devid: u32) -> XlResult<()> {
+        self.op("network_detach", format!("network-detach {domid} {devid}"))?;
+        let list = self.nics.get_mut(&domid).ok_or(XlError::Invalid)?;
+        let n = list.len();
+        list.retain(|x| x.devid != devid);
+        if list.len() == n {
+            return Err(XlError::Invalid);
+        }
+        Ok(())
     }
 
     fn top_wait(&mut self, delay_secs: u32) -> XlResult<bool> {
