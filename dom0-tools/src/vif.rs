@@ -1,17 +1,12 @@
-//! Virtual network interfaces as xl sees them: MAC addresses (parsed from
-//! the config, or generated the way libxl does with Xen's OUI `00:16:3e`),
-//! and the `vif = [ "..." ]` spec strings of xl.cfg
-//! (`docs/man/xl-network-configuration.5.pod`).
+//! MAC addresses as netback and the bridge handle them: parsed from the
+//! backend's `mac` node, classified (unicast, group, broadcast), taken
+//! from frames, or generated the way libxl does with Xen's OUI `00:16:3e`
+//! (the same stream as [`crate::xlcfg::MacGenerator`]). The `vif = [...]`
+//! specs themselves are [`crate::xlcfg::VifSpec`].
 
-use alloc::string::{String, ToString};
 use core::fmt;
 
-/// Xen's organisationally unique identifier, the first three bytes of every
-/// MAC libxl generates.
-pub const XEN_OUI: [u8; 3] = [0x00, 0x16, 0x3e];
-
-/// The bridge a vif joins when the spec names none (libxl's default).
-pub const DEFAULT_BRIDGE: &str = "xenbr0";
+pub use crate::xlcfg::vif::{DEFAULT_BRIDGE, XEN_OUI};
 
 /// The hotplug script libxl records by default.
 pub const DEFAULT_SCRIPT: &str = "vif-bridge";
@@ -45,12 +40,9 @@ impl Mac {
 
     /// libxl's random MAC: `00:16:3e`, then three bytes from `seed` with
     /// the top bit of the fourth cleared (`mac[3] = r[0] & 0x7f`, as
-    /// `libxl__device_nic_setdefault` does). The same seed gives the same
-    /// address; callers mix in something unique (domain id, uuid, device
-    /// number, a clock).
+    /// `libxl__device_nic_setdefault` does); [`crate::xlcfg::generate_mac`].
     pub fn generate(seed: u64) -> Mac {
-        let r = splitmix64(seed).to_le_bytes();
-        Mac([XEN_OUI[0], XEN_OUI[1], XEN_OUI[2], r[0] & 0x7f, r[1], r[2]])
+        Mac(crate::xlcfg::generate_mac(seed))
     }
 
     /// Group (multicast or broadcast) address: bit 0 of the first byte.
@@ -92,104 +84,6 @@ impl fmt::Display for Mac {
     }
 }
 
-/// SplitMix64: a well-mixed 64-bit hash of the seed.
-fn splitmix64(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
-/// One entry of xl.cfg's `vif = [...]`, e.g.
-/// `"mac=00:16:3e:00:00:01,bridge=xenbr0"`. Keys xl knows but Oxen does
-/// not act on (`model`, `rate`, `gatewaydev`, ...) are kept as given.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
-pub struct VifSpec {
-    /// `mac=`: `None` means "generate one".
-    pub mac: Option<Mac>,
-    /// `bridge=` (default [`DEFAULT_BRIDGE`]).
-    pub bridge: Option<String>,
-    /// `ip=`.
-    pub ip: Option<String>,
-    /// `script=`.
-    pub script: Option<String>,
-    /// `vifname=`.
-    pub vifname: Option<String>,
-    /// `type=` (`vif` or `ioemu`).
-    pub kind: Option<String>,
-    /// `model=`.
-    pub model: Option<String>,
-    /// `backend=` (domain name or id serving the vif).
-    pub backend: Option<String>,
-    /// `rate=`.
-    pub rate: Option<String>,
-    /// `mtu=`.
-    pub mtu: Option<u32>,
-    /// `devid=`.
-    pub devid: Option<u32>,
-    /// `gatewaydev=`.
-    pub gatewaydev: Option<String>,
-}
-
-/// Why a vif spec was refused (xl's messages).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum VifSpecError {
-    /// `unrecognized argument `KEY'`.
-    Unknown(String),
-    /// `invalid mac address: VALUE` (and other malformed values).
-    BadValue(String, String),
-}
-
-impl fmt::Display for VifSpecError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            VifSpecError::Unknown(k) => write!(f, "unrecognized argument `{k}'"),
-            VifSpecError::BadValue(k, v) if k == "mac" => write!(f, "invalid mac address: {v}"),
-            VifSpecError::BadValue(k, v) => write!(f, "invalid {k}: {v}"),
-        }
-    }
-}
-
-impl VifSpec {
-    /// Parses a comma-separated `key=value` spec (the empty spec is valid:
-    /// every default).
-    pub fn parse(spec: &str) -> Result<VifSpec, VifSpecError> {
-        let mut v = VifSpec::default();
-        for tok in spec.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-            let (k, val) = tok.split_once('=').unwrap_or((tok, ""));
-            let bad = || VifSpecError::BadValue(k.to_string(), val.to_string());
-            let s = Some(val.to_string());
-            match k {
-                "mac" => v.mac = Some(Mac::parse(val).ok_or_else(bad)?),
-                "bridge" => v.bridge = s,
-                "ip" => v.ip = s,
-                "script" => v.script = s,
-                "vifname" => v.vifname = s,
-                "type" => v.kind = s,
-                "model" => v.model = s,
-                "backend" => v.backend = s,
-                "rate" => v.rate = s,
-                "gatewaydev" => v.gatewaydev = s,
-                "mtu" => v.mtu = Some(val.parse().map_err(|_| bad())?),
-                "devid" => v.devid = Some(val.parse().map_err(|_| bad())?),
-                "accel" => {}
-                _ => return Err(VifSpecError::Unknown(tok.to_string())),
-            }
-        }
-        Ok(v)
-    }
-
-    /// The bridge, defaulted.
-    pub fn bridge(&self) -> &str {
-        self.bridge.as_deref().unwrap_or(DEFAULT_BRIDGE)
-    }
-
-    /// The MAC, or one generated from `seed` when the spec gave none.
-    pub fn mac_or_generate(&self, seed: u64) -> Mac {
-        self.mac.unwrap_or_else(|| Mac::generate(seed))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,6 +116,7 @@ mod tests {
             assert_eq!(m.0[3] & 0x80, 0);
             assert!(m.is_unicast());
             assert_eq!(m, Mac::generate(seed));
+            assert_eq!(m.0, crate::xlcfg::MacGenerator::new(seed).next_mac());
             seen.insert(m);
         }
         assert!(seen.len() > 1990, "{}", seen.len());
@@ -236,25 +131,5 @@ mod tests {
         assert_eq!(Mac::dst_of(&f), Some(Mac([1, 2, 3, 4, 5, 6])));
         assert_eq!(Mac::src_of(&f), Some(Mac([7, 8, 9, 10, 11, 12])));
         assert_eq!(Mac::src_of(&f[..11]), None);
-    }
-
-    #[test]
-    fn vif_specs() {
-        let v = VifSpec::parse("mac=00:16:3e:00:00:01, bridge=br1,ip=10.0.0.2,mtu=1500").unwrap();
-        assert_eq!(v.mac, Some(Mac([0, 0x16, 0x3e, 0, 0, 1])));
-        assert_eq!(v.bridge(), "br1");
-        assert_eq!(v.ip.as_deref(), Some("10.0.0.2"));
-        assert_eq!(v.mtu, Some(1500));
-        let d = VifSpec::parse("").unwrap();
-        assert_eq!(d.bridge(), DEFAULT_BRIDGE);
-        assert_eq!(d.mac_or_generate(7), Mac::generate(7));
-        assert_eq!(
-            VifSpec::parse("mac=zz").unwrap_err().to_string(),
-            "invalid mac address: zz"
-        );
-        assert_eq!(
-            VifSpec::parse("bogus=1").unwrap_err().to_string(),
-            "unrecognized argument `bogus=1'"
-        );
     }
 }

@@ -218,8 +218,9 @@ fn generated_macs_reach_the_frontend() {
     let a = w.netfront(&mut xa, 1);
     assert_eq!(a.mac(), m.0);
     assert_eq!(a.mac()[..3], [0x00, 0x16, 0x3e]);
-    let spec = dom0_tools::vif::VifSpec::parse("bridge=xenbr1").unwrap();
-    let p = VifParams::from_spec(&spec, 42);
+    use dom0_tools::xlcfg::{parse_vif_spec, MacGenerator};
+    let spec = parse_vif_spec("bridge=xenbr1", 0).unwrap();
+    let p = VifParams::from_spec(&spec, &mut MacGenerator::new(42));
     assert_eq!(
         p,
         VifParams {
@@ -228,8 +229,8 @@ fn generated_macs_reach_the_frontend() {
             script: "vif-bridge".into(),
         }
     );
-    let spec = dom0_tools::vif::VifSpec::parse("mac=00:16:3e:12:34:56,script=vif-nat").unwrap();
-    let p = VifParams::from_spec(&spec, 42);
+    let spec = parse_vif_spec("mac=00:16:3e:12:34:56,script=vif-nat", 1).unwrap();
+    let p = VifParams::from_spec(&spec, &mut MacGenerator::new(42));
     assert_eq!(p.mac.to_string(), "00:16:3e:12:34:56");
     assert_eq!(
         (p.bridge.as_str(), p.script.as_str()),

@@ -103,12 +103,15 @@ pub struct VifParams {
 }
 
 impl VifParams {
-    /// From an xl.cfg `vif = [...]` entry; a MAC is generated from `seed`
-    /// (mix in the domain's uuid and the device number) if it gives none.
-    pub fn from_spec(spec: &crate::vif::VifSpec, seed: u64) -> VifParams {
+    /// From an xl.cfg `vif = [...]` entry; its MAC comes from `gen` if it
+    /// gives none.
+    pub fn from_spec(
+        spec: &crate::xlcfg::VifSpec,
+        gen: &mut crate::xlcfg::MacGenerator,
+    ) -> VifParams {
         VifParams {
-            mac: spec.mac_or_generate(seed),
-            bridge: spec.bridge().to_string(),
+            mac: Mac(spec.mac_or_generate(gen)),
+            bridge: spec.bridge_or_default().to_string(),
             script: spec
                 .script
                 .clone()
