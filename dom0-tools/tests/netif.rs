@@ -362,3 +362,30 @@ fn domain_destruction_mid_traffic_leaks_nothing() {
     assert_eq!(w.nb.stats(2, 0).unwrap().tx_errors, 0);
     let _ = a;
 }
+
+#[test]
+fn network_list_reads_what_libxl_reads() {
+    use dom0_tools::netback::{list_vifs, next_devid, nic_info};
+    let mut w = World::new();
+    let mut xa = w.add_guest(1, mac(1));
+    {
+        let mut xs = w.d.borrow_mut();
+        assert_eq!(list_vifs(&mut xs, 1), vec![0]);
+        assert_eq!(next_devid(&mut xs, 1), 1);
+        assert_eq!(next_devid(&mut xs, 7), 0);
+        let i = nic_info(&mut xs, 1, 0).unwrap();
+        assert_eq!((i.state, i.evtch, i.rref_tx, i.rref_rx), (2, -1, -1, -1));
+        assert!(nic_info(&mut xs, 1, 5).is_none());
+    }
+    let _a = w.netfront(&mut xa, 1);
+    let mut xs = w.d.borrow_mut();
+    let i = nic_info(&mut xs, 1, 0).unwrap();
+    assert_eq!(i.mac, mac(1).0);
+    assert_eq!(
+        (i.devid, i.backend_id, i.frontend_id, i.state),
+        (0, 0, 1, 4)
+    );
+    assert_eq!(i.evtch, 11);
+    assert!(i.rref_tx >= 8 && i.rref_rx >= 8);
+    assert_eq!(i.backend, "/local/domain/0/backend/vif/1/0");
+}

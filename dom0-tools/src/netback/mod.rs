@@ -188,6 +188,67 @@ pub fn create_vif<H: Host>(
     Ok(())
 }
 
+/// The vif device ids of `domid` (its `device/vif` directory), sorted.
+pub fn list_vifs<H: Host>(xs: &mut Xenstored<H>, domid: DomId) -> Vec<u32> {
+    let mut v: Vec<u32> = xs
+        .directory(&format!("/local/domain/{domid}/device/vif"))
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|d| d.parse().ok())
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+/// The device id `xl network-attach` gives a vif without `devid=`: one
+/// past the highest in use (libxl's `libxl__device_nextid`).
+pub fn next_devid<H: Host>(xs: &mut Xenstored<H>, domid: DomId) -> u32 {
+    list_vifs(xs, domid).last().map_or(0, |d| d + 1)
+}
+
+/// What `xl network-list` shows of a vif, read from xenstore as
+/// `libxl_device_nic_getinfo` does (`-1` for what the frontend has not
+/// published yet).
+pub fn nic_info<H: Host>(
+    xs: &mut Xenstored<H>,
+    domid: DomId,
+    devid: u32,
+) -> Option<crate::xl::backend::NicInfo> {
+    let fe = frontend_path(domid, devid);
+    let be = String::from_utf8(xs.read(&format!("{fe}/backend")).ok()?).ok()?;
+    let mut num = |p: &str| -> i32 {
+        xs.read(p)
+            .ok()
+            .and_then(|v| parse_u32(&v))
+            .and_then(|v| i32::try_from(v).ok())
+            .unwrap_or(-1)
+    };
+    let backend_id = num(&format!("{fe}/backend-id"));
+    let state = num(&format!("{be}/state"));
+    let evtch = match num(&format!("{fe}/event-channel")) {
+        -1 => num(&format!("{fe}/event-channel-tx")),
+        p => p,
+    };
+    let rref_tx = num(&format!("{fe}/tx-ring-ref"));
+    let rref_rx = num(&format!("{fe}/rx-ring-ref"));
+    let mac = xs
+        .read(&format!("{be}/mac"))
+        .ok()
+        .and_then(|v| Mac::parse(core::str::from_utf8(&v).ok()?))
+        .unwrap_or_default();
+    Some(crate::xl::backend::NicInfo {
+        devid,
+        backend_id: backend_id.max(0) as u32,
+        frontend_id: u32::from(domid),
+        mac: mac.0,
+        state,
+        evtch,
+        rref_tx,
+        rref_rx,
+        backend: be,
+    })
+}
+
 /// The bridge port of a vif.
 pub fn vif_port(domid: DomId, devid: u32) -> PortId {
     u32::from(domid) << 16 | (devid & 0xffff)
