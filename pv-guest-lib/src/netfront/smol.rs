@@ -5,6 +5,17 @@
 //! with an address is pingable. `smoltcp` is re-exported for the versions
 //! to match.
 //!
+//! ```ignore
+//! use smoltcp::iface::{Config, Interface, SocketSet};
+//! use smoltcp::wire::{EthernetAddress, IpAddress, IpCidr};
+//! let cfg = Config::new(EthernetAddress(nf.mac()).into());
+//! let mut iface = Interface::new(cfg, &mut nf, now());
+//! iface.update_ip_addrs(|a| a.push(IpCidr::new(IpAddress::v4(10, 0, 0, 2), 24)).unwrap());
+//! let mut sockets = SocketSet::new(Vec::new());
+//! // add tcp/udp/icmp sockets, then on every event or timer:
+//! iface.poll(now(), &mut nf, &mut sockets);
+//! ```
+//!
 //! Receiving copies the frame out of the granted page into a token
 //! (smoltcp's tokens outlive the borrow netfront could lend); transmitting
 //! builds the frame in a buffer and sends it in one slot.
