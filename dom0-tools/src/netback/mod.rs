@@ -19,9 +19,12 @@
 //! - [`Netback::service`] moves frames: every vif's TX ring into its
 //!   bridge (frames whose source is not the vif's MAC are dropped, so a
 //!   guest cannot steal another's traffic by teaching the bridge its
-//!   address; [`Netback::antispoof`] turns that off), out to other vifs' RX queues or to an uplink (the physical
-//!   NIC, through the caller); [`Netback::uplink_input`] brings the NIC's
-//!   frames in.
+//!   address; [`Netback::antispoof`] turns that off), then out to other
+//!   vifs' RX queues or to an uplink (the physical NIC, through the
+//!   caller); [`Netback::uplink_input`] brings the NIC's frames in.
+//! - [`list_vifs`], [`next_devid`] and [`nic_info`] answer `xl
+//!   network-list`/`network-attach` from xenstore, as libxl does;
+//!   [`Netback::request_detach`] is `xl network-detach`'s handshake.
 //!
 //! A frontend that breaks the ring protocol is disconnected alone (see
 //! [`ring`]): its rings are unmapped, its ports closed, the error is
