@@ -28,6 +28,7 @@ fn handshake_writes_the_keys_xen_uses() {
         ("feature-rx-copy", "1"),
         ("feature-rx-flip", "0"),
         ("feature-split-event-channels", "1"),
+        ("hotplug-status", "connected"),
         ("state", "2"),
     ] {
         assert_eq!(w.read(&format!("{be}/{k}")).as_deref(), Some(v), "{k}");

@@ -392,6 +392,9 @@ impl<H: NetbackHost> Netback<H> {
             xs.write(&format!("{be}/{k}"), v.as_bytes())?;
         }
         xs.write(&format!("{be}/state"), b"2")?;
+        // What the vif-bridge hotplug script reports once the vif is on
+        // its bridge (libxl waits for it).
+        xs.write(&format!("{be}/hotplug-status"), b"connected")?;
         self.detach_rings(domid, devid);
         self.vifs.insert(
             (domid, devid),
