@@ -17,7 +17,7 @@
 //! ([`xlcfg`]), and `xenstored` ([`xenstore`]): the store, the wire
 //! protocol, domains' rings; the network back end ([`netback`]: Xen's
 //! netif protocol with rx copy) and the learning [`bridge`] its vifs
-//! ([`vif`]: MACs, xl vif specs) hang off.
+//! ([`vif`]: MACs) hang off.
 
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -28,6 +28,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod bench;
+pub mod blkback;
 pub mod bridge;
 pub mod builder;
 pub mod consoled;

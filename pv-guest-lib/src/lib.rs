@@ -69,6 +69,8 @@ pub use hypercall_abi as abi;
 extern crate alloc;
 
 pub mod arch;
+#[cfg(feature = "alloc")]
+pub mod blkfront;
 pub mod boot;
 pub mod console;
 pub mod console_ring;
