@@ -36,6 +36,8 @@
 //! - [`runtime::init`]: all of it in one call;
 //! - [`xenbus`] (feature `alloc`): the xenstore client — wire format, ring,
 //!   read/write/watch/transactions, the `control/shutdown` protocol.
+//! - [`netfront`] (feature `alloc`): the netif frontend; with feature
+//!   `smoltcp`, a TCP/IP stack device over it.
 //! - [`domu`] (feature `alloc`): an ordinary domain towards the toolstack —
 //!   connect to xenstore at boot, say who it is, obey `xl shutdown` and
 //!   `xl reboot`.
@@ -87,6 +89,8 @@ pub mod line;
 pub mod memory;
 pub mod mm;
 pub mod mmu;
+#[cfg(feature = "alloc")]
+pub mod netfront;
 pub mod page_alloc;
 pub mod percpu;
 pub mod runtime;
