@@ -15,7 +15,9 @@
 //! command-line front end and output formats ([`xl`], driven through the
 //! [`xl::XlBackend`] trait), the xl.cfg parser behind `xl create`
 //! ([`xlcfg`]), and `xenstored` ([`xenstore`]): the store, the wire
-//! protocol, domains' rings.
+//! protocol, domains' rings; the network back end ([`netback`]: Xen's
+//! netif protocol with rx copy) and the learning [`bridge`] its vifs
+//! ([`vif`]: MACs) hang off.
 
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -26,15 +28,19 @@ extern crate alloc;
 extern crate std;
 
 pub mod bench;
+pub mod blkback;
+pub mod bridge;
 pub mod builder;
 pub mod consoled;
 #[cfg(target_os = "none")]
 pub mod fault;
+pub mod netback;
 pub mod pci;
 pub mod pvtest;
 pub mod ramdisk;
 pub mod shell;
 pub mod toolstack;
+pub mod vif;
 pub mod virtio;
 pub mod xc;
 pub mod xenstore;

@@ -36,6 +36,8 @@
 //! - [`runtime::init`]: all of it in one call;
 //! - [`xenbus`] (feature `alloc`): the xenstore client — wire format, ring,
 //!   read/write/watch/transactions, the `control/shutdown` protocol.
+//! - [`netfront`] (feature `alloc`): the netif frontend; with feature
+//!   `smoltcp`, a TCP/IP stack device over it.
 //! - [`domu`] (feature `alloc`): an ordinary domain towards the toolstack —
 //!   connect to xenstore at boot, say who it is, obey `xl shutdown` and
 //!   `xl reboot`.
@@ -67,6 +69,8 @@ pub use hypercall_abi as abi;
 extern crate alloc;
 
 pub mod arch;
+#[cfg(feature = "alloc")]
+pub mod blkfront;
 pub mod boot;
 pub mod console;
 pub mod console_ring;
@@ -85,6 +89,8 @@ pub mod line;
 pub mod memory;
 pub mod mm;
 pub mod mmu;
+#[cfg(feature = "alloc")]
+pub mod netfront;
 pub mod page_alloc;
 pub mod percpu;
 pub mod runtime;

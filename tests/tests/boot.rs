@@ -760,3 +760,40 @@ fn xl_two_guests_share_a_page_through_grants() {
         "free memory should come back exactly:\n{text}"
     );
 }
+
+#[test]
+fn xl_a_guest_reads_and_writes_its_disk_through_blkback() {
+    let guest = image("domu-blk");
+    let mut img = vec![0u8; 1 << 20];
+    img[..9].copy_from_slice(b"OXEN-DISK");
+    let dir = ramdisk_file("blk.cfg", "").parent().unwrap().to_path_buf();
+    let disk = dir.join("disk.img");
+    std::fs::write(&disk, &img).unwrap();
+    let cfg = ramdisk_file(
+        "blk.cfg",
+        "name = \"blk\"\nkernel = \"/boot/domu-blk\"\nmemory = 16\n\
+         disk = [ \"/boot/disk.img,raw,xvda,rw\" ]\non_poweroff = \"preserve\"\n",
+    );
+    let (code, text) = oxen_run_batch_adding(
+        &[&guest, &cfg, &disk],
+        "xl info\nxl create blk.cfg\nsleep 4\nxl block-list blk\nxl console blk\r\x1d\n\
+         xl destroy blk\nxl info\n",
+    );
+    assert_eq!(code, Some(0), "every xl command should succeed:\n{text}");
+    for want in [
+        "domu-blk: blkfront connects to blkback (xvda): ok",
+        "domu-blk: sector 0 holds the image's label: ok",
+        "domu-blk: what was written is what is read: ok (65536 bytes)",
+        "domu-blk: a read past the end fails: ok",
+        "domu-blk: 10 checks, 0 failed",
+        "51712 0   1      4     4",
+    ] {
+        assert!(text.contains(want), "missing {want:?}:\n{text}");
+    }
+    let free = free_memory(&text);
+    assert_eq!(free.len(), 2, "two `xl info`s:\n{text}");
+    assert_eq!(
+        free[0], free[1],
+        "free memory should come back exactly:\n{text}"
+    );
+}

@@ -14,6 +14,7 @@ use alloc::vec::Vec;
 use core::fmt::{self, Write as _};
 
 use super::lifecycle::{self, Next};
+use crate::blkback::{self, Blkback, CopySeg, EventChannels, GrantFault, GrantMapper};
 use crate::builder::{self, Built, GuestConfig};
 use crate::consoled::{scan_input, DomConsole, RawRing};
 use crate::ramdisk::{Archive, Kind};
@@ -31,6 +32,8 @@ use pv_guest_lib::util::c_str;
 use pv_guest_lib::xenbus::page::{RawPage, SharedPage};
 use pv_guest_lib::{console, events, print, time, xen};
 
+/// Where Dom0's own grant table is mapped.
+const GRANT_TABLE_VA: u64 = 0xffff_c000_3fe0_0000;
 /// Where `xl` looks for a config file named without a directory.
 const XEN_CONFIG_DIR: &str = "/etc/xen";
 /// How long the service loop sleeps when nothing happened (an event
@@ -84,6 +87,123 @@ impl Host for Dom0Host {
     }
 }
 
+/// Where Dom0 maps frontends' ring pages (grant mappings): L4 slot 384,
+/// one page per slot of [`RING_SLOTS`].
+const RING_VA: u64 = 0xffff_c000_4000_0000;
+/// Ring pages Dom0 can have mapped at once.
+const RING_SLOTS: usize = 512;
+
+/// A frontend's page mapped by grant into Dom0.
+pub struct GrantPage {
+    slot: usize,
+    handle: u32,
+    raw: RawPage,
+}
+
+impl SharedPage for GrantPage {
+    fn load_u32(&self, off: usize) -> u32 {
+        self.raw.load_u32(off)
+    }
+    fn store_u32(&self, off: usize, v: u32) {
+        self.raw.store_u32(off, v)
+    }
+    fn read(&self, off: usize, out: &mut [u8]) {
+        self.raw.read(off, out)
+    }
+    fn write(&self, off: usize, data: &[u8]) {
+        self.raw.write(off, data)
+    }
+}
+
+/// What the back ends need from Dom0's kernel: grant mappings and copies,
+/// event channels.
+pub struct BackHost {
+    used: [bool; RING_SLOTS],
+}
+
+impl BackHost {
+    fn slot_va(slot: usize) -> u64 {
+        RING_VA + slot as u64 * 4096
+    }
+
+    fn copy(
+        &mut self,
+        domid: u16,
+        segs: &[CopySeg],
+        buf_va: u64,
+        to_guest: bool,
+    ) -> Result<(), GrantFault> {
+        let mfn_of =
+            |va: u64| pv_guest_lib::frame::direct_pfn(va).and_then(pv_guest_lib::frame::pfn_to_mfn);
+        let mut ops =
+            blkback::copy::copy_ops(domid, segs, buf_va, to_guest, mfn_of).ok_or(GrantFault)?;
+        pv_guest_lib::grant::copy_batch(&mut ops).map_err(|_| GrantFault)?;
+        if ops.iter().all(|o| o.status == 0) {
+            Ok(())
+        } else {
+            Err(GrantFault)
+        }
+    }
+}
+
+impl GrantMapper for BackHost {
+    type Page = GrantPage;
+
+    fn map(&mut self, domid: u16, gref: u32, readonly: bool) -> Result<GrantPage, GrantFault> {
+        let slot = self.used.iter().position(|u| !*u).ok_or(GrantFault)?;
+        let va = Self::slot_va(slot);
+        // The slot needs an L1 table (the grant goes into its entry).
+        let l4 = pv_guest_lib::frame::kernel_l4();
+        pv_guest_lib::frame::with_pt(|b| pv_guest_lib::mm::ensure_l1(b, l4, va)).map_err(|e| {
+            log::warn!("no L1 for {va:#x}: {e:?}");
+            GrantFault
+        })?;
+        let mut flags = hypercall_abi::grant_table::GNTMAP_HOST_MAP;
+        if readonly {
+            flags |= hypercall_abi::grant_table::GNTMAP_READONLY;
+        }
+        let m = pv_guest_lib::grant::map(domid, gref, va, flags).map_err(|e| {
+            log::warn!("d{domid}: mapping grant {gref}: {e:?}");
+            GrantFault
+        })?;
+        self.used[slot] = true;
+        // SAFETY: `va` maps the granted page until `unmap` (which takes
+        // the GrantPage); only this page object touches it.
+        let raw = unsafe { RawPage::new(va as *mut u8) };
+        Ok(GrantPage {
+            slot,
+            handle: m.handle,
+            raw,
+        })
+    }
+
+    fn unmap(&mut self, page: GrantPage) {
+        let va = Self::slot_va(page.slot);
+        let _ = pv_guest_lib::grant::unmap(page.handle, va, 0);
+        self.used[page.slot] = false;
+    }
+
+    fn copy_in(&mut self, domid: u16, segs: &[CopySeg], buf: &mut [u8]) -> Result<(), GrantFault> {
+        self.copy(domid, segs, buf.as_mut_ptr() as u64, false)
+    }
+
+    fn copy_out(&mut self, domid: u16, segs: &[CopySeg], buf: &[u8]) -> Result<(), GrantFault> {
+        self.copy(domid, segs, buf.as_ptr() as u64, true)
+    }
+}
+
+impl EventChannels for BackHost {
+    fn bind(&mut self, domid: u16, remote_port: u32) -> Option<u32> {
+        events::bind_interdomain(domid, remote_port).ok()
+    }
+    fn unbind(&mut self, local_port: u32) {
+        let _ = events::close(local_port);
+    }
+    fn notify(&mut self, local_port: u32) {
+        let _ = events::send(local_port);
+    }
+}
+
 /// Where a guest's configuration came from (for restarts).
 struct Source {
     file: String,
@@ -127,6 +247,11 @@ pub struct Toolstack {
     attached: Option<u16>,
     dom_exc: Option<u32>,
     uuid_seq: u64,
+    /// The block back-end (blkif) and its view of the machine.
+    blk: Blkback<GrantPage>,
+    back: BackHost,
+    /// Dom0's grant table (grant copies need one).
+    _grants: Option<pv_guest_lib::grant::GrantTable>,
 }
 
 fn fail(what: &str, e: impl fmt::Display) -> XlError {
@@ -164,6 +289,11 @@ impl Toolstack {
             attached: None,
             dom_exc,
             uuid_seq: 0,
+            blk: Blkback::new(),
+            back: BackHost {
+                used: [false; RING_SLOTS],
+            },
+            _grants: pv_guest_lib::grant::GrantTable::setup(1, GRANT_TABLE_VA).ok(),
         }
     }
 
@@ -199,6 +329,10 @@ impl Toolstack {
                     print_tail(&g.console, added);
                 }
             }
+        }
+        if self.blk.devices().next().is_some() {
+            let _ = self.blk.xenbus_changed(&mut self.xs, &mut self.back);
+            progress |= self.blk.service(&mut self.xs, &mut self.back);
         }
         let exc = self.dom_exc.is_some_and(events::take_fired);
         if exc || progress {
@@ -272,6 +406,10 @@ impl Toolstack {
 
     /// Drops Dom0's side of a guest (mappings, ports, xenstore).
     fn forget(&mut self, domid: u16) {
+        self.blk.remove_domain(&mut self.back, domid);
+        for devid in blkback::toolstack::list_vbds(&mut self.xs, domid) {
+            blkback::toolstack::remove_vbd(&mut self.xs, domid, devid);
+        }
         if let Some(g) = self.guests.remove(&domid) {
             let _ = self.xs.release(domid);
             let _ = self.xs.destroy_domain_dirs(domid, &uuid_string(&g.uuid));
@@ -437,6 +575,12 @@ impl Toolstack {
             let _ = events::close(console_port);
             return Err(fail("xenstore", format_args!("{e:?}")));
         }
+        for d in &cfg.disk {
+            if let Err(e) = self.add_disk(domid, d) {
+                let _ = events::close(console_port);
+                return Err(e);
+            }
+        }
         if !paused {
             if let Err(e) = xc::unpause(domid) {
                 let _ = events::close(console_port);
@@ -444,6 +588,48 @@ impl Toolstack {
             }
         }
         Ok((uuid, console_map, console_port))
+    }
+
+    /// A disk from xl.cfg: a raw image file in Dom0's ramdisk, served from
+    /// memory (changes last as long as the guest: the ramdisk is
+    /// read-only). Disks of Dom0's real devices come with its drivers.
+    fn add_disk(&mut self, domid: u16, d: &crate::xlcfg::DiskSpec) -> XlResult<()> {
+        let path = d.medium().ok_or_else(|| {
+            XlError::Message(format!(
+                "disk {}: no medium (CD-ROMs are not supported)",
+                d.vdev
+            ))
+        })?;
+        let data = self.file(path).ok_or_else(|| {
+            XlError::Message(format!(
+                "disk {}: {path}: No such file or directory",
+                d.vdev
+            ))
+        })?;
+        if data.is_empty() || data.len() % 512 != 0 {
+            return Err(XlError::Message(format!(
+                "disk {}: {path}: size {} is not a whole number of 512-byte sectors",
+                d.vdev,
+                data.len()
+            )));
+        }
+        let mut disk = blkback::store::MemDisk::new(data.len() as u64 / 512);
+        use blkback::store::BlockStore as _;
+        disk.write(0, data)
+            .map_err(|_| XlError::Message(format!("disk {}: cannot load {path}", d.vdev)))?;
+        blkback::toolstack::add_vbd(
+            &mut self.xs,
+            &blkback::toolstack::VbdSpec::from_disk(domid, d),
+        )
+        .map_err(|e| fail("xenstore", format_args!("{e:?}")))?;
+        self.blk.add(
+            &mut self.xs,
+            &mut self.back,
+            domid,
+            d.devid,
+            alloc::boxed::Box::new(disk),
+        );
+        Ok(())
     }
 
     fn new_uuid(&mut self, domid: u16) -> [u8; 16] {
@@ -931,6 +1117,36 @@ impl crate::xl::XlBackend for Toolstack {
 
     fn monotonic_ns(&mut self) -> XlResult<u64> {
         Ok(time::now_ns())
+    }
+
+    fn block_attach(&mut self, domid: u32, disk: &crate::xlcfg::DiskSpec) -> XlResult<()> {
+        let id = self.exists(domid)?;
+        if id == 0 {
+            return Err(XlError::Message(String::from(
+                "Dom0 uses its own devices, not blkback",
+            )));
+        }
+        self.add_disk(id, disk)
+    }
+
+    fn block_list(&mut self, domid: u32) -> XlResult<Vec<crate::xl::backend::BlockInfo>> {
+        let id = self.exists(domid)?;
+        Ok(blkback::toolstack::block_list(&mut self.xs, id))
+    }
+
+    fn block_detach(&mut self, domid: u32, devid: u32, force: bool) -> XlResult<()> {
+        let id = self.exists(domid)?;
+        if force {
+            self.blk.remove(&mut self.back, id, devid);
+            blkback::toolstack::remove_vbd(&mut self.xs, id, devid);
+            return Ok(());
+        }
+        if self.blk.detach(&mut self.xs, id, devid) {
+            let _ = self.xs.flush_output();
+            Ok(())
+        } else {
+            Err(XlError::Message(format!("Device {devid} not connected")))
+        }
     }
 
     fn top_wait(&mut self, delay_secs: u32) -> XlResult<bool> {

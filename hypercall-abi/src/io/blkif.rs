@@ -192,6 +192,23 @@ impl BlkifSringEntry {
 /// Entries in a one-page blkif ring (32).
 pub const BLK_RING_SIZE: usize = page_ring_size(core::mem::size_of::<BlkifSringEntry>());
 
+/// Entries in a blkif ring spread over `nr_pages` contiguous pages
+/// (`__CONST_RING_SIZE(blkif, XEN_PAGE_SIZE * nr_pages)`, the multi-page
+/// rings of `ring-page-order`): 32, 64, 128, 256, 512 for 1, 2, 4, 8, 16.
+pub const fn blk_ring_size(nr_pages: usize) -> usize {
+    super::ring::ring_size(
+        crate::XEN_PAGE_SIZE * nr_pages,
+        core::mem::size_of::<BlkifSringEntry>(),
+    )
+}
+
+/// `info` bit: the device is a CD-ROM (`VDISK_CDROM`).
+pub const VDISK_CDROM: u32 = 0x1;
+/// `info` bit: removable medium (`VDISK_REMOVABLE`).
+pub const VDISK_REMOVABLE: u32 = 0x2;
+/// `info` bit: read-only device (`VDISK_READONLY`).
+pub const VDISK_READONLY: u32 = 0x4;
+
 abi_struct! {
     /// The blkif shared ring page (`struct blkif_sring`), full-page sized.
     pub struct BlkifSring {
@@ -211,3 +228,19 @@ zeroed_default!(
     BlkifSringEntry,
     BlkifSring,
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multi_page_ring_sizes() {
+        assert_eq!(blk_ring_size(1), BLK_RING_SIZE);
+        assert_eq!(blk_ring_size(1), 32);
+        assert_eq!(blk_ring_size(2), 64);
+        assert_eq!(blk_ring_size(4), 128);
+        assert_eq!(blk_ring_size(8), 256);
+        assert_eq!(blk_ring_size(16), 512);
+        assert_eq!(BLKIF_SEGS_PER_INDIRECT_FRAME, 512);
+    }
+}

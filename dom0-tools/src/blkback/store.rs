@@ -1,0 +1,268 @@
+//! What a virtual block device is backed by: [`BlockStore`] (the whole
+//! disk, a partition, an image file — Dom0's glue implements it over its
+//! drivers), and [`MemDisk`], an in-memory store with a volatile write
+//! cache for tests.
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use hypercall_abi::io::blkif::BLKIF_SECTOR_SIZE;
+
+/// Why a [`BlockStore`] operation failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IoError {
+    /// The medium failed (`BLKIF_RSP_ERROR`).
+    Io,
+    /// The store cannot do this (`BLKIF_RSP_EOPNOTSUPP`).
+    Unsupported,
+}
+
+/// Sectors of a backing store. Sector numbers and counts are in 512-byte
+/// units (blkif's), always aligned to [`BlockStore::sector_size`] and within
+/// [`BlockStore::sectors`] — blkback checks before calling.
+pub trait BlockStore {
+    /// Size in 512-byte sectors.
+    fn sectors(&self) -> u64;
+    /// Logical sector size in bytes (a power of two, at least 512).
+    fn sector_size(&self) -> u32 {
+        512
+    }
+    /// Reads `buf.len()` bytes (whole sectors) from `sector`.
+    fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), IoError>;
+    /// Writes `data` (whole sectors) at `sector`; may sit in a volatile
+    /// cache until [`BlockStore::flush`].
+    fn write(&mut self, sector: u64, data: &[u8]) -> Result<(), IoError>;
+    /// Makes every completed write durable.
+    fn flush(&mut self) -> Result<(), IoError>;
+    /// Whether [`BlockStore::flush`] is worth calling (`feature-flush-cache`).
+    fn can_flush(&self) -> bool {
+        true
+    }
+    /// Drops the contents of `count` sectors from `sector` (reads may then
+    /// return anything).
+    fn discard(&mut self, _sector: u64, _count: u64) -> Result<(), IoError> {
+        Err(IoError::Unsupported)
+    }
+    /// Whether [`BlockStore::discard`] works (`feature-discard`).
+    fn can_discard(&self) -> bool {
+        false
+    }
+}
+
+/// An in-memory disk: writes land in a volatile cache ([`MemDisk::data`])
+/// and reach [`MemDisk::durable`] on flush, so tests can tell what a crash
+/// would keep.
+#[derive(Clone, Debug)]
+pub struct MemDisk {
+    /// What reads see.
+    pub data: Vec<u8>,
+    /// What survives a power cut (updated by flushes).
+    pub durable: Vec<u8>,
+    /// Flushes done.
+    pub flushes: u64,
+    /// Discards done.
+    pub discards: u64,
+    /// Sector size.
+    pub sector_size: u32,
+    /// Whether discard is supported.
+    pub discard: bool,
+    /// Reads and writes touching this sector fail with [`IoError::Io`].
+    pub bad_sector: Option<u64>,
+}
+
+impl MemDisk {
+    /// A zeroed disk of `sectors` 512-byte sectors.
+    pub fn new(sectors: u64) -> MemDisk {
+        let n = sectors as usize * BLKIF_SECTOR_SIZE;
+        MemDisk {
+            data: vec![0; n],
+            durable: vec![0; n],
+            flushes: 0,
+            discards: 0,
+            sector_size: 512,
+            discard: true,
+            bad_sector: None,
+        }
+    }
+
+    fn range(&self, sector: u64, len: usize) -> Result<core::ops::Range<usize>, IoError> {
+        let start = usize::try_from(sector)
+            .ok()
+            .and_then(|s| s.checked_mul(BLKIF_SECTOR_SIZE))
+            .ok_or(IoError::Io)?;
+        let end = start.checked_add(len).ok_or(IoError::Io)?;
+        if end > self.data.len() {
+            return Err(IoError::Io);
+        }
+        if let Some(b) = self.bad_sector {
+            let nsect = len.div_ceil(BLKIF_SECTOR_SIZE) as u64;
+            if (sector..sector + nsect).contains(&b) {
+                return Err(IoError::Io);
+            }
+        }
+        Ok(start..end)
+    }
+}
+
+impl BlockStore for MemDisk {
+    fn sectors(&self) -> u64 {
+        (self.data.len() / BLKIF_SECTOR_SIZE) as u64
+    }
+    fn sector_size(&self) -> u32 {
+        self.sector_size
+    }
+    fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), IoError> {
+        let r = self.range(sector, buf.len())?;
+        buf.copy_from_slice(&self.data[r]);
+        Ok(())
+    }
+    fn write(&mut self, sector: u64, data: &[u8]) -> Result<(), IoError> {
+        let r = self.range(sector, data.len())?;
+        self.data[r].copy_from_slice(data);
+        Ok(())
+    }
+    fn flush(&mut self) -> Result<(), IoError> {
+        self.durable.copy_from_slice(&self.data);
+        self.flushes += 1;
+        Ok(())
+    }
+    fn discard(&mut self, sector: u64, count: u64) -> Result<(), IoError> {
+        if !self.discard {
+            return Err(IoError::Unsupported);
+        }
+        let len = usize::try_from(count)
+            .ok()
+            .and_then(|c| c.checked_mul(BLKIF_SECTOR_SIZE))
+            .ok_or(IoError::Io)?;
+        let r = self.range(sector, len)?;
+        self.data[r].fill(0);
+        self.discards += 1;
+        Ok(())
+    }
+    fn can_discard(&self) -> bool {
+        self.discard
+    }
+}
+
+/// A shared handle to a store (`Rc<RefCell<S>>`), so a test or the glue
+/// can look at a store blkback is using.
+impl<S: BlockStore> BlockStore for alloc::rc::Rc<core::cell::RefCell<S>> {
+    fn sectors(&self) -> u64 {
+        self.borrow().sectors()
+    }
+    fn sector_size(&self) -> u32 {
+        self.borrow().sector_size()
+    }
+    fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), IoError> {
+        self.borrow_mut().read(sector, buf)
+    }
+    fn write(&mut self, sector: u64, data: &[u8]) -> Result<(), IoError> {
+        self.borrow_mut().write(sector, data)
+    }
+    fn flush(&mut self) -> Result<(), IoError> {
+        self.borrow_mut().flush()
+    }
+    fn can_flush(&self) -> bool {
+        self.borrow().can_flush()
+    }
+    fn discard(&mut self, sector: u64, count: u64) -> Result<(), IoError> {
+        self.borrow_mut().discard(sector, count)
+    }
+    fn can_discard(&self) -> bool {
+        self.borrow().can_discard()
+    }
+}
+
+/// A window of another store: `len` sectors from sector `start` (a
+/// partition, or a raw image stored contiguously). Requests never leave
+/// the window.
+pub struct Slice<S> {
+    inner: S,
+    start: u64,
+    len: u64,
+}
+
+impl<S: BlockStore> Slice<S> {
+    /// The window, or `None` if it does not fit `inner` or is misaligned
+    /// to its sector size.
+    pub fn new(inner: S, start: u64, len: u64) -> Option<Self> {
+        let align = u64::from(inner.sector_size() / 512).max(1);
+        let end = start.checked_add(len)?;
+        if end > inner.sectors() || !start.is_multiple_of(align) || !len.is_multiple_of(align) {
+            return None;
+        }
+        Some(Slice { inner, start, len })
+    }
+
+    /// The store underneath.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+
+    fn at(&self, sector: u64, bytes: usize) -> Result<u64, IoError> {
+        let n = bytes.div_ceil(BLKIF_SECTOR_SIZE) as u64;
+        match sector.checked_add(n) {
+            Some(end) if end <= self.len => Ok(self.start + sector),
+            _ => Err(IoError::Io),
+        }
+    }
+}
+
+impl<S: BlockStore> BlockStore for Slice<S> {
+    fn sectors(&self) -> u64 {
+        self.len
+    }
+    fn sector_size(&self) -> u32 {
+        self.inner.sector_size()
+    }
+    fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), IoError> {
+        let s = self.at(sector, buf.len())?;
+        self.inner.read(s, buf)
+    }
+    fn write(&mut self, sector: u64, data: &[u8]) -> Result<(), IoError> {
+        let s = self.at(sector, data.len())?;
+        self.inner.write(s, data)
+    }
+    fn flush(&mut self) -> Result<(), IoError> {
+        self.inner.flush()
+    }
+    fn can_flush(&self) -> bool {
+        self.inner.can_flush()
+    }
+    fn discard(&mut self, sector: u64, count: u64) -> Result<(), IoError> {
+        match sector.checked_add(count) {
+            Some(end) if end <= self.len => self.inner.discard(self.start + sector, count),
+            _ => Err(IoError::Io),
+        }
+    }
+    fn can_discard(&self) -> bool {
+        self.inner.can_discard()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slices_stay_inside() {
+        let mut s = Slice::new(MemDisk::new(100), 10, 20).unwrap();
+        assert_eq!(s.sectors(), 20);
+        s.write(0, &[1; 512]).unwrap();
+        s.write(19, &[2; 512]).unwrap();
+        assert_eq!(s.write(20, &[3; 512]), Err(IoError::Io));
+        assert_eq!(s.write(19, &[3; 1024]), Err(IoError::Io));
+        assert_eq!(s.read(u64::MAX, &mut [0; 512]), Err(IoError::Io));
+        assert_eq!(s.discard(10, u64::MAX), Err(IoError::Io));
+        s.discard(19, 1).unwrap();
+        let d = s.into_inner();
+        assert_eq!(d.data[10 * 512], 1);
+        assert_eq!(d.data[29 * 512], 0);
+        assert!(Slice::new(MemDisk::new(100), 90, 11).is_none());
+        assert!(Slice::new(MemDisk::new(100), u64::MAX, 2).is_none());
+        let mut big = MemDisk::new(64);
+        big.sector_size = 4096;
+        assert!(Slice::new(big.clone(), 4, 8).is_none());
+        assert!(Slice::new(big, 8, 16).is_some());
+    }
+}
