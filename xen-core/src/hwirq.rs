@@ -381,6 +381,13 @@ pub fn eoi(domid: u16, pirq: u32, nr_pirqs: u32) -> Result<(), Errno> {
     Ok(())
 }
 
+/// Every event channel of `domid` was closed (`EVTCHNOP_reset`): mask
+/// what was bound.
+pub fn unbind_domain(domid: u16) {
+    IRQS.lock()
+        .unbind_domain(domid, |_, q| set_masked(q.source, true));
+}
+
 /// Drops every PIRQ of a dying domain.
 pub fn release_domain(domid: u16) {
     IRQS.lock()

@@ -380,6 +380,19 @@ impl IrqTable {
         Ok(None)
     }
 
+    /// Every event channel of `domid` was closed (`EVTCHNOP_reset`): its
+    /// IRQs stay mapped but unbound; `f` gets each one that was bound, so
+    /// the glue can mask it.
+    pub fn unbind_domain(&mut self, domid: u16, mut f: impl FnMut(usize, Irq)) {
+        for (i, s) in self.irqs.iter_mut().enumerate() {
+            if let Some(q) = s.as_mut().filter(|q| q.domid == domid && q.port != 0) {
+                q.port = 0;
+                q.in_flight = false;
+                f(i, *q);
+            }
+        }
+    }
+
     /// Removes every IRQ of `domid` (domain destruction), calling `f` on
     /// each so the glue can mask it.
     pub fn release_domain(&mut self, domid: u16, mut f: impl FnMut(usize, Irq)) {
@@ -395,6 +408,7 @@ impl IrqTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::vec::Vec;
 
     const D0: u16 = 0;
     const N: u32 = HWDOM_NR_PIRQS;
@@ -515,6 +529,19 @@ mod tests {
         assert!(!d.mask);
         assert_eq!(d.target, Some((D0, 3)));
         assert_eq!(t.eoi(D0, 8, N), Ok(None));
+    }
+
+    #[test]
+    fn unbind_domain_keeps_mappings() {
+        let mut t = IrqTable::new(24);
+        t.map_gsi(D0, 8, 8, N, false, false).unwrap();
+        t.map_gsi(D0, 9, 9, N, true, true).unwrap();
+        t.bind(D0, 8, 3);
+        let mut seen = Vec::new();
+        t.unbind_domain(D0, |i, _| seen.push(i));
+        assert_eq!(seen, [8]);
+        assert_eq!(t.check_bind(D0, 8, N), Ok(8));
+        assert_eq!(t.check_bind(D0, 9, N), Ok(9));
     }
 
     #[test]

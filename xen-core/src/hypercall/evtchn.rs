@@ -202,14 +202,18 @@ fn op(c: &mut Call, cmd: u32, arg: u64) -> Result<i64, Errno> {
         EvtchnOp::Reset => {
             let a: EvtchnReset = read_guest(cr3, arg)?;
             match resolve(c, a.dom)? {
-                None => loop {
-                    let (t, words) = event::table_and_words(c.dom);
-                    let Some((port, peer)) = t.reset(&words) else {
-                        break;
-                    };
-                    let remote = c.others.get(peer).ok_or(Errno::ESRCH)?;
-                    EvtchnTable::close(t, Some(&mut remote.evtchn), port, &words)?;
-                },
+                None => {
+                    // PIRQ ports close with the rest.
+                    crate::hwirq::unbind_domain(c.dom.domid);
+                    loop {
+                        let (t, words) = event::table_and_words(c.dom);
+                        let Some((port, peer)) = t.reset(&words) else {
+                            break;
+                        };
+                        let remote = c.others.get(peer).ok_or(Errno::ESRCH)?;
+                        EvtchnTable::close(t, Some(&mut remote.evtchn), port, &words)?;
+                    }
+                }
                 Some(id) => {
                     // Xen resets another domain's channels only while it
                     // is paused.
@@ -218,6 +222,7 @@ fn op(c: &mut Call, cmd: u32, arg: u64) -> Result<i64, Errno> {
                         return Err(Errno::EINVAL);
                     }
                     let me = &mut *c.dom;
+                    crate::hwirq::unbind_domain(id);
                     loop {
                         let (t, words) = event::table_and_words(d);
                         let Some((port, peer)) = t.reset(&words) else {
