@@ -27,6 +27,7 @@ mod kernel {
     extern crate alloc;
     use alloc::vec;
 
+    use dom0_tools::blkback::store::{BlockStore, Slice};
     use dom0_tools::pci::metal::{q35_ecam_base, Ecam, PortConfig};
     use dom0_tools::pci::{self, ConfigSpace};
     use dom0_tools::pvtest::Checks;
@@ -226,6 +227,43 @@ mod kernel {
             irqs >= 10 && d.late == 0,
             format_args!("{irqs} interrupts, {} late", d.late),
         );
+
+        // blkback's view of it: a BlockStore, here an 8-sector Slice.
+        let mut want = vec![0u8; 4096];
+        pattern(8, &mut want);
+        let Some(mut sl) = Slice::new(d, 8, 8) else {
+            c.error(format_args!("Slice::new(disk, 8, 8) refused"));
+            return;
+        };
+        let mut got = vec![0u8; 4096];
+        let rd = sl.read(0, &mut got);
+        let past = sl.read(8, &mut got[..512]);
+        c.check(
+            "as blkback's BlockStore: a Slice from sector 8 reads the pattern, nothing past its end",
+            rd.is_ok() && got == want && past.is_err(),
+            format_args!("{rd:?} {past:?}"),
+        );
+        let mut d = sl.into_inner();
+
+        // Sequential read throughput (a figure, not a check).
+        let mut buf = vec![0u8; 65536];
+        let t0 = time::now_ns();
+        let mut bytes = 0u64;
+        let mut sector = 0;
+        while sector + 128 <= n.min(8192) {
+            if d.read(sector, &mut buf).is_err() {
+                break;
+            }
+            bytes += 65536;
+            sector += 128;
+        }
+        let ns = time::now_ns().saturating_sub(t0).max(1);
+        c.note(format_args!(
+            "sequential read: {} KiB in 64 KiB requests in {} us ({} MB/s)",
+            bytes / 1024,
+            ns / 1000,
+            bytes * 1000 / ns
+        ));
     }
 
     fn nic(c: &mut Checks, cs: &mut Ecam, f: &pci::Function) {

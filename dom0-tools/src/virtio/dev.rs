@@ -529,3 +529,48 @@ impl fmt::Debug for Nic {
         )
     }
 }
+
+/// The machine's disk as blkback's backing store (the whole disk, or a
+/// `blkback::store::Slice` of it).
+impl crate::blkback::store::BlockStore for Disk {
+    fn sectors(&self) -> u64 {
+        Disk::sectors(self)
+    }
+
+    fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), crate::blkback::store::IoError> {
+        Disk::read(self, sector, buf).map_err(|_| crate::blkback::store::IoError::Io)
+    }
+
+    fn write(&mut self, sector: u64, data: &[u8]) -> Result<(), crate::blkback::store::IoError> {
+        if self.readonly() {
+            return Err(crate::blkback::store::IoError::Io);
+        }
+        Disk::write(self, sector, data).map_err(|_| crate::blkback::store::IoError::Io)
+    }
+
+    fn flush(&mut self) -> Result<(), crate::blkback::store::IoError> {
+        Disk::flush(self).map_err(|_| crate::blkback::store::IoError::Io)
+    }
+}
+
+impl Nic {
+    /// Hands every frame received so far to `f` (never waits); returns
+    /// how many there were.
+    pub fn poll_recv(&mut self, mut f: impl FnMut(&[u8])) -> usize {
+        let mut n = 0;
+        while let Ok(rx) = self.net.receive() {
+            f(rx.packet());
+            let _ = self.net.recycle_rx_buffer(rx);
+            n += 1;
+        }
+        if let Some(i) = &self.irq {
+            i.eoi();
+        }
+        n
+    }
+
+    /// Whether a received frame is waiting.
+    pub fn can_recv(&self) -> bool {
+        self.net.can_recv()
+    }
+}
