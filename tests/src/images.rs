@@ -285,6 +285,7 @@ pub const TEST_KERNELS: &[TestKernel] = &[
             "pv-virtio: virtio-net initialises: ok",
             "pv-virtio: the gateway's ARP reply arrived: ok",
             "pv-virtio: the reply came by interrupt: ok",
+            "pv-virtio: dropping the NIC closes its event channel (and unmaps the PIRQ): ok",
         ],
         verdict_success: true,
     },

@@ -10,7 +10,8 @@ use crate::pci::{self, Bdf, ConfigSpace, Function, VirtioCam};
 use hypercall_abi::event_channel::{EvtchnBindPirq, EvtchnOp};
 use hypercall_abi::hypercall::Hypercall;
 use hypercall_abi::physdev::{
-    MapPirqType, PhysdevEoi, PhysdevIrqStatusQuery, PhysdevMapPirq, PhysdevOp, XENIRQSTAT_NEEDS_EOI,
+    MapPirqType, PhysdevEoi, PhysdevIrqStatusQuery, PhysdevMapPirq, PhysdevOp, PhysdevUnmapPirq,
+    XENIRQSTAT_NEEDS_EOI,
 };
 use hypercall_abi::xen::DOMID_SELF;
 use pv_guest_lib::hypercall::hypercall2;
@@ -140,6 +141,22 @@ impl Irq {
         if self.needs_eoi {
             let _ = physdev(PhysdevOp::Eoi, &mut PhysdevEoi { irq: self.pirq });
         }
+    }
+}
+
+/// Closing the port masks the MSI-X entry (Xen); the PIRQ is unmapped.
+impl Drop for Irq {
+    fn drop(&mut self) {
+        events::unbind(self.port);
+        let _ = events::close(self.port);
+        let _ = physdev(
+            PhysdevOp::UnmapPirq,
+            &mut PhysdevUnmapPirq {
+                domid: DOMID_SELF,
+                pirq: self.pirq as i32,
+                ..Default::default()
+            },
+        );
     }
 }
 
