@@ -17,7 +17,9 @@
 //! ([`xlcfg`]), and `xenstored` ([`xenstore`]): the store, the wire
 //! protocol, domains' rings; the network back end ([`netback`]: Xen's
 //! netif protocol with rx copy) and the learning [`bridge`] its vifs
-//! ([`vif`]: MACs) hang off.
+//! ([`vif`]: MACs) hang off; PCI ([`pci`]: enumeration, BARs,
+//! capabilities, MSI-X) and the drivers for the machine's virtio disk and
+//! NIC ([`virtio`], over `virtio-drivers` with a PV Dom0 HAL).
 
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]

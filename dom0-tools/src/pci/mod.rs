@@ -1,6 +1,6 @@
 //! PCI for Dom0: configuration-space decoding, enumeration, BAR sizing and
 //! the capability list (pure logic over a [`ConfigSpace`], tested on the
-//! host against a fake bus), plus the metal glue ([`metal`]): configuration
+//! host against a fake bus), plus the metal glue (`metal`, target only): configuration
 //! access through CONFIG_ADDRESS/CONFIG_DATA (0xcf8/0xcfc) or ECAM mapped
 //! with `mmu_update` and `DOMID_IO`, and device memory (BARs) mapped the
 //! same way.

@@ -2,19 +2,19 @@
 //! (`virtio-blk-pci`, `virtio-net-pci`), driven with the `virtio-drivers`
 //! crate through its PCI transport.
 //!
-//! - [`hal`] (metal): `virtio_drivers::Hal` for a PV Dom0. Devices see
+//! - `hal` (target only): `virtio_drivers::Hal` for a PV Dom0. Devices see
 //!   *machine* addresses: DMA memory is a run of Dom0 frames whose machine
 //!   frames are contiguous (checked page by page through the P2M, as
 //!   Linux's `xen_swiotlb` checks `xen_phys_to_bus`), and a buffer the
 //!   crate shares is handed over in place when its pages are machine
 //!   contiguous, else through a bounce run copied in and out. Device
 //!   memory is mapped with `mmu_update` and `DOMID_IO`
-//!   ([`crate::pci::metal::map_io`]).
-//! - [`dev`] (metal): finding the devices, MSI-X interrupts as event
+//!   (`pci::metal::map_io`).
+//! - `dev` (target only): finding the devices, MSI-X interrupts as event
 //!   channels (`PHYSDEVOP_map_pirq` type MSI with the table's address,
 //!   `EVTCHNOP_bind_pirq`), the virtqueues' MSI-X vectors (the crate's
-//!   transport leaves them unset), and the safe [`dev::Disk`] and
-//!   [`dev::Nic`] wrappers that sleep on the event channel until the
+//!   transport leaves them unset), and the safe `Disk` and
+//!   `Nic` wrappers that sleep on the event channel until the
 //!   device has answered.
 //!
 //! The pure parts (which pages a buffer spans, whether machine frames are
