@@ -12,7 +12,7 @@
 //!   pattern written at the start, middle and end (one sector, a page, a
 //!   64 KiB run from the heap, a stack buffer) reads back, out-of-range
 //!   requests are refused; every request completed by its interrupt.
-//!   Sector 0 is left holding [`MARKER`] for the harness to find in the
+//!   Sector 0 is left holding `MARKER` for the harness to find in the
 //!   image file after power-off.
 //! - NIC: an ARP request for the user-net gateway 10.0.2.2 gets its reply,
 //!   by interrupt.
