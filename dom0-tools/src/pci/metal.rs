@@ -101,16 +101,37 @@ pub fn map_io(maddr: u64, len: u64) -> Result<u64, Errno> {
     }
     let va0 = IO_WINDOW + at * 4096;
     let l4 = frame::kernel_l4();
+    // One batch per L1 table (64 entries at a time).
+    let mut batch: heapless::Vec<MmuUpdate, 64> = heapless::Vec::new();
+    let flush = |b: &mut heapless::Vec<MmuUpdate, 64>| -> Result<(), Errno> {
+        let r = if b.is_empty() {
+            Ok(())
+        } else {
+            mmu::mmu_update_foreign(b, DOMID_IO)
+                .map(|_| ())
+                .map_err(|e| e.errno)
+        };
+        b.clear();
+        r
+    };
+    let mut cur = (u64::MAX, 0u64);
     for i in 0..pages {
         let va = va0 + i * 4096;
-        let l1 = frame::with_pt(|b| mm::ensure_l1(b, l4, va))
-            .map_err(|_| Errno::from_abi(AbiErrno::ENOMEM))?;
-        let req = MmuUpdate {
-            ptr: mm::entry_maddr(l1, mm::index(va, 1)),
+        if cur.0 != va >> 21 {
+            flush(&mut batch)?;
+            let l1 = frame::with_pt(|b| mm::ensure_l1(b, l4, va))
+                .map_err(|_| Errno::from_abi(AbiErrno::ENOMEM))?;
+            cur = (va >> 21, l1);
+        }
+        let _ = batch.push(MmuUpdate {
+            ptr: mm::entry_maddr(cur.1, mm::index(va, 1)),
             val: (first + i * 4096) | PTE_UC_RW | PTE_NX,
-        };
-        mmu::mmu_update_foreign(&[req], DOMID_IO).map_err(|e| e.errno)?;
+        });
+        if batch.is_full() {
+            flush(&mut batch)?;
+        }
     }
+    flush(&mut batch)?;
     Ok(va0 + (maddr & 0xfff))
 }
 
