@@ -313,6 +313,10 @@ fn test_kernels() {
         .filter(|k| only.is_empty() || only.split(',').any(|n| n.trim() == k.name))
         .map(|k| (k.name, std::thread::spawn(move || check_test_kernel(k))))
         .collect();
+    assert!(
+        !handles.is_empty(),
+        "OXEN_TEST_KERNELS={only:?} names no kernel in TEST_KERNELS"
+    );
     let (mut passed, mut failed) = (Vec::new(), Vec::new());
     for (name, h) in handles {
         if h.join().is_ok() {

@@ -125,6 +125,7 @@ mod kernel {
         );
 
         disk(&mut c, &mut cs, &blk_fn.function);
+        reopen(&mut c, &mut cs, &blk_fn.function);
         // The NIC through the legacy mechanism (the disk went through ECAM).
         let mut ports = ports;
         nic(&mut c, &mut ports, &net_fn.function);
@@ -267,6 +268,26 @@ mod kernel {
             ns / 1000,
             bytes * 1000 / ns
         ));
+    }
+
+    /// The disk again, reset and re-initialised, polled this time.
+    fn reopen(c: &mut Checks, cs: &mut Ecam, f: &pci::Function) {
+        let Some((t, irq, _)) = c.ok(
+            "reopen the disk without interrupts",
+            dev::open(cs, f, false),
+        ) else {
+            return;
+        };
+        let Some(mut d) = c.ok("virtio-blk initialises again", Disk::new(t, irq, f.bdf)) else {
+            return;
+        };
+        let mut s0 = [0u8; 512];
+        let r = d.read(0, &mut s0);
+        c.check(
+            "polled, sector 0 reads back the marker",
+            r.is_ok() && d.irq().is_none() && s0.starts_with(MARKER),
+            format_args!("{r:?}"),
+        );
     }
 
     fn nic(c: &mut Checks, cs: &mut PortConfig, f: &pci::Function) {
