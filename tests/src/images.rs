@@ -248,7 +248,7 @@ pub const TEST_KERNELS: &[TestKernel] = &[
     },
     TestKernel {
         name: "pv-hw",
-        purpose: "Dom0 owns the hardware (issue 5): PCI config through 0xcf8/0xcfc and ECAM mapped with mmu_update/DOMID_IO, RAM/IO-APIC/LAPIC refused, the RTC's GSI 8 and an e1000e's MSI-X entry as PIRQs bound to event channels, received and EOI'd, Xen's errors for bad PIRQ operations",
+        purpose: "Dom0 owns the hardware (issue 5): PCI config through 0xcf8/0xcfc and ECAM mapped with mmu_update/DOMID_IO, RAM/IO-APIC/LAPIC refused, the RTC's GSI 8, an e1000e's MSI-X entry and its level-triggered INTx GSI as PIRQs bound to event channels, received and EOI'd (the level pin masked until the EOI), Xen's errors for bad PIRQ operations",
         exit: Exit::POWEROFF,
         lines: &[
             "pv-hw: 00:00.0 through CONFIG_ADDRESS/CONFIG_DATA is the q35 host bridge: ok",
@@ -266,6 +266,9 @@ pub const TEST_KERNELS: &[TestKernel] = &[
             "pv-hw: binding unmasks the entry: ok",
             "pv-hw: the NIC's MSI-X interrupt arrived on the event channel: ok",
             "pv-hw: closing masks the entry: ok",
+            "pv-hw: the NIC's INTx arrived on one of the GSI PIRQs: ok",
+            "pv-hw: no second event before PHYSDEVOP_eoi (the pin is masked): ok",
+            "pv-hw: after the EOI the next INTx arrives again: ok",
         ],
         verdict_success: true,
     },

@@ -19,6 +19,11 @@
 //!   table entry (address 0xfee....., data = a vector, masked); binding
 //!   unmasks it; the NIC's "other" cause raised through its ICS register
 //!   arrives as the event; closing the port masks the entry again.
+//! - The same NIC's legacy INTx, a level-triggered PCI GSI (all of 16-23
+//!   are set up level/active high with `PHYSDEVOP_setup_gsi`, mapped and
+//!   bound; the one that fires is the NIC's): after delivery the pin stays
+//!   masked until `PHYSDEVOP_eoi` (no second event while the line is still
+//!   asserted), and the next interrupt after the EOI arrives again.
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
@@ -443,6 +448,7 @@ mod kernel {
         );
         c.err("bind_pirq after unmap", bind_pirq(pirq, 0), AbiErrno::EPERM);
         msix(&mut c);
+        intx(&mut c);
         c.finish();
     }
 
@@ -607,6 +613,135 @@ mod kernel {
             ),
         );
         unmap(tva);
+        unmap(rva);
+    }
+
+    const ICR: u64 = 0xc0;
+    const IMC: u64 = 0xd8;
+    const ICR_LSC: u32 = 1 << 2;
+
+    /// The NIC's legacy INTx: a level-triggered PCI GSI (16-23 on q35;
+    /// which one depends on the chipset's routing, so all eight are bound
+    /// and the one that fires is the NIC's). Delivery masks the pin until
+    /// `PHYSDEVOP_eoi`: with the line still asserted no second event comes;
+    /// after the device is acknowledged and the PIRQ EOI'd, the next
+    /// interrupt arrives again.
+    fn intx(c: &mut Checks) {
+        if pci_read(0, NIC_DEV, 0, 0) != E1000E_ID {
+            return;
+        }
+        // MSI-X off (Dom0 owns the control register once no PIRQ uses it),
+        // INTx enabled.
+        if let Some(cap) = find_cap(NIC_DEV, 0x11) {
+            let ctrl = (pci_read(0, NIC_DEV, 0, cap) >> 16) as u16;
+            pci_write16(NIC_DEV, cap + 2, ctrl & !0xc000);
+        }
+        let cmd = pci_read(0, NIC_DEV, 0, 4) as u16;
+        pci_write16(NIC_DEV, 4, (cmd | 0x6) & !0x400);
+        let regs = u64::from(pci_read(0, NIC_DEV, 0, 0x10) & !0xf);
+        let rva = TEST_VA + 0x3000;
+        if c.ok(
+            "map the NIC's registers again",
+            map_with(rva, regs | PTE_UC_RW, DOMID_IO),
+        )
+        .is_none()
+        {
+            return;
+        }
+        write32(rva + IMC, !0);
+        let _ = read32(rva + ICR);
+        let mut ports = [0u32; 8];
+        let mut ok = true;
+        for (i, port) in ports.iter_mut().enumerate() {
+            let gsi = 16 + i as i32;
+            // q35's ACPI tables say level, active high for GSIs 16-23.
+            let mut g = hypercall_abi::physdev::PhysdevSetupGsi {
+                gsi,
+                triggering: 1,
+                polarity: 0,
+                ..Default::default()
+            };
+            ok &= physdev(PhysdevOp::SetupGsi, &mut g).is_ok();
+            ok &= map_pirq(DOMID_SELF, MapPirqType::Gsi as i32, gsi, gsi) == Ok(gsi);
+            match bind_pirq(gsi as u32, BIND_PIRQ_WILL_SHARE) {
+                Ok(p) => {
+                    *port = p;
+                    let _ = events::unmask(p);
+                }
+                Err(_) => ok = false,
+            }
+        }
+        if !c.check(
+            "setup_gsi, map_pirq and bind_pirq for GSIs 16-23 (level, active high)",
+            ok,
+            format_args!("ports {ports:?}"),
+        ) {
+            return;
+        }
+        let fired = |ports: &[u32; 8]| {
+            ports
+                .iter()
+                .position(|&p| events::take_fired(p) | events::is_pending(p))
+        };
+        let _ = fired(&ports);
+        write32(rva + IMS, ICR_LSC);
+        write32(rva + ICS, ICR_LSC);
+        let mut which = None;
+        let deadline = time::now_ns() + 2_000_000_000;
+        let _ = time::block_until(deadline, || {
+            which = which.or_else(|| fired(&ports));
+            which.is_some()
+        });
+        let Some(i) = which else {
+            c.check(
+                "the NIC's INTx arrived on one of the GSI PIRQs",
+                false,
+                format_args!("nothing in 2 s"),
+            );
+            return;
+        };
+        let pirq = 16 + i as u32;
+        c.check(
+            "the NIC's INTx arrived on one of the GSI PIRQs",
+            true,
+            format_args!("GSI {pirq}"),
+        );
+        // The line stays asserted (ICR not read): the pin is masked until
+        // the EOI, so nothing more arrives.
+        time::sleep_ns(50_000_000);
+        c.check(
+            "no second event before PHYSDEVOP_eoi (the pin is masked)",
+            fired(&ports).is_none(),
+            format_args!("GSI {pirq}"),
+        );
+        let _ = read32(rva + ICR);
+        c.ok("PHYSDEVOP_eoi of the level PIRQ", eoi(pirq));
+        time::sleep_ns(20_000_000);
+        let _ = fired(&ports);
+        write32(rva + ICS, ICR_LSC);
+        let deadline = time::now_ns() + 2_000_000_000;
+        let w = time::block_until(deadline, || {
+            events::take_fired(ports[i]) | events::is_pending(ports[i])
+        });
+        c.check(
+            "after the EOI the next INTx arrives again",
+            w == time::Wake::Ready,
+            format_args!("{w:?}"),
+        );
+        write32(rva + IMC, !0);
+        let _ = read32(rva + ICR);
+        let _ = eoi(pirq);
+        for (k, &p) in ports.iter().enumerate() {
+            let _ = events::close(p);
+            let _ = physdev(
+                PhysdevOp::UnmapPirq,
+                &mut PhysdevUnmapPirq {
+                    domid: DOMID_SELF,
+                    pirq: 16 + k as i32,
+                    ..Default::default()
+                },
+            );
+        }
         unmap(rva);
     }
 }
