@@ -285,6 +285,7 @@ pub const TEST_KERNELS: &[TestKernel] = &[
             "pv-virtio: an earlier pattern is still there after later writes: ok",
             "pv-virtio: the disk's requests completed by interrupt (none late): ok",
             "pv-virtio: as blkback's BlockStore: a Slice from sector 8 reads the pattern, nothing past its end: ok",
+            "pv-virtio: 64 writes then 64 reads of 4 KiB in one batch each (many in flight) match: ok",
             "pv-virtio: polled, sector 0 reads back the marker: ok",
             "pv-virtio: virtio-net initialises: ok",
             "pv-virtio: the gateway's ARP reply arrived: ok",

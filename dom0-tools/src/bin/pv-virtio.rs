@@ -31,7 +31,7 @@ mod kernel {
     use dom0_tools::pci::metal::{q35_ecam_base, Ecam, PortConfig};
     use dom0_tools::pci::{self, ConfigSpace};
     use dom0_tools::pvtest::Checks;
-    use dom0_tools::virtio::dev::{self, Disk, Nic};
+    use dom0_tools::virtio::dev::{self, Disk, Io, Nic};
     use dom0_tools::virtio::{ether, hal};
     use hypercall_abi::event_channel::EvtchnStat;
     use pv_guest_lib::{events, println, time, StartInfo};
@@ -268,6 +268,39 @@ mod kernel {
             ns / 1000,
             bytes * 1000 / ns
         ));
+
+        // Many requests in flight: 64 writes of 4 KiB, then the reads.
+        let mut wbufs = vec![vec![0u8; 4096]; 64];
+        for (i, b) in wbufs.iter_mut().enumerate() {
+            pattern(1024 + 8 * i as u64, b);
+        }
+        let mut ios: alloc::vec::Vec<Io<'_>> = wbufs
+            .iter()
+            .enumerate()
+            .map(|(i, b)| Io::Write(1024 + 8 * i as u64, b.as_slice()))
+            .collect();
+        let t0 = time::now_ns();
+        let wr = d.batch(&mut ios);
+        let mut rbufs = vec![vec![0u8; 4096]; 64];
+        let mut ios: alloc::vec::Vec<Io<'_>> = rbufs
+            .iter_mut()
+            .enumerate()
+            .map(|(i, b)| Io::Read(1024 + 8 * i as u64, b.as_mut_slice()))
+            .collect();
+        let rd = d.batch(&mut ios);
+        let ns = time::now_ns().saturating_sub(t0).max(1);
+        c.check(
+            "64 writes then 64 reads of 4 KiB in one batch each (many in flight) match",
+            wr.iter().all(|r| r.is_ok()) && rd.iter().all(|r| r.is_ok()) && rbufs == wbufs,
+            format_args!("{} us, {} IOPS", ns / 1000, 128 * 1_000_000_000 / ns),
+        );
+        let mut bad = [0u8; 512];
+        let mut ios = [Io::Read(n, &mut bad)];
+        c.check(
+            "a batch refuses its out-of-range request alone",
+            d.batch(&mut ios)[0].is_err(),
+            format_args!("sector {n}"),
+        );
     }
 
     /// The disk again, reset and re-initialised, polled this time.

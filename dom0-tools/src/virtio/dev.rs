@@ -339,6 +339,15 @@ pub fn open<C: ConfigSpace + Clone>(
 
 // ---- The disk -------------------------------------------------------------------
 
+/// One request of a [`Disk::batch`].
+#[derive(Debug)]
+pub enum Io<'a> {
+    /// Read into the buffer from the sector.
+    Read(u64, &'a mut [u8]),
+    /// Write the buffer at the sector.
+    Write(u64, &'a [u8]),
+}
+
 /// A virtio-blk disk.
 pub struct Disk {
     blk: VirtIOBlk<Dom0Hal, Dom0Transport>,
@@ -424,6 +433,84 @@ impl Disk {
         }
         // SAFETY: as in `read`.
         unsafe { self.blk.complete_write_blocks(token, &req, buf, &mut resp) }
+    }
+
+    /// Runs `ios` with as many requests in flight as the queue takes,
+    /// sleeping on the interrupt between completions; the result of each
+    /// is in its slot of the returned vector (in `ios`' order).
+    pub fn batch(&mut self, ios: &mut [Io<'_>]) -> Vec<Result<(), virtio_drivers::Error>> {
+        let n = ios.len();
+        let mut out: Vec<Result<(), virtio_drivers::Error>> = (0..n).map(|_| Ok(())).collect();
+        // Allocated once: the device holds pointers into these until each
+        // request completes, so they never move.
+        let mut reqs: Vec<BlkReq> = (0..n).map(|_| BlkReq::default()).collect();
+        let mut resps: Vec<BlkResp> = (0..n).map(|_| BlkResp::default()).collect();
+        let mut tokens: Vec<Option<u16>> = alloc::vec![None; n];
+        let (mut next, mut in_flight) = (0, 0usize);
+        while next < n || in_flight > 0 {
+            if next < n {
+                let i = next;
+                let chk = match &ios[i] {
+                    Io::Read(s, b) => self.check_len(*s, b.len()),
+                    Io::Write(s, b) => self.check_len(*s, b.len()),
+                };
+                // SAFETY: `reqs[i]`, `resps[i]` and the buffer stay put and
+                // untouched until the request is completed below (this
+                // function does not return before every submitted request
+                // completed).
+                let r = chk.and_then(|_| unsafe {
+                    match &mut ios[i] {
+                        Io::Read(s, b) => {
+                            self.blk
+                                .read_blocks_nb(*s as usize, &mut reqs[i], b, &mut resps[i])
+                        }
+                        Io::Write(s, b) => {
+                            self.blk
+                                .write_blocks_nb(*s as usize, &mut reqs[i], b, &mut resps[i])
+                        }
+                    }
+                });
+                match r {
+                    Ok(t) => {
+                        tokens[i] = Some(t);
+                        in_flight += 1;
+                        next += 1;
+                        continue;
+                    }
+                    Err(virtio_drivers::Error::QueueFull) if in_flight > 0 => {}
+                    Err(e) => {
+                        out[i] = Err(e);
+                        next += 1;
+                        continue;
+                    }
+                }
+            }
+            // Wait for the next completion and finish it.
+            let blk = &mut self.blk;
+            if !wait(self.irq.as_ref(), || blk.peek_used().is_some()) {
+                self.late += 1;
+            }
+            let Some(t) = self.blk.peek_used() else {
+                continue;
+            };
+            let Some(j) = tokens.iter().position(|&x| x == Some(t)) else {
+                // Not ours: nothing else uses this queue; stop waiting on it.
+                break;
+            };
+            // SAFETY: the buffers `j` was submitted with.
+            out[j] = unsafe {
+                match &mut ios[j] {
+                    Io::Read(_, b) => self.blk.complete_read_blocks(t, &reqs[j], b, &mut resps[j]),
+                    Io::Write(_, b) => {
+                        self.blk
+                            .complete_write_blocks(t, &reqs[j], b, &mut resps[j])
+                    }
+                }
+            };
+            tokens[j] = None;
+            in_flight -= 1;
+        }
+        out
     }
 
     /// Flushes the device's write cache (waits by polling).
