@@ -456,6 +456,8 @@ mod kernel {
     const NIC_DEV: u8 = 5;
     const E1000E_ID: u32 = 0x10d3_8086;
     const ICS: u64 = 0xc8;
+    const ITR: u64 = 0xc4;
+    const EITR: u64 = 0xe8;
     const IMS: u64 = 0xd0;
     const IVAR: u64 = 0xe4;
     const ICR_OTHER: u32 = 1 << 24;
@@ -561,6 +563,13 @@ mod kernel {
             .is_none()
         {
             return;
+        }
+        // No interrupt throttling (ITR and the five EITRs): QEMU's e1000e
+        // aborts if a throttling timer armed under MSI-X fires after the
+        // INTx part below has turned MSI-X off.
+        write32(rva + ITR, 0);
+        for n in 0..5 {
+            write32(rva + EITR + 4 * n, 0);
         }
         let e = tva + (entry_pa & 0xfff);
         let (addr, data, ctrl) = (read32(e), read32(e + 8), read32(e + 12));
