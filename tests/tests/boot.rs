@@ -529,6 +529,17 @@ fn free_memory(text: &str) -> Vec<u64> {
         .collect()
 }
 
+/// The run's two `xl info`s show the same free memory: every frame
+/// came back.
+fn assert_free_memory_back(text: &str) {
+    let free = free_memory(text);
+    assert_eq!(free.len(), 2, "two `xl info`s:\n{text}");
+    assert_eq!(
+        free[0], free[1],
+        "free memory should come back exactly:\n{text}"
+    );
+}
+
 /// The `xl list` rows naming `name`: (id, mem MiB, vCPUs, state).
 fn list_rows(text: &str, name: &str) -> Vec<(u32, u64, u32, String)> {
     text.lines()
@@ -569,12 +580,7 @@ fn xl_on_crash_restart_restarts_and_destroy_gives_every_page_back() {
         "crashy should have been restarted (a new domid):\n{text}"
     );
     assert_eq!((*mem, *vcpus), (8, 1), "crashy's memory and vCPUs:\n{text}");
-    let free = free_memory(&text);
-    assert_eq!(free.len(), 2, "two `xl info`s:\n{text}");
-    assert_eq!(
-        free[0], free[1],
-        "free memory should come back exactly:\n{text}"
-    );
+    assert_free_memory_back(&text);
 }
 
 #[test]
@@ -643,12 +649,7 @@ fn xl_create_list_console_reboot_shutdown_the_hello_guest() {
     ] {
         assert!(text.contains(want), "missing {want:?}:\n{text}");
     }
-    let free = free_memory(&text);
-    assert_eq!(free.len(), 2, "two `xl info`s:\n{text}");
-    assert_eq!(
-        free[0], free[1],
-        "free memory should come back exactly:\n{text}"
-    );
+    assert_free_memory_back(&text);
 }
 
 #[test]
@@ -682,9 +683,7 @@ fn xl_fifty_guests_at_once_each_answering_on_its_console() {
             "g{i} should answer on its console ({hello:?}):\n{text}"
         );
     }
-    let free = free_memory(&text);
-    assert_eq!(free.len(), 2, "two `xl info`s:\n{text}");
-    assert_eq!(free[0], free[1], "every frame should come back:\n{text}");
+    assert_free_memory_back(&text);
 }
 
 #[test]
@@ -757,12 +756,7 @@ fn xl_two_guests_share_a_page_through_grants() {
     ] {
         assert!(text.contains(want), "missing {want:?}:\n{text}");
     }
-    let free = free_memory(&text);
-    assert_eq!(free.len(), 2, "two `xl info`s:\n{text}");
-    assert_eq!(
-        free[0], free[1],
-        "free memory should come back exactly:\n{text}"
-    );
+    assert_free_memory_back(&text);
 }
 
 #[test]
@@ -794,10 +788,5 @@ fn xl_a_guest_reads_and_writes_its_disk_through_blkback() {
     ] {
         assert!(text.contains(want), "missing {want:?}:\n{text}");
     }
-    let free = free_memory(&text);
-    assert_eq!(free.len(), 2, "two `xl info`s:\n{text}");
-    assert_eq!(
-        free[0], free[1],
-        "free memory should come back exactly:\n{text}"
-    );
+    assert_free_memory_back(&text);
 }
