@@ -333,12 +333,22 @@ impl Toolstack {
         if self.blk.devices().next().is_some() {
             let _ = self.blk.xenbus_changed(&mut self.xs, &mut self.back);
             progress |= self.blk.service(&mut self.xs, &mut self.back);
+            self.flush_xs();
         }
         let exc = self.dom_exc.is_some_and(events::take_fired);
         if exc || progress {
             progress |= self.reap();
         }
         progress
+    }
+
+    /// Pushes out what Dom0's own xenstore writes caused (watch events)
+    /// and kicks the guests that got some: without the kick a guest
+    /// sleeping on its store ring would never see them.
+    fn flush_xs(&mut self) {
+        for n in self.xs.flush_output().notify {
+            let _ = events::send(n.port);
+        }
     }
 
     /// Sleeps until an event or a short while, if `idle`.
@@ -665,7 +675,7 @@ impl Toolstack {
         self.xs
             .write(&Self::dom_path(id, "control/shutdown"), what.as_bytes())
             .map_err(|e| fail("xenstore write", format_args!("{e:?}")))?;
-        let _ = self.xs.flush_output();
+        self.flush_xs();
         Ok(())
     }
 }
@@ -965,7 +975,7 @@ impl crate::xl::XlBackend for Toolstack {
                 kb.to_string().as_bytes(),
             )
             .map_err(|e| fail("xenstore write", format_args!("{e:?}")))?;
-        let _ = self.xs.flush_output();
+        self.flush_xs();
         Ok(())
     }
 
@@ -996,7 +1006,7 @@ impl crate::xl::XlBackend for Toolstack {
                 .xs
                 .write(&Self::dom_path(id, &format!("cpu/{v}/availability")), state);
         }
-        let _ = self.xs.flush_output();
+        self.flush_xs();
         Ok(())
     }
 
@@ -1142,7 +1152,7 @@ impl crate::xl::XlBackend for Toolstack {
             return Ok(());
         }
         if self.blk.detach(&mut self.xs, id, devid) {
-            let _ = self.xs.flush_output();
+            self.flush_xs();
             Ok(())
         } else {
             Err(XlError::Message(format!("Device {devid} not connected")))
