@@ -737,7 +737,7 @@ fn xl_two_guests_share_a_page_through_grants() {
     let (g, m) = (cfg("granter", 2), cfg("mapper", 1));
     let (code, text) = oxen_run_batch_adding(
         &[&guest, &g, &m],
-        "xl info\nxl create granter.cfg\nxl create mapper.cfg\nsleep 5\n\
+        "xl info\nxl create granter.cfg\nxl create mapper.cfg\nsleep 8\n\
          xl console granter\r\x1d\nxl console mapper\r\x1d\n\
          xl destroy granter\nxl destroy mapper\nxl info\n",
     );
