@@ -163,6 +163,37 @@ impl SharedPage for MappedRing {
     }
 }
 
+/// Grant-maps `domid`'s page `gref` into the ring window (read-only if
+/// `readonly`): the page the back ends share with a frontend. Unmapped when
+/// the [`MappedRing`] is dropped.
+pub fn map_grant(domid: DomId, gref: GrantRef, readonly: bool) -> Option<MappedRing> {
+    let slot = take_slot()?;
+    let va = RING_WINDOW + slot as u64 * 4096;
+    // The grant goes into an existing L1 entry.
+    if frame::with_pt(|b| mm::ensure_l1(b, frame::kernel_l4(), va)).is_err() {
+        free_slot(slot);
+        return None;
+    }
+    let mut flags = GNTMAP_HOST_MAP;
+    if readonly {
+        flags |= hypercall_abi::grant_table::GNTMAP_READONLY;
+    }
+    let Ok(m) = grant::map(domid, gref, va, flags) else {
+        free_slot(slot);
+        return None;
+    };
+    // SAFETY: `va` is page aligned and now maps the guest's granted page,
+    // until the MappedRing owning this RawPage unmaps it on drop; nothing
+    // else in Dom0 uses this slot meanwhile.
+    let raw = unsafe { RawPage::new(va as *mut u8) };
+    Some(MappedRing {
+        slot,
+        va,
+        handle: m.handle,
+        raw,
+    })
+}
+
 /// Dom0's [`NetbackHost`].
 pub struct MetalHost {
     /// The grant copier.
@@ -203,27 +234,7 @@ impl NetbackHost for MetalHost {
     type Page = MappedRing;
 
     fn map_ring(&mut self, domid: DomId, gref: GrantRef) -> Option<MappedRing> {
-        let slot = take_slot()?;
-        let va = RING_WINDOW + slot as u64 * 4096;
-        // The grant goes into an existing L1 entry.
-        if frame::with_pt(|b| mm::ensure_l1(b, frame::kernel_l4(), va)).is_err() {
-            free_slot(slot);
-            return None;
-        }
-        let Ok(m) = grant::map(domid, gref, va, GNTMAP_HOST_MAP) else {
-            free_slot(slot);
-            return None;
-        };
-        // SAFETY: `va` is page aligned and now maps the guest's granted
-        // page writable, until the MappedRing owning this RawPage unmaps
-        // it on drop; nothing else in Dom0 uses this slot meanwhile.
-        let raw = unsafe { RawPage::new(va as *mut u8) };
-        Some(MappedRing {
-            slot,
-            va,
-            handle: m.handle,
-            raw,
-        })
+        map_grant(domid, gref, false)
     }
 
     fn bind(&mut self, domid: DomId, remote_port: u32) -> Option<u32> {

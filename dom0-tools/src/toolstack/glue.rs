@@ -17,6 +17,7 @@ use super::lifecycle::{self, Next};
 use crate::blkback::{self, Blkback, CopySeg, EventChannels, GrantFault, GrantMapper};
 use crate::builder::{self, Built, GuestConfig};
 use crate::consoled::{scan_input, DomConsole, RawRing};
+use crate::netback::metal::{map_grant, MappedRing};
 use crate::ramdisk::{Archive, Kind};
 use crate::xc::{self, foreign::ForeignMap};
 use crate::xenstore::layout::{ConsoleInfo, DomainInfo as XsDomain};
@@ -87,45 +88,11 @@ impl Host for Dom0Host {
     }
 }
 
-/// Where Dom0 maps frontends' ring pages (grant mappings): L4 slot 384,
-/// one page per slot of [`RING_SLOTS`].
-const RING_VA: u64 = 0xffff_c000_4000_0000;
-/// Ring pages Dom0 can have mapped at once.
-const RING_SLOTS: usize = 512;
-
-/// A frontend's page mapped by grant into Dom0.
-pub struct GrantPage {
-    slot: usize,
-    handle: u32,
-    raw: RawPage,
-}
-
-impl SharedPage for GrantPage {
-    fn load_u32(&self, off: usize) -> u32 {
-        self.raw.load_u32(off)
-    }
-    fn store_u32(&self, off: usize, v: u32) {
-        self.raw.store_u32(off, v)
-    }
-    fn read(&self, off: usize, out: &mut [u8]) {
-        self.raw.read(off, out)
-    }
-    fn write(&self, off: usize, data: &[u8]) {
-        self.raw.write(off, data)
-    }
-}
-
-/// What the back ends need from Dom0's kernel: grant mappings and copies,
-/// event channels.
-pub struct BackHost {
-    used: [bool; RING_SLOTS],
-}
+/// What the back ends need from Dom0's kernel: grant mappings (netback's
+/// ring window) and copies, event channels.
+pub struct BackHost;
 
 impl BackHost {
-    fn slot_va(slot: usize) -> u64 {
-        RING_VA + slot as u64 * 4096
-    }
-
     fn copy(
         &mut self,
         domid: u16,
@@ -147,40 +114,17 @@ impl BackHost {
 }
 
 impl GrantMapper for BackHost {
-    type Page = GrantPage;
+    type Page = MappedRing;
 
-    fn map(&mut self, domid: u16, gref: u32, readonly: bool) -> Result<GrantPage, GrantFault> {
-        let slot = self.used.iter().position(|u| !*u).ok_or(GrantFault)?;
-        let va = Self::slot_va(slot);
-        // The slot needs an L1 table (the grant goes into its entry).
-        let l4 = pv_guest_lib::frame::kernel_l4();
-        pv_guest_lib::frame::with_pt(|b| pv_guest_lib::mm::ensure_l1(b, l4, va)).map_err(|e| {
-            log::warn!("no L1 for {va:#x}: {e:?}");
+    fn map(&mut self, domid: u16, gref: u32, readonly: bool) -> Result<MappedRing, GrantFault> {
+        map_grant(domid, gref, readonly).ok_or_else(|| {
+            log::warn!("d{domid}: mapping grant {gref} failed");
             GrantFault
-        })?;
-        let mut flags = hypercall_abi::grant_table::GNTMAP_HOST_MAP;
-        if readonly {
-            flags |= hypercall_abi::grant_table::GNTMAP_READONLY;
-        }
-        let m = pv_guest_lib::grant::map(domid, gref, va, flags).map_err(|e| {
-            log::warn!("d{domid}: mapping grant {gref}: {e:?}");
-            GrantFault
-        })?;
-        self.used[slot] = true;
-        // SAFETY: `va` maps the granted page until `unmap` (which takes
-        // the GrantPage); only this page object touches it.
-        let raw = unsafe { RawPage::new(va as *mut u8) };
-        Ok(GrantPage {
-            slot,
-            handle: m.handle,
-            raw,
         })
     }
 
-    fn unmap(&mut self, page: GrantPage) {
-        let va = Self::slot_va(page.slot);
-        let _ = pv_guest_lib::grant::unmap(page.handle, va, 0);
-        self.used[page.slot] = false;
+    fn unmap(&mut self, page: MappedRing) {
+        drop(page);
     }
 
     fn copy_in(&mut self, domid: u16, segs: &[CopySeg], buf: &mut [u8]) -> Result<(), GrantFault> {
@@ -248,7 +192,7 @@ pub struct Toolstack {
     dom_exc: Option<u32>,
     uuid_seq: u64,
     /// The block back-end (blkif) and its view of the machine.
-    blk: Blkback<GrantPage>,
+    blk: Blkback<MappedRing>,
     back: BackHost,
     /// Dom0's grant table (grant copies need one).
     _grants: Option<pv_guest_lib::grant::GrantTable>,
@@ -290,9 +234,7 @@ impl Toolstack {
             dom_exc,
             uuid_seq: 0,
             blk: Blkback::new(),
-            back: BackHost {
-                used: [false; RING_SLOTS],
-            },
+            back: BackHost,
             _grants: pv_guest_lib::grant::GrantTable::setup(1, GRANT_TABLE_VA).ok(),
         }
     }
