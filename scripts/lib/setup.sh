@@ -14,7 +14,7 @@ OXEN_SCRIPT="${OXEN_SCRIPT:-$(basename "$0")}"
 
 # The Debian packages everything needs (used by .ci/run).
 # shellcheck disable=SC2034
-OXEN_DEBIAN_PACKAGES=(qemu-system-x86 grub-pc-bin grub-common xorriso mtools)
+OXEN_DEBIAN_PACKAGES=(qemu-system-x86 qemu-utils grub-pc-bin grub-common xorriso mtools dosfstools curl)
 OXEN_BARE_TARGET=x86_64-unknown-none
 
 oxen_say() { printf '%s: %s\n' "$OXEN_SCRIPT" "$*" >&2; }
@@ -31,6 +31,11 @@ oxen_missing_packages() {
     command -v grub-mkrescue >/dev/null 2>&1 || missing+=(grub-common)
     command -v xorriso >/dev/null 2>&1 || missing+=(xorriso)
     command -v mformat >/dev/null 2>&1 || missing+=(mtools)
+    # Issue 5's tests make disk images (qemu-img), FAT file systems for
+    # Dom0's image files (mkfs.fat), and fetch from guests' HTTP servers.
+    command -v qemu-img >/dev/null 2>&1 || missing+=(qemu-utils)
+    command -v mkfs.fat >/dev/null 2>&1 || [ -x /usr/sbin/mkfs.fat ] || [ -x /sbin/mkfs.fat ] || missing+=(dosfstools)
+    command -v curl >/dev/null 2>&1 || missing+=(curl)
     # Host build scripts and test binaries link with the system C compiler.
     command -v cc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
     echo "${missing[@]}"
