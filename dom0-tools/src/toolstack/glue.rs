@@ -13,12 +13,15 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt::{self, Write as _};
 
+use super::devices::{self, Hardware};
 use super::lifecycle::{self, Next};
+use super::media::{Medium, Sharing};
 use crate::blkback::{self, Blkback, CopySeg, EventChannels, GrantFault, GrantMapper};
 use crate::builder::{self, Built, GuestConfig};
 use crate::consoled::{scan_input, DomConsole, RawRing};
 use crate::netback::metal::{map_grant, MappedRing};
 use crate::ramdisk::{Archive, Kind};
+use crate::virtio::dev::{Disk, Nic};
 use crate::xc::{self, foreign::ForeignMap};
 use crate::xenstore::layout::{ConsoleInfo, DomainInfo as XsDomain};
 use crate::xenstore::{Host, Quotas, Xenstored};
@@ -196,7 +199,18 @@ pub struct Toolstack {
     back: BackHost,
     /// Dom0's grant table (grant copies need one).
     _grants: Option<pv_guest_lib::grant::GrantTable>,
+    /// Dom0's own disks by name (`vda`), shared by the devices served
+    /// from them.
+    disks: BTreeMap<String, SharedDisk>,
+    /// Dom0's NIC, the guests' bridge's uplink.
+    #[allow(dead_code)] // until netback is wired in
+    nic: Option<Nic>,
+    /// Which guest devices use which media.
+    sharing: Sharing,
 }
+
+/// One of Dom0's disks, shared between the guest devices it backs.
+type SharedDisk = alloc::rc::Rc<core::cell::RefCell<Disk>>;
 
 fn fail(what: &str, e: impl fmt::Display) -> XlError {
     XlError::Message(format!("{what}: {e}"))
@@ -226,6 +240,11 @@ impl Toolstack {
         // Serial input and domain exceptions wake the service loop.
         let _ = events::bind_virq(Virq::Console, 0);
         let dom_exc = events::bind_virq(Virq::DomExc, 0).ok();
+        let Hardware { disks, nic } = devices::probe();
+        let disks = disks
+            .into_iter()
+            .map(|d| (d.name, alloc::rc::Rc::new(core::cell::RefCell::new(d.disk))))
+            .collect();
         Toolstack {
             ramdisk,
             xs,
@@ -236,6 +255,9 @@ impl Toolstack {
             blk: Blkback::new(),
             back: BackHost,
             _grants: pv_guest_lib::grant::GrantTable::setup(1, GRANT_TABLE_VA).ok(),
+            disks,
+            nic,
+            sharing: Sharing::default(),
         }
     }
 
@@ -273,7 +295,13 @@ impl Toolstack {
             }
         }
         if self.blk.devices().next().is_some() {
-            let _ = self.blk.xenbus_changed(&mut self.xs, &mut self.back);
+            for (domid, devid) in self.blk.xenbus_changed(&mut self.xs, &mut self.back) {
+                // Unplugged (or its frontend vanished): its nodes and its
+                // claim on the medium go with it, as libxl's device removal.
+                blkback::toolstack::remove_vbd(&mut self.xs, domid, devid);
+                self.sharing.release(domid, devid);
+                progress = true;
+            }
             progress |= self.blk.service(&mut self.xs, &mut self.back);
             self.flush_xs();
         }
@@ -359,6 +387,7 @@ impl Toolstack {
     /// Drops Dom0's side of a guest (mappings, ports, xenstore).
     fn forget(&mut self, domid: u16) {
         self.blk.remove_domain(&mut self.back, domid);
+        self.sharing.release_domain(domid);
         for devid in blkback::toolstack::list_vbds(&mut self.xs, domid) {
             blkback::toolstack::remove_vbd(&mut self.xs, domid, devid);
         }
@@ -542,9 +571,9 @@ impl Toolstack {
         Ok((uuid, console_map, console_port))
     }
 
-    /// A disk from xl.cfg: a raw image file in Dom0's ramdisk, served from
-    /// memory (changes last as long as the guest: the ramdisk is
-    /// read-only). Disks of Dom0's real devices come with its drivers.
+    /// A disk from xl.cfg (see [`Medium`]): one of Dom0's disks, or a raw
+    /// image file in Dom0's ramdisk, served from memory (changes last as
+    /// long as the guest: the ramdisk is read-only).
     fn add_disk(&mut self, domid: u16, d: &crate::xlcfg::DiskSpec) -> XlResult<()> {
         let path = d.medium().ok_or_else(|| {
             XlError::Message(format!(
@@ -552,36 +581,73 @@ impl Toolstack {
                 d.vdev
             ))
         })?;
-        let data = self.file(path).ok_or_else(|| {
+        if d.format != crate::xlcfg::DiskFormat::Raw {
+            return Err(XlError::Message(format!(
+                "disk {}: {path}: format {} is not supported (Oxen serves raw images)",
+                d.vdev,
+                d.format.as_str()
+            )));
+        }
+        let store = self.open_medium(d, path)?;
+        self.sharing
+            .claim(domid, d.devid, path, d.readwrite)
+            .map_err(|e| XlError::Message(format!("disk {}: {e}", d.vdev)))?;
+        if let Err(e) = blkback::toolstack::add_vbd(
+            &mut self.xs,
+            &blkback::toolstack::VbdSpec::from_disk(domid, d),
+        ) {
+            self.sharing.release(domid, d.devid);
+            return Err(fail("xenstore", format_args!("{e:?}")));
+        }
+        self.blk
+            .add(&mut self.xs, &mut self.back, domid, d.devid, store);
+        Ok(())
+    }
+
+    /// The backing store for `path`.
+    fn open_medium(
+        &mut self,
+        d: &crate::xlcfg::DiskSpec,
+        path: &str,
+    ) -> XlResult<Box<dyn blkback::store::BlockStore>> {
+        let missing = || {
             XlError::Message(format!(
                 "disk {}: {path}: No such file or directory",
                 d.vdev
             ))
-        })?;
-        if data.is_empty() || data.len() % 512 != 0 {
-            return Err(XlError::Message(format!(
-                "disk {}: {path}: size {} is not a whole number of 512-byte sectors",
-                d.vdev,
-                data.len()
-            )));
+        };
+        match Medium::parse(path) {
+            Medium::Disk(name) => {
+                let disk = self.disks.get(name).ok_or_else(missing)?;
+                if d.readwrite && disk.borrow().readonly() {
+                    return Err(XlError::Message(format!(
+                        "disk {}: {path} is read-only: use mode r",
+                        d.vdev
+                    )));
+                }
+                Ok(Box::new(disk.clone()))
+            }
+            Medium::Partition(..) | Medium::File { .. } => Err(XlError::Message(format!(
+                "disk {}: {path}: partitions and image files on Dom0's disks are not supported yet",
+                d.vdev
+            ))),
+            Medium::Ramdisk(file) => {
+                let data = self.file(file).ok_or_else(missing)?;
+                if data.is_empty() || data.len() % 512 != 0 {
+                    return Err(XlError::Message(format!(
+                        "disk {}: {path}: size {} is not a whole number of 512-byte sectors",
+                        d.vdev,
+                        data.len()
+                    )));
+                }
+                let mut disk = blkback::store::MemDisk::new(data.len() as u64 / 512);
+                use blkback::store::BlockStore as _;
+                disk.write(0, data).map_err(|_| {
+                    XlError::Message(format!("disk {}: cannot load {path}", d.vdev))
+                })?;
+                Ok(Box::new(disk))
+            }
         }
-        let mut disk = blkback::store::MemDisk::new(data.len() as u64 / 512);
-        use blkback::store::BlockStore as _;
-        disk.write(0, data)
-            .map_err(|_| XlError::Message(format!("disk {}: cannot load {path}", d.vdev)))?;
-        blkback::toolstack::add_vbd(
-            &mut self.xs,
-            &blkback::toolstack::VbdSpec::from_disk(domid, d),
-        )
-        .map_err(|e| fail("xenstore", format_args!("{e:?}")))?;
-        self.blk.add(
-            &mut self.xs,
-            &mut self.back,
-            domid,
-            d.devid,
-            alloc::boxed::Box::new(disk),
-        );
-        Ok(())
     }
 
     fn new_uuid(&mut self, domid: u16) -> [u8; 16] {
@@ -1091,6 +1157,7 @@ impl crate::xl::XlBackend for Toolstack {
         if force {
             self.blk.remove(&mut self.back, id, devid);
             blkback::toolstack::remove_vbd(&mut self.xs, id, devid);
+            self.sharing.release(id, devid);
             return Ok(());
         }
         if self.blk.detach(&mut self.xs, id, devid) {

@@ -9,7 +9,9 @@
 //!
 //! The decisions are pure ([`lifecycle`]); the rest runs on the metal.
 
+pub mod devices;
 pub mod lifecycle;
+pub mod media;
 
 #[cfg(target_os = "none")]
 mod glue;

@@ -32,6 +32,16 @@ Options:
   --add FILE         Put FILE into Dom0's ramdisk (repeatable): an xl config
                      (*.cfg) as /etc/xen/<name>, anything else (a guest
                      kernel) as /boot/<name>.
+  --disk FILE        Give the machine a virtio disk backed by FILE (repeatable;
+                     Dom0 names them /dev/vda, /dev/vdb, ... in order). A raw
+                     image, or qcow2 (detected from its header). Guests get
+                     it with disk = [ \"phy:/dev/vda,xvda,w\" ], or a raw image
+                     file on its FAT file system with
+                     disk = [ \"/mnt/vda/guest.img,raw,xvda,rw\" ].
+  --net SPEC         The machine's virtio NIC, the uplink of the guests'
+                     bridge: \"user\" (the default: QEMU user networking,
+                     10.0.2.0/24), \"user,hostfwd=tcp:127.0.0.1:8080-10.0.2.15:80\"
+                     (any options of QEMU's -netdev user), or \"none\".
   --append STR       The hypervisor's command line (default \"loglvl=info\").
   --smp N            Number of CPUs (default 2).
   --mem SIZE         Memory, as QEMU's -m takes it (default 512M).
@@ -61,6 +71,9 @@ struct Options {
     grub: bool,
     timeout: Duration,
     build: bool,
+    disks: Vec<PathBuf>,
+    /// `-netdev user` options, or None for no NIC.
+    net: Option<String>,
 }
 
 impl Default for Options {
@@ -78,6 +91,8 @@ impl Default for Options {
             grub: false,
             timeout: Duration::from_secs(300),
             build: true,
+            disks: Vec::new(),
+            net: Some(String::new()),
         }
     }
 }
@@ -120,6 +135,20 @@ fn parse_args(args: &[String]) -> Result<Parsed, String> {
             "--dom0-append" => o.dom0_append = value("a command line")?,
             "--add" => o.adds.push(PathBuf::from(value("a FILE")?)),
             "--append" => o.append = value("a command line")?,
+            "--disk" => o.disks.push(PathBuf::from(value("a FILE")?)),
+            "--net" => {
+                let v = value("a SPEC (user[,OPTIONS] or none)")?;
+                o.net = match v.as_str() {
+                    "none" => None,
+                    "user" => Some(String::new()),
+                    _ => match v.strip_prefix("user,") {
+                        Some(opts) if !opts.is_empty() => Some(opts.to_string()),
+                        _ => {
+                            return Err(format!("--net {v:?}: expected none, user or user,OPTIONS"))
+                        }
+                    },
+                };
+            }
             "--smp" => {
                 let v = value("a number of CPUs")?;
                 o.smp = v
@@ -209,6 +238,15 @@ fn run(o: &Options) -> Result<ExitCode, String> {
             return Err(format!("--add {}: no such file", a.display()));
         }
     }
+    for d in &o.disks {
+        if !d.is_file() {
+            return Err(format!(
+                "--disk {}: no such file (make one with: qemu-img create -f raw {} 1G)",
+                d.display(),
+                d.display()
+            ));
+        }
+    }
     let images = if o.build {
         images::build_images()?.clone()
     } else {
@@ -238,6 +276,7 @@ fn run(o: &Options) -> Result<ExitCode, String> {
             .smp(o.smp)
             .mem(o.mem.clone())
             .accel(o.accel.clone());
+        let q = machine_devices(q, o)?;
         let what = format!(
             "{} with Dom0 {}, {} CPU(s), {} RAM, -cpu {}, {}",
             boot.path,
@@ -255,6 +294,44 @@ fn run(o: &Options) -> Result<ExitCode, String> {
     })();
     let _ = std::fs::remove_dir_all(&work);
     result
+}
+
+/// The machine's disks and NIC (`--disk`, `--net`).
+fn machine_devices(mut q: qemu::Qemu, o: &Options) -> Result<qemu::Qemu, String> {
+    for (n, d) in o.disks.iter().enumerate() {
+        let mut head = [0u8; 4];
+        let format = match std::fs::File::open(d).and_then(|mut f| {
+            use std::io::Read;
+            f.read_exact(&mut head)
+        }) {
+            Ok(()) if head == *b"QFI\xfb" => "qcow2",
+            _ => "raw",
+        };
+        let path = d.display().to_string();
+        if path.contains(',') {
+            return Err(format!(
+                "--disk {path}: a path with a comma cannot be given to QEMU"
+            ));
+        }
+        q = q
+            .arg("-drive")
+            .arg(format!("file={path},if=none,id=disk{n},format={format}"))
+            .arg("-device")
+            .arg(format!("virtio-blk-pci,drive=disk{n}"));
+    }
+    if let Some(opts) = &o.net {
+        let netdev = if opts.is_empty() {
+            "user,id=net0".to_string()
+        } else {
+            format!("user,id=net0,{opts}")
+        };
+        q = q
+            .arg("-netdev")
+            .arg(netdev)
+            .arg("-device")
+            .arg("virtio-net-pci,netdev=net0");
+    }
+    Ok(q)
 }
 
 fn interactive(q: qemu::Qemu, what: &str) -> Result<ExitCode, String> {
@@ -367,6 +444,11 @@ mod tests {
             "--no-build",
             "--dom0-append",
             "debug",
+            "--disk",
+            "a.img",
+            "--disk=b.qcow2",
+            "--net",
+            "user,hostfwd=tcp:127.0.0.1:8080-10.0.2.15:80",
         ])
         .unwrap() else {
             panic!()
@@ -381,6 +463,15 @@ mod tests {
         assert_eq!(o.accel, "kvm");
         assert_eq!(o.timeout, Duration::from_secs(30));
         assert_eq!(o.dom0_append, "debug");
+        assert_eq!(o.disks, [PathBuf::from("a.img"), PathBuf::from("b.qcow2")]);
+        assert_eq!(
+            o.net.as_deref(),
+            Some("hostfwd=tcp:127.0.0.1:8080-10.0.2.15:80")
+        );
+        let Parsed::Run(o) = p(&["--net", "none"]).unwrap() else {
+            panic!()
+        };
+        assert_eq!(o.net, None);
     }
 
     #[test]
@@ -400,6 +491,10 @@ mod tests {
         assert!(p(&["--timeout", "5"])
             .unwrap_err()
             .contains("only applies with --batch"));
+        assert!(p(&["--net", "tap"])
+            .unwrap_err()
+            .contains("expected none, user"));
+        assert!(p(&["--disk"]).unwrap_err().contains("--disk needs"));
         assert!(p(&["--frobnicate"]).unwrap_err().contains("unknown option"));
     }
 }
