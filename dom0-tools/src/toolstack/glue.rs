@@ -16,12 +16,13 @@ use core::fmt::{self, Write as _};
 use super::devices::{self, Hardware};
 use super::lifecycle::{self, Next};
 use super::media::{Medium, Sharing};
+use super::net::Net;
 use crate::blkback::{self, Blkback, CopySeg, EventChannels, GrantFault, GrantMapper};
 use crate::builder::{self, Built, GuestConfig};
 use crate::consoled::{scan_input, DomConsole, RawRing};
 use crate::netback::metal::{map_grant, MappedRing};
 use crate::ramdisk::{Archive, Kind};
-use crate::virtio::dev::{Disk, Nic};
+use crate::virtio::dev::Disk;
 use crate::xc::{self, foreign::ForeignMap};
 use crate::xenstore::layout::{ConsoleInfo, DomainInfo as XsDomain};
 use crate::xenstore::{Host, Quotas, Xenstored};
@@ -40,6 +41,9 @@ use pv_guest_lib::{console, events, print, time, xen};
 const GRANT_TABLE_VA: u64 = 0xffff_c000_3fe0_0000;
 /// Where `xl` looks for a config file named without a directory.
 const XEN_CONFIG_DIR: &str = "/etc/xen";
+/// How long `xl network-detach` waits for the frontend to close
+/// (libxl's `LIBXL_DESTROY_TIMEOUT`) before removing the vif anyway.
+const DETACH_PATIENCE_NS: u64 = 10_000_000_000;
 /// How long the service loop sleeps when nothing happened (an event
 /// wakes it earlier).
 const IDLE_NS: u64 = 20_000_000;
@@ -202,9 +206,8 @@ pub struct Toolstack {
     /// Dom0's own disks by name (`vda`), shared by the devices served
     /// from them.
     disks: BTreeMap<String, SharedDisk>,
-    /// Dom0's NIC, the guests' bridge's uplink.
-    #[allow(dead_code)] // until netback is wired in
-    nic: Option<Nic>,
+    /// netback, the bridge xenbr0 and Dom0's NIC as its uplink.
+    net: Net,
     /// Which guest devices use which media.
     sharing: Sharing,
 }
@@ -256,7 +259,7 @@ impl Toolstack {
             back: BackHost,
             _grants: pv_guest_lib::grant::GrantTable::setup(1, GRANT_TABLE_VA).ok(),
             disks,
-            nic,
+            net: Net::new(nic),
             sharing: Sharing::default(),
         }
     }
@@ -303,6 +306,10 @@ impl Toolstack {
                 progress = true;
             }
             progress |= self.blk.service(&mut self.xs, &mut self.back);
+            self.flush_xs();
+        }
+        if self.net.service(&mut self.xs) {
+            progress = true;
             self.flush_xs();
         }
         let exc = self.dom_exc.is_some_and(events::take_fired);
@@ -386,6 +393,7 @@ impl Toolstack {
 
     /// Drops Dom0's side of a guest (mappings, ports, xenstore).
     fn forget(&mut self, domid: u16) {
+        self.net.forget(&mut self.xs, domid);
         self.blk.remove_domain(&mut self.back, domid);
         self.sharing.release_domain(domid);
         for devid in blkback::toolstack::list_vbds(&mut self.xs, domid) {
@@ -493,6 +501,7 @@ impl Toolstack {
                 Ok(u32::from(domid))
             }
             Err(e) => {
+                self.net.forget(&mut self.xs, domid);
                 let _ = self.xs.release(domid);
                 let _ = xc::destroy(domid);
                 Err(e)
@@ -560,6 +569,12 @@ impl Toolstack {
             if let Err(e) = self.add_disk(domid, d) {
                 let _ = events::close(console_port);
                 return Err(e);
+            }
+        }
+        for v in &cfg.vif {
+            if let Err(e) = self.net.add_vif(&mut self.xs, domid, v) {
+                let _ = events::close(console_port);
+                return Err(XlError::Message(e));
             }
         }
         if !paused {
@@ -766,7 +781,7 @@ impl crate::xl::XlBackend for Toolstack {
             ramdisk: c.ramdisk.clone(),
             cmdline: c.cmdline.clone(),
             disks: c.disk.iter().map(Into::into).collect(),
-            nics: Vec::new(),
+            nics: self.net.configs(&mut self.xs, id),
             on_poweroff: String::from(c.on_poweroff.as_str()),
             on_reboot: String::from(c.on_reboot.as_str()),
             on_crash: String::from(c.on_crash.as_str()),
@@ -1166,6 +1181,47 @@ impl crate::xl::XlBackend for Toolstack {
         } else {
             Err(XlError::Message(format!("Device {devid} not connected")))
         }
+    }
+
+    fn network_attach(&mut self, domid: u32, nic: &crate::xlcfg::VifSpec) -> XlResult<()> {
+        let id = self.exists(domid)?;
+        if id == 0 {
+            return Err(XlError::Message(String::from(
+                "Dom0 uses its own NIC, not netback",
+            )));
+        }
+        self.net
+            .add_vif(&mut self.xs, id, nic)
+            .map_err(XlError::Message)?;
+        self.flush_xs();
+        Ok(())
+    }
+
+    fn network_list(&mut self, domid: u32) -> XlResult<Vec<crate::xl::backend::NicInfo>> {
+        let id = self.exists(domid)?;
+        Ok(self.net.list(&mut self.xs, id))
+    }
+
+    fn network_detach(&mut self, domid: u32, devid: u32) -> XlResult<()> {
+        let id = self.exists(domid)?;
+        if !self.net.has(id, devid) {
+            return Err(XlError::Message(format!("Device {devid} not connected")));
+        }
+        // As libxl: ask the frontend to close, wait for it, then remove
+        // the device anyway.
+        self.net.request_detach(&mut self.xs, id, devid);
+        self.flush_xs();
+        let end = time::now_ns().saturating_add(DETACH_PATIENCE_NS);
+        while self.net.has(id, devid) && time::now_ns() < end {
+            if !self.service() {
+                self.idle();
+            }
+        }
+        if self.net.has(id, devid) {
+            self.net.detach(&mut self.xs, id, devid);
+            self.flush_xs();
+        }
+        Ok(())
     }
 
     fn top_wait(&mut self, delay_secs: u32) -> XlResult<bool> {
