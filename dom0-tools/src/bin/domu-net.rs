@@ -230,8 +230,15 @@ mod kernel {
         };
         let me = domu::identity(&mut xs);
         let domid = me.domid.unwrap_or(0);
-        let Some(mut gt) = c.ok("set up the grant table", GrantTable::setup(4, GT_VA)) else {
-            c.finish();
+        let mut gt = match GrantTable::setup(4, GT_VA) {
+            Ok(gt) => {
+                c.check("set up the grant table", true, format_args!("4 frames"));
+                gt
+            }
+            Err(e) => {
+                c.check("set up the grant table", false, format_args!("{e:?}"));
+                c.finish();
+            }
         };
         let dev = format!("device/vif/{}", plan.vif);
         if plan.hotplug {
@@ -275,12 +282,15 @@ mod kernel {
             "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
             m[0], m[1], m[2], m[3], m[4], m[5]
         );
-        if c.ok(
+        let detail = match &connected {
+            Ok(()) => format!("vif {}, MAC {mac}", plan.vif),
+            Err(e) => format!("vif {}: {e}", plan.vif),
+        };
+        if !c.check(
             "netfront connects to netback",
-            connected.map(|()| format!("vif {}, MAC {mac}", plan.vif)),
-        )
-        .is_none()
-        {
+            connected.is_ok(),
+            format_args!("{detail}"),
+        ) {
             c.finish();
         }
         let _ = events::unmask(nf.port());

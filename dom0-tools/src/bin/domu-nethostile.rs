@@ -77,8 +77,15 @@ mod kernel {
                 c.finish();
             }
         };
-        let Some(mut gt) = c.ok("set up the grant table", GrantTable::setup(4, GT_VA)) else {
-            c.finish();
+        let mut gt = match GrantTable::setup(4, GT_VA) {
+            Ok(gt) => {
+                c.check("set up the grant table", true, format_args!("4 frames"));
+                gt
+            }
+            Err(e) => {
+                c.check("set up the grant table", false, format_args!("{e:?}"));
+                c.finish();
+            }
         };
         let spy = Spy {
             inner: MetalHost { gt: &mut gt },
