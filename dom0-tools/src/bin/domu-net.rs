@@ -9,6 +9,7 @@
 //! - `tcp-sink=PORT` receives one TCP stream and prints its throughput;
 //!   `tcp-send=IP:PORT,bytes=N` sends N bytes and prints the throughput
 //!   and, beside it, a memcpy of the same size in the guest (the floor);
+//!   with both `tcp-send` and `ping`, the pings follow the transfer;
 //! - `vif=N` uses device N (default 0); `hotplug` waits for it to appear
 //!   (`xl network-attach`), and the guest closes the device when the
 //!   backend asks (`xl network-detach`);
@@ -172,6 +173,7 @@ mod kernel {
         last_sent: u64,
         rtts_us: Vec<u64>,
         sent: u32,
+        began: Option<u64>,
         done: bool,
     }
 
@@ -330,6 +332,7 @@ mod kernel {
                 last_sent: 0,
                 rtts_us: Vec::new(),
                 sent: 0,
+                began: None,
                 done: false,
             }
         });
@@ -374,8 +377,12 @@ mod kernel {
             let gen = events::generation();
             let t = time::now_ns();
             iface.poll(now(), &mut nf, &mut sockets);
-            if let Some(p) = ping.as_mut() {
-                step_ping(&mut c, p, &mut sockets, &plan, t, started);
+            // Pings wait for a TCP send to finish (the figures apart).
+            if let Some(p) = ping
+                .as_mut()
+                .filter(|_| sender.as_ref().is_none_or(|s| s.done))
+            {
+                step_ping(&mut c, p, &mut sockets, &plan, t);
             }
             if let Some(s) = sender.as_mut() {
                 step_send(&mut c, s, &mut sockets, &mut iface, t, started);
@@ -433,17 +440,11 @@ mod kernel {
         c.finish()
     }
 
-    fn step_ping(
-        c: &mut Checks,
-        p: &mut Ping,
-        sockets: &mut SocketSet<'_>,
-        plan: &Plan,
-        t: u64,
-        started: u64,
-    ) {
+    fn step_ping(c: &mut Checks, p: &mut Ping, sockets: &mut SocketSet<'_>, plan: &Plan, t: u64) {
         if p.done {
             return;
         }
+        let began = *p.began.get_or_insert(t);
         let caps = ChecksumCapabilities::default();
         let s = sockets.get_mut::<icmp::Socket>(p.handle);
         while s.can_recv() {
@@ -469,7 +470,7 @@ mod kernel {
             }
         }
         let got = p.rtts_us.len() as u32;
-        let timed_out = t > started + PATIENCE_NS;
+        let timed_out = t > began + PATIENCE_NS;
         if got >= plan.count || timed_out {
             p.done = true;
             let mut v = p.rtts_us.clone();
