@@ -415,6 +415,12 @@ fn oxen_run_batch(stdin: &str) -> (Option<i32>, String) {
 
 /// `oxen-run --batch` with extra options (e.g. `--add FILE`).
 fn oxen_run_batch_with(extra: &[&str], stdin: &str) -> (Option<i32>, String) {
+    oxen_run_batch_timed(extra, stdin, BOOT_TIMEOUT)
+}
+
+/// `oxen-run --batch` with extra options, the whole run limited to
+/// `timeout`.
+fn oxen_run_batch_timed(extra: &[&str], stdin: &str, timeout: Duration) -> (Option<i32>, String) {
     let _ = images();
     let _slot = qemu_slot();
     let mut child = Command::new(env!("CARGO_BIN_EXE_oxen-run"))
@@ -422,7 +428,7 @@ fn oxen_run_batch_with(extra: &[&str], stdin: &str) -> (Option<i32>, String) {
             "--batch",
             "--no-build",
             "--timeout",
-            &BOOT_TIMEOUT.as_secs().to_string(),
+            &timeout.as_secs().to_string(),
         ])
         .args(extra)
         .env("OXEN_IMAGES", &images().dir)
@@ -789,4 +795,89 @@ fn xl_a_guest_reads_and_writes_its_disk_through_blkback() {
         assert!(text.contains(want), "missing {want:?}:\n{text}");
     }
     assert_free_memory_back(&text);
+}
+
+/// A raw disk image of `mib` MiB for `--disk`, made with `qemu-img` as a
+/// user would (zeros), in the test's temp dir.
+fn qemu_img(name: &str, mib: u64) -> std::path::PathBuf {
+    let dir = ramdisk_file("img.cfg", "").parent().unwrap().to_path_buf();
+    let p = dir.join(name);
+    let _ = std::fs::remove_file(&p);
+    let out = Command::new("qemu-img")
+        .args(["create", "-q", "-f", "raw"])
+        .arg(&p)
+        .arg(format!("{mib}M"))
+        .output()
+        .expect("qemu-img (Debian package qemu-utils) should be installed");
+    assert!(out.status.success(), "qemu-img create failed: {out:?}");
+    p
+}
+
+/// domu-disk's pattern word at disk byte offset `o` (its `fill_pattern`).
+fn disk_pattern_word(o: u64) -> u64 {
+    (o / 8).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x0e0e_4f58_454e_0005
+}
+
+#[test]
+fn xl_disk_64mib_pattern_survives_guest_reboot_and_machine_poweroff() {
+    let guest = image("domu-disk");
+    let img = qemu_img("pattern.img", 80);
+    let cfg = ramdisk_file(
+        "pat.cfg",
+        "name = \"pat\"\nkernel = \"/boot/domu-disk\"\nmemory = 32\n\
+         extra = \"mode=pattern mib=64\"\n\
+         disk = [ \"phy:/dev/vda,xvda,w\" ]\non_reboot = \"restart\"\n",
+    );
+    let img_s = img.display().to_string();
+    let (code, text) = oxen_run_batch_timed(
+        &[
+            "--add",
+            &guest.display().to_string(),
+            "--add",
+            &cfg.display().to_string(),
+            "--disk",
+            &img_s,
+        ],
+        // Each `xl console` follows the guest until it is gone: the first
+        // until it reboots, the second until it powers off.
+        "xl info\nxl create pat.cfg\nxl console pat\nxl console pat\nxl list\nxl info\n",
+        Duration::from_secs(240),
+    );
+    assert_eq!(code, Some(0), "every xl command should succeed:\n{text}");
+    for want in [
+        "Dom0: /dev/vda: virtio-blk at ",
+        "domu-disk: no pattern on the disk: writing 64 MiB",
+        "domu-disk: the pattern reads back: ok",
+        "domu-disk: pattern written and checked; rebooting",
+        "domu-disk: after the reboot the pattern reads back: ok",
+    ] {
+        assert!(text.contains(want), "missing {want:?}:\n{text}");
+    }
+    assert!(
+        list_rows(&text, "pat").is_empty(),
+        "the guest should be gone after powering off:\n{text}"
+    );
+    assert_free_memory_back(&text);
+    // The whole machine is off: the host's image file holds the pattern.
+    let data = std::fs::read(&img).unwrap();
+    assert_eq!(data.len(), 80 << 20, "the image keeps its size");
+    assert!(
+        data.starts_with(b"OXEN-PATTERN v1 mib=64 start=4096\n"),
+        "sector 0 holds the header: {:?}",
+        String::from_utf8_lossy(&data[..48])
+    );
+    let body = &data[4096..4096 + (64 << 20)];
+    for (i, w) in body.chunks_exact(8).enumerate() {
+        let o = 4096 + 8 * i as u64;
+        let got = u64::from_le_bytes(w.try_into().unwrap());
+        assert_eq!(
+            got,
+            disk_pattern_word(o),
+            "image byte {o:#x} differs from the pattern"
+        );
+    }
+    assert!(
+        data[4096 + (64 << 20)..].iter().all(|&b| b == 0),
+        "nothing written past the pattern"
+    );
 }
