@@ -881,3 +881,79 @@ fn xl_disk_64mib_pattern_survives_guest_reboot_and_machine_poweroff() {
         "nothing written past the pattern"
     );
 }
+
+#[test]
+fn xl_block_attach_hot_plugs_a_real_disk_into_a_running_guest_and_detach_unplugs_it() {
+    let guest = image("domu-disk");
+    let img = qemu_img("hotplug.img", 8);
+    {
+        let mut f = std::fs::OpenOptions::new().write(true).open(&img).unwrap();
+        f.write_all(b"OXEN-HOTPLUG label\n").unwrap();
+    }
+    let hp = ramdisk_file(
+        "hp.cfg",
+        "name = \"hp\"\nkernel = \"/boot/domu-disk\"\nmemory = 16\nextra = \"mode=hotplug\"\n\
+         on_poweroff = \"preserve\"\n",
+    );
+    let other = ramdisk_file(
+        "other.cfg",
+        "name = \"other\"\nkernel = \"/boot/domu-hello\"\nmemory = 8\n\
+         disk = [ \"phy:/dev/vda,xvda,r\" ]\n",
+    );
+    let (code, text) = oxen_run_batch_timed(
+        &[
+            "--add",
+            &guest.display().to_string(),
+            "--add",
+            &image("domu-hello").display().to_string(),
+            "--add",
+            &hp.display().to_string(),
+            "--add",
+            &other.display().to_string(),
+            "--disk",
+            &img.display().to_string(),
+        ],
+        "xl info\nxl create hp.cfg\nsleep 1\nxl block-list hp\n\
+         xl block-attach hp phy:/dev/vda,xvdb,w\nsleep 2\nxl block-list hp\n\
+         xl create other.cfg\n\
+         xl block-detach hp xvdb\nsleep 2\nxl block-list hp\n\
+         xl console hp\r\x1d\nxl destroy hp\nxl create other.cfg\nxl destroy other\nxl info\n",
+        Duration::from_secs(120),
+    );
+    for want in [
+        "domu-disk: the guest starts without disks: ok",
+        "domu-disk: vbd 51728 appeared",
+        "domu-disk: hot-plugged disk label: OXEN-HOTPLUG label",
+        "domu-disk: the hot-plugged disk reads back what was written: ok",
+        "domu-disk: the unplugged disk closed cleanly: ok",
+        "domu-disk: I/O to the unplugged disk fails: ok",
+        "domu-disk: 9 checks, 0 failed",
+        // While hp writes the disk, nobody else may use it.
+        "disk xvda: /dev/vda is in use by domain 1 (/dev/vda, read-write), and so cannot be used now",
+    ] {
+        assert!(text.contains(want), "missing {want:?}:\n{text}");
+    }
+    // block-list: the heading alone, then xvdb (51728) in state 4, then
+    // nothing again.
+    let rows: Vec<&str> = text.lines().filter(|l| l.starts_with("51728 ")).collect();
+    assert_eq!(rows.len(), 1, "xvdb listed once, while attached:\n{text}");
+    assert!(
+        rows[0].split_whitespace().nth(3) == Some("4"),
+        "xvdb connected (state 4): {rows:?}"
+    );
+    // Once hp is gone, the disk is free again: the second `other` starts.
+    assert_eq!(
+        code,
+        Some(1),
+        "only the first `xl create other.cfg` fails:\n{text}"
+    );
+    assert_free_memory_back(&text);
+    let data = std::fs::read(&img).unwrap();
+    let end = &data[data.len() - 4096..];
+    assert!(
+        end.iter()
+            .enumerate()
+            .all(|(i, &b)| b == ((i as u32) * 13 + 7) as u8),
+        "the guest's last 4 KiB reached the host's image"
+    );
+}

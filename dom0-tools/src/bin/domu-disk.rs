@@ -94,11 +94,12 @@ mod kernel {
                 c.finish();
             }
         };
-        let Some(mut gt) = c.ok(
-            "set up the grant table",
-            GrantTable::setup(4, GT_VA).map_err(dbg),
-        ) else {
-            c.finish();
+        let mut gt = match GrantTable::setup(4, GT_VA) {
+            Ok(gt) => gt,
+            Err(e) => {
+                c.error(format_args!("set up the grant table: {e:?}"));
+                c.finish();
+            }
         };
         let mut host = MetalHost::new(&mut gt);
         host.patience(30_000_000_000);
