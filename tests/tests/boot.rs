@@ -987,9 +987,9 @@ fn xl_destroy_during_heavy_io_leaks_no_grant_and_keeps_every_flushed_write() {
     assert_eq!(code, Some(0), "every xl command should succeed:\n{text}");
     let last: u64 = text
         .lines()
+        .rev()
         .filter_map(|l| l.trim().strip_prefix("domu-disk: flushed record "))
-        .filter_map(|n| n.trim().parse().ok())
-        .last()
+        .find_map(|n| n.trim().parse().ok())
         .unwrap_or_else(|| panic!("the guest acknowledged no flush:\n{text}"));
     assert!(
         list_rows(&text, "churn").is_empty(),
@@ -1022,4 +1022,87 @@ fn xl_destroy_during_heavy_io_leaks_no_grant_and_keeps_every_flushed_write() {
         rec >= last && rec % 256 == last % 256,
         "record {last} was acknowledged after a flush, but its slot holds record {rec}"
     );
+}
+
+#[test]
+fn hostile_blkif_frontend_gets_errors_and_a_disconnect_while_other_guests_keep_working() {
+    let disk = image("domu-disk");
+    let blk = image("domu-blk");
+    let img = qemu_img("hostile-churn.img", 20);
+    let dir = ramdisk_file("hostile.cfg", "")
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let mut label = vec![0u8; 1 << 20];
+    label[..16].copy_from_slice(b"OXEN-DISK xvdb!\n");
+    let small = dir.join("disk.img");
+    std::fs::write(&small, &label).unwrap();
+    let hostile = ramdisk_file(
+        "hostile.cfg",
+        "name = \"hostile\"\nkernel = \"/boot/domu-disk\"\nmemory = 16\nextra = \"mode=hostile\"\n\
+         disk = [ \"/boot/disk.img,raw,xvda,rw\", \"/boot/disk.img,raw,xvdb,rw\" ]\n\
+         on_poweroff = \"preserve\"\n",
+    );
+    let churn = ramdisk_file(
+        "churn.cfg",
+        "name = \"churn\"\nkernel = \"/boot/domu-disk\"\nmemory = 16\nextra = \"mode=churn\"\n\
+         disk = [ \"phy:/dev/vda,xvda,w\" ]\n",
+    );
+    let good = ramdisk_file(
+        "blk.cfg",
+        "name = \"blk\"\nkernel = \"/boot/domu-blk\"\nmemory = 16\n\
+         disk = [ \"/boot/disk.img,raw,xvda,rw\" ]\non_poweroff = \"preserve\"\n",
+    );
+    let mut args = Vec::new();
+    for f in [&disk, &blk, &small, &hostile, &churn, &good] {
+        args.push("--add".to_string());
+        args.push(f.display().to_string());
+    }
+    args.push("--disk".to_string());
+    args.push(img.display().to_string());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, text) = oxen_run_batch_timed(
+        &args,
+        "xl info\nxl create churn.cfg\nxl create hostile.cfg\nsleep 4\n\
+         xl console hostile\r\x1d\nxl console churn\r\x1d\nxl destroy churn\nsleep 1\n\
+         xl destroy hostile\nxl create blk.cfg\nsleep 3\nxl console blk\r\x1d\n\
+         xl destroy blk\nxl info\n",
+        Duration::from_secs(120),
+    );
+    assert_eq!(code, Some(0), "every xl command should succeed:\n{text}");
+    for want in [
+        "domu-disk: a read past the end of xvda gets an error response: ok",
+        "domu-disk: xvda still works after it: ok",
+        "domu-disk: a well-formed read on the hand-made ring succeeds: ok",
+        "domu-disk: a bad grant reference gets an error response: ok",
+        "domu-disk: a grant of another domain's table entry 0 gets an error response: ok",
+        "domu-disk: zero segments gets an error response: ok",
+        "domu-disk: too many segments (200) gets an error response: ok",
+        "domu-disk: reversed sectors in a segment gets an error response: ok",
+        "domu-disk: a segment past its page gets an error response: ok",
+        "domu-disk: a sector number that wraps gets an error response: ok",
+        "domu-disk: an unknown operation (99) gets an error response: ok",
+        "domu-disk: after them the ring still works: ok",
+        "domu-disk: a producer index 1000 past the ring gets the device disconnected: ok",
+        "domu-disk: the backend closes after us: ok",
+        "domu-disk: a request after the close goes unanswered: ok",
+        "blkback d2 51728: bogus ring requests (Overflow { prod: 1010, base: 10 }): halting",
+        // The other guests: churn kept flushing, blk passed all its checks.
+        "domu-blk: 10 checks, 0 failed",
+    ] {
+        assert!(text.contains(want), "missing {want:?}:\n{text}");
+    }
+    assert!(
+        text.contains("domu-disk: 18 checks, 0 failed"),
+        "the hostile guest's own checks pass:\n{text}"
+    );
+    let flushed = text
+        .lines()
+        .filter(|l| l.contains("domu-disk: flushed record"))
+        .count();
+    assert!(
+        flushed >= 4,
+        "the churn guest kept writing during the attack ({flushed} acks):\n{text}"
+    );
+    assert_free_memory_back(&text);
 }

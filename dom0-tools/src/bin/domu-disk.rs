@@ -15,6 +15,13 @@
 //!   on xvda, each followed by a flush, forever; every 8th acknowledged
 //!   flush is announced, so that after `xl destroy` the host can check
 //!   that the last announced record is on the disk.
+//! - `mode=hostile`: a frontend that misbehaves on purpose. Through
+//!   blkfront on xvda: a read past the end. With a hand-made ring on xvdb:
+//!   a bad grant reference, zero and too many segments, a segment whose
+//!   sectors are reversed, an unknown operation — each must get an error
+//!   response with the device still working; then a producer index far
+//!   past the ring, which must get the device disconnected (Dom0 records
+//!   why in xenstore, where the guest cannot read it); then requests after the close, which must go unanswered.
 //! - `mode=bench`: sequential write and read MB/s and 4 KiB random read
 //!   IOPS on xvda, as `BENCH` lines.
 
@@ -108,6 +115,7 @@ mod kernel {
             Some("hotplug") => hotplug(&mut c, &mut xs, &mut host),
             Some("churn") => churn(&mut c, &mut xs, &mut host),
             Some("bench") => bench(&mut c, &mut xs, &mut host),
+            Some("hostile") => hostile::run(&mut c, &mut xs, &mut host, si),
             m => c.error(format_args!(
                 "unknown mode {m:?} (command line {cmdline:?})"
             )),
@@ -400,5 +408,252 @@ mod kernel {
             mb_s(span, r)
         );
         println!("BENCH blk_guest_rand_read_4k_iops {iops}");
+    }
+
+    mod hostile {
+        //! The misbehaving frontend (`mode=hostile`).
+        use super::*;
+        use hypercall_abi::io::blkif::{BlkifOp, BlkifRsp, BlkifSringEntry};
+        use pv_guest_lib::blkfront::metal::MetalPage;
+        use pv_guest_lib::blkfront::ring::{FrontRing, SharedRing};
+        use pv_guest_lib::blkfront::{read_state, write_state, FrontHost, XsAccess};
+        use pv_guest_lib::xenbus::page::SharedPage;
+
+        /// `xvdb`.
+        const XVDB: u32 = 51728;
+
+        struct Raw {
+            ring: FrontRing<MetalPage>,
+            port: u32,
+            fe: String,
+            be: String,
+            data: MetalPage,
+            data_gref: u32,
+        }
+
+        fn wait_state(xs: &mut Store, path: &str, want: &[XenbusState], ms: u64) -> XenbusState {
+            let end = time::now_ns() + ms * 1_000_000;
+            loop {
+                let s = read_state(xs, path);
+                if want.contains(&s) || time::now_ns() > end {
+                    return s;
+                }
+                time::sleep_ns(10_000_000);
+            }
+        }
+
+        /// xvdb's handshake by hand: a one-page ring, its grant, a port.
+        fn connect(c: &mut Checks, xs: &mut Store, host: &mut MetalHost<'_>) -> Option<Raw> {
+            let fe = format!("device/vbd/{XVDB}");
+            let be = XsAccess::read(xs, &format!("{fe}/backend"))?;
+            let s = wait_state(xs, &format!("{be}/state"), &[XenbusState::InitWait], 10_000);
+            if !c.check(
+                "xvdb's backend waits for us",
+                s == XenbusState::InitWait,
+                format_args!("{s:?}"),
+            ) {
+                return None;
+            }
+            let page = host.alloc_page()?;
+            let gref = host.grant(0, &page, false)?;
+            let data = host.alloc_page()?;
+            let data_gref = host.grant(0, &data, false)?;
+            let port = host.alloc_evtchn(0)?;
+            let ring = FrontRing::new(SharedRing::new(alloc::vec![page])?);
+            XsAccess::write(xs, &format!("{fe}/ring-ref"), &format!("{gref}"));
+            XsAccess::write(xs, &format!("{fe}/event-channel"), &format!("{port}"));
+            XsAccess::write(xs, &format!("{fe}/protocol"), "x86_64-abi");
+            write_state(xs, &format!("{fe}/state"), XenbusState::Initialised);
+            let s = wait_state(
+                xs,
+                &format!("{be}/state"),
+                &[XenbusState::Connected],
+                10_000,
+            );
+            c.check(
+                "the hand-made ring connects",
+                s == XenbusState::Connected,
+                format_args!("{s:?}"),
+            );
+            write_state(xs, &format!("{fe}/state"), XenbusState::Connected);
+            Some(Raw {
+                ring,
+                port,
+                fe,
+                be,
+                data,
+                data_gref,
+            })
+        }
+
+        fn request(op: u8, nr_segments: u8, sector: u64, id: u64) -> BlkifSringEntry {
+            let mut e = BlkifSringEntry::default();
+            e.req.operation = op;
+            e.req.nr_segments = nr_segments;
+            e.req.handle = XVDB as u16;
+            e.req.id = id;
+            e.req.sector_number = sector;
+            e
+        }
+
+        /// Sends one request and waits for its response's status.
+        fn send(
+            r: &mut Raw,
+            host: &mut MetalHost<'_>,
+            e: &BlkifSringEntry,
+            ms: u64,
+        ) -> Option<i16> {
+            if !r.ring.put_request(e) {
+                return None;
+            }
+            r.ring.push_requests();
+            host.notify(r.port);
+            let end = time::now_ns() + ms * 1_000_000;
+            while time::now_ns() < end {
+                if let Ok(Some(rsp)) = r.ring.next_response() {
+                    return (rsp.id == e.req.id).then_some(rsp.status);
+                }
+                time::sleep_ns(2_000_000);
+            }
+            None
+        }
+
+        pub fn run(c: &mut Checks, xs: &mut Store, host: &mut MetalHost<'_>, _si: &StartInfo) {
+            // Through blkfront: out of range, then still working.
+            if let Some((mut disk, info)) = super::connect(c, xs, host, XVDA) {
+                let mut b = vec![0u8; 4096];
+                c.check(
+                    "a read past the end of xvda gets an error response",
+                    disk.read(host, info.sectors, &mut b[..512]).is_err()
+                        && disk.read(host, info.sectors - 1, &mut b[..1024]).is_err(),
+                    format_args!("sector {}", info.sectors),
+                );
+                c.check(
+                    "xvda still works after it",
+                    disk.read(host, 0, &mut b).is_ok() && info.sectors > 8,
+                    format_args!(""),
+                );
+                let _ = disk.close(xs, host);
+            }
+            let Some(mut r) = connect(c, xs, host) else {
+                return;
+            };
+            let read = BlkifOp::Read as u8;
+            let mut id = 100;
+            let mut next = |op: u8, nseg: u8, sector: u64| {
+                id += 1;
+                request(op, nseg, sector, id)
+            };
+            // A good request first: the ring works.
+            let mut e = next(read, 1, 0);
+            e.req.seg[0].gref = r.data_gref;
+            e.req.seg[0].first_sect = 0;
+            e.req.seg[0].last_sect = 7;
+            let ok = send(&mut r, host, &e, 5000);
+            c.check(
+                "a well-formed read on the hand-made ring succeeds",
+                ok == Some(BlkifRsp::Okay as i16),
+                format_args!("{ok:?}"),
+            );
+            let mut label = [0u8; 16];
+            r.data.read(0, &mut label);
+            println!(
+                "domu-disk: xvdb's first bytes: {:?}",
+                core::str::from_utf8(&label).unwrap_or("?")
+            );
+            let mut cases: vec::Vec<(&str, BlkifSringEntry, i16)> = vec::Vec::new();
+            let mut e = next(read, 1, 0);
+            e.req.seg[0].gref = 0x7fff_0000;
+            e.req.seg[0].last_sect = 7;
+            cases.push(("a bad grant reference", e, BlkifRsp::Error as i16));
+            let mut e = next(read, 1, 0);
+            e.req.seg[0].gref = 0;
+            e.req.seg[0].last_sect = 7;
+            cases.push((
+                "a grant of another domain's table entry 0",
+                e,
+                BlkifRsp::Error as i16,
+            ));
+            cases.push(("zero segments", next(read, 0, 0), BlkifRsp::Error as i16));
+            cases.push((
+                "too many segments (200)",
+                next(read, 200, 0),
+                BlkifRsp::Error as i16,
+            ));
+            let mut e = next(read, 1, 0);
+            e.req.seg[0].gref = r.data_gref;
+            e.req.seg[0].first_sect = 6;
+            e.req.seg[0].last_sect = 2;
+            cases.push(("reversed sectors in a segment", e, BlkifRsp::Error as i16));
+            let mut e = next(read, 1, 0);
+            e.req.seg[0].gref = r.data_gref;
+            e.req.seg[0].first_sect = 0;
+            e.req.seg[0].last_sect = 9;
+            cases.push(("a segment past its page", e, BlkifRsp::Error as i16));
+            let mut e = next(read, 1, u64::MAX - 3);
+            e.req.seg[0].gref = r.data_gref;
+            e.req.seg[0].last_sect = 7;
+            cases.push(("a sector number that wraps", e, BlkifRsp::Error as i16));
+            cases.push((
+                "an unknown operation (99)",
+                next(99, 0, 0),
+                BlkifRsp::Eopnotsupp as i16,
+            ));
+            for (what, e, want) in &cases {
+                let got = send(&mut r, host, e, 5000);
+                c.check(
+                    &format!("{what} gets an error response"),
+                    got == Some(*want),
+                    format_args!("status {got:?}, want {want}"),
+                );
+            }
+            let mut e = next(read, 1, 8);
+            e.req.seg[0].gref = r.data_gref;
+            e.req.seg[0].last_sect = 7;
+            let ok = send(&mut r, host, &e, 5000);
+            c.check(
+                "after them the ring still works",
+                ok == Some(BlkifRsp::Okay as i16),
+                format_args!("{ok:?}"),
+            );
+            // A producer index far past the ring.
+            let page = &r.ring.shared().pages()[0];
+            let prod = page.load_u32(0);
+            page.store_u32(0, prod.wrapping_add(1000));
+            host.notify(r.port);
+            let s = wait_state(
+                xs,
+                &format!("{}/state", r.be),
+                &[XenbusState::Closing, XenbusState::Closed],
+                10_000,
+            );
+            c.check(
+                "a producer index 1000 past the ring gets the device disconnected",
+                matches!(s, XenbusState::Closing | XenbusState::Closed),
+                format_args!("backend state {s:?}"),
+            );
+            // We close; requests after that are not answered.
+            write_state(xs, &format!("{}/state", r.fe), XenbusState::Closed);
+            let s = wait_state(
+                xs,
+                &format!("{}/state", r.be),
+                &[XenbusState::Closed],
+                10_000,
+            );
+            c.check(
+                "the backend closes after us",
+                s == XenbusState::Closed,
+                format_args!("{s:?}"),
+            );
+            let page = &r.ring.shared().pages()[0];
+            page.store_u32(0, prod.wrapping_add(1));
+            host.notify(r.port);
+            time::sleep_ns(300_000_000);
+            c.check(
+                "a request after the close goes unanswered",
+                page.load_u32(8) == 0 || page.load_u32(8) == prod,
+                format_args!("rsp_prod {}", page.load_u32(8)),
+            );
+        }
     }
 }
