@@ -127,8 +127,9 @@ fn main() -> ExitCode {
                 Some("boot") => only = Some(Part::Boot),
                 Some("micro") => only = Some(Part::Micro),
                 Some("toolstack") => only = Some(Part::Toolstack),
+                Some("storage") => only = Some(Part::Storage),
                 _ => {
-                    eprintln!("oxen-bench: error: --only takes boot, micro or toolstack");
+                    eprintln!("oxen-bench: error: --only takes boot, micro, toolstack or storage");
                     return ExitCode::from(2);
                 }
             },
@@ -141,10 +142,11 @@ fn main() -> ExitCode {
             },
             "-h" | "--help" => {
                 println!(
-                    "Usage: scripts/bench [--runs N] [--only boot|micro|toolstack]\n  \
+                    "Usage: scripts/bench [--runs N] [--only boot|micro|toolstack|storage]\n  \
                      --runs N     boots for the boot-time figure (default 3)\n  \
-                     --only ...   just the boot-time figure, the PV microbenchmarks, or the\n               \
-                     toolstack's (xl create/destroy, xenstore)"
+                     --only ...   just the boot-time figure, the PV microbenchmarks, the\n               \
+                     toolstack's (xl create/destroy, xenstore), or a guest's disk\n               \
+                     through blkback beside Dom0's own"
                 );
                 return ExitCode::SUCCESS;
             }
@@ -156,7 +158,7 @@ fn main() -> ExitCode {
     }
     let parts = match only {
         Some(p) => vec![p],
-        None => vec![Part::Boot, Part::Micro, Part::Toolstack],
+        None => vec![Part::Boot, Part::Micro, Part::Toolstack, Part::Storage],
     };
     let mut ok = true;
     for (i, part) in parts.into_iter().enumerate() {
@@ -167,6 +169,7 @@ fn main() -> ExitCode {
             Part::Boot => bench(images, runs),
             Part::Micro => micro(images),
             Part::Toolstack => toolstack(images),
+            Part::Storage => storage(images),
         });
         match r {
             Ok(true) => {}
@@ -189,6 +192,55 @@ enum Part {
     Boot,
     Micro,
     Toolstack,
+    Storage,
+}
+
+/// Boots Dom0 with a virtio disk once and prints a guest's disk figures
+/// (through blkfront, blkback, grant copies) beside Dom0's own on it.
+fn storage(images: &Images) -> Result<bool, String> {
+    use bench::storage as st;
+    println!(
+        "Storage benchmarks: {} (mode=bench) through blkback beside Dom0 driving the same \
+         virtio-blk disk ({} MiB raw image), one boot, PVH, -smp {}, -m {}, -cpu {}, TCG",
+        st::GUEST,
+        st::DISK_MIB,
+        oxen_tests::qemu::DEFAULT_SMP,
+        oxen_tests::qemu::DEFAULT_MEM,
+        oxen_tests::qemu::DEFAULT_CPU
+    );
+    println!();
+    let r = st::run(images, Some(Echo::Quiet))?;
+    println!(
+        "{:<44} {:>10} {:>10} {:>12}  (target: guest >= 0.90x Dom0)",
+        "figure", "Dom0", "guest", "guest/Dom0"
+    );
+    let mut ok = true;
+    for (id, what, unit) in st::FIGURES {
+        let d = st::value(&r.log, "dom0", id);
+        let g = st::value(&r.log, "guest", id);
+        let show = |v: Option<u64>| v.map_or("-".to_string(), |v| format!("{v} {unit}"));
+        let ratio = match (d, g) {
+            (Some(d), Some(g)) if d > 0 => format!("{:.2}", g as f64 / d as f64),
+            _ => {
+                ok = false;
+                "-".into()
+            }
+        };
+        println!("{what:<44} {:>10} {:>10} {ratio:>12}", show(d), show(g));
+    }
+    println!();
+    println!(
+        "Both issue the same requests one at a time (256 KiB sequential over the first 32 MiB, \
+         then 4 KiB random reads for 1 s); the guest's go through its ring, blkback's grant \
+         copies and Dom0's driver."
+    );
+    if !ok {
+        eprintln!(
+            "oxen-bench: storage: not every figure was printed:\n{}",
+            r.log
+        );
+    }
+    Ok(ok)
 }
 
 /// Boots xl-bench once and prints the toolstack table.
