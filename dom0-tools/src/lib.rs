@@ -34,6 +34,7 @@ pub mod blkback;
 pub mod bridge;
 pub mod builder;
 pub mod consoled;
+pub mod fat;
 #[cfg(target_os = "none")]
 pub mod fault;
 pub mod netback;
