@@ -210,7 +210,7 @@ impl fmt::Display for FatError {
                     ChainProblem::Long { needed } => {
                         write!(f, "is longer than its size ({needed} cluster(s))")
                     }
-                    ChainProblem::Empty => write!(f, "is empty but the file has a size"),
+                    ChainProblem::Empty => write!(f, "is empty (first cluster 0) but needs clusters"),
                     ChainProblem::TooBig { needed } => write!(
                         f,
                         "cannot exist: its size needs {needed} clusters, more than the file system has"
