@@ -1098,6 +1098,28 @@ fn exercise(img: &Path, spec: &str, kind: FatKind, first_sector: u64) {
     fs::write(img, &store.into_inner().durable).unwrap();
     let seen = mcopy(&[host_name, "-"]);
     assert!(seen == want, "the host reads different bytes");
+    // Random damage to the real metadata (boot sector, FATs, and the
+    // first directory clusters) never panics.
+    let mut d = std::rc::Rc::new(core::cell::RefCell::new(load(img)));
+    let meta = (v.base + v.geo.data_start + 8 * v.geo.cluster) as usize;
+    let base = v.base as usize;
+    let mut r = Rng(0xBAD);
+    for _ in 0..300 {
+        let saved = d.borrow().data[base..meta].to_vec();
+        for _ in 0..1 + r.below(6) {
+            let at = base + r.below((meta - base) as u64) as usize;
+            d.borrow_mut().data[at] = r.next() as u8;
+        }
+        if let Ok(v) = Volume::find(&mut d) {
+            let _ = v.list(&mut d, "/images/old");
+            if let Ok(ext) = v.open(&mut d, "/images/guest disk image.img") {
+                if let Ok(mut s) = FileStore::new(d.clone(), ext) {
+                    let _ = s.read(0, &mut [0; 4096]);
+                }
+            }
+        }
+        d.borrow_mut().data[base..meta].copy_from_slice(&saved);
+    }
     if let Some(fsck) = tool("fsck.fat") {
         if !spec.contains("@@") {
             run(Command::new(fsck).arg("-n").arg(img));
