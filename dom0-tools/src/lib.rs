@@ -19,7 +19,9 @@
 //! netif protocol with rx copy) and the learning [`bridge`] its vifs
 //! ([`vif`]: MACs) hang off; PCI ([`pci`]: enumeration, BARs,
 //! capabilities, MSI-X) and the drivers for the machine's virtio disk and
-//! NIC ([`virtio`], over `virtio-drivers` with a PV Dom0 HAL).
+//! NIC ([`virtio`], over `virtio-drivers` with a PV Dom0 HAL); and the
+//! FAT reader ([`fat`]) that lets blkback serve a disk image file stored
+//! in a FAT file system on Dom0's disk.
 
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -34,6 +36,7 @@ pub mod blkback;
 pub mod bridge;
 pub mod builder;
 pub mod consoled;
+pub mod fat;
 #[cfg(target_os = "none")]
 pub mod fault;
 pub mod netback;

@@ -39,6 +39,10 @@ pub enum Command<'a> {
     Xl(&'a str),
     /// `sleep SECONDS` (the argument, unparsed): wait, serving guests.
     Sleep(&'a str),
+    /// `lsblk`: Dom0's disks, what uses them, their file systems.
+    Lsblk,
+    /// `disk-bench DISK` (the argument): Dom0's own throughput on a disk.
+    DiskBench(&'a str),
     /// Anything else: the command word.
     Unknown(&'a str),
 }
@@ -62,6 +66,14 @@ pub const HELP: &[(&str, &str)] = &[
         "the Xen toolstack (`xl help` lists its commands)",
     ),
     ("sleep SECONDS", "wait (guests keep being served)"),
+    (
+        "lsblk",
+        "list Dom0's disks (/dev/vda...), their users and file systems",
+    ),
+    (
+        "disk-bench DISK",
+        "time Dom0's own reads and writes on DISK (overwrites it!)",
+    ),
     ("poweroff", "print the verdict and power the machine off"),
 ];
 
@@ -88,6 +100,8 @@ impl<'a> Command<'a> {
             "poweroff" | "halt" | "shutdown" => Command::Poweroff,
             "xl" => Command::Xl(line),
             "sleep" => Command::Sleep(rest),
+            "lsblk" => Command::Lsblk,
+            "disk-bench" => Command::DiskBench(rest),
             other => Command::Unknown(other),
         }
     }

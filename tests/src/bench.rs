@@ -364,6 +364,93 @@ pub mod toolstack {
     }
 }
 
+/// Issue 5's storage figures: a guest's disk through blkback beside Dom0
+/// driving the same virtio disk itself, in one boot of the real Dom0.
+pub mod storage {
+    use std::time::Duration;
+
+    use crate::batch;
+    use crate::boot::{OxenBoot, Payload};
+    use crate::images::{self, Images};
+    use crate::qemu::{Echo, RunResult};
+
+    /// The guest kernel (a `dom0-tools` binary) in `mode=bench`.
+    pub const GUEST: &str = "domu-disk";
+    /// The machine's disk (MiB).
+    pub const DISK_MIB: u64 = 96;
+    /// The whole run.
+    pub const TIMEOUT: Duration = Duration::from_secs(240);
+    /// Prefix of the figures' lines (`BENCH blk_<who>_<what> VALUE ...`).
+    pub const PREFIX: &str = "BENCH blk_";
+    /// The figures: what, unit; each printed for `dom0` and `guest`.
+    pub const FIGURES: &[(&str, &str, &str)] = &[
+        (
+            "seq_write_mb_s",
+            "sequential write, 256 KiB requests",
+            "MB/s",
+        ),
+        ("seq_read_mb_s", "sequential read, 256 KiB requests", "MB/s"),
+        (
+            "rand_read_4k_iops",
+            "random 4 KiB reads, one at a time",
+            "IOPS",
+        ),
+    ];
+
+    /// The value of figure `what` for `who` (`dom0` or `guest`).
+    pub fn value(log: &str, who: &str, what: &str) -> Option<u64> {
+        let key = format!("{PREFIX}{who}_{what}");
+        log.lines().find_map(|l| {
+            let rest = &l[l.find(&key)? + key.len()..];
+            let mut w = rest.split_whitespace();
+            w.next()?.parse().ok()
+        })
+    }
+
+    /// Boots the standard Dom0 with a [`DISK_MIB`] disk and the bench
+    /// guest; Dom0 times the disk itself (`disk-bench vda`), then the
+    /// guest times it through blkback.
+    pub fn run(images: &Images, echo: Option<Echo>) -> Result<RunResult, String> {
+        let work = images::work_dir("bench-storage").map_err(|e| e.to_string())?;
+        let cfg = work.join("bench.cfg");
+        std::fs::write(
+            &cfg,
+            "name = \"bench\"\nkernel = \"/boot/domu-disk\"\nmemory = 32\n\
+             extra = \"mode=bench\"\ndisk = [ \"phy:/dev/vda,xvda,w\" ]\n",
+        )
+        .map_err(|e| e.to_string())?;
+        let img = work.join("disk.img");
+        std::fs::File::create(&img)
+            .and_then(|f| f.set_len(DISK_MIB << 20))
+            .map_err(|e| e.to_string())?;
+        let mut boot = OxenBoot::new(images.hypervisor()?, images.dom0()?)?;
+        boot.ramdisk = Some(Payload::Bytes(crate::boot::dom0_ramdisk(&[
+            images.get(GUEST)?,
+            cfg,
+        ])?));
+        let mut q = boot
+            .qemu("bench-storage", &work)?
+            .arg("-drive")
+            .arg(format!("file={},if=none,id=d0,format=raw", img.display()))
+            .arg("-device")
+            .arg("virtio-blk-pci,drive=d0");
+        if let Some(e) = echo {
+            q = q.echo(e);
+        }
+        let m = q.spawn().map_err(|e| e.to_string())?;
+        let cmds: Vec<String> = ["disk-bench vda", "xl create bench.cfg", "xl console bench"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let out = batch::run(m, &cmds, TIMEOUT);
+        let _ = std::fs::remove_dir_all(&work);
+        if !out.ok {
+            return Err(format!("{}\n{}", out.why, out.result.log));
+        }
+        Ok(out.result)
+    }
+}
+
 /// Issue 5's network figures: two `domu-net` guests on Dom0's bridge
 /// `xenbr0`, one streaming TCP to the other, then pinging it with one
 /// request in flight; the sender also times a memcpy of the same size (the
@@ -445,6 +532,15 @@ pub mod network {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_storage_lines() {
+        let log = "BENCH blk_dom0_seq_read_mb_s 412 bytes=33554432\n\
+                   domu-disk: x\nBENCH blk_guest_seq_read_mb_s 380 bytes=1\n";
+        assert_eq!(storage::value(log, "dom0", "seq_read_mb_s"), Some(412));
+        assert_eq!(storage::value(log, "guest", "seq_read_mb_s"), Some(380));
+        assert_eq!(storage::value(log, "guest", "seq_write_mb_s"), None);
+    }
 
     #[test]
     fn parses_network_figures() {

@@ -316,7 +316,16 @@ pub const TEST_KERNELS: &[TestKernel] = &[
 ];
 
 /// Guest kernels (domUs) the image build produces for test Dom0s to build.
-pub const GUEST_IMAGES: &[&str] = &["domu-hello", "domu-spin", "domu-eperm", "domu-xsbench"];
+pub const GUEST_IMAGES: &[&str] = &[
+    "domu-hello",
+    "domu-spin",
+    "domu-eperm",
+    "domu-xsbench",
+    "domu-blk",
+    "domu-disk",
+    "domu-net",
+    "domu-nethostile",
+];
 
 /// Dom0 kernels for `scripts/bench` that are not in [`TEST_KERNELS`] (too
 /// slow for every test run; each has its own boot test): pv-bench

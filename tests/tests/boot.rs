@@ -415,6 +415,12 @@ fn oxen_run_batch(stdin: &str) -> (Option<i32>, String) {
 
 /// `oxen-run --batch` with extra options (e.g. `--add FILE`).
 fn oxen_run_batch_with(extra: &[&str], stdin: &str) -> (Option<i32>, String) {
+    oxen_run_batch_timed(extra, stdin, BOOT_TIMEOUT)
+}
+
+/// `oxen-run --batch` with extra options, the whole run limited to
+/// `timeout`.
+fn oxen_run_batch_timed(extra: &[&str], stdin: &str, timeout: Duration) -> (Option<i32>, String) {
     let _ = images();
     let _slot = qemu_slot();
     let mut child = Command::new(env!("CARGO_BIN_EXE_oxen-run"))
@@ -422,7 +428,7 @@ fn oxen_run_batch_with(extra: &[&str], stdin: &str) -> (Option<i32>, String) {
             "--batch",
             "--no-build",
             "--timeout",
-            &BOOT_TIMEOUT.as_secs().to_string(),
+            &timeout.as_secs().to_string(),
         ])
         .args(extra)
         .env("OXEN_IMAGES", &images().dir)
@@ -788,6 +794,316 @@ fn xl_a_guest_reads_and_writes_its_disk_through_blkback() {
     ] {
         assert!(text.contains(want), "missing {want:?}:\n{text}");
     }
+    assert_free_memory_back(&text);
+}
+
+/// A raw disk image of `mib` MiB for `--disk`, made with `qemu-img` as a
+/// user would (zeros), in the test's temp dir.
+fn qemu_img(name: &str, mib: u64) -> std::path::PathBuf {
+    let dir = ramdisk_file("img.cfg", "").parent().unwrap().to_path_buf();
+    let p = dir.join(name);
+    let _ = std::fs::remove_file(&p);
+    let out = Command::new("qemu-img")
+        .args(["create", "-q", "-f", "raw"])
+        .arg(&p)
+        .arg(format!("{mib}M"))
+        .output()
+        .expect("qemu-img (Debian package qemu-utils) should be installed");
+    assert!(out.status.success(), "qemu-img create failed: {out:?}");
+    p
+}
+
+/// domu-disk's pattern word at disk byte offset `o` (its `fill_pattern`).
+fn disk_pattern_word(o: u64) -> u64 {
+    (o / 8).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x0e0e_4f58_454e_0005
+}
+
+#[test]
+fn xl_disk_64mib_pattern_survives_guest_reboot_and_machine_poweroff() {
+    let guest = image("domu-disk");
+    let img = qemu_img("pattern.img", 80);
+    let cfg = ramdisk_file(
+        "pat.cfg",
+        "name = \"pat\"\nkernel = \"/boot/domu-disk\"\nmemory = 32\n\
+         extra = \"mode=pattern mib=64\"\n\
+         disk = [ \"phy:/dev/vda,xvda,w\" ]\non_reboot = \"restart\"\n",
+    );
+    let img_s = img.display().to_string();
+    let (code, text) = oxen_run_batch_timed(
+        &[
+            "--add",
+            &guest.display().to_string(),
+            "--add",
+            &cfg.display().to_string(),
+            "--disk",
+            &img_s,
+        ],
+        // Each `xl console` follows the guest until it is gone: the first
+        // until it reboots, the second until it powers off.
+        "xl info\nxl create pat.cfg\nxl console pat\nxl console pat\nxl list\nxl info\n",
+        Duration::from_secs(240),
+    );
+    assert_eq!(code, Some(0), "every xl command should succeed:\n{text}");
+    for want in [
+        "Dom0: /dev/vda: virtio-blk at ",
+        "domu-disk: no pattern on the disk: writing 64 MiB",
+        "domu-disk: the pattern reads back: ok",
+        "domu-disk: pattern written and checked; rebooting",
+        "domu-disk: after the reboot the pattern reads back: ok",
+    ] {
+        assert!(text.contains(want), "missing {want:?}:\n{text}");
+    }
+    assert!(
+        list_rows(&text, "pat").is_empty(),
+        "the guest should be gone after powering off:\n{text}"
+    );
+    assert_free_memory_back(&text);
+    // The whole machine is off: the host's image file holds the pattern.
+    let data = std::fs::read(&img).unwrap();
+    assert_eq!(data.len(), 80 << 20, "the image keeps its size");
+    assert!(
+        data.starts_with(b"OXEN-PATTERN v1 mib=64 start=4096\n"),
+        "sector 0 holds the header: {:?}",
+        String::from_utf8_lossy(&data[..48])
+    );
+    let body = &data[4096..4096 + (64 << 20)];
+    for (i, w) in body.chunks_exact(8).enumerate() {
+        let o = 4096 + 8 * i as u64;
+        let got = u64::from_le_bytes(w.try_into().unwrap());
+        assert_eq!(
+            got,
+            disk_pattern_word(o),
+            "image byte {o:#x} differs from the pattern"
+        );
+    }
+    assert!(
+        data[4096 + (64 << 20)..].iter().all(|&b| b == 0),
+        "nothing written past the pattern"
+    );
+}
+
+#[test]
+fn xl_block_attach_hot_plugs_a_real_disk_into_a_running_guest_and_detach_unplugs_it() {
+    let guest = image("domu-disk");
+    let img = qemu_img("hotplug.img", 8);
+    {
+        let mut f = std::fs::OpenOptions::new().write(true).open(&img).unwrap();
+        f.write_all(b"OXEN-HOTPLUG label\n").unwrap();
+    }
+    let hp = ramdisk_file(
+        "hp.cfg",
+        "name = \"hp\"\nkernel = \"/boot/domu-disk\"\nmemory = 16\nextra = \"mode=hotplug\"\n\
+         on_poweroff = \"preserve\"\n",
+    );
+    let other = ramdisk_file(
+        "other.cfg",
+        "name = \"other\"\nkernel = \"/boot/domu-hello\"\nmemory = 8\n\
+         disk = [ \"phy:/dev/vda,xvda,r\" ]\n",
+    );
+    let (code, text) = oxen_run_batch_timed(
+        &[
+            "--add",
+            &guest.display().to_string(),
+            "--add",
+            &image("domu-hello").display().to_string(),
+            "--add",
+            &hp.display().to_string(),
+            "--add",
+            &other.display().to_string(),
+            "--disk",
+            &img.display().to_string(),
+        ],
+        "xl info\nxl create hp.cfg\nsleep 1\nxl block-list hp\n\
+         xl block-attach hp phy:/dev/vda,xvdb,w\nsleep 2\nxl block-list hp\n\
+         xl create other.cfg\n\
+         xl block-detach hp xvdb\nsleep 2\nxl block-list hp\n\
+         xl console hp\r\x1d\nxl destroy hp\nxl create other.cfg\nxl destroy other\nxl info\n",
+        Duration::from_secs(120),
+    );
+    for want in [
+        "domu-disk: the guest starts without disks: ok",
+        "domu-disk: vbd 51728 appeared",
+        "domu-disk: hot-plugged disk label: OXEN-HOTPLUG label",
+        "domu-disk: the hot-plugged disk reads back what was written: ok",
+        "domu-disk: the unplugged disk closed cleanly: ok",
+        "domu-disk: I/O to the unplugged disk fails: ok",
+        "domu-disk: 9 checks, 0 failed",
+        // While hp writes the disk, nobody else may use it.
+        "disk xvda: /dev/vda is in use by domain 1 (/dev/vda, read-write), and so cannot be used now",
+    ] {
+        assert!(text.contains(want), "missing {want:?}:\n{text}");
+    }
+    // block-list: the heading alone, then xvdb (51728) in state 4, then
+    // nothing again.
+    let rows: Vec<&str> = text.lines().filter(|l| l.starts_with("51728 ")).collect();
+    assert_eq!(rows.len(), 1, "xvdb listed once, while attached:\n{text}");
+    assert!(
+        rows[0].split_whitespace().nth(3) == Some("4"),
+        "xvdb connected (state 4): {rows:?}"
+    );
+    // Once hp is gone, the disk is free again: the second `other` starts.
+    assert_eq!(
+        code,
+        Some(1),
+        "only the first `xl create other.cfg` fails:\n{text}"
+    );
+    assert_free_memory_back(&text);
+    let data = std::fs::read(&img).unwrap();
+    let end = &data[data.len() - 4096..];
+    assert!(
+        end.iter()
+            .enumerate()
+            .all(|(i, &b)| b == ((i as u32) * 13 + 7) as u8),
+        "the guest's last 4 KiB reached the host's image"
+    );
+}
+
+#[test]
+fn xl_destroy_during_heavy_io_leaks_no_grant_and_keeps_every_flushed_write() {
+    let guest = image("domu-disk");
+    let img = qemu_img("churn.img", 20);
+    let cfg = ramdisk_file(
+        "churn.cfg",
+        "name = \"churn\"\nkernel = \"/boot/domu-disk\"\nmemory = 16\nextra = \"mode=churn\"\n\
+         disk = [ \"phy:/dev/vda,xvda,w\" ]\n",
+    );
+    let (code, text) = oxen_run_batch_timed(
+        &[
+            "--add",
+            &guest.display().to_string(),
+            "--add",
+            &cfg.display().to_string(),
+            "--disk",
+            &img.display().to_string(),
+        ],
+        // The backlog so far, then destroy while it writes; then the
+        // hypervisor's grant usage (debug key g) and free memory. (The
+        // blank line after Ctrl-] gives an extra prompt, so the key, which
+        // the hypervisor takes as it arrives, waits one command more.)
+        "xl info\nxl create churn.cfg\nsleep 3\nxl console churn\r\x1d\nxl destroy churn\nsleep 1\n\
+         \x01\x01\x01g\x01\x01\x01xl list\nxl info\n",
+        Duration::from_secs(120),
+    );
+    assert_eq!(code, Some(0), "every xl command should succeed:\n{text}");
+    let last: u64 = text
+        .lines()
+        .rev()
+        .filter_map(|l| l.trim().strip_prefix("domu-disk: flushed record "))
+        .find_map(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("the guest acknowledged no flush:\n{text}"));
+    assert!(
+        list_rows(&text, "churn").is_empty(),
+        "the guest is gone:\n{text}"
+    );
+    // Dom0 holds no mapping and no pin of anyone's grants any more.
+    let d0 = text
+        .lines()
+        .find(|l| l.contains("grant-table for d0:"))
+        .unwrap_or_else(|| panic!("no grant usage dump:\n{text}"));
+    assert!(
+        d0.contains("pinned entries 0, maptrack in use 0 "),
+        "Dom0 still maps grants after the destroy: {d0}"
+    );
+    assert!(
+        !text.contains("grant-table for d1:"),
+        "the destroyed domain's table is gone:\n{text}"
+    );
+    assert_free_memory_back(&text);
+    // The record of the last acknowledged flush (or a later one in the
+    // same slot of the 256-record ring) is in the host's image.
+    let data = std::fs::read(&img).unwrap();
+    let slot = (last % 256) as usize * 65536;
+    let tag = String::from_utf8_lossy(&data[slot..slot + 29]).to_string();
+    let rec: u64 = tag
+        .strip_prefix("OXEN-CHURN record ")
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("slot of record {last} holds {tag:?}"));
+    assert!(
+        rec >= last && rec % 256 == last % 256,
+        "record {last} was acknowledged after a flush, but its slot holds record {rec}"
+    );
+}
+
+#[test]
+fn hostile_blkif_frontend_gets_errors_and_a_disconnect_while_other_guests_keep_working() {
+    let disk = image("domu-disk");
+    let blk = image("domu-blk");
+    let img = qemu_img("hostile-churn.img", 20);
+    let dir = ramdisk_file("hostile.cfg", "")
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let mut label = vec![0u8; 1 << 20];
+    label[..16].copy_from_slice(b"OXEN-DISK xvdb!\n");
+    let small = dir.join("disk.img");
+    std::fs::write(&small, &label).unwrap();
+    let hostile = ramdisk_file(
+        "hostile.cfg",
+        "name = \"hostile\"\nkernel = \"/boot/domu-disk\"\nmemory = 16\nextra = \"mode=hostile\"\n\
+         disk = [ \"/boot/disk.img,raw,xvda,rw\", \"/boot/disk.img,raw,xvdb,rw\" ]\n\
+         on_poweroff = \"preserve\"\n",
+    );
+    let churn = ramdisk_file(
+        "churn.cfg",
+        "name = \"churn\"\nkernel = \"/boot/domu-disk\"\nmemory = 16\nextra = \"mode=churn\"\n\
+         disk = [ \"phy:/dev/vda,xvda,w\" ]\n",
+    );
+    let good = ramdisk_file(
+        "blk.cfg",
+        "name = \"blk\"\nkernel = \"/boot/domu-blk\"\nmemory = 16\n\
+         disk = [ \"/boot/disk.img,raw,xvda,rw\" ]\non_poweroff = \"preserve\"\n",
+    );
+    let mut args = Vec::new();
+    for f in [&disk, &blk, &small, &hostile, &churn, &good] {
+        args.push("--add".to_string());
+        args.push(f.display().to_string());
+    }
+    args.push("--disk".to_string());
+    args.push(img.display().to_string());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, text) = oxen_run_batch_timed(
+        &args,
+        "xl info\nxl create churn.cfg\nxl create hostile.cfg\nsleep 4\n\
+         xl console hostile\r\x1d\nxl console churn\r\x1d\nxl destroy churn\nsleep 1\n\
+         xl destroy hostile\nxl create blk.cfg\nsleep 3\nxl console blk\r\x1d\n\
+         xl destroy blk\nxl info\n",
+        Duration::from_secs(120),
+    );
+    assert_eq!(code, Some(0), "every xl command should succeed:\n{text}");
+    for want in [
+        "domu-disk: a read past the end of xvda gets an error response: ok",
+        "domu-disk: xvda still works after it: ok",
+        "domu-disk: a well-formed read on the hand-made ring succeeds: ok",
+        "domu-disk: a bad grant reference gets an error response: ok",
+        "domu-disk: a grant of another domain's table entry 0 gets an error response: ok",
+        "domu-disk: zero segments gets an error response: ok",
+        "domu-disk: too many segments (200) gets an error response: ok",
+        "domu-disk: reversed sectors in a segment gets an error response: ok",
+        "domu-disk: a segment past its page gets an error response: ok",
+        "domu-disk: a sector number that wraps gets an error response: ok",
+        "domu-disk: an unknown operation (99) gets an error response: ok",
+        "domu-disk: after them the ring still works: ok",
+        "domu-disk: a producer index 1000 past the ring gets the device disconnected: ok",
+        "domu-disk: the backend closes after us: ok",
+        "domu-disk: a request after the close goes unanswered: ok",
+        "blkback d2 51728: bogus ring requests (Overflow { prod: 1010, base: 10 }): halting",
+        // The other guests: churn kept flushing, blk passed all its checks.
+        "domu-blk: 10 checks, 0 failed",
+    ] {
+        assert!(text.contains(want), "missing {want:?}:\n{text}");
+    }
+    assert!(
+        text.contains("domu-disk: 18 checks, 0 failed"),
+        "the hostile guest's own checks pass:\n{text}"
+    );
+    let flushed = text
+        .lines()
+        .filter(|l| l.contains("domu-disk: flushed record"))
+        .count();
+    assert!(
+        flushed >= 4,
+        "the churn guest kept writing during the attack ({flushed} acks):\n{text}"
+    );
     assert_free_memory_back(&text);
 }
 

@@ -10,6 +10,7 @@ use hypercall_abi::xen::Virq;
 
 /// The keys and what they do (`h` prints this).
 const KEYS: &[(u8, &str)] = &[
+    (b'g', "print grant table usage"),
     (b'h', "print this help"),
     (b'q', "dump domain (and guest debug) info"),
     (b'r', "dump run queues"),
@@ -29,6 +30,7 @@ pub fn handle(k: u8, doms: &mut [Domain]) {
                 );
             }
         }
+        b'g' => dump_grants(doms),
         b'q' => dump_domains(doms),
         b'r' => dump_runq(doms),
         b't' => {
@@ -91,6 +93,24 @@ fn dump_domains(doms: &mut [Domain]) {
         for id in 0..d.vcpus.len() as u32 {
             crate::event::send_virq(d, id, Virq::Debug);
         }
+    }
+}
+
+/// Xen's `gnttab_usage_print_all`, in short: per domain, its table's
+/// frames, entries pinned by mappers, and the grants it maps (maptrack).
+fn dump_grants(doms: &[Domain]) {
+    crate::println!("(XEN) 'g' pressed -> dumping grant table usage");
+    for d in doms {
+        let g = &d.grants;
+        crate::println!(
+            "(XEN) grant-table for d{}: frames {}/{}, pinned entries {}, maptrack in use {} of {}",
+            d.domid,
+            g.active.nr_frames(),
+            g.active.max_frames(),
+            g.active.pinned(),
+            g.maptrack.in_use(),
+            g.maptrack.limit()
+        );
     }
 }
 

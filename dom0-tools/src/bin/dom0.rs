@@ -398,6 +398,29 @@ mod kernel {
                         false
                     }
                 },
+                Command::Lsblk => match self.toolstack.as_ref() {
+                    Some(t) => {
+                        t.lsblk(&mut Out);
+                        true
+                    }
+                    None => {
+                        println!("lsblk: the toolstack is not running");
+                        false
+                    }
+                },
+                Command::DiskBench(disk) => match self.toolstack.as_mut() {
+                    Some(t) => match t.disk_bench(disk, &mut Out) {
+                        Ok(()) => true,
+                        Err(e) => {
+                            println!("disk-bench: {e}");
+                            false
+                        }
+                    },
+                    None => {
+                        println!("disk-bench: the toolstack is not running");
+                        false
+                    }
+                },
                 Command::Unknown(word) => {
                     println!("dom0: unknown command: {word}");
                     false

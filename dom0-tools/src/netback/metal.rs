@@ -152,8 +152,13 @@ impl Drop for MappedRing {
     fn drop(&mut self) {
         // A failed unmap leaves the slot taken rather than reusing an
         // address that may still map the guest's page.
-        if grant::unmap(self.handle, self.va, 0).is_ok() {
-            free_slot(self.slot);
+        match grant::unmap(self.handle, self.va, 0) {
+            Ok(_) => free_slot(self.slot),
+            Err(e) => log::warn!(
+                "unmapping grant handle {} at {:#x} failed: {e}",
+                self.handle,
+                self.va
+            ),
         }
     }
 }

@@ -217,6 +217,21 @@ impl Sharing {
         self.users.retain(|u| u.domid != domid);
     }
 
+    /// Who uses media overlapping `target`: `d1 xvda (rw)` each.
+    pub fn users_of(&self, target: &str) -> Vec<String> {
+        let m = Medium::parse(target);
+        self.users
+            .iter()
+            .filter(|u| Medium::parse(&u.target).overlaps(&m))
+            .map(|u| {
+                let vdev = crate::xlcfg::disk::devid_to_xvd(u.devid)
+                    .unwrap_or_else(|| alloc::format!("{}", u.devid));
+                let mode = if u.writable { "rw" } else { "ro" };
+                alloc::format!("d{} {vdev} ({mode}, {})", u.domid, u.target)
+            })
+            .collect()
+    }
+
     /// How many devices are recorded.
     pub fn len(&self) -> usize {
         self.users.len()
@@ -304,6 +319,10 @@ mod tests {
         // Ramdisk images are copied per guest: always fine.
         s.claim(3, 51728, "/boot/d.img", true).unwrap();
         s.claim(4, 51728, "/boot/d.img", true).unwrap();
+        assert_eq!(
+            s.users_of("/dev/vdc"),
+            ["d3 xvda (ro, /dev/vdc)", "d4 xvda (ro, /dev/vdc)"]
+        );
         s.release_domain(1);
         s.claim(2, 51712, "/dev/vdb", true).unwrap();
         s.release(2, 51712);

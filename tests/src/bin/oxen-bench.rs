@@ -132,9 +132,12 @@ fn main() -> ExitCode {
                 Some("boot") => only = Some(Part::Boot),
                 Some("micro") => only = Some(Part::Micro),
                 Some("toolstack") => only = Some(Part::Toolstack),
+                Some("storage") => only = Some(Part::Storage),
                 Some("network") => only = Some(Part::Network),
                 _ => {
-                    eprintln!("oxen-bench: error: --only takes boot, micro, toolstack or network");
+                    eprintln!(
+                        "oxen-bench: error: --only takes boot, micro, toolstack, storage or network"
+                    );
                     return ExitCode::from(2);
                 }
             },
@@ -147,11 +150,12 @@ fn main() -> ExitCode {
             },
             "-h" | "--help" => {
                 println!(
-                    "Usage: scripts/bench [--runs N] [--only boot|micro|toolstack|network]\n  \
+                    "Usage: scripts/bench [--runs N] [--only boot|micro|toolstack|storage|network]\n  \
                      --runs N     boots for the boot-time figure (default 3)\n  \
-                     --only ...   just the boot-time figure, the PV microbenchmarks, or the\n               \
-                     toolstack's (xl create/destroy, xenstore), or the network's (guest to\n               \
-                     guest TCP and ping over xenbr0)"
+                     --only ...   just the boot-time figure, the PV microbenchmarks, the\n               \
+                     toolstack's (xl create/destroy, xenstore), a guest's disk\n               \
+                     through blkback beside Dom0's own, or guest-to-guest TCP and ping\n               \
+                     over xenbr0"
                 );
                 return ExitCode::SUCCESS;
             }
@@ -163,7 +167,13 @@ fn main() -> ExitCode {
     }
     let parts = match only {
         Some(p) => vec![p],
-        None => vec![Part::Boot, Part::Micro, Part::Toolstack, Part::Network],
+        None => vec![
+            Part::Boot,
+            Part::Micro,
+            Part::Toolstack,
+            Part::Storage,
+            Part::Network,
+        ],
     };
     let mut ok = true;
     for (i, part) in parts.into_iter().enumerate() {
@@ -174,6 +184,7 @@ fn main() -> ExitCode {
             Part::Boot => bench(images, runs),
             Part::Micro => micro(images),
             Part::Toolstack => toolstack(images),
+            Part::Storage => storage(images),
             Part::Network => network(images),
         });
         match r {
@@ -197,7 +208,56 @@ enum Part {
     Boot,
     Micro,
     Toolstack,
+    Storage,
     Network,
+}
+
+/// Boots Dom0 with a virtio disk once and prints a guest's disk figures
+/// (through blkfront, blkback, grant copies) beside Dom0's own on it.
+fn storage(images: &Images) -> Result<bool, String> {
+    use bench::storage as st;
+    println!(
+        "Storage benchmarks: {} (mode=bench) through blkback beside Dom0 driving the same \
+         virtio-blk disk ({} MiB raw image), one boot, PVH, -smp {}, -m {}, -cpu {}, TCG",
+        st::GUEST,
+        st::DISK_MIB,
+        oxen_tests::qemu::DEFAULT_SMP,
+        oxen_tests::qemu::DEFAULT_MEM,
+        oxen_tests::qemu::DEFAULT_CPU
+    );
+    println!();
+    let r = st::run(images, Some(Echo::Quiet))?;
+    println!(
+        "{:<44} {:>10} {:>10} {:>12}  (target: guest >= 0.90x Dom0)",
+        "figure", "Dom0", "guest", "guest/Dom0"
+    );
+    let mut ok = true;
+    for (id, what, unit) in st::FIGURES {
+        let d = st::value(&r.log, "dom0", id);
+        let g = st::value(&r.log, "guest", id);
+        let show = |v: Option<u64>| v.map_or("-".to_string(), |v| format!("{v} {unit}"));
+        let ratio = match (d, g) {
+            (Some(d), Some(g)) if d > 0 => format!("{:.2}", g as f64 / d as f64),
+            _ => {
+                ok = false;
+                "-".into()
+            }
+        };
+        println!("{what:<44} {:>10} {:>10} {ratio:>12}", show(d), show(g));
+    }
+    println!();
+    println!(
+        "Both issue the same requests one at a time (256 KiB sequential over the first 32 MiB, \
+         then 4 KiB random reads for 1 s); the guest's go through its ring, blkback's grant \
+         copies and Dom0's driver."
+    );
+    if !ok {
+        eprintln!(
+            "oxen-bench: storage: not every figure was printed:\n{}",
+            r.log
+        );
+    }
+    Ok(ok)
 }
 
 /// Boots Oxen once with two domu-net guests and prints the network table.

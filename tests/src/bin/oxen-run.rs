@@ -99,7 +99,7 @@ impl Default for Options {
 
 #[derive(Debug, PartialEq)]
 enum Parsed {
-    Run(Options),
+    Run(Box<Options>),
     Help,
 }
 
@@ -188,7 +188,7 @@ fn parse_args(args: &[String]) -> Result<Parsed, String> {
     if timeout_given && !o.batch {
         return Err("--timeout only applies with --batch".into());
     }
-    Ok(Parsed::Run(o))
+    Ok(Parsed::Run(Box::new(o)))
 }
 
 fn main() -> ExitCode {
@@ -198,7 +198,7 @@ fn main() -> ExitCode {
             print!("{USAGE}");
             return ExitCode::SUCCESS;
         }
-        Ok(Parsed::Run(o)) => o,
+        Ok(Parsed::Run(o)) => *o,
         Err(e) => {
             eprintln!("oxen-run: error: {e}");
             return ExitCode::from(2);
@@ -412,7 +412,7 @@ mod tests {
         let Parsed::Run(o) = p(&[]).unwrap() else {
             panic!()
         };
-        assert_eq!(o, Options::default());
+        assert_eq!(*o, Options::default());
         assert_eq!(o.append, "loglvl=info");
         assert_eq!(
             (o.smp, o.mem.as_str(), o.accel.as_str()),

@@ -1,0 +1,133 @@
+//! [`FileStore`]: a [`BlockStore`] over a file's [`FileExtents`], so
+//! blkback can serve an image file in a FAT file system as a disk. It
+//! reads and writes the file's existing sectors only; the file's size,
+//! the FAT and the directories never change.
+
+use alloc::string::{String, ToString};
+
+use super::{FatError, FileExtents, Run, Volume, SECTOR};
+use crate::blkback::{BlockStore, IoError};
+
+/// A disk image file on `S`, as a disk.
+pub struct FileStore<S: BlockStore> {
+    dev: S,
+    ext: FileExtents,
+}
+
+impl<S: BlockStore> FileStore<S> {
+    /// Serves `extents` of `dev`. The file must be whole sectors of the
+    /// device, and each run aligned to them and on the device.
+    pub fn new(dev: S, extents: FileExtents) -> Result<Self, FatError> {
+        Self::named(dev, extents, String::new())
+    }
+
+    /// Finds the FAT file system on `dev` ([`Volume::find`]) and serves
+    /// its file `path`.
+    pub fn open(mut dev: S, path: &str) -> Result<Self, FatError> {
+        let vol = Volume::find(&mut dev)?;
+        let ext = vol.open(&mut dev, path)?;
+        Self::named(dev, ext, path.to_string())
+    }
+
+    fn named(dev: S, ext: FileExtents, path: String) -> Result<Self, FatError> {
+        let align = u64::from(dev.sector_size()).max(SECTOR);
+        let unaligned = |what| FatError::Unaligned {
+            path: path.clone(),
+            what,
+            align,
+        };
+        if !ext.len.is_multiple_of(align) {
+            return Err(unaligned("its size"));
+        }
+        let unit = align / SECTOR;
+        let mut next = 0u64;
+        for r in &ext.runs {
+            if r.file_sector != next || r.sectors == 0 {
+                return Err(unaligned("its extent list"));
+            }
+            if !r.file_sector.is_multiple_of(unit)
+                || !r.dev_sector.is_multiple_of(unit)
+                || !r.sectors.is_multiple_of(unit)
+            {
+                return Err(unaligned("its clusters' placement"));
+            }
+            match r.dev_sector.checked_add(r.sectors) {
+                Some(end) if end <= dev.sectors() => {}
+                _ => {
+                    return Err(FatError::BeyondDevice {
+                        offset: r.dev_sector.saturating_mul(SECTOR),
+                    })
+                }
+            }
+            next = next
+                .checked_add(r.sectors)
+                .ok_or(unaligned("its extent list"))?;
+        }
+        if next != ext.len / SECTOR {
+            return Err(unaligned("its extent list"));
+        }
+        Ok(FileStore { dev, ext })
+    }
+
+    /// Where the file is.
+    pub fn extents(&self) -> &FileExtents {
+        &self.ext
+    }
+
+    /// The device underneath.
+    pub fn into_inner(self) -> S {
+        self.dev
+    }
+
+    /// Calls `f(run_part_device_sector, byte_range_of_buffer)` for each
+    /// piece of the `bytes` bytes at file sector `sector`.
+    fn split(
+        &mut self,
+        sector: u64,
+        bytes: usize,
+        mut f: impl FnMut(&mut S, u64, core::ops::Range<usize>) -> Result<(), IoError>,
+    ) -> Result<(), IoError> {
+        let count = (bytes as u64).div_ceil(SECTOR);
+        match sector.checked_add(count) {
+            Some(end) if end <= self.sectors() && (bytes as u64).is_multiple_of(SECTOR) => {}
+            _ => return Err(IoError::Io),
+        }
+        let mut i = self
+            .ext
+            .runs
+            .partition_point(|r: &Run| r.file_sector + r.sectors <= sector);
+        let (mut s, mut done) = (sector, 0usize);
+        while done < bytes {
+            let r = self.ext.runs.get(i).ok_or(IoError::Io)?;
+            let skip = s - r.file_sector;
+            let n = (r.sectors - skip).min(((bytes - done) as u64) / SECTOR);
+            let len = (n * SECTOR) as usize;
+            f(&mut self.dev, r.dev_sector + skip, done..done + len)?;
+            done += len;
+            s += n;
+            i += 1;
+        }
+        Ok(())
+    }
+}
+
+impl<S: BlockStore> BlockStore for FileStore<S> {
+    fn sectors(&self) -> u64 {
+        self.ext.len / SECTOR
+    }
+    fn sector_size(&self) -> u32 {
+        self.dev.sector_size()
+    }
+    fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), IoError> {
+        self.split(sector, buf.len(), |dev, at, r| dev.read(at, &mut buf[r]))
+    }
+    fn write(&mut self, sector: u64, data: &[u8]) -> Result<(), IoError> {
+        self.split(sector, data.len(), |dev, at, r| dev.write(at, &data[r]))
+    }
+    fn flush(&mut self) -> Result<(), IoError> {
+        self.dev.flush()
+    }
+    fn can_flush(&self) -> bool {
+        self.dev.can_flush()
+    }
+}
