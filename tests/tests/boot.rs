@@ -1107,6 +1107,176 @@ fn hostile_blkif_frontend_gets_errors_and_a_disconnect_while_other_guests_keep_w
     assert_free_memory_back(&text);
 }
 
+/// Runs a host tool (from /usr/sbin too, which a user's PATH may lack).
+fn host_tool(tool: &str, args: &[&str]) -> std::process::Output {
+    let path = ["/usr/sbin", "/sbin"]
+        .iter()
+        .map(|d| std::path::Path::new(d).join(tool))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| tool.into());
+    let out = Command::new(&path)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{tool} should be installed (scripts/lib/setup.sh): {e}"));
+    assert!(
+        out.status.success(),
+        "{tool} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+#[test]
+fn xl_disk_image_files_on_dom0s_fat_file_system_and_partitions_serve_guests() {
+    let guest = image("domu-disk");
+    let dir = ramdisk_file("fat.cfg", "").parent().unwrap().to_path_buf();
+    // vda: a whole-disk FAT32 made and filled on the host as a user would.
+    let host = qemu_img("fat-host.img", 64);
+    let h = host.display().to_string();
+    host_tool("mkfs.fat", &["-F", "32", "-n", "OXEN", &h]);
+    let gimg = dir.join("guest.img");
+    std::fs::write(&gimg, vec![0u8; 10 << 20]).unwrap();
+    host_tool("mmd", &["-i", &h, "::images"]);
+    host_tool(
+        "mcopy",
+        &["-i", &h, &gimg.display().to_string(), "::images/guest.img"],
+    );
+    std::fs::write(dir.join("odd.img"), vec![0u8; 1000]).unwrap();
+    host_tool(
+        "mcopy",
+        &[
+            "-i",
+            &h,
+            &dir.join("odd.img").display().to_string(),
+            "::odd.img",
+        ],
+    );
+    // vdb: an MBR with a FAT16 partition 1 and a raw partition 2.
+    let parted = qemu_img("parted.img", 40);
+    let p = parted.display().to_string();
+    let mut sf = Command::new(
+        ["/usr/sbin/sfdisk", "/sbin/sfdisk"]
+            .into_iter()
+            .find(|t| std::path::Path::new(t).is_file())
+            .unwrap_or("sfdisk"),
+    )
+    .args(["-q", &p])
+    .stdin(Stdio::piped())
+    .spawn()
+    .expect("sfdisk (Debian package fdisk) should be installed");
+    sf.stdin
+        .take()
+        .unwrap()
+        .write_all(b"label: dos\nstart=2048, size=32768, type=6\nstart=34816, type=83\n")
+        .unwrap();
+    assert!(sf.wait().unwrap().success(), "sfdisk failed");
+    host_tool("mkfs.fat", &["-F", "16", "--offset", "2048", &p, "16384"]);
+    host_tool(
+        "mcopy",
+        &[
+            "-i",
+            &format!("{p}@@1M"),
+            &gimg.display().to_string(),
+            "::in-partition.img",
+        ],
+    );
+    let a = ramdisk_file(
+        "fata.cfg",
+        "name = \"fata\"\nkernel = \"/boot/domu-disk\"\nmemory = 16\n\
+         extra = \"mode=pattern mib=8\"\n\
+         disk = [ \"/mnt/vda/images/guest.img,raw,xvda,rw\" ]\non_reboot = \"restart\"\n\
+         on_poweroff = \"preserve\"\n",
+    );
+    let b = ramdisk_file(
+        "fatb.cfg",
+        "name = \"fatb\"\nkernel = \"/boot/domu-disk\"\nmemory = 16\n\
+         extra = \"mode=pattern mib=4\"\n\
+         disk = [ \"phy:/dev/vdb2,xvda,w\" ]\non_reboot = \"restart\"\n\
+         on_poweroff = \"preserve\"\n",
+    );
+    let bad = ramdisk_file(
+        "bad.cfg",
+        "name = \"bad\"\nkernel = \"/boot/domu-disk\"\nmemory = 16\n\
+         disk = [ \"/mnt/vda/images/nothere.img,raw,xvda,rw\" ]\n",
+    );
+    let odd = ramdisk_file(
+        "odd.cfg",
+        "name = \"odd\"\nkernel = \"/boot/domu-disk\"\nmemory = 16\n\
+         disk = [ \"/mnt/vda/odd.img,raw,xvda,rw\" ]\n",
+    );
+    let mut args = Vec::new();
+    for f in [&guest, &a, &b, &bad, &odd] {
+        args.push("--add".to_string());
+        args.push(f.display().to_string());
+    }
+    for d in [&host, &parted] {
+        args.push("--disk".to_string());
+        args.push(d.display().to_string());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, text) = oxen_run_batch_timed(
+        &args,
+        "lsblk\nls /mnt/vda\nls /mnt/vda/images\nls /mnt/vdb1\nxl info\n\
+         xl create bad.cfg\nxl create odd.cfg\n\
+         xl create fata.cfg\nxl create fatb.cfg\nsleep 8\nlsblk\n\
+         xl console fata\r\x1d\nxl console fatb\r\x1d\nxl destroy fata\nxl destroy fatb\nxl info\n",
+        Duration::from_secs(180),
+    );
+    for want in [
+        "Dom0: /mnt/vda: FAT32 file system on /dev/vda",
+        "Dom0: /mnt/vdb1: FAT16 file system on /dev/vdb",
+        "d            0  images",
+        "-     10485760  guest.img",
+        "-     10485760  in-partition.img",
+        " xvda (rw, /mnt/vda/images/guest.img)",
+        " xvda (rw, /dev/vdb2)",
+        "/mnt/vda: FAT32 file system, 64 MiB",
+        "disk xvda: /mnt/vda/images/nothere.img: /images/nothere.img: No such file or directory",
+        "disk xvda: /mnt/vda/odd.img: ",
+        "domu-disk: after the reboot the pattern reads back: ok (8 MiB",
+        "domu-disk: after the reboot the pattern reads back: ok (4 MiB",
+    ] {
+        assert!(text.contains(want), "missing {want:?}:\n{text}");
+    }
+    assert_eq!(
+        code,
+        Some(1),
+        "only the two bad creates fail (the exit status counts failed commands):\n{text}"
+    );
+    assert_free_memory_back(&text);
+    // On the host: the file inside the FAT holds the pattern.
+    let out = dir.join("back.img");
+    let _ = std::fs::remove_file(&out);
+    host_tool(
+        "mcopy",
+        &["-i", &h, "::images/guest.img", &out.display().to_string()],
+    );
+    let file = std::fs::read(&out).unwrap();
+    assert_eq!(file.len(), 10 << 20, "the image file keeps its size");
+    assert!(file.starts_with(b"OXEN-PATTERN v1 mib=8 start=4096\n"));
+    for (i, w) in file[4096..4096 + (8 << 20)].chunks_exact(8).enumerate() {
+        let o = 4096 + 8 * i as u64;
+        assert_eq!(
+            u64::from_le_bytes(w.try_into().unwrap()),
+            disk_pattern_word(o),
+            "guest.img byte {o:#x}"
+        );
+    }
+    host_tool("fsck.fat", &["-n", &h]);
+    // Partition 2 of vdb holds the other guest's pattern, nothing outside.
+    let disk = std::fs::read(&parted).unwrap();
+    let part = &disk[34816 * 512..];
+    assert!(part.starts_with(b"OXEN-PATTERN v1 mib=4 start=4096\n"));
+    for (i, w) in part[4096..4096 + (4 << 20)].chunks_exact(8).enumerate() {
+        let o = 4096 + 8 * i as u64;
+        assert_eq!(
+            u64::from_le_bytes(w.try_into().unwrap()),
+            disk_pattern_word(o),
+            "vdb2 byte {o:#x}"
+        );
+    }
+}
+
 // ---- The network: netback, xenbr0 and the uplink (issue 5) -------------------
 
 /// A domu-net guest's config: `name`, `vif` (the list's inside, or none),

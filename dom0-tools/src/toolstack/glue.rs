@@ -15,11 +15,12 @@ use core::fmt::{self, Write as _};
 
 use super::devices::{self, Hardware};
 use super::lifecycle::{self, Next};
-use super::media::{Medium, Sharing};
+use super::media::{self, Medium, Sharing};
 use super::net::Net;
 use crate::blkback::{self, Blkback, CopySeg, EventChannels, GrantFault, GrantMapper};
 use crate::builder::{self, Built, GuestConfig};
 use crate::consoled::{scan_input, DomConsole, RawRing};
+use crate::fat;
 use crate::netback::metal::{map_grant, MappedRing};
 use crate::ramdisk::{Archive, Kind};
 use crate::virtio::dev::Disk;
@@ -210,10 +211,41 @@ pub struct Toolstack {
     net: Net,
     /// Which guest devices use which media.
     sharing: Sharing,
+    /// The FAT volumes on Dom0's disks, by mount name (`vda`, `vda1`):
+    /// image files on them back guests' disks (`/mnt/vda/guest.img`).
+    volumes: BTreeMap<String, (String, fat::Volume)>,
 }
 
 /// One of Dom0's disks, shared between the guest devices it backs.
 type SharedDisk = alloc::rc::Rc<core::cell::RefCell<Disk>>;
+
+/// Finds the FAT file systems on Dom0's disks: on a whole disk (mounted
+/// as `/mnt/vda`) or in its MBR partitions (`/mnt/vda1`).
+fn mount_volumes(disks: &BTreeMap<String, SharedDisk>) -> BTreeMap<String, (String, fat::Volume)> {
+    let mut found = BTreeMap::new();
+    for (name, disk) in disks {
+        let mut dev = disk.clone();
+        let mut mounts = Vec::new();
+        if let Ok(v) = fat::Volume::mount(&mut dev, 0) {
+            mounts.push((media::volume_name(name, 0), v));
+        } else if let Ok(parts) = fat::partitions(&mut dev) {
+            for p in parts.iter().filter(|p| p.may_hold_fs()) {
+                if let Ok(v) = fat::Volume::mount_within(&mut dev, p.start, p.sectors) {
+                    mounts.push((media::volume_name(name, u32::from(p.number)), v));
+                }
+            }
+        }
+        for (mount, v) in mounts {
+            pv_guest_lib::println!(
+                "Dom0: /mnt/{mount}: {} file system on /dev/{name}, {} MiB",
+                v.kind(),
+                v.sectors() / 2048
+            );
+            found.insert(mount, (name.clone(), v));
+        }
+    }
+    found
+}
 
 fn fail(what: &str, e: impl fmt::Display) -> XlError {
     XlError::Message(format!("{what}: {e}"))
@@ -244,10 +276,11 @@ impl Toolstack {
         let _ = events::bind_virq(Virq::Console, 0);
         let dom_exc = events::bind_virq(Virq::DomExc, 0).ok();
         let Hardware { disks, nic } = devices::probe();
-        let disks = disks
+        let disks: BTreeMap<String, SharedDisk> = disks
             .into_iter()
             .map(|d| (d.name, alloc::rc::Rc::new(core::cell::RefCell::new(d.disk))))
             .collect();
+        let volumes = mount_volumes(&disks);
         Toolstack {
             ramdisk,
             xs,
@@ -261,6 +294,7 @@ impl Toolstack {
             disks,
             net: Net::new(nic),
             sharing: Sharing::default(),
+            volumes,
         }
     }
 
@@ -283,6 +317,42 @@ impl Toolstack {
                 }
             );
         }
+        for (mount, (_, v)) in &self.volumes {
+            let _ = writeln!(
+                out,
+                "/mnt/{mount}: {} file system, {} MiB, {} clusters of {} bytes",
+                v.kind(),
+                v.sectors() / 2048,
+                v.clusters(),
+                v.cluster_bytes()
+            );
+        }
+    }
+
+    /// `ls /mnt/vda[/DIR]`: a directory of a FAT volume on Dom0's disks.
+    /// None if `path` is not under [`media::MOUNT_ROOT`].
+    pub fn ls_volume(&self, path: &str, out: &mut dyn fmt::Write) -> Option<Result<(), String>> {
+        let rest = path.strip_prefix(media::MOUNT_ROOT)?;
+        let (mount, dir) = match rest.find('/') {
+            Some(i) => rest.split_at(i),
+            None => (rest, "/"),
+        };
+        let Some((disk, vol)) = self.volumes.get(mount) else {
+            return Some(Err(format!("{path}: no FAT file system is mounted there")));
+        };
+        let Some(disk) = self.disks.get(disk) else {
+            return Some(Err(format!("{path}: its disk is gone")));
+        };
+        Some(
+            vol.list(&mut disk.clone(), dir)
+                .map(|entries| {
+                    for e in entries {
+                        let kind = if e.is_dir { "d" } else { "-" };
+                        let _ = writeln!(out, "{kind} {:>12}  {}", e.size, e.name);
+                    }
+                })
+                .map_err(|e| e.to_string()),
+        )
     }
 
     /// `disk-bench DISK`: Dom0's own sequential write and read and 4 KiB
@@ -719,10 +789,53 @@ impl Toolstack {
                 }
                 Ok(Box::new(disk.clone()))
             }
-            Medium::Partition(..) | Medium::File { .. } => Err(XlError::Message(format!(
-                "disk {}: {path}: partitions and image files on Dom0's disks are not supported yet",
-                d.vdev
-            ))),
+            Medium::Partition(name, n) => {
+                let disk = self.disks.get(name).ok_or_else(missing)?;
+                let part = fat::partitions(&mut disk.clone())
+                    .ok()
+                    .and_then(|ps| ps.into_iter().find(|p| u32::from(p.number) == n))
+                    .ok_or_else(missing)?;
+                let ro = disk.borrow().readonly();
+                if d.readwrite && ro {
+                    return Err(XlError::Message(format!(
+                        "disk {}: {path} is read-only: use mode r",
+                        d.vdev
+                    )));
+                }
+                let slice = blkback::store::Slice::new(disk.clone(), part.start, part.sectors)
+                    .ok_or_else(|| {
+                        XlError::Message(format!(
+                            "disk {}: {path}: the partition table entry does not fit the disk",
+                            d.vdev
+                        ))
+                    })?;
+                Ok(Box::new(slice))
+            }
+            Medium::File {
+                disk: name,
+                partition,
+                path: inner,
+            } => {
+                let vol_name = media::volume_name(name, partition);
+                let (_, vol) = self.volumes.get(&vol_name).ok_or_else(|| {
+                    XlError::Message(format!(
+                        "disk {}: {path}: no FAT file system is mounted at /mnt/{vol_name} (lsblk lists them)",
+                        d.vdev
+                    ))
+                })?;
+                let disk = self.disks.get(name).ok_or_else(missing)?;
+                if d.readwrite && disk.borrow().readonly() {
+                    return Err(XlError::Message(format!(
+                        "disk {}: {path} is on a read-only disk: use mode r",
+                        d.vdev
+                    )));
+                }
+                let file = vol
+                    .open(&mut disk.clone(), inner)
+                    .and_then(|ext| fat::FileStore::new(disk.clone(), ext))
+                    .map_err(|e| XlError::Message(format!("disk {}: {path}: {e}", d.vdev)))?;
+                Ok(Box::new(file))
+            }
             Medium::Ramdisk(file) => {
                 let data = self.file(file).ok_or_else(missing)?;
                 if data.is_empty() || data.len() % 512 != 0 {
