@@ -1451,21 +1451,21 @@ fn xl_net_a_guest_serves_http_to_the_host_through_the_uplink() {
             "--timeout",
             "300",
         ],
-        "xl info\nxl create web.cfg\nsleep 60\nxl console web\r\x1d\nxl destroy web\nxl info\n",
+        "xl info\nxl create web.cfg\nsleep 25\nxl console web\r\x1d\nxl destroy web\nxl info\n",
         {
             let url = url.clone();
             move |console: &dyn Fn() -> String| {
                 // Once Dom0 sleeps, the guest is starting: ask until it answers
                 // (twice, to see its counter move).
                 let start = std::time::Instant::now();
-                while !console().contains("sleep 60") && start.elapsed() < Duration::from_secs(150)
+                while !console().contains("sleep 25") && start.elapsed() < Duration::from_secs(150)
                 {
                     std::thread::sleep(Duration::from_millis(200));
                 }
                 let mut pages = Vec::new();
                 for _ in 0..10 {
                     let out = Command::new("curl")
-                        .args(["-s", "--max-time", "10", &url])
+                        .args(["-s", "--max-time", "5", &url])
                         .output()
                         .expect("run curl");
                     let body = String::from_utf8_lossy(&out.stdout).into_owned();
