@@ -1618,3 +1618,120 @@ fn xl_net_a_hostile_frontend_is_cut_off_while_others_keep_pinging() {
     );
     assert_free_memory_back(&text);
 }
+
+#[test]
+fn xl_disk_qcow2_image_file_on_fat_keeps_a_guests_pattern_and_passes_qemu_img_check() {
+    let guest = image("domu-disk");
+    let dir = ramdisk_file("q.cfg", "").parent().unwrap().to_path_buf();
+    let host = qemu_img("qcow-host.img", 64);
+    let h = host.display().to_string();
+    host_tool("mkfs.fat", &["-F", "32", &h]);
+    let q = dir.join("guest.qcow2");
+    let _ = std::fs::remove_file(&q);
+    let qs = q.display().to_string();
+    host_tool(
+        "qemu-img",
+        &[
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-o",
+            "preallocation=metadata",
+            &qs,
+            "12M",
+        ],
+    );
+    host_tool("mcopy", &["-i", &h, &qs, "::guest.qcow2"]);
+    // A qcow2 image without preallocation in the ramdisk: it cannot grow,
+    // so its writes fail cleanly.
+    let small = dir.join("small.qcow2");
+    let _ = std::fs::remove_file(&small);
+    host_tool(
+        "qemu-img",
+        &[
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            &small.display().to_string(),
+            "12M",
+        ],
+    );
+    let cfg = ramdisk_file(
+        "q.cfg",
+        "name = \"q\"\nkernel = \"/boot/domu-disk\"\nmemory = 16\n\
+         extra = \"mode=pattern mib=8\"\n\
+         disk = [ \"format=qcow2,vdev=xvda,access=rw,target=/mnt/vda/guest.qcow2\" ]\n\
+         on_reboot = \"restart\"\non_poweroff = \"preserve\"\n",
+    );
+    let full = ramdisk_file(
+        "full.cfg",
+        "name = \"full\"\nkernel = \"/boot/domu-disk\"\nmemory = 16\n\
+         extra = \"mode=pattern mib=8\"\n\
+         disk = [ \"/boot/small.qcow2,qcow2,xvda,rw\" ]\non_poweroff = \"preserve\"\n",
+    );
+    let phy = ramdisk_file(
+        "phyq.cfg",
+        "name = \"phyq\"\nkernel = \"/boot/domu-disk\"\nmemory = 16\n\
+         disk = [ \"format=qcow2,vdev=xvda,access=rw,target=/dev/vda\" ]\n",
+    );
+    let mut args = Vec::new();
+    for f in [&guest, &cfg, &full, &small, &phy] {
+        args.push("--add".to_string());
+        args.push(f.display().to_string());
+    }
+    args.push("--disk".to_string());
+    args.push(h.clone());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, text) = oxen_run_batch_timed(
+        &args,
+        "xl info\nxl create phyq.cfg\nxl create q.cfg\nxl create full.cfg\nsleep 8\n\
+         xl console q\r\x1d\nxl console full\r\x1d\nxl destroy q\nxl destroy full\nxl info\n",
+        Duration::from_secs(180),
+    );
+    for want in [
+        "disk xvda: /dev/vda: a qcow2 image must be a file",
+        "domu-disk: after the reboot the pattern reads back: ok (8 MiB",
+        "qcow2 image full: create it with -o preallocation=metadata or larger",
+    ] {
+        assert!(text.contains(want), "missing {want:?}:\n{text}");
+    }
+    assert!(
+        text.contains("domu-disk: ERROR: write at byte 0: Io"),
+        "the full image's writes fail in the guest:\n{text}"
+    );
+    assert_eq!(code, Some(1), "only phyq's create fails:\n{text}");
+    assert_free_memory_back(&text);
+    let back = dir.join("back.qcow2");
+    let _ = std::fs::remove_file(&back);
+    host_tool(
+        "mcopy",
+        &["-i", &h, "::guest.qcow2", &back.display().to_string()],
+    );
+    host_tool("qemu-img", &["check", "-q", &back.display().to_string()]);
+    let raw = dir.join("back.raw");
+    host_tool(
+        "qemu-img",
+        &[
+            "convert",
+            "-f",
+            "qcow2",
+            "-O",
+            "raw",
+            &back.display().to_string(),
+            &raw.display().to_string(),
+        ],
+    );
+    let data = std::fs::read(&raw).unwrap();
+    assert!(data.starts_with(b"OXEN-PATTERN v1 mib=8 start=4096\n"));
+    for (i, w) in data[4096..4096 + (8 << 20)].chunks_exact(8).enumerate() {
+        let o = 4096 + 8 * i as u64;
+        assert_eq!(
+            u64::from_le_bytes(w.try_into().unwrap()),
+            disk_pattern_word(o),
+            "guest.qcow2 byte {o:#x}"
+        );
+    }
+    host_tool("fsck.fat", &["-n", &h]);
+}

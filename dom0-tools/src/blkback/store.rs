@@ -173,6 +173,34 @@ impl<S: BlockStore> BlockStore for alloc::rc::Rc<core::cell::RefCell<S>> {
     }
 }
 
+/// A boxed store (a format, such as qcow2, layered over any medium).
+impl<S: BlockStore + ?Sized> BlockStore for alloc::boxed::Box<S> {
+    fn sectors(&self) -> u64 {
+        (**self).sectors()
+    }
+    fn sector_size(&self) -> u32 {
+        (**self).sector_size()
+    }
+    fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), IoError> {
+        (**self).read(sector, buf)
+    }
+    fn write(&mut self, sector: u64, data: &[u8]) -> Result<(), IoError> {
+        (**self).write(sector, data)
+    }
+    fn flush(&mut self) -> Result<(), IoError> {
+        (**self).flush()
+    }
+    fn can_flush(&self) -> bool {
+        (**self).can_flush()
+    }
+    fn discard(&mut self, sector: u64, count: u64) -> Result<(), IoError> {
+        (**self).discard(sector, count)
+    }
+    fn can_discard(&self) -> bool {
+        (**self).can_discard()
+    }
+}
+
 /// A window of another store: `len` sectors from sector `start` (a
 /// partition, or a raw image stored contiguously). Requests never leave
 /// the window.

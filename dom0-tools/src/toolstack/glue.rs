@@ -743,14 +743,29 @@ impl Toolstack {
                 d.vdev
             ))
         })?;
-        if d.format != crate::xlcfg::DiskFormat::Raw {
-            return Err(XlError::Message(format!(
-                "disk {}: {path}: format {} is not supported (Oxen serves raw images)",
+        use crate::xlcfg::DiskFormat;
+        let qcow2 = match d.format {
+            DiskFormat::Raw => false,
+            DiskFormat::Qcow2 => true,
+            f => return Err(XlError::Message(format!(
+                "disk {}: {path}: format {} is not supported (Oxen serves raw and qcow2 images)",
                 d.vdev,
-                d.format.as_str()
-            )));
+                f.as_str()
+            ))),
+        };
+        let mut store = self.open_medium(d, path, qcow2)?;
+        if qcow2 {
+            if matches!(Medium::parse(path), Medium::Disk(_) | Medium::Partition(..)) {
+                return Err(XlError::Message(format!(
+                    "disk {}: {path}: a qcow2 image must be a file (on /mnt/... or in the ramdisk)",
+                    d.vdev
+                )));
+            }
+            store = Box::new(
+                crate::qcow2::Qcow2::open(store)
+                    .map_err(|e| XlError::Message(format!("disk {}: {path}: {e}", d.vdev)))?,
+            );
         }
-        let store = self.open_medium(d, path)?;
         self.sharing
             .claim(domid, d.devid, path, d.readwrite)
             .map_err(|e| XlError::Message(format!("disk {}: {e}", d.vdev)))?;
@@ -767,10 +782,12 @@ impl Toolstack {
     }
 
     /// The backing store for `path`.
+    /// (A qcow2 file in the ramdisk may end mid-sector: it is padded.)
     fn open_medium(
         &mut self,
         d: &crate::xlcfg::DiskSpec,
         path: &str,
+        qcow2: bool,
     ) -> XlResult<Box<dyn blkback::store::BlockStore>> {
         let missing = || {
             XlError::Message(format!(
@@ -838,14 +855,14 @@ impl Toolstack {
             }
             Medium::Ramdisk(file) => {
                 let data = self.file(file).ok_or_else(missing)?;
-                if data.is_empty() || data.len() % 512 != 0 {
+                if data.is_empty() || (data.len() % 512 != 0 && !qcow2) {
                     return Err(XlError::Message(format!(
                         "disk {}: {path}: size {} is not a whole number of 512-byte sectors",
                         d.vdev,
                         data.len()
                     )));
                 }
-                let mut disk = blkback::store::MemDisk::new(data.len() as u64 / 512);
+                let mut disk = blkback::store::MemDisk::new(data.len().div_ceil(512) as u64);
                 use blkback::store::BlockStore as _;
                 disk.write(0, data).map_err(|_| {
                     XlError::Message(format!("disk {}: cannot load {path}", d.vdev))
