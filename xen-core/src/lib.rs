@@ -26,5 +26,6 @@ pub mod ioports;
 pub mod irq;
 pub mod mm;
 pub mod runstate;
+pub mod svm;
 pub mod wallclock;
 pub mod x86_emul;

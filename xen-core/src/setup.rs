@@ -269,6 +269,9 @@ pub fn start(protocol: u32, info_paddr: u32) -> ! {
     // The hardware floor scripts/bench compares the PV paths with (before
     // the other CPUs, the timer and any guest exist).
     crate::arch::x86_64::syscall_floor::measure_and_log();
+    // Hardware virtualization: what the CPU offers, and SVM's world switch
+    // tried once on a tiny guest.
+    crate::arch::x86_64::svm::probe_and_selftest();
 
     crate::sched::configure(&cmdline.sched);
 

@@ -747,11 +747,13 @@ impl Toolstack {
         let qcow2 = match d.format {
             DiskFormat::Raw => false,
             DiskFormat::Qcow2 => true,
-            f => return Err(XlError::Message(format!(
+            f => {
+                return Err(XlError::Message(format!(
                 "disk {}: {path}: format {} is not supported (Oxen serves raw and qcow2 images)",
                 d.vdev,
                 f.as_str()
-            ))),
+            )))
+            }
         };
         let mut store = self.open_medium(d, path, qcow2)?;
         if qcow2 {

@@ -15,5 +15,6 @@ pub mod pool;
 pub mod power;
 pub mod serial;
 pub mod smp;
+pub mod svm;
 pub mod syscall_floor;
 pub mod traps;
