@@ -21,7 +21,7 @@
 //! capabilities, MSI-X) and the drivers for the machine's virtio disk and
 //! NIC ([`virtio`], over `virtio-drivers` with a PV Dom0 HAL); and the
 //! FAT reader ([`fat`]) that lets blkback serve a disk image file stored
-//! in a FAT file system on Dom0's disk.
+//! in a FAT file system on Dom0's disk, raw or qcow2 ([`qcow2`]).
 
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -42,6 +42,7 @@ pub mod fault;
 pub mod netback;
 pub mod pci;
 pub mod pvtest;
+pub mod qcow2;
 pub mod ramdisk;
 pub mod shell;
 pub mod toolstack;

@@ -19,8 +19,9 @@ pub enum Command<'a> {
     Help,
     /// `info`: the start_info summary.
     Info,
-    /// `ls`: the ramdisk's files.
-    Ls,
+    /// `ls [PATH]`: the ramdisk's files, or a directory of a FAT volume
+    /// on Dom0's disks (`/mnt/vda/...`).
+    Ls(&'a str),
     /// `cat FILE...` (the arguments, unsplit; empty = usage error).
     Cat(&'a str),
     /// `echo ...` (the arguments, unsplit).
@@ -51,7 +52,10 @@ pub enum Command<'a> {
 pub const HELP: &[(&str, &str)] = &[
     ("help", "list these commands"),
     ("info", "what Dom0 was handed at boot (start_info)"),
-    ("ls", "list the ramdisk's files"),
+    (
+        "ls [/mnt/vda[/DIR]]",
+        "list the ramdisk's files, or a FAT volume's directory",
+    ),
     ("cat FILE...", "print ramdisk files"),
     ("echo [TEXT...]", "print TEXT"),
     ("version", "ask the hypervisor who it is (xen_version)"),
@@ -90,7 +94,7 @@ impl<'a> Command<'a> {
             "" => Command::Empty,
             "help" | "?" => Command::Help,
             "info" => Command::Info,
-            "ls" => Command::Ls,
+            "ls" => Command::Ls(rest),
             "cat" => Command::Cat(rest),
             "echo" => Command::Echo(rest),
             "version" => Command::Version,
@@ -203,7 +207,8 @@ mod tests {
         assert_eq!(Command::parse(""), Command::Empty);
         assert_eq!(Command::parse("   \t "), Command::Empty);
         assert_eq!(Command::parse("help"), Command::Help);
-        assert_eq!(Command::parse("  ls  "), Command::Ls);
+        assert_eq!(Command::parse("  ls  "), Command::Ls(""));
+        assert_eq!(Command::parse("ls /mnt/vda"), Command::Ls("/mnt/vda"));
         assert_eq!(
             Command::parse("cat /etc/oxen-release"),
             Command::Cat("/etc/oxen-release")

@@ -451,6 +451,84 @@ pub mod storage {
     }
 }
 
+/// Issue 5's network figures: two `domu-net` guests on Dom0's bridge
+/// `xenbr0`, one streaming TCP to the other, then pinging it with one
+/// request in flight; the sender also times a memcpy of the same size (the
+/// floor: the least moving those bytes can cost). Driven like `scripts/run
+/// --batch`, with the default Dom0.
+pub mod network {
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    use crate::batch::{self, BatchOutcome};
+    use crate::boot::{dom0_ramdisk, OxenBoot, Payload};
+    use crate::images::{self, Images};
+    use crate::qemu::Echo;
+
+    /// The guest kernel (a `dom0-tools` binary).
+    pub const GUEST: &str = "domu-net";
+    /// Bytes streamed.
+    pub const BYTES: usize = 8 << 20;
+    /// Echo requests.
+    pub const PINGS: u32 = 100;
+    /// The whole run.
+    pub const TIMEOUT: Duration = Duration::from_secs(600);
+
+    /// One `domu-net: BENCH <name> k=v ...` line's values.
+    pub fn figure(log: &str, name: &str, key: &str) -> Option<f64> {
+        let prefix = format!("domu-net: BENCH {name} ");
+        log.lines()
+            .filter_map(|l| l.find(&prefix).map(|i| &l[i + prefix.len()..]))
+            .flat_map(|rest| rest.split_whitespace())
+            .filter_map(|kv| kv.split_once('='))
+            .find(|(k, _)| *k == key)
+            .and_then(|(_, v)| v.parse().ok())
+    }
+
+    fn cfg(dir: &std::path::Path, name: &str, extra: &str) -> Result<PathBuf, String> {
+        let p = dir.join(format!("{name}.cfg"));
+        std::fs::write(
+            &p,
+            format!(
+                "name = \"{name}\"\nkernel = \"/boot/{GUEST}\"\nmemory = 32\n\
+                 vif = [ \"bridge=xenbr0\" ]\nextra = \"{extra}\"\n"
+            ),
+        )
+        .map_err(|e| format!("{}: {e}", p.display()))?;
+        Ok(p)
+    }
+
+    /// Boots Oxen with the two guests and returns the run.
+    pub fn run(images: &Images, echo: Echo) -> Result<BatchOutcome, String> {
+        let name = format!("oxen-bench-net-{}", std::process::id());
+        let work = images::work_dir(&name).map_err(|e| e.to_string())?;
+        let adds = vec![
+            images.get(GUEST)?,
+            cfg(&work, "sink", "ip=10.0.0.1/24 tcp-sink=5001 serve")?,
+            cfg(
+                &work,
+                "send",
+                &format!(
+                    "ip=10.0.0.2/24 tcp-send=10.0.0.1:5001,bytes={BYTES} ping=10.0.0.1 \
+                     count={PINGS} interval=0 linger=0"
+                ),
+            )?,
+        ];
+        let mut boot = OxenBoot::new(images.hypervisor()?, images.dom0()?)?;
+        boot.ramdisk = Some(Payload::Bytes(dom0_ramdisk(&adds)?));
+        // `xl console send` returns when the sender has powered off (and
+        // been destroyed): its figures are on the console by then.
+        let commands = batch::commands_from(
+            "xl create sink.cfg\nxl create send.cfg\nxl console send\nxl destroy sink\n",
+        );
+        let q = boot.qemu(&name, &work)?.echo(echo);
+        let machine = q.spawn().map_err(|e| e.to_string())?;
+        let out = batch::run(machine, &commands, TIMEOUT);
+        let _ = std::fs::remove_dir_all(&work);
+        Ok(out)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -462,6 +540,16 @@ mod tests {
         assert_eq!(storage::value(log, "dom0", "seq_read_mb_s"), Some(412));
         assert_eq!(storage::value(log, "guest", "seq_read_mb_s"), Some(380));
         assert_eq!(storage::value(log, "guest", "seq_write_mb_s"), None);
+    }
+
+    #[test]
+    fn parses_network_figures() {
+        let log = "domu-net: BENCH tcp_send bytes=8388608 ns=2000000000 mbit_s=33.5\r\n\
+                   domu-net: BENCH ping_rtt count=100 min_us=900 median_us=1200 max_us=9000\n";
+        assert_eq!(network::figure(log, "tcp_send", "mbit_s"), Some(33.5));
+        assert_eq!(network::figure(log, "ping_rtt", "median_us"), Some(1200.0));
+        assert_eq!(network::figure(log, "ping_rtt", "avg_us"), None);
+        assert_eq!(network::figure(log, "memcpy", "mbit_s"), None);
     }
 
     #[test]

@@ -323,6 +323,8 @@ pub const GUEST_IMAGES: &[&str] = &[
     "domu-xsbench",
     "domu-blk",
     "domu-disk",
+    "domu-net",
+    "domu-nethostile",
 ];
 
 /// Dom0 kernels for `scripts/bench` that are not in [`TEST_KERNELS`] (too

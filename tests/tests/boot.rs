@@ -1106,3 +1106,515 @@ fn hostile_blkif_frontend_gets_errors_and_a_disconnect_while_other_guests_keep_w
     );
     assert_free_memory_back(&text);
 }
+
+/// Runs a host tool (from /usr/sbin too, which a user's PATH may lack).
+fn host_tool(tool: &str, args: &[&str]) -> std::process::Output {
+    let path = ["/usr/sbin", "/sbin"]
+        .iter()
+        .map(|d| std::path::Path::new(d).join(tool))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| tool.into());
+    let out = Command::new(&path)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{tool} should be installed (scripts/lib/setup.sh): {e}"));
+    assert!(
+        out.status.success(),
+        "{tool} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+#[test]
+fn xl_disk_image_files_on_dom0s_fat_file_system_and_partitions_serve_guests() {
+    let guest = image("domu-disk");
+    let dir = ramdisk_file("fat.cfg", "").parent().unwrap().to_path_buf();
+    // vda: a whole-disk FAT32 made and filled on the host as a user would.
+    let host = qemu_img("fat-host.img", 64);
+    let h = host.display().to_string();
+    host_tool("mkfs.fat", &["-F", "32", "-n", "OXEN", &h]);
+    let gimg = dir.join("guest.img");
+    std::fs::write(&gimg, vec![0u8; 10 << 20]).unwrap();
+    host_tool("mmd", &["-i", &h, "::images"]);
+    host_tool(
+        "mcopy",
+        &["-i", &h, &gimg.display().to_string(), "::images/guest.img"],
+    );
+    std::fs::write(dir.join("odd.img"), vec![0u8; 1000]).unwrap();
+    host_tool(
+        "mcopy",
+        &[
+            "-i",
+            &h,
+            &dir.join("odd.img").display().to_string(),
+            "::odd.img",
+        ],
+    );
+    // vdb: an MBR with a FAT16 partition 1 and a raw partition 2.
+    let parted = qemu_img("parted.img", 40);
+    let p = parted.display().to_string();
+    let mut sf = Command::new(
+        ["/usr/sbin/sfdisk", "/sbin/sfdisk"]
+            .into_iter()
+            .find(|t| std::path::Path::new(t).is_file())
+            .unwrap_or("sfdisk"),
+    )
+    .args(["-q", &p])
+    .stdin(Stdio::piped())
+    .spawn()
+    .expect("sfdisk (Debian package fdisk) should be installed");
+    sf.stdin
+        .take()
+        .unwrap()
+        .write_all(b"label: dos\nstart=2048, size=32768, type=6\nstart=34816, type=83\n")
+        .unwrap();
+    assert!(sf.wait().unwrap().success(), "sfdisk failed");
+    host_tool("mkfs.fat", &["-F", "16", "--offset", "2048", &p, "16384"]);
+    host_tool(
+        "mcopy",
+        &[
+            "-i",
+            &format!("{p}@@1M"),
+            &gimg.display().to_string(),
+            "::in-partition.img",
+        ],
+    );
+    let a = ramdisk_file(
+        "fata.cfg",
+        "name = \"fata\"\nkernel = \"/boot/domu-disk\"\nmemory = 16\n\
+         extra = \"mode=pattern mib=8\"\n\
+         disk = [ \"/mnt/vda/images/guest.img,raw,xvda,rw\" ]\non_reboot = \"restart\"\n\
+         on_poweroff = \"preserve\"\n",
+    );
+    let b = ramdisk_file(
+        "fatb.cfg",
+        "name = \"fatb\"\nkernel = \"/boot/domu-disk\"\nmemory = 16\n\
+         extra = \"mode=pattern mib=4\"\n\
+         disk = [ \"phy:/dev/vdb2,xvda,w\" ]\non_reboot = \"restart\"\n\
+         on_poweroff = \"preserve\"\n",
+    );
+    let bad = ramdisk_file(
+        "bad.cfg",
+        "name = \"bad\"\nkernel = \"/boot/domu-disk\"\nmemory = 16\n\
+         disk = [ \"/mnt/vda/images/nothere.img,raw,xvda,rw\" ]\n",
+    );
+    let odd = ramdisk_file(
+        "odd.cfg",
+        "name = \"odd\"\nkernel = \"/boot/domu-disk\"\nmemory = 16\n\
+         disk = [ \"/mnt/vda/odd.img,raw,xvda,rw\" ]\n",
+    );
+    let mut args = Vec::new();
+    for f in [&guest, &a, &b, &bad, &odd] {
+        args.push("--add".to_string());
+        args.push(f.display().to_string());
+    }
+    for d in [&host, &parted] {
+        args.push("--disk".to_string());
+        args.push(d.display().to_string());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, text) = oxen_run_batch_timed(
+        &args,
+        "lsblk\nls /mnt/vda\nls /mnt/vda/images\nls /mnt/vdb1\nxl info\n\
+         xl create bad.cfg\nxl create odd.cfg\n\
+         xl create fata.cfg\nxl create fatb.cfg\nsleep 8\nlsblk\n\
+         xl console fata\r\x1d\nxl console fatb\r\x1d\nxl destroy fata\nxl destroy fatb\nxl info\n",
+        Duration::from_secs(180),
+    );
+    for want in [
+        "Dom0: /mnt/vda: FAT32 file system on /dev/vda",
+        "Dom0: /mnt/vdb1: FAT16 file system on /dev/vdb",
+        "d            0  images",
+        "-     10485760  guest.img",
+        "-     10485760  in-partition.img",
+        " xvda (rw, /mnt/vda/images/guest.img)",
+        " xvda (rw, /dev/vdb2)",
+        "/mnt/vda: FAT32 file system, 64 MiB",
+        "disk xvda: /mnt/vda/images/nothere.img: /images/nothere.img: No such file or directory",
+        "disk xvda: /mnt/vda/odd.img: ",
+        "domu-disk: after the reboot the pattern reads back: ok (8 MiB",
+        "domu-disk: after the reboot the pattern reads back: ok (4 MiB",
+    ] {
+        assert!(text.contains(want), "missing {want:?}:\n{text}");
+    }
+    assert_eq!(
+        code,
+        Some(1),
+        "only the two bad creates fail (the exit status counts failed commands):\n{text}"
+    );
+    assert_free_memory_back(&text);
+    // On the host: the file inside the FAT holds the pattern.
+    let out = dir.join("back.img");
+    let _ = std::fs::remove_file(&out);
+    host_tool(
+        "mcopy",
+        &["-i", &h, "::images/guest.img", &out.display().to_string()],
+    );
+    let file = std::fs::read(&out).unwrap();
+    assert_eq!(file.len(), 10 << 20, "the image file keeps its size");
+    assert!(file.starts_with(b"OXEN-PATTERN v1 mib=8 start=4096\n"));
+    for (i, w) in file[4096..4096 + (8 << 20)].chunks_exact(8).enumerate() {
+        let o = 4096 + 8 * i as u64;
+        assert_eq!(
+            u64::from_le_bytes(w.try_into().unwrap()),
+            disk_pattern_word(o),
+            "guest.img byte {o:#x}"
+        );
+    }
+    host_tool("fsck.fat", &["-n", &h]);
+    // Partition 2 of vdb holds the other guest's pattern, nothing outside.
+    let disk = std::fs::read(&parted).unwrap();
+    let part = &disk[34816 * 512..];
+    assert!(part.starts_with(b"OXEN-PATTERN v1 mib=4 start=4096\n"));
+    for (i, w) in part[4096..4096 + (4 << 20)].chunks_exact(8).enumerate() {
+        let o = 4096 + 8 * i as u64;
+        assert_eq!(
+            u64::from_le_bytes(w.try_into().unwrap()),
+            disk_pattern_word(o),
+            "vdb2 byte {o:#x}"
+        );
+    }
+}
+
+// ---- The network: netback, xenbr0 and the uplink (issue 5) -------------------
+
+/// A domu-net guest's config: `name`, `vif` (the list's inside, or none),
+/// `extra` (its command line).
+fn net_cfg(name: &str, vif: Option<&str>, extra: &str) -> std::path::PathBuf {
+    let vif = vif.map_or(String::new(), |v| format!("vif = [ {v} ]\n"));
+    ramdisk_file(
+        &format!("{name}.cfg"),
+        &format!(
+            "name = \"{name}\"\nkernel = \"/boot/domu-net\"\nmemory = 32\n{vif}\
+             extra = \"{extra}\"\non_poweroff = \"preserve\"\n"
+        ),
+    )
+}
+
+/// The `xl network-list` rows (after the header) in `text` for `mac`.
+fn nic_rows<'a>(text: &'a str, mac: &str) -> Vec<&'a str> {
+    text.lines()
+        .filter(|l| l.split_whitespace().nth(2) == Some(mac))
+        .collect()
+}
+
+#[test]
+fn xl_net_two_guests_ping_each_other_over_xenbr0() {
+    let guest = image("domu-net");
+    let a = net_cfg(
+        "pa",
+        Some("\"bridge=xenbr0\""),
+        "ip=10.0.0.1/24 ping=10.0.0.2 count=5",
+    );
+    let b = net_cfg(
+        "pb",
+        Some("\"mac=00:16:3e:00:00:02,bridge=xenbr0\""),
+        "ip=10.0.0.2/24 ping=10.0.0.1 count=5",
+    );
+    let (code, text) = oxen_run_batch_with(
+        &[
+            "--add",
+            &guest.display().to_string(),
+            "--add",
+            &a.display().to_string(),
+            "--add",
+            &b.display().to_string(),
+            "--timeout",
+            "240",
+        ],
+        "xl info\nxl create pa.cfg\nxl create pb.cfg\nsleep 15\nxl network-list pa pb\n\
+         xl console pa\r\x1d\nxl console pb\r\x1d\nxl destroy pa\nxl destroy pb\nxl info\n",
+    );
+    assert_eq!(code, Some(0), "every xl command should succeed:\n{text}");
+    for want in [
+        "Dom0: xenbr0: bridge with uplink eth0",
+        "domu-net: netfront connects to netback: ok (vif 0, MAC 00:16:3e:00:00:02)",
+        "domu-net: domain 1 (pa) is 10.0.0.1/24",
+        "domu-net: domain 2 (pb) is 10.0.0.2/24",
+        "domu-net: 64 bytes from 10.0.0.2: icmp_seq=",
+        "domu-net: 64 bytes from 10.0.0.1: icmp_seq=",
+        "domu-net: echo replies from 10.0.0.2: ok (5 of 5 received",
+        "domu-net: echo replies from 10.0.0.1: ok (5 of 5 received",
+    ] {
+        assert!(text.contains(want), "missing {want:?}:\n{text}");
+    }
+    assert_eq!(
+        text.matches("domu-net: 4 checks, 0 failed").count(),
+        2,
+        "both guests pass every check:\n{text}"
+    );
+    // Xen's columns: Idx BE Mac handle state(4: connected) ...
+    let rows = nic_rows(&text, "00:16:3e:00:00:02");
+    assert_eq!(rows.len(), 1, "pb's vif is listed once:\n{text}");
+    let f: Vec<&str> = rows[0].split_whitespace().collect();
+    assert_eq!(
+        (f[0], f[1], f[3], f[4], f.last().copied()),
+        ("0", "0", "0", "4", Some("/local/domain/0/backend/vif/2/0")),
+        "pb's row:\n{text}"
+    );
+    assert!(
+        text.lines().any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() == 8
+                && f[2].starts_with("00:16:3e:")
+                && f[4] == "4"
+                && f[7] == "/local/domain/0/backend/vif/1/0"
+        }),
+        "pa's vif (a generated 00:16:3e MAC) is listed:\n{text}"
+    );
+    assert_free_memory_back(&text);
+}
+
+/// `oxen-run --batch` with `extra` options, calling `during(console so
+/// far)` from another thread while it runs (until `during` returns);
+/// returns the exit code, the whole output and what `during` returned.
+fn oxen_run_batch_during<R: Send + 'static>(
+    extra: &[&str],
+    stdin: &str,
+    during: impl FnOnce(&dyn Fn() -> String) -> R + Send + 'static,
+) -> (Option<i32>, String, R) {
+    use std::io::Read;
+    use std::sync::{Arc, Mutex};
+    let _ = images();
+    let _slot = qemu_slot();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_oxen-run"))
+        .args(["--batch", "--no-build"])
+        .args(extra)
+        .env("OXEN_IMAGES", &images().dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run oxen-run");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let console = Arc::new(Mutex::new(Vec::<u8>::new()));
+    let mut stdout = child.stdout.take().unwrap();
+    let sink = console.clone();
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
+    let view = console.clone();
+    let r = std::thread::spawn(move || {
+        let so_far = move || String::from_utf8_lossy(&view.lock().unwrap()).into_owned();
+        during(&so_far)
+    })
+    .join()
+    .expect("the test's thread");
+    let mut err = String::new();
+    let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+    let status = child.wait().unwrap();
+    reader.join().unwrap();
+    let text = format!(
+        "---- oxen-run stdout (console) ----\n{}\n---- oxen-run stderr ----\n{err}",
+        String::from_utf8_lossy(&console.lock().unwrap())
+    );
+    (status.code(), text, r)
+}
+
+/// A TCP port on 127.0.0.1 nobody listens on now.
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+#[test]
+fn xl_net_a_guest_serves_http_to_the_host_through_the_uplink() {
+    let guest = image("domu-net");
+    let cfg = net_cfg(
+        "web",
+        Some("\"bridge=xenbr0\""),
+        "ip=10.0.2.15/24 gw=10.0.2.2 http=80",
+    );
+    let port = free_port();
+    let net = format!("user,hostfwd=tcp:127.0.0.1:{port}-10.0.2.15:80");
+    let url = format!("http://127.0.0.1:{port}/");
+    let (code, text, pages) = oxen_run_batch_during(
+        &[
+            "--add",
+            &guest.display().to_string(),
+            "--add",
+            &cfg.display().to_string(),
+            "--net",
+            &net,
+            "--timeout",
+            "300",
+        ],
+        "xl info\nxl create web.cfg\nsleep 25\nxl console web\r\x1d\nxl destroy web\nxl info\n",
+        {
+            let url = url.clone();
+            move |console: &dyn Fn() -> String| {
+                // Once Dom0 sleeps, the guest is starting: ask until it answers
+                // (twice, to see its counter move).
+                let start = std::time::Instant::now();
+                while !console().contains("sleep 25") && start.elapsed() < Duration::from_secs(150)
+                {
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                let mut pages = Vec::new();
+                for _ in 0..10 {
+                    let out = Command::new("curl")
+                        .args(["-s", "--max-time", "5", &url])
+                        .output()
+                        .expect("run curl");
+                    let body = String::from_utf8_lossy(&out.stdout).into_owned();
+                    if body.contains("Hello from Oxen guest") {
+                        pages.push(body);
+                        if pages.len() == 2 {
+                            break;
+                        }
+                    } else {
+                        std::thread::sleep(Duration::from_secs(2));
+                    }
+                }
+                pages
+            }
+        },
+    );
+    assert_eq!(code, Some(0), "every xl command should succeed:\n{text}");
+    assert_eq!(
+        pages.len(),
+        2,
+        "curl {url} should get the guest's page twice (got {pages:?}):\n{text}"
+    );
+    assert!(
+        pages[0].starts_with(
+            "Hello from Oxen guest web (domain 1), served by smoltcp over netfront: request #"
+        ),
+        "the page the guest wrote: {pages:?}"
+    );
+    assert_ne!(pages[0], pages[1], "the guest's counter moves: {pages:?}");
+    for want in [
+        "domu-net: domain 1 (web) is 10.0.2.15/24 via 10.0.2.2",
+        "domu-net: serving http on port 80",
+        "domu-net: http: request #1 from 10.0.2.2:",
+        "domu-net: http: request #2 from 10.0.2.2:",
+    ] {
+        assert!(text.contains(want), "missing {want:?}:\n{text}");
+    }
+    assert_free_memory_back(&text);
+}
+
+#[test]
+fn xl_net_network_attach_list_detach_on_a_running_guest() {
+    let guest = image("domu-net");
+    let peer = net_cfg("peer", Some("\"bridge=xenbr0\""), "ip=10.0.0.1/24 serve");
+    let hot = net_cfg("hot", None, "hotplug ip=10.0.0.3/24 ping=10.0.0.1 count=3");
+    let (code, text) = oxen_run_batch_with(
+        &[
+            "--add",
+            &guest.display().to_string(),
+            "--add",
+            &peer.display().to_string(),
+            "--add",
+            &hot.display().to_string(),
+            "--timeout",
+            "240",
+        ],
+        "xl info\nxl create peer.cfg\nxl create hot.cfg\nsleep 3\nxl network-list hot\n\
+         xl network-attach hot mac=00:16:3e:00:00:33 bridge=xenbr0\nsleep 10\n\
+         xl network-list hot\nxl network-detach hot 0\nxl network-list hot\n\
+         xl console hot\r\x1d\nxl destroy hot\nxl destroy peer\nxl info\n",
+    );
+    assert_eq!(code, Some(0), "every xl command should succeed:\n{text}");
+    for want in [
+        "domu-net: waiting for device/vif/0 (xl network-attach)",
+        "domu-net: device/vif/0 appeared",
+        "domu-net: netfront connects to netback: ok (vif 0, MAC 00:16:3e:00:00:33)",
+        "domu-net: echo replies from 10.0.0.1: ok (3 of 3 received",
+        "domu-net: the backend closed the vif (xl network-detach) and netfront let go: ok",
+        // What Dom0 still maps afterwards: the peer's two ring pages.
+        "Dom0: vif2.0 removed (2 guest pages grant-mapped by Dom0)",
+    ] {
+        assert!(text.contains(want), "missing {want:?}:\n{text}");
+    }
+    let rows = nic_rows(&text, "00:16:3e:00:00:33");
+    assert_eq!(
+        rows.len(),
+        1,
+        "listed once: connected, and not after the detach:\n{text}"
+    );
+    let f: Vec<&str> = rows[0].split_whitespace().collect();
+    assert_eq!(
+        (f[0], f[4], f[7]),
+        ("0", "4", "/local/domain/0/backend/vif/2/0"),
+        "hot's vif, connected:\n{text}"
+    );
+    assert_free_memory_back(&text);
+}
+
+#[test]
+fn xl_net_a_hostile_frontend_is_cut_off_while_others_keep_pinging() {
+    let guest = image("domu-net");
+    let hostile = image("domu-nethostile");
+    let a = net_cfg(
+        "pa",
+        Some("\"bridge=xenbr0\""),
+        "ip=10.0.0.1/24 ping=10.0.0.2 count=40",
+    );
+    let b = net_cfg(
+        "pb",
+        Some("\"bridge=xenbr0\""),
+        "ip=10.0.0.2/24 ping=10.0.0.1 count=40",
+    );
+    let h = ramdisk_file(
+        "evil.cfg",
+        "name = \"evil\"\nkernel = \"/boot/domu-nethostile\"\nmemory = 16\n\
+         vif = [ \"bridge=xenbr0\" ]\n",
+    );
+    let (code, text) = oxen_run_batch_with(
+        &[
+            "--add",
+            &guest.display().to_string(),
+            "--add",
+            &hostile.display().to_string(),
+            "--add",
+            &a.display().to_string(),
+            "--add",
+            &b.display().to_string(),
+            "--add",
+            &h.display().to_string(),
+            "--timeout",
+            "240",
+        ],
+        "xl info\nxl create pa.cfg\nxl create pb.cfg\nsleep 2\nxl create evil.cfg\nsleep 20\n\
+         xl network-list evil\nxl console evil\r\x1d\nxl console pa\r\x1d\nxl console pb\r\x1d\n\
+         xl destroy evil\nxl destroy pa\nxl destroy pb\nxl info\n",
+    );
+    assert_eq!(
+        code,
+        Some(0),
+        "Dom0 and every xl command should be fine:\n{text}"
+    );
+    for want in [
+        "domu-nethostile: netfront connects to netback: ok",
+        "domu-nethostile: a request with a grant never made gets NETIF_RSP_ERROR: ok",
+        "domu-nethostile: netback disconnects the vif after an index past the ring (Closing): ok",
+        "domu-nethostile: 4 checks, 0 failed; done attacking netback",
+        "Dom0: vif3.0 disconnected: Impossible number of tx requests",
+        "domu-net: echo replies from 10.0.0.2: ok (40 of 40 received",
+        "domu-net: echo replies from 10.0.0.1: ok (40 of 40 received",
+    ] {
+        assert!(text.contains(want), "missing {want:?}:\n{text}");
+    }
+    // evil's vif: state 5 (closing), the error kept.
+    assert!(
+        text.lines().any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() == 8 && f[4] == "5" && f[7] == "/local/domain/0/backend/vif/3/0"
+        }),
+        "evil's vif is listed Closing:\n{text}"
+    );
+    assert_free_memory_back(&text);
+}

@@ -350,7 +350,24 @@ mod kernel {
                     );
                     true
                 }
-                Command::Ls => self.ls(),
+                Command::Ls("") => self.ls(),
+                Command::Ls(path) => {
+                    match self
+                        .toolstack
+                        .as_ref()
+                        .and_then(|t| t.ls_volume(path, &mut Out))
+                    {
+                        Some(Ok(())) => true,
+                        Some(Err(e)) => {
+                            println!("ls: {e}");
+                            false
+                        }
+                        None => {
+                            println!("ls: {path}: only the ramdisk (ls) and /mnt/DISK are listed");
+                            false
+                        }
+                    }
+                }
                 Command::Cat(args) => self.cat(args),
                 Command::Echo(args) => {
                     println!("{}", EchoWords(args));

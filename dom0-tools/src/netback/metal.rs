@@ -130,6 +130,16 @@ fn free_slot(i: usize) {
     }
 }
 
+/// How many guest pages are grant-mapped in the ring window now (every
+/// [`MappedRing`] alive, netback's and blkback's).
+pub fn mapped_pages() -> usize {
+    RING_SLOTS
+        .lock()
+        .iter()
+        .map(|w| w.count_ones() as usize)
+        .sum()
+}
+
 /// A guest's ring page, grant-mapped into Dom0; unmapped on drop.
 pub struct MappedRing {
     slot: usize,

@@ -15,13 +15,15 @@ use core::fmt::{self, Write as _};
 
 use super::devices::{self, Hardware};
 use super::lifecycle::{self, Next};
-use super::media::{Medium, Sharing};
+use super::media::{self, Medium, Sharing};
+use super::net::Net;
 use crate::blkback::{self, Blkback, CopySeg, EventChannels, GrantFault, GrantMapper};
 use crate::builder::{self, Built, GuestConfig};
 use crate::consoled::{scan_input, DomConsole, RawRing};
+use crate::fat;
 use crate::netback::metal::{map_grant, MappedRing};
 use crate::ramdisk::{Archive, Kind};
-use crate::virtio::dev::{Disk, Nic};
+use crate::virtio::dev::Disk;
 use crate::xc::{self, foreign::ForeignMap};
 use crate::xenstore::layout::{ConsoleInfo, DomainInfo as XsDomain};
 use crate::xenstore::{Host, Quotas, Xenstored};
@@ -40,6 +42,9 @@ use pv_guest_lib::{console, events, print, time, xen};
 const GRANT_TABLE_VA: u64 = 0xffff_c000_3fe0_0000;
 /// Where `xl` looks for a config file named without a directory.
 const XEN_CONFIG_DIR: &str = "/etc/xen";
+/// How long `xl network-detach` waits for the frontend to close
+/// (libxl's `LIBXL_DESTROY_TIMEOUT`) before removing the vif anyway.
+const DETACH_PATIENCE_NS: u64 = 10_000_000_000;
 /// How long the service loop sleeps when nothing happened (an event
 /// wakes it earlier).
 const IDLE_NS: u64 = 20_000_000;
@@ -280,15 +285,45 @@ pub struct Toolstack {
     /// Dom0's own disks by name (`vda`), shared by the devices served
     /// from them.
     disks: BTreeMap<String, SharedDisk>,
-    /// Dom0's NIC, the guests' bridge's uplink.
-    #[allow(dead_code)] // until netback is wired in
-    nic: Option<Nic>,
+    /// netback, the bridge xenbr0 and Dom0's NIC as its uplink.
+    net: Net,
     /// Which guest devices use which media.
     sharing: Sharing,
+    /// The FAT volumes on Dom0's disks, by mount name (`vda`, `vda1`):
+    /// image files on them back guests' disks (`/mnt/vda/guest.img`).
+    volumes: BTreeMap<String, (String, fat::Volume)>,
 }
 
 /// One of Dom0's disks, shared between the guest devices it backs.
 type SharedDisk = alloc::rc::Rc<core::cell::RefCell<Disk>>;
+
+/// Finds the FAT file systems on Dom0's disks: on a whole disk (mounted
+/// as `/mnt/vda`) or in its MBR partitions (`/mnt/vda1`).
+fn mount_volumes(disks: &BTreeMap<String, SharedDisk>) -> BTreeMap<String, (String, fat::Volume)> {
+    let mut found = BTreeMap::new();
+    for (name, disk) in disks {
+        let mut dev = disk.clone();
+        let mut mounts = Vec::new();
+        if let Ok(v) = fat::Volume::mount(&mut dev, 0) {
+            mounts.push((media::volume_name(name, 0), v));
+        } else if let Ok(parts) = fat::partitions(&mut dev) {
+            for p in parts.iter().filter(|p| p.may_hold_fs()) {
+                if let Ok(v) = fat::Volume::mount_within(&mut dev, p.start, p.sectors) {
+                    mounts.push((media::volume_name(name, u32::from(p.number)), v));
+                }
+            }
+        }
+        for (mount, v) in mounts {
+            pv_guest_lib::println!(
+                "Dom0: /mnt/{mount}: {} file system on /dev/{name}, {} MiB",
+                v.kind(),
+                v.sectors() / 2048
+            );
+            found.insert(mount, (name.clone(), v));
+        }
+    }
+    found
+}
 
 fn fail(what: &str, e: impl fmt::Display) -> XlError {
     XlError::Message(format!("{what}: {e}"))
@@ -319,10 +354,11 @@ impl Toolstack {
         let _ = events::bind_virq(Virq::Console, 0);
         let dom_exc = events::bind_virq(Virq::DomExc, 0).ok();
         let Hardware { disks, nic } = devices::probe();
-        let disks = disks
+        let disks: BTreeMap<String, SharedDisk> = disks
             .into_iter()
             .map(|d| (d.name, alloc::rc::Rc::new(core::cell::RefCell::new(d.disk))))
             .collect();
+        let volumes = mount_volumes(&disks);
         Toolstack {
             ramdisk,
             xs,
@@ -334,8 +370,9 @@ impl Toolstack {
             back: BackHost::default(),
             _grants: pv_guest_lib::grant::GrantTable::setup(1, GRANT_TABLE_VA).ok(),
             disks,
-            nic,
+            net: Net::new(nic),
             sharing: Sharing::default(),
+            volumes,
         }
     }
 
@@ -358,6 +395,42 @@ impl Toolstack {
                 }
             );
         }
+        for (mount, (_, v)) in &self.volumes {
+            let _ = writeln!(
+                out,
+                "/mnt/{mount}: {} file system, {} MiB, {} clusters of {} bytes",
+                v.kind(),
+                v.sectors() / 2048,
+                v.clusters(),
+                v.cluster_bytes()
+            );
+        }
+    }
+
+    /// `ls /mnt/vda[/DIR]`: a directory of a FAT volume on Dom0's disks.
+    /// None if `path` is not under [`media::MOUNT_ROOT`].
+    pub fn ls_volume(&self, path: &str, out: &mut dyn fmt::Write) -> Option<Result<(), String>> {
+        let rest = path.strip_prefix(media::MOUNT_ROOT)?;
+        let (mount, dir) = match rest.find('/') {
+            Some(i) => rest.split_at(i),
+            None => (rest, "/"),
+        };
+        let Some((disk, vol)) = self.volumes.get(mount) else {
+            return Some(Err(format!("{path}: no FAT file system is mounted there")));
+        };
+        let Some(disk) = self.disks.get(disk) else {
+            return Some(Err(format!("{path}: its disk is gone")));
+        };
+        Some(
+            vol.list(&mut disk.clone(), dir)
+                .map(|entries| {
+                    for e in entries {
+                        let kind = if e.is_dir { "d" } else { "-" };
+                        let _ = writeln!(out, "{kind} {:>12}  {}", e.size, e.name);
+                    }
+                })
+                .map_err(|e| e.to_string()),
+        )
     }
 
     /// `disk-bench DISK`: Dom0's own sequential write and read and 4 KiB
@@ -476,6 +549,10 @@ impl Toolstack {
                 self.flush_xs();
             }
         }
+        if self.net.service(&mut self.xs) {
+            progress = true;
+            self.flush_xs();
+        }
         let exc = self.dom_exc.is_some_and(events::take_fired);
         if exc || progress {
             progress |= self.reap();
@@ -567,6 +644,7 @@ impl Toolstack {
 
     /// Drops Dom0's side of a guest (mappings, ports, xenstore).
     fn forget(&mut self, domid: u16) {
+        self.net.forget(&mut self.xs, domid);
         self.blk.remove_domain(&mut self.back, domid);
         self.sharing.release_domain(domid);
         for devid in blkback::toolstack::list_vbds(&mut self.xs, domid) {
@@ -674,6 +752,7 @@ impl Toolstack {
                 Ok(u32::from(domid))
             }
             Err(e) => {
+                self.net.forget(&mut self.xs, domid);
                 let _ = self.xs.release(domid);
                 let _ = xc::destroy(domid);
                 Err(e)
@@ -743,6 +822,12 @@ impl Toolstack {
                 return Err(e);
             }
         }
+        for v in &cfg.vif {
+            if let Err(e) = self.net.add_vif(&mut self.xs, domid, v) {
+                let _ = events::close(console_port);
+                return Err(XlError::Message(e));
+            }
+        }
         if !paused {
             if let Err(e) = xc::unpause(domid) {
                 let _ = events::close(console_port);
@@ -808,10 +893,53 @@ impl Toolstack {
                 }
                 Ok(Box::new(disk.clone()))
             }
-            Medium::Partition(..) | Medium::File { .. } => Err(XlError::Message(format!(
-                "disk {}: {path}: partitions and image files on Dom0's disks are not supported yet",
-                d.vdev
-            ))),
+            Medium::Partition(name, n) => {
+                let disk = self.disks.get(name).ok_or_else(missing)?;
+                let part = fat::partitions(&mut disk.clone())
+                    .ok()
+                    .and_then(|ps| ps.into_iter().find(|p| u32::from(p.number) == n))
+                    .ok_or_else(missing)?;
+                let ro = disk.borrow().readonly();
+                if d.readwrite && ro {
+                    return Err(XlError::Message(format!(
+                        "disk {}: {path} is read-only: use mode r",
+                        d.vdev
+                    )));
+                }
+                let slice = blkback::store::Slice::new(disk.clone(), part.start, part.sectors)
+                    .ok_or_else(|| {
+                        XlError::Message(format!(
+                            "disk {}: {path}: the partition table entry does not fit the disk",
+                            d.vdev
+                        ))
+                    })?;
+                Ok(Box::new(slice))
+            }
+            Medium::File {
+                disk: name,
+                partition,
+                path: inner,
+            } => {
+                let vol_name = media::volume_name(name, partition);
+                let (_, vol) = self.volumes.get(&vol_name).ok_or_else(|| {
+                    XlError::Message(format!(
+                        "disk {}: {path}: no FAT file system is mounted at /mnt/{vol_name} (lsblk lists them)",
+                        d.vdev
+                    ))
+                })?;
+                let disk = self.disks.get(name).ok_or_else(missing)?;
+                if d.readwrite && disk.borrow().readonly() {
+                    return Err(XlError::Message(format!(
+                        "disk {}: {path} is on a read-only disk: use mode r",
+                        d.vdev
+                    )));
+                }
+                let file = vol
+                    .open(&mut disk.clone(), inner)
+                    .and_then(|ext| fat::FileStore::new(disk.clone(), ext))
+                    .map_err(|e| XlError::Message(format!("disk {}: {path}: {e}", d.vdev)))?;
+                Ok(Box::new(file))
+            }
             Medium::Ramdisk(file) => {
                 let data = self.file(file).ok_or_else(missing)?;
                 if data.is_empty() || data.len() % 512 != 0 {
@@ -947,7 +1075,7 @@ impl crate::xl::XlBackend for Toolstack {
             ramdisk: c.ramdisk.clone(),
             cmdline: c.cmdline.clone(),
             disks: c.disk.iter().map(Into::into).collect(),
-            nics: Vec::new(),
+            nics: self.net.configs(&mut self.xs, id),
             on_poweroff: String::from(c.on_poweroff.as_str()),
             on_reboot: String::from(c.on_reboot.as_str()),
             on_crash: String::from(c.on_crash.as_str()),
@@ -1347,6 +1475,47 @@ impl crate::xl::XlBackend for Toolstack {
         } else {
             Err(XlError::Message(format!("Device {devid} not connected")))
         }
+    }
+
+    fn network_attach(&mut self, domid: u32, nic: &crate::xlcfg::VifSpec) -> XlResult<()> {
+        let id = self.exists(domid)?;
+        if id == 0 {
+            return Err(XlError::Message(String::from(
+                "Dom0 uses its own NIC, not netback",
+            )));
+        }
+        self.net
+            .add_vif(&mut self.xs, id, nic)
+            .map_err(XlError::Message)?;
+        self.flush_xs();
+        Ok(())
+    }
+
+    fn network_list(&mut self, domid: u32) -> XlResult<Vec<crate::xl::backend::NicInfo>> {
+        let id = self.exists(domid)?;
+        Ok(self.net.list(&mut self.xs, id))
+    }
+
+    fn network_detach(&mut self, domid: u32, devid: u32) -> XlResult<()> {
+        let id = self.exists(domid)?;
+        if !self.net.has(id, devid) {
+            return Err(XlError::Message(format!("Device {devid} not connected")));
+        }
+        // As libxl: ask the frontend to close, wait for it, then remove
+        // the device anyway.
+        self.net.request_detach(&mut self.xs, id, devid);
+        self.flush_xs();
+        let end = time::now_ns().saturating_add(DETACH_PATIENCE_NS);
+        while self.net.has(id, devid) && time::now_ns() < end {
+            if !self.service() {
+                self.idle();
+            }
+        }
+        if self.net.has(id, devid) {
+            self.net.detach(&mut self.xs, id, devid);
+            self.flush_xs();
+        }
+        Ok(())
     }
 
     fn top_wait(&mut self, delay_secs: u32) -> XlResult<bool> {

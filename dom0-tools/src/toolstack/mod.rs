@@ -15,6 +15,8 @@ pub mod media;
 
 #[cfg(target_os = "none")]
 mod glue;
+#[cfg(target_os = "none")]
+mod net;
 
 #[cfg(target_os = "none")]
 pub use glue::Toolstack;

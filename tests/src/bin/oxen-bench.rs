@@ -25,6 +25,11 @@
 //! request costs), all measured in that boot (`tests/src/bench.rs`,
 //! `bench::toolstack`).
 //!
+//! Then it boots Oxen once more with two `domu-net` guests on the bridge
+//! for issue 5's network figures: guest-to-guest TCP throughput beside a
+//! memcpy of as many bytes in the guest, and ping round trips
+//! (`bench::network`).
+//!
 //! Benchmarks are not tests: this measures and reports; it fails only if a
 //! boot does not get as far as a verdict (or pv-bench does not finish).
 
@@ -128,8 +133,11 @@ fn main() -> ExitCode {
                 Some("micro") => only = Some(Part::Micro),
                 Some("toolstack") => only = Some(Part::Toolstack),
                 Some("storage") => only = Some(Part::Storage),
+                Some("network") => only = Some(Part::Network),
                 _ => {
-                    eprintln!("oxen-bench: error: --only takes boot, micro, toolstack or storage");
+                    eprintln!(
+                        "oxen-bench: error: --only takes boot, micro, toolstack, storage or network"
+                    );
                     return ExitCode::from(2);
                 }
             },
@@ -142,11 +150,12 @@ fn main() -> ExitCode {
             },
             "-h" | "--help" => {
                 println!(
-                    "Usage: scripts/bench [--runs N] [--only boot|micro|toolstack|storage]\n  \
+                    "Usage: scripts/bench [--runs N] [--only boot|micro|toolstack|storage|network]\n  \
                      --runs N     boots for the boot-time figure (default 3)\n  \
                      --only ...   just the boot-time figure, the PV microbenchmarks, the\n               \
-                     toolstack's (xl create/destroy, xenstore), or a guest's disk\n               \
-                     through blkback beside Dom0's own"
+                     toolstack's (xl create/destroy, xenstore), a guest's disk\n               \
+                     through blkback beside Dom0's own, or guest-to-guest TCP and ping\n               \
+                     over xenbr0"
                 );
                 return ExitCode::SUCCESS;
             }
@@ -158,7 +167,13 @@ fn main() -> ExitCode {
     }
     let parts = match only {
         Some(p) => vec![p],
-        None => vec![Part::Boot, Part::Micro, Part::Toolstack, Part::Storage],
+        None => vec![
+            Part::Boot,
+            Part::Micro,
+            Part::Toolstack,
+            Part::Storage,
+            Part::Network,
+        ],
     };
     let mut ok = true;
     for (i, part) in parts.into_iter().enumerate() {
@@ -170,6 +185,7 @@ fn main() -> ExitCode {
             Part::Micro => micro(images),
             Part::Toolstack => toolstack(images),
             Part::Storage => storage(images),
+            Part::Network => network(images),
         });
         match r {
             Ok(true) => {}
@@ -193,6 +209,7 @@ enum Part {
     Micro,
     Toolstack,
     Storage,
+    Network,
 }
 
 /// Boots Dom0 with a virtio disk once and prints a guest's disk figures
@@ -242,6 +259,75 @@ fn storage(images: &Images) -> Result<bool, String> {
         );
     }
     Ok(ok)
+}
+
+/// Boots Oxen once with two domu-net guests and prints the network table.
+fn network(images: &Images) -> Result<bool, String> {
+    use bench::network as net;
+    println!(
+        "Network benchmarks: two {} guests on Dom0's bridge xenbr0 (netfront -> netback -> \
+         bridge -> netback -> netfront), one boot, PVH, -smp {}, -m {}, -cpu {}, TCG",
+        net::GUEST,
+        oxen_tests::qemu::DEFAULT_SMP,
+        oxen_tests::qemu::DEFAULT_MEM,
+        oxen_tests::qemu::DEFAULT_CPU
+    );
+    println!();
+    let out = net::run(images, Echo::Quiet)?;
+    let log = &out.result.log;
+    let f = |name: &str, key: &str| net::figure(log, name, key);
+    let row = |a: &str, b: &str, c: &str| println!("{a:<58} {b:>16}  {c:>9}");
+    row("figure", "value", "x floor");
+    let (tcp, mem) = (f("tcp_send", "mbit_s"), f("memcpy", "mbit_s"));
+    let mbit = |v: Option<f64>| v.map_or("not printed".into(), |v| format!("{v:.1} Mbit/s"));
+    row(
+        &format!(
+            "guest -> guest TCP, {} MiB (smoltcp, MSS 1460)",
+            net::BYTES >> 20
+        ),
+        &mbit(tcp),
+        &match (tcp, mem) {
+            (Some(t), Some(m)) if m > 0.0 => format!("{:.4}", t / m),
+            _ => "-".into(),
+        },
+    );
+    row(
+        "  floor: memcpy of as many bytes in the sending guest",
+        &mbit(mem),
+        "1.00",
+    );
+    let us = |key: &str| {
+        f("ping_rtt", key).map_or("not printed".into(), |v| format!("{:.3} ms", v / 1000.0))
+    };
+    row(
+        &format!(
+            "ping round trip, median of {} (one in flight)",
+            f("ping_rtt", "count").unwrap_or(0.0)
+        ),
+        &us("median_us"),
+        "",
+    );
+    row("ping round trip, min", &us("min_us"), "");
+    row("ping round trip, max", &us("max_us"), "");
+    println!();
+    println!(
+        "Each frame is grant-copied twice (guest -> Dom0 -> guest) by netback and switched \
+         by the learning bridge; Dom0 and both guests share the machine's CPUs. No Xen figure: \
+         there is no Xen on this machine."
+    );
+    let complete = tcp.is_some() && mem.is_some() && f("ping_rtt", "median_us").is_some();
+    if out.ok && complete {
+        return Ok(true);
+    }
+    eprintln!(
+        "{}",
+        out.result.report(&format!(
+            "the network benchmark did not finish ({}; figures {})",
+            out.why,
+            if complete { "complete" } else { "missing" }
+        ))
+    );
+    Ok(false)
 }
 
 /// Boots xl-bench once and prints the toolstack table.
