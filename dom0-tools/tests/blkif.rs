@@ -6,7 +6,7 @@ mod blkif_world;
 
 use blkif_world::*;
 use dom0_tools::blkback::toolstack::{block_list, list_vbds, remove_vbd};
-use dom0_tools::blkback::{backend_path, MemDisk, MAX_INDIRECT_SEGMENTS};
+use dom0_tools::blkback::{self, backend_path, MemDisk, MAX_INDIRECT_SEGMENTS};
 use hypercall_abi::io::xenbus::XenbusState;
 use pv_guest_lib::blkfront::{BlkError, Blkfront, Config, Op, XsAccess};
 use std::cell::RefCell;
@@ -318,9 +318,39 @@ fn hot_unplug() {
     assert_eq!(w.borrow().gone, vec![(6, devid)]);
     remove_vbd(&mut w.borrow_mut().xs, 6, devid);
     assert_eq!(list_vbds(&mut w.borrow_mut().xs, 6), vec![51712]);
-    // The first disk still works, and only its ring is mapped.
+    // The first disk still works, and only its ring (and the grants it
+    // keeps mapped for the persistent frontend) is mapped.
     g.front.write(&mut g.host, 0, &[4; 512]).unwrap();
-    assert_eq!(fabric.borrow().mapped, 1);
+    let kept = w.borrow().back.get(6, 51712).unwrap().persistent_grants();
+    assert!(kept > 0);
+    assert_eq!(fabric.borrow().mapped, 1 + kept as u32);
+}
+
+#[test]
+fn persistent_grants_replace_copies() {
+    let (w, fabric) = world();
+    let (mut g, disk) = guest_with_disk(&w, &fabric, 8, 1024, Config::default());
+    let d = pattern(3, 8 * 4096);
+    g.front.write(&mut g.host, 0, &d).unwrap();
+    let mut back = vec![0u8; d.len()];
+    g.front.read(&mut g.host, 0, &mut back).unwrap();
+    assert_eq!(back, d);
+    assert_eq!(&disk.borrow().data[..d.len()], &d[..]);
+    // Our blkfront reuses its granted bounce pages: blkback maps each once
+    // and copies nothing by GNTTABOP_copy.
+    assert_eq!(fabric.borrow().copies, 0);
+    let kept = w.borrow().back.get(8, 51712).unwrap().persistent_grants();
+    assert!(kept > 0 && kept <= blkback::MAX_PERSISTENT);
+    // Closing unmaps them all with the ring, before the frontend revokes
+    // its grants (none is leaked).
+    g.front.start_close(&mut g.xs).unwrap();
+    for _ in 0..20 {
+        g.front.xenbus_changed(&mut g.xs, &mut g.host).unwrap();
+        w.borrow_mut().run();
+    }
+    assert_eq!(g.front.state(), XenbusState::Closed);
+    assert_eq!(fabric.borrow().mapped, 0);
+    assert_eq!(g.front.pool_pages(), 0);
 }
 
 #[test]

@@ -60,6 +60,10 @@ pub use store::{BlockStore, IoError, MemDisk, Slice};
 pub const BACKEND_ROOT: &str = "/local/domain/0/backend/vbd";
 /// `feature-max-indirect-segments` offered (Linux's `MAX_INDIRECT_SEGMENTS`).
 pub const MAX_INDIRECT_SEGMENTS: u32 = 256;
+/// Grants a device keeps mapped for a `feature-persistent` frontend
+/// (Linux's blkfront reuses up to 32 pages per ring slot; ours its bounce
+/// pool). Segments past it go by grant copy.
+pub const MAX_PERSISTENT: usize = 128;
 /// Requests handled per device per [`Blkback::on_event`] call before
 /// giving other devices a turn.
 pub const BATCH: usize = 64;
@@ -97,6 +101,42 @@ pub trait GrantMapper {
     fn copy_in(&mut self, domid: u16, segs: &[CopySeg], buf: &mut [u8]) -> Result<(), GrantFault>;
     /// Copies `buf` out into the pieces `segs` of `domid`'s pages.
     fn copy_out(&mut self, domid: u16, segs: &[CopySeg], buf: &[u8]) -> Result<(), GrantFault>;
+    /// A zeroed data buffer of at least `len` bytes, kept by a device
+    /// between requests. Dom0's glue hands out machine-contiguous memory
+    /// so the disk's DMA needs no bounce; the default is the heap.
+    fn io_buf(&mut self, len: usize) -> Box<dyn IoBuf> {
+        Box::new(alloc::vec![0u8; len])
+    }
+    /// Maps `domid`'s grant `gref` writable to keep for the connection's
+    /// lifetime (`feature-persistent`); the glue may refuse (a budget of
+    /// mappings), and the data then goes by grant copy.
+    fn map_persistent(&mut self, domid: u16, gref: GrantRef) -> Result<Self::Page, GrantFault> {
+        self.map(domid, gref, false)
+    }
+    /// Unmaps a page [`GrantMapper::map_persistent`] returned.
+    fn unmap_persistent(&mut self, page: Self::Page) {
+        self.unmap(page)
+    }
+    /// Copies `out.len()` bytes at `off` out of a mapped page.
+    fn page_read(&mut self, page: &Self::Page, off: usize, out: &mut [u8]) {
+        page.read(off, out)
+    }
+    /// Copies `data` into a mapped page at `off`.
+    fn page_write(&mut self, page: &Self::Page, off: usize, data: &[u8]) {
+        page.write(off, data)
+    }
+}
+
+/// A request data buffer from [`GrantMapper::io_buf`].
+pub trait IoBuf {
+    /// All of it.
+    fn bytes(&mut self) -> &mut [u8];
+}
+
+impl IoBuf for Vec<u8> {
+    fn bytes(&mut self) -> &mut [u8] {
+        self
+    }
 }
 
 /// Event channels to frontends.
@@ -161,8 +201,16 @@ pub struct Vbd<P> {
     info: u32,
     discard: bool,
     conn: Option<Conn<P>>,
-    buf: Vec<u8>,
+    /// `feature-persistent` negotiated: the frontend reuses its grants,
+    /// which stay mapped here (up to [`MAX_PERSISTENT`]) until the ring is
+    /// disconnected.
+    persistent: Option<BTreeMap<GrantRef, P>>,
+    /// The data buffer, grown to the largest request seen (at most
+    /// [`MAX_INDIRECT_SEGMENTS`] pages) and kept while connected.
+    buf: Option<Box<dyn IoBuf>>,
     stats: Stats,
+    /// Requests answered.
+    requests: u64,
     gone: bool,
     last_error: Option<String>,
 }
@@ -183,8 +231,10 @@ impl<P: SharedPage> Vbd<P> {
             info: 0,
             discard: false,
             conn: None,
-            buf: Vec::new(),
+            persistent: None,
+            buf: None,
             stats: Stats::default(),
+            requests: 0,
             gone: false,
             last_error: None,
         }
@@ -209,6 +259,10 @@ impl<P: SharedPage> Vbd<P> {
     /// Counters.
     pub fn stats(&self) -> Stats {
         self.stats
+    }
+    /// Grants mapped persistently now.
+    pub fn persistent_grants(&self) -> usize {
+        self.persistent.as_ref().map_or(0, BTreeMap::len)
     }
     /// Whether the ring is mapped.
     pub fn is_connected(&self) -> bool {
@@ -299,6 +353,7 @@ impl<P: SharedPage> Vbd<P> {
             &self.key("max-ring-page-order"),
             &MAX_RING_PAGE_ORDER.to_string(),
         );
+        xs.write(&self.key("feature-persistent"), "1");
         self.switch(xs, XenbusState::InitWait);
     }
 
@@ -465,6 +520,8 @@ impl<P: SharedPage> Vbd<P> {
             ring: BackRing::new(shared),
             port: local,
         });
+        let persistent = read_u64(xs, &self.fkey("feature-persistent")) == Some(1);
+        self.persistent = persistent.then(BTreeMap::new);
         true
     }
 
@@ -493,6 +550,10 @@ impl<P: SharedPage> Vbd<P> {
     where
         H: GrantMapper<Page = P> + EventChannels + ?Sized,
     {
+        self.buf = None;
+        for (_, p) in self.persistent.take().unwrap_or_default() {
+            host.unmap_persistent(p);
+        }
         if let Some(c) = self.conn.take() {
             host.unbind(c.port);
             for p in c.ring.into_pages() {
@@ -521,12 +582,14 @@ impl<P: SharedPage> Vbd<P> {
                         &lim,
                         host,
                         &mut *self.store,
+                        self.persistent.as_mut(),
                         &mut self.buf,
                         &mut self.stats,
                         &e,
                     );
                     conn.ring.put_response(&r);
                     done.requests += 1;
+                    self.requests += 1;
                     if done.requests >= BATCH {
                         done.more = true;
                         break;
@@ -546,10 +609,6 @@ impl<P: SharedPage> Vbd<P> {
         }
         if done.requests > 0 && conn.ring.push_responses() {
             host.notify(conn.port);
-        }
-        // Big buffers (indirect requests) are not kept between batches.
-        if self.buf.capacity() > 64 * 1024 {
-            self.buf = Vec::new();
         }
         if let Some(e) = broken {
             self.disconnect(host);
@@ -690,6 +749,11 @@ impl<P: SharedPage> Blkback<P> {
             .values_mut()
             .find(|v| v.port() == Some(port))
             .is_some_and(|v| v.process(xs, host).more)
+    }
+
+    /// Requests answered by every device so far (a cheap activity count).
+    pub fn stats_total(&self) -> u64 {
+        self.devs.values().map(|v| v.requests).sum()
     }
 
     /// Answers every connected device's requests (one batch each). True if

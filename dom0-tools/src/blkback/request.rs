@@ -19,8 +19,17 @@ use hypercall_abi::io::blkif::{
 };
 use zerocopy::FromBytes;
 
+use alloc::boxed::Box;
+
 use super::store::{BlockStore, IoError};
-use super::{CopySeg, GrantMapper};
+use super::{CopySeg, GrantMapper, IoBuf, MAX_PERSISTENT};
+use pv_guest_lib::grant::GrantRef;
+
+/// A device's persistently mapped grants.
+pub type PMap<P> = alloc::collections::BTreeMap<GrantRef, P>;
+
+/// The smallest data buffer a device keeps (a 32-segment request).
+const MIN_BUF: usize = 32 * 4096;
 
 /// Sectors in a page.
 const SECTORS_PER_PAGE: u8 = 8;
@@ -88,14 +97,15 @@ pub fn handle<G: GrantMapper + ?Sized, S: BlockStore + ?Sized>(
     lim: &Limits,
     grants: &mut G,
     store: &mut S,
-    buf: &mut Vec<u8>,
+    pmaps: Option<&mut PMap<G::Page>>,
+    buf: &mut Option<Box<dyn IoBuf>>,
     stats: &mut Stats,
     e: &BlkifSringEntry,
 ) -> BlkifResponse {
     // `id` sits at offset 8 in every request layout.
     let id = e.req.id;
     let op = e.req.operation;
-    let r = dispatch(lim, grants, store, buf, stats, e);
+    let r = dispatch(lim, grants, store, pmaps, buf, stats, e);
     let status = match r {
         Ok(()) => BlkifRsp::Okay,
         Err(Fail::Error) => {
@@ -119,7 +129,8 @@ fn dispatch<G: GrantMapper + ?Sized, S: BlockStore + ?Sized>(
     lim: &Limits,
     grants: &mut G,
     store: &mut S,
-    buf: &mut Vec<u8>,
+    mut pmaps: Option<&mut PMap<G::Page>>,
+    buf: &mut Option<Box<dyn IoBuf>>,
     stats: &mut Stats,
     e: &BlkifSringEntry,
 ) -> Result<(), Fail> {
@@ -137,6 +148,7 @@ fn dispatch<G: GrantMapper + ?Sized, S: BlockStore + ?Sized>(
                 lim,
                 grants,
                 store,
+                pmaps.as_deref_mut(),
                 buf,
                 stats,
                 op == BlkifOp::Write,
@@ -164,6 +176,7 @@ fn dispatch<G: GrantMapper + ?Sized, S: BlockStore + ?Sized>(
                 lim,
                 grants,
                 store,
+                pmaps.as_deref_mut(),
                 buf,
                 stats,
                 true,
@@ -222,9 +235,7 @@ fn dispatch<G: GrantMapper + ?Sized, S: BlockStore + ?Sized>(
                     }
                 })
                 .collect();
-            grants
-                .copy_in(lim.domid, &copies, &mut raw)
-                .map_err(|_| Fail::Error)?;
+            fetch(lim, grants, pmaps.as_deref_mut(), &copies, &mut raw)?;
             let segs: Vec<BlkifRequestSegment> = raw
                 .chunks_exact(seg_size)
                 .map(|c| BlkifRequestSegment::read_from_bytes(c).unwrap_or_default())
@@ -234,6 +245,7 @@ fn dispatch<G: GrantMapper + ?Sized, S: BlockStore + ?Sized>(
                 lim,
                 grants,
                 store,
+                pmaps,
                 buf,
                 stats,
                 write,
@@ -275,7 +287,8 @@ fn rw<G: GrantMapper + ?Sized, S: BlockStore + ?Sized>(
     lim: &Limits,
     grants: &mut G,
     store: &mut S,
-    buf: &mut Vec<u8>,
+    pmaps: Option<&mut PMap<G::Page>>,
+    buf: &mut Option<Box<dyn IoBuf>>,
     stats: &mut Stats,
     write: bool,
     barrier: bool,
@@ -301,12 +314,17 @@ fn rw<G: GrantMapper + ?Sized, S: BlockStore + ?Sized>(
         return Err(Fail::Error);
     }
     let len = total as usize * BLKIF_SECTOR_SIZE;
-    buf.clear();
-    buf.resize(len, 0);
+    let have = buf.as_mut().map_or(0, |b| b.bytes().len());
+    if have < len {
+        // Grown once to the largest request size; never shrunk while
+        // connected (requests are at most 256 pages).
+        *buf = Some(grants.io_buf(len.next_power_of_two().max(MIN_BUF)));
+    }
+    let Some(buf) = buf.as_mut().and_then(|b| b.bytes().get_mut(..len)) else {
+        return Err(Fail::Error);
+    };
     if write {
-        grants
-            .copy_in(lim.domid, &copies, buf)
-            .map_err(|_| Fail::Error)?;
+        fetch(lim, grants, pmaps, &copies, buf)?;
         if barrier {
             store.flush()?;
         }
@@ -319,11 +337,91 @@ fn rw<G: GrantMapper + ?Sized, S: BlockStore + ?Sized>(
         stats.sectors_written += total;
     } else {
         store.read(sector, buf)?;
-        grants
-            .copy_out(lim.domid, &copies, buf)
-            .map_err(|_| Fail::Error)?;
+        deliver(lim, grants, pmaps, &copies, buf)?;
         stats.reads += 1;
         stats.sectors_read += total;
     }
     Ok(())
+}
+
+/// Maps every grant of `segs` not mapped yet, if they all fit under
+/// [`MAX_PERSISTENT`]; false (nothing left half done that matters: extra
+/// mappings are simply kept) if one cannot be mapped or there is no room.
+fn map_all<G: GrantMapper + ?Sized>(
+    lim: &Limits,
+    grants: &mut G,
+    pmaps: &mut PMap<G::Page>,
+    segs: &[CopySeg],
+) -> bool {
+    for s in segs {
+        if pmaps.contains_key(&s.gref) {
+            continue;
+        }
+        if pmaps.len() >= MAX_PERSISTENT {
+            return false;
+        }
+        match grants.map_persistent(lim.domid, s.gref) {
+            Ok(p) => {
+                pmaps.insert(s.gref, p);
+            }
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
+/// Copies the frontend's `segs` into `buf`: from persistently mapped
+/// pages when the device has them (mapping new grants on first use), by
+/// grant copy otherwise.
+fn fetch<G: GrantMapper + ?Sized>(
+    lim: &Limits,
+    grants: &mut G,
+    pmaps: Option<&mut PMap<G::Page>>,
+    segs: &[CopySeg],
+    buf: &mut [u8],
+) -> Result<(), Fail> {
+    if let Some(pm) = pmaps {
+        if map_all(lim, grants, pm, segs) {
+            let mut pos = 0;
+            for s in segs {
+                let len = usize::from(s.len);
+                let (Some(page), Some(out)) = (pm.get(&s.gref), buf.get_mut(pos..pos + len)) else {
+                    return Err(Fail::Error);
+                };
+                grants.page_read(page, usize::from(s.offset), out);
+                pos += len;
+            }
+            return Ok(());
+        }
+    }
+    grants
+        .copy_in(lim.domid, segs, buf)
+        .map_err(|_| Fail::Error)
+}
+
+/// Copies `buf` out into the frontend's `segs` (as [`fetch`]).
+fn deliver<G: GrantMapper + ?Sized>(
+    lim: &Limits,
+    grants: &mut G,
+    pmaps: Option<&mut PMap<G::Page>>,
+    segs: &[CopySeg],
+    buf: &[u8],
+) -> Result<(), Fail> {
+    if let Some(pm) = pmaps {
+        if map_all(lim, grants, pm, segs) {
+            let mut pos = 0;
+            for s in segs {
+                let len = usize::from(s.len);
+                let (Some(page), Some(data)) = (pm.get(&s.gref), buf.get(pos..pos + len)) else {
+                    return Err(Fail::Error);
+                };
+                grants.page_write(page, usize::from(s.offset), data);
+                pos += len;
+            }
+            return Ok(());
+        }
+    }
+    grants
+        .copy_out(lim.domid, segs, buf)
+        .map_err(|_| Fail::Error)
 }

@@ -163,6 +163,13 @@ impl Drop for MappedRing {
     }
 }
 
+impl MappedRing {
+    /// Where the page is mapped in Dom0.
+    pub fn va(&self) -> u64 {
+        self.va
+    }
+}
+
 impl SharedPage for MappedRing {
     fn load_u32(&self, off: usize) -> u32 {
         self.raw.load_u32(off)

@@ -48,6 +48,13 @@ const DETACH_PATIENCE_NS: u64 = 10_000_000_000;
 /// How long the service loop sleeps when nothing happened (an event
 /// wakes it earlier).
 const IDLE_NS: u64 = 20_000_000;
+/// How often the vbds' XenBus state machines run when xenstore is quiet
+/// (hot-unplug by Dom0's own writes, a frontend's directory vanishing).
+const XENBUS_SCAN_NS: u64 = 10_000_000;
+/// For how long after a block request [`Toolstack::idle`] polls first.
+const IO_ACTIVE_NS: u64 = 10_000_000;
+/// How long it polls.
+const IO_POLL_NS: u64 = 200_000;
 
 /// A guest's page mapped into Dom0, for xenstored.
 pub struct MappedPage {
@@ -98,7 +105,24 @@ impl Host for Dom0Host {
 
 /// What the back ends need from Dom0's kernel: grant mappings (netback's
 /// ring window) and copies, event channels.
-pub struct BackHost;
+#[derive(Default)]
+pub struct BackHost {
+    /// `events::generation` when [`Toolstack::service`] started.
+    seen: core::cell::Cell<u64>,
+    /// When the vbds' XenBus state machines run next without xenstore
+    /// traffic (system time, ns).
+    xenbus_at: u64,
+    /// Grants blkback keeps mapped (`feature-persistent`).
+    persistent: usize,
+    /// Requests blkback had answered at the last look, and when that
+    /// count last moved (system time, ns).
+    io_seen: u64,
+    io_at: u64,
+}
+
+fn netback_window_pages() -> usize {
+    crate::netback::metal::RING_WINDOW_PAGES
+}
 
 impl BackHost {
     fn copy(
@@ -141,6 +165,60 @@ impl GrantMapper for BackHost {
 
     fn copy_out(&mut self, domid: u16, segs: &[CopySeg], buf: &[u8]) -> Result<(), GrantFault> {
         self.copy(domid, segs, buf.as_ptr() as u64, true)
+    }
+
+    fn map_persistent(&mut self, domid: u16, gref: u32) -> Result<MappedRing, GrantFault> {
+        // The ring window is shared with every back end's rings: blkback's
+        // persistent grants take at most half of it.
+        if self.persistent >= netback_window_pages() / 2 {
+            return Err(GrantFault);
+        }
+        let p = map_grant(domid, gref, false).ok_or(GrantFault)?;
+        self.persistent += 1;
+        Ok(p)
+    }
+
+    fn unmap_persistent(&mut self, page: MappedRing) {
+        self.persistent = self.persistent.saturating_sub(1);
+        drop(page);
+    }
+
+    fn page_read(&mut self, page: &MappedRing, off: usize, out: &mut [u8]) {
+        if off.checked_add(out.len()).is_some_and(|e| e <= 4096) {
+            // SAFETY: `[off, off + len)` is inside the page `page` keeps
+            // mapped (checked above); `out` is Dom0's own buffer. The
+            // frontend may write its page meanwhile: the copy is inline
+            // assembly, opaque like a volatile access.
+            unsafe {
+                pv_guest_lib::blkfront::metal::copy_bytes(
+                    (page.va() as usize + off) as *const u8,
+                    out.as_mut_ptr(),
+                    out.len(),
+                )
+            }
+        }
+    }
+
+    fn page_write(&mut self, page: &MappedRing, off: usize, data: &[u8]) {
+        if off.checked_add(data.len()).is_some_and(|e| e <= 4096) {
+            // SAFETY: as in `page_read`, the other way round (mapped
+            // writable by `map_persistent`).
+            unsafe {
+                pv_guest_lib::blkfront::metal::copy_bytes(
+                    data.as_ptr(),
+                    (page.va() as usize + off) as *mut u8,
+                    data.len(),
+                )
+            }
+        }
+    }
+
+    fn io_buf(&mut self, len: usize) -> Box<dyn blkback::IoBuf> {
+        // Machine-contiguous, so the disk DMAs in place (no bounce).
+        match crate::virtio::hal::DmaBuf::new(len) {
+            Some(b) => Box::new(b),
+            None => Box::new(alloc::vec![0u8; len]),
+        }
     }
 }
 
@@ -289,7 +367,7 @@ impl Toolstack {
             dom_exc,
             uuid_seq: 0,
             blk: Blkback::new(),
-            back: BackHost,
+            back: BackHost::default(),
             _grants: pv_guest_lib::grant::GrantTable::setup(1, GRANT_TABLE_VA).ok(),
             disks,
             net: Net::new(nic),
@@ -423,9 +501,22 @@ impl Toolstack {
     }
 
     /// One step of the back ends: xenstore requests, console output,
-    /// shutdowns. True if anything happened.
+    /// shutdowns, block requests. True if anything happened.
+    ///
+    /// Block requests are the hot path (one wake-up per guest request):
+    /// the vbds' XenBus state machines only run when xenstore saw traffic
+    /// or every [`XENBUS_SCAN_NS`], and shutdowns are only looked for on
+    /// `VIRQ_DOM_EXC` or xenstore/console activity, not on block traffic.
     pub fn service(&mut self) -> bool {
+        // Events from here on wake the next `idle`.
+        self.back.seen.set(events::generation());
         let mut progress = false;
+        // Block requests first: their answers are what a guest waits for.
+        let blk_progress = self.blk.service(&mut self.xs, &mut self.back);
+        if self.blk.stats_total() != self.back.io_seen {
+            self.back.io_seen = self.blk.stats_total();
+            self.back.io_at = time::now_ns();
+        }
         let r = self.xs.poll_all();
         for n in &r.notify {
             let _ = events::send(n.port);
@@ -445,15 +536,18 @@ impl Toolstack {
             }
         }
         if self.blk.devices().next().is_some() {
-            for (domid, devid) in self.blk.xenbus_changed(&mut self.xs, &mut self.back) {
-                // Unplugged (or its frontend vanished): its nodes and its
-                // claim on the medium go with it, as libxl's device removal.
-                blkback::toolstack::remove_vbd(&mut self.xs, domid, devid);
-                self.sharing.release(domid, devid);
-                progress = true;
+            let now = time::now_ns();
+            if progress || now >= self.back.xenbus_at {
+                self.back.xenbus_at = now.saturating_add(XENBUS_SCAN_NS);
+                for (domid, devid) in self.blk.xenbus_changed(&mut self.xs, &mut self.back) {
+                    // Unplugged (or its frontend vanished): its nodes and its
+                    // claim on the medium go with it, as libxl's device removal.
+                    blkback::toolstack::remove_vbd(&mut self.xs, domid, devid);
+                    self.sharing.release(domid, devid);
+                    progress = true;
+                }
+                self.flush_xs();
             }
-            progress |= self.blk.service(&mut self.xs, &mut self.back);
-            self.flush_xs();
         }
         if self.net.service(&mut self.xs) {
             progress = true;
@@ -463,7 +557,7 @@ impl Toolstack {
         if exc || progress {
             progress |= self.reap();
         }
-        progress
+        progress || blk_progress
     }
 
     /// Pushes out what Dom0's own xenstore writes caused (watch events)
@@ -478,7 +572,17 @@ impl Toolstack {
     /// Sleeps until an event or a short while, if `idle`.
     pub fn idle(&self) {
         let end = time::now_ns().saturating_add(IDLE_NS);
-        let gen = events::generation();
+        // Not sampled here: an event that came while `service` ran (after
+        // it looked) must not be slept through.
+        let gen = self.back.seen.get();
+        // While guests do block I/O, poll a little before halting (as
+        // cpuidle-haltpoll): their next request often comes within it.
+        if time::now_ns().saturating_sub(self.back.io_at) < IO_ACTIVE_NS {
+            let spin_end = time::now_ns().saturating_add(IO_POLL_NS);
+            while events::generation() == gen && time::now_ns() < spin_end {
+                core::hint::spin_loop();
+            }
+        }
         time::block_until(end, || events::generation() != gen);
     }
 

@@ -116,6 +116,7 @@ unsafe impl Hal for Dom0Hal {
             }
         }
         // Bounce: a machine-contiguous run holding a copy.
+        BOUNCED.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
         let pages = len.div_ceil(PAGE);
         let Some(b) = alloc_dma(pages) else {
             panic!("virtio: no memory to bounce a {len}-byte buffer");
@@ -161,7 +162,55 @@ unsafe impl Hal for Dom0Hal {
     }
 }
 
+/// Buffers bounced so far (each costs an allocation and a copy; a
+/// machine-contiguous buffer, e.g. a [`DmaBuf`], never is).
+pub fn bounced() -> u64 {
+    BOUNCED.load(core::sync::atomic::Ordering::Relaxed)
+}
+
+static BOUNCED: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
 /// Bounce runs in flight now (for tests and leak checks).
 pub fn bounces_in_flight() -> usize {
     BOUNCES.lock().len()
+}
+
+/// A zeroed buffer in machine-contiguous memory ([`alloc_dma`]): the
+/// device reads and writes it in place (the HAL's `share` finds it
+/// contiguous and does not bounce). Freed on drop.
+pub struct DmaBuf {
+    first: Frame,
+    pages: u64,
+    len: usize,
+}
+
+impl DmaBuf {
+    /// `len` bytes (rounded up to whole pages), or `None` if no
+    /// machine-contiguous run was found.
+    pub fn new(len: usize) -> Option<DmaBuf> {
+        let pages = (len as u64).div_ceil(PAGE).max(1);
+        let first = alloc_dma(pages)?;
+        Some(DmaBuf { first, pages, len })
+    }
+
+    /// The bytes.
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: `alloc_dma` gave us `pages` zeroed frames, contiguous in
+        // the direct map from `first.va`, owned by this buffer alone until
+        // `drop` frees them; `len <= pages * PAGE`; the borrow of `self`
+        // keeps anyone else from reaching them meanwhile.
+        unsafe { core::slice::from_raw_parts_mut(self.first.va as *mut u8, self.len) }
+    }
+}
+
+impl Drop for DmaBuf {
+    fn drop(&mut self) {
+        free_dma(self.first, self.pages);
+    }
+}
+
+impl crate::blkback::IoBuf for DmaBuf {
+    fn bytes(&mut self) -> &mut [u8] {
+        self.as_mut_slice()
+    }
 }

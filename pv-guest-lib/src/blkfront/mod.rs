@@ -428,6 +428,9 @@ impl<H: FrontHost> Blkfront<H> {
         }
         ok &= xs.write(&self.key("event-channel"), &port.to_string());
         ok &= xs.write(&self.key("protocol"), PROTOCOL);
+        // Our bounce pages stay granted for the connection's lifetime, so a
+        // backend may keep them mapped instead of grant-copying each time.
+        ok &= xs.write(&self.key("feature-persistent"), "1");
         if !ok {
             self.teardown(host);
             return Err(BlkError::Xenstore);

@@ -247,9 +247,10 @@ fn storage(images: &Images) -> Result<bool, String> {
     }
     println!();
     println!(
-        "Both issue the same requests one at a time (256 KiB sequential over the first 32 MiB, \
-         then 4 KiB random reads for 1 s); the guest's go through its ring, blkback's grant \
-         copies and Dom0's driver."
+        "Both issue the same requests one at a time, depth 1 (256 KiB sequential over the first \
+         32 MiB, each one request: the guest's an indirect one of 64 segments; then 4 KiB random \
+         reads for 1 s); the guest's go through its ring, blkback (persistent grants, a \
+         machine-contiguous buffer) and Dom0's driver."
     );
     if !ok {
         eprintln!(
