@@ -1524,7 +1524,7 @@ fn xl_net_network_attach_list_detach_on_a_running_guest() {
         ],
         "xl info\nxl create peer.cfg\nxl create hot.cfg\nsleep 3\nxl network-list hot\n\
          xl network-attach hot mac=00:16:3e:00:00:33 bridge=xenbr0\nsleep 10\n\
-         xl network-list hot\nxl network-detach hot 0\nxl network-list hot\n\
+         xl network-list hot\nxl network-detach hot 0\nxl network-list hot\nsleep 3\n\
          xl console hot\r\x1d\nxl destroy hot\nxl destroy peer\nxl info\n",
     );
     assert_eq!(code, Some(0), "every xl command should succeed:\n{text}");

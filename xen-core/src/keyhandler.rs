@@ -12,6 +12,7 @@ use hypercall_abi::xen::Virq;
 const KEYS: &[(u8, &str)] = &[
     (b'g', "print grant table usage"),
     (b'h', "print this help"),
+    (b'm', "memory info"),
     (b'q', "dump domain (and guest debug) info"),
     (b'r', "dump run queues"),
     (b't', "display multi-cpu clock info"),
@@ -31,6 +32,17 @@ pub fn handle(k: u8, doms: &mut [Domain]) {
             }
         }
         b'g' => dump_grants(doms),
+        b'm' => {
+            crate::println!("(XEN) 'm' pressed -> memory info");
+            crate::println!(
+                "(XEN) free pages {} of {}",
+                crate::memory::free_frames(),
+                crate::memory::total_frames()
+            );
+            for d in doms.iter() {
+                crate::println!("(XEN) d{}: {} pages", d.domid, d.tot_pages);
+            }
+        }
         b'q' => dump_domains(doms),
         b'r' => dump_runq(doms),
         b't' => {

@@ -536,6 +536,17 @@ impl Maptrack {
             .filter(|(_, m)| m.flags & (GNTMAP_DEVICE_MAP | GNTMAP_HOST_MAP) as u16 != 0)
     }
 
+    /// Gives the maptrack pages back once no mapping uses them (a
+    /// back-end domain that stopped mapping, e.g. Dom0 after the last
+    /// guest's disks and vifs went, holds no frames for it). Xen keeps
+    /// them until the domain dies; freeing them early changes nothing a
+    /// guest can see: no handle is live, and the next map allocates again.
+    pub fn shrink_if_unused<E: GrantEnv + ?Sized>(&mut self, env: &mut E) {
+        if self.in_use == 0 && self.nr_pages > 0 {
+            self.destroy(env);
+        }
+    }
+
     /// Frees the maptrack pages (the domain is gone; every mapping was
     /// released with [`release_mapping`]).
     pub fn destroy<E: GrantEnv + ?Sized>(&mut self, env: &mut E) {
@@ -713,6 +724,7 @@ pub fn map_grant_ref<E: GrantEnv + ?Sized, S: SharedEntries + ?Sized>(
     let r = map_with_handle(env, ft, ld, rd, req, handle);
     if r.is_err() {
         ld.maptrack.put(handle);
+        ld.maptrack.shrink_if_unused(env);
     }
     r
 }
@@ -944,6 +956,7 @@ pub fn unmap_grant_ref<E: GrantEnv + ?Sized>(
     }
     if m.flags & (GNTMAP_DEVICE_MAP | GNTMAP_HOST_MAP) as u16 == 0 {
         ld.maptrack.put(req.handle);
+        ld.maptrack.shrink_if_unused(env);
     } else {
         ld.maptrack.set(req.handle, m);
     }

@@ -395,9 +395,14 @@ fn host_map_readwrite_and_unmap() {
         Err(GntStatus::GeneralError)
     );
     assert_eq!(w.pte(5), ptval::grant_pte(DATA, HOST));
+    let pages = w.mem.pages_out;
+    assert_eq!(maptrack.limit(), MAPTRACK_PER_PAGE);
     w.unmap(maptrack, active, &mut sh, m.handle, VA, 0).unwrap();
     assert_eq!(w.pte(5), 0);
     assert_eq!(counts(&w, DATA), before);
+    // The last mapping gone, the maptrack page goes back.
+    assert_eq!((maptrack.in_use(), maptrack.limit()), (0, 0));
+    assert_eq!(w.mem.pages_out, pages - 1);
     assert_eq!(sh.flags(8), GTF_PERMIT_ACCESS);
     assert_eq!(active.get(8).pin, 0);
     // Double unmap.
