@@ -6,7 +6,7 @@
 
 use std::format;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::string::{String, ToString};
 use std::vec;
 use std::vec::Vec;
