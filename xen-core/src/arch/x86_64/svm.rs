@@ -191,53 +191,45 @@ struct Frames {
 }
 
 fn alloc_frames() -> Option<Frames> {
-    let mut fa = crate::memory::FRAMES.lock();
-    let fa = fa.as_mut()?;
-    let mut singles = [Mfn(0); 9];
-    let mut n = 0;
-    while n < singles.len() {
-        match fa.alloc() {
-            Ok(m) => {
-                singles[n] = m;
-                n += 1;
-            }
-            Err(_) => break,
-        }
-    }
-    let iopm = fa.alloc_contig(3, 1).ok();
-    let msrpm = fa.alloc_contig(2, 1).ok();
-    match (n == singles.len(), iopm, msrpm) {
-        (true, Some(iopm), Some(msrpm)) => Some(Frames {
-            hsave: singles[0],
-            vmcb: singles[1],
-            iopm,
-            msrpm,
-            npt: [singles[2], singles[3], singles[4], singles[5]],
-            guest: [singles[6], singles[7], singles[8]],
-        }),
-        (_, iopm, msrpm) => {
-            for m in &singles[..n] {
-                let _ = fa.free(*m);
-            }
+    let singles = crate::memory::alloc_frames::<9>()?;
+    let (iopm, msrpm) = {
+        let mut fa = crate::memory::FRAMES.lock();
+        let fa = fa.as_mut()?;
+        (fa.alloc_contig(3, 1).ok(), fa.alloc_contig(2, 1).ok())
+    };
+    let f = Frames {
+        hsave: singles[0],
+        vmcb: singles[1],
+        iopm: iopm.unwrap_or(Mfn(0)),
+        msrpm: msrpm.unwrap_or(Mfn(0)),
+        npt: [singles[2], singles[3], singles[4], singles[5]],
+        guest: [singles[6], singles[7], singles[8]],
+    };
+    if iopm.is_none() || msrpm.is_none() {
+        crate::memory::free_frame_list(&singles);
+        let mut fa = crate::memory::FRAMES.lock();
+        if let Some(fa) = fa.as_mut() {
             if let Some(m) = iopm {
                 let _ = fa.free_contig(m, 3);
             }
             if let Some(m) = msrpm {
                 let _ = fa.free_contig(m, 2);
             }
-            None
         }
+        return None;
     }
+    Some(f)
 }
 
 fn free_frames(f: &Frames) {
+    crate::memory::free_frame_list(&[f.hsave, f.vmcb]);
+    crate::memory::free_frame_list(&f.npt);
+    crate::memory::free_frame_list(&f.guest);
     let mut fa = crate::memory::FRAMES.lock();
-    let Some(fa) = fa.as_mut() else { return };
-    for m in [f.hsave, f.vmcb].iter().chain(&f.npt).chain(&f.guest) {
-        let _ = fa.free(*m);
+    if let Some(fa) = fa.as_mut() {
+        let _ = fa.free_contig(f.iopm, 3);
+        let _ = fa.free_contig(f.msrpm, 2);
     }
-    let _ = fa.free_contig(f.iopm, 3);
-    let _ = fa.free_contig(f.msrpm, 2);
 }
 
 /// A direct-mapped frame as bytes.
