@@ -800,11 +800,10 @@ impl VLapic {
                 self.esr_pending = 0;
             }
             0x320..=0x370 => self.write_lvt(((reg - REG_LVT_TIMER) >> 4) as usize, val),
-            REG_TMICT => {
-                if self.timer_mode() != TIMER_TSC_DEADLINE {
-                    self.tmict = val;
-                    self.arm_count(now);
-                }
+            // TSC-deadline mode ignores TMICT.
+            REG_TMICT if self.timer_mode() != TIMER_TSC_DEADLINE => {
+                self.tmict = val;
+                self.arm_count(now);
             }
             REG_TDCR => self.tdcr = val & 0xb,
             _ => {}

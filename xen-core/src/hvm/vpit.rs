@@ -52,7 +52,7 @@ fn bcd_to_bin(v: u32) -> u32 {
 
 fn bin_to_bcd(v: u32) -> u32 {
     let v = v % 10000;
-    (v / 1000) << 12 | (v / 100 % 10) << 8 | (v / 10 % 10) << 4 | v % 10
+    ((v / 1000) << 12) | ((v / 100 % 10) << 8) | ((v / 10 % 10) << 4) | (v % 10)
 }
 
 /// Which byte a counter read or write goes to next.
@@ -248,31 +248,27 @@ impl Channel {
             return;
         }
         match (self.mode(), gate) {
-            (0 | 4, true) => {
-                if self.loaded {
-                    self.start_ns = now;
-                    self.running = true;
-                }
+            (0 | 4, true) if self.loaded => {
+                self.start_ns = now;
+                self.running = true;
             }
             (0 | 4, false) => {
                 self.offset = self.elapsed(now);
                 self.running = false;
             }
-            (_, true) => {
-                // Modes 1, 2, 3, 5: a rising gate (re)starts from the count.
-                if self.loaded {
-                    self.start_ns = now;
-                    self.offset = 0;
-                    self.running = true;
-                    self.triggered = true;
-                    self.edges_reported = 0;
-                }
+            (1 | 2 | 3 | 5, true) if self.loaded => {
+                // A rising gate (re)starts counting from the count.
+                self.start_ns = now;
+                self.offset = 0;
+                self.running = true;
+                self.triggered = true;
+                self.edges_reported = 0;
             }
             (2 | 3, false) => {
                 self.offset = self.elapsed(now);
                 self.running = false;
             }
-            _ => {} // Modes 1 and 5 ignore a falling gate.
+            _ => {} // Not loaded yet, or modes 1 and 5 on a falling gate.
         }
         self.gate = gate;
     }
@@ -619,7 +615,7 @@ mod tests {
         let lo = p.read(0x40, 5 * MS);
         let hi = p.read(0x40, 5 * MS);
         let v = u16::from(lo) | u16::from(hi) << 8;
-        assert_eq!(v, 4096 - (1193 % 4096));
+        assert_eq!(v, 4096 - 1193);
         // A second latch while one is pending is ignored.
         p.write(0x43, 0x00, 2 * MS);
         p.write(0x43, 0x00, 3 * MS);

@@ -258,15 +258,15 @@ impl VRtc {
         self.reg(REG_B) & B_DM_BINARY != 0
     }
 
-    fn to_reg(&self, v: u8) -> u8 {
+    fn encode(&self, v: u8) -> u8 {
         if self.binary() {
             v
         } else {
-            (v / 10) << 4 | v % 10
+            ((v / 10) << 4) | (v % 10)
         }
     }
 
-    fn from_reg(&self, v: u8) -> i64 {
+    fn decode(&self, v: u8) -> i64 {
         if self.binary() {
             i64::from(v)
         } else {
@@ -274,20 +274,20 @@ impl VRtc {
         }
     }
 
-    fn hour_to_reg(&self, h: u8) -> u8 {
+    fn encode_hour(&self, h: u8) -> u8 {
         if self.reg(REG_B) & B_24H != 0 {
-            self.to_reg(h)
+            self.encode(h)
         } else {
-            let h12 = if h % 12 == 0 { 12 } else { h % 12 };
-            self.to_reg(h12) | if h >= 12 { 0x80 } else { 0 }
+            let h12 = if h.is_multiple_of(12) { 12 } else { h % 12 };
+            self.encode(h12) | if h >= 12 { 0x80 } else { 0 }
         }
     }
 
-    fn hour_from_reg(&self, v: u8) -> i64 {
+    fn decode_hour(&self, v: u8) -> i64 {
         if self.reg(REG_B) & B_24H != 0 {
-            self.from_reg(v)
+            self.decode(v)
         } else {
-            self.from_reg(v & 0x7f) % 12 + if v & 0x80 != 0 { 12 } else { 0 }
+            self.decode(v & 0x7f) % 12 + if v & 0x80 != 0 { 12 } else { 0 }
         }
     }
 
@@ -306,14 +306,14 @@ impl VRtc {
         let tm = Tm::from_secs(self.guest_secs(now));
         let year = tm.year.rem_euclid(10_000);
         let vals = [
-            (REG_SECONDS, self.to_reg(tm.sec)),
-            (REG_MINUTES, self.to_reg(tm.min)),
-            (REG_HOURS, self.hour_to_reg(tm.hour)),
-            (REG_WEEKDAY, self.to_reg(tm.weekday + 1)),
-            (REG_DAY, self.to_reg(tm.day)),
-            (REG_MONTH, self.to_reg(tm.month)),
-            (REG_YEAR, self.to_reg((year % 100) as u8)),
-            (REG_CENTURY, self.to_reg((year / 100) as u8)),
+            (REG_SECONDS, self.encode(tm.sec)),
+            (REG_MINUTES, self.encode(tm.min)),
+            (REG_HOURS, self.encode_hour(tm.hour)),
+            (REG_WEEKDAY, self.encode(tm.weekday + 1)),
+            (REG_DAY, self.encode(tm.day)),
+            (REG_MONTH, self.encode(tm.month)),
+            (REG_YEAR, self.encode((year % 100) as u8)),
+            (REG_CENTURY, self.encode((year / 100) as u8)),
         ];
         for (r, v) in vals {
             self.cmos[usize::from(r)] = v;
@@ -322,12 +322,12 @@ impl VRtc {
 
     /// The time the time registers hold, in seconds since 1970.
     fn secs_from_regs(&self) -> i64 {
-        let sec = self.from_reg(self.reg(REG_SECONDS));
-        let min = self.from_reg(self.reg(REG_MINUTES));
-        let hour = self.hour_from_reg(self.reg(REG_HOURS));
-        let day = self.from_reg(self.reg(REG_DAY)).clamp(1, 31);
-        let month = self.from_reg(self.reg(REG_MONTH)).clamp(1, 12);
-        let year = self.from_reg(self.reg(REG_CENTURY)) * 100 + self.from_reg(self.reg(REG_YEAR));
+        let sec = self.decode(self.reg(REG_SECONDS));
+        let min = self.decode(self.reg(REG_MINUTES));
+        let hour = self.decode_hour(self.reg(REG_HOURS));
+        let day = self.decode(self.reg(REG_DAY)).clamp(1, 31);
+        let month = self.decode(self.reg(REG_MONTH)).clamp(1, 12);
+        let year = self.decode(self.reg(REG_CENTURY)) * 100 + self.decode(self.reg(REG_YEAR));
         days_from_civil(year, month, day) * 86_400 + hour * 3600 + min * 60 + sec
     }
 
@@ -371,9 +371,9 @@ impl VRtc {
                 return Some(None);
             }
             let x = if hour {
-                self.hour_from_reg(v)
+                self.decode_hour(v)
             } else {
-                self.from_reg(v)
+                self.decode(v)
             };
             Some(Some(x))
         };
