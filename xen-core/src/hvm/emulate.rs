@@ -14,7 +14,8 @@
 //!   guest's page tables, #UD for what is not emulated).
 //!
 //! The instructions: `mov` r/m↔reg and immediate (`88 89 8a 8b c6 c7`),
-//! `mov` to/from moffs (`a0`–`a3`), `movzx`/`movsx` (`0f b6 b7 be bf`),
+//! `mov` to/from moffs (`a0`–`a3`), `movzx`/`movsx` (`0f b6 b7 be bf`,
+//! `movsxd` `63`),
 //! the ALU family `add or adc sbb and sub xor cmp` (`00`–`3b`, `80 81 83`),
 //! `test` (`84 85`, `f6 f7 /0`), `xchg` (`86 87`), `bt bts btr btc`
 //! (`0f a3 ab b3 bb`, `0f ba /4-7`), and the string moves `movs stos lods`
@@ -418,6 +419,19 @@ pub fn decode(bytes: &[u8], mode: Mode) -> Result<Insn, DecodeError> {
                     src: imm,
                 },
                 size,
+            )
+        }
+        // movsxd (`movslq`); in 32-bit code 63 is ARPL.
+        0x63 if mode == Mode::Bits64 => {
+            let (reg, rm) = d.modrm()?;
+            (
+                Op::MovExtend {
+                    dst: reg,
+                    src: rm,
+                    src_size: full_size.min(4),
+                    signed: true,
+                },
+                full_size,
             )
         }
         0x86 | 0x87 => {
@@ -1217,7 +1231,7 @@ fn chunk(n: usize) -> usize {
 
 /// Even parity of the low byte: PF.
 fn parity(v: u64) -> bool {
-    (v as u8).count_ones() % 2 == 0
+    (v as u8).count_ones().is_multiple_of(2)
 }
 
 /// `a op b` at `size` bytes with carry-in from `flags_in` (adc/sbb): the
@@ -1273,4 +1287,1174 @@ pub fn alu(op: AluOp, a: u64, b: u64, flags_in: u64, size: u8) -> (u64, u64) {
         f |= rflags::PF;
     }
     (r, f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::vec::Vec;
+    use std::{format, vec};
+
+    const MMIO_BASE: u64 = 0xfee0_0000;
+    const MMIO_END: u64 = 0xfef0_0000;
+    const RAM_SIZE: usize = 0x20000;
+
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    enum Io {
+        Read(u64, u8),
+        Write(u64, u8, u64),
+    }
+
+    /// A vCPU: identity paging except `unmapped` pages, RAM at
+    /// 0..RAM_SIZE, MMIO at MMIO_BASE..MMIO_END backed by a byte map.
+    struct Fake {
+        mode: Mode,
+        rip: u64,
+        rflags: u64,
+        regs: [u64; 16],
+        seg: [u64; 6],
+        ram: Vec<u8>,
+        mmio: BTreeMap<u64, u8>,
+        log: Vec<Io>,
+        unmapped: Vec<u64>,
+        /// MMIO accesses answered before the next one is pending.
+        pending_after: Option<usize>,
+        sets: usize,
+    }
+
+    impl Fake {
+        fn new(mode: Mode) -> Self {
+            Fake {
+                mode,
+                rip: 0x1000,
+                rflags: 0x2,
+                regs: [0; 16],
+                seg: [0; 6],
+                ram: vec![0; RAM_SIZE],
+                mmio: BTreeMap::new(),
+                log: Vec::new(),
+                unmapped: Vec::new(),
+                pending_after: None,
+                sets: 0,
+            }
+        }
+
+        fn mmio_val(&self, gpa: u64, size: u8) -> u64 {
+            (0..u64::from(size)).fold(0, |v, i| {
+                v | u64::from(*self.mmio.get(&(gpa + i)).unwrap_or(&0)) << (8 * i)
+            })
+        }
+
+        fn set_mmio(&mut self, gpa: u64, size: u8, val: u64) {
+            for i in 0..u64::from(size) {
+                self.mmio.insert(gpa + i, (val >> (8 * i)) as u8);
+            }
+        }
+
+        fn tick(&mut self) -> Result<(), Pending> {
+            match &mut self.pending_after {
+                Some(0) => Err(Pending),
+                Some(n) => {
+                    *n -= 1;
+                    Ok(())
+                }
+                None => Ok(()),
+            }
+        }
+    }
+
+    fn seg_index(s: Segment) -> usize {
+        match s {
+            Segment::Es => 0,
+            Segment::Cs => 1,
+            Segment::Ss => 2,
+            Segment::Ds => 3,
+            Segment::Fs => 4,
+            Segment::Gs => 5,
+        }
+    }
+
+    impl Env for Fake {
+        fn mode(&self) -> Mode {
+            self.mode
+        }
+        fn rip(&self) -> u64 {
+            self.rip
+        }
+        fn rflags(&self) -> u64 {
+            self.rflags
+        }
+        fn gpr(&self, reg: usize) -> u64 {
+            self.regs[reg]
+        }
+        fn set_gpr(&mut self, reg: usize, val: u64) {
+            self.sets += 1;
+            self.regs[reg] = val;
+        }
+        fn segment_base(&self, seg: Segment) -> u64 {
+            self.seg[seg_index(seg)]
+        }
+        fn translate(&mut self, linear: u64, access: Access) -> Result<u64, Fault> {
+            if self.unmapped.contains(&(linear & !0xfff)) {
+                let w = if access == Access::Write { 2 } else { 0 };
+                let f = if access == Access::Fetch { 16 } else { 0 };
+                return Err(Fault::page_fault(linear, w | f));
+            }
+            Ok(linear)
+        }
+        fn is_mmio(&self, gpa: u64) -> bool {
+            (MMIO_BASE..MMIO_END).contains(&gpa)
+        }
+        fn read_ram(&mut self, gpa: u64, buf: &mut [u8]) -> Result<(), Fault> {
+            let s = gpa as usize;
+            match self.ram.get(s..s.saturating_add(buf.len())) {
+                Some(src) => {
+                    buf.copy_from_slice(src);
+                    Ok(())
+                }
+                None => Err(Fault::GP0),
+            }
+        }
+        fn write_ram(&mut self, gpa: u64, buf: &[u8]) -> Result<(), Fault> {
+            let s = gpa as usize;
+            match self.ram.get_mut(s..s.saturating_add(buf.len())) {
+                Some(dst) => {
+                    dst.copy_from_slice(buf);
+                    Ok(())
+                }
+                None => Err(Fault::GP0),
+            }
+        }
+        fn mmio_read(&mut self, gpa: u64, size: u8) -> Result<u64, Pending> {
+            assert!(matches!(size, 1 | 2 | 4 | 8), "MMIO size {size}");
+            self.tick()?;
+            self.log.push(Io::Read(gpa, size));
+            Ok(self.mmio_val(gpa, size))
+        }
+        fn mmio_write(&mut self, gpa: u64, size: u8, val: u64) -> Result<(), Pending> {
+            assert!(matches!(size, 1 | 2 | 4 | 8), "MMIO size {size}");
+            assert_eq!(val & !mask(size), 0, "value wider than the access");
+            self.tick()?;
+            self.log.push(Io::Write(gpa, size, val));
+            self.set_mmio(gpa, size, val);
+            Ok(())
+        }
+    }
+
+    const RAX: usize = 0;
+    const RCX: usize = 1;
+    const RDX: usize = 2;
+    const RBX: usize = 3;
+    const RBP: usize = 5;
+    const RSI: usize = 6;
+    const RDI: usize = 7;
+
+    fn done(o: Outcome) -> (u64, u64) {
+        match o {
+            Outcome::Done {
+                new_rip,
+                new_rflags,
+            } => (new_rip, new_rflags),
+            other => panic!("not done: {other:?}"),
+        }
+    }
+
+    fn run64(bytes: &[u8], f: &mut Fake) -> u64 {
+        let (rip, _) = done(emulate(bytes, f));
+        rip - f.rip
+    }
+
+    // --- Decoding ---------------------------------------------------------
+
+    fn mem(seg: Segment, base: Option<u8>, index: Option<u8>, scale: u8, disp: i64) -> Operand {
+        Operand::Mem(Mem {
+            seg,
+            base,
+            index,
+            scale,
+            disp,
+            rip_relative: false,
+        })
+    }
+
+    #[test]
+    fn emulate_decode_table() {
+        use Segment::*;
+        let r = |n: u8| Operand::Reg(n);
+        let cases: Vec<(Mode, &[u8], Op, usize, u8)> = vec![
+            // mov (%rax),%eax
+            (
+                Mode::Bits64,
+                &[0x8b, 0x00],
+                Op::Mov {
+                    dst: r(0),
+                    src: mem(Ds, Some(0), None, 1, 0),
+                },
+                2,
+                4,
+            ),
+            // mov %eax,0x300(%rdx)
+            (
+                Mode::Bits64,
+                &[0x89, 0x82, 0x00, 0x03, 0x00, 0x00],
+                Op::Mov {
+                    dst: mem(Ds, Some(2), None, 1, 0x300),
+                    src: r(0),
+                },
+                6,
+                4,
+            ),
+            // mov %r9,-8(%rsp,%r10,8)
+            (
+                Mode::Bits64,
+                &[0x4e, 0x89, 0x4c, 0xd4, 0xf8],
+                Op::Mov {
+                    dst: mem(Ss, Some(4), Some(10), 8, -8),
+                    src: r(9),
+                },
+                5,
+                8,
+            ),
+            // movw $0x1234,%fs:(%r13)
+            (
+                Mode::Bits64,
+                &[0x64, 0x66, 0x41, 0xc7, 0x45, 0x00, 0x34, 0x12],
+                Op::Mov {
+                    dst: mem(Fs, Some(13), None, 1, 0),
+                    src: Operand::Imm(0x1234),
+                },
+                8,
+                2,
+            ),
+            // movzbl 0x10(%rbx),%ecx
+            (
+                Mode::Bits64,
+                &[0x0f, 0xb6, 0x4b, 0x10],
+                Op::MovExtend {
+                    dst: 1,
+                    src: mem(Ds, Some(3), None, 1, 0x10),
+                    src_size: 1,
+                    signed: false,
+                },
+                4,
+                4,
+            ),
+            // movswq (%rdi),%rax
+            (
+                Mode::Bits64,
+                &[0x48, 0x0f, 0xbf, 0x07],
+                Op::MovExtend {
+                    dst: 0,
+                    src: mem(Ds, Some(7), None, 1, 0),
+                    src_size: 2,
+                    signed: true,
+                },
+                4,
+                8,
+            ),
+            // orl $0x100,(%rax)  (81 /1 id)
+            (
+                Mode::Bits64,
+                &[0x81, 0x08, 0x00, 0x01, 0x00, 0x00],
+                Op::Alu {
+                    op: AluOp::Or,
+                    dst: mem(Ds, Some(0), None, 1, 0),
+                    src: Operand::Imm(0x100),
+                },
+                6,
+                4,
+            ),
+            // andq $-2,8(%rax)  (83 /4 ib, sign-extended)
+            (
+                Mode::Bits64,
+                &[0x48, 0x83, 0x60, 0x08, 0xfe],
+                Op::Alu {
+                    op: AluOp::And,
+                    dst: mem(Ds, Some(0), None, 1, 8),
+                    src: Operand::Imm(-2i64 as u64),
+                },
+                5,
+                8,
+            ),
+            // lock xchg %eax,(%rdx)
+            (
+                Mode::Bits64,
+                &[0xf0, 0x87, 0x02],
+                Op::Xchg {
+                    reg: 0,
+                    rm: mem(Ds, Some(2), None, 1, 0),
+                },
+                3,
+                4,
+            ),
+            // mov 0x1122334455667788,%eax (moffs64)
+            (
+                Mode::Bits64,
+                &[0xa1, 0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11],
+                Op::Mov {
+                    dst: r(0),
+                    src: mem(Ds, None, None, 1, 0x1122_3344_5566_7788),
+                },
+                9,
+                4,
+            ),
+            // 32-bit: mov 0x10(%ebp),%eax — SS, no REX, rm=5 disp32 absolute
+            (
+                Mode::Bits32,
+                &[0x8b, 0x45, 0x10],
+                Op::Mov {
+                    dst: r(0),
+                    src: mem(Ss, Some(5), None, 1, 0x10),
+                },
+                3,
+                4,
+            ),
+            (
+                Mode::Bits32,
+                &[0x89, 0x05, 0x00, 0x00, 0xe0, 0xfe],
+                Op::Mov {
+                    dst: mem(Ds, None, None, 1, 0xfee0_0000u32 as i32 as i64),
+                    src: r(0),
+                },
+                6,
+                4,
+            ),
+            // 32-bit moffs is 4 bytes; 66 → 16-bit operand
+            (
+                Mode::Bits32,
+                &[0x66, 0xa3, 0x00, 0x03, 0xe0, 0xfe],
+                Op::Mov {
+                    dst: mem(Ds, None, None, 1, 0xfee0_0300u32 as i32 as i64),
+                    src: r(0),
+                },
+                6,
+                2,
+            ),
+            // 16-bit: mov (%bx,%si),%ax ; mov 2(%bp),%ax (SS) ; es mov %ax,(0x1234)
+            (
+                Mode::Bits16,
+                &[0x8b, 0x00],
+                Op::Mov {
+                    dst: r(0),
+                    src: mem(Ds, Some(3), Some(6), 1, 0),
+                },
+                2,
+                2,
+            ),
+            (
+                Mode::Bits16,
+                &[0x8b, 0x46, 0x02],
+                Op::Mov {
+                    dst: r(0),
+                    src: mem(Ss, Some(5), None, 1, 2),
+                },
+                3,
+                2,
+            ),
+            (
+                Mode::Bits16,
+                &[0x26, 0x89, 0x06, 0x34, 0x12],
+                Op::Mov {
+                    dst: mem(Es, None, None, 1, 0x1234),
+                    src: r(0),
+                },
+                5,
+                2,
+            ),
+            // 16-bit code, 66 67: mov %eax,(%ebx)
+            (
+                Mode::Bits16,
+                &[0x66, 0x67, 0x89, 0x03],
+                Op::Mov {
+                    dst: mem(Ds, Some(3), None, 1, 0),
+                    src: r(0),
+                },
+                4,
+                4,
+            ),
+            // rep stosl
+            (Mode::Bits64, &[0xf3, 0xab], Op::Stos, 2, 4),
+            // rep movsb with fs source
+            (
+                Mode::Bits64,
+                &[0xf3, 0x64, 0xa4],
+                Op::Movs { seg: Fs },
+                3,
+                1,
+            ),
+            // btsl $3,(%rax)
+            (
+                Mode::Bits64,
+                &[0x0f, 0xba, 0x28, 0x03],
+                Op::Bt {
+                    op: BtOp::Bts,
+                    base: mem(Ds, Some(0), None, 1, 0),
+                    bit: Operand::Imm(3),
+                },
+                4,
+                4,
+            ),
+            // testb $0x80,0x11(%rax)
+            (
+                Mode::Bits64,
+                &[0xf6, 0x40, 0x11, 0x80],
+                Op::Alu {
+                    op: AluOp::Test,
+                    dst: mem(Ds, Some(0), None, 1, 0x11),
+                    src: Operand::Imm(-128i64 as u64),
+                },
+                4,
+                1,
+            ),
+        ];
+        for (mode, bytes, op, len, size) in cases {
+            let d = decode(bytes, mode).unwrap_or_else(|e| panic!("{bytes:02x?}: {e:?}"));
+            assert_eq!(
+                (d.op, d.len, d.size),
+                (op, len, size),
+                "{bytes:02x?} in {mode:?}"
+            );
+            // Every proper prefix of the bytes is truncated.
+            for n in 0..len {
+                assert_eq!(decode(&bytes[..n], mode), Err(DecodeError::Truncated));
+            }
+        }
+        // RIP-relative in 64-bit mode.
+        let d = decode(&[0xc7, 0x05, 0x10, 0, 0, 0, 1, 0, 0, 0], Mode::Bits64).unwrap();
+        assert!(
+            matches!(d.op, Op::Mov { dst: Operand::Mem(m), .. } if m.rip_relative && m.disp == 0x10)
+        );
+        assert_eq!(d.len, 10);
+    }
+
+    #[test]
+    fn emulate_decode_rejects() {
+        for (bytes, mode, err) in [
+            (&[0xff, 0x00][..], Mode::Bits64, DecodeError::Unsupported), // inc (%rax)
+            (&[0xf0, 0x8b, 0x00], Mode::Bits64, DecodeError::Invalid),   // lock mov
+            (&[0xf0, 0x39, 0x00], Mode::Bits64, DecodeError::Invalid),   // lock cmp
+            (&[0xf0, 0x01, 0xc0], Mode::Bits64, DecodeError::Invalid),   // lock add reg
+            (&[0x40, 0x8b, 0x00], Mode::Bits32, DecodeError::Unsupported), // inc %eax
+            (
+                &[0x0f, 0xba, 0x00, 0x00],
+                Mode::Bits64,
+                DecodeError::Invalid,
+            ),
+            (&[0x66; 15], Mode::Bits64, DecodeError::Invalid),
+            (&[0x66; 20], Mode::Bits64, DecodeError::Invalid),
+            (&[], Mode::Bits64, DecodeError::Truncated),
+        ] {
+            assert_eq!(decode(bytes, mode), Err(err), "{bytes:02x?}");
+        }
+        // 32-bit code: 48 is `dec %eax`, not REX.W.
+        assert_eq!(
+            decode(&[0x48, 0x89, 0x00], Mode::Bits32),
+            Err(DecodeError::Unsupported)
+        );
+        // REX before a legacy prefix is dropped.
+        let d = decode(&[0x48, 0x66, 0x89, 0x00], Mode::Bits64).unwrap();
+        assert_eq!(d.size, 2);
+    }
+
+    /// Assembles `lines` with the host's GNU `as` and decodes the result
+    /// instruction by instruction: the lengths must add up exactly.
+    fn assemble(code: &str, lines: &[&str]) -> Option<Vec<u8>> {
+        let dir = std::env::temp_dir().join(format!("oxen-emul-{}-{code}", std::process::id()));
+        std::fs::create_dir_all(&dir).ok()?;
+        let mut src = format!(".{code}\n");
+        for l in lines {
+            src.push_str(l);
+            src.push('\n');
+        }
+        std::fs::write(dir.join("t.s"), src).ok()?;
+        let ok = std::process::Command::new("as")
+            .args(["--64", "-o"])
+            .arg(dir.join("t.o"))
+            .arg(dir.join("t.s"))
+            .status()
+            .ok()?
+            .success()
+            && std::process::Command::new("objcopy")
+                .args(["-O", "binary", "-j", ".text"])
+                .arg(dir.join("t.o"))
+                .arg(dir.join("t.bin"))
+                .status()
+                .ok()?
+                .success();
+        let bytes = std::fs::read(dir.join("t.bin")).ok();
+        let _ = std::fs::remove_dir_all(&dir);
+        if ok {
+            bytes
+        } else {
+            None
+        }
+    }
+
+    #[test]
+    fn emulate_decode_assembled() {
+        let sets: [(&str, Mode, &[&str]); 3] = [
+            (
+                "code64",
+                Mode::Bits64,
+                &[
+                    "mov (%rax),%eax",
+                    "mov %eax,0x300(%rdx)",
+                    "movl $0x12345678,0x1000(%rip)",
+                    "movq $-1,0x10(%r12)",
+                    "mov %r15b,(%r8,%r9,4)",
+                    "mov %ah,(%rbx)",
+                    "mov %sil,0x7f(%rdi)",
+                    "mov 0x80(%rsp),%cx",
+                    "mov (%rbp),%r11",
+                    "movb $5,%gs:0x20",
+                    "movabs 0xfee00020,%eax",
+                    "movabs %rax,0xfee00300",
+                    "movabs %al,0x1122334455667788",
+                    "addr32 mov (%eax),%edx",
+                    "movzbl (%rax),%eax",
+                    "movzwq 2(%rax),%r10",
+                    "movsbw (%rax),%dx",
+                    "movslq (%rax),%rax",
+                    "add %eax,(%rbx)",
+                    "or %cl,(%rbx)",
+                    "adc 4(%rbx),%rdx",
+                    "sbb %ax,(%rbx)",
+                    "and $0xfffffeff,(%rdi)",
+                    "sub $1,(%rdi)",
+                    "xor %edx,(%rsi)",
+                    "cmpb $0x7f,(%rsi)",
+                    "cmp (%rsi),%r8",
+                    "test %eax,(%rsi)",
+                    "testl $0x1000,(%rsi)",
+                    "testb $1,0x10(%rsi)",
+                    "xchg %eax,(%rdx)",
+                    "lock xchg %r9,(%rdx)",
+                    "lock orl $1,(%rdx)",
+                    "lock btsl $3,(%rdx)",
+                    "btr %eax,(%rdx)",
+                    "btc %rax,(%rdx)",
+                    "bt $63,(%rdx)",
+                    "rep stosl",
+                    "rep stosb",
+                    "rep movsq",
+                    "movsw",
+                    "lodsl",
+                    "rep movsb %fs:(%rsi),%es:(%rdi)",
+                    "mov 0x12345678(,%rcx,8),%eax",
+                    "mov (%r13),%eax",
+                    "mov (%r12),%eax",
+                ],
+            ),
+            (
+                "code32",
+                Mode::Bits32,
+                &[
+                    "mov (%eax),%eax",
+                    "mov %eax,0xfee00300",
+                    "movw $0x55,0x10(%ebp)",
+                    "mov 0xfec00000,%eax",
+                    "mov %al,0xfec00010",
+                    "movzbl (%esi),%ecx",
+                    "orl $0x10,(%edi,%ecx,4)",
+                    "addr16 mov (%bx,%si),%eax",
+                    "rep stosl",
+                    "rep movsb",
+                    "xchg %dx,(%ebx)",
+                    "lock andl $0,(%ebx)",
+                ],
+            ),
+            (
+                "code16",
+                Mode::Bits16,
+                &[
+                    "mov (%bx,%si),%ax",
+                    "mov %ax,0x10(%bp,%di)",
+                    "mov 0x1234,%al",
+                    "movl $0x11223344,%es:(%di)",
+                    "mov (%eax),%ecx",
+                    "mov 0x8(%esp),%ax",
+                    "rep stosw",
+                    "rep movsl",
+                    "cmpw $0x10,(%si)",
+                    "btw $1,(%bx)",
+                ],
+            ),
+        ];
+        for (code, mode, lines) in sets {
+            let Some(bytes) = assemble(code, lines) else {
+                std::eprintln!("skipped: no working `as`/`objcopy` on this host");
+                return;
+            };
+            let mut pos = 0;
+            for line in lines {
+                let d = decode(&bytes[pos..], mode)
+                    .unwrap_or_else(|e| panic!("{code} `{line}`: {e:?} at {:02x?}", &bytes[pos..]));
+                pos += d.len;
+            }
+            assert_eq!(pos, bytes.len(), "{code}: lengths do not add up");
+        }
+    }
+
+    // --- Emulation ----------------------------------------------------------
+
+    #[test]
+    fn emulate_readl_writel() {
+        let mut f = Fake::new(Mode::Bits64);
+        // mov (%rax),%eax: readl
+        f.regs[RAX] = MMIO_BASE + 0x30;
+        f.set_mmio(MMIO_BASE + 0x30, 4, 0x5001_0014);
+        assert_eq!(run64(&[0x8b, 0x00], &mut f), 2);
+        assert_eq!(f.regs[RAX], 0x5001_0014, "upper half zeroed");
+        assert_eq!(f.log, [Io::Read(MMIO_BASE + 0x30, 4)]);
+
+        // mov %eax,0x300(%rdx): writel
+        let mut f = Fake::new(Mode::Bits64);
+        f.regs[RAX] = 0xdead_beef_0000_4500;
+        f.regs[RDX] = MMIO_BASE;
+        assert_eq!(run64(&[0x89, 0x82, 0x00, 0x03, 0x00, 0x00], &mut f), 6);
+        assert_eq!(f.log, [Io::Write(MMIO_BASE + 0x300, 4, 0x4500)]);
+        assert_eq!(f.sets, 0, "no register written");
+
+        // movl $imm, disp(%rip)
+        let mut f = Fake::new(Mode::Bits64);
+        f.rip = MMIO_BASE - 0x1000;
+        let disp = 0x1000 + 0xb0 - 10;
+        let mut b = vec![0xc7, 0x05];
+        b.extend_from_slice(&(disp as u32).to_le_bytes());
+        b.extend_from_slice(&0u32.to_le_bytes());
+        assert_eq!(run64(&b, &mut f), 10);
+        assert_eq!(f.log, [Io::Write(MMIO_BASE + 0xb0, 4, 0)]);
+
+        // movb %ah,(%rbx) and, with a REX, %spl.
+        let mut f = Fake::new(Mode::Bits64);
+        f.regs[RAX] = 0x1234;
+        f.regs[4] = 0x99;
+        f.regs[RBX] = MMIO_BASE;
+        run64(&[0x88, 0x23], &mut f);
+        run64(&[0x40, 0x88, 0x23], &mut f);
+        assert_eq!(
+            f.log,
+            [Io::Write(MMIO_BASE, 1, 0x12), Io::Write(MMIO_BASE, 1, 0x99)]
+        );
+
+        // 16-bit read merges: mov (%rbx),%ax
+        f.regs[RAX] = 0xffff_ffff_ffff_ffff;
+        f.set_mmio(MMIO_BASE, 2, 0x1234);
+        run64(&[0x66, 0x8b, 0x03], &mut f);
+        assert_eq!(f.regs[RAX], 0xffff_ffff_ffff_1234);
+        // mov (%rbx),%bh
+        run64(&[0x8a, 0x3b], &mut f);
+        assert_eq!(f.regs[RBX], MMIO_BASE | 0x3400);
+    }
+
+    #[test]
+    fn emulate_moves() {
+        let mut f = Fake::new(Mode::Bits64);
+        f.regs[RBX] = MMIO_BASE;
+        f.set_mmio(MMIO_BASE + 0x10, 2, 0x80f0);
+        run64(&[0x0f, 0xb6, 0x4b, 0x10], &mut f); // movzbl 0x10(%rbx),%ecx
+        assert_eq!(f.regs[RCX], 0xf0);
+        run64(&[0x48, 0x0f, 0xbf, 0x4b, 0x10], &mut f); // movswq
+        assert_eq!(f.regs[RCX], 0xffff_ffff_ffff_80f0);
+        run64(&[0x0f, 0xbe, 0x4b, 0x10], &mut f); // movsbl
+        assert_eq!(f.regs[RCX], 0xffff_fff0);
+        f.set_mmio(MMIO_BASE + 0x10, 4, 0x8000_0001);
+        run64(&[0x48, 0x63, 0x4b, 0x10], &mut f); // movslq
+        assert_eq!(f.regs[RCX], 0xffff_ffff_8000_0001);
+
+        // moffs: movabs 0xfee00020,%eax and movabs %rax,0xfee00300
+        f.set_mmio(MMIO_BASE + 0x20, 4, 0x14);
+        let mut b = vec![0xa1];
+        b.extend_from_slice(&(MMIO_BASE + 0x20).to_le_bytes());
+        assert_eq!(run64(&b, &mut f), 9);
+        assert_eq!(f.regs[RAX], 0x14);
+        f.regs[RAX] = 0x0102_0304_0506_0708;
+        let mut b = vec![0x48, 0xa3];
+        b.extend_from_slice(&(MMIO_BASE + 0x300).to_le_bytes());
+        run64(&b, &mut f);
+        assert_eq!(f.mmio_val(MMIO_BASE + 0x300, 8), 0x0102_0304_0506_0708);
+
+        // xchg %eax,(%rdx)
+        f.regs[RDX] = MMIO_BASE + 0x40;
+        f.set_mmio(MMIO_BASE + 0x40, 4, 0xaaaa);
+        f.regs[RAX] = 0x5555;
+        run64(&[0x87, 0x02], &mut f);
+        assert_eq!(
+            (f.regs[RAX], f.mmio_val(MMIO_BASE + 0x40, 4)),
+            (0xaaaa, 0x5555)
+        );
+    }
+
+    #[test]
+    fn emulate_legacy_modes() {
+        // 32-bit: mov 0x10(%ebp),%eax reads SS-relative.
+        let mut f = Fake::new(Mode::Bits32);
+        f.seg[seg_index(Segment::Ss)] = 0xfee0_0000;
+        f.seg[seg_index(Segment::Ds)] = 0x1000_0000;
+        f.regs[RBP] = 0x100;
+        f.regs[RAX] = 0xffff_ffff_0000_0000;
+        f.set_mmio(MMIO_BASE + 0x110, 4, 7);
+        let (rip, _) = done(emulate(&[0x8b, 0x45, 0x10], &mut f));
+        assert_eq!(rip, 0x1003);
+        assert_eq!(f.regs[RAX] & 0xffff_ffff, 7);
+
+        // 16-bit: mov %ax,0x10(%bp,%di) wraps at 64 KiB, SS-relative.
+        let mut f = Fake::new(Mode::Bits16);
+        f.seg[seg_index(Segment::Ss)] = 0xfee0_0000;
+        f.regs[RBP] = 0xfff0;
+        f.regs[RDI] = 0x8;
+        f.regs[RAX] = 0xbeef;
+        done(emulate(&[0x89, 0x43, 0x10], &mut f));
+        assert_eq!(f.log, [Io::Write(MMIO_BASE + 0x8, 2, 0xbeef)]);
+
+        // 16-bit code with 66 67: movl %eax,%es:(%ebx)
+        let mut f = Fake::new(Mode::Bits16);
+        f.seg[seg_index(Segment::Es)] = 0xfe00_0000;
+        f.regs[RBX] = 0xe0_0010;
+        f.regs[RAX] = 0x1122_3344;
+        done(emulate(&[0x26, 0x66, 0x67, 0x89, 0x03], &mut f));
+        assert_eq!(f.log, [Io::Write(MMIO_BASE + 0x10, 4, 0x1122_3344)]);
+
+        // 32-bit moffs: mov %al,0xfec00010 — IOAPIC is not in our MMIO
+        // window, so it is RAM... put MMIO there instead: 0xfee00010.
+        let mut f = Fake::new(Mode::Bits32);
+        f.regs[RAX] = 0x42;
+        done(emulate(&[0xa2, 0x10, 0x00, 0xe0, 0xfe], &mut f));
+        assert_eq!(f.log, [Io::Write(MMIO_BASE + 0x10, 1, 0x42)]);
+    }
+
+    #[test]
+    fn emulate_rep_stos_and_movs() {
+        // rep stosl over MMIO (memset_io).
+        let mut f = Fake::new(Mode::Bits64);
+        f.regs[RCX] = 4;
+        f.regs[RDI] = MMIO_BASE + 0x100;
+        f.regs[RAX] = 0xabcd;
+        assert_eq!(run64(&[0xf3, 0xab], &mut f), 2);
+        assert_eq!(f.regs[RCX], 0);
+        assert_eq!(f.regs[RDI], MMIO_BASE + 0x110);
+        assert_eq!(
+            f.log,
+            (0..4)
+                .map(|i| Io::Write(MMIO_BASE + 0x100 + 4 * i, 4, 0xabcd))
+                .collect::<Vec<_>>()
+        );
+
+        // Backwards with DF.
+        let mut f = Fake::new(Mode::Bits64);
+        f.rflags |= rflags::DF;
+        f.regs[RCX] = 2;
+        f.regs[RDI] = MMIO_BASE + 0x100;
+        run64(&[0xf3, 0xab], &mut f);
+        assert_eq!(f.regs[RDI], MMIO_BASE + 0xf8);
+        assert_eq!(
+            f.log,
+            [
+                Io::Write(MMIO_BASE + 0x100, 4, 0),
+                Io::Write(MMIO_BASE + 0xfc, 4, 0)
+            ]
+        );
+
+        // rep with RCX = 0: nothing, RIP advances.
+        let mut f = Fake::new(Mode::Bits64);
+        f.regs[RDI] = MMIO_BASE;
+        assert_eq!(run64(&[0xf3, 0xab], &mut f), 2);
+        assert!(f.log.is_empty());
+
+        // A long rep stops after MAX_REP with RIP unchanged.
+        let mut f = Fake::new(Mode::Bits64);
+        f.regs[RCX] = 1000;
+        f.regs[RDI] = MMIO_BASE;
+        assert_eq!(run64(&[0xf3, 0xaa], &mut f), 0);
+        assert_eq!(f.regs[RCX], 1000 - MAX_REP);
+        assert_eq!(f.regs[RDI], MMIO_BASE + MAX_REP);
+        assert_eq!(f.log.len() as u64, MAX_REP);
+
+        // rep movsb from MMIO to RAM (memcpy_fromio), 32-bit addressing in
+        // 64-bit mode zero-extends RSI/RDI/RCX.
+        let mut f = Fake::new(Mode::Bits64);
+        for i in 0..8 {
+            f.set_mmio(MMIO_BASE + i, 1, 0x10 + i);
+        }
+        f.regs[RSI] = 0xffff_ffff_0000_0000 | MMIO_BASE;
+        f.regs[RDI] = 0x2000;
+        f.regs[RCX] = 0x1_0000_0008;
+        assert_eq!(run64(&[0x67, 0xf3, 0xa4], &mut f), 3);
+        assert_eq!(
+            &f.ram[0x2000..0x2008],
+            &[0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17]
+        );
+        assert_eq!(
+            (f.regs[RSI], f.regs[RDI], f.regs[RCX]),
+            (MMIO_BASE + 8, 0x2008, 0)
+        );
+
+        // 16-bit: rep stosw wraps DI at 64 KiB and keeps ECX's upper half.
+        let mut f = Fake::new(Mode::Bits16);
+        f.seg[seg_index(Segment::Es)] = MMIO_BASE;
+        f.regs[RDI] = 0x1_fffe;
+        f.regs[RCX] = 0xabcd_0002;
+        done(emulate(&[0xf3, 0xab], &mut f));
+        assert_eq!((f.regs[RDI], f.regs[RCX]), (0x1_0002, 0xabcd_0000));
+        assert_eq!(
+            f.log,
+            [
+                Io::Write(MMIO_BASE + 0xfffe, 2, 0),
+                Io::Write(MMIO_BASE, 2, 0)
+            ]
+        );
+
+        // lodsl
+        let mut f = Fake::new(Mode::Bits64);
+        f.regs[RSI] = MMIO_BASE;
+        f.set_mmio(MMIO_BASE, 4, 0x77);
+        run64(&[0xad], &mut f);
+        assert_eq!((f.regs[RAX], f.regs[RSI]), (0x77, MMIO_BASE + 4));
+    }
+
+    #[test]
+    fn emulate_retry_and_faults() {
+        // Pending MMIO: nothing changes.
+        let mut f = Fake::new(Mode::Bits64);
+        f.regs[RAX] = MMIO_BASE;
+        f.pending_after = Some(0);
+        assert_eq!(emulate(&[0x8b, 0x00], &mut f), Outcome::Retry);
+        assert_eq!((f.sets, f.regs[RAX]), (0, MMIO_BASE));
+
+        // Pending in the middle of a rep: the iterations done stand.
+        let mut f = Fake::new(Mode::Bits64);
+        f.regs[RCX] = 10;
+        f.regs[RDI] = MMIO_BASE;
+        f.pending_after = Some(3);
+        assert_eq!(run64(&[0xf3, 0xab], &mut f), 0);
+        assert_eq!((f.regs[RCX], f.regs[RDI]), (7, MMIO_BASE + 12));
+
+        // Non-canonical: #GP(0); via the stack: #SS(0).
+        let mut f = Fake::new(Mode::Bits64);
+        f.regs[RAX] = 0x8000_0000_0000_0000;
+        assert_eq!(
+            emulate(&[0x8b, 0x00], &mut f),
+            Outcome::Exception(Fault::GP0)
+        );
+        f.regs[RBP] = 0x8000_0000_0000_0000;
+        assert_eq!(
+            emulate(&[0x8b, 0x45, 0x00], &mut f),
+            Outcome::Exception(Fault::SS0)
+        );
+
+        // #PF from the page tables, with CR2 and the write bit.
+        let mut f = Fake::new(Mode::Bits64);
+        f.regs[RAX] = 0x5008;
+        f.unmapped.push(0x5000);
+        assert_eq!(
+            emulate(&[0x89, 0x00], &mut f),
+            Outcome::Exception(Fault::page_fault(0x5008, 2))
+        );
+
+        // A write straddling into an unmapped page touches neither page.
+        let mut f = Fake::new(Mode::Bits64);
+        f.regs[RAX] = 0x4ffe;
+        f.unmapped.push(0x5000);
+        f.ram[0x4ffe] = 0xaa;
+        assert_eq!(
+            emulate(&[0x89, 0x00], &mut f),
+            Outcome::Exception(Fault::page_fault(0x5000, 2))
+        );
+        assert_eq!(f.ram[0x4ffe], 0xaa);
+
+        // A fault in the middle of a rep keeps the finished iterations.
+        let mut f = Fake::new(Mode::Bits64);
+        f.regs[RCX] = 4;
+        f.regs[RDI] = 0x4ff8;
+        f.unmapped.push(0x5000);
+        assert!(matches!(
+            emulate(&[0xf3, 0xab], &mut f),
+            Outcome::Exception(_)
+        ));
+        assert_eq!((f.regs[RCX], f.regs[RDI]), (2, 0x5000));
+
+        // Unsupported and invalid: #UD.
+        let mut f = Fake::new(Mode::Bits64);
+        assert_eq!(
+            emulate(&[0xff, 0x00], &mut f),
+            Outcome::Exception(Fault::UD)
+        );
+        assert_eq!(
+            emulate(&[0xf0, 0x8b, 0x00], &mut f),
+            Outcome::Exception(Fault::UD)
+        );
+
+        // Truncated: the fetch of the next byte faults, or #UD.
+        let mut f = Fake::new(Mode::Bits64);
+        f.rip = 0x4ffe;
+        f.unmapped.push(0x5000);
+        assert_eq!(
+            emulate(&[0x89, 0x82], &mut f),
+            Outcome::Exception(Fault::page_fault(0x5000, 16))
+        );
+        f.unmapped.clear();
+        assert_eq!(
+            emulate(&[0x89, 0x82], &mut f),
+            Outcome::Exception(Fault::UD)
+        );
+    }
+
+    #[test]
+    fn emulate_page_split_mmio() {
+        // A 4-byte read 2 bytes before a page end: two 2-byte MMIO reads.
+        let mut f = Fake::new(Mode::Bits64);
+        f.regs[RAX] = MMIO_BASE + 0xffe;
+        f.set_mmio(MMIO_BASE + 0xffe, 4, 0x4433_2211);
+        run64(&[0x8b, 0x00], &mut f);
+        assert_eq!(f.regs[RAX], 0x4433_2211);
+        assert_eq!(
+            f.log,
+            [
+                Io::Read(MMIO_BASE + 0xffe, 2),
+                Io::Read(MMIO_BASE + 0x1000, 2)
+            ]
+        );
+        // An 8-byte write 3 bytes before: 2+1, then 4+1.
+        let mut f = Fake::new(Mode::Bits64);
+        f.regs[RAX] = MMIO_BASE + 0xffd;
+        f.regs[RDX] = 0x0807_0605_0403_0201;
+        run64(&[0x48, 0x89, 0x10], &mut f);
+        assert_eq!(
+            f.log,
+            [
+                Io::Write(MMIO_BASE + 0xffd, 2, 0x0201),
+                Io::Write(MMIO_BASE + 0xfff, 1, 0x03),
+                Io::Write(MMIO_BASE + 0x1000, 4, 0x0706_0504),
+                Io::Write(MMIO_BASE + 0x1004, 1, 0x08),
+            ]
+        );
+    }
+
+    /// The reference: flags from the definitions, with i128/u128 math.
+    fn reference(op: AluOp, a: u64, b: u64, cf: bool, size: u8) -> (u64, u64) {
+        let bits = u32::from(size) * 8;
+        let m = if bits == 64 {
+            u64::MAX
+        } else {
+            (1u64 << bits) - 1
+        };
+        let (a, b) = (a & m, b & m);
+        let sx = |v: u64| -> i128 { (((v as u128) << (128 - bits)) as i128) >> (128 - bits) };
+        let c = u128::from(cf && matches!(op, AluOp::Adc | AluOp::Sbb));
+        let (r, carry, over, af) = match op {
+            AluOp::Add | AluOp::Adc => {
+                let u = a as u128 + b as u128 + c;
+                let s = sx(a) + sx(b) + c as i128;
+                let r = u as u64 & m;
+                (
+                    r,
+                    u >> bits != 0,
+                    s != sx(r),
+                    ((a & 0xf) + (b & 0xf) + c as u64) > 0xf,
+                )
+            }
+            AluOp::Sub | AluOp::Sbb | AluOp::Cmp => {
+                let s = sx(a) - sx(b) - c as i128;
+                let r = (a as u128).wrapping_sub(b as u128).wrapping_sub(c) as u64 & m;
+                let borrow = (a as u128) < b as u128 + c;
+                (r, borrow, s != sx(r), (a & 0xf) < (b & 0xf) + c as u64)
+            }
+            AluOp::And | AluOp::Test => (a & b, false, false, false),
+            AluOp::Or => (a | b, false, false, false),
+            AluOp::Xor => (a ^ b, false, false, false),
+        };
+        let mut f = 0;
+        f |= if carry { rflags::CF } else { 0 };
+        f |= if over { rflags::OF } else { 0 };
+        f |= if af { rflags::AF } else { 0 };
+        f |= if r == 0 { rflags::ZF } else { 0 };
+        f |= if sx(r) < 0 { rflags::SF } else { 0 };
+        f |= if (r & 0xff).count_ones() % 2 == 0 {
+            rflags::PF
+        } else {
+            0
+        };
+        (r, f)
+    }
+
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        /// Values with edges (0, max, sign bits) more often than chance.
+        fn operand(&mut self) -> u64 {
+            match self.next() % 6 {
+                0 => 0,
+                1 => u64::MAX,
+                2 => 1 << (self.next() % 64),
+                3 => (1 << (self.next() % 64)) - 1,
+                _ => self.next(),
+            }
+        }
+    }
+
+    #[test]
+    fn emulate_alu_flags_vs_reference() {
+        let ops = [
+            (AluOp::Add, 0x00u8),
+            (AluOp::Or, 0x08),
+            (AluOp::Adc, 0x10),
+            (AluOp::Sbb, 0x18),
+            (AluOp::And, 0x20),
+            (AluOp::Sub, 0x28),
+            (AluOp::Xor, 0x30),
+            (AluOp::Cmp, 0x38),
+            (AluOp::Test, 0x84),
+        ];
+        let mut rng = Rng(0x1234_5678_9abc_def1);
+        for (op, opc) in ops {
+            for size in [1u8, 2, 4, 8] {
+                for _ in 0..400 {
+                    let a = rng.operand();
+                    let b = rng.operand();
+                    let cf = rng.next() & 1 == 1;
+                    // `op %edx,(%rax)`: 00/01-style r/m, reg; prefixes for size.
+                    let mut bytes = Vec::new();
+                    match size {
+                        2 => bytes.push(0x66),
+                        8 => bytes.push(0x48),
+                        _ => {}
+                    }
+                    bytes.push(if size == 1 { opc } else { opc | 1 });
+                    bytes.push(0x10);
+                    let mut f = Fake::new(Mode::Bits64);
+                    f.rflags = 0x2 | if cf { rflags::CF } else { 0 } | rflags::DF;
+                    f.regs[RAX] = MMIO_BASE + 0x80;
+                    f.regs[RDX] = b;
+                    f.set_mmio(MMIO_BASE + 0x80, 8, a);
+                    let (_, fl) = done(emulate(&bytes, &mut f));
+                    let (want, want_f) = reference(op, a, b, cf, size);
+                    let got = f.mmio_val(MMIO_BASE + 0x80, size);
+                    let ctx = format!("{op:?} size {size} a {a:#x} b {b:#x} cf {cf}");
+                    if op.writes() {
+                        assert_eq!(got, want, "{ctx}");
+                    } else {
+                        assert_eq!(got, a & mask(size), "{ctx}: not written");
+                        assert!(f.log.iter().all(|io| matches!(io, Io::Read(..))), "{ctx}");
+                    }
+                    assert_eq!(fl & rflags::ARITH, want_f, "{ctx}");
+                    assert_eq!(
+                        fl & !rflags::ARITH,
+                        0x2 | rflags::DF,
+                        "{ctx}: other flags kept"
+                    );
+                    // The same through the pure function.
+                    let cf_in = if cf { rflags::CF } else { 0 };
+                    assert_eq!(alu(op, a, b, cf_in, size), (want, want_f), "{ctx}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn emulate_alu_forms() {
+        // orl $0x100,(%rax) ; andq $-2,8(%rax) ; cmp (%rax),%edx ; testb $0x80
+        let mut f = Fake::new(Mode::Bits64);
+        f.regs[RAX] = MMIO_BASE;
+        f.set_mmio(MMIO_BASE, 4, 0x11);
+        run64(&[0x81, 0x08, 0x00, 0x01, 0x00, 0x00], &mut f);
+        assert_eq!(f.mmio_val(MMIO_BASE, 4), 0x111);
+        f.set_mmio(MMIO_BASE + 8, 8, u64::MAX);
+        run64(&[0x48, 0x83, 0x60, 0x08, 0xfe], &mut f);
+        assert_eq!(f.mmio_val(MMIO_BASE + 8, 8), u64::MAX - 1);
+        f.regs[RDX] = 0x111;
+        let (_, fl) = done(emulate(&[0x3b, 0x10], &mut f));
+        assert_ne!(fl & rflags::ZF, 0);
+        f.set_mmio(MMIO_BASE + 0x11, 1, 0x80);
+        let (_, fl) = done(emulate(&[0xf6, 0x40, 0x11, 0x80], &mut f));
+        assert_eq!(fl & (rflags::ZF | rflags::SF), rflags::SF);
+        // add (%rax),%edx writes the register.
+        run64(&[0x03, 0x10], &mut f);
+        assert_eq!(f.regs[RDX], 0x222);
+    }
+
+    #[test]
+    fn emulate_bit_tests() {
+        let mut f = Fake::new(Mode::Bits64);
+        f.regs[RDX] = MMIO_BASE + 0x10;
+        // lock btsl $3,(%rdx)
+        let (_, fl) = done(emulate(&[0xf0, 0x0f, 0xba, 0x2a, 0x03], &mut f));
+        assert_eq!((fl & rflags::CF, f.mmio_val(MMIO_BASE + 0x10, 4)), (0, 8));
+        // bt $35,(%rdx): immediate taken modulo 32.
+        let (_, fl) = done(emulate(&[0x0f, 0xba, 0x22, 35], &mut f));
+        assert_eq!(fl & rflags::CF, rflags::CF);
+        // btr %eax,(%rdx) with eax = 35: the dword after, bit 3.
+        f.set_mmio(MMIO_BASE + 0x14, 4, 0xff);
+        f.regs[RAX] = 35;
+        let (_, fl) = done(emulate(&[0x0f, 0xb3, 0x02], &mut f));
+        assert_eq!(fl & rflags::CF, rflags::CF);
+        assert_eq!(f.mmio_val(MMIO_BASE + 0x14, 4), 0xf7);
+        // btc with a negative offset: eax = -1 → the dword before, bit 31.
+        f.regs[RAX] = 0xffff_ffff;
+        done(emulate(&[0x0f, 0xbb, 0x02], &mut f));
+        assert_eq!(f.mmio_val(MMIO_BASE + 0xc, 4), 0x8000_0000);
+    }
+
+    /// Random bytes, registers and environments never panic, and a call
+    /// does a bounded amount of work.
+    #[test]
+    fn emulate_random_bytes_never_panic() {
+        let interesting: [u8; 24] = [
+            0x66, 0x67, 0xf0, 0xf2, 0xf3, 0x26, 0x2e, 0x36, 0x3e, 0x64, 0x65, 0x48, 0x41, 0x4c,
+            0x0f, 0x88, 0x8b, 0xc7, 0x81, 0xa5, 0xab, 0xa1, 0xba, 0x87,
+        ];
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut outcomes = [0usize; 3];
+        for i in 0..200_000 {
+            let mode = [Mode::Bits16, Mode::Bits32, Mode::Bits64][(rng.next() % 3) as usize];
+            let len = (rng.next() % 17) as usize;
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| {
+                    if rng.next().is_multiple_of(3) {
+                        interesting[(rng.next() % 24) as usize]
+                    } else {
+                        rng.next() as u8
+                    }
+                })
+                .collect();
+            let mut f = Fake::new(mode);
+            f.ram = Vec::new(); // every RAM access faults (#GP from the fake)
+            f.rip = rng.operand();
+            f.rflags = rng.next();
+            for r in &mut f.regs {
+                *r = if rng.next().is_multiple_of(2) {
+                    MMIO_BASE + (rng.next() % 0x2000)
+                } else {
+                    rng.operand()
+                };
+            }
+            for s in &mut f.seg {
+                *s = rng.operand();
+            }
+            if rng.next().is_multiple_of(4) {
+                f.pending_after = Some((rng.next() % 4) as usize);
+            }
+            if i % 7 == 0 {
+                f.unmapped.push(MMIO_BASE + 0x1000);
+            }
+            let o = emulate(&bytes, &mut f);
+            outcomes[match o {
+                Outcome::Done { .. } => 0,
+                Outcome::Retry => 1,
+                Outcome::Exception(_) => 2,
+            }] += 1;
+            assert!(
+                f.log.len() as u64 <= 4 * MAX_REP,
+                "{bytes:02x?}: {} accesses",
+                f.log.len()
+            );
+            let _ = decode(&bytes, mode);
+        }
+        assert!(outcomes.iter().all(|&n| n > 0), "{outcomes:?}");
+    }
 }
