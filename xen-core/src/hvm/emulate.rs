@@ -795,7 +795,11 @@ pub fn emulate(bytes: &[u8], env: &mut impl Env) -> Outcome {
             // The CPU would fetch the next byte: if that page is not
             // mapped, that is the fault the guest takes.
             let next = env.rip().wrapping_add(bytes.len() as u64);
-            let linear = env.segment_base(Segment::Cs).wrapping_add(next);
+            let cs_base = match mode {
+                Mode::Bits64 => 0,
+                _ => env.segment_base(Segment::Cs),
+            };
+            let linear = cs_base.wrapping_add(next);
             return match env.translate(linear, Access::Fetch) {
                 Err(f) => Outcome::Exception(f),
                 Ok(_) => Outcome::Exception(Fault::UD),
@@ -834,8 +838,9 @@ impl<'a, E: Env> Emu<'a, E> {
         let rip = env.rip();
         let next_rip = match insn.mode {
             Mode::Bits64 => rip.wrapping_add(insn.len as u64),
-            // EIP/IP wrap at 32 bits (the glue keeps CS.D consistent).
-            _ => rip.wrapping_add(insn.len as u64) & 0xffff_ffff,
+            // EIP wraps at 32 bits, IP at 16.
+            Mode::Bits32 => rip.wrapping_add(insn.len as u64) & 0xffff_ffff,
+            Mode::Bits16 => rip.wrapping_add(insn.len as u64) & 0xffff,
         };
         Emu {
             rflags: env.rflags(),
