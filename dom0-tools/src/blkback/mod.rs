@@ -54,7 +54,7 @@ pub mod store;
 pub mod toolstack;
 
 pub use request::{Limits, Stats};
-pub use store::{BlockStore, IoError, MemDisk, Slice};
+pub use store::{BlockStore, IoError, MemDisk, Slice, StoreIo};
 
 /// Where Dom0's vbd back-ends live.
 pub const BACKEND_ROOT: &str = "/local/domain/0/backend/vbd";
@@ -67,6 +67,9 @@ pub const MAX_PERSISTENT: usize = 128;
 /// Requests handled per device per [`Blkback::on_event`] call before
 /// giving other devices a turn.
 pub const BATCH: usize = 64;
+/// Requests a device takes off its ring at once and gives the store as
+/// one batch (their data I/O in flight together).
+pub const DEPTH: usize = 32;
 
 /// A grant operation failed (bad reference, not granted to us, read-only,
 /// or any error the hypervisor returned).
@@ -205,8 +208,8 @@ pub struct Vbd<P> {
     /// which stay mapped here (up to [`MAX_PERSISTENT`]) until the ring is
     /// disconnected.
     persistent: Option<BTreeMap<GrantRef, P>>,
-    /// The data buffer, grown to the largest request seen (at most
-    /// [`MAX_INDIRECT_SEGMENTS`] pages) and kept while connected.
+    /// The data buffer, grown to the largest batch seen (at most
+    /// [`request::BATCH_BYTES`]) and kept while connected.
     buf: Option<Box<dyn IoBuf>>,
     stats: Stats,
     /// Requests answered.
@@ -562,7 +565,8 @@ impl<P: SharedPage> Vbd<P> {
         }
     }
 
-    /// Answers up to [`BATCH`] requests and notifies the frontend if it
+    /// Answers up to [`BATCH`] requests, in batches of up to [`DEPTH`]
+    /// ([`request::handle_batch`]), and notifies the frontend if it
     /// asked. A ring the frontend corrupted disconnects the device.
     pub fn process<X, H>(&mut self, xs: &mut X, host: &mut H) -> Processed
     where
@@ -575,36 +579,49 @@ impl<P: SharedPage> Vbd<P> {
             return done;
         };
         let mut broken = None;
+        let mut batch = Vec::with_capacity(DEPTH);
         loop {
-            match conn.ring.next_request() {
-                Ok(Some(e)) => {
-                    let r = request::handle(
-                        &lim,
-                        host,
-                        &mut *self.store,
-                        self.persistent.as_mut(),
-                        &mut self.buf,
-                        &mut self.stats,
-                        &e,
-                    );
-                    conn.ring.put_response(&r);
-                    done.requests += 1;
-                    self.requests += 1;
-                    if done.requests >= BATCH {
-                        done.more = true;
+            // Everything on the ring now (up to DEPTH) goes to the store
+            // together; responses are pushed with one notification.
+            batch.clear();
+            let mut drained = false;
+            while batch.len() < DEPTH && done.requests + batch.len() < BATCH {
+                match conn.ring.next_request() {
+                    Ok(Some(e)) => batch.push(e),
+                    // Answer what we have before looking again.
+                    Ok(None) if !batch.is_empty() => break,
+                    Ok(None) => {
+                        if !conn.ring.final_check_for_requests() {
+                            drained = true;
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        broken = Some(e);
                         break;
                     }
                 }
-                Ok(None) => {
-                    if conn.ring.final_check_for_requests() {
-                        continue;
-                    }
-                    break;
-                }
-                Err(e) => {
-                    broken = Some(e);
-                    break;
-                }
+            }
+            let rs = request::handle_batch(
+                &lim,
+                host,
+                &mut *self.store,
+                self.persistent.as_mut(),
+                &mut self.buf,
+                &mut self.stats,
+                &batch,
+            );
+            for r in &rs {
+                conn.ring.put_response(r);
+            }
+            done.requests += rs.len();
+            self.requests += rs.len() as u64;
+            if broken.is_some() || drained {
+                break;
+            }
+            if done.requests >= BATCH {
+                done.more = true;
+                break;
             }
         }
         if done.requests > 0 && conn.ring.push_responses() {

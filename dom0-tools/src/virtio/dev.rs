@@ -652,6 +652,36 @@ impl crate::blkback::store::BlockStore for Disk {
         Disk::write(self, sector, data).map_err(|_| crate::blkback::store::IoError::Io)
     }
 
+    /// Every I/O in flight at once ([`Disk::batch`]); writes to a
+    /// read-only disk fail without being sent.
+    fn batch(
+        &mut self,
+        ios: &mut [crate::blkback::store::StoreIo<'_>],
+    ) -> Vec<Result<(), crate::blkback::store::IoError>> {
+        use crate::blkback::store::{IoError, StoreIo};
+        let ro = self.readonly();
+        let mut out: Vec<Result<(), IoError>> = alloc::vec![Ok(()); ios.len()];
+        let mut owner = Vec::with_capacity(ios.len());
+        let mut sub = Vec::with_capacity(ios.len());
+        for (i, io) in ios.iter_mut().enumerate() {
+            match io {
+                StoreIo::Write(..) if ro => out[i] = Err(IoError::Io),
+                StoreIo::Read(s, b) => {
+                    owner.push(i);
+                    sub.push(Io::Read(*s, &mut **b));
+                }
+                StoreIo::Write(s, d) => {
+                    owner.push(i);
+                    sub.push(Io::Write(*s, *d));
+                }
+            }
+        }
+        for (i, r) in owner.into_iter().zip(Disk::batch(self, &mut sub)) {
+            out[i] = r.map_err(|_| IoError::Io);
+        }
+        out
+    }
+
     fn flush(&mut self) -> Result<(), crate::blkback::store::IoError> {
         Disk::flush(self).map_err(|_| crate::blkback::store::IoError::Io)
     }
