@@ -597,3 +597,44 @@ fn queued_requests_go_to_the_store_as_batches_split_at_flushes() {
     let s = w.borrow().back.get(1, devid).unwrap().stats();
     assert_eq!((s.reads, s.writes, s.flushes, s.errors), (1, 4, 1, 1));
 }
+
+#[test]
+fn grants_past_the_persistent_budget_go_by_copy_beside_mapped_ones() {
+    let (w, fabric) = world();
+    let cfg = Config {
+        max_indirect_segments: MAX_INDIRECT_SEGMENTS,
+        max_pages: 2048,
+        ..Config::default()
+    };
+    let (mut g, disk) = guest_with_disk(&w, &fabric, 9, 16384, cfg);
+    let h = &mut g.host;
+    // Three 1 MiB writes in flight: 768 data pages and 3 indirect ones,
+    // more than a device keeps mapped.
+    let data: Vec<Vec<u8>> = (0..3).map(|k| pattern(20 + k, 1 << 20)).collect();
+    let ids: Vec<u64> = (0..3)
+        .map(|k| {
+            g.front
+                .submit(h, Op::Write, k * 2048, 2048, Some(&data[k as usize]))
+                .unwrap()
+        })
+        .collect();
+    w.borrow_mut().run();
+    g.front.poll().unwrap();
+    for id in ids {
+        assert_eq!(g.front.complete(id, None), Some(Ok(())));
+    }
+    assert_eq!(
+        w.borrow().back.get(9, 51712).unwrap().persistent_grants(),
+        blkback::MAX_PERSISTENT
+    );
+    assert!(fabric.borrow().copies > 0);
+    for (k, d) in data.iter().enumerate() {
+        let at = k * (1 << 20);
+        assert!(disk.borrow().data[at..at + d.len()] == d[..]);
+        let mut back = vec![0u8; d.len()];
+        g.front
+            .read(&mut g.host, k as u64 * 2048, &mut back)
+            .unwrap();
+        assert!(back == *d, "request {k} read back");
+    }
+}

@@ -62,8 +62,10 @@ pub const BACKEND_ROOT: &str = "/local/domain/0/backend/vbd";
 pub const MAX_INDIRECT_SEGMENTS: u32 = 256;
 /// Grants a device keeps mapped for a `feature-persistent` frontend
 /// (Linux's blkfront reuses up to 32 pages per ring slot; ours its bounce
-/// pool). Segments past it go by grant copy.
-pub const MAX_PERSISTENT: usize = 128;
+/// pool): enough for 8 requests of 256 KiB in flight (Linux's blkback
+/// keeps up to 1056 per ring). Segments past it, or past the glue's
+/// budget, go by grant copy, beside the mapped ones.
+pub const MAX_PERSISTENT: usize = 512;
 /// Requests handled per device per [`Blkback::on_event`] call before
 /// giving other devices a turn.
 pub const BATCH: usize = 64;

@@ -576,35 +576,62 @@ fn exec<G: GrantMapper + ?Sized, S: BlockStore + ?Sized>(
     Ok(())
 }
 
-/// Maps every grant of `segs` not mapped yet, if they all fit under
-/// [`MAX_PERSISTENT`]; false (nothing left half done that matters: extra
-/// mappings are simply kept) if one cannot be mapped or there is no room.
-fn map_all<G: GrantMapper + ?Sized>(
+/// Maps the grants of `segs` not mapped yet while there is room (under
+/// [`MAX_PERSISTENT`], and as long as the glue agrees); the rest go by
+/// grant copy. A grant that cannot be mapped stops the mapping (it fails
+/// again in the copy if it is bad).
+fn map_some<G: GrantMapper + ?Sized>(
     lim: &Limits,
     grants: &mut G,
     pmaps: &mut PMap<G::Page>,
     segs: &[CopySeg],
-) -> bool {
+) {
     for s in segs {
         if pmaps.contains_key(&s.gref) {
             continue;
         }
         if pmaps.len() >= MAX_PERSISTENT {
-            return false;
+            return;
         }
         match grants.map_persistent(lim.domid, s.gref) {
             Ok(p) => {
                 pmaps.insert(s.gref, p);
             }
-            Err(_) => return false,
+            Err(_) => return,
         }
     }
-    true
+}
+
+/// The runs of `segs` (index range, byte range in the buffer) that are
+/// not mapped persistently: each goes as one grant copy.
+fn unmapped_runs<P>(
+    pmaps: &PMap<P>,
+    segs: &[CopySeg],
+) -> Vec<(core::ops::Range<usize>, core::ops::Range<usize>)> {
+    let mut runs = Vec::new();
+    let (mut pos, mut start) = (0usize, None);
+    for (k, s) in segs.iter().enumerate() {
+        let mapped = pmaps.contains_key(&s.gref);
+        match (mapped, start) {
+            (false, None) => start = Some((k, pos)),
+            (true, Some((k0, p0))) => {
+                runs.push((k0..k, p0..pos));
+                start = None;
+            }
+            _ => {}
+        }
+        pos += usize::from(s.len);
+    }
+    if let Some((k0, p0)) = start {
+        runs.push((k0..segs.len(), p0..pos));
+    }
+    runs
 }
 
 /// Copies the frontend's `segs` into `buf`: from persistently mapped
-/// pages when the device has them (mapping new grants on first use), by
-/// grant copy otherwise.
+/// pages when the device has them (mapping new grants on first use, as
+/// many as there is room for), by grant copy otherwise (first, so a bad
+/// grant fails the request before anything else is read).
 fn fetch<G: GrantMapper + ?Sized>(
     lim: &Limits,
     grants: &mut G,
@@ -612,23 +639,32 @@ fn fetch<G: GrantMapper + ?Sized>(
     segs: &[CopySeg],
     buf: &mut [u8],
 ) -> Result<(), Fail> {
-    if let Some(pm) = pmaps {
-        if map_all(lim, grants, pm, segs) {
-            let mut pos = 0;
-            for s in segs {
-                let len = usize::from(s.len);
-                let (Some(page), Some(out)) = (pm.get(&s.gref), buf.get_mut(pos..pos + len)) else {
-                    return Err(Fail::Error);
-                };
-                grants.page_read(page, usize::from(s.offset), out);
-                pos += len;
-            }
-            return Ok(());
-        }
+    let Some(pm) = pmaps else {
+        return grants
+            .copy_in(lim.domid, segs, buf)
+            .map_err(|_| Fail::Error);
+    };
+    map_some(lim, grants, pm, segs);
+    for (ks, bs) in unmapped_runs(pm, segs) {
+        let (Some(sg), Some(out)) = (segs.get(ks), buf.get_mut(bs)) else {
+            return Err(Fail::Error);
+        };
+        grants
+            .copy_in(lim.domid, sg, out)
+            .map_err(|_| Fail::Error)?;
     }
-    grants
-        .copy_in(lim.domid, segs, buf)
-        .map_err(|_| Fail::Error)
+    let mut pos = 0;
+    for s in segs {
+        let len = usize::from(s.len);
+        if let Some(page) = pm.get(&s.gref) {
+            let Some(out) = buf.get_mut(pos..pos + len) else {
+                return Err(Fail::Error);
+            };
+            grants.page_read(page, usize::from(s.offset), out);
+        }
+        pos += len;
+    }
+    Ok(())
 }
 
 /// Copies `buf` out into the frontend's `segs` (as [`fetch`]).
@@ -639,21 +675,30 @@ fn deliver<G: GrantMapper + ?Sized>(
     segs: &[CopySeg],
     buf: &[u8],
 ) -> Result<(), Fail> {
-    if let Some(pm) = pmaps {
-        if map_all(lim, grants, pm, segs) {
-            let mut pos = 0;
-            for s in segs {
-                let len = usize::from(s.len);
-                let (Some(page), Some(data)) = (pm.get(&s.gref), buf.get(pos..pos + len)) else {
-                    return Err(Fail::Error);
-                };
-                grants.page_write(page, usize::from(s.offset), data);
-                pos += len;
-            }
-            return Ok(());
-        }
+    let Some(pm) = pmaps else {
+        return grants
+            .copy_out(lim.domid, segs, buf)
+            .map_err(|_| Fail::Error);
+    };
+    map_some(lim, grants, pm, segs);
+    for (ks, bs) in unmapped_runs(pm, segs) {
+        let (Some(sg), Some(data)) = (segs.get(ks), buf.get(bs)) else {
+            return Err(Fail::Error);
+        };
+        grants
+            .copy_out(lim.domid, sg, data)
+            .map_err(|_| Fail::Error)?;
     }
-    grants
-        .copy_out(lim.domid, segs, buf)
-        .map_err(|_| Fail::Error)
+    let mut pos = 0;
+    for s in segs {
+        let len = usize::from(s.len);
+        if let Some(page) = pm.get(&s.gref) {
+            let Some(data) = buf.get(pos..pos + len) else {
+                return Err(Fail::Error);
+            };
+            grants.page_write(page, usize::from(s.offset), data);
+        }
+        pos += len;
+    }
+    Ok(())
 }
