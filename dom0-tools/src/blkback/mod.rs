@@ -584,7 +584,7 @@ impl<P: SharedPage> Vbd<P> {
         let mut batch = Vec::with_capacity(DEPTH);
         loop {
             // Everything on the ring now (up to DEPTH) goes to the store
-            // together; responses are pushed with one notification.
+            // together.
             batch.clear();
             let mut drained = false;
             while batch.len() < DEPTH && done.requests + batch.len() < BATCH {
@@ -616,6 +616,11 @@ impl<P: SharedPage> Vbd<P> {
             for r in &rs {
                 conn.ring.put_response(r);
             }
+            // Each batch's answers go out at once (one notification, if
+            // the frontend asked): it can queue more while we look again.
+            if !rs.is_empty() && conn.ring.push_responses() {
+                host.notify(conn.port);
+            }
             done.requests += rs.len();
             self.requests += rs.len() as u64;
             if broken.is_some() || drained {
@@ -625,9 +630,6 @@ impl<P: SharedPage> Vbd<P> {
                 done.more = true;
                 break;
             }
-        }
-        if done.requests > 0 && conn.ring.push_responses() {
-            host.notify(conn.port);
         }
         if let Some(e) = broken {
             self.disconnect(host);
