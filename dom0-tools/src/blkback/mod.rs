@@ -12,7 +12,12 @@
 //!   Connected; Closing and Closed follow the frontend, and a device whose
 //!   `online` is 0 goes away once closed (hot-unplug, [`Vbd::detach`]).
 //! - [`request`] validates and executes each request against a
-//!   [`BlockStore`] ([`store`]), moving data with grant copies.
+//!   [`BlockStore`] ([`store`]), moving data through persistently mapped
+//!   grants or grant copies. [`Vbd::process`] takes every request on the
+//!   ring (up to [`DEPTH`]) and gives their reads and writes to the store
+//!   as one batch ([`BlockStore::batch`]: a device with a queue keeps them
+//!   all in flight); a flush, barrier or discard waits for everything
+//!   before it.
 //! - [`Blkback`] holds every device and routes event-channel ports.
 //! - [`toolstack`] writes the nodes libxl writes for a `disk = [...]` entry
 //!   (from a [`DiskSpec`](crate::xlcfg::disk::DiskSpec)).

@@ -295,9 +295,17 @@ fn run_staged<G: GrantMapper + ?Sized, S: BlockStore + ?Sized>(
         let mut rest: &mut [u8] = bytes;
         let mut at = 0;
         for s in staged.iter() {
-            // Regions are consecutive from 0, in staging order.
-            let (_, from) = core::mem::take(&mut rest).split_at_mut(s.off - at);
-            let (head, tail) = from.split_at_mut(s.len);
+            // Regions are consecutive from 0, in staging order, and were
+            // inside the buffer when staged (a region that is not ends
+            // the batch there: its I/O and the later ones fail).
+            let Some((head, tail)) = s
+                .off
+                .checked_sub(at)
+                .and_then(|gap| core::mem::take(&mut rest).get_mut(gap..))
+                .and_then(|from| from.split_at_mut_checked(s.len))
+            else {
+                break;
+            };
             rest = tail;
             at = s.off + s.len;
             ios.push(if s.write {
