@@ -45,6 +45,8 @@ pub mod pvtest;
 pub mod qcow2;
 pub mod ramdisk;
 pub mod shell;
+#[cfg(test)]
+mod testutil;
 pub mod toolstack;
 pub mod vif;
 pub mod virtio;

@@ -14,7 +14,7 @@ OXEN_SCRIPT="${OXEN_SCRIPT:-$(basename "$0")}"
 
 # The Debian packages everything needs (used by .ci/run).
 # shellcheck disable=SC2034
-OXEN_DEBIAN_PACKAGES=(qemu-system-x86 qemu-utils grub-pc-bin grub-common xorriso mtools dosfstools fdisk curl)
+OXEN_DEBIAN_PACKAGES=(qemu-system-x86 qemu-utils grub-pc-bin grub-common xorriso mtools dosfstools fdisk curl acpica-tools)
 OXEN_BARE_TARGET=x86_64-unknown-none
 
 oxen_say() { printf '%s: %s\n' "$OXEN_SCRIPT" "$*" >&2; }
@@ -37,6 +37,8 @@ oxen_missing_packages() {
     command -v mkfs.fat >/dev/null 2>&1 || [ -x /usr/sbin/mkfs.fat ] || [ -x /sbin/mkfs.fat ] || missing+=(dosfstools)
     command -v sfdisk >/dev/null 2>&1 || [ -x /usr/sbin/sfdisk ] || [ -x /sbin/sfdisk ] || missing+=(fdisk)
     command -v curl >/dev/null 2>&1 || missing+=(curl)
+    # The HVM guests' ACPI tables are checked with iasl and acpiexec.
+    command -v iasl >/dev/null 2>&1 || missing+=(acpica-tools)
     # Host build scripts and test binaries link with the system C compiler.
     command -v cc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
     echo "${missing[@]}"

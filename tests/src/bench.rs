@@ -116,6 +116,26 @@ pub fn floor(log: &str) -> Option<Floor> {
     })
 }
 
+/// xen-core's boot line for the SVM self-test's CPUID exits.
+pub const HVM_CPUID_MARKER: &str = "CPUID exit round trip median ";
+
+/// The SVM world switch's CPUID exit round trip from xen-core's boot log
+/// (`... CPUID exit round trip median N cycles (min M, K exits)`):
+/// (median, min, exits).
+pub fn hvm_cpuid(log: &str) -> Option<(u64, u64, u64)> {
+    log.lines().find_map(|l| {
+        let rest = &l[l.find(HVM_CPUID_MARKER)? + HVM_CPUID_MARKER.len()..];
+        let mut w = rest.split_whitespace();
+        let median = w.next()?.parse().ok()?;
+        if w.next()? != "cycles" || w.next()? != "(min" {
+            return None;
+        }
+        let min = w.next()?.trim_end_matches(',').parse().ok()?;
+        let exits = w.next()?.parse().ok()?;
+        Some((median, min, exits))
+    })
+}
+
 /// Every `BENCH` line of a log, in order.
 pub fn figures(log: &str) -> Vec<Figure> {
     log.lines()
@@ -539,6 +559,15 @@ pub mod network {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_the_hvm_cpuid_line() {
+        let log = "(XEN) [   0.16] HVM: SVM world switch self-test passed: the guest said \"x\" \
+                   (29 IOIO exits), got \"Oxen\" from 65 CPUID, 1 nested page fault, halted; \
+                   CPUID exit round trip median 43238 cycles (min 42822, 64 exits)\n";
+        assert_eq!(hvm_cpuid(log), Some((43238, 42822, 64)));
+        assert_eq!(hvm_cpuid("CPUID exit round trip median soon"), None);
+    }
 
     #[test]
     fn parses_storage_lines() {

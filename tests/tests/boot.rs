@@ -423,13 +423,22 @@ fn oxen_run_batch_with(extra: &[&str], stdin: &str) -> (Option<i32>, String) {
 fn oxen_run_batch_timed(extra: &[&str], stdin: &str, timeout: Duration) -> (Option<i32>, String) {
     let _ = images();
     let _slot = qemu_slot();
+    let timeout = timeout.as_secs().to_string();
+    let child = spawn_oxen_run(&[&["--timeout", &timeout], extra].concat(), stdin);
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "---- oxen-run stdout (console) ----\n{}\n---- oxen-run stderr ----\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}
+
+/// Starts `oxen-run --batch --no-build EXTRA` on the built images with
+/// `stdin` as its whole input (a later `--timeout` in `extra` wins).
+fn spawn_oxen_run(extra: &[&str], stdin: &str) -> std::process::Child {
     let mut child = Command::new(env!("CARGO_BIN_EXE_oxen-run"))
-        .args([
-            "--batch",
-            "--no-build",
-            "--timeout",
-            &timeout.as_secs().to_string(),
-        ])
+        .args(["--batch", "--no-build"])
         .args(extra)
         .env("OXEN_IMAGES", &images().dir)
         .stdin(Stdio::piped())
@@ -443,13 +452,7 @@ fn oxen_run_batch_timed(extra: &[&str], stdin: &str, timeout: Duration) -> (Opti
         .unwrap()
         .write_all(stdin.as_bytes())
         .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text = format!(
-        "---- oxen-run stdout (console) ----\n{}\n---- oxen-run stderr ----\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code(), text)
+    child
 }
 
 #[test]
@@ -1378,21 +1381,7 @@ fn oxen_run_batch_during<R: Send + 'static>(
     use std::sync::{Arc, Mutex};
     let _ = images();
     let _slot = qemu_slot();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_oxen-run"))
-        .args(["--batch", "--no-build"])
-        .args(extra)
-        .env("OXEN_IMAGES", &images().dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run oxen-run");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
+    let mut child = spawn_oxen_run(extra, stdin);
     let console = Arc::new(Mutex::new(Vec::<u8>::new()));
     let mut stdout = child.stdout.take().unwrap();
     let sink = console.clone();
@@ -1744,7 +1733,7 @@ fn hvm_svm_is_detected_and_its_world_switch_runs_a_guest_at_boot() {
     for want in [
         "HVM: SVM (AMD-V) revision 1, 16 ASIDs, nested paging yes",
         "HVM: SVM world switch self-test passed: the guest said \"hvm: hello from an SVM guest\" \
-         (29 IOIO exits), got \"Oxen\" from 1 CPUID, 1 nested page fault, halted",
+         (29 IOIO exits), got \"Oxen\" from 65 CPUID, 1 nested page fault, halted; CPUID exit round trip median ",
     ] {
         assert!(text.contains(want), "missing {want:?}:\n{text}");
     }

@@ -22,6 +22,7 @@ pub mod domain_build;
 pub mod evtchn;
 pub mod grant_table;
 pub mod guest_walk;
+pub mod hvm;
 pub mod ioports;
 pub mod irq;
 pub mod mm;

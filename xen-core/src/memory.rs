@@ -109,6 +109,35 @@ pub fn free_frames() -> u64 {
     FRAMES.lock().as_ref().map_or(0, |f| f.free_frames())
 }
 
+/// `N` frames from the allocator, all or none (a partial allocation is
+/// given back).
+pub fn alloc_frames<const N: usize>() -> Option<[Mfn; N]> {
+    let mut fa = FRAMES.lock();
+    let fa = fa.as_mut()?;
+    let mut out = [Mfn(0); N];
+    for i in 0..N {
+        match fa.alloc() {
+            Ok(m) => out[i] = m,
+            Err(_) => {
+                for m in &out[..i] {
+                    let _ = fa.free(*m);
+                }
+                return None;
+            }
+        }
+    }
+    Some(out)
+}
+
+/// Gives frames from [`alloc_frames`] back.
+pub fn free_frame_list(frames: &[Mfn]) {
+    if let Some(fa) = FRAMES.lock().as_mut() {
+        for m in frames {
+            let _ = fa.free(*m);
+        }
+    }
+}
+
 /// A page of machine memory as a byte slice through the direct map.
 ///
 /// # Safety

@@ -27,6 +27,7 @@
 //! 8-byte alignment, a cpio member has 4): `pv-domains` grows the heap by
 //! 16 MiB with `pv_guest_lib::heap::init`.
 
+pub mod acpi;
 pub mod plan;
 
 pub use plan::BuildError;

@@ -12,6 +12,7 @@ use std::{eprintln, fs};
 
 use super::*;
 use crate::blkback::MemDisk;
+use crate::testutil::{run, Temp};
 
 // ---------------------------------------------------------------------
 // A hand-built FAT12/16 image.
@@ -1001,35 +1002,6 @@ fn tool(name: &str) -> Option<PathBuf> {
     found
 }
 
-fn run(cmd: &mut Command) -> Vec<u8> {
-    let out = cmd.stdin(Stdio::null()).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
-/// A fresh path in the temp directory, removed on drop.
-struct Temp(PathBuf);
-
-impl Temp {
-    fn new(tag: &str) -> Temp {
-        use std::sync::atomic::{AtomicU32, Ordering};
-        static N: AtomicU32 = AtomicU32::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let p = std::env::temp_dir().join(format!("oxen-fat-{}-{n}-{tag}", std::process::id()));
-        Temp(p)
-    }
-}
-
-impl Drop for Temp {
-    fn drop(&mut self) {
-        let _ = fs::remove_file(&self.0);
-    }
-}
-
 fn load(p: &Path) -> MemDisk {
     let bytes = fs::read(p).unwrap();
     let mut d = MemDisk::new((bytes.len() / 512) as u64);
@@ -1047,7 +1019,7 @@ fn exercise(img: &Path, spec: &str, kind: FatKind, first_sector: u64) {
         .arg("-i")
         .arg(spec)
         .args(["::/images", "::/images/old"]));
-    let filler = Temp::new("filler.bin");
+    let filler = Temp::new("fat", "filler.bin");
     fs::write(&filler.0, pattern(40 * 1024, 1)).unwrap();
     let f = filler.0.to_str().unwrap();
     for n in ["::/a.bin", "::/b.bin", "::/c.bin"] {
@@ -1065,7 +1037,7 @@ fn exercise(img: &Path, spec: &str, kind: FatKind, first_sector: u64) {
         bytes[at..at + 4].copy_from_slice(&[0xFF; 4]);
         fs::write(img, bytes).unwrap();
     }
-    let image = Temp::new("guest.img");
+    let image = Temp::new("fat", "guest.img");
     let data = pattern(300 * 1024, 2);
     fs::write(&image.0, &data).unwrap();
     let host_name = "::/images/Guest Disk Image.img";
@@ -1150,7 +1122,7 @@ fn fat16_made_by_mkfs() {
     let (Some(mkfs), Some(_), Some(_)) = (tool("mkfs.fat"), tool("mcopy"), tool("mmd")) else {
         return;
     };
-    let img = Temp::new("fat16.img");
+    let img = Temp::new("fat", "fat16.img");
     run(Command::new(mkfs)
         .args(["-F", "16", "-C"])
         .arg(&img.0)
@@ -1163,7 +1135,7 @@ fn fat32_made_by_mkfs() {
     let (Some(mkfs), Some(_), Some(_)) = (tool("mkfs.fat"), tool("mcopy"), tool("mmd")) else {
         return;
     };
-    let img = Temp::new("fat32.img");
+    let img = Temp::new("fat", "fat32.img");
     run(Command::new(mkfs)
         .args(["-F", "32", "-s", "1", "-C"])
         .arg(&img.0)
@@ -1179,7 +1151,7 @@ fn partitioned(fat: &str, kind: FatKind, ptype: &str, part_kib: u64) {
     else {
         return;
     };
-    let img = Temp::new("mbr.img");
+    let img = Temp::new("fat", "mbr.img");
     let f = fs::File::create(&img.0).unwrap();
     f.set_len((1024 + part_kib + 512) * 1024).unwrap();
     drop(f);

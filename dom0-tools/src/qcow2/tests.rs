@@ -6,7 +6,7 @@
 
 use std::format;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::string::{String, ToString};
 use std::vec;
 use std::vec::Vec;
@@ -14,6 +14,7 @@ use std::{eprintln, fs};
 
 use super::*;
 use crate::blkback::MemDisk;
+use crate::testutil::{run, Temp};
 
 // ---------------------------------------------------------------------
 // Helpers.
@@ -465,7 +466,7 @@ fn hand_built_writes_allocate_from_spare_room() {
     assert_eq!(l1e, (DATA + 4 * CL) as u64 | entry::COPIED);
     // And qemu-img agrees, if it is here.
     if let Some(qi) = tool("qemu-img") {
-        let t = Temp::new("built.qcow2");
+        let t = Temp::new("qcow2", "built.qcow2");
         fs::write(&t.0, b).unwrap();
         check_clean(&qi, &t.0);
         let raw = to_raw(&qi, &t.0);
@@ -577,36 +578,6 @@ fn tool(name: &str) -> Option<PathBuf> {
     found
 }
 
-fn run(cmd: &mut Command) -> Vec<u8> {
-    let out = cmd.stdin(Stdio::null()).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
-/// A fresh path in the temp directory, removed on drop.
-struct Temp(PathBuf);
-
-impl Temp {
-    fn new(tag: &str) -> Temp {
-        use std::sync::atomic::{AtomicU32, Ordering};
-        static N: AtomicU32 = AtomicU32::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let p = std::env::temp_dir().join(format!("oxen-qcow2-{}-{n}-{tag}", std::process::id()));
-        Temp(p)
-    }
-}
-
-impl Drop for Temp {
-    fn drop(&mut self) {
-        let _ = fs::remove_file(&self.0);
-    }
-}
-
 /// `qemu-img check` finds no errors and no leaks.
 fn check_clean(qi: &Path, img: &Path) {
     let out = run(Command::new(qi).args(["check", "-f", "qcow2"]).arg(img));
@@ -616,7 +587,7 @@ fn check_clean(qi: &Path, img: &Path) {
 }
 
 fn to_raw(qi: &Path, img: &Path) -> Vec<u8> {
-    let t = Temp::new("out.raw");
+    let t = Temp::new("qcow2", "out.raw");
     run(Command::new(qi)
         .args(["convert", "-f", "qcow2", "-O", "raw"])
         .arg(img)
@@ -690,8 +661,8 @@ fn qemu_images_read_and_write() {
                 let what = format!("compat={compat} preallocation={prealloc} cluster={cluster}");
                 eprintln!("{what}");
                 let want0 = contents(SIZE, cluster as u64 ^ compat.len() as u64);
-                let raw = Temp::new("in.raw");
-                let img = Temp::new("img.qcow2");
+                let raw = Temp::new("qcow2", "in.raw");
+                let img = Temp::new("qcow2", "img.qcow2");
                 fs::write(&raw.0, &want0).unwrap();
                 run(Command::new(&qi)
                     .args(["convert", "-f", "raw", "-O", "qcow2", "-o"])
@@ -736,7 +707,7 @@ fn qemu_io_zero_clusters() {
     let Some(qi) = tool("qemu-img") else { return };
     let Some(qio) = tool("qemu-io") else { return };
     for prealloc in ["metadata", "off"] {
-        let img = Temp::new("z.qcow2");
+        let img = Temp::new("qcow2", "z.qcow2");
         run(Command::new(&qi)
             .args(["create", "-q", "-f", "qcow2", "-o"])
             .arg(format!("preallocation={prealloc}"))
@@ -796,8 +767,8 @@ fn qemu_compressed_clusters_fail_alone() {
     for x in &mut want[4 * 65536..5 * 65536] {
         *x = rng.next() as u8;
     }
-    let raw = Temp::new("c.raw");
-    let img = Temp::new("c.qcow2");
+    let raw = Temp::new("qcow2", "c.raw");
+    let img = Temp::new("qcow2", "c.qcow2");
     fs::write(&raw.0, &want).unwrap();
     run(Command::new(&qi)
         .args(["convert", "-c", "-f", "raw", "-O", "qcow2"])
@@ -826,8 +797,8 @@ fn qemu_compressed_clusters_fail_alone() {
 #[test]
 fn fuzz_qemu_image() {
     let Some(qi) = tool("qemu-img") else { return };
-    let raw = Temp::new("f.raw");
-    let img = Temp::new("f.qcow2");
+    let raw = Temp::new("qcow2", "f.raw");
+    let img = Temp::new("qcow2", "f.qcow2");
     fs::write(&raw.0, contents(1 << 20, 5)).unwrap();
     run(Command::new(&qi)
         .args([
@@ -862,7 +833,7 @@ fn fuzz_qemu_image() {
 #[test]
 fn sector_size_4096_store() {
     let Some(qi) = tool("qemu-img") else { return };
-    let img = Temp::new("s.qcow2");
+    let img = Temp::new("qcow2", "s.qcow2");
     run(Command::new(&qi)
         .args([
             "create",
@@ -892,8 +863,8 @@ fn qemu_refcount_widths() {
     let Some(qi) = tool("qemu-img") else { return };
     for bits in [1, 2, 8, 32, 64] {
         let want0 = contents(SIZE, bits);
-        let raw = Temp::new("w.raw");
-        let img = Temp::new("w.qcow2");
+        let raw = Temp::new("qcow2", "w.raw");
+        let img = Temp::new("qcow2", "w.qcow2");
         fs::write(&raw.0, &want0).unwrap();
         run(Command::new(&qi)
             .args(["convert", "-f", "raw", "-O", "qcow2", "-o"])

@@ -37,6 +37,9 @@ const GUEST_MMIO_GPA: u64 = 0xfee0_0000;
 const GUEST_PORT: u16 = 0xe9;
 /// Exits before the test gives up.
 const MAX_EXITS: usize = 256;
+/// CPUID exits the guest makes after the first, for the round-trip
+/// figure.
+const TIMED_CPUIDS: usize = 64;
 /// What the guest must say.
 const GREETING: &[u8] = b"hvm: hello from an SVM guest\n";
 
@@ -143,6 +146,11 @@ svm_guest_start:
     xor %eax, %eax
     cpuid
     mov %ebx, 4(%edi)
+    mov $64, %ebp
+4:  mov $1, %eax
+    cpuid
+    dec %ebp
+    jnz 4b
     movl $0x12345678, 0xfee00000
     movl $0x21212121, 8(%edi)
     hlt
@@ -191,53 +199,45 @@ struct Frames {
 }
 
 fn alloc_frames() -> Option<Frames> {
-    let mut fa = crate::memory::FRAMES.lock();
-    let fa = fa.as_mut()?;
-    let mut singles = [Mfn(0); 9];
-    let mut n = 0;
-    while n < singles.len() {
-        match fa.alloc() {
-            Ok(m) => {
-                singles[n] = m;
-                n += 1;
-            }
-            Err(_) => break,
-        }
-    }
-    let iopm = fa.alloc_contig(3, 1).ok();
-    let msrpm = fa.alloc_contig(2, 1).ok();
-    match (n == singles.len(), iopm, msrpm) {
-        (true, Some(iopm), Some(msrpm)) => Some(Frames {
-            hsave: singles[0],
-            vmcb: singles[1],
-            iopm,
-            msrpm,
-            npt: [singles[2], singles[3], singles[4], singles[5]],
-            guest: [singles[6], singles[7], singles[8]],
-        }),
-        (_, iopm, msrpm) => {
-            for m in &singles[..n] {
-                let _ = fa.free(*m);
-            }
+    let singles = crate::memory::alloc_frames::<9>()?;
+    let (iopm, msrpm) = {
+        let mut fa = crate::memory::FRAMES.lock();
+        let fa = fa.as_mut()?;
+        (fa.alloc_contig(3, 1).ok(), fa.alloc_contig(2, 1).ok())
+    };
+    let f = Frames {
+        hsave: singles[0],
+        vmcb: singles[1],
+        iopm: iopm.unwrap_or(Mfn(0)),
+        msrpm: msrpm.unwrap_or(Mfn(0)),
+        npt: [singles[2], singles[3], singles[4], singles[5]],
+        guest: [singles[6], singles[7], singles[8]],
+    };
+    if iopm.is_none() || msrpm.is_none() {
+        crate::memory::free_frame_list(&singles);
+        let mut fa = crate::memory::FRAMES.lock();
+        if let Some(fa) = fa.as_mut() {
             if let Some(m) = iopm {
                 let _ = fa.free_contig(m, 3);
             }
             if let Some(m) = msrpm {
                 let _ = fa.free_contig(m, 2);
             }
-            None
         }
+        return None;
     }
+    Some(f)
 }
 
 fn free_frames(f: &Frames) {
+    crate::memory::free_frame_list(&[f.hsave, f.vmcb]);
+    crate::memory::free_frame_list(&f.npt);
+    crate::memory::free_frame_list(&f.guest);
     let mut fa = crate::memory::FRAMES.lock();
-    let Some(fa) = fa.as_mut() else { return };
-    for m in [f.hsave, f.vmcb].iter().chain(&f.npt).chain(&f.guest) {
-        let _ = fa.free(*m);
+    if let Some(fa) = fa.as_mut() {
+        let _ = fa.free_contig(f.iopm, 3);
+        let _ = fa.free_contig(f.msrpm, 2);
     }
-    let _ = fa.free_contig(f.iopm, 3);
-    let _ = fa.free_contig(f.msrpm, 2);
 }
 
 /// A direct-mapped frame as bytes.
@@ -417,7 +417,7 @@ fn selftest(f: &Frames) -> Result<alloc::string::String, alloc::string::String> 
     let mut gprs = GuestGprs::default();
     let mut said = alloc::vec::Vec::new();
     let (mut ioio, mut cpuid, mut npf) = (0u32, 0u32, 0u32);
-    let mut cycles_min = u64::MAX;
+    let mut cpuid_cycles = [0u64; TIMED_CPUIDS + 1];
     for _ in 0..MAX_EXITS {
         let t0 = instr::rdtsc();
         // SAFETY: the VMCB, its maps and nested tables are well-formed
@@ -442,8 +442,10 @@ fn selftest(f: &Frames) -> Result<alloc::string::String, alloc::string::String> 
                 put_u64(v, vmcb::RIP, info2);
             }
             exit::CPUID => {
+                if let Some(c) = cpuid_cycles.get_mut(cpuid as usize) {
+                    *c = dt;
+                }
                 cpuid += 1;
-                cycles_min = cycles_min.min(dt);
                 put_u64(v, vmcb::RAX, 0xd);
                 gprs.rbx = u64::from(u32::from_le_bytes(*b"Oxen"));
                 gprs.rcx = 0;
@@ -475,10 +477,19 @@ fn selftest(f: &Frames) -> Result<alloc::string::String, alloc::string::String> 
                 if marks != (&b"NEXO"[..], &b"Oxen"[..], &b"!!!!"[..]) {
                     return Err(format!("guest memory holds {marks:?}"));
                 }
+                if cpuid as usize != TIMED_CPUIDS + 1 {
+                    return Err(format!("{cpuid} CPUID exits, want {}", TIMED_CPUIDS + 1));
+                }
+                let timed = &mut cpuid_cycles[1..];
+                timed.sort_unstable();
                 return Ok(format!(
                     "the guest said {:?} ({ioio} IOIO exits), got \"Oxen\" from {cpuid} CPUID, \
-                     {npf} nested page fault, halted; CPUID exit round trip {cycles_min} cycles",
-                    core::str::from_utf8(&said[..said.len() - 1]).unwrap_or("?")
+                     {npf} nested page fault, halted; CPUID exit round trip median {} cycles \
+                     (min {}, {} exits)",
+                    core::str::from_utf8(&said[..said.len() - 1]).unwrap_or("?"),
+                    timed[timed.len() / 2],
+                    timed[0],
+                    timed.len()
                 ));
             }
             c => {

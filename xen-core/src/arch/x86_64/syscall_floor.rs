@@ -42,7 +42,6 @@ use core::sync::atomic::AtomicU64;
 
 use super::instr::{self, msr};
 use super::paging::{self, phys_to_virt};
-use xen_core::mm::Mfn;
 
 /// Where the ring-3 stub runs (L4 slot 0, L3 slot 1).
 const STUB_VA: u64 = 0x4000_0000;
@@ -148,31 +147,10 @@ fn entry(table_maddr: u64, idx: usize) -> *mut u64 {
 /// boot CPU, after the frame allocator exists and before the other CPUs,
 /// the timer and any guest.
 pub fn measure_and_log() {
-    let mut frames = [Mfn(0); 4];
-    {
-        let mut fa = crate::memory::FRAMES.lock();
-        let Some(fa) = fa.as_mut() else {
-            log::warn!("bench: syscall/sysret floor not measured (no frame allocator)");
-            return;
-        };
-        let mut n = 0;
-        while n < frames.len() {
-            match fa.alloc() {
-                Ok(m) => {
-                    frames[n] = m;
-                    n += 1;
-                }
-                Err(_) => break,
-            }
-        }
-        if n < frames.len() {
-            for m in &frames[..n] {
-                let _ = fa.free(*m);
-            }
-            log::warn!("bench: syscall/sysret floor not measured (no free frame)");
-            return;
-        }
-    }
+    let Some(frames) = crate::memory::alloc_frames::<4>() else {
+        log::warn!("bench: syscall/sysret floor not measured (no free frame)");
+        return;
+    };
     let [l3, l2, l1, code] = frames.map(|m| m.maddr());
     let l4 = paging::idle_l4();
     let l4e = entry(l4, index(STUB_VA, 4));
@@ -233,14 +211,7 @@ pub fn measure_and_log() {
         unsafe { instr::write_cr3(instr::read_cr3()) };
         ok = true;
     }
-    {
-        let mut fa = crate::memory::FRAMES.lock();
-        if let Some(fa) = fa.as_mut() {
-            for m in frames {
-                let _ = fa.free(m);
-            }
-        }
-    }
+    crate::memory::free_frame_list(&frames);
     if ok {
         samples.sort_unstable();
         log::info!(
