@@ -496,3 +496,145 @@ fn a_disk_spec_from_xl_cfg_becomes_a_connected_vbd() {
     assert!(info.readonly());
     assert_eq!(info.sectors, 256);
 }
+
+/// A store that logs what blkback asks of it: `batch N` or `flush`.
+struct Logged {
+    disk: Rc<RefCell<MemDisk>>,
+    log: Rc<RefCell<Vec<String>>>,
+}
+
+impl blkback::BlockStore for Logged {
+    fn sectors(&self) -> u64 {
+        self.disk.borrow().data.len() as u64 / 512
+    }
+    fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), blkback::IoError> {
+        self.log.borrow_mut().push("read".into());
+        self.disk.borrow_mut().read(sector, buf)
+    }
+    fn write(&mut self, sector: u64, data: &[u8]) -> Result<(), blkback::IoError> {
+        self.log.borrow_mut().push("write".into());
+        self.disk.borrow_mut().write(sector, data)
+    }
+    fn flush(&mut self) -> Result<(), blkback::IoError> {
+        self.log.borrow_mut().push("flush".into());
+        self.disk.borrow_mut().flush()
+    }
+    fn batch(&mut self, ios: &mut [blkback::StoreIo<'_>]) -> Vec<Result<(), blkback::IoError>> {
+        self.log.borrow_mut().push(format!("batch {}", ios.len()));
+        self.disk.borrow_mut().batch(ios)
+    }
+}
+
+#[test]
+fn queued_requests_go_to_the_store_as_batches_split_at_flushes() {
+    use blkback::BlockStore as _;
+    let (w, fabric) = world();
+    let disk = Rc::new(RefCell::new(MemDisk::new(4096)));
+    disk.borrow_mut().bad_sector = Some(4000);
+    let log = Rc::new(RefCell::new(Vec::new()));
+    let xs = guest_xs(&w, 1);
+    let devid = add_disk(
+        &w,
+        1,
+        "xvda",
+        true,
+        Logged {
+            disk: disk.clone(),
+            log: log.clone(),
+        },
+    );
+    let mut g = Guest {
+        front: Blkfront::new(devid, None, Config::default()),
+        host: GuestHost::new(&w, &fabric, 1),
+        xs,
+    };
+    g.front.connect_blocking(&mut g.xs, &mut g.host).unwrap();
+    disk.borrow_mut().write(0, &pattern(9, 4096)).unwrap();
+    log.borrow_mut().clear();
+    let h = &mut g.host;
+    let (a, b, c) = (pattern(1, 8192), pattern(2, 4096), pattern(3, 65536));
+    // Two writes, a read, a read of a bad sector, a flush and two more
+    // writes (one indirect): all on the ring before blkback looks.
+    let ids = [
+        g.front.submit(h, Op::Write, 64, 16, Some(&a)).unwrap(),
+        g.front.submit(h, Op::Write, 128, 8, Some(&b)).unwrap(),
+        g.front.submit(h, Op::Read, 0, 8, None).unwrap(),
+        g.front.submit(h, Op::Read, 4000, 8, None).unwrap(),
+        g.front.submit(h, Op::Flush, 0, 0, None).unwrap(),
+        g.front.submit(h, Op::Write, 256, 8, Some(&b)).unwrap(),
+        g.front.submit(h, Op::Write, 512, 128, Some(&c)).unwrap(),
+    ];
+    w.borrow_mut().run();
+    assert_eq!(*log.borrow(), ["batch 4", "flush", "batch 2"]);
+    g.front.poll().unwrap();
+    let mut r = vec![0u8; 4096];
+    let mut res = Vec::new();
+    for (k, &id) in ids.iter().enumerate() {
+        let out = (k == 2).then_some(&mut r[..]);
+        res.push(g.front.complete(id, out));
+    }
+    assert_eq!(
+        res,
+        [
+            Some(Ok(())),
+            Some(Ok(())),
+            Some(Ok(())),
+            Some(Err(BlkError::Io)),
+            Some(Ok(())),
+            Some(Ok(())),
+            Some(Ok(()))
+        ]
+    );
+    assert!(r == pattern(9, 4096));
+    let d = disk.borrow();
+    assert!(d.durable[64 * 512..80 * 512] == a[..]);
+    assert!(d.durable[128 * 512..136 * 512] == b[..]);
+    // Written after the flush: not durable yet.
+    assert!(d.data[256 * 512..264 * 512] == b[..]);
+    assert!(d.durable[256 * 512..264 * 512].iter().all(|&x| x == 0));
+    assert!(d.data[512 * 512..640 * 512] == c[..]);
+    drop(d);
+    let s = w.borrow().back.get(1, devid).unwrap().stats();
+    assert_eq!((s.reads, s.writes, s.flushes, s.errors), (1, 4, 1, 1));
+}
+
+#[test]
+fn grants_past_the_persistent_budget_go_by_copy_beside_mapped_ones() {
+    let (w, fabric) = world();
+    let cfg = Config {
+        max_indirect_segments: MAX_INDIRECT_SEGMENTS,
+        max_pages: 2048,
+        ..Config::default()
+    };
+    let (mut g, disk) = guest_with_disk(&w, &fabric, 9, 16384, cfg);
+    let h = &mut g.host;
+    // Three 1 MiB writes in flight: 768 data pages and 3 indirect ones,
+    // more than a device keeps mapped.
+    let data: Vec<Vec<u8>> = (0..3).map(|k| pattern(20 + k, 1 << 20)).collect();
+    let ids: Vec<u64> = (0..3)
+        .map(|k| {
+            g.front
+                .submit(h, Op::Write, k * 2048, 2048, Some(&data[k as usize]))
+                .unwrap()
+        })
+        .collect();
+    w.borrow_mut().run();
+    g.front.poll().unwrap();
+    for id in ids {
+        assert_eq!(g.front.complete(id, None), Some(Ok(())));
+    }
+    assert_eq!(
+        w.borrow().back.get(9, 51712).unwrap().persistent_grants(),
+        blkback::MAX_PERSISTENT
+    );
+    assert!(fabric.borrow().copies > 0);
+    for (k, d) in data.iter().enumerate() {
+        let at = k * (1 << 20);
+        assert!(disk.borrow().data[at..at + d.len()] == d[..]);
+        let mut back = vec![0u8; d.len()];
+        g.front
+            .read(&mut g.host, k as u64 * 2048, &mut back)
+            .unwrap();
+        assert!(back == *d, "request {k} read back");
+    }
+}

@@ -410,20 +410,27 @@ pub mod storage {
             "MB/s",
         ),
         ("seq_read_mb_s", "sequential read, 256 KiB requests", "MB/s"),
-        (
-            "rand_read_4k_iops",
-            "random 4 KiB reads, one at a time",
-            "IOPS",
-        ),
+        ("rand_read_4k_iops", "random 4 KiB reads for 1 s", "IOPS"),
     ];
+    /// The queue depths both sides run at (requests in flight), each line
+    /// tagged `depth=N`.
+    pub const DEPTHS: &[usize] = &[1, 8];
 
-    /// The value of figure `what` for `who` (`dom0` or `guest`).
-    pub fn value(log: &str, who: &str, what: &str) -> Option<u64> {
-        let key = format!("{PREFIX}{who}_{what}");
+    /// The value of figure `what` for `who` (`dom0` or `guest`) at queue
+    /// depth `depth` (a line without a `depth=` tag is depth 1).
+    pub fn value(log: &str, who: &str, what: &str, depth: usize) -> Option<u64> {
+        let key = format!("{PREFIX}{who}_{what} ");
+        let tag = format!("depth={depth}");
         log.lines().find_map(|l| {
             let rest = &l[l.find(&key)? + key.len()..];
             let mut w = rest.split_whitespace();
-            w.next()?.parse().ok()
+            let v = w.next()?.parse().ok()?;
+            let d = w.find(|t| t.starts_with("depth="));
+            match d {
+                Some(t) if t == tag => Some(v),
+                None if depth == 1 => Some(v),
+                _ => None,
+            }
         })
     }
 
@@ -565,10 +572,19 @@ mod tests {
     #[test]
     fn parses_storage_lines() {
         let log = "BENCH blk_dom0_seq_read_mb_s 412 bytes=33554432\n\
-                   domu-disk: x\nBENCH blk_guest_seq_read_mb_s 380 bytes=1\n";
-        assert_eq!(storage::value(log, "dom0", "seq_read_mb_s"), Some(412));
-        assert_eq!(storage::value(log, "guest", "seq_read_mb_s"), Some(380));
-        assert_eq!(storage::value(log, "guest", "seq_write_mb_s"), None);
+                   domu-disk: x\nBENCH blk_guest_seq_read_mb_s 380 bytes=1 depth=1\n\
+                   BENCH blk_guest_seq_read_mb_s 700 bytes=1 depth=8\n\
+                   BENCH blk_guest_rand_read_4k_iops 90 depth=8\n";
+        assert_eq!(storage::value(log, "dom0", "seq_read_mb_s", 1), Some(412));
+        assert_eq!(storage::value(log, "dom0", "seq_read_mb_s", 8), None);
+        assert_eq!(storage::value(log, "guest", "seq_read_mb_s", 1), Some(380));
+        assert_eq!(storage::value(log, "guest", "seq_read_mb_s", 8), Some(700));
+        assert_eq!(
+            storage::value(log, "guest", "rand_read_4k_iops", 8),
+            Some(90)
+        );
+        assert_eq!(storage::value(log, "guest", "rand_read_4k_iops", 1), None);
+        assert_eq!(storage::value(log, "guest", "seq_write_mb_s", 1), None);
     }
 
     #[test]

@@ -12,7 +12,12 @@
 //!   Connected; Closing and Closed follow the frontend, and a device whose
 //!   `online` is 0 goes away once closed (hot-unplug, [`Vbd::detach`]).
 //! - [`request`] validates and executes each request against a
-//!   [`BlockStore`] ([`store`]), moving data with grant copies.
+//!   [`BlockStore`] ([`store`]), moving data through persistently mapped
+//!   grants or grant copies. [`Vbd::process`] takes every request on the
+//!   ring (up to [`DEPTH`]) and gives their reads and writes to the store
+//!   as one batch ([`BlockStore::batch`]: a device with a queue keeps them
+//!   all in flight); a flush, barrier or discard waits for everything
+//!   before it.
 //! - [`Blkback`] holds every device and routes event-channel ports.
 //! - [`toolstack`] writes the nodes libxl writes for a `disk = [...]` entry
 //!   (from a [`DiskSpec`](crate::xlcfg::disk::DiskSpec)).
@@ -54,7 +59,7 @@ pub mod store;
 pub mod toolstack;
 
 pub use request::{Limits, Stats};
-pub use store::{BlockStore, IoError, MemDisk, Slice};
+pub use store::{BlockStore, IoError, MemDisk, Slice, StoreIo};
 
 /// Where Dom0's vbd back-ends live.
 pub const BACKEND_ROOT: &str = "/local/domain/0/backend/vbd";
@@ -62,11 +67,16 @@ pub const BACKEND_ROOT: &str = "/local/domain/0/backend/vbd";
 pub const MAX_INDIRECT_SEGMENTS: u32 = 256;
 /// Grants a device keeps mapped for a `feature-persistent` frontend
 /// (Linux's blkfront reuses up to 32 pages per ring slot; ours its bounce
-/// pool). Segments past it go by grant copy.
-pub const MAX_PERSISTENT: usize = 128;
+/// pool): enough for 8 requests of 256 KiB in flight (Linux's blkback
+/// keeps up to 1056 per ring). Segments past it, or past the glue's
+/// budget, go by grant copy, beside the mapped ones.
+pub const MAX_PERSISTENT: usize = 512;
 /// Requests handled per device per [`Blkback::on_event`] call before
 /// giving other devices a turn.
 pub const BATCH: usize = 64;
+/// Requests a device takes off its ring at once and gives the store as
+/// one batch (their data I/O in flight together).
+pub const DEPTH: usize = 32;
 
 /// A grant operation failed (bad reference, not granted to us, read-only,
 /// or any error the hypervisor returned).
@@ -205,8 +215,8 @@ pub struct Vbd<P> {
     /// which stay mapped here (up to [`MAX_PERSISTENT`]) until the ring is
     /// disconnected.
     persistent: Option<BTreeMap<GrantRef, P>>,
-    /// The data buffer, grown to the largest request seen (at most
-    /// [`MAX_INDIRECT_SEGMENTS`] pages) and kept while connected.
+    /// The data buffer, grown to the largest batch seen (at most
+    /// [`request::BATCH_BYTES`]) and kept while connected.
     buf: Option<Box<dyn IoBuf>>,
     stats: Stats,
     /// Requests answered.
@@ -562,7 +572,8 @@ impl<P: SharedPage> Vbd<P> {
         }
     }
 
-    /// Answers up to [`BATCH`] requests and notifies the frontend if it
+    /// Answers up to [`BATCH`] requests, in batches of up to [`DEPTH`]
+    /// ([`request::handle_batch`]), and notifies the frontend if it
     /// asked. A ring the frontend corrupted disconnects the device.
     pub fn process<X, H>(&mut self, xs: &mut X, host: &mut H) -> Processed
     where
@@ -575,40 +586,55 @@ impl<P: SharedPage> Vbd<P> {
             return done;
         };
         let mut broken = None;
+        let mut batch = Vec::with_capacity(DEPTH);
         loop {
-            match conn.ring.next_request() {
-                Ok(Some(e)) => {
-                    let r = request::handle(
-                        &lim,
-                        host,
-                        &mut *self.store,
-                        self.persistent.as_mut(),
-                        &mut self.buf,
-                        &mut self.stats,
-                        &e,
-                    );
-                    conn.ring.put_response(&r);
-                    done.requests += 1;
-                    self.requests += 1;
-                    if done.requests >= BATCH {
-                        done.more = true;
+            // Everything on the ring now (up to DEPTH) goes to the store
+            // together.
+            batch.clear();
+            let mut drained = false;
+            while batch.len() < DEPTH && done.requests + batch.len() < BATCH {
+                match conn.ring.next_request() {
+                    Ok(Some(e)) => batch.push(e),
+                    // Answer what we have before looking again.
+                    Ok(None) if !batch.is_empty() => break,
+                    Ok(None) => {
+                        if !conn.ring.final_check_for_requests() {
+                            drained = true;
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        broken = Some(e);
                         break;
                     }
                 }
-                Ok(None) => {
-                    if conn.ring.final_check_for_requests() {
-                        continue;
-                    }
-                    break;
-                }
-                Err(e) => {
-                    broken = Some(e);
-                    break;
-                }
             }
-        }
-        if done.requests > 0 && conn.ring.push_responses() {
-            host.notify(conn.port);
+            let rs = request::handle_batch(
+                &lim,
+                host,
+                &mut *self.store,
+                self.persistent.as_mut(),
+                &mut self.buf,
+                &mut self.stats,
+                &batch,
+            );
+            for r in &rs {
+                conn.ring.put_response(r);
+            }
+            // Each batch's answers go out at once (one notification, if
+            // the frontend asked): it can queue more while we look again.
+            if !rs.is_empty() && conn.ring.push_responses() {
+                host.notify(conn.port);
+            }
+            done.requests += rs.len();
+            self.requests += rs.len() as u64;
+            if broken.is_some() || drained {
+                break;
+            }
+            if done.requests >= BATCH {
+                done.more = true;
+                break;
+            }
         }
         if let Some(e) = broken {
             self.disconnect(host);

@@ -21,7 +21,7 @@ use zerocopy::FromBytes;
 
 use alloc::boxed::Box;
 
-use super::store::{BlockStore, IoError};
+use super::store::{BlockStore, IoError, StoreIo};
 use super::{CopySeg, GrantMapper, IoBuf, MAX_PERSISTENT};
 use pv_guest_lib::grant::GrantRef;
 
@@ -91,21 +91,8 @@ impl From<IoError> for Fail {
     }
 }
 
-/// Executes the request in `e` (already copied out of the ring) and
-/// builds its response.
-pub fn handle<G: GrantMapper + ?Sized, S: BlockStore + ?Sized>(
-    lim: &Limits,
-    grants: &mut G,
-    store: &mut S,
-    pmaps: Option<&mut PMap<G::Page>>,
-    buf: &mut Option<Box<dyn IoBuf>>,
-    stats: &mut Stats,
-    e: &BlkifSringEntry,
-) -> BlkifResponse {
-    // `id` sits at offset 8 in every request layout.
-    let id = e.req.id;
-    let op = e.req.operation;
-    let r = dispatch(lim, grants, store, pmaps, buf, stats, e);
+/// The response to request `e` with result `r` (counted in `stats`).
+fn respond(e: &BlkifSringEntry, r: Result<(), Fail>, stats: &mut Stats) -> BlkifResponse {
     let status = match r {
         Ok(()) => BlkifRsp::Okay,
         Err(Fail::Error) => {
@@ -117,12 +104,312 @@ pub fn handle<G: GrantMapper + ?Sized, S: BlockStore + ?Sized>(
             BlkifRsp::Eopnotsupp
         }
     };
+    // `id` sits at offset 8 in every request layout.
     BlkifResponse {
-        id,
-        operation: op,
+        id: e.req.id,
+        operation: e.req.operation,
         status: status as i16,
         ..Default::default()
     }
+}
+
+/// Executes the request in `e` (already copied out of the ring) and
+/// builds its response.
+pub fn handle<G: GrantMapper + ?Sized, S: BlockStore + ?Sized>(
+    lim: &Limits,
+    grants: &mut G,
+    store: &mut S,
+    pmaps: Option<&mut PMap<G::Page>>,
+    buf: &mut Option<Box<dyn IoBuf>>,
+    stats: &mut Stats,
+    e: &BlkifSringEntry,
+) -> BlkifResponse {
+    let r = dispatch(lim, grants, store, pmaps, buf, stats, e);
+    respond(e, r, stats)
+}
+
+/// Most bytes of data one [`handle_batch`] keeps in flight (the device's
+/// buffer grows up to this; a single request is at most 1 MiB).
+pub const BATCH_BYTES: usize = 2 << 20;
+
+/// A read or write, validated, waiting for its data I/O in a batch.
+struct Staged {
+    /// Its slot among the batch's requests (and responses).
+    slot: usize,
+    write: bool,
+    sector: u64,
+    copies: Vec<CopySeg>,
+    /// Sectors.
+    total: u64,
+    /// Where its data sits in the device's buffer.
+    off: usize,
+    len: usize,
+}
+
+/// Executes the requests `es` (copied out of the ring, in ring order) and
+/// builds their responses, in the same order. Reads and writes are
+/// validated and their data copied in one by one, then go to the store as
+/// one [`BlockStore::batch`], so the device works on them together; any
+/// other request (flush, barrier, discard, unknown) first waits for every
+/// request before it, then runs alone, as [`handle`]. Requests in flight
+/// together have no order among themselves (as on any blkif backend: a
+/// frontend that needs one before another waits for the first).
+pub fn handle_batch<G: GrantMapper + ?Sized, S: BlockStore + ?Sized>(
+    lim: &Limits,
+    grants: &mut G,
+    store: &mut S,
+    mut pmaps: Option<&mut PMap<G::Page>>,
+    buf: &mut Option<Box<dyn IoBuf>>,
+    stats: &mut Stats,
+    es: &[BlkifSringEntry],
+) -> Vec<BlkifResponse> {
+    let mut out: Vec<Option<BlkifResponse>> = alloc::vec![None; es.len()];
+    let mut staged: Vec<Staged> = Vec::new();
+    let mut used = 0usize;
+    for (slot, e) in es.iter().enumerate() {
+        let Some(plan) = plan_data(lim, grants, pmaps.as_deref_mut(), stats, e) else {
+            // Ordered: everything before it first.
+            run_staged(
+                lim,
+                grants,
+                store,
+                pmaps.as_deref_mut(),
+                buf,
+                stats,
+                es,
+                &mut staged,
+                &mut out,
+            );
+            used = 0;
+            out[slot] = Some(handle(
+                lim,
+                grants,
+                store,
+                pmaps.as_deref_mut(),
+                buf,
+                stats,
+                e,
+            ));
+            continue;
+        };
+        let (write, sector, copies, total) = match plan {
+            Ok(p) => p,
+            Err(f) => {
+                out[slot] = Some(respond(e, Err(f), stats));
+                continue;
+            }
+        };
+        let len = total as usize * BLKIF_SECTOR_SIZE;
+        let cap = buf.as_mut().map_or(0, |b| b.bytes().len());
+        if used + len > cap {
+            // No room: run what is staged, and grow towards what this
+            // batch wanted (up to BATCH_BYTES).
+            run_staged(
+                lim,
+                grants,
+                store,
+                pmaps.as_deref_mut(),
+                buf,
+                stats,
+                es,
+                &mut staged,
+                &mut out,
+            );
+            let want = (used + len)
+                .next_power_of_two()
+                .clamp(MIN_BUF, BATCH_BYTES)
+                .max(len);
+            if want > cap {
+                *buf = None;
+                *buf = Some(grants.io_buf(want));
+            }
+            used = 0;
+        }
+        let Some(region) = buf
+            .as_mut()
+            .and_then(|b| b.bytes().get_mut(used..used + len))
+        else {
+            out[slot] = Some(respond(e, Err(Fail::Error), stats));
+            continue;
+        };
+        if write {
+            if let Err(f) = fetch(lim, grants, pmaps.as_deref_mut(), &copies, region) {
+                out[slot] = Some(respond(e, Err(f), stats));
+                continue;
+            }
+        }
+        staged.push(Staged {
+            slot,
+            write,
+            sector,
+            copies,
+            total,
+            off: used,
+            len,
+        });
+        used += len;
+    }
+    run_staged(
+        lim,
+        grants,
+        store,
+        pmaps,
+        buf,
+        stats,
+        es,
+        &mut staged,
+        &mut out,
+    );
+    out.into_iter()
+        .zip(es)
+        .map(|(r, e)| r.unwrap_or_else(|| respond(e, Err(Fail::Error), stats)))
+        .collect()
+}
+
+/// Runs the staged reads and writes as one store batch, copies read data
+/// out and fills in their responses.
+#[allow(clippy::too_many_arguments)]
+fn run_staged<G: GrantMapper + ?Sized, S: BlockStore + ?Sized>(
+    lim: &Limits,
+    grants: &mut G,
+    store: &mut S,
+    mut pmaps: Option<&mut PMap<G::Page>>,
+    buf: &mut Option<Box<dyn IoBuf>>,
+    stats: &mut Stats,
+    es: &[BlkifSringEntry],
+    staged: &mut Vec<Staged>,
+    out: &mut [Option<BlkifResponse>],
+) {
+    if staged.is_empty() {
+        return;
+    }
+    let Some(bytes) = buf.as_mut().map(|b| b.bytes()) else {
+        // Not reachable: staging needed the buffer.
+        for s in staged.drain(..) {
+            out[s.slot] = Some(respond(&es[s.slot], Err(Fail::Error), stats));
+        }
+        return;
+    };
+    let results = {
+        let mut ios = Vec::with_capacity(staged.len());
+        let mut rest: &mut [u8] = bytes;
+        let mut at = 0;
+        for s in staged.iter() {
+            // Regions are consecutive from 0, in staging order, and were
+            // inside the buffer when staged (a region that is not ends
+            // the batch there: its I/O and the later ones fail).
+            let Some((head, tail)) = s
+                .off
+                .checked_sub(at)
+                .and_then(|gap| core::mem::take(&mut rest).get_mut(gap..))
+                .and_then(|from| from.split_at_mut_checked(s.len))
+            else {
+                break;
+            };
+            rest = tail;
+            at = s.off + s.len;
+            ios.push(if s.write {
+                StoreIo::Write(s.sector, head)
+            } else {
+                StoreIo::Read(s.sector, head)
+            });
+        }
+        store.batch(&mut ios)
+    };
+    for (k, s) in staged.drain(..).enumerate() {
+        let mut r = results
+            .get(k)
+            .copied()
+            .unwrap_or(Err(IoError::Io))
+            .map_err(Fail::from);
+        if r.is_ok() {
+            if s.write {
+                stats.writes += 1;
+                stats.sectors_written += s.total;
+            } else {
+                r = match bytes.get(s.off..s.off + s.len) {
+                    Some(data) => deliver(lim, grants, pmaps.as_deref_mut(), &s.copies, data),
+                    None => Err(Fail::Error),
+                };
+                if r.is_ok() {
+                    stats.reads += 1;
+                    stats.sectors_read += s.total;
+                }
+            }
+        }
+        out[s.slot] = Some(respond(&es[s.slot], r, stats));
+    }
+}
+
+/// A read or write: (write, sector, segments, sectors).
+type Plan = (bool, u64, Vec<CopySeg>, u64);
+
+/// If `e` is a plain read or write (direct or indirect), validates it
+/// (fetching indirect descriptors) and says what to move; `None` for any
+/// other operation.
+fn plan_data<G: GrantMapper + ?Sized>(
+    lim: &Limits,
+    grants: &mut G,
+    pmaps: Option<&mut PMap<G::Page>>,
+    stats: &mut Stats,
+    e: &BlkifSringEntry,
+) -> Option<Result<Plan, Fail>> {
+    let op = BlkifOp::from_raw(u64::from(e.req.operation))?;
+    Some(match op {
+        BlkifOp::Read | BlkifOp::Write => {
+            let n = usize::from(e.req.nr_segments);
+            if n == 0 || n > BLKIF_MAX_SEGMENTS_PER_REQUEST {
+                return Some(Err(Fail::Error));
+            }
+            let write = op == BlkifOp::Write;
+            plan(lim, write, e.req.sector_number, &e.req.seg[..n])
+                .map(|(c, t)| (write, e.req.sector_number, c, t))
+        }
+        BlkifOp::Indirect => {
+            if lim.max_indirect == 0 {
+                return Some(Err(Fail::NotSupported));
+            }
+            let ind = e.indirect();
+            let write = match BlkifOp::from_raw(u64::from(ind.indirect_op)) {
+                Some(BlkifOp::Read) => false,
+                Some(BlkifOp::Write) => true,
+                _ => return Some(Err(Fail::Error)),
+            };
+            let n = usize::from(ind.nr_segments);
+            if n == 0 || n > lim.max_indirect as usize {
+                return Some(Err(Fail::Error));
+            }
+            let pages = n.div_ceil(BLKIF_SEGS_PER_INDIRECT_FRAME);
+            if pages > BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST {
+                return Some(Err(Fail::Error));
+            }
+            // Fetch the descriptors: one copy per indirect page.
+            let seg_size = core::mem::size_of::<BlkifRequestSegment>();
+            let mut raw = alloc::vec![0u8; n * seg_size];
+            let copies: Vec<CopySeg> = (0..pages)
+                .map(|p| {
+                    let first = p * BLKIF_SEGS_PER_INDIRECT_FRAME;
+                    let cnt = (n - first).min(BLKIF_SEGS_PER_INDIRECT_FRAME);
+                    CopySeg {
+                        gref: ind.indirect_grefs[p],
+                        offset: 0,
+                        len: (cnt * seg_size) as u16,
+                    }
+                })
+                .collect();
+            if let Err(f) = fetch(lim, grants, pmaps, &copies, &mut raw) {
+                return Some(Err(f));
+            }
+            let segs: Vec<BlkifRequestSegment> = raw
+                .chunks_exact(seg_size)
+                .map(|c| BlkifRequestSegment::read_from_bytes(c).unwrap_or_default())
+                .collect();
+            stats.indirect += 1;
+            plan(lim, write, ind.sector_number, &segs)
+                .map(|(c, t)| (write, ind.sector_number, c, t))
+        }
+        _ => return None,
+    })
 }
 
 fn dispatch<G: GrantMapper + ?Sized, S: BlockStore + ?Sized>(
@@ -134,29 +421,16 @@ fn dispatch<G: GrantMapper + ?Sized, S: BlockStore + ?Sized>(
     stats: &mut Stats,
     e: &BlkifSringEntry,
 ) -> Result<(), Fail> {
+    if let Some(p) = plan_data(lim, grants, pmaps.as_deref_mut(), stats, e) {
+        let (write, sector, copies, total) = p?;
+        return exec(
+            lim, grants, store, pmaps, buf, stats, write, false, sector, &copies, total,
+        );
+    }
     let Some(op) = BlkifOp::from_raw(u64::from(e.req.operation)) else {
         return Err(Fail::NotSupported);
     };
     match op {
-        BlkifOp::Read | BlkifOp::Write => {
-            let n = usize::from(e.req.nr_segments);
-            if n == 0 || n > BLKIF_MAX_SEGMENTS_PER_REQUEST {
-                return Err(Fail::Error);
-            }
-            let segs = &e.req.seg[..n];
-            rw(
-                lim,
-                grants,
-                store,
-                pmaps.as_deref_mut(),
-                buf,
-                stats,
-                op == BlkifOp::Write,
-                false,
-                e.req.sector_number,
-                segs,
-            )
-        }
         // Linux's blkfront sends FUA writes as a flush with data, and old
         // frontends a barrier with data: flush, write, flush. Empty, they
         // are plain flushes.
@@ -171,18 +445,19 @@ fn dispatch<G: GrantMapper + ?Sized, S: BlockStore + ?Sized>(
             if n == 0 {
                 return flush(lim, store, stats);
             }
-            let segs = &e.req.seg[..n];
-            rw(
+            let (copies, total) = plan(lim, true, e.req.sector_number, &e.req.seg[..n])?;
+            exec(
                 lim,
                 grants,
                 store,
-                pmaps.as_deref_mut(),
+                pmaps,
                 buf,
                 stats,
                 true,
                 true,
                 e.req.sector_number,
-                segs,
+                &copies,
+                total,
             )
         }
         BlkifOp::Discard => {
@@ -203,57 +478,8 @@ fn dispatch<G: GrantMapper + ?Sized, S: BlockStore + ?Sized>(
             stats.discards += 1;
             Ok(())
         }
-        BlkifOp::Indirect => {
-            if lim.max_indirect == 0 {
-                return Err(Fail::NotSupported);
-            }
-            let ind = e.indirect();
-            let write = match BlkifOp::from_raw(u64::from(ind.indirect_op)) {
-                Some(BlkifOp::Read) => false,
-                Some(BlkifOp::Write) => true,
-                _ => return Err(Fail::Error),
-            };
-            let n = usize::from(ind.nr_segments);
-            if n == 0 || n > lim.max_indirect as usize {
-                return Err(Fail::Error);
-            }
-            let pages = n.div_ceil(BLKIF_SEGS_PER_INDIRECT_FRAME);
-            if pages > BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST {
-                return Err(Fail::Error);
-            }
-            // Fetch the descriptors: one copy per indirect page.
-            let seg_size = core::mem::size_of::<BlkifRequestSegment>();
-            let mut raw = alloc::vec![0u8; n * seg_size];
-            let copies: Vec<CopySeg> = (0..pages)
-                .map(|p| {
-                    let first = p * BLKIF_SEGS_PER_INDIRECT_FRAME;
-                    let cnt = (n - first).min(BLKIF_SEGS_PER_INDIRECT_FRAME);
-                    CopySeg {
-                        gref: ind.indirect_grefs[p],
-                        offset: 0,
-                        len: (cnt * seg_size) as u16,
-                    }
-                })
-                .collect();
-            fetch(lim, grants, pmaps.as_deref_mut(), &copies, &mut raw)?;
-            let segs: Vec<BlkifRequestSegment> = raw
-                .chunks_exact(seg_size)
-                .map(|c| BlkifRequestSegment::read_from_bytes(c).unwrap_or_default())
-                .collect();
-            stats.indirect += 1;
-            rw(
-                lim,
-                grants,
-                store,
-                pmaps,
-                buf,
-                stats,
-                write,
-                false,
-                ind.sector_number,
-                &segs,
-            )
-        }
+        // Handled by `plan_data`.
+        BlkifOp::Read | BlkifOp::Write | BlkifOp::Indirect => Err(Fail::Error),
         BlkifOp::Reserved1 => Err(Fail::NotSupported),
     }
 }
@@ -282,19 +508,14 @@ fn check_range(lim: &Limits, sector: u64, count: u64) -> Result<(), Fail> {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn rw<G: GrantMapper + ?Sized, S: BlockStore + ?Sized>(
+/// Validates a read's or write's segments and range: the grant-copy
+/// pieces and the sector count.
+fn plan(
     lim: &Limits,
-    grants: &mut G,
-    store: &mut S,
-    pmaps: Option<&mut PMap<G::Page>>,
-    buf: &mut Option<Box<dyn IoBuf>>,
-    stats: &mut Stats,
     write: bool,
-    barrier: bool,
     sector: u64,
     segs: &[BlkifRequestSegment],
-) -> Result<(), Fail> {
+) -> Result<(Vec<CopySeg>, u64), Fail> {
     let mut copies = Vec::with_capacity(segs.len());
     let mut total: u64 = 0;
     for s in segs {
@@ -313,18 +534,37 @@ fn rw<G: GrantMapper + ?Sized, S: BlockStore + ?Sized>(
     if write && lim.readonly {
         return Err(Fail::Error);
     }
+    Ok((copies, total))
+}
+
+/// Runs one planned read or write on its own (a barrier's around it).
+#[allow(clippy::too_many_arguments)]
+fn exec<G: GrantMapper + ?Sized, S: BlockStore + ?Sized>(
+    lim: &Limits,
+    grants: &mut G,
+    store: &mut S,
+    pmaps: Option<&mut PMap<G::Page>>,
+    buf: &mut Option<Box<dyn IoBuf>>,
+    stats: &mut Stats,
+    write: bool,
+    barrier: bool,
+    sector: u64,
+    copies: &[CopySeg],
+    total: u64,
+) -> Result<(), Fail> {
     let len = total as usize * BLKIF_SECTOR_SIZE;
     let have = buf.as_mut().map_or(0, |b| b.bytes().len());
     if have < len {
-        // Grown once to the largest request size; never shrunk while
+        // Grown to the largest request size; never shrunk while
         // connected (requests are at most 256 pages).
+        *buf = None;
         *buf = Some(grants.io_buf(len.next_power_of_two().max(MIN_BUF)));
     }
     let Some(buf) = buf.as_mut().and_then(|b| b.bytes().get_mut(..len)) else {
         return Err(Fail::Error);
     };
     if write {
-        fetch(lim, grants, pmaps, &copies, buf)?;
+        fetch(lim, grants, pmaps, copies, buf)?;
         if barrier {
             store.flush()?;
         }
@@ -337,42 +577,69 @@ fn rw<G: GrantMapper + ?Sized, S: BlockStore + ?Sized>(
         stats.sectors_written += total;
     } else {
         store.read(sector, buf)?;
-        deliver(lim, grants, pmaps, &copies, buf)?;
+        deliver(lim, grants, pmaps, copies, buf)?;
         stats.reads += 1;
         stats.sectors_read += total;
     }
     Ok(())
 }
 
-/// Maps every grant of `segs` not mapped yet, if they all fit under
-/// [`MAX_PERSISTENT`]; false (nothing left half done that matters: extra
-/// mappings are simply kept) if one cannot be mapped or there is no room.
-fn map_all<G: GrantMapper + ?Sized>(
+/// Maps the grants of `segs` not mapped yet while there is room (under
+/// [`MAX_PERSISTENT`], and as long as the glue agrees); the rest go by
+/// grant copy. A grant that cannot be mapped stops the mapping (it fails
+/// again in the copy if it is bad).
+fn map_some<G: GrantMapper + ?Sized>(
     lim: &Limits,
     grants: &mut G,
     pmaps: &mut PMap<G::Page>,
     segs: &[CopySeg],
-) -> bool {
+) {
     for s in segs {
         if pmaps.contains_key(&s.gref) {
             continue;
         }
         if pmaps.len() >= MAX_PERSISTENT {
-            return false;
+            return;
         }
         match grants.map_persistent(lim.domid, s.gref) {
             Ok(p) => {
                 pmaps.insert(s.gref, p);
             }
-            Err(_) => return false,
+            Err(_) => return,
         }
     }
-    true
+}
+
+/// The runs of `segs` (index range, byte range in the buffer) that are
+/// not mapped persistently: each goes as one grant copy.
+fn unmapped_runs<P>(
+    pmaps: &PMap<P>,
+    segs: &[CopySeg],
+) -> Vec<(core::ops::Range<usize>, core::ops::Range<usize>)> {
+    let mut runs = Vec::new();
+    let (mut pos, mut start) = (0usize, None);
+    for (k, s) in segs.iter().enumerate() {
+        let mapped = pmaps.contains_key(&s.gref);
+        match (mapped, start) {
+            (false, None) => start = Some((k, pos)),
+            (true, Some((k0, p0))) => {
+                runs.push((k0..k, p0..pos));
+                start = None;
+            }
+            _ => {}
+        }
+        pos += usize::from(s.len);
+    }
+    if let Some((k0, p0)) = start {
+        runs.push((k0..segs.len(), p0..pos));
+    }
+    runs
 }
 
 /// Copies the frontend's `segs` into `buf`: from persistently mapped
-/// pages when the device has them (mapping new grants on first use), by
-/// grant copy otherwise.
+/// pages when the device has them (mapping new grants on first use, as
+/// many as there is room for), by grant copy otherwise (first, so a bad
+/// grant fails the request before anything else is read).
 fn fetch<G: GrantMapper + ?Sized>(
     lim: &Limits,
     grants: &mut G,
@@ -380,23 +647,32 @@ fn fetch<G: GrantMapper + ?Sized>(
     segs: &[CopySeg],
     buf: &mut [u8],
 ) -> Result<(), Fail> {
-    if let Some(pm) = pmaps {
-        if map_all(lim, grants, pm, segs) {
-            let mut pos = 0;
-            for s in segs {
-                let len = usize::from(s.len);
-                let (Some(page), Some(out)) = (pm.get(&s.gref), buf.get_mut(pos..pos + len)) else {
-                    return Err(Fail::Error);
-                };
-                grants.page_read(page, usize::from(s.offset), out);
-                pos += len;
-            }
-            return Ok(());
-        }
+    let Some(pm) = pmaps else {
+        return grants
+            .copy_in(lim.domid, segs, buf)
+            .map_err(|_| Fail::Error);
+    };
+    map_some(lim, grants, pm, segs);
+    for (ks, bs) in unmapped_runs(pm, segs) {
+        let (Some(sg), Some(out)) = (segs.get(ks), buf.get_mut(bs)) else {
+            return Err(Fail::Error);
+        };
+        grants
+            .copy_in(lim.domid, sg, out)
+            .map_err(|_| Fail::Error)?;
     }
-    grants
-        .copy_in(lim.domid, segs, buf)
-        .map_err(|_| Fail::Error)
+    let mut pos = 0;
+    for s in segs {
+        let len = usize::from(s.len);
+        if let Some(page) = pm.get(&s.gref) {
+            let Some(out) = buf.get_mut(pos..pos + len) else {
+                return Err(Fail::Error);
+            };
+            grants.page_read(page, usize::from(s.offset), out);
+        }
+        pos += len;
+    }
+    Ok(())
 }
 
 /// Copies `buf` out into the frontend's `segs` (as [`fetch`]).
@@ -407,21 +683,30 @@ fn deliver<G: GrantMapper + ?Sized>(
     segs: &[CopySeg],
     buf: &[u8],
 ) -> Result<(), Fail> {
-    if let Some(pm) = pmaps {
-        if map_all(lim, grants, pm, segs) {
-            let mut pos = 0;
-            for s in segs {
-                let len = usize::from(s.len);
-                let (Some(page), Some(data)) = (pm.get(&s.gref), buf.get(pos..pos + len)) else {
-                    return Err(Fail::Error);
-                };
-                grants.page_write(page, usize::from(s.offset), data);
-                pos += len;
-            }
-            return Ok(());
-        }
+    let Some(pm) = pmaps else {
+        return grants
+            .copy_out(lim.domid, segs, buf)
+            .map_err(|_| Fail::Error);
+    };
+    map_some(lim, grants, pm, segs);
+    for (ks, bs) in unmapped_runs(pm, segs) {
+        let (Some(sg), Some(data)) = (segs.get(ks), buf.get(bs)) else {
+            return Err(Fail::Error);
+        };
+        grants
+            .copy_out(lim.domid, sg, data)
+            .map_err(|_| Fail::Error)?;
     }
-    grants
-        .copy_out(lim.domid, segs, buf)
-        .map_err(|_| Fail::Error)
+    let mut pos = 0;
+    for s in segs {
+        let len = usize::from(s.len);
+        if let Some(page) = pm.get(&s.gref) {
+            let Some(data) = buf.get(pos..pos + len) else {
+                return Err(Fail::Error);
+            };
+            grants.page_write(page, usize::from(s.offset), data);
+        }
+        pos += len;
+    }
+    Ok(())
 }

@@ -17,6 +17,43 @@ pub enum IoError {
     Unsupported,
 }
 
+/// One I/O of a [`BlockStore::batch`]: a read into, or a write from, a
+/// buffer of whole sectors at a 512-byte sector number.
+#[derive(Debug)]
+pub enum StoreIo<'a> {
+    /// Read `buf.len()` bytes from the sector into the buffer.
+    Read(u64, &'a mut [u8]),
+    /// Write the buffer at the sector.
+    Write(u64, &'a [u8]),
+}
+
+impl StoreIo<'_> {
+    /// The sector it starts at.
+    pub fn sector(&self) -> u64 {
+        match self {
+            StoreIo::Read(s, _) | StoreIo::Write(s, _) => *s,
+        }
+    }
+    /// Its length in bytes.
+    pub fn len(&self) -> usize {
+        match self {
+            StoreIo::Read(_, b) => b.len(),
+            StoreIo::Write(_, d) => d.len(),
+        }
+    }
+    /// Whether it moves no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The same I/O at another sector, borrowing this one's buffer.
+    pub fn at(&mut self, sector: u64) -> StoreIo<'_> {
+        match self {
+            StoreIo::Read(_, b) => StoreIo::Read(sector, b),
+            StoreIo::Write(_, d) => StoreIo::Write(sector, d),
+        }
+    }
+}
+
 /// Sectors of a backing store. Sector numbers and counts are in 512-byte
 /// units (blkif's), always aligned to [`BlockStore::sector_size`] and within
 /// [`BlockStore::sectors`] — blkback checks before calling.
@@ -34,6 +71,19 @@ pub trait BlockStore {
     fn write(&mut self, sector: u64, data: &[u8]) -> Result<(), IoError>;
     /// Makes every completed write durable.
     fn flush(&mut self) -> Result<(), IoError>;
+    /// Runs independent reads and writes, in any order or all at once (a
+    /// caller that needs one before another waits for the first batch);
+    /// each one's result is in its slot of the returned vector. The
+    /// default runs them one by one; a device with a queue keeps them all
+    /// in flight.
+    fn batch(&mut self, ios: &mut [StoreIo<'_>]) -> Vec<Result<(), IoError>> {
+        ios.iter_mut()
+            .map(|io| match io {
+                StoreIo::Read(s, b) => self.read(*s, b),
+                StoreIo::Write(s, d) => self.write(*s, d),
+            })
+            .collect()
+    }
     /// Whether [`BlockStore::flush`] is worth calling (`feature-flush-cache`).
     fn can_flush(&self) -> bool {
         true
@@ -159,6 +209,9 @@ impl<S: BlockStore> BlockStore for alloc::rc::Rc<core::cell::RefCell<S>> {
     fn write(&mut self, sector: u64, data: &[u8]) -> Result<(), IoError> {
         self.borrow_mut().write(sector, data)
     }
+    fn batch(&mut self, ios: &mut [StoreIo<'_>]) -> Vec<Result<(), IoError>> {
+        self.borrow_mut().batch(ios)
+    }
     fn flush(&mut self) -> Result<(), IoError> {
         self.borrow_mut().flush()
     }
@@ -186,6 +239,9 @@ impl<S: BlockStore + ?Sized> BlockStore for alloc::boxed::Box<S> {
     }
     fn write(&mut self, sector: u64, data: &[u8]) -> Result<(), IoError> {
         (**self).write(sector, data)
+    }
+    fn batch(&mut self, ios: &mut [StoreIo<'_>]) -> Vec<Result<(), IoError>> {
+        (**self).batch(ios)
     }
     fn flush(&mut self) -> Result<(), IoError> {
         (**self).flush()
@@ -251,6 +307,24 @@ impl<S: BlockStore> BlockStore for Slice<S> {
         let s = self.at(sector, data.len())?;
         self.inner.write(s, data)
     }
+    fn batch(&mut self, ios: &mut [StoreIo<'_>]) -> Vec<Result<(), IoError>> {
+        let mut out = vec![Ok(()); ios.len()];
+        let mut owner = Vec::with_capacity(ios.len());
+        let mut sub = Vec::with_capacity(ios.len());
+        for (i, io) in ios.iter_mut().enumerate() {
+            match self.at(io.sector(), io.len()) {
+                Ok(s) => {
+                    owner.push(i);
+                    sub.push(io.at(s));
+                }
+                Err(e) => out[i] = Err(e),
+            }
+        }
+        for (i, r) in owner.into_iter().zip(self.inner.batch(&mut sub)) {
+            out[i] = r;
+        }
+        out
+    }
     fn flush(&mut self) -> Result<(), IoError> {
         self.inner.flush()
     }
@@ -292,5 +366,24 @@ mod tests {
         big.sector_size = 4096;
         assert!(Slice::new(big.clone(), 4, 8).is_none());
         assert!(Slice::new(big, 8, 16).is_some());
+    }
+
+    #[test]
+    fn slice_batches_stay_inside() {
+        let mut s = Slice::new(MemDisk::new(100), 10, 20).unwrap();
+        let (a, b) = ([1u8; 512], [2u8; 1024]);
+        let mut r = [0u8; 512];
+        let res = s.batch(&mut [
+            StoreIo::Write(0, &a),
+            StoreIo::Write(19, &b),
+            StoreIo::Write(19, &a),
+            StoreIo::Read(0, &mut r),
+        ]);
+        assert_eq!(res, [Ok(()), Err(IoError::Io), Ok(()), Ok(())]);
+        assert_eq!(r, a);
+        let d = s.into_inner();
+        assert_eq!(d.data[10 * 512], 1);
+        assert_eq!(d.data[29 * 512], 1);
+        assert_eq!(d.data[30 * 512], 0);
     }
 }

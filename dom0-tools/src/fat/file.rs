@@ -4,9 +4,11 @@
 //! the FAT and the directories never change.
 
 use alloc::string::{String, ToString};
+use alloc::vec;
+use alloc::vec::Vec;
 
 use super::{FatError, FileExtents, Run, Volume, SECTOR};
-use crate::blkback::{BlockStore, IoError};
+use crate::blkback::{BlockStore, IoError, StoreIo};
 
 /// A disk image file on `S`, as a disk.
 pub struct FileStore<S: BlockStore> {
@@ -79,6 +81,17 @@ impl<S: BlockStore> FileStore<S> {
         self.dev
     }
 
+    /// The pieces of the `bytes` bytes at file sector `sector`: (device
+    /// sector, bytes) in order.
+    fn pieces(&mut self, sector: u64, bytes: usize) -> Result<Vec<(u64, usize)>, IoError> {
+        let mut v = Vec::new();
+        self.split(sector, bytes, |_, at, r| {
+            v.push((at, r.len()));
+            Ok(())
+        })?;
+        Ok(v)
+    }
+
     /// Calls `f(run_part_device_sector, byte_range_of_buffer)` for each
     /// piece of the `bytes` bytes at file sector `sector`.
     fn split(
@@ -123,6 +136,47 @@ impl<S: BlockStore> BlockStore for FileStore<S> {
     }
     fn write(&mut self, sector: u64, data: &[u8]) -> Result<(), IoError> {
         self.split(sector, data.len(), |dev, at, r| dev.write(at, &data[r]))
+    }
+    /// One batch on the device, an I/O split where the file's runs are.
+    fn batch(&mut self, ios: &mut [StoreIo<'_>]) -> Vec<Result<(), IoError>> {
+        let mut out = vec![Ok(()); ios.len()];
+        let mut owner = Vec::with_capacity(ios.len());
+        let mut sub = Vec::with_capacity(ios.len());
+        for (i, io) in ios.iter_mut().enumerate() {
+            let pieces = match self.pieces(io.sector(), io.len()) {
+                Ok(p) => p,
+                Err(e) => {
+                    out[i] = Err(e);
+                    continue;
+                }
+            };
+            match io {
+                StoreIo::Read(_, b) => {
+                    let mut rest: &mut [u8] = b;
+                    for (at, len) in pieces {
+                        let (head, tail) = core::mem::take(&mut rest).split_at_mut(len);
+                        rest = tail;
+                        owner.push(i);
+                        sub.push(StoreIo::Read(at, head));
+                    }
+                }
+                StoreIo::Write(_, d) => {
+                    let mut rest: &[u8] = d;
+                    for (at, len) in pieces {
+                        let (head, tail) = rest.split_at(len);
+                        rest = tail;
+                        owner.push(i);
+                        sub.push(StoreIo::Write(at, head));
+                    }
+                }
+            }
+        }
+        for (i, r) in owner.into_iter().zip(self.dev.batch(&mut sub)) {
+            if out[i].is_ok() {
+                out[i] = r;
+            }
+        }
+        out
     }
     fn flush(&mut self) -> Result<(), IoError> {
         self.dev.flush()

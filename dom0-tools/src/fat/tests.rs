@@ -512,6 +512,24 @@ fn fat_open_paths() {
     // FileStore reads the fragmented file back.
     let mut fs = FileStore::new(t.disk(), by_long).unwrap();
     assert_eq!(read_all(&mut fs), data);
+    // A batch splits I/Os across runs and fails only the bad one.
+    use crate::blkback::StoreIo;
+    let (mut a, mut b) = (vec![0u8; 4 * 512], vec![0u8; 2 * 512]);
+    let new = pattern(3 * 512, 9);
+    let mut bad = [0u8; 512];
+    let res = fs.batch(&mut [
+        StoreIo::Read(1, &mut a),
+        StoreIo::Read(6, &mut bad),
+        StoreIo::Read(4, &mut b),
+    ]);
+    assert_eq!(res, [Ok(()), Err(crate::blkback::IoError::Io), Ok(())]);
+    assert_eq!(a, data[512..5 * 512]);
+    assert_eq!(b, data[4 * 512..]);
+    let res = fs.batch(&mut [StoreIo::Write(2, &new)]);
+    assert_eq!(res, [Ok(())]);
+    let mut want = data.clone();
+    want[2 * 512..5 * 512].copy_from_slice(&new);
+    assert_eq!(read_all(&mut fs), want);
 }
 
 #[test]

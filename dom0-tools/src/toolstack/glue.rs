@@ -435,9 +435,12 @@ impl Toolstack {
 
     /// `disk-bench DISK`: Dom0's own sequential write and read and 4 KiB
     /// random reads on one of its disks, the same requests as
-    /// `domu-disk mode=bench` makes through blkback (`BENCH` lines).
+    /// `domu-disk mode=bench` makes through blkback, at each depth (the
+    /// requests kept in flight) of `DEPTHS` (`BENCH` lines).
     pub fn disk_bench(&mut self, name: &str, out: &mut dyn fmt::Write) -> Result<(), String> {
         const CHUNK: usize = 256 * 1024;
+        /// As `domu-disk mode=bench`'s.
+        const DEPTHS: [usize; 2] = [1, 8];
         let name = name.trim().trim_start_matches("/dev/");
         let disk = self
             .disks
@@ -453,39 +456,47 @@ impl Toolstack {
             return Err(format!("{name} is read-only"));
         }
         let span = (d.sectors() * 512 / 2).min(32 << 20) / CHUNK as u64 * CHUNK as u64;
-        let mut buf = alloc::vec![0x5au8; CHUNK];
         let io = |e| format!("{name}: I/O error ({e:?})");
-        let t0 = time::now_ns();
-        for off in (0..span).step_by(CHUNK) {
-            d.write(off / 512, &buf).map_err(io)?;
+        for depth in DEPTHS {
+            let mut big: Vec<Vec<u8>> = (0..depth).map(|_| alloc::vec![0x5au8; CHUNK]).collect();
+            let mut bufs: Vec<&mut [u8]> = big.iter_mut().map(|b| &mut b[..]).collect();
+            let mut seq = (0..span).step_by(CHUNK).map(|off| off / 512);
+            let t0 = time::now_ns();
+            d.stream(true, &mut seq, &mut bufs).map_err(io)?;
+            d.flush().map_err(io)?;
+            let w = time::now_ns() - t0;
+            let mut seq = (0..span).step_by(CHUNK).map(|off| off / 512);
+            let t0 = time::now_ns();
+            d.stream(false, &mut seq, &mut bufs).map_err(io)?;
+            let r = time::now_ns() - t0;
+            let mut small: Vec<Vec<u8>> = (0..depth).map(|_| alloc::vec![0u8; 4096]).collect();
+            let mut bufs: Vec<&mut [u8]> = small.iter_mut().map(|b| &mut b[..]).collect();
+            let pages = (span / 4096).max(1);
+            let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+            let t0 = time::now_ns();
+            let mut rand = core::iter::from_fn(|| {
+                (time::now_ns() - t0 < 1_000_000_000).then(|| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    (x % pages) * 8
+                })
+            });
+            let ios = d.stream(false, &mut rand, &mut bufs).map_err(io)?;
+            let iops = ios * 1_000_000_000 / (time::now_ns() - t0).max(1);
+            let mb_s = |ns: u64| span * 1000 / ns.max(1);
+            let _ = writeln!(
+                out,
+                "BENCH blk_dom0_seq_write_mb_s {} bytes={span} depth={depth}",
+                mb_s(w)
+            );
+            let _ = writeln!(
+                out,
+                "BENCH blk_dom0_seq_read_mb_s {} bytes={span} depth={depth}",
+                mb_s(r)
+            );
+            let _ = writeln!(out, "BENCH blk_dom0_rand_read_4k_iops {iops} depth={depth}");
         }
-        d.flush().map_err(io)?;
-        let w = time::now_ns() - t0;
-        let t0 = time::now_ns();
-        for off in (0..span).step_by(CHUNK) {
-            d.read(off / 512, &mut buf).map_err(io)?;
-        }
-        let r = time::now_ns() - t0;
-        let pages = (span / 4096).max(1);
-        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-        let t0 = time::now_ns();
-        let mut ios = 0u64;
-        while time::now_ns() - t0 < 1_000_000_000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            d.read((x % pages) * 8, &mut buf[..4096]).map_err(io)?;
-            ios += 1;
-        }
-        let iops = ios * 1_000_000_000 / (time::now_ns() - t0).max(1);
-        let mb_s = |ns: u64| span * 1000 / ns.max(1);
-        let _ = writeln!(
-            out,
-            "BENCH blk_dom0_seq_write_mb_s {} bytes={span}",
-            mb_s(w)
-        );
-        let _ = writeln!(out, "BENCH blk_dom0_seq_read_mb_s {} bytes={span}", mb_s(r));
-        let _ = writeln!(out, "BENCH blk_dom0_rand_read_4k_iops {iops}");
         Ok(())
     }
 

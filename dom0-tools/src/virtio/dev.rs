@@ -513,6 +513,100 @@ impl Disk {
         out
     }
 
+    /// One request per sector `at` yields, all reads or all writes of
+    /// one buffer's length, with up to `bufs.len()` in flight (the queue
+    /// depth): each request uses a free buffer of `bufs` (written from,
+    /// or read into) and the next is sent as soon as one completes.
+    /// Returns how many were done; stops at the first error.
+    pub fn stream(
+        &mut self,
+        write: bool,
+        at: &mut dyn Iterator<Item = u64>,
+        bufs: &mut [&mut [u8]],
+    ) -> Result<u64, virtio_drivers::Error> {
+        let depth = bufs.len();
+        // Allocated once: the device holds pointers into these until each
+        // request completes, so they never move.
+        let mut reqs: Vec<BlkReq> = (0..depth).map(|_| BlkReq::default()).collect();
+        let mut resps: Vec<BlkResp> = (0..depth).map(|_| BlkResp::default()).collect();
+        let mut tokens: Vec<Option<u16>> = alloc::vec![None; depth];
+        let (mut done, mut failed, mut more) = (0u64, None, true);
+        loop {
+            // Fill every free slot.
+            while more && failed.is_none() {
+                let Some(i) = tokens.iter().position(Option::is_none) else {
+                    break;
+                };
+                let Some(sector) = at.next() else {
+                    more = false;
+                    break;
+                };
+                if let Err(e) = self.check_len(sector, bufs[i].len()) {
+                    failed = Some(e);
+                    break;
+                }
+                // SAFETY: `reqs[i]`, `resps[i]` and `bufs[i]` stay put and
+                // untouched until the request is completed below (slot `i`
+                // is busy until then; this function does not return
+                // before every submitted request completed).
+                let r = unsafe {
+                    if write {
+                        self.blk.write_blocks_nb(
+                            sector as usize,
+                            &mut reqs[i],
+                            bufs[i],
+                            &mut resps[i],
+                        )
+                    } else {
+                        self.blk.read_blocks_nb(
+                            sector as usize,
+                            &mut reqs[i],
+                            bufs[i],
+                            &mut resps[i],
+                        )
+                    }
+                };
+                match r {
+                    Ok(t) => tokens[i] = Some(t),
+                    Err(e) => failed = Some(e),
+                }
+            }
+            if tokens.iter().all(Option::is_none) {
+                break;
+            }
+            let blk = &mut self.blk;
+            if !wait(self.irq.as_ref(), || blk.peek_used().is_some()) {
+                self.late += 1;
+            }
+            let Some(t) = self.blk.peek_used() else {
+                continue;
+            };
+            let Some(j) = tokens.iter().position(|&x| x == Some(t)) else {
+                // Not ours: nothing else uses this queue.
+                return Err(virtio_drivers::Error::WrongToken);
+            };
+            // SAFETY: the buffers slot `j` was submitted with.
+            let r = unsafe {
+                if write {
+                    self.blk
+                        .complete_write_blocks(t, &reqs[j], bufs[j], &mut resps[j])
+                } else {
+                    self.blk
+                        .complete_read_blocks(t, &reqs[j], bufs[j], &mut resps[j])
+                }
+            };
+            tokens[j] = None;
+            match r {
+                Ok(()) => done += 1,
+                Err(e) => failed = failed.or(Some(e)),
+            }
+        }
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(done),
+        }
+    }
+
     /// Flushes the device's write cache (waits by polling).
     pub fn flush(&mut self) -> Result<(), virtio_drivers::Error> {
         self.blk.flush()
@@ -650,6 +744,36 @@ impl crate::blkback::store::BlockStore for Disk {
             return Err(crate::blkback::store::IoError::Io);
         }
         Disk::write(self, sector, data).map_err(|_| crate::blkback::store::IoError::Io)
+    }
+
+    /// Every I/O in flight at once ([`Disk::batch`]); writes to a
+    /// read-only disk fail without being sent.
+    fn batch(
+        &mut self,
+        ios: &mut [crate::blkback::store::StoreIo<'_>],
+    ) -> Vec<Result<(), crate::blkback::store::IoError>> {
+        use crate::blkback::store::{IoError, StoreIo};
+        let ro = self.readonly();
+        let mut out: Vec<Result<(), IoError>> = alloc::vec![Ok(()); ios.len()];
+        let mut owner = Vec::with_capacity(ios.len());
+        let mut sub = Vec::with_capacity(ios.len());
+        for (i, io) in ios.iter_mut().enumerate() {
+            match io {
+                StoreIo::Write(..) if ro => out[i] = Err(IoError::Io),
+                StoreIo::Read(s, b) => {
+                    owner.push(i);
+                    sub.push(Io::Read(*s, b));
+                }
+                StoreIo::Write(s, d) => {
+                    owner.push(i);
+                    sub.push(Io::Write(*s, d));
+                }
+            }
+        }
+        for (i, r) in owner.into_iter().zip(Disk::batch(self, &mut sub)) {
+            out[i] = r.map_err(|_| IoError::Io);
+        }
+        out
     }
 
     fn flush(&mut self) -> Result<(), crate::blkback::store::IoError> {

@@ -232,25 +232,35 @@ fn storage(images: &Images) -> Result<bool, String> {
         "figure", "Dom0", "guest", "guest/Dom0"
     );
     let mut ok = true;
-    for (id, what, unit) in st::FIGURES {
-        let d = st::value(&r.log, "dom0", id);
-        let g = st::value(&r.log, "guest", id);
-        let show = |v: Option<u64>| v.map_or("-".to_string(), |v| format!("{v} {unit}"));
-        let ratio = match (d, g) {
-            (Some(d), Some(g)) if d > 0 => format!("{:.2}", g as f64 / d as f64),
-            _ => {
-                ok = false;
-                "-".into()
-            }
-        };
-        println!("{what:<44} {:>10} {:>10} {ratio:>12}", show(d), show(g));
+    for &depth in st::DEPTHS {
+        for (id, what, unit) in st::FIGURES {
+            let d = st::value(&r.log, "dom0", id, depth);
+            let g = st::value(&r.log, "guest", id, depth);
+            let show = |v: Option<u64>| v.map_or("-".to_string(), |v| format!("{v} {unit}"));
+            let ratio = match (d, g) {
+                (Some(d), Some(g)) if d > 0 => format!("{:.2}", g as f64 / d as f64),
+                _ => {
+                    ok = false;
+                    "-".into()
+                }
+            };
+            let what = format!("{what}, depth {depth}");
+            println!("{what:<44} {:>10} {:>10} {ratio:>12}", show(d), show(g));
+        }
     }
     println!();
     println!(
-        "Both issue the same requests one at a time, depth 1 (256 KiB sequential over the first \
-         32 MiB, each one request: the guest's an indirect one of 64 segments; then 4 KiB random \
-         reads for 1 s); the guest's go through its ring, blkback (persistent grants, a \
-         machine-contiguous buffer) and Dom0's driver."
+        "Both issue the same requests with the same number in flight, the depth ({} in turn) \
+         (256 KiB sequential over the first 32 MiB, each one request: the guest's an indirect \
+         one of 64 segments; then 4 KiB random reads for 1 s). Dom0 keeps its requests on the \
+         virtqueue; the guest keeps them on its ring (blkfront submit/poll/complete), and \
+         blkback takes what is on the ring and gives it to Dom0's driver as one batch \
+         (persistent grants, a machine-contiguous buffer).",
+        st::DEPTHS
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     if !ok {
         eprintln!(
