@@ -591,8 +591,9 @@ impl P2m {
         while i < mfns.len() {
             let g = gfn + i as u64;
             let run = mfns.get(i..i + ENTRIES).filter(|run| {
-                g % ENTRIES as u64 == 0
-                    && run[0].0 % ENTRIES as u64 == 0
+                let mask = ENTRIES as u64 - 1;
+                g & mask == 0
+                    && run[0].0 & mask == 0
                     && run
                         .iter()
                         .enumerate()
