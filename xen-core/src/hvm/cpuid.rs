@@ -55,6 +55,8 @@ const NR_CACHE: usize = 6;
 /// Leaf 0xd subleaves kept (XSAVE components 0..=62).
 const NR_XSTATE: usize = 63;
 const NR_EXTD: usize = (MAX_EXTD - 0x8000_0000) as usize + 1;
+/// Widest guest-physical address offered (4-level NPT/EPT: 48 bits).
+pub const MAX_GUEST_PADDR_BITS: u32 = 48;
 /// Most vCPUs whose APIC ids (2 * i) fit leaf 1's 8-bit field.
 pub const MAX_VCPUS: u32 = 128;
 
@@ -316,6 +318,10 @@ impl HvmCpuidPolicy {
         extd[0][EAX] = MAX_EXTD;
         extd[1][ECX] &= !bits::E1C_HIDE;
         extd[7] = [0, 0, 0, extd[7][EDX] & bits::E7D_KEEP];
+        // Guest-physical width: at most the 48 bits a 4-level nested walk
+        // translates (Xen's `paging_max_paddr_bits` with HAP).
+        let pa = (extd[8][EAX] & 0xff).min(MAX_GUEST_PADDR_BITS);
+        extd[8][EAX] = (extd[8][EAX] & !0xff) | pa;
         extd[8][EBX] &= bits::E8B_KEEP;
         extd[8][EDX] = 0;
         extd[8][ECX] = if vendor.is_amd_like() {
@@ -345,6 +351,38 @@ impl HvmCpuidPolicy {
             }
         }
         size
+    }
+
+    /// Size of a compacted (XSAVEC) area for `xcr0`: components in order,
+    /// 64-byte aligned where leaf 0xd.i ECX[1] says so (SDM vol 1 §13.4.3).
+    fn compressed_size(&self, xcr0: u64) -> u32 {
+        let mut size: u32 = 512 + 64;
+        for (i, x) in self.xstate.iter().enumerate().skip(2) {
+            if xcr0 & (1 << i) != 0 {
+                if x[ECX] & 0b10 != 0 {
+                    size = size.saturating_add(63) & !63;
+                }
+                size = size.saturating_add(x[EAX]);
+            }
+        }
+        size
+    }
+
+    /// Guest physical address width (CPUID 0x80000008 EAX[7:0]).
+    pub fn phys_addr_bits(&self) -> u32 {
+        self.extd[8][EAX] & 0xff
+    }
+
+    /// Whether a CPUID feature bit is offered: `leaf` 1, 7 or 0x80000001,
+    /// register index 0..=3 (EAX..EDX), bit 0..=31.
+    pub fn has(&self, leaf: u32, reg: usize, bit: u32) -> bool {
+        let l = match leaf {
+            1 => self.basic[1],
+            7 => self.feat7,
+            0x8000_0001 => self.extd[1],
+            _ => return false,
+        };
+        bit < 32 && l.get(reg).is_some_and(|r| r & (1 << bit) != 0)
     }
 
     /// The host's vendor.
@@ -409,6 +447,10 @@ impl HvmCpuidPolicy {
                 let mut r = self.xstate.get(subleaf as usize).copied().unwrap_or(EMPTY);
                 if subleaf == 0 && r != EMPTY {
                     r[EBX] = Self::xsave_size_of(&self.xstate, v.xcr0 & self.xcr0_mask);
+                }
+                if subleaf == 1 && r[EAX] & (1 << 1) != 0 {
+                    // XSAVEC: compacted size for XCR0 (no XSS states offered).
+                    r[EBX] = self.compressed_size(v.xcr0 & self.xcr0_mask);
                 }
                 r
             }
@@ -502,7 +544,7 @@ mod tests {
         h.insert((0x8000_0000, 0), [0x8000_0021, 0, 0, 0]);
         h.insert((0x8000_0001, 0), [0, 0, !0, !0]);
         h.insert((0x8000_0007, 0), [0, 0, 0, !0]);
-        h.insert((0x8000_0008, 0), [0x3030, !0, 0x3f, 0]);
+        h.insert((0x8000_0008, 0), [0x3034, !0, 0x3f, 0]);
         h
     }
 
@@ -611,7 +653,13 @@ mod tests {
             assert_eq!(d0[EBX], 576);
             let vc3 = VcpuCpuidState { xcr0: 0x7, ..vc };
             assert_eq!(p.lookup(&vc3, 0xd, 0)[EBX], 832);
-            assert_eq!(p.lookup(&vc, 0xd, 1), [0x7, 0, 0, 0]);
+            // XSAVEC compacted size: 576 + AVX 256 (+ AVX-512 aligned).
+            assert_eq!(p.lookup(&vc3, 0xd, 1), [0x7, 832, 0, 0]);
+            assert_eq!(p.lookup(&vc, 0xd, 1), [0x7, 576, 0, 0]);
+            let vc4 = VcpuCpuidState { xcr0: 0xe7, ..vc };
+            assert_eq!(p.lookup(&vc4, 0xd, 1)[EBX], 832 + 64 + 512 + 1024);
+            assert_eq!(p.phys_addr_bits(), 48, "host 52 bits capped to 48");
+            assert!(p.has(1, ECX, 31) && !p.has(1, ECX, 5) && !p.has(9, 0, 0));
             assert_eq!(p.lookup(&vc, 0xd, 3), EMPTY);
             assert_eq!(p.lookup(&vc, 0xd, 999), EMPTY);
         }

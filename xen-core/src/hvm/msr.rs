@@ -186,6 +186,30 @@ pub struct MsrPolicy {
     pub ucode_rev: u64,
 }
 
+impl MsrPolicy {
+    /// The policy matching a domain's CPUID view, plus the two host values
+    /// Xen shows (IA32_MISC_ENABLE, the microcode revision).
+    pub fn from_cpuid(
+        cpuid: &super::cpuid::HvmCpuidPolicy,
+        host_misc_enable: u64,
+        ucode_rev: u64,
+    ) -> Self {
+        const E1: u32 = 0x8000_0001;
+        Self {
+            intel: !cpuid.vendor().is_amd_like(),
+            lm: cpuid.has(E1, 3, 29),
+            syscall: cpuid.has(E1, 3, 11),
+            nx: cpuid.has(E1, 3, 20),
+            ffxsr: cpuid.vendor().is_amd_like() && cpuid.has(E1, 3, 25),
+            tce: cpuid.has(E1, 2, 17),
+            tsc_aux: cpuid.has(E1, 3, 27) || cpuid.has(7, 2, 22),
+            phys_addr_bits: cpuid.phys_addr_bits(),
+            host_misc_enable,
+            ucode_rev,
+        }
+    }
+}
+
 /// What the vCPU is doing, for EFER checks.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct GuestMsrCtx {
@@ -683,6 +707,35 @@ mod tests {
             paging: true,
         };
         assert_eq!(wrmsr(MSR_EFER, EFER_LME, &mut s, &p, &pg32), MsrAction::Gp);
+    }
+
+    #[test]
+    fn hvm_msr_policy_from_cpuid() {
+        use crate::hvm::cpuid::{HvmCpuidConfig, HvmCpuidPolicy};
+        let amd = |l: u32, _s: u32| match l {
+            0 => [1, 0x6874_7541, 0x444d_4163, 0x6974_6e65], // AuthenticAMD
+            0x8000_0000 => [0x8000_0008, 0, 0, 0],
+            0x8000_0001 => [
+                0,
+                0,
+                1 << 17 | 1 << 2,
+                1 << 29 | 1 << 11 | 1 << 20 | 1 << 25 | 1 << 27,
+            ],
+            0x8000_0008 => [0x3028, 0, 0, 0],
+            _ => [0; 4],
+        };
+        let c = HvmCpuidPolicy::from_host(amd, HvmCpuidConfig::default());
+        let p = MsrPolicy::from_cpuid(&c, 0, 0);
+        assert!(!p.intel && p.lm && p.syscall && p.nx && p.ffxsr && p.tce && p.tsc_aux);
+        assert_eq!(p.phys_addr_bits, 40);
+        let bare = HvmCpuidPolicy::from_host(|_, _| [0; 4], HvmCpuidConfig::default());
+        let p = MsrPolicy::from_cpuid(&bare, 0, 0);
+        assert!(!p.lm && !p.nx && !p.tsc_aux);
+        let ctx = GuestMsrCtx::default();
+        assert_eq!(
+            wrmsr(MSR_EFER, EFER_LME, &mut MsrState::default(), &p, &ctx),
+            MsrAction::Gp
+        );
     }
 
     #[test]

@@ -17,6 +17,9 @@
 //! new ASID / `TLB_CONTROL` on SVM) after any operation that removes a
 //! mapping or reduces its permissions ([`P2m::unmap`], [`P2m::map`] over an
 //! existing entry, [`P2m::set_readonly_range`]); the module never does.
+//! Table frames given to [`TableMemory::free_table`] may still sit in the
+//! hardware's paging-structure caches: the glue must not reuse them before
+//! that flush.
 //! Tables emptied by `unmap` stay linked until `destroy` (no merging).
 
 use crate::mm::Mfn;
