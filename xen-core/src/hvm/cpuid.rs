@@ -16,7 +16,11 @@
 //! - leaf 1 ECX[31] (hypervisor) set; VMX, SVM, SMX and everything whose MSRs
 //!   [`super::msr`] refuses (MCE/MCA, DS/PEBS, thermal, SPEC_CTRL family,
 //!   ARCH_CAPABILITIES, TSC_ADJUST, XSS, perf counters) hidden, so an OS that
-//!   trusts CPUID never takes a #GP on an MSR it was promised;
+//!   trusts CPUID never takes a #GP on an MSR it was promised (DEVIATION:
+//!   Xen 4.17 virtualises SPEC_CTRL/PRED_CMD, MCE banks and TSC_ADJUST and
+//!   so offers those features);
+//! - leaf 6 says only ARAT, leaves 3, 5, 8..0xa, 0xc read as zeros; the
+//!   guest-physical width is capped at 48 bits (4-level nested paging);
 //! - APIC ids are `2 * vcpu_id` (leaf 1 EBX[31:24], leaf 0xb EDX) and the
 //!   topology leaves describe N single-threaded cores of a 2-thread-per-core
 //!   package, which is what Xen's legacy topology ends up saying.
@@ -62,6 +66,8 @@ pub const MAX_VCPUS: u32 = 128;
 
 /// Feature bits by leaf and register (Intel SDM vol 2A "CPUID"; AMD APM vol 3 appendix E).
 pub mod bits {
+    /// Leaf 6 EAX: APIC timer always running (ARAT).
+    pub const L6A_ARAT: u32 = 1 << 2;
     /// Leaf 1 ECX: MONITOR/MWAIT.
     pub const L1C_MONITOR: u32 = 1 << 3;
     /// Leaf 1 ECX: VMX.
@@ -258,6 +264,9 @@ impl HvmCpuidPolicy {
         l1[EBX] = (l1[EBX] & 0xffff) | ((2 * n).min(255) << 16);
         basic[1] = l1;
         basic[2] = hb(2, 0);
+        // Leaf 6: only ARAT (EAX[2]): the vLAPIC timer never stops in a C-state.
+        // DEVIATION: Xen 4.17 offers HVM guests no leaf-6 bits (KVM sets ARAT).
+        basic[6] = [bits::L6A_ARAT, 0, 0, 0];
 
         let core_bits = ceil_log2(n);
         let mut cache = [EMPTY; NR_CACHE];
@@ -632,6 +641,9 @@ mod tests {
             assert_eq!(p.lookup(&vc, 0x8000_0009, 0), EMPTY);
             assert_eq!(p.lookup(&vc, 0, 0)[EAX], 0xd);
             assert_eq!(p.lookup(&vc, 0xe, 0), EMPTY);
+            assert_eq!(p.lookup(&vc, 6, 0), [bits::L6A_ARAT, 0, 0, 0]);
+            assert_eq!(p.lookup(&vc, 5, 0), EMPTY, "no MONITOR leaf");
+            assert_eq!(p.lookup(&vc, 0xa, 0), EMPTY, "no PMU");
             assert_eq!(p.lookup(&vc, 0x16, 0), EMPTY);
             // Leaf 7: no SPEC_CTRL family, TSC_ADJUST, SGX, PT.
             let l7 = p.lookup(&vc, 7, 0);
