@@ -512,9 +512,12 @@ impl P2m {
             let aligned = g & !(ENTRIES as u64 - 1);
             let whole_2m = aligned == g && end - g >= ENTRIES as u64;
             // Look at the level-2 entry without splitting first.
-            let Some(l2) = self.table_for_nosplit(mem, g)? else {
-                g = aligned + ENTRIES as u64; // no level-2 table: skip the hole
-                continue;
+            let l2 = match self.table_for_nosplit(mem, g)? {
+                Ok(t) => t,
+                Err(next) => {
+                    g = next; // skip the hole the missing table leaves
+                    continue;
+                }
             };
             let e2 = mem.read_entry(l2, index(g, 2));
             if !self.present(e2) {
@@ -542,20 +545,27 @@ impl P2m {
         Ok(())
     }
 
-    /// The level-2 table covering `gfn` without creating or splitting.
-    fn table_for_nosplit(&self, mem: &impl TableMemory, gfn: u64) -> Result<Option<Mfn>, P2mError> {
+    /// The level-2 table covering `gfn` without creating or splitting, or
+    /// (inner `Err`) the first gfn after the hole a missing table leaves.
+    fn table_for_nosplit(
+        &self,
+        mem: &impl TableMemory,
+        gfn: u64,
+    ) -> Result<Result<Mfn, u64>, P2mError> {
         let mut table = self.root;
         for lvl in [4u32, 3] {
             let e = mem.read_entry(table, index(gfn, lvl));
             if !self.present(e) {
-                return Ok(None);
+                // An entry at `lvl` covers 2^(9 * (lvl - 1)) frames.
+                let span = 1u64 << (9 * (lvl - 1));
+                return Ok(Err((gfn & !(span - 1)) + span));
             }
             if self.large(e) {
                 return Err(P2mError::Corrupt);
             }
             table = Self::child(e);
         }
-        Ok(Some(table))
+        Ok(Ok(table))
     }
 
     fn write_protect(&self, e: u64) -> Result<u64, P2mError> {
@@ -940,9 +950,11 @@ mod tests {
                 P2mType::MmioDirect,
             )
             .unwrap();
-            // Whole first 2 MiB, half of the second, the MMIO page, holes.
+            // Whole first 2 MiB, half of the second, the MMIO page, holes
+            // (the whole guest-physical space: must skip empty subtrees).
             p.set_readonly_range(&mut mem, 0, 0x300).unwrap();
-            p.set_readonly_range(&mut mem, 0x400, 0x10_0000).unwrap();
+            p.set_readonly_range(&mut mem, 0x400, GFN_LIMIT - 0x400)
+                .unwrap();
             let e = p.lookup(&mem, 0x10).unwrap();
             assert_eq!(
                 (e.order, e.perms, e.kind),
