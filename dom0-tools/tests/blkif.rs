@@ -497,10 +497,15 @@ fn a_disk_spec_from_xl_cfg_becomes_a_connected_vbd() {
     assert_eq!(info.sectors, 256);
 }
 
-/// A store that logs what blkback asks of it: `batch N` or `flush`.
+/// A store with a queue that logs what blkback asks of it (`submit`,
+/// `flush`, `complete N`): submitted reads and writes stay in flight
+/// until it waits (`wait_any`) or `auto` is set.
 struct Logged {
     disk: Rc<RefCell<MemDisk>>,
     log: Rc<RefCell<Vec<String>>>,
+    queue: Rc<RefCell<Vec<blkback::OwnedIo>>>,
+    ready: Rc<std::cell::Cell<usize>>,
+    auto: Rc<std::cell::Cell<bool>>,
 }
 
 impl blkback::BlockStore for Logged {
@@ -516,12 +521,48 @@ impl blkback::BlockStore for Logged {
         self.disk.borrow_mut().write(sector, data)
     }
     fn flush(&mut self) -> Result<(), blkback::IoError> {
+        assert!(self.queue.borrow().is_empty(), "flush with I/O in flight");
         self.log.borrow_mut().push("flush".into());
         self.disk.borrow_mut().flush()
     }
-    fn batch(&mut self, ios: &mut [blkback::StoreIo<'_>]) -> Vec<Result<(), blkback::IoError>> {
-        self.log.borrow_mut().push(format!("batch {}", ios.len()));
-        self.disk.borrow_mut().batch(ios)
+    fn submit(&mut self, io: blkback::OwnedIo) -> blkback::Submitted {
+        self.log.borrow_mut().push("submit".into());
+        self.queue.borrow_mut().push(io);
+        blkback::Submitted::InFlight
+    }
+    fn poll_completed(
+        &mut self,
+        owner: u64,
+    ) -> Vec<(blkback::OwnedIo, Result<(), blkback::IoError>)> {
+        let n = if self.auto.get() {
+            self.queue.borrow().len()
+        } else {
+            self.ready.replace(0)
+        };
+        if n == 0 {
+            return Vec::new();
+        }
+        self.log.borrow_mut().push(format!("complete {n}"));
+        let ios: Vec<_> = self.queue.borrow_mut().drain(..n).collect();
+        ios.into_iter()
+            .map(|mut io| {
+                assert_eq!(io.owner, owner);
+                let mut d = self.disk.borrow_mut();
+                let b = &mut io.buf.bytes()[..io.len];
+                let r = if io.write {
+                    d.write(io.sector, b)
+                } else {
+                    d.read(io.sector, b)
+                };
+                (io, r)
+            })
+            .collect()
+    }
+    fn outstanding(&self, _owner: u64) -> usize {
+        self.queue.borrow().len()
+    }
+    fn wait_any(&mut self) {
+        self.ready.set(self.queue.borrow().len());
     }
 }
 
@@ -532,6 +573,7 @@ fn queued_requests_go_to_the_store_as_batches_split_at_flushes() {
     let disk = Rc::new(RefCell::new(MemDisk::new(4096)));
     disk.borrow_mut().bad_sector = Some(4000);
     let log = Rc::new(RefCell::new(Vec::new()));
+    let auto = Rc::new(std::cell::Cell::new(false));
     let xs = guest_xs(&w, 1);
     let devid = add_disk(
         &w,
@@ -541,6 +583,9 @@ fn queued_requests_go_to_the_store_as_batches_split_at_flushes() {
         Logged {
             disk: disk.clone(),
             log: log.clone(),
+            queue: Rc::default(),
+            ready: Rc::default(),
+            auto: auto.clone(),
         },
     );
     let mut g = Guest {
@@ -565,7 +610,34 @@ fn queued_requests_go_to_the_store_as_batches_split_at_flushes() {
         g.front.submit(h, Op::Write, 512, 128, Some(&c)).unwrap(),
     ];
     w.borrow_mut().run();
-    assert_eq!(*log.borrow(), ["batch 4", "flush", "batch 2"]);
+    // The reads and writes before the flush go to the store one by one
+    // as they come off the ring; the flush waits for all four; the two
+    // after it stay in flight until the store finishes them.
+    assert_eq!(
+        *log.borrow(),
+        [
+            "submit",
+            "submit",
+            "submit",
+            "submit",
+            "complete 4",
+            "flush",
+            "submit",
+            "submit"
+        ]
+    );
+    assert_eq!(w.borrow().back.get(1, devid).unwrap().in_flight(), 2);
+    g.front.poll().unwrap();
+    for &id in &ids[5..] {
+        assert_eq!(g.front.complete(id, None), None, "answered while in flight");
+    }
+    auto.set(true);
+    {
+        let mut d = w.borrow_mut();
+        let d = &mut *d;
+        d.back.service(&mut d.xs, &mut d.host);
+    }
+    assert_eq!(log.borrow().last().map(String::as_str), Some("complete 2"));
     g.front.poll().unwrap();
     let mut r = vec![0u8; 4096];
     let mut res = Vec::new();

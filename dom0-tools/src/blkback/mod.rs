@@ -14,10 +14,11 @@
 //! - [`request`] validates and executes each request against a
 //!   [`BlockStore`] ([`store`]), moving data through persistently mapped
 //!   grants or grant copies. [`Vbd::process`] takes every request on the
-//!   ring (up to [`DEPTH`]) and gives their reads and writes to the store
-//!   as one batch ([`BlockStore::batch`]: a device with a queue keeps them
-//!   all in flight); a flush, barrier or discard waits for everything
-//!   before it.
+//!   ring while fewer than [`DEPTH`] are in flight, gives each read or
+//!   write to the store at once ([`BlockStore::submit`]: a device with a
+//!   queue keeps them in flight) and answers each as it completes; a
+//!   flush, barrier or discard waits for everything before it. A device
+//!   going away waits for its I/O before its grants and buffers go.
 //! - [`Blkback`] holds every device and routes event-channel ports.
 //! - [`toolstack`] writes the nodes libxl writes for a `disk = [...]` entry
 //!   (from a [`DiskSpec`](crate::xlcfg::disk::DiskSpec)).
@@ -59,7 +60,7 @@ pub mod store;
 pub mod toolstack;
 
 pub use request::{Limits, Stats};
-pub use store::{BlockStore, IoError, MemDisk, Slice, StoreIo};
+pub use store::{BlockStore, IoError, MemDisk, OwnedIo, Slice, StoreIo, Submitted};
 
 /// Where Dom0's vbd back-ends live.
 pub const BACKEND_ROOT: &str = "/local/domain/0/backend/vbd";
@@ -74,8 +75,7 @@ pub const MAX_PERSISTENT: usize = 512;
 /// Requests handled per device per [`Blkback::on_event`] call before
 /// giving other devices a turn.
 pub const BATCH: usize = 64;
-/// Requests a device takes off its ring at once and gives the store as
-/// one batch (their data I/O in flight together).
+/// Reads and writes a device keeps in flight on its store.
 pub const DEPTH: usize = 32;
 
 /// A grant operation failed (bad reference, not granted to us, read-only,
@@ -141,10 +141,16 @@ pub trait GrantMapper {
 pub trait IoBuf {
     /// All of it.
     fn bytes(&mut self) -> &mut [u8];
+    /// Itself, for a store that does DMA to tell buffer types it knows
+    /// keep their memory in place (the disk's queue only takes those).
+    fn as_any(&mut self) -> &mut dyn core::any::Any;
 }
 
 impl IoBuf for Vec<u8> {
     fn bytes(&mut self) -> &mut [u8] {
+        self
+    }
+    fn as_any(&mut self) -> &mut dyn core::any::Any {
         self
     }
 }
@@ -183,6 +189,13 @@ pub fn frontend_path(domid: u16, devid: u32) -> String {
     format!("/local/domain/{domid}/device/vbd/{devid}")
 }
 
+/// Owner names for [`Vbd`]s' I/Os.
+static NEXT_OWNER: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(1);
+
+/// Most bytes of data a device keeps in flight on its store (past one
+/// request).
+pub const FLIGHT_BYTES: usize = request::BATCH_BYTES;
+
 struct Conn<P> {
     ring: BackRing<P>,
     port: u32,
@@ -215,9 +228,22 @@ pub struct Vbd<P> {
     /// which stay mapped here (up to [`MAX_PERSISTENT`]) until the ring is
     /// disconnected.
     persistent: Option<BTreeMap<GrantRef, P>>,
-    /// The data buffer, grown to the largest batch seen (at most
-    /// [`request::BATCH_BYTES`]) and kept while connected.
+    /// The data buffer of requests run one at a time (barriers with
+    /// data), grown to the largest seen and kept while connected.
     buf: Option<Box<dyn IoBuf>>,
+    /// This device's name for its I/Os on the store (which others may
+    /// share).
+    owner: u64,
+    /// The tag of the next I/O.
+    next_tag: u64,
+    /// Reads and writes on the store, by tag.
+    flights: BTreeMap<u64, request::Flight>,
+    /// Their bytes.
+    flight_bytes: usize,
+    /// Data buffers for them.
+    pool: request::Pool,
+    /// Responses put on the ring and not pushed yet.
+    unpushed: usize,
     stats: Stats,
     /// Requests answered.
     requests: u64,
@@ -243,6 +269,12 @@ impl<P: SharedPage> Vbd<P> {
             conn: None,
             persistent: None,
             buf: None,
+            owner: NEXT_OWNER.fetch_add(1, core::sync::atomic::Ordering::Relaxed),
+            next_tag: 0,
+            flights: BTreeMap::new(),
+            flight_bytes: 0,
+            pool: request::Pool::default(),
+            unpushed: 0,
             stats: Stats::default(),
             requests: 0,
             gone: false,
@@ -560,7 +592,12 @@ impl<P: SharedPage> Vbd<P> {
     where
         H: GrantMapper<Page = P> + EventChannels + ?Sized,
     {
+        // The device may still be reading or writing our buffers (and, at
+        // completion, a read's data would go to the frontend's pages):
+        // wait for every I/O and answer none.
+        self.drain(None, host);
         self.buf = None;
+        self.pool.clear();
         for (_, p) in self.persistent.take().unwrap_or_default() {
             host.unmap_persistent(p);
         }
@@ -572,70 +609,221 @@ impl<P: SharedPage> Vbd<P> {
         }
     }
 
-    /// Answers up to [`BATCH`] requests, in batches of up to [`DEPTH`]
-    /// ([`request::handle_batch`]), and notifies the frontend if it
-    /// asked. A ring the frontend corrupted disconnects the device.
+    /// Answers the I/Os the store finished: with `lim`, by their
+    /// responses on the ring; without, dropped (the device is going).
+    /// How many.
+    fn reap<H>(&mut self, lim: Option<&Limits>, host: &mut H) -> usize
+    where
+        H: GrantMapper<Page = P> + EventChannels + ?Sized,
+    {
+        let list = self.store.poll_completed(self.owner);
+        let n = list.len();
+        for (mut io, r) in list {
+            let Some(f) = self.flights.remove(&io.tag) else {
+                continue;
+            };
+            self.flight_bytes = self.flight_bytes.saturating_sub(f.len);
+            if let (Some(lim), Some(conn)) = (lim, self.conn.as_mut()) {
+                let rsp = request::finish(
+                    lim,
+                    host,
+                    self.persistent.as_mut(),
+                    &mut self.stats,
+                    &f,
+                    &mut io,
+                    r,
+                );
+                conn.ring.put_response(&rsp);
+                self.unpushed += 1;
+                self.requests += 1;
+            }
+            self.pool.give(io.buf);
+        }
+        n
+    }
+
+    /// Waits for every I/O of this device on the store (answering them
+    /// as [`Vbd::reap`]).
+    fn drain<H>(&mut self, lim: Option<&Limits>, host: &mut H)
+    where
+        H: GrantMapper<Page = P> + EventChannels + ?Sized,
+    {
+        // A store that never finishes what it took would hang us: give
+        // up after this many empty waits (its buffers stay with it).
+        let mut patience = 1_000_000u32;
+        while !self.flights.is_empty() || self.store.outstanding(self.owner) > 0 {
+            if self.reap(lim, host) == 0 {
+                if patience == 0 {
+                    log::error!(
+                        "blkback d{} {}: {} I/Os never completed",
+                        self.domid,
+                        self.devid,
+                        self.flights.len()
+                    );
+                    self.flights.clear();
+                    self.flight_bytes = 0;
+                    return;
+                }
+                patience -= 1;
+                self.store.wait_any();
+            }
+        }
+    }
+
+    /// Gives a prepared read or write to the store; answers it at once if
+    /// the store finished it already. A full queue (other devices' I/O)
+    /// is waited out.
+    fn start<H>(&mut self, lim: &Limits, host: &mut H, f: request::Flight, io: OwnedIo)
+    where
+        H: GrantMapper<Page = P> + EventChannels + ?Sized,
+    {
+        let mut io = io;
+        let mut tries = 0u32;
+        loop {
+            let (mut back, r) = match self.store.submit(io) {
+                Submitted::InFlight => {
+                    self.flight_bytes += f.len;
+                    self.flights.insert(self.next_tag, f);
+                    self.next_tag = self.next_tag.wrapping_add(1);
+                    return;
+                }
+                Submitted::Done(back, r) => (back, r),
+                Submitted::Busy(back) if tries < 1000 => {
+                    tries += 1;
+                    self.store.wait_any();
+                    self.reap(Some(lim), host);
+                    io = back;
+                    continue;
+                }
+                Submitted::Busy(back) => (back, Err(IoError::Io)),
+            };
+            if let Some(conn) = self.conn.as_mut() {
+                let rsp = request::finish(
+                    lim,
+                    host,
+                    self.persistent.as_mut(),
+                    &mut self.stats,
+                    &f,
+                    &mut back,
+                    r,
+                );
+                conn.ring.put_response(&rsp);
+                self.unpushed += 1;
+                self.requests += 1;
+            }
+            self.pool.give(back.buf);
+            return;
+        }
+    }
+
+    /// Pushes the responses put on the ring, notifying the frontend if it
+    /// asked.
+    fn push<H>(&mut self, host: &mut H)
+    where
+        H: EventChannels + ?Sized,
+    {
+        if self.unpushed == 0 {
+            return;
+        }
+        self.unpushed = 0;
+        if let Some(conn) = self.conn.as_mut() {
+            if conn.ring.push_responses() {
+                host.notify(conn.port);
+            }
+        }
+    }
+
+    /// Answers the reads and writes the store finished, then takes
+    /// requests off the ring (up to [`BATCH`] per call) while fewer than
+    /// [`DEPTH`] (and [`FLIGHT_BYTES`]) are in flight: each read or write
+    /// goes to the store at once ([`BlockStore::submit`]) and is answered
+    /// when it completes (a later call, when the store's interrupt woke
+    /// Dom0); a flush, barrier or discard first waits for everything
+    /// before it. Answers are pushed (and the frontend notified, if it
+    /// asked) per batch of completions. A ring the frontend corrupted
+    /// disconnects the device (after its I/O finished).
     pub fn process<X, H>(&mut self, xs: &mut X, host: &mut H) -> Processed
     where
         X: XsAccess + ?Sized,
         H: GrantMapper<Page = P> + EventChannels + ?Sized,
     {
         let mut done = Processed::default();
-        let lim = self.limits();
-        let Some(conn) = self.conn.as_mut() else {
+        if self.conn.is_none() {
             return done;
-        };
+        }
+        let lim = self.limits();
+        let before = self.requests;
         let mut broken = None;
-        let mut batch = Vec::with_capacity(DEPTH);
+        let mut taken = 0usize;
         loop {
-            // Everything on the ring now (up to DEPTH) goes to the store
-            // together.
-            batch.clear();
-            let mut drained = false;
-            while batch.len() < DEPTH && done.requests + batch.len() < BATCH {
-                match conn.ring.next_request() {
-                    Ok(Some(e)) => batch.push(e),
-                    // Answer what we have before looking again.
-                    Ok(None) if !batch.is_empty() => break,
-                    Ok(None) => {
-                        if !conn.ring.final_check_for_requests() {
-                            drained = true;
-                            break;
-                        }
-                    }
-                    Err(e) => {
-                        broken = Some(e);
-                        break;
-                    }
-                }
-            }
-            let rs = request::handle_batch(
-                &lim,
-                host,
-                &mut *self.store,
-                self.persistent.as_mut(),
-                &mut self.buf,
-                &mut self.stats,
-                &batch,
-            );
-            for r in &rs {
-                conn.ring.put_response(r);
-            }
-            // Each batch's answers go out at once (one notification, if
-            // the frontend asked): it can queue more while we look again.
-            if !rs.is_empty() && conn.ring.push_responses() {
-                host.notify(conn.port);
-            }
-            done.requests += rs.len();
-            self.requests += rs.len() as u64;
-            if broken.is_some() || drained {
+            self.reap(Some(&lim), host);
+            self.push(host);
+            if self.flights.len() >= DEPTH
+                || (!self.flights.is_empty() && self.flight_bytes >= FLIGHT_BYTES)
+            {
+                // Full: the next completion brings us back.
                 break;
             }
-            if done.requests >= BATCH {
+            if taken >= BATCH {
                 done.more = true;
                 break;
             }
+            let Some(conn) = self.conn.as_mut() else {
+                break;
+            };
+            let e = match conn.ring.next_request() {
+                Ok(Some(e)) => e,
+                Ok(None) => {
+                    if conn.ring.final_check_for_requests() {
+                        continue;
+                    }
+                    break;
+                }
+                Err(e) => {
+                    broken = Some(e);
+                    break;
+                }
+            };
+            taken += 1;
+            let tag = self.next_tag;
+            match request::prepare(
+                &lim,
+                host,
+                self.persistent.as_mut(),
+                &mut self.pool,
+                &mut self.stats,
+                &e,
+                self.owner,
+                tag,
+            ) {
+                request::Prepared::Answer(rsp) => {
+                    conn.ring.put_response(&rsp);
+                    self.unpushed += 1;
+                    self.requests += 1;
+                }
+                request::Prepared::Ordered => {
+                    // Everything before it first.
+                    self.drain(Some(&lim), host);
+                    let rsp = request::handle(
+                        &lim,
+                        host,
+                        &mut *self.store,
+                        self.persistent.as_mut(),
+                        &mut self.buf,
+                        &mut self.stats,
+                        &e,
+                    );
+                    if let Some(conn) = self.conn.as_mut() {
+                        conn.ring.put_response(&rsp);
+                        self.unpushed += 1;
+                        self.requests += 1;
+                    }
+                }
+                request::Prepared::Io(f, io) => self.start(&lim, host, f, io),
+            }
         }
+        self.push(host);
+        done.requests = (self.requests - before) as usize;
         if let Some(e) = broken {
             self.disconnect(host);
             self.fatal(xs, format!("bogus ring requests ({e:?}): halting"));
@@ -643,6 +831,11 @@ impl<P: SharedPage> Vbd<P> {
             done.disconnected = true;
         }
         done
+    }
+
+    /// Reads and writes of this device in flight on its store.
+    pub fn in_flight(&self) -> usize {
+        self.flights.len()
     }
 }
 

@@ -21,7 +21,7 @@ use zerocopy::FromBytes;
 
 use alloc::boxed::Box;
 
-use super::store::{BlockStore, IoError, StoreIo};
+use super::store::{BlockStore, IoError, OwnedIo, StoreIo};
 use super::{CopySeg, GrantMapper, IoBuf, MAX_PERSISTENT};
 use pv_guest_lib::grant::GrantRef;
 
@@ -93,6 +93,12 @@ impl From<IoError> for Fail {
 
 /// The response to request `e` with result `r` (counted in `stats`).
 fn respond(e: &BlkifSringEntry, r: Result<(), Fail>, stats: &mut Stats) -> BlkifResponse {
+    // `id` sits at offset 8 in every request layout.
+    respond_to(e.req.id, e.req.operation, r, stats)
+}
+
+/// The response to request `id` (operation `operation`) with result `r`.
+fn respond_to(id: u64, operation: u8, r: Result<(), Fail>, stats: &mut Stats) -> BlkifResponse {
     let status = match r {
         Ok(()) => BlkifRsp::Okay,
         Err(Fail::Error) => {
@@ -104,10 +110,9 @@ fn respond(e: &BlkifSringEntry, r: Result<(), Fail>, stats: &mut Stats) -> Blkif
             BlkifRsp::Eopnotsupp
         }
     };
-    // `id` sits at offset 8 in every request layout.
     BlkifResponse {
-        id: e.req.id,
-        operation: e.req.operation,
+        id,
+        operation,
         status: status as i16,
         ..Default::default()
     }
@@ -339,6 +344,167 @@ fn run_staged<G: GrantMapper + ?Sized, S: BlockStore + ?Sized>(
         }
         out[s.slot] = Some(respond(&es[s.slot], r, stats));
     }
+}
+
+// ---- Streaming: one request at a time, in flight on the store ----------------
+
+/// Free data buffers a device keeps for its requests in flight.
+#[derive(Default)]
+pub struct Pool {
+    free: Vec<Box<dyn IoBuf>>,
+}
+
+/// Buffers a [`Pool`] keeps.
+const POOL_KEEP: usize = 16;
+
+impl Pool {
+    /// A buffer of at least `len` bytes (contents undefined: a read
+    /// overwrites it, a write fills it first).
+    pub fn take<G: GrantMapper + ?Sized>(&mut self, grants: &mut G, len: usize) -> Box<dyn IoBuf> {
+        let best = self
+            .free
+            .iter_mut()
+            .enumerate()
+            .map(|(k, b)| (k, b.bytes().len()))
+            .filter(|&(_, n)| n >= len)
+            .min_by_key(|&(_, n)| n);
+        match best {
+            Some((k, _)) => self.free.swap_remove(k),
+            None => grants.io_buf(len.next_power_of_two().max(4096)),
+        }
+    }
+
+    /// Gives a buffer back (kept if there is room, or if it is bigger
+    /// than the smallest kept one).
+    pub fn give(&mut self, mut b: Box<dyn IoBuf>) {
+        if self.free.len() < POOL_KEEP {
+            self.free.push(b);
+            return;
+        }
+        let n = b.bytes().len();
+        let small = self
+            .free
+            .iter_mut()
+            .enumerate()
+            .map(|(k, b)| (k, b.bytes().len()))
+            .min_by_key(|&(_, n)| n);
+        if let Some((k, m)) = small {
+            if m < n {
+                self.free[k] = b;
+            }
+        }
+    }
+
+    /// Drops every buffer.
+    pub fn clear(&mut self) {
+        self.free.clear();
+    }
+}
+
+/// A read or write on the store: what answering it needs.
+#[derive(Debug)]
+pub struct Flight {
+    id: u64,
+    operation: u8,
+    write: bool,
+    copies: Vec<CopySeg>,
+    total: u64,
+    /// Bytes of data.
+    pub len: usize,
+}
+
+/// What to do with a request taken off the ring ([`prepare`]).
+pub enum Prepared {
+    /// Answered already (it was bad).
+    Answer(BlkifResponse),
+    /// Not a read or write: after everything before it, through
+    /// [`handle`].
+    Ordered,
+    /// A read or write to give the store ([`BlockStore::submit`]), its
+    /// data fetched if a write; [`finish`] answers it.
+    Io(Flight, OwnedIo),
+}
+
+/// Validates request `e` and, for a read or write, takes it a buffer
+/// from `pool` (filled from the frontend's pages for a write) and makes
+/// it `owner`'s I/O `tag`.
+#[allow(clippy::too_many_arguments)]
+pub fn prepare<G: GrantMapper + ?Sized>(
+    lim: &Limits,
+    grants: &mut G,
+    mut pmaps: Option<&mut PMap<G::Page>>,
+    pool: &mut Pool,
+    stats: &mut Stats,
+    e: &BlkifSringEntry,
+    owner: u64,
+    tag: u64,
+) -> Prepared {
+    let Some(plan) = plan_data(lim, grants, pmaps.as_deref_mut(), stats, e) else {
+        return Prepared::Ordered;
+    };
+    let (write, sector, copies, total) = match plan {
+        Ok(p) => p,
+        Err(f) => return Prepared::Answer(respond(e, Err(f), stats)),
+    };
+    let len = total as usize * BLKIF_SECTOR_SIZE;
+    let mut buf = pool.take(grants, len);
+    if write {
+        let r = match buf.bytes().get_mut(..len) {
+            Some(region) => fetch(lim, grants, pmaps, &copies, region),
+            None => Err(Fail::Error),
+        };
+        if let Err(f) = r {
+            pool.give(buf);
+            return Prepared::Answer(respond(e, Err(f), stats));
+        }
+    }
+    let io = OwnedIo {
+        owner,
+        tag,
+        write,
+        sector,
+        len,
+        buf,
+    };
+    let f = Flight {
+        id: e.req.id,
+        operation: e.req.operation,
+        write,
+        copies,
+        total,
+        len,
+    };
+    Prepared::Io(f, io)
+}
+
+/// Answers a read or write the store finished with `r`: a read's data
+/// goes out to the frontend's pages first.
+pub fn finish<G: GrantMapper + ?Sized>(
+    lim: &Limits,
+    grants: &mut G,
+    pmaps: Option<&mut PMap<G::Page>>,
+    stats: &mut Stats,
+    f: &Flight,
+    io: &mut OwnedIo,
+    r: Result<(), IoError>,
+) -> BlkifResponse {
+    let mut r = r.map_err(Fail::from);
+    if r.is_ok() {
+        if f.write {
+            stats.writes += 1;
+            stats.sectors_written += f.total;
+        } else {
+            r = match io.buf.bytes().get(..f.len) {
+                Some(data) => deliver(lim, grants, pmaps, &f.copies, data),
+                None => Err(Fail::Error),
+            };
+            if r.is_ok() {
+                stats.reads += 1;
+                stats.sectors_read += f.total;
+            }
+        }
+    }
+    respond_to(f.id, f.operation, r, stats)
 }
 
 /// A read or write: (write, sector, segments, sectors).

@@ -54,6 +54,61 @@ impl StoreIo<'_> {
     }
 }
 
+/// One read or write handed to a store to run in the background
+/// ([`BlockStore::submit`]), owning its buffer: the store keeps it, and
+/// nobody else can touch the buffer, until it hands the I/O back
+/// ([`BlockStore::poll_completed`]).
+pub struct OwnedIo {
+    /// Who submitted it (a store shared by several devices hands each its
+    /// own completions only).
+    pub owner: u64,
+    /// The submitter's name for it.
+    pub tag: u64,
+    /// A write (else a read).
+    pub write: bool,
+    /// The 512-byte sector it starts at.
+    pub sector: u64,
+    /// Bytes moved: the first `len` of `buf`.
+    pub len: usize,
+    /// The data (read into, or written from).
+    pub buf: alloc::boxed::Box<dyn super::IoBuf>,
+}
+
+impl core::fmt::Debug for OwnedIo {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "OwnedIo({}/{} {} {}+{})",
+            self.owner,
+            self.tag,
+            if self.write { "w" } else { "r" },
+            self.sector,
+            self.len
+        )
+    }
+}
+
+/// What [`BlockStore::submit`] did with an I/O.
+#[derive(Debug)]
+pub enum Submitted {
+    /// On the device: it comes back from [`BlockStore::poll_completed`].
+    InFlight,
+    /// Done already (a store without a queue), with its result.
+    Done(OwnedIo, Result<(), IoError>),
+    /// The device's queue is full: try again after a completion.
+    Busy(OwnedIo),
+}
+
+/// Runs `io` now on `store`'s blocking calls.
+pub fn run_now<S: BlockStore + ?Sized>(store: &mut S, mut io: OwnedIo) -> Submitted {
+    let r = match io.buf.bytes().get_mut(..io.len) {
+        Some(b) if io.write => store.write(io.sector, b),
+        Some(b) => store.read(io.sector, b),
+        None => Err(IoError::Io),
+    };
+    Submitted::Done(io, r)
+}
+
 /// Sectors of a backing store. Sector numbers and counts are in 512-byte
 /// units (blkif's), always aligned to [`BlockStore::sector_size`] and within
 /// [`BlockStore::sectors`] — blkback checks before calling.
@@ -84,6 +139,27 @@ pub trait BlockStore {
             })
             .collect()
     }
+    /// Starts `io` without waiting for it (its range checked by the
+    /// caller). The default runs it at once ([`run_now`]); a device with a
+    /// queue keeps it in flight, and it comes back, result and buffer,
+    /// from [`BlockStore::poll_completed`]. In-flight I/Os have no order
+    /// among themselves; a caller that needs one before another (a
+    /// flush) waits for the first.
+    fn submit(&mut self, io: OwnedIo) -> Submitted {
+        run_now(self, io)
+    }
+    /// The I/Os of `owner` that completed since the last call (never
+    /// waits).
+    fn poll_completed(&mut self, _owner: u64) -> Vec<(OwnedIo, Result<(), IoError>)> {
+        Vec::new()
+    }
+    /// I/Os of `owner` submitted and not yet handed back.
+    fn outstanding(&self, _owner: u64) -> usize {
+        0
+    }
+    /// Sleeps until some I/O in flight (anyone's) completes; returns at
+    /// once when none is.
+    fn wait_any(&mut self) {}
     /// Whether [`BlockStore::flush`] is worth calling (`feature-flush-cache`).
     fn can_flush(&self) -> bool {
         true
@@ -212,6 +288,18 @@ impl<S: BlockStore> BlockStore for alloc::rc::Rc<core::cell::RefCell<S>> {
     fn batch(&mut self, ios: &mut [StoreIo<'_>]) -> Vec<Result<(), IoError>> {
         self.borrow_mut().batch(ios)
     }
+    fn submit(&mut self, io: OwnedIo) -> Submitted {
+        self.borrow_mut().submit(io)
+    }
+    fn poll_completed(&mut self, owner: u64) -> Vec<(OwnedIo, Result<(), IoError>)> {
+        self.borrow_mut().poll_completed(owner)
+    }
+    fn outstanding(&self, owner: u64) -> usize {
+        self.borrow().outstanding(owner)
+    }
+    fn wait_any(&mut self) {
+        self.borrow_mut().wait_any()
+    }
     fn flush(&mut self) -> Result<(), IoError> {
         self.borrow_mut().flush()
     }
@@ -242,6 +330,18 @@ impl<S: BlockStore + ?Sized> BlockStore for alloc::boxed::Box<S> {
     }
     fn batch(&mut self, ios: &mut [StoreIo<'_>]) -> Vec<Result<(), IoError>> {
         (**self).batch(ios)
+    }
+    fn submit(&mut self, io: OwnedIo) -> Submitted {
+        (**self).submit(io)
+    }
+    fn poll_completed(&mut self, owner: u64) -> Vec<(OwnedIo, Result<(), IoError>)> {
+        (**self).poll_completed(owner)
+    }
+    fn outstanding(&self, owner: u64) -> usize {
+        (**self).outstanding(owner)
+    }
+    fn wait_any(&mut self) {
+        (**self).wait_any()
     }
     fn flush(&mut self) -> Result<(), IoError> {
         (**self).flush()
@@ -324,6 +424,36 @@ impl<S: BlockStore> BlockStore for Slice<S> {
             out[i] = r;
         }
         out
+    }
+    fn submit(&mut self, mut io: OwnedIo) -> Submitted {
+        match self.at(io.sector, io.len) {
+            Ok(s) => io.sector = s,
+            Err(e) => return Submitted::Done(io, Err(e)),
+        }
+        match self.inner.submit(io) {
+            Submitted::InFlight => Submitted::InFlight,
+            Submitted::Done(mut io, r) => {
+                io.sector -= self.start;
+                Submitted::Done(io, r)
+            }
+            Submitted::Busy(mut io) => {
+                io.sector -= self.start;
+                Submitted::Busy(io)
+            }
+        }
+    }
+    fn poll_completed(&mut self, owner: u64) -> Vec<(OwnedIo, Result<(), IoError>)> {
+        let mut v = self.inner.poll_completed(owner);
+        for (io, _) in &mut v {
+            io.sector = io.sector.saturating_sub(self.start);
+        }
+        v
+    }
+    fn outstanding(&self, owner: u64) -> usize {
+        self.inner.outstanding(owner)
+    }
+    fn wait_any(&mut self) {
+        self.inner.wait_any()
     }
     fn flush(&mut self) -> Result<(), IoError> {
         self.inner.flush()

@@ -1,11 +1,13 @@
 //! The virtio devices Dom0 drives: finding them, their MSI-X interrupts as
 //! event channels, and the safe [`Disk`] and [`Nic`] wrappers.
 
+use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use super::hal::Dom0Hal;
+use crate::blkback::store::{IoError, OwnedIo, Submitted};
 use crate::pci::{self, Bdf, ConfigSpace, Function, VirtioCam};
 use hypercall_abi::event_channel::{EvtchnBindPirq, EvtchnOp};
 use hypercall_abi::hypercall::Hypercall;
@@ -348,10 +350,33 @@ pub enum Io<'a> {
     Write(u64, &'a [u8]),
 }
 
+/// A request [`Disk::submit`] put on the queue, kept until it completes.
+///
+/// Ownership invariant: from `*_blocks_nb` until `complete_*_blocks`
+/// the device may read or write `req`, `resp` and the `len` bytes at
+/// `data`; all three are owned by this record alone (boxed, so they do
+/// not move when the record does; `data` is the memory of `io.buf`, a
+/// `Vec<u8>` or `DmaBuf`, whose bytes stay where they are as long as the
+/// value lives and is not resized — nothing resizes it: only the record
+/// holds it). A record leaves [`Disk::flights`] only through
+/// [`Disk::reap`], after the device handed its token back.
+struct Flight {
+    token: u16,
+    req: Box<BlkReq>,
+    resp: Box<BlkResp>,
+    data: *mut u8,
+    io: OwnedIo,
+}
+
 /// A virtio-blk disk.
 pub struct Disk {
     blk: VirtIOBlk<Dom0Hal, Dom0Transport>,
     irq: Option<Irq>,
+    /// Requests of [`Disk::submit`] on the device.
+    flights: Vec<Flight>,
+    /// Requests of [`Disk::submit`] that completed, until their owner
+    /// polls.
+    done: Vec<(OwnedIo, Result<(), IoError>)>,
     /// Requests whose interrupt did not come in time.
     pub late: u64,
     /// Where it is.
@@ -365,6 +390,8 @@ impl Disk {
         Ok(Disk {
             blk,
             irq,
+            flights: Vec::new(),
+            done: Vec::new(),
             late: 0,
             bdf,
         })
@@ -400,6 +427,8 @@ impl Disk {
     /// number of sectors inside the disk), sleeping until the device
     /// answers.
     pub fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), virtio_drivers::Error> {
+        // The blocking paths expect the queue to themselves.
+        self.settle();
         self.check_len(sector, buf.len())?;
         let mut req = BlkReq::default();
         let mut resp = BlkResp::default();
@@ -419,6 +448,8 @@ impl Disk {
 
     /// Writes `buf` at `sector` (as [`Disk::read`]).
     pub fn write(&mut self, sector: u64, buf: &[u8]) -> Result<(), virtio_drivers::Error> {
+        // The blocking paths expect the queue to themselves.
+        self.settle();
         self.check_len(sector, buf.len())?;
         let mut req = BlkReq::default();
         let mut resp = BlkResp::default();
@@ -439,6 +470,8 @@ impl Disk {
     /// sleeping on the interrupt between completions; the result of each
     /// is in its slot of the returned vector (in `ios`' order).
     pub fn batch(&mut self, ios: &mut [Io<'_>]) -> Vec<Result<(), virtio_drivers::Error>> {
+        // The blocking paths expect the queue to themselves.
+        self.settle();
         let n = ios.len();
         let mut out: Vec<Result<(), virtio_drivers::Error>> = (0..n).map(|_| Ok(())).collect();
         // Allocated once: the device holds pointers into these until each
@@ -525,6 +558,8 @@ impl Disk {
         bufs: &mut [&mut [u8]],
     ) -> Result<u64, virtio_drivers::Error> {
         let depth = bufs.len();
+        // The blocking paths expect the queue to themselves.
+        self.settle();
         // Allocated once: the device holds pointers into these until each
         // request completes, so they never move.
         let mut reqs: Vec<BlkReq> = (0..depth).map(|_| BlkReq::default()).collect();
@@ -609,7 +644,162 @@ impl Disk {
 
     /// Flushes the device's write cache (waits by polling).
     pub fn flush(&mut self) -> Result<(), virtio_drivers::Error> {
+        // The blocking paths expect the queue to themselves.
+        self.settle();
         self.blk.flush()
+    }
+}
+
+// ---- Requests in the background -----------------------------------------------
+
+impl Disk {
+    /// Takes every completed [`Disk::submit`] request off the queue into
+    /// [`Disk::done`]. Stops at a token that is not one of them (the
+    /// blocking paths complete their own before returning, after
+    /// [`Disk::settle`], so none is seen here).
+    fn reap(&mut self) -> usize {
+        let mut n = 0;
+        while let Some(t) = self.blk.peek_used() {
+            let Some(k) = self.flights.iter().position(|f| f.token == t) else {
+                break;
+            };
+            let mut f = self.flights.swap_remove(k);
+            // SAFETY: `f` is the record `t` was submitted with (see
+            // `Flight`): `data` is still the `len` bytes of `f.io.buf`,
+            // which the record owned until now, as are `req` and `resp`.
+            let r = unsafe {
+                let buf = core::slice::from_raw_parts_mut(f.data, f.io.len);
+                if f.io.write {
+                    self.blk.complete_write_blocks(t, &f.req, buf, &mut f.resp)
+                } else {
+                    self.blk.complete_read_blocks(t, &f.req, buf, &mut f.resp)
+                }
+            };
+            self.done.push((f.io, r.map_err(|_| IoError::Io)));
+            n += 1;
+        }
+        n
+    }
+
+    /// Waits until no [`Disk::submit`] request is on the device (their
+    /// results wait in [`Disk::done`] for their owners).
+    fn settle(&mut self) {
+        while !self.flights.is_empty() {
+            let blk = &mut self.blk;
+            if !wait(self.irq.as_ref(), || blk.peek_used().is_some()) {
+                self.late += 1;
+            }
+            if self.reap() == 0 {
+                // Someone else's token: not ours to complete.
+                log::error!(
+                    "{self:?}: unknown completion; {} requests stuck",
+                    self.flights.len()
+                );
+                break;
+            }
+        }
+    }
+
+    /// Starts `io` (see [`BlockStore::submit`]): on the queue if there is
+    /// room, `Busy` if it is full of other requests. A disk without an
+    /// interrupt (nothing would wake its owner) and a buffer of a kind
+    /// that may move run it at once.
+    ///
+    /// [`BlockStore::submit`]: crate::blkback::store::BlockStore::submit
+    pub fn submit(&mut self, mut io: OwnedIo) -> Submitted {
+        if (io.write && self.readonly()) || self.check_len(io.sector, io.len).is_err() {
+            return Submitted::Done(io, Err(IoError::Io));
+        }
+        let known = {
+            let a = io.buf.as_any();
+            a.is::<Vec<u8>>() || a.is::<super::hal::DmaBuf>()
+        };
+        if self.irq.is_none() || !known {
+            return crate::blkback::store::run_now(self, io);
+        }
+        let Some(buf) = io.buf.bytes().get_mut(..io.len) else {
+            return Submitted::Done(io, Err(IoError::Io));
+        };
+        let data = buf.as_mut_ptr();
+        let mut req = Box::new(BlkReq::default());
+        let mut resp = Box::new(BlkResp::default());
+        // SAFETY: `req`, `resp` and `buf` (the memory of `io.buf`, a
+        // `Vec<u8>` or `DmaBuf`: it stays put while the value lives) go
+        // into a `Flight` record below, which owns them until `reap`
+        // completes the request; nothing touches them meanwhile.
+        let r = unsafe {
+            if io.write {
+                self.blk
+                    .write_blocks_nb(io.sector as usize, &mut req, buf, &mut resp)
+            } else {
+                self.blk
+                    .read_blocks_nb(io.sector as usize, &mut req, buf, &mut resp)
+            }
+        };
+        match r {
+            Ok(token) => {
+                self.flights.push(Flight {
+                    token,
+                    req,
+                    resp,
+                    data,
+                    io,
+                });
+                Submitted::InFlight
+            }
+            Err(virtio_drivers::Error::QueueFull) if !self.flights.is_empty() => {
+                Submitted::Busy(io)
+            }
+            Err(_) => Submitted::Done(io, Err(IoError::Io)),
+        }
+    }
+
+    /// `owner`'s requests that completed (never waits).
+    pub fn poll_completed(&mut self, owner: u64) -> Vec<(OwnedIo, Result<(), IoError>)> {
+        if !self.flights.is_empty() {
+            self.reap();
+            if let Some(i) = &self.irq {
+                i.eoi();
+            }
+        }
+        if !self.done.iter().any(|d| d.0.owner == owner) {
+            return Vec::new();
+        }
+        let (mine, rest) = core::mem::take(&mut self.done)
+            .into_iter()
+            .partition(|d| d.0.owner == owner);
+        self.done = rest;
+        mine
+    }
+
+    /// `owner`'s requests not yet handed back.
+    pub fn outstanding(&self, owner: u64) -> usize {
+        self.flights.iter().filter(|f| f.io.owner == owner).count()
+            + self.done.iter().filter(|d| d.0.owner == owner).count()
+    }
+
+    /// Sleeps until a request on the device completes (at once if none is).
+    pub fn wait_any(&mut self) {
+        if self.flights.is_empty() {
+            return;
+        }
+        let blk = &mut self.blk;
+        if !wait(self.irq.as_ref(), || blk.peek_used().is_some()) {
+            self.late += 1;
+        }
+        self.reap();
+    }
+}
+
+/// Requests still on the device when the disk goes would DMA into freed
+/// memory: wait for them first.
+impl Drop for Disk {
+    fn drop(&mut self) {
+        self.settle();
+        if !self.flights.is_empty() {
+            // The device never answered: its buffers can never be freed.
+            core::mem::forget(core::mem::take(&mut self.flights));
+        }
     }
 }
 
@@ -778,6 +968,22 @@ impl crate::blkback::store::BlockStore for Disk {
 
     fn flush(&mut self) -> Result<(), crate::blkback::store::IoError> {
         Disk::flush(self).map_err(|_| crate::blkback::store::IoError::Io)
+    }
+
+    fn submit(&mut self, io: OwnedIo) -> Submitted {
+        Disk::submit(self, io)
+    }
+
+    fn poll_completed(&mut self, owner: u64) -> Vec<(OwnedIo, Result<(), IoError>)> {
+        Disk::poll_completed(self, owner)
+    }
+
+    fn outstanding(&self, owner: u64) -> usize {
+        Disk::outstanding(self, owner)
+    }
+
+    fn wait_any(&mut self) {
+        Disk::wait_any(self)
     }
 }
 

@@ -213,4 +213,7 @@ impl crate::blkback::IoBuf for DmaBuf {
     fn bytes(&mut self) -> &mut [u8] {
         self.as_mut_slice()
     }
+    fn as_any(&mut self) -> &mut dyn core::any::Any {
+        self
+    }
 }
