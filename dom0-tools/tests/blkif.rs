@@ -710,3 +710,49 @@ fn grants_past_the_persistent_budget_go_by_copy_beside_mapped_ones() {
         assert!(back == *d, "request {k} read back");
     }
 }
+
+#[test]
+fn a_device_removed_with_io_in_flight_waits_for_it_before_unmapping() {
+    let (w, fabric) = world();
+    let disk = Rc::new(RefCell::new(MemDisk::new(4096)));
+    let log = Rc::new(RefCell::new(Vec::new()));
+    let queue: Rc<RefCell<Vec<blkback::OwnedIo>>> = Rc::default();
+    let xs = guest_xs(&w, 1);
+    let devid = add_disk(
+        &w,
+        1,
+        "xvda",
+        true,
+        Logged {
+            disk: disk.clone(),
+            log: log.clone(),
+            queue: queue.clone(),
+            ready: Rc::default(),
+            auto: Rc::default(),
+        },
+    );
+    let mut g = Guest {
+        front: Blkfront::new(devid, None, Config::default()),
+        host: GuestHost::new(&w, &fabric, 1),
+        xs,
+    };
+    g.front.connect_blocking(&mut g.xs, &mut g.host).unwrap();
+    let h = &mut g.host;
+    let a = pattern(4, 8192);
+    g.front.submit(h, Op::Write, 64, 16, Some(&a)).unwrap();
+    g.front.submit(h, Op::Read, 0, 8, None).unwrap();
+    w.borrow_mut().run();
+    assert_eq!(queue.borrow().len(), 2);
+    assert!(fabric.borrow().mapped > 0);
+    {
+        let mut d = w.borrow_mut();
+        let d = &mut *d;
+        assert!(d.back.remove(&mut d.host, 1, devid));
+    }
+    // Both finished on the store before anything was unmapped; nothing
+    // is mapped any more and nothing was answered.
+    assert!(queue.borrow().is_empty());
+    assert_eq!(log.borrow().last().map(String::as_str), Some("complete 2"));
+    assert_eq!(fabric.borrow().mapped, 0);
+    assert!(disk.borrow().data[64 * 512..80 * 512] == a[..]);
+}

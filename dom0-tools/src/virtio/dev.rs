@@ -374,6 +374,8 @@ pub struct Disk {
     irq: Option<Irq>,
     /// Requests of [`Disk::submit`] on the device.
     flights: Vec<Flight>,
+    /// The interrupt count at the last EOI of [`Disk::poll_completed`].
+    eoi_at: u64,
     /// Requests of [`Disk::submit`] that completed, until their owner
     /// polls.
     done: Vec<(OwnedIo, Result<(), IoError>)>,
@@ -391,6 +393,7 @@ impl Disk {
             blk,
             irq,
             flights: Vec::new(),
+            eoi_at: 0,
             done: Vec::new(),
             late: 0,
             bdf,
@@ -758,7 +761,13 @@ impl Disk {
     pub fn poll_completed(&mut self, owner: u64) -> Vec<(OwnedIo, Result<(), IoError>)> {
         if !self.flights.is_empty() {
             self.reap();
-            if let Some(i) = &self.irq {
+        }
+        // An interrupt that came after its request was reaped still wants
+        // its EOI, or the next would never come.
+        if let Some(i) = &self.irq {
+            let n = i.count();
+            if n != self.eoi_at {
+                self.eoi_at = n;
                 i.eoi();
             }
         }
