@@ -373,9 +373,12 @@ mod kernel {
     const DEPTHS: [usize; 2] = [1, 8];
 
     /// One request of `buf.len()` bytes per sector `at` yields (`op` a
-    /// read or a write of `buf`), up to `depth` in flight through
-    /// blkfront's submit/poll/complete. How many were done; `None` on an
-    /// error.
+    /// read or a write), up to `depth` in flight through blkfront's
+    /// submit/poll/complete. The data stays in blkfront's granted pages
+    /// (`submit_in_place`/`complete_in_place`): like Dom0's `disk-bench`,
+    /// which reads into and writes from its own buffers, nothing is
+    /// copied per request and nothing looks at the data. How many were
+    /// done; `None` on an error.
     fn stream<'a>(
         disk: &mut Blkfront<MetalHost<'a>>,
         host: &mut MetalHost<'a>,
@@ -392,8 +395,9 @@ mod kernel {
                 let Some(s) = held.take().or_else(|| at.next()) else {
                     break;
                 };
-                let data = (op == Op::Write).then_some(&buf[..]);
-                match disk.submit(host, op, s, sectors, data) {
+                // The data in place, in the granted pages themselves (as
+                // Dom0's bench, no copy per request; see `bench`).
+                match disk.submit_in_place(host, op, s, sectors, &mut |_, _| {}) {
                     Ok(id) => inflight.push(id),
                     // Out of ring slots or pages: wait for one.
                     Err(BlkError::Busy) if !inflight.is_empty() => {
@@ -409,14 +413,11 @@ mod kernel {
             disk.poll().ok()?;
             let before = inflight.len();
             let mut failed = false;
-            inflight.retain(|&id| {
-                let out = (op == Op::Read).then_some(&mut buf[..]);
-                match disk.complete(id, out) {
-                    None => true,
-                    Some(r) => {
-                        failed |= r.is_err();
-                        false
-                    }
+            inflight.retain(|&id| match disk.complete_in_place(id, &mut |_, _, _| {}) {
+                None => true,
+                Some(r) => {
+                    failed |= r.is_err();
+                    false
                 }
             });
             if failed {

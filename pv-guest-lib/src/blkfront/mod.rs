@@ -217,6 +217,14 @@ pub enum Op {
     Discard,
 }
 
+/// Where a request's data comes from ([`Blkfront::submit_with`]).
+enum Data<'a, P> {
+    /// Copied from the caller's buffer (none for reads).
+    Copy(Option<&'a [u8]>),
+    /// Put into each lent page by the caller.
+    Fill(&'a mut dyn FnMut(usize, &P)),
+}
+
 struct PoolPage<P> {
     page: P,
     gref: GrantRef,
@@ -616,6 +624,35 @@ impl<H: FrontHost> Blkfront<H> {
         sectors: u64,
         data: Option<&[u8]>,
     ) -> Result<u64, BlkError> {
+        self.submit_with(host, op, sector, sectors, Data::Copy(data))
+    }
+
+    /// As [`Blkfront::submit`], with the data in place: instead of copying
+    /// a buffer in, lends the caller each granted data page (`fill(k,
+    /// page)` for the `k`th 4 KiB of the transfer) before the request
+    /// goes out, so a writer can put its data straight into the pages
+    /// (what it does not write, the pages keep from earlier use; a reader
+    /// need not do anything). [`Blkfront::complete_in_place`] lends a
+    /// read's pages back.
+    pub fn submit_in_place(
+        &mut self,
+        host: &mut H,
+        op: Op,
+        sector: u64,
+        sectors: u64,
+        fill: &mut dyn FnMut(usize, &H::Page),
+    ) -> Result<u64, BlkError> {
+        self.submit_with(host, op, sector, sectors, Data::Fill(fill))
+    }
+
+    fn submit_with(
+        &mut self,
+        host: &mut H,
+        op: Op,
+        sector: u64,
+        sectors: u64,
+        mut data: Data<'_, H::Page>,
+    ) -> Result<u64, BlkError> {
         self.connected()?;
         let info = self.info;
         let ss = u64::from(info.sector_size / 512);
@@ -647,7 +684,8 @@ impl<H: FrontHost> Blkfront<H> {
         }
         if matches!(op, Op::Write | Op::WriteBarrier)
             && sectors > 0
-            && data.is_none_or(|d| d.len() as u64 != sectors * BLKIF_SECTOR_SIZE as u64)
+            && matches!(data, Data::Copy(d)
+                if d.is_none_or(|d| d.len() as u64 != sectors * BLKIF_SECTOR_SIZE as u64))
         {
             return Err(BlkError::Unaligned);
         }
@@ -682,10 +720,14 @@ impl<H: FrontHost> Blkfront<H> {
         for (k, &pi) in pages.iter().enumerate() {
             let n = left.min(SECTORS_PER_PAGE);
             left -= n;
-            if let Some(d) = data {
-                let off = k * PAGE_SIZE;
-                let len = n as usize * BLKIF_SECTOR_SIZE;
-                self.pool[pi].page.write(0, &d[off..off + len]);
+            match &mut data {
+                Data::Copy(Some(d)) => {
+                    let off = k * PAGE_SIZE;
+                    let len = n as usize * BLKIF_SECTOR_SIZE;
+                    self.pool[pi].page.write(0, &d[off..off + len]);
+                }
+                Data::Copy(None) => {}
+                Data::Fill(f) => f(k, &self.pool[pi].page),
             }
             segs.push(BlkifRequestSegment {
                 gref: self.pool[pi].gref,
@@ -808,6 +850,36 @@ impl<H: FrontHost> Blkfront<H> {
     /// `out`, which must hold its sectors); `None` while in flight. The id
     /// is free again afterwards.
     pub fn complete(&mut self, id: u64, out: Option<&mut [u8]>) -> Option<Result<(), BlkError>> {
+        match out {
+            Some(out) => self.complete_with(id, &mut |k, page, n| {
+                // As much as fits in `out`.
+                let off = k * PAGE_SIZE;
+                let end = (off + n).min(out.len());
+                if off < end {
+                    page.read(0, &mut out[off..end]);
+                }
+            }),
+            None => self.complete_with(id, &mut |_, _, _| {}),
+        }
+    }
+
+    /// As [`Blkfront::complete`], lending the caller a successful read's
+    /// data in place: `f(k, page, len)` for the `k`th 4 KiB of the
+    /// transfer (`len` bytes of it at the page's start), before the pages
+    /// go back to the pool.
+    pub fn complete_in_place(
+        &mut self,
+        id: u64,
+        f: &mut dyn FnMut(usize, &H::Page, usize),
+    ) -> Option<Result<(), BlkError>> {
+        self.complete_with(id, f)
+    }
+
+    fn complete_with(
+        &mut self,
+        id: u64,
+        f: &mut dyn FnMut(usize, &H::Page, usize),
+    ) -> Option<Result<(), BlkError>> {
         let i = usize::try_from(id).ok()?;
         let s = self.shadow.get(i)?.as_ref()?;
         let status = s.status?;
@@ -818,19 +890,16 @@ impl<H: FrontHost> Blkfront<H> {
             _ => Err(BlkError::Io),
         };
         if res.is_ok() && s.op == Op::Read {
-            if let Some(out) = out {
-                let mut left = (s.sectors as usize * BLKIF_SECTOR_SIZE).min(out.len());
-                for (k, &pi) in s.data.iter().enumerate() {
-                    if left == 0 {
-                        break;
-                    }
-                    let n = left.min(PAGE_SIZE);
-                    let off = k * PAGE_SIZE;
-                    if let Some(pp) = self.pool.get(pi) {
-                        pp.page.read(0, &mut out[off..off + n]);
-                    }
-                    left -= n;
+            let mut left = s.sectors as usize * BLKIF_SECTOR_SIZE;
+            for (k, &pi) in s.data.iter().enumerate() {
+                if left == 0 {
+                    break;
                 }
+                let n = left.min(PAGE_SIZE);
+                if let Some(pp) = self.pool.get(pi) {
+                    f(k, &pp.page, n);
+                }
+                left -= n;
             }
         }
         // Pages of a device torn down meanwhile are gone from the pool.
