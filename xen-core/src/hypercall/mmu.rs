@@ -22,7 +22,7 @@ use hypercall_abi::xen::{
     UVMF_FLUSHTYPE_MASK, UVMF_INVLPG, UVMF_TLB_FLUSH,
 };
 use xen_core::guest_walk::is_canonical;
-use xen_core::mm::frame_table::{FrameTable, PageType};
+use xen_core::mm::frame_table::{FrameTable, PageFlags, PageType};
 use xen_core::mm::ptval::{self, PtContext, PtError};
 use xen_core::mm::Mfn;
 use zerocopy::IntoBytes;
@@ -37,6 +37,10 @@ const MMU_UPDATE_SIZE: u64 = 16;
 const MMUEXT_OP_SIZE: u64 = 24;
 /// Most LDT entries (Xen's check in `MMUEXT_SET_LDT`).
 const MAX_LDT_ENTS: u64 = 8192;
+/// Present bit of a page-table entry.
+const PTE_PRESENT: u64 = 1;
+/// Frame address bits of a page-table entry (12..=51).
+const PTE_ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
 /// First address of the hypervisor's range in every PV address space.
 const HYPERVISOR_VIRT_START: u64 = 0xffff_8000_0000_0000;
 /// End of the hypervisor's range.
@@ -210,10 +214,38 @@ fn one_update(c: &Call, domid: u16, pg: u16, req: &MmuUpdate) -> Result<(), Errn
             | MmuUpdateCmd::PtUpdateNoTranslate,
         ) => {
             let preserve = cmd == u64::from(MmuUpdateCmd::PtUpdatePreserveAd.raw());
+            // A translated (HVM) pg_owner: the frame in a new L1 entry is
+            // its guest frame (Xen's mod_l1_entry), unless the caller said
+            // MMU_PT_UPDATE_NO_TRANSLATE.
+            let hvm = (pg != domid && cmd != u64::from(MmuUpdateCmd::PtUpdateNoTranslate.raw()))
+                .then(|| c.others.iter().find(|d| d.domid == pg))
+                .flatten()
+                .and_then(|d| d.hvm.as_ref());
             pv_mm::with_pt_foreign(domid, pg, |ctx, ft, mem| {
-                ptval::mod_entry(ctx, ft, mem, mfn, index, req.val, preserve)
+                let mut val = req.val;
+                if let Some(hvm) = hvm {
+                    let live_l1 = ft.info(mfn).is_ok_and(|i| {
+                        i.page_type() == PageType::L1
+                            && i.type_count() > 0
+                            && i.flags().contains(PageFlags::VALIDATED)
+                    });
+                    if live_l1 && val & PTE_PRESENT != 0 {
+                        let gfn = (val & PTE_ADDR_MASK) >> 12;
+                        // Unpopulated: -EINVAL, as Xen when
+                        // get_page_from_gfn finds no page.
+                        let Some(m) = crate::hvm_glue::lookup(hvm, gfn) else {
+                            log::debug!("d{domid}: mmu_update: d{pg} gfn {gfn:#x} not populated");
+                            return Err(None);
+                        };
+                        val = (val & !PTE_ADDR_MASK) | m.maddr();
+                    }
+                }
+                ptval::mod_entry(ctx, ft, mem, mfn, index, val, preserve).map_err(Some)
             })
-            .map_err(|e| pt_err(c, "mmu_update", e))
+            .map_err(|e| match e {
+                Some(e) => pt_err(c, "mmu_update", e),
+                None => Errno::EINVAL,
+            })
         }
         Some(MmuUpdateCmd::MachphysUpdate) => {
             let owned = with_pt(domid, |ctx, ft, _| {
