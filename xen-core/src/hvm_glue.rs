@@ -25,9 +25,7 @@ use xen_core::mm::frame_table::{DomId as FtDomId, Owner, PageFlags, PagePut};
 use xen_core::mm::ptval::PtMemory;
 use xen_core::mm::Mfn;
 
-/// Largest extent order `populate_physmap` takes for an HVM domain (one
-/// 2 MiB page).
-pub const MAX_ORDER: u32 = p2m::ORDER_2M;
+pub use xen_core::hvm_dom::MAX_ORDER;
 
 /// What an HVM domain has beyond a PV one.
 pub struct Hvm {
@@ -146,19 +144,14 @@ pub fn populate_extent(d: &mut Domain, gfn: u64, order: u32) -> Result<(), Popul
     let Some(hvm) = d.hvm.as_mut() else {
         return Err(PopulateError::BadGfn);
     };
-    if order > MAX_ORDER {
-        return Err(PopulateError::BadGfn);
-    }
-    let n = 1u64 << order;
-    if gfn & (n - 1) != 0 || gfn.checked_add(n).is_none_or(|end| end > p2m::GFN_LIMIT) {
-        return Err(PopulateError::BadGfn);
-    }
+    let range = xen_core::hvm_dom::extent_range(gfn, order).map_err(|_| PopulateError::BadGfn)?;
+    let n = range.end - range.start;
     if d.tot_pages.saturating_add(n) > d.max_pages {
         return Err(PopulateError::NoMemory);
     }
     {
         let mem = AllocTables { freed: Vec::new() };
-        if (gfn..gfn + n).any(|g| hvm.p2m.lookup(&mem, g).is_some()) {
+        if range.clone().any(|g| hvm.p2m.lookup(&mem, g).is_some()) {
             return Err(PopulateError::Populated);
         }
     }

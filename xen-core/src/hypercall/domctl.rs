@@ -278,7 +278,8 @@ fn write_bitmap(cr3: u64, b: &mut XenctlBitmap, mask: u64) -> Result<(), Errno> 
 /// its shared_info and no memory (the builder populates it).
 fn createdomain(c: &mut Call, op: &mut XenDomctl) -> Result<bool, Errno> {
     let cd: XenDomctlCreatedomain = op.payload();
-    let hvm = check_create_flags(cd.flags, crate::arch::x86_64::svm::hap_available())?;
+    let hvm =
+        xen_core::hvm_dom::check_create_flags(cd.flags, crate::arch::x86_64::svm::hap_available())?;
     if cd.max_vcpus == 0 || cd.max_vcpus > MAX_VCPUS {
         return Err(Errno::EINVAL);
     }
@@ -373,28 +374,6 @@ fn createdomain(c: &mut Call, op: &mut XenDomctl) -> Result<bool, Errno> {
     c.deferred = Some(Deferred::Insert(Box::new(d)));
     op.domain = domid;
     Ok(true)
-}
-
-/// Xen's `sanitise_domain_config` for the flags Oxen knows: whether the
-/// new domain is HVM. `CDF_hap` needs `CDF_hvm`; HVM needs the hardware
-/// (`hap_available`: SVM with NPT found at boot, else -EINVAL as Xen
-/// without `hvm_enabled`) and `CDF_hap` (Oxen has no shadow paging, as a
-/// Xen built without `CONFIG_SHADOW_PAGING`). Unknown flags: -EINVAL.
-fn check_create_flags(flags: u32, hap_available: bool) -> Result<bool, Errno> {
-    let known =
-        XEN_DOMCTL_CDF_XS_DOMAIN | XEN_DOMCTL_CDF_IOMMU | XEN_DOMCTL_CDF_HVM | XEN_DOMCTL_CDF_HAP;
-    if flags & !known != 0 {
-        return Err(Errno::EINVAL);
-    }
-    let hvm = flags & XEN_DOMCTL_CDF_HVM != 0;
-    let hap = flags & XEN_DOMCTL_CDF_HAP != 0;
-    if hap && !hvm {
-        return Err(Errno::EINVAL);
-    }
-    if hvm && (!hap_available || !hap) {
-        return Err(Errno::EINVAL);
-    }
-    Ok(hvm)
 }
 
 /// Whether `id` can be given to a new domain: no domain has it, and no

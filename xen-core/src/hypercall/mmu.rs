@@ -37,10 +37,6 @@ const MMU_UPDATE_SIZE: u64 = 16;
 const MMUEXT_OP_SIZE: u64 = 24;
 /// Most LDT entries (Xen's check in `MMUEXT_SET_LDT`).
 const MAX_LDT_ENTS: u64 = 8192;
-/// Present bit of a page-table entry.
-const PTE_PRESENT: u64 = 1;
-/// Frame address bits of a page-table entry (12..=51).
-const PTE_ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
 /// First address of the hypervisor's range in every PV address space.
 const HYPERVISOR_VIRT_START: u64 = 0xffff_8000_0000_0000;
 /// End of the hypervisor's range.
@@ -229,15 +225,15 @@ fn one_update(c: &Call, domid: u16, pg: u16, req: &MmuUpdate) -> Result<(), Errn
                             && i.type_count() > 0
                             && i.flags().contains(PageFlags::VALIDATED)
                     });
-                    if live_l1 && val & PTE_PRESENT != 0 {
-                        let gfn = (val & PTE_ADDR_MASK) >> 12;
+                    if live_l1 {
                         // Unpopulated: -EINVAL, as Xen when
                         // get_page_from_gfn finds no page.
-                        let Some(m) = crate::hvm_glue::lookup(hvm, gfn) else {
-                            log::debug!("d{domid}: mmu_update: d{pg} gfn {gfn:#x} not populated");
+                        let lookup = |gfn| crate::hvm_glue::lookup(hvm, gfn).map(|m| m.0);
+                        let Some(v) = xen_core::hvm_dom::translate_l1e(val, lookup) else {
+                            log::debug!("d{domid}: mmu_update: d{pg} gfn not populated");
                             return Err(None);
                         };
-                        val = (val & !PTE_ADDR_MASK) | m.maddr();
+                        val = v;
                     }
                 }
                 ptval::mod_entry(ctx, ft, mem, mfn, index, val, preserve).map_err(Some)
@@ -372,7 +368,20 @@ fn one_ext(c: &mut Call, pg: u16, op: &MmuextOp) -> Result<(), Errno> {
     let domid = c.dom.domid;
     let cmd = MmuextCmd::from_raw(u64::from(op.cmd)).ok_or(Errno::ENOSYS)?;
     let mfn = Mfn(op.arg1);
+    let pg_is_hvm = pg != domid && c.others.iter().any(|d| d.domid == pg && d.is_hvm());
     match cmd {
+        MmuextCmd::PinL1Table
+        | MmuextCmd::PinL2Table
+        | MmuextCmd::PinL3Table
+        | MmuextCmd::PinL4Table
+        | MmuextCmd::UnpinTable
+            if pg_is_hvm =>
+        {
+            // An HVM domain's frames are never PV page tables: Xen skips
+            // (pins and unpins succeed doing nothing) when
+            // paging_mode_refcounts(pg_owner).
+            Ok(())
+        }
         MmuextCmd::PinL1Table
         | MmuextCmd::PinL2Table
         | MmuextCmd::PinL3Table
