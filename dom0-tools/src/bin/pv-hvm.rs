@@ -223,7 +223,10 @@ mod kernel {
             AbiErrno::EOPNOTSUPP,
         );
 
-        // Giving frames back.
+        // Giving frames back. A 4 KiB page's frame goes back to the free
+        // pool; taking one out of a 2 MiB page also costs the p2m a new
+        // level-1 table (which is how this test sees 2 MiB pages in use).
+        let free_a = free_pages().unwrap_or(0);
         let mut one = [0x1003u64];
         if let Some(n) = c.ok(
             "decrease_reservation of gfn 0x1003",
@@ -231,6 +234,12 @@ mod kernel {
         ) {
             c.check("one extent", n == 1, format_args!("{n}"));
         }
+        let free_b = free_pages().unwrap_or(0);
+        c.check(
+            "its frame is free again",
+            free_b == free_a + 1,
+            format_args!("{free_a} -> {free_b}"),
+        );
         c.err(
             "gfn 0x1003 no longer maps",
             ForeignMap::new(d, &[0x1003]).map(|m| m.pages()),
@@ -243,6 +252,12 @@ mod kernel {
         ) {
             c.check("one extent", n == 1, format_args!("{n}"));
         }
+        let free_c = free_pages().unwrap_or(0);
+        c.check(
+            "gfn 5 was in a 2 MiB page: its frame freed, a level-1 table taken",
+            free_c == free_b,
+            format_args!("{free_b} -> {free_c}"),
+        );
         c.err(
             "gfn 5 no longer maps",
             ForeignMap::new(d, &[5]).map(|m| m.pages()),
