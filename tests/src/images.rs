@@ -241,6 +241,7 @@ pub const TEST_KERNELS: &[TestKernel] = &[
             "pv-hvm: a second mapping of the same gfns reads the patterns back: ok",
             "pv-hvm: mapping an unpopulated gfn: ok (-EINVAL)",
             "pv-hvm: unpause an HVM domain (vCPUs cannot run yet): ok (-EOPNOTSUPP)",
+            "pv-hvm: still paused, no vCPU up: ok",
             "pv-hvm: its frame is free again: ok",
             "pv-hvm: gfn 0x1003 no longer maps: ok (-EINVAL)",
             "pv-hvm: gfn 5 was in a 2 MiB page: its frame freed, a level-1 table taken: ok",

@@ -222,6 +222,20 @@ mod kernel {
             xc::unpause(d),
             AbiErrno::EOPNOTSUPP,
         );
+        if let Some(i) = c.ok(
+            "getdomaininfo after the refused unpause",
+            xc::domain_info(d),
+        ) {
+            c.check(
+                "still paused, no vCPU up",
+                i.flags & XEN_DOMINF_PAUSED != 0 && i.nr_online_vcpus == 0,
+                format_args!("flags {:#x} online {}", i.flags, i.nr_online_vcpus),
+            );
+        }
+        c.ok(
+            "pinning an HVM domain's frame does nothing and succeeds (as Xen)",
+            xc::pin_table(d, 1, 0x1001),
+        );
 
         // Giving frames back. A 4 KiB page's frame goes back to the free
         // pool; taking one out of a 2 MiB page also costs the p2m a new
