@@ -195,6 +195,24 @@ pub fn create_domain(p: &CreateParams) -> Result<DomId, Errno> {
     Ok(d.domain)
 }
 
+/// `XEN_DOMCTL_createdomain` with `XEN_DOMCTL_CDF_*` flags (e.g.
+/// `CDF_hvm | CDF_hap` for an HVM domain with nested paging): the new
+/// domain, paused.
+pub fn create_domain_with_flags(p: &CreateParams, flags: u32) -> Result<DomId, Errno> {
+    let mut c = XenDomctlCreatedomain::new_zeroed();
+    c.flags = flags;
+    c.handle = p.handle;
+    c.max_vcpus = p.max_vcpus;
+    c.max_evtchn_port = p.max_evtchn_port;
+    c.max_grant_frames = p.max_grant_frames;
+    c.max_maptrack_frames = p.max_maptrack_frames;
+    c.grant_opts = 1; // XEN_DOMCTL_GRANT_version(1)
+    let mut d = XenDomctl::new(DomctlCmd::Createdomain, p.domid);
+    d.set_payload(&c);
+    domctl(&mut d)?;
+    Ok(d.domain)
+}
+
 fn simple(cmd: DomctlCmd, domid: DomId) -> Result<(), Errno> {
     let mut d = XenDomctl::new(cmd, domid);
     domctl(&mut d).map(|_| ())
@@ -497,6 +515,43 @@ pub fn populate_physmap(domid: DomId, pfns: &mut [u64]) -> Result<usize, Errno> 
         )
     })?;
     Ok((n as usize).min(pfns.len()))
+}
+
+fn reservation_op(
+    op: MemoryOp,
+    domid: DomId,
+    order: u32,
+    list: &mut [u64],
+) -> Result<usize, Errno> {
+    let mut r = XenMemoryReservation::new_zeroed();
+    r.extent_start = list.as_mut_ptr() as u64;
+    r.nr_extents = list.len() as u64;
+    r.extent_order = order;
+    r.domid = domid;
+    // SAFETY: Xen reads (and for PV populate, rewrites) `list.len()`
+    // entries of `list` and reads the reservation; both live for the call.
+    let n = check(unsafe {
+        hypercall2(
+            Hypercall::MemoryOp,
+            op as u64,
+            &mut r as *mut XenMemoryReservation as u64,
+        )
+    })?;
+    Ok((n as usize).min(list.len()))
+}
+
+/// `XENMEM_populate_physmap` of extents of `1 << order` frames for
+/// `domid`. For an HVM (translated) domain `gfns` holds the first guest
+/// frame of each extent and is left as it is. Returns the extents done.
+pub fn populate_physmap_order(domid: DomId, order: u32, gfns: &mut [u64]) -> Result<usize, Errno> {
+    reservation_op(MemoryOp::PopulatePhysmap, domid, order, gfns)
+}
+
+/// `XENMEM_decrease_reservation` of extents of `1 << order` frames of
+/// `domid` (guest frames for an HVM domain, machine frames for PV).
+/// Returns the extents given back.
+pub fn decrease_reservation(domid: DomId, order: u32, frames: &mut [u64]) -> Result<usize, Errno> {
+    reservation_op(MemoryOp::DecreaseReservation, domid, order, frames)
 }
 
 /// `populate_physmap` of every PFN in `pfns`, in batches, all or nothing

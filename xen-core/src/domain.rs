@@ -174,6 +174,9 @@ pub struct Domain {
     /// Its grant table (v1): shared frames, active entries, maptrack.
     /// Teardown: `hypercall::grant_table::{release_mappings, destroy_table}`.
     pub grants: Box<xen_core::grant_table::GrantTable>,
+    /// Set for an HVM domain (`XEN_DOMCTL_CDF_hvm | CDF_hap`): its p2m.
+    /// Its vCPUs never run yet (unpause and vCPU bring-up refuse it).
+    pub hvm: Option<crate::hvm_glue::Hvm>,
 }
 
 /// Byte offset of `vcpu_info[i]` in shared_info.
@@ -248,7 +251,14 @@ impl Domain {
             dying: false,
             time_offset: 0,
             grants: Box::new(xen_core::grant_table::GrantTable::new()),
+            hvm: None,
         }
+    }
+
+    /// Whether it is an HVM domain (its memory is in a p2m, and the frame
+    /// numbers it and its toolstack name are guest frames).
+    pub fn is_hvm(&self) -> bool {
+        self.hvm.is_some()
     }
 }
 
@@ -277,6 +287,7 @@ pub fn destroy(doms: &mut Vec<Domain>, domid: DomId) {
         if let Some((d, mut others)) = crate::hypercall::Others::split(doms, i) {
             crate::hypercall::evtchn::teardown(d, &mut others);
             crate::hypercall::grant_table::teardown(d, &mut others);
+            crate::hvm_glue::teardown(d);
             crate::pv_mm::relinquish(d);
             if let Some(d0) = others.iter_mut().find(|o| o.is_privileged) {
                 crate::event::send_global_virq(d0, hypercall_abi::xen::Virq::DomExc);

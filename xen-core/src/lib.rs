@@ -23,6 +23,7 @@ pub mod evtchn;
 pub mod grant_table;
 pub mod guest_walk;
 pub mod hvm;
+pub mod hvm_dom;
 pub mod ioports;
 pub mod irq;
 pub mod mm;

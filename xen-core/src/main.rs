@@ -23,6 +23,8 @@ mod event;
 #[cfg(target_os = "none")]
 mod heap;
 #[cfg(target_os = "none")]
+mod hvm_glue;
+#[cfg(target_os = "none")]
 mod hwirq;
 #[cfg(target_os = "none")]
 mod hypercall;

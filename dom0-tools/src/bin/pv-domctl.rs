@@ -191,7 +191,7 @@ mod kernel {
             AbiErrno::EINVAL,
         );
         c.err(
-            "createdomain HVM (no VT-x/SVM support yet)",
+            "createdomain HVM without CDF_hap (Oxen has no shadow paging)",
             create(0, 1, XEN_DOMCTL_CDF_HVM),
             AbiErrno::EINVAL,
         );

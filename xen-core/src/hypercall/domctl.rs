@@ -105,6 +105,12 @@ fn on_domain(
             if d.pause_count == 0 {
                 return Err(Errno::EINVAL);
             }
+            if d.is_hvm() {
+                // Its vCPUs cannot run yet: keep it paused, so the
+                // scheduler never meets one.
+                log::warn!("d{}: unpause refused: HVM vCPUs cannot run yet", d.domid);
+                return Err(Errno::EOPNOTSUPP);
+            }
             d.pause_count -= 1;
             crate::sched::domain_unpause(d)?;
             Ok(false)
@@ -218,7 +224,12 @@ fn on_domain(
         }
         DomctlCmd::HypercallInit => {
             let h: XenDomctlHypercallInit = op.payload();
-            hypercall_init(d, Mfn(h.gmfn))?;
+            // An HVM domain's gmfn is a guest frame: through its p2m.
+            let mfn = match &d.hvm {
+                Some(hvm) => crate::hvm_glue::lookup(hvm, h.gmfn).ok_or(Errno::EINVAL)?,
+                None => Mfn(h.gmfn),
+            };
+            hypercall_init(d, mfn)?;
             Ok(false)
         }
         DomctlCmd::SetAddressSize => {
@@ -267,13 +278,8 @@ fn write_bitmap(cr3: u64, b: &mut XenctlBitmap, mask: u64) -> Result<(), Errno> 
 /// its shared_info and no memory (the builder populates it).
 fn createdomain(c: &mut Call, op: &mut XenDomctl) -> Result<bool, Errno> {
     let cd: XenDomctlCreatedomain = op.payload();
-    if cd.flags & XEN_DOMCTL_CDF_HVM != 0 {
-        // No HVM support yet: as Xen without VT-x/SVM.
-        return Err(Errno::EINVAL);
-    }
-    if cd.flags & !(XEN_DOMCTL_CDF_XS_DOMAIN | XEN_DOMCTL_CDF_IOMMU) != 0 {
-        return Err(Errno::EINVAL);
-    }
+    let hvm =
+        xen_core::hvm_dom::check_create_flags(cd.flags, crate::arch::x86_64::svm::hap_available())?;
     if cd.max_vcpus == 0 || cd.max_vcpus > MAX_VCPUS {
         return Err(Errno::EINVAL);
     }
@@ -345,12 +351,26 @@ fn createdomain(c: &mut Call, op: &mut XenDomctl) -> Result<bool, Errno> {
     d.handle = cd.handle;
     d.grants = Box::new(grants);
     d.pause_count = 1;
+    if hvm {
+        match crate::hvm_glue::new_hvm() {
+            Ok(h) => d.hvm = Some(h),
+            Err(e) => {
+                release_shared_info(domid, shinfo);
+                return Err(e);
+            }
+        }
+    }
     if let Err(e) = crate::sched::domain_init(&d).and_then(|()| crate::sched::domain_pause(&d)) {
         let _ = crate::sched::domain_destroy(domid);
+        crate::hvm_glue::teardown(&mut d);
         release_shared_info(domid, shinfo);
         return Err(e);
     }
-    log::debug!("d{domid}: created ({} vCPUs)", cd.max_vcpus);
+    log::debug!(
+        "d{domid}: created ({} vCPUs{})",
+        cd.max_vcpus,
+        if hvm { ", HVM with NPT" } else { "" }
+    );
     c.deferred = Some(Deferred::Insert(Box::new(d)));
     op.domain = domid;
     Ok(true)
@@ -414,6 +434,9 @@ pub fn domain_info(d: &Domain) -> XenDomctlGetdomaininfo {
     }
     if d.pause_count > 0 {
         flags |= XEN_DOMINF_PAUSED;
+    }
+    if d.is_hvm() {
+        flags |= XEN_DOMINF_HVM_GUEST | XEN_DOMINF_HAP;
     }
     let up = d.vcpus.iter().filter(|v| v.state != RunState::Down).count();
     if d.vcpus
@@ -484,6 +507,14 @@ fn set_vcpu_context(
 ) -> Result<(), Errno> {
     if self_target || (vc.vcpu as usize) >= d.vcpus.len() {
         return Err(Errno::EINVAL);
+    }
+    if d.is_hvm() {
+        // An HVM vCPU's context is not a PV one, and it cannot run yet.
+        log::warn!(
+            "d{}: setvcpucontext refused: HVM vCPUs cannot run yet",
+            d.domid
+        );
+        return Err(Errno::EOPNOTSUPP);
     }
     if vc.ctxt == 0 {
         // Xen resets the vCPU; a vCPU that ran cannot be reset here yet.

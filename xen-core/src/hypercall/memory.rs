@@ -3,7 +3,9 @@
 //! map, and where the machine-to-phys table lives.
 //!
 //! PV domains are not auto-translated: the "gmfn" a guest passes is a
-//! machine frame number, checked against the frame table's owner.
+//! machine frame number, checked against the frame table's owner. For an
+//! HVM domain (translated) the lists name guest frames, which
+//! `hvm_glue` maps into and out of its p2m.
 
 use super::Call;
 use crate::domain::{copy_from_guest, copy_to_guest, read_guest, write_guest};
@@ -42,8 +44,11 @@ pub fn memory_op(c: &mut Call) -> Result<i64, Errno> {
         }
         MemoryOp::DecreaseReservation => {
             let r: XenMemoryReservation = read_guest(c.cr3, arg)?;
-            check_reservation(&r)?;
             let cr3 = c.cr3;
+            if target(c, r.domid)?.is_hvm() {
+                return hvm_decrease(c, &r, start_extent);
+            }
+            check_reservation(&r)?;
             let d = target(c, r.domid)?;
             let mut done = start_extent;
             while done < r.nr_extents {
@@ -58,9 +63,12 @@ pub fn memory_op(c: &mut Call) -> Result<i64, Errno> {
         }
         MemoryOp::IncreaseReservation | MemoryOp::PopulatePhysmap => {
             let r: XenMemoryReservation = read_guest(c.cr3, arg)?;
-            check_reservation(&r)?;
             let cr3 = c.cr3;
             let populate = op == Some(MemoryOp::PopulatePhysmap);
+            if target(c, r.domid)?.is_hvm() {
+                return hvm_increase(c, &r, start_extent, populate);
+            }
+            check_reservation(&r)?;
             let d = target(c, r.domid)?;
             let mut done = start_extent;
             while done < r.nr_extents && d.tot_pages < d.max_pages {
@@ -165,6 +173,111 @@ fn check_reservation(r: &XenMemoryReservation) -> Result<(), Errno> {
     Ok(())
 }
 
+/// `populate_physmap` / `increase_reservation` for an HVM domain (Xen's
+/// translated guests). Populate maps each extent's fresh frames at the
+/// guest frame its list entry names (which stays as it is: a translated
+/// guest is never told machine frames); increase only gives the domain
+/// frames, unmapped and unreported, as Xen's `increase_reservation` does
+/// for a translated domain. Returns the extents done; the first extent
+/// that cannot be done ends the call (already populated, over
+/// `max_pages`, out of memory), and one whose guest frames are at or above
+/// the p2m's limit (or misaligned, or too large an order) is -EINVAL when
+/// it is the first of the call.
+fn hvm_increase(
+    c: &mut Call,
+    r: &XenMemoryReservation,
+    start_extent: u64,
+    populate: bool,
+) -> Result<i64, Errno> {
+    use crate::hvm_glue::{self, PopulateError};
+    if r.extent_order > hvm_glue::MAX_ORDER {
+        return Err(Errno::EPERM);
+    }
+    let cr3 = c.cr3;
+    let d = target(c, r.domid)?;
+    let n = 1u64 << r.extent_order;
+    let mut done = start_extent;
+    while done < r.nr_extents {
+        if !populate {
+            if d.tot_pages.saturating_add(n) > d.max_pages {
+                break;
+            }
+            let mut frames = alloc::vec::Vec::new();
+            for _ in 0..n {
+                match FRAMES.lock().as_mut().and_then(|fa| fa.alloc().ok()) {
+                    Some(m) => frames.push(m),
+                    None => break,
+                }
+            }
+            if frames.len() as u64 != n {
+                memory::free_frame_list(&frames);
+                break;
+            }
+            if let Some(ft) = FRAME_TABLE.lock().as_mut() {
+                for &m in &frames {
+                    memory::clear_frame(m);
+                    let _ = ft.assign(m, Owner::Domain(FtDomId(d.domid)));
+                }
+            }
+            d.tot_pages += n;
+            done += 1;
+            continue;
+        }
+        let mut raw = [0u8; 8];
+        if let Err(e) = copy_from_guest(cr3, r.extent_start.wrapping_add(done * 8), &mut raw) {
+            return if done == start_extent {
+                Err(e)
+            } else {
+                Ok(done as i64)
+            };
+        }
+        let gfn = u64::from_le_bytes(raw);
+        match hvm_glue::populate_extent(d, gfn, r.extent_order) {
+            Ok(()) => done += 1,
+            Err(PopulateError::BadGfn) if done == start_extent => return Err(Errno::EINVAL),
+            Err(e) => {
+                log::debug!(
+                    "d{}: populate_physmap of gfn {gfn:#x} order {}: {e:?}",
+                    d.domid,
+                    r.extent_order
+                );
+                break;
+            }
+        }
+    }
+    Ok(done as i64)
+}
+
+/// `decrease_reservation` for an HVM domain: each extent names guest
+/// frames, which are unmapped from its p2m and given back (a frame Dom0
+/// still maps lives until that mapping goes). Returns the extents done;
+/// the first with a frame that is not populated ends the call.
+fn hvm_decrease(c: &mut Call, r: &XenMemoryReservation, start_extent: u64) -> Result<i64, Errno> {
+    use crate::hvm_glue;
+    if r.extent_order > hvm_glue::MAX_ORDER {
+        return Err(Errno::EPERM);
+    }
+    let cr3 = c.cr3;
+    let d = target(c, r.domid)?;
+    let n = 1u64 << r.extent_order;
+    let mut done = start_extent;
+    'extents: while done < r.nr_extents {
+        let mut raw = [0u8; 8];
+        copy_from_guest(cr3, r.extent_start.wrapping_add(done * 8), &mut raw)?;
+        let gfn = u64::from_le_bytes(raw);
+        if gfn & (n - 1) != 0 {
+            break;
+        }
+        for g in gfn..gfn.saturating_add(n) {
+            if !hvm_glue::remove_gfn(d, g) {
+                break 'extents;
+            }
+        }
+        done += 1;
+    }
+    Ok(done as i64)
+}
+
 /// Gives one frame back (Xen's guest_remove_page): unpins it if pinned and
 /// drops the domain's allocation reference. The frame goes back to the
 /// allocator when its last reference (a mapping, a page-table entry, a base
@@ -216,6 +329,11 @@ fn exchange(c: &mut Call, arg: u64) -> Result<i64, Errno> {
     }
     let cr3 = c.cr3;
     let d = target(c, x.r#in.domid)?;
+    if d.is_hvm() {
+        // Its lists would name guest frames: not done for translated
+        // domains yet (a machine frame taken here would stay in its p2m).
+        return Err(Errno::EOPNOTSUPP);
+    }
     let owner = Owner::Domain(FtDomId(d.domid));
     let mut rc = Ok(0);
     while x.nr_exchanged < x.r#in.nr_extents {

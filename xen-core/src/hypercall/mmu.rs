@@ -22,7 +22,7 @@ use hypercall_abi::xen::{
     UVMF_FLUSHTYPE_MASK, UVMF_INVLPG, UVMF_TLB_FLUSH,
 };
 use xen_core::guest_walk::is_canonical;
-use xen_core::mm::frame_table::{FrameTable, PageType};
+use xen_core::mm::frame_table::{FrameTable, PageFlags, PageType};
 use xen_core::mm::ptval::{self, PtContext, PtError};
 use xen_core::mm::Mfn;
 use zerocopy::IntoBytes;
@@ -210,10 +210,38 @@ fn one_update(c: &Call, domid: u16, pg: u16, req: &MmuUpdate) -> Result<(), Errn
             | MmuUpdateCmd::PtUpdateNoTranslate,
         ) => {
             let preserve = cmd == u64::from(MmuUpdateCmd::PtUpdatePreserveAd.raw());
+            // A translated (HVM) pg_owner: the frame in a new L1 entry is
+            // its guest frame (Xen's mod_l1_entry), unless the caller said
+            // MMU_PT_UPDATE_NO_TRANSLATE.
+            let hvm = (pg != domid && cmd != u64::from(MmuUpdateCmd::PtUpdateNoTranslate.raw()))
+                .then(|| c.others.iter().find(|d| d.domid == pg))
+                .flatten()
+                .and_then(|d| d.hvm.as_ref());
             pv_mm::with_pt_foreign(domid, pg, |ctx, ft, mem| {
-                ptval::mod_entry(ctx, ft, mem, mfn, index, req.val, preserve)
+                let mut val = req.val;
+                if let Some(hvm) = hvm {
+                    let live_l1 = ft.info(mfn).is_ok_and(|i| {
+                        i.page_type() == PageType::L1
+                            && i.type_count() > 0
+                            && i.flags().contains(PageFlags::VALIDATED)
+                    });
+                    if live_l1 {
+                        // Unpopulated: -EINVAL, as Xen when
+                        // get_page_from_gfn finds no page.
+                        let lookup = |gfn| crate::hvm_glue::lookup(hvm, gfn).map(|m| m.0);
+                        let Some(v) = xen_core::hvm_dom::translate_l1e(val, lookup) else {
+                            log::debug!("d{domid}: mmu_update: d{pg} gfn not populated");
+                            return Err(None);
+                        };
+                        val = v;
+                    }
+                }
+                ptval::mod_entry(ctx, ft, mem, mfn, index, val, preserve).map_err(Some)
             })
-            .map_err(|e| pt_err(c, "mmu_update", e))
+            .map_err(|e| match e {
+                Some(e) => pt_err(c, "mmu_update", e),
+                None => Errno::EINVAL,
+            })
         }
         Some(MmuUpdateCmd::MachphysUpdate) => {
             let owned = with_pt(domid, |ctx, ft, _| {
@@ -340,7 +368,20 @@ fn one_ext(c: &mut Call, pg: u16, op: &MmuextOp) -> Result<(), Errno> {
     let domid = c.dom.domid;
     let cmd = MmuextCmd::from_raw(u64::from(op.cmd)).ok_or(Errno::ENOSYS)?;
     let mfn = Mfn(op.arg1);
+    let pg_is_hvm = pg != domid && c.others.iter().any(|d| d.domid == pg && d.is_hvm());
     match cmd {
+        MmuextCmd::PinL1Table
+        | MmuextCmd::PinL2Table
+        | MmuextCmd::PinL3Table
+        | MmuextCmd::PinL4Table
+        | MmuextCmd::UnpinTable
+            if pg_is_hvm =>
+        {
+            // An HVM domain's frames are never PV page tables: Xen skips
+            // (pins and unpins succeed doing nothing) when
+            // paging_mode_refcounts(pg_owner).
+            Ok(())
+        }
         MmuextCmd::PinL1Table
         | MmuextCmd::PinL2Table
         | MmuextCmd::PinL3Table

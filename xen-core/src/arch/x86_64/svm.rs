@@ -272,6 +272,16 @@ fn put_seg(page: &mut [u8], seg: usize, sel: u16, attrib: u16, limit: u32, base:
     put_u64(page, seg + vmcb::SEG_BASE, base);
 }
 
+/// Whether the boot found SVM with nested paging (and ASIDs to run guests
+/// under): what HVM domains with `XEN_DOMCTL_CDF_hap` need (Xen's
+/// `hvm_enabled && hvm_hap_supported()`). Set once, by the boot CPU.
+static HAP_AVAILABLE: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Whether HVM domains with hardware-assisted paging can be created.
+pub fn hap_available() -> bool {
+    HAP_AVAILABLE.load(core::sync::atomic::Ordering::Acquire)
+}
+
 /// Detects SVM/VMX, logs them, and runs the world-switch self-test when
 /// SVM with NPT is there. Boot CPU, interrupts off, before any guest.
 pub fn probe_and_selftest() {
@@ -321,7 +331,10 @@ pub fn probe_and_selftest() {
     }
     free_frames(&f);
     match r {
-        Ok(s) => log::info!("HVM: SVM world switch self-test passed: {s}"),
+        Ok(s) => {
+            log::info!("HVM: SVM world switch self-test passed: {s}");
+            HAP_AVAILABLE.store(true, core::sync::atomic::Ordering::Release);
+        }
         Err(e) => log::error!("HVM: SVM world switch self-test FAILED: {e}"),
     }
 }
