@@ -354,8 +354,10 @@ pub struct Pool {
     free: Vec<Box<dyn IoBuf>>,
 }
 
-/// Buffers a [`Pool`] keeps.
+/// Buffers a [`Pool`] keeps, and their bytes at most (what a device
+/// had before streaming: one buffer of [`BATCH_BYTES`]).
 const POOL_KEEP: usize = 16;
+const POOL_BYTES: usize = BATCH_BYTES;
 
 impl Pool {
     /// A buffer of at least `len` bytes (contents undefined: a read
@@ -374,22 +376,19 @@ impl Pool {
         }
     }
 
-    /// Gives a buffer back (kept if there is room, or if it is bigger
-    /// than the smallest kept one).
+    /// Gives a buffer back (kept if there is room, or in place of the
+    /// smallest kept one if it is bigger and fits then).
     pub fn give(&mut self, mut b: Box<dyn IoBuf>) {
-        if self.free.len() < POOL_KEEP {
+        let n = b.bytes().len();
+        let sizes: Vec<usize> = self.free.iter_mut().map(|b| b.bytes().len()).collect();
+        let kept: usize = sizes.iter().sum();
+        if sizes.len() < POOL_KEEP && kept + n <= POOL_BYTES {
             self.free.push(b);
             return;
         }
-        let n = b.bytes().len();
-        let small = self
-            .free
-            .iter_mut()
-            .enumerate()
-            .map(|(k, b)| (k, b.bytes().len()))
-            .min_by_key(|&(_, n)| n);
-        if let Some((k, m)) = small {
-            if m < n {
+        let smallest = sizes.iter().enumerate().min_by_key(|&(_, m)| *m);
+        if let Some((k, &m)) = smallest {
+            if m < n && kept - m + n <= POOL_BYTES {
                 self.free[k] = b;
             }
         }
@@ -875,4 +874,31 @@ fn deliver<G: GrantMapper + ?Sized>(
         pos += len;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pool_keeps_at_most_its_bytes_preferring_big_buffers() {
+        let mut p = Pool::default();
+        for _ in 0..12 {
+            p.give(Box::new(alloc::vec![0u8; 256 << 10]));
+        }
+        assert_eq!(p.free.len(), BATCH_BYTES / (256 << 10));
+        p.clear();
+        for _ in 0..20 {
+            p.give(Box::new(alloc::vec![0u8; 4096]));
+        }
+        assert_eq!(p.free.len(), POOL_KEEP);
+        // A bigger one replaces the smallest while the total fits.
+        p.give(Box::new(alloc::vec![0u8; 64 << 10]));
+        assert_eq!(p.free.len(), POOL_KEEP);
+        let total: usize = p.free.iter_mut().map(|b| b.bytes().len()).sum();
+        assert_eq!(total, 15 * 4096 + (64 << 10));
+        // One that cannot fit is dropped.
+        p.give(Box::new(alloc::vec![0u8; 4 << 20]));
+        assert!(p.free.iter_mut().all(|b| b.bytes().len() < 4 << 20));
+    }
 }
