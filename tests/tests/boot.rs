@@ -800,6 +800,18 @@ fn xl_a_guest_reads_and_writes_its_disk_through_blkback() {
     assert_free_memory_back(&text);
 }
 
+/// `oxen-run` options putting `adds` into Dom0's ramdisk (`--add`) and
+/// giving the machine `disks` (`--disk`), in order.
+fn files_and_disks(adds: &[&std::path::Path], disks: &[&std::path::Path]) -> Vec<String> {
+    let add = adds
+        .iter()
+        .flat_map(|f| ["--add".to_string(), f.display().to_string()]);
+    let disk = disks
+        .iter()
+        .flat_map(|d| ["--disk".to_string(), d.display().to_string()]);
+    add.chain(disk).collect()
+}
+
 /// A raw disk image of `mib` MiB for `--disk`, made with `qemu-img` as a
 /// user would (zeros), in the test's temp dir.
 fn qemu_img(name: &str, mib: u64) -> std::path::PathBuf {
@@ -1056,13 +1068,7 @@ fn hostile_blkif_frontend_gets_errors_and_a_disconnect_while_other_guests_keep_w
         "name = \"blk\"\nkernel = \"/boot/domu-blk\"\nmemory = 16\n\
          disk = [ \"/boot/disk.img,raw,xvda,rw\" ]\non_poweroff = \"preserve\"\n",
     );
-    let mut args = Vec::new();
-    for f in [&disk, &blk, &small, &hostile, &churn, &good] {
-        args.push("--add".to_string());
-        args.push(f.display().to_string());
-    }
-    args.push("--disk".to_string());
-    args.push(img.display().to_string());
+    let args = files_and_disks(&[&disk, &blk, &small, &hostile, &churn, &good], &[&img]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let (code, text) = oxen_run_batch_timed(
         &args,
@@ -1207,15 +1213,7 @@ fn xl_disk_image_files_on_dom0s_fat_file_system_and_partitions_serve_guests() {
         "name = \"odd\"\nkernel = \"/boot/domu-disk\"\nmemory = 16\n\
          disk = [ \"/mnt/vda/odd.img,raw,xvda,rw\" ]\n",
     );
-    let mut args = Vec::new();
-    for f in [&guest, &a, &b, &bad, &odd] {
-        args.push("--add".to_string());
-        args.push(f.display().to_string());
-    }
-    for d in [&host, &parted] {
-        args.push("--disk".to_string());
-        args.push(d.display().to_string());
-    }
+    let args = files_and_disks(&[&guest, &a, &b, &bad, &odd], &[&host, &parted]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let (code, text) = oxen_run_batch_timed(
         &args,
@@ -1665,13 +1663,7 @@ fn xl_disk_qcow2_image_file_on_fat_keeps_a_guests_pattern_and_passes_qemu_img_ch
         "name = \"phyq\"\nkernel = \"/boot/domu-disk\"\nmemory = 16\n\
          disk = [ \"format=qcow2,vdev=xvda,access=rw,target=/dev/vda\" ]\n",
     );
-    let mut args = Vec::new();
-    for f in [&guest, &cfg, &full, &small, &phy] {
-        args.push("--add".to_string());
-        args.push(f.display().to_string());
-    }
-    args.push("--disk".to_string());
-    args.push(h.clone());
+    let args = files_and_disks(&[&guest, &cfg, &full, &small, &phy], &[&host]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let (code, text) = oxen_run_batch_timed(
         &args,
