@@ -155,6 +155,25 @@ pub struct Prefixes {
 }
 
 impl Prefixes {
+    /// Records `b` if it is a legacy prefix (operand/address size, LOCK,
+    /// REP/REPNE, a segment override); false for any other byte.
+    pub fn take_legacy(&mut self, b: u8) -> bool {
+        match b {
+            0x66 => self.opsize = true,
+            0x67 => self.addrsize = true,
+            0xf0 => self.lock = true,
+            0xf2 => self.rep = Some(Rep::Repne),
+            0xf3 => self.rep = Some(Rep::Rep),
+            0x26 => self.segment = Some(Segment::Es),
+            0x2e => self.segment = Some(Segment::Cs),
+            0x36 => self.segment = Some(Segment::Ss),
+            0x3e => self.segment = Some(Segment::Ds),
+            0x64 => self.segment = Some(Segment::Fs),
+            0x65 => self.segment = Some(Segment::Gs),
+            _ => return false,
+        }
+        true
+    }
     /// REX.W.
     pub fn rex_w(&self) -> bool {
         self.rex & 8 != 0
@@ -407,26 +426,14 @@ fn decode_one(bytes: &[u8]) -> Result<Decoded, DecodeError> {
     let mut b;
     loop {
         b = c.next()?;
-        match b {
-            0x66 => p.opsize = true,
-            0x67 => p.addrsize = true,
-            0xf0 => p.lock = true,
-            0xf2 => p.rep = Some(Rep::Repne),
-            0xf3 => p.rep = Some(Rep::Rep),
-            0x26 => p.segment = Some(Segment::Es),
-            0x2e => p.segment = Some(Segment::Cs),
-            0x36 => p.segment = Some(Segment::Ss),
-            0x3e => p.segment = Some(Segment::Ds),
-            0x64 => p.segment = Some(Segment::Fs),
-            0x65 => p.segment = Some(Segment::Gs),
-            0x40..=0x4f => {
-                p.rex = b;
-                continue;
-            }
-            _ => break,
+        if p.take_legacy(b) {
+            // A REX followed by a legacy prefix is ignored.
+            p.rex = 0;
+        } else if (0x40..=0x4f).contains(&b) {
+            p.rex = b;
+        } else {
+            break;
         }
-        // A REX followed by a legacy prefix is ignored.
-        p.rex = 0;
     }
 
     let default_size = if p.rex_w() {

@@ -46,7 +46,7 @@
 //! itself is for 64-bit PV code only (no 16-bit addressing, no `moffs`,
 //! REX everywhere), so the ModRM/SIB decoding here is its own, mode-aware.
 
-use crate::x86_emul::{is_canonical, DecodeError, Prefixes, Rep, Segment, MAX_INSN_LEN};
+use crate::x86_emul::{is_canonical, DecodeError, Prefixes, Segment, MAX_INSN_LEN};
 
 /// Most `rep` iterations done per call; the guest re-executes the
 /// instruction for the rest (with RCX, RSI, RDI already advanced).
@@ -308,26 +308,14 @@ pub fn decode(bytes: &[u8], mode: Mode) -> Result<Insn, DecodeError> {
     let mut b;
     loop {
         b = c.u8()?;
-        match b {
-            0x66 => p.opsize = true,
-            0x67 => p.addrsize = true,
-            0xf0 => p.lock = true,
-            0xf2 => p.rep = Some(Rep::Repne),
-            0xf3 => p.rep = Some(Rep::Rep),
-            0x26 => p.segment = Some(Segment::Es),
-            0x2e => p.segment = Some(Segment::Cs),
-            0x36 => p.segment = Some(Segment::Ss),
-            0x3e => p.segment = Some(Segment::Ds),
-            0x64 => p.segment = Some(Segment::Fs),
-            0x65 => p.segment = Some(Segment::Gs),
-            0x40..=0x4f if mode == Mode::Bits64 => {
-                p.rex = b;
-                continue;
-            }
-            _ => break,
+        if p.take_legacy(b) {
+            // A REX followed by a legacy prefix is ignored.
+            p.rex = 0;
+        } else if mode == Mode::Bits64 && (0x40..=0x4f).contains(&b) {
+            p.rex = b;
+        } else {
+            break;
         }
-        // A REX followed by a legacy prefix is ignored.
-        p.rex = 0;
     }
 
     let addr_size = match (mode, p.addrsize) {
