@@ -870,19 +870,7 @@ impl Toolstack {
             )))
             }
         };
-        let mut store = self.open_medium(d, path, qcow2)?;
-        if qcow2 {
-            if matches!(Medium::parse(path), Medium::Disk(_) | Medium::Partition(..)) {
-                return Err(XlError::Message(format!(
-                    "disk {}: {path}: a qcow2 image must be a file (on /mnt/... or in the ramdisk)",
-                    d.vdev
-                )));
-            }
-            store = Box::new(
-                crate::qcow2::Qcow2::open(store)
-                    .map_err(|e| XlError::Message(format!("disk {}: {path}: {e}", d.vdev)))?,
-            );
-        }
+        let store = self.open_medium(d, path, qcow2)?;
         self.sharing
             .claim(domid, d.devid, path, d.readwrite)
             .map_err(|e| XlError::Message(format!("disk {}: {e}", d.vdev)))?;
@@ -898,12 +886,37 @@ impl Toolstack {
         Ok(())
     }
 
-    /// The backing store for `path`.
-    /// (A qcow2 file in the ramdisk may end mid-sector: it is padded.)
+    /// The backing store for `path`: the medium, read through the qcow2
+    /// format if `qcow2` (only files may be qcow2).
     fn open_medium(
         &mut self,
         d: &crate::xlcfg::DiskSpec,
         path: &str,
+        qcow2: bool,
+    ) -> XlResult<Box<dyn blkback::store::BlockStore>> {
+        let medium = Medium::parse(path);
+        if qcow2 && matches!(medium, Medium::Disk(_) | Medium::Partition(..)) {
+            return Err(XlError::Message(format!(
+                "disk {}: {path}: a qcow2 image must be a file (on /mnt/... or in the ramdisk)",
+                d.vdev
+            )));
+        }
+        let store = self.open_raw_medium(d, path, medium, qcow2)?;
+        if !qcow2 {
+            return Ok(store);
+        }
+        crate::qcow2::Qcow2::open(store)
+            .map(|q| Box::new(q) as Box<dyn blkback::store::BlockStore>)
+            .map_err(|e| XlError::Message(format!("disk {}: {path}: {e}", d.vdev)))
+    }
+
+    /// The medium's bytes as they are. (A qcow2 file in the ramdisk may
+    /// end mid-sector: it is padded.)
+    fn open_raw_medium(
+        &mut self,
+        d: &crate::xlcfg::DiskSpec,
+        path: &str,
+        medium: Medium<'_>,
         qcow2: bool,
     ) -> XlResult<Box<dyn blkback::store::BlockStore>> {
         let missing = || {
@@ -912,7 +925,7 @@ impl Toolstack {
                 d.vdev
             ))
         };
-        match Medium::parse(path) {
+        match medium {
             Medium::Disk(name) => {
                 let disk = self.disks.get(name).ok_or_else(missing)?;
                 if d.readwrite && disk.borrow().readonly() {
