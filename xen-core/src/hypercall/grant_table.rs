@@ -826,7 +826,6 @@ pub fn add_to_physmap(c: &mut Call) -> Result<i64, Errno> {
 /// [`release_mappings`] (its mappings of anyone's grants),
 /// [`revoke_foreign_mappings`] (other domains' mappings of its grants),
 /// then [`destroy_table`] (its shared frames and bookkeeping).
-#[allow(dead_code, reason = "domain::destroy calls it (see the report)")]
 pub fn teardown(d: &mut Domain, others: &mut Others<'_>) {
     release_mappings(d, others);
     revoke_foreign_mappings(d, others);
