@@ -868,6 +868,22 @@ fn xl_disk_64mib_pattern_survives_guest_reboot_and_machine_poweroff() {
     ] {
         assert!(text.contains(want), "missing {want:?}:\n{text}");
     }
+    // Persistent grants on the whole disk: blkback's reads and writes go
+    // in place, the device moving data straight to the guest's pages.
+    let closes: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("blkback d1 51712: closed after"))
+        .collect();
+    assert!(!closes.is_empty(), "blkback should log the close:\n{text}");
+    for l in &closes {
+        let in_place: u64 = l
+            .split(" in place)")
+            .next()
+            .and_then(|h| h.rsplit('(').next())
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0);
+        assert!(in_place > 1000, "most I/O should go in place: {l}");
+    }
     assert!(
         list_rows(&text, "pat").is_empty(),
         "the guest should be gone after powering off:\n{text}"

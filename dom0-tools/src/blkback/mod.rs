@@ -135,15 +135,73 @@ pub trait GrantMapper {
     fn page_write(&mut self, page: &Self::Page, off: usize, data: &[u8]) {
         page.write(off, data)
     }
+    /// The pieces `(page, offset, len)` of persistently mapped pages as
+    /// one buffer a device reads and writes in place ([`SgBuf`]); `None`
+    /// (the default) if the glue cannot, and the data is copied. blkback
+    /// keeps every persistent page mapped until every I/O carrying it
+    /// was handed back ([`GrantMapper::unmap_persistent`] comes after the
+    /// device's I/O is drained).
+    fn dma_buf(&mut self, _pieces: &[(&Self::Page, u16, u16)]) -> Option<Box<dyn IoBuf>> {
+        None
+    }
 }
 
-/// A request data buffer from [`GrantMapper::io_buf`].
+/// A request data buffer from [`GrantMapper::io_buf`] (or, in place in
+/// the frontend's pages, [`GrantMapper::dma_buf`]).
 pub trait IoBuf {
-    /// All of it.
+    /// All of it (empty for a [`SgBuf`]: its bytes are the frontend's).
     fn bytes(&mut self) -> &mut [u8];
     /// Itself, for a store that does DMA to tell buffer types it knows
     /// keep their memory in place (the disk's queue only takes those).
     fn as_any(&mut self) -> &mut dyn core::any::Any;
+    /// The pieces of memory the data is in, for a store that takes them
+    /// ([`BlockStore::takes_segments`]); `None`: it is [`IoBuf::bytes`].
+    fn dma_segments(&self) -> Option<&[DmaSeg]> {
+        None
+    }
+}
+
+/// One piece of an [`SgBuf`]: `len` bytes at Dom0 address `va`, inside
+/// one page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DmaSeg {
+    /// Where, in Dom0's address space.
+    pub va: u64,
+    /// How many bytes.
+    pub len: u32,
+}
+
+/// A request's data left where it is, in the frontend's persistently
+/// mapped pages: the device moves it straight to and from them (no copy
+/// in Dom0). Only a store that takes segments gets one.
+pub struct SgBuf {
+    segs: Vec<DmaSeg>,
+}
+
+impl SgBuf {
+    /// The data in `segs`, in order.
+    ///
+    /// # Safety
+    ///
+    /// Every segment is memory that stays mapped, writable and unmoved
+    /// for as long as this value lives, and that nothing else in Dom0
+    /// reads or writes meanwhile (a device may DMA into it at any time
+    /// until the I/O carrying it is handed back).
+    pub unsafe fn new(segs: Vec<DmaSeg>) -> SgBuf {
+        SgBuf { segs }
+    }
+}
+
+impl IoBuf for SgBuf {
+    fn bytes(&mut self) -> &mut [u8] {
+        &mut []
+    }
+    fn as_any(&mut self) -> &mut dyn core::any::Any {
+        self
+    }
+    fn dma_segments(&self) -> Option<&[DmaSeg]> {
+        Some(&self.segs)
+    }
 }
 
 impl IoBuf for Vec<u8> {
@@ -595,11 +653,38 @@ impl<P: SharedPage> Vbd<P> {
         // The device may still be reading or writing our buffers (and, at
         // completion, a read's data would go to the frontend's pages):
         // wait for every I/O and answer none.
-        self.drain(None, host);
+        let drained = self.drain(None, host);
+        if self.conn.is_some() {
+            let st = &self.stats;
+            log::info!(
+                "blkback d{} {}: closed after {} reads, {} writes, {} flushes ({} in place), {} errors",
+                self.domid,
+                self.devid,
+                st.reads,
+                st.writes,
+                st.flushes,
+                st.in_place,
+                st.errors
+            );
+        }
         self.buf = None;
         self.pool.clear();
-        for (_, p) in self.persistent.take().unwrap_or_default() {
-            host.unmap_persistent(p);
+        let pages = self.persistent.take().unwrap_or_default();
+        if drained {
+            for (_, p) in pages {
+                host.unmap_persistent(p);
+            }
+        } else {
+            // I/O the store never handed back may still move data to or
+            // from these pages in place: they stay mapped for good (a
+            // leak, never a device writing into a page given back).
+            log::error!(
+                "blkback d{} {}: keeping {} grants mapped for I/O that never completed",
+                self.domid,
+                self.devid,
+                pages.len()
+            );
+            core::mem::forget(pages);
         }
         if let Some(c) = self.conn.take() {
             host.unbind(c.port);
@@ -643,8 +728,9 @@ impl<P: SharedPage> Vbd<P> {
     }
 
     /// Waits for every I/O of this device on the store (answering them
-    /// as [`Vbd::reap`]).
-    fn drain<H>(&mut self, lim: Option<&Limits>, host: &mut H)
+    /// as [`Vbd::reap`]); false if the store never finished some (they
+    /// stay with it).
+    fn drain<H>(&mut self, lim: Option<&Limits>, host: &mut H) -> bool
     where
         H: GrantMapper<Page = P> + EventChannels + ?Sized,
     {
@@ -662,12 +748,13 @@ impl<P: SharedPage> Vbd<P> {
                     );
                     self.flights.clear();
                     self.flight_bytes = 0;
-                    return;
+                    return false;
                 }
                 patience -= 1;
                 self.store.wait_any();
             }
         }
+        true
     }
 
     /// Gives a prepared read or write to the store; answers it at once if
@@ -786,6 +873,7 @@ impl<P: SharedPage> Vbd<P> {
             };
             taken += 1;
             let tag = self.next_tag;
+            let in_place = self.store.takes_segments();
             match request::prepare(
                 &lim,
                 host,
@@ -793,8 +881,8 @@ impl<P: SharedPage> Vbd<P> {
                 &mut self.pool,
                 &mut self.stats,
                 &e,
-                self.owner,
-                tag,
+                (self.owner, tag),
+                in_place,
             ) {
                 request::Prepared::Answer(rsp) => {
                     conn.ring.put_response(&rsp);

@@ -74,6 +74,9 @@ pub struct Stats {
     pub sectors_read: u64,
     /// Sectors written.
     pub sectors_written: u64,
+    /// Reads and writes the device did in place, in the frontend's pages
+    /// (no copy in Dom0).
+    pub in_place: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -379,6 +382,10 @@ impl Pool {
     /// Gives a buffer back (kept if there is room, or in place of the
     /// smallest kept one if it is bigger and fits then).
     pub fn give(&mut self, mut b: Box<dyn IoBuf>) {
+        if b.dma_segments().is_some() {
+            // The frontend's pages, not a buffer to reuse.
+            return;
+        }
         let n = b.bytes().len();
         let sizes: Vec<usize> = self.free.iter_mut().map(|b| b.bytes().len()).collect();
         let kept: usize = sizes.iter().sum();
@@ -424,9 +431,12 @@ pub enum Prepared {
     Io(Flight, OwnedIo),
 }
 
-/// Validates request `e` and, for a read or write, takes it a buffer
-/// from `pool` (filled from the frontend's pages for a write) and makes
-/// it `owner`'s I/O `tag`.
+/// Validates request `e` and, for a read or write, gives it a buffer and
+/// makes it `owner`'s I/O `tag` (`(owner, tag)`). With `in_place` (the
+/// store takes segments) and every segment persistently mapped, the
+/// buffer is the frontend's pages themselves ([`GrantMapper::dma_buf`]);
+/// otherwise one from `pool`, filled from the frontend's pages for a
+/// write.
 #[allow(clippy::too_many_arguments)]
 pub fn prepare<G: GrantMapper + ?Sized>(
     lim: &Limits,
@@ -435,8 +445,8 @@ pub fn prepare<G: GrantMapper + ?Sized>(
     pool: &mut Pool,
     stats: &mut Stats,
     e: &BlkifSringEntry,
-    owner: u64,
-    tag: u64,
+    (owner, tag): (u64, u64),
+    in_place: bool,
 ) -> Prepared {
     let Some(plan) = plan_data(lim, grants, pmaps.as_deref_mut(), stats, e) else {
         return Prepared::Ordered;
@@ -446,6 +456,30 @@ pub fn prepare<G: GrantMapper + ?Sized>(
         Err(f) => return Prepared::Answer(respond(e, Err(f), stats)),
     };
     let len = total as usize * BLKIF_SECTOR_SIZE;
+    let direct = match pmaps.as_deref_mut() {
+        Some(pm) if in_place => in_place_buf(lim, grants, pm, &copies),
+        _ => None,
+    };
+    if let Some(buf) = direct {
+        stats.in_place += 1;
+        let io = OwnedIo {
+            owner,
+            tag,
+            write,
+            sector,
+            len,
+            buf,
+        };
+        let f = Flight {
+            id: e.req.id,
+            operation: e.req.operation,
+            write,
+            copies,
+            total,
+            len,
+        };
+        return Prepared::Io(f, io);
+    }
     let mut buf = pool.take(grants, len);
     if write {
         let r = match buf.bytes().get_mut(..len) {
@@ -493,9 +527,14 @@ pub fn finish<G: GrantMapper + ?Sized>(
             stats.writes += 1;
             stats.sectors_written += f.total;
         } else {
-            r = match io.buf.bytes().get(..f.len) {
-                Some(data) => deliver(lim, grants, pmaps, &f.copies, data),
-                None => Err(Fail::Error),
+            r = if io.buf.dma_segments().is_some() {
+                // Read in place: the data is in the frontend's pages.
+                Ok(())
+            } else {
+                match io.buf.bytes().get(..f.len) {
+                    Some(data) => deliver(lim, grants, pmaps, &f.copies, data),
+                    None => Err(Fail::Error),
+                }
             };
             if r.is_ok() {
                 stats.reads += 1;
@@ -773,6 +812,23 @@ fn map_some<G: GrantMapper + ?Sized>(
             Err(_) => return,
         }
     }
+}
+
+/// The frontend's `segs` as one buffer the store reads and writes in
+/// place, if every one is (or can now be) persistently mapped and the
+/// glue can hand them to a device ([`GrantMapper::dma_buf`]).
+fn in_place_buf<G: GrantMapper + ?Sized>(
+    lim: &Limits,
+    grants: &mut G,
+    pmaps: &mut PMap<G::Page>,
+    segs: &[CopySeg],
+) -> Option<Box<dyn IoBuf>> {
+    map_some(lim, grants, pmaps, segs);
+    let pieces = segs
+        .iter()
+        .map(|s| Some((pmaps.get(&s.gref)?, s.offset, s.len)))
+        .collect::<Option<Vec<_>>>()?;
+    grants.dma_buf(&pieces)
 }
 
 /// The runs of `segs` (index range, byte range in the buffer) that are

@@ -164,6 +164,13 @@ pub trait BlockStore {
     fn can_flush(&self) -> bool {
         true
     }
+    /// Whether [`BlockStore::submit`] takes I/Os whose data is scattered
+    /// ([`super::IoBuf::dma_segments`], an [`super::SgBuf`]) and moves it
+    /// in place. The default, false: blkback gives this store contiguous
+    /// buffers only.
+    fn takes_segments(&self) -> bool {
+        false
+    }
     /// Drops the contents of `count` sectors from `sector` (reads may then
     /// return anything).
     fn discard(&mut self, _sector: u64, _count: u64) -> Result<(), IoError> {
@@ -306,6 +313,9 @@ impl<S: BlockStore> BlockStore for alloc::rc::Rc<core::cell::RefCell<S>> {
     fn can_flush(&self) -> bool {
         self.borrow().can_flush()
     }
+    fn takes_segments(&self) -> bool {
+        self.borrow().takes_segments()
+    }
     fn discard(&mut self, sector: u64, count: u64) -> Result<(), IoError> {
         self.borrow_mut().discard(sector, count)
     }
@@ -348,6 +358,9 @@ impl<S: BlockStore + ?Sized> BlockStore for alloc::boxed::Box<S> {
     }
     fn can_flush(&self) -> bool {
         (**self).can_flush()
+    }
+    fn takes_segments(&self) -> bool {
+        (**self).takes_segments()
     }
     fn discard(&mut self, sector: u64, count: u64) -> Result<(), IoError> {
         (**self).discard(sector, count)
@@ -460,6 +473,9 @@ impl<S: BlockStore> BlockStore for Slice<S> {
     }
     fn can_flush(&self) -> bool {
         self.inner.can_flush()
+    }
+    fn takes_segments(&self) -> bool {
+        self.inner.takes_segments()
     }
     fn discard(&mut self, sector: u64, count: u64) -> Result<(), IoError> {
         match sector.checked_add(count) {

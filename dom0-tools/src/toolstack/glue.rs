@@ -213,6 +213,26 @@ impl GrantMapper for BackHost {
         }
     }
 
+    fn dma_buf(&mut self, pieces: &[(&MappedRing, u16, u16)]) -> Option<Box<dyn blkback::IoBuf>> {
+        let segs = pieces
+            .iter()
+            .map(|&(page, off, len)| {
+                (usize::from(off) + usize::from(len) <= 4096 && len > 0).then(|| blkback::DmaSeg {
+                    va: page.va() + u64::from(off),
+                    len: u32::from(len),
+                })
+            })
+            .collect::<Option<Vec<_>>>()?;
+        // SAFETY: every piece lies inside a page blkback mapped with
+        // `map_persistent` (writable), which stays mapped until
+        // `unmap_persistent`; blkback calls that only at disconnect, after
+        // draining the device's I/O, so after every I/O carrying this
+        // buffer was handed back and the buffer dropped. Dom0 itself does
+        // not touch the data meanwhile (blkback neither copies nor looks
+        // at an in-place request's data).
+        Some(Box::new(unsafe { blkback::SgBuf::new(segs) }))
+    }
+
     fn io_buf(&mut self, len: usize) -> Box<dyn blkback::IoBuf> {
         // Machine-contiguous, so the disk DMAs in place (no bounce).
         match crate::virtio::hal::DmaBuf::new(len) {

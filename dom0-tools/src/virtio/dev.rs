@@ -6,6 +6,7 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use super::blk::{BlkDev, ReqHeader, Seg, Status, SECTOR_SIZE};
 use super::hal::Dom0Hal;
 use crate::blkback::store::{IoError, OwnedIo, Submitted};
 use crate::pci::{self, Bdf, ConfigSpace, Function, VirtioCam};
@@ -18,7 +19,6 @@ use hypercall_abi::physdev::{
 use hypercall_abi::xen::DOMID_SELF;
 use pv_guest_lib::hypercall::hypercall2;
 use pv_guest_lib::{events, time, Errno};
-use virtio_drivers::device::blk::{BlkReq, BlkResp, VirtIOBlk, SECTOR_SIZE};
 use virtio_drivers::device::net::VirtIONet;
 use virtio_drivers::transport::pci::bus::PciRoot;
 use virtio_drivers::transport::pci::{virtio_device_type, PciTransport};
@@ -352,25 +352,26 @@ pub enum Io<'a> {
 
 /// A request [`Disk::submit`] put on the queue, kept until it completes.
 ///
-/// Ownership invariant: from `*_blocks_nb` until `complete_*_blocks`
-/// the device may read or write `req`, `resp` and the `len` bytes at
-/// `data`; all three are owned by this record alone (boxed, so they do
-/// not move when the record does; `data` is the memory of `io.buf`, a
+/// Ownership invariant: from `BlkDev::submit` until `BlkDev::complete`
+/// the device may read or write `req`, `resp` and the memory `segs`
+/// describe; all three are owned by this record alone (boxed, so they do
+/// not move when the record does; `segs` is the memory of `io.buf`: a
 /// `Vec<u8>` or `DmaBuf`, whose bytes stay where they are as long as the
 /// value lives and is not resized — nothing resizes it: only the record
-/// holds it). A record leaves [`Disk::flights`] only through
+/// holds it — or an `SgBuf`, the frontend's pages, mapped while it
+/// lives). A record leaves [`Disk::flights`] only through
 /// [`Disk::reap`], after the device handed its token back.
 struct Flight {
     token: u16,
-    req: Box<BlkReq>,
-    resp: Box<BlkResp>,
-    data: *mut u8,
+    req: Box<ReqHeader>,
+    resp: Box<Status>,
+    segs: Vec<Seg>,
     io: OwnedIo,
 }
 
 /// A virtio-blk disk.
 pub struct Disk {
-    blk: VirtIOBlk<Dom0Hal, Dom0Transport>,
+    blk: BlkDev,
     irq: Option<Irq>,
     /// Requests of [`Disk::submit`] on the device.
     flights: Vec<Flight>,
@@ -388,7 +389,7 @@ pub struct Disk {
 impl Disk {
     /// Initialises the device (`open` first).
     pub fn new(t: Dom0Transport, irq: Option<Irq>, bdf: Bdf) -> Result<Disk, OpenError> {
-        let blk = VirtIOBlk::new(t).map_err(OpenError::Virtio)?;
+        let blk = BlkDev::new(t).map_err(OpenError::Virtio)?;
         Ok(Disk {
             blk,
             irq,
@@ -433,8 +434,8 @@ impl Disk {
         // The blocking paths expect the queue to themselves.
         self.settle();
         self.check_len(sector, buf.len())?;
-        let mut req = BlkReq::default();
-        let mut resp = BlkResp::default();
+        let mut req = ReqHeader::default();
+        let mut resp = Status::default();
         // SAFETY: `req`, `buf` and `resp` are not touched until the
         // request completes below (this function waits for it).
         let token = unsafe {
@@ -454,8 +455,8 @@ impl Disk {
         // The blocking paths expect the queue to themselves.
         self.settle();
         self.check_len(sector, buf.len())?;
-        let mut req = BlkReq::default();
-        let mut resp = BlkResp::default();
+        let mut req = ReqHeader::default();
+        let mut resp = Status::default();
         // SAFETY: as in `read`.
         let token = unsafe {
             self.blk
@@ -479,8 +480,8 @@ impl Disk {
         let mut out: Vec<Result<(), virtio_drivers::Error>> = (0..n).map(|_| Ok(())).collect();
         // Allocated once: the device holds pointers into these until each
         // request completes, so they never move.
-        let mut reqs: Vec<BlkReq> = (0..n).map(|_| BlkReq::default()).collect();
-        let mut resps: Vec<BlkResp> = (0..n).map(|_| BlkResp::default()).collect();
+        let mut reqs: Vec<ReqHeader> = (0..n).map(|_| ReqHeader::default()).collect();
+        let mut resps: Vec<Status> = (0..n).map(|_| Status::default()).collect();
         let mut tokens: Vec<Option<u16>> = alloc::vec![None; n];
         let (mut next, mut in_flight) = (0, 0usize);
         while next < n || in_flight > 0 {
@@ -565,8 +566,8 @@ impl Disk {
         self.settle();
         // Allocated once: the device holds pointers into these until each
         // request completes, so they never move.
-        let mut reqs: Vec<BlkReq> = (0..depth).map(|_| BlkReq::default()).collect();
-        let mut resps: Vec<BlkResp> = (0..depth).map(|_| BlkResp::default()).collect();
+        let mut reqs: Vec<ReqHeader> = (0..depth).map(|_| ReqHeader::default()).collect();
+        let mut resps: Vec<Status> = (0..depth).map(|_| Status::default()).collect();
         let mut tokens: Vec<Option<u16>> = alloc::vec![None; depth];
         let (mut done, mut failed, mut more) = (0u64, None, true);
         loop {
@@ -668,15 +669,11 @@ impl Disk {
             };
             let mut f = self.flights.swap_remove(k);
             // SAFETY: `f` is the record `t` was submitted with (see
-            // `Flight`): `data` is still the `len` bytes of `f.io.buf`,
+            // `Flight`): `segs` still describe the memory of `f.io.buf`,
             // which the record owned until now, as are `req` and `resp`.
             let r = unsafe {
-                let buf = core::slice::from_raw_parts_mut(f.data, f.io.len);
-                if f.io.write {
-                    self.blk.complete_write_blocks(t, &f.req, buf, &mut f.resp)
-                } else {
-                    self.blk.complete_read_blocks(t, &f.req, buf, &mut f.resp)
-                }
+                self.blk
+                    .complete(t, f.io.write, &f.req, &f.segs, &mut f.resp)
             };
             self.done.push((f.io, r.map_err(|_| IoError::Io)));
             n += 1;
@@ -715,29 +712,49 @@ impl Disk {
         }
         let known = {
             let a = io.buf.as_any();
-            a.is::<Vec<u8>>() || a.is::<super::hal::DmaBuf>()
+            a.is::<Vec<u8>>() || a.is::<super::hal::DmaBuf>() || a.is::<crate::blkback::SgBuf>()
         };
         if self.irq.is_none() || !known {
             return crate::blkback::store::run_now(self, io);
         }
-        let Some(buf) = io.buf.bytes().get_mut(..io.len) else {
-            return Submitted::Done(io, Err(IoError::Io));
-        };
-        let data = buf.as_mut_ptr();
-        let mut req = Box::new(BlkReq::default());
-        let mut resp = Box::new(BlkResp::default());
-        // SAFETY: `req`, `resp` and `buf` (the memory of `io.buf`, a
-        // `Vec<u8>` or `DmaBuf`: it stays put while the value lives) go
-        // into a `Flight` record below, which owns them until `reap`
-        // completes the request; nothing touches them meanwhile.
-        let r = unsafe {
-            if io.write {
-                self.blk
-                    .write_blocks_nb(io.sector as usize, &mut req, buf, &mut resp)
-            } else {
-                self.blk
-                    .read_blocks_nb(io.sector as usize, &mut req, buf, &mut resp)
+        let segs = match io.buf.dma_segments() {
+            // In place (an `SgBuf`): every piece inside one page, the
+            // pieces together exactly the I/O.
+            Some(pieces) => {
+                let fits = pieces
+                    .iter()
+                    .all(|p| p.len > 0 && (p.va & 4095) + u64::from(p.len) <= 4096);
+                let total: usize = pieces.iter().map(|p| p.len as usize).sum();
+                if !fits || total != io.len {
+                    return Submitted::Done(io, Err(IoError::Io));
+                }
+                pieces
+                    .iter()
+                    .map(|p| Seg {
+                        ptr: p.va as *mut u8,
+                        len: p.len as usize,
+                    })
+                    .collect::<Vec<_>>()
             }
+            None => match io.buf.bytes().get_mut(..io.len) {
+                Some(buf) => alloc::vec![Seg {
+                    ptr: buf.as_mut_ptr(),
+                    len: buf.len(),
+                }],
+                None => return Submitted::Done(io, Err(IoError::Io)),
+            },
+        };
+        let mut req = Box::new(ReqHeader::default());
+        let mut resp = Box::new(Status::default());
+        // SAFETY: `req`, `resp` and the memory `segs` describe (that of
+        // `io.buf`: a `Vec<u8>` or `DmaBuf`, which stays put while the
+        // value lives, or an `SgBuf`, whose pages stay mapped and
+        // untouched while it lives, per `SgBuf::new`) go into a `Flight`
+        // record below, which owns them until `reap` completes the
+        // request; nothing touches them meanwhile.
+        let r = unsafe {
+            self.blk
+                .submit(io.write, io.sector, &mut req, &segs, &mut resp)
         };
         match r {
             Ok(token) => {
@@ -745,7 +762,7 @@ impl Disk {
                     token,
                     req,
                     resp,
-                    data,
+                    segs,
                     io,
                 });
                 Submitted::InFlight
@@ -981,6 +998,12 @@ impl crate::blkback::store::BlockStore for Disk {
 
     fn submit(&mut self, io: OwnedIo) -> Submitted {
         Disk::submit(self, io)
+    }
+
+    /// With an interrupt, requests stay on the queue and may be
+    /// scattered (the frontend's pages in place).
+    fn takes_segments(&self) -> bool {
+        self.irq.is_some()
     }
 
     fn poll_completed(&mut self, owner: u64) -> Vec<(OwnedIo, Result<(), IoError>)> {

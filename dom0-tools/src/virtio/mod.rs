@@ -21,6 +21,8 @@
 //! contiguous) are here and tested on the host.
 
 #[cfg(target_os = "none")]
+pub mod blk;
+#[cfg(target_os = "none")]
 pub mod dev;
 #[cfg(target_os = "none")]
 pub mod hal;

@@ -99,6 +99,16 @@ impl Fabric {
 
 pub type Shared = Rc<RefCell<Fabric>>;
 
+/// The fake bus address of byte `off` of `domid`'s granted page `gref`.
+pub fn dma_address(domid: u16, gref: GrantRef, off: u16) -> u64 {
+    (u64::from(domid) << 48) | (u64::from(gref) << 12) | u64::from(off)
+}
+
+/// What [`dma_address`] encoded.
+pub fn dma_target(a: u64) -> (u16, GrantRef, u16) {
+    ((a >> 48) as u16, (a >> 12) as GrantRef, (a & 0xfff) as u16)
+}
+
 /// Dom0's side of the fabric, as blkback sees it.
 pub struct BackHost(pub Shared);
 
@@ -157,6 +167,23 @@ impl GrantMapper for BackHost {
         }
         f.copies += segs.len() as u64;
         Ok(())
+    }
+    /// A fake bus address per piece ([`dma_address`]): the test's
+    /// in-place store resolves it to the frontend's page itself.
+    fn dma_buf(
+        &mut self,
+        pieces: &[(&Mapped, u16, u16)],
+    ) -> Option<Box<dyn dom0_tools::blkback::IoBuf>> {
+        let segs = pieces
+            .iter()
+            .map(|&(m, off, len)| dom0_tools::blkback::DmaSeg {
+                va: dma_address(m.key.0, m.key.1, off),
+                len: u32::from(len),
+            })
+            .collect();
+        // SAFETY: these addresses are tokens: nothing dereferences them
+        // (the in-place test store looks the page up in the fabric).
+        Some(Box::new(unsafe { dom0_tools::blkback::SgBuf::new(segs) }))
     }
     fn copy_out(&mut self, domid: u16, segs: &[CopySeg], buf: &[u8]) -> Result<(), GrantFault> {
         let mut f = self.0.borrow_mut();

@@ -255,8 +255,8 @@ fn storage(images: &Images) -> Result<bool, String> {
          one of 64 segments; then 4 KiB random reads for 1 s). Dom0 keeps its requests on the \
          virtqueue; the guest keeps them on its ring (blkfront submit/poll/complete), and \
          blkback gives each to Dom0's driver as it comes off the ring and answers each as it \
-         completes (persistent grants, one copy between them and a machine-contiguous \
-         buffer). Neither copies data per request on its own side: Dom0 reads into and \
+         completes (persistent grants; the disk's DMA goes straight to and from the \
+         guest's granted pages, no copy in Dom0). Neither copies data per request on its own side: Dom0 reads into and \
          writes from its own buffers, the guest uses blkfront's granted pages in place \
          (submit_in_place/complete_in_place), and neither looks at the data.",
         st::DEPTHS
