@@ -657,14 +657,17 @@ impl<P: SharedPage> Vbd<P> {
         if self.conn.is_some() {
             let st = &self.stats;
             log::info!(
-                "blkback d{} {}: closed after {} reads, {} writes, {} flushes ({} in place), {} errors",
+                "blkback d{} {}: closed after {} reads, {} writes, {} flushes ({} in place), \
+                 {} errors; {} visits, {} notifies",
                 self.domid,
                 self.devid,
                 st.reads,
                 st.writes,
                 st.flushes,
                 st.in_place,
-                st.errors
+                st.errors,
+                st.visits,
+                st.notifies
             );
         }
         self.buf = None;
@@ -816,6 +819,7 @@ impl<P: SharedPage> Vbd<P> {
         if let Some(conn) = self.conn.as_mut() {
             if conn.ring.push_responses() {
                 host.notify(conn.port);
+                self.stats.notifies += 1;
             }
         }
     }
@@ -842,6 +846,7 @@ impl<P: SharedPage> Vbd<P> {
         let before = self.requests;
         let mut broken = None;
         let mut taken = 0usize;
+        self.stats.visits += 1;
         loop {
             self.reap(Some(&lim), host);
             self.push(host);

@@ -77,6 +77,11 @@ pub struct Stats {
     /// Reads and writes the device did in place, in the frontend's pages
     /// (no copy in Dom0).
     pub in_place: u64,
+    /// Times blkback looked at the ring and the store (each an event
+    /// from the frontend or the store, or a poll).
+    pub visits: u64,
+    /// Times it notified the frontend of responses.
+    pub notifies: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -117,6 +117,22 @@ pub const RING_WINDOW_PAGES: usize = 1024;
 static RING_SLOTS: spin::Mutex<[u64; RING_WINDOW_PAGES / 64]> =
     spin::Mutex::new([0; RING_WINDOW_PAGES / 64]);
 
+/// The machine frame each ring-window slot maps (0: none): the HAL's
+/// address translation for DMA in place reads it instead of walking the
+/// page tables once per segment.
+static SLOT_MFNS: [core::sync::atomic::AtomicU64; RING_WINDOW_PAGES] =
+    [const { core::sync::atomic::AtomicU64::new(0) }; RING_WINDOW_PAGES];
+
+/// The machine frame mapped at `va`, if `va` is in the ring window and
+/// its slot holds a mapped grant.
+pub fn window_mfn(va: u64) -> Option<u64> {
+    let i = usize::try_from(va.checked_sub(RING_WINDOW)? / 4096).ok()?;
+    let m = SLOT_MFNS
+        .get(i)?
+        .load(core::sync::atomic::Ordering::Acquire);
+    (m != 0).then_some(m)
+}
+
 fn take_slot() -> Option<usize> {
     let mut m = RING_SLOTS.lock();
     let i = (0..RING_WINDOW_PAGES).find(|&i| m[i / 64] & (1 << (i % 64)) == 0)?;
@@ -150,6 +166,9 @@ pub struct MappedRing {
 
 impl Drop for MappedRing {
     fn drop(&mut self) {
+        if let Some(m) = SLOT_MFNS.get(self.slot) {
+            m.store(0, core::sync::atomic::Ordering::Release);
+        }
         // A failed unmap leaves the slot taken rather than reusing an
         // address that may still map the guest's page.
         match grant::unmap(self.handle, self.va, 0) {
@@ -204,6 +223,11 @@ pub fn map_grant(domid: DomId, gref: GrantRef, readonly: bool) -> Option<MappedR
         free_slot(slot);
         return None;
     };
+    if let (Ok(pte), Some(m)) = (frame::lookup_kernel(va), SLOT_MFNS.get(slot)) {
+        if pte.present() {
+            m.store(pte.mfn(), core::sync::atomic::Ordering::Release);
+        }
+    }
     // SAFETY: `va` is page aligned and now maps the guest's granted page,
     // until the MappedRing owning this RawPage unmaps it on drop; nothing
     // else in Dom0 uses this slot meanwhile.

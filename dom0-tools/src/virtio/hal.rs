@@ -44,6 +44,10 @@ pub fn va_to_mfn(va: u64) -> Option<u64> {
     if let Some(pfn) = frame::direct_pfn(va) {
         return frame::pfn_to_mfn(pfn);
     }
+    // A frontend's page blkback reads and writes in place.
+    if let Some(mfn) = crate::netback::metal::window_mfn(va) {
+        return Some(mfn);
+    }
     let pte = frame::lookup_kernel(va & !(PAGE - 1)).ok()?;
     pte.present().then(|| pte.mfn())
 }

@@ -265,6 +265,13 @@ fn storage(images: &Images) -> Result<bool, String> {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    // What blkback did for the guest's whole run (requests, how many went
+    // in place, how often it woke and notified the guest).
+    for l in r.log.lines().filter(|l| l.contains("closed after")) {
+        if let Some(i) = l.find("blkback d") {
+            println!("Dom0: {}", &l[i..]);
+        }
+    }
     if !ok {
         eprintln!(
             "oxen-bench: storage: not every figure was printed:\n{}",
