@@ -18,6 +18,8 @@ pub mod cpuid;
 pub mod emulate;
 pub mod msr;
 pub mod p2m;
+pub mod platform;
+pub mod vacpi;
 pub mod vioapic;
 pub mod vlapic;
 pub mod vpic;
