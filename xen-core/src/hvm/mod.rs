@@ -16,6 +16,7 @@
 
 pub mod cpuid;
 pub mod emulate;
+pub mod exit;
 pub mod msr;
 pub mod p2m;
 pub mod platform;
