@@ -1528,6 +1528,34 @@ mod tests {
     }
 
     #[test]
+    fn tsc_deadline_timer_through_wrmsr() {
+        let mut d = Dom::new(1);
+        let mut g = Guest::new(0, Mode::Bits64);
+        d.store32(&mut g, 0xfee0_00f0, 0x1ff, 0);
+        d.store32(&mut g, 0xfee0_0320, 0x4_00ee, 0); // TSC-deadline mode
+        g.tsc = 5_000;
+        g.regs[RCX] = 0x6e0;
+        g.regs[RAX] = 5_000 + 3_000_000; // 3 ms at the default 1 GHz TSC
+        g.regs[RDX] = 0;
+        assert_eq!(
+            d.exit(&mut g, Exit::Wrmsr { insn_len: 2 }, 0),
+            ExitOutcome::Resume
+        );
+        assert!(g.injected.is_empty());
+        assert_eq!(d.plat.advance(0, &mut d.acts), Some(3 * MS));
+        d.actions();
+        assert_eq!(d.plat.advance(3 * MS, &mut d.acts), None);
+        assert_eq!(d.actions(), [Action::Kick(0)]);
+        assert_eq!(
+            pending_injection(&mut d.plat, 0, true, true),
+            Injection::Vector(0xee)
+        );
+        g.regs[RCX] = 0x6e0;
+        d.exit(&mut g, Exit::Rdmsr { insn_len: 2 }, 0);
+        assert_eq!(g.regs[RAX], 0, "an expired deadline reads 0");
+    }
+
+    #[test]
     fn fixed_ipi_between_vcpus() {
         let mut d = Dom::new(2);
         let mut g0 = Guest::new(0, Mode::Bits32);
@@ -1989,6 +2017,21 @@ mod tests {
         assert_eq!(
             d.exit(&mut g0, Exit::Hlt { insn_len: 1 }, 0),
             ExitOutcome::PowerOff
+        );
+    }
+
+    #[test]
+    fn state_sizes() {
+        // What the glue embeds per domain and per vCPU, and puts on its
+        // stack per exit.
+        assert!(core::mem::size_of::<Platform>() <= 8192);
+        assert!(core::mem::size_of::<HvmVcpu>() <= 1024);
+        assert!(core::mem::size_of::<Actions>() <= 1100);
+        std::println!(
+            "Platform {} HvmVcpu {} Actions {}",
+            core::mem::size_of::<Platform>(),
+            core::mem::size_of::<HvmVcpu>(),
+            core::mem::size_of::<Actions>()
         );
     }
 

@@ -85,9 +85,9 @@ pub enum Action {
     /// This vCPU has an interrupt (or NMI) pending: wake it if it blocked
     /// in HLT, or make it exit so the interrupt gets injected.
     Kick(usize),
-    /// INIT reached this vCPU: its LAPIC is already reset; the glue resets
-    /// the vCPU's registers to the INIT state and keeps it off the CPU
-    /// until [`Action::Sipi`].
+    /// INIT reached this vCPU: its LAPIC is already reset; the glue stops
+    /// it (it may be running elsewhere), resets its registers to the INIT
+    /// state and keeps it off the CPU until [`Action::Sipi`].
     Init(usize),
     /// A start-up IPI for a vCPU waiting for one: start it in real mode at
     /// `vector << 12` (CS selector `vector << 8`, base `vector << 12`,
@@ -566,16 +566,9 @@ impl Platform {
 
     // ----- MSRs -------------------------------------------------------
 
-    /// Whether [`Platform::msr_read`]/[`Platform::msr_write`] answer
-    /// `msr` (what `hvm::msr` calls `MsrAction::Vlapic`).
-    pub fn is_lapic_msr(msr: u32) -> bool {
-        msr == MSR_APIC_BASE
-            || msr == MSR_TSC_DEADLINE
-            || (MSR_X2APIC_FIRST..=MSR_X2APIC_LAST).contains(&msr)
-    }
-
     /// RDMSR of IA32_APIC_BASE, IA32_TSC_DEADLINE or an x2APIC register by
-    /// `vcpu` at `now`; `Err` means #GP.
+    /// `vcpu` at `now` (the MSRs `hvm::msr` answers with
+    /// `MsrAction::Vlapic`); `Err` means #GP.
     pub fn msr_read(&self, vcpu: usize, msr: u32, now: u64) -> Result<u64, ApicFault> {
         let a = self.lapic(vcpu).ok_or(ApicFault::Gp)?;
         match msr {
@@ -1286,7 +1279,6 @@ mod tests {
         assert_eq!(p.msr_read(0, MSR_TSC_DEADLINE, 0), Ok(0));
         assert_eq!(p.msr_read(0, 0x10, 0), Err(ApicFault::Gp));
         assert_eq!(p.msr_write(0, 0x10, 0, 0, 0, &mut acts), Err(ApicFault::Gp));
-        assert!(Platform::is_lapic_msr(0x8ff) && !Platform::is_lapic_msr(0x900));
     }
 
     #[test]
