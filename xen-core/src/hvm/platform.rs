@@ -37,6 +37,10 @@ use super::vlapic::{
 use super::vpic::VPic;
 use super::vpit::VPit;
 use super::vrtc::VRtc;
+use hypercall_abi::arch_x86::{
+    XEN_X86_EMU_IOAPIC, XEN_X86_EMU_LAPIC, XEN_X86_EMU_PIC, XEN_X86_EMU_PIT, XEN_X86_EMU_PM,
+    XEN_X86_EMU_RTC,
+};
 use hypercall_abi::hvm::XEN_HVM_DEBUGCONS_IOPORT;
 
 /// Most vCPUs a platform serves (one LAPIC each, kept inline). The glue
@@ -215,6 +219,26 @@ pub struct PlatformConfig {
     pub lapic: LapicConfig,
     /// The ACPI PM ports.
     pub pm: PmConfig,
+    /// Which devices exist: Xen's `emulation_flags` (`XEN_X86_EMU_*`)
+    /// from `createdomain`. The LAPIC always does (Xen requires it);
+    /// without `PIC` the legacy chipset ports (0x80, 0x92, 0xcf9, 0xed)
+    /// go too; port 0xe9 is always there. HPET, VGA and IOMMU are not
+    /// emulated here whatever the flags say (the device model may).
+    pub emulation: u32,
+}
+
+impl PlatformConfig {
+    /// What an HVM guest has (libxl's flags, less what Oxen leaves to
+    /// the device model or does not offer).
+    pub const EMU_HVM: u32 = XEN_X86_EMU_LAPIC
+        | XEN_X86_EMU_PM
+        | XEN_X86_EMU_RTC
+        | XEN_X86_EMU_IOAPIC
+        | XEN_X86_EMU_PIC
+        | XEN_X86_EMU_PIT;
+    /// A PVH guest: a LAPIC and nothing else (libxl adds the IOAPIC only
+    /// when asked).
+    pub const EMU_PVH: u32 = XEN_X86_EMU_LAPIC;
 }
 
 impl Default for PlatformConfig {
@@ -226,6 +250,7 @@ impl Default for PlatformConfig {
             ram_above_4g: 0,
             lapic: LapicConfig::default(),
             pm: PmConfig::XEN_V1,
+            emulation: Self::EMU_HVM,
         }
     }
 }
@@ -256,6 +281,8 @@ pub struct Platform {
     pic_to_bsp: bool,
     port92: u8,
     rcr: u8,
+    /// `XEN_X86_EMU_*`.
+    emu: u32,
 }
 
 fn bit(vcpu: usize) -> u32 {
@@ -294,7 +321,13 @@ impl Platform {
             pic_to_bsp: false,
             port92: SYSCTRL_A_A20,
             rcr: 0,
+            emu: cfg.emulation | XEN_X86_EMU_LAPIC,
         }
+    }
+
+    /// Whether the domain has the device `flag` (`XEN_X86_EMU_*`).
+    pub fn emulates(&self, flag: u32) -> bool {
+        self.emu & flag == flag
     }
 
     /// How many vCPUs.
@@ -354,20 +387,21 @@ impl Platform {
 
     /// Whether an emulated device decodes `port`.
     pub fn owns_port(&self, port: u16) -> bool {
-        VPic::handles(port)
-            || VPit::handles(port)
-            || VRtc::handles(port)
-            || self.acpi.handles(port)
-            || matches!(
-                port,
-                PORT_SYSCTRL_A
-                    | PORT_RESET_CONTROL
-                    | XEN_HVM_DEBUGCONS_IOPORT
-                    | PORT_POST
-                    | PORT_DELAY
-            )
+        let legacy = self.emulates(XEN_X86_EMU_PIC);
+        port == XEN_HVM_DEBUGCONS_IOPORT
+            || (legacy && VPic::handles(port))
+            || (self.emulates(XEN_X86_EMU_PIT) && VPit::handles(port))
+            || (self.emulates(XEN_X86_EMU_RTC) && VRtc::handles(port))
+            || (self.emulates(XEN_X86_EMU_PM) && self.acpi.handles(port))
+            || (legacy
+                && matches!(
+                    port,
+                    PORT_SYSCTRL_A | PORT_RESET_CONTROL | PORT_POST | PORT_DELAY
+                ))
     }
 
+    /// A byte from an owned port (the devices are tried in the order
+    /// [`Platform::owns_port`] checks them; their ports do not overlap).
     fn read_byte(&mut self, port: u16, now: u64) -> u8 {
         if VPic::handles(port) {
             self.pic.read(port)
@@ -475,15 +509,15 @@ impl Platform {
             .is_some_and(|b| gpa & !0xfff == b)
     }
 
-    fn ioapic_page(gpa: u64) -> bool {
-        gpa & !0xfff == IOAPIC_BASE
+    fn ioapic_page(&self, gpa: u64) -> bool {
+        self.emulates(XEN_X86_EMU_IOAPIC) && gpa & !0xfff == IOAPIC_BASE
     }
 
     /// Whether an access by `vcpu` at `gpa` is emulated here: its own
     /// LAPIC page (wherever IA32_APIC_BASE puts it, while in xAPIC mode)
     /// or the IOAPIC page.
     pub fn claims_mmio(&self, vcpu: usize, gpa: u64) -> bool {
-        self.lapic_page(vcpu, gpa) || Self::ioapic_page(gpa)
+        self.lapic_page(vcpu, gpa) || self.ioapic_page(gpa)
     }
 
     /// The 32-bit LAPIC register containing page offset `off` (LAPIC
@@ -611,8 +645,9 @@ impl Platform {
     // ----- interrupt lines ---------------------------------------------
 
     /// Drives ISA IRQ `irq` (0–15; others ignored) to `level` (true =
-    /// asserted): the PIC input and the IOAPIC pin it is wired to (the
-    /// device model's `XEN_DMOP_set_isa_irq_level` lands here too).
+    /// asserted): the PIC input and the IOAPIC pin it is wired to, those
+    /// of them the domain has (the device model's
+    /// `XEN_DMOP_set_isa_irq_level` lands here too).
     pub fn set_isa_irq_level(&mut self, irq: u8, level: bool, acts: &mut Actions) {
         if irq >= 16 {
             return;
@@ -622,9 +657,13 @@ impl Platform {
         } else {
             self.isa_lines &= !(1 << irq);
         }
-        self.pic.set_irq(irq, level);
-        let d = self.ioapic.set_irq(isa_irq_to_gsi(irq), level);
-        self.route_ioapic(&d, acts);
+        if self.emulates(XEN_X86_EMU_PIC) {
+            self.pic.set_irq(irq, level);
+        }
+        if self.emulates(XEN_X86_EMU_IOAPIC) {
+            let d = self.ioapic.set_irq(isa_irq_to_gsi(irq), level);
+            self.route_ioapic(&d, acts);
+        }
         self.sync_pic(acts);
     }
 
@@ -637,6 +676,9 @@ impl Platform {
     /// Drives IOAPIC pin `gsi` alone (a GSI above the ISA range, e.g. PCI
     /// INTx from the device model); pins that don't exist are ignored.
     pub fn set_gsi_level(&mut self, gsi: usize, level: bool, acts: &mut Actions) {
+        if !self.emulates(XEN_X86_EMU_IOAPIC) {
+            return;
+        }
         let d = self.ioapic.set_irq(gsi, level);
         self.route_ioapic(&d, acts);
     }
@@ -651,10 +693,14 @@ impl Platform {
     /// After device state changed: the RTC and SCI lines follow their
     /// devices, and a new PIC request wakes the BSP.
     fn sync_lines(&mut self, now: u64, acts: &mut Actions) {
-        let rtc = self.rtc.irq_asserted(now);
-        self.follow_isa_line(ISA_IRQ_RTC, rtc, acts);
-        let sci = self.acpi.sci(now);
-        self.follow_isa_line(ISA_IRQ_SCI, sci, acts);
+        if self.emulates(XEN_X86_EMU_RTC) {
+            let rtc = self.rtc.irq_asserted(now);
+            self.follow_isa_line(ISA_IRQ_RTC, rtc, acts);
+        }
+        if self.emulates(XEN_X86_EMU_PM) {
+            let sci = self.acpi.sci(now);
+            self.follow_isa_line(ISA_IRQ_SCI, sci, acts);
+        }
         self.sync_pic(acts);
     }
 
@@ -663,7 +709,9 @@ impl Platform {
     /// `vlapic_accept_pic_intr` with `i8259_target` the BSP), or a vCPU an
     /// ExtINT message was sent to.
     fn pic_reaches(&self, vcpu: usize) -> bool {
-        (vcpu == 0 && self.lapics[0].accepts_pic_interrupts()) || self.extint & bit(vcpu) != 0
+        self.emulates(XEN_X86_EMU_PIC)
+            && ((vcpu == 0 && self.lapics[0].accepts_pic_interrupts())
+                || self.extint & bit(vcpu) != 0)
     }
 
     fn sync_pic(&mut self, acts: &mut Actions) {
@@ -777,7 +825,7 @@ impl Platform {
     /// earliest PIT, RTC, PM timer or LAPIC deadline), for the glue's
     /// timer. Call it before every VM entry, and when that timer fires.
     pub fn advance(&mut self, now: u64, acts: &mut Actions) -> Option<u64> {
-        if self.pit.irq0_edges(now) > 0 {
+        if self.emulates(XEN_X86_EMU_PIT) && self.pit.irq0_edges(now) > 0 {
             self.pulse_isa_irq(ISA_IRQ_PIT, acts);
         }
         for t in 0..self.nr {
@@ -786,14 +834,21 @@ impl Platform {
             }
         }
         self.sync_lines(now, acts);
-        let mut next = self.pit.next_irq0_deadline();
+        let mut next = None;
         let mut consider = |d: Option<u64>| {
             if let Some(d) = d {
-                next = Some(next.map_or(d, |n| n.min(d)));
+                next = Some(next.map_or(d, |n: u64| n.min(d)));
             }
         };
-        consider(self.rtc.next_event_ns(now));
-        consider(self.acpi.next_deadline());
+        if self.emulates(XEN_X86_EMU_PIT) {
+            consider(self.pit.next_irq0_deadline());
+        }
+        if self.emulates(XEN_X86_EMU_RTC) {
+            consider(self.rtc.next_event_ns(now));
+        }
+        if self.emulates(XEN_X86_EMU_PM) {
+            consider(self.acpi.next_deadline());
+        }
         for a in &self.lapics[..self.nr] {
             consider(a.timer_deadline());
         }
@@ -1315,6 +1370,45 @@ mod tests {
         p.pulse_isa_irq(1, &mut acts);
         assert_eq!(p.take_interrupt(0), Some(0x31));
         assert_eq!(p.take_interrupt(0), Some(0xf0));
+    }
+
+    #[test]
+    fn pvh_has_a_lapic_and_the_debug_port_only() {
+        let mut p = Platform::new(
+            PlatformConfig {
+                vcpus: 2,
+                emulation: PlatformConfig::EMU_PVH,
+                ..PlatformConfig::default()
+            },
+            0,
+        );
+        let mut acts = Actions::new();
+        for port in [
+            0x20, 0x21, 0x40, 0x43, 0x61, 0x70, 0x71, 0xb000, 0xb004, 0xcf9, 0x92,
+        ] {
+            assert_eq!(
+                p.port_in(port, 1, 0, &mut acts),
+                PortResult::Forward,
+                "{port:#x}"
+            );
+        }
+        assert_eq!(
+            p.port_out(0xe9, 1, 0x41, 0, &mut acts),
+            PortResult::Handled(0)
+        );
+        assert_eq!(list(&acts), [Action::DebugOut(b'A')]);
+        assert!(!p.claims_mmio(0, IOAPIC_BASE) && p.claims_mmio(0, 0xfee0_0000));
+        // ISA lines lead nowhere: no PIC vector ever reaches the BSP.
+        acts.clear();
+        p.pulse_isa_irq(0, &mut acts);
+        p.set_isa_irq_level(4, true, &mut acts);
+        assert!(acts.is_empty());
+        assert_eq!(p.pending_interrupt(0), None);
+        // The LAPIC works: a self IPI.
+        enable_lapic(&mut p, 0, 0x1_0700, &mut acts);
+        lapic_w(&mut p, 0, 0x300, 0x4_4050, &mut acts);
+        assert_eq!(p.take_interrupt(0), Some(0x50));
+        assert_eq!(p.advance(0, &mut acts), None);
     }
 
     #[test]
