@@ -192,7 +192,10 @@ pub enum ExitOutcome {
     Down,
     /// Send this request to the device model and wait for its answer,
     /// then call [`complete_ioreq`]. `vp_eport` and `state` are the
-    /// glue's to fill (it publishes `state` = READY last).
+    /// glue's to fill (it publishes `state` = READY last). With no device
+    /// model (PVH, or none attached yet) answer at once with
+    /// `complete_ioreq(u64::MAX, ..)`: reads see all ones and writes
+    /// vanish, as Xen's `null_handler`.
     WaitIoreq(Ioreq),
     /// A hypercall: the glue dispatches it and advances RIP by
     /// `insn_len` unless it was preempted (the guest then re-executes it).
@@ -228,7 +231,10 @@ pub enum Injection {
 
 /// The next event for vCPU `vcpu`: `can_nmi` when NMIs are not blocked,
 /// `can_intr` when RFLAGS.IF is set, there is no interrupt shadow and no
-/// other event is being injected.
+/// other event is being injected. An event taken here and not delivered
+/// (the exit reports it in SVM's EXITINTINFO / VMX's IDT-vectoring
+/// information) is the glue's to inject again from there: the platform
+/// already counts it as taken.
 pub fn pending_injection(
     plat: &mut Platform,
     vcpu: usize,
@@ -1981,6 +1987,37 @@ mod tests {
             hypercall_abi::arch_x86::XEN_CPUID_SIGNATURE_EBX
         );
         assert_eq!(g.rip, rip + 2);
+    }
+
+    #[test]
+    fn without_a_device_model_forwarded_accesses_read_all_ones() {
+        let mut d = Dom::new(1);
+        let mut g = Guest::new(0, Mode::Bits64);
+        let answer = |d: &mut Dom, g: &mut Guest, mut out: ExitOutcome| {
+            while let ExitOutcome::WaitIoreq(_) = out {
+                out = d.complete(g, u64::MAX, 0);
+            }
+            out
+        };
+        g.regs[RAX] = 0;
+        let out = d.inp(&mut g, 0x3f8, 2);
+        assert_eq!(answer(&mut d, &mut g, out), ExitOutcome::Resume);
+        assert_eq!((g.regs[RAX], g.rip), (0xffff, CODE + 1));
+        // rep outsb of 3 bytes: three exits, each answered at once.
+        g.regs[RSI] = 0x3000;
+        g.regs[RCX] = 3;
+        let start = g.rip;
+        for _ in 0..3 {
+            let out = d.exit(&mut g, outs(0x3f8, true), 0);
+            assert_eq!(answer(&mut d, &mut g, out), ExitOutcome::Resume);
+        }
+        assert_eq!((g.regs[RCX], g.rip), (0, start + 2));
+        // mov eax, [rbx] from nobody's MMIO.
+        g.code(&[0x8b, 0x03]);
+        g.regs[RBX] = DM_MMIO;
+        let out = d.exit(&mut g, npf(DM_MMIO, false), 0);
+        assert_eq!(answer(&mut d, &mut g, out), ExitOutcome::Resume);
+        assert_eq!(g.regs[RAX], 0xffff_ffff);
     }
 
     #[test]
