@@ -51,8 +51,10 @@
 //! Accesses already done are replayed from a log rather than repeated (as
 //! Xen's `hvmemul_cache`/`mmio_cache`), so an instruction that touches
 //! MMIO twice sends two ioreqs, one at a time, and no access happens
-//! twice. A replay that does not repeat the logged accesses (another vCPU
-//! rewrote the instruction) crashes the domain, as Xen does.
+//! twice (but for a `rep` element that is retried after the elements
+//! before it completed: it starts afresh on re-execution). A replay that
+//! does not repeat the logged accesses (another vCPU rewrote the
+//! instruction) crashes the domain, as Xen does.
 
 use super::cpuid::{HvmCpuidPolicy, VcpuCpuidState};
 use super::emulate::{self, rflags, Access, Env, Fault, Mode, Outcome, MAX_REP};

@@ -16,6 +16,10 @@
 //! value and vCPU index is accepted without panicking; a vCPU index at or
 //! beyond [`Platform::vcpus`] owns no LAPIC and gets no interrupts.
 //!
+//! Which devices exist follows Xen's `emulation_flags`
+//! ([`PlatformConfig::emulation`]): all of them for HVM, only the LAPIC
+//! (and port 0xe9) for PVH.
+//!
 //! Every call that can change interrupt state takes an [`Actions`] list
 //! and appends what the glue must do: wake a vCPU ([`Action::Kick`]),
 //! bring one through INIT/SIPI, power off, reset, or print a debug byte.
@@ -49,7 +53,8 @@ pub const MAX_VCPUS: usize = 16;
 /// The IOAPIC's id (hvmloader's `IOAPIC_ID`, what the MADT says).
 pub const IOAPIC_ID: u8 = 1;
 /// System control port A: bit 0 is a fast reset on a 0→1 write, bit 1 the
-/// A20 gate (QEMU's `port92`).
+/// A20 gate (QEMU's `port92`; kept for reads, never applied: A20 is
+/// always on).
 pub const PORT_SYSCTRL_A: u16 = 0x92;
 /// The PIIX reset control register: a write with bit 2 (RST_CPU) resets
 /// (the FADT's RESET_REG, value 6).
@@ -1175,6 +1180,34 @@ mod tests {
         assert!(p.nmi_pending(1));
         assert!(p.take_nmi(1));
         assert!(!p.take_nmi(1));
+    }
+
+    #[test]
+    fn ioapic_logical_lowest_priority() {
+        let mut p = plat(2);
+        let mut acts = Actions::new();
+        for v in 0..2 {
+            enable_lapic(&mut p, v, 0x1_0700, &mut acts);
+            lapic_w(&mut p, v, 0xe0, 0xffff_ffff, &mut acts);
+            lapic_w(&mut p, v, 0xd0, 1 << (24 + v), &mut acts);
+        }
+        // vCPU 0 busy at TPR 0x80: the interrupt goes to vCPU 1.
+        lapic_w(&mut p, 0, 0x80, 0x80, &mut acts);
+        // Pin 4: lowest priority, logical, edge, vector 0x34, to both.
+        p.mmio_write(0, IOAPIC_BASE, 4, 0x18, 0, &mut acts);
+        p.mmio_write(0, IOAPIC_BASE + 0x10, 4, 0x934, 0, &mut acts);
+        p.mmio_write(0, IOAPIC_BASE, 4, 0x19, 0, &mut acts);
+        p.mmio_write(0, IOAPIC_BASE + 0x10, 4, 0x0300_0000, 0, &mut acts);
+        acts.clear();
+        p.pulse_isa_irq(4, &mut acts);
+        assert_eq!(list(&acts), [Action::Kick(1)]);
+        assert_eq!(p.take_interrupt(1), Some(0x34));
+        // A masked edge is lost.
+        p.mmio_write(0, IOAPIC_BASE, 4, 0x18, 0, &mut acts);
+        p.mmio_write(0, IOAPIC_BASE + 0x10, 4, 0x1_0934, 0, &mut acts);
+        acts.clear();
+        p.pulse_isa_irq(4, &mut acts);
+        assert!(acts.is_empty());
     }
 
     #[test]
