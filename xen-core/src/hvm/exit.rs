@@ -1929,6 +1929,13 @@ mod tests {
         g.rip = HOLE + 4;
         assert_eq!(d.exit(&mut g, npf(DM_MMIO, false), 0), ExitOutcome::Resume);
         assert_eq!(g.injected[0].vector, emulate::vector::PF);
+        // An instruction cut by an unmapped page: #PF at the page.
+        g.injected.clear();
+        g.rip = HOLE - 1;
+        g.code(&[0x8b]);
+        assert_eq!(d.exit(&mut g, npf(DM_MMIO, false), 0), ExitOutcome::Resume);
+        assert_eq!(g.injected, [Fault::page_fault(HOLE, 0)]);
+        assert_eq!(g.rip, HOLE - 1);
     }
 
     #[test]

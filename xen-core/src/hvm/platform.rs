@@ -688,6 +688,39 @@ impl Platform {
         self.route_ioapic(&d, acts);
     }
 
+    /// A fixed, edge-triggered `vector` straight into `vcpu`'s LAPIC: the
+    /// per-vCPU event-channel upcall vector
+    /// (`HVMOP_set_evtchn_upcall_vector`, which Xen raises with
+    /// `vlapic_set_irq`). Vectors below 16 are refused by the LAPIC.
+    pub fn raise_lapic_vector(&mut self, vcpu: usize, vector: u8, acts: &mut Actions) {
+        if vcpu >= self.nr {
+            return;
+        }
+        let acc = self.lapics[vcpu].deliver(DeliveryMode::Fixed, vector, false);
+        self.accepted(vcpu, acc, acts);
+    }
+
+    /// An MSI (the device model's `XEN_DMOP_inject_msi`): `addr` in the
+    /// 0xfeexxxxx window (destination id bits 19:12, destination mode bit
+    /// 2), `data` with the vector (7:0), delivery mode (10:8) and trigger
+    /// mode (15), as the Intel SDM vol. 3 §11.11 lays them out. Addresses
+    /// outside the window are dropped.
+    pub fn deliver_msi(&mut self, addr: u64, data: u32, acts: &mut Actions) {
+        if addr >> 20 != 0xfee {
+            return;
+        }
+        let dest = ((addr >> 12) & 0xff) as u32;
+        let msg = Ipi {
+            mode: DeliveryMode::from_bits((data >> 8) as u8),
+            vector: data as u8,
+            level: data & (1 << 15) != 0,
+            logical: addr & (1 << 2) != 0,
+            dest: if dest == 0xff { u32::MAX } else { dest },
+            shorthand: Shorthand::None,
+        };
+        self.deliver_message(None, &msg, acts);
+    }
+
     /// Sets an ISA line only when it changes (level sources: RTC, SCI).
     fn follow_isa_line(&mut self, irq: u8, level: bool, acts: &mut Actions) {
         if (self.isa_lines & (1 << irq) != 0) != level {
@@ -1208,6 +1241,33 @@ mod tests {
         acts.clear();
         p.pulse_isa_irq(4, &mut acts);
         assert!(acts.is_empty());
+    }
+
+    #[test]
+    fn upcall_vectors_and_msis() {
+        let mut p = plat(2);
+        let mut acts = Actions::new();
+        enable_lapic(&mut p, 0, 0x1_0700, &mut acts);
+        enable_lapic(&mut p, 1, 0x1_0700, &mut acts);
+        acts.clear();
+        p.raise_lapic_vector(1, 0xf3, &mut acts);
+        p.raise_lapic_vector(7, 0xf3, &mut acts);
+        p.raise_lapic_vector(0, 3, &mut acts); // illegal: an ESR bit
+        assert_eq!(list(&acts), [Action::Kick(1)]);
+        assert_eq!(p.take_interrupt(1), Some(0xf3));
+        assert_eq!(p.take_interrupt(0), None);
+        lapic_w(&mut p, 1, 0xb0, 0, &mut acts);
+        // MSI to APIC id 2 (vCPU 1), physical, fixed, vector 0x61.
+        acts.clear();
+        p.deliver_msi(0xfee0_2000, 0x0061, &mut acts);
+        assert_eq!(list(&acts), [Action::Kick(1)]);
+        assert_eq!(p.take_interrupt(1), Some(0x61));
+        // Broadcast NMI; an address outside the window does nothing.
+        acts.clear();
+        p.deliver_msi(0xfed0_0000, 0x0062, &mut acts);
+        assert!(acts.is_empty());
+        p.deliver_msi(0xfeef_f000, 0x0400, &mut acts);
+        assert!(p.nmi_pending(0) && p.nmi_pending(1));
     }
 
     #[test]
