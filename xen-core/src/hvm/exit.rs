@@ -264,7 +264,9 @@ pub fn pending_injection(
 
 /// What the glue provides of one vCPU: [`Env`] (registers, translation,
 /// guest memory; `is_mmio` says whether a guest-physical address is not
-/// RAM in the p2m) and the rest.
+/// RAM in the p2m) and the rest. [`Env::mmio_read`]/[`Env::mmio_write`]
+/// are never called through a `Vcpu` (MMIO goes to the [`Platform`] or
+/// out as an ioreq here); the glue answers them with `Err(Pending)`.
 pub trait Vcpu: Env {
     /// The vCPU's index in its domain (the platform's vCPU number).
     fn id(&self) -> usize;

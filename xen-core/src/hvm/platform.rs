@@ -220,7 +220,9 @@ pub struct PlatformConfig {
     pub ram_below_4g: u64,
     /// RAM above 4 GiB, bytes.
     pub ram_above_4g: u64,
-    /// The LAPIC timer's clocks.
+    /// The LAPIC timer's clocks; `tsc_hz` is the guest's TSC rate, and
+    /// `tsc_deadline` must agree with the domain's CPUID (leaf 1
+    /// ECX[24]): without it IA32_TSC_DEADLINE #GPs.
     pub lapic: LapicConfig,
     /// The ACPI PM ports.
     pub pm: PmConfig,
