@@ -16,8 +16,11 @@
 
 pub mod cpuid;
 pub mod emulate;
+pub mod exit;
 pub mod msr;
 pub mod p2m;
+pub mod platform;
+pub mod vacpi;
 pub mod vioapic;
 pub mod vlapic;
 pub mod vpic;
