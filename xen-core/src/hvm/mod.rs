@@ -26,3 +26,4 @@ pub mod vlapic;
 pub mod vpic;
 pub mod vpit;
 pub mod vrtc;
+pub mod walk;
