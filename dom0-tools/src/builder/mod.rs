@@ -29,6 +29,7 @@
 
 pub mod acpi;
 pub mod plan;
+pub mod pvh;
 
 pub use plan::BuildError;
 

@@ -28,6 +28,7 @@ use hypercall_abi::hvm::{Ioreq, IoreqState, IoreqType, IOREQ_READ};
 
 use super::uart16550::{self, ByteSink, Uart16550};
 use super::IoDevice;
+pub use super::{GuestMemory, MemoryFault};
 use crate::pci::{self, Bdf, ConfigSpace};
 
 /// Most items of one rep request (Xen's emulator caps a rep batch at
@@ -38,22 +39,6 @@ pub const MAX_REPS: u32 = 4096;
 pub const MAX_TRACKED_MMIO_PAGES: usize = 64;
 /// The port space's size.
 const PORT_SPACE: u64 = 0x1_0000;
-
-/// Guest memory as the device model sees it (the glue maps the guest's
-/// frames); every access may fail.
-pub trait GuestMemory {
-    /// Copies `buf.len()` bytes at guest-physical `gpa` into `buf`.
-    fn read(&mut self, gpa: u64, buf: &mut [u8]) -> Result<(), MemoryFault>;
-    /// Copies `buf` to guest-physical `gpa`.
-    fn write(&mut self, gpa: u64, buf: &[u8]) -> Result<(), MemoryFault>;
-}
-
-/// Guest memory at this address could not be reached.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MemoryFault {
-    /// The guest-physical address.
-    pub gpa: u64,
-}
 
 /// Why a request was refused (nothing was emulated, except for
 /// [`IoreqError::Memory`], which stops a rep request part-way).
@@ -581,48 +566,11 @@ pub fn visible_functions(host: &PciHost) -> alloc::vec::Vec<pci::Function> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::devmodel::testmem::Ram;
     use crate::devmodel::uart16550::{ier, lsr, mcr, reg};
     use hypercall_abi::hvm::{IOREQ_BITS_DATA_IS_PTR, IOREQ_BITS_DF, IOREQ_BITS_DIR};
     use std::vec;
     use std::vec::Vec;
-
-    /// Guest RAM at [base, base + len).
-    struct Ram {
-        base: u64,
-        bytes: Vec<u8>,
-    }
-
-    impl Ram {
-        fn new(base: u64, len: usize) -> Ram {
-            Ram {
-                base,
-                bytes: vec![0; len],
-            }
-        }
-
-        fn range(&self, gpa: u64, len: usize) -> Result<core::ops::Range<usize>, MemoryFault> {
-            let off = gpa
-                .checked_sub(self.base)
-                .and_then(|o| usize::try_from(o).ok())
-                .filter(|&o| o.checked_add(len).is_some_and(|e| e <= self.bytes.len()))
-                .ok_or(MemoryFault { gpa })?;
-            Ok(off..off + len)
-        }
-    }
-
-    impl GuestMemory for Ram {
-        fn read(&mut self, gpa: u64, buf: &mut [u8]) -> Result<(), MemoryFault> {
-            let r = self.range(gpa, buf.len())?;
-            buf.copy_from_slice(&self.bytes[r]);
-            Ok(())
-        }
-
-        fn write(&mut self, gpa: u64, buf: &[u8]) -> Result<(), MemoryFault> {
-            let r = self.range(gpa, buf.len())?;
-            self.bytes[r].copy_from_slice(buf);
-            Ok(())
-        }
-    }
 
     #[derive(Clone, Copy)]
     struct Req {

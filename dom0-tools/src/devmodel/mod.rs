@@ -7,13 +7,33 @@
 //! the dispatch of Xen `ioreq_t` requests to them ([`ioreq`]).
 //! **Trusts**: nothing in a request: sizes, counts, addresses and the
 //! direction flag are checked, and guest memory is reached only through
-//! the fallible [`ioreq::GuestMemory`] trait.
+//! the fallible [`GuestMemory`] trait.
 //!
 //! Pure logic, host-tested; the glue (mapping the ioreq page, the event
 //! channel, the console ring) lives with the rest of Dom0's HVM support.
 
 pub mod ioreq;
 pub mod uart16550;
+
+#[cfg(test)]
+pub(crate) mod testmem;
+
+/// Guest memory as Dom0 reaches it (the glue maps the guest's frames):
+/// the device model's rep requests and the HVM/PVH builders write and
+/// read guest-physical addresses through it; every access may fail.
+pub trait GuestMemory {
+    /// Copies `buf.len()` bytes at guest-physical `gpa` into `buf`.
+    fn read(&mut self, gpa: u64, buf: &mut [u8]) -> Result<(), MemoryFault>;
+    /// Copies `buf` to guest-physical `gpa`.
+    fn write(&mut self, gpa: u64, buf: &[u8]) -> Result<(), MemoryFault>;
+}
+
+/// Guest memory at this address could not be reached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemoryFault {
+    /// The guest-physical address.
+    pub gpa: u64,
+}
 
 /// A device on the port or memory bus, addressed by offset from its base.
 ///
