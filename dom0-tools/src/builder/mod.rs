@@ -28,6 +28,7 @@
 //! 16 MiB with `pv_guest_lib::heap::init`.
 
 pub mod acpi;
+pub mod bzimage;
 pub mod plan;
 pub mod pvh;
 

@@ -828,6 +828,11 @@ pub struct EntryState {
     pub ds: u16,
     /// `cs` attributes ([`seg::CODE32`] or [`seg::CODE64`]).
     pub cs_ar: u32,
+    /// GDTR base (0: none loaded; the segment registers' hidden parts
+    /// are set directly).
+    pub gdt_base: u64,
+    /// GDTR limit.
+    pub gdt_limit: u16,
 }
 
 impl EntryState {
@@ -847,6 +852,8 @@ impl EntryState {
             cs: seg::BOOT_CS,
             ds: seg::BOOT_DS,
             cs_ar: seg::CODE32,
+            gdt_base: 0,
+            gdt_limit: 0,
         }
     }
 
