@@ -453,6 +453,7 @@ struct Elf64Phdr {
 struct Phdr {
     p_type: u32,
     offset: u64,
+    vaddr: u64,
     paddr: u64,
     filesz: u64,
     memsz: u64,
@@ -471,6 +472,8 @@ pub struct PhysSegment {
     pub memsz: u64,
     /// `p_paddr`: where it is loaded.
     pub paddr: u64,
+    /// `p_vaddr`: where it is linked to run.
+    pub vaddr: u64,
 }
 
 impl PhysSegment {
@@ -558,6 +561,7 @@ fn phdrs(image: &[u8]) -> Result<(bool, u64, Vec<Phdr>), ElfImageError> {
             Phdr {
                 p_type: p.p_type.get(),
                 offset: p.p_offset.get(),
+                vaddr: p.p_vaddr.get(),
                 paddr: p.p_paddr.get(),
                 filesz: p.p_filesz.get(),
                 memsz: p.p_memsz.get(),
@@ -568,6 +572,7 @@ fn phdrs(image: &[u8]) -> Result<(bool, u64, Vec<Phdr>), ElfImageError> {
             Phdr {
                 p_type: p.p_type.get(),
                 offset: u64::from(p.p_offset.get()),
+                vaddr: u64::from(p.p_vaddr.get()),
                 paddr: u64::from(p.p_paddr.get()),
                 filesz: u64::from(p.p_filesz.get()),
                 memsz: u64::from(p.p_memsz.get()),
@@ -638,6 +643,7 @@ impl<'a> PhysElf<'a> {
                         filesz: p.filesz,
                         memsz: p.memsz,
                         paddr: p.paddr,
+                        vaddr: p.vaddr,
                     });
                 }
                 PT_NOTE => {
@@ -715,6 +721,19 @@ impl<'a> PhysElf<'a> {
         self.segments
             .iter()
             .any(|s| addr >= s.paddr && addr < s.paddr + s.filesz)
+    }
+
+    /// The physical address of `entry`: itself if it lies in a segment's
+    /// file bytes, else translated from a segment's linked (virtual)
+    /// range into its physical one, as GRUB does for `e_entry`.
+    pub fn entry_paddr(&self, entry: u64) -> Option<u64> {
+        if self.is_loaded(entry) {
+            return Some(entry);
+        }
+        self.segments
+            .iter()
+            .find(|s| entry >= s.vaddr && entry - s.vaddr < s.filesz)
+            .map(|s| s.paddr + (entry - s.vaddr))
     }
 
     /// Checks every segment lies in the guest's RAM.
@@ -1107,6 +1126,7 @@ pub(crate) mod testelf {
         pub p_type: u32,
         pub bytes: Vec<u8>,
         pub paddr: u64,
+        pub vaddr: u64,
         pub memsz: u64,
     }
 
@@ -1116,7 +1136,18 @@ pub(crate) mod testelf {
                 p_type: 1,
                 bytes,
                 paddr,
+                vaddr: paddr,
                 memsz,
+            }
+        }
+
+        pub fn note(bytes: Vec<u8>) -> Seg {
+            Seg {
+                p_type: 4,
+                bytes,
+                paddr: 0,
+                vaddr: 0,
+                memsz: 0,
             }
         }
     }
@@ -1138,7 +1169,9 @@ pub(crate) mod testelf {
     /// An ET_EXEC image: headers, then each segment's bytes in order.
     pub fn build(elf64: bool, entry: u64, segs: &[Seg]) -> Vec<u8> {
         let (eh, ph) = if elf64 { (64, 56) } else { (52, 32) };
-        let mut off = eh + ph * segs.len();
+        // Segment data from a 16-byte boundary (a Multiboot2 header at
+        // the start of the text must be 8-byte aligned in the file).
+        let mut off = (eh + ph * segs.len()).next_multiple_of(16);
         let mut out = vec![0u8; off];
         out[..4].copy_from_slice(b"\x7fELF");
         out[4] = if elf64 { 2 } else { 1 };
@@ -1172,7 +1205,7 @@ pub(crate) mod testelf {
                 put(&mut out, at, u64::from(s.p_type), 4);
                 put(&mut out, at + 4, 7, 4);
                 put(&mut out, at + 8, off as u64, 8);
-                put(&mut out, at + 16, s.paddr, 8);
+                put(&mut out, at + 16, s.vaddr, 8);
                 put(&mut out, at + 24, s.paddr, 8);
                 put(&mut out, at + 32, filesz, 8);
                 put(&mut out, at + 40, s.memsz, 8);
@@ -1180,7 +1213,7 @@ pub(crate) mod testelf {
             } else {
                 put(&mut out, at, u64::from(s.p_type), 4);
                 put(&mut out, at + 4, off as u64, 4);
-                put(&mut out, at + 8, s.paddr, 4);
+                put(&mut out, at + 8, s.vaddr, 4);
                 put(&mut out, at + 12, s.paddr, 4);
                 put(&mut out, at + 16, filesz, 4);
                 put(&mut out, at + 20, s.memsz, 4);
@@ -1207,12 +1240,7 @@ mod tests {
     const KBASE: u64 = 16 * MIB;
 
     fn note_seg(bytes: Vec<u8>) -> Seg {
-        Seg {
-            p_type: 4,
-            bytes,
-            paddr: 0,
-            memsz: 0,
-        }
+        Seg::note(bytes)
     }
 
     /// A PVH kernel: text at 16 MiB with the entry 0x40 into it, a bss,
