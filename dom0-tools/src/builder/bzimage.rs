@@ -1019,10 +1019,14 @@ mod tests {
         assert_eq!(&z[0x268..0x26c], &[0; 4]);
     }
 
-    /// A real kernel, if the host has one (skipped otherwise).
+    /// A real kernel, if the host has one or `OXEN_TEST_BZIMAGE` names
+    /// one (skipped otherwise).
     #[test]
     fn host_kernel_if_present() {
         let mut paths: Vec<std::path::PathBuf> = Vec::new();
+        if let Some(p) = std::env::var_os("OXEN_TEST_BZIMAGE") {
+            paths.push(p.into());
+        }
         for dir in ["/boot", "/usr/lib"] {
             let Ok(rd) = std::fs::read_dir(dir) else {
                 continue;
@@ -1053,5 +1057,8 @@ mod tests {
         assert_eq!(l.entry64, l.kernel + 0x200);
         let z = zero_page(&bz, &l, &map);
         assert_eq!(&z[0x202..0x206], b"HdrS");
+        assert_eq!(z[zp::TYPE_OF_LOADER], 0xff);
+        assert!(l.kernel >= bz.header.pref_address.get().min(l.kernel));
+        assert_eq!(l.kernel % u64::from(bz.header.kernel_alignment.get()), 0);
     }
 }

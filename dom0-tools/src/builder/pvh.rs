@@ -1664,6 +1664,25 @@ mod tests {
         }
     }
 
+    /// A real PVH kernel (an uncompressed `vmlinux`) named by
+    /// `OXEN_TEST_VMLINUX`, if any (skipped otherwise).
+    #[test]
+    fn real_vmlinux_if_given() {
+        let Some(p) = std::env::var_os("OXEN_TEST_VMLINUX") else {
+            std::eprintln!("OXEN_TEST_VMLINUX unset: skipped");
+            return;
+        };
+        let img = std::fs::read(p).unwrap();
+        let elf = PhysElf::parse(&img).unwrap();
+        let entry = elf.phys32_entry.expect("PHYS32_ENTRY");
+        assert!(elf.is_loaded(entry));
+        let map = GuestMemoryMap::new(512 * MIB).unwrap();
+        let acpi = acpi_tables();
+        let l = plan(&elf, &map, b"console=hvc0", 8 * MIB, Some(&acpi)).unwrap();
+        assert_eq!(u64::from(l.entry), entry);
+        std::eprintln!("vmlinux: entry {entry:#x}, segments {:x?}", elf.ranges());
+    }
+
     #[test]
     fn acpi_tables_fit_the_bios_area_for_every_vcpu_count() {
         let map = GuestMemoryMap::new(32 * MIB).unwrap();
