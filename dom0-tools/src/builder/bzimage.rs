@@ -13,6 +13,13 @@
 //! every placement is checked against the guest's memory map
 //! ([`GuestMemoryMap`]).
 //!
+//! The compressed `vmlinux` inside (`payload_offset`/`payload_length`)
+//! is what a PVH guest boots from a bzImage, as libxc's
+//! `xc_dom_bzimageloader` does: [`BzImage::payload`] finds it and names
+//! its compression; [`BzImage::decompress_payload`] unpacks the LZ4
+//! (legacy frame) payload Debian's kernels carry. Other compressions are
+//! reported, not unpacked.
+//!
 //! Entry: the 64-bit boot protocol (`load + 0x200`, long mode, an
 //! identity map of the low 4 GiB, a GDT with `__BOOT_CS` 0x10 and
 //! `__BOOT_DS` 0x18, RSI = zero page), [`entry_state_64`]; or the 32-bit
@@ -365,6 +372,190 @@ impl<'a> BzImage<'a> {
             u64::MAX
         } else {
             u64::from(self.header.initrd_addr_max.get()) + 1
+        }
+    }
+}
+
+/// How the payload is compressed (by its magic, as the kernel's
+/// `decompress_method`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    /// gzip (1f 8b).
+    Gzip,
+    /// bzip2 ("BZh").
+    Bzip2,
+    /// LZMA (5d 00 00).
+    Lzma,
+    /// xz (fd "7zXZ" 00).
+    Xz,
+    /// LZO (89 "LZO").
+    Lzo,
+    /// LZ4 legacy frame (02 21 4c 18).
+    Lz4,
+    /// Zstandard (28 b5 2f fd).
+    Zstd,
+    /// Anything else.
+    Unknown,
+}
+
+impl Compression {
+    /// The compression `data` starts with.
+    pub fn detect(data: &[u8]) -> Compression {
+        const MAGICS: [(&[u8], Compression); 7] = [
+            (&[0x1f, 0x8b], Compression::Gzip),
+            (b"BZh", Compression::Bzip2),
+            (&[0x5d, 0x00, 0x00], Compression::Lzma),
+            (&[0xfd, b'7', b'z', b'X', b'Z', 0x00], Compression::Xz),
+            (&[0x89, b'L', b'Z', b'O'], Compression::Lzo),
+            (&LZ4_LEGACY_MAGIC.to_le_bytes(), Compression::Lz4),
+            (&[0x28, 0xb5, 0x2f, 0xfd], Compression::Zstd),
+        ];
+        MAGICS
+            .iter()
+            .find(|(m, _)| data.starts_with(m))
+            .map_or(Compression::Unknown, |&(_, c)| c)
+    }
+}
+
+/// Why the payload could not be unpacked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PayloadError {
+    /// No payload (`payload_length` 0) or it lies outside the file.
+    Missing,
+    /// A compression this decoder does not do.
+    Unsupported(Compression),
+    /// The compressed stream is malformed at this input offset.
+    Corrupt(usize),
+    /// It unpacks to more than [`MAX_PAYLOAD`] bytes, or to another
+    /// length than its trailer says.
+    BadLength,
+}
+
+impl fmt::Display for PayloadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::Missing => f.write_str("no kernel payload"),
+            Self::Unsupported(c) => write!(f, "{c:?} payloads are not supported"),
+            Self::Corrupt(at) => write!(f, "corrupt payload at {at:#x}"),
+            Self::BadLength => f.write_str("payload length mismatch"),
+        }
+    }
+}
+
+/// LZ4 legacy frame magic.
+pub const LZ4_LEGACY_MAGIC: u32 = 0x184c_2102;
+/// Largest uncompressed block of an LZ4 legacy frame (8 MiB).
+const LZ4_LEGACY_BLOCK: usize = 8 << 20;
+/// Largest unpacked payload accepted (256 MiB).
+pub const MAX_PAYLOAD: usize = 256 << 20;
+
+/// Unpacks an LZ4 legacy frame as the kernel's `unlz4` reads it: the
+/// magic, then blocks (a u32 compressed size, then an LZ4 block of at
+/// most 8 MiB output), repeated frames allowed, and the kernel build's
+/// trailing u32 of the unpacked size (checked when present).
+pub fn unlz4_legacy(input: &[u8]) -> Result<Vec<u8>, PayloadError> {
+    let word = |at: usize| {
+        input
+            .get(at..at + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    if word(0) != Some(LZ4_LEGACY_MAGIC) {
+        return Err(PayloadError::Unsupported(Compression::detect(input)));
+    }
+    let mut out = Vec::new();
+    let mut at = 4;
+    while at < input.len() {
+        let Some(size) = word(at) else {
+            return Err(PayloadError::Corrupt(at));
+        };
+        if size == LZ4_LEGACY_MAGIC {
+            at += 4;
+            continue;
+        }
+        let start = at + 4;
+        let Some(block) = input.get(start..start + size as usize) else {
+            // Only the 4-byte size trailer may be left over.
+            if start == input.len() {
+                if size as usize != out.len() {
+                    return Err(PayloadError::BadLength);
+                }
+                break;
+            }
+            return Err(PayloadError::Corrupt(at));
+        };
+        lz4_block(block, &mut out).map_err(|e| PayloadError::Corrupt(start + e))?;
+        at = start + size as usize;
+    }
+    Ok(out)
+}
+
+/// Decodes one LZ4 block (lz4's block format: sequences of a token,
+/// literals and a match) onto `out`; an error is the input offset.
+fn lz4_block(b: &[u8], out: &mut Vec<u8>) -> Result<(), usize> {
+    let base = out.len();
+    let mut i = 0;
+    let length = |i: &mut usize, mut n: usize| -> Result<usize, usize> {
+        if n == 15 {
+            loop {
+                let x = *b.get(*i).ok_or(*i)?;
+                *i += 1;
+                n = n.checked_add(usize::from(x)).ok_or(*i)?;
+                if x != 255 {
+                    break;
+                }
+            }
+        }
+        Ok(n)
+    };
+    while i < b.len() {
+        let token = b[i];
+        i += 1;
+        let lit = length(&mut i, usize::from(token >> 4))?;
+        let lits = b.get(i..i.checked_add(lit).ok_or(i)?).ok_or(i)?;
+        if out.len() - base + lit > LZ4_LEGACY_BLOCK || out.len() + lit > MAX_PAYLOAD {
+            return Err(i);
+        }
+        out.extend_from_slice(lits);
+        i += lit;
+        if i == b.len() {
+            break; // the last sequence has no match
+        }
+        let off = b.get(i..i + 2).ok_or(i)?;
+        let off = usize::from(u16::from_le_bytes([off[0], off[1]]));
+        i += 2;
+        let len = length(&mut i, usize::from(token & 15))? + 4;
+        if off == 0 || off > out.len() - base {
+            return Err(i);
+        }
+        if out.len() - base + len > LZ4_LEGACY_BLOCK || out.len() + len > MAX_PAYLOAD {
+            return Err(i);
+        }
+        let from = out.len() - off;
+        for k in 0..len {
+            let x = out[from + k];
+            out.push(x);
+        }
+    }
+    Ok(())
+}
+
+impl BzImage<'_> {
+    /// The compressed kernel (`payload_offset` from the protected-mode
+    /// kernel's start, `payload_length` bytes) and its compression.
+    pub fn payload(&self) -> Option<(Compression, &[u8])> {
+        let off = self.header.payload_offset.get() as usize;
+        let len = self.header.payload_length.get() as usize;
+        let p = self.kernel().get(off..off.checked_add(len)?)?;
+        (len > 0).then(|| (Compression::detect(p), p))
+    }
+
+    /// The uncompressed `vmlinux` (an ELF with the PVH entry note, for
+    /// [`super::pvh::PhysElf`]), if its compression is LZ4.
+    pub fn decompress_payload(&self) -> Result<Vec<u8>, PayloadError> {
+        let (c, p) = self.payload().ok_or(PayloadError::Missing)?;
+        match c {
+            Compression::Lz4 => unlz4_legacy(p),
+            other => Err(PayloadError::Unsupported(other)),
         }
     }
 }
@@ -1019,6 +1210,135 @@ mod tests {
         assert_eq!(&z[0x268..0x26c], &[0; 4]);
     }
 
+    /// An LZ4 legacy frame by hand: literals, an overlapping match, a
+    /// second frame, the size trailer.
+    fn lz4_frame(blocks: &[&[u8]], total: u32) -> Vec<u8> {
+        let mut f = LZ4_LEGACY_MAGIC.to_le_bytes().to_vec();
+        for b in blocks {
+            f.extend_from_slice(&(b.len() as u32).to_le_bytes());
+            f.extend_from_slice(b);
+        }
+        f.extend_from_slice(&total.to_le_bytes());
+        f
+    }
+
+    #[test]
+    fn unlz4_decodes_literals_and_matches() {
+        // "abc" then a match of 9 at offset 3 ("abcabcabc"), then "xy".
+        let block1: &[u8] = &[0x35, b'a', b'b', b'c', 3, 0, 0x20, b'x', b'y'];
+        // Long literal run: 15 + 5 = 20 bytes of 'z'.
+        let mut block2 = vec![0xf0, 5];
+        block2.extend_from_slice(&[b'z'; 20]);
+        let f = lz4_frame(&[block1, &block2], 34);
+        let out = unlz4_legacy(&f).unwrap();
+        assert_eq!(out, [&b"abcabcabcabcxy"[..], &[b'z'; 20]].concat());
+        // The trailer must match.
+        let f = lz4_frame(&[block1], 99);
+        assert_eq!(unlz4_legacy(&f), Err(PayloadError::BadLength));
+        // Without the trailer is fine too.
+        let mut f = lz4_frame(&[block1], 0);
+        f.truncate(f.len() - 4);
+        assert_eq!(unlz4_legacy(&f).unwrap(), b"abcabcabcabcxy");
+        // A match before the start of the block.
+        let bad: &[u8] = &[0x10, b'a', 5, 0];
+        assert!(matches!(
+            unlz4_legacy(&lz4_frame(&[bad], 0)),
+            Err(PayloadError::Corrupt(_))
+        ));
+        // Offset 0.
+        let bad: &[u8] = &[0x10, b'a', 0, 0];
+        assert!(matches!(
+            unlz4_legacy(&lz4_frame(&[bad], 0)),
+            Err(PayloadError::Corrupt(_))
+        ));
+        // Literals running past the block.
+        let bad: &[u8] = &[0x50, b'a'];
+        assert!(matches!(
+            unlz4_legacy(&lz4_frame(&[bad], 0)),
+            Err(PayloadError::Corrupt(_))
+        ));
+        // A block size past the input.
+        let mut f = LZ4_LEGACY_MAGIC.to_le_bytes().to_vec();
+        f.extend_from_slice(&100u32.to_le_bytes());
+        f.extend_from_slice(&[0; 10]);
+        assert!(matches!(unlz4_legacy(&f), Err(PayloadError::Corrupt(4))));
+        // A match longer than a legacy block may unpack to.
+        let mut huge = vec![0x1f, b'a', 1, 0];
+        huge.extend(std::iter::repeat_n(255u8, LZ4_LEGACY_BLOCK / 255 + 2));
+        huge.push(0);
+        assert!(matches!(
+            unlz4_legacy(&lz4_frame(&[&huge], 0)),
+            Err(PayloadError::Corrupt(_))
+        ));
+        // Not LZ4.
+        assert_eq!(
+            unlz4_legacy(&[0x1f, 0x8b, 8, 0]),
+            Err(PayloadError::Unsupported(Compression::Gzip))
+        );
+        // No truncation panics.
+        let good = lz4_frame(&[block1, &block2], 34);
+        for n in 0..good.len() {
+            let _ = unlz4_legacy(&good[..n]);
+        }
+    }
+
+    #[test]
+    fn payload_is_found_and_unpacked() {
+        let mut img = bzimage(SPEC);
+        let setup = 5 * 512;
+        let block: &[u8] = &[0x35, b'a', b'b', b'c', 3, 0, 0x20, b'x', b'y'];
+        let frame = lz4_frame(&[block], 14);
+        put(&mut img, 0x248, &0x100u32.to_le_bytes());
+        put(&mut img, 0x24c, &(frame.len() as u32).to_le_bytes());
+        put(&mut img, setup + 0x100, &frame);
+        let bz = BzImage::parse(&img).unwrap();
+        assert_eq!(bz.payload().unwrap().0, Compression::Lz4);
+        assert_eq!(bz.decompress_payload().unwrap(), b"abcabcabcabcxy");
+        // xz: found, named, not unpacked.
+        put(&mut img, setup + 0x100, &[0xfd, b'7', b'z', b'X', b'Z', 0]);
+        let bz = BzImage::parse(&img).unwrap();
+        assert_eq!(
+            bz.decompress_payload(),
+            Err(PayloadError::Unsupported(Compression::Xz))
+        );
+        // Outside the file, or absent.
+        put(&mut img, 0x24c, &0xffff_ff00u32.to_le_bytes());
+        let bz = BzImage::parse(&img).unwrap();
+        assert_eq!(bz.payload(), None);
+        assert_eq!(bz.decompress_payload(), Err(PayloadError::Missing));
+        let img = bzimage(SPEC);
+        assert_eq!(BzImage::parse(&img).unwrap().payload(), None);
+    }
+
+    /// With the host's `lz4` (legacy format, as the kernel build uses
+    /// it): what it packs, we unpack (skipped without the tool).
+    #[test]
+    fn unlz4_matches_the_lz4_tool() {
+        use std::io::Write;
+        use std::process::{Command, Stdio};
+        let data: Vec<u8> = (0..300_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 27) as u8 ^ (i / 1000) as u8)
+            .collect();
+        let child = Command::new("lz4")
+            .args(["-l", "-9", "-c", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn();
+        let Ok(mut child) = child else {
+            std::eprintln!("no lz4 tool: skipped");
+            return;
+        };
+        child.stdin.take().unwrap().write_all(&data).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        let mut packed = out.stdout;
+        assert_eq!(Compression::detect(&packed), Compression::Lz4);
+        assert_eq!(unlz4_legacy(&packed).unwrap(), data);
+        packed.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        assert_eq!(unlz4_legacy(&packed).unwrap(), data);
+    }
+
     /// A real kernel, if the host has one or `OXEN_TEST_BZIMAGE` names
     /// one (skipped otherwise).
     #[test]
@@ -1060,5 +1380,13 @@ mod tests {
         assert_eq!(z[zp::TYPE_OF_LOADER], 0xff);
         assert!(l.kernel >= bz.header.pref_address.get().min(l.kernel));
         assert_eq!(l.kernel % u64::from(bz.header.kernel_alignment.get()), 0);
+        // The payload: if LZ4, it unpacks to an ELF a PVH guest can boot.
+        let (c, _) = bz.payload().unwrap();
+        std::eprintln!("payload compression: {c:?}");
+        if c == Compression::Lz4 {
+            let vmlinux = bz.decompress_payload().unwrap();
+            let elf = crate::builder::pvh::PhysElf::parse(&vmlinux).unwrap();
+            assert!(elf.phys32_entry.is_some_and(|e| elf.is_loaded(e)));
+        }
     }
 }
