@@ -575,7 +575,8 @@ pub struct BzLayout {
     pub zero_page: u64,
     /// The PML4 of the identity map (for the 64-bit entry).
     pub page_tables: u64,
-    /// The GDT (`__BOOT_CS`, `__BOOT_DS`).
+    /// The GDT of the 64-bit entry (`__BOOT_CS` 64-bit code,
+    /// `__BOOT_DS`); the 32-bit entry's follows it at `gdt + 32`.
     pub gdt: u64,
     /// The command line (0: none).
     pub cmdline: u64,
@@ -596,7 +597,7 @@ const BD_PAGE_TABLES: u64 = 0x1000;
 const PT_PAGES: u64 = 6;
 const BD_GDT: u64 = BD_PAGE_TABLES + PT_PAGES * PAGE;
 const GDT_LEN: u64 = 4 * 8;
-const BD_CMDLINE: u64 = BD_GDT + 64;
+const BD_CMDLINE: u64 = BD_GDT + 2 * GDT_LEN;
 
 /// Plans a bzImage guest with `map`'s memory: the kernel at
 /// `pref_address` if `[pref, pref + init_size)` is RAM, else (if
@@ -763,11 +764,17 @@ pub fn identity_page_tables(at: u64) -> Vec<u8> {
     b
 }
 
-/// The GDT: null, null, `__BOOT_CS` (0x10: 64-bit code), `__BOOT_DS`
+/// A GDT: null, null, `__BOOT_CS` (0x10: 64-bit code if `long`, else
+/// 32-bit code; execute/read, flat), `__BOOT_DS` (0x18: flat read/write)
 /// (0x18: flat data), as the 64-bit protocol asks.
-fn gdt() -> [u8; GDT_LEN as usize] {
+fn gdt(long: bool) -> [u8; GDT_LEN as usize] {
     let mut g = [0u8; GDT_LEN as usize];
-    g[16..24].copy_from_slice(&0x00af_9b00_0000_ffffu64.to_le_bytes());
+    let cs: u64 = if long {
+        0x00af_9b00_0000_ffff
+    } else {
+        0x00cf_9b00_0000_ffff
+    };
+    g[16..24].copy_from_slice(&cs.to_le_bytes());
     g[24..32].copy_from_slice(&0x00cf_9300_0000_ffffu64.to_le_bytes());
     g
 }
@@ -776,7 +783,8 @@ fn gdt() -> [u8; GDT_LEN as usize] {
 pub fn boot_data(bz: &BzImage, l: &BzLayout, map: &GuestMemoryMap, cmdline: &[u8]) -> Vec<u8> {
     let mut b = zero_page(bz, l, map);
     b.extend_from_slice(&identity_page_tables(l.page_tables));
-    b.extend_from_slice(&gdt());
+    b.extend_from_slice(&gdt(true));
+    b.extend_from_slice(&gdt(false));
     b.resize(BD_CMDLINE as usize, 0);
     if l.cmdline != 0 {
         b.extend_from_slice(cmdline);
@@ -801,7 +809,7 @@ pub fn entry_state_64(l: &BzLayout) -> EntryState {
 pub fn entry_state_32(l: &BzLayout) -> EntryState {
     EntryState {
         rsi: l.zero_page,
-        gdt_base: l.gdt,
+        gdt_base: l.gdt + GDT_LEN,
         gdt_limit: (GDT_LEN - 1) as u16,
         ..EntryState::protected32(l.entry32 as u32)
     }
@@ -1029,6 +1037,9 @@ mod tests {
         let g = mem.get(l.gdt, 32);
         assert_eq!(u64_at(&g, 16), 0x00af_9b00_0000_ffff);
         assert_eq!((st.gdt_base, st.gdt_limit), (l.gdt, 31));
+        let g32 = mem.get(s32.gdt_base, 32);
+        assert_eq!(u64_at(&g32, 16), 0x00cf_9b00_0000_ffff, "32-bit __BOOT_CS");
+        assert_eq!(u64_at(&g32, 24), 0x00cf_9300_0000_ffff);
     }
 
     #[test]
