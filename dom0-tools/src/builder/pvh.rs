@@ -551,8 +551,9 @@ fn phdrs(image: &[u8]) -> Result<(bool, u64, Vec<Phdr>), ElfImageError> {
     }
     let mut v = Vec::with_capacity(phnum.into());
     for i in 0..u64::from(phnum) {
-        let at = usize::try_from(phoff + i * entsize as u64)
-            .ok()
+        let at = phoff
+            .checked_add(i * entsize as u64)
+            .and_then(|at| usize::try_from(at).ok())
             .and_then(|at| image.get(at..))
             .ok_or(ElfImageError::BadProgramHeaders)?;
         let p = if elf64 {
