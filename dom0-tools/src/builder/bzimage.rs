@@ -1206,6 +1206,24 @@ mod tests {
         }
     }
 
+    /// Corrupted headers are refused or planned, never a panic.
+    #[test]
+    fn mutated_images_never_panic() {
+        let map = GuestMemoryMap::new(64 * MIB).unwrap();
+        let mut rng = crate::devmodel::testmem::Rng(11);
+        let good = bzimage(SPEC);
+        for _ in 0..5000 {
+            let mut img = rng.mutate(&good[0x1f0..], 0x80);
+            img.splice(0..0, good[..0x1f0].iter().copied());
+            if let Ok(bz) = BzImage::parse(&img) {
+                if let Ok(l) = plan(&bz, &map, b"x", 0x1000, None) {
+                    let _ = boot_data(&bz, &l, &map, b"x");
+                }
+                let _ = bz.decompress_payload();
+            }
+        }
+    }
+
     #[test]
     fn short_header_is_copied_only_to_its_end() {
         let mut img = bzimage(Spec {

@@ -916,6 +916,29 @@ mod tests {
         );
     }
 
+    /// Corrupted headers and images are refused or planned, never a
+    /// panic.
+    #[test]
+    fn mutated_images_never_panic() {
+        let map = GuestMemoryMap::new(64 * MIB).unwrap();
+        let mut rng = crate::devmodel::testmem::Rng(13);
+        let goods = [
+            raw_kernel(),
+            elf_kernel(&[
+                (1, 0, words(&[4, 6])),
+                (3, 0, words(&[(MIB + 0x100) as u32])),
+            ]),
+        ];
+        for good in &goods {
+            for _ in 0..3000 {
+                let img = rng.mutate(good, 0x200);
+                if let Ok(k) = Mb2Kernel::parse(&img) {
+                    let _ = plan(&k, &map, b"x", &[10], None);
+                }
+            }
+        }
+    }
+
     #[test]
     fn placement_errors() {
         let img = raw_kernel();

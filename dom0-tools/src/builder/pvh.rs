@@ -1684,6 +1684,22 @@ mod tests {
         std::eprintln!("vmlinux: entry {entry:#x}, segments {:x?}", elf.ranges());
     }
 
+    /// Corrupted images are refused or planned, never a panic.
+    #[test]
+    fn mutated_images_never_panic() {
+        let map = GuestMemoryMap::new(64 * MIB).unwrap();
+        let mut rng = crate::devmodel::testmem::Rng(7);
+        for elf64 in [true, false] {
+            let good = pvh_kernel(elf64, KBASE + 0x40);
+            for _ in 0..3000 {
+                let img = rng.mutate(&good, 0x100);
+                if let Ok(elf) = PhysElf::parse(&img) {
+                    let _ = plan(&elf, &map, b"x", 0x1000, None);
+                }
+            }
+        }
+    }
+
     #[test]
     fn acpi_tables_fit_the_bios_area_for_every_vcpu_count() {
         let map = GuestMemoryMap::new(32 * MIB).unwrap();

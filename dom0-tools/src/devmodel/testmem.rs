@@ -102,3 +102,29 @@ impl GuestMemory for Sparse {
         Ok(())
     }
 }
+
+/// Deterministic noise for robustness tests (xorshift64*).
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next value.
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// `bytes` with 1 to 4 random bytes in `bytes[..within]` replaced.
+    pub fn mutate(&mut self, bytes: &[u8], within: usize) -> Vec<u8> {
+        let mut b = bytes.to_vec();
+        let within = within.min(b.len()).max(1);
+        for _ in 0..=self.next() % 4 {
+            let at = (self.next() % within as u64) as usize;
+            if let Some(x) = b.get_mut(at) {
+                *x = self.next() as u8;
+            }
+        }
+        b
+    }
+}

@@ -675,6 +675,34 @@ mod tests {
         assert_eq!(u.read_reg(reg::IIR_FCR), iir::NO_INT);
     }
 
+    /// Any sequence of register accesses keeps the chip's invariants.
+    #[test]
+    fn arbitrary_register_traffic_keeps_invariants() {
+        let mut u = uart();
+        let mut rng = crate::devmodel::testmem::Rng(0x2545_f491_4f6c_dd1d);
+        for i in 0..50_000u32 {
+            let st = rng.next();
+            let r = (st % 9) as u8;
+            if st & (1 << 40) != 0 {
+                u.write_reg(r, (st >> 16) as u8);
+            } else {
+                u.read_reg(r);
+            }
+            if i % 7 == 0 {
+                u.receive(b"in");
+            }
+            assert!(u.rx.len() <= FIFO_LEN);
+            assert_eq!(u.ier & !ier::MASK, 0);
+            assert_eq!(u.mcr & !mcr::MASK, 0);
+            let l = u.lsr();
+            assert_eq!(l & (lsr::THRE | lsr::TEMT), lsr::THRE | lsr::TEMT);
+            assert_eq!(l & lsr::DR != 0, !u.rx.is_empty());
+            if u.irq_asserted() {
+                assert!(u.mcr & mcr::OUT2 != 0 && u.mcr & mcr::LOOP == 0);
+            }
+        }
+    }
+
     #[test]
     fn io_device_offsets() {
         let mut u = uart();
