@@ -64,14 +64,17 @@ pub const MAX_RAM: u64 = 1 << 40;
 /// Longest command line accepted (with its NUL).
 pub const MAX_CMDLINE: usize = 64 * 1024;
 
-/// Rounds `v` up to a multiple of `a` (a power of two); `None` on overflow.
+/// Rounds `v` up to a multiple of `a` (a power of two; 0 counts as 1);
+/// `None` on overflow.
 pub fn align_up(v: u64, a: u64) -> Option<u64> {
-    v.checked_add(a - 1).map(|x| x & !(a - 1))
+    let m = a.max(1) - 1;
+    v.checked_add(m).map(|x| x & !m)
 }
 
-/// Rounds `v` down to a multiple of `a` (a power of two).
+/// Rounds `v` down to a multiple of `a` (a power of two; 0 counts as 1).
 pub const fn align_down(v: u64, a: u64) -> u64 {
-    v & !(a - 1)
+    let m = if a == 0 { 0 } else { a - 1 };
+    v & !m
 }
 
 /// `[start, end)` and `[s, e)` share a byte.
@@ -101,15 +104,6 @@ pub enum PlacementError {
         /// Where it ends.
         end: u64,
     },
-    /// These two pieces overlap.
-    Overlap {
-        /// One.
-        what: &'static str,
-        /// The other.
-        with: &'static str,
-        /// Where the first starts.
-        start: u64,
-    },
     /// The ACPI tables are not at [`ACPI_BASE`] or do not fit below 1 MiB.
     Acpi {
         /// Their base.
@@ -129,9 +123,6 @@ impl fmt::Display for PlacementError {
                     f,
                     "{what} at {start:#x}..{end:#x} is not in the guest's RAM"
                 )
-            }
-            Self::Overlap { what, with, start } => {
-                write!(f, "{what} at {start:#x} overlaps the {with}")
             }
             Self::Acpi { base, len } => {
                 write!(
@@ -233,7 +224,8 @@ impl GuestMemoryMap {
         }
     }
 
-    /// The highest `align`-aligned address `a` with `[a, a + len)` in RAM,
+    /// The highest `align`-aligned (a power of two) address `a` with
+    /// `[a, a + len)` in RAM,
     /// ending at or below `limit`, at or above `floor`, and clear of every
     /// range in `avoid`.
     pub fn place_high(
