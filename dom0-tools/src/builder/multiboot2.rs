@@ -939,6 +939,29 @@ mod tests {
         }
     }
 
+    /// A real Multiboot2 kernel named by `OXEN_TEST_MB2_KERNEL` (e.g.
+    /// Oxen's own `xen-core`), if any (skipped otherwise).
+    #[test]
+    fn real_kernel_if_given() {
+        let Some(p) = std::env::var_os("OXEN_TEST_MB2_KERNEL") else {
+            std::eprintln!("OXEN_TEST_MB2_KERNEL unset: skipped");
+            return;
+        };
+        let img = std::fs::read(p).unwrap();
+        let k = Mb2Kernel::parse(&img).unwrap();
+        let map = GuestMemoryMap::new(256 * MIB).unwrap();
+        let tables = acpi::build(&AcpiConfig::hvm(2, ACPI_BASE)).unwrap();
+        let l = plan(&k, &map, b"console=com1", &[MIB], Some(&tables)).unwrap();
+        std::eprintln!(
+            "mb2: header at {:#x}, requests {:?}, entry {:#x}, ranges {:x?}, mbi at {:#x}",
+            k.header.offset,
+            k.header.requests,
+            k.entry,
+            k.ranges(),
+            l.mbi
+        );
+    }
+
     #[test]
     fn placement_errors() {
         let img = raw_kernel();
