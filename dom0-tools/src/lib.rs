@@ -36,6 +36,7 @@ pub mod blkback;
 pub mod bridge;
 pub mod builder;
 pub mod consoled;
+pub mod devmodel;
 pub mod fat;
 #[cfg(target_os = "none")]
 pub mod fault;

@@ -28,7 +28,10 @@
 //! 16 MiB with `pv_guest_lib::heap::init`.
 
 pub mod acpi;
+pub mod bzimage;
+pub mod multiboot2;
 pub mod plan;
+pub mod pvh;
 
 pub use plan::BuildError;
 
