@@ -153,11 +153,7 @@ pub fn check_table<'a>(b: &'a [u8], want: Option<&[u8; 4]>) -> Result<&'a [u8], 
     let sig = &t[..4];
     if let Some(w) = want {
         if sig != w {
-            return Err(why!(
-                "expected {}, found {}",
-                sig_str(w),
-                sig_str(sig)
-            ));
+            return Err(why!("expected {}, found {}", sig_str(w), sig_str(sig)));
         }
     }
     if !checksum_ok(t) {
@@ -262,7 +258,10 @@ pub fn parse_madt(t: &[u8]) -> Result<Madt, Why> {
                         u32_at(e, 4).ok_or_else(short)?,
                     )
                 } else {
-                    (u32_at(e, 4).ok_or_else(short)?, u32_at(e, 8).ok_or_else(short)?)
+                    (
+                        u32_at(e, 4).ok_or_else(short)?,
+                        u32_at(e, 8).ok_or_else(short)?,
+                    )
                 };
                 if flags & LAPIC_ENABLED == 0 {
                     m.cpus_disabled += 1;
@@ -322,7 +321,10 @@ pub fn parse_fadt(t: &[u8]) -> Result<Fadt, Why> {
     let dsdt = u64_at(t, FADT_X_DSDT)
         .filter(|&x| x != 0)
         .unwrap_or(u64::from(dsdt32));
-    let x_pm1a = match (t.get(FADT_X_PM1A_CNT_BLK), u64_at(t, FADT_X_PM1A_CNT_BLK + 4)) {
+    let x_pm1a = match (
+        t.get(FADT_X_PM1A_CNT_BLK),
+        u64_at(t, FADT_X_PM1A_CNT_BLK + 4),
+    ) {
         (Some(&GAS_SYSTEM_IO), Some(a)) if a != 0 => u16::try_from(a).ok(),
         _ => None,
     };
@@ -463,7 +465,10 @@ mod tests {
         let mut huge = t.clone();
         huge[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(check_table(&huge, None).is_err());
-        let mut x = table(b"XSDT", &[0x10, 0, 0, 0, 0, 0, 0, 0, 0x20, 0, 0, 0, 1, 0, 0, 0]);
+        let mut x = table(
+            b"XSDT",
+            &[0x10, 0, 0, 0, 0, 0, 0, 0, 0x20, 0, 0, 0, 1, 0, 0, 0],
+        );
         assert_eq!(
             root_entries(&x, 8).collect::<Vec<_>>(),
             [0x10, 0x1_0000_0020]
@@ -487,10 +492,10 @@ mod tests {
         let t = madt(&[
             &[0, 8, 0, 0, 1, 0, 0, 0],
             &[0, 8, 1, 1, 1, 0, 0, 0],
-            &[0, 8, 2, 5, 0, 0, 0, 0],                 // disabled
-            &[1, 12, 7, 0, 0, 0, 0xc0, 0xfe, 0, 0, 0, 0], // IOAPIC
+            &[0, 8, 2, 5, 0, 0, 0, 0],                          // disabled
+            &[1, 12, 7, 0, 0, 0, 0xc0, 0xfe, 0, 0, 0, 0],       // IOAPIC
             &[9, 16, 0, 0, 9, 0, 0, 0, 1, 0, 0, 0, 3, 0, 0, 0], // x2APIC 9
-            &[4, 6, 0xff, 0, 0, 1],                    // LAPIC NMI, ignored
+            &[4, 6, 0xff, 0, 0, 1],                             // LAPIC NMI, ignored
         ]);
         let m = parse_madt(&t).unwrap();
         assert_eq!(m.cpus(), &[0, 1, 9]);
@@ -509,13 +514,13 @@ mod tests {
     #[test]
     fn malformed_madts_fail_without_looping() {
         for bad in [
-            madt(&[&[0, 0, 0, 0, 1, 0, 0, 0]]), // zero length
-            madt(&[&[0, 1]]),                   // length 1
+            madt(&[&[0, 0, 0, 0, 1, 0, 0, 0]]),  // zero length
+            madt(&[&[0, 1]]),                    // length 1
             madt(&[&[0, 40, 0, 0, 1, 0, 0, 0]]), // past the end
-            madt(&[&[0, 4, 0, 0]]),             // too short for its type
+            madt(&[&[0, 4, 0, 0]]),              // too short for its type
             madt(&[&[1, 3, 0]]),
             madt(&[&[0, 8, 0, 3, 1, 0, 0, 0], &[0, 8, 1, 3, 1, 0, 0, 0]]), // twice
-            madt(&[&[0]]),                      // header cut short
+            madt(&[&[0]]),                                                 // header cut short
         ] {
             assert!(parse_madt(&bad).is_err(), "{bad:?}");
         }
@@ -558,10 +563,14 @@ mod tests {
         let qemu = [0x08, b'_', b'S', b'5', b'_', 0x12, 0x06, 0x04, 0, 0, 0, 0];
         assert_eq!(s5_slp_typ(&qemu), Some(0));
         // Root-prefixed, byte-prefixed values: Package { 0x05, 0x05, ... }
-        let bytes = [1, 2, 0x08, b'\\', b'_', b'S', b'5', b'_', 0x12, 0x0a, 0x04, 0x0a, 5, 0x0a, 5, 0, 0];
+        let bytes = [
+            1, 2, 0x08, b'\\', b'_', b'S', b'5', b'_', 0x12, 0x0a, 0x04, 0x0a, 5, 0x0a, 5, 0, 0,
+        ];
         assert_eq!(s5_slp_typ(&bytes), Some(5));
         // A two-byte PkgLength, OneOp.
-        let two = [0x08, b'_', b'S', b'5', b'_', 0x12, 0x40, 0x01, 0x02, 0x01, 0x01];
+        let two = [
+            0x08, b'_', b'S', b'5', b'_', 0x12, 0x40, 0x01, 0x02, 0x01, 0x01,
+        ];
         assert_eq!(s5_slp_typ(&two), Some(1));
         // A method, a reference, truncated tables: no answer, no panic.
         assert_eq!(s5_slp_typ(&[0x14, b'_', b'S', b'5', b'_', 0x00]), None);

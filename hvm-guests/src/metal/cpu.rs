@@ -11,25 +11,33 @@ use core::arch::asm;
 pub fn inb(port: u16) -> u8 {
     let v: u8;
     // SAFETY: port input touches no memory (see the module comment).
-    unsafe { asm!("in al, dx", out("al") v, in("dx") port, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!("in al, dx", out("al") v, in("dx") port, options(nomem, nostack, preserves_flags))
+    };
     v
 }
 
 pub fn outb(port: u16, v: u8) {
     // SAFETY: port output touches no memory (see the module comment).
-    unsafe { asm!("out dx, al", in("dx") port, in("al") v, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!("out dx, al", in("dx") port, in("al") v, options(nomem, nostack, preserves_flags))
+    };
 }
 
 pub fn inw(port: u16) -> u16 {
     let v: u16;
     // SAFETY: as `inb`.
-    unsafe { asm!("in ax, dx", out("ax") v, in("dx") port, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!("in ax, dx", out("ax") v, in("dx") port, options(nomem, nostack, preserves_flags))
+    };
     v
 }
 
 pub fn outw(port: u16, v: u16) {
     // SAFETY: as `outb`.
-    unsafe { asm!("out dx, ax", in("dx") port, in("ax") v, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!("out dx, ax", in("dx") port, in("ax") v, options(nomem, nostack, preserves_flags))
+    };
 }
 
 /// The four registers CPUID returns.
@@ -70,7 +78,9 @@ pub fn rdmsr(msr: u32) -> u64 {
     let (lo, hi): (u32, u32);
     // SAFETY: reading an MSR touches no memory; a missing one raises #GP,
     // which the IDT reports.
-    unsafe { asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags))
+    };
     u64::from(hi) << 32 | u64::from(lo)
 }
 

@@ -93,7 +93,8 @@ pub fn discover(boot: &Boot) -> Result<Platform, Why> {
     let rsdp = acpi::parse_rsdp(head).map_err(|e| why!("RSDP at {rsdp_address:#x}: {e}"))?;
     let (root_pa, entry) = rsdp.root();
     let root_sig = if entry == 8 { b"XSDT" } else { b"RSDT" };
-    let root = table(root_pa, Some(root_sig)).map_err(|e| why!("root table at {root_pa:#x}: {e}"))?;
+    let root =
+        table(root_pa, Some(root_sig)).map_err(|e| why!("root table at {root_pa:#x}: {e}"))?;
 
     let mut madt = None;
     let mut fadt = None;
@@ -115,7 +116,8 @@ pub fn discover(boot: &Boot) -> Result<Platform, Why> {
     }
     let madt = madt.ok_or_else(|| why!("the root table lists no MADT"))?;
     let fadt = fadt.ok_or_else(|| why!("the root table lists no FADT"))?;
-    let dsdt = table(fadt.dsdt, Some(b"DSDT")).map_err(|e| why!("DSDT at {:#x}: {e}", fadt.dsdt))?;
+    let dsdt =
+        table(fadt.dsdt, Some(b"DSDT")).map_err(|e| why!("DSDT at {:#x}: {e}", fadt.dsdt))?;
     let s5_slp_typ = acpi::s5_slp_typ(&dsdt[acpi::SDT_HEADER_LEN..]);
     Ok(Platform {
         rsdp_address,

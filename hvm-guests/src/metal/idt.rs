@@ -98,7 +98,12 @@ pub fn init() {
 pub fn load() {
     // SAFETY: the table is static and its stubs are in the kernel's text;
     // both live forever.
-    unsafe { lidt(IDT.0.get() as u64, (core::mem::size_of::<[Gate; 256]>() - 1) as u16) };
+    unsafe {
+        lidt(
+            IDT.0.get() as u64,
+            (core::mem::size_of::<[Gate; 256]>() - 1) as u16,
+        )
+    };
 }
 
 /// What the exception stubs push, from the stack pointer up.

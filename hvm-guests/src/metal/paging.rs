@@ -85,12 +85,30 @@ pub fn alias_probe() -> Result<(), Why> {
     // SAFETY: CR3 holds the boot code's PML4, in the 1:1 map.
     let old = unsafe { pml4.add(ALIAS_PML4_SLOT).read_volatile() };
     if old != 0 {
-        return Err(why!("PML4 slot {ALIAS_PML4_SLOT} is already in use ({old:#x})"));
+        return Err(why!(
+            "PML4 slot {ALIAS_PML4_SLOT} is already in use ({old:#x})"
+        ));
     }
-    write_entry(ALIAS_PT.0.get().cast(), 0, PROBE.pa() | PTE_PRESENT_WRITABLE);
-    write_entry(ALIAS_PD.0.get().cast(), 0, ALIAS_PT.pa() | PTE_PRESENT_WRITABLE);
-    write_entry(ALIAS_PDPT.0.get().cast(), 0, ALIAS_PD.pa() | PTE_PRESENT_WRITABLE);
-    write_entry(pml4, ALIAS_PML4_SLOT, ALIAS_PDPT.pa() | PTE_PRESENT_WRITABLE);
+    write_entry(
+        ALIAS_PT.0.get().cast(),
+        0,
+        PROBE.pa() | PTE_PRESENT_WRITABLE,
+    );
+    write_entry(
+        ALIAS_PD.0.get().cast(),
+        0,
+        ALIAS_PT.pa() | PTE_PRESENT_WRITABLE,
+    );
+    write_entry(
+        ALIAS_PDPT.0.get().cast(),
+        0,
+        ALIAS_PD.pa() | PTE_PRESENT_WRITABLE,
+    );
+    write_entry(
+        pml4,
+        ALIAS_PML4_SLOT,
+        ALIAS_PDPT.pa() | PTE_PRESENT_WRITABLE,
+    );
     invlpg(ALIAS_VA);
 
     let alias = ALIAS_VA as *mut u64;
@@ -105,9 +123,13 @@ pub fn alias_probe() -> Result<(), Why> {
         direct.add(300).write_volatile(B);
         let seen_alias = alias.add(300).read_volatile();
         if seen_direct != A {
-            Err(why!("wrote {A:#x} at {ALIAS_VA:#x}+56, the frame holds {seen_direct:#x}"))
+            Err(why!(
+                "wrote {A:#x} at {ALIAS_VA:#x}+56, the frame holds {seen_direct:#x}"
+            ))
         } else if seen_alias != B {
-            Err(why!("wrote {B:#x} in the frame, {ALIAS_VA:#x}+2400 reads {seen_alias:#x}"))
+            Err(why!(
+                "wrote {B:#x} in the frame, {ALIAS_VA:#x}+2400 reads {seen_alias:#x}"
+            ))
         } else {
             Ok(())
         }

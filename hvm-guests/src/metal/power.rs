@@ -2,10 +2,11 @@
 //! control register (ACPI 6.5 §4.8.3.2.1, §16.1.7). If the machine is
 //! still running after that, the CPU halts for good with interrupts off.
 //!
-//! When the firmware's tables do not say where PM1a_CNT is, QEMU's values
-//! stand in (documented fallbacks): q35's ICH9 PMBASE 0x600 puts it at
-//! 0x604, i440fx's PIIX4 at 0xb004, and QEMU's `\_S5` is `Package {0, 0,
-//! 0, 0}` on both (SLP_TYP 0).
+//! When the firmware's tables do not say where PM1a_CNT is or what S5's
+//! sleep type is, QEMU's values stand in (documented fallbacks, measured
+//! with QEMU 7.2): PMBASE 0x600 puts PM1a_CNT at 0x604 on both q35 (ICH9)
+//! and i440fx (PIIX4), and QEMU's `\_S5` is `Package {0, 0, 0, 0}` on both
+//! (SLP_TYP 0).
 
 use super::cpu::{halt_forever, outw};
 use super::pit;
@@ -16,15 +17,13 @@ const SLP_EN: u16 = 1 << 13;
 const SLP_TYP_SHIFT: u16 = 10;
 const SLP_TYP_MASK: u16 = 0x7;
 
-/// QEMU q35's PM1a_CNT (ICH9 PMBASE 0x600 + 4).
-pub const QEMU_Q35_PM1A_CNT: u16 = 0x604;
-/// QEMU i440fx's PM1a_CNT (PIIX4 PMBASE 0xb000 + 4).
-pub const QEMU_PIIX_PM1A_CNT: u16 = 0xb004;
+/// QEMU's PM1a_CNT on q35 and i440fx (PMBASE 0x600 + 4).
+pub const QEMU_PM1A_CNT: u16 = 0x604;
 /// QEMU's S5 sleep type on both machines.
 pub const QEMU_S5_SLP_TYP: u8 = 0;
 
 /// Where to write, as `port << 8 | slp_typ` (set once ACPI is read).
-static S5: AtomicU32 = AtomicU32::new((QEMU_Q35_PM1A_CNT as u32) << 8);
+static S5: AtomicU32 = AtomicU32::new((QEMU_PM1A_CNT as u32) << 8);
 
 /// Records the PM1a control port and S5 sleep type to use.
 pub fn set_s5(port: u16, slp_typ: u8) {
@@ -40,7 +39,10 @@ pub fn s5() -> (u16, u8) {
 /// Enters S5; halts if that does not stop the machine within 100 ms.
 pub fn power_off() -> ! {
     let (port, typ) = s5();
-    outw(port, (u16::from(typ) & SLP_TYP_MASK) << SLP_TYP_SHIFT | SLP_EN);
+    outw(
+        port,
+        (u16::from(typ) & SLP_TYP_MASK) << SLP_TYP_SHIFT | SLP_EN,
+    );
     pit::delay_us(100_000);
     crate::metal::serial::emergency(format_args!(
         "bare: still running after S5 (PM1a_CNT {port:#x}, SLP_TYP {typ}); halting\n"

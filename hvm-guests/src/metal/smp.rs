@@ -91,7 +91,9 @@ pub fn start_ap(apic_id: u32) -> Result<u32, Why> {
     pit::delay_us(SETTLE_MS * 1000);
     let started = AP_STARTED.load(Ordering::SeqCst) - before;
     if started != 1 {
-        return Err(why!("the AP started {started} times (the second SIPI must be ignored)"));
+        return Err(why!(
+            "the AP started {started} times (the second SIPI must be ignored)"
+        ));
     }
     crate::println!("bare: smp: the AP reported in {us} us after the SIPIs");
     Ok(AP_APIC_ID.load(Ordering::SeqCst))
