@@ -20,7 +20,7 @@ pub struct IoApic {
 impl IoApic {
     /// Checks that the address can be an IOAPIC's (aligned, in the 1:1 map).
     pub fn new(base: u64) -> Result<Self, Why> {
-        if base == 0 || base % 16 != 0 || base + 0x20 > IDENTITY_LIMIT {
+        if base == 0 || !base.is_multiple_of(16) || base + 0x20 > IDENTITY_LIMIT {
             return Err(why!("IOAPIC address {base:#x} is unusable"));
         }
         Ok(IoApic { base })
