@@ -177,20 +177,24 @@ mod kernel {
             None => println!("bare: acpi: FADT: no PM1a_CNT, DSDT at {:#x}", p.fadt.dsdt),
         }
         match p.s5_slp_typ {
-            Some(t) => println!("bare: acpi: DSDT: \\_S5 SLP_TYPa {t}"),
-            None => println!("bare: acpi: DSDT: no static \\_S5 package"),
+            Some((t, table)) => println!("bare: acpi: {table}: \\_S5 SLP_TYPa {t}"),
+            None => println!("bare: acpi: no static \\_S5 package in the DSDT or an SSDT"),
         }
     }
 
     /// Records where S5 is, from ACPI or else QEMU's values.
     fn set_power_off(p: Option<&Platform>) {
         let port = p.and_then(|p| p.fadt.pm1a_cnt);
-        let typ = p.and_then(|p| p.s5_slp_typ);
-        if port.is_none() || typ.is_none() {
+        let typ = p.and_then(|p| p.s5_slp_typ).map(|(t, _)| t);
+        if port.is_none() {
             println!(
-                "bare: power-off: ACPI did not give {}; using QEMU's values (PM1a_CNT {:#x}, SLP_TYP {})",
-                if port.is_none() { "PM1a_CNT" } else { "\\_S5" },
-                power::QEMU_PM1A_CNT,
+                "bare: power-off: ACPI gives no PM1a_CNT; using QEMU's ({:#x})",
+                power::QEMU_PM1A_CNT
+            );
+        }
+        if typ.is_none() {
+            println!(
+                "bare: power-off: ACPI gives no static \\_S5; using QEMU's SLP_TYP ({})",
                 power::QEMU_S5_SLP_TYP
             );
         }

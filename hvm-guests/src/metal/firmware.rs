@@ -1,7 +1,7 @@
 //! Finding the ACPI tables: the RSDP from the boot loader (the Multiboot2
 //! ACPI tag's copy, or `hvm_start_info.rsdp_paddr`), else by scanning the
 //! EBDA's first KiB and 0xE0000–0xFFFFF; then the XSDT (or RSDT), the MADT,
-//! the FADT and the DSDT's `\_S5`. Parsing is [`crate::acpi`]'s; this
+//! the FADT and the `\_S5` of the DSDT (or of an SSDT). Parsing is [`crate::acpi`]'s; this
 //! module only reads memory, through [`super::phys`].
 
 use super::boot::Boot;
@@ -26,8 +26,9 @@ pub struct Platform {
     pub rsdp: Rsdp,
     pub madt: Madt,
     pub fadt: Fadt,
-    /// SLP_TYPa for S5 from the DSDT, if it has a static `\_S5`.
-    pub s5_slp_typ: Option<u8>,
+    /// SLP_TYPa for S5 and the table it came from ("DSDT" or "SSDT"),
+    /// if one of them has a static `\_S5` package.
+    pub s5_slp_typ: Option<(u8, &'static str)>,
     /// Why the boot loader's RSDP was not used, if it was not.
     pub boot_info_note: Option<Why>,
 }
@@ -98,6 +99,7 @@ pub fn discover(boot: &Boot) -> Result<Platform, Why> {
 
     let mut madt = None;
     let mut fadt = None;
+    let mut s5_in_ssdt = None;
     for pa in acpi::root_entries(root, entry).take(MAX_ROOT_ENTRIES) {
         let Ok(head) = phys::bytes(pa, 4) else {
             continue;
@@ -111,6 +113,12 @@ pub fn discover(boot: &Boot) -> Result<Platform, Why> {
                 let t = table(pa, Some(b"FACP")).map_err(|e| why!("FADT at {pa:#x}: {e}"))?;
                 fadt = Some(acpi::parse_fadt(t).map_err(|e| why!("FADT at {pa:#x}: {e}"))?);
             }
+            // Some firmware (SeaBIOS's own tables) declares \_S5 in an SSDT.
+            b"SSDT" if s5_in_ssdt.is_none() => {
+                if let Ok(t) = table(pa, Some(b"SSDT")) {
+                    s5_in_ssdt = acpi::s5_slp_typ(&t[acpi::SDT_HEADER_LEN..]);
+                }
+            }
             _ => {}
         }
     }
@@ -118,7 +126,9 @@ pub fn discover(boot: &Boot) -> Result<Platform, Why> {
     let fadt = fadt.ok_or_else(|| why!("the root table lists no FADT"))?;
     let dsdt =
         table(fadt.dsdt, Some(b"DSDT")).map_err(|e| why!("DSDT at {:#x}: {e}", fadt.dsdt))?;
-    let s5_slp_typ = acpi::s5_slp_typ(&dsdt[acpi::SDT_HEADER_LEN..]);
+    let s5_slp_typ = acpi::s5_slp_typ(&dsdt[acpi::SDT_HEADER_LEN..])
+        .map(|t| (t, "DSDT"))
+        .or(s5_in_ssdt.map(|t| (t, "SSDT")));
     Ok(Platform {
         rsdp_address,
         rsdp_source,
