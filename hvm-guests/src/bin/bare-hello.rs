@@ -64,7 +64,7 @@ mod kernel {
         set_power_off(platform.as_ref());
         r.check(out, "port i/o (pit)", check_pit());
         r.check(out, "port i/o (cmos rtc)", check_cmos());
-        r.check(out, "mmio (lapic)", check_lapic());
+        r.check(out, "mmio (lapic)", check_lapic(platform.as_ref()));
         r.check(out, "mmio (ioapic)", check_ioapic(platform.as_ref()));
         r.check(out, "lapic timer", check_timer());
         match smp_target(platform.as_ref()) {
@@ -240,7 +240,10 @@ mod kernel {
         Ok(())
     }
 
-    fn check_lapic() -> Result<(), Why> {
+    fn check_lapic(p: Option<&Platform>) -> Result<(), Why> {
+        let Some(base) = lapic::base() else {
+            return Err(why!("the local APIC could not be set up (see above)"));
+        };
         let msr = cpu::rdmsr(lapic::IA32_APIC_BASE);
         let id_reg = lapic::read(lapic::REG_ID);
         let ver_reg = lapic::read(lapic::REG_VERSION);
@@ -254,6 +257,14 @@ mod kernel {
         );
         if msr & lapic::APIC_BASE_ENABLE == 0 {
             return Err(why!("the APIC is disabled in IA32_APIC_BASE {msr:#x}"));
+        }
+        if let Some(p) = p {
+            if p.madt.lapic_address != base {
+                return Err(why!(
+                    "the MADT puts the local APIC at {:#x}, IA32_APIC_BASE at {base:#x}",
+                    p.madt.lapic_address
+                ));
+            }
         }
         if msr & lapic::APIC_BASE_BSP == 0 {
             return Err(why!(
@@ -311,7 +322,7 @@ mod kernel {
     }
 
     fn check_timer() -> Result<(), Why> {
-        if lapic::read(lapic::REG_VERSION) == u32::MAX {
+        if lapic::base().is_none() {
             return Err(why!("no usable local APIC"));
         }
         idt::TICKS.store(0, Ordering::SeqCst);

@@ -74,6 +74,11 @@ pub fn init(spurious: u8) -> Result<u64, Why> {
     Ok(base)
 }
 
+/// The MMIO base [`init`] recorded, if it succeeded.
+pub fn base() -> Option<u64> {
+    Some(BASE.load(Ordering::Relaxed)).filter(|&b| b != 0)
+}
+
 /// Reads an APIC register (0xffffffff before [`init`]).
 pub fn read(reg: u64) -> u32 {
     let base = BASE.load(Ordering::Relaxed);
