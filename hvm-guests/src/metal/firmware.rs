@@ -1,8 +1,10 @@
 //! Finding the ACPI tables: the RSDP from the boot loader (the Multiboot2
 //! ACPI tag's copy, or `hvm_start_info.rsdp_paddr`), else by scanning the
 //! EBDA's first KiB and 0xE0000–0xFFFFF; then the XSDT (or RSDT), the MADT,
-//! the FADT and the `\_S5` of the DSDT (or of an SSDT). Parsing is [`crate::acpi`]'s; this
-//! module only reads memory, through [`super::phys`].
+//! the FADT and the `\_S5` of the DSDT (or of an SSDT). Parsing is
+//! [`crate::acpi`]'s; this module only reads memory, through
+//! [`super::phys`]. A bad RSDP from the boot loader is a failure, not a
+//! reason to scan: it is what a hypervisor's builder is tested on.
 
 use super::boot::Boot;
 use super::phys;
