@@ -9,7 +9,7 @@
 //! powers the machine off through ACPI S5.
 //!
 //! The pure parts (ACPI tables, boot information, the PIT's arithmetic, the
-//! verdict) build for the host and are tested there; [`metal`] is the glue
+//! verdict) build for the host and are tested there; `metal` is the glue
 //! to the (virtual) hardware and exists only for `x86_64-unknown-none`.
 
 #![cfg_attr(not(test), no_std)]
