@@ -3,7 +3,7 @@
 //! vector points at a real-mode trampoline copied below 1 MiB. The
 //! trampoline loads the kernel's GDT, enters protected mode and jumps to
 //! the kernel's 32-bit AP entry (`boot`), which enables long mode on the
-//! BSP's page tables and calls [`bare_ap_rust`] on the AP's own stack.
+//! BSP's page tables and calls `bare_ap_rust` on the AP's own stack.
 //!
 //! Owns the page at [`TRAMPOLINE`] (RAM below 1 MiB that PC firmware and
 //! HVM builders leave free) while an AP starts.
