@@ -39,6 +39,8 @@ const CHECKS: &[&str] = &[
 const SMP_CHECK: &str = "smp";
 /// The second CPU's own line.
 const AP_UP: &str = "bare: cpu1 up (apic id ";
+/// Both boot loaders give a memory map that says the trampoline page is RAM.
+const TRAMPOLINE_IS_RAM: &str = "bare: smp: the trampoline page 0x8000 is RAM";
 /// Lines that the kernel prints for the boot path it was entered by.
 const BOOTED_PVH: &str = "bare: booted via PVH";
 const BOOTED_MB2: &str = "bare: booted via Multiboot2 (";
@@ -79,7 +81,7 @@ fn assert_passed(r: &RunResult, smp_ok: bool) {
         r.assert_line(&format!("bare: {c}: ok"));
     }
     if smp_ok {
-        r.assert_lines_in_order(&[AP_UP, &format!("bare: {SMP_CHECK}: ok")]);
+        r.assert_lines_in_order(&[TRAMPOLINE_IS_RAM, AP_UP, &format!("bare: {SMP_CHECK}: ok")]);
     } else {
         r.assert_line(&format!("bare: {SMP_CHECK}: skipped ("));
         r.assert_no_line(AP_UP);

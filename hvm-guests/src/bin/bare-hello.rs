@@ -29,7 +29,7 @@ mod kernel {
     use hvm_guests::metal::firmware::{self, Platform};
     use hvm_guests::metal::ioapic::{self, IoApic};
     use hvm_guests::metal::serial::Console;
-    use hvm_guests::metal::{cmos, cpu, idt, lapic, paging, pit, power, smp};
+    use hvm_guests::metal::{cmos, cpu, idt, lapic, memmap, paging, pit, power, smp};
     use hvm_guests::{println, why, Report, Why};
 
     hvm_guests::entry!(main);
@@ -68,7 +68,7 @@ mod kernel {
         r.check(out, "mmio (ioapic)", check_ioapic(platform.as_ref()));
         r.check(out, "lapic timer", check_timer());
         match smp_target(platform.as_ref()) {
-            Ok(Some(id)) => r.check(out, "smp", check_smp(id)),
+            Ok(Some(id)) => r.check(out, "smp", check_smp(&boot, id)),
             Ok(None) => r.skip(out, "smp", why!("the MADT lists only one CPU")),
             Err(e) => r.fail(out, "smp", e),
         }
@@ -372,7 +372,23 @@ mod kernel {
         Ok(cpus.iter().copied().find(|&id| id != bsp))
     }
 
-    fn check_smp(target: u32) -> Result<(), Why> {
+    fn check_smp(boot: &Boot, target: u32) -> Result<(), Why> {
+        match memmap::is_ram(boot, smp::TRAMPOLINE, 4096)? {
+            Some(true) => println!(
+                "bare: smp: the trampoline page {:#x} is RAM in the boot loader's memory map",
+                smp::TRAMPOLINE
+            ),
+            Some(false) => {
+                return Err(why!(
+                    "the trampoline page {:#x} is not RAM in the boot loader's memory map",
+                    smp::TRAMPOLINE
+                ))
+            }
+            None => println!(
+                "bare: smp: no memory map from the boot loader; assuming {:#x} is RAM",
+                smp::TRAMPOLINE
+            ),
+        }
         println!(
             "bare: smp: starting APIC ID {target}: INIT, SIPI, SIPI (vector {:#x})",
             smp::TRAMPOLINE >> 12

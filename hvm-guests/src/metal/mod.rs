@@ -14,6 +14,7 @@ pub mod firmware;
 pub mod idt;
 pub mod ioapic;
 pub mod lapic;
+pub mod memmap;
 pub mod paging;
 pub mod phys;
 pub mod pic;
