@@ -3,10 +3,10 @@
 //! Owns the CPU from the first instruction on: boot entry and page tables
 //! ([`boot`], [`paging`]), COM1 ([`serial`]), the IDT ([`idt`]), the
 //! interrupt controllers and timers ([`pic`], [`pit`], [`lapic`],
-//! [`ioapic`], [`cmos`]), the firmware's tables and memory map ([`firmware`],
-//! [`memmap`]), the second
-//! CPU ([`smp`]) and power-off ([`power`]). Trusts the boot loader for the
-//! entry state its protocol promises, and nothing the hardware reports.
+//! [`ioapic`], [`cmos`]), the firmware's tables and the memory map
+//! ([`firmware`], [`memmap`]), the second CPU ([`smp`]) and power-off
+//! ([`power`]). Trusts the boot loader for the entry state its protocol
+//! promises, and nothing the hardware reports.
 
 pub mod boot;
 pub mod cmos;
