@@ -4,14 +4,15 @@
 //!
 //! ```text
 //! cargo build --release --target x86_64-unknown-none -p xen-core -p dom0-tools \
-//!     -p pv-guest-lib --bins --examples \
+//!     -p hvm-guests -p pv-guest-lib --bins --examples \
 //!     --target-dir <root>/target/images
 //! ```
 //!
 //! (its own target dir, so it never waits on the host `cargo test` build lock)
 //! and leaves in `target/images/x86_64-unknown-none/release/`: `xen-core`,
 //! `dom0`, the test Dom0 kernels listed in [`TEST_KERNELS`] (the one
-//! place that list lives), the benchmark kernel (`crate::bench::KERNEL`) and
+//! place that list lives), the benchmark kernel (`crate::bench::KERNEL`),
+//! the bare-metal kernels of `hvm-guests` ([`BARE_METAL_KERNELS`]) and
 //! pv-guest-lib's example kernels in `examples/`.
 
 use std::path::{Path, PathBuf};
@@ -24,7 +25,7 @@ use crate::exit::Exit;
 /// The bare-metal target.
 pub const TARGET: &str = "x86_64-unknown-none";
 /// The packages that produce images.
-pub const IMAGE_PACKAGES: &[&str] = &["xen-core", "dom0-tools"];
+pub const IMAGE_PACKAGES: &[&str] = &["xen-core", "dom0-tools", "hvm-guests"];
 /// Packages whose examples are bootable PV kernels (built with the images,
 /// into `examples/`).
 pub const EXAMPLE_PACKAGES: &[&str] = &["pv-guest-lib"];
@@ -373,6 +374,11 @@ pub const GUEST_IMAGES: &[&str] = &[
     "domu-nethostile",
 ];
 
+/// Kernels written for bare metal (`hvm-guests`): they know nothing of
+/// Oxen or Xen, boot on plain QEMU (`tests/tests/bare_metal.rs`) and are
+/// what issue 6 runs unmodified as HVM guests.
+pub const BARE_METAL_KERNELS: &[&str] = &["bare-hello"];
+
 /// Dom0 kernels for `scripts/bench` that are not in [`TEST_KERNELS`] (too
 /// slow for every test run; each has its own boot test): pv-bench
 /// (`crate::bench::KERNEL`) and xl-bench (`crate::bench::toolstack`).
@@ -658,6 +664,7 @@ impl Images {
         v.extend(TEST_KERNELS.iter().map(|k| k.name));
         v.extend(GUEST_IMAGES);
         v.extend(BENCH_KERNELS);
+        v.extend(BARE_METAL_KERNELS);
         v
     }
 
@@ -769,7 +776,7 @@ mod tests {
     fn build_command_is_the_contract() {
         let c = build_command_line();
         assert!(
-            c.starts_with("cargo build --release --target x86_64-unknown-none -p xen-core -p dom0-tools -p pv-guest-lib --bins --examples --target-dir "),
+            c.starts_with("cargo build --release --target x86_64-unknown-none -p xen-core -p dom0-tools -p hvm-guests -p pv-guest-lib --bins --examples --target-dir "),
             "{c}"
         );
         assert!(c.ends_with("target/images"), "{c}");
