@@ -254,7 +254,7 @@ pub const TEST_KERNELS: &[TestKernel] = &[
     },
     TestKernel {
         name: "pv-hvmrun",
-        purpose: "HVM vCPUs run under SVM with nested paging: 32-bit guests set up with XEN_DOMCTL_sethvmcontext print through port 0xe9, read Xen's CPUID leaf and the CMOS, power off through ACPI PM1a; a guest sweeping every port, a triple-faulting one (crashes only itself) and one spinning with interrupts off (destroyed); gethvmcontext; exact free memory",
+        purpose: "HVM vCPUs run under SVM with nested paging: 32-bit guests set up with XEN_DOMCTL_sethvmcontext print through port 0xe9, read Xen's CPUID leaf and the CMOS, power off through ACPI PM1a; a guest sweeping every port, one programming its LAPIC through emulated MMIO and sleeping through 10 timer interrupts, a triple-faulting one (crashes only itself) and one spinning with interrupts off (destroyed); gethvmcontext; exact free memory",
         exit: Exit::POWEROFF,
         lines: &[
             "(d1) hvm guest: hello from protected mode",
@@ -264,7 +264,10 @@ pub const TEST_KERNELS: &[TestKernel] = &[
             "pv-hvmrun: the saved vCPU stopped in the guest's code, still in protected mode: ok",
             "(d2) hvm guest: every port read and written",
             "pv-hvmrun: the port-sweeping guest gets through every port and powers off: ok",
-            "(XEN) domain crash: d3v0: triple fault",
+            "(d3) hvm guest: 10 LAPIC timer interrupts through MMIO registers",
+            "pv-hvmrun: the timer guest takes 10 LAPIC timer interrupts and powers off: ok",
+            "pv-hvmrun: its LAPIC version register reads an integrated APIC: ok",
+            "(XEN) domain crash: d4v0: triple fault",
             "pv-hvmrun: a triple fault crashes that domain: ok",
             "pv-hvmrun: Dom0 keeps running beside a guest that never exits: ok",
             "pv-hvmrun: every frame comes back after the domains are destroyed: ok",

@@ -431,9 +431,18 @@ fn prepare(
         s.wake_at = next;
         if !s.event_pending() {
             let can_intr = s.can_take_interrupt();
+            // V_IRQ stays set only while a window is wanted: left set
+            // without the VINTR intercept, the CPU would deliver the
+            // virtual interrupt itself.
             match hx::pending_injection(&mut rt.platform, idx, true, can_intr) {
-                Injection::Nmi => s.inject_nmi(),
-                Injection::Vector(vec) => s.inject_interrupt(vec),
+                Injection::Nmi => {
+                    s.want_interrupt_window(false);
+                    s.inject_nmi();
+                }
+                Injection::Vector(vec) => {
+                    s.want_interrupt_window(false);
+                    s.inject_interrupt(vec);
+                }
                 Injection::InterruptWindow => s.want_interrupt_window(true),
                 Injection::NmiWindow | Injection::Nothing => s.want_interrupt_window(false),
             }

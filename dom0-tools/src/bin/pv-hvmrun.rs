@@ -7,6 +7,9 @@
 //!   powers off through the ACPI PM1a control port;
 //! - `ports`: reads and writes every I/O port (the platform's and, without
 //!   a device model, the null handler's), then powers off;
+//! - `timer`: programs its local APIC through MMIO (nested page faults
+//!   the hypervisor emulates) and sleeps in HLT through ten periodic timer
+//!   interrupts;
 //! - `triple`: triple-faults (crashes only itself);
 //! - `spin`: loops forever with interrupts off (the host's timer still
 //!   takes the CPU back; `xl destroy` ends it).
@@ -43,7 +46,7 @@ mod kernel {
         .globl hvm_guest_start
     hvm_guest_start:
         .code32
-        /* Mode byte at 0x2000: 0 hello, 1 ports, 2 triple, 3 spin. */
+        /* Mode byte at 0x2000: 0 hello, 1 ports, 2 triple, 3 spin, 4 timer. */
         movzbl 0x2000, %eax
         cmp $1, %eax
         je ports
@@ -51,6 +54,8 @@ mod kernel {
         je triple
         cmp $3, %eax
         je spin
+        cmp $4, %eax
+        je timer
         mov $(hello_msg - hvm_guest_start + 0x1000), %esi
         call print
         /* CPUID 0x40000000: "XenVMMXenVMM". */
@@ -95,6 +100,38 @@ mod kernel {
     spin:
         cli
     5:  jmp 5b
+    timer:
+        /* A GDT (interrupts load CS from it) and an IDT with vector 0x40. */
+        lgdt (timer_gdtr - hvm_guest_start + 0x1000)
+        mov $(tick - hvm_guest_start + 0x1000), %eax
+        mov $(0x3000 + 0x40 * 8), %edi
+        mov %ax, (%edi)
+        movw $0x08, 2(%edi)
+        movw $0x8e00, 4(%edi)
+        shr $16, %eax
+        mov %ax, 6(%edi)
+        lidt (timer_idtr - hvm_guest_start + 0x1000)
+        movl $0, 0x2100
+        /* The local APIC, through MMIO: version, enable, periodic timer. */
+        mov 0xfee00030, %eax
+        mov %eax, 0x2104
+        movl $0x1ff, 0xfee000f0
+        movl $0xb, 0xfee003e0
+        movl $0x20040, 0xfee00320
+        movl $1000000, 0xfee00380
+        sti
+    8:  hlt
+        cmpl $10, 0x2100
+        jb 8b
+        cli
+        movl $0x10000, 0xfee00320
+        mov $(timer_msg - hvm_guest_start + 0x1000), %esi
+        call print
+        jmp poweroff
+    tick:
+        incl 0x2100
+        movl $0, 0xfee000b0
+        iret
     poweroff:
         mov $(bye_msg - hvm_guest_start + 0x1000), %esi
         call print
@@ -116,11 +153,23 @@ mod kernel {
     zero_idtr:
         .word 0
         .long 0
+        .balign 8
+    timer_gdt:
+        .quad 0
+        .quad 0x00cf9a000000ffff
+        .quad 0x00cf92000000ffff
+    timer_gdtr:
+        .word 23
+        .long timer_gdt - hvm_guest_start + 0x1000
+    timer_idtr:
+        .word 0x7ff
+        .long 0x3000
     hello_msg: .asciz "hvm guest: hello from protected mode\n"
     cpuid_msg: .asciz "hvm guest: cpuid leaf 0x40000000 says XenVMMXenVMM\n"
     cmos_msg: .asciz "hvm guest: CMOS status B says 24-hour mode\n"
     ports_msg: .asciz "hvm guest: every port read and written\n"
     bye_msg: .asciz "hvm guest: powering off\n"
+    timer_msg: .asciz "hvm guest: 10 LAPIC timer interrupts through MMIO registers\n"
         .code64
         .globl hvm_guest_end
     hvm_guest_end:
@@ -338,6 +387,30 @@ mod kernel {
                 "the port-sweeping guest gets through every port and powers off",
                 r == Some(ShutdownReason::Poweroff.raw()),
                 format_args!("{r:?}"),
+            );
+            destroy(&mut c, d);
+        }
+
+        // timer: LAPIC MMIO (nested page faults emulated), a periodic
+        // timer interrupt injected ten times, HLT sleeping between them.
+        if let Some(d) = start(&mut c, "timer", 4) {
+            let r = wait_shutdown(d, 20_000);
+            c.check(
+                "the timer guest takes 10 LAPIC timer interrupts and powers off",
+                r == Some(ShutdownReason::Poweroff.raw()),
+                format_args!("{r:?}"),
+            );
+            let mut version = [0u8; 4];
+            if let Ok(mut m) = ForeignMap::new(d, &[2]) {
+                if let Some(p) = m.page(0) {
+                    version.copy_from_slice(&p[0x104..0x108]);
+                }
+            }
+            let v = u32::from_le_bytes(version);
+            c.check(
+                "its LAPIC version register reads an integrated APIC",
+                (0x10..=0x15).contains(&(v & 0xff)),
+                format_args!("{v:#x}"),
             );
             destroy(&mut c, d);
         }
