@@ -254,7 +254,7 @@ pub const TEST_KERNELS: &[TestKernel] = &[
     },
     TestKernel {
         name: "pv-hvmrun",
-        purpose: "HVM vCPUs run under SVM with nested paging: 32-bit guests set up with XEN_DOMCTL_sethvmcontext print through port 0xe9, read Xen's CPUID leaf and the CMOS, power off through ACPI PM1a; a guest sweeping every port, one programming its LAPIC through emulated MMIO and sleeping through 10 timer interrupts, a triple-faulting one (crashes only itself) and one spinning with interrupts off (destroyed); gethvmcontext; exact free memory",
+        purpose: "HVM vCPUs run under SVM with nested paging: 32-bit guests set up with XEN_DOMCTL_sethvmcontext print through port 0xe9, read Xen's CPUID leaf and the CMOS, power off through ACPI PM1a; a guest sweeping every port, one programming its LAPIC through emulated MMIO and sleeping through 10 timer interrupts, one writing garbage to 24576 MSRs and poking unmapped MMIO beside a well-behaved one, a triple-faulting one (crashes only itself) and one spinning with interrupts off (destroyed); gethvmcontext; exact free memory",
         exit: Exit::POWEROFF,
         lines: &[
             "(d1) hvm guest: hello from protected mode",
@@ -267,7 +267,12 @@ pub const TEST_KERNELS: &[TestKernel] = &[
             "(d3) hvm guest: 10 LAPIC timer interrupts through MMIO registers",
             "pv-hvmrun: the timer guest takes 10 LAPIC timer interrupts and powers off: ok",
             "pv-hvmrun: its LAPIC version register reads an integrated APIC: ok",
-            "(XEN) domain crash: d4v0: triple fault",
+            "(d4) hvm guest: unmapped MMIO reads all ones, writes vanish",
+            "(d4) hvm guest: garbage MSR writes: refused ones raised #GP, and I am still here",
+            "pv-hvmrun: the hostile guest writes garbage to 24576 MSRs, pokes unmapped MMIO and powers off: ok",
+            "pv-hvmrun: every MSR write was made, and the refused ones raised #GP in the guest: ok",
+            "pv-hvmrun: the guest beside it ran to its end: ok",
+            "(XEN) domain crash: d6v0: triple fault",
             "pv-hvmrun: a triple fault crashes that domain: ok",
             "pv-hvmrun: Dom0 keeps running beside a guest that never exits: ok",
             "pv-hvmrun: every frame comes back after the domains are destroyed: ok",

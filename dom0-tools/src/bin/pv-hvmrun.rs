@@ -10,6 +10,8 @@
 //! - `timer`: programs its local APIC through MMIO (nested page faults
 //!   the hypervisor emulates) and sleeps in HLT through ten periodic timer
 //!   interrupts;
+//! - `hostile`: garbage into 24576 MSRs (the refused ones #GP in the
+//!   guest) and reads/writes of unmapped MMIO, beside a well-behaved guest;
 //! - `triple`: triple-faults (crashes only itself);
 //! - `spin`: loops forever with interrupts off (the host's timer still
 //!   takes the CPU back; `xl destroy` ends it).
@@ -46,7 +48,8 @@ mod kernel {
         .globl hvm_guest_start
     hvm_guest_start:
         .code32
-        /* Mode byte at 0x2000: 0 hello, 1 ports, 2 triple, 3 spin, 4 timer. */
+        /* Mode byte at 0x2000: 0 hello, 1 ports, 2 triple, 3 spin, 4 timer,
+           5 hostile. */
         movzbl 0x2000, %eax
         cmp $1, %eax
         je ports
@@ -56,6 +59,8 @@ mod kernel {
         je spin
         cmp $4, %eax
         je timer
+        cmp $5, %eax
+        je hostile
         mov $(hello_msg - hvm_guest_start + 0x1000), %esi
         call print
         /* CPUID 0x40000000: "XenVMMXenVMM". */
@@ -128,6 +133,59 @@ mod kernel {
         mov $(timer_msg - hvm_guest_start + 0x1000), %esi
         call print
         jmp poweroff
+    hostile:
+        /* #GP (vector 13) counted and skipped: rdmsr/wrmsr are 2 bytes. */
+        lgdt (timer_gdtr - hvm_guest_start + 0x1000)
+        mov $(gp_handler - hvm_guest_start + 0x1000), %eax
+        mov $(0x3000 + 13 * 8), %edi
+        mov %ax, (%edi)
+        movw $0x08, 2(%edi)
+        movw $0x8e00, 4(%edi)
+        shr $16, %eax
+        mov %ax, 6(%edi)
+        lidt (timer_idtr - hvm_guest_start + 0x1000)
+        movl $0, 0x2200
+        movl $0, 0x2204
+        /* Garbage into every MSR of three ranges, each read first. */
+        xor %ecx, %ecx
+    9:  rdmsr
+        mov $0xdeadbeef, %eax
+        xor %ecx, %eax
+        mov $0x5a5a5a5a, %edx
+        wrmsr
+        incl 0x2204
+        inc %ecx
+        cmp $0x2000, %ecx
+        jne 10f
+        mov $0xc0000000, %ecx
+    10: cmp $0xc0002000, %ecx
+        jne 11f
+        mov $0xc0010000, %ecx
+    11: cmp $0xc0012000, %ecx
+        jne 9b
+        /* Unmapped MMIO: 16 pages read and written (all ones back). */
+        mov $0xd0000000, %edi
+        mov $0xffffffff, %ebx
+    12: mov (%edi), %eax
+        and %eax, %ebx
+        movl $0x12345678, (%edi)
+        add $0x1000, %edi
+        cmp $0xd0010000, %edi
+        jne 12b
+        cmp $0xffffffff, %ebx
+        jne 13f
+        mov $(mmio_msg - hvm_guest_start + 0x1000), %esi
+        call print
+    13: cmpl $1000, 0x2200
+        jb 14f
+        mov $(msr_msg - hvm_guest_start + 0x1000), %esi
+        call print
+    14: jmp poweroff
+    gp_handler:
+        incl 0x2200
+        addl $2, 4(%esp)
+        add $4, %esp
+        iret
     tick:
         incl 0x2100
         movl $0, 0xfee000b0
@@ -169,6 +227,8 @@ mod kernel {
     cmos_msg: .asciz "hvm guest: CMOS status B says 24-hour mode\n"
     ports_msg: .asciz "hvm guest: every port read and written\n"
     bye_msg: .asciz "hvm guest: powering off\n"
+    mmio_msg: .asciz "hvm guest: unmapped MMIO reads all ones, writes vanish\n"
+    msr_msg: .asciz "hvm guest: garbage MSR writes: refused ones raised #GP, and I am still here\n"
     timer_msg: .asciz "hvm guest: 10 LAPIC timer interrupts through MMIO registers\n"
         .code64
         .globl hvm_guest_end
@@ -413,6 +473,40 @@ mod kernel {
                 format_args!("{v:#x}"),
             );
             destroy(&mut c, d);
+        }
+
+        // hostile MSRs and MMIO, with a well-behaved guest beside it.
+        if let Some(h) = start(&mut c, "hostile", 5) {
+            let other = start(&mut c, "hello beside it", 0);
+            let r = wait_shutdown(h, 60_000);
+            c.check(
+                "the hostile guest writes garbage to 24576 MSRs, pokes unmapped MMIO and powers off",
+                r == Some(ShutdownReason::Poweroff.raw()),
+                format_args!("{r:?}"),
+            );
+            let mut counts = [0u8; 8];
+            if let Ok(mut m) = ForeignMap::new(h, &[2]) {
+                if let Some(p) = m.page(0) {
+                    counts.copy_from_slice(&p[0x200..0x208]);
+                }
+            }
+            let gp = u32::from_le_bytes([counts[0], counts[1], counts[2], counts[3]]);
+            let writes = u32::from_le_bytes([counts[4], counts[5], counts[6], counts[7]]);
+            c.check(
+                "every MSR write was made, and the refused ones raised #GP in the guest",
+                writes == 3 * 0x2000 && gp >= 1000,
+                format_args!("{writes} writes, {gp} #GP"),
+            );
+            if let Some(o) = other {
+                let r = wait_shutdown(o, 20_000);
+                c.check(
+                    "the guest beside it ran to its end",
+                    r == Some(ShutdownReason::Poweroff.raw()),
+                    format_args!("{r:?}"),
+                );
+                destroy(&mut c, o);
+            }
+            destroy(&mut c, h);
         }
 
         // triple: crashes itself only.
