@@ -254,7 +254,7 @@ pub const TEST_KERNELS: &[TestKernel] = &[
     },
     TestKernel {
         name: "pv-hvmrun",
-        purpose: "HVM vCPUs run under SVM with nested paging: 32-bit guests set up with XEN_DOMCTL_sethvmcontext print through port 0xe9, read Xen's CPUID leaf and the CMOS, power off through ACPI PM1a; a guest sweeping every port, one programming its LAPIC through emulated MMIO and sleeping through 10 timer interrupts, one writing garbage to 24576 MSRs and poking unmapped MMIO beside a well-behaved one, a triple-faulting one (crashes only itself) and one spinning with interrupts off (destroyed); gethvmcontext; exact free memory",
+        purpose: "HVM vCPUs run under SVM with nested paging: 32-bit guests set up with XEN_DOMCTL_sethvmcontext print through port 0xe9, read Xen's CPUID leaf and the CMOS, power off through ACPI PM1a; a guest sweeping every port, one programming its LAPIC through emulated MMIO and sleeping through 10 timer interrupts, one writing garbage to 24576 MSRs and poking unmapped MMIO beside a well-behaved one, one making Xen hypercalls through the hypercall page (VMMCALL) down to SCHEDOP_shutdown, a triple-faulting one (crashes only itself) and one spinning with interrupts off (destroyed); gethvmcontext; exact free memory",
         exit: Exit::POWEROFF,
         lines: &[
             "(d1) hvm guest: hello from protected mode",
@@ -272,7 +272,10 @@ pub const TEST_KERNELS: &[TestKernel] = &[
             "pv-hvmrun: the hostile guest writes garbage to 24576 MSRs, pokes unmapped MMIO and powers off: ok",
             "pv-hvmrun: every MSR write was made, and the refused ones raised #GP in the guest: ok",
             "pv-hvmrun: the guest beside it ran to its end: ok",
-            "(XEN) domain crash: d6v0: triple fault",
+            "(d6) hvm guest: xen_version through the hypercall page says 4.17",
+            "(d6) hvm guest: EVTCHNOP_alloc_unbound gave a port",
+            "pv-hvmrun: the guest's SCHEDOP_shutdown(poweroff) hypercall shuts it down: ok",
+            "(XEN) domain crash: d7v0: triple fault",
             "pv-hvmrun: a triple fault crashes that domain: ok",
             "pv-hvmrun: Dom0 keeps running beside a guest that never exits: ok",
             "pv-hvmrun: every frame comes back after the domains are destroyed: ok",

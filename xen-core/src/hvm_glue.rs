@@ -265,6 +265,25 @@ pub fn remove_gfn(d: &mut Domain, gfn: u64) -> bool {
     released
 }
 
+/// Maps a frame the domain does not own as RAM, `mfn` (its shared_info
+/// or a grant-table frame: `XENMEM_add_to_physmap`), at guest frame
+/// `gfn`, in place of whatever was there (a RAM frame there is given back
+/// as `decrease_reservation` would). Teardown never frees it as the
+/// domain's memory (it is not the domain's in the frame table).
+pub fn map_special(d: &mut Domain, gfn: u64, mfn: Mfn) -> Result<(), Errno> {
+    if d.hvm.as_ref().is_some_and(|h| lookup(h, gfn).is_some()) && !remove_gfn(d, gfn) {
+        // Not RAM of the domain (an earlier special frame): just unmap it.
+        let hvm = d.hvm.as_mut().ok_or(Errno::EINVAL)?;
+        with_tables(|mem| hvm.p2m.unmap(mem, gfn, p2m::ORDER_4K)).map_err(|_| Errno::EINVAL)?;
+    }
+    let hvm = d.hvm.as_mut().ok_or(Errno::EINVAL)?;
+    with_tables(|mem| {
+        hvm.p2m
+            .map(mem, gfn, mfn, p2m::ORDER_4K, P2mPerms::RWX, P2mType::Ram)
+    })
+    .map_err(|_| Errno::EINVAL)
+}
+
 /// Frees every table frame of a dying HVM domain's p2m (its memory frames
 /// go with the rest of its frames, `pv_mm::relinquish`).
 pub fn teardown(d: &mut Domain) {

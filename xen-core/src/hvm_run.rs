@@ -419,6 +419,10 @@ fn prepare(
         }
     }
     let mut acts = Actions::new();
+    // Event channels: an upcall pending and unmasked raises the callback
+    // vector (HVM_PARAM_CALLBACK_IRQ of type vector), as Xen's
+    // hvm_assert_evtchn_irq.
+    let upcall = upcall_vector(d).filter(|_| crate::event::local_events_need_delivery(d, id));
     let p = {
         let Some((hvm, v)) = split(d, idx) else {
             return (None, After::Reschedule);
@@ -426,6 +430,9 @@ fn prepare(
         let Some(rt) = hvm.rt.as_mut() else {
             return (None, After::Reschedule);
         };
+        if let Some(vec) = upcall {
+            rt.platform.raise_lapic_vector(idx, vec, &mut acts);
+        }
         let next = rt.platform.advance(now, &mut acts);
         let s = &mut v.svm;
         s.wake_at = next;
@@ -455,6 +462,18 @@ fn prepare(
         return (None, After::Reschedule);
     }
     (Some(p), After::Again)
+}
+
+/// The event-channel callback vector (`HVM_PARAM_CALLBACK_IRQ` with
+/// type `HVM_PARAM_CALLBACK_TYPE_VECTOR`), if the guest set one.
+fn upcall_vector(d: &Domain) -> Option<u8> {
+    use hypercall_abi::hvm::{
+        HVM_PARAM_CALLBACK_IRQ_TYPE_MASK, HVM_PARAM_CALLBACK_IRQ_TYPE_SHIFT,
+        HVM_PARAM_CALLBACK_TYPE_VECTOR,
+    };
+    let v = d.hvm.as_ref()?.params[HvmParam::CallbackIrq as usize];
+    let ty = (v & HVM_PARAM_CALLBACK_IRQ_TYPE_MASK) >> HVM_PARAM_CALLBACK_IRQ_TYPE_SHIFT;
+    (ty == HVM_PARAM_CALLBACK_TYPE_VECTOR && v & 0xff >= 16).then_some(v as u8)
 }
 
 fn this_cpu() -> u32 {
@@ -496,7 +515,90 @@ fn handle_exit(
     let outcome = with_guest(d, idx, now, |g, emu, plat, pol, acts| {
         hx::handle(exit, g, emu, plat, pol, now, acts)
     });
+    if let Some(ExitOutcome::Hypercall { insn_len }) = outcome {
+        return hypercall(doms, domid, idx, insn_len);
+    }
+    let Some(d) = find(doms, domid) else {
+        return After::Reschedule;
+    };
     finish(d, idx, outcome, out)
+}
+
+/// A hypercall from vCPU `idx` of `domid` (VMMCALL): the guest's
+/// registers into a frame, the call made through its own page tables,
+/// the result (or a continuation's registers) back.
+fn hypercall(doms: &mut [Domain], domid: DomId, idx: usize, insn_len: u8) -> After {
+    use crate::arch::x86_64::entry::TrapFrame;
+    use crate::hypercall::Outcome;
+    let Some(me) = doms.iter().position(|d| d.domid == domid) else {
+        return After::Reschedule;
+    };
+    let prepared = {
+        let d = &mut doms[me];
+        let ncr3 = d.hvm.as_ref().map(|h| h.p2m.ncr3());
+        match (d.vcpus.get(idx).and_then(|v| v.hvm.as_ref()), ncr3) {
+            (Some(s), Some(ncr3)) => {
+                let long = s.svm.long_mode();
+                let g = &s.svm.gprs;
+                let w = |v: u64| if long { v } else { v & 0xffff_ffff };
+                let mut f = TrapFrame::default();
+                if long {
+                    (f.rdi, f.rsi, f.rdx, f.r10, f.r8) = (g.rdi, g.rsi, g.rdx, g.r[2], g.r[0]);
+                } else {
+                    (f.rdi, f.rsi, f.rdx, f.r10, f.r8) =
+                        (w(g.rbx), w(g.rcx), w(g.rdx), w(g.rsi), w(g.rdi));
+                }
+                f.rax = w(s.svm.rax());
+                Some((long, s.svm.cpl(), s.svm.paging_regs(), ncr3, f))
+            }
+            _ => None,
+        }
+    };
+    let Some((long, cpl, regs, ncr3, mut frame)) = prepared else {
+        return After::Reschedule;
+    };
+    let out = if cpl != 0 {
+        // Xen: hypercalls from guest user mode fail.
+        Outcome::Ret(Errno::EPERM.to_ret())
+    } else {
+        crate::domain::set_hvm_space(Some((regs, ncr3)));
+        let o = crate::hypercall::dispatch_hvm(doms, me, idx, &mut frame);
+        crate::domain::set_hvm_space(None);
+        o
+    };
+    let d = &mut doms[me];
+    let Some(s) = d.vcpus.get_mut(idx).and_then(|v| v.hvm.as_mut()) else {
+        return After::Reschedule;
+    };
+    let w = |v: u64| if long { v } else { v & 0xffff_ffff };
+    match out {
+        Outcome::Ret(v) => {
+            s.svm.set_rax(w(v as u64));
+            let rip = s.svm.rip().wrapping_add(u64::from(insn_len));
+            s.svm.set_rip(w(rip));
+        }
+        Outcome::NoRet => {
+            // A continuation: the call again, with its arguments moved on.
+            s.svm.set_rax(frame.rax);
+            let g = &mut s.svm.gprs;
+            if long {
+                (g.rdi, g.rsi, g.rdx, g.r[2], g.r[0]) =
+                    (frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8);
+            } else {
+                (g.rbx, g.rcx, g.rdx, g.rsi, g.rdi) =
+                    (frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8);
+            }
+        }
+        Outcome::Crash(why) => {
+            crate::println!("(XEN) domain crash: d{domid}v{idx}: {why}");
+            crate::domain::domain_shutdown(d, ShutdownReason::Crash);
+            return After::Reschedule;
+        }
+    }
+    if d.shutdown.is_some() || d.vcpus[idx].state != RunState::Running(this_cpu()) {
+        return After::Reschedule;
+    }
+    After::Again
 }
 
 /// The domain's HVM state and vCPU `idx`'s, borrowed together.
@@ -567,7 +669,9 @@ fn finish(
                 .hvm
                 .as_ref()
                 .and_then(|h| h.rt.as_ref())
-                .is_some_and(|rt| rt.platform.pending_interrupt(idx).is_some());
+                .is_some_and(|rt| rt.platform.pending_interrupt(idx).is_some())
+                || (upcall_vector(d).is_some()
+                    && crate::event::local_events_need_delivery(d, idx as u32));
             if pending {
                 return After::Again;
             }
@@ -591,17 +695,8 @@ fn finish(
             });
             finish(d, idx, o, out)
         }
-        ExitOutcome::Hypercall { insn_len } => {
-            // HVM hypercalls come with PVH; until then, -ENOSYS.
-            with_guest(d, idx, 0, |g, _, _, _, _| {
-                use xen_core::hvm::emulate::Env;
-                g.set_gpr(0, (-(Errno::ENOSYS.raw() as i64)) as u64);
-                let rip = g.rip().wrapping_add(u64::from(insn_len));
-                hx::Vcpu::set_rip(g, rip);
-                ExitOutcome::Resume
-            });
-            After::Again
-        }
+        // Made by `hypercall` before `finish` is reached.
+        ExitOutcome::Hypercall { .. } => After::Again,
         ExitOutcome::PowerOff => {
             crate::domain::domain_shutdown(d, ShutdownReason::Poweroff);
             After::Reschedule

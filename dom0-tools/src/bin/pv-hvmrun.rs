@@ -12,6 +12,9 @@
 //!   interrupts;
 //! - `hostile`: garbage into 24576 MSRs (the refused ones #GP in the
 //!   guest) and reads/writes of unmapped MMIO, beside a well-behaved guest;
+//! - `hypercalls`: installs the hypercall page through the MSR Xen's
+//!   CPUID leaf names, calls `xen_version`, `EVTCHNOP_alloc_unbound` and
+//!   `SCHEDOP_shutdown` through it (VMMCALL);
 //! - `triple`: triple-faults (crashes only itself);
 //! - `spin`: loops forever with interrupts off (the host's timer still
 //!   takes the CPU back; `xl destroy` ends it).
@@ -49,7 +52,7 @@ mod kernel {
     hvm_guest_start:
         .code32
         /* Mode byte at 0x2000: 0 hello, 1 ports, 2 triple, 3 spin, 4 timer,
-           5 hostile. */
+           5 hostile, 6 hypercalls. */
         movzbl 0x2000, %eax
         cmp $1, %eax
         je ports
@@ -61,6 +64,8 @@ mod kernel {
         je timer
         cmp $5, %eax
         je hostile
+        cmp $6, %eax
+        je pvcalls
         mov $(hello_msg - hvm_guest_start + 0x1000), %esi
         call print
         /* CPUID 0x40000000: "XenVMMXenVMM". */
@@ -181,6 +186,48 @@ mod kernel {
         mov $(msr_msg - hvm_guest_start + 0x1000), %esi
         call print
     14: jmp poweroff
+    pvcalls:
+        /* Xen's CPUID leaf 0x40000002: the hypercall MSR (EBX); the page
+           written to guest frame 5. */
+        mov $0x40000002, %eax
+        cpuid
+        mov %ebx, %ecx
+        mov $0x5000, %eax
+        xor %edx, %edx
+        wrmsr
+        /* xen_version(XENVER_version, NULL) through the page. */
+        xor %ebx, %ebx
+        xor %ecx, %ecx
+        mov $(0x5000 + 17 * 32), %eax
+        call *%eax
+        cmp $0x40011, %eax
+        jne 15f
+        mov $(xenver_msg - hvm_guest_start + 0x1000), %esi
+        call print
+        /* EVTCHNOP_alloc_unbound (DOMID_SELF, DOMID_SELF) at 0x2300. */
+        movw $0x7ff0, 0x2300
+        movw $0x7ff0, 0x2302
+        movl $0, 0x2304
+        mov $6, %ebx
+        mov $0x2300, %ecx
+        mov $(0x5000 + 32 * 32), %eax
+        call *%eax
+        test %eax, %eax
+        jnz 15f
+        cmpl $0, 0x2304
+        je 15f
+        mov $(evtchn_msg - hvm_guest_start + 0x1000), %esi
+        call print
+        /* SCHEDOP_shutdown (SHUTDOWN_poweroff): does not return. */
+        movl $0, 0x2310
+        mov $2, %ebx
+        mov $0x2310, %ecx
+        mov $(0x5000 + 29 * 32), %eax
+        call *%eax
+    15: mov $(hcfail_msg - hvm_guest_start + 0x1000), %esi
+        call print
+        cli
+        hlt
     gp_handler:
         incl 0x2200
         addl $2, 4(%esp)
@@ -227,6 +274,9 @@ mod kernel {
     cmos_msg: .asciz "hvm guest: CMOS status B says 24-hour mode\n"
     ports_msg: .asciz "hvm guest: every port read and written\n"
     bye_msg: .asciz "hvm guest: powering off\n"
+    xenver_msg: .asciz "hvm guest: xen_version through the hypercall page says 4.17\n"
+    evtchn_msg: .asciz "hvm guest: EVTCHNOP_alloc_unbound gave a port\n"
+    hcfail_msg: .asciz "hvm guest: a hypercall FAILED\n"
     mmio_msg: .asciz "hvm guest: unmapped MMIO reads all ones, writes vanish\n"
     msr_msg: .asciz "hvm guest: garbage MSR writes: refused ones raised #GP, and I am still here\n"
     timer_msg: .asciz "hvm guest: 10 LAPIC timer interrupts through MMIO registers\n"
@@ -507,6 +557,18 @@ mod kernel {
                 destroy(&mut c, o);
             }
             destroy(&mut c, h);
+        }
+
+        // hypercalls: the hypercall page from the MSR CPUID names, then
+        // Xen's calls through it, down to SCHEDOP_shutdown.
+        if let Some(d) = start(&mut c, "hypercalls", 6) {
+            let r = wait_shutdown(d, 20_000);
+            c.check(
+                "the guest's SCHEDOP_shutdown(poweroff) hypercall shuts it down",
+                r == Some(ShutdownReason::Poweroff.raw()),
+                format_args!("{r:?}"),
+            );
+            destroy(&mut c, d);
         }
 
         // triple: crashes itself only.

@@ -2,12 +2,13 @@
 //! (Dom0) on an HVM domain (Xen's `hvmop_set_param`/`hvmop_get_param`).
 //! Other sub-ops are `-ENOSYS`; a PV target, or a PV caller naming
 //! itself, is `-EINVAL`; an unprivileged caller naming another domain is
-//! `-EPERM`.
+//! `-EPERM`, and one naming itself may only set `HVM_PARAM_CALLBACK_IRQ`
+//! and read what is not the device model's.
 
 use super::Call;
 use crate::domain::{read_guest, write_guest};
 use hypercall_abi::errno::Errno;
-use hypercall_abi::hvm::{HvmOp, XenHvmParam, HVM_NR_PARAMS};
+use hypercall_abi::hvm::{HvmOp, HvmParam, XenHvmParam, HVM_NR_PARAMS};
 use hypercall_abi::xen::DOMID_SELF;
 
 pub fn hvm_op(c: &mut Call) -> Result<i64, Errno> {
@@ -22,7 +23,25 @@ pub fn hvm_op(c: &mut Call) -> Result<i64, Errno> {
     if p.index >= HVM_NR_PARAMS {
         return Err(Errno::EINVAL);
     }
-    let target = if p.domid == DOMID_SELF || p.domid == c.dom.domid {
+    let self_target = p.domid == DOMID_SELF || p.domid == c.dom.domid;
+    if self_target && !c.dom.is_privileged {
+        // A guest on itself (Xen's XSM_TARGET rules): it sets its event
+        // callback, and reads what the toolstack gave it, not the device
+        // model's plumbing.
+        let index = HvmParam::from_raw(u64::from(p.index));
+        let ok = if set {
+            index == Some(HvmParam::CallbackIrq)
+        } else {
+            !matches!(
+                index,
+                Some(HvmParam::IoreqPfn | HvmParam::BufioreqPfn | HvmParam::BufioreqEvtchn)
+            )
+        };
+        if !ok {
+            return Err(Errno::EPERM);
+        }
+    }
+    let target = if self_target {
         &mut *c.dom
     } else {
         if !c.dom.is_privileged {
