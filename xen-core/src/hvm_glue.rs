@@ -35,6 +35,8 @@ pub struct Hvm {
     pub rt: Option<alloc::boxed::Box<crate::hvm_run::Runtime>>,
     /// `HVM_PARAM_*`.
     pub params: crate::hvm_run::Params,
+    /// `XEN_X86_EMU_*`: the devices the hypervisor emulates for it.
+    pub emulation: u32,
 }
 
 /// Nested-table frames from the frame allocator, reached through the
@@ -95,6 +97,7 @@ pub fn new_hvm() -> Result<Hvm, Errno> {
         p2m,
         rt: None,
         params: [0; hypercall_abi::hvm::HVM_NR_PARAMS as usize],
+        emulation: xen_core::hvm::platform::PlatformConfig::EMU_HVM,
     })
 }
 
@@ -233,10 +236,15 @@ pub fn populate_extent(d: &mut Domain, gfn: u64, order: u32) -> Result<(), Popul
 /// populated or the p2m cannot split the 2 MiB page around it.
 pub fn remove_gfn(d: &mut Domain, gfn: u64) -> bool {
     let domid = d.domid;
-    let Some(hvm) = d.hvm.as_mut() else {
+    let Some(mfn) = d.hvm.as_ref().and_then(|h| lookup(h, gfn)) else {
         return false;
     };
-    let Some(mfn) = lookup(hvm, gfn) else {
+    // A registered vcpu_info lives there: the hypervisor keeps writing it,
+    // so the frame stays (Xen holds a page reference for it).
+    if d.vcpus.iter().any(|v| v.vcpu_info_maddr >> 12 == mfn.0) {
+        return false;
+    }
+    let Some(hvm) = d.hvm.as_mut() else {
         return false;
     };
     if with_tables(|mem| hvm.p2m.unmap(mem, gfn, p2m::ORDER_4K)).is_err() {

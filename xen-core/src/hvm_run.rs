@@ -52,6 +52,9 @@ pub struct HvmVcpuState {
     pub svm: SvmVcpu,
     /// Ioreq in flight, MTRRs, the MMIO replay log.
     pub emu: hx::HvmVcpu,
+    /// Its event-channel upcall vector
+    /// (`HVMOP_set_evtchn_upcall_vector`), if set.
+    pub upcall_vector: Option<u8>,
 }
 
 /// `HVM_PARAM_*` values a domain has (Xen keeps them per domain).
@@ -98,7 +101,10 @@ fn make_runtime(d: &Domain) -> Runtime {
                 ..Default::default()
             },
             pm: Default::default(),
-            emulation: PlatformConfig::EMU_HVM,
+            emulation: d
+                .hvm
+                .as_ref()
+                .map_or(PlatformConfig::EMU_HVM, |h| h.emulation),
         },
         crate::time::now_ns(),
     );
@@ -160,6 +166,7 @@ pub fn set_context(d: &mut Domain, buf: &[u8]) -> Result<(), Errno> {
                 v.hvm = Some(Box::new(HvmVcpuState {
                     svm,
                     emu: hx::HvmVcpu::default(),
+                    upcall_vector: None,
                 }));
             }
         }
@@ -422,7 +429,12 @@ fn prepare(
     // Event channels: an upcall pending and unmasked raises the callback
     // vector (HVM_PARAM_CALLBACK_IRQ of type vector), as Xen's
     // hvm_assert_evtchn_irq.
-    let upcall = upcall_vector(d).filter(|_| crate::event::local_events_need_delivery(d, id));
+    let vector = d.vcpus[idx]
+        .hvm
+        .as_ref()
+        .and_then(|s| s.upcall_vector)
+        .or_else(|| upcall_vector(d));
+    let upcall = vector.filter(|_| crate::event::local_events_need_delivery(d, id));
     let p = {
         let Some((hvm, v)) = split(d, idx) else {
             return (None, After::Reschedule);
@@ -637,7 +649,7 @@ fn with_guest(
             ..
         } = &mut **rt;
         let pol = Policies { cpuid, msr };
-        let HvmVcpuState { svm, emu } = &mut **v;
+        let HvmVcpuState { svm, emu, .. } = &mut **v;
         let mut g = Guest {
             v: svm,
             id: idx,
@@ -670,7 +682,11 @@ fn finish(
                 .as_ref()
                 .and_then(|h| h.rt.as_ref())
                 .is_some_and(|rt| rt.platform.pending_interrupt(idx).is_some())
-                || (upcall_vector(d).is_some()
+                || ((upcall_vector(d).is_some()
+                    || d.vcpus[idx]
+                        .hvm
+                        .as_ref()
+                        .is_some_and(|s| s.upcall_vector.is_some()))
                     && crate::event::local_events_need_delivery(d, idx as u32));
             if pending {
                 return After::Again;
@@ -770,6 +786,7 @@ fn carry_out(d: &mut Domain, acts: Actions) {
                         v.hvm = Some(Box::new(HvmVcpuState {
                             svm,
                             emu: hx::HvmVcpu::default(),
+                            upcall_vector: None,
                         }));
                     }
                     _ => continue,
@@ -835,4 +852,21 @@ pub fn set_param(d: &mut Domain, index: u32, value: u64) -> Result<(), Errno> {
 pub fn get_param(d: &Domain, index: u32) -> Result<u64, Errno> {
     let hvm = d.hvm.as_ref().ok_or(Errno::EINVAL)?;
     hvm.params.get(index as usize).copied().ok_or(Errno::EINVAL)
+}
+
+/// `HVMOP_set_evtchn_upcall_vector`: vCPU `vcpu`'s own upcall vector
+/// (16..=255).
+pub fn set_upcall_vector(d: &mut Domain, vcpu: u32, vector: u8) -> Result<(), Errno> {
+    if vector < 16 {
+        return Err(Errno::EINVAL);
+    }
+    let s = d
+        .vcpus
+        .get_mut(vcpu as usize)
+        .ok_or(Errno::ENOENT)?
+        .hvm
+        .as_mut()
+        .ok_or(Errno::EINVAL)?;
+    s.upcall_vector = Some(vector);
+    Ok(())
 }

@@ -1,5 +1,6 @@
 //! `hvm_op`: `HVMOP_set_param` / `HVMOP_get_param`, from the toolstack
-//! (Dom0) on an HVM domain (Xen's `hvmop_set_param`/`hvmop_get_param`).
+//! (Dom0) on an HVM domain (Xen's `hvmop_set_param`/`hvmop_get_param`),
+//! and `HVMOP_set_evtchn_upcall_vector` from an HVM guest on itself.
 //! Other sub-ops are `-ENOSYS`; a PV target, or a PV caller naming
 //! itself, is `-EINVAL`; an unprivileged caller naming another domain is
 //! `-EPERM`, and one naming itself may only set `HVM_PARAM_CALLBACK_IRQ`
@@ -17,6 +18,14 @@ pub fn hvm_op(c: &mut Call) -> Result<i64, Errno> {
     let set = match op {
         HvmOp::SetParam => true,
         HvmOp::GetParam => false,
+        HvmOp::SetEvtchnUpcallVector => {
+            // struct xen_hvm_evtchn_upcall_vector { uint32_t vcpu; uint8_t vector; }
+            let mut raw = [0u8; 8];
+            crate::domain::copy_from_guest(c.cr3, arg, &mut raw[..5])?;
+            let vcpu = u32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]);
+            crate::hvm_run::set_upcall_vector(c.dom, vcpu, raw[4])?;
+            return Ok(0);
+        }
         _ => return Err(Errno::ENOSYS),
     };
     let mut p: XenHvmParam = read_guest(c.cr3, arg)?;
