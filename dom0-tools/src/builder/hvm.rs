@@ -184,6 +184,8 @@ pub struct HvmPlan<'a> {
     pub layout: Mb2Layout,
     /// The populate calls.
     pub extents: Extents,
+    /// The modules' lengths (`ramdisk =`, as Multiboot2 module 1).
+    pub module_lens: Vec<u64>,
     /// vCPUs.
     pub vcpus: u32,
 }
@@ -196,18 +198,20 @@ impl HvmPlan<'_> {
 }
 
 /// Plans an HVM guest booting the Multiboot2 kernel `image` with
-/// `memory_mib` MiB, `vcpus` vCPUs and `cmdline`.
+/// `memory_mib` MiB, `vcpus` vCPUs, `cmdline` and modules of
+/// `module_lens` bytes.
 pub fn plan_multiboot2<'a>(
     image: &'a [u8],
     memory_mib: u64,
     vcpus: u32,
     cmdline: &[u8],
+    module_lens: &[u64],
 ) -> Result<HvmPlan<'a>, HvmError> {
     let kernel = Mb2Kernel::parse(image).map_err(HvmError::NotMultiboot2)?;
     let map = memory_map(memory_mib)?;
     let acpi = acpi::build(&AcpiConfig::hvm(vcpus.max(1), ACPI_BASE)).map_err(HvmError::Acpi)?;
-    let layout =
-        multiboot2::plan(&kernel, &map, cmdline, &[], Some(&acpi)).map_err(HvmError::Multiboot2)?;
+    let layout = multiboot2::plan(&kernel, &map, cmdline, module_lens, Some(&acpi))
+        .map_err(HvmError::Multiboot2)?;
     let extents = extents(&map);
     Ok(HvmPlan {
         kernel,
@@ -215,20 +219,27 @@ pub fn plan_multiboot2<'a>(
         acpi,
         layout,
         extents,
+        module_lens: module_lens.to_vec(),
         vcpus: vcpus.max(1),
     })
 }
 
-/// Writes the kernel, the ACPI tables and the boot information; returns
-/// vCPU 0's state (EAX = the Multiboot2 magic, EBX = the boot
-/// information, flat segments with selectors [`HVM_BOOT_CS`] and
-/// [`HVM_BOOT_DS`]).
-pub fn write(p: &HvmPlan, mem: &mut dyn GuestMemory) -> Result<EntryState, HvmError> {
+/// Writes the kernel, the modules (as long as planned), the ACPI tables
+/// and the boot information; returns vCPU 0's state (EAX = the
+/// Multiboot2 magic, EBX = the boot information, flat segments with
+/// selectors [`HVM_BOOT_CS`] and [`HVM_BOOT_DS`]).
+pub fn write(
+    p: &HvmPlan,
+    modules: &[&[u8]],
+    mem: &mut dyn GuestMemory,
+) -> Result<EntryState, HvmError> {
     let e =
-        multiboot2::write(&p.kernel, &p.layout, &[], Some(&p.acpi), mem).map_err(|e| match e {
-            Mb2Error::Memory(m) => HvmError::GuestMemory(m.gpa),
-            e => HvmError::Multiboot2(e),
-        })?;
+        multiboot2::write(&p.kernel, &p.layout, modules, Some(&p.acpi), mem).map_err(
+            |e| match e {
+                Mb2Error::Memory(m) => HvmError::GuestMemory(m.gpa),
+                e => HvmError::Multiboot2(e),
+            },
+        )?;
     Ok(EntryState {
         cs: HVM_BOOT_CS,
         ds: HVM_BOOT_DS,
@@ -359,7 +370,7 @@ mod glue {
 
     /// Builds the domain `p` plans (see the module documentation); it stays
     /// paused.
-    pub fn build(p: &HvmPlan, handle: [u8; 16]) -> Result<HvmBuilt, HvmError> {
+    pub fn build(p: &HvmPlan, modules: &[&[u8]], handle: [u8; 16]) -> Result<HvmBuilt, HvmError> {
         let domid = xc::create_domain_with_flags(
             &CreateParams {
                 max_vcpus: p.vcpus,
@@ -369,7 +380,7 @@ mod glue {
             XEN_DOMCTL_CDF_HVM | XEN_DOMCTL_CDF_HAP,
         )
         .map_err(HvmError::NoHvm)?;
-        match fill(domid, p) {
+        match fill(domid, p, modules) {
             Ok(b) => Ok(b),
             Err(e) => {
                 let _ = xc::destroy(domid);
@@ -395,7 +406,7 @@ mod glue {
         Ok(())
     }
 
-    fn fill(domid: u16, p: &HvmPlan) -> Result<HvmBuilt, HvmError> {
+    fn fill(domid: u16, p: &HvmPlan, modules: &[&[u8]]) -> Result<HvmBuilt, HvmError> {
         let pages = p.max_pages();
         hc("max_mem", xc::set_max_mem(domid, pages * 4))?;
         populate(domid, 9, &p.extents.large)?;
@@ -404,7 +415,7 @@ mod glue {
 
         let entry = {
             let mut mem = ForeignGuestMemory::new(domid);
-            write(p, &mut mem)?
+            write(p, modules, &mut mem)?
         };
 
         let mut ioreq = hc(
@@ -455,8 +466,9 @@ mod tests {
     fn mb2_kernel() -> Vec<u8> {
         let magic = multiboot2::HEADER_MAGIC;
         let mut tags = Vec::new();
-        // information request: mmap (6), then the end tag.
-        for w in [1u32 | (0 << 16), 12, 6, 0, 0, 8] {
+        // Information request (type 1, flags 0, size 12): mmap (6),
+        // padding; then the end tag (type 0, size 8).
+        for w in [1u32, 12, 6, 0, 0, 8] {
             tags.extend_from_slice(&w.to_le_bytes());
         }
         let len = 16 + tags.len() as u32;
@@ -526,10 +538,18 @@ mod tests {
     #[test]
     fn a_multiboot2_kernel_is_planned_and_written_with_its_entry_state() {
         let img = mb2_kernel();
-        let p = plan_multiboot2(&img, 16, 2, b"console=com1").unwrap();
+        let p = plan_multiboot2(&img, 16, 2, b"console=com1", &[5000]).unwrap();
         assert_eq!(p.max_pages(), 16 * 256 + 1);
         let mut mem = Sparse::new(16 * MIB);
-        let e = write(&p, &mut mem).unwrap();
+        let module = vec![0x6d; 5000];
+        let r = write(&p, &[], &mut mem);
+        assert!(
+            matches!(r, Err(HvmError::Multiboot2(Mb2Error::Modules))),
+            "{r:?}"
+        );
+        let e = write(&p, &[&module], &mut mem).unwrap();
+        let (ms, me) = p.layout.modules[0];
+        assert_eq!(mem.get(ms, (me - ms) as usize), module);
         assert_eq!(e.rip, MIB + 0x100);
         assert_eq!(e.rax, u64::from(BOOTLOADER_MAGIC));
         assert_eq!(e.rbx, p.layout.mbi);
@@ -551,7 +571,7 @@ mod tests {
             MIB,
             &[testelf::Seg::load(MIB, vec![0x90; 64], 0x1000)],
         );
-        match plan_multiboot2(&elf, 16, 1, b"") {
+        match plan_multiboot2(&elf, 16, 1, b"", &[]) {
             Err(HvmError::NotMultiboot2(Mb2Error::NoHeader)) => {}
             other => panic!("{other:?}"),
         }
@@ -564,7 +584,7 @@ mod tests {
         // Too little memory for the kernel at 1 MiB + its bss: a
         // placement error, not a crash.
         assert!(matches!(
-            plan_multiboot2(&mb2_kernel(), 1, 1, b""),
+            plan_multiboot2(&mb2_kernel(), 1, 1, b"", &[]),
             Err(HvmError::Memory(1))
         ));
     }
