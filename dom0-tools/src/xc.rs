@@ -416,6 +416,26 @@ pub fn hvm_get_param(domid: DomId, param: HvmParam) -> Result<u64, Errno> {
     Ok(p.value)
 }
 
+/// `SCHEDOP_remote_shutdown`: shuts `domid` down for `reason` (a
+/// `SHUTDOWN_*` code), as libxc's `xc_domain_shutdown`; the toolstack
+/// then acts on it as on a guest's own shutdown.
+pub fn remote_shutdown(domid: DomId, reason: u32) -> Result<(), Errno> {
+    let mut a = hypercall_abi::sched::SchedRemoteShutdown {
+        domain_id: domid,
+        _pad2: 0,
+        reason,
+    };
+    // SAFETY: Xen reads one `sched_remote_shutdown`, live for the call.
+    check(unsafe {
+        hypercall2(
+            Hypercall::SchedOp,
+            hypercall_abi::sched::SchedOp::RemoteShutdown as u64,
+            &mut a as *mut hypercall_abi::sched::SchedRemoteShutdown as u64,
+        )
+    })
+    .map(|_| ())
+}
+
 /// `XEN_DOMCTL_getvcpuinfo`.
 pub fn vcpu_info(domid: DomId, vcpu: u32) -> Result<VcpuInfo, Errno> {
     let mut d = XenDomctl::new(DomctlCmd::Getvcpuinfo, domid);

@@ -6,13 +6,16 @@
 //! file only maps, binds and notifies.
 //!
 //! COM1's output is handed to the toolstack ([`HvmIo::take_output`]),
-//! which puts it in the guest's console backlog (`xl console`).
+//! which puts it in the guest's console backlog (`xl console`). An ACPI
+//! S5 write to PM1a_CNT or a reset through 0xcf9 shuts the domain down
+//! (`SCHEDOP_remote_shutdown`, poweroff or reboot), as QEMU does.
 
 use alloc::vec::Vec;
 
-use crate::devmodel::ioreq::DeviceModel;
+use super::lifecycle;
+use crate::devmodel::ioreq::{DeviceModel, PowerRequest};
 use crate::devmodel::server::{IoreqServer, RawIopage};
-use crate::xc::foreign::{ForeignGuestMemory, ForeignMap};
+use crate::xc::{self, foreign::ForeignGuestMemory, foreign::ForeignMap};
 use pv_guest_lib::events;
 
 /// Dom0's side of one HVM guest's device model.
@@ -79,6 +82,20 @@ impl HvmIo {
         let n = self.server.serve(&page, &mut self.dm, &mut self.mem, |p| {
             let _ = events::send(p);
         });
+        if let Some(req) = self.dm.power_request() {
+            // As QEMU in a Xen system: the device model shuts the domain
+            // down; the toolstack's reaper applies on_poweroff/on_reboot.
+            let reason = match req {
+                PowerRequest::Poweroff => lifecycle::reason::POWEROFF,
+                PowerRequest::Reboot => lifecycle::reason::REBOOT,
+            };
+            if let Err(e) = xc::remote_shutdown(self.domid, reason) {
+                log::warn!(
+                    "d{}: device model: {req:?}: shutdown failed: {e}",
+                    self.domid
+                );
+            }
+        }
         let st = *self.server.stats();
         if st.refused > self.reported {
             self.reported = st.refused;
