@@ -29,6 +29,9 @@ const BARE_ALL_PASSED: &str = "bare: all checks passed";
 /// Dom0's refusal of a `type = "hvm"` kernel without a Multiboot2 header.
 const NOT_MULTIBOOT2: &str =
     "building domain notmb2: /boot/hello: not a Multiboot2 kernel (no Multiboot2 header in the first 32 KiB)";
+/// ... of a `type = "pvh"` kernel without the PVH entry note ...
+const NOT_PVH: &str =
+    "building domain notpvh: /boot/hello: not a PVH kernel (no XEN_ELFNOTE_PHYS32_ENTRY note)";
 /// ... of an HVM guest without `kernel =` ...
 const NO_KERNEL: &str = "building domain nokernel: type=\"hvm\" needs kernel=";
 /// ... and of one with too little memory.
@@ -191,13 +194,16 @@ fn xl_create_refuses_hvm_guests_it_cannot_boot_with_one_line_and_leaves_no_domai
         "notmb2.cfg",
         "name = \"notmb2\"\ntype = \"hvm\"\nkernel = \"/boot/hello\"\nmemory = 16\n",
     );
+    let notpvh = ramdisk_file(
+        "notpvh.cfg",
+        "name = \"notpvh\"\ntype = \"pvh\"\nkernel = \"/boot/hello\"\nmemory = 16\n",
+    );
     let nokernel = ramdisk_file(
         "nokernel.cfg",
         "name = \"nokernel\"\ntype = \"hvm\"\nmemory = 16\n",
     );
-    // A Multiboot2 kernel is not needed to be refused for its memory
-    // size... but the kernel is checked first: use a fake with a valid
-    // Multiboot2 header, built here.
+    // The kernel is checked before the memory size: a guest refused for
+    // its memory needs a Multiboot2 kernel, a fake one built here.
     let fake = ramdisk_file("bare-hello", "");
     std::fs::write(&fake, fake_multiboot2_kernel()).unwrap();
     let tiny = ramdisk_file(
@@ -205,8 +211,9 @@ fn xl_create_refuses_hvm_guests_it_cannot_boot_with_one_line_and_leaves_no_domai
         &format!("name = \"tiny\"\ntype = \"hvm\"\nkernel = \"{BARE_HELLO_PATH}\"\nmemory = 1\n"),
     );
     let (code, text) = run_adding(
-        &[&notmb2, &nokernel, &tiny, &fake],
-        "xl info\nxl create notmb2.cfg\nxl create nokernel.cfg\nxl create tiny.cfg\nxl list\nxl info\n",
+        &[&notmb2, &notpvh, &nokernel, &tiny, &fake],
+        "xl info\nxl create notmb2.cfg\nxl create notpvh.cfg\nxl create nokernel.cfg\n\
+         xl create tiny.cfg\nxl list\nxl info\n",
         REFUSE_TIMEOUT,
     );
     assert_ne!(
@@ -215,14 +222,14 @@ fn xl_create_refuses_hvm_guests_it_cannot_boot_with_one_line_and_leaves_no_domai
         "the refused creates should fail the run:\n{text}"
     );
     assert!(
-        text.contains("VERDICT: FAILURE: 3 commands failed"),
-        "exactly the three creates should fail:\n{text}"
+        text.contains("VERDICT: FAILURE: 4 commands failed"),
+        "exactly the four creates should fail:\n{text}"
     );
-    for want in [NOT_MULTIBOOT2, NO_KERNEL, TOO_SMALL] {
+    for want in [NOT_MULTIBOOT2, NOT_PVH, NO_KERNEL, TOO_SMALL] {
         let lines: Vec<&str> = text.lines().filter(|l| l.contains(want)).collect();
         assert_eq!(lines.len(), 1, "one line saying {want:?}:\n{text}");
     }
-    for name in ["notmb2", "nokernel", "tiny"] {
+    for name in ["notmb2", "notpvh", "nokernel", "tiny"] {
         assert!(
             list_rows(&text, name).is_empty(),
             "no domain {name} should be left:\n{text}"

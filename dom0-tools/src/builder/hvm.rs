@@ -38,7 +38,10 @@ use zerocopy::{FromBytes, IntoBytes};
 
 use super::acpi::{self, AcpiConfig, AcpiError, AcpiTables};
 use super::multiboot2::{self, Mb2Error, Mb2Kernel, Mb2Layout};
-use super::pvh::{EntryState, GuestMemoryMap, PlacementError, ACPI_BASE, PAGE, RFLAGS_FIXED};
+use super::pvh::{
+    self, EntryState, GuestMemoryMap, PhysElf, PlacementError, PvhError, PvhLayout, ACPI_BASE,
+    PAGE, RFLAGS_FIXED,
+};
 use crate::devmodel::GuestMemory;
 
 /// One past the last special page (libxc's `X86_HVM_END_SPECIAL_REGION`).
@@ -47,8 +50,15 @@ pub const SPECIAL_END_GFN: u64 = 0xff000;
 pub const NR_SPECIAL_PAGES: u64 = 8;
 /// The first special page.
 pub const SPECIAL_START_GFN: u64 = SPECIAL_END_GFN - NR_SPECIAL_PAGES;
-/// The shared ioreq page (`HVM_PARAM_IOREQ_PFN`): the last special page.
-pub const IOREQ_GFN: u64 = SPECIAL_END_GFN - 1;
+/// The xenstore ring of a PVH guest (`HVM_PARAM_STORE_PFN`; libxc's
+/// `SPECIALPAGE_XENSTORE`).
+pub const STORE_GFN: u64 = SPECIAL_START_GFN + 4;
+/// The shared ioreq page of an HVM guest (`HVM_PARAM_IOREQ_PFN`; libxc's
+/// `SPECIALPAGE_IOREQ`).
+pub const IOREQ_GFN: u64 = SPECIAL_START_GFN + 5;
+/// The PV console ring of a PVH guest (`HVM_PARAM_CONSOLE_PFN`; libxc's
+/// `SPECIALPAGE_CONSOLE`).
+pub const CONSOLE_GFN: u64 = SPECIAL_START_GFN + 7;
 /// Frames in a 2 MiB extent.
 const EXTENT_2M: u64 = 512;
 /// The code selector of vCPU 0 (a flat GDT's first descriptor).
@@ -69,6 +79,10 @@ const MXCSR_RESET: u32 = 0x1f80;
 pub enum HvmError {
     /// The kernel is not a Multiboot2 kernel we can boot.
     NotMultiboot2(Mb2Error),
+    /// The kernel is not a PVH kernel (`type = "pvh"`).
+    NotPvh(PvhError),
+    /// It is, but it does not fit the guest.
+    Pvh(PvhError),
     /// It is, but it does not fit the guest (placement, command line).
     Multiboot2(Mb2Error),
     /// `memory` is too small, too big or not whole pages.
@@ -96,6 +110,14 @@ impl fmt::Display for HvmError {
                 "not a Multiboot2 kernel ({e}); type=\"hvm\" boots Multiboot2 kernels directly"
             ),
             Self::Multiboot2(e) => write!(f, "Multiboot2 kernel: {e}"),
+            Self::NotPvh(PvhError::NoPhys32Entry) => f.write_str(
+                "not a PVH kernel (no XEN_ELFNOTE_PHYS32_ENTRY note); type=\"pvh\" boots ELF kernels that have one",
+            ),
+            Self::NotPvh(e) => write!(
+                f,
+                "not a PVH kernel ({e}); type=\"pvh\" boots ELF kernels with XEN_ELFNOTE_PHYS32_ENTRY"
+            ),
+            Self::Pvh(e) => write!(f, "PVH kernel: {e}"),
             Self::Memory(mib) => write!(
                 f,
                 "memory = {mib} MiB is not a size an HVM guest can have (at least 2 MiB)"
@@ -171,29 +193,65 @@ pub fn extents(map: &GuestMemoryMap) -> Extents {
     x
 }
 
-/// An HVM guest, planned: what [`write`] puts where.
+/// How the guest boots.
+#[derive(Clone, Debug)]
+pub enum Boot<'a> {
+    /// `type = "hvm"`: a Multiboot2 kernel, a device model in Dom0.
+    Multiboot2 {
+        /// The kernel.
+        kernel: Mb2Kernel<'a>,
+        /// Where the kernel, modules and boot information go.
+        layout: Mb2Layout,
+    },
+    /// `type = "pvh"`: an ELF kernel at its `PHYS32_ENTRY` with
+    /// `hvm_start_info`, xenstore and a PV console, no device model.
+    Pvh {
+        /// The kernel.
+        elf: PhysElf<'a>,
+        /// Where the kernel, the start info and the initrd go.
+        layout: PvhLayout,
+        /// The command line.
+        cmdline: Vec<u8>,
+    },
+}
+
+/// An HVM or PVH guest, planned: what [`write`] puts where.
 #[derive(Clone, Debug)]
 pub struct HvmPlan<'a> {
-    /// The kernel.
-    pub kernel: Mb2Kernel<'a>,
+    /// The kernel and its layout.
+    pub boot: Boot<'a>,
     /// The guest's memory map.
     pub map: GuestMemoryMap,
     /// Its ACPI tables (at [`ACPI_BASE`]).
     pub acpi: AcpiTables,
-    /// Where the kernel and the boot information go.
-    pub layout: Mb2Layout,
-    /// The populate calls.
+    /// The populate calls for RAM.
     pub extents: Extents,
-    /// The modules' lengths (`ramdisk =`, as Multiboot2 module 1).
+    /// The modules' lengths (`ramdisk =`: Multiboot2 module 1, or the
+    /// PVH initrd).
     pub module_lens: Vec<u64>,
     /// vCPUs.
     pub vcpus: u32,
 }
 
 impl HvmPlan<'_> {
-    /// The domain's memory limit: its RAM and the ioreq page.
+    /// A PVH guest?
+    pub fn is_pvh(&self) -> bool {
+        matches!(self.boot, Boot::Pvh { .. })
+    }
+
+    /// The special pages it has: the ioreq page (HVM), or the xenstore
+    /// and console rings (PVH).
+    pub fn special_gfns(&self) -> &'static [u64] {
+        if self.is_pvh() {
+            &[STORE_GFN, CONSOLE_GFN]
+        } else {
+            &[IOREQ_GFN]
+        }
+    }
+
+    /// The domain's memory limit: its RAM and its special pages.
     pub fn max_pages(&self) -> u64 {
-        self.extents.pages() + 1
+        self.extents.pages() + self.special_gfns().len() as u64
     }
 }
 
@@ -214,32 +272,85 @@ pub fn plan_multiboot2<'a>(
         .map_err(HvmError::Multiboot2)?;
     let extents = extents(&map);
     Ok(HvmPlan {
-        kernel,
+        boot: Boot::Multiboot2 { kernel, layout },
         map,
         acpi,
-        layout,
         extents,
         module_lens: module_lens.to_vec(),
         vcpus: vcpus.max(1),
     })
 }
 
+/// Plans a PVH guest booting the ELF kernel `image` (with
+/// `XEN_ELFNOTE_PHYS32_ENTRY`) with `memory_mib` MiB, `vcpus` vCPUs,
+/// `cmdline` and an initrd of `ramdisk_len` bytes (0: none).
+pub fn plan_pvh<'a>(
+    image: &'a [u8],
+    memory_mib: u64,
+    vcpus: u32,
+    cmdline: &[u8],
+    ramdisk_len: u64,
+) -> Result<HvmPlan<'a>, HvmError> {
+    let elf = PhysElf::parse(image).map_err(|e| HvmError::NotPvh(PvhError::Elf(e)))?;
+    if elf.phys32_entry.is_none() {
+        return Err(HvmError::NotPvh(PvhError::NoPhys32Entry));
+    }
+    let map = memory_map(memory_mib)?;
+    let acpi = acpi::build(&AcpiConfig::pvh(vcpus.max(1), ACPI_BASE)).map_err(HvmError::Acpi)?;
+    let layout = pvh::plan(&elf, &map, cmdline, ramdisk_len, Some(&acpi)).map_err(HvmError::Pvh)?;
+    let extents = extents(&map);
+    Ok(HvmPlan {
+        boot: Boot::Pvh {
+            elf,
+            layout,
+            cmdline: cmdline.to_vec(),
+        },
+        map,
+        acpi,
+        extents,
+        module_lens: if ramdisk_len > 0 {
+            alloc::vec![ramdisk_len]
+        } else {
+            Vec::new()
+        },
+        vcpus: vcpus.max(1),
+    })
+}
+
 /// Writes the kernel, the modules (as long as planned), the ACPI tables
-/// and the boot information; returns vCPU 0's state (EAX = the
-/// Multiboot2 magic, EBX = the boot information, flat segments with
-/// selectors [`HVM_BOOT_CS`] and [`HVM_BOOT_DS`]).
+/// and the boot information; returns vCPU 0's state: 32-bit protected
+/// mode with flat segments (selectors [`HVM_BOOT_CS`] and
+/// [`HVM_BOOT_DS`]), for Multiboot2 EAX = its magic and EBX = the boot
+/// information, for PVH EBX = `hvm_start_info`.
 pub fn write(
     p: &HvmPlan,
     modules: &[&[u8]],
     mem: &mut dyn GuestMemory,
 ) -> Result<EntryState, HvmError> {
-    let e =
-        multiboot2::write(&p.kernel, &p.layout, modules, Some(&p.acpi), mem).map_err(
-            |e| match e {
+    let e = match &p.boot {
+        Boot::Multiboot2 { kernel, layout } => {
+            multiboot2::write(kernel, layout, modules, Some(&p.acpi), mem).map_err(|e| match e {
                 Mb2Error::Memory(m) => HvmError::GuestMemory(m.gpa),
                 e => HvmError::Multiboot2(e),
-            },
-        )?;
+            })?
+        }
+        Boot::Pvh {
+            elf,
+            layout,
+            cmdline,
+        } => {
+            if modules.len() > 1 {
+                return Err(HvmError::Pvh(PvhError::RamdiskLength));
+            }
+            let rd = modules.first().copied().unwrap_or(&[]);
+            pvh::write(elf, layout, &p.map, cmdline, rd, Some(&p.acpi), mem).map_err(
+                |e| match e {
+                    PvhError::Memory(m) => HvmError::GuestMemory(m.gpa),
+                    e => HvmError::Pvh(e),
+                },
+            )?
+        }
+    };
     Ok(EntryState {
         cs: HVM_BOOT_CS,
         ds: HVM_BOOT_DS,
@@ -343,7 +454,7 @@ pub fn context(header: &HvmSaveHeader, cpu: &HvmHwCpu) -> Vec<u8> {
 }
 
 #[cfg(target_os = "none")]
-pub use glue::{build, HvmBuilt};
+pub use glue::{build, HvmBuilt, PvhRings};
 
 #[cfg(target_os = "none")]
 mod glue {
@@ -356,16 +467,32 @@ mod glue {
         r.map_err(|e| HvmError::Hypercall(what, e))
     }
 
-    /// A built (still paused) HVM domain.
+    /// A built (still paused) HVM or PVH domain.
     pub struct HvmBuilt {
         /// Its id.
         pub domid: u16,
         /// Pages it has.
         pub nr_pages: u64,
-        /// Its ioreq page, mapped into Dom0 (zeroed).
-        pub ioreq: ForeignMap,
+        /// HVM: its ioreq page, mapped into Dom0 (zeroed).
+        pub ioreq: Option<ForeignMap>,
+        /// PVH: its xenstore and console rings.
+        pub rings: Option<PvhRings>,
         /// vCPUs.
         pub vcpus: u32,
+    }
+
+    /// A PVH guest's xenstore and console rings (guest frames) and their
+    /// event channels (guest side, Dom0 the remote end).
+    #[derive(Clone, Copy, Debug)]
+    pub struct PvhRings {
+        /// `HVM_PARAM_STORE_PFN`.
+        pub store_gfn: u64,
+        /// `HVM_PARAM_STORE_EVTCHN`.
+        pub store_port: u32,
+        /// `HVM_PARAM_CONSOLE_PFN`.
+        pub console_gfn: u64,
+        /// `HVM_PARAM_CONSOLE_EVTCHN`.
+        pub console_port: u32,
     }
 
     /// Builds the domain `p` plans (see the module documentation); it stays
@@ -411,24 +538,69 @@ mod glue {
         hc("max_mem", xc::set_max_mem(domid, pages * 4))?;
         populate(domid, 9, &p.extents.large)?;
         populate(domid, 0, &p.extents.small)?;
-        populate(domid, 0, &[IOREQ_GFN])?;
+        populate(domid, 0, p.special_gfns())?;
 
         let entry = {
             let mut mem = ForeignGuestMemory::new(domid);
-            write(p, modules, &mut mem)?
+            let e = write(p, modules, &mut mem)?;
+            for &g in p.special_gfns() {
+                mem.write(g * PAGE, &[0u8; PAGE as usize])
+                    .map_err(|f| HvmError::GuestMemory(f.gpa))?;
+            }
+            e
         };
 
-        let mut ioreq = hc(
-            "mapping the ioreq page",
-            ForeignMap::new(domid, &[IOREQ_GFN]),
-        )?;
-        if let Some(page) = ioreq.page(0) {
-            page.fill(0);
-        }
-        hc(
-            "HVMOP_set_param HVM_PARAM_IOREQ_PFN",
-            xc::hvm_set_param(domid, HvmParam::IoreqPfn, IOREQ_GFN),
-        )?;
+        let (ioreq, rings) = if p.is_pvh() {
+            let store_port = hc(
+                "alloc_unbound (xenstore)",
+                xc::evtchn_alloc_unbound(domid, 0),
+            )?;
+            let console_port = hc(
+                "alloc_unbound (console)",
+                xc::evtchn_alloc_unbound(domid, 0),
+            )?;
+            for (what, param, v) in [
+                (
+                    "HVMOP_set_param HVM_PARAM_STORE_PFN",
+                    HvmParam::StorePfn,
+                    STORE_GFN,
+                ),
+                (
+                    "HVMOP_set_param HVM_PARAM_STORE_EVTCHN",
+                    HvmParam::StoreEvtchn,
+                    u64::from(store_port),
+                ),
+                (
+                    "HVMOP_set_param HVM_PARAM_CONSOLE_PFN",
+                    HvmParam::ConsolePfn,
+                    CONSOLE_GFN,
+                ),
+                (
+                    "HVMOP_set_param HVM_PARAM_CONSOLE_EVTCHN",
+                    HvmParam::ConsoleEvtchn,
+                    u64::from(console_port),
+                ),
+            ] {
+                hc(what, xc::hvm_set_param(domid, param, v))?;
+            }
+            let rings = PvhRings {
+                store_gfn: STORE_GFN,
+                store_port,
+                console_gfn: CONSOLE_GFN,
+                console_port,
+            };
+            (None, Some(rings))
+        } else {
+            let ioreq = hc(
+                "mapping the ioreq page",
+                ForeignMap::new(domid, &[IOREQ_GFN]),
+            )?;
+            hc(
+                "HVMOP_set_param HVM_PARAM_IOREQ_PFN",
+                xc::hvm_set_param(domid, HvmParam::IoreqPfn, IOREQ_GFN),
+            )?;
+            (Some(ioreq), None)
+        };
 
         // As libxc's vcpu_hvm: the hypervisor's own header if it gives one.
         let header = xc::hvm_context_size(domid)
@@ -446,6 +618,7 @@ mod glue {
             domid,
             nr_pages: pages,
             ioreq,
+            rings,
             vcpus: p.vcpus,
         })
     }
@@ -548,20 +721,88 @@ mod tests {
             "{r:?}"
         );
         let e = write(&p, &[&module], &mut mem).unwrap();
-        let (ms, me) = p.layout.modules[0];
+        let Boot::Multiboot2 { layout, .. } = &p.boot else {
+            panic!("a Multiboot2 plan")
+        };
+        let (ms, me) = layout.modules[0];
         assert_eq!(mem.get(ms, (me - ms) as usize), module);
         assert_eq!(e.rip, MIB + 0x100);
         assert_eq!(e.rax, u64::from(BOOTLOADER_MAGIC));
-        assert_eq!(e.rbx, p.layout.mbi);
+        assert_eq!(e.rbx, layout.mbi);
         assert_eq!((e.cs, e.ds), (0x08, 0x10));
         assert_eq!(&mem.get(ACPI_BASE, 8), b"RSD PTR ");
         assert_eq!(
-            mem.get(p.layout.mbi, p.layout.mbi_bytes.len()),
-            p.layout.mbi_bytes
+            mem.get(layout.mbi, layout.mbi_bytes.len()),
+            layout.mbi_bytes
         );
         // The boot information's memory map names the special pages.
         let special = (SPECIAL_START_GFN * PAGE).to_le_bytes();
-        assert!(p.layout.mbi_bytes.windows(8).any(|w| w == special));
+        assert!(layout.mbi_bytes.windows(8).any(|w| w == special));
+    }
+
+    /// A PVH ELF64 kernel at 1 MiB with its PHYS32_ENTRY note.
+    fn pvh_kernel() -> Vec<u8> {
+        let note = testelf::xen_note(18, &((MIB + 0x40) as u32).to_le_bytes());
+        testelf::build(
+            true,
+            0xffff_ffff_8100_0000,
+            &[
+                testelf::Seg::load(MIB, vec![0x90; 0x200], 0x2000),
+                testelf::Seg::note(note),
+            ],
+        )
+    }
+
+    #[test]
+    fn a_pvh_kernel_gets_start_info_its_initrd_and_the_xenstore_and_console_pages() {
+        let img = pvh_kernel();
+        let p = plan_pvh(&img, 32, 2, b"console=hvc0", 10_000).unwrap();
+        assert!(p.is_pvh());
+        assert_eq!(p.special_gfns(), &[STORE_GFN, CONSOLE_GFN]);
+        assert_eq!(p.max_pages(), 32 * 256 + 2);
+        for g in p.special_gfns() {
+            assert!((SPECIAL_START_GFN..SPECIAL_END_GFN).contains(g));
+            assert_ne!(*g, IOREQ_GFN);
+        }
+        let mut mem = Sparse::new(32 * MIB);
+        let rd = vec![0x72; 10_000];
+        let e = write(&p, &[&rd], &mut mem).unwrap();
+        let Boot::Pvh { layout, .. } = &p.boot else {
+            panic!("a PVH plan")
+        };
+        assert_eq!(e.rip, MIB + 0x40);
+        assert_eq!(e.rbx, layout.start_info);
+        assert_eq!(mem.get(layout.start_info, 4), 0x336e_c578u32.to_le_bytes());
+        let (rs, re) = layout.ramdisk.unwrap();
+        assert_eq!(mem.get(rs, (re - rs) as usize), rd);
+        assert_eq!(&mem.get(ACPI_BASE, 8), b"RSD PTR ");
+        let c = hw_cpu(&e);
+        assert_eq!((c.cs_sel, c.cs_arbytes, c.cr0), (0x8, 0xc9b, 0x11));
+        // The wrong initrd is refused.
+        assert!(matches!(
+            write(&p, &[&rd[..10]], &mut mem),
+            Err(HvmError::Pvh(PvhError::RamdiskLength))
+        ));
+    }
+
+    #[test]
+    fn a_kernel_that_is_not_pvh_is_refused_with_one_line() {
+        // A Multiboot2 kernel has no PHYS32_ENTRY note.
+        let mb2 = mb2_kernel();
+        let r = plan_pvh(&mb2, 16, 1, b"", 0);
+        assert!(
+            matches!(r, Err(HvmError::NotPvh(PvhError::NoPhys32Entry))),
+            "{r:?}"
+        );
+        let msg = alloc::format!("{}", r.unwrap_err());
+        assert!(
+            msg.starts_with("not a PVH kernel (no XEN_ELFNOTE_PHYS32_ENTRY"),
+            "{msg}"
+        );
+        assert!(matches!(
+            plan_pvh(b"MZ not an ELF at all", 16, 1, b"", 0),
+            Err(HvmError::NotPvh(PvhError::Elf(_)))
+        ));
     }
 
     #[test]

@@ -759,12 +759,7 @@ impl Toolstack {
         }
         match cfg.domain_type {
             DomainType::Pv => {}
-            DomainType::Hvm => return self.start_hvm(cfg, source, paused),
-            DomainType::Pvh => {
-                return Err(XlError::Message(String::from(
-                    "type=\"pvh\" guests are not supported yet (Oxen runs PV and HVM guests)",
-                )))
-            }
+            DomainType::Hvm | DomainType::Pvh => return self.start_hvm(cfg, source, paused),
         }
         let kpath = cfg.kernel.clone().unwrap_or_default();
         let kernel = self.file(&kpath).ok_or_else(|| {
@@ -902,20 +897,25 @@ impl Toolstack {
         Ok((uuid, console_map, console_port))
     }
 
-    /// `xl create` of a `type = "hvm"` guest: a Multiboot2 kernel booted
-    /// directly ([`builder::hvm`]), its COM1 served by Dom0's device
-    /// model ([`HvmIo`]) into the guest's console backlog. Everything the
+    /// `xl create` of a `type = "hvm"` guest (a Multiboot2 kernel booted
+    /// directly, its COM1 served by Dom0's device model ([`HvmIo`]) into
+    /// the guest's console backlog) or of a `type = "pvh"` guest (an ELF
+    /// kernel with `PHYS32_ENTRY`, xenstore and the PV console as for a
+    /// PV guest, no device model); see [`builder::hvm`]. Everything the
     /// config or the kernel can get wrong is refused before a domain
     /// exists; after that, a failure destroys the domain again.
     fn start_hvm(&mut self, cfg: DomainConfig, source: Source, paused: bool) -> XlResult<u32> {
         let name = cfg.name.clone();
+        let pvh = cfg.domain_type == DomainType::Pvh;
         let refuse = |why: String| XlError::Message(format!("building domain {name}: {why}"));
         let Some(kpath) = cfg.kernel.clone() else {
-            return Err(refuse(String::from(
-                "type=\"hvm\" needs kernel= (a Multiboot2 kernel): Oxen has no HVM firmware to boot a disk",
+            return Err(refuse(format!(
+                "type=\"{}\" needs kernel= (a {} kernel): Oxen has no HVM firmware to boot a disk",
+                cfg.domain_type.as_str(),
+                if pvh { "PVH" } else { "Multiboot2" }
             )));
         };
-        if !cfg.disk.is_empty() || !cfg.vif.is_empty() {
+        if !pvh && (!cfg.disk.is_empty() || !cfg.vif.is_empty()) {
             return Err(refuse(String::from(
                 "type=\"hvm\" guests get no disk= or vif= yet (Dom0 emulates COM1 and a PCI host bridge only)",
             )));
@@ -945,21 +945,33 @@ impl Toolstack {
         zerocopy::IntoBytes::as_mut_bytes(&mut words[..])[..kernel.len()].copy_from_slice(kernel);
         let image = &zerocopy::IntoBytes::as_bytes(&words[..])[..kernel.len()];
         let cmdline = cfg.cmdline.clone().unwrap_or_default();
-        let plan = builder::hvm::plan_multiboot2(
-            image,
-            cfg.memory_mib,
-            cfg.max_vcpus.max(1),
-            cmdline.as_bytes(),
-            &lens,
-        )
+        let vcpus = cfg.max_vcpus.max(1);
+        let plan = if pvh {
+            builder::hvm::plan_pvh(
+                image,
+                cfg.memory_mib,
+                vcpus,
+                cmdline.as_bytes(),
+                ramdisk.len() as u64,
+            )
+        } else {
+            builder::hvm::plan_multiboot2(image, cfg.memory_mib, vcpus, cmdline.as_bytes(), &lens)
+        }
         .map_err(|e| refuse(format!("{kpath}: {e}")))?;
         let built =
             builder::hvm::build(&plan, &modules, [0; 16]).map_err(|e| refuse(e.to_string()))?;
         drop(plan);
         let domid = built.domid;
+        if let Some(r) = built.rings {
+            return self.start_pvh(cfg, source, paused, domid, built.nr_pages, r);
+        }
+        let Some(ioreq) = built.ioreq else {
+            let _ = xc::destroy(domid);
+            return Err(refuse(String::from("no ioreq page")));
+        };
         let uuid = cfg.uuid.unwrap_or_else(|| self.new_uuid(domid));
         let uuid_s = uuid_string(&uuid);
-        let io = Box::new(HvmIo::new(domid, built.ioreq, built.vcpus));
+        let io = Box::new(HvmIo::new(domid, ioreq, built.vcpus));
         match self.finish_start_hvm(&cfg, domid, &uuid_s, paused) {
             Ok(()) => {
                 self.guests.insert(
@@ -982,6 +994,57 @@ impl Toolstack {
             Err(e) => {
                 drop(io);
                 let _ = self.xs.destroy_domain_dirs(domid, &uuid_s);
+                let _ = xc::destroy(domid);
+                Err(e)
+            }
+        }
+    }
+
+    /// A built PVH guest: from here on as a PV guest (console ring and
+    /// xenstore at its special pages, disks, vifs, unpause).
+    fn start_pvh(
+        &mut self,
+        cfg: DomainConfig,
+        source: Source,
+        paused: bool,
+        domid: u16,
+        nr_pages: u64,
+        r: builder::hvm::PvhRings,
+    ) -> XlResult<u32> {
+        let b = Built {
+            domid,
+            nr_pages,
+            console_mfn: r.console_gfn,
+            console_port: r.console_port,
+            store_mfn: r.store_gfn,
+            store_port: r.store_port,
+            l4_mfn: 0,
+            entry: 0,
+            shared_info_frame: 0,
+        };
+        match self.finish_start(&cfg, &b, paused) {
+            Ok((uuid, console_map, console_port)) => {
+                let name = cfg.name.clone();
+                self.guests.insert(
+                    domid,
+                    Box::new(Guest {
+                        name,
+                        cfg,
+                        source,
+                        uuid,
+                        console: DomConsole::new(domid),
+                        console_map: Some(console_map),
+                        console_port: Some(console_port),
+                        hvm: None,
+                        started_ns: time::now_ns(),
+                        settled: false,
+                    }),
+                );
+                Ok(u32::from(domid))
+            }
+            Err(e) => {
+                self.net.forget(&mut self.xs, domid);
+                let _ = self.xs.release(domid);
                 let _ = xc::destroy(domid);
                 Err(e)
             }
