@@ -870,23 +870,46 @@ pub mod foreign {
 
     /// An HVM (translated) domain's memory by guest-physical address, for
     /// the HVM builder and the device model's `data_is_ptr` requests:
-    /// accesses go through a window of up to [`GUEST_WINDOW_PAGES`] guest
-    /// frames mapped with [`ForeignMap`] (frame numbers read as GFNs),
-    /// moved when an access falls outside it. An access to a frame that
-    /// is not populated fails ([`crate::devmodel::MemoryFault`]).
+    /// accesses go through a window of guest frames mapped with
+    /// [`ForeignMap`] (frame numbers read as GFNs), moved when an access
+    /// falls outside it. Inside the populated ranges it was told of, the
+    /// window reaches up to [`GUEST_WINDOW_PAGES`] ahead (sequential
+    /// writes map once per window); elsewhere it holds exactly the frames
+    /// of the access. An access to a frame that is not populated fails
+    /// ([`crate::devmodel::MemoryFault`]).
     pub struct ForeignGuestMemory {
         domid: DomId,
+        /// Populated `(first gfn, count)` ranges the window may span.
+        ranges: alloc::vec::Vec<(u64, u64)>,
         /// The window: its first guest frame and the mapping.
         window: Option<(u64, ForeignMap)>,
     }
 
     impl ForeignGuestMemory {
-        /// `domid`'s memory, nothing mapped yet.
+        /// `domid`'s memory, nothing mapped yet; each access maps just
+        /// its own frames.
         pub fn new(domid: DomId) -> ForeignGuestMemory {
+            Self::with_ranges(domid, alloc::vec::Vec::new())
+        }
+
+        /// `domid`'s memory whose frames `ranges` (`(first gfn, count)`)
+        /// are populated.
+        pub fn with_ranges(domid: DomId, ranges: alloc::vec::Vec<(u64, u64)>) -> Self {
             ForeignGuestMemory {
                 domid,
+                ranges,
                 window: None,
             }
+        }
+
+        /// How many frames from `first` a window may hold, at least `need`.
+        fn span(&self, first: u64, need: u64) -> u64 {
+            let end = self
+                .ranges
+                .iter()
+                .find(|&&(s, n)| first >= s && first < s + n)
+                .map_or(0, |&(s, n)| s + n);
+            end.saturating_sub(first).min(GUEST_WINDOW_PAGES).max(need)
         }
 
         /// Dom0's address of guest-physical `gpa` with `len` bytes mapped
@@ -898,15 +921,9 @@ pub mod foreign {
             if !self.window.as_ref().is_some_and(inside) {
                 self.window = None;
                 let need = last - first + 1;
-                let big: alloc::vec::Vec<u64> =
-                    (first..first + need.max(GUEST_WINDOW_PAGES)).collect();
-                let m = ForeignMap::new(self.domid, &big)
-                    .ok()
-                    .filter(|m| m.pages() >= need)
-                    .or_else(|| {
-                        let exact: alloc::vec::Vec<u64> = (first..=last).collect();
-                        ForeignMap::new(self.domid, &exact).ok()
-                    })?;
+                let frames: alloc::vec::Vec<u64> =
+                    (first..first + self.span(first, need)).collect();
+                let m = ForeignMap::new(self.domid, &frames).ok()?;
                 self.window = Some((first, m));
             }
             let (w, m) = self.window.as_ref()?;

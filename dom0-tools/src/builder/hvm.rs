@@ -59,6 +59,8 @@ pub const IOREQ_GFN: u64 = SPECIAL_START_GFN + 5;
 /// The PV console ring of a PVH guest (`HVM_PARAM_CONSOLE_PFN`; libxc's
 /// `SPECIALPAGE_CONSOLE`).
 pub const CONSOLE_GFN: u64 = SPECIAL_START_GFN + 7;
+/// What libxl adds to a guest's memory limit (`LIBXL_MAXMEM_CONSTANT`).
+pub const MAXMEM_SLACK_KIB: u64 = 1024;
 /// Frames in a 2 MiB extent.
 const EXTENT_2M: u64 = 512;
 /// The code selector of vCPU 0 (a flat GDT's first descriptor).
@@ -249,9 +251,15 @@ impl HvmPlan<'_> {
         }
     }
 
-    /// The domain's memory limit: its RAM and its special pages.
+    /// The domain's memory: its RAM and its special pages.
     pub fn max_pages(&self) -> u64 {
         self.extents.pages() + self.special_gfns().len() as u64
+    }
+
+    /// Its limit (`max_mem`, KiB): [`HvmPlan::max_pages`] and libxl's
+    /// slack (`LIBXL_MAXMEM_CONSTANT`, 1 MiB).
+    pub fn max_mem_kib(&self) -> u64 {
+        self.max_pages() * 4 + MAXMEM_SLACK_KIB
     }
 }
 
@@ -535,13 +543,13 @@ mod glue {
 
     fn fill(domid: u16, p: &HvmPlan, modules: &[&[u8]]) -> Result<HvmBuilt, HvmError> {
         let pages = p.max_pages();
-        hc("max_mem", xc::set_max_mem(domid, pages * 4))?;
+        hc("max_mem", xc::set_max_mem(domid, p.max_mem_kib()))?;
         populate(domid, 9, &p.extents.large)?;
         populate(domid, 0, &p.extents.small)?;
         populate(domid, 0, p.special_gfns())?;
 
         let entry = {
-            let mut mem = ForeignGuestMemory::new(domid);
+            let mut mem = ForeignGuestMemory::with_ranges(domid, p.map.populated());
             let e = write(p, modules, &mut mem)?;
             for &g in p.special_gfns() {
                 mem.write(g * PAGE, &[0u8; PAGE as usize])
@@ -713,6 +721,7 @@ mod tests {
         let img = mb2_kernel();
         let p = plan_multiboot2(&img, 16, 2, b"console=com1", &[5000]).unwrap();
         assert_eq!(p.max_pages(), 16 * 256 + 1);
+        assert_eq!(p.max_mem_kib(), 16 * 1024 + 4 + 1024);
         let mut mem = Sparse::new(16 * MIB);
         let module = vec![0x6d; 5000];
         let r = write(&p, &[], &mut mem);

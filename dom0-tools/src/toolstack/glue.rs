@@ -1061,8 +1061,12 @@ impl Toolstack {
         paused: bool,
     ) -> XlResult<()> {
         if cfg.maxmem_mib > cfg.memory_mib {
-            // The ioreq page is counted as well.
-            xc::set_max_mem(domid, cfg.maxmem_mib * 1024 + 4).map_err(xen_err)?;
+            // The ioreq page and libxl's slack are counted as well.
+            xc::set_max_mem(
+                domid,
+                cfg.maxmem_mib * 1024 + 4 + builder::hvm::MAXMEM_SLACK_KIB,
+            )
+            .map_err(xen_err)?;
         }
         Self::scheduling(domid, cfg)?;
         self.xs
