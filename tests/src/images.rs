@@ -4,14 +4,15 @@
 //!
 //! ```text
 //! cargo build --release --target x86_64-unknown-none -p xen-core -p dom0-tools \
-//!     -p pv-guest-lib --bins --examples \
+//!     -p hvm-guests -p pv-guest-lib --bins --examples \
 //!     --target-dir <root>/target/images
 //! ```
 //!
 //! (its own target dir, so it never waits on the host `cargo test` build lock)
 //! and leaves in `target/images/x86_64-unknown-none/release/`: `xen-core`,
 //! `dom0`, the test Dom0 kernels listed in [`TEST_KERNELS`] (the one
-//! place that list lives), the benchmark kernel (`crate::bench::KERNEL`) and
+//! place that list lives), the benchmark kernel (`crate::bench::KERNEL`),
+//! the bare-metal kernels of `hvm-guests` ([`BARE_METAL_KERNELS`]) and
 //! pv-guest-lib's example kernels in `examples/`.
 
 use std::path::{Path, PathBuf};
@@ -24,7 +25,7 @@ use crate::exit::Exit;
 /// The bare-metal target.
 pub const TARGET: &str = "x86_64-unknown-none";
 /// The packages that produce images.
-pub const IMAGE_PACKAGES: &[&str] = &["xen-core", "dom0-tools"];
+pub const IMAGE_PACKAGES: &[&str] = &["xen-core", "dom0-tools", "hvm-guests"];
 /// Packages whose examples are bootable PV kernels (built with the images,
 /// into `examples/`).
 pub const EXAMPLE_PACKAGES: &[&str] = &["pv-guest-lib"];
@@ -226,7 +227,7 @@ pub const TEST_KERNELS: &[TestKernel] = &[
     },
     TestKernel {
         name: "pv-hvm",
-        purpose: "HVM domains with nested paging from Dom0 (no vCPU runs): create with CDF_hvm|CDF_hap, populate the p2m by gfn (2 MiB and 4 KiB, up to max_pages), map gfns into Dom0, decrease_reservation, unpause refused, destroy with exact free memory",
+        purpose: "HVM domains with nested paging from Dom0 (no vCPU runs): create with CDF_hvm|CDF_hap, populate the p2m by gfn (2 MiB and 4 KiB, up to max_pages), map gfns into Dom0, decrease_reservation, unpause refused without a vCPU context, destroy with exact free memory",
         exit: Exit::POWEROFF,
         lines: &[
             "pv-hvm: createdomain CDF_hvm without CDF_hap (no shadow paging): ok (-EINVAL)",
@@ -240,7 +241,7 @@ pub const TEST_KERNELS: &[TestKernel] = &[
             "pv-hvm: fresh frames are zeroed: ok",
             "pv-hvm: a second mapping of the same gfns reads the patterns back: ok",
             "pv-hvm: mapping an unpopulated gfn: ok (-EINVAL)",
-            "pv-hvm: unpause an HVM domain (vCPUs cannot run yet): ok (-EOPNOTSUPP)",
+            "pv-hvm: unpause an HVM domain whose vCPU 0 has no context: ok (-EINVAL)",
             "pv-hvm: still paused, no vCPU up: ok",
             "pv-hvm: its frame is free again: ok",
             "pv-hvm: gfn 0x1003 no longer maps: ok (-EINVAL)",
@@ -248,6 +249,25 @@ pub const TEST_KERNELS: &[TestKernel] = &[
             "pv-hvm: its neighbours 4 and 6 still map (the 2 MiB page was split): ok",
             "pv-hvm: all but the mapped frame are free again: ok",
             "pv-hvm: free memory is exactly as before: ok",
+        ],
+        verdict_success: true,
+    },
+    TestKernel {
+        name: "pv-hvmrun",
+        purpose: "HVM vCPUs run under SVM with nested paging: 32-bit guests set up with XEN_DOMCTL_sethvmcontext print through port 0xe9, read Xen's CPUID leaf and the CMOS, power off through ACPI PM1a; a guest sweeping every port, a triple-faulting one (crashes only itself) and one spinning with interrupts off (destroyed); gethvmcontext; exact free memory",
+        exit: Exit::POWEROFF,
+        lines: &[
+            "(d1) hvm guest: hello from protected mode",
+            "(d1) hvm guest: cpuid leaf 0x40000000 says XenVMMXenVMM",
+            "(d1) hvm guest: CMOS status B says 24-hour mode",
+            "pv-hvmrun: the hello guest powers itself off: ok",
+            "pv-hvmrun: the saved vCPU stopped in the guest's code, still in protected mode: ok",
+            "(d2) hvm guest: every port read and written",
+            "pv-hvmrun: the port-sweeping guest gets through every port and powers off: ok",
+            "(XEN) domain crash: d3v0: triple fault",
+            "pv-hvmrun: a triple fault crashes that domain: ok",
+            "pv-hvmrun: Dom0 keeps running beside a guest that never exits: ok",
+            "pv-hvmrun: every frame comes back after the domains are destroyed: ok",
         ],
         verdict_success: true,
     },
@@ -353,6 +373,11 @@ pub const GUEST_IMAGES: &[&str] = &[
     "domu-net",
     "domu-nethostile",
 ];
+
+/// Kernels written for bare metal (`hvm-guests`): they know nothing of
+/// Oxen or Xen, boot on plain QEMU (`tests/tests/bare_metal.rs`) and are
+/// what issue 6 runs unmodified as HVM guests.
+pub const BARE_METAL_KERNELS: &[&str] = &["bare-hello"];
 
 /// Dom0 kernels for `scripts/bench` that are not in [`TEST_KERNELS`] (too
 /// slow for every test run; each has its own boot test): pv-bench
@@ -639,6 +664,7 @@ impl Images {
         v.extend(TEST_KERNELS.iter().map(|k| k.name));
         v.extend(GUEST_IMAGES);
         v.extend(BENCH_KERNELS);
+        v.extend(BARE_METAL_KERNELS);
         v
     }
 
@@ -750,7 +776,7 @@ mod tests {
     fn build_command_is_the_contract() {
         let c = build_command_line();
         assert!(
-            c.starts_with("cargo build --release --target x86_64-unknown-none -p xen-core -p dom0-tools -p pv-guest-lib --bins --examples --target-dir "),
+            c.starts_with("cargo build --release --target x86_64-unknown-none -p xen-core -p dom0-tools -p hvm-guests -p pv-guest-lib --bins --examples --target-dir "),
             "{c}"
         );
         assert!(c.ends_with("target/images"), "{c}");

@@ -111,6 +111,9 @@ pub struct Vcpu {
     pub ldt_base: u64,
     /// Debug registers DR0..DR7 (4 and 5 unused).
     pub debugreg: [u64; 8],
+    /// An HVM vCPU's VMCB, registers and emulation state (from its first
+    /// context); `None` for PV vCPUs.
+    pub hvm: Option<Box<crate::hvm_run::HvmVcpuState>>,
     /// Runstate accounting (VCPUOP_get_runstate_info), kept by `sched`.
     pub runstate: xen_core::runstate::Runstate,
     /// Guest virtual address of its registered runstate area (0: none),
@@ -223,6 +226,7 @@ impl Domain {
                 ldt_ents: 0,
                 ldt_base: 0,
                 debugreg: [0; 8],
+                hvm: None,
                 runstate: xen_core::runstate::Runstate::new(created),
                 runstate_guest: 0,
                 emul: crate::pv_emul::VcpuEmul::new(),

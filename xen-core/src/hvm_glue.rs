@@ -31,6 +31,10 @@ pub use xen_core::hvm_dom::MAX_ORDER;
 pub struct Hvm {
     /// Its guest-physical to machine map, as AMD NPT tables.
     pub p2m: P2m,
+    /// Its devices and policies, once it first runs.
+    pub rt: Option<alloc::boxed::Box<crate::hvm_run::Runtime>>,
+    /// `HVM_PARAM_*`.
+    pub params: crate::hvm_run::Params,
 }
 
 /// Nested-table frames from the frame allocator, reached through the
@@ -87,13 +91,22 @@ fn with_tables<R>(f: impl FnOnce(&mut AllocTables) -> R) -> R {
 /// A new HVM domain's state: an empty NPT p2m (its root table allocated).
 pub fn new_hvm() -> Result<Hvm, Errno> {
     let p2m = with_tables(|mem| P2m::new(mem, P2mFormat::Npt)).map_err(|_| Errno::ENOMEM)?;
-    Ok(Hvm { p2m })
+    Ok(Hvm {
+        p2m,
+        rt: None,
+        params: [0; hypercall_abi::hvm::HVM_NR_PARAMS as usize],
+    })
 }
 
 /// The machine frame backing guest frame `gfn` of `hvm`, if populated.
 pub fn lookup(hvm: &Hvm, gfn: u64) -> Option<Mfn> {
+    lookup_p2m(&hvm.p2m, gfn)
+}
+
+/// The machine frame `p2m` maps guest frame `gfn` to, if populated.
+pub fn lookup_p2m(p2m: &P2m, gfn: u64) -> Option<Mfn> {
     let mem = AllocTables { freed: Vec::new() };
-    hvm.p2m.lookup(&mem, gfn).map(|e| e.mfn)
+    p2m.lookup(&mem, gfn).map(|e| e.mfn)
 }
 
 /// Why an extent could not be populated.

@@ -25,6 +25,8 @@ mod heap;
 #[cfg(target_os = "none")]
 mod hvm_glue;
 #[cfg(target_os = "none")]
+mod hvm_run;
+#[cfg(target_os = "none")]
 mod hwirq;
 #[cfg(target_os = "none")]
 mod hypercall;

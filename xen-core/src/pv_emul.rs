@@ -572,7 +572,8 @@ impl PrivEnv for Env<'_> {
     }
 
     fn host_efer(&self) -> u64 {
-        instr::rdmsr(msr::EFER)
+        // SVME is the hypervisor's (set once a CPU ran an HVM vCPU).
+        instr::rdmsr(msr::EFER) & !xen_core::svm::msr::EFER_SVME
     }
 
     fn guest_tsc(&mut self) -> u64 {

@@ -65,6 +65,9 @@ static NEED_RESCHED: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) };
 static SLICE_END: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(NEVER) }; MAX_CPUS];
 /// When the CPU next runs credit's tick (system time, ns).
 static NEXT_TICK: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+/// Whether the CPU's current vCPU is an HVM one (run by [`hvm_loop`],
+/// not from the trap frame).
+static CURRENT_HVM: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
 /// Whether the CPU has been added to the scheduler.
 static REGISTERED: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
 
@@ -532,6 +535,27 @@ fn save(v: &mut Vcpu, frame: &TrapFrame) {
     crate::pv::unmap_gdt(v);
 }
 
+/// Saves a running HVM vCPU's FPU (its other state is in its VMCB and
+/// registers, saved at every exit).
+fn save_hvm(v: &mut Vcpu) {
+    instr::fxsave(&mut v.fpu.0);
+    v.fpu_valid = true;
+}
+
+/// Loads an HVM vCPU's FPU; the hypervisor's own page tables go into CR3
+/// (no PV guest's tables stay loaded while an HVM guest runs).
+fn load_hvm(v: &mut Vcpu) {
+    instr::clts();
+    if v.fpu_valid {
+        instr::fxrstor(&v.fpu.0);
+    } else {
+        instr::fpu_init();
+    }
+    if instr::read_cr3() & !0xfff != crate::arch::x86_64::paging::idle_l4() {
+        crate::pv_mm::load_cr3(crate::arch::x86_64::paging::idle_l4());
+    }
+}
+
 /// Loads `v` onto this CPU, into `frame`.
 fn load(v: &mut Vcpu, frame: &mut TrapFrame) {
     *frame = v.regs;
@@ -648,7 +672,11 @@ fn schedule(frame: &mut TrapFrame) {
             // Put the current vCPU away.
             if let Some((dom, id)) = cur {
                 if let Some(v) = vcpu_mut(&mut doms, dom, id) {
-                    save(v, frame);
+                    if v.hvm.is_some() {
+                        save_hvm(v);
+                    } else {
+                        save(v, frame);
+                    }
                     let st = match v.state {
                         RunState::Blocked => RunstateState::Blocked,
                         RunState::Down => RunstateState::Offline,
@@ -664,7 +692,13 @@ fn schedule(frame: &mut TrapFrame) {
             }
             if let Some((dom, id)) = next {
                 if let Some(v) = vcpu_mut(&mut doms, dom, id) {
-                    load(v, frame);
+                    let hvm = v.hvm.is_some();
+                    if hvm {
+                        load_hvm(v);
+                    } else {
+                        load(v, frame);
+                    }
+                    CURRENT_HVM[c].store(hvm, Ordering::Release);
                     v.state = RunState::Running(c as u32);
                     v.runstate.change(RunstateState::Running, now);
                     update_runstate_area(v);
@@ -710,19 +744,87 @@ pub fn exit_to_guest(frame: &mut TrapFrame) {
         || current().is_none()
     {
         schedule(frame);
+        if current_is_hvm() {
+            enter_hvm_loop();
+        }
     }
     crate::pv::deliver_events(frame);
+}
+
+fn current_is_hvm() -> bool {
+    CURRENT_HVM
+        .get(cpu())
+        .is_some_and(|f| f.load(Ordering::Acquire))
+}
+
+/// Leaves whatever this CPU's stack holds for [`hvm_loop`], on the stack
+/// right below the trap frame area (so each switch between PV and HVM
+/// starts afresh instead of nesting).
+fn enter_hvm_loop() -> ! {
+    let top = (top_frame() as u64) & !0xf;
+    // SAFETY: the stack below this CPU's trap frame area is this CPU's
+    // own; nothing on it is needed any more (the caller holds no lock and
+    // never returns); `hvm_loop` never returns.
+    unsafe {
+        core::arch::asm!(
+            "mov rsp, {top}",
+            "call {f}",
+            "ud2",
+            top = in(reg) top,
+            f = sym hvm_loop,
+            options(noreturn)
+        )
+    }
+}
+
+/// Runs the HVM vCPUs this CPU is given, one VMRUN round after another
+/// (interrupts let in between rounds), until the scheduler picks a PV
+/// vCPU, which it enters through its trap frame.
+extern "C" fn hvm_loop() -> ! {
+    loop {
+        instr::cli();
+        let c = cpu();
+        let need = NEED_RESCHED
+            .get(c)
+            .is_none_or(|f| f.load(Ordering::Acquire));
+        if need || current().is_none() || !current_is_hvm() {
+            let top = top_frame();
+            // SAFETY: the top frame area of this CPU's stack holds only
+            // the running PV guest's registers, if any; this loop's own
+            // stack is below it.
+            let frame = unsafe { &mut *top };
+            schedule(frame);
+            if !current_is_hvm() {
+                crate::pv::deliver_events(frame);
+                // SAFETY: `frame` holds the PV vCPU `schedule` loaded.
+                unsafe { enter_frame(top) }
+            }
+        }
+        if let Some((domid, id)) = current() {
+            if crate::hvm_run::run_once(domid, id) == crate::hvm_run::After::Reschedule {
+                if let Some(f) = NEED_RESCHED.get(c) {
+                    f.store(true, Ordering::Release);
+                }
+            }
+        }
+        // Host interrupts that made the guest exit come in here.
+        instr::sti_nop_cli();
+    }
 }
 
 /// Leaves whatever this CPU was doing (boot, a crashed vCPU whose domain
 /// was shut down) for the next runnable vCPU. Never returns.
 pub fn schedule_away() -> ! {
     instr::cli();
+    crate::arch::x86_64::svm_vcpu::cpu_init();
     let top = top_frame();
     // SAFETY: the top frame area of this CPU's stack is only ever used for
     // the running guest's registers; nothing else lives there.
     let frame = unsafe { &mut *top };
     schedule(frame);
+    if current_is_hvm() {
+        enter_hvm_loop();
+    }
     crate::pv::deliver_events(frame);
     // SAFETY: `frame` now holds a vCPU context loaded by `schedule` (with
     // that vCPU's page tables in CR3).
@@ -732,6 +834,7 @@ pub fn schedule_away() -> ! {
 /// What an AP (or any CPU with nothing else to do) runs.
 pub fn idle_loop() -> ! {
     drop(lock());
+    crate::arch::x86_64::svm_vcpu::cpu_init();
     schedule_away()
 }
 

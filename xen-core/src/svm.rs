@@ -152,6 +152,22 @@ pub mod vmcb {
     pub const RSP: usize = 0x5d8;
     /// RAX.
     pub const RAX: usize = 0x5f8;
+    /// STAR (VMLOAD/VMSAVE state, as the four below).
+    pub const STAR: usize = 0x600;
+    /// LSTAR.
+    pub const LSTAR: usize = 0x608;
+    /// CSTAR.
+    pub const CSTAR: usize = 0x610;
+    /// SFMASK.
+    pub const SFMASK: usize = 0x618;
+    /// KERNEL_GS_BASE.
+    pub const KERNEL_GS_BASE: usize = 0x620;
+    /// SYSENTER_CS.
+    pub const SYSENTER_CS: usize = 0x628;
+    /// SYSENTER_ESP.
+    pub const SYSENTER_ESP: usize = 0x630;
+    /// SYSENTER_EIP.
+    pub const SYSENTER_EIP: usize = 0x638;
     /// CR2.
     pub const CR2: usize = 0x640;
     /// Guest PAT.
@@ -180,10 +196,51 @@ pub mod vmcb {
     pub const INTERCEPT_MSR: u32 = 1 << 28;
     /// Shutdown (triple fault).
     pub const INTERCEPT_SHUTDOWN: u32 = 1 << 31;
+    /// Virtual interrupt window (with `V_IRQ`).
+    pub const INTERCEPT_VINTR: u32 = 1 << 4;
+    /// IRET (an NMI window).
+    pub const INTERCEPT_IRET: u32 = 1 << 20;
+    /// INVLPGA.
+    pub const INTERCEPT_INVLPGA: u32 = 1 << 26;
     /// Intercept vector 4: VMRUN (required by the architecture).
     pub const INTERCEPT2_VMRUN: u32 = 1 << 0;
     /// VMMCALL.
     pub const INTERCEPT2_VMMCALL: u32 = 1 << 1;
+    /// VMLOAD.
+    pub const INTERCEPT2_VMLOAD: u32 = 1 << 2;
+    /// VMSAVE.
+    pub const INTERCEPT2_VMSAVE: u32 = 1 << 3;
+    /// STGI.
+    pub const INTERCEPT2_STGI: u32 = 1 << 4;
+    /// CLGI.
+    pub const INTERCEPT2_CLGI: u32 = 1 << 5;
+    /// SKINIT.
+    pub const INTERCEPT2_SKINIT: u32 = 1 << 6;
+    /// MONITOR.
+    pub const INTERCEPT2_MONITOR: u32 = 1 << 10;
+    /// MWAIT.
+    pub const INTERCEPT2_MWAIT: u32 = 1 << 11;
+    /// XSETBV.
+    pub const INTERCEPT2_XSETBV: u32 = 1 << 13;
+
+    /// `V_INTR` bits: a virtual interrupt is pending (`V_IRQ`).
+    pub const V_IRQ: u64 = 1 << 8;
+    /// `V_INTR` bits: `V_IGN_TPR`.
+    pub const V_IGN_TPR: u64 = 1 << 20;
+    /// `V_INTR` bits: the guest's RFLAGS.IF masks only virtual
+    /// interrupts; physical ones follow the host's IF.
+    pub const V_INTR_MASKING: u64 = 1 << 24;
+
+    /// `EVENTINJ`/`EXITINTINFO`: valid.
+    pub const EVENT_VALID: u64 = 1 << 31;
+    /// An error code follows in bits 32..63.
+    pub const EVENT_EV: u64 = 1 << 11;
+    /// Type: external interrupt.
+    pub const EVENT_TYPE_INTR: u64 = 0 << 8;
+    /// Type: NMI.
+    pub const EVENT_TYPE_NMI: u64 = 2 << 8;
+    /// Type: exception.
+    pub const EVENT_TYPE_EXCEPTION: u64 = 3 << 8;
 }
 
 /// Exit codes (`EXITCODE`).
@@ -210,6 +267,28 @@ pub mod exit {
     pub const VMRUN: u64 = 0x80;
     /// VMMCALL.
     pub const VMMCALL: u64 = 0x81;
+    /// Virtual interrupt window.
+    pub const VINTR: u64 = 0x64;
+    /// IRET.
+    pub const IRET: u64 = 0x74;
+    /// INVLPGA.
+    pub const INVLPGA: u64 = 0x7a;
+    /// VMLOAD.
+    pub const VMLOAD: u64 = 0x82;
+    /// VMSAVE.
+    pub const VMSAVE: u64 = 0x83;
+    /// STGI.
+    pub const STGI: u64 = 0x84;
+    /// CLGI.
+    pub const CLGI: u64 = 0x85;
+    /// SKINIT.
+    pub const SKINIT: u64 = 0x86;
+    /// MONITOR.
+    pub const MONITOR: u64 = 0x8a;
+    /// MWAIT.
+    pub const MWAIT: u64 = 0x8b;
+    /// XSETBV.
+    pub const XSETBV: u64 = 0x8d;
     /// Nested page fault.
     pub const NPF: u64 = 0x400;
     /// The VMCB's state was invalid.
@@ -230,6 +309,11 @@ pub mod exit {
             SHUTDOWN => "SHUTDOWN",
             VMRUN => "VMRUN",
             VMMCALL => "VMMCALL",
+            VINTR => "VINTR",
+            IRET => "IRET",
+            VMLOAD | VMSAVE | STGI | CLGI | SKINIT | INVLPGA => "SVM instruction",
+            MONITOR | MWAIT => "MONITOR/MWAIT",
+            XSETBV => "XSETBV",
             NPF => "NPF",
             INVALID => "INVALID",
             _ => "other",

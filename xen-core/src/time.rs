@@ -163,6 +163,12 @@ pub fn init_wallclock() -> Option<u64> {
     Some(secs)
 }
 
+/// Seconds since the epoch now (the wall clock read at boot plus system
+/// time).
+pub fn wallclock_secs() -> u64 {
+    (WALLCLOCK_BASE_NS.load(Ordering::Relaxed) + now_ns()) / 1_000_000_000
+}
+
 /// Fills shared_info's wallclock fields (the time at system time 0).
 pub fn fill_wallclock(si: &mut hypercall_abi::xen::SharedInfo) {
     let base = WALLCLOCK_BASE_NS.load(Ordering::Relaxed);

@@ -40,6 +40,9 @@ pub fn run_expired() {
                 crate::sched::wake(d, id as u32);
             }
         }
+        if d.is_hvm() {
+            crate::hvm_run::wake_expired(d, now);
+        }
     }
     crate::event::console_input_tick(&mut doms);
 }

@@ -3,7 +3,7 @@
 //! is created, populated at guest frames (2 MiB and 4 KiB extents, up to
 //! its limit), mapped into Dom0 by guest frame number (foreign
 //! `mmu_update`, Xen's translated-guest rule), shrunk with
-//! `decrease_reservation`, refused an unpause (its vCPUs cannot run yet)
+//! `decrease_reservation`, refused an unpause (vCPU 0 has no context yet)
 //! and destroyed: free memory comes back exactly, once Dom0's last mapping
 //! of one of its frames is gone and not before. `CDF_hvm` without
 //! `CDF_hap` is refused (no shadow paging).
@@ -216,11 +216,11 @@ mod kernel {
             AbiErrno::EINVAL,
         );
 
-        // Its vCPUs cannot run yet.
+        // vCPU 0 has no context yet (XEN_DOMCTL_sethvmcontext): refused.
         c.err(
-            "unpause an HVM domain (vCPUs cannot run yet)",
+            "unpause an HVM domain whose vCPU 0 has no context",
             xc::unpause(d),
-            AbiErrno::EOPNOTSUPP,
+            AbiErrno::EINVAL,
         );
         if let Some(i) = c.ok(
             "getdomaininfo after the refused unpause",

@@ -106,10 +106,9 @@ fn on_domain(
                 return Err(Errno::EINVAL);
             }
             if d.is_hvm() {
-                // Its vCPUs cannot run yet: keep it paused, so the
-                // scheduler never meets one.
-                log::warn!("d{}: unpause refused: HVM vCPUs cannot run yet", d.domid);
-                return Err(Errno::EOPNOTSUPP);
+                // Its runtime and first vCPU, the first time (vCPU 0
+                // needs a context: XEN_DOMCTL_sethvmcontext).
+                crate::hvm_run::prepare_unpause(d)?;
             }
             d.pause_count -= 1;
             crate::sched::domain_unpause(d)?;
@@ -134,6 +133,35 @@ fn on_domain(
             let vc: XenDomctlVcpucontext = op.payload();
             set_vcpu_context(d, vc, cr3, self_target)?;
             Ok(false)
+        }
+        DomctlCmd::Sethvmcontext => {
+            if self_target {
+                return Err(Errno::EINVAL);
+            }
+            let h: XenDomctlHvmcontext = op.payload();
+            let size = h.size as usize;
+            if size > MAX_HVM_CONTEXT {
+                return Err(Errno::EINVAL);
+            }
+            let mut buf = alloc::vec![0u8; size];
+            crate::domain::copy_from_guest(cr3, h.buffer, &mut buf)?;
+            crate::hvm_run::set_context(d, &buf)?;
+            Ok(false)
+        }
+        DomctlCmd::Gethvmcontext => {
+            let mut h: XenDomctlHvmcontext = op.payload();
+            let need = crate::hvm_run::get_context(d, &mut [])?;
+            if h.buffer != 0 {
+                if (h.size as usize) < need {
+                    return Err(Errno::ENOSPC);
+                }
+                let mut buf = alloc::vec![0u8; need];
+                let n = crate::hvm_run::get_context(d, &mut buf)?;
+                crate::domain::copy_to_guest(cr3, h.buffer, &buf[..n])?;
+            }
+            h.size = need as u32;
+            op.set_payload(&h);
+            Ok(true)
         }
         DomctlCmd::Getvcpucontext => {
             let vc: XenDomctlVcpucontext = op.payload();
@@ -497,6 +525,10 @@ fn destroydomain(c: &mut Call, domid: DomId) -> Result<bool, Errno> {
     Ok(false)
 }
 
+/// The largest HVM context buffer taken (a header, 128 CPU records and
+/// the end record fit).
+const MAX_HVM_CONTEXT: usize = 160 * 1024;
+
 /// XEN_DOMCTL_setvcpucontext: the vCPU's initial state (Xen's
 /// `arch_set_info_guest`), for a paused domain.
 fn set_vcpu_context(
@@ -509,11 +541,8 @@ fn set_vcpu_context(
         return Err(Errno::EINVAL);
     }
     if d.is_hvm() {
-        // An HVM vCPU's context is not a PV one, and it cannot run yet.
-        log::warn!(
-            "d{}: setvcpucontext refused: HVM vCPUs cannot run yet",
-            d.domid
-        );
+        // An HVM vCPU's context is a save record
+        // (XEN_DOMCTL_sethvmcontext), not a PV one.
         return Err(Errno::EOPNOTSUPP);
     }
     if vc.ctxt == 0 {

@@ -11,6 +11,7 @@ mod desc;
 mod domctl;
 pub(crate) mod evtchn;
 pub mod grant_table;
+mod hvm_op;
 mod memory;
 mod mmu;
 mod physdev;
@@ -201,6 +202,7 @@ fn dispatch(nr: u64, c: &mut Call) -> Outcome {
         Hypercall::GrantTableOp => grant_table::grant_table_op(c),
         Hypercall::Domctl => domctl::domctl(c).into(),
         Hypercall::Sysctl => sysctl::sysctl(c).into(),
+        Hypercall::HvmOp => hvm_op::hvm_op(c).into(),
         Hypercall::Iret => {
             let (frame, v) = (&mut *c.frame, &mut c.dom.vcpus[c.vcpu]);
             match crate::pv::do_iret(frame, v) {

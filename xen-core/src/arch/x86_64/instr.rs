@@ -397,6 +397,13 @@ pub fn sti_hlt() {
     unsafe { asm!("sti; hlt", options(nomem, nostack)) };
 }
 
+/// Lets pending interrupts in (`sti; nop` takes any that wait) and masks
+/// them again.
+pub fn sti_nop_cli() {
+    // SAFETY: as in `sti_hlt`; interrupt handlers return here.
+    unsafe { asm!("sti", "nop", "cli", options(nomem, nostack)) };
+}
+
 /// Disables interrupts.
 pub fn cli() {
     // SAFETY: masking interrupts cannot break memory safety.

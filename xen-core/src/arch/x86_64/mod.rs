@@ -16,5 +16,6 @@ pub mod power;
 pub mod serial;
 pub mod smp;
 pub mod svm;
+pub mod svm_vcpu;
 pub mod syscall_floor;
 pub mod traps;

@@ -1,0 +1,734 @@
+//! Running HVM vCPUs: the glue between the scheduler's HVM loop, the SVM
+//! backend (`arch::x86_64::svm_vcpu`) and the vendor-neutral exit handler
+//! (`xen_core::hvm::exit`) with its platform devices.
+//!
+//! **Owns**: an HVM domain's runtime ([`Runtime`]: platform devices,
+//! CPUID and MSR policies, the device model's ioreq page and ports), each
+//! HVM vCPU's state ([`HvmVcpuState`]), one round of a vCPU on this CPU
+//! ([`run_once`]: inject what is pending, VMRUN, handle the exit, carry out
+//! the platform's actions), the ioreq protocol with Dom0's device model
+//! (Xen's legacy default ioreq server: one `ioreq_t` slot per vCPU in the
+//! page at `HVM_PARAM_IOREQ_PFN`, an event channel per vCPU), and the HVM
+//! context records (`XEN_DOMCTL_{get,set}hvmcontext`).
+//! **Trusts**: the scheduler to run a vCPU on one CPU at a time and to
+//! keep its domain until it is switched away; nothing from the guest or
+//! the device model: a slot answered with garbage completes the access
+//! with that value, a device model that never answers leaves only that
+//! guest waiting.
+
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+
+use crate::arch::x86_64::svm_vcpu::{Guest, GuestRam, SvmVcpu};
+use crate::domain::{find, DomId, Domain, RunState, DOMAINS};
+use hypercall_abi::errno::Errno;
+use hypercall_abi::hvm::{HvmParam, Ioreq, IoreqState, HVM_NR_PARAMS};
+use hypercall_abi::hvm_save::{self, code, HvmHwCpu, HvmSaveHeader, HVM_FILE_MAGIC};
+use hypercall_abi::sched::ShutdownReason;
+use xen_core::evtchn::Event;
+use xen_core::hvm::cpuid::{HvmCpuidConfig, HvmCpuidPolicy};
+use xen_core::hvm::exit::{self as hx, ExitOutcome, Injection, Policies};
+use xen_core::hvm::msr::MsrPolicy;
+use xen_core::hvm::platform::{Action, Actions, Platform, PlatformConfig};
+use zerocopy::{FromBytes, FromZeros, IntoBytes};
+
+/// An HVM domain's devices and policies, made when its first vCPU gets a
+/// context.
+pub struct Runtime {
+    /// PIC, PIT, RTC, IOAPIC, ACPI PM, LAPICs.
+    pub platform: Platform,
+    /// What CPUID says.
+    pub cpuid: HvmCpuidPolicy,
+    /// Which MSRs exist.
+    pub msr: MsrPolicy,
+    /// Per vCPU: the guest's event channel for its ioreqs (the device
+    /// model binds to it), once the ioreq page is set.
+    pub ioreq_ports: Vec<u32>,
+}
+
+/// One HVM vCPU: the hardware state and the emulation state.
+pub struct HvmVcpuState {
+    /// VMCB and registers.
+    pub svm: SvmVcpu,
+    /// Ioreq in flight, MTRRs, the MMIO replay log.
+    pub emu: hx::HvmVcpu,
+}
+
+/// `HVM_PARAM_*` values a domain has (Xen keeps them per domain).
+pub type Params = [u64; HVM_NR_PARAMS as usize];
+
+/// CPUID leaf 1 ECX.XSAVE and OSXSAVE, AVX: hidden (the FPU is switched
+/// with FXSAVE, so only x87/SSE state survives a switch).
+const LEAF1_ECX_HIDDEN: u32 = (1 << 26) | (1 << 27) | (1 << 28);
+/// CPUID leaf 7 EBX: AVX2, AVX-512 family.
+const LEAF7_EBX_HIDDEN: u32 = (1 << 5) | 0xffff_0000;
+
+fn make_runtime(d: &Domain) -> Runtime {
+    let vcpus = d.vcpus.len();
+    let host = |leaf: u32, sub: u32| {
+        let r = crate::arch::x86_64::instr::cpuid(leaf, sub);
+        let mut l = [r.eax, r.ebx, r.ecx, r.edx];
+        match leaf {
+            1 => l[2] &= !LEAF1_ECX_HIDDEN,
+            7 if sub == 0 => l[1] &= !LEAF7_EBX_HIDDEN,
+            0xd => l = [0; 4],
+            _ => {}
+        }
+        l
+    };
+    let cpuid = HvmCpuidPolicy::from_host(
+        host,
+        HvmCpuidConfig {
+            vcpus: vcpus as u32,
+            domid: d.domid,
+            ..Default::default()
+        },
+    );
+    let msr = MsrPolicy::from_cpuid(&cpuid, 0, 0);
+    let ram = d.tot_pages * 4096;
+    let platform = Platform::new(
+        PlatformConfig {
+            vcpus,
+            wall_secs: crate::time::wallclock_secs(),
+            ram_below_4g: ram.min(0xf000_0000),
+            ram_above_4g: ram.saturating_sub(0xf000_0000),
+            lapic: xen_core::hvm::vlapic::LapicConfig {
+                tsc_hz: crate::time::tsc_hz(),
+                tsc_deadline: cpuid.has(1, 2, 24),
+                ..Default::default()
+            },
+            pm: Default::default(),
+            emulation: PlatformConfig::EMU_HVM,
+        },
+        crate::time::now_ns(),
+    );
+    Runtime {
+        platform,
+        cpuid,
+        msr,
+        ioreq_ports: Vec::new(),
+    }
+}
+
+// ---- Context records -------------------------------------------------------------
+
+/// `XEN_DOMCTL_sethvmcontext`: loads the records of `buf` (header, CPU
+/// records, end) into a paused HVM domain. Other record types are
+/// refused (`-EOPNOTSUPP`: their devices are not restored yet); a
+/// malformed buffer or a bad header is `-EINVAL`; nothing changes unless
+/// the whole buffer is good.
+pub fn set_context(d: &mut Domain, buf: &[u8]) -> Result<(), Errno> {
+    let Some(hvm) = d.hvm.as_ref() else {
+        return Err(Errno::EINVAL);
+    };
+    if d.pause_count == 0 {
+        return Err(Errno::EINVAL);
+    }
+    let recs = hvm_save::records(buf).map_err(|_| Errno::EINVAL)?;
+    let mut header = false;
+    let mut cpus: Vec<(usize, HvmHwCpu)> = Vec::new();
+    for r in recs {
+        match r.desc.typecode {
+            code::HEADER => {
+                let h = HvmSaveHeader::read_from_bytes(r.data).map_err(|_| Errno::EINVAL)?;
+                if h.magic != HVM_FILE_MAGIC || h.version != hvm_save::HVM_FILE_VERSION {
+                    return Err(Errno::EINVAL);
+                }
+                header = true;
+            }
+            code::CPU => {
+                let c = HvmHwCpu::read_from_bytes(r.data).map_err(|_| Errno::EINVAL)?;
+                let id = usize::from(r.desc.instance);
+                if id >= d.vcpus.len() || cpus.iter().any(|(i, _)| *i == id) {
+                    return Err(Errno::EINVAL);
+                }
+                cpus.push((id, c));
+            }
+            _ => return Err(Errno::EOPNOTSUPP),
+        }
+    }
+    if !header {
+        return Err(Errno::EINVAL);
+    }
+    let ncr3 = hvm.p2m.ncr3();
+    for (id, c) in &cpus {
+        let v = &mut d.vcpus[*id];
+        match v.hvm.as_mut() {
+            Some(s) => s.svm.set_context(c),
+            None => {
+                let svm = SvmVcpu::new(c, ncr3).ok_or(Errno::ENOMEM)?;
+                v.hvm = Some(Box::new(HvmVcpuState {
+                    svm,
+                    emu: hx::HvmVcpu::default(),
+                }));
+            }
+        }
+        // The FXSAVE image, unless it is empty (then FNINIT state).
+        v.fpu_valid = c.fpu_regs[..2] != [0, 0];
+        if v.fpu_valid {
+            v.fpu.0.copy_from_slice(&c.fpu_regs);
+        }
+    }
+    Ok(())
+}
+
+/// `XEN_DOMCTL_gethvmcontext`: the header, a CPU record per vCPU that has
+/// a context, the end record, into `out`; the bytes needed (with an empty
+/// `out`, just the size).
+pub fn get_context(d: &Domain, out: &mut [u8]) -> Result<usize, Errno> {
+    if d.hvm.is_none() {
+        return Err(Errno::EINVAL);
+    }
+    let cpus: Vec<(u16, HvmHwCpu)> = d
+        .vcpus
+        .iter()
+        .filter_map(|v| {
+            let s = v.hvm.as_ref()?;
+            let mut c = s.svm.context();
+            if v.fpu_valid {
+                c.fpu_regs.copy_from_slice(&v.fpu.0);
+            }
+            Some((v.id as u16, c))
+        })
+        .collect();
+    let desc = core::mem::size_of::<hvm_save::HvmSaveDescriptor>();
+    let need = desc * (2 + cpus.len())
+        + core::mem::size_of::<HvmSaveHeader>()
+        + cpus.len() * hvm_save::HVM_HW_CPU_SIZE;
+    if out.is_empty() {
+        return Ok(need);
+    }
+    if out.len() < need {
+        return Err(Errno::ENOSPC);
+    }
+    let r = crate::arch::x86_64::instr::cpuid(1, 0);
+    let h = HvmSaveHeader {
+        magic: HVM_FILE_MAGIC,
+        version: hvm_save::HVM_FILE_VERSION,
+        changeset: 0,
+        cpuid: r.eax,
+        gtsc_khz: (crate::time::tsc_hz() / 1000) as u32,
+    };
+    let mut pos =
+        hvm_save::put_record(out, 0, code::HEADER, 0, h.as_bytes()).ok_or(Errno::ENOSPC)?;
+    for (id, c) in &cpus {
+        pos += hvm_save::put_record(out, pos, code::CPU, *id, c.as_bytes()).ok_or(Errno::ENOSPC)?;
+    }
+    pos += hvm_save::put_record(out, pos, code::END, 0, &[]).ok_or(Errno::ENOSPC)?;
+    Ok(pos)
+}
+
+/// `XEN_DOMCTL_unpausedomain` of an HVM domain: its runtime and, the first
+/// time, vCPU 0 up (the others wait for INIT/SIPI); the ioreq ports.
+/// `-EINVAL` if vCPU 0 has no context yet.
+pub fn prepare_unpause(d: &mut Domain) -> Result<(), Errno> {
+    if d.vcpus.first().is_none_or(|v| v.hvm.is_none()) {
+        return Err(Errno::EINVAL);
+    }
+    let first = d.hvm.as_ref().is_some_and(|h| h.rt.is_none());
+    if first {
+        let rt = make_runtime(d);
+        if let Some(h) = d.hvm.as_mut() {
+            h.rt = Some(Box::new(rt));
+        }
+        setup_ioreq_ports(d)?;
+        crate::sched::vcpu_up(d, 0);
+    }
+    Ok(())
+}
+
+// ---- The ioreq page ---------------------------------------------------------------
+
+/// Bytes per slot.
+const SLOT: u64 = core::mem::size_of::<Ioreq>() as u64;
+/// Offset of the state byte in a slot.
+const STATE_OFF: u64 = core::mem::offset_of!(Ioreq, bits) as u64;
+
+fn ioreq_gfn(d: &Domain) -> Option<u64> {
+    let g = d.hvm.as_ref()?.params[HvmParam::IoreqPfn as usize];
+    (g != 0).then_some(g)
+}
+
+/// An unbound port per vCPU for the device model (`HVM_PARAM_DM_DOMAIN`),
+/// published in its slot's `vp_eport`.
+fn setup_ioreq_ports(d: &mut Domain) -> Result<(), Errno> {
+    let Some(gfn) = ioreq_gfn(d) else {
+        return Ok(());
+    };
+    let domid = d.domid;
+    let dm = d
+        .hvm
+        .as_ref()
+        .map_or(0, |h| h.params[HvmParam::DmDomain as usize]) as DomId;
+    let mut ports = Vec::with_capacity(d.vcpus.len());
+    for _ in 0..d.vcpus.len() {
+        ports.push(d.evtchn.alloc_unbound(domid, dm)?);
+    }
+    let Some(hvm) = d.hvm.as_ref() else {
+        return Err(Errno::EINVAL);
+    };
+    let ram = GuestRam { p2m: &hvm.p2m };
+    for (i, p) in ports.iter().enumerate() {
+        let slot = Ioreq {
+            vp_eport: *p,
+            ..Ioreq::new_zeroed()
+        };
+        ram.write((gfn << 12) + i as u64 * SLOT, slot.as_bytes())
+            .ok_or(Errno::EINVAL)?;
+    }
+    if let Some(rt) = d.hvm.as_mut().and_then(|h| h.rt.as_mut()) {
+        rt.ioreq_ports = ports;
+    }
+    Ok(())
+}
+
+/// Publishes `req` in vCPU `id`'s slot (state READY last) and notifies
+/// the device model; false if there is no ioreq page.
+fn publish(d: &mut Domain, id: usize, mut req: Ioreq, out: &mut Option<Event>) -> bool {
+    let Some(gfn) = ioreq_gfn(d) else {
+        return false;
+    };
+    let Some(port) = d
+        .hvm
+        .as_ref()
+        .and_then(|h| h.rt.as_ref())
+        .and_then(|rt| rt.ioreq_ports.get(id).copied())
+    else {
+        return false;
+    };
+    let Some(hvm) = d.hvm.as_ref() else {
+        return false;
+    };
+    let ram = GuestRam { p2m: &hvm.p2m };
+    let at = (gfn << 12) + id as u64 * SLOT;
+    req.vp_eport = port;
+    let ready = (req.bits & !0x0f) | IoreqState::IoreqReady.raw();
+    req.bits &= !0x0f;
+    if ram.write(at, req.as_bytes()).is_none() || ram.write(at + STATE_OFF, &[ready]).is_none() {
+        return false;
+    }
+    // Our own stale notification must not look like the answer.
+    let (_, words) = crate::event::table_and_words(d);
+    xen_core::evtchn::two_level::clear_pending(&words, port);
+    *out = d.evtchn.send(port).ok().flatten();
+    true
+}
+
+/// The device model's answer in vCPU `id`'s slot, if it is there (the
+/// slot goes back to NONE).
+fn take_answer(d: &mut Domain, id: usize) -> Option<u64> {
+    let gfn = ioreq_gfn(d)?;
+    let hvm = d.hvm.as_ref()?;
+    let ram = GuestRam { p2m: &hvm.p2m };
+    let at = (gfn << 12) + id as u64 * SLOT;
+    let mut st = [0u8; 1];
+    ram.read(at + STATE_OFF, &mut st)?;
+    if st[0] & 0x0f != IoreqState::IorespReady.raw() {
+        return None;
+    }
+    let mut data = [0u8; 8];
+    ram.read(at + core::mem::offset_of!(Ioreq, data) as u64, &mut data)?;
+    ram.write(at + STATE_OFF, &[st[0] & !0x0f])?;
+    Some(u64::from_le_bytes(data))
+}
+
+// ---- Running ----------------------------------------------------------------------
+
+/// What the scheduler's HVM loop does after a round.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum After {
+    /// Run the vCPU again (after letting host interrupts in).
+    Again,
+    /// The vCPU cannot run now (blocked, down, waiting, its domain gone):
+    /// reschedule.
+    Reschedule,
+}
+
+/// One round of HVM vCPU `id` of `domid`, current on this CPU: interrupts
+/// in, VMRUN, the exit handled. Interrupts off; takes `DOMAINS` before and
+/// after the VMRUN, not across it.
+pub fn run_once(domid: DomId, id: u32) -> After {
+    let mut out = None;
+    let (svm, after) = {
+        let mut doms = DOMAINS.lock();
+        let r = prepare(&mut doms, domid, id, &mut out);
+        deliver(&mut doms, out.take());
+        r
+    };
+    let Some(svm) = svm else {
+        return after;
+    };
+    // SAFETY: `svm` points into the boxed state of a vCPU that is current
+    // on this CPU: the box is freed only when its domain is destroyed,
+    // which waits until no CPU has one of its vCPUs current, and this CPU
+    // keeps it current until the round is over; no other CPU runs it
+    // (one CPU per vCPU), and DOMAINS is not held, but nothing else
+    // touches a running vCPU's VMCB or registers (other CPUs only flag it
+    // and kick this CPU).
+    let ran = unsafe { (*svm).svm.run() };
+    let mut doms = DOMAINS.lock();
+    let after = handle_exit(&mut doms, domid, id, ran, &mut out);
+    deliver(&mut doms, out);
+    after
+}
+
+/// Raises the device model's side of an ioreq notification.
+fn deliver(doms: &mut [Domain], ev: Option<Event>) {
+    if let Some(ev) = ev {
+        if let Some(p) = find(doms, ev.dom) {
+            crate::event::raise(p, ev.port);
+        }
+    }
+}
+
+/// Before a VMRUN: the device model's answer, time, interrupts. The vCPU
+/// state to run, or why not.
+fn prepare(
+    doms: &mut [Domain],
+    domid: DomId,
+    id: u32,
+    out: &mut Option<Event>,
+) -> (Option<*mut HvmVcpuState>, After) {
+    let now = crate::time::now_ns();
+    let Some(d) = find(doms, domid) else {
+        return (None, After::Reschedule);
+    };
+    if d.shutdown.is_some() || d.dying {
+        return (None, After::Reschedule);
+    }
+    let idx = id as usize;
+    // An ioreq outstanding: answered yet?
+    if d.vcpus[idx]
+        .hvm
+        .as_ref()
+        .is_some_and(|s| s.emu.waiting_for_ioreq())
+    {
+        match take_answer(d, idx) {
+            Some(data) => {
+                let outcome = with_guest(d, idx, now, |g, emu, plat, _pol, acts| {
+                    hx::complete_ioreq(data, g, emu, plat, now, acts)
+                });
+                if finish(d, idx, outcome, out) == After::Reschedule {
+                    return (None, After::Reschedule);
+                }
+            }
+            None => {
+                wait_for_answer(d, idx);
+                return (None, After::Reschedule);
+            }
+        }
+    }
+    let mut acts = Actions::new();
+    let p = {
+        let Some((hvm, v)) = split(d, idx) else {
+            return (None, After::Reschedule);
+        };
+        let Some(rt) = hvm.rt.as_mut() else {
+            return (None, After::Reschedule);
+        };
+        let next = rt.platform.advance(now, &mut acts);
+        let s = &mut v.svm;
+        s.wake_at = next;
+        if !s.event_pending() {
+            let can_intr = s.can_take_interrupt();
+            match hx::pending_injection(&mut rt.platform, idx, true, can_intr) {
+                Injection::Nmi => s.inject_nmi(),
+                Injection::Vector(vec) => s.inject_interrupt(vec),
+                Injection::InterruptWindow => s.want_interrupt_window(true),
+                Injection::NmiWindow | Injection::Nothing => s.want_interrupt_window(false),
+            }
+        }
+        let p: *mut HvmVcpuState = &mut **v;
+        p
+    };
+    carry_out(d, acts);
+    if d.shutdown.is_some() || d.vcpus[idx].state != RunState::Running(this_cpu()) {
+        return (None, After::Reschedule);
+    }
+    (Some(p), After::Again)
+}
+
+fn this_cpu() -> u32 {
+    crate::arch::x86_64::percpu::this_cpu().cpu
+}
+
+/// After a VMRUN: the exit.
+fn handle_exit(
+    doms: &mut [Domain],
+    domid: DomId,
+    id: u32,
+    ran: Result<(), ()>,
+    out: &mut Option<Event>,
+) -> After {
+    let now = crate::time::now_ns();
+    let Some(d) = find(doms, domid) else {
+        return After::Reschedule;
+    };
+    if ran.is_err() {
+        crate::println!("(XEN) d{domid}v{id}: cannot run HVM vCPUs on this CPU");
+        crate::domain::domain_shutdown(d, ShutdownReason::Crash);
+        return After::Reschedule;
+    }
+    let idx = id as usize;
+    let Some(exit) = d.vcpus[idx].hvm.as_ref().map(|s| s.svm.exit()) else {
+        return After::Reschedule;
+    };
+    let Some(exit) = exit else {
+        // An SVM instruction, MONITOR/MWAIT or XSETBV: #UD.
+        if let Some(s) = d.vcpus[idx].hvm.as_mut() {
+            s.svm.inject_ud();
+        }
+        return After::Again;
+    };
+    if matches!(exit, hx::Exit::Intr | hx::Exit::Nmi) {
+        // The host's own interrupt: taken when the loop lets it in.
+        return After::Again;
+    }
+    let outcome = with_guest(d, idx, now, |g, emu, plat, pol, acts| {
+        hx::handle(exit, g, emu, plat, pol, now, acts)
+    });
+    finish(d, idx, outcome, out)
+}
+
+/// The domain's HVM state and vCPU `idx`'s, borrowed together.
+fn split(
+    d: &mut Domain,
+    idx: usize,
+) -> Option<(&mut crate::hvm_glue::Hvm, &mut Box<HvmVcpuState>)> {
+    let hvm = d.hvm.as_mut()?;
+    let v = d.vcpus.get_mut(idx)?.hvm.as_mut()?;
+    Some((hvm, v))
+}
+
+/// Runs `f` with the vendor-neutral view of vCPU `idx`, then carries out
+/// the actions it produced. `None` if the vCPU or runtime is gone.
+fn with_guest(
+    d: &mut Domain,
+    idx: usize,
+    _now: u64,
+    f: impl FnOnce(
+        &mut Guest<'_>,
+        &mut hx::HvmVcpu,
+        &mut Platform,
+        &Policies<'_>,
+        &mut Actions,
+    ) -> ExitOutcome,
+) -> Option<ExitOutcome> {
+    let mut acts = Actions::new();
+    let outcome = {
+        let (hvm, v) = split(d, idx)?;
+        let crate::hvm_glue::Hvm { p2m, rt, .. } = hvm;
+        let rt = rt.as_mut()?;
+        let Runtime {
+            platform,
+            cpuid,
+            msr,
+            ..
+        } = &mut **rt;
+        let pol = Policies { cpuid, msr };
+        let HvmVcpuState { svm, emu } = &mut **v;
+        let mut g = Guest {
+            v: svm,
+            id: idx,
+            ram: GuestRam { p2m },
+        };
+        f(&mut g, emu, platform, &pol, &mut acts)
+    };
+    carry_out(d, acts);
+    Some(outcome)
+}
+
+/// Acts on an exit's outcome.
+fn finish(
+    d: &mut Domain,
+    idx: usize,
+    outcome: Option<ExitOutcome>,
+    out: &mut Option<Event>,
+) -> After {
+    let Some(outcome) = outcome else {
+        return After::Reschedule;
+    };
+    let domid = d.domid;
+    match outcome {
+        ExitOutcome::Resume => After::Again,
+        ExitOutcome::Block => {
+            // Nothing pending (the handler checked): sleep until a Kick or
+            // the platform's next deadline (vtimer wakes it).
+            let pending = d
+                .hvm
+                .as_ref()
+                .and_then(|h| h.rt.as_ref())
+                .is_some_and(|rt| rt.platform.pending_interrupt(idx).is_some());
+            if pending {
+                return After::Again;
+            }
+            if let Some(v) = d.vcpus.get_mut(idx) {
+                crate::sched::block_current(v);
+            }
+            After::Reschedule
+        }
+        ExitOutcome::Down => {
+            crate::sched::vcpu_down(d, idx as u32);
+            After::Reschedule
+        }
+        ExitOutcome::WaitIoreq(req) => {
+            if publish(d, idx, req, out) {
+                wait_for_answer(d, idx);
+                return After::Reschedule;
+            }
+            // No device model: reads see all ones, writes vanish.
+            let o = with_guest(d, idx, 0, |g, emu, plat, _pol, acts| {
+                hx::complete_ioreq(u64::MAX, g, emu, plat, crate::time::now_ns(), acts)
+            });
+            finish(d, idx, o, out)
+        }
+        ExitOutcome::Hypercall { insn_len } => {
+            // HVM hypercalls come with PVH; until then, -ENOSYS.
+            with_guest(d, idx, 0, |g, _, _, _, _| {
+                use xen_core::hvm::emulate::Env;
+                g.set_gpr(0, (-(Errno::ENOSYS.raw() as i64)) as u64);
+                let rip = g.rip().wrapping_add(u64::from(insn_len));
+                hx::Vcpu::set_rip(g, rip);
+                ExitOutcome::Resume
+            });
+            After::Again
+        }
+        ExitOutcome::PowerOff => {
+            crate::domain::domain_shutdown(d, ShutdownReason::Poweroff);
+            After::Reschedule
+        }
+        ExitOutcome::Reset => {
+            crate::domain::domain_shutdown(d, ShutdownReason::Reboot);
+            After::Reschedule
+        }
+        ExitOutcome::Crash(why) => {
+            let rip = d.vcpus[idx].hvm.as_ref().map_or(0, |s| s.svm.rip());
+            let code = d.vcpus[idx].hvm.as_ref().map_or(0, |s| s.svm.exit_code());
+            crate::println!(
+                "(XEN) domain crash: d{domid}v{idx}: {why} (exit {code:#x}, rip {rip:#x})"
+            );
+            crate::domain::domain_shutdown(d, ShutdownReason::Crash);
+            After::Reschedule
+        }
+    }
+}
+
+/// Blocks vCPU `idx` until its ioreq port is notified.
+fn wait_for_answer(d: &mut Domain, idx: usize) {
+    let port = d
+        .hvm
+        .as_ref()
+        .and_then(|h| h.rt.as_ref())
+        .and_then(|rt| rt.ioreq_ports.get(idx).copied());
+    let Some(v) = d.vcpus.get_mut(idx) else {
+        return;
+    };
+    v.poll_ports.clear();
+    if let Some(p) = port {
+        let _ = v.poll_ports.push(p);
+    }
+    crate::sched::block_current(v);
+    // The answer may have come before the block: check once more.
+    if let Some(p) = port {
+        let (_, words) = crate::event::table_and_words(d);
+        if xen_core::evtchn::two_level::is_pending(&words, p) {
+            crate::sched::wake(d, idx as u32);
+        }
+    }
+}
+
+/// Carries out the platform's actions for domain `d`.
+fn carry_out(d: &mut Domain, acts: Actions) {
+    for a in acts.iter().copied() {
+        match a {
+            Action::Kick(i) => kick(d, i),
+            Action::Init(i) => {
+                if let Some(s) = d.vcpus.get_mut(i).and_then(|v| v.hvm.as_mut()) {
+                    s.svm.init_state();
+                    s.emu = hx::HvmVcpu::default();
+                }
+                if d.vcpus.get(i).is_some_and(|v| v.state != RunState::Down) {
+                    crate::sched::vcpu_down(d, i as u32);
+                }
+            }
+            Action::Sipi { vcpu, vector } => {
+                let ncr3 = d.hvm.as_ref().map(|h| h.p2m.ncr3());
+                let Some(v) = d.vcpus.get_mut(vcpu) else {
+                    continue;
+                };
+                match (v.hvm.as_mut(), ncr3) {
+                    (Some(s), _) => s.svm.sipi(vector),
+                    (None, Some(ncr3)) => {
+                        let Some(mut svm) = SvmVcpu::new(&HvmHwCpu::default(), ncr3) else {
+                            continue;
+                        };
+                        svm.sipi(vector);
+                        v.hvm = Some(Box::new(HvmVcpuState {
+                            svm,
+                            emu: hx::HvmVcpu::default(),
+                        }));
+                    }
+                    _ => continue,
+                }
+                v.fpu_valid = false;
+                crate::sched::vcpu_up(d, vcpu as u32);
+            }
+            Action::PowerOff => crate::domain::domain_shutdown(d, ShutdownReason::Poweroff),
+            Action::Reset => crate::domain::domain_shutdown(d, ShutdownReason::Reboot),
+            Action::DebugOut(b) => {
+                crate::console::guest_write(d.domid, false, &[b], &mut d.console_at_line_start)
+            }
+        }
+    }
+}
+
+/// A vCPU has an interrupt: wake it if it sleeps in HLT, make it exit if
+/// it runs elsewhere.
+fn kick(d: &mut Domain, i: usize) {
+    let Some(v) = d.vcpus.get(i) else {
+        return;
+    };
+    let waiting_io = v.hvm.as_ref().is_some_and(|s| s.emu.waiting_for_ioreq());
+    match v.state {
+        RunState::Blocked if !waiting_io => crate::sched::wake(d, i as u32),
+        RunState::Running(cpu) => crate::sched::kick(cpu as usize),
+        _ => {}
+    }
+}
+
+/// Wakes HVM vCPUs whose platform timer is due (CPU 0's tick).
+pub fn wake_expired(d: &mut Domain, now: u64) {
+    for i in 0..d.vcpus.len() {
+        let due = {
+            let v = &d.vcpus[i];
+            v.state == RunState::Blocked
+                && v.hvm.as_ref().is_some_and(|s| {
+                    !s.emu.waiting_for_ioreq() && s.svm.wake_at.is_some_and(|t| t <= now)
+                })
+        };
+        if due {
+            crate::sched::wake(d, i as u32);
+        }
+    }
+}
+
+/// `HVMOP_set_param` from the toolstack on domain `d`.
+pub fn set_param(d: &mut Domain, index: u32, value: u64) -> Result<(), Errno> {
+    let hvm = d.hvm.as_mut().ok_or(Errno::EINVAL)?;
+    let p = HvmParam::from_raw(u64::from(index)).ok_or(Errno::EINVAL)?;
+    match p {
+        // Fixed once the domain ran.
+        HvmParam::IoreqPfn | HvmParam::DmDomain if hvm.rt.is_some() => return Err(Errno::EBUSY),
+        HvmParam::BufioreqPfn | HvmParam::BufioreqEvtchn => return Err(Errno::EOPNOTSUPP),
+        _ => {}
+    }
+    let slot = hvm.params.get_mut(index as usize).ok_or(Errno::EINVAL)?;
+    *slot = value;
+    Ok(())
+}
+
+/// `HVMOP_get_param`.
+pub fn get_param(d: &Domain, index: u32) -> Result<u64, Errno> {
+    let hvm = d.hvm.as_ref().ok_or(Errno::EINVAL)?;
+    hvm.params.get(index as usize).copied().ok_or(Errno::EINVAL)
+}
