@@ -44,6 +44,8 @@ const BARE_FAILED: &str = ": FAILED";
 /// ... and the verdict, then its ACPI S5 power-off.
 const BARE_ALL_PASSED: &str = "bare: all checks passed";
 const BARE_POWERING_OFF: &str = "bare: powering off (ACPI S5";
+/// `xl shutdown -w` when a guest powered itself off.
+const PVH_POWERED_OFF: &str = "has been shut down, reason code 0";
 /// Dom0's refusal of a `type = "hvm"` kernel without a Multiboot2 header.
 const NOT_MULTIBOOT2: &str =
     "building domain notmb2: /boot/hello: not a Multiboot2 kernel (no Multiboot2 header in the first 32 KiB)";
@@ -224,6 +226,93 @@ fn xl_create_then_xl_console_shows_a_bare_metal_hvm_guest_with_two_vcpus_pass_ev
 #[test]
 fn xl_create_c_runs_a_one_vcpu_bare_metal_hvm_guest_to_its_acpi_power_off() {
     boot_bare_hello("bare1", 1, "xl create -c bare1.cfg\n");
+}
+
+// `type = "pvh"`: the same kernel at its PVH entry (XEN_ELFNOTE_PHYS32_ENTRY,
+// hvm_start_info, ACPI without PM1a), xenstore and PV console rings set up
+// as for a PV guest, no device model: its COM1 output goes nowhere (as on
+// Xen), so the evidence is that it reaches its own power-off (reason 0,
+// not a crash) and leaves nothing behind once destroyed.
+#[test]
+fn xl_create_type_pvh_runs_bare_hello_from_its_pvh_entry_to_its_own_power_off() {
+    let kernel = bare_hello();
+    let cfg = ramdisk_file(
+        "pvhbare.cfg",
+        &format!(
+            "name = \"pvhbare\"\ntype = \"pvh\"\nkernel = \"{BARE_HELLO_PATH}\"\n\
+             memory = 32\nvcpus = 1\non_poweroff = \"preserve\"\non_crash = \"preserve\"\n"
+        ),
+    );
+    // `xl shutdown -w` writes control/shutdown (which this guest never
+    // reads) and waits until the domain has shut down by itself.
+    let (code, text) = run_adding(
+        &[&kernel, &cfg],
+        "xl info\nxl create pvhbare.cfg\nxl shutdown -w pvhbare\nxl list\n\
+         xl destroy pvhbare\nxl list\nxl info\n",
+        GUEST_TIMEOUT,
+    );
+    assert_eq!(code, Some(0), "every xl command should succeed:\n{text}");
+    assert!(
+        text.contains(PVH_POWERED_OFF),
+        "the PVH guest should power itself off (not crash):\n{text}"
+    );
+    let rows = list_rows(&text, "pvhbare");
+    assert_eq!(
+        rows.len(),
+        1,
+        "listed once, shut down, then destroyed:\n{text}"
+    );
+    assert!(
+        rows[0].contains("---s--"),
+        "shut down, not crashed: {:?}\n{text}",
+        rows[0]
+    );
+    let free = free_memory(&text);
+    assert_eq!(free.len(), 2, "two `xl info`s:\n{text}");
+    assert_eq!(free[0], free[1], "all its memory should come back:\n{text}");
+}
+
+// A guest destroyed while its vCPUs run and wait on the device model:
+// Dom0 unbinds its ports and unmaps its ioreq page, every frame comes
+// back, and a second guest still boots and passes.
+#[test]
+fn xl_destroy_of_a_running_hvm_guest_leaves_nothing_and_the_next_one_passes() {
+    let kernel = bare_hello();
+    let cfg = ramdisk_file(
+        "victim.cfg",
+        &format!(
+            "name = \"victim\"\ntype = \"hvm\"\nkernel = \"{BARE_HELLO_PATH}\"\n\
+             memory = 32\nvcpus = 2\n"
+        ),
+    );
+    let next = ramdisk_file(
+        "next.cfg",
+        &format!(
+            "name = \"next\"\ntype = \"hvm\"\nkernel = \"{BARE_HELLO_PATH}\"\n\
+             memory = 16\nvcpus = 1\n"
+        ),
+    );
+    let (code, text) = run_adding(
+        &[&kernel, &cfg, &next],
+        "xl info\nxl create victim.cfg\nsleep 1\nxl destroy victim\nxl list\nxl info\n\
+         xl create -c next.cfg\n",
+        GUEST_TIMEOUT,
+    );
+    assert_eq!(code, Some(0), "every xl command should succeed:\n{text}");
+    assert!(
+        list_rows(&text, "victim").is_empty(),
+        "victim should be gone:\n{text}"
+    );
+    let free = free_memory(&text);
+    assert_eq!(free.len(), 2, "two `xl info`s:\n{text}");
+    assert_eq!(
+        free[0], free[1],
+        "all of victim's memory should come back:\n{text}"
+    );
+    assert!(
+        text.lines().any(|l| l.trim_end() == BARE_ALL_PASSED),
+        "the next guest should pass:\n{text}"
+    );
 }
 
 #[test]
