@@ -1,29 +1,37 @@
-//! Dom0's HVM domain builder for `type = "hvm"` guests booted directly
-//! (no firmware): a Multiboot2 kernel ([`super::multiboot2`]) started the
-//! way GRUB starts it, with ACPI tables ([`super::acpi`]) and a device
-//! model in Dom0 reached through Xen's legacy ioreq page.
+//! Dom0's domain builder for HVM and PVH guests booted directly (no
+//! firmware): `type = "hvm"` with a Multiboot2 kernel
+//! ([`super::multiboot2`], started the way GRUB starts it) or a Linux
+//! bzImage ([`super::bzimage`], its 32-bit boot protocol), with ACPI
+//! tables ([`super::acpi`]) and a device model in Dom0 reached through
+//! Xen's legacy ioreq page; `type = "pvh"` with an ELF kernel at its
+//! `XEN_ELFNOTE_PHYS32_ENTRY` ([`super::pvh`]) and, as libxc gives a PVH
+//! guest, xenstore and PV console rings in the special pages instead of a
+//! device model.
 //!
-//! **Owns**: the plan ([`plan_multiboot2`]: memory map with the special
-//! pages reserved, populate extents, ACPI tables, kernel and boot
-//! information placement), the first vCPU's `hvm_hw_cpu` save record
-//! built from the builder's [`EntryState`] ([`hw_cpu`]) and the
-//! `sethvmcontext` buffer ([`context`]). **Trusts**: nothing in the
-//! kernel image (the Multiboot2 and ELF parsers check it) nor in what
+//! **Owns**: the plan ([`plan_hvm`], [`plan_pvh`]: memory map with the
+//! special pages reserved, populate extents, ACPI tables, kernel and boot
+//! data placement), the first vCPU's `hvm_hw_cpu` save record built from
+//! the builder's [`EntryState`] ([`hw_cpu`]) and the `sethvmcontext`
+//! buffer ([`context`]). **Trusts**: nothing in the kernel image (the
+//! Multiboot2, bzImage and ELF parsers check it) nor in what
 //! `gethvmcontext` returns (only a well-formed header record is reused).
 //!
 //! Sequence ([`build`], target only), as `libxl__build_hvm` →
-//! `xc_dom_*` for a direct-boot HVM guest:
+//! `xc_dom_*` for a direct-boot guest:
 //! 1. everything that can be checked without a domain is checked first
 //!    (kernel, memory size, placement), so a refused guest leaves nothing;
 //! 2. `XEN_DOMCTL_createdomain` with `CDF_hvm | CDF_hap`, `max_mem`;
 //! 3. `XENMEM_populate_physmap` of the RAM frames (2 MiB extents where
-//!    aligned) and of the ioreq page ([`IOREQ_GFN`], in the special-page
-//!    region below 0xff000 that libxc uses, reserved in the guest's map);
-//! 4. kernel, ACPI tables and boot information written through foreign
-//!    mappings of guest frames; the ioreq page zeroed;
-//! 5. `HVM_PARAM_IOREQ_PFN` set (Dom0 is the device model:
-//!    `HVM_PARAM_DM_DOMAIN` stays 0);
-//! 6. `XEN_DOMCTL_sethvmcontext` with HEADER + CPU (vCPU 0) + END.
+//!    aligned) and of the special pages (libxc's layout below 0xff000,
+//!    reserved in the guest's memory map): the ioreq page ([`IOREQ_GFN`])
+//!    of an HVM guest, the xenstore and console pages of a PVH guest;
+//! 4. kernel, ACPI tables and boot data written through foreign mappings
+//!    of guest frames; the special pages zeroed;
+//! 5. HVM: `HVM_PARAM_IOREQ_PFN` (Dom0 is the device model:
+//!    `HVM_PARAM_DM_DOMAIN` stays 0); PVH: two event channels and
+//!    `HVM_PARAM_{STORE,CONSOLE}_{PFN,EVTCHN}`;
+//! 6. `XEN_DOMCTL_sethvmcontext` with HEADER + CPU (vCPU 0) + END, the
+//!    header the hypervisor's own `gethvmcontext` gives if it gives one.
 //!
 //! The caller unpauses it. On any failure after creation the domain is
 //! destroyed again.
@@ -37,6 +45,7 @@ use hypercall_abi::hvm_save::{
 use zerocopy::{FromBytes, IntoBytes};
 
 use super::acpi::{self, AcpiConfig, AcpiError, AcpiTables};
+use super::bzimage::{self, BzImage, BzImageError, BzLayout};
 use super::multiboot2::{self, Mb2Error, Mb2Kernel, Mb2Layout};
 use super::pvh::{
     self, EntryState, GuestMemoryMap, PhysElf, PlacementError, PvhError, PvhLayout, ACPI_BASE,
@@ -79,8 +88,11 @@ const MXCSR_RESET: u32 = 0x1f80;
 /// Why an HVM guest cannot be built.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HvmError {
-    /// The kernel is not a Multiboot2 kernel we can boot.
+    /// The kernel is not a Multiboot2 kernel we can boot (nor a Linux
+    /// bzImage: it has no "HdrS" setup header).
     NotMultiboot2(Mb2Error),
+    /// A Linux bzImage that cannot be booted or placed.
+    BzImage(BzImageError),
     /// The kernel is not a PVH kernel (`type = "pvh"`).
     NotPvh(PvhError),
     /// It is, but it does not fit the guest.
@@ -109,9 +121,10 @@ impl fmt::Display for HvmError {
         match self {
             Self::NotMultiboot2(e) => write!(
                 f,
-                "not a Multiboot2 kernel ({e}); type=\"hvm\" boots Multiboot2 kernels directly"
+                "not a Multiboot2 kernel ({e}) nor a Linux bzImage; type=\"hvm\" boots those directly"
             ),
             Self::Multiboot2(e) => write!(f, "Multiboot2 kernel: {e}"),
+            Self::BzImage(e) => write!(f, "Linux bzImage: {e}"),
             Self::NotPvh(PvhError::NoPhys32Entry) => f.write_str(
                 "not a PVH kernel (no XEN_ELFNOTE_PHYS32_ENTRY note); type=\"pvh\" boots ELF kernels that have one",
             ),
@@ -205,6 +218,16 @@ pub enum Boot<'a> {
         /// Where the kernel, modules and boot information go.
         layout: Mb2Layout,
     },
+    /// `type = "hvm"`: a Linux bzImage at its 32-bit boot protocol entry
+    /// (ESI = the zero page), a device model in Dom0.
+    BzImage {
+        /// The kernel.
+        bz: BzImage<'a>,
+        /// Where the kernel, the boot data and the initrd go.
+        layout: BzLayout,
+        /// The command line.
+        cmdline: Vec<u8>,
+    },
     /// `type = "pvh"`: an ELF kernel at its `PHYS32_ENTRY` with
     /// `hvm_start_info`, xenstore and a PV console, no device model.
     Pvh {
@@ -261,6 +284,61 @@ impl HvmPlan<'_> {
     pub fn max_mem_kib(&self) -> u64 {
         self.max_pages() * 4 + MAXMEM_SLACK_KIB
     }
+}
+
+/// A Linux bzImage? (the "HdrS" magic of its setup header at 0x202)
+pub fn is_bzimage(image: &[u8]) -> bool {
+    image.get(0x202..0x206) == Some(&bzimage::HDRS_MAGIC[..])
+}
+
+/// Plans a `type = "hvm"` guest: a Linux bzImage (see [`is_bzimage`])
+/// with [`plan_bzimage`], anything else as a Multiboot2 kernel with
+/// [`plan_multiboot2`].
+pub fn plan_hvm<'a>(
+    image: &'a [u8],
+    memory_mib: u64,
+    vcpus: u32,
+    cmdline: &[u8],
+    module_lens: &[u64],
+) -> Result<HvmPlan<'a>, HvmError> {
+    if is_bzimage(image) {
+        plan_bzimage(image, memory_mib, vcpus, cmdline, module_lens)
+    } else {
+        plan_multiboot2(image, memory_mib, vcpus, cmdline, module_lens)
+    }
+}
+
+/// Plans an HVM guest booting the Linux bzImage `image` (the initrd is
+/// the one module, if any).
+pub fn plan_bzimage<'a>(
+    image: &'a [u8],
+    memory_mib: u64,
+    vcpus: u32,
+    cmdline: &[u8],
+    module_lens: &[u64],
+) -> Result<HvmPlan<'a>, HvmError> {
+    let bz = BzImage::parse(image).map_err(HvmError::BzImage)?;
+    if module_lens.len() > 1 {
+        return Err(HvmError::BzImage(BzImageError::InitrdLength));
+    }
+    let map = memory_map(memory_mib)?;
+    let acpi = acpi::build(&AcpiConfig::hvm(vcpus.max(1), ACPI_BASE)).map_err(HvmError::Acpi)?;
+    let initrd = module_lens.first().copied().unwrap_or(0);
+    let layout =
+        bzimage::plan(&bz, &map, cmdline, initrd, Some(&acpi)).map_err(HvmError::BzImage)?;
+    let extents = extents(&map);
+    Ok(HvmPlan {
+        boot: Boot::BzImage {
+            bz,
+            layout,
+            cmdline: cmdline.to_vec(),
+        },
+        map,
+        acpi,
+        extents,
+        module_lens: module_lens.to_vec(),
+        vcpus: vcpus.max(1),
+    })
 }
 
 /// Plans an HVM guest booting the Multiboot2 kernel `image` with
@@ -327,9 +405,12 @@ pub fn plan_pvh<'a>(
 
 /// Writes the kernel, the modules (as long as planned), the ACPI tables
 /// and the boot information; returns vCPU 0's state: 32-bit protected
-/// mode with flat segments (selectors [`HVM_BOOT_CS`] and
-/// [`HVM_BOOT_DS`]), for Multiboot2 EAX = its magic and EBX = the boot
-/// information, for PVH EBX = `hvm_start_info`.
+/// mode, paging off, flat segments; for Multiboot2 (selectors
+/// [`HVM_BOOT_CS`] and [`HVM_BOOT_DS`]) EAX = its magic and EBX = the
+/// boot information, for PVH (the same selectors) EBX =
+/// `hvm_start_info`, for a bzImage (Linux's `__BOOT_CS` 0x10 and
+/// `__BOOT_DS` 0x18, with the GDT the boot data holds) ESI = the zero
+/// page.
 pub fn write(
     p: &HvmPlan,
     modules: &[&[u8]],
@@ -341,6 +422,25 @@ pub fn write(
                 Mb2Error::Memory(m) => HvmError::GuestMemory(m.gpa),
                 e => HvmError::Multiboot2(e),
             })?
+        }
+        Boot::BzImage {
+            bz,
+            layout,
+            cmdline,
+        } => {
+            if modules.len() > 1 {
+                return Err(HvmError::BzImage(BzImageError::InitrdLength));
+            }
+            let rd = modules.first().copied().unwrap_or(&[]);
+            bzimage::write(bz, layout, &p.map, cmdline, rd, Some(&p.acpi), mem).map_err(
+                |e| match e {
+                    BzImageError::Memory(m) => HvmError::GuestMemory(m.gpa),
+                    e => HvmError::BzImage(e),
+                },
+            )?;
+            // The 32-bit protocol: no page tables needed, as the
+            // hypervisor's contract for vCPU 0 asks.
+            return Ok(bzimage::entry_state_32(layout));
         }
         Boot::Pvh {
             elf,
@@ -812,6 +912,50 @@ mod tests {
             plan_pvh(b"MZ not an ELF at all", 16, 1, b"", 0),
             Err(HvmError::NotPvh(PvhError::Elf(_)))
         ));
+    }
+
+    #[test]
+    fn a_linux_bzimage_boots_at_its_32bit_entry_with_the_zero_page_and_initrd() {
+        use crate::builder::bzimage::tests::{bzimage, SPEC};
+        let img = bzimage(SPEC);
+        assert!(is_bzimage(&img));
+        assert!(!is_bzimage(&mb2_kernel()));
+        let p = plan_hvm(&img, 64, 2, b"console=ttyS0", &[3000]).unwrap();
+        let Boot::BzImage { layout, .. } = &p.boot else {
+            panic!("a bzImage plan")
+        };
+        let layout = *layout;
+        assert_eq!(p.special_gfns(), &[IOREQ_GFN]);
+        let mut mem = Sparse::new(64 * MIB);
+        let rd = vec![0x55; 3000];
+        let e = write(&p, &[&rd], &mut mem).unwrap();
+        assert_eq!(e.mode, crate::builder::pvh::EntryMode::Protected32);
+        assert_eq!((e.rip, e.rsi, e.rbx), (layout.entry32, layout.zero_page, 0));
+        assert_eq!((e.cs, e.ds), (0x10, 0x18), "Linux's __BOOT_CS/__BOOT_DS");
+        let c = hw_cpu(&e);
+        assert_eq!((c.cs_sel, c.ds_sel, c.cs_arbytes), (0x10, 0x18, 0xc9b));
+        assert_eq!(c.gdtr_base, e.gdt_base);
+        assert_ne!(c.gdtr_base, 0, "the boot GDT is loaded");
+        assert_eq!((c.cr0, c.cr3, c.msr_efer), (0x11, 0, 0));
+        assert_eq!(&mem.get(layout.zero_page + 0x202, 4), b"HdrS");
+        let (s, e2) = layout.initrd.unwrap();
+        assert_eq!(mem.get(s, (e2 - s) as usize), rd);
+        // The e820 in the zero page names the special pages as reserved.
+        let special = (SPECIAL_START_GFN * PAGE).to_le_bytes();
+        assert!(mem
+            .get(layout.zero_page, 4096)
+            .windows(8)
+            .any(|w| w == special));
+        // Two initrds cannot be given to Linux.
+        assert!(matches!(
+            plan_hvm(&img, 64, 1, b"", &[1, 2]),
+            Err(HvmError::BzImage(BzImageError::InitrdLength))
+        ));
+        // A damaged bzImage says so (not "not Multiboot2").
+        let mut bad = img.clone();
+        bad[0x1fe] = 0;
+        let msg = alloc::format!("{}", plan_hvm(&bad, 64, 1, b"", &[]).unwrap_err());
+        assert!(msg.starts_with("Linux bzImage: no 0xAA55"), "{msg}");
     }
 
     #[test]

@@ -910,9 +910,13 @@ impl Toolstack {
         let refuse = |why: String| XlError::Message(format!("building domain {name}: {why}"));
         let Some(kpath) = cfg.kernel.clone() else {
             return Err(refuse(format!(
-                "type=\"{}\" needs kernel= (a {} kernel): Oxen has no HVM firmware to boot a disk",
+                "type=\"{}\" needs kernel= (a {}): Oxen has no HVM firmware to boot a disk",
                 cfg.domain_type.as_str(),
-                if pvh { "PVH" } else { "Multiboot2" }
+                if pvh {
+                    "PVH kernel"
+                } else {
+                    "Multiboot2 kernel or a Linux bzImage"
+                }
             )));
         };
         if !pvh && (!cfg.disk.is_empty() || !cfg.vif.is_empty()) {
@@ -955,7 +959,7 @@ impl Toolstack {
                 ramdisk.len() as u64,
             )
         } else {
-            builder::hvm::plan_multiboot2(image, cfg.memory_mib, vcpus, cmdline.as_bytes(), &lens)
+            builder::hvm::plan_hvm(image, cfg.memory_mib, vcpus, cmdline.as_bytes(), &lens)
         }
         .map_err(|e| refuse(format!("{kpath}: {e}")))?;
         let built =
