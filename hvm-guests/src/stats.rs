@@ -37,6 +37,18 @@ pub fn summarize(samples: &mut [u64]) -> Option<Summary> {
     })
 }
 
+/// The sample at percentile `p` (0..=100, nearest rank) of `sorted`
+/// (ascending, as [`summarize`] leaves them); `None` if there are none.
+pub fn percentile(sorted: &[u64], p: u32) -> Option<u64> {
+    let n = sorted.len();
+    if n == 0 {
+        return None;
+    }
+    // Nearest rank: the smallest sample with at least p% at or below it.
+    let rank = (u64::from(p.min(100)) * n as u64).div_ceil(100).max(1);
+    Some(sorted[rank as usize - 1])
+}
+
 /// The line `bare-bench` prints for one figure:
 /// `BENCH <name> <median> min=<min> n=<n>` (what `tests/src/bench.rs`
 /// parses).
@@ -89,6 +101,19 @@ mod tests {
         assert_eq!(summarize(&mut v).map(|s| s.median), Some(u64::MAX - 1));
         let mut v = [u64::MAX, u64::MAX];
         assert_eq!(summarize(&mut v).map(|s| s.median), Some(u64::MAX));
+    }
+
+    #[test]
+    fn percentiles_by_nearest_rank() {
+        assert_eq!(percentile(&[], 50), None);
+        let v: std::vec::Vec<u64> = (1..=100).collect();
+        assert_eq!(percentile(&v, 0), Some(1));
+        assert_eq!(percentile(&v, 10), Some(10));
+        assert_eq!(percentile(&v, 90), Some(90));
+        assert_eq!(percentile(&v, 100), Some(100));
+        assert_eq!(percentile(&v, 250), Some(100));
+        assert_eq!(percentile(&[5, 7, 9], 50), Some(7));
+        assert_eq!(percentile(&[5, 7, 9], 99), Some(9));
     }
 
     #[test]

@@ -18,7 +18,9 @@
 //! the reference the Oxen figures are set beside. Each figure is one line
 //! `BENCH <name> <median> min=<min> n=<n>` (TSC cycles, the timing
 //! overhead included: the floor says how much it is); then the kernel
-//! powers off through ACPI S5. Nothing here is judged: a figure is never
+//! powers off through ACPI S5. Before each `BENCH` line comes a
+//! `bare: bench:` line with the spread (percentiles and maximum), and the
+//! TSC's rate and resolution are printed first. Nothing here is judged: a figure is never
 //! too big or too small.
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
@@ -36,7 +38,7 @@ mod kernel {
     use hvm_guests::metal::serial::COM1;
     use hvm_guests::metal::{cpu, firmware, pit, power, tsc};
     use hvm_guests::println;
-    use hvm_guests::stats::{self, BenchLine, Summary};
+    use hvm_guests::stats::{self, percentile, BenchLine, Summary};
 
     hvm_guests::entry!(main);
 
@@ -83,6 +85,7 @@ mod kernel {
             "bare: bench: TSC runs at about {mhz} MHz (against the PIT over {} ms)",
             CALIBRATE_US / 1000
         );
+        report_resolution();
         if rdtscp {
             run_all::<true>();
         } else {
@@ -98,28 +101,60 @@ mod kernel {
     fn run_all<const RDTSCP: bool>() {
         // 16 KiB: on the 64 KiB boot stack (no allocator).
         let mut samples = [0u64; ITERS];
-        let report = |name: &str, s: Option<Summary>| match s {
-            Some(summary) => println!("{}", BenchLine { name, summary }),
-            None => println!("BENCH {name} n/a (no samples)"),
+        let s = measure::<RDTSCP>(&mut samples, || {});
+        report(FLOOR, s, &samples);
+        let s = measure::<RDTSCP>(&mut samples, || {
+            let _ = cpu::cpuid(0, 0);
+        });
+        report(CPUID, s, &samples);
+        let s = measure::<RDTSCP>(&mut samples, || {
+            let _ = in_imm_0x61();
+        });
+        report(PIO_PLATFORM, s, &samples);
+        let s = measure::<RDTSCP>(&mut samples, || {
+            let _ = cpu::inb(PORT_DM);
+        });
+        report(PIO_DM, s, &samples);
+    }
+
+    /// Prints one figure: its spread, then its `BENCH` line. `sorted`: the
+    /// samples, sorted by [`stats::summarize`].
+    fn report(name: &str, s: Option<Summary>, sorted: &[u64]) {
+        let Some(summary) = s else {
+            println!("BENCH {name} n/a (no samples)");
+            return;
         };
-        report(FLOOR, measure::<RDTSCP>(&mut samples, || {}));
-        report(
-            CPUID,
-            measure::<RDTSCP>(&mut samples, || {
-                let _ = cpu::cpuid(0, 0);
-            }),
+        let p = |q| percentile(sorted, q).unwrap_or(0);
+        println!(
+            "bare: bench: {name} spread: p10={} p25={} p75={} p90={} p99={} max={}",
+            p(10),
+            p(25),
+            p(75),
+            p(90),
+            p(99),
+            p(100)
         );
-        report(
-            PIO_PLATFORM,
-            measure::<RDTSCP>(&mut samples, || {
-                let _ = in_imm_0x61();
-            }),
-        );
-        report(
-            PIO_DM,
-            measure::<RDTSCP>(&mut samples, || {
-                let _ = cpu::inb(PORT_DM);
-            }),
+        println!("{}", BenchLine { name, summary });
+    }
+
+    /// Says how finely the TSC counts here: the differences between
+    /// back-to-back reads (on some hosts it advances in steps of tens of
+    /// cycles, which bounds what the smallest figures can show).
+    fn report_resolution() {
+        let mut d = [0u64; 256];
+        for x in d.iter_mut() {
+            let a = tsc::begin();
+            let b = tsc::begin();
+            *x = b.wrapping_sub(a);
+        }
+        let nonzero = d.iter().filter(|&&v| v > 0).count();
+        d.sort_unstable();
+        println!(
+            "bare: bench: TSC resolution: back-to-back reads differ by {} (median), {} (smallest nonzero), {} of {} nonzero",
+            d[d.len() / 2],
+            d.iter().copied().find(|&v| v > 0).unwrap_or(0),
+            nonzero,
+            d.len()
         );
     }
 
