@@ -580,6 +580,11 @@ pub mod hvm {
     /// CPUs: the guest has one vCPU, the plain QEMU one CPU; Oxen's
     /// machine has the harness's default (Dom0 and the guest share them).
     pub const GUEST_CPUS: u32 = 1;
+    /// CPUs of Oxen's machine: one, so that Dom0 and the guest take turns
+    /// on one QEMU thread (as for pv-bench: on a shared 2-core host one
+    /// thread is steadier, and an ioreq's round trip does not depend on
+    /// when the host runs a second one).
+    pub const OXEN_SMP: u32 = 1;
     /// The plain QEMU run, boot to power-off (well under a second idle).
     pub const BARE_TIMEOUT: Duration = Duration::from_secs(60);
     /// The Oxen run: Dom0's boot, the guest's (each COM1 access an ioreq),
@@ -752,6 +757,7 @@ pub mod hvm {
         ));
         let machine = boot
             .qemu(&name, &work)?
+            .smp(OXEN_SMP)
             .echo(echo)
             .spawn()
             .map_err(|e| e.to_string())?;
