@@ -685,6 +685,14 @@ pub mod hvm {
             .find_map(|l| Some(l[l.find(&key)? + key.len()..].trim_end()))
     }
 
+    /// The kernel's CPU line, after the marker (`vendor=.. leaf1_eax=..
+    /// hypervisor_bit=.. hypervisor_signature=..`).
+    pub fn cpu(log: &str) -> Option<&str> {
+        const KEY: &str = "bare: bench: cpu ";
+        log.lines()
+            .find_map(|l| Some(l[l.find(KEY)? + KEY.len()..].trim_end()))
+    }
+
     /// The kernel's TSC resolution line, after the marker.
     pub fn resolution(log: &str) -> Option<&str> {
         const KEY: &str = "bare: bench: TSC resolution: ";
@@ -732,6 +740,24 @@ pub mod hvm {
             return Err(r.report("bare-bench on plain QEMU did not power off by itself"));
         }
         Ok(r)
+    }
+
+    /// The emulator's own words on its version (`QEMU emulator version
+    /// 7.2.x ...`: the first line of `qemu-system-x86_64 --version`), for
+    /// the table's heading.
+    pub fn emulator_version() -> String {
+        std::process::Command::new(crate::qemu::qemu_binary())
+            .arg("--version")
+            .output()
+            .ok()
+            .and_then(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .next()
+                    .map(|l| l.trim().to_string())
+            })
+            .filter(|l| !l.is_empty())
+            .unwrap_or_else(|| "QEMU (version unknown)".into())
     }
 
     /// The guest's config.
@@ -838,6 +864,10 @@ mod tests {
         );
         assert_eq!(hvm::spread(log, "hvm_cpuid_cycles"), Some("p10=26 max=130"));
         assert_eq!(hvm::spread(log, "hvm_floor_cycles"), None);
+        assert_eq!(
+            hvm::cpu("bare: bench: cpu vendor=AuthenticAMD hypervisor_bit=0\r"),
+            Some("vendor=AuthenticAMD hypervisor_bit=0")
+        );
     }
 
     #[test]

@@ -230,9 +230,10 @@ fn hvm(images: &Images) -> Result<bool, String> {
     use oxen_tests::qemu::{DEFAULT_CPU, DEFAULT_MEM};
     println!(
         "HVM exit benchmarks: {} (a kernel written for bare metal) on plain QEMU and as an HVM \
-         guest of Oxen, one run each; emulator: QEMU TCG (no KVM), -cpu {DEFAULT_CPU} in both \
-         (SVM with nested paging for Oxen)",
-        hvm::KERNEL
+         guest of Oxen, one run each; emulator: QEMU TCG (no KVM; {}), -cpu {DEFAULT_CPU} in \
+         both (SVM with nested paging for Oxen)",
+        hvm::KERNEL,
+        hvm::emulator_version()
     );
     println!(
         "bare metal: qemu -kernel (PVH entry), -smp {}, -m {}M.  Oxen: PVH, -smp {} (Dom0 and \
@@ -296,6 +297,11 @@ fn hvm(images: &Images) -> Result<bool, String> {
         hvm::WARMUP,
         rate(&bare.log),
         rate(olog)
+    );
+    println!(
+        "The CPU as the kernel saw it: bare metal {}; Oxen guest {}.",
+        hvm::cpu(&bare.log).unwrap_or("not printed"),
+        hvm::cpu(olog).unwrap_or("not printed")
     );
     println!(
         "The TSC's resolution: bare metal {}; Oxen guest {}.",
