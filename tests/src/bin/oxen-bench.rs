@@ -313,6 +313,10 @@ fn hvm(images: &Images) -> Result<bool, String> {
          plain QEMU, cpuid is a TCG helper call that takes less): its Oxen/bare ratio is then a \
          lower bound."
     );
+    println!(
+        "Oxen's figures are one QEMU thread's; when the host is busy the medians grow with its \
+         load (the minimum and p10 below move far less)."
+    );
     println!("Spread (TSC cycles, nearest-rank percentiles):");
     for (id, _, _) in hvm::FIGURES {
         for (who, log) in [
