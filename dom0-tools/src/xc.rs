@@ -14,12 +14,13 @@
 use hypercall_abi::arch_x86::VcpuGuestContext;
 use hypercall_abi::domctl::{
     DomctlCmd, DomctlSchedOp, SchedulerId, XenDomctl, XenDomctlCreatedomain,
-    XenDomctlGetdomaininfo, XenDomctlGetvcpuinfo, XenDomctlMaxMem, XenDomctlSchedCredit,
-    XenDomctlSchedulerOp, XenDomctlVcpuaffinity, XenDomctlVcpucontext, XenctlBitmap,
-    XEN_DOMINF_DYING, XEN_DOMINF_PAUSED, XEN_DOMINF_SHUTDOWN, XEN_DOMINF_SHUTDOWNMASK,
-    XEN_DOMINF_SHUTDOWNSHIFT, XEN_VCPUAFFINITY_HARD,
+    XenDomctlGetdomaininfo, XenDomctlGetvcpuinfo, XenDomctlHvmcontext, XenDomctlMaxMem,
+    XenDomctlSchedCredit, XenDomctlSchedulerOp, XenDomctlVcpuaffinity, XenDomctlVcpucontext,
+    XenctlBitmap, XEN_DOMINF_DYING, XEN_DOMINF_PAUSED, XEN_DOMINF_SHUTDOWN,
+    XEN_DOMINF_SHUTDOWNMASK, XEN_DOMINF_SHUTDOWNSHIFT, XEN_VCPUAFFINITY_HARD,
 };
 use hypercall_abi::errno::Errno as AbiErrno;
+use hypercall_abi::hvm::{HvmOp, HvmParam, XenHvmParam};
 use hypercall_abi::hypercall::Hypercall;
 use hypercall_abi::memory::{MemoryOp, XenMemoryReservation};
 use hypercall_abi::sysctl::{
@@ -340,6 +341,99 @@ pub fn get_vcpu_context(domid: DomId, vcpu: u32) -> Result<VcpuGuestContext, Err
     });
     domctl(&mut d)?;
     Ok(ctxt)
+}
+
+/// `XEN_DOMCTL_sethvmcontext`: loads an HVM domain's state from `buf`, a
+/// buffer of save records (`HEADER`, per-vCPU `CPU`, ..., `END`; see
+/// [`hypercall_abi::hvm_save`]), as libxc's `xc_domain_hvm_setcontext`.
+pub fn set_hvm_context(domid: DomId, buf: &[u8]) -> Result<(), Errno> {
+    let size = u32::try_from(buf.len()).map_err(|_| Errno::EINVAL)?;
+    let mut d = XenDomctl::new(DomctlCmd::Sethvmcontext, domid);
+    d.set_payload(&XenDomctlHvmcontext {
+        size,
+        _pad4: 0,
+        buffer: buf.as_ptr() as u64,
+    });
+    // Xen reads `size` bytes of `buf`, live for the call.
+    domctl(&mut d).map(|_| ())
+}
+
+/// `XEN_DOMCTL_gethvmcontext` with a NULL buffer: how many bytes the
+/// domain's save records take.
+pub fn hvm_context_size(domid: DomId) -> Result<usize, Errno> {
+    let mut d = XenDomctl::new(DomctlCmd::Gethvmcontext, domid);
+    d.set_payload(&XenDomctlHvmcontext {
+        size: 0,
+        _pad4: 0,
+        buffer: 0,
+    });
+    domctl(&mut d)?;
+    Ok(d.payload::<XenDomctlHvmcontext>().size as usize)
+}
+
+/// `XEN_DOMCTL_gethvmcontext`: the domain's save records into `buf`;
+/// returns the bytes written (at most `buf.len()`).
+pub fn get_hvm_context(domid: DomId, buf: &mut [u8]) -> Result<usize, Errno> {
+    let size = u32::try_from(buf.len()).map_err(|_| Errno::EINVAL)?;
+    let mut d = XenDomctl::new(DomctlCmd::Gethvmcontext, domid);
+    d.set_payload(&XenDomctlHvmcontext {
+        size,
+        _pad4: 0,
+        buffer: buf.as_mut_ptr() as u64,
+    });
+    // Xen writes at most `size` bytes into `buf`, live for the call.
+    domctl(&mut d)?;
+    Ok((d.payload::<XenDomctlHvmcontext>().size as usize).min(buf.len()))
+}
+
+fn hvm_param_op(op: HvmOp, p: &mut XenHvmParam) -> Result<(), Errno> {
+    // SAFETY: Xen reads and (for get) writes back one `xen_hvm_param`,
+    // live for the call.
+    check(unsafe { hypercall2(Hypercall::HvmOp, op as u64, p as *mut XenHvmParam as u64) })
+        .map(|_| ())
+}
+
+/// `HVMOP_set_param` on `domid` (libxc's `xc_hvm_param_set`).
+pub fn hvm_set_param(domid: DomId, param: HvmParam, value: u64) -> Result<(), Errno> {
+    let mut p = XenHvmParam {
+        domid,
+        pad: 0,
+        index: param as u32,
+        value,
+    };
+    hvm_param_op(HvmOp::SetParam, &mut p)
+}
+
+/// `HVMOP_get_param` on `domid` (libxc's `xc_hvm_param_get`).
+pub fn hvm_get_param(domid: DomId, param: HvmParam) -> Result<u64, Errno> {
+    let mut p = XenHvmParam {
+        domid,
+        pad: 0,
+        index: param as u32,
+        value: 0,
+    };
+    hvm_param_op(HvmOp::GetParam, &mut p)?;
+    Ok(p.value)
+}
+
+/// `SCHEDOP_remote_shutdown`: shuts `domid` down for `reason` (a
+/// `SHUTDOWN_*` code), as libxc's `xc_domain_shutdown`; the toolstack
+/// then acts on it as on a guest's own shutdown.
+pub fn remote_shutdown(domid: DomId, reason: u32) -> Result<(), Errno> {
+    let mut a = hypercall_abi::sched::SchedRemoteShutdown {
+        domain_id: domid,
+        _pad2: 0,
+        reason,
+    };
+    // SAFETY: Xen reads one `sched_remote_shutdown`, live for the call.
+    check(unsafe {
+        hypercall2(
+            Hypercall::SchedOp,
+            hypercall_abi::sched::SchedOp::RemoteShutdown as u64,
+            &mut a as *mut hypercall_abi::sched::SchedRemoteShutdown as u64,
+        )
+    })
+    .map(|_| ())
 }
 
 /// `XEN_DOMCTL_getvcpuinfo`.
@@ -768,6 +862,118 @@ pub mod foreign {
         /// accesses).
         pub fn page_ptr(&self, i: u64) -> Option<*mut u8> {
             (i < self.pages).then(|| (self.base + i * 4096) as *mut u8)
+        }
+    }
+
+    /// Pages [`ForeignGuestMemory`] tries to keep mapped at once.
+    const GUEST_WINDOW_PAGES: u64 = 256;
+
+    /// An HVM (translated) domain's memory by guest-physical address, for
+    /// the HVM builder and the device model's `data_is_ptr` requests:
+    /// accesses go through a window of guest frames mapped with
+    /// [`ForeignMap`] (frame numbers read as GFNs), moved when an access
+    /// falls outside it. Inside the populated ranges it was told of, the
+    /// window reaches up to [`GUEST_WINDOW_PAGES`] ahead (sequential
+    /// writes map once per window); elsewhere it holds exactly the frames
+    /// of the access. An access to a frame that is not populated fails
+    /// ([`crate::devmodel::MemoryFault`]).
+    pub struct ForeignGuestMemory {
+        domid: DomId,
+        /// Populated `(first gfn, count)` ranges the window may span.
+        ranges: alloc::vec::Vec<(u64, u64)>,
+        /// The window: its first guest frame and the mapping.
+        window: Option<(u64, ForeignMap)>,
+    }
+
+    impl ForeignGuestMemory {
+        /// `domid`'s memory, nothing mapped yet; each access maps just
+        /// its own frames.
+        pub fn new(domid: DomId) -> ForeignGuestMemory {
+            Self::with_ranges(domid, alloc::vec::Vec::new())
+        }
+
+        /// `domid`'s memory whose frames `ranges` (`(first gfn, count)`)
+        /// are populated.
+        pub fn with_ranges(domid: DomId, ranges: alloc::vec::Vec<(u64, u64)>) -> Self {
+            ForeignGuestMemory {
+                domid,
+                ranges,
+                window: None,
+            }
+        }
+
+        /// How many frames from `first` a window may hold, at least `need`.
+        fn span(&self, first: u64, need: u64) -> u64 {
+            let end = self
+                .ranges
+                .iter()
+                .find(|&&(s, n)| first >= s && first < s + n)
+                .map_or(0, |&(s, n)| s + n);
+            end.saturating_sub(first).min(GUEST_WINDOW_PAGES).max(need)
+        }
+
+        /// Dom0's address of guest-physical `gpa` with `len` bytes mapped
+        /// behind it (`len` within one window).
+        fn reach(&mut self, gpa: u64, len: u64) -> Option<*mut u8> {
+            let first = gpa >> 12;
+            let last = gpa.checked_add(len.max(1) - 1)? >> 12;
+            let inside = |(w, m): &(u64, ForeignMap)| first >= *w && last < *w + m.pages();
+            if !self.window.as_ref().is_some_and(inside) {
+                self.window = None;
+                let need = last - first + 1;
+                let frames: alloc::vec::Vec<u64> =
+                    (first..first + self.span(first, need)).collect();
+                let m = ForeignMap::new(self.domid, &frames).ok()?;
+                self.window = Some((first, m));
+            }
+            let (w, m) = self.window.as_ref()?;
+            Some((m.base() + (gpa - (w << 12))) as *mut u8)
+        }
+
+        fn each_chunk(
+            &mut self,
+            gpa: u64,
+            len: usize,
+            mut f: impl FnMut(*mut u8, usize, usize),
+        ) -> Result<(), crate::devmodel::MemoryFault> {
+            let chunk = (GUEST_WINDOW_PAGES as usize / 2) * 4096;
+            let mut done = 0;
+            while done < len {
+                let n = (len - done).min(chunk);
+                let at = gpa
+                    .checked_add(done as u64)
+                    .ok_or(crate::devmodel::MemoryFault { gpa })?;
+                let p = self
+                    .reach(at, n as u64)
+                    .ok_or(crate::devmodel::MemoryFault { gpa: at })?;
+                f(p, done, n);
+                done += n;
+            }
+            Ok(())
+        }
+    }
+
+    impl crate::devmodel::GuestMemory for ForeignGuestMemory {
+        fn read(&mut self, gpa: u64, buf: &mut [u8]) -> Result<(), crate::devmodel::MemoryFault> {
+            let len = buf.len();
+            let dst = buf.as_mut_ptr();
+            self.each_chunk(gpa, len, |p, off, n| {
+                // SAFETY: `reach` mapped `n` bytes at `p` (the window
+                // lives in `self` until the next `reach`); `dst + off` has
+                // `n` bytes of `buf` left. The guest may write its memory
+                // meanwhile: the bytes are data only.
+                unsafe { core::ptr::copy_nonoverlapping(p as *const u8, dst.add(off), n) }
+            })
+        }
+
+        fn write(&mut self, gpa: u64, buf: &[u8]) -> Result<(), crate::devmodel::MemoryFault> {
+            let len = buf.len();
+            let src = buf.as_ptr();
+            self.each_chunk(gpa, len, |p, off, n| {
+                // SAFETY: as in `read`, the other way round (the window is
+                // mapped writable).
+                unsafe { core::ptr::copy_nonoverlapping(src.add(off), p, n) }
+            })
         }
     }
 

@@ -841,7 +841,7 @@ pub fn write(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::builder::acpi::{self, AcpiConfig};
     use crate::builder::pvh::{EntryMode, ACPI_BASE, BELOW_4G_RAM_END};
@@ -851,7 +851,7 @@ mod tests {
 
     /// Header fields a test may change.
     #[derive(Clone, Copy)]
-    struct Spec {
+    pub(crate) struct Spec {
         setup_sects: u8,
         version: u16,
         loadflags: u8,
@@ -865,7 +865,7 @@ mod tests {
         kernel_len: usize,
     }
 
-    const SPEC: Spec = Spec {
+    pub(crate) const SPEC: Spec = Spec {
         setup_sects: 4,
         version: 0x020f,
         loadflags: LOADED_HIGH,
@@ -881,7 +881,7 @@ mod tests {
 
     /// A bzImage as the kernel's build writes one: boot sector with the
     /// header, setup sectors, the protected-mode kernel.
-    fn bzimage(s: Spec) -> Vec<u8> {
+    pub(crate) fn bzimage(s: Spec) -> Vec<u8> {
         let sects = if s.setup_sects == 0 {
             4
         } else {

@@ -29,6 +29,7 @@
 
 pub mod acpi;
 pub mod bzimage;
+pub mod hvm;
 pub mod multiboot2;
 pub mod plan;
 pub mod pvh;

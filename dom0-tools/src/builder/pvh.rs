@@ -177,6 +177,32 @@ impl GuestMemoryMap {
         Ok(GuestMemoryMap { ram, entries })
     }
 
+    /// Marks `[start, start + len)` reserved in the map the guest is
+    /// told (the toolstack's special pages above RAM, as libxl's e820);
+    /// it must be page aligned and clear of every other entry. Entries
+    /// stay sorted.
+    pub fn reserve(&mut self, start: u64, len: u64) -> Result<(), PlacementError> {
+        let bad = PlacementError::NoRoom {
+            what: "reserved range",
+            len,
+        };
+        let end = start.checked_add(len).ok_or(bad)?;
+        if len == 0
+            || !start.is_multiple_of(PAGE)
+            || !len.is_multiple_of(PAGE)
+            || self
+                .entries
+                .iter()
+                .any(|e| overlaps(start, end, e.addr, e.addr + e.size))
+        {
+            return Err(bad);
+        }
+        let at = self.entries.partition_point(|e| e.addr < start);
+        self.entries
+            .insert(at, entry(start, len, HvmMemmapType::Reserved));
+        Ok(())
+    }
+
     /// The guest's memory in bytes.
     pub fn ram_bytes(&self) -> u64 {
         self.ram

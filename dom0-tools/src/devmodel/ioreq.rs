@@ -188,6 +188,11 @@ impl PciHost {
         self.reset_requested
     }
 
+    /// Takes the reset request (it is acted on once).
+    pub fn take_reset_request(&mut self) -> bool {
+        core::mem::take(&mut self.reset_requested)
+    }
+
     /// Byte `reg` (0..=255) of `bdf`'s configuration space.
     fn config_byte(bdf: Bdf, reg: u16) -> u8 {
         if bdf != Bdf::new(0, 0, 0) || reg > 0xff {
@@ -296,6 +301,66 @@ impl ConfigSpace for PciHost {
     }
 }
 
+/// The PM1a control register of the guest's ACPI fixed hardware (2
+/// bytes at [`PM1A_CNT`], the FADT's `PM1a_CNT_BLK` for
+/// `builder::acpi::PmPorts::XEN_V1`, QEMU's PIIX4 PM block, which the
+/// device model serves in a Xen system). SCI_EN always reads set (the
+/// guest is in ACPI mode from the start: the FADT has no SMI command
+/// port); writing SLP_EN with SLP_TYP = [`S5_SLP_TYP`] is a power-off
+/// request ([`DeviceModel::power_request`]), another SLP_TYP (a sleep
+/// state Oxen does not offer) is ignored.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Pm1Control {
+    value: u16,
+    poweroff: bool,
+}
+
+/// PM1a_CNT's port.
+pub const PM1A_CNT: u16 = 0xb004;
+/// `\_S5`'s SLP_TYP in the DSDT (`ACPI_SLP_TYP_S5_V1`).
+pub const S5_SLP_TYP: u16 = 0;
+/// PM1_CNT.SCI_EN.
+const PM1_SCI_EN: u16 = 1 << 0;
+/// PM1_CNT.SLP_TYP (bits 10..13).
+const PM1_SLP_TYP_SHIFT: u16 = 10;
+/// PM1_CNT.SLP_EN (write-only).
+const PM1_SLP_EN: u16 = 1 << 13;
+
+impl IoDevice for Pm1Control {
+    fn read(&mut self, offset: u64, size: u8) -> u64 {
+        let v = u64::from(self.value | PM1_SCI_EN);
+        (v >> (8 * offset.min(2))) & ones(size)
+    }
+
+    fn write(&mut self, offset: u64, size: u8, value: u64) {
+        let mut v = u64::from(self.value);
+        for i in 0..u64::from(size) {
+            let at = offset + i;
+            if at < 2 {
+                v = (v & !(0xff << (8 * at))) | (((value >> (8 * i)) & 0xff) << (8 * at));
+            }
+        }
+        let v = v as u16;
+        if v & PM1_SLP_EN != 0 && (v >> PM1_SLP_TYP_SHIFT) & 7 == S5_SLP_TYP {
+            self.poweroff = true;
+        }
+        self.value = v & !PM1_SLP_EN;
+    }
+
+    fn max_access(&self) -> u8 {
+        2
+    }
+}
+
+/// What the guest asked of the machine through its devices.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PowerRequest {
+    /// ACPI S5 (PM1a_CNT): power off.
+    Poweroff,
+    /// Reset control (0xcf9): reboot.
+    Reboot,
+}
+
 /// What the device model has seen.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -343,6 +408,8 @@ pub struct DeviceModel<S> {
     pub com1: Uart16550<S>,
     /// The PCI host bridge.
     pub pci: PciHost,
+    /// ACPI PM1a control (S5 power-off).
+    pub pm1: Pm1Control,
     stats: Stats,
 }
 
@@ -351,12 +418,14 @@ pub struct DeviceModel<S> {
 enum PortDev {
     Com1,
     Pci,
+    Pm1,
 }
 
 /// The port map: (first port, number of ports, device).
-const PORT_MAP: [(u16, u16, PortDev); 2] = [
+const PORT_MAP: [(u16, u16, PortDev); 3] = [
     (uart16550::COM1_BASE, uart16550::NR_PORTS, PortDev::Com1),
     (PCI_CONFIG_ADDRESS, 8, PortDev::Pci),
+    (PM1A_CNT, 2, PortDev::Pm1),
 ];
 
 fn port_owner(port: u64) -> Option<(u64, u64, PortDev)> {
@@ -372,6 +441,7 @@ impl<S: ByteSink> DeviceModel<S> {
         DeviceModel {
             com1: Uart16550::new(console),
             pci: PciHost::default(),
+            pm1: Pm1Control::default(),
             stats: Stats::default(),
         }
     }
@@ -379,6 +449,20 @@ impl<S: ByteSink> DeviceModel<S> {
     /// What it has seen.
     pub fn stats(&self) -> &Stats {
         &self.stats
+    }
+
+    /// What the guest asked for since the last call (each request is
+    /// returned once): ACPI S5 power-off wins over a reset.
+    pub fn power_request(&mut self) -> Option<PowerRequest> {
+        let off = core::mem::take(&mut self.pm1.poweroff);
+        let reset = self.pci.take_reset_request();
+        if off {
+            Some(PowerRequest::Poweroff)
+        } else if reset {
+            Some(PowerRequest::Reboot)
+        } else {
+            None
+        }
     }
 
     /// The ISA IRQ lines the devices drive, bit N for IRQ N (for
@@ -395,6 +479,7 @@ impl<S: ByteSink> DeviceModel<S> {
         match d {
             PortDev::Com1 => &mut self.com1,
             PortDev::Pci => &mut self.pci,
+            PortDev::Pm1 => &mut self.pm1,
         }
     }
 
@@ -744,6 +829,28 @@ mod tests {
         // Byte writes elsewhere in CONFIG_ADDRESS do not latch it.
         outb(&mut d, 0xcf8, 1, 0x80);
         assert_eq!(d.pci.config_address(), 0);
+    }
+
+    #[test]
+    fn acpi_s5_and_the_reset_register_are_power_requests_taken_once() {
+        let mut d = dm();
+        assert_eq!(d.power_request(), None);
+        assert_eq!(inb(&mut d, PM1A_CNT, 2) & 1, 1, "SCI_EN reads set");
+        // A sleep type other than S5 (S3 = 1 << 10) is ignored.
+        outb(&mut d, PM1A_CNT, 2, (1 << 10) | (1 << 13));
+        assert_eq!(d.power_request(), None);
+        assert_eq!(inb(&mut d, PM1A_CNT, 2) & (1 << 13), 0, "SLP_EN reads 0");
+        // SLP_TYP = S5 (0), SLP_EN, as a 16-bit write and as two bytes.
+        outb(&mut d, PM1A_CNT, 2, 1 << 13);
+        assert_eq!(d.power_request(), Some(PowerRequest::Poweroff));
+        assert_eq!(d.power_request(), None);
+        outb(&mut d, PM1A_CNT, 1, 0);
+        outb(&mut d, PM1A_CNT + 1, 1, 0x20);
+        assert_eq!(d.power_request(), Some(PowerRequest::Poweroff));
+        outb(&mut d, 0xcf9, 1, 0x06);
+        assert_eq!(d.power_request(), Some(PowerRequest::Reboot));
+        assert_eq!(d.power_request(), None);
+        assert!(d.stats().unclaimed_ports.is_empty());
     }
 
     #[test]

@@ -9,10 +9,12 @@
 //! direction flag are checked, and guest memory is reached only through
 //! the fallible [`GuestMemory`] trait.
 //!
-//! Pure logic, host-tested; the glue (mapping the ioreq page, the event
-//! channel, the console ring) lives with the rest of Dom0's HVM support.
+//! Pure logic, host-tested ([`server`]: the shared ioreq page's slot
+//! protocol); the glue (mapping the ioreq page, the event channels, the
+//! console backlog) is in `toolstack::hvm`.
 
 pub mod ioreq;
+pub mod server;
 pub mod uart16550;
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ use alloc::vec::Vec;
 use core::fmt::{self, Write as _};
 
 use super::devices::{self, Hardware};
+use super::hvm::HvmIo;
 use super::lifecycle::{self, Next};
 use super::media::{self, Medium, Sharing};
 use super::net::Net;
@@ -267,10 +268,14 @@ struct Guest {
     cfg: DomainConfig,
     source: Source,
     uuid: [u8; 16],
+    /// Its console output: the PV console ring's, or an HVM guest's COM1.
     console: DomConsole,
-    console_map: ForeignMap,
-    /// Dom0's end of the console event channel.
-    console_port: u32,
+    /// The PV console ring (none for an HVM guest).
+    console_map: Option<ForeignMap>,
+    /// Dom0's end of the console event channel (PV).
+    console_port: Option<u32>,
+    /// An HVM guest's device model.
+    hvm: Option<Box<HvmIo>>,
     started_ns: u64,
     /// The shutdown was seen and acted on (preserved).
     settled: bool,
@@ -278,7 +283,7 @@ struct Guest {
 
 impl Guest {
     fn ring(&self) -> Option<RawRing> {
-        let p = self.console_map.page_ptr(0)?;
+        let p = self.console_map.as_ref()?.page_ptr(0)?;
         // SAFETY: the console page stays mapped as long as the guest
         // record (console_map) lives; RawRing only does volatile accesses
         // bounded to the page.
@@ -554,12 +559,27 @@ impl Toolstack {
         }
         progress |= !r.notify.is_empty() || !r.more.is_empty();
         for (&id, g) in self.guests.iter_mut() {
+            if let Some(h) = g.hvm.as_mut() {
+                if h.service() > 0 {
+                    progress = true;
+                }
+                let out = h.take_output();
+                if !out.is_empty() {
+                    g.console.feed(&out, |_| {});
+                    if self.attached == Some(id) {
+                        print_tail(&g.console, out.len());
+                    }
+                }
+                continue;
+            }
             let Some(mut ring) = g.ring() else { continue };
             let before = g.console.backlog().total();
             let n = g.console.poll(&mut ring, |_| {});
             if n > 0 {
                 progress = true;
-                let _ = events::send(g.console_port);
+                if let Some(p) = g.console_port {
+                    let _ = events::send(p);
+                }
                 if self.attached == Some(id) {
                     let added = (g.console.backlog().total() - before) as usize;
                     print_tail(&g.console, added);
@@ -684,7 +704,11 @@ impl Toolstack {
         if let Some(g) = self.guests.remove(&domid) {
             let _ = self.xs.release(domid);
             let _ = self.xs.destroy_domain_dirs(domid, &uuid_string(&g.uuid));
-            let _ = events::close(g.console_port);
+            if let Some(p) = g.console_port {
+                let _ = events::close(p);
+            }
+            // An HVM guest's device model unbinds its ports and unmaps
+            // its ioreq page here.
             drop(g);
         }
         if self.attached == Some(domid) {
@@ -733,11 +757,9 @@ impl Toolstack {
                 cfg.name
             )));
         }
-        if cfg.domain_type != DomainType::Pv {
-            return Err(XlError::Message(format!(
-                "type=\"{}\" guests are not supported yet (Oxen runs PV guests)",
-                cfg.domain_type.as_str()
-            )));
+        match cfg.domain_type {
+            DomainType::Pv => {}
+            DomainType::Hvm | DomainType::Pvh => return self.start_hvm(cfg, source, paused),
         }
         let kpath = cfg.kernel.clone().unwrap_or_default();
         let kernel = self.file(&kpath).ok_or_else(|| {
@@ -774,8 +796,9 @@ impl Toolstack {
                         source,
                         uuid,
                         console: DomConsole::new(domid),
-                        console_map,
-                        console_port,
+                        console_map: Some(console_map),
+                        console_port: Some(console_port),
+                        hvm: None,
                         started_ns: time::now_ns(),
                         settled: false,
                     }),
@@ -791,17 +814,8 @@ impl Toolstack {
         }
     }
 
-    /// After the build: limits, scheduling, console, xenstore, unpause.
-    fn finish_start(
-        &mut self,
-        cfg: &DomainConfig,
-        b: &Built,
-        paused: bool,
-    ) -> XlResult<([u8; 16], ForeignMap, u32)> {
-        let domid = b.domid;
-        if cfg.maxmem_mib > cfg.memory_mib {
-            xc::set_max_mem(domid, cfg.maxmem_mib * 1024).map_err(xen_err)?;
-        }
+    /// Credit weight and cap, vCPU affinity, from xl.cfg.
+    fn scheduling(domid: u16, cfg: &DomainConfig) -> XlResult<()> {
         if cfg.cpu_weight.is_some() || cfg.cap.is_some() {
             let w = cfg.cpu_weight.unwrap_or(0).min(65535) as u16;
             let c = cfg.cap.map_or(0xffff, |c| c.min(65534) as u16);
@@ -823,6 +837,21 @@ impl Toolstack {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// After the build: limits, scheduling, console, xenstore, unpause.
+    fn finish_start(
+        &mut self,
+        cfg: &DomainConfig,
+        b: &Built,
+        paused: bool,
+    ) -> XlResult<([u8; 16], ForeignMap, u32)> {
+        let domid = b.domid;
+        if cfg.maxmem_mib > cfg.memory_mib {
+            xc::set_max_mem(domid, cfg.maxmem_mib * 1024).map_err(xen_err)?;
+        }
+        Self::scheduling(domid, cfg)?;
         let uuid = cfg.uuid.unwrap_or_else(|| self.new_uuid(domid));
         let console_map = ForeignMap::new(domid, &[b.console_mfn]).map_err(xen_err)?;
         let console_port = events::bind_interdomain(domid, b.console_port).map_err(xen_err)?;
@@ -866,6 +895,209 @@ impl Toolstack {
             }
         }
         Ok((uuid, console_map, console_port))
+    }
+
+    /// `xl create` of a `type = "hvm"` guest (a Multiboot2 kernel booted
+    /// directly, its COM1 served by Dom0's device model ([`HvmIo`]) into
+    /// the guest's console backlog) or of a `type = "pvh"` guest (an ELF
+    /// kernel with `PHYS32_ENTRY`, xenstore and the PV console as for a
+    /// PV guest, no device model); see [`builder::hvm`]. Everything the
+    /// config or the kernel can get wrong is refused before a domain
+    /// exists; after that, a failure destroys the domain again.
+    fn start_hvm(&mut self, cfg: DomainConfig, source: Source, paused: bool) -> XlResult<u32> {
+        let name = cfg.name.clone();
+        let pvh = cfg.domain_type == DomainType::Pvh;
+        let refuse = |why: String| XlError::Message(format!("building domain {name}: {why}"));
+        let Some(kpath) = cfg.kernel.clone() else {
+            return Err(refuse(format!(
+                "type=\"{}\" needs kernel= (a {}): Oxen has no HVM firmware to boot a disk",
+                cfg.domain_type.as_str(),
+                if pvh {
+                    "PVH kernel"
+                } else {
+                    "Multiboot2 kernel or a Linux bzImage"
+                }
+            )));
+        };
+        if !pvh && (!cfg.disk.is_empty() || !cfg.vif.is_empty()) {
+            return Err(refuse(String::from(
+                "type=\"hvm\" guests get no disk= or vif= yet (Dom0 emulates COM1 and a PCI host bridge only)",
+            )));
+        }
+        let kernel = self.file(&kpath).ok_or_else(|| {
+            XlError::Message(format!(
+                "failed to read kernel {kpath}: No such file or directory"
+            ))
+        })?;
+        let ramdisk: &[u8] = match &cfg.ramdisk {
+            Some(p) => self.file(p).ok_or_else(|| {
+                XlError::Message(format!(
+                    "failed to read ramdisk {p}: No such file or directory"
+                ))
+            })?,
+            None => &[],
+        };
+        let modules: Vec<&[u8]> = if ramdisk.is_empty() {
+            Vec::new()
+        } else {
+            alloc::vec![ramdisk]
+        };
+        let lens: Vec<u64> = modules.iter().map(|m| m.len() as u64).collect();
+        // The ELF parser reads headers in place: give it an 8-byte aligned
+        // copy (a cpio member is only 4-byte aligned).
+        let mut words: Vec<u64> = alloc::vec![0; kernel.len().div_ceil(8)];
+        zerocopy::IntoBytes::as_mut_bytes(&mut words[..])[..kernel.len()].copy_from_slice(kernel);
+        let image = &zerocopy::IntoBytes::as_bytes(&words[..])[..kernel.len()];
+        let cmdline = cfg.cmdline.clone().unwrap_or_default();
+        let vcpus = cfg.max_vcpus.max(1);
+        let plan = if pvh {
+            builder::hvm::plan_pvh(
+                image,
+                cfg.memory_mib,
+                vcpus,
+                cmdline.as_bytes(),
+                ramdisk.len() as u64,
+            )
+        } else {
+            builder::hvm::plan_hvm(image, cfg.memory_mib, vcpus, cmdline.as_bytes(), &lens)
+        }
+        .map_err(|e| refuse(format!("{kpath}: {e}")))?;
+        let built =
+            builder::hvm::build(&plan, &modules, [0; 16]).map_err(|e| refuse(e.to_string()))?;
+        drop(plan);
+        let domid = built.domid;
+        if let Some(r) = built.rings {
+            return self.start_pvh(cfg, source, paused, domid, built.nr_pages, r);
+        }
+        let Some(ioreq) = built.ioreq else {
+            let _ = xc::destroy(domid);
+            return Err(refuse(String::from("no ioreq page")));
+        };
+        let uuid = cfg.uuid.unwrap_or_else(|| self.new_uuid(domid));
+        let uuid_s = uuid_string(&uuid);
+        let io = Box::new(HvmIo::new(domid, ioreq, built.vcpus));
+        match self.finish_start_hvm(&cfg, domid, &uuid_s, paused) {
+            Ok(()) => {
+                self.guests.insert(
+                    domid,
+                    Box::new(Guest {
+                        name,
+                        cfg,
+                        source,
+                        uuid,
+                        console: DomConsole::new(domid),
+                        console_map: None,
+                        console_port: None,
+                        hvm: Some(io),
+                        started_ns: time::now_ns(),
+                        settled: false,
+                    }),
+                );
+                Ok(u32::from(domid))
+            }
+            Err(e) => {
+                drop(io);
+                let _ = self.xs.destroy_domain_dirs(domid, &uuid_s);
+                let _ = xc::destroy(domid);
+                Err(e)
+            }
+        }
+    }
+
+    /// A built PVH guest: from here on as a PV guest (console ring and
+    /// xenstore at its special pages, disks, vifs, unpause).
+    fn start_pvh(
+        &mut self,
+        cfg: DomainConfig,
+        source: Source,
+        paused: bool,
+        domid: u16,
+        nr_pages: u64,
+        r: builder::hvm::PvhRings,
+    ) -> XlResult<u32> {
+        let b = Built {
+            domid,
+            nr_pages,
+            console_mfn: r.console_gfn,
+            console_port: r.console_port,
+            store_mfn: r.store_gfn,
+            store_port: r.store_port,
+            l4_mfn: 0,
+            entry: 0,
+            shared_info_frame: 0,
+        };
+        match self.finish_start(&cfg, &b, paused) {
+            Ok((uuid, console_map, console_port)) => {
+                let name = cfg.name.clone();
+                self.guests.insert(
+                    domid,
+                    Box::new(Guest {
+                        name,
+                        cfg,
+                        source,
+                        uuid,
+                        console: DomConsole::new(domid),
+                        console_map: Some(console_map),
+                        console_port: Some(console_port),
+                        hvm: None,
+                        started_ns: time::now_ns(),
+                        settled: false,
+                    }),
+                );
+                Ok(u32::from(domid))
+            }
+            Err(e) => {
+                self.net.forget(&mut self.xs, domid);
+                let _ = self.xs.release(domid);
+                let _ = xc::destroy(domid);
+                Err(e)
+            }
+        }
+    }
+
+    /// An HVM guest after the build: limits, scheduling, xenstore (no
+    /// rings: the guest is not Xen-aware), unpause.
+    fn finish_start_hvm(
+        &mut self,
+        cfg: &DomainConfig,
+        domid: u16,
+        uuid_s: &str,
+        paused: bool,
+    ) -> XlResult<()> {
+        if cfg.maxmem_mib > cfg.memory_mib {
+            // The ioreq page and libxl's slack are counted as well.
+            xc::set_max_mem(
+                domid,
+                cfg.maxmem_mib * 1024 + 4 + builder::hvm::MAXMEM_SLACK_KIB,
+            )
+            .map_err(xen_err)?;
+        }
+        Self::scheduling(domid, cfg)?;
+        self.xs
+            .create_domain_dirs(&XsDomain {
+                domid,
+                name: &cfg.name,
+                uuid: uuid_s,
+                vcpus: cfg.vcpus,
+                max_vcpus: cfg.max_vcpus,
+                target_kb: cfg.memory_mib * 1024,
+                max_kb: cfg.maxmem_mib.max(cfg.memory_mib) * 1024,
+                store_mfn: 0,
+                store_port: 0,
+                console: None,
+            })
+            .map_err(|e| fail("xenstore", format_args!("{e:?}")))?;
+        self.flush_xs();
+        if !paused {
+            xc::unpause(domid).map_err(|e| {
+                XlError::Message(format!(
+                    "building domain {}: {}",
+                    cfg.name,
+                    builder::hvm::HvmError::NoHvmVcpus(e)
+                ))
+            })?;
+        }
+        Ok(())
     }
 
     /// A disk from xl.cfg (see [`Medium`]): one of Dom0's disks, or a raw
@@ -1305,10 +1537,14 @@ impl crate::xl::XlBackend for Toolstack {
             let n = console::try_read(&mut buf).unwrap_or(0);
             if n > 0 {
                 let (fwd, detach) = scan_input(&buf[..n]);
-                if let Some(g) = self.guests.get(&id) {
+                if let Some(g) = self.guests.get_mut(&id) {
                     if let Some(mut ring) = g.ring() {
                         ring.write_input(fwd);
-                        let _ = events::send(g.console_port);
+                        if let Some(p) = g.console_port {
+                            let _ = events::send(p);
+                        }
+                    } else if let Some(h) = g.hvm.as_mut() {
+                        h.input(fwd);
                     }
                 }
                 if detach {

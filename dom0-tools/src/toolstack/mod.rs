@@ -16,6 +16,8 @@ pub mod media;
 #[cfg(target_os = "none")]
 mod glue;
 #[cfg(target_os = "none")]
+mod hvm;
+#[cfg(target_os = "none")]
 mod net;
 
 #[cfg(target_os = "none")]
