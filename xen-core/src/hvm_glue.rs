@@ -29,7 +29,7 @@ pub use xen_core::hvm_dom::MAX_ORDER;
 
 /// What an HVM domain has beyond a PV one.
 pub struct Hvm {
-    /// Its guest-physical to machine map, as AMD NPT tables.
+    /// Its guest-physical to machine map: AMD NPT or Intel EPT tables.
     pub p2m: P2m,
     /// Its devices and policies, once it first runs.
     pub rt: Option<alloc::boxed::Box<crate::hvm_run::Runtime>>,
@@ -92,7 +92,12 @@ fn with_tables<R>(f: impl FnOnce(&mut AllocTables) -> R) -> R {
 
 /// A new HVM domain's state: an empty NPT p2m (its root table allocated).
 pub fn new_hvm() -> Result<Hvm, Errno> {
-    let p2m = with_tables(|mem| P2m::new(mem, P2mFormat::Npt)).map_err(|_| Errno::ENOMEM)?;
+    let format = if crate::arch::x86_64::svm::is_vmx() {
+        P2mFormat::Ept
+    } else {
+        P2mFormat::Npt
+    };
+    let p2m = with_tables(|mem| P2m::new(mem, format)).map_err(|_| Errno::ENOMEM)?;
     Ok(Hvm {
         p2m,
         rt: None,

@@ -20,3 +20,4 @@ pub mod svm_vcpu;
 pub mod syscall_floor;
 pub mod traps;
 pub mod vmx;
+pub mod vmx_vcpu;

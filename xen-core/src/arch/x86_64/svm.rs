@@ -277,9 +277,16 @@ fn put_seg(page: &mut [u8], seg: usize, sel: u16, attrib: u16, limit: u32, base:
 /// `hvm_enabled && hvm_hap_supported()`). Set once, by the boot CPU.
 static HAP_AVAILABLE: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 
-/// Whether HVM domains with hardware-assisted paging can be created.
+/// Whether HVM domains with hardware-assisted paging can be created
+/// (SVM with NPT, or VMX with EPT and unrestricted guest, passed its
+/// self-test).
 pub fn hap_available() -> bool {
-    HAP_AVAILABLE.load(core::sync::atomic::Ordering::Acquire)
+    HAP_AVAILABLE.load(core::sync::atomic::Ordering::Acquire) || super::vmx::vmx_ready()
+}
+
+/// Whether HVM guests run under VMX (else SVM).
+pub fn is_vmx() -> bool {
+    !HAP_AVAILABLE.load(core::sync::atomic::Ordering::Acquire) && super::vmx::vmx_ready()
 }
 
 /// Detects SVM/VMX, logs them, and runs the world-switch self-test when

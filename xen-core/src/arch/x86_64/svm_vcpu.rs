@@ -171,7 +171,9 @@ static PERMISSION_MAPS: spin::Mutex<Option<(u64, u64)>> = spin::Mutex::new(None)
 /// Readies this CPU for HVM guests at its bring-up (frames taken once,
 /// kept for good, as Xen's per-CPU SVM state): nothing without SVM.
 pub fn cpu_init() {
-    if super::svm::hap_available() {
+    if super::svm::is_vmx() {
+        let _ = super::vmx_vcpu::cpu_ready();
+    } else if super::svm::hap_available() {
         let _ = permission_maps();
         let _ = cpu_ready();
     }
@@ -221,9 +223,15 @@ const EFER_LMA: u64 = 1 << 10;
 /// Reset PAT.
 const PAT_RESET: u64 = 0x0007_0406_0007_0406;
 
-/// One HVM vCPU's hardware state.
+/// One HVM vCPU's hardware state. Under VT-x the VMCB is the vCPU's
+/// software state, written into its VMCS for each run
+/// (`vmx_vcpu::run`).
 pub struct SvmVcpu {
     vmcb: Mfn,
+    /// The VMCS frame under VT-x.
+    vmcs: Option<Mfn>,
+    /// The domain's nested-table root (EPT under VT-x).
+    ept_root: u64,
     /// General registers while it is not in VMRUN.
     pub gprs: GuestGprs,
     /// Halted (HLT) until an interrupt, or this system time.
@@ -236,6 +244,9 @@ pub struct SvmVcpu {
 impl Drop for SvmVcpu {
     fn drop(&mut self) {
         crate::memory::free_frame_list(&[self.vmcb]);
+        if let Some(v) = self.vmcs {
+            crate::memory::free_frame_list(&[v]);
+        }
     }
 }
 
@@ -247,11 +258,28 @@ impl SvmVcpu {
         if !super::svm::hap_available() {
             return None;
         }
-        let (iopm, msrpm) = permission_maps()?;
+        let vmx = super::svm::is_vmx();
+        let (iopm, msrpm) = if vmx { (0, 0) } else { permission_maps()? };
         let [frame] = crate::memory::alloc_frames::<1>()?;
         crate::memory::clear_frame(frame);
+        let vmcs = if vmx {
+            let rev = super::vmx::caps()?.revision;
+            let Some([m]) = crate::memory::alloc_frames::<1>() else {
+                crate::memory::free_frame_list(&[frame]);
+                return None;
+            };
+            crate::memory::clear_frame(m);
+            // SAFETY: a fresh frame of ours; its first dword the VMCS
+            // revision identifier.
+            unsafe { (phys_to_virt(m.maddr()) as *mut u32).write_volatile(rev) };
+            Some(m)
+        } else {
+            None
+        };
         let mut v = SvmVcpu {
             vmcb: frame,
+            vmcs,
+            ept_root: ncr3,
             gprs: GuestGprs::default(),
             wake_at: None,
             injected: false,
@@ -520,6 +548,16 @@ impl SvmVcpu {
     /// return (a physical interrupt that made it exit is pending; the
     /// caller lets it in).
     pub fn run(&mut self) -> Result<(), ()> {
+        if let Some(vmcs) = self.vmcs {
+            super::vmx_vcpu::run(
+                phys_to_virt(self.vmcb.maddr()),
+                &mut self.gprs,
+                vmcs.maddr(),
+                self.ept_root,
+            )?;
+            self.after_exit();
+            return Ok(());
+        }
         let host = cpu_ready().ok_or(())?;
         self.w8(vmcb::TLB_CONTROL, TLB_FLUSH_ALL);
         // SAFETY: the VMCB is well-formed (built in `new`, every field the
@@ -531,8 +569,13 @@ impl SvmVcpu {
         // saves and restores every callee-saved register and returns on
         // the stack it was called on, with IF clear.
         unsafe { svm_run(self.vmcb.maddr(), &mut self.gprs, host) };
-        // An event the exit cut short comes back in EXITINTINFO: inject it
-        // again (the platform counted it as delivered).
+        self.after_exit();
+        Ok(())
+    }
+
+    /// After an exit: an event it cut short (EXITINTINFO) is injected
+    /// again (the platform counted it as delivered).
+    fn after_exit(&mut self) {
         let ii = self.r64(vmcb::EXITINTINFO);
         if ii & vmcb::EVENT_VALID != 0 {
             self.w64(vmcb::EVENTINJ, ii);
@@ -541,7 +584,6 @@ impl SvmVcpu {
             self.w64(vmcb::EVENTINJ, 0);
             self.injected = false;
         }
-        Ok(())
     }
 
     /// The exit just taken, in vendor-neutral terms (`None`: an SVM
@@ -912,7 +954,9 @@ impl hx::Vcpu for Guest<'_> {
             // mov $i, %eax; vmmcall; ret
             stub[0] = 0xb8;
             stub[1..5].copy_from_slice(&(i as u32).to_le_bytes());
-            stub[5..8].copy_from_slice(&[0x0f, 0x01, 0xd9]);
+            // VMMCALL on AMD, VMCALL on Intel.
+            let call = if self.v.vmcs.is_some() { 0xc1 } else { 0xd9 };
+            stub[5..8].copy_from_slice(&[0x0f, 0x01, call]);
             stub[8] = 0xc3;
         }
         self.ram.write(gfn << 12, &page).is_some()

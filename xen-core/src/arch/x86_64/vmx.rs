@@ -149,7 +149,8 @@ vmx_run:
 );
 
 extern "C" {
-    fn vmx_run(gprs: *mut VmxGprs, resume: u32) -> u32;
+    /// See the assembly above.
+    pub(super) fn vmx_run(gprs: *mut VmxGprs, resume: u32) -> u32;
     static svm_guest_start: u8;
     static svm_guest_end: u8;
 }
@@ -197,7 +198,7 @@ pub fn vmread(f: u32) -> u64 {
 /// # Safety
 /// `pa` must be a 4 KiB frame owned by the caller for this use, holding
 /// the VMX revision identifier.
-unsafe fn vmx_op(op: u8, pa: u64) -> bool {
+pub(super) unsafe fn vmx_op(op: u8, pa: u64) -> bool {
     let ok: u8;
     let mem = pa;
     // SAFETY: per the contract; the instructions read their 64-bit operand
@@ -338,9 +339,28 @@ pub fn probe_and_selftest() {
     let r = with_vmx_on(&caps, &f);
     crate::memory::free_frame_list(&singles);
     match r {
-        Ok(s) => log::info!("HVM: VMX world switch self-test passed: {s}"),
+        Ok(s) => {
+            log::info!("HVM: VMX world switch self-test passed: {s}");
+            *CAPS.lock() = Some(caps);
+            READY.store(true, core::sync::atomic::Ordering::Release);
+        }
         Err(e) => log::error!("HVM: VMX world switch self-test FAILED: {e}"),
     }
+}
+
+/// Set when the self-test passed: HVM guests run under VMX.
+static READY: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+/// What the boot found (the controls every VMCS is fitted to).
+static CAPS: spin::Mutex<Option<VmxCaps>> = spin::Mutex::new(None);
+
+/// Whether VMX passed its boot self-test.
+pub fn vmx_ready() -> bool {
+    READY.load(core::sync::atomic::Ordering::Acquire)
+}
+
+/// The capabilities found at boot.
+pub fn caps() -> Option<VmxCaps> {
+    *CAPS.lock()
 }
 
 const CR0_NE: u64 = 1 << 5;
@@ -412,7 +432,7 @@ fn build_ept(f: &Frames) -> u64 {
 }
 
 /// Host state: what the CPU returns to at every exit.
-fn write_host_state() -> Result<(), u32> {
+pub(super) fn write_host_state() -> Result<(), u32> {
     use super::gdt::{HYPERVISOR_CS, HYPERVISOR_DS};
     let (gdt_base, idt_base, tr) = descriptor_tables();
     vmwrite(field::HOST_CR0, instr::read_cr0())?;
@@ -463,7 +483,7 @@ fn descriptor_tables() -> (u64, u64, u16) {
 
 /// The guest's segment registers: (selector, base, limit, access rights)
 /// for ES, CS, SS, DS, FS, GS, LDTR, TR, in VMCS field order.
-fn write_guest_segments(segs: &[(u16, u64, u32, u32); 8]) -> Result<(), u32> {
+pub(super) fn write_guest_segments(segs: &[(u16, u64, u32, u32); 8]) -> Result<(), u32> {
     for (i, &(sel, base, limit, ar)) in segs.iter().enumerate() {
         let i = i as u32 * 2;
         vmwrite(field::GUEST_ES_SELECTOR + i, u64::from(sel))?;
