@@ -22,6 +22,7 @@ pub mod acpi;
 pub mod bootinfo;
 pub mod pit;
 pub mod report;
+pub mod stats;
 
 #[cfg(target_os = "none")]
 pub mod metal;

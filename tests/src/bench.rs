@@ -556,6 +556,243 @@ pub mod network {
     }
 }
 
+/// Issue 6's HVM figures: the `bare-bench` kernel (`hvm-guests`, a kernel
+/// written for bare metal) times `cpuid`, a port the hypervisor emulates
+/// and a port Dom0's device model serves, first on plain QEMU (the
+/// reference: the same kernel with no hypervisor, on the same CPU model),
+/// then as an HVM guest of Oxen created with `xl create` and watched with
+/// `xl console`, driven like `scripts/run --batch`.
+pub mod hvm {
+    use std::time::Duration;
+
+    use crate::batch::{self, BatchOutcome};
+    use crate::boot::{dom0_ramdisk, OxenBoot, Payload};
+    use crate::images::{self, Images};
+    use crate::qemu::{Echo, Qemu, RunResult};
+
+    /// The kernel (an `hvm-guests` binary).
+    pub const KERNEL: &str = "bare-bench";
+    /// Its name as an HVM guest, and its config (`--add`ed to Dom0's
+    /// ramdisk: the kernel lands in `/boot`, the config in `/etc/xen`).
+    pub const GUEST: &str = "hvmbench";
+    /// The guest's memory (MiB), and plain QEMU's: the same for both.
+    pub const MEM_MIB: u32 = 32;
+    /// CPUs: the guest has one vCPU, the plain QEMU one CPU; Oxen's
+    /// machine has the harness's default (Dom0 and the guest share them).
+    pub const GUEST_CPUS: u32 = 1;
+    /// CPUs of Oxen's machine: one, so that Dom0 and the guest take turns
+    /// on one QEMU thread (as for pv-bench: on a shared 2-core host one
+    /// thread is steadier, and an ioreq's round trip does not depend on
+    /// when the host runs a second one).
+    pub const OXEN_SMP: u32 = 1;
+    /// The plain QEMU run, boot to power-off (well under a second idle).
+    pub const BARE_TIMEOUT: Duration = Duration::from_secs(60);
+    /// The Oxen run: Dom0's boot, the guest's (each COM1 access an ioreq),
+    /// its 2200 round trips per figure, Dom0's power-off.
+    pub const OXEN_TIMEOUT: Duration = Duration::from_secs(400);
+    /// Untimed round trips before each figure's timed ones (bare-bench's
+    /// `WARMUP`; its `n=` says how many were timed).
+    pub const WARMUP: usize = 200;
+    /// The kernel's lines: `BENCH <name> <median> min=<min> n=<n>`.
+    pub const PREFIX: &str = "BENCH ";
+    /// The kernel's TSC rate line, up to the number (`... about N MHz`).
+    pub const TSC_MHZ_MARKER: &str = "bare: bench: TSC runs at about ";
+    /// Its last line before the power-off.
+    pub const POWERING_OFF: &str = "bare: powering off (ACPI S5";
+
+    /// Where an exit is handled when the kernel runs as an HVM guest.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Handler {
+        /// No exit: the timing overhead alone.
+        None,
+        /// The hypervisor alone (#VMEXIT, handled in xen-core, VMRUN).
+        Hypervisor,
+        /// The hypervisor forwards it as an ioreq to Dom0's device model
+        /// and resumes the guest when Dom0 answers.
+        DeviceModel,
+    }
+
+    impl Handler {
+        pub fn describe(self) -> &'static str {
+            match self {
+                Handler::None => "no exit (timing floor)",
+                Handler::Hypervisor => "hypervisor only",
+                Handler::DeviceModel => "hypervisor -> Dom0 device model",
+            }
+        }
+    }
+
+    /// Every figure, in the order printed: id, what is timed, where Oxen
+    /// handles it.
+    pub const FIGURES: &[(&str, &str, Handler)] = &[
+        ("hvm_floor_cycles", "nothing (two TSC reads)", Handler::None),
+        ("hvm_cpuid_cycles", "cpuid leaf 0", Handler::Hypervisor),
+        (
+            "hvm_pio_platform_cycles",
+            "in al, 0x61 (port B, platform)",
+            Handler::Hypervisor,
+        ),
+        (
+            "hvm_pio_dm_cycles",
+            "in al, dx 0x3fd (COM1 LSR)",
+            Handler::DeviceModel,
+        ),
+    ];
+
+    /// The figures' ids, in order.
+    pub fn ids() -> Vec<&'static str> {
+        FIGURES.iter().map(|f| f.0).collect()
+    }
+
+    /// One figure: TSC cycles, median and minimum of `n` round trips.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct Figure {
+        pub median: u64,
+        pub min: u64,
+        pub n: u64,
+    }
+
+    /// Figure `name` from a log (the first line that parses).
+    pub fn figure(log: &str, name: &str) -> Option<Figure> {
+        let key = format!("{PREFIX}{name} ");
+        log.lines().find_map(|l| {
+            let rest = &l[l.find(&key)? + key.len()..];
+            let mut w = rest.split_whitespace();
+            let median = w.next()?.parse().ok()?;
+            let min = w.next()?.strip_prefix("min=")?.parse().ok()?;
+            let n = w.next()?.strip_prefix("n=")?.parse().ok()?;
+            Some(Figure { median, min, n })
+        })
+    }
+
+    /// The TSC rate the kernel measured against the PIT (MHz).
+    pub fn tsc_mhz(log: &str) -> Option<u64> {
+        log.lines().find_map(|l| {
+            let rest = &l[l.find(TSC_MHZ_MARKER)? + TSC_MHZ_MARKER.len()..];
+            rest.split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+                .filter(|&v| v > 0)
+        })
+    }
+
+    /// The kernel's spread line for figure `name`, after the marker
+    /// (`p10=.. p25=.. p75=.. p90=.. p99=.. max=..`).
+    pub fn spread<'a>(log: &'a str, name: &str) -> Option<&'a str> {
+        let key = format!("bare: bench: {name} spread: ");
+        log.lines()
+            .find_map(|l| Some(l[l.find(&key)? + key.len()..].trim_end()))
+    }
+
+    /// The kernel's CPU line, after the marker (`vendor=.. leaf1_eax=..
+    /// hypervisor_bit=.. hypervisor_signature=..`).
+    pub fn cpu(log: &str) -> Option<&str> {
+        const KEY: &str = "bare: bench: cpu ";
+        log.lines()
+            .find_map(|l| Some(l[l.find(KEY)? + KEY.len()..].trim_end()))
+    }
+
+    /// The kernel's TSC resolution line, after the marker.
+    pub fn resolution(log: &str) -> Option<&str> {
+        const KEY: &str = "bare: bench: TSC resolution: ";
+        log.lines()
+            .find_map(|l| Some(l[l.find(KEY)? + KEY.len()..].trim_end()))
+    }
+
+    /// What is missing from a run's log: every figure of [`FIGURES`] must
+    /// be there with a positive median over a positive count, and the
+    /// kernel must have reached its power-off line. Timings are never
+    /// judged.
+    pub fn problems(log: &str) -> Vec<String> {
+        let mut p = Vec::new();
+        for id in ids() {
+            match figure(log, id) {
+                Some(f) if f.median > 0 && f.n > 0 => {}
+                Some(f) => p.push(format!("{id}: not a positive figure ({f:?})")),
+                None => p.push(format!("no `{PREFIX}{id} <median> min=<min> n=<n>` line")),
+            }
+        }
+        if !log.contains(POWERING_OFF) {
+            p.push(format!("no {POWERING_OFF:?} line"));
+        }
+        p
+    }
+
+    /// The plain QEMU machine both runs are compared on: the harness's CPU
+    /// model, TCG, [`GUEST_CPUS`] CPU, [`MEM_MIB`].
+    pub fn bare_machine(name: &str) -> Qemu {
+        Qemu::new(name).smp(GUEST_CPUS).mem(format!("{MEM_MIB}M"))
+    }
+
+    /// Boots `bare-bench` on plain QEMU (its PVH entry) and returns the
+    /// run; an error if it did not power off by itself.
+    pub fn run_bare(images: &Images, echo: Option<Echo>) -> Result<RunResult, String> {
+        let mut q = bare_machine("bench-hvm-bare").kernel(images.get(KERNEL)?);
+        if let Some(e) = echo {
+            q = q.echo(e);
+        }
+        let r = q
+            .spawn()
+            .map_err(|e| e.to_string())?
+            .wait_exit(BARE_TIMEOUT);
+        if r.timed_out || r.exit.qemu_status() != Some(0) {
+            return Err(r.report("bare-bench on plain QEMU did not power off by itself"));
+        }
+        Ok(r)
+    }
+
+    /// The emulator's own words on its version (`QEMU emulator version
+    /// 7.2.x ...`: the first line of `qemu-system-x86_64 --version`), for
+    /// the table's heading.
+    pub fn emulator_version() -> String {
+        std::process::Command::new(crate::qemu::qemu_binary())
+            .arg("--version")
+            .output()
+            .ok()
+            .and_then(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .next()
+                    .map(|l| l.trim().to_string())
+            })
+            .filter(|l| !l.is_empty())
+            .unwrap_or_else(|| "QEMU (version unknown)".into())
+    }
+
+    /// The guest's config.
+    pub fn config() -> String {
+        format!(
+            "name = \"{GUEST}\"\ntype = \"hvm\"\nkernel = \"/boot/{KERNEL}\"\n\
+             memory = {MEM_MIB}\nvcpus = {GUEST_CPUS}\n"
+        )
+    }
+
+    /// Boots Oxen (the harness's machine) with `bare-bench` and its config
+    /// in Dom0's ramdisk, and runs `xl create` then `xl console` (which
+    /// returns once the guest has powered itself off).
+    pub fn run_oxen(images: &Images, echo: Echo) -> Result<BatchOutcome, String> {
+        let name = format!("oxen-bench-hvm-{}", std::process::id());
+        let work = images::work_dir(&name).map_err(|e| e.to_string())?;
+        let cfg = work.join(format!("{GUEST}.cfg"));
+        std::fs::write(&cfg, config()).map_err(|e| format!("{}: {e}", cfg.display()))?;
+        let mut boot = OxenBoot::new(images.hypervisor()?, images.dom0()?)?;
+        boot.ramdisk = Some(Payload::Bytes(dom0_ramdisk(&[images.get(KERNEL)?, cfg])?));
+        let commands = batch::commands_from(&format!(
+            "xl create {GUEST}.cfg\nxl console {GUEST}\nxl list\n"
+        ));
+        let machine = boot
+            .qemu(&name, &work)?
+            .smp(OXEN_SMP)
+            .echo(echo)
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let out = batch::run(machine, &commands, OXEN_TIMEOUT);
+        let _ = std::fs::remove_dir_all(&work);
+        Ok(out)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -595,6 +832,59 @@ mod tests {
         assert_eq!(network::figure(log, "ping_rtt", "median_us"), Some(1200.0));
         assert_eq!(network::figure(log, "ping_rtt", "avg_us"), None);
         assert_eq!(network::figure(log, "memcpy", "mbit_s"), None);
+    }
+
+    #[test]
+    fn parses_hvm_figures() {
+        let log = "bare: bench: TSC runs at about 2602 MHz (against the PIT over 50 ms)\n\
+                   BENCH hvm_floor_cycles 26 min=1 n=2000\r\n\
+                   BENCH hvm_cpuid_cycles 52 min=1 n=2000\n\
+                   BENCH hvm_pio_dm_cycles soon\n";
+        assert_eq!(
+            hvm::figure(log, "hvm_floor_cycles"),
+            Some(hvm::Figure {
+                median: 26,
+                min: 1,
+                n: 2000
+            })
+        );
+        assert_eq!(
+            hvm::figure(log, "hvm_cpuid_cycles").map(|f| f.median),
+            Some(52)
+        );
+        assert_eq!(hvm::figure(log, "hvm_pio_dm_cycles"), None);
+        assert_eq!(hvm::figure(log, "hvm_pio_platform_cycles"), None);
+        assert_eq!(hvm::tsc_mhz(log), Some(2602));
+        assert_eq!(hvm::tsc_mhz("bare: bench: TSC runs at about ? MHz"), None);
+        let log = "bare: bench: TSC resolution: back-to-back reads differ by 26 (median)\r\n\
+                   bare: bench: hvm_cpuid_cycles spread: p10=26 max=130\n";
+        assert_eq!(
+            hvm::resolution(log),
+            Some("back-to-back reads differ by 26 (median)")
+        );
+        assert_eq!(hvm::spread(log, "hvm_cpuid_cycles"), Some("p10=26 max=130"));
+        assert_eq!(hvm::spread(log, "hvm_floor_cycles"), None);
+        assert_eq!(
+            hvm::cpu("bare: bench: cpu vendor=AuthenticAMD hypervisor_bit=0\r"),
+            Some("vendor=AuthenticAMD hypervisor_bit=0")
+        );
+    }
+
+    #[test]
+    fn judges_an_hvm_run_by_presence_never_by_size() {
+        let mut log = String::new();
+        for id in hvm::ids() {
+            log.push_str(&format!("BENCH {id} 99999999 min=1 n=2000\n"));
+        }
+        log.push_str("bare: powering off (ACPI S5: PM1a_CNT 0x604, SLP_TYP 0)\n");
+        assert_eq!(hvm::problems(&log), Vec::<String>::new());
+        let missing = log.replace("BENCH hvm_pio_dm_cycles", "BENCH other");
+        assert_eq!(hvm::problems(&missing).len(), 1);
+        let zero = log.replace("hvm_cpuid_cycles 99999999", "hvm_cpuid_cycles 0");
+        assert_eq!(hvm::problems(&zero).len(), 1);
+        let no_off = log.replace("bare: powering off", "bare: stuck");
+        assert_eq!(hvm::problems(&no_off).len(), 1);
+        assert_eq!(hvm::problems("").len(), hvm::ids().len() + 1);
     }
 
     #[test]

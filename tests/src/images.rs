@@ -254,7 +254,7 @@ pub const TEST_KERNELS: &[TestKernel] = &[
     },
     TestKernel {
         name: "pv-hvmrun",
-        purpose: "HVM vCPUs run under SVM with nested paging: 32-bit guests set up with XEN_DOMCTL_sethvmcontext print through port 0xe9, read Xen's CPUID leaf and the CMOS, power off through ACPI PM1a; a guest sweeping every port, a triple-faulting one (crashes only itself) and one spinning with interrupts off (destroyed); gethvmcontext; exact free memory",
+        purpose: "HVM vCPUs run under SVM with nested paging: 32-bit guests set up with XEN_DOMCTL_sethvmcontext print through port 0xe9, read Xen's CPUID leaf and the CMOS, power off through ACPI PM1a; a guest sweeping every port, one programming its LAPIC through emulated MMIO and sleeping through 10 timer interrupts, one writing garbage to 24576 MSRs and poking unmapped MMIO beside a well-behaved one, one making Xen hypercalls through the hypercall page (VMMCALL) down to SCHEDOP_shutdown, a triple-faulting one (crashes only itself) and one spinning with interrupts off (destroyed); gethvmcontext; exact free memory",
         exit: Exit::POWEROFF,
         lines: &[
             "(d1) hvm guest: hello from protected mode",
@@ -264,7 +264,18 @@ pub const TEST_KERNELS: &[TestKernel] = &[
             "pv-hvmrun: the saved vCPU stopped in the guest's code, still in protected mode: ok",
             "(d2) hvm guest: every port read and written",
             "pv-hvmrun: the port-sweeping guest gets through every port and powers off: ok",
-            "(XEN) domain crash: d3v0: triple fault",
+            "(d3) hvm guest: 10 LAPIC timer interrupts through MMIO registers",
+            "pv-hvmrun: the timer guest takes 10 LAPIC timer interrupts and powers off: ok",
+            "pv-hvmrun: its LAPIC version register reads an integrated APIC: ok",
+            "(d4) hvm guest: unmapped MMIO reads all ones, writes vanish",
+            "(d4) hvm guest: garbage MSR writes: refused ones raised #GP, and I am still here",
+            "pv-hvmrun: the hostile guest writes garbage to 24576 MSRs, pokes unmapped MMIO and powers off: ok",
+            "pv-hvmrun: every MSR write was made, and the refused ones raised #GP in the guest: ok",
+            "pv-hvmrun: the guest beside it ran to its end: ok",
+            "(d6) hvm guest: xen_version through the hypercall page says 4.17",
+            "(d6) hvm guest: EVTCHNOP_alloc_unbound gave a port",
+            "pv-hvmrun: the guest's SCHEDOP_shutdown(poweroff) hypercall shuts it down: ok",
+            "(XEN) domain crash: d7v0: triple fault",
             "pv-hvmrun: a triple fault crashes that domain: ok",
             "pv-hvmrun: Dom0 keeps running beside a guest that never exits: ok",
             "pv-hvmrun: every frame comes back after the domains are destroyed: ok",
@@ -377,7 +388,7 @@ pub const GUEST_IMAGES: &[&str] = &[
 /// Kernels written for bare metal (`hvm-guests`): they know nothing of
 /// Oxen or Xen, boot on plain QEMU (`tests/tests/bare_metal.rs`) and are
 /// what issue 6 runs unmodified as HVM guests.
-pub const BARE_METAL_KERNELS: &[&str] = &["bare-hello"];
+pub const BARE_METAL_KERNELS: &[&str] = &["bare-hello", "bare-bench"];
 
 /// Dom0 kernels for `scripts/bench` that are not in [`TEST_KERNELS`] (too
 /// slow for every test run; each has its own boot test): pv-bench

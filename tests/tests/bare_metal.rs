@@ -7,7 +7,10 @@
 //! exited by itself with status 0 (the kernel's ACPI S5 power-off) before
 //! the timeout. Runs: PVH entry with 2 CPUs (the second started by
 //! INIT/SIPI/SIPI), PVH with 1 CPU (the SMP check says skipped), and the
-//! Multiboot2 entry through a GRUB ISO with 2 CPUs.
+//! Multiboot2 entry through a GRUB ISO with 2 CPUs. And `bare-bench` (the
+//! kernel `scripts/bench --only hvm` times exits with) once, PVH with 1
+//! CPU: every `BENCH` line is there and it powers off; its numbers are
+//! never judged.
 //!
 //! `OXEN_ECHO=1 cargo test -p oxen-tests --test bare_metal -- --nocapture`
 //! shows the consoles live.
@@ -16,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use oxen_tests::bench::hvm as bench;
 use oxen_tests::images::{build_images, work_dir, BARE_METAL_KERNELS};
 use oxen_tests::qemu::Qemu;
 use oxen_tests::RunResult;
@@ -182,4 +186,36 @@ fn bare_hello_multiboot2_grub_smp2() {
     assert_passed(&r, true);
     r.assert_line(BOOTED_MB2);
     r.assert_line(RSDP_FROM_MB2);
+}
+
+/// bare-bench (PVH, one CPU) prints every figure `scripts/bench --only
+/// hvm` reads, each a positive median over a positive count, and powers
+/// the machine off; how big the figures are is never judged.
+#[test]
+fn bare_bench_pvh_prints_every_figure_and_powers_off() {
+    assert!(BARE_METAL_KERNELS.contains(&bench::KERNEL));
+    let images = build_images().unwrap_or_else(|e| panic!("cannot run the bare-metal tests: {e}"));
+    let kernel = images.get(bench::KERNEL).unwrap_or_else(|e| panic!("{e}"));
+    let r = machine("bare-bench-pvh-smp1", 1)
+        .kernel(kernel)
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .wait_exit(RUN_TIMEOUT);
+    let problems = bench::problems(&r.log);
+    if !problems.is_empty() {
+        r.fail(&format!("bare-bench: {}", problems.join("; ")));
+    }
+    let lines: Vec<String> = bench::ids()
+        .iter()
+        .map(|id| format!("BENCH {id} "))
+        .collect();
+    let mut order: Vec<&str> = lines.iter().map(String::as_str).collect();
+    order.push(bench::POWERING_OFF);
+    r.assert_lines_in_order(&order);
+    if r.timed_out || r.exit.qemu_status() != Some(0) {
+        r.fail(&format!(
+            "expected QEMU to exit by itself with status 0 (the kernel's S5 power-off), but it ended with \"{}\"",
+            r.exit_summary()
+        ));
+    }
 }

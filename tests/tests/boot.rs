@@ -1736,7 +1736,7 @@ fn xl_disk_qcow2_image_file_on_fat_keeps_a_guests_pattern_and_passes_qemu_img_ch
 #[test]
 fn hvm_svm_is_detected_and_its_world_switch_runs_a_guest_at_boot() {
     // -cpu max (the default) offers SVM with nested paging under TCG.
-    let (code, text) = oxen_run_batch("true\n");
+    let (code, text) = oxen_run_batch("xl info\n");
     assert_eq!(code, Some(0), "{text}");
     for want in [
         "HVM: SVM (AMD-V) revision 1, 16 ASIDs, nested paging yes",
@@ -1745,12 +1745,30 @@ fn hvm_svm_is_detected_and_its_world_switch_runs_a_guest_at_boot() {
     ] {
         assert!(text.contains(want), "missing {want:?}:\n{text}");
     }
+    let caps = |text: &str| -> Vec<String> {
+        text.lines()
+            .find_map(|l| l.strip_prefix("virt_caps              :"))
+            .map(|c| c.split_whitespace().map(String::from).collect())
+            .unwrap_or_default()
+    };
+    let c = caps(&text);
+    assert!(
+        ["pv", "hvm", "hap"]
+            .iter()
+            .all(|w| c.iter().any(|x| x == w)),
+        "xl info's virt_caps should say pv hvm hap: {c:?}\n{text}"
+    );
     // qemu64 has SVM without nested paging: not enough, and said so.
-    let (code, text) = oxen_run_batch_with(&["--cpu", "qemu64"], "true\n");
+    let (code, text) = oxen_run_batch_with(&["--cpu", "qemu64"], "xl info\n");
     assert_eq!(code, Some(0), "{text}");
     assert!(
         text.contains("HVM: SVM without nested paging (or ASIDs): Oxen's HVM needs NPT"),
         "{text}"
+    );
+    let c = caps(&text);
+    assert!(
+        c.iter().any(|x| x == "pv") && !c.iter().any(|x| x == "hvm" || x == "hap"),
+        "xl info must not claim hvm/hap without NPT: {c:?}\n{text}"
     );
     // Without SVM the boot says so and goes on.
     let (code, text) = oxen_run_batch_with(&["--cpu", "qemu64,-svm"], "true\n");

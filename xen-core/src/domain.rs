@@ -330,9 +330,68 @@ impl PteReader for DirectMapReader {
     }
 }
 
+/// `cr3` value that names the address space of the HVM vCPU whose
+/// hypercall this CPU is serving ([`set_hvm_space`]): its own page tables
+/// over its guest-physical memory, through its nested page tables.
+pub const HVM_SPACE: u64 = u64::MAX;
+
+/// Per CPU: the HVM vCPU's paging registers and its domain's nested
+/// page-table root, while one of its hypercalls runs here.
+static HVM_SPACES: [Mutex<Option<(xen_core::hvm::walk::PagingRegs, u64)>>;
+    crate::arch::x86_64::percpu::MAX_CPUS] =
+    [const { Mutex::new(None) }; crate::arch::x86_64::percpu::MAX_CPUS];
+
+/// Makes [`HVM_SPACE`] mean this vCPU's address space (`Some`) or nothing
+/// (`None`) on this CPU.
+pub fn set_hvm_space(space: Option<(xen_core::hvm::walk::PagingRegs, u64)>) {
+    let c = crate::arch::x86_64::percpu::this_cpu().cpu as usize;
+    if let Some(slot) = HVM_SPACES.get(c) {
+        *slot.lock() = space;
+    }
+}
+
+/// Guest-physical memory through nested tables rooted at `ncr3`.
+struct NestedReader(u64);
+
+impl NestedReader {
+    /// The machine address of guest-physical `gpa`, if it is RAM.
+    fn maddr(&self, gpa: u64, write: bool) -> Option<u64> {
+        let ma = guest_walk::translate(&DirectMapReader, self.0, gpa, write).ok()?;
+        (ma < *MAX_MADDR.get()?).then_some(ma)
+    }
+}
+
+impl xen_core::hvm::walk::GuestPhys for NestedReader {
+    fn read_u64(&self, gpa: u64) -> Option<u64> {
+        let ma = self.maddr(gpa & !7, false)?;
+        // SAFETY: an aligned u64 inside a RAM page of the domain (its
+        // nested tables map it), covered by the direct map.
+        Some(unsafe { (phys_to_virt(ma) as *const u64).read_volatile() })
+    }
+    fn read_u32(&self, gpa: u64) -> Option<u32> {
+        let ma = self.maddr(gpa & !3, false)?;
+        // SAFETY: as in `read_u64`, 4-aligned.
+        Some(unsafe { (phys_to_virt(ma) as *const u32).read_volatile() })
+    }
+}
+
+/// The machine address of HVM guest virtual `va` in this CPU's HVM space.
+fn translate_hvm(va: u64, write: bool) -> Result<u64, Errno> {
+    use xen_core::hvm::emulate::Access;
+    let c = crate::arch::x86_64::percpu::this_cpu().cpu as usize;
+    let (regs, ncr3) = (*HVM_SPACES.get(c).ok_or(Errno::EFAULT)?.lock()).ok_or(Errno::EFAULT)?;
+    let mem = NestedReader(ncr3);
+    let access = if write { Access::Write } else { Access::Read };
+    let gpa = xen_core::hvm::walk::translate(&mem, &regs, va, access).map_err(|_| Errno::EFAULT)?;
+    mem.maddr(gpa, write).ok_or(Errno::EFAULT)
+}
+
 /// The machine address guest virtual address `va` maps to in the address
 /// space rooted at `cr3` (-EFAULT if not mapped for the guest).
 pub fn translate_guest(cr3: u64, va: u64) -> Result<u64, Errno> {
+    if cr3 == HVM_SPACE {
+        return translate_hvm(va, false);
+    }
     let ma = guest_walk::translate(&DirectMapReader, cr3, va, false).map_err(|_| Errno::EFAULT)?;
     if ma >= *MAX_MADDR.get().ok_or(Errno::EFAULT)? {
         return Err(Errno::EFAULT);
@@ -350,8 +409,11 @@ pub fn copy_from_guest(cr3: u64, va: u64, buf: &mut [u8]) -> Result<(), Errno> {
     let mut done = 0usize;
     while done < buf.len() {
         let cur = va.checked_add(done as u64).ok_or(Errno::EFAULT)?;
-        let ma =
-            guest_walk::translate(&DirectMapReader, cr3, cur, false).map_err(|_| Errno::EFAULT)?;
+        let ma = if cr3 == HVM_SPACE {
+            translate_hvm(cur, false)?
+        } else {
+            guest_walk::translate(&DirectMapReader, cr3, cur, false).map_err(|_| Errno::EFAULT)?
+        };
         let chunk = (4096 - (cur & 0xfff) as usize).min(buf.len() - done);
         if ma + chunk as u64 > *MAX_MADDR.get().ok_or(Errno::EFAULT)? {
             return Err(Errno::EFAULT);
@@ -380,8 +442,11 @@ pub fn copy_to_guest(cr3: u64, va: u64, buf: &[u8]) -> Result<(), Errno> {
     let mut done = 0usize;
     while done < buf.len() {
         let cur = va.checked_add(done as u64).ok_or(Errno::EFAULT)?;
-        let ma =
-            guest_walk::translate(&DirectMapReader, cr3, cur, true).map_err(|_| Errno::EFAULT)?;
+        let ma = if cr3 == HVM_SPACE {
+            translate_hvm(cur, true)?
+        } else {
+            guest_walk::translate(&DirectMapReader, cr3, cur, true).map_err(|_| Errno::EFAULT)?
+        };
         let chunk = (4096 - (cur & 0xfff) as usize).min(buf.len() - done);
         if ma + chunk as u64 > *MAX_MADDR.get().ok_or(Errno::EFAULT)? {
             return Err(Errno::EFAULT);

@@ -35,6 +35,8 @@ pub struct Hvm {
     pub rt: Option<alloc::boxed::Box<crate::hvm_run::Runtime>>,
     /// `HVM_PARAM_*`.
     pub params: crate::hvm_run::Params,
+    /// `XEN_X86_EMU_*`: the devices the hypervisor emulates for it.
+    pub emulation: u32,
 }
 
 /// Nested-table frames from the frame allocator, reached through the
@@ -95,6 +97,7 @@ pub fn new_hvm() -> Result<Hvm, Errno> {
         p2m,
         rt: None,
         params: [0; hypercall_abi::hvm::HVM_NR_PARAMS as usize],
+        emulation: xen_core::hvm::platform::PlatformConfig::EMU_HVM,
     })
 }
 
@@ -233,10 +236,15 @@ pub fn populate_extent(d: &mut Domain, gfn: u64, order: u32) -> Result<(), Popul
 /// populated or the p2m cannot split the 2 MiB page around it.
 pub fn remove_gfn(d: &mut Domain, gfn: u64) -> bool {
     let domid = d.domid;
-    let Some(hvm) = d.hvm.as_mut() else {
+    let Some(mfn) = d.hvm.as_ref().and_then(|h| lookup(h, gfn)) else {
         return false;
     };
-    let Some(mfn) = lookup(hvm, gfn) else {
+    // A registered vcpu_info lives there: the hypervisor keeps writing it,
+    // so the frame stays (Xen holds a page reference for it).
+    if d.vcpus.iter().any(|v| v.vcpu_info_maddr >> 12 == mfn.0) {
+        return false;
+    }
+    let Some(hvm) = d.hvm.as_mut() else {
         return false;
     };
     if with_tables(|mem| hvm.p2m.unmap(mem, gfn, p2m::ORDER_4K)).is_err() {
@@ -263,6 +271,25 @@ pub fn remove_gfn(d: &mut Domain, gfn: u64) -> bool {
         d.tot_pages = d.tot_pages.saturating_sub(1);
     }
     released
+}
+
+/// Maps a frame the domain does not own as RAM, `mfn` (its shared_info
+/// or a grant-table frame: `XENMEM_add_to_physmap`), at guest frame
+/// `gfn`, in place of whatever was there (a RAM frame there is given back
+/// as `decrease_reservation` would). Teardown never frees it as the
+/// domain's memory (it is not the domain's in the frame table).
+pub fn map_special(d: &mut Domain, gfn: u64, mfn: Mfn) -> Result<(), Errno> {
+    if d.hvm.as_ref().is_some_and(|h| lookup(h, gfn).is_some()) && !remove_gfn(d, gfn) {
+        // Not RAM of the domain (an earlier special frame): just unmap it.
+        let hvm = d.hvm.as_mut().ok_or(Errno::EINVAL)?;
+        with_tables(|mem| hvm.p2m.unmap(mem, gfn, p2m::ORDER_4K)).map_err(|_| Errno::EINVAL)?;
+    }
+    let hvm = d.hvm.as_mut().ok_or(Errno::EINVAL)?;
+    with_tables(|mem| {
+        hvm.p2m
+            .map(mem, gfn, mfn, p2m::ORDER_4K, P2mPerms::RWX, P2mType::Ram)
+    })
+    .map_err(|_| Errno::EINVAL)
 }
 
 /// Frees every table frame of a dying HVM domain's p2m (its memory frames

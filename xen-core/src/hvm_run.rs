@@ -52,6 +52,9 @@ pub struct HvmVcpuState {
     pub svm: SvmVcpu,
     /// Ioreq in flight, MTRRs, the MMIO replay log.
     pub emu: hx::HvmVcpu,
+    /// Its event-channel upcall vector
+    /// (`HVMOP_set_evtchn_upcall_vector`), if set.
+    pub upcall_vector: Option<u8>,
 }
 
 /// `HVM_PARAM_*` values a domain has (Xen keeps them per domain).
@@ -98,7 +101,10 @@ fn make_runtime(d: &Domain) -> Runtime {
                 ..Default::default()
             },
             pm: Default::default(),
-            emulation: PlatformConfig::EMU_HVM,
+            emulation: d
+                .hvm
+                .as_ref()
+                .map_or(PlatformConfig::EMU_HVM, |h| h.emulation),
         },
         crate::time::now_ns(),
     );
@@ -160,6 +166,7 @@ pub fn set_context(d: &mut Domain, buf: &[u8]) -> Result<(), Errno> {
                 v.hvm = Some(Box::new(HvmVcpuState {
                     svm,
                     emu: hx::HvmVcpu::default(),
+                    upcall_vector: None,
                 }));
             }
         }
@@ -419,6 +426,15 @@ fn prepare(
         }
     }
     let mut acts = Actions::new();
+    // Event channels: an upcall pending and unmasked raises the callback
+    // vector (HVM_PARAM_CALLBACK_IRQ of type vector), as Xen's
+    // hvm_assert_evtchn_irq.
+    let vector = d.vcpus[idx]
+        .hvm
+        .as_ref()
+        .and_then(|s| s.upcall_vector)
+        .or_else(|| upcall_vector(d));
+    let upcall = vector.filter(|_| crate::event::local_events_need_delivery(d, id));
     let p = {
         let Some((hvm, v)) = split(d, idx) else {
             return (None, After::Reschedule);
@@ -426,14 +442,26 @@ fn prepare(
         let Some(rt) = hvm.rt.as_mut() else {
             return (None, After::Reschedule);
         };
+        if let Some(vec) = upcall {
+            rt.platform.raise_lapic_vector(idx, vec, &mut acts);
+        }
         let next = rt.platform.advance(now, &mut acts);
         let s = &mut v.svm;
         s.wake_at = next;
         if !s.event_pending() {
             let can_intr = s.can_take_interrupt();
+            // V_IRQ stays set only while a window is wanted: left set
+            // without the VINTR intercept, the CPU would deliver the
+            // virtual interrupt itself.
             match hx::pending_injection(&mut rt.platform, idx, true, can_intr) {
-                Injection::Nmi => s.inject_nmi(),
-                Injection::Vector(vec) => s.inject_interrupt(vec),
+                Injection::Nmi => {
+                    s.want_interrupt_window(false);
+                    s.inject_nmi();
+                }
+                Injection::Vector(vec) => {
+                    s.want_interrupt_window(false);
+                    s.inject_interrupt(vec);
+                }
                 Injection::InterruptWindow => s.want_interrupt_window(true),
                 Injection::NmiWindow | Injection::Nothing => s.want_interrupt_window(false),
             }
@@ -446,6 +474,18 @@ fn prepare(
         return (None, After::Reschedule);
     }
     (Some(p), After::Again)
+}
+
+/// The event-channel callback vector (`HVM_PARAM_CALLBACK_IRQ` with
+/// type `HVM_PARAM_CALLBACK_TYPE_VECTOR`), if the guest set one.
+fn upcall_vector(d: &Domain) -> Option<u8> {
+    use hypercall_abi::hvm::{
+        HVM_PARAM_CALLBACK_IRQ_TYPE_MASK, HVM_PARAM_CALLBACK_IRQ_TYPE_SHIFT,
+        HVM_PARAM_CALLBACK_TYPE_VECTOR,
+    };
+    let v = d.hvm.as_ref()?.params[HvmParam::CallbackIrq as usize];
+    let ty = (v & HVM_PARAM_CALLBACK_IRQ_TYPE_MASK) >> HVM_PARAM_CALLBACK_IRQ_TYPE_SHIFT;
+    (ty == HVM_PARAM_CALLBACK_TYPE_VECTOR && v & 0xff >= 16).then_some(v as u8)
 }
 
 fn this_cpu() -> u32 {
@@ -487,7 +527,90 @@ fn handle_exit(
     let outcome = with_guest(d, idx, now, |g, emu, plat, pol, acts| {
         hx::handle(exit, g, emu, plat, pol, now, acts)
     });
+    if let Some(ExitOutcome::Hypercall { insn_len }) = outcome {
+        return hypercall(doms, domid, idx, insn_len);
+    }
+    let Some(d) = find(doms, domid) else {
+        return After::Reschedule;
+    };
     finish(d, idx, outcome, out)
+}
+
+/// A hypercall from vCPU `idx` of `domid` (VMMCALL): the guest's
+/// registers into a frame, the call made through its own page tables,
+/// the result (or a continuation's registers) back.
+fn hypercall(doms: &mut [Domain], domid: DomId, idx: usize, insn_len: u8) -> After {
+    use crate::arch::x86_64::entry::TrapFrame;
+    use crate::hypercall::Outcome;
+    let Some(me) = doms.iter().position(|d| d.domid == domid) else {
+        return After::Reschedule;
+    };
+    let prepared = {
+        let d = &mut doms[me];
+        let ncr3 = d.hvm.as_ref().map(|h| h.p2m.ncr3());
+        match (d.vcpus.get(idx).and_then(|v| v.hvm.as_ref()), ncr3) {
+            (Some(s), Some(ncr3)) => {
+                let long = s.svm.long_mode();
+                let g = &s.svm.gprs;
+                let w = |v: u64| if long { v } else { v & 0xffff_ffff };
+                let mut f = TrapFrame::default();
+                if long {
+                    (f.rdi, f.rsi, f.rdx, f.r10, f.r8) = (g.rdi, g.rsi, g.rdx, g.r[2], g.r[0]);
+                } else {
+                    (f.rdi, f.rsi, f.rdx, f.r10, f.r8) =
+                        (w(g.rbx), w(g.rcx), w(g.rdx), w(g.rsi), w(g.rdi));
+                }
+                f.rax = w(s.svm.rax());
+                Some((long, s.svm.cpl(), s.svm.paging_regs(), ncr3, f))
+            }
+            _ => None,
+        }
+    };
+    let Some((long, cpl, regs, ncr3, mut frame)) = prepared else {
+        return After::Reschedule;
+    };
+    let out = if cpl != 0 {
+        // Xen: hypercalls from guest user mode fail.
+        Outcome::Ret(Errno::EPERM.to_ret())
+    } else {
+        crate::domain::set_hvm_space(Some((regs, ncr3)));
+        let o = crate::hypercall::dispatch_hvm(doms, me, idx, &mut frame);
+        crate::domain::set_hvm_space(None);
+        o
+    };
+    let d = &mut doms[me];
+    let Some(s) = d.vcpus.get_mut(idx).and_then(|v| v.hvm.as_mut()) else {
+        return After::Reschedule;
+    };
+    let w = |v: u64| if long { v } else { v & 0xffff_ffff };
+    match out {
+        Outcome::Ret(v) => {
+            s.svm.set_rax(w(v as u64));
+            let rip = s.svm.rip().wrapping_add(u64::from(insn_len));
+            s.svm.set_rip(w(rip));
+        }
+        Outcome::NoRet => {
+            // A continuation: the call again, with its arguments moved on.
+            s.svm.set_rax(frame.rax);
+            let g = &mut s.svm.gprs;
+            if long {
+                (g.rdi, g.rsi, g.rdx, g.r[2], g.r[0]) =
+                    (frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8);
+            } else {
+                (g.rbx, g.rcx, g.rdx, g.rsi, g.rdi) =
+                    (frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8);
+            }
+        }
+        Outcome::Crash(why) => {
+            crate::println!("(XEN) domain crash: d{domid}v{idx}: {why}");
+            crate::domain::domain_shutdown(d, ShutdownReason::Crash);
+            return After::Reschedule;
+        }
+    }
+    if d.shutdown.is_some() || d.vcpus[idx].state != RunState::Running(this_cpu()) {
+        return After::Reschedule;
+    }
+    After::Again
 }
 
 /// The domain's HVM state and vCPU `idx`'s, borrowed together.
@@ -526,7 +649,7 @@ fn with_guest(
             ..
         } = &mut **rt;
         let pol = Policies { cpuid, msr };
-        let HvmVcpuState { svm, emu } = &mut **v;
+        let HvmVcpuState { svm, emu, .. } = &mut **v;
         let mut g = Guest {
             v: svm,
             id: idx,
@@ -558,7 +681,13 @@ fn finish(
                 .hvm
                 .as_ref()
                 .and_then(|h| h.rt.as_ref())
-                .is_some_and(|rt| rt.platform.pending_interrupt(idx).is_some());
+                .is_some_and(|rt| rt.platform.pending_interrupt(idx).is_some())
+                || ((upcall_vector(d).is_some()
+                    || d.vcpus[idx]
+                        .hvm
+                        .as_ref()
+                        .is_some_and(|s| s.upcall_vector.is_some()))
+                    && crate::event::local_events_need_delivery(d, idx as u32));
             if pending {
                 return After::Again;
             }
@@ -582,17 +711,8 @@ fn finish(
             });
             finish(d, idx, o, out)
         }
-        ExitOutcome::Hypercall { insn_len } => {
-            // HVM hypercalls come with PVH; until then, -ENOSYS.
-            with_guest(d, idx, 0, |g, _, _, _, _| {
-                use xen_core::hvm::emulate::Env;
-                g.set_gpr(0, (-(Errno::ENOSYS.raw() as i64)) as u64);
-                let rip = g.rip().wrapping_add(u64::from(insn_len));
-                hx::Vcpu::set_rip(g, rip);
-                ExitOutcome::Resume
-            });
-            After::Again
-        }
+        // Made by `hypercall` before `finish` is reached.
+        ExitOutcome::Hypercall { .. } => After::Again,
         ExitOutcome::PowerOff => {
             crate::domain::domain_shutdown(d, ShutdownReason::Poweroff);
             After::Reschedule
@@ -666,6 +786,7 @@ fn carry_out(d: &mut Domain, acts: Actions) {
                         v.hvm = Some(Box::new(HvmVcpuState {
                             svm,
                             emu: hx::HvmVcpu::default(),
+                            upcall_vector: None,
                         }));
                     }
                     _ => continue,
@@ -731,4 +852,21 @@ pub fn set_param(d: &mut Domain, index: u32, value: u64) -> Result<(), Errno> {
 pub fn get_param(d: &Domain, index: u32) -> Result<u64, Errno> {
     let hvm = d.hvm.as_ref().ok_or(Errno::EINVAL)?;
     hvm.params.get(index as usize).copied().ok_or(Errno::EINVAL)
+}
+
+/// `HVMOP_set_evtchn_upcall_vector`: vCPU `vcpu`'s own upcall vector
+/// (16..=255).
+pub fn set_upcall_vector(d: &mut Domain, vcpu: u32, vector: u8) -> Result<(), Errno> {
+    if vector < 16 {
+        return Err(Errno::EINVAL);
+    }
+    let s = d
+        .vcpus
+        .get_mut(vcpu as usize)
+        .ok_or(Errno::ENOENT)?
+        .hvm
+        .as_mut()
+        .ok_or(Errno::EINVAL)?;
+    s.upcall_vector = Some(vector);
+    Ok(())
 }

@@ -7,6 +7,14 @@
 //!   powers off through the ACPI PM1a control port;
 //! - `ports`: reads and writes every I/O port (the platform's and, without
 //!   a device model, the null handler's), then powers off;
+//! - `timer`: programs its local APIC through MMIO (nested page faults
+//!   the hypervisor emulates) and sleeps in HLT through ten periodic timer
+//!   interrupts;
+//! - `hostile`: garbage into 24576 MSRs (the refused ones #GP in the
+//!   guest) and reads/writes of unmapped MMIO, beside a well-behaved guest;
+//! - `hypercalls`: installs the hypercall page through the MSR Xen's
+//!   CPUID leaf names, calls `xen_version`, `EVTCHNOP_alloc_unbound` and
+//!   `SCHEDOP_shutdown` through it (VMMCALL);
 //! - `triple`: triple-faults (crashes only itself);
 //! - `spin`: loops forever with interrupts off (the host's timer still
 //!   takes the CPU back; `xl destroy` ends it).
@@ -43,7 +51,8 @@ mod kernel {
         .globl hvm_guest_start
     hvm_guest_start:
         .code32
-        /* Mode byte at 0x2000: 0 hello, 1 ports, 2 triple, 3 spin. */
+        /* Mode byte at 0x2000: 0 hello, 1 ports, 2 triple, 3 spin, 4 timer,
+           5 hostile, 6 hypercalls. */
         movzbl 0x2000, %eax
         cmp $1, %eax
         je ports
@@ -51,6 +60,12 @@ mod kernel {
         je triple
         cmp $3, %eax
         je spin
+        cmp $4, %eax
+        je timer
+        cmp $5, %eax
+        je hostile
+        cmp $6, %eax
+        je pvcalls
         mov $(hello_msg - hvm_guest_start + 0x1000), %esi
         call print
         /* CPUID 0x40000000: "XenVMMXenVMM". */
@@ -95,6 +110,133 @@ mod kernel {
     spin:
         cli
     5:  jmp 5b
+    timer:
+        /* A GDT (interrupts load CS from it) and an IDT with vector 0x40. */
+        lgdt (timer_gdtr - hvm_guest_start + 0x1000)
+        mov $(tick - hvm_guest_start + 0x1000), %eax
+        mov $(0x3000 + 0x40 * 8), %edi
+        mov %ax, (%edi)
+        movw $0x08, 2(%edi)
+        movw $0x8e00, 4(%edi)
+        shr $16, %eax
+        mov %ax, 6(%edi)
+        lidt (timer_idtr - hvm_guest_start + 0x1000)
+        movl $0, 0x2100
+        /* The local APIC, through MMIO: version, enable, periodic timer. */
+        mov 0xfee00030, %eax
+        mov %eax, 0x2104
+        movl $0x1ff, 0xfee000f0
+        movl $0xb, 0xfee003e0
+        movl $0x20040, 0xfee00320
+        movl $1000000, 0xfee00380
+        sti
+    8:  hlt
+        cmpl $10, 0x2100
+        jb 8b
+        cli
+        movl $0x10000, 0xfee00320
+        mov $(timer_msg - hvm_guest_start + 0x1000), %esi
+        call print
+        jmp poweroff
+    hostile:
+        /* #GP (vector 13) counted and skipped: rdmsr/wrmsr are 2 bytes. */
+        lgdt (timer_gdtr - hvm_guest_start + 0x1000)
+        mov $(gp_handler - hvm_guest_start + 0x1000), %eax
+        mov $(0x3000 + 13 * 8), %edi
+        mov %ax, (%edi)
+        movw $0x08, 2(%edi)
+        movw $0x8e00, 4(%edi)
+        shr $16, %eax
+        mov %ax, 6(%edi)
+        lidt (timer_idtr - hvm_guest_start + 0x1000)
+        movl $0, 0x2200
+        movl $0, 0x2204
+        /* Garbage into every MSR of three ranges, each read first. */
+        xor %ecx, %ecx
+    9:  rdmsr
+        mov $0xdeadbeef, %eax
+        xor %ecx, %eax
+        mov $0x5a5a5a5a, %edx
+        wrmsr
+        incl 0x2204
+        inc %ecx
+        cmp $0x2000, %ecx
+        jne 10f
+        mov $0xc0000000, %ecx
+    10: cmp $0xc0002000, %ecx
+        jne 11f
+        mov $0xc0010000, %ecx
+    11: cmp $0xc0012000, %ecx
+        jne 9b
+        /* Unmapped MMIO: 16 pages read and written (all ones back). */
+        mov $0xd0000000, %edi
+        mov $0xffffffff, %ebx
+    12: mov (%edi), %eax
+        and %eax, %ebx
+        movl $0x12345678, (%edi)
+        add $0x1000, %edi
+        cmp $0xd0010000, %edi
+        jne 12b
+        cmp $0xffffffff, %ebx
+        jne 13f
+        mov $(mmio_msg - hvm_guest_start + 0x1000), %esi
+        call print
+    13: cmpl $1000, 0x2200
+        jb 14f
+        mov $(msr_msg - hvm_guest_start + 0x1000), %esi
+        call print
+    14: jmp poweroff
+    pvcalls:
+        /* Xen's CPUID leaf 0x40000002: the hypercall MSR (EBX); the page
+           written to guest frame 5. */
+        mov $0x40000002, %eax
+        cpuid
+        mov %ebx, %ecx
+        mov $0x5000, %eax
+        xor %edx, %edx
+        wrmsr
+        /* xen_version(XENVER_version, NULL) through the page. */
+        xor %ebx, %ebx
+        xor %ecx, %ecx
+        mov $(0x5000 + 17 * 32), %eax
+        call *%eax
+        cmp $0x40011, %eax
+        jne 15f
+        mov $(xenver_msg - hvm_guest_start + 0x1000), %esi
+        call print
+        /* EVTCHNOP_alloc_unbound (DOMID_SELF, DOMID_SELF) at 0x2300. */
+        movw $0x7ff0, 0x2300
+        movw $0x7ff0, 0x2302
+        movl $0, 0x2304
+        mov $6, %ebx
+        mov $0x2300, %ecx
+        mov $(0x5000 + 32 * 32), %eax
+        call *%eax
+        test %eax, %eax
+        jnz 15f
+        cmpl $0, 0x2304
+        je 15f
+        mov $(evtchn_msg - hvm_guest_start + 0x1000), %esi
+        call print
+        /* SCHEDOP_shutdown (SHUTDOWN_poweroff): does not return. */
+        movl $0, 0x2310
+        mov $2, %ebx
+        mov $0x2310, %ecx
+        mov $(0x5000 + 29 * 32), %eax
+        call *%eax
+    15: mov $(hcfail_msg - hvm_guest_start + 0x1000), %esi
+        call print
+        cli
+        hlt
+    gp_handler:
+        incl 0x2200
+        addl $2, 4(%esp)
+        add $4, %esp
+        iret
+    tick:
+        incl 0x2100
+        movl $0, 0xfee000b0
+        iret
     poweroff:
         mov $(bye_msg - hvm_guest_start + 0x1000), %esi
         call print
@@ -116,11 +258,28 @@ mod kernel {
     zero_idtr:
         .word 0
         .long 0
+        .balign 8
+    timer_gdt:
+        .quad 0
+        .quad 0x00cf9a000000ffff
+        .quad 0x00cf92000000ffff
+    timer_gdtr:
+        .word 23
+        .long timer_gdt - hvm_guest_start + 0x1000
+    timer_idtr:
+        .word 0x7ff
+        .long 0x3000
     hello_msg: .asciz "hvm guest: hello from protected mode\n"
     cpuid_msg: .asciz "hvm guest: cpuid leaf 0x40000000 says XenVMMXenVMM\n"
     cmos_msg: .asciz "hvm guest: CMOS status B says 24-hour mode\n"
     ports_msg: .asciz "hvm guest: every port read and written\n"
     bye_msg: .asciz "hvm guest: powering off\n"
+    xenver_msg: .asciz "hvm guest: xen_version through the hypercall page says 4.17\n"
+    evtchn_msg: .asciz "hvm guest: EVTCHNOP_alloc_unbound gave a port\n"
+    hcfail_msg: .asciz "hvm guest: a hypercall FAILED\n"
+    mmio_msg: .asciz "hvm guest: unmapped MMIO reads all ones, writes vanish\n"
+    msr_msg: .asciz "hvm guest: garbage MSR writes: refused ones raised #GP, and I am still here\n"
+    timer_msg: .asciz "hvm guest: 10 LAPIC timer interrupts through MMIO registers\n"
         .code64
         .globl hvm_guest_end
     hvm_guest_end:
@@ -336,6 +495,76 @@ mod kernel {
             let r = wait_shutdown(d, 60_000);
             c.check(
                 "the port-sweeping guest gets through every port and powers off",
+                r == Some(ShutdownReason::Poweroff.raw()),
+                format_args!("{r:?}"),
+            );
+            destroy(&mut c, d);
+        }
+
+        // timer: LAPIC MMIO (nested page faults emulated), a periodic
+        // timer interrupt injected ten times, HLT sleeping between them.
+        if let Some(d) = start(&mut c, "timer", 4) {
+            let r = wait_shutdown(d, 20_000);
+            c.check(
+                "the timer guest takes 10 LAPIC timer interrupts and powers off",
+                r == Some(ShutdownReason::Poweroff.raw()),
+                format_args!("{r:?}"),
+            );
+            let mut version = [0u8; 4];
+            if let Ok(mut m) = ForeignMap::new(d, &[2]) {
+                if let Some(p) = m.page(0) {
+                    version.copy_from_slice(&p[0x104..0x108]);
+                }
+            }
+            let v = u32::from_le_bytes(version);
+            c.check(
+                "its LAPIC version register reads an integrated APIC",
+                (0x10..=0x15).contains(&(v & 0xff)),
+                format_args!("{v:#x}"),
+            );
+            destroy(&mut c, d);
+        }
+
+        // hostile MSRs and MMIO, with a well-behaved guest beside it.
+        if let Some(h) = start(&mut c, "hostile", 5) {
+            let other = start(&mut c, "hello beside it", 0);
+            let r = wait_shutdown(h, 60_000);
+            c.check(
+                "the hostile guest writes garbage to 24576 MSRs, pokes unmapped MMIO and powers off",
+                r == Some(ShutdownReason::Poweroff.raw()),
+                format_args!("{r:?}"),
+            );
+            let mut counts = [0u8; 8];
+            if let Ok(mut m) = ForeignMap::new(h, &[2]) {
+                if let Some(p) = m.page(0) {
+                    counts.copy_from_slice(&p[0x200..0x208]);
+                }
+            }
+            let gp = u32::from_le_bytes([counts[0], counts[1], counts[2], counts[3]]);
+            let writes = u32::from_le_bytes([counts[4], counts[5], counts[6], counts[7]]);
+            c.check(
+                "every MSR write was made, and the refused ones raised #GP in the guest",
+                writes == 3 * 0x2000 && gp >= 1000,
+                format_args!("{writes} writes, {gp} #GP"),
+            );
+            if let Some(o) = other {
+                let r = wait_shutdown(o, 20_000);
+                c.check(
+                    "the guest beside it ran to its end",
+                    r == Some(ShutdownReason::Poweroff.raw()),
+                    format_args!("{r:?}"),
+                );
+                destroy(&mut c, o);
+            }
+            destroy(&mut c, h);
+        }
+
+        // hypercalls: the hypercall page from the MSR CPUID names, then
+        // Xen's calls through it, down to SCHEDOP_shutdown.
+        if let Some(d) = start(&mut c, "hypercalls", 6) {
+            let r = wait_shutdown(d, 20_000);
+            c.check(
+                "the guest's SCHEDOP_shutdown(poweroff) hypercall shuts it down",
                 r == Some(ShutdownReason::Poweroff.raw()),
                 format_args!("{r:?}"),
             );

@@ -1386,13 +1386,7 @@ impl crate::xl::XlBackend for Toolstack {
             cores_per_socket: p.nr_cpus,
             threads_per_core: 1,
             cpu_khz: p.cpu_khz,
-            caps: VirtCaps {
-                pv: true,
-                hvm: p.capabilities & hypercall_abi::sysctl::XEN_SYSCTL_PHYSCAP_HVM != 0,
-                hap: p.capabilities & hypercall_abi::sysctl::XEN_SYSCTL_PHYSCAP_HAP != 0,
-                gnttab_v1: true,
-                ..VirtCaps::default()
-            },
+            caps: VirtCaps::from_physcap(p.capabilities),
             total_pages: p.total_pages,
             free_pages: p.free_pages,
             ..PhysInfo::default()

@@ -198,6 +198,44 @@ pub struct VirtCaps {
     pub gnttab_v2: bool,
 }
 
+impl VirtCaps {
+    /// From `XEN_SYSCTL_physinfo`'s `capabilities` (`XEN_SYSCTL_PHYSCAP_*`),
+    /// plus grant table v1, which every Xen has (libxl reports it from
+    /// the version, not from a flag).
+    pub fn from_physcap(c: u32) -> Self {
+        use hypercall_abi::sysctl::*;
+        let has = |f: u32| c & f != 0;
+        VirtCaps {
+            pv: has(XEN_SYSCTL_PHYSCAP_PV),
+            hvm: has(XEN_SYSCTL_PHYSCAP_HVM),
+            directio: has(XEN_SYSCTL_PHYSCAP_DIRECTIO),
+            hap: has(XEN_SYSCTL_PHYSCAP_HAP),
+            shadow: has(XEN_SYSCTL_PHYSCAP_SHADOW),
+            iommu_hap_pt_share: has(XEN_SYSCTL_PHYSCAP_IOMMU_HAP_PT_SHARE),
+            vmtrace: has(XEN_SYSCTL_PHYSCAP_VMTRACE),
+            vpmu: has(XEN_SYSCTL_PHYSCAP_VPMU),
+            gnttab_v1: true,
+            gnttab_v2: has(XEN_SYSCTL_PHYSCAP_GNTTAB_V2),
+        }
+    }
+}
+
+#[cfg(test)]
+mod virt_caps_tests {
+    use super::VirtCaps;
+    use hypercall_abi::sysctl::*;
+
+    #[test]
+    fn physinfo_capabilities_become_virt_caps() {
+        let c = VirtCaps::from_physcap(XEN_SYSCTL_PHYSCAP_PV);
+        assert!(c.pv && !c.hvm && !c.hap && c.gnttab_v1);
+        let c = VirtCaps::from_physcap(
+            XEN_SYSCTL_PHYSCAP_PV | XEN_SYSCTL_PHYSCAP_HVM | XEN_SYSCTL_PHYSCAP_HAP,
+        );
+        assert!(c.pv && c.hvm && c.hap && !c.shadow && !c.directio);
+    }
+}
+
 /// The hypervisor, as `libxl_version_info` describes it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct VersionInfo {

@@ -61,7 +61,7 @@ mod kernel {
                 None
             }
         };
-        set_power_off(platform.as_ref());
+        power::set_s5_from(platform.as_ref());
         r.check(out, "port i/o (pit)", check_pit());
         r.check(out, "port i/o (cmos rtc)", check_cmos());
         r.check(out, "mmio (lapic)", check_lapic(platform.as_ref()));
@@ -180,28 +180,6 @@ mod kernel {
             Some((t, table)) => println!("bare: acpi: {table}: \\_S5 SLP_TYPa {t}"),
             None => println!("bare: acpi: no static \\_S5 package in the DSDT or an SSDT"),
         }
-    }
-
-    /// Records where S5 is, from ACPI or else QEMU's values.
-    fn set_power_off(p: Option<&Platform>) {
-        let port = p.and_then(|p| p.fadt.pm1a_cnt);
-        let typ = p.and_then(|p| p.s5_slp_typ).map(|(t, _)| t);
-        if port.is_none() {
-            println!(
-                "bare: power-off: ACPI gives no PM1a_CNT; using QEMU's ({:#x})",
-                power::QEMU_PM1A_CNT
-            );
-        }
-        if typ.is_none() {
-            println!(
-                "bare: power-off: ACPI gives no static \\_S5; using QEMU's SLP_TYP ({})",
-                power::QEMU_S5_SLP_TYP
-            );
-        }
-        power::set_s5(
-            port.unwrap_or(power::QEMU_PM1A_CNT),
-            typ.unwrap_or(power::QEMU_S5_SLP_TYP),
-        );
     }
 
     fn check_pit() -> Result<(), Why> {

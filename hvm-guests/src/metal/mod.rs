@@ -4,9 +4,10 @@
 //! ([`boot`], [`paging`]), COM1 ([`serial`]), the IDT ([`idt`]), the
 //! interrupt controllers and timers ([`pic`], [`pit`], [`lapic`],
 //! [`ioapic`], [`cmos`]), the firmware's tables and the memory map
-//! ([`firmware`], [`memmap`]), the second CPU ([`smp`]) and power-off
-//! ([`power`]). Trusts the boot loader for the entry state its protocol
-//! promises, and nothing the hardware reports.
+//! ([`firmware`], [`memmap`]), the second CPU ([`smp`]), power-off
+//! ([`power`]) and the time-stamp counter for benchmarks ([`tsc`]).
+//! Trusts the boot loader for the entry state its protocol promises, and
+//! nothing the hardware reports.
 
 pub mod boot;
 pub mod cmos;
@@ -23,3 +24,4 @@ pub mod pit;
 pub mod power;
 pub mod serial;
 pub mod smp;
+pub mod tsc;

@@ -9,6 +9,7 @@
 //! (SLP_TYP 0).
 
 use super::cpu::{halt_forever, outw};
+use super::firmware::Platform;
 use super::pit;
 use core::sync::atomic::{AtomicU32, Ordering};
 
@@ -28,6 +29,27 @@ static S5: AtomicU32 = AtomicU32::new((QEMU_PM1A_CNT as u32) << 8);
 /// Records the PM1a control port and S5 sleep type to use.
 pub fn set_s5(port: u16, slp_typ: u8) {
     S5.store(u32::from(port) << 8 | u32::from(slp_typ), Ordering::Relaxed);
+}
+
+/// Records where S5 is from the firmware's tables (`None`: none were
+/// found), else QEMU's values, and says on COM1 which it had to assume.
+pub fn set_s5_from(p: Option<&Platform>) {
+    let port = p.and_then(|p| p.fadt.pm1a_cnt);
+    let typ = p.and_then(|p| p.s5_slp_typ).map(|(t, _)| t);
+    if port.is_none() {
+        crate::println!(
+            "bare: power-off: ACPI gives no PM1a_CNT; using QEMU's ({QEMU_PM1A_CNT:#x})"
+        );
+    }
+    if typ.is_none() {
+        crate::println!(
+            "bare: power-off: ACPI gives no static \\_S5; using QEMU's SLP_TYP ({QEMU_S5_SLP_TYP})"
+        );
+    }
+    set_s5(
+        port.unwrap_or(QEMU_PM1A_CNT),
+        typ.unwrap_or(QEMU_S5_SLP_TYP),
+    );
 }
 
 /// The recorded port and sleep type.

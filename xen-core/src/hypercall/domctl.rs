@@ -380,8 +380,24 @@ fn createdomain(c: &mut Call, op: &mut XenDomctl) -> Result<bool, Errno> {
     d.grants = Box::new(grants);
     d.pause_count = 1;
     if hvm {
+        // Which devices the hypervisor emulates: libxl asks for all (HVM)
+        // or the local APIC alone (PVH); a toolstack that says nothing
+        // gets the HVM set.
+        let emu = cd.arch.emulation_flags;
+        let all = hypercall_abi::arch_x86::XEN_X86_EMU_ALL;
+        if emu & !all != 0 || (emu != 0 && emu & hypercall_abi::arch_x86::XEN_X86_EMU_LAPIC == 0) {
+            release_shared_info(domid, shinfo);
+            return Err(Errno::EINVAL);
+        }
         match crate::hvm_glue::new_hvm() {
-            Ok(h) => d.hvm = Some(h),
+            Ok(mut h) => {
+                h.emulation = if emu == 0 {
+                    xen_core::hvm::platform::PlatformConfig::EMU_HVM
+                } else {
+                    emu
+                };
+                d.hvm = Some(h)
+            }
             Err(e) => {
                 release_shared_info(domid, shinfo);
                 return Err(e);

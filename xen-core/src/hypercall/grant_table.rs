@@ -814,8 +814,49 @@ pub fn add_to_physmap(c: &mut Call) -> Result<i64, Errno> {
     if !is_self(c, xatp.domid, true) && c.others.get(xatp.domid).is_none() {
         return Err(Errno::ESRCH);
     }
-    // Every domain Oxen runs is PV (not translated).
-    Err(Errno::EACCES)
+    let me = c.dom.domid;
+    let privileged = c.dom.is_privileged;
+    let d = if is_self(c, xatp.domid, true) {
+        &mut *c.dom
+    } else {
+        if !privileged {
+            return Err(Errno::EPERM);
+        }
+        c.others.get(xatp.domid).ok_or(Errno::ESRCH)?
+    };
+    if !d.is_hvm() {
+        // A PV domain is not translated: it has no physmap to add to.
+        return Err(Errno::EACCES);
+    }
+    // The frame the guest asks for, in a translated (HVM) domain.
+    let mfn = match XenMapSpace::from_raw(u64::from(xatp.space)) {
+        Some(XenMapSpace::SharedInfo) if xatp.idx == 0 => Mfn(d.shared_info_maddr >> 12),
+        Some(XenMapSpace::SharedInfo) => return Err(Errno::EINVAL),
+        Some(XenMapSpace::GrantTable) => {
+            if xatp.idx & hypercall_abi::memory::XENMAPIDX_GRANT_TABLE_STATUS != 0 {
+                // Status frames are grant table v2's.
+                return Err(Errno::EINVAL);
+            }
+            let idx = u32::try_from(xatp.idx).map_err(|_| Errno::EINVAL)?;
+            let owner = d.domid;
+            let table = &mut d.grants.active;
+            if idx >= table.max_frames() {
+                return Err(Errno::EINVAL);
+            }
+            // Xen grows the table to cover the index.
+            with_env(me, |_, ft, env| {
+                table.grow(env, ft, FtDomId(owner), idx + 1)
+            })
+            .map_err(|_| Errno::ENOMEM)?;
+            *table
+                .allocated_frames()
+                .get(idx as usize)
+                .ok_or(Errno::EINVAL)?
+        }
+        _ => return Err(Errno::ENOSYS),
+    };
+    crate::hvm_glue::map_special(d, xatp.gpfn, mfn)?;
+    Ok(0)
 }
 
 // Teardown ------------------------------------------------------------------

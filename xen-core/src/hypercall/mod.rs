@@ -171,6 +171,52 @@ extern "C" fn pv_syscall_dispatch(frame: &mut TrapFrame) {
     crate::sched::exit_to_guest(frame);
 }
 
+/// A hypercall from HVM vCPU `vcpu` of `doms[me]` (VMMCALL through its
+/// hypercall page): the number in `frame.rax`, the arguments in `rdi`,
+/// `rsi`, `rdx`, `r10`, `r8` (the caller moved a 32-bit guest's `ebx`,
+/// `ecx`, `edx`, `esi`, `edi` there). Guest pointers go through the
+/// vCPU's own page tables ([`crate::domain::HVM_SPACE`], set up by the
+/// caller). Only the calls Xen offers HVM guests; the others `-ENOSYS`.
+pub fn dispatch_hvm(doms: &mut [Domain], me: usize, vcpu: usize, frame: &mut TrapFrame) -> Outcome {
+    let Some((dom, others)) = Others::split(doms, me) else {
+        return Outcome::Crash("hypercall from a vanished domain");
+    };
+    let nr = frame.rax;
+    let allowed = matches!(
+        Hypercall::from_raw(nr),
+        Some(
+            Hypercall::XenVersion
+                | Hypercall::ConsoleIo
+                | Hypercall::SchedOp
+                | Hypercall::SetTimerOp
+                | Hypercall::VcpuOp
+                | Hypercall::EventChannelOp
+                | Hypercall::GrantTableOp
+                | Hypercall::MemoryOp
+                | Hypercall::HvmOp
+        )
+    );
+    if !allowed {
+        return Outcome::Ret(Errno::ENOSYS.to_ret());
+    }
+    let args = [frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8];
+    let mut call = Call {
+        dom,
+        vcpu,
+        cr3: crate::domain::HVM_SPACE,
+        args,
+        frame,
+        others,
+        deferred: None,
+    };
+    let out = dispatch(nr, &mut call);
+    if call.deferred.is_some() {
+        // None of the calls above changes the domain table.
+        log::warn!("hypercall {nr} from an HVM vCPU asked for a table change; dropped");
+    }
+    out
+}
+
 fn dispatch(nr: u64, c: &mut Call) -> Outcome {
     let Some(hc) = Hypercall::from_raw(nr) else {
         log::debug!("d{}: unknown hypercall {nr}", c.dom.domid);

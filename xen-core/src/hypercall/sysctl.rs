@@ -45,7 +45,14 @@ pub fn sysctl(c: &mut Call) -> Result<i64, Errno> {
             p.nr_nodes = 1;
             p.max_node_id = 0;
             p.cpu_khz = (crate::time::tsc_hz() / 1000) as u32;
-            p.capabilities = XEN_SYSCTL_PHYSCAP_PV;
+            // HVM guests with nested paging once SVM passed its boot
+            // self-test (Xen's `hvm_enabled` and `hvm_hap_supported()`).
+            p.capabilities = XEN_SYSCTL_PHYSCAP_PV
+                | if crate::arch::x86_64::svm::hap_available() {
+                    XEN_SYSCTL_PHYSCAP_HVM | XEN_SYSCTL_PHYSCAP_HAP
+                } else {
+                    0
+                };
             p.total_pages = crate::memory::total_frames();
             p.free_pages = crate::memory::free_frames();
             p.max_mfn = crate::memory::max_mfn();

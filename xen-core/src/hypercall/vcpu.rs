@@ -244,14 +244,18 @@ fn register_vcpu_info(
     if u64::from(r.offset) + size > 4096 {
         return Err(Errno::EINVAL);
     }
-    if !d.p2m.contains(&r.mfn) {
-        return Err(Errno::EINVAL);
-    }
+    // A PV guest names a machine frame it owns; an HVM guest a guest frame
+    // of its RAM (translated through its p2m).
+    let mfn = match &d.hvm {
+        Some(h) => crate::hvm_glue::lookup(h, r.mfn).ok_or(Errno::EINVAL)?.0,
+        None if d.p2m.contains(&r.mfn) => r.mfn,
+        None => return Err(Errno::EINVAL),
+    };
     let v = &mut d.vcpus[id as usize];
     if v.vcpu_info_maddr != d.shared_info_maddr + crate::domain::vcpu_info_offset(id) {
         return Err(Errno::EINVAL);
     }
-    let new = (r.mfn << 12) + u64::from(r.offset);
+    let new = (mfn << 12) + u64::from(r.offset);
     // Carry the current contents over, as Xen does.
     // SAFETY: both addresses are in RAM the domain owns or shares with us,
     // covered by the direct map; `size` bytes each; they do not overlap.

@@ -611,6 +611,44 @@ impl SvmVcpu {
         self.r64(vmcb::RIP)
     }
 
+    /// Sets RIP (dropping the interrupt shadow: an instruction completed).
+    pub fn set_rip(&mut self, rip: u64) {
+        self.w64(vmcb::RIP, rip);
+        self.w64(vmcb::INTERRUPT_SHADOW, 0);
+    }
+
+    /// RAX.
+    pub fn rax(&self) -> u64 {
+        self.r64(vmcb::RAX)
+    }
+
+    /// Sets RAX.
+    pub fn set_rax(&mut self, v: u64) {
+        self.w64(vmcb::RAX, v);
+    }
+
+    /// Whether the vCPU runs 64-bit code (EFER.LMA and CS.L).
+    pub fn long_mode(&self) -> bool {
+        self.r64(vmcb::EFER) & EFER_LMA != 0
+            && self.r16(vmcb::CS + vmcb::SEG_ATTRIB) & (1 << 9) != 0
+    }
+
+    /// Current privilege level.
+    pub fn cpl(&self) -> u8 {
+        self.r8(vmcb::CPL)
+    }
+
+    /// The paging registers, for walks of its page tables.
+    pub fn paging_regs(&self) -> PagingRegs {
+        PagingRegs {
+            cr0: self.r64(vmcb::CR0),
+            cr3: self.r64(vmcb::CR3),
+            cr4: self.r64(vmcb::CR4),
+            efer: self.r64(vmcb::EFER),
+            cpl: self.r8(vmcb::CPL),
+        }
+    }
+
     /// The raw exit code, for logs.
     pub fn exit_code(&self) -> u64 {
         self.r64(vmcb::EXITCODE)
@@ -728,13 +766,7 @@ pub struct Guest<'a> {
 
 impl Guest<'_> {
     fn paging(&self) -> PagingRegs {
-        PagingRegs {
-            cr0: self.v.r64(vmcb::CR0),
-            cr3: self.v.r64(vmcb::CR3),
-            cr4: self.v.r64(vmcb::CR4),
-            efer: self.v.r64(vmcb::EFER),
-            cpl: self.v.r8(vmcb::CPL),
-        }
+        self.v.paging_regs()
     }
 }
 
