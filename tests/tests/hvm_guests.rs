@@ -51,8 +51,6 @@ const LINUX_MARKER: &str = "oxen-hvm-linux: userspace up, kernel ";
 const LINUX_POWER_DOWN: &str = "reboot: Power down";
 /// Its second vCPU came up (INIT/SIPI through xen-core's LAPIC).
 const LINUX_TWO_CPUS: &str = "smp: Brought up 1 node, 2 CPUs";
-/// `xl shutdown -w` when a guest powered itself off.
-const PVH_POWERED_OFF: &str = "has been shut down, reason code 0";
 /// Dom0's refusal of a `type = "hvm"` kernel without a Multiboot2 header.
 const NOT_MULTIBOOT2: &str =
     "building domain notmb2: /boot/hello: not a Multiboot2 kernel (no Multiboot2 header in the first 32 KiB)";
@@ -239,11 +237,14 @@ fn xl_create_c_runs_a_one_vcpu_bare_metal_hvm_guest_to_its_acpi_power_off() {
 
 // `type = "pvh"`: the same kernel at its PVH entry (XEN_ELFNOTE_PHYS32_ENTRY,
 // hvm_start_info, ACPI without PM1a), xenstore and PV console rings set up
-// as for a PV guest, no device model: its COM1 output goes nowhere (as on
-// Xen), so the evidence is that it reaches its own power-off (reason 0,
-// not a crash) and leaves nothing behind once destroyed.
+// as for a PV guest, and, as libxl asks, a local APIC as the only emulated
+// device and no device model: this bare-metal kernel's COM1 output goes
+// nowhere and its PIT check waits forever (as on Xen). The evidence is
+// that it runs from its entry without crashing (a bad entry state or
+// start info is a triple fault at once: `c` with on_crash = "preserve"),
+// and that destroying it leaves nothing behind.
 #[test]
-fn xl_create_type_pvh_runs_bare_hello_from_its_pvh_entry_to_its_own_power_off() {
+fn xl_create_type_pvh_runs_bare_hello_from_its_pvh_entry_without_crashing() {
     let kernel = bare_hello();
     let cfg = ramdisk_file(
         "pvhbare.cfg",
@@ -252,28 +253,18 @@ fn xl_create_type_pvh_runs_bare_hello_from_its_pvh_entry_to_its_own_power_off() 
              memory = 32\nvcpus = 1\non_poweroff = \"preserve\"\non_crash = \"preserve\"\n"
         ),
     );
-    // `xl shutdown -w` writes control/shutdown (which this guest never
-    // reads) and waits until the domain has shut down by itself.
     let (code, text) = run_adding(
         &[&kernel, &cfg],
-        "xl info\nxl create pvhbare.cfg\nxl shutdown -w pvhbare\nxl list\n\
-         xl destroy pvhbare\nxl list\nxl info\n",
+        "xl info\nxl create pvhbare.cfg\nsleep 3\nxl list\nxl destroy pvhbare\nxl list\nxl info\n",
         GUEST_TIMEOUT,
     );
     assert_eq!(code, Some(0), "every xl command should succeed:\n{text}");
-    assert!(
-        text.contains(PVH_POWERED_OFF),
-        "the PVH guest should power itself off (not crash):\n{text}"
-    );
     let rows = list_rows(&text, "pvhbare");
-    assert_eq!(
-        rows.len(),
-        1,
-        "listed once, shut down, then destroyed:\n{text}"
-    );
+    assert_eq!(rows.len(), 1, "listed once, then destroyed:\n{text}");
+    let state = rows[0].split_whitespace().nth(4).unwrap_or("");
     assert!(
-        rows[0].contains("---s--"),
-        "shut down, not crashed: {:?}\n{text}",
+        state.len() == 6 && !state.contains('c') && !state.contains('s'),
+        "running (not crashed, not shut down) 3 s after its PVH entry: {:?}\n{text}",
         rows[0]
     );
     let free = free_memory(&text);
