@@ -59,6 +59,9 @@ const NOT_PVH: &str =
     "building domain notpvh: /boot/hello: not a PVH kernel (no XEN_ELFNOTE_PHYS32_ENTRY note)";
 /// ... of an HVM guest without `kernel =` ...
 const NO_KERNEL: &str = "building domain nokernel: type=\"hvm\" needs kernel=";
+/// ... of any HVM guest on a machine without SVM/VMX ...
+const NO_HVM: &str = "building domain nohvm: this hypervisor cannot create HVM guests \
+                      (createdomain: -EINVAL): it needs SVM or VMX with nested paging";
 /// ... and of one with too little memory.
 const TOO_SMALL: &str = "building domain tiny: /boot/bare-hello: memory = 1 MiB is not a size";
 
@@ -447,6 +450,52 @@ fn a_stock_debian_linux_boots_as_an_hvm_guest_to_busybox_userspace() {
     let free = free_memory(&text);
     assert_eq!(free.len(), 2, "two `xl info`s:\n{text}");
     assert_eq!(free[0], free[1], "all its memory should come back:\n{text}");
+}
+
+// On a CPU without SVM (`qemu64,-svm`), xen-core refuses HVM domains;
+// `xl create` says why in one line and nothing is left behind.
+#[test]
+fn xl_create_of_an_hvm_guest_without_hardware_virtualization_is_one_line_and_leaves_nothing() {
+    let kernel = bare_hello();
+    let cfg = ramdisk_file(
+        "nohvm.cfg",
+        &format!("name = \"nohvm\"\ntype = \"hvm\"\nkernel = \"{BARE_HELLO_PATH}\"\nmemory = 16\n"),
+    );
+    let mut args: Vec<String> = vec!["--cpu".into(), "qemu64,-svm".into()];
+    for f in [&kernel, &cfg] {
+        args.push("--add".into());
+        args.push(f.display().to_string());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, text) = oxen_run_batch(
+        &args,
+        "xl info\nxl create nohvm.cfg\nxl list\nxl info\n",
+        REFUSE_TIMEOUT,
+    );
+    assert_ne!(
+        code,
+        Some(0),
+        "the refused create should fail the run:\n{text}"
+    );
+    assert!(
+        text.contains("VERDICT: FAILURE: 1 command failed"),
+        "only the create should fail:\n{text}"
+    );
+    assert_eq!(
+        text.lines().filter(|l| l.contains(NO_HVM)).count(),
+        1,
+        "one line saying {NO_HVM:?}:\n{text}"
+    );
+    assert!(
+        list_rows(&text, "nohvm").is_empty(),
+        "no domain left:\n{text}"
+    );
+    let free = free_memory(&text);
+    assert_eq!(free.len(), 2, "two `xl info`s:\n{text}");
+    assert_eq!(
+        free[0], free[1],
+        "nothing should be left allocated:\n{text}"
+    );
 }
 
 #[test]
