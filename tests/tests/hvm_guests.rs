@@ -73,7 +73,7 @@ const LINUX_TIMEOUT: Duration = Duration::from_secs(300);
 const REFUSE_TIMEOUT: Duration = Duration::from_secs(60);
 /// A run that boots a bare-metal guest whose every COM1 access is an
 /// ioreq round trip to Dom0 under TCG (about 7 s on an idle machine).
-const GUEST_TIMEOUT: Duration = Duration::from_secs(120);
+const GUEST_TIMEOUT: Duration = Duration::from_secs(240);
 
 // ---- Helpers (as boot.rs's) ------------------------------------------------------
 
