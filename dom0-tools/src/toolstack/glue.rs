@@ -557,6 +557,9 @@ impl Toolstack {
                 if h.service() > 0 {
                     hvm_progress = true;
                 }
+                if h.take_shut_down() {
+                    progress = true;
+                }
                 let out = h.take_output();
                 if !out.is_empty() {
                     g.console.feed(&out, |_| {});
