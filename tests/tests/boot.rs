@@ -1740,8 +1740,8 @@ fn hvm_svm_is_detected_and_its_world_switch_runs_a_guest_at_boot() {
     assert_eq!(code, Some(0), "{text}");
     for want in [
         "HVM: SVM (AMD-V) revision 1, 16 ASIDs, nested paging yes",
-        "HVM: SVM world switch self-test passed: the guest said \"hvm: hello from an SVM guest\" \
-         (29 IOIO exits), got \"Oxen\" from 65 CPUID, 1 nested page fault, halted; CPUID exit round trip median ",
+        "HVM: SVM world switch self-test passed: the guest said \"hvm: hello from the self-test guest\" \
+         (36 IOIO exits), got \"Oxen\" from 65 CPUID, 1 nested page fault, halted; CPUID exit round trip median ",
     ] {
         assert!(text.contains(want), "missing {want:?}:\n{text}");
     }

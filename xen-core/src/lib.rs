@@ -29,5 +29,6 @@ pub mod irq;
 pub mod mm;
 pub mod runstate;
 pub mod svm;
+pub mod vmx;
 pub mod wallclock;
 pub mod x86_emul;

@@ -293,6 +293,16 @@ pub unsafe fn write_cr4(v: u64) {
     unsafe { asm!("mov cr4, {}", in(reg) v, options(nostack, preserves_flags)) };
 }
 
+/// Loads CR0.
+///
+/// # Safety
+/// The new value must keep protected mode, paging and write protection
+/// on, and change only bits whose effects the caller accounts for.
+pub unsafe fn write_cr0(v: u64) {
+    // SAFETY: the caller upholds the function's contract.
+    unsafe { asm!("mov cr0, {}", in(reg) v, options(nostack, preserves_flags)) };
+}
+
 /// CR0.TS: the next x87/SSE instruction raises #NM.
 pub const CR0_TS: u64 = 1 << 3;
 

@@ -19,3 +19,4 @@ pub mod svm;
 pub mod svm_vcpu;
 pub mod syscall_floor;
 pub mod traps;
+pub mod vmx;

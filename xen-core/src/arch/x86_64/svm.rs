@@ -41,7 +41,7 @@ const MAX_EXITS: usize = 256;
 /// figure.
 const TIMED_CPUIDS: usize = 64;
 /// What the guest must say.
-const GREETING: &[u8] = b"hvm: hello from an SVM guest\n";
+const GREETING: &[u8] = b"hvm: hello from the self-test guest\n";
 
 /// The guest's general registers other than RAX and RSP (which live in
 /// the VMCB), in [`svm_vmrun`]'s order.
@@ -155,7 +155,7 @@ svm_guest_start:
     movl $0x21212121, 8(%edi)
     hlt
     ud2
-3:  .asciz "hvm: hello from an SVM guest\n"
+3:  .asciz "hvm: hello from the self-test guest\n"
     .code64
     .globl svm_guest_end
 svm_guest_end:
@@ -287,7 +287,7 @@ pub fn hap_available() -> bool {
 pub fn probe_and_selftest() {
     let (svm_caps, vmx) = detect();
     if vmx {
-        log::info!("HVM: VMX (Intel VT-x) present; Oxen's VMX backend is not written yet");
+        super::vmx::probe_and_selftest();
     }
     let Some(caps) = svm_caps else {
         if !vmx {
