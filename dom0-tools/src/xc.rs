@@ -200,8 +200,20 @@ pub fn create_domain(p: &CreateParams) -> Result<DomId, Errno> {
 /// `CDF_hvm | CDF_hap` for an HVM domain with nested paging): the new
 /// domain, paused.
 pub fn create_domain_with_flags(p: &CreateParams, flags: u32) -> Result<DomId, Errno> {
+    create_domain_emulating(p, flags, 0)
+}
+
+/// [`create_domain_with_flags`] with the x86 `emulation_flags`
+/// (`XEN_X86_EMU_*`: which devices the hypervisor emulates; libxl asks
+/// for the local APIC alone for PVH; 0 leaves Oxen's HVM default).
+pub fn create_domain_emulating(
+    p: &CreateParams,
+    flags: u32,
+    emulation: u32,
+) -> Result<DomId, Errno> {
     let mut c = XenDomctlCreatedomain::new_zeroed();
     c.flags = flags;
+    c.arch.emulation_flags = emulation;
     c.handle = p.handle;
     c.max_vcpus = p.max_vcpus;
     c.max_evtchn_port = p.max_evtchn_port;

@@ -44,8 +44,13 @@ const BARE_FAILED: &str = ": FAILED";
 /// ... and the verdict, then its ACPI S5 power-off.
 const BARE_ALL_PASSED: &str = "bare: all checks passed";
 const BARE_POWERING_OFF: &str = "bare: powering off (ACPI S5";
-/// `xl shutdown -w` when a guest powered itself off.
-const PVH_POWERED_OFF: &str = "has been shut down, reason code 0";
+/// A stock Debian kernel as an HVM guest: the marker its busybox /init
+/// writes to /dev/kmsg (the console is polled COM1: no IRQ from the device
+/// model yet), and the kernel's own power-off line.
+const LINUX_MARKER: &str = "oxen-hvm-linux: userspace up, kernel ";
+const LINUX_POWER_DOWN: &str = "reboot: Power down";
+/// Its second vCPU came up (INIT/SIPI through xen-core's LAPIC).
+const LINUX_TWO_CPUS: &str = "smp: Brought up 1 node, 2 CPUs";
 /// Dom0's refusal of a `type = "hvm"` kernel without a Multiboot2 header.
 const NOT_MULTIBOOT2: &str =
     "building domain notmb2: /boot/hello: not a Multiboot2 kernel (no Multiboot2 header in the first 32 KiB)";
@@ -54,16 +59,21 @@ const NOT_PVH: &str =
     "building domain notpvh: /boot/hello: not a PVH kernel (no XEN_ELFNOTE_PHYS32_ENTRY note)";
 /// ... of an HVM guest without `kernel =` ...
 const NO_KERNEL: &str = "building domain nokernel: type=\"hvm\" needs kernel=";
+/// ... of any HVM guest on a machine without SVM/VMX ...
+const NO_HVM: &str = "building domain nohvm: this hypervisor cannot create HVM guests \
+                      (createdomain: -EINVAL): it needs SVM or VMX with nested paging";
 /// ... and of one with too little memory.
 const TOO_SMALL: &str = "building domain tiny: /boot/bare-hello: memory = 1 MiB is not a size";
 
 // ---- Limits -------------------------------------------------------------------
 
+/// A run that boots Linux to userspace under TCG (about 80 s when idle).
+const LINUX_TIMEOUT: Duration = Duration::from_secs(300);
 /// A run that only refuses guests.
 const REFUSE_TIMEOUT: Duration = Duration::from_secs(60);
 /// A run that boots a bare-metal guest whose every COM1 access is an
 /// ioreq round trip to Dom0 under TCG (about 7 s on an idle machine).
-const GUEST_TIMEOUT: Duration = Duration::from_secs(120);
+const GUEST_TIMEOUT: Duration = Duration::from_secs(240);
 
 // ---- Helpers (as boot.rs's) ------------------------------------------------------
 
@@ -230,11 +240,14 @@ fn xl_create_c_runs_a_one_vcpu_bare_metal_hvm_guest_to_its_acpi_power_off() {
 
 // `type = "pvh"`: the same kernel at its PVH entry (XEN_ELFNOTE_PHYS32_ENTRY,
 // hvm_start_info, ACPI without PM1a), xenstore and PV console rings set up
-// as for a PV guest, no device model: its COM1 output goes nowhere (as on
-// Xen), so the evidence is that it reaches its own power-off (reason 0,
-// not a crash) and leaves nothing behind once destroyed.
+// as for a PV guest, and, as libxl asks, a local APIC as the only emulated
+// device and no device model: this bare-metal kernel's COM1 output goes
+// nowhere and its PIT check waits forever (as on Xen). The evidence is
+// that it runs from its entry without crashing (a bad entry state or
+// start info is a triple fault at once: `c` with on_crash = "preserve"),
+// and that destroying it leaves nothing behind.
 #[test]
-fn xl_create_type_pvh_runs_bare_hello_from_its_pvh_entry_to_its_own_power_off() {
+fn xl_create_type_pvh_runs_bare_hello_from_its_pvh_entry_without_crashing() {
     let kernel = bare_hello();
     let cfg = ramdisk_file(
         "pvhbare.cfg",
@@ -243,28 +256,18 @@ fn xl_create_type_pvh_runs_bare_hello_from_its_pvh_entry_to_its_own_power_off() 
              memory = 32\nvcpus = 1\non_poweroff = \"preserve\"\non_crash = \"preserve\"\n"
         ),
     );
-    // `xl shutdown -w` writes control/shutdown (which this guest never
-    // reads) and waits until the domain has shut down by itself.
     let (code, text) = run_adding(
         &[&kernel, &cfg],
-        "xl info\nxl create pvhbare.cfg\nxl shutdown -w pvhbare\nxl list\n\
-         xl destroy pvhbare\nxl list\nxl info\n",
+        "xl info\nxl create pvhbare.cfg\nsleep 3\nxl list\nxl destroy pvhbare\nxl list\nxl info\n",
         GUEST_TIMEOUT,
     );
     assert_eq!(code, Some(0), "every xl command should succeed:\n{text}");
-    assert!(
-        text.contains(PVH_POWERED_OFF),
-        "the PVH guest should power itself off (not crash):\n{text}"
-    );
     let rows = list_rows(&text, "pvhbare");
-    assert_eq!(
-        rows.len(),
-        1,
-        "listed once, shut down, then destroyed:\n{text}"
-    );
+    assert_eq!(rows.len(), 1, "listed once, then destroyed:\n{text}");
+    let state = rows[0].split_whitespace().nth(4).unwrap_or("");
     assert!(
-        rows[0].contains("---s--"),
-        "shut down, not crashed: {:?}\n{text}",
+        state.len() == 6 && !state.contains('c') && !state.contains('s'),
+        "running (not crashed, not shut down) 3 s after its PVH entry: {:?}\n{text}",
         rows[0]
     );
     let free = free_memory(&text);
@@ -312,6 +315,186 @@ fn xl_destroy_of_a_running_hvm_guest_leaves_nothing_and_the_next_one_passes() {
     assert!(
         text.lines().any(|l| l.trim_end() == BARE_ALL_PASSED),
         "the next guest should pass:\n{text}"
+    );
+}
+
+/// `apt-get download`s Debian package `pkg` (once; cached under the
+/// image build's target dir) and unpacks it: the directory it is in.
+fn debian_package(pkg: &str) -> std::path::PathBuf {
+    let dir = oxen_tests::images::images_target_dir()
+        .join("debian")
+        .join(pkg);
+    let unpacked = dir.join("root");
+    if unpacked.is_dir() {
+        return unpacked;
+    }
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = |cmd: &mut Command| {
+        let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+        assert!(
+            out.status.success(),
+            "{cmd:?} failed: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    };
+    run(Command::new("apt-get")
+        .args(["download", pkg])
+        .current_dir(&dir));
+    let deb = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        .unwrap_or_else(|| panic!("apt-get download {pkg} left no .deb in {}", dir.display()));
+    let tmp = dir.join("root.tmp");
+    let _ = std::fs::remove_dir_all(&tmp);
+    run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&tmp));
+    std::fs::rename(&tmp, &unpacked).unwrap();
+    unpacked
+}
+
+/// The kernel package `linux-image-cloud-amd64` depends on (the current
+/// Debian cloud kernel).
+fn debian_cloud_kernel_package() -> String {
+    let out = Command::new("apt-cache")
+        .args(["depends", "linux-image-cloud-amd64"])
+        .output()
+        .expect("apt-cache");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("Depends: "))
+        .find(|p| p.starts_with("linux-image-"))
+        .unwrap_or_else(|| {
+            panic!(
+                "apt-cache depends linux-image-cloud-amd64 names no kernel: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+        .to_string()
+}
+
+// A stock Debian kernel (linux-image-*-cloud-amd64, as the issue asks,
+// fetched with apt-get download) boots as a 2-vCPU `type = "hvm"` guest
+// from its bzImage with a busybox initramfs built here, brings up its
+// second CPU, reaches userspace, says so and powers off through ACPI S5
+// (about 12 s).
+//
+// Two things of xen-core's are worked around, and should be dropped here
+// once fixed there:
+// - `--cpu max,-smap,-la57`: QEMU's `-cpu max` offers LA57 and xen-core's
+//   CPUID policy passes it on; Linux then runs with 5-level paging
+//   (CR4 0x10b0) and xen-core's guest page walk (4 levels) fails to fetch
+//   the instruction of its first LAPIC MMIO read, injecting a #PF
+//   (native_apic_mem_read, error 0x10, CR2 = RIP): most runs panic.
+// - `nopv`: Linux sees Xen's CPUID leaves and, as an HVM guest on Xen,
+//   maps shared_info with XENMEM_add_to_physmap, which xen-core does not
+//   offer HVM guests yet (BUG at enlighten_hvm.c:48).
+#[test]
+fn a_stock_debian_linux_boots_as_an_hvm_guest_to_busybox_userspace() {
+    let kpkg = debian_cloud_kernel_package();
+    let kroot = debian_package(&kpkg);
+    let vmlinuz = std::fs::read_dir(kroot.join("boot"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
+        })
+        .unwrap_or_else(|| panic!("{kpkg} has no /boot/vmlinuz-*"));
+    let busybox = std::fs::read(debian_package("busybox-static").join("bin/busybox")).unwrap();
+    let init = "#!/bin/busybox sh\n\
+                /bin/busybox mount -t devtmpfs dev /dev\n\
+                /bin/busybox mount -t proc proc /proc\n\
+                echo \"oxen-hvm-linux: userspace up, kernel $(/bin/busybox uname -r)\" > /dev/kmsg\n\
+                /bin/busybox poweroff -f\n";
+    let mut cpio = oxen_tests::cpio::CpioWriter::new();
+    cpio.add_dir("dev").unwrap();
+    cpio.add_dir("proc").unwrap();
+    cpio.add_file("bin/busybox", 0o755, &busybox).unwrap();
+    cpio.add_file("init", 0o755, init.as_bytes()).unwrap();
+    let initrd = ramdisk_file("linux-initrd.cpio", "");
+    std::fs::write(&initrd, cpio.finish()).unwrap();
+    let kernel = ramdisk_file("vmlinuz", "");
+    std::fs::copy(&vmlinuz, &kernel).unwrap();
+    let cfg = ramdisk_file(
+        "linux.cfg",
+        "name = \"linux\"\ntype = \"hvm\"\nkernel = \"/boot/vmlinuz\"\n\
+         ramdisk = \"/boot/linux-initrd.cpio\"\nmemory = 128\nvcpus = 2\n\
+         extra = \"nopv console=ttyS0 earlyprintk=serial,ttyS0\"\n",
+    );
+    let mut args: Vec<String> = vec!["--cpu".into(), "max,-smap,-la57".into()];
+    for f in [&kernel, &initrd, &cfg] {
+        args.push("--add".into());
+        args.push(f.display().to_string());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, text) = oxen_run_batch(
+        &args,
+        "xl info\nxl create -c linux.cfg\nxl list\nxl info\n",
+        LINUX_TIMEOUT,
+    );
+    assert_eq!(code, Some(0), "every xl command should succeed:\n{text}");
+    for want in [LINUX_TWO_CPUS, LINUX_MARKER, LINUX_POWER_DOWN] {
+        assert!(
+            text.contains(want),
+            "missing {want:?} on xl console:\n{text}"
+        );
+    }
+    assert!(
+        list_rows(&text, "linux").is_empty(),
+        "Linux should be gone after its power-off:\n{text}"
+    );
+    let free = free_memory(&text);
+    assert_eq!(free.len(), 2, "two `xl info`s:\n{text}");
+    assert_eq!(free[0], free[1], "all its memory should come back:\n{text}");
+}
+
+// On a CPU without SVM (`qemu64,-svm`), xen-core refuses HVM domains;
+// `xl create` says why in one line and nothing is left behind.
+#[test]
+fn xl_create_of_an_hvm_guest_without_hardware_virtualization_is_one_line_and_leaves_nothing() {
+    let kernel = bare_hello();
+    let cfg = ramdisk_file(
+        "nohvm.cfg",
+        &format!("name = \"nohvm\"\ntype = \"hvm\"\nkernel = \"{BARE_HELLO_PATH}\"\nmemory = 16\n"),
+    );
+    let mut args: Vec<String> = vec!["--cpu".into(), "qemu64,-svm".into()];
+    for f in [&kernel, &cfg] {
+        args.push("--add".into());
+        args.push(f.display().to_string());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, text) = oxen_run_batch(
+        &args,
+        "xl info\nxl create nohvm.cfg\nxl list\nxl info\n",
+        REFUSE_TIMEOUT,
+    );
+    assert_ne!(
+        code,
+        Some(0),
+        "the refused create should fail the run:\n{text}"
+    );
+    assert!(
+        text.contains("VERDICT: FAILURE: 1 command failed"),
+        "only the create should fail:\n{text}"
+    );
+    assert_eq!(
+        text.lines().filter(|l| l.contains(NO_HVM)).count(),
+        1,
+        "one line saying {NO_HVM:?}:\n{text}"
+    );
+    assert!(
+        list_rows(&text, "nohvm").is_empty(),
+        "no domain left:\n{text}"
+    );
+    let free = free_memory(&text);
+    assert_eq!(free.len(), 2, "two `xl info`s:\n{text}");
+    assert_eq!(
+        free[0], free[1],
+        "nothing should be left allocated:\n{text}"
     );
 }
 

@@ -606,13 +606,22 @@ mod glue {
     /// Builds the domain `p` plans (see the module documentation); it stays
     /// paused.
     pub fn build(p: &HvmPlan, modules: &[&[u8]], handle: [u8; 16]) -> Result<HvmBuilt, HvmError> {
-        let domid = xc::create_domain_with_flags(
+        // As libxl: a PVH guest gets the local APIC alone; an HVM guest
+        // the hypervisor's HVM set (0: Oxen's default, PIC, PIT, RTC,
+        // IOAPIC, ACPI PM and LAPIC).
+        let emulation = if p.is_pvh() {
+            hypercall_abi::arch_x86::XEN_X86_EMU_LAPIC
+        } else {
+            0
+        };
+        let domid = xc::create_domain_emulating(
             &CreateParams {
                 max_vcpus: p.vcpus,
                 handle,
                 ..CreateParams::default()
             },
             XEN_DOMCTL_CDF_HVM | XEN_DOMCTL_CDF_HAP,
+            emulation,
         )
         .map_err(HvmError::NoHvm)?;
         match fill(domid, p, modules) {

@@ -547,7 +547,29 @@ impl Toolstack {
         // Events from here on wake the next `idle`.
         self.back.seen.set(events::generation());
         let mut progress = false;
-        // Block requests first: their answers are what a guest waits for.
+        // HVM guests' I/O requests first: each holds a vCPU until it is
+        // answered. They do not make the reaper look for shutdowns (that
+        // would cost a getdomaininfo per guest per request): a shutdown
+        // comes with VIRQ_DOM_EXC.
+        let mut hvm_progress = false;
+        for (&id, g) in self.guests.iter_mut() {
+            if let Some(h) = g.hvm.as_mut() {
+                if h.service() > 0 {
+                    hvm_progress = true;
+                }
+                if h.take_shut_down() {
+                    progress = true;
+                }
+                let out = h.take_output();
+                if !out.is_empty() {
+                    g.console.feed(&out, |_| {});
+                    if self.attached == Some(id) {
+                        print_tail(&g.console, out.len());
+                    }
+                }
+            }
+        }
+        // Block requests next: their answers are what a guest waits for.
         let blk_progress = self.blk.service(&mut self.xs, &mut self.back);
         if self.blk.stats_total() != self.back.io_seen {
             self.back.io_seen = self.blk.stats_total();
@@ -559,19 +581,6 @@ impl Toolstack {
         }
         progress |= !r.notify.is_empty() || !r.more.is_empty();
         for (&id, g) in self.guests.iter_mut() {
-            if let Some(h) = g.hvm.as_mut() {
-                if h.service() > 0 {
-                    progress = true;
-                }
-                let out = h.take_output();
-                if !out.is_empty() {
-                    g.console.feed(&out, |_| {});
-                    if self.attached == Some(id) {
-                        print_tail(&g.console, out.len());
-                    }
-                }
-                continue;
-            }
             let Some(mut ring) = g.ring() else { continue };
             let before = g.console.backlog().total();
             let n = g.console.poll(&mut ring, |_| {});
@@ -608,7 +617,7 @@ impl Toolstack {
         if exc || progress {
             progress |= self.reap();
         }
-        progress || blk_progress
+        progress || blk_progress || hvm_progress
     }
 
     /// Pushes out what Dom0's own xenstore writes caused (watch events)

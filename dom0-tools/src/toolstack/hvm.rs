@@ -29,6 +29,8 @@ pub struct HvmIo {
     mem: ForeignGuestMemory,
     /// Refusals already reported.
     reported: u64,
+    /// The device model shut the domain down since the last look.
+    shut_down: bool,
 }
 
 impl HvmIo {
@@ -42,6 +44,7 @@ impl HvmIo {
             dm: DeviceModel::new(Vec::new()),
             mem: ForeignGuestMemory::new(domid),
             reported: 0,
+            shut_down: false,
         }
     }
 
@@ -89,11 +92,12 @@ impl HvmIo {
                 PowerRequest::Poweroff => lifecycle::reason::POWEROFF,
                 PowerRequest::Reboot => lifecycle::reason::REBOOT,
             };
-            if let Err(e) = xc::remote_shutdown(self.domid, reason) {
-                log::warn!(
+            match xc::remote_shutdown(self.domid, reason) {
+                Ok(()) => self.shut_down = true,
+                Err(e) => log::warn!(
                     "d{}: device model: {req:?}: shutdown failed: {e}",
                     self.domid
-                );
+                ),
             }
         }
         let st = *self.server.stats();
@@ -107,6 +111,12 @@ impl HvmIo {
             }
         }
         n
+    }
+
+    /// Whether the device model shut the domain down (ACPI S5, reset)
+    /// since the last call: the toolstack's reaper should look.
+    pub fn take_shut_down(&mut self) -> bool {
+        core::mem::take(&mut self.shut_down)
     }
 
     /// What the guest wrote to COM1 since the last call.
