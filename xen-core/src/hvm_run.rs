@@ -63,6 +63,8 @@ pub type Params = [u64; HVM_NR_PARAMS as usize];
 /// CPUID leaf 1 ECX.XSAVE and OSXSAVE, AVX: hidden (the FPU is switched
 /// with FXSAVE, so only x87/SSE state survives a switch).
 const LEAF1_ECX_HIDDEN: u32 = (1 << 26) | (1 << 27) | (1 << 28);
+/// CPUID leaf 7 ECX: 5-level paging.
+const LEAF7_ECX_LA57: u32 = 1 << 16;
 /// CPUID leaf 7 EBX: AVX2, AVX-512 family.
 const LEAF7_EBX_HIDDEN: u32 = (1 << 5) | 0xffff_0000;
 
@@ -73,7 +75,11 @@ fn make_runtime(d: &Domain) -> Runtime {
         let mut l = [r.eax, r.ebx, r.ecx, r.edx];
         match leaf {
             1 => l[2] &= !LEAF1_ECX_HIDDEN,
-            7 if sub == 0 => l[1] &= !LEAF7_EBX_HIDDEN,
+            7 if sub == 0 => {
+                l[1] &= !LEAF7_EBX_HIDDEN;
+                // LA57: the emulator walks 4-level tables only.
+                l[2] &= !LEAF7_ECX_LA57;
+            }
             0xd => l = [0; 4],
             _ => {}
         }
