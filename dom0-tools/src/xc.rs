@@ -31,7 +31,7 @@ use hypercall_abi::sysctl::{
 use hypercall_abi::xen::{MmuextCmd, DOMID_SELF};
 use hypercall_abi::DomId;
 use pv_guest_lib::error::{check, Errno};
-use pv_guest_lib::hypercall::{hypercall1, hypercall2, hypercall4};
+use pv_guest_lib::hypercall::{hypercall1, hypercall2, hypercall3, hypercall4};
 use pv_guest_lib::mmu::{self, BatchError};
 use zerocopy::{FromZeros, IntoBytes};
 
@@ -443,6 +443,34 @@ pub fn remote_shutdown(domid: DomId, reason: u32) -> Result<(), Errno> {
             Hypercall::SchedOp,
             hypercall_abi::sched::SchedOp::RemoteShutdown as u64,
             &mut a as *mut hypercall_abi::sched::SchedRemoteShutdown as u64,
+        )
+    })
+    .map(|_| ())
+}
+
+/// `XEN_DMOP_set_isa_irq_level` (`dm_op`): the device model sets ISA IRQ
+/// line `irq` (0..16) of HVM domain `domid`, as libxendevicemodel's
+/// `xendevicemodel_set_isa_irq_level`.
+pub fn set_isa_irq_level(domid: DomId, irq: u8, level: bool) -> Result<(), Errno> {
+    /// `XEN_DMOP_set_isa_irq_level`.
+    const OP: u32 = 9;
+    // struct xen_dm_op: op, pad, then xen_dm_op_set_isa_irq_level.
+    let mut op = [0u8; 16];
+    op[..4].copy_from_slice(&OP.to_le_bytes());
+    op[8] = irq;
+    op[9] = u8::from(level);
+    // xen_dm_op_buf_t: a handle and its size.
+    let mut buf = [0u64; 2];
+    buf[0] = op.as_mut_ptr() as u64;
+    buf[1] = op.len() as u64;
+    // SAFETY: Xen reads the one buffer descriptor and the operation it
+    // names, both live for the call.
+    check(unsafe {
+        hypercall3(
+            Hypercall::DmOp,
+            u64::from(domid),
+            1,
+            buf.as_mut_ptr() as u64,
         )
     })
     .map(|_| ())

@@ -49,6 +49,10 @@ const BARE_POWERING_OFF: &str = "bare: powering off (ACPI S5";
 /// model yet), and the kernel's own power-off line.
 const LINUX_MARKER: &str = "oxen-hvm-linux: userspace up, kernel ";
 const LINUX_POWER_DOWN: &str = "reboot: Power down";
+/// What /init writes to its console, ttyS0: Linux's 8250 driver sends it
+/// through the UART's transmit interrupt (IRQ 4, driven by Dom0's device
+/// model with XEN_DMOP_set_isa_irq_level).
+const LINUX_TTY_MARKER: &str = "oxen-hvm-linux: hello from /dev/console through ttyS0";
 /// Its second vCPU came up (INIT/SIPI through xen-core's LAPIC).
 const LINUX_TWO_CPUS: &str = "smp: Brought up 1 node, 2 CPUs";
 /// Dom0's refusal of a `type = "hvm"` kernel without a Multiboot2 header.
@@ -403,6 +407,8 @@ fn a_stock_debian_linux_boots_as_an_hvm_guest_to_busybox_userspace() {
                 /bin/busybox mount -t devtmpfs dev /dev\n\
                 /bin/busybox mount -t proc proc /proc\n\
                 echo \"oxen-hvm-linux: userspace up, kernel $(/bin/busybox uname -r)\" > /dev/kmsg\n\
+                echo \"oxen-hvm-linux: hello from /dev/console through ttyS0\" > /dev/console\n\
+                /bin/busybox sleep 1\n\
                 /bin/busybox poweroff -f\n";
     let mut cpio = oxen_tests::cpio::CpioWriter::new();
     cpio.add_dir("dev").unwrap();
@@ -431,7 +437,12 @@ fn a_stock_debian_linux_boots_as_an_hvm_guest_to_busybox_userspace() {
         LINUX_TIMEOUT,
     );
     assert_eq!(code, Some(0), "every xl command should succeed:\n{text}");
-    for want in [LINUX_TWO_CPUS, LINUX_MARKER, LINUX_POWER_DOWN] {
+    for want in [
+        LINUX_TWO_CPUS,
+        LINUX_MARKER,
+        LINUX_TTY_MARKER,
+        LINUX_POWER_DOWN,
+    ] {
         assert!(
             text.contains(want),
             "missing {want:?} on xl console:\n{text}"

@@ -876,3 +876,15 @@ pub fn set_upcall_vector(d: &mut Domain, vcpu: u32, vector: u8) -> Result<(), Er
     s.upcall_vector = Some(vector);
     Ok(())
 }
+
+/// `XEN_DMOP_set_isa_irq_level`: the device model drives ISA IRQ `irq`
+/// of `d` (PIC and IOAPIC, as the platform routes it); a vCPU that gets
+/// the interrupt is woken.
+pub fn set_isa_irq_level(d: &mut Domain, irq: u8, level: bool) {
+    let mut acts = Actions::new();
+    let Some(rt) = d.hvm.as_mut().and_then(|h| h.rt.as_mut()) else {
+        return;
+    };
+    rt.platform.set_isa_irq_level(irq, level, &mut acts);
+    carry_out(d, acts);
+}

@@ -31,6 +31,8 @@ pub struct HvmIo {
     reported: u64,
     /// The device model shut the domain down since the last look.
     shut_down: bool,
+    /// The ISA IRQ lines as last told to the hypervisor (bit N: IRQ N).
+    irq_levels: u16,
 }
 
 impl HvmIo {
@@ -45,6 +47,7 @@ impl HvmIo {
             mem: ForeignGuestMemory::new(domid),
             reported: 0,
             shut_down: false,
+            irq_levels: 0,
         }
     }
 
@@ -85,6 +88,7 @@ impl HvmIo {
         let n = self.server.serve(&page, &mut self.dm, &mut self.mem, |p| {
             let _ = events::send(p);
         });
+        self.update_irqs();
         if let Some(req) = self.dm.power_request() {
             // As QEMU in a Xen system: the device model shuts the domain
             // down; the toolstack's reaper applies on_poweroff/on_reboot.
@@ -113,6 +117,23 @@ impl HvmIo {
         n
     }
 
+    /// Tells the hypervisor the ISA IRQ lines that changed
+    /// (`XEN_DMOP_set_isa_irq_level`): the UART's IRQ 4.
+    fn update_irqs(&mut self) {
+        let now = self.dm.isa_irq_levels();
+        let changed = now ^ self.irq_levels;
+        for irq in (0..16u8).filter(|i| changed & (1 << i) != 0) {
+            let level = now & (1 << irq) != 0;
+            if let Err(e) = xc::set_isa_irq_level(self.domid, irq, level) {
+                log::warn!(
+                    "d{}: device model: IRQ {irq} level {level}: {e}",
+                    self.domid
+                );
+            }
+        }
+        self.irq_levels = now;
+    }
+
     /// Whether the device model shut the domain down (ACPI S5, reset)
     /// since the last call: the toolstack's reaper should look.
     pub fn take_shut_down(&mut self) -> bool {
@@ -128,6 +149,7 @@ impl HvmIo {
     /// is dropped, as on a real line.
     pub fn input(&mut self, bytes: &[u8]) {
         self.dm.com1.receive(bytes);
+        self.update_irqs();
     }
 }
 

@@ -8,6 +8,7 @@
 mod console_io;
 pub(crate) mod cpu;
 mod desc;
+mod dm_op;
 mod domctl;
 pub(crate) mod evtchn;
 pub mod grant_table;
@@ -249,6 +250,7 @@ fn dispatch(nr: u64, c: &mut Call) -> Outcome {
         Hypercall::Domctl => domctl::domctl(c).into(),
         Hypercall::Sysctl => sysctl::sysctl(c).into(),
         Hypercall::HvmOp => hvm_op::hvm_op(c).into(),
+        Hypercall::DmOp => dm_op::dm_op(c).into(),
         Hypercall::Iret => {
             let (frame, v) = (&mut *c.frame, &mut c.dom.vcpus[c.vcpu]);
             match crate::pv::do_iret(frame, v) {
