@@ -39,7 +39,7 @@ const GUEST_PORT: u16 = 0xe9;
 const MAX_EXITS: usize = 256;
 /// CPUID exits the guest makes after the first, for the round-trip
 /// figure.
-const TIMED_CPUIDS: usize = 64;
+pub(super) const TIMED_CPUIDS: usize = 64;
 /// What the guest must say.
 const GREETING: &[u8] = b"hvm: hello from the self-test guest\n";
 
@@ -272,6 +272,62 @@ fn put_seg(page: &mut [u8], seg: usize, sel: u16, attrib: u16, limit: u32, base:
     put_u64(page, seg + vmcb::SEG_BASE, base);
 }
 
+/// What the self-test guest did by its HLT (the same guest under SVM and
+/// VMX): what it said through port 0xe9, its data frame, the I/O exits,
+/// CPUID exits and page faults of the nested tables seen.
+pub(super) struct SelftestRun<'a> {
+    /// The bytes it wrote to port 0xe9.
+    pub said: &'a [u8],
+    /// Its data frame (the markers at 0..12).
+    pub data: &'a [u8],
+    /// I/O exits, and what the backend calls them.
+    pub exits: (u32, &'static str),
+    /// CPUID exits.
+    pub cpuid: u32,
+    /// Nested page faults, and what the backend calls them.
+    pub faults: (u32, &'static str),
+}
+
+impl SelftestRun<'_> {
+    /// Checks what the guest did; the log line's summary (with the
+    /// median of the timed CPUID round trips, `cycles[1..]`).
+    pub fn verdict(
+        &self,
+        cycles: &mut [u64; TIMED_CPUIDS + 1],
+    ) -> Result<alloc::string::String, alloc::string::String> {
+        use alloc::format;
+        let said = self.said;
+        if said != GREETING {
+            return Err(format!(
+                "the guest said {:?}",
+                core::str::from_utf8(said).unwrap_or("?")
+            ));
+        }
+        let marks = (&self.data[0..4], &self.data[4..8], &self.data[8..12]);
+        if marks != (&b"NEXO"[..], &b"Oxen"[..], &b"!!!!"[..]) {
+            return Err(format!("guest memory holds {marks:?}"));
+        }
+        let cpuid = self.cpuid;
+        if cpuid as usize != TIMED_CPUIDS + 1 {
+            return Err(format!("{cpuid} CPUID exits, want {}", TIMED_CPUIDS + 1));
+        }
+        let timed = &mut cycles[1..];
+        timed.sort_unstable();
+        Ok(format!(
+            "the guest said {:?} ({} {} exits), got \"Oxen\" from {cpuid} CPUID, \
+             {} {}, halted; CPUID exit round trip median {} cycles (min {}, {} exits)",
+            core::str::from_utf8(&said[..said.len() - 1]).unwrap_or("?"),
+            self.exits.0,
+            self.exits.1,
+            self.faults.0,
+            self.faults.1,
+            timed[timed.len() / 2],
+            timed[0],
+            timed.len()
+        ))
+    }
+}
+
 /// Whether the boot found SVM with nested paging (and ASIDs to run guests
 /// under): what HVM domains with `XEN_DOMCTL_CDF_hap` need (Xen's
 /// `hvm_enabled && hvm_hap_supported()`). Set once, by the boot CPU.
@@ -487,30 +543,14 @@ fn selftest(f: &Frames) -> Result<alloc::string::String, alloc::string::String> 
             exit::HLT => {
                 // SAFETY: the data frame is ours (see above).
                 let data = unsafe { frame_bytes(f.guest[2], 1) };
-                let marks = (&data[0..4], &data[4..8], &data[8..12]);
-                if said != GREETING {
-                    return Err(format!(
-                        "the guest said {:?}",
-                        core::str::from_utf8(&said).unwrap_or("?")
-                    ));
-                }
-                if marks != (&b"NEXO"[..], &b"Oxen"[..], &b"!!!!"[..]) {
-                    return Err(format!("guest memory holds {marks:?}"));
-                }
-                if cpuid as usize != TIMED_CPUIDS + 1 {
-                    return Err(format!("{cpuid} CPUID exits, want {}", TIMED_CPUIDS + 1));
-                }
-                let timed = &mut cpuid_cycles[1..];
-                timed.sort_unstable();
-                return Ok(format!(
-                    "the guest said {:?} ({ioio} IOIO exits), got \"Oxen\" from {cpuid} CPUID, \
-                     {npf} nested page fault, halted; CPUID exit round trip median {} cycles \
-                     (min {}, {} exits)",
-                    core::str::from_utf8(&said[..said.len() - 1]).unwrap_or("?"),
-                    timed[timed.len() / 2],
-                    timed[0],
-                    timed.len()
-                ));
+                let run = SelftestRun {
+                    said: &said,
+                    data,
+                    exits: (ioio, "IOIO"),
+                    cpuid,
+                    faults: (npf, "nested page fault"),
+                };
+                return run.verdict(&mut cpuid_cycles);
             }
             c => {
                 return Err(format!(

@@ -30,10 +30,7 @@ const GUEST_CODE_GPA: u64 = 0x1000;
 const GUEST_MMIO_GPA: u64 = 0xfee0_0000;
 /// Exits before the test gives up.
 const MAX_EXITS: usize = 256;
-/// CPUID exits after the first, timed.
-const TIMED_CPUIDS: usize = 64;
-/// What the guest must say.
-const GREETING: &[u8] = b"hvm: hello from the self-test guest\n";
+use super::svm::TIMED_CPUIDS;
 /// EPT entry: read, write, execute.
 const EPT_RWX: u64 = 0b111;
 /// EPT leaf memory type: write-back.
@@ -638,27 +635,14 @@ fn selftest(caps: &VmxCaps, f: &Frames) -> Result<alloc::string::String, alloc::
             exit::HLT => {
                 // SAFETY: the data frame is ours.
                 let data = unsafe { frame_bytes(f.guest[2]) };
-                let marks = (&data[0..4], &data[4..8], &data[8..12]);
-                if said != GREETING {
-                    return Err(format!(
-                        "the guest said {:?}",
-                        core::str::from_utf8(&said).unwrap_or("?")
-                    ));
-                }
-                if marks != (&b"NEXO"[..], &b"Oxen"[..], &b"!!!!"[..]) {
-                    return Err(format!("guest memory holds {marks:?}"));
-                }
-                let timed = &mut cycles[1..];
-                timed.sort_unstable();
-                return Ok(format!(
-                    "the guest said {:?} ({io} I/O exits), got \"Oxen\" from {cpuid} CPUID, \
-                     {ept} EPT violation, halted; CPUID exit round trip median {} cycles \
-                     (min {}, {} exits)",
-                    core::str::from_utf8(&said[..said.len() - 1]).unwrap_or("?"),
-                    timed[timed.len() / 2],
-                    timed[0],
-                    timed.len()
-                ));
+                let run = super::svm::SelftestRun {
+                    said: &said,
+                    data,
+                    exits: (io, "I/O"),
+                    cpuid,
+                    faults: (ept, "EPT violation"),
+                };
+                return run.verdict(&mut cycles);
             }
             r => {
                 return Err(format!(
