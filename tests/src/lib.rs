@@ -3,6 +3,7 @@
 //! It builds the bootable images ([`images::build_images`]), packs Dom0's
 //! boot modules ([`cpio`] ramdisk, [`bundle`] for QEMU's PVH path, a GRUB ISO
 //! for the Multiboot2 path: [`boot`]), boots them under QEMU ([`qemu`]),
+//! or under Bochs with a VT-x CPU from a GRUB ISO ([`bochs`]),
 //! reads the serial console, and judges the run by its console lines, its
 //! `VERDICT:` line and its `isa-debug-exit` code ([`check`], [`exit`]).
 //! `scripts/run --batch` is [`batch`]; `oxen-run` and `oxen-bench` (in
@@ -11,6 +12,8 @@
 //!
 //! Environment knobs:
 //! * `OXEN_QEMU` — QEMU binary (default `qemu-system-x86_64`).
+//! * `OXEN_BOCHS`, `OXEN_BOCHS_CPU` — Bochs binary (default `bochs`) and CPU
+//!   model (default `corei7_haswell_4770`).
 //! * `OXEN_ECHO=1` — copy every console to stderr live (`stdout` for stdout).
 //! * `OXEN_MAX_QEMUS` — QEMUs running at once per process (default 2).
 //! * `OXEN_SKIP_BUILD=1` / `OXEN_IMAGES=DIR` — use existing images.
@@ -18,6 +21,7 @@
 
 pub mod batch;
 pub mod bench;
+pub mod bochs;
 pub mod boot;
 pub mod bundle;
 pub mod check;
