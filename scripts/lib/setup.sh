@@ -2,7 +2,9 @@
 # Shared setup for scripts/run, scripts/test, scripts/bench and .ci/run.
 # Sourced, not run.  It installs what is missing and says what it does:
 #   - Debian packages: QEMU, GRUB's BIOS platform + grub-mkrescue, xorriso,
-#     mtools, and a C toolchain for host build scripts if there is none;
+#     mtools, Bochs with its BIOSes and its terminal GUI (the VT-x machine:
+#     `scripts/run --vmx`, tests/tests/vmx.rs), and a C toolchain for host
+#     build scripts if there is none;
 #   - the Rust toolchain pinned by rust-toolchain.toml, with the
 #     x86_64-unknown-none target and the rust-src, llvm-tools, rustfmt and
 #     clippy components.
@@ -14,7 +16,7 @@ OXEN_SCRIPT="${OXEN_SCRIPT:-$(basename "$0")}"
 
 # The Debian packages everything needs (used by .ci/run).
 # shellcheck disable=SC2034
-OXEN_DEBIAN_PACKAGES=(qemu-system-x86 qemu-utils grub-pc-bin grub-common xorriso mtools dosfstools fdisk curl acpica-tools)
+OXEN_DEBIAN_PACKAGES=(qemu-system-x86 qemu-utils grub-pc-bin grub-common xorriso mtools dosfstools fdisk curl acpica-tools bochs-term bochs bochsbios vgabios)
 OXEN_BARE_TARGET=x86_64-unknown-none
 
 oxen_say() { printf '%s: %s\n' "$OXEN_SCRIPT" "$*" >&2; }
@@ -39,6 +41,15 @@ oxen_missing_packages() {
     command -v curl >/dev/null 2>&1 || missing+=(curl)
     # The HVM guests' ACPI tables are checked with iasl and acpiexec.
     command -v iasl >/dev/null 2>&1 || missing+=(acpica-tools)
+    # Bochs, for Intel VT-x (QEMU's TCG has no VMX): the emulator, its BIOS,
+    # the VGA BIOS it links to, and a display plugin.  Debian builds no
+    # "nogui"; the term GUI draws on a pty of its own, so no display is
+    # needed (tests/src/bochs.rs).  bochs-term on the same apt-get line (and
+    # before bochs) keeps apt from choosing bochs-wx for bochs's GUI.
+    compgen -G "/usr/lib/*/bochs/plugins/libbx_term_gui.so*" >/dev/null || missing+=(bochs-term)
+    command -v bochs >/dev/null 2>&1 || missing+=(bochs)
+    [ -f /usr/share/bochs/BIOS-bochs-latest ] || missing+=(bochsbios)
+    [ -f /usr/share/vgabios/vgabios.bin ] || missing+=(vgabios)
     # Host build scripts and test binaries link with the system C compiler.
     command -v cc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
     echo "${missing[@]}"
