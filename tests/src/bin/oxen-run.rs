@@ -1,7 +1,10 @@
 //! `oxen-run`: the logic behind `scripts/run`.
 //!
-//! Boots Oxen (xen-core + Dom0 + Dom0's ramdisk) under QEMU, either on the
-//! terminal (interactive) or driven from standard input (`--batch`).
+//! Boots Oxen (xen-core + Dom0 + Dom0's ramdisk) under QEMU, or with
+//! `--vmx` under Bochs with an Intel VT-x CPU (`oxen_tests::bochs`), either
+//! on the terminal (interactive) or driven from standard input (`--batch`).
+//! Bochs's serial console is a socket: interactively, this program is the
+//! terminal's end of it (raw mode; Ctrl-A X quits, as under QEMU).
 
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
@@ -9,6 +12,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use oxen_tests::batch;
+use oxen_tests::bochs::{self, BochsMachine};
 use oxen_tests::boot::{dom0_ramdisk, BootPath, OxenBoot, Payload};
 use oxen_tests::images::{self, Images};
 use oxen_tests::qemu::{self, Echo};
@@ -51,10 +55,16 @@ Options:
                      PVH loader (-kernel).
   --timeout SECS     Batch mode: fail if the run takes longer (default 300).
   --no-build         Use the images already built instead of building them.
-  --vmx              Run under Bochs with a VT-x CPU model (not yet supported).
+  --vmx              Run under Bochs with an Intel VT-x CPU (VMX with EPT),
+                     booting a GRUB ISO (Debian: apt-get install bochs
+                     bochsbios vgabios bochs-term). --smp (default 1), --mem
+                     and --cpu (a Bochs CPU model, default corei7_haswell_4770)
+                     apply to Bochs; --disk, --net and --accel do not.
+                     Interactive: quit with Ctrl-A X.
   -h, --help         Show this help.
 
-Environment: OXEN_QEMU (QEMU binary), OXEN_SKIP_BUILD=1, OXEN_IMAGES=DIR.
+Environment: OXEN_QEMU (QEMU binary), OXEN_BOCHS (Bochs binary),
+OXEN_SKIP_BUILD=1, OXEN_IMAGES=DIR.
 ";
 
 #[derive(Debug, Clone, PartialEq)]
@@ -74,6 +84,19 @@ struct Options {
     disks: Vec<PathBuf>,
     /// `-netdev user` options, or None for no NIC.
     net: Option<String>,
+    /// Under Bochs with a VT-x CPU.
+    vmx: bool,
+    /// Which of --smp, --cpu, --accel, --net were given (their defaults
+    /// are QEMU's; Bochs has its own or none).
+    given: Given,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Given {
+    smp: bool,
+    cpu: bool,
+    accel: bool,
+    net: bool,
 }
 
 impl Default for Options {
@@ -93,6 +116,8 @@ impl Default for Options {
             build: true,
             disks: Vec::new(),
             net: Some(String::new()),
+            vmx: false,
+            given: Given::default(),
         }
     }
 }
@@ -124,13 +149,7 @@ fn parse_args(args: &[String]) -> Result<Parsed, String> {
             "--batch" => o.batch = true,
             "--grub" => o.grub = true,
             "--no-build" => o.build = false,
-            "--vmx" => {
-                return Err(
-                    "--vmx is not yet supported: running under Bochs with a VT-x CPU model \
-                            needs the HVM issue (the VMX backend) to land first"
-                        .into(),
-                )
-            }
+            "--vmx" => o.vmx = true,
             "--dom0" => o.dom0 = Some(value("a FILE")?),
             "--dom0-append" => o.dom0_append = value("a command line")?,
             "--add" => o.adds.push(PathBuf::from(value("a FILE")?)),
@@ -138,6 +157,7 @@ fn parse_args(args: &[String]) -> Result<Parsed, String> {
             "--disk" => o.disks.push(PathBuf::from(value("a FILE")?)),
             "--net" => {
                 let v = value("a SPEC (user[,OPTIONS] or none)")?;
+                o.given.net = true;
                 o.net = match v.as_str() {
                     "none" => None,
                     "user" => Some(String::new()),
@@ -151,6 +171,7 @@ fn parse_args(args: &[String]) -> Result<Parsed, String> {
             }
             "--smp" => {
                 let v = value("a number of CPUs")?;
+                o.given.smp = true;
                 o.smp = v
                     .parse()
                     .ok()
@@ -163,9 +184,13 @@ fn parse_args(args: &[String]) -> Result<Parsed, String> {
                     return Err("--mem needs a SIZE such as 512M".into());
                 }
             }
-            "--cpu" => o.cpu = value("a CPU MODEL")?,
+            "--cpu" => {
+                o.cpu = value("a CPU MODEL")?;
+                o.given.cpu = true;
+            }
             "--accel" => {
                 o.accel = value("tcg or kvm")?;
+                o.given.accel = true;
                 if o.accel != "tcg" && o.accel != "kvm" {
                     return Err(format!("--accel {:?}: expected tcg or kvm", o.accel));
                 }
@@ -188,7 +213,53 @@ fn parse_args(args: &[String]) -> Result<Parsed, String> {
     if timeout_given && !o.batch {
         return Err("--timeout only applies with --batch".into());
     }
+    if o.vmx {
+        check_vmx_options(&o)?;
+    }
     Ok(Parsed::Run(Box::new(o)))
+}
+
+/// What `--vmx` (Bochs) cannot do.
+fn check_vmx_options(o: &Options) -> Result<(), String> {
+    if !o.disks.is_empty() {
+        return Err(
+            "--disk does not work with --vmx: Oxen's Bochs machine has no virtio disk".into(),
+        );
+    }
+    if o.given.net && o.net.is_some() {
+        return Err(
+            "--net does not work with --vmx: Oxen's Bochs machine has no virtio NIC".into(),
+        );
+    }
+    if o.given.accel {
+        return Err("--accel does not work with --vmx: Bochs only emulates".into());
+    }
+    if o.given.cpu
+        && (o.cpu.is_empty() || !o.cpu.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+    {
+        return Err(format!(
+            "--cpu {:?} with --vmx: expected a Bochs CPU model such as {} (bochs --help cpu lists them)",
+            o.cpu,
+            bochs::DEFAULT_CPU_MODEL
+        ));
+    }
+    bochs_megs(&o.mem)?;
+    Ok(())
+}
+
+/// `--mem` as Bochs's `megs`: "512", "512M", "1G".
+fn bochs_megs(mem: &str) -> Result<u32, String> {
+    let m = mem.trim();
+    let (num, mult) = match m.char_indices().last() {
+        Some((i, 'M' | 'm')) => (&m[..i], 1),
+        Some((i, 'G' | 'g')) => (&m[..i], 1024),
+        _ => (m, 1),
+    };
+    num.parse::<u32>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .filter(|&n| (32..=65536).contains(&n))
+        .ok_or_else(|| format!("--mem {mem:?} with --vmx: expected a size such as 512M or 1G"))
 }
 
 fn main() -> ExitCode {
@@ -220,7 +291,8 @@ fn resolve_dom0(images: &Images, dom0: &Option<String>) -> Result<PathBuf, Strin
             let p = Path::new(f);
             if p.is_file() {
                 Ok(p.to_path_buf())
-            } else if !f.contains('/') && images.dir.join(f).is_file() {
+            } else if p.is_relative() && !f.contains("..") && images.dir.join(f).is_file() {
+                // A built image by name: `dom0-hostile`, `examples/hello`.
                 Ok(images.dir.join(f))
             } else {
                 Err(format!(
@@ -255,7 +327,7 @@ fn run(o: &Options) -> Result<ExitCode, String> {
     let hypervisor = images.hypervisor()?;
     let dom0 = resolve_dom0(&images, &o.dom0)?;
     let boot = OxenBoot {
-        path: if o.grub {
+        path: if o.grub || o.vmx {
             BootPath::Grub
         } else {
             BootPath::Pvh
@@ -270,6 +342,9 @@ fn run(o: &Options) -> Result<ExitCode, String> {
     let work =
         images::work_dir(&name).map_err(|e| format!("cannot make a scratch directory: {e}"))?;
     let result = (|| {
+        if o.vmx {
+            return run_bochs(&boot, o, &name, &work, &dom0);
+        }
         let q = boot
             .qemu(&name, &work)?
             .cpu(o.cpu.clone())
@@ -334,6 +409,168 @@ fn machine_devices(mut q: qemu::Qemu, o: &Options) -> Result<qemu::Qemu, String>
     Ok(q)
 }
 
+/// `--vmx`: the same boot under Bochs.
+fn run_bochs(
+    boot: &OxenBoot,
+    o: &Options,
+    name: &str,
+    work: &Path,
+    dom0: &Path,
+) -> Result<ExitCode, String> {
+    bochs::check_installed(&bochs::bochs_binary()).map_err(|e| e.to_string())?;
+    eprintln!("oxen-run: making the GRUB ISO");
+    let mut b = boot
+        .bochs(name, work)?
+        .cpus(if o.given.smp {
+            o.smp
+        } else {
+            bochs::DEFAULT_CPUS
+        })
+        .megs(bochs_megs(&o.mem)?);
+    if o.given.cpu {
+        b = b.cpu_model(o.cpu.clone());
+    }
+    let what = format!(
+        "{} under Bochs with Dom0 {}, {} CPU(s) {} (VT-x), {} MiB RAM",
+        boot.path,
+        dom0.display(),
+        b.cpus,
+        b.cpu_model,
+        b.megs
+    );
+    if o.batch {
+        let commands = read_batch_commands()?;
+        eprintln!(
+            "oxen-run: batch: booting Oxen: {what}; {} command(s) then `{}`; timeout {:.0?}",
+            commands.len(),
+            batch::POWEROFF,
+            o.timeout
+        );
+        let m = b.echo(Echo::Stdout).spawn().map_err(|e| e.to_string())?;
+        let out = bochs::run_batch(m, &commands, o.timeout);
+        Ok(report_batch(&out))
+    } else {
+        let m = b.echo(Echo::Stdout).spawn().map_err(|e| e.to_string())?;
+        eprintln!("oxen-run: booting Oxen: {what}; quit with Ctrl-A X");
+        interactive_bochs(m)
+    }
+}
+
+/// Sets the terminal raw for as long as it lives (`stty`), if standard
+/// input is one.
+struct RawTerminal(Option<String>);
+
+impl RawTerminal {
+    fn new() -> Self {
+        if !std::io::stdin().is_terminal() {
+            return Self(None);
+        }
+        let stty = |args: &[&str]| {
+            std::process::Command::new("stty")
+                .args(args)
+                .stdin(std::process::Stdio::inherit())
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        };
+        let saved = stty(&["-g"]);
+        if saved.is_some() {
+            // Keys go to the guest as typed (Ctrl-C too); output keeps
+            // turning \n into \r\n.
+            stty(&["raw", "-echo", "opost", "onlcr"]);
+        }
+        Self(saved)
+    }
+}
+
+impl Drop for RawTerminal {
+    fn drop(&mut self) {
+        if let Some(saved) = &self.0 {
+            let _ = std::process::Command::new("stty")
+                .arg(saved)
+                .stdin(std::process::Stdio::inherit())
+                .status();
+        }
+    }
+}
+
+/// The terminal's end of Bochs's serial socket: keys to the guest, Ctrl-A X
+/// quits (Ctrl-A Ctrl-A sends a Ctrl-A).
+fn interactive_bochs(m: BochsMachine) -> Result<ExitCode, String> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let mut to_guest = m
+        .console_writer()
+        .map_err(|e| format!("Bochs's serial socket: {e}"))?;
+    let quit = Arc::new(AtomicBool::new(false));
+    let raw = RawTerminal::new();
+    {
+        let quit = Arc::clone(&quit);
+        std::thread::spawn(move || {
+            let mut stdin = std::io::stdin().lock();
+            let mut buf = [0u8; 256];
+            let mut ctrl_a = false;
+            loop {
+                let n = match stdin.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                let mut out = Vec::with_capacity(n + 1);
+                for &b in &buf[..n] {
+                    if ctrl_a {
+                        ctrl_a = false;
+                        match b {
+                            b'x' | b'X' => {
+                                quit.store(true, Ordering::Release);
+                                return;
+                            }
+                            0x01 => out.push(0x01),
+                            _ => out.extend([0x01, b]),
+                        }
+                    } else if b == 0x01 {
+                        ctrl_a = true;
+                    } else {
+                        out.push(b);
+                    }
+                }
+                if to_guest.write_all(&out).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    let mut m = m;
+    let result = loop {
+        if quit.load(Ordering::Acquire) {
+            break m.kill();
+        }
+        if m.has_exited() || m.is_stopping() {
+            break m.wait_exit(bochs::STOP_GRACE + Duration::from_secs(1));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    drop(raw);
+    let _ = std::io::stdout().flush();
+    if quit.load(Ordering::Acquire) {
+        eprintln!("\r\noxen-run: quit (Ctrl-A X); Bochs stopped");
+        return Ok(ExitCode::SUCCESS);
+    }
+    match result.exit {
+        Exit::POWEROFF => {
+            eprintln!("\noxen-run: {}", result.exit);
+            Ok(ExitCode::SUCCESS)
+        }
+        e => {
+            eprintln!("\noxen-run: the machine stopped: {e}");
+            if !result.stderr.trim().is_empty() {
+                eprintln!("oxen-run: Bochs said:\n{}", result.stderr.trim_end());
+            }
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
 fn interactive(q: qemu::Qemu, what: &str) -> Result<ExitCode, String> {
     let mut cmd = q.interactive_command().map_err(|e| e.to_string())?;
     eprintln!("oxen-run: booting Oxen: {what}; quit with Ctrl-A X (Ctrl-A C: QEMU monitor)");
@@ -361,7 +598,8 @@ fn interactive(q: qemu::Qemu, what: &str) -> Result<ExitCode, String> {
     }
 }
 
-fn batch_mode(q: qemu::Qemu, o: &Options, what: &str) -> Result<ExitCode, String> {
+/// Batch mode's commands, from standard input.
+fn read_batch_commands() -> Result<Vec<String>, String> {
     let mut input = String::new();
     let stdin = std::io::stdin();
     if stdin.is_terminal() {
@@ -371,7 +609,11 @@ fn batch_mode(q: qemu::Qemu, o: &Options, what: &str) -> Result<ExitCode, String
         .lock()
         .read_to_string(&mut input)
         .map_err(|e| format!("reading standard input: {e}"))?;
-    let commands = batch::commands_from(&input);
+    Ok(batch::commands_from(&input))
+}
+
+fn batch_mode(q: qemu::Qemu, o: &Options, what: &str) -> Result<ExitCode, String> {
+    let commands = read_batch_commands()?;
     eprintln!(
         "oxen-run: batch: booting Oxen: {what}; {} command(s) then `{}`; timeout {:.0?}",
         commands.len(),
@@ -380,22 +622,31 @@ fn batch_mode(q: qemu::Qemu, o: &Options, what: &str) -> Result<ExitCode, String
     );
     let machine = q.echo(Echo::Stdout).spawn().map_err(|e| e.to_string())?;
     let out = batch::run(machine, &commands, o.timeout);
+    Ok(report_batch(&out))
+}
+
+/// Prints how a batch run ended; its exit code.
+fn report_batch(out: &batch::BatchOutcome) -> ExitCode {
     let _ = std::io::stdout().flush();
     if !out.result.log.ends_with('\n') {
         println!();
     }
-    if !out.result.stderr.trim().is_empty() {
-        eprintln!("oxen-run: QEMU said:\n{}", out.result.stderr.trim_end());
+    // Bochs always says why it quit (a clean power-off too): only worth
+    // showing when the run failed.
+    let bochs = out.result.command.contains("bochs");
+    if !out.result.stderr.trim().is_empty() && (!bochs || !out.ok) {
+        let who = if bochs { "Bochs" } else { "QEMU" };
+        eprintln!("oxen-run: {who} said:\n{}", out.result.stderr.trim_end());
     }
     if out.ok {
         eprintln!(
             "oxen-run: OK: {} ({} command(s), {:.1?})",
             out.why, out.sent, out.result.elapsed
         );
-        Ok(ExitCode::SUCCESS)
+        ExitCode::SUCCESS
     } else {
         eprintln!("oxen-run: FAILED: {}", out.why);
-        Ok(ExitCode::FAILURE)
+        ExitCode::FAILURE
     }
 }
 
@@ -475,13 +726,55 @@ mod tests {
     }
 
     #[test]
+    fn vmx_options() {
+        let Parsed::Run(o) = p(&["--vmx", "--batch", "--dom0", "examples/hello"]).unwrap() else {
+            panic!()
+        };
+        assert!(o.vmx && o.batch);
+        assert!(!o.given.smp && !o.given.cpu && !o.given.net);
+        let Parsed::Run(o) = p(&[
+            "--vmx",
+            "--smp",
+            "2",
+            "--cpu",
+            "corei7_skylake_x",
+            "--mem",
+            "1G",
+            "--net",
+            "none",
+        ])
+        .unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (o.smp, o.cpu.as_str(), o.net.clone()),
+            (2, "corei7_skylake_x", None)
+        );
+        assert_eq!(bochs_megs(&o.mem), Ok(1024));
+        assert_eq!(bochs_megs("512M"), Ok(512));
+        assert_eq!(bochs_megs("256"), Ok(256));
+        assert!(bochs_megs("1T").is_err());
+    }
+
+    #[test]
     fn errors_are_clear() {
         assert_eq!(p(&["-h"]).unwrap(), Parsed::Help);
         assert_eq!(p(&["--batch", "--help"]).unwrap(), Parsed::Help);
-        assert!(p(&["--vmx"])
+        assert!(p(&["--vmx", "--disk", "a.img"])
             .unwrap_err()
-            .contains("not yet supported: running under Bochs"));
-        assert!(p(&["--vmx"]).unwrap_err().contains("needs the HVM issue"));
+            .contains("--disk does not work with --vmx"));
+        assert!(p(&["--vmx", "--net", "user"])
+            .unwrap_err()
+            .contains("--net does not work with --vmx"));
+        assert!(p(&["--vmx", "--accel", "kvm"])
+            .unwrap_err()
+            .contains("--accel does not work with --vmx"));
+        assert!(p(&["--vmx", "--cpu", "max,-smap"])
+            .unwrap_err()
+            .contains("expected a Bochs CPU model"));
+        assert!(p(&["--vmx", "--mem", "lots"])
+            .unwrap_err()
+            .contains("expected a size such as 512M"));
         assert!(p(&["--smp", "0"]).unwrap_err().contains("--smp"));
         assert!(p(&["--smp"]).unwrap_err().contains("--smp needs"));
         assert!(p(&["--accel", "hax"]).unwrap_err().contains("tcg or kvm"));
