@@ -44,8 +44,8 @@
 //!   Bochs's own message in [`RunResult::stderr`].
 //!
 //! Once the console shows a stop line, Bochs gets [`STOP_GRACE`] to quit by
-//! itself (it does, on power-off) and is killed after that (a fatal halt
-//! never ends it).  Bochs ignores SIGTERM while its term GUI runs: it is
+//! itself on a power-off (it does) and is killed after that; a fatal halt
+//! never ends Bochs, and it is killed [`HALT_GRACE`] after `System halted.`.  Bochs ignores SIGTERM while its term GUI runs: it is
 //! always stopped with SIGKILL.
 //!
 //! Bochs and QEMU share the harness's machine slots
@@ -91,6 +91,8 @@ pub const VGA_BIOS: &str = "/usr/share/bochs/VGABIOS-lgpl-latest";
 /// How long Bochs may take to quit by itself after the console shows that
 /// the machine stops.
 pub const STOP_GRACE: Duration = Duration::from_secs(5);
+/// How long a halted machine (a fatal error) may still print.
+pub const HALT_GRACE: Duration = Duration::from_millis(500);
 /// How long Bochs may take to start and connect its serial port.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -866,6 +868,12 @@ impl BochsMachine {
         matches!(self.child.try_wait(), Ok(Some(_)))
     }
 
+    /// Whether the console shows xen-core stopping the machine (power-off
+    /// or a fatal halt): [`BochsMachine::wait_exit`] then ends the run.
+    pub fn is_stopping(&self) -> bool {
+        stopping(&self.console.lock().bytes)
+    }
+
     /// Waits up to `timeout` for the machine to stop.  Once the console
     /// shows a stop line, Bochs gets [`STOP_GRACE`] to quit by itself and is
     /// killed after that; without one it is killed at `timeout` (a timed-out
@@ -881,8 +889,14 @@ impl BochsMachine {
                 Err(_) => break None,
             }
             let now = Instant::now();
-            if grace.is_none() && stopping(&self.console.lock().bytes) {
-                grace = Some(now + STOP_GRACE);
+            if grace.is_none() {
+                let st = self.console.lock();
+                if stopping(&st.bytes) {
+                    // A power-off ends Bochs by itself; a fatal halt never
+                    // does, and has nothing more to say.
+                    let powering_off = find(&st.bytes, POWER_OFF_LINE.as_bytes()).is_some();
+                    grace = Some(now + if powering_off { STOP_GRACE } else { HALT_GRACE });
+                }
             }
             match grace {
                 Some(g) if now >= g => break None,

@@ -31,6 +31,8 @@ const VMX_LINE: &str = "HVM: VMX";
 const SVM_LINE: &str = "HVM: SVM";
 /// xen-core reports Dom0's first console line.
 const FIRST_LINE_FIGURE: &str = "Dom0 first console line after";
+/// xen-core's panic line for a fault in itself (`selftest=fault`).
+const HV_FAULT_PANIC: &str = "Panic on CPU 0: fatal trap page fault";
 /// The test Dom0 for the quick boot: pv-guest-lib's hello example (prints
 /// three lines and its verdict, then powers off).
 const QUICK_KERNEL: &str = "examples/hello";
@@ -160,6 +162,20 @@ fn vmx_dom0_shell_takes_commands_under_bochs() {
     }
     assert_eq!(out.sent, 2);
     r.assert_exit(Exit::POWEROFF);
+}
+
+/// A fault in the hypervisor itself (`selftest=fault`): the crash dump and
+/// the panic reach the console, and the run ends as a fatal error (Bochs
+/// does not quit on a halt: the harness stops it).
+#[test]
+fn vmx_a_hypervisor_fault_ends_the_run_as_fatal() {
+    let boot = OxenBoot {
+        append: "loglvl=info selftest=fault".into(),
+        ..default_boot()
+    };
+    let r = start("hv-fault", &boot, 1).wait_exit(BOOT_TIMEOUT);
+    r.assert_lines_in_order(&[BANNER, HV_FAULT_PANIC, bochs::HALTED_LINE]);
+    r.assert_exit(Exit::HypervisorFatal);
 }
 
 /// Issue 6: the HVM guests of pv-hvmrun under VMX with EPT.
