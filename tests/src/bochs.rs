@@ -878,8 +878,22 @@ impl BochsMachine {
     /// shows a stop line, Bochs gets [`STOP_GRACE`] to quit by itself and is
     /// killed after that; without one it is killed at `timeout` (a timed-out
     /// run).  Never hangs.
-    pub fn wait_exit(mut self, timeout: Duration) -> RunResult {
-        let deadline = Instant::now() + timeout;
+    pub fn wait_exit(self, timeout: Duration) -> RunResult {
+        self.finish(timeout, timeout)
+    }
+
+    /// Kills Bochs now and returns what it printed: a run killed after its
+    /// timeout (the time it ran), unless the console already showed the
+    /// machine stopping.
+    pub fn kill(self) -> RunResult {
+        let ran = self.started.elapsed();
+        self.finish(Duration::ZERO, ran)
+    }
+
+    /// [`BochsMachine::wait_exit`] with `wait`, recording `timeout` as the
+    /// run's limit.
+    fn finish(mut self, wait: Duration, timeout: Duration) -> RunResult {
+        let deadline = Instant::now() + wait;
         let mut grace: Option<Instant> = None;
         let mut timed_out = false;
         let status: Option<ExitStatus> = loop {
@@ -952,12 +966,6 @@ impl BochsMachine {
             elapsed,
             timeout,
         }
-    }
-
-    /// Kills Bochs now and returns what it printed (a timed-out run unless
-    /// the console already showed the machine stopping).
-    pub fn kill(self) -> RunResult {
-        self.wait_exit(Duration::ZERO)
     }
 }
 
