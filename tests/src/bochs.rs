@@ -62,6 +62,7 @@ use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -486,6 +487,8 @@ impl OxenBoot {
 struct Stream {
     state: Mutex<StreamState>,
     changed: Condvar,
+    /// Bochs's stdout or stderr found the term GUI's pty (drained once).
+    pty_found: AtomicBool,
 }
 
 #[derive(Default)]
@@ -499,6 +502,7 @@ impl Stream {
         Self {
             state: Mutex::new(StreamState::default()),
             changed: Condvar::new(),
+            pty_found: AtomicBool::new(false),
         }
     }
 
@@ -558,7 +562,6 @@ impl Stream {
     /// drained.
     fn pump_bochs_output(&self, mut from: Box<dyn Read + Send>) {
         let mut buf = [0u8; 4096];
-        let mut drained = false;
         loop {
             let n = match from.read(&mut buf) {
                 Ok(0) => break,
@@ -567,10 +570,11 @@ impl Stream {
                 Err(_) => break,
             };
             self.push(&buf[..n]);
-            if !drained {
+            if !self.pty_found.load(Ordering::Acquire) {
                 if let Some(pty) = screen_pty(&self.text()) {
-                    drain_pty(&pty);
-                    drained = true;
+                    if !self.pty_found.swap(true, Ordering::AcqRel) {
+                        drain_pty(&pty);
+                    }
                 }
             }
         }
