@@ -243,12 +243,10 @@ fn oxen_run_batch_exit_codes() {
 
 #[test]
 fn oxen_run_clear_errors() {
-    let (code, _, err) = oxen_run(&["--vmx"], "");
+    // --vmx (Bochs) with a device its machine does not have: a usage error.
+    let (code, _, err) = oxen_run(&["--vmx", "--disk", "a.img"], "");
     assert_eq!(code, 2);
-    assert!(
-        err.contains("not yet supported") && err.contains("needs the HVM issue"),
-        "{err}"
-    );
+    assert!(err.contains("--disk does not work with --vmx"), "{err}");
 
     let (code, _, err) = oxen_run(&["--batch", "--add", "/nonexistent/guest.cfg"], "");
     assert_eq!(code, 1);
@@ -277,6 +275,23 @@ fn oxen_run_clear_errors() {
     assert_eq!(out.status.code(), Some(1));
     assert!(
         err.contains("is not installed") && !err.contains("panicked"),
+        "{err}"
+    );
+
+    // So is a missing Bochs, naming the packages to install.
+    let out = Command::new(env!("CARGO_BIN_EXE_oxen-run"))
+        .args(["--vmx", "--batch"])
+        .env("OXEN_BOCHS", "/nonexistent/bochs")
+        .env("OXEN_IMAGES", fake_dir())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        err.contains(
+            "is not installed: install it with: apt-get install bochs bochsbios vgabios bochs-term"
+        ) && !err.contains("panicked"),
         "{err}"
     );
 }

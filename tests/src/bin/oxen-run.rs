@@ -305,6 +305,10 @@ fn resolve_dom0(images: &Images, dom0: &Option<String>) -> Result<PathBuf, Strin
 }
 
 fn run(o: &Options) -> Result<ExitCode, String> {
+    if o.vmx {
+        // Before a build that may take minutes.
+        bochs::check_installed(&bochs::bochs_binary()).map_err(|e| e.to_string())?;
+    }
     for a in &o.adds {
         if !a.is_file() {
             return Err(format!("--add {}: no such file", a.display()));
@@ -417,7 +421,6 @@ fn run_bochs(
     work: &Path,
     dom0: &Path,
 ) -> Result<ExitCode, String> {
-    bochs::check_installed(&bochs::bochs_binary()).map_err(|e| e.to_string())?;
     eprintln!("oxen-run: making the GRUB ISO");
     let mut b = boot
         .bochs(name, work)?
