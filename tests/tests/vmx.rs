@@ -23,10 +23,12 @@ use oxen_tests::{Exit, RunResult};
 const BANNER: &str = "(Xen 4.17 ABI)";
 /// GRUB's Multiboot2 path.
 const MULTIBOOT2_LINE: &str = "Boot protocol: Multiboot2";
-/// xen-core's HVM detection line under a VT-x CPU: "HVM: VMX (Intel VT-x)
-/// present; ..." today, "HVM: VMX ..." with what the backend found once it
-/// lands.
-const VMX_LINE: &str = "HVM: VMX";
+/// xen-core's HVM detection line under a VT-x CPU, with what it found ...
+const VMX_LINE: &str = "HVM: VMX (Intel VT-x) revision";
+/// ... which must be what its VMX backend needs ...
+const VMX_FEATURES: &str = "EPT yes, unrestricted guest yes";
+/// ... and its boot self-test of the world switch.
+const VMX_SELFTEST_LINE: &str = "HVM: VMX world switch self-test passed";
 /// It must not find AMD-V on an Intel CPU.
 const SVM_LINE: &str = "HVM: SVM";
 /// xen-core reports Dom0's first console line.
@@ -43,8 +45,8 @@ const HVM_KERNEL: &str = "pv-hvmrun";
 
 /// Any single Bochs run, start to stop.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(50);
-/// pv-hvmrun runs seven guests, one of which spins until destroyed (it
-/// takes well under a minute under QEMU TCG; not yet measured under Bochs).
+/// pv-hvmrun runs seven guests, one of which spins until destroyed (about
+/// 25 s under Bochs here, with the ISO).
 const HVM_TIMEOUT: Duration = Duration::from_secs(90);
 
 // ---- Helpers --------------------------------------------------------------
@@ -118,7 +120,17 @@ fn check_test_kernel(name: &str, cpus: u32, timeout: Duration) -> RunResult {
 }
 
 fn assert_intel_boot(r: &RunResult) {
-    r.assert_lines_in_order(&[BANNER, MULTIBOOT2_LINE, VMX_LINE, FIRST_LINE_FIGURE]);
+    r.assert_lines_in_order(&[
+        BANNER,
+        MULTIBOOT2_LINE,
+        VMX_LINE,
+        VMX_SELFTEST_LINE,
+        FIRST_LINE_FIGURE,
+    ]);
+    let l = r.assert_line(VMX_LINE);
+    if !l.contains(VMX_FEATURES) {
+        r.fail(&format!("the VMX line {l:?} should say {VMX_FEATURES:?}"));
+    }
     r.assert_no_line(SVM_LINE);
     if r.log.contains('\x1b') {
         r.fail("the console text still holds escape sequences");
@@ -127,8 +139,9 @@ fn assert_intel_boot(r: &RunResult) {
 
 // ---- Tests ----------------------------------------------------------------
 
-/// Oxen boots from GRUB under Bochs with a VT-x CPU, finds VMX, and runs a
-/// small test Dom0 to its verdict; Bochs quits by itself on the ACPI
+/// Oxen boots from GRUB under Bochs with a VT-x CPU, finds VMX with EPT and
+/// unrestricted guest, passes its world-switch self-test, and runs a small
+/// test Dom0 to its verdict; Bochs quits by itself on the ACPI
 /// power-off.
 #[test]
 fn vmx_oxen_boots_a_test_dom0_under_bochs() {
