@@ -193,7 +193,6 @@ fn vmx_a_hypervisor_fault_ends_the_run_as_fatal() {
 
 /// Issue 6: the HVM guests of pv-hvmrun under VMX with EPT.
 #[test]
-#[ignore = "needs xen-core's VMX backend"]
 fn vmx_hvm_guests_run_under_bochs() {
     let r = check_test_kernel(HVM_KERNEL, 1, HVM_TIMEOUT);
     assert_intel_boot(&r);
