@@ -55,6 +55,26 @@ oxen_missing_packages() {
     echo "${missing[@]}"
 }
 
+# `apt-get install -y PKGS...`, matching qemu-utils to qemu-system-x86:
+# some machines come with a newer qemu-utils (a backport) whose package
+# Breaks the qemu-system-common that Debian's qemu-system-x86 needs, and
+# apt then refuses the whole install.  The two must come from one QEMU
+# release, so qemu-utils is pinned to qemu-system-x86's candidate version
+# (a downgrade where it has to be).
+oxen_apt_install() {
+    local pkgs=("$@") qver uver i
+    qver="$(apt-cache policy qemu-system-x86 2>/dev/null | sed -n 's/^ *Candidate: *//p')"
+    uver="$(dpkg-query -W -f='${Version}' qemu-utils 2>/dev/null || true)"
+    if [ -n "$qver" ] && [ "$qver" != "(none)" ] && [ -n "$uver" ] && [ "$uver" != "$qver" ]; then
+        oxen_say "qemu-utils $uver is installed; Debian's qemu-system-x86 is $qver: installing qemu-utils $qver beside it"
+        for i in "${!pkgs[@]}"; do
+            [ "${pkgs[$i]}" = qemu-utils ] && unset 'pkgs[i]'
+        done
+        pkgs=("${pkgs[@]}" "qemu-utils=$qver")
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends --allow-downgrades "${pkgs[@]}"
+}
+
 oxen_install_packages() {
     local missing
     missing="$(oxen_missing_packages)"
@@ -69,7 +89,7 @@ oxen_install_packages() {
     oxen_say "installing missing Debian packages: $missing"
     DEBIAN_FRONTEND=noninteractive apt-get update -q || oxen_die "apt-get update failed"
     # shellcheck disable=SC2086 # word splitting of the package list is intended
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing \
+    oxen_apt_install $missing \
         || oxen_die "apt-get could not install: $missing"
     missing="$(oxen_missing_packages)"
     [ -z "$missing" ] || oxen_die "still missing after apt-get install: $missing"
