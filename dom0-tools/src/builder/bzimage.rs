@@ -454,19 +454,148 @@ pub const MAX_PAYLOAD: usize = 256 << 20;
 /// most 8 MiB output), repeated frames allowed, and the kernel build's
 /// trailing u32 of the unpacked size (checked when present).
 pub fn unlz4_legacy(input: &[u8]) -> Result<Vec<u8>, PayloadError> {
+    let mut out = Vec::new();
+    unlz4_legacy_stream(input, &mut |_, bytes: &[u8]| {
+        out.extend_from_slice(bytes);
+        Ok::<(), ()>(())
+    })
+    .map_err(|e| match e {
+        StreamError::Payload(p) => p,
+        StreamError::Sink(()) => PayloadError::BadLength,
+    })?;
+    Ok(out)
+}
+
+/// Why [`unlz4_legacy_stream`] stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamError<E> {
+    /// The frame is malformed (or unpacks to too much).
+    Payload(PayloadError),
+    /// The sink refused a piece.
+    Sink(E),
+}
+
+/// Bytes of output kept for matches to copy from: an LZ4 match reaches at
+/// most 65,535 bytes back.
+const LZ4_HISTORY: usize = 64 << 10;
+/// Output gathered before it goes to the sink (history included).
+const LZ4_WINDOW: usize = 4 * LZ4_HISTORY;
+
+/// The decoder's output side: a window whose last [`LZ4_HISTORY`] bytes
+/// stay for matches after the rest has gone to the sink.
+struct Lz4Out<'s, E> {
+    buf: Vec<u8>,
+    /// `buf[..sent]` has gone to the sink.
+    sent: usize,
+    /// Unpacked offset of `buf[0]`.
+    base: u64,
+    /// Unpacked bytes of the current block.
+    in_block: usize,
+    sink: &'s mut dyn FnMut(u64, &[u8]) -> Result<(), E>,
+}
+
+impl<E> Lz4Out<'_, E> {
+    fn total(&self) -> u64 {
+        self.base + self.buf.len() as u64
+    }
+
+    /// Room for `n` more bytes of this block, within every limit.
+    fn reserve(&mut self, n: usize) -> Result<(), StreamError<E>> {
+        let over = self
+            .in_block
+            .checked_add(n)
+            .is_none_or(|b| b > LZ4_LEGACY_BLOCK)
+            || self.total() + n as u64 > MAX_PAYLOAD as u64;
+        if over {
+            return Err(StreamError::Payload(PayloadError::BadLength));
+        }
+        self.in_block += n;
+        Ok(())
+    }
+
+    /// Sends what is not yet sent; keeps the history.
+    fn flush(&mut self) -> Result<(), StreamError<E>> {
+        if self.sent < self.buf.len() {
+            (self.sink)(self.base + self.sent as u64, &self.buf[self.sent..])
+                .map_err(StreamError::Sink)?;
+            self.sent = self.buf.len();
+        }
+        if self.buf.len() > LZ4_HISTORY {
+            let drop = self.buf.len() - LZ4_HISTORY;
+            self.buf.drain(..drop);
+            self.base += drop as u64;
+            self.sent -= drop;
+        }
+        Ok(())
+    }
+
+    fn literals(&mut self, mut lits: &[u8]) -> Result<(), StreamError<E>> {
+        self.reserve(lits.len())?;
+        while !lits.is_empty() {
+            let room = LZ4_WINDOW.saturating_sub(self.buf.len()).max(1);
+            let (now, rest) = lits.split_at(room.min(lits.len()));
+            self.buf.extend_from_slice(now);
+            lits = rest;
+            if self.buf.len() >= LZ4_WINDOW {
+                self.flush()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies `len` bytes from `off` back (overlapping copies repeat).
+    fn copy_match(&mut self, off: usize, len: usize) -> Result<(), StreamError<E>> {
+        let before = self.in_block;
+        self.reserve(len)?;
+        if off == 0 || off > before || off > self.buf.len() {
+            return Err(StreamError::Payload(PayloadError::Corrupt(0)));
+        }
+        let mut left = len;
+        while left > 0 {
+            if self.buf.len() >= LZ4_WINDOW {
+                self.flush()?;
+            }
+            let from = self.buf.len() - off;
+            // At most `off` bytes at a time: a source that overlaps its
+            // own output repeats, as LZ4 means it to.
+            let n = left.min(off).min(LZ4_WINDOW - self.buf.len());
+            self.buf.extend_from_within(from..from + n);
+            left -= n;
+        }
+        Ok(())
+    }
+}
+
+/// [`unlz4_legacy`] without holding the output: the unpacked bytes go to
+/// `sink(offset, bytes)` in order, in pieces of up to 256 KiB, using
+/// 256 KiB of memory whatever the payload's size (a 50 MiB `vmlinux`
+/// unpacks in Dom0's small heap this way).
+pub fn unlz4_legacy_stream<E>(
+    input: &[u8],
+    sink: &mut dyn FnMut(u64, &[u8]) -> Result<(), E>,
+) -> Result<u64, StreamError<E>> {
     let word = |at: usize| {
         input
             .get(at..at + 4)
             .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     };
     if word(0) != Some(LZ4_LEGACY_MAGIC) {
-        return Err(PayloadError::Unsupported(Compression::detect(input)));
+        return Err(StreamError::Payload(PayloadError::Unsupported(
+            Compression::detect(input),
+        )));
     }
-    let mut out = Vec::new();
+    let mut out = Lz4Out {
+        buf: Vec::with_capacity(LZ4_WINDOW),
+        sent: 0,
+        base: 0,
+        in_block: 0,
+        sink,
+    };
+    let corrupt = |at: usize| StreamError::Payload(PayloadError::Corrupt(at));
     let mut at = 4;
     while at < input.len() {
         let Some(size) = word(at) else {
-            return Err(PayloadError::Corrupt(at));
+            return Err(corrupt(at));
         };
         if size == LZ4_LEGACY_MAGIC {
             at += 4;
@@ -476,23 +605,30 @@ pub fn unlz4_legacy(input: &[u8]) -> Result<Vec<u8>, PayloadError> {
         let Some(block) = input.get(start..start + size as usize) else {
             // Only the 4-byte size trailer may be left over.
             if start == input.len() {
-                if size as usize != out.len() {
-                    return Err(PayloadError::BadLength);
+                if u64::from(size) != out.total() {
+                    return Err(StreamError::Payload(PayloadError::BadLength));
                 }
                 break;
             }
-            return Err(PayloadError::Corrupt(at));
+            return Err(corrupt(at));
         };
-        lz4_block(block, &mut out).map_err(|e| PayloadError::Corrupt(start + e))?;
+        out.in_block = 0;
+        lz4_block(block, &mut out).map_err(|e| match e {
+            (StreamError::Payload(PayloadError::Corrupt(_)), i)
+            | (StreamError::Payload(PayloadError::BadLength), i) => corrupt(start + i),
+            (e, _) => e,
+        })?;
         at = start + size as usize;
     }
-    Ok(out)
+    out.flush()?;
+    Ok(out.total())
 }
 
 /// Decodes one LZ4 block (lz4's block format: sequences of a token,
-/// literals and a match) onto `out`; an error is the input offset.
-fn lz4_block(b: &[u8], out: &mut Vec<u8>) -> Result<(), usize> {
-    let base = out.len();
+/// literals and a match) onto `out`; an error comes with the input
+/// offset.
+fn lz4_block<E>(b: &[u8], out: &mut Lz4Out<'_, E>) -> Result<(), (StreamError<E>, usize)> {
+    let bad = |i: usize| (StreamError::Payload(PayloadError::Corrupt(i)), i);
     let mut i = 0;
     let length = |i: &mut usize, mut n: usize| -> Result<usize, usize> {
         if n == 15 {
@@ -510,39 +646,29 @@ fn lz4_block(b: &[u8], out: &mut Vec<u8>) -> Result<(), usize> {
     while i < b.len() {
         let token = b[i];
         i += 1;
-        let lit = length(&mut i, usize::from(token >> 4))?;
-        let lits = b.get(i..i.checked_add(lit).ok_or(i)?).ok_or(i)?;
-        if out.len() - base + lit > LZ4_LEGACY_BLOCK || out.len() + lit > MAX_PAYLOAD {
-            return Err(i);
-        }
-        out.extend_from_slice(lits);
+        let lit = length(&mut i, usize::from(token >> 4)).map_err(bad)?;
+        let lits = i
+            .checked_add(lit)
+            .and_then(|end| b.get(i..end))
+            .ok_or_else(|| bad(i))?;
+        out.literals(lits).map_err(|e| (e, i))?;
         i += lit;
         if i == b.len() {
             break; // the last sequence has no match
         }
-        let off = b.get(i..i + 2).ok_or(i)?;
+        let off = b.get(i..i + 2).ok_or_else(|| bad(i))?;
         let off = usize::from(u16::from_le_bytes([off[0], off[1]]));
         i += 2;
-        let len = length(&mut i, usize::from(token & 15))? + 4;
-        if off == 0 || off > out.len() - base {
-            return Err(i);
-        }
-        if out.len() - base + len > LZ4_LEGACY_BLOCK || out.len() + len > MAX_PAYLOAD {
-            return Err(i);
-        }
-        let from = out.len() - off;
-        for k in 0..len {
-            let x = out[from + k];
-            out.push(x);
-        }
+        let len = length(&mut i, usize::from(token & 15)).map_err(bad)? + 4;
+        out.copy_match(off, len).map_err(|e| (e, i))?;
     }
     Ok(())
 }
 
-impl BzImage<'_> {
+impl<'a> BzImage<'a> {
     /// The compressed kernel (`payload_offset` from the protected-mode
     /// kernel's start, `payload_length` bytes) and its compression.
-    pub fn payload(&self) -> Option<(Compression, &[u8])> {
+    pub fn payload(&self) -> Option<(Compression, &'a [u8])> {
         let off = self.header.payload_offset.get() as usize;
         let len = self.header.payload_length.get() as usize;
         let p = self.kernel().get(off..off.checked_add(len)?)?;
@@ -1309,6 +1435,95 @@ pub(crate) mod tests {
         for n in 0..good.len() {
             let _ = unlz4_legacy(&good[..n]);
         }
+    }
+
+    /// An LZ4 length field's extension bytes for `n` (after the nibble's 15).
+    fn lz4_len_ext(mut n: usize, out: &mut Vec<u8>) {
+        while n >= 255 {
+            out.push(255);
+            n -= 255;
+        }
+        out.push(n as u8);
+    }
+
+    /// One sequence: `lits` literals, then a match of `len` at `off`.
+    fn lz4_seq(lits: &[u8], off: u16, len: usize, out: &mut Vec<u8>) {
+        let ml = len - 4;
+        out.push(((lits.len().min(15) as u8) << 4) | ml.min(15) as u8);
+        if lits.len() >= 15 {
+            lz4_len_ext(lits.len() - 15, out);
+        }
+        out.extend_from_slice(lits);
+        out.extend_from_slice(&off.to_le_bytes());
+        if ml >= 15 {
+            lz4_len_ext(ml - 15, out);
+        }
+    }
+
+    #[test]
+    fn unlz4_streams_large_output_with_far_matches_in_small_pieces() {
+        // 300 KiB of pseudo-random literals, a 100 KiB match reaching the
+        // farthest back LZ4 allows (across the window's flushes), a short
+        // overlapping match, then a closing literal.
+        let mut x = 0x1234_5678u32;
+        let lits: Vec<u8> = (0..300 << 10)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x as u8
+            })
+            .collect();
+        let mut block = Vec::new();
+        lz4_seq(&lits, 65535, 100 << 10, &mut block);
+        lz4_seq(b"q", 1, 70, &mut block);
+        block.extend_from_slice(&[0x10, b'!']);
+        let mut want = lits.clone();
+        for _ in 0..100 << 10 {
+            want.push(want[want.len() - 65535]);
+        }
+        want.push(b'q');
+        want.extend(std::iter::repeat_n(b'q', 70));
+        want.push(b'!');
+        let frame = lz4_frame(&[&block, &block], 2 * want.len() as u32);
+        let whole = unlz4_legacy(&frame).unwrap();
+        assert_eq!(whole.len(), 2 * want.len());
+        assert!(whole[..want.len()] == want[..] && whole[want.len()..] == want[..]);
+        // Streamed: in order, in pieces no bigger than the window, the
+        // same bytes.
+        let mut got = Vec::new();
+        let mut pieces = 0;
+        let n = unlz4_legacy_stream(&frame, &mut |at, b: &[u8]| {
+            assert_eq!(at, got.len() as u64);
+            assert!(b.len() <= LZ4_WINDOW);
+            got.extend_from_slice(b);
+            pieces += 1;
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+        assert_eq!(n, whole.len() as u64);
+        assert!(got == whole && pieces >= 4, "{pieces} pieces");
+        // A sink's refusal stops the stream and comes back as itself.
+        let mut calls = 0;
+        let r = unlz4_legacy_stream(&frame, &mut |_, _| {
+            calls += 1;
+            if calls == 2 {
+                Err("full")
+            } else {
+                Ok(())
+            }
+        });
+        assert_eq!(r, Err(StreamError::Sink("full")));
+        assert_eq!(calls, 2);
+        // A match reaching before its block's start is corrupt, even
+        // though the previous block's bytes are still in the window.
+        let mut second = Vec::new();
+        lz4_seq(b"ab", 10, 4, &mut second);
+        second.extend_from_slice(&[0x10, b'!']);
+        assert!(matches!(
+            unlz4_legacy(&lz4_frame(&[&block, &second], 0)),
+            Err(PayloadError::Corrupt(_))
+        ));
     }
 
     #[test]

@@ -45,11 +45,11 @@ use hypercall_abi::hvm_save::{
 use zerocopy::{FromBytes, IntoBytes};
 
 use super::acpi::{self, AcpiConfig, AcpiError, AcpiTables};
-use super::bzimage::{self, BzImage, BzImageError, BzLayout};
+use super::bzimage::{self, BzImage, BzImageError, BzLayout, Compression, PayloadError};
 use super::multiboot2::{self, Mb2Error, Mb2Kernel, Mb2Layout};
 use super::pvh::{
-    self, EntryState, GuestMemoryMap, PhysElf, PlacementError, PvhError, PvhLayout, ACPI_BASE,
-    PAGE, RFLAGS_FIXED,
+    self, ElfImageError, EntryState, GuestMemoryMap, PhysElf, PlacementError, PvhError, PvhLayout,
+    ACPI_BASE, PAGE, RFLAGS_FIXED,
 };
 use crate::devmodel::GuestMemory;
 
@@ -128,6 +128,12 @@ impl fmt::Display for HvmError {
             Self::NotPvh(PvhError::NoPhys32Entry) => f.write_str(
                 "not a PVH kernel (no XEN_ELFNOTE_PHYS32_ENTRY note); type=\"pvh\" boots ELF kernels that have one",
             ),
+            Self::NotPvh(PvhError::Elf(ElfImageError::Payload(PayloadError::Unsupported(c)))) => {
+                write!(
+                    f,
+                    "a Linux bzImage whose kernel is {c:?}-compressed: type=\"pvh\" unpacks LZ4 (Debian's kernels) and uncompressed ones; give kernel= the ELF vmlinux instead (Linux's scripts/extract-vmlinux)"
+                )
+            }
             Self::NotPvh(e) => write!(
                 f,
                 "not a PVH kernel ({e}); type=\"pvh\" boots ELF kernels with XEN_ELFNOTE_PHYS32_ENTRY"
@@ -367,6 +373,25 @@ pub fn plan_multiboot2<'a>(
     })
 }
 
+/// A PVH kernel: an ELF image, or a Linux bzImage whose payload is one
+/// (as libxc's bzImage loader finds it): LZ4-compressed, as Debian
+/// builds its kernels, unpacked while loading ([`PhysElf::parse_lz4`]),
+/// or stored uncompressed.
+pub fn pvh_kernel(image: &[u8]) -> Result<PhysElf<'_>, ElfImageError> {
+    if !is_bzimage(image) {
+        return PhysElf::parse(image);
+    }
+    let bz = BzImage::parse(image).map_err(|_| ElfImageError::Payload(PayloadError::Missing))?;
+    let (c, payload) = bz
+        .payload()
+        .ok_or(ElfImageError::Payload(PayloadError::Missing))?;
+    match c {
+        Compression::Lz4 => PhysElf::parse_lz4(payload),
+        Compression::Unknown if payload.starts_with(b"\x7fELF") => PhysElf::parse(payload),
+        other => Err(ElfImageError::Payload(PayloadError::Unsupported(other))),
+    }
+}
+
 /// Plans a PVH guest booting the ELF kernel `image` (with
 /// `XEN_ELFNOTE_PHYS32_ENTRY`) with `memory_mib` MiB, `vcpus` vCPUs,
 /// `cmdline` and an initrd of `ramdisk_len` bytes (0: none).
@@ -377,7 +402,7 @@ pub fn plan_pvh<'a>(
     cmdline: &[u8],
     ramdisk_len: u64,
 ) -> Result<HvmPlan<'a>, HvmError> {
-    let elf = PhysElf::parse(image).map_err(|e| HvmError::NotPvh(PvhError::Elf(e)))?;
+    let elf = pvh_kernel(image).map_err(|e| HvmError::NotPvh(PvhError::Elf(e)))?;
     if elf.phys32_entry.is_none() {
         return Err(HvmError::NotPvh(PvhError::NoPhys32Entry));
     }

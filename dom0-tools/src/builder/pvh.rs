@@ -37,6 +37,7 @@ use zerocopy::byteorder::little_endian::{U16, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use super::acpi::AcpiTables;
+use super::bzimage::PayloadError;
 use crate::devmodel::{GuestMemory, MemoryFault};
 
 /// Guest page size.
@@ -361,6 +362,8 @@ pub enum ElfImageError {
         /// Program header index.
         index: usize,
     },
+    /// The compressed image (a bzImage's LZ4 payload) does not unpack.
+    Payload(PayloadError),
 }
 
 impl fmt::Display for ElfImageError {
@@ -378,6 +381,7 @@ impl fmt::Display for ElfImageError {
                 write!(f, "ELF segment {index} overlaps another")
             }
             Self::BadNotes { index } => write!(f, "ELF note segment {index} is malformed"),
+            Self::Payload(e) => write!(f, "compressed kernel: {e}"),
         }
     }
 }
@@ -501,11 +505,28 @@ impl PhysSegment {
     }
 }
 
+/// Where a [`PhysElf`]'s file bytes are.
+#[derive(Clone, Copy, Debug)]
+enum ElfSource<'a> {
+    /// The ELF file itself.
+    Bytes(&'a [u8]),
+    /// An LZ4 legacy frame (a bzImage's payload) that unpacks to it,
+    /// unpacked again, piece by piece, while loading: the file is never
+    /// held whole.
+    Lz4(&'a [u8]),
+}
+
+/// How much of the start of a compressed ELF is kept while parsing it:
+/// the ELF header and the program headers must lie in it.
+const STREAM_HEAD: usize = 64 << 10;
+/// Most note bytes kept from a compressed ELF.
+const STREAM_NOTES_MAX: u64 = 64 << 10;
+
 /// A kernel ELF image (ELF32 for i386 or ELF64 for x86-64) loaded by
 /// physical address, with its PVH entry note if it has one.
 #[derive(Clone, Debug)]
 pub struct PhysElf<'a> {
-    image: &'a [u8],
+    source: ElfSource<'a>,
     /// ELFCLASS64.
     pub elf64: bool,
     /// `e_entry`.
@@ -640,14 +661,93 @@ fn walk_notes<'a>(mut bytes: &'a [u8], mut f: impl FnMut(&'a [u8], u32, &'a [u8]
 impl<'a> PhysElf<'a> {
     /// Parses and checks `image`.
     pub fn parse(image: &'a [u8]) -> Result<PhysElf<'a>, ElfImageError> {
-        let (elf64, e_entry, headers) = phdrs(image)?;
+        Self::parse_parts(
+            ElfSource::Bytes(image),
+            image,
+            image.len() as u64,
+            &|o, l| file_bytes(image, o, l),
+        )
+    }
+
+    /// Parses and checks the ELF that the LZ4 legacy frame `frame` (a
+    /// Linux bzImage's payload, [`super::bzimage::BzImage::payload`])
+    /// unpacks to, without holding it: one pass keeps the first
+    /// [`STREAM_HEAD`] bytes and the note segments' bytes; [`Self::load`]
+    /// unpacks it again straight into the guest.
+    pub fn parse_lz4(frame: &'a [u8]) -> Result<PhysElf<'a>, ElfImageError> {
+        let mut head: Vec<u8> = Vec::new();
+        // (file offset, bytes) of each note segment, once the program
+        // headers are known.
+        let mut notes: Option<Vec<(u64, Vec<u8>)>> = None;
+        let mut sink = |at: u64, bytes: &[u8]| -> Result<(), ElfImageError> {
+            if head.len() < STREAM_HEAD {
+                let n = (STREAM_HEAD - head.len()).min(bytes.len());
+                head.extend_from_slice(&bytes[..n]);
+            }
+            if notes.is_none() && head.len() == STREAM_HEAD {
+                let (_, _, hs) = phdrs(&head)?;
+                let mut v = Vec::new();
+                let mut total = 0u64;
+                for p in hs.iter().filter(|p| p.p_type == PT_NOTE) {
+                    total = total.saturating_add(p.filesz);
+                    if total > STREAM_NOTES_MAX {
+                        return Err(ElfImageError::BadProgramHeaders);
+                    }
+                    v.push((p.offset, alloc::vec![0u8; p.filesz as usize]));
+                }
+                notes = Some(v);
+            }
+            // Copy each note segment's part of this piece (the pieces
+            // before the head was complete are in the head).
+            for (off, buf) in notes.iter_mut().flatten() {
+                let (a, b) = (
+                    at.max(*off),
+                    (at + bytes.len() as u64).min(*off + buf.len() as u64),
+                );
+                if a < b {
+                    buf[(a - *off) as usize..(b - *off) as usize]
+                        .copy_from_slice(&bytes[(a - at) as usize..(b - at) as usize]);
+                }
+            }
+            Ok(())
+        };
+        let len = super::bzimage::unlz4_legacy_stream(frame, &mut sink).map_err(|e| match e {
+            super::bzimage::StreamError::Payload(p) => ElfImageError::Payload(p),
+            super::bzimage::StreamError::Sink(e) => e,
+        })?;
+        let lookup = |o: u64, l: u64| -> Option<&[u8]> {
+            if let Some(b) = file_bytes(&head, o, l) {
+                return Some(b);
+            }
+            notes
+                .iter()
+                .flatten()
+                .find(|(off, b)| *off == o && b.len() as u64 == l)
+                .map(|(_, b)| &b[..])
+        };
+        Self::parse_parts(ElfSource::Lz4(frame), &head, len, &lookup)
+    }
+
+    /// Parses an ELF whose headers are in `head`, whose file is `file_len`
+    /// bytes long and whose bytes `[offset, offset + len)` `bytes` gives
+    /// (needed for the note segments only).
+    fn parse_parts<'b>(
+        source: ElfSource<'a>,
+        head: &'b [u8],
+        file_len: u64,
+        bytes: &'b dyn Fn(u64, u64) -> Option<&'b [u8]>,
+    ) -> Result<PhysElf<'a>, ElfImageError> {
+        let (elf64, e_entry, headers) = phdrs(head)?;
         let mut segments = Vec::new();
         let mut phys32_entry = None;
         let mut xen_notes = 0;
         for (index, p) in headers.iter().enumerate() {
             match p.p_type {
                 PT_LOAD if p.memsz > 0 => {
-                    let ok = file_bytes(image, p.offset, p.filesz).is_some()
+                    let ok = p
+                        .offset
+                        .checked_add(p.filesz)
+                        .is_some_and(|e| e <= file_len)
                         && p.filesz <= p.memsz
                         && p.paddr.checked_add(p.memsz).is_some();
                     if !ok {
@@ -666,7 +766,11 @@ impl<'a> PhysElf<'a> {
                     });
                 }
                 PT_NOTE => {
-                    let bytes = file_bytes(image, p.offset, p.filesz)
+                    let bytes = p
+                        .offset
+                        .checked_add(p.filesz)
+                        .filter(|&e| e <= file_len)
+                        .and_then(|_| bytes(p.offset, p.filesz))
                         .ok_or(ElfImageError::BadNotes { index })?;
                     let mut bad = false;
                     walk_notes(bytes, |name, ty, desc| {
@@ -704,7 +808,7 @@ impl<'a> PhysElf<'a> {
             }
         }
         Ok(PhysElf {
-            image,
+            source,
             elf64,
             e_entry,
             segments,
@@ -767,10 +871,37 @@ impl<'a> PhysElf<'a> {
     /// Copies every segment to guest memory and zeroes its tail.
     pub fn load(&self, mem: &mut dyn GuestMemory) -> Result<(), MemoryFault> {
         const ZEROS: [u8; 4096] = [0; 4096];
+        match self.source {
+            ElfSource::Bytes(image) => {
+                for s in &self.segments {
+                    // Checked by `parse`.
+                    let bytes = file_bytes(image, s.offset, s.filesz).unwrap_or(&[]);
+                    mem.write(s.paddr, bytes)?;
+                }
+            }
+            ElfSource::Lz4(frame) => {
+                let mut sink = |at: u64, bytes: &[u8]| -> Result<(), MemoryFault> {
+                    let end = at + bytes.len() as u64;
+                    for s in &self.segments {
+                        let (a, b) = (at.max(s.offset), end.min(s.offset + s.filesz));
+                        if a < b {
+                            let piece = &bytes[(a - at) as usize..(b - at) as usize];
+                            mem.write(s.paddr + (a - s.offset), piece)?;
+                        }
+                    }
+                    Ok(())
+                };
+                super::bzimage::unlz4_legacy_stream(frame, &mut sink).map_err(|e| match e {
+                    super::bzimage::StreamError::Sink(f) => f,
+                    // `parse_lz4` unpacked this very frame: it cannot fail
+                    // now, but if it did, the first segment is incomplete.
+                    super::bzimage::StreamError::Payload(_) => MemoryFault {
+                        gpa: self.segments.first().map_or(0, |s| s.paddr),
+                    },
+                })?;
+            }
+        }
         for s in &self.segments {
-            // Checked by `parse`.
-            let bytes = file_bytes(self.image, s.offset, s.filesz).unwrap_or(&[]);
-            mem.write(s.paddr, bytes)?;
             let mut at = s.paddr + s.filesz;
             let end = s.paddr + s.memsz;
             while at < end {
@@ -1279,6 +1410,73 @@ mod tests {
                 ),
             ],
         )
+    }
+
+    /// `data` as an LZ4 legacy frame of literal-only blocks of `block`
+    /// bytes, with the size trailer.
+    fn lz4_literals(data: &[u8], block: usize) -> Vec<u8> {
+        let mut f = super::super::bzimage::LZ4_LEGACY_MAGIC.to_le_bytes().to_vec();
+        for chunk in data.chunks(block) {
+            let mut b = vec![0xf0];
+            let mut n = chunk.len() - 15;
+            while n >= 255 {
+                b.push(255);
+                n -= 255;
+            }
+            b.push(n as u8);
+            b.extend_from_slice(chunk);
+            f.extend_from_slice(&(b.len() as u32).to_le_bytes());
+            f.extend_from_slice(&b);
+        }
+        f.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        f
+    }
+
+    #[test]
+    fn a_compressed_elf_parses_and_loads_as_the_same_elf_does() {
+        // 200 KiB of text first, so the note segment lies past the head
+        // kept from the stream.
+        let text: Vec<u8> = (0..200 << 10).map(|i: u32| (i * 7 + i / 251) as u8).collect();
+        let img = build(
+            true,
+            0xffff_ffff_8100_0000,
+            &[
+                Seg::load(KBASE, text, 0x40000),
+                Seg::load(KBASE + 0x40000, vec![0x5a; 0x3000], 0x5000),
+                note_seg(xen_note(18, &((KBASE + 0x40) as u32).to_le_bytes())),
+            ],
+        );
+        let plain = PhysElf::parse(&img).unwrap();
+        let frame = lz4_literals(&img, 50_000);
+        let packed = PhysElf::parse_lz4(&frame).unwrap();
+        assert_eq!(packed.phys32_entry, Some(KBASE + 0x40));
+        assert_eq!(packed.segments(), plain.segments());
+        assert_eq!((packed.elf64, packed.e_entry), (plain.elf64, plain.e_entry));
+        let (mut a, mut b) = (Sparse::new(64 * MIB), Sparse::new(64 * MIB));
+        plain.load(&mut a).unwrap();
+        packed.load(&mut b).unwrap();
+        for (at, len) in [(KBASE, 0x40000), (KBASE + 0x40000, 0x5000)] {
+            assert!(a.get(at, len) == b.get(at, len), "segment at {at:#x}");
+        }
+        assert_eq!(b.get(KBASE + 0x40000 + 0x2ffe, 4), [0x5a, 0x5a, 0, 0]);
+        // A stream cut short (in its trailer, or a block running off the
+        // end): refused, nothing parsed.
+        for cut in [frame.len() - 5, frame.len() - 100, 60_000] {
+            assert!(matches!(
+                PhysElf::parse_lz4(&frame[..cut]),
+                Err(ElfImageError::Payload(_))
+            ));
+        }
+        // A segment past the end of what the frame unpacks to.
+        let short = lz4_literals(&img[..img.len() - 16], 50_000);
+        assert!(PhysElf::parse_lz4(&short).is_err());
+        // Not LZ4.
+        assert_eq!(
+            PhysElf::parse_lz4(&img).unwrap_err(),
+            ElfImageError::Payload(PayloadError::Unsupported(
+                super::super::bzimage::Compression::Unknown
+            ))
+        );
     }
 
     fn acpi_tables() -> AcpiTables {
