@@ -55,6 +55,21 @@ const LINUX_POWER_DOWN: &str = "reboot: Power down";
 const LINUX_TTY_MARKER: &str = "oxen-hvm-linux: hello from /dev/console through ttyS0";
 /// Its second vCPU came up (INIT/SIPI through xen-core's LAPIC).
 const LINUX_TWO_CPUS: &str = "smp: Brought up 1 node, 2 CPUs";
+/// The same kernel as a PVH guest: what its /init writes to /dev/console
+/// (hvc0, the PV console through Dom0's console back-end), the first bytes
+/// of its xen-blkfront disk served by Dom0's blkback, and that it found
+/// the disk through xenbus.
+const PVH_TTY_MARKER: &str = "oxen-pvh-linux: hello from /dev/console through hvc0";
+const PVH_DISK_MARKER: &str = "oxen-pvh-linux: xvda says: oxen-pvh-disk-7d3f";
+const PVH_BLKFRONT: &str = "blkfront: xvda: ";
+/// It booted through its PVH entry and runs as a Xen PVH guest ...
+const PVH_BOOTED: &str = "Booting kernel on Xen PVH";
+/// ... with the PV clock and timer (`XENFEAT_hvm_safe_pvclock`) ...
+const PVH_PV_CLOCK: &str = "clocksource: Switched to clocksource xen";
+/// ... and ends with `poweroff -f`: a PVH guest has no ACPI sleep states
+/// (as on Xen), so Linux halts with interrupts off, which ends the domain
+/// (Xen's hvm_hlt: the last vCPU down powers the domain off).
+const PVH_HALTED: &str = "reboot: System halted";
 /// Dom0's refusal of a `type = "hvm"` kernel without a Multiboot2 header.
 const NOT_MULTIBOOT2: &str =
     "building domain notmb2: /boot/hello: not a Multiboot2 kernel (no Multiboot2 header in the first 32 KiB)";
@@ -391,17 +406,7 @@ fn debian_cloud_kernel_package() -> String {
 // unmodified kernel on emulated hardware, so it boots Linux as on bare metal.
 #[test]
 fn a_stock_debian_linux_boots_as_an_hvm_guest_to_busybox_userspace() {
-    let kpkg = debian_cloud_kernel_package();
-    let kroot = debian_package(&kpkg);
-    let vmlinuz = std::fs::read_dir(kroot.join("boot"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
-        })
-        .unwrap_or_else(|| panic!("{kpkg} has no /boot/vmlinuz-*"));
+    let (vmlinuz, _) = debian_cloud_kernel();
     let busybox = std::fs::read(debian_package("busybox-static").join("bin/busybox")).unwrap();
     let init = "#!/bin/busybox sh\n\
                 /bin/busybox mount -t devtmpfs dev /dev\n\
@@ -450,6 +455,107 @@ fn a_stock_debian_linux_boots_as_an_hvm_guest_to_busybox_userspace() {
     }
     assert!(
         list_rows(&text, "linux").is_empty(),
+        "Linux should be gone after its power-off:\n{text}"
+    );
+    let free = free_memory(&text);
+    assert_eq!(free.len(), 2, "two `xl info`s:\n{text}");
+    assert_eq!(free[0], free[1], "all its memory should come back:\n{text}");
+}
+
+/// The cloud kernel's unpacked tree: (its /boot/vmlinuz-*, the package
+/// root).
+fn debian_cloud_kernel() -> (std::path::PathBuf, std::path::PathBuf) {
+    let kpkg = debian_cloud_kernel_package();
+    let kroot = debian_package(&kpkg);
+    let vmlinuz = std::fs::read_dir(kroot.join("boot"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
+        })
+        .unwrap_or_else(|| panic!("{kpkg} has no /boot/vmlinuz-*"));
+    (vmlinuz, kroot)
+}
+
+// The same stock Debian kernel as a `type = "pvh"` guest: Dom0 boots its
+// bzImage at the PVH entry (unpacking the LZ4 payload into the guest),
+// Linux runs as a Xen PVH guest (shared info, event channels through the
+// upcall vector, xenstore, PV clock), writes userspace's /dev/console to
+// hvc0 (the PV console, which Dom0 serves to `xl console`), loads
+// xen-blkfront from the package's modules and reads its disk, a raw image
+// in Dom0's ramdisk served by Dom0's blkback through grants of the guest's
+// own (gfn-addressed) pages.
+#[test]
+fn a_stock_debian_linux_boots_as_a_pvh_guest_on_hvc0_and_reads_its_xen_blkfront_disk() {
+    let (vmlinuz, kroot) = debian_cloud_kernel();
+    let blkfront = std::fs::read_dir(kroot.join("lib/modules"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().join("kernel/drivers/block/xen-blkfront.ko"))
+        .find(|p| p.is_file())
+        .expect("the kernel package's xen-blkfront.ko");
+    let busybox = std::fs::read(debian_package("busybox-static").join("bin/busybox")).unwrap();
+    let init = "#!/bin/busybox sh\n\
+                /bin/busybox mount -t devtmpfs dev /dev\n\
+                /bin/busybox mount -t proc proc /proc\n\
+                /bin/busybox mount -t sysfs sys /sys\n\
+                echo \"oxen-pvh-linux: hello from /dev/console through $(/bin/busybox cat /sys/class/tty/console/active)\" > /dev/console\n\
+                /bin/busybox insmod /xen-blkfront.ko\n\
+                for i in 1 2 3 4 5 6 7 8 9 10; do [ -b /dev/xvda ] && break; /bin/busybox sleep 1; done\n\
+                echo \"oxen-pvh-linux: xvda says: $(/bin/busybox head -c 18 /dev/xvda)\" > /dev/console\n\
+                /bin/busybox poweroff -f\n";
+    let mut cpio = oxen_tests::cpio::CpioWriter::new();
+    cpio.add_dir("dev").unwrap();
+    cpio.add_dir("proc").unwrap();
+    cpio.add_dir("sys").unwrap();
+    cpio.add_file("bin/busybox", 0o755, &busybox).unwrap();
+    cpio.add_file("xen-blkfront.ko", 0o644, &std::fs::read(&blkfront).unwrap())
+        .unwrap();
+    cpio.add_file("init", 0o755, init.as_bytes()).unwrap();
+    let initrd = ramdisk_file("pvh-initrd.cpio", "");
+    std::fs::write(&initrd, cpio.finish()).unwrap();
+    let kernel = ramdisk_file("vmlinuz", "");
+    std::fs::copy(&vmlinuz, &kernel).unwrap();
+    let mut disk = b"oxen-pvh-disk-7d3f".to_vec();
+    disk.resize(1 << 20, 0);
+    let disk_path = ramdisk_file("pvh-disk.img", "");
+    std::fs::write(&disk_path, &disk).unwrap();
+    let cfg = ramdisk_file(
+        "pvh.cfg",
+        "name = \"pvhlinux\"\ntype = \"pvh\"\nkernel = \"/boot/vmlinuz\"\n\
+         ramdisk = \"/boot/pvh-initrd.cpio\"\nmemory = 256\nvcpus = 1\n\
+         disk = [ \"/boot/pvh-disk.img,raw,xvda,r\" ]\n\
+         extra = \"console=hvc0\"\n",
+    );
+    let mut args: Vec<String> = vec!["--mem".into(), "1G".into()];
+    for f in [&kernel, &initrd, &disk_path, &cfg] {
+        args.push("--add".into());
+        args.push(f.display().to_string());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, text) = oxen_run_batch(
+        &args,
+        "xl info\nxl create -c pvh.cfg\nxl list\nxl info\n",
+        LINUX_TIMEOUT,
+    );
+    assert_eq!(code, Some(0), "every xl command should succeed:\n{text}");
+    for want in [
+        PVH_BOOTED,
+        PVH_PV_CLOCK,
+        PVH_TTY_MARKER,
+        PVH_BLKFRONT,
+        PVH_DISK_MARKER,
+        PVH_HALTED,
+    ] {
+        assert!(
+            text.contains(want),
+            "missing {want:?} on xl console:\n{text}"
+        );
+    }
+    assert!(
+        list_rows(&text, "pvhlinux").is_empty(),
         "Linux should be gone after its power-off:\n{text}"
     );
     let free = free_memory(&text);

@@ -273,7 +273,10 @@ pub fn console_input_tick(doms: &mut [Domain]) {
 /// pending and the vCPU has events unmasked.
 pub fn local_events_need_delivery(d: &Domain, vcpu: u32) -> bool {
     let w = Words::new(d.shared_info_maddr, &d.vcpus);
-    w.upcall_pending(vcpu).is_some_and(test) && !w.upcall_masked(vcpu)
+    // An HVM vCPU's mask is its RFLAGS.IF (the injection checks it), not
+    // `evtchn_upcall_mask`, which HVM guests never clear (Xen's
+    // hvm_local_events_need_delivery).
+    w.upcall_pending(vcpu).is_some_and(test) && (d.is_hvm() || !w.upcall_masked(vcpu))
 }
 
 /// Whether `port` names a valid event channel of `d` (bound or not:

@@ -442,6 +442,14 @@ pub fn do_iret(frame: &mut TrapFrame, v: &mut Vcpu) -> Result<(), &'static str> 
 
 /// Refreshes the vCPU's `vcpu_time_info` (Xen's update_vcpu_system_time).
 pub fn update_vcpu_time(v: &Vcpu) {
+    update_vcpu_time_offset(v, 0);
+}
+
+/// [`update_vcpu_time`] for a vCPU whose TSC reads `tsc_offset` more
+/// than the host's (an HVM vCPU that wrote its TSC): the record's
+/// `tsc_timestamp` is in the guest's TSC, as Xen's `hvm_scale_tsc` /
+/// `tsc_offset` make it.
+pub fn update_vcpu_time_offset(v: &Vcpu, tsc_offset: u64) {
     let p = vcpu_info_ptr(v);
     // SAFETY: see `upcall_mask`; the version protocol (odd while writing)
     // tells the guest to retry if it reads mid-update.
@@ -453,6 +461,7 @@ pub fn update_vcpu_time(v: &Vcpu) {
         t.write_volatile(rec);
         core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
         crate::time::fill_vcpu_time(&mut rec);
+        rec.tsc_timestamp = rec.tsc_timestamp.wrapping_add(tsc_offset);
         rec.version = odd.wrapping_add(1);
         core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
         t.write_volatile(rec);

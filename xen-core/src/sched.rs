@@ -554,6 +554,10 @@ fn load_hvm(v: &mut Vcpu) {
     if instr::read_cr3() & !0xfff != crate::arch::x86_64::paging::idle_l4() {
         crate::pv_mm::load_cr3(crate::arch::x86_64::paging::idle_l4());
     }
+    // Its pvclock (`XENFEAT_hvm_safe_pvclock`) from this CPU's clock, as
+    // for a PV vCPU, in the guest's TSC (which the guest reads directly).
+    let off = v.hvm.as_ref().map_or(0, |h| h.svm.tsc_offset());
+    crate::pv::update_vcpu_time_offset(v, off);
 }
 
 /// Loads `v` onto this CPU, into `frame`.

@@ -475,6 +475,10 @@ pub enum StreamError<E> {
     Sink(E),
 }
 
+/// Where [`unlz4_legacy_stream`] sends the unpacked bytes:
+/// `(offset, bytes)`, in order.
+pub type Sink<'s, E> = dyn FnMut(u64, &[u8]) -> Result<(), E> + 's;
+
 /// Bytes of output kept for matches to copy from: an LZ4 match reaches at
 /// most 65,535 bytes back.
 const LZ4_HISTORY: usize = 64 << 10;
@@ -491,7 +495,7 @@ struct Lz4Out<'s, E> {
     base: u64,
     /// Unpacked bytes of the current block.
     in_block: usize,
-    sink: &'s mut dyn FnMut(u64, &[u8]) -> Result<(), E>,
+    sink: &'s mut Sink<'s, E>,
 }
 
 impl<E> Lz4Out<'_, E> {
@@ -572,7 +576,7 @@ impl<E> Lz4Out<'_, E> {
 /// unpacks in Dom0's small heap this way).
 pub fn unlz4_legacy_stream<E>(
     input: &[u8],
-    sink: &mut dyn FnMut(u64, &[u8]) -> Result<(), E>,
+    sink: &mut Sink<'_, E>,
 ) -> Result<u64, StreamError<E>> {
     let word = |at: usize| {
         input

@@ -1415,7 +1415,9 @@ mod tests {
     /// `data` as an LZ4 legacy frame of literal-only blocks of `block`
     /// bytes, with the size trailer.
     fn lz4_literals(data: &[u8], block: usize) -> Vec<u8> {
-        let mut f = super::super::bzimage::LZ4_LEGACY_MAGIC.to_le_bytes().to_vec();
+        let mut f = super::super::bzimage::LZ4_LEGACY_MAGIC
+            .to_le_bytes()
+            .to_vec();
         for chunk in data.chunks(block) {
             let mut b = vec![0xf0];
             let mut n = chunk.len() - 15;
@@ -1436,7 +1438,9 @@ mod tests {
     fn a_compressed_elf_parses_and_loads_as_the_same_elf_does() {
         // 200 KiB of text first, so the note segment lies past the head
         // kept from the stream.
-        let text: Vec<u8> = (0..200 << 10).map(|i: u32| (i * 7 + i / 251) as u8).collect();
+        let text: Vec<u8> = (0..200 << 10)
+            .map(|i: u32| (i * 7 + i / 251) as u8)
+            .collect();
         let img = build(
             true,
             0xffff_ffff_8100_0000,

@@ -609,6 +609,11 @@ pub struct Remote<'a, S: SharedEntries + ?Sized> {
     pub active: &'a mut ActiveTable,
     /// Its shared entries.
     pub shared: &'a mut S,
+    /// Its p2m, if it is translated (HVM, PVH): the frame numbers in its
+    /// grant entries (and in copies naming its frames) are guest frames,
+    /// looked up here (Xen's `get_paged_frame`); a PV domain's are
+    /// machine frames.
+    pub p2m: Option<&'a dyn Fn(u64) -> Option<u64>>,
 }
 
 fn owner_of(d: DomId) -> Owner {
@@ -661,10 +666,21 @@ fn clear_after_unpin(pin: u32, readonly: bool) -> u16 {
     clear
 }
 
-/// `get_paged_frame` for a PV domain: a general reference on frame `gfn`,
-/// which the granter must own.
-fn get_granted_frame(ft: &mut FrameTable<'_>, rd: DomId, gfn: u64) -> Result<Mfn, Status> {
-    let mfn = Mfn(gfn);
+/// `get_paged_frame`: a general reference on the frame behind `gfn` (the
+/// machine frame itself for a PV granter, its p2m's entry for a
+/// translated one), which the granter must own: an unpopulated gfn, or
+/// one backed by a frame it does not own (its grant or shared-info
+/// frames), is `GNTST_bad_page`.
+fn get_granted_frame(
+    ft: &mut FrameTable<'_>,
+    rd: DomId,
+    p2m: Option<&dyn Fn(u64) -> Option<u64>>,
+    gfn: u64,
+) -> Result<Mfn, Status> {
+    let mfn = match p2m {
+        Some(lookup) => Mfn(lookup(gfn).ok_or(GntStatus::BadPage)?),
+        None => Mfn(gfn),
+    };
     ft.get_page(mfn, owner_of(rd))
         .map_err(|_| GntStatus::BadPage)?;
     Ok(mfn)
@@ -755,7 +771,7 @@ fn map_with_handle<E: GrantEnv + ?Sized, S: SharedEntries + ?Sized>(
         set_status(rd.shared, gref, act.pin != 0, ro, true, ldom)?;
         if act.pin == 0 {
             let gfn = u64::from(rd.shared.frame(gref));
-            match get_granted_frame(ft, rd.domid, gfn) {
+            match get_granted_frame(ft, rd.domid, rd.p2m, gfn) {
                 Ok(mfn) => {
                     refcnt = 1;
                     act = Active {
@@ -1112,7 +1128,7 @@ fn acquire_for_copy<S: SharedEntries + ?Sized>(
     if old_pin == 0 || (!readonly && old_pin & WRITERS == 0) {
         set_status(rd.shared, gref, old_pin != 0, readonly, false, ldom)?;
         let gfn = u64::from(rd.shared.frame(gref));
-        match get_granted_frame(ft, rd.domid, gfn) {
+        match get_granted_frame(ft, rd.domid, rd.p2m, gfn) {
             Ok(mfn) => {
                 if old_pin == 0 {
                     act = Active {
@@ -1176,7 +1192,7 @@ fn claim<E: GrantEnv + ?Sized, S: SharedEntries + ?Sized>(
         let gref = side.u as u32;
         (acquire_for_copy(ft, rd, gref, ldom, !writable)?, Some(gref))
     } else {
-        (get_granted_frame(ft, rd.domid, side.u)?, None)
+        (get_granted_frame(ft, rd.domid, rd.p2m, side.u)?, None)
     };
     let c = Claimed {
         mfn,

@@ -241,6 +241,7 @@ impl World {
                 domid: rd,
                 active: rt,
                 shared: sh,
+                p2m: None,
             };
             map_grant_ref(
                 mem,
@@ -885,11 +886,13 @@ fn copies() {
                 domid: D1,
                 active: &mut g1.active,
                 shared: sh1,
+                p2m: None,
             };
             let mut r2 = Remote {
                 domid: D2,
                 active: &mut g2.active,
                 shared: sh2,
+                p2m: None,
             };
             let doms = if two {
                 CopyDomains::Two(&mut r2, &mut r1)

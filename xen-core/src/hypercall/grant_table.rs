@@ -20,6 +20,7 @@ use super::{Call, Others, Outcome};
 use crate::arch::x86_64::flush;
 use crate::arch::x86_64::paging::{phys_to_virt, DIRECTMAP_VIRT_START};
 use crate::domain::{copy_to_guest, read_guest, write_guest, Domain};
+use crate::hvm_glue::Hvm;
 use crate::memory::{self, FRAMES};
 use crate::pv_mm::{with_pt, DirectMapPt};
 use core::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, Ordering};
@@ -356,6 +357,7 @@ fn map_one(c: &mut Call, op: &GnttabMapGrantRef) -> Result<gt::Mapped, GntStatus
     // Xen looks the granter up by id: DOMID_SELF is no domain here.
     if is_self(c, op.dom, false) {
         let g = &mut *c.dom.grants;
+        let xl = p2m_lookup(c.dom.hvm.as_ref());
         let mut shared = DirectShared::of(&g.active);
         with_env(domid, |ctx, ft, env| {
             let mut l = Local {
@@ -367,12 +369,14 @@ fn map_one(c: &mut Call, op: &GnttabMapGrantRef) -> Result<gt::Mapped, GntStatus
                 domid: FtDomId(domid),
                 active: &mut g.active,
                 shared: &mut shared,
+                p2m: as_dyn(&xl),
             };
             gt::map_grant_ref(env, ft, &mut l, &mut r, &req)
         })
     } else {
         let rd = c.others.get(op.dom).ok_or(GntStatus::BadDomain)?;
         let rdomid = rd.domid;
+        let xl = p2m_lookup(rd.hvm.as_ref());
         let ractive = &mut rd.grants.active;
         let mut shared = DirectShared::of(ractive);
         let maptrack = &mut c.dom.grants.maptrack;
@@ -382,6 +386,7 @@ fn map_one(c: &mut Call, op: &GnttabMapGrantRef) -> Result<gt::Mapped, GntStatus
                 domid: FtDomId(rdomid),
                 active: ractive,
                 shared: &mut shared,
+                p2m: as_dyn(&xl),
             };
             gt::map_grant_ref(env, ft, &mut l, &mut r, &req)
         })
@@ -561,12 +566,15 @@ fn copy_one(c: &mut Call, op: &GnttabCopy) -> Result<(), GntStatus> {
     };
     let me = c.dom.domid;
     let len = op.len;
-    let run = |a: &mut ActiveTable, ad: u16, b: Option<(&mut ActiveTable, u16)>| {
+    type Side<'s> = (&'s mut ActiveTable, u16, Option<&'s Hvm>);
+    let run = |(a, ad, ha): Side<'_>, b: Option<Side<'_>>| {
         let mut sa = DirectShared::of(a);
+        let xa = p2m_lookup(ha);
         let mut ra = Remote {
             domid: FtDomId(ad),
             active: a,
             shared: &mut sa,
+            p2m: as_dyn(&xa),
         };
         with_env(me, |_, ft, env| match b {
             None => gt::copy_one(
@@ -578,12 +586,14 @@ fn copy_one(c: &mut Call, op: &GnttabCopy) -> Result<(), GntStatus> {
                 &dst,
                 len,
             ),
-            Some((b, bd)) => {
+            Some((b, bd, hb)) => {
                 let mut sb = DirectShared::of(b);
+                let xb = p2m_lookup(hb);
                 let mut rb = Remote {
                     domid: FtDomId(bd),
                     active: b,
                     shared: &mut sb,
+                    p2m: as_dyn(&xb),
                 };
                 gt::copy_one(
                     env,
@@ -597,24 +607,26 @@ fn copy_one(c: &mut Call, op: &GnttabCopy) -> Result<(), GntStatus> {
             }
         })
     };
+    fn side(d: &mut Domain) -> (&mut ActiveTable, u16, Option<&Hvm>) {
+        (&mut d.grants.active, d.domid, d.hvm.as_ref())
+    }
     if sd == dd {
-        let a = remote_active(c.dom, &mut c.others, sd).ok_or(GntStatus::BadDomain)?;
-        return run(a, sd, None);
+        let d = if sd == me {
+            &mut *c.dom
+        } else {
+            c.others.get(sd).ok_or(GntStatus::BadDomain)?
+        };
+        return run(side(d), None);
     }
     // Two domains: the caller and another, or two others.
     if sd == me || dd == me {
         let other = if sd == me { dd } else { sd };
-        let o = &mut c
-            .others
-            .get(other)
-            .ok_or(GntStatus::BadDomain)?
-            .grants
-            .active;
-        let mine = &mut c.dom.grants.active;
+        let o = side(c.others.get(other).ok_or(GntStatus::BadDomain)?);
+        let mine = side(&mut *c.dom);
         return if sd == me {
-            run(mine, me, Some((o, other)))
+            run(mine, Some(o))
         } else {
-            run(o, other, Some((mine, me)))
+            run(o, Some(mine))
         };
     }
     let mut it = c
@@ -625,7 +637,17 @@ fn copy_one(c: &mut Call, op: &GnttabCopy) -> Result<(), GntStatus> {
         return Err(GntStatus::BadDomain);
     };
     let (s, d) = if x.domid == sd { (x, y) } else { (y, x) };
-    run(&mut s.grants.active, sd, Some((&mut d.grants.active, dd)))
+    run(side(s), Some(side(d)))
+}
+
+/// A translated domain's gfn → mfn lookup, for [`Remote::p2m`].
+fn p2m_lookup(h: Option<&Hvm>) -> Option<impl Fn(u64) -> Option<u64> + '_> {
+    h.map(|h| move |gfn| crate::hvm_glue::lookup(h, gfn).map(|m| m.0))
+}
+
+/// [`p2m_lookup`]'s closure as [`Remote::p2m`] takes it.
+fn as_dyn(f: &Option<impl Fn(u64) -> Option<u64>>) -> Option<&dyn Fn(u64) -> Option<u64>> {
+    f.as_ref().map(|f| f as &dyn Fn(u64) -> Option<u64>)
 }
 
 /// `GNTTABOP_cache_flush` (x86): write back and invalidate a range of a

@@ -15,11 +15,27 @@ fn fill<const N: usize>(s: &str) -> [u8; N] {
     b
 }
 
-/// The features a PV domain gets in submap 0.
-fn features(privileged: bool) -> u32 {
+/// The features a domain gets in submap 0: for a translated (HVM/PVH)
+/// one what Xen 4.17 gives it (`XENVER_get_features`): its page tables
+/// are its own, its physmap translated, its `vcpu_time_info` kept for a
+/// TSC it reads directly (the pvclock; Linux uses the PV clock and timer
+/// only with this), events through a callback vector. No
+/// `XENFEAT_hvm_pirqs`: an HVM guest has no emulated PCI devices whose
+/// interrupts could become events.
+fn features(privileged: bool, translated: bool) -> u32 {
     let mut f = 0;
     if privileged {
         f |= 1 << XenFeature::Dom0.raw();
+    }
+    if translated {
+        for x in [
+            XenFeature::WritablePageTables,
+            XenFeature::AutoTranslatedPhysmap,
+            XenFeature::HvmCallbackVector,
+            XenFeature::HvmSafePvclock,
+        ] {
+            f |= 1 << x.raw();
+        }
     }
     f
 }
@@ -68,7 +84,7 @@ pub fn xen_version(c: &mut Call) -> Result<i64, Errno> {
         XenVersionOp::GetFeatures => {
             let mut fi: XenFeatureInfo = crate::domain::read_guest(c.cr3, arg)?;
             fi.submap = match fi.submap_idx {
-                0 => features(c.dom.is_privileged),
+                0 => features(c.dom.is_privileged, c.dom.is_hvm()),
                 i if i < XENFEAT_NR_SUBMAPS => 0,
                 _ => return Err(Errno::EINVAL),
             };

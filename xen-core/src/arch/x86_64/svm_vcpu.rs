@@ -648,6 +648,11 @@ impl SvmVcpu {
         })
     }
 
+    /// The guest's TSC minus the host's (non-zero once it writes its TSC).
+    pub fn tsc_offset(&self) -> u64 {
+        self.r64(vmcb::TSC_OFFSET)
+    }
+
     /// RIP now.
     pub fn rip(&self) -> u64 {
         self.r64(vmcb::RIP)
