@@ -574,10 +574,7 @@ impl<E> Lz4Out<'_, E> {
 /// `sink(offset, bytes)` in order, in pieces of up to 256 KiB, using
 /// 256 KiB of memory whatever the payload's size (a 50 MiB `vmlinux`
 /// unpacks in Dom0's small heap this way).
-pub fn unlz4_legacy_stream<E>(
-    input: &[u8],
-    sink: &mut Sink<'_, E>,
-) -> Result<u64, StreamError<E>> {
+pub fn unlz4_legacy_stream<E>(input: &[u8], sink: &mut Sink<'_, E>) -> Result<u64, StreamError<E>> {
     let word = |at: usize| {
         input
             .get(at..at + 4)

@@ -167,6 +167,8 @@ impl SharedEntries for Shared {
 struct World {
     ft: FrameTable<'static>,
     mem: Mem,
+    /// The granter's p2m, if it is translated.
+    p2m: Option<&'static dyn Fn(u64) -> Option<u64>>,
 }
 
 fn ctx(d: DomId) -> PtContext {
@@ -201,7 +203,7 @@ impl World {
         mem.t[L4.0 as usize][0] = L3.maddr() | 7;
         mem.t[L3.0 as usize][0] = L2.maddr() | 7;
         mem.t[L2.0 as usize][0] = L1.maddr() | 7;
-        let mut w = World { ft, mem };
+        let mut w = World { ft, mem, p2m: None };
         w.with(|ft, mem| ptval::pin(&ctx(D1), ft, mem, L4, 4).unwrap());
         w
     }
@@ -231,6 +233,7 @@ impl World {
         host_addr: u64,
     ) -> Result<Mapped, Status> {
         let c = ctx(D1);
+        let p2m = self.p2m;
         self.with(|ft, mem| {
             let mut l = Local {
                 ctx: &c,
@@ -241,7 +244,7 @@ impl World {
                 domid: rd,
                 active: rt,
                 shared: sh,
-                p2m: None,
+                p2m,
             };
             map_grant_ref(
                 mem,
@@ -417,6 +420,42 @@ fn host_map_readwrite_and_unmap() {
     );
     assert!(sh.end_access(8));
     assert!(w.mem.dropped.is_empty());
+}
+
+#[test]
+fn a_translated_granters_entries_name_guest_frames_looked_up_in_its_p2m() {
+    // D2 is an HVM/PVH guest: gfn 0x1000 is its frame DATA2, gfn 0x1001
+    // is D1's frame (as if a foreign page sat there), gfn 0x1002 is not
+    // populated.
+    let mut w = World::new();
+    w.p2m = Some(&|gfn| match gfn {
+        0x1000 => Some(DATA2.0),
+        0x1001 => Some(DATA.0),
+        _ => None,
+    });
+    let mut g = table(&mut w, D2);
+    let mut sh = Shared::new();
+    sh.grant(3, GTF_PERMIT_ACCESS, D1, Mfn(0x1000));
+    sh.grant(4, GTF_PERMIT_ACCESS, D1, Mfn(0x1001));
+    sh.grant(5, GTF_PERMIT_ACCESS, D1, Mfn(0x1002));
+    let before = counts(&w, DATA2);
+    let GrantTable { active, maptrack } = &mut g;
+    let m = w.map(maptrack, D2, active, &mut sh, 3, HOST, VA).unwrap();
+    assert_eq!(m.dev_bus_addr, DATA2.maddr());
+    assert_eq!(w.pte(5), ptval::grant_pte(DATA2, HOST));
+    assert_eq!(counts(&w, DATA2), (before.0 + 1, before.1 + 1));
+    // A frame the granter does not own, and a hole: bad page, and the
+    // entries' status bits are put back.
+    for gref in [4, 5] {
+        assert_eq!(
+            w.map(maptrack, D2, active, &mut sh, gref, HOST, VA + 0x1000),
+            Err(GntStatus::BadPage)
+        );
+        assert_eq!(sh.flags(gref), GTF_PERMIT_ACCESS);
+    }
+    w.unmap(maptrack, active, &mut sh, m.handle, VA, 0).unwrap();
+    assert_eq!(counts(&w, DATA2), before);
+    assert!(sh.end_access(3));
 }
 
 #[test]
