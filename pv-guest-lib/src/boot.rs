@@ -93,8 +93,9 @@ pub fn ramdisk() -> Option<&'static [u8]> {
 }
 
 /// The p2m list (`mfn_list`): machine frame of each pseudo-physical frame,
-/// if it lies inside the bootstrap region.
-pub fn p2m() -> Option<&'static [u64]> {
+/// if it lies inside the bootstrap region. Atomic: the balloon driver
+/// changes entries while others read them.
+pub fn p2m() -> Option<&'static [core::sync::atomic::AtomicU64]> {
     let si = start_info()?;
     let l = layout()?;
     let n = si.nr_pages;
@@ -104,8 +105,12 @@ pub fn p2m() -> Option<&'static [u64]> {
     }
     let n = usize::try_from(n).ok()?;
     // SAFETY: aligned, inside the mapped bootstrap region, outside our image
-    // and below the allocator's pages (see `ramdisk`).
-    Some(unsafe { core::slice::from_raw_parts(si.mfn_list as *const u64, n) })
+    // and below the allocator's pages (see `ramdisk`); AtomicU64 has u64's
+    // size and alignment, and every access to the list goes through this
+    // view.
+    Some(unsafe {
+        core::slice::from_raw_parts(si.mfn_list as *const core::sync::atomic::AtomicU64, n)
+    })
 }
 
 /// Registers the kernel's main function: `fn main(si: &StartInfo) -> !`.

@@ -126,7 +126,9 @@ fn find() -> Option<Ring> {
         return None;
     }
     let l = crate::boot::layout()?;
-    let pfn = crate::boot::p2m()?.iter().position(|&m| m == mfn)? as u64;
+    let pfn = crate::boot::p2m()?
+        .iter()
+        .position(|m| m.load(core::sync::atomic::Ordering::Acquire) == mfn)? as u64;
     let va = l.pfn_to_va(pfn)?;
     // SAFETY: the page is in the bootstrap region, which the builder
     // mapped writable for us (it is not a page table: those lie after it

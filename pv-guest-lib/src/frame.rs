@@ -184,8 +184,19 @@ pub fn init() -> Result<MmInfo, PtError> {
 /// Machine frame of pseudo-physical frame `pfn` (from `start_info.mfn_list`).
 pub fn pfn_to_mfn(pfn: u64) -> Option<u64> {
     let p2m = crate::boot::p2m()?;
-    let m = *p2m.get(usize::try_from(pfn).ok()?)?;
+    let m = p2m.get(usize::try_from(pfn).ok()?)?.load(Ordering::Acquire);
     (m != INVALID_FRAME).then_some(m)
+}
+
+/// Sets the p2m entry of `pfn` (the balloon driver: [`INVALID_FRAME`]
+/// when the frame goes back to the hypervisor, the new machine frame when
+/// it is repopulated). `false` if `pfn` is outside the list.
+pub fn set_p2m(pfn: u64, mfn: u64) -> bool {
+    let Some(e) = crate::boot::p2m().and_then(|p| p.get(usize::try_from(pfn).ok()?)) else {
+        return false;
+    };
+    e.store(mfn, Ordering::Release);
+    true
 }
 
 /// The pseudo-physical frame of machine frame `mfn`, from the hypervisor's

@@ -38,7 +38,7 @@ mod kernel {
             Err(e) => println!("domu-xshostile: no xenstore ({e:?})"),
         }
         // The ring page, as the xenbus client found it.
-        let p2m = pv_guest_lib::boot::p2m().unwrap_or(&[]);
+        let p2m: &[core::sync::atomic::AtomicU64] = pv_guest_lib::boot::p2m().unwrap_or(&[]);
         let Location::Mapped { va, .. } = metal::locate(
             si.store_mfn,
             pv_guest_lib::frame::m2p_raw,

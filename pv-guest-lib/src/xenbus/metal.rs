@@ -34,6 +34,7 @@ use super::{ShutdownRequest, Transport, Xenbus, XsError};
 use crate::abi::sched::ShutdownReason;
 use crate::error::Errno;
 use crate::start_info::StartInfo;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 /// How long [`StoreTransport::wait`] sleeps before giving up by default.
 pub const DEFAULT_TIMEOUT_NS: u64 = 10_000_000_000;
@@ -91,16 +92,17 @@ pub enum Location {
 pub fn locate(
     mfn: u64,
     m2p: impl Fn(u64) -> Option<u64>,
-    p2m: &[u64],
+    p2m: &[AtomicU64],
     direct_va: impl Fn(u64) -> Option<u64>,
 ) -> Location {
+    let at = |m: &AtomicU64| m.load(Ordering::Acquire);
     let from_m2p = m2p(mfn).filter(|&pfn| {
         usize::try_from(pfn)
             .ok()
             .and_then(|i| p2m.get(i))
-            .is_some_and(|&m| m == mfn)
+            .is_some_and(|m| at(m) == mfn)
     });
-    let pfn = from_m2p.or_else(|| p2m.iter().position(|&m| m == mfn).map(|p| p as u64));
+    let pfn = from_m2p.or_else(|| p2m.iter().position(|m| at(m) == mfn).map(|p| p as u64));
     match pfn.and_then(|pfn| direct_va(pfn).map(|va| (pfn, va))) {
         Some((pfn, va)) => Location::Mapped { pfn, va },
         None => Location::Unmapped,
@@ -134,7 +136,7 @@ impl StoreTransport {
         if mfn == 0 {
             return Err(StoreError::NoStore);
         }
-        let p2m = crate::boot::p2m().unwrap_or(&[]);
+        let p2m: &[AtomicU64] = crate::boot::p2m().unwrap_or(&[]);
         let va = match locate(mfn, crate::frame::m2p_raw, p2m, crate::frame::direct_va) {
             Location::Mapped { va, .. } => va,
             Location::Unmapped => imp::map_store_page(mfn).map_err(|e| StoreError::Map(mfn, e))?,
@@ -282,7 +284,7 @@ mod tests {
 
     #[test]
     fn locate_uses_the_m2p_checked_against_the_p2m() {
-        let p2m = [0x50, 0x51, 0x99, 0x53];
+        let p2m = [0x50, 0x51, 0x99, 0x53].map(AtomicU64::new);
         // The M2P agrees.
         assert_eq!(
             locate(0x99, |_| Some(2), &p2m, va(4)),
