@@ -117,6 +117,30 @@ impl FramePool {
     pub fn available(&self) -> u64 {
         (self.end - self.next) + self.free.len() as u64
     }
+
+    /// Takes up to `n` never-handed-out frames off the top of the pool
+    /// (the balloon driver gives them back to the hypervisor): the range
+    /// `[start, end)` taken, highest first when returned one by one.
+    pub fn take_tail(&mut self, n: u64) -> (u64, u64) {
+        let n = n.min(self.end - self.next);
+        self.end -= n;
+        (self.end, self.end + n)
+    }
+
+    /// Puts frame `pfn` back on top of the pool if it is the one just
+    /// above it (the reverse of [`FramePool::take_tail`]); `false` if not.
+    pub fn extend_tail(&mut self, pfn: u64) -> bool {
+        if pfn != self.end {
+            return false;
+        }
+        self.end += 1;
+        true
+    }
+
+    /// One past the highest frame the pool may hand out.
+    pub fn end(&self) -> u64 {
+        self.end
+    }
 }
 
 struct State {
@@ -301,6 +325,29 @@ pub fn free_frame(f: Frame) {
 /// Takes a frame out of the allocator's reach for good (e.g. before
 /// giving it back to the hypervisor).
 pub fn forget_frame(_f: Frame) {}
+
+/// Takes up to `n` frames the allocator has never handed out off its top
+/// (for the balloon driver): `[start, end)`. Those below
+/// [`mapped_end_pfn`] are still in the direct map.
+pub fn take_tail(n: u64) -> (u64, u64) {
+    let _irq = crate::events::IrqGuard::new();
+    STATE
+        .lock()
+        .as_mut()
+        .map_or((0, 0), |s| s.pool.take_tail(n))
+}
+
+/// Gives frame `pfn` back to the allocator (the balloon driver, once it
+/// is backed and mapped again): on top of the pool if it was taken from
+/// there, else on the free list.
+pub fn give_back(pfn: u64) {
+    let _irq = crate::events::IrqGuard::new();
+    if let Some(st) = STATE.lock().as_mut() {
+        if !st.pool.extend_tail(pfn) {
+            st.pool.free_frame(pfn);
+        }
+    }
+}
 
 /// Frames the allocator can still hand out.
 pub fn available() -> u64 {
@@ -542,6 +589,24 @@ mod imp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_pool_tail_goes_to_the_balloon_and_comes_back() {
+        let mut p = FramePool::new(100, 110);
+        assert_eq!(p.alloc_below(u64::MAX), Some(100));
+        // Only never-handed-out frames.
+        assert_eq!(p.take_tail(5), (105, 110));
+        assert_eq!(p.take_tail(100), (101, 105));
+        assert_eq!(p.available(), 0);
+        assert_eq!(p.alloc_below(u64::MAX), None);
+        // Back in order: each one just above the top.
+        assert!(!p.extend_tail(102));
+        assert!(p.extend_tail(101));
+        assert!(p.extend_tail(102));
+        assert_eq!(p.end(), 103);
+        assert_eq!(p.alloc_below(u64::MAX), Some(101));
+        assert_eq!(p.available(), 1);
+    }
 
     #[test]
     fn pool_bumps_then_reuses() {

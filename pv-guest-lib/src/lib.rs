@@ -69,6 +69,7 @@ pub use hypercall_abi as abi;
 extern crate alloc;
 
 pub mod arch;
+pub mod balloon;
 #[cfg(feature = "alloc")]
 pub mod blkfront;
 pub mod boot;

@@ -383,6 +383,7 @@ pub const GUEST_IMAGES: &[&str] = &[
     "domu-disk",
     "domu-net",
     "domu-nethostile",
+    "domu-life",
 ];
 
 /// Kernels written for bare metal (`hvm-guests`): they know nothing of

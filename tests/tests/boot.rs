@@ -913,6 +913,58 @@ fn xl_disk_64mib_pattern_survives_guest_reboot_and_machine_poweroff() {
     );
 }
 
+// Issue 7, ballooning: `xl mem-set` shrinks a running PV guest (its
+// balloon driver gives frames back, which the host's free memory shows)
+// and grows it back, while the guest keeps allocating and checking frames;
+// a target below what it uses leaves it above the target, saying by how
+// much. Everything comes back when it is destroyed.
+#[test]
+fn xl_mem_set_balloons_a_running_guest_down_and_up_while_it_allocates() {
+    let cfg = ramdisk_file(
+        "life.cfg",
+        "name = \"life\"\nkernel = \"/boot/domu-life\"\nmemory = 32\n\
+         extra = \"mode=balloon\"\non_poweroff = \"preserve\"\n",
+    );
+    let (code, text) = oxen_run_batch_timed(
+        &[
+            "--add",
+            &image("domu-life").display().to_string(),
+            "--add",
+            &cfg.display().to_string(),
+        ],
+        "xl info\nxl create life.cfg\nsleep 2\nxl list\nxl mem-set life 16\nsleep 3\n\
+         xl list\nxl info\nxl mem-set life 32\nsleep 3\nxl list\nxl mem-set life 2\nsleep 3\n\
+         xl mem-set life 100\nxl mem-set life 1x\n\
+         xl shutdown -w life\nxl console life\r\x1d\nxl destroy life\nxl info\n",
+        Duration::from_secs(150),
+    );
+    for want in [
+        "domu-life: balloon driver up with 32768 KiB",
+        "domu-life: target 16384 KiB: now 16384 KiB (released 4096, reclaimed 0, short 0)",
+        "domu-life: target 32768 KiB: now 32768 KiB (released 0, reclaimed 4096, short 0)",
+        // Below what it uses (the worker's frames, its kernel): it stops
+        // at the floor or what is free, and says how far off it is.
+        "domu-life: target 2048 KiB: now ",
+        "domu-life: the worker's frames kept their patterns: ok",
+        // Above its maximum, and not a size: refused by xl.
+        "memory_dynamic_max must be less than or equal to memory_static_max",
+        "invalid memory size: 1x",
+    ] {
+        assert!(text.contains(want), "missing {want:?}:\n{text}");
+    }
+    let mems: Vec<u64> = list_rows(&text, "life").iter().map(|r| r.1).collect();
+    assert_eq!(mems, [32, 16, 32], "xl list's Mem column follows:\n{text}");
+    let free = free_memory(&text);
+    assert_eq!(free.len(), 3, "three `xl info`s:\n{text}");
+    assert_eq!(
+        free[1],
+        free[0] - 16,
+        "16 MiB back in the hypervisor's free pool while ballooned down:\n{text}"
+    );
+    assert_eq!(free[2], free[0], "all of it back after destroy:\n{text}");
+    assert_eq!(code, Some(1), "only the two refused mem-sets fail:\n{text}");
+}
+
 #[test]
 fn xl_block_attach_hot_plugs_a_real_disk_into_a_running_guest_and_detach_unplugs_it() {
     let guest = image("domu-disk");

@@ -1,0 +1,208 @@
+//! A guest (domU) kernel for the lifecycle tests (issue 7), built on
+//! `pv-guest-lib`:
+//!
+//! - `mode=balloon`: runs the balloon driver ([`pv_guest_lib::balloon`])
+//!   on `memory/target` while a worker keeps allocating frames, filling
+//!   them with a pattern of their own frame number and checking it before
+//!   freeing them (a frame the balloon took while in use would show up as
+//!   a bad frame). Each target it reaches is reported on the console:
+//!   `domu-life: target T KiB: now P KiB (released R, reclaimed C, short S)`.
+//!
+//! Both serve `control/shutdown`, so `xl shutdown` ends them cleanly.
+
+#![cfg_attr(target_os = "none", no_std, no_main)]
+
+#[cfg(not(target_os = "none"))]
+fn main() {}
+
+#[cfg(target_os = "none")]
+mod kernel {
+    extern crate alloc;
+    use alloc::collections::VecDeque;
+    use dom0_tools::pvtest::Checks;
+    use pv_guest_lib::balloon::{self, Balloon};
+    use pv_guest_lib::domu::{Outcome, ShutdownWatcher};
+    use pv_guest_lib::frame::{self, Frame};
+    use pv_guest_lib::xenbus::metal::StoreTransport;
+    use pv_guest_lib::xenbus::{Transport, Xenbus, NO_TX};
+    use pv_guest_lib::{domu, println, runtime, xen, StartInfo};
+
+    pv_guest_lib::entry!(main);
+
+    type Store = Xenbus<StoreTransport>;
+
+    /// The balloon never takes the domain below this (4 MiB).
+    const FLOOR_PAGES: u64 = 1024;
+    /// Frames the worker holds at most.
+    const WORKER_FRAMES: usize = 256;
+    /// Frames it allocates (and frees) per round.
+    const WORKER_STEP: usize = 16;
+    const TARGET_NODE: &str = "memory/target";
+    const TARGET_TOKEN: &str = "balloon";
+
+    fn arg<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
+        cmdline
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+    }
+
+    fn main(si: &'static StartInfo) -> ! {
+        let mut c = Checks::new("domu-life");
+        if runtime::init().is_err() {
+            c.error(format_args!("runtime init"));
+            c.finish();
+        }
+        let mut xs = match domu::connect(si) {
+            Ok(xs) => xs,
+            Err(e) => {
+                c.error(format_args!("connect to xenstore: {e}"));
+                c.finish();
+            }
+        };
+        match arg(si.cmd_line(), "mode") {
+            Some("balloon") => balloon(c, &mut xs),
+            m => {
+                c.error(format_args!("unknown mode {m:?} (want mode=balloon)"));
+                c.finish();
+            }
+        }
+    }
+
+    /// The worker: frames it holds, each filled with its own frame number.
+    struct Worker {
+        held: VecDeque<Frame>,
+        checked: u64,
+        bad: u64,
+    }
+
+    impl Worker {
+        fn fill(f: &Frame) {
+            let p = f.va as *mut u64;
+            for i in 0..512 {
+                // SAFETY: `f` is a frame the allocator gave us, mapped
+                // writable at `va` and used by nothing else.
+                unsafe { p.add(i).write_volatile(f.pfn ^ (i as u64) << 40) };
+            }
+        }
+
+        fn intact(f: &Frame) -> bool {
+            let p = f.va as *const u64;
+            // SAFETY: as in `fill`: still ours until freed.
+            (0..512).all(|i| unsafe { p.add(i).read_volatile() } == f.pfn ^ (i as u64) << 40)
+        }
+
+        /// One round: frees the oldest frames (checking them), allocates
+        /// new ones as far as memory allows.
+        fn round(&mut self) {
+            let free = if self.held.len() + WORKER_STEP > WORKER_FRAMES {
+                WORKER_STEP
+            } else {
+                WORKER_STEP / 2
+            };
+            for _ in 0..free {
+                let Some(f) = self.held.pop_front() else {
+                    break;
+                };
+                self.checked += 1;
+                if !Self::intact(&f) {
+                    self.bad += 1;
+                    println!("domu-life: frame {:#x} lost its pattern", f.pfn);
+                }
+                frame::free_frame(f);
+            }
+            for _ in 0..WORKER_STEP {
+                match frame::alloc_frame() {
+                    Ok(f) => {
+                        Self::fill(&f);
+                        self.held.push_back(f);
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+    }
+
+    fn balloon(mut c: Checks, xs: &mut Store) -> ! {
+        let mut sw = match ShutdownWatcher::start(xs) {
+            Ok(sw) => sw,
+            Err(e) => {
+                c.error(format_args!("watch control/shutdown: {e}"));
+                c.finish();
+            }
+        };
+        if let Err(e) = xs.watch(TARGET_NODE, TARGET_TOKEN) {
+            c.error(format_args!("watch {TARGET_NODE}: {e}"));
+            c.finish();
+        }
+        xs.transport().set_timeout_ns(50_000_000);
+        let mut b = Balloon::new(FLOOR_PAGES);
+        let mut w = Worker {
+            held: VecDeque::new(),
+            checked: 0,
+            bad: 0,
+        };
+        let pages = pv_guest_lib::memory::current_reservation(hypercall_abi::xen::DOMID_SELF);
+        println!(
+            "domu-life: balloon driver up with {} KiB",
+            pages.map_or(0, |p| p * balloon::KIB_PER_PAGE)
+        );
+        let mut rounds: u64 = 0;
+        loop {
+            match sw.poll(xs) {
+                Ok(Some(Outcome::Shutdown(s))) => {
+                    println!(
+                        "domu-life: worker checked {} frames, {} bad; shutting down ({})",
+                        w.checked, w.bad, s.value
+                    );
+                    c.check(
+                        "the worker's frames kept their patterns",
+                        w.bad == 0,
+                        format_args!("{} of {} bad", w.bad, w.checked),
+                    );
+                    // Give the worker's frames back before going.
+                    while let Some(f) = w.held.pop_front() {
+                        frame::free_frame(f);
+                    }
+                    let _ = c.verdict();
+                    xen::shutdown(s.reason)
+                }
+                Ok(_) => {}
+                Err(e) => println!("domu-life: xenstore: {e}"),
+            }
+            let fired = sw.take_other_events().any(|e| e.token == TARGET_TOKEN);
+            if fired {
+                match xs.read(NO_TX, TARGET_NODE) {
+                    Ok(raw) => match balloon::parse_target_kib(&raw) {
+                        Some(target) => match b.set_target(target) {
+                            Ok(o) => println!(
+                                "domu-life: target {} KiB: now {} KiB (released {}, reclaimed {}, short {})",
+                                target * balloon::KIB_PER_PAGE,
+                                o.pages * balloon::KIB_PER_PAGE,
+                                o.released,
+                                o.reclaimed,
+                                o.short
+                            ),
+                            Err(e) => println!("domu-life: ballooning failed: {e}"),
+                        },
+                        None => println!(
+                            "domu-life: {TARGET_NODE} is not a number of KiB: {:?}",
+                            core::str::from_utf8(&raw).unwrap_or("(not UTF-8)")
+                        ),
+                    },
+                    Err(e) => println!("domu-life: read {TARGET_NODE}: {e}"),
+                }
+            }
+            w.round();
+            rounds += 1;
+            if rounds.is_multiple_of(64) {
+                println!(
+                    "domu-life: worker holds {} frames, checked {}, {} bad",
+                    w.held.len(),
+                    w.checked,
+                    w.bad
+                );
+            }
+            let _ = xs.transport().wait();
+        }
+    }
+}
