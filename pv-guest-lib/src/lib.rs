@@ -84,6 +84,7 @@ pub mod frame;
 pub mod grant;
 #[cfg(feature = "alloc")]
 pub mod heap;
+pub mod hotplug;
 pub mod hypercall;
 pub mod layout;
 pub mod line;

@@ -965,6 +965,70 @@ fn xl_mem_set_balloons_a_running_guest_down_and_up_while_it_allocates() {
     assert_eq!(code, Some(1), "only the two refused mem-sets fail:\n{text}");
 }
 
+// Issue 7, vCPU hot-plug: `xl vcpu-set` 1 -> 4 -> 2 -> 3 on a running PV
+// guest whose vCPUs each count in their own counter: after every change
+// the vCPUs the hypervisor has up are exactly the ones counting (a vCPU
+// taken down stops, one brought back carries on), `xl list` shows the
+// count, and more than `maxvcpus` is refused.
+#[test]
+fn xl_vcpu_set_brings_a_running_guests_vcpus_up_and_down() {
+    let cfg = ramdisk_file(
+        "hot.cfg",
+        "name = \"hot\"\nkernel = \"/boot/domu-life\"\nmemory = 32\nvcpus = 1\n\
+         maxvcpus = 4\nextra = \"mode=vcpus\"\non_poweroff = \"preserve\"\n",
+    );
+    let (code, text) = oxen_run_batch_timed(
+        &[
+            "--add",
+            &image("domu-life").display().to_string(),
+            "--add",
+            &cfg.display().to_string(),
+        ],
+        "xl create hot.cfg\nsleep 2\nxl list\nxl vcpu-set -i hot 4\nsleep 4\nxl list\n\
+         xl vcpu-set hot 2\nsleep 4\nxl list\nxl vcpu-list hot\nxl vcpu-set -i hot 3\nsleep 4\n\
+         xl list\nxl vcpu-set -i hot 5\nxl shutdown -w hot\nxl console hot\r\x1d\nxl destroy hot\n",
+        Duration::from_secs(150),
+    );
+    let reports: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("domu-life: vcpus up "))
+        .collect();
+    assert_eq!(
+        reports,
+        [
+            "domu-life: vcpus up [0, 1, 2, 3]; working [0, 1, 2, 3]",
+            "domu-life: vcpus up [0, 1]; working [0, 1]",
+            "domu-life: vcpus up [0, 1, 2]; working [0, 1, 2]",
+        ],
+        "each change lands, and only the vCPUs up do work:\n{text}"
+    );
+    for want in [
+        "domu-life: vCPU 2: Stopping",
+        "domu-life: vCPU 2: Woken",
+        "domu-life: after every change the vCPUs up were the ones working: ok",
+        "Requested vcpus:5 > max_vcpus:4",
+    ] {
+        assert!(text.contains(want), "missing {want:?}:\n{text}");
+    }
+    // `xl list` rows (six fields; `xl vcpu-list` rows have more).
+    let counts: Vec<u32> = text
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|f| f.len() == 6 && f[0] == "hot")
+        .filter_map(|f| f[3].parse().ok())
+        .collect();
+    assert_eq!(
+        counts,
+        [1, 4, 2, 3],
+        "xl list's VCPUs column follows:\n{text}"
+    );
+    assert_eq!(
+        code,
+        Some(1),
+        "only the vcpu-set past maxvcpus fails:\n{text}"
+    );
+}
+
 #[test]
 fn xl_block_attach_hot_plugs_a_real_disk_into_a_running_guest_and_detach_unplugs_it() {
     let guest = image("domu-disk");

@@ -8,6 +8,12 @@
 //!   a bad frame). Each target it reaches is reported on the console:
 //!   `domu-life: target T KiB: now P KiB (released R, reclaimed C, short S)`.
 //!
+//! - `mode=vcpus`: vCPU hot-plug ([`pv_guest_lib::hotplug`]) on the
+//!   `cpu/N/availability` nodes while every online vCPU counts in its own
+//!   counter. After each change it reports which vCPUs the hypervisor has
+//!   up and which counted meanwhile:
+//!   `domu-life: vcpus up [0, 1]; working [0, 1]`.
+//!
 //! Both serve `control/shutdown`, so `xl shutdown` ends them cleanly.
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
@@ -19,10 +25,14 @@ fn main() {}
 mod kernel {
     extern crate alloc;
     use alloc::collections::VecDeque;
+    use alloc::vec::Vec;
+    use core::sync::atomic::{AtomicU64, Ordering};
     use dom0_tools::pvtest::Checks;
     use pv_guest_lib::balloon::{self, Balloon};
     use pv_guest_lib::domu::{Outcome, ShutdownWatcher};
     use pv_guest_lib::frame::{self, Frame};
+    use pv_guest_lib::hotplug::{self, Change, VcpuState};
+    use pv_guest_lib::smp;
     use pv_guest_lib::xenbus::metal::StoreTransport;
     use pv_guest_lib::xenbus::{Transport, Xenbus, NO_TX};
     use pv_guest_lib::{domu, println, runtime, xen, StartInfo};
@@ -61,8 +71,11 @@ mod kernel {
         };
         match arg(si.cmd_line(), "mode") {
             Some("balloon") => balloon(c, &mut xs),
+            Some("vcpus") => vcpus(c, &mut xs),
             m => {
-                c.error(format_args!("unknown mode {m:?} (want mode=balloon)"));
+                c.error(format_args!(
+                    "unknown mode {m:?} (want mode=balloon or mode=vcpus)"
+                ));
                 c.finish();
             }
         }
@@ -119,6 +132,133 @@ mod kernel {
                     Err(_) => break,
                 }
             }
+        }
+    }
+
+    /// Each vCPU's work counter.
+    static WORK: [AtomicU64; smp::MAX_VCPUS as usize] =
+        [const { AtomicU64::new(0) }; smp::MAX_VCPUS as usize];
+    const HOTPLUG_TOKEN: &str = "hotplug";
+
+    /// What a hot-plugged vCPU runs: counts, and goes down when asked.
+    fn worker(me: u32) -> ! {
+        loop {
+            WORK[me as usize].fetch_add(1, Ordering::Relaxed);
+            for _ in 0..1000 {
+                core::hint::spin_loop();
+            }
+            hotplug::park_if_asked(me);
+        }
+    }
+
+    /// Spins (yielding) for `ns` of guest time, or until `done` says so.
+    fn wait_for(ns: u64, mut done: impl FnMut() -> bool) -> bool {
+        let end = pv_guest_lib::time::now_ns() + ns;
+        while pv_guest_lib::time::now_ns() < end {
+            if done() {
+                return true;
+            }
+            let _ = xen::sched_yield();
+        }
+        done()
+    }
+
+    fn list(v: &[u32]) -> alloc::string::String {
+        alloc::format!("{v:?}")
+    }
+
+    fn vcpus(mut c: Checks, xs: &mut Store) -> ! {
+        let n = smp::count();
+        hotplug::mark_running(0);
+        let mut sw = match ShutdownWatcher::start(xs) {
+            Ok(sw) => sw,
+            Err(e) => {
+                c.error(format_args!("watch control/shutdown: {e}"));
+                c.finish();
+            }
+        };
+        if let Err(e) = xs.watch(hotplug::CPU_DIR, HOTPLUG_TOKEN) {
+            c.error(format_args!("watch {}: {e}", hotplug::CPU_DIR));
+            c.finish();
+        }
+        xs.transport().set_timeout_ns(50_000_000);
+        println!("domu-life: {n} vCPUs possible, vCPU 0 up");
+        let mut reports = 0u32;
+        let mut consistent = true;
+        loop {
+            match sw.poll(xs) {
+                Ok(Some(Outcome::Shutdown(s))) => {
+                    c.check(
+                        "after every change the vCPUs up were the ones working",
+                        consistent && reports > 0,
+                        format_args!("{reports} reports"),
+                    );
+                    let _ = c.verdict();
+                    xen::shutdown(s.reason)
+                }
+                Ok(_) => {}
+                Err(e) => println!("domu-life: xenstore: {e}"),
+            }
+            let fired = sw.take_other_events().any(|e| e.token == HOTPLUG_TOKEN);
+            if !fired {
+                WORK[0].fetch_add(1, Ordering::Relaxed);
+                let _ = xs.transport().wait();
+                continue;
+            }
+            let mut changed = false;
+            for v in 1..n {
+                let path = alloc::format!("{}/{v}/availability", hotplug::CPU_DIR);
+                let Ok(raw) = xs.read(NO_TX, &path) else {
+                    continue;
+                };
+                let Some(online) = hotplug::parse_availability(&raw) else {
+                    println!("domu-life: {path}: not online/offline");
+                    continue;
+                };
+                match hotplug::set_online(v, online, worker) {
+                    Change::None => {}
+                    Change::Failed(e) => println!("domu-life: vCPU {v}: {e}"),
+                    ch => {
+                        changed = true;
+                        println!("domu-life: vCPU {v}: {ch:?}");
+                    }
+                }
+            }
+            if !changed {
+                continue;
+            }
+            // Let every change land: a stopping vCPU parks itself, a
+            // started one reaches its loop.
+            let settled = wait_for(3_000_000_000, || {
+                (1..n).all(|v| match hotplug::state(v) {
+                    VcpuState::StopRequested | VcpuState::Waking => false,
+                    VcpuState::Parked => smp::is_up(v) == Ok(false),
+                    VcpuState::Running => smp::online(v),
+                    VcpuState::Absent => true,
+                })
+            });
+            let before: Vec<u64> = (0..n)
+                .map(|v| WORK[v as usize].load(Ordering::Relaxed))
+                .collect();
+            WORK[0].fetch_add(1, Ordering::Relaxed);
+            wait_for(500_000_000, || false);
+            WORK[0].fetch_add(1, Ordering::Relaxed);
+            let up: Vec<u32> = (0..n).filter(|&v| smp::is_up(v) == Ok(true)).collect();
+            let working: Vec<u32> = (0..n)
+                .filter(|&v| WORK[v as usize].load(Ordering::Relaxed) != before[v as usize])
+                .collect();
+            reports += 1;
+            consistent &= settled && up == working;
+            println!(
+                "domu-life: vcpus up {}; working {}{}",
+                list(&up),
+                list(&working),
+                if settled {
+                    ""
+                } else {
+                    " (not settled after 3 s)"
+                }
+            );
         }
     }
 
