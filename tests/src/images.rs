@@ -254,7 +254,7 @@ pub const TEST_KERNELS: &[TestKernel] = &[
     },
     TestKernel {
         name: "pv-hvmrun",
-        purpose: "HVM vCPUs run under SVM with nested paging: 32-bit guests set up with XEN_DOMCTL_sethvmcontext print through port 0xe9, read Xen's CPUID leaf and the CMOS, power off through ACPI PM1a; a guest sweeping every port, one programming its LAPIC through emulated MMIO and sleeping through 10 timer interrupts, one writing garbage to 24576 MSRs and poking unmapped MMIO beside a well-behaved one, one making Xen hypercalls through the hypercall page (VMMCALL) down to SCHEDOP_shutdown, a triple-faulting one (crashes only itself) and one spinning with interrupts off (destroyed); gethvmcontext; exact free memory",
+        purpose: "HVM vCPUs run under SVM with nested paging: 32-bit guests set up with XEN_DOMCTL_sethvmcontext print through port 0xe9, read Xen's CPUID leaf and the CMOS, power off through ACPI PM1a; a guest sweeping every port, one programming its LAPIC through emulated MMIO and sleeping through 10 timer interrupts, one writing garbage to 24576 MSRs and poking unmapped MMIO beside a well-behaved one, one making Xen hypercalls through the hypercall page (VMMCALL) down to SCHEDOP_shutdown, a triple-faulting one (crashes only itself) and one spinning with interrupts off (destroyed); log-dirty mode (XEN_DOMCTL_shadow_op) on a guest writing 16 frames: exactly those come back dirty, round after round; gethvmcontext; exact free memory",
         exit: Exit::POWEROFF,
         lines: &[
             "(d1) hvm guest: hello from protected mode",
@@ -278,6 +278,10 @@ pub const TEST_KERNELS: &[TestKernel] = &[
             "(XEN) domain crash: d7v0: triple fault",
             "pv-hvmrun: a triple fault crashes that domain: ok",
             "pv-hvmrun: Dom0 keeps running beside a guest that never exits: ok",
+            "pv-hvmrun: CLEAN: exactly the frames the guest writes are dirty, the writes counted as faults: ok",
+            "pv-hvmrun: PEEK of a paused guest after CLEAN: nothing dirty: ok",
+            "pv-hvmrun: PEEK with a 100-frame bitmap reports 100 frames: ok",
+            "pv-hvmrun: the guest keeps running (and writing) after log-dirty mode: ok",
             "pv-hvmrun: every frame comes back after the domains are destroyed: ok",
         ],
         verdict_success: true,

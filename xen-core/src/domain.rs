@@ -359,6 +359,34 @@ impl NestedReader {
         let ma = guest_walk::translate(&DirectMapReader, self.0, gpa, write).ok()?;
         (ma < *MAX_MADDR.get()?).then_some(ma)
     }
+
+    /// The p2m type of the leaf mapping `gpa` (bit 0 is present and bit 7
+    /// a 2 MiB leaf in both NPT and EPT entries).
+    fn leaf_type(&self, gpa: u64) -> Option<xen_core::hvm::p2m::P2mType> {
+        let mut table = self.0 & !0xfff;
+        for lvl in (1..=4u32).rev() {
+            let idx = (gpa >> (12 + 9 * (lvl - 1))) & 511;
+            if table >= *MAX_MADDR.get()? {
+                return None;
+            }
+            // SAFETY: `table` is a nested-table frame of the domain (its
+            // root, or an entry's address below), RAM in the direct map;
+            // an aligned u64 read.
+            let e = unsafe {
+                (phys_to_virt(table) as *const u64)
+                    .add(idx as usize)
+                    .read_volatile()
+            };
+            if e & 1 == 0 {
+                return None;
+            }
+            if lvl == 1 || (lvl == 2 && e & (1 << 7) != 0) {
+                return xen_core::hvm::p2m::leaf_type(e);
+            }
+            table = e & 0x000f_ffff_ffff_f000;
+        }
+        None
+    }
 }
 
 impl xen_core::hvm::walk::GuestPhys for NestedReader {
@@ -383,7 +411,20 @@ fn translate_hvm(va: u64, write: bool) -> Result<u64, Errno> {
     let mem = NestedReader(ncr3);
     let access = if write { Access::Write } else { Access::Read };
     let gpa = xen_core::hvm::walk::translate(&mem, &regs, va, access).map_err(|_| Errno::EFAULT)?;
-    mem.maddr(gpa, write).ok_or(Errno::EFAULT)
+    if let Some(ma) = mem.maddr(gpa, write) {
+        if write {
+            crate::log_dirty::note(gpa >> 12);
+        }
+        return Ok(ma);
+    }
+    // Read-only in the nested tables: RAM in log-dirty mode may still be
+    // written by the hypervisor (the frame is noted as dirty); a ROM not.
+    if write && mem.leaf_type(gpa) == Some(xen_core::hvm::p2m::P2mType::RamLogDirty) {
+        let ma = mem.maddr(gpa, false).ok_or(Errno::EFAULT)?;
+        crate::log_dirty::note(gpa >> 12);
+        return Ok(ma);
+    }
+    Err(Errno::EFAULT)
 }
 
 /// The machine address guest virtual address `va` maps to in the address

@@ -37,6 +37,8 @@ pub struct Hvm {
     pub params: crate::hvm_run::Params,
     /// `XEN_X86_EMU_*`: the devices the hypervisor emulates for it.
     pub emulation: u32,
+    /// Its dirty bitmap while in log-dirty mode ([`crate::log_dirty`]).
+    pub log_dirty: Option<crate::log_dirty::Log>,
 }
 
 /// Nested-table frames from the frame allocator, reached through the
@@ -90,6 +92,11 @@ fn with_tables<R>(f: impl FnOnce(&mut AllocTables) -> R) -> R {
     r
 }
 
+/// Runs `f` on a domain's p2m over the allocator-backed table memory.
+pub fn with_p2m<R>(p2m: &mut P2m, f: impl FnOnce(&mut P2m, &mut AllocTables) -> R) -> R {
+    with_tables(|mem| f(p2m, mem))
+}
+
 /// A new HVM domain's state: an empty NPT p2m (its root table allocated).
 pub fn new_hvm() -> Result<Hvm, Errno> {
     let format = if crate::arch::x86_64::svm::is_vmx() {
@@ -103,6 +110,7 @@ pub fn new_hvm() -> Result<Hvm, Errno> {
         rt: None,
         params: [0; hypercall_abi::hvm::HVM_NR_PARAMS as usize],
         emulation: xen_core::hvm::platform::PlatformConfig::EMU_HVM,
+        log_dirty: None,
     })
 }
 

@@ -530,9 +530,20 @@ fn handle_exit(
         // The host's own interrupt: taken when the loop lets it in.
         return After::Again;
     }
+    if let hx::Exit::Npf {
+        gpa, write: true, ..
+    } = exit
+    {
+        if crate::log_dirty::write_fault(d, gpa >> 12) {
+            // A log-dirty frame, now dirty and writable: write again.
+            return After::Again;
+        }
+    }
     let outcome = with_guest(d, idx, now, |g, emu, plat, pol, acts| {
         hx::handle(exit, g, emu, plat, pol, now, acts)
     });
+    // Guest memory the emulation wrote is dirty.
+    crate::log_dirty::flush_noted(d);
     if let Some(ExitOutcome::Hypercall { insn_len }) = outcome {
         return hypercall(doms, domid, idx, insn_len);
     }
@@ -585,6 +596,8 @@ fn hypercall(doms: &mut [Domain], domid: DomId, idx: usize, insn_len: u8) -> Aft
         o
     };
     let d = &mut doms[me];
+    // What the call wrote into the guest's memory is dirty.
+    crate::log_dirty::flush_noted(d);
     let Some(s) = d.vcpus.get_mut(idx).and_then(|v| v.hvm.as_mut()) else {
         return After::Reschedule;
     };

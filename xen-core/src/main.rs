@@ -33,6 +33,8 @@ mod hypercall;
 #[cfg(target_os = "none")]
 mod keyhandler;
 #[cfg(target_os = "none")]
+mod log_dirty;
+#[cfg(target_os = "none")]
 mod memory;
 #[cfg(target_os = "none")]
 mod pv;

@@ -99,6 +99,13 @@ pub fn set_m2p(mfn: Mfn, pfn: u64) {
     }
 }
 
+/// `m2p[mfn]`, if `mfn` is inside the M2P.
+pub fn m2p(mfn: Mfn) -> Option<u64> {
+    let &(va, nr) = M2P.get()?;
+    // SAFETY: `mfn` indexes inside the M2P allocated at boot.
+    (mfn.0 < nr).then(|| unsafe { (va as *const u64).add(mfn.0 as usize).read() })
+}
+
 /// Frames of RAM the allocator manages (free or not).
 pub fn total_frames() -> u64 {
     FRAMES.lock().as_ref().map_or(0, |f| f.total_frames())

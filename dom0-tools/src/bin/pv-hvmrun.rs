@@ -17,7 +17,11 @@
 //!   `SCHEDOP_shutdown` through it (VMMCALL);
 //! - `triple`: triple-faults (crashes only itself);
 //! - `spin`: loops forever with interrupts off (the host's timer still
-//!   takes the CPU back; `xl destroy` ends it).
+//!   takes the CPU back; `xl destroy` ends it);
+//! - `dirty`: writes a counter to guest frames 0x10..0x1f (and its count
+//!   to frame 2) in a loop, while Dom0 puts it in log-dirty mode
+//!   (`XEN_DOMCTL_shadow_op`) and checks that exactly those frames come
+//!   back dirty, round after round.
 //!
 //! Each ends as it should, `gethvmcontext` reads the state back, and after
 //! every domain is destroyed free memory is exactly what it was.
@@ -33,7 +37,8 @@ mod kernel {
     use dom0_tools::pvtest::Checks;
     use dom0_tools::xc::{self, foreign::ForeignMap, CreateParams};
     use hypercall_abi::domctl::{
-        DomctlCmd, XenDomctl, XenDomctlHvmcontext, XEN_DOMCTL_CDF_HAP, XEN_DOMCTL_CDF_HVM,
+        DomctlCmd, ShadowOp, XenDomctl, XenDomctlHvmcontext, XenDomctlShadowOp,
+        XenDomctlShadowOpStats, XEN_DOMCTL_CDF_HAP, XEN_DOMCTL_CDF_HVM,
     };
     use hypercall_abi::errno::Errno as AbiErrno;
     use hypercall_abi::hvm_save::{self, code, HvmHwCpu, HvmSaveHeader};
@@ -52,7 +57,7 @@ mod kernel {
     hvm_guest_start:
         .code32
         /* Mode byte at 0x2000: 0 hello, 1 ports, 2 triple, 3 spin, 4 timer,
-           5 hostile, 6 hypercalls. */
+           5 hostile, 6 hypercalls, 7 dirty. */
         movzbl 0x2000, %eax
         cmp $1, %eax
         je ports
@@ -66,6 +71,8 @@ mod kernel {
         je hostile
         cmp $6, %eax
         je pvcalls
+        cmp $7, %eax
+        je dirty
         mov $(hello_msg - hvm_guest_start + 0x1000), %esi
         call print
         /* CPUID 0x40000000: "XenVMMXenVMM". */
@@ -110,6 +117,16 @@ mod kernel {
     spin:
         cli
     5:  jmp 5b
+    dirty:
+        /* Frame 0x10 + (n & 15) gets n, forever; the count at 0x2400. */
+        xor %ecx, %ecx
+    16: mov %ecx, %ebx
+        and $15, %ebx
+        shl $12, %ebx
+        mov %ecx, 0x10000(%ebx)
+        mov %ecx, 0x2400
+        inc %ecx
+        jmp 16b
     timer:
         /* A GDT (interrupts load CS from it) and an IDT with vector 0x40. */
         lgdt (timer_gdtr - hvm_guest_start + 0x1000)
@@ -333,6 +350,130 @@ mod kernel {
         });
         domctl(&mut d)?;
         Ok(d.payload::<XenDomctlHvmcontext>().size as usize)
+    }
+
+    /// `XEN_DOMCTL_shadow_op` `op` on `domid` with a bitmap of `bitmap`
+    /// (its address and the frames it covers): the pages reported and
+    /// the stats.
+    fn shadow(
+        domid: u16,
+        op: ShadowOp,
+        bitmap: Option<(u64, u64)>,
+    ) -> Result<(u64, XenDomctlShadowOpStats), Errno> {
+        let mut d = XenDomctl::new(DomctlCmd::ShadowOp, domid);
+        let (addr, pages) = bitmap.unwrap_or((0, 0));
+        d.set_payload(&XenDomctlShadowOp {
+            op: op.raw(),
+            dirty_bitmap: addr,
+            pages,
+            ..Default::default()
+        });
+        domctl(&mut d)?;
+        let r: XenDomctlShadowOp = d.payload();
+        Ok((r.pages, r.stats))
+    }
+
+    /// The dirty frames a bitmap says.
+    fn dirty_frames(bits: &[u8]) -> heapless::Vec<u16, 64> {
+        let mut v = heapless::Vec::new();
+        for (i, b) in bits.iter().enumerate() {
+            for k in 0..8 {
+                if b & (1 << k) != 0 {
+                    let _ = v.push((i * 8 + k) as u16);
+                }
+            }
+        }
+        v
+    }
+
+    /// The dirty guest's count (at 0x2400).
+    fn dirty_count(d: u16) -> u32 {
+        let mut b = [0u8; 4];
+        if let Ok(mut m) = ForeignMap::new(d, &[2]) {
+            if let Some(p) = m.page(0) {
+                b.copy_from_slice(&p[0x400..0x404]);
+            }
+        }
+        u32::from_le_bytes(b)
+    }
+
+    /// Log-dirty mode on the `dirty` guest.
+    fn log_dirty(c: &mut Checks, d: u16) {
+        // Its 16 frames, and frame 2 where it keeps its count.
+        let want: heapless::Vec<u16, 64> = core::iter::once(2).chain(0x10..0x20).collect();
+        let mut bits = [0u8; 64];
+        let bm = Some((bits.as_mut_ptr() as u64, 512));
+        c.err(
+            "CLEAN before log-dirty mode is on",
+            shadow(d, ShadowOp::Clean, bm),
+            AbiErrno::EINVAL,
+        );
+        c.err(
+            "log-dirty mode on Dom0 itself",
+            shadow(0, ShadowOp::EnableLogdirty, None),
+            AbiErrno::EINVAL,
+        );
+        if c.ok("ENABLE_LOGDIRTY", shadow(d, ShadowOp::EnableLogdirty, None))
+            .is_none()
+        {
+            return;
+        }
+        c.err(
+            "ENABLE_LOGDIRTY twice",
+            shadow(d, ShadowOp::EnableLogdirty, None),
+            AbiErrno::EINVAL,
+        );
+        for round in 0..3 {
+            time::sleep_ns(100_000_000);
+            bits = [0; 64];
+            let bm = Some((bits.as_mut_ptr() as u64, 512));
+            let r = shadow(d, ShadowOp::Clean, bm);
+            let got = dirty_frames(&bits);
+            c.check(
+                "CLEAN: exactly the frames the guest writes are dirty, the writes counted as faults",
+                r.is_ok_and(|(p, s)| p == 512 && s.dirty_count == 17 && s.fault_count >= 17)
+                    && got == want,
+                format_args!("round {round}: {r:?}, dirty {got:?}"),
+            );
+        }
+        // Paused, cleaned: nothing is written, nothing is dirty.
+        let _ = xc::pause(d);
+        let _ = shadow(d, ShadowOp::Clean, Some((bits.as_mut_ptr() as u64, 512)));
+        bits = [0xff; 64];
+        let r = shadow(d, ShadowOp::Peek, Some((bits.as_mut_ptr() as u64, 512)));
+        c.check(
+            "PEEK of a paused guest after CLEAN: nothing dirty",
+            r.is_ok() && bits.iter().all(|&b| b == 0),
+            format_args!("{r:?}, {:?}", dirty_frames(&bits)),
+        );
+        // A bitmap the hypervisor cannot write, and one too short: the
+        // pages reported say how far it went.
+        c.err(
+            "CLEAN into an unmapped bitmap",
+            shadow(d, ShadowOp::Clean, Some((0xdead_0000_0000, 512))),
+            AbiErrno::EFAULT,
+        );
+        let r = shadow(d, ShadowOp::Peek, Some((bits.as_mut_ptr() as u64, 100)));
+        c.check(
+            "PEEK with a 100-frame bitmap reports 100 frames",
+            r.is_ok_and(|(p, _)| p == 100),
+            format_args!("{r:?}"),
+        );
+        let _ = xc::unpause(d);
+        c.ok("log-dirty OFF", shadow(d, ShadowOp::Off, None));
+        let n0 = dirty_count(d);
+        time::sleep_ns(100_000_000);
+        let n1 = dirty_count(d);
+        c.check(
+            "the guest keeps running (and writing) after log-dirty mode",
+            n1 != n0,
+            format_args!("count {n0} then {n1}"),
+        );
+        c.err(
+            "CLEAN after OFF",
+            shadow(d, ShadowOp::Clean, Some((bits.as_mut_ptr() as u64, 512))),
+            AbiErrno::EINVAL,
+        );
     }
 
     /// vCPU 0 in 32-bit protected mode, paging off, at `rip`.
@@ -598,6 +739,12 @@ mod kernel {
                 alive,
                 format_args!("d{d}"),
             );
+            destroy(&mut c, d);
+        }
+
+        // dirty: log-dirty mode, round after round.
+        if let Some(d) = start(&mut c, "dirty", 7) {
+            log_dirty(&mut c, d);
             destroy(&mut c, d);
         }
 

@@ -127,6 +127,12 @@ impl P2mType {
     }
 }
 
+/// The type a p2m leaf entry carries (the same software bits in both
+/// formats), for walkers outside this module.
+pub fn leaf_type(e: u64) -> Option<P2mType> {
+    P2mType::from_bits((e & TYPE_MASK) >> TYPE_SHIFT)
+}
+
 /// Why an operation was refused. A refused operation changed no mapping
 /// (it may have linked empty intermediate tables).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -451,6 +457,28 @@ impl P2m {
         Ok(())
     }
 
+    /// The highest guest frame mapped, if any (Xen's
+    /// `domain_get_maximum_gpfn`: the log-dirty bitmap covers up to it).
+    pub fn highest_gfn(&self, mem: &impl TableMemory) -> Option<u64> {
+        self.highest_in(mem, self.root, 4, 0)
+    }
+
+    fn highest_in(&self, mem: &impl TableMemory, table: Mfn, lvl: u32, base: u64) -> Option<u64> {
+        let span = 1u64 << (9 * (lvl - 1));
+        (0..ENTRIES).rev().find_map(|idx| {
+            let e = mem.read_entry(table, idx);
+            if !self.present(e) {
+                return None;
+            }
+            let first = base + idx as u64 * span;
+            if lvl == 1 || self.large(e) {
+                Some(first + span - 1)
+            } else {
+                self.highest_in(mem, Self::child(e), lvl - 1, first)
+            }
+        })
+    }
+
     /// The translation of guest frame `gfn`, if mapped. Never changes anything.
     pub fn lookup(&self, mem: &impl TableMemory, gfn: u64) -> Option<P2mEntry> {
         if gfn >= GFN_LIMIT {
@@ -492,6 +520,51 @@ impl P2m {
         gfn: u64,
         count: u64,
     ) -> Result<(), P2mError> {
+        self.retype_range(mem, gfn, count, Self::write_protect)
+    }
+
+    /// Ends log-dirty mode over `[gfn, gfn + count)`: every
+    /// [`P2mType::RamLogDirty`] frame becomes writable [`P2mType::Ram`]
+    /// again (Xen's `p2m_change_type_range(ram_logdirty → ram_rw)`); other
+    /// entries are left alone. Leaves keep their size, except 2 MiB ones
+    /// straddling an end, which are split.
+    pub fn clear_logdirty_range(
+        &mut self,
+        mem: &mut impl TableMemory,
+        gfn: u64,
+        count: u64,
+    ) -> Result<(), P2mError> {
+        self.retype_range(mem, gfn, count, Self::unprotect)
+    }
+
+    /// A write fault on `gfn` in log-dirty mode: that one 4 KiB frame
+    /// becomes writable RAM again, splitting a 2 MiB leaf around it (Xen's
+    /// `p2m_change_type_one(ram_logdirty → ram_rw)`). `Ok(false)` if `gfn`
+    /// is not a log-dirty frame (unmapped, or already writable).
+    pub fn mark_written(&mut self, mem: &mut impl TableMemory, gfn: u64) -> Result<bool, P2mError> {
+        if !self
+            .lookup(mem, gfn)
+            .is_some_and(|e| e.kind == P2mType::RamLogDirty)
+        {
+            return Ok(false);
+        }
+        let Some(t) = self.table_for(mem, gfn, 1, Walk::SplitOnly)? else {
+            return Ok(false);
+        };
+        let idx = index(gfn, 1);
+        let e = mem.read_entry(t, idx);
+        mem.write_entry(t, idx, self.unprotect(e)?);
+        Ok(true)
+    }
+
+    /// Rewrites every mapped leaf in `[gfn, gfn + count)` with `f`.
+    fn retype_range(
+        &mut self,
+        mem: &mut impl TableMemory,
+        gfn: u64,
+        count: u64,
+        f: fn(&Self, u64) -> Result<u64, P2mError>,
+    ) -> Result<(), P2mError> {
         let end = gfn.checked_add(count).ok_or(P2mError::GfnTooLarge)?;
         if end > GFN_LIMIT {
             return Err(P2mError::GfnTooLarge);
@@ -525,7 +598,7 @@ impl P2m {
                 continue;
             }
             if self.large(e2) && whole_2m {
-                mem.write_entry(l2, index(g, 2), self.write_protect(e2)?);
+                mem.write_entry(l2, index(g, 2), f(self, e2)?);
                 g += ENTRIES as u64;
                 continue;
             }
@@ -537,7 +610,7 @@ impl P2m {
                 let idx = index(g, 1);
                 let e = mem.read_entry(l1, idx);
                 if self.present(e) {
-                    mem.write_entry(l1, idx, self.write_protect(e)?);
+                    mem.write_entry(l1, idx, f(self, e)?);
                 }
                 g += 1;
             }
@@ -566,6 +639,15 @@ impl P2m {
             table = Self::child(e);
         }
         Ok(Ok(table))
+    }
+
+    /// `e` writable again if it is log-dirty RAM; anything else as it is.
+    fn unprotect(&self, e: u64) -> Result<u64, P2mError> {
+        let (mfn, perms, kind) = self.decode_leaf(e).ok_or(P2mError::Corrupt)?;
+        if kind != P2mType::RamLogDirty {
+            return Ok(e);
+        }
+        Ok(self.leaf_entry(mfn, self.large(e), perms | P2mPerms::W, P2mType::Ram))
     }
 
     fn write_protect(&self, e: u64) -> Result<u64, P2mError> {
@@ -930,6 +1012,62 @@ mod tests {
         mem.fail_after = None;
         p.destroy(&mut mem);
         assert_eq!(mem.allocs, mem.frees);
+    }
+
+    #[test]
+    fn p2m_log_dirty_cycle_write_fault_then_clear() {
+        for f in FORMATS {
+            let mut mem = FakeMem::default();
+            let mut p = P2m::new(&mut mem, f).unwrap();
+            assert_eq!(p.highest_gfn(&mem), None);
+            p.map(&mut mem, 0, Mfn(0x200), 9, P2mPerms::RWX, P2mType::Ram)
+                .unwrap();
+            assert_eq!(p.highest_gfn(&mem), Some(0x1ff));
+            // An empty level-1 table left by an unmap above it is skipped.
+            p.map(&mut mem, 0x5_0000, Mfn(0x8), 0, P2mPerms::RWX, P2mType::Ram)
+                .unwrap();
+            p.unmap(&mut mem, 0x5_0000, 0).unwrap();
+            p.map(&mut mem, 0x200, Mfn(0x7), 0, P2mPerms::R, P2mType::RamRo)
+                .unwrap();
+            p.set_readonly_range(&mut mem, 0, GFN_LIMIT).unwrap();
+            // Not log-dirty: nothing to do (a ROM stays read-only, a hole
+            // stays a hole).
+            assert_eq!(p.mark_written(&mut mem, 0x200), Ok(false));
+            assert_eq!(p.mark_written(&mut mem, 0x9999), Ok(false));
+            // A write inside the 2 MiB leaf: that frame alone becomes
+            // writable RAM, its neighbours stay log-dirty.
+            assert_eq!(p.mark_written(&mut mem, 0x42), Ok(true));
+            let e = p.lookup(&mem, 0x42).unwrap();
+            assert_eq!(
+                (e.mfn, e.order, e.perms, e.kind),
+                (Mfn(0x242), 0, P2mPerms::RWX, P2mType::Ram)
+            );
+            let e = p.lookup(&mem, 0x43).unwrap();
+            assert_eq!(
+                (e.perms, e.kind),
+                (P2mPerms::R | P2mPerms::X, P2mType::RamLogDirty)
+            );
+            assert_eq!(
+                p.mark_written(&mut mem, 0x42),
+                Ok(false),
+                "already writable"
+            );
+            assert_eq!(p.highest_gfn(&mem), Some(0x200));
+            // Log-dirty off: everything writable RAM again, the ROM still a ROM.
+            p.clear_logdirty_range(&mut mem, 0, GFN_LIMIT).unwrap();
+            for g in [0, 0x43, 0x1ff] {
+                let e = p.lookup(&mem, g).unwrap();
+                assert_eq!(
+                    (e.perms, e.kind),
+                    (P2mPerms::RWX, P2mType::Ram),
+                    "gfn {g:#x}"
+                );
+            }
+            let e = p.lookup(&mem, 0x200).unwrap();
+            assert_eq!((e.perms, e.kind), (P2mPerms::R, P2mType::RamRo));
+            p.destroy(&mut mem);
+            assert_eq!(mem.allocs, mem.frees);
+        }
     }
 
     #[test]

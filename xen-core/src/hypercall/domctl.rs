@@ -267,6 +267,16 @@ fn on_domain(
             }
             Ok(false)
         }
+        DomctlCmd::ShadowOp => {
+            // Xen: a domain cannot change its own paging mode.
+            if self_target {
+                return Err(Errno::EINVAL);
+            }
+            let mut so: hypercall_abi::domctl::XenDomctlShadowOp = op.payload();
+            let back = crate::log_dirty::shadow_op(d, &mut so, cr3)?;
+            op.set_payload(&so);
+            Ok(back)
+        }
         DomctlCmd::GetAddressSize => {
             op.set_payload(&XenDomctlAddressSize { size: 64 });
             Ok(true)

@@ -4,6 +4,7 @@
 
 pub mod frame_alloc;
 pub mod frame_table;
+pub mod log_dirty;
 pub mod memmap;
 pub mod ptval;
 

@@ -784,6 +784,8 @@ impl GuestRam<'_> {
         let va = self.va(gpa)?;
         // SAFETY: as in `read`, the other way round.
         unsafe { core::ptr::copy_nonoverlapping(buf.as_ptr(), va as *mut u8, buf.len()) };
+        // Written behind the nested tables' back: dirty in log-dirty mode.
+        crate::log_dirty::note(gpa >> 12);
         Some(())
     }
 }

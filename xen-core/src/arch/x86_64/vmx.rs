@@ -210,6 +210,25 @@ pub(super) unsafe fn vmx_op(op: u8, pa: u64) -> bool {
     ok == 1
 }
 
+/// `INVEPT`: drops the TLB's guest-physical (and combined) translations
+/// of the EPT rooted at `eptp` (single-context, type 1) or of every EPT
+/// (all-context, type 2) when `eptp` is `None`. False if the CPU refused.
+///
+/// # Safety
+/// This CPU must be in VMX root operation (VMXON done), and the CPU must
+/// support the type used (`VmxCaps::invept_single`/`invept_all`).
+pub(super) unsafe fn invept(eptp: Option<u64>) -> bool {
+    let desc: [u64; 2] = [eptp.unwrap_or(0), 0];
+    let ty: u64 = if eptp.is_some() { 1 } else { 2 };
+    let ok: u8;
+    // SAFETY: per the contract; INVEPT only drops cached translations and
+    // reads its 16-byte descriptor from our stack.
+    unsafe {
+        asm!("invept {t}, [{d}]", "seta {ok}", t = in(reg) ty, d = in(reg) &desc, ok = out(reg_byte) ok)
+    };
+    ok == 1
+}
+
 /// What VT-x offers, read from the capability MSRs.
 #[derive(Clone, Copy, Debug)]
 pub struct VmxCaps {
@@ -230,6 +249,16 @@ pub struct VmxCaps {
 }
 
 impl VmxCaps {
+    /// INVEPT with the all-context type (EPT_VPID_CAP bits 20 and 26).
+    pub fn invept_all(&self) -> bool {
+        self.ept & (1 << 20) != 0 && self.ept & (1 << 26) != 0
+    }
+
+    /// INVEPT with the single-context type (bits 20 and 25).
+    pub fn invept_single(&self) -> bool {
+        self.ept & (1 << 20) != 0 && self.ept & (1 << 25) != 0
+    }
+
     /// EPT with a 4-level walk and write-back paging structures.
     pub fn ept_usable(&self) -> bool {
         self.proc2 >> 32 & u64::from(ctl::PROC2_EPT) != 0

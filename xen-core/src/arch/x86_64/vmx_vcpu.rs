@@ -207,6 +207,18 @@ pub fn run(
         // anything of the hypervisor could use them.
         unsafe { instr::wrmsr(m, v.r64(off)) };
     }
+    // The p2m may have changed since this EPT last ran here (log-dirty
+    // write protection, a removed frame): drop its cached translations, as
+    // the SVM side does with TLB_CONTROL on every VMRUN.
+    // SAFETY: in VMX root operation (`cpu_ready` above), each type only
+    // if the CPU has it.
+    unsafe {
+        if caps.invept_single() {
+            hw::invept(Some(vmread(field::EPT_POINTER)));
+        } else if caps.invept_all() {
+            hw::invept(None);
+        }
+    }
     // SAFETY: the VMCS is current and complete (write_vmcs); its EPT
     // tables belong to the domain and stay while the vCPU exists;
     // vmx_run returns on this stack with the host state the VMCS holds
