@@ -280,6 +280,7 @@ pub const TEST_KERNELS: &[TestKernel] = &[
             "pv-hvmrun: Dom0 keeps running beside a guest that never exits: ok",
             "pv-hvmrun: CLEAN: exactly the frames the guest writes are dirty, the writes counted as faults: ok",
             "pv-hvmrun: PEEK of a paused guest after CLEAN: nothing dirty: ok",
+            "pv-hvmrun: a frame Dom0 wrote through a foreign mapping is dirty once it is unmapped: ok",
             "pv-hvmrun: PEEK with a 100-frame bitmap reports 100 frames: ok",
             "pv-hvmrun: the guest keeps running (and writing) after log-dirty mode: ok",
             "pv-hvmrun: every frame comes back after the domains are destroyed: ok",

@@ -309,6 +309,9 @@ pub fn map_special(d: &mut Domain, gfn: u64, mfn: Mfn) -> Result<(), Errno> {
 /// go with the rest of its frames, `pv_mm::relinquish`).
 pub fn teardown(d: &mut Domain) {
     if let Some(hvm) = d.hvm.take() {
+        if hvm.log_dirty.is_some() {
+            crate::log_dirty::forget(d.domid);
+        }
         with_tables(|mem| hvm.p2m.destroy(mem));
     }
 }

@@ -10,9 +10,11 @@
 //! through [`crate::domain::HVM_SPACE`], emulated instructions' memory
 //! operands) [`note`] the frame on this CPU and [`flush_noted`] marks it
 //! once the exit is handled; registered `vcpu_info` frames, which the
-//! hypervisor updates all the time, are reported dirty by every `CLEAN`.
-//! Not yet: frames Dom0 maps from the domain (grant and foreign mappings)
-//! are not marked when Dom0 writes them.
+//! hypervisor updates all the time, are reported dirty by every `CLEAN`;
+//! a writable foreign mapping Dom0 drops ([`note_foreign`], as Xen's
+//! `put_page_from_l1e`) marks its frame. Not yet: writable grant mappings
+//! of the domain's frames (blkback's, for a PVH guest) are not marked
+//! when Dom0 unmaps them.
 //!
 //! **Owns** the glue: the domctl, the fault, the per-CPU notes. The
 //! bitmap is `xen_core::mm::log_dirty` (pure), the p2m walks are
@@ -51,6 +53,65 @@ static NOTED: [Mutex<Noted>; crate::arch::x86_64::percpu::MAX_CPUS] = [const {
     })
 };
     crate::arch::x86_64::percpu::MAX_CPUS];
+
+/// Domains in log-dirty mode now (foreign unmaps are only queued then).
+static ACTIVE: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+
+/// Frames of other domains whose writable foreign mappings were dropped:
+/// (owner, mfn), drained by that owner's next `CLEAN`/`PEEK`; and the
+/// owners some of whose entries did not fit.
+struct Foreign {
+    frames: heapless::Vec<(u16, u64), 1024>,
+    overflowed: heapless::Vec<u16, 16>,
+}
+
+static FOREIGN: Mutex<Foreign> = Mutex::new(Foreign {
+    frames: heapless::Vec::new(),
+    overflowed: heapless::Vec::new(),
+});
+
+/// A writable foreign mapping of `owner`'s frame `mfn` went away (called
+/// with page-table locks held: only queues).
+pub fn note_foreign(owner: u16, mfn: xen_core::mm::Mfn) {
+    if ACTIVE.load(core::sync::atomic::Ordering::Acquire) == 0 {
+        return;
+    }
+    let mut f = FOREIGN.lock();
+    if f.frames.contains(&(owner, mfn.0)) {
+        return;
+    }
+    if f.frames.push((owner, mfn.0)).is_err() && !f.overflowed.contains(&owner) {
+        let _ = f.overflowed.push(owner);
+    }
+}
+
+/// `domid` leaves log-dirty mode (OFF, or destroyed in it).
+pub fn forget(domid: u16) {
+    ACTIVE.fetch_sub(1, core::sync::atomic::Ordering::AcqRel);
+    let mut f = FOREIGN.lock();
+    f.frames.retain(|&(o, _)| o != domid);
+    f.overflowed.retain(|&o| o != domid);
+}
+
+/// Marks `domid`'s queued foreign-written frames in `log`.
+fn drain_foreign(domid: u16, log: &mut Log) {
+    let mut f = FOREIGN.lock();
+    if let Some(i) = f.overflowed.iter().position(|&o| o == domid) {
+        f.overflowed.swap_remove(i);
+        for g in 0..log.frames() {
+            log.mark(g);
+        }
+    }
+    f.frames.retain(|&(o, mfn)| {
+        if o != domid {
+            return true;
+        }
+        if let Some(gfn) = crate::memory::m2p(xen_core::mm::Mfn(mfn)) {
+            log.mark(gfn);
+        }
+        false
+    });
+}
 
 fn noted() -> Option<&'static Mutex<Noted>> {
     NOTED.get(crate::arch::x86_64::percpu::this_cpu().cpu as usize)
@@ -139,8 +200,10 @@ pub fn shadow_op(d: &mut Domain, op: &mut XenDomctlShadowOp, cr3: u64) -> Result
     let kind = ShadowOp::from_raw(u64::from(op.op)).ok_or(Errno::EINVAL)?;
     match kind {
         ShadowOp::Off => {
+            let domid = d.domid;
             if let Some(hvm) = d.hvm.as_mut() {
                 if hvm.log_dirty.take().is_some() {
+                    forget(domid);
                     crate::hvm_glue::with_p2m(&mut hvm.p2m, |p2m, mem| {
                         p2m.clear_logdirty_range(mem, 0, xen_core::hvm::p2m::GFN_LIMIT)
                     })
@@ -156,11 +219,13 @@ pub fn shadow_op(d: &mut Domain, op: &mut XenDomctlShadowOp, cr3: u64) -> Result
         ShadowOp::Clean | ShadowOp::Peek => {
             let clean = kind == ShadowOp::Clean;
             let infos: Vec<u64> = vcpu_info_gfns(d).collect();
+            let domid = d.domid;
             let hvm = d.hvm.as_mut().ok_or(Errno::EINVAL)?;
             let log = hvm.log_dirty.as_mut().ok_or(Errno::EINVAL)?;
             for g in infos {
                 log.mark(g);
             }
+            drain_foreign(domid, log);
             let pages = op.pages.min(log.frames());
             op.stats = XenDomctlShadowOpStats {
                 fault_count: log.faults,
@@ -238,6 +303,7 @@ fn enable(d: &mut Domain) -> Result<bool, Errno> {
     })
     .map_err(|_| Errno::ENOMEM)?;
     hvm.log_dirty = Some(DirtyLog::new(bits, frames));
+    ACTIVE.fetch_add(1, core::sync::atomic::Ordering::AcqRel);
     kick_running(d);
     Ok(false)
 }

@@ -58,6 +58,10 @@ impl PtMemory for DirectMapPt {
     fn grant_pte_dropped(&mut self, entry: u64) {
         crate::hypercall::grant_table::note_implicit_unmap(self.domid, entry);
     }
+
+    fn foreign_writable_dropped(&mut self, mfn: Mfn, owner: xen_core::mm::frame_table::DomId) {
+        crate::log_dirty::note_foreign(owner.0, mfn);
+    }
 }
 
 /// The validation context of domain `domid`.

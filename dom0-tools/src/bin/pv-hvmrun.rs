@@ -446,6 +446,21 @@ mod kernel {
             r.is_ok() && bits.iter().all(|&b| b == 0),
             format_args!("{r:?}, {:?}", dirty_frames(&bits)),
         );
+        // Dom0 writes a frame the guest never touches through a foreign
+        // mapping: once the mapping is gone, that frame is dirty.
+        if let Ok(mut m) = ForeignMap::new(d, &[0x30]) {
+            if let Some(p) = m.page(0) {
+                p[0] = 0x5a;
+            }
+        }
+        bits = [0; 64];
+        let r = shadow(d, ShadowOp::Peek, Some((bits.as_mut_ptr() as u64, 512)));
+        let got = dirty_frames(&bits);
+        c.check(
+            "a frame Dom0 wrote through a foreign mapping is dirty once it is unmapped",
+            r.is_ok() && got[..] == [0x30],
+            format_args!("{r:?}, {got:?}"),
+        );
         // A bitmap the hypervisor cannot write, and one too short: the
         // pages reported say how far it went.
         c.err(

@@ -171,6 +171,11 @@ pub trait PtMemory {
     /// with its L1 table. Its references are dropped as any mapping's; Xen
     /// crashes the domain unless it is dying (`put_page_from_l1e`).
     fn grant_pte_dropped(&mut self, _entry: u64) {}
+    /// A writable mapping of `mfn`, a frame of another domain `owner` (a
+    /// privileged domain's foreign mapping), was removed: whatever was
+    /// written through it is now in the frame (Xen's
+    /// `paging_mark_dirty` in `put_page_from_l1e`, for log-dirty mode).
+    fn foreign_writable_dropped(&mut self, _mfn: Mfn, _owner: DomId) {}
 }
 
 /// Who the tables belong to and what the hypervisor fixes in them.
@@ -880,6 +885,11 @@ impl<M: PtMemory + ?Sized> Pt<'_, '_, M> {
             if let Err(err) = self.ft.put_page_type(mfn) {
                 log::error!("ptval: put of an unheld writable reference: {err}");
                 return;
+            }
+            if let Ok(Owner::Domain(o)) = self.ft.info(mfn).map(|i| i.owner()) {
+                if o != self.ctx.domid {
+                    self.mem.foreign_writable_dropped(mfn, o);
+                }
             }
         }
         self.put_page(mfn);
