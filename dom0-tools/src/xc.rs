@@ -1049,25 +1049,33 @@ pub mod foreign {
     }
 }
 
+/// `XEN_DOMCTL_get_cpu_policy` into `buf`: the number of CPUID leaves
+/// written (`-ENOBUFS` if `buf` is too small). MSR entries are not asked
+/// for.
+pub fn get_cpu_policy_into(domid: DomId, buf: &mut [XenCpuidLeaf]) -> Result<usize, Errno> {
+    let n = u32::try_from(buf.len()).map_err(|_| Errno::from_abi(AbiErrno::EINVAL))?;
+    let mut d = XenDomctl::new(DomctlCmd::GetCpuPolicy, domid);
+    d.set_payload(&XenDomctlCpuPolicy {
+        nr_leaves: n,
+        leaves: buf.as_mut_ptr() as u64,
+        ..XenDomctlCpuPolicy::new_zeroed()
+    });
+    // Xen writes at most `n` entries into `buf`, live for the call.
+    domctl(&mut d)?;
+    Ok((d.payload::<XenDomctlCpuPolicy>().nr_leaves as usize).min(buf.len()))
+}
+
 /// `XEN_DOMCTL_get_cpu_policy`: the domain's CPUID policy, as Xen
-/// serialises it (libxc's `xc_get_domain_cpu_policy`: first the sizes,
-/// then the leaves). MSR entries are not asked for.
+/// serialises it (libxc's `xc_get_domain_cpu_policy`: first the size,
+/// then the leaves).
 pub fn get_cpu_policy(domid: DomId) -> Result<alloc::vec::Vec<XenCpuidLeaf>, Errno> {
     let mut d = XenDomctl::new(DomctlCmd::GetCpuPolicy, domid);
     d.set_payload(&XenDomctlCpuPolicy::new_zeroed());
     domctl(&mut d)?;
     let n = d.payload::<XenDomctlCpuPolicy>().nr_leaves.min(1024) as usize;
     let mut leaves = alloc::vec![XenCpuidLeaf::new_zeroed(); n];
-    let mut d = XenDomctl::new(DomctlCmd::GetCpuPolicy, domid);
-    d.set_payload(&XenDomctlCpuPolicy {
-        nr_leaves: n as u32,
-        leaves: leaves.as_mut_ptr() as u64,
-        ..XenDomctlCpuPolicy::new_zeroed()
-    });
-    // Xen writes at most `n` entries into `leaves`, live for the call.
-    domctl(&mut d)?;
-    let got = d.payload::<XenDomctlCpuPolicy>().nr_leaves as usize;
-    leaves.truncate(got.min(n));
+    let got = get_cpu_policy_into(domid, &mut leaves)?;
+    leaves.truncate(got);
     Ok(leaves)
 }
 
