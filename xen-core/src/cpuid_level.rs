@@ -258,13 +258,16 @@ const DEPS: &[(Feat, &[Feat])] = &[
 ];
 
 impl Levelling {
-    /// Closes the masks under [`DEPS`]: a feature masked off masks off
-    /// its dependents (repeated until nothing changes).
-    pub fn with_dependencies(mut self) -> Self {
+    /// Closes the masks under [`DEPS`]: a feature of `default` (its
+    /// feature words, in [`FEATURE_WORDS`] order) masked off masks off its
+    /// dependents, repeated until nothing changes. Features the default
+    /// lacks trigger nothing: levelling one feature never takes away more
+    /// than it and what needs it.
+    pub fn with_dependencies(mut self, default: &[u32; FEATURE_WORDS.len()]) -> Self {
         loop {
             let before = self.masks;
             for &((w, b), deps) in DEPS {
-                if self.masks[w] & (1 << b) == 0 {
+                if default[w] & (1 << b) != 0 && self.masks[w] & (1 << b) == 0 {
                     for &(dw, db) in deps {
                         self.masks[dw] &= !(1 << db);
                     }
@@ -435,7 +438,13 @@ pub fn audit(
             }
         }
     }
-    Ok(lv.with_dependencies())
+    let mut def_words = [0u32; FEATURE_WORDS.len()];
+    for (i, &(l, sl, r)) in FEATURE_WORDS.iter().enumerate() {
+        if let Some(d) = default.iter().find(|d| d.leaf == l && d.subleaf == sl) {
+            def_words[i] = d.regs[r];
+        }
+    }
+    Ok(lv.with_dependencies(&def_words))
 }
 
 #[cfg(test)]
@@ -623,9 +632,10 @@ mod tests {
 
     #[test]
     fn dependencies_follow_a_cleared_feature() {
+        let all = [u32::MAX; FEATURE_WORDS.len()];
         let mut lv = Levelling::default();
         lv.masks[W1C] &= !(1 << 9); // ssse3
-        let lv = lv.with_dependencies();
+        let lv = lv.with_dependencies(&all);
         assert_eq!(
             lv.masks[W1C] & ((1 << 19) | (1 << 20)),
             0,
@@ -634,12 +644,21 @@ mod tests {
         assert_ne!(lv.masks[W1C] & 1, 0, "sse3 stays");
         let mut lv = Levelling::default();
         lv.masks[W1C] &= !(1 << 26); // xsave
-        let lv = lv.with_dependencies();
+        let lv = lv.with_dependencies(&all);
         assert_eq!(lv.masks[W7B0] & ((1 << 5) | (1 << 16) | (1 << 31)), 0);
         assert_eq!(lv.masks[WDA1] & 0xf, 0);
         assert_eq!(
-            Levelling::default().with_dependencies(),
+            Levelling::default().with_dependencies(&all),
             Levelling::default()
         );
+        // A feature the default lacks takes nothing with it: a default
+        // with FMA but no AVX keeps FMA when SSE4.2 is levelled away.
+        let mut def = all;
+        def[W1C] &= !(1 << 28);
+        let mut lv = Levelling::default();
+        lv.masks[W1C] = def[W1C] & !(1 << 20);
+        let lv = lv.with_dependencies(&def);
+        assert_ne!(lv.masks[W1C] & (1 << 12), 0, "FMA kept");
+        assert_ne!(lv.masks[W7B0] & (1 << 5), 0, "AVX2 kept");
     }
 }
