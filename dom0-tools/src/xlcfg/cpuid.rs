@@ -733,7 +733,7 @@ mod tests {
             (format!("leaf1:ecx={x32}"), "error #1: illegal leaf number"),
             (format!("1,z:ecx={x32}"), "error #2: illegal subleaf number"),
             (format!("1 ecx={x32}"), "error #3: missing colon"),
-            (format!("1"), "error #3: missing colon"),
+            ("1".to_string(), "error #3: missing colon"),
             (
                 format!("1:ecy={x32}"),
                 "error #4: invalid register name (must be e[abcd]x)",
@@ -743,15 +743,15 @@ mod tests {
                 "error #4: invalid register name (must be e[abcd]x)",
             ),
             (
-                format!("1:ecx"),
+                "1:ecx".to_string(),
                 "error #4: invalid register name (must be e[abcd]x)",
             ),
             (
-                format!("1:e"),
+                "1:e".to_string(),
                 "error #4: invalid register name (must be e[abcd]x)",
             ),
             (
-                format!("1:ecx=xxx"),
+                "1:ecx=xxx".to_string(),
                 "error #5: policy string must be exactly 32 characters long",
             ),
             (
@@ -759,7 +759,7 @@ mod tests {
                 "error #5: policy string must be exactly 32 characters long",
             ),
             (
-                format!("1:ecx=xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx2"),
+                "1:ecx=xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx2".to_string(),
                 "error: bad character '2' in a register string (must be: [0|1|x|k|s])",
             ),
         ] {
