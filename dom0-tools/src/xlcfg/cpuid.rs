@@ -516,10 +516,24 @@ impl CpuidDelta {
     /// `(leaf, subleaf, [eax, ebx, ecx, edx])`), as libxc's
     /// `xc_cpuid_xend_policy` does: `1` sets, `0` clears, `x`, `k` and `s`
     /// keep the default (see the module notes). A `1` the default lacks is
-    /// refused ([`Unavailable`]); a leaf the policy lacks is refused if
-    /// anything in it would be set, and ignored otherwise.
-    pub fn apply(&self, policy: &mut [(u32, u32, [u32; 4])]) -> Result<(), Unavailable> {
+    /// refused ([`ApplyError::Unavailable`]); a leaf the policy lacks is
+    /// refused if anything in it would be set, and ignored otherwise (its
+    /// bits are clear already), but leaves 4, 7, 0xb and 0xd without a
+    /// subleaf are refused ([`ApplyError::NeedsSubleaf`]: `7:ebx=...`
+    /// would otherwise change nothing, silently; libxc refuses every
+    /// missing leaf).
+    pub fn apply(&self, policy: &mut [(u32, u32, [u32; 4])]) -> Result<(), ApplyError> {
         for e in &self.entries {
+            if e.subleaf == NO_SUBLEAF
+                && matches!(e.leaf, 0x4 | 0x7 | 0xb | 0xd)
+                && e.regs
+                    .iter()
+                    .flatten()
+                    .flatten()
+                    .any(|c| matches!(c, b'0' | b'1'))
+            {
+                return Err(ApplyError::NeedsSubleaf(e.leaf));
+            }
             // Leaves without subleaves are NO_SUBLEAF in both lists; libxl
             // names leaf 7's subleaves explicitly.
             let slot = policy
@@ -534,12 +548,12 @@ impl CpuidDelta {
                     match c {
                         b'1' => {
                             if def & (1 << bit) == 0 {
-                                return Err(Unavailable {
+                                return Err(ApplyError::Unavailable(Unavailable {
                                     leaf: e.leaf,
                                     subleaf: e.subleaf,
                                     reg: r,
                                     bit,
-                                });
+                                }));
                             }
                             v |= 1 << bit;
                         }
@@ -553,6 +567,27 @@ impl CpuidDelta {
             }
         }
         Ok(())
+    }
+}
+
+/// Why a delta cannot be applied to a domain's policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApplyError {
+    /// A bit asked for that the default lacks.
+    Unavailable(Unavailable),
+    /// An xend line for a leaf with subleaves, without one.
+    NeedsSubleaf(u32),
+}
+
+impl fmt::Display for ApplyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ApplyError::Unavailable(u) => u.fmt(f),
+            ApplyError::NeedsSubleaf(l) => write!(
+                f,
+                "CPUID leaf {l:#010x} has subleaves: name one (\"{l:#x},0:...\")"
+            ),
+        }
     }
 }
 
@@ -834,7 +869,24 @@ mod tests {
             .unwrap()
             .apply(&mut p)
             .unwrap_err();
-        assert_eq!((e.leaf, e.reg, e.bit), (0x8000_0007, EDX, 8));
+        let ApplyError::Unavailable(u) = e else {
+            panic!("{e:?}")
+        };
+        assert_eq!((u.leaf, u.reg, u.bit), (0x8000_0007, EDX, 8));
+        // Leaf 7 without its subleaf would change nothing: refused.
+        let e = CpuidDelta::parse_xend(&["7:ebx=xxxxxxxxxxxxxxxxxxxxxxxxxx0xxxxx"])
+            .unwrap()
+            .apply(&mut p)
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "CPUID leaf 0x00000007 has subleaves: name one (\"0x7,0:...\")"
+        );
+        // ... unless it changes nothing anyway.
+        CpuidDelta::parse_xend(&["7:ebx=kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk"])
+            .unwrap()
+            .apply(&mut p)
+            .unwrap();
         let e = CpuidDelta::parse_xend(&["1:eax=1xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"])
             .unwrap()
             .apply(&mut p)

@@ -49,7 +49,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
-pub use cpuid::{CpuidDelta, CpuidError};
+pub use cpuid::{ApplyError, CpuidDelta, CpuidError};
 pub use cpus::{parse_cpu_list, CpuSet};
 pub use disk::{
     parse_disk_spec, parse_disk_spec_parts, vdev_to_devid, DiskError, DiskFormat, DiskSpec,
