@@ -570,6 +570,36 @@ impl CpuidDelta {
     }
 }
 
+/// For restore and migration: the first feature that `policy` (a guest's
+/// policy, as saved with it) offers and `available` (the default policy
+/// of a new domain of the same type on this host) lacks, over the feature
+/// words the hypervisor levels (`xen_core::cpuid_level::FEATURE_WORDS`).
+/// A guest must not move to a host where this is `Some`: it may be using
+/// the feature. Both lists are `(leaf, subleaf, [eax, ebx, ecx, edx])`;
+/// a leaf missing from either reads as zeros.
+pub fn missing_feature(
+    policy: &[(u32, u32, [u32; 4])],
+    available: &[(u32, u32, [u32; 4])],
+) -> Option<Unavailable> {
+    let word = |set: &[(u32, u32, [u32; 4])], leaf: u32, subleaf: u32, reg: usize| {
+        set.iter()
+            .find(|(l, s, _)| *l == leaf && *s == subleaf)
+            .map_or(0, |(_, _, r)| r[reg])
+    };
+    for &(leaf, subleaf, reg) in xen_core::cpuid_level::FEATURE_WORDS.iter() {
+        let lacking = word(policy, leaf, subleaf, reg) & !word(available, leaf, subleaf, reg);
+        if lacking != 0 {
+            return Some(Unavailable {
+                leaf,
+                subleaf,
+                reg,
+                bit: lacking.trailing_zeros(),
+            });
+        }
+    }
+    None
+}
+
 /// Why a delta cannot be applied to a domain's policy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ApplyError {
@@ -910,5 +940,37 @@ mod tests {
             }
             assert!(!FIELDS.contains(&f.0));
         }
+    }
+
+    #[test]
+    fn a_guest_cannot_move_where_a_feature_it_has_is_missing() {
+        let here = policy();
+        // The same host: fine; a levelled guest: fine anywhere with its features.
+        assert_eq!(missing_feature(&here, &here), None);
+        let mut lev = policy();
+        CpuidDelta::parse_libxl("host,avx2=0,sse4_2=0")
+            .unwrap()
+            .apply(&mut lev)
+            .unwrap();
+        let mut older = policy();
+        older[2].2[EBX] = 0; // no AVX2
+        older[1].2[ECX] &= !(1 << 20); // no SSE4.2
+        assert_eq!(missing_feature(&lev, &older), None);
+        // The unlevelled guest cannot go there: AVX2 is named... after
+        // SSE4.2, which comes first in leaf order.
+        let e = missing_feature(&here, &older).unwrap();
+        assert_eq!(
+            e.to_string(),
+            "CPUID feature \"sse4_2\" (leaf 0x00000001 ecx bit 20) is not available to this guest on this host"
+        );
+        older[1].2[ECX] |= 1 << 20;
+        let e = missing_feature(&here, &older).unwrap();
+        assert_eq!((e.leaf, e.subleaf, e.reg, e.bit), (7, 0, EBX, 5));
+        // A leaf the target lacks entirely reads as zeros.
+        assert_eq!(missing_feature(&here, &here[..2]).map(|e| e.leaf), Some(7));
+        // Non-feature registers (leaf 1 EAX, the model) do not matter.
+        let mut other = policy();
+        other[1].2[EAX] = 0x906ea;
+        assert_eq!(missing_feature(&here, &other), None);
     }
 }
