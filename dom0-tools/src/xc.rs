@@ -11,9 +11,9 @@
 //! Dom0's address space (Linux privcmd does the same with
 //! `mmu_update(..., foreigndom)`).
 
-use hypercall_abi::arch_x86::VcpuGuestContext;
+use hypercall_abi::arch_x86::{VcpuGuestContext, XenCpuidLeaf};
 use hypercall_abi::domctl::{
-    DomctlCmd, DomctlSchedOp, SchedulerId, XenDomctl, XenDomctlCreatedomain,
+    DomctlCmd, DomctlSchedOp, SchedulerId, XenDomctl, XenDomctlCpuPolicy, XenDomctlCreatedomain,
     XenDomctlGetdomaininfo, XenDomctlGetvcpuinfo, XenDomctlHvmcontext, XenDomctlMaxMem,
     XenDomctlSchedCredit, XenDomctlSchedulerOp, XenDomctlVcpuaffinity, XenDomctlVcpucontext,
     XenctlBitmap, XEN_DOMINF_DYING, XEN_DOMINF_PAUSED, XEN_DOMINF_SHUTDOWN,
@@ -1047,4 +1047,72 @@ pub mod foreign {
             mark(&mut *USED.lock(), self.first, self.reserved, false);
         }
     }
+}
+
+/// `XEN_DOMCTL_get_cpu_policy` into `buf`: the number of CPUID leaves
+/// written (`-ENOBUFS` if `buf` is too small). MSR entries are not asked
+/// for.
+pub fn get_cpu_policy_into(domid: DomId, buf: &mut [XenCpuidLeaf]) -> Result<usize, Errno> {
+    let n = u32::try_from(buf.len()).map_err(|_| Errno::from_abi(AbiErrno::EINVAL))?;
+    let mut d = XenDomctl::new(DomctlCmd::GetCpuPolicy, domid);
+    d.set_payload(&XenDomctlCpuPolicy {
+        nr_leaves: n,
+        leaves: buf.as_mut_ptr() as u64,
+        ..XenDomctlCpuPolicy::new_zeroed()
+    });
+    // Xen writes at most `n` entries into `buf`, live for the call.
+    domctl(&mut d)?;
+    Ok((d.payload::<XenDomctlCpuPolicy>().nr_leaves as usize).min(buf.len()))
+}
+
+/// `XEN_DOMCTL_get_cpu_policy`: the domain's CPUID policy, as Xen
+/// serialises it (libxc's `xc_get_domain_cpu_policy`: first the size,
+/// then the leaves).
+pub fn get_cpu_policy(domid: DomId) -> Result<alloc::vec::Vec<XenCpuidLeaf>, Errno> {
+    let mut d = XenDomctl::new(DomctlCmd::GetCpuPolicy, domid);
+    d.set_payload(&XenDomctlCpuPolicy::new_zeroed());
+    domctl(&mut d)?;
+    let n = d.payload::<XenDomctlCpuPolicy>().nr_leaves.min(1024) as usize;
+    let mut leaves = alloc::vec![XenCpuidLeaf::new_zeroed(); n];
+    let got = get_cpu_policy_into(domid, &mut leaves)?;
+    leaves.truncate(got);
+    Ok(leaves)
+}
+
+/// Why `XEN_DOMCTL_set_cpu_policy` refused a policy: the error and the
+/// leaf, subleaf and MSR Xen blames (`u32::MAX` for none).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CpuPolicyError {
+    /// The hypercall's error.
+    pub errno: Errno,
+    /// `err_leaf`.
+    pub leaf: u32,
+    /// `err_subleaf`.
+    pub subleaf: u32,
+    /// `err_msr`.
+    pub msr: u32,
+}
+
+/// `XEN_DOMCTL_set_cpu_policy` with CPUID leaves only (libxc's
+/// `xc_set_domain_cpu_policy`).
+pub fn set_cpu_policy(domid: DomId, leaves: &[XenCpuidLeaf]) -> Result<(), CpuPolicyError> {
+    let mut d = XenDomctl::new(DomctlCmd::SetCpuPolicy, domid);
+    d.set_payload(&XenDomctlCpuPolicy {
+        nr_leaves: leaves.len() as u32,
+        leaves: leaves.as_ptr() as u64,
+        err_leaf: u32::MAX,
+        err_subleaf: u32::MAX,
+        err_msr: u32::MAX,
+        ..XenDomctlCpuPolicy::new_zeroed()
+    });
+    // Xen reads `nr_leaves` entries of `leaves`, live for the call.
+    domctl(&mut d).map(|_| ()).map_err(|errno| {
+        let p = d.payload::<XenDomctlCpuPolicy>();
+        CpuPolicyError {
+            errno,
+            leaf: p.err_leaf,
+            subleaf: p.err_subleaf,
+            msr: p.err_msr,
+        }
+    })
 }

@@ -661,6 +661,96 @@ fn xl_create_list_console_reboot_shutdown_the_hello_guest() {
     assert_free_memory_back(&text);
 }
 
+/// `cpuid=` (issue 7, CPU feature levelling): domu-hello prints the
+/// CPUID its domain's policy gives it (through Xen's forced-emulation
+/// prefix). TCG's `-cpu max` has SSE4.2, so a plain guest sees it and a
+/// `cpuid = "host,sse4_2=0"` guest does not; asking for VMX (never given
+/// to PV guests) refuses the guest in one line and leaves no domain; a
+/// malformed string is refused in one line, naming the file and line.
+#[test]
+fn xl_cpuid_levels_a_pv_guest_down_and_refuses_what_the_host_lacks() {
+    let hello = image("domu-hello");
+    let cfg = |name: &str, extra: &str| {
+        ramdisk_file(
+            &format!("{name}.cfg"),
+            &format!(
+                "name = \"{name}\"\nkernel = \"/boot/domu-hello\"\nmemory = 8\n\
+                 on_poweroff = \"preserve\"\n{extra}"
+            ),
+        )
+    };
+    let lev = cfg("lev", "cpuid = \"host,sse4_2=0,aes=x\"\n");
+    let xend = cfg(
+        "xend",
+        "cpuid = [ \"0x00000001:ecx=xxxxxxxxxxx0xxxxxxxxxxxxxxxxxxxx\" ]\n",
+    );
+    let plain = cfg("plain", "");
+    let vmx = cfg("vmx", "cpuid = \"host,vmx=1\"\n");
+    let bad = cfg("bad", "cpuid = \"host,sse4_2=maybe\"\n");
+    let files = [&hello, &lev, &xend, &plain, &vmx, &bad];
+    let mut args: Vec<String> = Vec::new();
+    for f in files {
+        args.push("--add".into());
+        args.push(f.display().to_string());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, text) = oxen_run_batch_timed(
+        &args,
+        "xl info\nxl create lev.cfg\nsleep 2\nxl console lev\r\x1d\nxl destroy lev\n\
+         xl create xend.cfg\nsleep 2\nxl console xend\r\x1d\nxl destroy xend\n\
+         xl create plain.cfg\nsleep 2\nxl console plain\r\x1d\nxl destroy plain\n\
+         xl create vmx.cfg\nxl create bad.cfg\nxl list\nxl info\n",
+        Duration::from_secs(120),
+    );
+    let cpuid_lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("domu-hello: cpuid 1:"))
+        .collect();
+    assert_eq!(
+        cpuid_lines.len(),
+        3,
+        "three guests print their CPUID:\n{text}"
+    );
+    assert!(
+        cpuid_lines[0].contains("(sse4_2=0 "),
+        "cpuid=\"host,sse4_2=0\" clears SSE4.2: {cpuid_lines:?}\n{text}"
+    );
+    assert!(
+        cpuid_lines[1].contains("(sse4_2=0 "),
+        "the xend form clears SSE4.2 too: {cpuid_lines:?}\n{text}"
+    );
+    assert!(
+        cpuid_lines[2].contains("(sse4_2=1 "),
+        "without cpuid= the guest has SSE4.2: {cpuid_lines:?}\n{text}"
+    );
+    // Only that bit differs between the levelled and the plain guest.
+    let regs = |l: &str| {
+        l.split_whitespace()
+            .filter_map(|w| w.strip_prefix("ecx=").or_else(|| w.strip_prefix("edx=")))
+            .map(|v| u32::from_str_radix(v.trim_end_matches(';').trim_start_matches("0x"), 16))
+            .collect::<Result<Vec<u32>, _>>()
+            .unwrap()
+    };
+    let (a, b) = (regs(cpuid_lines[0]), regs(cpuid_lines[2]));
+    assert_eq!(a.len(), 2, "{cpuid_lines:?}");
+    assert_eq!((a[0] ^ b[0], a[1] ^ b[1]), (1 << 20, 0), "{cpuid_lines:?}");
+    for want in [
+        "building domain vmx: cpuid: CPUID feature \"vmx\" (leaf 0x00000001 ecx bit 5) \
+         is not available to this guest on this host",
+        "bad.cfg:5: while parsing CPUID flag \"sse4_2=maybe\": error #3: \
+         illegal CPUID value (must be: [0|1|x|k|s])",
+    ] {
+        let n = text.lines().filter(|l| l.contains(want)).count();
+        assert_eq!(n, 1, "{want:?} once, on one line:\n{text}");
+    }
+    assert!(
+        list_rows(&text, "vmx").is_empty(),
+        "the refused guest is gone:\n{text}"
+    );
+    assert_eq!(code, Some(1), "only the two refused creates fail:\n{text}");
+    assert_free_memory_back(&text);
+}
+
 #[test]
 fn xl_fifty_guests_at_once_each_answering_on_its_console() {
     const N: usize = 50;

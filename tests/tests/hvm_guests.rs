@@ -251,6 +251,65 @@ fn xl_create_then_xl_console_shows_a_bare_metal_hvm_guest_with_two_vcpus_pass_ev
     boot_bare_hello("bare", 2, "xl create bare.cfg\nxl console bare\n");
 }
 
+// `cpuid=` (issue 7) on an HVM guest: its CPUID exits answer from the
+// levelled policy. Two bare-hello guests in one boot, the first with
+// `cpuid = "host,sse4_2=0"`: it sees no SSE4.2, the second (no cpuid=)
+// does, and both pass every check.
+#[test]
+fn xl_cpuid_levels_an_hvm_guest_down() {
+    let kernel = bare_hello();
+    let cfg = |name: &str, extra: &str| {
+        ramdisk_file(
+            &format!("{name}.cfg"),
+            &format!(
+                "name = \"{name}\"\ntype = \"hvm\"\nkernel = \"{BARE_HELLO_PATH}\"\n\
+                 memory = 32\nvcpus = 1\nextra = \"console=com1\"\n{extra}"
+            ),
+        )
+    };
+    let lev = cfg("hlev", "cpuid = \"host,sse4_2=0\"\n");
+    let plain = cfg("hplain", "");
+    let (code, text) = run_adding(
+        &[&kernel, &lev, &plain],
+        "xl info\nxl create -c hlev.cfg\nxl create -c hplain.cfg\nxl list\nxl info\n",
+        GUEST_TIMEOUT,
+    );
+    assert_eq!(code, Some(0), "every xl command should succeed:\n{text}");
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("bare: cpuid features:"))
+        .map(str::trim_end)
+        .collect();
+    assert_eq!(lines.len(), 2, "both guests print their features:\n{text}");
+    assert!(
+        lines[0].ends_with("sse4_2=0"),
+        "levelled: {lines:?}\n{text}"
+    );
+    assert!(lines[1].ends_with("sse4_2=1"), "default: {lines:?}\n{text}");
+    // Only that bit differs.
+    let ecx = |l: &str| {
+        l.split_whitespace()
+            .find_map(|w| w.strip_prefix("ecx=0x"))
+            .and_then(|v| u32::from_str_radix(v, 16).ok())
+    };
+    assert_eq!(
+        ecx(lines[0]).zip(ecx(lines[1])).map(|(a, b)| a ^ b),
+        Some(1 << 20),
+        "{lines:?}"
+    );
+    assert_eq!(
+        text.matches(BARE_ALL_PASSED).count(),
+        2,
+        "both pass every check:\n{text}"
+    );
+    let free = free_memory(&text);
+    assert_eq!(free.len(), 2, "two `xl info`s:\n{text}");
+    assert_eq!(
+        free[0], free[1],
+        "all their memory should come back:\n{text}"
+    );
+}
+
 // `xl create -c` attaches at once; one vCPU (the SMP check is skipped).
 #[test]
 fn xl_create_c_runs_a_one_vcpu_bare_metal_hvm_guest_to_its_acpi_power_off() {

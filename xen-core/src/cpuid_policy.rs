@@ -723,6 +723,35 @@ impl PvCpuidPolicy {
         p
     }
 
+    /// The policy of a levelled domain (`XEN_DOMCTL_set_cpu_policy`):
+    /// computed as [`Self::from_host`] from host leaves whose feature
+    /// words are masked by `lv` (so the dependency and XSAVE rules see
+    /// the levelled features: no AVX means no AVX2 and no YMM state),
+    /// then with its own feature words masked too (for the bits the
+    /// policy sets itself, such as HYPERVISOR).
+    pub fn from_host_levelled(
+        host: impl Fn(u32, u32) -> Leaf,
+        opts: PolicyOptions,
+        lv: &crate::cpuid_level::Levelling,
+    ) -> Self {
+        let mut p = Self::from_host(|l, s| lv.mask_host_leaf(l, s, host(l, s)), opts);
+        p.basic[1] = lv.mask_leaf(1, 0, p.basic[1]);
+        p.basic[6] = lv.mask_leaf(6, 0, p.basic[6]);
+        for (i, f) in p.feat.iter_mut().enumerate() {
+            *f = lv.mask_leaf(7, i as u32, *f);
+        }
+        p.xstate[1] = lv.mask_leaf(0xd, 1, p.xstate[1]);
+        for i in [1, 7, 8] {
+            p.extd[i] = lv.mask_leaf(0x8000_0000 | i as u32, 0, p.extd[i]);
+        }
+        p
+    }
+
+    /// The policy as `XEN_DOMCTL_get_cpu_policy` hands it out.
+    pub fn serialise(&self) -> crate::cpuid_level::Entries {
+        crate::cpuid_level::serialise(|l, s| self.policy_leaf(l, s))
+    }
+
     /// The vendor of the host (and so of the guest's view).
     pub fn vendor(&self) -> Vendor {
         self.vendor
@@ -1532,5 +1561,43 @@ mod tests {
         ] {
             assert_eq!(p.guest_cpuid(leaf, 0, &ctx()), EMPTY);
         }
+    }
+
+    #[test]
+    fn levelling_clears_features_and_their_dependents() {
+        use crate::cpuid_level::{audit, Levelling, ECX};
+        let h = intel_host_all();
+        let host = |l, s| h.get(l, s);
+        let def = policy(&h);
+        let same = PvCpuidPolicy::from_host_levelled(
+            host,
+            PolicyOptions::default(),
+            &Levelling::default(),
+        );
+        assert_eq!(same, def);
+        let ser = def.serialise();
+        let mut sub = ser.as_slice().to_vec();
+        let l1 = sub.iter_mut().find(|e| e.leaf == 1).unwrap();
+        assert_ne!(l1.regs[ECX] & (1 << 20), 0, "sse4_2 offered by default");
+        l1.regs[ECX] &= !((1 << 20) | feat::l1c::AVX);
+        let lv = audit(ser.as_slice(), ser.as_slice(), &sub).unwrap();
+        let p = PvCpuidPolicy::from_host_levelled(host, PolicyOptions::default(), &lv);
+        let l1 = p.guest_cpuid(1, 0, &ctx());
+        assert_eq!(l1[ECX] & (1 << 20), 0, "sse4_2 levelled away");
+        assert_eq!(l1[ECX] & feat::l1c::AVX, 0);
+        assert_eq!(l1[ECX] & feat::l1c::FMA, 0, "FMA needs AVX");
+        assert_eq!(
+            p.guest_cpuid(7, 0, &ctx())[1] & feat::l7b::AVX2,
+            0,
+            "AVX2 needs AVX"
+        );
+        assert_eq!(p.xcr0_mask() & XSTATE_YMM, 0, "no YMM state without AVX");
+        assert_ne!(l1[ECX] & feat::l1c::HYPERVISOR, 0);
+        // Everything else as before.
+        assert_eq!(l1[3], def.guest_cpuid(1, 0, &ctx())[3]);
+        // A second levelling is checked against the default, not the
+        // current policy, and what `current` says is accepted back.
+        let cur = p.serialise();
+        assert!(audit(ser.as_slice(), cur.as_slice(), cur.as_slice()).is_ok());
     }
 }

@@ -170,6 +170,13 @@ pub struct Domain {
     /// Toolstack pauses outstanding (XEN_DOMCTL_pausedomain; a new domain
     /// starts with one, as Xen's).
     pub pause_count: u32,
+    /// Set by the first XEN_DOMCTL_unpausedomain (Xen's
+    /// `creation_finished`): from then on its CPU policy is fixed.
+    pub creation_finished: bool,
+    /// XEN_DOMCTL_set_cpu_policy's levelling of its CPUID (identity by
+    /// default). A PV domain's policy is recomputed with it at once; an
+    /// HVM domain's when its runtime is made, at the first unpause.
+    pub cpuid_levelling: xen_core::cpuid_level::Levelling,
     /// Set once XEN_DOMCTL_destroydomain started taking it apart.
     pub dying: bool,
     /// XEN_DOMCTL_settimeoffset: seconds added to its wallclock.
@@ -252,6 +259,8 @@ impl Domain {
             },
             emul: crate::pv_emul::DomainEmul::new(is_privileged),
             pause_count: 0,
+            creation_finished: false,
+            cpuid_levelling: xen_core::cpuid_level::Levelling::default(),
             dying: false,
             time_offset: 0,
             grants: Box::new(xen_core::grant_table::GrantTable::new()),

@@ -68,31 +68,50 @@ const LEAF7_ECX_LA57: u32 = 1 << 16;
 /// CPUID leaf 7 EBX: AVX2, AVX-512 family.
 const LEAF7_EBX_HIDDEN: u32 = (1 << 5) | 0xffff_0000;
 
+/// The host CPUID an HVM policy is computed from.
+fn hvm_host_cpuid(leaf: u32, sub: u32) -> [u32; 4] {
+    let r = crate::arch::x86_64::instr::cpuid(leaf, sub);
+    let mut l = [r.eax, r.ebx, r.ecx, r.edx];
+    match leaf {
+        1 => l[2] &= !LEAF1_ECX_HIDDEN,
+        7 if sub == 0 => {
+            l[1] &= !LEAF7_EBX_HIDDEN;
+            // LA57: the emulator walks 4-level tables only.
+            l[2] &= !LEAF7_ECX_LA57;
+        }
+        0xd => l = [0; 4],
+        _ => {}
+    }
+    l
+}
+
+fn hvm_cpuid_config(d: &Domain) -> HvmCpuidConfig {
+    HvmCpuidConfig {
+        vcpus: d.vcpus.len() as u32,
+        domid: d.domid,
+        ..Default::default()
+    }
+}
+
+/// The CPUID policy an HVM domain gets by default.
+pub fn default_cpuid(d: &Domain) -> HvmCpuidPolicy {
+    HvmCpuidPolicy::from_host(hvm_host_cpuid, hvm_cpuid_config(d))
+}
+
+/// The domain's CPUID policy now: its runtime's, or (before the first
+/// unpause) the one its runtime will get.
+pub fn current_cpuid_serialised(d: &Domain) -> xen_core::cpuid_level::Entries {
+    if let Some(rt) = d.hvm.as_ref().and_then(|h| h.rt.as_ref()) {
+        return rt.cpuid.serialise();
+    }
+    HvmCpuidPolicy::from_host_levelled(hvm_host_cpuid, hvm_cpuid_config(d), &d.cpuid_levelling)
+        .serialise()
+}
+
 fn make_runtime(d: &Domain) -> Runtime {
     let vcpus = d.vcpus.len();
-    let host = |leaf: u32, sub: u32| {
-        let r = crate::arch::x86_64::instr::cpuid(leaf, sub);
-        let mut l = [r.eax, r.ebx, r.ecx, r.edx];
-        match leaf {
-            1 => l[2] &= !LEAF1_ECX_HIDDEN,
-            7 if sub == 0 => {
-                l[1] &= !LEAF7_EBX_HIDDEN;
-                // LA57: the emulator walks 4-level tables only.
-                l[2] &= !LEAF7_ECX_LA57;
-            }
-            0xd => l = [0; 4],
-            _ => {}
-        }
-        l
-    };
-    let cpuid = HvmCpuidPolicy::from_host(
-        host,
-        HvmCpuidConfig {
-            vcpus: vcpus as u32,
-            domid: d.domid,
-            ..Default::default()
-        },
-    );
+    let cpuid =
+        HvmCpuidPolicy::from_host_levelled(hvm_host_cpuid, hvm_cpuid_config(d), &d.cpuid_levelling);
     let msr = MsrPolicy::from_cpuid(&cpuid, 0, 0);
     let ram = d.tot_pages * 4096;
     let platform = Platform::new(

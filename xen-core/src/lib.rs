@@ -15,6 +15,7 @@ pub mod acpi_s5;
 pub mod boot_info;
 pub mod cmdline;
 pub mod console_switch;
+pub mod cpuid_level;
 pub mod cpuid_policy;
 pub mod credit;
 pub mod desc;

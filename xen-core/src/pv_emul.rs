@@ -163,6 +163,31 @@ impl DomainEmul {
     }
 }
 
+impl DomainEmul {
+    /// The PV policy a domain gets by default (the base levelling is
+    /// checked against).
+    pub fn default_cpuid(is_privileged: bool) -> PvCpuidPolicy {
+        PvCpuidPolicy::from_host(host_cpuid_for_policy, policy_options(is_privileged))
+    }
+
+    /// Replaces the domain's policy by the default one levelled by `lv`
+    /// (XEN_DOMCTL_set_cpu_policy, before the domain first runs).
+    pub fn relevel(&mut self, is_privileged: bool, lv: &xen_core::cpuid_level::Levelling) {
+        *self.cpuid = PvCpuidPolicy::from_host_levelled(
+            host_cpuid_for_policy,
+            policy_options(is_privileged),
+            lv,
+        );
+    }
+}
+
+fn policy_options(is_privileged: bool) -> PolicyOptions {
+    PolicyOptions {
+        hardware_domain: is_privileged,
+        ..PolicyOptions::default()
+    }
+}
+
 /// The host CPUID as the PV policy is computed from: the real leaves,
 /// minus what xen-core does not context-switch (XSAVE: it saves guest FPU
 /// state with FXSAVE and leaves CR4.OSXSAVE off; FSGSBASE: CR4.FSGSBASE is

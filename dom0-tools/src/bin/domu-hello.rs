@@ -1,7 +1,8 @@
 //! A small guest (domU) kernel for Dom0's builder tests: says hello on
 //! its PV console ring, checks what the builder handed it (not the initial
 //! domain, a console ring and xenstore page in start_info, its command
-//! line) and powers its domain off.
+//! line), prints its CPUID leaves 1 and 7 (for `cpuid=`) and powers its
+//! domain off.
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
@@ -51,6 +52,18 @@ mod kernel {
             Ok(ver) => println!("domu-hello: running on Xen {ver}"),
             Err(e) => v.fail(format_args!("xen_version: {e}")),
         }
+        // The domain's CPUID policy (through Xen's forced-emulation prefix,
+        // as a PV kernel asks it), for the cpuid= levelling tests.
+        let c1 = pv_guest_lib::arch::xen_cpuid(1, 0);
+        let c7 = pv_guest_lib::arch::xen_cpuid(7, 0);
+        println!(
+            "domu-hello: cpuid 1: ecx={:#010x} edx={:#010x}; 7.0: ebx={:#010x} (sse4_2={} avx2={})",
+            c1.ecx,
+            c1.edx,
+            c7.ebx,
+            (c1.ecx >> 20) & 1,
+            (c7.ebx >> 5) & 1
+        );
         println!("domu-hello: goodbye");
         v.finish()
     }

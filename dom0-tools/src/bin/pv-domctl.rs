@@ -6,7 +6,10 @@
 //! not before (the frame stays allocated while mapped, as in Xen). Bad
 //! arguments get Xen's answers: wrong interface version `-EACCES`, unknown
 //! command `-ENOSYS`, missing domain `-ESRCH`, taken id `-EEXIST`, bad vCPU
-//! counts and flags `-EINVAL`, pausing oneself `-EINVAL`.
+//! counts and flags `-EINVAL`, pausing oneself `-EINVAL`. Its CPUID policy
+//! can be levelled down (`set_cpu_policy`) until it is first unpaused
+//! (then `-EEXIST`); a feature its default lacks is `-EINVAL` naming the
+//! leaf.
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
@@ -16,9 +19,11 @@ fn main() {}
 #[cfg(target_os = "none")]
 mod kernel {
     use dom0_tools::pvtest::Checks;
+    use dom0_tools::xc;
+    use hypercall_abi::arch_x86::XenCpuidLeaf;
     use hypercall_abi::domctl::{
-        DomctlCmd, XenDomctl, XenDomctlCreatedomain, XenDomctlGetdomaininfo, XenDomctlMaxMem,
-        XEN_DOMCTL_CDF_HVM, XEN_DOMCTL_INTERFACE_VERSION, XEN_DOMINF_PAUSED,
+        DomctlCmd, XenDomctl, XenDomctlCpuPolicy, XenDomctlCreatedomain, XenDomctlGetdomaininfo,
+        XenDomctlMaxMem, XEN_DOMCTL_CDF_HVM, XEN_DOMCTL_INTERFACE_VERSION, XEN_DOMINF_PAUSED,
     };
     use hypercall_abi::errno::Errno as AbiErrno;
     use hypercall_abi::hypercall::Hypercall;
@@ -126,6 +131,131 @@ mod kernel {
                 &x as *const _ as u64,
             )
         })
+    }
+
+    /// Room for a serialised policy and one more leaf (Dom0's heap is
+    /// small here: everything is on the stack).
+    const POLICY_MAX: usize = 121;
+
+    /// A CPUID policy: `n` leaves of `l`.
+    #[derive(Clone, Copy)]
+    struct Policy {
+        l: [XenCpuidLeaf; POLICY_MAX],
+        n: usize,
+    }
+
+    impl Policy {
+        fn leaves(&self) -> &[XenCpuidLeaf] {
+            &self.l[..self.n]
+        }
+    }
+
+    /// `XEN_DOMCTL_{get,set}_cpu_policy` on the new, never-run domain `d`;
+    /// returns its policy (SSE4.2 levelled away).
+    fn cpu_policy_checks(c: &mut Checks, d: u16) -> Option<Policy> {
+        const NO_SUBLEAF: u32 = u32::MAX;
+        // Sizes: NULL handles ask for Xen's maxima.
+        let mut op = XenDomctl::new(DomctlCmd::GetCpuPolicy, d);
+        op.set_payload(&XenDomctlCpuPolicy::new_zeroed());
+        if c.ok("get_cpu_policy with NULL handles", domctl(&mut op))
+            .is_some()
+        {
+            let p: XenDomctlCpuPolicy = op.payload();
+            c.check(
+                "it says 120 leaves (CPUID_MAX_SERIALISED_LEAVES), 0 MSRs",
+                p.nr_leaves == 120 && p.nr_msrs == 0,
+                format_args!("{} leaves, {} MSRs", p.nr_leaves, p.nr_msrs),
+            );
+        }
+        let mut one = [XenCpuidLeaf::new_zeroed(); 1];
+        c.err(
+            "get_cpu_policy into a 1-leaf buffer",
+            xc::get_cpu_policy_into(d, &mut one),
+            AbiErrno::ENOBUFS,
+        );
+        let mut pol = Policy {
+            l: [XenCpuidLeaf::new_zeroed(); POLICY_MAX],
+            n: 0,
+        };
+        pol.n = c.ok("get_cpu_policy", xc::get_cpu_policy_into(d, &mut pol.l))?;
+        let l1 = pol.leaves().iter().position(|l| l.leaf == 1);
+        c.check(
+            "it starts with leaf 0 and has leaf 1",
+            pol.leaves()
+                .first()
+                .is_some_and(|l| l.leaf == 0 && l.subleaf == NO_SUBLEAF)
+                && l1.is_some()
+                && pol.n < POLICY_MAX,
+            format_args!("{} leaves", pol.n),
+        );
+        let l1 = l1?;
+        let set = |p: &Policy| xc::set_cpu_policy(d, p.leaves());
+        c.ok(
+            "set_cpu_policy with the policy unchanged",
+            set(&pol).map_err(|e| e.errno),
+        );
+        // VMX is never offered to a PV guest: not a levelling down.
+        let mut bad = pol;
+        bad.l[l1].c |= 1 << 5;
+        let r = set(&bad);
+        c.check(
+            "setting a feature the default lacks: -EINVAL, err_leaf 1",
+            r.is_err_and(|e| e.errno == AbiErrno::EINVAL && e.leaf == 1 && e.subleaf == NO_SUBLEAF),
+            format_args!("{r:?}"),
+        );
+        let mut bad = pol;
+        bad.l[l1].a ^= 0xf0; // the model
+        let r = set(&bad);
+        c.check(
+            "changing leaf 1's model: -EINVAL, err_leaf 1",
+            r.is_err_and(|e| e.errno == AbiErrno::EINVAL && e.leaf == 1),
+            format_args!("{r:?}"),
+        );
+        let mut bad = pol;
+        bad.l[bad.n] = XenCpuidLeaf {
+            leaf: 0x1234_5678,
+            subleaf: NO_SUBLEAF,
+            ..XenCpuidLeaf::new_zeroed()
+        };
+        bad.n += 1;
+        let r = set(&bad);
+        c.check(
+            "a leaf Xen has no slot for: -ERANGE naming it",
+            r.is_err_and(|e| e.errno == AbiErrno::ERANGE && e.leaf == 0x1234_5678),
+            format_args!("{r:?}"),
+        );
+        let many = Policy {
+            l: [pol.l[0]; POLICY_MAX],
+            n: POLICY_MAX,
+        };
+        c.err(
+            "121 leaves",
+            set(&many).map_err(|e| e.errno),
+            AbiErrno::E2BIG,
+        );
+        c.err(
+            "set_cpu_policy on Dom0 itself",
+            xc::set_cpu_policy(0, pol.leaves()).map_err(|e| e.errno),
+            AbiErrno::EINVAL,
+        );
+        // Levelling SSE4.2 away (QEMU's -cpu max has it).
+        let had = pol.l[l1].c & (1 << 20) != 0;
+        let mut lev = pol;
+        lev.l[l1].c &= !(1 << 20);
+        c.ok(
+            "set_cpu_policy without SSE4.2",
+            set(&lev).map_err(|e| e.errno),
+        );
+        let mut now = [XenCpuidLeaf::new_zeroed(); POLICY_MAX];
+        if let Some(n) = c.ok("get_cpu_policy after", xc::get_cpu_policy_into(d, &mut now)) {
+            let ecx = now[..n].iter().find(|l| l.leaf == 1).map_or(0, |l| l.c);
+            c.check(
+                "SSE4.2 is gone, nothing else in leaf 1 ECX changed",
+                had && ecx == pol.l[l1].c & !(1 << 20),
+                format_args!("had {had}, ecx {:#x} -> {ecx:#x}", pol.l[l1].c),
+            );
+        }
+        Some(lev)
     }
 
     fn main(_si: &'static StartInfo) -> ! {
@@ -335,11 +465,26 @@ mod kernel {
             );
         }
 
+        // CPU policy (issue 7): levelled down before the domain first runs.
+        let policy = cpu_policy_checks(&mut c, d);
+
         // Pause / unpause.
         c.ok(
             "unpause (it was created paused)",
             simple(DomctlCmd::Unpausedomain, d),
         );
+        if let Some(p) = policy {
+            c.err(
+                "set_cpu_policy once the domain has been unpaused",
+                xc::set_cpu_policy(d, p.leaves()).map_err(|e| e.errno),
+                AbiErrno::EEXIST,
+            );
+            let mut again = [XenCpuidLeaf::new_zeroed(); POLICY_MAX];
+            c.ok(
+                "get_cpu_policy still answers",
+                xc::get_cpu_policy_into(d, &mut again),
+            );
+        }
         c.err(
             "unpause again",
             simple(DomctlCmd::Unpausedomain, d),

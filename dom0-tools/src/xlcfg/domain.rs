@@ -32,6 +32,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
+use super::cpuid::CpuidDelta;
 use super::cpus::{parse_cpu_list, CpuSet};
 use super::disk::{parse_disk_spec, DiskError, DiskSpec};
 use super::value::{Config, ValueError};
@@ -165,6 +166,9 @@ pub struct DomainConfig {
     /// `vif`: the network interfaces, in order (devid = index unless the
     /// spec says `devid=`).
     pub vif: Vec<VifSpec>,
+    /// `cpuid`: the CPU feature levelling (libxl's string or xend's list
+    /// form); `None` = the default policy.
+    pub cpuid: Option<CpuidDelta>,
 }
 
 /// What was wrong with one `disk` or `vif` entry.
@@ -293,6 +297,7 @@ pub const HONOURED_KEYS: &[&str] = &[
     "uuid",
     "disk",
     "vif",
+    "cpuid",
 ];
 
 /// xl.cfg keys Oxen does not (yet) implement: warned about as such rather
@@ -313,7 +318,6 @@ pub const XL_ONLY_KEYS: &[&str] = &[
     "bootloader_args",
     "channel",
     "claim_mode",
-    "cpuid",
     "cpus_soft",
     "device_model_args",
     "device_model_args_hvm",
@@ -545,6 +549,23 @@ impl Ctx<'_> {
         }
     }
 
+    /// `cpuid`: a string is libxl's form (`"host,aes=0"`), a list xend's
+    /// (`["0x1:ecx=xxxx..."]`).
+    fn cpuid(&self) -> Result<Option<CpuidDelta>, Error> {
+        let Some(setting) = self.cfg.get("cpuid") else {
+            return Ok(None);
+        };
+        let r = match setting.value.as_str() {
+            Some(s) => CpuidDelta::parse_libxl(s),
+            None => {
+                let items = self.cfg.get_string_list("cpuid")?.unwrap_or_default();
+                CpuidDelta::parse_xend(&items)
+            }
+        };
+        r.map(Some)
+            .map_err(|e| self.err(Some("cpuid"), format!("{e}")))
+    }
+
     fn device_err(&self, key: &'static str, index: usize, kind: DeviceErrorKind) -> Error {
         Error::Device(DeviceError {
             file: self.cfg.file().to_owned(),
@@ -694,6 +715,7 @@ impl DomainConfig {
 
         let disk = c.disks()?;
         let vif = c.vifs()?;
+        let cpuid = c.cpuid()?;
 
         c.warnings(&mut warnings);
         Ok((
@@ -716,6 +738,7 @@ impl DomainConfig {
                 uuid,
                 disk,
                 vif,
+                cpuid,
             },
             warnings,
         ))
@@ -964,6 +987,35 @@ mod tests {
         assert_eq!(
             build(&format!("{PV}vif = ['mac=00:16:3e']\n")).unwrap_err(),
             "d.cfg:3: Invalid parameter `mac'."
+        );
+    }
+
+    #[test]
+    fn cpuid_both_forms_and_errors_with_file_and_line() {
+        assert_eq!(dom(PV).cpuid, None);
+        let d = dom("name = 'g'\nkernel = '/k'\ncpuid = \"host,sse4_2=0\"\n");
+        let c = d.cpuid.unwrap();
+        assert_eq!(
+            (c.entries[0].leaf, c.entries[0].regs[2].unwrap()[11]),
+            (1, b'0')
+        );
+        let (d, w) = build(
+            "name = 'g'\nkernel = '/k'\ncpuid = [ '0x80000001:edx=xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx',\n '1:ecx=xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx0' ]\n",
+        )
+        .unwrap();
+        assert!(w.is_empty(), "cpuid is honoured, not warned about: {w:?}");
+        assert_eq!(d.cpuid.unwrap().entries.len(), 2);
+        assert_eq!(
+            build("name = 'g'\nkernel = '/k'\n\ncpuid = \"host,avx=maybe\"\n").unwrap_err(),
+            "d.cfg:4: while parsing CPUID flag \"avx=maybe\": error #3: illegal CPUID value (must be: [0|1|x|k|s])"
+        );
+        assert_eq!(
+            build("name = 'g'\nkernel = '/k'\ncpuid = [ '1:ecx=0' ]\n").unwrap_err(),
+            "d.cfg:3: while parsing CPUID line \"1:ecx=0\": error #5: policy string must be exactly 32 characters long"
+        );
+        assert_eq!(
+            build("name = 'g'\nkernel = '/k'\ncpuid = [ [ '1' ] ]\n").unwrap_err(),
+            "d.cfg:3: item 0 of parameter `cpuid' is a list but should be a string"
         );
     }
 }

@@ -11,6 +11,7 @@
 //!   settings store and the libxlu-format [`ParseError`]s;
 //! - [`value`]: [`Config`], [`Value`] and the typed getters;
 //! - [`cpus`]: CPU lists (`"0-3,^2"`);
+//! - [`cpuid`]: `cpuid=`, CPU feature levelling (libxl and xend forms);
 //! - [`disk`]: disk specs (`'phy:/dev/vg/g,xvda,w'`) and vdev numbers;
 //! - [`vif`]: vif specs (`'bridge=xenbr0,mac=...'`) and MAC addresses;
 //! - [`domain`]: [`DomainConfig`] and the [`Warning`]s for ignored keys.
@@ -35,6 +36,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cpuid;
 pub mod cpus;
 pub mod disk;
 pub mod domain;
@@ -47,6 +49,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
+pub use cpuid::{ApplyError, CpuidDelta, CpuidError};
 pub use cpus::{parse_cpu_list, CpuSet};
 pub use disk::{
     parse_disk_spec, parse_disk_spec_parts, vdev_to_devid, DiskError, DiskFormat, DiskSpec,

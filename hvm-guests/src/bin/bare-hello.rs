@@ -104,6 +104,13 @@ mod kernel {
             l0.eax,
             l1.ebx >> 24
         );
+        // The feature words, for the cpuid= (levelling) tests.
+        println!(
+            "bare: cpuid features: leaf1 ecx={:#010x} edx={:#010x} sse4_2={}",
+            l1.ecx,
+            l1.edx,
+            (l1.ecx >> 20) & 1
+        );
         if !vendor.iter().all(u8::is_ascii_graphic) {
             return Err(why!("vendor string {vendor:02x?} is not printable"));
         }

@@ -352,6 +352,52 @@ impl HvmCpuidPolicy {
         }
     }
 
+    /// The policy of a levelled domain (`XEN_DOMCTL_set_cpu_policy`):
+    /// [`Self::from_host`] over host leaves masked by `lv`, then its own
+    /// feature words masked (the bits it forces on, such as x2APIC or
+    /// HYPERVISOR, can be levelled away too) and the XSAVE components
+    /// of features levelled away dropped.
+    pub fn from_host_levelled(
+        host: impl Fn(u32, u32) -> Leaf,
+        cfg: HvmCpuidConfig,
+        lv: &crate::cpuid_level::Levelling,
+    ) -> Self {
+        let mut p = Self::from_host(|l, s| lv.mask_host_leaf(l, s, host(l, s)), cfg);
+        p.basic[1] = lv.mask_leaf(1, 0, p.basic[1]);
+        p.basic[6] = lv.mask_leaf(6, 0, p.basic[6]);
+        p.feat7 = lv.mask_leaf(7, 0, p.feat7);
+        p.xstate[1] = lv.mask_leaf(0xd, 1, p.xstate[1]);
+        for i in [1, 7, 8] {
+            p.extd[i] = lv.mask_leaf(0x8000_0000 | i as u32, 0, p.extd[i]);
+        }
+        if p.basic[1][ECX] & bits::L1C_XSAVE == 0 {
+            p.xcr0_mask = 0;
+            p.xstate = [EMPTY; NR_XSTATE];
+        } else {
+            if p.basic[1][ECX] & (1 << 28) == 0 {
+                p.xcr0_mask &= !((1 << 2) | (7 << 5));
+            }
+            if p.feat7[EBX] & (1 << 16) == 0 {
+                p.xcr0_mask &= !(7 << 5);
+            }
+            for (i, x) in p.xstate.iter_mut().enumerate().skip(2) {
+                if p.xcr0_mask & (1 << i) == 0 {
+                    *x = EMPTY;
+                }
+            }
+            let size = Self::xsave_size_of(&p.xstate, p.xcr0_mask);
+            p.xstate[0] = [p.xcr0_mask as u32, size, size, (p.xcr0_mask >> 32) as u32];
+        }
+        p
+    }
+
+    /// The policy as `XEN_DOMCTL_get_cpu_policy` hands it out: what vCPU
+    /// 0 with CR4 and XCR0 at reset would read.
+    pub fn serialise(&self) -> crate::cpuid_level::Entries {
+        let v = VcpuCpuidState::default();
+        crate::cpuid_level::serialise(|l, s| self.lookup(&v, l, s))
+    }
+
     fn xsave_size_of(xstate: &[Leaf; NR_XSTATE], xcr0: u64) -> u32 {
         let mut size = 512 + 64; // legacy area + XSAVE header
         for (i, x) in xstate.iter().enumerate().skip(2) {
@@ -734,5 +780,46 @@ mod tests {
         let e = HvmCpuidPolicy::from_host(|_, _| EMPTY, HvmCpuidConfig::default());
         assert_eq!(e.lookup(&vc, 0xd, 0), EMPTY);
         assert_eq!(e.vendor(), Vendor::Unknown);
+    }
+
+    #[test]
+    fn levelling_an_hvm_policy() {
+        use crate::cpuid_level::{audit, Levelling};
+        for v in VENDORS {
+            let h = host(v);
+            let hl = |l, s| h.get(&(l, s)).copied().unwrap_or(EMPTY);
+            let cfg = HvmCpuidConfig {
+                vcpus: 2,
+                domid: 7,
+                ..Default::default()
+            };
+            let def = HvmCpuidPolicy::from_host(hl, cfg);
+            assert_eq!(
+                HvmCpuidPolicy::from_host_levelled(hl, cfg, &Levelling::default()),
+                def
+            );
+            let ser = def.serialise();
+            let mut sub = ser.as_slice().to_vec();
+            let l1 = sub.iter_mut().find(|e| e.leaf == 1).unwrap();
+            l1.regs[ECX] &= !((1 << 20) | (1 << 28) | bits::L1C_X2APIC);
+            let lv = audit(ser.as_slice(), ser.as_slice(), &sub).unwrap();
+            let p = HvmCpuidPolicy::from_host_levelled(hl, cfg, &lv);
+            let vc = VcpuCpuidState::default();
+            let l1 = p.lookup(&vc, 1, 0);
+            assert_eq!(l1[ECX] & ((1 << 20) | (1 << 28) | bits::L1C_X2APIC), 0);
+            assert!(!p.has(7, EBX, 5), "AVX2 follows AVX");
+            assert_eq!(p.xcr0_mask() & 0b100, 0, "no YMM without AVX");
+            assert_eq!(p.lookup(&vc, 0xd, 2), EMPTY);
+            assert_eq!(l1[EDX], def.lookup(&vc, 1, 0)[EDX]);
+            // Asking for a bit the default hides (VMX) is refused.
+            let mut sub = ser.as_slice().to_vec();
+            sub.iter_mut().find(|e| e.leaf == 1).unwrap().regs[ECX] |= bits::L1C_VMX;
+            assert_eq!(
+                audit(ser.as_slice(), ser.as_slice(), &sub)
+                    .unwrap_err()
+                    .leaf,
+                1
+            );
+        }
     }
 }

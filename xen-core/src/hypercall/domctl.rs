@@ -16,7 +16,7 @@ use hypercall_abi::errno::Errno;
 use hypercall_abi::xen::SharedInfo;
 use xen_core::mm::frame_table::{DomId as FtDomId, Owner, PageType};
 use xen_core::mm::Mfn;
-use zerocopy::{FromZeros, IntoBytes};
+use zerocopy::{FromBytes, FromZeros, IntoBytes};
 
 /// `DOMID_FIRST_RESERVED`: ids from here on are special.
 const DOMID_FIRST_RESERVED: DomId = 0x7ff0;
@@ -61,7 +61,12 @@ pub fn domctl(c: &mut Call) -> Result<i64, Errno> {
             let domid = op.domain;
             let d = target(c, domid)?;
             let self_target = d.domid == caller;
-            on_domain(cmd, d, &mut op, cr3, self_target)?
+            let r = on_domain(cmd, d, &mut op, cr3, self_target);
+            if r.is_err() && matches!(cmd, DomctlCmd::SetCpuPolicy) {
+                // Xen copies err_leaf/err_subleaf/err_msr back on failure.
+                write_guest(cr3, arg, &op)?;
+            }
+            r?
         }
     };
     if copy_back {
@@ -112,6 +117,7 @@ fn on_domain(
             }
             d.pause_count -= 1;
             crate::sched::domain_unpause(d)?;
+            d.creation_finished = true;
             Ok(false)
         }
         DomctlCmd::MaxMem => {
@@ -280,6 +286,18 @@ fn on_domain(
         DomctlCmd::GetAddressSize => {
             op.set_payload(&XenDomctlAddressSize { size: 64 });
             Ok(true)
+        }
+        DomctlCmd::GetCpuPolicy => {
+            let mut p: XenDomctlCpuPolicy = op.payload();
+            get_cpu_policy(d, &mut p, cr3)?;
+            op.set_payload(&p);
+            Ok(true)
+        }
+        DomctlCmd::SetCpuPolicy => {
+            let mut p: XenDomctlCpuPolicy = op.payload();
+            let r = set_cpu_policy(d, &mut p, cr3, self_target);
+            op.set_payload(&p);
+            r.map(|()| false)
         }
         _ => Err(Errno::ENOSYS),
     }
@@ -663,4 +681,116 @@ fn hypercall_init(d: &Domain, mfn: Mfn) -> Result<(), Errno> {
         let _ = ft.put_page_type(mfn);
         Ok(())
     })
+}
+
+/// The domain's CPUID policy as `get_cpu_policy` hands it out.
+fn current_cpu_policy(d: &Domain) -> Box<xen_core::cpuid_level::Entries> {
+    if d.is_hvm() {
+        Box::new(crate::hvm_run::current_cpuid_serialised(d))
+    } else {
+        Box::new(d.emul.cpuid.serialise())
+    }
+}
+
+/// XEN_DOMCTL_get_cpu_policy: the CPUID leaves (Xen's
+/// `x86_cpuid_copy_to_buffer` order) and no MSR entries (Oxen serialises
+/// none: DEVIATION, Xen 4.17 hands out PLATFORM_INFO and
+/// ARCH_CAPABILITIES). NULL handles ask for the sizes; a buffer too
+/// small is `-ENOBUFS`.
+fn get_cpu_policy(d: &Domain, p: &mut XenDomctlCpuPolicy, cr3: u64) -> Result<(), Errno> {
+    use hypercall_abi::arch_x86::XenCpuidLeaf;
+    use xen_core::cpuid_level::MAX_SERIALISED_LEAVES;
+    if p.leaves == 0 {
+        p.nr_leaves = MAX_SERIALISED_LEAVES as u32;
+    } else {
+        let cur = current_cpu_policy(d);
+        let entries = cur.as_slice();
+        if (p.nr_leaves as usize) < entries.len() {
+            return Err(Errno::ENOBUFS);
+        }
+        let mut buf = alloc::vec::Vec::with_capacity(entries.len() * 24);
+        for e in entries {
+            let l = XenCpuidLeaf {
+                leaf: e.leaf,
+                subleaf: e.subleaf,
+                a: e.regs[0],
+                b: e.regs[1],
+                c: e.regs[2],
+                d: e.regs[3],
+            };
+            buf.extend_from_slice(l.as_bytes());
+        }
+        crate::domain::copy_to_guest(cr3, p.leaves, &buf)?;
+        p.nr_leaves = entries.len() as u32;
+    }
+    p.nr_msrs = 0;
+    Ok(())
+}
+
+/// XEN_DOMCTL_set_cpu_policy: levels the domain's CPUID down
+/// ([`xen_core::cpuid_level::audit`] says what is refused; `err_leaf` /
+/// `err_subleaf` name the leaf). Not on itself (`-EINVAL`), not once the
+/// domain has been unpaused (`-EEXIST`, as Xen). MSR entries: Oxen has
+/// none to set, so any is `-ERANGE` with `err_msr` naming it (Xen's
+/// answer for an MSR outside its policy).
+fn set_cpu_policy(
+    d: &mut Domain,
+    p: &mut XenDomctlCpuPolicy,
+    cr3: u64,
+    self_target: bool,
+) -> Result<(), Errno> {
+    use hypercall_abi::arch_x86::{XenCpuidLeaf, XenMsrEntry};
+    use xen_core::cpuid_level::{audit, Entry, MAX_SERIALISED_LEAVES};
+    if self_target {
+        return Err(Errno::EINVAL);
+    }
+    if d.creation_finished {
+        return Err(Errno::EEXIST);
+    }
+    p.err_leaf = u32::MAX;
+    p.err_subleaf = u32::MAX;
+    p.err_msr = u32::MAX;
+    if p.nr_leaves as usize > MAX_SERIALISED_LEAVES {
+        return Err(Errno::E2BIG);
+    }
+    let n = p.nr_leaves as usize;
+    let mut raw = alloc::vec![0u8; n * core::mem::size_of::<XenCpuidLeaf>()];
+    if n > 0 {
+        crate::domain::copy_from_guest(cr3, p.leaves, &mut raw)?;
+    }
+    let submitted: alloc::vec::Vec<Entry> = raw
+        .chunks_exact(core::mem::size_of::<XenCpuidLeaf>())
+        .filter_map(|c| XenCpuidLeaf::read_from_bytes(c).ok())
+        .map(|l| Entry {
+            leaf: l.leaf,
+            subleaf: l.subleaf,
+            regs: [l.a, l.b, l.c, l.d],
+        })
+        .collect();
+    if p.nr_msrs > 0 {
+        let m: XenMsrEntry = read_guest(cr3, p.msrs)?;
+        p.err_msr = m.idx;
+        return Err(Errno::ERANGE);
+    }
+    let (default, current) = if d.is_hvm() {
+        (
+            Box::new(crate::hvm_run::default_cpuid(d).serialise()),
+            Box::new(crate::hvm_run::current_cpuid_serialised(d)),
+        )
+    } else {
+        (
+            Box::new(crate::pv_emul::DomainEmul::default_cpuid(d.is_privileged).serialise()),
+            Box::new(d.emul.cpuid.serialise()),
+        )
+    };
+    let lv = audit(default.as_slice(), current.as_slice(), &submitted).map_err(|r| {
+        p.err_leaf = r.leaf;
+        p.err_subleaf = r.subleaf;
+        r.errno
+    })?;
+    d.cpuid_levelling = lv;
+    if !d.is_hvm() {
+        d.emul.relevel(d.is_privileged, &lv);
+    }
+    Ok(())
 }
