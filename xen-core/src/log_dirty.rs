@@ -12,9 +12,8 @@
 //! once the exit is handled; registered `vcpu_info` frames, which the
 //! hypervisor updates all the time, are reported dirty by every `CLEAN`;
 //! a writable foreign mapping Dom0 drops ([`note_foreign`], as Xen's
-//! `put_page_from_l1e`) marks its frame. Not yet: writable grant mappings
-//! of the domain's frames (blkback's, for a PVH guest) are not marked
-//! when Dom0 unmaps them.
+//! `put_page_from_l1e`) and a writable grant mapping unmapped or a grant
+//! copy into the domain's frame (Xen's `gnttab_mark_dirty`) mark it.
 //!
 //! **Owns** the glue: the domctl, the fault, the per-CPU notes. The
 //! bitmap is `xen_core::mm::log_dirty` (pure), the p2m walks are

@@ -107,6 +107,10 @@ pub trait GrantEnv: PtMemory {
     /// Copies `len` bytes from `src` at `src_off` to `dst` at `dst_off`
     /// (both in bounds; the frames are referenced).
     fn copy(&mut self, src: Mfn, src_off: u16, dst: Mfn, dst_off: u16, len: u16);
+    /// Granter `rd`'s frame `mfn` may have been written through a grant (a
+    /// writable mapping went, or a copy wrote it): Xen's
+    /// `gnttab_mark_dirty`, for the granter's log-dirty mode.
+    fn mark_dirty(&mut self, _rd: u16, _mfn: Mfn) {}
 }
 
 /// The v1 shared entries of a granting domain, which its vCPUs may change
@@ -1017,6 +1021,9 @@ fn complete<E: GrantEnv + ?Sized, S: SharedEntries + ?Sized>(
         return;
     }
     let ro = u.done & GNTMAP_READONLY as u16 != 0;
+    if !ro {
+        env.mark_dirty(u.rd, u.mfn);
+    }
     let mut act = ractive.get(u.gref);
     if u.done & GNTMAP_DEVICE_MAP as u16 != 0 {
         if !ro {
@@ -1224,6 +1231,7 @@ fn unclaim<E: GrantEnv + ?Sized, S: SharedEntries + ?Sized>(
         release_for_copy(rd, gref, !c.writable);
     }
     if c.writable {
+        env.mark_dirty(rd.domid.0, c.mfn);
         put_type(env, ft, c.mfn);
     }
     put_page(env, ft, c.mfn);

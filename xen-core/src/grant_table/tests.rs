@@ -36,6 +36,8 @@ struct Mem {
     flushes: u32,
     dropped: Vec<u64>,
     no_pages: bool,
+    /// `mark_dirty` calls: (granter, frame).
+    dirty: Vec<(u16, Mfn)>,
 }
 
 impl PtMemory for Mem {
@@ -57,6 +59,10 @@ impl PtMemory for Mem {
 }
 
 impl GrantEnv for Mem {
+    fn mark_dirty(&mut self, rd: u16, mfn: Mfn) {
+        self.dirty.push((rd, mfn));
+    }
+
     fn alloc_page(&mut self) -> Option<&'static mut Page> {
         if self.no_pages {
             return None;
@@ -199,6 +205,7 @@ impl World {
             flushes: 0,
             dropped: Vec::new(),
             no_pages: false,
+            dirty: Vec::new(),
         };
         mem.t[L4.0 as usize][0] = L3.maddr() | 7;
         mem.t[L3.0 as usize][0] = L2.maddr() | 7;
@@ -401,9 +408,13 @@ fn host_map_readwrite_and_unmap() {
     assert_eq!(w.pte(5), ptval::grant_pte(DATA, HOST));
     let pages = w.mem.pages_out;
     assert_eq!(maptrack.limit(), MAPTRACK_PER_PAGE);
+    assert!(w.mem.dirty.is_empty(), "not dirty while still mapped");
     w.unmap(maptrack, active, &mut sh, m.handle, VA, 0).unwrap();
     assert_eq!(w.pte(5), 0);
     assert_eq!(counts(&w, DATA), before);
+    // A writable mapping went: the granter's frame may have been written
+    // (Xen's gnttab_mark_dirty).
+    assert_eq!(w.mem.dirty, [(D1.0, DATA)]);
     // The last mapping gone, the maptrack page goes back.
     assert_eq!((maptrack.in_use(), maptrack.limit()), (0, 0));
     assert_eq!(w.mem.pages_out, pages - 1);
@@ -500,6 +511,10 @@ fn readonly_grants_and_mappings() {
     w.unmap(maptrack, active, &mut sh, m.handle, VA, 0).unwrap();
     assert_eq!(counts(&w, DATA), before);
     assert_eq!(sh.flags(3), GTF_PERMIT_ACCESS | GTF_READONLY);
+    assert!(
+        w.mem.dirty.is_empty(),
+        "a read-only mapping dirties nothing"
+    );
 }
 
 #[test]
@@ -955,6 +970,8 @@ fn copies() {
     )
     .unwrap();
     assert_eq!(w.mem.t[DATA.0 as usize][2], 0x1122_3344_5566_7788);
+    // The destination (D1's frame) was written; the source was not.
+    assert_eq!(w.mem.dirty, [(D1.0, DATA)]);
     assert_eq!(counts(&w, DATA2), c2);
     assert_eq!(counts(&w, DATA), c1);
     assert_eq!(sh2.flags(4), GTF_PERMIT_ACCESS | GTF_READONLY);

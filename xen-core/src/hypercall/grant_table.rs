@@ -109,9 +109,16 @@ impl PtMemory for GntEnv<'_> {
     fn grant_pte_dropped(&mut self, entry: u64) {
         note_implicit_unmap(self.domid, entry);
     }
+    fn foreign_writable_dropped(&mut self, mfn: Mfn, owner: xen_core::mm::frame_table::DomId) {
+        self.pt.foreign_writable_dropped(mfn, owner)
+    }
 }
 
 impl GrantEnv for GntEnv<'_> {
+    fn mark_dirty(&mut self, rd: u16, mfn: Mfn) {
+        crate::log_dirty::note_foreign(rd, mfn);
+    }
+
     fn alloc_page(&mut self) -> Option<&'static mut Page> {
         let mfn = self.alloc_frame()?;
         // SAFETY: a free frame just taken from the allocator (so no one
