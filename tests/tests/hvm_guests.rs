@@ -399,6 +399,10 @@ fn xl_destroy_of_a_running_hvm_guest_leaves_nothing_and_the_next_one_passes() {
 /// `apt-get download`s Debian package `pkg` (once; cached under the
 /// image build's target dir) and unpacks it: the directory it is in.
 fn debian_package(pkg: &str) -> std::path::PathBuf {
+    // The Linux tests run in parallel threads and share the unpacked
+    // packages: one fetches and unpacks, the others wait for it.
+    static FETCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = FETCH.lock().unwrap_or_else(|e| e.into_inner());
     let dir = oxen_tests::images::images_target_dir()
         .join("debian")
         .join(pkg);
