@@ -457,6 +457,88 @@ fn debian_cloud_kernel_package() -> String {
         .to_string()
 }
 
+/// A stock Debian Linux guest for [`boot_linux`].
+struct LinuxGuest<'a> {
+    /// Its `name =`.
+    name: &'a str,
+    /// The rest of its xl.cfg (`kernel =` and `ramdisk =` are added).
+    cfg: &'a str,
+    /// Its busybox `/init`.
+    init: &'a str,
+    /// Kernel modules (paths under the package's `lib/modules/<version>/`)
+    /// put at the initramfs' root.
+    modules: &'a [&'a str],
+    /// More files for Dom0's ramdisk.
+    files: &'a [std::path::PathBuf],
+    /// More `oxen-run` options.
+    qemu_args: &'a [&'a str],
+    /// What `xl console` must show.
+    want: &'a [&'a str],
+}
+
+/// Boots the cloud kernel's bzImage as `g` with a busybox initramfs built
+/// here (`xl create -c`), and checks it printed `g.want`, is gone
+/// afterwards and gave all its memory back.
+fn boot_linux(g: &LinuxGuest) {
+    let (vmlinuz, kroot) = debian_cloud_kernel();
+    let busybox = std::fs::read(debian_package("busybox-static").join("bin/busybox")).unwrap();
+    let mut cpio = oxen_tests::cpio::CpioWriter::new();
+    for d in ["dev", "proc", "sys"] {
+        cpio.add_dir(d).unwrap();
+    }
+    cpio.add_file("bin/busybox", 0o755, &busybox).unwrap();
+    for m in g.modules {
+        let path = std::fs::read_dir(kroot.join("lib/modules"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path().join(m))
+            .find(|p| p.is_file())
+            .unwrap_or_else(|| panic!("the kernel package has no {m}"));
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        cpio.add_file(&name, 0o644, &std::fs::read(&path).unwrap())
+            .unwrap();
+    }
+    cpio.add_file("init", 0o755, g.init.as_bytes()).unwrap();
+    let initrd_name = format!("{}-initrd.cpio", g.name);
+    let initrd = ramdisk_file(&initrd_name, "");
+    std::fs::write(&initrd, cpio.finish()).unwrap();
+    let kernel = ramdisk_file("vmlinuz", "");
+    std::fs::copy(&vmlinuz, &kernel).unwrap();
+    let cfg_name = format!("{}.cfg", g.name);
+    let cfg = ramdisk_file(
+        &cfg_name,
+        &format!(
+            "name = \"{}\"\nkernel = \"/boot/vmlinuz\"\nramdisk = \"/boot/{initrd_name}\"\n{}",
+            g.name, g.cfg
+        ),
+    );
+    let mut args: Vec<String> = g.qemu_args.iter().map(|a| a.to_string()).collect();
+    for f in [&kernel, &initrd, &cfg].into_iter().chain(g.files) {
+        args.push("--add".into());
+        args.push(f.display().to_string());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, text) = oxen_run_batch(
+        &args,
+        &format!("xl info\nxl create -c {cfg_name}\nxl list\nxl info\n"),
+        LINUX_TIMEOUT,
+    );
+    assert_eq!(code, Some(0), "every xl command should succeed:\n{text}");
+    for want in g.want {
+        assert!(
+            text.contains(want),
+            "missing {want:?} on xl console:\n{text}"
+        );
+    }
+    assert!(
+        list_rows(&text, g.name).is_empty(),
+        "Linux should be gone after its power-off:\n{text}"
+    );
+    let free = free_memory(&text);
+    assert_eq!(free.len(), 2, "two `xl info`s:\n{text}");
+    assert_eq!(free[0], free[1], "all its memory should come back:\n{text}");
+}
+
 // A stock Debian kernel (linux-image-*-cloud-amd64, as the issue asks,
 // fetched with apt-get download) boots as a 2-vCPU `type = "hvm"` guest
 // from its bzImage with a busybox initramfs built here, brings up its
@@ -469,8 +551,6 @@ fn debian_cloud_kernel_package() -> String {
 // unmodified kernel on emulated hardware, so it boots Linux as on bare metal.
 #[test]
 fn a_stock_debian_linux_boots_as_an_hvm_guest_to_busybox_userspace() {
-    let (vmlinuz, _) = debian_cloud_kernel();
-    let busybox = std::fs::read(debian_package("busybox-static").join("bin/busybox")).unwrap();
     let init = "#!/bin/busybox sh\n\
                 /bin/busybox mount -t devtmpfs dev /dev\n\
                 /bin/busybox mount -t proc proc /proc\n\
@@ -478,51 +558,21 @@ fn a_stock_debian_linux_boots_as_an_hvm_guest_to_busybox_userspace() {
                 echo \"oxen-hvm-linux: hello from /dev/console through ttyS0\" > /dev/console\n\
                 /bin/busybox sleep 1\n\
                 /bin/busybox poweroff -f\n";
-    let mut cpio = oxen_tests::cpio::CpioWriter::new();
-    cpio.add_dir("dev").unwrap();
-    cpio.add_dir("proc").unwrap();
-    cpio.add_file("bin/busybox", 0o755, &busybox).unwrap();
-    cpio.add_file("init", 0o755, init.as_bytes()).unwrap();
-    let initrd = ramdisk_file("linux-initrd.cpio", "");
-    std::fs::write(&initrd, cpio.finish()).unwrap();
-    let kernel = ramdisk_file("vmlinuz", "");
-    std::fs::copy(&vmlinuz, &kernel).unwrap();
-    let cfg = ramdisk_file(
-        "linux.cfg",
-        "name = \"linux\"\ntype = \"hvm\"\nkernel = \"/boot/vmlinuz\"\n\
-         ramdisk = \"/boot/linux-initrd.cpio\"\nmemory = 128\nvcpus = 2\n\
-         extra = \"nopv console=ttyS0 earlyprintk=serial,ttyS0\"\n",
-    );
-    let mut args: Vec<String> = Vec::new();
-    for f in [&kernel, &initrd, &cfg] {
-        args.push("--add".into());
-        args.push(f.display().to_string());
-    }
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (code, text) = oxen_run_batch(
-        &args,
-        "xl info\nxl create -c linux.cfg\nxl list\nxl info\n",
-        LINUX_TIMEOUT,
-    );
-    assert_eq!(code, Some(0), "every xl command should succeed:\n{text}");
-    for want in [
-        LINUX_TWO_CPUS,
-        LINUX_MARKER,
-        LINUX_TTY_MARKER,
-        LINUX_POWER_DOWN,
-    ] {
-        assert!(
-            text.contains(want),
-            "missing {want:?} on xl console:\n{text}"
-        );
-    }
-    assert!(
-        list_rows(&text, "linux").is_empty(),
-        "Linux should be gone after its power-off:\n{text}"
-    );
-    let free = free_memory(&text);
-    assert_eq!(free.len(), 2, "two `xl info`s:\n{text}");
-    assert_eq!(free[0], free[1], "all its memory should come back:\n{text}");
+    boot_linux(&LinuxGuest {
+        name: "linux",
+        cfg: "type = \"hvm\"\nmemory = 128\nvcpus = 2\n\
+              extra = \"nopv console=ttyS0 earlyprintk=serial,ttyS0\"\n",
+        init,
+        modules: &[],
+        files: &[],
+        qemu_args: &[],
+        want: &[
+            LINUX_TWO_CPUS,
+            LINUX_MARKER,
+            LINUX_TTY_MARKER,
+            LINUX_POWER_DOWN,
+        ],
+    });
 }
 
 /// The cloud kernel's unpacked tree: (its /boot/vmlinuz-*, the package
@@ -552,14 +602,6 @@ fn debian_cloud_kernel() -> (std::path::PathBuf, std::path::PathBuf) {
 // own (gfn-addressed) pages.
 #[test]
 fn a_stock_debian_linux_boots_as_a_pvh_guest_on_hvc0_and_reads_its_xen_blkfront_disk() {
-    let (vmlinuz, kroot) = debian_cloud_kernel();
-    let blkfront = std::fs::read_dir(kroot.join("lib/modules"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.path().join("kernel/drivers/block/xen-blkfront.ko"))
-        .find(|p| p.is_file())
-        .expect("the kernel package's xen-blkfront.ko");
-    let busybox = std::fs::read(debian_package("busybox-static").join("bin/busybox")).unwrap();
     let init = "#!/bin/busybox sh\n\
                 /bin/busybox mount -t devtmpfs dev /dev\n\
                 /bin/busybox mount -t proc proc /proc\n\
@@ -569,61 +611,27 @@ fn a_stock_debian_linux_boots_as_a_pvh_guest_on_hvc0_and_reads_its_xen_blkfront_
                 for i in 1 2 3 4 5 6 7 8 9 10; do [ -b /dev/xvda ] && break; /bin/busybox sleep 1; done\n\
                 echo \"oxen-pvh-linux: xvda says: $(/bin/busybox head -c 18 /dev/xvda)\" > /dev/console\n\
                 /bin/busybox poweroff -f\n";
-    let mut cpio = oxen_tests::cpio::CpioWriter::new();
-    cpio.add_dir("dev").unwrap();
-    cpio.add_dir("proc").unwrap();
-    cpio.add_dir("sys").unwrap();
-    cpio.add_file("bin/busybox", 0o755, &busybox).unwrap();
-    cpio.add_file("xen-blkfront.ko", 0o644, &std::fs::read(&blkfront).unwrap())
-        .unwrap();
-    cpio.add_file("init", 0o755, init.as_bytes()).unwrap();
-    let initrd = ramdisk_file("pvh-initrd.cpio", "");
-    std::fs::write(&initrd, cpio.finish()).unwrap();
-    let kernel = ramdisk_file("vmlinuz", "");
-    std::fs::copy(&vmlinuz, &kernel).unwrap();
     let mut disk = b"oxen-pvh-disk-7d3f".to_vec();
     disk.resize(1 << 20, 0);
     let disk_path = ramdisk_file("pvh-disk.img", "");
     std::fs::write(&disk_path, &disk).unwrap();
-    let cfg = ramdisk_file(
-        "pvh.cfg",
-        "name = \"pvhlinux\"\ntype = \"pvh\"\nkernel = \"/boot/vmlinuz\"\n\
-         ramdisk = \"/boot/pvh-initrd.cpio\"\nmemory = 256\nvcpus = 1\n\
-         disk = [ \"/boot/pvh-disk.img,raw,xvda,r\" ]\n\
-         extra = \"console=hvc0\"\n",
-    );
-    let mut args: Vec<String> = vec!["--mem".into(), "1G".into()];
-    for f in [&kernel, &initrd, &disk_path, &cfg] {
-        args.push("--add".into());
-        args.push(f.display().to_string());
-    }
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (code, text) = oxen_run_batch(
-        &args,
-        "xl info\nxl create -c pvh.cfg\nxl list\nxl info\n",
-        LINUX_TIMEOUT,
-    );
-    assert_eq!(code, Some(0), "every xl command should succeed:\n{text}");
-    for want in [
-        PVH_BOOTED,
-        PVH_PV_CLOCK,
-        PVH_TTY_MARKER,
-        PVH_BLKFRONT,
-        PVH_DISK_MARKER,
-        PVH_HALTED,
-    ] {
-        assert!(
-            text.contains(want),
-            "missing {want:?} on xl console:\n{text}"
-        );
-    }
-    assert!(
-        list_rows(&text, "pvhlinux").is_empty(),
-        "Linux should be gone after its power-off:\n{text}"
-    );
-    let free = free_memory(&text);
-    assert_eq!(free.len(), 2, "two `xl info`s:\n{text}");
-    assert_eq!(free[0], free[1], "all its memory should come back:\n{text}");
+    boot_linux(&LinuxGuest {
+        name: "pvhlinux",
+        cfg: "type = \"pvh\"\nmemory = 256\nvcpus = 1\n\
+              disk = [ \"/boot/pvh-disk.img,raw,xvda,r\" ]\nextra = \"console=hvc0\"\n",
+        init,
+        modules: &["kernel/drivers/block/xen-blkfront.ko"],
+        files: &[disk_path],
+        qemu_args: &["--mem", "1G"],
+        want: &[
+            PVH_BOOTED,
+            PVH_PV_CLOCK,
+            PVH_TTY_MARKER,
+            PVH_BLKFRONT,
+            PVH_DISK_MARKER,
+            PVH_HALTED,
+        ],
+    });
 }
 
 // On a CPU without SVM (`qemu64,-svm`), xen-core refuses HVM domains;
