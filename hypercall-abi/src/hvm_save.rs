@@ -263,6 +263,25 @@ impl Default for HvmSaveHeader {
 
 /// Size of a [`HvmHwCpu`] record's data.
 pub const HVM_HW_CPU_SIZE: usize = core::mem::size_of::<HvmHwCpu>();
+
+abi_struct! {
+    /// `struct hvm_hw_lapic` (record [`code::LAPIC`], one per vCPU): the
+    /// local APIC's state outside its register page.
+    pub struct HvmHwLapic {
+        /// IA32_APIC_BASE.
+        pub apic_base_msr: u64,
+        /// `VLAPIC_SW_DISABLED` (1) | `VLAPIC_HW_DISABLED` (2).
+        pub disabled: u32,
+        /// The timer divisor.
+        pub timer_divisor: u32,
+        /// IA32_TSC_DEADLINE.
+        pub tdt_msr: u64,
+    }
+}
+
+/// Bytes of `struct hvm_hw_lapic_regs` (record [`code::LAPIC_REGS`]).
+pub const HVM_HW_LAPIC_REGS_SIZE: usize = 1024;
+const _: () = assert!(core::mem::size_of::<HvmHwLapic>() == 24);
 const _: () = assert!(HVM_HW_CPU_SIZE == 1024);
 const _: () = assert!(core::mem::size_of::<HvmSaveDescriptor>() == 8);
 const _: () = assert!(core::mem::size_of::<HvmSaveHeader>() == 24);

@@ -288,6 +288,8 @@ pub const TEST_KERNELS: &[TestKernel] = &[
             "(XEN) domain crash: d7v0: triple fault",
             "pv-hvmrun: a triple fault crashes that domain: ok",
             "pv-hvmrun: Dom0 keeps running beside a guest that never exits: ok",
+            "pv-hvmrun: its LAPIC_REGS record holds the periodic timer it programmed: ok",
+            "pv-hvmrun: the guest's LAPIC timer keeps ticking after its context went out and back: ok",
             "pv-hvmrun: CLEAN: exactly the frames the guest writes are dirty, the writes counted as faults: ok",
             "pv-hvmrun: PEEK of a paused guest after CLEAN: nothing dirty: ok",
             "pv-hvmrun: a frame Dom0 wrote through a foreign mapping is dirty once it is unmapped: ok",

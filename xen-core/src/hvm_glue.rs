@@ -39,6 +39,9 @@ pub struct Hvm {
     pub emulation: u32,
     /// Its dirty bitmap while in log-dirty mode ([`crate::log_dirty`]).
     pub log_dirty: Option<crate::log_dirty::Log>,
+    /// LAPIC records `sethvmcontext` loaded before the domain first ran
+    /// (its devices are made then): (vCPU, state, register page).
+    pub pending_lapics: Vec<crate::hvm_run::SavedLapic>,
 }
 
 /// Nested-table frames from the frame allocator, reached through the
@@ -111,6 +114,7 @@ pub fn new_hvm() -> Result<Hvm, Errno> {
         params: [0; hypercall_abi::hvm::HVM_NR_PARAMS as usize],
         emulation: xen_core::hvm::platform::PlatformConfig::EMU_HVM,
         log_dirty: None,
+        pending_lapics: Vec::new(),
     })
 }
 

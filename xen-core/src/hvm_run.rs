@@ -23,13 +23,14 @@ use crate::arch::x86_64::svm_vcpu::{Guest, GuestRam, SvmVcpu};
 use crate::domain::{find, DomId, Domain, RunState, DOMAINS};
 use hypercall_abi::errno::Errno;
 use hypercall_abi::hvm::{HvmParam, Ioreq, IoreqState, HVM_NR_PARAMS};
-use hypercall_abi::hvm_save::{self, code, HvmHwCpu, HvmSaveHeader, HVM_FILE_MAGIC};
+use hypercall_abi::hvm_save::{self, code, HvmHwCpu, HvmHwLapic, HvmSaveHeader, HVM_FILE_MAGIC};
 use hypercall_abi::sched::ShutdownReason;
 use xen_core::evtchn::Event;
 use xen_core::hvm::cpuid::{HvmCpuidConfig, HvmCpuidPolicy};
 use xen_core::hvm::exit::{self as hx, ExitOutcome, Injection, Policies};
 use xen_core::hvm::msr::MsrPolicy;
 use xen_core::hvm::platform::{Action, Actions, Platform, PlatformConfig};
+use xen_core::hvm::vlapic::{LapicHidden, VLapic, LAPIC_REGS_LEN};
 use zerocopy::{FromBytes, FromZeros, IntoBytes};
 
 /// An HVM domain's devices and policies, made when its first vCPU gets a
@@ -144,10 +145,12 @@ fn make_runtime(d: &Domain) -> Runtime {
 // ---- Context records -------------------------------------------------------------
 
 /// `XEN_DOMCTL_sethvmcontext`: loads the records of `buf` (header, CPU
-/// records, end) into a paused HVM domain. Other record types are
-/// refused (`-EOPNOTSUPP`: their devices are not restored yet); a
-/// malformed buffer or a bad header is `-EINVAL`; nothing changes unless
-/// the whole buffer is good.
+/// records, each LAPIC as its `LAPIC` and `LAPIC_REGS` pair, end) into a
+/// paused HVM domain. Other record types are refused (`-EOPNOTSUPP`: the
+/// PIC, IOAPIC, PIT, RTC and PM timer are not restored yet); a malformed
+/// buffer, a bad header, a LAPIC without its registers or with another
+/// vCPU's APIC ID is `-EINVAL`; nothing changes unless the whole buffer is
+/// good.
 pub fn set_context(d: &mut Domain, buf: &[u8]) -> Result<(), Errno> {
     let Some(hvm) = d.hvm.as_ref() else {
         return Err(Errno::EINVAL);
@@ -158,8 +161,27 @@ pub fn set_context(d: &mut Domain, buf: &[u8]) -> Result<(), Errno> {
     let recs = hvm_save::records(buf).map_err(|_| Errno::EINVAL)?;
     let mut header = false;
     let mut cpus: Vec<(usize, HvmHwCpu)> = Vec::new();
+    let mut hidden: Vec<(usize, HvmHwLapic)> = Vec::new();
+    let mut pages: Vec<(usize, &[u8])> = Vec::new();
     for r in recs {
+        let id = usize::from(r.desc.instance);
         match r.desc.typecode {
+            code::LAPIC => {
+                let l = HvmHwLapic::read_from_bytes(r.data).map_err(|_| Errno::EINVAL)?;
+                if id >= d.vcpus.len() || hidden.iter().any(|(i, _)| *i == id) {
+                    return Err(Errno::EINVAL);
+                }
+                hidden.push((id, l));
+            }
+            code::LAPIC_REGS => {
+                if r.data.len() != hvm_save::HVM_HW_LAPIC_REGS_SIZE
+                    || id >= d.vcpus.len()
+                    || pages.iter().any(|(i, _)| *i == id)
+                {
+                    return Err(Errno::EINVAL);
+                }
+                pages.push((id, r.data));
+            }
             code::HEADER => {
                 let h = HvmSaveHeader::read_from_bytes(r.data).map_err(|_| Errno::EINVAL)?;
                 if h.magic != HVM_FILE_MAGIC || h.version != hvm_save::HVM_FILE_VERSION {
@@ -181,11 +203,47 @@ pub fn set_context(d: &mut Domain, buf: &[u8]) -> Result<(), Errno> {
     if !header {
         return Err(Errno::EINVAL);
     }
+    // Each LAPIC comes as its two records, as Xen saves them.
+    let mut lapics: Vec<SavedLapic> = Vec::new();
+    for (id, h) in &hidden {
+        let Some((_, page)) = pages.iter().find(|(i, _)| i == id) else {
+            return Err(Errno::EINVAL);
+        };
+        let mut regs = Box::new([0u8; LAPIC_REGS_LEN]);
+        regs.copy_from_slice(page);
+        lapics.push(SavedLapic {
+            vcpu: *id,
+            hidden: LapicHidden {
+                apic_base_msr: h.apic_base_msr,
+                disabled: h.disabled,
+                timer_divisor: h.timer_divisor,
+                tdt_msr: h.tdt_msr,
+            },
+            regs,
+        });
+    }
+    if pages.len() != lapics.len() {
+        return Err(Errno::EINVAL);
+    }
+    // Check them against the vCPUs' APIC IDs before changing anything.
+    let now = crate::time::now_ns();
+    for l in &lapics {
+        let mut probe = VLapic::new(l.vcpu as u32, l.vcpu == 0, Default::default());
+        probe
+            .restore(&l.hidden, &l.regs, now, 0)
+            .map_err(|_| Errno::EINVAL)?;
+    }
     let ncr3 = hvm.p2m.ncr3();
     for (id, c) in &cpus {
         let v = &mut d.vcpus[*id];
         match v.hvm.as_mut() {
-            Some(s) => s.svm.set_context(c),
+            Some(s) => {
+                // A vCPU asleep in HLT keeps its wake-up (a new context
+                // does not cancel the timer it sleeps on).
+                let wake = s.svm.wake_at;
+                s.svm.set_context(c);
+                s.svm.wake_at = wake;
+            }
             None => {
                 let svm = SvmVcpu::new(c, ncr3).ok_or(Errno::ENOMEM)?;
                 v.hvm = Some(Box::new(HvmVcpuState {
@@ -201,7 +259,72 @@ pub fn set_context(d: &mut Domain, buf: &[u8]) -> Result<(), Errno> {
             v.fpu.0.copy_from_slice(&c.fpu_regs);
         }
     }
+    apply_lapics(d, lapics);
     Ok(())
+}
+
+fn hw_lapic(h: &LapicHidden) -> HvmHwLapic {
+    HvmHwLapic {
+        apic_base_msr: h.apic_base_msr,
+        disabled: h.disabled,
+        timer_divisor: h.timer_divisor,
+        tdt_msr: h.tdt_msr,
+    }
+}
+
+/// A LAPIC's saved state (records `LAPIC` and `LAPIC_REGS`).
+pub struct SavedLapic {
+    /// Its vCPU.
+    pub vcpu: usize,
+    /// `hvm_hw_lapic`.
+    pub hidden: LapicHidden,
+    /// `hvm_hw_lapic_regs`.
+    pub regs: Box<[u8; LAPIC_REGS_LEN]>,
+}
+
+/// The guest TSC of vCPU `idx` now.
+fn guest_tsc(d: &Domain, idx: usize) -> u64 {
+    let off = d
+        .vcpus
+        .get(idx)
+        .and_then(|v| v.hvm.as_ref())
+        .map_or(0, |s| s.svm.tsc_offset());
+    crate::arch::x86_64::instr::rdtsc().wrapping_add(off)
+}
+
+/// Loads saved LAPICs into the domain's devices, or keeps them for when
+/// the devices are made (the first unpause).
+fn apply_lapics(d: &mut Domain, lapics: Vec<SavedLapic>) {
+    if lapics.is_empty() {
+        return;
+    }
+    let now = crate::time::now_ns();
+    let tscs: Vec<u64> = (0..d.vcpus.len()).map(|i| guest_tsc(d, i)).collect();
+    let Some(hvm) = d.hvm.as_mut() else { return };
+    match hvm.rt.as_mut() {
+        Some(rt) => {
+            for l in &lapics {
+                if let Some(a) = rt.platform.lapic_mut(l.vcpu) {
+                    // Checked against the same APIC ID by `set_context`.
+                    let _ = a.restore(&l.hidden, &l.regs, now, tscs[l.vcpu]);
+                }
+            }
+            // Its timer may be due sooner now: a vCPU asleep in HLT looks
+            // again (the next round sets its wake-up from the devices).
+            for l in &lapics {
+                if let Some(s) = d.vcpus.get_mut(l.vcpu).and_then(|v| v.hvm.as_mut()) {
+                    if s.svm.wake_at.is_none_or(|w| w > now) {
+                        s.svm.wake_at = Some(now);
+                    }
+                }
+            }
+        }
+        None => {
+            hvm.pending_lapics
+                .retain(|p| !lapics.iter().any(|l| l.vcpu == p.vcpu));
+            hvm.pending_lapics.extend(lapics);
+        }
+    }
 }
 
 /// `XEN_DOMCTL_gethvmcontext`: the header, a CPU record per vCPU that has
@@ -223,10 +346,29 @@ pub fn get_context(d: &Domain, out: &mut [u8]) -> Result<usize, Errno> {
             Some((v.id as u16, c))
         })
         .collect();
+    // The LAPICs: the devices' own, or what waits to be loaded into them.
+    let now = crate::time::now_ns();
+    let lapics: Vec<(u16, HvmHwLapic, Box<[u8; LAPIC_REGS_LEN]>)> = match d.hvm.as_ref() {
+        Some(h) => match h.rt.as_ref() {
+            Some(rt) => (0..d.vcpus.len())
+                .filter_map(|i| {
+                    let (hd, regs) = rt.platform.lapic(i)?.save(now);
+                    Some((i as u16, hw_lapic(&hd), Box::new(regs)))
+                })
+                .collect(),
+            None => h
+                .pending_lapics
+                .iter()
+                .map(|l| (l.vcpu as u16, hw_lapic(&l.hidden), l.regs.clone()))
+                .collect(),
+        },
+        None => Vec::new(),
+    };
     let desc = core::mem::size_of::<hvm_save::HvmSaveDescriptor>();
-    let need = desc * (2 + cpus.len())
+    let need = desc * (2 + cpus.len() + 2 * lapics.len())
         + core::mem::size_of::<HvmSaveHeader>()
-        + cpus.len() * hvm_save::HVM_HW_CPU_SIZE;
+        + cpus.len() * hvm_save::HVM_HW_CPU_SIZE
+        + lapics.len() * (core::mem::size_of::<HvmHwLapic>() + LAPIC_REGS_LEN);
     if out.is_empty() {
         return Ok(need);
     }
@@ -246,6 +388,12 @@ pub fn get_context(d: &Domain, out: &mut [u8]) -> Result<usize, Errno> {
     for (id, c) in &cpus {
         pos += hvm_save::put_record(out, pos, code::CPU, *id, c.as_bytes()).ok_or(Errno::ENOSPC)?;
     }
+    for (id, h, regs) in &lapics {
+        pos +=
+            hvm_save::put_record(out, pos, code::LAPIC, *id, h.as_bytes()).ok_or(Errno::ENOSPC)?;
+        pos += hvm_save::put_record(out, pos, code::LAPIC_REGS, *id, &regs[..])
+            .ok_or(Errno::ENOSPC)?;
+    }
     pos += hvm_save::put_record(out, pos, code::END, 0, &[]).ok_or(Errno::ENOSPC)?;
     Ok(pos)
 }
@@ -260,9 +408,11 @@ pub fn prepare_unpause(d: &mut Domain) -> Result<(), Errno> {
     let first = d.hvm.as_ref().is_some_and(|h| h.rt.is_none());
     if first {
         let rt = make_runtime(d);
-        if let Some(h) = d.hvm.as_mut() {
+        let pending = d.hvm.as_mut().map(|h| {
             h.rt = Some(Box::new(rt));
-        }
+            core::mem::take(&mut h.pending_lapics)
+        });
+        apply_lapics(d, pending.unwrap_or_default());
         setup_ioreq_ports(d)?;
         crate::sched::vcpu_up(d, 0);
     }

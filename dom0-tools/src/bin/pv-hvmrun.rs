@@ -18,6 +18,9 @@
 //! - `triple`: triple-faults (crashes only itself);
 //! - `spin`: loops forever with interrupts off (the host's timer still
 //!   takes the CPU back; `xl destroy` ends it);
+//! - `ticking`: the timer guest's LAPIC timer, ticking forever, while Dom0
+//!   pauses it, reads its context (the LAPIC records) and loads it back:
+//!   it keeps ticking;
 //! - `dirty`: writes a counter to guest frames 0x10..0x1f (and its count
 //!   to frame 2) in a loop, while Dom0 puts it in log-dirty mode
 //!   (`XEN_DOMCTL_shadow_op`) and checks that exactly those frames come
@@ -57,7 +60,8 @@ mod kernel {
     hvm_guest_start:
         .code32
         /* Mode byte at 0x2000: 0 hello, 1 ports, 2 triple, 3 spin, 4 timer,
-           5 hostile, 6 hypercalls, 7 dirty. */
+           5 hostile, 6 hypercalls, 7 dirty, 8 ticking (the timer setup, then
+           ticks forever). */
         movzbl 0x2000, %eax
         cmp $1, %eax
         je ports
@@ -73,6 +77,8 @@ mod kernel {
         je pvcalls
         cmp $7, %eax
         je dirty
+        cmp $8, %eax
+        je timer
         mov $(hello_msg - hvm_guest_start + 0x1000), %esi
         call print
         /* CPUID 0x40000000: "XenVMMXenVMM". */
@@ -147,6 +153,10 @@ mod kernel {
         movl $0x20040, 0xfee00320
         movl $1000000, 0xfee00380
         sti
+        cmpb $8, 0x2000
+        jne 8f
+    17: hlt
+        jmp 17b
     8:  hlt
         cmpl $10, 0x2100
         jb 8b
@@ -397,6 +407,77 @@ mod kernel {
         u32::from_le_bytes(b)
     }
 
+    /// The ticking guest's tick count (at 0x2100).
+    fn ticks(d: u16) -> u32 {
+        let mut b = [0u8; 4];
+        if let Ok(mut m) = ForeignMap::new(d, &[2]) {
+            if let Some(p) = m.page(0) {
+                b.copy_from_slice(&p[0x100..0x104]);
+            }
+        }
+        u32::from_le_bytes(b)
+    }
+
+    /// Its LAPIC through `gethvmcontext` and back with `sethvmcontext`.
+    fn lapic_context(c: &mut Checks, d: u16) {
+        time::sleep_ns(100_000_000);
+        let _ = xc::pause(d);
+        let mut buf = [0u8; 4096];
+        let Some(n) = c.ok(
+            "gethvmcontext of the ticking guest",
+            get_hvm_context(d, &mut buf),
+        ) else {
+            return;
+        };
+        let regs = hvm_save::records(&buf[..n])
+            .ok()
+            .and_then(|mut r| r.find(|x| x.desc.typecode == code::LAPIC_REGS))
+            .map(|r| r.data);
+        let reg = |off: usize| {
+            regs.and_then(|p| p.get(off..off + 4))
+                .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        };
+        c.check(
+            "its LAPIC_REGS record holds the periodic timer it programmed",
+            reg(0x320) == 0x2_0040 && reg(0x380) == 1_000_000 && reg(0xf0) & 0x100 != 0,
+            format_args!(
+                "LVT timer {:#x}, TMICT {}, SVR {:#x}",
+                reg(0x320),
+                reg(0x380),
+                reg(0xf0)
+            ),
+        );
+        // Its LAPIC record with the registers left out: refused.
+        let mut lone = [0u8; 4096];
+        let mut pos = 0;
+        if let Ok(recs) = hvm_save::records(&buf[..n]) {
+            for r in recs.filter(|r| r.desc.typecode != code::LAPIC_REGS) {
+                pos +=
+                    hvm_save::put_record(&mut lone, pos, r.desc.typecode, r.desc.instance, r.data)
+                        .unwrap_or(0);
+            }
+        }
+        pos += hvm_save::put_record(&mut lone, pos, code::END, 0, &[]).unwrap_or(0);
+        c.err(
+            "sethvmcontext with a LAPIC record but not its registers",
+            set_hvm_context(d, &lone[..pos]),
+            AbiErrno::EINVAL,
+        );
+        c.ok(
+            "sethvmcontext of what gethvmcontext gave",
+            set_hvm_context(d, &buf[..n]),
+        );
+        let before = ticks(d);
+        let _ = xc::unpause(d);
+        time::sleep_ns(100_000_000);
+        let after = ticks(d);
+        c.check(
+            "the guest's LAPIC timer keeps ticking after its context went out and back",
+            after > before,
+            format_args!("{before} ticks, then {after}"),
+        );
+    }
+
     /// Log-dirty mode on the `dirty` guest.
     fn log_dirty(c: &mut Checks, d: u16) {
         // Its 16 frames, and frame 2 where it keeps its count.
@@ -629,8 +710,9 @@ mod kernel {
             );
             let n = get_hvm_context(d, &mut []);
             if let Some(n) = c.ok("gethvmcontext size", n) {
-                let mut buf = [0u8; 2048];
-                if let Some(m) = c.ok("gethvmcontext", get_hvm_context(d, &mut buf[..n.min(2048)]))
+                // A CPU record and the LAPIC's two: about 2 KiB.
+                let mut buf = [0u8; 4096];
+                if let Some(m) = c.ok("gethvmcontext", get_hvm_context(d, &mut buf[..n.min(4096)]))
                 {
                     let cpu = hvm_save::records(&buf[..m])
                         .ok()
@@ -754,6 +836,12 @@ mod kernel {
                 alive,
                 format_args!("d{d}"),
             );
+            destroy(&mut c, d);
+        }
+
+        // ticking: the LAPIC's state through gethvmcontext and back.
+        if let Some(d) = start(&mut c, "ticking", 8) {
+            lapic_context(&mut c, d);
             destroy(&mut c, d);
         }
 

@@ -347,6 +347,11 @@ impl Platform {
         self.lapics[..self.nr].get(vcpu)
     }
 
+    /// vCPU `vcpu`'s LAPIC, to load saved state into.
+    pub fn lapic_mut(&mut self, vcpu: usize) -> Option<&mut VLapic> {
+        self.lapics[..self.nr].get_mut(vcpu)
+    }
+
     /// The PIC pair.
     pub fn pic(&self) -> &VPic {
         &self.pic

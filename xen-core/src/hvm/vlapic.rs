@@ -279,7 +279,129 @@ pub struct VLapic {
     tsc_deadline: u64,
 }
 
+/// Xen's `struct hvm_hw_lapic` (save record `LAPIC`): the state that is
+/// not in the register page.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LapicHidden {
+    /// IA32_APIC_BASE.
+    pub apic_base_msr: u64,
+    /// `VLAPIC_SW_DISABLED` (1) | `VLAPIC_HW_DISABLED` (2).
+    pub disabled: u32,
+    /// The timer's divisor (1, 2, 4, .. 128).
+    pub timer_divisor: u32,
+    /// IA32_TSC_DEADLINE.
+    pub tdt_msr: u64,
+}
+
+/// Bytes of Xen's `struct hvm_hw_lapic_regs` (save record `LAPIC_REGS`):
+/// the first KiB of the xAPIC register page.
+pub const LAPIC_REGS_LEN: usize = 1024;
+
+/// Why saved LAPIC state was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LapicLoadError {
+    /// IA32_APIC_BASE has reserved bits, or x2APIC without the global
+    /// enable.
+    BadBase,
+    /// The saved APIC ID is not this vCPU's.
+    IdMismatch,
+}
+
 impl VLapic {
+    /// Its save records at `now`: [`LapicHidden`] and the register page as
+    /// Xen lays it out (each register at its xAPIC offset, TMCCT the count
+    /// left now; the ID as xAPIC mode shows it, or the x2APIC ID).
+    pub fn save(&self, now: u64) -> (LapicHidden, [u8; LAPIC_REGS_LEN]) {
+        let mut regs = [0u8; LAPIC_REGS_LEN];
+        for reg in (0..LAPIC_REGS_LEN as u32).step_by(16) {
+            let v = self.read_reg(reg, now);
+            regs[reg as usize..reg as usize + 4].copy_from_slice(&v.to_le_bytes());
+        }
+        let hidden = LapicHidden {
+            apic_base_msr: self.apic_base,
+            disabled: u32::from(self.svr & SVR_ENABLE == 0) | if self.hw_enabled() { 0 } else { 2 },
+            timer_divisor: self.divisor() as u32,
+            tdt_msr: self.tsc_deadline,
+        };
+        (hidden, regs)
+    }
+
+    /// Loads saved state at `now` (guest TSC `now_tsc`): the registers,
+    /// then the timer re-armed from the saved current count (Xen's
+    /// `lapic_rearm`), or from the TSC deadline. Refuses a base with
+    /// reserved bits or another APIC ID, changing nothing.
+    pub fn restore(
+        &mut self,
+        h: &LapicHidden,
+        regs: &[u8; LAPIC_REGS_LEN],
+        now: u64,
+        now_tsc: u64,
+    ) -> Result<(), LapicLoadError> {
+        let base = h.apic_base_msr;
+        if base & !(BASE_ADDR | BASE_EN | BASE_EXTD | BASE_BSP) != 0
+            || (base & BASE_EXTD != 0 && base & BASE_EN == 0)
+        {
+            return Err(LapicLoadError::BadBase);
+        }
+        let r = |reg: u32| {
+            let i = reg as usize;
+            u32::from_le_bytes([regs[i], regs[i + 1], regs[i + 2], regs[i + 3]])
+        };
+        let id = if base & BASE_EXTD != 0 {
+            r(REG_ID)
+        } else {
+            r(REG_ID) >> 24
+        };
+        if id != self.id {
+            return Err(LapicLoadError::IdMismatch);
+        }
+        self.apic_base = base;
+        self.tpr = r(REG_TPR) & 0xff;
+        self.svr = r(REG_SVR) & SVR_WRITABLE;
+        self.ldr = if self.x2apic() {
+            self.x2apic_ldr()
+        } else {
+            r(REG_LDR) & 0xff00_0000
+        };
+        self.dfr = r(REG_DFR) | 0x0fff_ffff;
+        for i in 0..8 {
+            self.isr[i] = r(REG_ISR + 16 * i as u32);
+            self.tmr[i] = r(REG_TMR + 16 * i as u32);
+            self.irr[i] = r(REG_IRR + 16 * i as u32);
+        }
+        self.esr = r(REG_ESR);
+        self.esr_pending = 0;
+        self.icr_lo = r(REG_ICR_LO) & !(1 << 12); // never "send pending"
+        self.icr_hi = r(REG_ICR_HI);
+        for (i, writable) in LVT_WRITABLE.iter().enumerate() {
+            let mut mask = writable | LVT_REMOTE_IRR;
+            if i == LVT_TIMER && !self.cfg.tsc_deadline {
+                mask &= !TIMER_TSC_DEADLINE;
+            }
+            self.lvt[i] = r(REG_LVT_TIMER + 16 * i as u32) & mask;
+        }
+        self.tmict = r(REG_TMICT);
+        self.tdcr = r(REG_TDCR) & 0xb;
+        self.tsc_deadline = 0;
+        self.timer_deadline = None;
+        self.timer_len_ns = 0;
+        if self.timer_mode() == TIMER_TSC_DEADLINE {
+            self.write_tsc_deadline(h.tdt_msr, now, now_tsc);
+        } else if self.tmict != 0 {
+            // The period from the initial count, the first expiry from
+            // what was left of it.
+            self.arm_count(now);
+            let left = u64::from(r(REG_TMCCT).min(self.tmict));
+            if left != 0 {
+                let first = self.ticks_to_ns(left * self.divisor()).max(1);
+                self.timer_deadline = Some(now.saturating_add(first));
+            } else if self.timer_mode() != TIMER_PERIODIC {
+                self.timer_deadline = None;
+            }
+        }
+        Ok(())
+    }
+
     /// The APIC of the vCPU with APIC ID `id` after power-up: xAPIC mode,
     /// globally enabled at 0xfee00000, software-disabled (SVR 0xff), every
     /// LVT masked. `bsp` sets IA32_APIC_BASE.BSP.
@@ -936,6 +1058,63 @@ mod tests {
         a.mmio_write(0x370, 0xfe, t); // error vector
         a.mmio_write(0x280, 0, t);
         a.mmio_write(0x280, 0, t);
+    }
+
+    #[test]
+    fn save_and_restore_carry_registers_and_the_timer() {
+        let mut a = lapic(0);
+        linux_setup(&mut a);
+        // A periodic timer of a million ticks, a pending and an in-service
+        // vector, TPR.
+        a.mmio_write(0x3e0, 0xb, 0); // divide by 1
+        a.mmio_write(0x320, 0x2_00ec, 0);
+        a.mmio_write(0x380, 1_000_000, 0);
+        a.deliver(DeliveryMode::Fixed, 0x51, false);
+        a.deliver(DeliveryMode::Fixed, 0x61, false);
+        assert_eq!(a.ack(), Some(0x61));
+        a.mmio_write(0x80, 0x20, 0);
+        let tick = 1_000_000_000 / a.cfg.bus_hz; // ns (a whole number here)
+        let now = 300_000 * tick;
+        let (h, regs) = a.save(now);
+        assert_eq!(h.timer_divisor, 1);
+        assert_eq!(h.disabled, 0);
+        assert_eq!(
+            u32::from_le_bytes(regs[0x390..0x394].try_into().unwrap()),
+            700_000
+        );
+        // Into a fresh LAPIC of the same ID, later on another clock.
+        let mut b = lapic(0);
+        let later = 5_000_000_000;
+        b.restore(&h, &regs, later, 0).unwrap();
+        for reg in [
+            0x80u64, 0xd0, 0xe0, 0xf0, 0x110, 0x120, 0x160, 0x200, 0x320, 0x380, 0x3e0,
+        ] {
+            assert_eq!(
+                b.mmio_read(reg, later),
+                a.mmio_read(reg, now),
+                "register {reg:#x}"
+            );
+        }
+        assert!(b.isr_has(0x61));
+        assert!(b.irr_has(0x51));
+        // The first expiry is what was left (700,000 ticks).
+        assert_eq!(b.mmio_read(0x390, later), 700_000);
+        assert_eq!(b.timer_deadline(), Some(later + 700_000 * tick));
+        assert_eq!(b.save(later).0, h);
+        // Another APIC ID, a base with reserved bits: refused.
+        let mut c = lapic(1);
+        assert_eq!(
+            c.restore(&h, &regs, later, 0),
+            Err(LapicLoadError::IdMismatch)
+        );
+        let bad = LapicHidden {
+            apic_base_msr: h.apic_base_msr | 1,
+            ..h
+        };
+        assert_eq!(
+            b.restore(&bad, &regs, later, 0),
+            Err(LapicLoadError::BadBase)
+        );
     }
 
     #[test]

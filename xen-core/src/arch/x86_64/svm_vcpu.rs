@@ -436,8 +436,22 @@ impl SvmVcpu {
             rbp: c.rbp,
             r: [c.r8, c.r9, c.r10, c.r11, c.r12, c.r13, c.r14, c.r15],
         };
-        self.w64(vmcb::EVENTINJ, 0);
-        self.injected = false;
+        // An event on its way in (Xen's `pending_event`: the same bits as
+        // EVENTINJ's low half; the error code the high half). A reserved
+        // type (1), or an error code on anything but an exception, is
+        // dropped, as Xen's hvm_load_cpu_ctxt refuses it.
+        let ev = u64::from(c.pending_event);
+        let ty = (ev >> 8) & 7;
+        let ok = ev & (1 << 31) != 0 && ty != 1 && ty != 7 && (ev & (1 << 11) == 0 || ty == 3);
+        self.w64(
+            vmcb::EVENTINJ,
+            if ok {
+                (ev & 0x8000_0fff) | (u64::from(c.error_code) << 32)
+            } else {
+                0
+            },
+        );
+        self.injected = ok;
         self.wake_at = None;
     }
 
@@ -478,6 +492,11 @@ impl SvmVcpu {
         let g = &self.gprs;
         (c.rbx, c.rcx, c.rdx, c.rsi, c.rdi, c.rbp) = (g.rbx, g.rcx, g.rdx, g.rsi, g.rdi, g.rbp);
         [c.r8, c.r9, c.r10, c.r11, c.r12, c.r13, c.r14, c.r15] = g.r;
+        if self.injected {
+            let ev = self.r64(vmcb::EVENTINJ);
+            c.pending_event = ev as u32;
+            c.error_code = (ev >> 32) as u32;
+        }
         c
     }
 
