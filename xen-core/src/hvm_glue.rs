@@ -42,6 +42,8 @@ pub struct Hvm {
     /// LAPIC records `sethvmcontext` loaded before the domain first ran
     /// (its devices are made then): (vCPU, state, register page).
     pub pending_lapics: Vec<crate::hvm_run::SavedLapic>,
+    /// The PIC pair and IOAPIC records loaded before the domain first ran.
+    pub pending_platform: Option<alloc::boxed::Box<crate::hvm_run::SavedPlatform>>,
 }
 
 /// Nested-table frames from the frame allocator, reached through the
@@ -115,6 +117,7 @@ pub fn new_hvm() -> Result<Hvm, Errno> {
         emulation: xen_core::hvm::platform::PlatformConfig::EMU_HVM,
         log_dirty: None,
         pending_lapics: Vec::new(),
+        pending_platform: None,
     })
 }
 

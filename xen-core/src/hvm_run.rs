@@ -30,7 +30,9 @@ use xen_core::hvm::cpuid::{HvmCpuidConfig, HvmCpuidPolicy};
 use xen_core::hvm::exit::{self as hx, ExitOutcome, Injection, Policies};
 use xen_core::hvm::msr::MsrPolicy;
 use xen_core::hvm::platform::{Action, Actions, Platform, PlatformConfig};
+use xen_core::hvm::vioapic::IOAPIC_SAVE_LEN;
 use xen_core::hvm::vlapic::{LapicHidden, VLapic, LAPIC_REGS_LEN};
+use xen_core::hvm::vpic::PIC_SAVE_LEN;
 use zerocopy::{FromBytes, FromZeros, IntoBytes};
 
 /// An HVM domain's devices and policies, made when its first vCPU gets a
@@ -145,12 +147,13 @@ fn make_runtime(d: &Domain) -> Runtime {
 // ---- Context records -------------------------------------------------------------
 
 /// `XEN_DOMCTL_sethvmcontext`: loads the records of `buf` (header, CPU
-/// records, each LAPIC as its `LAPIC` and `LAPIC_REGS` pair, end) into a
-/// paused HVM domain. Other record types are refused (`-EOPNOTSUPP`: the
-/// PIC, IOAPIC, PIT, RTC and PM timer are not restored yet); a malformed
-/// buffer, a bad header, a LAPIC without its registers or with another
-/// vCPU's APIC ID is `-EINVAL`; nothing changes unless the whole buffer is
-/// good.
+/// records, each LAPIC as its `LAPIC` and `LAPIC_REGS` pair, the PIC pair,
+/// the IOAPIC, end) into a paused HVM domain. Other record types are
+/// refused (`-EOPNOTSUPP`: the PIT, RTC and PM timer are not restored
+/// yet); a malformed buffer, a bad header, a LAPIC without its registers
+/// or with another vCPU's APIC ID, one PIC without the other, an IOAPIC
+/// elsewhere than 0xfec00000 is `-EINVAL`; nothing changes unless the
+/// whole buffer is good.
 pub fn set_context(d: &mut Domain, buf: &[u8]) -> Result<(), Errno> {
     let Some(hvm) = d.hvm.as_ref() else {
         return Err(Errno::EINVAL);
@@ -163,9 +166,24 @@ pub fn set_context(d: &mut Domain, buf: &[u8]) -> Result<(), Errno> {
     let mut cpus: Vec<(usize, HvmHwCpu)> = Vec::new();
     let mut hidden: Vec<(usize, HvmHwLapic)> = Vec::new();
     let mut pages: Vec<(usize, &[u8])> = Vec::new();
+    let mut pics: [Option<[u8; PIC_SAVE_LEN]>; 2] = [None, None];
+    let mut ioapic: Option<Box<[u8; IOAPIC_SAVE_LEN]>> = None;
     for r in recs {
         let id = usize::from(r.desc.instance);
         match r.desc.typecode {
+            code::PIC => {
+                let slot = pics.get_mut(id).ok_or(Errno::EINVAL)?;
+                let b: [u8; PIC_SAVE_LEN] = r.data.try_into().map_err(|_| Errno::EINVAL)?;
+                if slot.replace(b).is_some() {
+                    return Err(Errno::EINVAL);
+                }
+            }
+            code::IOAPIC => {
+                let b: [u8; IOAPIC_SAVE_LEN] = r.data.try_into().map_err(|_| Errno::EINVAL)?;
+                if id != 0 || ioapic.replace(Box::new(b)).is_some() {
+                    return Err(Errno::EINVAL);
+                }
+            }
             code::LAPIC => {
                 let l = HvmHwLapic::read_from_bytes(r.data).map_err(|_| Errno::EINVAL)?;
                 if id >= d.vcpus.len() || hidden.iter().any(|(i, _)| *i == id) {
@@ -225,6 +243,28 @@ pub fn set_context(d: &mut Domain, buf: &[u8]) -> Result<(), Errno> {
     if pages.len() != lapics.len() {
         return Err(Errno::EINVAL);
     }
+    // The PIC comes as its pair, or not at all.
+    let platform = match (pics, ioapic) {
+        ([None, None], None) => None,
+        ([Some(m), Some(s)], io) => Some(SavedPlatform {
+            pic: Some((m, s)),
+            ioapic: io,
+        }),
+        ([None, None], io) => Some(SavedPlatform {
+            pic: None,
+            ioapic: io,
+        }),
+        _ => return Err(Errno::EINVAL),
+    };
+    if let Some(p) = &platform {
+        let mut probe = xen_core::hvm::vpic::VPic::new();
+        let mut probe_io = xen_core::hvm::vioapic::VIoApic::new(0);
+        let ok = p.pic.is_none_or(|(m, s)| probe.restore(&m, &s))
+            && p.ioapic.as_ref().is_none_or(|b| probe_io.restore(b));
+        if !ok {
+            return Err(Errno::EINVAL);
+        }
+    }
     // Check them against the vCPUs' APIC IDs before changing anything.
     let now = crate::time::now_ns();
     for l in &lapics {
@@ -260,7 +300,41 @@ pub fn set_context(d: &mut Domain, buf: &[u8]) -> Result<(), Errno> {
         }
     }
     apply_lapics(d, lapics);
+    if let Some(p) = platform {
+        apply_platform(d, p);
+    }
     Ok(())
+}
+
+/// The PIC pair and IOAPIC from a context (records `PIC` 0 and 1, `IOAPIC`).
+pub struct SavedPlatform {
+    /// Master and slave.
+    pub pic: Option<([u8; PIC_SAVE_LEN], [u8; PIC_SAVE_LEN])>,
+    /// `hvm_hw_vioapic`.
+    pub ioapic: Option<Box<[u8; IOAPIC_SAVE_LEN]>>,
+}
+
+/// Loads them into the domain's devices, or keeps them for when the
+/// devices are made. Checked by `set_context` already.
+fn apply_platform(d: &mut Domain, p: SavedPlatform) {
+    let Some(hvm) = d.hvm.as_mut() else { return };
+    match hvm.rt.as_mut() {
+        Some(rt) => {
+            if let Some((m, s)) = &p.pic {
+                rt.platform.restore_pic(m, s);
+            }
+            if let Some(b) = &p.ioapic {
+                rt.platform.restore_ioapic(b);
+            }
+        }
+        None => {
+            let prev = hvm.pending_platform.take();
+            hvm.pending_platform = Some(Box::new(SavedPlatform {
+                pic: p.pic.or(prev.as_ref().and_then(|x| x.pic)),
+                ioapic: p.ioapic.or(prev.and_then(|x| x.ioapic)),
+            }));
+        }
+    }
 }
 
 fn hw_lapic(h: &LapicHidden) -> HvmHwLapic {
@@ -364,11 +438,21 @@ pub fn get_context(d: &Domain, out: &mut [u8]) -> Result<usize, Errno> {
         },
         None => Vec::new(),
     };
+    // The PIC pair and the IOAPIC, once the devices exist.
+    let platform = d.hvm.as_ref().and_then(|h| h.rt.as_ref()).map(|rt| {
+        let p = rt.platform.pic();
+        (
+            p.master().save(),
+            p.slave().save(),
+            rt.platform.ioapic().save(),
+        )
+    });
     let desc = core::mem::size_of::<hvm_save::HvmSaveDescriptor>();
     let need = desc * (2 + cpus.len() + 2 * lapics.len())
         + core::mem::size_of::<HvmSaveHeader>()
         + cpus.len() * hvm_save::HVM_HW_CPU_SIZE
-        + lapics.len() * (core::mem::size_of::<HvmHwLapic>() + LAPIC_REGS_LEN);
+        + lapics.len() * (core::mem::size_of::<HvmHwLapic>() + LAPIC_REGS_LEN)
+        + platform.map_or(0, |_| 3 * desc + 2 * PIC_SAVE_LEN + IOAPIC_SAVE_LEN);
     if out.is_empty() {
         return Ok(need);
     }
@@ -394,6 +478,13 @@ pub fn get_context(d: &Domain, out: &mut [u8]) -> Result<usize, Errno> {
         pos += hvm_save::put_record(out, pos, code::LAPIC_REGS, *id, &regs[..])
             .ok_or(Errno::ENOSPC)?;
     }
+    if let Some((m, s, io)) = &platform {
+        for (i, chip) in [m, s].into_iter().enumerate() {
+            pos +=
+                hvm_save::put_record(out, pos, code::PIC, i as u16, chip).ok_or(Errno::ENOSPC)?;
+        }
+        pos += hvm_save::put_record(out, pos, code::IOAPIC, 0, &io[..]).ok_or(Errno::ENOSPC)?;
+    }
     pos += hvm_save::put_record(out, pos, code::END, 0, &[]).ok_or(Errno::ENOSPC)?;
     Ok(pos)
 }
@@ -410,9 +501,17 @@ pub fn prepare_unpause(d: &mut Domain) -> Result<(), Errno> {
         let rt = make_runtime(d);
         let pending = d.hvm.as_mut().map(|h| {
             h.rt = Some(Box::new(rt));
-            core::mem::take(&mut h.pending_lapics)
+            (
+                core::mem::take(&mut h.pending_lapics),
+                h.pending_platform.take(),
+            )
         });
-        apply_lapics(d, pending.unwrap_or_default());
+        if let Some((lapics, platform)) = pending {
+            apply_lapics(d, lapics);
+            if let Some(p) = platform {
+                apply_platform(d, *p);
+            }
+        }
         setup_ioreq_ports(d)?;
         crate::sched::vcpu_up(d, 0);
     }

@@ -447,6 +447,26 @@ mod kernel {
                 reg(0xf0)
             ),
         );
+        let count = |t: u16| {
+            hvm_save::records(&buf[..n]).map_or(0, |r| r.filter(|x| x.desc.typecode == t).count())
+        };
+        c.check(
+            "its context has the CPU, its LAPIC (two records), the PIC pair and the IOAPIC",
+            (
+                count(code::CPU),
+                count(code::LAPIC),
+                count(code::LAPIC_REGS),
+            ) == (1, 1, 1)
+                && (count(code::PIC), count(code::IOAPIC)) == (2, 1),
+            format_args!(
+                "CPU {}, LAPIC {}/{}, PIC {}, IOAPIC {}",
+                count(code::CPU),
+                count(code::LAPIC),
+                count(code::LAPIC_REGS),
+                count(code::PIC),
+                count(code::IOAPIC)
+            ),
+        );
         // Its LAPIC record with the registers left out: refused.
         let mut lone = [0u8; 4096];
         let mut pos = 0;

@@ -347,6 +347,22 @@ impl Platform {
         self.lapics[..self.nr].get(vcpu)
     }
 
+    /// Loads the saved PIC pair (Xen's `PIC` records 0 and 1); `false`
+    /// (nothing changed) if refused.
+    pub fn restore_pic(
+        &mut self,
+        master: &[u8; super::vpic::PIC_SAVE_LEN],
+        slave: &[u8; super::vpic::PIC_SAVE_LEN],
+    ) -> bool {
+        self.pic.restore(master, slave)
+    }
+
+    /// Loads the saved IOAPIC (Xen's `IOAPIC` record); `false` (nothing
+    /// changed) if refused.
+    pub fn restore_ioapic(&mut self, b: &[u8; super::vioapic::IOAPIC_SAVE_LEN]) -> bool {
+        self.ioapic.restore(b)
+    }
+
     /// vCPU `vcpu`'s LAPIC, to load saved state into.
     pub fn lapic_mut(&mut self, vcpu: usize) -> Option<&mut VLapic> {
         self.lapics[..self.nr].get_mut(vcpu)

@@ -119,7 +119,53 @@ pub struct VIoApic {
     lines: u32,
 }
 
+/// Pins in Xen's `struct hvm_hw_vioapic` (`VIOAPIC_NUM_PINS`).
+pub const SAVE_PINS: usize = 48;
+/// Bytes of `struct hvm_hw_vioapic` (save record `IOAPIC`): base address,
+/// IOREGSEL, ID, 48 redirection entries.
+pub const IOAPIC_SAVE_LEN: usize = 16 + 8 * SAVE_PINS;
+
 impl VIoApic {
+    /// Xen's `struct hvm_hw_vioapic`: the pins past this IOAPIC's read as
+    /// masked, the ID unshifted.
+    pub fn save(&self) -> [u8; IOAPIC_SAVE_LEN] {
+        let mut b = [0u8; IOAPIC_SAVE_LEN];
+        b[0..8].copy_from_slice(&IOAPIC_BASE.to_le_bytes());
+        b[8..12].copy_from_slice(&self.ioregsel.to_le_bytes());
+        b[12..16].copy_from_slice(&(self.id >> 24).to_le_bytes());
+        for (i, e) in b[16..].chunks_exact_mut(8).enumerate() {
+            let v = self.rte.get(i).copied().unwrap_or(RTE_MASKED);
+            e.copy_from_slice(&v.to_le_bytes());
+        }
+        b
+    }
+
+    /// Loads saved state; `false` (nothing changed) for another base
+    /// address, or an unmasked pin this IOAPIC does not have. Line levels
+    /// are the devices' to report again.
+    pub fn restore(&mut self, b: &[u8; IOAPIC_SAVE_LEN]) -> bool {
+        let u64_at = |i: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&b[i..i + 8]);
+            u64::from_le_bytes(w)
+        };
+        let u32_at = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        if u64_at(0) != IOAPIC_BASE {
+            return false;
+        }
+        let rtes: [u64; SAVE_PINS] = core::array::from_fn(|i| u64_at(16 + 8 * i));
+        if rtes[PINS..].iter().any(|e| e & RTE_MASKED == 0) {
+            return false;
+        }
+        self.ioregsel = u32_at(8) & 0xff;
+        self.id = (u32_at(12) << 24) & ID_MASK;
+        for (slot, e) in self.rte.iter_mut().zip(rtes) {
+            *slot = e & (RTE_WRITABLE | RTE_DELIVS | RTE_REMOTE_IRR);
+        }
+        self.lines = 0;
+        true
+    }
+
     /// An IOAPIC with `id` (0–15) after reset: every pin masked.
     pub fn new(id: u8) -> Self {
         Self {
@@ -283,6 +329,32 @@ mod tests {
     fn rd(a: &mut VIoApic, reg: u32) -> u32 {
         a.mmio_write(IOREGSEL, reg);
         a.mmio_read(IOWIN)
+    }
+
+    #[test]
+    fn save_and_restore_carry_the_redirection_table() {
+        let mut a = VIoApic::new(3);
+        wr(&mut a, 0x15, 0x0100_0000);
+        wr(&mut a, 0x14, 0x0000_a030); // vector 0x30, level, active low
+        let s = a.save();
+        assert_eq!(&s[0..8], &0xfec0_0000u64.to_le_bytes());
+        assert_eq!(&s[12..16], &3u32.to_le_bytes(), "the ID unshifted");
+        assert_eq!(&s[16 + 8 * 30..16 + 8 * 31], &(1u64 << 16).to_le_bytes());
+        let mut b = VIoApic::new(0);
+        assert!(b.restore(&s));
+        assert_eq!(b.save(), s);
+        assert_eq!(rd(&mut b, 0x14), 0xa030);
+        assert_eq!(rd(&mut b, 0x15), 0x0100_0000);
+        assert_eq!(rd(&mut b, 0), 0x0300_0000);
+        // Elsewhere, or an unmasked pin past the 24 it has: refused.
+        let before = b.save();
+        let mut moved = s;
+        moved[1] = 1;
+        assert!(!b.restore(&moved));
+        let mut pin40 = s;
+        pin40[16 + 8 * 40 + 2] = 0;
+        assert!(!b.restore(&pin40));
+        assert_eq!(b.save(), before, "nothing changed");
     }
 
     #[test]

@@ -82,7 +82,87 @@ pub struct Pic8259 {
     is_master: bool,
 }
 
+/// Bytes of Xen's `struct hvm_hw_vpic` (save record `PIC`, instance 0 the
+/// master, 1 the slave).
+pub const PIC_SAVE_LEN: usize = 8;
+
 impl Pic8259 {
+    /// Xen's `struct hvm_hw_vpic`: irr, imr, isr, irq_base, init_state
+    /// (bits 0-1: the ICW the next data write sets, minus one; bit 2
+    /// ICW1.IC4; bit 3 ICW1.SNGL; 0 when no initialisation is under way)
+    /// and priority_add in one byte, the mode bits (readsel_isr, poll,
+    /// auto_eoi, rotate_on_auto_eoi, special_fully_nested_mode,
+    /// special_mask_mode, is_master from bit 0 up), elcr, int_output.
+    pub fn save(&self) -> [u8; PIC_SAVE_LEN] {
+        let step = match self.init {
+            InitState::Ready => 0,
+            InitState::Icw2 => 1,
+            InitState::Icw3 => 2,
+            InitState::Icw4 => 3,
+        };
+        let init = if step == 0 {
+            0
+        } else {
+            step | u8::from(self.icw4_needed) << 2 | u8::from(self.single) << 3
+        };
+        let flags = [
+            self.read_isr,
+            self.poll,
+            self.auto_eoi,
+            self.rotate_on_auto_eoi,
+            self.special_fully_nested,
+            self.special_mask,
+            self.is_master,
+        ]
+        .iter()
+        .enumerate()
+        .fold(0u8, |f, (i, &b)| f | u8::from(b) << i);
+        [
+            self.irr,
+            self.imr,
+            self.isr,
+            self.base,
+            init | (self.priority_add & 7) << 4,
+            flags,
+            self.elcr,
+            u8::from(self.irr & !self.imr & !self.isr != 0),
+        ]
+    }
+
+    /// Loads a saved chip; `false` (nothing changed) if it says it is the
+    /// other chip of the pair, or has bits Xen never sets.
+    fn restore(&mut self, b: &[u8; PIC_SAVE_LEN]) -> bool {
+        let init = b[4] & 0xf;
+        let master = b[5] & (1 << 6) != 0;
+        if master != self.is_master || b[4] >> 4 > 7 || b[5] & 0x80 != 0 || b[3] & 7 != 0 {
+            return false;
+        }
+        self.irr = b[0];
+        self.imr = b[1];
+        self.isr = b[2];
+        self.base = b[3];
+        self.init = match init & 3 {
+            _ if init == 0 => InitState::Ready,
+            1 => InitState::Icw2,
+            2 => InitState::Icw3,
+            _ => InitState::Icw4,
+        };
+        self.icw4_needed = init & 4 != 0;
+        self.single = init & 8 != 0;
+        self.priority_add = b[4] >> 4;
+        let bit = |i: u8| b[5] & (1 << i) != 0;
+        self.read_isr = bit(0);
+        self.poll = bit(1);
+        self.auto_eoi = bit(2);
+        self.rotate_on_auto_eoi = bit(3);
+        self.special_fully_nested = bit(4);
+        self.special_mask = bit(5);
+        self.elcr = b[6] & self.elcr_mask;
+        // Line levels are the devices' to report again.
+        self.lines = 0;
+        true
+    }
+
     fn new(is_master: bool) -> Self {
         Self {
             irr: 0,
@@ -311,6 +391,17 @@ impl VPic {
         }
     }
 
+    /// Loads the saved chips (master, slave); `false` (nothing changed) if
+    /// either is refused.
+    pub fn restore(&mut self, master: &[u8; PIC_SAVE_LEN], slave: &[u8; PIC_SAVE_LEN]) -> bool {
+        let mut new = self.clone();
+        if !(new.chips[0].restore(master) && new.chips[1].restore(slave)) {
+            return false;
+        }
+        *self = new;
+        true
+    }
+
     /// The master chip.
     pub fn master(&self) -> &Pic8259 {
         &self.chips[0]
@@ -475,6 +566,35 @@ mod tests {
         p.write(0xa1, 0x01);
         p.write(0x21, 0xff);
         p.write(0xa1, 0xff);
+    }
+
+    #[test]
+    fn save_and_restore_keep_both_chips() {
+        let mut p = VPic::new();
+        linux_init(&mut p, true);
+        p.write(0x21, 0xfa);
+        p.write(0x4d0, 0x20); // ELCR: IRQ5 level
+        p.set_irq(0, true);
+        assert_eq!(p.ack(), Some(0x30)); // auto-EOI: not in service
+        p.write(0x20, 0x0b); // OCW3: read ISR
+                             // A second initialisation half done on the slave.
+        p.write(0xa0, 0x11);
+        let (m, s) = (p.master().save(), p.slave().save());
+        assert_eq!(m[3], 0x30);
+        assert_eq!(m[5] & (1 << 6), 1 << 6, "is_master");
+        assert_eq!(m[5] & 0b101, 0b101, "readsel_isr and auto_eoi");
+        assert_eq!(s[4] & 0xf, 1 | 4, "next write sets ICW2, ICW4 wanted");
+        let mut q = VPic::new();
+        assert!(q.restore(&m, &s));
+        assert_eq!((q.master().save(), q.slave().save()), (m, s));
+        assert_eq!(q.read(0x21), 0xfa);
+        // The slave's initialisation carries on where it was.
+        q.write(0xa1, 0x70);
+        assert_eq!(q.slave().base(), 0x70);
+        // The chips the wrong way round: refused, nothing changed.
+        let mut r = VPic::new();
+        assert!(!r.restore(&s, &m));
+        assert_eq!(r.master().save(), VPic::new().master().save());
     }
 
     #[test]
