@@ -44,6 +44,8 @@ pub struct Hvm {
     pub pending_lapics: Vec<crate::hvm_run::SavedLapic>,
     /// The PIC pair and IOAPIC records loaded before the domain first ran.
     pub pending_platform: Option<alloc::boxed::Box<crate::hvm_run::SavedPlatform>>,
+    /// What the guest wrote to Xen's debug port 0xe9 since its last newline.
+    pub debug_line: Vec<u8>,
 }
 
 /// Nested-table frames from the frame allocator, reached through the
@@ -118,6 +120,7 @@ pub fn new_hvm() -> Result<Hvm, Errno> {
         log_dirty: None,
         pending_lapics: Vec::new(),
         pending_platform: None,
+        debug_line: Vec::new(),
     })
 }
 

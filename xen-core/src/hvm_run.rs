@@ -33,6 +33,8 @@ use xen_core::hvm::platform::{Action, Actions, Platform, PlatformConfig};
 use xen_core::hvm::vioapic::IOAPIC_SAVE_LEN;
 use xen_core::hvm::vlapic::{LapicHidden, VLapic, LAPIC_REGS_LEN};
 use xen_core::hvm::vpic::PIC_SAVE_LEN;
+use xen_core::hvm::vpit::PIT_SAVE_LEN;
+use xen_core::hvm::vrtc::RTC_SAVE_LEN;
 use zerocopy::{FromBytes, FromZeros, IntoBytes};
 
 /// An HVM domain's devices and policies, made when its first vCPU gets a
@@ -148,12 +150,13 @@ fn make_runtime(d: &Domain) -> Runtime {
 
 /// `XEN_DOMCTL_sethvmcontext`: loads the records of `buf` (header, CPU
 /// records, each LAPIC as its `LAPIC` and `LAPIC_REGS` pair, the PIC pair,
-/// the IOAPIC, end) into a paused HVM domain. Other record types are
-/// refused (`-EOPNOTSUPP`: the PIT, RTC and PM timer are not restored
-/// yet); a malformed buffer, a bad header, a LAPIC without its registers
-/// or with another vCPU's APIC ID, one PIC without the other, an IOAPIC
-/// elsewhere than 0xfec00000 is `-EINVAL`; nothing changes unless the
-/// whole buffer is good.
+/// the IOAPIC, the PIT, the RTC, end) into a paused HVM domain. Other
+/// record types are refused (`-EOPNOTSUPP`: the PM timer, MTRRs and the
+/// IRQ wires are not restored yet); a malformed buffer, a bad header, a
+/// LAPIC without its registers or with another vCPU's APIC ID, one PIC
+/// without the other, an IOAPIC elsewhere than 0xfec00000, a PIT channel
+/// no 8254 has is `-EINVAL`; nothing changes unless the whole buffer is
+/// good.
 pub fn set_context(d: &mut Domain, buf: &[u8]) -> Result<(), Errno> {
     let Some(hvm) = d.hvm.as_ref() else {
         return Err(Errno::EINVAL);
@@ -168,6 +171,8 @@ pub fn set_context(d: &mut Domain, buf: &[u8]) -> Result<(), Errno> {
     let mut pages: Vec<(usize, &[u8])> = Vec::new();
     let mut pics: [Option<[u8; PIC_SAVE_LEN]>; 2] = [None, None];
     let mut ioapic: Option<Box<[u8; IOAPIC_SAVE_LEN]>> = None;
+    let mut pit: Option<[u8; PIT_SAVE_LEN]> = None;
+    let mut rtc: Option<[u8; RTC_SAVE_LEN]> = None;
     for r in recs {
         let id = usize::from(r.desc.instance);
         match r.desc.typecode {
@@ -181,6 +186,18 @@ pub fn set_context(d: &mut Domain, buf: &[u8]) -> Result<(), Errno> {
             code::IOAPIC => {
                 let b: [u8; IOAPIC_SAVE_LEN] = r.data.try_into().map_err(|_| Errno::EINVAL)?;
                 if id != 0 || ioapic.replace(Box::new(b)).is_some() {
+                    return Err(Errno::EINVAL);
+                }
+            }
+            code::PIT => {
+                let b: [u8; PIT_SAVE_LEN] = r.data.try_into().map_err(|_| Errno::EINVAL)?;
+                if id != 0 || pit.replace(b).is_some() {
+                    return Err(Errno::EINVAL);
+                }
+            }
+            code::RTC => {
+                let b: [u8; RTC_SAVE_LEN] = r.data.try_into().map_err(|_| Errno::EINVAL)?;
+                if id != 0 || rtc.replace(b).is_some() {
                     return Err(Errno::EINVAL);
                 }
             }
@@ -244,23 +261,26 @@ pub fn set_context(d: &mut Domain, buf: &[u8]) -> Result<(), Errno> {
         return Err(Errno::EINVAL);
     }
     // The PIC comes as its pair, or not at all.
-    let platform = match (pics, ioapic) {
-        ([None, None], None) => None,
-        ([Some(m), Some(s)], io) => Some(SavedPlatform {
-            pic: Some((m, s)),
-            ioapic: io,
-        }),
-        ([None, None], io) => Some(SavedPlatform {
-            pic: None,
-            ioapic: io,
-        }),
+    let pic = match pics {
+        [None, None] => None,
+        [Some(m), Some(s)] => Some((m, s)),
         _ => return Err(Errno::EINVAL),
     };
+    let platform = (pic.is_some() || ioapic.is_some() || pit.is_some() || rtc.is_some()).then_some(
+        SavedPlatform {
+            pic,
+            ioapic,
+            pit,
+            rtc,
+        },
+    );
     if let Some(p) = &platform {
         let mut probe = xen_core::hvm::vpic::VPic::new();
         let mut probe_io = xen_core::hvm::vioapic::VIoApic::new(0);
+        let mut probe_pit = xen_core::hvm::vpit::VPit::new();
         let ok = p.pic.is_none_or(|(m, s)| probe.restore(&m, &s))
-            && p.ioapic.as_ref().is_none_or(|b| probe_io.restore(b));
+            && p.ioapic.as_ref().is_none_or(|b| probe_io.restore(b))
+            && p.pit.is_none_or(|b| probe_pit.restore(&b, 0));
         if !ok {
             return Err(Errno::EINVAL);
         }
@@ -312,6 +332,10 @@ pub struct SavedPlatform {
     pub pic: Option<([u8; PIC_SAVE_LEN], [u8; PIC_SAVE_LEN])>,
     /// `hvm_hw_vioapic`.
     pub ioapic: Option<Box<[u8; IOAPIC_SAVE_LEN]>>,
+    /// `hvm_hw_pit`.
+    pub pit: Option<[u8; PIT_SAVE_LEN]>,
+    /// `hvm_hw_rtc`.
+    pub rtc: Option<[u8; RTC_SAVE_LEN]>,
 }
 
 /// Loads them into the domain's devices, or keeps them for when the
@@ -326,12 +350,23 @@ fn apply_platform(d: &mut Domain, p: SavedPlatform) {
             if let Some(b) = &p.ioapic {
                 rt.platform.restore_ioapic(b);
             }
+            let now = crate::time::now_ns();
+            if let Some(b) = &p.pit {
+                rt.platform.restore_pit(b, now);
+            }
+            if let Some(b) = &p.rtc {
+                rt.platform
+                    .restore_rtc(b, now, crate::time::wallclock_secs() as i64);
+            }
         }
         None => {
             let prev = hvm.pending_platform.take();
+            let prev = prev.as_deref();
             hvm.pending_platform = Some(Box::new(SavedPlatform {
-                pic: p.pic.or(prev.as_ref().and_then(|x| x.pic)),
-                ioapic: p.ioapic.or(prev.and_then(|x| x.ioapic)),
+                pic: p.pic.or(prev.and_then(|x| x.pic)),
+                pit: p.pit.or(prev.and_then(|x| x.pit)),
+                rtc: p.rtc.or(prev.and_then(|x| x.rtc)),
+                ioapic: p.ioapic.or(prev.and_then(|x| x.ioapic.clone())),
             }));
         }
     }
@@ -438,13 +473,17 @@ pub fn get_context(d: &Domain, out: &mut [u8]) -> Result<usize, Errno> {
         },
         None => Vec::new(),
     };
-    // The PIC pair and the IOAPIC, once the devices exist.
+    // The PIC pair, the IOAPIC, the PIT and the RTC, once the devices
+    // exist.
+    let host = crate::time::wallclock_secs() as i64;
     let platform = d.hvm.as_ref().and_then(|h| h.rt.as_ref()).map(|rt| {
         let p = rt.platform.pic();
         (
             p.master().save(),
             p.slave().save(),
             rt.platform.ioapic().save(),
+            rt.platform.pit().save(now),
+            rt.platform.rtc().save(now, host),
         )
     });
     let desc = core::mem::size_of::<hvm_save::HvmSaveDescriptor>();
@@ -452,7 +491,9 @@ pub fn get_context(d: &Domain, out: &mut [u8]) -> Result<usize, Errno> {
         + core::mem::size_of::<HvmSaveHeader>()
         + cpus.len() * hvm_save::HVM_HW_CPU_SIZE
         + lapics.len() * (core::mem::size_of::<HvmHwLapic>() + LAPIC_REGS_LEN)
-        + platform.map_or(0, |_| 3 * desc + 2 * PIC_SAVE_LEN + IOAPIC_SAVE_LEN);
+        + platform.map_or(0, |_| {
+            5 * desc + 2 * PIC_SAVE_LEN + IOAPIC_SAVE_LEN + PIT_SAVE_LEN + RTC_SAVE_LEN
+        });
     if out.is_empty() {
         return Ok(need);
     }
@@ -478,12 +519,14 @@ pub fn get_context(d: &Domain, out: &mut [u8]) -> Result<usize, Errno> {
         pos += hvm_save::put_record(out, pos, code::LAPIC_REGS, *id, &regs[..])
             .ok_or(Errno::ENOSPC)?;
     }
-    if let Some((m, s, io)) = &platform {
+    if let Some((m, s, io, pit, rtc)) = &platform {
         for (i, chip) in [m, s].into_iter().enumerate() {
             pos +=
                 hvm_save::put_record(out, pos, code::PIC, i as u16, chip).ok_or(Errno::ENOSPC)?;
         }
         pos += hvm_save::put_record(out, pos, code::IOAPIC, 0, &io[..]).ok_or(Errno::ENOSPC)?;
+        pos += hvm_save::put_record(out, pos, code::PIT, 0, pit).ok_or(Errno::ENOSPC)?;
+        pos += hvm_save::put_record(out, pos, code::RTC, 0, rtc).ok_or(Errno::ENOSPC)?;
     }
     pos += hvm_save::put_record(out, pos, code::END, 0, &[]).ok_or(Errno::ENOSPC)?;
     Ok(pos)
@@ -1084,11 +1127,26 @@ fn carry_out(d: &mut Domain, acts: Actions) {
             Action::PowerOff => crate::domain::domain_shutdown(d, ShutdownReason::Poweroff),
             Action::Reset => crate::domain::domain_shutdown(d, ShutdownReason::Reboot),
             Action::DebugOut(b) => {
-                crate::console::guest_write(d.domid, false, &[b], &mut d.console_at_line_start)
+                // A line at a time (Xen's hvm_print_line buffers one too),
+                // so that other CPUs' output does not cut into it.
+                let Some(h) = d.hvm.as_mut() else { continue };
+                h.debug_line.push(b);
+                if b == b'\n' || h.debug_line.len() >= DEBUG_LINE_MAX {
+                    let line = core::mem::take(&mut h.debug_line);
+                    crate::console::guest_write(
+                        d.domid,
+                        false,
+                        &line,
+                        &mut d.console_at_line_start,
+                    );
+                }
             }
         }
     }
 }
+
+/// Bytes of a debug-port line before it is printed without its newline.
+const DEBUG_LINE_MAX: usize = 120;
 
 /// A vCPU has an interrupt: wake it if it sleeps in HLT, make it exit if
 /// it runs elsewhere.

@@ -451,20 +451,27 @@ mod kernel {
             hvm_save::records(&buf[..n]).map_or(0, |r| r.filter(|x| x.desc.typecode == t).count())
         };
         c.check(
-            "its context has the CPU, its LAPIC (two records), the PIC pair and the IOAPIC",
-            (
-                count(code::CPU),
-                count(code::LAPIC),
-                count(code::LAPIC_REGS),
-            ) == (1, 1, 1)
-                && (count(code::PIC), count(code::IOAPIC)) == (2, 1),
+            "its context has the CPU, its LAPIC (two records), the PIC pair, the IOAPIC, the PIT and the RTC",
+            [
+                code::CPU,
+                code::LAPIC,
+                code::LAPIC_REGS,
+                code::PIC,
+                code::IOAPIC,
+                code::PIT,
+                code::RTC,
+            ]
+            .map(count)
+                == [1, 1, 1, 2, 1, 1, 1],
             format_args!(
-                "CPU {}, LAPIC {}/{}, PIC {}, IOAPIC {}",
+                "CPU {}, LAPIC {}/{}, PIC {}, IOAPIC {}, PIT {}, RTC {}",
                 count(code::CPU),
                 count(code::LAPIC),
                 count(code::LAPIC_REGS),
                 count(code::PIC),
-                count(code::IOAPIC)
+                count(code::IOAPIC),
+                count(code::PIT),
+                count(code::RTC)
             ),
         );
         // Its LAPIC record with the registers left out: refused.

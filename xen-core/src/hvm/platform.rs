@@ -357,6 +357,23 @@ impl Platform {
         self.pic.restore(master, slave)
     }
 
+    /// The RTC.
+    pub fn rtc(&self) -> &VRtc {
+        &self.rtc
+    }
+
+    /// Loads the saved PIT (Xen's `PIT` record) at `now`; `false` (nothing
+    /// changed) if refused.
+    pub fn restore_pit(&mut self, b: &[u8; super::vpit::PIT_SAVE_LEN], now: u64) -> bool {
+        self.pit.restore(b, now)
+    }
+
+    /// Loads the saved RTC (Xen's `RTC` record) at `now`, the host's wall
+    /// clock reading `host_secs`.
+    pub fn restore_rtc(&mut self, b: &[u8; super::vrtc::RTC_SAVE_LEN], now: u64, host_secs: i64) {
+        self.rtc.restore(b, now, host_secs);
+    }
+
     /// Loads the saved IOAPIC (Xen's `IOAPIC` record); `false` (nothing
     /// changed) if refused.
     pub fn restore_ioapic(&mut self, b: &[u8; super::vioapic::IOAPIC_SAVE_LEN]) -> bool {

@@ -105,7 +105,93 @@ pub struct Channel {
     edges_reported: u64,
 }
 
+/// Bytes of Xen's `struct hvm_hw_pit` (save record `PIT`): three 16-byte
+/// channels, `speaker_data_on`, a pad.
+pub const PIT_SAVE_LEN: usize = 56;
+
+/// QEMU's and Xen's `RW_STATE_*` for a byte state.
+fn rw_state(s: ByteState) -> u8 {
+    match s {
+        ByteState::Lsb => 1,
+        ByteState::Msb => 2,
+        ByteState::Word0 => 3,
+        ByteState::Word1 => 4,
+    }
+}
+
+fn from_rw_state(v: u8) -> Option<ByteState> {
+    Some(match v {
+        1 => ByteState::Lsb,
+        2 => ByteState::Msb,
+        3 => ByteState::Word0,
+        4 => ByteState::Word1,
+        _ => return None,
+    })
+}
+
 impl Channel {
+    /// Xen's `struct hvm_hw_pit_channel`.
+    fn save(&self, now: u64) -> [u8; 16] {
+        let mut b = [0u8; 16];
+        b[0..4].copy_from_slice(&self.count.to_le_bytes());
+        if let Some((v, st)) = self.latched_count {
+            b[4..6].copy_from_slice(&v.to_le_bytes());
+            b[6] = rw_state(st);
+        }
+        if let Some(st) = self.latched_status {
+            b[7] = 1;
+            b[8] = st;
+        } else {
+            b[8] = u8::from(self.out(now)) << 7
+                | self.access << 4
+                | self.mode << 1
+                | u8::from(self.bcd);
+        }
+        b[9] = rw_state(self.read_state);
+        b[10] = rw_state(self.write_state);
+        b[11] = self.write_latch;
+        b[12] = self.access;
+        b[13] = self.mode;
+        b[14] = u8::from(self.bcd);
+        b[15] = u8::from(self.gate);
+        b
+    }
+
+    /// Loads a saved channel at `now`: as Xen does, a programmed channel
+    /// counts again from its count from `now` (the phase is not saved); one
+    /// never programmed (the reset state) stays idle.
+    fn restore(&mut self, b: &[u8; 16], now: u64) -> bool {
+        let count = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        let (Some(read), Some(write)) = (from_rw_state(b[9]), from_rw_state(b[10])) else {
+            return false;
+        };
+        let latched = match b[6] {
+            0 => None,
+            v => match from_rw_state(v) {
+                Some(st) => Some((u16::from_le_bytes([b[4], b[5]]), st)),
+                None => return false,
+            },
+        };
+        if count == 0 || count > 0x10000 || !(1..=3).contains(&b[12]) || b[13] > 7 || b[14] > 1 {
+            return false;
+        }
+        let mut c = Channel::new(b[15] != 0);
+        c.access = b[12];
+        c.mode = b[13];
+        c.bcd = b[14] != 0;
+        let programmed = count != 0x10000 || c.mode != 0 || c.access != 3;
+        if programmed {
+            c.load(count & 0xffff, now);
+        }
+        c.latched_count = latched;
+        c.latched_status = (b[7] != 0).then_some(b[8]);
+        c.read_state = read;
+        c.write_state = write;
+        c.write_latch = b[11];
+        *self = c;
+        true
+    }
+
     fn new(gate: bool) -> Self {
         Self {
             mode: 0,
@@ -382,6 +468,33 @@ impl Default for VPit {
 }
 
 impl VPit {
+    /// Xen's `struct hvm_hw_pit` at `now`.
+    pub fn save(&self, now: u64) -> [u8; PIT_SAVE_LEN] {
+        let mut b = [0u8; PIT_SAVE_LEN];
+        for (i, c) in self.channels.iter().enumerate() {
+            b[16 * i..16 * i + 16].copy_from_slice(&c.save(now));
+        }
+        b[48..52].copy_from_slice(&u32::from((self.port61 >> 1) & 1).to_le_bytes());
+        b
+    }
+
+    /// Loads a saved PIT at `now`; `false` (nothing changed) if a channel
+    /// has values no 8254 has.
+    pub fn restore(&mut self, b: &[u8; PIT_SAVE_LEN], now: u64) -> bool {
+        let mut new = self.clone();
+        for (i, c) in new.channels.iter_mut().enumerate() {
+            let mut ch = [0u8; 16];
+            ch.copy_from_slice(&b[16 * i..16 * i + 16]);
+            if !c.restore(&ch, now) {
+                return false;
+            }
+        }
+        let speaker = u8::from(b[48] & 1 != 0) << 1;
+        new.port61 = (new.port61 & !2) | speaker | u8::from(new.channels[2].gate);
+        *self = new;
+        true
+    }
+
     /// A PIT after reset: no channel counting; channel 0 and 1 gates high,
     /// channel 2's gate low (port 0x61 = 0).
     pub fn new() -> Self {
@@ -499,6 +612,43 @@ mod tests {
     const MS: u64 = 1_000_000;
     /// Linux's `PIT_LATCH` for HZ=1000.
     const LATCH: u16 = ((PIT_HZ + 500) / 1000) as u16;
+
+    #[test]
+    fn save_and_restore_restart_a_programmed_channel() {
+        let mut p = VPit::new();
+        let t0 = 5 * MS;
+        p.write(0x43, 0x34, t0);
+        p.write(0x40, LATCH as u8, t0);
+        p.write(0x40, (LATCH >> 8) as u8, t0);
+        p.write(0x61, 0x03, t0); // speaker on, channel 2 gate up
+        let s = p.save(t0 + 3 * MS);
+        assert_eq!(
+            u32::from_le_bytes(s[0..4].try_into().unwrap()),
+            u32::from(LATCH)
+        );
+        assert_eq!((s[12], s[13], s[15]), (3, 2, 1), "lo/hi, mode 2, gate");
+        assert_eq!(&s[48..52], &1u32.to_le_bytes(), "speaker data on");
+        // Restored elsewhere in time: it counts from its count again, a
+        // period from the restore (Xen's pit_load_count).
+        let later = 1000 * MS;
+        let mut q = VPit::new();
+        assert!(q.restore(&s, later));
+        let d = q.next_irq0_deadline().unwrap();
+        assert!(d > later + MS - 1000 && d < later + MS + 1000, "{d}");
+        assert_eq!(q.channel(0).reload(), u32::from(LATCH));
+        assert!(q.speaker_on());
+        // A PIT nobody programmed stays idle.
+        let mut idle = VPit::new();
+        assert!(idle.restore(&VPit::new().save(0), later));
+        assert_eq!(idle.next_irq0_deadline(), None);
+        // Values no 8254 has: refused, nothing changed.
+        for (at, v) in [(12, 0u8), (13, 9), (9, 7), (6, 9)] {
+            let mut bad = s;
+            bad[at] = v;
+            assert!(!q.restore(&bad, later), "byte {at} = {v}");
+        }
+        assert_eq!(q.channel(0).reload(), u32::from(LATCH));
+    }
 
     #[test]
     fn linux_periodic_timer() {

@@ -147,6 +147,10 @@ impl Tm {
     }
 }
 
+/// Bytes of Xen 4.17's `struct hvm_hw_rtc` (save record `RTC`): 14 CMOS
+/// registers, the index, a pad byte, `rtc_offset`.
+pub const RTC_SAVE_LEN: usize = 24;
+
 /// The RTC and CMOS.
 #[derive(Clone, Debug)]
 pub struct VRtc {
@@ -292,6 +296,40 @@ impl VRtc {
     }
 
     /// The guest clock at `now`, in seconds since 1970.
+    /// Xen's `struct hvm_hw_rtc` at `now`: registers 0x0-0xd (the time as
+    /// they show it now), the index, and the guest clock's offset from
+    /// `host_secs` (the host's wall clock now: Xen's `rtc_offset`).
+    pub fn save(&self, now: u64, host_secs: i64) -> [u8; RTC_SAVE_LEN] {
+        // On a copy: saving changes nothing the guest could see.
+        let mut at = self.clone();
+        at.refresh_time_regs(now);
+        at.advance(now);
+        let mut b = [0u8; RTC_SAVE_LEN];
+        b[..14].copy_from_slice(&at.cmos[..14]);
+        b[14] = at.index;
+        let off = at.guest_secs(now).saturating_sub(host_secs);
+        b[16..24].copy_from_slice(&off.to_le_bytes());
+        b
+    }
+
+    /// Loads Xen's `struct hvm_hw_rtc` at `now`: registers A-D and the
+    /// alarm as saved, the clock at the host's wall clock `host_secs` plus
+    /// the saved offset (so it keeps wall time across a save and restore,
+    /// as Xen's does).
+    pub fn restore(&mut self, b: &[u8; RTC_SAVE_LEN], now: u64, host_secs: i64) {
+        self.cmos[..14].copy_from_slice(&b[..14]);
+        self.index = b[14] & 0x7f;
+        self.nmi_masked = b[14] & 0x80 != 0;
+        let mut off = [0u8; 8];
+        off.copy_from_slice(&b[16..24]);
+        self.secs = host_secs.saturating_add(i64::from_le_bytes(off));
+        self.base_ns = now;
+        self.checked_ns = now;
+        self.pf_epoch_ns = now;
+        self.running = self.reg(REG_B) & B_SET == 0 && self.divider_running();
+        self.refresh_time_regs(now);
+    }
+
     pub fn guest_secs(&self, now: u64) -> i64 {
         if self.running {
             let elapsed = div_ns(now.saturating_sub(self.base_ns), NS_PER_SEC);
@@ -672,6 +710,23 @@ mod tests {
             let (y, m, dd) = civil_from_days(d);
             assert_eq!(days_from_civil(y, i64::from(m), i64::from(dd)), d);
         }
+    }
+
+    #[test]
+    fn save_and_restore_keep_wall_time_and_the_registers() {
+        let mut r = VRtc::new(T, 0);
+        wr(&mut r, REG_B, B_24H | B_PIE, 0);
+        let host = T as i64 - 7; // the guest runs 7 s ahead of the host
+        let s = r.save(10 * MS, host);
+        assert_eq!(i64::from_le_bytes(s[16..24].try_into().unwrap()), 7);
+        assert_eq!(s[usize::from(REG_B)], B_24H | B_PIE);
+        // Restored 100 s of host time later: 7 s ahead of that.
+        let mut q = VRtc::new(0, 0);
+        q.restore(&s, 5 * MS, host + 100);
+        assert_eq!(q.guest_secs(5 * MS), T as i64 + 100);
+        assert_eq!(rd(&mut q, REG_B, 5 * MS), B_24H | B_PIE);
+        let v = linux_get_time(&mut q, 5 * MS);
+        assert_eq!((bcd(v[1]), bcd(v[2])), (47, 13), "13:47 after 100 s");
     }
 
     #[test]
