@@ -455,7 +455,7 @@ fn nested_lists() {
     assert!(d.disk.is_empty());
     assert_eq!(
         w,
-        ["Warning: ignoring \"cpuid\" (nested-lists.cfg:4): not supported by Oxen"]
+        ["Warning: ignoring \"channel\" (nested-lists.cfg:4): not supported by Oxen"]
     );
 }
 

@@ -147,6 +147,10 @@ mod kernel {
             for _ in 0..1000 {
                 core::hint::spin_loop();
             }
+            // Leave the host CPUs to vCPU 0 and Dom0 now and then: under
+            // TCG on a loaded host, three spinning vCPUs can otherwise keep
+            // the guest's xenstore traffic waiting for long.
+            let _ = xen::sched_yield();
             hotplug::park_if_asked(me);
         }
     }
