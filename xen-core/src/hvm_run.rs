@@ -29,7 +29,9 @@ use xen_core::evtchn::Event;
 use xen_core::hvm::cpuid::{HvmCpuidConfig, HvmCpuidPolicy};
 use xen_core::hvm::exit::{self as hx, ExitOutcome, Injection, Policies};
 use xen_core::hvm::msr::MsrPolicy;
+use xen_core::hvm::msr::{MsrState, MTRR_SAVE_LEN};
 use xen_core::hvm::platform::{Action, Actions, Platform, PlatformConfig};
+use xen_core::hvm::vacpi::PMTIMER_SAVE_LEN;
 use xen_core::hvm::vioapic::IOAPIC_SAVE_LEN;
 use xen_core::hvm::vlapic::{LapicHidden, VLapic, LAPIC_REGS_LEN};
 use xen_core::hvm::vpic::PIC_SAVE_LEN;
@@ -150,9 +152,10 @@ fn make_runtime(d: &Domain) -> Runtime {
 
 /// `XEN_DOMCTL_sethvmcontext`: loads the records of `buf` (header, CPU
 /// records, each LAPIC as its `LAPIC` and `LAPIC_REGS` pair, the PIC pair,
-/// the IOAPIC, the PIT, the RTC, end) into a paused HVM domain. Other
-/// record types are refused (`-EOPNOTSUPP`: the PM timer, MTRRs and the
-/// IRQ wires are not restored yet); a malformed buffer, a bad header, a
+/// the IOAPIC, the PIT, the RTC, the PM timer, each vCPU's MTRRs, end) into
+/// a paused HVM domain. Other record types are refused (`-EOPNOTSUPP`: the
+/// IRQ wires, HPET, Viridian, the MSR records are not restored yet); a
+/// malformed buffer, a bad header, a MTRR record with reserved bits, a
 /// LAPIC without its registers or with another vCPU's APIC ID, one PIC
 /// without the other, an IOAPIC elsewhere than 0xfec00000, a PIT channel
 /// no 8254 has is `-EINVAL`; nothing changes unless the whole buffer is
@@ -173,6 +176,9 @@ pub fn set_context(d: &mut Domain, buf: &[u8]) -> Result<(), Errno> {
     let mut ioapic: Option<Box<[u8; IOAPIC_SAVE_LEN]>> = None;
     let mut pit: Option<[u8; PIT_SAVE_LEN]> = None;
     let mut rtc: Option<[u8; RTC_SAVE_LEN]> = None;
+    let mut pm: Option<[u8; PMTIMER_SAVE_LEN]> = None;
+    let mut mtrrs: Vec<(usize, MsrState, u64)> = Vec::new();
+    let phys_bits = hvm.rt.as_ref().map_or(36, |rt| rt.msr.phys_addr_bits);
     for r in recs {
         let id = usize::from(r.desc.instance);
         match r.desc.typecode {
@@ -200,6 +206,20 @@ pub fn set_context(d: &mut Domain, buf: &[u8]) -> Result<(), Errno> {
                 if id != 0 || rtc.replace(b).is_some() {
                     return Err(Errno::EINVAL);
                 }
+            }
+            code::PMTIMER => {
+                let b: [u8; PMTIMER_SAVE_LEN] = r.data.try_into().map_err(|_| Errno::EINVAL)?;
+                if id != 0 || pm.replace(b).is_some() {
+                    return Err(Errno::EINVAL);
+                }
+            }
+            code::MTRR => {
+                let b: [u8; MTRR_SAVE_LEN] = r.data.try_into().map_err(|_| Errno::EINVAL)?;
+                let (m, pat) = MsrState::load(&b, phys_bits).ok_or(Errno::EINVAL)?;
+                if id >= d.vcpus.len() || mtrrs.iter().any(|(i, ..)| *i == id) {
+                    return Err(Errno::EINVAL);
+                }
+                mtrrs.push((id, m, pat));
             }
             code::LAPIC => {
                 let l = HvmHwLapic::read_from_bytes(r.data).map_err(|_| Errno::EINVAL)?;
@@ -266,14 +286,21 @@ pub fn set_context(d: &mut Domain, buf: &[u8]) -> Result<(), Errno> {
         [Some(m), Some(s)] => Some((m, s)),
         _ => return Err(Errno::EINVAL),
     };
-    let platform = (pic.is_some() || ioapic.is_some() || pit.is_some() || rtc.is_some()).then_some(
-        SavedPlatform {
-            pic,
-            ioapic,
-            pit,
-            rtc,
-        },
-    );
+    let platform =
+        (pic.is_some() || ioapic.is_some() || pit.is_some() || rtc.is_some() || pm.is_some())
+            .then_some(SavedPlatform {
+                pic,
+                ioapic,
+                pit,
+                rtc,
+                pm,
+            });
+    // MTRRs go with a vCPU that has (or gets here) a CPU context.
+    for (id, ..) in &mtrrs {
+        if d.vcpus[*id].hvm.is_none() && !cpus.iter().any(|(i, _)| i == id) {
+            return Err(Errno::EINVAL);
+        }
+    }
     if let Some(p) = &platform {
         let mut probe = xen_core::hvm::vpic::VPic::new();
         let mut probe_io = xen_core::hvm::vioapic::VIoApic::new(0);
@@ -323,6 +350,12 @@ pub fn set_context(d: &mut Domain, buf: &[u8]) -> Result<(), Errno> {
     if let Some(p) = platform {
         apply_platform(d, p);
     }
+    for (id, m, pat) in mtrrs {
+        if let Some(s) = d.vcpus[id].hvm.as_mut() {
+            s.emu.msrs = m;
+            s.svm.set_pat(pat);
+        }
+    }
     Ok(())
 }
 
@@ -336,6 +369,8 @@ pub struct SavedPlatform {
     pub pit: Option<[u8; PIT_SAVE_LEN]>,
     /// `hvm_hw_rtc`.
     pub rtc: Option<[u8; RTC_SAVE_LEN]>,
+    /// `hvm_hw_pmtimer`.
+    pub pm: Option<[u8; PMTIMER_SAVE_LEN]>,
 }
 
 /// Loads them into the domain's devices, or keeps them for when the
@@ -358,6 +393,9 @@ fn apply_platform(d: &mut Domain, p: SavedPlatform) {
                 rt.platform
                     .restore_rtc(b, now, crate::time::wallclock_secs() as i64);
             }
+            if let Some(b) = &p.pm {
+                rt.platform.restore_pmtimer(b, now);
+            }
         }
         None => {
             let prev = hvm.pending_platform.take();
@@ -366,6 +404,7 @@ fn apply_platform(d: &mut Domain, p: SavedPlatform) {
                 pic: p.pic.or(prev.and_then(|x| x.pic)),
                 pit: p.pit.or(prev.and_then(|x| x.pit)),
                 rtc: p.rtc.or(prev.and_then(|x| x.rtc)),
+                pm: p.pm.or(prev.and_then(|x| x.pm)),
                 ioapic: p.ioapic.or(prev.and_then(|x| x.ioapic.clone())),
             }));
         }
@@ -484,16 +523,32 @@ pub fn get_context(d: &Domain, out: &mut [u8]) -> Result<usize, Errno> {
             rt.platform.ioapic().save(),
             rt.platform.pit().save(now),
             rt.platform.rtc().save(now, host),
+            rt.platform.acpi().save(now),
         )
     });
+    // Each vCPU's MTRRs and PAT.
+    let mtrrs: Vec<(u16, [u8; MTRR_SAVE_LEN])> = d
+        .vcpus
+        .iter()
+        .filter_map(|v| {
+            let s = v.hvm.as_ref()?;
+            Some((v.id as u16, s.emu.msrs.save(s.svm.pat())))
+        })
+        .collect();
     let desc = core::mem::size_of::<hvm_save::HvmSaveDescriptor>();
     let need = desc * (2 + cpus.len() + 2 * lapics.len())
         + core::mem::size_of::<HvmSaveHeader>()
         + cpus.len() * hvm_save::HVM_HW_CPU_SIZE
         + lapics.len() * (core::mem::size_of::<HvmHwLapic>() + LAPIC_REGS_LEN)
         + platform.map_or(0, |_| {
-            5 * desc + 2 * PIC_SAVE_LEN + IOAPIC_SAVE_LEN + PIT_SAVE_LEN + RTC_SAVE_LEN
-        });
+            6 * desc
+                + 2 * PIC_SAVE_LEN
+                + IOAPIC_SAVE_LEN
+                + PIT_SAVE_LEN
+                + RTC_SAVE_LEN
+                + PMTIMER_SAVE_LEN
+        })
+        + mtrrs.len() * (desc + MTRR_SAVE_LEN);
     if out.is_empty() {
         return Ok(need);
     }
@@ -519,7 +574,10 @@ pub fn get_context(d: &Domain, out: &mut [u8]) -> Result<usize, Errno> {
         pos += hvm_save::put_record(out, pos, code::LAPIC_REGS, *id, &regs[..])
             .ok_or(Errno::ENOSPC)?;
     }
-    if let Some((m, s, io, pit, rtc)) = &platform {
+    for (id, b) in &mtrrs {
+        pos += hvm_save::put_record(out, pos, code::MTRR, *id, b).ok_or(Errno::ENOSPC)?;
+    }
+    if let Some((m, s, io, pit, rtc, pm)) = &platform {
         for (i, chip) in [m, s].into_iter().enumerate() {
             pos +=
                 hvm_save::put_record(out, pos, code::PIC, i as u16, chip).ok_or(Errno::ENOSPC)?;
@@ -527,6 +585,7 @@ pub fn get_context(d: &Domain, out: &mut [u8]) -> Result<usize, Errno> {
         pos += hvm_save::put_record(out, pos, code::IOAPIC, 0, &io[..]).ok_or(Errno::ENOSPC)?;
         pos += hvm_save::put_record(out, pos, code::PIT, 0, pit).ok_or(Errno::ENOSPC)?;
         pos += hvm_save::put_record(out, pos, code::RTC, 0, rtc).ok_or(Errno::ENOSPC)?;
+        pos += hvm_save::put_record(out, pos, code::PMTIMER, 0, pm).ok_or(Errno::ENOSPC)?;
     }
     pos += hvm_save::put_record(out, pos, code::END, 0, &[]).ok_or(Errno::ENOSPC)?;
     Ok(pos)

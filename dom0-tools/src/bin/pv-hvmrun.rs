@@ -451,7 +451,7 @@ mod kernel {
             hvm_save::records(&buf[..n]).map_or(0, |r| r.filter(|x| x.desc.typecode == t).count())
         };
         c.check(
-            "its context has the CPU, its LAPIC (two records), the PIC pair, the IOAPIC, the PIT and the RTC",
+            "its context has the CPU, its LAPIC (two records), its MTRRs, the PIC pair, the IOAPIC, the PIT, the RTC and the PM timer",
             [
                 code::CPU,
                 code::LAPIC,
@@ -460,18 +460,22 @@ mod kernel {
                 code::IOAPIC,
                 code::PIT,
                 code::RTC,
+                code::MTRR,
+                code::PMTIMER,
             ]
             .map(count)
-                == [1, 1, 1, 2, 1, 1, 1],
+                == [1, 1, 1, 2, 1, 1, 1, 1, 1],
             format_args!(
-                "CPU {}, LAPIC {}/{}, PIC {}, IOAPIC {}, PIT {}, RTC {}",
+                "CPU {}, LAPIC {}/{}, PIC {}, IOAPIC {}, PIT {}, RTC {}, MTRR {}, PMTIMER {}",
                 count(code::CPU),
                 count(code::LAPIC),
                 count(code::LAPIC_REGS),
                 count(code::PIC),
                 count(code::IOAPIC),
                 count(code::PIT),
-                count(code::RTC)
+                count(code::RTC),
+                count(code::MTRR),
+                count(code::PMTIMER)
             ),
         );
         // Its LAPIC record with the registers left out: refused.

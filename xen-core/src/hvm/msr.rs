@@ -230,6 +230,67 @@ pub struct MsrState {
     pub var: [[u64; 2]; NUM_VAR],
 }
 
+/// Bytes of Xen's `struct hvm_hw_mtrr` (save record `MTRR`, one per
+/// vCPU): PAT, the 8 variable pairs, the 11 fixed ranges, MTRRcap,
+/// MTRR_DEF_TYPE.
+pub const MTRR_SAVE_LEN: usize = 8 + 16 * 8 + NUM_FIXED * 8 + 8 + 8;
+
+impl MsrState {
+    /// Xen's `struct hvm_hw_mtrr`, with the vCPU's PAT `pat`.
+    pub fn save(&self, pat: u64) -> [u8; MTRR_SAVE_LEN] {
+        let mut words = [0u64; MTRR_SAVE_LEN / 8];
+        words[0] = pat;
+        for (i, [base, mask]) in self.var.iter().enumerate() {
+            words[1 + 2 * i] = *base;
+            words[2 + 2 * i] = *mask;
+        }
+        words[17..17 + NUM_FIXED].copy_from_slice(&self.fixed);
+        words[17 + NUM_FIXED] = MTRR_CAP_VALUE;
+        words[18 + NUM_FIXED] = self.def_type;
+        let mut b = [0u8; MTRR_SAVE_LEN];
+        for (chunk, w) in b.chunks_exact_mut(8).zip(words) {
+            chunk.copy_from_slice(&w.to_le_bytes());
+        }
+        b
+    }
+
+    /// A saved `struct hvm_hw_mtrr`, checked as the MSR writes would be
+    /// (memory types, reserved bits, addresses within `phys_bits`): the
+    /// MTRRs and the PAT, or `None`.
+    pub fn load(b: &[u8; MTRR_SAVE_LEN], phys_bits: u32) -> Option<(MsrState, u64)> {
+        let w = |i: usize| {
+            let mut x = [0u8; 8];
+            x.copy_from_slice(&b[8 * i..8 * i + 8]);
+            u64::from_le_bytes(x)
+        };
+        let pat = w(0);
+        let above = !((1u64 << phys_bits.clamp(36, 52)) - 1);
+        let mut s = MsrState::default();
+        for i in 0..NUM_VAR {
+            let (base, mask) = (w(1 + 2 * i), w(2 + 2 * i));
+            let base_ok = mtrr_type_valid(base & 0xff) && base & 0xf00 == 0 && base & above == 0;
+            let mask_ok = mask & 0x7ff == 0 && mask & above == 0;
+            if !(base_ok && mask_ok) {
+                return None;
+            }
+            s.var[i] = [base, mask];
+        }
+        for i in 0..NUM_FIXED {
+            let v = w(17 + i);
+            if !fixed_valid(v) {
+                return None;
+            }
+            s.fixed[i] = v;
+        }
+        let def = w(18 + NUM_FIXED);
+        if def & !(DEF_TYPE_E | DEF_TYPE_FE | 0xff) != 0 || !mtrr_type_valid(def & 0xff) {
+            return None;
+        }
+        s.def_type = def;
+        pat_valid(pat).then_some((s, pat))
+    }
+}
+
 impl Default for MsrState {
     /// Enabled, default type WB, no fixed or variable ranges: what firmware
     /// leaves for a guest whose RAM is all WB. DEVIATION: Xen starts at 0
@@ -476,6 +537,31 @@ mod tests {
             &pol(),
             &GuestMsrCtx::default(),
         )
+    }
+
+    #[test]
+    fn mtrr_records_round_trip_and_bad_ones_are_refused() {
+        let mut m = MsrState::default();
+        m.var[0] = [0x8000_0000, 0xf_c000_0800]; // 2 GiB, UC, valid
+        m.fixed[0] = 0x0606_0606_0606_0606;
+        m.def_type = DEF_TYPE_E | DEF_TYPE_FE | MT_WB;
+        let b = m.save(PAT_RESET);
+        assert_eq!(
+            &b[MTRR_SAVE_LEN - 16..MTRR_SAVE_LEN - 8],
+            &MTRR_CAP_VALUE.to_le_bytes()
+        );
+        let (n, pat) = MsrState::load(&b, 36).unwrap();
+        assert_eq!(
+            (n.var, n.fixed, n.def_type, pat),
+            (m.var, m.fixed, m.def_type, PAT_RESET)
+        );
+        // A type 2 (reserved) in a fixed range, a PAT byte 3, reserved
+        // mask bits, a base past the physical address width.
+        for (at, v) in [(8 * 17, 2u64), (0, 3), (8 * 2, 0xf_c000_0801), (8, 1 << 40)] {
+            let mut bad = b;
+            bad[at..at + 8].copy_from_slice(&v.to_le_bytes());
+            assert!(MsrState::load(&bad, 36).is_none(), "word at {at} = {v:#x}");
+        }
     }
 
     #[test]

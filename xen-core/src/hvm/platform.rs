@@ -362,6 +362,16 @@ impl Platform {
         &self.rtc
     }
 
+    /// The ACPI PM block (the PM timer).
+    pub fn acpi(&self) -> &VAcpi {
+        &self.acpi
+    }
+
+    /// Loads the saved PM timer (Xen's `PMTIMER` record) at `now`.
+    pub fn restore_pmtimer(&mut self, b: &[u8; super::vacpi::PMTIMER_SAVE_LEN], now: u64) {
+        self.acpi.restore(b, now);
+    }
+
     /// Loads the saved PIT (Xen's `PIT` record) at `now`; `false` (nothing
     /// changed) if refused.
     pub fn restore_pit(&mut self, b: &[u8; super::vpit::PIT_SAVE_LEN], now: u64) -> bool {

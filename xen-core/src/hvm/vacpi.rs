@@ -109,6 +109,9 @@ pub enum PmRequest {
     PowerOff,
 }
 
+/// Bytes of Xen's `struct hvm_hw_pmtimer` (save record `PMTIMER`).
+pub const PMTIMER_SAVE_LEN: usize = 8;
+
 /// The ACPI PM block.
 #[derive(Clone, Debug)]
 pub struct VAcpi {
@@ -181,6 +184,32 @@ impl VAcpi {
 
     /// The PM timer's count at `now` (24 bits would wrap at bit 23; with
     /// TMR_VAL_EXT the full 32 bits count).
+    /// Xen's `struct hvm_hw_pmtimer` at `now`: the timer's value,
+    /// PM1a_STS (up to date) and PM1a_EN.
+    pub fn save(&self, now: u64) -> [u8; PMTIMER_SAVE_LEN] {
+        let mut at = self.clone();
+        at.update(now);
+        let mut b = [0u8; PMTIMER_SAVE_LEN];
+        b[0..4].copy_from_slice(&at.timer(now).to_le_bytes());
+        b[4..6].copy_from_slice(&at.pm1_sts.to_le_bytes());
+        b[6..8].copy_from_slice(&at.pm1_en.to_le_bytes());
+        b
+    }
+
+    /// Loads a saved PM timer at `now`: it goes on counting from the saved
+    /// value (Xen's `pmtimer_load`).
+    pub fn restore(&mut self, b: &[u8; PMTIMER_SAVE_LEN], now: u64) {
+        let val = u64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+        let ns = u64::try_from(
+            (u128::from(val) * u128::from(NS_PER_SEC)).div_ceil(u128::from(PM_TIMER_HZ)),
+        )
+        .unwrap_or(0);
+        self.epoch_ns = now.saturating_sub(ns);
+        self.msb_seen = ticks_at(now.saturating_sub(self.epoch_ns)) >> 31;
+        self.pm1_sts = u16::from_le_bytes([b[4], b[5]]);
+        self.pm1_en = u16::from_le_bytes([b[6], b[7]]);
+    }
+
     pub fn timer(&self, now: u64) -> u32 {
         ticks_at(now.saturating_sub(self.epoch_ns)) as u32
     }
@@ -299,6 +328,23 @@ mod tests {
         let lo = a.write(port, val as u8, now);
         let hi = a.write(port + 1, (val >> 8) as u8, now);
         lo.or(hi)
+    }
+
+    #[test]
+    fn save_and_restore_carry_on_counting() {
+        let mut a = VAcpi::new(PmConfig::XEN_V1, 0);
+        wr16(&mut a, PmConfig::XEN_V1.pm1a_evt + 2, PM1_TMR, 0); // enable TMR_STS's SCI
+        let s = a.save(NS_PER_SEC);
+        let v = u32::from_le_bytes(s[0..4].try_into().unwrap());
+        assert_eq!(v, PM_TIMER_HZ as u32);
+        assert_eq!(u16::from_le_bytes([s[6], s[7]]), PM1_TMR);
+        // Elsewhere, at another time: the same value, then on from there.
+        let mut b = VAcpi::new(PmConfig::XEN_V1, 0);
+        let t = 77 * NS_PER_SEC;
+        b.restore(&s, t);
+        assert!(b.timer(t).abs_diff(v) <= 1);
+        assert!(b.timer(t + NS_PER_SEC).abs_diff(2 * v) <= 1);
+        assert_eq!(b.save(t)[4..8], s[4..8]);
     }
 
     #[test]

@@ -667,6 +667,16 @@ impl SvmVcpu {
         })
     }
 
+    /// The guest's PAT.
+    pub fn pat(&self) -> u64 {
+        self.r64(vmcb::G_PAT)
+    }
+
+    /// Sets the guest's PAT (checked by the caller).
+    pub fn set_pat(&mut self, pat: u64) {
+        self.w64(vmcb::G_PAT, pat);
+    }
+
     /// The guest's TSC minus the host's (non-zero once it writes its TSC).
     pub fn tsc_offset(&self) -> u64 {
         self.r64(vmcb::TSC_OFFSET)
