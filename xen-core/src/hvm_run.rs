@@ -614,7 +614,9 @@ pub fn prepare_unpause(d: &mut Domain) -> Result<(), Errno> {
                 apply_platform(d, *p);
             }
         }
-        setup_ioreq_ports(d)?;
+        let ports = setup_ioreq_ports(d);
+        crate::log_dirty::flush_noted(d);
+        ports?;
         crate::sched::vcpu_up(d, 0);
     }
     Ok(())
@@ -791,7 +793,11 @@ fn prepare(
                 let outcome = with_guest(d, idx, now, |g, emu, plat, _pol, acts| {
                     hx::complete_ioreq(data, g, emu, plat, now, acts)
                 });
-                if finish(d, idx, outcome, out) == After::Reschedule {
+                let after = finish(d, idx, outcome, out);
+                // The answer's slot and any guest memory the completion
+                // wrote are dirty.
+                crate::log_dirty::flush_noted(d);
+                if after == After::Reschedule {
                     return (None, After::Reschedule);
                 }
             }
@@ -920,7 +926,10 @@ fn handle_exit(
     let Some(d) = find(doms, domid) else {
         return After::Reschedule;
     };
-    finish(d, idx, outcome, out)
+    let after = finish(d, idx, outcome, out);
+    // An ioreq published into the domain's ioreq page is a write to it.
+    crate::log_dirty::flush_noted(d);
+    after
 }
 
 /// A hypercall from vCPU `idx` of `domid` (VMMCALL): the guest's
