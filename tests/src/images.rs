@@ -289,7 +289,7 @@ pub const TEST_KERNELS: &[TestKernel] = &[
             "pv-hvmrun: a triple fault crashes that domain: ok",
             "pv-hvmrun: Dom0 keeps running beside a guest that never exits: ok",
             "pv-hvmrun: its LAPIC_REGS record holds the periodic timer it programmed: ok",
-            "pv-hvmrun: its context has the CPU, its LAPIC (two records), its MTRRs, the PIC pair, the IOAPIC, the PIT, the RTC and the PM timer: ok",
+            "pv-hvmrun: its context has vCPU 0's CPU and MTRRs, both LAPICs (two records each), the PIC pair, the IOAPIC, the PIT, the RTC and the PM timer: ok",
             "pv-hvmrun: the guest's LAPIC timer keeps ticking after its context went out and back: ok",
             "pv-hvmrun: CLEAN: exactly the frames the guest writes are dirty, the writes counted as faults: ok",
             "pv-hvmrun: PEEK of a paused guest after CLEAN: nothing dirty: ok",

@@ -315,7 +315,9 @@ pub fn set_context(d: &mut Domain, buf: &[u8]) -> Result<(), Errno> {
     // Check them against the vCPUs' APIC IDs before changing anything.
     let now = crate::time::now_ns();
     for l in &lapics {
-        let mut probe = VLapic::new(l.vcpu as u32, l.vcpu == 0, Default::default());
+        // The APIC ID the domain's LAPIC of that vCPU has (2 × its id).
+        let id = xen_core::hvm::cpuid::HvmCpuidPolicy::apic_id(l.vcpu as u32);
+        let mut probe = VLapic::new(id, l.vcpu == 0, Default::default());
         probe
             .restore(&l.hidden, &l.regs, now, 0)
             .map_err(|_| Errno::EINVAL)?;
