@@ -173,7 +173,7 @@ pub fn set_context(d: &mut Domain, buf: &[u8]) -> Result<(), Errno> {
     let mut hidden: Vec<(usize, HvmHwLapic)> = Vec::new();
     let mut pages: Vec<(usize, &[u8])> = Vec::new();
     let mut pics: [Option<[u8; PIC_SAVE_LEN]>; 2] = [None, None];
-    let mut ioapic: Option<Box<[u8; IOAPIC_SAVE_LEN]>> = None;
+    let mut ioapic: Option<[u8; IOAPIC_SAVE_LEN]> = None;
     let mut pit: Option<[u8; PIT_SAVE_LEN]> = None;
     let mut rtc: Option<[u8; RTC_SAVE_LEN]> = None;
     let mut pm: Option<[u8; PMTIMER_SAVE_LEN]> = None;
@@ -189,30 +189,10 @@ pub fn set_context(d: &mut Domain, buf: &[u8]) -> Result<(), Errno> {
                     return Err(Errno::EINVAL);
                 }
             }
-            code::IOAPIC => {
-                let b: [u8; IOAPIC_SAVE_LEN] = r.data.try_into().map_err(|_| Errno::EINVAL)?;
-                if id != 0 || ioapic.replace(Box::new(b)).is_some() {
-                    return Err(Errno::EINVAL);
-                }
-            }
-            code::PIT => {
-                let b: [u8; PIT_SAVE_LEN] = r.data.try_into().map_err(|_| Errno::EINVAL)?;
-                if id != 0 || pit.replace(b).is_some() {
-                    return Err(Errno::EINVAL);
-                }
-            }
-            code::RTC => {
-                let b: [u8; RTC_SAVE_LEN] = r.data.try_into().map_err(|_| Errno::EINVAL)?;
-                if id != 0 || rtc.replace(b).is_some() {
-                    return Err(Errno::EINVAL);
-                }
-            }
-            code::PMTIMER => {
-                let b: [u8; PMTIMER_SAVE_LEN] = r.data.try_into().map_err(|_| Errno::EINVAL)?;
-                if id != 0 || pm.replace(b).is_some() {
-                    return Err(Errno::EINVAL);
-                }
-            }
+            code::IOAPIC => once(&mut ioapic, id, r.data)?,
+            code::PIT => once(&mut pit, id, r.data)?,
+            code::RTC => once(&mut rtc, id, r.data)?,
+            code::PMTIMER => once(&mut pm, id, r.data)?,
             code::MTRR => {
                 let b: [u8; MTRR_SAVE_LEN] = r.data.try_into().map_err(|_| Errno::EINVAL)?;
                 let (m, pat) = MsrState::load(&b, phys_bits).ok_or(Errno::EINVAL)?;
@@ -306,7 +286,7 @@ pub fn set_context(d: &mut Domain, buf: &[u8]) -> Result<(), Errno> {
         let mut probe_io = xen_core::hvm::vioapic::VIoApic::new(0);
         let mut probe_pit = xen_core::hvm::vpit::VPit::new();
         let ok = p.pic.is_none_or(|(m, s)| probe.restore(&m, &s))
-            && p.ioapic.as_ref().is_none_or(|b| probe_io.restore(b))
+            && p.ioapic.is_none_or(|b| probe_io.restore(&b))
             && p.pit.is_none_or(|b| probe_pit.restore(&b, 0));
         if !ok {
             return Err(Errno::EINVAL);
@@ -366,7 +346,7 @@ pub struct SavedPlatform {
     /// Master and slave.
     pub pic: Option<([u8; PIC_SAVE_LEN], [u8; PIC_SAVE_LEN])>,
     /// `hvm_hw_vioapic`.
-    pub ioapic: Option<Box<[u8; IOAPIC_SAVE_LEN]>>,
+    pub ioapic: Option<[u8; IOAPIC_SAVE_LEN]>,
     /// `hvm_hw_pit`.
     pub pit: Option<[u8; PIT_SAVE_LEN]>,
     /// `hvm_hw_rtc`.
@@ -407,7 +387,7 @@ fn apply_platform(d: &mut Domain, p: SavedPlatform) {
                 pit: p.pit.or(prev.and_then(|x| x.pit)),
                 rtc: p.rtc.or(prev.and_then(|x| x.rtc)),
                 pm: p.pm.or(prev.and_then(|x| x.pm)),
-                ioapic: p.ioapic.or(prev.and_then(|x| x.ioapic.clone())),
+                ioapic: p.ioapic.or(prev.and_then(|x| x.ioapic)),
             }));
         }
     }
@@ -420,6 +400,21 @@ fn hw_lapic(h: &LapicHidden) -> HvmHwLapic {
         timer_divisor: h.timer_divisor,
         tdt_msr: h.tdt_msr,
     }
+}
+
+/// A record that comes once per domain (instance 0) of exactly `N` bytes,
+/// into `slot`; a second one, another instance or another length is
+/// `-EINVAL`.
+fn once<const N: usize>(
+    slot: &mut Option<[u8; N]>,
+    instance: usize,
+    data: &[u8],
+) -> Result<(), Errno> {
+    let b: [u8; N] = data.try_into().map_err(|_| Errno::EINVAL)?;
+    if instance != 0 || slot.replace(b).is_some() {
+        return Err(Errno::EINVAL);
+    }
+    Ok(())
 }
 
 /// A LAPIC's saved state (records `LAPIC` and `LAPIC_REGS`).

@@ -119,6 +119,11 @@ fn noted() -> Option<&'static Mutex<Noted>> {
 /// The hypervisor wrote guest frame `gfn` of the HVM domain it is serving
 /// on this CPU (not through the guest's nested tables).
 pub fn note(gfn: u64) {
+    // Nothing to log while no domain is in log-dirty mode: the exit path
+    // then pays one load.
+    if ACTIVE.load(core::sync::atomic::Ordering::Acquire) == 0 {
+        return;
+    }
     if let Some(n) = noted() {
         let mut n = n.lock();
         if !n.gfns.contains(&gfn) && n.gfns.push(gfn).is_err() {
@@ -130,6 +135,11 @@ pub fn note(gfn: u64) {
 /// Marks what this CPU [`note`]d as dirty in `d`'s log (if it has one)
 /// and forgets it.
 pub fn flush_noted(d: &mut Domain) {
+    // Notes taken before the last domain left log-dirty mode are flushed
+    // the next time one is in it: an extra mark, never a missing one.
+    if ACTIVE.load(core::sync::atomic::Ordering::Acquire) == 0 {
+        return;
+    }
     let Some(n) = noted() else { return };
     let (gfns, overflow) = {
         let mut n = n.lock();

@@ -396,26 +396,26 @@ mod kernel {
         v
     }
 
-    /// The dirty guest's count (at 0x2400).
-    fn dirty_count(d: u16) -> u32 {
+    /// The u32 a guest keeps at `0x2000 + off` (its data page, frame 2),
+    /// read through a foreign mapping; 0 if it cannot be mapped.
+    fn data_u32(d: u16, off: usize) -> u32 {
         let mut b = [0u8; 4];
         if let Ok(mut m) = ForeignMap::new(d, &[2]) {
             if let Some(p) = m.page(0) {
-                b.copy_from_slice(&p[0x400..0x404]);
+                b.copy_from_slice(&p[off..off + 4]);
             }
         }
         u32::from_le_bytes(b)
     }
 
+    /// The dirty guest's count (at 0x2400).
+    fn dirty_count(d: u16) -> u32 {
+        data_u32(d, 0x400)
+    }
+
     /// The ticking guest's tick count (at 0x2100).
     fn ticks(d: u16) -> u32 {
-        let mut b = [0u8; 4];
-        if let Ok(mut m) = ForeignMap::new(d, &[2]) {
-            if let Some(p) = m.page(0) {
-                b.copy_from_slice(&p[0x100..0x104]);
-            }
-        }
-        u32::from_le_bytes(b)
+        data_u32(d, 0x100)
     }
 
     /// Its LAPIC through `gethvmcontext` and back with `sethvmcontext`.
@@ -785,13 +785,7 @@ mod kernel {
                 r == Some(ShutdownReason::Poweroff.raw()),
                 format_args!("{r:?}"),
             );
-            let mut version = [0u8; 4];
-            if let Ok(mut m) = ForeignMap::new(d, &[2]) {
-                if let Some(p) = m.page(0) {
-                    version.copy_from_slice(&p[0x104..0x108]);
-                }
-            }
-            let v = u32::from_le_bytes(version);
+            let v = data_u32(d, 0x104);
             c.check(
                 "its LAPIC version register reads an integrated APIC",
                 (0x10..=0x15).contains(&(v & 0xff)),
@@ -809,14 +803,7 @@ mod kernel {
                 r == Some(ShutdownReason::Poweroff.raw()),
                 format_args!("{r:?}"),
             );
-            let mut counts = [0u8; 8];
-            if let Ok(mut m) = ForeignMap::new(h, &[2]) {
-                if let Some(p) = m.page(0) {
-                    counts.copy_from_slice(&p[0x200..0x208]);
-                }
-            }
-            let gp = u32::from_le_bytes([counts[0], counts[1], counts[2], counts[3]]);
-            let writes = u32::from_le_bytes([counts[4], counts[5], counts[6], counts[7]]);
+            let (gp, writes) = (data_u32(h, 0x200), data_u32(h, 0x204));
             c.check(
                 "every MSR write was made, and the refused ones raised #GP in the guest",
                 writes == 3 * 0x2000 && gp >= 1000,
