@@ -705,6 +705,59 @@ pub fn current_reservation(domid: DomId) -> Result<u64, Errno> {
     pv_guest_lib::memory::current_reservation(domid)
 }
 
+/// `XENMEM_maximum_gpfn` of `domid`: its highest guest frame (an HVM
+/// domain's highest mapped gfn), what a save walks up to.
+pub fn maximum_gpfn(domid: DomId) -> Result<u64, Errno> {
+    let d = domid;
+    // SAFETY: Xen reads one `domid_t` at the address, live for the call.
+    check(unsafe {
+        hypercall2(
+            Hypercall::MemoryOp,
+            MemoryOp::MaximumGpfn as u64,
+            &d as *const DomId as u64,
+        )
+    })
+    .map(|v| v as u64)
+}
+
+/// `XEN_DOMCTL_getpageframeinfo3` (libxc's `xc_get_pfn_type_batch`): each
+/// of `frames` (gfns of an HVM domain, mfns of a PV one; at most 1024)
+/// replaced by its `XEN_DOMCTL_PFINFO_*` type.
+pub fn page_types(domid: DomId, frames: &mut [u64]) -> Result<(), Errno> {
+    let mut d = XenDomctl::new(DomctlCmd::Getpageframeinfo3, domid);
+    d.set_payload(&hypercall_abi::domctl::XenDomctlGetpageframeinfo3 {
+        num: frames.len() as u64,
+        array: frames.as_mut_ptr() as u64,
+    });
+    // Xen reads and rewrites `num` entries of `frames`, live for the call.
+    domctl(&mut d).map(|_| ())
+}
+
+/// `XEN_DOMCTL_shadow_op` `op` on `domid`, with a dirty bitmap of
+/// `bitmap.len() * 8` frames for CLEAN/PEEK: the frames the bitmap covers
+/// as Xen reports them.
+pub fn shadow_op(
+    domid: DomId,
+    op: hypercall_abi::domctl::ShadowOp,
+    bitmap: &mut [u8],
+) -> Result<u64, Errno> {
+    let mut d = XenDomctl::new(DomctlCmd::ShadowOp, domid);
+    let (addr, pages) = if bitmap.is_empty() {
+        (0, 0)
+    } else {
+        (bitmap.as_mut_ptr() as u64, bitmap.len() as u64 * 8)
+    };
+    d.set_payload(&hypercall_abi::domctl::XenDomctlShadowOp {
+        op: op.raw(),
+        dirty_bitmap: addr,
+        pages,
+        ..Default::default()
+    });
+    // Xen writes at most `pages` bits into `bitmap`, live for the call.
+    domctl(&mut d)?;
+    Ok(d.payload::<hypercall_abi::domctl::XenDomctlShadowOp>().pages)
+}
+
 /// `mmuext_op` with a `foreigndom`: pin the table `mfn` of `domid` at
 /// `level` (libxc's `pin_table`).
 pub fn pin_table(domid: DomId, level: u8, mfn: u64) -> Result<(), Errno> {

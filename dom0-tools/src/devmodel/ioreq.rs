@@ -648,8 +648,74 @@ pub fn visible_functions(host: &PciHost) -> alloc::vec::Vec<pci::Function> {
     pci::enumerate(host)
 }
 
+/// The device model's state in a save image ("emulator context"): a tag,
+/// a version, then COM1, the PCI host's CONFIG_ADDRESS and 0xcf9, PM1a_CNT.
+const STATE_TAG: &[u8; 4] = b"OXDM";
+/// The version of that layout.
+const STATE_VERSION: u8 = 1;
+
+impl<S: ByteSink> DeviceModel<S> {
+    /// The devices' state, for `xl save` (Xen's `EMULATOR_CONTEXT`).
+    pub fn save_state(&self) -> alloc::vec::Vec<u8> {
+        let mut out = alloc::vec::Vec::with_capacity(40);
+        out.extend_from_slice(STATE_TAG);
+        out.push(STATE_VERSION);
+        self.com1.save(&mut out);
+        out.extend_from_slice(&self.pci.cf8.to_le_bytes());
+        out.push(self.pci.rcr);
+        out.extend_from_slice(&self.pm1.value.to_le_bytes());
+        out
+    }
+
+    /// Loads what [`Self::save_state`] wrote (`xl restore`); a malformed
+    /// or foreign state is refused with what is wrong, and leaves the
+    /// devices as they were.
+    pub fn load_state(&mut self, b: &[u8]) -> Result<(), &'static str> {
+        if b.get(..4) != Some(&STATE_TAG[..]) {
+            return Err("not an Oxen device model state");
+        }
+        if b.get(4) != Some(&STATE_VERSION) {
+            return Err("device model state of an unknown version");
+        }
+        let before = self.com1.save_to_vec();
+        let used = self.com1.load(&b[5..]).ok_or("COM1's state is malformed")?;
+        let rest = &b[5 + used..];
+        if rest.len() != 7 {
+            let _ = self.com1.load(&before);
+            return Err("device model state has the wrong length");
+        }
+        self.pci.cf8 = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]);
+        self.pci.rcr = rest[4];
+        self.pm1.value = u16::from_le_bytes([rest[5], rest[6]]);
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn device_model_state_survives_save_and_load_and_bad_states_are_refused() {
+        let mut a = DeviceModel::new(alloc::vec::Vec::new());
+        a.com1.receive(b"hi");
+        a.pci.cf8 = 0x8000_0010;
+        a.pm1.value = 0x1234;
+        let st = a.save_state();
+        let mut b = DeviceModel::new(alloc::vec::Vec::new());
+        b.load_state(&st).unwrap();
+        assert_eq!(b.save_state(), st);
+        assert_eq!(b.pci.config_address(), 0x8000_0010);
+        let fresh = DeviceModel::new(alloc::vec::Vec::new()).save_state();
+        let mut c = DeviceModel::new(alloc::vec::Vec::new());
+        for bad in [&st[..3], &st[..st.len() - 1], b"OXDM\x09rest"] {
+            assert!(c.load_state(bad).is_err());
+            assert_eq!(c.save_state(), fresh, "a refused state changes nothing");
+        }
+        let mut too_many = st.clone();
+        too_many[5 + 10] = 200;
+        assert!(c.load_state(&too_many).is_err());
+        assert_eq!(c.save_state(), fresh);
+    }
+
     use super::*;
     use crate::devmodel::testmem::{Ram, Rng};
     use crate::devmodel::uart16550::{ier, lsr, mcr, reg};

@@ -448,6 +448,58 @@ impl<S: ByteSink> IoDevice for Uart16550<S> {
     }
 }
 
+/// Bytes of a UART's saved state without its receive FIFO.
+pub const STATE_FIXED: usize = 11;
+
+impl<S: ByteSink> Uart16550<S> {
+    /// The registers and the receive FIFO as bytes (the device model's
+    /// part of a save image): IER, LCR, MCR, SCR, FCR, the divisor (LE),
+    /// the LSR error and MSR delta bits, THRE pending, the FIFO's length
+    /// and bytes.
+    pub fn save(&self, out: &mut alloc::vec::Vec<u8>) {
+        out.extend_from_slice(&[self.ier, self.lcr, self.mcr, self.scr, self.fcr]);
+        out.extend_from_slice(&self.divisor.to_le_bytes());
+        out.extend_from_slice(&[
+            self.lsr_errors,
+            self.msr_deltas,
+            u8::from(self.thr_pending),
+            self.rx.len() as u8,
+        ]);
+        out.extend(self.rx.iter());
+    }
+
+    /// [`Self::save`] into a new vector.
+    pub fn save_to_vec(&self) -> alloc::vec::Vec<u8> {
+        let mut v = alloc::vec::Vec::new();
+        self.save(&mut v);
+        v
+    }
+
+    /// Loads what [`Self::save`] wrote; returns the bytes used. Refuses
+    /// (changing nothing) a short buffer, a flag that is not 0/1, or more
+    /// received bytes than the FIFO holds.
+    pub fn load(&mut self, b: &[u8]) -> Option<usize> {
+        let fixed = b.get(..STATE_FIXED)?;
+        let n = usize::from(fixed[10]);
+        if fixed[9] > 1 || n > FIFO_LEN {
+            return None;
+        }
+        let rx = b.get(STATE_FIXED..STATE_FIXED + n)?;
+        self.ier = fixed[0] & 0x0f;
+        self.lcr = fixed[1];
+        self.mcr = fixed[2] & 0x1f;
+        self.scr = fixed[3];
+        self.fcr = fixed[4];
+        self.divisor = u16::from_le_bytes([fixed[5], fixed[6]]);
+        self.lsr_errors = fixed[7];
+        self.msr_deltas = fixed[8];
+        self.thr_pending = fixed[9] == 1;
+        self.rx.clear();
+        self.rx.extend(rx.iter().copied());
+        Some(STATE_FIXED + n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,7 +19,7 @@
 use alloc::vec::Vec;
 use core::fmt;
 
-use zerocopy::byteorder::little_endian::{U16, U32, U64};
+use zerocopy::byteorder::little_endian::{U16, U32};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 /// Image header marker (all ones: no legacy stream starts so).
@@ -147,13 +147,16 @@ impl PageType {
 }
 
 /// `struct xc_sr_ihdr`.
+///
+/// Big endian, whatever the stream's own byte order (the spec's rule:
+/// libxc's `read_headers` takes every field through `ntohl`/`ntohs`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, FromBytes, IntoBytes, Immutable, KnownLayout)]
 struct ImageHeader {
-    marker: U64,
-    id: U32,
-    version: U32,
-    options: U16,
+    marker: zerocopy::byteorder::big_endian::U64,
+    id: zerocopy::byteorder::big_endian::U32,
+    version: zerocopy::byteorder::big_endian::U32,
+    options: zerocopy::byteorder::big_endian::U16,
     _res1: U16,
     _res2: U32,
 }
@@ -683,6 +686,20 @@ mod tests {
     }
 
     #[test]
+    fn the_image_header_is_big_endian_as_xen_writes_it() {
+        let h = headers(DHDR_TYPE_X86_HVM, 4, 17);
+        assert_eq!(&h[..8], &[0xff; 8]);
+        assert_eq!(&h[8..12], b"XENF");
+        assert_eq!(&h[12..16], &[0, 0, 0, 2]);
+        assert_eq!(&h[16..24], &[0; 8]);
+        // The domain header is in the stream's (little-endian) order.
+        assert_eq!(&h[24..28], &[2, 0, 0, 0]);
+        assert_eq!(&h[28..30], &[12, 0]);
+        assert_eq!(&h[32..36], &[4, 0, 0, 0]);
+        assert_eq!(&h[36..40], &[17, 0, 0, 0]);
+    }
+
+    #[test]
     fn malformed_streams_are_refused_with_what_is_wrong() {
         let good = sample();
         let mut s = good.clone();
@@ -690,10 +707,10 @@ mod tests {
         assert_eq!(read_headers(&s), Err(StreamError::NotAStream));
         assert_eq!(read_headers(&s[..10]), Err(StreamError::NotAStream));
         let mut s = good.clone();
-        s[12] = 3;
+        s[15] = 3;
         assert_eq!(read_headers(&s), Err(StreamError::Version(3)));
         let mut s = good.clone();
-        s[16] = 1;
+        s[17] = 1;
         assert_eq!(read_headers(&s), Err(StreamError::BigEndian));
         let mut s = good.clone();
         s[24] = 7;

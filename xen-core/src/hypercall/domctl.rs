@@ -273,6 +273,11 @@ fn on_domain(
             }
             Ok(false)
         }
+        DomctlCmd::Getpageframeinfo3 => {
+            let g: XenDomctlGetpageframeinfo3 = op.payload();
+            getpageframeinfo3(d, &g, cr3)?;
+            Ok(false)
+        }
         DomctlCmd::ShadowOp => {
             // Xen: a domain cannot change its own paging mode.
             if self_target {
@@ -793,4 +798,62 @@ fn set_cpu_policy(
         d.emul.relevel(d.is_privileged, &lv);
     }
     Ok(())
+}
+
+/// Most frames one `XEN_DOMCTL_getpageframeinfo3` may ask about (Xen's).
+const PFINFO_MAX: u64 = 1024;
+
+/// `XEN_DOMCTL_getpageframeinfo3`: each of `num` frames of `d` replaced, in
+/// place, by its type as a save needs it (Xen 4.17's `arr[j] = type`). An
+/// HVM domain's frames are gfns: `XTAB` where nothing (or a host device's
+/// MMIO) is mapped, `NOTAB` for RAM. A PV domain's are machine frames:
+/// `XTAB` unless `d` owns them, else the page-table level (`L1TAB`..
+/// `L4TAB`, with `LPINTAB` if pinned) or `NOTAB`.
+fn getpageframeinfo3(d: &mut Domain, g: &XenDomctlGetpageframeinfo3, cr3: u64) -> Result<(), Errno> {
+    if g.num > PFINFO_MAX {
+        return Err(Errno::E2BIG);
+    }
+    for i in 0..g.num {
+        let at = g.array.wrapping_add(i * 8);
+        let mut raw = [0u8; 8];
+        crate::domain::copy_from_guest(cr3, at, &mut raw)?;
+        let frame = u64::from_le_bytes(raw);
+        let ty = match d.hvm.as_mut() {
+            Some(h) => {
+                let kind = crate::hvm_glue::with_p2m(&mut h.p2m, |p2m, mem| {
+                    p2m.lookup(mem, frame).map(|e| e.kind)
+                });
+                match kind {
+                    Some(xen_core::hvm::p2m::P2mType::MmioDirect) | None => XEN_DOMCTL_PFINFO_XTAB,
+                    Some(_) => XEN_DOMCTL_PFINFO_NOTAB,
+                }
+            }
+            None => pv_frame_type(d.domid, Mfn(frame)),
+        };
+        crate::domain::copy_to_guest(cr3, at, &u64::from(ty).to_le_bytes())?;
+    }
+    Ok(())
+}
+
+/// A PV domain's frame as getpageframeinfo3 reports it.
+fn pv_frame_type(domid: DomId, mfn: Mfn) -> u32 {
+    let ft = FRAME_TABLE.lock();
+    let Some(ft) = ft.as_ref() else {
+        return XEN_DOMCTL_PFINFO_XTAB;
+    };
+    if ft.owner(mfn) != Ok(Owner::Domain(FtDomId(domid))) {
+        return XEN_DOMCTL_PFINFO_XTAB;
+    }
+    let level = match ft.page_type(mfn) {
+        Ok(PageType::L1) => XEN_DOMCTL_PFINFO_L1TAB,
+        Ok(PageType::L2) => XEN_DOMCTL_PFINFO_L2TAB,
+        Ok(PageType::L3) => XEN_DOMCTL_PFINFO_L3TAB,
+        Ok(PageType::L4) => XEN_DOMCTL_PFINFO_L4TAB,
+        _ => XEN_DOMCTL_PFINFO_NOTAB,
+    };
+    if level != XEN_DOMCTL_PFINFO_NOTAB && ft.is_pinned(mfn) == Ok(true) {
+        level | XEN_DOMCTL_PFINFO_LPINTAB
+    } else {
+        level
+    }
 }

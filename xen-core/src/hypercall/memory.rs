@@ -147,6 +147,21 @@ pub fn memory_op(c: &mut Call) -> Result<i64, Errno> {
             Ok(0)
         }
         MemoryOp::AddToPhysmap => super::grant_table::add_to_physmap(c),
+        MemoryOp::MaximumGpfn => {
+            // Xen's domain_get_maximum_gpfn: an HVM domain's highest mapped
+            // guest frame; a PV domain's pseudo-physical frames run from 0
+            // (Oxen has no shared_info max_pfn of its own for it: the
+            // frames it holds bound it).
+            let mut raw = [0u8; 2];
+            copy_from_guest(c.cr3, arg, &mut raw)?;
+            let d = target(c, u16::from_le_bytes(raw))?;
+            let max = match d.hvm.as_mut() {
+                Some(h) => crate::hvm_glue::with_p2m(&mut h.p2m, |p2m, mem| p2m.highest_gfn(mem))
+                    .unwrap_or(0),
+                None => d.tot_pages.saturating_sub(1),
+            };
+            Ok(max as i64)
+        }
         _ => Err(Errno::ENOSYS),
     }
 }
