@@ -407,7 +407,7 @@ pub const GUEST_IMAGES: &[&str] = &[
 /// Kernels written for bare metal (`hvm-guests`): they know nothing of
 /// Oxen or Xen, boot on plain QEMU (`tests/tests/bare_metal.rs`) and are
 /// what issue 6 runs unmodified as HVM guests.
-pub const BARE_METAL_KERNELS: &[&str] = &["bare-hello", "bare-bench"];
+pub const BARE_METAL_KERNELS: &[&str] = &["bare-hello", "bare-bench", "bare-count"];
 
 /// Dom0 kernels for `scripts/bench` that are not in [`TEST_KERNELS`] (too
 /// slow for every test run; each has its own boot test): pv-bench

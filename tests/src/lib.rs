@@ -30,6 +30,7 @@ pub mod elf;
 pub mod exit;
 pub mod images;
 pub mod qemu;
+pub mod tools;
 
 pub use boot::{dom0_ramdisk, dom0_ramdisk_with, make_iso, BootPath, OxenBoot, Payload};
 pub use check::Verdict;

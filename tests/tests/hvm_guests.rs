@@ -735,3 +735,172 @@ fn xl_create_refuses_hvm_guests_it_cannot_boot_with_one_line_and_leaves_no_domai
         "nothing should be left allocated:\n{text}"
     );
 }
+
+// ---- Save and restore (issue 7) -----------------------------------------------------
+
+/// The counting kernel (`hvm-guests`' bare-count) and where Dom0 has it.
+const BARE_COUNT_IMAGE: &str = "bare-count";
+const BARE_COUNT_PATH: &str = "/boot/bare-count";
+/// Its banner: printed once per boot, so never again after a restore.
+const COUNT_BANNER: &str = "bare: bare-count: counts and checks its memory";
+/// Its count lines: `bare-count: count N pages ok K/P sum S`.
+const COUNT_LINE: &str = "bare-count: count ";
+/// Every page of its memory checks.
+const COUNT_ALL_OK: &str = " pages ok 2048/2048 ";
+/// xl save's and xl restore's lines.
+const SAVING: &str = "Saving to /mnt/vda/count.save new xl format";
+const SAVED: &str = "xc: info: Saved ";
+const RESTORE_OK: &str = "xc: info: Restore successful";
+
+fn bare_count() -> std::path::PathBuf {
+    images()
+        .get(BARE_COUNT_IMAGE)
+        .unwrap_or_else(|e| panic!("the hvm-guests crate's bare-count kernel: {e}"))
+}
+
+/// The counts the guest printed, in order.
+fn counts(text: &str) -> Vec<u64> {
+    text.lines()
+        .filter_map(|l| l.split(COUNT_LINE).nth(1))
+        .filter_map(|r| r.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+/// The part of `text` between the `n`th occurrence of `from` and the next
+/// `to` (or the end).
+fn section<'a>(text: &'a str, from: &str, n: usize, to: &str) -> &'a str {
+    let start = text
+        .match_indices(from)
+        .nth(n)
+        .map(|(i, _)| i)
+        .unwrap_or_else(|| panic!("no {from:?} #{n} in:\n{text}"));
+    let rest = &text[start..];
+    let end = rest[from.len()..].find(to).map_or(rest.len(), |i| i + from.len());
+    &rest[..end]
+}
+
+// `xl save` writes a counting HVM guest's whole state (memory, vCPU and
+// platform devices, its COM1) to a file on Dom0's FAT disk and destroys
+// it; `xl restore` brings it back and it counts on from where it was,
+// every page of its memory intact. On a second boot of the host, a
+// truncated, a corrupted and a foreign file are refused in one line each
+// with nothing left behind, and the good file restores again.
+#[test]
+fn xl_save_and_xl_restore_an_hvm_guest_which_counts_on_with_its_memory_intact() {
+    let kernel = bare_count();
+    let cfg = ramdisk_file(
+        "count.cfg",
+        &format!(
+            "name = \"count\"\ntype = \"hvm\"\nkernel = \"{BARE_COUNT_PATH}\"\nmemory = 32\nvcpus = 1\n"
+        ),
+    );
+    let dir = cfg.parent().unwrap().to_path_buf();
+    let disk = dir.join("save-disk.img");
+    oxen_tests::tools::fat32_disk(&disk, 128);
+    let disk_s = disk.display().to_string();
+    let run = |stdin: &str| {
+        let mut args: Vec<String> = vec!["--cpu".into(), "max,-smap".into(), "--disk".into()];
+        args.push(disk_s.clone());
+        for f in [&kernel, &cfg] {
+            args.push("--add".into());
+            args.push(f.display().to_string());
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        oxen_run_batch(&args, stdin, GUEST_TIMEOUT)
+    };
+    let (code, text) = run(
+        "xl info\nxl create count.cfg\nsleep 2\nxl console count\n\x1d\
+         xl save count /mnt/vda/count.save\nxl list\nls /mnt/vda\n\
+         xl restore /mnt/vda/count.save\nsleep 2\nxl console count\n\x1d\
+         xl list\nxl destroy count\nxl info\n",
+    );
+    assert_eq!(code, Some(0), "every command should succeed:\n{text}");
+    for want in [SAVING, SAVED, RESTORE_OK, "xc: Frames: "] {
+        assert!(text.contains(want), "missing {want:?}:\n{text}");
+    }
+    let before = counts(section(&text, "xl console count", 0, "xl save"));
+    let after = counts(section(&text, "xl console count", 1, "xl list"));
+    assert!(before.len() >= 3, "the guest should count before the save:\n{text}");
+    assert!(after.len() >= 3, "the restored guest should count:\n{text}");
+    let last = *before.last().unwrap();
+    assert!(
+        after[0] > last && after[0] <= last + 10,
+        "after the restore the count goes on from {last} (not from 1): {after:?}\n{text}"
+    );
+    assert!(
+        after.windows(2).all(|w| w[1] == w[0] + 1),
+        "the restored guest counts one by one: {after:?}"
+    );
+    assert_eq!(
+        text.matches(COUNT_BANNER).count(),
+        1,
+        "the guest booted once, and was never restarted:\n{text}"
+    );
+    let count_lines: Vec<&str> = text.lines().filter(|l| l.contains(COUNT_LINE)).collect();
+    assert!(
+        count_lines.iter().all(|l| l.contains(COUNT_ALL_OK)),
+        "every page of the guest's memory checks, before and after:\n{text}"
+    );
+    let listed = section(&text, "xl list", 0, "ls /mnt/vda");
+    assert!(
+        list_rows(listed, "count").is_empty(),
+        "xl save destroys the guest:\n{listed}"
+    );
+    let free = free_memory(&text);
+    assert_eq!(free.len(), 2, "two `xl info`s:\n{text}");
+    assert_eq!(free[0], free[1], "every frame should come back:\n{text}");
+
+    // The file as xl writes it, and broken copies of it.
+    let saved = dir.join("count.save");
+    oxen_tests::tools::fat_get(&disk, "/count.save", &saved);
+    let image = std::fs::read(&saved).unwrap();
+    assert_eq!(&image[..32], b"Xen saved domain, xl format\n \0 \r");
+    assert!(image.len() > 8 << 20, "the image holds the guest's memory: {} bytes", image.len());
+    let trunc = dir.join("trunc.save");
+    std::fs::write(&trunc, &image[..image.len() / 2]).unwrap();
+    oxen_tests::tools::fat_put(&disk, &trunc, "/trunc.save");
+    let mut bad = image.clone();
+    // The libxc stream's marker, after xl's header, the config and
+    // libxl's header and first record.
+    let cfg_len = u32::from_le_bytes(image[48..52].try_into().unwrap()) as usize;
+    bad[52 + cfg_len + 16 + 8] ^= 0xff;
+    let badp = dir.join("bad.save");
+    std::fs::write(&badp, &bad).unwrap();
+    oxen_tests::tools::fat_put(&disk, &badp, "/bad.save");
+    let notes = dir.join("notes.txt");
+    std::fs::write(&notes, "not a domain\n".repeat(20)).unwrap();
+    oxen_tests::tools::fat_put(&disk, &notes, "/notes.txt");
+
+    let (code, text) = run(
+        "xl info\nxl restore /mnt/vda/trunc.save\nxl restore /mnt/vda/bad.save\n\
+         xl restore /mnt/vda/notes.txt\nxl restore /mnt/vda/none.save\nxl list\nxl info\n\
+         xl restore /mnt/vda/count.save\nsleep 2\nxl console count\n\x1dxl destroy count\n",
+    );
+    assert_ne!(code, Some(0), "the refused restores fail the run:\n{text}");
+    assert!(
+        text.contains("VERDICT: FAILURE: 4 commands failed"),
+        "exactly the four bad restores should fail:\n{text}"
+    );
+    for want in [
+        "the image ends early (truncated)",
+        "not a Xen migration v2 stream",
+        "not an xl save file (no xl header)",
+        "/mnt/vda/none.save",
+    ] {
+        assert!(text.contains(want), "missing {want:?}:\n{text}");
+    }
+    let listed = section(&text, "xl list", 0, "xl info");
+    assert!(list_rows(listed, "count").is_empty(), "nothing was created:\n{listed}");
+    let free = free_memory(&text);
+    assert_eq!(free.len(), 2, "two `xl info`s:\n{text}");
+    assert_eq!(free[0], free[1], "the refused restores leave nothing allocated:\n{text}");
+    let again = counts(section(&text, "xl console count", 0, "xl destroy"));
+    assert!(
+        again.first().is_some_and(|&c| c > last && c <= last + 10),
+        "restored on a rebooted host, the guest counts on from {last}: {again:?}\n{text}"
+    );
+    assert!(
+        !text.contains(COUNT_BANNER),
+        "the restored guest does not boot again:\n{text}"
+    );
+}

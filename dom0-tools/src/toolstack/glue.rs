@@ -39,6 +39,8 @@ use pv_guest_lib::util::c_str;
 use pv_guest_lib::xenbus::page::{RawPage, SharedPage};
 use pv_guest_lib::{console, events, print, time, xen};
 
+mod saverestore;
+
 /// Where Dom0's own grant table is mapped.
 const GRANT_TABLE_VA: u64 = 0xffff_c000_3fe0_0000;
 /// Where `xl` looks for a config file named without a directory.
@@ -1525,6 +1527,27 @@ impl crate::xl::XlBackend for Toolstack {
             return Err(XlError::Message(String::from("Cannot destroy Domain-0")));
         }
         self.destroy_guest(id)
+    }
+
+    fn save(
+        &mut self,
+        domid: u32,
+        file: &str,
+        config: Option<&str>,
+        after: crate::xl::backend::AfterSave,
+        out: &mut dyn fmt::Write,
+    ) -> XlResult<()> {
+        self.save_domain(domid, file, config, after, out)
+    }
+
+    fn restore(
+        &mut self,
+        file: &str,
+        config: Option<&str>,
+        paused: bool,
+        out: &mut dyn fmt::Write,
+    ) -> XlResult<u32> {
+        self.restore_domain(file, config, paused, out)
     }
 
     fn shutdown(&mut self, domid: u32) -> XlResult<()> {

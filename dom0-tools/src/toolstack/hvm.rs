@@ -145,6 +145,19 @@ impl HvmIo {
         core::mem::take(self.dm.com1.sink_mut())
     }
 
+    /// The device model's state (`xl save`).
+    pub fn save_state(&self) -> Vec<u8> {
+        self.dm.save_state()
+    }
+
+    /// Loads a saved device model state (`xl restore`), before the guest
+    /// first runs.
+    pub fn load_state(&mut self, state: &[u8]) -> Result<(), &'static str> {
+        self.dm.load_state(state)?;
+        self.update_irqs();
+        Ok(())
+    }
+
     /// Keyboard input for COM1 (`xl console`); what does not fit its FIFO
     /// is dropped, as on a real line.
     pub fn input(&mut self, bytes: &[u8]) {

@@ -325,6 +325,17 @@ pub struct NumaNode {
     pub dists: Vec<u32>,
 }
 
+/// What `xl save` does with the domain once its image is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AfterSave {
+    /// Destroy it (the default).
+    Destroy,
+    /// `-c`: leave it running.
+    Run,
+    /// `-p`: leave it paused.
+    Pause,
+}
+
 /// What `xl create` asks for.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CreateRequest {
@@ -587,6 +598,30 @@ pub trait XlBackend {
 
     /// Destroys a domain at once.
     fn destroy(&mut self, domid: u32) -> XlResult<()>;
+
+    /// `xl save`: pauses the domain and writes its image to `file` (with
+    /// `config`'s text instead of the domain's own config, if given),
+    /// printing progress on `out`; then destroys the domain, or leaves it
+    /// as `after` says.
+    fn save(
+        &mut self,
+        domid: u32,
+        file: &str,
+        config: Option<&str>,
+        after: AfterSave,
+        out: &mut dyn fmt::Write,
+    ) -> XlResult<()>;
+
+    /// `xl restore`: a new domain from the image in `file` (its config
+    /// from `config` if given, else from the image), unpaused unless
+    /// `paused`, printing progress on `out`. Returns its id.
+    fn restore(
+        &mut self,
+        file: &str,
+        config: Option<&str>,
+        paused: bool,
+        out: &mut dyn fmt::Write,
+    ) -> XlResult<u32>;
 
     /// Asks a domain to power off (xenstore `control/shutdown` =
     /// `poweroff`); [`XlError::NoParavirt`] if it has no PV control.

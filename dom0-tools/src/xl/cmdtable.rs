@@ -153,6 +153,31 @@ pub const CMD_TABLE: &[CmdSpec] = &[
         None,
     ),
     cmd(
+        "save",
+        false,
+        true,
+        "Save a domain state to restore later",
+        "[options] <Domain> <CheckpointFile> [<ConfigFile>]",
+        Some(
+            "-h  Print this help.\n\
+-c  Leave domain running after creating the snapshot.\n\
+-p  Leave domain paused after creating the snapshot.\n",
+        ),
+    ),
+    cmd(
+        "restore",
+        false,
+        true,
+        "Restore a domain from a saved state",
+        "[options] [<ConfigFile>] <CheckpointFile>",
+        Some(
+            "-h                       Print this help.\n\
+-p                       Do not unpause domain after restoring it.\n\
+-e                       Do not wait in the background for the death of the domain.\n\
+-d                       Enable debug messages.\n",
+        ),
+    ),
+    cmd(
         "mem-set",
         false,
         true,

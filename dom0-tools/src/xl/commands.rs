@@ -9,6 +9,7 @@ use alloc::vec::Vec;
 use core::fmt::{self, Write};
 
 use super::backend::{
+    AfterSave,
     ConsoleType, CreateRequest, CreditPool, DomainGone, DomainInfo, Trigger, XlBackend, XlError,
 };
 use super::cmdtable;
@@ -44,6 +45,8 @@ impl Ctx<'_> {
             "pause" => self.pause(true, argv),
             "unpause" => self.pause(false, argv),
             "console" => self.console(argv),
+            "save" => self.save(argv),
+            "restore" => self.restore(argv),
             "mem-max" => self.mem(true, argv),
             "mem-set" => self.mem(false, argv),
             "vcpu-list" => self.vcpu_list(argv),
@@ -324,6 +327,45 @@ impl Ctx<'_> {
             }
         }
         Ok(())
+    }
+
+    // ---- xl_saverestore.c ----
+
+    fn save(&mut self, argv: &[&str]) -> Res<()> {
+        let p = self.opts(argv, "cpD", &[], "save", 2)?;
+        if p.args.len() > 3 {
+            return Err(self.help_fail("save", 2));
+        }
+        let d = self.find_domain(p.args[0])?;
+        let file = p.args[1];
+        let config = p.args.get(2).copied();
+        let after = if p.has('c') {
+            AfterSave::Run
+        } else if p.has('p') {
+            AfterSave::Pause
+        } else {
+            AfterSave::Destroy
+        };
+        match self.be.save(d.domid, file, config, after, self.out) {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.fail(
+                &e,
+                format_args!("Failed to save domain, resuming domain (rc={})", e.rc()),
+            )),
+        }
+    }
+
+    fn restore(&mut self, argv: &[&str]) -> Res<()> {
+        let p = self.opts(argv, "pdeV", &[], "restore", 1)?;
+        let (config, file) = match p.args.len() {
+            1 => (None, p.args[0]),
+            2 => (Some(p.args[0]), p.args[1]),
+            _ => return Err(self.help_fail("restore", 2)),
+        };
+        match self.be.restore(file, config, p.has('p'), self.out) {
+            Ok(_) => Ok(()),
+            Err(e) => Err(self.fail(&e, format_args!("cannot (re-)build domain: {}", e.rc()))),
+        }
     }
 
     fn pause(&mut self, pause: bool, argv: &[&str]) -> Res<()> {
