@@ -46,6 +46,16 @@ pub(super) struct Geometry {
     pub clusters: u64,
     /// The volume's size in bytes.
     pub total_bytes: u64,
+    /// Offset of the first FAT; FAT `i` is `fat_bytes` further per copy.
+    pub fats_start: u64,
+    /// Number of FATs (BPB_NumFATs).
+    pub nfats: u64,
+    /// FAT32 with mirroring off (BPB_ExtFlags bit 7): only this FAT is
+    /// live and written; otherwise every copy is.
+    pub active_fat: Option<u64>,
+    /// FAT32: offset of the FSInfo sector (BPB_FSInfo), if it names one
+    /// inside the reserved region (its signatures are checked on use).
+    pub fsinfo: Option<u64>,
 }
 
 fn u16_at(b: &[u8], at: usize) -> u64 {
@@ -115,6 +125,8 @@ pub(super) fn parse(b: &[u8; 512]) -> Result<Geometry, FatError> {
         FatKind::Fat32
     };
     let mut fat_index = 0;
+    let mut active_fat = None;
+    let mut fsinfo = None;
     let root = if kind == FatKind::Fat32 {
         if clusters > FAT32_MAX {
             return Err(bad("cluster count", clusters));
@@ -136,6 +148,11 @@ pub(super) fn parse(b: &[u8; 512]) -> Result<Geometry, FatError> {
             if fat_index >= nfats {
                 return Err(bad("active FAT", fat_index));
             }
+            active_fat = Some(fat_index);
+        }
+        let fsinfo_sector = u16_at(b, 48);
+        if fsinfo_sector >= 1 && fsinfo_sector < reserved {
+            fsinfo = Some(fsinfo_sector * bps);
         }
         let root = u32_at(b, 44);
         if root < 2 || root >= clusters + 2 {
@@ -170,5 +187,9 @@ pub(super) fn parse(b: &[u8; 512]) -> Result<Geometry, FatError> {
         data_start: meta * bps,
         clusters,
         total_bytes: total * bps,
+        fats_start: reserved * bps,
+        nfats,
+        active_fat,
+        fsinfo,
     })
 }

@@ -12,24 +12,25 @@ use alloc::vec::Vec;
 pub(super) const ATTR_VOLUME_ID: u8 = 0x08;
 pub(super) const ATTR_DIRECTORY: u8 = 0x10;
 /// Long-name entries have exactly these low six attribute bits.
-const ATTR_LONG_NAME: u8 = 0x0F;
-const ATTR_LONG_NAME_MASK: u8 = 0x3F;
+pub(super) const ATTR_LONG_NAME: u8 = 0x0F;
+pub(super) const ATTR_LONG_NAME_MASK: u8 = 0x3F;
 /// First byte of a free entry, and of the end of the directory.
-const FREE: u8 = 0xE5;
-const END: u8 = 0x00;
+pub(super) const FREE: u8 = 0xE5;
+pub(super) const END: u8 = 0x00;
 /// A name starting with byte 0xE5 is stored with 0x05.
-const KANJI_E5: u8 = 0x05;
+pub(super) const KANJI_E5: u8 = 0x05;
 /// Windows NT's case bits in byte 12: base name / extension in lower case.
 const NT_LOWER_BASE: u8 = 0x08;
 const NT_LOWER_EXT: u8 = 0x10;
 /// Long-name entry ordinals: the last (first on disk) has 0x40; at most
 /// 20 entries of 13 UTF-16 units make a 255-character name.
-const LAST_LONG: u8 = 0x40;
+pub(super) const LAST_LONG: u8 = 0x40;
 const ORD_MASK: u8 = 0x1F;
 const MAX_LONG_ENTRIES: u8 = 20;
-const CHARS_PER_ENTRY: usize = 13;
+pub(super) const CHARS_PER_ENTRY: usize = 13;
 /// Where an entry's 13 UTF-16 units sit.
-const LONG_CHAR_OFFSETS: [usize; CHARS_PER_ENTRY] = [1, 3, 5, 7, 9, 14, 16, 18, 20, 22, 24, 28, 30];
+pub(super) const LONG_CHAR_OFFSETS: [usize; CHARS_PER_ENTRY] =
+    [1, 3, 5, 7, 9, 14, 16, 18, 20, 22, 24, 28, 30];
 
 /// One file or directory of a directory.
 #[derive(Clone, Debug, PartialEq, Eq)]

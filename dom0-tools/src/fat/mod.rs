@@ -25,12 +25,17 @@ mod bpb;
 mod dir;
 mod file;
 mod mbr;
+mod name;
 #[cfg(test)]
 mod tests;
+mod write;
+#[cfg(test)]
+mod write_tests;
 
 use bpb::{Geometry, Root};
 pub use file::FileStore;
 pub use mbr::{partitions, Partition};
+pub use name::DosTime;
 
 /// Bytes in a blkif sector: the unit of every sector number here.
 const SECTOR: u64 = 512;
@@ -159,6 +164,47 @@ pub enum FatError {
         /// The alignment needed, in bytes.
         align: u64,
     },
+    /// The device failed writing 512-byte sector `sector`.
+    WriteFailed {
+        /// First sector of the failed write.
+        sector: u64,
+        /// The device's error.
+        error: IoError,
+    },
+    /// A name FAT cannot store.
+    BadName {
+        /// The name.
+        name: String,
+        /// What is wrong with it.
+        why: &'static str,
+    },
+    /// Not enough free clusters; nothing was changed.
+    NoSpace {
+        /// Bytes free (for a replaced file, its own clusters included).
+        free: u64,
+        /// Bytes needed (whole clusters, directory growth included).
+        needed: u64,
+    },
+    /// The fixed root directory of FAT12/16 has no free slots left.
+    RootFull {
+        /// Its entries.
+        entries: u64,
+    },
+    /// A FAT file holds at most 4 GiB - 1 bytes.
+    FileTooLarge {
+        /// The file.
+        path: String,
+        /// The size asked for.
+        len: u64,
+    },
+    /// A file's cluster chain shares a cluster with another file or
+    /// directory; changing it would damage the other.
+    CrossLinked {
+        /// The file.
+        path: String,
+        /// The shared cluster.
+        cluster: u32,
+    },
 }
 
 fn name_or_image(path: &str) -> &str {
@@ -234,6 +280,28 @@ impl fmt::Display for FatError {
                 "{}: {what} is not a multiple of {align} bytes; a disk image must be whole sectors",
                 name_or_image(path)
             ),
+            FatError::WriteFailed { sector, error } => {
+                write!(f, "disk write failed at sector {sector} ({error:?})")
+            }
+            FatError::BadName { name, why } => {
+                write!(f, "{name:?}: not a valid FAT file name ({why})")
+            }
+            FatError::NoSpace { free, needed } => write!(
+                f,
+                "no space left on the FAT file system: {free} bytes free, {needed} needed"
+            ),
+            FatError::RootFull { entries } => write!(
+                f,
+                "root directory full (all {entries} entries used); use a subdirectory"
+            ),
+            FatError::FileTooLarge { path, len } => write!(
+                f,
+                "{path}: {len} bytes is more than a FAT file can hold (4 GiB - 1)"
+            ),
+            FatError::CrossLinked { path, cluster } => write!(
+                f,
+                "{path} shares cluster {cluster} with another file (file system damaged; run fsck.fat)"
+            ),
         }
     }
 }
@@ -267,6 +335,39 @@ pub(crate) fn read_bytes(
     let at = (offset - first) as usize;
     out.copy_from_slice(&tmp[at..at + out.len()]);
     Ok(())
+}
+
+/// Writes `data` at byte `offset` of `dev`, reading and merging the
+/// device sectors it only partly covers.
+pub(crate) fn write_bytes(
+    dev: &mut impl BlockStore,
+    offset: u64,
+    data: &[u8],
+) -> Result<(), FatError> {
+    let ss = u64::from(dev.sector_size());
+    let beyond = FatError::BeyondDevice { offset };
+    let end = offset
+        .checked_add(data.len() as u64)
+        .ok_or(beyond.clone())?;
+    let dev_bytes = dev.sectors().saturating_mul(SECTOR);
+    if end > dev_bytes || ss < SECTOR || !ss.is_power_of_two() {
+        return Err(beyond);
+    }
+    let first = offset / ss * ss;
+    let last = end.div_ceil(ss).checked_mul(ss).ok_or(beyond.clone())?;
+    let io = |error| FatError::WriteFailed {
+        sector: first / SECTOR,
+        error,
+    };
+    if first == offset && last == end {
+        return dev.write(first / SECTOR, data).map_err(io);
+    }
+    let len = usize::try_from(last - first).map_err(|_| beyond)?;
+    let mut tmp = vec![0u8; len];
+    read_bytes(dev, first, &mut tmp)?;
+    let at = (offset - first) as usize;
+    tmp[at..at + data.len()].copy_from_slice(data);
+    dev.write(first / SECTOR, &tmp).map_err(io)
 }
 
 /// One piece of a file: `sectors` 512-byte sectors from the file's sector
@@ -385,6 +486,9 @@ pub struct Volume {
     first_sector: u64,
     base: u64,
     geo: Geometry,
+    /// Where to look for free clusters next (FAT12/16; FAT32 keeps its
+    /// hint in FSInfo).
+    next_free: u32,
 }
 
 /// Case-insensitive name comparison (Unicode simple upper-casing, as FAT
@@ -425,6 +529,7 @@ impl Volume {
             first_sector,
             base,
             geo,
+            next_free: 2,
         })
     }
 
