@@ -755,7 +755,8 @@ pub fn shadow_op(
     });
     // Xen writes at most `pages` bits into `bitmap`, live for the call.
     domctl(&mut d)?;
-    Ok(d.payload::<hypercall_abi::domctl::XenDomctlShadowOp>().pages)
+    Ok(d.payload::<hypercall_abi::domctl::XenDomctlShadowOp>()
+        .pages)
 }
 
 /// `mmuext_op` with a `foreigndom`: pin the table `mfn` of `domid` at

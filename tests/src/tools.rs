@@ -31,7 +31,10 @@ pub fn fat32_disk(path: &Path, mib: u64) {
     let f = std::fs::File::create(path).expect("create the disk image");
     f.set_len(mib << 20).expect("size the disk image");
     drop(f);
-    host_tool("mkfs.fat", &["-F", "32", "-n", "OXEN", &path.display().to_string()]);
+    host_tool(
+        "mkfs.fat",
+        &["-F", "32", "-n", "OXEN", &path.display().to_string()],
+    );
 }
 
 /// Copies `name` (a path in the volume, `/x.save`) out of the FAT image
@@ -40,7 +43,13 @@ pub fn fat_get(img: &Path, name: &str, to: &Path) {
     let src = format!("::{name}");
     host_tool(
         "mcopy",
-        &["-o", "-i", &img.display().to_string(), &src, &to.display().to_string()],
+        &[
+            "-o",
+            "-i",
+            &img.display().to_string(),
+            &src,
+            &to.display().to_string(),
+        ],
     );
 }
 
@@ -49,6 +58,12 @@ pub fn fat_put(img: &Path, from: &Path, name: &str) {
     let dst = format!("::{name}");
     host_tool(
         "mcopy",
-        &["-o", "-i", &img.display().to_string(), &from.display().to_string(), &dst],
+        &[
+            "-o",
+            "-i",
+            &img.display().to_string(),
+            &from.display().to_string(),
+            &dst,
+        ],
     );
 }

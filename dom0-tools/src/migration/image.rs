@@ -205,7 +205,10 @@ pub fn save_hvm<D: HvmSaveSide + ?Sized, S: Sink + ?Sized>(
     w.record(rec::HVM_PARAMS, &stream::hvm_params(&d.hvm_params()?))?;
     w.record(rec::END, &[])?;
     let state = d.emulator_state();
-    w.record(librec::EMULATOR_CONTEXT, &savefile::emulator_context(&state))?;
+    w.record(
+        librec::EMULATOR_CONTEXT,
+        &savefile::emulator_context(&state),
+    )?;
     w.record(librec::END, &[])?;
     Ok(Stats {
         pages,
@@ -217,8 +220,13 @@ pub fn save_hvm<D: HvmSaveSide + ?Sized, S: Sink + ?Sized>(
 /// a restore).
 pub fn read_config<S: Source + ?Sized>(src: &mut S) -> Result<Vec<u8>, SrError> {
     let mut h = [0u8; savefile::XL_HEADER_LEN];
-    src.take(&mut h)
-        .map_err(|e| if e == SrError::Truncated { SrError::File(SaveFileError::NotASaveFile) } else { e })?;
+    src.take(&mut h).map_err(|e| {
+        if e == SrError::Truncated {
+            SrError::File(SaveFileError::NotASaveFile)
+        } else {
+            e
+        }
+    })?;
     let optlen = savefile::read_xl_header(&h)?;
     let mut opt = vec![0u8; optlen as usize];
     src.take(&mut opt)?;
@@ -417,9 +425,8 @@ fn restore_libxc<D: HvmRestoreSide + ?Sized, S: Source + ?Sized>(
             }
         }
     }
-    let context = context.ok_or_else(|| {
-        SrError::Unsupported(String::from("the image has no HVM_CONTEXT record"))
-    })?;
+    let context = context
+        .ok_or_else(|| SrError::Unsupported(String::from("the image has no HVM_CONTEXT record")))?;
     Ok(LibxcDone {
         pages,
         params,
@@ -450,7 +457,11 @@ mod tests {
         }
         fn page_types(&mut self, gfns: &mut [u64]) -> Result<(), SrError> {
             for g in gfns {
-                *g = if self.mem.contains_key(g) { 0 } else { PFINFO_XTAB };
+                *g = if self.mem.contains_key(g) {
+                    0
+                } else {
+                    PFINFO_XTAB
+                };
             }
             Ok(())
         }
@@ -477,14 +488,20 @@ mod tests {
     impl HvmRestoreSide for Fake {
         fn populate(&mut self, gfns: &[u64]) -> Result<(), SrError> {
             for &g in gfns {
-                assert!(self.mem.insert(g, vec![0; PAGE_SIZE]).is_none(), "populated twice");
+                assert!(
+                    self.mem.insert(g, vec![0; PAGE_SIZE]).is_none(),
+                    "populated twice"
+                );
                 self.populate_calls.push(g);
             }
             Ok(())
         }
         fn write_pages(&mut self, gfns: &[u64], data: &[u8]) -> Result<(), SrError> {
             for (g, d) in gfns.iter().zip(data.chunks(PAGE_SIZE)) {
-                self.mem.get_mut(g).expect("written before populated").copy_from_slice(d);
+                self.mem
+                    .get_mut(g)
+                    .expect("written before populated")
+                    .copy_from_slice(d);
             }
             Ok(())
         }
@@ -544,7 +561,11 @@ mod tests {
         })
         .unwrap();
         assert_eq!(last, 0xfeff2);
-        assert_eq!(st.pages, 40 + 10 + 1, "every populated frame but the skipped one");
+        assert_eq!(
+            st.pages,
+            40 + 10 + 1,
+            "every populated frame but the skipped one"
+        );
         assert_eq!(st.bytes, out.len() as u64);
         out
     }
@@ -570,7 +591,10 @@ mod tests {
     #[test]
     fn every_truncation_of_an_image_is_refused() {
         let img = saved(&mut guest());
-        for cut in (0..img.len()).step_by(997).chain([img.len() - 8, img.len() - 1]) {
+        for cut in (0..img.len())
+            .step_by(997)
+            .chain([img.len() - 8, img.len() - 1])
+        {
             let mut r = Reader(&img[..cut]);
             let mut dst = Fake::default();
             let res = read_config(&mut r).and_then(|_| restore_hvm(&mut r, &mut dst, &mut |_| {}));
@@ -598,7 +622,10 @@ mod tests {
         // libxc's marker damaged (after libxl's header and LIBXC_CONTEXT).
         let mut b = img.clone();
         b[cfg_end + 16 + 8] = 0;
-        assert_eq!(run(&b).unwrap_err(), SrError::Stream(StreamError::NotAStream));
+        assert_eq!(
+            run(&b).unwrap_err(),
+            SrError::Stream(StreamError::NotAStream)
+        );
         // A huge record length is refused before anything is allocated.
         let first_rec = cfg_end + 16 + 8 + stream::HEADERS_LEN;
         let mut b = img.clone();

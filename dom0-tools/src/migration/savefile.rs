@@ -78,9 +78,7 @@ impl fmt::Display for SaveFileError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SaveFileError::NotASaveFile => f.write_str("not an xl save file (no xl header)"),
-            SaveFileError::ByteOrder => {
-                f.write_str("the save file has the wrong byte order")
-            }
+            SaveFileError::ByteOrder => f.write_str("the save file has the wrong byte order"),
             SaveFileError::Flags(fl) => write!(
                 f,
                 "the save file has mandatory flags {fl:#x} this xl does not know (a JSON config?)"

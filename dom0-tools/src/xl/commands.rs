@@ -9,8 +9,8 @@ use alloc::vec::Vec;
 use core::fmt::{self, Write};
 
 use super::backend::{
-    AfterSave,
-    ConsoleType, CreateRequest, CreditPool, DomainGone, DomainInfo, Trigger, XlBackend, XlError,
+    AfterSave, ConsoleType, CreateRequest, CreditPool, DomainGone, DomainInfo, Trigger, XlBackend,
+    XlError,
 };
 use super::cmdtable;
 use super::cpumap::{parse_cpurange, CpuMap};

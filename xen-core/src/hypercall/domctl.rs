@@ -809,7 +809,11 @@ const PFINFO_MAX: u64 = 1024;
 /// MMIO) is mapped, `NOTAB` for RAM. A PV domain's are machine frames:
 /// `XTAB` unless `d` owns them, else the page-table level (`L1TAB`..
 /// `L4TAB`, with `LPINTAB` if pinned) or `NOTAB`.
-fn getpageframeinfo3(d: &mut Domain, g: &XenDomctlGetpageframeinfo3, cr3: u64) -> Result<(), Errno> {
+fn getpageframeinfo3(
+    d: &mut Domain,
+    g: &XenDomctlGetpageframeinfo3,
+    cr3: u64,
+) -> Result<(), Errno> {
     if g.num > PFINFO_MAX {
         return Err(Errno::E2BIG);
     }

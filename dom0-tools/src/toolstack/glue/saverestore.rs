@@ -93,8 +93,7 @@ struct FileSource {
 }
 
 impl FileSource {
-    fn new(store: fat::FileStore<SharedDisk>) -> FileSource {
-        let len = store.extents().len;
+    fn new(store: fat::FileStore<SharedDisk>, len: u64) -> FileSource {
         FileSource {
             store,
             len,
@@ -330,8 +329,15 @@ impl Toolstack {
         out: &mut dyn fmt::Write,
     ) -> XlResult<()> {
         let id = self.exists(domid)?;
+        if id == 0 {
+            return Err(XlError::Message(String::from(
+                "xl save: Domain-0 cannot be saved",
+            )));
+        }
         let g = self.guests.get(&id).ok_or_else(|| {
-            XlError::Message(format!("domain {domid}: not a guest this toolstack started"))
+            XlError::Message(format!(
+                "domain {domid}: not a guest this toolstack started"
+            ))
         })?;
         let Some(io) = g.hvm.as_ref() else {
             return Err(XlError::Message(format!(
@@ -362,7 +368,9 @@ impl Toolstack {
             .cloned()
             .ok_or_else(|| XlError::Message(format!("{file}: no disk {disk_name}")))?;
         if disk.borrow().readonly() {
-            return Err(XlError::Message(format!("{file}: /dev/{disk_name} is read-only")));
+            return Err(XlError::Message(format!(
+                "{file}: /dev/{disk_name} is read-only"
+            )));
         }
         let _ = writeln!(
             out,
@@ -413,10 +421,13 @@ impl Toolstack {
         config: &[u8],
         out: &mut dyn fmt::Write,
     ) -> XlResult<image::Stats> {
-        let max = side.max_gpfn().map_err(|e| sr_fail("xl save", e))?;
-        // Every frame with its pfn entry, the records and headers around
-        // them, the HVM context: an upper bound, trimmed at the end.
-        let estimate = (max + 1) * (4096 + 8) + config.len() as u64 + (2 << 20);
+        let pages = xc::domain_info(side.domid)
+            .map_err(|e| sr_fail("xl save", e))?
+            .tot_pages;
+        // Every frame the domain holds with its pfn entry, the records and
+        // headers around them, the HVM context: an upper bound, trimmed
+        // at the end.
+        let estimate = (pages * (4096 + 8) + config.len() as u64 + (2 << 20)).next_multiple_of(512);
         let now = Self::dos_now();
         let Some((_, volume)) = self.volumes.get_mut(vol) else {
             return Err(XlError::Message(format!("/mnt/{vol} is gone")));
@@ -424,17 +435,21 @@ impl Toolstack {
         let ext = volume
             .create(&mut disk.clone(), inner, estimate, now)
             .map_err(|e| sr_fail("xl save", e))?;
-        let store = fat::FileStore::new(disk.clone(), ext).map_err(|e| sr_fail("xl save", e))?;
-        let mut sink = FileSink {
-            store,
-            buf: Vec::with_capacity(FILE_CHUNK),
-            flushed: 0,
-        };
         let mut progress = Progress { out, shown: 0 };
-        let r = image::save_hvm(side, &mut sink, config, XEN_VERSION, &mut |d, t| {
-            progress.frames(d, t)
-        })
-        .and_then(|s| sink.finish().map(|()| s));
+        let r = fat::FileStore::new(disk.clone(), ext)
+            .map_err(|e| SrError::Io(e.to_string()))
+            .and_then(|store| {
+                let mut sink = FileSink {
+                    store,
+                    buf: Vec::with_capacity(FILE_CHUNK),
+                    flushed: 0,
+                };
+                let s = image::save_hvm(side, &mut sink, config, XEN_VERSION, &mut |d, t| {
+                    progress.frames(d, t)
+                })?;
+                sink.finish()?;
+                Ok(s)
+            });
         let r = r.map_err(|e| sr_fail("xl save", e)).and_then(|s| {
             volume
                 .set_len(&mut disk.clone(), inner, s.bytes, now)
@@ -465,12 +480,17 @@ impl Toolstack {
             let Some((_, volume)) = self.volumes.get(&vol) else {
                 return Err(XlError::Message(format!("/mnt/{vol} is gone")));
             };
-            volume
+            let mut ext = volume
                 .open(&mut disk.clone(), inner)
-                .and_then(|ext| fat::FileStore::new(disk.clone(), ext))
-                .map_err(|e| sr_fail(file, e))?
+                .map_err(|e| sr_fail(file, e))?;
+            // An image's length is any number of bytes; its last sector is
+            // read whole (the rest of it lies in the file's last cluster).
+            let len = ext.len;
+            ext.len = len.next_multiple_of(512);
+            let store = fat::FileStore::new(disk.clone(), ext).map_err(|e| sr_fail(file, e))?;
+            (store, len)
         };
-        let mut src = FileSource::new(store);
+        let mut src = FileSource::new(store.0, store.1);
         let saved = image::read_config(&mut src).map_err(|e| sr_fail(file, e))?;
         let _ = writeln!(
             out,
@@ -524,23 +544,29 @@ impl Toolstack {
         };
         let mem_kib = cfg.maxmem_mib.max(cfg.memory_mib) * 1024;
         let mut shown = 0u64;
-        let r = xc::set_max_mem(domid, mem_kib + RESTORE_SPECIAL_KIB + builder::hvm::MAXMEM_SLACK_KIB)
-            .map_err(|e| SrError::Domain(format!("max_mem: {e}")))
-            .and_then(|()| {
-                image::restore_hvm(&mut src, &mut side, &mut |pages| {
-                    // Every 16 MiB.
-                    if pages >> 12 > shown >> 12 {
-                        shown = pages;
-                        let _ = writeln!(out, "xc: Frames restored: {pages}");
-                    }
-                })
-            });
+        let r = xc::set_max_mem(
+            domid,
+            mem_kib + RESTORE_SPECIAL_KIB + builder::hvm::MAXMEM_SLACK_KIB,
+        )
+        .map_err(|e| SrError::Domain(format!("max_mem: {e}")))
+        .and_then(|()| {
+            image::restore_hvm(&mut src, &mut side, &mut |pages| {
+                // Every 16 MiB.
+                if pages >> 12 > shown >> 12 {
+                    shown = pages;
+                    let _ = writeln!(out, "xc: Frames restored: {pages}");
+                }
+            })
+        });
         let stats = match r {
             Ok(s) => s,
             Err(e) => {
                 drop(side);
                 let _ = xc::destroy(domid);
-                return Err(sr_fail(&format!("{file}: restore failed, domain {domid} destroyed"), e));
+                return Err(sr_fail(
+                    &format!("{file}: restore failed, domain {domid} destroyed"),
+                    e,
+                ));
             }
         };
         let Some(ioreq) = side.ioreq.take() else {
