@@ -28,6 +28,8 @@ use super::stream::{self, rec, Decoded, PageData, PageType, StreamError, PAGE_SI
 
 /// Guest frames per `PAGE_DATA` record Oxen writes (1 MiB of data).
 pub const SAVE_BATCH: usize = 256;
+/// Frames per getpageframeinfo3 (Xen's most).
+const TYPES_BATCH: usize = 1024;
 /// The longest `HVM_CONTEXT` accepted.
 const HVM_CONTEXT_MAX: usize = 1 << 20;
 /// The longest body of any other record accepted.
@@ -134,28 +136,138 @@ pub struct Stats {
     pub bytes: u64,
 }
 
-/// Counts what goes into a sink.
-struct Counted<'a, S: Sink + ?Sized> {
-    sink: &'a mut S,
+/// A saving domain and its sink as one (the live save needs both through
+/// one object: on the metal both are the toolstack).
+struct Pair<'a, D: ?Sized, S: ?Sized> {
+    d: &'a mut D,
+    s: &'a mut S,
+}
+
+impl<D: HvmSaveSide + ?Sized, S: ?Sized> HvmSaveSide for Pair<'_, D, S> {
+    fn max_gpfn(&mut self) -> Result<u64, SrError> {
+        self.d.max_gpfn()
+    }
+    fn page_types(&mut self, gfns: &mut [u64]) -> Result<(), SrError> {
+        self.d.page_types(gfns)
+    }
+    fn read_pages(&mut self, gfns: &[u64], out: &mut [u8]) -> Result<(), SrError> {
+        self.d.read_pages(gfns, out)
+    }
+    fn skip(&self, gfn: u64) -> bool {
+        self.d.skip(gfn)
+    }
+    fn hvm_context(&mut self) -> Result<Vec<u8>, SrError> {
+        self.d.hvm_context()
+    }
+    fn hvm_params(&mut self) -> Result<Vec<(u64, u64)>, SrError> {
+        self.d.hvm_params()
+    }
+    fn emulator_state(&mut self) -> Vec<u8> {
+        self.d.emulator_state()
+    }
+}
+
+impl<D: ?Sized, S: Sink + ?Sized> Sink for Pair<'_, D, S> {
+    fn put(&mut self, b: &[u8]) -> Result<(), SrError> {
+        self.s.put(b)
+    }
+}
+
+/// Writes records into a sink, counting the bytes.
+struct Writer {
     bytes: u64,
 }
 
-impl<S: Sink + ?Sized> Counted<'_, S> {
-    fn put(&mut self, b: &[u8]) -> Result<(), SrError> {
-        self.sink.put(b)?;
+impl Writer {
+    fn put<S: Sink + ?Sized>(&mut self, s: &mut S, b: &[u8]) -> Result<(), SrError> {
+        s.put(b)?;
         self.bytes += b.len() as u64;
         Ok(())
     }
 
-    fn record(&mut self, ty: u32, body: &[u8]) -> Result<(), SrError> {
+    fn record<S: Sink + ?Sized>(&mut self, s: &mut S, ty: u32, body: &[u8]) -> Result<(), SrError> {
         let r = stream::record(ty, body)
             .ok_or_else(|| SrError::Unsupported(String::from("a record over 128 MiB")))?;
-        self.put(&r)
+        self.put(s, &r)
+    }
+
+    /// Everything before the first page: xl's and libxl's headers,
+    /// `LIBXC_CONTEXT`, libxc's headers and `X86_TSC_INFO`.
+    fn head<S: Sink + ?Sized>(
+        &mut self,
+        s: &mut S,
+        config: &[u8],
+        xen: (u32, u32),
+    ) -> Result<(), SrError> {
+        self.put(s, &savefile::xl_header(config))?;
+        self.put(s, &savefile::libxl_header())?;
+        self.record(s, librec::LIBXC_CONTEXT, &[])?;
+        self.put(s, &stream::headers(stream::DHDR_TYPE_X86_HVM, xen.0, xen.1))?;
+        self.record(s, rec::X86_TSC_INFO, &stream::TscInfo::default().body())
+    }
+
+    /// `PAGE_DATA` records with the contents of `gfns`, [`SAVE_BATCH`] at a
+    /// time; `progress(frames sent)` after each.
+    fn frames<T: HvmSaveSide + Sink + ?Sized>(
+        &mut self,
+        t: &mut T,
+        gfns: &[u64],
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<(), SrError> {
+        let mut data = vec![0u8; SAVE_BATCH * PAGE_SIZE];
+        let mut sent = 0u64;
+        for batch in gfns.chunks(SAVE_BATCH) {
+            let buf = &mut data[..batch.len() * PAGE_SIZE];
+            t.read_pages(batch, buf)?;
+            let list: Vec<(u64, PageType)> = batch.iter().map(|&g| (g, PageType::Normal)).collect();
+            let body = stream::page_data(&list, buf)
+                .ok_or_else(|| SrError::Unsupported(String::from("a PAGE_DATA batch")))?;
+            self.record(t, rec::PAGE_DATA, &body)?;
+            sent += batch.len() as u64;
+            progress(sent);
+        }
+        Ok(())
+    }
+
+    /// Everything after the last page: the HVM context and parameters,
+    /// libxc's `END`, the device model's state, libxl's `END`.
+    fn tail<T: HvmSaveSide + Sink + ?Sized>(&mut self, t: &mut T) -> Result<(), SrError> {
+        let ctx = t.hvm_context()?;
+        self.record(t, rec::HVM_CONTEXT, &ctx)?;
+        let params = stream::hvm_params(&t.hvm_params()?);
+        self.record(t, rec::HVM_PARAMS, &params)?;
+        self.record(t, rec::END, &[])?;
+        let state = savefile::emulator_context(&t.emulator_state());
+        self.record(t, librec::EMULATOR_CONTEXT, &state)?;
+        self.record(t, librec::END, &[])
     }
 }
 
+/// The domain's populated frames, less those it [`HvmSaveSide::skip`]s,
+/// found with getpageframeinfo3 in batches of 1024.
+fn populated<T: HvmSaveSide + ?Sized>(t: &mut T) -> Result<Vec<u64>, SrError> {
+    let max = t.max_gpfn()?;
+    let mut out = Vec::new();
+    let mut types = Vec::with_capacity(TYPES_BATCH);
+    let mut first = 0u64;
+    while first <= max {
+        let n = (max + 1 - first).min(TYPES_BATCH as u64);
+        types.clear();
+        types.extend(first..first + n);
+        t.page_types(&mut types)?;
+        out.extend(
+            (first..first + n)
+                .zip(&types)
+                .filter(|&(g, &ty)| ty & PFINFO_MASK != PFINFO_XTAB && !t.skip(g))
+                .map(|(g, _)| g),
+        );
+        first += n;
+    }
+    Ok(out)
+}
+
 /// Saves the (paused) domain `d` with its config `config` to `out`,
-/// calling `progress(frames done, frames in all)` after each batch.
+/// calling `progress(frames sent, frames in all)` after each batch.
 /// `xen` is the version the domain header names.
 pub fn save_hvm<D: HvmSaveSide + ?Sized, S: Sink + ?Sized>(
     d: &mut D,
@@ -164,56 +276,119 @@ pub fn save_hvm<D: HvmSaveSide + ?Sized, S: Sink + ?Sized>(
     xen: (u32, u32),
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Stats, SrError> {
-    let mut w = Counted {
-        sink: out,
-        bytes: 0,
-    };
-    w.put(&savefile::xl_header(config))?;
-    w.put(&savefile::libxl_header())?;
-    w.record(librec::LIBXC_CONTEXT, &[])?;
-    w.put(&stream::headers(stream::DHDR_TYPE_X86_HVM, xen.0, xen.1))?;
-    w.record(rec::X86_TSC_INFO, &stream::TscInfo::default().body())?;
-    let max = d.max_gpfn()?;
-    let total = max + 1;
-    let mut pages = 0u64;
-    let mut types = Vec::with_capacity(SAVE_BATCH);
-    let mut data = vec![0u8; SAVE_BATCH * PAGE_SIZE];
-    let mut first = 0u64;
-    while first <= max {
-        let n = (total - first).min(SAVE_BATCH as u64);
-        types.clear();
-        types.extend(first..first + n);
-        d.page_types(&mut types)?;
-        let gfns: Vec<u64> = (first..first + n)
-            .zip(&types)
-            .filter(|&(g, &t)| t & PFINFO_MASK != PFINFO_XTAB && !d.skip(g))
-            .map(|(g, _)| g)
-            .collect();
-        if !gfns.is_empty() {
-            let buf = &mut data[..gfns.len() * PAGE_SIZE];
-            d.read_pages(&gfns, buf)?;
-            let list: Vec<(u64, PageType)> = gfns.iter().map(|&g| (g, PageType::Normal)).collect();
-            let body = stream::page_data(&list, buf)
-                .ok_or_else(|| SrError::Unsupported(String::from("a PAGE_DATA batch")))?;
-            w.record(rec::PAGE_DATA, &body)?;
-            pages += gfns.len() as u64;
-        }
-        first += n;
-        progress(first, total);
-    }
-    w.record(rec::HVM_CONTEXT, &d.hvm_context()?)?;
-    w.record(rec::HVM_PARAMS, &stream::hvm_params(&d.hvm_params()?))?;
-    w.record(rec::END, &[])?;
-    let state = d.emulator_state();
-    w.record(
-        librec::EMULATOR_CONTEXT,
-        &savefile::emulator_context(&state),
-    )?;
-    w.record(librec::END, &[])?;
+    let mut t = Pair { d, s: out };
+    let mut w = Writer { bytes: 0 };
+    w.head(t.s, config, xen)?;
+    let gfns = populated(&mut t)?;
+    let total = gfns.len() as u64;
+    w.frames(&mut t, &gfns, &mut |n| progress(n, total))?;
+    w.tail(&mut t)?;
     Ok(Stats {
-        pages,
+        pages: total,
         bytes: w.bytes,
     })
+}
+
+/// A running domain in live migration: log-dirty mode and the pause at
+/// the end of the pre-copy.
+pub trait LiveHvm: HvmSaveSide + Sink {
+    /// Turns log-dirty mode on (`XEN_DOMCTL_SHADOW_OP_ENABLE_LOGDIRTY`).
+    fn log_dirty_on(&mut self) -> Result<(), SrError>;
+    /// The frames written since the last call (`..._CLEAN`): one bit per
+    /// frame in `bitmap`, which covers every frame up to the highest.
+    fn clean(&mut self, bitmap: &mut [u8]) -> Result<(), SrError>;
+    /// Pauses the domain for the last round (its device model's state is
+    /// taken from here on).
+    fn suspend(&mut self) -> Result<(), SrError>;
+}
+
+/// When the pre-copy stops (libxc's defaults).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Precopy {
+    /// Rounds while running, the first (everything) included.
+    pub max_rounds: u32,
+    /// Few enough dirty frames to stop and copy the rest paused.
+    pub dirty_threshold: u64,
+}
+
+impl Default for Precopy {
+    fn default() -> Self {
+        Precopy {
+            max_rounds: 5,
+            dirty_threshold: 50,
+        }
+    }
+}
+
+/// What a live save did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LiveStats {
+    /// Frames sent in each round while running.
+    pub rounds: Vec<u64>,
+    /// Frames sent while paused.
+    pub last: u64,
+    /// Bytes of the stream.
+    pub bytes: u64,
+}
+
+/// Live save: every frame while the domain runs, then rounds of the frames
+/// it dirtied until few enough remain or `policy.max_rounds` is reached,
+/// then it is paused and the rest, its vCPU and device state follow.
+/// `progress(round, frames sent in it, frames in it)`; round 0 is the
+/// paused one.
+pub fn save_hvm_live<T: LiveHvm + ?Sized>(
+    t: &mut T,
+    config: &[u8],
+    xen: (u32, u32),
+    policy: Precopy,
+    progress: &mut dyn FnMut(u32, u64, u64),
+) -> Result<LiveStats, SrError> {
+    let mut w = Writer { bytes: 0 };
+    w.head(t, config, xen)?;
+    let gfns = populated(t)?;
+    let limit = gfns.last().map_or(0, |&g| g + 1);
+    let mut bitmap = vec![0u8; limit.div_ceil(8) as usize];
+    t.log_dirty_on()?;
+    let mut stats = LiveStats::default();
+    let mut round = 1u32;
+    let mut todo = gfns.clone();
+    loop {
+        let n = todo.len() as u64;
+        w.frames(t, &todo, &mut |s| progress(round, s, n))?;
+        stats.rounds.push(n);
+        t.clean(&mut bitmap)?;
+        todo = dirty(&gfns, &bitmap);
+        if todo.len() as u64 <= policy.dirty_threshold || round >= policy.max_rounds {
+            break;
+        }
+        round += 1;
+    }
+    t.suspend()?;
+    t.clean(&mut bitmap)?;
+    for g in dirty(&gfns, &bitmap) {
+        if todo.binary_search(&g).is_err() {
+            let at = todo.partition_point(|&x| x < g);
+            todo.insert(at, g);
+        }
+    }
+    let n = todo.len() as u64;
+    w.frames(t, &todo, &mut |s| progress(0, s, n))?;
+    stats.last = n;
+    w.tail(t)?;
+    stats.bytes = w.bytes;
+    Ok(stats)
+}
+
+/// The frames of `gfns` (sorted) whose bit is set in `bitmap`.
+fn dirty(gfns: &[u64], bitmap: &[u8]) -> Vec<u64> {
+    gfns.iter()
+        .copied()
+        .filter(|&g| {
+            bitmap
+                .get((g / 8) as usize)
+                .is_some_and(|b| b & (1 << (g % 8)) != 0)
+        })
+        .collect()
 }
 
 /// Reads xl's header and returns the config it carries (the first step of
@@ -560,7 +735,7 @@ mod tests {
             last = d;
         })
         .unwrap();
-        assert_eq!(last, 0xfeff2);
+        assert_eq!(last, 51, "progress reaches every frame sent");
         assert_eq!(
             st.pages,
             40 + 10 + 1,
@@ -568,6 +743,156 @@ mod tests {
         );
         assert_eq!(st.bytes, out.len() as u64);
         out
+    }
+
+    /// A running fake: each CLEAN reports the frames written since the
+    /// last one; `writes` says how many frames it writes per round.
+    struct Running {
+        g: Fake,
+        out: Vec<u8>,
+        dirty: alloc::collections::BTreeSet<u64>,
+        writes: Vec<u64>,
+        round: usize,
+        log_dirty: bool,
+        paused: bool,
+    }
+
+    impl Running {
+        /// The guest writes `n` frames (new contents), as between rounds.
+        fn run(&mut self, n: u64) {
+            assert!(!self.paused, "a paused guest writes nothing");
+            let gfns: Vec<u64> = self
+                .g
+                .mem
+                .keys()
+                .copied()
+                .filter(|&g| g != 0xfeff0)
+                .collect();
+            for k in 0..n {
+                let g = gfns[(k * 7 + self.round as u64 * 3) as usize % gfns.len()];
+                self.g.mem.get_mut(&g).unwrap()[0] = self.round as u8 + 1;
+                if self.log_dirty {
+                    self.dirty.insert(g);
+                }
+            }
+        }
+    }
+
+    impl HvmSaveSide for Running {
+        fn max_gpfn(&mut self) -> Result<u64, SrError> {
+            self.g.max_gpfn()
+        }
+        fn page_types(&mut self, gfns: &mut [u64]) -> Result<(), SrError> {
+            self.g.page_types(gfns)
+        }
+        fn read_pages(&mut self, gfns: &[u64], out: &mut [u8]) -> Result<(), SrError> {
+            self.g.read_pages(gfns, out)
+        }
+        fn skip(&self, gfn: u64) -> bool {
+            self.g.skip(gfn)
+        }
+        fn hvm_context(&mut self) -> Result<Vec<u8>, SrError> {
+            assert!(self.paused, "the context is taken paused");
+            self.g.hvm_context()
+        }
+        fn hvm_params(&mut self) -> Result<Vec<(u64, u64)>, SrError> {
+            self.g.hvm_params()
+        }
+        fn emulator_state(&mut self) -> Vec<u8> {
+            assert!(self.paused, "the device state is taken paused");
+            self.g.emulator_state()
+        }
+    }
+
+    impl Sink for Running {
+        fn put(&mut self, b: &[u8]) -> Result<(), SrError> {
+            self.out.extend_from_slice(b);
+            Ok(())
+        }
+    }
+
+    impl LiveHvm for Running {
+        fn log_dirty_on(&mut self) -> Result<(), SrError> {
+            self.log_dirty = true;
+            Ok(())
+        }
+        fn clean(&mut self, bitmap: &mut [u8]) -> Result<(), SrError> {
+            // The guest ran while the round was sent.
+            if !self.paused {
+                let n = self.writes.get(self.round).copied().unwrap_or(0);
+                self.run(n);
+                self.round += 1;
+            }
+            bitmap.fill(0);
+            for g in core::mem::take(&mut self.dirty) {
+                if let Some(b) = bitmap.get_mut((g / 8) as usize) {
+                    *b |= 1 << (g % 8);
+                }
+            }
+            Ok(())
+        }
+        fn suspend(&mut self) -> Result<(), SrError> {
+            self.paused = true;
+            Ok(())
+        }
+    }
+
+    fn live(writes: Vec<u64>) -> (LiveStats, Fake, Fake) {
+        let mut r = Running {
+            g: guest(),
+            out: Vec::new(),
+            dirty: Default::default(),
+            writes,
+            round: 0,
+            log_dirty: false,
+            paused: false,
+        };
+        let mut rounds_seen = Vec::new();
+        let st = save_hvm_live(
+            &mut r,
+            b"c",
+            (4, 17),
+            Precopy::default(),
+            &mut |round, s, n| {
+                assert!(s <= n);
+                if s == n {
+                    rounds_seen.push(round);
+                }
+            },
+        )
+        .unwrap();
+        assert_eq!(st.bytes, r.out.len() as u64);
+        let mut src = Reader(&r.out);
+        read_config(&mut src).unwrap();
+        let mut dst = Fake::default();
+        restore_hvm(&mut src, &mut dst, &mut |_| {}).unwrap();
+        let n = st.rounds.len();
+        assert_eq!(rounds_seen.len(), n + 1);
+        assert_eq!(rounds_seen.last(), Some(&0), "the paused round comes last");
+        (st, r.g, dst)
+    }
+
+    #[test]
+    fn live_save_stops_when_few_frames_are_dirty_and_the_copy_is_exact() {
+        // 51 frames first; the guest writes all 51 again while they go
+        // (over the threshold of 50), then 10 while the second round goes
+        // (under it): two rounds, then the 10 paused.
+        let (st, src, dst) = live(vec![60, 10]);
+        assert_eq!(st.rounds, vec![51, 51]);
+        assert_eq!(st.last, 10);
+        let mut want = src.mem.clone();
+        want.remove(&0xfeff0);
+        assert_eq!(dst.mem, want, "the target holds the guest's last memory");
+        assert_eq!(dst.ctx, src.ctx);
+    }
+
+    #[test]
+    fn live_save_of_a_guest_that_keeps_writing_stops_after_the_last_round() {
+        let (st, src, dst) = live(vec![51; 10]);
+        assert_eq!(st.rounds.len(), Precopy::default().max_rounds as usize);
+        let mut want = src.mem.clone();
+        want.remove(&0xfeff0);
+        assert_eq!(dst.mem, want);
     }
 
     #[test]
