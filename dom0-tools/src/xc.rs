@@ -717,7 +717,6 @@ pub fn maximum_gpfn(domid: DomId) -> Result<u64, Errno> {
             &d as *const DomId as u64,
         )
     })
-    .map(|v| v as u64)
 }
 
 /// `XEN_DOMCTL_getpageframeinfo3` (libxc's `xc_get_pfn_type_batch`): each

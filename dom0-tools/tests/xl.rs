@@ -1627,3 +1627,66 @@ fn xens_check_xl_vif_parse() {
         assert_eq!(dry("network-attach", args), (0, want), "{args:?}");
     }
 }
+
+// ---- save, restore ----
+
+#[test]
+fn save_passes_what_becomes_of_the_domain_and_restore_its_file_and_config() {
+    let mut f = Fake::new();
+    let (rc, out) = xl_on(&mut f, "xl save guest /mnt/vda/g.save");
+    assert_eq!(
+        (rc, out.as_str()),
+        (
+            0,
+            "Saving to /mnt/vda/g.save new xl format (info 0x2/0x0/1)\n"
+        )
+    );
+    let (rc, _) = xl_on(&mut f, "xl save -c 3 /mnt/vda/h.save /etc/xen/h.cfg");
+    assert_eq!(rc, 0);
+    let (rc, _) = xl_on(&mut f, "xl save -p web /mnt/vda/h.save");
+    assert_eq!(rc, 0);
+    let (rc, _) = xl_on(&mut f, "xl restore /mnt/vda/g.save");
+    assert_eq!(rc, 0);
+    let (rc, _) = xl_on(&mut f, "xl restore -p other.cfg /mnt/vda/g.save");
+    assert_eq!(rc, 0);
+    let saves: Vec<&String> = f
+        .log
+        .iter()
+        .filter(|l| l.starts_with("save") || l.starts_with("restore"))
+        .collect();
+    assert_eq!(
+        saves,
+        [
+            "save 1 /mnt/vda/g.save None Destroy",
+            "save 3 /mnt/vda/h.save Some(\"/etc/xen/h.cfg\") Run",
+            "save 3 /mnt/vda/h.save None Pause",
+            "restore /mnt/vda/g.save None paused=false",
+            "restore /mnt/vda/g.save Some(\"other.cfg\") paused=true",
+        ]
+    );
+}
+
+#[test]
+fn save_and_restore_refuse_bad_arguments_and_report_failures() {
+    let (rc, out) = xl("xl save guest");
+    assert_eq!(rc, 2, "{out}");
+    assert!(
+        out.starts_with("'xl save' requires at least 2 arguments."),
+        "{out}"
+    );
+    let (rc, out) = xl("xl restore");
+    assert_eq!(rc, 2, "{out}");
+    let (rc, _) = xl("xl restore a b c");
+    assert_eq!(rc, 2);
+    err("xl save nosuch /mnt/vda/x.save", 1, NOT_EXIST);
+    let mut f = Fake::new();
+    f.fail.insert(
+        "restore",
+        XlError::Message("/mnt/vda/x.save: not an xl save file (no xl header)".into()),
+    );
+    let (rc, out) = xl_on(&mut f, "xl restore /mnt/vda/x.save");
+    assert_eq!(
+        (rc, out.as_str()),
+        (1, "/mnt/vda/x.save: not an xl save file (no xl header)\n")
+    );
+}

@@ -351,6 +351,37 @@ impl XlBackend for Fake {
         Ok(())
     }
 
+    fn save(
+        &mut self,
+        domid: u32,
+        file: &str,
+        config: Option<&str>,
+        after: AfterSave,
+        out: &mut dyn fmt::Write,
+    ) -> XlResult<()> {
+        self.op("save", format!("save {domid} {file} {config:?} {after:?}"))?;
+        self.find(domid)?;
+        let _ = writeln!(out, "Saving to {file} new xl format (info 0x2/0x0/1)");
+        if after == AfterSave::Destroy {
+            self.domains.retain(|d| d.domid != domid);
+        }
+        Ok(())
+    }
+
+    fn restore(
+        &mut self,
+        file: &str,
+        config: Option<&str>,
+        paused: bool,
+        _out: &mut dyn fmt::Write,
+    ) -> XlResult<u32> {
+        self.op(
+            "restore",
+            format!("restore {file} {config:?} paused={paused}"),
+        )?;
+        Ok(self.next_domid)
+    }
+
     fn shutdown(&mut self, domid: u32) -> XlResult<()> {
         self.op("shutdown", format!("shutdown {domid}"))?;
         if self.no_pv.contains(&domid) {
