@@ -1690,3 +1690,27 @@ fn save_and_restore_refuse_bad_arguments_and_report_failures() {
         (1, "/mnt/vda/x.save: not an xl save file (no xl header)\n")
     );
 }
+
+#[test]
+fn migrate_passes_its_target_and_options_and_migrate_receive_waits() {
+    let mut f = Fake::new();
+    assert_eq!(xl_on(&mut f, "xl migrate guest 10.0.3.2").0, 0);
+    assert_eq!(xl_on(&mut f, "xl migrate -p -C /etc/xen/w.cfg web 10.0.3.2:9000").0, 0);
+    assert_eq!(xl_on(&mut f, "xl migrate-receive").0, 0);
+    assert_eq!(xl_on(&mut f, "xl migrate-receive -p").0, 0);
+    let calls: Vec<&String> = f.log.iter().filter(|l| l.starts_with("migrate")).collect();
+    assert_eq!(
+        calls,
+        [
+            "migrate 1 10.0.3.2 None paused=false",
+            "migrate 3 10.0.3.2:9000 Some(\"/etc/xen/w.cfg\") paused=true",
+            "migrate-receive paused=false",
+            "migrate-receive paused=true",
+        ]
+    );
+    assert_eq!(xl("xl migrate guest").0, 2);
+    assert_eq!(xl("xl migrate-receive extra").0, 2);
+    let (rc, out) = xl("xl migrate -s ssh guest host");
+    assert_eq!(rc, 1);
+    assert!(out.contains("Oxen has no ssh"), "{out}");
+}

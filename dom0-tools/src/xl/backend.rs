@@ -612,6 +612,23 @@ pub trait XlBackend {
         out: &mut dyn fmt::Write,
     ) -> XlResult<()>;
 
+    /// `xl migrate`: sends the running domain live to the Dom0 at
+    /// `target` (`ADDR[:PORT]`, where `xl migrate-receive` waits, with
+    /// `config`'s text instead of its own if given) and destroys it here
+    /// once the target runs it; on any failure it runs on here.
+    fn migrate(
+        &mut self,
+        domid: u32,
+        target: &str,
+        config: Option<&str>,
+        paused: bool,
+        out: &mut dyn fmt::Write,
+    ) -> XlResult<()>;
+
+    /// `xl migrate-receive`: waits for one domain migrated from another
+    /// host, builds it and runs it (paused if `paused`). Returns its id.
+    fn migrate_receive(&mut self, paused: bool, out: &mut dyn fmt::Write) -> XlResult<u32>;
+
     /// `xl restore`: a new domain from the image in `file` (its config
     /// from `config` if given, else from the image), unpaused unless
     /// `paused`, printing progress on `out`. Returns its id.

@@ -178,6 +178,31 @@ pub const CMD_TABLE: &[CmdSpec] = &[
         ),
     ),
     cmd(
+        "migrate",
+        false,
+        true,
+        "Migrate a domain to another host",
+        "[options] <Domain> <host>",
+        Some(
+            "-h              Print this help.\n\
+-C <config>     Send <config> instead of config file from creation.\n\
+-p              Do not unpause domain after migrating it.\n\
+<host>          The target's Dom0 address, ADDR[:PORT] (port 8002 by\n\
+\x20               default), where `xl migrate-receive` waits.\n",
+        ),
+    ),
+    cmd(
+        "migrate-receive",
+        false,
+        true,
+        "Receive a domain migrated from another host",
+        "[options]",
+        Some(
+            "-h              Print this help.\n\
+-p              Do not unpause the domain once received.\n",
+        ),
+    ),
+    cmd(
         "mem-set",
         false,
         true,

@@ -47,6 +47,8 @@ impl Ctx<'_> {
             "console" => self.console(argv),
             "save" => self.save(argv),
             "restore" => self.restore(argv),
+            "migrate" => self.migrate(argv),
+            "migrate-receive" => self.migrate_receive(argv),
             "mem-max" => self.mem(true, argv),
             "mem-set" => self.mem(false, argv),
             "vcpu-list" => self.vcpu_list(argv),
@@ -365,6 +367,38 @@ impl Ctx<'_> {
         match self.be.restore(file, config, p.has('p'), self.out) {
             Ok(_) => Ok(()),
             Err(e) => Err(self.fail(&e, format_args!("cannot (re-)build domain: {}", e.rc()))),
+        }
+    }
+
+    fn migrate(&mut self, argv: &[&str]) -> Res<()> {
+        let p = self.opts(argv, "C:s:epD", &[], "migrate", 2)?;
+        if p.args.len() > 2 {
+            return Err(self.help_fail("migrate", 2));
+        }
+        if p.value('s').is_some() {
+            self.line(format_args!(
+                "xl migrate: -s: Oxen has no ssh; run `xl migrate-receive` on the target instead"
+            ));
+            return Err(EXIT_FAILURE);
+        }
+        let d = self.find_domain(p.args[0])?;
+        match self
+            .be
+            .migrate(d.domid, p.args[1], p.value('C'), p.has('p'), self.out)
+        {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.fail(&e, format_args!("migration failed (rc={})", e.rc()))),
+        }
+    }
+
+    fn migrate_receive(&mut self, argv: &[&str]) -> Res<()> {
+        let p = self.opts(argv, "Fedp", &[], "migrate-receive", 0)?;
+        if !p.args.is_empty() {
+            return Err(self.help_fail("migrate-receive", 2));
+        }
+        match self.be.migrate_receive(p.has('p'), self.out) {
+            Ok(_) => Ok(()),
+            Err(e) => Err(self.fail(&e, format_args!("migration target: failed (rc={})", e.rc()))),
         }
     }
 

@@ -368,6 +368,25 @@ impl XlBackend for Fake {
         Ok(())
     }
 
+    fn migrate(
+        &mut self,
+        domid: u32,
+        target: &str,
+        config: Option<&str>,
+        paused: bool,
+        _out: &mut dyn fmt::Write,
+    ) -> XlResult<()> {
+        self.op("migrate", format!("migrate {domid} {target} {config:?} paused={paused}"))?;
+        self.find(domid)?;
+        self.domains.retain(|d| d.domid != domid);
+        Ok(())
+    }
+
+    fn migrate_receive(&mut self, paused: bool, _out: &mut dyn fmt::Write) -> XlResult<u32> {
+        self.op("migrate-receive", format!("migrate-receive paused={paused}"))?;
+        Ok(self.next_domid)
+    }
+
     fn restore(
         &mut self,
         file: &str,

@@ -21,7 +21,7 @@ use hypercall_abi::hvm::HvmParam;
 /// Bytes the file layers buffer between device writes and reads.
 const FILE_CHUNK: usize = 256 << 10;
 /// The Xen version a saved image names (the ABI Oxen implements).
-const XEN_VERSION: (u32, u32) = (4, 17);
+pub(super) const XEN_VERSION: (u32, u32) = (4, 17);
 /// The HVM parameters an image carries (those that name guest frames, as
 /// libxc's `x86_hvm_save` list; event channels are made anew).
 const SAVED_PARAMS: [HvmParam; 3] = [HvmParam::StorePfn, HvmParam::IoreqPfn, HvmParam::ConsolePfn];
@@ -134,13 +134,13 @@ fn hc_err(what: &str, e: impl fmt::Display) -> SrError {
     SrError::Domain(format!("{what}: {e}"))
 }
 
-/// A paused HVM guest being saved.
-struct SaveHvm {
-    domid: u16,
+/// An HVM guest being saved.
+pub(super) struct SaveHvm {
+    pub(super) domid: u16,
     /// Its ioreq page (made anew by a restore).
-    ioreq_gfn: Option<u64>,
+    pub(super) ioreq_gfn: Option<u64>,
     /// Its device model's state, taken once it was paused.
-    emulator: Vec<u8>,
+    pub(super) emulator: Vec<u8>,
 }
 
 impl HvmSaveSide for SaveHvm {
@@ -498,6 +498,21 @@ impl Toolstack {
             savefile::XL_FLAG_STREAM_V2,
             4 + saved.len()
         );
+        let mut r = self.restore_begin(file, saved, config, out)?;
+        let body = restore_body(&mut src, &mut r, out);
+        self.restore_end(file, r, body, paused, out)
+    }
+
+    /// A restore's first step, once the image's config is read: the
+    /// config to use (`config`, or the image's), checked, and the new,
+    /// empty, paused domain.
+    pub(super) fn restore_begin(
+        &mut self,
+        what: &str,
+        saved: Vec<u8>,
+        config: Option<&str>,
+        out: &mut dyn fmt::Write,
+    ) -> XlResult<Restoring> {
         let (cfg_file, text) = match config {
             Some(c) => {
                 let (p, t) = self.config(c)?;
@@ -506,7 +521,7 @@ impl Toolstack {
             None => (
                 String::from("<saved>"),
                 String::from_utf8(saved)
-                    .map_err(|_| sr_fail(file, "the config in the image is not UTF-8 text"))?,
+                    .map_err(|_| sr_fail(what, "the config in the image is not UTF-8 text"))?,
             ),
         };
         let _ = writeln!(out, "Parsing config from {cfg_file}");
@@ -520,7 +535,7 @@ impl Toolstack {
         }
         if cfg.domain_type != DomainType::Hvm {
             return Err(XlError::Message(format!(
-                "{file}: a type=\"{}\" guest: Oxen restores type=\"hvm\" guests only so far",
+                "{what}: a type=\"{}\" guest: Oxen restores type=\"hvm\" guests only so far",
                 cfg.domain_type.as_str()
             )));
         }
@@ -535,57 +550,69 @@ impl Toolstack {
             0,
         )
         .map_err(|e| sr_fail("creating the domain", e))?;
-        let _ = writeln!(out, "xc: info: Restoring domain {domid}");
-        let t0 = time::now_ns();
-        let mut side = RestoreHvm {
-            domid,
-            ioreq: None,
-            emulator: None,
-        };
         let mem_kib = cfg.maxmem_mib.max(cfg.memory_mib) * 1024;
-        let mut shown = 0u64;
-        let r = xc::set_max_mem(
+        if let Err(e) = xc::set_max_mem(
             domid,
             mem_kib + RESTORE_SPECIAL_KIB + builder::hvm::MAXMEM_SLACK_KIB,
-        )
-        .map_err(|e| SrError::Domain(format!("max_mem: {e}")))
-        .and_then(|()| {
-            image::restore_hvm(&mut src, &mut side, &mut |pages| {
-                // Every 16 MiB.
-                if pages >> 12 > shown >> 12 {
-                    shown = pages;
-                    let _ = writeln!(out, "xc: Frames restored: {pages}");
-                }
-            })
-        });
-        let stats = match r {
+        ) {
+            let _ = xc::destroy(domid);
+            return Err(sr_fail("max_mem", e));
+        }
+        let _ = writeln!(out, "xc: info: Restoring domain {domid}");
+        Ok(Restoring {
+            side: RestoreHvm {
+                domid,
+                ioreq: None,
+                emulator: None,
+            },
+            cfg,
+            cfg_file,
+            text,
+            t0: time::now_ns(),
+        })
+    }
+
+    /// A restore's last step: the domain registered with the toolstack
+    /// (device model, xenstore) and unpaused unless `paused`; or, if the
+    /// image could not be read (`body`), destroyed.
+    pub(super) fn restore_end(
+        &mut self,
+        what: &str,
+        mut r: Restoring,
+        body: Result<image::Stats, SrError>,
+        paused: bool,
+        out: &mut dyn fmt::Write,
+    ) -> XlResult<u32> {
+        let domid = r.side.domid;
+        let stats = match body {
             Ok(s) => s,
             Err(e) => {
-                drop(side);
+                drop(r);
                 let _ = xc::destroy(domid);
                 return Err(sr_fail(
-                    &format!("{file}: restore failed, domain {domid} destroyed"),
+                    &format!("{what}: restore failed, domain {domid} destroyed"),
                     e,
                 ));
             }
         };
-        let Some(ioreq) = side.ioreq.take() else {
+        let Some(ioreq) = r.side.ioreq.take() else {
             let _ = xc::destroy(domid);
             return Err(XlError::Message(format!(
-                "{file}: the image has no ioreq page (HVM_PARAM_IOREQ_PFN); domain {domid} destroyed"
+                "{what}: the image has no ioreq page (HVM_PARAM_IOREQ_PFN); domain {domid} destroyed"
             )));
         };
+        let vcpus = r.cfg.max_vcpus.max(1);
         let mut io = Box::new(HvmIo::new(domid, ioreq, vcpus));
-        if let Some(state) = side.emulator.take() {
+        if let Some(state) = r.side.emulator.take() {
             if let Err(e) = io.load_state(&state) {
                 drop(io);
                 let _ = xc::destroy(domid);
                 return Err(XlError::Message(format!(
-                    "{file}: {e}; domain {domid} destroyed"
+                    "{what}: {e}; domain {domid} destroyed"
                 )));
             }
         }
-        let ns = time::now_ns().saturating_sub(t0);
+        let ns = time::now_ns().saturating_sub(r.t0);
         let _ = writeln!(
             out,
             "xc: info: Restored {} frames in {} ms ({} MB/s)",
@@ -593,6 +620,7 @@ impl Toolstack {
             ns / 1_000_000,
             rate(stats.pages * 4096, ns)
         );
+        let cfg = r.cfg;
         let uuid = cfg.uuid.unwrap_or_else(|| self.new_uuid(domid));
         let uuid_s = uuid_string(&uuid);
         let name = cfg.name.clone();
@@ -604,8 +632,8 @@ impl Toolstack {
                         name,
                         cfg,
                         source: Source {
-                            file: cfg_file,
-                            text,
+                            file: r.cfg_file,
+                            text: r.text,
                             overrides: Vec::new(),
                         },
                         uuid,
@@ -628,4 +656,29 @@ impl Toolstack {
             }
         }
     }
+}
+
+/// A restore under way: the new domain and the config it was made from.
+pub(super) struct Restoring {
+    side: RestoreHvm,
+    cfg: DomainConfig,
+    cfg_file: String,
+    text: String,
+    t0: u64,
+}
+
+/// A restore's middle step: the image's records into the new domain,
+/// progress every 16 MiB.
+pub(super) fn restore_body<S: image::Source + ?Sized>(
+    src: &mut S,
+    r: &mut Restoring,
+    out: &mut dyn fmt::Write,
+) -> Result<image::Stats, SrError> {
+    let mut shown = 0u64;
+    image::restore_hvm(src, &mut r.side, &mut |pages| {
+        if pages >> 12 > shown >> 12 {
+            shown = pages;
+            let _ = writeln!(out, "xc: Frames restored: {pages}");
+        }
+    })
 }
