@@ -1540,6 +1540,25 @@ impl crate::xl::XlBackend for Toolstack {
         self.save_domain(domid, file, config, after, out)
     }
 
+    fn migrate(
+        &mut self,
+        _domid: u32,
+        _target: &str,
+        _config: Option<&str>,
+        _paused: bool,
+        _out: &mut dyn fmt::Write,
+    ) -> XlResult<()> {
+        Err(XlError::Message(String::from(
+            "xl migrate: Dom0 has no TCP/IP stack in this build",
+        )))
+    }
+
+    fn migrate_receive(&mut self, _paused: bool, _out: &mut dyn fmt::Write) -> XlResult<u32> {
+        Err(XlError::Message(String::from(
+            "xl migrate-receive: Dom0 has no TCP/IP stack in this build",
+        )))
+    }
+
     fn restore(
         &mut self,
         file: &str,
