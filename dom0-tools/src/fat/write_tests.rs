@@ -364,3 +364,387 @@ fn fat16_writes_in_mbr_partition() {
         exercise_writes(&img, FatKind::Fat16);
     }
 }
+
+/// A disk that counts the writes made to it.
+struct Counting<'a> {
+    d: &'a mut MemDisk,
+    writes: u32,
+}
+
+impl BlockStore for Counting<'_> {
+    fn sectors(&self) -> u64 {
+        self.d.sectors()
+    }
+    fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), IoError> {
+        self.d.read(sector, buf)
+    }
+    fn write(&mut self, sector: u64, data: &[u8]) -> Result<(), IoError> {
+        self.writes += 1;
+        self.d.write(sector, data)
+    }
+    fn flush(&mut self) -> Result<(), IoError> {
+        self.d.flush()
+    }
+}
+
+/// Runs `op` on `d` and checks it wrote nothing.
+fn no_writes<T>(d: &mut MemDisk, op: impl FnOnce(&mut Counting) -> T) -> T {
+    let mut c = Counting { d, writes: 0 };
+    let r = op(&mut c);
+    assert_eq!(c.writes, 0, "a failed operation wrote to the disk");
+    r
+}
+
+#[test]
+fn fat_write_aliases_and_names() {
+    if !tools() {
+        return;
+    }
+    let img = Img::mkfs(&["-F", "16", "-s", "1"], 8192);
+    img.mt("mmd", &["::/d"]);
+    // mtools' own file takes GUEST~1.SAV first.
+    let f = Temp::new("fatw", "x");
+    fs::write(&f.0, b"mtools").unwrap();
+    img.mt("mcopy", &[f.0.to_str().unwrap(), "::/d/guest.savx"]);
+    let mut d = img.disk();
+    let mut v = Volume::find(&mut d).unwrap();
+    let long255 = "n".repeat(251) + ".bin";
+    let names = [
+        "guest.save",
+        "guest.saved",
+        "Guest.Save2",
+        "guest.sav",
+        "GUEST.SAVE3",
+        "a b.c",
+        ".hidden",
+        "x.tar.gz",
+        "lower",
+        "MiXeD.TxT",
+        "Ω.bin",
+        "plus+sign;=x,y.img",
+        long255.as_str(),
+        "UPPER8.EXT",
+    ];
+    let mut want = Vec::new();
+    for (i, n) in names.iter().enumerate() {
+        let data = pattern(100 * i + 1, i as u64);
+        let ext = v
+            .create(&mut d, &format!("/d/{n}"), data.len() as u64, now())
+            .unwrap();
+        fill(&mut d, &ext, &data);
+        want.push((n, data));
+    }
+    let list = v.list(&mut d, "/d").unwrap();
+    assert_eq!(list.len(), names.len() + 1);
+    let short_of = |n: &str| {
+        list.iter()
+            .find(|e| e.name == n)
+            .unwrap_or_else(|| panic!("{n} not listed: {list:?}"))
+            .short_name
+            .clone()
+    };
+    assert_eq!(short_of("guest.savx"), "GUEST~1.SAV");
+    assert_eq!(short_of("guest.save"), "GUEST~2.SAV");
+    assert_eq!(short_of("guest.saved"), "GUEST~3.SAV");
+    assert_eq!(short_of("Guest.Save2"), "GUEST~4.SAV");
+    assert_eq!(short_of("guest.sav"), "GUEST.SAV");
+    assert_eq!(short_of("lower"), "LOWER");
+    assert_eq!(short_of("x.tar.gz"), "XTAR~1.GZ");
+    assert_eq!(short_of("UPPER8.EXT"), "UPPER8.EXT");
+    let mut shorts: Vec<String> = list.iter().map(|e| e.short_name.to_uppercase()).collect();
+    shorts.sort();
+    shorts.dedup();
+    assert_eq!(shorts.len(), list.len(), "aliases collide: {list:?}");
+    img.save(&d);
+    img.fsck("after creating aliased names");
+    let dir = img.mdir("/d");
+    for (n, data) in &want {
+        let shown = if **n == "UPPER8.EXT" {
+            "UPPER8   EXT"
+        } else {
+            n
+        };
+        assert!(dir.contains(shown), "mdir does not show {n}:\n{dir}");
+        assert!(
+            &img.read(&format!("/d/{n}")) == data,
+            "{n} reads back different"
+        );
+        // Found by either name, in any case.
+        let short = short_of(n);
+        assert_eq!(
+            &vol_read(&v, &mut d, &format!("/D/{}", short.to_lowercase())),
+            data
+        );
+    }
+    assert!(dir.contains("GUEST~4  SAV"), "{dir}");
+    // Names FAT cannot hold; nothing written.
+    let long256 = "x".repeat(256);
+    for bad in [
+        "",
+        ".",
+        "..",
+        "a:b",
+        "a*b",
+        "q?",
+        "a\"b",
+        "a<b",
+        "a>b",
+        "a|b",
+        "a\\b",
+        "ctl\u{1}x",
+        "dot.",
+        "space ",
+        &long256,
+    ] {
+        let r = no_writes(&mut d, |d| v.create(d, &format!("/d/{bad}"), 1, now()));
+        assert!(matches!(r, Err(FatError::BadName { .. })), "{bad:?}: {r:?}");
+        std::println!("{}", r.unwrap_err());
+    }
+}
+
+#[test]
+fn fat_write_directory_growth_and_full_root() {
+    if !tools() {
+        return;
+    }
+    // FAT16 with 512-byte clusters (16 entries each) and a 32-entry root.
+    let img = Img::mkfs(&["-F", "16", "-s", "1", "-r", "32"], 8192);
+    img.mt("mmd", &["::/sub"]);
+    let mut d = img.disk();
+    let mut v = Volume::find(&mut d).unwrap();
+    let fresh = v.free_bytes(&mut d).unwrap();
+    let name = |i: usize| format!("a rather long file name, number {i:03}.save");
+    for i in 0..60 {
+        let ext = v
+            .create(&mut d, &format!("/sub/{}", name(i)), 700, now())
+            .unwrap();
+        fill(&mut d, &ext, &pattern(700, i as u64));
+    }
+    // 60 files x 5 slots + 2 = 302 slots: 19 clusters of directory.
+    let dir_grown = fresh - v.free_bytes(&mut d).unwrap() - 60 * 1024;
+    assert_eq!(dir_grown, 18 * 512);
+    // Deleted slots are reused: no more growth.
+    for i in (0..60).step_by(3) {
+        v.remove(&mut d, &format!("/sub/{}", name(i))).unwrap();
+    }
+    let before = v.free_bytes(&mut d).unwrap();
+    for i in (0..60).step_by(3) {
+        v.create(&mut d, &format!("/sub/{}", name(i + 100)), 0, now())
+            .unwrap();
+    }
+    assert_eq!(v.free_bytes(&mut d).unwrap(), before);
+    img.save(&d);
+    img.fsck("after growing a directory");
+    let dir = img.mdir("/sub");
+    for i in 0..60 {
+        let n = if i % 3 == 0 { name(i + 100) } else { name(i) };
+        assert!(dir.contains(&n), "{n} missing:\n{dir}");
+    }
+    assert!(img.read(&format!("/sub/{}", name(59))) == pattern(700, 59));
+    // The fixed root fills up: 1 entry for sub, 6 files of 5 slots.
+    let mut made = 0;
+    let err = loop {
+        match v.create(&mut d, &format!("/{}", name(made)), 10, now()) {
+            Ok(_) => made += 1,
+            Err(e) => break e,
+        }
+        assert!(made < 100);
+    };
+    assert_eq!(made, 6);
+    assert_eq!(err, FatError::RootFull { entries: 32 });
+    // A short name still fits in the last slot; then nothing does.
+    v.create(&mut d, "/S1", 0, now()).unwrap();
+    let r = no_writes(&mut d, |d| v.create(d, "/S2", 0, now()));
+    assert_eq!(r, Err(FatError::RootFull { entries: 32 }));
+    img.save(&d);
+    img.fsck("with a full root");
+    // FAT32's root is a chain: it grows.
+    let img = Img::mkfs(&["-F", "32", "-s", "1"], 40960);
+    let mut d = img.disk();
+    let mut v = Volume::find(&mut d).unwrap();
+    for i in 0..40 {
+        v.create(&mut d, &format!("/{}", name(i)), 1, now())
+            .unwrap();
+    }
+    assert_eq!(v.list(&mut d, "/").unwrap().len(), 40);
+    img.save(&d);
+    img.fsck("after growing FAT32's root");
+    let root = img.mdir("/");
+    assert!(root.contains(&name(39)), "{root}");
+}
+
+#[test]
+fn fat_write_out_of_space() {
+    if !tools() {
+        return;
+    }
+    let img = Img::mkfs(&["-F", "12", "-s", "1"], 1536);
+    img.mt("mmd", &["::/sub"]);
+    let mut d = img.disk();
+    let mut v = Volume::find(&mut d).unwrap();
+    let free = v.free_bytes(&mut d).unwrap();
+    let before = d.data.clone();
+    let r = no_writes(&mut d, |d| v.create(d, "/big.img", free + 1, now()));
+    assert_eq!(
+        r,
+        Err(FatError::NoSpace {
+            free,
+            needed: free + 512
+        })
+    );
+    assert_eq!(
+        r.unwrap_err().to_string(),
+        format!(
+            "no space left on the FAT file system: {free} bytes free, {} needed",
+            free + 512
+        )
+    );
+    assert!(d.data == before);
+    // Fill it; then even a directory that must grow finds no cluster.
+    for i in 0..14 {
+        v.create(&mut d, &format!("/sub/F{i}"), 0, now()).unwrap();
+    }
+    let ext = v.create(&mut d, "/big.img", free, now()).unwrap();
+    assert_eq!(ext.runs.len(), 1, "{:?}", ext.runs);
+    fill(&mut d, &ext, &pattern(free as usize, 3));
+    assert_eq!(v.free_bytes(&mut d).unwrap(), 0);
+    let full = d.data.clone();
+    for r in [
+        no_writes(&mut d, |d| v.create(d, "/more", 1, now()).map(drop)),
+        no_writes(&mut d, |d| v.create(d, "/sub/F14", 0, now()).map(drop)),
+        no_writes(&mut d, |d| {
+            v.set_len(d, "/big.img", free + 1, now()).map(drop)
+        }),
+    ] {
+        assert!(matches!(r, Err(FatError::NoSpace { free: 0, .. })), "{r:?}");
+    }
+    assert!(d.data == full);
+    // Empty files need no cluster; a replacement reuses the old ones.
+    v.create(&mut d, "/empty", 0, now()).unwrap();
+    let ext = v.create(&mut d, "/BIG.IMG", free, now()).unwrap();
+    fill(&mut d, &ext, &pattern(free as usize, 4));
+    img.save(&d);
+    img.fsck("when full");
+    assert!(img.read("/big.img") == pattern(free as usize, 4));
+    v.remove(&mut d, "/big.img").unwrap();
+    assert_eq!(v.free_bytes(&mut d).unwrap(), free);
+}
+
+/// `count` random creates, resizes and removes on `img`, checked against
+/// a model, then by fsck and mtools.
+fn random_ops(img: &Img, seed: u64, count: usize, max_len: u64) {
+    img.mt("mmd", &["::/sub", "::/sub/deep"]);
+    let mut d = img.disk();
+    let mut v = Volume::find(&mut d).unwrap();
+    let fresh = v.free_bytes(&mut d).unwrap();
+    let cb = v.cluster_bytes();
+    let paths = [
+        "/A.BIN",
+        "/b.bin",
+        "/Some Long Name.dat",
+        "/sub/X",
+        "/sub/another long file name here.img",
+        "/sub/deep/f.txt",
+        "/sub/deep/F2.TXT",
+        "/sub/deep/Ωmega.save",
+        "/guest.save",
+        "/guest.saved",
+    ];
+    let mut model: BTreeMap<&str, Vec<u8>> = BTreeMap::new();
+    let mut r = Rng(seed);
+    let (mut nospace, mut done) = (0, 0);
+    for step in 0..count {
+        let path = paths[r.below(paths.len() as u64) as usize];
+        let len = match r.below(4) {
+            0 => r.below(3) * 512,
+            _ => r.below(max_len),
+        };
+        let op = r.below(3);
+        let mut c = Counting {
+            d: &mut d,
+            writes: 0,
+        };
+        let res = match (op, model.contains_key(path)) {
+            (0, _) => v.create(&mut c, path, len, now()).map(Some),
+            (1, true) => v.set_len(&mut c, path, len, now()).map(Some),
+            (_, true) => v.remove(&mut c, path).map(|_| None),
+            (_, false) => {
+                let e = v.remove(&mut c, path);
+                assert!(matches!(e, Err(FatError::NotFound(_))), "{e:?}");
+                continue;
+            }
+        };
+        let writes = c.writes;
+        match res {
+            Ok(Some(ext)) => {
+                let mut data = if op == 1 {
+                    model[path].clone()
+                } else {
+                    Vec::new()
+                };
+                let keep = data.len().min(len as usize);
+                data.truncate(keep);
+                data.extend(pattern(len as usize - keep, r.next()));
+                fill(&mut d, &ext, &data);
+                model.insert(path, data);
+                done += 1;
+            }
+            Ok(None) => {
+                model.remove(path);
+                done += 1;
+            }
+            Err(FatError::NoSpace { .. }) => {
+                assert_eq!(writes, 0, "step {step}: NoSpace after writing");
+                nospace += 1;
+            }
+            Err(e) => panic!("step {step}: {path}: {e}"),
+        }
+        if step % 50 == 0 || step + 1 == count {
+            for (p, data) in &model {
+                assert!(&vol_read(&v, &mut d, p) == data, "step {step}: {p}");
+            }
+            let used: u64 = model
+                .values()
+                .map(|c| (c.len() as u64).div_ceil(cb) * cb)
+                .sum();
+            assert!(v.free_bytes(&mut d).unwrap() <= fresh - used);
+        }
+    }
+    assert!(nospace > 0 && done > count / 3, "{nospace} / {done}");
+    img.save(&d);
+    img.fsck("after random operations");
+    for (p, data) in &model {
+        assert!(&img.read(p) == data, "{p} reads back different");
+    }
+    assert_eq!(img.mdir_free(), v.free_bytes(&mut d).unwrap());
+    for p in model.keys() {
+        v.remove(&mut d, p).unwrap();
+    }
+    // Only the directories' growth is left.
+    let left = fresh - v.free_bytes(&mut d).unwrap();
+    assert!(left <= 4 * cb, "{left}");
+}
+
+#[test]
+fn fat12_random_writes() {
+    if tools() {
+        random_ops(
+            &Img::mkfs(&["-F", "12", "-s", "1"], 1536),
+            0x5EED,
+            300,
+            600 * 1024,
+        );
+    }
+}
+
+#[test]
+fn fat32_random_writes() {
+    if tools() {
+        random_ops(
+            &Img::mkfs(&["-F", "32", "-s", "1"], 36000),
+            0xF32,
+            300,
+            16 << 20,
+        );
+    }
+}
