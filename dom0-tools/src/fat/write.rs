@@ -454,57 +454,41 @@ impl Volume {
         Ok(())
     }
 
-    /// Loads FAT sector `s` (logical, from the FAT's start) into `t`.
-    fn table_byte(
+    /// FAT sector `s` (logical, from the FAT's start), read into `t` the
+    /// first time.
+    fn table_sector<'t>(
         &self,
         dev: &mut impl BlockStore,
-        t: &mut FatTable,
-        at: u64,
-    ) -> Result<(u64, usize), FatError> {
-        let s = at / self.geo.bps;
+        t: &'t mut FatTable,
+        s: u64,
+    ) -> Result<&'t mut Vec<u8>, FatError> {
         if !t.sectors.contains_key(&s) {
             let mut buf = vec![0u8; self.geo.bps as usize];
-            read_bytes(
-                dev,
-                self.base + self.geo.fat_start + s * self.geo.bps,
-                &mut buf,
-            )?;
+            let off = self.base + self.geo.fat_start + s * self.geo.bps;
+            read_bytes(dev, off, &mut buf)?;
             t.sectors.insert(s, buf);
         }
-        Ok((s, (at % self.geo.bps) as usize))
+        Ok(t.sectors.entry(s).or_default())
     }
 
-    /// Reads `n` bytes of the FAT at byte `at`, little-endian.
-    fn table_get(
+    /// Replaces the `n` bytes of the FAT at byte `at` (little-endian,
+    /// within one sector) by `f(old)`.
+    fn table_update(
         &self,
         dev: &mut impl BlockStore,
         t: &mut FatTable,
         at: u64,
-        n: u64,
-    ) -> Result<u32, FatError> {
-        let mut v = 0u32;
-        for i in 0..n {
-            let (s, o) = self.table_byte(dev, t, at + i)?;
-            v |= u32::from(t.sectors[&s][o]) << (8 * i);
-        }
-        Ok(v)
-    }
-
-    fn table_put(
-        &self,
-        dev: &mut impl BlockStore,
-        t: &mut FatTable,
-        at: u64,
-        n: u64,
-        v: u32,
+        n: usize,
+        f: impl FnOnce(u32) -> u32,
     ) -> Result<(), FatError> {
-        for i in 0..n {
-            let (s, o) = self.table_byte(dev, t, at + i)?;
-            if let Some(buf) = t.sectors.get_mut(&s) {
-                buf[o] = (v >> (8 * i)) as u8;
-            }
-            t.dirty.insert(s);
-        }
+        let s = at / self.geo.bps;
+        let o = (at % self.geo.bps) as usize;
+        let buf = self.table_sector(dev, t, s)?;
+        let mut b = [0u8; 4];
+        b[..n].copy_from_slice(&buf[o..o + n]);
+        let v = f(u32::from_le_bytes(b)).to_le_bytes();
+        buf[o..o + n].copy_from_slice(&v[..n]);
+        t.dirty.insert(s);
         Ok(())
     }
 
@@ -520,20 +504,21 @@ impl Volume {
         let c = u64::from(c);
         match self.geo.kind {
             FatKind::Fat12 => {
+                // 12 bits over two bytes that may sit in two sectors.
                 let at = c + c / 2;
-                let old = self.table_get(dev, t, at, 2)?;
-                let new = if c % 2 == 0 {
-                    (old & 0xF000) | (v & 0xFFF)
+                let (lo, hi) = if c % 2 == 0 {
+                    (v & 0xFF, 0xF0 | (v >> 8 & 0x0F))
                 } else {
-                    (old & 0x000F) | ((v & 0xFFF) << 4)
+                    ((v << 4 & 0xF0) | 0x0F, v >> 4 & 0xFF)
                 };
-                self.table_put(dev, t, at, 2, new)
+                let (keep_lo, keep_hi) = if c % 2 == 0 { (0, 0xF0) } else { (0x0F, 0) };
+                self.table_update(dev, t, at, 1, |o| (o & keep_lo) | (lo & !keep_lo))?;
+                self.table_update(dev, t, at + 1, 1, |o| (o & keep_hi) | (hi & !keep_hi))
             }
-            FatKind::Fat16 => self.table_put(dev, t, c * 2, 2, v & 0xFFFF),
+            // Entries are aligned: never across a sector.
+            FatKind::Fat16 => self.table_update(dev, t, c * 2, 2, |_| v & 0xFFFF),
             FatKind::Fat32 => {
-                let old = self.table_get(dev, t, c * 4, 4)?;
-                let new = (old & 0xF000_0000) | (v & 0x0FFF_FFFF);
-                self.table_put(dev, t, c * 4, 4, new)
+                self.table_update(dev, t, c * 4, 4, |o| (o & 0xF000_0000) | (v & 0x0FFF_FFFF))
             }
         }
     }

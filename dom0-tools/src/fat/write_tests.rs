@@ -365,6 +365,22 @@ fn fat16_writes_in_mbr_partition() {
     }
 }
 
+/// `len` bytes cheap to make: a random 4 KiB block repeated, each 512
+/// bytes stamped with its offset so misplaced sectors show.
+fn contents(len: usize, seed: u64) -> Vec<u8> {
+    let block = pattern(4096, seed);
+    let mut v = Vec::with_capacity(len + 4096);
+    while v.len() < len {
+        v.extend_from_slice(&block);
+    }
+    v.truncate(len);
+    for (i, s) in v.chunks_mut(512).enumerate() {
+        let n = s.len().min(8);
+        s[..n].copy_from_slice(&(i as u64).to_le_bytes()[..n]);
+    }
+    v
+}
+
 /// A disk that counts the writes made to it.
 struct Counting<'a> {
     d: &'a mut MemDisk,
@@ -684,7 +700,7 @@ fn random_ops(img: &Img, seed: u64, count: usize, max_len: u64) {
                 };
                 let keep = data.len().min(len as usize);
                 data.truncate(keep);
-                data.extend(pattern(len as usize - keep, r.next()));
+                data.extend(contents(len as usize - keep, r.next()));
                 fill(&mut d, &ext, &data);
                 model.insert(path, data);
                 done += 1;
