@@ -9,6 +9,7 @@
 //! does it write, in an order that leaves at worst lost clusters after a
 //! crash, never a cross-link (see the module header in `mod.rs`).
 
+use alloc::collections::btree_map::Entry;
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::string::{String, ToString};
 use alloc::vec;
@@ -462,13 +463,15 @@ impl Volume {
         t: &'t mut FatTable,
         s: u64,
     ) -> Result<&'t mut Vec<u8>, FatError> {
-        if !t.sectors.contains_key(&s) {
-            let mut buf = vec![0u8; self.geo.bps as usize];
-            let off = self.base + self.geo.fat_start + s * self.geo.bps;
-            read_bytes(dev, off, &mut buf)?;
-            t.sectors.insert(s, buf);
+        match t.sectors.entry(s) {
+            Entry::Occupied(e) => Ok(e.into_mut()),
+            Entry::Vacant(e) => {
+                let mut buf = vec![0u8; self.geo.bps as usize];
+                let off = self.base + self.geo.fat_start + s * self.geo.bps;
+                read_bytes(dev, off, &mut buf)?;
+                Ok(e.insert(buf))
+            }
         }
-        Ok(t.sectors.entry(s).or_default())
     }
 
     /// Replaces the `n` bytes of the FAT at byte `at` (little-endian,

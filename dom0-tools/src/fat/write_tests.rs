@@ -160,7 +160,7 @@ impl Img {
 /// whole sectors, else sector by sector into its runs.
 fn fill(d: &mut MemDisk, ext: &FileExtents, data: &[u8]) {
     assert_eq!(ext.len, data.len() as u64);
-    if data.len() % 512 == 0 {
+    if data.len().is_multiple_of(512) {
         let mut s = FileStore::new(core::mem::replace(d, MemDisk::new(0)), ext.clone()).unwrap();
         s.write(0, data).unwrap();
         assert_eq!(read_all(&mut s), data);
@@ -763,4 +763,192 @@ fn fat32_random_writes() {
             16 << 20,
         );
     }
+}
+
+/// The clusters of `path`, from its extents.
+fn clusters_of(v: &Volume, d: &mut MemDisk, path: &str) -> Vec<u32> {
+    let ext = v.open(d, path).unwrap();
+    let cb = v.cluster_bytes();
+    let mut out = Vec::new();
+    for r in &ext.runs {
+        let first = (r.dev_sector * 512 - v.base - v.geo.data_start) / cb + 2;
+        for i in 0..(r.sectors * 512).div_ceil(cb) {
+            out.push((first + i) as u32);
+        }
+    }
+    out
+}
+
+/// Sets FAT16 entry `c` in every FAT.
+fn poke_fat16(v: &Volume, d: &mut MemDisk, c: u32, val: u16) {
+    for k in 0..v.geo.nfats {
+        let at = (v.base + v.geo.fats_start + k * v.geo.fat_bytes) as usize + 2 * c as usize;
+        d.data[at..at + 2].copy_from_slice(&val.to_le_bytes());
+    }
+}
+
+/// Points the root entry with short name `short` at `cluster`, `size`.
+fn poke_root(v: &Volume, d: &mut MemDisk, short: &[u8; 11], cluster: u32, size: u32) {
+    let bpb::Root::Fixed { start, entries } = v.geo.root else {
+        panic!("not FAT12/16")
+    };
+    let root = (v.base + start) as usize;
+    let e = (0..entries as usize)
+        .map(|i| root + i * 32)
+        .find(|&at| &d.data[at..at + 11] == short)
+        .unwrap();
+    d.data[e + 26..e + 28].copy_from_slice(&(cluster as u16).to_le_bytes());
+    d.data[e + 28..e + 32].copy_from_slice(&size.to_le_bytes());
+}
+
+#[test]
+fn fat_write_damaged_fat() {
+    if !tools() {
+        return;
+    }
+    let img = Img::mkfs(&["-F", "16", "-s", "1"], 8192);
+    let mut good = img.disk();
+    let mut v = Volume::find(&mut good).unwrap();
+    for (p, n) in [
+        ("/A.BIN", 1536),
+        ("/B.BIN", 1024),
+        ("/C.BIN", 0),
+        ("/D.BIN", 512),
+    ] {
+        v.create(&mut good, p, n, now()).unwrap();
+    }
+    let a = clusters_of(&v, &mut good, "/A.BIN");
+    let b = clusters_of(&v, &mut good, "/B.BIN");
+    assert_eq!((a.len(), b.len()), (3, 2));
+    // Every operation on `paths` must fail with `want` and write nothing.
+    let check =
+        |d: &mut MemDisk, v: &mut Volume, paths: &[&str], want: &dyn Fn(&FatError) -> bool| {
+            for p in paths {
+                let rs = [
+                    no_writes(d, |d| v.remove(d, p)),
+                    no_writes(d, |d| v.set_len(d, p, 512, now()).map(drop)),
+                    no_writes(d, |d| v.set_len(d, p, 8192, now()).map(drop)),
+                    no_writes(d, |d| v.create(d, p, 4096, now()).map(drop)),
+                ];
+                for r in rs {
+                    assert!(r.as_ref().is_err_and(want), "{p}: {r:?}");
+                }
+            }
+        };
+    // A loop.
+    let mut d = good.clone();
+    poke_fat16(&v, &mut d, a[2], a[0] as u16);
+    check(&mut d, &mut v, &["/A.BIN"], &|e| {
+        matches!(
+            e,
+            FatError::Chain {
+                problem: ChainProblem::Loop,
+                ..
+            }
+        )
+    });
+    // Out of range, free and bad in the middle of a chain.
+    for (val, problem) in [
+        (0xFFF0, ChainProblem::OutOfRange { cluster: 0xFFF0 }),
+        (0, ChainProblem::Free { after: a[0] }),
+        (0xFFF7, ChainProblem::Bad { after: a[0] }),
+    ] {
+        let mut d = good.clone();
+        poke_fat16(&v, &mut d, a[0], val);
+        check(&mut d, &mut v, &["/A.BIN"], &|e| {
+            *e == FatError::Chain {
+                path: "/A.BIN".into(),
+                problem: problem.clone(),
+            }
+        });
+    }
+    // B's chain runs into A's: both are cross-linked.
+    let mut d = good.clone();
+    poke_fat16(&v, &mut d, b[1], a[2] as u16);
+    poke_root(&v, &mut d, b"B       BIN", b[0], 1536);
+    check(
+        &mut d,
+        &mut v,
+        &["/A.BIN", "/B.BIN"],
+        &|e| matches!(e, FatError::CrossLinked { cluster, .. } if *cluster == a[2]),
+    );
+    // C's entry starts inside A's chain.
+    let mut d = good.clone();
+    poke_root(&v, &mut d, b"C       BIN", a[1], 1024);
+    check(
+        &mut d,
+        &mut v,
+        &["/A.BIN", "/C.BIN"],
+        &|e| matches!(e, FatError::CrossLinked { cluster, .. } if *cluster == a[1]),
+    );
+    // Two entries with the same first cluster.
+    let mut d = good.clone();
+    poke_root(&v, &mut d, b"C       BIN", a[0], 1536);
+    check(
+        &mut d,
+        &mut v,
+        &["/A.BIN", "/C.BIN"],
+        &|e| matches!(e, FatError::CrossLinked { cluster, .. } if *cluster == a[0]),
+    );
+    // A chain into a cluster the FAT calls free: that cluster is never
+    // handed out (so "all free space" is one cluster short).
+    let mut d = good.clone();
+    let dd = clusters_of(&v, &mut d, "/D.BIN");
+    poke_fat16(&v, &mut d, dd[0], 0);
+    poke_root(&v, &mut d, b"D       BIN", 0, 0);
+    poke_fat16(&v, &mut d, b[1], dd[0] as u16);
+    let free = v.free_bytes(&mut d).unwrap();
+    let r = no_writes(&mut d, |d| v.create(d, "/E.BIN", free, now()));
+    assert_eq!(
+        r,
+        Err(FatError::NoSpace {
+            free: free - 512,
+            needed: free
+        })
+    );
+    let ext = v.create(&mut d, "/E.BIN", free - 512, now()).unwrap();
+    assert!(
+        !clusters_of(&v, &mut d, "/E.BIN").contains(&dd[0]),
+        "{ext:?}"
+    );
+}
+
+#[test]
+fn fat_write_random_damage_never_panics() {
+    if !tools() {
+        return;
+    }
+    let img = Img::mkfs(&["-F", "12", "-s", "1"], 1024);
+    img.mt("mmd", &["::/sub"]);
+    let mut good = img.disk();
+    let mut v = Volume::find(&mut good).unwrap();
+    let paths = ["/a.bin", "/B.BIN", "/sub/c long.bin", "/sub/D"];
+    for (i, p) in paths.iter().enumerate() {
+        v.create(&mut good, p, 700 * i as u64 + 100, now()).unwrap();
+    }
+    let meta = v.base + v.geo.data_start + 4 * v.geo.cluster;
+    let mut r = Rng(0xDA4A6E);
+    let mut ok = 0;
+    for _ in 0..300 {
+        let mut d = good.clone();
+        for _ in 0..1 + r.below(8) {
+            let at = 512 + r.below(meta - 512) as usize;
+            d.data[at] = r.next() as u8;
+        }
+        let Ok(mut v) = Volume::find(&mut d) else {
+            continue;
+        };
+        for _ in 0..4 {
+            let p = paths[r.below(4) as usize];
+            let len = r.below(20_000);
+            let res = match r.below(4) {
+                0 => v.create(&mut d, p, len, now()).map(drop),
+                1 => v.set_len(&mut d, p, len, now()).map(drop),
+                2 => v.remove(&mut d, p),
+                _ => v.free_bytes(&mut d).map(drop),
+            };
+            ok += usize::from(res.is_ok());
+        }
+    }
+    assert!(ok > 0);
 }
