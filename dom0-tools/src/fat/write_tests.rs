@@ -22,6 +22,35 @@ fn now() -> DosTime {
     DosTime::from_unix(NOW)
 }
 
+/// A FAT date and time from its parts.
+fn dos(y: u16, mo: u16, d: u16, h: u16, mi: u16, s: u16, hundredths: u8) -> DosTime {
+    DosTime {
+        date: (y - 1980) << 9 | mo << 5 | d,
+        time: h << 11 | mi << 5 | s / 2,
+        hundredths,
+    }
+}
+
+#[test]
+fn fat_dos_time() {
+    assert_eq!(DosTime::from_unix(NOW), dos(2025, 12, 6, 5, 46, 40, 0));
+    assert_eq!(
+        DosTime::from_unix(NOW + 1),
+        dos(2025, 12, 6, 5, 46, 41, 100)
+    );
+    // A leap day, the last second of it.
+    assert_eq!(
+        DosTime::from_unix(951_782_400 + 86_399),
+        dos(2000, 2, 29, 23, 59, 59, 100)
+    );
+    // Clamped to what FAT can hold.
+    assert_eq!(DosTime::from_unix(0), dos(1980, 1, 1, 0, 0, 0, 0));
+    assert_eq!(DosTime::from_unix(315_532_800), dos(1980, 1, 1, 0, 0, 0, 0));
+    let last = dos(2107, 12, 31, 23, 59, 59, 100);
+    assert_eq!(DosTime::from_unix(4_354_819_199), last);
+    assert_eq!(DosTime::from_unix(u64::MAX), last);
+}
+
 /// Whether the host tools these tests use are installed (a note if not).
 fn tools() -> bool {
     ["mkfs.fat", "fsck.fat", "mcopy", "mmd", "mdir", "sfdisk"]
@@ -578,11 +607,15 @@ fn fat_write_directory_growth_and_full_root() {
     let img = Img::mkfs(&["-F", "32", "-s", "1"], 40960);
     let mut d = img.disk();
     let mut v = Volume::find(&mut d).unwrap();
+    // A big file on a fresh volume is one run.
+    let ext = v.create(&mut d, "/big.save", 30 << 20, now()).unwrap();
+    assert_eq!(ext.runs.len(), 1, "{:?}", ext.runs);
     for i in 0..40 {
         v.create(&mut d, &format!("/{}", name(i)), 1, now())
             .unwrap();
     }
-    assert_eq!(v.list(&mut d, "/").unwrap().len(), 40);
+    let l = v.list(&mut d, "/").unwrap();
+    assert_eq!(l.len(), 41, "{l:#?}");
     img.save(&d);
     img.fsck("after growing FAT32's root");
     let root = img.mdir("/");
