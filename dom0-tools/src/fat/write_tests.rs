@@ -26,7 +26,7 @@ fn now() -> DosTime {
 fn dos(y: u16, mo: u16, d: u16, h: u16, mi: u16, s: u16, hundredths: u8) -> DosTime {
     DosTime {
         date: (y - 1980) << 9 | mo << 5 | d,
-        time: h << 11 | mi << 5 | s / 2,
+        time: h << 11 | mi << 5 | (s / 2),
         hundredths,
     }
 }
