@@ -455,6 +455,24 @@ impl Volume {
         Ok(())
     }
 
+    /// One pass over the FAT and the directory tree; fails if the file's
+    /// chain `old` or its directory's chain is shared with anything else.
+    /// The map's free set holds only clusters safe to allocate.
+    fn checked(
+        &self,
+        dev: &mut impl BlockStore,
+        path: &str,
+        old: &[u32],
+        dir: &DirImage,
+    ) -> Result<FatMap, FatError> {
+        let mut map = self.fat_map(dev)?;
+        let firsts = self.first_clusters(dev)?;
+        Self::check_shared(path, old, &map, &firsts)?;
+        Self::check_shared(&dir.path, &dir.clusters, &map, &firsts)?;
+        map.exclude(&firsts);
+        Ok(map)
+    }
+
     /// FAT sector `s` (logical, from the FAT's start), read into `t` the
     /// first time.
     fn table_sector<'t>(
@@ -800,10 +818,7 @@ impl Volume {
             Some((_, e)) => self.chain(dev, path, e.cluster, e.size)?,
             None => Vec::new(),
         };
-        let mut map = self.fat_map(dev)?;
-        let firsts = self.first_clusters(dev)?;
-        Self::check_shared(path, &old, &map, &firsts)?;
-        map.exclude(&firsts);
+        let mut map = self.checked(dev, path, &old, &t.dir)?;
         for &c in &old {
             map.free.set(c, true);
         }
@@ -915,10 +930,7 @@ impl Volume {
             return Err(FatError::IsADirectory(path.to_string()));
         }
         let old = self.chain(dev, path, e.cluster, e.size)?;
-        let mut map = self.fat_map(dev)?;
-        let firsts = self.first_clusters(dev)?;
-        Self::check_shared(path, &old, &map, &firsts)?;
-        map.exclude(&firsts);
+        let mut map = self.checked(dev, path, &old, &t.dir)?;
         let want = len.div_ceil(self.geo.cluster) as usize;
         let eoc = self.eoc();
         let first;
@@ -977,9 +989,7 @@ impl Volume {
             return Err(FatError::IsADirectory(path.to_string()));
         }
         let old = self.chain(dev, path, e.cluster, e.size)?;
-        let map = self.fat_map(dev)?;
-        let firsts = self.first_clusters(dev)?;
-        Self::check_shared(path, &old, &map, &firsts)?;
+        let map = self.checked(dev, path, &old, &t.dir)?;
         // The long-name entries before the short one that carry its
         // checksum go too.
         let sum = checksum(&t.dir.data[slot * 32..slot * 32 + 11]);

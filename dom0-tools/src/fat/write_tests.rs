@@ -840,6 +840,7 @@ fn fat_write_damaged_fat() {
         return;
     }
     let img = Img::mkfs(&["-F", "16", "-s", "1"], 8192);
+    img.mt("mmd", &["::/sub"]);
     let mut good = img.disk();
     let mut v = Volume::find(&mut good).unwrap();
     for (p, n) in [
@@ -923,6 +924,17 @@ fn fat_write_damaged_fat() {
         &["/A.BIN", "/C.BIN"],
         &|e| matches!(e, FatError::CrossLinked { cluster, .. } if *cluster == a[0]),
     );
+    // A's chain runs on into a directory: neither A nor a file in the
+    // directory may change.
+    let mut d = good.clone();
+    let sub = v.resolve(&mut d, "/sub").unwrap().unwrap().cluster;
+    poke_fat16(&v, &mut d, a[2], sub as u16);
+    poke_root(&v, &mut d, b"A       BIN", a[0], 2048);
+    let cross =
+        |e: &FatError| matches!(e, FatError::CrossLinked { cluster, .. } if *cluster == sub);
+    check(&mut d, &mut v, &["/A.BIN"], &cross);
+    let r = no_writes(&mut d, |d| v.create(d, "/sub/new.bin", 1, now()));
+    assert!(r.as_ref().is_err_and(cross), "{r:?}");
     // A chain into a cluster the FAT calls free: that cluster is never
     // handed out (so "all free space" is one cluster short).
     let mut d = good.clone();
