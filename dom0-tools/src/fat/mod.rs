@@ -186,6 +186,8 @@ pub enum FatError {
         /// The device's error.
         error: IoError,
     },
+    /// The device failed a flush (a write barrier).
+    FlushFailed(IoError),
     /// A name FAT cannot store.
     BadName {
         /// The name.
@@ -298,6 +300,7 @@ impl fmt::Display for FatError {
             FatError::WriteFailed { sector, error } => {
                 write!(f, "disk write failed at sector {sector} ({error:?})")
             }
+            FatError::FlushFailed(error) => write!(f, "disk flush failed ({error:?})"),
             FatError::BadName { name, why } => {
                 write!(f, "{name:?}: not a valid FAT file name ({why})")
             }

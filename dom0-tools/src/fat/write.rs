@@ -544,8 +544,8 @@ impl Volume {
         }
     }
 
-    /// Sets FAT entries and writes the sectors they are in to every live
-    /// FAT copy, sector by sector in order, before returning.
+    /// Sets FAT entries, writes the sectors they are in to every live FAT
+    /// copy, and makes them durable before returning.
     fn fat_stage(
         &self,
         dev: &mut impl BlockStore,
@@ -580,6 +580,15 @@ impl Volume {
             }
             i = j;
         }
+        Self::barrier(dev)
+    }
+
+    /// Makes every write so far durable before any later one (where the
+    /// device has a volatile cache to flush).
+    fn barrier(dev: &mut impl BlockStore) -> Result<(), FatError> {
+        if dev.can_flush() {
+            dev.flush().map_err(FatError::FlushFailed)?;
+        }
         Ok(())
     }
 
@@ -609,7 +618,8 @@ impl Volume {
     }
 
     /// Records the free count and (if something was allocated, ending at
-    /// `last`) the next-free hint: in FSInfo on FAT32, in memory always.
+    /// `last`) the next-free hint: in FSInfo on FAT32, in memory always;
+    /// then flushes.
     fn note_free(
         &mut self,
         dev: &mut impl BlockStore,
@@ -620,17 +630,18 @@ impl Volume {
         if let Some(n) = next {
             self.next_free = n;
         }
-        if let Some((at, _)) = self.fsinfo(dev)? {
-            write_bytes(
-                dev,
-                at + FSI_FREE_COUNT as u64,
-                &(free as u32).to_le_bytes(),
-            )?;
+        if let Some((at, s)) = self.fsinfo(dev)? {
+            // The free count and the hint after it, in one write.
+            let mut f = [0u8; 8];
+            f[..4].copy_from_slice(&(free as u32).to_le_bytes());
+            f[4..].copy_from_slice(&s[FSI_NEXT_FREE..FSI_NEXT_FREE + 4]);
             if let Some(n) = next {
-                write_bytes(dev, at + FSI_NEXT_FREE as u64, &n.to_le_bytes())?;
+                f[4..].copy_from_slice(&n.to_le_bytes());
             }
+            write_bytes(dev, at + FSI_FREE_COUNT as u64, &f)?;
         }
-        Ok(())
+        // The operation is durable when it returns.
+        Self::barrier(dev)
     }
 
     /// Reads directory `d` whole.
@@ -857,6 +868,7 @@ impl Volume {
         if let Some((slot, _)) = &t.found {
             set_entry(t.dir.slot(*slot), 0, 0, now);
             self.write_slots(dev, &t.dir, *slot, slot + 1)?;
+            Self::barrier(dev)?;
         }
         // 2. New directory clusters are zeroed before they are linked.
         let zero = vec![0u8; self.geo.cluster as usize];
@@ -964,6 +976,7 @@ impl Volume {
             first = if want == 0 { 0 } else { old[0] };
             set_entry(t.dir.slot(slot), first, size, now);
             self.write_slots(dev, &t.dir, slot, slot + 1)?;
+            Self::barrier(dev)?;
             if want < old.len() {
                 if want > 0 {
                     self.fat_stage(dev, [(old[want - 1], eoc)])?;
@@ -1008,6 +1021,7 @@ impl Volume {
             t.dir.slot(i)[0] = FREE;
         }
         self.write_slots(dev, &t.dir, from, slot + 1)?;
+        Self::barrier(dev)?;
         self.fat_stage(dev, old.iter().map(|&c| (c, 0)))?;
         self.note_free(dev, map.free_count + old.len() as u64, None)?;
         Ok(())
