@@ -1009,3 +1009,141 @@ fn fat_write_random_damage_never_panics() {
     }
     assert!(ok > 0);
 }
+
+/// What an operation did to the disk, in order.
+enum Event {
+    Write(u64, Vec<u8>),
+    Flush,
+}
+
+/// A disk that records its writes and flushes.
+struct Recorder<'a> {
+    d: &'a mut MemDisk,
+    log: Vec<Event>,
+}
+
+impl BlockStore for Recorder<'_> {
+    fn sectors(&self) -> u64 {
+        self.d.sectors()
+    }
+    fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), IoError> {
+        self.d.read(sector, buf)
+    }
+    fn write(&mut self, sector: u64, data: &[u8]) -> Result<(), IoError> {
+        self.log.push(Event::Write(sector, data.to_vec()));
+        self.d.write(sector, data)
+    }
+    fn flush(&mut self) -> Result<(), IoError> {
+        self.log.push(Event::Flush);
+        Ok(())
+    }
+}
+
+/// Every disk a power cut during an operation could leave: everything
+/// before some flush, plus any subset of the writes after it up to the
+/// next one (a write cache may reorder them).
+fn crash_states(before: &MemDisk, log: &[Event]) -> Vec<MemDisk> {
+    let epochs: Vec<Vec<(u64, &[u8])>> = log
+        .split(|e| matches!(e, Event::Flush))
+        .map(|ep| {
+            ep.iter()
+                .filter_map(|e| match e {
+                    Event::Write(s, d) => Some((*s, d.as_slice())),
+                    Event::Flush => None,
+                })
+                .collect()
+        })
+        .collect();
+    let mut out = Vec::new();
+    let mut base = before.clone();
+    for ep in &epochs {
+        assert!(ep.len() <= 8, "{} writes between two flushes", ep.len());
+        for mask in 0u32..1 << ep.len() {
+            let mut d = base.clone();
+            for (i, (s, data)) in ep.iter().enumerate() {
+                if mask >> i & 1 != 0 {
+                    d.write(*s, data).unwrap();
+                }
+            }
+            out.push(d);
+        }
+        for (s, data) in ep {
+            base.write(*s, data).unwrap();
+        }
+    }
+    out
+}
+
+#[test]
+fn fat_write_crash_never_cross_links() {
+    if !tools() {
+        return;
+    }
+    let img = Img::mkfs(&["-F", "12", "-s", "1"], 1024);
+    img.mt("mmd", &["::/sub"]);
+    let mut d = img.disk();
+    let mut v = Volume::find(&mut d).unwrap();
+    // A bystander that must survive every crash, and a nearly full
+    // subdirectory (14 of 16 slots) so the next long name grows it.
+    let keep = pattern(3000, 1);
+    let ext = v.create(&mut d, "/keep.bin", 3000, now()).unwrap();
+    fill(&mut d, &ext, &keep);
+    for i in 0..12 {
+        v.create(&mut d, &format!("/sub/F{i}"), 0, now()).unwrap();
+    }
+    type Op = fn(&mut Volume, &mut Recorder) -> Result<(), FatError>;
+    let ops: [(&str, Op); 6] = [
+        ("create growing a directory", |v, r| {
+            v.create(r, "/sub/a long name.save", 5000, now()).map(drop)
+        }),
+        ("create", |v, r| {
+            v.create(r, "/guest.save", 4000, now()).map(drop)
+        }),
+        ("replace", |v, r| {
+            v.create(r, "/GUEST.SAVE", 6000, now()).map(drop)
+        }),
+        ("grow", |v, r| {
+            v.set_len(r, "/guest.save", 9000, now()).map(drop)
+        }),
+        ("shrink", |v, r| {
+            v.set_len(r, "/guest.save", 1000, now()).map(drop)
+        }),
+        ("remove", |v, r| v.remove(r, "/guest.save")),
+    ];
+    let vol = Temp::new("fatw", "crash");
+    let mut states = 0;
+    for (what, op) in ops {
+        let before = d.clone();
+        let mut r = Recorder {
+            d: &mut d,
+            log: Vec::new(),
+        };
+        op(&mut v, &mut r).unwrap();
+        let log = r.log;
+        assert!(
+            matches!(log.last(), Some(Event::Flush)),
+            "{what}: no final flush"
+        );
+        for (i, s) in crash_states(&before, &log).iter().enumerate() {
+            states += 1;
+            fs::write(&vol.0, &s.data).unwrap();
+            let out = Command::new("fsck.fat")
+                .arg("-n")
+                .arg(&vol.0)
+                .stdin(Stdio::null())
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            for bad in ["share", "free cluster", "Contains a", "bad cluster", "Bad"] {
+                assert!(!text.contains(bad), "{what}, crash state {i}:\n{text}");
+            }
+            let mut s = s.clone();
+            let cv = Volume::find(&mut s).unwrap();
+            assert!(
+                vol_read(&cv, &mut s, "/keep.bin") == keep,
+                "{what}, state {i}"
+            );
+        }
+    }
+    assert!(states > 30, "{states}");
+}
