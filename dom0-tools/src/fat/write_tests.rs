@@ -1147,3 +1147,66 @@ fn fat_write_crash_never_cross_links() {
     }
     assert!(states > 30, "{states}");
 }
+
+/// A disk with 4 KiB sectors that refuses anything unaligned.
+struct Strict4k<'a>(&'a mut MemDisk);
+
+impl BlockStore for Strict4k<'_> {
+    fn sectors(&self) -> u64 {
+        self.0.sectors()
+    }
+    fn sector_size(&self) -> u32 {
+        4096
+    }
+    fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), IoError> {
+        assert!(
+            sector.is_multiple_of(8) && buf.len().is_multiple_of(4096),
+            "unaligned read"
+        );
+        self.0.read(sector, buf)
+    }
+    fn write(&mut self, sector: u64, data: &[u8]) -> Result<(), IoError> {
+        assert!(
+            sector.is_multiple_of(8) && data.len().is_multiple_of(4096),
+            "unaligned write"
+        );
+        self.0.write(sector, data)
+    }
+    fn flush(&mut self) -> Result<(), IoError> {
+        Ok(())
+    }
+}
+
+#[test]
+fn fat_write_4k_sector_disk() {
+    if !tools() {
+        return;
+    }
+    // 512-byte FAT sectors on a 4 KiB-sector disk (every write merges),
+    // then 4 KiB ones.
+    for args in [
+        &["-F", "16", "-s", "8"][..],
+        &["-F", "16", "-S", "4096", "-s", "1"],
+    ] {
+        let img = Img::mkfs(args, 40960);
+        img.mt("mmd", &["::/sub"]);
+        let mut d = img.disk();
+        let mut s = Strict4k(&mut d);
+        let mut v = Volume::find(&mut s).unwrap();
+        let fresh = v.free_bytes(&mut s).unwrap();
+        v.create(&mut s, "/sub/a long name.save", 100_000, now())
+            .unwrap();
+        v.create(&mut s, "/B.BIN", 5000, now()).unwrap();
+        v.set_len(&mut s, "/sub/a long name.save", 300_000, now())
+            .unwrap();
+        v.set_len(&mut s, "/B.BIN", 1, now()).unwrap();
+        v.remove(&mut s, "/B.BIN").unwrap();
+        let used = 300_000u64.div_ceil(v.cluster_bytes()) * v.cluster_bytes();
+        assert_eq!(v.free_bytes(&mut s).unwrap(), fresh - used);
+        img.save(&d);
+        img.fsck("on a 4 KiB-sector disk");
+        assert!(img.mdir("/sub").contains("a long name.save"));
+        assert_eq!(img.read("/sub/a long name.save").len(), 300_000);
+        assert_eq!(img.mdir_free(), fresh - used);
+    }
+}
