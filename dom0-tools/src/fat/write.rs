@@ -871,9 +871,11 @@ impl Volume {
             Self::barrier(dev)?;
         }
         // 2. New directory clusters are zeroed before they are linked.
-        let zero = vec![0u8; self.geo.cluster as usize];
-        for &c in &dir_new {
-            write_bytes(dev, self.cluster_offset(c), &zero)?;
+        if !dir_new.is_empty() {
+            let zero = vec![0u8; self.geo.cluster as usize];
+            for &c in &dir_new {
+                write_bytes(dev, self.cluster_offset(c), &zero)?;
+            }
         }
         // 3. The old chain freed, the new chains made (nothing refers to
         //    any of them yet).
@@ -889,7 +891,7 @@ impl Volume {
         if let (Some(last), Some(&first)) = (dir_last, dir_new.first()) {
             self.fat_stage(dev, [(last, first)])?;
             t.dir.clusters.extend_from_slice(&dir_new);
-            let n = t.dir.data.len() + zero.len() * dir_new.len();
+            let n = t.dir.data.len() + self.geo.cluster as usize * dir_new.len();
             t.dir.data.resize(n, 0);
         }
         // 5. The entry points at the new chain.

@@ -533,6 +533,22 @@ fn fat_write_aliases_and_names() {
         );
     }
     assert!(dir.contains("GUEST~4  SAV"), "{dir}");
+    // The same name in other case (or its alias) is the same file: it is
+    // replaced, its entry and name kept.
+    let ext = v.create(&mut d, "/D/GUEST.SAVE", 2000, now()).unwrap();
+    fill(&mut d, &ext, &pattern(2000, 99));
+    let ext = v.create(&mut d, "/d/guest~3.sav", 10, now()).unwrap();
+    fill(&mut d, &ext, b"0123456789");
+    let after = v.list(&mut d, "/d").unwrap();
+    assert_eq!(after.len(), list.len());
+    let e = after.iter().find(|e| e.name == "guest.save").unwrap();
+    assert_eq!((e.short_name.as_str(), e.size), ("GUEST~2.SAV", 2000));
+    let e = after.iter().find(|e| e.name == "guest.saved").unwrap();
+    assert_eq!((e.short_name.as_str(), e.size), ("GUEST~3.SAV", 10));
+    img.save(&d);
+    img.fsck("after replacing by other names");
+    assert!(img.read("/d/guest.save") == pattern(2000, 99));
+    assert_eq!(img.read("/d/guest.saved"), b"0123456789");
     // Names FAT cannot hold; nothing written.
     let long256 = "x".repeat(256);
     for bad in [
