@@ -1,12 +1,27 @@
-//! # fat — disk images stored in a FAT file system
+//! # fat — disk images and save files in a FAT file system
 //!
 //! Lets blkback serve a raw disk image *file* that lives in a FAT12/16/32
 //! file system on Dom0's disk (whole disk or an MBR primary partition),
-//! made on a host with `mkfs.fat` and filled with `mcopy`. Read-only as
-//! far as the file system goes: [`Volume`] finds a file and maps it to
+//! made on a host with `mkfs.fat` and filled with `mcopy`, and lets
+//! `xl save` write a file there. [`Volume`] finds a file and maps it to
 //! device sectors ([`FileExtents`]); [`FileStore`] then reads and writes
-//! the file's existing sectors in place — it never allocates, truncates
-//! or touches the FAT or directories.
+//! the file's sectors in place (it never changes the FAT or directories).
+//!
+//! What is written (`write.rs`): [`Volume::create`], [`Volume::set_len`]
+//! and [`Volume::remove`] change the FAT (every copy, or only the active
+//! one when FAT32 mirroring is off; FAT32 entries' high 4 bits kept),
+//! FAT32's FSInfo free count and next-free hint, and directory entries
+//! (VFAT long names with a unique 8.3 alias; a directory grows by a
+//! zeroed cluster, FAT12/16's fixed root cannot). File data is not
+//! zeroed. Each operation reads and checks all it will touch first —
+//! including one pass over the FAT and a walk of the directory tree, so
+//! a chain shared with another file is refused, not freed — and writes
+//! only once it knows it will succeed: out of space changes nothing.
+//! Writes are ordered so a crash leaves at worst lost clusters, never a
+//! cross-link: a new chain is made in the FAT before an entry points to
+//! it, and a directory's new cluster is zeroed before it is linked; an
+//! entry lets go of clusters (removed, replaced, or its size cut) before
+//! they are freed. Nothing is cached between calls.
 //!
 //! Everything on the disk is untrusted: the boot sector is validated
 //! ([`Volume::mount`]), cluster chains are followed with loop detection
@@ -171,6 +186,8 @@ pub enum FatError {
         /// The device's error.
         error: IoError,
     },
+    /// The device failed a flush (a write barrier).
+    FlushFailed(IoError),
     /// A name FAT cannot store.
     BadName {
         /// The name.
@@ -283,6 +300,7 @@ impl fmt::Display for FatError {
             FatError::WriteFailed { sector, error } => {
                 write!(f, "disk write failed at sector {sector} ({error:?})")
             }
+            FatError::FlushFailed(error) => write!(f, "disk flush failed ({error:?})"),
             FatError::BadName { name, why } => {
                 write!(f, "{name:?}: not a valid FAT file name ({why})")
             }

@@ -194,27 +194,27 @@ fn lfn(long: &str, name: [u8; 11], attr: u8, cluster: u32, size: u32) -> Vec<[u8
     out
 }
 
-fn pattern(len: usize, seed: u64) -> Vec<u8> {
+pub(super) fn pattern(len: usize, seed: u64) -> Vec<u8> {
     let mut r = Rng(seed | 1);
     (0..len).map(|_| r.next() as u8).collect()
 }
 
 /// xorshift64*: deterministic test randomness.
-struct Rng(u64);
+pub(super) struct Rng(pub u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(super) fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
-    fn below(&mut self, n: u64) -> u64 {
+    pub(super) fn below(&mut self, n: u64) -> u64 {
         self.next() % n
     }
 }
 
-fn read_all(s: &mut impl BlockStore) -> Vec<u8> {
+pub(super) fn read_all(s: &mut impl BlockStore) -> Vec<u8> {
     let mut v = vec![0u8; (s.sectors() * 512) as usize];
     s.read(0, &mut v).unwrap();
     v
@@ -987,7 +987,7 @@ fn fat_hostile_bytes_never_panic() {
 // Images made by the host's tools.
 
 /// The tool's path, or `None` (and a note) if it is not installed.
-fn tool(name: &str) -> Option<PathBuf> {
+pub(super) fn tool(name: &str) -> Option<PathBuf> {
     let path = std::env::var("PATH").unwrap_or_default();
     let found = path
         .split(':')
@@ -1002,7 +1002,7 @@ fn tool(name: &str) -> Option<PathBuf> {
     found
 }
 
-fn load(p: &Path) -> MemDisk {
+pub(super) fn load(p: &Path) -> MemDisk {
     let bytes = fs::read(p).unwrap();
     let mut d = MemDisk::new((bytes.len() / 512) as u64);
     d.data.copy_from_slice(&bytes);

@@ -9,6 +9,7 @@
 //! does it write, in an order that leaves at worst lost clusters after a
 //! crash, never a cross-link (see the module header in `mod.rs`).
 
+use alloc::collections::btree_map::Entry;
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::string::{String, ToString};
 use alloc::vec;
@@ -454,57 +455,61 @@ impl Volume {
         Ok(())
     }
 
-    /// Loads FAT sector `s` (logical, from the FAT's start) into `t`.
-    fn table_byte(
+    /// One pass over the FAT and the directory tree; fails if the file's
+    /// chain `old` or its directory's chain is shared with anything else.
+    /// The map's free set holds only clusters safe to allocate.
+    fn checked(
         &self,
         dev: &mut impl BlockStore,
-        t: &mut FatTable,
-        at: u64,
-    ) -> Result<(u64, usize), FatError> {
-        let s = at / self.geo.bps;
-        if !t.sectors.contains_key(&s) {
-            let mut buf = vec![0u8; self.geo.bps as usize];
-            read_bytes(
-                dev,
-                self.base + self.geo.fat_start + s * self.geo.bps,
-                &mut buf,
-            )?;
-            t.sectors.insert(s, buf);
-        }
-        Ok((s, (at % self.geo.bps) as usize))
+        path: &str,
+        old: &[u32],
+        dir: &DirImage,
+    ) -> Result<FatMap, FatError> {
+        let mut map = self.fat_map(dev)?;
+        let firsts = self.first_clusters(dev)?;
+        Self::check_shared(path, old, &map, &firsts)?;
+        Self::check_shared(&dir.path, &dir.clusters, &map, &firsts)?;
+        map.exclude(&firsts);
+        Ok(map)
     }
 
-    /// Reads `n` bytes of the FAT at byte `at`, little-endian.
-    fn table_get(
+    /// FAT sector `s` (logical, from the FAT's start), read into `t` the
+    /// first time.
+    fn table_sector<'t>(
         &self,
         dev: &mut impl BlockStore,
-        t: &mut FatTable,
-        at: u64,
-        n: u64,
-    ) -> Result<u32, FatError> {
-        let mut v = 0u32;
-        for i in 0..n {
-            let (s, o) = self.table_byte(dev, t, at + i)?;
-            v |= u32::from(t.sectors[&s][o]) << (8 * i);
-        }
-        Ok(v)
-    }
-
-    fn table_put(
-        &self,
-        dev: &mut impl BlockStore,
-        t: &mut FatTable,
-        at: u64,
-        n: u64,
-        v: u32,
-    ) -> Result<(), FatError> {
-        for i in 0..n {
-            let (s, o) = self.table_byte(dev, t, at + i)?;
-            if let Some(buf) = t.sectors.get_mut(&s) {
-                buf[o] = (v >> (8 * i)) as u8;
+        t: &'t mut FatTable,
+        s: u64,
+    ) -> Result<&'t mut Vec<u8>, FatError> {
+        match t.sectors.entry(s) {
+            Entry::Occupied(e) => Ok(e.into_mut()),
+            Entry::Vacant(e) => {
+                let mut buf = vec![0u8; self.geo.bps as usize];
+                let off = self.base + self.geo.fat_start + s * self.geo.bps;
+                read_bytes(dev, off, &mut buf)?;
+                Ok(e.insert(buf))
             }
-            t.dirty.insert(s);
         }
+    }
+
+    /// Replaces the `n` bytes of the FAT at byte `at` (little-endian,
+    /// within one sector) by `f(old)`.
+    fn table_update(
+        &self,
+        dev: &mut impl BlockStore,
+        t: &mut FatTable,
+        at: u64,
+        n: usize,
+        f: impl FnOnce(u32) -> u32,
+    ) -> Result<(), FatError> {
+        let s = at / self.geo.bps;
+        let o = (at % self.geo.bps) as usize;
+        let buf = self.table_sector(dev, t, s)?;
+        let mut b = [0u8; 4];
+        b[..n].copy_from_slice(&buf[o..o + n]);
+        let v = f(u32::from_le_bytes(b)).to_le_bytes();
+        buf[o..o + n].copy_from_slice(&v[..n]);
+        t.dirty.insert(s);
         Ok(())
     }
 
@@ -520,26 +525,27 @@ impl Volume {
         let c = u64::from(c);
         match self.geo.kind {
             FatKind::Fat12 => {
+                // 12 bits over two bytes that may sit in two sectors.
                 let at = c + c / 2;
-                let old = self.table_get(dev, t, at, 2)?;
-                let new = if c % 2 == 0 {
-                    (old & 0xF000) | (v & 0xFFF)
+                let (lo, hi) = if c % 2 == 0 {
+                    (v & 0xFF, 0xF0 | (v >> 8 & 0x0F))
                 } else {
-                    (old & 0x000F) | ((v & 0xFFF) << 4)
+                    ((v << 4 & 0xF0) | 0x0F, v >> 4 & 0xFF)
                 };
-                self.table_put(dev, t, at, 2, new)
+                let (keep_lo, keep_hi) = if c % 2 == 0 { (0, 0xF0) } else { (0x0F, 0) };
+                self.table_update(dev, t, at, 1, |o| (o & keep_lo) | (lo & !keep_lo))?;
+                self.table_update(dev, t, at + 1, 1, |o| (o & keep_hi) | (hi & !keep_hi))
             }
-            FatKind::Fat16 => self.table_put(dev, t, c * 2, 2, v & 0xFFFF),
+            // Entries are aligned: never across a sector.
+            FatKind::Fat16 => self.table_update(dev, t, c * 2, 2, |_| v & 0xFFFF),
             FatKind::Fat32 => {
-                let old = self.table_get(dev, t, c * 4, 4)?;
-                let new = (old & 0xF000_0000) | (v & 0x0FFF_FFFF);
-                self.table_put(dev, t, c * 4, 4, new)
+                self.table_update(dev, t, c * 4, 4, |o| (o & 0xF000_0000) | (v & 0x0FFF_FFFF))
             }
         }
     }
 
-    /// Sets FAT entries and writes the sectors they are in to every live
-    /// FAT copy, sector by sector in order, before returning.
+    /// Sets FAT entries, writes the sectors they are in to every live FAT
+    /// copy, and makes them durable before returning.
     fn fat_stage(
         &self,
         dev: &mut impl BlockStore,
@@ -574,6 +580,15 @@ impl Volume {
             }
             i = j;
         }
+        Self::barrier(dev)
+    }
+
+    /// Makes every write so far durable before any later one (where the
+    /// device has a volatile cache to flush).
+    fn barrier(dev: &mut impl BlockStore) -> Result<(), FatError> {
+        if dev.can_flush() {
+            dev.flush().map_err(FatError::FlushFailed)?;
+        }
         Ok(())
     }
 
@@ -603,7 +618,8 @@ impl Volume {
     }
 
     /// Records the free count and (if something was allocated, ending at
-    /// `last`) the next-free hint: in FSInfo on FAT32, in memory always.
+    /// `last`) the next-free hint: in FSInfo on FAT32, in memory always;
+    /// then flushes.
     fn note_free(
         &mut self,
         dev: &mut impl BlockStore,
@@ -614,17 +630,18 @@ impl Volume {
         if let Some(n) = next {
             self.next_free = n;
         }
-        if let Some((at, _)) = self.fsinfo(dev)? {
-            write_bytes(
-                dev,
-                at + FSI_FREE_COUNT as u64,
-                &(free as u32).to_le_bytes(),
-            )?;
+        if let Some((at, s)) = self.fsinfo(dev)? {
+            // The free count and the hint after it, in one write.
+            let mut f = [0u8; 8];
+            f[..4].copy_from_slice(&(free as u32).to_le_bytes());
+            f[4..].copy_from_slice(&s[FSI_NEXT_FREE..FSI_NEXT_FREE + 4]);
             if let Some(n) = next {
-                write_bytes(dev, at + FSI_NEXT_FREE as u64, &n.to_le_bytes())?;
+                f[4..].copy_from_slice(&n.to_le_bytes());
             }
+            write_bytes(dev, at + FSI_FREE_COUNT as u64, &f)?;
         }
-        Ok(())
+        // The operation is durable when it returns.
+        Self::barrier(dev)
     }
 
     /// Reads directory `d` whole.
@@ -812,10 +829,7 @@ impl Volume {
             Some((_, e)) => self.chain(dev, path, e.cluster, e.size)?,
             None => Vec::new(),
         };
-        let mut map = self.fat_map(dev)?;
-        let firsts = self.first_clusters(dev)?;
-        Self::check_shared(path, &old, &map, &firsts)?;
-        map.exclude(&firsts);
+        let mut map = self.checked(dev, path, &old, &t.dir)?;
         for &c in &old {
             map.free.set(c, true);
         }
@@ -854,11 +868,14 @@ impl Volume {
         if let Some((slot, _)) = &t.found {
             set_entry(t.dir.slot(*slot), 0, 0, now);
             self.write_slots(dev, &t.dir, *slot, slot + 1)?;
+            Self::barrier(dev)?;
         }
         // 2. New directory clusters are zeroed before they are linked.
-        let zero = vec![0u8; self.geo.cluster as usize];
-        for &c in &dir_new {
-            write_bytes(dev, self.cluster_offset(c), &zero)?;
+        if !dir_new.is_empty() {
+            let zero = vec![0u8; self.geo.cluster as usize];
+            for &c in &dir_new {
+                write_bytes(dev, self.cluster_offset(c), &zero)?;
+            }
         }
         // 3. The old chain freed, the new chains made (nothing refers to
         //    any of them yet).
@@ -874,7 +891,7 @@ impl Volume {
         if let (Some(last), Some(&first)) = (dir_last, dir_new.first()) {
             self.fat_stage(dev, [(last, first)])?;
             t.dir.clusters.extend_from_slice(&dir_new);
-            let n = t.dir.data.len() + zero.len() * dir_new.len();
+            let n = t.dir.data.len() + self.geo.cluster as usize * dir_new.len();
             t.dir.data.resize(n, 0);
         }
         // 5. The entry points at the new chain.
@@ -927,10 +944,7 @@ impl Volume {
             return Err(FatError::IsADirectory(path.to_string()));
         }
         let old = self.chain(dev, path, e.cluster, e.size)?;
-        let mut map = self.fat_map(dev)?;
-        let firsts = self.first_clusters(dev)?;
-        Self::check_shared(path, &old, &map, &firsts)?;
-        map.exclude(&firsts);
+        let mut map = self.checked(dev, path, &old, &t.dir)?;
         let want = len.div_ceil(self.geo.cluster) as usize;
         let eoc = self.eoc();
         let first;
@@ -964,6 +978,7 @@ impl Volume {
             first = if want == 0 { 0 } else { old[0] };
             set_entry(t.dir.slot(slot), first, size, now);
             self.write_slots(dev, &t.dir, slot, slot + 1)?;
+            Self::barrier(dev)?;
             if want < old.len() {
                 if want > 0 {
                     self.fat_stage(dev, [(old[want - 1], eoc)])?;
@@ -989,9 +1004,7 @@ impl Volume {
             return Err(FatError::IsADirectory(path.to_string()));
         }
         let old = self.chain(dev, path, e.cluster, e.size)?;
-        let map = self.fat_map(dev)?;
-        let firsts = self.first_clusters(dev)?;
-        Self::check_shared(path, &old, &map, &firsts)?;
+        let map = self.checked(dev, path, &old, &t.dir)?;
         // The long-name entries before the short one that carry its
         // checksum go too.
         let sum = checksum(&t.dir.data[slot * 32..slot * 32 + 11]);
@@ -1010,6 +1023,7 @@ impl Volume {
             t.dir.slot(i)[0] = FREE;
         }
         self.write_slots(dev, &t.dir, from, slot + 1)?;
+        Self::barrier(dev)?;
         self.fat_stage(dev, old.iter().map(|&c| (c, 0)))?;
         self.note_free(dev, map.free_count + old.len() as u64, None)?;
         Ok(())
