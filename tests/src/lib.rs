@@ -29,6 +29,7 @@ pub mod cpio;
 pub mod elf;
 pub mod exit;
 pub mod images;
+pub mod net;
 pub mod qemu;
 
 pub use boot::{dom0_ramdisk, dom0_ramdisk_with, make_iso, BootPath, OxenBoot, Payload};
