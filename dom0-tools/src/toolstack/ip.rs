@@ -47,6 +47,10 @@ pub const TCP_BUF: usize = 1 << 20;
 const EPHEMERAL: u16 = 49152;
 /// ICMP identifier of `ping`'s requests.
 const PING_IDENT: u16 = 0x0e0d;
+/// The receive window we advertise, in full segments (smoltcp caps the
+/// window at this many MSS): more than the path can buffer makes the
+/// sender overrun it and lose frames; smoltcp then recovers slowly.
+const RX_BURST: usize = 64;
 /// Frames waiting for the stack, most (a full receive window in flight
 /// is ~700 frames; the bridge drops beyond this, as a full NIC would).
 const RX_QUEUE_MAX: usize = 2048;
@@ -97,6 +101,10 @@ impl Device for Port {
         let mut caps = DeviceCapabilities::default();
         caps.medium = Medium::Ethernet;
         caps.max_transmission_unit = MTU + 14;
+        // What we advertise as our receive window, at most: the frames
+        // the way in can hold (the NIC's ring, QEMU's socket buffer)
+        // without dropping. See RX_BURST.
+        caps.max_burst_size = Some(RX_BURST);
         caps
     }
 }
@@ -552,20 +560,27 @@ impl Toolstack {
         self.ip()?.tcp(&c).close();
         loop {
             let s = self.ip()?.tcp(&c);
+            let state = s.state();
             let unacked = s.send_queue();
-            match s.state() {
-                tcp::State::FinWait2 | tcp::State::TimeWait | tcp::State::Closed => {
-                    let r = if s.state() == tcp::State::Closed && unacked > 0 {
-                        Err(NetError::Reset)
-                    } else {
-                        Ok(())
-                    };
-                    self.ip()?.sockets.remove(c.0);
-                    return r;
-                }
-                _ => {}
+            // Done once both sides closed (TIME-WAIT, or CLOSED after
+            // LAST-ACK): the peer has every byte and our FIN, and the
+            // peer's FIN was acknowledged, so it is not left waiting.
+            if matches!(state, tcp::State::TimeWait | tcp::State::Closed) {
+                self.ip()?.sockets.remove(c.0);
+                return if state == tcp::State::Closed && unacked > 0 {
+                    Err(NetError::Reset)
+                } else {
+                    Ok(())
+                };
             }
             if time::now_ns() >= deadline {
+                if state == tcp::State::FinWait2 {
+                    // Everything was acknowledged; the peer just never
+                    // closed its side. Ours is closed: done (a late FIN
+                    // gets a reset from the stack).
+                    self.ip()?.sockets.remove(c.0);
+                    return Ok(());
+                }
                 self.tcp_abort(c);
                 return Err(NetError::TimedOut);
             }
