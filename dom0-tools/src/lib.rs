@@ -40,6 +40,7 @@ pub mod devmodel;
 pub mod fat;
 #[cfg(target_os = "none")]
 pub mod fault;
+pub mod ipconf;
 pub mod migration;
 pub mod netback;
 pub mod pci;

@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+use alloc::string::String;
 use core::fmt;
 
 use pv_guest_lib::Verdict;
@@ -44,6 +45,14 @@ pub enum Command<'a> {
     Lsblk,
     /// `disk-bench DISK` (the argument): Dom0's own throughput on a disk.
     DiskBench(&'a str),
+    /// `ip ARGS` (unparsed; `ip addr` is all there is).
+    Ip(&'a str),
+    /// `ping HOST [COUNT]` (unparsed, see [`ping_args`]).
+    Ping(&'a str),
+    /// `tcp-recv PORT` (unparsed, see [`tcp_recv_args`]).
+    TcpRecv(&'a str),
+    /// `tcp-send HOST:PORT SIZE` (unparsed, see [`tcp_send_args`]).
+    TcpSend(&'a str),
     /// Anything else: the command word.
     Unknown(&'a str),
 }
@@ -78,6 +87,22 @@ pub const HELP: &[(&str, &str)] = &[
         "disk-bench DISK",
         "time Dom0's own reads and writes on DISK (overwrites it!)",
     ),
+    (
+        "ip addr",
+        "Dom0's address on xenbr0 (boot Dom0 with ip=ADDR/PREFIX or ip=dhcp)",
+    ),
+    (
+        "ping HOST [COUNT]",
+        "send COUNT (default 4) ICMP echo requests",
+    ),
+    (
+        "tcp-recv PORT",
+        "accept one TCP connection, read it to the end, print MB/s and CRC-32",
+    ),
+    (
+        "tcp-send HOST:PORT SIZE",
+        "send SIZE bytes (64M, 1G...) of a test pattern over TCP, print MB/s and CRC-32",
+    ),
     ("poweroff", "print the verdict and power the machine off"),
 ];
 
@@ -106,6 +131,10 @@ impl<'a> Command<'a> {
             "sleep" => Command::Sleep(rest),
             "lsblk" => Command::Lsblk,
             "disk-bench" => Command::DiskBench(rest),
+            "ip" => Command::Ip(rest),
+            "ping" => Command::Ping(rest),
+            "tcp-recv" => Command::TcpRecv(rest),
+            "tcp-send" => Command::TcpSend(rest),
             other => Command::Unknown(other),
         }
     }
@@ -131,6 +160,48 @@ pub fn sleep_ns(arg: &str) -> Option<u64> {
         ns += u64::from(b - b'0') * 10u64.pow(8 - i as u32);
     }
     Some(secs * 1_000_000_000 + ns)
+}
+
+/// `ping`'s arguments: `HOST [COUNT]` (COUNT 1..=1000, default 4).
+pub fn ping_args(args: &str) -> Result<(&str, u32), String> {
+    let mut w = args.split_whitespace();
+    let host = w.next().ok_or("usage: ping HOST [COUNT]")?;
+    let count = match w.next() {
+        None => 4,
+        Some(c) => c
+            .parse()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| alloc::format!("bad number of packets to transmit: {c}"))?,
+    };
+    if w.next().is_some() {
+        return Err("usage: ping HOST [COUNT]".into());
+    }
+    Ok((host, count))
+}
+
+/// `tcp-recv`'s argument: `PORT`.
+pub fn tcp_recv_args(args: &str) -> Result<u16, String> {
+    let mut w = args.split_whitespace();
+    match (w.next(), w.next()) {
+        (Some(p), None) => crate::ipconf::port(p),
+        _ => Err("usage: tcp-recv PORT".into()),
+    }
+}
+
+/// `tcp-send`'s arguments: `HOST:PORT SIZE`.
+pub fn tcp_send_args(args: &str) -> Result<(&str, u16, u64), String> {
+    let mut w = args.split_whitespace();
+    let (Some(hp), Some(sz), None) = (w.next(), w.next(), w.next()) else {
+        return Err("usage: tcp-send HOST:PORT SIZE".into());
+    };
+    let (h, p) = hp
+        .rsplit_once(':')
+        .ok_or_else(|| alloc::format!("{hp:?}: expected HOST:PORT"))?;
+    crate::ipconf::host_port(hp)?;
+    let size = crate::ipconf::size(sz)
+        .ok_or_else(|| alloc::format!("{sz:?}: expected a size such as 4096, 64M or 1G"))?;
+    Ok((h, crate::ipconf::port(p)?, size))
 }
 
 /// `echo`'s output: the words of `args` separated by single spaces.
@@ -242,6 +313,33 @@ mod tests {
         for bad in ["", ".", "-1", "1e3", "x", "3601", "0.1234567891", "1 2"] {
             assert_eq!(sleep_ns(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn network_commands_take_their_arguments() {
+        assert_eq!(Command::parse("ip addr"), Command::Ip("addr"));
+        assert_eq!(
+            Command::parse("ping 10.0.3.2 3"),
+            Command::Ping("10.0.3.2 3")
+        );
+        assert_eq!(Command::parse("tcp-recv 8002"), Command::TcpRecv("8002"));
+        assert_eq!(ping_args("10.0.3.2"), Ok(("10.0.3.2", 4)));
+        assert_eq!(ping_args("10.0.3.2 3"), Ok(("10.0.3.2", 3)));
+        assert!(ping_args("").is_err());
+        assert!(ping_args("10.0.3.2 0").is_err());
+        assert!(ping_args("10.0.3.2 3 4").is_err());
+        assert_eq!(tcp_recv_args("8002"), Ok(8002));
+        assert!(tcp_recv_args("").is_err());
+        assert!(tcp_recv_args("0").is_err());
+        assert!(tcp_recv_args("80 81").is_err());
+        assert_eq!(
+            tcp_send_args("10.0.3.2:8002 64M"),
+            Ok(("10.0.3.2", 8002, 64 << 20))
+        );
+        assert!(tcp_send_args("10.0.3.2:8002").is_err());
+        assert!(tcp_send_args("10.0.3.2 64M").is_err());
+        assert!(tcp_send_args("10.0.3.2:8002 lots").is_err());
+        assert!(tcp_send_args("nowhere:8002 1").is_err());
     }
 
     #[test]

@@ -29,6 +29,7 @@ pub mod cpio;
 pub mod elf;
 pub mod exit;
 pub mod images;
+pub mod net;
 pub mod qemu;
 pub mod tools;
 

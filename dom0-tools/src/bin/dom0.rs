@@ -15,7 +15,7 @@ fn main() {}
 #[cfg(target_os = "none")]
 mod kernel {
     use dom0_tools::ramdisk::{Archive, Entry, Kind};
-    use dom0_tools::shell::{dom0_verdict, Command, EchoWords, Size, HELP, PROMPT};
+    use dom0_tools::shell::{self, dom0_verdict, Command, EchoWords, Size, HELP, PROMPT};
     use dom0_tools::toolstack::Toolstack;
     use hypercall_abi::errno::Errno as AbiErrno;
     use hypercall_abi::version::{XenFeature, XEN_VERSION};
@@ -31,6 +31,8 @@ mod kernel {
     const MAX_VCPU_PROBE: u32 = 128;
     /// Longest command line the shell reads.
     const LINE_MAX: usize = 256;
+    /// How long `tcp-recv` waits for its connection.
+    const TCP_RECV_ACCEPT_NS: u64 = 120_000_000_000;
 
     struct Dom0 {
         si: &'static StartInfo,
@@ -438,6 +440,56 @@ mod kernel {
                         false
                     }
                 },
+                Command::Ip(args) => {
+                    match (args.split_whitespace().next(), self.toolstack.as_ref()) {
+                        (Some("addr" | "a" | "address") | None, Some(t)) => t.ip_addr(&mut Out),
+                        (Some(other), Some(_)) => {
+                            println!("ip: unknown command \"{other}\" (only `ip addr`)");
+                            false
+                        }
+                        (_, None) => {
+                            println!("ip: the toolstack is not running");
+                            false
+                        }
+                    }
+                }
+                Command::Ping(args) => match (shell::ping_args(args), self.toolstack.as_mut()) {
+                    (Ok((host, count)), Some(t)) => t.ping(host, count),
+                    (Err(e), _) => {
+                        println!("ping: {e}");
+                        false
+                    }
+                    (_, None) => {
+                        println!("ping: the toolstack is not running");
+                        false
+                    }
+                },
+                Command::TcpRecv(args) => {
+                    match (shell::tcp_recv_args(args), self.toolstack.as_mut()) {
+                        (Ok(port), Some(t)) => t.tcp_recv_cmd(port, TCP_RECV_ACCEPT_NS),
+                        (Err(e), _) => {
+                            println!("tcp-recv: {e}");
+                            false
+                        }
+                        (_, None) => {
+                            println!("tcp-recv: the toolstack is not running");
+                            false
+                        }
+                    }
+                }
+                Command::TcpSend(args) => {
+                    match (shell::tcp_send_args(args), self.toolstack.as_mut()) {
+                        (Ok((host, port, size)), Some(t)) => t.tcp_send_cmd(host, port, size),
+                        (Err(e), _) => {
+                            println!("tcp-send: {e}");
+                            false
+                        }
+                        (_, None) => {
+                            println!("tcp-send: the toolstack is not running");
+                            false
+                        }
+                    }
+                }
                 Command::Unknown(word) => {
                     println!("dom0: unknown command: {word}");
                     false

@@ -313,7 +313,7 @@ pub struct Toolstack {
     /// from them.
     disks: BTreeMap<String, SharedDisk>,
     /// netback, the bridge xenbr0 and Dom0's NIC as its uplink.
-    net: Net,
+    pub(super) net: Net,
     /// Which guest devices use which media.
     sharing: Sharing,
     /// The FAT volumes on Dom0's disks, by mount name (`vda`, `vda1`):

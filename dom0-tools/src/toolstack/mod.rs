@@ -18,7 +18,12 @@ mod glue;
 #[cfg(target_os = "none")]
 mod hvm;
 #[cfg(target_os = "none")]
+pub mod ip;
+#[cfg(target_os = "none")]
 mod net;
 
+pub use crate::ipconf::NetError;
 #[cfg(target_os = "none")]
 pub use glue::Toolstack;
+#[cfg(target_os = "none")]
+pub use ip::TcpConn;

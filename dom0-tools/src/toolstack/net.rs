@@ -1,6 +1,8 @@
 //! The guests' network on the metal: netback ([`Netback`] over
 //! [`MetalHost`]), the bridge `xenbr0` and Dom0's virtio-net NIC as the
-//! bridge's uplink port, driven from [`super::Toolstack::service`].
+//! bridge's uplink port, driven from [`super::Toolstack::service`]; and
+//! Dom0's own IP stack ([`Ip`], with `ip=` on Dom0's command line) as one
+//! more port of the bridge ([`HOST`]).
 //!
 //! Trusts the pure netback and bridge code to validate everything a guest
 //! writes (rings, xenstore); this file only moves frames between them and
@@ -14,6 +16,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use super::ip::{self, Ip};
 use crate::netback::metal::{self, MetalHost};
 use crate::netback::{self, Netback, VifParams, UPLINK_PORT_BASE};
 use crate::virtio::dev::Nic;
@@ -28,6 +31,9 @@ use pv_guest_lib::{events, println, time};
 pub const BRIDGE: &str = crate::vif::DEFAULT_BRIDGE;
 /// The NIC's port on [`BRIDGE`].
 const UPLINK: u32 = UPLINK_PORT_BASE;
+/// Dom0's own IP stack's port on [`BRIDGE`] (an uplink-numbered port:
+/// netback hands its frames to us, as it does the NIC's).
+const HOST: u32 = UPLINK_PORT_BASE + 1;
 
 /// Dom0's network: netback, its bridges and the uplink.
 pub struct Net {
@@ -39,6 +45,8 @@ pub struct Net {
     out: Vec<Vec<u8>>,
     /// Vifs whose disconnection was reported on the console.
     reported: BTreeSet<(u16, u32)>,
+    /// Dom0's own TCP/IP stack on the bridge, if `ip=` asked for one.
+    pub(super) ip: Option<Ip>,
 }
 
 impl Net {
@@ -54,12 +62,27 @@ impl Net {
             (Some(_), None) => println!("Dom0: {BRIDGE}: bridge without uplink (no NIC)"),
         }
         let seed = time::now_ns() ^ time::wallclock().map_or(0, |(s, ns)| s << 32 | u64::from(ns));
+        let cmdline = pv_guest_lib::start_info().map_or("", |si| si.cmd_line());
+        let ip = match nb.as_mut() {
+            Some(nb) => {
+                let ip = ip::from_cmdline(cmdline, nic.as_ref().map(Nic::mac), seed);
+                if ip.is_some() {
+                    nb.add_uplink(BRIDGE, HOST);
+                }
+                ip
+            }
+            None => {
+                println!("Dom0: no bridge: Dom0 has no IP address");
+                None
+            }
+        };
         Net {
             nb,
             nic,
             macs: MacGenerator::new(seed),
             out: Vec::new(),
             reported: BTreeSet::new(),
+            ip,
         }
     }
 
@@ -161,6 +184,18 @@ impl Net {
         };
         let now = time::now_ns();
         let mut out = core::mem::take(&mut self.out);
+        let mut ip = self.ip.as_mut();
+        // Frames the bridge sends to an uplink-numbered port: the NIC's,
+        // or Dom0's own stack's.
+        let mut to_port = |p: u32, f: &[u8]| {
+            if p == HOST {
+                if let Some(ip) = ip.as_mut() {
+                    ip.input(f);
+                }
+            } else {
+                out.push(f.to_vec());
+            }
+        };
         let mut moved = 0;
         if let Some(nic) = self.nic.as_mut() {
             // Polled always when the NIC has no interrupt; otherwise when
@@ -170,7 +205,7 @@ impl Net {
                 let mut frames = Vec::new();
                 nic.poll_recv(|f| frames.push(f.to_vec()));
                 for f in &frames {
-                    nb.uplink_input(UPLINK, f, now, &mut |_, f| out.push(f.to_vec()));
+                    nb.uplink_input(UPLINK, f, now, &mut to_port);
                 }
                 moved += frames.len();
             }
@@ -178,7 +213,22 @@ impl Net {
         let vifs = nb.vifs().next().is_some();
         if vifs {
             nb.xenbus_changed(xs);
-            moved += nb.service(xs, now, &mut |_, f| out.push(f.to_vec()));
+            moved += nb.service(xs, now, &mut to_port);
+        }
+        // Dom0's own stack: what came for it, its timers, what it sends
+        // (into the bridge, as any port's frames; frames for a vif are
+        // delivered on the next pass, which `more` asks for).
+        let mut ip_more = false;
+        if let Some(ip) = self.ip.as_mut() {
+            let mut sent: Vec<Vec<u8>> = Vec::new();
+            ip_more = ip.poll(&mut |f| sent.push(f.to_vec()));
+            for f in &sent {
+                nb.uplink_input(HOST, f, now, &mut |p, g| {
+                    if p != HOST {
+                        out.push(g.to_vec());
+                    }
+                });
+            }
         }
         let more = nb.more_work();
         match self.nic.as_mut() {
@@ -195,7 +245,7 @@ impl Net {
         if vifs {
             self.report(xs);
         }
-        moved > 0 || more
+        moved > 0 || more || ip_more
     }
 
     /// Says on the console which vifs netback disconnected (and why) and

@@ -15,6 +15,7 @@ use oxen_tests::batch;
 use oxen_tests::bochs::{self, BochsMachine};
 use oxen_tests::boot::{dom0_ramdisk, BootPath, OxenBoot, Payload};
 use oxen_tests::images::{self, Images};
+use oxen_tests::net::NetSpec;
 use oxen_tests::qemu::{self, Echo};
 use oxen_tests::Exit;
 
@@ -45,7 +46,13 @@ Options:
   --net SPEC         The machine's virtio NIC, the uplink of the guests'
                      bridge: \"user\" (the default: QEMU user networking,
                      10.0.2.0/24), \"user,hostfwd=tcp:127.0.0.1:8080-10.0.2.15:80\"
-                     (any options of QEMU's -netdev user), or \"none\".
+                     (any options of QEMU's -netdev user), \"none\", or
+                     \"dgram:LOCALPORT:REMOTEPORT\": a virtual Ethernet to
+                     another machine over UDP on 127.0.0.1 (give the other
+                     one dgram:REMOTEPORT:LOCALPORT; either may start first;
+                     the NIC's MAC is 52:54:00:4f: and the local port). Boot
+                     each Dom0 with --dom0-append ip=ADDR/PREFIX so they
+                     can talk (see docs/network.md).
   --append STR       The hypervisor's command line (default \"loglvl=info\").
   --smp N            Number of CPUs (default 2).
   --mem SIZE         Memory, as QEMU's -m takes it (default 512M).
@@ -82,8 +89,8 @@ struct Options {
     timeout: Duration,
     build: bool,
     disks: Vec<PathBuf>,
-    /// `-netdev user` options, or None for no NIC.
-    net: Option<String>,
+    /// The NIC, or None for none.
+    net: Option<NetSpec>,
     /// Under Bochs with a VT-x CPU.
     vmx: bool,
     /// Which of --smp, --cpu, --accel, --net were given (their defaults
@@ -115,7 +122,7 @@ impl Default for Options {
             timeout: Duration::from_secs(300),
             build: true,
             disks: Vec::new(),
-            net: Some(String::new()),
+            net: Some(NetSpec::User(String::new())),
             vmx: false,
             given: Given::default(),
         }
@@ -156,18 +163,9 @@ fn parse_args(args: &[String]) -> Result<Parsed, String> {
             "--append" => o.append = value("a command line")?,
             "--disk" => o.disks.push(PathBuf::from(value("a FILE")?)),
             "--net" => {
-                let v = value("a SPEC (user[,OPTIONS] or none)")?;
+                let v = value("a SPEC (user[,OPTIONS], dgram:LOCAL:REMOTE or none)")?;
                 o.given.net = true;
-                o.net = match v.as_str() {
-                    "none" => None,
-                    "user" => Some(String::new()),
-                    _ => match v.strip_prefix("user,") {
-                        Some(opts) if !opts.is_empty() => Some(opts.to_string()),
-                        _ => {
-                            return Err(format!("--net {v:?}: expected none, user or user,OPTIONS"))
-                        }
-                    },
-                };
+                o.net = NetSpec::parse(&v)?;
             }
             "--smp" => {
                 let v = value("a number of CPUs")?;
@@ -398,17 +396,10 @@ fn machine_devices(mut q: qemu::Qemu, o: &Options) -> Result<qemu::Qemu, String>
             .arg("-device")
             .arg(format!("virtio-blk-pci,drive=disk{n}"));
     }
-    if let Some(opts) = &o.net {
-        let netdev = if opts.is_empty() {
-            "user,id=net0".to_string()
-        } else {
-            format!("user,id=net0,{opts}")
-        };
-        q = q
-            .arg("-netdev")
-            .arg(netdev)
-            .arg("-device")
-            .arg("virtio-net-pci,netdev=net0");
+    if let Some(net) = &o.net {
+        for a in net.qemu_args() {
+            q = q.arg(a);
+        }
     }
     Ok(q)
 }
@@ -719,8 +710,20 @@ mod tests {
         assert_eq!(o.dom0_append, "debug");
         assert_eq!(o.disks, [PathBuf::from("a.img"), PathBuf::from("b.qcow2")]);
         assert_eq!(
-            o.net.as_deref(),
-            Some("hostfwd=tcp:127.0.0.1:8080-10.0.2.15:80")
+            o.net,
+            Some(NetSpec::User(
+                "hostfwd=tcp:127.0.0.1:8080-10.0.2.15:80".into()
+            ))
+        );
+        let Parsed::Run(o) = p(&["--net", "dgram:4000:4001"]).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            o.net,
+            Some(NetSpec::Dgram {
+                local: 4000,
+                remote: 4001
+            })
         );
         let Parsed::Run(o) = p(&["--net", "none"]).unwrap() else {
             panic!()
