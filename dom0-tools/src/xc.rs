@@ -869,6 +869,18 @@ pub mod foreign {
     impl ForeignMap {
         /// Maps `mfns` (frames of `domid`) writable, in order.
         pub fn new(domid: DomId, mfns: &[u64]) -> Result<ForeignMap, Errno> {
+            Self::with_flags(domid, mfns, PteFlags::KERNEL_RW)
+        }
+
+        /// Maps `mfns` read-only: for reading a guest's memory without
+        /// Xen counting a writable mapping (a PV guest's page tables may
+        /// only be mapped so; log-dirty mode marks every frame a writable
+        /// foreign mapping held dirty when it goes).
+        pub fn new_readonly(domid: DomId, mfns: &[u64]) -> Result<ForeignMap, Errno> {
+            Self::with_flags(domid, mfns, PteFlags::KERNEL_RO)
+        }
+
+        fn with_flags(domid: DomId, mfns: &[u64], flags: PteFlags) -> Result<ForeignMap, Errno> {
             let n = mfns.len() as u64;
             if n == 0 || n > MAX_MAP_PAGES {
                 return Err(Errno::EINVAL);
@@ -881,11 +893,11 @@ pub mod foreign {
                 pages: 0,
                 domid,
             };
-            m.map_all(mfns)?;
+            m.map_all(mfns, flags)?;
             Ok(m)
         }
 
-        fn map_all(&mut self, mfns: &[u64]) -> Result<(), Errno> {
+        fn map_all(&mut self, mfns: &[u64], flags: PteFlags) -> Result<(), Errno> {
             let l4 = frame::kernel_l4();
             let mut batch: heapless::Vec<hypercall_abi::xen::MmuUpdate, 64> = heapless::Vec::new();
             let mut cur_l1 = (u64::MAX, 0u64);
@@ -902,11 +914,7 @@ pub mod foreign {
                     cur_l1 = (tag, l1);
                 }
                 let idx = mm::index(va, 1);
-                let _ = batch.push(mmu::pt_update(
-                    cur_l1.1,
-                    idx,
-                    Pte::new(mfn, PteFlags::KERNEL_RW),
-                ));
+                let _ = batch.push(mmu::pt_update(cur_l1.1, idx, Pte::new(mfn, flags)));
                 if batch.is_full() {
                     self.flush(&batch)?;
                     batch.clear();
@@ -949,6 +957,23 @@ pub mod foreign {
             // it from being unmapped meanwhile. The other domain may
             // write it concurrently: callers treat the bytes as data only.
             Some(unsafe { &mut *((self.base + i * 4096) as *mut [u8; 4096]) })
+        }
+
+        /// Copies page `i` (mapped read-only or writable) into `out`;
+        /// false if it is not mapped.
+        pub fn read_page(&self, i: u64, out: &mut [u8]) -> bool {
+            if i >= self.pages || out.len() != 4096 {
+                return false;
+            }
+            // SAFETY: page `i` of the window is mapped (at least readable)
+            // to a frame of the other domain for as long as `self` lives;
+            // 4096 bytes from its address are ours to read. The other
+            // domain may write the frame meanwhile: the bytes are data
+            // only (a live save reads a frame written later again).
+            let src =
+                unsafe { core::slice::from_raw_parts((self.base + i * 4096) as *const u8, 4096) };
+            out.copy_from_slice(src);
+            true
         }
 
         /// Raw pointer to page `i` (for shared rings read with volatile

@@ -39,6 +39,7 @@ use pv_guest_lib::util::c_str;
 use pv_guest_lib::xenbus::page::{RawPage, SharedPage};
 use pv_guest_lib::{console, events, print, time, xen};
 
+mod migrate;
 mod saverestore;
 
 /// Where Dom0's own grant table is mapped.
@@ -1542,21 +1543,17 @@ impl crate::xl::XlBackend for Toolstack {
 
     fn migrate(
         &mut self,
-        _domid: u32,
-        _target: &str,
-        _config: Option<&str>,
-        _paused: bool,
-        _out: &mut dyn fmt::Write,
+        domid: u32,
+        target: &str,
+        config: Option<&str>,
+        paused: bool,
+        out: &mut dyn fmt::Write,
     ) -> XlResult<()> {
-        Err(XlError::Message(String::from(
-            "xl migrate: Dom0 has no TCP/IP stack in this build",
-        )))
+        self.migrate_domain(domid, target, config, paused, out)
     }
 
-    fn migrate_receive(&mut self, _paused: bool, _out: &mut dyn fmt::Write) -> XlResult<u32> {
-        Err(XlError::Message(String::from(
-            "xl migrate-receive: Dom0 has no TCP/IP stack in this build",
-        )))
+    fn migrate_receive(&mut self, paused: bool, out: &mut dyn fmt::Write) -> XlResult<u32> {
+        self.migrate_receive_domain(paused, out)
     }
 
     fn restore(

@@ -41,7 +41,7 @@ const GO: &[u8] = b"domain is yours, you are cleared to unpause";
 /// xl's `migrate_report`, followed by one status byte.
 const REPORT: &[u8] = b"my copy unpause results are as follows";
 /// How long either side waits for the other to say or send anything.
-const TALK_NS: u64 = 30_000_000_000;
+const TALK_NS: u64 = 120_000_000_000;
 /// How long the source keeps trying to reach a target that is not yet
 /// listening.
 const CONNECT_NS: u64 = 30_000_000_000;
@@ -189,6 +189,8 @@ impl Toolstack {
         &mut self,
         domid: u32,
         target: &str,
+        config: Option<&str>,
+        paused: bool,
         out: &mut dyn fmt::Write,
     ) -> XlResult<()> {
         let id = self.exists(domid)?;
@@ -210,6 +212,10 @@ impl Toolstack {
             text.push_str(o);
         }
         text.push('\n');
+        if let Some(c) = config {
+            let (_, t) = self.config(c)?;
+            text = String::from_utf8_lossy(t).into_owned();
+        }
         let (host, port) = host_port(target);
         // The target may not listen yet: a refused connection is tried
         // again until CONNECT_NS have passed.
@@ -217,7 +223,7 @@ impl Toolstack {
         let conn = loop {
             match self.tcp_connect(host, port, TALK_NS) {
                 Ok(c) => break c,
-                Err(crate::toolstack::ip::NetError::Refused) if time::now_ns() < deadline => {
+                Err(crate::ipconf::NetError::Refused) if time::now_ns() < deadline => {
                     let until = time::now_ns() + 500_000_000;
                     while time::now_ns() < until {
                         if !self.service() {
@@ -228,7 +234,7 @@ impl Toolstack {
                 Err(e) => return Err(fail(&format!("connecting to {host}:{port}"), e)),
             }
         };
-        let r = self.send_domain(id, &conn, text.as_bytes(), out);
+        let r = self.send_domain(id, &conn, text.as_bytes(), paused, out);
         match r {
             Ok(()) => {
                 let _ = self.tcp_close(conn, TALK_NS);
@@ -239,7 +245,10 @@ impl Toolstack {
                 // The guest runs on here.
                 let _ = xc::shadow_op(id, ShadowOp::Off, &mut []);
                 let _ = xc::unpause(id);
-                let _ = writeln!(out, "migration sender: Target reported an error; domain resumed.");
+                let _ = writeln!(
+                    out,
+                    "migration sender: Target reported an error; domain resumed."
+                );
                 Err(e)
             }
         }
@@ -250,11 +259,16 @@ impl Toolstack {
         id: u16,
         conn: &TcpConn,
         config: &[u8],
+        paused: bool,
         out: &mut dyn fmt::Write,
     ) -> XlResult<()> {
         self.expect(conn, BANNER, "waiting for the receiver's banner")?;
         let _ = writeln!(out, "migration target: Ready to receive domain.");
-        let _ = writeln!(out, "Saving to migration stream new xl format (info 0x2/0x0/{})", 4 + config.len());
+        let _ = writeln!(
+            out,
+            "Saving to migration stream new xl format (info 0x2/0x0/{})",
+            4 + config.len()
+        );
         let _ = writeln!(out, "xc: info: Saving domain {id}, type x86 HVM");
         let t0 = time::now_ns();
         let frames = SaveHvm {
@@ -271,24 +285,33 @@ impl Toolstack {
             emulator: Vec::new(),
         };
         let mut last_round = u32::MAX;
-        let stats = image::save_hvm_live(&mut o, config, XEN_VERSION, Precopy::default(), &mut |round, sent, n| {
-            if sent == n && round != last_round {
-                last_round = round;
-                if round == 0 {
-                    let _ = writeln!(out, "xc: info: Paused: {n} frames in the last round");
-                } else {
-                    let _ = writeln!(out, "xc: info: Round {round}: {n} frames");
+        let stats = image::save_hvm_live(
+            &mut o,
+            config,
+            XEN_VERSION,
+            Precopy::default(),
+            &mut |round, sent, n| {
+                if sent == n && round != last_round {
+                    last_round = round;
+                    if round == 0 {
+                        let _ = writeln!(out, "xc: info: Paused: {n} frames in the last round");
+                    } else {
+                        let _ = writeln!(out, "xc: info: Round {round}: {n} frames");
+                    }
                 }
-            }
-        })
+            },
+        )
         .and_then(|s| o.flush().map(|()| s));
         let paused_at = o.paused_at;
         let stats = stats.map_err(|e| fail("sending the domain", e))?;
-        let _ = writeln!(
-            out,
-            "migration sender: Target has acknowledged transfer." 
-        );
+        let _ = writeln!(out, "migration sender: Target has acknowledged transfer.");
         self.expect(conn, READY, "waiting for the target to build the domain")?;
+        if paused {
+            let _ = writeln!(
+                out,
+                "migration sender: -p: the target decides (xl migrate-receive -p keeps it paused)"
+            );
+        }
         self.tcp_send_all(conn, GO, TALK_NS)
             .map_err(|e| fail("giving the target permission to go", e))?;
         self.expect(conn, REPORT, "waiting for the target's report")?;
@@ -296,7 +319,10 @@ impl Toolstack {
         self.tcp_recv_exact(conn, &mut status, TALK_NS)
             .map_err(|e| fail("waiting for the target's report", e))?;
         if status[0] != 0 {
-            return Err(fail("the target", format_args!("could not unpause its copy (status {})", status[0])));
+            return Err(fail(
+                "the target",
+                format_args!("could not unpause its copy (status {})", status[0]),
+            ));
         }
         let now = time::now_ns();
         let down = paused_at.map_or(0, |p| now.saturating_sub(p));
@@ -317,12 +343,16 @@ impl Toolstack {
 
     /// `xl migrate-receive`: waits for one incoming domain on
     /// [`MIGRATE_PORT`] and runs it.
-    pub(super) fn migrate_receive(&mut self, out: &mut dyn fmt::Write) -> XlResult<u32> {
+    pub(super) fn migrate_receive_domain(
+        &mut self,
+        paused: bool,
+        out: &mut dyn fmt::Write,
+    ) -> XlResult<u32> {
         let _ = writeln!(out, "migration target: waiting on port {MIGRATE_PORT}");
         let conn = self
             .tcp_accept(MIGRATE_PORT, ACCEPT_NS)
             .map_err(|e| fail("waiting for a source", e))?;
-        let r = self.receive_domain(&conn, out);
+        let r = self.receive_domain(&conn, paused, out);
         match &r {
             Ok(_) => {
                 let _ = self.tcp_close(conn, TALK_NS);
@@ -332,7 +362,12 @@ impl Toolstack {
         r
     }
 
-    fn receive_domain(&mut self, conn: &TcpConn, out: &mut dyn fmt::Write) -> XlResult<u32> {
+    fn receive_domain(
+        &mut self,
+        conn: &TcpConn,
+        paused: bool,
+        out: &mut dyn fmt::Write,
+    ) -> XlResult<u32> {
         self.tcp_send_all(conn, BANNER, TALK_NS)
             .map_err(|e| fail("greeting the source", e))?;
         let saved = image::read_config(&mut Incoming { ts: self, conn })
@@ -340,7 +375,10 @@ impl Toolstack {
         let mut r = self.restore_begin("migration stream", saved, None, out)?;
         let body = restore_body(&mut Incoming { ts: self, conn }, &mut r, out);
         let domid = self.restore_end("migration stream", r, body, true, out)?;
-        let _ = writeln!(out, "migration target: Transfer complete, requesting permission to start domain.");
+        let _ = writeln!(
+            out,
+            "migration target: Transfer complete, requesting permission to start domain."
+        );
         let go = self
             .tcp_send_all(conn, READY, TALK_NS)
             .map_err(|e| fail("telling the source", e))
@@ -349,7 +387,7 @@ impl Toolstack {
             let _ = self.destroy_guest(domid as u16);
             return Err(e);
         }
-        let ok = xc::unpause(domid as u16).is_ok();
+        let ok = paused || xc::unpause(domid as u16).is_ok();
         let mut report = REPORT.to_vec();
         report.push(u8::from(!ok));
         let _ = self.tcp_send_all(conn, &report, TALK_NS);

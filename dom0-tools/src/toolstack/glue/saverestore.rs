@@ -153,13 +153,14 @@ impl HvmSaveSide for SaveHvm {
     }
 
     fn read_pages(&mut self, gfns: &[u64], out: &mut [u8]) -> Result<(), SrError> {
-        let mut map = ForeignMap::new(self.domid, gfns)
+        // Read-only: in log-dirty mode a writable mapping would mark
+        // every frame read dirty when it goes.
+        let map = ForeignMap::new_readonly(self.domid, gfns)
             .map_err(|e| hc_err("mapping the guest's frames", e))?;
         for (i, o) in out.chunks_exact_mut(4096).enumerate() {
-            let p = map
-                .page(i as u64)
-                .ok_or_else(|| SrError::Domain(String::from("a guest frame did not map")))?;
-            o.copy_from_slice(&p[..]);
+            if !map.read_page(i as u64, o) {
+                return Err(SrError::Domain(String::from("a guest frame did not map")));
+            }
         }
         Ok(())
     }
