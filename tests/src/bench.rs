@@ -478,6 +478,108 @@ pub mod storage {
     }
 }
 
+/// Issue 7's save and restore figures: the counting HVM guest
+/// (`hvm-guests`' bare-count) with [`lifecycle::GUEST_MIB`] of memory,
+/// `xl save`d to a file on Dom0's FAT disk and `xl restore`d from it,
+/// beside Dom0 writing and reading a raw disk of its own (`disk-bench`)
+/// in the same boot: the floor the file's I/O stands on.
+pub mod lifecycle {
+    use std::time::Duration;
+
+    use crate::batch;
+    use crate::boot::{OxenBoot, Payload};
+    use crate::images::{self, Images};
+    use crate::qemu::RunResult;
+
+    /// The guest kernel.
+    pub const GUEST: &str = "bare-count";
+    /// Its memory (MiB).
+    pub const GUEST_MIB: u64 = 256;
+    /// The FAT disk the image goes to (MiB).
+    pub const FAT_MIB: u64 = 512;
+    /// Dom0's raw disk for the reference (MiB).
+    pub const RAW_MIB: u64 = 96;
+    /// The whole run.
+    pub const TIMEOUT: Duration = Duration::from_secs(400);
+
+    /// `xc: info: Saved N frames, K KiB in T ms (R MB/s)`: (frames, KiB, ms).
+    pub fn saved(log: &str) -> Option<(u64, u64, u64)> {
+        let l = log
+            .lines()
+            .find_map(|l| l.split("xc: info: Saved ").nth(1))?;
+        let mut w = l
+            .split(|c: char| !c.is_ascii_digit())
+            .filter(|t| !t.is_empty());
+        Some((
+            w.next()?.parse().ok()?,
+            w.next()?.parse().ok()?,
+            w.next()?.parse().ok()?,
+        ))
+    }
+
+    /// `xc: info: Restored N frames in T ms (R MB/s)`: (frames, ms).
+    pub fn restored(log: &str) -> Option<(u64, u64)> {
+        let l = log
+            .lines()
+            .find_map(|l| l.split("xc: info: Restored ").nth(1))?;
+        let mut w = l
+            .split(|c: char| !c.is_ascii_digit())
+            .filter(|t| !t.is_empty());
+        Some((w.next()?.parse().ok()?, w.next()?.parse().ok()?))
+    }
+
+    /// Boots Dom0 with a FAT32 disk (vda) and a raw one (vdb); Dom0 times
+    /// vdb (`disk-bench vdb`), then saves and restores the guest.
+    pub fn run(images: &Images) -> Result<RunResult, String> {
+        let work = images::work_dir("bench-lifecycle").map_err(|e| e.to_string())?;
+        let cfg = work.join("count.cfg");
+        std::fs::write(
+            &cfg,
+            format!(
+                "name = \"count\"\ntype = \"hvm\"\nkernel = \"/boot/{GUEST}\"\nmemory = {GUEST_MIB}\n"
+            ),
+        )
+        .map_err(|e| e.to_string())?;
+        let fat = work.join("fat.img");
+        crate::tools::fat32_disk(&fat, FAT_MIB);
+        let raw = work.join("raw.img");
+        std::fs::File::create(&raw)
+            .and_then(|f| f.set_len(RAW_MIB << 20))
+            .map_err(|e| e.to_string())?;
+        let mut boot = OxenBoot::new(images.hypervisor()?, images.dom0()?)?;
+        boot.ramdisk = Some(Payload::Bytes(crate::boot::dom0_ramdisk(&[
+            images.get(GUEST)?,
+            cfg,
+        ])?));
+        let mut q = boot.qemu("bench-lifecycle", &work)?;
+        for (i, d) in [&fat, &raw].iter().enumerate() {
+            q = q
+                .arg("-drive")
+                .arg(format!("file={},if=none,id=d{i},format=raw", d.display()))
+                .arg("-device")
+                .arg(format!("virtio-blk-pci,drive=d{i}"));
+        }
+        let m = q.spawn().map_err(|e| e.to_string())?;
+        let cmds: Vec<String> = [
+            "disk-bench vdb",
+            "xl create count.cfg",
+            "sleep 2",
+            "xl save count /mnt/vda/count.save",
+            "xl restore /mnt/vda/count.save",
+            "xl destroy count",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let out = batch::run(m, &cmds, TIMEOUT);
+        let _ = std::fs::remove_dir_all(&work);
+        if !out.ok {
+            return Err(format!("{}\n{}", out.why, out.result.log));
+        }
+        Ok(out.result)
+    }
+}
+
 /// Issue 5's network figures: two `domu-net` guests on Dom0's bridge
 /// `xenbr0`, one streaming TCP to the other, then pinging it with one
 /// request in flight; the sender also times a memcpy of the same size (the

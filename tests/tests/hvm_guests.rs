@@ -759,6 +759,22 @@ fn bare_count() -> std::path::PathBuf {
 }
 
 /// The counts the guest printed, in order.
+
+/// A count line that says a page failed its check (a line cut short at
+/// the end of a console attach says nothing).
+fn bad_count_line(l: &str) -> bool {
+    if l.contains("bare-count: count ") && l.contains(" FAILED ") {
+        return true;
+    }
+    let Some(rest) = l.split(" pages ok ").nth(1) else {
+        return false;
+    };
+    match rest.split_once('/') {
+        Some((ok, all)) if all.len() >= 4 => ok != &all[..4],
+        _ => false,
+    }
+}
+
 fn counts(text: &str) -> Vec<u64> {
     text.lines()
         .filter_map(|l| l.split(COUNT_LINE).nth(1))
@@ -841,9 +857,8 @@ fn xl_save_and_xl_restore_an_hvm_guest_which_counts_on_with_its_memory_intact() 
         1,
         "the guest booted once, and was never restarted:\n{text}"
     );
-    let count_lines: Vec<&str> = text.lines().filter(|l| l.contains(COUNT_LINE)).collect();
     assert!(
-        count_lines.iter().all(|l| l.contains(COUNT_ALL_OK)),
+        !text.lines().any(bad_count_line) && text.matches(COUNT_ALL_OK).count() >= 4,
         "every page of the guest's memory checks, before and after:\n{text}"
     );
     let listed = section(&text, "xl list", 0, "ls /mnt/vda");

@@ -141,9 +141,10 @@ fn main() -> ExitCode {
                 Some("storage") => only = Some(Part::Storage),
                 Some("network") => only = Some(Part::Network),
                 Some("hvm") => only = Some(Part::Hvm),
+                Some("lifecycle") => only = Some(Part::Lifecycle),
                 _ => {
                     eprintln!(
-                        "oxen-bench: error: --only takes boot, micro, toolstack, storage, network or hvm"
+                        "oxen-bench: error: --only takes boot, micro, toolstack, storage, network, hvm or lifecycle"
                     );
                     return ExitCode::from(2);
                 }
@@ -157,13 +158,14 @@ fn main() -> ExitCode {
             },
             "-h" | "--help" => {
                 println!(
-                    "Usage: scripts/bench [--runs N] [--only boot|micro|toolstack|storage|network|hvm]\n  \
+                    "Usage: scripts/bench [--runs N] [--only boot|micro|toolstack|storage|network|hvm|lifecycle]\n  \
                      --runs N     boots for the boot-time figure (default 3)\n  \
                      --only ...   just the boot-time figure, the PV microbenchmarks, the\n               \
                      toolstack's (xl create/destroy, xenstore), a guest's disk\n               \
                      through blkback beside Dom0's own, guest-to-guest TCP and ping\n               \
                      over xenbr0, or an HVM guest's CPUID and port I/O exits beside\n               \
-                     the same kernel on plain QEMU"
+                     the same kernel on plain QEMU, or an HVM guest's xl save and\n               \
+                     xl restore beside Dom0's own disk"
                 );
                 return ExitCode::SUCCESS;
             }
@@ -182,6 +184,7 @@ fn main() -> ExitCode {
             Part::Storage,
             Part::Network,
             Part::Hvm,
+            Part::Lifecycle,
         ],
     };
     let mut ok = true;
@@ -196,6 +199,7 @@ fn main() -> ExitCode {
             Part::Storage => storage(images),
             Part::Network => network(images),
             Part::Hvm => hvm(images),
+            Part::Lifecycle => lifecycle(images),
         });
         match r {
             Ok(true) => {}
@@ -221,6 +225,69 @@ enum Part {
     Storage,
     Network,
     Hvm,
+    Lifecycle,
+}
+
+/// Saves and restores a 256 MiB HVM guest through a file on Dom0's FAT
+/// disk and prints the rates beside Dom0's own raw disk's.
+fn lifecycle(images: &Images) -> Result<bool, String> {
+    use bench::lifecycle as lc;
+    use bench::storage as st;
+    println!(
+        "Save/restore benchmarks: {} (type = \"hvm\", memory = {} MiB) saved to and restored \
+         from a file on Dom0's FAT32 disk ({} MiB), beside Dom0 driving a raw virtio-blk disk \
+         ({} MiB) itself (disk-bench, 256 KiB requests, depth 1); one boot, PVH, TCG",
+        lc::GUEST,
+        lc::GUEST_MIB,
+        lc::FAT_MIB,
+        lc::RAW_MIB
+    );
+    let r = lc::run(images)?;
+    let dom0_w = st::value(&r.log, "dom0", "seq_write_mb_s", 1);
+    let dom0_r = st::value(&r.log, "dom0", "seq_read_mb_s", 1);
+    let row = |a: &str, b: &str, c: &str, d: &str| println!("{a:<40} {b:>12} {c:>16} {d:>10}");
+    row("figure", "Oxen", "Dom0's raw disk", "ratio");
+    let mut ok = true;
+    match lc::saved(&r.log) {
+        Some((frames, kib, ms)) => {
+            let mbs = kib * 1024 / 1000 / ms.max(1);
+            let ratio = dom0_w.map_or("-".into(), |w| fmt_ratio(mbs, w));
+            row(
+                "xl save (MB/s of image written)",
+                &format!("{mbs} MB/s"),
+                &dom0_w.map_or("-".into(), |w| format!("{w} MB/s write")),
+                &ratio,
+            );
+            println!("  {frames} frames, {kib} KiB in {ms} ms (pause to file written)");
+        }
+        None => ok = false,
+    }
+    match lc::restored(&r.log) {
+        Some((frames, ms)) => {
+            let mbs = frames * 4096 / 1000 / ms.max(1);
+            let ratio = dom0_r.map_or("-".into(), |v| fmt_ratio(mbs, v));
+            row(
+                "xl restore (MB/s of guest memory)",
+                &format!("{mbs} MB/s"),
+                &dom0_r.map_or("-".into(), |v| format!("{v} MB/s read")),
+                &ratio,
+            );
+            println!("  {frames} frames in {ms} ms (image read to domain built)");
+        }
+        None => ok = false,
+    }
+    println!(
+        "reference: Dom0's own sequential I/O on a raw disk in the same boot; no Xen 4.17 \
+         figure (no Xen on this machine). Live migration's downtime and total time are \
+         printed by the two-host test (tests/tests/migration.rs)."
+    );
+    if !ok {
+        eprintln!(
+            "{}",
+            r.report("the save/restore benchmark did not print its figures")
+        );
+    }
+    Ok(ok)
 }
 
 /// Boots bare-bench on plain QEMU, then as an HVM guest of Oxen, and

@@ -41,7 +41,7 @@ const GO: &[u8] = b"domain is yours, you are cleared to unpause";
 /// xl's `migrate_report`, followed by one status byte.
 const REPORT: &[u8] = b"my copy unpause results are as follows";
 /// How long either side waits for the other to say or send anything.
-const TALK_NS: u64 = 120_000_000_000;
+const TALK_NS: u64 = 90_000_000_000;
 /// How long the source keeps trying to reach a target that is not yet
 /// listening.
 const CONNECT_NS: u64 = 30_000_000_000;
@@ -142,17 +142,53 @@ impl LiveHvm for Outgoing<'_> {
     }
 }
 
-/// The target side: the image read from the connection.
+/// Bytes the target drains from the connection ahead of the restore.
+const RECV_AHEAD: usize = 4 << 20;
+
+/// The target side: the image read from the connection. Each read also
+/// drains whatever else has arrived (up to [`RECV_AHEAD`]) into `ahead`,
+/// so the connection's window stays open while the restore works on a
+/// record (Dom0's stack sends no zero-window probes: a window that closed
+/// while Dom0 was busy would otherwise reopen only when the source's
+/// retransmission timer fires).
 struct Incoming<'t> {
     ts: &'t mut Toolstack,
     conn: &'t TcpConn,
+    ahead: &'t mut alloc::collections::VecDeque<u8>,
+}
+
+impl Incoming<'_> {
+    fn drain(&mut self) -> Result<(), SrError> {
+        let mut chunk = [0u8; 16 << 10];
+        while self.ahead.len() + chunk.len() <= RECV_AHEAD {
+            let n = self
+                .ts
+                .tcp_recv_some(self.conn, &mut chunk)
+                .map_err(|e| SrError::Io(format!("receiving from the source: {e}")))?;
+            if n == 0 {
+                break;
+            }
+            self.ahead.extend(&chunk[..n]);
+        }
+        Ok(())
+    }
 }
 
 impl image::Source for Incoming<'_> {
     fn take(&mut self, b: &mut [u8]) -> Result<(), SrError> {
-        self.ts
-            .tcp_recv_exact(self.conn, b, TALK_NS)
-            .map_err(|e| SrError::Io(format!("receiving from the source: {e}")))
+        let from_ahead = self.ahead.len().min(b.len());
+        for (d, s) in b[..from_ahead]
+            .iter_mut()
+            .zip(self.ahead.drain(..from_ahead))
+        {
+            *d = s;
+        }
+        if from_ahead < b.len() {
+            self.ts
+                .tcp_recv_exact(self.conn, &mut b[from_ahead..], TALK_NS)
+                .map_err(|e| SrError::Io(format!("receiving from the source: {e}")))?;
+        }
+        self.drain()
     }
 }
 
@@ -370,10 +406,31 @@ impl Toolstack {
     ) -> XlResult<u32> {
         self.tcp_send_all(conn, BANNER, TALK_NS)
             .map_err(|e| fail("greeting the source", e))?;
-        let saved = image::read_config(&mut Incoming { ts: self, conn })
-            .map_err(|e| fail("receiving the config", e))?;
+        let mut ahead = alloc::collections::VecDeque::new();
+        let saved = image::read_config(&mut Incoming {
+            ts: self,
+            conn,
+            ahead: &mut ahead,
+        })
+        .map_err(|e| fail("receiving the config", e))?;
         let mut r = self.restore_begin("migration stream", saved, None, out)?;
-        let body = restore_body(&mut Incoming { ts: self, conn }, &mut r, out);
+        let body = restore_body(
+            &mut Incoming {
+                ts: self,
+                conn,
+                ahead: &mut ahead,
+            },
+            &mut r,
+            out,
+        );
+        if !ahead.is_empty() && body.is_ok() {
+            let _ = writeln!(
+                out,
+                "migration target: {} bytes after the image ignored",
+                ahead.len()
+            );
+        }
+        drop(ahead);
         let domid = self.restore_end("migration stream", r, body, true, out)?;
         let _ = writeln!(
             out,

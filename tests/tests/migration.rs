@@ -1,0 +1,259 @@
+//! Live migration between two Oxen hosts (issue 7): two QEMU machines on
+//! one virtual Ethernet over UDP on loopback (`oxen-run --net
+//! dgram:LOCAL:REMOTE`, ports picked free at run time), each Dom0 with an
+//! address (`ip=` on its command line). Host B runs `xl migrate-receive`;
+//! host A creates the counting HVM guest (`hvm-guests`' bare-count) and
+//! `xl migrate`s it to B. The guest counts on at B from where it was at A,
+//! every page of its memory intact; A has nothing left. If B dies while
+//! the guest is on its way, the guest runs on at A.
+//!
+//! The two machines run at once, one thread each; this file holds one
+//! test so that its two QEMUs are the only ones of this process.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use oxen_tests::images::build_images;
+
+const COUNT_PATH: &str = "/boot/bare-count";
+const COUNT_LINE: &str = "bare-count: count ";
+const COUNT_ALL_OK: &str = " pages ok 2048/2048 ";
+const COUNT_BANNER: &str = "bare: bare-count: counts and checks its memory";
+const SUCCESS: &str = "Migration successful.";
+const RESUMED: &str = "migration sender: Target reported an error; domain resumed.";
+const A_IP: &str = "10.0.3.1";
+const B_IP: &str = "10.0.3.2";
+/// One machine's whole run (the transfer is slow under TCG: two emulated
+/// machines share the host's cores).
+const RUN_TIMEOUT: Duration = Duration::from_secs(420);
+
+/// Two free UDP ports on loopback.
+fn free_ports() -> (u16, u16) {
+    let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    (
+        a.local_addr().unwrap().port(),
+        b.local_addr().unwrap().port(),
+    )
+}
+
+/// One host: `oxen-run --batch` on the wire `local`→`remote` with Dom0 at
+/// `ip`, the counting guest and its config in the ramdisk, `stdin` as its
+/// commands: (exit code, console).
+fn host(
+    local: u16,
+    remote: u16,
+    ip: &str,
+    files: &[std::path::PathBuf],
+    stdin: String,
+    timeout: Duration,
+) -> (Option<i32>, String) {
+    let images = build_images().unwrap_or_else(|e| panic!("cannot build the images: {e}"));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_oxen-run"));
+    cmd.args([
+        "--batch",
+        "--no-build",
+        "--timeout",
+        &timeout.as_secs().to_string(),
+    ])
+    .args(["--cpu", "max,-smap"])
+    .args(["--net", &format!("dgram:{local}:{remote}")])
+    .args(["--dom0-append", &format!("ip={ip}/24")]);
+    for f in files {
+        cmd.arg("--add").arg(f);
+    }
+    let mut child = cmd
+        .env("OXEN_IMAGES", &images.dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run oxen-run");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "---- oxen-run stdout (console) ----\n{}\n---- oxen-run stderr ----\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}
+
+/// A count line that says a page failed its check (a line cut short at
+/// the end of a console attach says nothing).
+fn bad_count_line(l: &str) -> bool {
+    if l.contains("bare-count: count ") && l.contains(" FAILED ") {
+        return true;
+    }
+    let Some(rest) = l.split(" pages ok ").nth(1) else {
+        return false;
+    };
+    match rest.split_once('/') {
+        Some((ok, all)) if all.len() >= 4 => ok != &all[..4],
+        _ => false,
+    }
+}
+
+fn counts(text: &str) -> Vec<u64> {
+    text.lines()
+        .filter_map(|l| l.split(COUNT_LINE).nth(1))
+        .filter_map(|r| r.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+/// `xl info`'s free_memory figures.
+fn free_memory(text: &str) -> Vec<u64> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("free_memory"))
+        .filter_map(|l| l.trim_start().strip_prefix(':'))
+        .filter_map(|v| v.trim().parse().ok())
+        .collect()
+}
+
+/// The text from the `n`th `from` to the next `to`.
+fn section<'a>(text: &'a str, from: &str, n: usize, to: &str) -> &'a str {
+    let start = text
+        .match_indices(from)
+        .nth(n)
+        .map(|(i, _)| i)
+        .unwrap_or_else(|| panic!("no {from:?} #{n} in:\n{text}"));
+    let rest = &text[start..];
+    let end = rest[from.len()..]
+        .find(to)
+        .map_or(rest.len(), |i| i + from.len());
+    &rest[..end]
+}
+
+fn files() -> Vec<std::path::PathBuf> {
+    let images = build_images().unwrap_or_else(|e| panic!("cannot build the images: {e}"));
+    let kernel = images
+        .get("bare-count")
+        .unwrap_or_else(|e| panic!("the hvm-guests crate's bare-count kernel: {e}"));
+    let dir = std::env::temp_dir().join(format!("oxen-migrate-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("count.cfg");
+    std::fs::write(
+        &cfg,
+        format!(
+            "name = \"count\"\ntype = \"hvm\"\nkernel = \"{COUNT_PATH}\"\nmemory = 32\nvcpus = 1\n"
+        ),
+    )
+    .unwrap();
+    vec![kernel, cfg]
+}
+
+/// Runs host A (`a_cmds`) and host B (`b_cmds`, `b_timeout`) at once.
+fn two_hosts(
+    a_cmds: &str,
+    b_cmds: &str,
+    b_timeout: Duration,
+) -> ((Option<i32>, String), (Option<i32>, String)) {
+    let files = files();
+    let (pa, pb) = free_ports();
+    let fb = files.clone();
+    let b_cmds = b_cmds.to_string();
+    let b = std::thread::spawn(move || host(pb, pa, B_IP, &fb, b_cmds, b_timeout));
+    let a = host(pa, pb, A_IP, &files, a_cmds.to_string(), RUN_TIMEOUT);
+    (a, b.join().unwrap())
+}
+
+#[test]
+fn xl_migrate_moves_a_running_hvm_guest_to_another_host_where_it_counts_on() {
+    // ---- The guest moves and counts on. ----
+    let ((code_a, a), (code_b, b)) = two_hosts(
+        &format!(
+            "xl info\nxl create count.cfg\nsleep 3\nxl console count\r\x1d\n\
+             xl migrate count {B_IP}\nxl list\nxl info\n"
+        ),
+        "xl info\nxl migrate-receive\nsleep 3\nxl console count\r\x1d\nxl list\n\
+         xl destroy count\nxl info\n",
+        RUN_TIMEOUT,
+    );
+    let both = format!("==== host A ====\n{a}\n==== host B ====\n{b}");
+    assert_eq!(
+        code_a,
+        Some(0),
+        "host A's commands should all succeed:\n{both}"
+    );
+    assert_eq!(
+        code_b,
+        Some(0),
+        "host B's commands should all succeed:\n{both}"
+    );
+    assert!(a.contains(SUCCESS), "missing {SUCCESS:?}:\n{both}");
+    let stats = a
+        .lines()
+        .find(|l| l.contains("; downtime "))
+        .unwrap_or_else(|| panic!("no downtime line:\n{both}"));
+    eprintln!("migration: {stats}");
+    let before = counts(section(&a, "xl console count", 0, "xl migrate"));
+    let after = counts(section(&b, "xl console count", 0, "xl list"));
+    assert!(!before.is_empty(), "the guest counts at A:\n{both}");
+    assert!(after.len() >= 2, "the guest counts at B:\n{both}");
+    let last = *before.last().unwrap();
+    assert!(
+        after[0] > last,
+        "at B the guest goes on from where it was (after {last}), not from 1: {after:?}\n{both}"
+    );
+    assert!(
+        after.windows(2).all(|w| w[1] == w[0] + 1),
+        "one by one at B: {after:?}"
+    );
+    assert!(
+        !b.contains(COUNT_BANNER),
+        "the guest did not boot again at B:\n{both}"
+    );
+    for (host, text) in [("A", &a), ("B", &b)] {
+        assert!(
+            !text.lines().any(bad_count_line) && text.contains(COUNT_ALL_OK),
+            "every page checks at {host}:\n{both}"
+        );
+    }
+    let listed = section(&a, "xl list", 0, "xl info");
+    assert!(
+        !listed.lines().any(|l| l.starts_with("count ")),
+        "A has nothing left of the guest:\n{listed}"
+    );
+    for (host, text) in [("A", &a), ("B", &b)] {
+        let free = free_memory(text);
+        assert_eq!(free.len(), 2, "two `xl info`s at {host}:\n{both}");
+        assert_eq!(free[0], free[1], "{host} gets every frame back:\n{both}");
+    }
+
+    // ---- The target dies on the way: the guest runs on at A. ----
+    let ((code_a, a), (_, b)) = two_hosts(
+        &format!(
+            "xl create count.cfg\nsleep 3\nxl migrate count {B_IP}\nxl list\nsleep 2\n\
+             xl console count\r\x1d\nxl destroy count\n"
+        ),
+        "xl migrate-receive\n",
+        Duration::from_secs(40),
+    );
+    let both = format!("==== host A ====\n{a}\n==== host B ====\n{b}");
+    assert!(
+        b.contains("Restoring domain"),
+        "B should have begun receiving before it died:\n{both}"
+    );
+    assert_ne!(code_a, Some(0), "the migration fails at A:\n{both}");
+    assert!(
+        a.contains("VERDICT: FAILURE: 1 command failed"),
+        "only the migration fails at A:\n{both}"
+    );
+    assert!(a.contains(RESUMED), "missing {RESUMED:?}:\n{both}");
+    let listed = section(&a, "xl list", 0, "sleep 2");
+    assert!(
+        listed.lines().any(|l| l.starts_with("count ")),
+        "the guest is still at A:\n{listed}"
+    );
+    let shown = counts(section(&a, "xl console count", 0, "xl destroy"));
+    assert!(
+        shown.windows(2).all(|w| w[1] == w[0] + 1) && shown.len() >= 3,
+        "the guest counted on at A through the failed migration: {shown:?}\n{both}"
+    );
+}
