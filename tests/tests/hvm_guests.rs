@@ -758,8 +758,6 @@ fn bare_count() -> std::path::PathBuf {
         .unwrap_or_else(|e| panic!("the hvm-guests crate's bare-count kernel: {e}"))
 }
 
-/// The counts the guest printed, in order.
-
 /// A count line that says a page failed its check (a line cut short at
 /// the end of a console attach says nothing).
 fn bad_count_line(l: &str) -> bool {
@@ -775,6 +773,7 @@ fn bad_count_line(l: &str) -> bool {
     }
 }
 
+/// The counts the guest printed, in order.
 fn counts(text: &str) -> Vec<u64> {
     text.lines()
         .filter_map(|l| l.split(COUNT_LINE).nth(1))
