@@ -50,7 +50,7 @@ const PING_IDENT: u16 = 0x0e0d;
 /// The receive window we advertise, in full segments (smoltcp caps the
 /// window at this many MSS): more than the path can buffer makes the
 /// sender overrun it and lose frames; smoltcp then recovers slowly.
-const RX_BURST: usize = 64;
+const RX_BURST: usize = 128;
 /// Frames waiting for the stack, most (a full receive window in flight
 /// is ~700 frames; the bridge drops beyond this, as a full NIC would).
 const RX_QUEUE_MAX: usize = 2048;
