@@ -8,13 +8,14 @@
 //! is driven through its shell. Nothing relies on timing alone: host A
 //! only pings and connects once host B printed that it listens.
 
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use oxen_tests::images::{build_images, work_dir, Images};
 use oxen_tests::net::{free_udp_ports, NetSpec};
 use oxen_tests::qemu::Machine;
-use oxen_tests::{Exit, OxenBoot, RunResult};
+use oxen_tests::{dom0_ramdisk, Exit, OxenBoot, Payload, RunResult};
 
 /// Dom0's prompt.
 const PROMPT: &str = "dom0# ";
@@ -47,6 +48,11 @@ struct Host {
 impl Host {
     /// Boots Oxen with `dom0_cmdline` and `net` as its NIC (none if None).
     fn boot(name: &str, dom0_cmdline: &str, net: Option<&NetSpec>) -> Host {
+        Host::boot_with(name, dom0_cmdline, net, &[])
+    }
+
+    /// The same with `adds` in Dom0's ramdisk (as `oxen-run --add`).
+    fn boot_with(name: &str, dom0_cmdline: &str, net: Option<&NetSpec>, adds: &[PathBuf]) -> Host {
         let i = images();
         let mut boot = OxenBoot::new(
             i.hypervisor().unwrap_or_else(|e| panic!("{e}")),
@@ -54,6 +60,9 @@ impl Host {
         )
         .unwrap_or_else(|e| panic!("{e}"));
         boot.dom0_cmdline = dom0_cmdline.into();
+        boot.ramdisk = Some(Payload::Bytes(
+            dom0_ramdisk(adds).unwrap_or_else(|e| panic!("{e}")),
+        ));
         let work = work_dir(name).unwrap();
         let mut q = boot
             .qemu(name, &work)
@@ -280,4 +289,54 @@ fn a_malformed_ip_option_is_reported_and_dom0_keeps_running() {
         "still here",
         "VERDICT: FAILURE: 2 commands failed",
     ]);
+}
+
+#[test]
+fn dom0_leases_an_address_by_dhcp_and_reaches_a_guest_on_xenbr0_and_the_gateway() {
+    let guest = images().get("domu-net").unwrap_or_else(|e| panic!("{e}"));
+    let dir = work_dir("two-hosts-dhcp-files").unwrap();
+    let cfg = dir.join("web.cfg");
+    std::fs::write(
+        &cfg,
+        "name = \"web\"\nkernel = \"/boot/domu-net\"\nmemory = 32\n\
+         vif = [ \"bridge=xenbr0\" ]\nextra = \"ip=10.0.2.20/24 gw=10.0.2.2 http=80\"\n",
+    )
+    .unwrap();
+    let mut h = Host::boot_with(
+        "two-hosts-dhcp",
+        "ip=dhcp",
+        Some(&NetSpec::User(String::new())),
+        &[guest, cfg],
+    );
+    h.prompt(BOOT, None);
+    h.run("xl create web.cfg", COMMAND, None);
+    // The guest says on its console when it serves: from then on it
+    // answers pings. Look (attach, detach with Ctrl-]) until it has.
+    let mut up = false;
+    for _ in 0..60 {
+        h.type_line("xl console web");
+        std::thread::sleep(Duration::from_millis(300));
+        h.m.send_raw(b"\x1d").unwrap();
+        h.prompt(COMMAND, None);
+        if h.m.log().contains("domu-net: serving http on port 80") {
+            up = true;
+            break;
+        }
+        h.run("sleep 1", COMMAND, None);
+    }
+    assert!(up, "the guest never served:\n{}", h.m.log());
+    h.run("ip addr", COMMAND, None);
+    h.run("ping 10.0.2.20 3", COMMAND, None);
+    h.run("ping 10.0.2.2 2", COMMAND, None);
+    h.run("xl destroy web", COMMAND, None);
+    let r = h.poweroff();
+    r.assert_lines_in_order(&[
+        "Dom0: xenbr0: dhcp, MAC 52:54:00:12:34:56",
+        "Dom0: xenbr0: DHCP: 10.0.2.15/24 via 10.0.2.2",
+        "inet 10.0.2.15/24 brd 10.0.2.255 scope global dynamic xenbr0",
+        "3 packets transmitted, 3 received, 0% packet loss",
+        "2 packets transmitted, 2 received, 0% packet loss",
+    ]);
+    r.assert_no_line("lease lost");
+    r.assert_verdict_success();
 }

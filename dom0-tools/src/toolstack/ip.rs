@@ -235,8 +235,10 @@ impl Ip {
             Some(dhcpv4::Event::Deconfigured) => {
                 self.iface.update_ip_addrs(|v| v.clear());
                 let _ = self.iface.routes_mut().remove_default_ipv4_route();
-                self.addr = None;
-                println!("Dom0: xenbr0: DHCP: lease lost, no address");
+                // (smoltcp also says so once at start, with no lease yet.)
+                if self.addr.take().is_some() {
+                    println!("Dom0: xenbr0: DHCP: lease lost, no address");
+                }
             }
         }
     }
