@@ -100,8 +100,8 @@ impl fmt::Display for MacAddr {
 pub fn from_cmdline(cmdline: &str) -> Option<Result<IpConfig, String>> {
     let value = cmdline
         .split_whitespace()
-        .filter_map(|w| w.strip_prefix("ip="))
-        .last()?;
+        .rev()
+        .find_map(|w| w.strip_prefix("ip="))?;
     match value {
         "off" | "none" => None,
         v => Some(parse(v).map_err(|e| format!("ip={v}: {e}"))),
@@ -370,11 +370,9 @@ impl PingStats {
     /// loss, time 2003ms` and, with replies, `rtt min/avg/max/mdev =
     /// 0.512/0.640/0.801/0.120 ms`.
     pub fn summary(&self, elapsed_ns: u64) -> String {
-        let loss = if self.sent == 0 {
-            0
-        } else {
-            (self.sent - self.received.min(self.sent)) * 100 / self.sent
-        };
+        let loss = ((self.sent - self.received.min(self.sent)) * 100)
+            .checked_div(self.sent)
+            .unwrap_or(0);
         let mut s = format!(
             "{} packets transmitted, {} received, {loss}% packet loss, time {}ms",
             self.sent,
@@ -429,7 +427,7 @@ pub fn pattern(off: u64, buf: &mut [u8]) {
     let mut off = off;
     let mut rest = buf;
     // Unaligned head, byte by byte.
-    while off % 8 != 0 && !rest.is_empty() {
+    while !off.is_multiple_of(8) && !rest.is_empty() {
         rest[0] = pattern_word(off / 8).to_le_bytes()[(off % 8) as usize];
         rest = &mut rest[1..];
         off += 1;

@@ -50,7 +50,7 @@ const PING_IDENT: u16 = 0x0e0d;
 /// The receive window we advertise, in full segments (smoltcp caps the
 /// window at this many MSS): more than the path can buffer makes the
 /// sender overrun it and lose frames; smoltcp then recovers slowly.
-const RX_BURST: usize = 64;
+const RX_BURST: usize = 128;
 /// Frames waiting for the stack, most (a full receive window in flight
 /// is ~700 frames; the bridge drops beyond this, as a full NIC would).
 const RX_QUEUE_MAX: usize = 2048;
@@ -235,8 +235,10 @@ impl Ip {
             Some(dhcpv4::Event::Deconfigured) => {
                 self.iface.update_ip_addrs(|v| v.clear());
                 let _ = self.iface.routes_mut().remove_default_ipv4_route();
-                self.addr = None;
-                println!("Dom0: xenbr0: DHCP: lease lost, no address");
+                // (smoltcp also says so once at start, with no lease yet.)
+                if self.addr.take().is_some() {
+                    println!("Dom0: xenbr0: DHCP: lease lost, no address");
+                }
             }
         }
     }
