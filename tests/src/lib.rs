@@ -25,6 +25,7 @@ pub mod bochs;
 pub mod boot;
 pub mod bundle;
 pub mod check;
+pub mod console;
 pub mod cpio;
 pub mod elf;
 pub mod exit;

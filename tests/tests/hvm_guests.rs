@@ -11,6 +11,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use oxen_tests::console::{bad_count_line, counts, section};
 use oxen_tests::images::build_images;
 use oxen_tests::qemu::qemu_slot;
 
@@ -743,8 +744,6 @@ const BARE_COUNT_IMAGE: &str = "bare-count";
 const BARE_COUNT_PATH: &str = "/boot/bare-count";
 /// Its banner: printed once per boot, so never again after a restore.
 const COUNT_BANNER: &str = "bare: bare-count: counts and checks its memory";
-/// Its count lines: `bare-count: count N pages ok K/P sum S`.
-const COUNT_LINE: &str = "bare-count: count ";
 /// Every page of its memory checks.
 const COUNT_ALL_OK: &str = " pages ok 2048/2048 ";
 /// xl save's and xl restore's lines.
@@ -756,44 +755,6 @@ fn bare_count() -> std::path::PathBuf {
     images()
         .get(BARE_COUNT_IMAGE)
         .unwrap_or_else(|e| panic!("the hvm-guests crate's bare-count kernel: {e}"))
-}
-
-/// A count line that says a page failed its check (a line cut short at
-/// the end of a console attach says nothing).
-fn bad_count_line(l: &str) -> bool {
-    if l.contains("bare-count: count ") && l.contains(" FAILED ") {
-        return true;
-    }
-    let Some(rest) = l.split(" pages ok ").nth(1) else {
-        return false;
-    };
-    match rest.split_once('/') {
-        Some((ok, all)) if all.len() >= 4 => ok != &all[..4],
-        _ => false,
-    }
-}
-
-/// The counts the guest printed, in order.
-fn counts(text: &str) -> Vec<u64> {
-    text.lines()
-        .filter_map(|l| l.split(COUNT_LINE).nth(1))
-        .filter_map(|r| r.split_whitespace().next()?.parse().ok())
-        .collect()
-}
-
-/// The part of `text` between the `n`th occurrence of `from` and the next
-/// `to` (or the end).
-fn section<'a>(text: &'a str, from: &str, n: usize, to: &str) -> &'a str {
-    let start = text
-        .match_indices(from)
-        .nth(n)
-        .map(|(i, _)| i)
-        .unwrap_or_else(|| panic!("no {from:?} #{n} in:\n{text}"));
-    let rest = &text[start..];
-    let end = rest[from.len()..]
-        .find(to)
-        .map_or(rest.len(), |i| i + from.len());
-    &rest[..end]
 }
 
 // `xl save` writes a counting HVM guest's whole state (memory, vCPU and

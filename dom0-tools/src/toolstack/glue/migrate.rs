@@ -41,7 +41,7 @@ const GO: &[u8] = b"domain is yours, you are cleared to unpause";
 /// xl's `migrate_report`, followed by one status byte.
 const REPORT: &[u8] = b"my copy unpause results are as follows";
 /// How long either side waits for the other to say or send anything.
-const TALK_NS: u64 = 90_000_000_000;
+const TALK_NS: u64 = 30_000_000_000;
 /// How long the source keeps trying to reach a target that is not yet
 /// listening.
 const CONNECT_NS: u64 = 30_000_000_000;
