@@ -182,15 +182,13 @@ impl Ip {
     }
 
     /// Runs the stack (received frames, timers, sockets); the frames it
-    /// sends go to `out`. True if anything happened.
-    pub fn poll(&mut self, out: &mut dyn FnMut(&[u8])) -> bool {
+    /// sends are appended to `out`. True if anything happened.
+    pub fn poll(&mut self, out: &mut Vec<Vec<u8>>) -> bool {
         let had_rx = !self.port.rx.is_empty();
         let r = self.iface.poll(now(), &mut self.port, &mut self.sockets);
         self.dhcp_events();
         let sent = !self.port.tx.is_empty();
-        for f in self.port.tx.drain(..) {
-            out(&f);
-        }
+        out.append(&mut self.port.tx);
         had_rx || sent || r == PollResult::SocketStateChanged
     }
 

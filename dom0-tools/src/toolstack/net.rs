@@ -47,6 +47,8 @@ pub struct Net {
     reported: BTreeSet<(u16, u32)>,
     /// Dom0's own TCP/IP stack on the bridge, if `ip=` asked for one.
     pub(super) ip: Option<Ip>,
+    /// Frames the stack sent, during a pass.
+    ip_out: Vec<Vec<u8>>,
 }
 
 impl Net {
@@ -83,6 +85,7 @@ impl Net {
             out: Vec::new(),
             reported: BTreeSet::new(),
             ip,
+            ip_out: Vec::new(),
         }
     }
 
@@ -220,15 +223,23 @@ impl Net {
         // delivered on the next pass, which `more` asks for).
         let mut ip_more = false;
         if let Some(ip) = self.ip.as_mut() {
-            let mut sent: Vec<Vec<u8>> = Vec::new();
-            ip_more = ip.poll(&mut |f| sent.push(f.to_vec()));
-            for f in &sent {
-                nb.uplink_input(HOST, f, now, &mut |p, g| {
-                    if p != HOST {
+            let mut sent = core::mem::take(&mut self.ip_out);
+            ip_more = ip.poll(&mut sent);
+            let nic = &mut self.nic;
+            for f in sent.drain(..) {
+                nb.uplink_input(HOST, &f, now, &mut |p, g| {
+                    // Straight to the NIC (no copy into `out`): the bulk
+                    // of a TCP stream goes this way.
+                    if p == UPLINK {
+                        if let Some(nic) = nic.as_mut() {
+                            let _ = nic.send(g);
+                        }
+                    } else if p != HOST {
                         out.push(g.to_vec());
                     }
                 });
             }
+            self.ip_out = sent;
         }
         let more = nb.more_work();
         match self.nic.as_mut() {
