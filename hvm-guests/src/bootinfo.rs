@@ -33,6 +33,7 @@ pub const MEMORY_RAM: u32 = 1;
 
 /// Multiboot2 tag types (spec §3.6).
 const MB2_TAG_END: u32 = 0;
+const MB2_TAG_CMDLINE: u32 = 1;
 const MB2_TAG_ACPI_OLD: u32 = 14;
 const MB2_TAG_ACPI_NEW: u32 = 15;
 const MB2_TAG_MMAP: u32 = 6;
@@ -130,6 +131,31 @@ pub fn mb2_rsdp(info: &[u8]) -> Result<Option<(usize, usize)>, Why> {
         }
     }
     Ok(found)
+}
+
+/// The boot command line Multiboot2's tag 1 carries (without its NUL),
+/// if the boot loader gave one.
+pub fn mb2_cmdline(info: &[u8]) -> Result<Option<&[u8]>, Why> {
+    for (ty, payload) in mb2_tags(info)? {
+        if ty == MB2_TAG_CMDLINE {
+            let end = payload
+                .iter()
+                .position(|&b| b == 0)
+                .unwrap_or(payload.len());
+            return Ok(Some(&payload[..end]));
+        }
+    }
+    Ok(None)
+}
+
+/// The value of `key=VALUE` among a command line's words (the last one
+/// wins, as Linux's parameters do).
+pub fn cmdline_value<'a>(cmdline: &'a [u8], key: &str) -> Option<&'a str> {
+    core::str::from_utf8(cmdline)
+        .ok()?
+        .split_ascii_whitespace()
+        .filter_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+        .next_back()
 }
 
 /// One memory-map entry: base, length, type ([`MEMORY_RAM`] is RAM).
@@ -248,6 +274,12 @@ mod tests {
     #[test]
     fn mb2_acpi_tags() {
         let i = info(&[tag(1, b"cmdline\0"), tag(14, &[1; 20]), tag(15, &[2; 36])]);
+        assert_eq!(mb2_cmdline(&i).unwrap(), Some(&b"cmdline"[..]));
+        assert_eq!(
+            cmdline_value(b"a=1 busy=64 busy=128 x", "busy"),
+            Some("128")
+        );
+        assert_eq!(cmdline_value(b"busybox=1", "busy"), None);
         assert_eq!(mb2_total_size(&i).unwrap(), i.len());
         let (off, len) = mb2_rsdp(&i).unwrap().unwrap();
         assert_eq!((len, i[off]), (36, 2));

@@ -578,6 +578,104 @@ pub mod lifecycle {
         }
         Ok(out.result)
     }
+
+    /// `xc: info: ... sent in T ms; downtime D ms`: (total ms, downtime ms).
+    pub fn migrated(log: &str) -> Option<(u64, u64)> {
+        let l = log.lines().find(|l| l.contains("; downtime "))?;
+        let num = |after: &str| -> Option<u64> {
+            let r = l.split(after).nth(1)?;
+            r.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+        };
+        Some((num(" KiB sent in ")?, num("; downtime ")?))
+    }
+
+    /// One host of a two-host run: Oxen with Dom0 at `ip`, its NIC on the
+    /// UDP wire `local`→`remote`, the guest and `cfg` in its ramdisk,
+    /// `cmds` typed at its prompt.
+    fn host(
+        images: &Images,
+        name: &str,
+        ip: &str,
+        local: u16,
+        remote: u16,
+        cfg: &std::path::Path,
+        cmds: &[&str],
+    ) -> Result<RunResult, String> {
+        let work = images::work_dir(name).map_err(|e| e.to_string())?;
+        let mut boot = OxenBoot::new(images.hypervisor()?, images.dom0()?)?;
+        boot.dom0_cmdline = format!("ip={ip}/24");
+        boot.ramdisk = Some(Payload::Bytes(crate::boot::dom0_ramdisk(&[
+            images.get(GUEST)?,
+            cfg.to_path_buf(),
+        ])?));
+        let mut q = boot.qemu(name, &work)?.cpu("max,-smap");
+        for a in (crate::net::NetSpec::Dgram { local, remote }).qemu_args() {
+            q = q.arg(a);
+        }
+        let m = q.spawn().map_err(|e| e.to_string())?;
+        let cmds: Vec<String> = cmds.iter().map(|s| s.to_string()).collect();
+        let out = batch::run(m, &cmds, MIGRATE_TIMEOUT);
+        let _ = std::fs::remove_dir_all(&work);
+        if !out.ok {
+            return Err(format!("{name}: {}\n{}", out.why, out.result.log));
+        }
+        Ok(out.result)
+    }
+
+    /// Each two-host run.
+    pub const MIGRATE_TIMEOUT: Duration = Duration::from_secs(600);
+
+    /// Migrates the guest ([`GUEST_MIB`]; rewriting `busy` pages a tick
+    /// and all the time between if `busy` > 1) from one Oxen host to
+    /// another over a UDP wire on loopback: the source's console.
+    pub fn migrate(images: &Images, busy: u64) -> Result<RunResult, String> {
+        let work = images::work_dir("bench-migrate").map_err(|e| e.to_string())?;
+        let cfg = work.join("count.cfg");
+        std::fs::write(
+            &cfg,
+            format!(
+                "name = \"count\"\ntype = \"hvm\"\nkernel = \"/boot/{GUEST}\"\nmemory = {GUEST_MIB}\n\
+                 extra = \"busy={busy}\"\n"
+            ),
+        )
+        .map_err(|e| e.to_string())?;
+        let ports = || -> Result<u16, String> {
+            let s = std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+            Ok(s.local_addr().map_err(|e| e.to_string())?.port())
+        };
+        let (pa, pb) = (ports()?, ports()?);
+        let (ib, cb) = (images.clone(), cfg.clone());
+        let target = std::thread::spawn(move || {
+            host(
+                &ib,
+                "bench-migrate-b",
+                "10.0.3.2",
+                pb,
+                pa,
+                &cb,
+                &["xl migrate-receive", "xl destroy count"],
+            )
+        });
+        let source = host(
+            images,
+            "bench-migrate-a",
+            "10.0.3.1",
+            pa,
+            pb,
+            &cfg,
+            &[
+                "xl create count.cfg",
+                "sleep 3",
+                "xl migrate count 10.0.3.2",
+            ],
+        );
+        let target = target
+            .join()
+            .map_err(|_| "the target's thread panicked".to_string())?;
+        let _ = std::fs::remove_dir_all(&work);
+        target?;
+        source
+    }
 }
 
 /// Issue 5's network figures: two `domu-net` guests on Dom0's bridge

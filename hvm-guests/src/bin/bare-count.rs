@@ -10,7 +10,10 @@
 //!
 //! (N counts up from 1 and never restarts; S is an FNV-1a of the region)
 //! and rewrites one page at a new generation, so its memory keeps
-//! changing. A page that fails its check is reported as
+//! changing; `busy=N` on its command line (Multiboot2's, xl.cfg's
+//! `extra =`) makes it rewrite N pages a tick instead, and, between
+//! ticks, keep rewriting pages rather than wait (the busy guest of the
+//! migration benchmark). A page that fails its check is reported as
 //! `bare-count: count N FAILED page X word Y`. If the region is not RAM it
 //! says so and powers off.
 
@@ -24,8 +27,9 @@ fn main() {}
 
 #[cfg(target_os = "none")]
 mod kernel {
+    use hvm_guests::bootinfo::{self, Protocol};
     use hvm_guests::metal::boot::Boot;
-    use hvm_guests::metal::{firmware, memmap, pit, power};
+    use hvm_guests::metal::{firmware, memmap, phys, pit, power};
     use hvm_guests::pattern::{self, WORDS};
     use hvm_guests::println;
 
@@ -60,8 +64,10 @@ mod kernel {
         for (n, p) in region.iter_mut().enumerate() {
             pattern::fill(p, n as u64, 0);
         }
-        println!("bare-count: {PAGES} pages filled");
+        let busy = busy_pages(&boot);
+        println!("bare-count: {PAGES} pages filled; rewriting {busy} a tick");
         let mut count: u64 = 0;
+        let mut next = 0usize;
         loop {
             count += 1;
             let mut sum = pattern::FNV_START;
@@ -80,9 +86,36 @@ mod kernel {
             if let Some((n, w)) = first_bad {
                 println!("bare-count: count {count} FAILED page {n} word {w}");
             }
-            let page = (count % PAGES) as usize;
-            pattern::fill(&mut region[page], page as u64, count);
-            pit::delay_us(TICK_US);
+            if busy <= 1 {
+                let page = (count % PAGES) as usize;
+                pattern::fill(&mut region[page], page as u64, count);
+                pit::delay_us(TICK_US);
+            } else {
+                // Busy: rewrite pages for the whole tick, at least `busy`.
+                let mut deadline = pit::Deadline::after_us(TICK_US);
+                let mut done = 0u64;
+                while done < busy || !deadline.expired() {
+                    pattern::fill(&mut region[next], next as u64, count);
+                    next = (next + 1) % PAGES as usize;
+                    done += 1;
+                }
+            }
         }
+    }
+
+    /// `busy=N` from the Multiboot2 command line (1 without one).
+    fn busy_pages(boot: &Boot) -> u64 {
+        if boot.protocol != Some(Protocol::Multiboot2) {
+            return 1;
+        }
+        let Ok(size) = phys::bytes(boot.info, 8).and_then(bootinfo::mb2_total_size) else {
+            return 1;
+        };
+        phys::bytes(boot.info, size)
+            .ok()
+            .and_then(|info| bootinfo::mb2_cmdline(info).ok().flatten())
+            .and_then(|c| bootinfo::cmdline_value(c, "busy"))
+            .and_then(|v| v.parse().ok())
+            .map_or(1, |n: u64| n.clamp(1, PAGES))
     }
 }
