@@ -23,6 +23,11 @@ const COUNT_BANNER: &str = "bare: bare-count: counts and checks its memory";
 const SUCCESS: &str = "Migration successful.";
 const RESUMED: &str = "migration sender: Target reported an error; domain resumed.";
 const A_IP: &str = "10.0.3.1";
+/// Both hosts' CPU (SVM with nested paging), and host B's without SSE4.2
+/// for the CPUID levelling check.
+const HOST_CPU: &str = "max,-smap";
+const HOST_CPU_NO_SSE42: &str = "max,-smap,-sse4.2";
+const LACKS_SSE42: &str = "the guest was given a feature this host lacks: CPUID feature \"sse4_2\"";
 const B_IP: &str = "10.0.3.2";
 /// One machine's whole run (the transfer is slow under TCG: two emulated
 /// machines share the host's cores).
@@ -48,6 +53,7 @@ fn host(
     files: &[std::path::PathBuf],
     stdin: String,
     timeout: Duration,
+    cpu: &str,
 ) -> (Option<i32>, String) {
     let images = build_images().unwrap_or_else(|e| panic!("cannot build the images: {e}"));
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_oxen-run"));
@@ -57,7 +63,7 @@ fn host(
         "--timeout",
         &timeout.as_secs().to_string(),
     ])
-    .args(["--cpu", "max,-smap"])
+    .args(["--cpu", cpu])
     .args(["--net", &format!("dgram:{local}:{remote}")])
     .args(["--dom0-append", &format!("ip={ip}/24")]);
     for f in files {
@@ -108,13 +114,23 @@ fn two_hosts(
     a_cmds: &str,
     b_cmds: &str,
     b_timeout: Duration,
+    b_cpu: &str,
 ) -> ((Option<i32>, String), (Option<i32>, String)) {
     let files = files();
     let (pa, pb) = free_ports();
     let fb = files.clone();
     let b_cmds = b_cmds.to_string();
-    let b = std::thread::spawn(move || host(pb, pa, B_IP, &fb, b_cmds, b_timeout));
-    let a = host(pa, pb, A_IP, &files, a_cmds.to_string(), RUN_TIMEOUT);
+    let b_cpu = b_cpu.to_string();
+    let b = std::thread::spawn(move || host(pb, pa, B_IP, &fb, b_cmds, b_timeout, &b_cpu));
+    let a = host(
+        pa,
+        pb,
+        A_IP,
+        &files,
+        a_cmds.to_string(),
+        RUN_TIMEOUT,
+        HOST_CPU,
+    );
     (a, b.join().unwrap())
 }
 
@@ -129,6 +145,7 @@ fn xl_migrate_moves_a_running_hvm_guest_to_another_host_where_it_counts_on() {
         "xl info\nxl migrate-receive\nsleep 3\nxl console count\r\x1d\nxl list\n\
          xl destroy count\nxl info\n",
         RUN_TIMEOUT,
+        HOST_CPU,
     );
     let both = format!("==== host A ====\n{a}\n==== host B ====\n{b}");
     assert_eq!(
@@ -196,6 +213,7 @@ fn xl_migrate_moves_a_running_hvm_guest_to_another_host_where_it_counts_on() {
              xl console count\r\x1d\nxl destroy count\n"
         ),
         RUN_TIMEOUT,
+        HOST_CPU,
     );
     let b = b.join().unwrap();
     let both = format!("==== host A ====\n{a}\n==== host B ====\n{b}");
@@ -214,6 +232,49 @@ fn xl_migrate_moves_a_running_hvm_guest_to_another_host_where_it_counts_on() {
     assert!(
         shown.windows(2).all(|w| w[1] == w[0] + 1) && shown.len() >= 3,
         "the guest counted on at A through the failed migration: {shown:?}\n{both}"
+    );
+
+    // ---- CPU levelling: a host without SSE4.2 refuses a guest that was
+    // given it, and takes one levelled down with cpuid=. ----
+    let ((code_a, a), (code_b, b)) = two_hosts(
+        &format!(
+            "xl create count.cfg\nsleep 2\nxl migrate count {B_IP}\n\
+             xl create count.cfg 'name=\"lev\"' 'cpuid=\"host,sse4_2=0\"'\nsleep 2\n\
+             xl migrate lev {B_IP}\nxl list\nxl destroy count\n"
+        ),
+        "xl migrate-receive\nxl migrate-receive\nsleep 2\nxl console lev\r\x1d\nxl destroy lev\n",
+        RUN_TIMEOUT,
+        HOST_CPU_NO_SSE42,
+    );
+    let both = format!("==== host A ====\n{a}\n==== host B ====\n{b}");
+    assert!(
+        b.contains(LACKS_SSE42),
+        "B names the feature it lacks:\n{both}"
+    );
+    assert_eq!(
+        b.matches(LACKS_SSE42).count(),
+        1,
+        "one line, for the first guest only:\n{both}"
+    );
+    assert!(
+        a.contains("VERDICT: FAILURE: 1 command failed")
+            && b.contains("VERDICT: FAILURE: 1 command failed"),
+        "only the unlevelled guest's migration fails, at both ends:\n{both}"
+    );
+    assert_ne!((code_a, code_b), (Some(0), Some(0)));
+    assert!(
+        a.contains(RESUMED),
+        "the unlevelled guest runs on at A:\n{both}"
+    );
+    let listed = section(&a, "xl list", 0, "xl destroy");
+    assert!(
+        listed.lines().any(|l| l.starts_with("count "))
+            && !listed.lines().any(|l| l.starts_with("lev ")),
+        "count stays at A, lev moved:\n{listed}"
+    );
+    assert!(
+        counts(section(&b, "xl console lev", 0, "xl destroy")).len() >= 2,
+        "the levelled guest counts at B:\n{both}"
     );
 }
 

@@ -111,6 +111,9 @@ pub trait HvmSaveSide {
     fn hvm_params(&mut self) -> Result<Vec<(u64, u64)>, SrError>;
     /// The device model's state.
     fn emulator_state(&mut self) -> Vec<u8>;
+    /// The CPUID policy the domain sees (`XEN_DOMCTL_get_cpu_policy`),
+    /// for the target to check it can offer the same.
+    fn cpu_policy(&mut self) -> Result<Vec<(u32, u32, [u32; 4])>, SrError>;
 }
 
 /// The domain being restored (created from the config, paused, empty).
@@ -125,6 +128,9 @@ pub trait HvmRestoreSide {
     fn set_hvm_context(&mut self, ctx: &[u8]) -> Result<(), SrError>;
     /// The device model's state.
     fn set_emulator_state(&mut self, state: &[u8]) -> Result<(), SrError>;
+    /// The CPUID policy the guest saw: refused (with which feature) if
+    /// this host cannot offer all of it. Comes before any frame.
+    fn check_cpu_policy(&mut self, policy: &[(u32, u32, [u32; 4])]) -> Result<(), SrError>;
 }
 
 /// What a save or restore moved.
@@ -165,6 +171,9 @@ impl<D: HvmSaveSide + ?Sized, S: ?Sized> HvmSaveSide for Pair<'_, D, S> {
     fn emulator_state(&mut self) -> Vec<u8> {
         self.d.emulator_state()
     }
+    fn cpu_policy(&mut self) -> Result<Vec<(u32, u32, [u32; 4])>, SrError> {
+        self.d.cpu_policy()
+    }
 }
 
 impl<D: ?Sized, S: Sink + ?Sized> Sink for Pair<'_, D, S> {
@@ -193,19 +202,20 @@ impl Writer {
 
     /// Everything before the first page: xl's and libxl's headers,
     /// `LIBXC_CONTEXT`, libxc's headers and `X86_TSC_INFO`.
-    fn head<S: Sink + ?Sized>(
+    fn head<T: HvmSaveSide + Sink + ?Sized>(
         &mut self,
-        s: &mut S,
+        t: &mut T,
         config: &[u8],
         xen: (u32, u32),
     ) -> Result<(), SrError> {
-        self.put(s, &savefile::xl_header(config))?;
-        self.put(s, &savefile::libxl_header())?;
-        self.record(s, librec::LIBXC_CONTEXT, &[])?;
-        self.put(s, &stream::headers(stream::DHDR_TYPE_X86_HVM, xen.0, xen.1))?;
-        self.record(s, rec::X86_TSC_INFO, &stream::TscInfo::default().body())
+        self.put(t, &savefile::xl_header(config))?;
+        self.put(t, &savefile::libxl_header())?;
+        self.record(t, librec::LIBXC_CONTEXT, &[])?;
+        self.put(t, &stream::headers(stream::DHDR_TYPE_X86_HVM, xen.0, xen.1))?;
+        self.record(t, rec::X86_TSC_INFO, &stream::TscInfo::default().body())?;
+        let policy = stream::cpuid_policy(&t.cpu_policy()?);
+        self.record(t, rec::X86_CPUID_POLICY, &policy)
     }
-
     /// `PAGE_DATA` records with the contents of `gfns`, [`SAVE_BATCH`] at a
     /// time; `progress(frames sent)` after each.
     fn frames<T: HvmSaveSide + Sink + ?Sized>(
@@ -278,7 +288,7 @@ pub fn save_hvm<D: HvmSaveSide + ?Sized, S: Sink + ?Sized>(
 ) -> Result<Stats, SrError> {
     let mut t = Pair { d, s: out };
     let mut w = Writer { bytes: 0 };
-    w.head(t.s, config, xen)?;
+    w.head(&mut t, config, xen)?;
     let gfns = populated(&mut t)?;
     let total = gfns.len() as u64;
     w.frames(&mut t, &gfns, &mut |n| progress(n, total))?;
@@ -589,7 +599,11 @@ fn restore_libxc<D: HvmRestoreSide + ?Sized, S: Source + ?Sized>(
             rec::X86_TSC_INFO => {
                 stream::parse_tsc_info(&r.body, r.at)?;
             }
-            rec::VERIFY | rec::STATIC_DATA_END | rec::X86_CPUID_POLICY | rec::X86_MSR_POLICY => {}
+            rec::X86_CPUID_POLICY => {
+                let policy = stream::parse_cpuid_policy(&r.body, r.at)?;
+                d.check_cpu_policy(&policy)?;
+            }
+            rec::VERIFY | rec::STATIC_DATA_END | rec::X86_MSR_POLICY => {}
             ty if ty & rec::OPTIONAL != 0 => {}
             ty => {
                 return Err(SrError::Unsupported(format!(
@@ -624,6 +638,10 @@ mod tests {
         emu: Vec<u8>,
         skip: Option<u64>,
         populate_calls: Vec<u64>,
+        /// The CPUID policy it sees, or (restoring) the one it can offer.
+        cpuid: Vec<(u32, u32, [u32; 4])>,
+        /// The policy a restore was handed.
+        checked: Option<Vec<(u32, u32, [u32; 4])>>,
     }
 
     impl HvmSaveSide for Fake {
@@ -657,6 +675,9 @@ mod tests {
         }
         fn emulator_state(&mut self) -> Vec<u8> {
             self.emu.clone()
+        }
+        fn cpu_policy(&mut self) -> Result<Vec<(u32, u32, [u32; 4])>, SrError> {
+            Ok(self.cpuid.clone())
         }
     }
 
@@ -692,6 +713,21 @@ mod tests {
             self.emu = s.to_vec();
             Ok(())
         }
+        fn check_cpu_policy(&mut self, p: &[(u32, u32, [u32; 4])]) -> Result<(), SrError> {
+            assert!(self.mem.is_empty(), "the policy comes before any frame");
+            if let Some(&(l, _, r)) = p.iter().find(|(l, s, r)| {
+                !self.cpuid.is_empty()
+                    && !self.cpuid.iter().any(|(l2, s2, r2)| {
+                        l2 == l && s2 == s && r.iter().zip(r2).all(|(a, b)| a & !b == 0)
+                    })
+            }) {
+                return Err(SrError::Unsupported(format!(
+                    "leaf {l:#x} {r:x?} not offered here"
+                )));
+            }
+            self.checked = Some(p.to_vec());
+            Ok(())
+        }
     }
 
     impl Sink for Vec<u8> {
@@ -724,6 +760,7 @@ mod tests {
         f.ctx = b"HVM context records".to_vec();
         f.params = vec![(5, 0xfeff0), (1, 7)];
         f.emu = b"OXDM\x01state".to_vec();
+        f.cpuid = vec![(1, u32::MAX, [0x600, 0, 0x0010_0000, 0x200])];
         f
     }
 
@@ -801,6 +838,9 @@ mod tests {
         fn emulator_state(&mut self) -> Vec<u8> {
             assert!(self.paused, "the device state is taken paused");
             self.g.emulator_state()
+        }
+        fn cpu_policy(&mut self) -> Result<Vec<(u32, u32, [u32; 4])>, SrError> {
+            self.g.cpu_policy()
         }
     }
 
@@ -911,6 +951,38 @@ mod tests {
         assert_eq!(dst.ctx, src.ctx);
         assert_eq!(dst.params, src.params);
         assert_eq!(dst.emu, src.emu);
+        assert_eq!(
+            dst.checked,
+            Some(src.cpuid.clone()),
+            "the target saw the guest's policy"
+        );
+    }
+
+    #[test]
+    fn a_host_that_lacks_a_feature_the_guest_was_given_refuses_it_before_any_frame() {
+        let img = saved(&mut guest());
+        let mut r = Reader(&img);
+        read_config(&mut r).unwrap();
+        // This host offers leaf 1 without ecx bit 20 (SSE4.2).
+        let mut dst = Fake {
+            cpuid: vec![(1, u32::MAX, [0x600, 0, 0, 0x200])],
+            ..Fake::default()
+        };
+        let e = restore_hvm(&mut r, &mut dst, &mut |_| {}).unwrap_err();
+        assert!(e.to_string().contains("not offered here"), "{e}");
+        assert!(
+            dst.mem.is_empty() && dst.ctx.is_empty(),
+            "nothing was restored"
+        );
+        let mut bad = img.clone();
+        // The policy record's length (after the TSC record) made ragged.
+        let cfg_end = savefile::XL_HEADER_LEN + 4 + 11;
+        let pol = cfg_end + 16 + 8 + stream::HEADERS_LEN + 8 + 24;
+        assert_eq!(&bad[pol..pol + 4], &rec::X86_CPUID_POLICY.to_le_bytes());
+        bad[pol + 4] = 23;
+        let mut r = Reader(&bad);
+        read_config(&mut r).unwrap();
+        assert!(restore_hvm(&mut r, &mut Fake::default(), &mut |_| {}).is_err());
     }
 
     #[test]

@@ -351,6 +351,41 @@ pub fn hvm_params(params: &[(u64, u64)]) -> Vec<u8> {
     out
 }
 
+/// Bytes of one `xen_cpuid_leaf_t` in an `X86_CPUID_POLICY` body.
+pub const CPUID_LEAF_LEN: usize = 24;
+/// The most leaves an `X86_CPUID_POLICY` body may hold.
+pub const CPUID_LEAVES_MAX: usize = 1024;
+
+/// An `X86_CPUID_POLICY` body: `(leaf, subleaf, [eax, ebx, ecx, edx])`
+/// as `xen_cpuid_leaf_t`s.
+pub fn cpuid_policy(leaves: &[(u32, u32, [u32; 4])]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(leaves.len() * CPUID_LEAF_LEN);
+    for &(l, s, r) in leaves {
+        for w in [l, s, r[0], r[1], r[2], r[3]] {
+            out.extend_from_slice(&w.to_le_bytes());
+        }
+    }
+    out
+}
+
+/// Decodes an `X86_CPUID_POLICY` body.
+pub fn parse_cpuid_policy(body: &[u8], at: u64) -> Result<Vec<(u32, u32, [u32; 4])>, StreamError> {
+    if body.len() % CPUID_LEAF_LEN != 0 || body.len() / CPUID_LEAF_LEN > CPUID_LEAVES_MAX {
+        return Err(StreamError::BadRecord {
+            at,
+            ty: rec::X86_CPUID_POLICY,
+            why: "not a whole number of leaves, or over 1024",
+        });
+    }
+    Ok(body
+        .chunks_exact(CPUID_LEAF_LEN)
+        .map(|e| {
+            let w = |i: usize| u32::from_le_bytes([e[i], e[i + 1], e[i + 2], e[i + 3]]);
+            (w(0), w(4), [w(8), w(12), w(16), w(20)])
+        })
+        .collect())
+}
+
 /// `struct xc_sr_rec_x86_tsc_info`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TscInfo {

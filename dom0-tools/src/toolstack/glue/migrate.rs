@@ -109,6 +109,9 @@ impl HvmSaveSide for Outgoing<'_> {
     fn emulator_state(&mut self) -> Vec<u8> {
         core::mem::take(&mut self.emulator)
     }
+    fn cpu_policy(&mut self) -> Result<Vec<(u32, u32, [u32; 4])>, SrError> {
+        self.frames.cpu_policy()
+    }
 }
 
 impl LiveHvm for Outgoing<'_> {

@@ -191,6 +191,15 @@ impl HvmSaveSide for SaveHvm {
     fn emulator_state(&mut self) -> Vec<u8> {
         core::mem::take(&mut self.emulator)
     }
+
+    fn cpu_policy(&mut self) -> Result<Vec<(u32, u32, [u32; 4])>, SrError> {
+        let leaves =
+            xc::get_cpu_policy(self.domid).map_err(|e| hc_err("XEN_DOMCTL_get_cpu_policy", e))?;
+        Ok(leaves
+            .iter()
+            .map(|l| (l.leaf, l.subleaf, [l.a, l.b, l.c, l.d]))
+            .collect())
+    }
 }
 
 /// A new, paused HVM domain being filled from an image.
@@ -200,6 +209,9 @@ struct RestoreHvm {
     ioreq: Option<ForeignMap>,
     /// The device model's state, if the image had one.
     emulator: Option<Vec<u8>>,
+    /// The CPUID policy to give it: this host's default for it, levelled
+    /// down to the features the guest had (set before it first runs).
+    cpuid: Option<Vec<hypercall_abi::arch_x86::XenCpuidLeaf>>,
 }
 
 impl HvmRestoreSide for RestoreHvm {
@@ -263,6 +275,40 @@ impl HvmRestoreSide for RestoreHvm {
 
     fn set_emulator_state(&mut self, state: &[u8]) -> Result<(), SrError> {
         self.emulator = Some(state.to_vec());
+        Ok(())
+    }
+
+    fn check_cpu_policy(&mut self, policy: &[(u32, u32, [u32; 4])]) -> Result<(), SrError> {
+        let mut leaves =
+            xc::get_cpu_policy(self.domid).map_err(|e| hc_err("XEN_DOMCTL_get_cpu_policy", e))?;
+        let here: Vec<(u32, u32, [u32; 4])> = leaves
+            .iter()
+            .map(|l| (l.leaf, l.subleaf, [l.a, l.b, l.c, l.d]))
+            .collect();
+        if let Some(u) = crate::xlcfg::cpuid::missing_feature(policy, &here) {
+            return Err(SrError::Unsupported(format!(
+                "the guest was given a feature this host lacks: {u}"
+            )));
+        }
+        // Every feature word as the guest had it (a subset of this host's).
+        for l in &mut leaves {
+            for &(leaf, subleaf, reg) in xen_core::cpuid_level::FEATURE_WORDS.iter() {
+                if l.leaf != leaf || l.subleaf != subleaf {
+                    continue;
+                }
+                let had = policy
+                    .iter()
+                    .find(|(pl, ps, _)| *pl == leaf && *ps == subleaf)
+                    .map_or(0, |(_, _, r)| r[reg]);
+                match reg {
+                    0 => l.a &= had,
+                    1 => l.b &= had,
+                    2 => l.c &= had,
+                    _ => l.d &= had,
+                }
+            }
+        }
+        self.cpuid = Some(leaves);
         Ok(())
     }
 }
@@ -565,6 +611,7 @@ impl Toolstack {
                 domid,
                 ioreq: None,
                 emulator: None,
+                cpuid: None,
             },
             cfg,
             cfg_file,
@@ -625,7 +672,25 @@ impl Toolstack {
         let uuid = cfg.uuid.unwrap_or_else(|| self.new_uuid(domid));
         let uuid_s = uuid_string(&uuid);
         let name = cfg.name.clone();
-        match self.finish_start_hvm(&cfg, domid, &uuid_s, paused) {
+        // Paused until the guest's own CPUID policy is in place.
+        let started = self
+            .finish_start_hvm(&cfg, domid, &uuid_s, true)
+            .and_then(|()| {
+                if let Some(leaves) = r.side.cpuid.take() {
+                    xc::set_cpu_policy(domid, &leaves).map_err(|e| {
+                        XlError::Message(format!(
+                            "{what}: XEN_DOMCTL_set_cpu_policy refused the guest's policy: {}",
+                            e.errno
+                        ))
+                    })?;
+                }
+                if paused {
+                    Ok(())
+                } else {
+                    xc::unpause(domid).map_err(xen_err)
+                }
+            });
+        match started {
             Ok(()) => {
                 self.guests.insert(
                     domid,
