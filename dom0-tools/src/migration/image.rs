@@ -212,9 +212,11 @@ impl Writer {
         self.put(t, &savefile::libxl_header())?;
         self.record(t, librec::LIBXC_CONTEXT, &[])?;
         self.put(t, &stream::headers(stream::DHDR_TYPE_X86_HVM, xen.0, xen.1))?;
-        self.record(t, rec::X86_TSC_INFO, &stream::TscInfo::default().body())?;
+        // Version 3's static data: the CPUID policy, then its end.
         let policy = stream::cpuid_policy(&t.cpu_policy()?);
-        self.record(t, rec::X86_CPUID_POLICY, &policy)
+        self.record(t, rec::X86_CPUID_POLICY, &policy)?;
+        self.record(t, rec::STATIC_DATA_END, &[])?;
+        self.record(t, rec::X86_TSC_INFO, &stream::TscInfo::default().body())
     }
     /// `PAGE_DATA` records with the contents of `gfns`, [`SAVE_BATCH`] at a
     /// time; `progress(frames sent)` after each.
@@ -603,7 +605,8 @@ fn restore_libxc<D: HvmRestoreSide + ?Sized, S: Source + ?Sized>(
                 let policy = stream::parse_cpuid_policy(&r.body, r.at)?;
                 d.check_cpu_policy(&policy)?;
             }
-            rec::VERIFY | rec::STATIC_DATA_END | rec::X86_MSR_POLICY => {}
+            rec::STATIC_DATA_END if r.body.is_empty() => {}
+            rec::VERIFY | rec::X86_MSR_POLICY => {}
             ty if ty & rec::OPTIONAL != 0 => {}
             ty => {
                 return Err(SrError::Unsupported(format!(
@@ -975,9 +978,10 @@ mod tests {
             "nothing was restored"
         );
         let mut bad = img.clone();
-        // The policy record's length (after the TSC record) made ragged.
+        // The policy record's length (the first after the headers) made
+        // ragged.
         let cfg_end = savefile::XL_HEADER_LEN + 4 + 11;
-        let pol = cfg_end + 16 + 8 + stream::HEADERS_LEN + 8 + 24;
+        let pol = cfg_end + 16 + 8 + stream::HEADERS_LEN;
         assert_eq!(&bad[pol..pol + 4], &rec::X86_CPUID_POLICY.to_le_bytes());
         bad[pol + 4] = 23;
         let mut r = Reader(&bad);

@@ -3,7 +3,7 @@
 //! restore` and `xl migrate` read.
 //!
 //! **Owns** the layouts and their checks: the image header (marker,
-//! "XENF", version 2, little endian), the domain header (x86 PV or HVM,
+//! "XENF", version 3 written, 2 and 3 read, little endian), the domain header (x86 PV or HVM,
 //! 4 KiB pages, the saving Xen's version), record headers (type, length,
 //! bodies padded to 8 bytes, at most [`REC_LENGTH_MAX`]) and the bodies
 //! Oxen writes: `PAGE_DATA` (typed pfns, then the pages that carry data),
@@ -26,8 +26,12 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 pub const IHDR_MARKER: u64 = u64::MAX;
 /// Image header id, "XENF".
 pub const IHDR_ID: u32 = 0x5845_4e46;
-/// The stream version.
-pub const IHDR_VERSION: u32 = 2;
+/// The stream version Oxen writes: 3, as Xen 4.14 and later (the CPUID
+/// and MSR policies and `STATIC_DATA_END` before the first page).
+pub const IHDR_VERSION: u32 = 3;
+/// The oldest version read: 2 (Xen 4.6 to 4.13), which has no static
+/// data section.
+pub const IHDR_VERSION_MIN: u32 = 2;
 /// Options bit 0: the stream is big endian (never written; refused).
 pub const IHDR_OPT_BIG_ENDIAN: u16 = 1;
 
@@ -225,7 +229,9 @@ impl fmt::Display for StreamError {
             StreamError::NotAStream => {
                 f.write_str("not a Xen migration v2 stream (no image header)")
             }
-            StreamError::Version(v) => write!(f, "stream version {v} (this reads version 2)"),
+            StreamError::Version(v) => {
+                write!(f, "stream version {v} (this reads versions 2 and 3)")
+            }
             StreamError::BigEndian => f.write_str("big-endian stream (this reads little endian)"),
             StreamError::DomainType(t) => write!(f, "domain type {t} (this reads x86 PV and HVM)"),
             StreamError::PageShift(s) => write!(f, "page shift {s} (this reads 4 KiB pages)"),
@@ -437,7 +443,7 @@ pub fn read_headers(buf: &[u8]) -> Result<Decoded<DomainHeader>, StreamError> {
     if ih.marker.get() != IHDR_MARKER || ih.id.get() != IHDR_ID {
         return Err(StreamError::NotAStream);
     }
-    if ih.version.get() != IHDR_VERSION {
+    if !(IHDR_VERSION_MIN..=IHDR_VERSION).contains(&ih.version.get()) {
         return Err(StreamError::Version(ih.version.get()));
     }
     if ih.options.get() & IHDR_OPT_BIG_ENDIAN != 0 {
@@ -725,7 +731,7 @@ mod tests {
         let h = headers(DHDR_TYPE_X86_HVM, 4, 17);
         assert_eq!(&h[..8], &[0xff; 8]);
         assert_eq!(&h[8..12], b"XENF");
-        assert_eq!(&h[12..16], &[0, 0, 0, 2]);
+        assert_eq!(&h[12..16], &[0, 0, 0, 3]);
         assert_eq!(&h[16..24], &[0; 8]);
         // The domain header is in the stream's (little-endian) order.
         assert_eq!(&h[24..28], &[2, 0, 0, 0]);
@@ -742,8 +748,14 @@ mod tests {
         assert_eq!(read_headers(&s), Err(StreamError::NotAStream));
         assert_eq!(read_headers(&s[..10]), Err(StreamError::NotAStream));
         let mut s = good.clone();
-        s[15] = 3;
-        assert_eq!(read_headers(&s), Err(StreamError::Version(3)));
+        s[15] = 4;
+        assert_eq!(read_headers(&s), Err(StreamError::Version(4)));
+        let mut old = good.clone();
+        old[15] = 2;
+        assert!(
+            read_headers(&old).is_ok(),
+            "a version 2 stream (Xen 4.13) is read"
+        );
         let mut s = good.clone();
         s[17] = 1;
         assert_eq!(read_headers(&s), Err(StreamError::BigEndian));
