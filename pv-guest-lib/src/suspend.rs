@@ -10,7 +10,10 @@
 //! 2. masks events and maps the shared-info alias back to its own frame
 //!    ([`crate::shared::detach`], Linux's `xen_pre_suspend`), so no page
 //!    table names a frame the guest does not own;
-//! 3. `SCHEDOP_shutdown(SHUTDOWN_suspend)` with `rdx` = the machine frame
+//! 3. turns `start_info`'s `store_mfn` and `console.domU.mfn` into
+//!    pseudo-physical frames (Linux's `xen_pre_suspend`; libxc's restore
+//!    reads them so), back if the suspend is cancelled;
+//! 4. `SCHEDOP_shutdown(SHUTDOWN_suspend)` with `rdx` = the machine frame
 //!    of the `start_info` page ([`crate::xen::sched_suspend`]).
 //!
 //! The call returns when the domain runs again:
@@ -86,6 +89,40 @@ impl fmt::Display for SuspendError {
     }
 }
 
+/// Linux's `xen_pre_suspend`/`xen_post_suspend(cancelled)`: in the
+/// `start_info` page, `store_mfn` and `console.domU.mfn` become
+/// pseudo-physical frame numbers for the suspend (libxc's restore reads
+/// them as such and writes the new machine frames), and machine frames
+/// again if it is cancelled. `to_pfn` says which way.
+#[cfg(target_os = "none")]
+fn convert_start_info(si: &StartInfo, to_pfn: bool) -> Result<(), SuspendError> {
+    let p = si.va as *mut crate::abi::xen::StartInfo;
+    // SAFETY: the start_info page, mapped read-write in the bootstrap
+    // region for the domain's life; only this (single-vCPU, events
+    // masked) path writes it, through volatile copies.
+    let mut raw = unsafe { core::ptr::read_volatile(p) };
+    let conv = |v: u64| {
+        if to_pfn {
+            crate::frame::mfn_to_pfn(v)
+        } else {
+            crate::frame::pfn_to_mfn(v)
+        }
+    };
+    let store = conv(raw.store_mfn).ok_or(SuspendError::NotBooted)?;
+    let mut console = raw.console.dom_u();
+    console.mfn = conv(console.mfn).ok_or(SuspendError::NotBooted)?;
+    raw.store_mfn = store;
+    raw.console = crate::abi::xen::StartInfoConsole::from_dom_u(console);
+    // SAFETY: as above.
+    unsafe { core::ptr::write_volatile(p, raw) };
+    Ok(())
+}
+
+#[cfg(not(target_os = "none"))]
+fn convert_start_info(_si: &StartInfo, _to_pfn: bool) -> Result<(), SuspendError> {
+    Ok(())
+}
+
 /// What the restore left in `start_info`, read from the page itself (the
 /// copy [`crate::boot::start_info`] made at boot is the old domain's).
 #[cfg(target_os = "none")]
@@ -131,7 +168,11 @@ pub fn suspend(xs: &mut Xenbus<StoreTransport>) -> Result<Resumed, SuspendError>
         si.shared_info
     };
     let irq = crate::events::IrqGuard::new();
-    crate::shared::detach().map_err(SuspendError::Detach)?;
+    convert_start_info(si, true)?;
+    if let Err(e) = crate::shared::detach() {
+        let _ = convert_start_info(si, false);
+        return Err(SuspendError::Detach(e));
+    }
     let r = crate::xen::sched_suspend(srec);
     let resumed = match r {
         Ok(0) => {
@@ -146,6 +187,7 @@ pub fn suspend(xs: &mut Xenbus<StoreTransport>) -> Result<Resumed, SuspendError>
     // Cancelled or refused: the same domain, the same shared info.
     crate::shared::remap(old_shared)
         .map_err(|e| SuspendError::Resume("remapping shared info", e))?;
+    convert_start_info(si, false)?;
     drop(irq);
     resumed
 }
