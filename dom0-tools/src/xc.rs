@@ -248,6 +248,12 @@ pub fn pause(domid: DomId) -> Result<(), Errno> {
     simple(DomctlCmd::Pausedomain, domid)
 }
 
+/// `XEN_DOMCTL_resumedomain`: a domain shut down with `SHUTDOWN_suspend`
+/// runs on (libxc's `xc_domain_resume`; set the vCPU's return value first).
+pub fn resume_domain(domid: DomId) -> Result<(), Errno> {
+    simple(DomctlCmd::Resumedomain, domid)
+}
+
 /// `XEN_DOMCTL_destroydomain`, repeated while Xen says -EAGAIN (it
 /// relinquishes the domain's memory preemptibly), as `xc_domain_destroy`.
 pub fn destroy(domid: DomId) -> Result<(), Errno> {
@@ -869,6 +875,18 @@ pub mod foreign {
     impl ForeignMap {
         /// Maps `mfns` (frames of `domid`) writable, in order.
         pub fn new(domid: DomId, mfns: &[u64]) -> Result<ForeignMap, Errno> {
+            Self::with_flags(domid, mfns, PteFlags::KERNEL_RW)
+        }
+
+        /// Maps `mfns` (frames of `domid`) read-only, in order: frames the
+        /// hypervisor will not map writable (a suspended PV guest's page
+        /// tables and descriptor pages) can be read so. Writing to
+        /// [`page`](Self::page) faults.
+        pub fn new_readonly(domid: DomId, mfns: &[u64]) -> Result<ForeignMap, Errno> {
+            Self::with_flags(domid, mfns, PteFlags::KERNEL_RO)
+        }
+
+        fn with_flags(domid: DomId, mfns: &[u64], flags: PteFlags) -> Result<ForeignMap, Errno> {
             let n = mfns.len() as u64;
             if n == 0 || n > MAX_MAP_PAGES {
                 return Err(Errno::EINVAL);
@@ -881,11 +899,11 @@ pub mod foreign {
                 pages: 0,
                 domid,
             };
-            m.map_all(mfns)?;
+            m.map_all(mfns, flags)?;
             Ok(m)
         }
 
-        fn map_all(&mut self, mfns: &[u64]) -> Result<(), Errno> {
+        fn map_all(&mut self, mfns: &[u64], flags: PteFlags) -> Result<(), Errno> {
             let l4 = frame::kernel_l4();
             let mut batch: heapless::Vec<hypercall_abi::xen::MmuUpdate, 64> = heapless::Vec::new();
             let mut cur_l1 = (u64::MAX, 0u64);
@@ -902,11 +920,7 @@ pub mod foreign {
                     cur_l1 = (tag, l1);
                 }
                 let idx = mm::index(va, 1);
-                let _ = batch.push(mmu::pt_update(
-                    cur_l1.1,
-                    idx,
-                    Pte::new(mfn, PteFlags::KERNEL_RW),
-                ));
+                let _ = batch.push(mmu::pt_update(cur_l1.1, idx, Pte::new(mfn, flags)));
                 if batch.is_full() {
                     self.flush(&batch)?;
                     batch.clear();
