@@ -265,3 +265,229 @@ impl Toolstack {
         r
     }
 }
+
+/// A new, paused PV domain being filled from an image.
+struct RestorePv {
+    domid: u16,
+}
+
+impl pv::PvRestoreSide for RestorePv {
+    fn populate(&mut self, pfns: &[u64]) -> Result<Vec<u64>, SrError> {
+        let mut out = Vec::with_capacity(pfns.len());
+        for chunk in pfns.chunks(512) {
+            let mut list = chunk.to_vec();
+            let n = xc::populate_physmap(self.domid, &mut list)
+                .map_err(|e| hc("populate_physmap", e))?;
+            if n != chunk.len() {
+                return Err(SrError::Domain(String::from(
+                    "populate_physmap: out of memory (or over the config's memory)",
+                )));
+            }
+            out.extend_from_slice(&list);
+        }
+        Ok(out)
+    }
+
+    fn write_frames(&mut self, mfns: &[u64], data: &[u8]) -> Result<(), SrError> {
+        for (frames, bytes) in mfns.chunks(READ_BATCH).zip(data.chunks(READ_BATCH * 4096)) {
+            let mut map = ForeignMap::new(self.domid, frames)
+                .map_err(|e| hc("mapping the new domain's frames", e))?;
+            for (i, b) in bytes.chunks_exact(4096).enumerate() {
+                let p = map
+                    .page(i as u64)
+                    .ok_or_else(|| SrError::Domain(String::from("a new frame did not map")))?;
+                p.copy_from_slice(b);
+            }
+        }
+        Ok(())
+    }
+
+    fn read_frame(&mut self, mfn: u64) -> Result<Vec<u8>, SrError> {
+        let mut map = ForeignMap::new_readonly(self.domid, &[mfn])
+            .map_err(|e| hc("mapping a new frame", e))?;
+        let p = map
+            .page(0)
+            .ok_or_else(|| SrError::Domain(String::from("a new frame did not map")))?;
+        Ok(p.to_vec())
+    }
+
+    fn pin(&mut self, mfn: u64, level: u8) -> Result<(), SrError> {
+        xc::pin_table(self.domid, level, mfn)
+            .map_err(|e| hc(&format!("pinning L{level} table {mfn:#x}"), e))
+    }
+
+    fn update_shared_info(&mut self, f: &mut dyn FnMut(&mut [u8])) -> Result<u64, SrError> {
+        let frame = xc::domain_info(self.domid)
+            .map_err(|e| hc("getdomaininfo", e))?
+            .shared_info_frame;
+        let mut map =
+            ForeignMap::new(self.domid, &[frame]).map_err(|e| hc("mapping shared info", e))?;
+        let p = map
+            .page(0)
+            .ok_or_else(|| SrError::Domain(String::from("shared info did not map")))?;
+        f(&mut p[..]);
+        Ok(frame << 12)
+    }
+
+    fn set_vcpu_context(
+        &mut self,
+        id: u32,
+        ctx: &hypercall_abi::arch_x86::VcpuGuestContext,
+    ) -> Result<(), SrError> {
+        xc::set_vcpu_context(self.domid, id, ctx)
+            .map_err(|e| hc(&format!("setvcpucontext of vCPU {id}"), e))
+    }
+}
+
+/// A PV image's config, parsed.
+pub(super) struct PvConfig {
+    cfg_file: String,
+    text: String,
+    cfg: DomainConfig,
+}
+
+/// Frames of room a restored PV domain gets beyond its config's memory.
+const RESTORE_SLACK_KIB: u64 = 256;
+
+impl Toolstack {
+    /// The config a restore uses (`config`, or the image's) if it is a
+    /// `type = "pv"` guest's; `None` for anything else (or a config that
+    /// does not parse: the HVM path reports that).
+    pub(super) fn pv_restore_config(&self, saved: &[u8], config: Option<&str>) -> Option<PvConfig> {
+        let (cfg_file, text) = match config {
+            Some(c) => {
+                let (p, t) = self.config(c).ok()?;
+                (p, String::from_utf8_lossy(t).into_owned())
+            }
+            None => (
+                String::from("<saved>"),
+                String::from_utf8(saved.to_vec()).ok()?,
+            ),
+        };
+        let (cfg, _) = xlcfg::load(&cfg_file, &text, &[]).ok()?;
+        (cfg.domain_type == DomainType::Pv).then_some(PvConfig {
+            cfg_file,
+            text,
+            cfg,
+        })
+    }
+
+    /// `xl restore` of a PV image, after its config (`c`): a new domain,
+    /// the image into it, then xenstore, the console, disks and vifs as
+    /// `xl create` wires them, and unpaused unless `paused`. Any failure
+    /// destroys the new domain: a bad image creates nothing.
+    pub(super) fn restore_pv_domain<S: image::Source + ?Sized>(
+        &mut self,
+        what: &str,
+        c: PvConfig,
+        paused: bool,
+        src: &mut S,
+        out: &mut dyn fmt::Write,
+    ) -> XlResult<u32> {
+        let PvConfig {
+            cfg_file,
+            text,
+            cfg,
+        } = c;
+        let _ = writeln!(out, "Parsing config from {cfg_file}");
+        if self.guests.values().any(|g| g.name == cfg.name) || cfg.name == "Domain-0" {
+            return Err(XlError::Message(format!(
+                "Domain with name {} already exists.",
+                cfg.name
+            )));
+        }
+        let domid = xc::create_domain(&xc::CreateParams {
+            max_vcpus: cfg.max_vcpus.max(1),
+            ..xc::CreateParams::default()
+        })
+        .map_err(|e| sr_fail("creating the domain", e))?;
+        let _ = writeln!(out, "xc: info: Restoring domain {domid}, type x86 PV");
+        let t0 = time::now_ns();
+        let body = (|| -> Result<(pv::Restored, u32, u32), SrError> {
+            let mem_kib = cfg.maxmem_mib.max(cfg.memory_mib) * 1024;
+            xc::set_max_mem(domid, mem_kib + RESTORE_SLACK_KIB).map_err(|e| hc("max_mem", e))?;
+            let console_port =
+                xc::evtchn_alloc_unbound(domid, 0).map_err(|e| hc("alloc_unbound (console)", e))?;
+            let store_port = xc::evtchn_alloc_unbound(domid, 0)
+                .map_err(|e| hc("alloc_unbound (xenstore)", e))?;
+            let mut side = RestorePv { domid };
+            let mut shown = 0u64;
+            let r = pv::restore_pv(
+                src,
+                &mut side,
+                pv::Ports {
+                    store_evtchn: store_port,
+                    console_evtchn: console_port,
+                },
+                &mut |pages| {
+                    if pages >> 12 > shown >> 12 {
+                        shown = pages;
+                        let _ = writeln!(out, "xc: Frames restored: {pages}");
+                    }
+                },
+            )?;
+            Ok((r, console_port, store_port))
+        })();
+        let (r, console_port, store_port) = match body {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = xc::destroy(domid);
+                return Err(sr_fail(
+                    &format!("{what}: restore failed, domain {domid} destroyed"),
+                    e,
+                ));
+            }
+        };
+        let ns = time::now_ns().saturating_sub(t0);
+        let _ = writeln!(
+            out,
+            "xc: info: Restored {} frames in {} ms",
+            r.pages,
+            ns / 1_000_000
+        );
+        let shared_info_frame = xc::domain_info(domid).map_or(0, |i| i.shared_info_frame);
+        let built = Built {
+            domid,
+            nr_pages: r.max_pfn,
+            console_mfn: r.console_mfn,
+            console_port,
+            store_mfn: r.store_mfn,
+            store_port,
+            l4_mfn: 0,
+            entry: 0,
+            shared_info_frame,
+        };
+        match self.finish_start(&cfg, &built, paused) {
+            Ok((uuid, console_map, console_port)) => {
+                let name = cfg.name.clone();
+                self.guests.insert(
+                    domid,
+                    Box::new(Guest {
+                        name,
+                        cfg,
+                        source: Source {
+                            file: cfg_file,
+                            text,
+                            overrides: Vec::new(),
+                        },
+                        uuid,
+                        console: DomConsole::new(domid),
+                        console_map: Some(console_map),
+                        console_port: Some(console_port),
+                        hvm: None,
+                        started_ns: time::now_ns(),
+                        settled: false,
+                    }),
+                );
+                let _ = writeln!(out, "xc: info: Restore successful");
+                Ok(u32::from(domid))
+            }
+            Err(e) => {
+                self.net.forget(&mut self.xs, domid);
+                let _ = self.xs.release(domid);
+                let _ = xc::destroy(domid);
+                Err(e)
+            }
+        }
+    }
+}

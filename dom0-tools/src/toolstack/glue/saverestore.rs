@@ -515,6 +515,9 @@ impl Toolstack {
             savefile::XL_FLAG_STREAM_V2,
             4 + saved.len()
         );
+        if let Some(c) = self.pv_restore_config(&saved, config) {
+            return self.restore_pv_domain(file, c, paused, &mut src, out);
+        }
         let mut r = self.restore_begin(file, saved, config, out)?;
         let body = restore_body(&mut src, &mut r, out);
         self.restore_end(file, r, body, paused, out)
