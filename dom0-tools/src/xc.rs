@@ -248,6 +248,12 @@ pub fn pause(domid: DomId) -> Result<(), Errno> {
     simple(DomctlCmd::Pausedomain, domid)
 }
 
+/// `XEN_DOMCTL_resumedomain`: a domain shut down with `SHUTDOWN_suspend`
+/// runs on (libxc's `xc_domain_resume`; set the vCPU's return value first).
+pub fn resume_domain(domid: DomId) -> Result<(), Errno> {
+    simple(DomctlCmd::Resumedomain, domid)
+}
+
 /// `XEN_DOMCTL_destroydomain`, repeated while Xen says -EAGAIN (it
 /// relinquishes the domain's memory preemptibly), as `xc_domain_destroy`.
 pub fn destroy(domid: DomId) -> Result<(), Errno> {
@@ -872,10 +878,13 @@ pub mod foreign {
             Self::with_flags(domid, mfns, PteFlags::KERNEL_RW)
         }
 
-        /// Maps `mfns` read-only: for reading a guest's memory without
-        /// Xen counting a writable mapping (a PV guest's page tables may
-        /// only be mapped so; log-dirty mode marks every frame a writable
-        /// foreign mapping held dirty when it goes).
+        /// Maps `mfns` (frames of `domid`) read-only, in order: frames the
+        /// hypervisor will not map writable (a suspended PV guest's page
+        /// tables and descriptor pages) can be read so, and reading a
+        /// guest in log-dirty mode this way marks nothing dirty (a
+        /// writable foreign mapping marks every frame it held when it
+        /// goes). Writing to [`page`](Self::page) faults: read with
+        /// [`read_page`](Self::read_page).
         pub fn new_readonly(domid: DomId, mfns: &[u64]) -> Result<ForeignMap, Errno> {
             Self::with_flags(domid, mfns, PteFlags::KERNEL_RO)
         }

@@ -109,12 +109,25 @@ impl Ring {
 }
 
 static ACTIVE: spin::Once<Option<Ring>> = spin::Once::new();
+/// The port after a restore ([`set_port`]); `u32::MAX`: start_info's.
+static PORT: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(u32::MAX);
 
 /// This domain's console ring: `None` for the initial domain (it has the
 /// hypervisor console), before boot, or when start_info names a frame
 /// that is not in the mapped bootstrap region.
 pub fn active() -> Option<Ring> {
-    *ACTIVE.call_once(find)
+    let mut r = (*ACTIVE.call_once(find))?;
+    let p = PORT.load(core::sync::atomic::Ordering::Acquire);
+    if p != u32::MAX {
+        r.port = p;
+    }
+    Some(r)
+}
+
+/// After a restore: the ring page is the same (same pseudo-physical
+/// frame) but its event channel is new (`start_info.console.domU.evtchn`).
+pub fn set_port(port: u32) {
+    PORT.store(port, core::sync::atomic::Ordering::Release);
 }
 
 fn find() -> Option<Ring> {

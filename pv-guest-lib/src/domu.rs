@@ -181,6 +181,7 @@ pub enum Outcome {
 pub struct ShutdownWatcher {
     published: Vec<&'static str>,
     check: bool,
+    suspend: bool,
     others: VecDeque<WatchEvent>,
 }
 
@@ -204,8 +205,21 @@ impl ShutdownWatcher {
         Ok(ShutdownWatcher {
             published,
             check: false,
+            suspend: false,
             others: VecDeque::new(),
         })
+    }
+
+    /// Takes `suspend` requests too (a kernel that carries them out with
+    /// [`crate::suspend`]): they are acknowledged and returned with
+    /// [`ShutdownReason::Suspend`]; also publishes
+    /// `control/feature-suspend` (best effort).
+    pub fn accept_suspend<T: Transport>(&mut self, xs: &mut Xenbus<T>) {
+        self.suspend = true;
+        match xs.write(NO_TX, "control/feature-suspend", b"1") {
+            Ok(()) => self.published.push("suspend"),
+            Err(e) => log::warn!("domu: cannot publish control/feature-suspend: {e}"),
+        }
     }
 
     /// The features [`start`](Self::start) managed to publish.
@@ -229,12 +243,18 @@ impl ShutdownWatcher {
         if !self.check {
             return Ok(None);
         }
-        let pending = xs.check_shutdown_with(|r| action(r).is_some())?;
+        let suspend = self.suspend;
+        let pending = xs.check_shutdown_with(|r| {
+            action(r).is_some() || (suspend && r == ShutdownRequest::Suspend)
+        })?;
         self.check = false;
         Ok(match pending {
             None => None,
             Some(Pending::Taken { request, value }) => {
-                let reason = action(request).unwrap_or(ShutdownReason::Poweroff);
+                let reason = match request {
+                    ShutdownRequest::Suspend => ShutdownReason::Suspend,
+                    r => action(r).unwrap_or(ShutdownReason::Poweroff),
+                };
                 Some(Outcome::Shutdown(Shutdown {
                     request,
                     value,
@@ -633,6 +653,38 @@ mod tests {
             .toolstack_write("control/shutdown", b"reboot");
         let got = w.wait_for_shutdown(&mut xs).unwrap();
         assert_eq!(got.reason, ShutdownReason::Reboot);
+    }
+
+    #[test]
+    fn suspend_is_taken_once_accepted() {
+        let (mut xs, s) = guest();
+        let mut w = ShutdownWatcher::start(&mut xs).unwrap();
+        w.accept_suspend(&mut xs);
+        assert_eq!(w.published(), ["poweroff", "reboot", "suspend"]);
+        assert_eq!(node(&s, "control/feature-suspend").unwrap(), b"1");
+        assert_eq!(w.poll(&mut xs).unwrap(), None);
+        s.borrow_mut()
+            .toolstack_write("control/shutdown", b"suspend");
+        assert_eq!(
+            w.poll(&mut xs).unwrap(),
+            Some(Outcome::Shutdown(Shutdown {
+                request: ShutdownRequest::Suspend,
+                value: "suspend".into(),
+                reason: ShutdownReason::Suspend
+            }))
+        );
+        // Acknowledged, as `xl save` waits for.
+        assert_eq!(node(&s, "control/shutdown").unwrap(), b"");
+        // The other requests still work.
+        s.borrow_mut()
+            .toolstack_write("control/shutdown", b"poweroff");
+        assert!(matches!(
+            w.poll(&mut xs).unwrap(),
+            Some(Outcome::Shutdown(Shutdown {
+                reason: ShutdownReason::Poweroff,
+                ..
+            }))
+        ));
     }
 
     #[test]

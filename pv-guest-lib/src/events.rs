@@ -326,6 +326,21 @@ pub fn unbind(port: Port) {
     }
 }
 
+/// Forgets every handler and fired flag: after a restore the domain's
+/// event channels are gone (the new domain has none of them); the kernel
+/// binds what it needs again.
+pub fn forget_all() {
+    for s in SLOTS.iter() {
+        s.handler.store(0, Ordering::Release);
+        s.data.store(0, Ordering::Release);
+        s.vcpu.store(ANY_VCPU, Ordering::Release);
+    }
+    for f in FIRED.iter() {
+        f.store(0, Ordering::Release);
+    }
+    GENERATION.fetch_add(1, Ordering::AcqRel);
+}
+
 /// Takes (clears) `port`'s software "fired" flag: true if it was delivered
 /// since the last take.
 pub fn take_fired(port: Port) -> bool {

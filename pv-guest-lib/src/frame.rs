@@ -205,6 +205,23 @@ pub fn init() -> Result<MmInfo, PtError> {
     Ok(info)
 }
 
+/// After a restore the guest's frames have new machine numbers (the
+/// toolstack rewrote the p2m and every page table): re-reads the kernel
+/// L4's machine frame and the host's highest machine frame.
+pub fn refresh_after_restore() -> Result<(), PtError> {
+    let si = crate::boot::start_info().ok_or(PtError::NoMemory)?;
+    let l = crate::boot::layout().ok_or(PtError::NoMemory)?;
+    let l4_pfn = l.va_to_pfn(si.pt_base).ok_or(PtError::Unreadable(0))?;
+    let kernel_l4 = pfn_to_mfn(l4_pfn).ok_or(PtError::Unreadable(0))?;
+    let max = crate::memory::maximum_ram_page().unwrap_or(FALLBACK_MAX_MFN);
+    MAX_MFN.store(max.max(1), Ordering::Release);
+    if let Some(st) = STATE.lock().as_mut() {
+        st.kernel_l4 = kernel_l4;
+    }
+    KERNEL_L4.store(kernel_l4, Ordering::Release);
+    Ok(())
+}
+
 /// Machine frame of pseudo-physical frame `pfn` (from `start_info.mfn_list`).
 pub fn pfn_to_mfn(pfn: u64) -> Option<u64> {
     let p2m = crate::boot::p2m()?;

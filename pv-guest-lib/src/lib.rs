@@ -40,7 +40,10 @@
 //!   `smoltcp`, a TCP/IP stack device over it.
 //! - [`domu`] (feature `alloc`): an ordinary domain towards the toolstack —
 //!   connect to xenstore at boot, say who it is, obey `xl shutdown` and
-//!   `xl reboot`.
+//!   `xl reboot`;
+//! - [`suspend`] (feature `alloc`): `xl save`'s suspend and the resume
+//!   after it (cancelled, or restored into a new domain), and
+//!   [`p2m_list`]: the p2m frame list list the toolstack reads.
 //!
 //! Kernels link with `pv-kernel.ld` (shipped beside this crate's
 //! `Cargo.toml`); see the crate's README for a complete example.
@@ -93,12 +96,15 @@ pub mod mm;
 pub mod mmu;
 #[cfg(feature = "alloc")]
 pub mod netfront;
+pub mod p2m_list;
 pub mod page_alloc;
 pub mod percpu;
 pub mod runtime;
 pub mod shared;
 pub mod smp;
 pub mod start_info;
+#[cfg(feature = "alloc")]
+pub mod suspend;
 pub mod time;
 pub mod trap;
 pub mod user;

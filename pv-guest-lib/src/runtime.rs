@@ -64,6 +64,15 @@ pub fn init() -> Result<Runtime, InitError> {
     #[cfg(feature = "alloc")]
     crate::heap::init(HEAP_PAGES).map_err(InitError::Heap)?;
     let timer_port = crate::time::init_vcpu_timer(0).map_err(InitError::Timer)?;
+    // The p2m for the toolstack (save/restore), as Linux publishes it at
+    // boot (not Dom0: nobody saves it); a guest that cannot is still a
+    // guest, just not a saveable one.
+    #[cfg(target_os = "none")]
+    if !si.flags.initdomain() {
+        if let Err(e) = crate::p2m_list::publish() {
+            log::warn!("cannot publish the p2m frame list list: {e}");
+        }
+    }
     crate::events::irq_enable();
     Ok(Runtime { mm, timer_port })
 }

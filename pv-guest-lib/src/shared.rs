@@ -150,6 +150,35 @@ pub fn map(maddr: u64) -> Result<&'static SharedInfoView, Errno> {
     Ok(view)
 }
 
+/// Points the page [`get`] returns at another shared info frame (machine
+/// address `maddr`): after a restore, `start_info.shared_info` names the
+/// new domain's page. The view stays at the same address.
+pub fn remap(maddr: u64) -> Result<(), Errno> {
+    let va = imp::page_va();
+    let pte = crate::mm::Pte::new(maddr >> 12, crate::mm::PteFlags::KERNEL_RW);
+    crate::mmu::update_va_mapping(va, pte.0, crate::mmu::Flush::InvlpgLocal)?;
+    if get().is_none() {
+        // SAFETY: as in `map`.
+        install(unsafe { &*(va as *const SharedInfoView) });
+    }
+    Ok(())
+}
+
+/// Before a suspend (Linux's `xen_pre_suspend`): maps the page's own
+/// frame back where the shared info frame was, so no page table of the
+/// guest names a frame it does not own (the toolstack's canonicalisation
+/// refuses those). [`get`] then reads that plain page until [`remap`].
+pub fn detach() -> Result<(), Errno> {
+    let va = imp::page_va();
+    let l = crate::boot::layout().ok_or(Errno::EINVAL)?;
+    let mfn = l
+        .va_to_pfn(va)
+        .and_then(crate::frame::pfn_to_mfn)
+        .ok_or(Errno::EINVAL)?;
+    let pte = crate::mm::Pte::new(mfn, crate::mm::PteFlags::KERNEL_RW);
+    crate::mmu::update_va_mapping(va, pte.0, crate::mmu::Flush::InvlpgLocal)
+}
+
 #[cfg(target_os = "none")]
 mod imp {
     #[repr(C, align(4096))]

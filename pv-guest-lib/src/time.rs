@@ -228,6 +228,20 @@ pub fn init_vcpu_timer(vcpu: u32) -> Result<Port, Errno> {
     Ok(port)
 }
 
+/// After a restore: the `VIRQ_TIMER` bindings and armed deadlines are
+/// gone with the old domain, and system time is the new host's (it may be
+/// behind the old one): forgets all three. Bind again with
+/// [`init_vcpu_timer`].
+pub fn forget_after_restore() {
+    for p in PORT.iter() {
+        p.store(NO_PORT, Ordering::Release);
+    }
+    for n in NEXT.iter() {
+        n.store(NO_DEADLINE, Ordering::Release);
+    }
+    HIGH_WATER.store(0, Ordering::Release);
+}
+
 /// The `VIRQ_TIMER` port of `vcpu`, if bound.
 pub fn timer_port(vcpu: u32) -> Option<Port> {
     let p = PORT.get(vcpu as usize)?.load(Ordering::Acquire);

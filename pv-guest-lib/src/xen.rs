@@ -12,7 +12,7 @@
 use crate::abi::arch_x86::TrapInfo;
 use crate::abi::callback::{CallbackOp, CallbackRegister, CallbackType, CallbackUnregister};
 use crate::abi::hypercall::Hypercall;
-use crate::abi::sched::{SchedOp, SchedPoll, SchedShutdown, ShutdownReason};
+use crate::abi::sched::{SchedOp, SchedPoll, SchedRemoteShutdown, SchedShutdown, ShutdownReason};
 use crate::abi::vcpu::VcpuOp;
 use crate::abi::version::{
     XenCapabilitiesInfo, XenChangesetInfo, XenCommandline, XenCompileInfo, XenDomainHandleBuf,
@@ -249,6 +249,46 @@ pub fn sched_shutdown_code(reason: ShutdownReason) -> Result<u64, Errno> {
     };
     // SAFETY: Xen reads the 4-byte `sched_shutdown` in `arg`.
     check(unsafe { hypercall2(Hypercall::SchedOp, SchedOp::ShutdownCode as u64, ptr(&arg)) })
+}
+
+/// `SCHEDOP_shutdown` with `SHUTDOWN_suspend` and, in `rdx` (the
+/// hypercall's third argument, Xen's `HYPERVISOR_suspend(srec)`), the
+/// machine frame of the `start_info` page the toolstack rewrites on
+/// restore. Returns when the domain runs again: `1` if the suspend was
+/// cancelled (the same domain runs on, `xl save -c`, a failed save), `0`
+/// in a new domain after a restore.
+pub fn sched_suspend(start_info_mfn: u64) -> Result<u64, Errno> {
+    let arg = SchedShutdown {
+        reason: ShutdownReason::Suspend as u32,
+    };
+    // SAFETY: Xen reads the 4-byte `sched_shutdown` in `arg`; the third
+    // argument is a number, not a pointer Xen follows.
+    check(unsafe {
+        hypercall3(
+            Hypercall::SchedOp,
+            SchedOp::Shutdown as u64,
+            ptr(&arg),
+            start_info_mfn,
+        )
+    })
+}
+
+/// `SCHEDOP_remote_shutdown` (privileged): shuts domain `domid` down with
+/// `reason`.
+pub fn remote_shutdown(domid: u16, reason: ShutdownReason) -> Result<u64, Errno> {
+    let arg = SchedRemoteShutdown {
+        domain_id: domid,
+        _pad2: 0,
+        reason: reason as u32,
+    };
+    // SAFETY: Xen reads the 8-byte `sched_remote_shutdown` in `arg`.
+    check(unsafe {
+        hypercall2(
+            Hypercall::SchedOp,
+            SchedOp::RemoteShutdown as u64,
+            ptr(&arg),
+        )
+    })
 }
 
 /// Shuts down with `reason` and never returns: if the hypervisor refuses,

@@ -206,7 +206,7 @@ pub const TEST_KERNELS: &[TestKernel] = &[
     },
     TestKernel {
         name: "pv-domctl",
-        purpose: "domain control from Dom0 with Xen 4.17's domctl/sysctl: create, size, populate, foreign-map, CPUID policy levelled down before the first unpause, pause, destroy with exact free memory, and the refusals",
+        purpose: "domain control from Dom0 with Xen 4.17's domctl/sysctl: create, size, populate, foreign-map, CPUID policy levelled down before the first unpause, pause, resumedomain of a suspended domain, destroy with exact free memory, and the refusals",
         exit: Exit::POWEROFF,
         lines: &[
             "pv-domctl: the scheduler is credit (5): ok",
@@ -229,6 +229,11 @@ pub const TEST_KERNELS: &[TestKernel] = &[
             "pv-domctl: set_cpu_policy on Dom0 itself: ok (-EINVAL)",
             "pv-domctl: SSE4.2 is gone, nothing else in leaf 1 ECX changed: ok",
             "pv-domctl: set_cpu_policy once the domain has been unpaused: ok (-EEXIST)",
+            "pv-domctl: resumedomain of oneself: ok (-EINVAL)",
+            "pv-domctl: resumedomain of a domain that does not exist: ok (-ESRCH)",
+            "pv-domctl: still paused, not shut down: ok",
+            "pv-domctl: shut down with reason suspend (2): ok",
+            "pv-domctl: no longer shut down, still paused: ok",
             "pv-domctl: all but the mapped frame are free again: ok",
             "pv-domctl: the mapped frame still holds what Dom0 wrote: ok",
             "pv-domctl: free memory is exactly as before: ok",

@@ -1991,3 +1991,179 @@ fn hvm_svm_is_detected_and_its_world_switch_runs_a_guest_at_boot() {
     );
     assert!(!text.contains("self-test"), "{text}");
 }
+
+/// The `life: count N pages ok K/P` lines of a console text: (N, K, P).
+fn life_counts(text: &str) -> Vec<(u64, u64, u64)> {
+    text.lines()
+        .filter_map(|l| l.split("life: count ").nth(1))
+        .filter_map(|r| {
+            let f: Vec<&str> = r.split_whitespace().collect();
+            let (k, p) = f.get(3)?.split_once('/')?;
+            Some((f.first()?.parse().ok()?, k.parse().ok()?, p.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The number after `prefix` in the first line holding it.
+fn number_after(text: &str, prefix: &str) -> Option<u64> {
+    let rest = text.split(prefix).nth(1)?;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+// Issue 7, PV save/restore, the Xen way: `xl save` asks the guest to
+// suspend through `control/shutdown`; the guest (domu-life mode=suspend,
+// which counts and checks 256 pages of patterns every ~200 ms) suspends
+// with SCHEDOP_shutdown(suspend); Dom0 writes its memory (page tables
+// canonicalised) to a file on a FAT disk. `xl save -c` resumes it at once
+// (it says the suspend was cancelled and counts on); `xl save` destroys
+// it; `xl restore` builds a new domain from the file and the guest counts
+// on from where it was, every page intact, after re-binding its events
+// and republishing its p2m; `xl shutdown` still works (its xenstore
+// watch is back), and every frame comes back after. On a second boot, a
+// truncated copy is refused with nothing left behind and the good file
+// restores again.
+#[test]
+fn xl_save_and_xl_restore_a_pv_guest_which_counts_on_with_its_memory_intact() {
+    let cfg = ramdisk_file(
+        "life-save.cfg",
+        "name = \"life\"\nkernel = \"/boot/domu-life\"\nmemory = 32\n\
+         extra = \"mode=suspend\"\non_poweroff = \"preserve\"\n",
+    );
+    let dir = cfg.parent().unwrap().to_path_buf();
+    let disk = dir.join("pv-save-disk.img");
+    oxen_tests::tools::fat32_disk(&disk, 160);
+    let disk_s = disk.display().to_string();
+    let guest = image("domu-life").display().to_string();
+    let cfg_s = cfg.display().to_string();
+    let run = |stdin: &str| {
+        oxen_run_batch_timed(
+            &["--disk", &disk_s, "--add", &guest, "--add", &cfg_s],
+            stdin,
+            Duration::from_secs(200),
+        )
+    };
+    let (code, text) = run(
+        "xl info\nxl create life-save.cfg\nsleep 2\nxl save -c life /mnt/vda/life-c.save\n\
+         sleep 2\nxl list\nxl console life\r\x1d\n\
+         xl save life /mnt/vda/life.save\nxl list\n\
+         xl restore /mnt/vda/life.save\nsleep 3\nxl list\nxl console life\r\x1d\n\
+         xl shutdown -w life\nxl console life\r\x1d\nxl destroy life\nxl info\n",
+    );
+    assert_eq!(code, Some(0), "every command should succeed:\n{text}");
+    for want in [
+        "life: p2m frame list list ok at boot: max_pfn 8192, 16 p2m pages, 1 frame lists",
+        "xc: info: Saving domain 1, type x86 PV",
+        "life: suspend cancelled at count ",
+        "xc: info: Restoring domain 2, type x86 PV",
+        "xc: info: Restore successful",
+        "life: p2m frame list list ok after the restore",
+        "domu-life: every page kept its pattern at every tick: ok",
+    ] {
+        assert!(text.contains(want), "missing {want:?}:\n{text}");
+    }
+    // -c: the guest ran on (listed, counting past the cancel).
+    let cancelled = number_after(&text, "life: suspend cancelled at count ").unwrap();
+    let after_save = text
+        .split("xl save life /mnt/vda/life.save")
+        .nth(1)
+        .unwrap();
+    let before_save = text
+        .split("xl save life /mnt/vda/life.save")
+        .next()
+        .unwrap();
+    assert!(
+        life_counts(before_save).iter().any(|c| c.0 > cancelled),
+        "after xl save -c the guest counts on past {cancelled}:\n{text}"
+    );
+    assert_eq!(
+        list_rows(before_save, "life").len(),
+        1,
+        "xl save -c leaves it running:\n{text}"
+    );
+    // xl save: gone; xl restore: back, counting on from where it was.
+    let (saved_list, restored) = after_save.split_once("xl restore").unwrap();
+    // Up to the shutdown (the console after it shows the backlog again).
+    let restored = restored.split("xl shutdown").next().unwrap();
+    assert!(
+        list_rows(saved_list, "life").is_empty(),
+        "xl save destroys the guest:\n{text}"
+    );
+    let resumed = number_after(restored, "life: resumed in a new domain at count ")
+        .unwrap_or_else(|| panic!("the restored guest says it resumed:\n{text}"));
+    let before = life_counts(before_save);
+    let last_before = before.iter().map(|c| c.0).max().unwrap();
+    assert!(
+        resumed >= last_before,
+        "it resumed at count {resumed}, at least the {last_before} seen before the save:\n{text}"
+    );
+    let after = life_counts(restored);
+    assert!(after.len() >= 3, "the restored guest counts:\n{text}");
+    assert_eq!(after[0].0, resumed + 1, "the count never restarts:\n{text}");
+    assert!(
+        after.windows(2).all(|w| w[1].0 == w[0].0 + 1),
+        "it counts one by one: {after:?}"
+    );
+    assert!(
+        before
+            .iter()
+            .chain(&after)
+            .all(|&(_, k, p)| k == p && p == 256),
+        "every page checks at every tick, before and after:\n{text}"
+    );
+    assert_eq!(
+        text.matches("life: counting with 256 pages").count(),
+        1,
+        "it booted once (the restored domain's console starts with its resume):\n{text}"
+    );
+    let free = free_memory(&text);
+    assert_eq!(free.len(), 2, "two `xl info`s:\n{text}");
+    assert_eq!(free[0], free[1], "every frame comes back:\n{text}");
+
+    // The file as written, and a truncated copy.
+    let saved = dir.join("life.save");
+    oxen_tests::tools::fat_get(&disk, "/life.save", &saved);
+    let image_bytes = std::fs::read(&saved).unwrap();
+    assert_eq!(&image_bytes[..32], b"Xen saved domain, xl format\n \0 \r");
+    assert!(
+        image_bytes.len() > 32 << 20,
+        "the image holds the guest's 32 MiB: {} bytes",
+        image_bytes.len()
+    );
+    let trunc = dir.join("life-trunc.save");
+    std::fs::write(&trunc, &image_bytes[..image_bytes.len() * 2 / 3]).unwrap();
+    oxen_tests::tools::fat_put(&disk, &trunc, "/trunc.save");
+    let (code, text) = run(
+        "xl info\nxl restore /mnt/vda/trunc.save\nxl list\nxl info\n\
+         xl restore /mnt/vda/life.save\nsleep 3\nxl console life\r\x1d\nxl destroy life\n",
+    );
+    assert!(
+        text.contains("VERDICT: FAILURE: 1 command failed"),
+        "exactly the truncated restore fails:\n{text}"
+    );
+    assert_ne!(code, Some(0));
+    assert!(
+        text.contains("the image ends early (truncated)"),
+        "the truncated image is refused clearly:\n{text}"
+    );
+    let listed = text.split("xl list").nth(1).unwrap();
+    assert!(
+        list_rows(listed.split("xl info").next().unwrap(), "life").is_empty(),
+        "nothing was created:\n{text}"
+    );
+    let free = free_memory(&text);
+    assert_eq!(free.len(), 2, "two `xl info`s:\n{text}");
+    assert_eq!(
+        free[0], free[1],
+        "the refused restore leaves nothing:\n{text}"
+    );
+    let again = text.split("xl restore /mnt/vda/life.save").nth(1).unwrap();
+    let resumed2 = number_after(again, "life: resumed in a new domain at count ")
+        .unwrap_or_else(|| panic!("restored on a rebooted host:\n{text}"));
+    assert_eq!(resumed2, resumed, "the same image, the same count:\n{text}");
+    let after = life_counts(again);
+    assert!(
+        !after.is_empty() && after[0].0 == resumed + 1 && after.iter().all(|c| c.1 == 256),
+        "it counts on after a restore on a rebooted host:\n{text}"
+    );
+}

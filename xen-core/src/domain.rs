@@ -121,6 +121,9 @@ pub struct Vcpu {
     pub runstate_guest: u64,
     /// Privileged-instruction emulation state (virtual CR2/CR4, IOPL, ...).
     pub emul: crate::pv_emul::VcpuEmul,
+    /// Taken down by its domain's shutdown while it was up (Xen's
+    /// `paused_for_shutdown`): `XEN_DOMCTL_resumedomain` brings it back.
+    pub paused_for_shutdown: bool,
 }
 
 impl Vcpu {
@@ -237,6 +240,7 @@ impl Domain {
                 runstate: xen_core::runstate::Runstate::new(created),
                 runstate_guest: 0,
                 emul: crate::pv_emul::VcpuEmul::new(),
+                paused_for_shutdown: false,
             })
             .collect();
         Domain {

@@ -459,7 +459,33 @@ pub fn domain_shutdown(d: &mut Domain) {
     let now = crate::time::now_ns();
     let mut s = lock();
     for id in 0..d.vcpus.len() as u32 {
+        if let Some(v) = d.vcpus.get_mut(id as usize) {
+            // Remembered for XEN_DOMCTL_resumedomain (a second shutdown
+            // while already shut down keeps the first record).
+            v.paused_for_shutdown |= v.state != RunState::Down;
+        }
         take_down(&mut s, d, id, now);
+    }
+}
+
+/// Xen's `domain_resume` (XEN_DOMCTL_resumedomain): a domain that shut
+/// down (SHUTDOWN_suspend, for a cancelled save) runs on, its vCPUs that
+/// the shutdown took down up again where they stopped. On a domain that
+/// is not shut down it changes nothing, as Xen.
+pub fn domain_resume(d: &mut Domain) {
+    d.shutdown = None;
+    d.shutdown_code = None;
+    if d.dying {
+        return;
+    }
+    for id in 0..d.vcpus.len() as u32 {
+        let again = d
+            .vcpus
+            .get_mut(id as usize)
+            .is_some_and(|v| core::mem::take(&mut v.paused_for_shutdown));
+        if again {
+            vcpu_up(d, id);
+        }
     }
 }
 

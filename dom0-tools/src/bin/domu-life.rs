@@ -14,7 +14,17 @@
 //!   up and which counted meanwhile:
 //!   `domu-life: vcpus up [0, 1]; working [0, 1]`.
 //!
-//! Both serve `control/shutdown`, so `xl shutdown` ends them cleanly.
+//! - `mode=suspend`: `xl save`/`xl restore` ([`pv_guest_lib::suspend`]):
+//!   fills [`SUSPEND_PAGES`] frames with a pattern of their own, then
+//!   every ~200 ms counts and checks every page:
+//!   `life: count N pages ok K/P`. It takes `suspend` from
+//!   `control/shutdown`, suspends, and says how it came back
+//!   (`life: suspend cancelled at count N` or `life: resumed in a new
+//!   domain at count N ...`), then counts on. At boot and after each
+//!   resume it walks the p2m frame list list it published, as the
+//!   toolstack does (`life: p2m frame list list ok: ...`).
+//!
+//! All serve `control/shutdown`, so `xl shutdown` ends them cleanly.
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
@@ -72,12 +82,134 @@ mod kernel {
         match arg(si.cmd_line(), "mode") {
             Some("balloon") => balloon(c, &mut xs),
             Some("vcpus") => vcpus(c, &mut xs),
+            Some("suspend") => suspend(c, &mut xs),
             m => {
                 c.error(format_args!(
-                    "unknown mode {m:?} (want mode=balloon or mode=vcpus)"
+                    "unknown mode {m:?} (want mode=balloon, mode=vcpus or mode=suspend)"
                 ));
                 c.finish();
             }
+        }
+    }
+
+    /// Frames `mode=suspend` keeps and checks.
+    const SUSPEND_PAGES: usize = 256;
+    /// Its tick.
+    const TICK_NS: u64 = 200_000_000;
+
+    fn pattern(pfn: u64, i: usize) -> u64 {
+        (pfn.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (i as u64).wrapping_mul(0x0100_0000_01b3))
+            .rotate_left((i % 61) as u32)
+    }
+
+    fn fill_pattern(f: &Frame) {
+        let p = f.va as *mut u64;
+        for i in 0..512 {
+            // SAFETY: `f` is a frame the allocator gave us for good, mapped
+            // writable at `va`, used by nothing else.
+            unsafe { p.add(i).write_volatile(pattern(f.pfn, i)) };
+        }
+    }
+
+    fn pattern_intact(f: &Frame) -> bool {
+        let p = f.va as *const u64;
+        // SAFETY: as in `fill_pattern`.
+        (0..512).all(|i| unsafe { p.add(i).read_volatile() } == pattern(f.pfn, i))
+    }
+
+    fn report_p2m_list(c: &mut Checks, when: &str) {
+        match pv_guest_lib::p2m_list::check() {
+            Ok(s) => println!(
+                "life: p2m frame list list ok {when}: max_pfn {}, {} p2m pages, {} frame lists",
+                s.max_pfn, s.p2m_pages, s.lists
+            ),
+            Err(e) => c.error(format_args!("p2m frame list list {when}: {e}")),
+        }
+    }
+
+    fn watch_shutdown(c: &mut Checks, xs: &mut Store) -> ShutdownWatcher {
+        match ShutdownWatcher::start(xs) {
+            Ok(mut sw) => {
+                sw.accept_suspend(xs);
+                sw
+            }
+            Err(e) => {
+                c.error(format_args!("watch control/shutdown: {e}"));
+                core::mem::replace(c, Checks::new("domu-life")).finish()
+            }
+        }
+    }
+
+    fn suspend(mut c: Checks, xs: &mut Store) -> ! {
+        let mut sw = watch_shutdown(&mut c, xs);
+        xs.transport().set_timeout_ns(TICK_NS / 4);
+        report_p2m_list(&mut c, "at boot");
+        let mut pages = Vec::new();
+        for _ in 0..SUSPEND_PAGES {
+            match frame::alloc_frame() {
+                Ok(f) => {
+                    fill_pattern(&f);
+                    pages.push(f);
+                }
+                Err(e) => {
+                    c.error(format_args!("allocating its pages: {e:?}"));
+                    c.finish();
+                }
+            }
+        }
+        println!("life: counting with {} pages", pages.len());
+        let mut count: u64 = 0;
+        let mut bad_ticks: u64 = 0;
+        let mut next = pv_guest_lib::time::now_ns();
+        loop {
+            match sw.poll(xs) {
+                Ok(Some(Outcome::Shutdown(s)))
+                    if s.reason == hypercall_abi::sched::ShutdownReason::Suspend =>
+                {
+                    println!("life: suspending at count {count}");
+                    match pv_guest_lib::suspend::suspend(xs) {
+                        Ok(pv_guest_lib::suspend::Resumed::Cancelled) => {
+                            println!("life: suspend cancelled at count {count}: running on");
+                        }
+                        Ok(pv_guest_lib::suspend::Resumed::Restored {
+                            store_evtchn,
+                            console_evtchn,
+                            ..
+                        }) => {
+                            println!(
+                                "life: resumed in a new domain at count {count} (store port {store_evtchn}, console port {console_evtchn})"
+                            );
+                            // xenstored forgot our watches with the old domain.
+                            sw = watch_shutdown(&mut c, xs);
+                            report_p2m_list(&mut c, "after the restore");
+                        }
+                        Err(e) => println!("life: suspend failed: {e}"),
+                    }
+                    next = pv_guest_lib::time::now_ns();
+                }
+                Ok(Some(Outcome::Shutdown(s))) => {
+                    c.check(
+                        "every page kept its pattern at every tick",
+                        bad_ticks == 0,
+                        format_args!("{bad_ticks} bad ticks of {count}"),
+                    );
+                    let _ = c.verdict();
+                    xen::shutdown(s.reason)
+                }
+                Ok(_) => {}
+                Err(e) => println!("life: xenstore: {e}"),
+            }
+            let now = pv_guest_lib::time::now_ns();
+            if now >= next {
+                count += 1;
+                let ok = pages.iter().filter(|f| pattern_intact(f)).count();
+                if ok != pages.len() {
+                    bad_ticks += 1;
+                }
+                println!("life: count {count} pages ok {ok}/{}", pages.len());
+                next = now + TICK_NS;
+            }
+            let _ = xs.transport().wait();
         }
     }
 

@@ -24,6 +24,7 @@ mod kernel {
     use hypercall_abi::domctl::{
         DomctlCmd, XenDomctl, XenDomctlCpuPolicy, XenDomctlCreatedomain, XenDomctlGetdomaininfo,
         XenDomctlMaxMem, XEN_DOMCTL_CDF_HVM, XEN_DOMCTL_INTERFACE_VERSION, XEN_DOMINF_PAUSED,
+        XEN_DOMINF_SHUTDOWN, XEN_DOMINF_SHUTDOWNMASK, XEN_DOMINF_SHUTDOWNSHIFT,
     };
     use hypercall_abi::errno::Errno as AbiErrno;
     use hypercall_abi::hypercall::Hypercall;
@@ -495,6 +496,57 @@ mod kernel {
             c.check(
                 "paused",
                 i.flags & XEN_DOMINF_PAUSED != 0,
+                format_args!("{:#x}", i.flags),
+            );
+        }
+
+        // XEN_DOMCTL_resumedomain (issue 7), Xen's semantics: not on
+        // oneself, ESRCH for no domain, nothing to do for a domain that is
+        // not shut down, and a suspended domain is running again after it.
+        c.err(
+            "resumedomain of oneself",
+            simple(DomctlCmd::Resumedomain, 0),
+            AbiErrno::EINVAL,
+        );
+        c.err(
+            "resumedomain of a domain that does not exist",
+            simple(DomctlCmd::Resumedomain, 77),
+            AbiErrno::ESRCH,
+        );
+        c.ok(
+            "resumedomain of a domain that is not shut down (a no-op, as Xen)",
+            simple(DomctlCmd::Resumedomain, d),
+        );
+        let shut = |i: &XenDomctlGetdomaininfo| {
+            (i.flags & XEN_DOMINF_SHUTDOWN != 0)
+                .then_some((i.flags >> XEN_DOMINF_SHUTDOWNSHIFT) & XEN_DOMINF_SHUTDOWNMASK)
+        };
+        if let Some((_, i)) = c.ok("getdomaininfo after the no-op resume", info(d)) {
+            c.check(
+                "still paused, not shut down",
+                i.flags & XEN_DOMINF_PAUSED != 0 && shut(&i).is_none(),
+                format_args!("{:#x}", i.flags),
+            );
+        }
+        c.ok(
+            "remote_shutdown with SHUTDOWN_suspend",
+            pv_guest_lib::xen::remote_shutdown(d, hypercall_abi::sched::ShutdownReason::Suspend),
+        );
+        if let Some((_, i)) = c.ok("getdomaininfo of the suspended domain", info(d)) {
+            c.check(
+                "shut down with reason suspend (2)",
+                shut(&i) == Some(2),
+                format_args!("{:#x}", i.flags),
+            );
+        }
+        c.ok(
+            "resumedomain of the suspended domain",
+            simple(DomctlCmd::Resumedomain, d),
+        );
+        if let Some((_, i)) = c.ok("getdomaininfo after resumedomain", info(d)) {
+            c.check(
+                "no longer shut down, still paused",
+                shut(&i).is_none() && i.flags & XEN_DOMINF_PAUSED != 0,
                 format_args!("{:#x}", i.flags),
             );
         }

@@ -421,15 +421,15 @@ pub fn read_config<S: Source + ?Sized>(src: &mut S) -> Result<Vec<u8>, SrError> 
 }
 
 /// A libxc or libxl record read from a source.
-struct Rec {
-    ty: u32,
-    body: Vec<u8>,
-    at: u64,
+pub(super) struct Rec {
+    pub(super) ty: u32,
+    pub(super) body: Vec<u8>,
+    pub(super) at: u64,
 }
 
 /// Reads one record, refusing a body longer than `max(ty)` before
 /// allocating it.
-fn next_record<S: Source + ?Sized>(
+pub(super) fn next_record<S: Source + ?Sized>(
     src: &mut S,
     at: &mut u64,
     max: impl Fn(u32) -> usize,

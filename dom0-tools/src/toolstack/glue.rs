@@ -40,6 +40,7 @@ use pv_guest_lib::xenbus::page::{RawPage, SharedPage};
 use pv_guest_lib::{console, events, print, time, xen};
 
 mod migrate;
+mod pvsave;
 mod saverestore;
 
 /// Where Dom0's own grant table is mapped.

@@ -164,6 +164,13 @@ impl StoreTransport {
         self.port
     }
 
+    /// After a restore: the same ring page (same pseudo-physical frame),
+    /// a new event channel (`start_info.store_evtchn`).
+    pub fn set_port(&mut self, port: u32) {
+        self.port = port;
+        self.send_blocked = false;
+    }
+
     /// The page's `server_features` (`XENSTORE_SERVER_FEATURE_*`): Xen
     /// 4.17's xenstored and Oxen's set them when they take the ring on
     /// (`XS_INTRODUCE`, before the toolstack unpauses the domain), so 0

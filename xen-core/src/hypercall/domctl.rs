@@ -120,6 +120,15 @@ fn on_domain(
             d.creation_finished = true;
             Ok(false)
         }
+        DomctlCmd::Resumedomain => {
+            // Xen: not on oneself (it could not pause itself); on anyone
+            // else it clears the shutdown and lets the vCPUs run on.
+            if self_target {
+                return Err(Errno::EINVAL);
+            }
+            crate::sched::domain_resume(d);
+            Ok(false)
+        }
         DomctlCmd::MaxMem => {
             let m: XenDomctlMaxMem = op.payload();
             // Xen: new_max = max_memkb >> (PAGE_SHIFT - 10).
@@ -598,7 +607,9 @@ fn set_vcpu_context(
         // Xen resets the vCPU; a vCPU that ran cannot be reset here yet.
         return Err(Errno::EINVAL);
     }
-    if d.pause_count == 0 {
+    // Paused, or shut down (libxc's xc_domain_resume sets the suspended
+    // vCPU's return value before XEN_DOMCTL_resumedomain).
+    if d.pause_count == 0 && d.shutdown.is_none() {
         return Err(Errno::EINVAL);
     }
     let ctx: VcpuGuestContext = read_guest(cr3, vc.ctxt)?;

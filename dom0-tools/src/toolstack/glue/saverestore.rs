@@ -31,7 +31,7 @@ const RESTORE_SPECIAL_KIB: u64 = 64;
 
 /// An image written sequentially into a file preallocated on a FAT
 /// volume.
-struct FileSink {
+pub(super) struct FileSink {
     store: fat::FileStore<SharedDisk>,
     buf: Vec<u8>,
     /// Bytes already written to the device.
@@ -39,6 +39,15 @@ struct FileSink {
 }
 
 impl FileSink {
+    /// A sink writing `store` from its start.
+    pub(super) fn new(store: fat::FileStore<SharedDisk>) -> FileSink {
+        FileSink {
+            store,
+            buf: Vec::with_capacity(FILE_CHUNK),
+            flushed: 0,
+        }
+    }
+
     fn write_out(&mut self) -> Result<(), SrError> {
         let len = self.buf.len().next_multiple_of(512);
         let cap = self.store.extents().len;
@@ -57,7 +66,7 @@ impl FileSink {
 
     /// Writes what is buffered (the tail padded to a sector) and flushes
     /// the disk.
-    fn finish(&mut self) -> Result<(), SrError> {
+    pub(super) fn finish(&mut self) -> Result<(), SrError> {
         if !self.buf.is_empty() {
             self.write_out()?;
         }
@@ -314,13 +323,18 @@ impl HvmRestoreSide for RestoreHvm {
 }
 
 /// Prints `xc: Frames: done/total pct%` every tenth of the way.
-struct Progress<'o> {
+pub(super) struct Progress<'o> {
     out: &'o mut dyn fmt::Write,
     shown: u64,
 }
 
-impl Progress<'_> {
-    fn frames(&mut self, done: u64, total: u64) {
+impl<'o> Progress<'o> {
+    /// Nothing shown yet.
+    pub(super) fn new(out: &'o mut dyn fmt::Write) -> Progress<'o> {
+        Progress { out, shown: 0 }
+    }
+
+    pub(super) fn frames(&mut self, done: u64, total: u64) {
         let pct = done * 100 / total.max(1);
         if pct / 10 > self.shown / 10 || (done == total && self.shown < 100) {
             self.shown = pct;
@@ -329,7 +343,7 @@ impl Progress<'_> {
     }
 }
 
-fn sr_fail(what: &str, e: impl fmt::Display) -> XlError {
+pub(super) fn sr_fail(what: &str, e: impl fmt::Display) -> XlError {
     XlError::Message(format!("{what}: {e}"))
 }
 
@@ -341,7 +355,7 @@ fn rate(bytes: u64, ns: u64) -> u64 {
 impl Toolstack {
     /// A `/mnt/VOLUME/PATH` file: its volume's name, its disk's name and
     /// the path inside the volume.
-    fn volume_file<'p>(&self, path: &'p str) -> XlResult<(String, String, &'p str)> {
+    pub(super) fn volume_file<'p>(&self, path: &'p str) -> XlResult<(String, String, &'p str)> {
         match Medium::parse(path) {
             Medium::File {
                 disk,
@@ -362,7 +376,7 @@ impl Toolstack {
         }
     }
 
-    fn dos_now() -> fat::DosTime {
+    pub(super) fn dos_now() -> fat::DosTime {
         fat::DosTime::from_unix(time::wallclock().map_or(0, |(s, _)| s))
     }
 
@@ -387,6 +401,9 @@ impl Toolstack {
             ))
         })?;
         let Some(io) = g.hvm.as_ref() else {
+            if g.cfg.domain_type == DomainType::Pv {
+                return self.save_pv_domain(id, file, config, after, out);
+            }
             return Err(XlError::Message(format!(
                 "xl save: {} is a {} guest: Oxen saves type=\"hvm\" guests only so far",
                 g.name,
@@ -545,6 +562,9 @@ impl Toolstack {
             savefile::XL_FLAG_STREAM_V2,
             4 + saved.len()
         );
+        if let Some(c) = self.pv_restore_config(&saved, config) {
+            return self.restore_pv_domain(file, c, paused, &mut src, out);
+        }
         let mut r = self.restore_begin(file, saved, config, out)?;
         let body = restore_body(&mut src, &mut r, out);
         self.restore_end(file, r, body, paused, out)
