@@ -739,7 +739,13 @@ fn restore_libxc<D: PvRestoreSide + ?Sized, S: Source + ?Sized>(
                     return Err(bad(&format!("p2m frame pfn {f:#x} is beyond the range")));
                 }
                 st.max_pfn = max_pfn;
-                st.p2m = vec![INVALID; max_pfn as usize];
+                // A hostile image's range must not exhaust Dom0's heap:
+                // the allocation may fail, with an error.
+                let mut p2m = Vec::new();
+                p2m.try_reserve_exact(max_pfn as usize)
+                    .map_err(|_| bad("no memory in Dom0 for a p2m this large"))?;
+                p2m.resize(max_pfn as usize, INVALID);
+                st.p2m = p2m;
                 st.p2m_frames = frames;
             }
             rec::PAGE_DATA => st.page_data(d, &r.body, r.at, progress)?,
