@@ -34,8 +34,9 @@ const TYPES_BATCH: usize = 1024;
 const HVM_CONTEXT_MAX: usize = 1 << 20;
 /// The longest body of any other record accepted.
 const SMALL_RECORD_MAX: usize = 64 << 10;
-/// The highest guest frame a restore populates (1 TiB of guest space).
-const GFN_MAX: u64 = 1 << 28;
+/// The highest guest frame a restore populates (64 GiB of guest space:
+/// the populated-frame bitmap stays within 2 MiB of Dom0's heap).
+const GFN_MAX: u64 = 1 << 24;
 
 /// `XEN_DOMCTL_PFINFO_XTAB` (not populated).
 const PFINFO_XTAB: u64 = 0xf << 28;
@@ -564,7 +565,7 @@ fn restore_libxc<D: HvmRestoreSide + ?Sized, S: Source + ?Sized>(
                 for &(g, t) in &pd.pages {
                     if g > GFN_MAX {
                         return Err(SrError::Unsupported(format!(
-                            "guest frame {g:#x} at offset {} is beyond 1 TiB",
+                            "guest frame {g:#x} at offset {} is beyond 64 GiB",
                             r.at
                         )));
                     }
@@ -580,6 +581,11 @@ fn restore_libxc<D: HvmRestoreSide + ?Sized, S: Source + ?Sized>(
                     }
                     let (w, b) = ((g / 64) as usize, g % 64);
                     if populated.len() <= w {
+                        populated
+                            .try_reserve(w + 1 - populated.len())
+                            .map_err(|_| {
+                                SrError::Io(String::from("out of memory for the frame bitmap"))
+                            })?;
                         populated.resize(w + 1, 0);
                     }
                     if populated[w] & (1 << b) == 0 {
