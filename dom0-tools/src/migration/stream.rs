@@ -376,7 +376,8 @@ pub fn cpuid_policy(leaves: &[(u32, u32, [u32; 4])]) -> Vec<u8> {
 
 /// Decodes an `X86_CPUID_POLICY` body.
 pub fn parse_cpuid_policy(body: &[u8], at: u64) -> Result<Vec<(u32, u32, [u32; 4])>, StreamError> {
-    if body.len() % CPUID_LEAF_LEN != 0 || body.len() / CPUID_LEAF_LEN > CPUID_LEAVES_MAX {
+    if !body.len().is_multiple_of(CPUID_LEAF_LEN) || body.len() / CPUID_LEAF_LEN > CPUID_LEAVES_MAX
+    {
         return Err(StreamError::BadRecord {
             at,
             ty: rec::X86_CPUID_POLICY,
