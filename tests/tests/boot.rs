@@ -17,6 +17,7 @@ use oxen_tests::boot::{dom0_ramdisk, BootPath, OxenBoot, Payload};
 use oxen_tests::elf::{elf_without_xen_notes, pv_kernel_in_hypervisor_range};
 use oxen_tests::images::{build_images, work_dir, Images, TestKernel, TEST_KERNELS};
 use oxen_tests::qemu::{qemu_slot, Qemu};
+use oxen_tests::tools::host_tool;
 use oxen_tests::{Exit, RunResult};
 
 // ---- What the console must show (xen-core's and Dom0's wording) ----------
@@ -1342,25 +1343,6 @@ fn hostile_blkif_frontend_gets_errors_and_a_disconnect_while_other_guests_keep_w
         "the churn guest kept writing during the attack ({flushed} acks):\n{text}"
     );
     assert_free_memory_back(&text);
-}
-
-/// Runs a host tool (from /usr/sbin too, which a user's PATH may lack).
-fn host_tool(tool: &str, args: &[&str]) -> std::process::Output {
-    let path = ["/usr/sbin", "/sbin"]
-        .iter()
-        .map(|d| std::path::Path::new(d).join(tool))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| tool.into());
-    let out = Command::new(&path)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{tool} should be installed (scripts/lib/setup.sh): {e}"));
-    assert!(
-        out.status.success(),
-        "{tool} {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 #[test]
