@@ -2004,7 +2004,8 @@ fn number_after(text: &str, prefix: &str) -> Option<u64> {
 // and republishing its p2m; `xl shutdown` still works (its xenstore
 // watch is back), and every frame comes back after. On a second boot, a
 // truncated copy is refused with nothing left behind and the good file
-// restores again.
+// restores again, and a save that cannot be written (a full disk) leaves
+// the guest running and no file behind.
 #[test]
 fn xl_save_and_xl_restore_a_pv_guest_which_counts_on_with_its_memory_intact() {
     let cfg = ramdisk_file(
@@ -2115,13 +2116,47 @@ fn xl_save_and_xl_restore_a_pv_guest_which_counts_on_with_its_memory_intact() {
     let trunc = dir.join("life-trunc.save");
     std::fs::write(&trunc, &image_bytes[..image_bytes.len() * 2 / 3]).unwrap();
     oxen_tests::tools::fat_put(&disk, &trunc, "/trunc.save");
+    // Leave too little room for another image: that save fails, and the
+    // guest runs on (resumed as after `-c`), with no file left behind.
+    let filler = dir.join("filler.bin");
+    std::fs::write(&filler, vec![0u8; 52 << 20]).unwrap();
+    oxen_tests::tools::fat_put(&disk, &filler, "/filler.bin");
     let (code, text) = run(
         "xl info\nxl restore /mnt/vda/trunc.save\nxl list\nxl info\n\
-         xl restore /mnt/vda/life.save\nsleep 3\nxl console life\r\x1d\nxl destroy life\n",
+         xl restore /mnt/vda/life.save\nsleep 3\nxl console life\r\x1d\n\
+         xl save life /mnt/vda/again.save\nsleep 2\nxl list\nls /mnt/vda\n\
+         xl console life\r\x1d\nxl destroy life\n",
     );
     assert!(
-        text.contains("VERDICT: FAILURE: 1 command failed"),
-        "exactly the truncated restore fails:\n{text}"
+        text.contains("VERDICT: FAILURE: 2 commands failed"),
+        "exactly the truncated restore and the save to a full disk fail:\n{text}"
+    );
+    assert!(
+        text.contains("xl save: no space left on the FAT file system"),
+        "the full disk is reported:\n{text}"
+    );
+    let failed_save = text
+        .split("xl save life /mnt/vda/again.save")
+        .nth(1)
+        .unwrap();
+    let (listing, console) = failed_save.split_once("xl console life").unwrap();
+    assert_eq!(
+        list_rows(listing, "life").len(),
+        1,
+        "the guest runs on after the failed save:\n{text}"
+    );
+    let ls = listing.split("ls /mnt/vda").nth(1).unwrap();
+    assert!(
+        ls.contains("life.save") && !ls.contains("again.save"),
+        "no partial file is left:\n{text}"
+    );
+    let cancelled = number_after(console, "life: suspend cancelled at count ")
+        .unwrap_or_else(|| panic!("the guest was resumed (cancelled):\n{text}"));
+    assert!(
+        life_counts(console)
+            .iter()
+            .any(|c| c.0 > cancelled && c.1 == 256),
+        "and counts on:\n{text}"
     );
     assert_ne!(code, Some(0));
     assert!(
@@ -2140,6 +2175,7 @@ fn xl_save_and_xl_restore_a_pv_guest_which_counts_on_with_its_memory_intact() {
         "the refused restore leaves nothing:\n{text}"
     );
     let again = text.split("xl restore /mnt/vda/life.save").nth(1).unwrap();
+    let again = again.split("xl save").next().unwrap();
     let resumed2 = number_after(again, "life: resumed in a new domain at count ")
         .unwrap_or_else(|| panic!("restored on a rebooted host:\n{text}"));
     assert_eq!(resumed2, resumed, "the same image, the same count:\n{text}");

@@ -272,6 +272,13 @@ pub fn domain_unpause(d: &Domain) -> Result<(), Errno> {
     Ok(())
 }
 
+/// Whether a vCPU is still on a CPU (a vCPU taken down or paused leaves
+/// at its CPU's next exit to the guest).
+pub fn on_cpu(d: &Domain, vcpu: u32) -> bool {
+    let mut s = lock();
+    unit_of(&mut s, d, vcpu).is_some_and(|u| running_on(&s, u).is_some())
+}
+
 /// The CPU a vCPU runs on, is queued on or last ran on (getvcpuinfo).
 pub fn vcpu_cpu(d: &Domain, vcpu: u32) -> Option<usize> {
     let mut s = lock();

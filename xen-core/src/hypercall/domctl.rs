@@ -184,6 +184,12 @@ fn on_domain(
             if vc.ctxt == 0 {
                 return Err(Errno::EFAULT);
             }
+            if (d.pause_count > 0 || d.shutdown.is_some()) && crate::sched::on_cpu(d, vc.vcpu) {
+                // Stopped, but still leaving its CPU: its registers are
+                // not saved yet (Xen's vcpu_pause would wait; the caller
+                // tries again).
+                return Err(Errno::EAGAIN);
+            }
             write_guest(cr3, vc.ctxt, &vcpu_context(v))?;
             Ok(false)
         }
@@ -611,6 +617,12 @@ fn set_vcpu_context(
     // vCPU's return value before XEN_DOMCTL_resumedomain).
     if d.pause_count == 0 && d.shutdown.is_none() {
         return Err(Errno::EINVAL);
+    }
+    if d.pause_count == 0 && crate::sched::on_cpu(d, vc.vcpu) {
+        // Shut down, but the vCPU has not left its CPU yet (it does at
+        // that CPU's next exit): its live registers and page tables are
+        // still in use there. The caller tries again.
+        return Err(Errno::EAGAIN);
     }
     let ctx: VcpuGuestContext = read_guest(cr3, vc.ctxt)?;
     let domid = d.domid;

@@ -77,8 +77,26 @@ impl pv::PvSaveSide for SavePv {
         &mut self,
         id: u32,
     ) -> Result<Option<hypercall_abi::arch_x86::VcpuGuestContext>, SrError> {
-        let ctx = xc::get_vcpu_context(self.domid, id).map_err(|e| hc("getvcpucontext", e))?;
+        let ctx = get_context(self.domid, id).map_err(|e| hc("getvcpucontext", e))?;
         Ok((ctx.flags & VGCF_ONLINE != 0).then_some(ctx))
+    }
+}
+
+/// `getvcpucontext`, again while the hypervisor says -EAGAIN (a stopped
+/// vCPU still leaving its CPU).
+fn get_context(
+    domid: u16,
+    id: u32,
+) -> Result<hypercall_abi::arch_x86::VcpuGuestContext, pv_guest_lib::Errno> {
+    let mut tries = 0;
+    loop {
+        match xc::get_vcpu_context(domid, id) {
+            Err(e) if e.is(hypercall_abi::errno::Errno::EAGAIN) && tries < 1000 => {
+                tries += 1;
+                let _ = xen::sched_yield();
+            }
+            r => return r,
+        }
     }
 }
 
@@ -131,9 +149,20 @@ impl Toolstack {
     /// libxc's `xc_domain_resume` fast path: vCPU 0 returns 1 from its
     /// suspend ("cancelled") and the domain runs on.
     fn resume_pv(&mut self, id: u16) -> XlResult<()> {
-        let mut ctx = xc::get_vcpu_context(id, 0).map_err(|e| sr_fail("getvcpucontext", e))?;
+        let mut ctx = get_context(id, 0).map_err(|e| sr_fail("getvcpucontext", e))?;
         ctx.user_regs.rax = 1;
-        xc::set_vcpu_context(id, 0, &ctx).map_err(|e| sr_fail("setvcpucontext", e))?;
+        // -EAGAIN while the suspended vCPU is still leaving its CPU.
+        let mut tries = 0;
+        loop {
+            match xc::set_vcpu_context(id, 0, &ctx) {
+                Ok(()) => break,
+                Err(e) if e.is(hypercall_abi::errno::Errno::EAGAIN) && tries < 1000 => {
+                    tries += 1;
+                    let _ = xen::sched_yield();
+                }
+                Err(e) => return Err(sr_fail("setvcpucontext", e)),
+            }
+        }
         xc::resume_domain(id).map_err(|e| sr_fail("XEN_DOMCTL_resumedomain", e))?;
         if let Some(g) = self.guests.get_mut(&id) {
             // Its suspend was taken as "ignore" by the reaper: watch it again.
