@@ -23,9 +23,11 @@
 //! the source turns log-dirty mode off and unpauses its guest, which runs
 //! on; the target destroys whatever it had built.
 
+use super::pvsave::{pv_restore_body, SavePv, SHUTDOWN_SUSPEND};
 use super::saverestore::{restore_body, SaveHvm, XEN_VERSION};
 use super::*;
 use crate::migration::image::{self, HvmSaveSide, LiveHvm, Precopy, Sink, SrError};
+use crate::migration::pv;
 use crate::toolstack::ip::TcpConn;
 use hypercall_abi::domctl::ShadowOp;
 use hypercall_abi::hvm::HvmParam;
@@ -50,19 +52,14 @@ const ACCEPT_NS: u64 = 600_000_000_000;
 /// Bytes of the image buffered per send.
 const SEND_CHUNK: usize = 256 << 10;
 
-/// The source side of a live migration: the guest being sent and the
-/// connection it goes down.
-struct Outgoing<'t> {
+/// An image going down a connection, [`SEND_CHUNK`] bytes at a time.
+struct TcpSink<'t> {
     ts: &'t mut Toolstack,
     conn: &'t TcpConn,
-    frames: SaveHvm,
     buf: Vec<u8>,
-    /// When the guest was paused for the last round.
-    paused_at: Option<u64>,
-    emulator: Vec<u8>,
 }
 
-impl Outgoing<'_> {
+impl TcpSink<'_> {
     fn flush(&mut self) -> Result<(), SrError> {
         if self.buf.is_empty() {
             return Ok(());
@@ -73,7 +70,7 @@ impl Outgoing<'_> {
     }
 }
 
-impl Sink for Outgoing<'_> {
+impl Sink for TcpSink<'_> {
     fn put(&mut self, mut b: &[u8]) -> Result<(), SrError> {
         while !b.is_empty() {
             let n = (SEND_CHUNK - self.buf.len()).min(b.len());
@@ -84,6 +81,28 @@ impl Sink for Outgoing<'_> {
             }
         }
         Ok(())
+    }
+}
+
+/// The source side of a live migration: the guest being sent and the
+/// connection it goes down.
+struct Outgoing<'t> {
+    sink: TcpSink<'t>,
+    frames: SaveHvm,
+    /// When the guest was paused for the last round.
+    paused_at: Option<u64>,
+    emulator: Vec<u8>,
+}
+
+impl Outgoing<'_> {
+    fn flush(&mut self) -> Result<(), SrError> {
+        self.sink.flush()
+    }
+}
+
+impl Sink for Outgoing<'_> {
+    fn put(&mut self, b: &[u8]) -> Result<(), SrError> {
+        self.sink.put(b)
     }
 }
 
@@ -135,6 +154,7 @@ impl LiveHvm for Outgoing<'_> {
         xc::pause(id).map_err(|e| SrError::Domain(format!("pausing the guest: {e}")))?;
         self.paused_at = Some(time::now_ns());
         self.emulator = self
+            .sink
             .ts
             .guests
             .get(&id)
@@ -238,13 +258,15 @@ impl Toolstack {
             .get(&id)
             .filter(|_| id != 0)
             .ok_or_else(|| XlError::Message(format!("domain {domid} cannot be migrated")))?;
-        if g.hvm.is_none() {
+        let pv = g.hvm.is_none() && g.cfg.domain_type == DomainType::Pv;
+        if g.hvm.is_none() && !pv {
             return Err(XlError::Message(format!(
-                "xl migrate: {} is a {} guest: Oxen migrates type=\"hvm\" guests only so far",
+                "xl migrate: {} is a {} guest: Oxen migrates type=\"hvm\" and \"pv\" guests",
                 g.name,
                 g.cfg.domain_type.as_str()
             )));
         }
+        let name = g.name.clone();
         let mut text = g.source.text.clone();
         for o in &g.source.overrides {
             text.push('\n');
@@ -273,7 +295,11 @@ impl Toolstack {
                 Err(e) => return Err(fail(&format!("connecting to {host}:{port}"), e)),
             }
         };
-        let r = self.send_domain(id, &conn, text.as_bytes(), paused, out);
+        let r = if pv {
+            self.send_pv_domain(id, &name, &conn, text.as_bytes(), paused, out)
+        } else {
+            self.send_domain(id, &conn, text.as_bytes(), paused, out)
+        };
         match r {
             Ok(()) => {
                 let _ = self.tcp_close(conn, TALK_NS);
@@ -282,8 +308,16 @@ impl Toolstack {
             Err(e) => {
                 self.tcp_abort(conn);
                 // The guest runs on here.
-                let _ = xc::shadow_op(id, ShadowOp::Off, &mut []);
-                let _ = xc::unpause(id);
+                if pv {
+                    let suspended = xc::domain_info(id)
+                        .is_ok_and(|i| i.is_shutdown() && i.shutdown_reason() == SHUTDOWN_SUSPEND);
+                    if suspended {
+                        let _ = self.resume_pv(id);
+                    }
+                } else {
+                    let _ = xc::shadow_op(id, ShadowOp::Off, &mut []);
+                    let _ = xc::unpause(id);
+                }
                 let _ = writeln!(
                     out,
                     "migration sender: Target reported an error; domain resumed."
@@ -316,10 +350,12 @@ impl Toolstack {
             emulator: Vec::new(),
         };
         let mut o = Outgoing {
-            ts: self,
-            conn,
+            sink: TcpSink {
+                ts: self,
+                conn,
+                buf: Vec::with_capacity(SEND_CHUNK),
+            },
             frames,
-            buf: Vec::with_capacity(SEND_CHUNK),
             paused_at: None,
             emulator: Vec::new(),
         };
@@ -343,6 +379,28 @@ impl Toolstack {
         .and_then(|s| o.flush().map(|()| s));
         let paused_at = o.paused_at;
         let stats = stats.map_err(|e| fail("sending the domain", e))?;
+        self.handover(conn, paused, out)?;
+        let now = time::now_ns();
+        let down = paused_at.map_or(0, |p| now.saturating_sub(p));
+        let _ = writeln!(
+            out,
+            "migration sender: Target reports successful startup.\n\
+             xc: info: {} rounds live ({:?} frames), {} frames paused, {} KiB sent in {} ms; downtime {} ms",
+            stats.rounds.len(),
+            stats.rounds,
+            stats.last,
+            stats.bytes / 1024,
+            now.saturating_sub(t0) / 1_000_000,
+            down / 1_000_000
+        );
+        let _ = writeln!(out, "Migration successful.");
+        Ok(())
+    }
+
+    /// The end of xl's conversation, once the image is sent: the target
+    /// built the domain, gets permission to go, and reports its copy
+    /// running.
+    fn handover(&mut self, conn: &TcpConn, paused: bool, out: &mut dyn fmt::Write) -> XlResult<()> {
         let _ = writeln!(out, "migration sender: Target has acknowledged transfer.");
         self.expect(conn, READY, "waiting for the target to build the domain")?;
         if paused {
@@ -363,18 +421,52 @@ impl Toolstack {
                 format_args!("could not unpause its copy (status {})", status[0]),
             ));
         }
+        Ok(())
+    }
+
+    /// `xl migrate` of a PV guest: without a PV log-dirty mode it is
+    /// suspended (as for `xl save`) and its image sent whole; the guest is
+    /// down for the whole transfer.
+    fn send_pv_domain(
+        &mut self,
+        id: u16,
+        name: &str,
+        conn: &TcpConn,
+        config: &[u8],
+        paused: bool,
+        out: &mut dyn fmt::Write,
+    ) -> XlResult<()> {
+        self.expect(conn, BANNER, "waiting for the receiver's banner")?;
+        let _ = writeln!(out, "migration target: Ready to receive domain.");
+        let _ = writeln!(
+            out,
+            "Saving to migration stream new xl format (info 0x2/0x0/{})",
+            4 + config.len()
+        );
+        self.suspend_pv(id, name)?;
+        let paused_at = time::now_ns();
+        let _ = writeln!(
+            out,
+            "xc: info: Saving domain {id}, type x86 PV (suspended for the whole transfer: no PV log-dirty mode)"
+        );
+        let mut sink = TcpSink {
+            ts: self,
+            conn,
+            buf: Vec::with_capacity(SEND_CHUNK),
+        };
+        let mut side = SavePv { domid: id };
+        let stats = pv::save_pv(&mut side, &mut sink, config, XEN_VERSION, &mut |_, _| {})
+            .and_then(|s| sink.flush().map(|()| s))
+            .map_err(|e| fail("sending the domain", e))?;
+        self.handover(conn, paused, out)?;
         let now = time::now_ns();
-        let down = paused_at.map_or(0, |p| now.saturating_sub(p));
         let _ = writeln!(
             out,
             "migration sender: Target reports successful startup.\n\
-             xc: info: {} rounds live ({:?} frames), {} frames paused, {} KiB sent in {} ms; downtime {} ms",
-            stats.rounds.len(),
-            stats.rounds,
-            stats.last,
+             xc: info: {} frames, {} KiB sent while suspended; downtime {} ms",
+            stats.pages,
             stats.bytes / 1024,
-            now.saturating_sub(t0) / 1_000_000,
-            down / 1_000_000
+            now.saturating_sub(paused_at) / 1_000_000
         );
         let _ = writeln!(out, "Migration successful.");
         Ok(())
@@ -416,25 +508,32 @@ impl Toolstack {
             ahead: &mut ahead,
         })
         .map_err(|e| fail("receiving the config", e))?;
-        let mut r = self.restore_begin("migration stream", saved, None, out)?;
-        let body = restore_body(
-            &mut Incoming {
-                ts: self,
-                conn,
-                ahead: &mut ahead,
-            },
-            &mut r,
-            out,
-        );
-        if !ahead.is_empty() && body.is_ok() {
-            let _ = writeln!(
+        let domid = if let Some(c) = self.pv_restore_config(&saved, None) {
+            let mut r = self.pv_restore_begin(c, out)?;
+            let body = pv_restore_body(
+                &mut Incoming {
+                    ts: self,
+                    conn,
+                    ahead: &mut ahead,
+                },
+                &mut r,
                 out,
-                "migration target: {} bytes after the image ignored",
-                ahead.len()
             );
-        }
+            self.pv_restore_end("migration stream", r, body, true, out)?
+        } else {
+            let mut r = self.restore_begin("migration stream", saved, None, out)?;
+            let body = restore_body(
+                &mut Incoming {
+                    ts: self,
+                    conn,
+                    ahead: &mut ahead,
+                },
+                &mut r,
+                out,
+            );
+            self.restore_end("migration stream", r, body, true, out)?
+        };
         drop(ahead);
-        let domid = self.restore_end("migration stream", r, body, true, out)?;
         let _ = writeln!(
             out,
             "migration target: Transfer complete, requesting permission to start domain."

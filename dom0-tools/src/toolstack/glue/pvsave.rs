@@ -19,7 +19,7 @@ use hypercall_abi::arch_x86::VGCF_ONLINE;
 /// How long a guest gets to suspend.
 const SUSPEND_TIMEOUT_NS: u64 = 30_000_000_000;
 /// `SHUTDOWN_suspend`.
-const SHUTDOWN_SUSPEND: u32 = 2;
+pub(super) const SHUTDOWN_SUSPEND: u32 = 2;
 /// Frames mapped at once while reading.
 const READ_BATCH: usize = 256;
 
@@ -28,8 +28,8 @@ fn hc(what: &str, e: impl fmt::Display) -> SrError {
 }
 
 /// A suspended PV guest, read through read-only foreign mappings.
-struct SavePv {
-    domid: u16,
+pub(super) struct SavePv {
+    pub(super) domid: u16,
 }
 
 impl pv::PvSaveSide for SavePv {
@@ -104,7 +104,7 @@ impl Toolstack {
     /// Asks PV guest `id` to suspend and waits until it has (serving the
     /// other guests meanwhile). On a timeout the request is withdrawn and
     /// the guest runs on.
-    fn suspend_pv(&mut self, id: u16, name: &str) -> XlResult<()> {
+    pub(super) fn suspend_pv(&mut self, id: u16, name: &str) -> XlResult<()> {
         let node = Self::dom_path(id, "control/shutdown");
         self.xs
             .write(&node, b"suspend")
@@ -148,7 +148,7 @@ impl Toolstack {
 
     /// libxc's `xc_domain_resume` fast path: vCPU 0 returns 1 from its
     /// suspend ("cancelled") and the domain runs on.
-    fn resume_pv(&mut self, id: u16) -> XlResult<()> {
+    pub(super) fn resume_pv(&mut self, id: u16) -> XlResult<()> {
         let mut ctx = get_context(id, 0).map_err(|e| sr_fail("getvcpucontext", e))?;
         ctx.user_regs.rax = 1;
         // -EAGAIN while the suspended vCPU is still leaving its CPU.
@@ -413,6 +413,18 @@ impl Toolstack {
         src: &mut S,
         out: &mut dyn fmt::Write,
     ) -> XlResult<u32> {
+        let mut r = self.pv_restore_begin(c, out)?;
+        let body = pv_restore_body(src, &mut r, out);
+        self.pv_restore_end(what, r, body, paused, out)
+    }
+
+    /// A PV restore's first step: the config checked and the new, empty
+    /// domain with its store and console ports.
+    pub(super) fn pv_restore_begin(
+        &mut self,
+        c: PvConfig,
+        out: &mut dyn fmt::Write,
+    ) -> XlResult<PvRestoring> {
         let PvConfig {
             cfg_file,
             text,
@@ -431,33 +443,56 @@ impl Toolstack {
         })
         .map_err(|e| sr_fail("creating the domain", e))?;
         let _ = writeln!(out, "xc: info: Restoring domain {domid}, type x86 PV");
-        let t0 = time::now_ns();
-        let body = (|| -> Result<(pv::Restored, u32, u32), SrError> {
+        let ports = (|| -> Result<(u32, u32), SrError> {
             let mem_kib = cfg.maxmem_mib.max(cfg.memory_mib) * 1024;
             xc::set_max_mem(domid, mem_kib + RESTORE_SLACK_KIB).map_err(|e| hc("max_mem", e))?;
             let console_port =
                 xc::evtchn_alloc_unbound(domid, 0).map_err(|e| hc("alloc_unbound (console)", e))?;
             let store_port = xc::evtchn_alloc_unbound(domid, 0)
                 .map_err(|e| hc("alloc_unbound (xenstore)", e))?;
-            let mut side = RestorePv { domid };
-            let mut shown = 0u64;
-            let r = pv::restore_pv(
-                src,
-                &mut side,
-                pv::Ports {
-                    store_evtchn: store_port,
-                    console_evtchn: console_port,
-                },
-                &mut |pages| {
-                    if pages >> 12 > shown >> 12 {
-                        shown = pages;
-                        let _ = writeln!(out, "xc: Frames restored: {pages}");
-                    }
-                },
-            )?;
-            Ok((r, console_port, store_port))
+            Ok((console_port, store_port))
         })();
-        let (r, console_port, store_port) = match body {
+        match ports {
+            Ok((console_port, store_port)) => Ok(PvRestoring {
+                domid,
+                console_port,
+                store_port,
+                cfg_file,
+                text,
+                cfg,
+                t0: time::now_ns(),
+            }),
+            Err(e) => {
+                let _ = xc::destroy(domid);
+                Err(sr_fail(
+                    &format!("restore failed, domain {domid} destroyed"),
+                    e,
+                ))
+            }
+        }
+    }
+
+    /// A PV restore's last step: the domain wired as `xl create` wires
+    /// one and unpaused unless `paused`; or, if the image could not be
+    /// read (`body`), destroyed.
+    pub(super) fn pv_restore_end(
+        &mut self,
+        what: &str,
+        p: PvRestoring,
+        body: Result<pv::Restored, SrError>,
+        paused: bool,
+        out: &mut dyn fmt::Write,
+    ) -> XlResult<u32> {
+        let PvRestoring {
+            domid,
+            console_port,
+            store_port,
+            cfg_file,
+            text,
+            cfg,
+            t0,
+        } = p;
+        let r = match body {
             Ok(v) => v,
             Err(e) => {
                 let _ = xc::destroy(domid);
@@ -519,4 +554,40 @@ impl Toolstack {
             }
         }
     }
+}
+
+/// A PV restore under way: the new domain, its ports, its config.
+pub(super) struct PvRestoring {
+    domid: u16,
+    console_port: u32,
+    store_port: u32,
+    cfg_file: String,
+    text: String,
+    cfg: DomainConfig,
+    t0: u64,
+}
+
+/// A PV restore's middle step: the image's records into the new domain,
+/// progress every 16 MiB.
+pub(super) fn pv_restore_body<S: image::Source + ?Sized>(
+    src: &mut S,
+    r: &mut PvRestoring,
+    out: &mut dyn fmt::Write,
+) -> Result<pv::Restored, SrError> {
+    let mut side = RestorePv { domid: r.domid };
+    let mut shown = 0u64;
+    pv::restore_pv(
+        src,
+        &mut side,
+        pv::Ports {
+            store_evtchn: r.store_port,
+            console_evtchn: r.console_port,
+        },
+        &mut |pages| {
+            if pages >> 12 > shown >> 12 {
+                shown = pages;
+                let _ = writeln!(out, "xc: Frames restored: {pages}");
+            }
+        },
+    )
 }
