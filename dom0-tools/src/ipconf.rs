@@ -225,6 +225,15 @@ pub fn host_port(s: &str) -> Result<(Ipv4, u16), String> {
     Ok((h, port(p)?))
 }
 
+/// Splits `HOST:PORT` (`"10.0.3.2:8002"`) for
+/// `Toolstack::tcp_connect(host, port, ..)`, checking both.
+pub fn split_host_port(s: &str) -> Result<(&str, u16), NetError> {
+    let bad = || NetError::BadAddress(s.to_string());
+    let (h, p) = s.rsplit_once(':').ok_or_else(bad)?;
+    ipv4(h).ok_or_else(bad)?;
+    Ok((h, port(p).map_err(|_| bad())?))
+}
+
 /// Parses a TCP port (1..=65535).
 pub fn port(p: &str) -> Result<u16, String> {
     p.parse()
@@ -719,6 +728,14 @@ mod tests {
             assert_eq!(ipv4(bad), None, "{bad:?}");
         }
         assert_eq!(host_port("10.0.3.2:8002"), Ok(([10, 0, 3, 2], 8002)));
+        assert_eq!(split_host_port("10.0.3.2:8002"), Ok(("10.0.3.2", 8002)));
+        for bad in ["10.0.3.2", "10.0.3.2:", "10.0.3.2:0", "host:80", ":80"] {
+            assert_eq!(
+                split_host_port(bad),
+                Err(NetError::BadAddress(bad.to_string())),
+                "{bad:?}"
+            );
+        }
         assert!(host_port("10.0.3.2").is_err());
         assert!(host_port("10.0.3.2:0").is_err());
         assert!(host_port("10.0.3.2:65536").is_err());

