@@ -106,7 +106,16 @@ fn files() -> Vec<std::path::PathBuf> {
         ),
     )
     .unwrap();
-    vec![kernel, cfg]
+    let life = images
+        .get("domu-life")
+        .unwrap_or_else(|e| panic!("the PV test guest domu-life: {e}"));
+    let life_cfg = dir.join("life.cfg");
+    std::fs::write(
+        &life_cfg,
+        "name = \"life\"\nkernel = \"/boot/domu-life\"\nmemory = 32\nextra = \"mode=suspend\"\n",
+    )
+    .unwrap();
+    vec![kernel, cfg, life, life_cfg]
 }
 
 /// Runs host A (`a_cmds`) and host B (`b_cmds`, `b_timeout`) at once.
@@ -139,11 +148,11 @@ fn xl_migrate_moves_a_running_hvm_guest_to_another_host_where_it_counts_on() {
     // ---- The guest moves and counts on. ----
     let ((code_a, a), (code_b, b)) = two_hosts(
         &format!(
-            "xl info\nxl create count.cfg\nsleep 3\nxl console count\r\x1d\n\
-             xl migrate count {B_IP}\nxl list\nxl info\n"
+            "xl info\nxl create count.cfg\nxl create life.cfg\nsleep 3\nxl console count\r\x1d\n\
+             xl console life\r\x1d\nxl migrate count {B_IP}\nxl migrate life {B_IP}\nxl list\nxl info\n"
         ),
-        "xl info\nxl migrate-receive\nsleep 3\nxl console count\r\x1d\nxl list\n\
-         xl destroy count\nxl info\n",
+        "xl info\nxl migrate-receive\nxl migrate-receive\nsleep 3\nxl console count\r\x1d\n\
+         xl console life\r\x1d\nxl list\nxl destroy count\nxl destroy life\nxl info\n",
         RUN_TIMEOUT,
         HOST_CPU,
     );
@@ -164,8 +173,8 @@ fn xl_migrate_moves_a_running_hvm_guest_to_another_host_where_it_counts_on() {
         .find(|l| l.contains("; downtime "))
         .unwrap_or_else(|| panic!("no downtime line:\n{both}"));
     eprintln!("migration: {stats}");
-    let before = counts(section(&a, "xl console count", 0, "xl migrate"));
-    let after = counts(section(&b, "xl console count", 0, "xl list"));
+    let before = counts(section(&a, "xl console count", 0, "xl console life"));
+    let after = counts(section(&b, "xl console count", 0, "xl console life"));
     assert!(!before.is_empty(), "the guest counts at A:\n{both}");
     assert!(after.len() >= 2, "the guest counts at B:\n{both}");
     let last = *before.last().unwrap();
@@ -176,6 +185,34 @@ fn xl_migrate_moves_a_running_hvm_guest_to_another_host_where_it_counts_on() {
     assert!(
         after.windows(2).all(|w| w[1] == w[0] + 1),
         "one by one at B: {after:?}"
+    );
+    // The PV guest (suspended for the transfer) counts on at B too.
+    let life_counts = |t: &str| -> Vec<u64> {
+        t.lines()
+            .filter_map(|l| l.split("life: count ").nth(1))
+            .filter_map(|r| r.split_whitespace().next()?.parse().ok())
+            .collect()
+    };
+    let pv_before = life_counts(section(&a, "xl console life", 0, "xl migrate"));
+    let pv_after = life_counts(section(&b, "xl console life", 0, "xl list"));
+    assert!(
+        !pv_before.is_empty() && pv_after.len() >= 2,
+        "the PV guest counts at A and at B:\n{both}"
+    );
+    assert!(
+        pv_after[0] > *pv_before.last().unwrap() && pv_after.windows(2).all(|w| w[1] == w[0] + 1),
+        "the PV guest goes on from where it was: {pv_before:?} then {pv_after:?}\n{both}"
+    );
+    assert!(
+        b.lines()
+            .filter(|l| l.contains("life: count "))
+            .all(|l| l.contains(" pages ok 256/256") || !l.contains(" pages ok ")),
+        "every page of the PV guest checks at B:\n{both}"
+    );
+    assert_eq!(
+        a.matches("Migration successful.").count(),
+        2,
+        "both moved:\n{both}"
     );
     assert!(
         !b.contains(COUNT_BANNER),
@@ -189,8 +226,10 @@ fn xl_migrate_moves_a_running_hvm_guest_to_another_host_where_it_counts_on() {
     }
     let listed = section(&a, "xl list", 0, "xl info");
     assert!(
-        !listed.lines().any(|l| l.starts_with("count ")),
-        "A has nothing left of the guest:\n{listed}"
+        !listed
+            .lines()
+            .any(|l| l.starts_with("count ") || l.starts_with("life ")),
+        "A has nothing left of either guest:\n{listed}"
     );
     for (host, text) in [("A", &a), ("B", &b)] {
         let free = free_memory(text);
