@@ -401,6 +401,31 @@ impl GrantTable {
         })
     }
 
+    /// Before a suspend (Linux's `gnttab_suspend`): unmaps the table's
+    /// frames, which are the hypervisor's, not the guest's (a saved
+    /// guest's page tables may only name its own frames). Nothing may use
+    /// the table until [`resume`](Self::resume).
+    pub fn suspend(&mut self) -> Result<(), GrantError> {
+        for i in 0..self.frames {
+            unmap_frame(self.va + i as u64 * 4096)?;
+        }
+        Ok(())
+    }
+
+    /// After a suspend: sets the table up again and maps it where it was.
+    /// If the suspend was cancelled these are the same frames and every
+    /// grant stands; after a restore the new domain's table is empty (the
+    /// grants are gone: front ends grant their pages again, and must not
+    /// end the old references expecting the old backend's state).
+    pub fn resume(&mut self) -> Result<(), GrantError> {
+        let mut mfns = [0u64; MAX_FRAMES];
+        setup_table(DOMID_SELF, &mut mfns[..self.frames])?;
+        for (i, &mfn) in mfns[..self.frames].iter().enumerate() {
+            map_frame(self.va + i as u64 * 4096, mfn)?;
+        }
+        Ok(())
+    }
+
     /// The shared entries.
     pub fn entries(&self) -> Entries<'_> {
         // SAFETY: `frames` pages at `va` are the table frames, mapped
@@ -456,6 +481,18 @@ fn map_frame(va: u64, mfn: u64) -> Result<(), GrantError> {
 
 #[cfg(not(target_os = "none"))]
 fn map_frame(_va: u64, _mfn: u64) -> Result<(), GrantError> {
+    Err(GrantError::Errno(Errno::ENOSYS))
+}
+
+#[cfg(target_os = "none")]
+fn unmap_frame(va: u64) -> Result<(), GrantError> {
+    crate::frame::unmap_kernel(va)
+        .map(|_| ())
+        .map_err(|_| GrantError::Errno(Errno::EINVAL))
+}
+
+#[cfg(not(target_os = "none"))]
+fn unmap_frame(_va: u64) -> Result<(), GrantError> {
     Err(GrantError::Errno(Errno::ENOSYS))
 }
 

@@ -2011,11 +2011,16 @@ fn xl_save_and_xl_restore_a_pv_guest_which_counts_on_with_its_memory_intact() {
     let cfg = ramdisk_file(
         "life-save.cfg",
         "name = \"life\"\nkernel = \"/boot/domu-life\"\nmemory = 32\n\
-         extra = \"mode=suspend\"\non_poweroff = \"preserve\"\n",
+         extra = \"mode=suspend disk=1\"\non_poweroff = \"preserve\"\n\
+         disk = [ \"/mnt/vda/life-disk.img,raw,xvda,rw\" ]\n",
     );
     let dir = cfg.parent().unwrap().to_path_buf();
     let disk = dir.join("pv-save-disk.img");
     oxen_tests::tools::fat32_disk(&disk, 160);
+    // The guest's own disk: an image file on the same FAT volume.
+    let guest_disk = dir.join("life-disk.img");
+    std::fs::write(&guest_disk, vec![0u8; 1 << 20]).unwrap();
+    oxen_tests::tools::fat_put(&disk, &guest_disk, "/life-disk.img");
     let disk_s = disk.display().to_string();
     let guest = image("domu-life").display().to_string();
     let cfg_s = cfg.display().to_string();
@@ -2042,6 +2047,9 @@ fn xl_save_and_xl_restore_a_pv_guest_which_counts_on_with_its_memory_intact() {
         "xc: info: Restore successful",
         "life: p2m frame list list ok after the restore",
         "domu-life: every page kept its pattern at every tick: ok",
+        "life: disk xvda connected, pattern written",
+        "life: disk xvda reconnected",
+        "domu-life: the disk kept its pattern at every check: ok",
     ] {
         assert!(text.contains(want), "missing {want:?}:\n{text}");
     }
@@ -2093,6 +2101,22 @@ fn xl_save_and_xl_restore_a_pv_guest_which_counts_on_with_its_memory_intact() {
             .chain(&after)
             .all(|&(_, k, p)| k == p && p == 256),
         "every page checks at every tick, before and after:\n{text}"
+    );
+    // Its disk: reconnected after the restore (blkfront to the new
+    // domain's blkback), the pattern written before the save still there.
+    assert!(
+        !text.contains("PATTERN BAD"),
+        "the disk keeps its data:\n{text}"
+    );
+    let disk_checks: Vec<u64> = restored
+        .lines()
+        .filter_map(|l| l.split("life: disk at count ").nth(1))
+        .filter(|r| r.contains("pattern ok"))
+        .filter_map(|r| r.split(':').next()?.parse().ok())
+        .collect();
+    assert!(
+        disk_checks.iter().any(|&n| n > resumed),
+        "the restored guest reads its disk back intact:\n{text}"
     );
     assert_eq!(
         text.matches("life: counting with 256 pages").count(),
@@ -2173,6 +2197,13 @@ fn xl_save_and_xl_restore_a_pv_guest_which_counts_on_with_its_memory_intact() {
     assert_eq!(
         free[0], free[1],
         "the refused restore leaves nothing:\n{text}"
+    );
+    let back = dir.join("life-disk-back.img");
+    oxen_tests::tools::fat_get(&disk, "/life-disk.img", &back);
+    let data = std::fs::read(&back).unwrap();
+    assert!(
+        (0..64 << 10).all(|i: usize| data[i] == (i.wrapping_mul(131) ^ (i >> 9)) as u8),
+        "the guest's disk image holds its pattern after it all"
     );
     let again = text.split("xl restore /mnt/vda/life.save").nth(1).unwrap();
     let again = again.split("xl save").next().unwrap();

@@ -82,7 +82,7 @@ mod kernel {
         match arg(si.cmd_line(), "mode") {
             Some("balloon") => balloon(c, &mut xs),
             Some("vcpus") => vcpus(c, &mut xs),
-            Some("suspend") => suspend(c, &mut xs),
+            Some("suspend") => suspend(c, &mut xs, arg(si.cmd_line(), "disk") == Some("1")),
             m => {
                 c.error(format_args!(
                     "unknown mode {m:?} (want mode=balloon, mode=vcpus or mode=suspend)"
@@ -140,7 +140,67 @@ mod kernel {
         }
     }
 
-    fn suspend(mut c: Checks, xs: &mut Store) -> ! {
+    /// `disk=1`: its disk (xvda), with a pattern in its first
+    /// [`DISK_BYTES`], checked every [`DISK_EVERY`] ticks and after each
+    /// resume.
+    struct Disk {
+        front: pv_guest_lib::blkfront::Blkfront<pv_guest_lib::blkfront::metal::MetalHost<'static>>,
+        host: pv_guest_lib::blkfront::metal::MetalHost<'static>,
+    }
+
+    const GT_VA: u64 = 0xffff_c000_0020_0000;
+    const XVDA: u32 = 51712;
+    const DISK_BYTES: usize = 64 << 10;
+    const DISK_EVERY: u64 = 5;
+
+    fn disk_byte(i: usize) -> u8 {
+        (i.wrapping_mul(131) ^ (i >> 9)) as u8
+    }
+
+    impl Disk {
+        fn open(c: &mut Checks, xs: &mut Store) -> Option<Disk> {
+            let gt = match pv_guest_lib::grant::GrantTable::setup(4, GT_VA) {
+                Ok(gt) => alloc::boxed::Box::leak(alloc::boxed::Box::new(gt)),
+                Err(e) => {
+                    c.error(format_args!("grant table: {e:?}"));
+                    return None;
+                }
+            };
+            let mut host = pv_guest_lib::blkfront::metal::MetalHost::new(gt);
+            host.patience(30_000_000_000);
+            let mut front = pv_guest_lib::blkfront::Blkfront::new(XVDA, None, Default::default());
+            if let Err(e) = front.connect_blocking(xs, &mut host) {
+                c.error(format_args!("blkfront: {e:?}"));
+                return None;
+            }
+            let data: Vec<u8> = (0..DISK_BYTES).map(disk_byte).collect();
+            if let Err(e) = front.write(&mut host, 0, &data) {
+                c.error(format_args!("writing the disk: {e:?}"));
+                return None;
+            }
+            let _ = front.flush(&mut host);
+            println!("life: disk xvda connected, pattern written");
+            Some(Disk { front, host })
+        }
+
+        fn intact(&mut self) -> bool {
+            let mut buf = alloc::vec![0u8; DISK_BYTES];
+            self.host.patience(30_000_000_000);
+            self.front.read(&mut self.host, 0, &mut buf).is_ok()
+                && buf.iter().enumerate().all(|(i, &b)| b == disk_byte(i))
+        }
+    }
+
+    fn suspend(mut c: Checks, xs: &mut Store, with_disk: bool) -> ! {
+        let mut disk = if with_disk {
+            match Disk::open(&mut c, xs) {
+                Some(d) => Some(d),
+                None => c.finish(),
+            }
+        } else {
+            None
+        };
+        let mut disk_bad: u64 = 0;
         let mut sw = watch_shutdown(&mut c, xs);
         xs.transport().set_timeout_ns(TICK_NS / 4);
         report_p2m_list(&mut c, "at boot");
@@ -167,7 +227,24 @@ mod kernel {
                     if s.reason == hypercall_abi::sched::ShutdownReason::Suspend =>
                 {
                     println!("life: suspending at count {count}");
-                    match pv_guest_lib::suspend::suspend(xs) {
+                    if let Some(d) = disk.as_mut() {
+                        if let Err(e) = d.host.grants().suspend() {
+                            println!("life: unmapping the grant table: {e:?}");
+                        }
+                    }
+                    let r = pv_guest_lib::suspend::suspend(xs);
+                    if let Some(d) = disk.as_mut() {
+                        if let Err(e) = d.host.grants().resume() {
+                            println!("life: the grant table after the suspend: {e:?}");
+                        }
+                        if let Ok(pv_guest_lib::suspend::Resumed::Restored { .. }) = r {
+                            match d.front.reconnect_after_restore(xs, &mut d.host) {
+                                Ok(_) => println!("life: disk xvda reconnected"),
+                                Err(e) => println!("life: disk reconnect failed: {e:?}"),
+                            }
+                        }
+                    }
+                    match r {
                         Ok(pv_guest_lib::suspend::Resumed::Cancelled) => {
                             println!("life: suspend cancelled at count {count}: running on");
                         }
@@ -193,6 +270,13 @@ mod kernel {
                         bad_ticks == 0,
                         format_args!("{bad_ticks} bad ticks of {count}"),
                     );
+                    if disk.is_some() {
+                        c.check(
+                            "the disk kept its pattern at every check",
+                            disk_bad == 0,
+                            format_args!("{disk_bad} bad checks"),
+                        );
+                    }
                     let _ = c.verdict();
                     xen::shutdown(s.reason)
                 }
@@ -207,6 +291,18 @@ mod kernel {
                     bad_ticks += 1;
                 }
                 println!("life: count {count} pages ok {ok}/{}", pages.len());
+                if let Some(d) = disk.as_mut() {
+                    if count.is_multiple_of(DISK_EVERY) {
+                        let ok = d.intact();
+                        if !ok {
+                            disk_bad += 1;
+                        }
+                        println!(
+                            "life: disk at count {count}: {}",
+                            if ok { "pattern ok" } else { "PATTERN BAD" }
+                        );
+                    }
+                }
                 next = now + TICK_NS;
             }
             let _ = xs.transport().wait();

@@ -144,6 +144,11 @@ impl<'a> MetalHost<'a> {
         }
     }
 
+    /// The grant table (to suspend and resume it around a save).
+    pub fn grants(&mut self) -> &mut GrantTable {
+        self.gt
+    }
+
     /// Makes waits poll for `ns` before blocking (0: block at once).
     pub fn poll_ns(&mut self, ns: u64) {
         self.poll_ns = ns;

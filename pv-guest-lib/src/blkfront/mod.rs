@@ -527,6 +527,42 @@ impl<H: FrontHost> Blkfront<H> {
         self.switch(xs, XenbusState::Initialising)
     }
 
+    /// After the domain was restored into a new one (see
+    /// [`crate::suspend`]): the backend, the grants and the event channel
+    /// of the old domain are gone, so the connection is dropped without
+    /// closing its port (that number may now be someone else's) and the
+    /// handshake runs again with the new domain's backend (the toolstack
+    /// made its nodes anew, the frontend's state `Initialising`). The
+    /// grant table must have been set up again first
+    /// ([`crate::grant::GrantTable::resume`]). Requests must not be in
+    /// flight across a suspend.
+    pub fn reconnect_after_restore<X: XsAccess + ?Sized>(
+        &mut self,
+        xs: &mut X,
+        host: &mut H,
+    ) -> Result<DiskInfo, BlkError> {
+        self.fail_inflight();
+        if let Some(c) = self.conn.take() {
+            // The new table is empty: ending the old references frees them.
+            for g in &c.ring_grefs {
+                let _ = host.end_grant(*g);
+            }
+            for p in c.ring.into_pages() {
+                host.free_page(p);
+            }
+        }
+        self.shadow.clear();
+        for pp in self.pool.drain(..) {
+            let _ = host.end_grant(pp.gref);
+            host.free_page(pp.page);
+        }
+        self.free_pages.clear();
+        // The backend is the new domain's (its path names the new domid).
+        self.backend.clear();
+        self.state = XenbusState::Initialising;
+        self.connect_blocking(xs, host)
+    }
+
     /// Runs the handshake until connected.
     pub fn connect_blocking<X: XsAccess + ?Sized>(
         &mut self,
