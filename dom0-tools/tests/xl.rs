@@ -1695,10 +1695,7 @@ fn save_and_restore_refuse_bad_arguments_and_report_failures() {
 fn migrate_passes_its_target_and_options_and_migrate_receive_waits() {
     let mut f = Fake::new();
     assert_eq!(xl_on(&mut f, "xl migrate guest 10.0.3.2").0, 0);
-    assert_eq!(
-        xl_on(&mut f, "xl migrate -p -C /etc/xen/w.cfg web 10.0.3.2:9000").0,
-        0
-    );
+    assert_eq!(xl_on(&mut f, "xl migrate -p -C /etc/xen/w.cfg web 10.0.3.2:9000").0, 0);
     assert_eq!(xl_on(&mut f, "xl migrate-receive").0, 0);
     assert_eq!(xl_on(&mut f, "xl migrate-receive -p").0, 0);
     let calls: Vec<&String> = f.log.iter().filter(|l| l.starts_with("migrate")).collect();

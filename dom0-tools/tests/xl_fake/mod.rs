@@ -376,20 +376,14 @@ impl XlBackend for Fake {
         paused: bool,
         _out: &mut dyn fmt::Write,
     ) -> XlResult<()> {
-        self.op(
-            "migrate",
-            format!("migrate {domid} {target} {config:?} paused={paused}"),
-        )?;
+        self.op("migrate", format!("migrate {domid} {target} {config:?} paused={paused}"))?;
         self.find(domid)?;
         self.domains.retain(|d| d.domid != domid);
         Ok(())
     }
 
     fn migrate_receive(&mut self, paused: bool, _out: &mut dyn fmt::Write) -> XlResult<u32> {
-        self.op(
-            "migrate-receive",
-            format!("migrate-receive paused={paused}"),
-        )?;
+        self.op("migrate-receive", format!("migrate-receive paused={paused}"))?;
         Ok(self.next_domid)
     }
 
