@@ -33,6 +33,12 @@ struct SavePv {
 }
 
 impl pv::PvSaveSide for SavePv {
+    fn max_pages(&mut self) -> Result<u64, SrError> {
+        Ok(xc::domain_info(self.domid)
+            .map_err(|e| hc("getdomaininfo", e))?
+            .max_pages)
+    }
+
     fn shared_info(&mut self) -> Result<Vec<u8>, SrError> {
         let frame = xc::domain_info(self.domid)
             .map_err(|e| hc("getdomaininfo", e))?
@@ -448,6 +454,7 @@ impl Toolstack {
                     store_evtchn: store_port,
                     console_evtchn: console_port,
                 },
+                (mem_kib + RESTORE_SLACK_KIB) / 4 + pv::P2M_SLACK,
                 &mut |pages| {
                     if pages >> 12 > shown >> 12 {
                         shown = pages;
