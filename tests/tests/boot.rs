@@ -2216,3 +2216,65 @@ fn xl_save_and_xl_restore_a_pv_guest_which_counts_on_with_its_memory_intact() {
         "it counts on after a restore on a rebooted host:\n{text}"
     );
 }
+
+// Issue 7: `xl save` of a PV guest that does not suspend (domu-life
+// mode=balloon leaves `suspend` in control/shutdown unacknowledged, as a
+// kernel without PV suspend support does) gives up after 30 s with a
+// clear error, withdraws the request, leaves no file and the guest
+// running: it still obeys `xl shutdown`.
+#[test]
+fn xl_save_of_a_pv_guest_that_does_not_suspend_times_out_and_leaves_it_running() {
+    let cfg = ramdisk_file(
+        "life-nosuspend.cfg",
+        "name = \"life\"\nkernel = \"/boot/domu-life\"\nmemory = 32\n\
+         extra = \"mode=balloon\"\non_poweroff = \"preserve\"\n",
+    );
+    let dir = cfg.parent().unwrap().to_path_buf();
+    let disk = dir.join("pv-nosuspend-disk.img");
+    oxen_tests::tools::fat32_disk(&disk, 64);
+    let (code, text) = oxen_run_batch_timed(
+        &[
+            "--disk",
+            &disk.display().to_string(),
+            "--add",
+            &image("domu-life").display().to_string(),
+            "--add",
+            &cfg.display().to_string(),
+        ],
+        "xl create life-nosuspend.cfg\nsleep 2\nxl save life /mnt/vda/life.save\nxl list\n\
+         ls /mnt/vda\nxl shutdown -w life\nxl console life\r\x1d\nxl destroy life\n",
+        Duration::from_secs(200),
+    );
+    assert!(
+        text.contains("VERDICT: FAILURE: 1 command failed"),
+        "only the save fails:\n{text}"
+    );
+    assert_ne!(code, Some(0));
+    assert!(
+        text.contains(
+            "xl save: life did not suspend within 30 s (it did not acknowledge control/shutdown: no PV suspend support?); it runs on"
+        ),
+        "the timeout says why:\n{text}"
+    );
+    let after = text.split("xl save life").nth(1).unwrap();
+    let rows = list_rows(after.split("ls /mnt/vda").next().unwrap(), "life");
+    assert!(
+        rows.len() == 1 && !rows[0].3.contains('s'),
+        "the guest runs on, not shut down: {rows:?}\n{text}"
+    );
+    assert!(
+        !after
+            .split("ls /mnt/vda")
+            .nth(1)
+            .unwrap()
+            .split("xl shutdown")
+            .next()
+            .unwrap()
+            .contains("life.save"),
+        "no file is left:\n{text}"
+    );
+    assert!(
+        text.contains("domu-life: worker checked") && text.contains("shutting down (poweroff)"),
+        "xl shutdown still reaches it:\n{text}"
+    );
+}

@@ -31,7 +31,8 @@
 //! frame list list the guest published (`pv_guest_lib::p2m_list`).
 //!
 //! **Trusts** nothing it reads, guest memory included: sizes are bounded
-//! before anything is allocated ([`MAX_PFN`]), every frame number is
+//! before anything is allocated (the p2m by what the domain may have,
+//! and never over [`MAX_PFN`]), every frame number is
 //! checked against the guest's own, and a restore populates a frame once.
 
 use alloc::collections::BTreeMap;
@@ -56,6 +57,9 @@ pub const XEN_L4_SLOTS: usize = 16;
 pub const MAX_PFN: u64 = 1 << 24;
 /// The most vCPUs a save or restore takes.
 pub const MAX_VCPUS: u32 = 128;
+/// p2m entries a guest may have beyond its `max_pages` (the p2m covers
+/// the frames it was built with, which a balloon may have given back).
+pub const P2M_SLACK: u64 = 1024;
 /// An invalid p2m entry (`INVALID_MFN`).
 pub const INVALID: u64 = u64::MAX;
 /// Frames per `PAGE_DATA` record written.
@@ -209,6 +213,8 @@ fn convert_vcpu(
 pub trait PvSaveSide {
     /// Its shared info page (4096 bytes).
     fn shared_info(&mut self) -> Result<Vec<u8>, SrError>;
+    /// Its `max_pages` (bounds the p2m it may claim to have).
+    fn max_pages(&mut self) -> Result<u64, SrError>;
     /// Reads machine frames of the domain (mapped read-only), 4 KiB each,
     /// into `out`; a frame it does not own is an error.
     fn read_frames(&mut self, mfns: &[u64], out: &mut [u8]) -> Result<(), SrError>;
@@ -231,9 +237,11 @@ pub struct P2m {
 }
 
 /// Reads the p2m through `shared_info.arch` and the frame list list
-/// (`read` reads one machine frame of the guest).
+/// (`read` reads one machine frame of the guest); a p2m of more than
+/// `limit` entries is refused before anything is read.
 pub fn read_p2m(
     shared_info: &[u8],
+    limit: u64,
     mut read: impl FnMut(u64) -> Result<Vec<u8>, SrError>,
 ) -> Result<P2m, SrError> {
     if shared_info.len() != PAGE_SIZE {
@@ -246,9 +254,10 @@ pub fn read_p2m(
             "the guest published no p2m (shared_info.arch max_pfn / pfn_to_mfn_frame_list_list are 0): it cannot be saved",
         )));
     }
-    if max_pfn > MAX_PFN {
+    let limit = limit.min(MAX_PFN);
+    if max_pfn > limit {
         return Err(err(format!(
-            "the guest says its p2m has {max_pfn} entries (over {MAX_PFN})"
+            "the guest says its p2m has {max_pfn} entries (it may have at most {limit})"
         )));
     }
     let p2m_pages = max_pfn.div_ceil(PER_PAGE as u64) as usize;
@@ -343,7 +352,8 @@ pub fn save_pv<D: PvSaveSide + ?Sized, S: Sink + ?Sized>(
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Stats, SrError> {
     let shared = d.shared_info()?;
-    let p2m = read_p2m(&shared, |mfn| {
+    let limit = d.max_pages()?.saturating_add(P2M_SLACK);
+    let p2m = read_p2m(&shared, limit, |mfn| {
         let mut b = vec![0u8; PAGE_SIZE];
         d.read_frames(&[mfn], &mut b)?;
         Ok(b)
@@ -635,10 +645,14 @@ impl PvRestore {
 /// they come; the page tables are pinned, the p2m and `start_info`
 /// rewritten, shared info and the vCPUs set only once the whole image has
 /// been read (a truncated one leaves a domain the caller destroys).
+///
+/// `max_pfn` bounds the p2m the image may claim (what the config's memory
+/// allows): a bigger one is refused before anything is allocated.
 pub fn restore_pv<D: PvRestoreSide + ?Sized, S: Source + ?Sized>(
     src: &mut S,
     d: &mut D,
     ports: Ports,
+    max_pfn: u64,
     progress: &mut dyn FnMut(u64),
 ) -> Result<Restored, SrError> {
     let mut h = [0u8; savefile::LIBXL_HEADER_LEN];
@@ -651,7 +665,7 @@ pub fn restore_pv<D: PvRestoreSide + ?Sized, S: Source + ?Sized>(
         match r.ty {
             librec::END => break,
             librec::LIBXC_CONTEXT if done.is_none() => {
-                done = Some(restore_libxc(src, d, ports, progress)?);
+                done = Some(restore_libxc(src, d, ports, max_pfn, progress)?);
             }
             librec::EMULATOR_XENSTORE_DATA => {}
             ty => {
@@ -669,8 +683,10 @@ fn restore_libxc<D: PvRestoreSide + ?Sized, S: Source + ?Sized>(
     src: &mut S,
     d: &mut D,
     ports: Ports,
+    limit: u64,
     progress: &mut dyn FnMut(u64),
 ) -> Result<Restored, SrError> {
+    let limit = limit.min(MAX_PFN);
     let mut h = [0u8; stream::HEADERS_LEN];
     src.take(&mut h)?;
     let dh = match stream::read_headers(&h)? {
@@ -726,9 +742,9 @@ fn restore_libxc<D: PvRestoreSide + ?Sized, S: Source + ?Sized>(
                 let start = u32::from_le_bytes([r.body[0], r.body[1], r.body[2], r.body[3]]);
                 let end = u32::from_le_bytes([r.body[4], r.body[5], r.body[6], r.body[7]]);
                 let max_pfn = u64::from(end) + 1;
-                if start != 0 || max_pfn > MAX_PFN {
+                if start != 0 || max_pfn > limit {
                     return Err(bad(&format!(
-                        "pfns {start}..={end} (must start at 0, at most {MAX_PFN})"
+                        "pfns {start}..={end} (must start at 0, at most {limit} for this config's memory)"
                     )));
                 }
                 let frames: Vec<u64> = r.body[8..].chunks_exact(8).map(|c| u64_at(c, 0)).collect();
@@ -1003,6 +1019,9 @@ mod tests {
         fn shared_info(&mut self) -> Result<Vec<u8>, SrError> {
             Ok(self.mem[&SHARED_MFN].clone())
         }
+        fn max_pages(&mut self) -> Result<u64, SrError> {
+            Ok(MAX)
+        }
         fn read_frames(&mut self, mfns: &[u64], out: &mut [u8]) -> Result<(), SrError> {
             for (m, o) in mfns.iter().zip(out.chunks_mut(PAGE_SIZE)) {
                 let owned = *m == SHARED_MFN || self.p2m.contains(m);
@@ -1125,7 +1144,7 @@ mod tests {
         let cfg = read_config(&mut r)?;
         assert_eq!(cfg, b"name = \"life\"\n");
         let mut d = NewDomain::default();
-        let got = restore_pv(&mut r, &mut d, PORTS, &mut |_| {})?;
+        let got = restore_pv(&mut r, &mut d, PORTS, MAX + 100, &mut |_| {})?;
         Ok((d, got))
     }
 
@@ -1188,23 +1207,26 @@ mod tests {
     fn the_p2m_is_read_down_the_frame_list_list() {
         let mut g = Guest::new();
         let sh = g.mem[&SHARED_MFN].clone();
-        let p = read_p2m(&sh, |m| Ok(g.mem[&m].clone())).unwrap();
+        let p = read_p2m(&sh, MAX, |m| Ok(g.mem[&m].clone())).unwrap();
         assert_eq!(p.entries, g.p2m);
         assert_eq!(p.frames, [old_mfn(10), old_mfn(11)]);
         // Nothing published.
         let mut none = sh.clone();
         put_u64(&mut none, SI_ARCH_FLL, 0);
-        let e = read_p2m(&none, |m| Ok(g.mem[&m].clone())).unwrap_err();
+        let e = read_p2m(&none, MAX, |m| Ok(g.mem[&m].clone())).unwrap_err();
         assert!(e.to_string().contains("published no p2m"), "{e}");
         // A hostile max_pfn is refused before anything is read.
         let mut huge = sh.clone();
         put_u64(&mut huge, SI_ARCH_MAX_PFN, u64::MAX);
-        let e = read_p2m(&huge, |_| panic!("read")).unwrap_err();
+        let e = read_p2m(&huge, MAX, |_| panic!("read")).unwrap_err();
         assert!(e.to_string().contains("entries"), "{e}");
+        // More than the domain may have, though under MAX_PFN.
+        let e = read_p2m(&sh, MAX - 1, |_| panic!("read")).unwrap_err();
+        assert!(e.to_string().contains("at most 599"), "{e}");
         // A frame list naming a frame the guest does not own.
         g.mem.get_mut(&old_mfn(FLL_PFN)).unwrap()[..8].copy_from_slice(&FOREIGN_MFN.to_le_bytes());
         let sh = g.mem[&SHARED_MFN].clone();
-        assert!(read_p2m(&sh, |m| {
+        assert!(read_p2m(&sh, MAX, |m| {
             let mut b = vec![0u8; PAGE_SIZE];
             g.read_frames(&[m], &mut b)?;
             Ok(b)
@@ -1339,6 +1361,13 @@ mod tests {
                 .unwrap_or_else(|| panic!("{want}: accepted"));
             assert!(e.to_string().contains(want), "{want}: {e}");
         };
+        // A p2m bigger than the config's memory allows.
+        let mut r = Reader(&image);
+        read_config(&mut r).unwrap();
+        let mut nd = NewDomain::default();
+        let e = restore_pv(&mut r, &mut nd, PORTS, MAX - 1, &mut |_| {}).unwrap_err();
+        assert!(e.to_string().contains("this config's memory"), "{e}");
+        assert!(nd.mem.is_empty(), "refused before anything was populated");
         let info = find_record(&image, rec::X86_PV_INFO);
         bad(&|i| i[info + 8] = 4, "guest width 4");
         let frames = find_record(&image, rec::X86_PV_P2M_FRAMES);

@@ -33,6 +33,12 @@ pub(super) struct SavePv {
 }
 
 impl pv::PvSaveSide for SavePv {
+    fn max_pages(&mut self) -> Result<u64, SrError> {
+        Ok(xc::domain_info(self.domid)
+            .map_err(|e| hc("getdomaininfo", e))?
+            .max_pages)
+    }
+
     fn shared_info(&mut self) -> Result<Vec<u8>, SrError> {
         let frame = xc::domain_info(self.domid)
             .map_err(|e| hc("getdomaininfo", e))?
@@ -455,6 +461,8 @@ impl Toolstack {
         match ports {
             Ok((console_port, store_port)) => Ok(PvRestoring {
                 domid,
+                max_pages: (cfg.maxmem_mib.max(cfg.memory_mib) * 1024 + RESTORE_SLACK_KIB) / 4
+                    + pv::P2M_SLACK,
                 console_port,
                 store_port,
                 cfg_file,
@@ -485,6 +493,7 @@ impl Toolstack {
     ) -> XlResult<u32> {
         let PvRestoring {
             domid,
+            max_pages: _,
             console_port,
             store_port,
             cfg_file,
@@ -559,6 +568,8 @@ impl Toolstack {
 /// A PV restore under way: the new domain, its ports, its config.
 pub(super) struct PvRestoring {
     domid: u16,
+    /// The most frames the image may claim (the config's memory).
+    max_pages: u64,
     console_port: u32,
     store_port: u32,
     cfg_file: String,
@@ -583,6 +594,7 @@ pub(super) fn pv_restore_body<S: image::Source + ?Sized>(
             store_evtchn: r.store_port,
             console_evtchn: r.console_port,
         },
+        r.max_pages,
         &mut |pages| {
             if pages >> 12 > shown >> 12 {
                 shown = pages;
