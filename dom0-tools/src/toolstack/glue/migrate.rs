@@ -267,16 +267,7 @@ impl Toolstack {
             )));
         }
         let name = g.name.clone();
-        let mut text = g.source.text.clone();
-        for o in &g.source.overrides {
-            text.push('\n');
-            text.push_str(o);
-        }
-        text.push('\n');
-        if let Some(c) = config {
-            let (_, t) = self.config(c)?;
-            text = String::from_utf8_lossy(t).into_owned();
-        }
+        let text = self.image_config(g, config)?;
         let (host, port) = host_port(target);
         // The target may not listen yet: a refused connection is tried
         // again until CONNECT_NS have passed.

@@ -190,32 +190,8 @@ impl Toolstack {
             XlError::Message(format!("domain {id}: not a guest this toolstack started"))
         })?;
         let name = g.name.clone();
-        let text = match config {
-            Some(c) => {
-                let (_, t) = self.config(c)?;
-                String::from_utf8_lossy(t).into_owned()
-            }
-            None => {
-                let mut t = g.source.text.clone();
-                for o in &g.source.overrides {
-                    t.push('\n');
-                    t.push_str(o);
-                }
-                t.push('\n');
-                t
-            }
-        };
-        let (vol, disk_name, inner) = self.volume_file(file)?;
-        let disk = self
-            .disks
-            .get(&disk_name)
-            .cloned()
-            .ok_or_else(|| XlError::Message(format!("{file}: no disk {disk_name}")))?;
-        if disk.borrow().readonly() {
-            return Err(XlError::Message(format!(
-                "{file}: /dev/{disk_name} is read-only"
-            )));
-        }
+        let text = self.image_config(g, config)?;
+        let (vol, disk, inner) = self.save_file(file)?;
         let _ = writeln!(
             out,
             "Saving to {file} new xl format (info {:#x}/0x0/{})",

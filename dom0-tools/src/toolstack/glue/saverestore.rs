@@ -376,6 +376,40 @@ impl Toolstack {
         }
     }
 
+    /// The config text an image of guest `g` carries: `config`'s (a file
+    /// xl finds) if given, else the guest's own, with the overrides it
+    /// was created with.
+    pub(super) fn image_config(&self, g: &Guest, config: Option<&str>) -> XlResult<String> {
+        if let Some(c) = config {
+            let (_, t) = self.config(c)?;
+            return Ok(String::from_utf8_lossy(t).into_owned());
+        }
+        let mut t = g.source.text.clone();
+        for o in &g.source.overrides {
+            t.push('\n');
+            t.push_str(o);
+        }
+        t.push('\n');
+        Ok(t)
+    }
+
+    /// Where `xl save` writes `file`: its volume, its disk (writable) and
+    /// its path inside the volume.
+    pub(super) fn save_file<'p>(&self, file: &'p str) -> XlResult<(String, SharedDisk, &'p str)> {
+        let (vol, disk_name, inner) = self.volume_file(file)?;
+        let disk = self
+            .disks
+            .get(&disk_name)
+            .cloned()
+            .ok_or_else(|| XlError::Message(format!("{file}: no disk {disk_name}")))?;
+        if disk.borrow().readonly() {
+            return Err(XlError::Message(format!(
+                "{file}: /dev/{disk_name} is read-only"
+            )));
+        }
+        Ok((vol, disk, inner))
+    }
+
     pub(super) fn dos_now() -> fat::DosTime {
         fat::DosTime::from_unix(time::wallclock().map_or(0, |(s, _)| s))
     }
@@ -410,32 +444,8 @@ impl Toolstack {
                 g.cfg.domain_type.as_str()
             )));
         };
-        let text = match config {
-            Some(c) => {
-                let (_, t) = self.config(c)?;
-                String::from_utf8_lossy(t).into_owned()
-            }
-            None => {
-                let mut t = g.source.text.clone();
-                for o in &g.source.overrides {
-                    t.push('\n');
-                    t.push_str(o);
-                }
-                t.push('\n');
-                t
-            }
-        };
-        let (vol, disk_name, inner) = self.volume_file(file)?;
-        let disk = self
-            .disks
-            .get(&disk_name)
-            .cloned()
-            .ok_or_else(|| XlError::Message(format!("{file}: no disk {disk_name}")))?;
-        if disk.borrow().readonly() {
-            return Err(XlError::Message(format!(
-                "{file}: /dev/{disk_name} is read-only"
-            )));
-        }
+        let text = self.image_config(g, config)?;
+        let (vol, disk, inner) = self.save_file(file)?;
         let _ = writeln!(
             out,
             "Saving to {file} new xl format (info {:#x}/0x0/{})",
