@@ -579,15 +579,23 @@ pub mod lifecycle {
         Ok(out.result)
     }
 
-    /// `xc: info: ... sent in T ms; downtime D ms`: (total ms, downtime ms).
+    /// `xc: info: ... sent in T ms; downtime D ms` (live) or `... sent
+    /// while suspended; downtime D ms` (PV): (total ms, downtime ms), the
+    /// total being the downtime when the guest was suspended throughout.
     pub fn migrated(log: &str) -> Option<(u64, u64)> {
         let l = log.lines().find(|l| l.contains("; downtime "))?;
         let num = |after: &str| -> Option<u64> {
             let r = l.split(after).nth(1)?;
             r.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
         };
-        Some((num(" KiB sent in ")?, num("; downtime ")?))
+        let down = num("; downtime ")?;
+        Some((num(" KiB sent in ").unwrap_or(down), down))
     }
+
+    /// The PV guest of the migration benchmark and its memory (MiB).
+    pub const PV_GUEST: &str = "domu-life";
+    /// Its memory: suspended for the whole transfer, so kept small.
+    pub const PV_GUEST_MIB: u64 = 64;
 
     /// One host of a two-host run: Oxen with Dom0 at `ip`, its NIC on the
     /// UDP wire `local`→`remote`, the guest and `cfg` in its ramdisk,
@@ -598,16 +606,13 @@ pub mod lifecycle {
         ip: &str,
         local: u16,
         remote: u16,
-        cfg: &std::path::Path,
+        files: &[std::path::PathBuf],
         cmds: &[&str],
     ) -> Result<RunResult, String> {
         let work = images::work_dir(name).map_err(|e| e.to_string())?;
         let mut boot = OxenBoot::new(images.hypervisor()?, images.dom0()?)?;
         boot.dom0_cmdline = format!("ip={ip}/24");
-        boot.ramdisk = Some(Payload::Bytes(crate::boot::dom0_ramdisk(&[
-            images.get(GUEST)?,
-            cfg.to_path_buf(),
-        ])?));
+        boot.ramdisk = Some(Payload::Bytes(crate::boot::dom0_ramdisk(files)?));
         let mut q = boot.qemu(name, &work)?.cpu("max,-smap");
         for a in (crate::net::NetSpec::Dgram { local, remote }).qemu_args() {
             q = q.arg(a);
@@ -625,26 +630,46 @@ pub mod lifecycle {
     /// Each two-host run.
     pub const MIGRATE_TIMEOUT: Duration = Duration::from_secs(600);
 
-    /// Migrates the guest ([`GUEST_MIB`]; rewriting `busy` pages a tick
-    /// and all the time between if `busy` > 1) from one Oxen host to
+    /// Migrates the HVM guest ([`GUEST_MIB`]; rewriting `busy` pages a
+    /// tick and all the time between if `busy` > 1) from one Oxen host to
     /// another over a UDP wire on loopback: the source's console.
     pub fn migrate(images: &Images, busy: u64) -> Result<RunResult, String> {
-        let work = images::work_dir("bench-migrate").map_err(|e| e.to_string())?;
-        let cfg = work.join("count.cfg");
-        std::fs::write(
-            &cfg,
-            format!(
-                "name = \"count\"\ntype = \"hvm\"\nkernel = \"/boot/{GUEST}\"\nmemory = {GUEST_MIB}\n\
+        migrate_guest(
+            images,
+            GUEST,
+            &format!(
+                "name = \"guest\"\ntype = \"hvm\"\nkernel = \"/boot/{GUEST}\"\nmemory = {GUEST_MIB}\n\
                  extra = \"busy={busy}\"\n"
             ),
         )
-        .map_err(|e| e.to_string())?;
+    }
+
+    /// Migrates the PV guest ([`PV_GUEST_MIB`], counting; suspended for
+    /// the whole transfer): the source's console.
+    pub fn migrate_pv(images: &Images) -> Result<RunResult, String> {
+        migrate_guest(
+            images,
+            PV_GUEST,
+            &format!(
+                "name = \"guest\"\nkernel = \"/boot/{PV_GUEST}\"\nmemory = {PV_GUEST_MIB}\n\
+                 extra = \"mode=suspend\"\n"
+            ),
+        )
+    }
+
+    /// Creates guest `kernel` from `cfg_text` (named "guest") on one host
+    /// and migrates it to another.
+    fn migrate_guest(images: &Images, kernel: &str, cfg_text: &str) -> Result<RunResult, String> {
+        let work = images::work_dir("bench-migrate").map_err(|e| e.to_string())?;
+        let cfg = work.join("guest.cfg");
+        std::fs::write(&cfg, cfg_text).map_err(|e| e.to_string())?;
+        let files = vec![images.get(kernel)?, cfg];
         let ports = || -> Result<u16, String> {
             let s = std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
             Ok(s.local_addr().map_err(|e| e.to_string())?.port())
         };
         let (pa, pb) = (ports()?, ports()?);
-        let (ib, cb) = (images.clone(), cfg.clone());
+        let (ib, fb) = (images.clone(), files.clone());
         let target = std::thread::spawn(move || {
             host(
                 &ib,
@@ -652,8 +677,8 @@ pub mod lifecycle {
                 "10.0.3.2",
                 pb,
                 pa,
-                &cb,
-                &["xl migrate-receive", "xl destroy count"],
+                &fb,
+                &["xl migrate-receive", "xl destroy guest"],
             )
         });
         let source = host(
@@ -662,11 +687,11 @@ pub mod lifecycle {
             "10.0.3.1",
             pa,
             pb,
-            &cfg,
+            &files,
             &[
-                "xl create count.cfg",
+                "xl create guest.cfg",
                 "sleep 3",
-                "xl migrate count 10.0.3.2",
+                "xl migrate guest 10.0.3.2",
             ],
         );
         let target = target
