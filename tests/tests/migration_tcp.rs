@@ -167,6 +167,9 @@ fn a_tcp_server_migrates_and_its_client_sees_only_a_pause() {
         Some(0),
         "host B's commands should all succeed:\n{both}"
     );
+    if std::env::var_os("OXEN_SHOW").is_some() {
+        eprintln!("{both}");
+    }
     let client = section(&a, "xl console client", 0, "xl list");
     let r = reports(client);
     let last = *r
@@ -189,7 +192,9 @@ fn a_tcp_server_migrates_and_its_client_sees_only_a_pause() {
     let before = server_counts(section(&a, "xl console server", 0, "xl migrate"));
     let after = server_counts(section(&b, "xl console server", 0, "xl list"));
     assert!(
-        !before.is_empty() && after.first().is_some_and(|f| f > before.last().unwrap()),
+        !before.is_empty()
+            && after.len() >= 3
+            && after.first().is_some_and(|f| f > before.last().unwrap()),
         "the server's counter goes on at B: {before:?} then {after:?}\n{both}"
     );
     assert!(

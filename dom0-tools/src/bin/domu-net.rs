@@ -704,6 +704,8 @@ mod kernel {
         }
         if t >= cl.report_at {
             cl.report_at = t + 1_000_000_000;
+            // A pause still going on counts too.
+            cl.longest_ns = cl.longest_ns.max(t.saturating_sub(cl.last_at));
             client_report(cl);
         }
     }
