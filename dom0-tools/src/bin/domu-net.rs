@@ -14,7 +14,12 @@
 //!   (`xl network-attach`), and the guest closes the device when the
 //!   backend asks (`xl network-detach`);
 //! - `linger=S` keeps answering for S seconds once its own tasks are done
-//!   (default 3), `serve` forever.
+//!   (default 3), `serve` forever;
+//! - `echo=PORT` serves "echo with counter" (each request line gets back
+//!   `n=<requests so far>`) and accepts suspend (`xl save`/`xl migrate`),
+//!   reconnecting netfront after a restore; `echo-client=IP:PORT` sends a
+//!   request every 100 ms, checks the counter goes up by one and prints
+//!   `net-client: N answers, longest pause M ms, resets R` every second.
 //!
 //! Every line starts with `domu-net: `; checks and the VERDICT go through
 //! [`dom0_tools::pvtest::Checks`], then the guest powers off (unless it
@@ -35,12 +40,14 @@ mod kernel {
     use alloc::vec::Vec;
 
     use dom0_tools::pvtest::Checks;
+    use pv_guest_lib::domu::{Outcome, ShutdownWatcher};
     use pv_guest_lib::grant::GrantTable;
     use pv_guest_lib::netfront::metal::MetalHost;
     use pv_guest_lib::netfront::smol::smoltcp;
-    use pv_guest_lib::netfront::{NetError, Netfront};
+    use pv_guest_lib::netfront::{gratuitous_arp, NetError, Netfront};
+    use pv_guest_lib::suspend::Resumed;
     use pv_guest_lib::xenbus::NO_TX;
-    use pv_guest_lib::{domu, events, println, runtime, time, StartInfo};
+    use pv_guest_lib::{domu, events, println, runtime, time, xen, StartInfo};
     use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
     use smoltcp::phy::ChecksumCapabilities;
     use smoltcp::socket::{icmp, tcp};
@@ -81,6 +88,8 @@ mod kernel {
         hotplug: bool,
         linger_s: u64,
         serve: bool,
+        echo: Option<u16>,
+        echo_client: Option<(Ipv4Address, u16)>,
     }
 
     fn parse(cmdline: &str) -> Result<Plan, String> {
@@ -134,6 +143,13 @@ mod kernel {
                 "hotplug" => p.hotplug = true,
                 "linger" => p.linger_s = num(k, v)?,
                 "serve" => p.serve = true,
+                "echo" => p.echo = Some(num(k, v)? as u16),
+                "echo-client" => {
+                    let (a, port) = v
+                        .split_once(':')
+                        .ok_or_else(|| format!("echo-client={v}: want IP:PORT"))?;
+                    p.echo_client = Some((ip4(a)?, num(k, port)? as u16));
+                }
                 _ => return Err(format!("unknown setting {tok:?}")),
             }
         }
@@ -370,6 +386,47 @@ mod kernel {
             }
         });
 
+        let mut echo = plan.echo.map(|port| {
+            c.note(format_args!("serving echo with counter on port {port}"));
+            Echo {
+                handle: sockets.add(tcp_socket()),
+                port,
+                count: 0,
+                line: Vec::new(),
+            }
+        });
+        let mut client = plan.echo_client.map(|(ip, port)| EchoClient {
+            handle: sockets.add(tcp_socket()),
+            to: (IpAddress::Ipv4(ip), port),
+            started: false,
+            up: false,
+            last_sent: 0,
+            waiting: false,
+            answers: 0,
+            last_n: None,
+            last_at: 0,
+            longest_ns: 0,
+            resets: 0,
+            misses: 0,
+            report_at: 0,
+            line: Vec::new(),
+            retry_at: 0,
+        });
+        let mut sw = if echo.is_some() {
+            match ShutdownWatcher::start(&mut xs) {
+                Ok(mut sw) => {
+                    sw.accept_suspend(&mut xs);
+                    Some(sw)
+                }
+                Err(e) => {
+                    c.error(format_args!("watch control/shutdown: {e}"));
+                    c.finish();
+                }
+            }
+        } else {
+            None
+        };
+
         let started = time::now_ns();
         let mut finished_at: Option<u64> = None;
         let mut detached = false;
@@ -393,7 +450,49 @@ mod kernel {
             if let Some(w) = web.as_mut() {
                 step_web(&mut c, w, &mut sockets);
             }
+            if let Some(e) = echo.as_mut() {
+                step_echo(e, &mut sockets);
+            }
+            if let Some(cl) = client.as_mut() {
+                step_client(cl, &mut sockets, &mut iface, t);
+            }
             iface.poll(now(), &mut nf, &mut sockets);
+            if let Some(w) = sw.as_mut() {
+                match w.poll(&mut xs) {
+                    Ok(Some(Outcome::Shutdown(s)))
+                        if s.reason == hypercall_abi::sched::ShutdownReason::Suspend =>
+                    {
+                        let count = echo.as_ref().map_or(0, |e| e.count);
+                        println!("domu-net: suspending at request {count}");
+                        if let Err(e) = nf.host().gt.suspend() {
+                            println!("domu-net: unmapping the grant table: {e:?}");
+                        }
+                        let r = pv_guest_lib::suspend::suspend(&mut xs);
+                        if let Err(e) = nf.host().gt.resume() {
+                            println!("domu-net: the grant table after the suspend: {e:?}");
+                        }
+                        match r {
+                            Ok(Resumed::Restored { .. }) => {
+                                println!("domu-net: resumed in a new domain at request {count}");
+                                if let Ok(mut n) = ShutdownWatcher::start(&mut xs) {
+                                    n.accept_suspend(&mut xs);
+                                    *w = n;
+                                }
+                                reconnect(&mut nf, &mut xs, ip);
+                            }
+                            Ok(Resumed::Cancelled) => {
+                                println!("domu-net: suspend cancelled at request {count}")
+                            }
+                            Err(e) => println!("domu-net: suspend failed: {e}"),
+                        }
+                    }
+                    Ok(Some(Outcome::Shutdown(s))) => {
+                        let _ = c.verdict();
+                        xen::shutdown(s.reason)
+                    }
+                    _ => {}
+                }
+            }
             // The backend going away (xl network-detach) ends the device.
             while let Ok(Some(_)) = xs.next_event() {
                 if let Err(NetError::BackendClosed) = nf.connect_step(&mut xs) {
@@ -415,7 +514,8 @@ mod kernel {
             if own_done && finished_at.is_none() {
                 finished_at = Some(t);
             }
-            let forever = plan.serve || plan.hotplug || web.is_some();
+            let forever =
+                plan.serve || plan.hotplug || web.is_some() || echo.is_some() || client.is_some();
             if let Some(f) = finished_at {
                 if !forever && t > f + plan.linger_s * 1_000_000_000 {
                     break;
@@ -438,6 +538,217 @@ mod kernel {
             }
         }
         c.finish()
+    }
+
+    struct Echo {
+        handle: SocketHandle,
+        port: u16,
+        count: u64,
+        line: Vec<u8>,
+    }
+
+    /// Answers each request line with `n=<requests so far>`.
+    fn step_echo(e: &mut Echo, sockets: &mut SocketSet<'_>) {
+        let s = sockets.get_mut::<tcp::Socket>(e.handle);
+        if !s.is_open() {
+            e.line.clear();
+            let _ = s.listen(e.port);
+            return;
+        }
+        if !s.may_recv() && s.may_send() {
+            s.close();
+        }
+        let mut buf = [0u8; 256];
+        while s.can_recv() {
+            let Ok(n) = s.recv_slice(&mut buf) else { break };
+            if n == 0 {
+                break;
+            }
+            for &b in &buf[..n] {
+                if b != b'\n' {
+                    if e.line.len() < 256 {
+                        e.line.push(b);
+                    }
+                    continue;
+                }
+                e.line.clear();
+                e.count += 1;
+                let out = format!("n={}\n", e.count);
+                let _ = s.send_slice(out.as_bytes());
+                if e.count.is_multiple_of(10) {
+                    println!("domu-net: server request {}", e.count);
+                }
+            }
+        }
+    }
+
+    struct EchoClient {
+        handle: SocketHandle,
+        to: (IpAddress, u16),
+        started: bool,
+        up: bool,
+        last_sent: u64,
+        waiting: bool,
+        answers: u64,
+        last_n: Option<u64>,
+        last_at: u64,
+        longest_ns: u64,
+        resets: u64,
+        misses: u64,
+        report_at: u64,
+        line: Vec<u8>,
+        retry_at: u64,
+    }
+
+    fn client_report(cl: &EchoClient) {
+        println!(
+            "net-client: {} answers, longest pause {} ms, resets {}, counter skips {}",
+            cl.answers,
+            cl.longest_ns / 1_000_000,
+            cl.resets,
+            cl.misses
+        );
+    }
+
+    /// Sends a request every 100 ms, checks every answer's counter goes
+    /// up by one, measures the longest gap between answers.
+    fn step_client(
+        cl: &mut EchoClient,
+        sockets: &mut SocketSet<'_>,
+        iface: &mut Interface,
+        t: u64,
+    ) {
+        let s = sockets.get_mut::<tcp::Socket>(cl.handle);
+        if !cl.started {
+            if t < cl.retry_at {
+                return;
+            }
+            let port = 49152 + (t / 1000 % 16000) as u16;
+            if s.connect(iface.context(), cl.to, port).is_ok() {
+                cl.started = true;
+            }
+            return;
+        }
+        if s.state() == tcp::State::Established && !cl.up {
+            cl.up = true;
+            cl.last_at = t;
+            cl.report_at = t + 1_000_000_000;
+            println!("net-client: connected to {}:{}", cl.to.0, cl.to.1);
+        }
+        if !s.is_open() || (cl.up && !s.may_recv()) {
+            if cl.up {
+                cl.resets += 1;
+                println!(
+                    "net-client: connection reset/closed ({:?}) after {} answers",
+                    s.state(),
+                    cl.answers
+                );
+                client_report(cl);
+            }
+            s.abort();
+            cl.started = false;
+            cl.up = false;
+            cl.waiting = false;
+            cl.retry_at = t + 1_000_000_000;
+            return;
+        }
+        if !cl.up {
+            return;
+        }
+        let mut buf = [0u8; 256];
+        while s.can_recv() {
+            let Ok(n) = s.recv_slice(&mut buf) else { break };
+            if n == 0 {
+                break;
+            }
+            for &b in &buf[..n] {
+                if b != b'\n' {
+                    if cl.line.len() < 64 {
+                        cl.line.push(b);
+                    }
+                    continue;
+                }
+                let v = core::str::from_utf8(&cl.line)
+                    .ok()
+                    .and_then(|l| l.strip_prefix("n="))
+                    .and_then(|l| l.parse::<u64>().ok());
+                cl.line.clear();
+                cl.waiting = false;
+                cl.answers += 1;
+                let gap = t.saturating_sub(cl.last_at);
+                cl.longest_ns = cl.longest_ns.max(gap);
+                cl.last_at = t;
+                match (cl.last_n, v) {
+                    (Some(p), Some(n)) if n != p + 1 => {
+                        cl.misses += 1;
+                        println!("net-client: counter went from {p} to {n}");
+                    }
+                    (_, None) => {
+                        cl.misses += 1;
+                        println!("net-client: a bad answer");
+                    }
+                    _ => {}
+                }
+                if v.is_some() {
+                    cl.last_n = v;
+                }
+            }
+        }
+        if !cl.waiting
+            && t >= cl.last_sent + 100_000_000
+            && s.can_send()
+            && s.send_slice(b"req\n").is_ok()
+        {
+            cl.waiting = true;
+            cl.last_sent = t;
+        }
+        if t >= cl.report_at {
+            cl.report_at = t + 1_000_000_000;
+            // A pause still going on counts too.
+            cl.longest_ns = cl.longest_ns.max(t.saturating_sub(cl.last_at));
+            client_report(cl);
+        }
+    }
+
+    /// After a restore: netfront to the new host's netback, then a
+    /// gratuitous ARP so its bridge learns where we are.
+    fn reconnect(
+        nf: &mut Netfront<MetalHost<'_>>,
+        xs: &mut pv_guest_lib::xenbus::Xenbus<pv_guest_lib::xenbus::metal::StoreTransport>,
+        ip: Ipv4Address,
+    ) {
+        let t0 = time::now_ns();
+        if let Err(e) = nf.reconnect_after_restore(xs) {
+            println!("domu-net: netfront reconnect failed: {e:?}");
+            return;
+        }
+        let _ = xs.watch(&format!("{}/state", nf.backend_path()), "be");
+        let end = t0 + PATIENCE_NS;
+        loop {
+            match nf.connect_step(xs) {
+                Ok(true) => break,
+                Ok(false) if time::now_ns() > end => {
+                    println!("domu-net: netfront reconnect timed out");
+                    return;
+                }
+                Ok(false) => {
+                    let _ = xs.next_event();
+                    time::sleep_ns(5_000_000);
+                }
+                Err(e) => {
+                    println!("domu-net: netfront reconnect: {e:?}");
+                    return;
+                }
+            }
+        }
+        let _ = events::unmask(nf.port());
+        let arp = gratuitous_arp(nf.mac(), ip.octets());
+        let _ = nf.send(&arp);
+        println!(
+            "domu-net: netfront reconnected to {} in {} ms, gratuitous ARP sent",
+            nf.backend_path(),
+            (time::now_ns() - t0) / 1_000_000
+        );
     }
 
     fn step_ping(c: &mut Checks, p: &mut Ping, sockets: &mut SocketSet<'_>, plan: &Plan, t: u64) {

@@ -425,6 +425,58 @@ impl<H: NetfrontHost> Netfront<H> {
         Ok(busy)
     }
 
+    /// After a restore in a new domain (`suspend` returned `Restored`, and
+    /// the grant table was set up again): the old grants and event channel
+    /// are gone with the old domain. Re-reads the backend's location (it
+    /// may be another host's netback), grants the same pages again, takes a
+    /// new event channel and starts the handshake over; frames in flight
+    /// are dropped (TCP above retransmits). Then call
+    /// [`Netfront::connect_step`] until connected, and send a frame (e.g.
+    /// [`gratuitous_arp`]) so the new bridge learns where our MAC is.
+    pub fn reconnect_after_restore<T: Transport>(
+        &mut self,
+        xb: &mut Xenbus<T>,
+    ) -> Result<(), NetError> {
+        let key = |k: &str| format!("{}/{k}", self.path);
+        let backend = xb.read_string(NO_TX, &key("backend"))?;
+        let bid = xb.read(NO_TX, &key("backend-id"))?;
+        let backend_id = parse_u16(&bid).ok_or_else(|| NetError::BadKey(key("backend-id")))?;
+        if let Some(m) = xb.read(NO_TX, &key("mac")).ok().and_then(|v| parse_mac(&v)) {
+            self.mac = m;
+        }
+        self.backend = backend;
+        self.backend_id = backend_id;
+        self.phase = Phase::Dead;
+        // The new table is empty: ending the old references frees them.
+        let bufs = [&mut self.tx_ring, &mut self.rx_ring]
+            .into_iter()
+            .chain(self.tx_bufs.iter_mut())
+            .chain(self.rx_bufs.iter_mut());
+        for (i, b) in bufs.enumerate() {
+            let _ = self.host.end_grant(b.gref);
+            let ro = (2..2 + TX_BUFFERS).contains(&i);
+            b.gref = self.host.grant(&b.page, backend_id, ro)?;
+        }
+        // The old port died with the old domain: no close.
+        self.port = self
+            .host
+            .alloc_evtchn(backend_id)
+            .map_err(NetError::Evtchn)?;
+        sring::init(&self.tx_ring.page);
+        sring::init(&self.rx_ring.page);
+        self.tx_free = (0..TX_BUFFERS as u16).rev().collect();
+        self.tx_inflight = [false; TX_BUFFERS];
+        self.rx_posted = [false; RX_BUFFERS];
+        self.tx_req_prod = 0;
+        self.tx_rsp_cons = 0;
+        self.rx_req_prod = 0;
+        self.rx_rsp_cons = 0;
+        self.rx_frame.clear();
+        let _ = xb.write(NO_TX, &key("state"), b"1");
+        self.phase = Phase::Init;
+        Ok(())
+    }
+
     fn push_tx(&mut self) {
         let old = self.tx_ring.page.load_u32(sring::REQ_PROD);
         self.tx_ring
@@ -670,9 +722,38 @@ impl<H: NetfrontHost> Netfront<H> {
     }
 }
 
+/// A gratuitous ARP (an ARP request for our own address, broadcast), so
+/// that switches and bridges learn where `mac` is and peers refresh their
+/// caches: what a guest sends after moving to another host.
+pub fn gratuitous_arp(mac: [u8; 6], ip: [u8; 4]) -> [u8; 42] {
+    let mut f = [0u8; 42];
+    f[0..6].copy_from_slice(&[0xff; 6]);
+    f[6..12].copy_from_slice(&mac);
+    f[12..14].copy_from_slice(&[0x08, 0x06]);
+    // Ethernet, IPv4, 6-byte MACs, 4-byte addresses, request.
+    f[14..22].copy_from_slice(&[0, 1, 0x08, 0x00, 6, 4, 0, 1]);
+    f[22..28].copy_from_slice(&mac);
+    f[28..32].copy_from_slice(&ip);
+    f[32..38].copy_from_slice(&[0; 6]);
+    f[38..42].copy_from_slice(&ip);
+    f
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gratuitous_arp_frame() {
+        let f = gratuitous_arp([0, 0x16, 0x3e, 1, 2, 3], [10, 0, 3, 10]);
+        assert_eq!(&f[0..6], &[0xff; 6]);
+        assert_eq!(&f[6..12], &[0, 0x16, 0x3e, 1, 2, 3]);
+        assert_eq!(&f[12..14], &[8, 6]);
+        assert_eq!(&f[20..22], &[0, 1]);
+        assert_eq!(&f[22..28], &f[6..12]);
+        assert_eq!(&f[28..32], &[10, 0, 3, 10]);
+        assert_eq!(&f[38..42], &[10, 0, 3, 10]);
+    }
 
     #[test]
     fn macs() {
