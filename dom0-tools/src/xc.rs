@@ -870,6 +870,8 @@ pub mod foreign {
         base: u64,
         pages: u64,
         domid: DomId,
+        /// Mapped writable ([`Self::page`] hands out `&mut` only then).
+        writable: bool,
     }
 
     impl ForeignMap {
@@ -883,7 +885,7 @@ pub mod foreign {
         /// tables and descriptor pages) can be read so, and reading a
         /// guest in log-dirty mode this way marks nothing dirty (a
         /// writable foreign mapping marks every frame it held when it
-        /// goes). Writing to [`page`](Self::page) faults: read with
+        /// goes). [`page`](Self::page) refuses such a map: read with
         /// [`read_page`](Self::read_page).
         pub fn new_readonly(domid: DomId, mfns: &[u64]) -> Result<ForeignMap, Errno> {
             Self::with_flags(domid, mfns, PteFlags::KERNEL_RO)
@@ -901,6 +903,7 @@ pub mod foreign {
                 base: WINDOW_BASE + first * 4096,
                 pages: 0,
                 domid,
+                writable: flags.contains(PteFlags::RW),
             };
             m.map_all(mfns, flags)?;
             Ok(m)
@@ -955,9 +958,9 @@ pub mod foreign {
             self.pages
         }
 
-        /// Page `i` as bytes.
+        /// Page `i` as bytes; `None` past the end or for a read-only map.
         pub fn page(&mut self, i: u64) -> Option<&mut [u8; 4096]> {
-            if i >= self.pages {
+            if i >= self.pages || !self.writable {
                 return None;
             }
             // SAFETY: page `i` of the window is mapped (writable) to a

@@ -9,7 +9,7 @@
 //! value set to 1 ("cancelled") with `setvcpucontext`, then
 //! `XEN_DOMCTL_resumedomain`.
 
-use super::saverestore::{sr_fail, FileSink, Progress, XEN_VERSION};
+use super::saverestore::{sr_fail, XEN_VERSION};
 use super::*;
 use crate::migration::image::{self, SrError};
 use crate::migration::{pv, savefile};
@@ -53,13 +53,12 @@ impl pv::PvSaveSide for SavePv {
             .chunks(READ_BATCH)
             .zip(out.chunks_mut(READ_BATCH * 4096))
         {
-            let mut map = ForeignMap::new_readonly(self.domid, frames)
+            let map = ForeignMap::new_readonly(self.domid, frames)
                 .map_err(|e| hc("mapping the guest's frames (read-only)", e))?;
             for (i, o) in bytes.chunks_exact_mut(4096).enumerate() {
-                let p = map
-                    .page(i as u64)
-                    .ok_or_else(|| SrError::Domain(String::from("a guest frame did not map")))?;
-                o.copy_from_slice(&p[..]);
+                if !map.read_page(i as u64, o) {
+                    return Err(SrError::Domain(String::from("a guest frame did not map")));
+                }
             }
         }
         Ok(())
@@ -201,7 +200,21 @@ impl Toolstack {
         self.suspend_pv(id, &name)?;
         let _ = writeln!(out, "xc: info: Saving domain {id}, type x86 PV");
         let t0 = time::now_ns();
-        let r = self.write_pv_image(&vol, &disk, inner, id, text.as_bytes(), out);
+        let info = xc::domain_info(id).map_err(|e| sr_fail("xl save", e))?;
+        // Every frame with its pfn entry, the p2m's pages, the records
+        // around them: an upper bound, trimmed at the end.
+        let estimate =
+            info.max_pages.max(info.tot_pages) * (4096 + 16) + text.len() as u64 + (2 << 20);
+        let config = text.as_bytes();
+        let r = self.write_image_file(&vol, &disk, inner, estimate, out, |sink, progress| {
+            pv::save_pv(
+                &mut SavePv { domid: id },
+                sink,
+                config,
+                XEN_VERSION,
+                progress,
+            )
+        });
         let stats = match r {
             Ok(s) => s,
             Err(e) => {
@@ -226,54 +239,6 @@ impl Toolstack {
                 self.resume_pv(id)
             }
         }
-    }
-
-    /// Creates `inner` on volume `vol` and writes the PV image into it; on
-    /// failure the file is removed again.
-    fn write_pv_image(
-        &mut self,
-        vol: &str,
-        disk: &SharedDisk,
-        inner: &str,
-        domid: u16,
-        config: &[u8],
-        out: &mut dyn fmt::Write,
-    ) -> XlResult<image::Stats> {
-        let info = xc::domain_info(domid).map_err(|e| sr_fail("xl save", e))?;
-        // Every frame with its pfn entry, the p2m's pages, the records
-        // around them: an upper bound, trimmed at the end.
-        let estimate =
-            (info.max_pages.max(info.tot_pages) * (4096 + 16) + config.len() as u64 + (2 << 20))
-                .next_multiple_of(512);
-        let now = Self::dos_now();
-        let Some((_, volume)) = self.volumes.get_mut(vol) else {
-            return Err(XlError::Message(format!("/mnt/{vol} is gone")));
-        };
-        let ext = volume
-            .create(&mut disk.clone(), inner, estimate, now)
-            .map_err(|e| sr_fail("xl save", e))?;
-        let mut progress = Progress::new(out);
-        let mut side = SavePv { domid };
-        let r = fat::FileStore::new(disk.clone(), ext)
-            .map_err(|e| SrError::Io(e.to_string()))
-            .and_then(|store| {
-                let mut sink = FileSink::new(store);
-                let s = pv::save_pv(&mut side, &mut sink, config, XEN_VERSION, &mut |d, t| {
-                    progress.frames(d, t)
-                })?;
-                sink.finish()?;
-                Ok(s)
-            });
-        let r = r.map_err(|e| sr_fail("xl save", e)).and_then(|s| {
-            volume
-                .set_len(&mut disk.clone(), inner, s.bytes, now)
-                .map(|_| s)
-                .map_err(|e| sr_fail("xl save", e))
-        });
-        if r.is_err() {
-            let _ = volume.remove(&mut disk.clone(), inner);
-        }
-        r
     }
 }
 
@@ -314,12 +279,13 @@ impl pv::PvRestoreSide for RestorePv {
     }
 
     fn read_frame(&mut self, mfn: u64) -> Result<Vec<u8>, SrError> {
-        let mut map = ForeignMap::new_readonly(self.domid, &[mfn])
+        let map = ForeignMap::new_readonly(self.domid, &[mfn])
             .map_err(|e| hc("mapping a new frame", e))?;
-        let p = map
-            .page(0)
-            .ok_or_else(|| SrError::Domain(String::from("a new frame did not map")))?;
-        Ok(p.to_vec())
+        let mut p = alloc::vec![0u8; 4096];
+        if !map.read_page(0, &mut p) {
+            return Err(SrError::Domain(String::from("a new frame did not map")));
+        }
+        Ok(p)
     }
 
     fn pin(&mut self, mfn: u64, level: u8) -> Result<(), SrError> {

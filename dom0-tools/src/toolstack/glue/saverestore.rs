@@ -480,7 +480,19 @@ impl Toolstack {
         };
         let _ = writeln!(out, "xc: info: Saving domain {id}, type x86 HVM");
         let t0 = time::now_ns();
-        let r = self.write_image(&vol, &disk, inner, &mut side, text.as_bytes(), out);
+        // Every frame the domain holds with its pfn entry, the records and
+        // headers around them, the HVM context: an upper bound, trimmed at
+        // the end.
+        let estimate = xc::domain_info(id)
+            .map_err(|e| sr_fail("xl save", e))?
+            .tot_pages
+            * (4096 + 8)
+            + text.len() as u64
+            + (2 << 20);
+        let config = text.as_bytes();
+        let r = self.write_image_file(&vol, &disk, inner, estimate, out, |sink, progress| {
+            image::save_hvm(&mut side, sink, config, XEN_VERSION, progress)
+        });
         let stats = match r {
             Ok(s) => s,
             Err(e) => {
@@ -504,43 +516,37 @@ impl Toolstack {
         }
     }
 
-    /// Creates `inner` on volume `vol` and writes the image into it; on
-    /// failure the file is removed again.
-    fn write_image(
+    /// Creates `inner` on volume `vol` with room for `estimate` bytes,
+    /// lets `write` put the image into it (with a progress callback),
+    /// then trims the file to the image's length; on failure the file is
+    /// removed again. Shared by the HVM and PV saves.
+    pub(super) fn write_image_file(
         &mut self,
         vol: &str,
         disk: &SharedDisk,
         inner: &str,
-        side: &mut SaveHvm,
-        config: &[u8],
+        estimate: u64,
         out: &mut dyn fmt::Write,
+        write: impl FnOnce(&mut FileSink, &mut dyn FnMut(u64, u64)) -> Result<image::Stats, SrError>,
     ) -> XlResult<image::Stats> {
-        let pages = xc::domain_info(side.domid)
-            .map_err(|e| sr_fail("xl save", e))?
-            .tot_pages;
-        // Every frame the domain holds with its pfn entry, the records and
-        // headers around them, the HVM context: an upper bound, trimmed
-        // at the end.
-        let estimate = (pages * (4096 + 8) + config.len() as u64 + (2 << 20)).next_multiple_of(512);
         let now = Self::dos_now();
         let Some((_, volume)) = self.volumes.get_mut(vol) else {
             return Err(XlError::Message(format!("/mnt/{vol} is gone")));
         };
         let ext = volume
-            .create(&mut disk.clone(), inner, estimate, now)
+            .create(
+                &mut disk.clone(),
+                inner,
+                estimate.next_multiple_of(512),
+                now,
+            )
             .map_err(|e| sr_fail("xl save", e))?;
-        let mut progress = Progress { out, shown: 0 };
+        let mut progress = Progress::new(out);
         let r = fat::FileStore::new(disk.clone(), ext)
             .map_err(|e| SrError::Io(e.to_string()))
             .and_then(|store| {
-                let mut sink = FileSink {
-                    store,
-                    buf: Vec::with_capacity(FILE_CHUNK),
-                    flushed: 0,
-                };
-                let s = image::save_hvm(side, &mut sink, config, XEN_VERSION, &mut |d, t| {
-                    progress.frames(d, t)
-                })?;
+                let mut sink = FileSink::new(store);
+                let s = write(&mut sink, &mut |d, t| progress.frames(d, t))?;
                 sink.finish()?;
                 Ok(s)
             });
