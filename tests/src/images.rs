@@ -301,6 +301,7 @@ pub const TEST_KERNELS: &[TestKernel] = &[
             "pv-hvmrun: a frame Dom0 wrote through a foreign mapping is dirty once it is unmapped: ok",
             "pv-hvmrun: PEEK with a 100-frame bitmap reports 100 frames: ok",
             "pv-hvmrun: the guest keeps running (and writing) after log-dirty mode: ok",
+            "pv-hvmrun: 200 rounds of ENABLE, CLEAN, OFF while the guest writes: it keeps running: ok",
             "pv-hvmrun: every frame comes back after the domains are destroyed: ok",
         ],
         verdict_success: true,

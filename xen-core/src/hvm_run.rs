@@ -912,6 +912,19 @@ fn handle_exit(
             return After::Again;
         }
     }
+    if let hx::Exit::Npf {
+        gpa, write, fetch, ..
+    } = exit
+    {
+        if npf_is_stale(d, gpa >> 12, write, fetch) {
+            // The p2m changed between the fault and now (another CPU
+            // ended log-dirty mode, or another vCPU's fault on the same
+            // frame made it writable first): the access is allowed now,
+            // so the guest just tries again, as Xen's
+            // `hvm_hap_nested_page_fault` does.
+            return After::Again;
+        }
+    }
     let outcome = with_guest(d, idx, now, |g, emu, plat, pol, acts| {
         hx::handle(exit, g, emu, plat, pol, now, acts)
     });
@@ -927,6 +940,26 @@ fn handle_exit(
     // An ioreq published into the domain's ioreq page is a write to it.
     crate::log_dirty::flush_noted(d);
     after
+}
+
+/// Whether a nested page fault at `gfn` is stale: the p2m now maps RAM
+/// there with the rights the access needed.
+fn npf_is_stale(d: &mut Domain, gfn: u64, write: bool, fetch: bool) -> bool {
+    use xen_core::hvm::p2m::{P2mPerms, P2mType};
+    let Some(hvm) = d.hvm.as_mut() else {
+        return false;
+    };
+    let entry = crate::hvm_glue::with_p2m(&mut hvm.p2m, |p2m, mem| p2m.lookup(mem, gfn));
+    entry.is_some_and(|e| {
+        let need = if write {
+            P2mPerms::W
+        } else if fetch {
+            P2mPerms::X
+        } else {
+            P2mPerms::R
+        };
+        matches!(e.kind, P2mType::Ram | P2mType::RamLogDirty) && e.perms.contains(need)
+    })
 }
 
 /// A hypercall from vCPU `idx` of `domid` (VMMCALL): the guest's
