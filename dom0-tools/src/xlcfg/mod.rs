@@ -150,11 +150,110 @@ pub fn load(
     DomainConfig::from_config(&cfg)
 }
 
+/// The `vif = [ ... ]` line a saved or migrated guest's config ends
+/// with, so that its NICs come back with the MACs they have now (libxl
+/// records generated MACs in the domain's config; a guest whose MAC
+/// changed under it would lose every peer's ARP entry for it). `text` is
+/// the guest's config (overrides included); `live` its vifs now, as
+/// (devid, MAC, bridge). Entries that name a MAC keep it; entries of
+/// vifs detached since are dropped; vifs attached since are added.
+/// `None` if the guest has no vif and the config names none.
+pub fn pinned_vif_line(text: &str, live: &[(u32, [u8; 6], &str)]) -> Option<String> {
+    use alloc::format;
+    let raw: Vec<String> = parse_config("saved.cfg", text)
+        .ok()
+        .and_then(|c| {
+            c.get_string_list("vif")
+                .ok()
+                .flatten()
+                .map(|l| l.into_iter().map(String::from).collect())
+        })
+        .unwrap_or_default();
+    if raw.is_empty() && live.is_empty() {
+        return None;
+    }
+    let mut entries: Vec<String> = Vec::new();
+    let mut seen: Vec<u32> = Vec::new();
+    for (i, s) in raw.iter().enumerate() {
+        let Ok(spec) = vif::parse_vif_spec(s, i as u32) else {
+            continue;
+        };
+        let devid = spec.devid.unwrap_or(i as u32);
+        let Some(&(_, mac, _)) = live.iter().find(|l| l.0 == devid) else {
+            continue;
+        };
+        seen.push(devid);
+        let mut e = s.clone();
+        if spec.devid != Some(i as u32) || entries.len() != i {
+            // Its index no longer says its devid.
+            if !s.contains("devid=") {
+                e = format!("devid={devid},{e}");
+            }
+        }
+        if spec.mac.is_none() {
+            e = format!("{e},mac={}", vif::Mac(mac));
+        }
+        entries.push(e);
+    }
+    for &(devid, mac, bridge) in live {
+        if !seen.contains(&devid) {
+            entries.push(format!(
+                "devid={devid},mac={},bridge={bridge}",
+                vif::Mac(mac)
+            ));
+        }
+    }
+    let quoted: Vec<String> = entries
+        .iter()
+        .map(|e| {
+            if e.contains('\'') {
+                format!("\"{e}\"")
+            } else {
+                format!("'{e}'")
+            }
+        })
+        .collect();
+    Some(format!("vif = [ {} ]", quoted.join(", ")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use alloc::string::ToString;
     use alloc::vec;
+
+    #[test]
+    fn a_saved_config_pins_the_macs_its_vifs_have_now() {
+        let mac = [0x00, 0x16, 0x3e, 0x01, 0x02, 0x03];
+        let other = [0x00, 0x16, 0x3e, 0x0a, 0x0b, 0x0c];
+        let text = "name = 'g'\nkernel = '/k'\nvif = [ 'bridge=xenbr0', 'mac=00:16:3e:0a:0b:0c,bridge=br1' ]\n";
+        let line = pinned_vif_line(text, &[(0, mac, "xenbr0"), (1, other, "br1")]).unwrap();
+        assert_eq!(
+            line,
+            "vif = [ 'bridge=xenbr0,mac=00:16:3e:01:02:03', 'mac=00:16:3e:0a:0b:0c,bridge=br1' ]"
+        );
+        // The config with the line after it reads back with those MACs.
+        let (d, _) = load("g.cfg", text, &[line.as_str()]).unwrap();
+        assert_eq!(d.vif.len(), 2);
+        assert_eq!(d.vif[0].mac, Some(mac));
+        assert_eq!(d.vif[1].mac, Some(other));
+        assert_eq!(d.vif[1].bridge.as_deref(), Some("br1"));
+        // vif 0 detached, vif 2 attached since.
+        let line = pinned_vif_line(text, &[(1, other, "br1"), (2, mac, "xenbr0")]).unwrap();
+        let (d, _) = load("g.cfg", text, &[line.as_str()]).unwrap();
+        let got: Vec<_> = d.vif.iter().map(|v| (v.devid, v.mac)).collect();
+        assert_eq!(got, vec![(Some(1), Some(other)), (Some(2), Some(mac))]);
+        // No vif at all: nothing to add.
+        assert_eq!(pinned_vif_line("name = 'g'\n", &[]), None);
+        // Every vif gone: an empty list.
+        let line = pinned_vif_line(text, &[]).unwrap();
+        assert_eq!(line, "vif = [  ]");
+        assert!(load("g.cfg", text, &[line.as_str()])
+            .unwrap()
+            .0
+            .vif
+            .is_empty());
+    }
 
     #[test]
     fn overrides_win_and_are_numbered_after_the_file() {

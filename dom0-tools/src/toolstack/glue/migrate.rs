@@ -267,7 +267,7 @@ impl Toolstack {
             )));
         }
         let name = g.name.clone();
-        let text = self.image_config(g, config)?;
+        let text = self.image_config(id, config)?;
         let (host, port) = host_port(target);
         // The target may not listen yet: a refused connection is tried
         // again until CONNECT_NS have passed.

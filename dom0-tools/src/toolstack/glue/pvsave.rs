@@ -189,7 +189,7 @@ impl Toolstack {
             XlError::Message(format!("domain {id}: not a guest this toolstack started"))
         })?;
         let name = g.name.clone();
-        let text = self.image_config(g, config)?;
+        let text = self.image_config(id, config)?;
         let (vol, disk, inner) = self.save_file(file)?;
         let _ = writeln!(
             out,

@@ -396,20 +396,35 @@ impl Toolstack {
         }
     }
 
-    /// The config text an image of guest `g` carries: `config`'s (a file
+    /// The config text an image of guest `id` carries: `config`'s (a file
     /// xl finds) if given, else the guest's own, with the overrides it
-    /// was created with.
-    pub(super) fn image_config(&self, g: &Guest, config: Option<&str>) -> XlResult<String> {
-        if let Some(c) = config {
+    /// was created with; then a `vif` line pinning the MACs its NICs
+    /// have now (see [`crate::xlcfg::pinned_vif_line`]).
+    pub(super) fn image_config(&mut self, id: u16, config: Option<&str>) -> XlResult<String> {
+        let nics = self.net.configs(&mut self.xs, id);
+        let live: Vec<(u32, [u8; 6], &str)> = nics
+            .iter()
+            .map(|n| (n.devid, n.mac, n.bridge.as_str()))
+            .collect();
+        let mut t = if let Some(c) = config {
             let (_, t) = self.config(c)?;
-            return Ok(String::from_utf8_lossy(t).into_owned());
-        }
-        let mut t = g.source.text.clone();
-        for o in &g.source.overrides {
-            t.push('\n');
-            t.push_str(o);
-        }
+            String::from_utf8_lossy(t).into_owned()
+        } else {
+            let g = self.guests.get(&id).ok_or_else(|| {
+                XlError::Message(format!("domain {id}: not a guest this toolstack started"))
+            })?;
+            let mut t = g.source.text.clone();
+            for o in &g.source.overrides {
+                t.push('\n');
+                t.push_str(o);
+            }
+            t
+        };
         t.push('\n');
+        if let Some(line) = crate::xlcfg::pinned_vif_line(&t, &live) {
+            t.push_str(&line);
+            t.push('\n');
+        }
         Ok(t)
     }
 
@@ -454,7 +469,7 @@ impl Toolstack {
                 "domain {domid}: not a guest this toolstack started"
             ))
         })?;
-        let Some(io) = g.hvm.as_ref() else {
+        if g.hvm.is_none() {
             if g.cfg.domain_type == DomainType::Pv {
                 return self.save_pv_domain(id, file, config, after, out);
             }
@@ -463,8 +478,11 @@ impl Toolstack {
                 g.name,
                 g.cfg.domain_type.as_str()
             )));
+        }
+        let text = self.image_config(id, config)?;
+        let Some(io) = self.guests.get(&id).and_then(|g| g.hvm.as_ref()) else {
+            return Err(XlError::Message(format!("domain {domid}: gone")));
         };
-        let text = self.image_config(g, config)?;
         let (vol, disk, inner) = self.save_file(file)?;
         let _ = writeln!(
             out,
