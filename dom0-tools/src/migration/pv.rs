@@ -68,6 +68,11 @@ const SAVE_BATCH: usize = 256;
 const PER_PAGE: usize = 512;
 /// Present bit of a PTE.
 const PTE_PRESENT: u64 = 1;
+/// Writable bit of a PTE.
+const PTE_RW: u64 = 2;
+/// Oxen's mark on an L1 entry of the guest's writable mapping that
+/// log-dirty mode write-protected (a bit guests may not set).
+const L1E_LOGDIRTY_RO: u64 = 1 << 58;
 /// The frame bits of a PTE.
 const PTE_FRAME: u64 = 0x000f_ffff_ffff_f000;
 /// Offsets in `shared_info`.
@@ -123,6 +128,16 @@ pub fn canonicalise(
     level: u8,
     pfn_of: impl Fn(u64) -> Option<u64>,
 ) -> Result<(), String> {
+    if level == 1 && page.len() == PAGE_SIZE {
+        // An entry the hypervisor write-protected for log-dirty mode is
+        // the guest's writable mapping.
+        for i in 0..PER_PAGE {
+            let pte = u64_at(page, i * 8);
+            if pte & PTE_PRESENT != 0 && pte & L1E_LOGDIRTY_RO != 0 {
+                put_u64(page, i * 8, (pte & !L1E_LOGDIRTY_RO) | PTE_RW);
+            }
+        }
+    }
     rewrite(page, level, |i, mfn| {
         pfn_of(mfn).ok_or_else(|| {
             format!("L{level} entry {i} names machine frame {mfn:#x}, which the guest does not own")
@@ -318,21 +333,54 @@ fn page_type(t: u64) -> PageType {
     }
 }
 
-struct Writer<'a, S: ?Sized> {
-    s: &'a mut S,
+/// Counts what goes into the image.
+struct Writer {
     bytes: u64,
 }
 
-impl<S: Sink + ?Sized> Writer<'_, S> {
-    fn put(&mut self, b: &[u8]) -> Result<(), SrError> {
-        self.s.put(b)?;
+impl Writer {
+    fn put<S: Sink + ?Sized>(&mut self, s: &mut S, b: &[u8]) -> Result<(), SrError> {
+        s.put(b)?;
         self.bytes += b.len() as u64;
         Ok(())
     }
-    fn record(&mut self, ty: u32, body: &[u8]) -> Result<(), SrError> {
+    fn record<S: Sink + ?Sized>(&mut self, s: &mut S, ty: u32, body: &[u8]) -> Result<(), SrError> {
         let r =
             stream::record(ty, body).ok_or_else(|| err(String::from("a record over 128 MiB")))?;
-        self.put(&r)
+        self.put(s, &r)
+    }
+}
+
+/// A save side and a sink that are two objects (a file save).
+struct Pair<'a, D: ?Sized, S: ?Sized> {
+    d: &'a mut D,
+    s: &'a mut S,
+}
+
+impl<D: ?Sized, S: Sink + ?Sized> Sink for Pair<'_, D, S> {
+    fn put(&mut self, b: &[u8]) -> Result<(), SrError> {
+        self.s.put(b)
+    }
+}
+
+impl<D: PvSaveSide + ?Sized, S: ?Sized> PvSaveSide for Pair<'_, D, S> {
+    fn shared_info(&mut self) -> Result<Vec<u8>, SrError> {
+        self.d.shared_info()
+    }
+    fn max_pages(&mut self) -> Result<u64, SrError> {
+        self.d.max_pages()
+    }
+    fn read_frames(&mut self, mfns: &[u64], out: &mut [u8]) -> Result<(), SrError> {
+        self.d.read_frames(mfns, out)
+    }
+    fn frame_types(&mut self, mfns: &mut [u64]) -> Result<(), SrError> {
+        self.d.frame_types(mfns)
+    }
+    fn nr_vcpus(&mut self) -> Result<u32, SrError> {
+        self.d.nr_vcpus()
+    }
+    fn vcpu_context(&mut self, id: u32) -> Result<Option<VcpuGuestContext>, SrError> {
+        self.d.vcpu_context(id)
     }
 }
 
@@ -341,63 +389,87 @@ pub fn pv_info() -> [u8; 8] {
     [8, 4, 0, 0, 0, 0, 0, 0]
 }
 
-/// Saves the suspended domain `d` with its config to `out` (xl's and
-/// libxl's layers around libxc's PV stream), calling
-/// `progress(frames sent, frames in all)`.
-pub fn save_pv<D: PvSaveSide + ?Sized, S: Sink + ?Sized>(
-    d: &mut D,
-    out: &mut S,
+/// The guest's p2m and its inverse, as a save reads them.
+struct SaveP2m {
+    p2m: P2m,
+    inv: BTreeMap<u64, u64>,
+}
+
+impl SaveP2m {
+    fn read<D: PvSaveSide + ?Sized>(d: &mut D, shared: &[u8]) -> Result<SaveP2m, SrError> {
+        let limit = d.max_pages()?.saturating_add(P2M_SLACK);
+        let p2m = read_p2m(shared, limit, |mfn| {
+            let mut b = vec![0u8; PAGE_SIZE];
+            d.read_frames(&[mfn], &mut b)?;
+            Ok(b)
+        })?;
+        let inv = invert(&p2m.entries)?;
+        Ok(SaveP2m { p2m, inv })
+    }
+
+    fn max_pfn(&self) -> u64 {
+        self.p2m.entries.len() as u64
+    }
+}
+
+/// xl's, libxl's and libxc's headers, `X86_PV_INFO` and the p2m frames.
+fn write_head<T: Sink + ?Sized>(
+    t: &mut T,
+    w: &mut Writer,
+    m: &SaveP2m,
     config: &[u8],
     xen: (u32, u32),
-    progress: &mut dyn FnMut(u64, u64),
-) -> Result<Stats, SrError> {
-    let shared = d.shared_info()?;
-    let limit = d.max_pages()?.saturating_add(P2M_SLACK);
-    let p2m = read_p2m(&shared, limit, |mfn| {
-        let mut b = vec![0u8; PAGE_SIZE];
-        d.read_frames(&[mfn], &mut b)?;
-        Ok(b)
-    })?;
-    let inv = invert(&p2m.entries)?;
-    let pfn_of = |mfn: u64| inv.get(&mfn).copied();
-    let max_pfn = p2m.entries.len() as u64;
-
-    let mut w = Writer { s: out, bytes: 0 };
-    w.put(&savefile::xl_header(config))?;
-    w.put(&savefile::libxl_header())?;
-    w.record(librec::LIBXC_CONTEXT, &[])?;
-    w.put(&stream::headers(stream::DHDR_TYPE_X86_PV, xen.0, xen.1))?;
-    w.record(rec::X86_PV_INFO, &pv_info())?;
+) -> Result<(), SrError> {
+    w.put(t, &savefile::xl_header(config))?;
+    w.put(t, &savefile::libxl_header())?;
+    w.record(t, librec::LIBXC_CONTEXT, &[])?;
+    w.put(t, &stream::headers(stream::DHDR_TYPE_X86_PV, xen.0, xen.1))?;
+    w.record(t, rec::X86_PV_INFO, &pv_info())?;
     // Stream version 3: X86_PV_INFO is the static data (Oxen's PV guests
     // keep the CPUID policy their config gives them).
-    w.record(rec::STATIC_DATA_END, &[])?;
-    let mut frames_body = Vec::with_capacity(8 + 8 * p2m.frames.len());
+    w.record(t, rec::STATIC_DATA_END, &[])?;
+    let mut frames_body = Vec::with_capacity(8 + 8 * m.p2m.frames.len());
     frames_body.extend_from_slice(&0u32.to_le_bytes());
-    frames_body.extend_from_slice(&((max_pfn - 1) as u32).to_le_bytes());
-    for &f in &p2m.frames {
-        let pfn = pfn_of(f).ok_or_else(|| {
+    frames_body.extend_from_slice(&((m.max_pfn() - 1) as u32).to_le_bytes());
+    for &f in &m.p2m.frames {
+        let pfn = m.inv.get(&f).copied().ok_or_else(|| {
             err(format!(
                 "a p2m page (machine frame {f:#x}) is not the guest's"
             ))
         })?;
         frames_body.extend_from_slice(&pfn.to_le_bytes());
     }
-    w.record(rec::X86_PV_P2M_FRAMES, &frames_body)?;
+    w.record(t, rec::X86_PV_P2M_FRAMES, &frames_body)
+}
 
+/// Sends the frames of `pfns` in `PAGE_DATA` batches, page tables
+/// canonicalised. While the guest runs (`live`), a page table that does
+/// not canonicalise (caught between two updates, or no longer a page
+/// table) is left out and returned, to go again later (libxc's
+/// `-EAGAIN` from `normalise_pagetable`); paused, it is an error.
+fn send_pfns<T: PvSaveSide + Sink + ?Sized>(
+    d: &mut T,
+    w: &mut Writer,
+    m: &SaveP2m,
+    pfns: &[u64],
+    live: bool,
+    progress: &mut dyn FnMut(u64),
+) -> Result<Vec<u64>, SrError> {
+    let pfn_of = |mfn: u64| m.inv.get(&mfn).copied();
     let mut data = vec![0u8; SAVE_BATCH * PAGE_SIZE];
     let mut sent = 0u64;
-    let pfns: Vec<u64> = (0..max_pfn).collect();
+    let mut deferred = Vec::new();
     for batch in pfns.chunks(SAVE_BATCH) {
         let mut types: Vec<u64> = batch
             .iter()
-            .map(|&p| p2m.entries[p as usize])
+            .map(|&p| m.p2m.entries[p as usize])
             .map(|m| if m == INVALID { 0 } else { m })
             .collect();
         d.frame_types(&mut types)?;
         let mut list = Vec::with_capacity(batch.len());
         let mut read = Vec::new();
         for (&pfn, &t) in batch.iter().zip(&types) {
-            let mfn = p2m.entries[pfn as usize];
+            let mfn = m.p2m.entries[pfn as usize];
             let ty = if mfn == INVALID {
                 PageType::Invalid
             } else {
@@ -412,26 +484,56 @@ pub fn save_pv<D: PvSaveSide + ?Sized, S: Sink + ?Sized>(
         if !read.is_empty() {
             d.read_frames(&read, buf)?;
         }
+        // Pages that go, in `list`'s order, and their data packed.
+        let mut out_list = Vec::with_capacity(list.len());
         let mut k = 0;
+        let mut kept = 0;
         for &(pfn, ty) in &list {
             if !ty.has_data() {
+                out_list.push((pfn, ty));
                 continue;
             }
-            if let PageType::PageTable { level, .. } = ty {
-                canonicalise(&mut buf[k * PAGE_SIZE..(k + 1) * PAGE_SIZE], level, pfn_of)
-                    .map_err(|e| err(format!("saving pfn {pfn:#x}: {e}")))?;
-            }
+            let (from, to) = (k * PAGE_SIZE, kept * PAGE_SIZE);
             k += 1;
+            if let PageType::PageTable { level, .. } = ty {
+                let page = &mut buf[from..from + PAGE_SIZE];
+                if let Err(e) = canonicalise(page, level, pfn_of) {
+                    if live {
+                        deferred.push(pfn);
+                        continue;
+                    }
+                    return Err(err(format!("saving pfn {pfn:#x}: {e}")));
+                }
+            }
+            if from != to {
+                buf.copy_within(from..from + PAGE_SIZE, to);
+            }
+            kept += 1;
+            out_list.push((pfn, ty));
         }
-        let body =
-            stream::page_data(&list, buf).ok_or_else(|| err(String::from("a PAGE_DATA batch")))?;
-        w.record(rec::PAGE_DATA, &body)?;
-        sent += read.len() as u64;
-        progress(sent, max_pfn);
+        if out_list.is_empty() {
+            continue;
+        }
+        let body = stream::page_data(&out_list, &buf[..kept * PAGE_SIZE])
+            .ok_or_else(|| err(String::from("a PAGE_DATA batch")))?;
+        w.record(d, rec::PAGE_DATA, &body)?;
+        sent += kept as u64;
+        progress(sent);
     }
+    Ok(deferred)
+}
 
-    w.record(rec::X86_TSC_INFO, &stream::TscInfo::default().body())?;
-    w.record(rec::SHARED_INFO, &shared)?;
+/// `X86_TSC_INFO`, `SHARED_INFO`, the vCPUs and the two `END`s (the
+/// domain is suspended).
+fn write_tail<T: PvSaveSide + Sink + ?Sized>(
+    d: &mut T,
+    w: &mut Writer,
+    m: &SaveP2m,
+    shared: &[u8],
+) -> Result<(), SrError> {
+    let pfn_of = |mfn: u64| m.inv.get(&mfn).copied();
+    w.record(d, rec::X86_TSC_INFO, &stream::TscInfo::default().body())?;
+    w.record(d, rec::SHARED_INFO, shared)?;
     let n = d.nr_vcpus()?.min(MAX_VCPUS);
     for id in 0..n {
         let Some(mut ctx) = d.vcpu_context(id)? else {
@@ -447,14 +549,135 @@ pub fn save_pv<D: PvSaveSide + ?Sized, S: Sink + ?Sized>(
         body.extend_from_slice(&id.to_le_bytes());
         body.extend_from_slice(&0u32.to_le_bytes());
         body.extend_from_slice(ctx.as_bytes());
-        w.record(rec::X86_PV_VCPU_BASIC, &body)?;
+        w.record(d, rec::X86_PV_VCPU_BASIC, &body)?;
     }
-    w.record(rec::END, &[])?;
-    w.record(librec::END, &[])?;
+    w.record(d, rec::END, &[])?;
+    w.record(d, librec::END, &[])
+}
+
+/// Saves the suspended domain `d` with its config to `out` (xl's and
+/// libxl's layers around libxc's PV stream), calling
+/// `progress(frames sent, frames in all)`.
+pub fn save_pv<D: PvSaveSide + ?Sized, S: Sink + ?Sized>(
+    d: &mut D,
+    out: &mut S,
+    config: &[u8],
+    xen: (u32, u32),
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Stats, SrError> {
+    let t = &mut Pair { d, s: out };
+    let shared = t.shared_info()?;
+    let m = SaveP2m::read(t, &shared)?;
+    let max_pfn = m.max_pfn();
+    let mut w = Writer { bytes: 0 };
+    write_head(t, &mut w, &m, config, xen)?;
+    let pfns: Vec<u64> = (0..max_pfn).collect();
+    let mut sent = 0;
+    send_pfns(t, &mut w, &m, &pfns, false, &mut |n| {
+        sent = n;
+        progress(n, max_pfn)
+    })?;
+    write_tail(t, &mut w, &m, &shared)?;
     Ok(Stats {
         pages: sent,
         bytes: w.bytes,
     })
+}
+
+/// A running PV domain saved live: log-dirty mode and the suspend.
+pub trait LivePv: PvSaveSide {
+    /// Turns log-dirty mode on (`XEN_DOMCTL_SHADOW_OP_ENABLE_LOGDIRTY`).
+    fn log_dirty_on(&mut self) -> Result<(), SrError>;
+    /// The pfns written since the last call (`..._CLEAN`), one bit each
+    /// in `bitmap`.
+    fn clean(&mut self, bitmap: &mut [u8]) -> Result<(), SrError>;
+    /// Suspends the guest for the last round (it answers
+    /// `control/shutdown = suspend` and stops).
+    fn suspend(&mut self) -> Result<(), SrError>;
+}
+
+/// Saves the running PV domain `d` live to `out`: every frame while it
+/// runs, then, in log-dirty mode, the frames it wrote meanwhile, round
+/// after round until few are left or `policy.max_rounds` have gone; then
+/// the guest suspends and the rest goes (libxc's `send_memory_live`).
+/// `d` also takes the image. `progress(round, frames sent, frames in
+/// the round)`, round 0 the last.
+pub fn save_pv_live<T: LivePv + Sink + ?Sized>(
+    d: &mut T,
+    config: &[u8],
+    xen: (u32, u32),
+    policy: super::image::Precopy,
+    progress: &mut dyn FnMut(u32, u64, u64),
+) -> Result<super::image::LiveStats, SrError> {
+    let shared = d.shared_info()?;
+    let mut m = SaveP2m::read(d, &shared)?;
+    let max_pfn = m.max_pfn();
+    let mut bitmap = vec![0u8; max_pfn.div_ceil(8) as usize];
+    d.log_dirty_on()?;
+    let mut w = Writer { bytes: 0 };
+    write_head(d, &mut w, &m, config, xen)?;
+    let mut stats = super::image::LiveStats::default();
+    let mut todo: Vec<u64> = (0..max_pfn).collect();
+    let mut deferred: Vec<u64> = Vec::new();
+    let mut round = 1u32;
+    loop {
+        let n = todo.len() as u64;
+        let again = send_pfns(d, &mut w, &m, &todo, true, &mut |s| progress(round, s, n))?;
+        merge(&mut deferred, &again);
+        stats.rounds.push(n);
+        d.clean(&mut bitmap)?;
+        todo = set_bits(&bitmap, max_pfn);
+        merge(&mut todo, &deferred);
+        if todo.len() as u64 <= policy.dirty_threshold || round >= policy.max_rounds {
+            break;
+        }
+        deferred.clear();
+        round += 1;
+    }
+    d.suspend()?;
+    d.clean(&mut bitmap)?;
+    merge(&mut todo, &set_bits(&bitmap, max_pfn));
+    merge(&mut todo, &deferred);
+    // The guest may have changed its p2m meanwhile (a balloon): read it
+    // again; a pfn whose frame changed goes again.
+    let shared = d.shared_info()?;
+    let now = SaveP2m::read(d, &shared)?;
+    if now.max_pfn() != max_pfn || now.p2m.frames != m.p2m.frames {
+        return Err(err(String::from(
+            "the guest's p2m changed its size or its frames during the migration",
+        )));
+    }
+    let changed: Vec<u64> = (0..max_pfn)
+        .filter(|&p| now.p2m.entries[p as usize] != m.p2m.entries[p as usize])
+        .collect();
+    merge(&mut todo, &changed);
+    m = now;
+    let n = todo.len() as u64;
+    send_pfns(d, &mut w, &m, &todo, false, &mut |s| progress(0, s, n))?;
+    stats.last = n;
+    write_tail(d, &mut w, &m, &shared)?;
+    stats.bytes = w.bytes;
+    Ok(stats)
+}
+
+/// The pfns below `max_pfn` whose bit is set.
+fn set_bits(bitmap: &[u8], max_pfn: u64) -> Vec<u64> {
+    (0..max_pfn)
+        .filter(|&p| {
+            bitmap
+                .get((p / 8) as usize)
+                .is_some_and(|b| b & (1 << (p % 8)) != 0)
+        })
+        .collect()
+}
+
+/// Adds `more` to the sorted set `into`.
+fn merge(into: &mut Vec<u64>, more: &[u64]) {
+    for &p in more {
+        if let Err(at) = into.binary_search(&p) {
+            into.insert(at, p);
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -595,6 +818,11 @@ impl PvRestore {
                 continue;
             }
             let page = &mut data[k * PAGE_SIZE..(k + 1) * PAGE_SIZE];
+            // A live save sends a frame again as the guest changed it,
+            // maybe with another type: only its last one counts.
+            if let Some(m) = self.mfn(pfn) {
+                self.pinned.retain(|&(x, _)| x != m);
+            }
             if let PageType::PageTable { level, pinned } = t {
                 // Frames the table names may come later in the stream:
                 // populate them now (as libxc does).
@@ -620,9 +848,7 @@ impl PvRestore {
                     let m = self
                         .mfn(pfn)
                         .ok_or_else(|| err(String::from("unpopulated")))?;
-                    if !self.pinned.iter().any(|&(x, _)| x == m) {
-                        self.pinned.push((m, level));
-                    }
+                    self.pinned.push((m, level));
                 }
             }
             mfns.push(
@@ -931,6 +1157,8 @@ mod tests {
         mem: BTreeMap<u64, Vec<u8>>,
         p2m: Vec<u64>,
         ctx: VcpuGuestContext,
+        /// Page types other than the fixed tables', by pfn.
+        types: BTreeMap<u64, u64>,
     }
 
     impl Guest {
@@ -949,6 +1177,7 @@ mod tests {
                 mem,
                 p2m,
                 ctx: VcpuGuestContext::new_zeroed(),
+                types: BTreeMap::new(),
             };
             // The p2m pages, the frame list, the frame list list.
             for (i, &pp) in P2M_PFNS.iter().enumerate() {
@@ -1036,6 +1265,7 @@ mod tests {
         fn frame_types(&mut self, mfns: &mut [u64]) -> Result<(), SrError> {
             for m in mfns {
                 let t: u64 = match self.p2m.iter().position(|x| x == m) {
+                    Some(p) if self.types.contains_key(&(p as u64)) => self.types[&(p as u64)],
                     Some(p) if p as u64 == L4 => 4 | 8,
                     Some(p) if p as u64 == L3 => 3,
                     Some(p) if p as u64 == L2 => 2,
@@ -1291,6 +1521,137 @@ mod tests {
         assert_eq!(c.gdt_frames[0], nm(30));
         assert_eq!(c.user_regs.rip, 0xffff_ffff_8000_1234);
         assert_ne!(c.flags & VGCF_ONLINE, 0);
+    }
+
+    /// A guest that runs on while it is saved live: it writes between
+    /// rounds, and log-dirty mode reports what it wrote.
+    struct Running {
+        g: Guest,
+        on: bool,
+        cleans: u32,
+        dirty: BTreeSet<u64>,
+        suspended: bool,
+        out: Vec<u8>,
+    }
+
+    impl Sink for Running {
+        fn put(&mut self, b: &[u8]) -> Result<(), SrError> {
+            self.out.extend_from_slice(b);
+            Ok(())
+        }
+    }
+
+    impl Running {
+        fn write(&mut self, pfn: u64, byte: u8) {
+            self.g.mem.insert(old_mfn(pfn), vec![byte; PAGE_SIZE]);
+            self.dirty.insert(pfn);
+        }
+        fn set_l1(&mut self, index: usize, v: u64) {
+            let l1 = self.g.mem.get_mut(&old_mfn(L1)).unwrap();
+            put_u64(l1, index * 8, v);
+        }
+    }
+
+    impl PvSaveSide for Running {
+        fn shared_info(&mut self) -> Result<Vec<u8>, SrError> {
+            self.g.shared_info()
+        }
+        fn max_pages(&mut self) -> Result<u64, SrError> {
+            self.g.max_pages()
+        }
+        fn read_frames(&mut self, mfns: &[u64], out: &mut [u8]) -> Result<(), SrError> {
+            self.g.read_frames(mfns, out)
+        }
+        fn frame_types(&mut self, mfns: &mut [u64]) -> Result<(), SrError> {
+            self.g.frame_types(mfns)
+        }
+        fn nr_vcpus(&mut self) -> Result<u32, SrError> {
+            assert!(self.suspended, "vCPUs are read only once suspended");
+            self.g.nr_vcpus()
+        }
+        fn vcpu_context(&mut self, id: u32) -> Result<Option<VcpuGuestContext>, SrError> {
+            self.g.vcpu_context(id)
+        }
+    }
+
+    impl LivePv for Running {
+        fn log_dirty_on(&mut self) -> Result<(), SrError> {
+            self.on = true;
+            // Caught in the middle of an update: L1 entry 20 names a
+            // frame that is not the guest's (it cannot go yet).
+            self.set_l1(20, pte(FOREIGN_MFN));
+            Ok(())
+        }
+        fn clean(&mut self, bitmap: &mut [u8]) -> Result<(), SrError> {
+            assert!(self.on);
+            bitmap.fill(0);
+            for &p in &self.dirty {
+                bitmap[(p / 8) as usize] |= 1 << (p % 8);
+            }
+            self.dirty.clear();
+            self.cleans += 1;
+            if self.cleans == 1 && !self.suspended {
+                // It runs on: writes, write-protected entries, a page
+                // table that stops being one.
+                for p in 100..104 {
+                    self.write(p, p as u8);
+                }
+                self.set_l1(5, (pte(old_mfn(105)) & !PTE_RW) | L1E_LOGDIRTY_RO);
+                self.dirty.insert(L1);
+                self.g.types.remove(&40);
+                self.write(40, 0x40);
+            }
+            Ok(())
+        }
+        fn suspend(&mut self) -> Result<(), SrError> {
+            // Its last writes, and the update finished.
+            self.write(104, 0xee);
+            self.set_l1(20, pte(old_mfn(110)));
+            self.suspended = true;
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_running_pv_guest_saved_live_restores_as_it_was_when_it_stopped() {
+        let mut g = Guest::new();
+        // pfn 40 is a pinned L1 (empty) when the save starts.
+        g.set(40, vec![0; PAGE_SIZE]);
+        g.types.insert(40, 1 | 8);
+        let mut r = Running {
+            g,
+            on: false,
+            cleans: 0,
+            dirty: BTreeSet::new(),
+            suspended: false,
+            out: Vec::new(),
+        };
+        let st = save_pv_live(
+            &mut r,
+            b"name = \"life\"\n",
+            (4, 17),
+            crate::migration::image::Precopy::default(),
+            &mut |_, _, _| {},
+        )
+        .unwrap();
+        // Round 1: every pfn (the L1 caught mid-update waits); then the
+        // written frames, the L1 and pfn 40 go while paused.
+        assert_eq!(st.rounds, [MAX]);
+        assert_eq!(st.last, 7, "pfns 40, L1, 100..=104");
+        assert_eq!(st.bytes, r.out.len() as u64);
+        let (d, got) = restore(&r.out).unwrap();
+        let nm = |p| new_mfn(&d, &got, p);
+        for p in 100..104 {
+            assert_eq!(d.mem[&nm(p)], vec![p as u8; PAGE_SIZE]);
+        }
+        assert_eq!(d.mem[&nm(104)], vec![0xee; PAGE_SIZE]);
+        assert_eq!(d.mem[&nm(40)], vec![0x40; PAGE_SIZE]);
+        let l1 = &d.mem[&nm(L1)];
+        assert_eq!(u64_at(l1, 5 * 8), pte(nm(105)), "writable again, unmarked");
+        assert_eq!(u64_at(l1, 20 * 8), pte(nm(110)));
+        assert_eq!(u64_at(l1, 9 * 8), pte(nm(109)));
+        // pfn 40 was sent as a pinned L1, then as data: not pinned.
+        assert_eq!(d.pins, [(nm(L4), 4)]);
     }
 
     #[test]

@@ -1,6 +1,8 @@
-//! `xl migrate` and `xl migrate-receive` on the metal: an HVM guest moved
-//! live to another Oxen host's Dom0 over TCP (Dom0's own stack,
-//! [`super::super::ip`]).
+//! `xl migrate` and `xl migrate-receive` on the metal: an HVM or PV guest
+//! moved live to another Oxen host's Dom0 over TCP (Dom0's own stack,
+//! [`super::super::ip`]). A PV guest's last round begins with its
+//! suspend (`control/shutdown`), as libxc's does; where the hypervisor
+//! refuses log-dirty mode it is suspended for the whole transfer.
 //!
 //! Xen's `xl migrate` runs `xl migrate-receive` on the target through ssh
 //! and talks to it over the ssh pipe; Oxen has no ssh, so the target's
@@ -165,6 +167,71 @@ impl LiveHvm for Outgoing<'_> {
     }
 }
 
+/// The source side of a live PV migration: the guest, in log-dirty mode,
+/// and the connection it goes down.
+struct OutgoingPv<'t> {
+    sink: TcpSink<'t>,
+    frames: SavePv,
+    name: String,
+    /// When the guest stopped for the last round.
+    suspended_at: Option<u64>,
+}
+
+impl Sink for OutgoingPv<'_> {
+    fn put(&mut self, b: &[u8]) -> Result<(), SrError> {
+        self.sink.put(b)
+    }
+}
+
+impl pv::PvSaveSide for OutgoingPv<'_> {
+    fn shared_info(&mut self) -> Result<Vec<u8>, SrError> {
+        self.frames.shared_info()
+    }
+    fn max_pages(&mut self) -> Result<u64, SrError> {
+        self.frames.max_pages()
+    }
+    fn read_frames(&mut self, mfns: &[u64], out: &mut [u8]) -> Result<(), SrError> {
+        self.frames.read_frames(mfns, out)
+    }
+    fn frame_types(&mut self, mfns: &mut [u64]) -> Result<(), SrError> {
+        self.frames.frame_types(mfns)
+    }
+    fn nr_vcpus(&mut self) -> Result<u32, SrError> {
+        self.frames.nr_vcpus()
+    }
+    fn vcpu_context(
+        &mut self,
+        id: u32,
+    ) -> Result<Option<hypercall_abi::arch_x86::VcpuGuestContext>, SrError> {
+        self.frames.vcpu_context(id)
+    }
+}
+
+impl pv::LivePv for OutgoingPv<'_> {
+    fn log_dirty_on(&mut self) -> Result<(), SrError> {
+        // `send_pv_domain` turned it on already (to choose live or not).
+        Ok(())
+    }
+
+    fn clean(&mut self, bitmap: &mut [u8]) -> Result<(), SrError> {
+        xc::shadow_op(self.frames.domid, ShadowOp::Clean, bitmap)
+            .map(|_| ())
+            .map_err(|e| SrError::Domain(format!("XEN_DOMCTL_SHADOW_OP_CLEAN: {e}")))
+    }
+
+    fn suspend(&mut self) -> Result<(), SrError> {
+        self.sink.flush()?;
+        let t = time::now_ns();
+        self.sink
+            .ts
+            .suspend_pv(self.frames.domid, &self.name)
+            .map_err(|e| SrError::Domain(format!("{e}")))?;
+        // The guest stopped serving when it began to suspend.
+        self.suspended_at = Some(t);
+        Ok(())
+    }
+}
+
 /// Bytes the target drains from the connection ahead of the restore.
 const RECV_AHEAD: usize = 4 << 20;
 
@@ -300,6 +367,7 @@ impl Toolstack {
                 self.tcp_abort(conn);
                 // The guest runs on here.
                 if pv {
+                    let _ = xc::shadow_op(id, ShadowOp::Off, &mut []);
                     let suspended = xc::domain_info(id)
                         .is_ok_and(|i| i.is_shutdown() && i.shutdown_reason() == SHUTDOWN_SUSPEND);
                     if suspended {
@@ -434,12 +502,76 @@ impl Toolstack {
             "Saving to migration stream new xl format (info 0x2/0x0/{})",
             4 + config.len()
         );
-        self.suspend_pv(id, name)?;
-        let paused_at = time::now_ns();
+        if let Err(e) = xc::shadow_op(id, ShadowOp::EnableLogdirty, &mut []) {
+            let _ = writeln!(
+                out,
+                "xc: warning: log-dirty mode refused ({e}): {name} is suspended for the whole transfer"
+            );
+            return self.send_pv_suspended(id, name, conn, paused, config, out);
+        }
+        let _ = writeln!(out, "xc: info: Saving domain {id}, type x86 PV");
+        let t0 = time::now_ns();
+        let mut o = OutgoingPv {
+            sink: TcpSink {
+                ts: self,
+                conn,
+                buf: Vec::with_capacity(SEND_CHUNK),
+            },
+            frames: SavePv { domid: id },
+            name: String::from(name),
+            suspended_at: None,
+        };
+        let mut last_round = u32::MAX;
+        let stats = pv::save_pv_live(
+            &mut o,
+            config,
+            XEN_VERSION,
+            Precopy::default(),
+            &mut |round, sent, n| {
+                if sent == n && round != last_round {
+                    last_round = round;
+                    if round == 0 {
+                        let _ = writeln!(out, "xc: info: Suspended: {n} frames in the last round");
+                    } else {
+                        let _ = writeln!(out, "xc: info: Round {round}: {n} frames");
+                    }
+                }
+            },
+        )
+        .and_then(|s| o.sink.flush().map(|()| s));
+        let suspended_at = o.suspended_at;
+        let stats = stats.map_err(|e| fail("sending the domain", e))?;
+        self.handover(conn, paused, out)?;
+        let now = time::now_ns();
+        let down = suspended_at.map_or(0, |p| now.saturating_sub(p));
         let _ = writeln!(
             out,
-            "xc: info: Saving domain {id}, type x86 PV (suspended for the whole transfer: no PV log-dirty mode)"
+            "migration sender: Target reports successful startup.\n\
+             xc: info: {} rounds live ({:?} frames), {} frames suspended, {} KiB sent in {} ms; downtime {} ms",
+            stats.rounds.len(),
+            stats.rounds,
+            stats.last,
+            stats.bytes / 1024,
+            now.saturating_sub(t0) / 1_000_000,
+            down / 1_000_000
         );
+        let _ = writeln!(out, "Migration successful.");
+        Ok(())
+    }
+
+    /// A PV guest sent suspended for the whole transfer (no log-dirty).
+    fn send_pv_suspended(
+        &mut self,
+        id: u16,
+        name: &str,
+        conn: &TcpConn,
+        paused: bool,
+        config: &[u8],
+        out: &mut dyn fmt::Write,
+    ) -> XlResult<()> {
+        self.suspend_pv(id, name)?;
+        let paused_at = time::now_ns();
+        let _ = writeln!(out, "xc: info: Saving domain {id}, type x86 PV");
         let mut sink = TcpSink {
             ts: self,
             conn,
