@@ -115,6 +115,21 @@ pub fn mark_running(v: u32) {
     }
 }
 
+/// Forgets that parked vCPU `v` ever ran (after a restore into a new
+/// domain, which has no context for it): the next [`set_online`] starts
+/// it afresh. Its old stack is not reclaimed (it may hold a frame a
+/// parked vCPU still used).
+pub fn forget(v: u32) {
+    if let Some(s) = STATE.get(v as usize) {
+        let _ = s.compare_exchange(
+            VcpuState::Parked as u8,
+            VcpuState::Absent as u8,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+    }
+}
+
 /// What [`set_online`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Change {

@@ -5,8 +5,8 @@
 //! acknowledges it ([`crate::domu::ShutdownWatcher::accept_suspend`]) and
 //! calls [`suspend`], which:
 //!
-//! 1. refuses while another vCPU is up (this library suspends
-//!    single-vCPU guests);
+//! 1. refuses while another vCPU is up: [`suspend_smp`] first parks the
+//!    vCPUs [`crate::hotplug`] runs, and brings them back afterwards;
 //! 2. masks events and maps the shared-info alias back to its own frame
 //!    ([`crate::shared::detach`], Linux's `xen_pre_suspend`), so no page
 //!    table names a frame the guest does not own;
@@ -190,6 +190,61 @@ pub fn suspend(xs: &mut Xenbus<StoreTransport>) -> Result<Resumed, SuspendError>
     convert_start_info(si, false)?;
     drop(irq);
     resumed
+}
+
+/// How long [`suspend_smp`] waits for the other vCPUs to go down.
+const PARK_PATIENCE_NS: u64 = 5_000_000_000;
+
+/// Suspends a domain whose other vCPUs run under [`crate::hotplug`]
+/// (started with `main`), the way Linux takes its secondary CPUs out
+/// around a suspend: each running vCPU is asked down and parks itself
+/// (`VCPUOP_down`, so the image holds only vCPU 0), then [`suspend`].
+/// Afterwards the same vCPUs come back: woken where they parked if the
+/// suspend was cancelled or refused, started afresh on `main` in a new
+/// domain (which has no context for them). A vCPU that does not park in
+/// time is woken again and the suspend refused
+/// ([`SuspendError::OtherVcpus`]); the domain runs on.
+pub fn suspend_smp(
+    xs: &mut Xenbus<StoreTransport>,
+    main: crate::smp::VcpuMain,
+) -> Result<Resumed, SuspendError> {
+    use crate::hotplug::{self, VcpuState};
+    let n = crate::smp::count();
+    let mut parked: u64 = 0;
+    for v in 1..n {
+        if hotplug::set_online(v, false, main) == hotplug::Change::Stopping {
+            parked |= 1 << v;
+        }
+    }
+    let down = |v: u32| hotplug::state(v) == VcpuState::Parked && crate::smp::is_up(v) == Ok(false);
+    let deadline = crate::time::now_ns() + PARK_PATIENCE_NS;
+    while !(1..n).filter(|v| parked & (1 << v) != 0).all(down) {
+        if crate::time::now_ns() > deadline {
+            let late = (1..n)
+                .find(|&v| parked & (1 << v) != 0 && !down(v))
+                .unwrap_or(0);
+            wake_all(parked, main, false);
+            return Err(SuspendError::OtherVcpus(late));
+        }
+        let _ = crate::xen::sched_yield();
+    }
+    let r = suspend(xs);
+    wake_all(parked, main, matches!(r, Ok(Resumed::Restored { .. })));
+    r
+}
+
+/// Brings the vCPUs of `mask` back: started afresh (`restored`: the new
+/// domain has no context for them) or woken where they parked.
+fn wake_all(mask: u64, main: crate::smp::VcpuMain, restored: bool) {
+    for v in 1..crate::smp::MAX_VCPUS {
+        if mask & (1 << v) == 0 {
+            continue;
+        }
+        if restored {
+            crate::hotplug::forget(v);
+        }
+        let _ = crate::hotplug::set_online(v, true, main);
+    }
 }
 
 /// The shared info machine address after the last restore (0: the boot

@@ -2010,7 +2010,7 @@ fn number_after(text: &str, prefix: &str) -> Option<u64> {
 fn xl_save_and_xl_restore_a_pv_guest_which_counts_on_with_its_memory_intact() {
     let cfg = ramdisk_file(
         "life-save.cfg",
-        "name = \"life\"\nkernel = \"/boot/domu-life\"\nmemory = 32\n\
+        "name = \"life\"\nkernel = \"/boot/domu-life\"\nmemory = 32\nvcpus = 2\n\
          extra = \"mode=suspend disk=1\"\non_poweroff = \"preserve\"\n\
          disk = [ \"/mnt/vda/life-disk.img,raw,xvda,rw\" ]\n",
     );
@@ -2088,6 +2088,22 @@ fn xl_save_and_xl_restore_a_pv_guest_which_counts_on_with_its_memory_intact() {
         resumed >= last_before,
         "it resumed at count {resumed}, at least the {last_before} seen before the save:\n{text}"
     );
+    // Both vCPUs work before, after the cancelled save and after the
+    // restore (vCPU 1 parked around each suspend, started afresh in the
+    // new domain).
+    let (before_cancel, after_cancel) = before_save
+        .split_once("life: suspend cancelled at count ")
+        .unwrap();
+    for (when, part) in [
+        ("before the saves", before_cancel),
+        ("after xl save -c", after_cancel),
+        ("after the restore", restored),
+    ] {
+        assert!(
+            part.contains("life: vcpus working [0, 1]"),
+            "both vCPUs work {when}:\n{text}"
+        );
+    }
     let after = life_counts(restored);
     assert!(after.len() >= 3, "the restored guest counts:\n{text}");
     assert_eq!(after[0].0, resumed + 1, "the count never restarts:\n{text}");

@@ -112,7 +112,7 @@ fn files() -> Vec<std::path::PathBuf> {
     let life_cfg = dir.join("life.cfg");
     std::fs::write(
         &life_cfg,
-        "name = \"life\"\nkernel = \"/boot/domu-life\"\nmemory = 32\nextra = \"mode=suspend\"\n",
+        "name = \"life\"\nkernel = \"/boot/domu-life\"\nmemory = 32\nvcpus = 2\nextra = \"mode=suspend\"\n",
     )
     .unwrap();
     vec![kernel, cfg, life, life_cfg]
@@ -208,6 +208,10 @@ fn xl_migrate_moves_a_running_hvm_guest_to_another_host_where_it_counts_on() {
             .filter(|l| l.contains("life: count "))
             .all(|l| l.contains(" pages ok 256/256") || !l.contains(" pages ok ")),
         "every page of the PV guest checks at B:\n{both}"
+    );
+    assert!(
+        section(&b, "xl console life", 0, "xl list").contains("life: vcpus working [0, 1]"),
+        "both vCPUs of the PV guest work at B:\n{both}"
     );
     assert_eq!(
         a.matches("Migration successful.").count(),

@@ -217,7 +217,19 @@ mod kernel {
                 }
             }
         }
-        println!("life: counting with {} pages", pages.len());
+        // Its other vCPUs (`vcpus = N`) count too, each in its own
+        // counter; they are parked around each suspend.
+        let n = smp::count();
+        hotplug::mark_running(0);
+        for v in 1..n {
+            if let Change::Failed(e) = hotplug::set_online(v, true, worker) {
+                c.error(format_args!("starting vCPU {v}: {e}"));
+            }
+        }
+        println!("life: counting with {} pages on {n} vCPUs", pages.len());
+        let mut seen: Vec<u64> = (0..n)
+            .map(|v| WORK[v as usize].load(Ordering::Relaxed))
+            .collect();
         let mut count: u64 = 0;
         let mut bad_ticks: u64 = 0;
         let mut next = pv_guest_lib::time::now_ns();
@@ -232,7 +244,7 @@ mod kernel {
                             println!("life: unmapping the grant table: {e:?}");
                         }
                     }
-                    let r = pv_guest_lib::suspend::suspend(xs);
+                    let r = pv_guest_lib::suspend::suspend_smp(xs, worker);
                     if let Some(d) = disk.as_mut() {
                         if let Err(e) = d.host.grants().resume() {
                             println!("life: the grant table after the suspend: {e:?}");
@@ -291,6 +303,20 @@ mod kernel {
                     bad_ticks += 1;
                 }
                 println!("life: count {count} pages ok {ok}/{}", pages.len());
+                if n > 1 && count.is_multiple_of(5) {
+                    // Which vCPUs counted since the last report.
+                    let now: Vec<u64> = (0..n)
+                        .map(|v| WORK[v as usize].load(Ordering::Relaxed))
+                        .collect();
+                    let working: Vec<u32> = (1..n)
+                        .filter(|&v| now[v as usize] != seen[v as usize])
+                        .collect();
+                    println!(
+                        "life: vcpus working {}",
+                        list(&[&[0u32][..], &working].concat())
+                    );
+                    seen = now;
+                }
                 if let Some(d) = disk.as_mut() {
                     if count.is_multiple_of(DISK_EVERY) {
                         let ok = d.intact();
