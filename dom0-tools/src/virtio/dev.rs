@@ -19,7 +19,7 @@ use hypercall_abi::physdev::{
 use hypercall_abi::xen::DOMID_SELF;
 use pv_guest_lib::hypercall::hypercall2;
 use pv_guest_lib::{events, time, Errno};
-use virtio_drivers::device::net::VirtIONet;
+use virtio_drivers::device::net::VirtIONetRaw;
 use virtio_drivers::transport::pci::bus::PciRoot;
 use virtio_drivers::transport::pci::{virtio_device_type, PciTransport};
 use virtio_drivers::transport::{DeviceStatus, DeviceType, InterruptStatus, Transport};
@@ -839,15 +839,64 @@ pub fn vectors_set() -> u64 {
 
 // ---- The NIC --------------------------------------------------------------------
 
-/// Receive buffers posted (and transmit slots).
-pub const NET_QUEUE: usize = 16;
-/// Size of each receive buffer (a full Ethernet frame and the virtio
-/// header).
+/// Descriptors per queue (receive and transmit).
+pub const NET_QUEUE: usize = 64;
+/// Size of each buffer (a full Ethernet frame and the virtio header);
+/// two to a page, so none straddles a page and none needs a bounce.
 pub const NET_BUF: usize = 2048;
+/// Buffers per page.
+const PER_PAGE: usize = (PAGE_SIZE as usize) / NET_BUF;
+const PAGE_SIZE: u64 = super::PAGE;
+/// How long a send waits for a transmit slot before dropping the frame.
+const TX_PATIENCE_NS: u64 = 20_000_000;
 
-/// A virtio-net NIC.
+/// `n` buffers of [`NET_BUF`] bytes in machine-contiguous DMA pages,
+/// Dom0's for as long as the NIC lives.
+struct Slots {
+    first: pv_guest_lib::frame::Frame,
+    pages: u64,
+}
+
+impl Slots {
+    fn new(n: usize) -> Option<Slots> {
+        let pages = n.div_ceil(PER_PAGE) as u64;
+        super::hal::alloc_dma(pages).map(|first| Slots { first, pages })
+    }
+
+    /// Buffer `i` (< the `n` it was made with).
+    fn buf(&mut self, i: usize) -> &mut [u8] {
+        debug_assert!((i as u64) < self.pages * PER_PAGE as u64);
+        // SAFETY: `alloc_dma` gave `pages` zeroed, direct-mapped pages
+        // that only this NIC uses until `drop`; buffer `i` lies inside
+        // them, and the `&mut self` borrow keeps the slice unique on the
+        // CPU side (the device only touches buffers the driver posted,
+        // which the driver does not read until the device hands them back).
+        unsafe {
+            core::slice::from_raw_parts_mut((self.first.va as *mut u8).add(i * NET_BUF), NET_BUF)
+        }
+    }
+}
+
+impl Drop for Slots {
+    fn drop(&mut self) {
+        super::hal::free_dma(self.first, self.pages);
+    }
+}
+
+/// A virtio-net NIC: [`NET_QUEUE`] receive buffers kept posted, and up to
+/// [`NET_QUEUE`] frames in flight to the device (a send does not wait for
+/// the device: its slot comes back on a later call).
 pub struct Nic {
-    net: VirtIONet<Dom0Hal, Dom0Transport, NET_QUEUE>,
+    /// Boxed: its queues' bookkeeping is several KiB, too much to move
+    /// around on Dom0's stack.
+    net: Box<VirtIONetRaw<Dom0Hal, Dom0Transport, NET_QUEUE>>,
+    rx: Slots,
+    /// The receive buffer each token (descriptor) holds.
+    rx_slot: Vec<u16>,
+    tx: Slots,
+    tx_free: Vec<u16>,
+    /// The transmit buffer and length each token holds.
+    tx_inflight: Vec<Option<(u16, u16)>>,
     irq: Option<Irq>,
     /// Where it is.
     pub bdf: Bdf,
@@ -856,8 +905,38 @@ pub struct Nic {
 impl Nic {
     /// Initialises the device and posts its receive buffers.
     pub fn new(t: Dom0Transport, irq: Option<Irq>, bdf: Bdf) -> Result<Nic, OpenError> {
-        let net = VirtIONet::new(t, NET_BUF).map_err(OpenError::Virtio)?;
-        Ok(Nic { net, irq, bdf })
+        let net = Box::new(VirtIONetRaw::new(t).map_err(OpenError::Virtio)?);
+        let no_memory = || OpenError::Virtio(virtio_drivers::Error::DmaError);
+        let rx = Slots::new(NET_QUEUE).ok_or_else(no_memory)?;
+        let tx = Slots::new(NET_QUEUE).ok_or_else(no_memory)?;
+        let mut nic = Nic {
+            net,
+            rx,
+            rx_slot: alloc::vec![0; NET_QUEUE],
+            tx,
+            tx_free: (0..NET_QUEUE as u16).collect(),
+            tx_inflight: alloc::vec![None; NET_QUEUE],
+            irq,
+            bdf,
+        };
+        for i in 0..NET_QUEUE as u16 {
+            nic.post_rx(i).map_err(OpenError::Virtio)?;
+        }
+        Ok(nic)
+    }
+
+    /// Hands receive buffer `slot` to the device.
+    fn post_rx(&mut self, slot: u16) -> Result<(), virtio_drivers::Error> {
+        let buf = self.rx.buf(usize::from(slot));
+        // SAFETY: the buffer stays allocated (in `self.rx`) until the NIC
+        // is dropped, and is not touched until the device returns its
+        // token and `receive_complete` has run.
+        let token = unsafe { self.net.receive_begin(buf)? };
+        *self
+            .rx_slot
+            .get_mut(usize::from(token))
+            .ok_or(virtio_drivers::Error::WrongToken)? = slot;
+        Ok(())
     }
 
     /// Its MAC address.
@@ -870,15 +949,90 @@ impl Nic {
         self.irq.as_ref()
     }
 
-    /// Sends one Ethernet frame (at most [`NET_BUF`] bytes less the
-    /// header).
+    /// Takes back the transmit buffers the device is done with.
+    fn reap_tx(&mut self) {
+        while let Some(token) = self.net.poll_transmit() {
+            let Some((slot, len)) = self
+                .tx_inflight
+                .get_mut(usize::from(token))
+                .and_then(Option::take)
+            else {
+                return;
+            };
+            let buf = self.tx.buf(usize::from(slot));
+            // SAFETY: the same buffer (and length) `transmit_begin` got for
+            // this token.
+            let _ = unsafe { self.net.transmit_complete(token, &buf[..usize::from(len)]) };
+            self.tx_free.push(slot);
+        }
+    }
+
+    /// Queues one Ethernet frame (at most [`NET_BUF`] bytes less the
+    /// header) for the device. Waits only if every transmit slot is in
+    /// flight; then, after a while, the frame is dropped
+    /// (`QueueFull`), as a full switch port would.
     pub fn send(&mut self, frame: &[u8]) -> Result<(), virtio_drivers::Error> {
         if frame.is_empty() || frame.len() > NET_BUF - 12 {
             return Err(virtio_drivers::Error::InvalidParam);
         }
-        let mut tx = self.net.new_tx_buffer(frame.len());
-        tx.packet_mut().copy_from_slice(frame);
-        self.net.send(tx)
+        self.reap_tx();
+        if self.tx_free.is_empty() {
+            let deadline = time::now_ns() + TX_PATIENCE_NS;
+            while self.tx_free.is_empty() {
+                if time::now_ns() > deadline {
+                    return Err(virtio_drivers::Error::QueueFull);
+                }
+                core::hint::spin_loop();
+                self.reap_tx();
+            }
+        }
+        let slot = self.tx_free.pop().ok_or(virtio_drivers::Error::QueueFull)?;
+        let net = &self.net;
+        let buf = self.tx.buf(usize::from(slot));
+        let hdr = match net.fill_buffer_header(buf) {
+            Ok(h) => h,
+            Err(e) => {
+                self.tx_free.push(slot);
+                return Err(e);
+            }
+        };
+        let len = hdr + frame.len();
+        buf[hdr..len].copy_from_slice(frame);
+        // SAFETY: the buffer stays allocated (in `self.tx`) and untouched
+        // until `reap_tx` sees the device is done with its token.
+        match unsafe { self.net.transmit_begin(&buf[..len]) } {
+            Ok(token) => {
+                if let Some(t) = self.tx_inflight.get_mut(usize::from(token)) {
+                    *t = Some((slot, len as u16));
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.tx_free.push(slot);
+                Err(e)
+            }
+        }
+    }
+
+    /// Takes the next received frame to `f` and posts its buffer again;
+    /// false if none is waiting.
+    fn recv_one(&mut self, f: &mut dyn FnMut(&[u8])) -> bool {
+        let Some(token) = self.net.poll_receive() else {
+            return false;
+        };
+        let Some(&slot) = self.rx_slot.get(usize::from(token)) else {
+            return false;
+        };
+        let buf = self.rx.buf(usize::from(slot));
+        // SAFETY: the same buffer `receive_begin` got for this token.
+        if let Ok((hdr, len)) = unsafe { self.net.receive_complete(token, buf) } {
+            let buf = self.rx.buf(usize::from(slot));
+            if let Some(frame) = buf.get(hdr..hdr + len) {
+                f(frame);
+            }
+        }
+        let _ = self.post_rx(slot);
+        true
     }
 
     /// Receives frames until `f` returns `Some` or `deadline` (system
@@ -889,20 +1043,18 @@ impl Nic {
         mut f: impl FnMut(&[u8]) -> Option<R>,
     ) -> Option<R> {
         loop {
-            while let Ok(rx) = self.net.receive() {
-                let r = f(rx.packet());
-                let _ = self.net.recycle_rx_buffer(rx);
-                if r.is_some() {
-                    return r;
-                }
+            let mut got = None;
+            while got.is_none() && self.recv_one(&mut |fr| got = f(fr)) {}
+            if got.is_some() {
+                return got;
             }
             let net = &self.net;
             let w = if self.irq.is_some() {
-                time::block_until(deadline, || net.can_recv())
+                time::block_until(deadline, || net.poll_receive().is_some())
             } else {
                 let mut w = time::Wake::TimedOut;
                 while time::now_ns() < deadline {
-                    if net.can_recv() {
+                    if net.poll_receive().is_some() {
                         w = time::Wake::Ready;
                         break;
                     }
@@ -913,10 +1065,29 @@ impl Nic {
             if let Some(i) = &self.irq {
                 i.eoi();
             }
-            if w == time::Wake::TimedOut && !self.net.can_recv() {
+            if w == time::Wake::TimedOut && self.net.poll_receive().is_none() {
                 return None;
             }
         }
+    }
+
+    /// Hands every frame received so far to `f` (and reaps finished
+    /// sends); EOIs the interrupt. Returns how many frames.
+    pub fn poll_recv(&mut self, mut f: impl FnMut(&[u8])) -> usize {
+        let mut n = 0;
+        while self.recv_one(&mut f) {
+            n += 1;
+        }
+        self.reap_tx();
+        if let Some(i) = &self.irq {
+            i.eoi();
+        }
+        n
+    }
+
+    /// Whether a received frame is waiting.
+    pub fn can_recv(&self) -> bool {
+        self.net.poll_receive().is_some()
     }
 }
 
@@ -1016,27 +1187,5 @@ impl crate::blkback::store::BlockStore for Disk {
 
     fn wait_any(&mut self) {
         Disk::wait_any(self)
-    }
-}
-
-impl Nic {
-    /// Hands every frame received so far to `f` (never waits); returns
-    /// how many there were.
-    pub fn poll_recv(&mut self, mut f: impl FnMut(&[u8])) -> usize {
-        let mut n = 0;
-        while let Ok(rx) = self.net.receive() {
-            f(rx.packet());
-            let _ = self.net.recycle_rx_buffer(rx);
-            n += 1;
-        }
-        if let Some(i) = &self.irq {
-            i.eoi();
-        }
-        n
-    }
-
-    /// Whether a received frame is waiting.
-    pub fn can_recv(&self) -> bool {
-        self.net.can_recv()
     }
 }
