@@ -24,8 +24,8 @@ use hypercall_abi::hvm::{HvmOp, HvmParam, XenHvmParam};
 use hypercall_abi::hypercall::Hypercall;
 use hypercall_abi::memory::{MemoryOp, XenMemoryReservation};
 use hypercall_abi::sysctl::{
-    SysctlCmd, XenSysctl, XenSysctlCreditSchedule, XenSysctlGetdomaininfolist, XenSysctlPhysinfo,
-    XenSysctlReadconsole, XenSysctlSchedulerOp, XEN_SYSCTL_SCHEDOP_GETINFO,
+    SysctlCmd, XenSysctl, XenSysctlCreditSchedule, XenSysctlDebugKeys, XenSysctlGetdomaininfolist,
+    XenSysctlPhysinfo, XenSysctlReadconsole, XenSysctlSchedulerOp, XEN_SYSCTL_SCHEDOP_GETINFO,
     XEN_SYSCTL_SCHEDOP_PUTINFO,
 };
 use hypercall_abi::xen::{MmuextCmd, DOMID_SELF};
@@ -314,6 +314,21 @@ pub fn physinfo() -> Result<PhysInfo, Errno> {
         scrub_pages: p.scrub_pages,
         capabilities: p.capabilities,
     })
+}
+
+/// `XEN_SYSCTL_debug_keys`: `keys` handled as if typed on the
+/// hypervisor's console after CTRL-A (their output goes to its console,
+/// `xl dmesg`).
+pub fn debug_keys(keys: &[u8]) -> Result<(), Errno> {
+    let mut s = XenSysctl::new(SysctlCmd::DebugKeys);
+    s.set_payload(&XenSysctlDebugKeys {
+        keys: keys.as_ptr() as u64,
+        nr_keys: u32::try_from(keys.len()).unwrap_or(u32::MAX),
+        _pad12: 0,
+    });
+    // The hypervisor reads at most `nr_keys` bytes of `keys`, live for
+    // the call.
+    sysctl(&mut s).map(|_| ())
 }
 
 /// `XEN_SYSCTL_readconsole` (incremental from `*index`, which advances):

@@ -395,6 +395,23 @@ pub const TEST_KERNELS: &[TestKernel] = &[
         ],
         verdict_success: true,
     },
+    TestKernel {
+        name: "dom0-soak",
+        purpose: "soak (issue 8): 1000 guests created and destroyed through the toolstack, 4 at a time, every 25th with a vif netback connects; hypervisor free memory, Dom0's frames and heap, Dom0's maptrack and xenstore's nodes come back exactly, no domain left",
+        exit: Exit::POWEROFF,
+        lines: &[
+            "dom0-soak: 100/1000 guests, 0 failures",
+            "dom0-soak: 1000/1000 guests, 0 failures",
+            "dom0-soak: every guest was created, came up and was destroyed: ok",
+            "dom0-soak: the hypervisor's free memory is back exactly: ok",
+            "dom0-soak: Dom0's free frames are back exactly (after the first 100 guests): ok",
+            "dom0-soak: Dom0's heap in use is back exactly (after the first 100 guests): ok",
+            "dom0-soak: Dom0 maps no grant any more (maptrack in use as before): ok",
+            "dom0-soak: xenstore holds exactly the nodes it held after the first 100 guests: ok",
+            "dom0-soak: no domain is left but Dom0: ok",
+        ],
+        verdict_success: true,
+    },
 ];
 
 /// Guest kernels (domUs) the image build produces for test Dom0s to build.
@@ -434,6 +451,9 @@ pub const KERNEL_FILES: &[(&str, &[(&str, &str)])] = &[
     // The toolstack benchmarks' xenstore guest (the example guest is in
     // every ramdisk).
     ("xl-bench", &[("/boot/domu-xsbench", "domu-xsbench")]),
+    // The soak test's networked guest (the example guest is in every
+    // ramdisk).
+    ("dom0-soak", &[("/boot/domu-net", "domu-net")]),
 ];
 
 /// The extra files kernel `name`'s ramdisk carries (see [`KERNEL_FILES`]).
@@ -469,6 +489,13 @@ pub const KERNEL_SMP: &[(&str, u32)] = &[
     // period's credit per host CPU, so on a two-CPU host two vCPUs pinned
     // to one CPU both stay UNDER and share it 1:1, in Xen as in Oxen.
     ("pv-domains", 1),
+];
+
+/// Test kernels that need longer than the boot tests' default timeout,
+/// in seconds, by kernel name.
+pub const KERNEL_TIMEOUTS: &[(&str, u64)] = &[
+    // A thousand guests (about 70 s alone, more on a loaded host).
+    ("dom0-soak", 300),
 ];
 
 /// Extra QEMU arguments (devices) a test kernel boots with, by kernel
@@ -584,6 +611,15 @@ impl TestKernel {
             .iter()
             .find(|(n, _)| *n == self.name)
             .map_or(&[], |(_, a)| a)
+    }
+
+    /// Its timeout in seconds, if not the boot tests' default (see
+    /// [`KERNEL_TIMEOUTS`]).
+    pub fn timeout_secs(&self) -> Option<u64> {
+        KERNEL_TIMEOUTS
+            .iter()
+            .find(|(n, _)| *n == self.name)
+            .map(|&(_, t)| t)
     }
 
     /// The QEMU CPU count it boots with, if not the default (see [`KERNEL_SMP`]).

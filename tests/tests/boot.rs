@@ -283,12 +283,11 @@ fn check_test_kernel(k: &TestKernel) {
         }
         disks.push((d, p));
     }
-    let r = q.spawn().unwrap().wait_exit(BOOT_TIMEOUT);
+    let timeout = k.timeout_secs().map_or(BOOT_TIMEOUT, Duration::from_secs);
+    let r = q.spawn().unwrap().wait_exit(timeout);
     let purpose = format!("{} ({})", k.name, k.purpose);
     if r.timed_out {
-        r.fail(&format!(
-            "{purpose}: hung until the {BOOT_TIMEOUT:?} timeout"
-        ));
+        r.fail(&format!("{purpose}: hung until the {timeout:?} timeout"));
     }
     r.assert_lines_in_order(k.lines);
     if k.verdict_success {

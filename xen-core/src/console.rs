@@ -225,6 +225,19 @@ pub fn take_keys(out: &mut [u8; KEY_BYTES]) -> usize {
     })
 }
 
+/// Queues debug keys from the toolstack (`XEN_SYSCTL_debug_keys`), as if
+/// typed after CTRL-A: handled with the next event delivery. Returns how
+/// many fit (the rest are dropped, as keys typed into a full buffer).
+pub fn queue_keys(keys: &[u8]) -> usize {
+    with_console(|c| {
+        let n = keys.len().min(KEY_BYTES - c.keys_len);
+        let at = c.keys_len;
+        c.keys[at..at + n].copy_from_slice(&keys[..n]);
+        c.keys_len += n;
+        n
+    })
+}
+
 /// Size of the debug-key buffer [`take_keys`] fills.
 pub const KEYS: usize = KEY_BYTES;
 

@@ -534,6 +534,11 @@ impl Toolstack {
         self.guests.len()
     }
 
+    /// Every path in xenstore now, sorted (for leak checks).
+    pub fn xenstore_paths(&self) -> Vec<String> {
+        self.xs.store().paths().map(String::from).collect()
+    }
+
     /// What guest `domid` wrote on its console so far, as the console
     /// back-end holds it (its backlog), while Dom0 runs that guest.
     pub fn console_backlog(&self, domid: u16) -> Option<&crate::consoled::Backlog> {
@@ -1660,6 +1665,10 @@ impl crate::xl::XlBackend for Toolstack {
         let n = xc::read_console_all(clear, &mut buf).map_err(xen_err)?;
         all.extend_from_slice(&buf[..n]);
         Ok(String::from_utf8_lossy(&all).into_owned())
+    }
+
+    fn send_debug_keys(&mut self, keys: &str) -> XlResult<()> {
+        xc::debug_keys(keys.as_bytes()).map_err(xen_err)
     }
 
     fn set_memory_target(&mut self, domid: u32, kb: u64) -> XlResult<()> {
