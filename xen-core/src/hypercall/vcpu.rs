@@ -75,10 +75,12 @@ pub fn vcpu_op(c: &mut Call) -> Result<i64, Errno> {
                 return Err(Errno::EINVAL);
             }
             let t: VcpuSetSingleshotTimer = read_guest(cr3, arg)?;
-            if t.flags & VCPU_SSHOTTMR_FUTURE != 0 && t.timeout_abs_ns < crate::time::now_ns() {
+            let now = crate::time::now_ns();
+            if t.flags & VCPU_SSHOTTMR_FUTURE != 0 && t.timeout_abs_ns < now {
                 return Err(Errno::ETIME);
             }
-            v.singleshot = Some(t.timeout_abs_ns);
+            let arm = xen_core::timer_op::singleshot(t.timeout_abs_ns, now);
+            super::sched_op::apply_singleshot(c, arm);
             Ok(0)
         }
         VcpuOp::StopSingleshotTimer => {
