@@ -33,6 +33,7 @@ pub mod images;
 pub mod net;
 pub mod qemu;
 pub mod tools;
+pub mod xen;
 
 pub use boot::{dom0_ramdisk, dom0_ramdisk_with, make_iso, BootPath, OxenBoot, Payload};
 pub use check::Verdict;
