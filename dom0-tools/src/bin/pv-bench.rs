@@ -355,7 +355,7 @@ mod kernel {
         let mut failed = None;
         let mut k = 0usize;
         time(&mut s1, || {
-            let mfn = if k % 2 == 0 { b.mfn } else { a.mfn };
+            let mfn = if k.is_multiple_of(2) { b.mfn } else { a.mfn };
             k += 1;
             one[0] = mmu::pt_update(l1, 0, Pte::new(mfn, PteFlags::KERNEL_RW));
             match mmu::mmu_update(&one) {
@@ -380,7 +380,7 @@ mod kernel {
         let mut s2 = [0u64; ITERS];
         let mut failed = None;
         time(&mut s2, || {
-            let mfn = if k % 2 == 0 { b.mfn } else { a.mfn };
+            let mfn = if k.is_multiple_of(2) { b.mfn } else { a.mfn };
             k += 1;
             let pte = Pte::new(mfn, PteFlags::KERNEL_RW);
             if let Err(e) = mmu::update_va_mapping(MMU_VA, pte.0, mmu::Flush::InvlpgLocal) {
@@ -389,7 +389,7 @@ mod kernel {
         });
         // SAFETY: MMU_VA maps a or b, both frames of ours, readable.
         let seen = unsafe { core::ptr::read_volatile(MMU_VA as *const u64) };
-        let want = if k % 2 == 0 { a.va } else { b.va };
+        let want = if k.is_multiple_of(2) { a.va } else { b.va };
         // SAFETY: as above, through the direct map.
         let want = unsafe { core::ptr::read_volatile(want as *const u64) };
         let uvm_ok = c.check(
