@@ -1372,6 +1372,106 @@ pub mod hvm {
 mod tests {
     use super::*;
 
+    fn versus_boot(log: &str, first_ms: u64) -> versus::Boot {
+        versus::Boot {
+            result: RunResult {
+                name: "t".into(),
+                command: "qemu".into(),
+                log: log.into(),
+                stderr: String::new(),
+                exit: Exit::POWEROFF,
+                timed_out: false,
+                elapsed: Duration::from_secs(2),
+                timeout: TIMEOUT,
+            },
+            first_line: Some(Duration::from_millis(first_ms)),
+            own_ms: Some(first_ms as f64 / 2.0),
+            problems: vec![],
+            ended: "powered off".into(),
+        }
+    }
+
+    #[test]
+    fn versus_table_takes_medians_over_runs_ratios_and_spread() {
+        let oxen = [
+            versus_boot(
+                "BENCH name=null_hypercall cycles=900 min=800 iters=1001\n\
+                 BENCH name=mmu_update_512 cycles=51200 min=50000 iters=65 batch=512 per_pte=100\n",
+                1000,
+            ),
+            versus_boot(
+                "BENCH name=null_hypercall cycles=1100 min=800 iters=1001\n",
+                1200,
+            ),
+            versus_boot(
+                "BENCH name=null_hypercall cycles=1000 min=800 iters=1001\n",
+                1100,
+            ),
+        ];
+        let xen = [versus_boot(
+            "BENCH name=null_hypercall cycles=500 min=400 iters=1001\n\
+             BENCH name=grant_copy_4k n/a (grant tables: -EPERM)\n",
+            2000,
+        )];
+        let rows = versus::rows(&oxen, &xen);
+        let row = |l: &str| rows.iter().find(|r| r.label.contains(l)).unwrap();
+        let boot = row("host clock");
+        assert_eq!(boot.oxen, Some((1100, 1000, 1200)));
+        assert_eq!(boot.xen, Some((2000, 2000, 2000)));
+        assert_eq!(versus::ratio(boot), "0.55");
+        assert_eq!(row("own clock").oxen, Some((550, 500, 600)));
+        let null = row("[null_hypercall]");
+        assert_eq!(null.oxen, Some((1000, 900, 1100)));
+        assert_eq!(versus::ratio(null), "2.00");
+        assert_eq!(row("per PTE").oxen, Some((100, 100, 100)));
+        assert_eq!(row("per PTE").xen, None);
+        assert_eq!(
+            row("[grant_copy_4k]").xen_na.as_deref(),
+            Some("n/a on Xen: grant tables: -EPERM")
+        );
+        // Every figure has a row (and the two boot rows, the per-PTE one).
+        assert_eq!(rows.len(), FIGURES.len() + 3);
+
+        let cells = versus::cells(&rows, None);
+        let null = cells
+            .iter()
+            .find(|c| c[0].contains("[null_hypercall]"))
+            .unwrap();
+        assert_eq!(null[1], "1000 cycles");
+        assert_eq!(null[2], "500 cycles");
+        assert_eq!(null[4], "900-1100 / 500-500");
+        let text = versus::text_table(&cells);
+        assert!(text.lines().next().unwrap().starts_with("figure"));
+        let md = versus::markdown_table(&cells);
+        assert_eq!(md.lines().count(), cells.len() + 1);
+        assert!(md.contains("| n/a on Xen: grant tables: -EPERM |"));
+
+        // Without Xen: Oxen's figures, and the Xen column says so.
+        let rows = versus::rows(&oxen, &[]);
+        let cells = versus::cells(&rows, Some("apt-get download failed"));
+        let null = cells
+            .iter()
+            .find(|c| c[0].contains("[null_hypercall]"))
+            .unwrap();
+        assert_eq!(null[1], "1000 cycles");
+        assert_eq!(null[2], "(no Xen)");
+        assert_eq!(null[3], "-");
+    }
+
+    #[test]
+    fn oxen_first_line_ms_parses() {
+        assert_eq!(
+            versus::oxen_first_line_ms(
+                "(XEN) [   0.739473] Dom0 first console line after 739.417 ms (TSC)\n"
+            ),
+            Some(739.417)
+        );
+        assert_eq!(
+            versus::oxen_first_line_ms("Dom0 first console line after x ms"),
+            None
+        );
+    }
+
     #[test]
     fn parses_the_hvm_cpuid_line() {
         let log = "(XEN) [   0.16] HVM: SVM world switch self-test passed: the guest said \"x\" \
