@@ -1,6 +1,7 @@
 //! Xen 4.17 itself, for the side-by-side benchmarks (`scripts/bench
 //! --only xen`) and the ABI test that boots the same PV kernel as Dom0 of
-//! both hypervisors (`tests/tests/xen.rs`).
+//! both hypervisors (`pv_bench_runs_as_dom0_of_xen_4_17` in
+//! `tests/tests/boot.rs`).
 //!
 //! The hypervisor is Debian's: [`fetch`] runs `apt-get download
 //! xen-hypervisor-4.17-amd64` into `target/xen-4.17/` (git-ignored, never

@@ -433,7 +433,7 @@ fn performance_md(
         ));
     }
     s.push_str(
-        "The ABI test `tests/tests/xen.rs` (`pv_bench_runs_as_dom0_of_xen_4_17`) boots the same \
+        "The ABI test `pv_bench_runs_as_dom0_of_xen_4_17` (`tests/tests/boot.rs`) boots the same \
          way and checks that every figure is there.\n",
     );
     s
