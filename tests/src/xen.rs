@@ -94,7 +94,9 @@ pub fn fetch(progress: bool) -> Result<Xen, String> {
             eprintln!("oxen-tests: {m}");
         }
     };
-    let download = dir.join("download");
+    // Per process: a test and scripts/bench may fetch at the same time
+    // (the binary itself lands with a rename).
+    let download = dir.join(format!("download-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&download);
     std::fs::create_dir_all(&download).map_err(|e| format!("{}: {e}", download.display()))?;
     say(&format!(
@@ -152,11 +154,12 @@ pub fn fetch(progress: bool) -> Result<Xen, String> {
             out.status
         ));
     }
-    let tmp = dir.join("xen.tmp");
+    let tmp = download.join("xen");
     std::fs::write(&tmp, &out.stdout).map_err(|e| format!("{}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, &binary).map_err(|e| format!("{}: {e}", binary.display()))?;
     let version = format!("{PACKAGE} {}", version.trim());
     std::fs::write(&version_file, format!("{version}\n")).map_err(|e| e.to_string())?;
+    std::fs::rename(&tmp, &binary).map_err(|e| format!("{}: {e}", binary.display()))?;
+    let _ = std::fs::remove_dir_all(&download);
     say(&format!(
         "Xen ready: {} ({version})",
         binary
