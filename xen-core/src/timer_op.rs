@@ -36,9 +36,10 @@ pub fn set_timer_op(timeout: u64, now: u64) -> Arm {
     due(timeout, now)
 }
 
-/// `VCPUOP_set_singleshot_timer` (after its `VCPU_SSHOTTMR_future` check,
-/// which refuses a deadline in the past with `-ETIME`): a deadline that is
-/// due (including one beyond `s_time_t`, negative to Xen) fires at once.
+/// `VCPUOP_set_singleshot_timer`: a deadline that is due (including one
+/// beyond `s_time_t`, negative to Xen) fires at once. Its
+/// `VCPU_SSHOTTMR_future` flag (`-ETIME` for a deadline in the past) is
+/// ignored, as by Xen since 4.17.3 (Debian's 4.17.7 returns success).
 pub fn singleshot(timeout: u64, now: u64) -> Arm {
     if (timeout as i64) < 0 {
         return Arm::FireNow;
