@@ -47,6 +47,38 @@ pub fn singleshot(timeout: u64, now: u64) -> Arm {
     due(timeout, now)
 }
 
+/// A periodic timer just set (`VCPUOP_set_periodic_timer`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Periodic {
+    /// Raise `VIRQ_TIMER` now.
+    pub fire_now: bool,
+    /// When it last fired (now, if it fires now).
+    pub last: u64,
+    /// Its next deadline.
+    pub next: u64,
+}
+
+/// Xen's `vcpu_set_periodic_timer` → `vcpu_periodic_timer_work`: if a
+/// whole `period` has passed since the last periodic event (`last`; 0 for
+/// a vCPU whose periodic timer never fired), the first tick comes at once
+/// and the next a period later; otherwise a period after the last one.
+pub fn set_periodic(period: u64, last: u64, now: u64) -> Periodic {
+    let next = last.saturating_add(period);
+    if now >= next {
+        Periodic {
+            fire_now: true,
+            last: now,
+            next: now.saturating_add(period),
+        }
+    } else {
+        Periodic {
+            fire_now: false,
+            last,
+            next,
+        }
+    }
+}
+
 fn due(timeout: u64, now: u64) -> Arm {
     if timeout <= now {
         Arm::FireNow
@@ -82,6 +114,31 @@ mod tests {
             set_timer_op(NOW + (1 << 50) - 1, NOW),
             Arm::At(NOW + (1 << 50) - 1)
         );
+    }
+
+    #[test]
+    fn a_periodic_timer_ticks_at_once_if_a_period_has_passed() {
+        const MS: u64 = 1_000_000;
+        // Never fired (or long ago): at once, then a period later.
+        assert_eq!(
+            set_periodic(10 * MS, 0, NOW),
+            Periodic {
+                fire_now: true,
+                last: NOW,
+                next: NOW + 10 * MS
+            }
+        );
+        // Fired 3 ms ago: the next tick a period after that one.
+        assert_eq!(
+            set_periodic(10 * MS, NOW - 3 * MS, NOW),
+            Periodic {
+                fire_now: false,
+                last: NOW - 3 * MS,
+                next: NOW + 7 * MS
+            }
+        );
+        // Exactly a period ago: due.
+        assert!(set_periodic(10 * MS, NOW - 10 * MS, NOW).fire_now);
     }
 
     #[test]

@@ -62,7 +62,19 @@ pub fn vcpu_op(c: &mut Call) -> Result<i64, Errno> {
             if t.period_ns < MIN_PERIOD_NS {
                 return Err(Errno::EINVAL);
             }
-            v.periodic = Some((t.period_ns, crate::time::now_ns() + t.period_ns));
+            // Xen's vcpu_set_periodic_timer: the first tick comes at once
+            // if a period has passed since the last one, else a period
+            // after it.
+            let p = xen_core::timer_op::set_periodic(
+                t.period_ns,
+                v.periodic_last,
+                crate::time::now_ns(),
+            );
+            v.periodic = Some((t.period_ns, p.next));
+            v.periodic_last = p.last;
+            if p.fire_now {
+                crate::event::send_virq(c.dom, id, hypercall_abi::xen::Virq::Timer);
+            }
             Ok(0)
         }
         VcpuOp::StopPeriodicTimer => {
