@@ -466,10 +466,11 @@ on Oxen's side, each with a check that fails without the fix:
   since its last tick (Xen's `vcpu_set_periodic_timer`); Oxen waited a
   period. pv-events checks it.
 - `pv_test_kernels_pass_as_dom0_of_xen_4_17` boots pv-traps, pv-user,
-  pv-events and pv-smp on Xen: all pass.
-- Open: `XENMEM_memory_map` is `-ENOSYS` for Xen's PV Dom0 (no e820 is
-  set for it; it uses `XENMEM_machine_memory_map`), Oxen answers with one
-  RAM entry (pv-mm expects that).
+  pv-events and pv-smp on Xen: all pass (pv-mm fails only on the
+  `MMUEXT_SET_LDT` check below).
+- Fixed: `XENMEM_memory_map` is `-ENOSYS` for Xen's PV Dom0 (no e820 is
+  set for it; it reads the machine's with `XENMEM_machine_memory_map`);
+  Oxen answered with one RAM entry. pv-mm checks it.
 - Open: `MMUEXT_SET_LDT` of a page mapped writable succeeds in Xen (LDT
   pages are validated when first used); Oxen refuses it with `-EINVAL`.
 - Open: `SCHEDOP_shutdown` with an unknown reason is accepted by Xen (it
