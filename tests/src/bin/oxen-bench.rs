@@ -471,14 +471,17 @@ on Oxen's side, each with a check that fails without the fix:
 - Fixed: `XENMEM_memory_map` is `-ENOSYS` for Xen's PV Dom0 (no e820 is
   set for it; it reads the machine's with `XENMEM_machine_memory_map`);
   Oxen answered with one RAM entry. pv-mm checks it.
-- Open: `MMUEXT_SET_LDT` of a page mapped writable succeeds in Xen (LDT
-  pages are validated when first used); Oxen refuses it with `-EINVAL`.
-- Open: `SCHEDOP_shutdown` with an unknown reason is accepted by Xen (it
-  takes the low 8 bits; Dom0's then reboots the machine); Oxen answers
-  `-EINVAL` (dom0-hostile).
+- Deliberate (docs/abi-deviations.md): `MMUEXT_SET_LDT` of a page mapped
+  writable succeeds in Xen (LDT pages are validated when first used); Oxen
+  checks the LDT at once and refuses it with `-EINVAL` (pv-mm).
+- Deliberate (docs/abi-deviations.md): `SCHEDOP_shutdown` with an unknown
+  reason is accepted by Xen (Dom0's then reboots the machine); Oxen
+  answers `-EINVAL` (dom0-hostile).
 - Not Oxen's: pv-privop's `int $0x81` #GP error code is QEMU 7.2's bug,
-  which Xen passes through and Oxen works around; pv-sched's runstate and
-  cross-vCPU clock checks fail on Xen under TCG.
+  which Xen passes through and Oxen works around.
+- Not analysed yet: two of pv-sched's checks fail on Xen (the runstate
+  area of a vCPU that spun showed 0 ms running; readings of system time
+  on one vCPU behind another's earlier ones by up to 5.7 ms, under TCG).
 ";
 
 /// Saves and restores a 256 MiB HVM guest through a file on Dom0's FAT
