@@ -249,6 +249,14 @@ pub fn boot(
     // Let the last lines drain, then stop the halted machine.
     std::thread::sleep(Duration::from_millis(300));
     let result = m.kill();
+    // The match may have caught the line half printed: take it whole.
+    let ended = ended.map(|l| {
+        result
+            .log
+            .lines()
+            .find(|w| DOM0_GONE.iter().any(|p| w.contains(p)))
+            .map_or(l, str::to_string)
+    });
     Ok(XenRun {
         result,
         ended,
