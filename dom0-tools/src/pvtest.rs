@@ -72,9 +72,6 @@ pub mod want {
     /// EVTCHNOP_bind_vcpu of an IPI (or per-vCPU VIRQ) port, which stays
     /// on its vCPU → -EINVAL.
     pub const EVTCHN_BIND_VCPU_FIXED: Errno = Errno::EINVAL;
-    /// VCPUOP_set_singleshot_timer with VCPU_SSHOTTMR_future and a deadline
-    /// in the past → -ETIME.
-    pub const SINGLESHOT_IN_PAST: Errno = Errno::ETIME;
 
     /// VCPUOP_initialise of a vCPU that is already initialised → -EEXIST.
     pub const VCPU_INIT_TWICE: Errno = Errno::EEXIST;
@@ -198,6 +195,5 @@ mod tests {
         assert_eq!(want::EVTCHN_VIRQ_TWICE.to_ret(), -17);
         assert_eq!(want::EVTCHN_BAD_VCPU.to_ret(), -2);
         assert_eq!(want::EVTCHN_NO_DOMAIN.to_ret(), -3);
-        assert_eq!(want::SINGLESHOT_IN_PAST.to_ret(), -62);
     }
 }

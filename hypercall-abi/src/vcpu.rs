@@ -95,7 +95,8 @@ abi_struct! {
     }
 }
 
-/// `vcpu_set_singleshot_timer.flags`: fail with `-ETIME` if the timeout is in the past.
+/// `vcpu_set_singleshot_timer.flags`: fail with `-ETIME` if the timeout is in the past
+/// (ignored by Xen since 4.17.3, and by Oxen: such a timeout fires at once).
 pub const VCPU_SSHOTTMR_FUTURE: u32 = 1 << 0;
 
 abi_struct! {

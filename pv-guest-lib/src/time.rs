@@ -162,8 +162,9 @@ fn vcpu_op<T>(cmd: VcpuOp, vcpu: u32, arg: Option<&mut T>) -> Result<u64, Errno>
     check(unsafe { hypercall3(Hypercall::VcpuOp, cmd as u64, u64::from(vcpu), p) })
 }
 
-/// `VCPUOP_set_singleshot_timer` (flags: `VCPU_SSHOTTMR_future` to fail with
-/// `-ETIME` for a deadline in the past).
+/// `VCPUOP_set_singleshot_timer` (flags: `VCPU_SSHOTTMR_future`, which
+/// asked for `-ETIME` for a deadline in the past, is ignored by Xen since
+/// 4.17.3 and by Oxen: such a deadline fires at once).
 pub fn set_singleshot_timer(vcpu: u32, deadline: u64, flags: u32) -> Result<(), Errno> {
     let mut a = VcpuSetSingleshotTimer {
         timeout_abs_ns: deadline,

@@ -33,11 +33,16 @@ pub const FIGURES: &[(&str, &str)] = &[
         "unknown hypercall (-ENOSYS at dispatch)",
     ),
     ("null_hypercall", "null hypercall (xen_version)"),
+    ("mmu_update_1", "mmu_update, 1 PTE"),
     ("mmu_update_512", "mmu_update, batch of 512 PTEs"),
+    ("update_va_mapping", "update_va_mapping (INVLPG)"),
     ("pf_bounce", "#PF bounced to the guest, iret back"),
     ("syscall_bounce", "guest user syscall bounce"),
     ("evtchn_upcall", "evtchn send to self until upcall"),
+    ("timer_upcall", "set_timer_op (due) until upcall"),
     ("memcpy_4k", "4 KiB memcpy in the guest"),
+    ("grant_setup", "GNTTABOP_setup_table (1 frame, again)"),
+    ("grant_query", "GNTTABOP_query_size"),
     ("grant_map_unmap", "grant map+unmap (to itself)"),
     ("grant_copy_4k", "grant copy 4 KiB (to itself)"),
 ];
@@ -291,6 +296,351 @@ pub fn figure_problems(log: &str, want: &[&str], may_be_na: &[&str]) -> Vec<Stri
         }
     }
     p
+}
+
+/// Issue 8: the same `pv-bench` binary as Dom0 of Oxen and of Xen 4.17
+/// (Debian's, [`crate::xen`]), in the same QEMU configuration (q35, the
+/// harness's default `-cpu`, 512 MiB, one CPU, TCG, Dom0 given 256 MiB),
+/// each boot timed from QEMU's start to Dom0's first console line by the
+/// host's clock.
+pub mod versus {
+    use std::time::Duration;
+
+    use crate::boot::OxenBoot;
+    use crate::images::{self, Images};
+    use crate::qemu::{Echo, RunResult};
+    use crate::xen::{self, Xen, XenRun};
+
+    /// pv-bench's first console line (Dom0's first line on both).
+    pub const FIRST_LINE: &str = "pv-bench: PV microbenchmarks";
+    /// Dom0's memory, on both hypervisors' command lines.
+    pub const DOM0_MEM: &str = "dom0_mem=256M,max:256M";
+    /// Figures that may be `n/a` on Xen: none (every one runs there; a
+    /// figure pv-bench finds refused prints `n/a (<why>)`, and the ABI
+    /// test then says which).
+    pub const XEN_MAY_BE_UNAVAILABLE: &[&str] = &[];
+    /// xen-core's boot-log line, up to the number.
+    pub const OXEN_FIRST_LINE_MARKER: &str = "Dom0 first console line after ";
+
+    /// One boot of pv-bench, on either hypervisor.
+    #[derive(Debug)]
+    pub struct Boot {
+        /// The console, the command line, how it ended.
+        pub result: RunResult,
+        /// QEMU's start to Dom0's first console line (host clock).
+        pub first_line: Option<Duration>,
+        /// The hypervisor's own clock at Dom0's first line (Oxen: its
+        /// `Dom0 first console line after N ms (TSC)`; Xen: the
+        /// timestamp of its last line before Dom0's first), in ms.
+        pub own_ms: Option<f64>,
+        /// What is wrong with the run (empty: it finished and printed
+        /// every figure).
+        pub problems: Vec<String>,
+        /// How it ended, in a few words.
+        pub ended: String,
+    }
+
+    /// Parses `Dom0 first console line after N.NNN ms (TSC)`.
+    pub fn oxen_first_line_ms(log: &str) -> Option<f64> {
+        log.lines().find_map(|l| {
+            let rest = &l[l.find(OXEN_FIRST_LINE_MARKER)? + OXEN_FIRST_LINE_MARKER.len()..];
+            let num = rest.split_whitespace().next()?;
+            if !rest[num.len()..].trim_start().starts_with("ms") {
+                return None;
+            }
+            num.parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite() && *v >= 0.0)
+        })
+    }
+
+    fn ids() -> Vec<&'static str> {
+        super::FIGURES.iter().map(|(n, _)| *n).collect()
+    }
+
+    /// Boots pv-bench as Dom0 of Oxen (PVH, one CPU).
+    pub fn run_oxen(images: &Images, echo: Option<Echo>) -> Result<Boot, String> {
+        let mut boot = OxenBoot::new(images.hypervisor()?, images.get(super::KERNEL)?)?;
+        boot.append = format!("{} {DOM0_MEM}", boot.append);
+        let name = "versus-oxen";
+        let work = images::work_dir(name).map_err(|e| e.to_string())?;
+        let mut q = boot.qemu(name, &work)?.smp(super::SMP);
+        if let Some(e) = echo {
+            q = q.echo(e);
+        }
+        let mut m = q.spawn().map_err(|e| e.to_string())?;
+        let first_line = m.wait_for(FIRST_LINE, super::TIMEOUT).ok().map(|f| f.at);
+        let result = m.wait_exit(super::TIMEOUT);
+        let _ = std::fs::remove_dir_all(&work);
+        let mut problems = super::ending_problems(&result);
+        problems.extend(super::figure_problems(
+            &result.log,
+            &ids(),
+            super::MAY_BE_UNAVAILABLE,
+        ));
+        Ok(Boot {
+            own_ms: oxen_first_line_ms(&result.log),
+            first_line,
+            ended: result.exit_summary(),
+            result,
+            problems,
+        })
+    }
+
+    /// Boots pv-bench as Dom0 of Xen 4.17 (Multiboot1, one CPU).
+    pub fn run_xen(xen: &Xen, images: &Images, echo: Option<Echo>) -> Result<Boot, String> {
+        let kernel = images.get(super::KERNEL)?;
+        let q = xen::qemu(xen, &kernel, "versus-xen").smp(super::SMP);
+        let r = xen::boot(q, FIRST_LINE, super::TIMEOUT, echo)?;
+        let problems = xen_problems(&r);
+        let ended = match &r.ended {
+            _ if r.powered_off() => {
+                "Dom0 powered off (Xen halted the machine, the harness stopped QEMU)".into()
+            }
+            Some(l) => format!("Xen: {}", l.trim()),
+            None => r.result.exit_summary(),
+        };
+        Ok(Boot {
+            ended,
+            own_ms: xen::handover_secs(&r.result.log, FIRST_LINE).map(|s| s * 1000.0),
+            first_line: r.first_line,
+            result: r.result,
+            problems,
+        })
+    }
+
+    /// What is wrong with a boot of pv-bench on Xen: Xen must say Dom0
+    /// powered off (it halts the machine), after `VERDICT: SUCCESS`, and
+    /// every figure must be there, in order, positive.
+    pub fn xen_problems(r: &XenRun) -> Vec<String> {
+        let mut p = Vec::new();
+        match &r.ended {
+            _ if r.powered_off() => {}
+            Some(l) => p.push(format!("Xen ended it with {:?}", l.trim())),
+            None => p.push(format!(
+                "Xen never said Dom0 was gone (one of {:?}) within {:?}",
+                xen::DOM0_GONE,
+                super::TIMEOUT
+            )),
+        }
+        if r.first_line.is_none() {
+            p.push(format!("no {FIRST_LINE:?} line from Dom0"));
+        }
+        match r.result.verdict() {
+            Some(crate::check::Verdict::Success) => {}
+            Some(v) => p.push(format!("{v}")),
+            None => p.push("no VERDICT line".into()),
+        }
+        p.extend(super::figure_problems(
+            &r.result.log,
+            &ids(),
+            XEN_MAY_BE_UNAVAILABLE,
+        ));
+        p
+    }
+
+    /// One figure's median from each run (None where a run has none).
+    pub fn medians(boots: &[Boot], id: &str) -> Vec<Option<u64>> {
+        boots
+            .iter()
+            .map(|b| {
+                super::figures(&b.result.log)
+                    .into_iter()
+                    .find_map(|f| match f {
+                        super::Figure::Measured { name, median, .. } if name == id => Some(median),
+                        _ => None,
+                    })
+            })
+            .collect()
+    }
+
+    /// Why a figure is `n/a` in a run's log, if it is.
+    pub fn not_available(log: &str, id: &str) -> Option<String> {
+        super::figures(log).into_iter().find_map(|f| match f {
+            super::Figure::NotAvailable { name, why } if name == id => Some(why),
+            _ => None,
+        })
+    }
+
+    /// One row of the side-by-side table: (median, min, max) over the
+    /// runs of each hypervisor's per-run figure.
+    #[derive(Clone, Debug, PartialEq)]
+    pub struct Row {
+        /// What it is.
+        pub label: String,
+        /// The unit of the figures (`cycles`, `ms`).
+        pub unit: &'static str,
+        /// Oxen's runs.
+        pub oxen: Option<(u64, u64, u64)>,
+        /// Xen's runs.
+        pub xen: Option<(u64, u64, u64)>,
+        /// Why Xen has no figure, when it says so (`n/a on Xen: ...`).
+        pub xen_na: Option<String>,
+    }
+
+    /// The table's rows: Dom0's first console line (host clock, then
+    /// each hypervisor's own), then every pv-bench figure (and the 512-PTE
+    /// batch per PTE). `xen` is empty when there is no Xen.
+    pub fn rows(oxen: &[Boot], xen: &[Boot]) -> Vec<Row> {
+        let ms = |v: &[Boot], f: &dyn Fn(&Boot) -> Option<f64>| -> Vec<Option<u64>> {
+            v.iter().map(|b| f(b).map(|x| x.round() as u64)).collect()
+        };
+        let host = |b: &Boot| b.first_line.map(|d| d.as_secs_f64() * 1000.0);
+        let own = |b: &Boot| b.own_ms;
+        let mut rows = vec![
+            Row {
+                label: "power-on to Dom0's first console line (host clock)".into(),
+                unit: "ms",
+                oxen: summary(&ms(oxen, &host)),
+                xen: summary(&ms(xen, &host)),
+                xen_na: None,
+            },
+            Row {
+                label: "  the same by the hypervisor's own clock".into(),
+                unit: "ms",
+                oxen: summary(&ms(oxen, &own)),
+                xen: summary(&ms(xen, &own)),
+                xen_na: None,
+            },
+        ];
+        for (id, what) in super::FIGURES {
+            let xen_na = xen
+                .iter()
+                .find_map(|b| not_available(&b.result.log, id))
+                .map(|w| format!("n/a on Xen: {w}"));
+            rows.push(Row {
+                label: format!("{what} [{id}]"),
+                unit: "cycles",
+                oxen: summary(&medians(oxen, id)),
+                xen: summary(&medians(xen, id)),
+                xen_na,
+            });
+            if *id == "mmu_update_512" {
+                let per = |v: &[Boot]| -> Vec<Option<u64>> {
+                    medians(v, id)
+                        .into_iter()
+                        .map(|m| m.map(|m| m / 512))
+                        .collect()
+                };
+                rows.push(Row {
+                    label: "  per PTE (batch / 512)".into(),
+                    unit: "cycles",
+                    oxen: summary(&per(oxen)),
+                    xen: summary(&per(xen)),
+                    xen_na: None,
+                });
+            }
+        }
+        rows
+    }
+
+    /// `Oxen/Xen`, two decimals (`-` without both).
+    pub fn ratio(r: &Row) -> String {
+        match (r.oxen, r.xen) {
+            (Some((o, ..)), Some((x, ..))) if x > 0 => format!("{:.2}", o as f64 / x as f64),
+            _ => "-".into(),
+        }
+    }
+
+    /// The table's cells, header first: figure, Oxen, Xen 4.17, Oxen/Xen,
+    /// spread (min-max of the runs' medians, Oxen / Xen).
+    pub fn cells(rows: &[Row], xen_missing: Option<&str>) -> Vec<[String; 5]> {
+        let mut out = vec![[
+            "figure".to_string(),
+            "Oxen".into(),
+            "Xen 4.17".into(),
+            "Oxen/Xen".into(),
+            "spread over runs (min-max: Oxen / Xen)".into(),
+        ]];
+        let val = |v: Option<(u64, u64, u64)>, unit: &str| {
+            v.map_or("-".to_string(), |(m, ..)| format!("{m} {unit}"))
+        };
+        let spread = |v: Option<(u64, u64, u64)>| {
+            v.map_or("-".to_string(), |(_, lo, hi)| format!("{lo}-{hi}"))
+        };
+        for r in rows {
+            let xen = match (&r.xen_na, xen_missing) {
+                (Some(na), _) => na.clone(),
+                (None, Some(_)) => "(no Xen)".into(),
+                (None, None) => val(r.xen, r.unit),
+            };
+            out.push([
+                r.label.clone(),
+                val(r.oxen, r.unit),
+                xen,
+                ratio(r),
+                format!("{} / {}", spread(r.oxen), spread(r.xen)),
+            ]);
+        }
+        out
+    }
+
+    /// The table as aligned text.
+    pub fn text_table(cells: &[[String; 5]]) -> String {
+        let mut w = [0usize; 5];
+        for row in cells {
+            for (i, c) in row.iter().enumerate() {
+                w[i] = w[i].max(c.chars().count());
+            }
+        }
+        let mut s = String::new();
+        for row in cells {
+            let line = format!(
+                "{:<w0$}  {:>w1$}  {:>w2$}  {:>w3$}  {}",
+                row[0],
+                row[1],
+                row[2],
+                row[3],
+                row[4],
+                w0 = w[0],
+                w1 = w[1],
+                w2 = w[2],
+                w3 = w[3]
+            );
+            s.push_str(line.trim_end());
+            s.push('\n');
+        }
+        s
+    }
+
+    /// The table as Markdown.
+    pub fn markdown_table(cells: &[[String; 5]]) -> String {
+        let mut s = String::new();
+        for (i, row) in cells.iter().enumerate() {
+            s.push_str(&format!("| {} |\n", row.join(" | ")));
+            if i == 0 {
+                s.push_str("|---|--:|--:|--:|--:|\n");
+            }
+        }
+        s
+    }
+
+    /// The machine, as `/proc/cpuinfo` says: (CPU model, logical CPUs).
+    pub fn machine() -> (String, usize) {
+        let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let model = info
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                (k.trim() == "model name").then(|| v.trim().to_string())
+            })
+            .unwrap_or_else(|| "unknown CPU".into());
+        let cpus = info
+            .lines()
+            .filter(|l| l.split(':').next().is_some_and(|k| k.trim() == "processor"))
+            .count();
+        (model, cpus)
+    }
+
+    /// Median, minimum and maximum of the values there are.
+    pub fn summary(v: &[Option<u64>]) -> Option<(u64, u64, u64)> {
+        let mut s: Vec<u64> = v.iter().flatten().copied().collect();
+        if s.is_empty() {
+            return None;
+        }
+        s.sort_unstable();
+        Some((s[s.len() / 2], s[0], s[s.len() - 1]))
+    }
 }
 
 /// The toolstack benchmarks (issue 4): `xl-bench` as Dom0
@@ -1021,6 +1371,106 @@ pub mod hvm {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn versus_boot(log: &str, first_ms: u64) -> versus::Boot {
+        versus::Boot {
+            result: RunResult {
+                name: "t".into(),
+                command: "qemu".into(),
+                log: log.into(),
+                stderr: String::new(),
+                exit: Exit::POWEROFF,
+                timed_out: false,
+                elapsed: Duration::from_secs(2),
+                timeout: TIMEOUT,
+            },
+            first_line: Some(Duration::from_millis(first_ms)),
+            own_ms: Some(first_ms as f64 / 2.0),
+            problems: vec![],
+            ended: "powered off".into(),
+        }
+    }
+
+    #[test]
+    fn versus_table_takes_medians_over_runs_ratios_and_spread() {
+        let oxen = [
+            versus_boot(
+                "BENCH name=null_hypercall cycles=900 min=800 iters=1001\n\
+                 BENCH name=mmu_update_512 cycles=51200 min=50000 iters=65 batch=512 per_pte=100\n",
+                1000,
+            ),
+            versus_boot(
+                "BENCH name=null_hypercall cycles=1100 min=800 iters=1001\n",
+                1200,
+            ),
+            versus_boot(
+                "BENCH name=null_hypercall cycles=1000 min=800 iters=1001\n",
+                1100,
+            ),
+        ];
+        let xen = [versus_boot(
+            "BENCH name=null_hypercall cycles=500 min=400 iters=1001\n\
+             BENCH name=grant_copy_4k n/a (grant tables: -EPERM)\n",
+            2000,
+        )];
+        let rows = versus::rows(&oxen, &xen);
+        let row = |l: &str| rows.iter().find(|r| r.label.contains(l)).unwrap();
+        let boot = row("host clock");
+        assert_eq!(boot.oxen, Some((1100, 1000, 1200)));
+        assert_eq!(boot.xen, Some((2000, 2000, 2000)));
+        assert_eq!(versus::ratio(boot), "0.55");
+        assert_eq!(row("own clock").oxen, Some((550, 500, 600)));
+        let null = row("[null_hypercall]");
+        assert_eq!(null.oxen, Some((1000, 900, 1100)));
+        assert_eq!(versus::ratio(null), "2.00");
+        assert_eq!(row("per PTE").oxen, Some((100, 100, 100)));
+        assert_eq!(row("per PTE").xen, None);
+        assert_eq!(
+            row("[grant_copy_4k]").xen_na.as_deref(),
+            Some("n/a on Xen: grant tables: -EPERM")
+        );
+        // Every figure has a row (and the two boot rows, the per-PTE one).
+        assert_eq!(rows.len(), FIGURES.len() + 3);
+
+        let cells = versus::cells(&rows, None);
+        let null = cells
+            .iter()
+            .find(|c| c[0].contains("[null_hypercall]"))
+            .unwrap();
+        assert_eq!(null[1], "1000 cycles");
+        assert_eq!(null[2], "500 cycles");
+        assert_eq!(null[4], "900-1100 / 500-500");
+        let text = versus::text_table(&cells);
+        assert!(text.lines().next().unwrap().starts_with("figure"));
+        let md = versus::markdown_table(&cells);
+        assert_eq!(md.lines().count(), cells.len() + 1);
+        assert!(md.contains("| n/a on Xen: grant tables: -EPERM |"));
+
+        // Without Xen: Oxen's figures, and the Xen column says so.
+        let rows = versus::rows(&oxen, &[]);
+        let cells = versus::cells(&rows, Some("apt-get download failed"));
+        let null = cells
+            .iter()
+            .find(|c| c[0].contains("[null_hypercall]"))
+            .unwrap();
+        assert_eq!(null[1], "1000 cycles");
+        assert_eq!(null[2], "(no Xen)");
+        assert_eq!(null[3], "-");
+    }
+
+    #[test]
+    fn oxen_first_line_ms_parses() {
+        assert_eq!(
+            versus::oxen_first_line_ms(
+                "(XEN) [   0.739473] Dom0 first console line after 739.417 ms (TSC)\n"
+            ),
+            Some(739.417)
+        );
+        assert_eq!(
+            versus::oxen_first_line_ms("Dom0 first console line after x ms"),
+            None
+        );
+    }
 
     #[test]
     fn parses_the_hvm_cpuid_line() {

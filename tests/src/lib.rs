@@ -18,6 +18,8 @@
 //! * `OXEN_MAX_QEMUS` — QEMUs running at once per process (default 2).
 //! * `OXEN_SKIP_BUILD=1` / `OXEN_IMAGES=DIR` — use existing images.
 //! * `OXEN_ROOT` — the workspace root, if not where this crate was built.
+//! * `OXEN_XEN=FILE` — a Xen binary for [`xen`] instead of Debian's
+//!   `xen-hypervisor-4.17-amd64`, fetched into `target/xen-4.17/`.
 
 pub mod batch;
 pub mod bench;
@@ -33,6 +35,7 @@ pub mod images;
 pub mod net;
 pub mod qemu;
 pub mod tools;
+pub mod xen;
 
 pub use boot::{dom0_ramdisk, dom0_ramdisk_with, make_iso, BootPath, OxenBoot, Payload};
 pub use check::Verdict;

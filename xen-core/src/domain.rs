@@ -89,6 +89,9 @@ pub struct Vcpu {
     pub singleshot: Option<u64>,
     /// Periodic timer: (period, next deadline) in ns.
     pub periodic: Option<(u64, u64)>,
+    /// When the periodic timer last fired (Xen's `periodic_last_event`):
+    /// setting a period fires at once if a period has passed since.
+    pub periodic_last: u64,
     /// Event-channel ports a SCHEDOP_poll waits on (empty: not polling).
     pub poll_ports: heapless::Vec<u32, 8>,
     /// When a SCHEDOP_poll gives up, system time in ns.
@@ -225,6 +228,7 @@ impl Domain {
                 // Xen gives every PV vCPU a 10 ms periodic VIRQ_TIMER until
                 // it stops it.
                 periodic: Some((DEFAULT_PERIODIC_NS, DEFAULT_PERIODIC_NS)),
+                periodic_last: 0,
                 poll_ports: heapless::Vec::new(),
                 poll_deadline: None,
                 fpu: Box::new(FpuArea([0; 512])),

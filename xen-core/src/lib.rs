@@ -30,6 +30,7 @@ pub mod irq;
 pub mod mm;
 pub mod runstate;
 pub mod svm;
+pub mod timer_op;
 pub mod vmx;
 pub mod wallclock;
 pub mod x86_emul;

@@ -26,6 +26,7 @@ pub fn run_expired() {
                     // Skip missed periods rather than firing a burst.
                     let missed = (now - next) / period;
                     v.periodic = Some((period, next + (missed + 1) * period));
+                    v.periodic_last = now;
                     fire = true;
                 }
             }

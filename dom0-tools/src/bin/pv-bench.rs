@@ -71,7 +71,7 @@ mod kernel {
     use pv_guest_lib::mmu;
     use pv_guest_lib::trap::{self, TrapFrame};
     use pv_guest_lib::user::{self, Syscall, UserExit};
-    use pv_guest_lib::{events, println, shared, xen, StartInfo};
+    use pv_guest_lib::{events, println, shared, time as xtime, xen, StartInfo};
 
     pv_guest_lib::entry!(main);
 
@@ -103,6 +103,8 @@ mod kernel {
     /// Dom0's domain id: it grants to itself (`DOMID_SELF` is refused in
     /// a map, as by Xen).
     const DOM0: u16 = 0;
+    /// `DOMID_SELF`, for the table's own operations.
+    const DOMID_SELF: u16 = hypercall_abi::xen::DOMID_SELF;
     /// User syscall numbers: 0 exits, anything else returns at once.
     const SYS_EXIT: u64 = 0;
 
@@ -336,23 +338,82 @@ mod kernel {
                 s[k] = dt;
             }
         }
+        let batch_ok = match failed {
+            Some(r) => {
+                c.check(
+                    "every batch did all 512 updates",
+                    false,
+                    format_args!("{r:?}"),
+                );
+                false
+            }
+            None => true,
+        };
+        // One entry (slot 0) per call, a then b then a ...
+        let mut one = [MmuUpdate::default(); 1];
+        let mut s1 = [0u64; ITERS];
+        let mut failed = None;
+        let mut k = 0usize;
+        time(&mut s1, || {
+            let mfn = if k.is_multiple_of(2) { b.mfn } else { a.mfn };
+            k += 1;
+            one[0] = mmu::pt_update(l1, 0, Pte::new(mfn, PteFlags::KERNEL_RW));
+            match mmu::mmu_update(&one) {
+                Ok(1) => {}
+                r => failed = failed.or(Some(r)),
+            }
+        });
+        let one_ok = c.check(
+            "every single-entry mmu_update did its update",
+            failed.is_none(),
+            format_args!("{failed:?}"),
+        );
+        // SAFETY: a and b are frames of ours, direct-mapped writable: a
+        // marker in each shows which one MMU_VA maps.
+        unsafe {
+            core::ptr::write_volatile(a.va as *mut u64, 0xaaaa);
+            core::ptr::write_volatile(b.va as *mut u64, 0xbbbb);
+        }
+        // The same entry through update_va_mapping (its linear address,
+        // the current address space), with a local INVLPG as Linux's
+        // set_pte_at + flush does.
+        let mut s2 = [0u64; ITERS];
+        let mut failed = None;
+        time(&mut s2, || {
+            let mfn = if k.is_multiple_of(2) { b.mfn } else { a.mfn };
+            k += 1;
+            let pte = Pte::new(mfn, PteFlags::KERNEL_RW);
+            if let Err(e) = mmu::update_va_mapping(MMU_VA, pte.0, mmu::Flush::InvlpgLocal) {
+                failed = failed.or(Some(e));
+            }
+        });
+        // SAFETY: MMU_VA maps a or b, both frames of ours, readable.
+        let seen = unsafe { core::ptr::read_volatile(MMU_VA as *const u64) };
+        let want = if k.is_multiple_of(2) { a.va } else { b.va };
+        // SAFETY: as above, through the direct map.
+        let want = unsafe { core::ptr::read_volatile(want as *const u64) };
+        let uvm_ok = c.check(
+            "update_va_mapping took effect at once (INVLPG)",
+            failed.is_none() && seen == want,
+            format_args!("{failed:?}, read {seen:#x}, want {want:#x}"),
+        );
         fill(&mut reqs, None);
         c.ok("unmap the region", mmu::mmu_update(&reqs));
         c.ok("flush", mmu::tlb_flush_local());
-        if let Some(r) = failed {
-            c.check(
-                "every batch did all 512 updates",
-                false,
-                format_args!("{r:?}"),
-            );
-            return;
+        if one_ok {
+            report("mmu_update_1", &mut s1, ovh, None);
         }
-        report(
-            "mmu_update_512",
-            &mut s,
-            ovh,
-            Some(("pte", MMU_BATCH as u64)),
-        );
+        if batch_ok {
+            report(
+                "mmu_update_512",
+                &mut s,
+                ovh,
+                Some(("pte", MMU_BATCH as u64)),
+            );
+        }
+        if uvm_ok {
+            report("update_va_mapping", &mut s2, ovh, None);
+        }
     }
 
     /// pv-guest-lib's trap table with vector `v` going to `entry`.
@@ -585,6 +646,80 @@ mod kernel {
         report("evtchn_upcall", &mut s, ovh, None);
     }
 
+    /// How long to wait for one timer upcall before giving up (TSC
+    /// cycles: seconds at any TSC rate QEMU gives).
+    const TIMER_PATIENCE: u64 = 10_000_000_000;
+
+    fn bench_timer(c: &mut Checks, ovh: u64) {
+        let Some(port) = c.ok("bind VIRQ_TIMER", xtime::init_vcpu_timer(0)) else {
+            return;
+        };
+        LIB_EVENT_ENTRY.store(trap::callback_entries().0, Ordering::SeqCst);
+        // SAFETY: as in bench_evtchn.
+        let r =
+            unsafe { xen::callback_register(CallbackType::Event, addr(pv_bench_event_entry), 0) };
+        if c.ok("register the bench event entry", r).is_none() {
+            return;
+        }
+        events::irq_enable();
+        let ticks0 = xtime::ticks(0);
+        let mut s = [0u64; ITERS];
+        let mut late = 0u32;
+        let mut lost = false;
+        for i in 0..WARMUP + ITERS {
+            EVENT_TSC.store(0, Ordering::SeqCst);
+            // A deadline that is already due when the hypervisor sees it:
+            // the figure is the hypervisor's path from arming the timer to
+            // the guest's upcall, not a wait.
+            let deadline = xtime::now_ns().max(1);
+            let t0 = tsc();
+            let r = xtime::set_timer_op(deadline);
+            let mut t1 = EVENT_TSC.load(Ordering::SeqCst);
+            if r.is_err() {
+                c.ok("set_timer_op", r);
+                lost = true;
+                break;
+            }
+            if t1 == 0 {
+                late += 1;
+                while t1 == 0 && tsc().wrapping_sub(t0) < TIMER_PATIENCE {
+                    core::hint::spin_loop();
+                    t1 = EVENT_TSC.load(Ordering::SeqCst);
+                }
+                if t1 == 0 {
+                    lost = true;
+                    break;
+                }
+            }
+            if let Some(k) = i.checked_sub(WARMUP) {
+                s[k] = t1.wrapping_sub(t0);
+            }
+        }
+        let _ = xtime::set_timer_op(0);
+        c.ok("restore the callbacks", trap::install_callbacks());
+        let n = xtime::ticks(0).wrapping_sub(ticks0);
+        let _ = port;
+        if !c.check(
+            "every due timer reached VIRQ_TIMER's handler",
+            !lost && n >= (WARMUP + ITERS) as u64,
+            format_args!("{n} timer upcalls, {late} not on set_timer_op's return"),
+        ) {
+            return;
+        }
+        // Xen runs a due timer before it returns to the guest (its timer
+        // softirq), so the upcall comes on set_timer_op's return, not at
+        // the next tick; a tick or an interrupt in between may delay the
+        // odd one.
+        if !c.check(
+            "due timers fire on set_timer_op's return, as in Xen",
+            late as usize * 10 <= WARMUP + ITERS,
+            format_args!("{late} of {} only later", WARMUP + ITERS),
+        ) {
+            return;
+        }
+        report("timer_upcall", &mut s, ovh, None);
+    }
+
     fn grant_na(e: impl core::fmt::Display) {
         for name in ["grant_map_unmap", "grant_copy_4k"] {
             println!(
@@ -627,6 +762,35 @@ mod kernel {
                 return;
             }
         };
+        // Setting up the table again at the size it has (Xen answers with
+        // its frames and changes nothing), and asking its size.
+        let mut frames = [0u64; 1];
+        let mut failed = None;
+        time(&mut s, || {
+            if let Err(e) = grant::setup_table(DOMID_SELF, &mut frames) {
+                failed = failed.or(Some(e));
+            }
+        });
+        if c.check(
+            "GNTTABOP_setup_table again",
+            failed.is_none() && frames[0] != 0,
+            format_args!("{failed:?}, frame {:#x}", frames[0]),
+        ) {
+            report("grant_setup", &mut s, ovh, None);
+        }
+        let mut size = None;
+        let mut failed = None;
+        time(&mut s, || match grant::query_size(DOMID_SELF) {
+            Ok(q) => size = Some(q),
+            Err(e) => failed = failed.or(Some(e)),
+        });
+        if c.check(
+            "GNTTABOP_query_size",
+            failed.is_none() && size.is_some_and(|(n, max)| n >= 1 && max >= n),
+            format_args!("{failed:?}, (frames, max) {size:?}"),
+        ) {
+            report("grant_query", &mut s, ovh, None);
+        }
         let Some(gref) = c.ok(
             "grant a frame to ourselves",
             gt.grant_access(DOM0, src.mfn, false),
@@ -705,7 +869,7 @@ mod kernel {
     }
 
     fn main(si: &'static StartInfo) -> ! {
-        println!("pv-bench: Oxen PV microbenchmarks (TSC cycles; median, min)");
+        println!("pv-bench: PV microbenchmarks (TSC cycles; median, min)");
         let mut c = Checks::new("pv-bench");
         c.ok("map shared_info", shared::map(si.shared_info).map(|_| ()));
         c.ok("install traps and callbacks", trap::install());
@@ -721,6 +885,7 @@ mod kernel {
         bench_page_fault(&mut c, ovh);
         bench_syscall(&mut c, ovh);
         bench_evtchn(&mut c, ovh);
+        bench_timer(&mut c, ovh);
         bench_grants(&mut c, ovh);
         c.finish()
     }

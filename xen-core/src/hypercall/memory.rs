@@ -118,6 +118,12 @@ pub fn memory_op(c: &mut Call) -> Result<i64, Errno> {
         MemoryOp::MemoryMap => {
             // The pseudo-physical map of a PV domain: its pages from 0.
             let mut m: XenMemoryMap = read_guest(c.cr3, arg)?;
+            // Xen keeps no such map for its PV hardware domain (which reads
+            // the machine's, XENMEM_machine_memory_map): -ENOSYS, its
+            // "backwards compatibility" answer, after the argument copy.
+            if c.dom.is_privileged && !c.dom.is_hvm() {
+                return Err(Errno::ENOSYS);
+            }
             if m.nr_entries < 1 {
                 return Err(Errno::EINVAL);
             }

@@ -113,9 +113,24 @@ fn poll(c: &mut Call, arg: u64) -> Result<i64, Errno> {
 }
 
 /// `set_timer_op(timeout)`: arm (absolute system time, ns) or cancel (0)
-/// the vCPU's one-shot timer.
+/// the vCPU's one-shot timer; a deadline already due raises `VIRQ_TIMER`
+/// at once, as Xen's timer softirq does before it returns to the guest
+/// (`xen_core::timer_op`).
 pub fn set_timer_op(c: &mut Call) -> Result<i64, Errno> {
     let [timeout, ..] = c.args;
-    c.vcpu().singleshot = (timeout != 0).then_some(timeout);
+    let arm = xen_core::timer_op::set_timer_op(timeout, crate::time::now_ns());
+    apply_singleshot(c, arm);
     Ok(0)
+}
+
+/// Sets the calling vCPU's one-shot timer as `arm` says.
+pub fn apply_singleshot(c: &mut Call, arm: xen_core::timer_op::Arm) {
+    use xen_core::timer_op::Arm;
+    c.vcpu().singleshot = match arm {
+        Arm::At(t) => Some(t),
+        Arm::Cancel | Arm::FireNow => None,
+    };
+    if arm == Arm::FireNow {
+        crate::event::send_virq(c.dom, c.vcpu as u32, hypercall_abi::xen::Virq::Timer);
+    }
 }

@@ -11,7 +11,7 @@ use hypercall_abi::errno::Errno;
 use hypercall_abi::vcpu::VcpuOp;
 use hypercall_abi::vcpu::{
     VcpuRegisterRunstateMemoryArea, VcpuRegisterVcpuInfo, VcpuSetPeriodicTimer,
-    VcpuSetSingleshotTimer, VCPU_SSHOTTMR_FUTURE,
+    VcpuSetSingleshotTimer,
 };
 use xen_core::guest_walk::is_canonical;
 use zerocopy::FromZeros;
@@ -62,7 +62,19 @@ pub fn vcpu_op(c: &mut Call) -> Result<i64, Errno> {
             if t.period_ns < MIN_PERIOD_NS {
                 return Err(Errno::EINVAL);
             }
-            v.periodic = Some((t.period_ns, crate::time::now_ns() + t.period_ns));
+            // Xen's vcpu_set_periodic_timer: the first tick comes at once
+            // if a period has passed since the last one, else a period
+            // after it.
+            let p = xen_core::timer_op::set_periodic(
+                t.period_ns,
+                v.periodic_last,
+                crate::time::now_ns(),
+            );
+            v.periodic = Some((t.period_ns, p.next));
+            v.periodic_last = p.last;
+            if p.fire_now {
+                crate::event::send_virq(c.dom, id, hypercall_abi::xen::Virq::Timer);
+            }
             Ok(0)
         }
         VcpuOp::StopPeriodicTimer => {
@@ -74,11 +86,12 @@ pub fn vcpu_op(c: &mut Call) -> Result<i64, Errno> {
             if !self_call {
                 return Err(Errno::EINVAL);
             }
+            // Xen ignores VCPU_SSHOTTMR_future since 4.17.3 (its only known
+            // user, Linux, set it wrongly and lost timer interrupts to the
+            // -ETIME): a deadline in the past fires at once either way.
             let t: VcpuSetSingleshotTimer = read_guest(cr3, arg)?;
-            if t.flags & VCPU_SSHOTTMR_FUTURE != 0 && t.timeout_abs_ns < crate::time::now_ns() {
-                return Err(Errno::ETIME);
-            }
-            v.singleshot = Some(t.timeout_abs_ns);
+            let arm = xen_core::timer_op::singleshot(t.timeout_abs_ns, crate::time::now_ns());
+            super::sched_op::apply_singleshot(c, arm);
             Ok(0)
         }
         VcpuOp::StopSingleshotTimer => {
