@@ -79,6 +79,17 @@ pub mod want {
     pub const VCPU_ABSENT: Errno = Errno::ENOENT;
 }
 
+/// `fmt::Write` onto the console (for `xl`'s messages in test kernels
+/// that drive the toolstack directly).
+pub struct ConsoleOut;
+
+impl core::fmt::Write for ConsoleOut {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        pv_guest_lib::print!("{s}");
+        Ok(())
+    }
+}
+
 /// A test kernel's running tally.
 pub struct Checks {
     name: &'static str,

@@ -352,6 +352,22 @@ fn pv_bench_reports_every_figure() {
     }
 }
 
+/// Debian's Xen 4.17 (fetched once, cached), or `None` after a `SKIP:`
+/// line saying why test `name` cannot run; with `OXEN_XEN` set, failing
+/// to get it is an error.
+fn xen_or_skip(name: &str) -> Option<oxen_tests::xen::Xen> {
+    match oxen_tests::xen::fetch(true) {
+        Ok(x) => Some(x),
+        Err(e) if std::env::var_os("OXEN_XEN").is_some() => panic!("{e}"),
+        Err(e) => {
+            // Straight to stderr: libtest does not capture this, so the
+            // reason shows even though the test "passes".
+            let _ = writeln!(std::io::stderr(), "SKIP: {name}: no Xen 4.17 here: {e}");
+            None
+        }
+    }
+}
+
 /// Issue 8's ABI test against Xen itself: the same pv-bench binary boots
 /// as Dom0 of Debian's Xen 4.17 under the same QEMU (`oxen_tests::xen`:
 /// fetched with `apt-get download` into `target/xen-4.17/`, QEMU's
@@ -364,18 +380,8 @@ fn pv_bench_reports_every_figure() {
 #[test]
 fn pv_bench_runs_as_dom0_of_xen_4_17() {
     use oxen_tests::bench::versus;
-    let xen = match oxen_tests::xen::fetch(true) {
-        Ok(x) => x,
-        Err(e) if std::env::var_os("OXEN_XEN").is_some() => panic!("{e}"),
-        Err(e) => {
-            // Straight to stderr: libtest does not capture this, so the
-            // reason shows even though the test "passes".
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIP: pv_bench_runs_as_dom0_of_xen_4_17: no Xen 4.17 here: {e}"
-            );
-            return;
-        }
+    let Some(xen) = xen_or_skip("pv_bench_runs_as_dom0_of_xen_4_17") else {
+        return;
     };
     let b = versus::run_xen(&xen, images(), None).unwrap_or_else(|e| panic!("Xen boot: {e}"));
     if !b.problems.is_empty() {
@@ -403,16 +409,8 @@ fn pv_bench_runs_as_dom0_of_xen_4_17() {
 #[test]
 fn pv_test_kernels_pass_as_dom0_of_xen_4_17() {
     const KERNELS: &[&str] = &["pv-traps", "pv-user", "pv-events", "pv-smp"];
-    let xen = match oxen_tests::xen::fetch(true) {
-        Ok(x) => x,
-        Err(e) if std::env::var_os("OXEN_XEN").is_some() => panic!("{e}"),
-        Err(e) => {
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIP: pv_test_kernels_pass_as_dom0_of_xen_4_17: no Xen 4.17 here: {e}"
-            );
-            return;
-        }
+    let Some(xen) = xen_or_skip("pv_test_kernels_pass_as_dom0_of_xen_4_17") else {
+        return;
     };
     let mut failed = Vec::new();
     for k in KERNELS {

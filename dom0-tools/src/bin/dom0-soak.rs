@@ -30,13 +30,13 @@ mod kernel {
     use alloc::vec::Vec;
 
     use dom0_tools::bench::has_line;
-    use dom0_tools::pvtest::Checks;
+    use dom0_tools::pvtest::{Checks, ConsoleOut};
     use dom0_tools::ramdisk::Archive;
     use dom0_tools::toolstack::Toolstack;
     use dom0_tools::xc;
     use dom0_tools::xl::backend::CreateRequest;
     use dom0_tools::xl::XlBackend;
-    use pv_guest_lib::{print, println, time, StartInfo};
+    use pv_guest_lib::{println, time, StartInfo};
 
     pv_guest_lib::entry!(main);
 
@@ -59,16 +59,6 @@ mod kernel {
     const SETTLE_NS: u64 = 200_000_000;
     /// `XenbusState_Connected`.
     const CONNECTED: i32 = 4;
-
-    /// `fmt::Write` onto the console, for `xl`'s messages.
-    struct Out;
-
-    impl core::fmt::Write for Out {
-        fn write_str(&mut self, s: &str) -> core::fmt::Result {
-            print!("{s}");
-            Ok(())
-        }
-    }
 
     /// What must come back.
     #[derive(Clone, Debug, PartialEq, Eq)]
@@ -132,27 +122,6 @@ mod kernel {
         }
     }
 
-    /// Runs the back ends until `done` or the deadline; false on timeout.
-    fn serve_until(
-        ts: &mut Toolstack,
-        ns: u64,
-        mut done: impl FnMut(&mut Toolstack) -> bool,
-    ) -> bool {
-        let end = time::now_ns().saturating_add(ns);
-        loop {
-            let progress = ts.service();
-            if done(ts) {
-                return true;
-            }
-            if time::now_ns() > end {
-                return false;
-            }
-            if !progress {
-                ts.idle();
-            }
-        }
-    }
-
     fn request(extra: &[String]) -> CreateRequest {
         CreateRequest {
             config_file: Some(String::from(HELLO_CFG)),
@@ -206,7 +175,7 @@ mod kernel {
             if created == WARM_UP {
                 // Measured as at the end: the back ends idle first, and
                 // nothing of this loop's on the heap.
-                serve_until(&mut ts, SETTLE_NS, |_| false);
+                ts.serve_until(SETTLE_NS, |_| false);
                 // (The list first: it is on the heap at both measurements.)
                 nodes_warm = ts.xenstore_paths();
                 warm = Some(baseline(&mut index));
@@ -225,7 +194,7 @@ mod kernel {
                     extra.push(String::from("vif=[\"bridge=xenbr0\"]"));
                 }
                 created += 1;
-                match ts.create(&request(&extra), &mut Out) {
+                match ts.create(&request(&extra), &mut ConsoleOut) {
                     Ok(Some(id)) => ids.push((id, net)),
                     r => {
                         failed += 1;
@@ -234,7 +203,7 @@ mod kernel {
                 }
             }
             for &(id, net) in &ids {
-                if !serve_until(&mut ts, UP_NS, |ts| up(ts, id, net)) {
+                if !ts.serve_until(UP_NS, |ts| up(ts, id, net)) {
                     failed += 1;
                     println!("dom0-soak: d{id} did not come up (net {net})");
                 }
@@ -246,7 +215,7 @@ mod kernel {
                 }
             }
             // Let the back ends see the domains go.
-            serve_until(&mut ts, 50_000_000, |_| false);
+            ts.serve_until(50_000_000, |_| false);
             if created % 100 == 0 {
                 println!(
                     "dom0-soak: {created}/{TOTAL} guests, {failed} failures, {} s, free {} pages, Dom0 heap {} bytes in use, {} xenstore nodes",
@@ -257,7 +226,7 @@ mod kernel {
                 );
             }
         }
-        serve_until(&mut ts, SETTLE_NS, |_| false);
+        ts.serve_until(SETTLE_NS, |_| false);
         let after = baseline(&mut index);
         let warm = warm.unwrap_or_else(|| before_warm.clone());
         c.check(

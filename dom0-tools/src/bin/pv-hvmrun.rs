@@ -413,6 +413,21 @@ mod kernel {
         data_u32(d, 0x400)
     }
 
+    /// The dirty guest's count, then again once it has moved (or 3 s
+    /// have passed).
+    fn count_moves(d: u16) -> (u32, u32) {
+        let n0 = dirty_count(d);
+        let mut n1 = n0;
+        for _ in 0..30 {
+            time::sleep_ns(100_000_000);
+            n1 = dirty_count(d);
+            if n1 != n0 {
+                break;
+            }
+        }
+        (n0, n1)
+    }
+
     /// The ticking guest's tick count (at 0x2100).
     fn ticks(d: u16) -> u32 {
         data_u32(d, 0x100)
@@ -589,15 +604,7 @@ mod kernel {
         );
         let _ = xc::unpause(d);
         c.ok("log-dirty OFF", shadow(d, ShadowOp::Off, None));
-        let n0 = dirty_count(d);
-        let mut n1 = n0;
-        for _ in 0..30 {
-            time::sleep_ns(100_000_000);
-            n1 = dirty_count(d);
-            if n1 != n0 {
-                break;
-            }
-        }
+        let (n0, n1) = count_moves(d);
         c.check(
             "the guest keeps running (and writing) after log-dirty mode",
             n1 != n0,
@@ -618,15 +625,7 @@ mod kernel {
             let _ = shadow(d, ShadowOp::Clean, Some((bits.as_mut_ptr() as u64, 512)));
             refused += u32::from(shadow(d, ShadowOp::Off, None).is_err());
         }
-        let n0 = dirty_count(d);
-        let mut n1 = n0;
-        for _ in 0..30 {
-            time::sleep_ns(100_000_000);
-            n1 = dirty_count(d);
-            if n1 != n0 {
-                break;
-            }
-        }
+        let (n0, n1) = count_moves(d);
         c.check(
             "200 rounds of ENABLE, CLEAN, OFF while the guest writes: it keeps running",
             refused == 0 && n1 != n0,

@@ -45,13 +45,13 @@ mod kernel {
 
     use dom0_tools::bench::{has_line, Line, Relay, Stats};
     use dom0_tools::builder::{self, GuestConfig};
-    use dom0_tools::pvtest::Checks;
+    use dom0_tools::pvtest::{Checks, ConsoleOut};
     use dom0_tools::ramdisk::{Archive, Kind};
     use dom0_tools::toolstack::Toolstack;
     use dom0_tools::xc;
     use dom0_tools::xl::backend::CreateRequest;
     use dom0_tools::xl::XlBackend;
-    use pv_guest_lib::{print, println, time, StartInfo};
+    use pv_guest_lib::{println, time, StartInfo};
 
     pv_guest_lib::entry!(main);
 
@@ -148,39 +148,8 @@ mod kernel {
         }
     }
 
-    /// `fmt::Write` onto the console, for `xl`'s messages.
-    struct Out;
-
-    impl core::fmt::Write for Out {
-        fn write_str(&mut self, s: &str) -> core::fmt::Result {
-            print!("{s}");
-            Ok(())
-        }
-    }
-
     fn free_pages() -> u64 {
         xc::physinfo().map_or(0, |p| p.free_pages)
-    }
-
-    /// Runs the back ends until `done` or the deadline; false on timeout.
-    fn serve_until(
-        ts: &mut Toolstack,
-        ns: u64,
-        mut done: impl FnMut(&mut Toolstack) -> bool,
-    ) -> bool {
-        let end = time::now_ns().saturating_add(ns);
-        loop {
-            let progress = ts.service();
-            if done(ts) {
-                return true;
-            }
-            if time::now_ns() > end {
-                return false;
-            }
-            if !progress {
-                ts.idle();
-            }
-        }
     }
 
     fn request(config: &str, extra: &[&str]) -> CreateRequest {
@@ -245,7 +214,7 @@ mod kernel {
         let req = request(HELLO_CFG, &[]);
         for i in 0..WARMUP + CREATES {
             let t = Span::start();
-            let id = match ts.create(&req, &mut Out) {
+            let id = match ts.create(&req, &mut ConsoleOut) {
                 Ok(Some(id)) => id,
                 Ok(None) => {
                     c.error(format_args!("xl create returned no domain"));
@@ -257,7 +226,7 @@ mod kernel {
                 }
             };
             let domid = id as u16;
-            let seen = serve_until(ts, FIRST_LINE_NS, |ts| {
+            let seen = ts.serve_until(FIRST_LINE_NS, |ts| {
                 ts.console_backlog(domid)
                     .is_some_and(|b| has_line(b.as_slices()))
             });
@@ -311,7 +280,7 @@ mod kernel {
                 "on_crash=\"preserve\"",
             ],
         );
-        let id = match ts.create(&req, &mut Out) {
+        let id = match ts.create(&req, &mut ConsoleOut) {
             Ok(Some(id)) => id as u16,
             r => {
                 c.check("xl create domu-xsbench", false, format_args!("{r:?}"));
@@ -329,7 +298,7 @@ mod kernel {
                 });
             }
         };
-        let finished = serve_until(ts, XSBENCH_NS, |ts| {
+        let finished = ts.serve_until(XSBENCH_NS, |ts| {
             relay_now(ts);
             xc::domain_info(id).is_ok_and(|i| i.is_shutdown())
         });

@@ -638,6 +638,25 @@ impl Toolstack {
         }
     }
 
+    /// Runs the back ends ([`Toolstack::service`], idling when there is
+    /// nothing to do) until `done` says so or `ns` have passed; false on
+    /// the timeout. For Dom0 programs that drive the toolstack directly.
+    pub fn serve_until(&mut self, ns: u64, mut done: impl FnMut(&mut Toolstack) -> bool) -> bool {
+        let end = time::now_ns().saturating_add(ns);
+        loop {
+            let progress = self.service();
+            if done(self) {
+                return true;
+            }
+            if time::now_ns() > end {
+                return false;
+            }
+            if !progress {
+                self.idle();
+            }
+        }
+    }
+
     /// Sleeps until an event or a short while, if `idle`.
     pub fn idle(&self) {
         // No later than Dom0's IP stack's next timer (net.rs).

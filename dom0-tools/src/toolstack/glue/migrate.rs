@@ -232,6 +232,51 @@ impl pv::LivePv for OutgoingPv<'_> {
     }
 }
 
+/// xl's progress for a live save: one line per round once it is sent
+/// (round 0 is the last, with the guest `stopped`).
+fn report_round(
+    out: &mut dyn fmt::Write,
+    last: &mut u32,
+    stopped: &str,
+    round: u32,
+    sent: u64,
+    n: u64,
+) {
+    if sent == n && round != *last {
+        *last = round;
+        if round == 0 {
+            let _ = writeln!(out, "xc: info: {stopped}: {n} frames in the last round");
+        } else {
+            let _ = writeln!(out, "xc: info: Round {round}: {n} frames");
+        }
+    }
+}
+
+/// The sender's last words after a live migration begun at `t0`, the
+/// guest `stopped` (paused, suspended) at `stopped_at`.
+fn report_live(
+    out: &mut dyn fmt::Write,
+    stats: &image::LiveStats,
+    stopped: &str,
+    t0: u64,
+    stopped_at: Option<u64>,
+) {
+    let now = time::now_ns();
+    let down = stopped_at.map_or(0, |p| now.saturating_sub(p));
+    let _ = writeln!(
+        out,
+        "migration sender: Target reports successful startup.\n\
+         xc: info: {} rounds live ({:?} frames), {} frames {stopped}, {} KiB sent in {} ms; downtime {} ms",
+        stats.rounds.len(),
+        stats.rounds,
+        stats.last,
+        stats.bytes / 1024,
+        now.saturating_sub(t0) / 1_000_000,
+        down / 1_000_000
+    );
+    let _ = writeln!(out, "Migration successful.");
+}
+
 /// Bytes the target drains from the connection ahead of the restore.
 const RECV_AHEAD: usize = 4 << 20;
 
@@ -424,35 +469,13 @@ impl Toolstack {
             config,
             XEN_VERSION,
             Precopy::default(),
-            &mut |round, sent, n| {
-                if sent == n && round != last_round {
-                    last_round = round;
-                    if round == 0 {
-                        let _ = writeln!(out, "xc: info: Paused: {n} frames in the last round");
-                    } else {
-                        let _ = writeln!(out, "xc: info: Round {round}: {n} frames");
-                    }
-                }
-            },
+            &mut |round, sent, n| report_round(out, &mut last_round, "Paused", round, sent, n),
         )
         .and_then(|s| o.flush().map(|()| s));
         let paused_at = o.paused_at;
         let stats = stats.map_err(|e| fail("sending the domain", e))?;
         self.handover(conn, paused, out)?;
-        let now = time::now_ns();
-        let down = paused_at.map_or(0, |p| now.saturating_sub(p));
-        let _ = writeln!(
-            out,
-            "migration sender: Target reports successful startup.\n\
-             xc: info: {} rounds live ({:?} frames), {} frames paused, {} KiB sent in {} ms; downtime {} ms",
-            stats.rounds.len(),
-            stats.rounds,
-            stats.last,
-            stats.bytes / 1024,
-            now.saturating_sub(t0) / 1_000_000,
-            down / 1_000_000
-        );
-        let _ = writeln!(out, "Migration successful.");
+        report_live(out, &stats, "paused", t0, paused_at);
         Ok(())
     }
 
@@ -527,35 +550,13 @@ impl Toolstack {
             config,
             XEN_VERSION,
             Precopy::default(),
-            &mut |round, sent, n| {
-                if sent == n && round != last_round {
-                    last_round = round;
-                    if round == 0 {
-                        let _ = writeln!(out, "xc: info: Suspended: {n} frames in the last round");
-                    } else {
-                        let _ = writeln!(out, "xc: info: Round {round}: {n} frames");
-                    }
-                }
-            },
+            &mut |round, sent, n| report_round(out, &mut last_round, "Suspended", round, sent, n),
         )
         .and_then(|s| o.sink.flush().map(|()| s));
         let suspended_at = o.suspended_at;
         let stats = stats.map_err(|e| fail("sending the domain", e))?;
         self.handover(conn, paused, out)?;
-        let now = time::now_ns();
-        let down = suspended_at.map_or(0, |p| now.saturating_sub(p));
-        let _ = writeln!(
-            out,
-            "migration sender: Target reports successful startup.\n\
-             xc: info: {} rounds live ({:?} frames), {} frames suspended, {} KiB sent in {} ms; downtime {} ms",
-            stats.rounds.len(),
-            stats.rounds,
-            stats.last,
-            stats.bytes / 1024,
-            now.saturating_sub(t0) / 1_000_000,
-            down / 1_000_000
-        );
-        let _ = writeln!(out, "Migration successful.");
+        report_live(out, &stats, "suspended", t0, suspended_at);
         Ok(())
     }
 
