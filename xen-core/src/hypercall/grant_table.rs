@@ -112,6 +112,9 @@ impl PtMemory for GntEnv<'_> {
     fn foreign_writable_dropped(&mut self, mfn: Mfn, owner: xen_core::mm::frame_table::DomId) {
         self.pt.foreign_writable_dropped(mfn, owner)
     }
+    fn writable_mapped(&mut self, mfn: Mfn) {
+        self.pt.writable_mapped(mfn)
+    }
 }
 
 impl GrantEnv for GntEnv<'_> {
