@@ -400,12 +400,17 @@ pub fn mark_pv_pfn(domid: u16, pfn: u64) {
     }
 }
 
+/// Set when a PV domain first enters log-dirty mode: from then on a PV
+/// write fault may be one its protection caused, even after `OFF` (the
+/// fault may have been taken just before).
+static PV_EVER: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
 /// A PV guest's page fault at `va` with error code `error_code`: if it is
 /// a write to a mapping log-dirty mode protected, marks the frame dirty,
 /// makes the mapping writable again and returns true (the guest retries
 /// the write; the fault is not bounced). Also true if the mapping is
-/// already writable again (another vCPU's fault or `OFF` raced this one):
-/// a stale translation on this CPU, dropped here.
+/// already writable again (another vCPU's fault, `CLEAN` or `OFF` raced
+/// this one): a stale translation on this CPU, dropped here.
 pub fn pv_write_fault(domid: u16, va: u64, error_code: u64) -> bool {
     use xen_core::mm::frame_table::{Owner, PageFlags, PageType};
     use xen_core::mm::pte::{PteFlags, ADDR_MASK};
@@ -415,7 +420,9 @@ pub fn pv_write_fault(domid: u16, va: u64, error_code: u64) -> bool {
     const WRITE: u64 = 1 << 1;
     /// Reserved bit, instruction fetch, protection key, shadow stack.
     const OTHER: u64 = (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6);
-    if !any_active() || error_code & (PRESENT | WRITE) != PRESENT | WRITE || error_code & OTHER != 0
+    if !PV_EVER.load(core::sync::atomic::Ordering::Acquire)
+        || error_code & (PRESENT | WRITE) != PRESENT | WRITE
+        || error_code & OTHER != 0
     {
         return false;
     }
@@ -423,10 +430,6 @@ pub fn pv_write_fault(domid: u16, va: u64, error_code: u64) -> bool {
     let fixed = {
         let ft = crate::memory::FRAME_TABLE.lock();
         let Some(ft) = ft.as_ref() else { return false };
-        let mut logs = PV_LOGS.lock();
-        let Some(l) = logs.iter_mut().find(|l| l.domid == domid) else {
-            return false;
-        };
         let Some((l1, index)) =
             xen_core::guest_walk::write_fault_slot(&crate::pv_mm::RawReader, cr3, va)
         else {
@@ -444,9 +447,13 @@ pub fn pv_write_fault(domid: u16, va: u64, error_code: u64) -> bool {
         }
         match crate::pv_mm::update_l1e(l1, index, unprotect_l1e) {
             Some((_, new)) => {
-                l.log.fault();
-                if let Some(pfn) = crate::memory::m2p(Mfn((new & ADDR_MASK) >> 12)) {
-                    l.log.mark(pfn);
+                // Still under the frame-table lock, so no CLEAN can clear
+                // the mark and protect again in between.
+                if let Some(l) = PV_LOGS.lock().iter_mut().find(|l| l.domid == domid) {
+                    l.log.fault();
+                    if let Some(pfn) = crate::memory::m2p(Mfn((new & ADDR_MASK) >> 12)) {
+                        l.log.mark(pfn);
+                    }
                 }
                 true
             }
@@ -526,6 +533,7 @@ fn pv_enable(d: &mut Domain) -> Result<bool, Errno> {
             log: DirtyLog::new(bits, frames),
         });
         ACTIVE.fetch_add(1, core::sync::atomic::Ordering::AcqRel);
+        PV_EVER.store(true, core::sync::atomic::Ordering::Release);
         crate::pv_mm::rewrite_l1es(ft, domid, true, xen_core::mm::ptval::protect_l1e)
     };
     crate::arch::x86_64::flush::domain(domid);
