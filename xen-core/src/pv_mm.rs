@@ -85,6 +85,10 @@ impl PtMemory for DirectMapPt {
     fn writable_mapped(&mut self, mfn: Mfn) {
         self.dirtied(mfn);
     }
+
+    fn table_validated(&mut self, mfn: Mfn) {
+        self.dirtied(mfn);
+    }
 }
 
 /// The validation context of domain `domid`.

@@ -115,6 +115,9 @@ impl PtMemory for GntEnv<'_> {
     fn writable_mapped(&mut self, mfn: Mfn) {
         self.pt.writable_mapped(mfn)
     }
+    fn table_validated(&mut self, mfn: Mfn) {
+        self.pt.table_validated(mfn)
+    }
 }
 
 impl GrantEnv for GntEnv<'_> {

@@ -222,6 +222,10 @@ pub trait PtMemory {
     /// writes through it are not seen by log-dirty mode until the next
     /// `CLEAN` protects it, so the glue marks the frame dirty.
     fn writable_mapped(&mut self, _mfn: Mfn) {}
+    /// The table in `mfn` was just validated (became a live page table):
+    /// in log-dirty mode the toolstack must send it again, since its
+    /// entries now change only through the hypervisor.
+    fn table_validated(&mut self, _mfn: Mfn) {}
 }
 
 /// Who the tables belong to and what the hypervisor fixes in them.
@@ -1067,6 +1071,7 @@ impl<M: PtMemory + ?Sized> Pt<'_, '_, M> {
                 self.mem.write_pte(mfn, XEN_L4_FIRST_SLOT + k, xen);
             }
         }
+        self.mem.table_validated(mfn);
         Ok(())
     }
 
@@ -1431,9 +1436,17 @@ mod tests {
         t: Vec<[u64; ENTRIES]>,
         retyped: Vec<Mfn>,
         freed: Vec<Mfn>,
+        /// Frames reported through `writable_mapped` / `table_validated`.
+        dirtied: Vec<Mfn>,
     }
 
     impl PtMemory for Mem {
+        fn writable_mapped(&mut self, mfn: Mfn) {
+            self.dirtied.push(mfn);
+        }
+        fn table_validated(&mut self, mfn: Mfn) {
+            self.dirtied.push(mfn);
+        }
         fn read_pte(&self, table: Mfn, index: usize) -> u64 {
             self.t[table.0 as usize][index]
         }
@@ -1481,6 +1494,7 @@ mod tests {
             t: vec![[0; ENTRIES]; N as usize],
             retyped: Vec::new(),
             freed: Vec::new(),
+            dirtied: Vec::new(),
         };
         let ctx = PtContext {
             domid: DOM,
@@ -1590,6 +1604,13 @@ mod tests {
             mem.set(1, 3, rw(13));
             mem.set(1, 4, rw(14));
             get_table(ctx, ft, mem, Mfn(1), 1).unwrap();
+            // Log-dirty mode hears of the writable mappings and the table.
+            assert_eq!(
+                mem.dirtied,
+                [Mfn(11), Mfn(12), Mfn(13), Mfn(14), Mfn(1)],
+                "writable mappings, then the validated table"
+            );
+            mem.dirtied.clear();
             let live = snap(ft);
             for i in 1..=4 {
                 let p = protect_l1e(mem.get(1, i)).unwrap();
@@ -1614,6 +1635,7 @@ mod tests {
             // Rewriting it writable keeps the reference it holds.
             mod_entry(ctx, ft, mem, Mfn(1), 2, rw(12), false).unwrap();
             assert_eq!(cnt(ft, 12), (2, 1));
+            assert_eq!(mem.dirtied, [Mfn(12)], "writable again: its frame is dirty");
             assert_eq!(mem.get(1, 2) & (RW | LOGDIRTY_RO), RW);
             // Clearing it drops both references.
             mod_entry(ctx, ft, mem, Mfn(1), 3, 0, false).unwrap();
