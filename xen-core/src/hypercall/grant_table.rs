@@ -165,6 +165,9 @@ impl GrantEnv for GntEnv<'_> {
         // table); the ranges lie within their frames (checked by the pure
         // code); `copy` tolerates overlap (a frame copied onto itself).
         unsafe { core::ptr::copy(s as *const u8, d as *mut u8, usize::from(len)) };
+        // Whoever owns it (the caller's own frame, or a granter's), a PV
+        // domain in log-dirty mode sees it written.
+        self.pt.written(dst);
     }
 }
 
