@@ -131,7 +131,7 @@ pub const BASE_DISALLOW_MASK: u64 =
 /// `GNTTABOP_unmap_grant_ref` is reported with
 /// [`PtMemory::grant_pte_dropped`] (Xen crashes the domain).
 pub const GNTTAB: u64 = 1 << 62;
-/// Oxen's log-dirty marker (bit 55,
+/// Oxen's log-dirty marker (bit 58,
 /// [`hypercall_abi::xen::OXEN_L1E_LOGDIRTY_RO`]): set with R/W cleared on
 /// an L1 entry the hypervisor write-protected while its domain is in
 /// log-dirty mode. Such an entry is *logically writable*: it holds the
@@ -1574,7 +1574,7 @@ mod tests {
 
     #[test]
     fn log_dirty_marker_encoding() {
-        assert_eq!(LOGDIRTY_RO, 1 << 55);
+        assert_eq!(LOGDIRTY_RO, 1 << 58);
         assert_ne!(LOGDIRTY_RO & (GNTTAB | GUEST_KERNEL), LOGDIRTY_RO);
         let w = adjust_entry(1, rw(11) | NX | DIRTY);
         let p = protect_l1e(w).unwrap();
