@@ -1643,6 +1643,11 @@ mod tests {
             // Pointing it elsewhere moves them.
             mod_entry(ctx, ft, mem, Mfn(1), 4, rw(16), false).unwrap();
             assert_eq!((cnt(ft, 14), cnt(ft, 16)), ((1, 0), (2, 1)));
+            assert_eq!(
+                mem.dirtied,
+                [Mfn(12), Mfn(16)],
+                "a new writable mapping: dirty"
+            );
             mod_entry(ctx, ft, mem, Mfn(1), 4, rw(14), false).unwrap();
             mod_entry(ctx, ft, mem, Mfn(1), 1, rw(11), false).unwrap();
             mod_entry(ctx, ft, mem, Mfn(1), 3, rw(13), false).unwrap();
