@@ -19,6 +19,39 @@ use pv_guest_lib::{println, Verdict};
 /// shared_info page, beyond `struct shared_info` (3136 bytes on x86_64).
 pub const SPIN_COUNTER_OFFSET: u64 = 4096 - 8;
 
+/// The words `domu-dirty` (the PV log-dirty test's guest) and Dom0 share
+/// in the guest's shared_info page, past `struct shared_info`: word `i`
+/// is at [`OFFSET`](dirty::OFFSET)` + 8 * i`.
+pub mod dirty {
+    /// Byte offset of word 0 in the shared_info page.
+    pub const OFFSET: u64 = 4096 - 256;
+    /// Pages it writes round after round (consecutive pfns).
+    pub const PAGES: u64 = 16;
+    /// [`MAGIC_VALUE`] once the other words are set.
+    pub const MAGIC: usize = 0;
+    /// The value of [`MAGIC`].
+    pub const MAGIC_VALUE: u64 = 0x6469_7274_7921;
+    /// Its round counter.
+    pub const COUNTER: usize = 1;
+    /// Pfn of the first page it writes.
+    pub const FIRST_PFN: usize = 2;
+    /// Pfn of the page after them, which it never writes.
+    pub const SPARE_PFN: usize = 3;
+    /// Mfn of that page.
+    pub const SPARE_MFN: usize = 4;
+    /// Mfn of the L1 table mapping the first page.
+    pub const L1_MFN: usize = 5;
+    /// Index of the first page's entry in that table.
+    pub const L1_INDEX: usize = 6;
+    /// Dom0's command.
+    pub const CMD: usize = 7;
+    /// The guest's answer: the command done, or `u64::MAX` if it failed.
+    pub const ACK: usize = 8;
+    /// [`CMD`]: rewrite the spare page's mapping, writable
+    /// (`update_va_mapping`).
+    pub const CMD_REMAP: u64 = 1;
+}
+
 /// Xen 4.17's answers to the negative cases the test kernels try.
 pub mod want {
     use hypercall_abi::errno::Errno;

@@ -146,6 +146,18 @@ abi_enum! {
 /// Mask of the command bits in [`MmuUpdate::ptr`].
 pub const MMU_UPDATE_CMD_MASK: u64 = 0x3;
 
+/// **Oxen extension** (not in Xen's ABI): the L1-entry bit (bit 58, one of
+/// the software bits Xen leaves to guests) that marks a writable mapping
+/// Oxen write-protected because its domain is in log-dirty mode
+/// (`XEN_DOMCTL_shadow_op` `ENABLE_LOGDIRTY`; Xen uses shadow page tables
+/// for this, Oxen write-protects the guest's own L1 entries). An entry
+/// carrying it has R/W clear in hardware but is *logically writable*: read
+/// it as if R/W were set and this bit clear. Guests may not set it
+/// (`mmu_update` refuses it with `-EINVAL`); they, and a toolstack reading
+/// a guest's page tables through foreign mappings during a live save, may
+/// see it in entries of frames not written since the last `CLEAN`.
+pub const OXEN_L1E_LOGDIRTY_RO: u64 = 1 << 58;
+
 abi_struct! {
     /// One request of `__HYPERVISOR_mmu_update` (`struct mmu_update`), written
     /// by the guest in an array it passes by handle.

@@ -109,9 +109,12 @@ impl Pte {
     pub const fn present(self) -> bool {
         self.0 & PteFlags::PRESENT.0 != 0
     }
-    /// Writable bit.
+    /// Whether the mapping is writable: R/W, or Oxen's log-dirty marker
+    /// ([`crate::abi::xen::OXEN_L1E_LOGDIRTY_RO`]: an L1 entry the
+    /// hypervisor write-protected while the domain is in log-dirty mode,
+    /// which stays writable for the guest).
     pub const fn writable(self) -> bool {
-        self.0 & PteFlags::RW.0 != 0
+        self.0 & (PteFlags::RW.0 | crate::abi::xen::OXEN_L1E_LOGDIRTY_RO) != 0
     }
 }
 
@@ -395,6 +398,10 @@ mod tests {
         assert_eq!(nx.mfn(), 1);
         assert!(nx.flags().contains(PteFlags::NX));
         assert!(!nx.writable());
+        // A log-dirty protected entry is still writable for the guest.
+        let marked =
+            Pte(Pte::new(0x1234, PteFlags::KERNEL_RO).0 | crate::abi::xen::OXEN_L1E_LOGDIRTY_RO);
+        assert!(marked.writable());
         // Frame numbers beyond 40 bits are cut, never spill into flags.
         assert_eq!(Pte::new(u64::MAX, PteFlags(0)).0, PTE_ADDR_MASK);
     }

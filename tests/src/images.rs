@@ -377,6 +377,34 @@ pub const TEST_KERNELS: &[TestKernel] = &[
         verdict_success: true,
     },
     TestKernel {
+        name: "pv-logdirty",
+        purpose: "log-dirty mode (XEN_DOMCTL_shadow_op) on a PV guest writing 16 pages: its writable mappings are write-protected with Oxen's marker, its write faults fixed and retried; CLEAN rounds report those pages, a paused guest none; Dom0's foreign writes and the guest's update_va_mapping mark frames; OFF restores R/W; 200 ENABLE/CLEAN/OFF rounds while it runs; destroyed in log-dirty mode, every frame comes back",
+        exit: Exit::POWEROFF,
+        lines: &[
+            "pv-logdirty: log-dirty mode on Dom0 itself: ok",
+            "pv-logdirty: CLEAN before log-dirty mode is on: ok",
+            "pv-logdirty: ENABLE_LOGDIRTY: ok",
+            "pv-logdirty: ENABLE_LOGDIRTY twice: ok",
+            "pv-logdirty: CLEAN: the 16 frames the guest writes are dirty (and little else), the writes counted as faults: ok",
+            "pv-logdirty: the guest keeps counting in log-dirty mode (its write faults are retried, not bounced): ok",
+            "pv-logdirty: PEEK of a paused guest after CLEAN: none of its pages dirty: ok",
+            "pv-logdirty: after CLEAN the guest's writable mappings are read-only with the log-dirty marker: ok",
+            "pv-logdirty: a frame Dom0 wrote through a foreign mapping is dirty once it is unmapped: ok",
+            "pv-logdirty: CLEAN into an unmapped bitmap: ok",
+            "pv-logdirty: a failed CLEAN clears nothing: ok",
+            "pv-logdirty: a writable mapping made with update_va_mapping marks its frame dirty: ok",
+            "pv-logdirty: log-dirty OFF: ok",
+            "pv-logdirty: the guest keeps running after log-dirty mode: ok",
+            "pv-logdirty: OFF gives every mapping its R/W back, no marker left: ok",
+            "pv-logdirty: CLEAN after OFF: ok",
+            "pv-logdirty: 200 rounds of ENABLE, CLEAN, OFF while the guest writes: it keeps running: ok",
+            "pv-logdirty: a guest destroyed in log-dirty mode gives back every frame: ok",
+            "pv-logdirty: CLEAN on a new guest (no log left over): ok",
+            "pv-logdirty: free memory is back exactly: ok",
+        ],
+        verdict_success: true,
+    },
+    TestKernel {
         name: "pv-domains",
         purpose: "Dom0 builds PV guests (ELF notes, p2m, start_info, page tables, console ring): domu-hello and the example guest /boot/hello; prints their console, destroys them with every page given back; credit weights 256:512 give CPU time 1:2 within 10% (issue 3)",
         exit: Exit::POWEROFF,
@@ -425,6 +453,7 @@ pub const GUEST_IMAGES: &[&str] = &[
     "domu-net",
     "domu-nethostile",
     "domu-life",
+    "domu-dirty",
 ];
 
 /// Kernels written for bare metal (`hvm-guests`): they know nothing of
@@ -448,6 +477,7 @@ pub const KERNEL_FILES: &[(&str, &[(&str, &str)])] = &[
             ("/boot/domu-eperm", "domu-eperm"),
         ],
     ),
+    ("pv-logdirty", &[("/boot/domu-dirty", "domu-dirty")]),
     // The toolstack benchmarks' xenstore guest (the example guest is in
     // every ramdisk).
     ("xl-bench", &[("/boot/domu-xsbench", "domu-xsbench")]),
@@ -474,6 +504,7 @@ pub const KERNEL_OPTIONS: &[(&str, &str)] = &[
     ("pv-smp", "dom0_max_vcpus=4"),
     // Room for the guests pv-domains builds.
     ("pv-domains", "dom0_mem=256M"),
+    ("pv-logdirty", "dom0_mem=256M"),
 ];
 
 /// Test kernels that measure how CPU time is shared (the credit weights

@@ -496,14 +496,21 @@ pub fn copy_to_guest(cr3: u64, va: u64, buf: &[u8]) -> Result<(), Errno> {
     // As in copy_from_guest; and the writable mapping found holds a writable
     // type reference, so under the lock the frame cannot become a page table
     // or descriptor page while we write it.
-    let _mappings = crate::memory::FRAME_TABLE.lock();
+    let mappings = crate::memory::FRAME_TABLE.lock();
     let mut done = 0usize;
     while done < buf.len() {
         let cur = va.checked_add(done as u64).ok_or(Errno::EFAULT)?;
         let ma = if cr3 == HVM_SPACE {
             translate_hvm(cur, true)?
         } else {
-            guest_walk::translate(&DirectMapReader, cr3, cur, true).map_err(|_| Errno::EFAULT)?
+            // A mapping log-dirty mode write-protected is writable for the
+            // guest, so for us: the frame is marked dirty instead.
+            let ma = guest_walk::translate_pv(&DirectMapReader, cr3, cur, true)
+                .map_err(|_| Errno::EFAULT)?;
+            if let Some(ft) = mappings.as_ref() {
+                crate::log_dirty::mark_pv_frames(ft, &[xen_core::mm::Mfn(ma >> 12)]);
+            }
+            ma
         };
         let chunk = (4096 - (cur & 0xfff) as usize).min(buf.len() - done);
         if ma + chunk as u64 > *MAX_MADDR.get().ok_or(Errno::EFAULT)? {

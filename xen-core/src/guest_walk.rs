@@ -44,13 +44,62 @@ pub fn translate(
     va: u64,
     write: bool,
 ) -> Result<u64, WalkError> {
+    walk(mem, l4_maddr, va, write, false)
+}
+
+/// [`translate`] in a PV guest's own page tables, reading L1 entries as
+/// what they stand for ([`crate::mm::ptval::logical_l1e`]): a mapping the
+/// hypervisor write-protected for log-dirty mode is writable for the
+/// hypervisor's copies into guest memory (the caller marks the frame
+/// dirty).
+pub fn translate_pv(
+    mem: &impl PteReader,
+    l4_maddr: u64,
+    va: u64,
+    write: bool,
+) -> Result<u64, WalkError> {
+    walk(mem, l4_maddr, va, write, true)
+}
+
+/// Where a PV guest's write fault at `va` in the address space rooted at
+/// `l4_maddr` may have come from a log-dirty protected L1 entry: the
+/// machine address of the L1 table and the index, if every upper level is
+/// present, user-accessible, writable and no superpage (else the fault is
+/// the guest's own).
+pub fn write_fault_slot(mem: &impl PteReader, l4_maddr: u64, va: u64) -> Option<(u64, usize)> {
+    if !is_canonical(va) || (HYPERVISOR_VIRT_START..HYPERVISOR_VIRT_END).contains(&va) {
+        return None;
+    }
+    let need = PteFlags::PRESENT.bits() | PteFlags::USER.bits() | PteFlags::RW.bits();
+    let mut table = l4_maddr;
+    for level in (2..=4u32).rev() {
+        let idx = ((va >> (12 + 9 * (level - 1))) & 0x1ff) as usize;
+        let e = mem.read_pte(table, idx)?;
+        if e & need != need || e & PteFlags::PSE.bits() != 0 {
+            return None;
+        }
+        table = e & pte::ADDR_MASK;
+    }
+    Some((table, ((va >> 12) & 0x1ff) as usize))
+}
+
+fn walk(
+    mem: &impl PteReader,
+    l4_maddr: u64,
+    va: u64,
+    write: bool,
+    logical_l1: bool,
+) -> Result<u64, WalkError> {
     if !is_canonical(va) || (HYPERVISOR_VIRT_START..HYPERVISOR_VIRT_END).contains(&va) {
         return Err(WalkError::BadAddress);
     }
     let mut table = l4_maddr;
     for level in (1..=4u32).rev() {
         let idx = ((va >> (12 + 9 * (level - 1))) & 0x1ff) as usize;
-        let e = mem.read_pte(table, idx).ok_or(WalkError::BadFrame)?;
+        let mut e = mem.read_pte(table, idx).ok_or(WalkError::BadFrame)?;
+        if logical_l1 && level == 1 {
+            e = crate::mm::ptval::logical_l1e(e);
+        }
         if e & PteFlags::PRESENT.bits() == 0 {
             return Err(WalkError::NotPresent);
         }
@@ -113,6 +162,53 @@ mod tests {
             translate(&t, 0x1000, 0x40_0000_0123, true),
             Err(WalkError::Protection)
         );
+    }
+
+    #[test]
+    fn log_dirty_protected_leaf_is_writable_for_pv_copies() {
+        use crate::mm::ptval::{protect_l1e, LOGDIRTY_RO};
+        let leaf = U | PteFlags::RW.bits();
+        let t = tables(protect_l1e(0x9000 | leaf).unwrap() & 0xfff0_0000_0000_0fff);
+        assert_eq!(
+            translate(&t, 0x1000, 0x40_0000_0123, true),
+            Err(WalkError::Protection),
+            "the hardware view: read-only"
+        );
+        assert_eq!(translate_pv(&t, 0x1000, 0x40_0000_0123, true), Ok(0x9123));
+        assert_eq!(translate_pv(&t, 0x1000, 0x40_0000_0123, false), Ok(0x9123));
+        // A plain read-only entry stays read-only.
+        let ro = tables(U);
+        assert_eq!(
+            translate_pv(&ro, 0x1000, 0x40_0000_0123, true),
+            Err(WalkError::Protection)
+        );
+        // The marker only means something in an L1 entry.
+        let mut m = tables(leaf).0;
+        m.insert((0x3000, 0), 0x4000 | U | LOGDIRTY_RO);
+        assert_eq!(
+            translate_pv(&Fake(m), 0x1000, 0x40_0000_0123, true),
+            Err(WalkError::Protection)
+        );
+    }
+
+    #[test]
+    fn write_fault_slot_needs_writable_upper_levels() {
+        let t = tables(U);
+        assert_eq!(
+            write_fault_slot(&t, 0x1000, 0x40_0000_1123),
+            Some((0x4000, 1))
+        );
+        let mut m = tables(U).0;
+        m.insert((0x2000, 256), 0x3000 | U);
+        assert_eq!(write_fault_slot(&Fake(m), 0x1000, 0x40_0000_0123), None);
+        let mut m = tables(U).0;
+        m.insert(
+            (0x3000, 0),
+            0x4000 | U | PteFlags::RW.bits() | PteFlags::PSE.bits(),
+        );
+        assert_eq!(write_fault_slot(&Fake(m), 0x1000, 0x40_0000_0123), None);
+        assert_eq!(write_fault_slot(&t, 0x1000, 0x80_0000_0000), None);
+        assert_eq!(write_fault_slot(&t, 0x1000, HYPERVISOR_VIRT_START), None);
     }
 
     #[test]

@@ -292,6 +292,13 @@ fn guest_exception_locked(
         return Ok(());
     };
     let cr2 = (vec == u64::from(vector::PAGE_FAULT)).then(instr::read_cr2);
+    if let Some(addr) = cr2 {
+        // A write to a mapping log-dirty mode protected: fixed here, the
+        // guest retries it and never sees the fault.
+        if crate::log_dirty::pv_write_fault(d.domid, addr, frame.error_code) {
+            return Ok(());
+        }
+    }
     if vec == u64::from(vector::DEVICE_NOT_AVAILABLE) {
         // Lazy FPU (Xen's do_device_not_available): the state is loaded;
         // clear TS, and bounce #NM only if the guest asked for TS.

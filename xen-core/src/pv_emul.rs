@@ -670,6 +670,7 @@ impl PrivEnv for Env<'_> {
         // reference, so it is RAM in the direct map that is no page table.
         let page = unsafe { &mut *(phys_to_virt(mfn.maddr()) as *mut [u8; 4096]) };
         hypercall_abi::hypercall::fill_hypercall_page(page);
+        crate::log_dirty::mark_pv_frames(ft, &[mfn]);
         let _ = ft.put_page_and_type(mfn);
         HypercallPageResult::Ok
     }

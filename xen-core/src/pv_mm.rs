@@ -22,6 +22,24 @@ pub struct DirectMapPt {
     domid: u16,
     /// Frames whose last reference went during this operation.
     freed: Vec<Mfn>,
+    /// While some domain is in log-dirty mode: frames this operation
+    /// wrote (page tables) or mapped writable, marked dirty in their
+    /// owner's log before the frame table is unlocked.
+    dirtied: Vec<Mfn>,
+}
+
+impl DirectMapPt {
+    /// The operation wrote frame `mfn` of a domain through the direct map
+    /// (`MMUEXT_CLEAR_PAGE`/`COPY_PAGE`): log-dirty mode must see it.
+    pub fn written(&mut self, mfn: Mfn) {
+        self.dirtied(mfn);
+    }
+
+    fn dirtied(&mut self, mfn: Mfn) {
+        if crate::log_dirty::any_active() && self.dirtied.last() != Some(&mfn) {
+            self.dirtied.push(mfn);
+        }
+    }
 }
 
 impl PtMemory for DirectMapPt {
@@ -37,6 +55,7 @@ impl PtMemory for DirectMapPt {
     }
 
     fn write_pte(&mut self, table: Mfn, index: usize, val: u64) {
+        self.dirtied(table);
         // SAFETY: as in read_pte; the frame is the domain's page table (or a
         // page it may write), and a single aligned 8-byte store is atomic,
         // so the MMU never sees a torn entry.
@@ -61,6 +80,14 @@ impl PtMemory for DirectMapPt {
 
     fn foreign_writable_dropped(&mut self, mfn: Mfn, owner: xen_core::mm::frame_table::DomId) {
         crate::log_dirty::note_foreign(owner.0, mfn);
+    }
+
+    fn writable_mapped(&mut self, mfn: Mfn) {
+        self.dirtied(mfn);
+    }
+
+    fn table_validated(&mut self, mfn: Mfn) {
+        self.dirtied(mfn);
     }
 }
 
@@ -102,11 +129,14 @@ pub fn with_pt<R>(
     let mut mem = DirectMapPt {
         domid,
         freed: Vec::new(),
+        dirtied: Vec::new(),
     };
     let r = {
         let mut ft = FRAME_TABLE.lock();
         let ft = ft.as_mut().expect("frame table is set up at boot");
-        f(&ctx, ft, &mut mem)
+        let r = f(&ctx, ft, &mut mem);
+        crate::log_dirty::mark_pv_frames(ft, &mem.dirtied);
+        r
     };
     give_back(domid, &mem.freed);
     r
@@ -152,6 +182,7 @@ pub fn relinquish(d: &mut crate::domain::Domain) {
     use xen_core::mm::frame_table::{PageFlags, PagePut};
     use xen_core::mm::ptval;
     let domid = d.domid;
+    crate::log_dirty::pv_teardown(domid);
     let shinfo = Mfn(d.shared_info_maddr >> 12);
     let mut vcpu_refs: Vec<(Option<Mfn>, Option<Mfn>)> = Vec::new();
     let mut desc: Vec<Mfn> = Vec::new();
@@ -215,4 +246,102 @@ pub fn relinquish(d: &mut crate::domain::Domain) {
         memory::free_frames().saturating_sub(freed_before)
     );
     d.tot_pages = 0;
+}
+
+/// Reads page-table entries through the direct map, for walks the
+/// hypervisor makes in a PV guest's tables (frames inside RAM only).
+pub struct RawReader;
+
+impl xen_core::guest_walk::PteReader for RawReader {
+    fn read_pte(&self, table: u64, index: usize) -> Option<u64> {
+        if table >> 12 > memory::max_mfn() || index >= 512 {
+            return None;
+        }
+        // SAFETY: `table` is a frame inside RAM (checked above), covered by
+        // the direct map; an aligned u64 read there cannot fault.
+        Some(unsafe {
+            (phys_to_virt(table & !0xfff) as *const u64)
+                .add(index)
+                .read_volatile()
+        })
+    }
+}
+
+/// Entry `index` of L1 table `l1` as an atomic: the hardware sets A/D in
+/// it concurrently on any CPU running the domain.
+fn l1e_atomic(l1: Mfn, index: usize) -> &'static core::sync::atomic::AtomicU64 {
+    // SAFETY: callers pass a frame inside RAM (a live page table of a
+    // domain, checked in the frame table under its lock) and index < 512
+    // (masked): an aligned u64 in the direct map, which is never unmapped;
+    // AtomicU64 has the layout of u64 and every access to the entry from
+    // here on is atomic or a single aligned store.
+    unsafe {
+        &*((phys_to_virt(l1.maddr()) as *const core::sync::atomic::AtomicU64).add(index & 511))
+    }
+}
+
+/// Rewrites entry `index` of L1 table `l1` to `f(old)` with a
+/// compare-and-exchange (retried if the hardware changed A/D meanwhile),
+/// unless `f` answers `None`. Returns `(old, new)` if it wrote. The caller
+/// holds the frame-table lock and has checked `l1` is a live L1.
+pub fn update_l1e(l1: Mfn, index: usize, f: impl Fn(u64) -> Option<u64>) -> Option<(u64, u64)> {
+    use core::sync::atomic::Ordering;
+    let e = l1e_atomic(l1, index);
+    let mut old = e.load(Ordering::Acquire);
+    loop {
+        let new = f(old)?;
+        match e.compare_exchange(old, new, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return Some((old, new)),
+            Err(now) => old = now,
+        }
+    }
+}
+
+/// Domain `domid`'s live (validated, referenced) L1 tables.
+pub fn live_l1s<'a>(ft: &'a FrameTable<'static>, domid: u16) -> impl Iterator<Item = Mfn> + 'a {
+    use xen_core::mm::frame_table::{Owner, PageFlags, PageType};
+    (0..ft.len() as u64).map(Mfn).filter(move |&m| {
+        ft.info(m).is_ok_and(|i| {
+            i.owner() == Owner::Domain(DomId(domid))
+                && i.page_type() == PageType::L1
+                && i.type_count() > 0
+                && i.flags().contains(PageFlags::VALIDATED)
+        })
+    })
+}
+
+/// Log-dirty mode's walks: applies `f` (`ptval::protect_l1e` or
+/// `unprotect_l1e`) to every entry of `domid`'s live L1 tables, with
+/// `own_ram_only` only to entries mapping a RAM frame `domid` owns.
+/// Returns how many entries changed. The caller holds the frame-table lock
+/// (so no update runs concurrently) and flushes the domain's TLBs after.
+pub fn rewrite_l1es(
+    ft: &FrameTable<'static>,
+    domid: u16,
+    own_ram_only: bool,
+    f: fn(u64) -> Option<u64>,
+) -> u64 {
+    use xen_core::mm::frame_table::Owner;
+    use xen_core::mm::pte::ADDR_MASK;
+    let max = memory::max_mfn();
+    let mut n = 0;
+    let l1s: Vec<Mfn> = live_l1s(ft, domid).collect();
+    for l1 in l1s {
+        for i in 0..512 {
+            let e = l1e_atomic(l1, i).load(core::sync::atomic::Ordering::Acquire);
+            if f(e).is_none() {
+                continue;
+            }
+            if own_ram_only {
+                let target = Mfn((e & ADDR_MASK) >> 12);
+                if target.0 > max || ft.owner(target) != Ok(Owner::Domain(DomId(domid))) {
+                    continue;
+                }
+            }
+            if update_l1e(l1, i, f).is_some() {
+                n += 1;
+            }
+        }
+    }
+    n
 }

@@ -105,6 +105,7 @@ pub fn update_descriptor(c: &mut Call) -> Result<i64, Errno> {
     // SAFETY: the domain owns the frame and we hold a type reference that
     // keeps it a descriptor or writable page; 8-byte aligned, direct-mapped.
     unsafe { (phys_to_virt(ma) as *mut u64).write_volatile(d) };
+    crate::log_dirty::mark_pv_frames(ft, &[mfn]);
     let _ = ft.put_page_and_type(mfn);
     Ok(0)
 }

@@ -693,7 +693,7 @@ fn vcpu_context(v: &crate::domain::Vcpu) -> VcpuGuestContext {
 /// frame `mfn` (a PV guest's gmfn is its machine frame).
 fn hypercall_init(d: &Domain, mfn: Mfn) -> Result<(), Errno> {
     let owner = Owner::Domain(FtDomId(d.domid));
-    crate::pv_mm::with_pt(d.domid, |_, ft, _| {
+    crate::pv_mm::with_pt(d.domid, |_, ft, mem| {
         let ok = ft
             .info(mfn)
             .is_ok_and(|i| i.owner() == owner && i.count() > 0);
@@ -706,6 +706,7 @@ fn hypercall_init(d: &Domain, mfn: Mfn) -> Result<(), Errno> {
             .try_into()
             .map_err(|_| Errno::EINVAL)?;
         hypercall_abi::hypercall::fill_hypercall_page(page);
+        mem.written(mfn);
         let _ = ft.put_page_type(mfn);
         Ok(())
     })

@@ -112,6 +112,12 @@ impl PtMemory for GntEnv<'_> {
     fn foreign_writable_dropped(&mut self, mfn: Mfn, owner: xen_core::mm::frame_table::DomId) {
         self.pt.foreign_writable_dropped(mfn, owner)
     }
+    fn writable_mapped(&mut self, mfn: Mfn) {
+        self.pt.writable_mapped(mfn)
+    }
+    fn table_validated(&mut self, mfn: Mfn) {
+        self.pt.table_validated(mfn)
+    }
 }
 
 impl GrantEnv for GntEnv<'_> {
@@ -159,6 +165,9 @@ impl GrantEnv for GntEnv<'_> {
         // table); the ranges lie within their frames (checked by the pure
         // code); `copy` tolerates overlap (a frame copied onto itself).
         unsafe { core::ptr::copy(s as *const u8, d as *mut u8, usize::from(len)) };
+        // Whoever owns it (the caller's own frame, or a granter's), a PV
+        // domain in log-dirty mode sees it written.
+        self.pt.written(dst);
     }
 }
 

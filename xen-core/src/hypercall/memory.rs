@@ -108,6 +108,7 @@ pub fn memory_op(c: &mut Call) -> Result<i64, Errno> {
                 }
                 if let Some(g) = gpfn {
                     memory::set_m2p(mfn, g);
+                    crate::log_dirty::mark_pv_pfn(d.domid, g);
                 }
                 d.tot_pages += 1;
                 done += 1;
@@ -402,6 +403,7 @@ fn exchange(c: &mut Call, arg: u64) -> Result<i64, Errno> {
             let _ = ft.assign(new, owner);
         }
         memory::set_m2p(new, gpfn);
+        crate::log_dirty::mark_pv_pfn(d.domid, gpfn);
         x.nr_exchanged += 1;
         if let Err(e) = copy_to_guest(
             cr3,

@@ -252,6 +252,7 @@ fn one_update(c: &Call, domid: u16, pg: u16, req: &MmuUpdate) -> Result<(), Errn
                 return Err(Errno::EINVAL);
             }
             crate::memory::set_m2p(mfn, req.val);
+            crate::log_dirty::mark_pv_pfn(domid, req.val);
             Ok(())
         }
         None => Err(Errno::ENOSYS),
@@ -458,12 +459,13 @@ fn one_ext(c: &mut Call, pg: u16, op: &MmuextOp) -> Result<(), Errno> {
             }
             crate::pv::set_ldt(c.dom, c.vcpu, base, ents)
         }
-        MmuextCmd::ClearPage => with_pt(domid, |ctx, ft, _| {
+        MmuextCmd::ClearPage => with_pt(domid, |ctx, ft, mem| {
             let _writable = WritableRef::take(ft, ctx, mfn)?;
             crate::memory::clear_frame(mfn);
+            mem.written(mfn);
             Ok(())
         }),
-        MmuextCmd::CopyPage => with_pt(domid, |ctx, ft, _| {
+        MmuextCmd::CopyPage => with_pt(domid, |ctx, ft, mem| {
             let src = Mfn(op.src_mfn());
             ft.get_page(src, ctx.owner()).map_err(|_| Errno::EINVAL)?;
             let r = WritableRef::take(ft, ctx, mfn).map(|_w| {
@@ -480,6 +482,9 @@ fn one_ext(c: &mut Call, pg: u16, op: &MmuextOp) -> Result<(), Errno> {
                 }
             });
             let _ = ft.put_page(src);
+            if r.is_ok() {
+                mem.written(mfn);
+            }
             r
         }),
         MmuextCmd::MarkSuper | MmuextCmd::UnmarkSuper => Err(Errno::EOPNOTSUPP),

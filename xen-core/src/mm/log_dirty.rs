@@ -61,6 +61,13 @@ impl<B: AsRef<[u64]> + AsMut<[u64]>> DirtyLog<B> {
         !was
     }
 
+    /// Clears `gfn` (a frame past the end is ignored).
+    pub fn clear(&mut self, gfn: u64) {
+        if gfn < self.frames {
+            self.bits.as_mut()[(gfn / 64) as usize] &= !(1 << (gfn % 64));
+        }
+    }
+
     /// Counts a write fault.
     pub fn fault(&mut self) {
         self.faults = self.faults.saturating_add(1);
@@ -139,6 +146,11 @@ mod tests {
         let mut w = [0u8; 1];
         l.copy_out(64, &mut w, false);
         assert_eq!(w, [0b100_0000]);
+        // Clearing one frame.
+        l.mark(71);
+        l.clear(70);
+        l.clear(1000);
+        assert!(!l.is_dirty(70) && l.is_dirty(71));
         // Too little storage: the log covers what it holds.
         let short = DirtyLog::new([0u64; 1], 100);
         assert_eq!(short.frames(), 64);

@@ -131,9 +131,50 @@ pub const BASE_DISALLOW_MASK: u64 =
 /// `GNTTABOP_unmap_grant_ref` is reported with
 /// [`PtMemory::grant_pte_dropped`] (Xen crashes the domain).
 pub const GNTTAB: u64 = 1 << 62;
+/// Oxen's log-dirty marker (bit 58,
+/// [`hypercall_abi::xen::OXEN_L1E_LOGDIRTY_RO`]): set with R/W cleared on
+/// an L1 entry the hypervisor write-protected while its domain is in
+/// log-dirty mode. Such an entry is *logically writable*: it holds the
+/// writable type reference it held before ([`logical_l1e`]). Guests may
+/// not set it ([`L1_DISALLOW_MASK`]).
+pub const LOGDIRTY_RO: u64 = hypercall_abi::xen::OXEN_L1E_LOGDIRTY_RO;
 /// Xen's `L1_DISALLOW_MASK` (debug builds, with `_PAGE_GNTTAB`): G allowed,
-/// [`GNTTAB`] refused.
-pub const L1_DISALLOW_MASK: u64 = (BASE_DISALLOW_MASK & !GLOBAL) | GNTTAB;
+/// [`GNTTAB`] refused; and (Oxen) [`LOGDIRTY_RO`] refused.
+pub const L1_DISALLOW_MASK: u64 = (BASE_DISALLOW_MASK & !GLOBAL) | GNTTAB | LOGDIRTY_RO;
+
+/// What L1 entry `e` means for reference counting: an entry the hypervisor
+/// write-protected for log-dirty mode ([`LOGDIRTY_RO`]) reads as the
+/// writable entry it stands for. Every path that decides from an existing
+/// entry's flags which references it holds goes through this.
+pub const fn logical_l1e(e: u64) -> u64 {
+    if e & LOGDIRTY_RO != 0 {
+        (e & !LOGDIRTY_RO) | RW
+    } else {
+        e
+    }
+}
+
+/// The write-protected form of L1 entry `e` for log-dirty mode, if it is a
+/// present, writable, non-grant mapping (the caller checks that it maps a
+/// RAM frame of the domain): R/W cleared, [`LOGDIRTY_RO`] set.
+pub const fn protect_l1e(e: u64) -> Option<u64> {
+    if e & (P | RW) == P | RW && e & (GNTTAB | LOGDIRTY_RO) == 0 {
+        Some((e & !RW) | LOGDIRTY_RO)
+    } else {
+        None
+    }
+}
+
+/// The writable form of an L1 entry [`protect_l1e`] protected (`None` if
+/// `e` carries no marker): what a write fault or leaving log-dirty mode
+/// puts back.
+pub const fn unprotect_l1e(e: u64) -> Option<u64> {
+    if e & LOGDIRTY_RO != 0 {
+        Some(logical_l1e(e))
+    } else {
+        None
+    }
+}
 /// Xen's `L2_DISALLOW_MASK`: PSE refused, so no 2 MiB pages for PV.
 pub const L2_DISALLOW_MASK: u64 = BASE_DISALLOW_MASK;
 /// Xen's `l3_disallow_mask` for a 64-bit PV domain: no 1 GiB pages either.
@@ -176,6 +217,15 @@ pub trait PtMemory {
     /// written through it is now in the frame (Xen's
     /// `paging_mark_dirty` in `put_page_from_l1e`, for log-dirty mode).
     fn foreign_writable_dropped(&mut self, _mfn: Mfn, _owner: DomId) {}
+    /// A writable L1 mapping of `mfn` was made (validated, written by an
+    /// update, or a log-dirty protected entry made writable again by one):
+    /// writes through it are not seen by log-dirty mode until the next
+    /// `CLEAN` protects it, so the glue marks the frame dirty.
+    fn writable_mapped(&mut self, _mfn: Mfn) {}
+    /// The table in `mfn` was just validated (became a live page table):
+    /// in log-dirty mode the toolstack must send it again, since its
+    /// entries now change only through the hypervisor.
+    fn table_validated(&mut self, _mfn: Mfn) {}
 }
 
 /// Who the tables belong to and what the hypervisor fixes in them.
@@ -851,6 +901,7 @@ impl<M: PtMemory + ?Sized> Pt<'_, '_, M> {
                 self.put_page(mfn);
                 return Err(map_err(err));
             }
+            self.mem.writable_mapped(mfn);
         }
         Ok(())
     }
@@ -859,6 +910,7 @@ impl<M: PtMemory + ?Sized> Pt<'_, '_, M> {
         if e & P == 0 {
             return;
         }
+        let e = logical_l1e(e);
         if e & GNTTAB != 0 {
             self.mem.grant_pte_dropped(e);
         }
@@ -1019,6 +1071,7 @@ impl<M: PtMemory + ?Sized> Pt<'_, '_, M> {
                 self.mem.write_pte(mfn, XEN_L4_FIRST_SLOT + k, xen);
             }
         }
+        self.mem.table_validated(mfn);
         Ok(())
     }
 
@@ -1033,6 +1086,13 @@ impl<M: PtMemory + ?Sized> Pt<'_, '_, M> {
                 continue;
             }
             let e = self.mem.read_pte(mfn, i);
+            if level == 1 {
+                if let Some(w) = unprotect_l1e(e) {
+                    // No longer a page table: the frame holds what the
+                    // guest wrote, which it may validate again.
+                    self.mem.write_pte(mfn, i, w);
+                }
+            }
             self.put_entry(level, e);
         }
     }
@@ -1049,7 +1109,14 @@ impl<M: PtMemory + ?Sized> Pt<'_, '_, M> {
         if level == 4 && is_xen_l4_slot(index) {
             return Err(PtError::HypervisorSlot(index));
         }
-        let old = self.mem.read_pte(table, index);
+        let raw_old = self.mem.read_pte(table, index);
+        // What the old entry holds references for (a log-dirty protected
+        // entry is a writable one).
+        let old = if level == 1 {
+            logical_l1e(raw_old)
+        } else {
+            raw_old
+        };
         let ad = if preserve_ad {
             old & (ACCESSED | DIRTY)
         } else {
@@ -1076,6 +1143,10 @@ impl<M: PtMemory + ?Sized> Pt<'_, '_, M> {
         if (old ^ new) & FASTPATH_CHECK == 0 && !grant {
             // Same frame, same P/RW/cache bits: the references stand.
             self.mem.write_pte(table, index, stored);
+            if level == 1 && stored & RW != 0 {
+                // Writable again without a write fault.
+                self.mem.writable_mapped(entry_mfn(stored));
+            }
             return Ok(());
         }
         if level == 1 {
@@ -1287,7 +1358,7 @@ pub fn replace_grant_pte<M: PtMemory + ?Sized>(
     new: u64,
 ) -> Option<(Mfn, usize)> {
     let (l1, index) = grant_l1_slot(ctx, ft, mem, at)?;
-    let old = mem.read_pte(l1, index);
+    let old = logical_l1e(mem.read_pte(l1, index));
     let rw = if writable { RW } else { 0 };
     if old & (P | GNTTAB) != P | GNTTAB || entry_mfn(old) != mfn || old & RW != rw {
         return None;
@@ -1328,7 +1399,7 @@ pub fn zap_grant_pte<M: PtMemory + ?Sized>(
     if index >= ENTRIES || l1.0 > ctx.max_mfn || !owned_live(ctx, ft, l1, Some(PageType::L1)) {
         return None;
     }
-    let old = mem.read_pte(l1, index);
+    let old = logical_l1e(mem.read_pte(l1, index));
     if old & (P | GNTTAB) != P | GNTTAB || entry_mfn(old) != mfn {
         return None;
     }
@@ -1365,9 +1436,17 @@ mod tests {
         t: Vec<[u64; ENTRIES]>,
         retyped: Vec<Mfn>,
         freed: Vec<Mfn>,
+        /// Frames reported through `writable_mapped` / `table_validated`.
+        dirtied: Vec<Mfn>,
     }
 
     impl PtMemory for Mem {
+        fn writable_mapped(&mut self, mfn: Mfn) {
+            self.dirtied.push(mfn);
+        }
+        fn table_validated(&mut self, mfn: Mfn) {
+            self.dirtied.push(mfn);
+        }
         fn read_pte(&self, table: Mfn, index: usize) -> u64 {
             self.t[table.0 as usize][index]
         }
@@ -1415,6 +1494,7 @@ mod tests {
             t: vec![[0; ENTRIES]; N as usize],
             retyped: Vec::new(),
             freed: Vec::new(),
+            dirtied: Vec::new(),
         };
         let ctx = PtContext {
             domid: DOM,
@@ -1476,12 +1556,12 @@ mod tests {
     fn masks_are_xens() {
         // base_disallow_mask: PWT, PCD, PAT/PSE, G.
         assert_eq!(BASE_DISALLOW_MASK, 0x198);
-        assert_eq!(L1_DISALLOW_MASK, 0x098 | GNTTAB);
+        assert_eq!(L1_DISALLOW_MASK, 0x098 | GNTTAB | LOGDIRTY_RO);
         assert_eq!(L2_DISALLOW_MASK, 0x198);
         assert_eq!(L3_DISALLOW_MASK, 0x198);
         assert_eq!(L4_DISALLOW_MASK, 0x198);
         for l in 1..=4 {
-            let guest_bits = NX | AVAIL | (AVAIL_HIGH & !GNTTAB) | USER | RW;
+            let guest_bits = NX | AVAIL | (AVAIL_HIGH & !GNTTAB & !LOGDIRTY_RO) | USER | RW;
             assert_eq!(disallow_mask(l) & guest_bits, 0);
         }
         // Fast path: the address, P, RW, PWT, PCD and PSE must not change.
@@ -1490,6 +1570,106 @@ mod tests {
         assert_eq!(GUEST_KERNEL, 1 << 52);
         assert!(is_xen_l4_slot(256) && is_xen_l4_slot(271));
         assert!(!is_xen_l4_slot(255) && !is_xen_l4_slot(272));
+    }
+
+    #[test]
+    fn log_dirty_marker_encoding() {
+        assert_eq!(LOGDIRTY_RO, 1 << 58);
+        assert_ne!(LOGDIRTY_RO & (GNTTAB | GUEST_KERNEL), LOGDIRTY_RO);
+        let w = adjust_entry(1, rw(11) | NX | DIRTY);
+        let p = protect_l1e(w).unwrap();
+        assert_eq!(p & RW, 0, "hardware sees it read-only");
+        assert_eq!(p & LOGDIRTY_RO, LOGDIRTY_RO);
+        assert_eq!(logical_l1e(p), w, "logically the writable entry");
+        assert_eq!(unprotect_l1e(p), Some(w));
+        assert_eq!(protect_l1e(p), None, "already protected");
+        // Only present, writable, non-grant mappings are protected.
+        assert_eq!(protect_l1e(ro(11)), None);
+        assert_eq!(protect_l1e(rw(11) & !P), None);
+        assert_eq!(protect_l1e(grant_pte(Mfn(11), 0)), None);
+        // Entries without the marker read as they are.
+        for e in [0, ro(3), rw(3), kro(3) | NX, rw(3) & !P] {
+            assert_eq!(logical_l1e(e), e);
+            assert_eq!(unprotect_l1e(e), None);
+        }
+    }
+
+    #[test]
+    fn log_dirty_protected_entries_keep_their_references() {
+        world(|ctx, ft, mem| {
+            let before = snap(ft);
+            mem.set(1, 0, ro(10));
+            mem.set(1, 1, rw(11));
+            mem.set(1, 2, rw(12));
+            mem.set(1, 3, rw(13));
+            mem.set(1, 4, rw(14));
+            get_table(ctx, ft, mem, Mfn(1), 1).unwrap();
+            // Log-dirty mode hears of the writable mappings and the table.
+            assert_eq!(
+                mem.dirtied,
+                [Mfn(11), Mfn(12), Mfn(13), Mfn(14), Mfn(1)],
+                "writable mappings, then the validated table"
+            );
+            mem.dirtied.clear();
+            let live = snap(ft);
+            for i in 1..=4 {
+                let p = protect_l1e(mem.get(1, i)).unwrap();
+                mem.set(1, i, p);
+            }
+            // The guest may not set the marker itself.
+            assert!(matches!(
+                mod_entry(ctx, ft, mem, Mfn(1), 5, rw(15) | LOGDIRTY_RO, false),
+                Err(PtError::BadFlags { level: 1, .. })
+            ));
+            assert_eq!(
+                mod_entry(ctx, ft, mem, Mfn(1), 5, ro(15) | LOGDIRTY_RO, false)
+                    .unwrap_err()
+                    .errno(),
+                Errno::EINVAL
+            );
+            // Write-protecting a protected entry (same frame, R/W clear in
+            // both raw entries) drops the writable reference.
+            mod_entry(ctx, ft, mem, Mfn(1), 1, ro(11), false).unwrap();
+            assert_eq!(cnt(ft, 11), (2, 0));
+            assert_eq!(mem.get(1, 1) & LOGDIRTY_RO, 0);
+            // Rewriting it writable keeps the reference it holds.
+            mod_entry(ctx, ft, mem, Mfn(1), 2, rw(12), false).unwrap();
+            assert_eq!(cnt(ft, 12), (2, 1));
+            assert_eq!(mem.dirtied, [Mfn(12)], "writable again: its frame is dirty");
+            assert_eq!(mem.get(1, 2) & (RW | LOGDIRTY_RO), RW);
+            // Clearing it drops both references.
+            mod_entry(ctx, ft, mem, Mfn(1), 3, 0, false).unwrap();
+            assert_eq!(cnt(ft, 13), (1, 0));
+            // Pointing it elsewhere moves them.
+            mod_entry(ctx, ft, mem, Mfn(1), 4, rw(16), false).unwrap();
+            assert_eq!((cnt(ft, 14), cnt(ft, 16)), ((1, 0), (2, 1)));
+            assert_eq!(
+                mem.dirtied,
+                [Mfn(12), Mfn(16)],
+                "a new writable mapping: dirty"
+            );
+            mod_entry(ctx, ft, mem, Mfn(1), 4, rw(14), false).unwrap();
+            mod_entry(ctx, ft, mem, Mfn(1), 1, rw(11), false).unwrap();
+            mod_entry(ctx, ft, mem, Mfn(1), 3, rw(13), false).unwrap();
+            assert_balanced(ft, &live);
+            // Devalidating a table with protected entries drops what they
+            // stand for and leaves no marker behind.
+            let p = protect_l1e(mem.get(1, 4)).unwrap();
+            mem.set(1, 4, p);
+            put_table(ctx, ft, mem, Mfn(1));
+            assert_balanced(ft, &before);
+            assert!((0..ENTRIES).all(|i| mem.get(1, i) & LOGDIRTY_RO == 0));
+            assert_eq!(mem.get(1, 4) & RW, RW);
+            // So the guest may validate it again.
+            get_table(ctx, ft, mem, Mfn(1), 1).unwrap();
+            assert_balanced(ft, &live);
+            // A dying domain's protected entries go the same way.
+            let p = protect_l1e(mem.get(1, 2)).unwrap();
+            mem.set(1, 2, p);
+            relinquish_table(ctx, ft, mem, Mfn(1));
+            assert_eq!(cnt(ft, 12), (1, 0));
+            assert_eq!(cnt(ft, 11), (1, 0));
+        });
     }
 
     #[test]
