@@ -65,7 +65,8 @@ fn host(
     ])
     .args(["--cpu", cpu])
     .args(["--net", &format!("dgram:{local}:{remote}")])
-    .args(["--dom0-append", &format!("ip={ip}/24")]);
+    // PV guests move live too (see `pv_live_migration` in migrate.rs).
+    .args(["--dom0-append", &format!("ip={ip}/24 pv_live_migration")]);
     for f in files {
         cmd.arg("--add").arg(f);
     }
@@ -208,6 +209,10 @@ fn xl_migrate_moves_a_running_hvm_guest_to_another_host_where_it_counts_on() {
             .filter(|l| l.contains("life: count "))
             .all(|l| l.contains(" pages ok 256/256") || !l.contains(" pages ok ")),
         "every page of the PV guest checks at B:\n{both}"
+    );
+    assert!(
+        a.contains(" frames suspended, "),
+        "the PV guest moved live (rounds, then suspended for the last):\n{both}"
     );
     assert!(
         section(&b, "xl console life", 0, "xl list").contains("life: vcpus working [0, 1]"),

@@ -72,7 +72,7 @@ const PTE_PRESENT: u64 = 1;
 const PTE_RW: u64 = 2;
 /// Oxen's mark on an L1 entry of the guest's writable mapping that
 /// log-dirty mode write-protected (a bit guests may not set).
-const L1E_LOGDIRTY_RO: u64 = 1 << 58;
+const L1E_LOGDIRTY_RO: u64 = hypercall_abi::xen::OXEN_L1E_LOGDIRTY_RO;
 /// The frame bits of a PTE.
 const PTE_FRAME: u64 = 0x000f_ffff_ffff_f000;
 /// Offsets in `shared_info`.
