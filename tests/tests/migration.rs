@@ -65,8 +65,7 @@ fn host(
     ])
     .args(["--cpu", cpu])
     .args(["--net", &format!("dgram:{local}:{remote}")])
-    // PV guests move live too (see `pv_live_migration` in migrate.rs).
-    .args(["--dom0-append", &format!("ip={ip}/24 pv_live_migration")]);
+    .args(["--dom0-append", &format!("ip={ip}/24")]);
     for f in files {
         cmd.arg("--add").arg(f);
     }

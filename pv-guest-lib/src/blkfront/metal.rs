@@ -42,9 +42,11 @@ pub struct MetalPage {
 }
 
 impl MetalPage {
-    /// The machine frame.
+    /// The machine frame, as the p2m says now (a restore into a new
+    /// domain moves every frame: the one the page was allocated with is
+    /// the old domain's).
     pub fn mfn(&self) -> u64 {
-        self.frame.mfn
+        crate::frame::pfn_to_mfn(self.frame.pfn).unwrap_or(self.frame.mfn)
     }
 }
 
@@ -178,7 +180,7 @@ impl FrontHost for MetalHost<'_> {
     }
 
     fn grant(&mut self, backend: u16, page: &MetalPage, readonly: bool) -> Option<GrantRef> {
-        self.gt.grant_access(backend, page.frame.mfn, readonly).ok()
+        self.gt.grant_access(backend, page.mfn(), readonly).ok()
     }
 
     fn end_grant(&mut self, gref: GrantRef) -> bool {

@@ -29,6 +29,13 @@ pub struct MetalPage {
 }
 
 impl MetalPage {
+    /// The machine frame, as the p2m says now (a restore into a new
+    /// domain moves every frame: the one the page was allocated with is
+    /// the old domain's).
+    pub fn mfn(&self) -> u64 {
+        crate::frame::pfn_to_mfn(self.frame.pfn).unwrap_or(self.frame.mfn)
+    }
+
     /// The frame.
     pub fn frame(&self) -> Frame {
         self.frame
@@ -74,7 +81,7 @@ impl super::NetfrontHost for MetalHost<'_> {
         domid: u16,
         readonly: bool,
     ) -> Result<GrantRef, GrantError> {
-        self.gt.grant_access(domid, page.frame.mfn, readonly)
+        self.gt.grant_access(domid, page.mfn(), readonly)
     }
 
     fn end_grant(&mut self, gref: GrantRef) -> Result<(), GrantError> {

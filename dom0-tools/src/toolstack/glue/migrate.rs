@@ -232,16 +232,6 @@ impl pv::LivePv for OutgoingPv<'_> {
     }
 }
 
-/// Whether PV guests migrate live: Dom0 booted with the word
-/// `pv_live_migration` on its command line (see `send_pv_domain`).
-fn pv_live() -> bool {
-    pv_guest_lib::start_info().is_some_and(|si| {
-        si.cmd_line()
-            .split_whitespace()
-            .any(|w| w == "pv_live_migration")
-    })
-}
-
 /// xl's progress for a live save: one line per round once it is sent
 /// (round 0 is the last, with the guest `stopped`).
 fn report_round(
@@ -535,15 +525,6 @@ impl Toolstack {
             "Saving to migration stream new xl format (info 0x2/0x0/{})",
             4 + config.len()
         );
-        if !pv_live() {
-            // Live PV migration (below) works for the counting guest of
-            // the tests, but a guest serving TCP restored from a live
-            // image stops taking events at the target (blocked, its vif
-            // connected); until that is found, PV guests are suspended
-            // for the whole transfer unless Dom0 was booted with
-            // `pv_live_migration`.
-            return self.send_pv_suspended(id, name, conn, paused, config, out);
-        }
         if let Err(e) = xc::shadow_op(id, ShadowOp::EnableLogdirty, &mut []) {
             let _ = writeln!(
                 out,
