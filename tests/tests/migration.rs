@@ -67,7 +67,12 @@ fn host(
     .args(["--net", &format!("dgram:{local}:{remote}")])
     .args(["--dom0-append", &format!("ip={ip}/24")]);
     for f in files {
-        cmd.arg("--add").arg(f);
+        if f.extension().is_some_and(|e| e == "img") {
+            // The guests' disk: storage both hosts reach.
+            cmd.arg("--shared-disk").arg(f);
+        } else {
+            cmd.arg("--add").arg(f);
+        }
     }
     let mut child = cmd
         .env("OXEN_IMAGES", &images.dir)
@@ -112,10 +117,15 @@ fn files() -> Vec<std::path::PathBuf> {
     let life_cfg = dir.join("life.cfg");
     std::fs::write(
         &life_cfg,
-        "name = \"life\"\nkernel = \"/boot/domu-life\"\nmemory = 32\nvcpus = 2\nextra = \"mode=suspend\"\n",
+        "name = \"life\"\nkernel = \"/boot/domu-life\"\nmemory = 32\nvcpus = 2\n\
+         extra = \"mode=suspend disk=1\"\ndisk = [ \"phy:/dev/vda,xvda,w\" ]\n",
     )
     .unwrap();
-    vec![kernel, cfg, life, life_cfg]
+    // The PV guest's disk: one image file both QEMUs open (`--shared-disk`,
+    // QEMU's lock off), /dev/vda on either host, as a SAN LUN would be.
+    let shared = dir.join("shared.img");
+    std::fs::write(&shared, vec![0u8; 1 << 20]).unwrap();
+    vec![kernel, cfg, life, life_cfg, shared]
 }
 
 /// Runs host A (`a_cmds`) and host B (`b_cmds`, `b_timeout`) at once.
@@ -212,6 +222,16 @@ fn xl_migrate_moves_a_running_hvm_guest_to_another_host_where_it_counts_on() {
     assert!(
         a.contains(" frames suspended, "),
         "the PV guest moved live (rounds, then suspended for the last):\n{both}"
+    );
+    // Its disk, on storage both hosts reach: written at A, reconnected to
+    // B's blkback after the move, read back intact there.
+    let life_b = section(&b, "xl console life", 0, "xl list");
+    assert!(
+        a.contains("life: disk xvda connected, pattern written")
+            && life_b.contains("life: disk xvda reconnected")
+            && life_b.contains(": pattern ok")
+            && !b.contains("PATTERN BAD"),
+        "the PV guest's disk comes along:\n{both}"
     );
     assert!(
         section(&b, "xl console life", 0, "xl list").contains("life: vcpus working [0, 1]"),

@@ -43,6 +43,9 @@ Options:
                      it with disk = [ \"phy:/dev/vda,xvda,w\" ], or a raw image
                      file on its FAT file system with
                      disk = [ \"/mnt/vda/guest.img,raw,xvda,rw\" ].
+  --shared-disk FILE As --disk, for a disk another machine uses too (QEMU's
+                     image lock off): the storage both hosts of a migration
+                     reach, as a SAN would be.
   --net SPEC         The machine's virtio NIC, the uplink of the guests'
                      bridge: \"user\" (the default: QEMU user networking,
                      10.0.2.0/24), \"user,hostfwd=tcp:127.0.0.1:8080-10.0.2.15:80\"
@@ -89,6 +92,8 @@ struct Options {
     timeout: Duration,
     build: bool,
     disks: Vec<PathBuf>,
+    /// Which of `disks` another machine uses too (`--shared-disk`).
+    shared: Vec<usize>,
     /// The NIC, or None for none.
     net: Option<NetSpec>,
     /// Under Bochs with a VT-x CPU.
@@ -122,6 +127,7 @@ impl Default for Options {
             timeout: Duration::from_secs(300),
             build: true,
             disks: Vec::new(),
+            shared: Vec::new(),
             net: Some(NetSpec::User(String::new())),
             vmx: false,
             given: Given::default(),
@@ -162,6 +168,10 @@ fn parse_args(args: &[String]) -> Result<Parsed, String> {
             "--add" => o.adds.push(PathBuf::from(value("a FILE")?)),
             "--append" => o.append = value("a command line")?,
             "--disk" => o.disks.push(PathBuf::from(value("a FILE")?)),
+            "--shared-disk" => {
+                o.disks.push(PathBuf::from(value("a FILE")?));
+                o.shared.push(o.disks.len() - 1);
+            }
             "--net" => {
                 let v = value("a SPEC (user[,OPTIONS], dgram:LOCAL:REMOTE or none)")?;
                 o.given.net = true;
@@ -390,9 +400,18 @@ fn machine_devices(mut q: qemu::Qemu, o: &Options) -> Result<qemu::Qemu, String>
                 "--disk {path}: a path with a comma cannot be given to QEMU"
             ));
         }
+        // A disk two machines share (storage both hosts of a migration
+        // reach): QEMU's image lock would keep the second one out.
+        let lock = if o.shared.contains(&n) {
+            ",file.locking=off"
+        } else {
+            ""
+        };
         q = q
             .arg("-drive")
-            .arg(format!("file={path},if=none,id=disk{n},format={format}"))
+            .arg(format!(
+                "file={path},if=none,id=disk{n},format={format}{lock}"
+            ))
             .arg("-device")
             .arg(format!("virtio-blk-pci,drive=disk{n}"));
     }
