@@ -87,7 +87,7 @@ mod kernel {
                 .filter_map(|l| l.split("grant-table for d0: ").nth(1))
                 .filter_map(|r| r.split("maptrack in use ").nth(1))
                 .filter_map(|r| r.split_whitespace().next()?.parse().ok())
-                .last()
+                .next_back()
             {
                 return Some(v);
             }
@@ -183,7 +183,7 @@ mod kernel {
             let mut ids: Vec<(u32, bool)> = Vec::new();
             for _ in 0..AT_ONCE.min(TOTAL - created) {
                 let n = created;
-                let net = n % NET_EVERY == 0;
+                let net = n.is_multiple_of(NET_EVERY);
                 let mut extra = alloc::vec![format!("name=\"soak{n}\"")];
                 if net {
                     extra.push(String::from("kernel=\"/boot/domu-net\""));
@@ -216,7 +216,7 @@ mod kernel {
             }
             // Let the back ends see the domains go.
             ts.serve_until(50_000_000, |_| false);
-            if created % 100 == 0 {
+            if created.is_multiple_of(100) {
                 println!(
                     "dom0-soak: {created}/{TOTAL} guests, {failed} failures, {} s, free {} pages, Dom0 heap {} bytes in use, {} xenstore nodes",
                     (time::now_ns() - t0) / 1_000_000_000,
