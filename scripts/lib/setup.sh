@@ -134,6 +134,15 @@ oxen_install_rust() {
     fi
 }
 
+# cargo-fuzz, for scripts/fuzz (the fuzz/ targets), if it is missing.
+oxen_install_cargo_fuzz() {
+    if command -v cargo-fuzz >/dev/null 2>&1 || [ -x "$HOME/.cargo/bin/cargo-fuzz" ]; then
+        return 0
+    fi
+    oxen_say "installing cargo-fuzz (cargo install cargo-fuzz --locked)"
+    (cd "$OXEN_ROOT" && cargo install cargo-fuzz --locked) || oxen_die "could not install cargo-fuzz"
+}
+
 # Everything, in order.
 oxen_setup() {
     oxen_say "checking the Debian packages and the Rust toolchain"

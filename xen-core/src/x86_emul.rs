@@ -407,7 +407,14 @@ impl Cursor<'_> {
 /// guess. Bytes past the instruction are ignored.
 pub fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
     if bytes.len() >= FORCED_EMUL_SIG.len() && bytes[..FORCED_EMUL_SIG.len()] == FORCED_EMUL_SIG {
-        let mut d = decode_one(&bytes[FORCED_EMUL_SIG.len()..])?;
+        // The signature counts towards the 15 bytes: what is left of them
+        // once it is read bounds the instruction after it.
+        let rest = &bytes[FORCED_EMUL_SIG.len()..];
+        let room = MAX_INSN_LEN - FORCED_EMUL_SIG.len();
+        let mut d = match decode_one(&rest[..rest.len().min(room)]) {
+            Err(DecodeError::Truncated) if rest.len() >= room => return Err(DecodeError::Invalid),
+            r => r?,
+        };
         d.len += FORCED_EMUL_SIG.len();
         d.forced = true;
         return Ok(d);
@@ -2832,6 +2839,26 @@ mod tests {
             decode(&[0x0f, 0x0b, 0x78, 0x65, 0x6e, 0x0f, 0x0b, 0x78, 0x65, 0x6e, 0x0f, 0xa2]),
             Err(DecodeError::Unsupported)
         );
+    }
+
+    #[test]
+    fn forced_emulation_is_at_most_15_bytes_signature_included() {
+        // Found by fuzzing (fuzz/fuzz_targets/hvm_mmio.rs): ten prefixes
+        // after the signature made a complete 15-byte fetch "Truncated",
+        // and longer slices decoded to more than 15 bytes.
+        let mut b = FORCED_EMUL_SIG.to_vec();
+        b.extend_from_slice(&[0x64; 10]);
+        assert_eq!(decode(&b), Err(DecodeError::Invalid));
+        b.extend_from_slice(&[0x0f, 0xa2]);
+        assert_eq!(decode(&b), Err(DecodeError::Invalid));
+        // Eight prefixes and cpuid: exactly 15 bytes, fine.
+        let mut b = FORCED_EMUL_SIG.to_vec();
+        b.extend_from_slice(&[0x64; 8]);
+        b.extend_from_slice(&[0x0f, 0xa2]);
+        let d = dec(&b);
+        assert_eq!((d.op, d.len, d.forced), (PrivOp::Cpuid, 15, true));
+        // Fewer than 15 bytes fetched: the rest may follow.
+        assert_eq!(decode(&b[..12]), Err(DecodeError::Truncated));
     }
 
     // ----------------------------------------------------------------- env

@@ -891,7 +891,7 @@ pub fn restore_pv<D: PvRestoreSide + ?Sized, S: Source + ?Sized>(
         match r.ty {
             librec::END => break,
             librec::LIBXC_CONTEXT if done.is_none() => {
-                done = Some(restore_libxc(src, d, ports, max_pfn, progress)?);
+                done = Some(restore_libxc(src, d, max_pfn, progress)?);
             }
             librec::EMULATOR_XENSTORE_DATA => {}
             ty => {
@@ -902,16 +902,21 @@ pub fn restore_pv<D: PvRestoreSide + ?Sized, S: Source + ?Sized>(
             }
         }
     }
-    done.ok_or_else(|| err(String::from("the image holds no domain (no LIBXC_CONTEXT)")))
+    let st =
+        done.ok_or_else(|| err(String::from("the image holds no domain (no LIBXC_CONTEXT)")))?;
+    // Only now, the whole image read (libxl's END too), the page tables,
+    // shared info and the vCPUs.
+    finish(st, d, ports)
 }
 
+/// libxc's stream, up to its `END`: frames populated and written; the
+/// rest is left for [`finish`].
 fn restore_libxc<D: PvRestoreSide + ?Sized, S: Source + ?Sized>(
     src: &mut S,
     d: &mut D,
-    ports: Ports,
     limit: u64,
     progress: &mut dyn FnMut(u64),
-) -> Result<Restored, SrError> {
+) -> Result<PvRestore, SrError> {
     let limit = limit.min(MAX_PFN);
     let mut h = [0u8; stream::HEADERS_LEN];
     src.take(&mut h)?;
@@ -1023,7 +1028,7 @@ fn restore_libxc<D: PvRestoreSide + ?Sized, S: Source + ?Sized>(
             _ => return Err(bad("not supported for PV here")),
         }
     }
-    finish(st, d, ports)
+    Ok(st)
 }
 
 /// Everything after the stream's `END`.
@@ -1691,6 +1696,24 @@ mod tests {
                 image.len()
             );
         }
+    }
+
+    #[test]
+    fn an_image_cut_after_libxcs_end_sets_neither_shared_info_nor_vcpus() {
+        // Found by fuzzing (fuzz/fuzz_targets/save_image.rs): the page
+        // tables, shared info and vCPUs went in at libxc's END, before
+        // libxl's END was read.
+        let mut g = Guest::new();
+        let image = saved(&mut g);
+        // libxl's END record (8 bytes) is the image's last.
+        let mut r = Reader(&image[..image.len() - 8]);
+        read_config(&mut r).unwrap();
+        let mut d = NewDomain::default();
+        let e = restore_pv(&mut r, &mut d, PORTS, MAX + 100, &mut |_| {}).unwrap_err();
+        assert_eq!(e, SrError::Truncated);
+        assert!(d.vcpus.is_empty(), "vCPUs set");
+        assert!(d.shared.is_empty(), "shared info set");
+        assert!(d.pins.is_empty(), "page tables pinned");
     }
 
     /// The offset of the first record of type `ty` in libxc's stream.

@@ -181,7 +181,12 @@ impl Channel {
         c.bcd = b[14] != 0;
         let programmed = count != 0x10000 || c.mode != 0 || c.access != 3;
         if programmed {
+            // The count is saved in input clocks (`save` writes `count`),
+            // a BCD channel's too: loaded as binary, not decoded again.
+            let bcd = c.bcd;
+            c.bcd = false;
             c.load(count & 0xffff, now);
+            c.bcd = bcd;
         }
         c.latched_count = latched;
         c.latched_status = (b[7] != 0).then_some(b[8]);
@@ -648,6 +653,23 @@ mod tests {
             assert!(!q.restore(&bad, later), "byte {at} = {v}");
         }
         assert_eq!(q.channel(0).reload(), u32::from(LATCH));
+    }
+
+    #[test]
+    fn save_and_restore_keep_a_bcd_channels_count() {
+        // Found by fuzzing (fuzz/fuzz_targets/hvm_context.rs): the count is
+        // saved in input clocks, but a BCD channel's was decoded from BCD
+        // again on restore (2710 clocks came back as 0x2710 = 10000).
+        let mut p = VPit::new();
+        p.write(0x43, 0xb7, 0); // channel 2, lo/hi, mode 3, BCD
+        p.write(0x42, 0x10, 0);
+        p.write(0x42, 0x27, 0); // 2710 (BCD)
+        assert_eq!(p.channel(2).reload(), 2710);
+        let s = p.save(MS);
+        let mut q = VPit::new();
+        assert!(q.restore(&s, MS));
+        assert_eq!(q.channel(2).reload(), 2710);
+        assert_eq!(q.save(MS), s);
     }
 
     #[test]
