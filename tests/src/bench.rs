@@ -944,7 +944,8 @@ pub mod lifecycle {
 
     /// The PV guest of the migration benchmark and its memory (MiB).
     pub const PV_GUEST: &str = "domu-life";
-    /// Its memory: suspended for the whole transfer, so kept small.
+    /// Its memory (moved live; a PV guest falls back to a suspended
+    /// transfer where log-dirty mode is refused).
     pub const PV_GUEST_MIB: u64 = 64;
 
     /// One host of a two-host run: Oxen with Dom0 at `ip`, its NIC on the

@@ -541,8 +541,8 @@ fn lifecycle(images: &Images) -> Result<bool, String> {
         "Live migration: the same guest ({} MiB) moved between two Oxen machines (QEMU TCG, \
          -cpu max,-smap) over a virtual Ethernet of UDP datagrams on loopback, Dom0 to Dom0 \
          over TCP (smoltcp); idle (one page written a tick) and busy (rewriting its 8 MiB \
-         working set all the time); then a {} MiB PV guest ({}), which without a PV \
-         log-dirty mode is suspended for the whole transfer",
+         working set all the time); then a {} MiB PV guest ({}), moved live too (PV \
+         log-dirty mode; it suspends for the last round)",
         lc::GUEST_MIB,
         lc::PV_GUEST_MIB,
         lc::PV_GUEST
