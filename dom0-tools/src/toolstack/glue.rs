@@ -691,14 +691,26 @@ impl Toolstack {
                     continue;
                 }
             };
-            let Some(g) = self.guests.get(&id) else {
+            let attached = self.attached == Some(id);
+            let Some(g) = self.guests.get_mut(&id) else {
                 continue;
             };
             if !info.is_shutdown() || g.settled {
                 continue;
             }
             let reason = info.shutdown_reason();
-            // The last of its console output, before it goes.
+            // The last of its console output, before it goes: what it
+            // wrote after this pass read its ring, just before it shut
+            // down ("reboot: System halted").
+            if let Some(mut ring) = g.ring() {
+                let before = g.console.backlog().total();
+                if g.console.poll(&mut ring, |_| {}) > 0 && attached {
+                    print_tail(&g.console, (g.console.backlog().total() - before) as usize);
+                }
+            }
+            let Some(g) = self.guests.get(&id) else {
+                continue;
+            };
             acted = true;
             match lifecycle::next(&g.cfg, reason) {
                 Next::Destroy => {
