@@ -283,7 +283,7 @@ pub fn build_and_start(bi: &BootInfo, phys: &impl PhysRead, cl: &CmdLine) -> ! {
 
     // Page tables.
     let xen_slots = HypervisorSlots {
-        template: paging::hypervisor_l4_entries(),
+        template: *paging::hypervisor_l4_entries(),
         self_map_slot: None,
     };
     let mut frames: Vec<PtFrame> = alloc::vec![PtFrame::default(); layout.nr_pt_frames() as usize];

@@ -70,13 +70,17 @@ pub fn init(
 /// The I/O memory domain `domid` may map: the hardware domain (domain 0)
 /// every frame outside RAM but the IO-APICs' and the MSI/local APIC
 /// window; anyone else none.
-pub fn iomem_of(domid: u16) -> IoMem {
+pub fn iomem_of(domid: u16) -> &'static IoMem {
+    /// The hardware domain's, once [`init`] has read the IO-APICs.
+    static HWDOM: Once<IoMem> = Once::new();
+    /// Before that (no IO-APIC known yet).
+    static EARLY: Once<IoMem> = Once::new();
     if domid != 0 {
-        return IoMem::NONE;
+        return &IoMem::NONE;
     }
     match IOMEM_DENY.get() {
-        Some(d) => IoMem::all_but(d),
-        None => IoMem::all_but(&[MSI_WINDOW]),
+        Some(d) => HWDOM.call_once(|| IoMem::all_but(d)),
+        None => EARLY.call_once(|| IoMem::all_but(&[MSI_WINDOW])),
     }
 }
 

@@ -880,6 +880,20 @@ mod kernel {
         c.note(format_args!(
             "timing overhead {ovh} cycles (subtracted from every figure)"
         ));
+        // A profiling build (`OXEN_PV_BENCH_LOOP=grants cargo build ...`)
+        // repeats one group forever, for a sampling profiler to watch.
+        match option_env!("OXEN_PV_BENCH_LOOP") {
+            Some("hypercalls") => loop {
+                bench_hypercalls(&mut c, ovh)
+            },
+            Some("mmu") => loop {
+                bench_mmu_update(&mut c, ovh)
+            },
+            Some("grants") => loop {
+                bench_grants(&mut c, ovh)
+            },
+            _ => {}
+        }
         bench_hypercalls(&mut c, ovh);
         bench_mmu_update(&mut c, ovh);
         bench_page_fault(&mut c, ovh);

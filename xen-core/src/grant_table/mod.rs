@@ -93,6 +93,11 @@ pub type Page = [u64; 512];
 pub trait GrantEnv: PtMemory {
     /// A zeroed bookkeeping page, or `None` when memory is short.
     fn alloc_page(&mut self) -> Option<&'static mut Page>;
+    /// A bookkeeping page whose contents the caller never reads before it
+    /// writes them (maptrack pages), so it need not be cleared.
+    fn alloc_page_uncleared(&mut self) -> Option<&'static mut Page> {
+        self.alloc_page()
+    }
     /// Gives back a page [`GrantEnv::alloc_page`] handed out.
     fn free_page(&mut self, page: &'static mut Page);
     /// A zeroed free machine frame for a shared grant frame (not yet in the
@@ -424,10 +429,20 @@ pub struct Mapping {
 }
 
 /// The mapping side of a table: handles of this domain's grant mappings.
+///
+/// Handles are given out as Xen's `get_maptrack_handle` gives them: never
+/// used ones in order first, then freed ones, oldest first (Xen threads
+/// every new page's handles onto its free list and puts freed handles at
+/// the tail). Handles from `fresh` up to the limit were never used and
+/// read as free whatever their page holds, so a new page needs neither
+/// clearing nor threading: the pages come and go with the mappings (see
+/// [`Maptrack::shrink_if_unused`]), and that must cost next to nothing.
 pub struct Maptrack {
     max_pages: u32,
     nr_pages: u32,
     pages: [Option<&'static mut Page>; MAX_MAPTRACK_FRAMES as usize],
+    /// First handle never given out since the pages were allocated.
+    fresh: u32,
     free_head: u32,
     free_tail: u32,
     in_use: u32,
@@ -439,6 +454,7 @@ impl Maptrack {
             max_pages,
             nr_pages: 0,
             pages: [const { None }; MAX_MAPTRACK_FRAMES as usize],
+            fresh: 0,
             free_head: MAPTRACK_TAIL,
             free_tail: MAPTRACK_TAIL,
             in_use: 0,
@@ -455,8 +471,11 @@ impl Maptrack {
         self.in_use
     }
 
-    /// Entry `handle` (zero beyond the limit).
+    /// Entry `handle` (zero beyond the limit and for never used handles).
     pub fn get(&self, handle: u32) -> Mapping {
+        if handle >= self.fresh {
+            return Mapping::default();
+        }
         let (p, i) = (
             (handle / MAPTRACK_PER_PAGE) as usize,
             (handle % MAPTRACK_PER_PAGE) as usize,
@@ -473,6 +492,9 @@ impl Maptrack {
     }
 
     fn set(&mut self, handle: u32, m: Mapping) {
+        if handle >= self.fresh {
+            return;
+        }
         let (p, i) = (
             (handle / MAPTRACK_PER_PAGE) as usize,
             (handle % MAPTRACK_PER_PAGE) as usize,
@@ -486,24 +508,30 @@ impl Maptrack {
     /// A free handle (Xen's `get_maptrack_handle`), adding a page of them if
     /// none is free and the limit allows; `None` when exhausted.
     fn take<E: GrantEnv + ?Sized>(&mut self, env: &mut E) -> Option<u32> {
-        if self.free_head == MAPTRACK_TAIL {
+        let h = if self.fresh < self.limit() {
+            self.fresh += 1;
+            self.fresh - 1
+        } else if self.free_head != MAPTRACK_TAIL {
+            let h = self.free_head;
+            let next = self.get(h).gref;
+            self.free_head = next;
+            if next == MAPTRACK_TAIL {
+                self.free_tail = MAPTRACK_TAIL;
+            }
+            h
+        } else {
             if self.nr_pages >= self.max_pages {
                 return None;
             }
-            let page = env.alloc_page()?;
-            let base = self.limit();
+            // Not cleared: its handles are fresh, read as free until used.
+            let page = env.alloc_page_uncleared()?;
             self.pages[self.nr_pages as usize] = Some(page);
             self.nr_pages += 1;
-            for h in base..base + MAPTRACK_PER_PAGE {
-                self.push_free(h);
-            }
-        }
-        let h = self.free_head;
-        let next = self.get(h).gref;
-        self.free_head = next;
-        if next == MAPTRACK_TAIL {
-            self.free_tail = MAPTRACK_TAIL;
-        }
+            self.fresh += 1;
+            self.fresh - 1
+        };
+        // A free handle's entry: nothing in force.
+        self.set(h, Mapping::default());
         self.in_use += 1;
         Some(h)
     }
@@ -535,7 +563,7 @@ impl Maptrack {
 
     /// Handles of every mapping in force.
     pub fn mappings(&self) -> impl Iterator<Item = (u32, Mapping)> + '_ {
-        (0..self.limit())
+        (0..self.fresh)
             .map(|h| (h, self.get(h)))
             .filter(|(_, m)| m.flags & (GNTMAP_DEVICE_MAP | GNTMAP_HOST_MAP) as u16 != 0)
     }
@@ -544,7 +572,8 @@ impl Maptrack {
     /// back-end domain that stopped mapping, e.g. Dom0 after the last
     /// guest's disks and vifs went, holds no frames for it). Xen keeps
     /// them until the domain dies; freeing them early changes nothing a
-    /// guest can see: no handle is live, and the next map allocates again.
+    /// guest can see: no handle is live, and the next map allocates again
+    /// (cheaply: a page of fresh handles needs no preparation).
     pub fn shrink_if_unused<E: GrantEnv + ?Sized>(&mut self, env: &mut E) {
         if self.in_use == 0 && self.nr_pages > 0 {
             self.destroy(env);
@@ -554,12 +583,16 @@ impl Maptrack {
     /// Frees the maptrack pages (the domain is gone; every mapping was
     /// released with [`release_mapping`]).
     pub fn destroy<E: GrantEnv + ?Sized>(&mut self, env: &mut E) {
-        for p in self.pages.iter_mut() {
+        for p in self.pages[..self.nr_pages as usize].iter_mut() {
             if let Some(page) = p.take() {
                 env.free_page(page);
             }
         }
-        *self = Maptrack::new(self.max_pages);
+        self.nr_pages = 0;
+        self.fresh = 0;
+        self.free_head = MAPTRACK_TAIL;
+        self.free_tail = MAPTRACK_TAIL;
+        self.in_use = 0;
     }
 }
 

@@ -70,6 +70,12 @@ impl GrantEnv for Mem {
         self.pages_out += 1;
         Some(Box::leak(Box::new([0u64; 512])))
     }
+    /// Garbage, as a frame straight from the allocator may hold.
+    fn alloc_page_uncleared(&mut self) -> Option<&'static mut Page> {
+        let p = self.alloc_page()?;
+        p.fill(0xdead_beef_dead_beef);
+        Some(p)
+    }
     fn free_page(&mut self, _page: &'static mut Page) {
         self.pages_out -= 1;
     }
@@ -181,9 +187,9 @@ fn ctx(d: DomId) -> PtContext {
     PtContext {
         domid: d,
         pg_owner: d,
-        xen_l4_slots: [0; 16],
+        xen_l4_slots: &[0; 16],
         max_mfn: N - 1,
-        iomem: ptval::IoMem::NONE,
+        iomem: &ptval::IoMem::NONE,
     }
 }
 
@@ -1264,4 +1270,48 @@ fn unmap_and_replace_moves_a_mapping_into_the_slot() {
     assert_eq!(counts(&w, other), (other_before.0 + 1, other_before.1 + 1));
     assert_eq!(sh.flags(8), GTF_PERMIT_ACCESS);
     assert!(w.mem.dropped.is_empty());
+}
+
+/// Handles come in Xen's order (never used ones first, then freed ones,
+/// oldest first) from pages that were never cleared, and a handle not yet
+/// given out reads as free whatever its page held.
+#[test]
+fn maptrack_handles_come_in_xens_order_from_uncleared_pages() {
+    let mut w = World::new();
+    let mut g = table(&mut w, D1);
+    let mut sh = Shared::new();
+    for gref in 1..=4 {
+        sh.grant(gref, GTF_PERMIT_ACCESS, D1, DATA);
+    }
+    let pages = w.mem.pages_out;
+    let GrantTable { active, maptrack } = &mut g;
+    let m: Vec<_> = (1..=3)
+        .map(|gref| {
+            let va = VA + 0x1000 * u64::from(gref - 1);
+            w.map(maptrack, D1, active, &mut sh, gref, HOST, va)
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(m.iter().map(|m| m.handle).collect::<Vec<_>>(), [0, 1, 2]);
+    assert_eq!(
+        maptrack.mappings().count(),
+        3,
+        "garbage beyond them is free"
+    );
+    assert_eq!(maptrack.get(3), Mapping::default());
+    w.unmap(maptrack, active, &mut sh, 1, VA + 0x1000, 0)
+        .unwrap();
+    // Handle 1 is freed, but the never used handle 3 comes first, as Xen's
+    // list has it (its free list holds the new page's handles ahead of
+    // the freed one).
+    let next = w
+        .map(maptrack, D1, active, &mut sh, 4, HOST, VA + 0x1000)
+        .unwrap();
+    assert_eq!(next.handle, 3);
+    assert_eq!(maptrack.in_use(), 3);
+    for (h, va) in [(0, VA), (2, VA + 0x2000), (3, VA + 0x1000)] {
+        w.unmap(maptrack, active, &mut sh, h, va, 0).unwrap();
+    }
+    assert_eq!((maptrack.in_use(), maptrack.limit()), (0, 0));
+    assert_eq!(w.mem.pages_out, pages, "the maptrack page went back");
 }

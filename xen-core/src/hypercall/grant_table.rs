@@ -134,6 +134,14 @@ impl GrantEnv for GntEnv<'_> {
         Some(unsafe { &mut *(phys_to_virt(mfn.maddr()) as *mut Page) })
     }
 
+    fn alloc_page_uncleared(&mut self) -> Option<&'static mut Page> {
+        let mfn = FRAMES.lock().as_mut()?.alloc().ok()?;
+        // SAFETY: as in alloc_page; the contents are whatever the frame's
+        // last user left, which the maptrack never reads before writing
+        // (and never shows a guest).
+        Some(unsafe { &mut *(phys_to_virt(mfn.maddr()) as *mut Page) })
+    }
+
     fn free_page(&mut self, page: &'static mut Page) {
         let pa = page.as_ptr() as u64 - DIRECTMAP_VIRT_START;
         self.free_frame(Mfn(pa >> 12));

@@ -83,6 +83,11 @@ pub struct FrameAllocator<'a> {
     nr_frames: u64,
     total: u64,
     nr_free: u64,
+    /// Every free frame is below this (a bound, not always tight): the
+    /// search for the highest free frame starts here, not at the top of
+    /// RAM, whose frames a big Dom0 holds; allocating the highest free
+    /// frame lowers it, freeing one raises it.
+    free_top: u64,
 }
 
 impl<'a> FrameAllocator<'a> {
@@ -107,6 +112,7 @@ impl<'a> FrameAllocator<'a> {
             nr_frames,
             total: 0,
             nr_free: 0,
+            free_top: 0,
         })
     }
 
@@ -160,6 +166,7 @@ impl<'a> FrameAllocator<'a> {
             set(self.managed, m);
             set(self.free, m);
         }
+        self.free_top = self.free_top.max(start.0 + count);
         self.total += count;
         self.nr_free += count;
         Ok(())
@@ -196,11 +203,16 @@ impl<'a> FrameAllocator<'a> {
         if !align.is_power_of_two() {
             return Err(FrameAllocError::BadAlignment(align));
         }
+        let limit = limit.0.min(self.nr_frames);
         let start = self
-            .find_free_run(count, align, limit.0.min(self.nr_frames))
+            .find_free_run(count, align, limit.min(self.free_top))
             .ok_or(FrameAllocError::OutOfMemory { count })?;
         for m in start..start + count {
             clear(self.free, m);
+        }
+        if count == 1 && align == 1 && limit >= self.free_top {
+            // The highest free frame went: none is left at or above it.
+            self.free_top = start;
         }
         self.nr_free -= count;
         Ok(Mfn(start))
@@ -245,6 +257,7 @@ impl<'a> FrameAllocator<'a> {
         for m in start.0..start.0 + count {
             set(self.free, m);
         }
+        self.free_top = self.free_top.max(start.0 + count);
         self.nr_free += count;
         Ok(())
     }
@@ -618,5 +631,59 @@ mod tests {
     fn display_is_informative() {
         let s = std::format!("{}", FrameAllocError::DoubleFree(Mfn(0x42)));
         assert_eq!(s, "double free of mfn 0x42");
+    }
+
+    /// The search bound (`free_top`) never hides a free frame: against a
+    /// plain model, every allocation still takes the highest free frame
+    /// (below its limit) through any mix of allocations and frees.
+    #[test]
+    fn the_search_bound_never_hides_a_free_frame() {
+        const N: u64 = 1000;
+        with_ram(&[(10, 300), (400, 590)], N, |fa| {
+            let mut free: Vec<bool> = (0..N)
+                .map(|m| (10..310).contains(&m) || (400..990).contains(&m))
+                .collect();
+            let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+            let mut held: Vec<u64> = Vec::new();
+            for _ in 0..20_000 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                match x % 4 {
+                    0 | 1 => {
+                        let limit = if x % 3 == 0 { (x >> 8) % N } else { N };
+                        let want = (0..limit).rev().find(|&m| free[m as usize]);
+                        match fa.alloc_below(Mfn(limit)) {
+                            Ok(m) => {
+                                assert_eq!(Some(m.0), want);
+                                free[m.0 as usize] = false;
+                                held.push(m.0);
+                            }
+                            Err(_) => assert_eq!(want, None),
+                        }
+                    }
+                    2 if !held.is_empty() => {
+                        let m = held.swap_remove(((x >> 8) as usize) % held.len());
+                        fa.free(Mfn(m)).unwrap();
+                        free[m as usize] = true;
+                    }
+                    _ => {
+                        let want = (0..N - 1)
+                            .rev()
+                            .find(|&m| m % 2 == 0 && free[m as usize] && free[m as usize + 1]);
+                        match fa.alloc_contig(2, 2) {
+                            Ok(m) => {
+                                assert_eq!(Some(m.0), want);
+                                free[m.0 as usize] = false;
+                                free[m.0 as usize + 1] = false;
+                                held.push(m.0);
+                                held.push(m.0 + 1);
+                            }
+                            Err(_) => assert_eq!(want, None),
+                        }
+                    }
+                }
+            }
+        });
     }
 }

@@ -213,15 +213,22 @@ pub fn idle_l4() -> u64 {
     TABLES.lock().l4_phys
 }
 
+/// The hypervisor's L4 entries, read once: every slot gets its L3 in
+/// [`init`] and its last flag (USER, for the M2P) in [`map_m2p`], both
+/// before the first domain; from then on only lower levels change.
+static HYPERVISOR_L4: spin::Once<[u64; 16]> = spin::Once::new();
+
 /// The 16 hypervisor L4 entries every PV guest's L4 must carry.
-pub fn hypervisor_l4_entries() -> [u64; 16] {
-    let l4 = idle_l4();
-    let mut out = [0u64; 16];
-    for (i, slot) in HYPERVISOR_L4_SLOTS.enumerate() {
-        // SAFETY: the idle L4 is a pool page table.
-        out[i] = unsafe { table(l4).add(slot).read() };
-    }
-    out
+pub fn hypervisor_l4_entries() -> &'static [u64; 16] {
+    HYPERVISOR_L4.call_once(|| {
+        let l4 = idle_l4();
+        let mut out = [0u64; 16];
+        for (i, slot) in HYPERVISOR_L4_SLOTS.enumerate() {
+            // SAFETY: the idle L4 is a pool page table.
+            out[i] = unsafe { table(l4).add(slot).read() };
+        }
+        out
+    })
 }
 
 /// Read-only machine-to-phys table every PV guest sees (Xen's
@@ -231,6 +238,10 @@ pub const RO_MPT_VIRT_START: u64 = 0xFFFF_8000_0000_0000;
 /// Maps the M2P table (`len` bytes at machine address `pa`) read-only and
 /// user-accessible at RO_MPT_VIRT_START, so PV guests can read it.
 pub fn map_m2p(pa: u64, len: u64) {
+    assert!(
+        !HYPERVISOR_L4.is_completed(),
+        "the M2P is mapped after the hypervisor's L4 entries were handed out"
+    );
     let l4 = TABLES.lock().l4_phys;
     // The path down to the M2P must allow user access at every level.
     let mut va = RO_MPT_VIRT_START;
