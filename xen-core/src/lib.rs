@@ -30,6 +30,7 @@ pub mod irq;
 pub mod mm;
 pub mod runstate;
 pub mod svm;
+pub mod sysret;
 pub mod timer_op;
 pub mod vmx;
 pub mod wallclock;

@@ -119,9 +119,10 @@ impl Call<'_> {
 }
 
 /// Entered from `syscall_entry` with the guest's registers: a hypercall
-/// from guest kernel mode, or a system call from guest user mode.
+/// from guest kernel mode, or a system call from guest user mode. Returns
+/// non-zero when the way back may be `sysretq` (see `xen_core::sysret`).
 #[no_mangle]
-extern "C" fn pv_syscall_dispatch(frame: &mut TrapFrame) {
+extern "C" fn pv_syscall_dispatch(frame: &mut TrapFrame) -> u64 {
     let Some((domid, vcpu)) = crate::sched::current() else {
         crate::domain::crash_current(frame, format_args!("syscall with no current vCPU"));
     };
@@ -170,6 +171,14 @@ extern "C" fn pv_syscall_dispatch(frame: &mut TrapFrame) {
         Outcome::Crash(why) => crate::domain::crash_current(frame, format_args!("{why}")),
     }
     crate::sched::exit_to_guest(frame);
+    u64::from(xen_core::sysret::may_sysret(
+        frame.rip,
+        frame.cs,
+        frame.rflags,
+        frame.ss,
+        frame.rcx,
+        frame.r11,
+    ))
 }
 
 /// A hypercall from HVM vCPU `vcpu` of `doms[me]` (VMMCALL through its

@@ -2,7 +2,9 @@
 //! `syscall` entry (hypercalls), and the return to a guest.
 //!
 //! Every path builds the same `TrapFrame` on the hypervisor stack and hands a
-//! pointer to Rust; every return pops it and leaves with `iretq`.
+//! pointer to Rust; every return pops it and leaves with `iretq`, except a
+//! hypercall's plain return, which leaves with `sysretq` where that is the
+//! same (`xen_core::sysret`), as Xen's does.
 
 use core::arch::global_asm;
 
@@ -147,7 +149,30 @@ syscall_entry:
     cld
     mov %rsp, %rdi
     call pv_syscall_dispatch
-    jmp return_to_frame
+    test %rax, %rax
+    jz return_to_frame
+    /* The frame passed xen_core::sysret::may_sysret: rcx = rip and
+       r11 = rflags, flat ring-3 selectors, canonical rip. Interrupts off
+       from here: the next instructions run on the guest's stack (NMI and
+       #MC have IST stacks). */
+    cli
+    pop %r15
+    pop %r14
+    pop %r13
+    pop %r12
+    pop %rbp
+    pop %rbx
+    pop %r11
+    pop %r10
+    pop %r9
+    pop %r8
+    pop %rax
+    pop %rcx
+    pop %rdx
+    pop %rsi
+    pop %rdi
+    mov 40(%rsp), %rsp
+    sysretq
 
     .section .rodata
     .balign 8

@@ -47,8 +47,20 @@ static REQUESTED: AtomicU64 = AtomicU64::new(0);
 /// Per CPU: the latest request generation it has flushed for.
 static DONE: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 
-/// Flushes this CPU's TLB, global entries included.
+/// Whether this machine has INVPCID (CPUID.(7,0):EBX bit 10).
+fn has_invpcid() -> bool {
+    static HAS: spin::Once<bool> = spin::Once::new();
+    *HAS.call_once(|| instr::cpuid(0, 0).eax >= 7 && instr::cpuid(7, 0).ebx & (1 << 10) != 0)
+}
+
+/// Flushes this CPU's TLB, global entries included: one INVPCID where the
+/// CPU has it (as Xen's `do_tlb_flush`), else a CR4.PGE toggle, which is
+/// two flushes (each write of PGE flushes everything).
 pub fn local() {
+    if has_invpcid() {
+        instr::invpcid_flush_all();
+        return;
+    }
     let cr4 = instr::read_cr4();
     if cr4 & CR4_PGE != 0 {
         // SAFETY: toggling PGE off and back on changes no other CR4 bit;

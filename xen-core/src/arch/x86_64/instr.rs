@@ -382,6 +382,19 @@ pub fn read_dr6() -> u64 {
     v
 }
 
+/// Flushes this CPU's whole TLB, global entries included, with one
+/// INVPCID (type 2, every context).
+pub fn invpcid_flush_all() {
+    let desc = [0u64; 2];
+    // SAFETY: INVPCID type 2 (every PCID, global translations included)
+    // only drops TLB entries; the descriptor is readable and ignored for
+    // this type. Callers check CPUID.(7,0):EBX.INVPCID first.
+    unsafe {
+        core::arch::asm!("invpcid {t}, [{d}]", t = in(reg) 2u64, d = in(reg) desc.as_ptr(),
+            options(nostack, preserves_flags))
+    };
+}
+
 /// Invalidates the TLB entry for one linear address.
 pub fn invlpg(va: u64) {
     // SAFETY: dropping a TLB entry never breaks memory safety.
