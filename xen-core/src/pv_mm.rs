@@ -66,6 +66,18 @@ impl PtMemory for DirectMapPt {
         }
     }
 
+    fn swap_pte(&mut self, table: Mfn, index: usize, val: u64) -> u64 {
+        self.dirtied(table);
+        // SAFETY: as in read_pte; an aligned u64 of the direct map, which
+        // the hardware updates (A/D) with locked operations too, so the
+        // exchange sees every bit it set.
+        let e = unsafe {
+            &*((phys_to_virt(table.maddr()) as *const core::sync::atomic::AtomicU64)
+                .add(index & 511))
+        };
+        e.swap(val, core::sync::atomic::Ordering::AcqRel)
+    }
+
     fn flush_before_type_change(&mut self, _mfn: Mfn) {
         flush::domain(self.domid);
     }

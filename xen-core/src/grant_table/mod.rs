@@ -934,6 +934,10 @@ pub struct Unmapped {
     pub gref: u32,
     /// The frame.
     pub mfn: Mfn,
+    /// Whether a TLB may still hold a translation the unmap removed (the
+    /// caller flushes before [`unmap_complete`] if any does): false when
+    /// no PTE went, or the one that went was never used.
+    pub needs_flush: bool,
 }
 
 /// The first half of an unmap (Xen's `unmap_common`): checks the handle
@@ -970,6 +974,7 @@ pub fn unmap_grant_ref<E: GrantEnv + ?Sized>(
         rd: m.domid,
         gref: m.gref,
         mfn: act.mfn,
+        needs_flush: false,
     };
     if req.dev_bus_addr != 0 && req.dev_bus_addr != act.mfn.maddr() {
         return Err(GntStatus::GeneralError);
@@ -988,7 +993,7 @@ pub fn unmap_grant_ref<E: GrantEnv + ?Sized>(
             ptval::steal_pte(ld.ctx, ft, env, ld.l4, req.new_addr).ok_or(GntStatus::GeneralError)?
         };
         let replaced = ptval::replace_grant_pte(ld.ctx, ft, env, at, act.mfn, writable, stolen);
-        let Some((l1, index)) = replaced else {
+        let Some((l1, index, accessed)) = replaced else {
             // Still ours: the stolen mapping goes (Xen's put_page_from_l1e).
             ptval::put_l1_mapping(ld.ctx, ft, env, stolen);
             return Err(GntStatus::GeneralError);
@@ -1002,6 +1007,8 @@ pub fn unmap_grant_ref<E: GrantEnv + ?Sized>(
         m.flags &= !(GNTMAP_HOST_MAP as u16);
         m.pte = 0;
         out.done |= GNTMAP_HOST_MAP as u16 | ro;
+        // A replaced mapping's new address had a translation of its own.
+        out.needs_flush = accessed || req.new_addr != 0;
     }
     if req.dev_bus_addr != 0 && m.flags & GNTMAP_DEVICE_MAP as u16 != 0 {
         m.flags &= !(GNTMAP_DEVICE_MAP as u16);
@@ -1113,6 +1120,7 @@ pub fn release_mapping<E: GrantEnv + ?Sized, S: SharedEntries + ?Sized>(
         rd: m.domid,
         gref: m.gref,
         mfn,
+        needs_flush: true,
     };
     if m.flags & GNTMAP_DEVICE_MAP as u16 != 0 {
         done.done |= GNTMAP_DEVICE_MAP as u16 | ro;

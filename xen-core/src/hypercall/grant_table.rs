@@ -100,6 +100,9 @@ impl PtMemory for GntEnv<'_> {
     fn write_pte(&mut self, table: Mfn, index: usize, val: u64) {
         self.pt.write_pte(table, index, val)
     }
+    fn swap_pte(&mut self, table: Mfn, index: usize, val: u64) -> u64 {
+        self.pt.swap_pte(table, index, val)
+    }
     fn flush_before_type_change(&mut self, mfn: Mfn) {
         self.pt.flush_before_type_change(mfn)
     }
@@ -190,35 +193,65 @@ fn with_env<R>(
     })
 }
 
-/// A domain's v1 shared entries through the direct map.
-struct DirectShared {
-    frames: [Mfn; MAX_GRANT_FRAMES as usize],
-    n: usize,
+/// A domain's v1 shared entries through the direct map: its shared frames
+/// as they are when the operation starts (they change only with
+/// `setup_table` and teardown, never during one).
+///
+/// Two kinds of frame list: every frame ([`AllFrames`], for operations that
+/// may touch any entry), or only the frame holding one entry
+/// ([`EntryFrame`], for a map or an unmap, which touch exactly one): that
+/// one copies no frame list, which (a 64-frame array zeroed, filled and
+/// moved) was a tenth of a grant map's instructions. An entry outside the
+/// frames held reads as not allocated.
+struct DirectShared<F>(F);
+
+/// The shared frames a [`DirectShared`] can reach.
+trait SharedFrames {
+    /// Shared frame `i` of the table, if held.
+    fn frame(&self, i: usize) -> Option<Mfn>;
 }
 
-impl DirectShared {
-    fn of(t: &ActiveTable) -> Self {
-        let mut frames = [Mfn(0); MAX_GRANT_FRAMES as usize];
-        let f = t.allocated_frames();
-        frames[..f.len()].copy_from_slice(f);
-        DirectShared { frames, n: f.len() }
-    }
+/// Every shared frame of a table.
+struct AllFrames(heapless::Vec<Mfn, { MAX_GRANT_FRAMES as usize }>);
 
+impl SharedFrames for AllFrames {
+    fn frame(&self, i: usize) -> Option<Mfn> {
+        self.0.get(i).copied()
+    }
+}
+
+/// The one shared frame holding a given entry.
+struct EntryFrame(Option<(usize, Mfn)>);
+
+impl SharedFrames for EntryFrame {
+    fn frame(&self, i: usize) -> Option<Mfn> {
+        self.0.filter(|&(k, _)| k == i).map(|(_, f)| f)
+    }
+}
+
+impl DirectShared<AllFrames> {
+    fn of(t: &ActiveTable) -> Self {
+        DirectShared(AllFrames(t.allocated_frames().iter().copied().collect()))
+    }
+}
+
+impl DirectShared<EntryFrame> {
+    /// Only the frame of entry `gref` (none if it is beyond the table).
+    fn of_entry(t: &ActiveTable, gref: u32) -> Self {
+        let i = (gref / gt::ENTRIES_PER_FRAME) as usize;
+        DirectShared(EntryFrame(t.allocated_frames().get(i).map(|&f| (i, f))))
+    }
+}
+
+impl<F: SharedFrames> DirectShared<F> {
     /// The virtual address of byte `off` of entry `gref`, if allocated.
     fn addr(&self, gref: u32, off: u64) -> Option<u64> {
-        let i = (gref / gt::ENTRIES_PER_FRAME) as usize;
-        if i >= self.n {
-            return None;
-        }
-        Some(
-            phys_to_virt(self.frames[i].maddr())
-                + u64::from(gref % gt::ENTRIES_PER_FRAME) * 8
-                + off,
-        )
+        let f = self.0.frame((gref / gt::ENTRIES_PER_FRAME) as usize)?;
+        Some(phys_to_virt(f.maddr()) + u64::from(gref % gt::ENTRIES_PER_FRAME) * 8 + off)
     }
 }
 
-impl SharedEntries for DirectShared {
+impl<F: SharedFrames> SharedEntries for DirectShared<F> {
     fn header(&self, gref: u32) -> u32 {
         self.addr(gref, 0).map_or(0, |a| {
             // SAFETY: an aligned word of a shared grant frame (RAM, held by
@@ -382,7 +415,7 @@ fn map_one(c: &mut Call, op: &GnttabMapGrantRef) -> Result<gt::Mapped, GntStatus
     if is_self(c, op.dom, false) {
         let g = &mut *c.dom.grants;
         let xl = p2m_lookup(c.dom.hvm.as_ref());
-        let mut shared = DirectShared::of(&g.active);
+        let mut shared = DirectShared::of_entry(&g.active, req.gref);
         with_env(domid, |ctx, ft, env| {
             let mut l = Local {
                 ctx,
@@ -402,7 +435,7 @@ fn map_one(c: &mut Call, op: &GnttabMapGrantRef) -> Result<gt::Mapped, GntStatus
         let rdomid = rd.domid;
         let xl = p2m_lookup(rd.hvm.as_ref());
         let ractive = &mut rd.grants.active;
-        let mut shared = DirectShared::of(ractive);
+        let mut shared = DirectShared::of_entry(ractive, req.gref);
         let maptrack = &mut c.dom.grants.maptrack;
         with_env(domid, |ctx, ft, env| {
             let mut l = Local { ctx, l4, maptrack };
@@ -489,12 +522,14 @@ fn unmap_batch(c: &mut Call, uop: u64, n: u32, replace: bool) -> Result<Outcome,
             i += 1;
         }
         with_env(domid, |_, ft, env| {
-            env.flush_tlbs();
+            if done.iter().any(|u| u.needs_flush) {
+                env.flush_tlbs();
+            }
             for u in &done {
                 let Some(ractive) = remote_active(c.dom, &mut c.others, u.rd) else {
                     continue;
                 };
-                let mut shared = DirectShared::of(ractive);
+                let mut shared = DirectShared::of_entry(ractive, u.gref);
                 gt::unmap_complete(env, ft, ractive, &mut shared, u);
             }
         });
@@ -948,7 +983,7 @@ pub fn release_mappings(d: &mut Domain, others: &mut Others<'_>) {
                 gt::release_mapping(env, ft, ctx, mt, h, Some((ra, &mut sh)));
             } else {
                 let mt = &mut d.grants.maptrack;
-                gt::release_mapping::<_, DirectShared>(env, ft, ctx, mt, h, None);
+                gt::release_mapping::<_, DirectShared<EntryFrame>>(env, ft, ctx, mt, h, None);
             }
         });
     }

@@ -198,6 +198,10 @@ pub trait PtMemory {
     fn read_pte(&self, table: Mfn, index: usize) -> u64;
     /// Store entry `index` (< 512) of the table in frame `table`.
     fn write_pte(&mut self, table: Mfn, index: usize, val: u64);
+    /// Stores `val` in entry `index` and returns what it held, in one
+    /// atomic exchange: the hardware may set A/D in it concurrently, and a
+    /// flag set between a read and a write would be lost.
+    fn swap_pte(&mut self, table: Mfn, index: usize, val: u64) -> u64;
     /// `mfn` is about to change type (a writable frame becoming a page table,
     /// a page table becoming writable or another table level): flush every
     /// TLB that may still hold a translation of it or through it before this
@@ -1233,16 +1237,21 @@ const HYPERVISOR_VIRT_START: u64 = 0xffff_8000_0000_0000;
 /// End of the hypervisor's range.
 const HYPERVISOR_VIRT_END: u64 = 0xffff_8800_0000_0000;
 
-/// The entry Xen writes for a grant host mapping of `mfn` with `GNTMAP_*`
-/// `flags` in a 64-bit PV domain (`grant_to_pte_flags` then
-/// `adjust_guest_l1e`): present, accessed, dirty, NX, [`GNTTAB`]; user
-/// with `GNTMAP_application_map`; writable unless `GNTMAP_readonly`; the
+/// The entry written for a grant host mapping of `mfn` with `GNTMAP_*`
+/// `flags` in a 64-bit PV domain (Xen's `grant_to_pte_flags` then
+/// `adjust_guest_l1e`): present, dirty, NX, [`GNTTAB`]; user with
+/// `GNTMAP_application_map`; writable unless `GNTMAP_readonly`; the
 /// `GNTMAP_guest_avail` bits in bits 9..=11.
+///
+/// Unlike Xen 4.17's, the accessed flag is left clear: the CPU sets it on
+/// the first use, and an unmap finding it still clear knows no TLB holds
+/// the mapping and skips the flush ([`replace_grant_pte`]). Under
+/// emulation that flush is most of a map-and-unmap's cost.
 pub const fn grant_pte(mfn: Mfn, flags: u32) -> u64 {
     const GNTMAP_READONLY: u32 = 1 << 2;
     const GNTMAP_APPLICATION_MAP: u32 = 1 << 3;
     let mut e = (mfn.0 << PAGE_SHIFT) & ADDR_MASK;
-    e |= P | ACCESSED | DIRTY | NX | GNTTAB;
+    e |= P | DIRTY | NX | GNTTAB;
     if flags & GNTMAP_APPLICATION_MAP != 0 {
         e |= USER;
     }
@@ -1343,7 +1352,7 @@ pub fn remove_grant_pte<M: PtMemory + ?Sized>(
     at: GrantPteAt,
     mfn: Mfn,
     writable: bool,
-) -> Option<(Mfn, usize)> {
+) -> Option<(Mfn, usize, bool)> {
     replace_grant_pte(ctx, ft, mem, at, mfn, writable, 0)
 }
 
@@ -1351,6 +1360,13 @@ pub fn remove_grant_pte<M: PtMemory + ?Sized>(
 /// caller holds, from [`steal_pte`]) in its place (Xen's
 /// `replace_grant_pv_mapping` for `GNTTABOP_unmap_and_replace`). On `None`
 /// nothing changed and `new`'s references are still the caller's.
+///
+/// The third value says whether the entry removed had its accessed flag
+/// set when it went (read in the same atomic exchange that removed it).
+/// A CPU caches a translation only after setting that flag, so an entry
+/// that went without it left no TLB entry anywhere, and the caller need
+/// not flush for it (Xen's "avoid TLB flush if grant mapped page was not
+/// accessed").
 pub fn replace_grant_pte<M: PtMemory + ?Sized>(
     ctx: &PtContext,
     ft: &FrameTable<'_>,
@@ -1359,15 +1375,17 @@ pub fn replace_grant_pte<M: PtMemory + ?Sized>(
     mfn: Mfn,
     writable: bool,
     new: u64,
-) -> Option<(Mfn, usize)> {
+) -> Option<(Mfn, usize, bool)> {
     let (l1, index) = grant_l1_slot(ctx, ft, mem, at)?;
     let old = logical_l1e(mem.read_pte(l1, index));
     let rw = if writable { RW } else { 0 };
     if old & (P | GNTTAB) != P | GNTTAB || entry_mfn(old) != mfn || old & RW != rw {
         return None;
     }
-    mem.write_pte(l1, index, new);
-    Some((l1, index))
+    // The hardware may set A/D meanwhile, nothing else (the frame table's
+    // lock keeps every other writer out): the exchange sees the last word.
+    let gone = mem.swap_pte(l1, index, new);
+    Some((l1, index, gone & ACCESSED != 0))
 }
 
 /// Clears the caller's L1 entry mapping the linear address `va` of the
@@ -1456,6 +1474,11 @@ mod tests {
         }
         fn write_pte(&mut self, table: Mfn, index: usize, val: u64) {
             self.t[table.0 as usize][index] = val;
+        }
+        fn swap_pte(&mut self, table: Mfn, index: usize, val: u64) -> u64 {
+            let old = self.read_pte(table, index);
+            self.write_pte(table, index, val);
+            old
         }
         fn flush_before_type_change(&mut self, mfn: Mfn) {
             self.retyped.push(mfn);
