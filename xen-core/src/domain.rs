@@ -457,9 +457,40 @@ pub fn translate_guest(cr3: u64, va: u64) -> Result<u64, Errno> {
     Ok(ma)
 }
 
+/// Whether `[va, va + len)` of the PV address space rooted at `cr3` can be
+/// reached directly, through the page tables loaded now (as Xen's
+/// `copy_from_guest` always does): `cr3` is loaded (the calling vCPU's own
+/// kernel table, the usual case), and the range lies wholly in the guest's
+/// part of the address space, where nothing of xen-core's is mapped.
+fn direct(cr3: u64, va: u64, len: usize) -> bool {
+    const GUEST_LOW_END: u64 = 1 << 47;
+    const GUEST_HIGH_START: u64 = 0xffff_8800_0000_0000;
+    let Some(last) = (len as u64).checked_sub(1).and_then(|l| va.checked_add(l)) else {
+        return false;
+    };
+    let guest_range = last < GUEST_LOW_END || va >= GUEST_HIGH_START;
+    cr3 != HVM_SPACE && guest_range && instr::read_cr3() & !0xfff == cr3 & !0xfff
+}
+
 /// Copies `buf.len()` bytes from guest virtual address `va` of the address
 /// space rooted at `cr3`. -EFAULT if any byte is not readable by the guest.
+///
+/// Through the loaded page tables where [`direct`] allows (a fault there
+/// is fixed up, and the copy is made again the slow way, which gives the
+/// precise answer), else by walking the guest's tables in software.
 pub fn copy_from_guest(cr3: u64, va: u64, buf: &mut [u8]) -> Result<(), Errno> {
+    if direct(cr3, va, buf.len()) {
+        // SAFETY: `buf` is ours; the guest side lies in the guest's part of
+        // the loaded address space (checked by `direct`), whose mappings
+        // the guest's validated page tables make; a fault is fixed up.
+        if unsafe { instr::guest_copy(buf.as_mut_ptr(), va as *const u8, buf.len()) } {
+            return Ok(());
+        }
+    }
+    copy_from_guest_walk(cr3, va, buf)
+}
+
+fn copy_from_guest_walk(cr3: u64, va: u64, buf: &mut [u8]) -> Result<(), Errno> {
     // The frame table's lock keeps the translation valid until the copy is
     // done: mappings change only under it, so the frame cannot be unmapped,
     // freed and given to another domain in between.
@@ -492,7 +523,23 @@ pub fn copy_from_guest(cr3: u64, va: u64, buf: &mut [u8]) -> Result<(), Errno> {
 
 /// Copies `buf` to guest virtual address `va`; -EFAULT unless every byte is
 /// guest-writable.
+///
+/// Directly where [`direct`] allows, as [`copy_from_guest`]: a write
+/// through a read-only mapping faults (the CPU's CR0.WP), and so does one
+/// through a mapping log-dirty mode protected, which the slow way then
+/// makes and marks dirty; a write through a writable mapping is seen by
+/// log-dirty mode as the guest's own writes are.
 pub fn copy_to_guest(cr3: u64, va: u64, buf: &[u8]) -> Result<(), Errno> {
+    if direct(cr3, va, buf.len()) {
+        // SAFETY: as in copy_from_guest, the other way round.
+        if unsafe { instr::guest_copy(va as *mut u8, buf.as_ptr(), buf.len()) } {
+            return Ok(());
+        }
+    }
+    copy_to_guest_walk(cr3, va, buf)
+}
+
+fn copy_to_guest_walk(cr3: u64, va: u64, buf: &[u8]) -> Result<(), Errno> {
     // As in copy_from_guest; and the writable mapping found holds a writable
     // type reference, so under the lock the frame cannot become a page table
     // or descriptor page while we write it.

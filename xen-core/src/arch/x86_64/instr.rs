@@ -126,6 +126,45 @@ oxen_wrmsr_safe_insn:
 oxen_wrmsr_safe_fixup:
     mov eax, 1
     ret
+    /* oxen_guest_copy(dst, src, len): copies through the loaded page
+       tables; returns 0, or 1 if an access faulted (#PF/#GP: the
+       exception handler resumes at oxen_guest_copy_fixup). Eight bytes
+       at a time, then bytes: no `rep movs`, which an emulator runs one
+       element per step. */
+    .global oxen_guest_copy
+    .global oxen_guest_copy_ld8
+    .global oxen_guest_copy_st8
+    .global oxen_guest_copy_ld1
+    .global oxen_guest_copy_st1
+    .global oxen_guest_copy_fixup
+oxen_guest_copy:
+    cmp rdx, 8
+    jb 2f
+oxen_guest_copy_ld8:
+    mov rax, [rsi]
+oxen_guest_copy_st8:
+    mov [rdi], rax
+    add rsi, 8
+    add rdi, 8
+    sub rdx, 8
+    jmp oxen_guest_copy
+2:
+    test rdx, rdx
+    jz 3f
+oxen_guest_copy_ld1:
+    mov al, [rsi]
+oxen_guest_copy_st1:
+    mov [rdi], al
+    inc rsi
+    inc rdi
+    dec rdx
+    jmp 2b
+3:
+    xor eax, eax
+    ret
+oxen_guest_copy_fixup:
+    mov eax, 1
+    ret
     .global oxen_fixup_selftest
     .global oxen_fixup_selftest_insn
     .global oxen_fixup_selftest_fixup
@@ -152,6 +191,12 @@ extern "C" {
     static oxen_wrmsr_safe_fixup: u8;
     /// Loads from `addr` at a fixed-up instruction: returns 1 if it faulted.
     fn oxen_fixup_selftest(addr: u64) -> u32;
+    fn oxen_guest_copy(dst: *mut u8, src: *const u8, len: usize) -> u32;
+    static oxen_guest_copy_ld8: u8;
+    static oxen_guest_copy_st8: u8;
+    static oxen_guest_copy_ld1: u8;
+    static oxen_guest_copy_st1: u8;
+    static oxen_guest_copy_fixup: u8;
     static oxen_fixup_selftest_insn: u8;
     static oxen_fixup_selftest_fixup: u8;
 }
@@ -185,6 +230,37 @@ pub unsafe fn wrmsr_safe(msr: u32, val: u64) -> bool {
     // SAFETY: the caller upholds the contract; a #GP is fixed up as for
     // `rdmsr_safe`.
     unsafe { oxen_wrmsr_safe(msr, val) == 0 }
+}
+
+/// Copies `len` bytes from `src` to `dst` through the page tables loaded
+/// now, one of which is a PV guest's address (the guest's own mappings,
+/// with their permissions: a write to a read-only page faults as the guest
+/// would). False if an access faulted (#PF or #GP), part of the bytes
+/// possibly copied.
+///
+/// # Safety
+/// Of `src` and `dst`, the side in xen-core's memory must be valid for
+/// `len` bytes; the guest side must lie wholly in the guest's part of the
+/// address space (canonical, outside the hypervisor's range), so that
+/// nothing of xen-core's is reached through it, and the loaded CR3 must be
+/// the guest's.
+pub unsafe fn guest_copy(dst: *mut u8, src: *const u8, len: usize) -> bool {
+    // SAFETY: per the contract; a fault on a guest access resumes at the
+    // fixup (see `guest_copy_fixup`) with the stack as it was.
+    unsafe { oxen_guest_copy(dst, src, len) == 0 }
+}
+
+/// Where xen-core resumes after a page fault at `rip`, if that
+/// instruction is one of [`guest_copy`]'s accesses.
+pub fn guest_copy_fixup(rip: u64) -> Option<u64> {
+    let at = [
+        core::ptr::addr_of!(oxen_guest_copy_ld8) as u64,
+        core::ptr::addr_of!(oxen_guest_copy_st8) as u64,
+        core::ptr::addr_of!(oxen_guest_copy_ld1) as u64,
+        core::ptr::addr_of!(oxen_guest_copy_st1) as u64,
+    ];
+    at.contains(&rip)
+        .then(|| core::ptr::addr_of!(oxen_guest_copy_fixup) as u64)
 }
 
 /// Where xen-core resumes after a fault at `rip` in its own code, if that

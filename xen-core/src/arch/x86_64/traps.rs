@@ -169,9 +169,17 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
     }
 }
 
-/// The fixup address for a #GP xen-core expected (Xen's exception table).
+/// The fixup address for a fault xen-core expected (Xen's exception
+/// table): a #GP of the `*msr_safe` wrappers, or a #PF/#GP of a direct copy
+/// from or to a PV guest's memory (`instr::guest_copy`).
 fn hypervisor_fixup(frame: &TrapFrame) -> Option<u64> {
-    if frame.vector != u64::from(vector::GENERAL_PROTECTION) {
+    let v = frame.vector;
+    if v == u64::from(vector::PAGE_FAULT) || v == u64::from(vector::GENERAL_PROTECTION) {
+        if let Some(f) = super::instr::guest_copy_fixup(frame.rip) {
+            return Some(f);
+        }
+    }
+    if v != u64::from(vector::GENERAL_PROTECTION) {
         return None;
     }
     super::instr::exception_fixup(frame.rip)
