@@ -260,7 +260,7 @@ pub fn guest_copy_fixup(rip: u64) -> Option<u64> {
         core::ptr::addr_of!(oxen_guest_copy_st1) as u64,
     ];
     at.contains(&rip)
-        .then(|| core::ptr::addr_of!(oxen_guest_copy_fixup) as u64)
+        .then_some(core::ptr::addr_of!(oxen_guest_copy_fixup) as u64)
 }
 
 /// Where xen-core resumes after a fault at `rip` in its own code, if that
