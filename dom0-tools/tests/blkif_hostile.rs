@@ -720,19 +720,20 @@ fn xsa_216_responses_leak_nothing_through_their_padding() {
     assert_eq!(r.status(rw(BlkifOp::Read, 9, 0, &[(g, 0, 0)])), OKAY);
 }
 
-/// XSA-155, "paravirtualized drivers incautious about shared memory
-/// contents" (CVE-2015-8550: backends could be attacked "by writing to
-/// memory shared between the frontend and backend, aka a double fetch
-/// vulnerability"; Linux's fix copies each request out of the ring once,
-/// `RING_COPY_REQUEST`, and checks the frontend's `req_prod` before use).
-/// Oxen's blkback takes a private copy of each request and of `req_prod`:
-/// a frontend that rewrites a request, or its producer index, after the
-/// backend has read it changes nothing the backend does, and a producer
-/// index claiming more than a ring of requests disconnects the device.
+/// XSA-155 (CVE-2015-8550: with PV backends, guests could attack them "by
+/// writing to memory shared between the frontend and backend, aka a
+/// double fetch vulnerability"; Linux's fixes were "xen: Add
+/// RING_COPY_REQUEST()", "xen-blkback: only read request operation from
+/// shared ring once" and "xen-blkback: read from indirect descriptors only
+/// once"). Oxen's blkback must take one private copy of each request and
+/// of each indirect descriptor page and work from it: a frontend that
+/// rewrites a consumed slot changes nothing, the descriptor page is read
+/// exactly once per request, and a producer index claiming more than a
+/// ring of requests disconnects the device without touching the disk.
 #[test]
 fn xsa_155_requests_and_indexes_are_read_once() {
     let (w, fabric) = world();
-    let d = disk(64);
+    let d = disk(8192);
     let mut r = raw(&w, &fabric, 3, d.clone());
     let g = r.data.1;
     r.data.0.write(0, &[7; 4096]);
@@ -750,12 +751,31 @@ fn xsa_155_requests_and_indexes_are_read_once() {
     w.borrow_mut().run();
     assert_eq!(&d.borrow().data[..4096], &[0; 4096][..], "slot re-read");
     assert_eq!(r.ring_page.load_u32(RSP_PROD), 1);
+    // An indirect write of 20 segments: its descriptor page is fetched
+    // once (so what the frontend writes there meanwhile cannot split the
+    // checks from the use).
+    let ind = MemPage::new();
+    let ig = fabric.borrow_mut().grant(3, 0, &ind, false);
+    let segs: Vec<BlkifRequestSegment> = (0..20)
+        .map(|_| BlkifRequestSegment {
+            gref: g,
+            first_sect: 0,
+            last_sect: 7,
+            _pad6: 0,
+        })
+        .collect();
+    ind.write(0, segs.as_bytes());
+    let write = BlkifOp::Write as u8;
+    assert_eq!(r.status(indirect(2, write, 64, 20, &[ig])), OKAY);
+    assert_eq!(fabric.borrow().reads.get(&(3, ig)), Some(&1));
+    assert_eq!(&d.borrow().data[64 * 512..64 * 512 + 4096], &[7; 4096][..]);
+    assert_eq!(r.ring_page.load_u32(RSP_PROD), 2);
     // A producer index more than a ring ahead: the device disconnects
     // without touching the disk.
-    r.ring_page.store_u32(REQ_PROD, 1 + 33);
+    r.ring_page.store_u32(REQ_PROD, 2 + 33);
     r.kick();
     w.borrow_mut().run();
     assert_eq!(be_state(&w, 3, r.devid).as_deref(), Some("5"));
     assert_eq!(&d.borrow().data[..4096], &[0; 4096][..]);
-    assert_eq!(r.ring_page.load_u32(RSP_PROD), 1);
+    assert_eq!(r.ring_page.load_u32(RSP_PROD), 2);
 }

@@ -112,7 +112,8 @@ mod kernel {
         );
     }
 
-    /// XSA-182: "x86: Privilege escalation in PV guests" (fix: "Remove
+    /// XSA-182: "Potential privilege escalation in PV guests" (CVE-2016-6258,
+    /// SUSE's wording; fix: "Remove
     /// unsafe bits from the mod_l?_entry fastpath ... All changes in
     /// writeability and cacheability must go through full re-validation").
     /// A read-only mapping of a live page table must stay read-only when

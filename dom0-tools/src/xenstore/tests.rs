@@ -1523,7 +1523,7 @@ fn xsa_322_released_domid_inherits_no_node_permissions() {
 }
 
 /// XSA-326, "Xenstore: guests can let run xenstored out of memory"
-/// (CVE-2022-42311..42318; one way: "by accessing many nodes inside a
+/// (CVE-2022-42315 among others; one way: "by accessing many nodes inside a
 /// transaction"; C xenstored now limits the nodes a transaction may touch
 /// and the memory a domain may hold). Oxen must refuse a guest's
 /// transaction that touches more than `transaction_nodes` nodes or holds

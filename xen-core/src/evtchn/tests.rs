@@ -1432,8 +1432,7 @@ fn xsa_338_ports_stay_valid_across_reset_and_death() {
     check_invariants(&[&a, &b]);
 }
 
-/// XSA-221, "NULL pointer deref in event channel poll" (CVE-2017-10917:
-/// Xen "does not validate the port numbers of polled event channel
+/// XSA-221 (CVE-2017-10917: Xen "does not validate the port numbers of polled event channel
 /// ports"). `SCHEDOP_poll` looked at the pending state of ports that were
 /// never set up. Oxen's poll (hypercall/sched_op.rs) asks
 /// `port_is_valid` first (`-EINVAL` otherwise), then the 2-level pending

@@ -3156,8 +3156,8 @@ mod tests {
         });
     }
 
-    /// XSA-182, "x86: Privilege escalation in PV guests" (CVE-2016-6258;
-    /// fixed by "x86/pv: Remove unsafe bits from the mod_l?_entry
+    /// XSA-182 (CVE-2016-6258, "Potential privilege escalation in PV
+    /// guests" in SUSE's advisory listing; fixed by "x86/pv: Remove unsafe bits from the mod_l?_entry
     /// fastpath": "All changes in writeability and cacheability must go
     /// through full re-validation"). Xen's fast path let a guest flip RW on
     /// an entry whose frame and presence were unchanged, e.g. turn a
