@@ -1647,3 +1647,40 @@ fn xsa_481_local_domain_with_a_trailing_slash_is_invalid() {
     assert_eq!(t.dir(D0, "/local/domain").unwrap(), ["5"]);
     assert!(t.xs.store().check());
 }
+
+/// XSA-484, "Xenstored DoS via XS_RESET_WATCHES command" (CVE-2026-23557:
+/// "Any guest can cause xenstored to crash by issuing a XS_RESET_WATCHES
+/// command within a transaction due to an assert() triggering"; the fix
+/// makes dropping all of a connection's transactions work from any
+/// context). Oxen must answer `XS_RESET_WATCHES` sent inside a transaction
+/// with OK, drop every watch and transaction of that connection (none of
+/// it committed), and keep serving it and everyone else.
+#[test]
+fn xsa_484_reset_watches_inside_a_transaction() {
+    let mut t = T::new();
+    let g = t.guest(5);
+    t.watch(g, "w", "tok").unwrap();
+    let tx = t.start(g).unwrap();
+    let other = t.start(g).unwrap();
+    t.write_tx(g, tx, "in-tx", "v").unwrap();
+    let before = t.xs.store().len();
+    t.ok(g, MsgType::ResetWatches, tx, b"").unwrap();
+    // Both transactions are gone, nothing of them committed.
+    assert_eq!(t.end(g, tx, true), Err(XsErr::ENOENT));
+    assert_eq!(t.end(g, other, true), Err(XsErr::ENOENT));
+    assert_eq!(t.read(g, "in-tx"), Err(XsErr::ENOENT));
+    assert_eq!(t.xs.store().len(), before);
+    // The watch is gone: a write fires nothing for the guest.
+    t.events(g);
+    t.write(D0, "/local/domain/5/w", "x").unwrap();
+    assert!(t.events(g).is_empty());
+    // Everyone is still served; new transactions and watches work.
+    let tx = t.start(g).unwrap();
+    t.write_tx(g, tx, "after", "1").unwrap();
+    t.end(g, tx, true).unwrap();
+    assert_eq!(t.read(g, "after").unwrap(), "1");
+    t.watch(g, "w", "tok2").unwrap();
+    assert_eq!(t.events(g), [ev("w", "tok2")]);
+    assert_eq!(t.read(D0, "/local/domain/5/after").unwrap(), "1");
+    assert!(t.xs.store().check());
+}
