@@ -672,3 +672,110 @@ fn flush_with_data_is_a_durable_write() {
     e.req.nr_segments = 12;
     assert_eq!(r.status(e), ERROR);
 }
+
+// --- Xen security advisories (docs/xsa.md) ---------------------------------
+
+/// The ring slot `i` of a single-page blkif ring, raw (64-byte header,
+/// 112-byte slots).
+fn raw_slot(page: &MemPage, i: usize) -> [u8; 112] {
+    let mut b = [0u8; 112];
+    page.read(64 + (i % 32) * 112, &mut b);
+    b
+}
+
+/// XSA-216 (CVE-2017-10911: "an information leak flaw in Xen blkif
+/// response handling, allowing a malicious unprivileged guest to obtain
+/// sensitive information from the host or other guests"; the backends
+/// built responses field by field, leaving their padding to stack
+/// garbage). Oxen's blkback must write each response as a whole 16-byte
+/// `blkif_response` with its padding zero: every byte of the slot's
+/// response part is the id, operation, status or zero, whatever the
+/// request there said, for successes, errors and unsupported operations.
+#[test]
+fn xsa_216_responses_leak_nothing_through_their_padding() {
+    let (w, fabric) = world();
+    let mut r = raw(&w, &fabric, 3, disk(64));
+    let g = r.data.1;
+    let cookie = 0xa5a5_a5a5_a5a5_a5a5u64;
+    let mut ok = rw(BlkifOp::Read, cookie, 0, &[(g, 0, 7)]);
+    let mut bad = rw(BlkifOp::Read, cookie ^ 1, 0, &[(4000, 0, 7)]);
+    let mut odd = rw(BlkifOp::Read, cookie ^ 2, 0, &[]);
+    odd.req.operation = 0x7f;
+    for e in [&mut ok, &mut bad, &mut odd] {
+        // Everything the backend might leave unwritten is non-zero.
+        e.req.handle = 0xffff;
+        e.req._pad4 = 0xffff_ffff;
+    }
+    let rsp = r.send(&[ok, bad, odd]);
+    assert_eq!(rsp.len(), 3);
+    for (i, want) in [(0, OKAY), (1, ERROR), (2, NOTSUPP)] {
+        let slot = raw_slot(&r.ring_page, i);
+        let mut expect = [0u8; 16];
+        expect[..8].copy_from_slice(&(cookie ^ i as u64).to_le_bytes());
+        expect[8] = [BlkifOp::Read as u8, BlkifOp::Read as u8, 0x7f][i];
+        expect[10..12].copy_from_slice(&want.to_le_bytes());
+        assert_eq!(slot[..16], expect, "response {i}: {:02x?}", &slot[..16]);
+    }
+    // The device is still connected and serving.
+    assert_eq!(r.status(rw(BlkifOp::Read, 9, 0, &[(g, 0, 0)])), OKAY);
+}
+
+/// XSA-155 (CVE-2015-8550: with PV backends, guests could attack them "by
+/// writing to memory shared between the frontend and backend, aka a
+/// double fetch vulnerability"; Linux's fixes were "xen: Add
+/// RING_COPY_REQUEST()", "xen-blkback: only read request operation from
+/// shared ring once" and "xen-blkback: read from indirect descriptors only
+/// once"). Oxen's blkback must take one private copy of each request and
+/// of each indirect descriptor page and work from it: a frontend that
+/// rewrites a consumed slot changes nothing, the descriptor page is read
+/// exactly once per request, and a producer index claiming more than a
+/// ring of requests disconnects the device without touching the disk.
+#[test]
+fn xsa_155_requests_and_indexes_are_read_once() {
+    let (w, fabric) = world();
+    let d = disk(8192);
+    let mut r = raw(&w, &fabric, 3, d.clone());
+    let g = r.data.1;
+    r.data.0.write(0, &[7; 4096]);
+    // A write of sector 8; answered and done.
+    assert_eq!(r.status(rw(BlkifOp::Write, 1, 8, &[(g, 0, 0)])), OKAY);
+    assert_eq!(&d.borrow().data[4096..4608], &[7; 512][..]);
+    // The frontend now rewrites that consumed slot into a write of sector
+    // 0 and kicks again without producing anything: the backend must not
+    // look at the slot again.
+    let mut evil = rw(BlkifOp::Write, 1, 0, &[(g, 0, 7)]);
+    evil.req.nr_segments = 1;
+    let off = 64;
+    r.ring_page.write(off, evil.as_bytes());
+    r.kick();
+    w.borrow_mut().run();
+    assert_eq!(&d.borrow().data[..4096], &[0; 4096][..], "slot re-read");
+    assert_eq!(r.ring_page.load_u32(RSP_PROD), 1);
+    // An indirect write of 20 segments: its descriptor page is fetched
+    // once (so what the frontend writes there meanwhile cannot split the
+    // checks from the use).
+    let ind = MemPage::new();
+    let ig = fabric.borrow_mut().grant(3, 0, &ind, false);
+    let segs: Vec<BlkifRequestSegment> = (0..20)
+        .map(|_| BlkifRequestSegment {
+            gref: g,
+            first_sect: 0,
+            last_sect: 7,
+            _pad6: 0,
+        })
+        .collect();
+    ind.write(0, segs.as_bytes());
+    let write = BlkifOp::Write as u8;
+    assert_eq!(r.status(indirect(2, write, 64, 20, &[ig])), OKAY);
+    assert_eq!(fabric.borrow().reads.get(&(3, ig)), Some(&1));
+    assert_eq!(&d.borrow().data[64 * 512..64 * 512 + 4096], &[7; 4096][..]);
+    assert_eq!(r.ring_page.load_u32(RSP_PROD), 2);
+    // A producer index more than a ring ahead: the device disconnects
+    // without touching the disk.
+    r.ring_page.store_u32(REQ_PROD, 2 + 33);
+    r.kick();
+    w.borrow_mut().run();
+    assert_eq!(be_state(&w, 3, r.devid).as_deref(), Some("5"));
+    assert_eq!(&d.borrow().data[..4096], &[0; 4096][..]);
+    assert_eq!(r.ring_page.load_u32(RSP_PROD), 2);
+}

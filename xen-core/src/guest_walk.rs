@@ -247,4 +247,57 @@ mod tests {
         t.0.insert((0x3000, 1), 0x20_0000 | U | PteFlags::PSE.bits());
         assert_eq!(translate(&t, 0x1000, 0x40_0020_1234, false), Ok(0x20_1234));
     }
+
+    /// XSA-212, "x86: broken check in memory_exchange() permits PV guest
+    /// breakout" (CVE-2017-7228): Xen checked only the start of
+    /// XENMEM_exchange's guest arrays, then accessed element
+    /// `extent_start + i` for a guest-chosen `i`, reaching hypervisor
+    /// memory. Oxen's hypercalls translate every element's own address
+    /// (`copy_from_guest` per element): each must be refused inside the
+    /// hypervisor's range, even if the guest's L4 had user mappings there,
+    /// and an index that wraps the address around must land nowhere else.
+    #[test]
+    fn xsa_212_every_array_element_is_checked_on_its_own() {
+        let rw = U | PteFlags::RW.bits();
+        let mut m = HashMap::new();
+        for slot in [256, 271, 272] {
+            m.insert((0x1000, slot), 0x2000 | rw);
+        }
+        m.insert((0x2000, 0), 0x3000 | rw);
+        m.insert((0x2000, 511), 0x3000 | rw);
+        m.insert((0x3000, 0), 0x4000 | rw);
+        m.insert((0x3000, 511), 0x4000 | rw);
+        m.insert((0x4000, 0), 0x9000 | rw);
+        m.insert((0x4000, 511), 0xa000 | rw);
+        let t = Fake(m);
+        // The guest's array starts right after the hypervisor's range.
+        let start = HYPERVISOR_VIRT_END;
+        assert_eq!(translate(&t, 0x1000, start, true), Ok(0x9000));
+        assert_eq!(translate(&t, 0x1000, start + 8, false), Ok(0x9008));
+        // Index "-1" (what a hostile nr_exchanged makes of it): the element
+        // before the array is Xen's memory, however the L4 maps it.
+        for i in [u64::MAX, u64::MAX - 0x1000, u64::MAX - (1 << 30)] {
+            let va = start.wrapping_add(i.wrapping_mul(8));
+            assert!((HYPERVISOR_VIRT_START..HYPERVISOR_VIRT_END).contains(&va));
+            assert_eq!(translate(&t, 0x1000, va, false), Err(WalkError::BadAddress));
+            assert_eq!(
+                translate_pv(&t, 0x1000, va, true),
+                Err(WalkError::BadAddress)
+            );
+        }
+        assert_eq!(
+            translate(&t, 0x1000, start - 8, false),
+            Err(WalkError::BadAddress)
+        );
+        assert_eq!(
+            translate(&t, 0x1000, HYPERVISOR_VIRT_START, false),
+            Err(WalkError::BadAddress)
+        );
+        // Elements running off the top wrap to non-canonical or the user
+        // half, never silently into Xen's range.
+        assert_eq!(
+            translate(&t, 0x1000, u64::MAX.wrapping_add(1), false),
+            Err(WalkError::NotPresent)
+        );
+    }
 }

@@ -198,6 +198,9 @@ struct Tx {
     changes: Vec<Change>,
     /// Entry-count changes per owner.
     delta: BTreeMap<DomId, isize>,
+    /// A request in it broke a transaction quota: committing it fails
+    /// (C xenstored's `trans->fail`, answered with `ENOMEM`).
+    failed: bool,
 }
 
 pub(crate) struct Ring<P> {
@@ -772,6 +775,9 @@ impl<H: Host> Xenstored<H> {
                 };
                 let c = self.conns.get_mut(&conn).ok_or(XsErr::EINVAL)?;
                 let tx = c.txs.remove(&h.tx_id).ok_or(XsErr::ENOENT)?;
+                if commit && tx.failed {
+                    return Err(XsErr::ENOMEM);
+                }
                 if commit {
                     self.commit(caller, tx, after)?;
                 }
@@ -1145,6 +1151,15 @@ impl<H: Host> Xenstored<H> {
                 over |= bytes > quotas.transaction_memory;
             }
             if over && !caller.privileged {
+                // XSA-326: the transaction is poisoned, so what the refused
+                // request (and any other) did in it is never committed.
+                if let Some(t) = self
+                    .conns
+                    .get_mut(&conn)
+                    .and_then(|c| c.txs.get_mut(&tx_id))
+                {
+                    t.failed = true;
+                }
                 return Err(XsErr::ENOSPC);
             }
         } else {
@@ -1250,6 +1265,9 @@ impl<H: Host> Xenstored<H> {
                 c.target = None;
             }
         }
+        // XSA-322: the id may be reused; a new domain with it must not
+        // inherit this one's rights (its nodes stay, now Dom0's).
+        self.store.revoke_domain(domid);
         self.fire_special(RELEASE_DOMAIN, domid, after);
         self.logln(alloc::format!("released domain {domid}"));
         Ok(())

@@ -119,6 +119,44 @@ impl Store {
         Some(old)
     }
 
+    /// Forgets domain `domid` in every node's permissions (what oxenstored
+    /// does when a domain dies, part of XSA-322): its ACL entries go, and
+    /// nodes it owned pass to Dom0 (keeping their default access), so a
+    /// later domain reusing the id inherits nothing. Changed nodes get a
+    /// fresh generation (open transactions that read them must retry).
+    /// Returns how many nodes changed.
+    pub fn revoke_domain(&mut self, domid: DomId) -> usize {
+        let mut changed = 0;
+        let mut moved = 0;
+        for node in self.nodes.values_mut() {
+            let before = node.perms.len();
+            let mut first = true;
+            node.perms.retain(|p| {
+                let keep = first || p.domid != domid;
+                first = false;
+                keep
+            });
+            let mut touched = node.perms.len() != before;
+            if let Some(owner) = node.perms.first_mut() {
+                if owner.domid == domid {
+                    owner.domid = 0;
+                    moved += 1;
+                    touched = true;
+                }
+            }
+            if touched {
+                node.gen = self.next_gen;
+                self.next_gen += 1;
+                changed += 1;
+            }
+        }
+        if moved > 0 {
+            self.entries.remove(&domid);
+            *self.entries.entry(0).or_insert(0) += moved;
+        }
+        changed
+    }
+
     fn dec(&mut self, domid: DomId) {
         if let Some(n) = self.entries.get_mut(&domid) {
             *n = n.saturating_sub(1);

@@ -1477,3 +1477,210 @@ fn ring_indexes_wrap_around_u32() {
     assert!(g.page().load_u32(pg::RSP_PROD) < start, "wrapped");
     assert_eq!(t.xs.conn_info(c).unwrap().broken, None);
 }
+
+// --- Xen security advisories (docs/xsa.md) ---------------------------------
+
+/// XSA-322 (Xenstore), fixed by "tools/xenstore: revoke access rights for
+/// removed domains" ("existing granted access rights are not removed when
+/// a domain is being destroyed. This means that a new domain created with
+/// the same domid will inherit the access rights to Xenstore nodes from
+/// the previous domain(s) with the same domid") and, in oxenstored, "clean
+/// up permissions for dead domains" (ACL entries of the dead domain go,
+/// nodes it owned pass to Dom0). Oxen must do the same on `XS_RELEASE`,
+/// keep the nodes, and leave every other domain's rights alone.
+#[test]
+fn xsa_322_released_domid_inherits_no_node_permissions() {
+    let mut t = T::new();
+    let other = t.guest(8);
+    t.xs.host().add_ring(7, 0x1000, MemPage::new());
+    t.ok(D0, MsgType::Introduce, 0, b"7\x004096\x0017\0")
+        .unwrap();
+    let old = t.xs.domain_conn(7).unwrap();
+    // Dom0 lets domain 7 read a node, and gives it one outside its home.
+    t.write(D0, "/shared/secret", "s").unwrap();
+    t.set_perms(D0, "/shared/secret", &["n0", "r7", "r8"])
+        .unwrap();
+    t.write(D0, "/tool/given", "g").unwrap();
+    t.set_perms(D0, "/tool/given", &["n7", "r8"]).unwrap();
+    assert_eq!(t.read(old, "/shared/secret").unwrap(), "s");
+    assert_eq!(t.read(old, "/tool/given").unwrap(), "g");
+    let nodes = t.xs.store().len();
+    t.ok(D0, MsgType::Release, 0, b"7\0").unwrap();
+    // The nodes stay (the toolstack removes what it wants) ...
+    assert_eq!(t.xs.store().len(), nodes);
+    // ... but domain 7 is gone from their permissions.
+    assert_eq!(t.get_perms(D0, "/shared/secret").unwrap(), ["n0", "r8"]);
+    assert_eq!(t.get_perms(D0, "/tool/given").unwrap(), ["n0", "r8"]);
+    // A new domain 7 inherits nothing.
+    let new = t.xs.connect_local(7);
+    assert_eq!(t.read(new, "/shared/secret"), Err(XsErr::EACCES));
+    assert_eq!(t.read(new, "/tool/given"), Err(XsErr::EACCES));
+    assert_eq!(t.write(new, "/tool/given", "x"), Err(XsErr::EACCES));
+    // Domain 8's rights are untouched.
+    assert_eq!(t.read(other, "/shared/secret").unwrap(), "s");
+    assert_eq!(t.read(other, "/tool/given").unwrap(), "g");
+    assert!(t.xs.store().check());
+}
+
+/// XSA-326, "Xenstore: guests can let run xenstored out of memory"
+/// (CVE-2022-42315 among others; one way: "by accessing many nodes inside a
+/// transaction"; C xenstored now limits the nodes a transaction may touch
+/// and the memory a domain may hold). Oxen must refuse a guest's
+/// transaction that touches more than `transaction_nodes` nodes or holds
+/// more than `transaction_memory` bytes with `ENOSPC`, fail its commit
+/// (`ENOMEM`, C xenstored's answer for a transaction marked failed) so
+/// none of it lands, and keep serving that guest and everyone else.
+#[test]
+fn xsa_326_transactions_are_bounded() {
+    let q = Quotas {
+        transaction_nodes: 16,
+        transaction_memory: 4096,
+        ..Quotas::default()
+    };
+    let mut t = T::with(q);
+    let g = t.guest(5);
+    let before = t.xs.store().len();
+    // Many nodes.
+    let tx = t.start(g).unwrap();
+    let mut refused = None;
+    for i in 0..64 {
+        if let Err(e) = t.write_tx(g, tx, &format!("n{i}"), "v") {
+            refused = Some((i, e));
+            break;
+        }
+    }
+    let (at, e) = refused.expect("the node quota stops the transaction");
+    assert_eq!(e, XsErr::ENOSPC);
+    assert!(at <= 16, "refused at node {at}");
+    // Committing it fails as in C xenstored (`trans->fail`: ENOMEM), and
+    // the transaction is gone.
+    assert_eq!(t.end(g, tx, true), Err(XsErr::ENOMEM));
+    assert_eq!(t.write_tx(g, tx, "late", "v"), Err(XsErr::ENOENT));
+    assert_eq!(t.xs.store().len(), before, "nothing committed");
+    // Much memory: big values in a few nodes.
+    let tx = t.start(g).unwrap();
+    let big = "x".repeat(2000);
+    let mut refused = None;
+    for i in 0..8 {
+        if let Err(e) = t.write_tx(g, tx, &format!("b{i}"), &big) {
+            refused = Some(e);
+            break;
+        }
+    }
+    assert_eq!(refused, Some(XsErr::ENOSPC));
+    assert_eq!(t.end(g, tx, true), Err(XsErr::ENOMEM));
+    assert_eq!(t.xs.store().len(), before, "nothing committed");
+    // The guest is still served, inside and outside transactions.
+    let tx = t.start(g).unwrap();
+    t.write_tx(g, tx, "ok", "1").unwrap();
+    t.end(g, tx, true).unwrap();
+    assert_eq!(t.read(g, "ok").unwrap(), "1");
+    // Dom0 is not bound by guest quotas.
+    let tx = t.start(D0).unwrap();
+    for i in 0..32 {
+        t.write_tx(D0, tx, &format!("/d0/n{i}"), "v").unwrap();
+    }
+    t.end(D0, tx, true).unwrap();
+    assert_eq!(t.dir(D0, "/d0").unwrap().len(), 32);
+    assert!(t.xs.store().check());
+}
+
+/// XSA-353, fixed by "tools/ocaml/xenstored: do permission checks on
+/// xenstore root" ("out of all the xenstore operations only read did a
+/// permission check when handling the root node", so a guest could chmod
+/// `/`, write nodes under it, or `rm -r /`). Oxen must check the root's
+/// permissions (`n0`) like any node's: `EACCES` for a guest, the tree
+/// unchanged.
+#[test]
+fn xsa_353_root_node_permissions_are_checked() {
+    let mut t = T::new();
+    let g = t.guest(5);
+    let before = t.xs.store().len();
+    assert_eq!(t.set_perms(g, "/", &["n5"]), Err(XsErr::EACCES));
+    assert_eq!(t.set_perms(g, "/", &["b5"]), Err(XsErr::EACCES));
+    assert_eq!(t.write(g, "/evil", "x"), Err(XsErr::EACCES));
+    assert_eq!(t.mkdir(g, "/evil"), Err(XsErr::EACCES));
+    assert_eq!(t.dir(g, "/"), Err(XsErr::EACCES));
+    assert_eq!(t.get_perms(g, "/"), Err(XsErr::EACCES));
+    assert!(t.rm(g, "/").is_err());
+    assert!(t.rm(g, "/local").is_err());
+    assert_eq!(t.xs.store().len(), before);
+    assert_eq!(t.get_perms(D0, "/").unwrap(), ["n0"]);
+    assert_eq!(t.dir(D0, "/local/domain").unwrap(), ["5"]);
+    // The guest's own home still works.
+    t.write(g, "data", "1").unwrap();
+    assert_eq!(t.read(g, "data").unwrap(), "1");
+}
+
+/// XSA-481, "Xenstored DoS by unprivileged domain" (CVE-2026-23555: "Any
+/// guest issuing a Xenstore command accessing a node using the (illegal)
+/// node path '/local/domain/', will crash xenstored due to a clobbered
+/// error indicator ... when verifying the node path"). Oxen must answer
+/// every command on that path (and its relatives) with `EINVAL` and keep
+/// serving the guest and everyone else.
+#[test]
+fn xsa_481_local_domain_with_a_trailing_slash_is_invalid() {
+    let mut t = T::new();
+    let g = t.guest(5);
+    let before = t.xs.store().len();
+    for path in ["/local/domain/", "/local/domain//", "/local/domain/5/"] {
+        let p = join_strings(&[path.as_bytes()]);
+        for ty in [
+            MsgType::Read,
+            MsgType::Directory,
+            MsgType::GetPerms,
+            MsgType::Mkdir,
+            MsgType::Rm,
+        ] {
+            for c in [g, D0] {
+                assert_eq!(t.req(c, ty, 0, &p), Err(XsErr::EINVAL), "{ty:?} {path}");
+            }
+        }
+        assert_eq!(t.write(g, path, "x"), Err(XsErr::EINVAL));
+        assert_eq!(t.set_perms(g, path, &["n5"]), Err(XsErr::EINVAL));
+        assert_eq!(t.watch(g, path, "tok"), Err(XsErr::EINVAL));
+    }
+    assert_eq!(t.xs.store().len(), before);
+    // Everyone is still served.
+    t.write(g, "alive", "1").unwrap();
+    assert_eq!(t.read(g, "/local/domain/5/alive").unwrap(), "1");
+    assert_eq!(t.dir(D0, "/local/domain").unwrap(), ["5"]);
+    assert!(t.xs.store().check());
+}
+
+/// XSA-484, "Xenstored DoS via XS_RESET_WATCHES command" (CVE-2026-23557:
+/// "Any guest can cause xenstored to crash by issuing a XS_RESET_WATCHES
+/// command within a transaction due to an assert() triggering"; the fix
+/// makes dropping all of a connection's transactions work from any
+/// context). Oxen must answer `XS_RESET_WATCHES` sent inside a transaction
+/// with OK, drop every watch and transaction of that connection (none of
+/// it committed), and keep serving it and everyone else.
+#[test]
+fn xsa_484_reset_watches_inside_a_transaction() {
+    let mut t = T::new();
+    let g = t.guest(5);
+    t.watch(g, "w", "tok").unwrap();
+    let tx = t.start(g).unwrap();
+    let other = t.start(g).unwrap();
+    t.write_tx(g, tx, "in-tx", "v").unwrap();
+    let before = t.xs.store().len();
+    t.ok(g, MsgType::ResetWatches, tx, b"").unwrap();
+    // Both transactions are gone, nothing of them committed.
+    assert_eq!(t.end(g, tx, true), Err(XsErr::ENOENT));
+    assert_eq!(t.end(g, other, true), Err(XsErr::ENOENT));
+    assert_eq!(t.read(g, "in-tx"), Err(XsErr::ENOENT));
+    assert_eq!(t.xs.store().len(), before);
+    // The watch is gone: a write fires nothing for the guest.
+    t.events(g);
+    t.write(D0, "/local/domain/5/w", "x").unwrap();
+    assert!(t.events(g).is_empty());
+    // Everyone is still served; new transactions and watches work.
+    let tx = t.start(g).unwrap();
+    t.write_tx(g, tx, "after", "1").unwrap();
+    t.end(g, tx, true).unwrap();
+    assert_eq!(t.read(g, "after").unwrap(), "1");
+    t.watch(g, "w", "tok2").unwrap();
+    assert_eq!(t.events(g), [ev("w", "tok2")]);
+    assert_eq!(t.read(D0, "/local/domain/5/after").unwrap(), "1");
+    assert!(t.xs.store().check());
+}

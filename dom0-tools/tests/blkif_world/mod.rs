@@ -47,6 +47,8 @@ pub struct Fabric {
     pub mapped: u32,
     /// Grant copies done.
     pub copies: u64,
+    /// Grant copies out of each (granter, gref), for double-fetch checks.
+    pub reads: BTreeMap<(u16, GrantRef), u32>,
 }
 
 impl Fabric {
@@ -164,6 +166,7 @@ impl GrantMapper for BackHost {
             }
             e.page.read(usize::from(s.offset), &mut buf[pos..pos + len]);
             pos += len;
+            *f.reads.entry((domid, s.gref)).or_insert(0) += 1;
         }
         f.copies += segs.len() as u64;
         Ok(())

@@ -1383,3 +1383,96 @@ fn evtchn_random_ops_keep_invariants() {
         assert!(n > 20, "{inter} {loopback} {virqs} {closes} {raised}");
     }
 }
+
+// --- Xen security advisories (docs/xsa.md) ---------------------------------
+
+/// XSA-338, "once valid event channels may not turn invalid"
+/// (CVE-2020-25597): Xen's `evtchn_reset` lowered `valid_evtchns`, while
+/// the rest of the code (other vCPUs, the peer domain, `port_is_valid`
+/// without the lock) relies on a port, once valid, staying valid. Oxen
+/// must keep every bucket valid across `EVTCHNOP_reset` and domain death:
+/// the port reads back as closed (not `-EINVAL`), the peer's end turns
+/// into an unbound offer it can still send on harmlessly, and the table is
+/// usable again afterwards.
+#[test]
+fn xsa_338_ports_stay_valid_across_reset_and_death() {
+    let (wa, wb) = (Shared::new(), Shared::new());
+    let mut a = Big::new(D1, 1);
+    let mut b = Big::new(D2, 1);
+    // Fill A's first bucket so its interdomain port lands in the second.
+    for _ in 1..64 {
+        a.bind_ipi(0).unwrap();
+    }
+    let offer = b.alloc_unbound(D2, D1).unwrap();
+    let (ap, _) = Big::bind_interdomain(&mut a, Some(&mut b), offer, &wa).unwrap();
+    assert!(ap >= EVTCHNS_PER_BUCKET);
+    assert_eq!(a.valid_ports(), 2 * EVTCHNS_PER_BUCKET);
+    // EVTCHNOP_reset of A, with the glue's peer loop.
+    while let Some((port, dom)) = a.reset(&wa) {
+        assert_eq!((port, dom), (ap, D2));
+        Big::close(&mut a, Some(&mut b), port, &wa).unwrap();
+    }
+    assert_eq!(a.active_ports(), 0);
+    assert_eq!(a.valid_ports(), 2 * EVTCHNS_PER_BUCKET, "buckets stay");
+    for p in 0..2 * EVTCHNS_PER_BUCKET {
+        assert!(a.port_is_valid(p), "port {p} turned invalid");
+    }
+    assert_eq!(status_of(&a, ap).status, EvtchnStat::Closed.raw());
+    assert_eq!(a.send(ap), Err(Errno::EINVAL), "closed, not a fault");
+    // B's end is an offer to A again; sending on it reaches nobody.
+    assert_eq!(b.state(offer), Some(PortState::Unbound { remote_dom: D1 }));
+    assert_eq!(b.send(offer), Ok(None));
+    assert!(!wa.pending(ap));
+    // Death: still valid, every allocation refused with -EINVAL.
+    a.set_dying();
+    assert_eq!(a.alloc_unbound(D1, D0), Err(Errno::EINVAL));
+    assert!(a.port_is_valid(ap));
+    assert_eq!(status_of(&a, ap).status, EvtchnStat::Closed.raw());
+    assert!(wb.untouched());
+    check_invariants(&[&a, &b]);
+}
+
+/// XSA-221 (CVE-2017-10917: Xen "does not validate the port numbers of polled event channel
+/// ports"). `SCHEDOP_poll` looked at the pending state of ports that were
+/// never set up. Oxen's poll (hypercall/sched_op.rs) asks
+/// `port_is_valid` first (`-EINVAL` otherwise), then the 2-level pending
+/// bit: for every port number a guest can pass, both answers must be
+/// defined, never touching storage that does not exist, and a valid but
+/// never used port is simply not pending.
+#[test]
+fn xsa_221_poll_checks_are_defined_for_every_port() {
+    let w = Shared::new();
+    let mut t = Big::new(D1, 1);
+    let ipi = t.bind_ipi(0).unwrap();
+    w.set_pending_bit(ipi);
+    let edges = [
+        EVTCHNS_PER_BUCKET - 1,
+        EVTCHNS_PER_BUCKET,
+        Big::CAPACITY - 1,
+        Big::CAPACITY,
+        Big::CAPACITY + 1,
+        1 << 31,
+        u32::MAX,
+    ];
+    let poll = |t: &Big, port: u32| -> Result<bool, Errno> {
+        if !t.port_is_valid(port) {
+            return Err(Errno::EINVAL);
+        }
+        Ok(two_level::is_pending(&w, port))
+    };
+    for port in (0..=Big::CAPACITY + 8).chain(edges) {
+        let want = if port >= EVTCHNS_PER_BUCKET {
+            Err(Errno::EINVAL)
+        } else {
+            Ok(port == ipi)
+        };
+        assert_eq!(poll(&t, port), want, "port {port}");
+    }
+    // The free ports of a valid bucket: valid, free, not pending.
+    for port in ipi + 1..EVTCHNS_PER_BUCKET {
+        assert_eq!(t.state(port), Some(PortState::Free));
+    }
+    // Nothing was written by the checks.
+    assert_eq!(t.active_ports(), 1);
+    assert!(!w.masked(ipi));
+}

@@ -1351,3 +1351,158 @@ fn unmap_flushes_only_for_a_pte_that_was_used() {
     assert_eq!(w.pte(5), 0);
     assert_eq!(counts(&w, DATA), before);
 }
+
+// --- Xen security advisories (docs/xsa.md) ---------------------------------
+
+/// XSA-224, "grant table operations mishandle reference counts"
+/// (CVE-2017-10920, bug 1: "a GNTMAP_device_map and GNTMAP_host_map
+/// mapping, when followed by only a GNTMAP_host_map unmapping"; bug 2,
+/// CVE-2017-10921: "does not ensure sufficient type counts" for such a
+/// mapping). Xen dropped the device part's references with the host part,
+/// so the frame could become a page table while still mapped writable for
+/// a device. Oxen must drop exactly the host part's references on a
+/// host-only unmap, keep the device part's (and GTF_reading/writing),
+/// do nothing on a repeated host-only unmap (Xen's answer: okay), and
+/// balance everything once the device part goes.
+#[test]
+fn xsa_224_host_only_unmap_of_a_device_and_host_mapping() {
+    let mut w = World::new();
+    let mut g = table(&mut w, D1);
+    let mut sh = Shared::new();
+    sh.grant(9, GTF_PERMIT_ACCESS, D1, DATA);
+    let before = counts(&w, DATA);
+    let GrantTable { active, maptrack } = &mut g;
+    let m = w
+        .map(maptrack, D1, active, &mut sh, 9, DEV | HOST, VA)
+        .unwrap();
+    assert_eq!(counts(&w, DATA), (before.0 + 2, before.1 + 2));
+    // The host part only.
+    w.unmap(maptrack, active, &mut sh, m.handle, VA, 0).unwrap();
+    assert_eq!(w.pte(5), 0);
+    assert_eq!(counts(&w, DATA), (before.0 + 1, before.1 + 1));
+    assert_eq!(active.get(9).pin, GNTPIN_DEVW_INC);
+    assert_eq!(sh.flags(9), GTF_PERMIT_ACCESS | GTF_READING | GTF_WRITING);
+    // Bug 2: the device part still holds its writable type reference, so
+    // the frame cannot turn into a page table.
+    let c = ctx(D1);
+    assert!(w.with(|ft, mem| ptval::pin(&c, ft, mem, DATA, 1)).is_err());
+    assert_eq!(w.info(DATA).page_type(), PageType::Writable);
+    // Unmapping the host part again is a no-op (Xen's unmap_common only
+    // acts on host_addr while the handle still has GNTMAP_host_map): okay,
+    // and the device part's references stay.
+    w.unmap(maptrack, active, &mut sh, m.handle, VA, 0).unwrap();
+    assert_eq!(counts(&w, DATA), (before.0 + 1, before.1 + 1));
+    assert_eq!(active.get(9).pin, GNTPIN_DEVW_INC);
+    // The device part: everything back.
+    w.unmap(maptrack, active, &mut sh, m.handle, 0, DATA.maddr())
+        .unwrap();
+    assert_eq!(counts(&w, DATA), before);
+    assert_eq!(sh.flags(9), GTF_PERMIT_ACCESS);
+    assert_eq!(maptrack.in_use(), 0);
+    assert_eq!(
+        w.unmap(maptrack, active, &mut sh, m.handle, 0, DATA.maddr()),
+        Err(GntStatus::BadHandle)
+    );
+    assert!(sh.end_access(9));
+}
+
+/// XSA-230, "grant_table: possibly premature clearing of GTF_writing /
+/// GTF_reading" (CVE-2017-12855): after a grant copy Xen cleared
+/// GTF_writing looking only at host pins, so a grant still mapped writable
+/// for a device looked free to its granter, which could reuse the frame
+/// while the grantee still wrote it. Oxen must keep GTF_reading and
+/// GTF_writing while any mapping (host or device) remains, across copies
+/// from and into the grant, and clear them when the last one goes.
+#[test]
+fn xsa_230_copy_keeps_flags_of_a_device_mapped_grant() {
+    let mut w = World::new();
+    let mut g1 = table(&mut w, D1);
+    let mut g2 = table(&mut w, D2);
+    let mut sh1 = Shared::new();
+    let mut sh2 = Shared::new();
+    sh2.grant(5, GTF_PERMIT_ACCESS, D1, DATA2);
+    let c1 = counts(&w, DATA);
+    let c2 = counts(&w, DATA2);
+    // D1 maps D2's grant 5 writable for a device only.
+    let m = {
+        let GrantTable { maptrack, .. } = &mut g1;
+        w.map(maptrack, D2, &mut g2.active, &mut sh2, 5, DEV, 0)
+            .unwrap()
+    };
+    let busy = GTF_PERMIT_ACCESS | GTF_READING | GTF_WRITING;
+    assert_eq!(sh2.flags(5), busy);
+    // D1 copies into the grant and out of it.
+    fn copy(
+        w: &mut World,
+        g1: &mut GrantTable,
+        g2: &mut GrantTable,
+        sh1: &mut Shared,
+        sh2: &mut Shared,
+        into: bool,
+    ) -> Result<(), Status> {
+        w.with(|ft, mem| {
+            let mut r1 = Remote {
+                domid: D1,
+                active: &mut g1.active,
+                shared: sh1,
+                p2m: None,
+            };
+            let mut r2 = Remote {
+                domid: D2,
+                active: &mut g2.active,
+                shared: sh2,
+                p2m: None,
+            };
+            if into {
+                let doms = CopyDomains::Two(&mut r1, &mut r2);
+                copy_one(
+                    mem,
+                    ft,
+                    D1,
+                    doms,
+                    &side(DATA.0, false, 0),
+                    &side(5, true, 8),
+                    8,
+                )
+            } else {
+                let doms = CopyDomains::Two(&mut r2, &mut r1);
+                copy_one(
+                    mem,
+                    ft,
+                    D1,
+                    doms,
+                    &side(5, true, 8),
+                    &side(DATA.0, false, 0),
+                    8,
+                )
+            }
+        })
+    }
+    copy(&mut w, &mut g1, &mut g2, &mut sh1, &mut sh2, true).unwrap();
+    assert_eq!(sh2.flags(5), busy, "still mapped for the device");
+    copy(&mut w, &mut g1, &mut g2, &mut sh1, &mut sh2, false).unwrap();
+    assert_eq!(sh2.flags(5), busy, "still mapped for the device");
+    assert!(!sh2.end_access(5));
+    // The granter's frame holds the device mapping's references only.
+    assert_eq!(counts(&w, DATA2), (c2.0 + 1, c2.1 + 1));
+    assert_eq!(counts(&w, DATA), c1);
+    // Unmapped: flags clear, the granter may end access.
+    {
+        let GrantTable { maptrack, .. } = &mut g1;
+        w.unmap(
+            maptrack,
+            &mut g2.active,
+            &mut sh2,
+            m.handle,
+            0,
+            DATA2.maddr(),
+        )
+        .unwrap();
+    }
+    assert_eq!(sh2.flags(5), GTF_PERMIT_ACCESS);
+    assert_eq!(counts(&w, DATA2), c2);
+    // A copy on an unmapped grant leaves it unpinned.
+    copy(&mut w, &mut g1, &mut g2, &mut sh1, &mut sh2, true).unwrap();
+    assert_eq!(sh2.flags(5), GTF_PERMIT_ACCESS);
+    assert!(sh2.end_access(5));
+}

@@ -3139,4 +3139,110 @@ mod tests {
             assert!(*n > 100, "only {n} updates of live L{level} tables");
         }
     }
+
+    // --- Xen security advisories (docs/xsa.md) -------------------------
+
+    /// XSA-148, "x86: Uncontrolled creation of large page mappings by PV
+    /// guests" (CVE-2015-7835). Xen's `mod_l2_entry` fast path (same frame,
+    /// same presence) skipped the L2 flag check, so a guest could set PSE
+    /// on an L2 entry pointing at one of its L1 tables and get the L1 (and
+    /// 511 neighbours) mapped as a writable 2 MiB page. Oxen must refuse
+    /// PSE in every L2 update, fast path or not, with `-EINVAL`, leaving the
+    /// entry and every count as they were.
+    #[test]
+    fn xsa_148_l2_superpage_refused_on_the_fast_path() {
+        world(|ctx, ft, mem| {
+            let initial = snap(ft);
+            mem.set(3, 0, tb(4));
+            pin(ctx, ft, mem, Mfn(3), 2).unwrap();
+            let before = snap(ft);
+            let old = mem.get(3, 0);
+            // Same frame, same P: only PSE (and RW, A/D) differ.
+            for val in [tb(4) | PSE, (tb(4) | PSE) & !RW, old | PSE] {
+                let r = mod_entry(ctx, ft, mem, Mfn(3), 0, val, false);
+                assert_eq!(
+                    r,
+                    Err(PtError::BadFlags {
+                        level: 2,
+                        flags: PSE
+                    })
+                );
+                assert_eq!(r.unwrap_err().errno(), Errno::EINVAL);
+                assert_eq!(mem.get(3, 0), old);
+                assert_balanced(ft, &before);
+            }
+            // A new superpage over a data frame: refused too.
+            let r = mod_entry(ctx, ft, mem, Mfn(3), 1, rw(10) | PSE, false);
+            assert_eq!(r.unwrap_err().errno(), Errno::EINVAL);
+            assert_eq!(mem.get(3, 1), 0);
+            assert_balanced(ft, &before);
+            // The L1 is still an L1: it cannot be mapped writable.
+            assert_eq!(ft.info(Mfn(4)).unwrap().page_type(), PageType::L1);
+            // Nothing else broke: ordinary updates work, unpinning
+            // gives everything back.
+            mod_entry(ctx, ft, mem, Mfn(3), 1, tb(5), false).unwrap();
+            mod_entry(ctx, ft, mem, Mfn(3), 1, 0, false).unwrap();
+            assert_balanced(ft, &before);
+            unpin(ctx, ft, mem, Mfn(3)).unwrap();
+            assert_balanced(ft, &initial);
+        });
+    }
+
+    /// XSA-182 (CVE-2016-6258, "Potential privilege escalation in PV
+    /// guests" in SUSE's advisory listing; fixed by "x86/pv: Remove unsafe bits from the mod_l?_entry
+    /// fastpath": "All changes in writeability and cacheability must go
+    /// through full re-validation"). Xen's fast path let a guest flip RW on
+    /// an entry whose frame and presence were unchanged, e.g. turn a
+    /// read-only mapping of one of its page tables writable. Oxen must send
+    /// every RW or cache-bit change through full validation: a read-only
+    /// mapping of a live table stays read-only (`-EBUSY`, Xen's answer for
+    /// a type conflict), cache bits are refused (`-EINVAL`), and a
+    /// self-referencing L4 (the advisory's route) is refused outright.
+    #[test]
+    fn xsa_182_rw_changes_never_take_the_fast_path() {
+        world(|ctx, ft, mem| {
+            let initial = snap(ft);
+            build_tree(mem);
+            pin(ctx, ft, mem, Mfn(6), 4).unwrap();
+            let before = snap(ft);
+            // L1 slot 2 maps the L4 read-only, slot 1 the L1 itself.
+            for (slot, table, ty) in [(2, 6, PageType::L4), (1, 9, PageType::L1)] {
+                let old = mem.get(9, slot);
+                let r = mod_entry(ctx, ft, mem, Mfn(9), slot, old | RW, false);
+                assert_eq!(
+                    r,
+                    Err(PtError::MapTypeConflict {
+                        mfn: Mfn(table),
+                        current: ty
+                    })
+                );
+                assert_eq!(r.unwrap_err().errno(), Errno::EBUSY);
+                assert_eq!(mem.get(9, slot), old);
+                assert_balanced(ft, &before);
+            }
+            // Cacheability changes on upper levels: refused.
+            for (table, slot, bit, level) in [(7, 0, PCD, 3), (6, 0, PWT, 4), (8, 0, PCD, 2)] {
+                let old = mem.get(table, slot);
+                let r = mod_entry(ctx, ft, mem, Mfn(table), slot, old | bit, false);
+                assert_eq!(r, Err(PtError::BadFlags { level, flags: bit }));
+                assert_eq!(mem.get(table, slot), old);
+            }
+            // A read-only L4 self-map (a linear page table): refused.
+            let r = mod_entry(ctx, ft, mem, Mfn(6), 1, tb(6) & !RW, false);
+            assert_eq!(
+                r,
+                Err(PtError::LinearPageTable {
+                    level: 4,
+                    mfn: Mfn(6)
+                })
+            );
+            assert_eq!(r.unwrap_err().errno(), Errno::EINVAL);
+            assert_balanced(ft, &before);
+            // Whitelisted bits still take the fast path.
+            mod_entry(ctx, ft, mem, Mfn(9), 0, rw(10) | DIRTY, false).unwrap();
+            assert_balanced(ft, &before);
+            unpin(ctx, ft, mem, Mfn(6)).unwrap();
+            assert_balanced(ft, &initial);
+        });
+    }
 }
