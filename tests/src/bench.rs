@@ -704,6 +704,17 @@ pub mod toolstack {
             "domU: xenstore write round trip",
             Some("evtchn_self"),
         ),
+        (
+            "evtchn_pingpong",
+            "domU <-> Dom0: event channel ping-pong round trip",
+            Some("evtchn_self"),
+        ),
+        ("memcpy_4k_dom0", "Dom0: 4 KiB memcpy", None),
+        (
+            "grant_copy_domu",
+            "Dom0: GNTTABOP_copy of a domU's 4 KiB grant",
+            Some("memcpy_4k_dom0"),
+        ),
     ];
 
     /// The figures ids, in order.

@@ -14,6 +14,17 @@
 //!   the same way the xenstore reply's event arrives). An event-channel
 //!   round trip is the least a ring request costs.
 //!
+//!
+//! Then two cross-domain figures, with Dom0 (`xl-bench`) on the other end:
+//!
+//! - it grants Dom0 a page (reference in `data/copy-gref`); Dom0 times
+//!   `GNTTABOP_copy` of it into a frame of its own (`grant_copy_domu`,
+//!   beside a 4 KiB `memcpy` in Dom0) and says so in `data/copy-done`;
+//! - `evtchn_pingpong`: an event to Dom0 over an inter-domain channel
+//!   (its port in `data/pingpong-port`), whose handler sends one straight
+//!   back, until this guest's handler has run: the round trip between two
+//!   domains, beside its floor `evtchn_self`.
+//!
 //! It prints one `BENCH name=...` line per figure on its console (Dom0
 //! relays them to the serial console), then its verdict, and powers off.
 //! Timings are never judged: the verdict says only whether every request
@@ -29,9 +40,13 @@ mod kernel {
     use core::arch::asm;
     use core::sync::atomic::{AtomicU64, Ordering};
 
-    use dom0_tools::bench::{Line, Stats};
-    use pv_guest_lib::xenbus::NO_TX;
-    use pv_guest_lib::{domu, events, println, runtime, StartInfo, Verdict};
+    use dom0_tools::bench::{decimal, Line, Stats};
+    use hypercall_abi::xen::DOMID_SELF;
+    use pv_guest_lib::frame;
+    use pv_guest_lib::grant::GrantTable;
+    use pv_guest_lib::xenbus::metal::StoreTransport;
+    use pv_guest_lib::xenbus::{Xenbus, NO_TX};
+    use pv_guest_lib::{domu, events, println, runtime, time, StartInfo, Verdict};
 
     pv_guest_lib::entry!(kmain);
 
@@ -90,6 +105,101 @@ mod kernel {
 
     fn on_ipi(_port: events::Port, _data: usize) {
         FIRED.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Where the grant table is mapped.
+    const GT_VA: u64 = 0xffff_c000_0020_0000;
+    /// How long Dom0 may take to answer (ns).
+    const PEER_NS: u64 = 30_000_000_000;
+
+    /// Sends on `port` and sleeps until the handler has run, up to `ns`.
+    /// Sleeping, not spinning: with Dom0 and this guest sharing a CPU, a
+    /// spinning guest would hold it until the scheduler took it away, and
+    /// the figure would be the time slice, not the round trip.
+    fn ping(port: events::Port, ns: u64) -> bool {
+        let before = FIRED.load(Ordering::SeqCst);
+        if events::send(port).is_err() {
+            return false;
+        }
+        let deadline = time::now_ns() + ns;
+        let back = || FIRED.load(Ordering::SeqCst) != before;
+        time::block_until(deadline, back) == time::Wake::Ready
+    }
+
+    /// The cross-domain figures (see the header): a page granted to Dom0
+    /// for its grant copies, then the event ping-pong.
+    fn cross_domain(xs: &mut Xenbus<StoreTransport>, v: &mut Verdict, s: &mut [u64], ovh: u64) {
+        let mut gt = match GrantTable::setup(1, GT_VA) {
+            Ok(gt) => gt,
+            Err(e) => return v.fail(format_args!("GNTTABOP_setup_table: {e}")),
+        };
+        let page = match frame::alloc_frame() {
+            Ok(p) => p,
+            Err(e) => return v.fail(format_args!("a frame to grant: {e:?}")),
+        };
+        for k in 0..4096u64 {
+            // SAFETY: a frame of ours, direct-mapped writable; k < 4096.
+            unsafe { core::ptr::write_volatile((page.va as *mut u8).add(k as usize), k as u8) };
+        }
+        let gref = match gt.grant_access(0, page.mfn, true) {
+            Ok(r) => r,
+            Err(e) => return v.fail(format_args!("grant a page to Dom0: {e}")),
+        };
+        let mut buf = [0u8; 20];
+        let r = xs.write(NO_TX, "data/copy-gref", decimal(u64::from(gref), &mut buf));
+        if let Err(e) = r {
+            return v.fail(format_args!("XS_WRITE data/copy-gref: {e}"));
+        }
+        let deadline = time::now_ns() + PEER_NS;
+        let done = loop {
+            match xs.read(NO_TX, "data/copy-done") {
+                Ok(d) => break Some(d),
+                Err(_) if time::now_ns() < deadline => time::sleep_ns(1_000_000),
+                Err(_) => break None,
+            }
+        };
+        match done.as_deref() {
+            Some(b"ok") => {}
+            Some(d) => v.fail(format_args!(
+                "Dom0's grant copies: {}",
+                core::str::from_utf8(d).unwrap_or("?")
+            )),
+            None => v.fail(format_args!("Dom0 never copied from our grant")),
+        }
+        if let Err(e) = gt.end_access(gref) {
+            v.fail(format_args!("end the grant: {e}"));
+        }
+
+        let port = match events::alloc_unbound(DOMID_SELF, 0) {
+            Ok(p) => p,
+            Err(e) => return v.fail(format_args!("EVTCHNOP_alloc_unbound for Dom0: {e}")),
+        };
+        let _ = events::set_handler(port, on_ipi, 0);
+        let _ = events::unmask(port);
+        let r = xs.write(
+            NO_TX,
+            "data/pingpong-port",
+            decimal(u64::from(port), &mut buf),
+        );
+        if let Err(e) = r {
+            return v.fail(format_args!("XS_WRITE data/pingpong-port: {e}"));
+        }
+        // Dom0 binds when it sees the node: until then nothing comes back.
+        let deadline = time::now_ns() + PEER_NS;
+        while !ping(port, 10_000_000) {
+            if time::now_ns() > deadline {
+                events::unbind(port);
+                let _ = events::close(port);
+                return v.fail(format_args!("Dom0 never answered on port {port}"));
+            }
+        }
+        if time(s, || ping(port, 1_000_000_000)) {
+            report("evtchn_pingpong", s, ovh);
+        } else {
+            v.fail(format_args!("an event to Dom0 was not answered"));
+        }
+        events::unbind(port);
+        let _ = events::close(port);
     }
 
     fn kmain(si: &'static StartInfo) -> ! {
@@ -198,6 +308,7 @@ mod kernel {
                 Err(e) => v.fail(format_args!("XS_READ {WRITE_NODE}: {e}")),
             }
         }
+        cross_domain(&mut xs, &mut v, &mut s, ovh);
         v.finish()
     }
 }

@@ -21,8 +21,12 @@
 //! - then it creates `domu-xsbench` (`/boot/domu-xsbench`) and relays its
 //!   console to the serial console as `[d<id>] ...`: that guest prints
 //!   the xenstore round trips (`xs_read`, `xs_write`) beside its floor
-//!   (`evtchn_self`), see `domu-xsbench.rs`. Without that kernel in the
-//!   ramdisk those figures are `n/a`.
+//!   (`evtchn_self`), see `domu-xsbench.rs`, and, with this Dom0 on the
+//!   other end, the cross-domain figures: `evtchn_pingpong` (an event to
+//!   Dom0 and straight back, beside `evtchn_self`), `grant_copy_domu`
+//!   (`GNTTABOP_copy` of the guest's granted page into Dom0, beside a
+//!   4 KiB `memcpy` in Dom0, `memcpy_4k_dom0`). Without that kernel in
+//!   the ramdisk those figures are `n/a`.
 //!
 //! One `BENCH name=...` line per figure (`dom0_tools::bench`); the verdict
 //! is SUCCESS if every step worked (every guest built, said its first
@@ -51,7 +55,8 @@ mod kernel {
     use dom0_tools::xc;
     use dom0_tools::xl::backend::CreateRequest;
     use dom0_tools::xl::XlBackend;
-    use pv_guest_lib::{println, time, StartInfo};
+    use pv_guest_lib::grant::{self, CopyPtr};
+    use pv_guest_lib::{events, frame, println, time, StartInfo};
 
     pv_guest_lib::entry!(main);
 
@@ -75,7 +80,132 @@ mod kernel {
     const FIRST_LINE_NS: u64 = 30_000_000_000;
     const XSBENCH_NS: u64 = 240_000_000_000;
     /// Figures the xenstore guest prints.
-    const XS_FIGURES: &[&str] = &["evtchn_self", "xs_read", "xs_write"];
+    const XS_FIGURES: &[&str] = &[
+        "evtchn_self",
+        "xs_read",
+        "xs_write",
+        "evtchn_pingpong",
+        "memcpy_4k_dom0",
+        "grant_copy_domu",
+    ];
+    /// Timed grant copies (and memcpys) from domu-xsbench's page.
+    const COPIES: usize = 301;
+
+    /// Dom0's end of domu-xsbench's cross-domain figures (see its
+    /// header): grant copies from the page it grants, and the echo of its
+    /// ping-pong events. Dom0's own figure lines wait until the guest is
+    /// done, so the lines come in one order.
+    #[derive(Default)]
+    struct Cross {
+        copied: bool,
+        lines: Vec<String>,
+        error: Option<String>,
+        pong: Option<events::Port>,
+    }
+
+    /// Dom0's side of the ping-pong: every event is sent straight back.
+    fn echo(port: events::Port, _data: usize) {
+        let _ = events::send(port);
+    }
+
+    impl Cross {
+        fn step(&mut self, ts: &mut Toolstack, id: u16, ovh: u64) {
+            let node = |n: &str| alloc::format!("/local/domain/{id}/data/{n}");
+            let number =
+                |v: Vec<u8>| -> Option<u32> { core::str::from_utf8(&v).ok()?.parse().ok() };
+            if !self.copied {
+                if let Some(v) = ts.xenstore_read(&node("copy-gref")) {
+                    self.copied = true;
+                    let r = number(v)
+                        .ok_or_else(|| String::from("data/copy-gref is no number"))
+                        .and_then(|gref| self.copies(id, gref, ovh));
+                    let answer = match &r {
+                        Ok(()) => String::from("ok"),
+                        Err(e) => e.clone(),
+                    };
+                    if let Err(e) = r {
+                        self.error.get_or_insert(e);
+                    }
+                    let _ = ts.xenstore_write(&node("copy-done"), answer.as_bytes());
+                }
+            }
+            if self.pong.is_none() {
+                if let Some(port) = ts.xenstore_read(&node("pingpong-port")).and_then(number) {
+                    match events::bind_interdomain(id, port) {
+                        Ok(local) => {
+                            let _ = events::set_handler(local, echo, 0);
+                            let _ = events::unmask(local);
+                            self.pong = Some(local);
+                        }
+                        Err(e) => {
+                            self.error
+                                .get_or_insert(alloc::format!("bind to d{id} port {port}: {e}"));
+                            self.pong = Some(0);
+                        }
+                    }
+                }
+            }
+        }
+
+        /// Times a 4 KiB memcpy in Dom0 (the floor), then `GNTTABOP_copy`
+        /// of the guest's page `gref` into a frame of Dom0's, and checks
+        /// the copy.
+        fn copies(&mut self, id: u16, gref: u32, ovh: u64) -> Result<(), String> {
+            let (src, dst) = match (frame::alloc_frame(), frame::alloc_frame()) {
+                (Ok(s), Ok(d)) => (s, d),
+                _ => return Err(String::from("Dom0 has no frames to copy into")),
+            };
+            let mut s = vec![0u64; COPIES];
+            for x in s.iter_mut() {
+                let t0 = tsc();
+                // SAFETY: two distinct frames of Dom0's, direct-mapped.
+                unsafe {
+                    core::ptr::copy_nonoverlapping(src.va as *const u8, dst.va as *mut u8, 4096);
+                    asm!("", options(nostack, preserves_flags));
+                }
+                *x = tsc().wrapping_sub(t0);
+            }
+            self.figure("memcpy_4k_dom0", &mut s, ovh);
+            for x in s.iter_mut() {
+                let t0 = tsc();
+                grant::copy(
+                    CopyPtr::Grant {
+                        dom: id,
+                        gref,
+                        offset: 0,
+                    },
+                    CopyPtr::Frame {
+                        mfn: dst.mfn,
+                        offset: 0,
+                    },
+                    4096,
+                )
+                .map_err(|e| alloc::format!("GNTTABOP_copy from d{id} ref {gref}: {e}"))?;
+                *x = tsc().wrapping_sub(t0);
+            }
+            // SAFETY: Dom0's frame, direct-mapped, 4 KiB.
+            let got = unsafe { core::slice::from_raw_parts(dst.va as *const u8, 4096) };
+            if got.iter().enumerate().any(|(k, &b)| b != k as u8) {
+                return Err(String::from("the copied page is not the guest's pattern"));
+            }
+            self.figure("grant_copy_domu", &mut s, ovh);
+            Ok(())
+        }
+
+        fn figure(&mut self, name: &str, s: &mut [u64], ovh: u64) {
+            if let Some(stats) = Stats::of(s) {
+                let stats = stats.minus(ovh);
+                self.lines.push(alloc::format!(
+                    "{}",
+                    Line::Figure {
+                        name,
+                        stats,
+                        per: None
+                    }
+                ));
+            }
+        }
+    }
 
     #[inline(always)]
     fn tsc() -> u64 {
@@ -269,7 +399,7 @@ mod kernel {
     }
 
     /// Runs domu-xsbench, relaying its console lines.
-    fn run_xsbench(c: &mut Checks, ts: &mut Toolstack) {
+    fn run_xsbench(c: &mut Checks, ts: &mut Toolstack, ovh: u64) {
         let req = request(
             HELLO_CFG,
             &[
@@ -298,8 +428,10 @@ mod kernel {
                 });
             }
         };
+        let mut cross = Cross::default();
         let finished = ts.serve_until(XSBENCH_NS, |ts| {
             relay_now(ts);
+            cross.step(ts, id, ovh);
             xc::domain_info(id).is_ok_and(|i| i.is_shutdown())
         });
         // The last of its output (bounded: a guest that keeps the back
@@ -310,6 +442,18 @@ mod kernel {
             }
         }
         relay_now(ts);
+        if let Some(p) = cross.pong.filter(|&p| p != 0) {
+            events::unbind(p);
+            let _ = events::close(p);
+        }
+        for l in &cross.lines {
+            println!("{l}");
+        }
+        c.check(
+            "Dom0's end of the cross-domain figures",
+            cross.error.is_none() && cross.copied && cross.pong.is_some(),
+            format_args!("{:?}", cross.error),
+        );
         c.check(
             "domu-xsbench ran to its end",
             finished,
@@ -360,7 +504,7 @@ mod kernel {
         bench_builder(&mut c, hello, ovh);
         bench_xl(&mut c, &mut ts, ovh);
         if has_xsbench {
-            run_xsbench(&mut c, &mut ts);
+            run_xsbench(&mut c, &mut ts, ovh);
         } else {
             for name in XS_FIGURES {
                 println!(

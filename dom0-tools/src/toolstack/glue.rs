@@ -534,6 +534,18 @@ impl Toolstack {
         self.guests.len()
     }
 
+    /// The value of xenstore node `path`, if it exists (as Dom0 sees it).
+    pub fn xenstore_read(&self, path: &str) -> Option<Vec<u8>> {
+        self.xs.store().get(path).map(|n| n.value.clone())
+    }
+
+    /// Writes xenstore node `path` as Dom0 does (watches fire).
+    pub fn xenstore_write(&mut self, path: &str, value: &[u8]) -> Result<(), String> {
+        self.xs.write(path, value).map_err(|e| format!("{e:?}"))?;
+        self.flush_xs();
+        Ok(())
+    }
+
     /// Every path in xenstore now, sorted (for leak checks).
     pub fn xenstore_paths(&self) -> Vec<String> {
         self.xs.store().paths().map(String::from).collect()
