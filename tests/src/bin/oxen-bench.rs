@@ -331,12 +331,39 @@ fn versus_xen(images: &Images, runs: usize) -> Result<bool, String> {
          per-boot median. Under TCG absolute cycles move with the host's load: the ratios are \
          what count."
     );
+    // The cross-domain figures have no Xen counterpart here (Xen cannot
+    // run Oxen's toolstack Dom0): each stands beside its physical floor.
+    eprintln!("oxen-bench: cross-domain figures: booting xl-bench on Oxen ...");
+    let cross = match bench::toolstack::run(images, Some(Echo::Quiet)) {
+        Ok(r) => {
+            let p = bench::toolstack::problems(&r);
+            if !p.is_empty() {
+                eprintln!("{}", r.report(&p.join("; ")));
+                ok = false;
+            }
+            cross_rows(&r.log, oxen_boots.first().map(|b| b.result.log.as_str()))
+        }
+        Err(e) => {
+            eprintln!("oxen-bench: xl-bench: {e}");
+            ok = false;
+            Vec::new()
+        }
+    };
+    println!();
+    println!("Cross-domain figures on Oxen, each beside its floor (TSC cycles, medians):");
+    for r in &cross {
+        println!(
+            "{:<58} {:>11}  {:<44} {:>9} {:>7}",
+            r[0], r[1], r[2], r[3], r[4]
+        );
+    }
     let doc = performance_md(
         runs,
         &emulator,
         xen.as_ref().ok(),
         xen_missing.as_deref(),
         &cells,
+        &cross,
         oxen_boots.first().map(|b| b.result.command.as_str()),
         xen_boots.first().map(|b| b.result.command.as_str()),
     );
@@ -349,6 +376,76 @@ fn versus_xen(images: &Images, runs: usize) -> Result<bool, String> {
         }
     }
     Ok(ok && !oxen_boots.is_empty())
+}
+
+/// The cross-domain figures (xl-bench's boot) and pv-bench's null
+/// hypercall, each beside its floor: `[figure, cycles, floor, floor
+/// cycles, ratio]`. A figure the run lacks is left out.
+fn cross_rows(toolstack_log: &str, pv_bench_log: Option<&str>) -> Vec<[String; 5]> {
+    const CROSS: &[(&str, &str, &str, &str)] = &[
+        (
+            "evtchn_pingpong",
+            "event channel ping-pong, domU <-> Dom0",
+            "evtchn_self",
+            "event to self until handler (domU)",
+        ),
+        (
+            "grant_copy_domu",
+            "GNTTABOP_copy of a domU's 4 KiB grant into Dom0",
+            "memcpy_4k_dom0",
+            "4 KiB memcpy in Dom0",
+        ),
+        (
+            "xs_read",
+            "xenstore read round trip (domU -> Dom0's xenstored)",
+            "evtchn_self",
+            "event to self until handler (domU)",
+        ),
+        (
+            "xl_create_first_line",
+            "xl create to the guest's first console line",
+            "builder_alone",
+            "the domain builder alone",
+        ),
+    ];
+    let figures = bench::figures(toolstack_log);
+    let median = |id: &str| {
+        figures.iter().find_map(|f| match f {
+            bench::Figure::Measured { name, median, .. } if name == id => Some(*median),
+            _ => None,
+        })
+    };
+    let mut rows: Vec<[String; 5]> = CROSS
+        .iter()
+        .filter_map(|&(id, what, fid, fwhat)| {
+            let (v, f) = (median(id)?, median(fid)?);
+            Some([
+                format!("{what} [{id}]"),
+                v.to_string(),
+                format!("{fwhat} [{fid}]"),
+                f.to_string(),
+                fmt_ratio(v, f),
+            ])
+        })
+        .collect();
+    if let Some(log) = pv_bench_log {
+        let null = bench::figures(log).into_iter().find_map(|f| match f {
+            bench::Figure::Measured { name, median, .. } if name == "null_hypercall" => {
+                Some(median)
+            }
+            _ => None,
+        });
+        if let (Some(v), Some(fl)) = (null, bench::floor(log)) {
+            rows.push([
+                "null hypercall from Dom0 [null_hypercall]".into(),
+                v.to_string(),
+                "bare syscall/sysret pair (xen-core at boot)".into(),
+                fl.median.to_string(),
+                fmt_ratio(v, fl.median),
+            ]);
+        }
+    }
+    rows
 }
 
 fn command_output(cmd: &str, args: &[&str]) -> Option<String> {
@@ -366,6 +463,7 @@ fn performance_md(
     xen: Option<&oxen_tests::xen::Xen>,
     xen_missing: Option<&str>,
     cells: &[[String; 5]],
+    cross: &[[String; 5]],
     oxen_cmd: Option<&str>,
     xen_cmd: Option<&str>,
 ) -> String {
@@ -422,6 +520,27 @@ fn performance_md(
          the ratios are what count, and the guest-only `memcpy_4k` row shows how steady the \
          emulator was between the two.\n\n",
     );
+    s.push_str("## Across domains, beside their floors\n\n");
+    if cross.is_empty() {
+        s.push_str("(xl-bench did not run: no cross-domain figures this time.)\n\n");
+    } else {
+        s.push_str(
+            "Oxen only (Xen cannot run Oxen's toolstack Dom0, `xl-bench`, which drives these): \
+             each figure beside the least the machine needs for the same thing, measured in the \
+             same boot. TSC cycles, medians; from one boot of `xl-bench` with `domu-xsbench` as \
+             its guest (`scripts/bench --only toolstack` prints them all), and the null \
+             hypercall from the first Oxen boot above beside xen-core's bare `syscall`/`sysret` \
+             pair.\n\n",
+        );
+        s.push_str("| figure | Oxen | floor | floor | x floor |\n|---|--:|---|--:|--:|\n");
+        for r in cross {
+            s.push_str(&format!(
+                "| {} | {} cycles | {} | {} cycles | {} |\n",
+                r[0], r[1], r[2], r[3], r[4]
+            ));
+        }
+        s.push('\n');
+    }
     s.push_str("## How it was produced\n\n");
     s.push_str(&format!(
         "`scripts/bench --only xen --runs {runs}`, which boots:\n\n"
