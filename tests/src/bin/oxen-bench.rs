@@ -364,8 +364,10 @@ fn versus_xen(images: &Images, runs: usize) -> Result<bool, String> {
         xen_missing.as_deref(),
         &cells,
         &cross,
-        oxen_boots.first().map(|b| b.result.command.as_str()),
-        xen_boots.first().map(|b| b.result.command.as_str()),
+        (
+            oxen_boots.first().map(|b| b.result.command.as_str()),
+            xen_boots.first().map(|b| b.result.command.as_str()),
+        ),
     );
     let path = images::workspace_root().join("docs/PERFORMANCE.md");
     match std::fs::write(&path, doc) {
@@ -464,8 +466,7 @@ fn performance_md(
     xen_missing: Option<&str>,
     cells: &[[String; 5]],
     cross: &[[String; 5]],
-    oxen_cmd: Option<&str>,
-    xen_cmd: Option<&str>,
+    (oxen_cmd, xen_cmd): (Option<&str>, Option<&str>),
 ) -> String {
     use bench::versus;
     let date = command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]).unwrap_or_else(|| "?".into());
