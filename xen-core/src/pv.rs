@@ -175,10 +175,21 @@ pub fn deliver_events(frame: &mut TrapFrame) {
     let Some(v) = find(&mut doms, domid).and_then(|d| d.vcpus.get_mut(id as usize)) else {
         return;
     };
+    if let Err(why) = deliver_events_to(frame, v) {
+        drop(doms);
+        crash_current(frame, format_args!("event upcall: {why}"));
+    }
+}
+
+/// [`deliver_events`] for the running vCPU `v`, which the caller found
+/// (with the domain table locked): the hypercall path's exit, which has
+/// it at hand. An error is the bounce frame's; the caller crashes the
+/// domain once the table is unlocked.
+pub fn deliver_events_to(frame: &mut TrapFrame, v: &mut Vcpu) -> Result<(), &'static str> {
     let pending = upcall_pending(v).load(core::sync::atomic::Ordering::Acquire);
     let mask = upcall_mask(v).load(core::sync::atomic::Ordering::Acquire);
     if pending == 0 || mask != 0 || v.callbacks.event == 0 {
-        return;
+        return Ok(());
     }
     let b = Bounce {
         eip: v.callbacks.event,
@@ -186,10 +197,7 @@ pub fn deliver_events(frame: &mut TrapFrame) {
         mask_events: true,
         failsafe: false,
     };
-    if let Err(why) = create_bounce_frame(frame, v, b) {
-        drop(doms);
-        crash_current(frame, format_args!("event upcall: {why}"));
-    }
+    create_bounce_frame(frame, v, b)
 }
 
 /// Whether exception `vec` pushes an error code.

@@ -772,14 +772,17 @@ fn top_frame() -> *mut TrapFrame {
     (this_cpu().stack_top - TRAP_FRAME_SIZE) as *mut TrapFrame
 }
 
-/// The exit path of every entry from a PV guest (interrupts off).
-pub fn exit_to_guest(frame: &mut TrapFrame) {
-    let c = cpu();
-    if NEED_RESCHED
-        .get(c)
+/// Whether [`exit_to_guest`] would schedule before going back.
+pub fn exit_needs_schedule() -> bool {
+    NEED_RESCHED
+        .get(cpu())
         .is_none_or(|f| f.load(Ordering::Acquire))
         || current().is_none()
-    {
+}
+
+/// The exit path of every entry from a PV guest (interrupts off).
+pub fn exit_to_guest(frame: &mut TrapFrame) {
+    if exit_needs_schedule() {
         schedule(frame);
         if current_is_hvm() {
             enter_hvm_loop();

@@ -76,10 +76,13 @@ pub fn note_implicit_unmap(domid: u16, entry: u64) {
 
 /// Whether `domid` implicitly unmapped a grant PTE (and forgets it).
 pub fn take_implicit_unmap(domid: u16) -> bool {
+    let bit = 1 << (domid % 64);
+    // A plain load first: this runs on every hypercall, and the bit is
+    // almost never set.
     IMPLICIT_UNMAP
         .get(usize::from(domid) / 64)
         .is_some_and(|w| {
-            w.fetch_and(!(1 << (domid % 64)), Ordering::AcqRel) & (1 << (domid % 64)) != 0
+            w.load(Ordering::Acquire) & bit != 0 && w.fetch_and(!bit, Ordering::AcqRel) & bit != 0
         })
 }
 

@@ -118,6 +118,16 @@ impl Call<'_> {
     }
 }
 
+/// How a hypercall leaves [`pv_syscall_dispatch`]'s locked part.
+enum Exit {
+    /// rax set and events delivered already: straight back to the guest.
+    Done,
+    /// The general way: the outcome, then `sched::exit_to_guest`.
+    Slow(Outcome),
+    /// The event upcall's bounce frame could not be written (why).
+    Upcall(&'static str),
+}
+
 /// Entered from `syscall_entry` with the guest's registers: a hypercall
 /// from guest kernel mode, or a system call from guest user mode. Returns
 /// non-zero when the way back may be `sysretq` (see `xen_core::sysret`).
@@ -135,10 +145,10 @@ extern "C" fn pv_syscall_dispatch(frame: &mut TrapFrame) -> u64 {
         };
         let v = &mut dom.vcpus[vcpu as usize];
         if !v.kernel_mode {
-            match crate::pv::syscall_from_user(frame, v) {
+            Exit::Slow(match crate::pv::syscall_from_user(frame, v) {
                 Ok(()) => Outcome::NoRet,
                 Err(why) => Outcome::Crash(why),
-            }
+            })
         } else {
             let cr3 = v.guest_table;
             let nr = frame.rax;
@@ -153,22 +163,55 @@ extern "C" fn pv_syscall_dispatch(frame: &mut TrapFrame) -> u64 {
                 deferred: None,
             };
             let out = dispatch(nr, &mut call);
-            match call.deferred.take() {
-                Some(Deferred::Insert(d)) => crate::domain::insert(&mut doms, *d),
-                Some(Deferred::Remove(id)) => crate::domain::destroy(&mut doms, id),
-                None => {}
-            }
-            if grant_table::take_implicit_unmap(domid) {
-                Outcome::Crash("attempt to implicitly unmap a granted PTE")
-            } else {
-                out
+            let deferred = call.deferred.take();
+            let Call { dom, frame: f, .. } = call;
+            let implicit = grant_table::take_implicit_unmap(domid);
+            match (out, deferred) {
+                // The common way out, under the lock already held: a
+                // value for rax, then events, unless the scheduler has
+                // something to do first (then `exit_to_guest` below).
+                (Outcome::Ret(r), None) if !implicit && !crate::sched::exit_needs_schedule() => {
+                    f.rax = r as u64;
+                    let v = &mut dom.vcpus[vcpu as usize];
+                    match crate::pv::deliver_events_to(f, v) {
+                        Ok(()) => Exit::Done,
+                        Err(why) => Exit::Upcall(why),
+                    }
+                }
+                (out, deferred) => {
+                    match deferred {
+                        Some(Deferred::Insert(d)) => crate::domain::insert(&mut doms, *d),
+                        Some(Deferred::Remove(id)) => crate::domain::destroy(&mut doms, id),
+                        None => {}
+                    }
+                    if implicit {
+                        Exit::Slow(Outcome::Crash("attempt to implicitly unmap a granted PTE"))
+                    } else {
+                        Exit::Slow(out)
+                    }
+                }
             }
         }
     };
     match out {
-        Outcome::Ret(v) => frame.rax = v as u64,
-        Outcome::NoRet => {}
-        Outcome::Crash(why) => crate::domain::crash_current(frame, format_args!("{why}")),
+        Exit::Done => {
+            return u64::from(xen_core::sysret::may_sysret(
+                frame.rip,
+                frame.cs,
+                frame.rflags,
+                frame.ss,
+                frame.rcx,
+                frame.r11,
+            ))
+        }
+        Exit::Slow(Outcome::Ret(v)) => frame.rax = v as u64,
+        Exit::Slow(Outcome::NoRet) => {}
+        Exit::Slow(Outcome::Crash(why)) => {
+            crate::domain::crash_current(frame, format_args!("{why}"))
+        }
+        Exit::Upcall(why) => {
+            crate::domain::crash_current(frame, format_args!("event upcall: {why}"))
+        }
     }
     crate::sched::exit_to_guest(frame);
     u64::from(xen_core::sysret::may_sysret(
