@@ -115,6 +115,9 @@ impl Class {
 pub struct Config {
     pub seed: u64,
     pub count: u64,
+    /// `trace=N`: say each operation from number N on before making it
+    /// (slow; to find the one that hangs or kills the guest).
+    pub trace: Option<u64>,
 }
 
 impl Config {
@@ -132,6 +135,7 @@ impl Config {
         Config {
             seed: v("seed").unwrap_or(Self::DEFAULT_SEED),
             count: v("count").unwrap_or(Self::DEFAULT_COUNT),
+            trace: v("trace"),
         }
     }
 }
@@ -704,32 +708,52 @@ pub struct HypercallOp {
     pub skipped: bool,
 }
 
-/// `scratch` is the guest-physical (= virtual) address of a page the
-/// hypercall may write; its contents are the kernel's (pointers back into
-/// it and small numbers, see [`scratch_words`]).
+/// Bytes of scratch memory hypercalls may write: the kernel puts them at
+/// the very top of RAM, so an array a hypercall writes past their end
+/// runs off RAM (the hypervisor must fail with -EFAULT there), and it
+/// leaves the first MiB unmapped, so a null or small handle faults too.
+pub const SCRATCH_LEN: u64 = 64 * 1024;
+
+/// A pointer argument: into the scratch area (mostly), a small number
+/// (unmapped), the LAPIC page, above 4 GiB (unmapped) or non-canonical.
+fn pointer(rng: &mut Rng, scratch: u64) -> u64 {
+    match rng.below(8) {
+        0 => rng.below(0x1000),
+        1 => (1 << 63) | (rng.next_u64() >> 2),
+        2 => LAPIC + rng.below(0x1000),
+        3 => 0x1_0000_0000 + rng.below(1 << 32),
+        _ => scratch + rng.below(SCRATCH_LEN / 8) * 8,
+    }
+}
+
+/// `scratch` is the guest-physical (= virtual) address of the
+/// [`SCRATCH_LEN`] bytes the hypercall may write; their contents are the
+/// kernel's (pointers back into them and small numbers, see
+/// [`scratch_words`]). Counts passed in registers stay small (an array
+/// op's count in RDX would otherwise walk the kernel's memory).
 pub fn gen_hypercall(rng: &mut Rng, scratch: u64) -> HypercallOp {
     let nr = match rng.below(8) {
         0 => rng.next_u64(),
         1 => 64 + rng.below(64),
         _ => rng.below(50),
     };
-    let pointer = |rng: &mut Rng| match rng.below(6) {
-        0 => 0,
-        1 => rng.next_u64(),
-        2 => LAPIC + rng.below(0x1000),
-        3 => 0x1_0000_0000 + rng.below(1 << 32),
-        _ => scratch + rng.below(0x100) * 8,
-    };
-    let mut args = [0u64; 5];
-    args[0] = rng.below(16);
-    for a in args.iter_mut().skip(1) {
-        *a = if rng.chance(1, 2) {
-            pointer(rng)
-        } else {
-            rng.below(8)
-        };
+    let mut args = [
+        rng.below(16),
+        pointer(rng, scratch),
+        rng.below(8),
+        rng.below(8),
+        rng.below(8),
+    ];
+    // vcpu_op(cmd, vcpuid, arg): the third is the pointer.
+    if nr == hc::VCPU_OP {
+        args[1] = rng.below(4);
+        args[2] = pointer(rng, scratch);
     }
-    args[1] = pointer(rng);
+    for a in &mut args[3..] {
+        if rng.chance(1, 2) {
+            *a = pointer(rng, scratch);
+        }
+    }
     let mut skipped = false;
     if let Some(subs) = safe_subops(nr) {
         if subs.is_empty() {
@@ -746,14 +770,15 @@ pub fn gen_hypercall(rng: &mut Rng, scratch: u64) -> HypercallOp {
     }
 }
 
-/// What the scratch page holds before each hypercall: even words point
-/// back into it, odd words are small numbers; so any handle a structure
-/// carries stays in the page and any count stays small.
+/// What the scratch area holds before each hypercall: even words point
+/// back into it, odd words are small numbers; so a handle a structure
+/// carries stays in the area (or faults), and a count is small or runs
+/// off the top of RAM.
 pub fn scratch_words(rng: &mut Rng, scratch: u64, words: &mut [u64]) {
     let n = words.len() as u64;
     for (i, w) in words.iter_mut().enumerate() {
         *w = if i % 2 == 0 {
-            scratch + rng.below(n / 2) * 8
+            scratch + rng.below(n) * 8
         } else {
             rng.below(4)
         };
@@ -1106,11 +1131,20 @@ mod tests {
             Config::parse(None),
             Config {
                 seed: Config::DEFAULT_SEED,
-                count: Config::DEFAULT_COUNT
+                count: Config::DEFAULT_COUNT,
+                trace: None,
             }
         );
         let c = Config::parse(Some(b"console=com1 seed=0x2a count=500"));
-        assert_eq!(c, Config { seed: 42, count: 500 });
+        assert_eq!(
+            c,
+            Config {
+                seed: 42,
+                count: 500,
+                trace: None
+            }
+        );
+        assert_eq!(Config::parse(Some(b"trace=10")).trace, Some(10));
         let c = Config::parse(Some(b"seed=x count=7"));
         assert_eq!(c.seed, Config::DEFAULT_SEED);
         assert_eq!(c.count, 7);
@@ -1258,7 +1292,22 @@ mod tests {
         let mut rng = Rng::new(5);
         let mut by_nr: HashMap<u64, u64> = HashMap::new();
         for _ in 0..100_000 {
-            let h = gen_hypercall(&mut rng, 0x20_0000);
+            let h = gen_hypercall(&mut rng, 0x1ff_0000);
+            // Counts in registers stay small; pointers are scratch,
+            // unmapped, device or non-canonical.
+            if h.nr != hc::VCPU_OP {
+                assert!(h.args[2] < 8, "{h:?}");
+            }
+            for &a in &h.args[1..] {
+                assert!(
+                    a < 0x1000
+                        || (0x1ff_0000..0x200_0000).contains(&a)
+                        || a & !0xfff == LAPIC
+                        || (0x1_0000_0000..0x2_0000_0000).contains(&a)
+                        || a >> 63 == 1,
+                    "{h:?}"
+                );
+            }
             if h.skipped {
                 assert!(h.nr == hc::CONSOLE_IO || h.nr == hc::DM_OP);
                 continue;

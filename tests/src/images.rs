@@ -447,15 +447,15 @@ pub const TEST_KERNELS: &[TestKernel] = &[
         lines: &[
             "dom0-hvmfuzz: the canary (bare-count, HVM) counts: ok",
             "fuzz: seed 1",
-            "fuzz: total 3000 calls in ",
-            "dom0-hvmfuzz: bare-fuzz seed 1 made its 3000 operations and powered itself off: ok",
+            "fuzz: total 20000 calls in ",
+            "dom0-hvmfuzz: bare-fuzz seed 1 made its 20000 operations and powered itself off: ok",
             "dom0-hvmfuzz: bare-fuzz seed 1: six classes, their counts add up to its total: ok",
             "dom0-hvmfuzz: the canary kept counting beside seed 1, its pages and checksum unchanged: ok",
             "fuzz: seed 2",
-            "dom0-hvmfuzz: bare-fuzz seed 2 made its 3000 operations and powered itself off: ok",
+            "dom0-hvmfuzz: bare-fuzz seed 2 made its 20000 operations and powered itself off: ok",
             "dom0-hvmfuzz: the canary kept counting beside seed 2, its pages and checksum unchanged: ok",
             "fuzz: seed 3",
-            "dom0-hvmfuzz: bare-fuzz seed 3 made its 3000 operations and powered itself off: ok",
+            "dom0-hvmfuzz: bare-fuzz seed 3 made its 20000 operations and powered itself off: ok",
             "dom0-hvmfuzz: the canary kept counting beside seed 3, its pages and checksum unchanged: ok",
             "dom0-hvmfuzz: the hypervisor crashed no domain: ok",
             "dom0-hvmfuzz: every frame came back: the hypervisor's free memory is as before: ok",
@@ -559,7 +559,7 @@ pub const KERNEL_SMP: &[(&str, u32)] = &[
 pub const KERNEL_TIMEOUTS: &[(&str, u64)] = &[
     // A thousand guests (about 70 s alone, more on a loaded host).
     ("dom0-soak", 300),
-    // Three fuzzing HVM guests one after the other (about 40 s alone).
+    // Three fuzzing HVM guests one after the other (about 45 s alone).
     ("dom0-hvmfuzz", 240),
 ];
 

@@ -20,8 +20,9 @@
 //!
 //! Dom0's command line sets the run: `seed=S` (the first seed, default
 //! 1), `runs=R` (fuzzers, seeds S, S+1, ...; default 3), `count=N`
-//! (operations each; default `DEFAULT_COUNT`). For a long run with
-//! other seeds:
+//! (operations each; default `DEFAULT_COUNT`), `trace=N` (the fuzzers
+//! say each operation from number N on, on the hypervisor's console; what
+//! they said last on their own is printed when one does not finish). For a long run with other seeds:
 //!
 //! ```text
 //! scripts/run --batch --dom0 dom0-hvmfuzz \
@@ -55,7 +56,7 @@ mod kernel {
     pv_guest_lib::entry!(main);
 
     /// Operations per fuzzer by default (the boot test's).
-    pub const DEFAULT_COUNT: u64 = 3000;
+    pub const DEFAULT_COUNT: u64 = 20_000;
     const DEFAULT_RUNS: u64 = 3;
     const DEFAULT_SEED: u64 = 1;
     const HEAP_PAGES: u64 = 4096;
@@ -67,8 +68,12 @@ mod kernel {
     /// A fuzzer's time: this much, plus [`PER_OP_NS`] an operation.
     const RUN_BASE_NS: u64 = 60_000_000_000;
     const PER_OP_NS: u64 = 5_000_000;
+    /// How often a line says a fuzzer is still running.
+    const NOTE_NS: u64 = 10_000_000_000;
     /// How long the back ends run idle before free memory is compared.
     const SETTLE_NS: u64 = 300_000_000;
+    /// The fuzzer's report lines (relayed as they are).
+    const FUZZ_LINES: [&str; 3] = ["fuzz: seed ", "fuzz: class ", "fuzz: total "];
     /// `SHUTDOWN_poweroff`.
     const POWEROFF: u32 = 0;
 
@@ -218,9 +223,13 @@ mod kernel {
         let mut all = Vec::with_capacity(x.len() + y.len());
         all.extend_from_slice(x);
         all.extend_from_slice(y);
+        // A line may start with what the fuzzer wrote to COM1 itself.
         String::from_utf8_lossy(&all)
             .lines()
-            .map(|l| String::from(l.trim()))
+            .map(|l| {
+                let at = FUZZ_LINES.iter().filter_map(|p| l.find(p)).min();
+                String::from(at.map_or(l, |i| &l[i..]).trim())
+            })
             .collect()
     }
 
@@ -234,6 +243,7 @@ mod kernel {
         let seed0 = arg(cmdline, "seed").unwrap_or(DEFAULT_SEED);
         let runs = arg(cmdline, "runs").unwrap_or(DEFAULT_RUNS);
         let count = arg(cmdline, "count").unwrap_or(DEFAULT_COUNT);
+        let trace = arg(cmdline, "trace");
         println!(
             "dom0-hvmfuzz: {runs} hostile HVM guests (seeds {seed0}..{}), {count} operations each, beside a canary",
             seed0 + runs.saturating_sub(1)
@@ -284,7 +294,10 @@ mod kernel {
         for run in 0..runs {
             let seed = seed0 + run;
             let name = format!("fuzz{seed}");
-            let extra = format!("seed={seed} count={count}");
+            let mut extra = format!("seed={seed} count={count}");
+            if let Some(t) = trace {
+                extra.push_str(&format!(" trace={t}"));
+            }
             let id = match create(&mut ts, &hvm(&name, FUZZ_KERNEL, &extra, true)) {
                 Ok(id) => id,
                 Err(e) => {
@@ -301,17 +314,36 @@ mod kernel {
             let t0 = time::now_ns();
             let limit = RUN_BASE_NS.saturating_add(count.saturating_mul(PER_OP_NS));
             let mut info = None;
+            let mut next_note = t0 + NOTE_NS;
             let ended = ts.serve_until(limit, |ts| {
                 watch.update(ts, canary);
                 info = xc::domain_info(id).ok().filter(|i| i.is_shutdown());
+                if time::now_ns() > next_note {
+                    next_note += NOTE_NS;
+                    println!(
+                        "dom0-hvmfuzz: d{id} still running after {} s; the canary is at count {:?}",
+                        (time::now_ns() - t0) / 1_000_000_000,
+                        watch.last_count
+                    );
+                }
                 info.is_some()
             });
             let secs = (time::now_ns() - t0) / 1_000_000_000;
             let lines = backlog_lines(&ts, id);
-            for l in lines.iter().filter(|l| l.starts_with("fuzz: ")) {
+            for l in lines
+                .iter()
+                .filter(|l| FUZZ_LINES.iter().any(|p| l.starts_with(p)))
+            {
                 println!("{l}");
             }
             let total = lines.iter().find_map(|l| calls_in(l, "fuzz: total "));
+            if total.is_none() {
+                // What it said last: with `trace=1` in `extra`, the
+                // operation that stopped it.
+                for l in lines.iter().rev().take(12).rev() {
+                    println!("dom0-hvmfuzz: d{id} said: {l}");
+                }
+            }
             let how = match info {
                 Some(i) => format!(
                     "shut down: {}",

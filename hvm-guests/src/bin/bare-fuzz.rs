@@ -7,7 +7,9 @@
 //!
 //! Command line (Multiboot2's, xl.cfg's `extra =`): `seed=S count=N`
 //! (defaults [`Config::DEFAULT_SEED`], [`Config::DEFAULT_COUNT`]); the
-//! same seed replays the same operations. The generators and the rules
+//! same seed replays the same operations; `trace=N` says each one from
+//! number N on before making it, and every 1000th before that (`bare-fuzz: op N ...` on Xen's debug port 0xe9, which the
+//! hypervisor prints at once: to find the one that hangs or worse). The generators and the rules
 //! that keep an operation from killing the guest the way real hardware
 //! would (reset ports, INIT to itself, hypercalls that give away its RAM)
 //! are `hvm_guests::fuzz`'s. Output:
@@ -31,6 +33,7 @@ fn main() {}
 #[cfg(target_os = "none")]
 mod kernel {
     use core::cell::UnsafeCell;
+    use core::sync::atomic::{AtomicBool, Ordering};
 
     use hvm_guests::bootinfo::{self, Protocol};
     use hvm_guests::fuzz::{
@@ -39,7 +42,7 @@ mod kernel {
     };
     use hvm_guests::metal::boot::Boot;
     use hvm_guests::metal::trap::{self, Regs, NO_FAULT};
-    use hvm_guests::metal::{cpu, firmware, phys, pic, pit, power, serial, tsc};
+    use hvm_guests::metal::{cpu, firmware, memmap, paging, phys, pic, pit, power, serial, tsc};
     use hvm_guests::println;
 
     hvm_guests::entry!(main);
@@ -68,18 +71,53 @@ mod kernel {
         }
     }
 
-    /// What hypercalls may write (and where the hypercall page may go).
-    static SCRATCH: Area<4096> = Area::new();
     /// The instruction streams' stack (RSP starts in its middle: a
     /// stream may move it by a byte's worth either way).
     static STACK: Area<16384> = Area::new();
     /// The instruction stream, then `int3`s.
     static CODE: Area<4096> = Area::new();
 
+    /// `trace=1`.
+    static TRACE: AtomicBool = AtomicBool::new(false);
+
+    /// Xen's debug port: the hypervisor prints each line on its own
+    /// console at once (`(dN) ...`), so a trace survives the machine.
+    struct DebugCon;
+
+    impl core::fmt::Write for DebugCon {
+        fn write_str(&mut self, s: &str) -> core::fmt::Result {
+            for b in s.bytes() {
+                cpu::outb(0xe9, b);
+            }
+            Ok(())
+        }
+    }
+
+    macro_rules! trace {
+        ($($t:tt)*) => {
+            if TRACE.load(Ordering::Relaxed) {
+                use core::fmt::Write as _;
+                let _ = writeln!(DebugCon, $($t)*);
+            }
+        };
+    }
+
     fn main(boot: Boot) -> ! {
         power::set_s5_from(firmware::discover(&boot).ok().as_ref());
         let cfg = Config::parse(cmdline(&boot));
         println!("bare: bare-fuzz: {} operations", cfg.count);
+        // Hypercalls write at the top of RAM (see `fuzz::SCRATCH_LEN`).
+        let scratch = match memmap::ram_top_below_4g(&boot) {
+            Ok(Some(top)) if top >= 4 << 20 => top - fuzz::SCRATCH_LEN,
+            r => {
+                println!("bare-fuzz: FAILED: no RAM top to put scratch memory at ({r:?})");
+                power::power_off()
+            }
+        };
+        if let Err(e) = paging::unmap_low_mib() {
+            println!("bare-fuzz: FAILED: cannot unmap the first MiB: {e}");
+            power::power_off()
+        }
         let mhz = tsc_mhz().max(1);
         let (pm1a_cnt, _) = power::s5();
         println!("fuzz: seed {}", cfg.seed);
@@ -94,21 +132,29 @@ mod kernel {
                 println!("bare-fuzz: {i} of {} done", cfg.count);
             }
             let class = Class::random(&mut rng);
+            if let Some(from) = cfg.trace {
+                TRACE.store(i >= from || i % 1000 == 0, Ordering::Relaxed);
+            }
+            trace!("bare-fuzz: op {i} {}", class.name());
+            TRACE.store(cfg.trace.is_some_and(|from| i >= from), Ordering::Relaxed);
             let answer = match class {
                 Class::Io => io(&mut rng, pm1a_cnt),
                 Class::Mmio => mmio(&mut rng),
-                Class::Msr => msr(&mut rng),
+                Class::Msr => msr(&mut rng, scratch),
                 Class::Cpuid => {
                     let (leaf, sub) = fuzz::gen_cpuid(&mut rng);
+                    trace!("bare-fuzz: cpuid {leaf:#x} {sub:#x}");
                     trap::cpuid(leaf, sub).map_or_else(vector_answer, |_| OK)
                 }
                 Class::Insn => insn(&mut rng),
-                Class::Hypercall => hypercall(&mut rng),
+                Class::Hypercall => hypercall(&mut rng, scratch),
             };
             tally.record(class, answer);
         }
         let cycles = tsc::end::<false>().wrapping_sub(t0);
         restore_console();
+        // Ends whatever the fuzzing wrote to COM1 itself.
+        println!();
         for c in Class::ALL {
             println!("{}", tally.line(c));
         }
@@ -154,6 +200,7 @@ mod kernel {
 
     fn io(rng: &mut Rng, pm1a_cnt: u16) -> &'static str {
         let op = fuzz::gen_port(rng);
+        trace!("bare-fuzz: {op:x?}");
         if !op.write {
             return trap::port_in(op.port, op.size).map_or_else(vector_answer, |_| OK);
         }
@@ -167,6 +214,7 @@ mod kernel {
 
     fn mmio(rng: &mut Rng) -> &'static str {
         let op = fuzz::gen_mmio(rng);
+        trace!("bare-fuzz: {op:x?}");
         if !op.write {
             // SAFETY: the generator only names device pages and holes.
             return unsafe { trap::mmio_read(op.addr, op.size) }
@@ -186,14 +234,15 @@ mod kernel {
         unsafe { trap::mmio_write(op.addr, op.size, value) }.map_or_else(vector_answer, |_| OK)
     }
 
-    fn msr(rng: &mut Rng) -> &'static str {
+    fn msr(rng: &mut Rng, scratch: u64) -> &'static str {
         let op = fuzz::gen_msr(rng);
+        trace!("bare-fuzz: {op:x?}");
         if !op.write {
             return trap::rdmsr(op.index).map_or_else(vector_answer, |_| OK);
         }
         let ctx = MsrCtx {
             efer: cpu::rdmsr(fuzz::MSR_EFER),
-            scratch_gfn: SCRATCH.addr() >> 12,
+            scratch_gfn: scratch >> 12,
         };
         let Some(mut value) = fuzz::sanitize_msr(&op, &ctx) else {
             return SKIPPED;
@@ -217,20 +266,21 @@ mod kernel {
         r.map_or_else(vector_answer, |_| OK)
     }
 
-    fn hypercall(rng: &mut Rng) -> &'static str {
-        let scratch = SCRATCH.addr();
+    fn hypercall(rng: &mut Rng, scratch: u64) -> &'static str {
         let h = fuzz::gen_hypercall(rng, scratch);
+        trace!("bare-fuzz: {h:x?}");
         if h.skipped {
             return SKIPPED;
         }
-        let mut words = [0u64; 512];
-        fuzz::scratch_words(rng, scratch, &mut words);
-        // SAFETY: the scratch page is this kernel's, not in use now.
-        unsafe { (scratch as *mut [u64; 512]).write_volatile(words) };
+        const WORDS: usize = (fuzz::SCRATCH_LEN / 8) as usize;
+        // SAFETY: the scratch area is RAM at the top of the memory map,
+        // far above the kernel image, and nothing else uses it.
+        let words = unsafe { core::slice::from_raw_parts_mut(scratch as *mut u64, WORDS) };
+        fuzz::scratch_words(rng, scratch, words);
         // SAFETY: sub-operations that give away or remap guest memory,
         // stop vCPUs or shut the domain down are never made; every
-        // pointer is into the scratch page, a device page, unmapped or
-        // non-canonical.
+        // pointer is into the scratch area, a device page, unmapped or
+        // non-canonical, and what runs past the scratch area runs off RAM.
         match unsafe { trap::hypercall(h.nr, h.args, h.vmcall) } {
             Ok(ret) => errno_answer(ret),
             Err(v) => vector_answer(v),
@@ -240,6 +290,7 @@ mod kernel {
     fn insn(rng: &mut Rng) -> &'static str {
         let target = fuzz::gen_stream_target(rng);
         let s = fuzz::gen_stream(rng, target);
+        trace!("bare-fuzz: stream at {target:#x}: {:02x?}", s.as_bytes());
         if target & !0xfff == IOAPIC {
             // The window then reaches the ID, version or arbitration
             // register, never a redirection entry.
