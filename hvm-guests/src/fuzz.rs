@@ -248,7 +248,10 @@ impl ClassTally {
     }
 
     pub fn count(&self, answer: &str) -> u64 {
-        self.answers().iter().find(|a| a.0 == answer).map_or(0, |a| a.1)
+        self.answers()
+            .iter()
+            .find(|a| a.0 == answer)
+            .map_or(0, |a| a.1)
     }
 }
 
@@ -300,7 +303,12 @@ pub struct ClassLine<'a> {
 
 impl fmt::Display for ClassLine<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "fuzz: class {}: {} calls;", self.class.name(), self.t.calls)?;
+        write!(
+            f,
+            "fuzz: class {}: {} calls;",
+            self.class.name(),
+            self.t.calls
+        )?;
         for (a, n) in self.t.answers() {
             write!(f, " {a}={n}")?;
         }
@@ -511,7 +519,7 @@ pub fn sanitize_mmio(mut op: MmioOp) -> MmioOp {
 /// The IOWIN value to write when IOREGSEL holds `sel`.
 pub fn sanitize_iowin(sel: u32, value: u64) -> u64 {
     let sel = sel & 0xff;
-    if sel >= 0x10 && sel % 2 == 0 {
+    if sel >= 0x10 && sel.is_multiple_of(2) {
         value & !DELIVERY_MODE
     } else {
         value
@@ -639,7 +647,13 @@ pub fn gen_cpuid(rng: &mut Rng) -> (u32, u32) {
         0 => rng.below(0x25) as u32,
         1 => 0x4000_0000 + rng.below(0x120) as u32,
         2 => 0x8000_0000 + rng.below(0x30) as u32,
-        3 => rng.pick(&[0x8fff_ffffu32, 0xffff_ffff, 0x4fff_ffff, 0xc000_0000, 0x2000_0000]),
+        3 => rng.pick(&[
+            0x8fff_ffffu32,
+            0xffff_ffff,
+            0x4fff_ffff,
+            0xc000_0000,
+            0x2000_0000,
+        ]),
         _ => rng.next_u64() as u32,
     };
     let sub = if rng.chance(1, 2) {
@@ -777,7 +791,7 @@ pub fn gen_hypercall(rng: &mut Rng, scratch: u64) -> HypercallOp {
 pub fn scratch_words(rng: &mut Rng, scratch: u64, words: &mut [u64]) {
     let n = words.len() as u64;
     for (i, w) in words.iter_mut().enumerate() {
-        *w = if i % 2 == 0 {
+        *w = if i.is_multiple_of(2) {
             scratch + rng.below(n) * 8
         } else {
             rng.below(4)
@@ -976,9 +990,7 @@ pub fn gen_stream(rng: &mut Rng, target: u64) -> Stream {
             if rng.chance(1, 2) {
                 b.push(0x40 | rng.below(16) as u8);
             }
-            b.push(rng.pick(&[
-                0xa4u8, 0xa5, 0xaa, 0xab, 0xac, 0xad, 0xa6, 0xa7, 0xae, 0xaf,
-            ]));
+            b.push(rng.pick(&[0xa4u8, 0xa5, 0xaa, 0xab, 0xac, 0xad, 0xa6, 0xa7, 0xae, 0xaf]));
             return b.s;
         }
         1 => {
@@ -999,12 +1011,7 @@ pub fn gen_stream(rng: &mut Rng, target: u64) -> Stream {
     } else {
         0
     };
-    let (w, rr, x, bb) = (
-        rex & 8 != 0,
-        (rex >> 2) & 1,
-        (rex >> 1) & 1,
-        rex & 1,
-    );
+    let (w, rr, x, bb) = (rex & 8 != 0, (rex >> 2) & 1, (rex >> 1) & 1, rex & 1);
     if rex != 0 {
         b.push(rex);
     }
@@ -1112,9 +1119,15 @@ mod tests {
 
     #[test]
     fn rng_is_deterministic_and_seeds_differ() {
-        let a: Vec<u64> = (0..8).scan(Rng::new(1), |r, _| Some(r.next_u64())).collect();
-        let b: Vec<u64> = (0..8).scan(Rng::new(1), |r, _| Some(r.next_u64())).collect();
-        let c: Vec<u64> = (0..8).scan(Rng::new(2), |r, _| Some(r.next_u64())).collect();
+        let a: Vec<u64> = (0..8)
+            .scan(Rng::new(1), |r, _| Some(r.next_u64()))
+            .collect();
+        let b: Vec<u64> = (0..8)
+            .scan(Rng::new(1), |r, _| Some(r.next_u64()))
+            .collect();
+        let c: Vec<u64> = (0..8)
+            .scan(Rng::new(2), |r, _| Some(r.next_u64()))
+            .collect();
         assert_eq!(a, b);
         assert_ne!(a, c);
         let mut z = Rng::new(0);
@@ -1234,7 +1247,12 @@ mod tests {
             let op = gen_mmio(&mut rng);
             assert!([1, 2, 4, 8].contains(&op.size));
             let len = u64::from(op.size);
-            assert!(!overlaps(op.addr, len, SPECIAL_START, SPECIAL_END - SPECIAL_START));
+            assert!(!overlaps(
+                op.addr,
+                len,
+                SPECIAL_START,
+                SPECIAL_END - SPECIAL_START
+            ));
             assert!(op.addr >= 0xc000_0000 && op.addr < 0x1_0000_0000);
             if !op.write {
                 continue;
@@ -1331,7 +1349,7 @@ mod tests {
         let mut words = [0u64; 512];
         scratch_words(&mut rng, 0x20_0000, &mut words);
         for (i, w) in words.iter().enumerate() {
-            if i % 2 == 0 {
+            if i.is_multiple_of(2) {
                 assert!((0x20_0000..0x20_1000).contains(w));
             } else {
                 assert!(*w < 4);
@@ -1341,7 +1359,10 @@ mod tests {
 
     /// A minimal x86-64 length decoder for exactly the forms
     /// [`gen_stream`] emits, written from the SDM independently of it.
-    fn decode_len(b: &[u8]) -> Option<(usize, Option<u8>, Option<(u8, u8, u8)>)> {
+    /// Length, ModRM.mod, and (ModRM.reg, ModRM.rm, REX) of a ModRM form.
+    type Decoded = (usize, Option<u8>, Option<(u8, u8, u8)>);
+
+    fn decode_len(b: &[u8]) -> Option<Decoded> {
         let mut i = 0;
         let (mut o16, mut a32) = (false, false);
         while i < b.len() && PREFIXES.contains(&b[i]) {
@@ -1412,9 +1433,9 @@ mod tests {
                 assert_ne!(md, 3);
                 // Never RIP-relative.
                 assert!(!(md == 0 && rm == 5), "{:02x?}", s.as_bytes());
-                let is_group = OPS
-                    .iter()
-                    .any(|o| o.digits.is_some() && s.as_bytes().windows(o.op.len()).any(|w| w == o.op));
+                let is_group = OPS.iter().any(|o| {
+                    o.digits.is_some() && s.as_bytes().windows(o.op.len()).any(|w| w == o.op)
+                });
                 if !is_group {
                     assert!(!(reg == 4 && rex & 4 == 0), "{:02x?}", s.as_bytes());
                 }

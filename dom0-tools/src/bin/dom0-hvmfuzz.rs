@@ -235,7 +235,12 @@ mod kernel {
 
     /// What a `fuzz: class` / `fuzz: total` line says its count is.
     fn calls_in(line: &str, key: &str) -> Option<u64> {
-        line.split(key).nth(1)?.split_whitespace().next()?.parse().ok()
+        line.split(key)
+            .nth(1)?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
     }
 
     fn main(si: &'static StartInfo) -> ! {
@@ -353,14 +358,23 @@ mod kernel {
                 None => format!("still running after {secs} s (hung)"),
             };
             c.check(
-                &format!("bare-fuzz seed {seed} made its {count} operations and powered itself off"),
+                &format!(
+                    "bare-fuzz seed {seed} made its {count} operations and powered itself off"
+                ),
                 info.is_some_and(|i| i.shutdown_reason() == POWEROFF) && total == Some(count),
                 format_args!("d{id} {how} after {secs} s, said total {total:?}"),
             );
             let classes: Vec<u64> = lines
                 .iter()
                 .filter(|l| l.starts_with("fuzz: class "))
-                .filter_map(|l| l.split(": ").nth(2)?.split_whitespace().next()?.parse().ok())
+                .filter_map(|l| {
+                    l.split(": ")
+                        .nth(2)?
+                        .split_whitespace()
+                        .next()?
+                        .parse()
+                        .ok()
+                })
                 .collect();
             c.check(
                 &format!("bare-fuzz seed {seed}: six classes, their counts add up to its total"),
@@ -368,21 +382,17 @@ mod kernel {
                 format_args!("{classes:?}, total {total:?}"),
             );
             if let Err(e) = ts.destroy(u32::from(id)) {
-                c.check(
-                    &format!("xl destroy d{id}"),
-                    false,
-                    format_args!("{e}"),
-                );
+                c.check(&format!("xl destroy d{id}"), false, format_args!("{e}"));
             }
             watch.update(&ts, canary);
             c.check(
-                &format!("the canary kept counting beside seed {seed}, its pages and checksum unchanged"),
+                &format!(
+                    "the canary kept counting beside seed {seed}, its pages and checksum unchanged"
+                ),
                 watch.last_count > before && watch.bad.is_none(),
                 format_args!(
                     "counts {before:?} -> {:?}, sum {:?}, {:?}",
-                    watch.last_count,
-                    watch.first_sum,
-                    watch.bad
+                    watch.last_count, watch.first_sum, watch.bad
                 ),
             );
         }

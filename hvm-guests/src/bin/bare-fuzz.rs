@@ -37,8 +37,8 @@ mod kernel {
 
     use hvm_guests::bootinfo::{self, Protocol};
     use hvm_guests::fuzz::{
-        self, errno_answer, vector_answer, Class, Config, MsrCtx, Rng, Tally, IOAPIC, OK,
-        SKIPPED, STRAY,
+        self, errno_answer, vector_answer, Class, Config, MsrCtx, Rng, Tally, IOAPIC, OK, SKIPPED,
+        STRAY,
     };
     use hvm_guests::metal::boot::Boot;
     use hvm_guests::metal::trap::{self, Regs, NO_FAULT};
@@ -217,8 +217,7 @@ mod kernel {
         trace!("bare-fuzz: {op:x?}");
         if !op.write {
             // SAFETY: the generator only names device pages and holes.
-            return unsafe { trap::mmio_read(op.addr, op.size) }
-                .map_or_else(vector_answer, |_| OK);
+            return unsafe { trap::mmio_read(op.addr, op.size) }.map_or_else(vector_answer, |_| OK);
         }
         let mut value = op.value;
         if op.ioapic_window {

@@ -83,9 +83,7 @@ pub fn unmap_low_mib() -> Result<(), Why> {
     write_entry(pd, 0, LOW_PT.pa() | PTE_PRESENT_WRITABLE);
     // SAFETY: reloading CR3 with its own value flushes the TLB; the new
     // entries map the running code exactly as before.
-    unsafe {
-        core::arch::asm!("mov {t}, cr3", "mov cr3, {t}", t = out(reg) _, options(nostack))
-    };
+    unsafe { core::arch::asm!("mov {t}, cr3", "mov cr3, {t}", t = out(reg) _, options(nostack)) };
     Ok(())
 }
 
