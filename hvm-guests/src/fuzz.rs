@@ -701,8 +701,9 @@ pub fn safe_subops(nr: u64) -> Option<&'static [u64]> {
         // yield, pin_override (privileged), unknown.
         hc::SCHED_OP => &[0, 7, 8, 20, 1000],
         // bind_virq, close, send, status, alloc_unbound, bind_ipi,
-        // bind_vcpu, unmask, reset, set_priority, unknown.
-        hc::EVENT_CHANNEL_OP => &[1, 3, 4, 5, 6, 7, 8, 9, 10, 11, 14, 30],
+        // bind_vcpu, unmask, reset, set_priority, reset_cont, unknown
+        // (not init_control, expand_array: they take guest frames).
+        hc::EVENT_CHANNEL_OP => &[1, 3, 4, 5, 6, 7, 8, 9, 10, 13, 14, 30],
         // get_param, unknown.
         hc::HVM_OP => &[1, 40, 1000],
         // Writes to Xen's console; the device model's operations.
@@ -797,6 +798,43 @@ pub fn scratch_words(rng: &mut Rng, scratch: u64, words: &mut [u64]) {
             rng.below(4)
         };
     }
+}
+
+/// `EVTCHNOP_close`, `EVTCHNOP_bind_vcpu`, `EVTCHNOP_reset`.
+pub const EVTCHNOP_CLOSE: u64 = 3;
+pub const EVTCHNOP_BIND_VCPU: u64 = 8;
+pub const EVTCHNOP_RESET: u64 = 10;
+/// `DOMID_SELF`.
+pub const DOMID_SELF: u64 = 0x7ff0;
+/// Ports the first operations close.
+pub const PREAMBLE_PORTS: u64 = 8;
+/// The first operations, whatever the seed: close event channel ports
+/// 1..=8, bind port 1 to vCPU 0, reset every port of its own. Its ioreq
+/// ports (the device model's) must survive all of it, or its next port
+/// access to the device model never completes.
+pub const PREAMBLE: u64 = PREAMBLE_PORTS + 2;
+
+/// Preamble operation `i` (< [`PREAMBLE`]): the hypercall, and the two
+/// words to put at `scratch` first.
+pub fn preamble(i: u64, scratch: u64) -> (HypercallOp, [u64; 2]) {
+    let (cmd, words) = if i < PREAMBLE_PORTS {
+        (EVTCHNOP_CLOSE, [i + 1, 0])
+    } else if i == PREAMBLE_PORTS {
+        // struct evtchn_bind_vcpu { port, vcpu }
+        (EVTCHNOP_BIND_VCPU, [1, 0])
+    } else {
+        // struct evtchn_reset { domid_t dom }
+        (EVTCHNOP_RESET, [DOMID_SELF, 0])
+    };
+    (
+        HypercallOp {
+            nr: hc::EVENT_CHANNEL_OP,
+            args: [cmd, scratch, 0, 0, 0],
+            vmcall: false,
+            skipped: false,
+        },
+        words,
+    )
 }
 
 // ---- Instruction streams -----------------------------------------------------
@@ -1335,7 +1373,7 @@ mod tests {
                 (hc::MEMORY_OP, &[0, 1, 6, 7, 11]),
                 (hc::VCPU_OP, &[0, 1, 2, 5, 10, 13]),
                 (hc::SCHED_OP, &[1, 2, 3, 4, 5, 6]),
-                (hc::EVENT_CHANNEL_OP, &[12, 13]),
+                (hc::EVENT_CHANNEL_OP, &[11, 12]),
                 (hc::HVM_OP, &[0]),
             ];
             for (nr, subs) in forbidden {
