@@ -230,6 +230,15 @@ pub fn is_ram(ranges: impl Iterator<Item = MemoryRange>, base: u64, len: u64) ->
         .any(|r| r.base <= base && base.saturating_add(len) <= r.base.saturating_add(r.len))
 }
 
+/// The end of the highest RAM range that ends at or below `limit`.
+pub fn ram_top(ranges: impl Iterator<Item = MemoryRange>, limit: u64) -> Option<u64> {
+    ranges
+        .filter(|r| r.kind == MEMORY_RAM)
+        .map(|r| r.base.saturating_add(r.len))
+        .filter(|&end| end <= limit)
+        .max()
+}
+
 /// `rsdp_paddr` from an `hvm_start_info` (`info` holds at least
 /// [`HVM_START_INFO_LEN`] bytes); `None` when it is zero.
 pub fn hvm_rsdp(info: &[u8]) -> Result<Option<u64>, Why> {
@@ -374,5 +383,19 @@ mod tests {
         assert!(hvm_rsdp(&s[..20]).is_err());
         assert_eq!(Protocol::from_stub(2), Some(Protocol::Multiboot2));
         assert_eq!(Protocol::from_stub(9), None);
+    }
+
+    #[test]
+    fn ram_top_is_the_highest_ram_end_below_the_limit() {
+        let r = |base, len, kind| MemoryRange { base, len, kind };
+        let map = [
+            r(0, 0x9fc00, MEMORY_RAM),
+            r(0x10_0000, 0x1f0_0000, MEMORY_RAM),
+            r(0xfeff_8000, 0x8000, 2),
+            r(0x1_0000_0000, 0x1000_0000, MEMORY_RAM),
+        ];
+        assert_eq!(ram_top(map.into_iter(), 1 << 32), Some(0x200_0000));
+        assert_eq!(ram_top(map.into_iter(), u64::MAX), Some(0x1_1000_0000));
+        assert_eq!(ram_top(map[2..3].iter().copied(), 1 << 32), None);
     }
 }

@@ -20,6 +20,7 @@
 
 pub mod acpi;
 pub mod bootinfo;
+pub mod fuzz;
 pub mod pattern;
 pub mod pit;
 pub mod report;

@@ -473,6 +473,30 @@ pub const TEST_KERNELS: &[TestKernel] = &[
         ],
         verdict_success: true,
     },
+    TestKernel {
+        name: "dom0-hvmfuzz",
+        purpose: "hostile HVM guests (issue 8): bare-fuzz, one seed after another, throws random port I/O, MMIO, MSRs, CPUID, malformed instruction streams at MMIO and raw hypercalls at the hypervisor and Dom0's device model beside a bare-count canary; each fuzzer runs to its end and powers off, the canary keeps counting with its memory checksum unchanged, no domain crashes, every frame comes back and a fresh guest still starts",
+        exit: Exit::POWEROFF,
+        lines: &[
+            "dom0-hvmfuzz: the canary (bare-count, HVM) counts: ok",
+            "fuzz: seed 1",
+            "fuzz: total 20000 calls in ",
+            "dom0-hvmfuzz: bare-fuzz seed 1 made its 20000 operations and powered itself off: ok",
+            "dom0-hvmfuzz: bare-fuzz seed 1: six classes, their counts add up to its total: ok",
+            "dom0-hvmfuzz: the canary kept counting beside seed 1, its pages and checksum unchanged: ok",
+            "fuzz: seed 2",
+            "dom0-hvmfuzz: bare-fuzz seed 2 made its 20000 operations and powered itself off: ok",
+            "dom0-hvmfuzz: the canary kept counting beside seed 2, its pages and checksum unchanged: ok",
+            "fuzz: seed 3",
+            "dom0-hvmfuzz: bare-fuzz seed 3 made its 20000 operations and powered itself off: ok",
+            "dom0-hvmfuzz: the canary kept counting beside seed 3, its pages and checksum unchanged: ok",
+            "dom0-hvmfuzz: the hypervisor crashed no domain: ok",
+            "dom0-hvmfuzz: every frame came back: the hypervisor's free memory is as before: ok",
+            "dom0-hvmfuzz: Dom0 is healthy: a fresh guest is created, comes up and is destroyed: ok",
+            "dom0-hvmfuzz: no domain is left but Dom0, and free memory is as before: ok",
+        ],
+        verdict_success: true,
+    },
 ];
 
 /// Guest kernels (domUs) the image build produces for test Dom0s to build.
@@ -492,7 +516,7 @@ pub const GUEST_IMAGES: &[&str] = &[
 /// Kernels written for bare metal (`hvm-guests`): they know nothing of
 /// Oxen or Xen, boot on plain QEMU (`tests/tests/bare_metal.rs`) and are
 /// what issue 6 runs unmodified as HVM guests.
-pub const BARE_METAL_KERNELS: &[&str] = &["bare-hello", "bare-bench", "bare-count"];
+pub const BARE_METAL_KERNELS: &[&str] = &["bare-hello", "bare-bench", "bare-count", "bare-fuzz"];
 
 /// Dom0 kernels for `scripts/bench` that are not in [`TEST_KERNELS`] (too
 /// slow for every test run; each has its own boot test): pv-bench
@@ -517,6 +541,14 @@ pub const KERNEL_FILES: &[(&str, &[(&str, &str)])] = &[
     // The soak test's networked guest (the example guest is in every
     // ramdisk).
     ("dom0-soak", &[("/boot/domu-net", "domu-net")]),
+    // The hostile HVM guest and its canary.
+    (
+        "dom0-hvmfuzz",
+        &[
+            ("/boot/bare-fuzz", "bare-fuzz"),
+            ("/boot/bare-count", "bare-count"),
+        ],
+    ),
 ];
 
 /// The extra files kernel `name`'s ramdisk carries (see [`KERNEL_FILES`]).
@@ -560,6 +592,8 @@ pub const KERNEL_SMP: &[(&str, u32)] = &[
 pub const KERNEL_TIMEOUTS: &[(&str, u64)] = &[
     // A thousand guests (about 70 s alone, more on a loaded host).
     ("dom0-soak", 300),
+    // Three fuzzing HVM guests one after the other (about 45 s alone).
+    ("dom0-hvmfuzz", 240),
 ];
 
 /// Extra QEMU arguments (devices) a test kernel boots with, by kernel

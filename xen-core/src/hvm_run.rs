@@ -631,8 +631,8 @@ fn ioreq_gfn(d: &Domain) -> Option<u64> {
     (g != 0).then_some(g)
 }
 
-/// An unbound port per vCPU for the device model (`HVM_PARAM_DM_DOMAIN`),
-/// published in its slot's `vp_eport`.
+/// An unbound, Xen-attached port per vCPU for the device model
+/// (`HVM_PARAM_DM_DOMAIN`), published in its slot's `vp_eport`.
 fn setup_ioreq_ports(d: &mut Domain) -> Result<(), Errno> {
     let Some(gfn) = ioreq_gfn(d) else {
         return Ok(());
@@ -644,7 +644,12 @@ fn setup_ioreq_ports(d: &mut Domain) -> Result<(), Errno> {
         .map_or(0, |h| h.params[HvmParam::DmDomain as usize]) as DomId;
     let mut ports = Vec::with_capacity(d.vcpus.len());
     for _ in 0..d.vcpus.len() {
-        ports.push(d.evtchn.alloc_unbound(domid, dm)?);
+        let port = d.evtchn.alloc_unbound(domid, dm)?;
+        // Xen-attached, as Xen's ioreq server ports: a guest that closed,
+        // reset or moved it would leave its vCPU waiting for an answer
+        // that can never be signalled (found by bare-fuzz).
+        d.evtchn.set_xen_attached(port)?;
+        ports.push(port);
     }
     let Some(hvm) = d.hvm.as_ref() else {
         return Err(Errno::EINVAL);

@@ -13,7 +13,9 @@
 //! changing; `busy=N` on its command line (Multiboot2's, xl.cfg's
 //! `extra =`) makes it rewrite N pages a tick instead, and, between
 //! ticks, keep rewriting pages rather than wait (the busy guest of the
-//! migration benchmark). A page that fails its check is reported as
+//! migration benchmark); `busy=0` makes it rewrite nothing, so S stays
+//! the same from the first count on (the canary beside a hostile guest).
+//! A page that fails its check is reported as
 //! `bare-count: count N FAILED page X word Y`. If the region is not RAM it
 //! says so and powers off.
 
@@ -86,7 +88,9 @@ mod kernel {
             if let Some((n, w)) = first_bad {
                 println!("bare-count: count {count} FAILED page {n} word {w}");
             }
-            if busy <= 1 {
+            if busy == 0 {
+                pit::delay_us(TICK_US);
+            } else if busy == 1 {
                 let page = (count % PAGES) as usize;
                 pattern::fill(&mut region[page], page as u64, count);
                 pit::delay_us(TICK_US);
@@ -103,7 +107,8 @@ mod kernel {
         }
     }
 
-    /// `busy=N` from the Multiboot2 command line (1 without one).
+    /// `busy=N` from the Multiboot2 command line (1 without one; 0: keep
+    /// still).
     fn busy_pages(boot: &Boot) -> u64 {
         if boot.protocol != Some(Protocol::Multiboot2) {
             return 1;
@@ -116,6 +121,6 @@ mod kernel {
             .and_then(|info| bootinfo::mb2_cmdline(info).ok().flatten())
             .and_then(|c| bootinfo::cmdline_value(c, "busy"))
             .and_then(|v| v.parse().ok())
-            .map_or(1, |n: u64| n.clamp(1, PAGES))
+            .map_or(1, |n: u64| n.min(PAGES))
     }
 }

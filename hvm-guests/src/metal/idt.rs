@@ -1,6 +1,8 @@
 //! The IDT: the 32 exception vectors report the fault and stop the
 //! machine (an exception in a test kernel is a FAILED check, never a
-//! hang); the LAPIC timer vector counts ticks and sends EOI; the spurious
+//! hang) unless [`super::trap`] armed a fixup, in which case the fault is
+//! recorded and the CPU resumes at the fixup; an NMI is counted and
+//! returns; the LAPIC timer vector counts ticks and sends EOI; the spurious
 //! vector returns. Every other vector is not present, so a stray interrupt
 //! surfaces as #NP with its vector in the error code.
 //!
@@ -196,7 +198,11 @@ bare_exc_\n:
 
     EXC_STUB 0, 0
     EXC_STUB 1, 0
-    EXC_STUB 2, 0
+    /* NMI: counted, then back to whatever it interrupted. */
+    .balign 16
+bare_exc_2:
+    lock incq bare_nmi_count(%rip)
+    iretq
     EXC_STUB 3, 0
     EXC_STUB 4, 0
     EXC_STUB 5, 0
@@ -227,7 +233,24 @@ bare_exc_\n:
     EXC_STUB 30, 1
     EXC_STUB 31, 0
 
+    /* A fault where trap.rs armed a fixup: record the vector and the
+       faulting RIP, disarm, and return to the fixup (stack: vector,
+       error, then the CPU's frame). */
 bare_exc_common:
+    cmpq $0, bare_fixup_rip(%rip)
+    je 1f
+    push %rax
+    mov 8(%rsp), %rax
+    mov %rax, bare_fixup_vector(%rip)
+    mov 24(%rsp), %rax
+    mov %rax, bare_fixup_fault_rip(%rip)
+    mov bare_fixup_rip(%rip), %rax
+    mov %rax, 24(%rsp)
+    movq $0, bare_fixup_rip(%rip)
+    pop %rax
+    add $16, %rsp
+    iretq
+1:
     mov %rsp, %rdi
     and $-16, %rsp
     call bare_exception

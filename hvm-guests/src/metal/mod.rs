@@ -5,7 +5,8 @@
 //! interrupt controllers and timers ([`pic`], [`pit`], [`lapic`],
 //! [`ioapic`], [`cmos`]), the firmware's tables and the memory map
 //! ([`firmware`], [`memmap`]), the second CPU ([`smp`]), power-off
-//! ([`power`]) and the time-stamp counter for benchmarks ([`tsc`]).
+//! ([`power`]), the time-stamp counter for benchmarks ([`tsc`]) and
+//! faults a fuzzer survives ([`trap`]).
 //! Trusts the boot loader for the entry state its protocol promises, and
 //! nothing the hardware reports.
 
@@ -24,4 +25,5 @@ pub mod pit;
 pub mod power;
 pub mod serial;
 pub mod smp;
+pub mod trap;
 pub mod tsc;

@@ -1,7 +1,9 @@
 //! Paging: the boot code's 1:1 map of the low 4 GiB (2 MiB pages, the top
 //! GiB uncached for the APICs and PCI holes), and the paging check's second
-//! mapping of one frame at [`ALIAS_VA`] through 4 KiB tables of its own.
-//! Owns PML4 slot 1; the boot code owns slot 0.
+//! mapping of one frame at [`ALIAS_VA`] through 4 KiB tables of its own,
+//! and [`unmap_low_mib`] (the fuzzer's: the first MiB not mapped at all).
+//! Owns PML4 slot 1; the boot code owns slot 0 (but for the first 2 MiB
+//! once [`unmap_low_mib`] split them).
 
 use super::cpu::{cr0, cr3, cr4, invlpg, rdmsr};
 use crate::report::Why;
@@ -25,8 +27,9 @@ const PTE_ADDR: u64 = 0x000f_ffff_ffff_f000;
 #[repr(C, align(4096))]
 struct Page(UnsafeCell<[u64; 512]>);
 
-// SAFETY: only the BSP touches these pages, in `alias_probe`, which runs
-// once before the second CPU starts; the CPU's page walker reads them.
+// SAFETY: only the BSP touches these pages, in `alias_probe` and
+// `unmap_low_mib`, which run once before any second CPU starts; the CPU's
+// page walker reads them.
 unsafe impl Sync for Page {}
 
 impl Page {
@@ -44,6 +47,45 @@ static ALIAS_PDPT: Page = Page::new();
 static ALIAS_PD: Page = Page::new();
 static ALIAS_PT: Page = Page::new();
 static PROBE: Page = Page::new();
+static LOW_PT: Page = Page::new();
+
+/// Maps the first 2 MiB through 4 KiB pages with the first MiB left out,
+/// so a null or small pointer faults instead of reaching memory (the
+/// boot information and firmware tables there are not needed any more).
+/// The kernel image, linked at 1 MiB, stays mapped.
+pub fn unmap_low_mib() -> Result<(), Why> {
+    let (start, end) = super::boot::image_range();
+    if start < 1 << 20 || end > 2 << 20 {
+        return Err(why!(
+            "the kernel image {start:#x}-{end:#x} is not inside the second MiB"
+        ));
+    }
+    let pml4 = (cr3() & PTE_ADDR) as *const u64;
+    // SAFETY: CR3 holds the boot code's PML4 in the 1:1 map; its slot 0
+    // points at the boot PDPT, whose slot 0 points at the PD of the first
+    // GiB (the boot code's layout, 1:1 mapped).
+    let pd = unsafe {
+        let pdpt = (pml4.read_volatile() & PTE_ADDR) as *const u64;
+        (pdpt.read_volatile() & PTE_ADDR) as *mut u64
+    };
+    // SAFETY: the PD's first entry is the boot code's 2 MiB page at 0.
+    let old = unsafe { pd.read_volatile() };
+    if old & (1 << 7) == 0 {
+        return Err(why!("the first 2 MiB are not one large page ({old:#x})"));
+    }
+    for i in 256..512 {
+        write_entry(
+            LOW_PT.0.get().cast(),
+            i,
+            (i as u64) << 12 | PTE_PRESENT_WRITABLE,
+        );
+    }
+    write_entry(pd, 0, LOW_PT.pa() | PTE_PRESENT_WRITABLE);
+    // SAFETY: reloading CR3 with its own value flushes the TLB; the new
+    // entries map the running code exactly as before.
+    unsafe { core::arch::asm!("mov {t}, cr3", "mov cr3, {t}", t = out(reg) _, options(nostack)) };
+    Ok(())
+}
 
 /// Control registers and EFER, for the report.
 pub struct State {

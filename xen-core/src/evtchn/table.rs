@@ -92,12 +92,19 @@ impl PortState {
 struct Channel {
     state: PortState,
     notify_vcpu: u32,
+    /// Xen-attached (Xen's `xen_consumer`): a port the hypervisor itself
+    /// uses in this domain's table, such as an HVM vCPU's ioreq port to
+    /// the device model. The guest cannot close or move it
+    /// ([`EvtchnTable::guest_close`], [`EvtchnTable::bind_vcpu`],
+    /// [`EvtchnTable::guest_reset`]); tear-down closes it like any other.
+    xen: bool,
 }
 
 impl Channel {
     const FREE: Channel = Channel {
         state: PortState::Free,
         notify_vcpu: 0,
+        xen: false,
     };
 }
 
@@ -440,6 +447,10 @@ impl<const N: usize, const V: usize> EvtchnTable<N, V> {
     pub fn bind_vcpu(&mut self, port: u32, vcpu: u32) -> Result<(), Errno> {
         self.check_vcpu(vcpu)?;
         let state = self.state(port).ok_or(Errno::EINVAL)?;
+        // Xen: "Guest cannot re-bind a Xen-attached event channel."
+        if self.is_xen_attached(port) {
+            return Err(Errno::EINVAL);
+        }
         match state {
             PortState::Virq { virq, .. } if !virq_is_global(virq) => Err(Errno::EINVAL),
             PortState::Virq { .. }
@@ -504,6 +515,47 @@ impl<const N: usize, const V: usize> EvtchnTable<N, V> {
         Ok(())
     }
 
+    /// Marks `port` Xen-attached (see `Channel::xen`): Xen's
+    /// `alloc_unbound_xen_event_channel`, for a port allocated just before
+    /// with [`EvtchnTable::alloc_unbound`]. `-EINVAL` for a port not in use.
+    pub fn set_xen_attached(&mut self, port: u32) -> Result<(), Errno> {
+        match self.chans.get_mut(usize_of(port)) {
+            Some(c) if port < self.valid && c.state.usable() => {
+                c.xen = true;
+                Ok(())
+            }
+            _ => Err(Errno::EINVAL),
+        }
+    }
+
+    /// Whether `port` is Xen-attached.
+    pub fn is_xen_attached(&self, port: u32) -> bool {
+        self.chan(port).is_some_and(|c| c.xen)
+    }
+
+    /// `EVTCHNOP_close` as a guest asks for it: as [`EvtchnTable::close`],
+    /// but a Xen-attached port is refused with `-EINVAL` and stays as it
+    /// is (Xen's `evtchn_close(d, port, guest = true)`: "Guest cannot
+    /// close a Xen-attached event channel").
+    pub fn guest_close<W: EventWords + ?Sized>(
+        local: &mut Self,
+        remote: Option<&mut Self>,
+        port: u32,
+        words: &W,
+    ) -> Result<(), Errno> {
+        if local.is_xen_attached(port) {
+            return Err(Errno::EINVAL);
+        }
+        Self::close(local, remote, port, words)
+    }
+
+    /// `EVTCHNOP_reset` as a guest (or a privileged domain for a paused
+    /// one) asks for it: as [`EvtchnTable::reset`], but Xen-attached ports
+    /// are left alone (Xen's `evtchn_reset` closes with `guest = true`).
+    pub fn guest_reset<W: EventWords + ?Sized>(&mut self, words: &W) -> Option<(u32, DomId)> {
+        self.reset_ports(words, true)
+    }
+
     /// `EVTCHNOP_reset` / domain tear-down: closes every port (from port 1
     /// up, as Xen's `evtchn_reset`).
     ///
@@ -516,7 +568,18 @@ impl<const N: usize, const V: usize> EvtchnTable<N, V> {
     /// resets itself, or a privileged caller resets a paused domain:
     /// otherwise `-EINVAL`/`-EPERM`).
     pub fn reset<W: EventWords + ?Sized>(&mut self, words: &W) -> Option<(u32, DomId)> {
+        self.reset_ports(words, false)
+    }
+
+    fn reset_ports<W: EventWords + ?Sized>(
+        &mut self,
+        words: &W,
+        keep_xen: bool,
+    ) -> Option<(u32, DomId)> {
         for port in 1..self.valid {
+            if keep_xen && self.is_xen_attached(port) {
+                continue;
+            }
             match self.state(port) {
                 None | Some(PortState::Free | PortState::Reserved) => {}
                 Some(PortState::Interdomain { remote_dom, .. }) if remote_dom != self.domid => {

@@ -1476,3 +1476,52 @@ fn xsa_221_poll_checks_are_defined_for_every_port() {
     assert_eq!(t.active_ports(), 1);
     assert!(!w.masked(ipi));
 }
+
+/// An HVM vCPU's ioreq port is Xen-attached: the guest can neither
+/// close it, nor reset it away, nor move it to another vCPU (Xen's
+/// `consumer_is_xen` checks; bare-fuzz found a guest closing it and
+/// hanging its vCPU on the next device model access). Its peer's side
+/// and tear-down work as for any port.
+#[test]
+fn evtchn_xen_attached_ports_survive_the_guest() {
+    let (wa, wb) = (Shared::new(), Shared::new());
+    let mut a = Table::new(D1, 2);
+    let mut dm = Table::new(D0, 1);
+    let ioreq = a.alloc_unbound(D1, D0).unwrap();
+    assert_eq!(a.set_xen_attached(ioreq), Ok(()));
+    assert!(a.is_xen_attached(ioreq));
+    assert_eq!(a.set_xen_attached(40), Err(Errno::EINVAL));
+    assert_eq!(a.set_xen_attached(4000), Err(Errno::EINVAL));
+    let mine = a.alloc_unbound(D1, D0).unwrap();
+    assert!(!a.is_xen_attached(mine));
+    // The device model binds it.
+    let (dp, _) = Table::bind_interdomain(&mut dm, Some(&mut a), ioreq, &wb).unwrap();
+    let bound = Some(PortState::Interdomain {
+        remote_dom: D0,
+        remote_port: dp,
+    });
+    assert_eq!(a.state(ioreq), bound);
+    // The guest cannot close it, move it or reset it away ...
+    assert_eq!(
+        Table::guest_close(&mut a, Some(&mut dm), ioreq, &wa),
+        Err(Errno::EINVAL)
+    );
+    assert_eq!(a.bind_vcpu(ioreq, 1), Err(Errno::EINVAL));
+    assert_eq!(a.guest_reset(&wa), None);
+    assert_eq!(a.state(ioreq), bound);
+    assert_eq!(a.notify_vcpu(ioreq), Some(0));
+    assert!(a.is_xen_attached(ioreq));
+    // ... while its own ports go as before.
+    assert_eq!(a.state(mine), Some(PortState::Free));
+    let other = a.alloc_unbound(D1, D0).unwrap();
+    assert_eq!(Table::guest_close(&mut a, None, other, &wa), Ok(()));
+    // It still carries notifications to the device model.
+    assert_eq!(a.send(ioreq), Ok(Some(Event { dom: D0, port: dp })));
+    // Tear-down closes it; the freed port is an ordinary one again.
+    assert_eq!(a.reset(&wa), Some((ioreq, D0)));
+    assert_eq!(Table::close(&mut a, Some(&mut dm), ioreq, &wa), Ok(()));
+    assert_eq!(a.reset(&wa), None);
+    assert!(!a.is_xen_attached(ioreq));
+    assert_eq!(dm.state(dp), Some(PortState::Unbound { remote_dom: D1 }));
+    check_invariants(&[&a, &dm]);
+}

@@ -165,7 +165,7 @@ fn op(c: &mut Call, cmd: u32, arg: u64) -> Result<i64, Errno> {
             let remote = peer.and_then(|p| c.others.get(p));
             let pirq = c.dom.evtchn.pirq_of(a.port);
             let (t, words) = event::table_and_words(c.dom);
-            EvtchnTable::close(t, remote.map(|r| &mut *r.evtchn), a.port, &words)?;
+            EvtchnTable::guest_close(t, remote.map(|r| &mut *r.evtchn), a.port, &words)?;
             if let Some(p) = pirq {
                 crate::hwirq::unbind(me, p);
             }
@@ -207,7 +207,7 @@ fn op(c: &mut Call, cmd: u32, arg: u64) -> Result<i64, Errno> {
                     crate::hwirq::unbind_domain(c.dom.domid);
                     loop {
                         let (t, words) = event::table_and_words(c.dom);
-                        let Some((port, peer)) = t.reset(&words) else {
+                        let Some((port, peer)) = t.guest_reset(&words) else {
                             break;
                         };
                         let remote = c.others.get(peer).ok_or(Errno::ESRCH)?;
@@ -225,7 +225,7 @@ fn op(c: &mut Call, cmd: u32, arg: u64) -> Result<i64, Errno> {
                     crate::hwirq::unbind_domain(id);
                     loop {
                         let (t, words) = event::table_and_words(d);
-                        let Some((port, peer)) = t.reset(&words) else {
+                        let Some((port, peer)) = t.guest_reset(&words) else {
                             break;
                         };
                         if peer != me.domid {
