@@ -105,6 +105,24 @@ global_asm!(
         push %r15
     .endm
 
+    .macro POP_GPRS
+        pop %r15
+        pop %r14
+        pop %r13
+        pop %r12
+        pop %rbp
+        pop %rbx
+        pop %r11
+        pop %r10
+        pop %r9
+        pop %r8
+        pop %rax
+        pop %rcx
+        pop %rdx
+        pop %rsi
+        pop %rdi
+    .endm
+
 isr_common:
     PUSH_GPRS
     cld
@@ -112,21 +130,7 @@ isr_common:
     call trap_dispatch
     .global return_to_frame
 return_to_frame:
-    pop %r15
-    pop %r14
-    pop %r13
-    pop %r12
-    pop %rbp
-    pop %rbx
-    pop %r11
-    pop %r10
-    pop %r9
-    pop %r8
-    pop %rax
-    pop %rcx
-    pop %rdx
-    pop %rsi
-    pop %rdi
+    POP_GPRS
     add $16, %rsp
     iretq
 
@@ -156,21 +160,7 @@ syscall_entry:
        from here: the next instructions run on the guest's stack (NMI and
        #MC have IST stacks). */
     cli
-    pop %r15
-    pop %r14
-    pop %r13
-    pop %r12
-    pop %rbp
-    pop %rbx
-    pop %r11
-    pop %r10
-    pop %r9
-    pop %r8
-    pop %rax
-    pop %rcx
-    pop %rdx
-    pop %rsi
-    pop %rdi
+    POP_GPRS
     mov 40(%rsp), %rsp
     sysretq
 
