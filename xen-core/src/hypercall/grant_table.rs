@@ -793,11 +793,15 @@ fn setup_table(c: &mut Call, uop: u64, count: u32) -> Result<i64, Errno> {
     let st = match table_of(c, op.dom) {
         Err(st) => st,
         Ok((owner, table)) => {
-            let grown = op.nr_frames <= table.max_frames()
-                && with_env(me, |_, ft, env| {
-                    table.grow(env, ft, FtDomId(owner), op.nr_frames)
-                })
-                .is_ok();
+            // A table already this size (the common call: a guest asking
+            // for its frames again) needs no page-table work at all.
+            let grown = op.nr_frames.max(gt::INITIAL_NR_GRANT_FRAMES) as usize
+                <= table.allocated_frames().len()
+                || (op.nr_frames <= table.max_frames()
+                    && with_env(me, |_, ft, env| {
+                        table.grow(env, ft, FtDomId(owner), op.nr_frames)
+                    })
+                    .is_ok());
             if grown {
                 let mut st = GntStatus::Okay;
                 let frames = table.allocated_frames();
