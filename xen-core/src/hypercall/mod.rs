@@ -170,8 +170,13 @@ extern "C" fn pv_syscall_dispatch(frame: &mut TrapFrame) -> u64 {
                 // The common way out, under the lock already held: a
                 // value for rax, then events, unless the scheduler has
                 // something to do first (then `exit_to_guest` below).
-                (Outcome::Ret(r), None) if !implicit && !crate::sched::exit_needs_schedule() => {
-                    f.rax = r as u64;
+                (out @ (Outcome::Ret(_) | Outcome::NoRet), None)
+                    if !implicit && !crate::sched::exit_needs_schedule() =>
+                {
+                    // NoRet: the handler set the registers (iret).
+                    if let Outcome::Ret(r) = out {
+                        f.rax = r as u64;
+                    }
                     let v = &mut dom.vcpus[vcpu as usize];
                     match crate::pv::deliver_events_to(f, v) {
                         Ok(()) => Exit::Done,
