@@ -38,6 +38,7 @@ pub mod builder;
 pub mod consoled;
 pub mod devmodel;
 pub mod fat;
+pub mod hostile;
 #[cfg(target_os = "none")]
 pub mod fault;
 pub mod ipconf;
