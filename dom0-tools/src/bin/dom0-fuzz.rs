@@ -55,7 +55,7 @@ mod kernel {
     const RUN_NS_PER_MILLION: u64 = 600_000_000_000;
     /// The longest the canary may go without a heartbeat while the
     /// fuzzer runs.
-    const MAX_GAP_NS: u64 = 5_000_000_000;
+    const MAX_GAP_NS: u64 = 10_000_000_000;
     /// How long freed memory may take to show (domain teardown).
     const SETTLE_NS: u64 = 5_000_000_000;
 
@@ -63,6 +63,8 @@ mod kernel {
         seed: u64,
         calls: u64,
         runs: u64,
+        /// The fuzzer prints each random call (debugging).
+        trace: bool,
     }
 
     fn opts(si: &StartInfo) -> Opts {
@@ -70,8 +72,12 @@ mod kernel {
             seed: 1,
             calls: 200_000,
             runs: 1,
+            trace: false,
         };
         for w in si.cmd_line().split_whitespace() {
+            if w == "trace" {
+                o.trace = true;
+            }
             let (k, v) = w.split_once('=').unwrap_or((w, ""));
             let Ok(v) = v.parse::<u64>() else { continue };
             match k {
@@ -157,7 +163,10 @@ mod kernel {
                 _ => break,
             }
         }
+        // The hypervisor's own lines only (Dom0's, relayed guests' among
+        // them, are in the same ring).
         text.lines()
+            .filter(|l| l.starts_with("(XEN)"))
             .filter(|l| {
                 let l = l.to_ascii_lowercase();
                 l.contains("domain crash")
@@ -180,13 +189,25 @@ mod kernel {
         state: String,
     }
 
-    fn fuzz_run(ts: &mut Toolstack, canary: u32, seed: u64, calls: u64, i: u64) -> Option<Run> {
+    fn fuzz_run(
+        ts: &mut Toolstack,
+        canary: u32,
+        seed: u64,
+        calls: u64,
+        i: u64,
+        trace: bool,
+    ) -> Option<Run> {
         let extra = [
             format!("name=\"fuzz{i}\""),
             format!("kernel=\"{FUZZ_KERNEL}\""),
             String::from("memory=32"),
             String::from("vcpus=2"),
-            format!("extra=\"seed={seed} calls={calls}\""),
+            format!(
+                "extra=\"seed={seed} calls={calls}{}\"",
+                if trace { " trace" } else { "" }
+            ),
+            // A crash is kept for its console to be read (and counted).
+            String::from("on_crash=\"preserve\""),
         ];
         let id = match create(ts, &extra) {
             Ok(id) => id,
@@ -214,10 +235,17 @@ mod kernel {
         });
         let text = backlog_text(ts, id);
         let finished = finished && text.contains("domu-fuzz: done");
-        for l in text.lines() {
-            if l.starts_with("fuzz: ") || l.starts_with("domu-fuzz: ") {
-                println!("{l}");
-            }
+        // Its report and whatever else it said (a panic message), not its
+        // traced calls but the last few.
+        let calls: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("domu-fuzz: call "))
+            .collect();
+        for l in text.lines().filter(|l| !l.starts_with("domu-fuzz: call ")) {
+            println!("{l}");
+        }
+        for l in &calls[calls.len().saturating_sub(5)..] {
+            println!("{l}");
         }
         let state = match xc::domain_info(id as u16) {
             Ok(d) if d.is_shutdown() => format!(
@@ -236,8 +264,6 @@ mod kernel {
             .lines()
             .filter(|l| l.starts_with("fuzz: class "))
             .count();
-        let before = free_pages();
-        let _ = before;
         let destroyed = ts.destroy(id);
         if let Err(e) = destroyed {
             println!("dom0-fuzz: xl destroy d{id}: {e}");
@@ -307,7 +333,7 @@ mod kernel {
         for i in 0..o.runs {
             let seed = o.seed + i;
             let free_before = free_pages();
-            let Some(r) = fuzz_run(&mut ts, canary, seed, o.calls, i) else {
+            let Some(r) = fuzz_run(&mut ts, canary, seed, o.calls, i, o.trace) else {
                 c.error(format_args!("run {i}: the fuzzer was not created"));
                 continue;
             };

@@ -109,8 +109,15 @@ mod kernel {
             .unwrap_or(SCRATCH_VA)
     }
 
+    /// `trace`: print each random-class call before making it (to find
+    /// the call that did something, from the console's last lines).
+    static TRACE: AtomicBool = AtomicBool::new(false);
+
     fn args(seed: &mut u64, calls: &mut u64, si: &StartInfo) {
         for w in si.cmd_line().split_whitespace() {
+            if w == "trace" {
+                TRACE.store(true, Ordering::Relaxed);
+            }
             if let Some(v) = w.strip_prefix("seed=") {
                 *seed = v.parse().unwrap_or(*seed);
             }
@@ -198,6 +205,9 @@ mod kernel {
             self.refill_scratch();
             match gen::random_call(&mut self.r, &self.l) {
                 Draw::Call { nr, args } => {
+                    if TRACE.load(Ordering::Relaxed) {
+                        println!("domu-fuzz: call {nr} {args:x?}");
+                    }
                     let a = answer(raw(nr, args));
                     self.t.add("random", &a);
                 }
@@ -284,13 +294,25 @@ mod kernel {
         }
 
         fn grant(&mut self) {
-            match gen::grant_call(&mut self.r, &self.l, self.handles.len()) {
+            let d = gen::grant_call(&mut self.r, &self.l, self.handles.len());
+            if TRACE.load(Ordering::Relaxed) {
+                println!("domu-fuzz: call {d:x?}");
+            }
+            match d {
                 GrantDraw::Map {
                     dom,
                     gref,
                     flags,
                     host_addr,
                 } => {
+                    // Our entry there, as it is now: a present one (a grant
+                    // mapping: nothing else is mapped there) would be
+                    // dropped implicitly.
+                    let slot = self.l.grant_slot(host_addr, flags);
+                    if slot.is_some_and(|va| self.slot_pte(va) & 1 != 0) {
+                        self.t.add("grant", FATAL_SKIPPED);
+                        return;
+                    }
                     let mut op = GnttabMapGrantRef {
                         host_addr,
                         flags,
@@ -390,6 +412,18 @@ mod kernel {
             let rc = raw(GRANT_TABLE_OP, [1, addr(&mut op), 1, 0, 0]);
             self.t.add("grant", &grant_answer(rc, op.status));
             rc == 0 && op.status == 0
+        }
+
+        /// The L1 entry that maps `va`, a grant slot of ours (the grant
+        /// L1's range or the scratch guard page).
+        fn slot_pte(&self, va: u64) -> u64 {
+            let (table, base) = if va >= GRANT_VA {
+                (self.l.grant_l1_mfn, GRANT_VA)
+            } else {
+                (self.l.pt_mfns[3], va & !0x1f_ffff)
+            };
+            // Unreadable: treat as present (skip).
+            read_entry(table, (va - base) >> 12).unwrap_or(1)
         }
 
         fn evtchn_op<T>(&mut self, cmd: u64, op: &mut T) -> i64 {
@@ -640,6 +674,7 @@ mod kernel {
         let budget = |share: u64| calls * share / 100;
         let (b_random, b_mmu, b_grant) = (budget(40), budget(20), budget(20));
         let b_evtchn = calls - b_random - b_mmu - b_grant;
+        println!("domu-fuzz: class random");
         while f.t.calls("random") < b_random {
             f.random();
             let n = f.t.calls("random");
@@ -647,6 +682,7 @@ mod kernel {
                 println!("domu-fuzz: random: {n} calls");
             }
         }
+        println!("domu-fuzz: class mmu");
         while f.t.calls("mmu") < b_mmu {
             f.mmu();
         }
@@ -660,6 +696,7 @@ mod kernel {
         RACE_REF0.store(u64::from(f.l.grant_refs[0]), Ordering::Release);
         RACING.store(true, Ordering::Release);
         let racer_up = smp::count() > 1 && smp::start(1, racer).is_ok();
+        println!("domu-fuzz: class grant");
         while f.t.calls("grant") < b_grant {
             f.grant();
         }
@@ -685,6 +722,7 @@ mod kernel {
                 raw(GRANT_TABLE_OP, [1, addr(&mut op), 1, 0, 0]);
             }
         }
+        println!("domu-fuzz: class evtchn");
         while f.t.calls("evtchn") < b_evtchn {
             f.evtchn();
         }

@@ -114,6 +114,25 @@ impl Layout {
     }
 }
 
+impl Layout {
+    /// The VA a grant map at `host_addr` with `flags` would replace, if
+    /// it is one of ours the grant class maps at (the grant L1's range,
+    /// by VA or by entry address with `GNTMAP_contains_pte`, or the
+    /// scratch guard page). Mapping a grant over a live grant mapping
+    /// drops that one implicitly, which Xen punishes by crashing the
+    /// domain: the guest keeps track and does not.
+    pub fn grant_slot(&self, host_addr: u64, flags: u32) -> Option<u64> {
+        if flags & 0x10 != 0 {
+            return (host_addr >> 12 == self.grant_l1_mfn)
+                .then(|| self.grant_va + (host_addr & 0xfff) / 8 * 4096);
+        }
+        let va = host_addr & !0xfff;
+        ((self.grant_va..self.grant_va + 512 * 4096).contains(&va)
+            || va == self.scratch_va + self.scratch_len)
+            .then_some(va)
+    }
+}
+
 /// A raw hypercall to make, or one not made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Draw {
@@ -482,7 +501,8 @@ pub fn grant_call(r: &mut Rng, l: &Layout, handles: usize) -> GrantDraw {
                 }
             } else {
                 match r.below(6) {
-                    0 => l.scratch_va,
+                    // The scratch buffer's guard page (not mapped).
+                    0 => l.scratch_va + l.scratch_len,
                     1 => 0xffff_8000_0000_0000,
                     2 => 0x0000_8000_0000_0000,
                     _ => l.grant_va + r.below(512) * 4096,
@@ -619,6 +639,8 @@ pub enum EvtDraw {
     Skip,
 }
 
+const DOMID_SELF_U16: u16 = 0x7ff0;
+
 /// Class `evtchn`. `live` is one of the fuzz's own open ports (if any),
 /// `closed` one it closed.
 pub fn evtchn_call(r: &mut Rng, l: &Layout, live: Option<u32>, closed: Option<u32>) -> EvtDraw {
@@ -633,8 +655,15 @@ pub fn evtchn_call(r: &mut Rng, l: &Layout, live: Option<u32>, closed: Option<u3
             _ => r.below(64) as u32,
         }
     };
+    // Exhaustion is a thousand calls and more: a rare draw.
+    if r.one_in(400) {
+        return EvtDraw::Exhaust;
+    }
     match r.below(40) {
-        0 => EvtDraw::Exhaust,
+        0 => EvtDraw::AllocUnbound {
+            dom: DOMID_SELF_U16,
+            remote: l.domid,
+        },
         1..=4 => EvtDraw::AllocUnbound {
             dom: some_dom(r),
             remote: some_dom(r),
@@ -799,9 +828,23 @@ mod tests {
                     assert!(mfn == l.grant_l1_mfn || mfn == l.pt_mfns[0] || !l.owns_mfn(mfn));
                 }
                 GrantDraw::Unmap { slot: Some(s), .. } => assert!(s < 3),
+                GrantDraw::Map { host_addr, flags, .. } if flags & 0x12 == 2 => {
+                    // Never over the scratch buffer itself.
+                    assert!(!(l.scratch_va..l.scratch_va + l.scratch_len).contains(&host_addr));
+                }
                 _ => {}
             }
         }
+    }
+
+    #[test]
+    fn grant_slots() {
+        let l = layout();
+        assert_eq!(l.grant_slot(l.grant_va + 3 * 4096, 2), Some(l.grant_va + 3 * 4096));
+        assert_eq!(l.grant_slot((l.grant_l1_mfn << 12) | 24, 0x12), Some(l.grant_va + 3 * 4096));
+        assert_eq!(l.grant_slot(l.scratch_va + l.scratch_len, 2), Some(l.scratch_va + l.scratch_len));
+        assert_eq!(l.grant_slot(0xffff_8000_0000_0000, 2), None);
+        assert_eq!(l.grant_slot(l.pt_mfns[0] << 12, 0x12), None);
     }
 
     #[test]
@@ -824,6 +867,6 @@ mod tests {
                 _ => {}
             }
         }
-        assert!(exhaust > 1000);
+        assert!(exhaust > 100 && exhaust < 1000, "{exhaust}");
     }
 }
