@@ -38,9 +38,9 @@ pub mod builder;
 pub mod consoled;
 pub mod devmodel;
 pub mod fat;
-pub mod hostile;
 #[cfg(target_os = "none")]
 pub mod fault;
+pub mod hostile;
 pub mod ipconf;
 pub mod migration;
 pub mod netback;

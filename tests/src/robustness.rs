@@ -15,6 +15,53 @@
 //! A boot may hold any number of runs (one per seed); a report may hold
 //! any number of boots ([`Section`]s), each with a title.
 
+use std::time::Duration;
+
+use crate::boot::{OxenBoot, Payload};
+use crate::images::{self, Images};
+use crate::qemu::{Echo, RunResult};
+
+/// The PV hostile test Dom0 (a `dom0-tools` binary).
+pub const PV_KERNEL: &str = "dom0-fuzz";
+/// The HVM one (the HVM fuzzing guest's Dom0), when the images have it.
+pub const HVM_KERNEL: &str = "dom0-hvmfuzz";
+
+/// Boots test Dom0 `kernel` (with its ramdisk files and hypervisor
+/// options from [`images`]) with Dom0 command line `cmdline` (e.g.
+/// `seed=S calls=N runs=R`), on the harness's default machine, and
+/// returns the run.
+pub fn boot(
+    images: &Images,
+    kernel: &str,
+    cmdline: &str,
+    timeout: Duration,
+    echo: Echo,
+) -> Result<RunResult, String> {
+    let mut boot = OxenBoot::new(images.hypervisor()?, images.get(kernel)?)?;
+    let mut files = crate::boot::standard_files(images);
+    files.extend(crate::boot::kernel_files(
+        images,
+        images::kernel_files_of(kernel),
+    )?);
+    boot.ramdisk = Some(Payload::Bytes(crate::boot::dom0_ramdisk_with(&[], &files)?));
+    boot.dom0_cmdline = cmdline.to_string();
+    if let Some(k) = images::test_kernel(kernel) {
+        let opts = k.hypervisor_options();
+        if !opts.is_empty() {
+            boot.append = format!("{} {opts}", boot.append);
+        }
+    }
+    let work = images::work_dir(&format!("{kernel}-bench")).map_err(|e| e.to_string())?;
+    let mut q = boot.qemu(kernel, &work)?.echo(echo);
+    if let Some(n) = images::test_kernel(kernel).and_then(|k| k.smp()) {
+        q = q.smp(n);
+    }
+    let m = q.spawn().map_err(|e| e.to_string())?;
+    let r = m.wait_exit(timeout);
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(r)
+}
+
 /// One class of one run: how many calls, and how they were answered.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClassTally {
@@ -161,10 +208,18 @@ impl Section {
     /// Builds a section from a boot's console log: `kernel` is the test
     /// Dom0 whose check lines are read, `clean_end` whether the machine
     /// powered off after a `VERDICT:` line.
-    pub fn from_log(title: &str, how: &str, kernel: &str, log: &str, ended: &str, clean_end: bool) -> Section {
+    pub fn from_log(
+        title: &str,
+        how: &str,
+        kernel: &str,
+        log: &str,
+        ended: &str,
+        clean_end: bool,
+    ) -> Section {
         let checks = parse_checks(log, kernel);
         let crashed = domain_crashes(log);
-        let canary: Vec<&(String, bool)> = checks.iter().filter(|c| c.0.contains("canary")).collect();
+        let canary: Vec<&(String, bool)> =
+            checks.iter().filter(|c| c.0.contains("canary")).collect();
         let panics = hypervisor_panics(log);
         let verdict = log.lines().any(|l| l.starts_with("VERDICT:"));
         Section {
@@ -303,14 +358,22 @@ pub fn markdown(meta: &Meta, sections: &[Section]) -> String {
                 let mut a = c.answers.clone();
                 a.sort_by(|x, y| y.1.cmp(&x.1).then(x.0.cmp(&y.0)));
                 let a: Vec<String> = a.iter().map(|(k, v)| format!("`{k}` {v}")).collect();
-                s.push_str(&format!("| {} | {} | {} |\n", c.class, c.calls, a.join(", ")));
+                s.push_str(&format!(
+                    "| {} | {} | {} |\n",
+                    c.class,
+                    c.calls,
+                    a.join(", ")
+                ));
             }
             s.push('\n');
         }
         if !x.checks.is_empty() {
             s.push_str("Checks (in the order made):\n\n");
             for (what, ok) in &x.checks {
-                s.push_str(&format!("- {}: {what}\n", if *ok { "ok" } else { "**FAILED**" }));
+                s.push_str(&format!(
+                    "- {}: {what}\n",
+                    if *ok { "ok" } else { "**FAILED**" }
+                ));
             }
             s.push('\n');
         }
@@ -413,7 +476,14 @@ VERDICT: FAILURE: x
         assert!(!s.passed());
         // A boot that did not end cleanly counts as a hypervisor crash;
         // no verdict line at all, as a Dom0 crash.
-        let t = Section::from_log("PV", "how", "dom0-fuzz", "fuzz: seed 1\n", "timed out", false);
+        let t = Section::from_log(
+            "PV",
+            "how",
+            "dom0-fuzz",
+            "fuzz: seed 1\n",
+            "timed out",
+            false,
+        );
         assert_eq!((t.hypervisor_crashes, t.dom0_crashes), (1, 1));
         assert_eq!(t.canary_disturbed, None);
     }
@@ -428,7 +498,14 @@ VERDICT: FAILURE: x
             fuzz_targets: vec!["xlcfg".into(), "xs_wire".into()],
         };
         let good = LOG.replace("FAILED: gap 12 s", "ok (gap 1 s)");
-        let s = Section::from_log("PV guest", "booted so", "dom0-fuzz", &good, "Dom0 powered off", true);
+        let s = Section::from_log(
+            "PV guest",
+            "booted so",
+            "dom0-fuzz",
+            &good,
+            "Dom0 powered off",
+            true,
+        );
         let md = markdown(&meta, &[s]);
         for want in [
             "# Robustness: hostile guests",

@@ -319,9 +319,7 @@ mod kernel {
                 c.finish()
             }
         };
-        let up = ts.serve_until(UP_NS, |ts| {
-            heartbeat(ts, canary).is_some_and(|h| h.0 >= 2)
-        });
+        let up = ts.serve_until(UP_NS, |ts| heartbeat(ts, canary).is_some_and(|h| h.0 >= 2));
         let sum0 = heartbeat(&ts, canary).map(|h| h.1);
         if !c.check(
             "the canary is up",
@@ -418,7 +416,11 @@ mod kernel {
         c.check(
             "the hypervisor printed no crash",
             crashes.is_empty(),
-            format_args!("{} lines: {:?}", crashes.len(), crashes.iter().take(4).collect::<Vec<_>>()),
+            format_args!(
+                "{} lines: {:?}",
+                crashes.len(),
+                crashes.iter().take(4).collect::<Vec<_>>()
+            ),
         );
         let n = domains();
         c.check(

@@ -306,7 +306,15 @@ pub fn mmu_call(r: &mut Rng, l: &Layout) -> MmuDraw {
         0..=2 => MmuDraw::Update {
             ptr: (l.fuzz_l1_mfn << 12) | (r.below(512) * 8) | r.pick(&[0, 0, 0, 2, 3]),
             val: entry(r, l),
-            foreigndom: r.pick(&[0x7ff0, 0x7ff0, 0x7ff0, u64::from(l.domid), 0, 0x7ff1, 0x7ff2]),
+            foreigndom: r.pick(&[
+                0x7ff0,
+                0x7ff0,
+                0x7ff0,
+                u64::from(l.domid),
+                0,
+                0x7ff1,
+                0x7ff2,
+            ]),
         },
         // An entry of our L4: the fuzz slot (recursive entries, a crafted
         // or an L1 frame as an L3: type confusion) or a hypervisor slot.
@@ -480,7 +488,17 @@ pub const BEYOND_GFN: u64 = 1 << 32;
 /// Class `grant`. `handles` is how many handle slots the guest holds.
 pub fn grant_call(r: &mut Rng, l: &Layout, handles: usize) -> GrantDraw {
     let some_dom = |r: &mut Rng| -> u16 {
-        r.pick(&[l.domid, l.domid, l.domid, 0, 0x7ff0, l.domid.wrapping_add(1), l.domid.wrapping_sub(1), 0x7ff2, 0xffff])
+        r.pick(&[
+            l.domid,
+            l.domid,
+            l.domid,
+            0,
+            0x7ff0,
+            l.domid.wrapping_add(1),
+            l.domid.wrapping_sub(1),
+            0x7ff2,
+            0xffff,
+        ])
     };
     let some_ref = |r: &mut Rng| -> u32 {
         match r.below(4) {
@@ -568,7 +586,20 @@ pub fn grant_call(r: &mut Rng, l: &Layout, handles: usize) -> GrantDraw {
             }
         }
         _ => GrantDraw::Other {
-            cmd: r.pick(&[6, 9, 10, 11, 12, 13, 14, 15, 16, 17, 30, u64::from(u32::MAX)]),
+            cmd: r.pick(&[
+                6,
+                9,
+                10,
+                11,
+                12,
+                13,
+                14,
+                15,
+                16,
+                17,
+                30,
+                u64::from(u32::MAX),
+            ]),
             count: r.pick(&[0, 1, 2, 100]),
         },
     }
@@ -645,7 +676,16 @@ const DOMID_SELF_U16: u16 = 0x7ff0;
 /// `closed` one it closed.
 pub fn evtchn_call(r: &mut Rng, l: &Layout, live: Option<u32>, closed: Option<u32>) -> EvtDraw {
     let some_dom = |r: &mut Rng| -> u16 {
-        r.pick(&[0, 0x7ff0, l.domid, l.domid.wrapping_add(1), l.domid.wrapping_sub(1), 0x7ff2, 0x7fff, 0xffff])
+        r.pick(&[
+            0,
+            0x7ff0,
+            l.domid,
+            l.domid.wrapping_add(1),
+            l.domid.wrapping_sub(1),
+            0x7ff2,
+            0x7fff,
+            0xffff,
+        ])
     };
     let port = |r: &mut Rng| -> u32 {
         match r.below(6) {
@@ -696,7 +736,10 @@ pub fn evtchn_call(r: &mut Rng, l: &Layout, live: Option<u32>, closed: Option<u3
         35..=36 => {
             let (gfn, offset) = match r.below(3) {
                 0 => (l.foreign_mfn(r) | (1 << 40), 0),
-                1 => (r.pick(&l.scratch_pfns), r.pick(&[4093, 4096, 8192, u32::MAX])),
+                1 => (
+                    r.pick(&l.scratch_pfns),
+                    r.pick(&[4093, 4096, 8192, u32::MAX]),
+                ),
                 _ => (u64::MAX, 64),
             };
             EvtDraw::InitControl {
@@ -779,7 +822,10 @@ mod tests {
                 Draw::Skip => skipped += 1,
             }
         }
-        assert!(made > 50_000 && skipped > 1000 && beyond > 1000, "{made} {skipped} {beyond}");
+        assert!(
+            made > 50_000 && skipped > 1000 && beyond > 1000,
+            "{made} {skipped} {beyond}"
+        );
     }
 
     #[test]
@@ -799,7 +845,9 @@ mod tests {
                         }
                     } else {
                         assert!(
-                            mfn == l.fuzz_l1_mfn || l.crafted_mfns.contains(&mfn) || !l.owns_mfn(mfn),
+                            mfn == l.fuzz_l1_mfn
+                                || l.crafted_mfns.contains(&mfn)
+                                || !l.owns_mfn(mfn),
                             "{ptr:#x}"
                         );
                     }
@@ -823,12 +871,16 @@ mod tests {
                 GrantDraw::Copy { dst, flags, .. } if flags & 2 == 0 => {
                     assert!(l.scratch_pfns.contains(&dst) || dst >= BEYOND_GFN, "{dst}");
                 }
-                GrantDraw::Map { flags, host_addr, .. } if flags & 0x10 != 0 => {
+                GrantDraw::Map {
+                    flags, host_addr, ..
+                } if flags & 0x10 != 0 => {
                     let mfn = host_addr >> 12;
                     assert!(mfn == l.grant_l1_mfn || mfn == l.pt_mfns[0] || !l.owns_mfn(mfn));
                 }
                 GrantDraw::Unmap { slot: Some(s), .. } => assert!(s < 3),
-                GrantDraw::Map { host_addr, flags, .. } if flags & 0x12 == 2 => {
+                GrantDraw::Map {
+                    host_addr, flags, ..
+                } if flags & 0x12 == 2 => {
                     // Never over the scratch buffer itself.
                     assert!(!(l.scratch_va..l.scratch_va + l.scratch_len).contains(&host_addr));
                 }
@@ -840,9 +892,18 @@ mod tests {
     #[test]
     fn grant_slots() {
         let l = layout();
-        assert_eq!(l.grant_slot(l.grant_va + 3 * 4096, 2), Some(l.grant_va + 3 * 4096));
-        assert_eq!(l.grant_slot((l.grant_l1_mfn << 12) | 24, 0x12), Some(l.grant_va + 3 * 4096));
-        assert_eq!(l.grant_slot(l.scratch_va + l.scratch_len, 2), Some(l.scratch_va + l.scratch_len));
+        assert_eq!(
+            l.grant_slot(l.grant_va + 3 * 4096, 2),
+            Some(l.grant_va + 3 * 4096)
+        );
+        assert_eq!(
+            l.grant_slot((l.grant_l1_mfn << 12) | 24, 0x12),
+            Some(l.grant_va + 3 * 4096)
+        );
+        assert_eq!(
+            l.grant_slot(l.scratch_va + l.scratch_len, 2),
+            Some(l.scratch_va + l.scratch_len)
+        );
         assert_eq!(l.grant_slot(0xffff_8000_0000_0000, 2), None);
         assert_eq!(l.grant_slot(l.pt_mfns[0] << 12, 0x12), None);
     }
