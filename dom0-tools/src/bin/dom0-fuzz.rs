@@ -206,8 +206,11 @@ mod kernel {
                 "extra=\"seed={seed} calls={calls}{}\"",
                 if trace { " trace" } else { "" }
             ),
-            // A crash is kept for its console to be read (and counted).
+            // A crash (or any shutdown: the fuzzer never shuts down on
+            // its own) is kept for its console to be read.
             String::from("on_crash=\"preserve\""),
+            String::from("on_poweroff=\"preserve\""),
+            String::from("on_reboot=\"preserve\""),
         ];
         let id = match create(ts, &extra) {
             Ok(id) => id,
