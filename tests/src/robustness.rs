@@ -139,18 +139,43 @@ pub fn parse_runs(log: &str) -> Vec<FuzzRun> {
     runs
 }
 
+/// One check line of a test kernel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Check {
+    /// What was checked.
+    pub what: String,
+    /// Whether it passed.
+    pub ok: bool,
+    /// Its detail (the figures it was judged on).
+    pub detail: String,
+}
+
 /// A test kernel's check lines (`<kernel>: <what>: ok (detail)` or
-/// `<kernel>: <what>: FAILED: detail`): `(what, passed)`, in order.
-pub fn parse_checks(log: &str, kernel: &str) -> Vec<(String, bool)> {
+/// `<kernel>: <what>: FAILED: detail`), in order.
+pub fn parse_checks(log: &str, kernel: &str) -> Vec<Check> {
     let prefix = format!("{kernel}: ");
     log.lines()
         .filter_map(|l| l.trim().strip_prefix(prefix.as_str()))
         .filter_map(|r| {
             if let Some(i) = r.find(": FAILED") {
-                Some((r[..i].to_string(), false))
+                let detail = r[i + 8..].trim_start_matches(':').trim();
+                Some(Check {
+                    what: r[..i].to_string(),
+                    ok: false,
+                    detail: detail.to_string(),
+                })
             } else if let Some(i) = r.rfind(": ok") {
                 let after = &r[i + 4..];
-                (after.is_empty() || after.starts_with(" (")).then(|| (r[..i].to_string(), true))
+                (after.is_empty() || after.starts_with(" (")).then(|| Check {
+                    what: r[..i].to_string(),
+                    ok: true,
+                    detail: after
+                        .trim()
+                        .strip_prefix('(')
+                        .and_then(|d| d.strip_suffix(')'))
+                        .unwrap_or("")
+                        .to_string(),
+                })
             } else {
                 None
             }
@@ -188,7 +213,7 @@ pub struct Section {
     /// Its fuzz runs.
     pub runs: Vec<FuzzRun>,
     /// Its Dom0's check lines.
-    pub checks: Vec<(String, bool)>,
+    pub checks: Vec<Check>,
     /// How the boot ended (`Dom0 powered off`, `timed out`).
     pub ended: String,
     /// The hypervisor crashed: a panic line, or the machine did not end
@@ -218,8 +243,10 @@ impl Section {
     ) -> Section {
         let checks = parse_checks(log, kernel);
         let crashed = domain_crashes(log);
-        let canary: Vec<&(String, bool)> =
-            checks.iter().filter(|c| c.0.contains("canary")).collect();
+        let canary: Vec<&Check> = checks
+            .iter()
+            .filter(|c| c.what.contains("canary"))
+            .collect();
         let panics = hypervisor_panics(log);
         let verdict = log.lines().any(|l| l.starts_with("VERDICT:"));
         Section {
@@ -231,7 +258,7 @@ impl Section {
             dom0_crashes: crashed.iter().filter(|&&d| d == 0).count()
                 + usize::from(!verdict && crashed.iter().all(|&d| d != 0)),
             guest_crashes: crashed.iter().filter(|&&d| d != 0).count(),
-            canary_disturbed: (!canary.is_empty()).then(|| canary.iter().any(|c| !c.1)),
+            canary_disturbed: (!canary.is_empty()).then(|| canary.iter().any(|c| !c.ok)),
             checks,
         }
     }
@@ -255,7 +282,7 @@ impl Section {
     /// Whether every check passed and every run reached its total.
     pub fn passed(&self) -> bool {
         !self.checks.is_empty()
-            && self.checks.iter().all(|c| c.1)
+            && self.checks.iter().all(|c| c.ok)
             && !self.runs.is_empty()
             && self.runs.iter().all(|r| r.total.is_some())
             && self.hypervisor_crashes == 0
@@ -284,6 +311,43 @@ fn yes_no(b: bool) -> &'static str {
     } else {
         "no"
     }
+}
+
+/// What a class of the PV fuzzing guest (`dom0_tools::hostile::gen`)
+/// throws at the hypervisor.
+pub fn class_description(class: &str) -> Option<&'static str> {
+    Some(match class {
+        "random" => {
+            "random hypercall numbers (0..64, and far beyond), sub-ops and arguments: small \
+             numbers, boundaries, random bits, pointers into the hypervisor's range, \
+             non-canonical, unmapped, into the guest's own (read-only) page tables and into \
+             a scratch buffer followed by an unmapped guard page"
+        }
+        "mmu" => {
+            "crafted `mmu_update` / `update_va_mapping` / `mmuext_op`: foreign frames \
+             (guessed machine frames, the hypervisor's own), self-maps, L1..L4 type confusion \
+             (pins of crafted frames and of the guest's own tables at the wrong level), \
+             writable maps of page tables, recursive and hypervisor-slot L4 entries, \
+             pin/unpin misuse, bad counts and request pointers, `MMUEXT_SET_LDT`, \
+             `CLEAR_PAGE`/`COPY_PAGE` of tables and foreign frames"
+        }
+        "grant" => {
+            "bad references, maps of the guest's own and of other domains' references at \
+             good and bad addresses (`GNTMAP_contains_pte` too), double unmaps and random \
+             handles, `setup_table` with bad sizes, domains and frame lists, copies with bad \
+             offsets and lengths, other sub-ops with junk; meanwhile the guest's second vCPU \
+             rewrites the granted entries (ends access, flips flags) under the first's maps \
+             and unmaps: a revocation race"
+        }
+        "evtchn" => {
+            "port exhaustion (`alloc_unbound` until `-ENOSPC`), binds to other domains' \
+             ports, sends/closes/unmasks/status of closed and out-of-range ports, \
+             `bind_virq` and `bind_ipi` with bad VIRQs and vCPUs, `bind_vcpu`, \
+             `set_priority`, FIFO `init_control` and `expand_array` with bad frames, \
+             `reset` of other domains"
+        }
+        _ => return None,
+    })
 }
 
 /// `docs/ROBUSTNESS.md`.
@@ -325,7 +389,7 @@ pub fn markdown(meta: &Meta, sections: &[Section]) -> String {
     s.push_str("|---|---|---:|---|---:|---:|---|---|\n");
     for x in sections {
         let seeds: Vec<String> = x.runs.iter().map(|r| r.seed.to_string()).collect();
-        let failed = x.checks.iter().filter(|c| !c.1).count();
+        let failed = x.checks.iter().filter(|c| !c.ok).count();
         s.push_str(&format!(
             "| {} | {} ({}) | {} | {} | {} | {} | {} | {} of {} passed |\n",
             x.title,
@@ -369,15 +433,41 @@ pub fn markdown(meta: &Meta, sections: &[Section]) -> String {
         }
         if !x.checks.is_empty() {
             s.push_str("Checks (in the order made):\n\n");
-            for (what, ok) in &x.checks {
+            for c in &x.checks {
+                let detail = if c.detail.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", c.detail)
+                };
                 s.push_str(&format!(
-                    "- {}: {what}\n",
-                    if *ok { "ok" } else { "**FAILED**" }
+                    "- {}: {}{detail}\n",
+                    if c.ok { "ok" } else { "**FAILED**" },
+                    c.what
                 ));
             }
             s.push('\n');
         }
     }
+    s.push_str("## The classes\n\n");
+    s.push_str(
+        "An answer is what the hypervisor returned: `ok` (success), Xen's error \
+         (`-EINVAL`), a grant operation's status (`GNTST_bad_handle`), or `fatal-skipped`: \
+         a call the generator drew that would legitimately end the fuzzing guest itself \
+         (a shutdown, a new trap table, `VCPUOP_down` of its own vCPU, a grant mapped over \
+         a live one, which Xen punishes by crashing the domain): counted, not made.\n\n",
+    );
+    let mut classes: Vec<String> = Vec::new();
+    for c in sections.iter().flat_map(Section::classes) {
+        if !classes.contains(&c) {
+            classes.push(c);
+        }
+    }
+    for c in classes {
+        if let Some(d) = class_description(&c) {
+            s.push_str(&format!("- `{c}`: {d}\n"));
+        }
+    }
+    s.push('\n');
     s.push_str("## Fuzzing the host-side parsers\n\n");
     s.push_str(
         "Beside the hostile guests, every parser of guest or user input on the host side \
@@ -446,14 +536,23 @@ VERDICT: FAILURE: x
     #[test]
     fn parses_checks_and_crashes() {
         let c = parse_checks(LOG, "dom0-fuzz");
+        let got: Vec<(&str, bool, &str)> = c
+            .iter()
+            .map(|c| (c.what.as_str(), c.ok, c.detail.as_str()))
+            .collect();
         assert_eq!(
-            c,
-            vec![
-                ("the fuzzer made all its calls".to_string(), true),
-                ("the canary's checksum is unchanged".to_string(), true),
+            got,
+            [
                 (
-                    "the canary's heartbeat advanced while the fuzzer ran".to_string(),
-                    false
+                    "the fuzzer made all its calls",
+                    true,
+                    "seed 1: Some(120) of 100"
+                ),
+                ("the canary's checksum is unchanged", true, "x"),
+                (
+                    "the canary's heartbeat advanced while the fuzzer ran",
+                    false,
+                    "gap 12 s"
                 ),
             ]
         );
@@ -519,7 +618,8 @@ VERDICT: FAILURE: x
             "### Seed 1: 120 calls in 1.5 s",
             "| random | 80 | `-ENOSYS` 40, `-EINVAL` 30, `fatal-skipped` 10 |",
             "### Seed 2: did not finish",
-            "- ok: the canary's checksum is unchanged",
+            "- ok: the canary's checksum is unchanged (x)",
+            "- `mmu`: crafted",
             "- `xs_wire`",
             "[fuzzing.md](fuzzing.md)",
         ] {

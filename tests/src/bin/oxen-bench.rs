@@ -284,14 +284,17 @@ fn hostile(images: &Images) -> Result<bool, String> {
              hostile` ({:.0} s): `{}`",
             r.elapsed.as_secs_f64(),
             r.command
+                .replace(&*images::workspace_root().to_string_lossy(), ".")
         );
         let s = Section::from_log(title, &how, kernel, &r.log, &r.exit_summary(), clean);
         for run in &s.runs {
             println!(
-                "{kernel}: seed {}: {} calls, classes {}",
+                "{kernel}: seed {}: {}, classes {}",
                 run.seed,
-                run.total
-                    .map_or("unfinished".into(), |t| format!("{} in {} ms", t.0, t.1)),
+                run.total.map_or("unfinished".into(), |t| format!(
+                    "{} calls in {} ms",
+                    t.0, t.1
+                )),
                 run.classes
                     .iter()
                     .map(|c| c.class.as_str())
@@ -302,7 +305,7 @@ fn hostile(images: &Images) -> Result<bool, String> {
         println!(
             "{kernel}: {} checks, {} failed; hypervisor crashes {}, Dom0 crashes {}, canary disturbed {:?}",
             s.checks.len(),
-            s.checks.iter().filter(|c| !c.1).count(),
+            s.checks.iter().filter(|c| !c.ok).count(),
             s.hypervisor_crashes,
             s.dom0_crashes,
             s.canary_disturbed
