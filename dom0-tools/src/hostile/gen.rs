@@ -918,10 +918,10 @@ mod tests {
         let mut exhaust = 0;
         for _ in 0..100_000 {
             match evtchn_call(&mut r, &l, Some(40), Some(41)) {
-                EvtDraw::OnPort { cmd, port, .. } => {
-                    if l.protected_ports.contains(&port) && port != 0 {
-                        assert!(matches!(cmd, 5 | 9), "{cmd} {port}");
-                    }
+                EvtDraw::OnPort { cmd, port, .. }
+                    if l.protected_ports.contains(&port) && port != 0 =>
+                {
+                    assert!(matches!(cmd, 5 | 9), "{cmd} {port}");
                 }
                 EvtDraw::Reset { dom } => assert!(dom != 0x7ff0 && dom != l.domid),
                 EvtDraw::InitControl { gfn, offset, .. } => {
