@@ -570,6 +570,10 @@ mod kernel {
                 .map_err(|_| "map scratch")?;
         }
         l.scratch_va = SCRATCH_VA;
+        // Every frame we own (from our p2m), for the foreign guesses.
+        let mut own: Vec<u64> = (0..si.nr_pages).filter_map(frame::pfn_to_mfn).collect();
+        own.sort_unstable();
+        l.own_mfns = own;
         l.scratch_len = SCRATCH_PAGES * 4096;
         let l4 = frame::kernel_l4();
         let l3 = read_entry(l4, (SCRATCH_VA >> 39) & 511).ok_or("l3")? >> 12 & 0xff_ffff_ffff;

@@ -75,6 +75,11 @@ pub struct Layout {
     pub grant_refs: [u32; 4],
     /// The event-channel ports we must keep (console, xenstore, timer).
     pub protected_ports: [u32; 4],
+    /// Every machine frame we own, sorted: a "foreign" guess must not be
+    /// one (a guessed frame that is our own kernel's, cleared with
+    /// `MMUEXT_CLEAR_PAGE` or written as a page table, kills us, in Xen
+    /// too).
+    pub own_mfns: alloc::vec::Vec<u64>,
 }
 
 impl Layout {
@@ -97,7 +102,8 @@ impl Layout {
 
     /// Whether `m` is one of the frames we know we own.
     pub fn owns_mfn(&self, m: u64) -> bool {
-        self.pt_mfns.contains(&m)
+        self.own_mfns.binary_search(&m).is_ok()
+            || self.pt_mfns.contains(&m)
             || self.scratch_mfns.contains(&m)
             || self.crafted_mfns.contains(&m)
             || m == self.fuzz_l1_mfn
@@ -771,6 +777,7 @@ pub fn evtchn_call(r: &mut Rng, l: &Layout, live: Option<u32>, closed: Option<u3
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::vec::Vec;
 
     fn layout() -> Layout {
         Layout {
@@ -790,6 +797,28 @@ mod tests {
             max_mfn: 0x8000,
             grant_refs: [8, 9, 10, 11],
             protected_ports: [1, 2, 3, 0],
+            own_mfns: (9000..9200).chain(20..40).collect::<Vec<u64>>().tap_sort(),
+        }
+    }
+
+    trait TapSort {
+        fn tap_sort(self) -> Self;
+    }
+
+    impl TapSort for Vec<u64> {
+        fn tap_sort(mut self) -> Self {
+            self.sort_unstable();
+            self
+        }
+    }
+
+    #[test]
+    fn foreign_guesses_are_never_ours() {
+        let l = layout();
+        let mut r = Rng::new(11);
+        for _ in 0..100_000 {
+            let m = l.foreign_mfn(&mut r);
+            assert!(!(20..40).contains(&m) && !(9000..9200).contains(&m), "{m}");
         }
     }
 
