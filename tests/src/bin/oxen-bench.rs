@@ -253,8 +253,8 @@ fn hostile(images: &Images) -> Result<bool, String> {
     use oxen_tests::robustness::{self as rb, Meta, Section};
     use std::time::Duration;
     /// Seeds (runs) per boot, and calls per run.
-    const SEEDS: u64 = 3;
-    const CALLS: u64 = 1_000_000;
+    const SEEDS: u64 = 4;
+    const CALLS: u64 = 2_000_000;
     // A new seed each time the bench runs (recorded in the report).
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
