@@ -563,7 +563,7 @@ pub const KERNEL_SMP: &[(&str, u32)] = &[
 pub const KERNEL_TIMEOUTS: &[(&str, u64)] = &[
     // A thousand guests (about 70 s alone, more on a loaded host).
     ("dom0-soak", 300),
-    // 200000 hypercalls beside a canary (about 40 s alone).
+    // 200000 hypercalls beside a canary (10 to 40 s, with the load).
     ("dom0-fuzz", 240),
 ];
 
