@@ -18,7 +18,10 @@
 //!
 //! Its command line (Dom0's, from the boot loader) may set
 //! `seed=S calls=N runs=R` (defaults: seed 1, 200000 calls, 1 run; run i
-//! uses seed S + i): `scripts/bench --only hostile` runs millions.
+//! uses seed S + i): `scripts/bench --only hostile` runs millions. A
+//! `trace` word makes the fuzzer print each random and grant call before
+//! making it (the last five are relayed): to find the call behind a
+//! failure.
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
