@@ -21,7 +21,8 @@
 //! capabilities, MSI-X) and the drivers for the machine's virtio disk and
 //! NIC ([`virtio`], over `virtio-drivers` with a PV Dom0 HAL); and the
 //! FAT reader ([`fat`]) that lets blkback serve a disk image file stored
-//! in a FAT file system on Dom0's disk, raw or qcow2 ([`qcow2`]).
+//! in a FAT file system on Dom0's disk, raw or qcow2 ([`qcow2`]); and the
+//! hostile fuzzing guest's generators, PRNG and tally ([`hostile`]).
 
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -40,6 +41,7 @@ pub mod devmodel;
 pub mod fat;
 #[cfg(target_os = "none")]
 pub mod fault;
+pub mod hostile;
 pub mod ipconf;
 pub mod migration;
 pub mod netback;

@@ -497,6 +497,32 @@ pub const TEST_KERNELS: &[TestKernel] = &[
         ],
         verdict_success: true,
     },
+    TestKernel {
+        name: "dom0-fuzz",
+        purpose: "hostile (issue 8): a fuzzing PV guest (2 vCPUs) throws 200000 random and crafted hypercalls (random numbers and arguments, page-table updates, grant misuse with a revocation race, event-channel abuse) beside a canary guest; the canary keeps beating with its memory unchanged, every frame comes back, Dom0 stays healthy, no crash",
+        exit: Exit::POWEROFF,
+        lines: &[
+            "dom0-fuzz: the canary is up: ok",
+            "fuzz: seed 1",
+            "fuzz: class random: 80000 calls;",
+            "fuzz: class mmu: 40000 calls;",
+            "fuzz: class grant: 40000 calls;",
+            "fuzz: class evtchn: ",
+            "fuzz: total ",
+            "dom0-fuzz: the fuzzer ran to its end and reported: ok",
+            "dom0-fuzz: the fuzzer made all its calls: ok",
+            "dom0-fuzz: the fuzzer reported every class: ok",
+            "dom0-fuzz: the canary's heartbeat advanced while the fuzzer ran: ok",
+            "dom0-fuzz: the canary's checksum is unchanged: ok",
+            "dom0-fuzz: destroying the fuzzer returned every frame: ok",
+            "dom0-fuzz: Dom0 is healthy (a new guest was created, came up and was destroyed): ok",
+            "dom0-fuzz: the canary's heartbeat still advances after the fuzzer: ok",
+            "dom0-fuzz: the hypervisor's free memory is back exactly: ok",
+            "dom0-fuzz: the hypervisor printed no crash: ok",
+            "dom0-fuzz: no domain is left but Dom0: ok",
+        ],
+        verdict_success: true,
+    },
 ];
 
 /// Guest kernels (domUs) the image build produces for test Dom0s to build.
@@ -511,6 +537,8 @@ pub const GUEST_IMAGES: &[&str] = &[
     "domu-nethostile",
     "domu-life",
     "domu-dirty",
+    "domu-fuzz",
+    "domu-canary",
 ];
 
 /// Kernels written for bare metal (`hvm-guests`): they know nothing of
@@ -547,6 +575,14 @@ pub const KERNEL_FILES: &[(&str, &[(&str, &str)])] = &[
         &[
             ("/boot/bare-fuzz", "bare-fuzz"),
             ("/boot/bare-count", "bare-count"),
+        ],
+    ),
+    // The hostile fuzzing guest and its canary (issue 8).
+    (
+        "dom0-fuzz",
+        &[
+            ("/boot/domu-fuzz", "domu-fuzz"),
+            ("/boot/domu-canary", "domu-canary"),
         ],
     ),
 ];
@@ -594,6 +630,8 @@ pub const KERNEL_TIMEOUTS: &[(&str, u64)] = &[
     ("dom0-soak", 300),
     // Three fuzzing HVM guests one after the other (about 45 s alone).
     ("dom0-hvmfuzz", 240),
+    // 200000 hypercalls beside a canary (10 to 40 s, with the load).
+    ("dom0-fuzz", 240),
 ];
 
 /// Extra QEMU arguments (devices) a test kernel boots with, by kernel

@@ -34,6 +34,7 @@ pub mod exit;
 pub mod images;
 pub mod net;
 pub mod qemu;
+pub mod robustness;
 pub mod tools;
 pub mod xen;
 

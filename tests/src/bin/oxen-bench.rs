@@ -149,9 +149,10 @@ fn main() -> ExitCode {
                 Some("hvm") => only = Some(Part::Hvm),
                 Some("lifecycle") => only = Some(Part::Lifecycle),
                 Some("xen") => only = Some(Part::Xen),
+                Some("hostile") => only = Some(Part::Hostile),
                 _ => {
                     eprintln!(
-                        "oxen-bench: error: --only takes boot, micro, toolstack, storage, network, hvm, lifecycle or xen"
+                        "oxen-bench: error: --only takes boot, micro, toolstack, storage, network, hvm, lifecycle, xen or hostile"
                     );
                     return ExitCode::from(2);
                 }
@@ -165,7 +166,7 @@ fn main() -> ExitCode {
             },
             "-h" | "--help" => {
                 println!(
-                    "Usage: scripts/bench [--runs N] [--only boot|micro|toolstack|storage|network|hvm|lifecycle|xen]\n  \
+                    "Usage: scripts/bench [--runs N] [--only boot|micro|toolstack|storage|network|hvm|lifecycle|xen|hostile]\n  \
                      --runs N     boots for the boot-time figure, and boots of each\n               \
                      hypervisor for xen (default 3)\n  \
                      --only ...   just the boot-time figure, the PV microbenchmarks, the\n               \
@@ -174,7 +175,9 @@ fn main() -> ExitCode {
                      over xenbr0, or an HVM guest's CPUID and port I/O exits beside\n               \
                      the same kernel on plain QEMU, or an HVM guest's xl save and\n               \
                      xl restore beside Dom0's own disk, or pv-bench as Dom0 of Oxen\n               \
-                     and of Xen 4.17 side by side (writes docs/PERFORMANCE.md)"
+                     and of Xen 4.17 side by side (writes docs/PERFORMANCE.md),\n               \
+                     or the hostile fuzzing guests: millions of hypercalls, several\n               \
+                     seeds, beside a canary (writes docs/ROBUSTNESS.md)"
                 );
                 return ExitCode::SUCCESS;
             }
@@ -195,6 +198,7 @@ fn main() -> ExitCode {
             Part::Hvm,
             Part::Lifecycle,
             Part::Xen,
+            Part::Hostile,
         ],
     };
     let mut ok = true;
@@ -211,6 +215,7 @@ fn main() -> ExitCode {
             Part::Hvm => hvm(images),
             Part::Lifecycle => lifecycle(images),
             Part::Xen => versus_xen(images, runs),
+            Part::Hostile => hostile(images),
         });
         match r {
             Ok(true) => {}
@@ -238,6 +243,129 @@ enum Part {
     Hvm,
     Lifecycle,
     Xen,
+    Hostile,
+}
+
+/// Issue 8: the hostile fuzzing guests, millions of calls over several
+/// seeds (the PV fuzzer beside its canary; the HVM one too when the
+/// images have its Dom0); writes docs/ROBUSTNESS.md from the runs.
+fn hostile(images: &Images) -> Result<bool, String> {
+    use oxen_tests::robustness::{self as rb, Meta, Section};
+    use std::time::Duration;
+    /// Seeds (runs) per boot, and calls per run.
+    const SEEDS: u64 = 4;
+    const CALLS: u64 = 2_000_000;
+    // A new seed each time the bench runs (recorded in the report).
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_secs() % 1_000_000);
+    let emulator = bench::hvm::emulator_version();
+    let cmdline = format!("seed={seed} calls={CALLS} runs={SEEDS}");
+    println!(
+        "Hostile guests: {SEEDS} seeds from {seed}, {CALLS} calls each, per fuzzing guest; \
+         emulator: {emulator}, TCG"
+    );
+    let mut boots = vec![(
+        rb::PV_KERNEL,
+        "PV fuzzing guest (domu-fuzz, 2 vCPUs) beside a canary",
+    )];
+    if images.get(rb::HVM_KERNEL).is_ok() {
+        boots.push((rb::HVM_KERNEL, "HVM fuzzing guest"));
+    }
+    let mut sections = Vec::new();
+    let mut ok = true;
+    for (kernel, title) in boots {
+        eprintln!("oxen-bench: booting {kernel} ({cmdline}) ...");
+        let timeout = Duration::from_secs(120 + SEEDS * CALLS / 1_000_000 * 240);
+        let r = rb::boot(images, kernel, &cmdline, timeout, Echo::Quiet)?;
+        let clean = !r.timed_out && r.exit == oxen_tests::exit::Exit::POWEROFF;
+        let how = format!(
+            "`{kernel}` as Dom0 with command line `{cmdline}`, booted by `scripts/bench --only \
+             hostile` ({:.0} s): `{}`",
+            r.elapsed.as_secs_f64(),
+            r.command
+                .replace(&*images::workspace_root().to_string_lossy(), ".")
+        );
+        let s = Section::from_log(title, &how, kernel, &r.log, &r.exit_summary(), clean);
+        for run in &s.runs {
+            println!(
+                "{kernel}: seed {}: {}, classes {}",
+                run.seed,
+                run.total.map_or("unfinished".into(), |t| format!(
+                    "{} calls in {} ms",
+                    t.0, t.1
+                )),
+                run.classes
+                    .iter()
+                    .map(|c| c.class.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        println!(
+            "{kernel}: {} checks, {} failed; hypervisor crashes {}, Dom0 crashes {}, canary disturbed {:?}",
+            s.checks.len(),
+            s.checks.iter().filter(|c| !c.ok).count(),
+            s.hypervisor_crashes,
+            s.dom0_crashes,
+            s.canary_disturbed
+        );
+        if !s.passed() {
+            eprintln!(
+                "{}",
+                r.report(&format!("{kernel} did not pass every check"))
+            );
+            ok = false;
+        }
+        sections.push(s);
+    }
+    let root = images::workspace_root();
+    let root_s = root.to_string_lossy();
+    let (cpu, cpus) = bench::versus::machine();
+    let mut fuzz_targets: Vec<String> = std::fs::read_dir(root.join("fuzz/fuzz_targets"))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter_map(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .strip_suffix(".rs")
+                        .map(String::from)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    fuzz_targets.sort();
+    let dirty = command_output(
+        "git",
+        &[
+            "-C",
+            &root_s,
+            "status",
+            "--porcelain",
+            "--untracked-files=no",
+        ],
+    )
+    .map_or("", |_| " with local changes");
+    let meta = Meta {
+        date: command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]).unwrap_or_else(|| "?".into()),
+        machine: format!("{cpu}, {cpus} logical CPUs (shared with other work)"),
+        emulator: format!("{emulator}, TCG, -smp {}", oxen_tests::qemu::DEFAULT_SMP),
+        commit: format!(
+            "{}{dirty}",
+            command_output("git", &["-C", &root_s, "rev-parse", "--short", "HEAD"])
+                .unwrap_or_else(|| "?".into())
+        ),
+        fuzz_targets,
+    };
+    let path = root.join("docs/ROBUSTNESS.md");
+    match std::fs::write(&path, rb::markdown(&meta, &sections)) {
+        Ok(()) => println!("wrote {}", path.display()),
+        Err(e) => {
+            eprintln!("oxen-bench: cannot write {}: {e}", path.display());
+            ok = false;
+        }
+    }
+    Ok(ok)
 }
 
 /// Issue 8: pv-bench as Dom0 of Oxen and of Xen 4.17, alternating runs,
