@@ -235,7 +235,9 @@ mod kernel {
             }
             max_gap = max_gap.max(now - last.1);
             let text = backlog_text(ts, id);
-            text.contains("fuzz: total ")
+            // Its last line, not the report's total: the console back end
+            // may not have taken the line after the total yet.
+            text.contains("domu-fuzz: done")
                 || text.contains("domu-fuzz: ERROR")
                 || xc::domain_info(id as u16).map_or(true, |d| d.is_shutdown() || d.is_dying())
         });
