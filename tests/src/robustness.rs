@@ -303,6 +303,24 @@ pub struct Meta {
     pub commit: String,
     /// The cargo-fuzz targets (`fuzz/fuzz_targets/*.rs`).
     pub fuzz_targets: Vec<String>,
+    /// The named regression tests for Xen's security advisories (`fn
+    /// xsa_NNN_...` in the sources), see [`xsa_tests`].
+    pub xsa_tests: Vec<String>,
+}
+
+/// The names of the `xsa_NNN_...` test functions in Rust source `text`.
+pub fn xsa_tests(text: &str) -> Vec<String> {
+    text.split("fn xsa_")
+        .skip(1)
+        .filter_map(|rest| {
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            name.starts_with(|c: char| c.is_ascii_digit())
+                .then(|| format!("xsa_{name}"))
+        })
+        .collect()
 }
 
 fn yes_no(b: bool) -> &'static str {
@@ -478,6 +496,20 @@ pub fn markdown(meta: &Meta, sections: &[Section]) -> String {
         s.push_str(&format!("- `{t}`\n"));
     }
     s.push('\n');
+    if !meta.xsa_tests.is_empty() {
+        s.push_str("## Regression tests for Xen's security advisories\n\n");
+        s.push_str(&format!(
+            "{} named tests, one per class of bug in Xen's published advisories that applies \
+             to Oxen's design, each citing its advisory; the table of advisories, what each was \
+             and what Oxen must do is [xsa.md](xsa.md). The boot kernel `dom0-xsa` checks the \
+             ones that need the real hypervisor.\n\n",
+            meta.xsa_tests.len()
+        ));
+        for t in &meta.xsa_tests {
+            s.push_str(&format!("- `{t}`\n"));
+        }
+        s.push('\n');
+    }
     s
 }
 
@@ -595,7 +627,9 @@ VERDICT: FAILURE: x
             emulator: "QEMU 7.2".into(),
             commit: "abc".into(),
             fuzz_targets: vec!["xlcfg".into(), "xs_wire".into()],
+            xsa_tests: xsa_tests("fn xsa_148_l2() {}\nfn xsa_x() {}\n    fn xsa_216_pad(w: u8) {}"),
         };
+        assert_eq!(meta.xsa_tests, ["xsa_148_l2", "xsa_216_pad"]);
         let good = LOG.replace("FAILED: gap 12 s", "ok (gap 1 s)");
         let s = Section::from_log(
             "PV guest",
@@ -622,6 +656,9 @@ VERDICT: FAILURE: x
             "- `mmu`: crafted",
             "- `xs_wire`",
             "[fuzzing.md](fuzzing.md)",
+            "2 named tests",
+            "[xsa.md](xsa.md)",
+            "- `xsa_216_pad`",
         ] {
             assert!(md.contains(want), "missing {want:?} in\n{md}");
         }

@@ -343,6 +343,22 @@ fn hostile(images: &Images) -> Result<bool, String> {
         })
         .unwrap_or_default();
     fuzz_targets.sort();
+    let mut xsa_tests = Vec::new();
+    for dir in ["xen-core/src", "dom0-tools/src", "dom0-tools/tests"] {
+        let mut stack = vec![root.join(dir)];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if p.extension().is_some_and(|x| x == "rs") {
+                    let text = std::fs::read_to_string(&p).unwrap_or_default();
+                    xsa_tests.extend(rb::xsa_tests(&text));
+                }
+            }
+        }
+    }
+    xsa_tests.sort();
     let dirty = command_output(
         "git",
         &[
@@ -364,6 +380,7 @@ fn hostile(images: &Images) -> Result<bool, String> {
                 .unwrap_or_else(|| "?".into())
         ),
         fuzz_targets,
+        xsa_tests,
     };
     let path = root.join("docs/ROBUSTNESS.md");
     match std::fs::write(&path, rb::markdown(&meta, &sections)) {
