@@ -651,7 +651,7 @@ mod tests {
                 x ^= x << 17;
                 match x % 4 {
                     0 | 1 => {
-                        let limit = if x % 3 == 0 { (x >> 8) % N } else { N };
+                        let limit = if x.is_multiple_of(3) { (x >> 8) % N } else { N };
                         let want = (0..limit).rev().find(|&m| free[m as usize]);
                         match fa.alloc_below(Mfn(limit)) {
                             Ok(m) => {
