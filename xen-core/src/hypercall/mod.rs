@@ -199,26 +199,19 @@ extern "C" fn pv_syscall_dispatch(frame: &mut TrapFrame) -> u64 {
         }
     };
     match out {
-        Exit::Done => {
-            return u64::from(xen_core::sysret::may_sysret(
-                frame.rip,
-                frame.cs,
-                frame.rflags,
-                frame.ss,
-                frame.rcx,
-                frame.r11,
-            ))
-        }
-        Exit::Slow(Outcome::Ret(v)) => frame.rax = v as u64,
-        Exit::Slow(Outcome::NoRet) => {}
-        Exit::Slow(Outcome::Crash(why)) => {
-            crate::domain::crash_current(frame, format_args!("{why}"))
+        Exit::Done => {}
+        Exit::Slow(out) => {
+            match out {
+                Outcome::Ret(v) => frame.rax = v as u64,
+                Outcome::NoRet => {}
+                Outcome::Crash(why) => crate::domain::crash_current(frame, format_args!("{why}")),
+            }
+            crate::sched::exit_to_guest(frame);
         }
         Exit::Upcall(why) => {
             crate::domain::crash_current(frame, format_args!("event upcall: {why}"))
         }
     }
-    crate::sched::exit_to_guest(frame);
     u64::from(xen_core::sysret::may_sysret(
         frame.rip,
         frame.cs,
