@@ -35,6 +35,20 @@ pub const DEFAULT_CPU: &str = "max,-smap";
 pub const DEFAULT_MEM: &str = "512M";
 pub const DEFAULT_SMP: u32 = 2;
 pub const DEFAULT_ACCEL: &str = "tcg";
+/// TCG with every vCPU on one host thread, for boots that run HVM guests
+/// under AMD-V beside other busy CPUs. QEMU 7.2's multi-threaded TCG
+/// (the default with `-smp` > 1) has a data race on the first CPU's
+/// `hflags2`: any other vCPU that restores x87 state (`fxrstor`, `xrstor`,
+/// `frstor`, `fldenv`: `cpu_set_fpus` calls `cpu_clear_ignne`, which does
+/// `first_cpu->env.hflags2 &= ~HF2_IGNNE_MASK` from its own thread) can
+/// write back a stale copy of CPU 0's flags. When CPU 0 has just left an
+/// SVM guest, the stale copy turns nested paging back on in host mode:
+/// CPU 0 then walks the hypervisor's own addresses through the guest's
+/// nested tables and triple-faults (the machine resets, no crash dump).
+/// Found by `dom0-hvmfuzz` (issue 8) and pinned down with a QEMU built
+/// from Debian's 7.2 source with a print in the page walker:
+/// `ptw_idx=MMU_NESTED_IDX` with `HF_GUEST_MASK` clear.
+pub const SINGLE_THREAD_TCG: &str = "tcg,thread=single";
 /// The hypervisor command line when none is given.
 pub const DEFAULT_APPEND: &str = "loglvl=info";
 

@@ -28,8 +28,10 @@ pub const HVM_KERNEL: &str = "dom0-hvmfuzz";
 
 /// Boots test Dom0 `kernel` (with its ramdisk files and hypervisor
 /// options from [`images`]) with Dom0 command line `cmdline` (e.g.
-/// `seed=S calls=N runs=R`), on the harness's default machine, and
-/// returns the run.
+/// `seed=S calls=N runs=R`), on the harness's default machine (with the
+/// kernel's own CPU count and accelerator, if it has them), and returns
+/// the run. `OXEN_KEEP_WORK=1` keeps the boot's work directory (its
+/// ramdisk, to boot the same machine again by hand).
 pub fn boot(
     images: &Images,
     kernel: &str,
@@ -53,12 +55,19 @@ pub fn boot(
     }
     let work = images::work_dir(&format!("{kernel}-bench")).map_err(|e| e.to_string())?;
     let mut q = boot.qemu(kernel, &work)?.echo(echo);
-    if let Some(n) = images::test_kernel(kernel).and_then(|k| k.smp()) {
-        q = q.smp(n);
+    if let Some(k) = images::test_kernel(kernel) {
+        if let Some(n) = k.smp() {
+            q = q.smp(n);
+        }
+        if let Some(a) = k.accel() {
+            q = q.accel(a);
+        }
     }
     let m = q.spawn().map_err(|e| e.to_string())?;
     let r = m.wait_exit(timeout);
-    let _ = std::fs::remove_dir_all(&work);
+    if std::env::var_os("OXEN_KEEP_WORK").is_none() {
+        let _ = std::fs::remove_dir_all(&work);
+    }
     Ok(r)
 }
 

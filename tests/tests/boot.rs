@@ -266,6 +266,9 @@ fn check_test_kernel(k: &TestKernel) {
     if let Some(n) = k.smp() {
         q = q.smp(n);
     }
+    if let Some(a) = k.accel() {
+        q = q.accel(a);
+    }
     for a in k.qemu_args() {
         q = q.arg(*a);
     }
@@ -299,19 +302,6 @@ fn check_test_kernel(k: &TestKernel) {
             r.fail(&format!("{purpose}: its disk image after power-off: {e}"));
         }
     }
-}
-
-/// The hostile HVM guests (`dom0-hvmfuzz`), left out of [`test_kernels`]
-/// while the machine reset they provoke some of the time is open (see
-/// `OPEN_BUGS`): `cargo test -p oxen-tests --test boot -- --ignored`.
-#[test]
-#[ignore = "an open bug: the machine resets in about half the runs (OPEN_BUGS, issue 8)"]
-fn hostile_hvm_guests_beside_a_canary() {
-    let k = TEST_KERNELS
-        .iter()
-        .find(|k| k.name == "dom0-hvmfuzz")
-        .expect("dom0-hvmfuzz is in TEST_KERNELS");
-    check_test_kernel(k);
 }
 
 /// Boots every kernel in `TEST_KERNELS` (two at a time) and checks each

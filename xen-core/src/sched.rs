@@ -272,6 +272,28 @@ pub fn domain_unpause(d: &Domain) -> Result<(), Errno> {
     Ok(())
 }
 
+/// Waits until none of vCPUs `0..vcpus` of domain `domid` is on a CPU
+/// (Xen's `vcpu_sleep_sync` after a pause): the caller must hold no lock a
+/// CPU leaving the guest needs (the domain table), and must have paused
+/// them (they were tickled; each leaves at its CPU's next exit). A domain
+/// that is gone has nothing running.
+pub fn wait_off_cpu(domid: DomId, vcpus: u32) {
+    loop {
+        let running = {
+            let s = lock();
+            (0..vcpus).any(|v| {
+                s.units
+                    .find(domid, v)
+                    .is_some_and(|u| running_on(&s, u).is_some())
+            })
+        };
+        if !running {
+            return;
+        }
+        core::hint::spin_loop();
+    }
+}
+
 /// Whether a vCPU is still on a CPU (a vCPU taken down or paused leaves
 /// at its CPU's next exit to the guest).
 pub fn on_cpu(d: &Domain, vcpu: u32) -> bool {

@@ -60,7 +60,12 @@ Options:
   --smp N            Number of CPUs (default 2).
   --mem SIZE         Memory, as QEMU's -m takes it (default 512M).
   --cpu MODEL        QEMU CPU model (default \"max,-smap\").
-  --accel tcg|kvm    QEMU accelerator (default tcg; kvm needs real VT-x/SVM).
+  --accel tcg|tcg-single|kvm
+                     QEMU accelerator (default tcg; kvm needs real VT-x/SVM).
+                     tcg-single runs every CPU on one host thread: use it
+                     for HVM guests with --smp 2 or more, where QEMU 7.2's
+                     multi-threaded TCG can reset the machine (a race in
+                     QEMU; see docs/hvm.md).
   --grub             Boot through a GRUB ISO (Multiboot2) instead of QEMU's
                      PVH loader (-kernel).
   --timeout SECS     Batch mode: fail if the run takes longer (default 300).
@@ -197,10 +202,13 @@ fn parse_args(args: &[String]) -> Result<Parsed, String> {
                 o.given.cpu = true;
             }
             "--accel" => {
-                o.accel = value("tcg or kvm")?;
+                o.accel = value("tcg, tcg-single or kvm")?;
                 o.given.accel = true;
-                if o.accel != "tcg" && o.accel != "kvm" {
-                    return Err(format!("--accel {:?}: expected tcg or kvm", o.accel));
+                if !["tcg", "tcg-single", "kvm"].contains(&o.accel.as_str()) {
+                    return Err(format!(
+                        "--accel {:?}: expected tcg, tcg-single or kvm",
+                        o.accel
+                    ));
                 }
             }
             "--timeout" => {
@@ -362,7 +370,7 @@ fn run(o: &Options) -> Result<ExitCode, String> {
             .cpu(o.cpu.clone())
             .smp(o.smp)
             .mem(o.mem.clone())
-            .accel(o.accel.clone());
+            .accel(qemu_accel(&o.accel));
         let q = machine_devices(q, o)?;
         let what = format!(
             "{} with Dom0 {}, {} CPU(s), {} RAM, -cpu {}, {}",
@@ -384,6 +392,14 @@ fn run(o: &Options) -> Result<ExitCode, String> {
 }
 
 /// The machine's disks and NIC (`--disk`, `--net`).
+/// QEMU's `-accel` value for `--accel` (`tcg-single`: TCG on one thread).
+fn qemu_accel(accel: &str) -> String {
+    match accel {
+        "tcg-single" => qemu::SINGLE_THREAD_TCG.into(),
+        a => a.into(),
+    }
+}
+
 fn machine_devices(mut q: qemu::Qemu, o: &Options) -> Result<qemu::Qemu, String> {
     for (n, d) in o.disks.iter().enumerate() {
         let mut head = [0u8; 4];
@@ -725,6 +741,8 @@ mod tests {
         assert_eq!(o.mem, "1G");
         assert_eq!(o.cpu, "qemu64,+svm");
         assert_eq!(o.accel, "kvm");
+        assert_eq!(qemu_accel("tcg-single"), "tcg,thread=single");
+        assert_eq!(qemu_accel("kvm"), "kvm");
         assert_eq!(o.timeout, Duration::from_secs(30));
         assert_eq!(o.dom0_append, "debug");
         assert_eq!(o.disks, [PathBuf::from("a.img"), PathBuf::from("b.qcow2")]);
@@ -802,7 +820,9 @@ mod tests {
             .contains("expected a size such as 512M"));
         assert!(p(&["--smp", "0"]).unwrap_err().contains("--smp"));
         assert!(p(&["--smp"]).unwrap_err().contains("--smp needs"));
-        assert!(p(&["--accel", "hax"]).unwrap_err().contains("tcg or kvm"));
+        assert!(p(&["--accel", "hax"])
+            .unwrap_err()
+            .contains("tcg-single or kvm"));
         assert!(p(&["--timeout", "-1", "--batch"])
             .unwrap_err()
             .contains("--timeout"));

@@ -61,7 +61,14 @@ pub fn domctl(c: &mut Call) -> Result<i64, Errno> {
             let domid = op.domain;
             let d = target(c, domid)?;
             let self_target = d.domid == caller;
+            let (target_id, vcpus) = (d.domid, d.vcpus.len() as u32);
             let r = on_domain(cmd, d, &mut op, cr3, self_target);
+            if r.is_ok() && matches!(cmd, DomctlCmd::Pausedomain) {
+                // Xen's domain_pause returns once no vCPU runs: a caller
+                // reading the domain's memory or dirty bitmap next must
+                // not see it still writing.
+                c.deferred = Some(Deferred::WaitOffCpu(target_id, vcpus));
+            }
             if r.is_err() && matches!(cmd, DomctlCmd::SetCpuPolicy) {
                 // Xen copies err_leaf/err_subleaf/err_msr back on failure.
                 write_guest(cr3, arg, &op)?;

@@ -71,6 +71,10 @@ pub enum Deferred {
     Insert(alloc::boxed::Box<Domain>),
     /// Remove a destroyed domain.
     Remove(crate::domain::DomId),
+    /// Wait, with the domain table unlocked, until none of the domain's
+    /// first `vcpus` vCPUs is on a CPU (`XEN_DOMCTL_pausedomain`: Xen's
+    /// `domain_pause` returns only then, `vcpu_sleep_sync`).
+    WaitOffCpu(crate::domain::DomId, u32),
 }
 
 /// The domains other than the caller, while the domain table is locked:
@@ -136,6 +140,8 @@ extern "C" fn pv_syscall_dispatch(frame: &mut TrapFrame) -> u64 {
     let Some((domid, vcpu)) = crate::sched::current() else {
         crate::domain::crash_current(frame, format_args!("syscall with no current vCPU"));
     };
+    // A pause to see through once the domain table is unlocked.
+    let mut wait_off_cpu = None;
     let out = {
         let mut doms = DOMAINS.lock();
         let me = doms.iter().position(|d| d.domid == domid);
@@ -187,6 +193,7 @@ extern "C" fn pv_syscall_dispatch(frame: &mut TrapFrame) -> u64 {
                     match deferred {
                         Some(Deferred::Insert(d)) => crate::domain::insert(&mut doms, *d),
                         Some(Deferred::Remove(id)) => crate::domain::destroy(&mut doms, id),
+                        Some(Deferred::WaitOffCpu(id, n)) => wait_off_cpu = Some((id, n)),
                         None => {}
                     }
                     if implicit {
@@ -198,6 +205,9 @@ extern "C" fn pv_syscall_dispatch(frame: &mut TrapFrame) -> u64 {
             }
         }
     };
+    if let Some((id, n)) = wait_off_cpu {
+        crate::sched::wait_off_cpu(id, n);
+    }
     match out {
         Exit::Done => {}
         Exit::Slow(out) => {
