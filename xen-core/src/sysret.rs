@@ -75,7 +75,7 @@ mod tests {
 
     /// XSA-7 / CVE-2012-0217: never `sysretq` to a non-canonical address.
     #[test]
-    fn a_non_canonical_rip_never_sysrets() {
+    fn xsa_7_a_non_canonical_rip_never_sysrets() {
         for rip in [1u64 << 47, 0x8000_0000_0000_0000, 0xffff_7fff_ffff_ffff] {
             assert!(!may_sysret(rip, RING3_CS64, IF | 2, RING3_SS, rip, IF | 2));
         }
