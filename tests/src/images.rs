@@ -792,6 +792,18 @@ impl TestKernel {
             .map(|&(_, a)| a)
     }
 
+    /// `q` with this kernel's own CPU count and accelerator, where it has
+    /// them ([`KERNEL_SMP`], [`KERNEL_ACCEL`]).
+    pub fn machine(&self, mut q: crate::qemu::Qemu) -> crate::qemu::Qemu {
+        if let Some(n) = self.smp() {
+            q = q.smp(n);
+        }
+        if let Some(a) = self.accel() {
+            q = q.accel(a);
+        }
+        q
+    }
+
     /// The extra files its ramdisk carries (see [`KERNEL_FILES`]).
     pub fn ramdisk_files(&self) -> &'static [(&'static str, &'static str)] {
         kernel_files_of(self.name)

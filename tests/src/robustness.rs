@@ -56,12 +56,7 @@ pub fn boot(
     let work = images::work_dir(&format!("{kernel}-bench")).map_err(|e| e.to_string())?;
     let mut q = boot.qemu(kernel, &work)?.echo(echo);
     if let Some(k) = images::test_kernel(kernel) {
-        if let Some(n) = k.smp() {
-            q = q.smp(n);
-        }
-        if let Some(a) = k.accel() {
-            q = q.accel(a);
-        }
+        q = k.machine(q);
     }
     let m = q.spawn().map_err(|e| e.to_string())?;
     let r = m.wait_exit(timeout);

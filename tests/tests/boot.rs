@@ -262,13 +262,7 @@ fn check_test_kernel(k: &TestKernel) {
     } else {
         Vec::new()
     };
-    let mut q = qemu_for(k.name, &boot);
-    if let Some(n) = k.smp() {
-        q = q.smp(n);
-    }
-    if let Some(a) = k.accel() {
-        q = q.accel(a);
-    }
+    let mut q = k.machine(qemu_for(k.name, &boot));
     for a in k.qemu_args() {
         q = q.arg(*a);
     }

@@ -391,7 +391,6 @@ fn run(o: &Options) -> Result<ExitCode, String> {
     result
 }
 
-/// The machine's disks and NIC (`--disk`, `--net`).
 /// QEMU's `-accel` value for `--accel` (`tcg-single`: TCG on one thread).
 fn qemu_accel(accel: &str) -> String {
     match accel {
@@ -400,6 +399,7 @@ fn qemu_accel(accel: &str) -> String {
     }
 }
 
+/// The machine's disks and NIC (`--disk`, `--net`).
 fn machine_devices(mut q: qemu::Qemu, o: &Options) -> Result<qemu::Qemu, String> {
     for (n, d) in o.disks.iter().enumerate() {
         let mut head = [0u8; 4];
