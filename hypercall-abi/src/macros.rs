@@ -24,6 +24,7 @@ macro_rules! abi_enum {
             pub const ALL: &'static [Self] = &[ $( Self::$variant, )+ ];
 
             /// Decodes a raw ABI value; `None` if Xen defines no such value.
+            #[inline]
             pub const fn from_raw(raw: $raw) -> Option<Self> {
                 $(
                     if raw == (Self::$variant as $repr) as $raw {

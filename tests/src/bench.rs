@@ -85,6 +85,9 @@ pub enum Figure {
         /// Median and minimum in nanoseconds (`ns=`, `ns_min=`), for
         /// figures also timed with the clock.
         ns: Option<(u64, u64)>,
+        /// The guest's speed reference timed right after the figure
+        /// (`ref=`, pv-bench): median cycles of a 4 KiB guest memcpy.
+        reference: Option<u64>,
     },
     /// `n/a (<why>)`.
     NotAvailable { name: String, why: String },
@@ -169,7 +172,7 @@ fn parse_line(rest: &str) -> Figure {
         };
     }
     let (mut median, mut min, mut iters, mut batch, mut unit) = (None, None, None, None, None);
-    let (mut ns, mut ns_min) = (None, None);
+    let (mut ns, mut ns_min, mut reference) = (None, None, None);
     for kv in tail.split_whitespace() {
         let Some((k, v)) = kv.split_once('=') else {
             return garbled();
@@ -184,6 +187,7 @@ fn parse_line(rest: &str) -> Figure {
             "batch" => batch = Some(v),
             "ns" => ns = Some(v),
             "ns_min" => ns_min = Some(v),
+            "ref" => reference = Some(v),
             _ => match k.strip_prefix("per_") {
                 Some(u) => unit = Some(u.to_string()),
                 None => return garbled(),
@@ -200,6 +204,7 @@ fn parse_line(rest: &str) -> Figure {
                 .filter(|&b| b > 0)
                 .map(|b| (b, unit.unwrap_or_else(|| "item".into()))),
             ns: ns.zip(ns_min),
+            reference,
         },
         _ => garbled(),
     }
@@ -227,7 +232,7 @@ fn boot_to_exit(
     }
     let m = q.spawn().map_err(|e| e.to_string())?;
     let r = m.wait_exit(TIMEOUT);
-    let _ = std::fs::remove_dir_all(&work);
+    images::done_with_work_dir(&work);
     Ok(r)
 }
 
@@ -371,7 +376,7 @@ pub mod versus {
         let mut m = q.spawn().map_err(|e| e.to_string())?;
         let first_line = m.wait_for(FIRST_LINE, super::TIMEOUT).ok().map(|f| f.at);
         let result = m.wait_exit(super::TIMEOUT);
-        let _ = std::fs::remove_dir_all(&work);
+        images::done_with_work_dir(&work);
         let mut problems = super::ending_problems(&result);
         problems.extend(super::figure_problems(
             &result.log,
@@ -476,6 +481,69 @@ pub mod versus {
         pub xen: Option<(u64, u64, u64)>,
         /// Why Xen has no figure, when it says so (`n/a on Xen: ...`).
         pub xen_na: Option<String>,
+        /// Oxen/Xen with the host's speed taken out: see [`corrected`].
+        pub corrected: Option<f64>,
+    }
+
+    /// The guest-only figure every boot's figures are scaled by: the same
+    /// guest code, the same instructions, on either hypervisor.
+    pub const SPEED_REFERENCE: &str = "memcpy_4k";
+
+    /// Oxen/Xen for figure `id`, with each boot's figure first divided by
+    /// the speed reference timed right after it (`ref=`), or, in a log
+    /// without one, by the same boot's [`SPEED_REFERENCE`] figure: the
+    /// median over the boot pairs
+    /// (Oxen's run i beside Xen's run i, booted one after the other) of
+    /// `(oxen_i / oxen_memcpy_i) / (xen_i / xen_memcpy_i)`.
+    ///
+    /// Under TCG the emulator's speed follows the host's load, and on a
+    /// shared host it changes by up to 2x from one boot to the next, and
+    /// within a boot too; a plain ratio of medians then measures the host
+    /// as much as the hypervisors. The guest's own memcpy, timed at the
+    /// same moment, slows down with the host just as much, so the quotient
+    /// cancels the host's speed.
+    pub fn corrected(oxen: &[Boot], xen: &[Boot], id: &str) -> Option<f64> {
+        let per_boot = |boots: &[Boot]| -> Vec<Option<f64>> {
+            boots
+                .iter()
+                .map(|b| {
+                    let figs = super::figures(&b.result.log);
+                    let (f, r) = figs.iter().find_map(|f| match f {
+                        super::Figure::Measured {
+                            name,
+                            median,
+                            reference,
+                            ..
+                        } if name == id => Some((*median, *reference)),
+                        _ => None,
+                    })?;
+                    let r = r.or_else(|| {
+                        figs.iter().find_map(|f| match f {
+                            super::Figure::Measured { name, median, .. }
+                                if name == SPEED_REFERENCE =>
+                            {
+                                Some(*median)
+                            }
+                            _ => None,
+                        })
+                    })?;
+                    (r > 0).then(|| f as f64 / r as f64)
+                })
+                .collect()
+        };
+        let mut q: Vec<f64> = per_boot(oxen)
+            .into_iter()
+            .zip(per_boot(xen))
+            .filter_map(|(o, x)| match (o, x) {
+                (Some(o), Some(x)) if x > 0.0 => Some(o / x),
+                _ => None,
+            })
+            .collect();
+        if q.is_empty() {
+            return None;
+        }
+        q.sort_by(f64::total_cmp);
+        Some(q[q.len() / 2])
     }
 
     /// The table's rows: Dom0's first console line (host clock, then
@@ -494,6 +562,7 @@ pub mod versus {
                 oxen: summary(&ms(oxen, &host)),
                 xen: summary(&ms(xen, &host)),
                 xen_na: None,
+                corrected: None,
             },
             Row {
                 label: "  the same by the hypervisor's own clock".into(),
@@ -501,6 +570,7 @@ pub mod versus {
                 oxen: summary(&ms(oxen, &own)),
                 xen: summary(&ms(xen, &own)),
                 xen_na: None,
+                corrected: None,
             },
         ];
         for (id, what) in super::FIGURES {
@@ -514,6 +584,7 @@ pub mod versus {
                 oxen: summary(&medians(oxen, id)),
                 xen: summary(&medians(xen, id)),
                 xen_na,
+                corrected: corrected(oxen, xen, id),
             });
             if *id == "mmu_update_512" {
                 let per = |v: &[Boot]| -> Vec<Option<u64>> {
@@ -528,6 +599,7 @@ pub mod versus {
                     oxen: summary(&per(oxen)),
                     xen: summary(&per(xen)),
                     xen_na: None,
+                    corrected: corrected(oxen, xen, id),
                 });
             }
         }
@@ -542,14 +614,21 @@ pub mod versus {
         }
     }
 
+    /// The speed-corrected ratio, two decimals (`-` without one).
+    pub fn corrected_cell(r: &Row) -> String {
+        r.corrected.map_or("-".into(), |q| format!("{q:.2}"))
+    }
+
     /// The table's cells, header first: figure, Oxen, Xen 4.17, Oxen/Xen,
-    /// spread (min-max of the runs' medians, Oxen / Xen).
-    pub fn cells(rows: &[Row], xen_missing: Option<&str>) -> Vec<[String; 5]> {
+    /// Oxen/Xen speed-corrected ([`corrected`]), spread (min-max of the
+    /// runs' medians, Oxen / Xen).
+    pub fn cells(rows: &[Row], xen_missing: Option<&str>) -> Vec<[String; 6]> {
         let mut out = vec![[
             "figure".to_string(),
             "Oxen".into(),
             "Xen 4.17".into(),
             "Oxen/Xen".into(),
+            "Oxen/Xen, speed-corrected".into(),
             "spread over runs (min-max: Oxen / Xen)".into(),
         ]];
         let val = |v: Option<(u64, u64, u64)>, unit: &str| {
@@ -569,6 +648,7 @@ pub mod versus {
                 val(r.oxen, r.unit),
                 xen,
                 ratio(r),
+                corrected_cell(r),
                 format!("{} / {}", spread(r.oxen), spread(r.xen)),
             ]);
         }
@@ -576,8 +656,8 @@ pub mod versus {
     }
 
     /// The table as aligned text.
-    pub fn text_table(cells: &[[String; 5]]) -> String {
-        let mut w = [0usize; 5];
+    pub fn text_table(cells: &[[String; 6]]) -> String {
+        let mut w = [0usize; 6];
         for row in cells {
             for (i, c) in row.iter().enumerate() {
                 w[i] = w[i].max(c.chars().count());
@@ -586,16 +666,18 @@ pub mod versus {
         let mut s = String::new();
         for row in cells {
             let line = format!(
-                "{:<w0$}  {:>w1$}  {:>w2$}  {:>w3$}  {}",
+                "{:<w0$}  {:>w1$}  {:>w2$}  {:>w3$}  {:>w4$}  {}",
                 row[0],
                 row[1],
                 row[2],
                 row[3],
                 row[4],
+                row[5],
                 w0 = w[0],
                 w1 = w[1],
                 w2 = w[2],
-                w3 = w[3]
+                w3 = w[3],
+                w4 = w[4]
             );
             s.push_str(line.trim_end());
             s.push('\n');
@@ -604,12 +686,12 @@ pub mod versus {
     }
 
     /// The table as Markdown.
-    pub fn markdown_table(cells: &[[String; 5]]) -> String {
+    pub fn markdown_table(cells: &[[String; 6]]) -> String {
         let mut s = String::new();
         for (i, row) in cells.iter().enumerate() {
             s.push_str(&format!("| {} |\n", row.join(" | ")));
             if i == 0 {
-                s.push_str("|---|--:|--:|--:|--:|\n");
+                s.push_str("|---|--:|--:|--:|--:|--:|\n");
             }
         }
         s
@@ -831,7 +913,7 @@ pub mod storage {
             .map(|s| s.to_string())
             .collect();
         let out = batch::run(m, &cmds, TIMEOUT);
-        let _ = std::fs::remove_dir_all(&work);
+        images::done_with_work_dir(&work);
         if !out.ok {
             return Err(format!("{}\n{}", out.why, out.result.log));
         }
@@ -933,7 +1015,7 @@ pub mod lifecycle {
         .map(|s| s.to_string())
         .collect();
         let out = batch::run(m, &cmds, TIMEOUT);
-        let _ = std::fs::remove_dir_all(&work);
+        images::done_with_work_dir(&work);
         if !out.ok {
             return Err(format!("{}\n{}", out.why, out.result.log));
         }
@@ -982,7 +1064,7 @@ pub mod lifecycle {
         let m = q.spawn().map_err(|e| e.to_string())?;
         let cmds: Vec<String> = cmds.iter().map(|s| s.to_string()).collect();
         let out = batch::run(m, &cmds, MIGRATE_TIMEOUT);
-        let _ = std::fs::remove_dir_all(&work);
+        images::done_with_work_dir(&work);
         if !out.ok {
             return Err(format!("{name}: {}\n{}", out.why, out.result.log));
         }
@@ -1059,7 +1141,7 @@ pub mod lifecycle {
         let target = target
             .join()
             .map_err(|_| "the target's thread panicked".to_string())?;
-        let _ = std::fs::remove_dir_all(&work);
+        images::done_with_work_dir(&work);
         target?;
         source
     }
@@ -1138,7 +1220,7 @@ pub mod network {
         let q = boot.qemu(&name, &work)?.echo(echo);
         let machine = q.spawn().map_err(|e| e.to_string())?;
         let out = batch::run(machine, &commands, TIMEOUT);
-        let _ = std::fs::remove_dir_all(&work);
+        images::done_with_work_dir(&work);
         Ok(out)
     }
 }
@@ -1375,7 +1457,7 @@ pub mod hvm {
             .spawn()
             .map_err(|e| e.to_string())?;
         let out = batch::run(machine, &commands, OXEN_TIMEOUT);
-        let _ = std::fs::remove_dir_all(&work);
+        images::done_with_work_dir(&work);
         Ok(out)
     }
 }
@@ -1408,11 +1490,13 @@ mod tests {
         let oxen = [
             versus_boot(
                 "BENCH name=null_hypercall cycles=900 min=800 iters=1001\n\
+                 BENCH name=memcpy_4k cycles=3000 min=2900 iters=1001\n\
                  BENCH name=mmu_update_512 cycles=51200 min=50000 iters=65 batch=512 per_pte=100\n",
                 1000,
             ),
             versus_boot(
-                "BENCH name=null_hypercall cycles=1100 min=800 iters=1001\n",
+                "BENCH name=null_hypercall cycles=1100 min=800 iters=1001\n\
+                 BENCH name=memcpy_4k cycles=5500 min=5000 iters=1001\n",
                 1200,
             ),
             versus_boot(
@@ -1420,21 +1504,51 @@ mod tests {
                 1100,
             ),
         ];
-        let xen = [versus_boot(
-            "BENCH name=null_hypercall cycles=500 min=400 iters=1001\n\
-             BENCH name=grant_copy_4k n/a (grant tables: -EPERM)\n",
-            2000,
-        )];
+        // Xen's first boot ran on a fast host, its second on one half as
+        // fast: the memcpy beside each figure says so.
+        let xen = [
+            versus_boot(
+                "BENCH name=null_hypercall cycles=500 min=400 iters=1001\n\
+                 BENCH name=memcpy_4k cycles=2500 min=2400 iters=1001\n\
+                 BENCH name=grant_copy_4k n/a (grant tables: -EPERM)\n",
+                2000,
+            ),
+            versus_boot(
+                "BENCH name=null_hypercall cycles=1000 min=800 iters=1001\n\
+                 BENCH name=memcpy_4k cycles=5000 min=4800 iters=1001\n",
+                2000,
+            ),
+        ];
         let rows = versus::rows(&oxen, &xen);
         let row = |l: &str| rows.iter().find(|r| r.label.contains(l)).unwrap();
         let boot = row("host clock");
         assert_eq!(boot.oxen, Some((1100, 1000, 1200)));
         assert_eq!(boot.xen, Some((2000, 2000, 2000)));
         assert_eq!(versus::ratio(boot), "0.55");
+        assert_eq!(boot.corrected, None);
         assert_eq!(row("own clock").oxen, Some((550, 500, 600)));
         let null = row("[null_hypercall]");
         assert_eq!(null.oxen, Some((1000, 900, 1100)));
-        assert_eq!(versus::ratio(null), "2.00");
+        assert_eq!(null.xen, Some((1000, 500, 1000)));
+        assert_eq!(versus::ratio(null), "1.00");
+        // Pairs: (900/3000) / (500/2500) = 1.5 and (1100/5500) /
+        // (1000/5000) = 1.0; the third Oxen boot has no partner (and no
+        // memcpy). The median of two is the upper one.
+        assert_eq!(versus::corrected_cell(null), "1.50");
+        assert_eq!(row("[memcpy_4k]").corrected, Some(1.0));
+        // A figure's own reference (`ref=`, timed right after it) is used
+        // before the boot's memcpy_4k: (800/4000) / (400/1000) = 0.5.
+        let o = [versus_boot(
+            "BENCH name=pf_bounce cycles=800 min=700 iters=1001 ref=4000\n\
+             BENCH name=memcpy_4k cycles=2000 min=1900 iters=1001\n",
+            1000,
+        )];
+        let x = [versus_boot(
+            "BENCH name=pf_bounce cycles=400 min=300 iters=1001 ref=1000\n\
+             BENCH name=memcpy_4k cycles=2000 min=1900 iters=1001\n",
+            1000,
+        )];
+        assert_eq!(versus::corrected(&o, &x, "pf_bounce"), Some(0.5));
         assert_eq!(row("per PTE").oxen, Some((100, 100, 100)));
         assert_eq!(row("per PTE").xen, None);
         assert_eq!(
@@ -1450,8 +1564,9 @@ mod tests {
             .find(|c| c[0].contains("[null_hypercall]"))
             .unwrap();
         assert_eq!(null[1], "1000 cycles");
-        assert_eq!(null[2], "500 cycles");
-        assert_eq!(null[4], "900-1100 / 500-500");
+        assert_eq!(null[2], "1000 cycles");
+        assert_eq!(null[4], "1.50");
+        assert_eq!(null[5], "900-1100 / 500-1000");
         let text = versus::text_table(&cells);
         assert!(text.lines().next().unwrap().starts_with("figure"));
         let md = versus::markdown_table(&cells);
@@ -1468,6 +1583,7 @@ mod tests {
         assert_eq!(null[1], "1000 cycles");
         assert_eq!(null[2], "(no Xen)");
         assert_eq!(null[3], "-");
+        assert_eq!(null[4], "-");
     }
 
     #[test]
@@ -1596,7 +1712,7 @@ mod tests {
     #[test]
     fn parses_bench_lines() {
         let log = "pv-bench: note\n\
-                   BENCH name=null_hypercall cycles=1446 min=868 iters=1001\n\
+                   BENCH name=null_hypercall cycles=1446 min=868 iters=1001 ref=3100\n\
                    BENCH name=mmu_update_512 cycles=1346462 min=1068674 iters=65 batch=512 per_pte=2629\n\
                    BENCH name=evtchn_upcall n/a (event channels: -ENOSYS)\n\
                    BENCH name=broken cycles=abc\n";
@@ -1610,10 +1726,13 @@ mod tests {
                 min: 868,
                 iters: 1001,
                 batch: None,
-                ns: None
+                ns: None,
+                reference: Some(3100),
             }
         );
-        assert!(matches!(&f[1], Figure::Measured { batch: Some((512, u)), .. } if u == "pte"));
+        assert!(
+            matches!(&f[1], Figure::Measured { batch: Some((512, u)), reference: None, .. } if u == "pte")
+        );
         assert_eq!(
             f[2],
             Figure::NotAvailable {

@@ -863,6 +863,15 @@ pub fn work_dir(name: &str) -> std::io::Result<PathBuf> {
     Ok(d)
 }
 
+/// Removes a run's scratch directory once the run is over, unless
+/// `OXEN_KEEP_WORK` is set (then it stays, to boot the same machine again
+/// by hand: its ramdisk, its QEMU command line in the run's log).
+pub fn done_with_work_dir(dir: &std::path::Path) {
+    if std::env::var_os("OXEN_KEEP_WORK").is_none() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
 /// Where the built images are.
 #[derive(Debug, Clone)]
 pub struct Images {

@@ -60,9 +60,7 @@ pub fn boot(
     }
     let m = q.spawn().map_err(|e| e.to_string())?;
     let r = m.wait_exit(timeout);
-    if std::env::var_os("OXEN_KEEP_WORK").is_none() {
-        let _ = std::fs::remove_dir_all(&work);
-    }
+    images::done_with_work_dir(&work);
     Ok(r)
 }
 

@@ -289,6 +289,7 @@ pub fn find(doms: &mut [Domain], domid: DomId) -> Option<&mut Domain> {
 }
 
 /// Adds `d` to the domain table (the caller holds DOMAINS).
+#[inline(never)]
 pub fn insert(doms: &mut Vec<Domain>, d: Domain) {
     doms.push(d);
 }
@@ -303,6 +304,7 @@ pub fn remove(doms: &mut Vec<Domain>, domid: DomId) {
 /// again: closes the dying domain's event channels (their peers' ends
 /// become unbound), gives back its memory, removes it, and tells Dom0
 /// (VIRQ_DOM_EXC).
+#[inline(never)]
 pub fn destroy(doms: &mut Vec<Domain>, domid: DomId) {
     if let Some(i) = doms.iter().position(|d| d.domid == domid) {
         if let Some((d, mut others)) = crate::hypercall::Others::split(doms, i) {
@@ -462,6 +464,7 @@ pub fn translate_guest(cr3: u64, va: u64) -> Result<u64, Errno> {
 /// `copy_from_guest` always does): `cr3` is loaded (the calling vCPU's own
 /// kernel table, the usual case), and the range lies wholly in the guest's
 /// part of the address space, where nothing of xen-core's is mapped.
+#[inline]
 fn direct(cr3: u64, va: u64, len: usize) -> bool {
     const GUEST_LOW_END: u64 = 1 << 47;
     const GUEST_HIGH_START: u64 = 0xffff_8800_0000_0000;
@@ -478,6 +481,7 @@ fn direct(cr3: u64, va: u64, len: usize) -> bool {
 /// Through the loaded page tables where [`direct`] allows (a fault there
 /// is fixed up, and the copy is made again the slow way, which gives the
 /// precise answer), else by walking the guest's tables in software.
+#[inline]
 pub fn copy_from_guest(cr3: u64, va: u64, buf: &mut [u8]) -> Result<(), Errno> {
     if direct(cr3, va, buf.len()) {
         // SAFETY: `buf` is ours; the guest side lies in the guest's part of
@@ -490,6 +494,7 @@ pub fn copy_from_guest(cr3: u64, va: u64, buf: &mut [u8]) -> Result<(), Errno> {
     copy_from_guest_walk(cr3, va, buf)
 }
 
+#[inline(never)]
 fn copy_from_guest_walk(cr3: u64, va: u64, buf: &mut [u8]) -> Result<(), Errno> {
     // The frame table's lock keeps the translation valid until the copy is
     // done: mappings change only under it, so the frame cannot be unmapped,
@@ -529,6 +534,7 @@ fn copy_from_guest_walk(cr3: u64, va: u64, buf: &mut [u8]) -> Result<(), Errno> 
 /// through a mapping log-dirty mode protected, which the slow way then
 /// makes and marks dirty; a write through a writable mapping is seen by
 /// log-dirty mode as the guest's own writes are.
+#[inline]
 pub fn copy_to_guest(cr3: u64, va: u64, buf: &[u8]) -> Result<(), Errno> {
     if direct(cr3, va, buf.len()) {
         // SAFETY: as in copy_from_guest, the other way round.
@@ -539,6 +545,7 @@ pub fn copy_to_guest(cr3: u64, va: u64, buf: &[u8]) -> Result<(), Errno> {
     copy_to_guest_walk(cr3, va, buf)
 }
 
+#[inline(never)]
 fn copy_to_guest_walk(cr3: u64, va: u64, buf: &[u8]) -> Result<(), Errno> {
     // As in copy_from_guest; and the writable mapping found holds a writable
     // type reference, so under the lock the frame cannot become a page table

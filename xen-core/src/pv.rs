@@ -132,29 +132,31 @@ pub fn create_bounce_frame(
         | if saved_mask == 0 { rflags::IF } else { 0 }
         | (u64::from(v.emul.iopl & 3) << 12);
     // Lowest address first: rcx, r11, [ds, es, fs, gs], [error], rip,
-    // cs | mask << 32, rflags, rsp, ss.
-    let mut words: heapless::Vec<u64, 11> = heapless::Vec::new();
-    let _ = words.push(frame.rcx);
-    let _ = words.push(frame.r11);
-    if b.failsafe {
-        for _ in 0..4 {
-            let _ = words.push(0);
-        }
-    }
-    if let Some(e) = b.error_code {
-        let _ = words.push(e);
-    }
-    for w in [
+    // cs | mask << 32, rflags, rsp, ss. Built from the top down in a
+    // fixed array (this is every event upcall's and exception's path).
+    let mut words = [0u64; 12];
+    let mut at = words.len() - 5;
+    words[at..].copy_from_slice(&[
         frame.rip,
         cs | (u64::from(saved_mask) << 32),
         guest_rflags,
         frame.rsp,
         frame.ss,
-    ] {
-        let _ = words.push(w);
+    ]);
+    if let Some(e) = b.error_code {
+        at -= 1;
+        words[at] = e;
     }
+    if b.failsafe {
+        // The data segment selectors: zero, as the array already holds.
+        at -= 4;
+    }
+    at -= 2;
+    words[at] = frame.rcx;
+    words[at + 1] = frame.r11;
+    let words = &words[at..];
     let new_sp = sp - (words.len() as u64) * 8;
-    domain::copy_to_guest(v.guest_table, new_sp, words.as_slice().as_bytes())
+    domain::copy_to_guest(v.guest_table, new_sp, words.as_bytes())
         .map_err(|_| "cannot write the bounce frame on the guest kernel stack")?;
     frame.vector = VECTOR_SYSCALL;
     frame.rflags &= !(rflags::AC | rflags::VM | rflags::RF | rflags::NT | rflags::TF);

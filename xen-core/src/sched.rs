@@ -277,6 +277,7 @@ pub fn domain_unpause(d: &Domain) -> Result<(), Errno> {
 /// CPU leaving the guest needs (the domain table), and must have paused
 /// them (they were tickled; each leaves at its CPU's next exit). A domain
 /// that is gone has nothing running.
+#[inline(never)]
 pub fn wait_off_cpu(domid: DomId, vcpus: u32) {
     loop {
         let running = {
@@ -803,6 +804,7 @@ pub fn exit_needs_schedule() -> bool {
 }
 
 /// The exit path of every entry from a PV guest (interrupts off).
+#[inline(never)]
 pub fn exit_to_guest(frame: &mut TrapFrame) {
     if exit_needs_schedule() {
         schedule(frame);

@@ -42,8 +42,11 @@
 //! (`bench: syscall/sysret floor N cycles`, see
 //! `xen-core/src/arch/x86_64/syscall_floor.rs`).
 //!
-//! One `BENCH name=...` line per figure (`dom0_tools::bench`), then the
-//! verdict: SUCCESS if every benchmark ran (or, for event channels and
+//! One `BENCH name=...` line per figure (`dom0_tools::bench`), each
+//! ending with `ref=<cycles>`: the median of a 4 KiB copy between two
+//! guest frames timed right after the figure, the emulator's speed of the
+//! moment (`oxen-bench` divides by it before it compares Oxen with Xen).
+//! Then the verdict: SUCCESS if every benchmark ran (or, for event channels and
 //! grant tables, was refused with `-ENOSYS`); the timings themselves are
 //! never judged.
 
@@ -142,11 +145,49 @@ mod kernel {
         Stats::of(&mut s).map_or(0, |s| s.median)
     }
 
+    /// The speed reference's two frames (direct-map addresses; 0 until
+    /// `main` allocates them).
+    static REF_SRC: AtomicU64 = AtomicU64::new(0);
+    static REF_DST: AtomicU64 = AtomicU64::new(0);
+    /// Samples of the speed reference after each figure.
+    const REF_ITERS: usize = 101;
+
+    /// The speed reference: the median cycles of a 4 KiB copy between two
+    /// of the guest's own frames, timed right after a figure (guest-only
+    /// work, the same instructions on any hypervisor: `oxen-bench` divides
+    /// the figure by it to take out the emulator's speed of the moment,
+    /// which on a shared host changes within a boot). None before `main`
+    /// set it up.
+    fn reference() -> Option<u64> {
+        let (src, dst) = (
+            REF_SRC.load(Ordering::Relaxed),
+            REF_DST.load(Ordering::Relaxed),
+        );
+        if src == 0 || dst == 0 {
+            return None;
+        }
+        let mut s = [0u64; REF_ITERS];
+        for v in s.iter_mut() {
+            let t0 = tsc();
+            // SAFETY: two distinct frames of ours, direct-mapped, 4 KiB each.
+            unsafe {
+                core::ptr::copy_nonoverlapping(src as *const u8, dst as *mut u8, 4096);
+                asm!("", options(nostack, preserves_flags));
+            }
+            *v = tsc().wrapping_sub(t0);
+        }
+        Stats::of(&mut s).map(|s| s.median)
+    }
+
     fn report(name: &str, samples: &mut [u64], overhead: u64, per: Option<(&str, u64)>) -> bool {
         match Stats::of(samples) {
             Some(stats) => {
                 let stats = stats.minus(overhead);
-                println!("{}", Line::Figure { name, stats, per });
+                let line = Line::Figure { name, stats, per };
+                match reference() {
+                    Some(r) => println!("{line} ref={r}"),
+                    None => println!("{line}"),
+                }
                 true
             }
             None => false,
@@ -876,6 +917,16 @@ mod kernel {
         c.ok("frame allocator", frame::init());
         events::irq_enable();
 
+        if let (Some(a), Some(b)) = (
+            c.ok("a frame for the speed reference", frame::alloc_frame()),
+            c.ok(
+                "another frame for the speed reference",
+                frame::alloc_frame(),
+            ),
+        ) {
+            REF_SRC.store(a.va, Ordering::Relaxed);
+            REF_DST.store(b.va, Ordering::Relaxed);
+        }
         let ovh = overhead();
         c.note(format_args!(
             "timing overhead {ovh} cycles (subtracted from every figure)"

@@ -9,6 +9,7 @@ use hypercall_abi::xen::ConsoleIoOp;
 /// Bytes copied per chunk of a write.
 const CHUNK: usize = 128;
 
+#[inline(never)]
 pub fn console_io(c: &mut Call) -> Result<i64, Errno> {
     if !c.dom.is_privileged {
         return Err(Errno::EPERM);

@@ -49,6 +49,7 @@ pub fn put_desc_page(mfn: Mfn) {
 }
 
 /// `set_gdt(frame_list, entries)`.
+#[inline(never)]
 pub fn set_gdt(c: &mut Call) -> Result<i64, Errno> {
     let [list, entries, ..] = c.args;
     // Xen's `entries` is an `unsigned int`; the reserved entries are ours.
@@ -81,6 +82,7 @@ pub fn set_gdt(c: &mut Call) -> Result<i64, Errno> {
 
 /// `update_descriptor(ma, desc)`: write one checked descriptor to a frame
 /// the domain owns that is a descriptor page or could be typed writable.
+#[inline(never)]
 pub fn update_descriptor(c: &mut Call) -> Result<i64, Errno> {
     let [ma, desc, ..] = c.args;
     if ma % 8 != 0 {

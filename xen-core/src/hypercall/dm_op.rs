@@ -13,6 +13,7 @@ const XEN_DMOP_SET_ISA_IRQ_LEVEL: u32 = 9;
 /// `sizeof(xen_dm_op_buf_t)`: a handle and a size.
 const BUF_SIZE: usize = 16;
 
+#[inline(never)]
 pub fn dm_op(c: &mut Call) -> Result<i64, Errno> {
     let [domid, nr_bufs, bufs, ..] = c.args;
     let domid = domid as u16;

@@ -27,6 +27,7 @@ const MAX_VCPUS: u32 = 32;
 static ROVER: core::sync::atomic::AtomicU16 = core::sync::atomic::AtomicU16::new(0);
 
 /// `HYPERVISOR_domctl(struct xen_domctl *)`.
+#[inline(never)]
 pub fn domctl(c: &mut Call) -> Result<i64, Errno> {
     let arg = c.args[0];
     // Xen's order: the copy (-EFAULT), the interface version (-EACCES),

@@ -309,6 +309,7 @@ fn access_ok(addr: u64, count: u64, size: u64) -> bool {
 }
 
 /// `HYPERVISOR_grant_table_op(cmd, uop, count)`.
+#[inline(never)]
 pub fn grant_table_op(c: &mut Call) -> Outcome {
     let [cmd, uop, count, ..] = c.args;
     let count = count as u32;

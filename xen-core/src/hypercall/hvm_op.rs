@@ -12,6 +12,7 @@ use hypercall_abi::errno::Errno;
 use hypercall_abi::hvm::{HvmOp, HvmParam, XenHvmParam, HVM_NR_PARAMS};
 use hypercall_abi::xen::DOMID_SELF;
 
+#[inline(never)]
 pub fn hvm_op(c: &mut Call) -> Result<i64, Errno> {
     let [op, arg, ..] = c.args;
     let op = HvmOp::from_raw(op).ok_or(Errno::ENOSYS)?;

@@ -27,6 +27,7 @@ const M2P_EXTENT_FRAMES: u64 = 512;
 /// privileged domains; Oxen hands out single pages).
 const MAX_ORDER: u32 = 0;
 
+#[inline(never)]
 pub fn memory_op(c: &mut Call) -> Result<i64, Errno> {
     let [cmd, arg, ..] = c.args;
     let (op, start_extent) = memop_cmd(cmd);

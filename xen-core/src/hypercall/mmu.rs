@@ -142,6 +142,7 @@ impl<T: zerocopy::FromBytes + zerocopy::IntoBytes + Copy> GuestArray<T> {
 }
 
 /// `HYPERVISOR_mmu_update(reqs, count, pdone, foreigndom)`.
+#[inline(never)]
 pub fn mmu_update(c: &mut Call) -> Outcome {
     let [reqs, count, pdone, foreigndom, _] = c.args;
     let mut count = count & 0xffff_ffff;
@@ -311,6 +312,7 @@ pub fn update_va_mapping(c: &mut Call) -> Result<i64, Errno> {
 }
 
 /// `HYPERVISOR_mmuext_op(ops, count, pdone, foreigndom)`.
+#[inline(never)]
 pub fn mmuext_op(c: &mut Call) -> Outcome {
     let [ops, count, pdone, foreigndom, _] = c.args;
     let mut count = count & 0xffff_ffff;

@@ -156,21 +156,37 @@ extern "C" fn pv_syscall_dispatch(frame: &mut TrapFrame) -> u64 {
                 Err(why) => Outcome::Crash(why),
             })
         } else {
-            let cr3 = v.guest_table;
             let nr = frame.rax;
-            let args = [frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8];
-            let mut call = Call {
-                dom,
-                vcpu: vcpu as usize,
-                cr3,
-                args,
-                frame,
-                others,
-                deferred: None,
+            // `iret` ends every bounce (events, exceptions, system calls):
+            // straight to the vCPU, without the general call's set-up;
+            // so does an unknown number.
+            let (out, deferred, dom, f) = if nr == Hypercall::Iret as u64 {
+                let out = match crate::pv::do_iret(frame, v) {
+                    Ok(()) => Outcome::NoRet,
+                    Err(why) => Outcome::Crash(why),
+                };
+                (out, None, dom, &mut *frame)
+            } else if Hypercall::from_raw(nr).is_none() {
+                // A number Xen does not define: nothing to set up.
+                log::debug!("d{domid}: unknown hypercall {nr}");
+                (Outcome::Ret(Errno::ENOSYS.to_ret()), None, dom, &mut *frame)
+            } else {
+                let cr3 = v.guest_table;
+                let args = [frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8];
+                let mut call = Call {
+                    dom,
+                    vcpu: vcpu as usize,
+                    cr3,
+                    args,
+                    frame,
+                    others,
+                    deferred: None,
+                };
+                let out = dispatch(nr, &mut call);
+                let deferred = call.deferred.take();
+                let Call { dom, frame: f, .. } = call;
+                (out, deferred, dom, f)
             };
-            let out = dispatch(nr, &mut call);
-            let deferred = call.deferred.take();
-            let Call { dom, frame: f, .. } = call;
             let implicit = grant_table::take_implicit_unmap(domid);
             match (out, deferred) {
                 // The common way out, under the lock already held: a
@@ -278,6 +294,7 @@ pub fn dispatch_hvm(doms: &mut [Domain], me: usize, vcpu: usize, frame: &mut Tra
     out
 }
 
+#[inline(always)]
 fn dispatch(nr: u64, c: &mut Call) -> Outcome {
     let Some(hc) = Hypercall::from_raw(nr) else {
         log::debug!("d{}: unknown hypercall {nr}", c.dom.domid);

@@ -31,6 +31,7 @@ use xen_core::guest_walk::HYPERVISOR_VIRT_END;
 const IOBMP_BYTES: u64 = 8192;
 
 /// `physdev_op(cmd, arg)`.
+#[inline(never)]
 pub fn physdev_op(c: &mut Call) -> Result<i64, Errno> {
     let [cmd, arg, ..] = c.args;
     // Xen's `cmd` is an `int`.

@@ -12,6 +12,7 @@ use hypercall_abi::sched::{
 /// one in practice; a bigger count is -EINVAL here and there).
 const MAX_POLL_PORTS: u32 = 8;
 
+#[inline(never)]
 pub fn sched_op(c: &mut Call) -> Outcome {
     let [cmd, arg, ..] = c.args;
     // Xen's `cmd` is an `int`.

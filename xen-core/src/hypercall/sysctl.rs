@@ -10,6 +10,7 @@ use hypercall_abi::sysctl::*;
 use zerocopy::{FromZeros, IntoBytes};
 
 /// `HYPERVISOR_sysctl(struct xen_sysctl *)`.
+#[inline(never)]
 pub fn sysctl(c: &mut Call) -> Result<i64, Errno> {
     let arg = c.args[0];
     let mut op: XenSysctl = read_guest(c.cr3, arg)?;

@@ -21,6 +21,7 @@ const MAX_TRAPS: usize = 256;
 /// RPL every guest selector must carry (guest kernels run in ring 3).
 const GUEST_RPL: u64 = 3;
 
+#[inline(never)]
 pub fn vcpu_op(c: &mut Call) -> Result<i64, Errno> {
     let [cmd, vcpuid, arg, ..] = c.args;
     // Xen takes `int cmd, unsigned int vcpuid` and checks the vCPU first.
@@ -283,6 +284,7 @@ fn register_vcpu_info(
     Ok(())
 }
 
+#[inline(never)]
 pub fn set_callbacks(c: &mut Call) -> Result<i64, Errno> {
     let [event, failsafe, syscall, ..] = c.args;
     // A non-canonical entry point would fault in xen-core's return to the
@@ -297,6 +299,7 @@ pub fn set_callbacks(c: &mut Call) -> Result<i64, Errno> {
     Ok(0)
 }
 
+#[inline(never)]
 pub fn callback_op(c: &mut Call) -> Result<i64, Errno> {
     let [cmd, arg, ..] = c.args;
     match CallbackOp::from_raw(u64::from(cmd as u32)).ok_or(Errno::ENOSYS)? {
@@ -338,6 +341,7 @@ fn set_callback(c: &mut Call, ty: CallbackType, address: u64, flags: u16) -> Res
     Ok(0)
 }
 
+#[inline(never)]
 pub fn set_trap_table(c: &mut Call) -> Result<i64, Errno> {
     let [traps, ..] = c.args;
     let cr3 = c.cr3;

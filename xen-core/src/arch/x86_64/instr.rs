@@ -127,39 +127,60 @@ oxen_wrmsr_safe_fixup:
     mov eax, 1
     ret
     /* oxen_guest_copy(dst, src, len): copies through the loaded page
-       tables; returns 0, or 1 if an access faulted (#PF/#GP: the
-       exception handler resumes at oxen_guest_copy_fixup). Eight bytes
-       at a time, then bytes: no `rep movs`, which an emulator runs one
-       element per step. */
+       tables; returns 0, or 1 if an access faulted (#PF/#GP anywhere in
+       [oxen_guest_copy, oxen_guest_copy_end), the copy itself: the exception handler
+       resumes at oxen_guest_copy_fixup, and nothing here touches the
+       stack). 32 bytes a round, then 8, 4 and single bytes: no
+       `rep movs`, which an emulator runs one element per step, and few
+       branches (a bounce frame or an iret context is one or two rounds). */
     .global oxen_guest_copy
-    .global oxen_guest_copy_ld8
-    .global oxen_guest_copy_st8
-    .global oxen_guest_copy_ld1
-    .global oxen_guest_copy_st1
+    .global oxen_guest_copy_end
     .global oxen_guest_copy_fixup
 oxen_guest_copy:
-    cmp rdx, 8
+    cmp rdx, 32
     jb 2f
-oxen_guest_copy_ld8:
+1:
     mov rax, [rsi]
-oxen_guest_copy_st8:
+    mov rcx, [rsi + 8]
+    mov r8, [rsi + 16]
+    mov r9, [rsi + 24]
+    mov [rdi], rax
+    mov [rdi + 8], rcx
+    mov [rdi + 16], r8
+    mov [rdi + 24], r9
+    add rsi, 32
+    add rdi, 32
+    sub rdx, 32
+    cmp rdx, 32
+    jae 1b
+2:
+    cmp rdx, 8
+    jb 3f
+    mov rax, [rsi]
     mov [rdi], rax
     add rsi, 8
     add rdi, 8
     sub rdx, 8
-    jmp oxen_guest_copy
-2:
-    test rdx, rdx
-    jz 3f
-oxen_guest_copy_ld1:
+    jmp 2b
+3:
+    test dl, 4
+    jz 4f
+    mov eax, [rsi]
+    mov [rdi], eax
+    add rsi, 4
+    add rdi, 4
+4:
+    and edx, 3
+    jz 6f
+5:
     mov al, [rsi]
-oxen_guest_copy_st1:
     mov [rdi], al
     inc rsi
     inc rdi
-    dec rdx
-    jmp 2b
-3:
+    dec edx
+    jnz 5b
+6:
+oxen_guest_copy_end:
     xor eax, eax
     ret
 oxen_guest_copy_fixup:
@@ -192,10 +213,7 @@ extern "C" {
     /// Loads from `addr` at a fixed-up instruction: returns 1 if it faulted.
     fn oxen_fixup_selftest(addr: u64) -> u32;
     fn oxen_guest_copy(dst: *mut u8, src: *const u8, len: usize) -> u32;
-    static oxen_guest_copy_ld8: u8;
-    static oxen_guest_copy_st8: u8;
-    static oxen_guest_copy_ld1: u8;
-    static oxen_guest_copy_st1: u8;
+    static oxen_guest_copy_end: u8;
     static oxen_guest_copy_fixup: u8;
     static oxen_fixup_selftest_insn: u8;
     static oxen_fixup_selftest_fixup: u8;
@@ -251,15 +269,13 @@ pub unsafe fn guest_copy(dst: *mut u8, src: *const u8, len: usize) -> bool {
 }
 
 /// Where xen-core resumes after a page fault at `rip`, if that
-/// instruction is one of [`guest_copy`]'s accesses.
+/// instruction is in [`guest_copy`]'s copying part (whose only memory
+/// accesses are the copy's own; none touches the stack).
 pub fn guest_copy_fixup(rip: u64) -> Option<u64> {
-    let at = [
-        core::ptr::addr_of!(oxen_guest_copy_ld8) as u64,
-        core::ptr::addr_of!(oxen_guest_copy_st8) as u64,
-        core::ptr::addr_of!(oxen_guest_copy_ld1) as u64,
-        core::ptr::addr_of!(oxen_guest_copy_st1) as u64,
-    ];
-    at.contains(&rip)
+    let start = oxen_guest_copy as *const () as u64;
+    let end = core::ptr::addr_of!(oxen_guest_copy_end) as u64;
+    (start..end)
+        .contains(&rip)
         .then_some(core::ptr::addr_of!(oxen_guest_copy_fixup) as u64)
 }
 
