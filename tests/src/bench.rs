@@ -363,13 +363,31 @@ pub mod versus {
         super::FIGURES.iter().map(|(n, _)| *n).collect()
     }
 
+    /// QEMU's deterministic instruction counter: with `-icount shift=0`
+    /// the guest's clock, and so its TSC, advances by one per instruction
+    /// executed, so pv-bench's "cycles" become instructions, whatever the
+    /// host's load (`sleep=off`: an idle guest does not wait for real time).
+    pub const ICOUNT: [&str; 2] = ["-icount", "shift=0,sleep=off"];
+
     /// Boots pv-bench as Dom0 of Oxen (PVH, one CPU).
     pub fn run_oxen(images: &Images, echo: Option<Echo>) -> Result<Boot, String> {
+        run_oxen_with(images, echo, false)
+    }
+
+    /// [`run_oxen`], under [`ICOUNT`] if `icount`.
+    pub fn run_oxen_with(
+        images: &Images,
+        echo: Option<Echo>,
+        icount: bool,
+    ) -> Result<Boot, String> {
         let mut boot = OxenBoot::new(images.hypervisor()?, images.get(super::KERNEL)?)?;
         boot.append = format!("{} {DOM0_MEM}", boot.append);
         let name = "versus-oxen";
         let work = images::work_dir(name).map_err(|e| e.to_string())?;
         let mut q = boot.qemu(name, &work)?.smp(super::SMP);
+        if icount {
+            q = q.arg(ICOUNT[0]).arg(ICOUNT[1]);
+        }
         if let Some(e) = echo {
             q = q.echo(e);
         }
@@ -394,8 +412,21 @@ pub mod versus {
 
     /// Boots pv-bench as Dom0 of Xen 4.17 (Multiboot1, one CPU).
     pub fn run_xen(xen: &Xen, images: &Images, echo: Option<Echo>) -> Result<Boot, String> {
+        run_xen_with(xen, images, echo, false)
+    }
+
+    /// [`run_xen`], under [`ICOUNT`] if `icount`.
+    pub fn run_xen_with(
+        xen: &Xen,
+        images: &Images,
+        echo: Option<Echo>,
+        icount: bool,
+    ) -> Result<Boot, String> {
         let kernel = images.get(super::KERNEL)?;
-        let q = xen::qemu(xen, &kernel, "versus-xen").smp(super::SMP);
+        let mut q = xen::qemu(xen, &kernel, "versus-xen").smp(super::SMP);
+        if icount {
+            q = q.arg(ICOUNT[0]).arg(ICOUNT[1]);
+        }
         let r = xen::boot(q, FIRST_LINE, super::TIMEOUT, echo)?;
         let problems = xen_problems(&r);
         let ended = match &r.ended {
@@ -612,6 +643,32 @@ pub mod versus {
             (Some((o, ..)), Some((x, ..))) if x > 0 => format!("{:.2}", o as f64 / x as f64),
             _ => "-".into(),
         }
+    }
+
+    /// The instruction-count table (one [`ICOUNT`] boot of each): figure,
+    /// Oxen, Xen, Oxen/Xen, header first. Every pv-bench figure both have.
+    pub fn icount_cells(oxen: Option<&Boot>, xen: Option<&Boot>) -> Vec<[String; 4]> {
+        let mut out = vec![[
+            "figure".to_string(),
+            "Oxen".into(),
+            "Xen 4.17".into(),
+            "Oxen/Xen".into(),
+        ]];
+        let one =
+            |b: Option<&Boot>, id: &str| b.and_then(|b| medians(std::slice::from_ref(b), id)[0]);
+        for (id, what) in super::FIGURES {
+            let (o, x) = (one(oxen, id), one(xen, id));
+            if o.is_none() && x.is_none() {
+                continue;
+            }
+            let cell = |v: Option<u64>| v.map_or("-".to_string(), |v| format!("{v}"));
+            let ratio = match (o, x) {
+                (Some(o), Some(x)) if x > 0 => format!("{:.2}", o as f64 / x as f64),
+                _ => "-".into(),
+            };
+            out.push([format!("{what} [{id}]"), cell(o), cell(x), ratio]);
+        }
+        out
     }
 
     /// The speed-corrected ratio, two decimals (`-` without one).
@@ -1584,6 +1641,27 @@ mod tests {
         assert_eq!(null[2], "(no Xen)");
         assert_eq!(null[3], "-");
         assert_eq!(null[4], "-");
+    }
+
+    #[test]
+    fn icount_table_pairs_the_two_boots() {
+        let o = versus_boot(
+            "BENCH name=null_hypercall cycles=300 min=300 iters=1001 ref=534\n\
+             BENCH name=pf_bounce cycles=700 min=700 iters=1001 ref=534\n",
+            10,
+        );
+        let x = versus_boot(
+            "BENCH name=null_hypercall cycles=250 min=250 iters=1001 ref=534\n",
+            10,
+        );
+        let cells = versus::icount_cells(Some(&o), Some(&x));
+        assert_eq!(cells[0][0], "figure");
+        let row = |id: &str| cells.iter().find(|c| c[0].contains(id)).unwrap().clone();
+        assert_eq!(row("[null_hypercall]")[1..], ["300", "250", "1.20"]);
+        assert_eq!(row("[pf_bounce]")[1..], ["700", "-", "-"]);
+        // Figures neither boot has are left out.
+        assert_eq!(cells.len(), 3);
+        assert_eq!(versus::icount_cells(None, None).len(), 1);
     }
 
     #[test]

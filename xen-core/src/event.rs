@@ -15,7 +15,7 @@ use crate::arch::x86_64::paging::phys_to_virt;
 use crate::domain::{Domain, RunState, Vcpu};
 use alloc::boxed::Box;
 use core::mem::offset_of;
-use core::sync::atomic::{AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use hypercall_abi::event_channel::EVTCHN_2L_NR_CHANNELS;
 use hypercall_abi::xen::{SharedInfo, VcpuInfo, Virq, BITS_PER_XEN_ULONG};
 use xen_core::evtchn::{two_level, EventWords, EvtchnTable, Notify};
@@ -72,18 +72,31 @@ impl<'a> Words<'a> {
         (byte, 1 << (bit % 8))
     }
 
-    fn pending(&self, port: u32) -> Option<(&'static AtomicU8, u8)> {
+    /// Bit `bit` of the word bitmap at `base` in shared_info, a word at a
+    /// time (the x86 `lock bts`/`btr` Xen uses, where a byte would need a
+    /// compare-and-swap loop).
+    fn word_bit(base: u64, bit: u32) -> (&'static AtomicU64, u64) {
+        let maddr = base + u64::from(bit / 64) * 8;
+        // SAFETY: as for `bit`, for the shared_info page only (which the
+        // hypervisor allocated, page-aligned): both word bitmaps lie at
+        // 8-byte-aligned offsets in it (checked below), so the word is
+        // aligned for `AtomicU64`.
+        let word = unsafe { &*(phys_to_virt(maddr) as *const AtomicU64) };
+        (word, 1 << (bit % 64))
+    }
+
+    fn pending(&self, port: u32) -> Option<(&'static AtomicU64, u64)> {
         (port < EVTCHN_2L_NR_CHANNELS).then(|| {
-            Self::bit(
+            Self::word_bit(
                 self.shared_info + offset_of!(SharedInfo, evtchn_pending) as u64,
                 port,
             )
         })
     }
 
-    fn mask(&self, port: u32) -> Option<(&'static AtomicU8, u8)> {
+    fn mask(&self, port: u32) -> Option<(&'static AtomicU64, u64)> {
         (port < EVTCHN_2L_NR_CHANNELS).then(|| {
-            Self::bit(
+            Self::word_bit(
                 self.shared_info + offset_of!(SharedInfo, evtchn_mask) as u64,
                 port,
             )
@@ -127,31 +140,35 @@ fn test_and_set((byte, m): (&AtomicU8, u8)) -> bool {
     byte.fetch_or(m, Ordering::SeqCst) & m != 0
 }
 
-fn test_and_clear((byte, m): (&AtomicU8, u8)) -> bool {
-    byte.fetch_and(!m, Ordering::SeqCst) & m != 0
-}
-
 fn test((byte, m): (&AtomicU8, u8)) -> bool {
     byte.load(Ordering::SeqCst) & m != 0
 }
 
+// The word bitmaps of shared_info are 8-byte aligned (`Words::word_bit`).
+const _: () = assert!(offset_of!(SharedInfo, evtchn_pending) % 8 == 0);
+const _: () = assert!(offset_of!(SharedInfo, evtchn_mask) % 8 == 0);
+
 impl EventWords for Words<'_> {
     fn test_and_set_pending(&self, port: u32) -> bool {
-        self.pending(port).is_none_or(test_and_set)
+        self.pending(port)
+            .is_none_or(|(w, m)| w.fetch_or(m, Ordering::SeqCst) & m != 0)
     }
     fn test_pending(&self, port: u32) -> bool {
-        self.pending(port).is_some_and(test)
+        self.pending(port)
+            .is_some_and(|(w, m)| w.load(Ordering::SeqCst) & m != 0)
     }
     fn clear_pending(&self, port: u32) {
-        if let Some(b) = self.pending(port) {
-            test_and_clear(b);
+        if let Some((w, m)) = self.pending(port) {
+            w.fetch_and(!m, Ordering::SeqCst);
         }
     }
     fn is_masked(&self, port: u32) -> bool {
-        self.mask(port).is_none_or(test)
+        self.mask(port)
+            .is_none_or(|(w, m)| w.load(Ordering::SeqCst) & m != 0)
     }
     fn test_and_clear_mask(&self, port: u32) -> bool {
-        self.mask(port).is_some_and(test_and_clear)
+        self.mask(port)
+            .is_some_and(|(w, m)| w.fetch_and(!m, Ordering::SeqCst) & m != 0)
     }
     fn test_and_set_sel(&self, vcpu: u32, word: u32) -> bool {
         self.sel(vcpu, word).is_none_or(test_and_set)

@@ -221,7 +221,11 @@ struct Undeliverable {
 /// instruction behind a #GP/#UD if Xen would (`pv_emul`), else bounce the
 /// exception to the guest's handler (from its trap table), or crash the
 /// domain if it has none.
-pub fn guest_exception(frame: &mut TrapFrame) {
+///
+/// True if the way back to the guest is settled already: nothing for the
+/// scheduler to do, and pending events delivered with the domain table
+/// still locked (the exit path's work, done here without locking twice).
+pub fn guest_exception(frame: &mut TrapFrame) -> bool {
     let vec = frame.vector;
     let Some((domid, id)) = crate::sched::current() else {
         crash_current(
@@ -232,26 +236,38 @@ pub fn guest_exception(frame: &mut TrapFrame) {
     let result = {
         let mut doms = DOMAINS.lock();
         let Some(d) = find(&mut doms, domid) else {
-            return;
+            return false;
         };
-        guest_exception_locked(frame, d, id as usize)
+        guest_exception_locked(frame, d, id as usize).map(|()| {
+            if crate::sched::exit_needs_schedule() {
+                return Ok(false);
+            }
+            match d.vcpus.get_mut(id as usize) {
+                Some(v) => deliver_events_to(frame, v).map(|()| true),
+                None => Ok(false),
+            }
+        })
     };
-    if let Err(u) = result {
-        let vec = u64::from(u.vector);
-        match u.why {
-            None => crash_current(
-                frame,
-                format_args!(
-                    "{} (vector {}, error {:#x}) with no guest handler",
-                    vector_name(vec),
-                    vec,
-                    u.error_code
+    match result {
+        Ok(Ok(done)) => done,
+        Ok(Err(why)) => crash_current(frame, format_args!("event upcall: {why}")),
+        Err(u) => {
+            let vec = u64::from(u.vector);
+            match u.why {
+                None => crash_current(
+                    frame,
+                    format_args!(
+                        "{} (vector {}, error {:#x}) with no guest handler",
+                        vector_name(vec),
+                        vec,
+                        u.error_code
+                    ),
                 ),
-            ),
-            Some(why) => crash_current(
-                frame,
-                format_args!("{} (vector {vec}): {why}", vector_name(vec)),
-            ),
+                Some(why) => crash_current(
+                    frame,
+                    format_args!("{} (vector {vec}): {why}", vector_name(vec)),
+                ),
+            }
         }
     }
 }

@@ -473,6 +473,30 @@ fn versus_xen(images: &Images, runs: usize) -> Result<bool, String> {
             );
         }
     }
+    // One boot of each counting instructions (deterministic: no host in it).
+    eprintln!("oxen-bench: booting pv-bench on Oxen and on Xen under -icount ...");
+    let icount_oxen = versus::run_oxen_with(images, Some(Echo::Quiet), true);
+    let icount_xen = xen
+        .as_ref()
+        .ok()
+        .map(|x| versus::run_xen_with(x, images, Some(Echo::Quiet), true));
+    for (who, b) in [("Oxen", Some(&icount_oxen)), ("Xen", icount_xen.as_ref())] {
+        match b {
+            Some(Ok(b)) if !b.problems.is_empty() => {
+                eprintln!("{}", b.result.report(&b.problems.join("; ")));
+                ok = false;
+            }
+            Some(Err(e)) => {
+                eprintln!("oxen-bench: -icount boot on {who}: {e}");
+                ok = false;
+            }
+            _ => {}
+        }
+    }
+    let icount = versus::icount_cells(
+        icount_oxen.as_ref().ok(),
+        icount_xen.as_ref().and_then(|b| b.as_ref().ok()),
+    );
     let rows = versus::rows(&oxen_boots, &xen_boots);
     let cells = versus::cells(&rows, xen_missing.as_deref());
     println!();
@@ -505,6 +529,11 @@ fn versus_xen(images: &Images, runs: usize) -> Result<bool, String> {
         }
     };
     println!();
+    println!("Instructions per operation (QEMU -icount shift=0: one boot of each, deterministic):");
+    for r in &icount {
+        println!("{:<62} {:>9} {:>9} {:>9}", r[0], r[1], r[2], r[3]);
+    }
+    println!();
     println!("Cross-domain figures on Oxen, each beside its floor (TSC cycles, medians):");
     for r in &cross {
         println!(
@@ -518,6 +547,7 @@ fn versus_xen(images: &Images, runs: usize) -> Result<bool, String> {
         xen.as_ref().ok(),
         xen_missing.as_deref(),
         &cells,
+        &icount,
         &cross,
         (
             oxen_boots.first().map(|b| b.result.command.as_str()),
@@ -620,6 +650,7 @@ fn performance_md(
     xen: Option<&oxen_tests::xen::Xen>,
     xen_missing: Option<&str>,
     cells: &[[String; 6]],
+    icount: &[[String; 4]],
     cross: &[[String; 5]],
     (oxen_cmd, xen_cmd): (Option<&str>, Option<&str>),
 ) -> String {
@@ -684,6 +715,24 @@ fn performance_md(
          the median over those pairs (the upper middle one for an even count). It is the \
          column to read for \"at least as fast as Xen\".\n\n",
     );
+    s.push_str("## Instructions per operation\n\n");
+    if icount.len() <= 1 {
+        s.push_str("(The -icount boots did not run.)\n\n");
+    } else {
+        s.push_str(
+            "The same pv-bench, one more boot of each hypervisor under QEMU's `-icount \
+             shift=0,sleep=off`: the guest's clock, and its TSC, then advance by one for each \
+             instruction executed, so each figure is the instructions one operation takes \
+             (the hypervisor's and the guest's few), the same in every run and on every host. \
+             It weighs every instruction alike (a `syscall` or a CR3 write as much as an \
+             `add`), so it is a second view beside the timings, not a replacement.\n\n\
+             | figure | Oxen | Xen 4.17 | Oxen/Xen |\n|---|--:|--:|--:|\n",
+        );
+        for r in &icount[1..] {
+            s.push_str(&format!("| {} | {} | {} | {} |\n", r[0], r[1], r[2], r[3]));
+        }
+        s.push('\n');
+    }
     s.push_str("## Across domains, beside their floors\n\n");
     if cross.is_empty() {
         s.push_str("(xl-bench did not run: no cross-domain figures this time.)\n\n");

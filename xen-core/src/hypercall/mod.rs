@@ -151,10 +151,18 @@ extern "C" fn pv_syscall_dispatch(frame: &mut TrapFrame) -> u64 {
         };
         let v = &mut dom.vcpus[vcpu as usize];
         if !v.kernel_mode {
-            Exit::Slow(match crate::pv::syscall_from_user(frame, v) {
-                Ok(()) => Outcome::NoRet,
-                Err(why) => Outcome::Crash(why),
-            })
+            // A system call of guest user mode: bounced to the guest
+            // kernel, then, as for a hypercall, events under the lock held.
+            match crate::pv::syscall_from_user(frame, v) {
+                Ok(()) if !crate::sched::exit_needs_schedule() => {
+                    match crate::pv::deliver_events_to(frame, v) {
+                        Ok(()) => Exit::Done,
+                        Err(why) => Exit::Upcall(why),
+                    }
+                }
+                Ok(()) => Exit::Slow(Outcome::NoRet),
+                Err(why) => Exit::Slow(Outcome::Crash(why)),
+            }
         } else {
             let nr = frame.rax;
             // `iret` ends every bounce (events, exceptions, system calls):

@@ -157,7 +157,10 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
     if v >= u64::from(vector::FIRST_EXTERNAL) {
         super::apic::handle_interrupt(v as u8);
     } else if frame.is_from_guest() {
-        crate::pv::guest_exception(frame);
+        if crate::pv::guest_exception(frame) {
+            // Events delivered, nothing to schedule: straight back.
+            return;
+        }
     } else if let Some(fixup) = hypervisor_fixup(frame) {
         // An instruction that may fault (rdmsr_safe): resume at its fixup.
         frame.rip = fixup;
