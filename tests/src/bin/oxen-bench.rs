@@ -546,9 +546,11 @@ fn versus_xen(images: &Images, runs: usize) -> Result<bool, String> {
         &emulator,
         xen.as_ref().ok(),
         xen_missing.as_deref(),
-        &cells,
-        &icount,
-        &cross,
+        Tables {
+            timed: &cells,
+            icount: &icount,
+            cross: &cross,
+        },
         (
             oxen_boots.first().map(|b| b.result.command.as_str()),
             xen_boots.first().map(|b| b.result.command.as_str()),
@@ -643,17 +645,30 @@ fn command_output(cmd: &str, args: &[&str]) -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
+/// The tables of docs/PERFORMANCE.md, header rows first.
+struct Tables<'a> {
+    /// Oxen beside Xen, timed (`versus::cells`).
+    timed: &'a [[String; 6]],
+    /// Instructions per operation (`versus::icount_cells`).
+    icount: &'a [[String; 4]],
+    /// The cross-domain figures beside their floors (no header row).
+    cross: &'a [[String; 5]],
+}
+
 /// docs/PERFORMANCE.md, from the run.
 fn performance_md(
     runs: usize,
     emulator: &str,
     xen: Option<&oxen_tests::xen::Xen>,
     xen_missing: Option<&str>,
-    cells: &[[String; 6]],
-    icount: &[[String; 4]],
-    cross: &[[String; 5]],
+    tables: Tables,
     (oxen_cmd, xen_cmd): (Option<&str>, Option<&str>),
 ) -> String {
+    let Tables {
+        timed: cells,
+        icount,
+        cross,
+    } = tables;
     use bench::versus;
     let date = command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]).unwrap_or_else(|| "?".into());
     let (cpu, cpus) = versus::machine();
