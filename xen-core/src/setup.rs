@@ -130,6 +130,9 @@ pub fn start(protocol: u32, info_paddr: u32) -> ! {
     if !instr::exception_fixup_selftest() {
         fatal(format_args!("exception fixups do not work"));
     }
+    if !instr::guest_copy_selftest() {
+        fatal(format_args!("the guest copy routine copies wrongly"));
+    }
 
     // Boot information, read through the identity map.
     let low = PhysAccess {
