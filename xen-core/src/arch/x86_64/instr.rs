@@ -253,7 +253,10 @@ pub fn guest_copy_selftest() -> bool {
             let ok = unsafe { guest_copy(dst.as_mut_ptr().add(d_o), src.as_ptr().add(so), len) };
             if !ok
                 || dst[d_o..d_o + len] != src[so..so + len]
-                || dst[..d_o].iter().chain(&dst[d_o + len..]).any(|&b| b != 0xee)
+                || dst[..d_o]
+                    .iter()
+                    .chain(&dst[d_o + len..])
+                    .any(|&b| b != 0xee)
             {
                 return false;
             }
