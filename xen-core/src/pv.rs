@@ -102,11 +102,19 @@ pub fn toggle_guest_mode(v: &mut Vcpu) {
 /// Builds Xen's bounce frame on the guest kernel stack and redirects
 /// `frame` to the handler (Xen's `create_bounce_frame`). Err: the frame
 /// could not be written (the caller crashes the domain).
+#[inline(never)]
 pub fn create_bounce_frame(
     frame: &mut TrapFrame,
     v: &mut Vcpu,
     b: Bounce,
 ) -> Result<(), &'static str> {
+    bounce_frame(frame, v, b)
+}
+
+/// [`create_bounce_frame`]'s body, inlined where the bounce's shape is
+/// known (the event upcall), so that its branches fold away.
+#[inline(always)]
+fn bounce_frame(frame: &mut TrapFrame, v: &mut Vcpu, b: Bounce) -> Result<(), &'static str> {
     if b.eip == 0 || !is_canonical(b.eip) {
         return Err("no (or a non-canonical) guest handler");
     }
@@ -187,19 +195,27 @@ pub fn deliver_events(frame: &mut TrapFrame) {
 /// (with the domain table locked): the hypercall path's exit, which has
 /// it at hand. An error is the bounce frame's; the caller crashes the
 /// domain once the table is unlocked.
+#[inline]
 pub fn deliver_events_to(frame: &mut TrapFrame, v: &mut Vcpu) -> Result<(), &'static str> {
     let pending = upcall_pending(v).load(core::sync::atomic::Ordering::Acquire);
     let mask = upcall_mask(v).load(core::sync::atomic::Ordering::Acquire);
     if pending == 0 || mask != 0 || v.callbacks.event == 0 {
         return Ok(());
     }
+    bounce_event(frame, v)
+}
+
+/// The event upcall's bounce frame (out of line: the exit paths only test
+/// for events inline).
+#[inline(never)]
+fn bounce_event(frame: &mut TrapFrame, v: &mut Vcpu) -> Result<(), &'static str> {
     let b = Bounce {
         eip: v.callbacks.event,
         error_code: None,
         mask_events: true,
         failsafe: false,
     };
-    create_bounce_frame(frame, v, b)
+    bounce_frame(frame, v, b)
 }
 
 /// Whether exception `vec` pushes an error code.
@@ -391,13 +407,14 @@ pub fn set_vcpu_info_cr2(v: &Vcpu, val: u64) {
 
 /// A `syscall` from guest user mode: bounce to the guest kernel's syscall
 /// callback (Xen's `switch_to_kernel`), or #UD if it registered none.
+#[inline(never)]
 pub fn syscall_from_user(frame: &mut TrapFrame, v: &mut Vcpu) -> Result<(), &'static str> {
     let cb = v.callbacks.syscall;
     if cb == 0 {
         let t = v.trap_table[usize::from(vector::INVALID_OPCODE)];
         frame.rip = frame.rcx;
         frame.rflags = frame.r11;
-        return create_bounce_frame(
+        return bounce_frame(
             frame,
             v,
             Bounce {
@@ -413,7 +430,7 @@ pub fn syscall_from_user(frame: &mut TrapFrame, v: &mut Vcpu) -> Result<(), &'st
     // The syscall left the return address in rcx and the flags in r11.
     frame.rip = frame.rcx;
     frame.rflags = frame.r11;
-    create_bounce_frame(
+    bounce_frame(
         frame,
         v,
         Bounce {
