@@ -288,6 +288,24 @@ pub fn find(doms: &mut [Domain], domid: DomId) -> Option<&mut Domain> {
     doms.iter_mut().find(|d| d.domid == domid)
 }
 
+/// Where domain `domid`, the one running on this CPU, is in the table:
+/// first where this CPU last found it (the table changes only when a
+/// domain is created or destroyed), else by a search, whose answer is
+/// remembered. Constant time on the hypercall and exception paths however
+/// many domains there are.
+#[inline]
+pub fn position_of_current(doms: &[Domain], domid: DomId) -> Option<usize> {
+    use core::sync::atomic::Ordering;
+    let slot = &crate::arch::x86_64::percpu::this_cpu().dom_slot;
+    let hint = slot.load(Ordering::Relaxed) as usize;
+    if doms.get(hint).is_some_and(|d| d.domid == domid) {
+        return Some(hint);
+    }
+    let i = doms.iter().position(|d| d.domid == domid)?;
+    slot.store(i as u32, Ordering::Relaxed);
+    Some(i)
+}
+
 /// Adds `d` to the domain table (the caller holds DOMAINS).
 #[inline(never)]
 pub fn insert(doms: &mut Vec<Domain>, d: Domain) {

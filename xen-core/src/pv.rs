@@ -251,7 +251,7 @@ pub fn guest_exception(frame: &mut TrapFrame) -> bool {
     };
     let result = {
         let mut doms = DOMAINS.lock();
-        let Some(d) = find(&mut doms, domid) else {
+        let Some(d) = domain::position_of_current(&doms, domid).map(|i| &mut doms[i]) else {
             return false;
         };
         guest_exception_locked(frame, d, id as usize).map(|()| {

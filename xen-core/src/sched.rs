@@ -797,10 +797,12 @@ fn top_frame() -> *mut TrapFrame {
 
 /// Whether [`exit_to_guest`] would schedule before going back.
 pub fn exit_needs_schedule() -> bool {
+    // One look at this CPU's record for both (every exit runs this).
+    let me = this_cpu();
     NEED_RESCHED
-        .get(cpu())
+        .get(me.cpu as usize)
         .is_none_or(|f| f.load(Ordering::Acquire))
-        || current().is_none()
+        || me.current_vcpu.load(Ordering::Acquire) == IDLE
 }
 
 /// The exit path of every entry from a PV guest (interrupts off).

@@ -144,7 +144,7 @@ extern "C" fn pv_syscall_dispatch(frame: &mut TrapFrame) -> u64 {
     let mut wait_off_cpu = None;
     let out = {
         let mut doms = DOMAINS.lock();
-        let me = doms.iter().position(|d| d.domid == domid);
+        let me = crate::domain::position_of_current(&doms, domid);
         let Some((dom, others)) = me.and_then(|i| Others::split(&mut doms, i)) else {
             drop(doms);
             crate::domain::crash_current(frame, format_args!("syscall from a vanished domain"));
@@ -168,16 +168,22 @@ extern "C" fn pv_syscall_dispatch(frame: &mut TrapFrame) -> u64 {
             // `iret` ends every bounce (events, exceptions, system calls):
             // straight to the vCPU, without the general call's set-up;
             // so does an unknown number.
-            let (out, deferred, dom, f) = if nr == Hypercall::Iret as u64 {
+            let (out, deferred, dom, f, may_unmap) = if nr == Hypercall::Iret as u64 {
                 let out = match crate::pv::do_iret(frame, v) {
                     Ok(()) => Outcome::NoRet,
                     Err(why) => Outcome::Crash(why),
                 };
-                (out, None, dom, &mut *frame)
+                (out, None, dom, &mut *frame, false)
             } else if Hypercall::from_raw(nr).is_none() {
                 // A number Xen does not define: nothing to set up.
                 log::debug!("d{domid}: unknown hypercall {nr}");
-                (Outcome::Ret(Errno::ENOSYS.to_ret()), None, dom, &mut *frame)
+                (
+                    Outcome::Ret(Errno::ENOSYS.to_ret()),
+                    None,
+                    dom,
+                    &mut *frame,
+                    false,
+                )
             } else {
                 let cr3 = v.guest_table;
                 let args = [frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8];
@@ -193,9 +199,11 @@ extern "C" fn pv_syscall_dispatch(frame: &mut TrapFrame) -> u64 {
                 let out = dispatch(nr, &mut call);
                 let deferred = call.deferred.take();
                 let Call { dom, frame: f, .. } = call;
-                (out, deferred, dom, f)
+                (out, deferred, dom, f, true)
             };
-            let implicit = grant_table::take_implicit_unmap(domid);
+            // Only a call that may have changed page tables can have
+            // implicitly unmapped a grant (not iret, not an unknown one).
+            let implicit = may_unmap && grant_table::take_implicit_unmap(domid);
             match (out, deferred) {
                 // The common way out, under the lock already held: a
                 // value for rax, then events, unless the scheduler has

@@ -41,11 +41,26 @@ fn features(privileged: bool, translated: bool) -> u32 {
 }
 
 pub fn xen_version(c: &mut Call) -> Result<i64, Errno> {
-    let [cmd, arg, ..] = c.args;
+    let [cmd, ..] = c.args;
     // Xen's `cmd` is an `int`.
     let op = XenVersionOp::from_raw(u64::from(cmd as u32)).ok_or(Errno::ENOSYS)?;
     match op {
+        // The answers in rax (XENVER_version is the "null hypercall"
+        // guests and benchmarks make): no buffer, no stack to set up.
         XenVersionOp::Version => Ok(i64::from(XEN_VERSION)),
+        XenVersionOp::Pagesize => Ok(XEN_PAGESIZE as i64),
+        op => xen_version_to_guest(c, op),
+    }
+}
+
+/// The sub-ops that fill a guest buffer (their strings and structures
+/// stay out of [`xen_version`]'s stack frame).
+#[inline(never)]
+fn xen_version_to_guest(c: &mut Call, op: XenVersionOp) -> Result<i64, Errno> {
+    let [_, arg, ..] = c.args;
+    match op {
+        XenVersionOp::Version => Ok(i64::from(XEN_VERSION)),
+        XenVersionOp::Pagesize => Ok(XEN_PAGESIZE as i64),
         XenVersionOp::Extraversion => {
             copy_to_guest(c.cr3, arg, &fill::<XEN_EXTRAVERSION_LEN>(XEN_EXTRAVERSION))?;
             Ok(0)
@@ -91,7 +106,6 @@ pub fn xen_version(c: &mut Call) -> Result<i64, Errno> {
             write_guest(c.cr3, arg, &fi)?;
             Ok(0)
         }
-        XenVersionOp::Pagesize => Ok(XEN_PAGESIZE as i64),
         XenVersionOp::GuestHandle => {
             let h = c.dom.handle;
             copy_to_guest(c.cr3, arg, &h)?;

@@ -58,6 +58,9 @@ pub struct CpuInfo {
     pub timer_ticks: AtomicU64,
     /// Index into the domain table of the vCPU running here (u32::MAX: idle).
     pub current_vcpu: AtomicU32,
+    /// Where in the domain table the running vCPU's domain was last found:
+    /// a hint, checked before use (`domain::position_of_current`).
+    pub dom_slot: AtomicU32,
     /// Virtual address of this CPU's GDT (pages 0..13 show the running
     /// vCPU's own GDT frames).
     pub gdt_va: AtomicU64,
@@ -105,6 +108,7 @@ pub unsafe fn init_block(block: u64, cpu: u32, apic_id: u32) -> &'static mut Cpu
             apic_id,
             timer_ticks: AtomicU64::new(0),
             current_vcpu: AtomicU32::new(u32::MAX),
+            dom_slot: AtomicU32::new(0),
             gdt_va: AtomicU64::new(0),
             ldt_va: AtomicU64::new(0),
             tss: Tss::new(),
