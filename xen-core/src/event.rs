@@ -231,8 +231,18 @@ pub fn kick_vcpu(d: &mut Domain, vcpu: u32) {
     }
 }
 
-/// Wakes every vCPU of `d` blocked in SCHEDOP_poll on `port`.
+/// Wakes every vCPU of `d` blocked in SCHEDOP_poll on `port`. Most of
+/// the time none is blocked at all (Xen's `poll_mask` test): that is
+/// decided inline, the search made out of line.
+#[inline]
 fn wake_pollers(d: &mut Domain, port: u32) {
+    if d.vcpus.iter().any(|v| v.state == RunState::Blocked) {
+        wake_blocked_pollers(d, port);
+    }
+}
+
+#[inline(never)]
+fn wake_blocked_pollers(d: &mut Domain, port: u32) {
     for id in 0..d.vcpus.len() {
         let v = &mut d.vcpus[id];
         if v.state == RunState::Blocked && v.poll_ports.contains(&port) {

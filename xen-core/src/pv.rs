@@ -140,17 +140,25 @@ fn bounce_frame(frame: &mut TrapFrame, v: &mut Vcpu, b: Bounce) -> Result<(), &'
         | if saved_mask == 0 { rflags::IF } else { 0 }
         | (u64::from(v.emul.iopl & 3) << 12);
     // Lowest address first: rcx, r11, [ds, es, fs, gs], [error], rip,
-    // cs | mask << 32, rflags, rsp, ss. Built from the top down in a
-    // fixed array (this is every event upcall's and exception's path).
-    let mut words = [0u64; 12];
-    let mut at = words.len() - 5;
-    words[at..].copy_from_slice(&[
+    // cs | mask << 32, rflags, rsp, ss.
+    let top = [
         frame.rip,
         cs | (u64::from(saved_mask) << 32),
         guest_rflags,
         frame.rsp,
         frame.ss,
-    ]);
+    ];
+    if !b.failsafe && b.error_code.is_none() {
+        // An event or a system call: the shape known where this is
+        // inlined, no array to assemble.
+        let [rip, csm, fl, rsp, ss] = top;
+        let words = [frame.rcx, frame.r11, rip, csm, fl, rsp, ss];
+        return finish_bounce(frame, v.guest_table, sp, &words, b.eip);
+    }
+    // Built from the top down in a fixed array.
+    let mut words = [0u64; 12];
+    let mut at = words.len() - top.len();
+    words[at..].copy_from_slice(&top);
     if let Some(e) = b.error_code {
         at -= 1;
         words[at] = e;
@@ -162,16 +170,28 @@ fn bounce_frame(frame: &mut TrapFrame, v: &mut Vcpu, b: Bounce) -> Result<(), &'
     at -= 2;
     words[at] = frame.rcx;
     words[at + 1] = frame.r11;
-    let words = &words[at..];
+    finish_bounce(frame, v.guest_table, sp, &words[at..], b.eip)
+}
+
+/// Writes the bounce frame `words` below the guest kernel stack pointer
+/// `sp` (through `guest_table`) and points `frame` at the handler `eip`.
+#[inline(always)]
+fn finish_bounce(
+    frame: &mut TrapFrame,
+    guest_table: u64,
+    sp: u64,
+    words: &[u64],
+    eip: u64,
+) -> Result<(), &'static str> {
     let new_sp = sp - (words.len() as u64) * 8;
-    domain::copy_to_guest(v.guest_table, new_sp, words.as_bytes())
+    domain::copy_to_guest(guest_table, new_sp, words.as_bytes())
         .map_err(|_| "cannot write the bounce frame on the guest kernel stack")?;
     frame.vector = VECTOR_SYSCALL;
     frame.rflags &= !(rflags::AC | rflags::VM | rflags::RF | rflags::NT | rflags::TF);
     frame.ss = u64::from(RING3_DS);
     frame.rsp = new_sp;
     frame.cs = u64::from(RING3_CS64);
-    frame.rip = b.eip;
+    frame.rip = eip;
     Ok(())
 }
 
