@@ -599,12 +599,27 @@ fn copy_to_guest_walk(cr3: u64, va: u64, buf: &[u8]) -> Result<(), Errno> {
 }
 
 /// Reads a plain-old-data value from guest memory.
+///
+/// Straight into the value where [`direct`] allows, with no zeroing
+/// first (the `iret` context and most hypercall arguments come this way).
+#[inline]
 pub fn read_guest<T: zerocopy::FromBytes + zerocopy::IntoBytes>(
     cr3: u64,
     va: u64,
 ) -> Result<T, Errno> {
+    let size = core::mem::size_of::<T>();
+    if direct(cr3, va, size) {
+        let mut v = core::mem::MaybeUninit::<T>::uninit();
+        // SAFETY: the destination is `v`, `size` bytes of our own stack;
+        // the guest side is as in `copy_from_guest` (checked by `direct`).
+        if unsafe { instr::guest_copy(v.as_mut_ptr().cast::<u8>(), va as *const u8, size) } {
+            // SAFETY: the copy succeeded, so all `size` bytes of `v` were
+            // written, and `T: FromBytes` is valid for any bytes.
+            return Ok(unsafe { v.assume_init() });
+        }
+    }
     let mut v = T::new_zeroed();
-    copy_from_guest(cr3, va, v.as_mut_bytes())?;
+    copy_from_guest_walk(cr3, va, v.as_mut_bytes())?;
     Ok(v)
 }
 

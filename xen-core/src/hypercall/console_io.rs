@@ -14,7 +14,7 @@ pub fn console_io(c: &mut Call) -> Result<i64, Errno> {
     if !c.dom.is_privileged {
         return Err(Errno::EPERM);
     }
-    let [cmd, count, buffer, ..] = c.args;
+    let [cmd, count, buffer, ..] = c.args();
     // Xen takes the count as an `unsigned int`.
     let count = count as u32;
     // Xen's `cmd` is an `int`.

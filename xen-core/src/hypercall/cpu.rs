@@ -19,7 +19,7 @@ const DR7_DEFAULT: u64 = 1 << 10;
 const DR7_RW_IO: u64 = 0b10;
 
 pub fn set_segment_base(c: &mut Call) -> Result<i64, Errno> {
-    let [which, base, ..] = c.args;
+    let [which, base, ..] = c.args();
     let kernel = c.vcpu().kernel_mode;
     // Xen's `which` is an `unsigned int`.
     match SegBase::from_raw(u64::from(which as u32)).ok_or(Errno::EINVAL)? {
@@ -67,7 +67,7 @@ pub fn set_segment_base(c: &mut Call) -> Result<i64, Errno> {
 }
 
 pub fn fpu_taskswitch(c: &mut Call) -> Result<i64, Errno> {
-    let [set, ..] = c.args;
+    let [set, ..] = c.args();
     do_fpu_taskswitch(c.vcpu(), set as u32 != 0);
     Ok(0)
 }
@@ -118,7 +118,7 @@ fn check_debugreg(reg: u64, value: u64) -> Result<u64, Errno> {
 }
 
 pub fn set_debugreg(c: &mut Call) -> Result<i64, Errno> {
-    let [reg, value, ..] = c.args;
+    let [reg, value, ..] = c.args();
     do_set_debugreg(c.vcpu(), reg, value)?;
     Ok(0)
 }
@@ -137,7 +137,7 @@ pub(crate) fn do_set_debugreg(dr: &mut Vcpu, reg: u64, value: u64) -> Result<(),
 }
 
 pub fn get_debugreg(c: &mut Call) -> Result<i64, Errno> {
-    let [reg, ..] = c.args;
+    let [reg, ..] = c.args();
     do_get_debugreg(c.vcpu(), reg).map(|v| v as i64)
 }
 

@@ -51,7 +51,7 @@ pub fn put_desc_page(mfn: Mfn) {
 /// `set_gdt(frame_list, entries)`.
 #[inline(never)]
 pub fn set_gdt(c: &mut Call) -> Result<i64, Errno> {
-    let [list, entries, ..] = c.args;
+    let [list, entries, ..] = c.args();
     // Xen's `entries` is an `unsigned int`; the reserved entries are ours.
     let entries = u64::from(entries as u32);
     if entries > FIRST_RESERVED_GDT_ENTRY as u64 {
@@ -84,7 +84,7 @@ pub fn set_gdt(c: &mut Call) -> Result<i64, Errno> {
 /// the domain owns that is a descriptor page or could be typed writable.
 #[inline(never)]
 pub fn update_descriptor(c: &mut Call) -> Result<i64, Errno> {
-    let [ma, desc, ..] = c.args;
+    let [ma, desc, ..] = c.args();
     if ma % 8 != 0 {
         return Err(Errno::EINVAL);
     }

@@ -15,7 +15,7 @@ const BUF_SIZE: usize = 16;
 
 #[inline(never)]
 pub fn dm_op(c: &mut Call) -> Result<i64, Errno> {
-    let [domid, nr_bufs, bufs, ..] = c.args;
+    let [domid, nr_bufs, bufs, ..] = c.args();
     let domid = domid as u16;
     if !c.dom.is_privileged {
         return Err(Errno::EPERM);

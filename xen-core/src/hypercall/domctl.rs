@@ -29,7 +29,7 @@ static ROVER: core::sync::atomic::AtomicU16 = core::sync::atomic::AtomicU16::new
 /// `HYPERVISOR_domctl(struct xen_domctl *)`.
 #[inline(never)]
 pub fn domctl(c: &mut Call) -> Result<i64, Errno> {
-    let arg = c.args[0];
+    let arg = c.args()[0];
     // Xen's order: the copy (-EFAULT), the interface version (-EACCES),
     // the target domain (-ESRCH), then the XSM check (-EPERM).
     let mut op: XenDomctl = read_guest(c.cr3, arg)?;

@@ -37,7 +37,7 @@ const COMPAT_UNION_OFFSET: u64 = 4;
 
 /// `HYPERVISOR_event_channel_op(cmd, arg)`.
 pub fn event_channel_op(c: &mut Call) -> Result<i64, Errno> {
-    let [cmd, arg, ..] = c.args;
+    let [cmd, arg, ..] = c.args();
     // Xen's `cmd` is an `int`.
     op(c, cmd as u32, arg)
 }
@@ -45,7 +45,7 @@ pub fn event_channel_op(c: &mut Call) -> Result<i64, Errno> {
 /// `HYPERVISOR_event_channel_op_compat(struct evtchn_op *)`: the command
 /// and its struct in one block; only the pre-FIFO commands, as in Xen.
 pub fn event_channel_op_compat(c: &mut Call) -> Result<i64, Errno> {
-    let [arg, ..] = c.args;
+    let [arg, ..] = c.args();
     let o: EvtchnOpCompat = read_guest(c.cr3, arg)?;
     match EvtchnOp::from_raw(u64::from(o.cmd)).ok_or(Errno::ENOSYS)? {
         EvtchnOp::BindInterdomain

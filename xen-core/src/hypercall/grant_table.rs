@@ -311,7 +311,7 @@ fn access_ok(addr: u64, count: u64, size: u64) -> bool {
 /// `HYPERVISOR_grant_table_op(cmd, uop, count)`.
 #[inline(never)]
 pub fn grant_table_op(c: &mut Call) -> Outcome {
-    let [cmd, uop, count, ..] = c.args;
+    let [cmd, uop, count, ..] = c.args();
     let count = count as u32;
     if (count as i32) < 0 {
         return Outcome::Ret(Errno::EINVAL.to_ret());
@@ -891,7 +891,7 @@ fn get_status_frames(c: &mut Call, uop: u64, count: u32) -> Result<i64, Errno> {
 /// `start_info`). The frames a translated guest will get are
 /// `ActiveTable::frame_for_index`'s.
 pub fn add_to_physmap(c: &mut Call) -> Result<i64, Errno> {
-    let [cmd, arg, ..] = c.args;
+    let [cmd, arg, ..] = c.args();
     let start_extent = cmd >> hypercall_abi::memory::MEMOP_EXTENT_SHIFT;
     if start_extent > u64::from(u16::MAX) {
         return Err(Errno::EDOM);

@@ -14,7 +14,7 @@ use hypercall_abi::xen::DOMID_SELF;
 
 #[inline(never)]
 pub fn hvm_op(c: &mut Call) -> Result<i64, Errno> {
-    let [op, arg, ..] = c.args;
+    let [op, arg, ..] = c.args();
     let op = HvmOp::from_raw(op).ok_or(Errno::ENOSYS)?;
     let set = match op {
         HvmOp::SetParam => true,

@@ -29,7 +29,7 @@ const MAX_ORDER: u32 = 0;
 
 #[inline(never)]
 pub fn memory_op(c: &mut Call) -> Result<i64, Errno> {
-    let [cmd, arg, ..] = c.args;
+    let [cmd, arg, ..] = c.args();
     let (op, start_extent) = memop_cmd(cmd);
     match op.ok_or(Errno::ENOSYS)? {
         MemoryOp::MaximumRamPage => Ok(memory::max_mfn() as i64),

@@ -144,7 +144,7 @@ impl<T: zerocopy::FromBytes + zerocopy::IntoBytes + Copy> GuestArray<T> {
 /// `HYPERVISOR_mmu_update(reqs, count, pdone, foreigndom)`.
 #[inline(never)]
 pub fn mmu_update(c: &mut Call) -> Outcome {
-    let [reqs, count, pdone, foreigndom, _] = c.args;
+    let [reqs, count, pdone, foreigndom, _] = c.args();
     let mut count = count & 0xffff_ffff;
     let mut done = 0u32;
     if count & MMU_UPDATE_PREEMPTED != 0 {
@@ -281,7 +281,7 @@ fn l1_of(mem: &DirectMapPt, ctx: &PtContext, l4: Mfn, va: u64) -> Option<(Mfn, u
 
 /// `HYPERVISOR_update_va_mapping(va, val, flags)`.
 pub fn update_va_mapping(c: &mut Call) -> Result<i64, Errno> {
-    let [va, val, flags, ..] = c.args;
+    let [va, val, flags, ..] = c.args();
     if !guest_addr_ok(va) {
         return Err(Errno::EINVAL);
     }
@@ -314,7 +314,7 @@ pub fn update_va_mapping(c: &mut Call) -> Result<i64, Errno> {
 /// `HYPERVISOR_mmuext_op(ops, count, pdone, foreigndom)`.
 #[inline(never)]
 pub fn mmuext_op(c: &mut Call) -> Outcome {
-    let [ops, count, pdone, foreigndom, _] = c.args;
+    let [ops, count, pdone, foreigndom, _] = c.args();
     let mut count = count & 0xffff_ffff;
     let mut done = 0u32;
     if count & MMU_UPDATE_PREEMPTED != 0 {

@@ -53,8 +53,6 @@ pub struct Call<'a> {
     pub vcpu: usize,
     /// The guest kernel's page table (machine address), for argument copies.
     pub cr3: u64,
-    /// The five arguments.
-    pub args: [u64; 5],
     /// The caller's registers.
     pub frame: &'a mut TrapFrame,
     /// Every other domain, for operations that reach across domains
@@ -116,6 +114,14 @@ impl<'a> Others<'a> {
 }
 
 impl Call<'_> {
+    /// The five arguments, from the caller's registers: rdi, rsi, rdx,
+    /// r10, r8 (Xen's x86_64 convention; an HVM caller's are moved there).
+    #[inline]
+    pub fn args(&self) -> [u64; 5] {
+        let f = &*self.frame;
+        [f.rdi, f.rsi, f.rdx, f.r10, f.r8]
+    }
+
     /// The calling vCPU.
     pub fn vcpu(&mut self) -> &mut crate::domain::Vcpu {
         &mut self.dom.vcpus[self.vcpu]
@@ -186,12 +192,10 @@ extern "C" fn pv_syscall_dispatch(frame: &mut TrapFrame) -> u64 {
                 )
             } else {
                 let cr3 = v.guest_table;
-                let args = [frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8];
                 let mut call = Call {
                     dom,
                     vcpu: vcpu as usize,
                     cr3,
-                    args,
                     frame,
                     others,
                     deferred: None,
@@ -292,12 +296,10 @@ pub fn dispatch_hvm(doms: &mut [Domain], me: usize, vcpu: usize, frame: &mut Tra
     if !allowed {
         return Outcome::Ret(Errno::ENOSYS.to_ret());
     }
-    let args = [frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8];
     let mut call = Call {
         dom,
         vcpu,
         cr3: crate::domain::HVM_SPACE,
-        args,
         frame,
         others,
         deferred: None,

@@ -33,7 +33,7 @@ const IOBMP_BYTES: u64 = 8192;
 /// `physdev_op(cmd, arg)`.
 #[inline(never)]
 pub fn physdev_op(c: &mut Call) -> Result<i64, Errno> {
-    let [cmd, arg, ..] = c.args;
+    let [cmd, arg, ..] = c.args();
     // Xen's `cmd` is an `int`.
     let Some(op) = PhysdevOp::from_raw(u64::from(cmd as u32)) else {
         return Err(Errno::ENOSYS);

@@ -14,7 +14,7 @@ const MAX_POLL_PORTS: u32 = 8;
 
 #[inline(never)]
 pub fn sched_op(c: &mut Call) -> Outcome {
-    let [cmd, arg, ..] = c.args;
+    let [cmd, arg, ..] = c.args();
     // Xen's `cmd` is an `int`.
     let Some(op) = SchedOp::from_raw(u64::from(cmd as u32)) else {
         return Outcome::from(Err(Errno::ENOSYS));
@@ -118,7 +118,7 @@ fn poll(c: &mut Call, arg: u64) -> Result<i64, Errno> {
 /// at once, as Xen's timer softirq does before it returns to the guest
 /// (`xen_core::timer_op`).
 pub fn set_timer_op(c: &mut Call) -> Result<i64, Errno> {
-    let [timeout, ..] = c.args;
+    let [timeout, ..] = c.args();
     let arm = xen_core::timer_op::set_timer_op(timeout, crate::time::now_ns());
     apply_singleshot(c, arm);
     Ok(0)

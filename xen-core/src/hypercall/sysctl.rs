@@ -12,7 +12,7 @@ use zerocopy::{FromZeros, IntoBytes};
 /// `HYPERVISOR_sysctl(struct xen_sysctl *)`.
 #[inline(never)]
 pub fn sysctl(c: &mut Call) -> Result<i64, Errno> {
-    let arg = c.args[0];
+    let arg = c.args()[0];
     let mut op: XenSysctl = read_guest(c.cr3, arg)?;
     if op.interface_version != XEN_SYSCTL_INTERFACE_VERSION {
         return Err(Errno::EACCES);

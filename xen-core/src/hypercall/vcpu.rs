@@ -23,7 +23,7 @@ const GUEST_RPL: u64 = 3;
 
 #[inline(never)]
 pub fn vcpu_op(c: &mut Call) -> Result<i64, Errno> {
-    let [cmd, vcpuid, arg, ..] = c.args;
+    let [cmd, vcpuid, arg, ..] = c.args();
     // Xen takes `int cmd, unsigned int vcpuid` and checks the vCPU first.
     let id = vcpuid as u32;
     if id as usize >= c.dom.vcpus.len() {
@@ -286,7 +286,7 @@ fn register_vcpu_info(
 
 #[inline(never)]
 pub fn set_callbacks(c: &mut Call) -> Result<i64, Errno> {
-    let [event, failsafe, syscall, ..] = c.args;
+    let [event, failsafe, syscall, ..] = c.args();
     // A non-canonical entry point would fault in xen-core's return to the
     // guest (the CVE-2012-0217 class): refuse it, as Xen does.
     if ![event, failsafe, syscall].iter().all(|&a| is_canonical(a)) {
@@ -301,7 +301,7 @@ pub fn set_callbacks(c: &mut Call) -> Result<i64, Errno> {
 
 #[inline(never)]
 pub fn callback_op(c: &mut Call) -> Result<i64, Errno> {
-    let [cmd, arg, ..] = c.args;
+    let [cmd, arg, ..] = c.args();
     match CallbackOp::from_raw(u64::from(cmd as u32)).ok_or(Errno::ENOSYS)? {
         CallbackOp::Register => {
             let r: CallbackRegister = read_guest(c.cr3, arg)?;
@@ -343,7 +343,7 @@ fn set_callback(c: &mut Call, ty: CallbackType, address: u64, flags: u16) -> Res
 
 #[inline(never)]
 pub fn set_trap_table(c: &mut Call) -> Result<i64, Errno> {
-    let [traps, ..] = c.args;
+    let [traps, ..] = c.args();
     let cr3 = c.cr3;
     let table = &mut c.dom.vcpus[c.vcpu].trap_table;
     if traps == 0 {
@@ -370,7 +370,7 @@ pub fn set_trap_table(c: &mut Call) -> Result<i64, Errno> {
 }
 
 pub fn stack_switch(c: &mut Call) -> Result<i64, Errno> {
-    let [ss, sp, ..] = c.args;
+    let [ss, sp, ..] = c.args();
     // Xen's fixup_guest_stack_selector: the guest kernel runs in ring 3, so
     // its stack selector gets RPL 3 whatever it asked for.
     let v = c.vcpu();

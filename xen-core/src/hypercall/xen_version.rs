@@ -41,7 +41,7 @@ fn features(privileged: bool, translated: bool) -> u32 {
 }
 
 pub fn xen_version(c: &mut Call) -> Result<i64, Errno> {
-    let [cmd, ..] = c.args;
+    let [cmd, ..] = c.args();
     // Xen's `cmd` is an `int`.
     let op = XenVersionOp::from_raw(u64::from(cmd as u32)).ok_or(Errno::ENOSYS)?;
     match op {
@@ -57,7 +57,7 @@ pub fn xen_version(c: &mut Call) -> Result<i64, Errno> {
 /// stay out of [`xen_version`]'s stack frame).
 #[inline(never)]
 fn xen_version_to_guest(c: &mut Call, op: XenVersionOp) -> Result<i64, Errno> {
-    let [_, arg, ..] = c.args;
+    let [_, arg, ..] = c.args();
     match op {
         XenVersionOp::Version => Ok(i64::from(XEN_VERSION)),
         XenVersionOp::Pagesize => Ok(XEN_PAGESIZE as i64),
