@@ -77,6 +77,7 @@ fn upcall_pending(v: &Vcpu) -> &'static core::sync::atomic::AtomicU8 {
 
 /// Switches between guest kernel and guest user mode (Xen's
 /// `toggle_guest_mode`): page tables and the active GS base.
+#[inline(always)]
 pub fn toggle_guest_mode(v: &mut Vcpu) {
     let active = instr::rdmsr(msr::GS_BASE);
     if v.kernel_mode {
@@ -215,14 +216,15 @@ pub fn deliver_events(frame: &mut TrapFrame) {
 /// (with the domain table locked): the hypercall path's exit, which has
 /// it at hand. An error is the bounce frame's; the caller crashes the
 /// domain once the table is unlocked.
+/// Ok(true) if it bounced the vCPU to its event callback.
 #[inline]
-pub fn deliver_events_to(frame: &mut TrapFrame, v: &mut Vcpu) -> Result<(), &'static str> {
+pub fn deliver_events_to(frame: &mut TrapFrame, v: &mut Vcpu) -> Result<bool, &'static str> {
     let pending = upcall_pending(v).load(core::sync::atomic::Ordering::Acquire);
     let mask = upcall_mask(v).load(core::sync::atomic::Ordering::Acquire);
     if pending == 0 || mask != 0 || v.callbacks.event == 0 {
-        return Ok(());
+        return Ok(false);
     }
-    bounce_event(frame, v)
+    bounce_event(frame, v).map(|()| true)
 }
 
 /// The event upcall's bounce frame (out of line: the exit paths only test
@@ -279,7 +281,7 @@ pub fn guest_exception(frame: &mut TrapFrame) -> bool {
                 return Ok(false);
             }
             match d.vcpus.get_mut(id as usize) {
-                Some(v) => deliver_events_to(frame, v).map(|()| true),
+                Some(v) => deliver_events_to(frame, v).map(|_| true),
                 None => Ok(false),
             }
         })

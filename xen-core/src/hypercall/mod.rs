@@ -162,7 +162,10 @@ extern "C" fn pv_syscall_dispatch(frame: &mut TrapFrame) -> u64 {
             match crate::pv::syscall_from_user(frame, v) {
                 Ok(()) if !crate::sched::exit_needs_schedule() => {
                     match crate::pv::deliver_events_to(frame, v) {
-                        Ok(()) => Exit::Done,
+                        Ok(false) => Exit::Done,
+                        // Through the event bounce frame just built: back
+                        // with `iretq` (no longer a frame `sysretq` restores).
+                        Ok(true) => return 0,
                         Err(why) => Exit::Upcall(why),
                     }
                 }
@@ -221,7 +224,10 @@ extern "C" fn pv_syscall_dispatch(frame: &mut TrapFrame) -> u64 {
                     }
                     let v = &mut dom.vcpus[vcpu as usize];
                     match crate::pv::deliver_events_to(f, v) {
-                        Ok(()) => Exit::Done,
+                        Ok(false) => Exit::Done,
+                        // Through the event bounce frame just built: back
+                        // with `iretq` (no longer a frame `sysretq` restores).
+                        Ok(true) => return 0,
                         Err(why) => Exit::Upcall(why),
                     }
                 }

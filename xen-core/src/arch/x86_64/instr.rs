@@ -126,17 +126,29 @@ oxen_wrmsr_safe_insn:
 oxen_wrmsr_safe_fixup:
     mov eax, 1
     ret
-    /* oxen_guest_copy(dst, src, len): copies through the loaded page
-       tables; returns 0, or 1 if an access faulted (#PF/#GP anywhere in
-       [oxen_guest_copy, oxen_guest_copy_end), the copy itself: the exception handler
-       resumes at oxen_guest_copy_fixup, and nothing here touches the
-       stack). 32 bytes a round, then at most one step each of 16, 8, 4,
+    /* oxen_guest_copy8/4(dst, src): one 8- or 4-byte move (Xen's
+       get_user/put_user: a hypercall's small argument).
+       oxen_guest_copy(dst, src, len): copies through the loaded page
+       tables. Each returns 0, or 1 if an access faulted (#PF/#GP anywhere
+       in [oxen_guest_copy8, oxen_guest_copy_end), the copies themselves:
+       the exception handler resumes at oxen_guest_copy_fixup, and nothing
+       there touches the stack). 32 bytes a round, then at most one step each of 16, 8, 4,
        and the last bytes one by one: no `rep movs`, which an emulator
        runs one element per step, and few branches (a bounce frame or an
        iret context is one or two rounds and a step or two). */
+    .global oxen_guest_copy8
+    .global oxen_guest_copy4
     .global oxen_guest_copy
     .global oxen_guest_copy_end
     .global oxen_guest_copy_fixup
+oxen_guest_copy8:
+    mov rax, [rsi]
+    mov [rdi], rax
+    jmp oxen_guest_copy_end
+oxen_guest_copy4:
+    mov eax, [rsi]
+    mov [rdi], eax
+    jmp oxen_guest_copy_end
 oxen_guest_copy:
     cmp rdx, 32
     jb 2f
@@ -221,6 +233,8 @@ extern "C" {
     /// Loads from `addr` at a fixed-up instruction: returns 1 if it faulted.
     fn oxen_fixup_selftest(addr: u64) -> u32;
     fn oxen_guest_copy(dst: *mut u8, src: *const u8, len: usize) -> u32;
+    fn oxen_guest_copy8(dst: *mut u8, src: *const u8) -> u32;
+    fn oxen_guest_copy4(dst: *mut u8, src: *const u8) -> u32;
     static oxen_guest_copy_end: u8;
     static oxen_guest_copy_fixup: u8;
     static oxen_fixup_selftest_insn: u8;
@@ -299,17 +313,24 @@ pub unsafe fn wrmsr_safe(msr: u32, val: u64) -> bool {
 /// address space (canonical, outside the hypervisor's range), so that
 /// nothing of xen-core's is reached through it, and the loaded CR3 must be
 /// the guest's.
+#[inline]
 pub unsafe fn guest_copy(dst: *mut u8, src: *const u8, len: usize) -> bool {
     // SAFETY: per the contract; a fault on a guest access resumes at the
     // fixup (see `guest_copy_fixup`) with the stack as it was.
-    unsafe { oxen_guest_copy(dst, src, len) == 0 }
+    unsafe {
+        match len {
+            8 => oxen_guest_copy8(dst, src) == 0,
+            4 => oxen_guest_copy4(dst, src) == 0,
+            _ => oxen_guest_copy(dst, src, len) == 0,
+        }
+    }
 }
 
 /// Where xen-core resumes after a page fault at `rip`, if that
 /// instruction is in [`guest_copy`]'s copying part (whose only memory
 /// accesses are the copy's own; none touches the stack).
 pub fn guest_copy_fixup(rip: u64) -> Option<u64> {
-    let start = oxen_guest_copy as *const () as u64;
+    let start = oxen_guest_copy8 as *const () as u64;
     let end = core::ptr::addr_of!(oxen_guest_copy_end) as u64;
     (start..end)
         .contains(&rip)
