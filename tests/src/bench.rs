@@ -534,30 +534,25 @@ pub mod versus {
     /// same moment, slows down with the host just as much, so the quotient
     /// cancels the host's speed.
     pub fn corrected(oxen: &[Boot], xen: &[Boot], id: &str) -> Option<f64> {
+        // A measured figure's median and speed reference, by name.
+        let find = |figs: &[super::Figure], want: &str| {
+            figs.iter().find_map(|f| match f {
+                super::Figure::Measured {
+                    name,
+                    median,
+                    reference,
+                    ..
+                } if name == want => Some((*median, *reference)),
+                _ => None,
+            })
+        };
         let per_boot = |boots: &[Boot]| -> Vec<Option<f64>> {
             boots
                 .iter()
                 .map(|b| {
                     let figs = super::figures(&b.result.log);
-                    let (f, r) = figs.iter().find_map(|f| match f {
-                        super::Figure::Measured {
-                            name,
-                            median,
-                            reference,
-                            ..
-                        } if name == id => Some((*median, *reference)),
-                        _ => None,
-                    })?;
-                    let r = r.or_else(|| {
-                        figs.iter().find_map(|f| match f {
-                            super::Figure::Measured { name, median, .. }
-                                if name == SPEED_REFERENCE =>
-                            {
-                                Some(*median)
-                            }
-                            _ => None,
-                        })
-                    })?;
+                    let (f, r) = find(&figs, id)?;
+                    let r = r.or_else(|| find(&figs, SPEED_REFERENCE).map(|(m, _)| m))?;
                     (r > 0).then(|| f as f64 / r as f64)
                 })
                 .collect()

@@ -501,15 +501,26 @@ fn direct(cr3: u64, va: u64, len: usize) -> bool {
 /// precise answer), else by walking the guest's tables in software.
 #[inline]
 pub fn copy_from_guest(cr3: u64, va: u64, buf: &mut [u8]) -> Result<(), Errno> {
-    if direct(cr3, va, buf.len()) {
-        // SAFETY: `buf` is ours; the guest side lies in the guest's part of
-        // the loaded address space (checked by `direct`), whose mappings
-        // the guest's validated page tables make; a fault is fixed up.
-        if unsafe { instr::guest_copy(buf.as_mut_ptr(), va as *const u8, buf.len()) } {
-            return Ok(());
-        }
+    // SAFETY: `buf` is ours, valid for its length.
+    if unsafe { direct_from_guest(cr3, va, buf.as_mut_ptr(), buf.len()) } {
+        return Ok(());
     }
     copy_from_guest_walk(cr3, va, buf)
+}
+
+/// The fast way of [`copy_from_guest`]: `len` bytes from guest `va` to
+/// `dst` through the loaded page tables, if [`direct`] allows it. False if
+/// it does not, or an access faulted (`dst` then holds part of the bytes
+/// at most): the caller takes the slow way, which gives the precise answer.
+///
+/// # Safety
+/// `dst` must be valid for writes of `len` bytes, in xen-core's memory.
+#[inline]
+unsafe fn direct_from_guest(cr3: u64, va: u64, dst: *mut u8, len: usize) -> bool {
+    // SAFETY: `dst` per the contract; the guest side lies in the guest's
+    // part of the loaded address space (checked by `direct`), whose
+    // mappings the guest's validated page tables make; a fault is fixed up.
+    direct(cr3, va, len) && unsafe { instr::guest_copy(dst, va as *const u8, len) }
 }
 
 #[inline(never)]
@@ -607,16 +618,13 @@ pub fn read_guest<T: zerocopy::FromBytes + zerocopy::IntoBytes>(
     cr3: u64,
     va: u64,
 ) -> Result<T, Errno> {
+    let mut v = core::mem::MaybeUninit::<T>::uninit();
     let size = core::mem::size_of::<T>();
-    if direct(cr3, va, size) {
-        let mut v = core::mem::MaybeUninit::<T>::uninit();
-        // SAFETY: the destination is `v`, `size` bytes of our own stack;
-        // the guest side is as in `copy_from_guest` (checked by `direct`).
-        if unsafe { instr::guest_copy(v.as_mut_ptr().cast::<u8>(), va as *const u8, size) } {
-            // SAFETY: the copy succeeded, so all `size` bytes of `v` were
-            // written, and `T: FromBytes` is valid for any bytes.
-            return Ok(unsafe { v.assume_init() });
-        }
+    // SAFETY: `v` is `size` bytes of our own stack.
+    if unsafe { direct_from_guest(cr3, va, v.as_mut_ptr().cast::<u8>(), size) } {
+        // SAFETY: the copy succeeded, so all `size` bytes of `v` were
+        // written, and `T: FromBytes` is valid for any bytes.
+        return Ok(unsafe { v.assume_init() });
     }
     let mut v = T::new_zeroed();
     copy_from_guest_walk(cr3, va, v.as_mut_bytes())?;

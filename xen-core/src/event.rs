@@ -191,10 +191,10 @@ pub fn table_and_words(d: &mut Domain) -> (&mut EvtchnTable, Words<'_>) {
 /// `evtchn_port_set_pending`) and acts on the result. A free, reserved or
 /// invalid port is ignored.
 pub fn raise(d: &mut Domain, port: u32) {
-    let n = d
+    let (n, vcpu) = d
         .evtchn
-        .raise(&Words::new(d.shared_info_maddr, &d.vcpus), port);
-    notify(d, port, n);
+        .raise_on(&Words::new(d.shared_info_maddr, &d.vcpus), port);
+    notify_on(d, port, vcpu, n);
 }
 
 /// Acts on what raising or unmasking `d`'s `port` returned: an upcall newly
@@ -202,10 +202,17 @@ pub fn raise(d: &mut Domain, port: u32) {
 /// → `vcpu_kick`), and a port newly pending wakes the vCPUs polling it
 /// (Xen's `evtchn_check_pollers`).
 pub fn notify(d: &mut Domain, port: u32, n: Notify) {
+    match d.evtchn.notify_vcpu(port) {
+        Some(vcpu) => notify_on(d, port, vcpu, n),
+        None if n.wake_pollers() => wake_pollers(d, port),
+        None => {}
+    }
+}
+
+/// [`notify`] with the port's notify vCPU already known (from raising it).
+fn notify_on(d: &mut Domain, port: u32, vcpu: u32, n: Notify) {
     if n.kick() {
-        if let Some(vcpu) = d.evtchn.notify_vcpu(port) {
-            kick_vcpu(d, vcpu);
-        }
+        kick_vcpu(d, vcpu);
     }
     if n.wake_pollers() {
         wake_pollers(d, port);

@@ -214,9 +214,9 @@ pub fn deliver_events(frame: &mut TrapFrame) {
 
 /// [`deliver_events`] for the running vCPU `v`, which the caller found
 /// (with the domain table locked): the hypercall path's exit, which has
-/// it at hand. An error is the bounce frame's; the caller crashes the
-/// domain once the table is unlocked.
-/// Ok(true) if it bounced the vCPU to its event callback.
+/// it at hand. Ok(true) if it bounced the vCPU to its event callback. An
+/// error is the bounce frame's; the caller crashes the domain once the
+/// table is unlocked.
 #[inline]
 pub fn deliver_events_to(frame: &mut TrapFrame, v: &mut Vcpu) -> Result<bool, &'static str> {
     let pending = upcall_pending(v).load(core::sync::atomic::Ordering::Acquire);

@@ -506,9 +506,9 @@ fn versus_xen(images: &Images, runs: usize) -> Result<bool, String> {
         "TSC cycles (rdtsc; the median of ~1000 iterations in each boot, timing overhead \
          subtracted), then the median of those over the boots; spread: the smallest and largest \
          per-boot median. Under TCG absolute cycles move with the host's load: the ratios are \
-         what count. Speed-corrected: each boot's figure divided by the same boot's guest-only \
-         memcpy_4k, then Oxen's run i over Xen's run i, the median over the pairs (it cancels \
-         the host's speed, which changes between boots)."
+         what count. Speed-corrected: each figure divided by the guest-only 4 KiB copy pv-bench \
+         times right after it (ref=), then Oxen's run i over Xen's run i, the median over the \
+         pairs (it cancels the host's speed, which changes between boots and within them)."
     );
     // The cross-domain figures have no Xen counterpart here (Xen cannot
     // run Oxen's toolstack Dom0): each stands beside its physical floor.
@@ -733,13 +733,14 @@ fn performance_md(
          the ratios are what count, and the guest-only `memcpy_4k` row shows how steady the \
          emulator was between the two.\n\n\
          **Speed-corrected.** On a shared host the emulator's speed changes by up to 2x from one \
-         boot to the next (see the `memcpy_4k` row's spread) while staying steady within a boot, \
-         which is about a second; a plain ratio of medians then measures the host as much as the \
-         hypervisors. The speed-corrected column divides each boot's figure by the same boot's \
-         `memcpy_4k` (the same guest instructions on either hypervisor, slowed by the host just \
-         as much), takes Oxen's run i over Xen's run i (booted one after the other), and gives \
-         the median over those pairs (the upper middle one for an even count). It is the \
-         column to read for \"at least as fast as Xen\".\n\n",
+         boot to the next (see the `memcpy_4k` row's spread), and within a boot too; a plain \
+         ratio of medians then measures the host as much as the hypervisors. pv-bench times a \
+         guest-only 4 KiB copy right after each figure (`ref=` in its BENCH line: the same guest \
+         instructions on either hypervisor, slowed by the host just as much); the \
+         speed-corrected column divides each figure by it, takes Oxen's run i over Xen's run i \
+         (booted one after the other), and gives the median over those pairs (the upper middle \
+         one for an even count). It is the column to read for \"at least as fast as Xen\"; the \
+         `memcpy_4k` row, which it should put at 1.00, shows how close it comes.\n\n",
     );
     s.push_str("## Instructions per operation\n\n");
     if icount.len() <= 1 {

@@ -697,9 +697,18 @@ impl<const N: usize, const V: usize> EvtchnTable<N, V> {
     /// (this domain's event words). Does nothing for an invalid, free or
     /// reserved port (so a stale [`Event`] is harmless).
     pub fn raise<W: EventWords + ?Sized>(&self, words: &W, port: u32) -> Notify {
+        self.raise_on(words, port).0
+    }
+
+    /// [`EvtchnTable::raise`], also giving the vCPU the port notifies (the
+    /// one to kick), from the same look-up of the port.
+    pub fn raise_on<W: EventWords + ?Sized>(&self, words: &W, port: u32) -> (Notify, u32) {
         match self.chan(port) {
-            Some(c) if c.state.usable() => two_level::set_pending(words, port, c.notify_vcpu),
-            _ => Notify::Nothing,
+            Some(c) if c.state.usable() => (
+                two_level::set_pending(words, port, c.notify_vcpu),
+                c.notify_vcpu,
+            ),
+            _ => (Notify::Nothing, 0),
         }
     }
 

@@ -318,6 +318,9 @@ pub fn dispatch_hvm(doms: &mut [Domain], me: usize, vcpu: usize, frame: &mut Tra
     out
 }
 
+/// One handler per hypercall family. `iret` never comes here: PV callers
+/// have it handled in [`pv_syscall_dispatch`] before a [`Call`] is set up,
+/// and HVM callers may not make it.
 #[inline(always)]
 fn dispatch(nr: u64, c: &mut Call) -> Outcome {
     let Some(hc) = Hypercall::from_raw(nr) else {
@@ -352,13 +355,6 @@ fn dispatch(nr: u64, c: &mut Call) -> Outcome {
         Hypercall::Sysctl => sysctl::sysctl(c).into(),
         Hypercall::HvmOp => hvm_op::hvm_op(c).into(),
         Hypercall::DmOp => dm_op::dm_op(c).into(),
-        Hypercall::Iret => {
-            let (frame, v) = (&mut *c.frame, &mut c.dom.vcpus[c.vcpu]);
-            match crate::pv::do_iret(frame, v) {
-                Ok(()) => Outcome::NoRet,
-                Err(why) => Outcome::Crash(why),
-            }
-        }
         _ => {
             log::debug!("d{}: hypercall {} not implemented", c.dom.domid, hc.name());
             Outcome::Ret(Errno::ENOSYS.to_ret())

@@ -128,14 +128,15 @@ oxen_wrmsr_safe_fixup:
     ret
     /* oxen_guest_copy8/4(dst, src): one 8- or 4-byte move (Xen's
        get_user/put_user: a hypercall's small argument).
-       oxen_guest_copy(dst, src, len): copies through the loaded page
-       tables. Each returns 0, or 1 if an access faulted (#PF/#GP anywhere
-       in [oxen_guest_copy8, oxen_guest_copy_end), the copies themselves:
-       the exception handler resumes at oxen_guest_copy_fixup, and nothing
-       there touches the stack). 32 bytes a round, then at most one step each of 16, 8, 4,
-       and the last bytes one by one: no `rep movs`, which an emulator
-       runs one element per step, and few branches (a bounce frame or an
-       iret context is one or two rounds and a step or two). */
+       oxen_guest_copy(dst, src, len): 32 bytes a round, then at most one
+       step each of 16, 8 and 4 bytes, then the last bytes one by one: no
+       `rep movs`, which an emulator runs one element per step, and few
+       branches (a bounce frame or an iret context is a round or two and
+       a step or two).
+       All copy through the loaded page tables and return 0, or 1 if an
+       access faulted: a #PF/#GP anywhere in [oxen_guest_copy8,
+       oxen_guest_copy_end) resumes at oxen_guest_copy_fixup, and nothing
+       in that range touches the stack. */
     .global oxen_guest_copy8
     .global oxen_guest_copy4
     .global oxen_guest_copy
